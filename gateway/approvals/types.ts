@@ -1,0 +1,55 @@
+/**
+ * Just-in-time approvals: the contract between the data paths (which hold a risky command) and the
+ * approvals component (which stores ApprovalRequests in Kubernetes or, standalone, locally).
+ */
+import type { Identity, Protocol, ResourceKey, SubjectMatcher } from "../config/bundle.ts";
+
+export type ApprovalPhase = "Pending" | "Approved" | "Denied" | "Expired" | "Cancelled";
+
+export interface ApprovalDecisionRecord {
+	decision: "approve" | "deny";
+	/** `user:<name>` of the approver, from a verified token. */
+	by: string;
+	at: string;
+	comment?: string;
+}
+
+export interface ApprovalRequestInput {
+	sessionId: string;
+	protocol: Protocol;
+	connection: string;
+	grant: ResourceKey;
+	requester: Pick<Identity, "issuer" | "subject" | "username" | "groups" | "serviceAccount">;
+	/** The command as the requester sent it, masked. */
+	command: string;
+	/** Name of the GuardrailRule that asked for approval. */
+	rule: string;
+	approvers: SubjectMatcher[];
+	minApprovals: number;
+	timeoutSeconds: number;
+	reuseWindowSeconds?: number;
+}
+
+export interface ApprovalRequestRecord extends ApprovalRequestInput {
+	id: string;
+	phase: ApprovalPhase;
+	createdAt: string;
+	expiresAt: string;
+	decisions: ApprovalDecisionRecord[];
+	/** Where a human approves it: CLI line and web URL. */
+	approveHint: string;
+}
+
+export interface ApprovalService {
+	/**
+	 * Create (or, inside a reuse window, find an already approved) request. Returns at once; the
+	 * caller tells the client where to approve and then awaits `waitForDecision`.
+	 */
+	request(input: ApprovalRequestInput): Promise<ApprovalRequestRecord>;
+	/** Resolves when the request leaves Pending (or the signal aborts: then the request is cancelled). */
+	waitForDecision(id: string, signal: AbortSignal): Promise<ApprovalRequestRecord>;
+	get(id: string): Promise<ApprovalRequestRecord | undefined>;
+	list(filter?: { phase?: ApprovalPhase }): Promise<ApprovalRequestRecord[]>;
+	/** Refuses self-approval, non-approvers, decisions after expiry. */
+	decide(id: string, approver: Identity, decision: "approve" | "deny", comment?: string): Promise<ApprovalRequestRecord>;
+}
