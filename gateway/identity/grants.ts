@@ -1,0 +1,93 @@
+/**
+ * Mapping a verified identity to the grants it holds on a Connection. Deny by default: no matching,
+ * currently valid grant means no connection.
+ */
+import type { BundleGrant, Identity, SubjectMatcher } from "../config/bundle.ts";
+
+/** Does this verified identity match a grant subject or approver matcher? */
+export function subjectMatches(identity: Identity, matcher: SubjectMatcher): boolean {
+	switch (matcher.kind) {
+		case "User":
+			// A service account is never matched by a User entry, even one spelled like its username.
+			return identity.serviceAccount === undefined && identity.username === matcher.name;
+		case "Group":
+			return identity.groups.includes(matcher.name);
+		case "ServiceAccount":
+			return (
+				identity.serviceAccount !== undefined &&
+				identity.serviceAccount.namespace === matcher.namespace &&
+				identity.serviceAccount.name === matcher.name
+			);
+		case "Claims": {
+			if (identity.issuer !== matcher.issuer) return false;
+			const entries = Object.entries(matcher.claims);
+			if (entries.length === 0) return false;
+			return entries.every(([claim, expected]) => {
+				const actual = identity.claims[claim];
+				if (typeof actual === "string") return actual === expected;
+				if (Array.isArray(actual)) return actual.includes(expected);
+				if (typeof actual === "number" || typeof actual === "boolean") return String(actual) === expected;
+				return false;
+			});
+		}
+	}
+}
+
+/** A stable, human-readable name for an identity in messages and recordings. */
+export function describeIdentity(identity: Identity): string {
+	if (identity.serviceAccount) {
+		return `serviceaccount:${identity.serviceAccount.namespace}/${identity.serviceAccount.name}`;
+	}
+	return `user:${identity.username}`;
+}
+
+export interface GrantLookup {
+	/** Grants currently valid for this identity on this connection, latest expiry first. */
+	active: BundleGrant[];
+	/** Grants that match but are outside their window: used to say "expired at ..." in errors. */
+	inactive: { grant: BundleGrant; reason: "expired" | "not-yet-valid" }[];
+}
+
+/**
+ * Grants of `identity` on connection `connectionName`. A token minted by the operator for one grant
+ * (`identity.grant`) only ever unlocks that grant, whatever else its subject holds.
+ */
+export function findGrants(
+	identity: Identity,
+	connectionName: string,
+	grants: readonly BundleGrant[],
+	now: Date,
+): GrantLookup {
+	const active: BundleGrant[] = [];
+	const inactive: GrantLookup["inactive"] = [];
+	const t = now.getTime();
+	for (const grant of grants) {
+		if (grant.connection !== connectionName) continue;
+		if (identity.grant !== undefined) {
+			if (identity.grant !== grant.key) continue;
+		} else if (!grant.subjects.some((s) => subjectMatches(identity, s))) {
+			continue;
+		}
+		const notBefore = Date.parse(grant.notBefore);
+		const expiresAt = Date.parse(grant.expiresAt);
+		if (!(expiresAt > t)) inactive.push({ grant, reason: "expired" });
+		else if (notBefore > t) inactive.push({ grant, reason: "not-yet-valid" });
+		else active.push(grant);
+	}
+	active.sort((a, b) => Date.parse(b.expiresAt) - Date.parse(a.expiresAt));
+	return { active, inactive };
+}
+
+/** The message a data path sends when no grant matched. Names the identity, never the token. */
+export function noGrantMessage(identity: Identity, connectionName: string, lookup: GrantLookup): string {
+	const who = describeIdentity(identity);
+	const expired = lookup.inactive.find((i) => i.reason === "expired");
+	if (expired) {
+		return `access denied for ${who} on connection "${connectionName}": grant ${expired.grant.key} expired at ${expired.grant.expiresAt}`;
+	}
+	const pending = lookup.inactive.find((i) => i.reason === "not-yet-valid");
+	if (pending) {
+		return `access denied for ${who} on connection "${connectionName}": grant ${pending.grant.key} is not valid before ${pending.grant.notBefore}`;
+	}
+	return `access denied for ${who} (issuer ${identity.issuer}) on connection "${connectionName}": no grant matches`;
+}

@@ -1,0 +1,253 @@
+/**
+ * Token verification: every connection, every protocol. A token is accepted only when
+ * - its `iss` names an issuer configured in the bundle (exact match),
+ * - its `alg` is asymmetric and allowed for that issuer (never `none`, never HMAC: a public key must
+ *   not double as a shared secret),
+ * - its signature verifies against that issuer's JWKS (cached, refreshed on unknown `kid`),
+ * - `aud` contains one of the issuer's audiences, `exp` is in the future, `nbf`/`iat` not in the future
+ *   (within the issuer's clock tolerance).
+ */
+import { request as httpsRequest } from "node:https";
+import { request as httpRequest } from "node:http";
+import {
+	createLocalJWKSet,
+	createRemoteJWKSet,
+	customFetch,
+	decodeJwt,
+	decodeProtectedHeader,
+	errors,
+	type JWTPayload,
+	type JWTVerifyGetKey,
+	jwtVerify,
+} from "jose";
+import type { Identity, IssuerConfig } from "../config/bundle.ts";
+import { IdentityError } from "./errors.ts";
+
+const ASYMMETRIC_ALGS = new Set([
+	"EdDSA",
+	"Ed25519",
+	"ES256",
+	"ES384",
+	"ES512",
+	"RS256",
+	"RS384",
+	"RS512",
+	"PS256",
+	"PS384",
+	"PS512",
+]);
+
+export interface TokenVerifierOptions {
+	/** How long fetched JWKS stay fresh before a background refresh, ms (default 10 min). */
+	jwksCacheMaxAgeMs?: number;
+	/** Minimum time between JWKS refetches triggered by an unknown `kid`, ms (default 30 s). */
+	jwksCooldownMs?: number;
+	/** Timeout of one JWKS fetch, ms (default 5 s). */
+	jwksTimeoutMs?: number;
+	/** Clock for tests. */
+	now?: () => Date;
+}
+
+interface PreparedIssuer {
+	config: IssuerConfig;
+	keys: JWTVerifyGetKey;
+	algorithms: string[];
+}
+
+export class TokenVerifier {
+	readonly #issuers = new Map<string, PreparedIssuer>();
+	readonly #now: () => Date;
+
+	constructor(issuers: readonly IssuerConfig[], options: TokenVerifierOptions = {}) {
+		this.#now = options.now ?? (() => new Date());
+		for (const config of issuers) {
+			const algorithms = config.algorithms.filter((a) => ASYMMETRIC_ALGS.has(a));
+			if (algorithms.length === 0) {
+				throw new TypeError(`issuer ${config.name}: no asymmetric algorithm allowed (got ${config.algorithms.join(",")})`);
+			}
+			let keys: JWTVerifyGetKey;
+			if (config.jwks) {
+				keys = createLocalJWKSet(config.jwks as Parameters<typeof createLocalJWKSet>[0]);
+			} else if (config.jwksUri) {
+				keys = createRemoteJWKSet(new URL(config.jwksUri), {
+					cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
+					cooldownDuration: options.jwksCooldownMs ?? 30_000,
+					timeoutDuration: options.jwksTimeoutMs ?? 5_000,
+					[customFetch]: caFetch(config.caPem),
+				});
+			} else {
+				throw new TypeError(`issuer ${config.name}: neither jwks nor jwksUri`);
+			}
+			this.#issuers.set(config.issuer, { config, keys, algorithms });
+		}
+	}
+
+	/** Verify a token and map it to an Identity, or throw IdentityError. */
+	async verify(token: string): Promise<Identity> {
+		const trimmed = token.trim();
+		let unverified: JWTPayload;
+		let alg: string | undefined;
+		try {
+			alg = decodeProtectedHeader(trimmed).alg;
+			unverified = decodeJwt(trimmed);
+		} catch {
+			throw new IdentityError("malformed", "credential is not a JWT (expected a token as the password)");
+		}
+		const iss = unverified.iss;
+		const issuer = typeof iss === "string" ? this.#issuers.get(iss) : undefined;
+		if (!issuer) {
+			throw new IdentityError("unknown-issuer", `token issuer ${JSON.stringify(iss ?? null)} is not trusted by this gateway`);
+		}
+		if (!alg || !issuer.algorithms.includes(alg)) {
+			throw new IdentityError(
+				"algorithm-not-allowed",
+				`token algorithm ${JSON.stringify(alg ?? null)} is not allowed for issuer ${issuer.config.name} (allowed: ${issuer.algorithms.join(", ")})`,
+			);
+		}
+		let payload: JWTPayload;
+		try {
+			({ payload } = await jwtVerify(trimmed, issuer.keys, {
+				issuer: issuer.config.issuer,
+				audience: issuer.config.audiences,
+				algorithms: issuer.algorithms,
+				clockTolerance: issuer.config.clockToleranceSec ?? 30,
+				currentDate: this.#now(),
+				requiredClaims: ["exp", "sub"],
+			}));
+		} catch (err) {
+			throw translateJoseError(err, issuer.config);
+		}
+		return toIdentity(payload, issuer.config);
+	}
+}
+
+function translateJoseError(err: unknown, issuer: IssuerConfig): IdentityError {
+	if (err instanceof IdentityError) return err;
+	if (err instanceof errors.JWTExpired) {
+		return new IdentityError("expired", `token expired at ${expiryOf(err.payload)}`);
+	}
+	if (err instanceof errors.JWTClaimValidationFailed) {
+		if (err.claim === "aud") {
+			return new IdentityError(
+				"audience-mismatch",
+				`token audience does not include ${issuer.audiences.map((a) => JSON.stringify(a)).join(" or ")}`,
+			);
+		}
+		if (err.claim === "nbf" || err.claim === "iat") {
+			return new IdentityError("not-yet-valid", `token is not valid yet (${err.claim} is in the future)`);
+		}
+		return new IdentityError("claim-invalid", `token claim ${err.claim} is ${err.reason}`);
+	}
+	if (err instanceof errors.JOSEAlgNotAllowed) {
+		return new IdentityError("algorithm-not-allowed", "token algorithm is not allowed");
+	}
+	if (err instanceof errors.JWSSignatureVerificationFailed) {
+		return new IdentityError("bad-signature", `token signature does not verify against the keys of issuer ${issuer.name}`);
+	}
+	if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) {
+		return new IdentityError("no-matching-key", `no key of issuer ${issuer.name} matches the token's kid`);
+	}
+	if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) {
+		return new IdentityError("jwks-unavailable", `signing keys of issuer ${issuer.name} are unavailable`);
+	}
+	if (err instanceof errors.JOSEError) {
+		return new IdentityError("malformed", `token is invalid (${err.code})`);
+	}
+	if (err instanceof Error && /fetch|ECONNREFUSED|status|certificate/i.test(err.message)) {
+		return new IdentityError("jwks-unavailable", `signing keys of issuer ${issuer.name} are unavailable`);
+	}
+	return new IdentityError("malformed", "token is invalid");
+}
+
+function expiryOf(payload: JWTPayload): string {
+	return typeof payload.exp === "number" ? new Date(payload.exp * 1000).toISOString() : "an unknown time";
+}
+
+function toIdentity(payload: JWTPayload, issuer: IssuerConfig): Identity {
+	const claims = payload as Record<string, unknown>;
+	const subject = String(payload.sub);
+	const groupsClaim = claims[issuer.groupsClaim ?? "groups"];
+	const groups = Array.isArray(groupsClaim) ? groupsClaim.filter((g): g is string => typeof g === "string") : [];
+	const exp = new Date((payload.exp ?? 0) * 1000);
+	const base = {
+		issuer: issuer.issuer,
+		issuerKind: issuer.kind,
+		subject,
+		tokenExpiresAt: exp,
+		claims,
+		...(typeof payload.jti === "string" ? { tokenId: payload.jti } : {}),
+	};
+	switch (issuer.kind) {
+		case "kubernetes": {
+			// sub: system:serviceaccount:<namespace>:<name>
+			const match = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(subject);
+			if (!match) throw new IdentityError("claim-invalid", "kubernetes token subject is not a service account");
+			const [, namespace, name] = match as unknown as [string, string, string];
+			return {
+				...base,
+				username: subject,
+				groups: ["system:serviceaccounts", `system:serviceaccounts:${namespace}`, "system:authenticated"],
+				serviceAccount: { namespace, name },
+			};
+		}
+		case "drawbridge": {
+			const grant = claims.grant;
+			if (typeof grant !== "string" || !grant.includes("/")) {
+				throw new IdentityError("claim-invalid", "drawbridge token has no grant claim");
+			}
+			const sa = claims.serviceAccount as { namespace?: unknown; name?: unknown } | undefined;
+			return {
+				...base,
+				username: typeof claims.username === "string" ? claims.username : subject,
+				groups,
+				grant,
+				...(sa && typeof sa.namespace === "string" && typeof sa.name === "string"
+					? { serviceAccount: { namespace: sa.namespace, name: sa.name } }
+					: {}),
+			};
+		}
+		case "oidc": {
+			const nameClaim = claims[issuer.usernameClaim ?? "sub"];
+			if (typeof nameClaim !== "string" || nameClaim === "") {
+				throw new IdentityError("claim-invalid", `token has no ${issuer.usernameClaim ?? "sub"} claim`);
+			}
+			return { ...base, username: nameClaim, groups };
+		}
+	}
+}
+
+/** A fetch for jose that trusts an extra CA (e.g. a kube-apiserver's) and never follows redirects. */
+function caFetch(caPem: string | undefined) {
+	return (url: string, options: { headers: Headers; signal: AbortSignal }): Promise<Response> =>
+		new Promise((resolve, reject) => {
+			const target = new URL(url);
+			const requester = target.protocol === "https:" ? httpsRequest : httpRequest;
+			const req = requester(
+				target,
+				{
+					method: "GET",
+					headers: Object.fromEntries(options.headers.entries()),
+					signal: options.signal,
+					...(caPem ? { ca: caPem } : {}),
+				},
+				(res) => {
+					const chunks: Buffer[] = [];
+					let size = 0;
+					res.on("data", (c: Buffer) => {
+						size += c.length;
+						if (size > 1_000_000) {
+							req.destroy(new Error("JWKS response too large"));
+							return;
+						}
+						chunks.push(c);
+					});
+					res.on("end", () => {
+						resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 500 }));
+					});
+					res.on("error", reject);
+				},
+			);
+			req.on("error", reject);
+			req.end();
+		});
+}
