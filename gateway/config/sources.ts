@@ -1,0 +1,133 @@
+/**
+ * Where a gateway gets its config bundle. Each source pushes whatever it reads into a BundleStore;
+ * the store validates and keeps the newest valid bundle, so a broken or stale read never replaces a
+ * good bundle.
+ *
+ * - file: a JSON file (standalone mode writes it; also handy for a mounted Secret volume). Watched
+ *   with fs.watch plus a poll, because atomic renames and Secret volume symlink swaps can escape watch.
+ * - kubernetes: a Secret (key `bundle.json`) watched through the API.
+ */
+import { watch as fsWatch, type FSWatcher } from "node:fs";
+import { readFile } from "node:fs/promises";
+import type { BundleStore } from "./store.ts";
+
+export interface BundleSource {
+	/** Resolves after the first successful load (or rejects when the first read fails). */
+	start(): Promise<void>;
+	stop(): Promise<void>;
+}
+
+export interface FileSourceOptions {
+	path: string;
+	/** Poll interval in ms as a backstop to fs.watch (default 1000). */
+	pollIntervalMs?: number;
+	onError?: (err: unknown) => void;
+}
+
+export class FileBundleSource implements BundleSource {
+	#watcher: FSWatcher | undefined;
+	#timer: NodeJS.Timeout | undefined;
+	#lastText = "";
+
+	constructor(
+		private readonly store: BundleStore,
+		private readonly options: FileSourceOptions,
+	) {}
+
+	async start(): Promise<void> {
+		await this.#load(true);
+		try {
+			this.#watcher = fsWatch(this.options.path, () => void this.#load(false));
+			this.#watcher.on("error", () => {});
+		} catch {
+			// The poll below still picks changes up.
+		}
+		this.#timer = setInterval(() => void this.#load(false), this.options.pollIntervalMs ?? 1000);
+		this.#timer.unref();
+	}
+
+	async #load(first: boolean): Promise<void> {
+		try {
+			const text = await readFile(this.options.path, "utf8");
+			if (text === this.#lastText) return;
+			const parsed: unknown = JSON.parse(text);
+			this.store.update(parsed);
+			this.#lastText = text;
+		} catch (err) {
+			if (first) throw err;
+			this.options.onError?.(err);
+		}
+	}
+
+	async stop(): Promise<void> {
+		this.#watcher?.close();
+		if (this.#timer) clearInterval(this.#timer);
+	}
+}
+
+export interface KubeSecretSourceOptions {
+	namespace: string;
+	name: string;
+	/** Key in the Secret's data holding the bundle JSON (default `bundle.json`). */
+	key?: string;
+	onError?: (err: unknown) => void;
+}
+
+/**
+ * Watches a Secret with @kubernetes/client-node. Imported lazily so standalone mode never loads the
+ * Kubernetes client.
+ */
+export class KubeSecretBundleSource implements BundleSource {
+	#stopWatch: (() => void) | undefined;
+	#stopped = false;
+
+	constructor(
+		private readonly store: BundleStore,
+		private readonly options: KubeSecretSourceOptions,
+	) {}
+
+	async start(): Promise<void> {
+		const k8s = await import("@kubernetes/client-node");
+		const kc = new k8s.KubeConfig();
+		kc.loadFromDefault();
+		const core = kc.makeApiClient(k8s.CoreV1Api);
+		const key = this.options.key ?? "bundle.json";
+		const apply = (secret: { data?: Record<string, string> } | undefined) => {
+			const encoded = secret?.data?.[key];
+			if (!encoded) return;
+			this.store.update(JSON.parse(Buffer.from(encoded, "base64").toString("utf8")));
+		};
+		apply(await core.readNamespacedSecret({ namespace: this.options.namespace, name: this.options.name }));
+		const watch = new k8s.Watch(kc);
+		const run = async () => {
+			if (this.#stopped) return;
+			try {
+				const req = await watch.watch(
+					`/api/v1/namespaces/${encodeURIComponent(this.options.namespace)}/secrets`,
+					{ fieldSelector: `metadata.name=${this.options.name}` },
+					(_type, obj) => {
+						try {
+							apply(obj as { data?: Record<string, string> });
+						} catch (err) {
+							this.options.onError?.(err);
+						}
+					},
+					(err) => {
+						if (err) this.options.onError?.(err);
+						if (!this.#stopped) setTimeout(() => void run(), 1000).unref();
+					},
+				);
+				this.#stopWatch = () => req.abort();
+			} catch (err) {
+				this.options.onError?.(err);
+				if (!this.#stopped) setTimeout(() => void run(), 2000).unref();
+			}
+		};
+		await run();
+	}
+
+	async stop(): Promise<void> {
+		this.#stopped = true;
+		this.#stopWatch?.();
+	}
+}
