@@ -12,6 +12,9 @@ export interface ApprovalDecisionRecord {
 	by: string;
 	at: string;
 	comment?: string;
+	/** Verified `iss` and `sub` of the approver's token (distinct-approver counting, audit). */
+	issuer?: string;
+	subject?: string;
 }
 
 export interface ApprovalRequestInput {
@@ -38,6 +41,15 @@ export interface ApprovalRequestRecord extends ApprovalRequestInput {
 	decisions: ApprovalDecisionRecord[];
 	/** Where a human approves it: CLI line and web URL. */
 	approveHint: string;
+	/** When the request left Pending (the deciding vote, expiry or cancellation). */
+	decidedAt?: string;
+	/** Why it left Pending when no vote decided it (expiry, client disconnect). */
+	reason?: string;
+	/**
+	 * Set on the record `request()` returns when an approval inside its reuse window was found instead
+	 * of creating a new request: the id of that approved request (also `id`).
+	 */
+	reusedFrom?: string;
 }
 
 export interface ApprovalService {

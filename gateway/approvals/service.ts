@@ -1,0 +1,218 @@
+/**
+ * The ApprovalService every data path uses, over any ApprovalStore. Holds no state that matters
+ * across restarts: records live in the store; this class only adds timers (expiry), subscriptions
+ * (waiting) and notifications for the transitions *this* instance wrote (so with N replicas each event
+ * is announced once: only one writer wins each transition).
+ */
+import type { Identity } from "../config/bundle.ts";
+import {
+	applyDecision,
+	approveHintFor,
+	cancel,
+	checkApproverCredential,
+	expireIfDue,
+	findReusable,
+	newApprovalId,
+	newRecord,
+	validateInput,
+} from "./decision.ts";
+import { ApprovalError } from "./errors.ts";
+import type { ApprovalStore } from "./store.ts";
+import type { ApprovalPhase, ApprovalRequestInput, ApprovalRequestRecord, ApprovalService } from "./types.ts";
+
+export type ApprovalEventType =
+	| "approval.requested"
+	/** A vote that did not (yet) decide the request (minApprovals > 1). */
+	| "approval.decision"
+	| "approval.approved"
+	| "approval.denied"
+	| "approval.expired"
+	| "approval.cancelled";
+
+export interface ApprovalEvent {
+	type: ApprovalEventType;
+	record: ApprovalRequestRecord;
+}
+
+/** Anything that wants to hear about transitions (webhooks). Must not block: enqueue and return. */
+export interface ApprovalNotifier {
+	notify(event: ApprovalEvent): void;
+}
+
+export interface StoreApprovalServiceOptions {
+	store: ApprovalStore;
+	notifier?: ApprovalNotifier;
+	/** Base URL of the admin server's web pages, for `approveHint` (default: CLI line only). */
+	webBaseUrl?: string;
+	/** Safety-net re-read interval while waiting, ms (default 5000): watches can miss events. */
+	waitPollIntervalMs?: number;
+	/** How often Pending requests past expiry are marked Expired, ms (default 30000; 0 disables). */
+	sweepIntervalMs?: number;
+	now?: () => Date;
+}
+
+const FINAL_EVENT: Record<Exclude<ApprovalPhase, "Pending">, ApprovalEventType> = {
+	Approved: "approval.approved",
+	Denied: "approval.denied",
+	Expired: "approval.expired",
+	Cancelled: "approval.cancelled",
+};
+
+export class StoreApprovalService implements ApprovalService {
+	readonly #store: ApprovalStore;
+	readonly #notifier: ApprovalNotifier | undefined;
+	readonly #webBaseUrl: string | undefined;
+	readonly #pollMs: number;
+	readonly #now: () => Date;
+	readonly #sweep: NodeJS.Timeout | undefined;
+	#closed = false;
+
+	constructor(options: StoreApprovalServiceOptions) {
+		this.#store = options.store;
+		this.#notifier = options.notifier;
+		this.#webBaseUrl = options.webBaseUrl;
+		this.#pollMs = options.waitPollIntervalMs ?? 5000;
+		this.#now = options.now ?? (() => new Date());
+		const sweepMs = options.sweepIntervalMs ?? 30_000;
+		if (sweepMs > 0) {
+			this.#sweep = setInterval(() => void this.sweepExpired().catch(() => {}), sweepMs);
+			this.#sweep.unref();
+		}
+	}
+
+	async request(input: ApprovalRequestInput): Promise<ApprovalRequestRecord> {
+		validateInput(input);
+		if ((input.reuseWindowSeconds ?? 0) > 0) {
+			const reusable = findReusable(await this.#store.list(), input, this.#now());
+			if (reusable) return { ...reusable, reusedFrom: reusable.id };
+		}
+		const id = newApprovalId();
+		const record = await this.#store.create(newRecord(input, id, this.#now(), approveHintFor(id, this.#webBaseUrl)));
+		this.#emit("approval.requested", record);
+		return record;
+	}
+
+	async get(id: string): Promise<ApprovalRequestRecord | undefined> {
+		const record = await this.#store.get(id);
+		return record && (expireIfDue(record, this.#now()) ?? record);
+	}
+
+	async list(filter?: { phase?: ApprovalPhase }): Promise<ApprovalRequestRecord[]> {
+		const now = this.#now();
+		const all = (await this.#store.list()).map((r) => expireIfDue(r, now) ?? r);
+		const out = filter?.phase ? all.filter((r) => r.phase === filter.phase) : all;
+		return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+	}
+
+	async decide(id: string, approver: Identity, decision: "approve" | "deny", comment?: string): Promise<ApprovalRequestRecord> {
+		checkApproverCredential(approver, this.#now());
+		let expiredNow = false;
+		const { record, changed } = await this.#store.update(id, (current) => {
+			expiredNow = false;
+			const expired = expireIfDue(current, this.#now());
+			if (expired) {
+				expiredNow = true;
+				return expired;
+			}
+			return applyDecision(current, approver, decision, comment, this.#now());
+		});
+		if (expiredNow) {
+			if (changed) this.#emit("approval.expired", record);
+			throw new ApprovalError("expired", `approval ${id} expired at ${record.expiresAt}`);
+		}
+		this.#emit(record.phase === "Pending" ? "approval.decision" : FINAL_EVENT[record.phase], record);
+		return record;
+	}
+
+	waitForDecision(id: string, signal: AbortSignal): Promise<ApprovalRequestRecord> {
+		return new Promise<ApprovalRequestRecord>((resolve, reject) => {
+			let settled = false;
+			let expiryTimer: NodeJS.Timeout | undefined;
+			const cleanup = () => {
+				settled = true;
+				unsubscribe();
+				clearInterval(poll);
+				if (expiryTimer) clearTimeout(expiryTimer);
+				signal.removeEventListener("abort", onAbort);
+			};
+			const finish = (record: ApprovalRequestRecord) => {
+				if (settled) return;
+				cleanup();
+				resolve(record);
+			};
+			const fail = (err: unknown) => {
+				if (settled) return;
+				cleanup();
+				reject(err);
+			};
+			const transition = async (mutate: (r: ApprovalRequestRecord) => ApprovalRequestRecord | undefined) => {
+				const { record, changed } = await this.#store.update(id, mutate);
+				if (changed && record.phase !== "Pending") this.#emit(FINAL_EVENT[record.phase], record);
+				return record;
+			};
+			const check = async () => {
+				if (settled) return;
+				const record = await this.#store.get(id);
+				if (!record) return fail(new ApprovalError("not-found", `approval ${id} does not exist`));
+				if (record.phase !== "Pending") return finish(record);
+				const dueIn = Date.parse(record.expiresAt) - this.#now().getTime();
+				if (dueIn <= 0) return finish(await transition((r) => expireIfDue(r, this.#now())));
+				if (!expiryTimer && !settled) {
+					expiryTimer = setTimeout(() => {
+						expiryTimer = undefined;
+						void transition((r) => expireIfDue(r, this.#now()))
+							.then((r) => (r.phase === "Pending" ? check() : finish(r)))
+							.catch(fail);
+					}, dueIn + 5);
+				}
+			};
+			const onAbort = () => {
+				void transition((r) => cancel(r, this.#now(), "the waiting client disconnected"))
+					.then(finish)
+					.catch(fail);
+			};
+			const unsubscribe = this.#store.subscribe((record) => {
+				if (record.id === id && record.phase !== "Pending") finish(record);
+			});
+			const poll = setInterval(() => void check().catch(fail), this.#pollMs);
+			poll.unref();
+			if (signal.aborted) {
+				onAbort();
+				return;
+			}
+			signal.addEventListener("abort", onAbort, { once: true });
+			void check().catch(fail);
+		});
+	}
+
+	/** Persist Expired for every Pending request past its expiry (any replica may do it; one wins). */
+	async sweepExpired(): Promise<number> {
+		if (this.#closed) return 0;
+		let count = 0;
+		const now = this.#now();
+		for (const r of await this.#store.list()) {
+			if (!expireIfDue(r, now)) continue;
+			const { record, changed } = await this.#store.update(r.id, (cur) => expireIfDue(cur, this.#now()));
+			if (changed) {
+				count++;
+				this.#emit("approval.expired", record);
+			}
+		}
+		return count;
+	}
+
+	async close(): Promise<void> {
+		this.#closed = true;
+		if (this.#sweep) clearInterval(this.#sweep);
+		await this.#store.close();
+	}
+
+	#emit(type: ApprovalEventType, record: ApprovalRequestRecord): void {
+		if (!this.#notifier) return;
+		try {
+			this.#notifier.notify({ type, record });
+		} catch {
+			// A notifier must never break the decision path.
+		}
+	}
+}

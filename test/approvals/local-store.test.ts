@@ -1,0 +1,117 @@
+/**
+ * The shared service over the standalone store: two service instances ("replicas") over one
+ * directory see the same request; the waiting one resolves when the other decides; concurrent
+ * decisions are never lost; expiry and client disconnect end a wait.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ApprovalError } from "../../gateway/approvals/errors.ts";
+import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
+import { type ApprovalEvent, StoreApprovalService } from "../../gateway/approvals/service.ts";
+import { bot, human, input } from "./fixtures.ts";
+
+const sam = human("sam@example.com", ["support-leads"]);
+const kim = human("kim@example.com", ["support-leads"]);
+
+async function pair(t: { after: (fn: () => Promise<void>) => void }) {
+	const dir = await mkdtemp(join(tmpdir(), "approvals-"));
+	const events: ApprovalEvent[] = [];
+	const notifier = { notify: (e: ApprovalEvent) => void events.push(e) };
+	const a = new StoreApprovalService({ store: new LocalApprovalStore({ directory: dir }), notifier, waitPollIntervalMs: 200 });
+	const b = new StoreApprovalService({ store: new LocalApprovalStore({ directory: dir }), notifier, waitPollIntervalMs: 200 });
+	t.after(async () => {
+		await a.close();
+		await b.close();
+		await rm(dir, { recursive: true, force: true });
+	});
+	return { a, b, dir, events };
+}
+
+test("replica B decides what replica A waits for", async (t) => {
+	const { a, b, events } = await pair(t);
+	const created = await a.request(input());
+	assert.match(created.id, /^ar-[0-9a-f]{10}$/);
+	assert.equal(created.approveHint, `drawbridge approvals approve ${created.id}`);
+	const seen = await b.get(created.id);
+	assert.equal(seen?.phase, "Pending");
+	assert.deepEqual((await b.list({ phase: "Pending" })).map((r) => r.id), [created.id]);
+
+	const waiting = a.waitForDecision(created.id, new AbortController().signal);
+	const decided = await b.decide(created.id, sam, "approve", "ok");
+	assert.equal(decided.phase, "Approved");
+	const result = await waiting;
+	assert.equal(result.phase, "Approved");
+	assert.equal(result.decisions[0]?.by, "user:sam@example.com");
+	assert.deepEqual(
+		events.map((e) => e.type),
+		["approval.requested", "approval.approved"],
+	);
+});
+
+test("self-approval through another replica is refused and leaves the request Pending", async (t) => {
+	const { a, b } = await pair(t);
+	const r = await a.request(input({ approvers: [{ kind: "ServiceAccount", namespace: "support", name: "bot" }] }));
+	await assert.rejects(b.decide(r.id, bot, "approve"), (e: unknown) => e instanceof ApprovalError && e.code === "self-approval");
+	assert.equal((await a.get(r.id))?.phase, "Pending");
+});
+
+test("two approvers at once on two replicas: both decisions recorded", async (t) => {
+	const { a, b } = await pair(t);
+	const r = await a.request(input({ minApprovals: 2 }));
+	const [x, y] = await Promise.all([a.decide(r.id, sam, "approve"), b.decide(r.id, kim, "approve")]);
+	const final = await a.get(r.id);
+	assert.equal(final?.phase, "Approved");
+	assert.deepEqual(final?.decisions.map((d) => d.by).sort(), ["user:kim@example.com", "user:sam@example.com"]);
+	assert.deepEqual([x.phase, y.phase].sort(), ["Approved", "Pending"]);
+});
+
+test("a wait ends with Expired at expiry; late approval gets `expired`", async (t) => {
+	const { a, b, events } = await pair(t);
+	const r = await a.request(input({ timeoutSeconds: 0.4 }));
+	const result = await a.waitForDecision(r.id, new AbortController().signal);
+	assert.equal(result.phase, "Expired");
+	await assert.rejects(b.decide(r.id, sam, "approve"), (e: unknown) => e instanceof ApprovalError && e.code === "expired");
+	assert.equal(events.filter((e) => e.type === "approval.expired").length, 1, "expiry announced once");
+});
+
+test("a disconnecting client cancels its request", async (t) => {
+	const { a, b } = await pair(t);
+	const r = await a.request(input());
+	const ac = new AbortController();
+	const waiting = a.waitForDecision(r.id, ac.signal);
+	ac.abort();
+	const result = await waiting;
+	assert.equal(result.phase, "Cancelled");
+	assert.equal((await b.get(r.id))?.phase, "Cancelled");
+	await assert.rejects(b.decide(r.id, sam, "approve"), (e: unknown) => e instanceof ApprovalError && e.code === "already-decided");
+});
+
+test("reuse window: an approved exact statement is reused by the same requester", async (t) => {
+	const { a, b } = await pair(t);
+	const first = await a.request(input({ reuseWindowSeconds: 600 }));
+	await b.decide(first.id, sam, "approve");
+	const again = await b.request(input({ reuseWindowSeconds: 600 }));
+	assert.equal(again.phase, "Approved");
+	assert.equal(again.reusedFrom, first.id);
+	const other = await b.request(input({ reuseWindowSeconds: 600, command: "DELETE FROM tickets" }));
+	assert.equal(other.phase, "Pending");
+});
+
+test("ids that are not ours never reach the file system", async (t) => {
+	const { a, dir } = await pair(t);
+	assert.equal(await a.get("../../etc/passwd"), undefined);
+	await assert.rejects(a.decide("../x", sam, "approve"), (e: unknown) => e instanceof ApprovalError && e.code === "not-found");
+	assert.deepEqual(await readdir(dir), []);
+});
+
+test("memory-only store behaves the same", async (t) => {
+	const s = new StoreApprovalService({ store: new LocalApprovalStore(), sweepIntervalMs: 0 });
+	t.after(() => s.close());
+	const r = await s.request(input());
+	const waiting = s.waitForDecision(r.id, new AbortController().signal);
+	await s.decide(r.id, sam, "deny", "not now");
+	assert.equal((await waiting).phase, "Denied");
+});
