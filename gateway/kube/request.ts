@@ -1,0 +1,134 @@
+/**
+ * Kubernetes API request attributes from method + URL, the way the kube-apiserver's RequestInfo
+ * resolver does it (k8s.io/apiserver pkg/endpoints/request/requestinfo.go, "API request
+ * attributes" in the Kubernetes authorization docs):
+ *
+ *   /api/v1/namespaces/{ns}/{resource}/{name}/{subresource}
+ *   /apis/{group}/{version}/namespaces/{ns}/{resource}/{name}/{subresource}
+ *   /api/v1/{resource}[/{name}[/{subresource}]]        (cluster scope, or all namespaces for lists)
+ *   /api/v1/namespaces/{name}[/{subresource}]          (the namespace object itself)
+ *
+ * Verbs: GET → get / list / watch (`?watch=1`, or the legacy `/watch/` prefix), POST → create,
+ * PUT → update, PATCH → patch, DELETE → delete / deletecollection. Anything else under /api or /apis
+ * (discovery) and everything outside (/version, /openapi, /healthz) is a non-resource request.
+ */
+
+export interface KubeRequest {
+	resourceRequest: boolean;
+	/** Lower-case HTTP verb for non-resource requests; Kubernetes verb otherwise. */
+	verb: string;
+	/** API group, "" for the core group. */
+	apiGroup: string;
+	apiVersion: string;
+	/** Plural resource, e.g. `pods`. */
+	resource: string;
+	subresource?: string;
+	namespace?: string;
+	name?: string;
+	/** Path without query. */
+	path: string;
+}
+
+/** Resource name as policies spell it: `pods`, `pods/log`, `deployments.apps`, `deployments.apps/scale`. */
+export function qualifiedResource(r: Pick<KubeRequest, "resource" | "apiGroup" | "subresource">): string {
+	const base = r.apiGroup ? `${r.resource}.${r.apiGroup}` : r.resource;
+	return r.subresource ? `${base}/${r.subresource}` : base;
+}
+
+function isTrue(v: string | null): boolean {
+	return v !== null && (v === "" || v === "1" || v.toLowerCase() === "true");
+}
+
+/** Parse one request. `url` is the request target (path + query), already stripped of any gateway prefix. */
+export function parseKubeRequest(method: string, url: string): KubeRequest {
+	const u = new URL(url, "http://x");
+	const path = u.pathname;
+	const m = method.toUpperCase();
+	const nonResource: KubeRequest = {
+		resourceRequest: false,
+		verb: m.toLowerCase(),
+		apiGroup: "",
+		apiVersion: "",
+		resource: "",
+		path,
+	};
+	const parts = path.split("/").filter((p) => p.length > 0).map(decodeURIComponent);
+	let i: number;
+	let apiGroup: string;
+	let apiVersion: string;
+	if (parts[0] === "api") {
+		if (parts.length < 3) return nonResource; // /api, /api/v1 discovery
+		apiGroup = "";
+		apiVersion = parts[1]!;
+		i = 2;
+	} else if (parts[0] === "apis") {
+		if (parts.length < 4) return nonResource; // /apis, /apis/g, /apis/g/v discovery
+		apiGroup = parts[1]!;
+		apiVersion = parts[2]!;
+		i = 3;
+	} else {
+		return nonResource;
+	}
+	let rest = parts.slice(i);
+	let watchPrefix = false;
+	// Deprecated `/watch/` prefix: GET /api/v1/watch/namespaces/ns/pods.
+	if (rest[0] === "watch") {
+		watchPrefix = true;
+		rest = rest.slice(1);
+	}
+	let namespace: string | undefined;
+	if (rest[0] === "namespaces") {
+		if (rest.length >= 3) {
+			// namespaces/{ns}/{resource}...
+			namespace = rest[1]!;
+			rest = rest.slice(2);
+		} else {
+			// namespaces or namespaces/{name}: the namespace object; its namespace is itself.
+			if (rest.length === 2) namespace = rest[1]!;
+		}
+	}
+	const resource = rest[0] ?? "";
+	const name = rest[1];
+	const subresource = rest.length > 2 ? rest.slice(2).join("/") : undefined;
+	if (!resource) return nonResource;
+
+	let verb: string;
+	switch (m) {
+		case "GET":
+		case "HEAD":
+			if (watchPrefix || isTrue(u.searchParams.get("watch"))) verb = "watch";
+			else verb = name === undefined ? "list" : "get";
+			break;
+		case "POST":
+			verb = "create";
+			break;
+		case "PUT":
+			verb = "update";
+			break;
+		case "PATCH":
+			verb = "patch";
+			break;
+		case "DELETE":
+			verb = name === undefined ? "deletecollection" : "delete";
+			break;
+		default:
+			verb = m.toLowerCase();
+	}
+	// A get of one object through a field selector watch (kubectl get -w NAME) is still a watch.
+	const req: KubeRequest = { resourceRequest: true, verb, apiGroup, apiVersion, resource, path };
+	if (namespace !== undefined) req.namespace = namespace;
+	if (name !== undefined) req.name = name;
+	if (subresource !== undefined) req.subresource = subresource;
+	if (req.verb === "watch" && req.name === undefined) {
+		const fs = u.searchParams.get("fieldSelector") ?? "";
+		const hit = /(?:^|,)metadata\.name=([^,]+)/.exec(fs);
+		if (hit) req.name = hit[1]!;
+	}
+	return req;
+}
+
+const READ_VERBS = new Set(["get", "list", "watch"]);
+
+export function isMutation(verb: string): boolean {
+	return !READ_VERBS.has(verb);
+}
