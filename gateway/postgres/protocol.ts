@@ -5,6 +5,7 @@
  */
 
 /** Messages a client (frontend) sends, after the untyped startup phase. */
+// biome-ignore lint/suspicious/noConstEnum: STYLE 3 wants const enums for wire codes; tsx emits them as objects
 export const enum ClientCode {
 	Bind = 0x42, // B
 	Close = 0x43, // C
@@ -24,6 +25,7 @@ export const enum ClientCode {
 }
 
 /** Messages a server (backend) sends. */
+// biome-ignore lint/suspicious/noConstEnum: STYLE 3 wants const enums for wire codes; tsx emits them as objects
 export const enum ServerCode {
 	Authentication = 0x52, // R
 	BackendKeyData = 0x4b, // K
@@ -52,6 +54,7 @@ export const enum ServerCode {
 }
 
 /** Request codes of the untyped first messages (a length, then this Int32). */
+// biome-ignore lint/suspicious/noConstEnum: STYLE 3 wants const enums for wire codes; tsx emits them as objects
 export const enum StartupCode {
 	/** Protocol 3.0: major 3 << 16 | minor 0. */
 	Protocol30 = 196608,
@@ -63,6 +66,7 @@ export const enum StartupCode {
 }
 
 /** Authentication request sub-codes (Int32 after 'R'). */
+// biome-ignore lint/suspicious/noConstEnum: STYLE 3 wants const enums for wire codes; tsx emits them as objects
 export const enum AuthCode {
 	Ok = 0,
 	KerberosV5 = 2,
@@ -77,6 +81,7 @@ export const enum AuthCode {
 }
 
 /** ErrorResponse / NoticeResponse field codes. */
+// biome-ignore lint/suspicious/noConstEnum: STYLE 3 wants const enums for wire codes; tsx emits them as objects
 export const enum FieldCode {
 	Severity = 0x53, // S (localised)
 	SeverityV = 0x56, // V (never localised)

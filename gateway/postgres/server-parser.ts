@@ -32,6 +32,14 @@ export class ServerParser {
 		this.off = 0;
 	}
 
+	/** Hand back every buffered byte not yet returned as a frame (when another parser takes over). */
+	takeBuffered(): Buffer {
+		const rest = this.buf.subarray(this.off);
+		this.buf = EMPTY;
+		this.off = 0;
+		return rest;
+	}
+
 	/** Next whole frame or undefined. `raw` is a view: copy it if kept beyond the next `push`. */
 	next(): ServerFrame | undefined {
 		const avail = this.buf.length - this.off;
