@@ -1,0 +1,6 @@
+// Real servers for tests. See test/env/README.md.
+export { printLogsOnFailure, withLogs, type HasLogs } from "./logs.ts";
+export { type PostgresHandle, type PostgresOptions, startPostgres } from "./postgres.ts";
+export { createCa, issueCert, type IssuedCert, type TestCa } from "./tls.ts";
+export { freePort, makeTempDir, run, runOk, type RunResult } from "./process.ts";
+export { luhnValid, seedRows, SEED_CUSTOMERS, SEED_ORDERS } from "./seed.ts";
