@@ -1,0 +1,51 @@
+/**
+ * The admin server (fastify): health, readiness, Prometheus metrics, and whatever plugins the
+ * gateway registers (approvals API, recordings viewer). Built by `buildAdminServer()` and listened
+ * separately, so tests can `inject()` or listen on port 0 (STYLE 10).
+ */
+import Fastify, { type FastifyInstance } from "fastify";
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import type { BundleStore } from "../config/store.ts";
+
+export interface AdminServerOptions {
+	store: BundleStore;
+	registry?: Registry;
+	/** Extra readiness checks (e.g. recorder spool writable); each returns an error string or undefined. */
+	readinessChecks?: (() => string | undefined)[];
+	/** Plugins registered after the core routes (approvals API, viewer). */
+	plugins?: ((app: FastifyInstance) => Promise<void> | void)[];
+	logger?: boolean;
+}
+
+export async function buildAdminServer(options: AdminServerOptions): Promise<FastifyInstance> {
+	const registry = options.registry ?? new Registry();
+	if (!options.registry) collectDefaultMetrics({ register: registry, prefix: "drawbridge_gateway_" });
+	const bundleVersion = new Gauge({
+		name: "drawbridge_gateway_bundle_version",
+		help: "Version of the config bundle this gateway runs (0 before the first bundle).",
+		registers: [registry],
+		collect() {
+			this.set(options.store.loaded ? options.store.current.version : 0);
+		},
+	});
+	void bundleVersion;
+
+	const app = Fastify({ logger: options.logger ?? false, disableRequestLogging: true, bodyLimit: 1024 * 1024 });
+	app.get("/healthz", async () => ({ status: "ok" }));
+	app.get("/readyz", async (_req, reply) => {
+		const problems: string[] = [];
+		if (!options.store.loaded) problems.push("no config bundle loaded yet");
+		for (const check of options.readinessChecks ?? []) {
+			const problem = check();
+			if (problem) problems.push(problem);
+		}
+		if (problems.length > 0) return reply.code(503).send({ status: "not ready", problems });
+		return { status: "ready", bundleVersion: options.store.current.version, bundleHash: options.store.current.bundle.hash };
+	});
+	app.get("/metrics", async (_req, reply) => {
+		reply.header("content-type", registry.contentType);
+		return registry.metrics();
+	});
+	for (const plugin of options.plugins ?? []) await plugin(app);
+	return app;
+}

@@ -1,0 +1,223 @@
+/**
+ * Gateway configuration: parsed once from flags and environment, validated, frozen and passed down
+ * (STYLE 8). Nothing else in gateway/ reads process.env. Every flag has an env twin
+ * (DRAWBRIDGE_<FLAG_IN_CAPS>); flags win. Units are in the names.
+ */
+import { parseArgs } from "node:util";
+
+export interface ListenAddress {
+	host: string;
+	port: number;
+}
+
+export interface GatewayOptions {
+	/** Where the config bundle comes from. */
+	bundle: { kind: "file"; path: string } | { kind: "secret"; namespace: string; name: string };
+	postgresListen?: ListenAddress;
+	sshListen?: ListenAddress;
+	kubeListen?: ListenAddress;
+	adminListen: ListenAddress;
+	/** PEM files for the client-facing TLS of the PostgreSQL and Kubernetes listeners. */
+	tlsCertFile?: string;
+	tlsKeyFile?: string;
+	sshHostKeyFile?: string;
+	/** Allow token-as-password on a connection without TLS (local development only). */
+	allowInsecurePassword: boolean;
+	recordings:
+		| { kind: "dir"; path: string }
+		| { kind: "s3"; endpoint: string; bucket: string; accessKey: string; secretKey: string; region: string };
+	spoolDir: string;
+	spoolMaxBytes: number;
+	spoolFullPolicy: "failClosed" | "failOpen";
+	/** Key file (JWK, private) signing recording manifests; generated in spoolDir when absent. */
+	recordingKeyFile?: string;
+	approvals: { kind: "kubernetes"; namespace: string } | { kind: "local"; dir: string };
+	/** Public URL of the admin server, used in "approve here" messages. */
+	publicUrl: string;
+	/** Group whose members may use the recordings viewer. */
+	auditorGroup: string;
+	/** Live sessions get this long to finish on SIGTERM, ms. */
+	shutdownGraceMs: number;
+	/** Replica name in recordings and ApprovalRequests. */
+	instance: string;
+	logLevel: "debug" | "info" | "warn" | "error";
+}
+
+export const GATEWAY_HELP = `Usage: drawbridge gateway [options]
+
+Runs the gateway: PostgreSQL, SSH and Kubernetes listeners plus the admin server (health, metrics,
+approvals API, recordings viewer). Every option can also be set as DRAWBRIDGE_<NAME> (e.g.
+--postgres-listen -> DRAWBRIDGE_POSTGRES_LISTEN).
+
+Config bundle (one of):
+  --bundle-file PATH          JSON bundle written by \`drawbridge dev\` or mounted from a Secret
+  --bundle-secret NS/NAME     Secret holding bundle.json, watched through the Kubernetes API
+
+Listeners (host:port; a listener without an address is off, admin defaults to 127.0.0.1:8080):
+  --postgres-listen ADDR      PostgreSQL wire protocol
+  --ssh-listen ADDR           SSH
+  --kube-listen ADDR          Kubernetes API (HTTPS)
+  --admin-listen ADDR         /healthz /readyz /metrics, approvals API, recordings viewer
+  --tls-cert-file FILE        client-facing TLS certificate (PEM)
+  --tls-key-file FILE         client-facing TLS key (PEM)
+  --ssh-host-key-file FILE    SSH host key (OpenSSH or PEM)
+  --allow-insecure-password   accept tokens on non-TLS PostgreSQL connections (local dev only)
+
+Recordings:
+  --recordings-dir DIR        store recordings in a local directory (standalone)
+  --s3-endpoint URL           or in S3/MinIO (also: --s3-bucket, AWS_ACCESS_KEY_ID,
+  --s3-bucket NAME              AWS_SECRET_ACCESS_KEY, AWS_REGION)
+  --spool-dir DIR             local spool (default /var/spool/drawbridge)
+  --spool-max-bytes N         spool cap (default 1073741824)
+  --spool-full-policy P       failClosed (default: refuse new sessions) or failOpen
+  --recording-key-file FILE   private JWK signing manifests (generated when absent)
+
+Approvals:
+  --approvals kubernetes|local:DIR   where ApprovalRequests live (default kubernetes)
+  --namespace NS              namespace for ApprovalRequests (default drawbridge-system)
+  --public-url URL            admin URL shown to clients waiting for approval
+  --auditor-group NAME        group allowed into the recordings viewer (default auditors)
+
+Process:
+  --shutdown-grace-ms N       drain time for live sessions on SIGTERM (default 30000)
+  --instance NAME             replica name (default $POD_NAME or hostname)
+  --log-level LEVEL           debug|info|warn|error (default info)
+  -h, --help                  show this help
+`;
+
+function parseListen(value: string | undefined, flag: string): ListenAddress | undefined {
+	if (value === undefined || value === "") return undefined;
+	const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
+	if (!m) throw new OptionsError(`${flag}: expected host:port, got ${JSON.stringify(value)}`);
+	const port = Number(m[3]);
+	if (port > 65535) throw new OptionsError(`${flag}: port ${port} out of range`);
+	return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+export class OptionsError extends Error {
+	override readonly name = "OptionsError";
+}
+
+const FLAGS = {
+	"bundle-file": { type: "string" },
+	"bundle-secret": { type: "string" },
+	"postgres-listen": { type: "string" },
+	"ssh-listen": { type: "string" },
+	"kube-listen": { type: "string" },
+	"admin-listen": { type: "string" },
+	"tls-cert-file": { type: "string" },
+	"tls-key-file": { type: "string" },
+	"ssh-host-key-file": { type: "string" },
+	"allow-insecure-password": { type: "boolean" },
+	"recordings-dir": { type: "string" },
+	"s3-endpoint": { type: "string" },
+	"s3-bucket": { type: "string" },
+	"spool-dir": { type: "string" },
+	"spool-max-bytes": { type: "string" },
+	"spool-full-policy": { type: "string" },
+	"recording-key-file": { type: "string" },
+	approvals: { type: "string" },
+	namespace: { type: "string" },
+	"public-url": { type: "string" },
+	"auditor-group": { type: "string" },
+	"shutdown-grace-ms": { type: "string" },
+	instance: { type: "string" },
+	"log-level": { type: "string" },
+	help: { type: "boolean", short: "h" },
+} as const;
+
+export function parseGatewayOptions(
+	argv: string[],
+	env: NodeJS.ProcessEnv,
+	hostname: string,
+): GatewayOptions | "help" {
+	const { values } = parseArgs({ args: argv, options: FLAGS, allowPositionals: false, strict: true });
+	if (values.help) return "help";
+	const get = (name: keyof typeof FLAGS): string | undefined => {
+		const v = values[name];
+		if (typeof v === "string") return v;
+		return env[`DRAWBRIDGE_${name.toUpperCase().replaceAll("-", "_")}`];
+	};
+	const bool = (name: keyof typeof FLAGS): boolean => {
+		if (values[name] === true) return true;
+		const v = env[`DRAWBRIDGE_${name.toUpperCase().replaceAll("-", "_")}`];
+		return v === "1" || v === "true";
+	};
+	const int = (name: keyof typeof FLAGS, fallback: number): number => {
+		const v = get(name);
+		if (v === undefined) return fallback;
+		const n = Number(v);
+		if (!Number.isSafeInteger(n) || n < 0) throw new OptionsError(`--${name}: expected a non-negative integer, got ${v}`);
+		return n;
+	};
+
+	const bundleFile = get("bundle-file");
+	const bundleSecret = get("bundle-secret");
+	if (!bundleFile === !bundleSecret) throw new OptionsError("exactly one of --bundle-file or --bundle-secret is required");
+	let bundle: GatewayOptions["bundle"];
+	if (bundleFile) bundle = { kind: "file", path: bundleFile };
+	else {
+		const [namespace, name, extra] = (bundleSecret as string).split("/");
+		if (!namespace || !name || extra !== undefined) throw new OptionsError("--bundle-secret: expected NAMESPACE/NAME");
+		bundle = { kind: "secret", namespace, name };
+	}
+
+	const recordingsDir = get("recordings-dir");
+	const s3Endpoint = get("s3-endpoint");
+	let recordings: GatewayOptions["recordings"];
+	if (s3Endpoint) {
+		const accessKey = env.AWS_ACCESS_KEY_ID;
+		const secretKey = env.AWS_SECRET_ACCESS_KEY;
+		const bucket = get("s3-bucket");
+		if (!accessKey || !secretKey) throw new OptionsError("--s3-endpoint needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+		if (!bucket) throw new OptionsError("--s3-endpoint needs --s3-bucket");
+		recordings = { kind: "s3", endpoint: s3Endpoint, bucket, accessKey, secretKey, region: env.AWS_REGION ?? "us-east-1" };
+	} else if (recordingsDir) {
+		recordings = { kind: "dir", path: recordingsDir };
+	} else {
+		throw new OptionsError("recordings need a home: --recordings-dir DIR or --s3-endpoint URL (every session is recorded)");
+	}
+
+	const spoolFullPolicy = get("spool-full-policy") ?? "failClosed";
+	if (spoolFullPolicy !== "failClosed" && spoolFullPolicy !== "failOpen") {
+		throw new OptionsError(`--spool-full-policy: expected failClosed or failOpen, got ${spoolFullPolicy}`);
+	}
+	const approvalsRaw = get("approvals") ?? "kubernetes";
+	const namespace = get("namespace") ?? "drawbridge-system";
+	let approvals: GatewayOptions["approvals"];
+	if (approvalsRaw === "kubernetes") approvals = { kind: "kubernetes", namespace };
+	else if (approvalsRaw.startsWith("local:") && approvalsRaw.length > 6) approvals = { kind: "local", dir: approvalsRaw.slice(6) };
+	else throw new OptionsError(`--approvals: expected kubernetes or local:DIR, got ${approvalsRaw}`);
+
+	const logLevel = get("log-level") ?? "info";
+	if (!["debug", "info", "warn", "error"].includes(logLevel)) throw new OptionsError(`--log-level: unknown level ${logLevel}`);
+	const adminListen = parseListen(get("admin-listen") ?? "127.0.0.1:8080", "--admin-listen") as ListenAddress;
+
+	const options: GatewayOptions = {
+		bundle,
+		postgresListen: parseListen(get("postgres-listen"), "--postgres-listen"),
+		sshListen: parseListen(get("ssh-listen"), "--ssh-listen"),
+		kubeListen: parseListen(get("kube-listen"), "--kube-listen"),
+		adminListen,
+		tlsCertFile: get("tls-cert-file"),
+		tlsKeyFile: get("tls-key-file"),
+		sshHostKeyFile: get("ssh-host-key-file"),
+		allowInsecurePassword: bool("allow-insecure-password"),
+		recordings,
+		spoolDir: get("spool-dir") ?? "/var/spool/drawbridge",
+		spoolMaxBytes: int("spool-max-bytes", 1024 ** 3),
+		spoolFullPolicy,
+		recordingKeyFile: get("recording-key-file"),
+		approvals,
+		publicUrl: get("public-url") ?? `http://${adminListen.host === "0.0.0.0" ? "127.0.0.1" : adminListen.host}:${adminListen.port}`,
+		auditorGroup: get("auditor-group") ?? "auditors",
+		shutdownGraceMs: int("shutdown-grace-ms", 30_000),
+		instance: get("instance") ?? env.POD_NAME ?? hostname,
+		logLevel: logLevel as GatewayOptions["logLevel"],
+	};
+	if ((options.postgresListen || options.kubeListen) && !(options.tlsCertFile && options.tlsKeyFile) && !options.allowInsecurePassword) {
+		throw new OptionsError("the PostgreSQL and Kubernetes listeners need --tls-cert-file and --tls-key-file");
+	}
+	if (options.sshListen && !options.sshHostKeyFile) throw new OptionsError("the SSH listener needs --ssh-host-key-file");
+	return Object.freeze(options);
+}
