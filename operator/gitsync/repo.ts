@@ -1,0 +1,187 @@
+/**
+ * The grants repository, read with isomorphic-git over HTTP(S) into a bare git dir (no work tree).
+ *
+ * `fetchBranch` brings the branch head locally (token auth as HTTP basic: the token is the password,
+ * `x-access-token` the default user name, which GitHub, Gitea and GitLab all accept).
+ * `readSnapshot` lists the YAML files under a path at a commit and, for each, the approving commit:
+ * the newest commit on the branch's first-parent chain whose tree changed that file. On a branch
+ * protected by pull requests that is the merge (or squash) commit, i.e. the approval itself.
+ * No Kubernetes in here: `drawbridge dev` reuses it against a local repository.
+ */
+
+import * as fs from "node:fs";
+import git from "isomorphic-git";
+import http from "isomorphic-git/http/node";
+import { type ApprovingCommit, approvalUrl, formatPerson, parsePullRequestNumber } from "./commits.ts";
+
+export interface GitRemote {
+	url: string;
+	branch: string;
+	/** Token for HTTP basic auth (password). */
+	token?: string;
+	/** Basic-auth user name sent with the token (default `x-access-token`). */
+	username?: string;
+	/** Fetch depth (default: full history; a shallow clone attributes older files to its oldest commit). */
+	depth?: number;
+}
+
+export interface SnapshotFile {
+	/** Path inside the repository. */
+	path: string;
+	content: Uint8Array;
+	blobOid: string;
+	approvedBy: ApprovingCommit;
+}
+
+export interface Snapshot {
+	repository: string;
+	branch: string;
+	commit: string;
+	files: SnapshotFile[];
+}
+
+/** Initialises (once) a bare repository at `gitdir` and fetches the branch head. Returns its SHA. */
+export async function fetchBranch(gitdir: string, remote: GitRemote): Promise<string> {
+	if (!fs.existsSync(`${gitdir}/HEAD`)) {
+		fs.mkdirSync(gitdir, { recursive: true });
+		await git.init({ fs, gitdir, bare: true, defaultBranch: remote.branch });
+	}
+	const res = await git.fetch({
+		fs,
+		http,
+		gitdir,
+		url: remote.url,
+		ref: remote.branch,
+		remoteRef: remote.branch,
+		singleBranch: true,
+		tags: false,
+		...(remote.depth ? { depth: remote.depth } : {}),
+		...(remote.token ? { onAuth: () => ({ username: remote.username ?? "x-access-token", password: remote.token! }) } : {}),
+		onAuthFailure: () => ({ cancel: true }),
+	});
+	if (!res.fetchHead) throw new Error(`branch ${remote.branch} not found at ${redactUrl(remote.url)}`);
+	return res.fetchHead;
+}
+
+export function redactUrl(url: string): string {
+	try {
+		const u = new URL(url);
+		u.username = "";
+		u.password = "";
+		return u.toString();
+	} catch {
+		return url;
+	}
+}
+
+function isManifest(path: string): boolean {
+	return /\.ya?ml$/i.test(path);
+}
+
+/**
+ * Files (path → blob oid) below `prefix` in a tree, memoised per tree oid so unchanged subtrees cost
+ * nothing across commits.
+ */
+class TreeIndex {
+	private memo = new Map<string, Map<string, string>>();
+	private cache = {};
+	constructor(private gitdir: string) {}
+
+	async subtreeOid(commitTree: string, prefix: string): Promise<string | undefined> {
+		let oid = commitTree;
+		for (const part of prefix.split("/").filter(Boolean)) {
+			const { tree } = await git.readTree({ fs, gitdir: this.gitdir, oid, cache: this.cache });
+			const e = tree.find((x) => x.path === part && x.type === "tree");
+			if (!e) return undefined;
+			oid = e.oid;
+		}
+		return oid;
+	}
+
+	async files(treeOid: string | undefined, base: string): Promise<Map<string, string>> {
+		if (!treeOid) return new Map();
+		const hit = this.memo.get(`${treeOid}:${base}`);
+		if (hit) return hit;
+		const out = new Map<string, string>();
+		const { tree } = await git.readTree({ fs, gitdir: this.gitdir, oid: treeOid, cache: this.cache });
+		for (const e of tree) {
+			const p = base ? `${base}/${e.path}` : e.path;
+			if (e.type === "tree") for (const [k, v] of await this.files(e.oid, p)) out.set(k, v);
+			else if (e.type === "blob" && isManifest(p)) out.set(p, e.oid);
+		}
+		this.memo.set(`${treeOid}:${base}`, out);
+		return out;
+	}
+}
+
+export interface SnapshotOptions {
+	/** Directory inside the repository holding the manifests ("" or "." for the root). */
+	path: string;
+	/** Repository URL recorded in origins (user info is stripped: tokens are never recorded). */
+	repository: string;
+	branch: string;
+	/** Stop walking history after this many commits (default 1000): older changes are attributed to the last commit walked. */
+	maxHistory?: number;
+}
+
+/** The manifests at `commit` with their approving commits. */
+export async function readSnapshot(gitdir: string, commit: string, opts: SnapshotOptions): Promise<Snapshot> {
+	const prefix = opts.path.replace(/^\.?\/*/, "").replace(/\/+$/, "");
+	const idx = new TreeIndex(gitdir);
+	const metaCache = new Map<string, ApprovingCommit>();
+	const repository = redactUrl(opts.repository);
+	const metaOf = async (oid: string): Promise<{ meta: ApprovingCommit; parent?: string; tree: string }> => {
+		const { commit: c } = await git.readCommit({ fs, gitdir, oid });
+		let meta = metaCache.get(oid);
+		if (!meta) {
+			const pr = parsePullRequestNumber(c.message);
+			const url = approvalUrl(opts.repository, oid, pr);
+			meta = {
+				sha: oid,
+				author: formatPerson(c.author),
+				committer: formatPerson(c.committer),
+				committedAt: new Date(c.committer.timestamp * 1000).toISOString(),
+				subject: c.message.split("\n", 1)[0] ?? "",
+				...(pr !== undefined ? { pullRequest: pr } : {}),
+				...(url ? { url } : {}),
+			};
+			metaCache.set(oid, meta);
+		}
+		return { meta, tree: c.tree, ...(c.parent[0] ? { parent: c.parent[0] } : {}) };
+	};
+
+	const head = await metaOf(commit);
+	const current = await idx.files(await idx.subtreeOid(head.tree, prefix), prefix);
+	const approved = new Map<string, ApprovingCommit>();
+	let cur = head;
+	let curFiles = current;
+	const max = opts.maxHistory ?? 1000;
+	for (let walked = 0; approved.size < current.size; walked++) {
+		let parentFiles = new Map<string, string>();
+		let parent: typeof cur | undefined;
+		if (cur.parent && walked < max) {
+			try {
+				parent = await metaOf(cur.parent);
+				parentFiles = await idx.files(await idx.subtreeOid(parent.tree, prefix), prefix);
+			} catch {
+				parent = undefined; // shallow clone boundary: the parent object is not here
+			}
+		}
+		for (const [path, oid] of current) {
+			if (approved.has(path)) continue;
+			// Unresolved paths still have their current blob in `cur`: did `cur` introduce it?
+			if (curFiles.get(path) === oid && parentFiles.get(path) !== oid) approved.set(path, cur.meta);
+			else if (!parent) approved.set(path, cur.meta);
+		}
+		if (!parent) break;
+		cur = parent;
+		curFiles = parentFiles;
+	}
+
+	const files: SnapshotFile[] = [];
+	for (const [path, blobOid] of [...current].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+		const { blob } = await git.readBlob({ fs, gitdir, oid: blobOid });
+		files.push({ path, content: blob, blobOid, approvedBy: approved.get(path)! });
+	}
+	return { repository, branch: opts.branch, commit, files };
+}
