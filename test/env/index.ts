@@ -4,3 +4,4 @@ export { type PostgresHandle, type PostgresOptions, startPostgres } from "./post
 export { createCa, issueCert, type IssuedCert, type TestCa } from "./tls.ts";
 export { freePort, makeTempDir, run, runOk, type RunResult } from "./process.ts";
 export { luhnValid, seedRows, SEED_CUSTOMERS, SEED_ORDERS } from "./seed.ts";
+export { type GitServerHandle, type GitServerOptions, startGitServer } from "./git.ts";
