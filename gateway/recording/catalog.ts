@@ -1,0 +1,225 @@
+/**
+ * Reading recordings back: listing sessions with filters (using the date key layout to touch only
+ * the days asked for, and object metadata instead of reading each session.json), loading one
+ * session's events and terminal stream, and loading the published public keys. Shared by the CLI and
+ * the web viewer.
+ */
+import type { JWK } from "jose";
+import { RecordingError } from "./errors.ts";
+import type { StoredEvent } from "./events.ts";
+import {
+	decodeChunk,
+	KEYS_PREFIX,
+	MANIFEST_FILE,
+	metaDecode,
+	parseChunkName,
+	ROOT_PREFIX,
+	SESSION_FILE,
+	type SessionDocument,
+	sessionMetadata,
+	TERMINAL_FILE,
+} from "./format.ts";
+import { type PublicKeySet, publicKeySet } from "./keys.ts";
+import type { RecordingStore } from "./store.ts";
+
+export interface SessionSummary {
+	prefix: string;
+	sessionId: string;
+	protocol: string;
+	identity: string;
+	subject: string;
+	grant: string;
+	connection: string;
+	startedAt: string;
+	endedAt: string;
+	hasBlocked: boolean;
+	hasApprovals: boolean;
+	commit: string;
+	pullRequest: string;
+}
+
+export interface SessionFilter {
+	/** Matches the identity's username or subject; `*` is a wildcard. */
+	identity?: string;
+	grant?: string;
+	connection?: string;
+	protocol?: string;
+	sessionId?: string;
+	/** Sessions that started at or after this time. */
+	since?: Date;
+	/** Sessions that started before this time. */
+	until?: Date;
+	hasBlocked?: boolean;
+	hasApprovals?: boolean;
+}
+
+export type ListProgress = (p: { prefixesScanned: number; prefixesTotal?: number; sessionsSeen: number; matched: number }) => void;
+
+function glob(pattern: string, value: string): boolean {
+	if (!pattern.includes("*")) return pattern === value;
+	const re = new RegExp(`^${pattern.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+	return re.test(value);
+}
+
+function summaryFromMetadata(prefix: string, m: Record<string, string>): SessionSummary | undefined {
+	if (!m["session-id"] || !m.started) return undefined;
+	return {
+		prefix,
+		sessionId: metaDecode(m["session-id"])!,
+		protocol: m.protocol ?? "",
+		identity: metaDecode(m.identity) ?? "",
+		subject: metaDecode(m.subject) ?? "",
+		grant: metaDecode(m.grant) ?? "",
+		connection: metaDecode(m.connection) ?? "",
+		startedAt: m.started,
+		endedAt: m.ended ?? "",
+		hasBlocked: m["has-blocked"] === "true",
+		hasApprovals: m["has-approvals"] === "true",
+		commit: metaDecode(m.commit) ?? "",
+		pullRequest: m["pull-request"] ?? "",
+	};
+}
+
+export function matches(s: SessionSummary, f: SessionFilter): boolean {
+	if (f.identity && !glob(f.identity, s.identity) && !glob(f.identity, s.subject)) return false;
+	if (f.grant && !glob(f.grant, s.grant)) return false;
+	if (f.connection && !glob(f.connection, s.connection)) return false;
+	if (f.protocol && f.protocol !== s.protocol) return false;
+	if (f.sessionId && !glob(f.sessionId, s.sessionId)) return false;
+	const t = Date.parse(s.startedAt);
+	if (f.since && !(t >= f.since.getTime())) return false;
+	if (f.until && !(t < f.until.getTime())) return false;
+	if (f.hasBlocked !== undefined && s.hasBlocked !== f.hasBlocked) return false;
+	if (f.hasApprovals !== undefined && s.hasApprovals !== f.hasApprovals) return false;
+	return true;
+}
+
+function dayPrefix(d: Date): string {
+	return `${ROOT_PREFIX}${String(d.getUTCFullYear()).padStart(4, "0")}/${String(d.getUTCMonth() + 1).padStart(2, "0")}/${String(d.getUTCDate()).padStart(2, "0")}/`;
+}
+
+/** Day prefixes to scan: the days of [since, until) when both are given (≤ 4000 days), else walk the tree. */
+async function dayPrefixes(store: RecordingStore, f: SessionFilter): Promise<string[]> {
+	if (f.since && f.until && f.until.getTime() > f.since.getTime()) {
+		const days = Math.ceil((f.until.getTime() - f.since.getTime()) / 86_400_000) + 1;
+		if (days <= 4000) {
+			const out: string[] = [];
+			const d = new Date(Date.UTC(f.since.getUTCFullYear(), f.since.getUTCMonth(), f.since.getUTCDate()));
+			while (d.getTime() < f.until.getTime()) {
+				out.push(dayPrefix(d));
+				d.setUTCDate(d.getUTCDate() + 1);
+			}
+			return out;
+		}
+	}
+	const out: string[] = [];
+	const children = async (p: string) => {
+		const r: string[] = [];
+		for await (const o of store.list(p, { delimiter: true })) if (o.key.endsWith("/")) r.push(o.key);
+		return r;
+	};
+	for (const y of await children(ROOT_PREFIX)) {
+		if (!/\/\d{4}\/$/.test(y)) continue; // skips recordings/keys/
+		const yEnd = Date.UTC(Number(y.slice(-5, -1)) + 1, 0, 1);
+		const yStart = Date.UTC(Number(y.slice(-5, -1)), 0, 1);
+		if (f.since && yEnd <= f.since.getTime()) continue;
+		if (f.until && yStart >= f.until.getTime()) continue;
+		for (const m of await children(y)) {
+			for (const d of await children(m)) {
+				const [yy, mm, dd] = d.slice(ROOT_PREFIX.length, -1).split("/").map(Number);
+				const start = Date.UTC(yy!, mm! - 1, dd!);
+				if (f.since && start + 86_400_000 <= f.since.getTime()) continue;
+				if (f.until && start >= f.until.getTime()) continue;
+				out.push(d);
+			}
+		}
+	}
+	return out;
+}
+
+/**
+ * List closed sessions (those with a session.json) matching the filter, oldest first. A connection
+ * filter without wildcards narrows every day prefix to `<day>/<connection>/`.
+ */
+export async function listSessions(store: RecordingStore, filter: SessionFilter = {}, progress?: ListProgress): Promise<SessionSummary[]> {
+	const days = await dayPrefixes(store, filter);
+	const out: SessionSummary[] = [];
+	let seen = 0;
+	let scanned = 0;
+	const exactConnection = filter.connection && !filter.connection.includes("*") ? filter.connection : undefined;
+	for (const day of days) {
+		const prefix = exactConnection ? `${day}${exactConnection}/` : day;
+		for await (const o of store.list(prefix, { withMetadata: true })) {
+			if (!o.key.endsWith(`/${SESSION_FILE}`)) continue;
+			seen++;
+			const sessionPrefix = o.key.slice(0, -SESSION_FILE.length);
+			let s = o.metadata ? summaryFromMetadata(sessionPrefix, o.metadata) : undefined;
+			if (!s) {
+				const head = await store.head(o.key);
+				s = head ? summaryFromMetadata(sessionPrefix, head.metadata) : undefined;
+			}
+			if (!s) {
+				// No metadata (copied without it): read the document itself.
+				const doc = JSON.parse((await store.get(o.key)).toString("utf8")) as SessionDocument;
+				s = summaryFromMetadata(sessionPrefix, sessionMetadata(doc));
+			}
+			if (s && matches(s, filter)) out.push(s);
+		}
+		scanned++;
+		progress?.({ prefixesScanned: scanned, prefixesTotal: days.length, sessionsSeen: seen, matched: out.length });
+	}
+	out.sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : 0));
+	return out;
+}
+
+/** Find a session by id (or accept a prefix as is). */
+export async function resolveSession(store: RecordingStore, idOrPrefix: string, hint: SessionFilter = {}): Promise<string> {
+	if (idOrPrefix.startsWith(ROOT_PREFIX)) return idOrPrefix.endsWith("/") ? idOrPrefix : `${idOrPrefix}/`;
+	const found = await listSessions(store, { ...hint, sessionId: idOrPrefix });
+	if (found.length === 0) throw new RecordingError("NOT_FOUND", `no recorded session with id ${idOrPrefix} in ${store.description}`);
+	return found[0]!.prefix;
+}
+
+export interface LoadedSession {
+	prefix: string;
+	document?: SessionDocument;
+	events: StoredEvent[];
+	cast?: string;
+	hasManifest: boolean;
+}
+
+/** Load a session's document, events (all chunks in order) and terminal stream. Does not verify. */
+export async function loadSession(store: RecordingStore, prefix: string): Promise<LoadedSession> {
+	const names: string[] = [];
+	let hasManifest = false;
+	let hasCast = false;
+	let hasDoc = false;
+	for await (const o of store.list(prefix)) {
+		const name = o.key.slice(prefix.length);
+		if (parseChunkName(name) !== undefined) names.push(name);
+		else if (name === MANIFEST_FILE) hasManifest = true;
+		else if (name === TERMINAL_FILE) hasCast = true;
+		else if (name === SESSION_FILE) hasDoc = true;
+	}
+	names.sort((a, b) => parseChunkName(a)! - parseChunkName(b)!);
+	const events: StoredEvent[] = [];
+	for (const n of names) events.push(...decodeChunk(n, await store.get(prefix + n)).events);
+	const out: LoadedSession = { prefix, events, hasManifest };
+	if (hasDoc) out.document = JSON.parse((await store.get(prefix + SESSION_FILE)).toString("utf8")) as SessionDocument;
+	if (hasCast) out.cast = (await store.get(prefix + TERMINAL_FILE)).toString("utf8");
+	return out;
+}
+
+/** Public keys published in the store (`recordings/keys/<kid>.jwk`). */
+export async function loadStoreKeys(store: RecordingStore): Promise<{ set: PublicKeySet; jwks: JWK[] }> {
+	const jwks: JWK[] = [];
+	for await (const o of store.list(KEYS_PREFIX)) {
+		if (!o.key.endsWith(".jwk")) continue;
+		try {
+			jwks.push(JSON.parse((await store.get(o.key)).toString("utf8")) as JWK);
+		} catch {
+			// A non-JSON key object cannot verify anything; skip it.
+		}
+	}
+	return { set: await publicKeySet(jwks), jwks };
+}

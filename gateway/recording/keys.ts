@@ -1,0 +1,90 @@
+/**
+ * The gateway's recording key: signs every session manifest (JWS, EdDSA over Ed25519 by default,
+ * ES256 accepted). The private key is a JWK file the gateway reads once at start (a Kubernetes Secret
+ * in a cluster; generated on first start in standalone mode). The public half is published as
+ * `recordings/keys/<kid>.jwk` in the store and served by the admin endpoint `GET /recordings/keys`.
+ * `kid` is the RFC 7638 JWK thumbprint, so a key id cannot be reused for a different key.
+ */
+import { readFile } from "node:fs/promises";
+import { type CryptoKey, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
+import { RecordingError } from "./errors.ts";
+import { writeFileDurable } from "./store.ts";
+
+export type RecordingKeyAlg = "EdDSA" | "ES256";
+
+export interface RecordingKey {
+	kid: string;
+	alg: RecordingKeyAlg;
+	privateKey: CryptoKey;
+	/** Public JWK with `kid`, `alg` and `use: "sig"`. */
+	publicJwk: JWK;
+}
+
+/** Trusted public keys by kid, for verification. */
+export type PublicKeySet = Map<string, { alg: RecordingKeyAlg; key: CryptoKey; jwk: JWK }>;
+
+function algOf(jwk: JWK): RecordingKeyAlg {
+	if (jwk.kty === "OKP" && jwk.crv === "Ed25519") return "EdDSA";
+	if (jwk.kty === "EC" && jwk.crv === "P-256") return "ES256";
+	throw new RecordingError("CONFIG", `recording key must be Ed25519 (OKP) or P-256 (EC), got kty=${jwk.kty} crv=${jwk.crv}`);
+}
+
+function publicPart(jwk: JWK): JWK {
+	const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, oth: _oth, key_ops: _ops, ext: _ext, ...pub } = jwk;
+	return pub;
+}
+
+export async function recordingKeyFromJwk(jwk: JWK): Promise<RecordingKey> {
+	if (!jwk.d) throw new RecordingError("CONFIG", "recording key JWK has no private part (`d`)");
+	const alg = algOf(jwk);
+	const pub = publicPart(jwk);
+	const kid = await calculateJwkThumbprint(pub, "sha256");
+	const privateKey = (await importJWK({ ...jwk, alg }, alg)) as CryptoKey;
+	return { kid, alg, privateKey, publicJwk: { ...pub, kid, alg, use: "sig" } };
+}
+
+export async function generateRecordingKey(alg: RecordingKeyAlg = "EdDSA"): Promise<{ key: RecordingKey; privateJwk: JWK }> {
+	const pair = await generateKeyPair(alg === "EdDSA" ? "Ed25519" : "ES256", { extractable: true });
+	const privateJwk = await exportJWK(pair.privateKey);
+	return { key: await recordingKeyFromJwk(privateJwk), privateJwk };
+}
+
+/**
+ * Read the private JWK at `path`; when `createIfMissing` (standalone mode) and the file does not
+ * exist, generate an Ed25519 key and write it with mode 0600.
+ */
+export async function loadRecordingKey(path: string, createIfMissing = false): Promise<RecordingKey> {
+	let text: string;
+	try {
+		text = await readFile(path, "utf8");
+	} catch (e) {
+		if ((e as NodeJS.ErrnoException).code === "ENOENT" && createIfMissing) {
+			const { key, privateJwk } = await generateRecordingKey();
+			await writeFileDurable(path, Buffer.from(`${JSON.stringify(privateJwk)}\n`));
+			const { chmod } = await import("node:fs/promises");
+			await chmod(path, 0o600);
+			return key;
+		}
+		throw new RecordingError("CONFIG", `cannot read recording key ${path}: ${(e as Error).message}`, { cause: e });
+	}
+	let jwk: JWK;
+	try {
+		jwk = JSON.parse(text) as JWK;
+	} catch {
+		throw new RecordingError("CONFIG", `recording key ${path} is not a JSON Web Key`);
+	}
+	return recordingKeyFromJwk(jwk);
+}
+
+/** Build a trusted key set from public JWKs (each must carry `kid`, or it is computed). */
+export async function publicKeySet(jwks: JWK[]): Promise<PublicKeySet> {
+	const set: PublicKeySet = new Map();
+	for (const raw of jwks) {
+		const jwk = publicPart(raw);
+		const alg = algOf(jwk);
+		const kid = jwk.kid ?? (await calculateJwkThumbprint(jwk, "sha256"));
+		const key = (await importJWK({ ...jwk, alg }, alg)) as CryptoKey;
+		set.set(kid, { alg, key, jwk: { ...jwk, kid, alg } });
+	}
+	return set;
+}

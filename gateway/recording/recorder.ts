@@ -1,0 +1,895 @@
+/**
+ * The recorder: `Recorder` for every data path. Events go to a bounded on-disk spool first, then a
+ * background uploader moves sealed objects to the `RecordingStore` (MinIO or a directory) with
+ * retries and exponential backoff. Nothing here sits inline with forwarding: `emit` only appends to
+ * an in-memory buffer; file writes, gzip, hashing, signing and uploads all happen later.
+ *
+ * Spool layout, one directory per session (`<spoolDir>/sessions/<sessionId>/`):
+ *   open.json          SessionMeta + key prefix, written durably before openSession resolves
+ *   events.jsonl       events of the chunk being built (append-only; truncated after each seal)
+ *   chunk-NNNNNN.jsonl.gz  sealed chunks waiting for upload (deleted once uploaded)
+ *   chunks.jsonl       index of sealed chunks: hash, size, seq range, counts (append-only, fsynced)
+ *   terminal.cast      asciicast v2 stream (append-only), uploaded at close
+ *   session.json, manifest.jws  written at close; their presence means "finalised"
+ * The upload order is chunks (in order) → terminal.cast → session.json → manifest.jws; the session
+ * directory is removed after the manifest is stored, so a complete session in the store always has
+ * its manifest last, and a restarted gateway resumes exactly where the previous one stopped.
+ *
+ * Durability (fsync policy, `fsync` option):
+ *   "chunk" (default): buffered events are written to events.jsonl every `flushIntervalMs` (default
+ *     100 ms), so they survive a gateway crash once written; sealed chunks, the chunk index,
+ *     session.json and the manifest are fsynced (file + directory) before they count as spooled. A
+ *     power loss can lose at most the events of the open chunk written since its last fsync.
+ *   "always": events.jsonl and terminal.cast are fsynced on every flush as well.
+ */
+import { randomUUID } from "node:crypto";
+import { type FileHandle, mkdir, open, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
+import { CompactSign } from "jose";
+import type { Registry } from "prom-client";
+import { RecordingError, SpoolFullError } from "./errors.ts";
+import type { Recorder, RecordingEvent, SessionEnd, SessionMeta, SessionRecorder, StoredEvent } from "./events.ts";
+import {
+	addCounts,
+	type ChunkHeader,
+	castHeader,
+	castLine,
+	chunkName,
+	countEvent,
+	emptyCounts,
+	FORMAT_VERSION,
+	KEYS_PREFIX,
+	MANIFEST_FILE,
+	MANIFEST_JWS_TYP,
+	type Manifest,
+	SESSION_FILE,
+	type SessionCounts,
+	sessionDocument,
+	sessionMetadata,
+	sessionPrefix,
+	sha256Hex,
+	TERMINAL_FILE,
+} from "./format.ts";
+import type { RecordingKey } from "./keys.ts";
+import { RecorderMetrics } from "./metrics.ts";
+import { fsyncDir, type RecordingStore, writeFileDurable } from "./store.ts";
+
+const gzipAsync = promisify(gzip);
+
+export interface RecorderLogger {
+	info(obj: object, msg: string): void;
+	warn(obj: object, msg: string): void;
+	error(obj: object, msg: string): void;
+}
+
+export interface RecorderOptions {
+	/** Local spool directory (one per gateway replica; locked with a pid file). */
+	spoolDir: string;
+	store: RecordingStore;
+	key: RecordingKey;
+	/** Spool budget in bytes (default 1 GiB). At or over it the `onSpoolFull` policy applies. */
+	maxSpoolBytes?: number;
+	/**
+	 * `failClosed` (default): openSession rejects with SpoolFullError, the data path refuses the client.
+	 * `failOpen`: the session is admitted and still spooled beyond the budget; an alert is logged and
+	 * `drawbridge_recording_sessions_over_budget_total` increases.
+	 */
+	onSpoolFull?: "failClosed" | "failOpen";
+	/** Seal a chunk when its uncompressed JSON Lines reach this size (default 1 MiB). */
+	chunkMaxBytes?: number;
+	/** Seal a chunk this long after its first event, so live sessions upload progressively (default 10 s). */
+	chunkMaxAgeMs?: number;
+	/** Write buffered events to the spool file at least this often (default 100 ms). */
+	flushIntervalMs?: number;
+	fsync?: "chunk" | "always";
+	/** Upload retry backoff: initial delay (default 500 ms), doubling up to maxDelayMs (default 30 s), with jitter. */
+	retryInitialDelayMs?: number;
+	retryMaxDelayMs?: number;
+	/** Sessions uploaded in parallel (default 4). */
+	uploadConcurrency?: number;
+	registry?: Registry;
+	logger?: RecorderLogger;
+}
+
+const consoleLogger: RecorderLogger = {
+	info() {},
+	warn(obj, msg) {
+		console.warn(`recording: ${msg}`, JSON.stringify(obj));
+	},
+	error(obj, msg) {
+		console.error(`recording: ${msg}`, JSON.stringify(obj));
+	},
+};
+
+interface ChunkEntry {
+	index: number;
+	name: string;
+	sha256: string;
+	bytes: number;
+	events: number;
+	firstSeq: number;
+	lastSeq: number;
+	/** Epoch ms of the chunk's first event (for the oldest-unsent-age metric). */
+	firstTimeMs: number;
+	counts: SessionCounts;
+}
+
+interface OpenRecord {
+	format: typeof FORMAT_VERSION;
+	meta: SessionMeta;
+	prefix: string;
+	keyId: string;
+}
+
+/** Per-session spool bookkeeping, shared by the live writer and the uploader. */
+class SpoolState {
+	readonly id: string;
+	readonly dir: string;
+	readonly prefix: string;
+	readonly meta: SessionMeta;
+	/** Sealed, not yet uploaded chunks: index → first event time. */
+	readonly pendingChunks = new Map<number, number>();
+	finalized = false;
+	finalizedAtMs = 0;
+	live: LiveSession | undefined;
+	uploading = false;
+	bytes = 0;
+	constructor(id: string, dir: string, meta: SessionMeta, prefix: string) {
+		this.id = id;
+		this.dir = dir;
+		this.meta = meta;
+		this.prefix = prefix;
+	}
+	hasWork(): boolean {
+		return this.pendingChunks.size > 0 || this.finalized;
+	}
+	oldestPendingMs(): number | undefined {
+		let oldest: number | undefined;
+		for (const t of this.pendingChunks.values()) if (oldest === undefined || t < oldest) oldest = t;
+		const liveFirst = this.live?.currentFirstTimeMs;
+		if (liveFirst !== undefined && (oldest === undefined || liveFirst < oldest)) oldest = liveFirst;
+		if (this.finalized && oldest === undefined) oldest = this.finalizedAtMs;
+		return oldest;
+	}
+}
+
+export class DiskRecorder implements Recorder {
+	readonly options: Required<Omit<RecorderOptions, "registry" | "logger">>;
+	readonly metrics: RecorderMetrics;
+	readonly log: RecorderLogger;
+	readonly store: RecordingStore;
+	private readonly sessionsDir: string;
+	private readonly states = new Map<string, SpoolState>();
+	private backlog = 0;
+	private started = false;
+	private stopping = false;
+	private loop: Promise<void> | undefined;
+	private wake: (() => void) | undefined;
+	private sleepTimer: NodeJS.Timeout | undefined;
+	private keyPublished = false;
+	private consecutiveFailures = 0;
+	private drainWaiters: (() => void)[] = [];
+	private lockPath: string;
+
+	constructor(options: RecorderOptions) {
+		this.options = {
+			spoolDir: options.spoolDir,
+			store: options.store,
+			key: options.key,
+			maxSpoolBytes: options.maxSpoolBytes ?? 1024 * 1024 * 1024,
+			onSpoolFull: options.onSpoolFull ?? "failClosed",
+			chunkMaxBytes: options.chunkMaxBytes ?? 1024 * 1024,
+			chunkMaxAgeMs: options.chunkMaxAgeMs ?? 10_000,
+			flushIntervalMs: options.flushIntervalMs ?? 100,
+			fsync: options.fsync ?? "chunk",
+			retryInitialDelayMs: options.retryInitialDelayMs ?? 500,
+			retryMaxDelayMs: options.retryMaxDelayMs ?? 30_000,
+			uploadConcurrency: options.uploadConcurrency ?? 4,
+		};
+		if (this.options.onSpoolFull !== "failClosed" && this.options.onSpoolFull !== "failOpen") {
+			throw new RecordingError("CONFIG", `onSpoolFull must be failClosed or failOpen, got ${String(this.options.onSpoolFull)}`);
+		}
+		this.store = options.store;
+		this.log = options.logger ?? consoleLogger;
+		this.sessionsDir = join(options.spoolDir, "sessions");
+		this.lockPath = join(options.spoolDir, "LOCK");
+		this.metrics = new RecorderMetrics(
+			{
+				backlogBytes: () => this.backlog,
+				oldestUnsentEventAgeSeconds: () => this.oldestUnsentAgeSeconds(),
+				openSessions: () => [...this.states.values()].filter((s) => s.live && !s.live.closed).length,
+				sessionsAwaitingUpload: () => [...this.states.values()].filter((s) => s.hasWork()).length,
+				spoolFull: () => this.backlog >= this.options.maxSpoolBytes,
+			},
+			options.registry,
+		);
+	}
+
+	/** Bytes in the spool not yet uploaded. */
+	backlogBytes(): number {
+		return this.backlog;
+	}
+
+	oldestUnsentAgeSeconds(): number {
+		let oldest: number | undefined;
+		for (const s of this.states.values()) {
+			const t = s.oldestPendingMs();
+			if (t !== undefined && (oldest === undefined || t < oldest)) oldest = t;
+		}
+		return oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000);
+	}
+
+	/** Sessions with data still in the spool. */
+	pendingSessions(): string[] {
+		return [...this.states.values()].filter((s) => s.hasWork() || (s.live && !s.live.closed)).map((s) => s.id);
+	}
+
+	addBytes(state: SpoolState, delta: number): void {
+		state.bytes += delta;
+		this.backlog += delta;
+	}
+
+	/**
+	 * Lock the spool, recover sessions a previous process left behind (closing them with
+	 * reason `shutdown`, `recovered: true`), and start the uploader. Idempotent.
+	 */
+	async start(): Promise<void> {
+		if (this.started) return;
+		await mkdir(this.sessionsDir, { recursive: true });
+		await this.lock();
+		this.started = true;
+		const names = (await readdir(this.sessionsDir)).sort();
+		for (const name of names) {
+			try {
+				await this.recoverDir(name);
+			} catch (e) {
+				this.log.error({ session: name, err: (e as Error).message }, "cannot recover spooled session; left in place");
+			}
+		}
+		this.loop = this.uploadLoop();
+	}
+
+	private async lock(): Promise<void> {
+		try {
+			const text = await readFile(this.lockPath, "utf8");
+			const pid = Number(text.trim());
+			if (pid && pid !== process.pid) {
+				let alive = false;
+				try {
+					process.kill(pid, 0);
+					alive = true;
+				} catch {
+					alive = false;
+				}
+				if (alive) throw new RecordingError("CONFIG", `spool ${this.options.spoolDir} is in use by process ${pid}; each gateway replica needs its own spool`);
+			}
+		} catch (e) {
+			if (e instanceof RecordingError) throw e;
+		}
+		await writeFile(this.lockPath, `${process.pid}\n`);
+	}
+
+	private async recoverDir(name: string): Promise<void> {
+		const dir = join(this.sessionsDir, name);
+		let open: OpenRecord;
+		try {
+			open = JSON.parse(await readFile(join(dir, "open.json"), "utf8")) as OpenRecord;
+		} catch {
+			// openSession crashed before open.json was durable: nothing was emitted yet.
+			await rm(dir, { recursive: true, force: true });
+			return;
+		}
+		const state = new SpoolState(open.meta.sessionId, dir, open.meta, open.prefix);
+		this.states.set(state.id, state);
+		const entries = await readChunkIndex(dir);
+		for (const e of entries) {
+			const size = await fileSize(join(dir, e.name));
+			if (size !== undefined) {
+				state.pendingChunks.set(e.index, e.firstTimeMs);
+				this.addBytes(state, size);
+			}
+		}
+		for (const f of [TERMINAL_FILE, SESSION_FILE, MANIFEST_FILE, "events.jsonl"]) {
+			const size = await fileSize(join(dir, f));
+			if (size !== undefined) this.addBytes(state, size);
+		}
+		if ((await fileSize(join(dir, MANIFEST_FILE))) !== undefined) {
+			state.finalized = true;
+			state.finalizedAtMs = Date.now();
+			return;
+		}
+		// Not closed by the previous process: seal what it wrote and close it.
+		const live = new LiveSession(this, state, entries, true);
+		state.live = live;
+		await live.recover();
+		this.metrics.sessionsRecovered.inc();
+		this.log.warn({ session: state.id, prefix: state.prefix }, "recovered a session the previous gateway process did not close");
+		await live.close({ reason: "shutdown", message: "gateway stopped before the session ended; closed from the spool by recovery" });
+	}
+
+	async openSession(meta: SessionMeta): Promise<SessionRecorder> {
+		if (!this.started || this.stopping) throw new RecordingError("SESSION_CLOSED", "recorder is not running");
+		if (!meta.sessionId || this.states.has(meta.sessionId)) throw new TypeError(`duplicate or empty session id ${JSON.stringify(meta.sessionId)}`);
+		if (this.backlog >= this.options.maxSpoolBytes) {
+			if (this.options.onSpoolFull === "failClosed") {
+				this.metrics.sessionsRefused.inc();
+				this.log.error({ session: meta.sessionId, backlogBytes: this.backlog, maxSpoolBytes: this.options.maxSpoolBytes }, "spool full: session refused (failClosed)");
+				throw new SpoolFullError(this.backlog, this.options.maxSpoolBytes);
+			}
+			this.metrics.sessionsOverBudget.inc();
+			this.log.error(
+				{ alert: "RecordingSpoolFull", session: meta.sessionId, backlogBytes: this.backlog, maxSpoolBytes: this.options.maxSpoolBytes },
+				"ALERT spool full: session admitted without the spool budget (failOpen)",
+			);
+		}
+		const prefix = sessionPrefix(meta);
+		const dir = join(this.sessionsDir, encodeURIComponent(meta.sessionId));
+		const state = new SpoolState(meta.sessionId, dir, meta, prefix);
+		this.states.set(state.id, state);
+		try {
+			await mkdir(dir, { recursive: true });
+			const record: OpenRecord = { format: FORMAT_VERSION, meta, prefix, keyId: this.options.key.kid };
+			const body = Buffer.from(JSON.stringify(record));
+			await writeFileDurable(join(dir, "open.json"), body);
+			this.addBytes(state, body.length);
+		} catch (e) {
+			this.states.delete(state.id);
+			throw new RecordingError("STORE_UNAVAILABLE", `cannot create spool directory for session ${meta.sessionId}: ${(e as Error).message}`, { cause: e });
+		}
+		const live = new LiveSession(this, state, [], false);
+		state.live = live;
+		this.metrics.sessionsStarted.inc({ protocol: meta.protocol });
+		return live;
+	}
+
+	/** Called by a session when it sealed a chunk or finalised. */
+	kick(): void {
+		this.wake?.();
+	}
+
+	/** Resolves when nothing is waiting for upload (open sessions' unsealed events excepted) or after timeoutMs (rejects). */
+	async drain(timeoutMs = 60_000): Promise<void> {
+		const idle = () => ![...this.states.values()].some((s) => s.hasWork()) && this.keyPublished;
+		if (idle()) return;
+		await new Promise<void>((resolve, reject) => {
+			const timer = setTimeout(() => {
+				this.drainWaiters = this.drainWaiters.filter((w) => w !== done);
+				reject(new RecordingError("STORE_UNAVAILABLE", `recording spool not drained after ${timeoutMs} ms (${this.backlog} bytes waiting)`));
+			}, timeoutMs);
+			const done = () => {
+				if (!idle()) return;
+				clearTimeout(timer);
+				this.drainWaiters = this.drainWaiters.filter((w) => w !== done);
+				resolve();
+			};
+			this.drainWaiters.push(done);
+			this.kick();
+		});
+	}
+
+	/**
+	 * Stop: flush every open session's buffered events to the spool (they stay open on disk and are
+	 * recovered by the next process), stop the uploader, release the lock.
+	 */
+	async stop(): Promise<void> {
+		if (!this.started || this.stopping) return;
+		this.stopping = true;
+		for (const s of this.states.values()) if (s.live && !s.live.closed) await s.live.suspend();
+		if (this.sleepTimer) clearTimeout(this.sleepTimer);
+		this.kick();
+		await this.loop;
+		try {
+			await unlink(this.lockPath);
+		} catch {}
+	}
+
+	// -------------------------------------------------------------------------------------------
+	// Uploader
+
+	private async uploadLoop(): Promise<void> {
+		while (!this.stopping) {
+			let failed = false;
+			try {
+				if (!this.keyPublished) {
+					const jwk = this.options.key.publicJwk;
+					await this.store.put(`${KEYS_PREFIX}${this.options.key.kid}.jwk`, Buffer.from(JSON.stringify(jwk, null, 2)), {
+						contentType: "application/jwk+json",
+						metadata: { kid: this.options.key.kid, alg: this.options.key.alg },
+					});
+					this.keyPublished = true;
+				}
+			} catch (e) {
+				failed = true;
+				this.metrics.uploadErrors.inc({ kind: "key" });
+				this.log.warn({ err: (e as Error).message }, "publishing the recording public key failed; retrying");
+			}
+			if (!failed) {
+				const ready = [...this.states.values()].filter((s) => s.hasWork() && !s.uploading);
+				if (ready.length === 0) {
+					this.notifyDrain();
+					await new Promise<void>((resolve) => {
+						this.wake = resolve;
+						// Periodic wake-up as a safety net.
+						this.sleepTimer = setTimeout(resolve, 5_000);
+						this.sleepTimer.unref();
+					});
+					this.wake = undefined;
+					if (this.sleepTimer) clearTimeout(this.sleepTimer);
+					continue;
+				}
+				for (let i = 0; i < ready.length && !this.stopping; i += this.options.uploadConcurrency) {
+					const batch = ready.slice(i, i + this.options.uploadConcurrency);
+					const results = await Promise.all(batch.map((s) => this.uploadSession(s)));
+					if (results.includes(false)) {
+						failed = true;
+						break;
+					}
+				}
+			}
+			if (failed) {
+				this.consecutiveFailures++;
+				const base = Math.min(this.options.retryMaxDelayMs, this.options.retryInitialDelayMs * 2 ** (this.consecutiveFailures - 1));
+				const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+				await new Promise<void>((resolve) => {
+					this.sleepTimer = setTimeout(resolve, delay);
+					if (this.stopping) resolve();
+					else this.wake = () => this.stopping && resolve();
+				});
+				this.wake = undefined;
+			} else {
+				this.consecutiveFailures = 0;
+				this.notifyDrain();
+			}
+		}
+	}
+
+	private notifyDrain(): void {
+		for (const w of [...this.drainWaiters]) w();
+	}
+
+	/** Upload what the session has ready, in order. False on the first failure (retried later). */
+	private async uploadSession(state: SpoolState): Promise<boolean> {
+		state.uploading = true;
+		const store = this.store;
+		const put = async (name: string, contentType: string, metadata?: Record<string, string>): Promise<void> => {
+			const path = join(state.dir, name);
+			const body = await readFile(path);
+			await store.put(state.prefix + name, body, { contentType, metadata: metadata ?? {} });
+			this.metrics.uploadedBytes.inc(body.length);
+			this.metrics.uploadedObjects.inc();
+			await unlink(path);
+			this.addBytes(state, -body.length);
+		};
+		try {
+			const indices = [...state.pendingChunks.keys()].sort((a, b) => a - b);
+			if (indices.length > 0) {
+				const entries = new Map((await readChunkIndex(state.dir)).map((e) => [e.index, e]));
+				for (const index of indices) {
+					const e = entries.get(index);
+					if (!e) throw new RecordingError("MALFORMED", `chunk ${index} of ${state.id} missing from the spool index`);
+					await put(e.name, "application/gzip", {
+						"session-id": state.id,
+						chunk: String(e.index),
+						sha256: e.sha256,
+						"first-seq": String(e.firstSeq),
+						"last-seq": String(e.lastSeq),
+					});
+					state.pendingChunks.delete(index);
+				}
+			}
+			if (state.finalized && state.pendingChunks.size === 0) {
+				if ((await fileSize(join(state.dir, TERMINAL_FILE))) !== undefined) await put(TERMINAL_FILE, "application/x-asciicast");
+				const sessionPath = join(state.dir, SESSION_FILE);
+				if ((await fileSize(sessionPath)) !== undefined) {
+					const doc = JSON.parse(await readFile(sessionPath, "utf8"));
+					await put(SESSION_FILE, "application/json", sessionMetadata(doc));
+				}
+				await put(MANIFEST_FILE, "application/jose", { "session-id": state.id, kid: this.options.key.kid });
+				await rm(state.dir, { recursive: true, force: true });
+				this.backlog -= state.bytes;
+				state.bytes = 0;
+				state.finalized = false;
+				this.states.delete(state.id);
+			}
+			return true;
+		} catch (e) {
+			this.metrics.uploadErrors.inc({ kind: e instanceof RecordingError && e.code === "STORE_UNAVAILABLE" ? "store" : "other" });
+			this.log.warn({ session: state.id, err: (e as Error).message, attempt: this.consecutiveFailures + 1 }, "recording upload failed; will retry with backoff");
+			return false;
+		} finally {
+			state.uploading = false;
+		}
+	}
+
+	/** Sign a manifest with the recording key (compact JWS). */
+	async signManifest(manifest: Manifest): Promise<string> {
+		const { key } = this.options;
+		return new CompactSign(Buffer.from(JSON.stringify(manifest)))
+			.setProtectedHeader({ alg: key.alg, kid: key.kid, typ: MANIFEST_JWS_TYP })
+			.sign(key.privateKey);
+	}
+}
+
+async function fileSize(path: string): Promise<number | undefined> {
+	try {
+		return (await stat(path)).size;
+	} catch {
+		return undefined;
+	}
+}
+
+async function readChunkIndex(dir: string): Promise<ChunkEntry[]> {
+	let text: string;
+	try {
+		text = await readFile(join(dir, "chunks.jsonl"), "utf8");
+	} catch {
+		return [];
+	}
+	const out: ChunkEntry[] = [];
+	for (const line of text.split("\n")) {
+		if (!line) continue;
+		try {
+			out.push(JSON.parse(line) as ChunkEntry);
+		} catch {
+			// A torn last line: its chunk is re-sealed from events.jsonl by recovery.
+		}
+	}
+	return out;
+}
+
+interface Line {
+	line: string;
+	ev: StoredEvent;
+	timeMs: number;
+}
+
+/** The per-session writer handed to data paths. */
+class LiveSession implements SessionRecorder {
+	readonly sessionId: string;
+	closed = false;
+	currentFirstTimeMs: number | undefined;
+	private readonly rec: DiskRecorder;
+	private readonly state: SpoolState;
+	private readonly startMs: number;
+	private seq = 0;
+	private pendingLines: Line[] = [];
+	private pendingCast: string[] = [];
+	private currentLines: Line[] = [];
+	private currentBytes = 0;
+	private readonly entries: ChunkEntry[];
+	private castStarted = false;
+	private eventsFh: FileHandle | undefined;
+	private castFh: FileHandle | undefined;
+	private chain: Promise<void> = Promise.resolve();
+	private flushTimer: NodeJS.Timeout | undefined;
+	private ageTimer: NodeJS.Timeout | undefined;
+	private sealQueued = false;
+	private dropped = 0;
+	private failed: Error | undefined;
+	private readonly recovering: boolean;
+
+	constructor(rec: DiskRecorder, state: SpoolState, entries: ChunkEntry[], recovering: boolean) {
+		this.rec = rec;
+		this.state = state;
+		this.sessionId = state.id;
+		this.startMs = new Date(state.meta.startedAt).getTime() || Date.now();
+		this.entries = entries;
+		this.recovering = recovering;
+		const last = entries[entries.length - 1];
+		this.seq = last ? last.lastSeq : 0;
+	}
+
+	emit(event: RecordingEvent): void {
+		if (this.closed) return;
+		const now = Date.now();
+		const stored = { ...event, seq: ++this.seq, time: new Date(now).toISOString(), offsetMs: now - this.startMs } as StoredEvent;
+		this.accept(stored, now);
+	}
+
+	private accept(stored: StoredEvent, nowMs: number): void {
+		let line: string;
+		try {
+			line = JSON.stringify(stored);
+		} catch (e) {
+			// A data-path bug (e.g. a BigInt in a kube body): keep a notice rather than lose the slot.
+			line = JSON.stringify({ type: "notice", message: `unserialisable ${stored.type} event: ${(e as Error).message}`, seq: stored.seq, time: stored.time, offsetMs: stored.offsetMs });
+		}
+		this.pendingLines.push({ line, ev: stored, timeMs: nowMs });
+		this.rec.metrics.events.inc();
+		if (this.currentFirstTimeMs === undefined) {
+			this.currentFirstTimeMs = nowMs;
+			this.ageTimer = setTimeout(() => this.queueSeal(), this.rec.options.chunkMaxAgeMs);
+			this.ageTimer.unref();
+		}
+		if (stored.type === "terminal") {
+			if (!this.castStarted) {
+				this.castStarted = true;
+				this.pendingCast.push(JSON.stringify(castHeader(this.state.meta, stored)));
+			}
+			this.pendingCast.push(castLine(stored.offsetMs, stored.stream, stored.data));
+		}
+		this.currentBytes += line.length + 1;
+		if (this.currentBytes >= this.rec.options.chunkMaxBytes) this.queueSeal();
+		else if (!this.flushTimer) {
+			this.flushTimer = setTimeout(() => {
+				this.flushTimer = undefined;
+				this.enqueue(() => this.flush());
+			}, this.rec.options.flushIntervalMs);
+			this.flushTimer.unref();
+		}
+	}
+
+	private queueSeal(): void {
+		if (this.sealQueued) return;
+		this.sealQueued = true;
+		this.enqueue(async () => {
+			this.sealQueued = false;
+			await this.seal();
+		});
+	}
+
+	private enqueue(op: () => Promise<void>): Promise<void> {
+		const next = this.chain.then(async () => {
+			if (this.failed) return;
+			try {
+				await op();
+			} catch (e) {
+				this.failed = e as Error;
+				this.rec.log.error({ session: this.sessionId, err: (e as Error).message }, "spool write failed; events of this session are being dropped");
+			}
+		});
+		this.chain = next;
+		return next;
+	}
+
+	private async files(): Promise<void> {
+		if (!this.eventsFh) this.eventsFh = await open(join(this.state.dir, "events.jsonl"), "a");
+		if (this.castStarted && !this.castFh) this.castFh = await open(join(this.state.dir, TERMINAL_FILE), "a");
+	}
+
+	/** Write buffered lines to events.jsonl / terminal.cast. */
+	private async flush(): Promise<void> {
+		if (this.pendingLines.length === 0 && this.pendingCast.length === 0) return;
+		const lines = this.pendingLines;
+		const cast = this.pendingCast;
+		this.pendingLines = [];
+		this.pendingCast = [];
+		try {
+			await this.files();
+			if (lines.length) {
+				const buf = Buffer.from(`${lines.map((l) => l.line).join("\n")}\n`);
+				await this.eventsFh!.write(buf);
+				this.rec.addBytes(this.state, buf.length);
+				if (this.rec.options.fsync === "always") await this.eventsFh!.sync();
+			}
+			if (cast.length) {
+				const buf = Buffer.from(`${cast.join("\n")}\n`);
+				await this.castFh!.write(buf);
+				this.rec.addBytes(this.state, buf.length);
+				if (this.rec.options.fsync === "always") await this.castFh!.sync();
+			}
+		} catch (e) {
+			this.dropped += lines.length;
+			this.rec.metrics.eventsDropped.inc(lines.length);
+			throw e;
+		}
+		this.currentLines.push(...lines);
+	}
+
+	/**
+	 * Seal the buffered events into chunks of at most chunkMaxBytes (uncompressed): gzip, hash-chain,
+	 * durable write, index; then truncate events.jsonl.
+	 */
+	private async seal(): Promise<void> {
+		if (this.ageTimer) {
+			clearTimeout(this.ageTimer);
+			this.ageTimer = undefined;
+		}
+		await this.flush();
+		if (this.currentLines.length === 0) return;
+		const all = this.currentLines;
+		let group: Line[] = [];
+		let groupBytes = 0;
+		for (let i = 0; i < all.length; i++) {
+			const l = all[i]!;
+			group.push(l);
+			groupBytes += l.line.length + 1;
+			if (groupBytes >= this.rec.options.chunkMaxBytes || i === all.length - 1) {
+				await this.writeChunk(group);
+				group = [];
+				groupBytes = 0;
+			}
+		}
+		// events.jsonl now only holds what the sealed chunks hold.
+		const evSize = (await this.eventsFh?.stat())?.size ?? 0;
+		await this.eventsFh?.truncate(0);
+		this.rec.addBytes(this.state, -evSize);
+		this.currentLines = [];
+		this.currentBytes = this.pendingLines.reduce((n, l) => n + l.line.length + 1, 0);
+		this.currentFirstTimeMs = undefined;
+		// Events emitted while sealing are already pending: they start the next chunk.
+		if (this.pendingLines.length > 0) {
+			this.currentFirstTimeMs = this.pendingLines[0]!.timeMs;
+			this.ageTimer = setTimeout(() => this.queueSeal(), this.rec.options.chunkMaxAgeMs);
+			this.ageTimer.unref();
+		}
+		this.rec.kick();
+	}
+
+	private async writeChunk(lines: Line[]): Promise<void> {
+		const counts = emptyCounts();
+		for (const l of lines) countEvent(counts, l.ev);
+		const firstSeq = lines[0]!.ev.seq;
+		const lastSeq = lines[lines.length - 1]!.ev.seq;
+		const prev = this.entries[this.entries.length - 1];
+		const index = (prev?.index ?? 0) + 1;
+		const header: ChunkHeader = {
+			format: FORMAT_VERSION,
+			kind: "chunk",
+			sessionId: this.sessionId,
+			index,
+			prev: prev ? prev.sha256 : null,
+			firstSeq,
+			lastSeq,
+			events: lines.length,
+		};
+		const body = await gzipAsync(`${JSON.stringify(header)}\n${lines.map((l) => l.line).join("\n")}\n`, { level: 6 });
+		const entry: ChunkEntry = {
+			index,
+			name: chunkName(index),
+			sha256: sha256Hex(body),
+			bytes: body.length,
+			events: lines.length,
+			firstSeq,
+			lastSeq,
+			firstTimeMs: lines[0]!.timeMs,
+			counts,
+		};
+		await writeFileDurable(join(this.state.dir, entry.name), body);
+		const idx = await open(join(this.state.dir, "chunks.jsonl"), "a");
+		try {
+			await idx.write(`${JSON.stringify(entry)}\n`);
+			await idx.sync();
+		} finally {
+			await idx.close();
+		}
+		this.entries.push(entry);
+		this.state.pendingChunks.set(index, entry.firstTimeMs);
+		this.rec.addBytes(this.state, body.length);
+	}
+
+	/** Recovery: load events.jsonl (dropping a torn last line and anything already sealed). */
+	async recover(): Promise<void> {
+		let text = "";
+		try {
+			text = await readFile(join(this.state.dir, "events.jsonl"), "utf8");
+		} catch {}
+		const lastSealed = this.seq;
+		const lines = text.split("\n");
+		const good: string[] = [];
+		for (const l of lines) {
+			if (!l) continue;
+			try {
+				const ev = JSON.parse(l) as StoredEvent;
+				if (ev.seq > lastSealed) good.push(l);
+			} catch {
+				// torn write at crash time
+			}
+		}
+		// Chunk files written but never indexed are re-sealed from events.jsonl.
+		for (const f of await readdir(this.state.dir)) {
+			if (f.startsWith("chunk-") && !this.entries.some((e) => e.name === f)) await unlink(join(this.state.dir, f));
+		}
+		const castPath = join(this.state.dir, TERMINAL_FILE);
+		const castSize = await fileSize(castPath);
+		if (castSize !== undefined) {
+			this.castStarted = true;
+			const cast = await readFile(castPath, "utf8");
+			const cut = cast.lastIndexOf("\n") + 1;
+			if (cut !== cast.length) {
+				await writeFile(castPath, cast.slice(0, cut));
+				this.rec.addBytes(this.state, cut - cast.length);
+			}
+		}
+		await this.files();
+		await this.eventsFh!.truncate(0);
+		// Recompute the backlog for events.jsonl: recoverDir counted its old size.
+		const oldSize = Buffer.byteLength(text);
+		this.rec.addBytes(this.state, -oldSize);
+		for (const l of good) {
+			const ev = JSON.parse(l) as StoredEvent;
+			this.seq = ev.seq;
+			const timeMs = Date.parse(ev.time) || Date.now();
+			this.pendingLines.push({ line: l, ev, timeMs });
+			if (this.currentFirstTimeMs === undefined) this.currentFirstTimeMs = timeMs;
+		}
+	}
+
+	/** Flush buffered events to disk without closing (graceful gateway stop). */
+	async suspend(): Promise<void> {
+		this.closed = true;
+		this.clearTimers();
+		await this.enqueue(() => this.flush());
+		await this.enqueue(async () => this.closeFiles());
+		this.state.live = undefined;
+	}
+
+	private clearTimers(): void {
+		if (this.flushTimer) clearTimeout(this.flushTimer);
+		if (this.ageTimer) clearTimeout(this.ageTimer);
+		this.flushTimer = undefined;
+		this.ageTimer = undefined;
+	}
+
+	private async closeFiles(): Promise<void> {
+		if (this.castFh) {
+			await this.castFh.sync();
+			await this.castFh.close();
+		}
+		if (this.eventsFh) await this.eventsFh.close();
+		this.castFh = undefined;
+		this.eventsFh = undefined;
+	}
+
+	async close(end: SessionEnd): Promise<void> {
+		if (this.closed && !this.recovering) throw new RecordingError("SESSION_CLOSED", `session ${this.sessionId} is already closed`);
+		this.closed = true;
+		this.clearTimers();
+		const endedAt = new Date().toISOString();
+		await this.enqueue(() => this.seal());
+		await this.enqueue(async () => {
+			await this.closeFiles();
+			await this.finalize(end, endedAt);
+		});
+		if (this.failed) {
+			throw new RecordingError("STORE_UNAVAILABLE", `recording of session ${this.sessionId} is incomplete: ${this.failed.message}`, { cause: this.failed });
+		}
+	}
+
+	/** Write session.json and the signed manifest; the session is then ready for its final upload. */
+	private async finalize(end: SessionEnd, endedAt: string): Promise<void> {
+		const dir = this.state.dir;
+		const counts = emptyCounts();
+		for (const e of this.entries) addCounts(counts, e.counts);
+		const castPath = join(dir, TERMINAL_FILE);
+		const castBody = this.castStarted ? await readFile(castPath).catch(() => undefined) : undefined;
+		const doc = sessionDocument(
+			this.state.meta,
+			this.state.prefix,
+			end,
+			endedAt,
+			counts,
+			this.entries.length,
+			castBody !== undefined,
+			this.dropped,
+			this.recovering,
+			this.rec.options.key.kid,
+		);
+		const sessionBody = Buffer.from(`${JSON.stringify(doc, null, 2)}\n`);
+		const manifest: Manifest = {
+			format: FORMAT_VERSION,
+			kind: "manifest",
+			sessionId: this.sessionId,
+			prefix: this.state.prefix,
+			chunks: this.entries.map((e) => ({ name: e.name, sha256: e.sha256, bytes: e.bytes, events: e.events, firstSeq: e.firstSeq, lastSeq: e.lastSeq })),
+			session: { name: SESSION_FILE, sha256: sha256Hex(sessionBody), bytes: sessionBody.length },
+			totalEvents: counts.events,
+			signedAt: new Date().toISOString(),
+		};
+		if (castBody !== undefined) manifest.terminal = { name: TERMINAL_FILE, sha256: sha256Hex(castBody), bytes: castBody.length };
+		const jws = Buffer.from(await this.rec.signManifest(manifest));
+		await writeFileDurable(join(dir, SESSION_FILE), sessionBody);
+		await writeFileDurable(join(dir, MANIFEST_FILE), jws);
+		await fsyncDir(dir);
+		this.rec.addBytes(this.state, sessionBody.length + jws.length);
+		this.currentFirstTimeMs = undefined;
+		this.state.finalized = true;
+		this.state.finalizedAtMs = Date.now();
+		this.state.live = undefined;
+		this.rec.kick();
+	}
+}
+
+export { randomUUID as newSessionId };

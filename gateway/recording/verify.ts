@@ -1,0 +1,215 @@
+/**
+ * `verifySession`: proves a stored session is exactly what the gateway signed. It detects a modified,
+ * missing, reordered, truncated or extra chunk, a modified session.json or terminal.cast, a session
+ * moved to another prefix, and a manifest that is missing, unsigned, signed by an unknown key or
+ * tampered with. Every problem is reported with the object it concerns; verification never stops at
+ * the first problem, so an auditor sees the whole extent of a tampering.
+ */
+import { base64url, compactVerify, decodeProtectedHeader } from "jose";
+import { RecordingError } from "./errors.ts";
+import {
+	chunkName,
+	decodeChunk,
+	MANIFEST_FILE,
+	MANIFEST_JWS_TYP,
+	type Manifest,
+	parseChunkName,
+	SESSION_FILE,
+	type SessionDocument,
+	sessionMetadata,
+	sha256Hex,
+	TERMINAL_FILE,
+} from "./format.ts";
+import type { PublicKeySet } from "./keys.ts";
+import type { RecordingStore } from "./store.ts";
+
+export interface VerifyProblem {
+	/** Object name within the session prefix (or the prefix itself). */
+	object: string;
+	kind: "missing" | "modified" | "truncated" | "reordered" | "unexpected" | "signature" | "malformed" | "metadata" | "chain";
+	message: string;
+}
+
+export interface VerifyResult {
+	ok: boolean;
+	prefix: string;
+	sessionId?: string;
+	keyId?: string;
+	chunks: number;
+	events: number;
+	problems: VerifyProblem[];
+}
+
+async function getOrUndefined(store: RecordingStore, key: string): Promise<Buffer | undefined> {
+	try {
+		return await store.get(key);
+	} catch (e) {
+		if (e instanceof RecordingError && e.code === "NOT_FOUND") return undefined;
+		throw e;
+	}
+}
+
+/** Decode the manifest payload WITHOUT checking the signature (for display; use verifySession to trust it). */
+export function readManifestUnverified(jws: string): Manifest {
+	const parts = jws.trim().split(".");
+	if (parts.length !== 3) throw new RecordingError("MALFORMED", "manifest.jws is not a compact JWS (expected three dot-separated parts)");
+	return JSON.parse(new TextDecoder().decode(base64url.decode(parts[1]!))) as Manifest;
+}
+
+export async function verifySession(store: RecordingStore, prefix: string, publicKeys: PublicKeySet): Promise<VerifyResult> {
+	if (!prefix.endsWith("/")) prefix += "/";
+	const problems: VerifyProblem[] = [];
+	const result: VerifyResult = { ok: false, prefix, chunks: 0, events: 0, problems };
+	const add = (object: string, kind: VerifyProblem["kind"], message: string) => problems.push({ object, kind, message: `${object}: ${message}` });
+
+	const listed = new Map<string, number>();
+	for await (const o of store.list(prefix)) listed.set(o.key.slice(prefix.length), o.size);
+
+	// 1. Manifest and its signature.
+	const jwsBody = await getOrUndefined(store, prefix + MANIFEST_FILE);
+	if (!jwsBody) {
+		add(MANIFEST_FILE, "missing", "missing: the session is still open or uploading, or its manifest was deleted; nothing under this prefix can be trusted");
+		return result;
+	}
+	const jws = jwsBody.toString("utf8").trim();
+	let manifest: Manifest;
+	try {
+		const header = decodeProtectedHeader(jws);
+		result.keyId = header.kid;
+		if (header.typ !== MANIFEST_JWS_TYP) add(MANIFEST_FILE, "malformed", `JWS typ is ${JSON.stringify(header.typ)}, expected ${MANIFEST_JWS_TYP}`);
+		const trusted = header.kid ? publicKeys.get(header.kid) : undefined;
+		if (!trusted) {
+			add(MANIFEST_FILE, "signature", `signed with key ${JSON.stringify(header.kid)}, which is not among the ${publicKeys.size} trusted recording key(s)`);
+			return result;
+		}
+		if (header.alg !== trusted.alg) {
+			add(MANIFEST_FILE, "signature", `JWS alg ${header.alg} does not match key ${header.kid} (${trusted.alg})`);
+			return result;
+		}
+		const verified = await compactVerify(jws, trusted.key, { algorithms: [trusted.alg] });
+		manifest = JSON.parse(new TextDecoder().decode(verified.payload)) as Manifest;
+	} catch (e) {
+		add(MANIFEST_FILE, "signature", `signature verification failed (${(e as Error).message}): the manifest was modified or not signed by the recording key`);
+		return result;
+	}
+	result.sessionId = manifest.sessionId;
+	if (manifest.prefix !== prefix) {
+		add(prefix, "unexpected", `the manifest was signed for ${manifest.prefix}: the session was copied or moved`);
+	}
+
+	// 2. session.json.
+	const sessionBody = await getOrUndefined(store, prefix + SESSION_FILE);
+	if (!sessionBody) add(SESSION_FILE, "missing", "missing (listed in the signed manifest)");
+	else {
+		const h = sha256Hex(sessionBody);
+		if (h !== manifest.session.sha256) {
+			add(SESSION_FILE, "modified", `modified: SHA-256 is ${h}, the signed manifest says ${manifest.session.sha256}`);
+		} else {
+			const doc = JSON.parse(sessionBody.toString("utf8")) as SessionDocument;
+			if (doc.sessionId !== manifest.sessionId) add(SESSION_FILE, "modified", `names session ${doc.sessionId}, the manifest ${manifest.sessionId}`);
+			// Metadata is not signed, but it must agree with the signed document, or searches lie.
+			const head = await store.head(prefix + SESSION_FILE);
+			if (head) {
+				const expected = sessionMetadata(doc);
+				for (const [k, v] of Object.entries(expected)) {
+					const got = head.metadata[k];
+					if (got !== undefined && got !== v) add(SESSION_FILE, "metadata", `object metadata ${k}=${JSON.stringify(got)} disagrees with the signed session.json (${JSON.stringify(v)})`);
+				}
+			}
+		}
+	}
+
+	// 3. Chunks: presence, hashes, order, chain, sequence numbers.
+	const byHash = new Map(manifest.chunks.map((c, i) => [c.sha256, i + 1]));
+	let expectedSeq = 1;
+	let events = 0;
+	for (let i = 0; i < manifest.chunks.length; i++) {
+		const m = manifest.chunks[i]!;
+		const index = i + 1;
+		const name = chunkName(index);
+		if (m.name !== name) add(m.name, "malformed", `manifest entry ${index} is named ${m.name}, expected ${name}`);
+		const body = await getOrUndefined(store, prefix + name);
+		if (!body) {
+			add(name, "missing", `missing: chunk ${index} of ${manifest.chunks.length} (events ${m.firstSeq}-${m.lastSeq}) was deleted`);
+			expectedSeq = m.lastSeq + 1;
+			continue;
+		}
+		const h = sha256Hex(body);
+		if (h !== m.sha256) {
+			const other = byHash.get(h);
+			if (other !== undefined) {
+				add(name, "reordered", `reordered: holds chunk ${other}'s content (events ${manifest.chunks[other - 1]!.firstSeq}-${manifest.chunks[other - 1]!.lastSeq}), expected chunk ${index}`);
+			} else if (body.length < m.bytes) {
+				add(name, "truncated", `truncated: ${body.length} of ${m.bytes} bytes (SHA-256 ${h}, signed ${m.sha256})`);
+			} else {
+				let detail = "";
+				try {
+					const d = decodeChunk(name, body);
+					if (d.header.index !== index) detail = ` (its header claims chunk ${d.header.index})`;
+				} catch (e) {
+					detail = ` (${(e as Error).message})`;
+				}
+				add(name, "modified", `modified: SHA-256 is ${h}, the signed manifest says ${m.sha256}${detail}`);
+			}
+			expectedSeq = m.lastSeq + 1;
+			continue;
+		}
+		let decoded: ReturnType<typeof decodeChunk>;
+		try {
+			decoded = decodeChunk(name, body);
+		} catch (e) {
+			add(name, "malformed", (e as Error).message);
+			continue;
+		}
+		const hd = decoded.header;
+		const prevHash = i === 0 ? null : manifest.chunks[i - 1]!.sha256;
+		if (hd.index !== index) add(name, "chain", `header index ${hd.index}, expected ${index}`);
+		if (hd.prev !== prevHash) add(name, "chain", `previous-chunk hash ${hd.prev} does not match ${prevHash}`);
+		if (hd.sessionId !== manifest.sessionId) add(name, "chain", `belongs to session ${hd.sessionId}`);
+		if (hd.firstSeq !== expectedSeq) add(name, "chain", `starts at event ${hd.firstSeq}, expected ${expectedSeq} (events missing or duplicated)`);
+		for (let k = 0; k < decoded.events.length; k++) {
+			if (decoded.events[k]!.seq !== hd.firstSeq + k) {
+				add(name, "chain", `event ${k + 1} has seq ${decoded.events[k]!.seq}, expected ${hd.firstSeq + k}`);
+				break;
+			}
+		}
+		if (decoded.events.length !== m.events) add(name, "chain", `holds ${decoded.events.length} events, manifest says ${m.events}`);
+		events += decoded.events.length;
+		expectedSeq = hd.lastSeq + 1;
+	}
+	result.chunks = manifest.chunks.length;
+	result.events = events;
+	if (manifest.totalEvents !== expectedSeq - 1) {
+		add(MANIFEST_FILE, "chain", `total events ${manifest.totalEvents} but chunks cover ${expectedSeq - 1}`);
+	}
+
+	// 4. terminal.cast.
+	const castBody = await getOrUndefined(store, prefix + TERMINAL_FILE);
+	if (manifest.terminal) {
+		if (!castBody) add(TERMINAL_FILE, "missing", "missing (listed in the signed manifest)");
+		else {
+			const h = sha256Hex(castBody);
+			if (h !== manifest.terminal.sha256) {
+				const kind = castBody.length < manifest.terminal.bytes ? "truncated" : "modified";
+				add(TERMINAL_FILE, kind, `${kind}: SHA-256 is ${h} (${castBody.length} bytes), the signed manifest says ${manifest.terminal.sha256} (${manifest.terminal.bytes} bytes)`);
+			}
+		}
+	} else if (castBody) add(TERMINAL_FILE, "unexpected", "present but not listed in the signed manifest (added after signing)");
+
+	// 5. Objects nobody signed.
+	const known = new Set([MANIFEST_FILE, SESSION_FILE, TERMINAL_FILE, ...manifest.chunks.map((c) => c.name)]);
+	for (const name of [...listed.keys()].sort()) {
+		if (known.has(name)) continue;
+		const idx = parseChunkName(name);
+		add(
+			name,
+			"unexpected",
+			idx !== undefined
+				? `chunk ${idx} is not listed in the signed manifest (${manifest.chunks.length} chunks): added after signing`
+				: "object not listed in the signed manifest",
+		);
+	}
+
+	result.ok = problems.length === 0;
+	return result;
+}

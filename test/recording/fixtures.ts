@@ -1,0 +1,62 @@
+/** Synthetic sessions driven through the real recorder (the data paths produce real ones). */
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { RecordingEvent, SessionMeta } from "../../gateway/recording/events.ts";
+import { generateRecordingKey } from "../../gateway/recording/keys.ts";
+import { DiskRecorder, type RecorderOptions } from "../../gateway/recording/recorder.ts";
+import type { RecordingStore } from "../../gateway/recording/store.ts";
+
+export async function tempDir(name: string): Promise<string> {
+	return mkdtemp(join(tmpdir(), `drawbridge-rec-${name}-`));
+}
+
+let counter = 0;
+export function meta(overrides: Partial<SessionMeta> = {}): SessionMeta {
+	counter++;
+	return {
+		sessionId: `s-${Date.now().toString(36)}-${counter}-${Math.random().toString(36).slice(2, 8)}`,
+		protocol: "postgres",
+		connection: "orders-prod",
+		connectionNamespace: "data",
+		identity: { issuer: "https://issuer.test", subject: "system:serviceaccount:ci:deployer", username: "ci-deployer", groups: ["ci"] },
+		grant: "ci/deployer-orders-ro",
+		origin: { repository: "https://git.test/grants.git", commit: "0123456789abcdef0123456789abcdef01234567", pullRequest: 42, url: "https://git.test/grants/pull/42" },
+		client: { address: "127.0.0.1", port: 50000, application: "psql" },
+		target: { database: "orders", user: "app_ro" },
+		startedAt: new Date().toISOString(),
+		gateway: "gw-test-0",
+		...overrides,
+	};
+}
+
+export function sqlEvents(n: number): RecordingEvent[] {
+	const out: RecordingEvent[] = [];
+	for (let i = 0; i < n; i++) {
+		out.push({ type: "statement", sql: `SELECT id, email FROM customers WHERE id = $1 -- ${i}`, params: [String(i)], statementKinds: ["select"], decision: "allow", rows: 1, commandTag: "SELECT 1", maskedColumns: ["public.customers.email"] });
+	}
+	return out;
+}
+
+export const blockedAndApproved: RecordingEvent[] = [
+	{ type: "statement", sql: "DROP TABLE customers", statementKinds: ["drop"], decision: "block", rule: "no-ddl", error: { code: "42501", message: "blocked by guardrail no-ddl" } },
+	{ type: "approval", approvalId: "ar-7f3c", phase: "Pending", rule: "delete-needs-approval", command: "DELETE FROM tickets" },
+	{ type: "approval", approvalId: "ar-7f3c", phase: "Approved", rule: "delete-needs-approval", command: "DELETE FROM tickets", decidedBy: ["user:sam"] },
+	{ type: "statement", sql: "DELETE FROM tickets WHERE created < now() - interval '1 year'", statementKinds: ["delete"], decision: "approved", approvalId: "ar-7f3c", rows: 12, commandTag: "DELETE 12" },
+];
+
+export async function makeRecorder(store: RecordingStore, spoolDir: string, extra: Partial<RecorderOptions> = {}) {
+	const key = extra.key ?? (await generateRecordingKey()).key;
+	const rec = new DiskRecorder({
+		spoolDir,
+		store,
+		key,
+		retryInitialDelayMs: 50,
+		retryMaxDelayMs: 500,
+		flushIntervalMs: 20,
+		logger: { info() {}, warn() {}, error() {} },
+		...extra,
+	});
+	await rec.start();
+	return { rec, key };
+}

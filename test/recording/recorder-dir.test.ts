@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { listSessions, loadSession, loadStoreKeys } from "../../gateway/recording/catalog.ts";
+import { DirStore } from "../../gateway/recording/store.ts";
+import { verifySession } from "../../gateway/recording/verify.ts";
+import { blockedAndApproved, makeRecorder, meta, sqlEvents, tempDir } from "./fixtures.ts";
+
+test("a SQL session through the real recorder lands in a directory store and verifies", async () => {
+	const root = await tempDir("store");
+	const store = new DirStore(root);
+	await store.init();
+	const { rec } = await makeRecorder(store, await tempDir("spool"), { chunkMaxBytes: 2048 });
+	try {
+		const m = meta();
+		const s = await rec.openSession(m);
+		for (const e of sqlEvents(100)) s.emit(e);
+		for (const e of blockedAndApproved) s.emit(e);
+		await s.close({ reason: "client-closed" });
+		await rec.drain(10_000);
+		const sessions = await listSessions(store, {});
+		assert.equal(sessions.length, 1);
+		assert.equal(sessions[0]!.sessionId, m.sessionId);
+		assert.equal(sessions[0]!.hasBlocked, true);
+		assert.equal(sessions[0]!.hasApprovals, true);
+		const { set } = await loadStoreKeys(store);
+		const v = await verifySession(store, sessions[0]!.prefix, set);
+		assert.deepEqual(v.problems, []);
+		assert.ok(v.chunks > 3, `expected several chunks, got ${v.chunks}`);
+		assert.equal(v.events, 104);
+		const loaded = await loadSession(store, sessions[0]!.prefix);
+		assert.deepEqual(
+			loaded.events.map((e) => e.seq),
+			Array.from({ length: 104 }, (_, i) => i + 1),
+		);
+		assert.equal(loaded.document?.counts.statements, 102);
+		assert.equal(loaded.document?.end.reason, "client-closed");
+		assert.equal(rec.backlogBytes(), 0);
+		assert.deepEqual(await readdir(join(rec.options.spoolDir, "sessions")), []);
+	} finally {
+		await rec.stop();
+	}
+});
