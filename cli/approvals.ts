@@ -1,0 +1,288 @@
+/**
+ * `drawbridge approvals list | show | approve | deny` — talks to a gateway's admin REST API
+ * (gateway/approvals/routes.ts) with the caller's bearer token. The gateway verifies the token and
+ * applies every rule (no self-approval, approver subjects, expiry); this client only formats.
+ */
+import { readFile } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { ApprovalRequestRecord } from "../gateway/approvals/types.ts";
+
+const DEFAULT_SERVER = "http://127.0.0.1:8080";
+const API = "/api/v1/approvals";
+
+export const HELP = `Usage: drawbridge approvals <command> [options]
+
+Commands:
+  list                 approval requests you may see (default: Pending only)
+  show <id>            one request: command, requester, rule, approvers, decisions
+  approve <id>         record your approval
+  deny <id>            deny the request (any deny ends it)
+
+Options:
+  --server URL         gateway admin URL (env DRAWBRIDGE_SERVER; default ${DEFAULT_SERVER})
+  --token TOKEN        bearer token (your OIDC ID token or a service-account token); visible to
+                       other local users in the process list: prefer the alternatives below
+  --token-file FILE    read the token from FILE (env DRAWBRIDGE_TOKEN_FILE)
+                       (env DRAWBRIDGE_TOKEN holds the token itself; default file
+                       ~/.config/drawbridge/token)
+  --ca-file FILE       PEM CA bundle to trust for an https server
+  --phase PHASE        list: Pending (default), Approved, Denied, Expired, Cancelled or all
+  -m, --comment TEXT   approve/deny: a comment stored with your decision
+  --json               print the server's JSON instead of text
+  -h, --help           this help
+
+Token precedence: --token, --token-file, DRAWBRIDGE_TOKEN, DRAWBRIDGE_TOKEN_FILE, the default file.
+
+Exit status: 0 done; 1 refused by the gateway (401 token, 403 self-approval or not an approver,
+404 unknown id, 409 already decided, 410 expired) or gateway unreachable; 2 usage error.
+`;
+
+export interface CliIo {
+	env: Record<string, string | undefined>;
+	stdout: (s: string) => void;
+	stderr: (s: string) => void;
+}
+
+const defaultIo = (): CliIo => ({
+	env: process.env,
+	stdout: (s) => void process.stdout.write(s),
+	stderr: (s) => void process.stderr.write(s),
+});
+
+class UsageError extends Error {}
+
+interface HttpResult {
+	status: number;
+	body: unknown;
+}
+
+function call(server: URL, method: string, path: string, token: string, ca: string | undefined, body?: unknown): Promise<HttpResult> {
+	const url = new URL(path, server);
+	const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+	const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+	return new Promise((resolve, reject) => {
+		const req = send(
+			url,
+			{
+				method,
+				headers: {
+					authorization: `Bearer ${token}`,
+					accept: "application/json",
+					...(payload ? { "content-type": "application/json", "content-length": String(payload.length) } : {}),
+				},
+				...(ca && url.protocol === "https:" ? { ca } : {}),
+				timeout: 30_000,
+			},
+			(res) => {
+				const chunks: Buffer[] = [];
+				res.on("data", (c: Buffer) => chunks.push(c));
+				res.on("end", () => {
+					const text = Buffer.concat(chunks).toString("utf8");
+					let parsed: unknown = text;
+					try {
+						parsed = text ? JSON.parse(text) : undefined;
+					} catch {
+						// not JSON: keep the text
+					}
+					resolve({ status: res.statusCode ?? 0, body: parsed });
+				});
+				res.on("error", reject);
+			},
+		);
+		req.on("timeout", () => req.destroy(new Error("request timed out")));
+		req.on("error", reject);
+		req.end(payload);
+	});
+}
+
+async function resolveToken(values: { token?: string; "token-file"?: string }, env: CliIo["env"]): Promise<string> {
+	const fromFile = async (file: string, explicit: boolean): Promise<string | undefined> => {
+		try {
+			return (await readFile(file, "utf8")).trim();
+		} catch (err) {
+			if (explicit) throw new UsageError(`cannot read token file ${file}: ${(err as Error).message}`);
+			return undefined;
+		}
+	};
+	let token: string | undefined = values.token;
+	if (!token && values["token-file"]) token = await fromFile(values["token-file"], true);
+	if (!token && env.DRAWBRIDGE_TOKEN) token = env.DRAWBRIDGE_TOKEN.trim();
+	if (!token && env.DRAWBRIDGE_TOKEN_FILE) token = await fromFile(env.DRAWBRIDGE_TOKEN_FILE, true);
+	if (!token) token = await fromFile(join(env.HOME ?? homedir(), ".config", "drawbridge", "token"), false);
+	if (!token) throw new UsageError("no token: pass --token-file FILE, set DRAWBRIDGE_TOKEN, or write ~/.config/drawbridge/token");
+	return token;
+}
+
+function ago(iso: string, now: Date): string {
+	const sec = Math.round((Date.parse(iso) - now.getTime()) / 1000);
+	const abs = Math.abs(sec);
+	const text = abs < 120 ? `${abs}s` : abs < 7200 ? `${Math.round(abs / 60)}m` : `${Math.round(abs / 3600)}h`;
+	return sec >= 0 ? `in ${text}` : `${text} ago`;
+}
+
+function who(r: ApprovalRequestRecord): string {
+	const sa = r.requester.serviceAccount;
+	return sa ? `serviceaccount:${sa.namespace}/${sa.name}` : `user:${r.requester.username}`;
+}
+
+function approverList(r: ApprovalRequestRecord): string {
+	return r.approvers
+		.map((a) => (a.kind === "ServiceAccount" ? `serviceaccount:${a.namespace}/${a.name}` : a.kind === "Claims" ? `claims(${a.issuer})` : `${a.kind.toLowerCase()}:${a.name}`))
+		.join(", ");
+}
+
+function oneLine(s: string, max: number): string {
+	const flat = s.replace(/\s+/g, " ").trim();
+	return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+export function formatList(items: ApprovalRequestRecord[], now = new Date()): string {
+	if (items.length === 0) return "No approval requests.\n";
+	const rows = items.map((r) => [
+		r.id,
+		r.phase,
+		who(r),
+		r.connection,
+		`${r.decisions.filter((d) => d.decision === "approve").length}/${r.minApprovals}`,
+		r.phase === "Pending" ? ago(r.expiresAt, now) : (r.decidedAt ?? "").slice(0, 19),
+		oneLine(r.command, 60),
+	]);
+	const header = ["ID", "PHASE", "REQUESTER", "CONNECTION", "APPROVALS", "EXPIRES/DECIDED", "COMMAND"];
+	const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+	const fmt = (row: string[]) => `${row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")}\n`;
+	return fmt(header) + rows.map(fmt).join("");
+}
+
+export function formatRecord(r: ApprovalRequestRecord, now = new Date()): string {
+	const lines = [
+		`Approval ${r.id}: ${r.phase}${r.reason ? ` (${r.reason})` : ""}`,
+		`  Requester:  ${who(r)} (issuer ${r.requester.issuer})`,
+		`  Connection: ${r.connection} (${r.protocol}), grant ${r.grant}`,
+		`  Rule:       ${r.rule}`,
+		`  Session:    ${r.sessionId}`,
+		`  Approvers:  ${approverList(r)} (${r.minApprovals} approval${r.minApprovals === 1 ? "" : "s"} needed)`,
+		`  Created:    ${r.createdAt}`,
+		`  Expires:    ${r.expiresAt}${r.phase === "Pending" ? ` (${ago(r.expiresAt, now)})` : ""}`,
+	];
+	if (r.decidedAt) lines.push(`  Decided:    ${r.decidedAt}`);
+	if (r.reuseWindowSeconds) lines.push(`  Reuse:      the same command may run again for ${r.reuseWindowSeconds}s after approval`);
+	lines.push("  Command:");
+	for (const l of r.command.split("\n")) lines.push(`    ${l}`);
+	if (r.decisions.length > 0) {
+		lines.push("  Decisions:");
+		for (const d of r.decisions) lines.push(`    ${d.at}  ${d.decision.padEnd(7)} ${d.by}${d.comment ? `: ${d.comment}` : ""}`);
+	}
+	if (r.phase === "Pending") lines.push(`  Approve with: ${r.approveHint}`);
+	return `${lines.join("\n")}\n`;
+}
+
+function serverError(result: HttpResult): string {
+	const err = (result.body as { error?: { code?: string; message?: string } } | undefined)?.error;
+	if (err?.message) return `${err.message} (HTTP ${result.status}, ${err.code ?? "error"})`;
+	return `HTTP ${result.status}${typeof result.body === "string" && result.body ? `: ${oneLine(result.body, 200)}` : ""}`;
+}
+
+export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+	let parsed: ReturnType<typeof parse>;
+	function parse() {
+		return parseArgs({
+			args: argv,
+			allowPositionals: true,
+			strict: true,
+			options: {
+				server: { type: "string" },
+				token: { type: "string" },
+				"token-file": { type: "string" },
+				"ca-file": { type: "string" },
+				phase: { type: "string" },
+				comment: { type: "string", short: "m" },
+				json: { type: "boolean" },
+				help: { type: "boolean", short: "h" },
+			},
+		});
+	}
+	try {
+		parsed = parse();
+	} catch (err) {
+		io.stderr(`drawbridge approvals: ${(err as Error).message}\n\n${HELP}`);
+		return 2;
+	}
+	const { values, positionals } = parsed;
+	const [command, id, ...extra] = positionals;
+	if (values.help || command === "help") {
+		io.stdout(HELP);
+		return 0;
+	}
+	try {
+		if (!command) throw new UsageError("missing command");
+		if (!["list", "show", "approve", "deny"].includes(command)) throw new UsageError(`unknown command "${command}"`);
+		if (command === "list" ? id !== undefined : id === undefined || extra.length > 0) {
+			throw new UsageError(command === "list" ? "list takes no arguments" : `${command} needs exactly one approval id`);
+		}
+		if (values.comment !== undefined && command !== "approve" && command !== "deny") throw new UsageError("--comment is only for approve and deny");
+		if (values.phase !== undefined && command !== "list") throw new UsageError("--phase is only for list");
+		const serverText = values.server ?? io.env.DRAWBRIDGE_SERVER ?? DEFAULT_SERVER;
+		let server: URL;
+		try {
+			server = new URL(serverText.endsWith("/") ? serverText : `${serverText}/`);
+		} catch {
+			throw new UsageError(`--server: not a URL: ${serverText}`);
+		}
+		if (server.protocol !== "http:" && server.protocol !== "https:") throw new UsageError("--server must be an http or https URL");
+		const ca = values["ca-file"] ? await readFile(values["ca-file"], "utf8").catch((e: Error) => {
+			throw new UsageError(`cannot read --ca-file: ${e.message}`);
+		}) : undefined;
+		const token = await resolveToken(values, io.env);
+		const base = server.pathname.replace(/\/+$/, "") + API;
+
+		let result: HttpResult;
+		try {
+			if (command === "list") {
+				const phase = values.phase ?? "Pending";
+				const query = phase === "all" ? "" : `?phase=${encodeURIComponent(phase)}`;
+				result = await call(server, "GET", base + query, token, ca);
+			} else if (command === "show") {
+				result = await call(server, "GET", `${base}/${encodeURIComponent(id!)}`, token, ca);
+			} else {
+				const body = values.comment !== undefined ? { comment: values.comment } : {};
+				result = await call(server, "POST", `${base}/${encodeURIComponent(id!)}/${command}`, token, ca, body);
+			}
+		} catch (err) {
+			io.stderr(`drawbridge approvals: cannot reach ${server.origin}: ${(err as Error).message}\n`);
+			return 1;
+		}
+		if (result.status < 200 || result.status >= 300) {
+			io.stderr(`drawbridge approvals ${command}${id ? ` ${id}` : ""}: ${serverError(result)}\n`);
+			return 1;
+		}
+		if (values.json) {
+			io.stdout(`${JSON.stringify(result.body, null, 2)}\n`);
+			return 0;
+		}
+		if (command === "list") {
+			io.stdout(formatList((result.body as { items: ApprovalRequestRecord[] }).items));
+		} else {
+			const record = result.body as ApprovalRequestRecord;
+			if (command !== "show") {
+				const outcome =
+					record.phase === "Pending"
+						? `recorded your ${command === "approve" ? "approval" : "denial"}; still Pending (${record.decisions.filter((d) => d.decision === "approve").length}/${record.minApprovals} approvals)`
+						: `now ${record.phase}`;
+				io.stdout(`${record.id}: ${outcome}\n`);
+			} else {
+				io.stdout(formatRecord(record));
+			}
+		}
+		return 0;
+	} catch (err) {
+		if (err instanceof UsageError) {
+			io.stderr(`drawbridge approvals: ${err.message}\nRun \`drawbridge approvals --help\` for usage.\n`);
+			return 2;
+		}
+		throw err;
+	}
+}
