@@ -1,0 +1,158 @@
+/**
+ * Multi-document YAML loading with positions.
+ *
+ * `loadManifests(text, file)` parses every document, keeps a LineCounter so any field path can be
+ * mapped back to `line:col`, and reports (instead of throwing) tabs used for indentation, duplicate
+ * keys, syntax errors and non-mapping documents, each at its position. A broken document never
+ * hides the valid ones next to it: they are still returned.
+ *
+ * YAML 1.1 scalars are used (as kubectl's YAML decoder does: `yes`/`on` are booleans), except that
+ * timestamps stay strings, which is what the Kubernetes API expects for `date-time` fields.
+ */
+import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseAllDocuments } from "yaml";
+import type { PathSegment } from "./validate.ts";
+
+export interface Position {
+	/** 1-based. */
+	line: number;
+	/** 1-based. */
+	col: number;
+}
+
+export type LoadErrorCode = "TAB_INDENT" | "DUPLICATE_KEY" | "SYNTAX" | "NOT_A_MAPPING" | "ALIAS_LIMIT";
+
+export interface LoadError extends Position {
+	file: string;
+	code: LoadErrorCode;
+	message: string;
+	/** 0-based index of the document in the file. */
+	document: number;
+}
+
+export interface Manifest extends Position {
+	file: string;
+	/** 0-based index of the document in the file. */
+	document: number;
+	object: Record<string, unknown>;
+	/** Position of the node at `path` (or of its nearest existing ancestor). */
+	positionOf(path: readonly PathSegment[], at?: "key" | "value"): Position;
+}
+
+export interface LoadResult {
+	manifests: Manifest[];
+	errors: LoadError[];
+}
+
+const MAX_ALIASES = 100;
+
+export function loadManifests(text: string, file: string): LoadResult {
+	const manifests: Manifest[] = [];
+	const errors: LoadError[] = [];
+	const lineCounter = new LineCounter();
+	const docs = parseAllDocuments(text, {
+		lineCounter,
+		version: "1.1",
+		uniqueKeys: true,
+		prettyErrors: false,
+		customTags: (tags) => tags.filter((t) => (typeof t === "string" ? t !== "timestamp" : t.tag !== "tag:yaml.org,2002:timestamp")),
+	});
+	const list = Array.isArray(docs) ? docs : [docs];
+	const pos = (offset: number): Position => {
+		const p = lineCounter.linePos(offset);
+		return { line: p.line, col: p.col };
+	};
+	const tabLines = findTabIndents(text);
+	list.forEach((doc, index) => {
+		const [start, , end] = doc.range;
+		const docErrors: LoadError[] = [];
+		for (const t of tabLines) {
+			if (t.offset >= start && t.offset < Math.max(end, start + 1)) {
+				docErrors.push({ file, document: index, code: "TAB_INDENT", message: "tab character in indentation; YAML indentation must use spaces", ...pos(t.offset) });
+			}
+		}
+		for (const e of doc.errors) {
+			if (e.code === "TAB_AS_INDENT" && docErrors.some((d) => d.code === "TAB_INDENT")) continue;
+			const code: LoadErrorCode = e.code === "DUPLICATE_KEY" ? "DUPLICATE_KEY" : e.code === "TAB_AS_INDENT" ? "TAB_INDENT" : "SYNTAX";
+			const message =
+				code === "DUPLICATE_KEY"
+					? `duplicate key ${JSON.stringify(text.slice(e.pos[0], e.pos[1]))}`
+					: code === "TAB_INDENT"
+						? "tab character in indentation; YAML indentation must use spaces"
+						: e.message.split("\n")[0]!;
+			docErrors.push({ file, document: index, code, message, ...pos(e.pos[0]) });
+		}
+		if (docErrors.length > 0) {
+			docErrors.sort((a, b) => a.line - b.line || a.col - b.col);
+			errors.push(...docErrors);
+			return;
+		}
+		if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) return; // empty document
+		if (!isMap(doc.contents)) {
+			errors.push({ file, document: index, code: "NOT_A_MAPPING", message: "a manifest must be a mapping (apiVersion, kind, metadata, spec)", ...pos(doc.contents.range?.[0] ?? start) });
+			return;
+		}
+		let object: Record<string, unknown>;
+		try {
+			object = doc.toJS({ maxAliasCount: MAX_ALIASES }) as Record<string, unknown>;
+		} catch (e) {
+			errors.push({ file, document: index, code: "ALIAS_LIMIT", message: (e as Error).message, ...pos(doc.contents.range[0]) });
+			return;
+		}
+		const root = doc.contents.range[0];
+		manifests.push({
+			file,
+			document: index,
+			object,
+			...pos(root),
+			positionOf: (path, at = "value") => pos(offsetOf(doc, path, at) ?? root),
+		});
+	});
+	return { manifests, errors };
+}
+
+/** Offsets of tabs in the leading whitespace of lines (outside block scalars we cannot tell; YAML forbids them there anyway). */
+function findTabIndents(text: string): { offset: number }[] {
+	const out: { offset: number }[] = [];
+	let lineStart = 0;
+	while (lineStart <= text.length) {
+		let i = lineStart;
+		while (i < text.length && (text[i] === " " || text[i] === "\t")) {
+			if (text[i] === "\t") {
+				out.push({ offset: i });
+				break;
+			}
+			i++;
+		}
+		const nl = text.indexOf("\n", lineStart);
+		if (nl < 0) break;
+		lineStart = nl + 1;
+	}
+	return out;
+}
+
+/**
+ * Offset of the node at `path`; for a missing key, the offset of the deepest existing ancestor's
+ * key, so "Required value" errors point at the parent field.
+ */
+function offsetOf(doc: Document, path: readonly PathSegment[], at: "key" | "value"): number | undefined {
+	let node: unknown = doc.contents;
+	let best: number | undefined = (node as Node | null)?.range?.[0];
+	for (const [i, seg] of path.entries()) {
+		if (isMap(node)) {
+			const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg));
+			if (!pair) return best;
+			const keyStart = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
+			const value = pair.value as Node | null;
+			best = (at === "key" && i === path.length - 1 ? keyStart : value?.range?.[0]) ?? keyStart ?? best;
+			node = value;
+		} else if (isSeq(node) && typeof seg === "number") {
+			const item = node.items[seg] as Node | undefined;
+			if (!item) return best;
+			best = item.range?.[0] ?? best;
+			node = item;
+		} else {
+			return best;
+		}
+	}
+	return best;
+}
