@@ -31,6 +31,45 @@ export interface SqlStatementInfo {
 	hasWhere?: boolean;
 	/** The statement's own text (from the parser's locations), for recording and approvals. */
 	text: string;
+	/**
+	 * Why the statement is not read-only or is dangerous (server file access, identity switch...).
+	 * Added by gateway/policy; empty for plain reads.
+	 */
+	risks?: SqlRisk[];
+	/** PREPARE: the prepared statement's name and its body, classified now (rules apply at PREPARE). */
+	prepared?: { name: string; statement: SqlStatementInfo };
+	/** DECLARE: the cursor's name and its query. */
+	cursor?: { name: string; statement: SqlStatementInfo };
+	/**
+	 * EXECUTE / FETCH / MOVE: the prepared statement or cursor used. `statement` is filled in by
+	 * `SessionSqlState.resolve()`; when it stays unknown the guardrails block (deny by default).
+	 */
+	uses?: { type: "prepared" | "cursor"; name: string; statement?: SqlStatementInfo };
+}
+
+export type SqlRiskKind =
+	/** Writes data or schema. */
+	| "write"
+	/** Reads/writes server files, runs programs, opens network connections, signals backends. */
+	| "server-access"
+	/** SET ROLE, SET SESSION AUTHORIZATION, RESET ROLE, set_config('role', ...). */
+	| "identity-switch"
+	/** Role and privilege management: CREATE/ALTER/DROP ROLE, GRANT, REVOKE. */
+	| "privilege"
+	/** ALTER SYSTEM, LOAD, CREATE EXTENSION, ALTER DATABASE ... SET, CHECKPOINT. */
+	| "system"
+	/** Code the parser cannot see into: DO blocks, CALL. */
+	| "opaque-code"
+	/** Runs SQL given as a string (query_to_xml, dblink...): invisible to classification and taint. */
+	| "dynamic-sql"
+	/** Could end read-only enforcement: SET default_transaction_read_only, BEGIN READ WRITE, RESET ALL. */
+	| "read-only-escape"
+	/** Kind the classifier does not know: never read-only. */
+	| "unknown";
+
+export interface SqlRisk {
+	kind: SqlRiskKind;
+	detail: string;
 }
 
 export type SqlAnalysis =
@@ -55,6 +94,8 @@ export interface SqlGuardrailInput {
 	analysis: SqlAnalysis;
 	access: PostgresAccess;
 	rules: GuardrailRule[];
+	/** Grant key (`namespace/name`), named in the read-only message. */
+	grant?: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -102,6 +143,12 @@ export interface MaskPlan {
 	detectors: MaskRule[];
 	/** True when the statement touches masked data in a way that can leak through errors/notices. */
 	scrubMessages: boolean;
+	/**
+	 * Set when the statement would copy masked data somewhere masking cannot follow (INSERT ... SELECT
+	 * of a masked column into an unmasked one, CREATE TABLE AS, SELECT INTO, COPY ... TO file). The data
+	 * path must refuse the statement (SQLSTATE 42501) with this rule and message.
+	 */
+	block?: { rule: string; message: string };
 }
 
 export interface MaskContext {
@@ -111,4 +158,45 @@ export interface MaskContext {
 	grant: BundleGrant;
 	/** HMAC key for the `hash` strategy. */
 	maskingKey: Buffer;
+}
+
+/** Optional catalog extension: lets masking trust built-in functions (see gateway/policy/README.md). */
+export interface FunctionCatalog {
+	/** True when `name` (resolved as PostgreSQL would) is a built-in (pg_catalog) function. */
+	isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes and SSH (gateway/policy/kube.ts, gateway/policy/ssh.ts)
+
+/** A Kubernetes API request as the kube data path parsed it from the URL and method. */
+export interface KubeRequest {
+	/** Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection, proxy... */
+	verb: string;
+	/** Plural resource name (`pods`), empty for non-resource URLs. */
+	resource: string;
+	subresource?: string;
+	/** Empty or undefined for cluster-scoped resources. */
+	namespace?: string;
+	name?: string;
+	/** `""` for the core group, `apps`, ... */
+	apiGroup?: string;
+}
+
+export interface PolicyVerdict {
+	action: "allow" | GuardrailAction;
+	/** `grant:<key>` for scope refusals, the GuardrailRule name otherwise. */
+	rule?: string;
+	message?: string;
+	approval?: NonNullable<GuardrailRule["approval"]>;
+}
+
+export interface KubeVerdict extends PolicyVerdict {
+	/** HTTP status when blocked (403). */
+	status?: number;
+}
+
+export interface SshVerdict extends PolicyVerdict {
+	/** The command segments the decision looked at (after splitting chains, sudo, bash -c). */
+	segments?: string[];
 }

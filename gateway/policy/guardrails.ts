@@ -1,0 +1,155 @@
+/**
+ * SQL guardrails: decide allow / audit / requireApproval / block for an analysed statement string.
+ *
+ * Order of checks for every statement of the string (the whole string is decided before any of it
+ * is forwarded):
+ *   1. parse failure                      -> block, rule `parse`, SQLSTATE 42601
+ *   2. unresolved EXECUTE                  -> block, rule `session:unknown-prepared`, SQLSTATE 26000
+ *   3. read-only grant, not read-only      -> block, rule `grant:read-only`, SQLSTATE 42501
+ *   4. built-in rules (non-admin grants)   -> block, rule `builtin:<risk>`, SQLSTATE 42501
+ *   5. GuardrailRules (sql section)        -> the rule's action
+ * Across statements and rules the strongest action wins: block > requireApproval > audit > allow;
+ * ties go to the first statement, then the first rule.
+ */
+import type { GuardrailAction, GuardrailRule, PostgresAccess } from "../config/bundle.ts";
+import { compileGlobs, compileQualifiedList, type GlobMatcher, type QualifiedMatcher, splitName } from "./glob.ts";
+import type { GuardrailVerdict, SqlGuardrailInput, SqlRiskKind, SqlStatementInfo } from "./types.ts";
+
+export const SQLSTATE_INSUFFICIENT_PRIVILEGE = "42501";
+export const SQLSTATE_SYNTAX_ERROR = "42601";
+export const SQLSTATE_INVALID_SQL_STATEMENT_NAME = "26000";
+
+/** Risks blocked for `read-write` grants (admin grants only get their GuardrailRules). */
+export const BUILTIN_BLOCKED_RISKS: ReadonlyMap<SqlRiskKind, string> = new Map<SqlRiskKind, string>([
+	["server-access", "server file, program, network or process access is reserved for admin grants"],
+	["identity-switch", "switching role or session authorization is reserved for admin grants"],
+	["privilege", "role and privilege management is reserved for admin grants"],
+	["system", "server-wide configuration is reserved for admin grants"],
+	["opaque-code", "DO blocks and non-SQL function bodies are reserved for admin grants"],
+	["unknown", "statement kind not classified (deny by default)"],
+]);
+
+const RANK: Record<GuardrailVerdict["action"], number> = { allow: 0, audit: 1, requireApproval: 2, block: 3 };
+
+interface CompiledSqlRule {
+	rule: GuardrailRule;
+	kinds?: GlobMatcher;
+	tables?: QualifiedMatcher;
+	functions?: QualifiedMatcher;
+	withoutWhere: boolean;
+}
+
+const compiledCache = new WeakMap<readonly GuardrailRule[], CompiledSqlRule[]>();
+
+/** Compiles the SQL part of a rule set once (cached by array identity; bundles are frozen). */
+export function compileSqlRules(rules: readonly GuardrailRule[]): CompiledSqlRule[] {
+	const hit = compiledCache.get(rules);
+	if (hit) return hit;
+	const out: CompiledSqlRule[] = [];
+	for (const rule of rules) {
+		if (!rule.sql) continue;
+		const c: CompiledSqlRule = { rule, withoutWhere: rule.sql.withoutWhere === true };
+		const kinds = compileGlobs(rule.sql.statementKinds);
+		const tables = compileQualifiedList(rule.sql.tables);
+		const functions = compileQualifiedList(rule.sql.functions);
+		if (kinds) c.kinds = kinds;
+		if (tables) c.tables = tables;
+		if (functions) c.functions = functions;
+		out.push(c);
+	}
+	compiledCache.set(rules, out);
+	return out;
+}
+
+/** Every criterion a rule sets must hold; a `sql: {}` rule matches every statement. */
+function ruleMatches(c: CompiledSqlRule, s: SqlStatementInfo): boolean {
+	if (c.kinds && !s.kinds.some((k) => c.kinds!(k))) return false;
+	if (c.tables && !s.tables.some((t) => c.tables!(splitName(t)))) return false;
+	if (c.functions && !s.functions.some((f) => c.functions!(splitName(f)))) return false;
+	if (c.withoutWhere && s.hasWhere !== false) return false;
+	return true;
+}
+
+function ruleMessage(rule: GuardrailRule, s: SqlStatementInfo): string {
+	const what = rule.action === "requireApproval" ? "requires approval" : rule.action === "block" ? "blocked" : "audited";
+	return `${s.kind} ${what} by guardrail rule "${rule.name}"${rule.message ? `: ${rule.message}` : ""}`;
+}
+
+/** Decides one analysed statement string. Pure; safe to call for every Query/Parse message. */
+export function evaluateSqlGuardrails(input: SqlGuardrailInput): GuardrailVerdict {
+	const { analysis, access } = input;
+	if (!analysis.ok) {
+		return {
+			action: "block",
+			rule: "parse",
+			sqlstate: SQLSTATE_SYNTAX_ERROR,
+			message: `statement blocked: it does not parse (${analysis.error})`,
+		};
+	}
+	const rules = compileSqlRules(input.rules);
+	let best: GuardrailVerdict = { action: "allow" };
+	const consider = (v: GuardrailVerdict): void => {
+		if (RANK[v.action] > RANK[best.action]) best = v;
+	};
+	analysis.statements.forEach((s, index) => {
+		if (best.action === "block") return;
+		const fixed = builtinVerdict(s, access, input.grant);
+		if (fixed) {
+			consider({ ...fixed, statementIndex: index });
+			return;
+		}
+		for (const c of rules) {
+			if (RANK[c.rule.action] <= RANK[best.action]) continue;
+			if (!ruleMatches(c, s)) continue;
+			const v: GuardrailVerdict = {
+				action: c.rule.action,
+				rule: c.rule.name,
+				message: ruleMessage(c.rule, s),
+				statementIndex: index,
+			};
+			if (c.rule.action === "block") v.sqlstate = SQLSTATE_INSUFFICIENT_PRIVILEGE;
+			if (c.rule.action === "requireApproval" && c.rule.approval) v.approval = c.rule.approval;
+			consider(v);
+		}
+	});
+	return best;
+}
+
+function builtinVerdict(s: SqlStatementInfo, access: PostgresAccess, grant: string | undefined): GuardrailVerdict | undefined {
+	if (s.uses?.type === "prepared" && !s.uses.statement) {
+		return {
+			action: "block",
+			rule: "session:unknown-prepared",
+			sqlstate: SQLSTATE_INVALID_SQL_STATEMENT_NAME,
+			message: `EXECUTE ${s.uses.name}: no prepared statement of that name was seen in this session, so it cannot be classified`,
+		};
+	}
+	const risks = s.risks ?? [];
+	if (access === "read-only" && !s.readOnly) {
+		const why = risks[0]?.detail ?? s.kind;
+		return {
+			action: "block",
+			rule: "grant:read-only",
+			sqlstate: SQLSTATE_INSUFFICIENT_PRIVILEGE,
+			message: `permission denied: the grant${grant ? ` "${grant}"` : ""} is read-only and ${s.kind} is not a read-only statement (${why})`,
+		};
+	}
+	if (access !== "admin") {
+		for (const r of risks) {
+			const reason = BUILTIN_BLOCKED_RISKS.get(r.kind);
+			if (reason) {
+				return {
+					action: "block",
+					rule: `builtin:${r.kind}`,
+					sqlstate: SQLSTATE_INSUFFICIENT_PRIVILEGE,
+					message: `permission denied: ${r.detail}: ${reason}`,
+				};
+			}
+		}
+	}
+	return undefined;
+}
+
+export function actionRank(action: GuardrailVerdict["action"] | GuardrailAction): number {
+	return RANK[action];
+}

@@ -1,0 +1,156 @@
+/**
+ * Kubernetes request decisions: first the grant's scope (namespaces, verbs, resources), then the
+ * GuardrailRules' `kubernetes` sections. Pure; the kube data path turns a block into a 403 Status.
+ */
+import type { BundleGrant, GuardrailRule } from "../config/bundle.ts";
+import { compileGlob, type GlobMatcher } from "./glob.ts";
+import type { KubeRequest, KubeVerdict } from "./types.ts";
+
+type KubeGrant = NonNullable<BundleGrant["kubernetes"]>;
+
+const RANK = { allow: 0, audit: 1, requireApproval: 2, block: 3 } as const;
+
+/**
+ * A resource pattern: `pods` (no subresource), `pods/log`, `pods/*` (any subresource), `*`
+ * (everything), `deployments.apps` (group-qualified), `*.apps`. A pattern without a group matches
+ * the resource in any API group; a pattern without `/sub` never matches a subresource, so `pods`
+ * does not grant `pods/exec`.
+ */
+export type ResourceMatcher = (resource: string, subresource: string | undefined, group: string | undefined) => boolean;
+
+export function compileResource(pattern: string): ResourceMatcher {
+	if (pattern === "*") return () => true;
+	const slash = pattern.indexOf("/");
+	const base = slash >= 0 ? pattern.slice(0, slash) : pattern;
+	const sub = slash >= 0 ? pattern.slice(slash + 1) : undefined;
+	const dot = base.indexOf(".");
+	const res = compileGlob(dot >= 0 ? base.slice(0, dot) : base);
+	const group = dot >= 0 ? compileGlob(base.slice(dot + 1)) : undefined;
+	const subM = sub !== undefined ? compileGlob(sub) : undefined;
+	return (resource, subresource, apiGroup) => {
+		if (!res(resource)) return false;
+		if (group && !group(apiGroup ?? "")) return false;
+		if (subresource) return subM?.(subresource) === true;
+		return subM === undefined || sub === "*";
+	};
+}
+
+function anyOf<T extends unknown[]>(ms: ((...a: T) => boolean)[]): (...a: T) => boolean {
+	return (...a) => ms.some((m) => m(...a));
+}
+
+interface CompiledKubeGrant {
+	namespaces: GlobMatcher;
+	allNamespaces: boolean;
+	verbs: GlobMatcher;
+	resources: ResourceMatcher;
+}
+
+interface CompiledKubeRule {
+	rule: GuardrailRule;
+	verbs?: GlobMatcher;
+	resources?: ResourceMatcher;
+	namespaces?: GlobMatcher;
+}
+
+const grantCache = new WeakMap<KubeGrant, CompiledKubeGrant>();
+const rulesCache = new WeakMap<readonly GuardrailRule[], CompiledKubeRule[]>();
+
+function compileGrant(g: KubeGrant): CompiledKubeGrant {
+	const hit = grantCache.get(g);
+	if (hit) return hit;
+	const c: CompiledKubeGrant = {
+		namespaces: anyOf(g.namespaces.map(compileGlob)),
+		allNamespaces: g.namespaces.includes("*"),
+		verbs: anyOf(g.verbs.map(compileGlob)),
+		resources: anyOf(g.resources.map(compileResource)),
+	};
+	grantCache.set(g, c);
+	return c;
+}
+
+export function compileKubeRules(rules: readonly GuardrailRule[]): CompiledKubeRule[] {
+	const hit = rulesCache.get(rules);
+	if (hit) return hit;
+	const out: CompiledKubeRule[] = [];
+	for (const rule of rules) {
+		const k = rule.kubernetes;
+		if (!k) continue;
+		const c: CompiledKubeRule = { rule };
+		if (k.verbs?.length) c.verbs = anyOf(k.verbs.map(compileGlob));
+		if (k.resources?.length) c.resources = anyOf(k.resources.map(compileResource));
+		if (k.namespaces?.length) c.namespaces = anyOf(k.namespaces.map(compileGlob));
+		out.push(c);
+	}
+	rulesCache.set(rules, out);
+	return out;
+}
+
+function describe(req: KubeRequest): string {
+	const res = req.resource ? `${req.resource}${req.subresource ? `/${req.subresource}` : ""}` : "non-resource URL";
+	const where = req.namespace ? ` in namespace ${req.namespace}` : " (cluster-scoped)";
+	return `${req.verb} ${res}${req.name ? ` ${req.name}` : ""}${where}`;
+}
+
+/**
+ * Grant scope, then guardrails. Scope rules (deny by default):
+ * - namespaced requests need the namespace in `grant.namespaces` (globs);
+ * - cluster-scoped requests need `*` in `grant.namespaces`, except reading the `namespaces`
+ *   resource for a namespace the grant names (`kubectl get ns payments`);
+ * - non-resource requests (`resource` empty: /api, /apis, /version, /openapi) are allowed for `get`
+ *   only (discovery), never other verbs;
+ * - the verb must match `grant.verbs`, the resource `grant.resources` (see compileResource).
+ */
+export function evaluateKubeRequest(
+	req: KubeRequest,
+	grant: KubeGrant | undefined,
+	rules: readonly GuardrailRule[],
+	grantKey?: string,
+): KubeVerdict {
+	const who = grantKey ? `grant "${grantKey}"` : "the grant";
+	const deny = (why: string): KubeVerdict => ({
+		action: "block",
+		rule: `grant:${grantKey ?? "scope"}`,
+		status: 403,
+		message: `${who} does not allow ${describe(req)}: ${why}`,
+	});
+	if (!grant) return deny("it has no Kubernetes access");
+	const g = compileGrant(grant);
+	const verb = req.verb.toLowerCase();
+	if (!req.resource) {
+		if (verb !== "get") return deny("only discovery reads (get) are allowed on non-resource URLs");
+	} else {
+		if (req.namespace) {
+			if (!g.namespaces(req.namespace)) return deny(`namespace ${req.namespace} is not granted`);
+		} else if (!g.allNamespaces) {
+			const readNs =
+				req.resource === "namespaces" &&
+				!req.subresource &&
+				(req.apiGroup ?? "") === "" &&
+				(verb === "get" || verb === "watch") &&
+				req.name !== undefined &&
+				g.namespaces(req.name);
+			if (!readNs) return deny("cluster-scoped requests need namespaces: ['*'] in the grant");
+		}
+		if (!g.verbs(verb)) return deny(`verb ${verb} is not granted`);
+		if (!g.resources(req.resource, req.subresource, req.apiGroup)) {
+			return deny(`resource ${req.resource}${req.subresource ? `/${req.subresource}` : ""} is not granted`);
+		}
+	}
+	let best: KubeVerdict = { action: "allow" };
+	for (const c of compileKubeRules(rules)) {
+		if (RANK[c.rule.action] <= RANK[best.action]) continue;
+		if (c.verbs && !c.verbs(verb)) continue;
+		if (c.resources && !(req.resource && c.resources(req.resource, req.subresource, req.apiGroup))) continue;
+		if (c.namespaces && !c.namespaces(req.namespace ?? (req.resource === "namespaces" ? (req.name ?? "") : ""))) continue;
+		const v: KubeVerdict = {
+			action: c.rule.action,
+			rule: c.rule.name,
+			message: `${describe(req)}: ${c.rule.action === "block" ? "blocked" : c.rule.action === "requireApproval" ? "requires approval" : "audited"} by guardrail rule "${c.rule.name}"${c.rule.message ? `: ${c.rule.message}` : ""}`,
+		};
+		if (c.rule.action === "block") v.status = 403;
+		if (c.rule.action === "requireApproval" && c.rule.approval) v.approval = c.rule.approval;
+		best = v;
+	}
+	return best;
+}

@@ -1,0 +1,724 @@
+/**
+ * SQL classification from PostgreSQL's own parser (libpg-query, PostgreSQL 18 grammar, WASM).
+ * Every statement of a (multi-statement) string is classified from its parse tree; nothing here
+ * looks at SQL text with a regular expression. Results are cached by text (LRU) and frozen: callers
+ * share them and must not mutate them.
+ */
+import { loadModule, parseSync } from "libpg-query";
+import { functionRisk, IDENTITY_SETTINGS, READ_ONLY_SETTINGS, SYSTEM_SETTINGS } from "./functions.ts";
+import { Lru } from "./lru.ts";
+import type { SqlAnalysis, SqlRisk, SqlRiskKind, SqlStatementInfo } from "./types.ts";
+
+/** A parse-tree node as libpg-query returns it: `{ TypeName: { ...fields } }` or a bare field object. */
+export type PgNode = Record<string, unknown>;
+
+let loaded = false;
+
+/** Loads the parser (WASM). Idempotent; importing this module already awaits it. */
+export async function loadSqlParser(): Promise<void> {
+	if (loaded) return;
+	await loadModule();
+	loaded = true;
+}
+await loadSqlParser();
+
+/** Statements longer than this are analysed but not cached. */
+const MAX_CACHED_SQL_LENGTH = 32 * 1024;
+const cache = new Lru<string, SqlAnalysis>(2048);
+
+/** Parse-tree node of each analysed statement (PREPARE/DECLARE bodies included), for masking. */
+const trees = new WeakMap<SqlStatementInfo, PgNode>();
+
+/** The statement's parse tree (`{ SelectStmt: ... }`), when it came from `analyzeSql`. */
+export function statementTree(info: SqlStatementInfo): PgNode | undefined {
+	return trees.get(info);
+}
+
+export function clearSqlCache(): void {
+	cache.clear();
+}
+
+/**
+ * Classifies every statement of `sql`. Never throws: anything the parser or classifier cannot
+ * handle becomes `{ ok: false }`, which the guardrails block (SQLSTATE 42601).
+ */
+export function analyzeSql(sql: string): SqlAnalysis {
+	const cached = cache.get(sql);
+	if (cached) return cached;
+	const analysis = analyzeUncached(sql);
+	if (sql.length <= MAX_CACHED_SQL_LENGTH) cache.set(sql, analysis);
+	return analysis;
+}
+
+function analyzeUncached(sql: string): SqlAnalysis {
+	if (typeof sql !== "string") return Object.freeze({ ok: false, error: "statement text is not a string" });
+	if (sql.includes("\0")) return Object.freeze({ ok: false, error: "statement contains a NUL byte" });
+	let parsed: { stmts?: { stmt?: PgNode; stmt_location?: number; stmt_len?: number }[] };
+	try {
+		parsed = parseSync(sql) as typeof parsed;
+	} catch (err) {
+		const details = (err as { sqlDetails?: { message?: string; cursorPosition?: number } }).sqlDetails;
+		const message = details?.message ?? (err instanceof Error ? err.message : String(err));
+		const out: SqlAnalysis = { ok: false, error: message };
+		if (typeof details?.cursorPosition === "number") out.position = details.cursorPosition;
+		return Object.freeze(out);
+	}
+	try {
+		const bytes = isAscii(sql) ? undefined : Buffer.from(sql, "utf8");
+		const statements: SqlStatementInfo[] = [];
+		for (const raw of parsed.stmts ?? []) {
+			if (!raw.stmt) continue;
+			const start = raw.stmt_location ?? 0;
+			const text = sliceText(sql, bytes, start, raw.stmt_len);
+			statements.push(classifyStatement(raw.stmt, text));
+		}
+		return deepFreeze({ ok: true, statements });
+	} catch (err) {
+		// Deny by default: a tree we cannot walk (too deep, unexpected shape) is not passed.
+		return Object.freeze({ ok: false, error: `cannot classify statement: ${(err as Error).message}` });
+	}
+}
+
+function isAscii(s: string): boolean {
+	for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+	return true;
+}
+
+/** libpg-query locations are byte offsets into the UTF-8 text. */
+function sliceText(sql: string, bytes: Buffer | undefined, start: number, len: number | undefined): string {
+	if (!bytes) return (len === undefined ? sql.slice(start) : sql.slice(start, start + len)).trim();
+	const end = len === undefined ? bytes.length : start + len;
+	return bytes.subarray(start, end).toString("utf8").trim();
+}
+
+function deepFreeze<T>(value: T): T {
+	if (value && typeof value === "object" && !Object.isFrozen(value)) {
+		Object.freeze(value);
+		for (const v of Object.values(value as object)) deepFreeze(v);
+	}
+	return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Classification
+
+/** Accumulates what one top-level statement contains, nested statements included. */
+class Collector {
+	readonly kinds: string[] = [];
+	readonly tables = new Set<string>();
+	readonly functions = new Set<string>();
+	readonly risks: SqlRisk[] = [];
+	/** UPDATE/DELETE/MERGE seen, and whether any lacked a (non-constant) WHERE. */
+	sawFiltered = false;
+	missingWhere = false;
+	depth = 0;
+
+	kind(k: string): void {
+		if (!this.kinds.includes(k)) this.kinds.push(k);
+	}
+	risk(kind: SqlRiskKind, detail: string): void {
+		if (!this.risks.some((r) => r.kind === kind && r.detail === detail)) this.risks.push({ kind, detail });
+	}
+}
+
+const MAX_DEPTH = 2000;
+
+function classifyStatement(stmt: PgNode, text: string): SqlStatementInfo {
+	const c = new Collector();
+	const extra: Partial<SqlStatementInfo> = {};
+	const kind = visitStatement(stmt, c, text, extra, true);
+	const info: SqlStatementInfo = {
+		kind,
+		kinds: [kind, ...c.kinds.filter((k) => k !== kind)],
+		readOnly: c.risks.length === 0,
+		tables: [...c.tables],
+		functions: [...c.functions],
+		text,
+		risks: c.risks,
+		...extra,
+	};
+	if (c.sawFiltered) info.hasWhere = !c.missingWhere;
+	trees.set(info, stmt);
+	return info;
+}
+
+/** Classifies a nested statement body (PREPARE, DECLARE) as its own SqlStatementInfo. */
+function bodyInfo(node: PgNode, text: string): SqlStatementInfo {
+	return classifyStatement(node, text);
+}
+
+/** The single `{ Type: body }` entry of a wrapped node. */
+function unwrap(node: unknown): [string, PgNode] | undefined {
+	if (!node || typeof node !== "object" || Array.isArray(node)) return undefined;
+	const keys = Object.keys(node);
+	if (keys.length !== 1) return undefined;
+	const key = keys[0]!;
+	const first = key.charCodeAt(0);
+	if (first < 65 || first > 90) return undefined; // node type names start upper-case
+	const body = (node as PgNode)[key];
+	if (!body || typeof body !== "object") return undefined;
+	return [key, body as PgNode];
+}
+
+function str(node: unknown): string | undefined {
+	const u = unwrap(node);
+	if (u && u[0] === "String") return u[1].sval as string | undefined;
+	return undefined;
+}
+
+function names(list: unknown): string[] {
+	if (!Array.isArray(list)) return [];
+	const out: string[] = [];
+	for (const item of list) {
+		const s = str(item);
+		if (s !== undefined) out.push(s);
+	}
+	return out;
+}
+
+/** Constant boolean/integer/string of an A_Const (missing fields mean 0/false/""). */
+function constValue(node: unknown): string | number | boolean | undefined {
+	const b = (node as { A_Const?: PgNode } | undefined)?.A_Const;
+	if (!b || b.isnull) return undefined;
+	if ("ival" in b) return ((b.ival as { ival?: number }).ival ?? 0) as number;
+	if ("boolval" in b) return ((b.boolval as { boolval?: boolean }).boolval ?? false) as boolean;
+	if ("sval" in b) return ((b.sval as { sval?: string }).sval ?? "") as string;
+	if ("fval" in b) return (b.fval as { fval?: string }).fval ?? "0";
+	return undefined;
+}
+
+function truthySetting(v: string | number | boolean | undefined): boolean | undefined {
+	if (v === undefined) return undefined;
+	if (typeof v === "boolean") return v;
+	if (typeof v === "number") return v !== 0;
+	const s = v.toLowerCase();
+	if (["on", "true", "yes", "1", "t", "y"].includes(s)) return true;
+	if (["off", "false", "no", "0", "f", "n"].includes(s)) return false;
+	return undefined;
+}
+
+function defElems(list: unknown): { name: string; arg: unknown }[] {
+	if (!Array.isArray(list)) return [];
+	const out: { name: string; arg: unknown }[] = [];
+	for (const item of list) {
+		const u = unwrap(item);
+		if (u && u[0] === "DefElem") out.push({ name: String(u[1].defname ?? ""), arg: u[1].arg });
+	}
+	return out;
+}
+
+function rangeVarName(rv: PgNode): string {
+	const parts: string[] = [];
+	if (typeof rv.catalogname === "string") parts.push(rv.catalogname);
+	if (typeof rv.schemaname === "string") parts.push(rv.schemaname);
+	parts.push(String(rv.relname));
+	return parts.join(".");
+}
+
+/** True when a WHERE/ON expression references no column (`WHERE true`, `WHERE 1=1`): not a filter. */
+function isConstantCondition(node: unknown): boolean {
+	let sawColumn = false;
+	const walk = (n: unknown, depth: number): void => {
+		if (sawColumn || depth > MAX_DEPTH) return;
+		if (Array.isArray(n)) {
+			for (const x of n) walk(x, depth + 1);
+			return;
+		}
+		if (!n || typeof n !== "object") return;
+		for (const [k, v] of Object.entries(n)) {
+			if (k === "ColumnRef" || k === "SubLink" || k === "FuncCall" || k === "ParamRef") {
+				sawColumn = true;
+				return;
+			}
+			walk(v, depth + 1);
+		}
+	};
+	walk(node, 0);
+	return !sawColumn;
+}
+
+const DROP_TABLE_LIKE = new Set([
+	"OBJECT_TABLE",
+	"OBJECT_VIEW",
+	"OBJECT_MATVIEW",
+	"OBJECT_INDEX",
+	"OBJECT_SEQUENCE",
+	"OBJECT_FOREIGN_TABLE",
+]);
+
+/** `OBJECT_FOREIGN_TABLE` -> `FOREIGN TABLE`. */
+function objectName(objtype: unknown): string {
+	return String(objtype ?? "OBJECT_UNKNOWN")
+		.replace(/^OBJECT_/, "")
+		.replaceAll("_", " ");
+}
+
+/** `CreateForeignServerStmt` -> `CREATE FOREIGN SERVER` (fallback names for rarely used statements). */
+function kindFromType(type: string): string {
+	return type
+		.replace(/Stmt$/, "")
+		.replace(/([a-z])([A-Z])/g, "$1 $2")
+		.toUpperCase();
+}
+
+const DDL_WRITE = new Set([
+	"CreateStmt",
+	"AlterTableStmt",
+	"IndexStmt",
+	"ViewStmt",
+	"CreateFunctionStmt",
+	"AlterFunctionStmt",
+	"CreateSeqStmt",
+	"AlterSeqStmt",
+	"CreateSchemaStmt",
+	"CreateDomainStmt",
+	"AlterDomainStmt",
+	"CompositeTypeStmt",
+	"CreateEnumStmt",
+	"AlterEnumStmt",
+	"CreateRangeStmt",
+	"DefineStmt",
+	"CreateTrigStmt",
+	"RuleStmt",
+	"CreatePolicyStmt",
+	"AlterPolicyStmt",
+	"CommentStmt",
+	"AlterObjectSchemaStmt",
+	"AlterObjectDependsStmt",
+	"AlterOwnerStmt",
+	"CreateCastStmt",
+	"CreateConversionStmt",
+	"CreateOpClassStmt",
+	"CreateOpFamilyStmt",
+	"AlterOpFamilyStmt",
+	"CreateStatsStmt",
+	"AlterStatsStmt",
+	"RefreshMatViewStmt",
+	"ClusterStmt",
+	"ReindexStmt",
+	"VacuumStmt",
+	"LockStmt",
+	"AlterCollationStmt",
+	"CreateTransformStmt",
+	"AlterTypeStmt",
+	"AlterOperatorStmt",
+	"AlterTableMoveAllStmt",
+	"CreateForeignTableStmt",
+	"AlterTSDictionaryStmt",
+	"AlterTSConfigurationStmt",
+	"CreatePublicationStmt",
+	"AlterPublicationStmt",
+	"CreateConversionStmt",
+]);
+
+const SYSTEM_STMTS = new Set([
+	"AlterSystemStmt",
+	"LoadStmt",
+	"CreateExtensionStmt",
+	"AlterExtensionStmt",
+	"AlterExtensionContentsStmt",
+	"CreatedbStmt",
+	"DropdbStmt",
+	"AlterDatabaseStmt",
+	"AlterDatabaseSetStmt",
+	"AlterDatabaseRefreshCollStmt",
+	"CheckPointStmt",
+	"CreateTableSpaceStmt",
+	"DropTableSpaceStmt",
+	"AlterTableSpaceOptionsStmt",
+	"CreateEventTrigStmt",
+	"AlterEventTrigStmt",
+	"CreateFdwStmt",
+	"AlterFdwStmt",
+	"CreateForeignServerStmt",
+	"AlterForeignServerStmt",
+	"CreateUserMappingStmt",
+	"AlterUserMappingStmt",
+	"DropUserMappingStmt",
+	"ImportForeignSchemaStmt",
+	"CreateSubscriptionStmt",
+	"AlterSubscriptionStmt",
+	"DropSubscriptionStmt",
+	"SecLabelStmt",
+	"CreatePLangStmt",
+	"CreateAmStmt",
+]);
+
+const PRIVILEGE_STMTS: Record<string, string> = {
+	CreateRoleStmt: "CREATE ROLE",
+	AlterRoleStmt: "ALTER ROLE",
+	AlterRoleSetStmt: "ALTER ROLE",
+	DropRoleStmt: "DROP ROLE",
+	ReassignOwnedStmt: "REASSIGN OWNED",
+	DropOwnedStmt: "DROP OWNED",
+	AlterDefaultPrivilegesStmt: "ALTER DEFAULT PRIVILEGES",
+};
+
+const TRANSACTION_KINDS: Record<string, string> = {
+	TRANS_STMT_BEGIN: "BEGIN",
+	TRANS_STMT_START: "START TRANSACTION",
+	TRANS_STMT_COMMIT: "COMMIT",
+	TRANS_STMT_ROLLBACK: "ROLLBACK",
+	TRANS_STMT_SAVEPOINT: "SAVEPOINT",
+	TRANS_STMT_RELEASE: "RELEASE",
+	TRANS_STMT_ROLLBACK_TO: "ROLLBACK TO",
+	TRANS_STMT_PREPARE: "PREPARE TRANSACTION",
+	TRANS_STMT_COMMIT_PREPARED: "COMMIT PREPARED",
+	TRANS_STMT_ROLLBACK_PREPARED: "ROLLBACK PREPARED",
+};
+
+/**
+ * Classifies one statement node (top-level or nested), records its kinds and risks in `c`, walks
+ * its children, and returns its own kind. `executes` is false under a plain EXPLAIN: the nested
+ * statement is planned, not run, so its kinds are recorded but not its write risk.
+ */
+function visitStatement(
+	node: PgNode,
+	c: Collector,
+	text: string,
+	extra: Partial<SqlStatementInfo>,
+	executes: boolean,
+): string {
+	const u = unwrap(node);
+	if (!u) {
+		c.risk("unknown", "statement node without a type");
+		return "UNKNOWN";
+	}
+	const [type, b] = u;
+	const write = (detail: string): void => {
+		if (executes) c.risk("write", detail);
+	};
+	let kind: string;
+	switch (type) {
+		case "SelectStmt": {
+			kind = "SELECT";
+			if (b.intoClause) {
+				kind = "SELECT INTO";
+				c.kind("SELECT");
+				c.kind("CREATE TABLE AS");
+				c.kind("CREATE");
+				write("SELECT INTO creates a table");
+			}
+			if (Array.isArray(b.lockingClause) && b.lockingClause.length > 0) {
+				c.kind("SELECT");
+				kind = "SELECT FOR UPDATE";
+				write("row locks (FOR UPDATE/SHARE)");
+			}
+			if (Array.isArray(b.valuesLists) && !b.targetList) kind = "VALUES";
+			break;
+		}
+		case "InsertStmt":
+			kind = "INSERT";
+			write("INSERT");
+			break;
+		case "UpdateStmt":
+			kind = "UPDATE";
+			write("UPDATE");
+			c.sawFiltered = true;
+			if (!b.whereClause || isConstantCondition(b.whereClause)) c.missingWhere = true;
+			break;
+		case "DeleteStmt":
+			kind = "DELETE";
+			write("DELETE");
+			c.sawFiltered = true;
+			if (!b.whereClause || isConstantCondition(b.whereClause)) c.missingWhere = true;
+			break;
+		case "MergeStmt":
+			kind = "MERGE";
+			write("MERGE");
+			c.sawFiltered = true;
+			if (isConstantCondition(b.joinCondition)) c.missingWhere = true;
+			break;
+		case "DropStmt": {
+			const obj = objectName(b.removeType);
+			kind = `DROP ${obj}`;
+			c.kind("DROP");
+			write(kind);
+			if (DROP_TABLE_LIKE.has(String(b.removeType)) && Array.isArray(b.objects)) {
+				for (const o of b.objects) {
+					const u2 = unwrap(o);
+					const parts = u2 && u2[0] === "List" ? names(u2[1].items) : [];
+					if (parts.length > 0) c.tables.add(parts.join("."));
+				}
+			}
+			break;
+		}
+		case "TruncateStmt":
+			kind = "TRUNCATE";
+			write("TRUNCATE");
+			break;
+		case "AlterSystemStmt":
+			kind = "ALTER SYSTEM";
+			c.kind("ALTER");
+			c.risk("system", "ALTER SYSTEM changes server configuration");
+			break;
+		case "GrantStmt":
+			kind = b.is_grant ? "GRANT" : "REVOKE";
+			c.risk("privilege", `${kind} changes privileges`);
+			break;
+		case "GrantRoleStmt":
+			kind = b.is_grant ? "GRANT" : "REVOKE";
+			c.kind(`${kind} ROLE`);
+			c.risk("privilege", `${kind} changes role membership`);
+			break;
+		case "CopyStmt": {
+			kind = "COPY";
+			const from = b.is_from === true;
+			c.kind(from ? "COPY FROM" : "COPY TO");
+			if (b.is_program) {
+				c.kind("COPY PROGRAM");
+				c.risk("server-access", "COPY ... PROGRAM runs a program on the database server");
+			} else if (typeof b.filename === "string") {
+				c.kind("COPY FILE");
+				c.risk("server-access", `COPY ${from ? "FROM" : "TO"} a server file`);
+			}
+			if (from) write("COPY FROM writes rows");
+			break;
+		}
+		case "DoStmt":
+			kind = "DO";
+			c.risk("opaque-code", "DO runs procedural code the classifier cannot see into");
+			break;
+		case "CallStmt":
+			kind = "CALL";
+			write("CALL runs a procedure the classifier cannot see into");
+			break;
+		case "VariableSetStmt":
+			kind = classifySet(b, c);
+			break;
+		case "VariableShowStmt":
+			kind = "SHOW";
+			break;
+		case "ConstraintsSetStmt":
+			kind = "SET CONSTRAINTS";
+			break;
+		case "PrepareStmt": {
+			kind = "PREPARE";
+			const q = b.query as PgNode | undefined;
+			if (q) {
+				const body = bodyInfo(q, text);
+				extra.prepared = { name: String(b.name ?? ""), statement: body };
+			}
+			break;
+		}
+		case "ExecuteStmt":
+			kind = "EXECUTE";
+			extra.uses = { type: "prepared", name: String(b.name ?? "") };
+			c.risk("unknown", `EXECUTE ${String(b.name ?? "")}: prepared statement not resolved`);
+			break;
+		case "DeallocateStmt":
+			kind = "DEALLOCATE";
+			break;
+		case "DeclareCursorStmt": {
+			kind = "DECLARE";
+			const q = b.query as PgNode | undefined;
+			if (q) extra.cursor = { name: String(b.portalname ?? ""), statement: bodyInfo(q, text) };
+			break;
+		}
+		case "FetchStmt":
+			kind = b.ismove ? "MOVE" : "FETCH";
+			extra.uses = { type: "cursor", name: String(b.portalname ?? "") };
+			break;
+		case "ClosePortalStmt":
+			kind = "CLOSE";
+			break;
+		case "ListenStmt":
+			kind = "LISTEN";
+			break;
+		case "UnlistenStmt":
+			kind = "UNLISTEN";
+			break;
+		case "NotifyStmt":
+			kind = "NOTIFY";
+			write("NOTIFY sends a notification");
+			break;
+		case "DiscardStmt": {
+			const target = String(b.target ?? "DISCARD_ALL").replace(/^DISCARD_/, "");
+			kind = `DISCARD ${target}`;
+			c.kind("DISCARD");
+			if (target === "ALL") c.risk("read-only-escape", "DISCARD ALL resets session settings");
+			break;
+		}
+		case "ExplainStmt": {
+			let analyze = false;
+			for (const d of defElems(b.options)) {
+				if (d.name === "analyze") analyze = d.arg === undefined ? true : truthySetting(constValue(d.arg)) !== false;
+			}
+			kind = analyze ? "EXPLAIN ANALYZE" : "EXPLAIN";
+			c.kind("EXPLAIN");
+			c.kind(kind);
+			if (b.query) visitStatement(b.query as PgNode, c, text, {}, executes && analyze);
+			return kind;
+		}
+		case "TransactionStmt": {
+			kind = TRANSACTION_KINDS[String(b.kind)] ?? "TRANSACTION";
+			c.kind("TRANSACTION");
+			for (const d of defElems(b.options)) {
+				if (d.name === "transaction_read_only" && truthySetting(constValue(d.arg)) === false) {
+					c.kind(`${kind} READ WRITE`);
+					c.risk("read-only-escape", `${kind} READ WRITE`);
+				}
+			}
+			if (kind === "PREPARE TRANSACTION" || kind === "COMMIT PREPARED" || kind === "ROLLBACK PREPARED") {
+				write(`${kind} (two-phase commit)`);
+			}
+			break;
+		}
+		case "CreateTableAsStmt": {
+			const mat = b.objtype === "OBJECT_MATVIEW";
+			kind = mat ? "CREATE MATERIALIZED VIEW" : "CREATE TABLE AS";
+			c.kind("CREATE");
+			write(kind);
+			break;
+		}
+		case "RenameStmt": {
+			const obj = objectName(b.renameType);
+			kind = `ALTER ${obj}`;
+			c.kind("ALTER");
+			c.kind("RENAME");
+			if (obj === "ROLE") c.risk("privilege", "ALTER ROLE ... RENAME");
+			else write(kind);
+			break;
+		}
+		case "AlterTableStmt": {
+			kind = `ALTER ${objectName(b.objtype)}`;
+			c.kind("ALTER");
+			write(kind);
+			break;
+		}
+		case "CreateFunctionStmt": {
+			kind = b.is_procedure ? "CREATE PROCEDURE" : "CREATE FUNCTION";
+			c.kind("CREATE");
+			write(kind);
+			visitFunctionBody(b, c, text);
+			break;
+		}
+		default: {
+			const privilege = PRIVILEGE_STMTS[type];
+			kind = privilege ?? kindFromType(type);
+			c.kind(kind.split(" ")[0]!);
+			if (privilege) c.risk("privilege", `${kind} manages roles or privileges`);
+			else if (SYSTEM_STMTS.has(type)) c.risk("system", `${kind} changes server-wide state`);
+			else if (DDL_WRITE.has(type)) write(kind);
+			else c.risk("unknown", `statement type ${type} is not classified`);
+		}
+	}
+	c.kind(kind);
+	walkChildren(b, c, text, executes);
+	return kind;
+}
+
+function classifySet(b: PgNode, c: Collector): string {
+	const setKind = String(b.kind ?? "");
+	const name = String(b.name ?? "").toLowerCase();
+	const reset = setKind === "VAR_RESET" || setKind === "VAR_RESET_ALL";
+	const verb = reset ? "RESET" : "SET";
+	c.kind(verb);
+	if (setKind === "VAR_RESET_ALL") {
+		c.risk("read-only-escape", "RESET ALL resets default_transaction_read_only");
+		return "RESET ALL";
+	}
+	if (name === "role") {
+		c.risk("identity-switch", `${verb} ROLE`);
+		return `${verb} ROLE`;
+	}
+	if (name === "session_authorization") {
+		c.risk("identity-switch", `${verb} SESSION AUTHORIZATION`);
+		return `${verb} SESSION AUTHORIZATION`;
+	}
+	if (setKind === "VAR_SET_MULTI") {
+		for (const d of defElems(b.args)) {
+			if (d.name === "transaction_read_only" && truthySetting(constValue(d.arg)) === false) {
+				c.risk("read-only-escape", `SET ${name.toUpperCase()} READ WRITE`);
+			}
+		}
+		return `SET ${name.toUpperCase()}`;
+	}
+	if (READ_ONLY_SETTINGS.has(name)) {
+		const args = Array.isArray(b.args) ? b.args : [];
+		const on = args.length === 1 && !reset && setKind === "VAR_SET_VALUE" ? truthySetting(constValue(args[0])) : undefined;
+		if (on !== true) c.risk("read-only-escape", `${verb} ${name}`);
+	}
+	if (SYSTEM_SETTINGS.has(name)) c.risk("system", `${verb} ${name}`);
+	if (b.is_local) c.kind(`${verb} LOCAL`);
+	return verb;
+}
+
+/** SQL-language function bodies given as strings are parsed too, so rules see what they contain. */
+function visitFunctionBody(b: PgNode, c: Collector, text: string): void {
+	const opts = defElems(b.options);
+	const lang = opts.find((d) => d.name === "language");
+	const language = lang ? (str(lang.arg) ?? "").toLowerCase() : "sql";
+	const as = opts.find((d) => d.name === "as");
+	if (!as) return;
+	const u = unwrap(as.arg);
+	const parts = u && u[0] === "List" ? names(u[1].items) : [];
+	if (language !== "sql") {
+		c.risk("opaque-code", `function body in language ${language} is not analysed`);
+		return;
+	}
+	for (const body of parts) {
+		let parsed: { stmts?: { stmt?: PgNode }[] };
+		try {
+			parsed = parseSync(body) as typeof parsed;
+		} catch {
+			c.risk("unknown", "function body does not parse");
+			continue;
+		}
+		for (const s of parsed.stmts ?? []) if (s.stmt) visitStatement(s.stmt, c, text, {}, false);
+	}
+}
+
+/** Walks every child of a statement body: nested statements, relations, function calls. */
+function walkChildren(body: PgNode, c: Collector, text: string, executes: boolean): void {
+	const walk = (n: unknown): void => {
+		if (Array.isArray(n)) {
+			for (const x of n) walk(x);
+			return;
+		}
+		if (!n || typeof n !== "object") return;
+		if (++c.depth > MAX_DEPTH) throw new Error("parse tree too deep");
+		try {
+			const obj = n as PgNode;
+			if (typeof obj.relname === "string") c.tables.add(rangeVarName(obj));
+			const u = unwrap(obj);
+			if (u) {
+				const [type, b] = u;
+				if (type.endsWith("Stmt")) {
+					visitStatement(obj, c, text, {}, executes);
+					return;
+				}
+				if (type === "FuncCall") visitFuncCall(b, c);
+			}
+			for (const v of Object.values(obj)) if (v && typeof v === "object") walk(v);
+		} finally {
+			c.depth--;
+		}
+	};
+	for (const [k, v] of Object.entries(body)) {
+		if (k === "funccall" && v && typeof v === "object") visitFuncCall(v as PgNode, c); // CallStmt
+		if (v && typeof v === "object") walk(v);
+	}
+}
+
+function visitFuncCall(b: PgNode, c: Collector): void {
+	const parts = names(b.funcname).map((s) => s.toLowerCase());
+	if (parts.length === 0) return;
+	const qualified = parts.join(".");
+	c.functions.add(qualified);
+	const last = parts[parts.length - 1]!;
+	if (last === "set_config") {
+		const first = Array.isArray(b.args) ? constValue(b.args[0]) : undefined;
+		const setting = typeof first === "string" ? first.toLowerCase() : undefined;
+		if (setting === undefined || IDENTITY_SETTINGS.has(setting)) {
+			c.risk("identity-switch", `set_config(${setting ?? "<expression>"}, ...)`);
+		}
+		if (setting === undefined || READ_ONLY_SETTINGS.has(setting)) {
+			c.risk("read-only-escape", `set_config(${setting ?? "<expression>"}, ...)`);
+		}
+		if (setting !== undefined && SYSTEM_SETTINGS.has(setting)) c.risk("system", `set_config(${setting}, ...)`);
+		return;
+	}
+	const risk = functionRisk(qualified);
+	if (risk) c.risk(risk.kind, `${qualified}() ${risk.detail}`);
+}

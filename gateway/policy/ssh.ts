@@ -1,0 +1,419 @@
+/**
+ * SSH decisions: channel requests against the grant, and exec commands / shell input lines against
+ * `allowedCommands` and GuardrailRule `ssh.commands` globs.
+ *
+ * Commands are split with a small POSIX-shell tokenizer (best effort, see README "SSH limits"):
+ * quotes and backslashes, `;` `&&` `||` `|` `&` and newlines, `( )` / `{ }` groups, `$( )` and
+ * backtick substitutions, `sudo`/`doas`/`env`/`nohup`/`time`/`nice`/`timeout`/`exec`/`command`
+ * wrappers, `VAR=value` prefixes, `/usr/bin/rm` paths, and `sh|bash|zsh|dash|ksh -c '...'` and
+ * `su -c '...'` bodies (recursively). Anything it cannot split (unbalanced quotes) is refused when
+ * the grant restricts commands, and matched as one raw string against rules.
+ */
+import type { BundleGrant, GuardrailRule } from "../config/bundle.ts";
+import { compileGlob, type GlobMatcher } from "./glob.ts";
+import type { SshVerdict } from "./types.ts";
+
+type SshGrant = NonNullable<BundleGrant["ssh"]>;
+
+const RANK = { allow: 0, audit: 1, requireApproval: 2, block: 3 } as const;
+const MAX_DEPTH = 8;
+
+export interface ShellSegment {
+	/** The simple command as written (words re-joined with single spaces, quotes removed). */
+	written: string;
+	/** With VAR= prefixes, wrappers (sudo, env...) and command paths removed. */
+	command: string;
+	/** Nesting: 0 top level, >0 inside `bash -c`, `$( )`, backticks. */
+	depth: number;
+	/** True when it came from a `$( )`/backtick substitution (runs even if the outer one is allowed). */
+	substitution: boolean;
+}
+
+export interface ShellParse {
+	ok: boolean;
+	segments: ShellSegment[];
+	error?: string;
+}
+
+const SHELLS = new Set(["sh", "bash", "zsh", "dash", "ksh", "ash", "busybox"]);
+const WRAPPERS = new Set(["sudo", "doas", "env", "nohup", "time", "nice", "ionice", "exec", "command", "builtin", "timeout", "stdbuf", "chroot", "xargs", "setsid", "unbuffer"]);
+/** Wrapper options that take a value (`sudo -u root`, `timeout -s KILL`, `nice -n 5`). */
+const WRAPPER_VALUE_OPTS: Record<string, Set<string>> = {
+	sudo: new Set(["-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-U", "-T"]),
+	doas: new Set(["-u", "-C"]),
+	nice: new Set(["-n"]),
+	ionice: new Set(["-c", "-n", "-p"]),
+	timeout: new Set(["-s", "-k", "--signal", "--kill-after"]),
+	env: new Set(["-u", "-C", "-S", "--unset", "--chdir"]),
+	stdbuf: new Set(["-i", "-o", "-e"]),
+	xargs: new Set(["-I", "-n", "-P", "-L", "-d", "-E", "-s", "-a"]),
+};
+
+interface Word {
+	text: string;
+	/** Operator token (`;`, `&&`, `|`, `(`...) rather than a word. */
+	op?: boolean;
+}
+
+/** Splits a command line into words and operators; substitutions are returned separately. */
+function tokenize(input: string, subs: string[]): { words: Word[]; error?: string } {
+	const words: Word[] = [];
+	let cur = "";
+	let inWord = false;
+	const flush = (): void => {
+		if (inWord) words.push({ text: cur });
+		cur = "";
+		inWord = false;
+	};
+	let i = 0;
+	const n = input.length;
+	const readSubst = (openAt: number): number | undefined => {
+		// input[openAt] is '(' after '$'; find the matching ')', honouring quotes.
+		let depthP = 1;
+		let j = openAt + 1;
+		let q: string | undefined;
+		while (j < n) {
+			const ch = input[j]!;
+			if (q) {
+				if (ch === "\\" && q === '"') j++;
+				else if (ch === q) q = undefined;
+			} else if (ch === "'" || ch === '"') q = ch;
+			else if (ch === "\\") j++;
+			else if (ch === "(") depthP++;
+			else if (ch === ")" && --depthP === 0) return j;
+			j++;
+		}
+		return undefined;
+	};
+	while (i < n) {
+		const ch = input[i]!;
+		if (ch === "'") {
+			const end = input.indexOf("'", i + 1);
+			if (end < 0) return { words, error: "unterminated single quote" };
+			cur += input.slice(i + 1, end);
+			inWord = true;
+			i = end + 1;
+			continue;
+		}
+		if (ch === '"') {
+			let j = i + 1;
+			let closed = false;
+			while (j < n) {
+				const c2 = input[j]!;
+				if (c2 === "\\" && j + 1 < n) {
+					cur += input[j + 1]!;
+					j += 2;
+					continue;
+				}
+				if (c2 === '"') {
+					closed = true;
+					break;
+				}
+				if (c2 === "$" && input[j + 1] === "(") {
+					const end = readSubst(j + 1);
+					if (end === undefined) return { words, error: "unterminated $( )" };
+					subs.push(input.slice(j + 2, end));
+					cur += input.slice(j, end + 1);
+					j = end + 1;
+					continue;
+				}
+				if (c2 === "`") {
+					const end = input.indexOf("`", j + 1);
+					if (end < 0) return { words, error: "unterminated backtick" };
+					subs.push(input.slice(j + 1, end));
+					cur += input.slice(j, end + 1);
+					j = end + 1;
+					continue;
+				}
+				cur += c2;
+				j++;
+			}
+			if (!closed) return { words, error: "unterminated double quote" };
+			inWord = true;
+			i = j + 1;
+			continue;
+		}
+		if (ch === "\\") {
+			if (i + 1 < n && input[i + 1] !== "\n") {
+				cur += input[i + 1]!;
+				inWord = true;
+			}
+			i += 2;
+			continue;
+		}
+		if (ch === "$" && input[i + 1] === "(") {
+			const end = readSubst(i + 1);
+			if (end === undefined) return { words, error: "unterminated $( )" };
+			subs.push(input.slice(i + 2, end));
+			cur += input.slice(i, end + 1);
+			inWord = true;
+			i = end + 1;
+			continue;
+		}
+		if (ch === "`") {
+			const end = input.indexOf("`", i + 1);
+			if (end < 0) return { words, error: "unterminated backtick" };
+			subs.push(input.slice(i + 1, end));
+			cur += input.slice(i, end + 1);
+			inWord = true;
+			i = end + 1;
+			continue;
+		}
+		if (ch === "#" && !inWord) {
+			const end = input.indexOf("\n", i);
+			i = end < 0 ? n : end;
+			continue;
+		}
+		if (ch === " " || ch === "\t") {
+			flush();
+			i++;
+			continue;
+		}
+		if (ch === ";" || ch === "\n" || ch === "(" || ch === ")" || ch === "{" || ch === "}") {
+			// `{`/`}` only group at word boundaries; inside a word they are literal.
+			if ((ch === "{" || ch === "}") && inWord) {
+				cur += ch;
+				i++;
+				continue;
+			}
+			flush();
+			words.push({ text: ch, op: true });
+			i++;
+			continue;
+		}
+		if (ch === "&" || ch === "|") {
+			flush();
+			const two = input[i + 1] === ch;
+			words.push({ text: two ? ch + ch : ch, op: true });
+			i += two ? 2 : 1;
+			continue;
+		}
+		if (ch === ">" || ch === "<") {
+			// Redirection: the operator ends the word; the target word is kept (it still names a file).
+			flush();
+			let j = i + 1;
+			while (j < n && (input[j] === ">" || input[j] === "&" || input[j] === "<")) j++;
+			words.push({ text: input.slice(i, j) });
+			i = j;
+			continue;
+		}
+		cur += ch;
+		inWord = true;
+		i++;
+	}
+	flush();
+	return { words };
+}
+
+function basename(word: string): string {
+	const slash = word.lastIndexOf("/");
+	return slash >= 0 && slash < word.length - 1 ? word.slice(slash + 1) : word;
+}
+
+/** Splits a command line into simple commands, unwrapping sudo/env/... and `bash -c` bodies. */
+export function parseShellCommand(command: string): ShellParse {
+	const segments: ShellSegment[] = [];
+	const error = parseInto(command, 0, false, segments);
+	return error ? { ok: false, segments, error } : { ok: true, segments };
+}
+
+function parseInto(command: string, depth: number, substitution: boolean, out: ShellSegment[]): string | undefined {
+	if (depth > MAX_DEPTH) return "command nesting too deep";
+	const subs: string[] = [];
+	const { words, error } = tokenize(command, subs);
+	if (error) return error;
+	let firstError: string | undefined;
+	let current: string[] = [];
+	const finish = (): void => {
+		if (current.length === 0) return;
+		const e = addSegment(current, depth, substitution, out);
+		firstError ??= e;
+		current = [];
+	};
+	for (const w of words) {
+		if (w.op) finish();
+		else current.push(w.text);
+	}
+	finish();
+	for (const s of subs) {
+		const e = parseInto(s, depth + 1, true, out);
+		firstError ??= e;
+	}
+	return firstError;
+}
+
+function addSegment(words: string[], depth: number, substitution: boolean, out: ShellSegment[]): string | undefined {
+	const written = words.join(" ");
+	let i = 0;
+	// VAR=value prefixes
+	while (i < words.length && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[i]!)) i++;
+	let error: string | undefined;
+	for (;;) {
+		const w = words[i];
+		if (w === undefined) break;
+		const name = basename(w);
+		if (!WRAPPERS.has(name)) break;
+		i++;
+		const valueOpts = WRAPPER_VALUE_OPTS[name];
+		while (i < words.length) {
+			const opt = words[i]!;
+			if (opt === "--") {
+				i++;
+				break;
+			}
+			if (name === "env" && /^[A-Za-z_][A-Za-z0-9_]*=/.test(opt)) {
+				i++;
+				continue;
+			}
+			if (!opt.startsWith("-")) {
+				// timeout DURATION / nice ADJ positional before the command
+				if (name === "timeout" && /^[0-9.]+[smhd]?$/.test(opt)) {
+					i++;
+					continue;
+				}
+				break;
+			}
+			i++;
+			if (valueOpts?.has(opt) && i < words.length) i++;
+		}
+	}
+	const rest = words.slice(i);
+	if (rest.length > 0) rest[0] = basename(rest[0]!);
+	const commandText = rest.join(" ");
+	out.push({ written, command: commandText, depth, substitution });
+	// sh -c 'body' / su -c 'body'
+	const head = rest[0];
+	if (head && (SHELLS.has(head) || head === "su")) {
+		for (let j = 1; j < rest.length; j++) {
+			const a = rest[j]!;
+			if (a === "-c" || (a.startsWith("-") && !a.startsWith("--") && a.includes("c") && SHELLS.has(head))) {
+				const body = rest[j + 1];
+				if (body !== undefined) error = parseInto(body, depth + 1, false, out);
+				break;
+			}
+		}
+	}
+	return error;
+}
+
+interface CompiledSshRule {
+	rule: GuardrailRule;
+	commands: GlobMatcher;
+}
+
+const rulesCache = new WeakMap<readonly GuardrailRule[], CompiledSshRule[]>();
+const allowCache = new WeakMap<readonly string[], GlobMatcher>();
+
+export function compileSshRules(rules: readonly GuardrailRule[]): CompiledSshRule[] {
+	const hit = rulesCache.get(rules);
+	if (hit) return hit;
+	const out: CompiledSshRule[] = [];
+	for (const rule of rules) {
+		const cmds = rule.ssh?.commands;
+		if (!rule.ssh) continue;
+		// `ssh: {}` without commands matches every command (audit everything).
+		const ms = (cmds ?? ["*"]).map(compileGlob);
+		out.push({ rule, commands: (v) => ms.some((m) => m(v)) });
+	}
+	rulesCache.set(rules, out);
+	return out;
+}
+
+function allowMatcher(list: readonly string[]): GlobMatcher {
+	let m = allowCache.get(list);
+	if (!m) {
+		const ms = list.map(compileGlob);
+		m = (v) => ms.some((x) => x(v));
+		allowCache.set(list, m);
+	}
+	return m;
+}
+
+/**
+ * Decides an exec command or one line of interactive shell input.
+ * - `allowedCommands` set: every top-level simple command, and every `$( )`/backtick substitution,
+ *   must match an allowed glob as written (so `sudo x` needs an allowed `sudo x` pattern); a
+ *   command that does not tokenize is refused.
+ * - then rules: each `ssh.commands` glob is matched against the raw line and against every
+ *   segment at every depth, both as written and unwrapped (`sudo -u root /bin/rm -rf /` is seen
+ *   as `rm -rf /`).
+ */
+export function evaluateSshCommand(
+	command: string,
+	grant: SshGrant | undefined,
+	rules: readonly GuardrailRule[],
+	grantKey?: string,
+): SshVerdict {
+	const who = grantKey ? `grant "${grantKey}"` : "the grant";
+	if (!grant) return { action: "block", rule: `grant:${grantKey ?? "scope"}`, message: `${who} has no SSH access` };
+	const parsed = parseShellCommand(command);
+	const segments = parsed.segments.map((s) => s.command);
+	if (grant.allowedCommands) {
+		if (!parsed.ok) {
+			return {
+				action: "block",
+				rule: `grant:${grantKey ?? "scope"}`,
+				message: `${who} restricts commands and this command line cannot be analysed (${parsed.error})`,
+				segments,
+			};
+		}
+		const allowed = allowMatcher(grant.allowedCommands);
+		for (const s of parsed.segments) {
+			if (s.depth > 0 && !s.substitution) continue; // inside an allowed `bash -c`: the allowlist entry covered it
+			if (!allowed(s.written)) {
+				return {
+					action: "block",
+					rule: `grant:${grantKey ?? "scope"}`,
+					message: `${who} does not allow the command "${s.written}"`,
+					segments,
+				};
+			}
+		}
+	}
+	let best: SshVerdict = { action: "allow", segments };
+	const candidates = [command.trim()];
+	for (const s of parsed.segments) candidates.push(s.written, s.command);
+	for (const c of compileSshRules(rules)) {
+		if (RANK[c.rule.action] <= RANK[best.action]) continue;
+		const hit = candidates.find((x) => x !== "" && c.commands(x));
+		if (hit === undefined) continue;
+		const what = c.rule.action === "block" ? "blocked" : c.rule.action === "requireApproval" ? "requires approval" : "audited";
+		const v: SshVerdict = {
+			action: c.rule.action,
+			rule: c.rule.name,
+			message: `command "${hit}" ${what} by guardrail rule "${c.rule.name}"${c.rule.message ? `: ${c.rule.message}` : ""}`,
+			segments,
+		};
+		if (c.rule.action === "requireApproval" && c.rule.approval) v.approval = c.rule.approval;
+		best = v;
+	}
+	return best;
+}
+
+export type SshChannelRequest = "shell" | "exec" | "sftp" | "subsystem" | "port-forward" | "agent-forward" | "x11";
+
+/** Channel-level checks: login user, shell, sftp, forwarding. Exec commands go to evaluateSshCommand. */
+export function evaluateSshAccess(
+	req: { login: string; request: SshChannelRequest },
+	grant: SshGrant | undefined,
+	grantKey?: string,
+): SshVerdict {
+	const who = grantKey ? `grant "${grantKey}"` : "the grant";
+	const deny = (why: string): SshVerdict => ({ action: "block", rule: `grant:${grantKey ?? "scope"}`, message: `${who} ${why}` });
+	if (!grant) return deny("has no SSH access");
+	if (!grant.logins.includes(req.login)) return deny(`does not allow login as "${req.login}"`);
+	switch (req.request) {
+		case "shell":
+			return grant.allowShell ? { action: "allow" } : deny("does not allow interactive shells");
+		case "exec":
+			return { action: "allow" };
+		case "sftp":
+			return grant.allowSftp ? { action: "allow" } : deny("does not allow SFTP");
+		case "port-forward":
+			return grant.allowPortForwarding ? { action: "allow" } : deny("does not allow port forwarding");
+		case "agent-forward":
+			return grant.allowAgentForwarding ? { action: "allow" } : deny("does not allow agent forwarding");
+		default:
+			return deny(`does not allow ${req.request} requests`);
+	}
+}
