@@ -7,7 +7,6 @@
  * Keys always use `/`. User metadata keys are lower-case without the `x-amz-meta-` prefix; values are
  * ASCII (callers encode anything else, see format.ts `metaValue`).
  */
-import { createHash } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, stat } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import type { Readable } from "node:stream";
@@ -46,12 +45,17 @@ export interface RecordingStore {
 	remove(key: string): Promise<void>;
 }
 
+const SYSTEM_META = new Set(["content-type", "content-length", "content-md5", "etag", "last-modified"]);
+function isUserMetaKey(key: string): boolean {
+	return !SYSTEM_META.has(key) && !key.startsWith("x-amz-");
+}
+
 function normaliseMeta(meta: Record<string, unknown> | undefined): Record<string, string> {
 	const out: Record<string, string> = {};
 	if (!meta) return out;
 	for (const [k, v] of Object.entries(meta)) {
 		const key = k.toLowerCase().replace(/^x-amz-meta-/, "");
-		if (key === "content-type" || key === "content-length" || key === "etag" || key === "last-modified") continue;
+		if (!isUserMetaKey(key)) continue;
 		if (Array.isArray(v)) out[key] = v.join(",");
 		else if (v !== undefined && v !== null) out[key] = String(v);
 	}
@@ -266,8 +270,6 @@ export class S3Store implements RecordingStore {
 		const meta: Record<string, string> = {};
 		for (const [k, v] of Object.entries(options?.metadata ?? {})) meta[`x-amz-meta-${k.toLowerCase()}`] = v;
 		meta["Content-Type"] = options?.contentType ?? "application/octet-stream";
-		// With object lock, S3 requires Content-MD5 on PUT; sending it always is harmless.
-		meta["Content-MD5"] = createHash("md5").update(body).digest("base64");
 		try {
 			await this.client.putObject(this.bucket, key, Buffer.from(body.buffer, body.byteOffset, body.byteLength), body.byteLength, meta);
 		} catch (e) {
