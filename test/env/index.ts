@@ -7,3 +7,4 @@ export { luhnValid, seedRows, SEED_CUSTOMERS, SEED_ORDERS } from "./seed.ts";
 export { type GitServerHandle, type GitServerOptions, startGitServer } from "./git.ts";
 export { DEFAULT_OIDC_USERS, type IdTokenOptions, type OidcHandle, type OidcOptions, startOidc } from "./oidc.ts";
 export { ensureSshTestUser, SSH_TEST_USER, type SshdHandle, type SshdOptions, startSshd } from "./sshd.ts";
+export { type MinioHandle, type MinioOptions, startMinio } from "./minio.ts";
