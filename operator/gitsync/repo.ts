@@ -74,8 +74,9 @@ export function redactUrl(url: string): string {
 	}
 }
 
+/** YAML files, except under hidden directories or hidden files (`.github/workflows`, `.drawbridge.yaml`). */
 function isManifest(path: string): boolean {
-	return /\.ya?ml$/i.test(path);
+	return /\.ya?ml$/i.test(path) && !path.split("/").some((seg) => seg.startsWith("."));
 }
 
 /**

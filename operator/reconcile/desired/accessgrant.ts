@@ -1,0 +1,161 @@
+/**
+ * What should exist for one AccessGrant at one instant. Pure: the grant, its Connection (if found) and
+ * the time in; phase, reason, window, credentials wanted and the next instant to look again out.
+ *
+ * Pending → Active → Expired; Revoked when the grant is being deleted (removed from git or by hand);
+ * Invalid when it cannot be honoured (unknown Connection, access kind not matching the Connection type,
+ * spec failing validation). Invalid is re-evaluated whenever the grant or its Connection changes.
+ */
+
+import type { AccessGrant, Connection, Condition } from "../../../crds/index.ts";
+import { grantWindow, validateSpec } from "../../../crds/index.ts";
+import type { GrantOrigin } from "../../../gateway/config/bundle.ts";
+import { roleNameFor } from "../../credentials/postgres-roles.ts";
+import { ANNOTATIONS } from "../labels.ts";
+
+export type GrantPhase = "Pending" | "Active" | "Expired" | "Revoked" | "Invalid";
+
+export type GrantReason =
+	| "NotYetValid"
+	| "Granted"
+	| "GrantEnded"
+	| "RemovedFromSource"
+	| "ConnectionNotFound"
+	| "ConnectionTypeMismatch"
+	| "InvalidSpec";
+
+export interface WantedToken {
+	/** Secret in the grant's namespace receiving the token. */
+	secretName: string;
+	subject: string;
+	groups: string[];
+}
+
+export interface WantedPgRole {
+	role: string;
+	connectionKey: string;
+}
+
+export interface GrantDecision {
+	phase: GrantPhase;
+	reason: GrantReason;
+	message: string;
+	window?: { notBefore: Date; expiresAt: Date };
+	origin: GrantOrigin;
+	/** Next instant the decision changes on its own (notBefore, expiresAt). */
+	requeueAt?: Date;
+	token?: WantedToken;
+	pgRole?: WantedPgRole;
+}
+
+/** The approving change, from the annotations gitsync applies; for resources created in the cluster, none but creation time. */
+export function originOf(grant: AccessGrant): GrantOrigin & { committedAt: string } {
+	const a = grant.metadata.annotations ?? {};
+	const pr = a[ANNOTATIONS.pullRequest] ? Number(a[ANNOTATIONS.pullRequest]) : undefined;
+	const committedAt = a[ANNOTATIONS.committedAt] ?? grant.metadata.creationTimestamp ?? new Date(0).toISOString();
+	const o: GrantOrigin & { committedAt: string } = { committedAt };
+	if (a[ANNOTATIONS.repository]) o.repository = a[ANNOTATIONS.repository];
+	if (a[ANNOTATIONS.path]) o.path = a[ANNOTATIONS.path];
+	if (a[ANNOTATIONS.commit]) o.commit = a[ANNOTATIONS.commit];
+	if (a[ANNOTATIONS.author]) o.author = a[ANNOTATIONS.author];
+	if (a[ANNOTATIONS.committer]) o.committer = a[ANNOTATIONS.committer];
+	if (pr !== undefined && Number.isSafeInteger(pr) && pr > 0) o.pullRequest = pr;
+	if (a[ANNOTATIONS.url]) o.url = a[ANNOTATIONS.url];
+	return o;
+}
+
+/** Name of the Secret receiving a grant's token (same namespace as the grant). */
+export function tokenSecretName(grantName: string): string {
+	const name = `drawbridge-token-${grantName}`;
+	return name.length <= 253 ? name : name.slice(0, 253);
+}
+
+function connectionType(c: Connection): string {
+	return c.spec.type;
+}
+
+export function decideGrant(grant: AccessGrant, connection: Connection | undefined, now: Date): GrantDecision {
+	const origin = originOf(grant);
+	const ns = grant.metadata.namespace ?? "default";
+	const key = `${ns}/${grant.metadata.name}`;
+	if (grant.metadata.deletionTimestamp) {
+		return { phase: "Revoked", reason: "RemovedFromSource", message: "the grant was deleted (removed from git or by hand); credentials revoked", origin };
+	}
+	const specErrors = validateSpec("AccessGrant", grant.spec);
+	if (specErrors.length > 0) {
+		return { phase: "Invalid", reason: "InvalidSpec", message: specErrors.map((e) => `${e.field}: ${e.message}`).join("; "), origin };
+	}
+	let window: { notBefore: Date; expiresAt: Date };
+	try {
+		window = grantWindow(grant.spec, new Date(origin.committedAt));
+	} catch (e) {
+		return { phase: "Invalid", reason: "InvalidSpec", message: (e as Error).message, origin };
+	}
+	if (!connection) {
+		return { phase: "Invalid", reason: "ConnectionNotFound", message: `Connection ${ns}/${grant.spec.connection} not found`, window, origin };
+	}
+	const want = grant.spec.postgres ? "postgres" : grant.spec.ssh ? "ssh" : "kubernetes";
+	if (connectionType(connection) !== want) {
+		return {
+			phase: "Invalid",
+			reason: "ConnectionTypeMismatch",
+			message: `grant gives ${want} access but Connection ${ns}/${grant.spec.connection} is of type ${connectionType(connection)}`,
+			window,
+			origin,
+		};
+	}
+	const t = now.getTime();
+	if (t < window.notBefore.getTime()) {
+		return { phase: "Pending", reason: "NotYetValid", message: `the grant starts at ${window.notBefore.toISOString()}`, window, origin, requeueAt: window.notBefore };
+	}
+	if (t >= window.expiresAt.getTime()) {
+		return { phase: "Expired", reason: "GrantEnded", message: `the grant ended at ${window.expiresAt.toISOString()}`, window, origin };
+	}
+	const decision: GrantDecision = {
+		phase: "Active",
+		reason: "Granted",
+		message: `active until ${window.expiresAt.toISOString()}`,
+		window,
+		origin,
+		requeueAt: window.expiresAt,
+	};
+	const users = grant.spec.subjects.filter((s) => s.kind === "User").map((s) => s.name!);
+	const groups = grant.spec.subjects.filter((s) => s.kind === "Group").map((s) => s.name!);
+	if (users.length > 0 || groups.length > 0) {
+		decision.token = { secretName: tokenSecretName(grant.metadata.name), subject: users[0] ?? `grant:${key}`, groups };
+	}
+	if (grant.spec.postgres && connection.spec.postgres?.credentialMode === "dynamic") {
+		const connKey = `${connection.metadata.namespace ?? ns}/${connection.metadata.name}`;
+		decision.pgRole = { role: roleNameFor(key, connKey), connectionKey: connKey };
+	}
+	return decision;
+}
+
+/** Merges a condition into a list the Kubernetes way: lastTransitionTime only moves when status changes. */
+export function setCondition(list: readonly Condition[] | undefined, next: Omit<Condition, "lastTransitionTime">, now: Date): Condition[] {
+	const out = [...(list ?? [])];
+	const i = out.findIndex((c) => c.type === next.type);
+	const prev = i >= 0 ? out[i] : undefined;
+	const lastTransitionTime = prev && prev.status === next.status ? prev.lastTransitionTime : now.toISOString();
+	const merged: Condition = { ...next, lastTransitionTime };
+	if (i >= 0) out[i] = merged;
+	else out.push(merged);
+	return out;
+}
+
+/** Conditions for a decision: `Ready` (usable now) and `CredentialsIssued`. */
+export function grantConditions(prev: readonly Condition[] | undefined, d: GrantDecision, generation: number | undefined, now: Date, credentialError?: string): Condition[] {
+	const g = generation !== undefined ? { observedGeneration: generation } : {};
+	let list = setCondition(prev, { type: "Ready", status: d.phase === "Active" && !credentialError ? "True" : "False", reason: d.reason, message: d.message, ...g }, now);
+	const wantsCreds = d.token !== undefined || d.pgRole !== undefined;
+	list = setCondition(
+		list,
+		credentialError
+			? { type: "CredentialsIssued", status: "False", reason: "CredentialError", message: credentialError, ...g }
+			: d.phase === "Active"
+				? { type: "CredentialsIssued", status: "True", reason: wantsCreds ? "Issued" : "NotNeeded", message: wantsCreds ? "credentials issued" : "subjects present their own tokens", ...g }
+				: { type: "CredentialsIssued", status: "False", reason: d.phase === "Pending" ? "NotYetValid" : "Revoked", message: d.phase === "Pending" ? "credentials are issued when the grant starts" : "no credentials outstanding", ...g },
+		now,
+	);
+	return list;
+}
