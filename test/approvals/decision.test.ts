@@ -190,3 +190,9 @@ test("error catalogue and HTTP statuses cover every code", () => {
 	assert.equal(APPROVAL_ERROR_HTTP_STATUS["self-approval"], 403);
 	assert.equal(APPROVAL_ERROR_HTTP_STATUS.unauthenticated, 401);
 });
+
+test("docs/approvals.md lists every error code", async () => {
+	const { readFile } = await import("node:fs/promises");
+	const doc = await readFile(new URL("../../docs/approvals.md", import.meta.url), "utf8");
+	for (const code of Object.keys(APPROVAL_ERROR_CATALOGUE)) assert.ok(doc.includes(`\`${code}\``), `docs/approvals.md misses ${code}`);
+});
