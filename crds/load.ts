@@ -6,10 +6,11 @@
  * keys, syntax errors and non-mapping documents, each at its position. A broken document never
  * hides the valid ones next to it: they are still returned.
  *
- * YAML 1.1 scalars are used (as kubectl's YAML decoder does: `yes`/`on` are booleans), except that
- * timestamps stay strings, which is what the Kubernetes API expects for `date-time` fields.
+ * Scalars follow the YAML 1.2 core schema plus the YAML 1.1 booleans that kubectl's decoder
+ * (sigs.k8s.io/yaml) also accepts (`yes`/`no`/`on`/`off`/`y`/`n`), so `allowShell: yes` means the
+ * same here as under `kubectl apply`. Timestamps stay strings, as the Kubernetes API expects.
  */
-import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseAllDocuments } from "yaml";
+import { type Document, type ScalarTag, isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseAllDocuments } from "yaml";
 import type { PathSegment } from "./validate.ts";
 
 export interface Position {
@@ -45,16 +46,24 @@ export interface LoadResult {
 
 const MAX_ALIASES = 100;
 
+const YAML11_BOOL: ScalarTag = {
+	identify: (v) => typeof v === "boolean",
+	default: true,
+	tag: "tag:yaml.org,2002:bool",
+	test: /^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/,
+	resolve: (str) => /^(?:y|Y|yes|Yes|YES|on|On|ON)$/.test(str),
+};
+
 export function loadManifests(text: string, file: string): LoadResult {
 	const manifests: Manifest[] = [];
 	const errors: LoadError[] = [];
 	const lineCounter = new LineCounter();
 	const docs = parseAllDocuments(text, {
 		lineCounter,
-		version: "1.1",
+		schema: "core",
 		uniqueKeys: true,
 		prettyErrors: false,
-		customTags: (tags) => tags.filter((t) => (typeof t === "string" ? t !== "timestamp" : t.tag !== "tag:yaml.org,2002:timestamp")),
+		customTags: (tags) => [...tags, YAML11_BOOL],
 	});
 	const list = Array.isArray(docs) ? docs : [docs];
 	const pos = (offset: number): Position => {
