@@ -39,6 +39,9 @@ function isTrue(v: string | null): boolean {
 	return v !== null && (v === "" || v === "1" || v.toLowerCase() === "true");
 }
 
+/** Subresources of the Namespace object itself (`/api/v1/namespaces/NAME/finalize`). */
+const NAMESPACE_SUBRESOURCES = new Set(["status", "finalize"]);
+
 /** Parse one request. `url` is the request target (path + query), already stripped of any gateway prefix. */
 export function parseKubeRequest(method: string, url: string): KubeRequest {
 	const u = new URL(url, "http://x");
@@ -78,7 +81,7 @@ export function parseKubeRequest(method: string, url: string): KubeRequest {
 	}
 	let namespace: string | undefined;
 	if (rest[0] === "namespaces") {
-		if (rest.length >= 3) {
+		if (rest.length >= 3 && !NAMESPACE_SUBRESOURCES.has(rest[2]!)) {
 			// namespaces/{ns}/{resource}...
 			namespace = rest[1]!;
 			rest = rest.slice(2);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { BundleGrant, GuardrailRule } from "../../gateway/config/bundle.ts";
 import { parseKubeRequest, qualifiedResource } from "../../gateway/kube/request.ts";
-import { checkGrantScope, evaluateKubeGuardrails, resourceMatches } from "../../gateway/kube/scope.ts";
+import { decideKubeRequest } from "../../gateway/kube/scope.ts";
 
 test("request attributes from method and URL", () => {
 	const cases: [string, string, Partial<ReturnType<typeof parseKubeRequest>>][] = [
@@ -18,6 +18,7 @@ test("request attributes from method and URL", () => {
 		["PUT", "/api/v1/namespaces/payments/configmaps/c", { verb: "update", name: "c" }],
 		["DELETE", "/api/v1/namespaces/payments/pods", { verb: "deletecollection" }],
 		["DELETE", "/api/v1/namespaces/payments", { verb: "delete", resource: "namespaces", name: "payments", namespace: "payments" }],
+		["PUT", "/api/v1/namespaces/payments/finalize", { resource: "namespaces", subresource: "finalize", name: "payments" }],
 		["GET", "/api/v1/namespaces", { verb: "list", resource: "namespaces", namespace: undefined }],
 		["GET", "/api/v1/pods", { verb: "list", resource: "pods", namespace: undefined }],
 		["GET", "/api/v1/nodes/n1", { verb: "get", resource: "nodes", name: "n1", namespace: undefined }],
@@ -35,53 +36,29 @@ test("request attributes from method and URL", () => {
 	assert.equal(qualifiedResource(parseKubeRequest("GET", "/apis/apps/v1/namespaces/a/deployments/x/scale")), "deployments.apps/scale");
 });
 
-test("resource patterns", () => {
-	const pods = parseKubeRequest("GET", "/api/v1/namespaces/a/pods/p");
-	const log = parseKubeRequest("GET", "/api/v1/namespaces/a/pods/p/log");
-	const deploy = parseKubeRequest("GET", "/apis/apps/v1/namespaces/a/deployments");
-	assert.ok(resourceMatches("pods", pods));
-	assert.ok(!resourceMatches("pods", log));
-	assert.ok(resourceMatches("pods/log", log));
-	assert.ok(resourceMatches("pods/*", log));
-	assert.ok(!resourceMatches("pods/*", pods));
-	assert.ok(resourceMatches("deployments.apps", deploy));
-	assert.ok(resourceMatches("deployments", deploy));
-	assert.ok(!resourceMatches("deployments.extensions", deploy));
-	assert.ok(resourceMatches("*", log));
-});
+const grant = (key: string, namespaces: string[], verbs: string[], resources: string[]) =>
+	({ key, kubernetes: { namespaces, verbs, resources } }) as BundleGrant;
 
-const grant = {
-	key: "ops/payments-ro",
-	kubernetes: { namespaces: ["payments"], verbs: ["get", "list", "watch", "delete"], resources: ["pods", "pods/log", "namespaces"] },
-} as BundleGrant;
-
-test("grant scope narrows: verbs, resources, namespaces, cluster scope", () => {
-	assert.equal(checkGrantScope(parseKubeRequest("GET", "/api/v1/namespaces/payments/pods"), grant), undefined);
-	assert.equal(checkGrantScope(parseKubeRequest("GET", "/api/v1/namespaces/payments/pods/x/log"), grant), undefined);
-	assert.match(checkGrantScope(parseKubeRequest("GET", "/api/v1/namespaces/billing/pods"), grant)!, /namespace "billing".*ops\/payments-ro|ops\/payments-ro.*namespace "billing"/);
-	assert.match(checkGrantScope(parseKubeRequest("POST", "/api/v1/namespaces/payments/pods"), grant)!, /verb "create"/);
-	assert.match(checkGrantScope(parseKubeRequest("GET", "/api/v1/namespaces/payments/secrets"), grant)!, /resource "secrets"/);
-	assert.match(checkGrantScope(parseKubeRequest("GET", "/api/v1/pods"), grant)!, /all-namespace/);
-	assert.match(checkGrantScope(parseKubeRequest("POST", "/api/v1/namespaces/payments/pods/x/exec"), grant)!, /verb "create"/);
-	assert.equal(checkGrantScope(parseKubeRequest("GET", "/version"), grant), undefined);
-	assert.match(checkGrantScope(parseKubeRequest("POST", "/version"), grant)!, /non-resource/);
-	assert.match(checkGrantScope(parseKubeRequest("GET", "/api/v1"), { key: "x" } as BundleGrant)!, /no Kubernetes access/);
-});
-
-test("local guardrail evaluation: strictest rule wins", () => {
+test("parsed requests through the policy engine: scope picks a covering grant, guardrails decide", () => {
+	const ro = grant("ops/payments-ro", ["payments"], ["get", "list", "watch"], ["pods", "pods/log"]);
+	const rw = grant("ops/payments-rw", ["payments"], ["*"], ["*"]);
 	const rules: GuardrailRule[] = [
-		{ name: "audit-all-deletes", action: "audit", kubernetes: { verbs: ["delete"] } },
-		{ name: "no-namespace-delete", action: "block", kubernetes: { verbs: ["delete", "deletecollection"], resources: ["namespaces"] } },
-		{ name: "approve-pod-delete", action: "requireApproval", kubernetes: { verbs: ["delete"], resources: ["pods"], namespaces: ["payments"] } },
-		{ name: "sql-only", action: "block", sql: { statementKinds: ["DROP"] } },
+		{ name: "no-namespace-delete", action: "block", kubernetes: { verbs: ["delete"], resources: ["namespaces"] } },
+		{ name: "approve-pod-delete", action: "requireApproval", kubernetes: { verbs: ["delete"], resources: ["pods"] } },
 	];
-	assert.deepEqual(evaluateKubeGuardrails(parseKubeRequest("DELETE", "/api/v1/namespaces/payments"), rules), {
-		action: "block",
-		rule: "no-namespace-delete",
-	});
-	const v = evaluateKubeGuardrails(parseKubeRequest("DELETE", "/api/v1/namespaces/payments/pods/p"), rules);
-	assert.equal(v.action, "requireApproval");
-	assert.equal(v.rule, "approve-pod-delete");
-	assert.equal(evaluateKubeGuardrails(parseKubeRequest("DELETE", "/api/v1/namespaces/other/pods/p"), rules).action, "audit");
-	assert.equal(evaluateKubeGuardrails(parseKubeRequest("GET", "/api/v1/namespaces/payments/pods"), rules).action, "allow");
+	const d1 = decideKubeRequest(parseKubeRequest("GET", "/api/v1/namespaces/payments/pods/x/log?follow=true"), [ro], rules);
+	assert.equal(d1.verdict.action, "allow");
+	const d2 = decideKubeRequest(parseKubeRequest("GET", "/api/v1/namespaces/billing/pods"), [ro, rw], rules);
+	assert.equal(d2.scope, true);
+	assert.equal(d2.grant.key, "ops/payments-ro");
+	assert.match(d2.verdict.message!, /ops\/payments-ro/);
+	const d3 = decideKubeRequest(parseKubeRequest("DELETE", "/api/v1/namespaces/payments/pods/x"), [ro, rw], rules);
+	assert.equal(d3.grant.key, "ops/payments-rw");
+	assert.equal(d3.verdict.action, "requireApproval");
+	const d4 = decideKubeRequest(parseKubeRequest("DELETE", "/api/v1/namespaces/payments"), [rw], rules);
+	assert.equal(d4.verdict.action, "block");
+	assert.equal(d4.verdict.rule, "no-namespace-delete");
+	assert.equal(d4.scope, false);
+	const d5 = decideKubeRequest(parseKubeRequest("GET", "/apis/apps/v1"), [ro], rules);
+	assert.equal(d5.verdict.action, "allow");
 });

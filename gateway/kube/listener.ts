@@ -1,0 +1,684 @@
+/**
+ * The Kubernetes API data path: an HTTPS endpoint that authenticates the agent's bearer token, checks
+ * its grant and the GuardrailPolicies, and forwards the request to the real kube-apiserver with the
+ * gateway's own credential plus `Impersonate-User` / `Impersonate-Group`, so Kubernetes RBAC still
+ * applies to the agent (the grant narrows, never widens). Watches and `logs -f` stream through;
+ * upgraded connections (exec / attach / port-forward, WebSocket and SPDY) are relayed byte for byte.
+ *
+ * URL layout: `https://gateway:port/k8s/<connection>/<kube API path>`; without the prefix the
+ * connection is the only Kubernetes connection the identity holds a grant on.
+ *
+ * Sequence diagram and choices: gateway/kube/README.md.
+ */
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import http from "node:http";
+import https from "node:https";
+import type { AddressInfo, Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import type { BackendCredential, BundleConnection, BundleGrant, Identity } from "../config/bundle.ts";
+import type { BundleStore, LoadedBundle } from "../config/store.ts";
+import type { ApprovalService } from "../approvals/types.ts";
+import { findGrants, noGrantMessage } from "../identity/grants.ts";
+import type { Decision, Recorder, SessionRecorder } from "../recording/events.ts";
+import { recordableBody, MAX_RECORDED_BODY } from "./mask.ts";
+import { isMutation, type KubeRequest, parseKubeRequest } from "./request.ts";
+import type { KubeVerdict } from "../policy/types.ts";
+import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
+import { KubeGatewayError } from "./status.ts";
+
+export const PATH_PREFIX = "/k8s/";
+
+export interface KubeListenerOptions {
+	store: BundleStore;
+	recorder: Recorder;
+	approvals: ApprovalService;
+	/** Serving certificate and key (PEM). */
+	tls: { certPem: string; keyPem: string };
+	host?: string;
+	/** 0 picks a free port (default). */
+	port?: number;
+	/** Replica name recorded in sessions (default `gateway`). */
+	gatewayName?: string;
+	/** Policy evaluator; default gateway/policy's `evaluateKubeRequest` (tests may wrap it). */
+	evaluate?: KubeEvaluator;
+	/** Close a per-identity recording session after this long without requests, ms (default 60000). */
+	sessionIdleMs?: number;
+	/** Upstream request timeout for non-streaming requests, ms (default 0 = none: watches are long). */
+	upstreamTimeoutMs?: number;
+}
+
+export interface KubeListenerEvents {
+	/** One line per handled request, for logs and tests. */
+	request: [info: { verb: string; path: string; status: number; decision: Decision; grant?: string; connection?: string }];
+	error: [err: Error];
+}
+
+interface Resolved {
+	identity: Identity;
+	connection: BundleConnection;
+	grant: BundleGrant;
+	bundle: LoadedBundle;
+	kreq: KubeRequest;
+	/** Path on the upstream (prefix removed), with query. */
+	upstreamPath: string;
+	token: string;
+	/** Policy decision (scope + guardrails) under `grant`. */
+	verdict: KubeVerdict;
+	/** Set when no active grant covers the request: the 403 message. `grant` is then the first active one. */
+	scopeError?: string;
+}
+
+interface OpenSession {
+	recorder: SessionRecorder;
+	idle: NodeJS.Timeout | undefined;
+	unwatch: () => void;
+	inflight: number;
+}
+
+/** Groups the agent's token may never make the gateway impersonate. */
+function safeGroup(g: string): boolean {
+	return !g.startsWith("system:") || g === "system:authenticated";
+}
+
+export function impersonatedUser(identity: Identity): string {
+	if (identity.serviceAccount) return `system:serviceaccount:${identity.serviceAccount.namespace}:${identity.serviceAccount.name}`;
+	return identity.username;
+}
+
+export function impersonatedGroups(identity: Identity, grant: BundleGrant): string[] {
+	const out = new Set<string>();
+	for (const g of identity.groups) if (safeGroup(g)) out.add(g);
+	for (const g of grant.kubernetes?.impersonateGroups ?? []) if (g !== "system:masters") out.add(g);
+	return [...out];
+}
+
+/** Headers never forwarded from the agent: credentials, impersonation, hop-by-hop. */
+const DROP_REQUEST_HEADERS = new Set([
+	"authorization",
+	"host",
+	"proxy-authorization",
+	"keep-alive",
+	"te",
+	"trailer",
+	"transfer-encoding",
+	"proxy-connection",
+]);
+
+function filterRequestHeaders(raw: http.IncomingHttpHeaders, upgrade: boolean): http.OutgoingHttpHeaders {
+	const out: http.OutgoingHttpHeaders = {};
+	for (const [k, v] of Object.entries(raw)) {
+		const key = k.toLowerCase();
+		if (v === undefined || DROP_REQUEST_HEADERS.has(key) || key.startsWith("impersonate-")) continue;
+		if (!upgrade && (key === "connection" || key === "upgrade")) continue;
+		out[key] = v;
+	}
+	return out;
+}
+
+const DROP_RESPONSE_HEADERS = new Set(["connection", "keep-alive", "transfer-encoding", "proxy-connection"]);
+
+export class KubeListener extends EventEmitter<KubeListenerEvents> {
+	readonly #opts: KubeListenerOptions;
+	readonly #server: https.Server;
+	readonly #agents = new Map<string, https.Agent>();
+	readonly #sessions = new Map<string, OpenSession>();
+	readonly #sockets = new Set<Socket | Duplex>();
+	readonly #evaluate: KubeEvaluator | undefined;
+
+	constructor(opts: KubeListenerOptions) {
+		super();
+		this.#opts = opts;
+		this.#evaluate = opts.evaluate;
+		this.#server = https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem, keepAlive: true }, (req, res) => {
+			void this.#handle(req, res);
+		});
+		this.#server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+			void this.#handleUpgrade(req, socket, head);
+		});
+		this.#server.on("connection", (s: Socket) => {
+			this.#sockets.add(s);
+			s.on("close", () => this.#sockets.delete(s));
+		});
+	}
+
+	async listen(): Promise<AddressInfo> {
+		await new Promise<void>((resolve, reject) => {
+			this.#server.once("error", reject);
+			this.#server.listen(this.#opts.port ?? 0, this.#opts.host ?? "127.0.0.1", () => {
+				this.#server.off("error", reject);
+				resolve();
+			});
+		});
+		return this.address;
+	}
+
+	get address(): AddressInfo {
+		return this.#server.address() as AddressInfo;
+	}
+
+	/** `https://host:port` of this listener. */
+	get url(): string {
+		const a = this.address;
+		const host = a.family === "IPv6" ? `[${a.address}]` : a.address;
+		return `https://${host}:${a.port}`;
+	}
+
+	async close(): Promise<void> {
+		const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+		for (const s of this.#sockets) s.destroy();
+		this.#server.closeAllConnections();
+		await closed;
+		for (const a of this.#agents.values()) a.destroy();
+		this.#agents.clear();
+		await Promise.all(
+			[...this.#sessions.entries()].map(async ([key, s]) => {
+				if (s.idle) clearTimeout(s.idle);
+				s.unwatch();
+				this.#sessions.delete(key);
+				await s.recorder.close({ reason: "shutdown" });
+			}),
+		);
+	}
+
+	// -------------------------------------------------------------------------------------------
+	// Resolution: token → identity → connection → grant → scope. Throws KubeGatewayError.
+
+	async #resolve(req: http.IncomingMessage): Promise<Resolved> {
+		const url = req.url ?? "/";
+		let connName: string | undefined;
+		let upstreamPath = url;
+		if (url.startsWith(PATH_PREFIX)) {
+			const rest = url.slice(PATH_PREFIX.length);
+			const slash = rest.search(/[/?]/);
+			connName = decodeURIComponent(slash < 0 ? rest : rest.slice(0, slash));
+			upstreamPath = slash < 0 ? "/" : rest.slice(slash);
+			if (!upstreamPath.startsWith("/")) upstreamPath = `/${upstreamPath}`;
+		}
+		const auth = req.headers.authorization ?? "";
+		const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+		if (!m) throw new KubeGatewayError("unauthenticated", "a bearer token is required (use the kubeconfig from `drawbridge kubeconfig`)");
+		const token = m[1]!;
+		const bundle = this.#opts.store.current;
+		let identity: Identity;
+		try {
+			identity = await bundle.verifier.verify(token);
+		} catch (e) {
+			throw new KubeGatewayError("unauthenticated", (e as Error).message);
+		}
+		const now = this.#opts.store.now();
+		let connection: BundleConnection | undefined;
+		if (connName !== undefined) {
+			connection = bundle.connection(connName);
+			if (connection?.type !== "kubernetes")
+				throw new KubeGatewayError("unknown-connection", `no Kubernetes connection named "${connName}"`);
+		} else {
+			const candidates = bundle.bundle.connections.filter(
+				(c) => c.type === "kubernetes" && findGrants(identity, c.name, bundle.grantsFor(c.name), now).active.length > 0,
+			);
+			if (candidates.length !== 1) {
+				throw new KubeGatewayError(
+					"unknown-connection",
+					candidates.length === 0
+						? `no Kubernetes grant for ${identity.username}; use ${PATH_PREFIX}<connection>/ in the server URL`
+						: `several Kubernetes connections granted (${candidates.map((c) => c.name).join(", ")}): use ${PATH_PREFIX}<connection>/ in the server URL`,
+				);
+			}
+			connection = candidates[0]!;
+		}
+		const lookup = findGrants(identity, connection.name, bundle.grantsFor(connection.name), now);
+		if (lookup.active.length === 0) throw new KubeGatewayError("no-grant", noGrantMessage(identity, connection.name, lookup));
+		const kreq = parseKubeRequest(req.method ?? "GET", upstreamPath);
+		const rules = bundle.policiesFor(connection.name).guardrailRules;
+		const d = decideKubeRequest(kreq, lookup.active, rules, this.#evaluate);
+		const out: Resolved = { identity, connection, grant: d.grant, bundle, kreq, upstreamPath, token, verdict: d.verdict };
+		if (d.scope) out.scopeError = d.verdict.message ?? `grant ${d.grant.key} does not allow this request`;
+		return out;
+	}
+
+	// -------------------------------------------------------------------------------------------
+	// Recording sessions: one per (token, connection, grant), closed when idle or when the grant ends.
+
+	async #session(r: Resolved, req: http.IncomingMessage): Promise<OpenSession> {
+		const key = `${r.token.slice(-24)}|${r.connection.name}|${r.grant.key}|${r.identity.subject}`;
+		const existing = this.#sessions.get(key);
+		if (existing) {
+			if (existing.idle) clearTimeout(existing.idle);
+			existing.idle = undefined;
+			existing.inflight++;
+			return existing;
+		}
+		const sock = req.socket;
+		let recorder: SessionRecorder;
+		try {
+			recorder = await this.#opts.recorder.openSession({
+				sessionId: randomUUID(),
+				protocol: "kubernetes",
+				connection: r.connection.name,
+				connectionNamespace: r.connection.namespace,
+				identity: {
+					issuer: r.identity.issuer,
+					subject: r.identity.subject,
+					username: r.identity.username,
+					groups: r.identity.groups,
+					...(r.identity.serviceAccount ? { serviceAccount: r.identity.serviceAccount } : {}),
+				},
+				grant: r.grant.key,
+				origin: r.grant.origin,
+				client: { address: sock.remoteAddress ?? "", port: sock.remotePort ?? 0, application: String(req.headers["user-agent"] ?? "") },
+				target: { user: impersonatedUser(r.identity), groups: impersonatedGroups(r.identity, r.grant).join(",") },
+				startedAt: new Date().toISOString(),
+				gateway: this.#opts.gatewayName ?? "gateway",
+			});
+		} catch (e) {
+			throw new KubeGatewayError("recording", `recording unavailable, request refused: ${(e as Error).message}`);
+		}
+		const again = this.#sessions.get(key);
+		if (again) {
+			// Lost a race with a concurrent first request: keep one session.
+			void recorder.close({ reason: "client-closed" });
+			again.inflight++;
+			return again;
+		}
+		const s: OpenSession = { recorder, idle: undefined, inflight: 1, unwatch: () => {} };
+		s.unwatch = this.#opts.store.watchGrant(r.grant.key, (why, g) => {
+			if (this.#sessions.get(key) !== s) return;
+			this.#sessions.delete(key);
+			if (s.idle) clearTimeout(s.idle);
+			recorder.emit({ type: "notice", message: `grant ${g.key} ${why === "expired" ? `expired at ${g.expiresAt}` : "was revoked"}` });
+			void recorder.close({ reason: why === "expired" ? "grant-expired" : "grant-revoked" });
+		});
+		this.#sessions.set(key, s);
+		return s;
+	}
+
+	#release(s: OpenSession): void {
+		s.inflight--;
+		if (s.inflight > 0) return;
+		if (s.idle) clearTimeout(s.idle);
+		s.idle = setTimeout(() => {
+			for (const [k, v] of this.#sessions) {
+				if (v === s) {
+					this.#sessions.delete(k);
+					s.unwatch();
+					void s.recorder.close({ reason: "client-closed" });
+				}
+			}
+		}, this.#opts.sessionIdleMs ?? 60_000);
+		s.idle.unref();
+	}
+
+	// -------------------------------------------------------------------------------------------
+	// Guardrails and approvals.
+
+	/** Returns the decision to record and, when approved, the approval id. Throws KubeGatewayError when refused. */
+	async #guard(
+		r: Resolved,
+		s: OpenSession,
+		signal: AbortSignal,
+	): Promise<{ decision: Decision; rule?: string; approvalId?: string; warning?: string }> {
+		const verdict = r.verdict;
+		const command = `${r.kreq.verb} ${r.kreq.path}`;
+		if (verdict.action === "allow") return { decision: "allow" };
+		if (verdict.action === "audit") return { decision: "audit", rule: verdict.rule ?? "" };
+		if (verdict.action === "block") {
+			throw Object.assign(
+				new KubeGatewayError("blocked", `${verdict.message ?? `${command} blocked by guardrail ${verdict.rule}`} (grant ${r.grant.key})`),
+				{ rule: verdict.rule, decision: "block" as Decision },
+			);
+		}
+		const a = verdict.approval ?? {};
+		let record: Awaited<ReturnType<ApprovalService["request"]>>;
+		try {
+			record = await this.#opts.approvals.request({
+				sessionId: s.recorder.sessionId,
+				protocol: "kubernetes",
+				connection: r.connection.name,
+				grant: r.grant.key,
+				requester: {
+					issuer: r.identity.issuer,
+					subject: r.identity.subject,
+					username: r.identity.username,
+					groups: r.identity.groups,
+					...(r.identity.serviceAccount ? { serviceAccount: r.identity.serviceAccount } : {}),
+				},
+				command,
+				rule: verdict.rule ?? "",
+				approvers: a.approvers ?? r.grant.approvers.subjects,
+				minApprovals: a.minApprovals ?? r.grant.approvers.minApprovals ?? 1,
+				timeoutSeconds: a.timeoutSeconds ?? 600,
+				...(a.reuseWindowSeconds !== undefined ? { reuseWindowSeconds: a.reuseWindowSeconds } : {}),
+			});
+		} catch (e) {
+			throw new KubeGatewayError("approval-unavailable", `approval required by ${verdict.rule} but could not be requested: ${(e as Error).message}`);
+		}
+		s.recorder.emit({ type: "approval", approvalId: record.id, phase: record.phase, rule: verdict.rule ?? "", command });
+		if (record.phase === "Pending") record = await this.#opts.approvals.waitForDecision(record.id, signal);
+		s.recorder.emit({
+			type: "approval",
+			approvalId: record.id,
+			phase: record.phase,
+			rule: verdict.rule ?? "",
+			command,
+			decidedBy: record.decisions.map((d) => d.by),
+		});
+		if (record.phase !== "Approved") {
+			throw Object.assign(
+				new KubeGatewayError(
+					"approval-refused",
+					`${command} needs approval (${verdict.rule}); approval ${record.id} is ${record.phase}. ${record.approveHint}`,
+				),
+				{ approvalId: record.id, rule: verdict.rule, decision: (record.phase === "Expired" ? "expired" : "denied") as Decision },
+			);
+		}
+		const by = record.decisions.filter((d) => d.decision === "approve").map((d) => d.by);
+		return {
+			decision: "approved",
+			rule: verdict.rule ?? "",
+			approvalId: record.id,
+			warning: `approval ${record.id} granted by ${by.join(", ")} (rule ${verdict.rule})`,
+		};
+	}
+
+	// -------------------------------------------------------------------------------------------
+	// Upstream.
+
+	#agent(conn: BundleConnection, cred: BackendCredential | undefined): https.Agent {
+		const key = `${conn.key}|${this.#opts.store.current.version}`;
+		let agent = this.#agents.get(key);
+		if (!agent) {
+			for (const [k, a] of this.#agents) {
+				if (k.startsWith(`${conn.key}|`)) {
+					a.destroy();
+					this.#agents.delete(k);
+				}
+			}
+			const o: https.AgentOptions = { keepAlive: true, maxSockets: 256 };
+			if (conn.kubernetes?.caPem) o.ca = conn.kubernetes.caPem;
+			if (cred?.type === "kubernetes" && cred.clientCertPem && cred.clientKeyPem) {
+				o.cert = cred.clientCertPem;
+				o.key = cred.clientKeyPem;
+			}
+			agent = new https.Agent(o);
+			this.#agents.set(key, agent);
+		}
+		return agent;
+	}
+
+	#upstreamRequest(r: Resolved, req: http.IncomingMessage, upgrade: boolean): http.ClientRequest {
+		const conn = r.connection;
+		const base = new URL(conn.kubernetes?.server ?? `https://${conn.host}:${conn.port}`);
+		const credRef = conn.credentialRef;
+		const cred = credRef ? r.bundle.bundle.credentials[credRef] : undefined;
+		const headers = filterRequestHeaders(req.headers, upgrade);
+		if (cred?.type === "kubernetes" && cred.token) headers["authorization"] = `Bearer ${cred.token}`;
+		headers["impersonate-user"] = impersonatedUser(r.identity);
+		const groups = impersonatedGroups(r.identity, r.grant);
+		if (groups.length > 0) headers["impersonate-group"] = groups;
+		headers["host"] = base.host;
+		const basePath = base.pathname.replace(/\/$/, "");
+		const options: https.RequestOptions = {
+			protocol: "https:",
+			hostname: base.hostname,
+			port: base.port || 443,
+			method: req.method ?? "GET",
+			path: `${basePath}${r.upstreamPath}`,
+			headers,
+		};
+		if (upgrade) {
+			// Upgraded connections get their own TLS connection, never a pooled one.
+			options.agent = false;
+			if (conn.kubernetes?.caPem) options.ca = conn.kubernetes.caPem;
+			if (cred?.type === "kubernetes" && cred.clientCertPem && cred.clientKeyPem) {
+				options.cert = cred.clientCertPem;
+				options.key = cred.clientKeyPem;
+			}
+		} else {
+			options.agent = this.#agent(conn, cred);
+		}
+		if (this.#opts.upstreamTimeoutMs) options.timeout = this.#opts.upstreamTimeoutMs;
+		return https.request(options);
+	}
+
+	// -------------------------------------------------------------------------------------------
+	// Plain requests.
+
+	async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+		const started = performance.now();
+		let resolved: Resolved | undefined;
+		let session: OpenSession | undefined;
+		const abort = new AbortController();
+		res.on("close", () => abort.abort());
+		const record = (decision: Decision, status: number, extra: { rule?: string; approvalId?: string; body?: unknown } = {}) => {
+			const info = { verb: resolved?.kreq.verb ?? req.method ?? "", path: req.url ?? "", status, decision } as const;
+			this.emit("request", {
+				...info,
+				...(resolved ? { grant: resolved.grant.key, connection: resolved.connection.name } : {}),
+			});
+			if (!session || !resolved) return;
+			const k = resolved.kreq;
+			session.recorder.emit({
+				type: "kube.request",
+				verb: k.verb,
+				resource: k.resource,
+				...(k.subresource ? { subresource: k.subresource } : {}),
+				...(k.namespace ? { namespace: k.namespace } : {}),
+				...(k.name ? { name: k.name } : {}),
+				path: resolved.upstreamPath,
+				decision,
+				...(extra.rule ? { rule: extra.rule } : {}),
+				...(extra.approvalId ? { approvalId: extra.approvalId } : {}),
+				status,
+				durationMs: Math.round((performance.now() - started) * 100) / 100,
+				...(extra.body !== undefined ? { body: extra.body } : {}),
+			});
+		};
+		try {
+			resolved = await this.#resolve(req);
+			session = await this.#session(resolved, req);
+			if (resolved.scopeError)
+				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.scopeError), { rule: resolved.verdict.rule });
+			const g = await this.#guard(resolved, session, abort.signal);
+			await this.#forward(resolved, req, res, g, record);
+		} catch (e) {
+			const err =
+				e instanceof KubeGatewayError ? e : new KubeGatewayError("upstream", `gateway error: ${(e as Error).message ?? String(e)}`);
+			const decision: Decision = (err as { decision?: Decision }).decision ?? (err.code === "upstream" ? "allow" : "block");
+			const extra: { rule?: string; approvalId?: string } = {};
+			const rule = (err as { rule?: string }).rule;
+			const approvalId = (err as { approvalId?: string }).approvalId;
+			if (rule) extra.rule = rule;
+			if (approvalId) extra.approvalId = approvalId;
+			record(decision, err.httpStatus, extra);
+			if (!res.headersSent) {
+				const body = JSON.stringify(err.toStatus());
+				res.writeHead(err.httpStatus, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+				res.end(body);
+			} else {
+				res.destroy();
+			}
+			if (err.code === "upstream") this.emit("error", err);
+		} finally {
+			if (session) this.#release(session);
+		}
+	}
+
+	#forward(
+		r: Resolved,
+		req: http.IncomingMessage,
+		res: http.ServerResponse,
+		g: { decision: Decision; rule?: string; approvalId?: string; warning?: string },
+		record: (decision: Decision, status: number, extra?: { rule?: string; approvalId?: string; body?: unknown }) => void,
+	): Promise<void> {
+		return new Promise<void>((resolve, reject) => {
+			const up = this.#upstreamRequest(r, req, false);
+			const mutation = r.kreq.resourceRequest && isMutation(r.kreq.verb);
+			const chunks: Buffer[] = [];
+			let size = 0;
+			req.on("data", (c: Buffer) => {
+				size += c.length;
+				if (mutation && size <= MAX_RECORDED_BODY + 1) chunks.push(c);
+			});
+			let finished = false;
+			const extra = (status: number) => {
+				const x: { rule?: string; approvalId?: string; body?: unknown } = {};
+				if (g.rule) x.rule = g.rule;
+				if (g.approvalId) x.approvalId = g.approvalId;
+				if (mutation) {
+					const body = recordableBody(Buffer.concat(chunks), req.headers["content-type"], r.kreq.resource);
+					if (body !== undefined) x.body = size > MAX_RECORDED_BODY ? { truncated: true, bytes: size } : body;
+				}
+				void status;
+				return x;
+			};
+			up.on("response", (ures) => {
+				const headers: http.OutgoingHttpHeaders = {};
+				for (const [k, v] of Object.entries(ures.headers)) {
+					if (v !== undefined && !DROP_RESPONSE_HEADERS.has(k)) headers[k] = v;
+				}
+				if (g.warning) {
+					const w = `299 - ${JSON.stringify(`drawbridge: ${g.warning}`)}`;
+					const prev = headers["warning"];
+					(headers as Record<string, string | string[]>)["warning"] =
+						prev === undefined ? w : ([] as string[]).concat(prev as string | string[], w);
+				}
+				res.writeHead(ures.statusCode ?? 502, headers);
+				// Watches and logs -f: flush each chunk as it comes.
+				res.flushHeaders();
+				ures.pipe(res);
+				const done = () => {
+					if (finished) return;
+					finished = true;
+					record(g.decision, ures.statusCode ?? 0, extra(ures.statusCode ?? 0));
+					resolve();
+				};
+				ures.on("end", done);
+				res.on("close", () => {
+					ures.destroy();
+					done();
+				});
+			});
+			up.on("timeout", () => up.destroy(new Error("upstream timeout")));
+			up.on("error", (e) => {
+				if (finished) return;
+				finished = true;
+				reject(new KubeGatewayError("upstream", `kube-apiserver of ${r.connection.name}: ${e.message}`));
+			});
+			req.on("aborted", () => up.destroy());
+			req.pipe(up);
+		});
+	}
+
+	// -------------------------------------------------------------------------------------------
+	// Upgraded connections (exec, attach, port-forward; SPDY/3.1 and WebSocket).
+
+	async #handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+		const started = performance.now();
+		let resolved: Resolved | undefined;
+		let session: OpenSession | undefined;
+		const abort = new AbortController();
+		socket.on("close", () => abort.abort());
+		socket.on("error", () => {});
+		const record = (decision: Decision, status: number, extra: { rule?: string; approvalId?: string } = {}) => {
+			this.emit("request", { verb: resolved?.kreq.verb ?? "", path: req.url ?? "", status, decision });
+			if (!session || !resolved) return;
+			const k = resolved.kreq;
+			const q = new URL(resolved.upstreamPath, "http://x").searchParams;
+			const command = q.getAll("command");
+			session.recorder.emit({
+				type: "kube.request",
+				verb: k.verb,
+				resource: k.resource,
+				...(k.subresource ? { subresource: k.subresource } : {}),
+				...(k.namespace ? { namespace: k.namespace } : {}),
+				...(k.name ? { name: k.name } : {}),
+				path: resolved.upstreamPath,
+				decision,
+				...extra,
+				status,
+				durationMs: Math.round(performance.now() - started),
+				...(command.length ? { body: { command, container: q.get("container") ?? undefined } } : {}),
+			});
+		};
+		try {
+			resolved = await this.#resolve(req);
+			session = await this.#session(resolved, req);
+			if (resolved.scopeError)
+				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.scopeError), { rule: resolved.verdict.rule });
+			const g = await this.#guard(resolved, session, abort.signal);
+			const up = this.#upstreamRequest(resolved, req, true);
+			up.on("upgrade", (ures, usocket, uhead) => {
+				let headerText = `HTTP/1.1 ${ures.statusCode ?? 101} ${ures.statusMessage ?? "Switching Protocols"}\r\n`;
+				for (let i = 0; i < ures.rawHeaders.length; i += 2) headerText += `${ures.rawHeaders[i]}: ${ures.rawHeaders[i + 1]}\r\n`;
+				socket.write(`${headerText}\r\n`);
+				if (uhead.length) socket.write(uhead);
+				if (head.length) usocket.write(head);
+				usocket.pipe(socket);
+				socket.pipe(usocket);
+				const x: { rule?: string; approvalId?: string } = {};
+				if (g.rule) x.rule = g.rule;
+				if (g.approvalId) x.approvalId = g.approvalId;
+				let ended = false;
+				const end = () => {
+					if (ended) return;
+					ended = true;
+					usocket.destroy();
+					socket.destroy();
+					record(g.decision, ures.statusCode ?? 101, x);
+					if (session) this.#release(session);
+				};
+				usocket.on("close", end);
+				socket.on("close", end);
+				usocket.on("error", end);
+			});
+			up.on("response", (ures) => {
+				// The apiserver refused the upgrade (RBAC, no such pod, no node): relay its answer.
+				let text = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;
+				for (let i = 0; i < ures.rawHeaders.length; i += 2) {
+					const name = ures.rawHeaders[i]!.toLowerCase();
+					if (name === "connection" || name === "transfer-encoding") continue;
+					text += `${ures.rawHeaders[i]}: ${ures.rawHeaders[i + 1]}\r\n`;
+				}
+				const chunks: Buffer[] = [];
+				ures.on("data", (c: Buffer) => chunks.push(c));
+				ures.on("end", () => {
+					const body = Buffer.concat(chunks);
+					socket.end(Buffer.concat([Buffer.from(`${text}content-length: ${body.length}\r\nconnection: close\r\n\r\n`), body]));
+					record(g.decision, ures.statusCode ?? 0);
+					if (session) this.#release(session);
+				});
+			});
+			up.on("error", (e) => {
+				const err = new KubeGatewayError("upstream", `kube-apiserver of ${resolved?.connection.name}: ${e.message}`);
+				writeRawStatus(socket, err);
+				record(g.decision, err.httpStatus);
+				if (session) this.#release(session);
+			});
+			up.end();
+		} catch (e) {
+			const err = e instanceof KubeGatewayError ? e : new KubeGatewayError("upstream", (e as Error).message);
+			const x: { rule?: string; approvalId?: string } = {};
+			const rule = (err as { rule?: string }).rule;
+			const approvalId = (err as { approvalId?: string }).approvalId;
+			if (rule) x.rule = rule;
+			if (approvalId) x.approvalId = approvalId;
+			record((err as { decision?: Decision }).decision ?? "block", err.httpStatus, x);
+			writeRawStatus(socket, err);
+			if (session) this.#release(session);
+		}
+	}
+}
+
+function writeRawStatus(socket: Duplex, err: KubeGatewayError): void {
+	const body = JSON.stringify(err.toStatus());
+	const [reason] = [http.STATUS_CODES[err.httpStatus] ?? "Error"];
+	socket.end(
+		`HTTP/1.1 ${err.httpStatus} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+	);
+}
+
+export async function startKubeListener(opts: KubeListenerOptions): Promise<KubeListener> {
+	const l = new KubeListener(opts);
+	await l.listen();
+	return l;
+}

@@ -1,0 +1,61 @@
+/**
+ * Request bodies for the recording: mutations are recorded, with Secret values replaced. kubectl apply
+ * also copies the whole object into the `kubectl.kubernetes.io/last-applied-configuration`
+ * annotation, so that annotation is masked on Secrets too.
+ */
+import { parse as parseYaml } from "yaml";
+
+export const MASKED = "<masked>";
+const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
+/** Bodies larger than this are recorded as a size only. */
+export const MAX_RECORDED_BODY = 256 * 1024;
+
+function maskSecret(obj: Record<string, unknown>): void {
+	for (const field of ["data", "stringData"]) {
+		const v = obj[field];
+		if (v && typeof v === "object") {
+			for (const k of Object.keys(v)) (v as Record<string, unknown>)[k] = MASKED;
+		}
+	}
+	const md = obj["metadata"] as { annotations?: Record<string, unknown> } | undefined;
+	if (md?.annotations && LAST_APPLIED in md.annotations) md.annotations[LAST_APPLIED] = MASKED;
+}
+
+function walk(value: unknown): void {
+	if (!value || typeof value !== "object") return;
+	if (Array.isArray(value)) {
+		for (const v of value) walk(v);
+		return;
+	}
+	const obj = value as Record<string, unknown>;
+	if (obj["kind"] === "Secret") maskSecret(obj);
+	if (Array.isArray(obj["items"])) walk(obj["items"]);
+}
+
+/** Secrets endpoint: whatever the body shape (object, merge patch, JSON patch), no value survives. */
+function maskSecretBody(value: unknown): void {
+	if (Array.isArray(value)) {
+		// JSON patch: [{op, path, value}]
+		for (const op of value) if (op && typeof op === "object" && "value" in op) (op as Record<string, unknown>)["value"] = MASKED;
+		return;
+	}
+	if (value && typeof value === "object") maskSecret(value as Record<string, unknown>);
+}
+
+/** Parse a mutation body (JSON, YAML apply patches) and mask secret material. */
+export function recordableBody(body: Buffer, contentType: string | undefined, resource: string): unknown {
+	if (body.length === 0) return undefined;
+	if (body.length > MAX_RECORDED_BODY) return { truncated: true, bytes: body.length, contentType };
+	const isSecret = resource === "secrets";
+	let parsed: unknown;
+	try {
+		const text = body.toString("utf8");
+		parsed = (contentType ?? "").includes("yaml") ? parseYaml(text) : JSON.parse(text);
+	} catch {
+		// Unparseable secrets are never recorded verbatim.
+		return { unparsed: true, bytes: body.length, contentType };
+	}
+	if (isSecret) maskSecretBody(parsed);
+	else walk(parsed);
+	return parsed;
+}

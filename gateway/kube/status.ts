@@ -1,0 +1,65 @@
+/**
+ * The Kubernetes component's error base and its conversion to the peer's native form: a
+ * `meta/v1 Status` object (what kubectl prints as `Error from server (Forbidden): ...`).
+ */
+
+export type KubeErrorCode =
+	/** No or unverifiable bearer token. → 401 Unauthorized */
+	| "unauthenticated"
+	/** Connection prefix names no Kubernetes connection, or it is ambiguous. → 404 NotFound */
+	| "unknown-connection"
+	/** Identity holds no active grant on the connection. → 403 Forbidden */
+	| "no-grant"
+	/** Grant does not cover verb / resource / namespace. → 403 Forbidden */
+	| "out-of-scope"
+	/** GuardrailPolicy blocked the request. → 403 Forbidden */
+	| "blocked"
+	/** Approval denied, expired or cancelled. → 403 Forbidden */
+	| "approval-refused"
+	/** Approvals unavailable. → 503 ServiceUnavailable */
+	| "approval-unavailable"
+	/** kube-apiserver unreachable or TLS failure. → 502 */
+	| "upstream"
+	/** Recording could not start (fail closed). → 503 */
+	| "recording";
+
+const HTTP: Record<KubeErrorCode, [number, string]> = {
+	unauthenticated: [401, "Unauthorized"],
+	"unknown-connection": [404, "NotFound"],
+	"no-grant": [403, "Forbidden"],
+	"out-of-scope": [403, "Forbidden"],
+	blocked: [403, "Forbidden"],
+	"approval-refused": [403, "Forbidden"],
+	"approval-unavailable": [503, "ServiceUnavailable"],
+	upstream: [502, "ServiceUnavailable"],
+	recording: [503, "ServiceUnavailable"],
+};
+
+export class KubeGatewayError extends Error {
+	override name = "KubeGatewayError";
+	readonly code: KubeErrorCode;
+
+	constructor(code: KubeErrorCode, message: string) {
+		super(message);
+		this.code = code;
+	}
+
+	get httpStatus(): number {
+		return HTTP[this.code][0];
+	}
+
+	/** Status object; `details.kind` is `drawbridge` so clients can tell it from apiserver errors. */
+	toStatus(): Record<string, unknown> {
+		const [code, reason] = HTTP[this.code];
+		return {
+			kind: "Status",
+			apiVersion: "v1",
+			metadata: {},
+			status: "Failure",
+			message: `drawbridge: ${this.message}`,
+			reason,
+			details: { kind: "drawbridge", causes: [{ reason: this.code, message: this.message }] },
+			code,
+		};
+	}
+}

@@ -1,0 +1,838 @@
+/**
+ * The SSH data path: an ssh2 server with the gateway's pinned host key. Agents authenticate with an
+ * OpenSSH user certificate from the operator's CA (verified in cert.ts) or with a token as password /
+ * keyboard-interactive. The gateway then opens its own SSH connection to the target (gateway-held
+ * key; the target's host key must be one the Connection pins: no trust on first use) and relays
+ * channels: shell with pty, exec, the sftp subsystem; port and agent forwarding only when the grant
+ * allows them. Exec commands and (best effort) shell lines pass the grant's allow-list and the
+ * GuardrailPolicies; sessions are recorded; the session ends when the grant does.
+ *
+ * Target selection: the SSH user name is `login@connection` (e.g. `ssh -l root@db-primary -p 2222
+ * gateway`, or `ssh root@db-primary@gateway`); a bare `login` picks the connection from the
+ * certificate's/token's grant, or the only SSH connection the identity has a grant on.
+ *
+ * Sequence diagram: gateway/ssh/README.md.
+ */
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { AddressInfo } from "node:net";
+import { StringDecoder } from "node:string_decoder";
+import ssh2 from "ssh2";
+import type {
+	AuthContext,
+	ClientChannel,
+	Connection,
+	PseudoTtyInfo,
+	PseudoTtyOptions,
+	ServerChannel,
+	Session,
+} from "ssh2";
+import type { ApprovalService } from "../approvals/types.ts";
+import type { BundleConnection, BundleGrant, Identity } from "../config/bundle.ts";
+import type { BundleStore, LoadedBundle } from "../config/store.ts";
+import { findGrants, noGrantMessage } from "../identity/grants.ts";
+import type { Decision, Recorder, SessionRecorder } from "../recording/events.ts";
+import { sendAuthBanner } from "./banner.ts";
+import {
+	authorizedKeyLine,
+	fingerprint,
+	isCertificateAlgorithm,
+	parseAuthorizedKey,
+	parseCertificate,
+	type SshPublicKey,
+	verifySshSignature,
+	verifyUserCertificate,
+	type VerifiedCertificate,
+} from "./cert.ts";
+import { SshGatewayError } from "./errors.ts";
+import { evaluateSshAccess, evaluateSshCommand } from "../policy/ssh.ts";
+import { LineTracker } from "./guard.ts";
+import { SftpObserver } from "./sftp.ts";
+
+const { Server, Client, utils } = ssh2;
+
+export interface SshListenerOptions {
+	store: BundleStore;
+	recorder: Recorder;
+	approvals: ApprovalService;
+	/** Gateway host private key (OpenSSH or PEM). Its public half is what agents pin. */
+	hostKeyPem: string;
+	/** CA public keys (authorized_keys lines) whose user certificates are accepted. Empty = certificates off. */
+	trustedUserCAKeys: readonly string[];
+	host?: string;
+	/** 0 picks a free port (default). */
+	port?: number;
+	gatewayName?: string;
+	/** Command evaluator; default gateway/policy's `evaluateSshCommand` (tests may wrap it). */
+	evaluate?: typeof evaluateSshCommand;
+	/** Upstream connect + auth timeout, ms (default 10000). */
+	upstreamTimeoutMs?: number;
+	/** Allowed clock skew for certificate validity, seconds (default 0). */
+	certClockToleranceSec?: number;
+}
+
+export interface SshListenerEvents {
+	/** Authentication outcome, for logs and tests (never contains the token). */
+	auth: [info: { ok: boolean; user: string; method: string; reason?: string; grant?: string }];
+	error: [err: Error];
+}
+
+interface AuthResult {
+	identity: Identity;
+	connection: BundleConnection;
+	grant: BundleGrant;
+	login: string;
+	cert?: VerifiedCertificate;
+	method: "certificate" | "password" | "keyboard-interactive";
+}
+
+/** Per-client state after authentication. */
+interface SessionState {
+	id: string;
+	auth: AuthResult;
+	bundle: LoadedBundle;
+	recorder: SessionRecorder;
+	upstream: Promise<InstanceType<typeof Client>>;
+	channels: Set<ServerChannel>;
+	ended: boolean;
+	endReason?: string;
+}
+
+type Decided =
+	| { decision: Decision; rule?: string; approvalId?: string }
+	| { refused: string; decision: Decision; rule?: string; approvalId?: string };
+
+function splitUser(user: string): { login: string; connection?: string } {
+	const at = user.lastIndexOf("@");
+	if (at <= 0) return { login: user };
+	return { login: user.slice(0, at), connection: user.slice(at + 1) };
+}
+
+export class SshListener extends EventEmitter<SshListenerEvents> {
+	readonly #opts: SshListenerOptions;
+	readonly #server: InstanceType<typeof Server>;
+	readonly #cas: SshPublicKey[];
+	readonly #evaluate: typeof evaluateSshCommand;
+	readonly #clients = new Set<Connection>();
+	readonly #hostPublic: { type: string; blob: Buffer };
+
+	constructor(opts: SshListenerOptions) {
+		super();
+		this.#opts = opts;
+		this.#cas = opts.trustedUserCAKeys.map((l) => parseAuthorizedKey(l));
+		this.#evaluate = opts.evaluate ?? evaluateSshCommand;
+		const parsed = utils.parseKey(opts.hostKeyPem);
+		if (parsed instanceof Error) throw new TypeError(`host key: ${parsed.message}`);
+		const key = Array.isArray(parsed) ? parsed[0]! : parsed;
+		this.#hostPublic = { type: key.type, blob: key.getPublicSSH() };
+		this.#server = new Server({ hostKeys: [opts.hostKeyPem], ident: "Drawbridge" }, (client) => this.#onClient(client));
+		this.#server.on("error", (e: Error) => this.emit("error", e));
+	}
+
+	/** `type base64` of the gateway host key: publish it for `known_hosts` / `@cert-authority` pinning. */
+	get hostPublicKey(): string {
+		return authorizedKeyLine({ type: this.#hostPublic.type as SshPublicKey["type"], blob: this.#hostPublic.blob });
+	}
+
+	/** `SHA256:...` fingerprint of the gateway host key. */
+	get hostKeyFingerprint(): string {
+		return fingerprint(this.#hostPublic.blob);
+	}
+
+	async listen(): Promise<AddressInfo> {
+		await new Promise<void>((resolve, reject) => {
+			this.#server.once("error", reject);
+			this.#server.listen(this.#opts.port ?? 0, this.#opts.host ?? "127.0.0.1", () => {
+				this.#server.off("error", reject);
+				resolve();
+			});
+		});
+		return this.address;
+	}
+
+	get address(): AddressInfo {
+		return this.#server.address() as AddressInfo;
+	}
+
+	async close(): Promise<void> {
+		const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+		for (const c of this.#clients) c.end();
+		await closed;
+	}
+
+	// -------------------------------------------------------------------------------------------
+	// Authentication
+
+	#onClient(client: Connection): void {
+		this.#clients.add(client);
+		let state: SessionState | undefined;
+		let lastFailure: string | undefined;
+		const sock = (client as unknown as { _sock?: { remoteAddress?: string; remotePort?: number } })._sock;
+		const clientAddress = sock?.remoteAddress ?? "";
+		const clientPort = sock?.remotePort ?? 0;
+		client.on("error", () => {});
+		client.on("close", () => {
+			this.#clients.delete(client);
+			if (state) void this.#endSession(state, { reason: "client-closed" });
+		});
+		client.on("authentication", (ctx: AuthContext) => {
+			void this.#authenticate(ctx, clientAddress)
+				.then(async (result) => {
+					if (result === undefined) return; // PK_OK sent or prompt pending
+					state = await this.#openSession(result, client, clientAddress, clientPort);
+					this.emit("auth", { ok: true, user: ctx.username, method: result.method, grant: result.grant.key });
+					ctx.accept();
+				})
+				.catch((e: unknown) => {
+					const err = e instanceof SshGatewayError ? e : new SshGatewayError("upstream", (e as Error).message);
+					const reason = `drawbridge: ${err.message}`;
+					this.emit("auth", { ok: false, user: ctx.username, method: ctx.method, reason: err.message });
+					const proto = (ctx as unknown as { _protocol?: unknown })._protocol;
+					// Authenticated but not allowed: nothing else will work, say why and hang up.
+					if (err.code === "no-grant" || err.code === "unknown-connection" || err.code === "upstream") {
+						sendAuthBanner(proto, reason);
+						ctx.reject([]);
+						setImmediate(() => client.end());
+						return;
+					}
+					if (reason !== lastFailure) sendAuthBanner(proto, reason);
+					lastFailure = reason;
+					ctx.reject(["publickey", "password", "keyboard-interactive"]);
+				});
+		});
+		client.on("ready", () => {
+			if (!state) {
+				client.end();
+				return;
+			}
+			const s = state;
+			client.on("session", (accept) => this.#onSession(s, accept()));
+			client.on("tcpip", (accept, reject, info) => this.#onDirectTcpip(s, accept, reject, info));
+			client.on("request", (_accept, reject) => {
+				// tcpip-forward (remote forwarding) is not offered.
+				reject?.();
+			});
+		});
+	}
+
+	/** Resolves with the result, or undefined when the exchange continues (PK_OK / prompts). */
+	async #authenticate(ctx: AuthContext, clientAddress: string): Promise<AuthResult | undefined> {
+		const { login, connection: connName } = splitUser(ctx.username);
+		const bundle = this.#opts.store.current;
+		const now = this.#opts.store.now();
+		if (ctx.method === "publickey") {
+			if (!isCertificateAlgorithm(ctx.key.algo)) {
+				throw new SshGatewayError(
+					"cert-unsupported",
+					"plain public keys are not accepted: present a Drawbridge SSH certificate or your token as the password",
+				);
+			}
+			if (this.#cas.length === 0) throw new SshGatewayError("cert-untrusted-ca", "this gateway accepts no SSH certificates");
+			const cert = parseCertificate(ctx.key.data);
+			const verified = verifyUserCertificate(cert, {
+				trustedCAs: this.#cas,
+				principal: login,
+				now,
+				clientAddress,
+				clockToleranceSec: this.#opts.certClockToleranceSec ?? 0,
+			});
+			if (!ctx.signature || !ctx.blob) {
+				// Query: "would you accept this key?" Yes (the certificate checks out); the signature comes next.
+				(ctx as unknown as { accept(): void }).accept();
+				return undefined;
+			}
+			if (!verifySshSignature(cert.publicKey, ctx.blob, ctx.signature)) {
+				throw new SshGatewayError("auth-bad-signature", "signature does not verify with the certified key");
+			}
+			const identity: Identity = {
+				issuer: `ssh-ca:${verified.caFingerprint}`,
+				issuerKind: "drawbridge",
+				subject: verified.subject,
+				username: verified.subject,
+				groups: [],
+				tokenExpiresAt: verified.validBefore,
+				claims: { keyId: cert.keyId, serial: cert.serial.toString(), principals: cert.principals },
+			};
+			if (verified.grant) identity.grant = verified.grant;
+			return { ...this.#resolve(identity, login, connName, bundle, now), cert: verified, method: "certificate" };
+		}
+		if (ctx.method === "password") {
+			const identity = await this.#verifyToken(bundle, ctx.password);
+			return { ...this.#resolve(identity, login, connName, bundle, now), method: "password" };
+		}
+		if (ctx.method === "keyboard-interactive") {
+			const answers = await new Promise<string[]>((resolve) => {
+				ctx.prompt([{ prompt: "Drawbridge token: ", echo: false }], "Drawbridge", "Paste your access token.", (a) => resolve(a));
+			});
+			const identity = await this.#verifyToken(bundle, answers[0] ?? "");
+			return { ...this.#resolve(identity, login, connName, bundle, now), method: "keyboard-interactive" };
+		}
+		throw new SshGatewayError("auth-token", "authenticate with a Drawbridge SSH certificate or a token as the password");
+	}
+
+	async #verifyToken(bundle: LoadedBundle, token: string): Promise<Identity> {
+		try {
+			return await bundle.verifier.verify(token);
+		} catch (e) {
+			throw new SshGatewayError("auth-token", (e as Error).message);
+		}
+	}
+
+	#resolve(
+		identity: Identity,
+		login: string,
+		connName: string | undefined,
+		bundle: LoadedBundle,
+		now: Date,
+	): Omit<AuthResult, "method" | "cert"> {
+		let connection: BundleConnection | undefined;
+		if (connName !== undefined) {
+			connection = bundle.connection(connName);
+			if (connection?.type !== "ssh") throw new SshGatewayError("unknown-connection", `no SSH connection named "${connName}"`);
+		} else if (identity.grant) {
+			const g = bundle.grantsByKey.get(identity.grant);
+			connection = g ? bundle.connection(g.connection) : undefined;
+			if (connection?.type !== "ssh") throw new SshGatewayError("no-grant", `grant ${identity.grant} is not an active SSH grant`);
+		} else {
+			const candidates = bundle.bundle.connections.filter(
+				(c) => c.type === "ssh" && findGrants(identity, c.name, bundle.grantsFor(c.name), now).active.length > 0,
+			);
+			if (candidates.length !== 1) {
+				throw new SshGatewayError(
+					"unknown-connection",
+					candidates.length === 0
+						? `no SSH grant for ${identity.username}`
+						: `several SSH connections granted (${candidates.map((c) => c.name).join(", ")}): log in as ${login}@<connection>`,
+				);
+			}
+			connection = candidates[0]!;
+		}
+		const lookup = findGrants(identity, connection.name, bundle.grantsFor(connection.name), now);
+		if (lookup.active.length === 0) throw new SshGatewayError("no-grant", noGrantMessage(identity, connection.name, lookup));
+		const grant = lookup.active.find((g) => g.ssh?.logins.includes(login));
+		if (!grant) {
+			const logins = [...new Set(lookup.active.flatMap((g) => g.ssh?.logins ?? []))];
+			throw new SshGatewayError(
+				"no-grant",
+				`grant ${lookup.active[0]!.key} does not allow login "${login}" on ${connection.name} (allowed: ${logins.join(", ") || "none"})`,
+			);
+		}
+		return { identity, connection, grant, login };
+	}
+
+	async #openSession(auth: AuthResult, client: Connection, address: string, port: number): Promise<SessionState> {
+		const bundle = this.#opts.store.current;
+		let recorder: SessionRecorder;
+		try {
+			recorder = await this.#opts.recorder.openSession({
+				sessionId: randomUUID(),
+				protocol: "ssh",
+				connection: auth.connection.name,
+				connectionNamespace: auth.connection.namespace,
+				identity: {
+					issuer: auth.identity.issuer,
+					subject: auth.identity.subject,
+					username: auth.identity.username,
+					groups: auth.identity.groups,
+					...(auth.identity.serviceAccount ? { serviceAccount: auth.identity.serviceAccount } : {}),
+				},
+				grant: auth.grant.key,
+				origin: auth.grant.origin,
+				client: { address, port },
+				target: {
+					login: auth.login,
+					host: `${auth.connection.host}:${auth.connection.port}`,
+					auth: auth.method,
+					...(auth.cert ? { certificateSerial: auth.cert.cert.serial.toString(), certificateKeyId: auth.cert.cert.keyId } : {}),
+				},
+				startedAt: new Date().toISOString(),
+				gateway: this.#opts.gatewayName ?? "gateway",
+			});
+		} catch (e) {
+			throw new SshGatewayError("upstream", `recording unavailable, session refused: ${(e as Error).message}`);
+		}
+		const state: SessionState = {
+			id: recorder.sessionId,
+			auth,
+			bundle,
+			recorder,
+			upstream: this.#connectUpstream(auth, bundle),
+			channels: new Set(),
+			ended: false,
+		};
+		state.upstream.catch(() => {});
+		const unwatch = this.#opts.store.watchGrant(auth.grant.key, (why, g) => {
+			const message =
+				why === "expired"
+					? `drawbridge: grant ${g.key} expired at ${g.expiresAt}; closing the session`
+					: `drawbridge: grant ${g.key} was revoked; closing the session`;
+			state.endReason = message;
+			for (const ch of state.channels) {
+				try {
+					ch.stderr.write(`\r\n${message}\r\n`);
+					ch.exit(255);
+					ch.end();
+					ch.close();
+				} catch {
+					// channel already gone
+				}
+			}
+			recorder.emit({ type: "notice", message });
+			void this.#endSession(state, { reason: why === "expired" ? "grant-expired" : "grant-revoked", message });
+			setTimeout(() => client.end(), 100).unref();
+		});
+		client.once("close", unwatch);
+		return state;
+	}
+
+	async #endSession(state: SessionState, end: { reason: "client-closed" | "grant-expired" | "grant-revoked" | "error"; message?: string }) {
+		if (state.ended) return;
+		state.ended = true;
+		state.upstream.then((u) => u.end()).catch(() => {});
+		await state.recorder.close(end.message ? { reason: end.reason, message: end.message } : { reason: end.reason });
+	}
+
+	#connectUpstream(auth: AuthResult, bundle: LoadedBundle): Promise<InstanceType<typeof Client>> {
+		const conn = auth.connection;
+		const pinned = (conn.ssh?.hostKeys ?? []).map((l) => parseAuthorizedKey(l));
+		const cred = conn.credentialRef ? bundle.bundle.credentials[conn.credentialRef] : undefined;
+		return new Promise((resolve, reject) => {
+			if (pinned.length === 0) {
+				reject(new SshGatewayError("upstream-host-key", `connection ${conn.name} pins no host key (no trust on first use)`));
+				return;
+			}
+			if (cred?.type !== "sshKey") {
+				reject(new SshGatewayError("upstream", `connection ${conn.name} has no SSH key credential`));
+				return;
+			}
+			const c = new Client();
+			let hostKeyRefused = false;
+			c.on("ready", () => resolve(c));
+			c.on("error", (e: Error) =>
+				reject(
+					hostKeyRefused
+						? new SshGatewayError("upstream-host-key", `host key of ${conn.host}:${conn.port} is not one pinned for ${conn.name}`)
+						: new SshGatewayError("upstream", `upstream ${conn.name}: ${e.message}`),
+				),
+			);
+			c.connect({
+				host: conn.host,
+				port: conn.port,
+				username: auth.login,
+				privateKey: cred.privateKeyPem,
+				readyTimeout: this.#opts.upstreamTimeoutMs ?? 10_000,
+				keepaliveInterval: 30_000,
+				hostVerifier: (key: Buffer) => {
+					const ok = pinned.some((k) => k.blob.equals(key));
+					if (!ok) hostKeyRefused = true;
+					return ok;
+				},
+			});
+		});
+	}
+
+	// -------------------------------------------------------------------------------------------
+	// Channels
+
+	#onSession(state: SessionState, session: Session): void {
+		const grant = state.auth.grant;
+		const g = grant.ssh;
+		let pty: PseudoTtyInfo | undefined;
+		const env: Record<string, string> = {};
+		let upstreamChannel: ClientChannel | undefined;
+		session.on("pty", (accept, _reject, info) => {
+			pty = info;
+			state.recorder.emit({ type: "terminal", stream: "r", data: `${info.cols}x${info.rows}` });
+			accept?.();
+		});
+		session.on("window-change", (accept, _reject, info) => {
+			if (pty) pty = { ...pty, cols: info.cols, rows: info.rows, width: info.width, height: info.height };
+			state.recorder.emit({ type: "terminal", stream: "r", data: `${info.cols}x${info.rows}` });
+			upstreamChannel?.setWindow(info.rows, info.cols, info.height, info.width);
+			accept?.();
+		});
+		session.on("env", (accept, _reject, info) => {
+			// Only locale variables travel (sshd's AcceptEnv default is similar).
+			if (/^(LANG|LC_[A-Z]+|TERM)$/.test(info.key)) env[info.key] = info.val;
+			accept?.();
+		});
+		session.on("signal", (accept, _reject, info) => {
+			upstreamChannel?.signal(info.name);
+			accept?.();
+		});
+		session.on("auth-agent", (accept, reject) => {
+			// Relaying agent channels back to the agent's machine is not implemented: refuse even when allowed.
+			void accept;
+			state.recorder.emit({
+				type: "notice",
+				message: g?.allowAgentForwarding ? "agent forwarding requested: not supported by this gateway" : "agent forwarding refused by grant",
+			});
+			reject?.();
+		});
+		session.on("x11", (_accept, reject) => reject?.());
+		session.on("shell", (accept) => {
+			const ch = accept();
+			state.channels.add(ch);
+			ch.on("close", () => state.channels.delete(ch));
+			const access = evaluateSshAccess({ login: state.auth.login, request: "shell" }, g, grant.key);
+			if (access.action !== "allow") {
+				this.#refuse(ch, state, `drawbridge: ${access.message}`, "<shell>", access.rule);
+				return;
+			}
+			void this.#startShell(state, ch, pty, env, (u) => {
+				upstreamChannel = u;
+			});
+		});
+		session.on("exec", (accept, _reject, info) => {
+			const ch = accept();
+			state.channels.add(ch);
+			ch.on("close", () => state.channels.delete(ch));
+			void this.#startExec(state, ch, state.auth.cert?.forceCommand ?? info.command, pty, env, (u) => {
+				upstreamChannel = u;
+			});
+		});
+		session.on("subsystem", (accept, reject, info) => {
+			const access = evaluateSshAccess({ login: state.auth.login, request: info.name === "sftp" ? "sftp" : "subsystem" }, g, grant.key);
+			if (access.action !== "allow") {
+				state.recorder.emit({ type: "sftp", op: "subsystem", path: info.name, decision: "block" });
+				reject?.();
+				return;
+			}
+			const ch = accept();
+			state.channels.add(ch);
+			ch.on("close", () => state.channels.delete(ch));
+			void this.#startSftp(state, ch);
+		});
+	}
+
+	#refuse(ch: ServerChannel, state: SessionState, message: string, command: string, rule?: string): void {
+		state.recorder.emit({ type: "exec", command, decision: "block", ...(rule ? { rule } : {}), exitCode: 1 });
+		ch.stderr.write(`${message}\r\n`);
+		ch.exit(1);
+		ch.end();
+		ch.close();
+	}
+
+	/** Guardrails + approvals for one command. Resolves with the decision, or undefined when refused (already told the client). */
+	async #decide(
+		state: SessionState,
+		command: string,
+		tell: (line: string) => void,
+		signal: AbortSignal,
+		shellLine = false,
+	): Promise<Decided> {
+		const rules = state.bundle.policiesFor(state.auth.connection.name).guardrailRules;
+		const grantKey = state.auth.grant.key;
+		// Shell lines are not limited by allowedCommands (that list is for exec): only guardrails apply.
+		const grantForCheck = shellLine && state.auth.grant.ssh ? { ...state.auth.grant.ssh, allowedCommands: undefined } : state.auth.grant.ssh;
+		const verdict = this.#evaluate(command, grantForCheck, rules, grantKey);
+		if (verdict.action === "allow") return { decision: "allow" };
+		const rule = verdict.rule ?? "";
+		if (verdict.action === "audit") return { decision: "audit", rule };
+		if (verdict.action === "block") {
+			return { refused: `drawbridge: ${verdict.message ?? `blocked by guardrail ${rule}`}`, decision: "block", rule };
+		}
+		const a = verdict.approval ?? {};
+		const grant = state.auth.grant;
+		const id = state.auth.identity;
+		let record = await this.#opts.approvals.request({
+			sessionId: state.id,
+			protocol: "ssh",
+			connection: state.auth.connection.name,
+			grant: grant.key,
+			requester: {
+				issuer: id.issuer,
+				subject: id.subject,
+				username: id.username,
+				groups: id.groups,
+				...(id.serviceAccount ? { serviceAccount: id.serviceAccount } : {}),
+			},
+			command,
+			rule,
+			approvers: a.approvers ?? grant.approvers.subjects,
+			minApprovals: a.minApprovals ?? grant.approvers.minApprovals ?? 1,
+			timeoutSeconds: a.timeoutSeconds ?? 600,
+			...(a.reuseWindowSeconds !== undefined ? { reuseWindowSeconds: a.reuseWindowSeconds } : {}),
+		});
+		state.recorder.emit({ type: "approval", approvalId: record.id, phase: record.phase, rule, command });
+		if (record.phase === "Pending") {
+			const who = record.approvers
+				.map((s) => (s.kind === "ServiceAccount" ? `serviceaccount:${s.namespace}/${s.name}` : `${s.kind.toLowerCase()}:${"name" in s ? s.name : "claims"}`))
+				.join(", ");
+			tell(`drawbridge: "${command}" needs approval (rule ${rule}): approval ${record.id} pending, approvers ${who}; ${record.approveHint}`);
+			record = await this.#opts.approvals.waitForDecision(record.id, signal);
+			state.recorder.emit({
+				type: "approval",
+				approvalId: record.id,
+				phase: record.phase,
+				rule,
+				command,
+				decidedBy: record.decisions.map((d) => d.by),
+			});
+		}
+		if (record.phase !== "Approved") {
+			return { refused: `drawbridge: approval ${record.id} ${record.phase.toLowerCase()}; not running "${command}"`, decision: record.phase === "Expired" ? "expired" : "denied", rule, approvalId: record.id };
+		}
+		tell(`drawbridge: approval ${record.id} approved by ${record.decisions.filter((d) => d.decision === "approve").map((d) => d.by).join(", ")}`);
+		return { decision: "approved", rule, approvalId: record.id };
+	}
+
+	async #upstreamOrFail(state: SessionState, ch: ServerChannel): Promise<InstanceType<typeof Client> | undefined> {
+		try {
+			return await state.upstream;
+		} catch (e) {
+			const msg = `drawbridge: cannot reach ${state.auth.connection.name}: ${(e as Error).message}`;
+			state.recorder.emit({ type: "notice", message: msg });
+			ch.stderr.write(`${msg}\r\n`);
+			ch.exit(255);
+			ch.end();
+			ch.close();
+			return undefined;
+		}
+	}
+
+	/** Relay one upstream channel ↔ client channel with backpressure, exit status and close ordering. */
+	#relay(
+		ch: ServerChannel,
+		up: ClientChannel,
+		hooks: { input?: (b: Buffer) => void; output?: (b: Buffer) => void; onExit?: (code?: number, signal?: string) => void; inputFilter?: boolean },
+	): void {
+		let exit: { code?: number; signal?: string; core?: boolean; desc?: string } | undefined;
+		up.on("exit", (code: number | null, signal?: string, core?: boolean, desc?: string) => {
+			exit = code !== null && code !== undefined ? { code } : { signal: signal ?? "KILL", core: core ?? false, desc: desc ?? "" };
+		});
+		if (hooks.output) {
+			const out = hooks.output;
+			up.on("data", (b: Buffer) => out(b));
+		}
+		up.pipe(ch, { end: false });
+		up.stderr.pipe(ch.stderr, { end: false });
+		if (!hooks.inputFilter) {
+			if (hooks.input) {
+				const inp = hooks.input;
+				ch.on("data", (b: Buffer) => inp(b));
+			}
+			ch.pipe(up, { end: false });
+			ch.on("end", () => up.end());
+		}
+		let closed = false;
+		up.on("close", () => {
+			if (closed) return;
+			closed = true;
+			if (exit?.code !== undefined) ch.exit(exit.code);
+			else if (exit?.signal) ch.exit(exit.signal, exit.core ?? false, exit.desc ?? "");
+			hooks.onExit?.(exit?.code, exit?.signal);
+			ch.end();
+			ch.close();
+		});
+		ch.on("close", () => {
+			if (!closed) up.close();
+		});
+	}
+
+	async #startExec(
+		state: SessionState,
+		ch: ServerChannel,
+		command: string,
+		pty: PseudoTtyInfo | undefined,
+		env: Record<string, string>,
+		setUpstream: (u: ClientChannel) => void,
+	): Promise<void> {
+		const abort = new AbortController();
+		ch.on("close", () => abort.abort());
+		let d: Decided;
+		try {
+			d = await this.#decide(state, command, (line) => ch.stderr.write(`${line}\r\n`), abort.signal);
+		} catch (e) {
+			this.#refuse(ch, state, `drawbridge: approval unavailable: ${(e as Error).message}`, command);
+			return;
+		}
+		const base = { ...(d.rule ? { rule: d.rule } : {}), ...(d.approvalId ? { approvalId: d.approvalId } : {}) };
+		if ("refused" in d) {
+			state.recorder.emit({ type: "exec", command, decision: d.decision, ...base, exitCode: 1 });
+			ch.stderr.write(`${d.refused}\r\n`);
+			ch.exit(1);
+			ch.end();
+			ch.close();
+			return;
+		}
+		const client = await this.#upstreamOrFail(state, ch);
+		if (!client) return;
+		const opts: { pty?: PseudoTtyInfo; env?: Record<string, string> } = { env };
+		if (pty) opts.pty = pty;
+		client.exec(command, opts, (err, up) => {
+			if (err) {
+				ch.stderr.write(`drawbridge: upstream exec failed: ${err.message}\r\n`);
+				ch.exit(255);
+				ch.end();
+				ch.close();
+				return;
+			}
+			setUpstream(up);
+			const decoder = pty ? new StringDecoder("utf8") : undefined;
+			this.#relay(ch, up, {
+				...(decoder ? { output: (b: Buffer) => state.recorder.emit({ type: "terminal", stream: "o", data: decoder.write(b) }) } : {}),
+				onExit: (code, signal) =>
+					state.recorder.emit({
+						type: "exec",
+						command,
+						decision: d.decision,
+						...base,
+						...(code !== undefined ? { exitCode: code } : {}),
+						...(signal ? { signal } : {}),
+					}),
+			});
+		});
+	}
+
+	async #startShell(
+		state: SessionState,
+		ch: ServerChannel,
+		pty: PseudoTtyInfo | undefined,
+		env: Record<string, string>,
+		setUpstream: (u: ClientChannel) => void,
+	): Promise<void> {
+		const client = await this.#upstreamOrFail(state, ch);
+		if (!client) return;
+		const rules = state.bundle.policiesFor(state.auth.connection.name).guardrailRules;
+		const checkLines = rules.some((r) => (r.ssh?.commands?.length ?? 0) > 0);
+		const windowOpts: PseudoTtyOptions | false = pty
+			? { term: pty.term, rows: pty.rows, cols: pty.cols, width: pty.width, height: pty.height, modes: pty.modes }
+			: false;
+		client.shell(windowOpts, { env }, (err, up) => {
+			if (err) {
+				ch.stderr.write(`drawbridge: upstream shell failed: ${err.message}\r\n`);
+				ch.exit(255);
+				ch.end();
+				ch.close();
+				return;
+			}
+			setUpstream(up);
+			const outDec = new StringDecoder("utf8");
+			const inDec = new StringDecoder("utf8");
+			state.recorder.emit({ type: "exec", command: "<shell>", decision: "allow" });
+			this.#relay(ch, up, {
+				output: (b) => state.recorder.emit({ type: "terminal", stream: "o", data: outDec.write(b) }),
+				inputFilter: checkLines,
+				...(checkLines ? {} : { input: (b: Buffer) => state.recorder.emit({ type: "terminal", stream: "i", data: inDec.write(b) }) }),
+				onExit: (code, signal) =>
+					state.recorder.emit({
+						type: "exec",
+						command: "<shell>",
+						decision: "allow",
+						...(code !== undefined ? { exitCode: code } : {}),
+						...(signal ? { signal } : {}),
+					}),
+			});
+			if (checkLines) this.#filterShellInput(state, ch, up, inDec);
+		});
+	}
+
+	/** Best-effort shell line guardrails: hold the Enter key of each line until it is allowed. */
+	#filterShellInput(state: SessionState, ch: ServerChannel, up: ClientChannel, inDec: StringDecoder): void {
+		const tracker = new LineTracker();
+		const abort = new AbortController();
+		ch.on("close", () => abort.abort());
+		let queue = Promise.resolve();
+		const tell = (line: string) => ch.write(`\r\n${line}\r\n`);
+		ch.on("data", (chunk: Buffer) => {
+			state.recorder.emit({ type: "terminal", stream: "i", data: inDec.write(chunk) });
+			const segments = tracker.feed(Buffer.from(chunk));
+			queue = queue.then(async () => {
+				for (const seg of segments) {
+					if (seg.kind === "bytes") {
+						up.write(seg.data);
+						continue;
+					}
+					const line = seg.line.trim();
+					if (line === "") {
+						up.write(seg.terminator);
+						continue;
+					}
+					let d: Decided;
+					try {
+						d = await this.#decide(state, line, tell, abort.signal, true);
+					} catch (e) {
+						d = { refused: `drawbridge: approval unavailable: ${(e as Error).message}`, decision: "block" };
+					}
+					const base = { ...(d.rule ? { rule: d.rule } : {}), ...(d.approvalId ? { approvalId: d.approvalId } : {}) };
+					if ("refused" in d) {
+						state.recorder.emit({ type: "exec", command: line, decision: d.decision, ...base });
+						tell(d.refused);
+						// Kill the typed line on the remote shell, then an empty Enter for a fresh prompt.
+						up.write("\x15\r");
+						continue;
+					}
+					state.recorder.emit({ type: "exec", command: line, decision: d.decision, ...base });
+					up.write(seg.terminator);
+				}
+			});
+		});
+		ch.on("end", () => {
+			void queue.then(() => up.end());
+		});
+	}
+
+	async #startSftp(state: SessionState, ch: ServerChannel): Promise<void> {
+		const client = await this.#upstreamOrFail(state, ch);
+		if (!client) return;
+		client.subsys("sftp", (err, up) => {
+			if (err) {
+				ch.stderr.write(`drawbridge: upstream sftp failed: ${err.message}\r\n`);
+				ch.exit(255);
+				ch.end();
+				ch.close();
+				return;
+			}
+			const observer = new SftpObserver((op) =>
+				state.recorder.emit({
+					type: "sftp",
+					op: op.op,
+					path: op.target ? `${op.path} -> ${op.target}` : op.path,
+					...(op.bytes !== undefined ? { bytes: op.bytes } : {}),
+					decision: "allow",
+				}),
+			);
+			this.#relay(ch, up, {
+				input: (b) => observer.client(b),
+				output: (b) => observer.server(b),
+				onExit: () => observer.finish(),
+			});
+		});
+	}
+
+	#onDirectTcpip(
+		state: SessionState,
+		accept: () => ServerChannel,
+		reject: () => void,
+		info: { destIP: string; destPort: number; srcIP: string; srcPort: number },
+	): void {
+		const dest = `${info.destIP}:${info.destPort}`;
+		const access = evaluateSshAccess({ login: state.auth.login, request: "port-forward" }, state.auth.grant.ssh, state.auth.grant.key);
+		if (access.action !== "allow") {
+			state.recorder.emit({ type: "exec", command: `direct-tcpip ${dest}`, decision: "block", rule: "grant:allowPortForwarding" });
+			reject();
+			return;
+		}
+		void state.upstream.then(
+			(client) => {
+				client.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, up) => {
+					if (err) {
+						reject();
+						return;
+					}
+					const ch = accept();
+					state.recorder.emit({ type: "exec", command: `direct-tcpip ${dest}`, decision: "allow" });
+					ch.pipe(up).pipe(ch);
+				});
+			},
+			() => reject(),
+		);
+	}
+}
+
+export async function startSshListener(opts: SshListenerOptions): Promise<SshListener> {
+	const l = new SshListener(opts);
+	await l.listen();
+	return l;
+}
