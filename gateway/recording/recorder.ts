@@ -91,6 +91,8 @@ export interface RecorderOptions {
 	uploadConcurrency?: number;
 	registry?: Registry;
 	logger?: RecorderLogger;
+	/** Clock, epoch ms (default Date.now); tests and benchmarks replay sessions at other dates. */
+	now?: () => number;
 }
 
 const consoleLogger: RecorderLogger = {
@@ -156,7 +158,8 @@ class SpoolState {
 }
 
 export class DiskRecorder implements Recorder {
-	readonly options: Required<Omit<RecorderOptions, "registry" | "logger">>;
+	readonly options: Required<Omit<RecorderOptions, "registry" | "logger" | "now">>;
+	readonly now: () => number;
 	readonly metrics: RecorderMetrics;
 	readonly log: RecorderLogger;
 	readonly store: RecordingStore;
@@ -191,6 +194,7 @@ export class DiskRecorder implements Recorder {
 		if (this.options.onSpoolFull !== "failClosed" && this.options.onSpoolFull !== "failOpen") {
 			throw new RecordingError("CONFIG", `onSpoolFull must be failClosed or failOpen, got ${String(this.options.onSpoolFull)}`);
 		}
+		this.now = options.now ?? Date.now;
 		this.store = options.store;
 		this.log = options.logger ?? consoleLogger;
 		this.sessionsDir = join(options.spoolDir, "sessions");
@@ -583,7 +587,7 @@ class LiveSession implements SessionRecorder {
 
 	emit(event: RecordingEvent): void {
 		if (this.closed) return;
-		const now = Date.now();
+		const now = this.rec.now();
 		const stored = { ...event, seq: ++this.seq, time: new Date(now).toISOString(), offsetMs: now - this.startMs } as StoredEvent;
 		this.accept(stored, now);
 	}
@@ -837,7 +841,7 @@ class LiveSession implements SessionRecorder {
 		if (this.closed && !this.recovering) throw new RecordingError("SESSION_CLOSED", `session ${this.sessionId} is already closed`);
 		this.closed = true;
 		this.clearTimers();
-		const endedAt = new Date().toISOString();
+		const endedAt = new Date(this.rec.now()).toISOString();
 		await this.enqueue(() => this.seal());
 		await this.enqueue(async () => {
 			await this.closeFiles();
@@ -876,7 +880,7 @@ class LiveSession implements SessionRecorder {
 			chunks: this.entries.map((e) => ({ name: e.name, sha256: e.sha256, bytes: e.bytes, events: e.events, firstSeq: e.firstSeq, lastSeq: e.lastSeq })),
 			session: { name: SESSION_FILE, sha256: sha256Hex(sessionBody), bytes: sessionBody.length },
 			totalEvents: counts.events,
-			signedAt: new Date().toISOString(),
+			signedAt: new Date(this.rec.now()).toISOString(),
 		};
 		if (castBody !== undefined) manifest.terminal = { name: TERMINAL_FILE, sha256: sha256Hex(castBody), bytes: castBody.length };
 		const jws = Buffer.from(await this.rec.signManifest(manifest));

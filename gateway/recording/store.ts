@@ -91,9 +91,13 @@ export class DirStore implements RecordingStore {
 	}
 	async put(key: string, body: Uint8Array, options?: PutOptions): Promise<void> {
 		const target = this.path(key);
-		await writeFileDurable(target, body);
 		const meta = { contentType: options?.contentType, metadata: normaliseMeta(options?.metadata) };
-		await writeFileDurable(this.metaPath(key), Buffer.from(JSON.stringify(meta)));
+		try {
+			await writeFileDurable(target, body);
+			await writeFileDurable(this.metaPath(key), Buffer.from(JSON.stringify(meta)));
+		} catch (e) {
+			throw new RecordingError("STORE_UNAVAILABLE", `writing ${key} to ${this.description}: ${(e as Error).message}`, { cause: e });
+		}
 	}
 	async get(key: string): Promise<Buffer> {
 		try {

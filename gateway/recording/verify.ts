@@ -5,6 +5,7 @@
  * tampered with. Every problem is reported with the object it concerns; verification never stops at
  * the first problem, so an auditor sees the whole extent of a tampering.
  */
+import { gunzipSync } from "node:zlib";
 import { base64url, compactVerify, decodeProtectedHeader } from "jose";
 import { RecordingError } from "./errors.ts";
 import {
@@ -139,8 +140,8 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 			const other = byHash.get(h);
 			if (other !== undefined) {
 				add(name, "reordered", `reordered: holds chunk ${other}'s content (events ${manifest.chunks[other - 1]!.firstSeq}-${manifest.chunks[other - 1]!.lastSeq}), expected chunk ${index}`);
-			} else if (body.length < m.bytes) {
-				add(name, "truncated", `truncated: ${body.length} of ${m.bytes} bytes (SHA-256 ${h}, signed ${m.sha256})`);
+			} else if (body.length < m.bytes && isTruncatedGzip(body)) {
+				add(name, "truncated", `truncated: ${body.length} of ${m.bytes} bytes, the gzip stream ends early (SHA-256 ${h}, signed ${m.sha256})`);
 			} else {
 				let detail = "";
 				try {
@@ -190,7 +191,7 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 		else {
 			const h = sha256Hex(castBody);
 			if (h !== manifest.terminal.sha256) {
-				const kind = castBody.length < manifest.terminal.bytes ? "truncated" : "modified";
+				const kind = castBody.length < manifest.terminal.bytes && !endsWithCompleteLine(castBody) ? "truncated" : "modified";
 				add(TERMINAL_FILE, kind, `${kind}: SHA-256 is ${h} (${castBody.length} bytes), the signed manifest says ${manifest.terminal.sha256} (${manifest.terminal.bytes} bytes)`);
 			}
 		}
@@ -212,4 +213,25 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 
 	result.ok = problems.length === 0;
 	return result;
+}
+
+function isTruncatedGzip(body: Uint8Array): boolean {
+	try {
+		gunzipSync(body);
+		return false;
+	} catch (e) {
+		return /unexpected end/i.test((e as Error).message);
+	}
+}
+
+function endsWithCompleteLine(body: Buffer): boolean {
+	const text = body.toString("utf8");
+	if (!text.endsWith("\n")) return false;
+	const last = text.slice(0, -1).split("\n").pop() ?? "";
+	try {
+		JSON.parse(last);
+		return true;
+	} catch {
+		return false;
+	}
 }
