@@ -19,6 +19,7 @@ import type { TokenVerifier } from "../identity/verify.ts";
 import { canView } from "./decision.ts";
 import { APPROVAL_ERROR_HTTP_STATUS, ApprovalError } from "./errors.ts";
 import type { ApprovalPhase, ApprovalService } from "./types.ts";
+import { registerApprovalPages } from "./web.ts";
 
 export const APPROVALS_API_PREFIX = "/api/v1/approvals";
 const PHASES: readonly ApprovalPhase[] = ["Pending", "Approved", "Denied", "Expired", "Cancelled"];
@@ -30,6 +31,8 @@ export interface ApprovalRoutesOptions {
 	authenticate: (request: FastifyRequest) => Promise<Identity>;
 	/** Route prefix (default `/api/v1/approvals`). */
 	prefix?: string;
+	/** Also serve the approvals web page at /approvals and /approvals/:id (default true). */
+	pages?: boolean;
 }
 
 /** The bearer token of a request, or undefined. */
@@ -64,6 +67,7 @@ function toApprovalError(err: unknown): ApprovalError | undefined {
 export async function registerApprovalRoutes(app: FastifyInstance, options: ApprovalRoutesOptions): Promise<void> {
 	const prefix = (options.prefix ?? APPROVALS_API_PREFIX).replace(/\/+$/, "");
 	const { service } = options;
+	if (options.pages !== false) registerApprovalPages(app);
 
 	const identify = async (request: FastifyRequest): Promise<Identity> => {
 		try {
