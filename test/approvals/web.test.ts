@@ -59,7 +59,7 @@ test("approve from the page a notification links to", async () => {
 	assert.equal(await page.textContent("pre"), "DELETE FROM tickets WHERE note = '<img src=x onerror=alert(1)>'", "rendered as text");
 	assert.equal(await page.locator("img").count(), 0);
 	await page.click("button:text('Approve')");
-	await page.waitForFunction(() => document.getElementById("message")?.textContent?.includes("now Approved"));
+	await page.locator("#message", { hasText: "now Approved" }).waitFor();
 	assert.deepEqual(dialogs, [`Approve ${held.id}?`]);
 	const result = await waiting;
 	assert.equal(result.phase, "Approved");
@@ -77,7 +77,7 @@ test("the page shows the API's refusal (self-approval is not possible from the b
 	await page.click("#save");
 	await page.waitForSelector("pre");
 	await page.click("button:text('Approve')");
-	await page.waitForFunction(() => document.getElementById("message")?.textContent?.includes("HTTP 403"));
+	await page.locator("#message", { hasText: "HTTP 403" }).waitFor();
 	assert.match((await page.textContent("#message")) ?? "", /self-approval/);
 	assert.equal((await service.get(held.id))?.phase, "Pending");
 	await page.close();
