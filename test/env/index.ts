@@ -8,3 +8,4 @@ export { type GitServerHandle, type GitServerOptions, startGitServer } from "./g
 export { DEFAULT_OIDC_USERS, type IdTokenOptions, type OidcHandle, type OidcOptions, startOidc } from "./oidc.ts";
 export { ensureSshTestUser, SSH_TEST_USER, type SshdHandle, type SshdOptions, startSshd } from "./sshd.ts";
 export { type MinioHandle, type MinioOptions, startMinio } from "./minio.ts";
+export { KUBECTL, type KubeHandle, type KubeOptions, type KubeResponse, startKube } from "./kube.ts";
