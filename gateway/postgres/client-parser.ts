@@ -23,7 +23,8 @@ export class ClientParser {
 	private buf: Buffer = EMPTY;
 	private off = 0;
 	private phase: "startup" | "typed" = "startup";
-	private readonly maxMessageBytes: number;
+	/** Raised by the listener once the client is authenticated. */
+	maxMessageBytes: number;
 	private readonly maxStartupBytes: number;
 
 	constructor(opts: ClientParserOptions = {}) {

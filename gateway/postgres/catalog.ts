@@ -1,0 +1,144 @@
+/**
+ * The masking Catalog (gateway/policy/types.ts) over side queries on a gateway-owned upstream
+ * connection: pg_class, pg_namespace, pg_attribute and pg_get_viewdef. Results are cached per
+ * Connection and bundle version (`catalogCacheTtlMs`, default 60 s, so DDL is seen soon); unqualified
+ * names resolve with the session's search_path (tracked from `SET search_path`) via to_regclass.
+ */
+import type { Catalog, FunctionCatalog, RelationInfo } from "../policy/types.ts";
+import { SideConnection } from "./side-query.ts";
+import type { UpstreamTarget } from "./upstream.ts";
+
+const RELATION_SQL = `SELECT c.oid::text, n.nspname, c.relname, c.relkind::text,
+  CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END,
+  (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(a.attname, a.attnum) ORDER BY a.attnum)::text
+     FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE `;
+
+const KINDS: Record<string, RelationInfo["kind"]> = {
+	r: "table",
+	v: "view",
+	m: "matview",
+	f: "foreign",
+	p: "partitioned",
+};
+
+function toRelation(row: (string | null)[]): RelationInfo {
+	const cols = JSON.parse(row[5] ?? "[]") as [string, number][];
+	const info: RelationInfo = {
+		oid: Number(row[0]),
+		schema: row[1] ?? "",
+		name: row[2] ?? "",
+		kind: KINDS[row[3] ?? ""] ?? "other",
+		columns: (cols ?? []).map(([name, attnum]) => ({ name, attnum })),
+	};
+	if (row[4]) info.viewDefinition = row[4];
+	return Object.freeze(info);
+}
+
+interface CacheEntry {
+	at: number;
+	value: Promise<RelationInfo | undefined>;
+}
+
+/** Shared per (Connection, bundle version): side connection plus caches. */
+export class CatalogSource {
+	private side: Promise<SideConnection> | undefined;
+	private readonly byOid = new Map<number, CacheEntry>();
+	private readonly byName = new Map<string, CacheEntry>();
+	private readonly builtin = new Map<string, CacheEntry & { value: Promise<boolean> }>();
+	private idleTimer: NodeJS.Timeout | undefined;
+
+	constructor(
+		private readonly target: UpstreamTarget,
+		private readonly ttlMs = 60_000,
+	) {}
+
+	private async conn(): Promise<SideConnection> {
+		if (this.idleTimer) clearTimeout(this.idleTimer);
+		this.idleTimer = setTimeout(() => this.close(), 5 * 60_000);
+		this.idleTimer.unref();
+		if (this.side) {
+			const s = await this.side.catch(() => undefined);
+			if (s?.usable) return s;
+		}
+		this.side = SideConnection.open(this.target);
+		return this.side;
+	}
+
+	private cached<V>(map: Map<string | number, { at: number; value: Promise<V> }>, key: string | number, load: () => Promise<V>): Promise<V> {
+		const now = Date.now();
+		const hit = map.get(key);
+		if (hit && now - hit.at < this.ttlMs) return hit.value;
+		if (map.size > 10_000) map.clear();
+		const value = load();
+		map.set(key, { at: now, value });
+		value.catch(() => map.delete(key));
+		return value;
+	}
+
+	relationByOid(oid: number): Promise<RelationInfo | undefined> {
+		if (!Number.isInteger(oid) || oid <= 0) return Promise.resolve(undefined);
+		return this.cached(this.byOid as Map<string | number, CacheEntry>, oid, async () => {
+			const rows = await (await this.conn()).query(`${RELATION_SQL}c.oid = $1::oid`, [String(oid)]);
+			return rows[0] ? toRelation(rows[0]) : undefined;
+		});
+	}
+
+	relation(schema: string | undefined, name: string, searchPath: string): Promise<RelationInfo | undefined> {
+		const key = schema === undefined ? `${searchPath}\u0000\u0000${name}` : `${schema}\u0000${name}`;
+		return this.cached(this.byName as Map<string | number, CacheEntry>, key, async () => {
+			const side = await this.conn();
+			if (schema !== undefined) {
+				const rows = await side.query(`${RELATION_SQL}n.nspname = $1 AND c.relname = $2`, [schema, name]);
+				return rows[0] ? toRelation(rows[0]) : undefined;
+			}
+			const rows = await side.query(
+				`WITH p AS (SELECT pg_catalog.set_config('search_path', $1, false))
+				 ${RELATION_SQL}c.oid = (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($2)) FROM p)`,
+				[searchPath, name],
+			);
+			return rows[0] ? toRelation(rows[0]) : undefined;
+		});
+	}
+
+	isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {
+		const key = `${schema ?? ""}\u0000${name}`;
+		return this.cached(this.builtin as Map<string | number, { at: number; value: Promise<boolean> }>, key, async () => {
+			const side = await this.conn();
+			const rows = await side.query(
+				`SELECT bool_and(n.nspname = 'pg_catalog')::text FROM pg_catalog.pg_proc p
+				 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+				 WHERE p.proname = $1 AND ($2::text IS NULL OR n.nspname = $2)`,
+				[name, schema ?? null],
+			);
+			return rows[0]?.[0] === "true";
+		});
+	}
+
+	close(): void {
+		if (this.idleTimer) clearTimeout(this.idleTimer);
+		const s = this.side;
+		this.side = undefined;
+		s?.then((c) => c.close()).catch(() => undefined);
+	}
+}
+
+/** A session's view: the shared source plus the session's own search_path. */
+export class SessionCatalog implements Catalog, FunctionCatalog {
+	/** As `SET search_path` would take it; default matches PostgreSQL's. */
+	searchPath = '"$user", public';
+
+	constructor(private readonly source: CatalogSource) {}
+
+	relation(schema: string | undefined, name: string): Promise<RelationInfo | undefined> {
+		return this.source.relation(schema, name, this.searchPath);
+	}
+
+	relationByOid(oid: number): Promise<RelationInfo | undefined> {
+		return this.source.relationByOid(oid);
+	}
+
+	isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {
+		return this.source.isBuiltinFunction(schema, name);
+	}
+}

@@ -1,0 +1,518 @@
+/**
+ * The PostgreSQL listener: TLS for clients, the startup handshake as an explicit state machine,
+ * token-as-password authentication, grant lookup, the upstream connection with the gateway's own
+ * secret, then a relayed `Session`. See README.md for the sequence diagram.
+ */
+import { randomBytes, randomInt, randomUUID } from "node:crypto";
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { hostname } from "node:os";
+import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
+import type { ApprovalService } from "../approvals/types.ts";
+import type { BundleConnection, BundleGrant, Identity, PostgresAccess } from "../config/bundle.ts";
+import type { BundleStore, LoadedBundle } from "../config/store.ts";
+import { IdentityError } from "../identity/errors.ts";
+import { describeIdentity, findGrants, noGrantMessage, subjectMatches } from "../identity/grants.ts";
+import type { Recorder, SessionRecorder } from "../recording/events.ts";
+import { CatalogSource, SessionCatalog } from "./catalog.ts";
+import { ClientParser, DEFAULT_MAX_CLIENT_MESSAGE_BYTES, decodePasswordPayload } from "./client-parser.ts";
+import { isPgGatewayError, PgGatewayError } from "./errors.ts";
+import { defaultSqlPolicy, type SqlPolicyApi } from "./policy-adapter.ts";
+import type { ClientMessage } from "./protocol.ts";
+import { serverMessages } from "./serializer.ts";
+import { DEFAULT_MAX_SERVER_MESSAGE_BYTES } from "./server-parser.ts";
+import { errorFieldsOf, Session, type SessionLogger } from "./session.ts";
+import { cancelUpstream, connectUpstream, type UpstreamConnection, type UpstreamTarget } from "./upstream.ts";
+
+export interface PostgresListenerOptions {
+	/** The gateway's current config bundle (connections, grants, policies, credentials). */
+	store: BundleStore;
+	/** Server certificate for clients (PEM). Without it only `allowInsecure` connections work. */
+	tls?: { certPem: string | Buffer; keyPem: string | Buffer };
+	/** Accept a token over a connection without TLS (local development only). Default false. */
+	allowInsecure?: boolean;
+	recorder: Recorder;
+	approvals?: ApprovalService;
+	/** Policy binding (default: gateway/policy). */
+	policy?: SqlPolicyApi;
+	/** Name of this replica in recordings (default: host name). */
+	gatewayName?: string;
+	/** Largest client message, bytes (default 64 MiB). */
+	maxClientMessageBytes?: number;
+	/** Largest upstream message, bytes (default 256 MiB). */
+	maxServerMessageBytes?: number;
+	/** TCP accept → authenticated session, ms (default 30 000). */
+	startupTimeoutMs?: number;
+	/** Upstream connect + authentication, ms (default 10 000). */
+	upstreamConnectTimeoutMs?: number;
+	/** Approval wait when a rule sets no timeout, seconds (default 600). */
+	approvalTimeoutSec?: number;
+	/** Catalog cache entry lifetime, ms (default 60 000). */
+	catalogCacheTtlMs?: number;
+	log?: SessionLogger;
+}
+
+const noopLog: SessionLogger = { info: () => undefined, warn: () => undefined };
+
+type Phase = "startup" | "tls" | "password" | "authenticating" | "relay" | "closed";
+
+/** Parameters a client may pass to the upstream in its StartupMessage; everything else is dropped. */
+const FORWARDED_PARAMETERS = new Set([
+	"application_name",
+	"client_encoding",
+	"DateStyle",
+	"TimeZone",
+	"IntervalStyle",
+	"extra_float_digits",
+	"search_path",
+]);
+
+export class PostgresListener {
+	private readonly server: Server;
+	private readonly o: PostgresListenerOptions;
+	private readonly secureContext: SecureContext | undefined;
+	private readonly sessions = new Set<Session>();
+	private readonly cancelKeys = new Map<string, Session>();
+	private readonly sockets = new Set<Socket>();
+	private readonly catalogs = new Map<string, CatalogSource>();
+	private policy: SqlPolicyApi | undefined;
+	private closing = false;
+
+	constructor(options: PostgresListenerOptions) {
+		this.o = Object.freeze({ ...options });
+		this.secureContext = options.tls ? createSecureContext({ cert: options.tls.certPem, key: options.tls.keyPem }) : undefined;
+		this.server = createServer({ noDelay: true }, (s) => this.accept(s));
+		this.policy = options.policy;
+	}
+
+	/** Listen on `port` (0 = any free port). Resolves with the bound address. */
+	async listen(port: number, host = "127.0.0.1"): Promise<AddressInfo> {
+		this.policy ??= await defaultSqlPolicy();
+		await new Promise<void>((resolve, reject) => {
+			this.server.once("error", reject);
+			this.server.listen(port, host, () => {
+				this.server.off("error", reject);
+				resolve();
+			});
+		});
+		return this.server.address() as AddressInfo;
+	}
+
+	get address(): AddressInfo {
+		return this.server.address() as AddressInfo;
+	}
+
+	get sessionCount(): number {
+		return this.sessions.size;
+	}
+
+	/** Stop accepting, end every session with FATAL 57P01, close catalog connections. */
+	async close(): Promise<void> {
+		this.closing = true;
+		const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+		for (const s of [...this.sessions]) {
+			s.terminate("shutdown", "the Drawbridge gateway is shutting down", { reason: "shutdown" });
+		}
+		for (const s of this.sockets) s.destroy();
+		for (const c of this.catalogs.values()) c.close();
+		this.catalogs.clear();
+		await closed;
+	}
+
+	private accept(raw: Socket): void {
+		if (this.closing) {
+			raw.destroy();
+			return;
+		}
+		this.sockets.add(raw);
+		raw.on("close", () => this.sockets.delete(raw));
+		raw.on("error", () => raw.destroy());
+		const h = new Handshake(this, raw);
+		h.start();
+	}
+
+	// --- used by Handshake ---------------------------------------------------------------------
+
+	get options(): PostgresListenerOptions {
+		return this.o;
+	}
+
+	get tlsContext(): SecureContext | undefined {
+		return this.secureContext;
+	}
+
+	get sqlPolicy(): SqlPolicyApi {
+		if (!this.policy) throw new TypeError("listen() first");
+		return this.policy;
+	}
+
+	cancel(processId: number, secretKey: Buffer): void {
+		const s = this.cancelKeys.get(cancelKey(processId, secretKey));
+		if (!s) return;
+		const target = this.targets.get(s);
+		if (target) void cancelUpstream(target, s.upstreamProcessId, s.upstreamSecretKey);
+	}
+
+	private readonly targets = new WeakMap<Session, UpstreamTarget>();
+
+	register(session: Session, processId: number, secretKey: Buffer, target: UpstreamTarget): () => void {
+		const k = cancelKey(processId, secretKey);
+		this.sessions.add(session);
+		this.cancelKeys.set(k, session);
+		this.targets.set(session, target);
+		return () => {
+			this.sessions.delete(session);
+			this.cancelKeys.delete(k);
+		};
+	}
+
+	catalogFor(bundle: LoadedBundle, connection: BundleConnection, target: UpstreamTarget): CatalogSource {
+		const key = `${connection.name}\u0000${bundle.version}`;
+		let c = this.catalogs.get(key);
+		if (!c) {
+			for (const [k, old] of this.catalogs) {
+				if (k.startsWith(`${connection.name}\u0000`)) {
+					old.close();
+					this.catalogs.delete(k);
+				}
+			}
+			c = new CatalogSource({ ...target, parameters: { application_name: "drawbridge-catalog" } }, this.o.catalogCacheTtlMs);
+			this.catalogs.set(key, c);
+		}
+		return c;
+	}
+
+	newCancelKey(): { processId: number; secretKey: Buffer } {
+		for (;;) {
+			const processId = randomInt(1, 2 ** 31 - 1);
+			const secretKey = randomBytes(4);
+			if (!this.cancelKeys.has(cancelKey(processId, secretKey))) return { processId, secretKey };
+		}
+	}
+}
+
+function cancelKey(processId: number, secretKey: Buffer): string {
+	return `${processId}:${secretKey.toString("hex")}`;
+}
+
+/** One connection before it becomes a Session: SSL/GSS negotiation, startup, token, grant. */
+class Handshake {
+	private socket: Socket | TLSSocket;
+	private tls = false;
+	private parser: ClientParser;
+	private phase: Phase = "startup";
+	private startupParams: Record<string, string> = {};
+	private readonly timer: NodeJS.Timeout;
+	private readonly onData = (c: Buffer) => this.data(c);
+
+	constructor(
+		private readonly l: PostgresListener,
+		private readonly raw: Socket,
+	) {
+		this.socket = raw;
+		this.parser = this.newParser();
+		this.timer = setTimeout(
+			() => this.fatal(new PgGatewayError("protocol_violation", "startup timed out")),
+			l.options.startupTimeoutMs ?? 30_000,
+		);
+		this.timer.unref();
+	}
+
+	private newParser(): ClientParser {
+		return new ClientParser({ maxMessageBytes: Math.min(this.l.options.maxClientMessageBytes ?? DEFAULT_MAX_CLIENT_MESSAGE_BYTES, 1 << 20) });
+	}
+
+	start(): void {
+		this.raw.once("data", (first: Buffer) => {
+			// Direct TLS (libpq sslnegotiation=direct): a TLS ClientHello instead of SSLRequest.
+			if (first[0] === 0x16 && this.l.tlsContext) {
+				this.raw.pause();
+				this.raw.unshift(first);
+				this.upgrade();
+				return;
+			}
+			this.raw.on("data", this.onData);
+			this.data(first);
+		});
+	}
+
+	private upgrade(): void {
+		this.raw.off("data", this.onData);
+		const tls = new TLSSocket(this.raw, {
+			isServer: true,
+			secureContext: this.l.tlsContext!,
+			ALPNProtocols: ["postgresql"],
+		});
+		tls.on("error", () => this.close());
+		this.socket = tls;
+		this.tls = true;
+		this.parser = this.newParser();
+		this.phase = "startup";
+		tls.on("data", this.onData);
+		this.raw.resume();
+	}
+
+	private data(chunk: Buffer): void {
+		if (this.phase === "closed" || this.phase === "authenticating" || this.phase === "relay") {
+			if (this.phase === "authenticating") this.parser.push(chunk);
+			return;
+		}
+		this.parser.push(chunk);
+		try {
+			for (;;) {
+				// phase can change inside handle()
+				if ((this.phase as Phase) !== "startup" && (this.phase as Phase) !== "password") return;
+				const m = this.parser.next();
+				if (!m) return;
+				this.handle(m);
+			}
+		} catch (e) {
+			this.fatal(e);
+		}
+	}
+
+	private handle(m: ClientMessage): void {
+		switch (m.type) {
+			case "sslRequest":
+				if (this.phase !== "startup" || this.tls) {
+					throw new PgGatewayError("protocol_violation", "SSLRequest repeated: TLS is already negotiated");
+				}
+				if (!this.l.tlsContext) {
+					this.socket.write("N");
+					return;
+				}
+				if (this.parser.bufferedBytes > 0) {
+					// bytes sent before the handshake must never be read as if they came over TLS
+					throw new PgGatewayError("protocol_violation", "unencrypted data received after SSLRequest");
+				}
+				this.raw.write("S");
+				this.phase = "tls";
+				this.upgrade();
+				return;
+			case "gssEncRequest":
+				if (this.tls) throw new PgGatewayError("protocol_violation", "GSSENCRequest after TLS negotiation");
+				this.socket.write("N");
+				return;
+			case "cancelRequest":
+				this.l.cancel(m.processId, m.secretKey);
+				this.close();
+				return;
+			case "startup": {
+				if (m.parameters.replication && m.parameters.replication !== "false" && m.parameters.replication !== "off") {
+					throw new PgGatewayError("protocol_violation", "replication connections are not supported by the Drawbridge gateway");
+				}
+				this.startupParams = m.parameters;
+				if (!this.tls && !this.l.options.allowInsecure) {
+					throw new PgGatewayError(
+						"tls_required",
+						"the Drawbridge gateway accepts tokens only over TLS: connect with sslmode=require (or verify-full)",
+					);
+				}
+				this.phase = "password";
+				this.socket.write(serverMessages.authenticationCleartextPassword());
+				return;
+			}
+			case "password": {
+				if (this.phase !== "password") throw new PgGatewayError("protocol_violation", "password message before startup");
+				const token = decodePasswordPayload(m.payload);
+				this.phase = "authenticating";
+				this.authenticate(token).catch((e) => this.fatal(e));
+				return;
+			}
+			default:
+				throw new PgGatewayError("protocol_violation", `unexpected ${m.type} message before authentication`);
+		}
+	}
+
+	private async authenticate(token: string): Promise<void> {
+		const o = this.l.options;
+		const store = o.store;
+		const bundle = store.current;
+		const database = this.startupParams.database ?? this.startupParams.user ?? "";
+		let identity: Identity;
+		try {
+			identity = await bundle.verifier.verify(token);
+		} catch (e) {
+			if (e instanceof IdentityError) {
+				throw new PgGatewayError("invalid_token", `token rejected: ${e.message}`, { detail: `reason: ${e.code}` });
+			}
+			throw e;
+		}
+		const connection = bundle.connection(database);
+		if (connection?.type !== "postgres") {
+			throw new PgGatewayError(
+				"unknown_connection",
+				`no PostgreSQL connection named "${database}" on this gateway (the database name selects the Connection)`,
+			);
+		}
+		const lookup = findGrants(identity, connection.name, bundle.grantsFor(connection.name), store.now());
+		const grant = lookup.active[0];
+		if (!grant) throw new PgGatewayError("no_grant", noGrantMessage(identity, connection.name, lookup));
+		if (identity.tokenExpiresAt.getTime() <= store.now().getTime()) {
+			throw new PgGatewayError("invalid_token", `token expired at ${identity.tokenExpiresAt.toISOString()}`);
+		}
+		const access: PostgresAccess = grant.postgres?.access ?? "read-only";
+		const target = upstreamTarget(bundle, connection, grant, access, this.startupParams, o.upstreamConnectTimeoutMs, o.maxServerMessageBytes);
+
+		const policies = bundle.policiesFor(connection.name);
+		const exempt = policies.maskExempt.some((s) => subjectMatches(identity, s));
+		const maskingActive = policies.maskRules.length > 0 && !exempt;
+		const sessionId = randomUUID();
+		let recorder: SessionRecorder;
+		try {
+			recorder = await o.recorder.openSession({
+				sessionId,
+				protocol: "postgres",
+				connection: connection.name,
+				connectionNamespace: connection.namespace,
+				identity: {
+					issuer: identity.issuer,
+					subject: identity.subject,
+					username: identity.username,
+					groups: identity.groups,
+					...(identity.serviceAccount ? { serviceAccount: identity.serviceAccount } : {}),
+				},
+				grant: grant.key,
+				origin: grant.origin,
+				client: {
+					address: this.raw.remoteAddress ?? "",
+					...(this.raw.remotePort ? { port: this.raw.remotePort } : {}),
+					...(this.startupParams.application_name ? { application: this.startupParams.application_name } : {}),
+				},
+				target: {
+					database: target.database,
+					upstreamUser: target.user,
+					access,
+					...(this.startupParams.user ? { clientUser: this.startupParams.user } : {}),
+				},
+				startedAt: new Date().toISOString(),
+				gateway: o.gatewayName ?? hostname(),
+			});
+		} catch (e) {
+			throw new PgGatewayError("recording_unavailable", `session recording is unavailable, connection refused: ${(e as Error).message}`);
+		}
+		let upstream: UpstreamConnection;
+		try {
+			upstream = await connectUpstream(target);
+		} catch (e) {
+			await recorder.close({ reason: "error", message: (e as Error).message }).catch(() => undefined);
+			throw e;
+		}
+		if (this.phase === "closed" || this.socket.destroyed) {
+			upstream.socket.destroy();
+			await recorder.close({ reason: "client-closed" }).catch(() => undefined);
+			return;
+		}
+		clearTimeout(this.timer);
+		this.phase = "relay";
+		this.socket.off("data", this.onData);
+		this.socket.pause();
+
+		this.parser.maxMessageBytes = o.maxClientMessageBytes ?? DEFAULT_MAX_CLIENT_MESSAGE_BYTES;
+		const catalog = new SessionCatalog(this.l.catalogFor(bundle, connection, target));
+		if (target.parameters?.search_path) catalog.searchPath = target.parameters.search_path;
+		const keys = this.l.newCancelKey();
+		let unregister = () => {};
+		let unwatch = () => {};
+		const log = o.log ?? noopLog;
+		const session = new Session({
+			id: sessionId,
+			client: this.socket,
+			clientParser: this.parser,
+			upstream,
+			identity,
+			grant,
+			connection,
+			access,
+			policies,
+			maskingActive,
+			maskingKey: bundle.maskingKey,
+			catalog,
+			policy: this.l.sqlPolicy,
+			recorder,
+			approvals: o.approvals,
+			approvalTimeoutSec: o.approvalTimeoutSec ?? 600,
+			maxServerMessageBytes: o.maxServerMessageBytes ?? DEFAULT_MAX_SERVER_MESSAGE_BYTES,
+			log,
+			onClosed: () => {
+				unregister();
+				unwatch();
+			},
+		});
+		unregister = this.l.register(session, keys.processId, keys.secretKey, target);
+		unwatch = store.watchGrant(grant.key, (reason, g) => {
+			const message =
+				reason === "expired"
+					? `terminating connection: grant ${g.key} expired at ${g.expiresAt}`
+					: `terminating connection: grant ${g.key} was revoked (removed from the configuration)`;
+			session.terminate("grant_ended", message, { reason: reason === "expired" ? "grant-expired" : "grant-revoked", message });
+		});
+		// The token itself expiring does not end a session: the grant does (documented in README).
+		const hello: Buffer[] = [serverMessages.authenticationOk()];
+		for (const [k, v] of upstream.parameters) hello.push(serverMessages.parameterStatus(k, v));
+		hello.push(serverMessages.backendKeyData(keys.processId, keys.secretKey));
+		hello.push(serverMessages.readyForQuery(upstream.status));
+		this.socket.write(Buffer.concat(hello));
+		log.info(
+			{ session: sessionId, identity: describeIdentity(identity), grant: grant.key, connection: connection.name, access },
+			"postgres session started",
+		);
+		session.start();
+	}
+
+	private fatal(e: unknown): void {
+		if (this.phase === "closed") return;
+		const err = isPgGatewayError(e)
+			? e
+			: new PgGatewayError("upstream_unavailable", `gateway error: ${(e as Error)?.message ?? String(e)}`);
+		(this.l.options.log ?? noopLog).warn({ code: err.code, err: err.message }, "postgres connection refused");
+		if (!this.socket.destroyed) this.socket.end(serverMessages.error(errorFieldsOf(err)));
+		this.close();
+	}
+
+	private close(): void {
+		if (this.phase === "closed") return;
+		this.phase = "closed";
+		clearTimeout(this.timer);
+		this.socket.end();
+		setTimeout(() => this.socket.destroy(), 1000).unref();
+	}
+}
+
+function upstreamTarget(
+	bundle: LoadedBundle,
+	connection: BundleConnection,
+	grant: BundleGrant,
+	access: PostgresAccess,
+	params: Record<string, string>,
+	connectTimeoutMs: number | undefined,
+	maxMessageBytes: number | undefined,
+): UpstreamTarget {
+	const pgc = connection.postgres;
+	const credentialId = grant.postgres?.credentialRef ?? connection.credentialRef;
+	const credential = credentialId ? bundle.bundle.credentials[credentialId] : undefined;
+	if (credential?.type !== "password") {
+		throw new PgGatewayError("upstream_unavailable", `connection ${connection.name} has no PostgreSQL password credential in the bundle`);
+	}
+	const parameters: Record<string, string> = {};
+	for (const [k, v] of Object.entries(params)) if (FORWARDED_PARAMETERS.has(k)) parameters[k] = v;
+	parameters.application_name = `drawbridge${params.application_name ? `:${params.application_name}` : ""}`.slice(0, 63);
+	if (access === "read-only") parameters.options = "-c default_transaction_read_only=on";
+	return {
+		host: connection.host,
+		port: connection.port,
+		database: pgc?.database ?? connection.name,
+		user: credential.username,
+		password: credential.password,
+		sslmode: pgc?.sslmode ?? "verify-full",
+		...(pgc?.caPem ? { caPem: pgc.caPem } : {}),
+		...(pgc?.serverName ? { serverName: pgc.serverName } : {}),
+		parameters,
+		...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
+		...(maxMessageBytes !== undefined ? { maxMessageBytes } : {}),
+	};
+}
+
+/** Create a listener; call `listen(port)` and later `close()`. */
+export function startPostgresListener(options: PostgresListenerOptions): PostgresListener {
+	return new PostgresListener(options);
+}

@@ -1,0 +1,1179 @@
+/**
+ * One authenticated client session relayed to its upstream connection. Every client message is
+ * parsed and understood; every statement is classified before it is forwarded; every result set is
+ * masked as it streams (no buffering of whole results); backpressure is honoured both ways.
+ *
+ * Responses from the upstream arrive in the order of the messages we forwarded, so the session keeps
+ * a FIFO of "response units" (one per forwarded message that gets an answer). A unit tells the
+ * upstream pump what a RowDescription/DataRow/CommandComplete belongs to (statement, portal, mask
+ * plan) and whether an upstream error must be replaced by the gateway's own.
+ *
+ * Blocked statements: instead of answering ourselves (which would leave the upstream transaction
+ * healthy while the client believes it failed), we forward a statement that cannot parse in its
+ * place (`BLOCKED_SQL`); the upstream fails it exactly like a real error (aborting an open
+ * transaction block, discarding extended messages until Sync, reporting I/T/E in ReadyForQuery), and
+ * we replace that upstream ErrorResponse with ours (SQLSTATE 42501 naming the rule). The client's
+ * view and the server's state therefore never diverge.
+ */
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import type { ApprovalRequestRecord, ApprovalService } from "../approvals/types.ts";
+import type { BundleConnection, BundleGrant, Identity, MaskStrategy, PostgresAccess } from "../config/bundle.ts";
+import type { ConnectionPolicies } from "../config/store.ts";
+import type {
+	GuardrailVerdict,
+	MaskContext,
+	MaskPlan,
+	ResultField,
+	SqlAnalysis,
+	SqlStatementInfo,
+} from "../policy/types.ts";
+import type { Decision, RecordingEvent, SessionEnd, SessionRecorder } from "../recording/events.ts";
+import type { SessionCatalog } from "./catalog.ts";
+import type { ClientParser } from "./client-parser.ts";
+import { isPgGatewayError, PgGatewayError } from "./errors.ts";
+import type { SqlPolicyApi, SqlSessionState, TextDetector, ValueMasker } from "./policy-adapter.ts";
+import { type ClientMessage, type ErrorFields, type FieldDescription, ServerCode, type ServerFrame, type TxStatus } from "./protocol.ts";
+import { clientMessages, encodeDataRow, serverMessages } from "./serializer.ts";
+import {
+	decodeCommandComplete,
+	decodeDataRow,
+	decodeErrorFields,
+	decodeReadyForQuery,
+	decodeRowDescription,
+	decodeServerMessage,
+	ServerParser,
+} from "./server-parser.ts";
+import type { UpstreamConnection } from "./upstream.ts";
+
+/** Forwarded in place of a blocked statement: fails upstream at parse time, never executes anything. */
+export const BLOCKED_SQL = "DRAWBRIDGE_STATEMENT_BLOCKED";
+
+/** Types whose text and binary representations are both UTF-8 text. */
+const TEXT_TYPES = new Set([25, 1043, 1042, 19, 18, 705, 114, 142]);
+
+export interface SessionLogger {
+	info(fields: Record<string, unknown>, msg: string): void;
+	warn(fields: Record<string, unknown>, msg: string): void;
+}
+
+export interface SessionOptions {
+	id: string;
+	client: Socket | TLSSocket;
+	clientParser: ClientParser;
+	upstream: UpstreamConnection;
+	identity: Identity;
+	grant: BundleGrant;
+	connection: BundleConnection;
+	access: PostgresAccess;
+	policies: ConnectionPolicies;
+	/** False when the identity is exempt or no rule selects the connection. */
+	maskingActive: boolean;
+	maskingKey: Buffer;
+	catalog: SessionCatalog;
+	policy: SqlPolicyApi;
+	recorder: SessionRecorder;
+	approvals: ApprovalService | undefined;
+	/** Default approval timeout when the rule sets none, seconds. */
+	approvalTimeoutSec: number;
+	maxServerMessageBytes: number;
+	log: SessionLogger;
+	onClosed(session: Session): void;
+}
+
+interface StmtRef {
+	name: string;
+	sql: string;
+	analysis: SqlAnalysis;
+	/** The (single) statement of a Parse; undefined for an empty string. */
+	info: SqlStatementInfo | undefined;
+	decision: Decision;
+	rule: string | undefined;
+	approvalId: string | undefined;
+}
+
+interface ActivePlan {
+	/** Compiled masker per output column (sparse). */
+	maskers: (ValueMasker | undefined)[];
+	formats: (0 | 1)[];
+	typeOids: number[];
+	/** Columns whose values detectors scan (text format, or text-like types). */
+	scannable: boolean[];
+	detector: TextDetector | undefined;
+	scrubMessages: boolean;
+	maskedNames: string[];
+	any: boolean;
+}
+
+interface PortalRef {
+	name: string;
+	stmt: StmtRef | undefined;
+	params: (Buffer | null)[];
+	paramFormats: number[];
+	resultFormats: number[];
+	described: boolean;
+	/** undefined: not described yet; null: no rows / nothing to mask. */
+	plan: ActivePlan | null | undefined;
+}
+
+type Unit =
+	| {
+			k: "simple";
+			statements: SqlStatementInfo[];
+			idx: number;
+			plan: ActivePlan | null;
+			rows: number;
+			started: number;
+			decision: Decision;
+			rule: string | undefined;
+			approvalId: string | undefined;
+			substitute?: Buffer;
+	  }
+	| { k: "parse"; stmt: StmtRef; previous: StmtRef | undefined; substitute?: Buffer }
+	| { k: "bind"; portal: PortalRef }
+	| { k: "describe"; portal: PortalRef | undefined; swallow: boolean }
+	| { k: "execute"; portal: PortalRef; rows: number; started: number }
+	| { k: "close" }
+	| { k: "sync" }
+	| { k: "fn"; substitute?: Buffer };
+
+export class Session {
+	readonly id: string;
+	readonly identity: Identity;
+	readonly grant: BundleGrant;
+	readonly upstreamProcessId: number;
+	readonly upstreamSecretKey: Buffer;
+	private readonly o: SessionOptions;
+	private readonly client: Socket | TLSSocket;
+	private readonly up: Socket | TLSSocket;
+	private readonly cparser: ClientParser;
+	private readonly sparser: ServerParser;
+	private readonly sql: SqlSessionState;
+	private readonly units: Unit[] = [];
+	private unitHead = 0;
+	private readonly statements = new Map<string, StmtRef>();
+	private readonly portals = new Map<string, PortalRef>();
+	private discardUntilSync = false;
+	private status: TxStatus;
+	private closed = false;
+	private clientBusy = false;
+	private serverBusy = false;
+	private readonly abort = new AbortController();
+	private endReason: SessionEnd | undefined;
+	private readonly pendingApprovals = new Set<string>();
+
+	constructor(o: SessionOptions) {
+		this.o = o;
+		this.id = o.id;
+		this.identity = o.identity;
+		this.grant = o.grant;
+		this.client = o.client;
+		this.up = o.upstream.socket;
+		this.cparser = o.clientParser;
+		this.sparser = new ServerParser(o.maxServerMessageBytes);
+		this.sql = o.policy.newSessionState();
+		this.status = o.upstream.status;
+		this.upstreamProcessId = o.upstream.processId;
+		this.upstreamSecretKey = o.upstream.secretKey;
+	}
+
+	/** Start relaying. Bytes the client already sent after the password are in the parser. */
+	start(): void {
+		this.client.on("data", (c: Buffer) => {
+			this.cparser.push(c);
+			this.kickClient();
+		});
+		this.client.on("end", () => this.close({ reason: "client-closed" }));
+		this.client.on("close", () => this.close({ reason: "client-closed" }));
+		this.client.on("error", () => this.close({ reason: "client-closed" }));
+		this.up.on("data", (c: Buffer) => {
+			this.sparser.push(c);
+			this.kickServer();
+		});
+		this.up.on("close", () => this.close({ reason: "upstream-closed" }));
+		this.up.on("error", (e: Error) => {
+			this.o.log.warn({ session: this.id, err: e.message }, "upstream connection error");
+			this.close({ reason: "upstream-closed", message: e.message });
+		});
+		if (this.o.upstream.leftover.length > 0) this.sparser.push(this.o.upstream.leftover);
+		this.client.resume();
+		this.up.resume();
+		this.kickClient();
+		this.kickServer();
+	}
+
+	get transactionStatus(): TxStatus {
+		return this.status;
+	}
+
+	/** End the session with a FATAL the client can read (grant end, shutdown). */
+	terminate(code: "grant_ended" | "shutdown", message: string, end: SessionEnd): void {
+		if (this.closed) return;
+		const e = new PgGatewayError(code, message);
+		this.client.write(serverMessages.error(errorFieldsOf(e)));
+		this.close(end);
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// client → upstream
+
+	private kickClient(): void {
+		if (this.clientBusy || this.closed) return;
+		this.clientBusy = true;
+		const r = this.pumpClient();
+		if (r) {
+			r.catch((e) => this.fail(e)).finally(() => {
+				this.clientBusy = false;
+				if (!this.closed && this.cparser.bufferedBytes > 0) this.kickClient();
+			});
+		} else {
+			this.clientBusy = false;
+		}
+	}
+
+	/** Synchronous while possible; returns a promise only when a message had to wait (approval). */
+	private pumpClient(): Promise<void> | undefined {
+		this.up.cork();
+		try {
+			for (;;) {
+				if (this.closed) return undefined;
+				let m: ClientMessage | undefined;
+				try {
+					m = this.cparser.next();
+				} catch (e) {
+					this.fail(e);
+					return undefined;
+				}
+				if (!m) break;
+				const wait = this.onClientMessage(m);
+				if (wait) {
+					this.up.uncork();
+					this.client.pause();
+					return wait.then(() => {
+						if (!this.closed) this.client.resume();
+						const more = this.pumpClient();
+						return more;
+					});
+				}
+			}
+		} finally {
+			if (this.up.writableCorked) this.up.uncork();
+		}
+		if (this.up.writableNeedDrain) {
+			this.client.pause();
+			this.up.once("drain", () => {
+				if (!this.closed && !this.clientBusy) this.client.resume();
+			});
+		}
+		return undefined;
+	}
+
+	private toUpstream(b: Buffer): void {
+		this.up.write(b);
+	}
+
+	private push(u: Unit): void {
+		this.units.push(u);
+	}
+
+	private onClientMessage(m: ClientMessage): Promise<void> | undefined {
+		if (this.discardUntilSync && m.type !== "sync" && m.type !== "terminate") return undefined;
+		switch (m.type) {
+			case "query":
+				return this.onQuery(m.sql, m.raw);
+			case "parse":
+				return this.onParse(m);
+			case "bind": {
+				const portal: PortalRef = {
+					name: m.portal,
+					stmt: this.statements.get(m.statement),
+					params: m.params.map((p) => (p ? Buffer.from(p) : null)),
+					paramFormats: m.paramFormats,
+					resultFormats: m.resultFormats,
+					described: false,
+					plan: undefined,
+				};
+				this.portals.set(m.portal, portal);
+				this.push({ k: "bind", portal });
+				this.toUpstream(m.raw);
+				return undefined;
+			}
+			case "describe": {
+				let portal: PortalRef | undefined;
+				if (m.target === "P") {
+					portal = this.portals.get(m.name);
+					if (portal) portal.described = true;
+				}
+				this.push({ k: "describe", portal, swallow: false });
+				this.toUpstream(m.raw);
+				return undefined;
+			}
+			case "execute": {
+				const portal = this.portals.get(m.portal) ?? {
+					name: m.portal,
+					stmt: undefined,
+					params: [],
+					paramFormats: [],
+					resultFormats: [],
+					described: false,
+					plan: undefined,
+				};
+				if (this.o.maskingActive && !portal.described) {
+					// We must know the columns to mask DataRows: ask the upstream ourselves, answer swallowed.
+					portal.described = true;
+					this.push({ k: "describe", portal, swallow: true });
+					this.toUpstream(clientMessages.describe("P", m.portal));
+				}
+				this.push({ k: "execute", portal, rows: 0, started: performance.now() });
+				this.toUpstream(m.raw);
+				return undefined;
+			}
+			case "close":
+				if (m.target === "S") this.statements.delete(m.name);
+				else this.portals.delete(m.name);
+				this.push({ k: "close" });
+				this.toUpstream(m.raw);
+				return undefined;
+			case "sync":
+				this.discardUntilSync = false;
+				this.push({ k: "sync" });
+				this.toUpstream(m.raw);
+				return undefined;
+			case "flush":
+				this.toUpstream(m.raw);
+				return undefined;
+			case "copyData":
+			case "copyDone":
+			case "copyFail":
+				this.toUpstream(m.raw);
+				return undefined;
+			case "functionCall":
+				if (this.o.access !== "admin") {
+					const err = new PgGatewayError(
+						"statement_blocked",
+						`FunctionCall (fast-path function ${m.functionOid}) is blocked by rule "protocol:function-call": it bypasses statement classification; grant access "admin" is required`,
+					);
+					this.emit({
+						type: "statement",
+						sql: `<FunctionCall oid=${m.functionOid}>`,
+						statementKinds: ["FUNCTIONCALL"],
+						decision: "block",
+						rule: "protocol:function-call",
+						error: { code: err.sqlstate, message: err.message },
+					});
+					this.push({ k: "fn", substitute: serverMessages.error(errorFieldsOf(err)) });
+					this.toUpstream(clientMessages.query(BLOCKED_SQL));
+					return undefined;
+				}
+				this.push({ k: "fn" });
+				this.toUpstream(m.raw);
+				return undefined;
+			case "terminate":
+				this.toUpstream(m.raw);
+				this.close({ reason: "client-closed" });
+				return undefined;
+			default:
+				this.fail(new PgGatewayError("protocol_violation", `unexpected ${m.type} message during a session`));
+				return undefined;
+		}
+	}
+
+	private guard(analysis: SqlAnalysis): GuardrailVerdict {
+		return this.o.policy.evaluate({
+			analysis,
+			access: this.o.access,
+			rules: this.o.policies.guardrailRules,
+			grant: this.grant.key,
+		});
+	}
+
+	private onQuery(sql: string, raw: Buffer): Promise<void> | undefined {
+		const analysis = this.sql.resolve(this.o.policy.analyze(sql));
+		const verdict = this.guard(analysis);
+		const statements = analysis.ok ? analysis.statements : [];
+		const blocked = this.copyToBlock(analysis) ?? (verdict.action === "block" ? verdict : undefined);
+		if (blocked) {
+			this.blockSimple(sql, analysis, blocked);
+			return undefined;
+		}
+		const forward = (decision: Decision, approvalId?: string) => {
+			this.sql.record(analysis);
+			this.trackSearchPath(statements);
+			this.push({
+				k: "simple",
+				statements,
+				idx: 0,
+				plan: null,
+				rows: 0,
+				started: performance.now(),
+				decision,
+				rule: verdict.rule,
+				approvalId,
+			});
+			this.toUpstream(raw);
+		};
+		if (verdict.action === "requireApproval") {
+			return this.hold(sql, statements, verdict).then((r) => {
+				if (this.closed) return;
+				if (r.ok) forward("approved", r.id);
+				else this.blockSimple(sql, analysis, r.verdict, r.decision, r.id);
+			});
+		}
+		forward(verdict.action === "audit" ? "audit" : "allow");
+		return undefined;
+	}
+
+	private blockSimple(sql: string, analysis: SqlAnalysis, verdict: GuardrailVerdict, decision: Decision = "block", approvalId?: string): void {
+		const err = verdictError(verdict);
+		this.emit({
+			type: "statement",
+			sql: this.recordText(sql),
+			statementKinds: analysis.ok ? analysis.statements.flatMap((s) => s.kinds) : [],
+			decision,
+			...(verdict.rule ? { rule: verdict.rule } : {}),
+			...(approvalId ? { approvalId } : {}),
+			error: { code: err.sqlstate, message: err.message },
+		});
+		this.push({
+			k: "simple",
+			statements: [],
+			idx: 0,
+			plan: null,
+			rows: 0,
+			started: performance.now(),
+			decision,
+			rule: verdict.rule,
+			approvalId,
+			substitute: serverMessages.error(errorFieldsOf(err)),
+		});
+		this.toUpstream(clientMessages.query(BLOCKED_SQL));
+	}
+
+	private onParse(m: Extract<ClientMessage, { type: "parse" }>): Promise<void> | undefined {
+		const analysis = this.sql.resolve(this.o.policy.analyze(m.sql));
+		const verdict = this.guard(analysis);
+		const blocked = this.copyToBlock(analysis) ?? (verdict.action === "block" ? verdict : undefined);
+		const info = analysis.ok ? analysis.statements[0] : undefined;
+		const stmt: StmtRef = {
+			name: m.name,
+			sql: m.sql,
+			analysis,
+			info,
+			decision: verdict.action === "audit" ? "audit" : "allow",
+			rule: verdict.rule,
+			approvalId: undefined,
+		};
+		const block = (v: GuardrailVerdict, decision: Decision = "block", approvalId?: string) => {
+			const err = verdictError(v);
+			this.emit({
+				type: "statement",
+				sql: this.recordText(m.sql),
+				statementKinds: info?.kinds ?? [],
+				decision,
+				...(v.rule ? { rule: v.rule } : {}),
+				...(approvalId ? { approvalId } : {}),
+				error: { code: err.sqlstate, message: err.message },
+			});
+			this.push({ k: "parse", stmt, previous: undefined, substitute: serverMessages.error(errorFieldsOf(err)) });
+			this.toUpstream(clientMessages.parse(m.name, BLOCKED_SQL));
+			// As PostgreSQL does after an error in extended query mode: skip to Sync.
+			this.discardUntilSync = true;
+		};
+		if (blocked) {
+			block(blocked);
+			return undefined;
+		}
+		const forward = () => {
+			this.sql.record(analysis);
+			if (analysis.ok) this.trackSearchPath(analysis.statements);
+			const previous = this.statements.get(m.name);
+			this.statements.set(m.name, stmt);
+			this.push({ k: "parse", stmt, previous });
+			this.toUpstream(m.raw);
+		};
+		if (verdict.action === "requireApproval") {
+			return this.hold(m.sql, analysis.ok ? analysis.statements : [], verdict).then((r) => {
+				if (this.closed) return;
+				if (r.ok) {
+					stmt.decision = "approved";
+					stmt.approvalId = r.id;
+					forward();
+				} else block(r.verdict, r.decision, r.id);
+			});
+		}
+		forward();
+		return undefined;
+	}
+
+	/** COPY ... TO STDOUT of data a mask rule covers is refused: COPY rows cannot be masked per column here. */
+	private copyToBlock(analysis: SqlAnalysis): GuardrailVerdict | undefined {
+		if (!this.o.maskingActive || !analysis.ok) return undefined;
+		for (const s of analysis.statements) {
+			if (s.kind === "COPY" && s.readOnly) {
+				return {
+					action: "block",
+					rule: "masking:copy-out",
+					sqlstate: "42501",
+					message:
+						"COPY ... TO STDOUT is blocked on this connection because a masking policy applies; use SELECT, whose results are masked",
+				};
+			}
+		}
+		return undefined;
+	}
+
+	private trackSearchPath(statements: readonly SqlStatementInfo[]): void {
+		for (const s of statements) {
+			if (s.kind !== "SET" && s.kind !== "RESET") continue;
+			const v = searchPathOf(s.text);
+			if (v !== undefined) this.o.catalog.searchPath = v;
+		}
+	}
+
+	/** Hold a statement for approval. Resolves with the outcome; client disconnect cancels. */
+	private async hold(
+		sql: string,
+		statements: SqlStatementInfo[],
+		verdict: GuardrailVerdict,
+	): Promise<{ ok: true; id: string } | { ok: false; verdict: GuardrailVerdict; decision: Decision; id?: string }> {
+		const rule = verdict.rule ?? "guardrail";
+		const approvals = this.o.approvals;
+		if (!approvals) {
+			return {
+				ok: false,
+				decision: "denied",
+				verdict: { ...verdict, action: "block", message: `${verdict.message ?? "statement requires approval"}; no approval service is configured on this gateway` },
+			};
+		}
+		const timeoutSeconds = verdict.approval?.timeoutSeconds ?? this.o.approvalTimeoutSec;
+		let record: ApprovalRequestRecord;
+		try {
+			record = await approvals.request({
+				sessionId: this.id,
+				protocol: "postgres",
+				connection: this.o.connection.name,
+				grant: this.grant.key,
+				requester: pickIdentity(this.identity),
+				command: this.recordText(sql),
+				rule,
+				approvers: verdict.approval?.approvers ?? this.grant.approvers.subjects,
+				minApprovals: verdict.approval?.minApprovals ?? this.grant.approvers.minApprovals,
+				timeoutSeconds,
+				...(verdict.approval?.reuseWindowSeconds !== undefined ? { reuseWindowSeconds: verdict.approval.reuseWindowSeconds } : {}),
+			});
+		} catch (e) {
+			return {
+				ok: false,
+				decision: "denied",
+				verdict: { ...verdict, action: "block", message: `approval request failed: ${(e as Error).message}` },
+			};
+		}
+		this.emit({ type: "approval", approvalId: record.id, phase: record.phase, rule, command: this.recordText(sql) });
+		if (record.phase !== "Approved") {
+			const approvers = (verdict.approval?.approvers ?? this.grant.approvers.subjects).map(describeSubject).join(", ");
+			if (!this.closed) {
+				this.client.write(
+					serverMessages.notice({
+						S: "NOTICE",
+						V: "NOTICE",
+						C: "01000",
+						M: `approval ${record.id} pending: ${statements[0]?.kind ?? "statement"} requires approval by guardrail rule "${rule}"`,
+						D: `approvers: ${approvers || "(grant approvers)"}; needed: ${record.minApprovals}; expires at ${record.expiresAt}`,
+						H: record.approveHint,
+					}),
+				);
+			}
+			this.pendingApprovals.add(record.id);
+			try {
+				record = await waitWithTimeout(approvals, record.id, this.abort.signal, timeoutSeconds * 1000 + 1000);
+			} catch (e) {
+				return {
+					ok: false,
+					decision: "expired",
+					id: record.id,
+					verdict: { ...verdict, action: "block", message: `approval ${record.id} was not decided: ${(e as Error).message}` },
+				};
+			} finally {
+				this.pendingApprovals.delete(record.id);
+			}
+			this.emit({
+				type: "approval",
+				approvalId: record.id,
+				phase: record.phase,
+				rule,
+				command: this.recordText(sql),
+				decidedBy: record.decisions.map((d) => d.by),
+			});
+		}
+		if (record.phase === "Approved") return { ok: true, id: record.id };
+		const decision: Decision = record.phase === "Denied" ? "denied" : "expired";
+		return {
+			ok: false,
+			decision,
+			id: record.id,
+			verdict: {
+				...verdict,
+				action: "block",
+				message: `approval ${record.id} ${record.phase === "Denied" ? "was denied" : `ended ${record.phase.toLowerCase()}`}: statement not run (guardrail rule "${rule}")`,
+			},
+		};
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// upstream → client
+
+	private kickServer(): void {
+		if (this.serverBusy || this.closed) return;
+		this.serverBusy = true;
+		const r = this.pumpServer();
+		if (r) {
+			this.up.pause();
+			r.catch((e) => this.fail(e)).finally(() => {
+				this.serverBusy = false;
+				if (this.closed) return;
+				if (!this.client.writableNeedDrain) this.up.resume();
+				this.kickServer();
+			});
+		} else {
+			this.serverBusy = false;
+		}
+	}
+
+	private pumpServer(): Promise<void> | undefined {
+		this.client.cork();
+		try {
+			for (;;) {
+				if (this.closed) return undefined;
+				const f = this.sparser.next();
+				if (!f) break;
+				const wait = this.onServerFrame(f);
+				if (wait) {
+					// The frame is a view into the parser buffer: it is safe, the parser keeps it until next().
+					return wait.then(() => {
+						if (this.client.writableCorked) this.client.uncork();
+						return this.pumpServer();
+					});
+				}
+			}
+		} catch (e) {
+			this.fail(e);
+			return undefined;
+		} finally {
+			if (this.client.writableCorked) this.client.uncork();
+		}
+		if (this.client.writableNeedDrain) {
+			this.up.pause();
+			this.client.once("drain", () => {
+				if (!this.closed && !this.serverBusy) this.up.resume();
+			});
+		}
+		return undefined;
+	}
+
+	private head(): Unit | undefined {
+		return this.units[this.unitHead];
+	}
+
+	private pop(): void {
+		this.units[this.unitHead] = undefined as unknown as Unit;
+		this.unitHead++;
+		if (this.unitHead > 1024 && this.unitHead * 2 > this.units.length) {
+			this.units.splice(0, this.unitHead);
+			this.unitHead = 0;
+		}
+	}
+
+	private desync(what: string): never {
+		throw new PgGatewayError("upstream_protocol", `gateway lost track of the protocol: unexpected ${what}`);
+	}
+
+	private send(b: Buffer): void {
+		this.client.write(b);
+	}
+
+	private onServerFrame(f: ServerFrame): Promise<void> | undefined {
+		const u = this.head();
+		switch (f.code) {
+			case ServerCode.DataRow: {
+				const plan = u?.k === "simple" ? u.plan : u?.k === "execute" ? u.portal.plan : this.desync("DataRow");
+				if (u?.k === "simple" || u?.k === "execute") u.rows++;
+				this.send(plan?.any ? this.maskRow(f, plan) : f.raw);
+				return undefined;
+			}
+			case ServerCode.RowDescription: {
+				if (u?.k === "simple" && !this.o.maskingActive) {
+					this.send(f.raw);
+					return undefined;
+				}
+				if (u?.k === "simple") {
+					const raw = Buffer.from(f.raw);
+					return this.planFor(u.statements[u.idx], decodeRowDescription(f)).then((plan) => {
+						u.plan = plan;
+						this.send(raw);
+					});
+				}
+				if (u?.k === "describe") {
+					const portal = u.portal;
+					if (!portal || !this.o.maskingActive) {
+						if (portal) portal.plan = null;
+						// Statement Describe: types only, no data. Passed as is.
+						this.pop();
+						this.send(f.raw);
+						return undefined;
+					}
+					const fields = decodeRowDescription(f);
+					const raw = Buffer.from(f.raw);
+					return this.planFor(portal.stmt?.info, fields).then((plan) => {
+						portal.plan = plan;
+						this.pop();
+						if (!u.swallow) this.send(raw);
+					});
+				}
+				return this.desync("RowDescription");
+			}
+			case ServerCode.CommandComplete: {
+				if (u?.k === "simple") {
+					this.recordDone(u.statements[u.idx], u, decodeCommandComplete(f), u.plan);
+					u.idx++;
+					u.plan = null;
+					u.rows = 0;
+					u.started = performance.now();
+				} else if (u?.k === "execute") {
+					const stmt = u.portal.stmt;
+					this.recordExecute(u, decodeCommandComplete(f));
+					if (stmt?.info) this.trackSearchPath([stmt.info]);
+					this.pop();
+				} else this.desync("CommandComplete");
+				this.send(f.raw);
+				return undefined;
+			}
+			case ServerCode.EmptyQueryResponse:
+				if (u?.k === "simple") u.idx++;
+				else if (u?.k === "execute") this.pop();
+				else this.desync("EmptyQueryResponse");
+				this.send(f.raw);
+				return undefined;
+			case ServerCode.PortalSuspended:
+				if (u?.k !== "execute") this.desync("PortalSuspended");
+				this.recordExecute(u, "SUSPENDED");
+				this.pop();
+				this.send(f.raw);
+				return undefined;
+			case ServerCode.ParseComplete:
+				if (u?.k !== "parse") this.desync("ParseComplete");
+				this.pop();
+				this.send(f.raw);
+				return undefined;
+			case ServerCode.BindComplete:
+				if (u?.k !== "bind") this.desync("BindComplete");
+				this.pop();
+				this.send(f.raw);
+				return undefined;
+			case ServerCode.CloseComplete:
+				if (u?.k !== "close") this.desync("CloseComplete");
+				this.pop();
+				this.send(f.raw);
+				return undefined;
+			case ServerCode.NoData:
+				if (u?.k !== "describe") this.desync("NoData");
+				if (u.portal) u.portal.plan = null;
+				this.pop();
+				if (!u.swallow) this.send(f.raw);
+				return undefined;
+			case ServerCode.ParameterDescription:
+				if (u?.k !== "describe") this.desync("ParameterDescription");
+				if (!u.swallow) this.send(f.raw);
+				return undefined;
+			case ServerCode.ReadyForQuery: {
+				this.status = decodeReadyForQuery(f);
+				if (u?.k === "simple" || u?.k === "sync" || u?.k === "fn") this.pop();
+				else this.desync("ReadyForQuery");
+				this.send(f.raw);
+				return undefined;
+			}
+			case ServerCode.ErrorResponse:
+				this.onUpstreamError(f, u);
+				return undefined;
+			case ServerCode.NoticeResponse:
+				this.send(this.scrub(f, u));
+				return undefined;
+			case ServerCode.NotificationResponse:
+				this.send(this.scrubNotification(f));
+				return undefined;
+			case ServerCode.FunctionCallResponse:
+				if (u?.k !== "fn") this.desync("FunctionCallResponse");
+				this.send(f.raw);
+				return undefined;
+			case ServerCode.CopyInResponse:
+			case ServerCode.CopyOutResponse:
+			case ServerCode.CopyBothResponse:
+			case ServerCode.CopyData:
+			case ServerCode.CopyDone:
+			case ServerCode.ParameterStatus:
+				this.send(f.raw);
+				return undefined;
+			case ServerCode.BackendKeyData:
+			case ServerCode.Authentication:
+				return this.desync("authentication message after startup");
+			default:
+				this.send(f.raw);
+				return undefined;
+		}
+	}
+
+	private onUpstreamError(f: ServerFrame, u: Unit | undefined): void {
+		const fields = decodeErrorFields(f);
+		if (fields.S === "FATAL" || fields.V === "FATAL" || fields.S === "PANIC") {
+			this.send(f.raw);
+			this.close({ reason: "upstream-closed", message: fields.M ?? "upstream FATAL" });
+			return;
+		}
+		if (u && "substitute" in u && u.substitute) {
+			this.send(u.substitute);
+			// consumed: a later error of this unit (none expected) would be relayed
+			u.substitute = undefined;
+			if (u.k === "parse") this.pop();
+			// "simple" and "fn" units end at ReadyForQuery
+			if (u.k === "parse") this.skipToSync();
+			return;
+		}
+		const error = { code: fields.C ?? "XX000", message: this.scrubText(fields.M ?? "", true) };
+		if (u?.k === "simple") {
+			const s = u.statements[u.idx];
+			if (s) {
+				this.emit({
+					type: "statement",
+					sql: this.recordText(s.text),
+					statementKinds: s.kinds,
+					decision: u.decision,
+					...(u.rule ? { rule: u.rule } : {}),
+					...(u.approvalId ? { approvalId: u.approvalId } : {}),
+					durationMs: round(performance.now() - u.started),
+					error,
+				});
+			}
+			this.send(this.scrub(f, u));
+			return;
+		}
+		if (u?.k === "fn") {
+			this.send(this.scrub(f, u));
+			return;
+		}
+		if (u?.k === "execute") this.recordExecute(u, undefined, error);
+		if (u?.k === "parse" && this.statements.get(u.stmt.name) === u.stmt) {
+			// the upstream did not create it: restore what it still has under that name
+			if (u.previous) this.statements.set(u.stmt.name, u.previous);
+			else this.statements.delete(u.stmt.name);
+		}
+		this.send(this.scrub(f, u));
+		// Extended protocol: the server skips to Sync; so do our expectations.
+		if (u && u.k !== "sync") this.skipToSync();
+	}
+
+	/** Drop expected responses up to (not including) the next Sync/simple unit. */
+	private skipToSync(): void {
+		for (;;) {
+			const u = this.head();
+			if (!u || u.k === "sync" || u.k === "simple" || u.k === "fn") return;
+			if (u.k === "parse" && this.statements.get(u.stmt.name) === u.stmt) {
+				if (u.previous) this.statements.set(u.stmt.name, u.previous);
+				else this.statements.delete(u.stmt.name);
+			}
+			this.pop();
+		}
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// masking
+
+	private maskContext(): MaskContext {
+		return {
+			rules: this.o.policies.maskRules,
+			catalog: this.o.catalog,
+			identity: this.identity,
+			grant: this.grant,
+			maskingKey: this.o.maskingKey,
+		};
+	}
+
+	/** Plan masks for a result set from its RowDescription and the statement's parse tree. */
+	private async planFor(statement: SqlStatementInfo | undefined, fields: FieldDescription[]): Promise<ActivePlan | null> {
+		if (!this.o.maskingActive) return null;
+		const resultFields: ResultField[] = fields.map((f) => ({
+			name: f.name,
+			tableOid: f.tableOid,
+			columnAttr: f.columnAttr,
+			typeOid: f.typeOid,
+			format: f.format,
+		}));
+		// Unknown statement (a portal we never saw parsed): an unparseable analysis makes the policy mask by origin and fail closed.
+		const analysis: SqlAnalysis = statement
+			? { ok: true, statements: [statement] }
+			: { ok: false, error: "statement unknown to the gateway" };
+		const plan: MaskPlan = await this.o.policy.planMasks(analysis, resultFields, this.maskContext());
+		if (plan.block) throw new PgGatewayError("statement_blocked", plan.block.message, { detail: `Drawbridge rule: ${plan.block.rule}` });
+		const maskers: (ValueMasker | undefined)[] = new Array(fields.length).fill(undefined);
+		for (const c of plan.columns) {
+			if (c.index >= 0 && c.index < fields.length) maskers[c.index] = this.masker(c.strategy);
+		}
+		const detector = plan.detectors.length > 0 ? this.o.policy.compileDetectorRules(plan.detectors, this.o.maskingKey) : undefined;
+		return {
+			maskers,
+			formats: fields.map((f) => f.format),
+			typeOids: fields.map((f) => f.typeOid),
+			scannable: fields.map((f) => f.format === 0 || TEXT_TYPES.has(f.typeOid)),
+			detector,
+			scrubMessages: plan.scrubMessages,
+			maskedNames: plan.columns.map((c) => (c.sources.length > 0 ? c.sources.join("+") : (fields[c.index]?.name ?? `#${c.index}`))),
+			any: plan.columns.length > 0 || detector !== undefined,
+		};
+	}
+
+	private readonly maskers = new WeakMap<MaskStrategy, ValueMasker>();
+
+	private masker(strategy: MaskStrategy): ValueMasker {
+		let m = this.maskers.get(strategy);
+		if (!m) this.maskers.set(strategy, (m = this.o.policy.compileValueMasker(strategy, this.o.maskingKey)));
+		return m;
+	}
+
+	private maskRow(f: ServerFrame, plan: ActivePlan): Buffer {
+		const values = decodeDataRow(f);
+		let changed = false;
+		for (let i = 0; i < values.length; i++) {
+			const v = values[i];
+			if (v === null || v === undefined) continue;
+			const masker = plan.maskers[i];
+			if (masker) {
+				values[i] = masker(v, plan.formats[i] ?? 0, plan.typeOids[i] ?? 0);
+				changed = true;
+			} else if (plan.detector && plan.scannable[i]) {
+				const d = plan.detector(v.toString("utf8"));
+				if (d !== undefined) {
+					// Keep the value valid for its type: text-like types get the masked text, others NULL.
+					const oid = plan.typeOids[i] ?? 0;
+					values[i] = TEXT_TYPES.has(oid) || oid >= 16384 ? Buffer.from(d, "utf8") : null;
+					changed = true;
+				}
+			}
+		}
+		return changed ? encodeDataRow(values) : f.raw;
+	}
+
+	private recordDetector: TextDetector | undefined | null = null;
+
+	/** Text for recordings and approvals: content detectors applied, so recordings hold no more than the agent saw. */
+	private recordText(text: string): string {
+		if (!this.o.maskingActive) return text;
+		if (this.recordDetector === null) {
+			this.recordDetector = this.o.policy.compileDetectorRules(this.o.policies.maskRules, this.o.maskingKey);
+		}
+		return this.recordDetector?.(text) ?? text;
+	}
+
+	private scrubText(text: string, values: boolean): string {
+		if (!this.o.maskingActive) return text;
+		let out = this.recordText(text);
+		if (values) out = out.replace(/"[^"]*"/g, '"***"').replace(/\([^()]*\)=\([^()]*\)/g, "(***)=(***)");
+		return out;
+	}
+
+	/** Errors and notices can carry table data (failed casts, unique violations, RAISE). */
+	private scrub(f: ServerFrame, u: Unit | undefined): Buffer {
+		if (!this.o.maskingActive) return f.raw;
+		const fields = decodeErrorFields(f);
+		const code = fields.C ?? "";
+		const plan = u?.k === "simple" ? u.plan : u?.k === "execute" ? u.portal.plan : null;
+		const dataClass = /^(22|23|P0|00|01|02)/.test(code) || plan?.scrubMessages === true;
+		if (!dataClass) return f.raw;
+		const out: ErrorFields = { ...fields };
+		if (out.M !== undefined) out.M = this.scrubText(out.M, true);
+		for (const k of ["D", "W", "q", "p"]) delete out[k];
+		if (fields.D !== undefined) out.D = "detail hidden by Drawbridge masking policy";
+		return f.code === ServerCode.ErrorResponse ? serverMessages.error(out) : serverMessages.notice(out);
+	}
+
+	private scrubNotification(f: ServerFrame): Buffer {
+		if (!this.o.maskingActive) return f.raw;
+		const m = decodeServerMessage(f);
+		if (m.type !== "notificationResponse") return f.raw;
+		const payload = this.recordText(m.payload);
+		return payload === m.payload ? f.raw : serverMessages.notification(m.processId, m.channel, payload);
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// recording
+
+	private emit(e: RecordingEvent): void {
+		try {
+			this.o.recorder.emit(e);
+		} catch {
+			// emit never blocks forwarding
+		}
+	}
+
+	private recordDone(
+		s: SqlStatementInfo | undefined,
+		u: Extract<Unit, { k: "simple" }>,
+		tag: string,
+		plan: ActivePlan | null,
+	): void {
+		if (!s) return;
+		this.emit({
+			type: "statement",
+			sql: this.recordText(s.text),
+			statementKinds: s.kinds,
+			decision: u.decision,
+			...(u.rule ? { rule: u.rule } : {}),
+			...(u.approvalId ? { approvalId: u.approvalId } : {}),
+			durationMs: round(performance.now() - u.started),
+			rows: rowsOf(tag, u.rows),
+			commandTag: tag,
+			...(plan && plan.maskedNames.length > 0 ? { maskedColumns: plan.maskedNames } : {}),
+		});
+	}
+
+	private recordExecute(u: Extract<Unit, { k: "execute" }>, tag: string | undefined, error?: { code: string; message: string }): void {
+		const stmt = u.portal.stmt;
+		const params = u.portal.params.map((p, i) => {
+			if (p === null) return null;
+			const fmt = u.portal.paramFormats.length === 1 ? u.portal.paramFormats[0] : u.portal.paramFormats[i];
+			return fmt === 1 ? `<binary ${p.length} bytes>` : this.recordText(p.toString("utf8"));
+		});
+		const plan = u.portal.plan;
+		this.emit({
+			type: "statement",
+			sql: this.recordText(stmt?.sql ?? `<unknown portal "${u.portal.name}">`),
+			...(params.length > 0 ? { params } : {}),
+			statementKinds: stmt?.info?.kinds ?? [],
+			decision: stmt?.decision ?? "allow",
+			...(stmt?.rule ? { rule: stmt.rule } : {}),
+			...(stmt?.approvalId ? { approvalId: stmt.approvalId } : {}),
+			durationMs: round(performance.now() - u.started),
+			rows: tag ? rowsOf(tag, u.rows) : u.rows,
+			...(tag ? { commandTag: tag } : {}),
+			...(error ? { error } : {}),
+			...(plan && plan.maskedNames.length > 0 ? { maskedColumns: plan.maskedNames } : {}),
+		});
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// end
+
+	private fail(e: unknown): void {
+		if (this.closed) return;
+		if (isPgGatewayError(e)) {
+			this.o.log.warn({ session: this.id, code: e.code, err: e.message }, "session error");
+			this.client.write(serverMessages.error(errorFieldsOf(e)));
+			this.close({ reason: "error", message: e.message });
+		} else {
+			this.o.log.warn({ session: this.id, err: (e as Error)?.stack ?? String(e) }, "session internal error");
+			this.client.write(
+				serverMessages.error({ S: "FATAL", V: "FATAL", C: "XX000", M: "internal error in the Drawbridge gateway; the session was closed" }),
+			);
+			this.close({ reason: "error", message: (e as Error)?.message ?? String(e) });
+		}
+	}
+
+	close(end: SessionEnd): void {
+		if (this.closed) return;
+		this.closed = true;
+		this.endReason = end;
+		this.abort.abort();
+		if (!this.up.destroyed) this.up.end(clientMessages.terminate());
+		this.client.end();
+		setTimeout(() => {
+			this.up.destroy();
+			this.client.destroy();
+		}, 1000).unref();
+		this.o.recorder.close(end).catch(() => undefined);
+		this.o.onClosed(this);
+	}
+
+	get ended(): SessionEnd | undefined {
+		return this.endReason;
+	}
+}
+
+// -------------------------------------------------------------------------------------------------
+
+export function errorFieldsOf(e: PgGatewayError): ErrorFields {
+	const f: ErrorFields = { S: e.severity, V: e.severity, C: e.sqlstate, M: e.message };
+	if (e.detail) f.D = e.detail;
+	if (e.hint) f.H = e.hint;
+	return f;
+}
+
+function verdictError(v: GuardrailVerdict): PgGatewayError {
+	const sqlstate = v.sqlstate ?? "42501";
+	const code = sqlstate === "42601" ? "statement_unparseable" : "statement_blocked";
+	const message = v.message ?? `statement blocked by guardrail rule "${v.rule ?? "unknown"}"`;
+	return new PgGatewayError(code, message, {
+		sqlstate,
+		...(v.rule ? { detail: `Drawbridge rule: ${v.rule}` } : {}),
+	});
+}
+
+function rowsOf(tag: string, counted: number): number {
+	const n = Number(tag.slice(tag.lastIndexOf(" ") + 1));
+	return Number.isFinite(n) && /\d$/.test(tag) ? n : counted;
+}
+
+function round(ms: number): number {
+	return Math.round(ms * 1000) / 1000;
+}
+
+function pickIdentity(i: Identity): Pick<Identity, "issuer" | "subject" | "username" | "groups" | "serviceAccount"> {
+	return {
+		issuer: i.issuer,
+		subject: i.subject,
+		username: i.username,
+		groups: i.groups,
+		...(i.serviceAccount ? { serviceAccount: i.serviceAccount } : {}),
+	};
+}
+
+function describeSubject(s: import("../config/bundle.ts").SubjectMatcher): string {
+	switch (s.kind) {
+		case "User":
+			return `user:${s.name}`;
+		case "Group":
+			return `group:${s.name}`;
+		case "ServiceAccount":
+			return `serviceaccount:${s.namespace}/${s.name}`;
+		case "Claims":
+			return `claims(${Object.entries(s.claims)
+				.map(([k, v]) => `${k}=${v}`)
+				.join(",")})`;
+	}
+}
+
+async function waitWithTimeout(
+	approvals: ApprovalService,
+	id: string,
+	signal: AbortSignal,
+	timeoutMs: number,
+): Promise<ApprovalRequestRecord> {
+	const ctl = new AbortController();
+	const onAbort = () => ctl.abort(signal.reason);
+	signal.addEventListener("abort", onAbort, { once: true });
+	const timer = setTimeout(() => ctl.abort(new Error("timed out")), timeoutMs);
+	try {
+		return await approvals.waitForDecision(id, ctl.signal);
+	} finally {
+		clearTimeout(timer);
+		signal.removeEventListener("abort", onAbort);
+	}
+}
+
+/**
+ * `SET search_path TO a, b` / `SET search_path = ...` / `RESET search_path` as the catalog needs
+ * it. The statement was already classified from the parse tree; this reads only its own text.
+ */
+export function searchPathOf(text: string): string | undefined {
+	const m = /^\s*(?:set\s+(?:session\s+|local\s+)?search_path\s*(?:to|=)\s*([\s\S]*?)|reset\s+(search_path))\s*;?\s*$/i.exec(text);
+	if (!m) return undefined;
+	if (m[2]) return '"$user", public';
+	const v = (m[1] ?? "").trim();
+	return /^default$/i.test(v) ? '"$user", public' : v;
+}

@@ -1,0 +1,196 @@
+/**
+ * Test fixture for the PostgreSQL data path: a real PostgreSQL (test/env), a config bundle built
+ * directly (inline JWKS issuer), tokens minted with jose, an in-memory Recorder (a test double of
+ * our own interface), and the gateway listener on port 0 with a TLS certificate from the test CA.
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import pg from "pg";
+import {
+	BUNDLE_API_VERSION,
+	type BundleGrant,
+	type ConfigBundle,
+	type GuardrailRule,
+	type MaskRule,
+	type PostgresAccess,
+} from "../../gateway/config/bundle.ts";
+import { sealBundle } from "../../gateway/config/canonical.ts";
+import { BundleStore } from "../../gateway/config/store.ts";
+import type { ApprovalService } from "../../gateway/approvals/types.ts";
+import { type PostgresListener, startPostgresListener } from "../../gateway/postgres/listener.ts";
+import type { RecordingEvent, Recorder, SessionEnd, SessionMeta, SessionRecorder } from "../../gateway/recording/events.ts";
+import { issueCert, type PostgresHandle, startPostgres } from "../env/index.ts";
+
+export const ISSUER = "https://issuer.drawbridge.test";
+export const AUDIENCE = "drawbridge-gateway";
+export const CONNECTION = "shop-prod";
+
+/** Test double of our own Recorder interface: collects events in memory. */
+export class MemoryRecorder implements Recorder {
+	readonly sessions: { meta: SessionMeta; events: RecordingEvent[]; end?: SessionEnd }[] = [];
+	async openSession(meta: SessionMeta): Promise<SessionRecorder> {
+		const entry: { meta: SessionMeta; events: RecordingEvent[]; end?: SessionEnd } = { meta, events: [] };
+		this.sessions.push(entry);
+		return {
+			sessionId: meta.sessionId,
+			emit: (e) => {
+				entry.events.push(e);
+			},
+			close: async (end) => {
+				entry.end = end;
+			},
+		};
+	}
+	statements(): Extract<RecordingEvent, { type: "statement" }>[] {
+		return this.sessions.flatMap((s) => s.events.filter((e): e is Extract<RecordingEvent, { type: "statement" }> => e.type === "statement"));
+	}
+}
+
+export interface GrantSpec {
+	name: string;
+	user: string;
+	access: PostgresAccess;
+	expiresInMs?: number;
+	notBeforeMs?: number;
+}
+
+export interface FixtureOptions {
+	grants?: GrantSpec[];
+	maskRules?: MaskRule[];
+	guardrails?: GuardrailRule[];
+	approvals?: ApprovalService;
+	allowInsecure?: boolean;
+	/** Use an existing server instead of starting one. */
+	pg?: PostgresHandle;
+}
+
+export interface Fixture {
+	pg: PostgresHandle;
+	store: BundleStore;
+	gateway: PostgresListener;
+	port: number;
+	recorder: MemoryRecorder;
+	caPem: string;
+	caFile: string;
+	bundle: ConfigBundle;
+	token(user: string, opts?: { expiresInSec?: number; audience?: string; issuer?: string; alg?: "none" }): Promise<string>;
+	/** node-postgres config through the gateway (TLS verify-full against the gateway's CA). */
+	clientConfig(user: string, token: string, extra?: Partial<pg.ClientConfig>): pg.ClientConfig;
+	connect(user: string, extra?: Partial<pg.ClientConfig>): Promise<pg.Client>;
+	/** libpq connection string through the gateway. */
+	dsn(token: string, opts?: { sslmode?: string; database?: string }): string;
+	makeBundle(version: number, grants: GrantSpec[]): ConfigBundle;
+	stop(): Promise<void>;
+}
+
+export const DEFAULT_GRANTS: GrantSpec[] = [
+	{ name: "alice-rw", user: "alice", access: "read-write" },
+	{ name: "bob-ro", user: "bob", access: "read-only" },
+	{ name: "root-admin", user: "root", access: "admin" },
+];
+
+export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> {
+	const pgh = opts.pg ?? (await startPostgres());
+	const { privateKey, publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+	const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "EdDSA", use: "sig" };
+	const tlsDir = join(pgh.ca.dir, "gateway");
+	mkdirSync(tlsDir, { recursive: true });
+	const cert = await issueCert(pgh.ca, { cn: "localhost", name: "gateway-pg" });
+	const maskingKey = Buffer.alloc(32, 9).toString("base64");
+	const makeBundle = (version: number, grants: GrantSpec[]): ConfigBundle => {
+		const now = Date.now();
+		const bundleGrants: BundleGrant[] = grants.map((g) => ({
+			key: `team/${g.name}`,
+			name: g.name,
+			namespace: "team",
+			connection: CONNECTION,
+			subjects: [{ kind: "User", name: g.user }],
+			notBefore: new Date(now - 60_000 + (g.notBeforeMs ?? 0)).toISOString(),
+			expiresAt: new Date(now + (g.expiresInMs ?? 3_600_000)).toISOString(),
+			postgres: { access: g.access },
+			approvers: { subjects: [{ kind: "Group", name: "dba" }], minApprovals: 1 },
+			origin: { repository: "grants", commit: "abc123", pullRequest: 42 },
+		}));
+		return sealBundle({
+			apiVersion: BUNDLE_API_VERSION,
+			version,
+			generatedAt: new Date().toISOString(),
+			issuers: [{ name: "test", kind: "oidc", issuer: ISSUER, audiences: [AUDIENCE], jwks: { keys: [jwk] }, algorithms: ["EdDSA"] }],
+			connections: [
+				{
+					key: `team/${CONNECTION}`,
+					name: CONNECTION,
+					namespace: "team",
+					type: "postgres",
+					labels: { env: "prod" },
+					host: pgh.host,
+					port: pgh.port,
+					credentialRef: "shop-admin",
+					postgres: { database: pgh.database, credentialMode: "static", sslmode: "verify-full", caPem: pgh.caPem, serverName: "localhost" },
+				},
+			],
+			grants: bundleGrants,
+			maskingPolicies: opts.maskRules ? [{ key: "team/mask", selector: { matchLabels: { env: "prod" } }, rules: opts.maskRules }] : [],
+			guardrailPolicies: opts.guardrails ? [{ key: "team/guard", selector: { matchLabels: { env: "prod" } }, rules: opts.guardrails }] : [],
+			credentials: { "shop-admin": { type: "password", username: pgh.superuser, password: pgh.password } },
+			maskingKey,
+		});
+	};
+	const bundle = makeBundle(1, opts.grants ?? DEFAULT_GRANTS);
+	const store = new BundleStore();
+	store.update(bundle);
+	const recorder = new MemoryRecorder();
+	const gateway = startPostgresListener({
+		store,
+		tls: { certPem: cert.certPem, keyPem: cert.keyPem },
+		recorder,
+		...(opts.approvals ? { approvals: opts.approvals } : {}),
+		...(opts.allowInsecure ? { allowInsecure: true } : {}),
+		approvalTimeoutSec: 30,
+	});
+	const { port } = await gateway.listen(0);
+	const token: Fixture["token"] = async (user, o = {}) => {
+		const jwt = new SignJWT({ email: `${user}@example.com` })
+			.setProtectedHeader({ alg: "EdDSA", kid: "k1" })
+			.setIssuer(o.issuer ?? ISSUER)
+			.setAudience(o.audience ?? AUDIENCE)
+			.setSubject(user)
+			.setIssuedAt()
+			.setExpirationTime(Math.floor(Date.now() / 1000) + (o.expiresInSec ?? 600));
+		return jwt.sign(privateKey);
+	};
+	const clientConfig: Fixture["clientConfig"] = (user, tok, extra = {}) => ({
+		host: "127.0.0.1",
+		port,
+		database: CONNECTION,
+		user,
+		password: tok,
+		ssl: { ca: pgh.caPem, servername: "localhost" },
+		...extra,
+	});
+	return {
+		pg: pgh,
+		store,
+		gateway,
+		port,
+		recorder,
+		caPem: pgh.caPem,
+		caFile: pgh.caFile,
+		bundle,
+		token,
+		clientConfig,
+		async connect(user, extra = {}) {
+			const c = new pg.Client(clientConfig(user, await token(user), extra));
+			await c.connect();
+			return c;
+		},
+		dsn: (tok, o = {}) =>
+			`host=localhost port=${port} dbname=${o.database ?? CONNECTION} user=agent password=${tok} sslmode=${o.sslmode ?? "verify-full"} sslrootcert=${pgh.caFile}`,
+		makeBundle,
+		async stop() {
+			await gateway.close();
+			if (!opts.pg) await pgh.stop();
+		},
+	};
+}
