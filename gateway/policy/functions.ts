@@ -140,3 +140,41 @@ export const SYSTEM_SETTINGS: ReadonlySet<string> = new Set([
 	"allow_system_table_mods",
 	"lo_compat_privileges",
 ]);
+
+/**
+ * Common built-in functions that compute only from their arguments (they read no table). Masking
+ * treats any other function as opaque (its result may carry masked data read inside it) unless the
+ * Catalog says it is built-in (`FunctionCatalog.isBuiltinFunction`) or it is written `pg_catalog.f`.
+ */
+export const PURE_BUILTINS: ReadonlySet<string> = new Set(
+	(
+		"abs ceil ceiling floor round trunc sign sqrt cbrt exp ln log log10 power pow mod div greatest least random " +
+		"width_bucket degrees radians pi sin cos tan asin acos atan atan2 gcd lcm factorial scale " +
+		"length char_length character_length octet_length bit_length lower upper initcap substr substring left right " +
+		"ltrim rtrim btrim trim lpad rpad replace translate reverse repeat concat concat_ws format position strpos " +
+		"split_part string_to_array array_to_string regexp_replace regexp_match regexp_matches regexp_split_to_array " +
+		"regexp_split_to_table regexp_substr regexp_count regexp_instr regexp_like starts_with ascii chr md5 sha224 sha256 " +
+		"sha384 sha512 encode decode convert_to convert_from to_hex quote_ident quote_literal quote_nullable overlay " +
+		"normalize unistr casefold to_char to_number to_date to_timestamp now current_date current_time clock_timestamp " +
+		"statement_timestamp transaction_timestamp localtime localtimestamp date_part date_trunc date_bin extract age " +
+		"make_date make_time make_timestamp make_timestamptz make_interval justify_days justify_hours justify_interval " +
+		"isfinite timezone coalesce nullif count sum avg min max bool_and bool_or every string_agg array_agg " +
+		"json_agg jsonb_agg json_object_agg jsonb_object_agg stddev stddev_pop stddev_samp variance var_pop var_samp " +
+		"percentile_cont percentile_disc mode rank dense_rank row_number ntile lag lead first_value last_value nth_value " +
+		"percent_rank cume_dist array_length array_upper array_lower array_position array_positions array_remove " +
+		"array_replace array_append array_prepend array_cat array_dims array_ndims cardinality unnest generate_series " +
+		"generate_subscripts to_json to_jsonb row_to_json array_to_json json_build_object jsonb_build_object " +
+		"json_build_array jsonb_build_array json_object jsonb_object json_each jsonb_each json_each_text jsonb_each_text " +
+		"json_array_elements jsonb_array_elements json_array_elements_text jsonb_array_elements_text json_extract_path " +
+		"jsonb_extract_path json_extract_path_text jsonb_extract_path_text json_typeof jsonb_typeof jsonb_set " +
+		"jsonb_insert jsonb_pretty jsonb_strip_nulls json_strip_nulls jsonb_path_query jsonb_path_query_array " +
+		"jsonb_path_query_first jsonb_path_exists jsonb_path_match json_populate_record jsonb_populate_record " +
+		"json_to_record jsonb_to_record json_object_keys jsonb_object_keys json_array_length jsonb_array_length " +
+		"xmlagg xmlelement xmlforest xmlconcat xpath xpath_exists gen_random_uuid uuidv4 uuidv7 version " +
+		"current_user session_user current_schema current_schemas current_database current_catalog " +
+		"pg_typeof pg_column_size num_nonnulls num_nulls hashtext set_masklen host text inet cidr " +
+		"bit_and bit_or bit_xor bit_count get_bit set_bit get_byte set_byte to_tsvector to_tsquery plainto_tsquery " +
+		"phraseto_tsquery websearch_to_tsquery ts_rank ts_headline setweight int4 int8 int2 float8 float4 numeric " +
+		"bool varchar bpchar date timestamp timestamptz interval uuid json jsonb bytea pg_sleep"
+	).split(" "),
+);

@@ -1,19 +1,1040 @@
 /**
- * Masking plan: which output columns of a statement derive from masked columns. (Taint analysis in
- * progress: this early version masks by RowDescription origin only and scrubs messages whenever
- * column rules exist.)
+ * Masking plan: which output columns of a statement derive from masked columns.
+ *
+ * Two independent sources, either of which masks a column:
+ *  1. RowDescription origin (table OID + attribute number) through `Catalog.relationByOid`; a view
+ *     origin is followed into the view's definition.
+ *  2. Parse-tree taint: every output expression is evaluated over the FROM scope; a masked column
+ *     anywhere inside it (expression, function, cast, CASE, aggregate, whole-row reference,
+ *     subquery, CTE, UNION branch, LATERAL, view, RETURNING) taints the output.
+ * Conservative: an unknown relation, an unknown (non-built-in) function, a function that runs SQL
+ * text, or outputs that cannot be aligned with RowDescription are treated as tainted.
+ *
+ * Relations are resolved asynchronously first (Catalog), then the analysis itself is synchronous.
  */
-import { analyzeSql } from "./sql.ts";
-import type { MaskContext, MaskPlan, ResultField, SqlAnalysis } from "./types.ts";
+import type { MaskRule, MaskStrategy } from "../config/bundle.ts";
+import { functionRisk, PURE_BUILTINS } from "./functions.ts";
+import { compileQualified, type QualifiedMatcher } from "./glob.ts";
+import { Lru } from "./lru.ts";
+import { strategyStrength } from "./maskvalue.ts";
+import { analyzeSql, type PgNode, statementTree } from "./sql.ts";
+import type {
+	Catalog,
+	ColumnMask,
+	FunctionCatalog,
+	MaskContext,
+	MaskPlan,
+	RelationInfo,
+	ResultField,
+	SqlAnalysis,
+	SqlStatementInfo,
+} from "./types.ts";
 
-export async function planMasks(sqlOrAnalysis: string | SqlAnalysis, fields: ResultField[], ctx: MaskContext): Promise<MaskPlan> {
-	const analysis = typeof sqlOrAnalysis === "string" ? analyzeSql(sqlOrAnalysis) : sqlOrAnalysis;
-	void analysis;
-	const columnRules = ctx.rules.filter((r) => r.columns && r.columns.length > 0);
-	const plan: MaskPlan = { columns: [], detectors: ctx.rules.filter((r) => r.detectors?.length || r.patterns?.length), scrubMessages: columnRules.length > 0 };
-	for (let i = 0; i < fields.length; i++) {
-		const rule = columnRules[0];
-		if (rule) plan.columns.push({ index: i, rule: rule.name, strategy: rule.strategy, sources: [] });
+// ---------------------------------------------------------------------------------------------
+// Taint values
+
+interface Taint {
+	/** `schema.table.column` of masked columns this value derives from. */
+	readonly cols: ReadonlySet<string>;
+	/** Why the value cannot be proven clean (unknown relation, user function...). */
+	readonly opaque?: string;
+	/** True when transformed (not the column value itself): partial masking becomes redact. */
+	readonly derived: boolean;
+}
+
+const NO_COLS: ReadonlySet<string> = new Set();
+const CLEAN: Taint = Object.freeze({ cols: NO_COLS, derived: false });
+
+function isTainted(t: Taint): boolean {
+	return t.cols.size > 0 || t.opaque !== undefined;
+}
+
+function union(a: Taint, b: Taint): Taint {
+	if (!isTainted(b)) return a.derived || !b.derived ? a : { ...a, derived: true };
+	if (!isTainted(a)) return a.derived && !b.derived ? { ...b, derived: true } : b;
+	const cols = a.cols.size === 0 ? b.cols : b.cols.size === 0 ? a.cols : new Set([...a.cols, ...b.cols]);
+	const out: { cols: ReadonlySet<string>; opaque?: string; derived: boolean } = { cols, derived: a.derived || b.derived };
+	const opaque = a.opaque ?? b.opaque;
+	if (opaque !== undefined) out.opaque = opaque;
+	return out;
+}
+
+function derive(t: Taint): Taint {
+	return t.derived || !isTainted(t) ? t : { ...t, derived: true };
+}
+
+function opaque(reason: string): Taint {
+	return { cols: NO_COLS, opaque: reason, derived: true };
+}
+
+/** Output columns of a query; `rest` stands for columns of unknown count (`*` over an unknown relation). */
+interface Outputs {
+	names: string[];
+	taints: Taint[];
+	rest?: Taint;
+}
+
+const NO_OUTPUTS: Outputs = { names: [], taints: [] };
+
+function unionAll(o: Outputs): Taint {
+	let t = o.rest ?? CLEAN;
+	for (const x of o.taints) t = union(t, x);
+	return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules
+
+interface CompiledColumnRule {
+	rule: MaskRule;
+	matchers: QualifiedMatcher[];
+}
+
+/** Column globs: `schema.table.column`; `table.column` = any schema; `column` = any table. */
+function compileColumnRules(rules: readonly MaskRule[]): CompiledColumnRule[] {
+	return rules
+		.filter((r) => (r.columns?.length ?? 0) > 0)
+		.map((rule) => ({
+			rule,
+			matchers: rule.columns!.map((p) => {
+				const parts = p.split(".");
+				while (parts.length < 3) parts.unshift("*");
+				return compileQualified(parts.join("."));
+			}),
+		}));
+}
+
+class RuleIndex {
+	readonly columnRules: CompiledColumnRule[];
+	readonly detectors: MaskRule[];
+	readonly #cache = new Map<string, MaskRule | null>();
+	/** Strongest column rule, used for opaque taint. */
+	readonly strongest: MaskRule | undefined;
+
+	constructor(rules: readonly MaskRule[]) {
+		this.columnRules = compileColumnRules(rules);
+		this.detectors = rules.filter((r) => (r.detectors?.length ?? 0) > 0 || (r.patterns?.length ?? 0) > 0);
+		let best: MaskRule | undefined;
+		for (const c of this.columnRules) if (!best || strategyStrength(c.rule.strategy) > strategyStrength(best.strategy)) best = c.rule;
+		this.strongest = best;
 	}
+
+	ruleFor(qualified: string): MaskRule | undefined {
+		const hit = this.#cache.get(qualified);
+		if (hit !== undefined) return hit ?? undefined;
+		const parts = splitQualified(qualified);
+		const found = this.columnRules.find((c) => c.matchers.some((m) => m(parts)))?.rule;
+		this.#cache.set(qualified, found ?? null);
+		return found;
+	}
+}
+
+/** `schema.table.column` -> parts; identifiers never contain the NUL separator we use. */
+function qualify(schema: string, table: string, column: string): string {
+	return `${schema}\u0000${table}\u0000${column}`;
+}
+function splitQualified(q: string): string[] {
+	return q.split("\u0000");
+}
+function displayQualified(q: string): string {
+	return splitQualified(q).join(".");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalog prefetch
+
+interface Resolved {
+	relations: Map<string, RelationInfo | null>;
+	byOid: Map<number, RelationInfo | null>;
+	builtin: Map<string, boolean>;
+}
+
+function relKey(schema: string | undefined, name: string): string {
+	return `${schema ?? ""}\u0000${name}`;
+}
+
+/** Walks a tree and collects RangeVar names and function names. */
+function collectRefs(node: unknown, rels: Map<string, [string | undefined, string]>, funcs: Set<string>): void {
+	const stack: unknown[] = [node];
+	let guard = 0;
+	while (stack.length > 0) {
+		if (++guard > 1_000_000) throw new Error("parse tree too large");
+		const n = stack.pop();
+		if (Array.isArray(n)) {
+			for (const x of n) stack.push(x);
+			continue;
+		}
+		if (!n || typeof n !== "object") continue;
+		const o = n as PgNode;
+		if (typeof o.relname === "string") {
+			const schema = typeof o.schemaname === "string" ? o.schemaname : undefined;
+			rels.set(relKey(schema, o.relname), [schema, o.relname]);
+		}
+		const fc = o.FuncCall as PgNode | undefined;
+		if (fc && Array.isArray(fc.funcname)) funcs.add(funcName(fc));
+		for (const v of Object.values(o)) if (v && typeof v === "object") stack.push(v);
+	}
+}
+
+function funcName(fc: PgNode): string {
+	return (fc.funcname as unknown[])
+		.map((x) => ((x as { String?: { sval?: string } }).String?.sval ?? "").toLowerCase())
+		.join(".");
+}
+
+const MAX_VIEW_DEPTH = 8;
+
+async function prefetch(trees: PgNode[], fields: ResultField[], catalog: Catalog): Promise<Resolved> {
+	const r: Resolved = { relations: new Map(), byOid: new Map(), builtin: new Map() };
+	const fnCatalog = catalog as Partial<FunctionCatalog>;
+	let pendingTrees = trees;
+	const oids = new Set<number>();
+	for (const f of fields) if (f.tableOid) oids.add(f.tableOid);
+	for (let depth = 0; depth <= MAX_VIEW_DEPTH; depth++) {
+		const rels = new Map<string, [string | undefined, string]>();
+		const funcs = new Set<string>();
+		for (const t of pendingTrees) collectRefs(t, rels, funcs);
+		const todoRels = [...rels].filter(([k]) => !r.relations.has(k));
+		const todoOids = [...oids].filter((o) => !r.byOid.has(o));
+		oids.clear();
+		const todoFuncs = typeof fnCatalog.isBuiltinFunction === "function" ? [...funcs].filter((f) => !r.builtin.has(f)) : [];
+		if (todoRels.length === 0 && todoOids.length === 0 && todoFuncs.length === 0) break;
+		await Promise.all([
+			...todoRels.map(async ([k, [schema, name]]) => {
+				r.relations.set(k, (await catalog.relation(schema, name).catch(() => undefined)) ?? null);
+			}),
+			...todoOids.map(async (oid) => {
+				r.byOid.set(oid, (await catalog.relationByOid(oid).catch(() => undefined)) ?? null);
+			}),
+			...todoFuncs.map(async (f) => {
+				const parts = f.split(".");
+				const name = parts.pop()!;
+				const schema = parts.pop();
+				r.builtin.set(f, await fnCatalog.isBuiltinFunction!(schema, name).catch(() => false));
+			}),
+		]);
+		// Views found at this level: their definitions are walked at the next.
+		const next: PgNode[] = [];
+		const newRels = [...todoRels.map(([k]) => r.relations.get(k)), ...todoOids.map((o) => r.byOid.get(o))];
+		for (const rel of newRels) {
+			if (rel?.viewDefinition) {
+				const tree = viewTree(rel);
+				if (tree) next.push(tree);
+			}
+		}
+		pendingTrees = next;
+	}
+	return r;
+}
+
+function viewTree(rel: RelationInfo): PgNode | undefined {
+	if (!rel.viewDefinition) return undefined;
+	const a = analyzeSql(rel.viewDefinition);
+	if (!a.ok || a.statements.length !== 1) return undefined;
+	return statementTree(a.statements[0]!);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scopes
+
+interface ScopeItem {
+	alias: string;
+	/** Known columns in order, or undefined when the item's columns are unknown. */
+	columns?: { name: string; taint: Taint }[];
+	/** Taint of any column when columns are unknown, and of the whole row. */
+	unknown: Taint;
+	all: Taint;
+}
+
+interface Scope {
+	items: ScopeItem[];
+	ctes: Map<string, Outputs>;
+	parent?: Scope;
+}
+
+function newScope(parent: Scope | undefined): Scope {
+	const s: Scope = { items: [], ctes: new Map() };
+	if (parent) s.parent = parent;
+	return s;
+}
+
+function findCte(scope: Scope | undefined, name: string): Outputs | undefined {
+	for (let s = scope; s; s = s.parent) {
+		const o = s.ctes.get(name);
+		if (o) return o;
+	}
+	return undefined;
+}
+
+function itemFromOutputs(alias: string, o: Outputs, colnames: string[]): ScopeItem {
+	const all = unionAll(o);
+	if (o.rest) return { alias, unknown: all, all: derive(all) };
+	const columns = o.names.map((n, i) => ({ name: colnames[i] ?? n, taint: o.taints[i] ?? CLEAN }));
+	return { alias, columns, unknown: CLEAN, all: derive(all) };
+}
+
+const STATS_RELATIONS = new Set(["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"]);
+
+// ---------------------------------------------------------------------------------------------
+// The analyser
+
+class Analyzer {
+	touched: Taint = CLEAN;
+	block: { rule: string; message: string } | undefined;
+	readonly #viewMemo = new Map<number, Outputs | "pending">();
+	#depth = 0;
+
+	constructor(
+		readonly rules: RuleIndex,
+		readonly resolved: Resolved,
+	) {}
+
+	touch(t: Taint): void {
+		if (isTainted(t)) this.touched = union(this.touched, t);
+	}
+
+	#enter(): void {
+		if (++this.#depth > 500) throw new Error("query nesting too deep");
+	}
+	#leave(): void {
+		this.#depth--;
+	}
+
+	/** Output columns of a statement node that returns rows (SELECT, DML RETURNING...). */
+	statement(node: PgNode, parent: Scope | undefined): Outputs {
+		this.#enter();
+		try {
+			const key = Object.keys(node)[0];
+			const b = key ? (node[key] as PgNode) : undefined;
+			if (!key || !b) return NO_OUTPUTS;
+			switch (key) {
+				case "SelectStmt":
+					return this.select(b, parent);
+				case "InsertStmt":
+					return this.insert(b, parent);
+				case "UpdateStmt":
+					return this.update(b, parent);
+				case "DeleteStmt":
+					return this.delete(b, parent);
+				case "MergeStmt":
+					return this.merge(b, parent);
+				case "CreateTableAsStmt": {
+					const o = this.statement(b.query as PgNode, parent);
+					if (isTainted(unionAll(o))) this.#blockCopy("CREATE TABLE AS / SELECT INTO");
+					return NO_OUTPUTS;
+				}
+				case "CopyStmt":
+					return this.copy(b, parent);
+				case "ExplainStmt":
+					// The plan text carries no row data; ANALYZE runs the query: check it for writes of masked data.
+					if (b.query) this.statement(b.query as PgNode, parent);
+					return NO_OUTPUTS;
+				case "PrepareStmt":
+				case "DeclareCursorStmt":
+					if (b.query) this.statement(b.query as PgNode, parent);
+					return NO_OUTPUTS;
+				default:
+					return NO_OUTPUTS;
+			}
+		} finally {
+			this.#leave();
+		}
+	}
+
+	#blockCopy(what: string): void {
+		this.block ??= {
+			rule: "mask:copy-masked-data",
+			message: `${what} would copy masked columns where masking cannot follow them`,
+		};
+	}
+
+	withClause(w: PgNode | undefined, scope: Scope): void {
+		if (!w || !Array.isArray(w.ctes)) return;
+		const recursive = w.recursive === true;
+		for (const c of w.ctes) {
+			const cte = (c as { CommonTableExpr?: PgNode }).CommonTableExpr;
+			if (!cte) continue;
+			const name = String(cte.ctename);
+			const colnames = strings(cte.aliascolnames);
+			const q = cte.ctequery as PgNode;
+			let out: Outputs;
+			if (recursive) {
+				scope.ctes.set(name, { names: [], taints: [], rest: CLEAN });
+				out = this.statement(q, scope);
+				for (let i = 0; i < 6; i++) {
+					scope.ctes.set(name, rename(out, colnames));
+					const next = this.statement(q, scope);
+					const merged = zipUnion(out, next);
+					if (sameOutputs(merged, out)) break;
+					out = merged;
+					if (i === 5) out = { names: out.names, taints: out.taints.map((t) => union(t, opaque("recursive CTE"))) };
+				}
+			} else {
+				out = this.statement(q, scope);
+			}
+			scope.ctes.set(name, rename(out, colnames));
+		}
+	}
+
+	select(b: PgNode, parent: Scope | undefined): Outputs {
+		const op = String(b.op ?? "SETOP_NONE");
+		const scope = newScope(parent);
+		this.withClause(b.withClause as PgNode | undefined, scope);
+		if (op !== "SETOP_NONE") {
+			const l = this.select(b.larg as PgNode, scope);
+			const r = this.select(b.rarg as PgNode, scope);
+			for (const k of ["sortClause", "limitCount", "limitOffset"]) this.touch(this.expr(b[k], scope));
+			return zipUnion(l, r);
+		}
+		if (Array.isArray(b.valuesLists)) {
+			let out: Outputs = NO_OUTPUTS;
+			for (const row of b.valuesLists) {
+				const items = (row as { List?: { items?: unknown[] } }).List?.items ?? [];
+				const o: Outputs = { names: items.map((_, i) => `column${i + 1}`), taints: items.map((e) => this.expr(e, scope)) };
+				out = out === NO_OUTPUTS ? o : zipUnion(out, o);
+			}
+			for (const t of out.taints) this.touch(t);
+			return out;
+		}
+		if (b.selectStmt) return this.select(b.selectStmt as PgNode, scope);
+		this.fromClause(b.fromClause, scope);
+		for (const k of ["whereClause", "havingClause", "groupClause", "sortClause", "distinctClause", "windowClause", "limitCount", "limitOffset"]) {
+			this.touch(this.expr(b[k], scope));
+		}
+		const out = this.targetList(b.targetList, scope);
+		for (const t of out.taints) this.touch(t);
+		if (out.rest) this.touch(out.rest);
+		if (b.intoClause && isTainted(unionAll(out))) this.#blockCopy("SELECT INTO");
+		return out;
+	}
+
+	targetList(list: unknown, scope: Scope): Outputs {
+		const out: Outputs = { names: [], taints: [] };
+		if (!Array.isArray(list)) return out;
+		for (const item of list) {
+			const rt = (item as { ResTarget?: PgNode }).ResTarget;
+			if (!rt) continue;
+			const cr = (rt.val as { ColumnRef?: PgNode } | undefined)?.ColumnRef;
+			const fields = cr && Array.isArray(cr.fields) ? cr.fields : undefined;
+			if (fields && isStar(fields[fields.length - 1])) {
+				this.expandStar(fields.slice(0, -1), scope, out);
+				continue;
+			}
+			out.taints.push(this.expr(rt.val, scope));
+			out.names.push(typeof rt.name === "string" ? rt.name : outputName(rt.val));
+		}
+		return out;
+	}
+
+	expandStar(prefix: unknown[], scope: Scope, out: Outputs): void {
+		const items = prefix.length === 0 ? scope.items : this.#itemsByAlias(strings(prefix), scope);
+		if (prefix.length > 0 && items.length === 0) {
+			out.rest = union(out.rest ?? CLEAN, opaque(`unresolved ${strings(prefix).join(".")}.*`));
+			return;
+		}
+		for (const it of items) {
+			if (it.columns) {
+				for (const c of it.columns) {
+					out.names.push(c.name);
+					out.taints.push(c.taint);
+				}
+			} else {
+				out.rest = union(out.rest ?? CLEAN, it.unknown);
+			}
+		}
+	}
+
+	#itemsByAlias(parts: string[], scope: Scope): ScopeItem[] {
+		const alias = parts[parts.length - 1]!;
+		for (let s: Scope | undefined = scope; s; s = s.parent) {
+			const hit = s.items.filter((i) => i.alias === alias);
+			if (hit.length > 0) return hit;
+		}
+		return [];
+	}
+
+	fromClause(list: unknown, scope: Scope): void {
+		if (!Array.isArray(list)) return;
+		for (const f of list) this.fromItem(f as PgNode, scope);
+	}
+
+	fromItem(node: PgNode, scope: Scope): void {
+		const key = Object.keys(node)[0];
+		const b = key ? (node[key] as PgNode) : undefined;
+		if (!key || !b) return;
+		switch (key) {
+			case "RangeVar":
+				scope.items.push(this.rangeVar(b, scope));
+				return;
+			case "RangeSubselect": {
+				const o = this.statement(b.subquery as PgNode, scope);
+				const alias = b.alias as PgNode | undefined;
+				scope.items.push(itemFromOutputs(String(alias?.aliasname ?? ""), o, strings(alias?.colnames)));
+				return;
+			}
+			case "RangeFunction": {
+				let t: Taint = CLEAN;
+				for (const f of (b.functions as unknown[]) ?? []) {
+					const items = (f as { List?: { items?: unknown[] } }).List?.items ?? [];
+					t = union(t, this.expr(items[0], scope));
+				}
+				const alias = b.alias as PgNode | undefined;
+				const firstFn = ((b.functions as unknown[])?.[0] as { List?: { items?: unknown[] } })?.List?.items?.[0] as
+					| { FuncCall?: PgNode }
+					| undefined;
+				const name = alias?.aliasname ?? (firstFn?.FuncCall ? funcName(firstFn.FuncCall).split(".").pop() : "");
+				t = derive(t);
+				scope.items.push({ alias: String(name ?? ""), unknown: t, all: t });
+				return;
+			}
+			case "JoinExpr": {
+				const before = scope.items.length;
+				this.fromItem(b.larg as PgNode, scope);
+				this.fromItem(b.rarg as PgNode, scope);
+				this.touch(this.expr(b.quals, scope));
+				const alias = b.alias as PgNode | undefined;
+				if (alias?.aliasname) {
+					let all: Taint = CLEAN;
+					for (const it of scope.items.slice(before)) all = union(all, union(it.all, it.unknown));
+					scope.items.push({ alias: String(alias.aliasname), unknown: all, all });
+				}
+				return;
+			}
+			case "RangeTableSample":
+				this.fromItem(b.relation as PgNode, scope);
+				return;
+			default: {
+				// XMLTABLE, JSON_TABLE and future forms: columns unknown, tainted by every input.
+				const t = derive(this.expr(b, scope));
+				const alias = (b.alias as PgNode | undefined)?.aliasname;
+				scope.items.push({ alias: String(alias ?? ""), unknown: t, all: t });
+			}
+		}
+	}
+
+	rangeVar(rv: PgNode, scope: Scope): ScopeItem {
+		const name = String(rv.relname);
+		const schema = typeof rv.schemaname === "string" ? rv.schemaname : undefined;
+		const aliasNode = rv.alias as PgNode | undefined;
+		const alias = String(aliasNode?.aliasname ?? name);
+		const colnames = strings(aliasNode?.colnames);
+		if (!schema) {
+			const cte = findCte(scope, name);
+			if (cte) return itemFromOutputs(alias, cte, colnames);
+		}
+		const rel = this.resolved.relations.get(relKey(schema, name));
+		const o = this.relationOutputs(rel ?? undefined, schema ? `${schema}.${name}` : name);
+		return itemFromOutputs(alias, o, colnames);
+	}
+
+	/** Columns of a catalog relation with their taint (views analysed recursively). */
+	relationOutputs(rel: RelationInfo | undefined, written: string): Outputs {
+		const anyRules = this.rules.columnRules.length > 0;
+		if (!rel) return { names: [], taints: [], rest: anyRules ? opaque(`unknown relation ${written}`) : CLEAN };
+		const cols = [...rel.columns].sort((a, b) => a.attnum - b.attnum).filter((c) => c.attnum > 0);
+		if (anyRules && (rel.schema === "pg_catalog" || rel.schema === "") && STATS_RELATIONS.has(rel.name)) {
+			const t = opaque(`${rel.schema}.${rel.name} holds column statistics (sample values)`);
+			return { names: cols.map((c) => c.name), taints: cols.map(() => t), rest: t };
+		}
+		if (rel.viewDefinition !== undefined && (rel.kind === "view" || rel.kind === "matview")) {
+			const v = this.viewOutputs(rel);
+			return { names: cols.map((c) => c.name), taints: cols.map((_, i) => v.rest ?? v.taints[i] ?? opaque(`view ${rel.name} column ${i + 1}`)) };
+		}
+		if (rel.kind === "view" || rel.kind === "matview" || rel.kind === "other") {
+			// A view we cannot see into: conservative when any column rule exists.
+			const t = anyRules ? opaque(`${rel.kind} ${rel.schema}.${rel.name} without definition`) : CLEAN;
+			return { names: cols.map((c) => c.name), taints: cols.map(() => t) };
+		}
+		return {
+			names: cols.map((c) => c.name),
+			taints: cols.map((c) => {
+				const q = qualify(rel.schema, rel.name, c.name);
+				return this.rules.ruleFor(q) ? { cols: new Set([q]), derived: false } : CLEAN;
+			}),
+		};
+	}
+
+	viewOutputs(rel: RelationInfo): Outputs {
+		const memo = this.#viewMemo.get(rel.oid);
+		if (memo === "pending") return { names: [], taints: [], rest: opaque(`recursive view ${rel.name}`) };
+		if (memo) return memo;
+		this.#viewMemo.set(rel.oid, "pending");
+		const tree = viewTree(rel);
+		let out: Outputs;
+		if (!tree) out = { names: [], taints: [], rest: opaque(`view ${rel.name} definition does not parse`) };
+		else {
+			// A view's own WHERE does not leak to its reader: analyse in a fresh analyser for touched.
+			const saved = this.touched;
+			out = this.statement(tree, undefined);
+			this.touched = saved;
+		}
+		// Reading a view column is a transformation of its base columns.
+		out = { names: out.names, taints: out.taints.map(derive), ...(out.rest ? { rest: out.rest } : {}) };
+		this.#viewMemo.set(rel.oid, out);
+		return out;
+	}
+
+	insert(b: PgNode, parent: Scope | undefined): Outputs {
+		const scope = newScope(parent);
+		this.withClause(b.withClause as PgNode | undefined, scope);
+		const target = this.rangeVar(b.relation as PgNode, scope);
+		const rel = this.#relationOf(b.relation as PgNode);
+		if (b.selectStmt) {
+			const src = this.statement(b.selectStmt as PgNode, scope);
+			const cols = Array.isArray(b.cols)
+				? b.cols.map((c) => String((c as { ResTarget?: PgNode }).ResTarget?.name ?? ""))
+				: (target.columns?.map((c) => c.name) ?? []);
+			const n = Math.max(src.taints.length, cols.length);
+			for (let i = 0; i < n; i++) {
+				const t = src.taints[i] ?? src.rest ?? CLEAN;
+				if (isTainted(t) && !this.#destMasked(rel, cols[i])) this.#blockCopy(`INSERT into ${targetName(b.relation as PgNode)}`);
+			}
+			if (src.rest && isTainted(src.rest)) this.#blockCopy(`INSERT into ${targetName(b.relation as PgNode)}`);
+		}
+		const occ = b.onConflictClause as PgNode | undefined;
+		if (occ) this.#assignments(occ.targetList, rel, scope, b.relation as PgNode);
+		if (occ) this.touch(this.expr(occ.whereClause, scope));
+		scope.items = [target];
+		return this.#returning(b, scope);
+	}
+
+	update(b: PgNode, parent: Scope | undefined): Outputs {
+		const scope = newScope(parent);
+		this.withClause(b.withClause as PgNode | undefined, scope);
+		scope.items.push(this.rangeVar(b.relation as PgNode, scope));
+		this.fromClause(b.fromClause, scope);
+		this.touch(this.expr(b.whereClause, scope));
+		this.#assignments(b.targetList, this.#relationOf(b.relation as PgNode), scope, b.relation as PgNode);
+		return this.#returning(b, scope);
+	}
+
+	delete(b: PgNode, parent: Scope | undefined): Outputs {
+		const scope = newScope(parent);
+		this.withClause(b.withClause as PgNode | undefined, scope);
+		scope.items.push(this.rangeVar(b.relation as PgNode, scope));
+		this.fromClause(b.usingClause, scope);
+		this.touch(this.expr(b.whereClause, scope));
+		return this.#returning(b, scope);
+	}
+
+	merge(b: PgNode, parent: Scope | undefined): Outputs {
+		const scope = newScope(parent);
+		this.withClause(b.withClause as PgNode | undefined, scope);
+		scope.items.push(this.rangeVar(b.relation as PgNode, scope));
+		this.fromItem(b.sourceRelation as PgNode, scope);
+		this.touch(this.expr(b.joinCondition, scope));
+		const rel = this.#relationOf(b.relation as PgNode);
+		for (const w of (b.mergeWhenClauses as unknown[]) ?? []) {
+			const wc = (w as { MergeWhenClause?: PgNode }).MergeWhenClause;
+			if (!wc) continue;
+			this.touch(this.expr(wc.condition, scope));
+			if (wc.commandType === "CMD_INSERT") {
+				const vals = (wc.values as unknown[]) ?? [];
+				const cols = ((wc.targetList as unknown[]) ?? []).map((c) => String((c as { ResTarget?: PgNode }).ResTarget?.name ?? ""));
+				vals.forEach((v, i) => {
+					if (isTainted(this.expr(v, scope)) && !this.#destMasked(rel, cols[i])) this.#blockCopy("MERGE ... INSERT");
+				});
+			} else {
+				this.#assignments(wc.targetList, rel, scope, b.relation as PgNode);
+			}
+		}
+		return this.#returning(b, scope);
+	}
+
+	copy(b: PgNode, parent: Scope | undefined): Outputs {
+		if (b.is_from) return NO_OUTPUTS;
+		let out: Outputs;
+		if (b.query) out = this.statement(b.query as PgNode, parent);
+		else {
+			const scope = newScope(parent);
+			const item = this.rangeVar(b.relation as PgNode, scope);
+			const attl = strings(b.attlist);
+			if (attl.length > 0) {
+				out = { names: attl, taints: attl.map((a) => item.columns?.find((c) => c.name === a)?.taint ?? item.unknown) };
+			} else if (item.columns) out = { names: item.columns.map((c) => c.name), taints: item.columns.map((c) => c.taint) };
+			else out = { names: [], taints: [], rest: item.unknown };
+		}
+		for (const t of out.taints) this.touch(t);
+		if (typeof b.filename === "string" || b.is_program) {
+			if (isTainted(unionAll(out))) this.#blockCopy("COPY to a server file or program");
+			return NO_OUTPUTS;
+		}
+		return out;
+	}
+
+	#relationOf(rv: PgNode): RelationInfo | undefined {
+		const schema = typeof rv.schemaname === "string" ? rv.schemaname : undefined;
+		return this.resolved.relations.get(relKey(schema, String(rv.relname))) ?? undefined;
+	}
+
+	#destMasked(rel: RelationInfo | undefined, column: string | undefined): boolean {
+		if (!rel || !column) return false;
+		return this.rules.ruleFor(qualify(rel.schema, rel.name, column)) !== undefined;
+	}
+
+	#assignments(list: unknown, rel: RelationInfo | undefined, scope: Scope, rv: PgNode): void {
+		if (!Array.isArray(list)) return;
+		for (const item of list) {
+			const rt = (item as { ResTarget?: PgNode }).ResTarget;
+			if (!rt) continue;
+			const t = this.expr(rt.val, scope);
+			this.touch(t);
+			// `SET (a, b) = (SELECT ...)` (MultiAssignRef) taints every target of the row.
+			if (isTainted(t) && !this.#destMasked(rel, typeof rt.name === "string" ? rt.name : undefined)) {
+				this.#blockCopy(`UPDATE of ${targetName(rv)}`);
+			}
+		}
+	}
+
+	#returning(b: PgNode, scope: Scope): Outputs {
+		const rc = b.returningClause as PgNode | undefined;
+		const list = rc?.exprs ?? b.returningList;
+		if (!Array.isArray(list) || list.length === 0) return NO_OUTPUTS;
+		const out = this.targetList(list, scope);
+		for (const t of out.taints) this.touch(t);
+		return out;
+	}
+
+	/** Taint of any expression subtree (also used for clause lists). */
+	expr(node: unknown, scope: Scope): Taint {
+		if (node === undefined || node === null || typeof node !== "object") return CLEAN;
+		if (Array.isArray(node)) {
+			let t: Taint = CLEAN;
+			for (const x of node) t = union(t, this.expr(x, scope));
+			return t;
+		}
+		const o = node as PgNode;
+		const keys = Object.keys(o);
+		if (keys.length === 1) {
+			const key = keys[0]!;
+			const b = o[key] as PgNode;
+			switch (key) {
+				case "ColumnRef":
+					return this.columnRef(b, scope);
+				case "A_Const":
+				case "ParamRef":
+				case "SQLValueFunction":
+					return CLEAN;
+				case "SubLink": {
+					const sub = this.statement(b.subselect as PgNode, scope);
+					return derive(union(unionAll(sub), this.expr(b.testexpr, scope)));
+				}
+				case "FuncCall":
+					return this.funcCall(b, scope);
+				default:
+					if (key.endsWith("Stmt")) return derive(unionAll(this.statement(o, scope)));
+					if (b && typeof b === "object") return derive(this.children(b, scope));
+					return CLEAN;
+			}
+		}
+		return derive(this.children(o, scope));
+	}
+
+	children(b: PgNode, scope: Scope): Taint {
+		let t: Taint = CLEAN;
+		this.#enter();
+		try {
+			for (const v of Object.values(b)) if (v && typeof v === "object") t = union(t, this.expr(v, scope));
+		} finally {
+			this.#leave();
+		}
+		return t;
+	}
+
+	funcCall(b: PgNode, scope: Scope): Taint {
+		const name = funcName(b);
+		let t = derive(this.children(b, scope));
+		const risk = functionRisk(name);
+		if (risk?.kind === "dynamic-sql" || risk?.kind === "server-access") {
+			t = union(t, opaque(`${name}() ${risk.detail}`));
+		} else if (!this.#builtin(name)) {
+			t = union(t, opaque(`function ${name}() is not a known built-in`));
+		}
+		return t;
+	}
+
+	#builtin(name: string): boolean {
+		const fromCatalog = this.resolved.builtin.get(name);
+		if (fromCatalog !== undefined) return fromCatalog;
+		const parts = name.split(".");
+		const last = parts[parts.length - 1]!;
+		if (parts.length >= 2 && parts[parts.length - 2] === "pg_catalog") return true;
+		return parts.length === 1 && PURE_BUILTINS.has(last);
+	}
+
+	columnRef(b: PgNode, scope: Scope): Taint {
+		const fields = Array.isArray(b.fields) ? b.fields : [];
+		const star = isStar(fields[fields.length - 1]);
+		const parts = strings(star ? fields.slice(0, -1) : fields);
+		if (star) {
+			if (parts.length === 0) {
+				let t: Taint = CLEAN;
+				for (const it of scope.items) t = union(t, union(it.all, it.unknown));
+				return derive(t);
+			}
+			const items = this.#itemsByAlias(parts, scope);
+			if (items.length === 0) return opaque(`unresolved ${parts.join(".")}.*`);
+			let t: Taint = CLEAN;
+			for (const it of items) t = union(t, union(it.all, it.unknown));
+			return derive(t);
+		}
+		if (parts.length === 1) return this.#unqualified(parts[0]!, scope);
+		// alias.column (or schema.table.column): match the table alias, then the column.
+		const col = parts[parts.length - 1]!;
+		const aliasParts = parts.slice(0, -1);
+		const items = this.#itemsByAlias(aliasParts, scope);
+		if (items.length > 0) {
+			let t: Taint = CLEAN;
+			for (const it of items) {
+				const c = it.columns?.find((x) => x.name === col);
+				t = union(t, c ? c.taint : it.columns ? CLEAN : it.unknown);
+			}
+			return t;
+		}
+		// (composite).field: the first part is a column.
+		return derive(this.#unqualified(parts[0]!, scope));
+	}
+
+	#unqualified(name: string, scope: Scope): Taint {
+		for (let s: Scope | undefined = scope; s; s = s.parent) {
+			let t: Taint = CLEAN;
+			let hit = false;
+			for (const it of s.items) {
+				const c = it.columns?.find((x) => x.name === name);
+				if (c) {
+					t = union(t, c.taint);
+					hit = true;
+				} else if (!it.columns) {
+					t = union(t, it.unknown);
+					if (isTainted(it.unknown)) hit = true;
+				}
+			}
+			if (hit) return t;
+			// A bare table alias is a whole-row reference (`row_to_json(c)`, `c::text`).
+			const whole = s.items.filter((i) => i.alias === name);
+			if (whole.length > 0) {
+				let w: Taint = CLEAN;
+				for (const it of whole) w = union(w, union(it.all, it.unknown));
+				return derive(w);
+			}
+		}
+		return CLEAN;
+	}
+}
+
+function isStar(node: unknown): boolean {
+	return !!node && typeof node === "object" && "A_Star" in (node as object);
+}
+
+function strings(list: unknown): string[] {
+	if (!Array.isArray(list)) return [];
+	return list.map((x) => (x as { String?: { sval?: string } }).String?.sval ?? "");
+}
+
+function outputName(val: unknown): string {
+	const o = val as { ColumnRef?: PgNode; FuncCall?: PgNode } | undefined;
+	if (o?.ColumnRef) {
+		const s = strings(o.ColumnRef.fields);
+		return s[s.length - 1] ?? "?column?";
+	}
+	if (o?.FuncCall) return funcName(o.FuncCall).split(".").pop() ?? "?column?";
+	return "?column?";
+}
+
+function targetName(rv: PgNode): string {
+	return typeof rv.schemaname === "string" ? `${rv.schemaname}.${String(rv.relname)}` : String(rv.relname);
+}
+
+function rename(o: Outputs, colnames: string[]): Outputs {
+	if (colnames.length === 0) return o;
+	return { ...o, names: o.names.map((n, i) => colnames[i] ?? n) };
+}
+
+function zipUnion(a: Outputs, b: Outputs): Outputs {
+	const n = Math.max(a.taints.length, b.taints.length);
+	const taints: Taint[] = [];
+	for (let i = 0; i < n; i++) taints.push(union(a.taints[i] ?? a.rest ?? CLEAN, b.taints[i] ?? b.rest ?? CLEAN));
+	const out: Outputs = { names: a.names.length >= b.names.length ? a.names : b.names, taints };
+	if (a.rest || b.rest) out.rest = union(a.rest ?? CLEAN, b.rest ?? CLEAN);
+	return out;
+}
+
+function sameTaint(a: Taint, b: Taint): boolean {
+	if (a.opaque !== b.opaque || a.derived !== b.derived || a.cols.size !== b.cols.size) return false;
+	for (const c of a.cols) if (!b.cols.has(c)) return false;
+	return true;
+}
+
+function sameOutputs(a: Outputs, b: Outputs): boolean {
+	if (a.taints.length !== b.taints.length || !!a.rest !== !!b.rest) return false;
+	if (a.rest && b.rest && !sameTaint(a.rest, b.rest)) return false;
+	return a.taints.every((t, i) => sameTaint(t, b.taints[i]!));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+
+export interface PlanOptions {
+	/**
+	 * Which statement of a multi-statement string produced this RowDescription. Without it, every
+	 * statement's outputs are considered (union: conservative).
+	 */
+	statementIndex?: number;
+}
+
+const ruleIndexCache = new WeakMap<readonly MaskRule[], RuleIndex>();
+const planCache = new WeakMap<RuleIndex, WeakMap<Catalog, Lru<string, Promise<MaskPlan>>>>();
+
+function ruleIndex(rules: readonly MaskRule[]): RuleIndex {
+	let r = ruleIndexCache.get(rules);
+	if (!r) ruleIndexCache.set(rules, (r = new RuleIndex(rules)));
+	return r;
+}
+
+/** The tree that actually runs for a statement (EXECUTE/FETCH resolved through SessionSqlState). */
+function runTree(s: SqlStatementInfo): PgNode | undefined {
+	if (s.uses) return s.uses.statement ? statementTree(s.uses.statement) : undefined;
+	return statementTree(s);
+}
+
+/**
+ * Decides, for each output column of a result, whether it derives from a masked column.
+ * `fields` are the RowDescription fields; for `COPY ... TO STDOUT` pass `[]` and read
+ * `columns[].index` as COPY column positions. Plans are cached per (rules, catalog, text, fields).
+ */
+export function planMasks(
+	sqlOrAnalysis: string | SqlAnalysis,
+	fields: ResultField[],
+	ctx: MaskContext,
+	options: PlanOptions = {},
+): Promise<MaskPlan> {
+	const rules = ruleIndex(ctx.rules);
+	if (rules.columnRules.length === 0) {
+		return Promise.resolve({ columns: [], detectors: rules.detectors, scrubMessages: false });
+	}
+	const analysis = typeof sqlOrAnalysis === "string" ? analyzeSql(sqlOrAnalysis) : sqlOrAnalysis;
+	if (!analysis.ok) return Promise.resolve(maskEverything(fields, rules, "statement does not parse"));
+	let byCatalog = planCache.get(rules);
+	if (!byCatalog) planCache.set(rules, (byCatalog = new WeakMap()));
+	let lru = byCatalog.get(ctx.catalog);
+	if (!lru) byCatalog.set(ctx.catalog, (lru = new Lru(1024)));
+	const cacheable = !analysis.statements.some((s) => s.uses);
+	const key = `${options.statementIndex ?? "*"}\u0000${fields.map((f) => `${f.tableOid}:${f.columnAttr}`).join(",")}\u0000${analysis.statements.map((s) => s.text).join("\u0000")}`;
+	if (cacheable) {
+		const hit = lru.get(key);
+		if (hit) return hit;
+	}
+	const p = computePlan(analysis.statements, fields, ctx, rules, options).catch(() =>
+		maskEverything(fields, rules, "masking analysis failed"),
+	);
+	if (cacheable) lru.set(key, p);
+	return p;
+}
+
+/** The `block` part of a plan, before a statement is forwarded (writes that copy masked data). */
+export async function checkMaskedWrites(
+	analysis: SqlAnalysis,
+	ctx: MaskContext,
+): Promise<{ rule: string; message: string } | undefined> {
+	const plan = await planMasks(analysis, [], ctx);
+	return plan.block;
+}
+
+function maskEverything(fields: ResultField[], rules: RuleIndex, reason: string): MaskPlan {
+	const r = rules.strongest;
+	return {
+		columns: r ? fields.map((_, i) => ({ index: i, rule: r.name, strategy: r.strategy, sources: [`opaque:${reason}`] })) : [],
+		detectors: rules.detectors,
+		scrubMessages: true,
+	};
+}
+
+async function computePlan(
+	statements: readonly SqlStatementInfo[],
+	fields: ResultField[],
+	ctx: MaskContext,
+	rules: RuleIndex,
+	options: PlanOptions,
+): Promise<MaskPlan> {
+	const chosen =
+		options.statementIndex !== undefined && statements[options.statementIndex]
+			? [statements[options.statementIndex]!]
+			: [...statements];
+	const trees: PgNode[] = [];
+	for (const s of chosen) {
+		const t = runTree(s);
+		if (t) trees.push(t);
+	}
+	const resolved = await prefetch(trees, fields, ctx.catalog);
+	const an = new Analyzer(rules, resolved);
+	// Per output column: union over the chosen statements (one, normally).
+	let outputs: Outputs | undefined;
+	let unknownRows = false;
+	for (const s of chosen) {
+		const tree = runTree(s);
+		let o: Outputs;
+		if (!tree) {
+			// FETCH from a cursor we did not see declared, EXECUTE unresolved: cannot prove anything.
+			o = s.uses ? { names: [], taints: [], rest: opaque(`${s.kind} ${s.uses.name}: unknown ${s.uses.type}`) } : NO_OUTPUTS;
+		} else {
+			o = an.statement(tree, undefined);
+			if (o === NO_OUTPUTS && returnsOpaqueRows(s)) o = { names: [], taints: [], rest: opaque(`${s.kind} returns rows the analysis cannot model`) };
+		}
+		if (o !== NO_OUTPUTS) {
+			if (outputs) unknownRows = true;
+			outputs = outputs ? zipUnion(outputs, o) : o;
+		}
+		an.touch(unionAll(o));
+	}
+	outputs ??= NO_OUTPUTS;
+	const aligned = !unknownRows && !outputs.rest && (fields.length === 0 || outputs.taints.length === fields.length);
+	const everything = unionAll(outputs);
+	const count = fields.length > 0 ? fields.length : outputs.taints.length;
+	const columns: ColumnMask[] = [];
+	for (let i = 0; i < count; i++) {
+		let t = aligned ? (outputs.taints[i] ?? CLEAN) : everything;
+		const f = fields[i];
+		if (f && f.tableOid !== 0) t = union(t, originTaint(f, resolved, an));
+		if (!isTainted(t)) continue;
+		const m = toColumnMask(i, t, rules);
+		if (m) columns.push(m);
+	}
+	const plan: MaskPlan = { columns, detectors: rules.detectors, scrubMessages: isTainted(an.touched) || columns.length > 0 };
+	if (an.block) plan.block = an.block;
 	return plan;
+}
+
+/** Statements that return rows we do not model (CALL with OUT parameters...). */
+function returnsOpaqueRows(s: SqlStatementInfo): boolean {
+	return s.kind === "CALL" || s.kind === "DO";
+}
+
+function originTaint(f: ResultField, resolved: Resolved, an: Analyzer): Taint {
+	const rel = resolved.byOid.get(f.tableOid);
+	if (!rel) return opaque(`unknown relation oid ${f.tableOid}`);
+	const o = an.relationOutputs(rel, `${rel.schema}.${rel.name}`);
+	const cols = [...rel.columns].sort((a, b) => a.attnum - b.attnum).filter((c) => c.attnum > 0);
+	const idx = cols.findIndex((c) => c.attnum === f.columnAttr);
+	if (idx < 0) return o.rest ?? (f.columnAttr > 0 ? opaque(`unknown column ${f.columnAttr} of ${rel.name}`) : CLEAN);
+	return o.taints[idx] ?? o.rest ?? CLEAN;
+}
+
+function toColumnMask(index: number, t: Taint, rules: RuleIndex): ColumnMask | undefined {
+	let rule: MaskRule | undefined;
+	const sources: string[] = [];
+	for (const q of t.cols) {
+		sources.push(displayQualified(q));
+		const r = rules.ruleFor(q);
+		if (r && (!rule || strategyStrength(r.strategy) > strategyStrength(rule.strategy))) rule = r;
+	}
+	if (t.opaque !== undefined) {
+		sources.push(`opaque:${t.opaque}`);
+		const s = rules.strongest;
+		if (s && (!rule || strategyStrength(s.strategy) > strategyStrength(rule.strategy))) rule = s;
+	}
+	if (!rule) return undefined;
+	let strategy: MaskStrategy = rule.strategy;
+	// Partial masking of a transformed value could reveal other characters (reverse(card)): redact.
+	if (strategy.type === "partial" && t.derived) strategy = { type: "redact" };
+	return { index, rule: rule.name, strategy, sources };
 }

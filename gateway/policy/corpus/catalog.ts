@@ -1,0 +1,126 @@
+/**
+ * A Catalog built from plain data: the relations of the demo schema used by policy tests and the
+ * bypass corpus (the same shape as test/env's seeded customers/orders). Pure input data, not a
+ * mock of a server: the postgres data path implements Catalog against real pg_catalog queries.
+ */
+import type { Catalog, FunctionCatalog, MaskContext, RelationInfo } from "../types.ts";
+import type { BundleGrant, Identity, MaskRule } from "../../config/bundle.ts";
+
+export class DataCatalog implements Catalog, FunctionCatalog {
+	readonly #byName = new Map<string, RelationInfo>();
+	readonly #byOid = new Map<number, RelationInfo>();
+
+	constructor(
+		relations: RelationInfo[],
+		readonly searchPath: string[] = ["pg_catalog", "public"],
+		readonly userFunctions: Set<string> = new Set(),
+	) {
+		for (const r of relations) {
+			this.#byName.set(`${r.schema}.${r.name}`, r);
+			this.#byOid.set(r.oid, r);
+		}
+	}
+
+	async relation(schema: string | undefined, name: string): Promise<RelationInfo | undefined> {
+		if (schema) return this.#byName.get(`${schema}.${name}`);
+		for (const s of this.searchPath) {
+			const r = this.#byName.get(`${s}.${name}`);
+			if (r) return r;
+		}
+		return undefined;
+	}
+
+	async relationByOid(oid: number): Promise<RelationInfo | undefined> {
+		return this.#byOid.get(oid);
+	}
+
+	async isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {
+		if (schema && schema !== "pg_catalog") return false;
+		return !this.userFunctions.has(name);
+	}
+}
+
+function cols(...names: string[]): { name: string; attnum: number }[] {
+	return names.map((name, i) => ({ name, attnum: i + 1 }));
+}
+
+export const DEMO_RELATIONS: RelationInfo[] = [
+	{ oid: 16401, schema: "public", name: "customers", kind: "table", columns: cols("id", "name", "email", "ssn", "card", "phone", "created") },
+	{ oid: 16402, schema: "public", name: "orders", kind: "table", columns: cols("id", "customer_id", "total", "note") },
+	{ oid: 16403, schema: "public", name: "audit_copy", kind: "table", columns: cols("id", "email", "ssn_masked") },
+	{
+		oid: 16404,
+		schema: "public",
+		name: "customer_contacts",
+		kind: "view",
+		columns: cols("id", "contact"),
+		viewDefinition: " SELECT customers.id,\n    lower(customers.email) AS contact\n   FROM customers;",
+	},
+	{
+		oid: 16405,
+		schema: "public",
+		name: "customer_names",
+		kind: "view",
+		columns: cols("id", "name"),
+		viewDefinition: " SELECT customers.id,\n    customers.name\n   FROM customers;",
+	},
+	{
+		oid: 16406,
+		schema: "public",
+		name: "contacts_of_contacts",
+		kind: "view",
+		columns: cols("contact"),
+		viewDefinition: " SELECT customer_contacts.contact\n   FROM customer_contacts;",
+	},
+	{ oid: 16407, schema: "billing", name: "customers", kind: "table", columns: cols("id", "email", "iban") },
+	{
+		oid: 16408,
+		schema: "public",
+		name: "customer_mv",
+		kind: "matview",
+		columns: cols("id", "ssn"),
+		viewDefinition: " SELECT customers.id,\n    customers.ssn\n   FROM customers;",
+	},
+	{ oid: 12001, schema: "pg_catalog", name: "pg_stats", kind: "view", columns: cols("schemaname", "tablename", "attname", "most_common_vals") },
+	{ oid: 12002, schema: "pg_catalog", name: "pg_class", kind: "table", columns: cols("oid", "relname", "relnamespace") },
+];
+
+export const DEMO_RULES: MaskRule[] = [
+	{ name: "email", columns: ["customers.email", "billing.customers.email"], strategy: { type: "redact" } },
+	{ name: "ssn", columns: ["public.customers.ssn"], strategy: { type: "hash", length: 16 } },
+	{ name: "card", columns: ["*.customers.card"], strategy: { type: "partial", keepLast: 4 } },
+	{ name: "iban", columns: ["billing.*.iban"], strategy: { type: "null" } },
+	{ name: "pii-content", detectors: ["creditCard", "email", "iban", "nationalId"], strategy: { type: "redact" } },
+];
+
+export function demoContext(overrides: Partial<MaskContext> = {}): MaskContext {
+	const identity: Identity = {
+		issuer: "https://issuer.test",
+		issuerKind: "oidc",
+		subject: "agent",
+		username: "agent",
+		groups: [],
+		tokenExpiresAt: new Date(Date.now() + 3600_000),
+		claims: {},
+	};
+	const grant: BundleGrant = {
+		key: "team/agent-ro",
+		name: "agent-ro",
+		namespace: "team",
+		connection: "orders-prod",
+		subjects: [{ kind: "User", name: "agent" }],
+		notBefore: "2026-01-01T00:00:00Z",
+		expiresAt: "2027-01-01T00:00:00Z",
+		postgres: { access: "read-only" },
+		approvers: { subjects: [], minApprovals: 1 },
+		origin: {},
+	};
+	return {
+		rules: DEMO_RULES,
+		catalog: new DataCatalog(DEMO_RELATIONS, ["pg_catalog", "public"], new Set(["get_ssn"])),
+		identity,
+		grant,
+		maskingKey: Buffer.alloc(32, 7),
+		...overrides,
+	};
+}

@@ -1,0 +1,164 @@
+/**
+ * Mask strategies applied to wire values (DataRow fields, COPY fields, parameters).
+ *
+ * Type handling (a masked value must stay a valid value of its column type, or be NULL):
+ * - text-like types (text, varchar, bpchar, name, char, unknown, xml, and unknown OIDs in text
+ *   format such as citext, enums or domains): the strategy applies to the text; in binary format
+ *   these types are their UTF-8 bytes, so the same masking applies;
+ * - json/jsonb: the masked text becomes a JSON string literal (`"****"`); jsonb binary gets its
+ *   version byte;
+ * - every other type (numbers, dates, uuid, bytea, arrays, records...): NULL, in text and binary
+ *   format alike, because `****` is not a valid integer and a "masked" number would look real.
+ *   Strategy `null` is NULL for every type.
+ */
+import { createHmac } from "node:crypto";
+import type { MaskStrategy } from "../config/bundle.ts";
+
+/** PostgreSQL type OIDs (pg_type.oid) the maskers care about. */
+// biome-ignore lint/suspicious/noConstEnum: wire codes are const enums (STYLE 3)
+export const enum TypeOid {
+	Bool = 16,
+	Bytea = 17,
+	Char = 18,
+	Name = 19,
+	Int8 = 20,
+	Int2 = 21,
+	Int4 = 23,
+	Text = 25,
+	Oid = 26,
+	Json = 114,
+	Xml = 142,
+	Float4 = 700,
+	Float8 = 701,
+	Unknown = 705,
+	Bpchar = 1042,
+	Varchar = 1043,
+	Date = 1082,
+	Time = 1083,
+	Timestamp = 1114,
+	Timestamptz = 1184,
+	Interval = 1186,
+	Numeric = 1700,
+	Uuid = 2950,
+	Jsonb = 3802,
+}
+
+const TEXT_LIKE = new Set<number>([TypeOid.Text, TypeOid.Varchar, TypeOid.Bpchar, TypeOid.Name, TypeOid.Char, TypeOid.Unknown, TypeOid.Xml]);
+
+/**
+ * Built-in OIDs below FirstNormalObjectId (16384) that are not text-like: masked to NULL. OIDs at or
+ * above 16384 are user types (citext, enums, domains); in text format they are masked as text.
+ */
+function isKnownNonText(typeOid: number): boolean {
+	return typeOid < 16384 && !TEXT_LIKE.has(typeOid) && typeOid !== TypeOid.Json && typeOid !== TypeOid.Jsonb;
+}
+
+export const DEFAULT_REDACTION = "****";
+export const DEFAULT_HASH_LENGTH = 16;
+
+/** Masks a string (no type handling). */
+export type StringMasker = (value: string) => string | null;
+
+export function compileStringMasker(strategy: MaskStrategy, key: Buffer): StringMasker {
+	switch (strategy.type) {
+		case "null":
+			return () => null;
+		case "redact": {
+			const r = strategy.replacement ?? DEFAULT_REDACTION;
+			return () => r;
+		}
+		case "partial": {
+			const keepLast = Math.max(0, Math.floor(strategy.keepLast));
+			const keepFirst = Math.max(0, Math.floor(strategy.keepFirst ?? 0));
+			return (value) => {
+				const chars = Array.from(value);
+				// Never reveal a whole short value: if nothing would be hidden, hide everything.
+				if (chars.length <= keepFirst + keepLast) return "*".repeat(chars.length || 1);
+				const head = chars.slice(0, keepFirst).join("");
+				const tail = keepLast > 0 ? chars.slice(chars.length - keepLast).join("") : "";
+				return head + "*".repeat(chars.length - keepFirst - keepLast) + tail;
+			};
+		}
+		case "hash": {
+			const length = Math.min(64, Math.max(8, Math.floor(strategy.length ?? DEFAULT_HASH_LENGTH)));
+			if (key.length < 16) throw new TypeError("hash masking needs a key of at least 16 bytes");
+			return (value) => createHmac("sha256", key).update(value, "utf8").digest("hex").slice(0, length);
+		}
+		default:
+			// Unknown strategy from a newer bundle: fail closed.
+			return () => null;
+	}
+}
+
+/** Masks one wire value; null in, null out. */
+export type ValueMasker = (value: Buffer | null, format: 0 | 1, typeOid: number) => Buffer | null;
+
+export function compileValueMasker(strategy: MaskStrategy, key: Buffer): ValueMasker {
+	if (strategy.type === "null") return () => null;
+	const maskString = compileStringMasker(strategy, key);
+	// Constant strategies: encode once.
+	const constant = strategy.type === "redact" ? maskString("") : undefined;
+	const constText = constant !== undefined && constant !== null ? Buffer.from(constant, "utf8") : undefined;
+	const constJson = constant !== undefined && constant !== null ? Buffer.from(JSON.stringify(constant), "utf8") : undefined;
+	const constJsonb = constJson ? Buffer.concat([Buffer.from([1]), constJson]) : undefined;
+	return (value, format, typeOid) => {
+		if (value === null) return null;
+		if (isKnownNonText(typeOid)) return null;
+		if (format === 1 && !TEXT_LIKE.has(typeOid) && typeOid !== TypeOid.Json && typeOid !== TypeOid.Jsonb) {
+			return null; // binary format of a user type: we cannot know its layout
+		}
+		if (typeOid === TypeOid.Json || typeOid === TypeOid.Jsonb) {
+			const binaryJsonb = format === 1 && typeOid === TypeOid.Jsonb;
+			if (constJson) return binaryJsonb ? constJsonb! : constJson;
+			const text = (binaryJsonb ? value.subarray(1) : value).toString("utf8");
+			const masked = maskString(jsonScalarText(text));
+			if (masked === null) return null;
+			const out = Buffer.from(JSON.stringify(masked), "utf8");
+			return binaryJsonb ? Buffer.concat([Buffer.from([1]), out]) : out;
+		}
+		if (constText) return constText;
+		const masked = maskString(value.toString("utf8"));
+		return masked === null ? null : Buffer.from(masked, "utf8");
+	};
+}
+
+/** A JSON string scalar is masked by its content; anything else by its JSON text. */
+function jsonScalarText(text: string): string {
+	const t = text.trim();
+	if (t.startsWith('"')) {
+		try {
+			const v = JSON.parse(t) as unknown;
+			if (typeof v === "string") return v;
+		} catch {
+			// fall through
+		}
+	}
+	return t;
+}
+
+const maskerCache = new WeakMap<MaskStrategy, Map<Buffer, ValueMasker>>();
+
+/** One-shot form of compileValueMasker (compiled maskers are cached per strategy object and key). */
+export function maskValue(value: Buffer | null, format: 0 | 1, typeOid: number, strategy: MaskStrategy, key: Buffer): Buffer | null {
+	let byKey = maskerCache.get(strategy);
+	if (!byKey) maskerCache.set(strategy, (byKey = new Map()));
+	let m = byKey.get(key);
+	if (!m) byKey.set(key, (m = compileValueMasker(strategy, key)));
+	return m(value, format, typeOid);
+}
+
+/** Strength order used when several rules taint one column: null > redact > hash > partial. */
+export function strategyStrength(s: MaskStrategy): number {
+	switch (s.type) {
+		case "null":
+			return 4;
+		case "redact":
+			return 3;
+		case "hash":
+			return 2;
+		case "partial":
+			return 1;
+		default:
+			return 5;
+	}
+}
