@@ -1,4 +1,5 @@
 /** Synthetic sessions driven through the real recorder (the data paths produce real ones). */
+import { spawn } from "node:child_process";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -60,3 +61,34 @@ export async function makeRecorder(store: RecordingStore, spoolDir: string, extr
 	await rec.start();
 	return { rec, key };
 }
+
+const NODE = join(process.cwd(), "node_modules/.bin/node");
+
+/** Start the child recorder, wait for its report line. */
+/** Start test/recording/child-recorder.ts (the real recorder in another process); wait for its report line. */
+export function startChild(args: string[]): Promise<{ report: Record<string, string | number>; kill: () => Promise<void> }> {
+	const child = spawn(NODE, ["--import", "tsx", join(import.meta.dirname, "child-recorder.ts"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+	let out = "";
+	let err = "";
+	child.stderr.on("data", (d) => (err += d));
+	return new Promise((resolve, reject) => {
+		const timer = setTimeout(() => reject(new Error(`child recorder did not report in 30 s; stderr:\n${err}`)), 30_000);
+		child.on("exit", (code) => reject(new Error(`child recorder exited with ${code}; stderr:\n${err}`)));
+		child.stdout.on("data", (d) => {
+			out += d;
+			const nl = out.indexOf("\n");
+			if (nl < 0) return;
+			clearTimeout(timer);
+			child.removeAllListeners("exit");
+			resolve({
+				report: JSON.parse(out.slice(0, nl)),
+				kill: () =>
+					new Promise<void>((r) => {
+						child.on("exit", () => r());
+						child.kill("SIGKILL");
+					}),
+			});
+		});
+	});
+}
+

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -8,36 +7,7 @@ import { isRecordingError, SpoolFullError } from "../../gateway/recording/errors
 import { loadRecordingKey } from "../../gateway/recording/keys.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
 import { verifySession } from "../../gateway/recording/verify.ts";
-import { makeRecorder, meta, sqlEvents, tempDir } from "./fixtures.ts";
-
-const NODE = join(process.cwd(), "node_modules/.bin/node");
-
-/** Start the child recorder, wait for its report line. */
-export function startChild(args: string[]): Promise<{ report: Record<string, string | number>; kill: () => Promise<void> }> {
-	const child = spawn(NODE, ["--import", "tsx", join(import.meta.dirname, "child-recorder.ts"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
-	let out = "";
-	let err = "";
-	child.stderr.on("data", (d) => (err += d));
-	return new Promise((resolve, reject) => {
-		const timer = setTimeout(() => reject(new Error(`child recorder did not report in 30 s; stderr:\n${err}`)), 30_000);
-		child.on("exit", (code) => reject(new Error(`child recorder exited with ${code}; stderr:\n${err}`)));
-		child.stdout.on("data", (d) => {
-			out += d;
-			const nl = out.indexOf("\n");
-			if (nl < 0) return;
-			clearTimeout(timer);
-			child.removeAllListeners("exit");
-			resolve({
-				report: JSON.parse(out.slice(0, nl)),
-				kill: () =>
-					new Promise<void>((r) => {
-						child.on("exit", () => r());
-						child.kill("SIGKILL");
-					}),
-			});
-		});
-	});
-}
+import { makeRecorder, meta, sqlEvents, startChild, tempDir } from "./fixtures.ts";
 
 test("recorder killed with a backlog (store down): a new process recovers and uploads everything", async () => {
 	const base = await tempDir("recovery");
