@@ -84,7 +84,7 @@ export function loadManifests(text: string, file: string): LoadResult {
 			const code: LoadErrorCode = e.code === "DUPLICATE_KEY" ? "DUPLICATE_KEY" : e.code === "TAB_AS_INDENT" ? "TAB_INDENT" : "SYNTAX";
 			const message =
 				code === "DUPLICATE_KEY"
-					? `duplicate key ${JSON.stringify(text.slice(e.pos[0], e.pos[1]))}`
+					? `duplicate key ${JSON.stringify(keyAt(text, e.pos[0]))}`
 					: code === "TAB_INDENT"
 						? "tab character in indentation; YAML indentation must use spaces"
 						: e.message.split("\n")[0]!;
@@ -117,6 +117,13 @@ export function loadManifests(text: string, file: string): LoadResult {
 		});
 	});
 	return { manifests, errors };
+}
+
+/** The mapping key starting at `offset` (for messages). */
+function keyAt(text: string, offset: number): string {
+	const m = /^("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^:\n]*?)\s*:/.exec(text.slice(offset, offset + 300));
+	const key = m?.[1] ?? text.slice(offset, offset + 1);
+	return key.length >= 2 && (key[0] === '"' || key[0] === "'") ? key.slice(1, -1) : key;
 }
 
 /** Offsets of tabs in the leading whitespace of lines (outside block scalars we cannot tell; YAML forbids them there anyway). */

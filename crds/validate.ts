@@ -101,8 +101,22 @@ function fill(schema: TSchema, value: unknown): unknown {
 // ---------------------------------------------------------------------------------------------
 // Structural validation + rules
 
-/** Validate `value` (defaults already applied) against `schema`; appends to `errors`. */
+/**
+ * Validate `value` (defaults already applied) against `schema`; appends to `errors`. Like the
+ * apiserver, the cross-field rules (CEL) are only evaluated when the structural validation of the
+ * whole value passed ("some validation rules were not checked because the object was invalid").
+ */
 export function validateSchema(schema: TSchema, value: unknown, path: PathSegment[], errors: FieldError[]): void {
+	const structural: FieldError[] = [];
+	walk(schema, value, path, structural, false);
+	if (structural.length > 0) {
+		errors.push(...structural);
+		return;
+	}
+	walk(schema, value, path, errors, true);
+}
+
+function walk(schema: TSchema, value: unknown, path: PathSegment[], errors: FieldError[], rules: boolean): void {
 	const s = schema as Record<string, unknown>;
 	const before = errors.length;
 	const type = s.type as string;
@@ -121,13 +135,13 @@ export function validateSchema(schema: TSchema, value: unknown, path: PathSegmen
 			checkNumber(s, value as number, path, errors);
 			break;
 		case "array":
-			checkArray(s, value as unknown[], path, errors);
+			checkArray(s, value as unknown[], path, errors, rules);
 			break;
 		case "object":
-			checkObject(s, value as Record<string, unknown>, path, errors);
+			checkObject(s, value as Record<string, unknown>, path, errors, rules);
 			break;
 	}
-	if (errors.length === before) runRules(s, value, path, errors);
+	if (rules && errors.length === before) runRules(s, value, path, errors);
 }
 
 function checkString(s: Record<string, unknown>, v: string, path: PathSegment[], errors: FieldError[]): void {
@@ -160,7 +174,7 @@ function checkNumber(s: Record<string, unknown>, v: number, path: PathSegment[],
 	}
 }
 
-function checkArray(s: Record<string, unknown>, v: unknown[], path: PathSegment[], errors: FieldError[]): void {
+function checkArray(s: Record<string, unknown>, v: unknown[], path: PathSegment[], errors: FieldError[], rules: boolean): void {
 	if (typeof s.maxItems === "number" && v.length > s.maxItems) {
 		errors.push(fieldError(path, "TooMany", `Too many: ${v.length}: must have at most ${s.maxItems} items`));
 		return;
@@ -168,7 +182,7 @@ function checkArray(s: Record<string, unknown>, v: unknown[], path: PathSegment[
 	if (typeof s.minItems === "number" && v.length < s.minItems) {
 		errors.push(fieldError(path, "Invalid", `Invalid value: ${v.length}: should have at least ${s.minItems} items`));
 	}
-	for (const [i, item] of v.entries()) validateSchema(s.items as TSchema, item, [...path, i], errors);
+	for (const [i, item] of v.entries()) walk(s.items as TSchema, item, [...path, i], errors, rules);
 	const listType = s["x-kubernetes-list-type"];
 	if (listType === "map") {
 		const keys = s["x-kubernetes-list-map-keys"] as string[];
@@ -189,7 +203,7 @@ function checkArray(s: Record<string, unknown>, v: unknown[], path: PathSegment[
 	}
 }
 
-function checkObject(s: Record<string, unknown>, v: Record<string, unknown>, path: PathSegment[], errors: FieldError[]): void {
+function checkObject(s: Record<string, unknown>, v: Record<string, unknown>, path: PathSegment[], errors: FieldError[], rules: boolean): void {
 	const props = s.properties as Record<string, TSchema> | undefined;
 	const pattern = s.patternProperties as Record<string, TSchema> | undefined;
 	const count = Object.keys(v).length;
@@ -210,11 +224,11 @@ function checkObject(s: Record<string, unknown>, v: Record<string, unknown>, pat
 				continue;
 			}
 			if (child === null || child === undefined) continue; // null is dropped like an absent field
-			validateSchema(childSchema, child, [...path, name], errors);
+			walk(childSchema, child, [...path, name], errors, rules);
 		}
 	} else if (pattern) {
 		const childSchema = Object.values(pattern)[0]!;
-		for (const [name, child] of Object.entries(v)) validateSchema(childSchema, child, [...path, name], errors);
+		for (const [name, child] of Object.entries(v)) walk(childSchema, child, [...path, name], errors, rules);
 	}
 }
 
