@@ -48,7 +48,8 @@ function serviceAccountOf(who: Requester): { namespace: string; name: string } |
 
 /** Conservative "is this the same principal?" used for self-approval and distinct-approver counting. */
 export function samePrincipal(a: Requester, b: Requester): boolean {
-	if (a.issuer === b.issuer && a.subject === b.subject) return true;
+	// Empty issuer/subject (a decision read back from a store without them) never matches by itself.
+	if (a.subject !== "" && a.issuer !== "" && a.issuer === b.issuer && a.subject === b.subject) return true;
 	const saA = serviceAccountOf(a);
 	const saB = serviceAccountOf(b);
 	if (saA && saB) return saA.namespace === saB.namespace && saA.name === saB.name;

@@ -134,6 +134,9 @@ test("applyDecision: minimum approvals count distinct approvers; any deny wins",
 	assert.equal(approved.decidedAt, at(12).toISOString());
 	assert.equal(countApprovals(approved.decisions), 2);
 
+	const stripped = approved.decisions.map(({ issuer: _i, subject: _s, ...d }) => d);
+	assert.equal(countApprovals(stripped), 2, "decisions without issuer/subject (as stored in the CRD) still count per person");
+
 	const denied = applyDecision(r, kim, "deny", "no", at(12));
 	assert.equal(denied.phase, "Denied");
 	assert.equal(denied.decisions.length, 2);
