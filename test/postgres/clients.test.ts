@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, before, test } from "node:test";
-import pg from "pg";
+import type pg from "pg";
 import { clientMessages } from "../../gateway/postgres/serializer.ts";
 import { run } from "../env/index.ts";
 import { CONNECTION, type Fixture, startFixture } from "./fixture.ts";
