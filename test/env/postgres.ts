@@ -38,6 +38,12 @@ export interface PostgresOptions {
 	seed?: boolean;
 	/** Also accept scram-sha-256 over plain TCP (default: TLS only, plaintext is rejected). */
 	plaintext?: boolean;
+	/**
+	 * Extra pg_hba.conf lines placed before the defaults (first match wins), e.g.
+	 * "hostssl all certuser 127.0.0.1/32 cert" for client-certificate auth (the server's ssl_ca_file is
+	 * the test CA: issue client certs with issueCert(handle.ca, { cn: "certuser", usage: "client" })).
+	 */
+	hba?: string[];
 	/** Extra postgresql.conf settings. */
 	settings?: Record<string, string | number | boolean>;
 }
@@ -129,6 +135,7 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
 			join(data, "pg_hba.conf"),
 			[
 				"# Drawbridge test cluster (test/env/postgres.ts)",
+				...(options.hba ?? []),
 				"local   all all                trust",
 				"hostssl all all 127.0.0.1/32   scram-sha-256",
 				options.plaintext ? "hostnossl all all 127.0.0.1/32 scram-sha-256" : "hostnossl all all 0.0.0.0/0 reject",

@@ -55,11 +55,17 @@ export interface SshdHandle {
 /** Creates the test login user if we are root and it does not exist yet (idempotent, race tolerant). */
 export async function ensureSshTestUser(): Promise<string> {
 	if (!isRoot) return currentUser().user;
-	const exists = (await run("getent", ["passwd", SSH_TEST_USER])).code === 0;
-	if (!exists) {
+	// Test files run in parallel: another process may be creating the user (useradd exits 9 when it
+	// exists, 10 when /etc/passwd is locked), so retry until getent sees it.
+	let lastError = "";
+	for (let attempt = 0; ; attempt++) {
+		if ((await run("getent", ["passwd", SSH_TEST_USER])).code === 0) break;
+		if (attempt >= 20) throw new Error(`useradd ${SSH_TEST_USER} failed: ${lastError}`);
 		const r = await run("useradd", ["--create-home", "--shell", "/bin/bash", "--comment", "Drawbridge test user", SSH_TEST_USER]);
-		// 9: already exists (another test process won the race).
-		if (r.code !== 0 && r.code !== 9) throw new Error(`useradd ${SSH_TEST_USER} failed: ${r.stderr}`);
+		if (r.code !== 0) {
+			lastError = r.stderr;
+			await new Promise((resolve) => setTimeout(resolve, 250));
+		}
 	}
 	// A "!" (locked) password makes sshd refuse the account when UsePAM is off; "*" means "no password".
 	const shadow = await run("getent", ["shadow", SSH_TEST_USER]);

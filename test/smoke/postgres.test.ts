@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type PostgresHandle, printLogsOnFailure, SEED_CUSTOMERS, SEED_ORDERS, startPostgres, luhnValid } from "../env/index.ts";
+import { issueCert, type PostgresHandle, printLogsOnFailure, SEED_CUSTOMERS, SEED_ORDERS, startPostgres, luhnValid } from "../env/index.ts";
 
 let pg: PostgresHandle;
 before(async () => {
-	pg = await startPostgres();
+	pg = await startPostgres({ hba: ["hostssl all certuser 127.0.0.1/32 cert"] });
 });
 after(async () => {
 	await pg?.stop();
@@ -59,4 +59,20 @@ test("createRole + restart keeps data", async () => {
 	const r = await pg.query("SELECT count(*)::int AS n FROM customers", [], { user: "reader", password: "reader-pw" });
 	assert.equal(r.rows[0]?.n, SEED_CUSTOMERS);
 	await assert.rejects(pg.query("SELECT * FROM orders", [], { user: "reader", password: "reader-pw" }), /permission denied/);
+});
+
+test("client-certificate auth through an extra pg_hba line", async () => {
+	await pg.createRole("certuser", { grants: ["GRANT SELECT ON customer_contacts TO $role"] });
+	const cert = await issueCert(pg.ca, { cn: "certuser", usage: "client", name: "certuser" });
+	const { default: pgmod } = await import("pg");
+	const c = new pgmod.Client({ ...pg.clientConfig({ user: "certuser" }), ssl: { ca: pg.caPem, cert: cert.certPem, key: cert.keyPem } });
+	await c.connect();
+	try {
+		const r = await c.query("SELECT current_user AS u, count(*)::int AS n FROM customer_contacts");
+		assert.deepEqual(r.rows[0], { u: "certuser", n: SEED_CUSTOMERS });
+	} finally {
+		await c.end();
+	}
+	// Without the certificate the same user is refused (no password fallback on that hba line).
+	await assert.rejects(pg.query("SELECT 1", [], { user: "certuser", password: "x" }), /certificate/);
 });
