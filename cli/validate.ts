@@ -104,14 +104,22 @@ function display(path: string): string {
 	return rel === "" || rel.startsWith("..") ? path : rel;
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** Where output goes (tests pass their own). */
+export interface Io {
+	stdout: (text: string) => void;
+	stderr: (text: string) => void;
+}
+
+const PROCESS_IO: Io = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) };
+
+export async function main(argv: string[], io: Io = PROCESS_IO): Promise<number> {
 	const parsed = parseArgs(argv);
 	if (parsed === "help") {
-		process.stdout.write(HELP);
+		io.stdout(HELP);
 		return EXIT_OK;
 	}
 	if (typeof parsed === "string") {
-		process.stderr.write(`drawbridge validate: ${parsed}\n(see drawbridge validate --help)\n`);
+		io.stderr(`drawbridge validate: ${parsed}\n(see drawbridge validate --help)\n`);
 		return EXIT_USAGE;
 	}
 	const files: string[] = [];
@@ -119,7 +127,7 @@ export async function main(argv: string[]): Promise<number> {
 		try {
 			collect(resolve(p), files);
 		} catch (e) {
-			process.stderr.write(`drawbridge validate: ${p}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file or directory" : (e as Error).message}\n`);
+			io.stderr(`drawbridge validate: ${p}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file or directory" : (e as Error).message}\n`);
 			return EXIT_USAGE;
 		}
 	}
@@ -141,7 +149,7 @@ export async function main(argv: string[]): Promise<number> {
 			try {
 				text = readFileSync(configPath, "utf8");
 			} catch (e) {
-				process.stderr.write(`drawbridge validate: cannot read ${configPath}: ${(e as Error).message}\n`);
+				io.stderr(`drawbridge validate: cannot read ${configPath}: ${(e as Error).message}\n`);
 				return EXIT_USAGE;
 			}
 			const r = parseLintConfig(text, display(resolve(configPath)));
@@ -158,17 +166,17 @@ export async function main(argv: string[]): Promise<number> {
 	const errors = diagnostics.filter((d) => d.severity === "error").length;
 	const warnings = diagnostics.length - errors;
 	if (parsed.format === "json") {
-		process.stdout.write(
+		io.stdout(
 			`${JSON.stringify({ valid: errors === 0, errors, warnings, files: report.files, resources: report.resources, diagnostics }, null, 2)}\n`,
 		);
 	} else {
 		for (const d of diagnostics) {
 			if (parsed.quiet && d.severity !== "error") continue;
-			process.stdout.write(`${formatDiagnostic(d)}\n`);
+			io.stdout(`${formatDiagnostic(d)}\n`);
 		}
 		if (!parsed.quiet) {
 			const n = report.resources.length;
-			process.stdout.write(
+			io.stdout(
 				`${errors === 0 ? "ok" : "invalid"}: ${n} resource${n === 1 ? "" : "s"} in ${report.files} file${report.files === 1 ? "" : "s"}, ${errors} error${errors === 1 ? "" : "s"}, ${warnings} warning${warnings === 1 ? "" : "s"}\n`,
 			);
 		}

@@ -217,7 +217,7 @@ test("loadManifests: positions, tabs, duplicate keys, a broken document among va
 	);
 	assert.deepEqual(manifests[1]!.positionOf(["spec", "allowShell"]), { line: 22, col: 15 });
 	assert.deepEqual(manifests[1]!.positionOf(["spec", "allowShell"], "key"), { line: 22, col: 3 });
-	assert.deepEqual(manifests[1]!.positionOf(["spec", "missing"]), { line: 22, col: 3 }, "a missing field points at its parent");
+	assert.deepEqual(manifests[1]!.positionOf(["spec", "missing"]), { line: 21, col: 1 }, "a missing field points at its parent key");
 });
 
 test("loadManifests refuses alias bombs", () => {

@@ -147,28 +147,33 @@ function findTabIndents(text: string): { offset: number }[] {
 }
 
 /**
- * Offset of the node at `path`; for a missing key, the offset of the deepest existing ancestor's
- * key, so "Required value" errors point at the parent field.
+ * Offset of the node at `path` (its value, or its key with at = "key"). For a missing field, the
+ * offset of the nearest existing ancestor's key (or list item), so "Required value" errors point at
+ * the parent field.
  */
 function offsetOf(doc: Document, path: readonly PathSegment[], at: "key" | "value"): number | undefined {
 	let node: unknown = doc.contents;
-	let best: number | undefined = (node as Node | null)?.range?.[0];
+	let anchor: number | undefined = (node as Node | null)?.range?.[0];
 	for (const [i, seg] of path.entries()) {
+		const last = i === path.length - 1;
 		if (isMap(node)) {
 			const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg));
-			if (!pair) return best;
+			if (!pair) return anchor;
 			const keyStart = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
 			const value = pair.value as Node | null;
-			best = (at === "key" && i === path.length - 1 ? keyStart : value?.range?.[0]) ?? keyStart ?? best;
+			// Scalars are reported at their value; mappings and lists at their key (`spec:`).
+			if (last) return (at === "key" || isMap(value) || isSeq(value) ? keyStart : (value?.range?.[0] ?? keyStart)) ?? anchor;
+			anchor = keyStart ?? anchor;
 			node = value;
 		} else if (isSeq(node) && typeof seg === "number") {
 			const item = node.items[seg] as Node | undefined;
-			if (!item) return best;
-			best = item.range?.[0] ?? best;
+			if (!item) return anchor;
+			anchor = item.range?.[0] ?? anchor;
+			if (last) return anchor;
 			node = item;
 		} else {
-			return best;
+			return anchor;
 		}
 	}
-	return best;
+	return anchor;
 }

@@ -1,0 +1,244 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, test } from "node:test";
+import { parse } from "yaml";
+import { main } from "../../cli/validate.ts";
+import { validateResource } from "../../crds/index.ts";
+import { loadManifests } from "../../crds/load.ts";
+import { parseLintConfig, validateRepository } from "../../crds/repo.ts";
+import { EXAMPLES_DIR, exampleManifestFiles, INVALID_DIR, loadCorpus } from "./corpus.ts";
+
+async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+	let stdout = "";
+	let stderr = "";
+	const code = await main(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
+	return { code, stdout, stderr };
+}
+
+const tmpRoots: string[] = [];
+after(() => {
+	for (const d of tmpRoots) rmSync(d, { recursive: true, force: true });
+});
+
+/** A scratch repository: examples/ copied, then `files` written over it. */
+function repo(files: Record<string, string>, { withExamples = true } = {}): string {
+	const dir = mkdtempSync(join(tmpdir(), "drawbridge-validate-"));
+	tmpRoots.push(dir);
+	if (withExamples) {
+		for (const f of [...exampleManifestFiles(), join(EXAMPLES_DIR, ".drawbridge.yaml")]) {
+			const rel = f.slice(EXAMPLES_DIR.length + 1);
+			mkdirSync(dirname(join(dir, rel)), { recursive: true });
+			writeFileSync(join(dir, rel), readFileSync(f));
+		}
+	}
+	for (const [rel, text] of Object.entries(files)) {
+		mkdirSync(dirname(join(dir, rel)), { recursive: true });
+		writeFileSync(join(dir, rel), text);
+	}
+	return dir;
+}
+
+const GRANT_HEAD = "apiVersion: access.drawbridge.dev/v1alpha1\nkind: AccessGrant\nmetadata:\n  name: NAME\nspec:\n";
+
+test("examples/ is a valid repository: exit 0, every resource counted, no warnings", async () => {
+	const r = await run([EXAMPLES_DIR]);
+	assert.equal(r.code, 0, r.stdout + r.stderr);
+	assert.match(r.stdout, /^ok: 10 resources in 9 files, 0 errors, 0 warnings$/m);
+	const json = JSON.parse((await run(["--format", "json", EXAMPLES_DIR])).stdout);
+	assert.equal(json.valid, true);
+	assert.deepEqual(
+		json.resources.map((x: { kind: string; name: string }) => `${x.kind}/${x.name}`).sort(),
+		[
+			"AccessGrant/ci-deployer-orders-ro",
+			"AccessGrant/oncall-break-glass-kube",
+			"AccessGrant/oncall-break-glass-ssh",
+			"AccessGrant/reporting-bot-orders",
+			"Connection/db-primary",
+			"Connection/orders-prod",
+			"Connection/payments-cluster",
+			"GitSource/grants",
+			"GuardrailPolicy/prod-guardrails",
+			"MaskingPolicy/customer-pii",
+		],
+	);
+});
+
+test("--help, bad options and missing paths", async () => {
+	const help = await run(["--help"]);
+	assert.equal(help.code, 0);
+	assert.match(help.stdout, /^Usage: drawbridge validate/);
+	assert.match(help.stdout, /--format text\|json/);
+	const bad = await run(["--frobnicate"]);
+	assert.equal(bad.code, 2);
+	assert.match(bad.stderr, /unknown option --frobnicate/);
+	const fmt = await run(["--format", "xml", EXAMPLES_DIR]);
+	assert.equal(fmt.code, 2);
+	const missing = await run(["/nonexistent/grants"]);
+	assert.equal(missing.code, 2);
+	assert.match(missing.stderr, /no such file or directory/);
+});
+
+test("every corpus manifest is rejected offline, naming its field at a line of that file", async () => {
+	const corpus = loadCorpus();
+	assert.ok(corpus.length >= 30, `corpus has ${corpus.length} cases`);
+	for (const c of corpus) {
+		const { manifests, errors } = loadManifests(c.text, c.name);
+		assert.deepEqual(errors, [], c.name);
+		const r = validateResource(manifests[0]!.object);
+		assert.ok(
+			r.errors.some((e) => e.field === c.field),
+			`${c.name}: expected an error at ${c.field}, got ${JSON.stringify(r.errors.map((e) => e.field))}`,
+		);
+	}
+	const r = await run(["--no-config", INVALID_DIR]);
+	assert.equal(r.code, 1);
+	const lines = r.stdout.trim().split("\n");
+	for (const c of corpus) {
+		const line = lines.find((l) => l.includes(`${c.name}:`) && l.includes(`: error: ${c.field}: `));
+		assert.ok(line, `${c.name}: no "file:line:col: error: ${c.field}: ..." line in\n${r.stdout}`);
+		const [, lineNo, col] = /:(\d+):(\d+): error: /.exec(line)!;
+		const fileLines = c.text.split("\n");
+		assert.ok(Number(lineNo) >= 3 && Number(lineNo) <= fileLines.length, `${c.name}: line ${lineNo}`);
+		assert.ok(Number(col) >= 1);
+		// The reported line holds the field's key, a parent's key, its list item, or (for a missing
+		// top-level field) the start of the document.
+		const text = fileLines[Number(lineNo) - 1]!;
+		const keys = c.field.split(/[.[\]]/).filter((s) => s && !/^\d+$/.test(s));
+		assert.ok(keys.some((k) => text.includes(`${k}:`)) || /^\s*- /.test(text) || /^apiVersion:/.test(text) || keys.some((k) => text.includes(k)), `${c.name}: line ${lineNo} ${JSON.stringify(text)} does not hold ${c.field}`);
+	}
+});
+
+test("positions: the error points at the offending value", async () => {
+	const dir = repo(
+		{
+			"grants/typo.yaml": `${GRANT_HEAD.replace("NAME", "typo")}  connection: orders-prod\n  subjects:\n    - kind: User\n      name: a\n  postgres:\n    access: read-only\n  duration: 3x\n  ticket: OPS-1\n  justification: x\n`,
+		},
+		{ withExamples: true },
+	);
+	const r = await run([dir]);
+	assert.equal(r.code, 1);
+	assert.match(r.stdout, /grants\/typo\.yaml:12:13: error: spec\.duration: Invalid value: "3x": should match/);
+});
+
+test("references: missing Connection, wrong access block, approvers required by a guardrail, duplicates", async () => {
+	const dir = repo({
+		"grants/missing-conn.yaml": `${GRANT_HEAD.replace("NAME", "missing-conn")}  connection: orders-staging\n  subjects: [{kind: User, name: a}]\n  postgres: {access: read-only}\n  duration: 1h\n`,
+		"grants/wrong-block.yaml": `${GRANT_HEAD.replace("NAME", "wrong-block")}  connection: db-primary\n  subjects: [{kind: User, name: a}]\n  postgres: {access: read-only}\n  duration: 1h\n  ticket: OPS-1\n  justification: x\n  approvers: {subjects: [{kind: Group, name: g}]}\n`,
+		"grants/no-approvers.yaml": `${GRANT_HEAD.replace("NAME", "no-approvers")}  connection: orders-prod\n  subjects: [{kind: User, name: a}]\n  postgres: {access: read-write}\n  duration: 1h\n  ticket: OPS-1\n  justification: x\n`,
+		"grants/dup.yaml": `${GRANT_HEAD.replace("NAME", "ci-deployer-orders-ro")}  connection: payments-cluster\n  subjects: [{kind: User, name: a}]\n  kubernetes: {namespaces: [a], verbs: [get], resources: [pods]}\n  duration: 1h\n  ticket: OPS-1\n  justification: x\n`,
+		"policies/nothing.yaml":
+			"apiVersion: access.drawbridge.dev/v1alpha1\nkind: MaskingPolicy\nmetadata:\n  name: staging\nspec:\n  selector:\n    matchLabels: {env: staging}\n  rules:\n    - name: r\n      patterns: ['(unclosed']\n      strategy: {type: redact}\n",
+	});
+	const r = await run(["--format", "json", dir]);
+	assert.equal(r.code, 1);
+	const { diagnostics } = JSON.parse(r.stdout) as { diagnostics: { file: string; line: number; field: string; code: string; severity: string; message: string }[] };
+	const find = (file: string, field: string) => diagnostics.find((d) => d.file.endsWith(file) && d.field === field);
+	const missing = find("grants/missing-conn.yaml", "spec.connection");
+	assert.equal(missing?.code, "REFERENCE");
+	assert.equal(missing?.line, 6);
+	assert.match(missing!.message, /Connection "orders-staging" not found/);
+	assert.match(find("grants/wrong-block.yaml", "spec.postgres")!.message, /type ssh; use spec.ssh/);
+	const appr = find("grants/no-approvers.yaml", "spec");
+	assert.match(appr!.message, /spec.approvers is required: GuardrailPolicy "prod-guardrails" rule "delete-needs-approval"/);
+	assert.equal(find("grants/dup.yaml", "metadata.name")?.code, "DUPLICATE");
+	assert.equal(find("policies/nothing.yaml", "spec.selector")?.severity, "warning");
+	assert.match(find("policies/nothing.yaml", "spec.rules[0].patterns[0]")!.message, /invalid regular expression/);
+	// The examples' break-glass ssh grant needs no approvers for the `sudo *` rule: it names its own.
+	assert.equal(diagnostics.filter((d) => d.file.includes("break-glass")).length, 0);
+});
+
+test("lints from .drawbridge.yaml: max duration per label, tickets, justification, ticket format", async () => {
+	const head = (name: string, conn: string) => `${GRANT_HEAD.replace("NAME", name)}  connection: ${conn}\n  subjects: [{kind: User, name: a}]\n`;
+	const approvers = "  approvers: {subjects: [{kind: Group, name: g}]}\n";
+	const dir = repo({
+		"grants/too-long.yaml": `${head("too-long", "orders-prod")}  postgres: {access: read-only}\n  duration: 40d\n  ticket: OPS-1\n  justification: x\n${approvers}`,
+		"grants/sre-too-long.yaml": `${head("sre-too-long", "db-primary")}  ssh: {logins: [a], allowShell: true}\n  duration: 8h\n  ticket: OPS-1\n  justification: x\n`,
+		"grants/no-ticket.yaml": `${head("no-ticket", "orders-prod")}  postgres: {access: read-only}\n  duration: 1h\n  justification: x\n${approvers}`,
+		"grants/bad-ticket.yaml": `${head("bad-ticket", "orders-prod")}  postgres: {access: read-only}\n  duration: 1h\n  ticket: "see slack"\n  justification: x\n${approvers}`,
+		"grants/window.yaml": `${head("window", "orders-prod")}  postgres: {access: read-only}\n  notBefore: "2026-01-01T00:00:00Z"\n  expiresAt: "2026-03-01T00:00:00Z"\n  ticket: OPS-1\n${approvers}`,
+	});
+	const r = await run([dir]);
+	assert.equal(r.code, 1);
+	const out = r.stdout;
+	assert.match(out, /grants\/too-long\.yaml:\d+:\d+: error: spec\.duration: grant lasts longer than 31d, the maximum on Connections with env=prod/);
+	assert.match(out, /grants\/sre-too-long\.yaml:\d+:\d+: error: spec\.duration: grant lasts longer than 4h, the maximum on Connections with env=prod,team=sre/);
+	assert.match(out, /grants\/no-ticket\.yaml:\d+:\d+: error: spec: spec\.ticket is required for grants on Connections with env=prod/);
+	assert.match(out, /grants\/bad-ticket\.yaml:\d+:\d+: error: spec\.ticket: ticket "see slack" does not match/);
+	assert.match(out, /grants\/window\.yaml:\d+:\d+: error: spec\.expiresAt: grant lasts longer than 31d/);
+	assert.match(out, /grants\/window\.yaml:\d+:\d+: error: spec: spec\.justification is required/);
+	assert.match(out, /\[LINT\]/);
+	// The same repository without the lint configuration only has the schema-level view: valid.
+	const noCfg = await run(["--no-config", dir]);
+	assert.equal(noCfg.code, 0, noCfg.stdout);
+});
+
+test("a broken .drawbridge.yaml is reported with its position", async () => {
+	const { diagnostics } = parseLintConfig("maxDuration:\n  - selector: {env: prod}\n    max: forever\nrequireTickets: []\n", ".drawbridge.yaml");
+	assert.deepEqual(
+		diagnostics.map((d) => [d.line, d.col, d.field]),
+		[
+			[3, 10, "maxDuration[0].max"],
+			[4, 1, "requireTickets"],
+		],
+	);
+	const dir = repo({ ".drawbridge.yaml": "ticketPattern: '(['\n" });
+	const r = await run([dir]);
+	assert.equal(r.code, 1);
+	assert.match(r.stdout, /\.drawbridge\.yaml:1:16: error: ticketPattern: invalid regular expression/);
+});
+
+test("malformed YAML: tabs, duplicate keys, and one broken document among valid ones", async () => {
+	const conn = (name: string) => `apiVersion: access.drawbridge.dev/v1alpha1\nkind: Connection\nmetadata:\n  name: ${name}\nspec:\n  type: kubernetes\n  host: h\n  port: 6443\n`;
+	const dir = repo(
+		{
+			"tabs.yaml": "apiVersion: access.drawbridge.dev/v1alpha1\nkind: Connection\nmetadata:\n\tname: tabbed\n",
+			"dup.yaml": `${conn("dup")}  port: 443\n`,
+			"multi.yaml": `${conn("first")}---\n${conn("second").replace("port: 6443", "port: [6443")}---\n${conn("third").replace("port: 6443", "port: 0")}`,
+		},
+		{ withExamples: false },
+	);
+	const r = await run(["--no-config", dir]);
+	assert.equal(r.code, 1);
+	const out = r.stdout;
+	assert.match(out, /tabs\.yaml:4:1: error: tab character in indentation; YAML indentation must use spaces \[TAB_INDENT\]/);
+	assert.match(out, /dup\.yaml:9:3: error: duplicate key "port" \[DUPLICATE_KEY\]/);
+	assert.match(out, /multi\.yaml:1[6-8]:\d+: error: .*\[SYNTAX\]/);
+	// The third document is still validated after the broken second one.
+	assert.match(out, /multi\.yaml:26:9: error: spec\.port: Invalid value: 0: should be greater than or equal to 1 \[SCHEMA\]/);
+	const json = JSON.parse((await run(["--no-config", "--format", "json", dir])).stdout);
+	assert.deepEqual(
+		json.resources.map((x: { name: string; valid: boolean }) => [x.name, x.valid]),
+		[
+			["first", true],
+			["third", false],
+		],
+	);
+});
+
+test("other Kubernetes objects are skipped with a warning; status in a manifest is a warning", async () => {
+	const report = validateRepository([
+		{ file: "secret.yaml", text: "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n" },
+		{
+			file: "conn.yaml",
+			text: "apiVersion: access.drawbridge.dev/v1alpha1\nkind: Connection\nmetadata:\n  name: c\nspec:\n  type: kubernetes\n  host: h\n  port: 1\nstatus:\n  activeGrants: 1\n",
+		},
+	]);
+	assert.deepEqual(
+		report.diagnostics.map((d) => [d.file, d.severity, d.code, d.line]),
+		[
+			["conn.yaml", "warning", "SCHEMA", 9],
+			["secret.yaml", "warning", "SKIPPED", 1],
+		],
+	);
+});
+
+test("the example CI workflow runs drawbridge validate on pull requests", () => {
+	const wf = parse(readFileSync(join(EXAMPLES_DIR, ".github/workflows/validate.yml"), "utf8"));
+	assert.ok(wf.on.pull_request);
+	const steps = wf.jobs.validate.steps as { run?: string }[];
+	assert.ok(steps.some((s) => /drawbridge validate\b/.test(s.run ?? "")));
+	const owners = readFileSync(join(EXAMPLES_DIR, ".github/CODEOWNERS"), "utf8");
+	for (const folder of ["/connections/", "/policies/", "/grants/ci/", "/grants/bots/", "/grants/oncall/"]) assert.match(owners, new RegExp(`^${folder}\\s+@`, "m"));
+});
