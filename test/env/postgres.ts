@@ -256,7 +256,10 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
 					...o.env,
 				};
 				const pw = o.password ?? (o.user && o.user !== superuser ? undefined : password);
-				if (pw !== undefined && !o.env?.PGPASSWORD) penv.PGPASSWORD = pw;
+				if (o.env?.PGPASSWORD === undefined) {
+					if (pw !== undefined) penv.PGPASSWORD = pw;
+					else delete penv.PGPASSWORD; // never an inherited password for another role
+				}
 				return run(PSQL, ["-X", ...args], { ...o, env: penv });
 			},
 			async createRole(name, o = {}) {
