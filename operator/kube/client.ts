@@ -49,8 +49,10 @@ export interface KubeObject {
 		finalizers?: string[];
 		[k: string]: unknown;
 	};
-	[k: string]: unknown;
 }
+
+/** A request body: any object shape with apiVersion, kind and metadata (spec, data, status...). */
+export type KubeBody = KubeObject & Record<string, unknown>;
 
 export interface ResourceType {
 	/** "" for the core group. */
@@ -175,17 +177,17 @@ export class KubeClient {
 	}
 
 	/** Server-side apply (`force` takes over fields from other managers: git is the source of truth). */
-	async apply<T extends KubeObject = KubeObject>(t: ResourceType, obj: KubeObject, fieldManager: string, force = true, sub?: string): Promise<T> {
+	async apply<T extends KubeObject = KubeObject>(t: ResourceType, obj: KubeObject | KubeBody, fieldManager: string, force = true, sub?: string): Promise<T> {
 		const q = new URLSearchParams({ fieldManager, force: String(force) });
 		return this.request<T>("PATCH", `${this.path(t, obj.metadata.namespace, obj.metadata.name, sub)}?${q}`, obj, "application/apply-patch+yaml");
 	}
 
-	async create<T extends KubeObject = KubeObject>(t: ResourceType, obj: KubeObject, fieldManager?: string): Promise<T> {
+	async create<T extends KubeObject = KubeObject>(t: ResourceType, obj: KubeObject | KubeBody, fieldManager?: string): Promise<T> {
 		const q = fieldManager ? `?fieldManager=${encodeURIComponent(fieldManager)}` : "";
 		return this.request<T>("POST", `${this.path(t, obj.metadata.namespace)}${q}`, obj);
 	}
 
-	async replace<T extends KubeObject = KubeObject>(t: ResourceType, obj: KubeObject, sub?: string): Promise<T> {
+	async replace<T extends KubeObject = KubeObject>(t: ResourceType, obj: KubeObject | KubeBody, sub?: string): Promise<T> {
 		return this.request<T>("PUT", this.path(t, obj.metadata.namespace, obj.metadata.name, sub), obj);
 	}
 

@@ -1,0 +1,145 @@
+/**
+ * Gathers compile inputs from the cluster, runs the pure compiler and writes the bundle Secret
+ * (`bundle.json`) that gateways watch. The version only moves when the content changes (content hash
+ * kept in an annotation); writes carry the resourceVersion read, so two writers can never produce the
+ * same version with different content.
+ */
+
+import { readFileSync } from "node:fs";
+import type { Logger } from "pino";
+import type { AccessGrant, Connection, GuardrailPolicy, MaskingPolicy } from "../../crds/index.ts";
+import type { BackendCredential, ConfigBundle, IssuerConfig } from "../../gateway/config/bundle.ts";
+import { type KeyRing, JWT_ALGORITHM, jwksOf } from "../credentials/jwt.ts";
+import { type KubeClient, KubeError, SECRETS } from "../kube/client.ts";
+import type { OperatorMetrics } from "../metrics.ts";
+import type { OperatorOptions } from "../options.ts";
+import { ANNOTATIONS, FIELD_MANAGER, LABELS } from "../reconcile/labels.ts";
+import { type Secret, encodeData, managedLabels, readConnectionSecrets, secretValue } from "../reconcile/stores.ts";
+import { compileBundle, compileBundleContent, contentHash, nextBundleChange } from "./compile.ts";
+
+export interface BundleSources {
+	connections(): Connection[];
+	grants(): AccessGrant[];
+	maskingPolicies(): MaskingPolicy[];
+	guardrailPolicies(): GuardrailPolicy[];
+	keyRing(): KeyRing;
+	maskingKey(): string;
+}
+
+/** Issuers the bundle trusts: the operator itself (inline JWKS), the cluster's service-account issuer, extra OIDC issuers. */
+export function issuersFor(opts: OperatorOptions, ring: KeyRing): IssuerConfig[] {
+	const out: IssuerConfig[] = [
+		{
+			name: "drawbridge-operator",
+			kind: "drawbridge",
+			issuer: opts.issuer,
+			audiences: [...opts.tokenAudiences],
+			jwks: jwksOf(ring),
+			algorithms: [JWT_ALGORITHM],
+		},
+	];
+	if (opts.kubeIssuer) {
+		out.push({
+			name: "kubernetes",
+			kind: "kubernetes",
+			issuer: opts.kubeIssuer,
+			audiences: [...opts.kubeAudiences],
+			...(opts.kubeJwksUri ? { jwksUri: opts.kubeJwksUri } : {}),
+			...(opts.kubeCaFile ? { caPem: readFileSync(opts.kubeCaFile, "utf8") } : {}),
+			algorithms: ["RS256", "ES256"],
+		});
+	}
+	if (opts.extraIssuersFile) {
+		const extra = JSON.parse(readFileSync(opts.extraIssuersFile, "utf8")) as IssuerConfig[];
+		if (!Array.isArray(extra)) throw new Error(`${opts.extraIssuersFile}: expected a JSON array of issuers`);
+		out.push(...extra);
+	}
+	return out;
+}
+
+export class BundleWriter {
+	private lastBundle: ConfigBundle | undefined;
+
+	constructor(
+		private readonly kube: KubeClient,
+		private readonly opts: OperatorOptions,
+		private readonly src: BundleSources,
+		private readonly log: Logger,
+		private readonly metrics: OperatorMetrics,
+	) {}
+
+	current(): ConfigBundle | undefined {
+		return this.lastBundle;
+	}
+
+	/** Compiles and writes if changed. Returns when the bundle would next change on its own. */
+	async sync(): Promise<{ requeueAt?: Date } | undefined> {
+		const now = new Date();
+		const connections = this.src.connections();
+		const grants = this.src.grants();
+		const connectionCredentials: Record<string, BackendCredential> = {};
+		const connectionCaPem: Record<string, string> = {};
+		for (const c of connections) {
+			const key = `${c.metadata.namespace}/${c.metadata.name}`;
+			const s = await readConnectionSecrets(this.kube, c);
+			if (s.credential) connectionCredentials[key] = s.credential;
+			if (s.caPem) connectionCaPem[key] = s.caPem;
+		}
+		const grantCredentials: Record<string, BackendCredential> = {};
+		const roleSecrets = await this.kube.list<Secret>(SECRETS, this.opts.namespace, { labelSelector: `${LABELS.credential}=postgres-role` });
+		for (const s of roleSecrets.items) {
+			if (s.metadata.annotations?.["access.drawbridge.dev/role-ready"] !== "true") continue;
+			const grantKey = s.metadata.annotations?.["access.drawbridge.dev/grant-key"];
+			const username = secretValue(s, "username");
+			const password = secretValue(s, "password");
+			if (grantKey && username && password) grantCredentials[grantKey] = { type: "password", username, password };
+		}
+		const inputs = {
+			connections,
+			grants,
+			maskingPolicies: this.src.maskingPolicies(),
+			guardrailPolicies: this.src.guardrailPolicies(),
+			issuers: issuersFor(this.opts, this.src.keyRing()),
+			connectionCredentials,
+			connectionCaPem,
+			grantCredentials,
+			maskingKey: this.src.maskingKey(),
+			now,
+		};
+		const hash = contentHash(compileBundleContent(inputs));
+		const next = nextBundleChange(inputs, now);
+		const res = next ? { requeueAt: next } : undefined;
+		const existing = await this.kube.get<Secret>(SECRETS, this.opts.namespace, this.opts.bundleSecretName);
+		if (existing?.metadata.annotations?.[ANNOTATIONS.contentHash] === hash) {
+			if (!this.lastBundle) this.lastBundle = JSON.parse(secretValue(existing, "bundle.json") ?? "null") ?? undefined;
+			return res;
+		}
+		const prevVersion = Number(existing?.metadata.annotations?.["access.drawbridge.dev/bundle-version"] ?? "0");
+		const version = (Number.isSafeInteger(prevVersion) ? prevVersion : 0) + 1;
+		const bundle = compileBundle(inputs, { version, generatedAt: now });
+		const body: Secret = {
+			apiVersion: "v1",
+			kind: "Secret",
+			type: "Opaque",
+			metadata: {
+				name: this.opts.bundleSecretName,
+				namespace: this.opts.namespace,
+				labels: managedLabels(),
+				annotations: { [ANNOTATIONS.contentHash]: hash, "access.drawbridge.dev/bundle-version": String(version), "access.drawbridge.dev/bundle-hash": bundle.hash },
+				...(existing ? { resourceVersion: existing.metadata.resourceVersion } : {}),
+			},
+			data: encodeData({ "bundle.json": JSON.stringify(bundle) }),
+		};
+		try {
+			if (existing) await this.kube.replace(SECRETS, body);
+			else await this.kube.create(SECRETS, body, FIELD_MANAGER);
+		} catch (e) {
+			if (e instanceof KubeError && e.code === "CONFLICT") throw new Error("bundle Secret changed concurrently; retrying");
+			throw e;
+		}
+		this.lastBundle = bundle;
+		this.metrics.bundleVersion.set(version);
+		this.log.info({ version, hash: bundle.hash, grants: bundle.grants.length, connections: bundle.connections.length }, "gateway bundle written");
+		return res;
+	}
+}

@@ -1,0 +1,320 @@
+/**
+ * Wiring: informers (every replica, so a standby is warm), HTTP endpoints (every replica), and — only
+ * while this replica holds the Lease — the work queues and reconcilers:
+ *
+ *   GitSource ──informer──▶ gitQueue ──▶ GitSourceReconciler ──SSA/prune──▶ Connections, AccessGrants, policies
+ *   AccessGrant ─informer─▶ grantQueue ─▶ GrantReconciler ──▶ token Secrets, PostgreSQL roles, status, Events
+ *   anything ────────────▶ bundleQueue ─▶ BundleWriter ──▶ Secret drawbridge-gateway-bundle ──▶ gateways
+ *   keysQueue ──▶ signing key rotation ──▶ bundle (inline JWKS) + grants (re-mint tokens of retired keys)
+ */
+
+import type { Logger } from "pino";
+import type { AccessGrant, Connection, GitSource, GuardrailPolicy, MaskingPolicy } from "../crds/index.ts";
+import { BundleWriter } from "./config/writer.ts";
+import { type KeyRing, jwksOf, parseKeyRing } from "./credentials/jwt.ts";
+import { verifyWebhook, WebhookError } from "./gitsync/webhook.ts";
+import { type KubeClient, SECRETS } from "./kube/client.ts";
+import { EventRecorder } from "./kube/events.ts";
+import { Informer } from "./kube/informer.ts";
+import { LeaderElector } from "./leader.ts";
+import { OperatorMetrics } from "./metrics.ts";
+import type { OperatorOptions } from "./options.ts";
+import { GitSourceReconciler } from "./reconcile/gitsource.ts";
+import { GrantReconciler } from "./reconcile/grant.ts";
+import { WorkQueue } from "./reconcile/queue.ts";
+import { type Secret, loadAndRotateKeyRing, loadMaskingKey, secretValue } from "./reconcile/stores.ts";
+import { ACCESSGRANTS, CONNECTIONS, GITSOURCES, GUARDRAILPOLICIES, MASKINGPOLICIES } from "./reconcile/types.ts";
+import { OperatorServer } from "./server.ts";
+
+const BUNDLE_KEY = "bundle";
+const KEYS_KEY = "signing-keys";
+const SYNC_REQUESTED = "access.drawbridge.dev/sync-requested-at";
+const RESYNC_MS = 5 * 60_000;
+
+interface Queues {
+	grants: WorkQueue;
+	git: WorkQueue;
+	bundle: WorkQueue;
+	keys: WorkQueue;
+	resync: NodeJS.Timeout;
+}
+
+export class Operator {
+	readonly metrics: OperatorMetrics;
+	private readonly events: EventRecorder;
+	private readonly connections: Informer<Connection & { metadata: { name: string } }>;
+	private readonly grants: Informer<AccessGrant>;
+	private readonly masking: Informer<MaskingPolicy>;
+	private readonly guardrails: Informer<GuardrailPolicy>;
+	private readonly gitSources: Informer<GitSource>;
+	private readonly elector: LeaderElector;
+	private readonly server: OperatorServer;
+	private readonly grantReconciler: GrantReconciler;
+	private readonly gitReconciler: GitSourceReconciler;
+	private readonly bundleWriter: BundleWriter;
+	private queues: Queues | undefined;
+	private ring: KeyRing | undefined;
+	private maskingKey: string | undefined;
+	private ringReload: NodeJS.Timeout | undefined;
+	private gitSeen = new Map<string, string>();
+	private stopping = false;
+	port = 0;
+
+	constructor(
+		private readonly opts: OperatorOptions,
+		private readonly kube: KubeClient,
+		private readonly log: Logger,
+		options: { defaultMetrics?: boolean; onLostLeadership?: () => void } = {},
+	) {
+		this.metrics = new OperatorMetrics(options.defaultMetrics ?? false);
+		this.events = new EventRecorder(kube, opts.identity, (e) => log.debug({ err: (e as Error).message }, "event not recorded"));
+		const onErr = (what: string) => (e: unknown) => log.warn({ err: (e as Error).message, informer: what }, "watch failed; retrying");
+		this.connections = new Informer(kube, CONNECTIONS, (key) => this.onConnection(key), { onError: onErr("connections") });
+		this.grants = new Informer(kube, ACCESSGRANTS, (key) => this.onGrant(key), { onError: onErr("accessgrants") });
+		this.masking = new Informer(kube, MASKINGPOLICIES, () => this.queues?.bundle.add(BUNDLE_KEY), { onError: onErr("maskingpolicies") });
+		this.guardrails = new Informer(kube, GUARDRAILPOLICIES, () => this.queues?.bundle.add(BUNDLE_KEY), { onError: onErr("guardrailpolicies") });
+		this.gitSources = new Informer(kube, GITSOURCES, (key, obj) => this.onGitSource(key, obj), { onError: onErr("gitsources") });
+		const common = { kube, opts, log, metrics: this.metrics, events: this.events };
+		this.grantReconciler = new GrantReconciler({
+			...common,
+			connection: (key) => this.connections.get(key),
+			keyRing: () => {
+				if (!this.ring) throw new Error("signing keys not loaded");
+				return this.ring;
+			},
+			onCredentialsChanged: () => this.queues?.bundle.add(BUNDLE_KEY),
+		});
+		this.gitReconciler = new GitSourceReconciler(common);
+		this.bundleWriter = new BundleWriter(
+			kube,
+			opts,
+			{
+				connections: () => this.connections.list(),
+				grants: () => this.grants.list(),
+				maskingPolicies: () => this.masking.list(),
+				guardrailPolicies: () => this.guardrails.list(),
+				keyRing: () => this.ring!,
+				maskingKey: () => this.maskingKey!,
+			},
+			log,
+			this.metrics,
+		);
+		this.elector = new LeaderElector(kube, {
+			namespace: opts.namespace,
+			name: opts.leaseName,
+			identity: opts.identity,
+			leaseDurationMs: opts.leaseDurationMs,
+			renewDeadlineMs: opts.renewDeadlineMs,
+			retryPeriodMs: opts.retryPeriodMs,
+			onStartedLeading: () => void this.startLeading(),
+			onStoppedLeading: () => {
+				this.stopLeading();
+				if (!this.stopping) options.onLostLeadership?.();
+			},
+			onError: (e) => log.warn({ err: (e as Error).message }, "leader election"),
+		});
+		this.server = new OperatorServer(
+			{
+				ready: () => this.isReady(),
+				jwks: () => (this.ring ? jwksOf(this.ring) : undefined),
+				issuer: opts.issuer,
+				webhook: (ns, name, headers, body) => this.onWebhook(ns, name, headers, body),
+			},
+			this.metrics,
+			log,
+		);
+	}
+
+	isLeader(): boolean {
+		return this.elector.isLeader();
+	}
+
+	isReady(): boolean {
+		return this.ring !== undefined && [this.connections, this.grants, this.masking, this.guardrails, this.gitSources].every((i) => i.hasSynced());
+	}
+
+	/** Starts serving and campaigning. Resolves once the HTTP server listens and caches are synced. */
+	async start(): Promise<void> {
+		const addr = await this.server.listen(this.opts.listenHost, this.opts.listenPort);
+		this.port = addr.port;
+		for (const i of [this.connections, this.grants, this.masking, this.guardrails, this.gitSources]) i.start();
+		await Promise.all([this.connections, this.grants, this.masking, this.guardrails, this.gitSources].map((i) => i.waitForSync()));
+		await this.reloadRing();
+		this.ringReload = setInterval(() => void this.reloadRing(), 10_000);
+		this.ringReload.unref();
+		this.elector.start();
+		this.log.info({ identity: this.opts.identity, port: this.port }, "operator started");
+	}
+
+	/** Graceful: stop taking work, let running reconciles finish (bounded), release the Lease, close HTTP. */
+	async stop(timeoutMs = 10_000): Promise<void> {
+		this.stopping = true;
+		if (this.ringReload) clearInterval(this.ringReload);
+		const q = this.queues;
+		if (q) {
+			for (const w of [q.grants, q.git, q.bundle, q.keys]) w.stop();
+			await Promise.race([Promise.all([q.grants.idle(), q.git.idle(), q.bundle.idle(), q.keys.idle()]), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+		}
+		await this.elector.stop();
+		for (const i of [this.connections, this.grants, this.masking, this.guardrails, this.gitSources]) i.stop();
+		await this.server.close();
+		this.log.info("operator stopped");
+	}
+
+	/** Resolves when every queue is idle (tests). */
+	async idle(): Promise<void> {
+		const q = this.queues;
+		if (!q) return;
+		for (let i = 0; i < 3; i++) await Promise.all([q.git.idle(), q.grants.idle(), q.bundle.idle(), q.keys.idle()]);
+	}
+
+	private async reloadRing(): Promise<void> {
+		if (this.isLeader() && this.ring) return;
+		try {
+			const s = await this.kube.get<Secret>(SECRETS, this.opts.namespace, this.opts.signingKeysSecretName);
+			const ring = parseKeyRing(secretValue(s, "keys.json"));
+			if (ring.keys.length > 0) this.ring = ring;
+		} catch (e) {
+			this.log.warn({ err: (e as Error).message }, "reading signing keys failed");
+		}
+	}
+
+	private async startLeading(): Promise<void> {
+		if (this.stopping || this.queues) return;
+		this.metrics.leader.set(1);
+		this.log.info({ identity: this.opts.identity }, "became leader");
+		const onError = (kind: string) => (key: string, err: unknown, attempt: number) => {
+			this.metrics.reconcileErrors.inc({ kind });
+			this.log.warn({ kind, key, attempt, err: (err as Error).message }, "reconcile failed; retrying");
+		};
+		const timed = <T>(kind: string, fn: () => Promise<T>) => async () => {
+			const end = this.metrics.reconcileDuration.startTimer({ kind });
+			try {
+				return await fn();
+			} finally {
+				end();
+			}
+		};
+		const q: Queues = {
+			grants: new WorkQueue({ concurrency: this.opts.concurrency, onError: onError("AccessGrant") }),
+			git: new WorkQueue({ concurrency: 2, retryBaseMs: 1000, onError: onError("GitSource") }),
+			bundle: new WorkQueue({ concurrency: 1, retryBaseMs: 200, onError: onError("Bundle") }),
+			keys: new WorkQueue({ concurrency: 1, retryBaseMs: 1000, onError: onError("SigningKeys") }),
+			resync: setInterval(() => this.enqueueAll(), RESYNC_MS),
+		};
+		q.resync.unref();
+		this.queues = q;
+		q.keys.start(async () => {
+			const { ring, changed, nextCheck } = await loadAndRotateKeyRing(this.kube, this.opts.namespace, this.opts.signingKeysSecretName, {
+				rotationIntervalMs: this.opts.keyRotationIntervalMs,
+				overlapMs: this.opts.keyOverlapMs,
+			});
+			const first = !this.ring;
+			this.ring = ring;
+			if (changed && !first) {
+				this.log.info({ kids: ring.keys.map((k) => k.kid) }, "signing keys rotated");
+				this.enqueueAll();
+			}
+			return { requeueAt: nextCheck };
+		});
+		try {
+			this.maskingKey = await loadMaskingKey(this.kube, this.opts.namespace, this.opts.maskingKeySecretName);
+			q.keys.add(KEYS_KEY);
+			await q.keys.idle();
+		} catch (e) {
+			this.log.error({ err: (e as Error).message }, "initial key setup failed; retrying");
+		}
+		if (this.queues !== q) return;
+		q.grants.start((key) => timed("AccessGrant", () => this.grantReconciler.reconcile(key))());
+		q.git.start((key) => timed("GitSource", () => this.gitReconciler.reconcile(key))());
+		q.bundle.start(() =>
+			timed("Bundle", async () => {
+				if (!this.ring || !this.maskingKey) throw new Error("keys not loaded yet");
+				return this.bundleWriter.sync();
+			})(),
+		);
+		this.enqueueAll();
+	}
+
+	private stopLeading(): void {
+		this.metrics.leader.set(0);
+		const q = this.queues;
+		this.queues = undefined;
+		if (!q) return;
+		clearInterval(q.resync);
+		for (const w of [q.grants, q.git, q.bundle, q.keys]) w.stop();
+		this.log.warn({ identity: this.opts.identity }, "stopped leading");
+	}
+
+	private enqueueAll(): void {
+		const q = this.queues;
+		if (!q) return;
+		for (const g of this.grants.list()) q.grants.add(`${g.metadata.namespace}/${g.metadata.name}`);
+		for (const s of this.gitSources.list()) q.git.add(`${s.metadata.namespace}/${s.metadata.name}`);
+		q.bundle.add(BUNDLE_KEY);
+	}
+
+	private onConnection(key: string): void {
+		const q = this.queues;
+		if (!q) return;
+		const [ns, name] = [key.slice(0, key.indexOf("/")), key.slice(key.indexOf("/") + 1)];
+		for (const g of this.grants.list()) if (g.metadata.namespace === ns && g.spec.connection === name) q.grants.add(`${ns}/${g.metadata.name}`);
+		q.bundle.add(BUNDLE_KEY);
+	}
+
+	private onGrant(key: string): void {
+		const counts: Record<string, number> = { Pending: 0, Active: 0, Expired: 0, Revoked: 0, Invalid: 0 };
+		for (const g of this.grants.list()) {
+			const p = g.status?.phase;
+			if (p) counts[p] = (counts[p] ?? 0) + 1;
+		}
+		for (const [phase, n] of Object.entries(counts)) this.metrics.grantsByPhase.set({ phase }, n);
+		this.queues?.grants.add(key);
+		this.queues?.bundle.add(BUNDLE_KEY);
+	}
+
+	/** Only spec changes and sync requests trigger a sync; our own status writes do not (no loop). */
+	private onGitSource(key: string, obj: GitSource | undefined): void {
+		if (!obj) {
+			this.gitSeen.delete(key);
+			return;
+		}
+		const mark = `${obj.metadata.generation ?? 0}|${obj.metadata.annotations?.[SYNC_REQUESTED] ?? ""}`;
+		if (this.gitSeen.get(key) === mark) return;
+		this.gitSeen.set(key, mark);
+		this.queues?.git.add(key);
+	}
+
+	private async onWebhook(ns: string, name: string, headers: Record<string, string | string[] | undefined>, body: Buffer): Promise<{ status: number; message: string }> {
+		const key = `${ns}/${name}`;
+		const gs = this.gitSources.get(key);
+		if (!gs) {
+			this.metrics.webhooks.inc({ result: "unknown-source" });
+			return { status: 404, message: "no such GitSource" };
+		}
+		let secret = "";
+		if (gs.spec.webhookSecretRef) {
+			const s = await this.kube.get<Secret>(SECRETS, ns, gs.spec.webhookSecretRef.name);
+			secret = secretValue(s, gs.spec.webhookSecretRef.key ?? "secret") ?? "";
+		}
+		try {
+			const v = verifyWebhook(headers, body, secret, gs.spec.branch ?? "main");
+			if (!v.triggersSync) {
+				this.metrics.webhooks.inc({ result: "ignored" });
+				return { status: 202, message: `ignored ${v.event}${v.ref ? ` ${v.ref}` : ""}` };
+			}
+		} catch (e) {
+			const code = e instanceof WebhookError ? e.code : "ERROR";
+			this.metrics.webhooks.inc({ result: code.toLowerCase() });
+			this.log.warn({ source: key, code }, "webhook refused");
+			return { status: e instanceof WebhookError ? e.status : 400, message: e instanceof WebhookError ? e.message : "bad request" };
+		}
+		this.metrics.webhooks.inc({ result: "accepted" });
+		if (this.queues) this.queues.git.add(key);
+		else {
+			// A standby got the request: leave a mark on the GitSource the leader's informer picks up.
+			await this.kube.mergePatch(GITSOURCES, ns, name, { metadata: { annotations: { [SYNC_REQUESTED]: new Date().toISOString() } } });
+		}
+		return { status: 202, message: "sync triggered" };
+	}
+}

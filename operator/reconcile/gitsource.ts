@@ -1,0 +1,181 @@
+/**
+ * The GitSource reconciler: fetch → snapshot → load (pure) → server-side apply → prune → status.
+ *
+ * - Every resource is applied with field manager `drawbridge-operator` and `force`, so edits made by
+ *   hand in the cluster are overwritten on the next sync (drift correction).
+ * - Files with problems are reported (status.errors with path/line, a Warning Event per new problem,
+ *   the invalid-files metric) and skipped; what they declared before stays as it was.
+ * - Prune only deletes objects carrying this GitSource's label, and never when the fetch failed.
+ * - `trustedKeys` (signed commits only): not implemented yet, so such a GitSource is refused (fail
+ *   closed) with condition reason `SignatureVerificationUnsupported`.
+ */
+
+import { join } from "node:path";
+import type { Logger } from "pino";
+import type { GitSource, GitSourceStatus } from "../../crds/index.ts";
+import { parseDuration } from "../../crds/index.ts";
+import { canonicalJson } from "../../gateway/config/canonical.ts";
+import { GIT_KINDS, type FileProblem, loadSnapshot } from "../gitsync/load.ts";
+import { fetchBranch, readSnapshot, redactUrl } from "../gitsync/repo.ts";
+import { type KubeClient, KubeError, type KubeObject, SECRETS } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import type { OperatorMetrics } from "../metrics.ts";
+import type { OperatorOptions } from "../options.ts";
+import { setCondition } from "./desired/accessgrant.ts";
+import { type ExistingObject, desiredObject, pruneSet } from "./desired/gitobject.ts";
+import { ANNOTATIONS, FIELD_MANAGER, LABELS, labelValue } from "./labels.ts";
+import { type Secret, secretValue } from "./stores.ts";
+import { GITSOURCES, TYPE_BY_KIND, splitKey } from "./types.ts";
+
+export interface GitSourceReconcilerDeps {
+	kube: KubeClient;
+	opts: OperatorOptions;
+	log: Logger;
+	metrics: OperatorMetrics;
+	events: EventRecorder;
+}
+
+export const DEFAULT_INTERVAL_MS = 60_000;
+
+export class GitSourceReconciler {
+	constructor(private readonly d: GitSourceReconcilerDeps) {}
+
+	async reconcile(key: string): Promise<{ requeueAt?: Date } | undefined> {
+		const [ns, name] = splitKey(key);
+		const gs = await this.d.kube.get<GitSource>(GITSOURCES, ns, name);
+		if (!gs) return undefined;
+		const interval = parseDuration(gs.spec.interval ?? "1m") ?? DEFAULT_INTERVAL_MS;
+		const next = { requeueAt: new Date(Date.now() + interval) };
+		if (gs.spec.suspend) {
+			await this.writeStatus(gs, { ready: false, reason: "Suspended", message: "spec.suspend is true" });
+			return undefined;
+		}
+		if (gs.spec.trustedKeys?.length) {
+			await this.writeStatus(gs, {
+				ready: false,
+				reason: "SignatureVerificationUnsupported",
+				message: "trustedKeys is set but commit signature verification is not implemented in this operator version; nothing is synced (fail closed)",
+			});
+			return undefined;
+		}
+		const started = process.hrtime.bigint();
+		const source = `${ns}/${name}`;
+		const branch = gs.spec.branch ?? "main";
+		let commit: string;
+		let loaded: ReturnType<typeof loadSnapshot>;
+		try {
+			let token: string | undefined;
+			if (gs.spec.secretRef) {
+				const s = await this.d.kube.get<Secret>(SECRETS, ns, gs.spec.secretRef.name);
+				token = secretValue(s, gs.spec.secretRef.key ?? "token");
+				if (!token) throw new Error(`Secret ${ns}/${gs.spec.secretRef.name} has no key ${gs.spec.secretRef.key ?? "token"}`);
+			}
+			const gitdir = join(this.d.opts.gitCacheDir, ns, name);
+			commit = await fetchBranch(gitdir, { url: gs.spec.url, branch, ...(token ? { token } : {}) });
+			const snap = await readSnapshot(gitdir, commit, { path: gs.spec.path ?? ".", repository: gs.spec.url, branch });
+			loaded = loadSnapshot(snap, ns);
+		} catch (e) {
+			const message = `fetch ${redactUrl(gs.spec.url)}@${branch}: ${(e as Error).message}`;
+			this.d.metrics.syncDuration.observe({ source, result: "error" }, Number(process.hrtime.bigint() - started) / 1e9);
+			this.d.log.warn({ source, err: message }, "git sync failed");
+			await this.writeStatus(gs, { ready: false, reason: "FetchFailed", message });
+			throw new Error(message);
+		}
+
+		const problems: FileProblem[] = [...loaded.problems];
+		const applied = new Set<string>();
+		for (const r of loaded.resources) {
+			const body = desiredObject(r, { namespace: ns, name });
+			try {
+				await this.d.kube.apply(TYPE_BY_KIND[r.kind], body, FIELD_MANAGER, true);
+				applied.add(`${r.kind}:${r.key}`);
+			} catch (e) {
+				if (e instanceof KubeError && (e.code === "INVALID" || e.code === "FORBIDDEN" || e.code === "NOT_FOUND")) {
+					problems.push({ path: r.path, line: r.line, message: `${r.kind} ${r.key} rejected by the API server: ${e.message}` });
+				} else throw e;
+			}
+		}
+		const brokenPaths = new Set(problems.map((p) => p.path));
+		let pruned = 0;
+		if (gs.spec.prune !== false) {
+			const existing: ExistingObject[] = [];
+			const raw = new Map<string, KubeObject>();
+			for (const kind of GIT_KINDS) {
+				const { items } = await this.d.kube.list(TYPE_BY_KIND[kind], undefined, { labelSelector: `${LABELS.gitSource}=${labelValue(ns, name)}` });
+				for (const o of items) {
+					const k = `${o.metadata.namespace}/${o.metadata.name}`;
+					existing.push({ kind, key: k, ...(o.metadata.uid ? { uid: o.metadata.uid } : {}), ...(o.metadata.annotations?.[ANNOTATIONS.path] ? { path: o.metadata.annotations[ANNOTATIONS.path] } : {}) });
+					raw.set(`${kind}:${k}`, o);
+				}
+			}
+			for (const e of pruneSet(existing, applied, brokenPaths)) {
+				const [ons, oname] = splitKey(e.key);
+				if (await this.d.kube.delete(TYPE_BY_KIND[e.kind as keyof typeof TYPE_BY_KIND], ons, oname, e.uid)) {
+					pruned++;
+					this.d.log.info({ source, kind: e.kind, key: e.key }, "pruned: removed from git");
+				}
+			}
+		}
+		const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+		this.d.metrics.syncDuration.observe({ source, result: problems.length ? "partial" : "ok" }, seconds);
+		this.d.metrics.invalidFiles.set({ source }, brokenPaths.size);
+		this.d.metrics.appliedResources.set({ source }, applied.size);
+		const prevErrors = new Set((gs.status?.errors ?? []).map((e) => `${e.path}:${e.line ?? ""}:${e.message}`));
+		for (const p of problems) {
+			if (!prevErrors.has(`${p.path}:${p.line ?? ""}:${p.message}`)) {
+				await this.d.events.record(gs, "Warning", "InvalidFile", `${p.path}${p.line ? `:${p.line}` : ""}${p.column ? `:${p.column}` : ""}: ${p.message}`);
+			}
+		}
+		await this.writeStatus(gs, {
+			ready: true,
+			reason: problems.length ? "SyncedWithErrors" : "Synced",
+			message: `${applied.size} resources applied from ${commit.slice(0, 12)}, ${pruned} pruned${problems.length ? `, ${brokenPaths.size} file(s) skipped` : ""}`,
+			commit,
+			applied: applied.size,
+			problems,
+		});
+		this.d.log.info({ source, commit, applied: applied.size, pruned, problems: problems.length, seconds }, "git sync done");
+		return next;
+	}
+
+	private async writeStatus(
+		gs: GitSource,
+		s: { ready: boolean; reason: string; message: string; commit?: string; applied?: number; problems?: FileProblem[] },
+	): Promise<void> {
+		const now = new Date();
+		const gen = gs.metadata.generation;
+		const g = gen !== undefined ? { observedGeneration: gen } : {};
+		let conditions = setCondition(gs.status?.conditions, { type: "Ready", status: s.ready ? "True" : "False", reason: s.reason, message: s.message, ...g }, now);
+		if (s.problems) {
+			conditions = setCondition(
+				conditions,
+				s.problems.length
+					? { type: "FilesValid", status: "False", reason: "InvalidFiles", message: `${new Set(s.problems.map((p) => p.path)).size} file(s) could not be applied; see status.errors`, ...g }
+					: { type: "FilesValid", status: "True", reason: "AllValid", message: "every file applied", ...g },
+				now,
+			);
+		}
+		const status: GitSourceStatus = {
+			...(gs.status ?? {}),
+			conditions,
+			...g,
+			...(s.commit ? { lastAttemptedCommit: s.commit, lastSyncedCommit: s.commit, lastSyncTime: now.toISOString() } : {}),
+			...(s.applied !== undefined ? { resources: s.applied } : {}),
+			...(s.problems
+				? {
+						errors: s.problems.slice(0, 256).map((p) => ({
+							path: p.path,
+							...(p.line ? { line: p.line } : {}),
+							...(p.column ? { column: p.column } : {}),
+							message: p.message.slice(0, 4096),
+						})),
+					}
+				: {}),
+		};
+		const [ns, name] = [gs.metadata.namespace!, gs.metadata.name];
+		const prev = { ...(gs.status ?? {}) };
+		const comparable = (x: GitSourceStatus) => canonicalJson({ ...x, lastSyncTime: undefined, conditions: x.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) });
+		if (comparable(prev) === comparable(status) && !s.commit) return;
+		await this.d.kube.mergePatch(GITSOURCES, ns, name, { status }, "status");
+	}
+}

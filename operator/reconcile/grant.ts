@@ -1,0 +1,281 @@
+/**
+ * The AccessGrant reconciler: makes credentials, status, Events and the finalizer match
+ * `decideGrant(grant, connection, now)`. Level-based and idempotent: every run re-reads the grant,
+ * and every credential step is "ensure" or "revoke", safe to repeat after a crash at any point.
+ *
+ * Credentials per phase:
+ * - Active: a token Secret (`drawbridge-token-<grant>`, grant's namespace) when the grant has User or
+ *   Group subjects; a dynamic PostgreSQL role + password Secret (operator namespace, read only by the
+ *   operator; the password reaches gateways through the bundle) when the Connection is `dynamic`.
+ * - any other phase: both revoked (role dropped after its sessions are terminated, Secrets deleted).
+ * The finalizer keeps a deleted grant around until its credentials are revoked.
+ */
+
+import pg from "pg";
+import type { Logger } from "pino";
+import type { AccessGrant, AccessGrantStatus, Connection } from "../../crds/index.ts";
+import { canonicalJson } from "../../gateway/config/canonical.ts";
+import { type KeyRing, mintGrantToken, tokenRefreshAt } from "../credentials/jwt.ts";
+import { dropRole, ensureRole, generatePassword } from "../credentials/postgres-roles.ts";
+import { type KubeClient, KubeError, SECRETS } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import type { OperatorMetrics } from "../metrics.ts";
+import type { OperatorOptions } from "../options.ts";
+import { type GrantDecision, type WantedPgRole, type WantedToken, decideGrant, grantConditions, tokenSecretName } from "./desired/accessgrant.ts";
+import { ANNOTATIONS, GRANT_FINALIZER, LABELS, labelValue } from "./labels.ts";
+import { type Secret, adminClientConfig, createOrGetSecret, encodeData, managedLabels, putSecret, readConnectionSecrets, secretValue } from "./stores.ts";
+import { ACCESSGRANTS, splitKey } from "./types.ts";
+
+export interface GrantReconcilerDeps {
+	kube: KubeClient;
+	opts: OperatorOptions;
+	log: Logger;
+	metrics: OperatorMetrics;
+	events: EventRecorder;
+	connection(key: string): Connection | undefined;
+	keyRing(): KeyRing;
+	/** Credentials in the bundle changed (role ready/dropped). */
+	onCredentialsChanged(): void;
+}
+
+export function pgRoleSecretName(role: string): string {
+	return `drawbridge-pgrole-${role.replaceAll("_", "-")}`;
+}
+
+export class GrantReconciler {
+	constructor(private readonly d: GrantReconcilerDeps) {}
+
+	async reconcile(key: string): Promise<{ requeueAt?: Date } | undefined> {
+		const [ns, name] = splitKey(key);
+		const grant = await this.d.kube.get<AccessGrant & { metadata: { uid?: string } }>(ACCESSGRANTS, ns, name);
+		if (!grant) {
+			// Gone without our finalizer (force-deleted, or never reconciled): collect what may be left.
+			await this.revokeAll(ns, name, undefined);
+			return undefined;
+		}
+		const deleting = Boolean(grant.metadata.deletionTimestamp);
+		if (!deleting && !(grant.metadata.finalizers ?? []).includes(GRANT_FINALIZER)) {
+			await this.d.kube.mergePatch(ACCESSGRANTS, ns, name, {
+				metadata: { finalizers: [...(grant.metadata.finalizers ?? []), GRANT_FINALIZER], resourceVersion: grant.metadata.resourceVersion },
+			});
+			grant.metadata.finalizers = [...(grant.metadata.finalizers ?? []), GRANT_FINALIZER];
+		}
+		const connection = this.d.connection(`${ns}/${grant.spec.connection}`);
+		const now = new Date();
+		const decision = decideGrant(grant, connection, now);
+		let credentialError: string | undefined;
+		let credential: AccessGrantStatus["credential"] | undefined;
+		let refreshAt: Date | undefined;
+		if (decision.phase === "Active") {
+			try {
+				if (decision.token) {
+					const t = await this.ensureToken(grant, decision, decision.token, now);
+					refreshAt = t.refreshAt;
+					credential = { type: "token", secretName: decision.token.secretName, expiresAt: t.expiresAt.toISOString() };
+				} else await this.revokeToken(ns, name);
+				if (decision.pgRole && connection) {
+					await this.ensurePgRole(grant, decision, decision.pgRole, connection);
+					credential = {
+						type: "postgresRole",
+						secretName: pgRoleSecretName(decision.pgRole.role),
+						secretNamespace: this.d.opts.namespace,
+						username: decision.pgRole.role,
+						expiresAt: decision.window!.expiresAt.toISOString(),
+					};
+				} else await this.revokeRoles(ns, name);
+			} catch (e) {
+				credentialError = (e as Error).message;
+				this.d.metrics.reconcileErrors.inc({ kind: "AccessGrant" });
+				this.d.log.warn({ grant: key, err: credentialError }, "issuing credentials failed");
+			}
+		} else {
+			await this.revokeAll(ns, name, grant);
+		}
+
+		const prevPhase = grant.status?.phase;
+		const status: AccessGrantStatus = {
+			phase: decision.phase,
+			...(decision.window ? { notBefore: decision.window.notBefore.toISOString(), expiresAt: decision.window.expiresAt.toISOString() } : {}),
+			origin: decision.origin,
+			...(credential ? { credential } : {}),
+			conditions: grantConditions(grant.status?.conditions, decision, grant.metadata.generation, now, credentialError),
+			...(grant.metadata.generation !== undefined ? { observedGeneration: grant.metadata.generation } : {}),
+		};
+		if (canonicalJson(status) !== canonicalJson(grant.status ?? {})) {
+			try {
+				await this.d.kube.mergePatch(ACCESSGRANTS, ns, name, { status: { ...nulls(grant.status), ...status } }, "status");
+			} catch (e) {
+				if (!(deleting && e instanceof KubeError && e.code === "NOT_FOUND")) throw e;
+			}
+		}
+		if (prevPhase !== decision.phase) {
+			await this.d.events.record(grant, decision.phase === "Invalid" ? "Warning" : "Normal", decision.phase, `${decision.reason}: ${decision.message}`);
+			this.d.log.info({ grant: key, from: prevPhase ?? "", to: decision.phase, reason: decision.reason }, "grant phase changed");
+		}
+		if (credentialError) throw new Error(`grant ${key}: ${credentialError}`);
+		if (deleting) {
+			const finalizers = (grant.metadata.finalizers ?? []).filter((f) => f !== GRANT_FINALIZER);
+			try {
+				await this.d.kube.mergePatch(ACCESSGRANTS, ns, name, { metadata: { finalizers, resourceVersion: undefined } });
+			} catch (e) {
+				if (!(e instanceof KubeError && e.code === "NOT_FOUND")) throw e;
+			}
+			return undefined;
+		}
+		const next = [decision.requeueAt, refreshAt].filter((x): x is Date => x !== undefined).sort((a, b) => a.getTime() - b.getTime())[0];
+		return next ? { requeueAt: next } : undefined;
+	}
+
+	// -------------------------------------------------------------------------------------------
+	// Tokens
+
+	private async ensureToken(grant: AccessGrant & { metadata: { uid?: string } }, d: GrantDecision, want: WantedToken, now: Date): Promise<{ expiresAt: Date; refreshAt: Date }> {
+		const ns = grant.metadata.namespace!;
+		const existing = await this.d.kube.get<Secret>(SECRETS, ns, want.secretName);
+		const ring = this.d.keyRing();
+		const grantEnd = d.window!.expiresAt;
+		if (existing && existing.metadata.labels?.[LABELS.managedBy] === undefined) {
+			throw new Error(`Secret ${ns}/${want.secretName} exists and is not managed by Drawbridge; refusing to overwrite it`);
+		}
+		if (existing) {
+			const exp = Date.parse(existing.metadata.annotations?.[ANNOTATIONS.expiresAt] ?? "");
+			const iat = Date.parse(existing.metadata.annotations?.[ANNOTATIONS.issuedAt] ?? "");
+			const kid = existing.metadata.annotations?.["access.drawbridge.dev/kid"];
+			const refreshAt = tokenRefreshAt(new Date(iat), new Date(exp));
+			const sameSubject = secretValue(existing, "subject") === want.subject && existing.metadata.annotations?.["access.drawbridge.dev/grant-uid"] === (grant.metadata.uid ?? "");
+			if (Number.isFinite(exp) && exp <= grantEnd.getTime() && now < refreshAt && ring.keys.some((k) => k.kid === kid) && sameSubject) {
+				return { expiresAt: new Date(exp), refreshAt };
+			}
+		}
+		const minted = await mintGrantToken(ring, {
+			issuer: this.d.opts.issuer,
+			audience: this.d.opts.tokenAudiences,
+			subject: want.subject,
+			groups: want.groups,
+			grant: `${ns}/${grant.metadata.name}`,
+			grantExpiresAt: grantEnd,
+			now,
+			ttlMs: this.d.opts.tokenTtlMs,
+		});
+		await putSecret(this.d.kube, {
+			apiVersion: "v1",
+			kind: "Secret",
+			type: "Opaque",
+			metadata: {
+				name: want.secretName,
+				namespace: ns,
+				labels: managedLabels({ [LABELS.grant]: labelValue(ns, grant.metadata.name), [LABELS.credential]: "token" }),
+				annotations: {
+					[ANNOTATIONS.expiresAt]: minted.expiresAt.toISOString(),
+					[ANNOTATIONS.issuedAt]: minted.issuedAt.toISOString(),
+					"access.drawbridge.dev/kid": minted.kid,
+					"access.drawbridge.dev/jti": minted.jti,
+					"access.drawbridge.dev/grant-uid": grant.metadata.uid ?? "",
+				},
+				...(grant.metadata.uid
+					? { ownerReferences: [{ apiVersion: grant.apiVersion, kind: grant.kind, name: grant.metadata.name, uid: grant.metadata.uid, blockOwnerDeletion: false }] }
+					: {}),
+			},
+			data: encodeData({ token: minted.token, expiresAt: minted.expiresAt.toISOString(), subject: want.subject }),
+		});
+		this.d.metrics.credentialsIssued.inc({ type: "token" });
+		return { expiresAt: minted.expiresAt, refreshAt: tokenRefreshAt(minted.issuedAt, minted.expiresAt) };
+	}
+
+	private async revokeToken(ns: string, name: string): Promise<void> {
+		const secretName = tokenSecretName(name);
+		const existing = await this.d.kube.get<Secret>(SECRETS, ns, secretName);
+		if (existing?.metadata.labels?.[LABELS.credential] !== "token") return;
+		if (existing.metadata.labels?.[LABELS.grant] !== labelValue(ns, name)) return;
+		if (await this.d.kube.delete(SECRETS, ns, secretName, existing.metadata.uid)) this.d.metrics.credentialsRevoked.inc({ type: "token" });
+	}
+
+	// -------------------------------------------------------------------------------------------
+	// Dynamic PostgreSQL roles
+
+	private async withAdmin<T>(connection: Connection, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+		const secrets = await readConnectionSecrets(this.d.kube, connection);
+		const client = new pg.Client(adminClientConfig(connection, secrets));
+		client.on("error", () => {});
+		await client.connect();
+		try {
+			return await fn(client);
+		} finally {
+			await client.end().catch(() => {});
+		}
+	}
+
+	private async ensurePgRole(grant: AccessGrant, d: GrantDecision, want: WantedPgRole, connection: Connection): Promise<void> {
+		const ns = grant.metadata.namespace!;
+		const secretName = pgRoleSecretName(want.role);
+		const validUntil = d.window!.expiresAt;
+		const { secret } = await createOrGetSecret(this.d.kube, {
+			apiVersion: "v1",
+			kind: "Secret",
+			type: "Opaque",
+			metadata: {
+				name: secretName,
+				namespace: this.d.opts.namespace,
+				labels: managedLabels({ [LABELS.grant]: labelValue(ns, grant.metadata.name), [LABELS.credential]: "postgres-role" }),
+				annotations: { "access.drawbridge.dev/grant-key": `${ns}/${grant.metadata.name}`, "access.drawbridge.dev/connection-key": want.connectionKey },
+			},
+			data: encodeData({ username: want.role, password: generatePassword() }),
+		});
+		const password = secretValue(secret, "password");
+		if (!password) throw new Error(`Secret ${this.d.opts.namespace}/${secretName} has no password`);
+		const { created } = await this.withAdmin(connection, (c) =>
+			ensureRole(c, {
+				role: want.role,
+				password,
+				validUntil,
+				database: connection.spec.postgres!.database,
+				schemas: this.d.opts.postgresSchemas,
+				access: grant.spec.postgres!.access,
+			}),
+		);
+		if (created) this.d.metrics.credentialsIssued.inc({ type: "postgresRole" });
+		const ready = validUntil.toISOString();
+		if (secret.metadata.annotations?.[ANNOTATIONS.expiresAt] !== ready) {
+			await this.d.kube.mergePatch(SECRETS, this.d.opts.namespace, secretName, { metadata: { annotations: { [ANNOTATIONS.expiresAt]: ready, "access.drawbridge.dev/role-ready": "true" } } });
+			this.d.onCredentialsChanged();
+		}
+	}
+
+	/** Drops every dynamic role of the grant (looked up by label, so a changed Connection is covered) and deletes its Secrets. */
+	private async revokeRoles(ns: string, name: string): Promise<void> {
+		const { items } = await this.d.kube.list<Secret>(SECRETS, this.d.opts.namespace, {
+			labelSelector: `${LABELS.grant}=${labelValue(ns, name)},${LABELS.credential}=postgres-role`,
+		});
+		for (const s of items) {
+			if (s.metadata.annotations?.["access.drawbridge.dev/grant-key"] !== `${ns}/${name}`) continue;
+			const role = secretValue(s, "username");
+			const connKey = s.metadata.annotations?.["access.drawbridge.dev/connection-key"] ?? "";
+			const connection = this.d.connection(connKey);
+			// First make sure gateways stop using the credential, then drop the role.
+			if (s.metadata.annotations?.["access.drawbridge.dev/role-ready"] === "true") {
+				await this.d.kube.mergePatch(SECRETS, this.d.opts.namespace, s.metadata.name, { metadata: { annotations: { "access.drawbridge.dev/role-ready": "false" } } });
+				this.d.onCredentialsChanged();
+			}
+			if (role && connection) {
+				const res = await this.withAdmin(connection, (c) => dropRole(c, role));
+				if (res.dropped) {
+					this.d.metrics.credentialsRevoked.inc({ type: "postgresRole" });
+					this.d.log.info({ grant: `${ns}/${name}`, role, terminated: res.terminated }, "dynamic role dropped");
+				}
+			} else if (role) {
+				this.d.log.warn({ grant: `${ns}/${name}`, role, connection: connKey }, "Connection gone: role not dropped (it expires by VALID UNTIL)");
+			}
+			await this.d.kube.delete(SECRETS, this.d.opts.namespace, s.metadata.name, s.metadata.uid);
+		}
+	}
+
+	private async revokeAll(ns: string, name: string, _grant: AccessGrant | undefined): Promise<void> {
+		await this.revokeToken(ns, name);
+		await this.revokeRoles(ns, name);
+	}
+}
+
+/** Status fields we no longer set must be cleared explicitly in a merge patch. */
+function nulls(prev: AccessGrantStatus | undefined): Record<string, null> {
+	return Object.fromEntries(Object.keys(prev ?? {}).map((k) => [k, null]));
+}

@@ -1,0 +1,177 @@
+/**
+ * State the operator keeps in Kubernetes Secrets (never only in memory): the signing key ring, the
+ * masking key, per-grant token Secrets and per-grant dynamic-role Secrets, plus the backend secrets
+ * Connections refer to. Creation races between replicas resolve on the apiserver (409 → re-read).
+ */
+
+import { randomBytes } from "node:crypto";
+import { isIP } from "node:net";
+import type { ClientConfig } from "pg";
+import type { Connection } from "../../crds/index.ts";
+import type { BackendCredential } from "../../gateway/config/bundle.ts";
+import { type KeyRing, type RotationPolicy, parseKeyRing, rotateKeyRing, serializeKeyRing } from "../credentials/jwt.ts";
+import { KubeError, type KubeClient, type KubeObject, SECRETS } from "../kube/client.ts";
+import { FIELD_MANAGER, LABELS, MANAGED_BY_VALUE } from "./labels.ts";
+
+export interface Secret extends KubeObject {
+	type?: string;
+	data?: Record<string, string>;
+	stringData?: Record<string, string>;
+}
+
+export function secretValue(s: Secret | undefined, key: string): string | undefined {
+	const v = s?.data?.[key];
+	return v === undefined ? undefined : Buffer.from(v, "base64").toString("utf8");
+}
+
+export function encodeData(values: Record<string, string>): Record<string, string> {
+	return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v, "utf8").toString("base64")]));
+}
+
+/** Creates a Secret unless it exists; returns whichever copy the apiserver holds. */
+export async function createOrGetSecret(kube: KubeClient, secret: Secret): Promise<{ secret: Secret; created: boolean }> {
+	try {
+		return { secret: await kube.create<Secret>(SECRETS, secret, FIELD_MANAGER), created: true };
+	} catch (e) {
+		if (!(e instanceof KubeError && e.code === "CONFLICT")) throw e;
+		const existing = await kube.get<Secret>(SECRETS, secret.metadata.namespace, secret.metadata.name);
+		if (!existing) throw e;
+		return { secret: existing, created: false };
+	}
+}
+
+/** Creates or overwrites a Secret (last writer wins; used for values that are regenerated anyway). */
+export async function putSecret(kube: KubeClient, secret: Secret): Promise<Secret> {
+	const existing = await kube.get<Secret>(SECRETS, secret.metadata.namespace, secret.metadata.name);
+	if (!existing) {
+		try {
+			return await kube.create<Secret>(SECRETS, secret, FIELD_MANAGER);
+		} catch (e) {
+			if (!(e instanceof KubeError && e.code === "CONFLICT")) throw e;
+			return putSecret(kube, secret);
+		}
+	}
+	return kube.replace<Secret>(SECRETS, { ...secret, metadata: { ...secret.metadata, resourceVersion: existing.metadata.resourceVersion } });
+}
+
+export function managedLabels(extra: Record<string, string> = {}): Record<string, string> {
+	return { [LABELS.managedBy]: MANAGED_BY_VALUE, ...extra };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signing keys
+
+/**
+ * Reads the key ring, rotates it if due and writes it back with optimistic concurrency (a replica that
+ * loses the race re-reads the winner's ring). Returns the ring in force and when to look again.
+ */
+export async function loadAndRotateKeyRing(kube: KubeClient, namespace: string, name: string, policy: RotationPolicy, now = new Date()): Promise<{ ring: KeyRing; changed: boolean; nextCheck: Date }> {
+	for (let attempt = 0; attempt < 5; attempt++) {
+		const existing = await kube.get<Secret>(SECRETS, namespace, name);
+		const current = parseKeyRing(secretValue(existing, "keys.json"));
+		const { ring, changed } = rotateKeyRing(current, now, policy);
+		const signer = ring.keys[0]!;
+		const nextRotation = Date.parse(signer.createdAt) + policy.rotationIntervalMs;
+		const oldest = ring.keys.length > 1 ? Date.parse(ring.keys[ring.keys.length - 2]!.createdAt) + policy.overlapMs : Number.POSITIVE_INFINITY;
+		const nextCheck = new Date(Math.min(nextRotation, oldest));
+		if (!changed) return { ring, changed: false, nextCheck };
+		const body: Secret = {
+			apiVersion: "v1",
+			kind: "Secret",
+			type: "Opaque",
+			metadata: { name, namespace, labels: managedLabels(), ...(existing ? { resourceVersion: existing.metadata.resourceVersion } : {}) },
+			data: encodeData({ "keys.json": serializeKeyRing(ring) }),
+		};
+		try {
+			if (existing) await kube.replace(SECRETS, body);
+			else await kube.create(SECRETS, body, FIELD_MANAGER);
+			return { ring, changed: true, nextCheck };
+		} catch (e) {
+			if (!(e instanceof KubeError && e.code === "CONFLICT")) throw e;
+		}
+	}
+	throw new Error("signing key ring: too many concurrent updates");
+}
+
+/** The bundle's masking key: 32 random bytes generated once and kept in a Secret. */
+export async function loadMaskingKey(kube: KubeClient, namespace: string, name: string): Promise<string> {
+	const { secret } = await createOrGetSecret(kube, {
+		apiVersion: "v1",
+		kind: "Secret",
+		type: "Opaque",
+		metadata: { name, namespace, labels: managedLabels() },
+		data: encodeData({ key: randomBytes(32).toString("base64") }),
+	});
+	const key = secretValue(secret, "key");
+	if (!key) throw new Error(`Secret ${namespace}/${name} has no key`);
+	return key;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection backend secrets
+
+export interface ConnectionSecrets {
+	credential?: BackendCredential;
+	caPem?: string;
+}
+
+/** Reads a Connection's backend credential and CA from its Secrets (same namespace). */
+export async function readConnectionSecrets(kube: KubeClient, c: Connection): Promise<ConnectionSecrets> {
+	const ns = c.metadata.namespace ?? "default";
+	const out: ConnectionSecrets = {};
+	if (c.spec.credentialSecretRef) {
+		const s = await kube.get<Secret>(SECRETS, ns, c.spec.credentialSecretRef.name);
+		if (s) {
+			const username = secretValue(s, "username") ?? "";
+			if (c.spec.type === "postgres") {
+				const password = secretValue(s, "password");
+				if (password !== undefined) out.credential = { type: "password", username, password };
+			} else if (c.spec.type === "ssh") {
+				const privateKeyPem = secretValue(s, "privateKey") ?? secretValue(s, "ssh-privatekey");
+				const certificate = secretValue(s, "certificate");
+				if (privateKeyPem) out.credential = { type: "sshKey", username, privateKeyPem, ...(certificate ? { certificate } : {}) };
+			} else {
+				const token = secretValue(s, "token");
+				const clientCertPem = secretValue(s, "tls.crt");
+				const clientKeyPem = secretValue(s, "tls.key");
+				out.credential = { type: "kubernetes", ...(token ? { token } : {}), ...(clientCertPem ? { clientCertPem } : {}), ...(clientKeyPem ? { clientKeyPem } : {}) };
+			}
+		}
+	}
+	const caRef = c.spec.tls?.caSecretRef;
+	if (caRef) {
+		const s = await kube.get<Secret>(SECRETS, ns, caRef.name);
+		const pem = secretValue(s, caRef.key ?? "ca.crt");
+		if (pem) out.caPem = pem;
+	}
+	return out;
+}
+
+/** node-postgres settings for the operator's own admin session to a dynamic Connection. */
+export function adminClientConfig(c: Connection, secrets: ConnectionSecrets): ClientConfig {
+	if (secrets.credential?.type !== "password") throw new Error(`Connection ${c.metadata.namespace}/${c.metadata.name}: credential Secret needs username and password`);
+	const mode = c.spec.tls?.mode ?? "verify-full";
+	const ssl: ClientConfig["ssl"] =
+		mode === "disable"
+			? false
+			: mode === "require"
+				? { rejectUnauthorized: false }
+				: mode === "verify-ca"
+					? { ...(secrets.caPem ? { ca: secrets.caPem } : {}), rejectUnauthorized: true, checkServerIdentity: () => undefined }
+					: {
+						...(secrets.caPem ? { ca: secrets.caPem } : {}),
+						rejectUnauthorized: true,
+						// SNI never carries an IP address; node checks IP SANs against the host itself.
+						...(c.spec.tls?.serverName ? { servername: c.spec.tls.serverName } : isIP(c.spec.host) ? {} : { servername: c.spec.host }),
+					};
+	return {
+		host: c.spec.host,
+		port: c.spec.port,
+		database: c.spec.postgres!.database,
+		user: secrets.credential.username,
+		password: secrets.credential.password,
+		ssl,
+		connectionTimeoutMillis: 10_000,
+		application_name: "drawbridge-operator",
+	};
+}
