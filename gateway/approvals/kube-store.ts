@@ -165,8 +165,10 @@ export class KubeApprovalStore implements ApprovalStore {
 		}
 	}
 
-	/** Delete a request (garbage collection of decided requests; never used on Pending ones by us). */
+	/** Delete a request (retention of decided requests; the service never deletes Pending ones). */
 	async delete(id: string): Promise<void> {
+		if (!ID_RE.test(id)) return;
+		this.#seen.delete(id);
 		try {
 			await this.#api.deleteNamespacedCustomObject({ ...this.#params(), name: id });
 		} catch (err) {

@@ -141,6 +141,13 @@ export class LocalApprovalStore implements ApprovalStore {
 		}
 	}
 
+	async delete(id: string): Promise<void> {
+		if (!ID_RE.test(id)) return;
+		await this.#init();
+		this.#memory.delete(id);
+		if (this.#dir) await unlink(this.#path(id)).catch(() => {});
+	}
+
 	subscribe(listener: (record: ApprovalRequestRecord) => void): () => void {
 		this.#listeners.add(listener);
 		void this.#init().catch(() => {});

@@ -46,8 +46,13 @@ export interface StoreApprovalServiceOptions {
 	webBaseUrl?: string;
 	/** Safety-net re-read interval while waiting, ms (default 5000): watches can miss events. */
 	waitPollIntervalMs?: number;
-	/** How often Pending requests past expiry are marked Expired, ms (default 30000; 0 disables). */
+	/**
+	 * How often the sweep runs, ms (default 30000; 0 disables): Pending requests past expiry are marked
+	 * Expired, decided requests older than `retainDecidedMs` are deleted.
+	 */
 	sweepIntervalMs?: number;
+	/** Keep decided requests this long after they left Pending, ms (default 7 days; 0 keeps them forever). */
+	retainDecidedMs?: number;
 	now?: () => Date;
 }
 
@@ -65,6 +70,7 @@ export class StoreApprovalService implements ApprovalService {
 	readonly #pollMs: number;
 	readonly #now: () => Date;
 	readonly #sweep: NodeJS.Timeout | undefined;
+	readonly #retainMs: number;
 	#closed = false;
 
 	constructor(options: StoreApprovalServiceOptions) {
@@ -73,9 +79,10 @@ export class StoreApprovalService implements ApprovalService {
 		this.#webBaseUrl = options.webBaseUrl;
 		this.#pollMs = options.waitPollIntervalMs ?? 5000;
 		this.#now = options.now ?? (() => new Date());
+		this.#retainMs = options.retainDecidedMs ?? 7 * 86_400_000;
 		const sweepMs = options.sweepIntervalMs ?? 30_000;
 		if (sweepMs > 0) {
-			this.#sweep = setInterval(() => void this.sweepExpired().catch(() => {}), sweepMs);
+			this.#sweep = setInterval(() => void this.sweep().catch(() => {}), sweepMs);
 			this.#sweep.unref();
 		}
 	}
@@ -185,20 +192,30 @@ export class StoreApprovalService implements ApprovalService {
 		});
 	}
 
-	/** Persist Expired for every Pending request past its expiry (any replica may do it; one wins). */
-	async sweepExpired(): Promise<number> {
-		if (this.#closed) return 0;
-		let count = 0;
+	/**
+	 * Persist Expired for every Pending request past its expiry (any replica may do it; one wins) and
+	 * delete decided requests past retention. Returns how many were expired and deleted.
+	 */
+	async sweep(): Promise<{ expired: number; deleted: number }> {
+		const counts = { expired: 0, deleted: 0 };
+		if (this.#closed) return counts;
 		const now = this.#now();
 		for (const r of await this.#store.list()) {
-			if (!expireIfDue(r, now)) continue;
-			const { record, changed } = await this.#store.update(r.id, (cur) => expireIfDue(cur, this.#now()));
-			if (changed) {
-				count++;
-				this.#emit("approval.expired", record);
+			if (expireIfDue(r, now)) {
+				const { record, changed } = await this.#store.update(r.id, (cur) => expireIfDue(cur, this.#now()));
+				if (changed) {
+					counts.expired++;
+					this.#emit("approval.expired", record);
+				}
+			} else if (this.#retainMs > 0 && r.phase !== "Pending") {
+				const decided = Date.parse(r.decidedAt ?? r.expiresAt);
+				if (now.getTime() - decided > this.#retainMs) {
+					await this.#store.delete(r.id);
+					counts.deleted++;
+				}
 			}
 		}
-		return count;
+		return counts;
 	}
 
 	async close(): Promise<void> {

@@ -20,6 +20,8 @@ export interface ApprovalStore {
 	 * ApprovalError("not-found") for an unknown id, ApprovalError("conflict") after too many retries.
 	 */
 	update(id: string, mutate: ApprovalMutation): Promise<{ record: ApprovalRequestRecord; changed: boolean }>;
+	/** Remove a record (retention of decided requests); unknown ids are ignored. */
+	delete(id: string): Promise<void>;
 	/** Called for every created or changed record this store learns about (own writes and others'). */
 	subscribe(listener: (record: ApprovalRequestRecord) => void): () => void;
 	close(): Promise<void>;

@@ -115,3 +115,37 @@ test("memory-only store behaves the same", async (t) => {
 	await s.decide(r.id, sam, "deny", "not now");
 	assert.equal((await waiting).phase, "Denied");
 });
+
+test("sweep: marks overdue requests Expired once, deletes decided ones past retention", async (t) => {
+	const dir = await mkdtemp(join(tmpdir(), "approvals-sweep-"));
+	let now = new Date("2026-03-01T10:00:00.000Z");
+	const events: ApprovalEvent[] = [];
+	const mk = () =>
+		new StoreApprovalService({
+			store: new LocalApprovalStore({ directory: dir }),
+			notifier: { notify: (e) => void events.push(e) },
+			sweepIntervalMs: 0,
+			retainDecidedMs: 3600_000,
+			now: () => now,
+		});
+	const a = mk();
+	const b = mk();
+	t.after(async () => {
+		await a.close();
+		await b.close();
+		await rm(dir, { recursive: true, force: true });
+	});
+	const overdue = await a.request(input({ timeoutSeconds: 60 }));
+	const decided = await a.request(input({ timeoutSeconds: 600 }));
+	await a.decide(decided.id, sam, "deny");
+	now = new Date(now.getTime() + 61_000);
+	const [x, y] = await Promise.all([a.sweep(), b.sweep()]);
+	assert.equal(x.expired + y.expired, 1, "one replica wins the transition");
+	assert.equal((await b.get(overdue.id))?.phase, "Expired");
+	assert.equal(events.filter((e) => e.type === "approval.expired").length, 1);
+	now = new Date(now.getTime() + 3600_000);
+	const swept = await a.sweep();
+	assert.equal(swept.deleted, 2);
+	assert.deepEqual(await a.list(), []);
+	assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith(".json")), []);
+});
