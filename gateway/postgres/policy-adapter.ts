@@ -3,7 +3,15 @@
  * session code names exactly what it depends on; `defaultSqlPolicy()` binds it to gateway/policy.
  */
 import type { MaskRule, MaskStrategy } from "../config/bundle.ts";
-import { evaluateSqlGuardrails, planMasks, SessionSqlState, analyzeSql } from "../policy/index.ts";
+import {
+	analyzeSql,
+	checkMaskedWrites,
+	compileDetectorRules,
+	compileValueMasker,
+	evaluateSqlGuardrails,
+	planMasks,
+	SessionSqlState,
+} from "../policy/index.ts";
 import type { GuardrailVerdict, MaskContext, MaskPlan, ResultField, SqlAnalysis, SqlGuardrailInput } from "../policy/types.ts";
 
 export interface SqlSessionState {
@@ -22,39 +30,21 @@ export interface SqlPolicyApi {
 	newSessionState(): SqlSessionState;
 	/** Mask plan for one result set of `analysis` (one statement). */
 	planMasks(analysis: SqlAnalysis, fields: ResultField[], ctx: MaskContext): Promise<MaskPlan>;
+	/** Before forwarding: refuse writes that would copy masked data where masking cannot follow. */
+	checkMaskedWrites(analysis: SqlAnalysis, ctx: MaskContext): Promise<{ rule: string; message: string } | undefined>;
 	compileValueMasker(strategy: MaskStrategy, key: Buffer): ValueMasker;
 	compileDetectorRules(rules: readonly MaskRule[], key: Buffer): TextDetector | undefined;
 }
 
-type MaskingModule = {
-	compileValueMasker?: SqlPolicyApi["compileValueMasker"];
-	compileDetectorRules?: SqlPolicyApi["compileDetectorRules"];
-};
-
-async function tryImport(path: string): Promise<MaskingModule> {
-	try {
-		return (await import(path)) as MaskingModule;
-	} catch {
-		return {};
-	}
-}
-
 /** The real policy (gateway/policy/index.ts). */
 export async function defaultSqlPolicy(): Promise<SqlPolicyApi> {
-	// Value maskers and detectors are bound by name so this file does not break while the policy
-	// component is still adding them; if they are missing, masking fails closed (NULL, no detection
-	// is impossible: every text value is then NULLed).
-	const index = await tryImport("../policy/index.ts");
-	const values = index.compileValueMasker ? index : await tryImport("../policy/maskvalue.ts");
-	const detectors = index.compileDetectorRules ? index : await tryImport("../policy/detectors.ts");
 	return {
 		analyze: analyzeSql,
 		evaluate: evaluateSqlGuardrails,
 		newSessionState: () => new SessionSqlState(),
 		planMasks: (analysis, fields, ctx) => planMasks(analysis, fields, ctx),
-		compileValueMasker: values.compileValueMasker ?? (() => () => null),
-		compileDetectorRules:
-			detectors.compileDetectorRules ??
-			((rules) => (rules.length > 0 ? (text: string) => (text.length > 0 ? "" : undefined) : undefined)),
+		checkMaskedWrites,
+		compileValueMasker,
+		compileDetectorRules,
 	};
 }

@@ -90,6 +90,7 @@ interface StmtRef {
 	decision: Decision;
 	rule: string | undefined;
 	approvalId: string | undefined;
+	copyDetector: TextDetector | undefined;
 }
 
 interface ActivePlan {
@@ -128,6 +129,7 @@ type Unit =
 			rule: string | undefined;
 			approvalId: string | undefined;
 			substitute?: Buffer;
+			copyDetector?: TextDetector | undefined;
 	  }
 	| { k: "parse"; stmt: StmtRef; previous: StmtRef | undefined; substitute?: Buffer }
 	| { k: "bind"; portal: PortalRef }
@@ -390,12 +392,27 @@ export class Session {
 	private onQuery(sql: string, raw: Buffer): Promise<void> | undefined {
 		const analysis = this.sql.resolve(this.o.policy.analyze(sql));
 		const verdict = this.guard(analysis);
-		const statements = analysis.ok ? analysis.statements : [];
-		const blocked = this.copyToBlock(analysis) ?? (verdict.action === "block" ? verdict : undefined);
-		if (blocked) {
-			this.blockSimple(sql, analysis, blocked);
+		if (verdict.action === "block") {
+			this.blockSimple(sql, analysis, verdict);
 			return undefined;
 		}
+		const pre = this.maskPrecheck(analysis);
+		if (!pre) return this.decideQuery(sql, raw, analysis, verdict, undefined);
+		return pre.then((r) => {
+			if (this.closed) return;
+			if (r.block) this.blockSimple(sql, analysis, r.block);
+			else return this.decideQuery(sql, raw, analysis, verdict, r.copyDetector);
+		});
+	}
+
+	private decideQuery(
+		sql: string,
+		raw: Buffer,
+		analysis: SqlAnalysis,
+		verdict: GuardrailVerdict,
+		copyDetector: TextDetector | undefined,
+	): Promise<void> | undefined {
+		const statements = analysis.ok ? analysis.statements : [];
 		const forward = (decision: Decision, approvalId?: string) => {
 			this.sql.record(analysis);
 			this.trackSearchPath(statements);
@@ -409,6 +426,7 @@ export class Session {
 				decision,
 				rule: verdict.rule,
 				approvalId,
+				copyDetector,
 			});
 			this.toUpstream(raw);
 		};
@@ -421,6 +439,40 @@ export class Session {
 		}
 		forward(verdict.action === "audit" ? "audit" : "allow");
 		return undefined;
+	}
+
+	/**
+	 * Masking checks that must happen before a statement runs (only when masking applies and the
+	 * statement is not a plain read): writes that would copy masked data elsewhere, and COPY TO
+	 * STDOUT of masked columns (COPY rows are not masked per column: refused; detectors still apply).
+	 */
+	private maskPrecheck(analysis: SqlAnalysis): Promise<{ block?: GuardrailVerdict; copyDetector?: TextDetector }> | undefined {
+		if (!this.o.maskingActive || !analysis.ok) return undefined;
+		const copies = analysis.statements.filter((s) => s.kind === "COPY" && s.readOnly);
+		const writes = analysis.statements.some((s) => !s.readOnly);
+		if (copies.length === 0 && !writes) return undefined;
+		const ctx = this.maskContext();
+		return (async () => {
+			const blocked = writes ? await this.o.policy.checkMaskedWrites(analysis, ctx) : undefined;
+			if (blocked) return { block: { action: "block", rule: blocked.rule, sqlstate: "42501", message: blocked.message } };
+			let copyDetector: TextDetector | undefined;
+			for (const c of copies) {
+				const plan = await this.o.policy.planMasks({ ok: true, statements: [c] }, [], ctx);
+				if (plan.block) return { block: { action: "block", rule: plan.block.rule, sqlstate: "42501", message: plan.block.message } };
+				if (plan.columns.length > 0) {
+					return {
+						block: {
+							action: "block",
+							rule: "masking:copy-out",
+							sqlstate: "42501",
+							message: `COPY ... TO STDOUT of masked data (${plan.columns.flatMap((m) => m.sources).join(", ")}) is blocked: use SELECT, whose results are masked`,
+						},
+					};
+				}
+				copyDetector ??= this.o.policy.compileDetectorRules(plan.detectors, this.o.maskingKey);
+			}
+			return copyDetector ? { copyDetector } : {};
+		})();
 	}
 
 	private blockSimple(sql: string, analysis: SqlAnalysis, verdict: GuardrailVerdict, decision: Decision = "block", approvalId?: string): void {
@@ -452,7 +504,25 @@ export class Session {
 	private onParse(m: Extract<ClientMessage, { type: "parse" }>): Promise<void> | undefined {
 		const analysis = this.sql.resolve(this.o.policy.analyze(m.sql));
 		const verdict = this.guard(analysis);
-		const blocked = this.copyToBlock(analysis) ?? (verdict.action === "block" ? verdict : undefined);
+		if (verdict.action !== "block") {
+			const pre = this.maskPrecheck(analysis);
+			if (pre) {
+				return pre.then((r) => {
+					if (this.closed) return;
+					return this.decideParse(m, analysis, r.block ?? verdict, r.copyDetector);
+				});
+			}
+		}
+		return this.decideParse(m, analysis, verdict, undefined);
+	}
+
+	private decideParse(
+		m: Extract<ClientMessage, { type: "parse" }>,
+		analysis: SqlAnalysis,
+		verdict: GuardrailVerdict,
+		copyDetector: TextDetector | undefined,
+	): Promise<void> | undefined {
+		const blocked = verdict.action === "block" ? verdict : undefined;
 		const info = analysis.ok ? analysis.statements[0] : undefined;
 		const stmt: StmtRef = {
 			name: m.name,
@@ -462,6 +532,7 @@ export class Session {
 			decision: verdict.action === "audit" ? "audit" : "allow",
 			rule: verdict.rule,
 			approvalId: undefined,
+			copyDetector,
 		};
 		const block = (v: GuardrailVerdict, decision: Decision = "block", approvalId?: string) => {
 			const err = verdictError(v);
@@ -502,23 +573,6 @@ export class Session {
 			});
 		}
 		forward();
-		return undefined;
-	}
-
-	/** COPY ... TO STDOUT of data a mask rule covers is refused: COPY rows cannot be masked per column here. */
-	private copyToBlock(analysis: SqlAnalysis): GuardrailVerdict | undefined {
-		if (!this.o.maskingActive || !analysis.ok) return undefined;
-		for (const s of analysis.statements) {
-			if (s.kind === "COPY" && s.readOnly) {
-				return {
-					action: "block",
-					rule: "masking:copy-out",
-					sqlstate: "42501",
-					message:
-						"COPY ... TO STDOUT is blocked on this connection because a masking policy applies; use SELECT, whose results are masked",
-				};
-			}
-		}
 		return undefined;
 	}
 
@@ -805,9 +859,27 @@ export class Session {
 				this.send(f.raw);
 				return undefined;
 			case ServerCode.CopyInResponse:
+			case ServerCode.CopyData: {
+				const d = u?.k === "simple" ? u.copyDetector : u?.k === "execute" ? u.portal.stmt?.copyDetector : undefined;
+				if (d) {
+					const text = f.raw.toString("utf8", 5);
+					const masked = d(text);
+					if (masked !== undefined) {
+						this.send(serverMessages.copyData(Buffer.from(masked, "utf8")));
+						return undefined;
+					}
+				}
+				this.send(f.raw);
+				return undefined;
+			}
 			case ServerCode.CopyOutResponse:
 			case ServerCode.CopyBothResponse:
-			case ServerCode.CopyData:
+				if (this.o.maskingActive && f.raw[5] === 1) {
+					const d = u?.k === "simple" ? u.copyDetector : u?.k === "execute" ? u.portal.stmt?.copyDetector : undefined;
+					if (d) throw new PgGatewayError("statement_blocked", "binary COPY cannot be scanned by the masking detectors; the session was closed");
+				}
+				this.send(f.raw);
+				return undefined;
 			case ServerCode.CopyDone:
 			case ServerCode.ParameterStatus:
 				this.send(f.raw);
