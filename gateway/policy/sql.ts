@@ -53,6 +53,8 @@ export function analyzeSql(sql: string): SqlAnalysis {
 function analyzeUncached(sql: string): SqlAnalysis {
 	if (typeof sql !== "string") return Object.freeze({ ok: false, error: "statement text is not a string" });
 	if (sql.includes("\0")) return Object.freeze({ ok: false, error: "statement contains a NUL byte" });
+	// An empty (whitespace-only) query runs nothing: PostgreSQL answers EmptyQueryResponse.
+	if (sql.trim() === "") return Object.freeze({ ok: true, statements: Object.freeze([]) as unknown as SqlStatementInfo[] });
 	let parsed: { stmts?: { stmt?: PgNode; stmt_location?: number; stmt_len?: number }[] };
 	try {
 		parsed = parseSync(sql) as typeof parsed;
@@ -185,6 +187,16 @@ function constValue(node: unknown): string | number | boolean | undefined {
 	if ("sval" in b) return ((b.sval as { sval?: string }).sval ?? "") as string;
 	if ("fval" in b) return (b.fval as { fval?: string }).fval ?? "0";
 	return undefined;
+}
+
+/** Value of a DefElem argument: `true`, `false`, `0`, `'off'` (String, Integer, Boolean or A_Const). */
+function defArgValue(arg: unknown): string | number | boolean | undefined {
+	const u = unwrap(arg);
+	if (!u) return undefined;
+	if (u[0] === "String") return String(u[1].sval ?? "");
+	if (u[0] === "Integer") return Number(u[1].ival ?? 0);
+	if (u[0] === "Boolean") return u[1].boolval === true;
+	return constValue(arg);
 }
 
 function truthySetting(v: string | number | boolean | undefined): boolean | undefined {
@@ -352,6 +364,53 @@ const PRIVILEGE_STMTS: Record<string, string> = {
 	ReassignOwnedStmt: "REASSIGN OWNED",
 	DropOwnedStmt: "DROP OWNED",
 	AlterDefaultPrivilegesStmt: "ALTER DEFAULT PRIVILEGES",
+};
+
+/** Names for statement types whose node name does not spell the SQL. */
+const KIND_NAMES: Record<string, string> = {
+	CreateStmt: "CREATE TABLE",
+	ViewStmt: "CREATE VIEW",
+	RuleStmt: "CREATE RULE",
+	IndexStmt: "CREATE INDEX",
+	CreateTrigStmt: "CREATE TRIGGER",
+	CreateSeqStmt: "CREATE SEQUENCE",
+	AlterSeqStmt: "ALTER SEQUENCE",
+	CreatedbStmt: "CREATE DATABASE",
+	DropdbStmt: "DROP DATABASE",
+	CreateSchemaStmt: "CREATE SCHEMA",
+	CreatePLangStmt: "CREATE LANGUAGE",
+	CreateForeignServerStmt: "CREATE SERVER",
+	AlterForeignServerStmt: "ALTER SERVER",
+	CreateFdwStmt: "CREATE FOREIGN DATA WRAPPER",
+	AlterFdwStmt: "ALTER FOREIGN DATA WRAPPER",
+	CreateTableSpaceStmt: "CREATE TABLESPACE",
+	DropTableSpaceStmt: "DROP TABLESPACE",
+	CheckPointStmt: "CHECKPOINT",
+	CommentStmt: "COMMENT",
+	SecLabelStmt: "SECURITY LABEL",
+	CompositeTypeStmt: "CREATE TYPE",
+	CreateEnumStmt: "CREATE TYPE",
+	CreateRangeStmt: "CREATE TYPE",
+	CreateEventTrigStmt: "CREATE EVENT TRIGGER",
+	AlterEventTrigStmt: "ALTER EVENT TRIGGER",
+	CreateStatsStmt: "CREATE STATISTICS",
+	AlterStatsStmt: "ALTER STATISTICS",
+	CreateAmStmt: "CREATE ACCESS METHOD",
+	CreateOpClassStmt: "CREATE OPERATOR CLASS",
+	CreateOpFamilyStmt: "CREATE OPERATOR FAMILY",
+	AlterOpFamilyStmt: "ALTER OPERATOR FAMILY",
+	RefreshMatViewStmt: "REFRESH MATERIALIZED VIEW",
+	AlterObjectSchemaStmt: "ALTER SET SCHEMA",
+	AlterOwnerStmt: "ALTER OWNER",
+	AlterTSDictionaryStmt: "ALTER TEXT SEARCH DICTIONARY",
+	AlterTSConfigurationStmt: "ALTER TEXT SEARCH CONFIGURATION",
+	ImportForeignSchemaStmt: "IMPORT FOREIGN SCHEMA",
+	AlterDatabaseSetStmt: "ALTER DATABASE",
+	AlterDatabaseRefreshCollStmt: "ALTER DATABASE",
+	AlterExtensionContentsStmt: "ALTER EXTENSION",
+	AlterTableMoveAllStmt: "ALTER TABLE",
+	AlterTableSpaceOptionsStmt: "ALTER TABLESPACE",
+	CreateForeignTableStmt: "CREATE FOREIGN TABLE",
 };
 
 const TRANSACTION_KINDS: Record<string, string> = {
@@ -542,7 +601,7 @@ function visitStatement(
 		case "ExplainStmt": {
 			let analyze = false;
 			for (const d of defElems(b.options)) {
-				if (d.name === "analyze") analyze = d.arg === undefined ? true : truthySetting(constValue(d.arg)) !== false;
+				if (d.name === "analyze") analyze = d.arg === undefined ? true : truthySetting(defArgValue(d.arg)) !== false;
 			}
 			kind = analyze ? "EXPLAIN ANALYZE" : "EXPLAIN";
 			c.kind("EXPLAIN");
@@ -554,7 +613,7 @@ function visitStatement(
 			kind = TRANSACTION_KINDS[String(b.kind)] ?? "TRANSACTION";
 			c.kind("TRANSACTION");
 			for (const d of defElems(b.options)) {
-				if (d.name === "transaction_read_only" && truthySetting(constValue(d.arg)) === false) {
+				if (d.name === "transaction_read_only" && truthySetting(defArgValue(d.arg)) === false) {
 					c.kind(`${kind} READ WRITE`);
 					c.risk("read-only-escape", `${kind} READ WRITE`);
 				}
@@ -595,7 +654,9 @@ function visitStatement(
 		}
 		default: {
 			const privilege = PRIVILEGE_STMTS[type];
-			kind = privilege ?? kindFromType(type);
+			kind = privilege ?? KIND_NAMES[type] ?? kindFromType(type);
+			if (type === "VacuumStmt") kind = b.is_vacuumcmd ? "VACUUM" : "ANALYZE";
+			if (type === "DefineStmt") kind = `CREATE ${objectName(b.kind)}`;
 			c.kind(kind.split(" ")[0]!);
 			if (privilege) c.risk("privilege", `${kind} manages roles or privileges`);
 			else if (SYSTEM_STMTS.has(type)) c.risk("system", `${kind} changes server-wide state`);
@@ -628,7 +689,7 @@ function classifySet(b: PgNode, c: Collector): string {
 	}
 	if (setKind === "VAR_SET_MULTI") {
 		for (const d of defElems(b.args)) {
-			if (d.name === "transaction_read_only" && truthySetting(constValue(d.arg)) === false) {
+			if (d.name === "transaction_read_only" && truthySetting(defArgValue(d.arg)) === false) {
 				c.risk("read-only-escape", `SET ${name.toUpperCase()} READ WRITE`);
 			}
 		}

@@ -44,33 +44,42 @@ function cols(...names: string[]): { name: string; attnum: number }[] {
 	return names.map((name, i) => ({ name, attnum: i + 1 }));
 }
 
+/** The seeded schema of test/env/seed.ts (customers, orders, two views) plus a few test-only relations. */
 export const DEMO_RELATIONS: RelationInfo[] = [
-	{ oid: 16401, schema: "public", name: "customers", kind: "table", columns: cols("id", "name", "email", "ssn", "card", "phone", "created") },
-	{ oid: 16402, schema: "public", name: "orders", kind: "table", columns: cols("id", "customer_id", "total", "note") },
-	{ oid: 16403, schema: "public", name: "audit_copy", kind: "table", columns: cols("id", "email", "ssn_masked") },
+	{
+		oid: 16401,
+		schema: "public",
+		name: "customers",
+		kind: "table",
+		columns: cols("id", "name", "email", "phone", "card_number", "iban", "created"),
+	},
+	{ oid: 16402, schema: "public", name: "orders", kind: "table", columns: cols("id", "customer_id", "amount", "status", "created") },
 	{
 		oid: 16404,
 		schema: "public",
 		name: "customer_contacts",
 		kind: "view",
-		columns: cols("id", "contact"),
-		viewDefinition: " SELECT customers.id,\n    lower(customers.email) AS contact\n   FROM customers;",
+		columns: cols("id", "name", "email", "phone"),
+		viewDefinition: " SELECT id,\n    name,\n    email,\n    phone\n   FROM customers;",
 	},
 	{
 		oid: 16405,
 		schema: "public",
-		name: "customer_names",
+		name: "customer_order_totals",
 		kind: "view",
-		columns: cols("id", "name"),
-		viewDefinition: " SELECT customers.id,\n    customers.name\n   FROM customers;",
+		columns: cols("id", "name", "email", "orders", "total"),
+		viewDefinition:
+			" SELECT c.id,\n    c.name,\n    c.email,\n    count(o.id) AS orders,\n    COALESCE(sum(o.amount), 0::numeric) AS total\n   FROM customers c\n     LEFT JOIN orders o ON o.customer_id = c.id\n  GROUP BY c.id, c.name, c.email;",
 	},
+	// Test-only relations (not in the seeded database).
+	{ oid: 16403, schema: "public", name: "audit_copy", kind: "table", columns: cols("id", "email", "note") },
 	{
 		oid: 16406,
 		schema: "public",
-		name: "contacts_of_contacts",
+		name: "contact_emails",
 		kind: "view",
 		columns: cols("contact"),
-		viewDefinition: " SELECT customer_contacts.contact\n   FROM customer_contacts;",
+		viewDefinition: " SELECT lower(customer_contacts.email) AS contact\n   FROM customer_contacts;",
 	},
 	{ oid: 16407, schema: "billing", name: "customers", kind: "table", columns: cols("id", "email", "iban") },
 	{
@@ -78,18 +87,19 @@ export const DEMO_RELATIONS: RelationInfo[] = [
 		schema: "public",
 		name: "customer_mv",
 		kind: "matview",
-		columns: cols("id", "ssn"),
-		viewDefinition: " SELECT customers.id,\n    customers.ssn\n   FROM customers;",
+		columns: cols("id", "card_number"),
+		viewDefinition: " SELECT customers.id,\n    customers.card_number\n   FROM customers;",
 	},
 	{ oid: 12001, schema: "pg_catalog", name: "pg_stats", kind: "view", columns: cols("schemaname", "tablename", "attname", "most_common_vals") },
 	{ oid: 12002, schema: "pg_catalog", name: "pg_class", kind: "table", columns: cols("oid", "relname", "relnamespace") },
 ];
 
+/** Masking rules matching the seeded schema. */
 export const DEMO_RULES: MaskRule[] = [
 	{ name: "email", columns: ["customers.email", "billing.customers.email"], strategy: { type: "redact" } },
-	{ name: "ssn", columns: ["public.customers.ssn"], strategy: { type: "hash", length: 16 } },
-	{ name: "card", columns: ["*.customers.card"], strategy: { type: "partial", keepLast: 4 } },
-	{ name: "iban", columns: ["billing.*.iban"], strategy: { type: "null" } },
+	{ name: "card", columns: ["public.customers.card_number"], strategy: { type: "partial", keepLast: 4 } },
+	{ name: "iban", columns: ["*.customers.iban"], strategy: { type: "null" } },
+	{ name: "phone", columns: ["customers.phone"], strategy: { type: "hash", length: 16 } },
 	{ name: "pii-content", detectors: ["creditCard", "email", "iban", "nationalId"], strategy: { type: "redact" } },
 ];
 
@@ -117,7 +127,7 @@ export function demoContext(overrides: Partial<MaskContext> = {}): MaskContext {
 	};
 	return {
 		rules: DEMO_RULES,
-		catalog: new DataCatalog(DEMO_RELATIONS, ["pg_catalog", "public"], new Set(["get_ssn"])),
+		catalog: new DataCatalog(DEMO_RELATIONS, ["pg_catalog", "public"], new Set(["get_email"])),
 		identity,
 		grant,
 		maskingKey: Buffer.alloc(32, 7),

@@ -1,0 +1,268 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { GuardrailRule } from "../config/bundle.ts";
+import { evaluateSqlGuardrails } from "./guardrails.ts";
+import { SessionSqlState } from "./session.ts";
+import { analyzeSql } from "./sql.ts";
+import type { SqlStatementInfo } from "./types.ts";
+
+function one(sql: string): SqlStatementInfo {
+	const a = analyzeSql(sql);
+	assert.ok(a.ok, `does not parse: ${sql}`);
+	assert.equal(a.statements.length, 1);
+	return a.statements[0]!;
+}
+
+// [sql, kind, kinds that must be present, readOnly]
+const CLASSIFICATION: [string, string, string[], boolean][] = [
+	["SELECT 1", "SELECT", [], true],
+	["select * from orders where id = 1", "SELECT", [], true],
+	["VALUES (1), (2)", "VALUES", [], true],
+	["TABLE orders", "SELECT", [], true],
+	["WITH x AS (SELECT 1) SELECT * FROM x", "SELECT", [], true],
+	["SHOW search_path", "SHOW", [], true],
+	["SET search_path = public", "SET", [], true],
+	["SET statement_timeout TO 1000", "SET", [], true],
+	["SET default_transaction_read_only = on", "SET", [], true],
+	["RESET statement_timeout", "RESET", [], true],
+	["BEGIN", "BEGIN", ["TRANSACTION"], true],
+	["BEGIN READ ONLY", "BEGIN", [], true],
+	["START TRANSACTION ISOLATION LEVEL REPEATABLE READ", "START TRANSACTION", [], true],
+	["COMMIT", "COMMIT", [], true],
+	["ROLLBACK", "ROLLBACK", [], true],
+	["SAVEPOINT s", "SAVEPOINT", [], true],
+	["RELEASE SAVEPOINT s", "RELEASE", [], true],
+	["ROLLBACK TO SAVEPOINT s", "ROLLBACK TO", [], true],
+	["EXPLAIN SELECT * FROM orders", "EXPLAIN", [], true],
+	["EXPLAIN DELETE FROM orders", "EXPLAIN", ["DELETE"], true],
+	["EXPLAIN (ANALYZE false) DELETE FROM orders", "EXPLAIN", ["DELETE"], true],
+	["EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE", ["EXPLAIN"], true],
+	["EXPLAIN ANALYZE DELETE FROM orders", "EXPLAIN ANALYZE", ["EXPLAIN", "DELETE"], false],
+	["PREPARE p AS SELECT 1", "PREPARE", ["SELECT"], true],
+	["PREPARE p AS INSERT INTO orders VALUES (1)", "PREPARE", ["INSERT"], false],
+	["DEALLOCATE p", "DEALLOCATE", [], true],
+	["DEALLOCATE ALL", "DEALLOCATE", [], true],
+	["DECLARE c CURSOR FOR SELECT 1", "DECLARE", ["SELECT"], true],
+	["FETCH 10 FROM c", "FETCH", [], true],
+	["MOVE NEXT IN c", "MOVE", [], true],
+	["CLOSE c", "CLOSE", [], true],
+	["LISTEN ch", "LISTEN", [], true],
+	["UNLISTEN *", "UNLISTEN", [], true],
+	["NOTIFY ch", "NOTIFY", [], false],
+	["DISCARD PLANS", "DISCARD PLANS", ["DISCARD"], true],
+	["DISCARD ALL", "DISCARD ALL", ["DISCARD"], false],
+	["SET CONSTRAINTS ALL DEFERRED", "SET CONSTRAINTS", [], true],
+	["INSERT INTO orders VALUES (1)", "INSERT", [], false],
+	["UPDATE orders SET status = 'x' WHERE id = 1", "UPDATE", [], false],
+	["DELETE FROM orders WHERE id = 1", "DELETE", [], false],
+	["MERGE INTO orders o USING orders s ON o.id = s.id WHEN MATCHED THEN DELETE", "MERGE", [], false],
+	["DROP TABLE orders", "DROP TABLE", ["DROP"], false],
+	["DROP VIEW v", "DROP VIEW", ["DROP"], false],
+	["DROP FUNCTION f(int)", "DROP FUNCTION", ["DROP"], false],
+	["DROP DATABASE d", "DROP DATABASE", ["DROP"], false],
+	["DROP ROLE r", "DROP ROLE", ["DROP"], false],
+	["DROP SCHEMA s CASCADE", "DROP SCHEMA", ["DROP"], false],
+	["TRUNCATE orders", "TRUNCATE", [], false],
+	["ALTER SYSTEM SET work_mem = '1GB'", "ALTER SYSTEM", ["ALTER"], false],
+	["GRANT SELECT ON orders TO r", "GRANT", [], false],
+	["REVOKE SELECT ON orders FROM r", "REVOKE", [], false],
+	["GRANT r TO s", "GRANT", ["GRANT ROLE"], false],
+	["CREATE ROLE r", "CREATE ROLE", ["CREATE"], false],
+	["CREATE USER u", "CREATE ROLE", [], false],
+	["ALTER ROLE r NOSUPERUSER", "ALTER ROLE", ["ALTER"], false],
+	["ALTER ROLE r RENAME TO s", "ALTER ROLE", ["RENAME"], false],
+	["COPY orders TO STDOUT", "COPY", ["COPY TO"], true],
+	["COPY (SELECT 1) TO STDOUT", "COPY", ["COPY TO", "SELECT"], true],
+	["COPY orders FROM STDIN", "COPY", ["COPY FROM"], false],
+	["COPY orders TO '/tmp/x'", "COPY", ["COPY FILE"], false],
+	["COPY orders TO PROGRAM 'gzip > /tmp/x'", "COPY", ["COPY PROGRAM"], false],
+	["DO $$ BEGIN END $$", "DO", [], false],
+	["CALL p()", "CALL", [], false],
+	["SET ROLE r", "SET ROLE", ["SET"], false],
+	["SET SESSION AUTHORIZATION r", "SET SESSION AUTHORIZATION", ["SET"], false],
+	["RESET ROLE", "RESET ROLE", ["RESET"], false],
+	["RESET SESSION AUTHORIZATION", "RESET SESSION AUTHORIZATION", ["RESET"], false],
+	["RESET ALL", "RESET ALL", ["RESET"], false],
+	["SELECT * INTO t FROM orders", "SELECT INTO", ["CREATE TABLE AS"], false],
+	["CREATE TABLE t AS SELECT 1", "CREATE TABLE AS", ["CREATE", "SELECT"], false],
+	["CREATE MATERIALIZED VIEW mv AS SELECT 1", "CREATE MATERIALIZED VIEW", [], false],
+	["CREATE TABLE t (x int)", "CREATE TABLE", ["CREATE"], false],
+	["CREATE INDEX i ON orders (id)", "CREATE INDEX", [], false],
+	["LOCK orders", "LOCK", [], false],
+	["VACUUM FULL orders", "VACUUM", [], false],
+	["ANALYZE orders", "ANALYZE", [], false],
+	["CHECKPOINT", "CHECKPOINT", [], false],
+	["LOAD 'x'", "LOAD", [], false],
+	["CREATE EXTENSION pgcrypto", "CREATE EXTENSION", ["CREATE"], false],
+	["SELECT * FROM orders FOR UPDATE", "SELECT FOR UPDATE", ["SELECT"], false],
+	["WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d", "SELECT", ["DELETE"], false],
+	["SELECT pg_read_file('x')", "SELECT", [], false],
+	["SELECT lower('X'), now(), count(*) FROM orders", "SELECT", [], true],
+	["SELECT my_function(1)", "SELECT", [], true],
+];
+
+for (const [sql, kind, kinds, readOnly] of CLASSIFICATION) {
+	test(`classify: ${sql}`, () => {
+		const s = one(sql);
+		assert.equal(s.kind, kind);
+		assert.equal(s.kinds[0], kind, "top kind comes first");
+		for (const k of kinds) assert.ok(s.kinds.includes(k), `missing kind ${k} in ${JSON.stringify(s.kinds)}`);
+		assert.equal(s.readOnly, readOnly, JSON.stringify(s.risks));
+		assert.equal(s.readOnly, (s.risks ?? []).length === 0);
+	});
+}
+
+test("tables and functions are collected anywhere in the tree", () => {
+	const s = one(
+		"WITH a AS (SELECT * FROM s1.t1) SELECT f1(x), (SELECT max(y) FROM t2 WHERE g(y)) FROM a JOIN t3 ON h(t3.id) WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class)",
+	);
+	for (const t of ["s1.t1", "t2", "t3", "pg_catalog.pg_class", "a"]) assert.ok(s.tables.includes(t), t);
+	for (const f of ["f1", "max", "g", "h"]) assert.ok(s.functions.includes(f), f);
+	const d = one("CREATE TABLE t (x text DEFAULT pg_catalog.pg_read_file('/x'))");
+	assert.ok(d.functions.includes("pg_catalog.pg_read_file"));
+	const drop = one("DROP TABLE public.a, b");
+	assert.deepEqual(drop.tables, ["public.a", "b"]);
+});
+
+test("hasWhere for UPDATE/DELETE/MERGE, constant conditions count as none", () => {
+	assert.equal(one("DELETE FROM t WHERE id = 1").hasWhere, true);
+	assert.equal(one("DELETE FROM t").hasWhere, false);
+	assert.equal(one("DELETE FROM t WHERE true").hasWhere, false);
+	assert.equal(one("UPDATE t SET a = 1 WHERE 1 = 1").hasWhere, false);
+	assert.equal(one("UPDATE t SET a = 1 WHERE id = $1").hasWhere, true);
+	assert.equal(one("WITH d AS (DELETE FROM t) SELECT 1").hasWhere, false);
+	assert.equal(one("SELECT 1").hasWhere, undefined);
+});
+
+test("statement text comes from parser locations, multi-byte safe", () => {
+	const a = analyzeSql("SELECT 'é' ;  SELECT 'ü→' AS x; DELETE FROM t WHERE a = 'ø'");
+	assert.ok(a.ok);
+	assert.deepEqual(
+		a.statements.map((s) => s.text),
+		["SELECT 'é'", "SELECT 'ü→' AS x", "DELETE FROM t WHERE a = 'ø'"],
+	);
+});
+
+test("results are cached by text and frozen", () => {
+	const a = analyzeSql("SELECT 42");
+	assert.equal(analyzeSql("SELECT 42"), a);
+	assert.ok(Object.isFrozen(a));
+	assert.ok(a.ok && Object.isFrozen(a.statements[0]!.kinds));
+});
+
+test("parse failures carry the error and position", () => {
+	const a = analyzeSql("SELECT * FROM");
+	assert.equal(a.ok, false);
+	assert.ok(!a.ok && a.error.length > 0 && typeof a.position === "number");
+	assert.equal(analyzeSql("").ok, true, "empty query is valid (EmptyQueryResponse)");
+	assert.equal(analyzeSql("  \n ").ok, true);
+	const c = analyzeSql("-- only a comment");
+	assert.ok(c.ok && c.statements.length === 0);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Guardrails
+
+const RULES: GuardrailRule[] = [
+	{ name: "audit-orders", action: "audit", sql: { tables: ["public.orders"] } },
+	{ name: "approve-delete", action: "requireApproval", sql: { statementKinds: ["DELETE"] }, approval: { minApprovals: 2 } },
+	{ name: "no-drop", action: "block", message: "ask the DBA", sql: { statementKinds: ["DROP*", "TRUNCATE"] } },
+	{ name: "no-unbounded", action: "block", sql: { withoutWhere: true } },
+	{ name: "no-dblink", action: "block", sql: { functions: ["pg_catalog.dblink*"] } },
+	{ name: "kube-only", action: "block", kubernetes: { verbs: ["delete"] } },
+];
+
+test("read-only grant: writes are refused with 42501 naming the grant", () => {
+	const v = evaluateSqlGuardrails({ analysis: analyzeSql("UPDATE orders SET a = 1 WHERE id = 1"), access: "read-only", rules: [], grant: "ci/deployer-ro" });
+	assert.equal(v.action, "block");
+	assert.equal(v.rule, "grant:read-only");
+	assert.equal(v.sqlstate, "42501");
+	assert.match(v.message!, /ci\/deployer-ro/);
+	assert.match(v.message!, /read-only/);
+	assert.equal(v.statementIndex, 0);
+});
+
+test("read-only grant: reads are allowed (control)", () => {
+	for (const sql of ["SELECT * FROM orders", "BEGIN; SELECT 1; COMMIT", "SHOW ALL", "EXPLAIN SELECT 1", "SET application_name = 'x'"]) {
+		assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "read-only", rules: [] }).action, "allow", sql);
+	}
+});
+
+test("parse failure: blocked with 42601", () => {
+	const v = evaluateSqlGuardrails({ analysis: analyzeSql("SELEC 1"), access: "admin", rules: [] });
+	assert.deepEqual([v.action, v.rule, v.sqlstate], ["block", "parse", "42601"]);
+});
+
+test("rule precedence: block > requireApproval > audit > allow, across statements", () => {
+	const ev = (sql: string) => evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "read-write", rules: RULES });
+	assert.equal(ev("SELECT * FROM orders").action, "audit");
+	assert.equal(ev("SELECT * FROM orders").rule, "audit-orders");
+	assert.equal(ev("SELECT * FROM other").action, "allow");
+	const approval = ev("SELECT * FROM orders; DELETE FROM x WHERE id = 1");
+	assert.equal(approval.action, "requireApproval");
+	assert.equal(approval.statementIndex, 1);
+	assert.deepEqual(approval.approval, { minApprovals: 2 });
+	const block = ev("DELETE FROM x WHERE id = 1; DROP INDEX i; SELECT 1");
+	assert.deepEqual([block.action, block.rule, block.statementIndex, block.sqlstate], ["block", "no-drop", 1, "42501"]);
+	assert.match(block.message!, /ask the DBA/);
+	assert.equal(ev("DELETE FROM x").rule, "no-unbounded");
+	const admin = evaluateSqlGuardrails({ analysis: analyzeSql("SELECT dblink('a', 'b')"), access: "admin", rules: RULES });
+	assert.equal(admin.rule, "no-dblink", "unqualified call matches a pg_catalog-qualified rule");
+	assert.equal(ev("UPDATE orders SET a = 1 WHERE id = 2").action, "audit", "orders matches public.orders (search_path)");
+});
+
+test("read-write grants: built-in blocks; admin grants: only rules", () => {
+	for (const sql of ["SET ROLE postgres", "COPY t TO PROGRAM 'x'", "DO $$ BEGIN END $$", "ALTER SYSTEM SET a = 1", "CREATE ROLE x"]) {
+		const rw = evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "read-write", rules: [] });
+		assert.equal(rw.action, "block", sql);
+		assert.match(rw.rule!, /^builtin:/);
+		const admin = evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "admin", rules: [] });
+		assert.equal(admin.action, "allow", sql);
+	}
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("INSERT INTO t VALUES (1)"), access: "read-write", rules: [] }).action, "allow");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Session state
+
+test("session: EXECUTE is classified as its PREPAREd body; DEALLOCATE forgets it", () => {
+	const st = new SessionSqlState();
+	const rw = (sql: string) => {
+		const a = st.resolve(analyzeSql(sql));
+		const v = evaluateSqlGuardrails({ analysis: a, access: "read-only", rules: [] });
+		if (v.action !== "block") st.record(a);
+		return { a, v };
+	};
+	assert.equal(rw("PREPARE q AS SELECT * FROM orders WHERE id = $1").v.action, "allow");
+	const ex = rw("EXECUTE q(1)");
+	assert.equal(ex.v.action, "allow");
+	assert.ok(ex.a.ok && ex.a.statements[0]!.kinds.includes("SELECT"));
+	assert.equal(rw("PREPARE w AS DELETE FROM orders WHERE id = $1").v.action, "block");
+	assert.equal(rw("EXECUTE w(1)").v.rule, "session:unknown-prepared", "a blocked PREPARE never exists");
+	rw("DEALLOCATE q");
+	assert.equal(rw("EXECUTE q(1)").v.rule, "session:unknown-prepared");
+	rw("PREPARE a AS SELECT 1");
+	rw("DEALLOCATE ALL");
+	assert.equal(rw("EXECUTE a").v.rule, "session:unknown-prepared");
+});
+
+test("session: a PREPARE earlier in the same string resolves a later EXECUTE", () => {
+	const st = new SessionSqlState();
+	const a = st.resolve(analyzeSql("PREPARE z AS UPDATE orders SET a = 1 WHERE id = 1; EXECUTE z"));
+	assert.ok(a.ok);
+	assert.equal(a.statements[1]!.readOnly, false);
+	assert.ok(a.statements[1]!.kinds.includes("UPDATE"));
+	const v = evaluateSqlGuardrails({ analysis: a, access: "read-write", rules: RULES });
+	assert.equal(v.action, "audit", "the EXECUTE touches orders through its body");
+	assert.equal(v.statementIndex, 0);
+});
+
+test("session: FETCH resolves to the DECLAREd query; CLOSE forgets it", () => {
+	const st = new SessionSqlState();
+	st.record(st.resolve(analyzeSql("DECLARE c CURSOR FOR SELECT email FROM customers")));
+	const f = st.resolve(analyzeSql("FETCH 5 FROM c"));
+	assert.ok(f.ok && f.statements[0]!.uses?.statement?.tables.includes("customers"));
+	st.record(analyzeSql("CLOSE c"));
+	const g = st.resolve(analyzeSql("FETCH 5 FROM c"));
+	assert.ok(g.ok && g.statements[0]!.uses?.statement === undefined);
+});
