@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { compileDetector, compileDetectorRules, DetectorPatternError, detectAndMask, ibanValid, luhnValid, ssnValid } from "./detectors.ts";
+
+const REDACT = { type: "redact" } as const;
+
+test("Luhn: valid and invalid card numbers", () => {
+	for (const n of ["4111111111111111", "5500005555555559", "378282246310005", "6011111111111117", "4012888888881881"]) {
+		assert.equal(luhnValid(n), true, n);
+	}
+	for (const n of ["4111111111111112", "1234567812345678", "0000000000000001", "", "41111111111a1111"]) {
+		assert.equal(luhnValid(n), false, n);
+	}
+});
+
+test("IBAN: mod-97 check", () => {
+	for (const n of ["DE89370400440532013000", "GB82 WEST 1234 5698 7654 32", "FR1420041010050500013M02606", "NL91ABNA0417164300"]) {
+		assert.equal(ibanValid(n), true, n);
+	}
+	for (const n of ["DE89370400440532013001", "GB82WEST12345698765433", "XX00", "DE8937040044053201300"]) {
+		assert.equal(ibanValid(n), false, n);
+	}
+});
+
+test("US SSN format and ranges", () => {
+	assert.equal(ssnValid("123-45-6789"), true);
+	for (const n of ["000-12-3456", "666-12-3456", "912-34-5678", "123-00-4567", "123-45-0000", "123456789"]) assert.equal(ssnValid(n), false, n);
+});
+
+test("detectAndMask: cards only when Luhn-valid, in any grouping", () => {
+	assert.equal(detectAndMask("pay with 4111 1111 1111 1111 now", ["creditCard"], [], REDACT), "pay with **** now");
+	assert.equal(detectAndMask("card 4111-1111-1111-1111.", ["creditCard"], [], REDACT), "card ****.");
+	assert.equal(detectAndMask("order 4111111111111112", ["creditCard"], [], REDACT), "order 4111111111111112", "fails Luhn");
+	assert.equal(detectAndMask("id 12345", ["creditCard"], [], REDACT), "id 12345");
+	assert.equal(
+		detectAndMask("4111111111111111", ["creditCard"], [], { type: "partial", keepLast: 4 }),
+		"************1111",
+	);
+});
+
+test("detectAndMask: emails, phones, IBANs, national ids", () => {
+	assert.equal(detectAndMask("contact Alice.B+x@mail.example.co.uk today", ["email"], [], REDACT), "contact **** today");
+	assert.equal(detectAndMask("no email@here", ["email"], [], REDACT), "no email@here");
+	assert.equal(detectAndMask("call +1-555-0100 or (555) 123-4567", ["phone"], [], REDACT), "call **** or ****");
+	assert.equal(detectAndMask("call +44 20 7946 0958", ["phone"], [], REDACT), "call ****");
+	assert.equal(detectAndMask("year 2024 and 3.14", ["phone"], [], REDACT), "year 2024 and 3.14");
+	assert.equal(detectAndMask("iban DE89 3704 0044 0532 0130 00 ok", ["iban"], [], REDACT), "iban **** ok");
+	assert.equal(detectAndMask("iban DE89 3704 0044 0532 0130 01 ok", ["iban"], [], REDACT), "iban DE89 3704 0044 0532 0130 01 ok");
+	assert.equal(detectAndMask("ssn 123-45-6789", ["nationalId"], [], REDACT), "ssn ****");
+	assert.equal(detectAndMask("ssn 000-45-6789", ["nationalId"], [], REDACT), "ssn 000-45-6789");
+});
+
+test("detectAndMask: custom patterns and several detectors in one text", () => {
+	assert.equal(detectAndMask("token sk_live_abc123 here", [], ["sk_live_[A-Za-z0-9]+"], REDACT), "token **** here");
+	const all = detectAndMask("a@b.io 4111111111111111 DE89370400440532013000", ["email", "creditCard", "iban"], [], REDACT);
+	assert.equal(all, "**** **** ****");
+});
+
+test("compiled detectors return undefined when nothing matched", () => {
+	const d = compileDetector(["creditCard", "email"], ["secret-\\d+"], REDACT, Buffer.alloc(32));
+	assert.equal(d("nothing to see"), undefined);
+	assert.equal(d("secret-42"), "****");
+	assert.throws(() => compileDetector([], ["("], REDACT, Buffer.alloc(32)), DetectorPatternError);
+	const rules = compileDetectorRules(
+		[
+			{ name: "a", detectors: ["email"], strategy: REDACT },
+			{ name: "b", patterns: ["\\bACME-\\d+\\b"], strategy: { type: "redact", replacement: "[id]" } },
+			{ name: "c", columns: ["x.y"], strategy: REDACT },
+		],
+		Buffer.alloc(32),
+	)!;
+	assert.equal(rules("mail x@y.org about ACME-12"), "mail **** about [id]");
+	assert.equal(rules("plain"), undefined);
+	assert.equal(compileDetectorRules([{ name: "c", columns: ["x.y"], strategy: REDACT }], Buffer.alloc(32)), undefined);
+});
