@@ -230,7 +230,13 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		if (lookup.active.length === 0) throw new KubeGatewayError("no-grant", noGrantMessage(identity, connection.name, lookup));
 		const kreq = parseKubeRequest(req.method ?? "GET", upstreamPath);
 		const rules = bundle.policiesFor(connection.name).guardrailRules;
-		const d = decideKubeRequest(kreq, lookup.active, rules, this.#evaluate);
+		let d: ReturnType<typeof decideKubeRequest>;
+		try {
+			d = decideKubeRequest(kreq, lookup.active, rules, this.#evaluate);
+		} catch (e) {
+			// Fail closed: a policy that cannot be evaluated blocks.
+			throw new KubeGatewayError("blocked", `policy evaluation failed, request refused: ${(e as Error).message}`);
+		}
 		const out: Resolved = { identity, connection, grant: d.grant, bundle, kreq, upstreamPath, token, verdict: d.verdict };
 		if (d.scope) out.scopeError = d.verdict.message ?? `grant ${d.grant.key} does not allow this request`;
 		return out;

@@ -525,7 +525,13 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		const grantKey = state.auth.grant.key;
 		// Shell lines are not limited by allowedCommands (that list is for exec): only guardrails apply.
 		const grantForCheck = shellLine && state.auth.grant.ssh ? { ...state.auth.grant.ssh, allowedCommands: undefined } : state.auth.grant.ssh;
-		const verdict = this.#evaluate(command, grantForCheck, rules, grantKey);
+		let verdict: ReturnType<typeof evaluateSshCommand>;
+		try {
+			verdict = this.#evaluate(command, grantForCheck, rules, grantKey);
+		} catch (e) {
+			// Fail closed: a policy that cannot be evaluated blocks.
+			return { refused: `drawbridge: policy evaluation failed, command refused: ${(e as Error).message}`, decision: "block", rule: "policy-error" };
+		}
 		if (verdict.action === "allow") return { decision: "allow" };
 		const rule = verdict.rule ?? "";
 		if (verdict.action === "audit") return { decision: "audit", rule };

@@ -40,7 +40,7 @@ const FXF_WRITE = 0x02;
 const MAX_PACKET = 1024 * 1024;
 
 export interface SftpOp {
-	op: "read" | "write" | "remove" | "rename" | "mkdir" | "rmdir" | "setstat" | "symlink" | "list";
+	op: "read" | "write" | "remove" | "rename" | "mkdir" | "rmdir" | "setstat" | "symlink" | "link" | "list";
 	path: string;
 	bytes?: number;
 	/** Second path for rename / symlink. */
@@ -181,6 +181,18 @@ export class SftpObserver {
 			case Fxp.Rename: {
 				const path = r.string();
 				this.#onOp({ op: "rename", path, target: r.string() });
+				break;
+			}
+			case Fxp.Extended: {
+				// OpenSSH's sftp renames with posix-rename@openssh.com when the server offers it.
+				const name = r.string();
+				if (name === "posix-rename@openssh.com") {
+					const path = r.string();
+					this.#onOp({ op: "rename", path, target: r.string() });
+				} else if (name === "hardlink@openssh.com") {
+					const path = r.string();
+					this.#onOp({ op: "link", path: r.string(), target: path });
+				}
 				break;
 			}
 			case Fxp.Symlink: {

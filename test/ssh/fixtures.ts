@@ -1,0 +1,129 @@
+/**
+ * Shared fixtures for the SSH and Kubernetes data-path tests: a sealed bundle in a real BundleStore,
+ * a token issuer (jose, inline JWKS, exactly what the gateway's TokenVerifier accepts), the real
+ * approvals service over its in-memory store, and an in-memory Recorder that keeps events so tests
+ * can replay them (the on-disk recorder has its own tests in test/recording).
+ */
+import { randomBytes } from "node:crypto";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
+import { StoreApprovalService } from "../../gateway/approvals/service.ts";
+import { BUNDLE_API_VERSION, type ConfigBundle, type Identity } from "../../gateway/config/bundle.ts";
+import { sealBundle } from "../../gateway/config/canonical.ts";
+import { BundleStore } from "../../gateway/config/store.ts";
+import type { Recorder, RecordingEvent, SessionEnd, SessionMeta, SessionRecorder } from "../../gateway/recording/events.ts";
+
+export const ISSUER = "https://issuer.drawbridge.test";
+export const AUDIENCE = "drawbridge";
+
+export interface TokenIssuer {
+	jwks: { keys: Record<string, unknown>[] };
+	token(sub: string, opts?: { groups?: string[]; ttlSec?: number; grant?: string }): Promise<string>;
+}
+
+export async function tokenIssuer(): Promise<TokenIssuer> {
+	const { publicKey, privateKey } = await generateKeyPair("ES256");
+	const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256", use: "sig" };
+	return {
+		jwks: { keys: [jwk as Record<string, unknown>] },
+		async token(sub, opts = {}) {
+			const claims: Record<string, unknown> = { groups: opts.groups ?? [] };
+			if (opts.grant) claims["grant"] = opts.grant;
+			return new SignJWT(claims)
+				.setProtectedHeader({ alg: "ES256", kid: "k1" })
+				.setIssuer(ISSUER)
+				.setAudience(AUDIENCE)
+				.setSubject(sub)
+				.setIssuedAt()
+				.setExpirationTime(Math.floor(Date.now() / 1000) + (opts.ttlSec ?? 600))
+				.sign(privateKey);
+		},
+	};
+}
+
+export function makeBundle(issuer: TokenIssuer, parts: Partial<ConfigBundle>, version = 1): ConfigBundle {
+	return sealBundle({
+		apiVersion: BUNDLE_API_VERSION,
+		version,
+		generatedAt: new Date().toISOString(),
+		issuers: [
+			{ name: "test", kind: "oidc", issuer: ISSUER, audiences: [AUDIENCE], jwks: issuer.jwks, algorithms: ["ES256"] },
+		],
+		connections: [],
+		grants: [],
+		maskingPolicies: [],
+		guardrailPolicies: [],
+		credentials: {},
+		maskingKey: randomBytes(32).toString("base64"),
+		...parts,
+	});
+}
+
+export function storeWith(bundle: ConfigBundle): BundleStore {
+	const store = new BundleStore();
+	store.update(bundle);
+	return store;
+}
+
+export function approvalService(): StoreApprovalService {
+	return new StoreApprovalService({ store: new LocalApprovalStore(), sweepIntervalMs: 0, waitPollIntervalMs: 200 });
+}
+
+/** An approver identity as the approvals API would build it from a verified token. */
+export function approver(name: string): Identity {
+	return {
+		issuer: ISSUER,
+		issuerKind: "oidc",
+		subject: name,
+		username: name,
+		groups: [],
+		tokenExpiresAt: new Date(Date.now() + 600_000),
+		claims: {},
+	};
+}
+
+export interface RecordedSession {
+	meta: SessionMeta;
+	events: (RecordingEvent & { offsetMs: number })[];
+	end?: SessionEnd;
+}
+
+export class MemoryRecorder implements Recorder {
+	readonly sessions: RecordedSession[] = [];
+
+	async openSession(meta: SessionMeta): Promise<SessionRecorder> {
+		const s: RecordedSession = { meta, events: [] };
+		this.sessions.push(s);
+		const t0 = performance.now();
+		return {
+			sessionId: meta.sessionId,
+			emit: (e) => {
+				s.events.push({ ...e, offsetMs: performance.now() - t0 });
+			},
+			close: async (end) => {
+				s.end = end;
+			},
+		};
+	}
+
+	events<T extends RecordingEvent["type"]>(type: T): Extract<RecordingEvent, { type: T }>[] {
+		return this.sessions.flatMap((s) => s.events.filter((e) => e.type === type)) as unknown as Extract<RecordingEvent, { type: T }>[];
+	}
+}
+
+/** asciicast v2 from terminal events (what the viewer plays): header line + [time, code, data] lines. */
+export function toAsciicast(s: RecordedSession, width = 80, height = 24): string {
+	const lines = [JSON.stringify({ version: 2, width, height, timestamp: Math.floor(Date.parse(s.meta.startedAt) / 1000) })];
+	for (const e of s.events) {
+		if (e.type === "terminal") lines.push(JSON.stringify([Number((e.offsetMs / 1000).toFixed(6)), e.stream, e.data]));
+	}
+	return `${lines.join("\n")}\n`;
+}
+
+export async function waitUntil(what: string, fn: () => boolean, timeoutMs = 10_000): Promise<void> {
+	const end = Date.now() + timeoutMs;
+	while (!fn()) {
+		if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+		await new Promise((r) => setTimeout(r, 50));
+	}
+}
