@@ -21,6 +21,8 @@ export interface GatewayOptions {
 	tlsCertFile?: string;
 	tlsKeyFile?: string;
 	sshHostKeyFile?: string;
+	/** authorized_keys-style file of SSH CA public keys whose user certificates agents may present. */
+	sshUserCaFile?: string;
 	/** Allow token-as-password on a connection without TLS (local development only). */
 	allowInsecurePassword: boolean;
 	recordings:
@@ -61,6 +63,7 @@ Listeners (host:port; a listener without an address is off, admin defaults to 12
   --tls-cert-file FILE        client-facing TLS certificate (PEM)
   --tls-key-file FILE         client-facing TLS key (PEM)
   --ssh-host-key-file FILE    SSH host key (OpenSSH or PEM)
+  --ssh-user-ca-file FILE     SSH CA public keys trusted for agents' user certificates
   --allow-insecure-password   accept tokens on non-TLS PostgreSQL connections (local dev only)
 
 Recordings:
@@ -108,6 +111,7 @@ const FLAGS = {
 	"tls-cert-file": { type: "string" },
 	"tls-key-file": { type: "string" },
 	"ssh-host-key-file": { type: "string" },
+	"ssh-user-ca-file": { type: "string" },
 	"allow-insecure-password": { type: "boolean" },
 	"recordings-dir": { type: "string" },
 	"s3-endpoint": { type: "string" },
@@ -202,6 +206,7 @@ export function parseGatewayOptions(
 		tlsCertFile: get("tls-cert-file"),
 		tlsKeyFile: get("tls-key-file"),
 		sshHostKeyFile: get("ssh-host-key-file"),
+		sshUserCaFile: get("ssh-user-ca-file"),
 		allowInsecurePassword: bool("allow-insecure-password"),
 		recordings,
 		spoolDir: get("spool-dir") ?? "/var/spool/drawbridge",

@@ -1,0 +1,247 @@
+/**
+ * `drawbridge gateway`: wires the config bundle, recorder, approvals, the three listeners and the
+ * admin server into one process. The only place in gateway/ that reads process.env (STYLE 8).
+ *
+ * Shutdown (SIGTERM/SIGINT): readiness turns false at once so load balancers stop sending new
+ * agents, live PostgreSQL sessions get `shutdownGraceMs` to finish, then every listener closes
+ * (remaining sessions end with a clear message), recordings are finalised and the spool flushed as
+ * far as the store allows (the rest uploads on next start).
+ */
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import type { FastifyInstance } from "fastify";
+import pino from "pino";
+import { Registry } from "prom-client";
+import { buildAdminServer } from "./admin/server.ts";
+import { registerViewer } from "./admin/viewer.ts";
+import { createApprovalService, registerApprovalRoutes, verifierAuthenticator } from "./approvals/index.ts";
+import { BundleStore } from "./config/store.ts";
+import { type BundleSource, FileBundleSource, KubeSecretBundleSource } from "./config/sources.ts";
+import { GATEWAY_HELP, type GatewayOptions, OptionsError, parseGatewayOptions } from "./options.ts";
+import { startPostgresListener } from "./postgres/listener.ts";
+import { loadRecordingKey } from "./recording/keys.ts";
+import { DiskRecorder } from "./recording/recorder.ts";
+import { DirStore, parseEndpoint, type RecordingStore, S3Store } from "./recording/store.ts";
+
+export interface RunningGateway {
+	options: GatewayOptions;
+	store: BundleStore;
+	admin: FastifyInstance;
+	/** Bound addresses of the listeners that are on. */
+	addresses: { postgres?: number; ssh?: number; kube?: number; admin: number };
+	/** Graceful shutdown; resolves when everything is closed. */
+	shutdown(reason: string): Promise<void>;
+}
+
+/** Start every component; used by `main()` and by `drawbridge dev`. */
+export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
+	const log = pino({ level: options.logLevel, base: { component: "gateway", instance: options.instance } });
+	const registry = new Registry();
+	const store = new BundleStore();
+	store.on("change", (next, prev) =>
+		log.info({ version: next.version, hash: next.bundle.hash, previous: prev?.version, grants: next.bundle.grants.length }, "config bundle loaded"),
+	);
+
+	let source: BundleSource;
+	if (options.bundle.kind === "file") {
+		source = new FileBundleSource(store, {
+			path: options.bundle.path,
+			onError: (err) => log.warn({ err: String(err) }, "config bundle not loaded; keeping the current one"),
+		});
+	} else {
+		source = new KubeSecretBundleSource(store, {
+			namespace: options.bundle.namespace,
+			name: options.bundle.name,
+			onError: (err) => log.warn({ err: String(err) }, "config bundle watch error; keeping the current one"),
+		});
+	}
+	await source.start();
+
+	let recordingStore: RecordingStore;
+	if (options.recordings.kind === "dir") {
+		recordingStore = new DirStore(options.recordings.path);
+	} else {
+		const s3 = new S3Store({
+			...parseEndpoint(options.recordings.endpoint),
+			accessKey: options.recordings.accessKey,
+			secretKey: options.recordings.secretKey,
+			bucket: options.recordings.bucket,
+			region: options.recordings.region,
+		});
+		// MinIO may be down at start: the recorder spools and uploads once it is back.
+		await s3.init().catch((err) => log.warn({ err: String(err) }, "recording store not reachable yet; spooling"));
+		recordingStore = s3;
+	}
+	const recordingKey = await loadRecordingKey(options.recordingKeyFile ?? join(options.spoolDir, "recording-key.jwk"), true);
+	const recorder = new DiskRecorder({
+		spoolDir: options.spoolDir,
+		store: recordingStore,
+		key: recordingKey,
+		maxSpoolBytes: options.spoolMaxBytes,
+		onSpoolFull: options.spoolFullPolicy,
+		registry,
+		logger: {
+			info: (obj, msg) => log.info(obj, `recording: ${msg}`),
+			warn: (obj, msg) => log.warn(obj, `recording: ${msg}`),
+			error: (obj, msg) => log.error(obj, `recording: ${msg}`),
+		},
+	});
+	await recorder.start();
+
+	let approvalsStore: Parameters<typeof createApprovalService>[0]["store"];
+	if (options.approvals.kind === "local") {
+		approvalsStore = { kind: "local", dir: options.approvals.dir };
+	} else {
+		const k8s = await import("@kubernetes/client-node");
+		const kubeConfig = new k8s.KubeConfig();
+		kubeConfig.loadFromDefault();
+		approvalsStore = { kind: "kubernetes", namespace: options.approvals.namespace, kubeConfig };
+	}
+	const approvals = createApprovalService({
+		store: approvalsStore,
+		webBaseUrl: options.publicUrl,
+		onError: (message) => log.warn({}, `approvals: ${message}`),
+	});
+
+	const tls =
+		options.tlsCertFile && options.tlsKeyFile
+			? { certPem: readFileSync(options.tlsCertFile, "utf8"), keyPem: readFileSync(options.tlsKeyFile, "utf8") }
+			: undefined;
+	const addresses: RunningGateway["addresses"] = { admin: 0 };
+	const closers: (() => Promise<void>)[] = [];
+
+	const postgres = options.postgresListen
+		? startPostgresListener({
+				store,
+				...(tls ? { tls } : {}),
+				allowInsecure: options.allowInsecurePassword,
+				recorder,
+				approvals: approvals.service,
+				gatewayName: options.instance,
+				log: {
+					info: (fields, msg) => log.info(fields, `postgres: ${msg}`),
+					warn: (fields, msg) => log.warn(fields, `postgres: ${msg}`),
+				},
+			})
+		: undefined;
+	if (postgres && options.postgresListen) {
+		addresses.postgres = (await postgres.listen(options.postgresListen.port, options.postgresListen.host)).port;
+		closers.push(() => postgres.close());
+	}
+
+	if (options.sshListen && options.sshHostKeyFile) {
+		const { startSshListener } = await import("./ssh/listener.ts");
+		const ssh = await startSshListener({
+			store,
+			recorder,
+			approvals: approvals.service,
+			hostKeyPem: readFileSync(options.sshHostKeyFile, "utf8"),
+			trustedUserCAKeys: options.sshUserCaFile ? readLines(options.sshUserCaFile) : [],
+			host: options.sshListen.host,
+			port: options.sshListen.port,
+			gatewayName: options.instance,
+		});
+		addresses.ssh = ssh.address.port;
+		log.info({ fingerprint: ssh.hostKeyFingerprint }, "ssh host key");
+		closers.push(() => ssh.close());
+	}
+
+	if (options.kubeListen && tls) {
+		const { startKubeListener } = await import("./kube/listener.ts");
+		const kube = await startKubeListener({
+			store,
+			recorder,
+			approvals: approvals.service,
+			tls,
+			host: options.kubeListen.host,
+			port: options.kubeListen.port,
+			gatewayName: options.instance,
+		});
+		addresses.kube = kube.address.port;
+		closers.push(() => kube.close());
+	}
+
+	let shuttingDown = false;
+	const authenticate = async (request: Parameters<ReturnType<typeof verifierAuthenticator>>[0]) =>
+		verifierAuthenticator(store.current.verifier)(request);
+	const admin = await buildAdminServer({
+		store,
+		registry,
+		readinessChecks: [() => (shuttingDown ? "shutting down" : undefined)],
+		plugins: [
+			(app) => registerApprovalRoutes(app, { service: approvals.service, authenticate }),
+			(app) =>
+				registerViewer(app, {
+					store: recordingStore,
+					auditorGroup: options.auditorGroup,
+					authenticate: async (request) => {
+						try {
+							return await authenticate(request);
+						} catch {
+							return undefined;
+						}
+					},
+				}),
+		],
+	});
+	await admin.listen({ host: options.adminListen.host, port: options.adminListen.port });
+	const adminAddress = admin.server.address();
+	addresses.admin = typeof adminAddress === "object" && adminAddress ? adminAddress.port : options.adminListen.port;
+	log.info({ addresses, bundleVersion: store.current.version }, "gateway ready");
+
+	return {
+		options,
+		store,
+		admin,
+		addresses,
+		async shutdown(reason: string) {
+			if (shuttingDown) return;
+			shuttingDown = true;
+			log.info({ reason, graceMs: options.shutdownGraceMs }, "shutting down: draining live sessions");
+			const deadline = Date.now() + options.shutdownGraceMs;
+			while (postgres && postgres.sessionCount > 0 && Date.now() < deadline) {
+				await new Promise((r) => setTimeout(r, 200));
+			}
+			await Promise.allSettled(closers.map((c) => c()));
+			await approvals.close().catch(() => {});
+			await recorder.drain(Math.max(1000, deadline - Date.now())).catch(() => {});
+			await recorder.stop().catch(() => {});
+			await source.stop();
+			await admin.close();
+			log.info({}, "gateway stopped");
+		},
+	};
+}
+
+function readLines(path: string): string[] {
+	return readFileSync(path, "utf8")
+		.split("\n")
+		.map((l) => l.trim())
+		.filter((l) => l !== "" && !l.startsWith("#"));
+}
+
+export async function main(argv: string[]): Promise<number> {
+	let options: GatewayOptions | "help";
+	try {
+		options = parseGatewayOptions(argv, process.env, hostname());
+	} catch (err) {
+		if (err instanceof OptionsError || (err instanceof Error && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"))) {
+			process.stderr.write(`drawbridge gateway: ${err.message}\n\nRun \`drawbridge gateway --help\` for usage.\n`);
+			return 2;
+		}
+		throw err;
+	}
+	if (options === "help") {
+		process.stdout.write(GATEWAY_HELP);
+		return 0;
+	}
+	const gateway = await startGateway(options);
+	return new Promise<number>((resolve) => {
+		const stop = (signal: string) => {
+			void gateway.shutdown(signal).then(() => resolve(0));
+		};
+		process.once("SIGTERM", () => stop("SIGTERM"));
+		process.once("SIGINT", () => stop("SIGINT"));
+	});
+}
