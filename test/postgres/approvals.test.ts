@@ -1,0 +1,101 @@
+/** Just-in-time approval of a held statement, with the approvals component's real service (local store). */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import type pg from "pg";
+import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
+import { StoreApprovalService } from "../../gateway/approvals/service.ts";
+import type { Identity } from "../../gateway/config/bundle.ts";
+import { type Fixture, startFixture } from "./fixture.ts";
+
+let fx: Fixture;
+let approvals: StoreApprovalService;
+const sam: Identity = {
+	issuer: "https://issuer.drawbridge.test",
+	issuerKind: "oidc",
+	subject: "sam",
+	username: "sam",
+	groups: ["dba"],
+	tokenExpiresAt: new Date(Date.now() + 3_600_000),
+	claims: {},
+};
+
+before(async () => {
+	approvals = new StoreApprovalService({ store: new LocalApprovalStore(), sweepIntervalMs: 0, waitPollIntervalMs: 200 });
+	fx = await startFixture({
+		approvals,
+		guardrails: [
+			{
+				name: "approve-deletes",
+				action: "requireApproval",
+				sql: { statementKinds: ["DELETE"] },
+				approval: { approvers: [{ kind: "Group", name: "dba" }], minApprovals: 1, timeoutSeconds: 20 },
+			},
+		],
+	});
+	await fx.pg.query("create table if not exists tickets (id int primary key, old boolean)");
+	await fx.pg.query("insert into tickets select g, g % 2 = 0 from generate_series(1, 10) g on conflict do nothing");
+});
+after(async () => {
+	await fx?.stop();
+	await approvals?.close();
+});
+
+function pendingId(c: pg.Client): Promise<{ id: string; notice: pg.NoticeMessage }> {
+	return new Promise((resolve) => {
+		c.once("notice", (n: pg.NoticeMessage) => {
+			const id = /approval (\S+) pending/.exec(n.message ?? "")?.[1] ?? "";
+			resolve({ id, notice: n });
+		});
+	});
+}
+
+test("held DELETE runs once approved; the client gets a NOTICE naming the approval and approvers", async () => {
+	const c = await fx.connect("alice");
+	try {
+		const noticed = pendingId(c);
+		const q = c.query("delete from tickets where old");
+		const { id, notice } = await noticed;
+		assert.ok(id);
+		assert.match(notice.detail ?? "", /group:dba/);
+		assert.ok(notice.hint, "hint says where to approve");
+		await approvals.decide(id, sam, "approve");
+		const r = await q;
+		assert.equal(r.rowCount, 5);
+		const rec = fx.recorder.statements().find((e) => e.approvalId === id);
+		assert.equal(rec?.decision, "approved");
+	} finally {
+		await c.end();
+	}
+});
+
+test("denied: the statement fails with 42501 and the connection stays usable (extended protocol)", async () => {
+	const c = await fx.connect("alice");
+	try {
+		const noticed = pendingId(c);
+		const q = c.query("delete from tickets where id = $1", [1]);
+		const { id } = await noticed;
+		await approvals.decide(id, sam, "deny");
+		await assert.rejects(q, (e: pg.DatabaseError) => e.code === "42501" && /denied/.test(e.message));
+		assert.equal((await c.query("select count(*)::int as n from tickets where id = 1")).rows[0].n, 1);
+	} finally {
+		await c.end();
+	}
+});
+
+test("client disconnect cancels the pending approval", async () => {
+	const c = await fx.connect("alice");
+	c.on("error", () => undefined);
+	const noticed = pendingId(c);
+	c.query("delete from tickets").catch(() => undefined);
+	const { id } = await noticed;
+	(c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+	const deadline = Date.now() + 5000;
+	let phase = "";
+	while (Date.now() < deadline) {
+		phase = (await approvals.get(id))?.phase ?? "";
+		if (phase !== "Pending") break;
+		await new Promise((r) => setTimeout(r, 100));
+	}
+	assert.equal(phase, "Cancelled");
+	assert.equal((await fx.pg.query("select count(*)::int as n from tickets")).rows[0].n, 5);
+});
