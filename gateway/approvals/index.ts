@@ -9,6 +9,8 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import { KubeApprovalStore } from "./kube-store.ts";
 import { LocalApprovalStore } from "./local-store.ts";
+import type { Registry } from "prom-client";
+import { ApprovalMetrics, fanOut } from "./metrics.ts";
 import { StoreApprovalService } from "./service.ts";
 import { WebhookNotifier, type WebhookTarget } from "./webhook.ts";
 
@@ -17,7 +19,15 @@ export { registerApprovalRoutes, verifierAuthenticator, bearerToken, APPROVALS_A
 export { StoreApprovalService, type ApprovalEvent, type ApprovalEventType, type ApprovalNotifier } from "./service.ts";
 export { KubeApprovalStore } from "./kube-store.ts";
 export { LocalApprovalStore } from "./local-store.ts";
-export { WebhookNotifier, verifyWebhookSignature, signWebhookBody, type WebhookTarget, type ApprovalWebhookPayload } from "./webhook.ts";
+export {
+	WebhookNotifier,
+	verifyWebhookSignature,
+	signWebhookBody,
+	parseWebhookTargets,
+	type WebhookTarget,
+	type ApprovalWebhookPayload,
+} from "./webhook.ts";
+export { ApprovalMetrics, fanOut } from "./metrics.ts";
 export type * from "./types.ts";
 
 export interface CreateApprovalServiceOptions {
@@ -25,6 +35,8 @@ export interface CreateApprovalServiceOptions {
 	/** Public admin URL: approve hints and webhook links point at `<webBaseUrl>/approvals/<id>`. */
 	webBaseUrl?: string;
 	webhooks?: WebhookTarget[];
+	/** The admin server's registry: approval transition counters are registered on it. */
+	registry?: Registry;
 	onError?: (message: string) => void;
 }
 
@@ -44,9 +56,10 @@ export function createApprovalService(options: CreateApprovalServiceOptions): Ap
 		options.webhooks && options.webhooks.length > 0
 			? new WebhookNotifier({ targets: options.webhooks, onError, ...(options.webBaseUrl ? { webBaseUrl: options.webBaseUrl } : {}) })
 			: undefined;
+	const metrics = options.registry ? new ApprovalMetrics(options.registry) : undefined;
 	const service = new StoreApprovalService({
 		store,
-		...(notifier ? { notifier } : {}),
+		notifier: fanOut(notifier, metrics),
 		...(options.webBaseUrl ? { webBaseUrl: options.webBaseUrl } : {}),
 	});
 	return {

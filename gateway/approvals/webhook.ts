@@ -87,6 +87,43 @@ interface Job {
 	attempt: number;
 }
 
+const EVENT_TYPES: readonly ApprovalEventType[] = [
+	"approval.requested",
+	"approval.decision",
+	"approval.approved",
+	"approval.denied",
+	"approval.expired",
+	"approval.cancelled",
+];
+
+/**
+ * Validate webhook targets from configuration (e.g. a JSON/YAML file read by gateway/main.ts, which
+ * resolves secrets from files before calling this). Throws TypeError naming the bad entry.
+ */
+export function parseWebhookTargets(value: unknown): WebhookTarget[] {
+	if (value === undefined || value === null) return [];
+	if (!Array.isArray(value)) throw new TypeError("webhooks: expected a list");
+	return value.map((raw, i) => {
+		const t = raw as Record<string, unknown>;
+		const where = `webhooks[${i}]`;
+		if (typeof t !== "object" || t === null) throw new TypeError(`${where}: expected an object`);
+		if (typeof t.name !== "string" || !t.name) throw new TypeError(`${where}.name: required`);
+		if (typeof t.url !== "string" || !/^https?:\/\/[^\s]+$/.test(t.url)) throw new TypeError(`${where}.url: an http(s) URL is required`);
+		if (typeof t.secret !== "string" || t.secret.length < 16) throw new TypeError(`${where}.secret: at least 16 characters required`);
+		if (t.format !== undefined && t.format !== "drawbridge" && t.format !== "slack") throw new TypeError(`${where}.format: drawbridge or slack`);
+		if (t.events !== undefined && (!Array.isArray(t.events) || !t.events.every((e) => EVENT_TYPES.includes(e as ApprovalEventType)))) {
+			throw new TypeError(`${where}.events: a list of ${EVENT_TYPES.join(", ")}`);
+		}
+		return Object.freeze({
+			name: t.name,
+			url: t.url,
+			secret: t.secret,
+			...(t.format ? { format: t.format as "drawbridge" | "slack" } : {}),
+			...(t.events ? { events: [...(t.events as ApprovalEventType[])] } : {}),
+		});
+	});
+}
+
 export function signWebhookBody(secret: string, body: string, timestampSec: number): string {
 	const mac = createHmac("sha256", secret).update(`${timestampSec}.${body}`).digest("hex");
 	return `t=${timestampSec},v1=${mac}`;
