@@ -322,9 +322,9 @@ describe("kubectl through the gateway", () => {
 });
 
 /** Raw HTTPS request to the gateway (node:https, verifying the gateway's certificate against the test CA). */
-async function fetchStatus(path: string, token: string | undefined = undefined): Promise<{ status: number; body: Record<string, unknown> }> {
+async function fetchStatus(path: string, ...tokenArg: [string | undefined] | []): Promise<{ status: number; body: Record<string, unknown> }> {
 	const https = await import("node:https");
-	const t = arguments.length >= 2 ? token : await issuer.token("lee");
+	const t = tokenArg.length > 0 ? tokenArg[0] : await issuer.token("lee");
 	return new Promise((resolve, reject) => {
 		const req = https.request(
 			`${gw.url}${path}`,
