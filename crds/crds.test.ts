@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { Type } from "@sinclair/typebox";
 import { parse } from "yaml";
+import { BEGIN, DOC_PATH, END, renderDoc } from "./docs.ts";
 import { CRD_DIR, renderCrds } from "./generate.ts";
 import {
 	formatDuration,
@@ -230,4 +231,12 @@ test("loadManifests refuses alias bombs", () => {
 
 test("generated YAML parses back to the CRD objects", () => {
 	for (const { file, crd } of allCrds()) assert.deepEqual(parse(readFileSync(join(CRD_DIR, file), "utf8")), crd);
+});
+
+test("docs/resources.md reference is generated from the schemas and current (npm run docs:resources)", () => {
+	const current = readFileSync(DOC_PATH, "utf8");
+	assert.ok(current.includes(BEGIN) && current.includes(END));
+	assert.equal(renderDoc(current), current, "docs/resources.md is stale");
+	for (const k of KINDS) assert.ok(current.includes(`### ${k.kind}\n`), k.kind);
+	assert.ok(current.includes("`spec.subjects[].kind`"));
 });
