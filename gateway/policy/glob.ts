@@ -16,7 +16,7 @@ export function compileGlob(pattern: string): GlobMatcher {
 	for (const ch of pattern) {
 		if (ch === "*") src += "[\\s\\S]*";
 		else if (ch === "?") src += "[\\s\\S]";
-		else src += ch.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
+		else src += ch.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 	}
 	const re = new RegExp(`${src}$`, "iu");
 	return (v) => re.test(v);

@@ -266,3 +266,15 @@ test("session: FETCH resolves to the DECLAREd query; CLOSE forgets it", () => {
 	const g = st.resolve(analyzeSql("FETCH 5 FROM c"));
 	assert.ok(g.ok && g.statements[0]!.uses?.statement === undefined);
 });
+
+test("globs: literal punctuation, wildcards, case-insensitive, dotted names from the right", async () => {
+	const { compileGlob, compileQualified } = await import("./glob.ts");
+	assert.equal(compileGlob("team-*")("team-a"), true);
+	assert.equal(compileGlob("a.b/c(d)[e]+f?")("A.B/C(D)[E]+Fx"), true);
+	assert.equal(compileGlob("a.b")("axb"), false);
+	assert.equal(compileGlob("DROP*")("drop table"), true);
+	assert.equal(compileQualified("public.orders")(["orders"]), true, "unqualified name may be on the search_path");
+	assert.equal(compileQualified("public.orders")(["billing", "orders"]), false);
+	assert.equal(compileQualified("orders")(["billing", "orders"]), true);
+	assert.equal(compileQualified("*.ord*")(["x", "orders"]), true);
+});
