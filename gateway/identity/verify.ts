@@ -117,6 +117,11 @@ export class TokenVerifier {
 		} catch (err) {
 			throw translateJoseError(err, issuer.config);
 		}
+		// jose checks `iat` only with maxTokenAge: refuse a token issued in the future ourselves.
+		const tolerance = issuer.config.clockToleranceSec ?? 30;
+		if (typeof payload.iat === "number" && payload.iat > this.#now().getTime() / 1000 + tolerance) {
+			throw new IdentityError("not-yet-valid", "token is not valid yet (iat is in the future)");
+		}
 		return toIdentity(payload, issuer.config);
 	}
 }
