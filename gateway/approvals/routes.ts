@@ -43,12 +43,15 @@ export function bearerToken(request: FastifyRequest): string | undefined {
 	return m?.[1];
 }
 
-/** `authenticate` for the routes, backed by the identity module's TokenVerifier. */
-export function verifierAuthenticator(verifier: TokenVerifier): (request: FastifyRequest) => Promise<Identity> {
+/**
+ * `authenticate` for the routes, backed by the identity module's TokenVerifier. Pass a function to
+ * follow bundle reloads (the verifier of the current bundle's issuers).
+ */
+export function verifierAuthenticator(verifier: TokenVerifier | (() => TokenVerifier)): (request: FastifyRequest) => Promise<Identity> {
 	return async (request) => {
 		const token = bearerToken(request);
 		if (!token) throw new ApprovalError("unauthenticated", "missing bearer token (Authorization: Bearer <token>)");
-		return verifier.verify(token);
+		return (typeof verifier === "function" ? verifier() : verifier).verify(token);
 	};
 }
 
