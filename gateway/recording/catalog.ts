@@ -186,6 +186,8 @@ export interface LoadedSession {
 	events: StoredEvent[];
 	cast?: string;
 	hasManifest: boolean;
+	/** Chunks that could not be decoded (damaged or tampered), with the reason. */
+	unreadable: string[];
 }
 
 /** Load a session's document, events (all chunks in order) and terminal stream. Does not verify. */
@@ -203,8 +205,16 @@ export async function loadSession(store: RecordingStore, prefix: string): Promis
 	}
 	names.sort((a, b) => parseChunkName(a)! - parseChunkName(b)!);
 	const events: StoredEvent[] = [];
-	for (const n of names) events.push(...decodeChunk(n, await store.get(prefix + n)).events);
-	const out: LoadedSession = { prefix, events, hasManifest };
+	const unreadable: string[] = [];
+	for (const n of names) {
+		try {
+			events.push(...decodeChunk(n, await store.get(prefix + n)).events);
+		} catch (e) {
+			// Show what can be shown; verification reports the damage precisely.
+			unreadable.push((e as Error).message);
+		}
+	}
+	const out: LoadedSession = { prefix, events, hasManifest, unreadable };
 	if (hasDoc) out.document = JSON.parse((await store.get(prefix + SESSION_FILE)).toString("utf8")) as SessionDocument;
 	if (hasCast) out.cast = (await store.get(prefix + TERMINAL_FILE)).toString("utf8");
 	return out;

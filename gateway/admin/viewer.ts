@@ -1,0 +1,440 @@
+/**
+ * The auditor web viewer: a fastify plugin the admin server registers with `registerViewer(app, opts)`.
+ *
+ * Pages (server-rendered, every recorded string HTML-escaped, strict CSP, no inline script):
+ *   GET  {base}/                 session list with filters and a verification badge per session
+ *   GET  {base}/session?prefix=  one session: who/grant/approving commit or PR, verification badge,
+ *                                SQL timeline with decisions and approvals, Kubernetes request log,
+ *                                SSH/terminal playback with asciinema-player
+ *   GET  {base}/login, POST {base}/login, POST {base}/logout
+ * JSON / raw:
+ *   GET  {base}/api/sessions, {base}/api/session?prefix=, {base}/api/verify?prefix=, {base}/api/cast?prefix=
+ * Public (no login): GET /api/v1/recordings/keys — the recording public keys (JWKS).
+ *
+ * Auth: every page and API needs an identity in `auditorGroup`. The injected `authenticate(request)`
+ * (the gateway's OIDC/JWT verifier) sees either the request's own `Authorization: Bearer` header or,
+ * for browsers, the token from the viewer's session cookie (set by POST {base}/login after the same
+ * check), presented to it as a bearer header. The cookie is HttpOnly, SameSite=Strict, scoped to
+ * {base}, Secure on https, and expires with the token.
+ */
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { JWK } from "jose";
+import type { Identity } from "../config/bundle.ts";
+import { listSessions, loadSession, loadStoreKeys, type SessionFilter, type SessionSummary } from "../recording/catalog.ts";
+import type { StoredEvent } from "../recording/events.ts";
+import { type SessionDocument, TERMINAL_FILE } from "../recording/format.ts";
+import { isRecordingError } from "../recording/errors.ts";
+import type { PublicKeySet } from "../recording/keys.ts";
+import type { RecordingStore } from "../recording/store.ts";
+import { type VerifyResult, verifySession } from "../recording/verify.ts";
+
+export interface ViewerOptions {
+	store: RecordingStore;
+	/** Verify the caller; return undefined or throw to refuse. */
+	authenticate: (request: FastifyRequest) => Identity | undefined | Promise<Identity | undefined>;
+	/** Only members of this group get in (required, no default: deny by default). */
+	auditorGroup: string;
+	/** Trusted recording public keys. Default: the keys published in the store (cached 60 s). */
+	publicKeys?: () => Promise<PublicKeySet>;
+	/** Public JWKs served at /api/v1/recordings/keys. Default: those published in the store. */
+	publishedJwks?: () => Promise<JWK[]>;
+	/** Mount point (default "/viewer"). */
+	basePath?: string;
+	/** Sessions shown per list page (default 200). */
+	pageSize?: number;
+}
+
+const COOKIE = "drawbridge_viewer";
+const PREFIX_RE = /^recordings\/\d{4}\/\d{2}\/\d{2}\/[A-Za-z0-9._-]+\/[A-Za-z0-9._-]+\/$/;
+
+export function escapeHtml(s: unknown): string {
+	return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+}
+
+function parseCookies(header: string | undefined): Record<string, string> {
+	const out: Record<string, string> = {};
+	for (const part of (header ?? "").split(";")) {
+		const i = part.indexOf("=");
+		if (i > 0) out[part.slice(0, i).trim()] = part.slice(i + 1).trim();
+	}
+	return out;
+}
+
+const CSP = [
+	"default-src 'none'",
+	"script-src 'self' 'wasm-unsafe-eval'",
+	"worker-src 'self' blob:",
+	"style-src 'self' 'unsafe-inline'",
+	"img-src 'self' data:",
+	"font-src 'self' data:",
+	"connect-src 'self'",
+	"form-action 'self'",
+	"frame-ancestors 'none'",
+	"base-uri 'none'",
+].join("; ");
+
+const STYLE = `
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:10px 20px;display:flex;gap:20px;align-items:center}
+header a{color:#fff}header .who{margin-left:auto;font-size:12px;opacity:.8}
+main{padding:16px 20px}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;vertical-align:top}
+th{background:#eef0f3;font-weight:600}
+td.sql,td.mono{font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;word-break:break-all}
+form.filters{display:flex;flex-wrap:wrap;gap:8px;margin-bottom:12px;align-items:end}
+form.filters label{display:flex;flex-direction:column;font-size:12px}
+.badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;font-weight:600}
+.ok{background:#d5f5dd;color:#0b5d1e}.bad{background:#fdd8d8;color:#8a1010}.pending{background:#eee;color:#555}
+.d-block,.d-denied,.d-expired{color:#8a1010;font-weight:600}.d-approved{color:#6b4c00;font-weight:600}.d-allow{color:#0b5d1e}.d-audit{color:#2a4d8f}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;background:#fff;padding:12px;margin:0 0 16px}
+dt{font-weight:600}dd{margin:0}
+h2{font-size:16px;margin:20px 0 8px}
+.problems li{color:#8a1010}
+#player{max-width:1000px}
+`;
+
+const CLIENT_JS = `"use strict";
+(function () {
+	var badges = document.querySelectorAll("[data-verify]");
+	badges.forEach(function (el) {
+		fetch("api/verify?prefix=" + encodeURIComponent(el.getAttribute("data-verify")), { credentials: "same-origin" })
+			.then(function (r) { return r.json(); })
+			.then(function (v) {
+				el.textContent = v.ok ? "verified" : "TAMPERED";
+				el.className = "badge " + (v.ok ? "ok" : "bad");
+				if (!v.ok) el.title = (v.problems || []).map(function (p) { return p.message; }).join("\\n");
+			})
+			.catch(function () { el.textContent = "unverifiable"; el.className = "badge bad"; });
+	});
+	var player = document.getElementById("player");
+	if (player && window.AsciinemaPlayer) {
+		window.drawbridgePlayer = window.AsciinemaPlayer.create(player.getAttribute("data-cast"), player, {
+			fit: "width",
+			idleTimeLimit: 2,
+			speed: Number(player.getAttribute("data-speed") || "1"),
+		});
+	}
+})();
+`;
+
+function page(base: string, title: string, who: Identity | undefined, body: string, extraHead = ""): string {
+	return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)} · Drawbridge recordings</title>
+<link rel="stylesheet" href="${base}/static/viewer.css">${extraHead}</head><body>
+<header><strong>Drawbridge</strong><a href="${base}/">Recordings</a>${
+		who
+			? `<span class="who">signed in as ${escapeHtml(who.username)}</span><form method="post" action="${base}/logout"><button type="submit">Sign out</button></form>`
+			: ""
+	}</header>
+<main>${body}</main><script src="${base}/static/viewer.js"></script></body></html>`;
+}
+
+function decisionCell(d: string | undefined): string {
+	return d ? `<span class="d-${escapeHtml(d)}">${escapeHtml(d)}</span>` : "";
+}
+
+function offset(ms: number): string {
+	const m = Math.floor(ms / 60000);
+	return `+${String(m).padStart(2, "0")}:${((ms % 60000) / 1000).toFixed(3).padStart(6, "0")}`;
+}
+
+function filterFromQuery(q: Record<string, string | undefined>): SessionFilter {
+	const f: SessionFilter = {};
+	if (q.identity) f.identity = q.identity;
+	if (q.grant) f.grant = q.grant;
+	if (q.connection) f.connection = q.connection;
+	if (q.protocol && ["postgres", "ssh", "kubernetes"].includes(q.protocol)) f.protocol = q.protocol;
+	const date = (v: string | undefined) => {
+		if (!v) return undefined;
+		const d = new Date(/^\d{4}-\d{2}-\d{2}$/.test(v) ? `${v}T00:00:00Z` : v);
+		return Number.isNaN(d.getTime()) ? undefined : d;
+	};
+	const since = date(q.since);
+	const until = date(q.until);
+	if (since) f.since = since;
+	if (until) f.until = until;
+	if (q.blocked === "yes") f.hasBlocked = true;
+	if (q.blocked === "no") f.hasBlocked = false;
+	if (q.approvals === "yes") f.hasApprovals = true;
+	if (q.approvals === "no") f.hasApprovals = false;
+	return f;
+}
+
+function listPage(base: string, who: Identity, q: Record<string, string | undefined>, sessions: SessionSummary[], total: number): string {
+	const input = (name: string, label: string, placeholder = "") =>
+		`<label>${label}<input name="${name}" value="${escapeHtml(q[name] ?? "")}" placeholder="${escapeHtml(placeholder)}"></label>`;
+	const select = (name: string, label: string, options: [string, string][]) =>
+		`<label>${label}<select name="${name}">${options.map(([v, t]) => `<option value="${v}"${(q[name] ?? "") === v ? " selected" : ""}>${t}</option>`).join("")}</select></label>`;
+	const rows = sessions
+		.map(
+			(s) => `<tr data-session="${escapeHtml(s.sessionId)}">
+<td>${escapeHtml(s.startedAt.replace("T", " ").replace(/\.\d+Z$/, "Z"))}</td><td>${escapeHtml(s.protocol)}</td><td>${escapeHtml(s.identity)}</td>
+<td>${escapeHtml(s.connection)}</td><td>${escapeHtml(s.grant)}</td>
+<td>${s.hasBlocked ? '<span class="badge bad">blocked</span> ' : ""}${s.hasApprovals ? '<span class="badge pending">approvals</span>' : ""}</td>
+<td><span class="badge pending" data-verify="${escapeHtml(s.prefix)}">verifying…</span></td>
+<td><a class="open" href="${base}/session?prefix=${encodeURIComponent(s.prefix)}">${escapeHtml(s.sessionId)}</a></td></tr>`,
+		)
+		.join("\n");
+	return page(
+		base,
+		"Sessions",
+		who,
+		`<form class="filters" method="get" action="${base}/">
+${input("identity", "Identity", "user or subject, * wildcard")}${input("grant", "Grant", "ns/name")}${input("connection", "Connection")}
+${select("protocol", "Protocol", [["", "any"], ["postgres", "postgres"], ["ssh", "ssh"], ["kubernetes", "kubernetes"]])}
+${input("since", "Since", "YYYY-MM-DD")}${input("until", "Until", "YYYY-MM-DD")}
+${select("blocked", "Blocked", [["", "any"], ["yes", "with blocked"], ["no", "without"]])}
+${select("approvals", "Approvals", [["", "any"], ["yes", "with approvals"], ["no", "without"]])}
+<button type="submit" id="apply">Filter</button></form>
+<p id="count">${total} session(s)${total > sessions.length ? `, showing the latest ${sessions.length}` : ""}</p>
+<table id="sessions"><thead><tr><th>Started (UTC)</th><th>Protocol</th><th>Identity</th><th>Connection</th><th>Grant</th><th>Flags</th><th>Integrity</th><th>Session</th></tr></thead>
+<tbody>${rows}</tbody></table>`,
+	);
+}
+
+function verifyBadge(v: VerifyResult): string {
+	if (v.ok) return `<span class="badge ok" id="verify">verified</span> ${v.chunks} chunk(s), ${v.events} event(s), signed by key <code>${escapeHtml(v.keyId)}</code>`;
+	return `<span class="badge bad" id="verify">TAMPERED</span><ul class="problems">${v.problems.map((p) => `<li>${escapeHtml(p.message)}</li>`).join("")}</ul>`;
+}
+
+function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDocument | undefined, events: StoredEvent[], hasCast: boolean, v: VerifyResult, speed: string): string {
+	const o = doc?.origin ?? {};
+	const approval = [
+		o.pullRequest !== undefined ? `PR #${escapeHtml(o.pullRequest)}` : "",
+		o.commit ? `commit <code>${escapeHtml(o.commit.slice(0, 12))}</code>` : "",
+	]
+		.filter(Boolean)
+		.join(", ");
+	const link = o.url && /^https?:\/\//.test(o.url) ? `<a id="origin" href="${escapeHtml(o.url)}" rel="noreferrer noopener" target="_blank">${approval || escapeHtml(o.url)}</a>` : approval;
+	const header = doc
+		? `<dl>
+<dt>Session</dt><dd>${escapeHtml(doc.sessionId)} (${escapeHtml(doc.protocol)})</dd>
+<dt>Identity</dt><dd>${escapeHtml(doc.identity.username)} <small>sub ${escapeHtml(doc.identity.subject)}, ${escapeHtml(doc.identity.issuer)}${doc.identity.groups.length ? `, groups ${escapeHtml(doc.identity.groups.join(", "))}` : ""}</small></dd>
+<dt>Grant</dt><dd>${escapeHtml(doc.grant)}${link ? ` — approved by ${link}` : ""}</dd>
+<dt>Connection</dt><dd>${escapeHtml(doc.connectionNamespace)}/${escapeHtml(doc.connection)} ${escapeHtml(Object.entries(doc.target).map(([k, val]) => `${k}=${val}`).join(" "))}</dd>
+<dt>Client</dt><dd>${escapeHtml(doc.client.address)}${doc.client.application ? ` (${escapeHtml(doc.client.application)})` : ""} via ${escapeHtml(doc.gateway)}</dd>
+<dt>Time</dt><dd>${escapeHtml(doc.startedAt)} → ${escapeHtml(doc.endedAt)}</dd>
+<dt>Ended</dt><dd>${escapeHtml(doc.end.reason)}${doc.end.message ? `: ${escapeHtml(doc.end.message)}` : ""}${doc.recovered ? " (closed by spool recovery)" : ""}</dd>
+<dt>Counts</dt><dd>${doc.counts.events} events, ${doc.counts.statements} statements, ${doc.counts.execs} commands, ${doc.counts.kubeRequests} kube requests, ${doc.counts.blocked} blocked, ${doc.counts.approvals} approval events</dd>
+<dt>Integrity</dt><dd>${verifyBadge(v)}</dd>
+</dl>`
+		: `<p>No session.json yet: the session is still open or uploading.</p><p>${verifyBadge(v)}</p>`;
+	const sql = events.filter((e) => e.type === "statement" || e.type === "approval" || e.type === "exec" || e.type === "sftp" || e.type === "notice");
+	const timeline = sql.length
+		? `<h2>Timeline: statements, commands, decisions and approvals</h2><table id="timeline"><thead><tr><th>Time</th><th>Kind</th><th>Decision</th><th>Statement / command</th><th>Rule / approval</th><th>Result</th></tr></thead><tbody>${sql
+				.map((e) => {
+					const t = `<td class="mono">${offset(e.offsetMs)}</td>`;
+					switch (e.type) {
+						case "statement":
+							return `<tr class="ev-statement">${t}<td>SQL</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.sql)}${e.params?.length ? `<br><small>params ${escapeHtml(JSON.stringify(e.params))}</small>` : ""}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${escapeHtml(e.error ? `ERROR ${e.error.code} ${e.error.message}` : (e.commandTag ?? (e.rows !== undefined ? `${e.rows} rows` : "")))}${e.maskedColumns?.length ? `<br><small>masked ${escapeHtml(e.maskedColumns.join(", "))}</small>` : ""}</td></tr>`;
+						case "approval":
+							return `<tr class="ev-approval">${t}<td>Approval</td><td>${decisionCell(e.phase.toLowerCase())}</td><td class="sql">${escapeHtml(e.command)}</td><td>${escapeHtml(e.rule)} ${escapeHtml(e.approvalId)}</td><td>${e.decidedBy?.length ? `by ${escapeHtml(e.decidedBy.join(", "))}` : ""}</td></tr>`;
+						case "exec":
+							return `<tr class="ev-exec">${t}<td>Command</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.command)}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${e.exitCode !== undefined ? `exit ${e.exitCode}` : ""}${e.signal ? ` ${escapeHtml(e.signal)}` : ""}</td></tr>`;
+						case "sftp":
+							return `<tr class="ev-sftp">${t}<td>SFTP</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.op)} ${escapeHtml(e.path)}</td><td></td><td>${e.bytes ?? ""}</td></tr>`;
+						default:
+							return `<tr class="ev-notice">${t}<td>Notice</td><td></td><td class="sql">${escapeHtml((e as { message?: string }).message)}</td><td></td><td></td></tr>`;
+					}
+				})
+				.join("\n")}</tbody></table>`
+		: "";
+	const kube = events.filter((e) => e.type === "kube.request");
+	const kubeLog = kube.length
+		? `<h2>Kubernetes requests</h2><table id="kube"><thead><tr><th>Time</th><th>Verb</th><th>Resource</th><th>Namespace</th><th>Name</th><th>Decision</th><th>Rule / approval</th><th>Status</th><th>Path</th></tr></thead><tbody>${kube
+				.map((e) =>
+					e.type === "kube.request"
+						? `<tr>${`<td class="mono">${offset(e.offsetMs)}</td>`}<td>${escapeHtml(e.verb)}</td><td>${escapeHtml(e.resource)}${e.subresource ? `/${escapeHtml(e.subresource)}` : ""}</td><td>${escapeHtml(e.namespace ?? "")}</td><td>${escapeHtml(e.name ?? "")}</td><td>${decisionCell(e.decision)}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${e.status ?? ""}</td><td class="mono">${escapeHtml(e.path)}</td></tr>`
+						: "",
+				)
+				.join("\n")}</tbody></table>`
+		: "";
+	const player = hasCast
+		? `<h2>Terminal</h2><div id="player" data-speed="${escapeHtml(speed)}" data-cast="${base}/api/cast?prefix=${encodeURIComponent(prefix)}"></div>`
+		: "";
+	return page(
+		base,
+		doc?.sessionId ?? prefix,
+		who,
+		`${header}${player}${timeline}${kubeLog}<p><small>${escapeHtml(prefix)}</small></p>`,
+		hasCast ? `<link rel="stylesheet" href="${base}/static/asciinema-player.css"><script src="${base}/static/asciinema-player.min.js"></script>` : "",
+	);
+}
+
+function loginPage(base: string, message: string, status: "info" | "error"): string {
+	return page(
+		base,
+		"Sign in",
+		undefined,
+		`<h2>Sign in to the recordings viewer</h2>
+<p class="${status === "error" ? "d-block" : ""}" id="login-message">${escapeHtml(message)}</p>
+<form method="post" action="${base}/login">
+<label>OIDC ID token<br><textarea name="token" id="token" rows="6" cols="90" autocomplete="off" spellcheck="false"></textarea></label><br>
+<button type="submit" id="signin">Sign in</button></form>
+<p><small>Paste an ID token from your identity provider (the same token the CLI uses). Only members of the auditor group get in.</small></p>`,
+	);
+}
+
+/** asciinema-player's browser bundle, served from node_modules (its package exports these paths). */
+function assetPath(file: "asciinema-player.min.js" | "asciinema-player.css"): string {
+	return createRequire(import.meta.url).resolve(`asciinema-player/dist/bundle/${file}`);
+}
+
+/** Register the viewer and the public keys endpoint on the admin server. */
+export async function registerViewer(app: FastifyInstance, opts: ViewerOptions): Promise<void> {
+	if (!opts.auditorGroup) throw new TypeError("registerViewer: auditorGroup is required");
+	const base = (opts.basePath ?? "/viewer").replace(/\/$/, "");
+	const pageSize = opts.pageSize ?? 200;
+	let keyCache: { at: number; set: PublicKeySet; jwks: JWK[] } | undefined;
+	const storeKeys = async () => {
+		if (!keyCache || Date.now() - keyCache.at > 60_000) keyCache = { at: Date.now(), ...(await loadStoreKeys(opts.store)) };
+		return keyCache;
+	};
+	const trusted = opts.publicKeys ?? (async () => (await storeKeys()).set);
+	const jwks = opts.publishedJwks ?? (async () => (await storeKeys()).jwks);
+	const playerJs = await readFile(assetPath("asciinema-player.min.js"));
+	const playerCss = await readFile(assetPath("asciinema-player.css"));
+
+	app.get("/api/v1/recordings/keys", async (_req, reply) => {
+		reply.header("cache-control", "public, max-age=300");
+		return { keys: await jwks() };
+	});
+
+	await app.register(
+		async (scope) => {
+			scope.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string", bodyLimit: 64 * 1024 }, (_req, body, done) => {
+				done(null, Object.fromEntries(new URLSearchParams(body as string)));
+			});
+			scope.addHook("onSend", async (_req, reply, payload) => {
+				reply.header("content-security-policy", CSP);
+				reply.header("x-content-type-options", "nosniff");
+				reply.header("referrer-policy", "no-referrer");
+				if (!reply.getHeader("cache-control")) reply.header("cache-control", "no-store");
+				return payload;
+			});
+
+			const identify = async (request: FastifyRequest): Promise<{ identity?: Identity; reason: "none" | "invalid" | "group" | "ok" }> => {
+				if (!request.headers.authorization) {
+					const token = parseCookies(request.headers.cookie)[COOKIE];
+					if (!token) return { reason: "none" };
+					request.headers.authorization = `Bearer ${token}`;
+				}
+				let identity: Identity | undefined;
+				try {
+					identity = await opts.authenticate(request);
+				} catch {
+					identity = undefined;
+				}
+				if (!identity) return { reason: "invalid" };
+				if (!identity.groups.includes(opts.auditorGroup)) return { identity, reason: "group" };
+				return { identity, reason: "ok" };
+			};
+
+			/** Gate: resolves the auditor or sends 401/403 (HTML pages redirect to the login page). */
+			const gate = async (request: FastifyRequest, reply: FastifyReply, html: boolean): Promise<Identity | undefined> => {
+				const r = await identify(request);
+				if (r.reason === "ok") return r.identity;
+				if (r.reason === "group") {
+					const msg = `${r.identity!.username} is not a member of the auditor group "${opts.auditorGroup}"`;
+					if (html) reply.code(403).type("text/html").send(page(base, "Forbidden", r.identity, `<h2>Forbidden</h2><p id="forbidden">${escapeHtml(msg)}</p>`));
+					else reply.code(403).send({ error: { code: "forbidden", message: msg } });
+					return undefined;
+				}
+				const msg = r.reason === "none" ? "sign in required" : "the token was refused (expired, wrong issuer or audience, or bad signature)";
+				if (html) reply.code(302).header("location", `${base}/login${r.reason === "invalid" ? "?expired=1" : ""}`).send();
+				else reply.code(401).header("www-authenticate", 'Bearer realm="drawbridge-recordings"').send({ error: { code: "unauthenticated", message: msg } });
+				return undefined;
+			};
+
+			const prefixParam = (request: FastifyRequest, reply: FastifyReply): string | undefined => {
+				const p = (request.query as Record<string, string | undefined>).prefix ?? "";
+				if (!PREFIX_RE.test(p)) {
+					reply.code(400).send({ error: { code: "bad_request", message: "prefix must be recordings/YYYY/MM/DD/<connection>/<session-id>/" } });
+					return undefined;
+				}
+				return p;
+			};
+
+			scope.get("/static/viewer.js", async (_req, reply) => reply.type("text/javascript").header("cache-control", "max-age=300").send(CLIENT_JS));
+			scope.get("/static/viewer.css", async (_req, reply) => reply.type("text/css").header("cache-control", "max-age=300").send(STYLE));
+			scope.get("/static/asciinema-player.min.js", async (_req, reply) => reply.type("text/javascript").header("cache-control", "max-age=3600").send(playerJs));
+			scope.get("/static/asciinema-player.css", async (_req, reply) => reply.type("text/css").header("cache-control", "max-age=3600").send(playerCss));
+
+			scope.get("/login", async (request, reply) => {
+				const expired = (request.query as Record<string, string>).expired;
+				return reply.type("text/html").send(loginPage(base, expired ? "Your session expired or the token was refused; sign in again." : "Sign in with your OIDC ID token.", expired ? "error" : "info"));
+			});
+			scope.post("/login", async (request, reply) => {
+				const token = String((request.body as Record<string, string> | undefined)?.token ?? "").trim();
+				if (!/^[A-Za-z0-9._~+/=-]+$/.test(token)) return reply.code(400).type("text/html").send(loginPage(base, "Paste a token (a JWT).", "error"));
+				request.headers.authorization = `Bearer ${token}`;
+				const r = await identify(request);
+				if (r.reason === "group") {
+					return reply.code(403).type("text/html").send(loginPage(base, `${r.identity!.username} is not a member of the auditor group "${opts.auditorGroup}".`, "error"));
+				}
+				if (r.reason !== "ok") return reply.code(401).type("text/html").send(loginPage(base, "The token was refused (expired, wrong issuer or audience, or bad signature).", "error"));
+				const maxAge = Math.max(0, Math.floor((r.identity!.tokenExpiresAt.getTime() - Date.now()) / 1000));
+				const secure = request.protocol === "https" ? "; Secure" : "";
+				reply.header("set-cookie", `${COOKIE}=${token}; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure}`);
+				return reply.code(303).header("location", `${base}/`).send();
+			});
+			scope.post("/logout", async (_req, reply) => {
+				reply.header("set-cookie", `${COOKIE}=; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=0`);
+				return reply.code(303).header("location", `${base}/login`).send();
+			});
+
+			scope.get("/", async (request, reply) => {
+				const who = await gate(request, reply, true);
+				if (!who) return reply;
+				const q = request.query as Record<string, string | undefined>;
+				const all = await listSessions(opts.store, filterFromQuery(q));
+				const shown = all.slice(-pageSize).reverse();
+				return reply.type("text/html").send(listPage(base, who, q, shown, all.length));
+			});
+			scope.get("/session", async (request, reply) => {
+				const who = await gate(request, reply, true);
+				if (!who) return reply;
+				const prefix = prefixParam(request, reply);
+				if (!prefix) return reply;
+				const s = await loadSession(opts.store, prefix);
+				if (!s.document && s.events.length === 0) return reply.code(404).type("text/html").send(page(base, "Not found", who, `<p>No recording at ${escapeHtml(prefix)}</p>`));
+				const v = await verifySession(opts.store, prefix, await trusted());
+				const speed = String((request.query as Record<string, string>).speed ?? "1").replace(/[^0-9.]/g, "") || "1";
+				return reply.type("text/html").send(sessionPage(base, who, prefix, s.document, s.events, s.cast !== undefined, v, speed));
+			});
+			scope.get("/api/sessions", async (request, reply) => {
+				if (!(await gate(request, reply, false))) return reply;
+				return { sessions: await listSessions(opts.store, filterFromQuery(request.query as Record<string, string | undefined>)) };
+			});
+			scope.get("/api/session", async (request, reply) => {
+				if (!(await gate(request, reply, false))) return reply;
+				const prefix = prefixParam(request, reply);
+				if (!prefix) return reply;
+				const s = await loadSession(opts.store, prefix);
+				return { prefix, session: s.document, events: s.events, hasTerminal: s.cast !== undefined };
+			});
+			scope.get("/api/verify", async (request, reply) => {
+				if (!(await gate(request, reply, false))) return reply;
+				const prefix = prefixParam(request, reply);
+				if (!prefix) return reply;
+				return verifySession(opts.store, prefix, await trusted());
+			});
+			scope.get("/api/cast", async (request, reply) => {
+				if (!(await gate(request, reply, false))) return reply;
+				const prefix = prefixParam(request, reply);
+				if (!prefix) return reply;
+				let cast: Buffer;
+				try {
+					cast = await opts.store.get(prefix + TERMINAL_FILE);
+				} catch (e) {
+					if (isRecordingError(e, "NOT_FOUND")) return reply.code(404).send({ error: { code: "not_found", message: "this session has no terminal stream" } });
+					throw e;
+				}
+				return reply.type("application/x-asciicast").send(cast);
+			});
+		},
+		{ prefix: base },
+	);
+}
