@@ -5,7 +5,8 @@ import { dirname, join } from "node:path";
 import { after, test } from "node:test";
 import { parse } from "yaml";
 import { main } from "../../cli/validate.ts";
-import { validateResource } from "../../crds/index.ts";
+import { KINDS, validateResource } from "../../crds/index.ts";
+import { rulesOf } from "../../crds/schema/kit.ts";
 import { loadManifests } from "../../crds/load.ts";
 import { parseLintConfig, validateRepository } from "../../crds/repo.ts";
 import { EXAMPLES_DIR, exampleManifestFiles, INVALID_DIR, loadCorpus } from "./corpus.ts";
@@ -241,4 +242,20 @@ test("the example CI workflow runs drawbridge validate on pull requests", () => 
 	assert.ok(steps.some((s) => /drawbridge validate\b/.test(s.run ?? "")));
 	const owners = readFileSync(join(EXAMPLES_DIR, ".github/CODEOWNERS"), "utf8");
 	for (const folder of ["/connections/", "/policies/", "/grants/ci/", "/grants/bots/", "/grants/oncall/"]) assert.match(owners, new RegExp(`^${folder}\\s+@`, "m"));
+});
+
+test("every cross-field rule (CEL twin) is exercised by some corpus case", () => {
+	const messages = new Set<string>();
+	const visit = (schema: Record<string, unknown>): void => {
+		for (const r of rulesOf(schema as never)) if (!r.transition) messages.add(r.message);
+		for (const child of Object.values((schema.properties as Record<string, Record<string, unknown>>) ?? {})) visit(child);
+		if (schema.items) visit(schema.items as Record<string, unknown>);
+	};
+	for (const k of KINDS) visit(k.spec as unknown as Record<string, unknown>);
+	const hit = new Set<string>();
+	for (const c of loadCorpus()) {
+		const { manifests } = loadManifests(c.text, c.name);
+		for (const e of validateResource(manifests[0]!.object).errors) hit.add(e.message);
+	}
+	assert.deepEqual([...messages].filter((m) => !hit.has(m)), []);
 });
