@@ -169,9 +169,14 @@ export class StoreApprovalService implements ApprovalService {
 						expiryTimer = undefined;
 						void transition((r) => expireIfDue(r, this.#now()))
 							.then((r) => (r.phase === "Pending" ? check() : finish(r)))
-							.catch(fail);
+							.catch(tolerate);
 					}, dueIn + 5);
 				}
+			};
+			// A store hiccup during a re-read is not a verdict: the watch or the next re-read tries again.
+			// Only a request that no longer exists ends the wait with an error.
+			const tolerate = (err: unknown) => {
+				if (err instanceof ApprovalError && err.code === "not-found") fail(err);
 			};
 			const onAbort = () => {
 				void transition((r) => cancel(r, this.#now(), "the waiting client disconnected"))
@@ -181,14 +186,14 @@ export class StoreApprovalService implements ApprovalService {
 			const unsubscribe = this.#store.subscribe((record) => {
 				if (record.id === id && record.phase !== "Pending") finish(record);
 			});
-			const poll = setInterval(() => void check().catch(fail), this.#pollMs);
+			const poll = setInterval(() => void check().catch(tolerate), this.#pollMs);
 			poll.unref();
 			if (signal.aborted) {
 				onAbort();
 				return;
 			}
 			signal.addEventListener("abort", onAbort, { once: true });
-			void check().catch(fail);
+			void check().catch(tolerate);
 		});
 	}
 
