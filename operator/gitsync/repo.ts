@@ -46,11 +46,13 @@ export async function fetchBranch(gitdir: string, remote: GitRemote): Promise<st
 		fs.mkdirSync(gitdir, { recursive: true });
 		await git.init({ fs, gitdir, bare: true, defaultBranch: remote.branch });
 	}
+	// The remote is (re)written every time: a GitSource's URL may change. No credentials in it.
+	await git.addRemote({ fs, gitdir, remote: "origin", url: remote.url, force: true });
 	const res = await git.fetch({
 		fs,
 		http,
 		gitdir,
-		url: remote.url,
+		remote: "origin",
 		ref: remote.branch,
 		remoteRef: remote.branch,
 		singleBranch: true,

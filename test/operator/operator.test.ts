@@ -1,0 +1,242 @@
+/**
+ * The operator end to end against a real kube-apiserver, a real git server over HTTP and a real
+ * PostgreSQL: merge → Active with token + dynamic role; expiry; removal from git → Revoked; a broken
+ * file next to valid ones; drift correction; resources created in the cluster directly.
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { createLocalJWKSet, createRemoteJWKSet, jwtVerify } from "jose";
+import type pg from "pg";
+import type { ConfigBundle } from "../../gateway/config/bundle.ts";
+import { findGrants } from "../../gateway/identity/grants.ts";
+import { TokenVerifier } from "../../gateway/identity/verify.ts";
+import type { Operator } from "../../operator/operator.ts";
+import { printLogsOnFailure } from "../env/index.ts";
+import {
+	type Env,
+	NS,
+	OP_NS,
+	connectionYaml,
+	getGrant,
+	getSecret,
+	gitSourceYaml,
+	grantYaml,
+	kubectlOk,
+	pushWebhook,
+	roleCount,
+	sqlstate,
+	startEnv,
+	startOperator,
+	stopEnv,
+	waitFor,
+} from "./helpers.ts";
+
+let env: Env;
+let op: Operator;
+let admin: pg.Client;
+
+before(async () => {
+	env = await startEnv();
+	admin = await env.pg.connect();
+	op = await startOperator(env, "op-main");
+	await waitFor("leadership", async () => op.isLeader(), 15_000);
+});
+after(async () => {
+	await op?.stop();
+	await admin?.end();
+	await stopEnv(env);
+});
+printLogsOnFailure(() => [["kube", env?.kube], ["postgres", env?.pg], ["git", env?.git]]);
+
+async function bundle(): Promise<ConfigBundle> {
+	const s = await getSecret(env, OP_NS, "drawbridge-gateway-bundle");
+	assert.ok(s, "bundle Secret exists");
+	return JSON.parse(s["bundle.json"]!) as ConfigBundle;
+}
+
+test("a merged grant becomes Active: token verifies, dynamic role has exactly its privileges, status names commit and PR", async () => {
+	const { sha } = await env.git.mergePullRequest("grants", {
+		number: 42,
+		branch: "add-alice",
+		title: "Grant alice read-only on orders",
+		files: { "grants/connection.yaml": connectionYaml(env), "grants/alice.yaml": grantYaml("alice-orders") },
+	});
+	await kubectlOk(env.kube, ["apply", "-f", "-"], gitSourceYaml(env));
+	const g = await waitFor("grant Active", async () => {
+		const x = await getGrant(env, "alice-orders");
+		return x?.status?.phase === "Active" && x.status.credential?.type === "postgresRole" ? x : undefined;
+	});
+	assert.equal(g.status!.origin!.commit, sha);
+	assert.equal(g.status!.origin!.pullRequest, 42);
+	assert.equal(g.status!.origin!.path, "grants/alice.yaml");
+	assert.ok(g.metadata.finalizers?.includes("access.drawbridge.dev/credentials"));
+	assert.equal(g.status!.conditions!.find((c) => c.type === "Ready")!.status, "True");
+
+	// Token in the agent's namespace verifies with jose against the operator's JWKS endpoint ...
+	const tok = await waitFor("token Secret", () => getSecret(env, NS, "drawbridge-token-alice-orders"));
+	const jwks = createRemoteJWKSet(new URL(`http://127.0.0.1:${op.port}/.well-known/jwks.json`));
+	const { payload } = await jwtVerify(tok.token!, jwks, { issuer: "https://drawbridge-operator.test", audience: "drawbridge-gateway" });
+	assert.equal(payload.grant, `${NS}/alice-orders`);
+	assert.equal(payload.sub, "alice");
+	assert.ok(payload.exp! * 1000 <= Date.parse(g.status!.expiresAt!));
+	// ... and at the gateway's verifier configured from the bundle alone.
+	const b = await waitFor("bundle with the grant", async () => {
+		const x = await bundle();
+		return x.grants.some((gr) => gr.key === `${NS}/alice-orders` && gr.postgres?.credentialRef) ? x : undefined;
+	});
+	const identity = await new TokenVerifier(b.issuers).verify(tok.token!);
+	assert.equal(identity.grant, `${NS}/alice-orders`);
+	assert.ok(b.issuers.some((i) => i.kind === "kubernetes" && i.issuer === env.kube.serviceAccountIssuer), "service-account issuer in the bundle");
+	const verifierJwks = createLocalJWKSet(b.issuers.find((i) => i.kind === "drawbridge")!.jwks as never);
+	await jwtVerify(tok.token!, verifierJwks);
+
+	// The dynamic role from the bundle logs in with only the granted privileges.
+	const grantInBundle = b.grants.find((gr) => gr.key === `${NS}/alice-orders`)!;
+	assert.equal(grantInBundle.origin.pullRequest, 42);
+	const cred = b.credentials[grantInBundle.postgres!.credentialRef!];
+	assert.ok(cred && cred.type === "password");
+	assert.equal(cred.username, g.status!.credential!.username);
+	const c = await env.pg.connect({ user: cred.username, password: cred.password });
+	try {
+		assert.ok((await c.query("SELECT count(*) FROM customers")).rows.length === 1);
+		assert.equal(await sqlstate(c.query("DELETE FROM orders")), "25006");
+		await c.query("SET default_transaction_read_only = off");
+		assert.equal(await sqlstate(c.query("DELETE FROM orders")), "42501");
+	} finally {
+		await c.end();
+	}
+	const ev = await kubectlOk(env.kube, ["get", "events", "-n", NS, "--field-selector", "involvedObject.name=alice-orders", "-o", "jsonpath={.items[*].reason}"]);
+	assert.match(ev, /Active/);
+});
+
+test("the grant's end passes: Expired within a second, role dropped, its session terminated, token refused", async () => {
+	const expiresAt = new Date(Date.now() + 6_000);
+	await env.git.mergePullRequest("grants", {
+		number: 43,
+		branch: "short",
+		title: "Short grant",
+		files: { "grants/short.yaml": grantYaml("short", { expiresAt: expiresAt.toISOString().replace(/\.\d{3}Z$/, "Z"), access: "read-write" }) },
+	});
+	assert.equal(await pushWebhook(op.port), 202);
+	const g = await waitFor("short grant Active", async () => {
+		const x = await getGrant(env, "short");
+		return x?.status?.phase === "Active" && x.status.credential?.username ? x : undefined;
+	});
+	const role = g.status!.credential!.username!;
+	const rs = await getSecret(env, OP_NS, g.status!.credential!.secretName!);
+	const session = await env.pg.connect({ user: role, password: rs!.password! });
+	session.on("error", () => {});
+	assert.equal(await sqlstate(session.query("UPDATE customers SET name = name WHERE id = 1")), "ok");
+	const tok = await getSecret(env, NS, "drawbridge-token-short");
+	const end = Date.parse(g.status!.expiresAt!);
+	await waitFor("Expired", async () => (await getGrant(env, "short"))?.status?.phase === "Expired", 15_000, 50);
+	const roleGoneAt = await waitFor("role dropped", async () => ((await roleCount(admin, role)).length === 0 ? Date.now() : undefined), 10_000, 50);
+	assert.ok(roleGoneAt - end < 2_000, `role dropped ${roleGoneAt - end} ms after the end`);
+	assert.notEqual(await sqlstate(session.query("SELECT 1")), "ok", "its session was terminated");
+	await session.end().catch(() => {});
+	assert.equal(await sqlstate(env.pg.connect({ user: role, password: rs!.password! })), "28P01");
+	assert.equal(await getSecret(env, NS, "drawbridge-token-short"), undefined, "token Secret deleted");
+	assert.equal(await getSecret(env, OP_NS, g.status!.credential!.secretName!), undefined, "role Secret deleted");
+	const b = await bundle();
+	// The token's exp is the grant's end: refused outright without clock skew ...
+	await assert.rejects(new TokenVerifier(b.issuers.map((i) => ({ ...i, clockToleranceSec: 0 }))).verify(tok!.token!), "token past the grant's end is refused");
+	// ... and within the gateway's default skew its grant no longer unlocks anything.
+	const id = await new TokenVerifier(b.issuers).verify(tok!.token!);
+	const lookup = findGrants(id, "orders", b.grants, new Date());
+	assert.equal(lookup.active.length, 0);
+	assert.equal(lookup.inactive[0]?.reason, "expired");
+	assert.equal(b.grants.find((x) => x.key === `${NS}/short`)?.postgres?.credentialRef, undefined);
+});
+
+test("deleting the file from git revokes: grant pruned, Revoked event, role and token gone", async () => {
+	const before = await getGrant(env, "alice-orders");
+	const role = before!.status!.credential!.username!;
+	await env.git.mergePullRequest("grants", { number: 44, branch: "rm-alice", title: "Remove alice", files: { "grants/alice.yaml": null } });
+	assert.equal(await pushWebhook(op.port), 202);
+	await waitFor("grant deleted", async () => (await getGrant(env, "alice-orders")) === undefined);
+	assert.deepEqual(await roleCount(admin, role), []);
+	assert.equal(await getSecret(env, NS, "drawbridge-token-alice-orders"), undefined);
+	const ev = await kubectlOk(env.kube, ["get", "events", "-n", NS, "--field-selector", "involvedObject.name=alice-orders", "-o", "jsonpath={.items[*].reason}"]);
+	assert.match(ev, /Revoked/);
+	const b = await waitFor("bundle without the grant", async () => {
+		const x = await bundle();
+		return x.grants.some((g) => g.key === `${NS}/alice-orders`) ? undefined : x;
+	});
+	assert.ok(b.connections.some((c) => c.name === "orders"), "the connection stays");
+});
+
+test("a broken YAML file next to valid ones: valid ones apply, the broken one is reported with its path and line", async () => {
+	await env.git.mergePullRequest("grants", {
+		number: 45,
+		branch: "mixed",
+		title: "Add bob, and a broken file",
+		files: {
+			"grants/bob.yaml": grantYaml("bob-orders", { subject: "bob" }),
+			"grants/broken.yaml": "apiVersion: access.drawbridge.dev/v1alpha1\nkind: AccessGrant\nmetadata:\n  name: broken\nspec:\n\tconnection: orders\n",
+			"grants/invalid.yaml": grantYaml("invalid-one").replace("duration: 2h", "duration: forever"),
+		},
+	});
+	assert.equal(await pushWebhook(op.port), 202);
+	await waitFor("bob Active", async () => (await getGrant(env, "bob-orders"))?.status?.phase === "Active");
+	const gs = await waitFor("GitSource reports errors", async () => {
+		const r = await env.kube.request<{ status?: { errors?: { path: string; line?: number; message: string }[]; conditions?: { type: string; status: string }[] } }>(
+			"GET",
+			`/apis/access.drawbridge.dev/v1alpha1/namespaces/${NS}/gitsources/grants`,
+		);
+		return (r.body.status?.errors?.length ?? 0) >= 2 ? r.body : undefined;
+	});
+	const paths = gs.status!.errors!.map((e) => e.path);
+	assert.ok(paths.includes("grants/broken.yaml"));
+	assert.ok(paths.includes("grants/invalid.yaml"));
+	assert.equal(gs.status!.errors!.find((e) => e.path === "grants/broken.yaml")!.line, 6);
+	assert.match(gs.status!.errors!.find((e) => e.path === "grants/invalid.yaml")!.message, /spec\.duration/);
+	assert.equal(gs.status!.conditions!.find((c) => c.type === "FilesValid")!.status, "False");
+	assert.equal(await getGrant(env, "invalid-one"), undefined);
+	const ev = await kubectlOk(env.kube, ["get", "events", "-n", NS, "--field-selector", "involvedObject.name=grants", "-o", "jsonpath={.items[*].message}"]);
+	assert.match(ev, /grants\/broken\.yaml:6/);
+	const metrics = await (await fetch(`http://127.0.0.1:${op.port}/metrics`)).text();
+	assert.match(metrics, /drawbridge_operator_git_invalid_files\{source="team\/grants"\} 2/);
+	assert.match(metrics, /drawbridge_operator_git_sync_duration_seconds_count/);
+
+	// Breaking bob's own file later keeps bob's grant as it was (a broken file never takes down a grant).
+	await env.git.commit("grants", { message: "oops", files: { "grants/bob.yaml": "kind: [\n" } });
+	assert.equal(await pushWebhook(op.port), 202);
+	await waitFor("bob.yaml reported", async () => {
+		const r = await env.kube.request<{ status?: { errors?: { path: string }[] } }>("GET", `/apis/access.drawbridge.dev/v1alpha1/namespaces/${NS}/gitsources/grants`);
+		return r.body.status?.errors?.some((e) => e.path === "grants/bob.yaml");
+	});
+	assert.equal((await getGrant(env, "bob-orders"))?.status?.phase, "Active");
+});
+
+test("drift made by hand is corrected on the next sync; in-cluster (Argo CD style) grants are reconciled the same way", async () => {
+	await env.git.commit("grants", { message: "fix bob", files: { "grants/bob.yaml": grantYaml("bob-orders", { subject: "bob" }) } });
+	await kubectlOk(env.kube, ["patch", "accessgrant", "bob-orders", "-n", NS, "--type=merge", "-p", '{"spec":{"postgres":{"access":"admin"}}}']);
+	assert.equal(await pushWebhook(op.port), 202);
+	await waitFor("spec restored", async () => ((await getGrant(env, "bob-orders"))?.spec.postgres as { access: string }).access === "read-only");
+
+	await kubectlOk(env.kube, ["apply", "-n", NS, "-f", "-"], grantYaml("argo-made", { subject: "carol" }));
+	const g = await waitFor("in-cluster grant Active", async () => {
+		const x = await getGrant(env, "argo-made");
+		return x?.status?.phase === "Active" && x.status.credential ? x : undefined;
+	});
+	assert.equal(g.status!.origin!.commit, undefined, "no git origin");
+	await kubectlOk(env.kube, ["delete", "accessgrant", "argo-made", "-n", NS]);
+	await waitFor("argo grant gone", async () => (await getGrant(env, "argo-made")) === undefined);
+	assert.deepEqual(await roleCount(admin, g.status!.credential!.username!), []);
+	// Not pruned by git: it never carried the git-owned label. Re-sync keeps bob, doesn't recreate argo-made.
+	assert.equal(await pushWebhook(op.port), 202);
+	await op.idle();
+	assert.equal(await getGrant(env, "argo-made"), undefined);
+});
+
+test("webhooks with a bad signature are refused and sync nothing", async () => {
+	const body = JSON.stringify({ ref: "refs/heads/main" });
+	const bad = await fetch(`http://127.0.0.1:${op.port}/webhook/${NS}/grants`, { method: "POST", headers: { "x-hub-signature-256": `sha256=${"0".repeat(64)}` }, body });
+	assert.equal(bad.status, 401);
+	const none = await fetch(`http://127.0.0.1:${op.port}/webhook/${NS}/grants`, { method: "POST", body });
+	assert.equal(none.status, 401);
+	const unknown = await fetch(`http://127.0.0.1:${op.port}/webhook/${NS}/nope`, { method: "POST", body });
+	assert.equal(unknown.status, 404);
+	assert.equal((await fetch(`http://127.0.0.1:${op.port}/healthz`)).status, 200);
+	assert.equal((await fetch(`http://127.0.0.1:${op.port}/readyz`)).status, 200);
+});
