@@ -212,7 +212,7 @@ test("drift made by hand is corrected on the next sync; in-cluster (Argo CD styl
 	await env.git.commit("grants", { message: "fix bob", files: { "grants/bob.yaml": grantYaml("bob-orders", { subject: "bob" }) } });
 	await kubectlOk(env.kube, ["patch", "accessgrant", "bob-orders", "-n", NS, "--type=merge", "-p", '{"spec":{"postgres":{"access":"admin"}}}']);
 	assert.equal(await pushWebhook(op.port), 202);
-	await waitFor("spec restored", async () => ((await getGrant(env, "bob-orders"))?.spec.postgres as { access: string }).access === "read-only");
+	await waitFor("spec restored", async () => ((await getGrant(env, "bob-orders"))?.spec.postgres as { access: string } | undefined)?.access === "read-only");
 
 	await kubectlOk(env.kube, ["apply", "-n", NS, "-f", "-"], grantYaml("argo-made", { subject: "carol" }));
 	const g = await waitFor("in-cluster grant Active", async () => {
