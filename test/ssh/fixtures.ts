@@ -42,9 +42,9 @@ export async function tokenIssuer(): Promise<TokenIssuer> {
 }
 
 export function makeBundle(issuer: TokenIssuer, parts: Partial<ConfigBundle>, version = 1): ConfigBundle {
+	const { hash: _hash, version: _version, ...rest } = parts;
 	return sealBundle({
 		apiVersion: BUNDLE_API_VERSION,
-		version,
 		generatedAt: new Date().toISOString(),
 		issuers: [
 			{ name: "test", kind: "oidc", issuer: ISSUER, audiences: [AUDIENCE], jwks: issuer.jwks, algorithms: ["ES256"] },
@@ -55,7 +55,8 @@ export function makeBundle(issuer: TokenIssuer, parts: Partial<ConfigBundle>, ve
 		guardrailPolicies: [],
 		credentials: {},
 		maskingKey: randomBytes(32).toString("base64"),
-		...parts,
+		...rest,
+		version,
 	});
 }
 

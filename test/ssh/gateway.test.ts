@@ -182,7 +182,9 @@ describe("ssh through the gateway", () => {
 		const ex = recorder.events("exec").find((e) => e.command === "echo hello-$(id -un); exit 3");
 		assert.ok(ex);
 		assert.equal(ex.exitCode, 3);
-		assert.equal(ex.decision, "allow");
+		// The policy engine looks inside $(...): `id -un` matches the audit rule "id *".
+		assert.equal(ex.decision, "audit");
+		assert.equal(ex.rule, "audit-id");
 		const s = recorder.sessions.find((x) => x.events.includes(ex as never))!;
 		assert.equal(s.meta.grant, "ops/break-glass");
 		assert.equal(s.meta.identity.username, "lee");
@@ -361,7 +363,8 @@ describe("ssh through the gateway", () => {
 	test("grant end closes a running session with a stderr message naming the expiry", async () => {
 		const expiresAt = new Date(Date.now() + 2500).toISOString();
 		const b = store.current.bundle;
-		store.update(
+		assert.ok(
+			store.update(
 			makeBundle(
 				issuer,
 				{
@@ -369,6 +372,7 @@ describe("ssh through the gateway", () => {
 					grants: b.grants.map((g) => (g.key === "ops/break-glass" ? { ...g, expiresAt } : g)),
 				},
 				b.version + 1,
+			),
 			),
 		);
 		const t0 = Date.now();
