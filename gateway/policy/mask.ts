@@ -333,6 +333,29 @@ class Analyzer {
 				case "DeclareCursorStmt":
 					if (b.query) this.statement(b.query as PgNode, parent);
 					return NO_OUTPUTS;
+				case "RenameStmt":
+				case "AlterObjectSchemaStmt":
+					this.#renames(key, b);
+					return NO_OUTPUTS;
+				case "AlterTableStmt": {
+					// Generated columns, defaults, USING expressions over masked columns copy their values.
+					const scope = newScope(parent);
+					if (b.relation) scope.items.push(this.rangeVar(b.relation as PgNode, scope));
+					if (isTainted(this.expr(b.cmds, scope))) this.#blockCopy(`ALTER TABLE ${targetName(b.relation as PgNode)}`);
+					return NO_OUTPUTS;
+				}
+				case "RuleStmt": {
+					// Rule actions see NEW and OLD rows of the relation.
+					const scope = newScope(parent);
+					const rv = b.relation as PgNode;
+					for (const alias of ["new", "old"]) scope.items.push({ ...this.rangeVar(rv, scope), alias });
+					this.touch(this.expr(b.whereClause, scope));
+					for (const a of (b.actions as PgNode[]) ?? []) this.statement(a, scope);
+					return NO_OUTPUTS;
+				}
+				case "VariableSetStmt":
+					if (String(b.name ?? "").toLowerCase() === "search_path") this.#blockSearchPath();
+					return NO_OUTPUTS;
 				default:
 					return NO_OUTPUTS;
 			}
@@ -346,6 +369,34 @@ class Analyzer {
 			rule: "mask:copy-masked-data",
 			message: `${what} would copy masked columns where masking cannot follow them`,
 		};
+	}
+
+	#blockSearchPath(): void {
+		this.block ??= {
+			rule: "mask:search-path",
+			message: "changing search_path is not allowed while masking rules apply: it would change which tables the rules resolve to",
+		};
+	}
+
+	/** Renaming or moving a relation (or schema) holding masked columns would let it escape its rule. */
+	#renames(key: string, b: PgNode): void {
+		const objType = String(b.renameType ?? b.objectType ?? "");
+		if (objType === "OBJECT_SCHEMA") {
+			this.block ??= { rule: "mask:rename-masked", message: "renaming a schema is not allowed while masking rules apply" };
+			return;
+		}
+		const rv = b.relation as PgNode | undefined;
+		if (!rv) return;
+		const rel = this.#relationOf(rv);
+		const masked = rel
+			? rel.columns.some((c) => this.rules.ruleFor(qualify(rel.schema, rel.name, c.name)) !== undefined)
+			: true; // unknown relation: cannot prove it holds no masked column
+		if (masked) {
+			this.block ??= {
+				rule: "mask:rename-masked",
+				message: `${key === "RenameStmt" ? "renaming" : "moving"} ${targetName(rv)} is not allowed: it holds masked columns and would escape the masking rules`,
+			};
+		}
 	}
 
 	withClause(w: PgNode | undefined, scope: Scope): void {
@@ -745,6 +796,15 @@ class Analyzer {
 		const name = funcName(b);
 		let t = derive(this.children(b, scope));
 		const risk = functionRisk(name);
+		const last = name.slice(name.lastIndexOf(".") + 1);
+		if (isTainted(t) && (risk !== undefined || last === "set_config")) {
+			// pg_notify(ch, email), setval(s, length(ssn)), lo_from_bytea(0, card::bytea): the value
+			// leaves through a channel masking does not see.
+			this.block ??= {
+				rule: "mask:copy-masked-data",
+				message: `${name}() would send masked data where masking cannot follow it`,
+			};
+		}
 		if (risk?.kind === "dynamic-sql" || risk?.kind === "server-access") {
 			t = union(t, opaque(`${name}() ${risk.detail}`));
 		} else if (!this.#builtin(name)) {
