@@ -43,6 +43,14 @@ export type RecordingEvent =
 			error?: { code: string; message: string };
 			/** Columns masked in the result, `schema.table.column` or output names. */
 			maskedColumns?: string[];
+			/**
+			 * Optional result-row capture (off by default; the data path turns it on per connection).
+			 * Rows are the MASKED values the client received, as text. The recorder keeps at most
+			 * `RecorderOptions.maxCapturedRows` rows (default 100) and sets `resultRowsTruncated`.
+			 */
+			resultColumns?: string[];
+			resultRows?: (string | null)[][];
+			resultRowsTruncated?: boolean;
 	  }
 	| {
 			type: "approval";

@@ -91,6 +91,8 @@ export interface RecorderOptions {
 	uploadConcurrency?: number;
 	registry?: Registry;
 	logger?: RecorderLogger;
+	/** Cap on captured result rows per statement event (default 100); extra rows are dropped and flagged. */
+	maxCapturedRows?: number;
 	/** Clock, epoch ms (default Date.now); tests and benchmarks replay sessions at other dates. */
 	now?: () => number;
 }
@@ -190,6 +192,7 @@ export class DiskRecorder implements Recorder {
 			retryInitialDelayMs: options.retryInitialDelayMs ?? 500,
 			retryMaxDelayMs: options.retryMaxDelayMs ?? 30_000,
 			uploadConcurrency: options.uploadConcurrency ?? 4,
+			maxCapturedRows: options.maxCapturedRows ?? 100,
 		};
 		if (this.options.onSpoolFull !== "failClosed" && this.options.onSpoolFull !== "failOpen") {
 			throw new RecordingError("CONFIG", `onSpoolFull must be failClosed or failOpen, got ${String(this.options.onSpoolFull)}`);
@@ -397,6 +400,8 @@ export class DiskRecorder implements Recorder {
 			let failed = false;
 			try {
 				if (!this.keyPublished) {
+					// The store may have been down when the gateway started: (re)create the bucket first.
+					await this.store.init();
 					const jwk = this.options.key.publicJwk;
 					await this.store.put(`${KEYS_PREFIX}${this.options.key.kid}.jwk`, Buffer.from(JSON.stringify(jwk, null, 2)), {
 						contentType: "application/jwk+json",
@@ -589,6 +594,11 @@ class LiveSession implements SessionRecorder {
 		if (this.closed) return;
 		const now = this.rec.now();
 		const stored = { ...event, seq: ++this.seq, time: new Date(now).toISOString(), offsetMs: now - this.startMs } as StoredEvent;
+		const cap = this.rec.options.maxCapturedRows;
+		if (stored.type === "statement" && stored.resultRows && stored.resultRows.length > cap) {
+			stored.resultRows = stored.resultRows.slice(0, cap);
+			stored.resultRowsTruncated = true;
+		}
 		this.accept(stored, now);
 	}
 

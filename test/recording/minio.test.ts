@@ -119,7 +119,7 @@ test("recorder process killed while MinIO is down; a new process uploads the bac
 	const spool = join(base, "spool");
 	const keyFile = join(base, "key.jwk");
 	const bucket = "rec-kill";
-	await s3(bucket).init();
+	// The bucket does not exist yet and MinIO is down: the recorder must create it once MinIO is back.
 	await minio.stop();
 	let child: Awaited<ReturnType<typeof startChild>> | undefined;
 	try {

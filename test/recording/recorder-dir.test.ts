@@ -42,3 +42,28 @@ test("a SQL session through the real recorder lands in a directory store and ver
 		await rec.stop();
 	}
 });
+
+test("captured result rows are capped per statement and flagged", async () => {
+	const store = new DirStore(await tempDir("rows-store"));
+	await store.init();
+	const { rec } = await makeRecorder(store, await tempDir("rows-spool"), { maxCapturedRows: 3 });
+	try {
+		const m = meta();
+		const s = await rec.openSession(m);
+		const rows = Array.from({ length: 10 }, (_, i) => [String(i), "****@example.com"]);
+		s.emit({ type: "statement", sql: "SELECT id, email FROM customers", statementKinds: ["select"], decision: "allow", rows: 10, resultColumns: ["id", "email"], resultRows: rows });
+		s.emit({ type: "statement", sql: "SELECT 1", statementKinds: ["select"], decision: "allow", resultColumns: ["?column?"], resultRows: [["1"]] });
+		await s.close({ reason: "client-closed" });
+		await rec.drain(10_000);
+		const [summary] = await listSessions(store, {});
+		const loaded = await loadSession(store, summary!.prefix);
+		const [first, second] = loaded.events;
+		assert.ok(first?.type === "statement" && second?.type === "statement");
+		assert.equal(first.resultRows?.length, 3);
+		assert.equal(first.resultRowsTruncated, true);
+		assert.deepEqual(second.resultRows, [["1"]]);
+		assert.equal(second.resultRowsTruncated, undefined);
+	} finally {
+		await rec.stop();
+	}
+});
