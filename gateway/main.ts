@@ -30,6 +30,8 @@ export interface RunningGateway {
 	admin: FastifyInstance;
 	/** Bound addresses of the listeners that are on. */
 	addresses: { postgres?: number; ssh?: number; kube?: number; admin: number };
+	/** Wait until live PostgreSQL sessions have ended and every recording reached the store. */
+	flushRecordings(timeoutMs?: number): Promise<void>;
 	/** Graceful shutdown; resolves when everything is closed. */
 	shutdown(reason: string): Promise<void>;
 }
@@ -195,6 +197,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 		store,
 		admin,
 		addresses,
+		async flushRecordings(timeoutMs = 10_000) {
+			const deadline = Date.now() + timeoutMs;
+			while (postgres && postgres.sessionCount > 0 && Date.now() < deadline) {
+				await new Promise((r) => setTimeout(r, 50));
+			}
+			await recorder.drain(Math.max(100, deadline - Date.now()));
+		},
 		async shutdown(reason: string) {
 			if (shuttingDown) return;
 			shuttingDown = true;

@@ -8,7 +8,7 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export const PG_BIN_CANDIDATES = ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"];
@@ -81,6 +81,8 @@ export async function startEmbeddedPostgres(
 	const pwFile = join(root, "superuser-password");
 	mkdirSync(socketDir, { recursive: true });
 	if (who) {
+		// The postgres user must traverse the (root-owned, otherwise private) state directory.
+		chmodSync(stateDir, 0o711);
 		chownSync(root, who.uid, who.gid);
 		chownSync(socketDir, who.uid, who.gid);
 	}

@@ -30,7 +30,7 @@ export async function buildAdminServer(options: AdminServerOptions): Promise<Fas
 	});
 	void bundleVersion;
 
-	const app = Fastify({ logger: options.logger ?? false, disableRequestLogging: true, bodyLimit: 1024 * 1024 });
+	const app = Fastify({ logger: options.logger ?? false, bodyLimit: 1024 * 1024 });
 	app.get("/healthz", async () => ({ status: "ok" }));
 	app.get("/readyz", async (_req, reply) => {
 		const problems: string[] = [];

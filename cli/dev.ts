@@ -1,0 +1,527 @@
+/**
+ * `drawbridge dev`: Drawbridge standalone, no Kubernetes. The same pieces as in a cluster:
+ *
+ *   local git repo ──(isomorphic-git, polled)──▶ operator/gitsync loader ──▶ operator/config compile
+ *        │                                                                       │ bundle.json
+ *        └─ grants' dynamic roles (operator/credentials) ──▶ embedded PostgreSQL  ▼
+ *   agent ──token──▶ gateway (startGateway: PostgreSQL/SSH listeners, admin) ──▶ embedded PostgreSQL
+ *                      └─ recordings in <state>/recordings (same layout as MinIO), local approvals
+ *
+ * What differs from a cluster, on purpose:
+ * - Every postgres Connection is pointed at the embedded cluster (a database per Connection, seeded
+ *   with demo data) and reached with its superuser for static connections; `dynamic` connections
+ *   get a real per-grant role with VALID UNTIL, like the operator makes.
+ * - Tokens come from a local issuer whose keys live in <state>/issuer: `drawbridge dev token`.
+ * - A `duration` grant counts from the later of its approving commit and the moment dev mode first
+ *   saw that commit (so an old clone still shows live grants); recorded in <state>/first-seen.json.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import * as fs from "node:fs";
+import git from "isomorphic-git";
+import pg from "pg";
+import type { AccessGrant, Connection, GuardrailPolicy, MaskingPolicy } from "../crds/index.ts";
+import { sealBundle } from "../gateway/config/canonical.ts";
+import { BUNDLE_API_VERSION, type BackendCredential, type ConfigBundle, type IssuerConfig } from "../gateway/config/bundle.ts";
+import { startGateway, type RunningGateway } from "../gateway/main.ts";
+import type { GatewayOptions } from "../gateway/options.ts";
+import { compileBundleContent, contentHash } from "../operator/config/compile.ts";
+import { generateSigningKey, JWT_ALGORITHM, jwksOf, type KeyRing, mintGrantToken, parseKeyRing, serializeKeyRing } from "../operator/credentials/jwt.ts";
+import { dropRole, ensureRole, listManagedRoles } from "../operator/credentials/postgres-roles.ts";
+import { loadSnapshot } from "../operator/gitsync/load.ts";
+import { readSnapshot } from "../operator/gitsync/repo.ts";
+import { ANNOTATIONS } from "../operator/reconcile/labels.ts";
+import { decideGrant } from "../operator/reconcile/desired/accessgrant.ts";
+import { ensureDatabase, type EmbeddedPostgres, startEmbeddedPostgres } from "./dev/postgres.ts";
+import { shopSeedSql, ticketsSeedSql } from "./dev/seed.ts";
+import { ensureDevTls, type DevTls } from "./dev/tls.ts";
+import { SignJWT } from "jose";
+import { createPrivateKey, randomBytes } from "node:crypto";
+
+export const DEV_ISSUER = "https://drawbridge.dev.local/operator";
+export const DEV_USERS_ISSUER = "https://drawbridge.dev.local/users";
+export const DEV_AUDIENCE = "drawbridge";
+
+export interface DevOptions {
+	repo: string;
+	stateDir: string;
+	postgresPort: number;
+	upstreamPort: number;
+	adminPort: number;
+	sshPort?: number;
+	pollIntervalMs: number;
+	/** Print progress lines (to stderr). */
+	progress: (line: string) => void;
+	logLevel: GatewayOptions["logLevel"];
+}
+
+export const DEV_HELP = `Usage: drawbridge dev [options]
+       drawbridge dev token (--grant NS/NAME | --user NAME [--group G]...) [--state DIR] [--ttl 1h]
+
+Runs Drawbridge standalone: reads grants from a local git repository (committed state at HEAD,
+picked up live on every new commit), compiles the gateway bundle, runs the gateway with an embedded
+PostgreSQL as the target of every postgres Connection, and stores recordings under the state
+directory in the same layout as MinIO.
+
+Options:
+  --repo DIR               grants directory inside a git repository (default: examples)
+  --state DIR              state directory (default: .drawbridge-dev)
+  --postgres-port N        gateway PostgreSQL listener (default 15432)
+  --upstream-port N        embedded PostgreSQL (default 55432)
+  --admin-port N           admin server: approvals API, viewer, metrics (default 18080)
+  --poll-interval-ms N     how often HEAD is checked for new commits (default 1000)
+  --log-level LEVEL        gateway log level (default warn)
+  -h, --help               show this help
+
+token:
+  --grant NS/NAME          a token bound to one grant (what an agent presents)
+  --user NAME --group G    a human's token from the dev user issuer (approvers, auditors)
+  --ttl DURATION           token lifetime (default 1h; never past the grant's end)
+`;
+
+interface FirstSeen {
+	[commit: string]: string;
+}
+
+export class DevEnvironment {
+	gateway: RunningGateway | undefined;
+	pg: EmbeddedPostgres | undefined;
+	tls: DevTls | undefined;
+	ring!: KeyRing;
+	usersRing!: KeyRing;
+	bundle: ConfigBundle | undefined;
+	lastCommit: string | undefined;
+	problems: string[] = [];
+	#timer: NodeJS.Timeout | undefined;
+	#version = 0;
+	#lastContentHash = "";
+	#maskingKey = "";
+	#busy = false;
+	#grants: AccessGrant[] = [];
+	#connections: Connection[] = [];
+	#maskingPolicies: MaskingPolicy[] = [];
+	#guardrailPolicies: GuardrailPolicy[] = [];
+
+	constructor(readonly options: DevOptions) {}
+
+	get bundleFile(): string {
+		return join(this.options.stateDir, "bundle.json");
+	}
+
+	get recordingsDir(): string {
+		return join(this.options.stateDir, "recordings");
+	}
+
+	async start(): Promise<void> {
+		const { stateDir, progress } = this.options;
+		mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+		this.ring = loadOrCreateRing(join(stateDir, "issuer", "operator-keys.json"));
+		this.usersRing = loadOrCreateRing(join(stateDir, "issuer", "user-keys.json"));
+		this.#maskingKey = loadOrCreateSecret(join(stateDir, "masking-key"));
+		this.tls = ensureDevTls(stateDir);
+		this.pg = await startEmbeddedPostgres(stateDir, this.options.upstreamPort, progress);
+		progress(`reading grants from ${this.options.repo}`);
+		await this.sync();
+		if (!this.bundle) throw new Error("no bundle could be compiled from the repository");
+		progress("starting the gateway");
+		this.gateway = await startGateway({
+			bundle: { kind: "file", path: this.bundleFile },
+			postgresListen: { host: "127.0.0.1", port: this.options.postgresPort },
+			adminListen: { host: "127.0.0.1", port: this.options.adminPort },
+			tlsCertFile: this.tls.certFile,
+			tlsKeyFile: this.tls.keyFile,
+			allowInsecurePassword: false,
+			recordings: { kind: "dir", path: this.recordingsDir },
+			spoolDir: join(stateDir, "spool"),
+			spoolMaxBytes: 256 * 1024 * 1024,
+			spoolFullPolicy: "failClosed",
+			approvals: { kind: "local", dir: join(stateDir, "approvals") },
+			publicUrl: `http://127.0.0.1:${this.options.adminPort}`,
+			auditorGroup: "auditors",
+			shutdownGraceMs: 2000,
+			instance: "dev",
+			logLevel: this.options.logLevel,
+		});
+		this.#timer = setInterval(() => void this.sync().catch((err) => progress(`sync failed: ${String(err)}`)), this.options.pollIntervalMs);
+		this.#timer.unref();
+	}
+
+	/** Read HEAD, load and validate manifests, reconcile roles, compile and publish the bundle. */
+	async sync(): Promise<boolean> {
+		if (this.#busy) return false;
+		this.#busy = true;
+		try {
+			return await this.#sync();
+		} finally {
+			this.#busy = false;
+		}
+	}
+
+	async #sync(): Promise<boolean> {
+		const { root, path } = findRepo(this.options.repo);
+		const gitdir = join(root, ".git");
+		const commit = await git.resolveRef({ fs, gitdir, ref: "HEAD" });
+		const now = new Date();
+		if (commit !== this.lastCommit) {
+			const branch = (await git.currentBranch({ fs, gitdir, fullname: false })) ?? "HEAD";
+			const snap = await readSnapshot(gitdir, commit, { path, repository: `file://${root}`, branch });
+			const loaded = loadSnapshot(snap, "default");
+			// A GitSource configures the operator in a cluster; dev mode is its own git source.
+			this.problems = loaded.problems.filter((p) => !/kind GitSource cannot be synced/.test(p.message)).map((p) => `${p.path}${p.line ? `:${p.line}` : ""}: ${p.message}`);
+			for (const p of this.problems) this.options.progress(`problem: ${p}`);
+			const firstSeen = this.#firstSeen(loaded.resources.map((r) => r.origin.sha), now);
+			const withOrigin = loaded.resources.map((r) => {
+				const o = structuredClone(r.object) as { metadata: { annotations?: Record<string, string> } };
+				const seen = firstSeen[r.origin.sha] ?? now.toISOString();
+				const committedAt = Date.parse(r.origin.committedAt) > Date.parse(seen) ? r.origin.committedAt : seen;
+				o.metadata.annotations = {
+					...(o.metadata.annotations ?? {}),
+					[ANNOTATIONS.repository]: r.repository,
+					[ANNOTATIONS.path]: r.path,
+					[ANNOTATIONS.commit]: r.origin.sha,
+					[ANNOTATIONS.author]: r.origin.author,
+					[ANNOTATIONS.committer]: r.origin.committer,
+					[ANNOTATIONS.committedAt]: committedAt,
+					...(r.origin.pullRequest !== undefined ? { [ANNOTATIONS.pullRequest]: String(r.origin.pullRequest) } : {}),
+					...(r.origin.url ? { [ANNOTATIONS.url]: r.origin.url } : {}),
+				};
+				return { kind: r.kind, object: o };
+			});
+			this.#connections = withOrigin.filter((r) => r.kind === "Connection").map((r) => r.object as unknown as Connection);
+			this.#grants = withOrigin.filter((r) => r.kind === "AccessGrant").map((r) => r.object as unknown as AccessGrant);
+			this.#maskingPolicies = withOrigin.filter((r) => r.kind === "MaskingPolicy").map((r) => r.object) as never;
+			this.#guardrailPolicies = withOrigin.filter((r) => r.kind === "GuardrailPolicy").map((r) => r.object) as never;
+			this.lastCommit = commit;
+		}
+		const { connectionCredentials, grantCredentials } = await this.#reconcileCredentials(now);
+		const issuers: IssuerConfig[] = [
+			{ name: "dev-operator", kind: "drawbridge", issuer: DEV_ISSUER, audiences: [DEV_AUDIENCE], jwks: jwksOf(this.ring), algorithms: [JWT_ALGORITHM] },
+			{
+				name: "dev-users",
+				kind: "oidc",
+				issuer: DEV_USERS_ISSUER,
+				audiences: [DEV_AUDIENCE],
+				jwks: jwksOf(this.usersRing),
+				algorithms: [JWT_ALGORITHM],
+				usernameClaim: "sub",
+				groupsClaim: "groups",
+			},
+		];
+		const content = compileBundleContent({
+			connections: this.#devConnections(),
+			grants: this.#grants,
+			maskingPolicies: this.#maskingPolicies,
+			guardrailPolicies: this.#guardrailPolicies,
+			issuers,
+			connectionCredentials,
+			grantCredentials,
+			maskingKey: this.#maskingKey,
+			now,
+		});
+		const hash = contentHash(content);
+		if (hash === this.#lastContentHash) return false;
+		this.#lastContentHash = hash;
+		this.#version = Math.max(this.#version + 1, Math.floor(now.getTime() / 1000));
+		const bundle = sealBundle({ ...content, version: this.#version, generatedAt: now.toISOString() });
+		const tmp = `${this.bundleFile}.tmp`;
+		writeFileSync(tmp, JSON.stringify(bundle), { mode: 0o600 });
+		renameSync(tmp, this.bundleFile);
+		this.bundle = bundle;
+		if (bundle.apiVersion !== BUNDLE_API_VERSION) throw new TypeError("unexpected bundle version");
+		return true;
+	}
+
+	/** Connections as declared, but every postgres one pointed at the embedded cluster. */
+	#devConnections(): Connection[] {
+		return this.#connections.map((c) => {
+			if (c.spec.type !== "postgres") return c;
+			const copy = structuredClone(c) as Connection;
+			const spec = copy.spec as unknown as Record<string, unknown>;
+			spec.host = "127.0.0.1";
+			spec.port = this.options.upstreamPort;
+			spec.tls = { mode: "disable" };
+			return copy;
+		});
+	}
+
+	#firstSeen(commits: string[], now: Date): FirstSeen {
+		const file = join(this.options.stateDir, "first-seen.json");
+		const seen: FirstSeen = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as FirstSeen) : {};
+		let changed = false;
+		for (const c of commits) {
+			if (!seen[c]) {
+				seen[c] = now.toISOString();
+				changed = true;
+			}
+		}
+		if (changed) writeFileSync(file, JSON.stringify(seen, null, 2));
+		return seen;
+	}
+
+	/** Databases per postgres Connection, and the operator's per-grant dynamic roles. */
+	async #reconcileCredentials(now: Date): Promise<{
+		connectionCredentials: Record<string, BackendCredential>;
+		grantCredentials: Record<string, BackendCredential>;
+	}> {
+		const pgh = this.pg;
+		if (!pgh) throw new TypeError("embedded PostgreSQL not started");
+		const connectionCredentials: Record<string, BackendCredential> = {};
+		const grantCredentials: Record<string, BackendCredential> = {};
+		const byKey = new Map<string, Connection>();
+		for (const c of this.#connections) {
+			const key = `${c.metadata.namespace ?? "default"}/${c.metadata.name}`;
+			byKey.set(key, c);
+			if (c.spec.type !== "postgres") continue;
+			const database = (c.spec as { postgres?: { database?: string } }).postgres?.database ?? c.metadata.name;
+			if (ensureDatabase(pgh, database, seedFor(database))) this.options.progress(`created demo database "${database}" for connection ${c.metadata.name}`);
+			connectionCredentials[key] = { type: "password", username: pgh.superuser, password: pgh.password };
+		}
+		const wanted = new Map<string, { grant: AccessGrant; connection: Connection; expiresAt: Date; database: string; access: "read-only" | "read-write" | "admin" }>();
+		for (const g of this.#grants) {
+			const ns = g.metadata.namespace ?? "default";
+			const connKey = `${ns}/${g.spec.connection}`;
+			const conn = byKey.get(connKey);
+			const decision = decideGrant(g, conn, now);
+			const mode = (conn?.spec as { postgres?: { credentialMode?: string; database?: string } } | undefined)?.postgres;
+			if (!conn || decision.phase !== "Active" || mode?.credentialMode !== "dynamic" || !decision.window || !decision.pgRole) continue;
+			wanted.set(decision.pgRole.role, {
+				grant: g,
+				connection: conn,
+				expiresAt: decision.window.expiresAt,
+				database: mode.database ?? conn.metadata.name,
+				access: (g.spec as { postgres?: { access?: "read-only" | "read-write" | "admin" } }).postgres?.access ?? "read-only",
+			});
+		}
+		const client = new pg.Client({ host: pgh.host, port: pgh.port, user: pgh.superuser, password: pgh.password, database: "postgres" });
+		await client.connect();
+		try {
+			const passwords = loadRolePasswords(this.options.stateDir);
+			for (const [role, w] of wanted) {
+				const password = passwords[role] ?? randomBytes(24).toString("base64url");
+				passwords[role] = password;
+				const dbClient = new pg.Client({ host: pgh.host, port: pgh.port, user: pgh.superuser, password: pgh.password, database: w.database });
+				await dbClient.connect();
+				try {
+					await ensureRole(dbClient, { role, password, validUntil: w.expiresAt, database: w.database, schemas: ["public"], access: w.access });
+				} finally {
+					await dbClient.end();
+				}
+				grantCredentials[`${w.grant.metadata.namespace ?? "default"}/${w.grant.metadata.name}`] = { type: "password", username: role, password };
+			}
+			for (const role of await listManagedRoles(client)) {
+				if (!wanted.has(role)) {
+					await dropRole(client, role);
+					delete passwords[role];
+				}
+			}
+			saveRolePasswords(this.options.stateDir, passwords);
+		} finally {
+			await client.end();
+		}
+		return { connectionCredentials, grantCredentials };
+	}
+
+	/** A token bound to one grant, as the operator would deliver it. */
+	async grantToken(grantKey: string, ttlMs = 3_600_000): Promise<string> {
+		const grant = this.bundle?.grants.find((g) => g.key === grantKey);
+		if (!grant) throw new Error(`no grant ${grantKey} in the current bundle (grants: ${this.bundle?.grants.map((g) => g.key).join(", ")})`);
+		const subject = grant.subjects[0];
+		const name =
+			subject?.kind === "ServiceAccount" ? `system:serviceaccount:${subject.namespace}:${subject.name}` : subject && "name" in subject ? subject.name : grantKey;
+		const minted = await mintGrantToken(this.ring, {
+			issuer: DEV_ISSUER,
+			audience: [DEV_AUDIENCE],
+			subject: name,
+			grant: grantKey,
+			grantExpiresAt: new Date(grant.expiresAt),
+			now: new Date(),
+			ttlMs,
+		});
+		return minted.token;
+	}
+
+	/** A human's token from the dev user issuer (approvers, auditors). */
+	async userToken(user: string, groups: string[], ttlMs = 3_600_000): Promise<string> {
+		return mintUserToken(this.usersRing, user, groups, ttlMs);
+	}
+
+	async stop(): Promise<void> {
+		if (this.#timer) clearInterval(this.#timer);
+		await this.gateway?.shutdown("dev stopped");
+		await this.pg?.stop();
+	}
+}
+
+export async function mintUserToken(ring: KeyRing, user: string, groups: string[], ttlMs: number): Promise<string> {
+	const signer = ring.keys[0];
+	if (!signer) throw new Error("empty key ring");
+	const now = Math.floor(Date.now() / 1000);
+	return new SignJWT({ groups })
+		.setProtectedHeader({ alg: JWT_ALGORITHM, kid: signer.kid, typ: "JWT" })
+		.setIssuer(DEV_USERS_ISSUER)
+		.setAudience(DEV_AUDIENCE)
+		.setSubject(user)
+		.setIssuedAt(now)
+		.setExpirationTime(now + Math.floor(ttlMs / 1000))
+		.sign(createPrivateKey(signer.privateKeyPem));
+}
+
+function seedFor(database: string): string {
+	if (/ticket|support/i.test(database)) return ticketsSeedSql();
+	return shopSeedSql();
+}
+
+export function loadOrCreateRing(file: string): KeyRing {
+	if (existsSync(file)) return parseKeyRing(readFileSync(file, "utf8"));
+	mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+	const ring: KeyRing = { keys: [generateSigningKey(new Date())] };
+	writeFileSync(file, serializeKeyRing(ring), { mode: 0o600 });
+	return ring;
+}
+
+function loadOrCreateSecret(file: string): string {
+	if (existsSync(file)) return readFileSync(file, "utf8").trim();
+	const key = randomBytes(32).toString("base64");
+	writeFileSync(file, key, { mode: 0o600 });
+	return key;
+}
+
+function loadRolePasswords(stateDir: string): Record<string, string> {
+	const file = join(stateDir, "role-passwords.json");
+	return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Record<string, string>) : {};
+}
+
+function saveRolePasswords(stateDir: string, passwords: Record<string, string>): void {
+	writeFileSync(join(stateDir, "role-passwords.json"), JSON.stringify(passwords, null, 2), { mode: 0o600 });
+}
+
+/** The git repository holding `dir`, and `dir`'s path inside it. */
+export function findRepo(dir: string): { root: string; path: string } {
+	let cur = resolve(dir);
+	const start = cur;
+	for (;;) {
+		if (existsSync(join(cur, ".git"))) return { root: cur, path: relative(cur, start) };
+		const up = dirname(cur);
+		if (up === cur) throw new Error(`${dir} is not inside a git repository (dev mode reads committed grants: git init && git commit)`);
+		cur = up;
+	}
+}
+
+export function parseDevOptions(argv: string[]): DevOptions | "help" {
+	const { values } = parseArgs({
+		args: argv,
+		options: {
+			repo: { type: "string" },
+			state: { type: "string" },
+			"postgres-port": { type: "string" },
+			"upstream-port": { type: "string" },
+			"admin-port": { type: "string" },
+			"poll-interval-ms": { type: "string" },
+			"log-level": { type: "string" },
+			help: { type: "boolean", short: "h" },
+		},
+		strict: true,
+	});
+	if (values.help) return "help";
+	const int = (v: string | undefined, d: number, flag: string) => {
+		if (v === undefined) return d;
+		const n = Number(v);
+		if (!Number.isSafeInteger(n) || n < 0 || n > 65535 * 1000) throw new Error(`--${flag}: expected a number, got ${v}`);
+		return n;
+	};
+	return {
+		repo: values.repo ?? "examples",
+		stateDir: resolve(values.state ?? ".drawbridge-dev"),
+		postgresPort: int(values["postgres-port"], 15432, "postgres-port"),
+		upstreamPort: int(values["upstream-port"], 55432, "upstream-port"),
+		adminPort: int(values["admin-port"], 18080, "admin-port"),
+		pollIntervalMs: int(values["poll-interval-ms"], 1000, "poll-interval-ms"),
+		progress: (line) => process.stderr.write(`[drawbridge dev] ${line}\n`),
+		logLevel: (values["log-level"] as GatewayOptions["logLevel"] | undefined) ?? "warn",
+	};
+}
+
+async function tokenCommand(argv: string[]): Promise<number> {
+	const { values } = parseArgs({
+		args: argv,
+		options: {
+			grant: { type: "string" },
+			user: { type: "string" },
+			group: { type: "string", multiple: true },
+			state: { type: "string" },
+			ttl: { type: "string" },
+			help: { type: "boolean", short: "h" },
+		},
+		strict: true,
+	});
+	if (values.help) {
+		process.stdout.write(DEV_HELP);
+		return 0;
+	}
+	const stateDir = resolve(values.state ?? ".drawbridge-dev");
+	const { parseDuration } = await import("../crds/index.ts");
+	const ttlMs = values.ttl ? parseDuration(values.ttl) : 3_600_000;
+	if (ttlMs === undefined) throw new Error(`--ttl: not a duration: ${values.ttl}`);
+	if (values.user) {
+		const ring = loadOrCreateRing(join(stateDir, "issuer", "user-keys.json"));
+		process.stdout.write(`${await mintUserToken(ring, values.user, values.group ?? [], ttlMs)}\n`);
+		return 0;
+	}
+	if (!values.grant) {
+		process.stderr.write("drawbridge dev token: --grant NS/NAME or --user NAME is required\n");
+		return 2;
+	}
+	const bundleFile = join(stateDir, "bundle.json");
+	if (!existsSync(bundleFile)) {
+		process.stderr.write(`drawbridge dev token: ${bundleFile} not found: is \`drawbridge dev\` running with --state ${stateDir}?\n`);
+		return 1;
+	}
+	const env = new DevEnvironment({ repo: ".", stateDir, postgresPort: 0, upstreamPort: 0, adminPort: 0, pollIntervalMs: 0, progress: () => {}, logLevel: "warn" });
+	env.ring = loadOrCreateRing(join(stateDir, "issuer", "operator-keys.json"));
+	env.bundle = JSON.parse(readFileSync(bundleFile, "utf8")) as ConfigBundle;
+	process.stdout.write(`${await env.grantToken(values.grant, ttlMs)}\n`);
+	return 0;
+}
+
+export function connectionHints(env: DevEnvironment): string[] {
+	const o = env.options;
+	const ca = env.tls?.caFile ?? "";
+	const lines: string[] = [];
+	for (const g of env.bundle?.grants ?? []) {
+		const conn = env.bundle?.connections.find((c) => c.name === g.connection);
+		if (conn?.type !== "postgres") continue;
+		if (Date.parse(g.expiresAt) <= Date.now() || Date.parse(g.notBefore) > Date.now()) continue;
+		lines.push(
+			`  psql "host=127.0.0.1 port=${o.postgresPort} dbname=${conn.name} user=agent sslmode=verify-full sslrootcert=${ca} password=$(npm run -s drawbridge -- dev token --state ${o.stateDir} --grant ${g.key})"`,
+		);
+	}
+	return lines;
+}
+
+export async function main(argv: string[]): Promise<number> {
+	if (argv[0] === "token") return tokenCommand(argv.slice(1));
+	const options = parseDevOptions(argv);
+	if (options === "help") {
+		process.stdout.write(DEV_HELP);
+		return 0;
+	}
+	const env = new DevEnvironment(options);
+	await env.start();
+	process.stdout.write(
+		[
+			`Drawbridge dev is running (bundle version ${env.bundle?.version}, commit ${env.lastCommit?.slice(0, 12)}).`,
+			`  gateway (PostgreSQL): 127.0.0.1:${options.postgresPort}   admin: http://127.0.0.1:${options.adminPort}`,
+			`  recordings: ${env.recordingsDir}`,
+			"Connect as an agent:",
+			...connectionHints(env),
+			"Commit changes to the grants repository and they apply within a second. Ctrl-C stops.",
+			"",
+		].join("\n"),
+	);
+	return new Promise<number>((resolveExit) => {
+		const stop = () => void env.stop().then(() => resolveExit(0));
+		process.once("SIGINT", stop);
+		process.once("SIGTERM", stop);
+	});
+}
