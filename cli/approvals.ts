@@ -10,6 +10,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { ApprovalRequestRecord } from "../gateway/approvals/types.ts";
+import { LoginError, oidcLogin } from "./approvals-login.ts";
 
 const DEFAULT_SERVER = "http://127.0.0.1:8080";
 const API = "/api/v1/approvals";
@@ -17,6 +18,7 @@ const API = "/api/v1/approvals";
 export const HELP = `Usage: drawbridge approvals <command> [options]
 
 Commands:
+  login                sign in with your OIDC provider; stores your ID token in the token file
   list                 approval requests you may see (default: Pending only)
   show <id>            one request: command, requester, rule, approvers, decisions
   approve <id>         record your approval
@@ -34,6 +36,13 @@ Options:
   -m, --comment TEXT   approve/deny: a comment stored with your decision
   --json               print the server's JSON instead of text
   -h, --help           this help
+
+Login options (authorization code + PKCE, loopback redirect http://127.0.0.1:<port>/callback):
+  --issuer URL         OIDC issuer (env DRAWBRIDGE_OIDC_ISSUER)
+  --client-id ID       OIDC client (env DRAWBRIDGE_OIDC_CLIENT_ID; default drawbridge)
+  --client-secret S    only for confidential clients (env DRAWBRIDGE_OIDC_CLIENT_SECRET)
+  --login-hint NAME    pre-fill the user name at the provider
+  --token-file FILE    where to store the token (default ~/.config/drawbridge/token, mode 0600)
 
 Token precedence: --token, --token-file, DRAWBRIDGE_TOKEN, DRAWBRIDGE_TOKEN_FILE, the default file.
 
@@ -112,9 +121,47 @@ async function resolveToken(values: { token?: string; "token-file"?: string }, e
 	if (!token && values["token-file"]) token = await fromFile(values["token-file"], true);
 	if (!token && env.DRAWBRIDGE_TOKEN) token = env.DRAWBRIDGE_TOKEN.trim();
 	if (!token && env.DRAWBRIDGE_TOKEN_FILE) token = await fromFile(env.DRAWBRIDGE_TOKEN_FILE, true);
-	if (!token) token = await fromFile(join(env.HOME ?? homedir(), ".config", "drawbridge", "token"), false);
-	if (!token) throw new UsageError("no token: pass --token-file FILE, set DRAWBRIDGE_TOKEN, or write ~/.config/drawbridge/token");
+	if (!token) token = await fromFile(defaultTokenFile(env), false);
+	if (!token) throw new UsageError("no token: run `drawbridge approvals login`, pass --token-file FILE, or set DRAWBRIDGE_TOKEN");
 	return token;
+}
+
+function defaultTokenFile(env: CliIo["env"]): string {
+	return join(env.HOME ?? homedir(), ".config", "drawbridge", "token");
+}
+
+async function login(
+	values: { issuer?: string; "client-id"?: string; "client-secret"?: string; "login-hint"?: string; "token-file"?: string; "login-timeout-seconds"?: string },
+	extra: string | undefined,
+	io: CliIo,
+): Promise<number> {
+	if (extra !== undefined) throw new UsageError("login takes no arguments");
+	const issuer = values.issuer ?? io.env.DRAWBRIDGE_OIDC_ISSUER;
+	if (!issuer) throw new UsageError("login needs --issuer (or DRAWBRIDGE_OIDC_ISSUER)");
+	if (!/^https?:\/\//.test(issuer)) throw new UsageError("--issuer must be an http(s) URL");
+	const timeoutSec = Number(values["login-timeout-seconds"] ?? 300);
+	if (!Number.isFinite(timeoutSec) || timeoutSec <= 0) throw new UsageError("--login-timeout-seconds must be a positive number");
+	const secret = values["client-secret"] ?? io.env.DRAWBRIDGE_OIDC_CLIENT_SECRET;
+	try {
+		const result = await oidcLogin({
+			issuer,
+			clientId: values["client-id"] ?? io.env.DRAWBRIDGE_OIDC_CLIENT_ID ?? "drawbridge",
+			...(secret ? { clientSecret: secret } : {}),
+			...(values["login-hint"] ? { loginHint: values["login-hint"] } : {}),
+			scopes: ["openid", "email", "profile", "groups"],
+			tokenFile: values["token-file"] ?? io.env.DRAWBRIDGE_TOKEN_FILE ?? defaultTokenFile(io.env),
+			timeoutMs: timeoutSec * 1000,
+			announce: (url) => io.stderr(`Open this URL in your browser to sign in:\n\n  ${url}\n\nWaiting for the sign-in to finish...\n`),
+		});
+		io.stdout(`Signed in as ${result.email ?? result.subject}; token saved to ${result.tokenFile} (expires ${result.expiresAt.toISOString()}).\n`);
+		return 0;
+	} catch (err) {
+		if (err instanceof LoginError) {
+			io.stderr(`drawbridge approvals login: ${err.message}\n`);
+			return 1;
+		}
+		throw err;
+	}
 }
 
 function ago(iso: string, now: Date): string {
@@ -202,6 +249,11 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
 				comment: { type: "string", short: "m" },
 				json: { type: "boolean" },
 				help: { type: "boolean", short: "h" },
+				issuer: { type: "string" },
+				"client-id": { type: "string" },
+				"client-secret": { type: "string" },
+				"login-hint": { type: "string" },
+				"login-timeout-seconds": { type: "string" },
 			},
 		});
 	}
@@ -219,6 +271,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
 	}
 	try {
 		if (!command) throw new UsageError("missing command");
+		if (command === "login") return await login(values, id, io);
 		if (!["list", "show", "approve", "deny"].includes(command)) throw new UsageError(`unknown command "${command}"`);
 		if (command === "list" ? id !== undefined : id === undefined || extra.length > 0) {
 			throw new UsageError(command === "list" ? "list takes no arguments" : `${command} needs exactly one approval id`);
