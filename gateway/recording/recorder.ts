@@ -168,6 +168,8 @@ export class DiskRecorder implements Recorder {
 	private readonly sessionsDir: string;
 	private readonly states = new Map<string, SpoolState>();
 	private backlog = 0;
+	/** Sessions between close() and their signed manifest: drain() waits for them too. */
+	closing = 0;
 	private started = false;
 	private stopping = false;
 	private loop: Promise<void> | undefined;
@@ -358,7 +360,7 @@ export class DiskRecorder implements Recorder {
 
 	/** Resolves when nothing is waiting for upload (open sessions' unsealed events excepted) or after timeoutMs (rejects). */
 	async drain(timeoutMs = 60_000): Promise<void> {
-		const idle = () => ![...this.states.values()].some((s) => s.hasWork()) && this.keyPublished;
+		const idle = () => this.closing === 0 && ![...this.states.values()].some((s) => s.hasWork()) && this.keyPublished;
 		if (idle()) return;
 		await new Promise<void>((resolve, reject) => {
 			const timer = setTimeout(() => {
@@ -852,11 +854,17 @@ class LiveSession implements SessionRecorder {
 		this.closed = true;
 		this.clearTimers();
 		const endedAt = new Date(this.rec.now()).toISOString();
-		await this.enqueue(() => this.seal());
-		await this.enqueue(async () => {
-			await this.closeFiles();
-			await this.finalize(end, endedAt);
-		});
+		this.rec.closing++;
+		try {
+			await this.enqueue(() => this.seal());
+			await this.enqueue(async () => {
+				await this.closeFiles();
+				await this.finalize(end, endedAt);
+			});
+		} finally {
+			this.rec.closing--;
+			this.rec.kick();
+		}
 		if (this.failed) {
 			throw new RecordingError("STORE_UNAVAILABLE", `recording of session ${this.sessionId} is incomplete: ${this.failed.message}`, { cause: this.failed });
 		}
