@@ -118,7 +118,7 @@ export async function runScriptedAgent(env: DevEnvironment, out: Out): Promise<Q
 	const id = await pending;
 	const self = await approve(env, id, botToken);
 	result.selfApprovalRefused = self.status === 403;
-	out(`  the bot tries to approve ${id} itself → HTTP ${self.status}: ${String(self.body.message ?? "")}`);
+	out(`  the bot tries to approve ${id} itself → HTTP ${self.status}: ${String((self.body.error as { message?: string } | undefined)?.message ?? "")}`);
 	const approverToken = await env.userToken(APPROVER.user, APPROVER.groups);
 	const ok = await approve(env, id, approverToken);
 	out(`  ${APPROVER.user} (group support-leads) approves ${id} → HTTP ${ok.status}, phase ${String(ok.body.phase)}`);
