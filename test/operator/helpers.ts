@@ -47,7 +47,7 @@ export async function kubectlOk(kube: KubeHandle, args: string[], input?: string
 }
 
 export async function startEnv(): Promise<Env> {
-	const [kube, pgh, git] = await Promise.all([startKube(), startPostgres(), startGitServer({ repos: ["grants"] })]);
+	const [kube, pgh, git] = await Promise.all([startKube(), startPostgres(), startGitServer({ repos: ["grants"], authRead: true })]);
 	await kubectlOk(kube, ["apply", "-k", join(ROOT, "crds")]);
 	await kubectlOk(kube, ["wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=drawbridge", "--timeout=60s"]);
 	await kube.createNamespace(NS);
