@@ -25,7 +25,7 @@ export interface Diagnostic {
 	severity: Severity;
 	/** Field path (`spec.duration`), empty for file-level problems. */
 	field: string;
-	/** Stable code: YAML codes (TAB_INDENT, DUPLICATE_KEY, SYNTAX...), SCHEMA, REFERENCE, LINT, DUPLICATE, CONFIG. */
+	/** Stable code: YAML codes (TAB_INDENT, DUPLICATE_KEY, SYNTAX...), SCHEMA, RULE, REFERENCE, LINT, DUPLICATE, CONFIG, EXPIRED, SKIPPED. */
 	code: string;
 	message: string;
 }
@@ -122,7 +122,7 @@ function fe(path: PathSegment[], message: string): FieldError {
 
 function positioned(m: Manifest, e: FieldError, code: string, severity: Severity): Diagnostic {
 	const p = m.positionOf(e.path, e.type === "UnknownField" ? "key" : "value");
-	return { file: m.file, line: p.line, col: p.col, severity, field: e.field, code, message: e.message };
+	return { file: m.file, line: p.line, col: p.col, severity, field: e.field, code: e.rule && code === "SCHEMA" ? "RULE" : code, message: e.message };
 }
 
 interface Loaded {
@@ -143,7 +143,7 @@ const ACCESS_OF: Record<string, "postgres" | "ssh" | "kubernetes"> = { postgres:
 const RULE_PROTOCOL = { sql: "postgres", kubernetes: "kubernetes", ssh: "ssh" } as const;
 
 /** Validate a whole repository's files (paths as they should appear in messages). */
-export function validateRepository(files: { file: string; text: string }[], config: LintConfig = {}): RepoReport {
+export function validateRepository(files: { file: string; text: string }[], config: LintConfig = {}, now: Date = new Date()): RepoReport {
 	const diagnostics: Diagnostic[] = [];
 	const resources: RepoResource[] = [];
 	const loaded: Loaded[] = [];
@@ -180,6 +180,11 @@ export function validateRepository(files: { file: string; text: string }[], conf
 	}
 	checkReferences(loaded, diagnostics);
 	lint(loaded, config, diagnostics);
+	for (const l of loaded) {
+		if (l.kind === "AccessGrant" && l.obj.spec.expiresAt !== undefined && Date.parse(l.obj.spec.expiresAt) <= now.getTime()) {
+			diagnostics.push(ref(l, ["spec", "expiresAt"], `the grant already expired (${l.obj.spec.expiresAt}); remove the file instead`, "EXPIRED", "warning"));
+		}
+	}
 	if (config.warnings === "error") for (const d of diagnostics) d.severity = "error";
 	diagnostics.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
 	return { diagnostics, resources, files: files.length };

@@ -33,6 +33,8 @@ export interface FieldError {
 	field: string;
 	type: FieldErrorType;
 	message: string;
+	/** Set when the error comes from a cross-field rule (a CEL rule in the CRD). */
+	rule?: true;
 }
 
 /** `["spec","subjects",0,"kind"]` -> `spec.subjects[0].kind`; map keys with dots are bracketed. */
@@ -246,7 +248,7 @@ function runRules(s: Record<string, unknown>, value: unknown, path: PathSegment[
 		if (ok) continue;
 		const at = rule.fieldPath ? [...path, ...rule.fieldPath.slice(1).split(".")] : path;
 		const type: FieldErrorType = rule.reason === "FieldValueRequired" ? "Required" : rule.reason === "FieldValueForbidden" ? "Forbidden" : "Rule";
-		errors.push(fieldError(at, type, rule.message));
+		errors.push({ ...fieldError(at, type, rule.message), rule: true });
 	}
 }
 

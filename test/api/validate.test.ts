@@ -272,3 +272,23 @@ test("every cross-field rule (CEL twin) is exercised by some corpus case", () =>
 	}
 	assert.deepEqual([...messages].filter((m) => !hit.has(m)), []);
 });
+
+test("CEL-twin errors are coded RULE; a grant already expired is a warning", () => {
+	const text = `${GRANT_HEAD.replace("NAME", "old")}  connection: c\n  subjects: [{kind: User, name: a}]\n  postgres: {access: read-only}\n  expiresAt: "2026-01-01T00:00:00Z"\n---\n${GRANT_HEAD.replace("NAME", "long")}  connection: c\n  subjects: [{kind: User, name: a}]\n  postgres: {access: read-only}\n  duration: 100d\n`;
+	const conn = "apiVersion: access.drawbridge.dev/v1alpha1\nkind: Connection\nmetadata:\n  name: c\nspec:\n  type: postgres\n  host: h\n  port: 5432\n  postgres: {database: d}\n";
+	const report = validateRepository(
+		[
+			{ file: "g.yaml", text },
+			{ file: "c.yaml", text: conn },
+		],
+		{},
+		new Date("2026-06-01T00:00:00Z"),
+	);
+	assert.deepEqual(
+		report.diagnostics.map((d) => [d.file, d.line, d.severity, d.code, d.field]),
+		[
+			["g.yaml", 9, "warning", "EXPIRED", "spec.expiresAt"],
+			["g.yaml", 19, "error", "RULE", "spec.duration"],
+		],
+	);
+});
