@@ -60,6 +60,7 @@ export function createApprovalService(options: CreateApprovalServiceOptions): Ap
 	const service = new StoreApprovalService({
 		store,
 		notifier: fanOut(notifier, metrics),
+		onError,
 		...(options.webBaseUrl ? { webBaseUrl: options.webBaseUrl } : {}),
 	});
 	return {

@@ -53,6 +53,8 @@ export interface StoreApprovalServiceOptions {
 	sweepIntervalMs?: number;
 	/** Keep decided requests this long after they left Pending, ms (default 7 days; 0 keeps them forever). */
 	retainDecidedMs?: number;
+	/** Background failures (sweep) are reported here. */
+	onError?: (message: string) => void;
 	now?: () => Date;
 }
 
@@ -71,6 +73,7 @@ export class StoreApprovalService implements ApprovalService {
 	readonly #now: () => Date;
 	readonly #sweep: NodeJS.Timeout | undefined;
 	readonly #retainMs: number;
+	readonly #onError: (message: string) => void;
 	#closed = false;
 
 	constructor(options: StoreApprovalServiceOptions) {
@@ -80,9 +83,10 @@ export class StoreApprovalService implements ApprovalService {
 		this.#pollMs = options.waitPollIntervalMs ?? 5000;
 		this.#now = options.now ?? (() => new Date());
 		this.#retainMs = options.retainDecidedMs ?? 7 * 86_400_000;
+		this.#onError = options.onError ?? (() => {});
 		const sweepMs = options.sweepIntervalMs ?? 30_000;
 		if (sweepMs > 0) {
-			this.#sweep = setInterval(() => void this.sweep().catch(() => {}), sweepMs);
+			this.#sweep = setInterval(() => void this.sweep().catch((err: Error) => this.#onError(`approvals sweep failed: ${err.message}`)), sweepMs);
 			this.#sweep.unref();
 		}
 	}
@@ -199,25 +203,32 @@ export class StoreApprovalService implements ApprovalService {
 
 	/**
 	 * Persist Expired for every Pending request past its expiry (any replica may do it; one wins) and
-	 * delete decided requests past retention. Returns how many were expired and deleted.
+	 * delete decided requests past retention. Returns how many were expired, deleted, or failed
+	 * (failures go to `onError`; one failing record never stops the others).
 	 */
-	async sweep(): Promise<{ expired: number; deleted: number }> {
-		const counts = { expired: 0, deleted: 0 };
+	async sweep(): Promise<{ expired: number; deleted: number; failed: number }> {
+		const counts = { expired: 0, deleted: 0, failed: 0 };
 		if (this.#closed) return counts;
 		const now = this.#now();
 		for (const r of await this.#store.list()) {
-			if (expireIfDue(r, now)) {
-				const { record, changed } = await this.#store.update(r.id, (cur) => expireIfDue(cur, this.#now()));
-				if (changed) {
-					counts.expired++;
-					this.#emit("approval.expired", record);
+			// One failing record (e.g. no RBAC for delete) must not stop the others from expiring.
+			try {
+				if (expireIfDue(r, now)) {
+					const { record, changed } = await this.#store.update(r.id, (cur) => expireIfDue(cur, this.#now()));
+					if (changed) {
+						counts.expired++;
+						this.#emit("approval.expired", record);
+					}
+				} else if (this.#retainMs > 0 && r.phase !== "Pending") {
+					const decided = Date.parse(r.decidedAt ?? r.expiresAt);
+					if (now.getTime() - decided > this.#retainMs) {
+						await this.#store.delete(r.id);
+						counts.deleted++;
+					}
 				}
-			} else if (this.#retainMs > 0 && r.phase !== "Pending") {
-				const decided = Date.parse(r.decidedAt ?? r.expiresAt);
-				if (now.getTime() - decided > this.#retainMs) {
-					await this.#store.delete(r.id);
-					counts.deleted++;
-				}
+			} catch (err) {
+				counts.failed++;
+				this.#onError(`approval ${r.id}: sweep failed: ${(err as Error).message}`);
 			}
 		}
 		return counts;

@@ -27,6 +27,7 @@ let verifier: TokenVerifier;
 let replicaA: StoreApprovalService;
 let replicaB: StoreApprovalService;
 let adminB: FastifyInstance;
+let gatewayToken: string;
 let baseB: string;
 const watchErrors: string[] = [];
 
@@ -78,7 +79,7 @@ before(async () => {
 			],
 		}),
 	);
-	const gatewayToken = await kube.serviceAccountToken(NS, "gateway", { expirationSeconds: 3600 });
+	gatewayToken = await kube.serviceAccountToken(NS, "gateway", { expirationSeconds: 3600 });
 	const replica = () =>
 		new StoreApprovalService({
 			store: new KubeApprovalStore({ kubeConfig: kubeConfigFor(gatewayToken), namespace: NS, onError: (m) => watchErrors.push(m) }),
@@ -213,4 +214,27 @@ test("reuse window works across replicas", async () => {
 	const again = await replicaB.request(input({ reuseWindowSeconds: 600, command: "DELETE FROM tickets WHERE id = 7" }));
 	assert.equal(again.reusedFrom, first.id);
 	assert.equal(again.phase, "Approved");
+});
+
+test("retention sweep deletes decided ApprovalRequests (gateway RBAC includes delete) and expires overdue ones", async (t) => {
+	const sam = human("sam@example.com", ["support-leads"]);
+	const decided = await replicaA.request(input());
+	await replicaB.decide(decided.id, sam, "deny");
+	const overdue = await replicaA.request(input({ timeoutSeconds: 1 }));
+	await new Promise((r) => setTimeout(r, 1100));
+	const errors: string[] = [];
+	const janitor = new StoreApprovalService({
+		store: new KubeApprovalStore({ kubeConfig: kubeConfigFor(gatewayToken), namespace: NS }),
+		sweepIntervalMs: 0,
+		retainDecidedMs: 1,
+		onError: (m) => errors.push(m),
+	});
+	t.after(() => janitor.close());
+	const first = await janitor.sweep();
+	assert.ok(first.expired >= 1, JSON.stringify(first));
+	assert.deepEqual(errors, []);
+	assert.equal((await replicaA.get(overdue.id))?.phase, "Expired");
+	assert.equal(await replicaA.get(decided.id), undefined, "deleted");
+	const r = await kube.kubectl(["get", "ar", decided.id, "-n", NS]);
+	assert.match(r.stderr, /NotFound/);
 });

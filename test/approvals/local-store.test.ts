@@ -145,7 +145,7 @@ test("sweep: marks overdue requests Expired once, deletes decided ones past rete
 	assert.equal(events.filter((e) => e.type === "approval.expired").length, 1);
 	now = new Date(now.getTime() + 3600_000);
 	const swept = await a.sweep();
-	assert.equal(swept.deleted, 2);
+	assert.deepEqual(swept, { expired: 0, deleted: 2, failed: 0 });
 	assert.deepEqual(await a.list(), []);
 	assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith(".json")), []);
 });
