@@ -1,0 +1,82 @@
+/**
+ * Recording overhead on pgbench TPS: the same gateway, recording ON vs OFF, same run, alternating
+ * ON/OFF so drift hits both equally. Prints the ratio (target: overhead under 5 %). Not a timed test.
+ *
+ *   ./node_modules/.bin/node --import tsx bench/recording-pgbench.ts [--seconds 5] [--runs 3] [--mode simple|prepared]
+ */
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { issueCert, run, startPostgres } from "../test/env/index.ts";
+import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import type { ChildConfig } from "./pg-gateway-child.ts";
+
+const arg = (name: string, def: string) => {
+	const i = process.argv.indexOf(`--${name}`);
+	return i > 0 ? process.argv[i + 1]! : def;
+};
+const SECONDS = Number(arg("seconds", "5"));
+const RUNS = Number(arg("runs", "3"));
+const MODE = arg("mode", "simple");
+const PGBENCH = "/usr/lib/postgresql/15/bin/pgbench";
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+
+const pg = await startPostgres({ settings: { max_connections: 60 } });
+const work = makeTempDir("rec-pgbench");
+try {
+	const init = await run(PGBENCH, ["-i", "-s", "1", "-q", pg.connectionString()], {});
+	if (init.code !== 0) throw new Error(init.stderr);
+	const { privateKey, publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+	const cert = await issueCert(pg.ca, { cn: "localhost", name: "gw" });
+	const cfg: ChildConfig = {
+		stateFile: join(work, "state.json"),
+		workDir: work,
+		upstream: { host: pg.host, port: pg.port, database: pg.database, user: pg.superuser, password: pg.password, caPem: pg.caPem },
+		tls: { certPem: cert.certPem, keyPem: cert.keyPem },
+		jwk: { ...(await exportJWK(publicKey)), kid: "b1", alg: "EdDSA" },
+		issuer: "https://bench.drawbridge.test",
+		audience: "drawbridge-bench",
+		connection: "bench-db",
+		user: "bench",
+	};
+	const cfgFile = join(work, "cfg.json");
+	writeFileSync(cfgFile, JSON.stringify(cfg));
+	const token = await new SignJWT({}).setProtectedHeader({ alg: "EdDSA", kid: "b1" }).setIssuer(cfg.issuer).setAudience(cfg.audience).setSubject("bench").setIssuedAt().setExpirationTime("2h").sign(privateKey);
+
+	const once = async (recording: "on" | "off"): Promise<number> => {
+		rmSync(cfg.stateFile, { force: true });
+		const gw = new ManagedProcess({ name: `gateway-${recording}`, command: process.execPath, args: ["--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, recording] });
+		try {
+			await waitFor("gateway child", async () => {
+				try {
+					readFileSync(cfg.stateFile);
+					return true;
+				} catch {
+					return false;
+				}
+			}, { timeoutMs: 60_000, proc: gw });
+			const port = (JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number }).port;
+			const out = await run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", String(SECONDS), "-M", MODE], {
+				env: { ...process.env, PGHOST: "localhost", PGPORT: String(port), PGDATABASE: cfg.connection, PGUSER: "bench", PGPASSWORD: token, PGSSLMODE: "verify-full", PGSSLROOTCERT: pg.caFile },
+			});
+			const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(out.stdout);
+			if (out.code !== 0 || !m) throw new Error(`pgbench (recording ${recording}) failed: ${out.stderr}\n${out.stdout}`);
+			return Number(m[1]);
+		} finally {
+			await gw.stop();
+		}
+	};
+	const on: number[] = [];
+	const off: number[] = [];
+	for (let r = 0; r < RUNS; r++) {
+		off.push(await once("off"));
+		on.push(await once("on"));
+		console.error(`run ${r + 1}: off ${off[r]!.toFixed(0)} tps, on ${on[r]!.toFixed(0)} tps`);
+	}
+	const ratio = median(on) / median(off);
+	console.log(`\n| pgbench -S -M ${MODE}, 8 clients, ${SECONDS}s x ${RUNS} | TPS (median) |\n| --- | --- |`);
+	console.log(`| gateway, recording off | ${median(off).toFixed(0)} |\n| gateway, recording on | ${median(on).toFixed(0)} |`);
+	console.log(`| on / off | ${ratio.toFixed(3)} (overhead ${((1 - ratio) * 100).toFixed(1)} %, target < 5 %) |`);
+} finally {
+	await pg.stop();
+}
