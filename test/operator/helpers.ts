@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pino } from "pino";
 import type pg from "pg";
@@ -69,6 +70,29 @@ export async function startEnv(): Promise<Env> {
 
 export async function stopEnv(env: Env | undefined): Promise<void> {
 	await Promise.all([env?.kube.stop(), env?.pg.stop(), env?.git.stop()]);
+}
+
+/**
+ * A kubeconfig for the operator's ServiceAccount holding only deploy/rbac.yaml's permissions, so every
+ * test run with it proves the RBAC is sufficient (and the apiserver's RBAC authorizer enforces it).
+ */
+export async function leastPrivilegeKubeconfig(env: Env): Promise<string> {
+	await kubectlOk(env.kube, ["apply", "-f", join(ROOT, "deploy/rbac.yaml")]);
+	const token = await env.kube.serviceAccountToken(OP_NS, "drawbridge-operator", { expirationSeconds: 7200 });
+	const path = join(env.cacheRoot, "operator.kubeconfig");
+	writeFileSync(
+		path,
+		JSON.stringify({
+			apiVersion: "v1",
+			kind: "Config",
+			clusters: [{ name: "test", cluster: { server: env.kube.url, "certificate-authority": env.kube.caFile } }],
+			users: [{ name: "operator", user: { token } }],
+			contexts: [{ name: "test", context: { cluster: "test", user: "operator" } }],
+			"current-context": "test",
+		}),
+		{ mode: 0o600 },
+	);
+	return path;
 }
 
 export function operatorOptions(env: Env, identity: string, extra: string[] = []): OperatorOptions {

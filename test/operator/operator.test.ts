@@ -22,6 +22,7 @@ import {
 	gitSourceYaml,
 	grantYaml,
 	kubectlOk,
+	leastPrivilegeKubeconfig,
 	pushWebhook,
 	roleCount,
 	sqlstate,
@@ -38,7 +39,8 @@ let admin: pg.Client;
 before(async () => {
 	env = await startEnv();
 	admin = await env.pg.connect();
-	op = await startOperator(env, "op-main");
+	// The operator runs as its ServiceAccount with exactly deploy/rbac.yaml's permissions.
+	op = await startOperator(env, "op-main", ["--kubeconfig", await leastPrivilegeKubeconfig(env)]);
 	await waitFor("leadership", async () => op.isLeader(), 15_000);
 });
 after(async () => {
@@ -239,4 +241,18 @@ test("webhooks with a bad signature are refused and sync nothing", async () => {
 	assert.equal(unknown.status, 404);
 	assert.equal((await fetch(`http://127.0.0.1:${op.port}/healthz`)).status, 200);
 	assert.equal((await fetch(`http://127.0.0.1:${op.port}/readyz`)).status, 200);
+});
+
+test("the operator's RBAC is least privilege: no cluster-wide Secret listing, no approvals, no RBAC", async () => {
+	const sa = "system:serviceaccount:drawbridge-system:drawbridge-operator";
+	const can = async (...args: string[]) => (await env.kube.kubectl(["auth", "can-i", ...args, `--as=${sa}`])).stdout.trim();
+	assert.equal(await can("list", "secrets", "-A"), "no");
+	assert.equal(await can("watch", "secrets", "-n", NS), "no");
+	assert.equal(await can("list", "secrets", "-n", OP_NS), "yes");
+	assert.equal(await can("patch", "secrets", "-n", NS), "no");
+	assert.equal(await can("create", "approvalrequests.access.drawbridge.dev", "-n", NS), "no");
+	assert.equal(await can("create", "clusterrolebindings"), "no");
+	assert.equal(await can("update", "leases", "-n", NS), "no");
+	assert.equal(await can("delete", "gitsources.access.drawbridge.dev", "-n", NS), "no");
+	assert.equal(await can("patch", "accessgrants.access.drawbridge.dev", "-n", NS), "yes");
 });
