@@ -25,6 +25,8 @@ export type SshErrorCode =
 	| "cert-source-address"
 	/** The user's signature over the session (proof of key possession) does not verify. */
 	| "auth-bad-signature"
+	/** Method we do not offer (`none`, `hostbased`): refused silently with the list of usable ones. */
+	| "auth-method"
 	/** Token verification failed. */
 	| "auth-token"
 	/** Authenticated, but no active grant for the requested connection / login. */

@@ -67,6 +67,11 @@ export interface SshListenerOptions {
 	evaluate?: typeof evaluateSshCommand;
 	/** Upstream connect + auth timeout, ms (default 10000). */
 	upstreamTimeoutMs?: number;
+	/**
+	 * Cipher preference for the gateway → target leg (default: AES-CTR first, see README "Throughput":
+	 * ssh2 without its native binding builds a new AES-GCM context per packet, CTR keeps one).
+	 */
+	upstreamCiphers?: string[];
 	/** Allowed clock skew for certificate validity, seconds (default 0). */
 	certClockToleranceSec?: number;
 }
@@ -97,6 +102,14 @@ interface SessionState {
 	ended: boolean;
 	endReason?: string;
 }
+
+const DEFAULT_UPSTREAM_CIPHERS = [
+	"aes128-ctr",
+	"aes256-ctr",
+	"aes128-gcm@openssh.com",
+	"aes256-gcm@openssh.com",
+	"chacha20-poly1305@openssh.com",
+];
 
 type Decided =
 	| { decision: Decision; rule?: string; approvalId?: string }
@@ -195,7 +208,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 						setImmediate(() => client.end());
 						return;
 					}
-					if (reason !== lastFailure) sendAuthBanner(proto, reason);
+					if (reason !== lastFailure && err.code !== "auth-method") sendAuthBanner(proto, reason);
 					lastFailure = reason;
 					ctx.reject(["publickey", "password", "keyboard-interactive"]);
 				});
@@ -267,7 +280,8 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			const identity = await this.#verifyToken(bundle, answers[0] ?? "");
 			return { ...this.#resolve(identity, login, connName, bundle, now), method: "keyboard-interactive" };
 		}
-		throw new SshGatewayError("auth-token", "authenticate with a Drawbridge SSH certificate or a token as the password");
+		// "none" (and hostbased): no banner, just the list of methods that can work.
+		throw new SshGatewayError("auth-method", "authenticate with a Drawbridge SSH certificate or a token as the password");
 	}
 
 	async #verifyToken(bundle: LoadedBundle, token: string): Promise<Identity> {
@@ -422,6 +436,10 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				privateKey: cred.privateKeyPem,
 				readyTimeout: this.#opts.upstreamTimeoutMs ?? 10_000,
 				keepaliveInterval: 30_000,
+				algorithms: {
+					cipher: (this.#opts.upstreamCiphers ?? DEFAULT_UPSTREAM_CIPHERS) as never,
+					hmac: ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512"] as never,
+				},
 				hostVerifier: (key: Buffer) => {
 					const ok = pinned.some((k) => k.blob.equals(key));
 					if (!ok) hostKeyRefused = true;
@@ -621,15 +639,44 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			ch.pipe(up, { end: false });
 			ch.on("end", () => up.end());
 		}
+		// Finish only when the target closed AND everything it sent has been read and written to the
+		// client: 'close' can come while piped data still waits on the client's window.
 		let closed = false;
-		up.on("close", () => {
-			if (closed) return;
+		let upClosed = false;
+		let outEnded = false;
+		let errEnded = false;
+		const maybeFinish = () => {
+			if (closed || !upClosed || !outEnded || !errEnded) return;
 			closed = true;
-			if (exit?.code !== undefined) ch.exit(exit.code);
-			else if (exit?.signal) ch.exit(exit.signal, exit.core ?? false, exit.desc ?? "");
-			hooks.onExit?.(exit?.code, exit?.signal);
-			ch.end();
-			ch.close();
+			let pending = 2;
+			const flushed = () => {
+				if (--pending > 0) return;
+				if (exit?.code !== undefined) ch.exit(exit.code);
+				else if (exit?.signal) ch.exit(exit.signal, exit.core ?? false, exit.desc ?? "");
+				hooks.onExit?.(exit?.code, exit?.signal);
+				ch.end();
+				ch.close();
+			};
+			// Zero-length writes complete after every earlier write (stream callbacks run in order).
+			ch.write(Buffer.alloc(0), flushed);
+			ch.stderr.write(Buffer.alloc(0), flushed);
+		};
+		up.on("end", () => {
+			outEnded = true;
+			maybeFinish();
+		});
+		up.stderr.on("end", () => {
+			errEnded = true;
+			maybeFinish();
+		});
+		up.on("close", () => {
+			upClosed = true;
+			// A target that closes without EOF: nothing more will be read.
+			setImmediate(() => {
+				if (!outEnded && up.readableLength === 0) outEnded = true;
+				if (!errEnded && up.stderr.readableLength === 0) errEnded = true;
+				maybeFinish();
+			});
 		});
 		ch.on("close", () => {
 			if (!closed) up.close();

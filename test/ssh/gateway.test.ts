@@ -191,6 +191,16 @@ describe("ssh through the gateway", () => {
 		assert.equal(s.meta.target["auth"], "certificate");
 	});
 
+	test("large exec output arrives complete before the exit status (regression: close raced the client window)", async () => {
+		const size = 24 * 1024 * 1024;
+		const child = spawn("ssh", [...sshArgs(), `head -c ${size} /dev/zero`]);
+		let bytes = 0;
+		child.stdout.on("data", (b: Buffer) => (bytes += b.length));
+		const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+		assert.equal(code, 0);
+		assert.equal(bytes, size);
+	});
+
 	test("wrong principal, expired certificate, untrusted CA and plain keys are refused with a reason", async () => {
 		const cases: [string, RegExp][] = [
 			[signAgent({ principals: ["somebody-else"] }), /not a principal/],

@@ -1,0 +1,136 @@
+/**
+ * SSH data-path benchmark: throughput of one large `cat`-style stream, OpenSSH client → real sshd,
+ * directly and through the Drawbridge gateway (certificate auth, guardrails evaluated on the exec,
+ * recording on). A ratio, never a timed test. Prints a table.
+ *
+ *   ./node_modules/.bin/node --import tsx bench/ssh.ts [--mib 256] [--runs 3] [--cipher aes128-gcm@openssh.com]
+ *
+ * The issue's target is a 1 GiB stream at >= 0.8x direct: run with `--mib 1024`. The default is smaller
+ * so the bench finishes in well under a minute on a shared 2-core machine. The remote command is
+ * `head -c N /dev/zero` (a `cat` of N bytes without touching a disk); the client counts the bytes.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { startSshListener } from "../gateway/ssh/listener.ts";
+import { startSshd } from "../test/env/index.ts";
+import { approvalService, makeBundle, MemoryRecorder, storeWith, tokenIssuer } from "../test/ssh/fixtures.ts";
+import { KeyDir } from "../test/ssh/keys.ts";
+
+const arg = (name: string, def: string) => {
+	const i = process.argv.indexOf(`--${name}`);
+	return i > 0 ? (process.argv[i + 1] ?? def) : def;
+};
+const MIB = Number(arg("mib", "256"));
+const RUNS = Number(arg("runs", "3"));
+const CIPHER = arg("cipher", "aes128-gcm@openssh.com");
+const BYTES = MIB * 1024 * 1024;
+
+const median = (xs: number[]) => {
+	const s = [...xs].sort((a, b) => a - b);
+	return s[Math.floor(s.length / 2)] ?? Number.NaN;
+};
+
+function stream(args: string[]): Promise<{ seconds: number; bytes: number; code: number | null; stderr: string }> {
+	return new Promise((resolve, reject) => {
+		const t0 = performance.now();
+		const child = spawn("ssh", args, { stdio: ["ignore", "pipe", "pipe"] });
+		let bytes = 0;
+		let stderr = "";
+		child.stdout.on("data", (b: Buffer) => {
+			bytes += b.length;
+		});
+		child.stderr.on("data", (b: Buffer) => {
+			stderr += b.toString();
+		});
+		child.on("error", reject);
+		child.on("close", (code) => resolve({ seconds: (performance.now() - t0) / 1000, bytes, code, stderr }));
+	});
+}
+
+async function main(): Promise<void> {
+	const keys = new KeyDir();
+	const sshd = await startSshd();
+	try {
+		const issuer = await tokenIssuer();
+		const ca = keys.keygen("ed25519");
+		const agent = keys.keygen("ed25519");
+		const certFile = join(keys.dir, "agent-cert.pub");
+		writeFileSync(certFile, `${keys.sign(ca, agent, { id: "sub=bench;grant=bench/ssh", principals: [sshd.user], validity: "-5m:+2h" })}\n`);
+		const recorder = new MemoryRecorder();
+		const store = storeWith(
+			makeBundle(issuer, {
+				connections: [
+					{
+						key: "bench/host",
+						name: "host",
+						namespace: "bench",
+						type: "ssh",
+						labels: { env: "bench" },
+						host: sshd.host,
+						port: sshd.port,
+						credentialRef: "gw",
+						ssh: { hostKeys: [sshd.hostPublicKey], auth: "key" },
+					},
+				],
+				grants: [
+					{
+						key: "bench/ssh",
+						name: "ssh",
+						namespace: "bench",
+						connection: "host",
+						subjects: [{ kind: "User", name: "bench" }],
+						notBefore: new Date(Date.now() - 60_000).toISOString(),
+						expiresAt: new Date(Date.now() + 7_200_000).toISOString(),
+						ssh: { logins: [sshd.user], allowShell: true, allowSftp: true, allowPortForwarding: false, allowAgentForwarding: false },
+						approvers: { subjects: [], minApprovals: 1 },
+						origin: {},
+					},
+				],
+				guardrailPolicies: [
+					{ key: "bench/g", selector: {}, rules: [{ name: "no-rm", action: "block", ssh: { commands: ["rm -rf *"] } }] },
+				],
+				credentials: { gw: { type: "sshKey", username: sshd.user, privateKeyPem: readFileSync(sshd.clientKeyFile, "utf8") } },
+			}),
+		);
+		const gw = await startSshListener({
+			store,
+			recorder,
+			approvals: approvalService(),
+			hostKeyPem: keys.keygen("ed25519").privateKey,
+			trustedUserCAKeys: [ca.publicKey],
+		});
+		const knownHosts = join(keys.dir, "known_hosts");
+		writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n[127.0.0.1]:${sshd.port} ${sshd.hostPublicKey}\n`);
+		const common = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-c", CIPHER];
+		const cmd = `head -c ${BYTES} /dev/zero`;
+		const direct = [...common, "-i", sshd.clientKeyFile, "-p", String(sshd.port), "-l", sshd.user, "127.0.0.1", cmd];
+		const viaGw = [...common, "-i", agent.path, "-o", `CertificateFile=${certFile}`, "-p", String(gw.address.port), "-l", `${sshd.user}@host`, "127.0.0.1", cmd];
+		const results: Record<string, number[]> = { direct: [], gateway: [] };
+		for (let i = 0; i < RUNS; i++) {
+			for (const [name, args] of [["direct", direct], ["gateway", viaGw]] as const) {
+				const r = await stream(args);
+				if (r.code !== 0 || r.bytes !== BYTES) throw new Error(`${name}: exit ${r.code}, ${r.bytes}/${BYTES} bytes: ${r.stderr}`);
+				results[name]!.push(BYTES / 1024 / 1024 / r.seconds);
+			}
+		}
+		await gw.close();
+		const d = median(results["direct"]!);
+		const g = median(results["gateway"]!);
+		const rows = [
+			["path", "MiB", "runs", "median MiB/s", "ratio"],
+			["direct ssh → sshd", String(MIB), String(RUNS), d.toFixed(1), "1.00"],
+			["ssh → gateway → sshd", String(MIB), String(RUNS), g.toFixed(1), (g / d).toFixed(2)],
+		];
+		const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+		console.log(`\nSSH throughput (${CIPHER}, head -c ${MIB} MiB /dev/zero; target >= 0.80x direct)`);
+		for (const r of rows) console.log(r.map((v, c) => v.padEnd(widths[c]!)).join("  "));
+		const execs = recorder.events("exec").length;
+		console.log(`recorded exec events: ${execs}; all runs: direct ${results["direct"]!.map((x) => x.toFixed(0)).join("/")}, gateway ${results["gateway"]!.map((x) => x.toFixed(0)).join("/")} MiB/s`);
+	} finally {
+		await sshd.stop();
+		keys.cleanup();
+	}
+}
+
+await main();
