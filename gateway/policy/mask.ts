@@ -17,7 +17,7 @@ import { functionRisk, PURE_BUILTINS } from "./functions.ts";
 import { compileQualified, type QualifiedMatcher } from "./glob.ts";
 import { Lru } from "./lru.ts";
 import { strategyStrength } from "./maskvalue.ts";
-import { analyzeSql, type PgNode, statementTree } from "./sql.ts";
+import { analyzeSql, type PgNode, statementCacheKey, statementTree } from "./sql.ts";
 import type {
 	Catalog,
 	ColumnMask,
@@ -979,7 +979,7 @@ export function planMasks(
 	let lru = byCatalog.get(ctx.catalog);
 	if (!lru) byCatalog.set(ctx.catalog, (lru = new Lru(1024)));
 	const cacheable = !analysis.statements.some((s) => s.uses);
-	const key = `${options.statementIndex ?? "*"}\u0000${fields.map((f) => `${f.tableOid}:${f.columnAttr}`).join(",")}\u0000${analysis.statements.map((s) => s.text).join("\u0000")}`;
+	const key = `${options.statementIndex ?? "*"}\u0000${fields.map((f) => `${f.tableOid}:${f.columnAttr}`).join(",")}\u0000${analysis.statements.map(statementCacheKey).join("\u0000")}`;
 	if (cacheable) {
 		const hit = lru.get(key);
 		if (hit) return hit;

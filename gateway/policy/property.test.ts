@@ -80,10 +80,13 @@ function respell(sql: string, seps: string[], cases: boolean[]): string {
 	const bytes = Buffer.from(sql, "utf8");
 	const tokens = scanSync(sql).tokens;
 	let out = "";
+	let afterLineComment = false;
 	tokens.forEach((t, i) => {
 		let text = bytes.subarray(t.start, t.end).toString("utf8");
 		if (/^[A-Za-z_]+$/.test(text)) text = cases[i % cases.length] ? text.toUpperCase() : text.toLowerCase();
-		out += (i === 0 ? "" : seps[i % seps.length]!) + text;
+		// A line comment runs to the end of the line: the next separator must be a newline.
+		out += (i === 0 ? "" : afterLineComment ? "\n" : seps[i % seps.length]!) + text;
+		afterLineComment = text.startsWith("--");
 	});
 	return out;
 }

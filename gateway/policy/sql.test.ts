@@ -278,3 +278,29 @@ test("globs: literal punctuation, wildcards, case-insensitive, dotted names from
 	assert.equal(compileQualified("orders")(["billing", "orders"]), true);
 	assert.equal(compileQualified("*.ord*")(["x", "orders"]), true);
 });
+
+test("literal-insensitive cache: statements differing only in numbers share an analysis, safely", () => {
+	const a = analyzeSql("SELECT abalance FROM pgbench_accounts WHERE aid = 101;");
+	const b = analyzeSql("SELECT abalance FROM pgbench_accounts WHERE aid = 202;");
+	assert.ok(a.ok && b.ok);
+	assert.equal(b.statements[0]!.text, "SELECT abalance FROM pgbench_accounts WHERE aid = 202");
+	assert.deepEqual(b.statements[0]!.kinds, a.statements[0]!.kinds);
+	assert.deepEqual(b.statements[0]!.tables, ["pgbench_accounts"]);
+	// Settings are never shared: a number changes their meaning.
+	assert.equal(one("SET LOCAL transaction_read_only = 1").readOnly, true);
+	assert.equal(one("SET LOCAL transaction_read_only = 0").readOnly, false);
+	// Identifiers with digits are not numbers.
+	assert.deepEqual(one("DELETE FROM t1 WHERE a = 1").tables, ["t1"]);
+	assert.deepEqual(one("DELETE FROM t2 WHERE a = 1").tables, ["t2"]);
+	// A constant condition and a column condition never share a key.
+	assert.equal(one("DELETE FROM t WHERE a = 5").hasWhere, true);
+	assert.equal(one("DELETE FROM t WHERE 5 = 5").hasWhere, false);
+	// Non-ASCII whitespace is an identifier character in PostgreSQL: no sharing across it.
+	assert.deepEqual(one("DELETE FROM t\u00a01 WHERE a = 1").tables, ["t\u00a01"]);
+	assert.deepEqual(one("DELETE FROM t\u00a02 WHERE a = 1").tables, ["t\u00a02"]);
+	// Texts that contain a string, comment or cast take the normal path.
+	assert.equal(one("SELECT pg_read_file('x') FROM t WHERE a = 1").readOnly, false);
+	assert.equal(one("SELECT 1 FROM t WHERE a = 1").readOnly, true);
+	assert.equal(one("SELECT 2 FROM t WHERE a = 1 FOR UPDATE").readOnly, false);
+	assert.equal(one("SELECT 3 FROM t WHERE a = 1 FOR UPDATE").kind, "SELECT FOR UPDATE");
+});

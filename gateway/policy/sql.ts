@@ -36,6 +36,7 @@ export function statementTree(info: SqlStatementInfo): PgNode | undefined {
 
 export function clearSqlCache(): void {
 	cache.clear();
+	templates.clear();
 }
 
 /**
@@ -45,9 +46,67 @@ export function clearSqlCache(): void {
 export function analyzeSql(sql: string): SqlAnalysis {
 	const cached = cache.get(sql);
 	if (cached) return cached;
+	const tkey = templateKey(sql);
+	if (tkey !== undefined) {
+		const t = templates.get(tkey);
+		if (t) {
+			const a = fromTemplate(t, sql, tkey);
+			cache.set(sql, a);
+			return a;
+		}
+	}
 	const analysis = analyzeUncached(sql);
 	if (sql.length <= MAX_CACHED_SQL_LENGTH) cache.set(sql, analysis);
+	if (tkey !== undefined && analysis.ok && analysis.statements.length === 1 && literalInsensitive(analysis.statements[0]!)) {
+		templates.set(tkey, analysis.statements[0]!);
+		templateKeys.set(analysis.statements[0]!, tkey);
+	}
 	return analysis;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Literal-insensitive cache. Clients in simple-query mode send the same statement with different
+// numbers (`... WHERE aid = 48213`); a WASM parse costs ~100 µs, so such statements share one
+// analysis. Safety rests on two restrictions:
+//  - only texts made of ASCII letters, digits, ASCII whitespace and `_ . , ( ) = < > * + - ; % !`
+//    (no quotes, `$`, `/`, `:`, `--`, backslashes or non-ASCII: no strings, comments, dollar
+//    quotes, parameters or casts), where a number is unambiguous: a digit run not preceded by an
+//    identifier character or `.`; two texts share a key only if they differ in such numbers;
+//  - only single DML/SELECT statements are shared (their classification and taint never depend on
+//    a number's value; SET, EXPLAIN options, FETCH counts, transactions are never shared).
+
+const templates = new Lru<string, SqlStatementInfo>(1024);
+const templateKeys = new WeakMap<SqlStatementInfo, string>();
+const SIMPLE_TEXT = /^[A-Za-z0-9_ \t\n\r.,()=<>*+;%!-]*$/;
+const NUMBER = /(?<![A-Za-z0-9_.])\d+(?:\.\d*)?(?:[eE][+-]?\d+)?(?![A-Za-z0-9_.])/g;
+const SHAREABLE_KINDS = new Set(["SELECT", "VALUES", "INSERT", "UPDATE", "DELETE", "MERGE", "SELECT FOR UPDATE"]);
+
+function templateKey(sql: string): string | undefined {
+	if (sql.length > 4096 || !SIMPLE_TEXT.test(sql) || sql.includes("--")) return undefined;
+	let replaced = false;
+	const key = sql.replace(NUMBER, () => {
+		replaced = true;
+		return "?";
+	});
+	return replaced ? key : undefined;
+}
+
+function literalInsensitive(s: SqlStatementInfo): boolean {
+	return s.kinds.every((k) => SHAREABLE_KINDS.has(k));
+}
+
+function fromTemplate(t: SqlStatementInfo, sql: string, tkey: string): SqlAnalysis {
+	const text = sql.replace(/^[\s;]+|[\s;]+$/g, "");
+	const info = Object.freeze({ ...t, text });
+	const tree = trees.get(t);
+	if (tree) trees.set(info, tree);
+	templateKeys.set(info, tkey);
+	return Object.freeze({ ok: true, statements: Object.freeze([info]) as unknown as SqlStatementInfo[] });
+}
+
+/** Identity of a statement for caches keyed by meaning: equal for statements sharing a template. */
+export function statementCacheKey(info: SqlStatementInfo): string {
+	return templateKeys.get(info) ?? info.text;
 }
 
 function analyzeUncached(sql: string): SqlAnalysis {
