@@ -93,9 +93,39 @@ export function compileStringMasker(strategy: MaskStrategy, key: Buffer): String
 /** Masks one wire value; null in, null out. */
 export type ValueMasker = (value: Buffer | null, format: 0 | 1, typeOid: number) => Buffer | null;
 
+/** Byte-level partial masking for ASCII values (the common case): no string round trip. */
+function partialAscii(value: Buffer, keepFirst: number, keepLast: number): Buffer | undefined {
+	const n = value.length;
+	for (let i = 0; i < n; i++) if (value[i]! > 0x7f) return undefined;
+	const out = Buffer.allocUnsafe(n || 1);
+	if (n <= keepFirst + keepLast) return out.fill(0x2a);
+	value.copy(out, 0, 0, keepFirst);
+	out.fill(0x2a, keepFirst, n - keepLast);
+	value.copy(out, n - keepLast, n - keepLast, n);
+	return out;
+}
+
 export function compileValueMasker(strategy: MaskStrategy, key: Buffer): ValueMasker {
 	if (strategy.type === "null") return () => null;
-	const maskString = compileStringMasker(strategy, key);
+	let maskString = compileStringMasker(strategy, key);
+	if (strategy.type === "hash") {
+		// Values repeat (statuses, countries, joined ids): remember recent pseudonyms.
+		const inner = maskString;
+		const memo = new Map<string, string | null>();
+		maskString = (v) => {
+			let r = memo.get(v);
+			if (r === undefined) {
+				r = inner(v);
+				if (memo.size >= 4096) memo.clear();
+				memo.set(v, r);
+			}
+			return r;
+		};
+	}
+	const partial =
+		strategy.type === "partial"
+			? { first: Math.max(0, Math.floor(strategy.keepFirst ?? 0)), last: Math.max(0, Math.floor(strategy.keepLast)) }
+			: undefined;
 	// Constant strategies: encode once.
 	const constant = strategy.type === "redact" ? maskString("") : undefined;
 	const constText = constant !== undefined && constant !== null ? Buffer.from(constant, "utf8") : undefined;
@@ -117,6 +147,10 @@ export function compileValueMasker(strategy: MaskStrategy, key: Buffer): ValueMa
 			return binaryJsonb ? Buffer.concat([Buffer.from([1]), out]) : out;
 		}
 		if (constText) return constText;
+		if (partial) {
+			const fast = partialAscii(value, partial.first, partial.last);
+			if (fast) return fast;
+		}
 		const masked = maskString(value.toString("utf8"));
 		return masked === null ? null : Buffer.from(masked, "utf8");
 	};
