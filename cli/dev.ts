@@ -98,6 +98,8 @@ export class DevEnvironment {
 	#lastContentHash = "";
 	#maskingKey = "";
 	#busy = false;
+	#stopped = false;
+	#inflight: Promise<boolean> | undefined;
 	#grants: AccessGrant[] = [];
 	#connections: Connection[] = [];
 	#maskingPolicies: MaskingPolicy[] = [];
@@ -149,12 +151,14 @@ export class DevEnvironment {
 
 	/** Read HEAD, load and validate manifests, reconcile roles, compile and publish the bundle. */
 	async sync(): Promise<boolean> {
-		if (this.#busy) return false;
+		if (this.#busy || this.#stopped) return false;
 		this.#busy = true;
+		this.#inflight = this.#sync();
 		try {
-			return await this.#sync();
+			return await this.#inflight;
 		} finally {
 			this.#busy = false;
+			this.#inflight = undefined;
 		}
 	}
 
@@ -294,6 +298,7 @@ export class DevEnvironment {
 			});
 		}
 		const client = new pg.Client({ host: pgh.host, port: pgh.port, user: pgh.superuser, password: pgh.password, database: "postgres" });
+		client.on("error", () => {});
 		await client.connect();
 		try {
 			const passwords = loadRolePasswords(this.options.stateDir);
@@ -301,6 +306,7 @@ export class DevEnvironment {
 				const password = passwords[role] ?? randomBytes(24).toString("base64url");
 				passwords[role] = password;
 				const dbClient = new pg.Client({ host: pgh.host, port: pgh.port, user: pgh.superuser, password: pgh.password, database: w.database });
+				dbClient.on("error", () => {});
 				await dbClient.connect();
 				try {
 					await ensureRole(dbClient, { role, password, validUntil: w.expiresAt, database: w.database, schemas: ["public"], access: w.access });
@@ -347,7 +353,9 @@ export class DevEnvironment {
 	}
 
 	async stop(): Promise<void> {
+		this.#stopped = true;
 		if (this.#timer) clearInterval(this.#timer);
+		await this.#inflight?.catch(() => false);
 		await this.gateway?.shutdown("dev stopped");
 		await this.pg?.stop();
 	}

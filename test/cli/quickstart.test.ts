@@ -1,0 +1,73 @@
+// The README's first command, end to end: `drawbridge quickstart --exit` starts dev mode on
+// examples/ (embedded PostgreSQL, gateway, local recordings), runs the scripted agent and shuts down.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { createConnection } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { freePort } from "../env/index.ts";
+
+const ROOT = join(import.meta.dirname, "..", "..");
+
+function portOpen(port: number): Promise<boolean> {
+	return new Promise((resolve) => {
+		const s = createConnection({ host: "127.0.0.1", port });
+		s.once("connect", () => {
+			s.destroy();
+			resolve(true);
+		});
+		s.once("error", () => resolve(false));
+	});
+}
+
+test("quickstart runs journeys 1 and 2 end to end, records verified sessions and shuts down cleanly", { timeout: 240_000 }, async (t) => {
+	const state = mkdtempSync(join(tmpdir(), "drawbridge-quickstart-"));
+	t.after(() => rmSync(state, { recursive: true, force: true }));
+	const [pgPort, upstreamPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+	const child = spawn(
+		process.execPath,
+		[
+			join(ROOT, "bin", "drawbridge.mjs"),
+			"quickstart",
+			"--exit",
+			"--state",
+			state,
+			"--postgres-port",
+			String(pgPort),
+			"--upstream-port",
+			String(upstreamPort),
+			"--admin-port",
+			String(adminPort),
+		],
+		{ cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
+	);
+	let stdout = "";
+	let stderr = "";
+	child.stdout.on("data", (d: Buffer) => (stdout += d));
+	child.stderr.on("data", (d: Buffer) => (stderr += d));
+	const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+	const diag = `\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
+	assert.equal(code, 0, `quickstart exited ${code}${diag}`);
+
+	// Journey 1: masked read, refused write naming the read-only grant.
+	assert.match(stdout, /[a-z]\*+@example\.com\s+\*+\d{4}/, `masked email and card expected${diag}`);
+	assert.doesNotMatch(stdout, /\b4111\d{12}\b/, "a full card number leaked");
+	assert.match(stdout, /ERROR 42501: .*ci-deployer-orders-ro.*read-only/);
+	// Journey 2: held DELETE, self-approval refused, approved by the demo approver, DROP blocked.
+	assert.match(stdout, /NOTICE: approval ar-[a-z0-9-]+ pending/);
+	assert.match(stdout, /approve ar-[a-z0-9-]+ itself → HTTP 403/);
+	assert.match(stdout, /phase Approved/);
+	assert.match(stdout, /→ DELETE [1-9]\d*/);
+	assert.match(stdout, /DROP TABLE blocked by guardrail rule "no-drop-truncate"/);
+	assert.match(stdout, /All journeys behaved as expected\./);
+	// Evidence: both sessions recorded and verified, in the documented layout.
+	const verified = stdout.match(/recordings\/\d{4}\/\d{2}\/\d{2}\/(orders-prod|tickets-prod)\/[0-9a-f-]+\/\s+verified/g) ?? [];
+	assert.equal(verified.length, 2, `two verified recordings expected${diag}`);
+	const day = new Date();
+	const dayDir = join(state, "recordings", "recordings", String(day.getUTCFullYear()), String(day.getUTCMonth() + 1).padStart(2, "0"));
+	assert.ok(existsSync(dayDir) && readdirSync(dayDir).length > 0, `recordings in ${dayDir}`);
+	// Clean shutdown: nothing listens any more.
+	for (const port of [pgPort, upstreamPort, adminPort]) assert.equal(await portOpen(port), false, `port ${port} still open`);
+});
