@@ -73,7 +73,7 @@ function typeOf(v: unknown): string {
 // ---------------------------------------------------------------------------------------------
 // Defaults
 
-/** Returns a deep copy of `value` with schema defaults filled in where fields are absent. */
+/** Returns a deep copy of `value` with null fields dropped and schema defaults filled in where fields are absent. */
 export function applyDefaults<T>(schema: TSchema, value: T): T {
 	return fill(schema, structuredClone(value)) as T;
 }
@@ -81,6 +81,8 @@ export function applyDefaults<T>(schema: TSchema, value: T): T {
 function fill(schema: TSchema, value: unknown): unknown {
 	const s = schema as Record<string, unknown>;
 	if (s.type === "object" && isPlainObject(value)) {
+		// Like the apiserver, null for a (non-nullable) field is dropped before defaulting.
+		for (const k of Object.keys(value)) if (value[k] === null) delete value[k];
 		const props = s.properties as Record<string, TSchema> | undefined;
 		if (props) {
 			for (const [name, child] of Object.entries(props)) {

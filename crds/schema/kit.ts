@@ -54,7 +54,7 @@ export function rulesOf(schema: TSchema): Rule[] {
 
 /** `has(self.x)` in CEL terms: the field is present (null counts as absent after defaulting). */
 export function has(obj: unknown, key: string): boolean {
-	return typeof obj === "object" && obj !== null && (obj as Record<string, unknown>)[key] !== undefined;
+	return typeof obj === "object" && obj !== null && (obj as Record<string, unknown>)[key] !== undefined && (obj as Record<string, unknown>)[key] !== null;
 }
 
 /** A string enum; emitted as `type: string, enum: [...]`. */
