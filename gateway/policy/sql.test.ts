@@ -304,3 +304,20 @@ test("literal-insensitive cache: statements differing only in numbers share an a
 	assert.equal(one("SELECT 2 FROM t WHERE a = 1 FOR UPDATE").readOnly, false);
 	assert.equal(one("SELECT 3 FROM t WHERE a = 1 FOR UPDATE").kind, "SELECT FOR UPDATE");
 });
+
+test("DO and PL/pgSQL bodies: static SQL inside is classified (best effort)", () => {
+	const d = one("DO $$ BEGIN PERFORM pg_read_file('/etc/passwd'); DELETE FROM orders WHERE id = 1; IF (SELECT count(*) FROM customers) > 0 THEN RAISE NOTICE 'x'; END IF; END $$");
+	assert.equal(d.kind, "DO");
+	assert.ok(d.kinds.includes("DELETE"));
+	assert.ok(d.functions.includes("pg_read_file"));
+	assert.ok(d.tables.includes("orders") && d.tables.includes("customers"));
+	assert.ok((d.risks ?? []).some((r) => r.kind === "opaque-code"));
+	const dyn = one("DO $x$ BEGIN EXECUTE 'DROP TABLE ' || 'orders'; END $x$");
+	assert.ok((dyn.risks ?? []).some((r) => r.kind === "dynamic-sql"));
+	const rules: GuardrailRule[] = [{ name: "no-file", action: "block", sql: { functions: ["pg_read_file"] } }];
+	const v = evaluateSqlGuardrails({ analysis: analyzeSql("DO $$BEGIN PERFORM pg_read_file('x'); END$$"), access: "admin", rules });
+	assert.equal(v.rule, "no-file", "admin DO blocks still meet function rules");
+	const f = one("CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN TRUNCATE orders; END $$");
+	assert.ok(f.kinds.includes("TRUNCATE"));
+	assert.ok(one("DO LANGUAGE plpgsql 'BEGIN NOT VALID PLPGSQL; END'").risks!.some((r) => r.kind === "unknown" || r.kind === "opaque-code"));
+});

@@ -4,7 +4,7 @@
  * looks at SQL text with a regular expression. Results are cached by text (LRU) and frozen: callers
  * share them and must not mutate them.
  */
-import { loadModule, parseSync } from "libpg-query";
+import { loadModule, parsePlPgSQLSync, parseSync } from "libpg-query";
 import { functionRisk, IDENTITY_SETTINGS, READ_ONLY_SETTINGS, SYSTEM_SETTINGS } from "./functions.ts";
 import { Lru } from "./lru.ts";
 import type { SqlAnalysis, SqlRisk, SqlRiskKind, SqlStatementInfo } from "./types.ts";
@@ -593,10 +593,17 @@ function visitStatement(
 			if (from) write("COPY FROM writes rows");
 			break;
 		}
-		case "DoStmt":
+		case "DoStmt": {
 			kind = "DO";
 			c.risk("opaque-code", "DO runs procedural code the classifier cannot see into");
+			const opts = defElems(b.args);
+			const lang = (str(opts.find((d) => d.name === "language")?.arg) ?? "plpgsql").toLowerCase();
+			const body = str(opts.find((d) => d.name === "as")?.arg);
+			// Best effort: the static SQL inside a PL/pgSQL block is classified too, so rules on
+			// functions, tables and kinds see it (dynamic EXECUTE strings stay invisible).
+			if (lang === "plpgsql" && body !== undefined) visitPlpgsql(body, c, text, executes);
 			break;
+		}
 		case "CallStmt":
 			kind = "CALL";
 			write("CALL runs a procedure the classifier cannot see into");
@@ -775,6 +782,7 @@ function visitFunctionBody(b: PgNode, c: Collector, text: string): void {
 	const parts = u && u[0] === "List" ? names(u[1].items) : [];
 	if (language !== "sql") {
 		c.risk("opaque-code", `function body in language ${language} is not analysed`);
+		if (language === "plpgsql") for (const body of parts) visitPlpgsql(body, c, text, false);
 		return;
 	}
 	for (const body of parts) {
@@ -786,6 +794,44 @@ function visitFunctionBody(b: PgNode, c: Collector, text: string): void {
 			continue;
 		}
 		for (const s of parsed.stmts ?? []) if (s.stmt) visitStatement(s.stmt, c, text, {}, false);
+	}
+}
+
+/** Classifies the SQL statements and expressions of a PL/pgSQL body (best effort). */
+function visitPlpgsql(body: string, c: Collector, text: string, executes: boolean): void {
+	let tag = "pgdo";
+	while (body.includes(`$${tag}$`)) tag += "x";
+	let parsed: unknown;
+	try {
+		parsed = parsePlPgSQLSync(`CREATE FUNCTION drawbridge_inline() RETURNS void LANGUAGE plpgsql AS $${tag}$${body}$${tag}$`);
+	} catch {
+		c.risk("unknown", "procedural code does not parse");
+		return;
+	}
+	const stack: unknown[] = [parsed];
+	while (stack.length > 0) {
+		const n = stack.pop();
+		if (Array.isArray(n)) {
+			for (const x of n) stack.push(x);
+			continue;
+		}
+		if (!n || typeof n !== "object") continue;
+		const o = n as PgNode;
+		if (o.PLpgSQL_stmt_dynexecute || o.PLpgSQL_stmt_dynfors || o.PLpgSQL_stmt_open) {
+			c.risk("dynamic-sql", "procedural code may EXECUTE SQL built from strings");
+		}
+		const expr = o.PLpgSQL_expr as { query?: string; parseMode?: number } | undefined;
+		if (expr && typeof expr.query === "string") {
+			const sql = (expr.parseMode ?? 0) === 0 ? expr.query : `SELECT ${expr.query}`;
+			try {
+				const inner = parseSync(sql) as { stmts?: { stmt?: PgNode }[] };
+				for (const st of inner.stmts ?? []) if (st.stmt) visitStatement(st.stmt, c, text, {}, executes);
+			} catch {
+				// Assignments and other fragments that are not standalone SQL: nothing more to see.
+			}
+			continue;
+		}
+		for (const v of Object.values(o)) if (v && typeof v === "object") stack.push(v);
 	}
 }
 
