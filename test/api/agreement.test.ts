@@ -81,6 +81,8 @@ const GRANT_MUTATIONS: Mutation[] = [
 	{ path: ["postgres"], values: [undefined, {}, "read-only"] },
 	{ path: ["ssh"], values: [{ logins: ["lee"], allowShell: true }, { logins: ["lee"] }, { logins: [] , allowSftp: true }, { logins: ["Lee"], allowSftp: true }, { logins: ["lee"], allowShell: "yes" }] },
 	{ path: ["kubernetes"], values: [{ namespaces: ["payments"], verbs: ["get"], resources: ["pods"] }, { namespaces: ["*"], verbs: ["nuke"], resources: ["pods"] }, { namespaces: ["payments"], verbs: ["get"], resources: ["pods/log/x"] }] },
+	{ path: ["ssh", "allowShell"], values: BOOLS },
+	{ path: ["ssh", "allowPortForwarding"], values: BOOLS },
 	{ path: ["approvers", "minApprovals"], values: INTS },
 	{ path: ["approvers", "subjects"], values: [[], [{ kind: "Group", name: "g" }], undefined] },
 	{ path: ["approvers"], values: [undefined, {}] },
@@ -109,6 +111,7 @@ const CONNECTION_MUTATIONS: Mutation[] = [
 	{ path: ["postgres"], values: [undefined, { database: "shop" }, { database: "" }, { database: "shop", credentialMode: "magic" }] },
 	{ path: ["ssh"], values: [undefined, { hostKeys: [KEY] }, { hostKeys: [KEY], auth: "certificate" }, { hostKeys: [] }, { hostKeys: ["not a key"], auth: "certificate" }] },
 	{ path: ["kubernetes"], values: [undefined, {}, { impersonate: false }, { impersonate: "no" }] },
+	{ path: ["kubernetes", "impersonate"], values: BOOLS },
 	{ path: ["description"], values: [undefined, "x", "d".repeat(1025)] },
 ];
 
