@@ -73,11 +73,11 @@ export async function stopEnv(env: Env | undefined): Promise<void> {
 }
 
 /**
- * A kubeconfig for the operator's ServiceAccount holding only deploy/rbac.yaml's permissions, so every
+ * A kubeconfig for the operator's ServiceAccount holding only deploy/base/operator-rbac.yaml's permissions, so every
  * test run with it proves the RBAC is sufficient (and the apiserver's RBAC authorizer enforces it).
  */
 export async function leastPrivilegeKubeconfig(env: Env): Promise<string> {
-	await kubectlOk(env.kube, ["apply", "-f", join(ROOT, "deploy/rbac.yaml")]);
+	await kubectlOk(env.kube, ["apply", "-f", join(ROOT, "deploy/base/operator-rbac.yaml")]);
 	const token = await env.kube.serviceAccountToken(OP_NS, "drawbridge-operator", { expirationSeconds: 7200 });
 	const path = join(env.cacheRoot, "operator.kubeconfig");
 	writeFileSync(

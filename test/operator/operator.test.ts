@@ -39,7 +39,7 @@ let admin: pg.Client;
 before(async () => {
 	env = await startEnv();
 	admin = await env.pg.connect();
-	// The operator runs as its ServiceAccount with exactly deploy/rbac.yaml's permissions.
+	// The operator runs as its ServiceAccount with exactly deploy/base/operator-rbac.yaml's permissions.
 	op = await startOperator(env, "op-main", ["--kubeconfig", await leastPrivilegeKubeconfig(env)]);
 	await waitFor("leadership", async () => op.isLeader(), 15_000);
 });
