@@ -159,8 +159,23 @@ export function detectAndMask(
 	return compileDetector(detectors, patterns, strategy, key)(text) ?? text;
 }
 
-/** Compiles every detector rule of a plan into one text function (rules applied in order). */
+const compiledRules = new WeakMap<readonly MaskRule[], Map<Buffer, TextDetector | undefined>>();
+
+/**
+ * Compiles every detector rule of a plan into one text function (rules applied in order). Cached
+ * per rules array and key: `MaskPlan.detectors` is the same array for every plan of a rule set, so
+ * calling this per result set costs a lookup, not a regex compilation.
+ */
 export function compileDetectorRules(rules: readonly MaskRule[], key: Buffer): TextDetector | undefined {
+	let byKey = compiledRules.get(rules);
+	if (!byKey) compiledRules.set(rules, (byKey = new Map()));
+	if (byKey.has(key)) return byKey.get(key);
+	const d = compileDetectorRulesUncached(rules, key);
+	byKey.set(key, d);
+	return d;
+}
+
+function compileDetectorRulesUncached(rules: readonly MaskRule[], key: Buffer): TextDetector | undefined {
 	const ds = rules
 		.filter((r) => (r.detectors?.length ?? 0) > 0 || (r.patterns?.length ?? 0) > 0)
 		.map((r) => compileDetector(r.detectors, r.patterns, r.strategy, key));

@@ -169,3 +169,13 @@ test("plan: catalog lookups that fail are treated as unknown relations", async (
 	const plan = await planMasks("SELECT name FROM customers", fields(1), demoContext({ catalog: broken }));
 	assert.equal(plan.columns.length, 1);
 });
+
+test("plan detectors compile once per rule set", async () => {
+	const { compileDetectorRules } = await import("./detectors.ts");
+	const ctx = demoContext();
+	const p1 = await planMasks("SELECT name FROM customers", fields(1), ctx);
+	const p2 = await planMasks("SELECT id FROM orders", fields(1), ctx);
+	assert.equal(p1.detectors, p2.detectors, "same array for every plan");
+	assert.equal(compileDetectorRules(p1.detectors, KEY), compileDetectorRules(p2.detectors, KEY));
+	assert.equal(compileDetectorRules(p1.detectors, KEY)!("card 4111 1111 1111 1111"), "card ****");
+});
