@@ -18,7 +18,8 @@ const HELP = `Usage: drawbridge validate [options] [<dir|file>...]
 
 Validate Drawbridge resources (access.drawbridge.dev/v1alpha1) offline, as a pull-request check.
 Directories are searched recursively for *.yaml and *.yml files (hidden directories and
-node_modules are skipped). With no paths, the current directory is validated.
+node_modules are skipped). With no paths, the current directory is validated; \`-\` reads
+manifests from standard input (e.g. \`kustomize build . | drawbridge validate -\`).
 
 Checks:
   schema       types, enums, patterns, required fields, unknown fields, defaults (as the CRDs)
@@ -108,9 +109,15 @@ function display(path: string): string {
 export interface Io {
 	stdout: (text: string) => void;
 	stderr: (text: string) => void;
+	/** Reads all of standard input (for the path `-`). */
+	stdin: () => string;
 }
 
-const PROCESS_IO: Io = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) };
+const PROCESS_IO: Io = {
+	stdout: (t) => process.stdout.write(t),
+	stderr: (t) => process.stderr.write(t),
+	stdin: () => readFileSync(0, "utf8"),
+};
 
 export async function main(argv: string[], io: Io = PROCESS_IO): Promise<number> {
 	const parsed = parseArgs(argv);
@@ -123,7 +130,12 @@ export async function main(argv: string[], io: Io = PROCESS_IO): Promise<number>
 		return EXIT_USAGE;
 	}
 	const files: string[] = [];
+	let stdinText: string | undefined;
 	for (const p of parsed.paths) {
+		if (p === "-") {
+			stdinText ??= io.stdin();
+			continue;
+		}
 		try {
 			collect(resolve(p), files);
 		} catch (e) {
@@ -136,7 +148,10 @@ export async function main(argv: string[], io: Io = PROCESS_IO): Promise<number>
 	if (!parsed.noConfig) {
 		let configPath = parsed.config;
 		if (configPath === undefined) {
-			const firstDir = parsed.paths.map((p) => resolve(p)).find((p) => statSync(p).isDirectory());
+			const firstDir = parsed.paths
+				.filter((p) => p !== "-")
+				.map((p) => resolve(p))
+				.find((p) => statSync(p).isDirectory());
 			const candidate = join(firstDir ?? process.cwd(), LINT_CONFIG_FILE);
 			try {
 				if (statSync(candidate).isFile()) configPath = candidate;
@@ -158,10 +173,9 @@ export async function main(argv: string[], io: Io = PROCESS_IO): Promise<number>
 		}
 	}
 	const unique = [...new Set(files)];
-	const report = validateRepository(
-		unique.map((f) => ({ file: display(f), text: readFileSync(f, "utf8") })),
-		config,
-	);
+	const inputs = unique.map((f) => ({ file: display(f), text: readFileSync(f, "utf8") }));
+	if (stdinText !== undefined) inputs.push({ file: "<stdin>", text: stdinText });
+	const report = validateRepository(inputs, config);
 	diagnostics.push(...report.diagnostics);
 	const errors = diagnostics.filter((d) => d.severity === "error").length;
 	const warnings = diagnostics.length - errors;

@@ -11,10 +11,10 @@ import { loadManifests } from "../../crds/load.ts";
 import { parseLintConfig, validateRepository } from "../../crds/repo.ts";
 import { EXAMPLES_DIR, exampleManifestFiles, INVALID_DIR, loadCorpus } from "./corpus.ts";
 
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function run(argv: string[], stdinText = ""): Promise<{ code: number; stdout: string; stderr: string }> {
 	let stdout = "";
 	let stderr = "";
-	const code = await main(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
+	const code = await main(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), stdin: () => stdinText });
 	return { code, stdout, stderr };
 }
 
@@ -291,4 +291,16 @@ test("CEL-twin errors are coded RULE; a grant already expired is a warning", () 
 			["g.yaml", 19, "error", "RULE", "spec.duration"],
 		],
 	);
+});
+
+test("`-` validates manifests from standard input together with files", async () => {
+	const conn = readFileSync(join(EXAMPLES_DIR, "connections", "orders-prod.yaml"), "utf8");
+	const grant = `${GRANT_HEAD.replace("NAME", "piped")}  connection: orders-prod\n  subjects: [{kind: User, name: a}]\n  postgres: {access: read-only}\n  duration: 1h\n  approvers: {subjects: [{kind: Group, name: g}]}\n`;
+	const policies = join(EXAMPLES_DIR, "policies");
+	const ok = await run(["--no-config", policies, "-"], `${conn}---\n${grant}`);
+	assert.equal(ok.code, 0, ok.stdout);
+	assert.match(ok.stdout, /^ok: 4 resources in 3 files/m);
+	const bad = await run(["--no-config", "-"], grant);
+	assert.equal(bad.code, 1);
+	assert.match(bad.stdout, /^<stdin>:6:15: error: spec\.connection: Connection "orders-prod" not found in the repository \[REFERENCE\]$/m);
 });
