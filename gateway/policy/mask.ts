@@ -1079,6 +1079,8 @@ function originTaint(f: ResultField, resolved: Resolved, an: Analyzer): Taint {
 	return o.taints[idx] ?? o.rest ?? CLEAN;
 }
 
+const DERIVED_REDACT: MaskStrategy = Object.freeze({ type: "redact" });
+
 function toColumnMask(index: number, t: Taint, rules: RuleIndex): ColumnMask | undefined {
 	let rule: MaskRule | undefined;
 	const sources: string[] = [];
@@ -1095,6 +1097,6 @@ function toColumnMask(index: number, t: Taint, rules: RuleIndex): ColumnMask | u
 	if (!rule) return undefined;
 	let strategy: MaskStrategy = rule.strategy;
 	// Partial masking of a transformed value could reveal other characters (reverse(card)): redact.
-	if (strategy.type === "partial" && t.derived) strategy = { type: "redact" };
+	if (strategy.type === "partial" && t.derived) strategy = DERIVED_REDACT;
 	return { index, rule: rule.name, strategy, sources };
 }

@@ -231,6 +231,7 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("rw-rule-copy", "CREATE RULE r AS ON UPDATE TO customers DO ALSO INSERT INTO orders (status) VALUES (NEW.email)", "rule copying masked data on every update", "read-write"),
 	b("rw-pg-notify-masked", "SELECT pg_notify('ch', email) FROM customers", "masked data out through NOTIFY payloads", "read-write"),
 	b("rw-set-config-masked", "SELECT set_config('application_name', email, false) FROM customers", "masked data into a setting", "read-write"),
+	b("rw-insert-temp", "INSERT INTO scratch_copy SELECT email FROM customers", "copy into an unknown (temporary) table", "read-write"),
 	b("rw-search-path", "SET search_path = billing, public", "search_path changes which table a name means", "read-write"),
 	b("ro-search-path", "SET search_path TO archive", "search_path under read-only"),
 	// --- unparsable --------------------------------------------------------------------------------
@@ -365,5 +366,17 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	m("mask-copy-table", "COPY customers TO STDOUT", 7, [2, 3, 4, 5], "COPY table TO STDOUT"),
 	m("mask-copy-columns", "COPY customers (id, email) TO STDOUT", 2, [1], "COPY column list"),
 	m("mask-copy-query", "COPY (SELECT upper(iban) FROM customers) TO STDOUT WITH (FORMAT csv)", 1, [0], "COPY (query)"),
+	m("mask-functional-notation", "SELECT email(c) FROM customers c", 1, [0], "attribute in functional notation"),
+	m("mask-table-name-row", "SELECT customers FROM customers", 1, [0], "whole row by table name"),
+	m("mask-alias-colnames", "SELECT e3 FROM customers AS c(e1, e2, e3)", 1, [0], "column aliases rename email"),
+	m("mask-qualified-star", "SELECT public.customers.* FROM public.customers", 7, [2, 3, 4, 5], "schema-qualified star"),
+	m("mask-window", "SELECT first_value(email) OVER (ORDER BY id) FROM customers", 1, [0], "window function"),
+	m("mask-json-arrow", "SELECT to_jsonb(c) ->> 'email' FROM customers c", 1, [0], "JSON operator over a row"),
+	m("mask-outer-row-subquery", "SELECT (SELECT c) FROM customers c", 1, [0], "outer whole row inside a subquery"),
+	m("mask-writable-cte-returning", "WITH u AS (UPDATE customers SET name = name WHERE id = 1 RETURNING email) SELECT * FROM u", 1, [0], "RETURNING through a writable CTE", {
+		access: "read-write",
+	}),
+	m("mask-grouping", "SELECT email, count(*) FROM customers GROUP BY ROLLUP (email)", 2, [0], "GROUP BY ROLLUP"),
+	m("mask-lateral-json", "SELECT j.value FROM customers c CROSS JOIN LATERAL jsonb_each_text(to_jsonb(c)) j", 1, [0], "LATERAL jsonb_each_text over a row"),
 	m("mask-where-cast-error", "SELECT id FROM customers WHERE email::int = 1", 1, [], "failed cast prints the value", { scrub: true }),
 ];
