@@ -10,7 +10,7 @@
  *
  * Sequence diagram and choices: gateway/kube/README.md.
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import http from "node:http";
 import https from "node:https";
@@ -28,6 +28,7 @@ import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
 import { KubeGatewayError } from "./status.ts";
 
 export const PATH_PREFIX = "/k8s/";
+const TOKEN_CACHE_MAX = 10_000;
 
 export interface KubeListenerOptions {
 	store: BundleStore;
@@ -125,6 +126,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	readonly #sessions = new Map<string, OpenSession>();
 	readonly #sockets = new Set<Socket | Duplex>();
 	readonly #evaluate: KubeEvaluator | undefined;
+	readonly #tokenCache = new Map<string, Identity>();
+	#tokenCacheVersion = -1;
 
 	constructor(opts: KubeListenerOptions) {
 		super();
@@ -200,13 +203,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		if (!m) throw new KubeGatewayError("unauthenticated", "a bearer token is required (use the kubeconfig from `drawbridge kubeconfig`)");
 		const token = m[1]!;
 		const bundle = this.#opts.store.current;
-		let identity: Identity;
-		try {
-			identity = await bundle.verifier.verify(token);
-		} catch (e) {
-			throw new KubeGatewayError("unauthenticated", (e as Error).message);
-		}
 		const now = this.#opts.store.now();
+		const identity = await this.#verify(bundle, token, now);
 		let connection: BundleConnection | undefined;
 		if (connName !== undefined) {
 			connection = bundle.connection(connName);
@@ -240,6 +238,31 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		const out: Resolved = { identity, connection, grant: d.grant, bundle, kreq, upstreamPath, token, verdict: d.verdict };
 		if (d.scope) out.scopeError = d.verdict.message ?? `grant ${d.grant.key} does not allow this request`;
 		return out;
+	}
+
+	/**
+	 * Token → identity, cached per bundle version until the token expires: kubectl sends the same
+	 * token on every request and a signature check per request is most of the gateway's added latency.
+	 * Keyed by a SHA-256 of the token (the token itself is never kept as a key).
+	 */
+	async #verify(bundle: LoadedBundle, token: string, now: Date): Promise<Identity> {
+		if (this.#tokenCacheVersion !== bundle.version) {
+			this.#tokenCache.clear();
+			this.#tokenCacheVersion = bundle.version;
+		}
+		const key = createHash("sha256").update(token).digest("base64");
+		const hit = this.#tokenCache.get(key);
+		if (hit && hit.tokenExpiresAt.getTime() > now.getTime()) return hit;
+		let identity: Identity;
+		try {
+			identity = await bundle.verifier.verify(token);
+		} catch (e) {
+			this.#tokenCache.delete(key);
+			throw new KubeGatewayError("unauthenticated", (e as Error).message);
+		}
+		if (this.#tokenCache.size >= TOKEN_CACHE_MAX) this.#tokenCache.delete(this.#tokenCache.keys().next().value!);
+		this.#tokenCache.set(key, identity);
+		return identity;
 	}
 
 	// -------------------------------------------------------------------------------------------
