@@ -805,6 +805,11 @@ class Analyzer {
 				message: `${name}() would send masked data where masking cannot follow it`,
 			};
 		}
+		if (last === "set_config") {
+			const first = (b.args as unknown[] | undefined)?.[0] as { A_Const?: { sval?: { sval?: string } } } | undefined;
+			const setting = first?.A_Const?.sval?.sval?.toLowerCase();
+			if (setting === undefined || setting === "search_path") this.#blockSearchPath();
+		}
 		if (risk?.kind === "dynamic-sql" || risk?.kind === "server-access") {
 			t = union(t, opaque(`${name}() ${risk.detail}`));
 		} else if (!this.#builtin(name)) {

@@ -233,6 +233,7 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("rw-set-config-masked", "SELECT set_config('application_name', email, false) FROM customers", "masked data into a setting", "read-write"),
 	b("rw-insert-temp", "INSERT INTO scratch_copy SELECT email FROM customers", "copy into an unknown (temporary) table", "read-write"),
 	b("rw-search-path", "SET search_path = billing, public", "search_path changes which table a name means", "read-write"),
+	b("ro-set-config-search-path", "SELECT pg_catalog.set_config('search_path', 'archive', false)", "search_path through set_config"),
 	b("ro-search-path", "SET search_path TO archive", "search_path under read-only"),
 	// --- unparsable --------------------------------------------------------------------------------
 	b("parse-unterminated-comment", "SELECT 1 /* unterminated", "unterminated comment"),
