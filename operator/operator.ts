@@ -30,6 +30,8 @@ const BUNDLE_KEY = "bundle";
 const KEYS_KEY = "signing-keys";
 const SYNC_REQUESTED = "access.drawbridge.dev/sync-requested-at";
 const RESYNC_MS = 5 * 60_000;
+/** Bursts of changes (a sync applying many grants) collapse into one bundle write. */
+const BUNDLE_DEBOUNCE_MS = 100;
 
 interface Queues {
 	grants: WorkQueue;
@@ -71,8 +73,8 @@ export class Operator {
 		const onErr = (what: string) => (e: unknown) => log.warn({ err: (e as Error).message, informer: what }, "watch failed; retrying");
 		this.connections = new Informer(kube, CONNECTIONS, (key) => this.onConnection(key), { onError: onErr("connections") });
 		this.grants = new Informer(kube, ACCESSGRANTS, (key) => this.onGrant(key), { onError: onErr("accessgrants") });
-		this.masking = new Informer(kube, MASKINGPOLICIES, () => this.queues?.bundle.add(BUNDLE_KEY), { onError: onErr("maskingpolicies") });
-		this.guardrails = new Informer(kube, GUARDRAILPOLICIES, () => this.queues?.bundle.add(BUNDLE_KEY), { onError: onErr("guardrailpolicies") });
+		this.masking = new Informer(kube, MASKINGPOLICIES, () => this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS), { onError: onErr("maskingpolicies") });
+		this.guardrails = new Informer(kube, GUARDRAILPOLICIES, () => this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS), { onError: onErr("guardrailpolicies") });
 		this.gitSources = new Informer(kube, GITSOURCES, (key, obj) => this.onGitSource(key, obj), { onError: onErr("gitsources") });
 		const common = { kube, opts, log, metrics: this.metrics, events: this.events };
 		this.grantReconciler = new GrantReconciler({
@@ -82,7 +84,7 @@ export class Operator {
 				if (!this.ring) throw new Error("signing keys not loaded");
 				return this.ring;
 			},
-			onCredentialsChanged: () => this.queues?.bundle.add(BUNDLE_KEY),
+			onCredentialsChanged: () => this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS),
 		});
 		this.gitReconciler = new GitSourceReconciler(common);
 		this.bundleWriter = new BundleWriter(
@@ -251,7 +253,7 @@ export class Operator {
 		if (!q) return;
 		for (const g of this.grants.list()) q.grants.add(`${g.metadata.namespace}/${g.metadata.name}`);
 		for (const s of this.gitSources.list()) q.git.add(`${s.metadata.namespace}/${s.metadata.name}`);
-		q.bundle.add(BUNDLE_KEY);
+		q.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
 	}
 
 	private onConnection(key: string): void {
@@ -259,7 +261,7 @@ export class Operator {
 		if (!q) return;
 		const [ns, name] = [key.slice(0, key.indexOf("/")), key.slice(key.indexOf("/") + 1)];
 		for (const g of this.grants.list()) if (g.metadata.namespace === ns && g.spec.connection === name) q.grants.add(`${ns}/${g.metadata.name}`);
-		q.bundle.add(BUNDLE_KEY);
+		q.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
 	}
 
 	private onGrant(key: string): void {
@@ -270,7 +272,7 @@ export class Operator {
 		}
 		for (const [phase, n] of Object.entries(counts)) this.metrics.grantsByPhase.set({ phase }, n);
 		this.queues?.grants.add(key);
-		this.queues?.bundle.add(BUNDLE_KEY);
+		this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
 	}
 
 	/** Only spec changes and sync requests trigger a sync; our own status writes do not (no loop). */

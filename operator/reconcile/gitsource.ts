@@ -36,6 +36,7 @@ export interface GitSourceReconcilerDeps {
 }
 
 export const DEFAULT_INTERVAL_MS = 60_000;
+const APPLY_CONCURRENCY = 8;
 
 export class GitSourceReconciler {
 	constructor(private readonly d: GitSourceReconcilerDeps) {}
@@ -84,7 +85,9 @@ export class GitSourceReconciler {
 
 		const problems: FileProblem[] = [...loaded.problems];
 		const applied = new Set<string>();
-		for (const r of loaded.resources) {
+		// Connections first (grants reference them), then the rest; a few applies in flight at once.
+		const ordered = [...loaded.resources].sort((x, y) => Number(y.kind === "Connection") - Number(x.kind === "Connection"));
+		const applyOne = async (r: (typeof ordered)[number]) => {
 			const body = desiredObject(r, { namespace: ns, name });
 			try {
 				await this.d.kube.apply(TYPE_BY_KIND[r.kind], body, FIELD_MANAGER, true);
@@ -94,6 +97,16 @@ export class GitSourceReconciler {
 					problems.push({ path: r.path, line: r.line, message: `${r.kind} ${r.key} rejected by the API server: ${e.message}` });
 				} else throw e;
 			}
+		};
+		const connections = ordered.filter((r) => r.kind === "Connection");
+		const rest = ordered.filter((r) => r.kind !== "Connection");
+		for (const batch of [connections, rest]) {
+			let next = 0;
+			await Promise.all(
+				Array.from({ length: Math.min(APPLY_CONCURRENCY, batch.length) }, async () => {
+					while (next < batch.length) await applyOne(batch[next++]!);
+				}),
+			);
 		}
 		const brokenPaths = new Set(problems.map((p) => p.path));
 		let pruned = 0;
