@@ -6,9 +6,10 @@
  * keys, syntax errors and non-mapping documents, each at its position. A broken document never
  * hides the valid ones next to it: they are still returned.
  *
- * Scalars follow the YAML 1.2 core schema plus the YAML 1.1 booleans that kubectl's decoder
- * (sigs.k8s.io/yaml) also accepts (`yes`/`no`/`on`/`off`/`y`/`n`), so `allowShell: yes` means the
- * same here as under `kubectl apply`. Timestamps stay strings, as the Kubernetes API expects.
+ * Scalars follow the YAML 1.2 core schema plus the YAML 1.1 booleans and `_`-separated integers that
+ * kubectl's decoder (sigs.k8s.io/yaml) also accepts (`yes`/`no`/`on`/`off`/`y`/`n`, `1_000`), so
+ * `allowShell: yes` means the same here as under `kubectl apply` (test/api/kube.test.ts checks a
+ * table of such scalars against kubectl). Timestamps stay strings, as the Kubernetes API expects.
  */
 import { type Document, type ScalarTag, isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseAllDocuments } from "yaml";
 import type { PathSegment } from "./validate.ts";
@@ -54,6 +55,15 @@ const YAML11_BOOL: ScalarTag = {
 	resolve: (str) => /^(?:y|Y|yes|Yes|YES|on|On|ON)$/.test(str),
 };
 
+/** YAML 1.1 integers with `_` separators (`1_000`), which kubectl's decoder also reads as numbers. */
+const YAML11_INT_UNDERSCORE: ScalarTag = {
+	identify: () => false,
+	default: true,
+	tag: "tag:yaml.org,2002:int",
+	test: /^[-+]?[0-9][0-9_]*_[0-9_]*$/,
+	resolve: (str) => Number.parseInt(str.replace(/_/g, ""), 10),
+};
+
 export function loadManifests(text: string, file: string): LoadResult {
 	const manifests: Manifest[] = [];
 	const errors: LoadError[] = [];
@@ -63,7 +73,7 @@ export function loadManifests(text: string, file: string): LoadResult {
 		schema: "core",
 		uniqueKeys: true,
 		prettyErrors: false,
-		customTags: (tags) => [...tags, YAML11_BOOL],
+		customTags: (tags) => [...tags, YAML11_BOOL, YAML11_INT_UNDERSCORE],
 	});
 	const list = Array.isArray(docs) ? docs : [docs];
 	const pos = (offset: number): Position => {

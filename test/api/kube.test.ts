@@ -167,3 +167,17 @@ test("boundary cases are accepted by both the apiserver and the offline validato
 		assert.deepEqual(validateResource(manifests[0]!.object).errors, [], f);
 	}
 });
+
+test("YAML scalars kubectl reads differently from YAML 1.2 are read the same offline", async () => {
+	// ticket is a string field: a scalar both sides read as a string is accepted, anything else rejected.
+	const scalars = ["yes", "Yes", "on", "off", "y", "n", "NO", "False", "~", "null", "0755", "0o17", "0x1F", "12:30", "1e3", ".5", ".inf", "1_000", "+12", "2026-01-01", "2026-01-01T00:00:00Z", "=", "<<", "'yes'", "OPS-1"];
+	const differ: string[] = [];
+	for (const v of scalars) {
+		const text = `apiVersion: access.drawbridge.dev/v1alpha1\nkind: AccessGrant\nmetadata:\n  name: scalar\nspec:\n  connection: c\n  subjects: [{kind: User, name: a}]\n  postgres: {access: read-only}\n  duration: 1h\n  ticket: ${v}\n`;
+		const server = await kubectl(["apply", "--dry-run=server", "-n", "valid", "-f", "-"], text);
+		const { manifests, errors } = loadManifests(text, "scalar.yaml");
+		const offlineOk = errors.length === 0 && validateResource(manifests[0]!.object).errors.length === 0;
+		if ((server.code === 0) !== offlineOk) differ.push(`ticket: ${v} — kubectl ${server.code === 0 ? "accepts" : "rejects"}, offline ${offlineOk ? "accepts" : "rejects"}`);
+	}
+	assert.deepEqual(differ, []);
+});
