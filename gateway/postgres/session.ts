@@ -49,6 +49,9 @@ import type { UpstreamConnection } from "./upstream.ts";
 /** Forwarded in place of a blocked statement: fails upstream at parse time, never executes anything. */
 export const BLOCKED_SQL = "DRAWBRIDGE_STATEMENT_BLOCKED";
 
+/** Bytes buffered behind a waiting message before we stop reading that socket. */
+const HIGH_WATER_BYTES = 1 << 20;
+
 /** Types whose text and binary representations are both UTF-8 text. */
 const TEXT_TYPES = new Set([25, 1043, 1042, 19, 18, 705, 114, 142]);
 
@@ -183,6 +186,8 @@ export class Session {
 	start(): void {
 		this.client.on("data", (c: Buffer) => {
 			this.cparser.push(c);
+			// While a message waits (approval, pre-check), keep at most ~1 MiB of what follows it.
+			if (this.clientBusy && this.cparser.bufferedBytes > HIGH_WATER_BYTES) this.client.pause();
 			this.kickClient();
 		});
 		this.client.on("end", () => this.close({ reason: "client-closed" }));
@@ -190,6 +195,7 @@ export class Session {
 		this.client.on("error", () => this.close({ reason: "client-closed" }));
 		this.up.on("data", (c: Buffer) => {
 			this.sparser.push(c);
+			if (this.serverBusy && this.sparser.bufferedBytes > HIGH_WATER_BYTES) this.up.pause();
 			this.kickServer();
 		});
 		this.up.on("close", () => this.close({ reason: "upstream-closed" }));
@@ -222,52 +228,44 @@ export class Session {
 	private kickClient(): void {
 		if (this.clientBusy || this.closed) return;
 		this.clientBusy = true;
-		const r = this.pumpClient();
-		if (r) {
-			r.catch((e) => this.fail(e)).finally(() => {
-				this.clientBusy = false;
-				if (!this.closed && this.cparser.bufferedBytes > 0) this.kickClient();
-			});
-		} else {
-			this.clientBusy = false;
+		this.up.cork();
+		let wait: Promise<void> | undefined;
+		try {
+			wait = this.drainClient();
+		} catch (e) {
+			this.fail(e);
 		}
+		if (wait) {
+			// Long waits (approvals) must not hold what was already forwarded.
+			this.up.uncork();
+			wait.catch((e) => this.fail(e)).finally(() => this.clientIdle());
+		} else this.clientIdle();
 	}
 
-	/** Synchronous while possible; returns a promise only when a message had to wait (approval). */
-	private pumpClient(): Promise<void> | undefined {
-		this.up.cork();
-		try {
-			for (;;) {
-				if (this.closed) return undefined;
-				let m: ClientMessage | undefined;
-				try {
-					m = this.cparser.next();
-				} catch (e) {
-					this.fail(e);
-					return undefined;
-				}
-				if (!m) break;
-				const wait = this.onClientMessage(m);
-				if (wait) {
-					this.up.uncork();
-					this.client.pause();
-					return wait.then(() => {
-						if (!this.closed) this.client.resume();
-						const more = this.pumpClient();
-						return more;
-					});
-				}
-			}
-		} finally {
-			if (this.up.writableCorked) this.up.uncork();
-		}
+	private clientIdle(): void {
+		if (this.up.writableCorked) this.up.uncork();
+		this.clientBusy = false;
+		if (this.closed) return;
 		if (this.up.writableNeedDrain) {
 			this.client.pause();
 			this.up.once("drain", () => {
-				if (!this.closed && !this.clientBusy) this.client.resume();
+				if (!this.closed) {
+					this.client.resume();
+					this.kickClient();
+				}
 			});
+		} else if (this.client.isPaused()) this.client.resume();
+	}
+
+	/** Synchronous while possible; returns a promise only when a message had to wait. */
+	private drainClient(): Promise<void> | undefined {
+		for (;;) {
+			if (this.closed) return undefined;
+			const m = this.cparser.next();
+			if (!m) return undefined;
+			const wait = this.onClientMessage(m);
+			if (wait) return wait.then(() => this.drainClient());
 		}
-		return undefined;
 	}
 
 	private toUpstream(b: Buffer): void {
@@ -679,49 +677,41 @@ export class Session {
 	private kickServer(): void {
 		if (this.serverBusy || this.closed) return;
 		this.serverBusy = true;
-		const r = this.pumpServer();
-		if (r) {
-			this.up.pause();
-			r.catch((e) => this.fail(e)).finally(() => {
-				this.serverBusy = false;
-				if (this.closed) return;
-				if (!this.client.writableNeedDrain) this.up.resume();
-				this.kickServer();
-			});
-		} else {
-			this.serverBusy = false;
-		}
-	}
-
-	private pumpServer(): Promise<void> | undefined {
+		// One write (one TLS record batch) per upstream chunk, even across a mask-plan wait.
 		this.client.cork();
+		let wait: Promise<void> | undefined;
 		try {
-			for (;;) {
-				if (this.closed) return undefined;
-				const f = this.sparser.next();
-				if (!f) break;
-				const wait = this.onServerFrame(f);
-				if (wait) {
-					// The frame is a view into the parser buffer: it is safe, the parser keeps it until next().
-					return wait.then(() => {
-						if (this.client.writableCorked) this.client.uncork();
-						return this.pumpServer();
-					});
-				}
-			}
+			wait = this.drainServer();
 		} catch (e) {
 			this.fail(e);
-			return undefined;
-		} finally {
-			if (this.client.writableCorked) this.client.uncork();
 		}
+		if (wait) wait.catch((e) => this.fail(e)).finally(() => this.serverIdle());
+		else this.serverIdle();
+	}
+
+	private serverIdle(): void {
+		if (this.client.writableCorked) this.client.uncork();
+		this.serverBusy = false;
+		if (this.closed) return;
 		if (this.client.writableNeedDrain) {
 			this.up.pause();
 			this.client.once("drain", () => {
-				if (!this.closed && !this.serverBusy) this.up.resume();
+				if (!this.closed) {
+					this.up.resume();
+					this.kickServer();
+				}
 			});
+		} else if (this.up.isPaused()) this.up.resume();
+	}
+
+	private drainServer(): Promise<void> | undefined {
+		for (;;) {
+			if (this.closed) return undefined;
+			const f = this.sparser.next();
+			if (!f) return undefined;
+			const wait = this.onServerFrame(f);
+			if (wait) return wait.then(() => this.drainServer());
 		}
-		return undefined;
 	}
 
 	private head(): Unit | undefined {
@@ -881,8 +871,11 @@ export class Session {
 				this.send(f.raw);
 				return undefined;
 			case ServerCode.CopyDone:
-			case ServerCode.ParameterStatus:
 				this.send(f.raw);
+				return undefined;
+			case ServerCode.ParameterStatus:
+				// set_config('application_name', (SELECT email ...)) echoes table data here.
+				this.send(this.scrubParameterStatus(f));
 				return undefined;
 			case ServerCode.BackendKeyData:
 			case ServerCode.Authentication:
@@ -1063,6 +1056,14 @@ export class Session {
 		for (const k of ["D", "W", "q", "p"]) delete out[k];
 		if (fields.D !== undefined) out.D = "detail hidden by Drawbridge masking policy";
 		return f.code === ServerCode.ErrorResponse ? serverMessages.error(out) : serverMessages.notice(out);
+	}
+
+	private scrubParameterStatus(f: ServerFrame): Buffer {
+		if (!this.o.maskingActive) return f.raw;
+		const m = decodeServerMessage(f);
+		if (m.type !== "parameterStatus") return f.raw;
+		const value = this.recordText(m.value);
+		return value === m.value ? f.raw : serverMessages.parameterStatus(m.name, value);
 	}
 
 	private scrubNotification(f: ServerFrame): Buffer {

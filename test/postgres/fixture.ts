@@ -63,6 +63,8 @@ export interface FixtureOptions {
 	allowInsecure?: boolean;
 	/** Use an existing server instead of starting one. */
 	pg?: PostgresHandle;
+	/** sslmode from the gateway to PostgreSQL (default verify-full). */
+	upstreamSslmode?: "disable" | "verify-full";
 }
 
 export interface Fixture {
@@ -127,7 +129,7 @@ export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> 
 					host: pgh.host,
 					port: pgh.port,
 					credentialRef: "shop-admin",
-					postgres: { database: pgh.database, credentialMode: "static", sslmode: "verify-full", caPem: pgh.caPem, serverName: "localhost" },
+					postgres: { database: pgh.database, credentialMode: "static", sslmode: opts.upstreamSslmode ?? "verify-full", caPem: pgh.caPem, serverName: "localhost" },
 				},
 			],
 			grants: bundleGrants,
