@@ -22,7 +22,7 @@ import type { ApprovalService } from "../approvals/types.ts";
 import { findGrants, noGrantMessage } from "../identity/grants.ts";
 import type { Decision, Recorder, SessionRecorder } from "../recording/events.ts";
 import { recordableBody, MAX_RECORDED_BODY } from "./mask.ts";
-import { isMutation, type KubeRequest, parseKubeRequest } from "./request.ts";
+import { isMutation, type KubeRequest, parseKubeRequest, unsafePathReason } from "./request.ts";
 import type { KubeVerdict } from "../policy/types.ts";
 import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
 import { KubeGatewayError } from "./status.ts";
@@ -226,6 +226,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		}
 		const lookup = findGrants(identity, connection.name, bundle.grantsFor(connection.name), now);
 		if (lookup.active.length === 0) throw new KubeGatewayError("no-grant", noGrantMessage(identity, connection.name, lookup));
+		const unsafe = unsafePathReason(upstreamPath);
+		if (unsafe) throw new KubeGatewayError("bad-request", unsafe);
 		const kreq = parseKubeRequest(req.method ?? "GET", upstreamPath);
 		const rules = bundle.policiesFor(connection.name).guardrailRules;
 		let d: ReturnType<typeof decideKubeRequest>;

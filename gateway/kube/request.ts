@@ -39,6 +39,26 @@ function isTrue(v: string | null): boolean {
 	return v !== null && (v === "" || v === "1" || v.toLowerCase() === "true");
 }
 
+/**
+ * Undefined when the path is one we interpret exactly as the apiserver would; otherwise why not.
+ * Refused: `.`/`..` segments, empty segments (`//`), and any percent-encoding — Kubernetes names never
+ * need it, and an encoded `/` or `..` is the classic way to make a proxy and its backend disagree about
+ * which object a request addresses.
+ */
+export function unsafePathReason(path: string): string | undefined {
+	const p = path.split("?")[0] ?? "";
+	if (!p.startsWith("/")) return "only origin-form request targets (/path) are accepted";
+	if (p.includes("%")) return "percent-encoded characters are not accepted in API paths";
+	if (p.includes("\\")) return "backslashes are not accepted in API paths";
+	const segs = p.split("/").slice(1);
+	for (let i = 0; i < segs.length; i++) {
+		const s = segs[i]!;
+		if (s === "." || s === "..") return "dot segments are not accepted in API paths";
+		if (s === "" && i !== segs.length - 1) return "empty path segments are not accepted";
+	}
+	return undefined;
+}
+
 /** Subresources of the Namespace object itself (`/api/v1/namespaces/NAME/finalize`). */
 const NAMESPACE_SUBRESOURCES = new Set(["status", "finalize"]);
 

@@ -4,6 +4,8 @@
  */
 
 export type KubeErrorCode =
+	/** Path the gateway refuses to interpret (dot segments, encoded slashes, empty segments). → 400 BadRequest */
+	| "bad-request"
 	/** No or unverifiable bearer token. → 401 Unauthorized */
 	| "unauthenticated"
 	/** Connection prefix names no Kubernetes connection, or it is ambiguous. → 404 NotFound */
@@ -24,6 +26,7 @@ export type KubeErrorCode =
 	| "recording";
 
 const HTTP: Record<KubeErrorCode, [number, string]> = {
+	"bad-request": [400, "BadRequest"],
 	unauthenticated: [401, "Unauthorized"],
 	"unknown-connection": [404, "NotFound"],
 	"no-grant": [403, "Forbidden"],

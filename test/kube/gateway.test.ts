@@ -318,6 +318,10 @@ describe("kubectl through the gateway", () => {
 		assert.match(r.stderr, /no grant matches/);
 		const unknown = await fetchStatus("/k8s/nope/api/v1/pods", await issuer.token("lee"));
 		assert.equal(unknown.status, 404);
+		// A dot-segment path that the apiserver might resolve to another namespace is refused outright.
+		const dots = await fetchStatus("/k8s/cluster-prod/api/v1/namespaces/payments/pods/../../billing/pods");
+		assert.equal(dots.status, 400);
+		assert.equal(dots.body.reason, "BadRequest");
 	});
 });
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { BundleGrant, GuardrailRule } from "../../gateway/config/bundle.ts";
-import { parseKubeRequest, qualifiedResource } from "../../gateway/kube/request.ts";
+import { parseKubeRequest, qualifiedResource, unsafePathReason } from "../../gateway/kube/request.ts";
 import { decideKubeRequest } from "../../gateway/kube/scope.ts";
 
 test("request attributes from method and URL", () => {
@@ -61,4 +61,21 @@ test("parsed requests through the policy engine: scope picks a covering grant, g
 	assert.equal(d4.scope, false);
 	const d5 = decideKubeRequest(parseKubeRequest("GET", "/apis/apps/v1"), [ro], rules);
 	assert.equal(d5.verdict.action, "allow");
+});
+
+test("paths a proxy and the apiserver could read differently are refused", () => {
+	for (const p of [
+		"/api/v1/namespaces/payments/pods/../../billing/pods",
+		"/api/v1/namespaces/payments/./pods",
+		"/api/v1/namespaces/payments%2F..%2Fbilling/pods",
+		"/api/v1/namespaces/pay%6dents/pods",
+		"/api//v1/pods",
+		"https://evil.example/api/v1/pods",
+		"/api/v1/namespaces/a\\b/pods",
+	]) {
+		assert.ok(unsafePathReason(p), p);
+	}
+	for (const p of ["/api/v1/namespaces/payments/pods", "/api/v1/namespaces/payments/pods/?watch=1", "/version", "/apis/apps/v1/"]) {
+		assert.equal(unsafePathReason(p), undefined, p);
+	}
 });
