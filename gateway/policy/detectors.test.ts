@@ -73,3 +73,20 @@ test("compiled detectors return undefined when nothing matched", () => {
 	assert.equal(rules("plain"), undefined);
 	assert.equal(compileDetectorRules([{ name: "c", columns: ["x.y"], strategy: REDACT }], Buffer.alloc(32)), undefined);
 });
+
+test("error catalogue: every PolicyError code is documented and raised with its code", async () => {
+	const { POLICY_ERROR_CODES, PolicyError } = await import("./errors.ts");
+	const { compileStringMasker } = await import("./maskvalue.ts");
+	const { readFileSync } = await import("node:fs");
+	const readme = readFileSync(new URL("./README.md", import.meta.url), "utf8");
+	for (const code of POLICY_ERROR_CODES) assert.ok(readme.includes(`\`${code}\``), `README documents ${code}`);
+	const e1 = (() => {
+		try {
+			compileDetector([], ["[unclosed"], REDACT, Buffer.alloc(32));
+		} catch (e) {
+			return e;
+		}
+	})();
+	assert.ok(e1 instanceof PolicyError && e1.code === "invalid-pattern");
+	assert.throws(() => compileStringMasker({ type: "hash" }, Buffer.alloc(4)), (e: unknown) => e instanceof PolicyError && e.code === "invalid-masking-key");
+});

@@ -4,6 +4,7 @@
  * validated (Luhn for card numbers, ISO 13616 mod-97 for IBANs, SSA rules for US SSNs).
  */
 import type { ContentDetector, MaskRule, MaskStrategy } from "../config/bundle.ts";
+import { PolicyError } from "./errors.ts";
 import { compileStringMasker } from "./maskvalue.ts";
 
 // Card: 13-19 digits, optionally grouped with single spaces or dashes.
@@ -87,8 +88,11 @@ function validate(kind: ContentDetector, match: string): boolean {
 /** Masks detected values in a text; returns undefined when nothing matched (no allocation). */
 export type TextDetector = (text: string) => string | undefined;
 
-export class DetectorPatternError extends Error {
-	readonly code = "invalid-pattern" as const;
+export class DetectorPatternError extends PolicyError {
+	constructor(message: string) {
+		super("invalid-pattern", message);
+		this.name = "DetectorPatternError";
+	}
 }
 
 /**

@@ -13,6 +13,7 @@
  */
 import { createHmac } from "node:crypto";
 import type { MaskStrategy } from "../config/bundle.ts";
+import { PolicyError } from "./errors.ts";
 
 /** PostgreSQL type OIDs (pg_type.oid) the maskers care about. */
 // biome-ignore lint/suspicious/noConstEnum: wire codes are const enums (STYLE 3)
@@ -81,7 +82,7 @@ export function compileStringMasker(strategy: MaskStrategy, key: Buffer): String
 		}
 		case "hash": {
 			const length = Math.min(64, Math.max(8, Math.floor(strategy.length ?? DEFAULT_HASH_LENGTH)));
-			if (key.length < 16) throw new TypeError("hash masking needs a key of at least 16 bytes");
+			if (key.length < 16) throw new PolicyError("invalid-masking-key", "hash masking needs a masking key of at least 16 bytes");
 			return (value) => createHmac("sha256", key).update(value, "utf8").digest("hex").slice(0, length);
 		}
 		default:
