@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import pino from "pino";
 import { Registry } from "prom-client";
+import { DataPathMetrics } from "./admin/metrics.ts";
 import { buildAdminServer } from "./admin/server.ts";
 import { registerViewer } from "./admin/viewer.ts";
 import { createApprovalService, registerApprovalRoutes, verifierAuthenticator } from "./approvals/index.ts";
@@ -90,6 +91,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 		},
 	});
 	await recorder.start();
+	// Every data path gets the recorder through the metrics view of it: one event model, counted once.
+	const recorded = new DataPathMetrics(registry).wrap(recorder);
 
 	let approvalsStore: Parameters<typeof createApprovalService>[0]["store"];
 	if (options.approvals.kind === "local") {
@@ -118,7 +121,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 				store,
 				...(tls ? { tls } : {}),
 				allowInsecure: options.allowInsecurePassword,
-				recorder,
+				recorder: recorded,
 				approvals: approvals.service,
 				gatewayName: options.instance,
 				log: {
@@ -136,7 +139,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 		const { startSshListener } = await import("./ssh/listener.ts");
 		const ssh = await startSshListener({
 			store,
-			recorder,
+			recorder: recorded,
 			approvals: approvals.service,
 			hostKeyPem: readFileSync(options.sshHostKeyFile, "utf8"),
 			trustedUserCAKeys: options.sshUserCaFile ? readLines(options.sshUserCaFile) : [],
@@ -153,7 +156,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 		const { startKubeListener } = await import("./kube/listener.ts");
 		const kube = await startKubeListener({
 			store,
-			recorder,
+			recorder: recorded,
 			approvals: approvals.service,
 			tls,
 			host: options.kubeListen.host,
