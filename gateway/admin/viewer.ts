@@ -17,6 +17,7 @@
  * check), presented to it as a bearer header. The cookie is HttpOnly, SameSite=Strict, scoped to
  * {base}, Secure on https, and expires with the token.
  */
+import { createHash, randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -44,9 +45,37 @@ export interface ViewerOptions {
 	basePath?: string;
 	/** Sessions shown per list page (default 200). */
 	pageSize?: number;
+	/**
+	 * Browser sign-in with an OIDC provider (authorization code + PKCE). The ID token it returns is
+	 * checked by `authenticate` like any bearer token, so the provider must also be a trusted issuer
+	 * with `clientId` among its audiences. Without this option the login page takes a pasted token.
+	 */
+	oidc?: ViewerOidcOptions;
+}
+
+export interface ViewerOidcOptions {
+	/** Issuer URL; discovery at `<issuer>/.well-known/openid-configuration`. */
+	issuer: string;
+	clientId: string;
+	/** Confidential client secret (client_secret_basic); omit for a public client. */
+	clientSecret?: string;
+	/** Absolute URL of `{base}/oidc/callback` as registered with the provider. */
+	redirectUri: string;
+	/** Default: openid email profile groups. */
+	scopes?: string[];
+}
+
+interface Discovery {
+	authorization_endpoint: string;
+	token_endpoint: string;
 }
 
 const COOKIE = "drawbridge_viewer";
+const OIDC_COOKIE = "drawbridge_viewer_oidc";
+
+function b64url(buf: Buffer): string {
+	return buf.toString("base64url");
+}
 const PREFIX_RE = /^recordings\/\d{4}\/\d{2}\/\d{2}\/[A-Za-z0-9._-]+\/[A-Za-z0-9._-]+\/$/;
 
 export function escapeHtml(s: unknown): string {
@@ -263,14 +292,18 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 	);
 }
 
-function loginPage(base: string, message: string, status: "info" | "error"): string {
+function loginPage(base: string, message: string, status: "info" | "error", oidc = false): string {
+	const sso = oidc
+		? `<form method="get" action="${base}/oidc/start"><label>User (optional hint for the provider)<br><input name="login_hint" id="login-hint" autocomplete="username"></label>
+<button type="submit" id="sso">Sign in with your identity provider</button></form><p>or</p>`
+		: "";
 	return page(
 		base,
 		"Sign in",
 		undefined,
 		`<h2>Sign in to the recordings viewer</h2>
 <p class="${status === "error" ? "d-block" : ""}" id="login-message">${escapeHtml(message)}</p>
-<form method="post" action="${base}/login">
+${sso}<form method="post" action="${base}/login">
 <label>OIDC ID token<br><textarea name="token" id="token" rows="6" cols="90" autocomplete="off" spellcheck="false"></textarea></label><br>
 <button type="submit" id="signin">Sign in</button></form>
 <p><small>Paste an ID token from your identity provider (the same token the CLI uses). Only members of the auditor group get in.</small></p>`,
@@ -296,6 +329,19 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 	const jwks = opts.publishedJwks ?? (async () => (await storeKeys()).jwks);
 	const playerJs = await readFile(assetPath("asciinema-player.min.js"));
 	const playerCss = await readFile(assetPath("asciinema-player.css"));
+	const oidc = opts.oidc;
+	// The sign-in form redirects to the provider, and form-action covers redirects.
+	const csp = oidc ? CSP.replace("form-action 'self'", `form-action 'self' ${new URL(oidc.issuer).origin}`) : CSP;
+	let discovery: Discovery | undefined;
+	const discover = async (): Promise<Discovery> => {
+		if (discovery) return discovery;
+		const r = await fetch(`${oidc!.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5000) });
+		if (!r.ok) throw new Error(`OIDC discovery failed: HTTP ${r.status}`);
+		const d = (await r.json()) as Partial<Discovery>;
+		if (!d.authorization_endpoint || !d.token_endpoint) throw new Error("OIDC discovery document lacks authorization_endpoint/token_endpoint");
+		discovery = { authorization_endpoint: d.authorization_endpoint, token_endpoint: d.token_endpoint };
+		return discovery;
+	};
 
 	app.get("/api/v1/recordings/keys", async (_req, reply) => {
 		reply.header("cache-control", "public, max-age=300");
@@ -308,7 +354,7 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				done(null, Object.fromEntries(new URLSearchParams(body as string)));
 			});
 			scope.addHook("onSend", async (_req, reply, payload) => {
-				reply.header("content-security-policy", CSP);
+				reply.header("content-security-policy", csp);
 				reply.header("x-content-type-options", "nosniff");
 				reply.header("referrer-policy", "no-referrer");
 				if (!reply.getHeader("cache-control")) reply.header("cache-control", "no-store");
@@ -330,6 +376,12 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				if (!identity) return { reason: "invalid" };
 				if (!identity.groups.includes(opts.auditorGroup)) return { identity, reason: "group" };
 				return { identity, reason: "ok" };
+			};
+
+			const setSession = (request: FastifyRequest, reply: FastifyReply, token: string, identity: Identity) => {
+				const maxAge = Math.max(0, Math.floor((identity.tokenExpiresAt.getTime() - Date.now()) / 1000));
+				const secure = request.protocol === "https" ? "; Secure" : "";
+				reply.header("set-cookie", `${COOKIE}=${token}; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure}`);
 			};
 
 			/** Gate: resolves the auditor or sends 401/403 (HTML pages redirect to the login page). */
@@ -364,22 +416,76 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 
 			scope.get("/login", async (request, reply) => {
 				const expired = (request.query as Record<string, string>).expired;
-				return reply.type("text/html").send(loginPage(base, expired ? "Your session expired or the token was refused; sign in again." : "Sign in with your OIDC ID token.", expired ? "error" : "info"));
+				return reply.type("text/html").send(loginPage(base, expired ? "Your session expired or the token was refused; sign in again." : "Sign in with your OIDC identity.", expired ? "error" : "info", Boolean(oidc)));
 			});
 			scope.post("/login", async (request, reply) => {
 				const token = String((request.body as Record<string, string> | undefined)?.token ?? "").trim();
-				if (!/^[A-Za-z0-9._~+/=-]+$/.test(token)) return reply.code(400).type("text/html").send(loginPage(base, "Paste a token (a JWT).", "error"));
+				if (!/^[A-Za-z0-9._~+/=-]+$/.test(token)) return reply.code(400).type("text/html").send(loginPage(base, "Paste a token (a JWT).", "error", Boolean(oidc)));
 				request.headers.authorization = `Bearer ${token}`;
 				const r = await identify(request);
 				if (r.reason === "group") {
-					return reply.code(403).type("text/html").send(loginPage(base, `${r.identity!.username} is not a member of the auditor group "${opts.auditorGroup}".`, "error"));
+					return reply.code(403).type("text/html").send(loginPage(base, `${r.identity!.username} is not a member of the auditor group "${opts.auditorGroup}".`, "error", Boolean(oidc)));
 				}
-				if (r.reason !== "ok") return reply.code(401).type("text/html").send(loginPage(base, "The token was refused (expired, wrong issuer or audience, or bad signature).", "error"));
-				const maxAge = Math.max(0, Math.floor((r.identity!.tokenExpiresAt.getTime() - Date.now()) / 1000));
-				const secure = request.protocol === "https" ? "; Secure" : "";
-				reply.header("set-cookie", `${COOKIE}=${token}; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure}`);
+				if (r.reason !== "ok") return reply.code(401).type("text/html").send(loginPage(base, "The token was refused (expired, wrong issuer or audience, or bad signature).", "error", Boolean(oidc)));
+				setSession(request, reply, token, r.identity!);
 				return reply.code(303).header("location", `${base}/`).send();
 			});
+
+			if (oidc) {
+				scope.get("/oidc/start", async (request, reply) => {
+					const d = await discover();
+					const state = b64url(randomBytes(16));
+					const nonce = b64url(randomBytes(16));
+					const verifier = b64url(randomBytes(32));
+					const challenge = b64url(createHash("sha256").update(verifier).digest());
+					const params = new URLSearchParams({
+						client_id: oidc.clientId,
+						response_type: "code",
+						redirect_uri: oidc.redirectUri,
+						scope: (oidc.scopes ?? ["openid", "email", "profile", "groups"]).join(" "),
+						state,
+						nonce,
+						code_challenge: challenge,
+						code_challenge_method: "S256",
+					});
+					const hint = String((request.query as Record<string, string>).login_hint ?? "").trim();
+					if (hint && /^[\w.@+-]{1,200}$/.test(hint)) {
+						// A named account: ask the provider to sign that account in, not reuse its session.
+						params.set("login_hint", hint);
+						params.set("prompt", "login");
+					}
+					// Lax: the provider redirects back with a top-level cross-site GET.
+					reply.header("set-cookie", `${OIDC_COOKIE}=${state}.${nonce}.${verifier}; Path=${base}/oidc; HttpOnly; SameSite=Lax; Max-Age=600${request.protocol === "https" ? "; Secure" : ""}`);
+					return reply.code(302).header("location", `${d.authorization_endpoint}?${params}`).send();
+				});
+				scope.get("/oidc/callback", async (request, reply) => {
+					const q = request.query as Record<string, string | undefined>;
+					const [state, nonce, verifier] = (parseCookies(request.headers.cookie)[OIDC_COOKIE] ?? "").split(".");
+					reply.header("set-cookie", `${OIDC_COOKIE}=; Path=${base}/oidc; HttpOnly; SameSite=Lax; Max-Age=0`);
+					const fail = (code: number, msg: string) => reply.code(code).type("text/html").send(loginPage(base, msg, "error", true));
+					if (q.error) return fail(401, `The identity provider refused the sign-in: ${q.error}${q.error_description ? ` (${q.error_description})` : ""}`);
+					if (!state || !nonce || !verifier || q.state !== state || !q.code) return fail(400, "The sign-in response does not match this browser's sign-in request; start again.");
+					const d = await discover();
+					const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded" };
+					const form = new URLSearchParams({ grant_type: "authorization_code", code: q.code, redirect_uri: oidc.redirectUri, code_verifier: verifier });
+					if (oidc.clientSecret) headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(oidc.clientId)}:${encodeURIComponent(oidc.clientSecret)}`).toString("base64")}`;
+					else form.set("client_id", oidc.clientId);
+					const tr = await fetch(d.token_endpoint, { method: "POST", headers, body: form, signal: AbortSignal.timeout(10_000) });
+					const body = (await tr.json().catch(() => ({}))) as { id_token?: string; error?: string };
+					if (!tr.ok || !body.id_token) return fail(401, `The token exchange failed: ${body.error ?? `HTTP ${tr.status}`}`);
+					request.headers.authorization = `Bearer ${body.id_token}`;
+					const r = await identify(request);
+					if (r.reason === "group") return fail(403, `${r.identity!.username} is not a member of the auditor group "${opts.auditorGroup}".`);
+					if (r.reason !== "ok") return fail(401, "The identity provider's ID token was refused (issuer, audience or signature).");
+					if (r.identity!.claims.nonce !== nonce) return fail(401, "The ID token's nonce does not match this sign-in; start again.");
+					setSession(request, reply, body.id_token, r.identity!);
+					// A same-site hop: a SameSite=Strict cookie set during a cross-site redirect chain is
+					// only sent on the next navigation the page itself makes.
+					return reply
+						.type("text/html")
+						.send(`<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${base}/"><title>Signed in</title><p>Signed in. <a href="${base}/">Continue</a></p>`);
+				});
+			}
 			scope.post("/logout", async (_req, reply) => {
 				reply.header("set-cookie", `${COOKIE}=; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=0`);
 				return reply.code(303).header("location", `${base}/login`).send();

@@ -14,7 +14,7 @@ import { registerViewer } from "../../gateway/admin/viewer.ts";
 import { sessionPrefix } from "../../gateway/recording/format.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
 import { TokenVerifier } from "../../gateway/identity/verify.ts";
-import { type OidcHandle, printLogsOnFailure, startOidc } from "../env/index.ts";
+import { freePort, type OidcHandle, printLogsOnFailure, startOidc } from "../env/index.ts";
 import { blockedAndApproved, makeRecorder, meta, sqlEvents, tempDir } from "./fixtures.ts";
 
 let oidc: OidcHandle;
@@ -78,15 +78,24 @@ before(async () => {
 	await store.put(`${tp}chunk-000001.jsonl.gz`, Buffer.from("not the original chunk"));
 
 	const verifier = new TokenVerifier([
-		{ name: "test-oidc", kind: "oidc", issuer: oidc.issuer, audiences: ["drawbridge"], jwksUri: oidc.jwksUri, algorithms: ["RS256"] },
+		{ name: "test-oidc", kind: "oidc", issuer: oidc.issuer, audiences: ["drawbridge", "drawbridge-viewer"], jwksUri: oidc.jwksUri, algorithms: ["RS256"] },
 	]);
 	const authenticate = async (request: FastifyRequest) => {
 		const m = /^Bearer (.+)$/.exec(request.headers.authorization ?? "");
 		return m ? verifier.verify(m[1]!) : undefined;
 	};
+	const port = await freePort();
+	url = `http://127.0.0.1:${port}`;
+	const redirectUri = `${url}/viewer/oidc/callback`;
+	const clientSecret = oidc.registerClient("drawbridge-viewer", { redirect_uris: [redirectUri] });
 	app = Fastify();
-	await registerViewer(app, { store, authenticate, auditorGroup: "auditors" });
-	url = await app.listen({ host: "127.0.0.1", port: 0 });
+	await registerViewer(app, {
+		store,
+		authenticate,
+		auditorGroup: "auditors",
+		oidc: { issuer: oidc.issuer, clientId: "drawbridge-viewer", clientSecret, redirectUri },
+	});
+	await app.listen({ host: "127.0.0.1", port });
 });
 
 after(async () => {
@@ -216,4 +225,40 @@ test("viewer in headless Chromium: log in, filter, badges, SQL timeline, Kuberne
 	assert.match(page.url(), /\/viewer\/login$/);
 	assert.deepEqual(consoleErrors, []);
 	assert.deepEqual(failedLoads, ["403 POST /viewer/login"], "only bob's refused login failed");
+});
+
+test("viewer in headless Chromium: sign in through the OIDC provider (code flow + PKCE); non-auditors are refused", async () => {
+	browser ??= await chromium.launch({
+		executablePath: "/usr/bin/chromium",
+		args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+	});
+	const context = await browser.newContext();
+	const page = await context.newPage();
+	await page.goto(`${url}/viewer/`);
+	assert.match(page.url(), /\/viewer\/login$/);
+	await page.fill("#login-hint", "bob");
+	await page.click("#sso");
+	await page.waitForURL(/\/viewer\/oidc\/callback\?/, { timeout: 15_000 });
+	assert.match((await page.textContent("#login-message")) ?? "", /bob is not a member of the auditor group "auditors"/);
+	assert.equal((await context.cookies()).find((c) => c.name === "drawbridge_viewer"), undefined, "no viewer session for bob");
+	await context.close();
+	// Noor, in her own browser.
+	const context2 = await browser.newContext();
+	const page2 = await context2.newPage();
+	await page2.goto(`${url}/viewer/`);
+	await page2.fill("#login-hint", "noor");
+	await page2.click("#sso");
+	await page2.waitForSelector("#sessions", { timeout: 15_000 });
+	assert.match((await page2.textContent("header .who")) ?? "", /signed in as noor/);
+	assert.equal(await page2.locator("#sessions tbody tr").count(), 4);
+	const cookies = await context2.cookies();
+	const session = cookies.find((c) => c.name === "drawbridge_viewer");
+	assert.ok(session?.httpOnly, "session cookie is HttpOnly");
+	assert.equal(session?.sameSite, "Strict");
+	assert.equal(cookies.find((c) => c.name === "drawbridge_viewer_oidc"), undefined, "one-time OIDC state cookie is gone");
+	await page2.screenshot({ path: join(SCREENSHOTS, "0-oidc-signed-in.png") });
+	// A forged callback (no matching state) is refused.
+	await page2.goto(`${url}/viewer/oidc/callback?code=abc&state=forged`);
+	assert.match((await page2.textContent("#login-message")) ?? "", /does not match this browser's sign-in request/);
+	await context2.close();
 });
