@@ -6,7 +6,7 @@
  * (`file:line:col: error: field: message`) or JSON, and exits 1 when there is any error.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Diagnostic, LINT_CONFIG_FILE, type LintConfig, parseLintConfig, validateRepository } from "../crds/repo.ts";
 
@@ -145,6 +145,7 @@ export async function main(argv: string[], io: Io = PROCESS_IO): Promise<number>
 	}
 	const diagnostics: Diagnostic[] = [];
 	let config: LintConfig = {};
+	let configDir = process.cwd();
 	if (!parsed.noConfig) {
 		let configPath = parsed.config;
 		if (configPath === undefined) {
@@ -167,12 +168,19 @@ export async function main(argv: string[], io: Io = PROCESS_IO): Promise<number>
 				io.stderr(`drawbridge validate: cannot read ${configPath}: ${(e as Error).message}\n`);
 				return EXIT_USAGE;
 			}
+			configDir = dirname(resolve(configPath));
 			const r = parseLintConfig(text, display(resolve(configPath)));
 			config = r.config;
 			diagnostics.push(...r.diagnostics);
 		}
 	}
-	const unique = [...new Set(files)];
+	const excluded = (f: string) =>
+		(config.exclude ?? []).some((prefix) => {
+			const rel = relative(configDir, f);
+			const p = prefix.replace(/^\.\//, "").replace(/\/$/, "");
+			return rel === p || rel.startsWith(`${p}/`);
+		});
+	const unique = [...new Set(files)].filter((f) => !excluded(f));
 	const inputs = unique.map((f) => ({ file: display(f), text: readFileSync(f, "utf8") }));
 	if (stdinText !== undefined) inputs.push({ file: "<stdin>", text: stdinText });
 	const report = validateRepository(inputs, config);

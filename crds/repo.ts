@@ -77,7 +77,7 @@ export const LintConfig = Type.Object(
 			}),
 		),
 		ticketPattern: Type.Optional(Type.String({ description: "Regular expression every spec.ticket must match (e.g. `^[A-Z]+-[0-9]+$`).", minLength: 1 })),
-		exclude: Type.Optional(Type.Array(Type.String({ description: "A path prefix." }), { description: "Path prefixes (relative to the repository) not validated." })),
+		exclude: Type.Optional(Type.Array(Type.String({ description: "A path prefix." }), { description: "Paths (files or directories, relative to the directory of `.drawbridge.yaml`) not validated." })),
 		warnings: Type.Optional(StringEnum(["allow", "error"] as const, { description: "`error` turns warnings into errors.", default: "allow" })),
 	},
 	{ description: "Organisation lints for `drawbridge validate`, read from `.drawbridge.yaml` at the repository root." },

@@ -304,3 +304,17 @@ test("`-` validates manifests from standard input together with files", async ()
 	assert.equal(bad.code, 1);
 	assert.match(bad.stdout, /^<stdin>:6:15: error: spec\.connection: Connection "orders-prod" not found in the repository \[REFERENCE\]$/m);
 });
+
+test(".drawbridge.yaml: exclude skips paths, warnings: error makes warnings fail the check", async () => {
+	const broken = "apiVersion: access.drawbridge.dev/v1alpha1\nkind: Connection\nmetadata:\n  name: broken\nspec:\n  type: mysql\n";
+	const secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n";
+	const cfg = readFileSync(join(EXAMPLES_DIR, ".drawbridge.yaml"), "utf8");
+	const dir = repo({ "drafts/broken.yaml": broken, "vendor/x/secret.yaml": secret, ".drawbridge.yaml": `${cfg}exclude: [drafts/]\n` });
+	const r = await run([dir]);
+	assert.equal(r.code, 0, r.stdout);
+	assert.match(r.stdout, /secret\.yaml:1:1: warning: apiVersion: not a Drawbridge resource/);
+	const strict = repo({ "vendor/x/secret.yaml": secret, ".drawbridge.yaml": `${cfg}warnings: error\n` });
+	const s = await run([strict]);
+	assert.equal(s.code, 1);
+	assert.match(s.stdout, /secret\.yaml:1:1: error: apiVersion: not a Drawbridge resource/);
+});
