@@ -139,7 +139,21 @@ export const SYSTEM_SETTINGS: ReadonlySet<string> = new Set([
 	"local_preload_libraries",
 	"allow_system_table_mods",
 	"lo_compat_privileges",
+	"zero_damaged_pages",
+	"ignore_system_indexes",
+	"ignore_checksum_failure",
+	"allow_in_place_tablespaces",
+	"wal_compression",
+	"synchronous_commit",
 ]);
+
+/**
+ * Settings that change server-wide behaviour or hide activity (server logging, statistics
+ * tracking): superuser-only upstream, reserved for admin grants here.
+ */
+export function isSystemSetting(name: string): boolean {
+	return SYSTEM_SETTINGS.has(name) || name.startsWith("log_") || name.startsWith("debug_") || name.startsWith("track_");
+}
 
 /**
  * Common built-in functions that compute only from their arguments (they read no table). Masking

