@@ -132,6 +132,7 @@ test("hasWhere for UPDATE/DELETE/MERGE, constant conditions count as none", () =
 	assert.equal(one("UPDATE t SET a = 1 WHERE id = $1").hasWhere, true);
 	assert.equal(one("WITH d AS (DELETE FROM t) SELECT 1").hasWhere, false);
 	assert.equal(one("SELECT 1").hasWhere, undefined);
+	assert.equal(one("DELETE FROM t WHERE CURRENT OF c").hasWhere, true, "CURRENT OF names one row");
 });
 
 test("statement text comes from parser locations, multi-byte safe", () => {

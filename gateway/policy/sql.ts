@@ -297,7 +297,7 @@ function isConstantCondition(node: unknown): boolean {
 		}
 		if (!n || typeof n !== "object") return;
 		for (const [k, v] of Object.entries(n)) {
-			if (k === "ColumnRef" || k === "SubLink" || k === "FuncCall" || k === "ParamRef") {
+			if (k === "ColumnRef" || k === "SubLink" || k === "FuncCall" || k === "ParamRef" || k === "CurrentOfExpr") {
 				sawColumn = true;
 				return;
 			}
