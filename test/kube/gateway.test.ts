@@ -335,9 +335,9 @@ async function fetchStatus(path: string, ...tokenArg: [string | undefined] | [])
 	const https = await import("node:https");
 	const t = tokenArg.length > 0 ? tokenArg[0] : await issuer.token("lee");
 	return new Promise((resolve, reject) => {
+		// Options, not a URL string: WHATWG URL parsing would resolve dot segments before sending.
 		const req = https.request(
-			`${gw.url}${path}`,
-			{ ca: kube.caPem, headers: t ? { authorization: `Bearer ${t}` } : {} },
+			{ hostname: "127.0.0.1", port: gw.address.port, path, ca: kube.caPem, headers: t ? { authorization: `Bearer ${t}` } : {} },
 			(res) => {
 				let text = "";
 				res.on("data", (c: Buffer) => (text += c.toString()));
