@@ -240,8 +240,8 @@ describe("SQL bypass corpus end to end (psql → gateway → PostgreSQL)", () =>
 					const want = await viaDirect(c);
 					if (want) {
 						for (const col of c.masked ?? []) {
-							const plain = new Set(want.map((r) => r[col]).filter((v): v is string => typeof v === "string" && v.length >= 5));
-							const same = rows.map((r) => r[col]).filter((v) => typeof v === "string" && plain.has(v));
+							const plain: Set<string> = new Set(want.map((r) => r[col]).filter((v): v is string => typeof v === "string" && v.length >= 5));
+							const same: (string | null | undefined)[] = rows.map((r) => r[col]).filter((v) => typeof v === "string" && plain.has(v));
 							assert.deepEqual(same.slice(0, 3), [], `column ${col} came back unmasked (${same.length} values)`);
 						}
 					}
