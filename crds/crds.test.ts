@@ -240,3 +240,20 @@ test("docs/resources.md reference is generated from the schemas and current (npm
 	for (const k of KINDS) assert.ok(current.includes(`### ${k.kind}\n`), k.kind);
 	assert.ok(current.includes("`spec.subjects[].kind`"));
 });
+
+test("loadManifests and validateRepository never throw on hostile input", async () => {
+	const { validateRepository } = await import("./repo.ts");
+	const fc = (await import("fast-check")).default;
+	const example = readFileSync(join(CRD_DIR, "..", "examples", "grants", "oncall", "break-glass.yaml"), "utf8");
+	const fragments = ["---\n", "\t", ": ", "- ", "&a ", "*a ", "!!binary ", "{", "}", "[", "]", "'", '"', "\n", "  ", "spec:", "kind: AccessGrant", "apiVersion: access.drawbridge.dev/v1alpha1", "<<: *a", "? ", "|", ">", "%YAML 1.2\n", "\u0000", "\uFEFF"];
+	fc.assert(
+		fc.property(fc.array(fc.oneof(fc.constantFrom(...fragments), fc.string({ maxLength: 8 })), { maxLength: 40 }), fc.nat(example.length), (parts, cut) => {
+			for (const text of [parts.join(""), example.slice(0, cut) + parts.join("") + example.slice(cut)]) {
+				const { manifests } = loadManifests(text, "fuzz.yaml");
+				for (const m of manifests) validateResource(m.object);
+				validateRepository([{ file: "fuzz.yaml", text }]);
+			}
+		}),
+		{ numRuns: 300, seed: 7 },
+	);
+});
