@@ -35,6 +35,8 @@ export interface KubeApprovalStoreOptions {
 	namespace: string;
 	/** Attempts of one read-modify-write before giving up with `conflict` (default 10). */
 	maxConflictRetries?: number;
+	/** Attempts of one API call on throttling (429) or, for reads, transient errors (default 6). */
+	transientRetries?: number;
 	/** Field manager recorded on writes (default `drawbridge-gateway`). */
 	fieldManager?: string;
 	/** Called with watch problems (reconnects are automatic). */
@@ -49,6 +51,20 @@ function statusCode(err: unknown): number | undefined {
 	return typeof code === "number" ? code : undefined;
 }
 
+/** Transient failures worth retrying. `idempotent` calls (reads, deletes) also retry 5xx and network errors. */
+function retryable(err: unknown, idempotent: boolean): boolean {
+	const code = statusCode(err);
+	if (code === 429) return true; // throttled (API Priority and Fairness): the request was not processed
+	if (!idempotent) return false;
+	return code === undefined || code === 500 || code === 502 || code === 503 || code === 504;
+}
+
+function retryAfterMs(err: unknown): number | undefined {
+	const headers = err instanceof ApiException ? (err.headers as Record<string, string | undefined>) : undefined;
+	const value = Number(headers?.["retry-after"] ?? headers?.["Retry-After"]);
+	return Number.isFinite(value) && value > 0 ? Math.min(value * 1000, 5000) : undefined;
+}
+
 function unavailable(err: unknown, what: string): ApprovalError {
 	const code = statusCode(err);
 	return new ApprovalError("unavailable", `kubernetes API: ${what} failed${code ? ` (HTTP ${code})` : ""}: ${(err as Error)?.message?.slice(0, 300) ?? String(err)}`);
@@ -59,6 +75,7 @@ export class KubeApprovalStore implements ApprovalStore {
 	readonly #kc: KubeConfig;
 	readonly #ns: string;
 	readonly #maxRetries: number;
+	readonly #transientRetries: number;
 	readonly #fieldManager: string;
 	readonly #onError: (message: string) => void;
 	readonly #listeners = new Set<(record: ApprovalRequestRecord) => void>();
@@ -73,8 +90,23 @@ export class KubeApprovalStore implements ApprovalStore {
 		this.#api = options.kubeConfig.makeApiClient(CustomObjectsApi);
 		this.#ns = options.namespace;
 		this.#maxRetries = options.maxConflictRetries ?? 10;
+		this.#transientRetries = options.transientRetries ?? 6;
 		this.#fieldManager = options.fieldManager ?? "drawbridge-gateway";
 		this.#onError = options.onError ?? (() => {});
+	}
+
+	/** Call the API, retrying throttling (and, for idempotent calls, transient errors) with backoff. */
+	async #call<T>(fn: () => Promise<T>, idempotent: boolean): Promise<T> {
+		let delay = 100;
+		for (let attempt = 1; ; attempt++) {
+			try {
+				return await fn();
+			} catch (err) {
+				if (attempt >= this.#transientRetries || this.#closed || !retryable(err, idempotent)) throw err;
+				await sleep(retryAfterMs(err) ?? delay + Math.floor(Math.random() * delay));
+				delay = Math.min(delay * 2, 2000);
+			}
+		}
 	}
 
 	#params() {
@@ -86,18 +118,25 @@ export class KubeApprovalStore implements ApprovalStore {
 		const { status, ...withoutStatus } = body;
 		let created: ApprovalRequestObject;
 		try {
-			created = (await this.#api.createNamespacedCustomObject({ ...this.#params(), body: withoutStatus, fieldManager: this.#fieldManager })) as ApprovalRequestObject;
+			created = (await this.#call(
+				() => this.#api.createNamespacedCustomObject({ ...this.#params(), body: withoutStatus, fieldManager: this.#fieldManager }),
+				false,
+			)) as ApprovalRequestObject;
 		} catch (err) {
 			if (statusCode(err) === 409) throw new ApprovalError("conflict", `approval ${record.id} already exists`);
 			throw unavailable(err, `create ApprovalRequest ${record.id}`);
 		}
 		try {
-			const written = (await this.#api.replaceNamespacedCustomObjectStatus({
-				...this.#params(),
-				name: record.id,
-				body: { ...created, status },
-				fieldManager: this.#fieldManager,
-			})) as ApprovalRequestObject;
+			const written = (await this.#call(
+				() =>
+					this.#api.replaceNamespacedCustomObjectStatus({
+						...this.#params(),
+						name: record.id,
+						body: { ...created, status },
+						fieldManager: this.#fieldManager,
+					}),
+				false,
+			)) as ApprovalRequestObject;
 			created = written;
 		} catch (err) {
 			// Without a status the request still reads as Pending; only kubectl's Phase column is empty.
@@ -112,7 +151,7 @@ export class KubeApprovalStore implements ApprovalStore {
 	async #getObject(id: string): Promise<ApprovalRequestObject | undefined> {
 		if (!ID_RE.test(id)) return undefined;
 		try {
-			return (await this.#api.getNamespacedCustomObject({ ...this.#params(), name: id })) as ApprovalRequestObject;
+			return (await this.#call(() => this.#api.getNamespacedCustomObject({ ...this.#params(), name: id }), true)) as ApprovalRequestObject;
 		} catch (err) {
 			if (statusCode(err) === 404) return undefined;
 			throw unavailable(err, `get ApprovalRequest ${id}`);
@@ -127,7 +166,7 @@ export class KubeApprovalStore implements ApprovalStore {
 	async list(): Promise<ApprovalRequestRecord[]> {
 		let list: { items?: ApprovalRequestObject[] };
 		try {
-			list = (await this.#api.listNamespacedCustomObject(this.#params())) as { items?: ApprovalRequestObject[] };
+			list = (await this.#call(() => this.#api.listNamespacedCustomObject(this.#params()), true)) as { items?: ApprovalRequestObject[] };
 		} catch (err) {
 			throw unavailable(err, "list ApprovalRequests");
 		}
@@ -142,13 +181,19 @@ export class KubeApprovalStore implements ApprovalStore {
 			const next = mutate(current);
 			if (!next) return { record: current, changed: false };
 			try {
-				const written = (await this.#api.replaceNamespacedCustomObjectStatus({
-					...this.#params(),
-					name: id,
-					// resourceVersion from the read: the API server refuses the write if anyone wrote since.
-					body: { ...obj, status: statusOf(next) },
-					fieldManager: this.#fieldManager,
-				})) as ApprovalRequestObject;
+				// Only throttling is retried here: after a 5xx the write may have happened, and re-applying
+				// the mutation to the fresh state would report a decision that was in fact recorded as a refusal.
+				const written = (await this.#call(
+					() =>
+						this.#api.replaceNamespacedCustomObjectStatus({
+							...this.#params(),
+							name: id,
+							// resourceVersion from the read: the API server refuses the write if anyone wrote since.
+							body: { ...obj, status: statusOf(next) },
+							fieldManager: this.#fieldManager,
+						}),
+					false,
+				)) as ApprovalRequestObject;
 				const record = objectToRecord(written) ?? next;
 				this.#emit(written, record);
 				return { record, changed: true };
@@ -170,7 +215,7 @@ export class KubeApprovalStore implements ApprovalStore {
 		if (!ID_RE.test(id)) return;
 		this.#seen.delete(id);
 		try {
-			await this.#api.deleteNamespacedCustomObject({ ...this.#params(), name: id });
+			await this.#call(() => this.#api.deleteNamespacedCustomObject({ ...this.#params(), name: id }), true);
 		} catch (err) {
 			if (statusCode(err) !== 404) throw unavailable(err, `delete ApprovalRequest ${id}`);
 		}
