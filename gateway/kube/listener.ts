@@ -89,7 +89,10 @@ export function impersonatedUser(identity: Identity): string {
 
 export function impersonatedGroups(identity: Identity, grant: BundleGrant): string[] {
 	const out = new Set<string>();
-	for (const g of identity.groups) if (safeGroup(g)) out.add(g);
+	// A service account verified from a Kubernetes token keeps the groups the apiserver would give it.
+	const sa = identity.issuerKind === "kubernetes" ? identity.serviceAccount : undefined;
+	const saGroups = sa ? new Set(["system:serviceaccounts", `system:serviceaccounts:${sa.namespace}`]) : new Set<string>();
+	for (const g of identity.groups) if (safeGroup(g) || saGroups.has(g)) out.add(g);
 	for (const g of grant.kubernetes?.impersonateGroups ?? []) if (g !== "system:masters") out.add(g);
 	return [...out];
 }

@@ -69,6 +69,7 @@ async function kubeconfigFor(sub: string, groups: string[] = []): Promise<string
 }
 
 let lee: string;
+let saKubeconfig: string;
 
 before(async () => {
 	dir = mkdtempSync(join(tmpdir(), "drawbridge-kube-test-"));
@@ -119,10 +120,33 @@ roleRef: { kind: ClusterRole, name: ns-reader, apiGroup: rbac.authorization.k8s.
 		credentialRef: "kube-gw",
 		kubernetes: { server: kube.url, caPem: kube.caPem },
 	};
+	const base = makeBundle(issuer, {});
 	const store = storeWith(
 		makeBundle(issuer, {
+			issuers: [
+				...base.issuers,
+				{
+					name: "cluster-sa",
+					kind: "kubernetes",
+					issuer: kube.serviceAccountIssuer,
+					audiences: ["drawbridge"],
+					jwksUri: kube.jwksUri,
+					caPem: kube.caPem,
+					algorithms: ["RS256"],
+				},
+			],
 			connections: [connection],
-			grants: [grant],
+			grants: [
+				grant,
+				{
+					...grant,
+					key: "ci/deployer-payments",
+					name: "deployer-payments",
+					namespace: "ci",
+					subjects: [{ kind: "ServiceAccount", namespace: "ci", name: "deployer" }],
+					kubernetes: { namespaces: ["payments"], verbs: ["get", "list"], resources: ["configmaps"] },
+				},
+			],
 			guardrailPolicies: [
 				{
 					key: "ops/kube-prod",
@@ -139,6 +163,12 @@ roleRef: { kind: ClusterRole, name: ns-reader, apiGroup: rbac.authorization.k8s.
 	);
 	gw = await startKubeListener({ store, recorder, approvals, tls: { certPem: cert.certPem, keyPem: cert.keyPem }, sessionIdleMs: 500 });
 	lee = await kubeconfigFor("lee", ["oncall"]);
+	// Journey 1: a CI job's own projected service-account token, no other credential.
+	const saToken = await kube.serviceAccountToken("ci", "deployer", { audiences: ["drawbridge"], expirationSeconds: 3600 });
+	const sa = await kube.kubectl(["create", "rolebinding", "deployer-read", "--role=oncall", "--serviceaccount=ci:deployer", "-n", "payments"]);
+	assert.equal(sa.code, 0, sa.stderr);
+	saKubeconfig = join(dir, "kubeconfig-sa");
+	writeFileSync(saKubeconfig, generateKubeconfig({ gatewayUrl: gw.url, connection: "cluster-prod", caPem: kube.caPem, token: saToken, namespace: "payments" }));
 });
 
 after(async () => {
@@ -305,6 +335,19 @@ describe("kubectl through the gateway", () => {
 		const recs = recorder.events("kube.request");
 		assert.ok(recs.some((e) => e.subresource === "exec"));
 		assert.ok(recs.some((e) => e.subresource === "log"));
+	});
+
+	test("a Kubernetes service-account token is impersonated as that service account, within its grant", async () => {
+		const ok = await kubectl(saKubeconfig, ["get", "configmaps", "-o", "name"]);
+		assert.equal(ok.code, 0, ok.stderr);
+		assert.match(ok.stdout, /configmap\/app-config/);
+		// RBAC (the oncall Role) would let it list pods; its grant does not.
+		const pods = await kubectl(saKubeconfig, ["get", "pods"]);
+		assert.equal(pods.code, 1);
+		assert.match(pods.stderr, /ci\/deployer-payments/);
+		const s = recorder.sessions.find((x) => x.meta.grant === "ci/deployer-payments");
+		assert.equal(s?.meta.target["user"], "system:serviceaccount:ci:deployer");
+		assert.deepEqual(s?.meta.identity.serviceAccount, { namespace: "ci", name: "deployer" });
 	});
 
 	test("no token, a bad token and an identity without a grant are refused", async () => {
