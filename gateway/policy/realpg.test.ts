@@ -1,0 +1,164 @@
+/**
+ * The masking half of the bypass corpus against a real PostgreSQL 15 (test/env): every "masked"
+ * statement is run for real (inside a rolled-back transaction), and the plan is computed from the
+ * real RowDescription (table OID + attribute number) and a Catalog that reads the real pg_catalog
+ * (pg_class, pg_attribute, pg_get_viewdef, pg_proc). This checks the corpus data (result widths)
+ * and that origin + taint agree with what the server really returns. The PostgreSQL data path
+ * replays the whole corpus through the proxy in test/postgres.
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import type pg from "pg";
+import { type PostgresHandle, printLogsOnFailure, startPostgres } from "../../test/env/index.ts";
+import { demoContext } from "./corpus/catalog.ts";
+import { CORPUS_MASK_RULES, SQL_BYPASS_CORPUS } from "./corpus/sql-bypass.ts";
+import { planMasks } from "./mask.ts";
+import { SessionSqlState } from "./session.ts";
+import { analyzeSql } from "./sql.ts";
+import type { Catalog, FunctionCatalog, RelationInfo, ResultField } from "./types.ts";
+
+let server: PostgresHandle;
+let client: pg.Client;
+
+/** Catalog over a live connection, resolved as PostgreSQL does (to_regclass uses search_path). */
+class LiveCatalog implements Catalog, FunctionCatalog {
+	constructor(readonly c: pg.Client) {}
+
+	async #load(where: string, param: string | number): Promise<RelationInfo | undefined> {
+		const r = await this.c.query(
+			`SELECT c.oid::int AS oid, n.nspname, c.relname, c.relkind,
+			        CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END AS def
+			   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${where}`,
+			[param],
+		);
+		const row = r.rows[0] as { oid: number; nspname: string; relname: string; relkind: string; def: string | null } | undefined;
+		if (!row) return undefined;
+		const cols = await this.c.query(
+			"SELECT attname, attnum::int AS attnum FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+			[row.oid],
+		);
+		const kinds: Record<string, RelationInfo["kind"]> = { r: "table", v: "view", m: "matview", f: "foreign", p: "partitioned" };
+		const info: RelationInfo = {
+			oid: row.oid,
+			schema: row.nspname,
+			name: row.relname,
+			kind: kinds[row.relkind] ?? "other",
+			columns: cols.rows.map((x: { attname: string; attnum: number }) => ({ name: x.attname, attnum: x.attnum })),
+		};
+		if (row.def !== null) info.viewDefinition = row.def;
+		return info;
+	}
+
+	relation(schema: string | undefined, name: string): Promise<RelationInfo | undefined> {
+		const q = schema ? `${quoteIdent(schema)}.${quoteIdent(name)}` : quoteIdent(name);
+		return this.#load("c.oid = to_regclass($1)", q);
+	}
+
+	relationByOid(oid: number): Promise<RelationInfo | undefined> {
+		return this.#load("c.oid = $1", oid);
+	}
+
+	async isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {
+		const r = await this.c.query(
+			`SELECT bool_and(n.nspname = 'pg_catalog') AS builtin FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+			  WHERE p.proname = $2 AND ($1::text IS NULL OR n.nspname = $1) AND ($1::text IS NOT NULL OR n.nspname = ANY (current_schemas(true)))`,
+			[schema ?? null, name],
+		);
+		return (r.rows[0] as { builtin: boolean | null }).builtin === true;
+	}
+}
+
+function quoteIdent(s: string): string {
+	return `"${s.replace(/"/g, '""')}"`;
+}
+
+before(async () => {
+	server = await startPostgres();
+	client = await server.connect();
+	await client.query(`
+		CREATE FUNCTION get_email(int) RETURNS text LANGUAGE sql AS 'SELECT email FROM customers WHERE id = $1';
+		CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE sql AS 'SELECT $1';
+		CREATE FUNCTION open_cursor() RETURNS refcursor LANGUAGE plpgsql AS $$
+		  DECLARE c refcursor := 'refcursor_from_function';
+		  BEGIN OPEN c FOR SELECT email FROM customers; RETURN c; END $$;
+	`);
+});
+
+after(async () => {
+	await client?.end();
+	await server?.stop();
+});
+
+printLogsOnFailure(() => [["postgres", server]]);
+
+const cases = SQL_BYPASS_CORPUS.filter((c) => c.expect === "masked" && !/^\s*COPY/i.test(c.sql));
+
+test("real catalog: the seeded views analyse from pg_get_viewdef", async () => {
+	const cat = new LiveCatalog(client);
+	const v = await cat.relation(undefined, "customer_order_totals");
+	assert.equal(v?.kind, "view");
+	assert.ok(v?.viewDefinition && analyzeSql(v.viewDefinition).ok, v?.viewDefinition);
+	assert.equal(await cat.isBuiltinFunction(undefined, "lower"), false, "public.lower exists next to pg_catalog.lower");
+	assert.equal(await cat.isBuiltinFunction("pg_catalog", "lower"), true);
+	assert.equal(await cat.isBuiltinFunction(undefined, "get_email"), false);
+	assert.equal(await cat.isBuiltinFunction(undefined, "upper"), true);
+});
+
+for (const c of cases) {
+	test(`real PostgreSQL: corpus ${c.id} is masked (${c.note})`, async () => {
+		const ctx = demoContext({ rules: CORPUS_MASK_RULES, catalog: new LiveCatalog(client) });
+		const state = new SessionSqlState();
+		await client.query("BEGIN");
+		try {
+			if (c.id === "mask-fetch-unknown-cursor") await client.query("SELECT open_cursor()");
+			for (const s of c.setup ?? []) {
+				await client.query(s);
+				state.record(state.resolve(analyzeSql(s)));
+			}
+			if (c.scrub && (c.masked ?? []).length === 0) {
+				// The statement fails and PostgreSQL prints the masked value in the error: the plan
+				// must tell the data path to scrub messages.
+				await assert.rejects(client.query(c.sql), /@example\.com/);
+				const plan = await planMasks(analyzeSql(c.sql), [], ctx);
+				assert.equal(plan.scrubMessages, true);
+				return;
+			}
+			const raw = (await client.query(c.sql)) as pg.QueryResult | pg.QueryResult[];
+			const result = Array.isArray(raw) ? raw[raw.length - 1]! : raw;
+			assert.equal(result.fields.length, c.width, `result width of ${c.sql}`);
+			const fields: ResultField[] = result.fields.map((f) => ({
+				name: f.name,
+				tableOid: f.tableID,
+				columnAttr: f.columnID,
+				typeOid: f.dataTypeID,
+				format: 0,
+			}));
+			const analysis = state.resolve(analyzeSql(c.sql));
+			assert.ok(analysis.ok);
+			const plan = await planMasks(analysis, fields, ctx, { statementIndex: analysis.statements.length - 1 });
+			const masked = new Set(plan.columns.map((x) => x.index));
+			for (const i of c.masked ?? []) assert.ok(masked.has(i), `column ${i} (${fields[i]?.name}) leaks: ${JSON.stringify(plan.columns)}`);
+		} finally {
+			await client.query("ROLLBACK");
+			for (const s of c.setup ?? []) {
+				const a = analyzeSql(s);
+				if (a.ok && a.statements[0]?.prepared) await client.query(`DEALLOCATE ${a.statements[0].prepared.name}`);
+			}
+		}
+	});
+}
+
+test("real PostgreSQL: clean columns stay clean with real origins (control)", async () => {
+	const ctx = demoContext({ rules: CORPUS_MASK_RULES, catalog: new LiveCatalog(client) });
+	const r = await client.query("SELECT c.id, c.name, o.amount, o.status FROM customers c JOIN orders o ON o.customer_id = c.id LIMIT 1");
+	const fields: ResultField[] = r.fields.map((f) => ({ name: f.name, tableOid: f.tableID, columnAttr: f.columnID, typeOid: f.dataTypeID, format: 0 }));
+	const plan = await planMasks("SELECT c.id, c.name, o.amount, o.status FROM customers c JOIN orders o ON o.customer_id = c.id LIMIT 1", fields, ctx);
+	assert.deepEqual(plan.columns, []);
+	const star = await client.query("SELECT * FROM customers LIMIT 1");
+	const starFields: ResultField[] = star.fields.map((f) => ({ name: f.name, tableOid: f.tableID, columnAttr: f.columnID, typeOid: f.dataTypeID, format: 0 }));
+	const starPlan = await planMasks("SELECT * FROM customers LIMIT 1", starFields, ctx);
+	assert.deepEqual(
+		starPlan.columns.map((x) => x.index),
+		[2, 3, 4, 5],
+	);
+});
