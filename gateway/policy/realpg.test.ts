@@ -162,3 +162,91 @@ test("real PostgreSQL: clean columns stay clean with real origins (control)", as
 		[2, 3, 4, 5],
 	);
 });
+
+/**
+ * Differential check of `readOnly` against PostgreSQL's own read-only transactions: a statement we
+ * call read-only must never fail with 25006 (read_only_sql_transaction) inside BEGIN READ ONLY, and
+ * a statement PostgreSQL refuses with 25006 must not be read-only for us. Statements with
+ * server-side effects (programs, files, signals, identity) are not executed.
+ */
+const READ_ONLY_SAMPLES = [
+	"SELECT 1",
+	"SHOW ALL",
+	"SET application_name = 'x'",
+	"SET LOCAL statement_timeout = 1000",
+	"RESET application_name",
+	"EXPLAIN SELECT * FROM orders",
+	"EXPLAIN DELETE FROM orders",
+	"EXPLAIN ANALYZE SELECT count(*) FROM orders",
+	"DECLARE c CURSOR FOR SELECT * FROM orders",
+	"VALUES (1)",
+	"TABLE customer_contacts",
+	"SAVEPOINT s",
+	"LISTEN ch",
+	"UNLISTEN *",
+	"DISCARD PLANS",
+	"SET CONSTRAINTS ALL DEFERRED",
+	"SELECT lower(name), now(), count(*) OVER () FROM customers",
+	"PREPARE ro_p AS SELECT 1",
+	"COPY (SELECT 1) TO STDOUT",
+	"WITH x AS (SELECT * FROM orders) SELECT count(*) FROM x",
+];
+const WRITE_SAMPLES = [
+	"INSERT INTO orders VALUES (9999, 1, 1, 'x')",
+	"UPDATE orders SET status = 'x' WHERE id = 1",
+	"DELETE FROM orders WHERE id = 1",
+	"MERGE INTO orders o USING orders s ON o.id = s.id WHEN MATCHED THEN DO NOTHING",
+	"TRUNCATE orders",
+	"CREATE TABLE t_ro (x int)",
+	"CREATE TEMP TABLE t_tmp AS SELECT 1",
+	"SELECT * INTO t_into FROM orders",
+	"SELECT * FROM orders FOR UPDATE",
+	"WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING 1) SELECT * FROM d",
+	"EXPLAIN ANALYZE DELETE FROM orders WHERE id = 1",
+	"SELECT nextval('s_ro')",
+	"NOTIFY ch",
+	"LOCK TABLE orders IN EXCLUSIVE MODE",
+	"COMMENT ON TABLE orders IS 'x'",
+	"CREATE INDEX ON orders (status)",
+	"ALTER TABLE orders ADD COLUMN y int",
+	"DROP VIEW customer_contacts",
+	"GRANT SELECT ON orders TO PUBLIC",
+	"PREPARE TRANSACTION 'x'",
+	"PREPARE w_p AS DELETE FROM orders WHERE id = 1",
+];
+
+test("real PostgreSQL: readOnly agrees with BEGIN READ ONLY (no false read-only)", async () => {
+	await client.query("CREATE SEQUENCE IF NOT EXISTS s_ro");
+	const corpusSql = SQL_BYPASS_CORPUS.filter((c) => !c.setup && !c.sql.includes("\u0000")).map((c) => c.sql);
+	const executable = (sql: string): boolean => {
+		const a = analyzeSql(sql);
+		if (!a.ok) return false;
+		const dangerous = new Set(["server-access", "identity-switch", "privilege", "system", "opaque-code", "unknown", "dynamic-sql"]);
+		return a.statements.every((s) => !(s.risks ?? []).some((r) => dangerous.has(r.kind)) && !/^(BEGIN|START|COMMIT|ROLLBACK|RESET ALL|DISCARD ALL)/.test(s.kind));
+	};
+	let refused = 0;
+	for (const sql of [...READ_ONLY_SAMPLES, ...WRITE_SAMPLES, ...corpusSql.filter(executable)]) {
+		const a = analyzeSql(sql);
+		assert.ok(a.ok, sql);
+		const ours = a.statements.every((s) => s.readOnly);
+		await client.query("BEGIN READ ONLY");
+		let code: string | undefined;
+		try {
+			await client.query(sql);
+		} catch (err) {
+			code = (err as { code?: string }).code;
+		} finally {
+			await client.query("ROLLBACK");
+			await client.query("DEALLOCATE ALL");
+			await client.query("CLOSE ALL");
+		}
+		if (code === "25006") {
+			refused++;
+			assert.equal(ours, false, `PostgreSQL refuses in a read-only transaction but we call it read-only: ${sql}`);
+		} else if (READ_ONLY_SAMPLES.includes(sql)) {
+			assert.equal(ours, true, `${sql} should be read-only`);
+			assert.equal(code, undefined, `${sql} failed: ${code}`);
+		}
+	}
+	assert.ok(refused >= 15, `PostgreSQL refused only ${refused} statements: the samples do not exercise it`);
+});
