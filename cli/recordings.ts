@@ -302,7 +302,8 @@ export function describeEvent(e: StoredEvent): string | undefined {
 		case "sftp":
 			return `SFTP   ${pad(e.decision.toUpperCase(), 8)} ${e.op} ${e.path}${e.bytes !== undefined ? ` (${e.bytes} bytes)` : ""}`;
 		case "kube.request": {
-			const target = [e.namespace ? `ns=${e.namespace}` : "", `${e.resource}${e.subresource ? `/${e.subresource}` : ""}${e.name ? `/${e.name}` : ""}`].filter(Boolean).join(" ");
+			const resource = e.resource ? `${e.resource}${e.subresource ? `/${e.subresource}` : ""}${e.name ? `/${e.name}` : ""}` : e.path;
+			const target = [e.namespace ? `ns=${e.namespace}` : "", resource].filter(Boolean).join(" ");
 			return `KUBE   ${pad(e.decision.toUpperCase(), 8)} ${e.verb} ${target}${rule}${appr}${e.status !== undefined ? `  → ${e.status}` : ""}${e.durationMs !== undefined ? ` ${e.durationMs} ms` : ""}`;
 		}
 		case "notice":

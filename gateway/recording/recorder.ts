@@ -57,6 +57,8 @@ import { RecorderMetrics } from "./metrics.ts";
 import { fsyncDir, type RecordingStore, writeFileDurable } from "./store.ts";
 
 const gzipAsync = promisify(gzip);
+/** Session ids become spool directory names and key segments: keep them plain. */
+const SESSION_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export interface RecorderLogger {
 	info(obj: object, msg: string): void;
@@ -320,7 +322,8 @@ export class DiskRecorder implements Recorder {
 
 	async openSession(meta: SessionMeta): Promise<SessionRecorder> {
 		if (!this.started || this.stopping) throw new RecordingError("SESSION_CLOSED", "recorder is not running");
-		if (!meta.sessionId || this.states.has(meta.sessionId)) throw new TypeError(`duplicate or empty session id ${JSON.stringify(meta.sessionId)}`);
+		if (!SESSION_ID_RE.test(meta.sessionId)) throw new TypeError(`session id must match ${SESSION_ID_RE} (a UUID is fine), got ${JSON.stringify(meta.sessionId)}`);
+		if (this.states.has(meta.sessionId)) throw new TypeError(`duplicate session id ${meta.sessionId}`);
 		if (this.backlog >= this.options.maxSpoolBytes) {
 			if (this.options.onSpoolFull === "failClosed") {
 				this.metrics.sessionsRefused.inc();
@@ -334,7 +337,7 @@ export class DiskRecorder implements Recorder {
 			);
 		}
 		const prefix = sessionPrefix(meta);
-		const dir = join(this.sessionsDir, encodeURIComponent(meta.sessionId));
+		const dir = join(this.sessionsDir, meta.sessionId);
 		const state = new SpoolState(meta.sessionId, dir, meta, prefix);
 		this.states.set(state.id, state);
 		try {
