@@ -294,7 +294,7 @@ class Analyzer {
 	}
 
 	#enter(): void {
-		if (++this.#depth > 500) throw new Error("query nesting too deep");
+		if (++this.#depth > 2000) throw new Error("query nesting too deep");
 	}
 	#leave(): void {
 		this.#depth--;

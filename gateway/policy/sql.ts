@@ -23,7 +23,7 @@ export async function loadSqlParser(): Promise<void> {
 await loadSqlParser();
 
 /** Statements longer than this are analysed but not cached. */
-const MAX_CACHED_SQL_LENGTH = 32 * 1024;
+const MAX_CACHED_SQL_LENGTH = 8 * 1024;
 const cache = new Lru<string, SqlAnalysis>(2048);
 
 /** Parse-tree node of each analysed statement (PREPARE/DECLARE bodies included), for masking. */
@@ -182,7 +182,7 @@ class Collector {
 	}
 }
 
-const MAX_DEPTH = 2000;
+const MAX_DEPTH = 5000;
 
 function classifyStatement(stmt: PgNode, text: string): SqlStatementInfo {
 	const c = new Collector();
