@@ -236,6 +236,40 @@ export function generateEd25519Pem(): { privateKeyPem: string; publicKeyLine: st
 	};
 }
 
+/**
+ * An Ed25519 private key in OpenSSH's own format (`-----BEGIN OPENSSH PRIVATE KEY-----`, unencrypted),
+ * which every OpenSSH client and the ssh2 package read. Layout (PROTOCOL.key): magic "openssh-key-v1\0",
+ * cipher/kdf "none", one public key, then the private section (two equal check ints, key type, public
+ * key, 64-byte private key = seed || public, comment) padded with 1, 2, 3... to a multiple of 8.
+ */
+export function ed25519OpenSshPrivateKey(key: KeyObject, comment = ""): string {
+	if (key.type !== "private" || key.asymmetricKeyType !== "ed25519") throw new TypeError("an ed25519 private key is required");
+	const jwk = key.export({ format: "jwk" });
+	const pub = Buffer.from(jwk.x!, "base64url");
+	const seed = Buffer.from(jwk.d!, "base64url");
+	const check = randomBytes(4).readUInt32BE(0);
+	const priv = new Writer()
+		.uint32(check)
+		.uint32(check)
+		.string("ssh-ed25519")
+		.string(pub)
+		.string(Buffer.concat([seed, pub]))
+		.string(comment)
+		.bytes();
+	const pad = Buffer.from(Array.from({ length: (8 - (priv.length % 8)) % 8 }, (_, i) => i + 1));
+	const body = new Writer()
+		.raw(Buffer.from("openssh-key-v1\0", "latin1"))
+		.string("none")
+		.string("none")
+		.string(Buffer.alloc(0))
+		.uint32(1)
+		.string(ed25519PublicBlob(key))
+		.string(Buffer.concat([priv, pad]))
+		.bytes();
+	const b64 = body.toString("base64").replace(/(.{70})/g, "$1\n").replace(/\n$/, "");
+	return `-----BEGIN OPENSSH PRIVATE KEY-----\n${b64}\n-----END OPENSSH PRIVATE KEY-----\n`;
+}
+
 /** SHA256 fingerprint as printed by `ssh-keygen -l` (`SHA256:base64-no-padding`). */
 export function fingerprint(blob: Buffer): string {
 	return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;

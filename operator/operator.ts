@@ -22,7 +22,7 @@ import type { OperatorOptions } from "./options.ts";
 import { GitSourceReconciler } from "./reconcile/gitsource.ts";
 import { GrantReconciler } from "./reconcile/grant.ts";
 import { WorkQueue } from "./reconcile/queue.ts";
-import { type Secret, loadAndRotateKeyRing, loadMaskingKey, secretValue } from "./reconcile/stores.ts";
+import { type Secret, type SshCas, loadAndRotateKeyRing, loadMaskingKey, loadSshCas, secretValue } from "./reconcile/stores.ts";
 import { ACCESSGRANTS, CONNECTIONS, GITSOURCES, GUARDRAILPOLICIES, MASKINGPOLICIES } from "./reconcile/types.ts";
 import { OperatorServer } from "./server.ts";
 
@@ -57,6 +57,8 @@ export class Operator {
 	private queues: Queues | undefined;
 	private ring: KeyRing | undefined;
 	private maskingKey: string | undefined;
+	private sshCas: SshCas | undefined;
+	private standbyCaPub: { user: string; upstream: string } | undefined;
 	private ringReload: NodeJS.Timeout | undefined;
 	private gitSeen = new Map<string, string>();
 	private stopping = false;
@@ -84,6 +86,10 @@ export class Operator {
 				if (!this.ring) throw new Error("signing keys not loaded");
 				return this.ring;
 			},
+			sshUserCa: () => {
+				if (!this.sshCas) throw new Error("SSH CA not loaded");
+				return this.sshCas.user;
+			},
 			onCredentialsChanged: () => this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS),
 		});
 		this.gitReconciler = new GitSourceReconciler(common);
@@ -97,6 +103,7 @@ export class Operator {
 				guardrailPolicies: () => this.guardrails.list(),
 				keyRing: () => this.ring!,
 				maskingKey: () => this.maskingKey!,
+				sshCas: () => this.sshCas,
 			},
 			log,
 			this.metrics,
@@ -119,6 +126,7 @@ export class Operator {
 			{
 				ready: () => this.isReady(),
 				jwks: () => (this.ring ? jwksOf(this.ring) : undefined),
+				sshCaPublicKeys: () => (this.sshCas ? { user: this.sshCas.user.publicKeyLine, upstream: this.sshCas.upstream.publicKeyLine } : this.standbyCaPub),
 				issuer: opts.issuer,
 				webhook: (ns, name, headers, body) => this.onWebhook(ns, name, headers, body),
 			},
@@ -176,6 +184,13 @@ export class Operator {
 			const s = await this.kube.get<Secret>(SECRETS, this.opts.namespace, this.opts.signingKeysSecretName);
 			const ring = parseKeyRing(secretValue(s, "keys.json"));
 			if (ring.keys.length > 0) this.ring = ring;
+			if (!this.sshCas) {
+				const ca = await this.kube.get<Secret>(SECRETS, this.opts.namespace, this.opts.sshCaSecretName);
+				const user = secretValue(ca, "user-ca.pub");
+				const upstream = secretValue(ca, "upstream-ca.pub");
+				// Public halves only: a standby serves them; the leader loads the private keys.
+				if (user && upstream) this.standbyCaPub = { user, upstream };
+			}
 		} catch (e) {
 			this.log.warn({ err: (e as Error).message }, "reading signing keys failed");
 		}
@@ -221,6 +236,7 @@ export class Operator {
 		});
 		try {
 			this.maskingKey = await loadMaskingKey(this.kube, this.opts.namespace, this.opts.maskingKeySecretName);
+			this.sshCas = await loadSshCas(this.kube, this.opts.namespace, this.opts.sshCaSecretName);
 			q.keys.add(KEYS_KEY);
 			await q.keys.idle();
 		} catch (e) {

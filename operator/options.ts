@@ -39,6 +39,7 @@ export interface OperatorOptions {
 	bundleSecretName: string;
 	signingKeysSecretName: string;
 	maskingKeySecretName: string;
+	sshCaSecretName: string;
 	/** Schemas a dynamic PostgreSQL role is granted on. */
 	postgresSchemas: string[];
 	concurrency: number;
@@ -164,6 +165,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 		bundleSecretName: values["bundle-secret"] ?? "drawbridge-gateway-bundle",
 		signingKeysSecretName: "drawbridge-signing-keys",
 		maskingKeySecretName: "drawbridge-masking-key",
+		sshCaSecretName: "drawbridge-ssh-ca",
 		postgresSchemas: (values["postgres-schemas"] ?? "public").split(",").map((s) => s.trim()).filter(Boolean),
 		concurrency,
 		logLevel,

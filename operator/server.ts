@@ -5,6 +5,7 @@
  *   GET  /metrics                          Prometheus text format
  *   GET  /.well-known/jwks.json (/jwks.json) the public signing keys (operator tokens)
  *   GET  /.well-known/openid-configuration issuer + jwks_uri, so OIDC-style verifiers can discover keys
+ *   GET  /ssh/user-ca.pub, /ssh/upstream-ca.pub  SSH CA public keys (gateway / target sshd TrustedUserCAKeys)
  *   POST /webhook/<namespace>/<gitsource>  GitHub / Gitea push webhook (HMAC verified) → sync now
  * The bundle itself is not served over HTTP: it holds backend secrets, and the Secret gateways watch
  * is already a push channel with Kubernetes RBAC in front of it.
@@ -18,6 +19,7 @@ import type { OperatorMetrics } from "./metrics.ts";
 export interface ServerHandlers {
 	ready(): boolean;
 	jwks(): { keys: Record<string, string>[] } | undefined;
+	sshCaPublicKeys(): { user: string; upstream: string } | undefined;
 	issuer: string;
 	/** Verifies and acts on a webhook; returns the HTTP status and a short message. */
 	webhook(namespace: string, name: string, headers: IncomingMessage["headers"], body: Buffer): Promise<{ status: number; message: string }>;
@@ -64,6 +66,11 @@ export class OperatorServer {
 			if (req.method === "GET" && (url.pathname === "/.well-known/jwks.json" || url.pathname === "/jwks.json")) {
 				const jwks = this.h.jwks();
 				return jwks ? send(res, 200, JSON.stringify(jwks), "application/jwk-set+json") : send(res, 503, "signing keys not loaded\n");
+			}
+			if (req.method === "GET" && (url.pathname === "/ssh/user-ca.pub" || url.pathname === "/ssh/upstream-ca.pub")) {
+				const cas = this.h.sshCaPublicKeys();
+				if (!cas) return send(res, 503, "SSH CA not loaded\n");
+				return send(res, 200, `${url.pathname === "/ssh/user-ca.pub" ? cas.user : cas.upstream}\n`);
 			}
 			if (req.method === "GET" && url.pathname === "/.well-known/openid-configuration") {
 				const iss = this.h.issuer.replace(/\/+$/, "");

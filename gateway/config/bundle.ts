@@ -38,6 +38,24 @@ export interface ConfigBundle {
 	credentials: Record<string, BackendCredential>;
 	/** Key (base64, >= 32 bytes) for the `hash` masking strategy, so pseudonyms are stable and joinable. */
 	maskingKey: string;
+	/** SSH certificate authorities managed by the operator (absent: no operator CA configured). */
+	ssh?: BundleSshCas;
+}
+
+/** The operator's SSH CAs (operator/credentials, certificate codec in crds/ssh-certificate.ts). */
+export interface BundleSshCas {
+	/**
+	 * CA public keys (`authorized_keys` lines) whose user certificates agents present to the gateway.
+	 * Certificates carry key id `sub=<subject>;grant=<namespace/name>` and principals = the grant's logins.
+	 */
+	userCaKeys: string[];
+	/**
+	 * For Connections with `ssh.auth: certificate`: the credential id (type `sshKey`, `privateKeyPem` =
+	 * the upstream CA's Ed25519 key) the gateway signs short-lived per-session certificates with; targets
+	 * trust `upstreamCaPublicKey` in sshd's TrustedUserCAKeys. A different key from the user CA.
+	 */
+	upstreamCaCredentialRef?: string;
+	upstreamCaPublicKey?: string;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ export interface CompileInputs {
 	grantCredentials: Readonly<Record<string, BackendCredential>>;
 	maskingKey: string;
 	now: Date;
+	/** The operator's SSH CAs (public user CA; upstream CA key pair). */
+	ssh?: { userCaPublicKey: string; upstreamCa?: { privateKeyPem: string; publicKeyLine: string } };
 }
 
 export interface CompileOptions {
@@ -52,6 +54,7 @@ export interface CompileOptions {
 }
 
 export const connectionCredentialId = (key: string): string => `conn:${key}`;
+export const SSH_UPSTREAM_CA_CREDENTIAL = "ssh-upstream-ca";
 export const grantCredentialId = (key: string): string => `grant:${key}`;
 
 const keyOf = (o: { metadata: { namespace?: string; name: string } }): string => `${o.metadata.namespace ?? "default"}/${o.metadata.name}`;
@@ -206,7 +209,7 @@ export type BundleContent = Omit<ConfigBundle, "version" | "hash" | "generatedAt
 
 /** Everything but version, time and hash: what decides whether a new bundle is needed. */
 export function compileBundleContent(inputs: CompileInputs): BundleContent {
-	const connections = byKey(inputs.connections);
+	const connections = withoutDuplicateNames(inputs.connections).kept;
 	const connByKey = new Map(connections.map((c) => [keyOf(c), c]));
 	const grants: BundleGrant[] = [];
 	const credentials: Record<string, BackendCredential> = {};
@@ -223,7 +226,18 @@ export function compileBundleContent(inputs: CompileInputs): BundleContent {
 	for (const c of bundleConnections) {
 		if (c.credentialRef) credentials[c.credentialRef] = structuredClone(inputs.connectionCredentials[c.key]!);
 	}
+	let ssh: ConfigBundle["ssh"];
+	if (inputs.ssh) {
+		ssh = { userCaKeys: [inputs.ssh.userCaPublicKey] };
+		// The upstream CA key only travels when some Connection logs in with certificates.
+		if (inputs.ssh.upstreamCa && bundleConnections.some((c) => c.ssh?.auth === "certificate")) {
+			credentials[SSH_UPSTREAM_CA_CREDENTIAL] = { type: "sshKey", username: "drawbridge-upstream-ca", privateKeyPem: inputs.ssh.upstreamCa.privateKeyPem };
+			ssh.upstreamCaCredentialRef = SSH_UPSTREAM_CA_CREDENTIAL;
+			ssh.upstreamCaPublicKey = inputs.ssh.upstreamCa.publicKeyLine;
+		}
+	}
 	return {
+		...(ssh ? { ssh } : {}),
 		apiVersion: BUNDLE_API_VERSION,
 		issuers: inputs.issuers.map((i) => structuredClone(i)),
 		connections: bundleConnections,
@@ -233,6 +247,25 @@ export function compileBundleContent(inputs: CompileInputs): BundleContent {
 		credentials,
 		maskingKey: inputs.maskingKey,
 	};
+}
+
+/**
+ * Agents name a Connection by `metadata.name` alone, so names must be unique across namespaces in one
+ * bundle (the gateway refuses a bundle with duplicates). The first by `namespace/name` order wins; the
+ * others (and their grants) are left out and reported.
+ */
+export function withoutDuplicateNames(connections: readonly Connection[]): { kept: Connection[]; dropped: Connection[] } {
+	const seen = new Set<string>();
+	const kept: Connection[] = [];
+	const dropped: Connection[] = [];
+	for (const c of byKey(connections)) {
+		if (seen.has(c.metadata.name)) dropped.push(c);
+		else {
+			seen.add(c.metadata.name);
+			kept.push(c);
+		}
+	}
+	return { kept, dropped };
 }
 
 /** SHA-256 of the canonical JSON of the content (no version, no time). */

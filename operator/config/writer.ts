@@ -14,8 +14,8 @@ import { type KubeClient, KubeError, SECRETS } from "../kube/client.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import type { OperatorOptions } from "../options.ts";
 import { ANNOTATIONS, FIELD_MANAGER, LABELS } from "../reconcile/labels.ts";
-import { type Secret, encodeData, managedLabels, readConnectionSecrets, secretValue } from "../reconcile/stores.ts";
-import { compileBundle, compileBundleContent, contentHash, nextBundleChange } from "./compile.ts";
+import { type Secret, type SshCas, encodeData, managedLabels, readConnectionSecrets, secretValue } from "../reconcile/stores.ts";
+import { compileBundle, compileBundleContent, contentHash, nextBundleChange, withoutDuplicateNames } from "./compile.ts";
 
 export interface BundleSources {
 	connections(): Connection[];
@@ -24,6 +24,7 @@ export interface BundleSources {
 	guardrailPolicies(): GuardrailPolicy[];
 	keyRing(): KeyRing;
 	maskingKey(): string;
+	sshCas(): SshCas | undefined;
 }
 
 /** Issuers the bundle trusts: the operator itself (inline JWKS), the cluster's service-account issuer, extra OIDC issuers. */
@@ -94,6 +95,7 @@ export class BundleWriter {
 			const password = secretValue(s, "password");
 			if (grantKey && username && password) grantCredentials[grantKey] = { type: "password", username, password };
 		}
+		const cas = this.src.sshCas();
 		const inputs = {
 			connections,
 			grants,
@@ -105,7 +107,11 @@ export class BundleWriter {
 			grantCredentials,
 			maskingKey: this.src.maskingKey(),
 			now,
+			...(cas ? { ssh: { userCaPublicKey: cas.user.publicKeyLine, upstreamCa: cas.upstream } } : {}),
 		};
+		for (const c of withoutDuplicateNames(connections).dropped) {
+			this.log.warn({ connection: `${c.metadata.namespace}/${c.metadata.name}` }, "Connection name already used in another namespace; left out of the bundle with its grants");
+		}
 		const hash = contentHash(compileBundleContent(inputs));
 		const next = nextBundleChange(inputs, now);
 		const res = next ? { requeueAt: next } : undefined;

@@ -11,9 +11,11 @@
  * The finalizer keeps a deleted grant around until its credentials are revoked.
  */
 
+import { createHash, generateKeyPairSync } from "node:crypto";
 import pg from "pg";
 import type { Logger } from "pino";
 import type { AccessGrant, AccessGrantStatus, Connection } from "../../crds/index.ts";
+import { ed25519OpenSshPrivateKey, ed25519PublicKeyLine, signUserCertificate } from "../../crds/ssh-certificate.ts";
 import { canonicalJson } from "../../gateway/config/canonical.ts";
 import { type KeyRing, mintGrantToken, tokenRefreshAt } from "../credentials/jwt.ts";
 import { dropRole, ensureRole, generatePassword } from "../credentials/postgres-roles.ts";
@@ -23,7 +25,7 @@ import type { OperatorMetrics } from "../metrics.ts";
 import type { OperatorOptions } from "../options.ts";
 import { type GrantDecision, type WantedPgRole, type WantedToken, decideGrant, grantConditions, tokenSecretName } from "./desired/accessgrant.ts";
 import { ANNOTATIONS, GRANT_FINALIZER, LABELS, labelValue } from "./labels.ts";
-import { type Secret, adminClientConfig, createOrGetSecret, encodeData, managedLabels, putSecret, readConnectionSecrets, secretValue } from "./stores.ts";
+import { type Secret, type SshCaKey, adminClientConfig, createOrGetSecret, encodeData, managedLabels, putSecret, readConnectionSecrets, secretValue } from "./stores.ts";
 import { ACCESSGRANTS, splitKey } from "./types.ts";
 
 export interface GrantReconcilerDeps {
@@ -34,6 +36,8 @@ export interface GrantReconcilerDeps {
 	events: EventRecorder;
 	connection(key: string): Connection | undefined;
 	keyRing(): KeyRing;
+	/** The SSH user CA (signs agents' certificates for ssh grants). */
+	sshUserCa(): SshCaKey;
 	/** Credentials in the bundle changed (role ready/dropped). */
 	onCredentialsChanged(): void;
 }
@@ -143,7 +147,8 @@ export class GrantReconciler {
 			const kid = existing.metadata.annotations?.["access.drawbridge.dev/kid"];
 			const refreshAt = tokenRefreshAt(new Date(iat), new Date(exp));
 			const sameSubject = secretValue(existing, "subject") === want.subject && existing.metadata.annotations?.["access.drawbridge.dev/grant-uid"] === (grant.metadata.uid ?? "");
-			if (Number.isFinite(exp) && exp <= grantEnd.getTime() && now < refreshAt && ring.keys.some((k) => k.kid === kid) && sameSubject) {
+			const sshOk = !grant.spec.ssh || existing.metadata.annotations?.["access.drawbridge.dev/ssh-logins"] === grant.spec.ssh.logins.join(",");
+			if (Number.isFinite(exp) && exp <= grantEnd.getTime() && now < refreshAt && ring.keys.some((k) => k.kid === kid) && sameSubject && sshOk) {
 				return { expiresAt: new Date(exp), refreshAt };
 			}
 		}
@@ -157,6 +162,7 @@ export class GrantReconciler {
 			now,
 			ttlMs: this.d.opts.tokenTtlMs,
 		});
+		const ssh = grant.spec.ssh ? this.sshCertificate(grant, want.subject, d.window!.notBefore, minted.expiresAt, minted.jti) : undefined;
 		await putSecret(this.d.kube, {
 			apiVersion: "v1",
 			kind: "Secret",
@@ -171,15 +177,47 @@ export class GrantReconciler {
 					"access.drawbridge.dev/kid": minted.kid,
 					"access.drawbridge.dev/jti": minted.jti,
 					"access.drawbridge.dev/grant-uid": grant.metadata.uid ?? "",
+					...(grant.spec.ssh ? { "access.drawbridge.dev/ssh-logins": grant.spec.ssh.logins.join(",") } : {}),
 				},
 				...(grant.metadata.uid
 					? { ownerReferences: [{ apiVersion: grant.apiVersion, kind: grant.kind, name: grant.metadata.name, uid: grant.metadata.uid, blockOwnerDeletion: false }] }
 					: {}),
 			},
-			data: encodeData({ token: minted.token, expiresAt: minted.expiresAt.toISOString(), subject: want.subject }),
+			data: encodeData({
+				token: minted.token,
+				expiresAt: minted.expiresAt.toISOString(),
+				subject: want.subject,
+				...(ssh ? { "ssh-privatekey": ssh.privateKey, "ssh-certificate": ssh.certificate } : {}),
+			}),
 		});
 		this.d.metrics.credentialsIssued.inc({ type: "token" });
 		return { expiresAt: minted.expiresAt, refreshAt: tokenRefreshAt(minted.issuedAt, minted.expiresAt) };
+	}
+
+	/**
+	 * A fresh Ed25519 key pair for the agent and a user certificate from the SSH user CA: principals = the
+	 * grant's logins, valid no longer than the token (and never past the grant), key id
+	 * `sub=<subject>;grant=<namespace/name>`, extensions only for what the grant allows.
+	 */
+	private sshCertificate(grant: AccessGrant, subject: string, notBefore: Date, validBefore: Date, jti: string): { privateKey: string; certificate: string } {
+		const ssh = grant.spec.ssh!;
+		const { privateKey } = generateKeyPairSync("ed25519");
+		const extensions: Record<string, string> = {};
+		if (ssh.allowShell) extensions["permit-pty"] = "";
+		if (ssh.allowPortForwarding) extensions["permit-port-forwarding"] = "";
+		if (ssh.allowAgentForwarding) extensions["permit-agent-forwarding"] = "";
+		const key = `${grant.metadata.namespace}/${grant.metadata.name}`;
+		const { line } = signUserCertificate({
+			caPrivateKey: this.d.sshUserCa().privateKeyPem,
+			publicKey: ed25519PublicKeyLine(privateKey),
+			principals: [...ssh.logins],
+			validAfter: new Date(Math.max(notBefore.getTime(), Date.now() - 60_000)),
+			validBefore,
+			keyId: `sub=${subject};grant=${key}`,
+			serial: BigInt(`0x${createHash("sha256").update(jti).digest("hex").slice(0, 15)}`),
+			extensions,
+		});
+		return { privateKey: ed25519OpenSshPrivateKey(privateKey, `${subject}@${key}`), certificate: `${line}\n` };
 	}
 
 	private async revokeToken(ns: string, name: string): Promise<void> {

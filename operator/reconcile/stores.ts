@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import type { ClientConfig } from "pg";
 import type { Connection } from "../../crds/index.ts";
+import { generateEd25519Pem } from "../../crds/ssh-certificate.ts";
 import type { BackendCredential } from "../../gateway/config/bundle.ts";
 import { type KeyRing, type RotationPolicy, parseKeyRing, rotateKeyRing, serializeKeyRing } from "../credentials/jwt.ts";
 import { KubeError, type KubeClient, type KubeObject, SECRETS } from "../kube/client.ts";
@@ -105,6 +106,46 @@ export async function loadMaskingKey(kube: KubeClient, namespace: string, name: 
 	const key = secretValue(secret, "key");
 	if (!key) throw new Error(`Secret ${namespace}/${name} has no key`);
 	return key;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SSH certificate authorities
+
+export interface SshCaKey {
+	privateKeyPem: string;
+	publicKeyLine: string;
+}
+
+export interface SshCas {
+	/** Signs agents' user certificates; the gateway trusts it. */
+	user: SshCaKey;
+	/** Signs the gateway's per-session upstream certificates; target hosts trust it. */
+	upstream: SshCaKey;
+}
+
+/** Both SSH CA keys (Ed25519), generated once and kept in one Secret. */
+export async function loadSshCas(kube: KubeClient, namespace: string, name: string): Promise<SshCas> {
+	const user = generateEd25519Pem();
+	const upstream = generateEd25519Pem();
+	const { secret } = await createOrGetSecret(kube, {
+		apiVersion: "v1",
+		kind: "Secret",
+		type: "Opaque",
+		metadata: { name, namespace, labels: managedLabels() },
+		data: encodeData({
+			"user-ca": user.privateKeyPem,
+			"user-ca.pub": `${user.publicKeyLine} drawbridge-user-ca`,
+			"upstream-ca": upstream.privateKeyPem,
+			"upstream-ca.pub": `${upstream.publicKeyLine} drawbridge-upstream-ca`,
+		}),
+	});
+	const read = (k: string): SshCaKey => {
+		const privateKeyPem = secretValue(secret, k);
+		const publicKeyLine = secretValue(secret, `${k}.pub`);
+		if (!privateKeyPem || !publicKeyLine) throw new Error(`Secret ${namespace}/${name} lacks ${k}`);
+		return { privateKeyPem, publicKeyLine };
+	};
+	return { user: read("user-ca"), upstream: read("upstream-ca") };
 }
 
 // ---------------------------------------------------------------------------------------------

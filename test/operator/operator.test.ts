@@ -4,6 +4,8 @@
  * file next to valid ones; drift correction; resources created in the cluster directly.
  */
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify } from "jose";
 import type pg from "pg";
@@ -11,7 +13,8 @@ import type { ConfigBundle } from "../../gateway/config/bundle.ts";
 import { findGrants } from "../../gateway/identity/grants.ts";
 import { TokenVerifier } from "../../gateway/identity/verify.ts";
 import type { Operator } from "../../operator/operator.ts";
-import { printLogsOnFailure } from "../env/index.ts";
+import { printLogsOnFailure, startSshd } from "../env/index.ts";
+import { parseCertificate, verifyCertificate } from "../../crds/ssh-certificate.ts";
 import {
 	type Env,
 	NS,
@@ -241,6 +244,62 @@ test("webhooks with a bad signature are refused and sync nothing", async () => {
 	assert.equal(unknown.status, 404);
 	assert.equal((await fetch(`http://127.0.0.1:${op.port}/healthz`)).status, 200);
 	assert.equal((await fetch(`http://127.0.0.1:${op.port}/readyz`)).status, 200);
+});
+
+test("an ssh grant delivers an OpenSSH key and a user certificate that a real sshd trusting the operator's CA accepts", async (t) => {
+	const caRes = await fetch(`http://127.0.0.1:${op.port}/ssh/user-ca.pub`);
+	assert.equal(caRes.status, 200);
+	const userCa = (await caRes.text()).trim();
+	const sshd = await startSshd({ trustedUserCaKey: userCa });
+	t.after(() => sshd.stop());
+	const connection = `apiVersion: access.drawbridge.dev/v1alpha1
+kind: Connection
+metadata:
+  name: box
+spec:
+  type: ssh
+  host: 127.0.0.1
+  port: ${sshd.port}
+  ssh:
+    hostKeys: ["${sshd.hostPublicKey.split(" ").slice(0, 2).join(" ")}"]
+    auth: certificate
+`;
+	const grant = `apiVersion: access.drawbridge.dev/v1alpha1
+kind: AccessGrant
+metadata:
+  name: lee-box
+spec:
+  connection: box
+  subjects: [{ kind: User, name: lee }]
+  ssh:
+    logins: [${sshd.user}]
+    allowShell: true
+  duration: 30m
+`;
+	await env.git.mergePullRequest("grants", { number: 50, branch: "ssh", title: "break-glass", files: { "grants/box.yaml": connection, "grants/lee.yaml": grant } });
+	assert.equal(await pushWebhook(op.port), 202);
+	await waitFor("ssh grant Active", async () => (await getGrant(env, "lee-box"))?.status?.phase === "Active");
+	const s = await waitFor("ssh key in the token Secret", async () => {
+		const x = await getSecret(env, NS, "drawbridge-token-lee-box");
+		return x?.["ssh-certificate"] ? x : undefined;
+	});
+	const cert = parseCertificate(s["ssh-certificate"]!.trim());
+	assert.deepEqual(cert.principals, [sshd.user]);
+	assert.equal(cert.keyId, `sub=lee;grant=${NS}/lee-box`);
+	assert.ok(Number(cert.validBefore) * 1000 <= Date.parse((await getGrant(env, "lee-box"))!.status!.expiresAt!));
+	verifyCertificate(cert, { trustedCaKeys: [userCa], principal: sshd.user });
+	const keyFile = join(env.cacheRoot, "lee_key");
+	writeFileSync(keyFile, s["ssh-privatekey"]!, { mode: 0o600 });
+	writeFileSync(`${keyFile}-cert.pub`, s["ssh-certificate"]!);
+	const r = await sshd.ssh(["echo", "cert-ok"], { identityFile: keyFile, extraOptions: ["-o", `CertificateFile=${keyFile}-cert.pub`] });
+	assert.equal(r.stdout.trim(), "cert-ok", r.stderr);
+	const b = await waitFor("bundle with SSH CAs", async () => {
+		const x = await bundle();
+		return x.ssh?.upstreamCaCredentialRef ? x : undefined;
+	});
+	assert.deepEqual(b.ssh!.userCaKeys, [userCa]);
+	assert.equal(b.credentials[b.ssh!.upstreamCaCredentialRef!]!.type, "sshKey");
+	assert.equal(b.ssh!.upstreamCaPublicKey, (await (await fetch(`http://127.0.0.1:${op.port}/ssh/upstream-ca.pub`)).text()).trim());
 });
 
 test("the operator's RBAC is least privilege: no cluster-wide Secret listing, no approvals, no RBAC", async () => {

@@ -14,6 +14,7 @@ import { promisify } from "node:util";
 import {
 	SshCertError,
 	SshCertType,
+	ed25519OpenSshPrivateKey,
 	ed25519PublicKeyLine,
 	generateEd25519Pem,
 	parseCertificate,
@@ -189,4 +190,14 @@ test("a real sshd with TrustedUserCAKeys accepts our certificate and refuses a b
 	assert.match(await trySsh(["someone-else"], new Date(Date.now() + 600_000)), /^refused/);
 	assert.match(await trySsh([me], new Date(Date.now() - 1_000)), /^refused/);
 	assert.match(await trySsh([me], new Date(Date.now() + 600_000), generateEd25519Pem().privateKeyPem), /^refused/);
+
+	// A key pair made entirely by us (OpenSSH private key format + certificate), as delivered to agents.
+	const { privateKey } = generateKeyPairSync("ed25519");
+	const ours = join(dir, "id_ours");
+	await writeFile(ours, ed25519OpenSshPrivateKey(privateKey, "agent@drawbridge"), { mode: 0o600 });
+	const derived = (await run("ssh-keygen", ["-y", "-f", ours])).stdout.trim();
+	assert.equal(derived.split(" ").slice(0, 2).join(" "), ed25519PublicKeyLine(privateKey));
+	user.path = ours;
+	user.pub = ed25519PublicKeyLine(privateKey);
+	assert.equal(await trySsh([me], new Date(Date.now() + 600_000)), "cert-ok");
 });
