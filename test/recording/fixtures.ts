@@ -92,3 +92,20 @@ export function startChild(args: string[]): Promise<{ report: Record<string, str
 	});
 }
 
+
+/** Value of a metric (summed over labels) from the recorder's registry. */
+export async function metricValue(rec: DiskRecorder, name: string, labels: Record<string, string> = {}): Promise<number> {
+	const m = await rec.metrics.registry.getSingleMetric(name)?.get();
+	if (!m) throw new Error(`metric ${name} is not registered`);
+	return m.values.filter((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val)).reduce((a, v) => a + v.value, 0);
+}
+
+/** Poll until `check` holds (metrics move in the background). */
+export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+	const end = Date.now() + timeoutMs;
+	while (Date.now() < end) {
+		if (await check()) return;
+		await new Promise((r) => setTimeout(r, 50));
+	}
+	throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
