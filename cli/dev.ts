@@ -54,6 +54,8 @@ export interface DevOptions {
 	/** Print progress lines (to stderr). */
 	progress: (line: string) => void;
 	logLevel: GatewayOptions["logLevel"];
+	/** Recordings into MinIO/S3 instead of <state>/recordings. */
+	s3?: { endpoint: string; bucket: string; accessKey: string; secretKey: string };
 }
 
 export const DEV_HELP = `Usage: drawbridge dev [options]
@@ -70,6 +72,8 @@ Options:
   --postgres-port N        gateway PostgreSQL listener (default 15432)
   --upstream-port N        embedded PostgreSQL (default 55432)
   --admin-port N           admin server: approvals API, viewer, metrics (default 18080)
+  --s3-endpoint URL        store recordings in MinIO/S3 (with AWS_ACCESS_KEY_ID and
+  --s3-bucket NAME           AWS_SECRET_ACCESS_KEY; default bucket drawbridge-recordings)
   --poll-interval-ms N     how often HEAD is checked for new commits (default 1000)
   --log-level LEVEL        gateway log level (default warn)
   -h, --help               show this help
@@ -134,7 +138,9 @@ export class DevEnvironment {
 			tlsCertFile: this.tls.certFile,
 			tlsKeyFile: this.tls.keyFile,
 			allowInsecurePassword: false,
-			recordings: { kind: "dir", path: this.recordingsDir },
+			recordings: this.options.s3
+				? { kind: "s3", ...this.options.s3, region: "us-east-1" }
+				: { kind: "dir", path: this.recordingsDir },
 			spoolDir: join(stateDir, "spool"),
 			spoolMaxBytes: 256 * 1024 * 1024,
 			spoolFullPolicy: "failClosed",
@@ -224,7 +230,10 @@ export class DevEnvironment {
 			now,
 		});
 		const hash = contentHash(content);
-		if (hash === this.#lastContentHash) return false;
+		if (hash === this.#lastContentHash) {
+			await this.#dropUnwantedRoles();
+			return false;
+		}
 		this.#lastContentHash = hash;
 		this.#version = Math.max(this.#version + 1, Math.floor(now.getTime() / 1000));
 		const bundle = sealBundle({ ...content, version: this.#version, generatedAt: now.toISOString() });
@@ -232,8 +241,33 @@ export class DevEnvironment {
 		writeFileSync(tmp, JSON.stringify(bundle), { mode: 0o600 });
 		renameSync(tmp, this.bundleFile);
 		this.bundle = bundle;
+		// The gateway learns first (its sessions end with a message naming the grant), then roles of
+		// grants that ended are dropped, as the operator orders it.
+		this.gateway?.store.update(bundle);
+		await this.#dropUnwantedRoles();
 		if (bundle.apiVersion !== BUNDLE_API_VERSION) throw new TypeError("unexpected bundle version");
 		return true;
+	}
+
+	#unwantedRoles: string[] = [];
+
+	async #dropUnwantedRoles(): Promise<void> {
+		const pgh = this.pg;
+		if (!pgh || this.#unwantedRoles.length === 0) return;
+		const client = new pg.Client({ host: pgh.host, port: pgh.port, user: pgh.superuser, password: pgh.password, database: "postgres" });
+		client.on("error", () => {});
+		await client.connect();
+		try {
+			const passwords = loadRolePasswords(this.options.stateDir);
+			for (const role of this.#unwantedRoles) {
+				await dropRole(client, role);
+				delete passwords[role];
+			}
+			saveRolePasswords(this.options.stateDir, passwords);
+			this.#unwantedRoles = [];
+		} finally {
+			await client.end();
+		}
 	}
 
 	/** Connections as declared, but every postgres one pointed at the embedded cluster. */
@@ -315,13 +349,8 @@ export class DevEnvironment {
 				}
 				grantCredentials[`${w.grant.metadata.namespace ?? "default"}/${w.grant.metadata.name}`] = { type: "password", username: role, password };
 			}
-			for (const role of await listManagedRoles(client)) {
-				if (!wanted.has(role)) {
-					await dropRole(client, role);
-					delete passwords[role];
-				}
-			}
 			saveRolePasswords(this.options.stateDir, passwords);
+			this.#unwantedRoles = (await listManagedRoles(client)).filter((role) => !wanted.has(role));
 		} finally {
 			await client.end();
 		}
@@ -425,6 +454,8 @@ export function parseDevOptions(argv: string[]): DevOptions | "help" {
 			"postgres-port": { type: "string" },
 			"upstream-port": { type: "string" },
 			"admin-port": { type: "string" },
+			"s3-endpoint": { type: "string" },
+			"s3-bucket": { type: "string" },
 			"poll-interval-ms": { type: "string" },
 			"log-level": { type: "string" },
 			help: { type: "boolean", short: "h" },
@@ -447,7 +478,15 @@ export function parseDevOptions(argv: string[]): DevOptions | "help" {
 		pollIntervalMs: int(values["poll-interval-ms"], 1000, "poll-interval-ms"),
 		progress: (line) => process.stderr.write(`[drawbridge dev] ${line}\n`),
 		logLevel: (values["log-level"] as GatewayOptions["logLevel"] | undefined) ?? "warn",
+		...(values["s3-endpoint"] ? { s3: s3Options(values["s3-endpoint"], values["s3-bucket"] ?? "drawbridge-recordings") } : {}),
 	};
+}
+
+function s3Options(endpoint: string, bucket: string): NonNullable<DevOptions["s3"]> {
+	const accessKey = process.env.AWS_ACCESS_KEY_ID;
+	const secretKey = process.env.AWS_SECRET_ACCESS_KEY;
+	if (!accessKey || !secretKey) throw new Error("--s3-endpoint needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+	return { endpoint, bucket, accessKey, secretKey };
 }
 
 async function tokenCommand(argv: string[]): Promise<number> {
