@@ -12,7 +12,7 @@ import { type DrawbridgeResource, loadManifests, validateResource } from "../../
 import type { ApprovingCommit } from "./commits.ts";
 import type { Snapshot } from "./repo.ts";
 
-/** Kinds a grants repository may declare. GitSources and ApprovalRequests never come from git. */
+/** Kinds a grants repository may declare. GitSources are skipped silently; ApprovalRequests are reported. */
 export const GIT_KINDS = Object.freeze(["Connection", "AccessGrant", "MaskingPolicy", "GuardrailPolicy"] as const);
 export type GitKind = (typeof GIT_KINDS)[number];
 
@@ -63,6 +63,8 @@ export function loadSnapshot(snap: Snapshot, defaultNamespace: string): LoadedSn
 		for (const e of errors) problems.push({ path: file.path, line: e.line, column: e.col, message: `${e.code}: ${e.message}` });
 		for (const m of manifests) {
 			const kind = m.object.kind;
+			// A repository may keep the GitSource that follows it (applied once by hand): not synced, not an error.
+			if (kind === "GitSource" && m.object.apiVersion === "access.drawbridge.dev/v1alpha1") continue;
 			if (typeof kind === "string" && !(GIT_KINDS as readonly string[]).includes(kind) && typeof m.object.apiVersion === "string" && m.object.apiVersion.startsWith("access.drawbridge.dev/")) {
 				problems.push({ path: file.path, line: m.line, column: m.col, message: `kind ${kind} cannot be synced from git` });
 				continue;

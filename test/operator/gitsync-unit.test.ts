@@ -4,11 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, mkdir, rm, writeFile, unlink } from "node:fs/promises";
+import { cp, mkdtemp, mkdir, rm, writeFile, unlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
+import { compileBundle } from "../../operator/config/compile.ts";
+import { resourcesFromRepository } from "../../operator/config/from-git.ts";
 import { approvalUrl, parsePullRequestNumber, repositoryWebBase } from "../../operator/gitsync/commits.ts";
 import { readSnapshot } from "../../operator/gitsync/repo.ts";
 import { WebhookError, signGitea, signGithub, verifyWebhook } from "../../operator/gitsync/webhook.ts";
@@ -114,4 +116,30 @@ test("readSnapshot attributes each file to the merge/squash commit that introduc
 	assert.equal(root.files.length, 3);
 	const missing = await readSnapshot(join(work, ".git"), head, { path: "nope", repository: "x", branch: "main" });
 	assert.equal(missing.files.length, 0);
+});
+
+test("resourcesFromRepository + compileBundle on the examples/ repository (standalone mode path): no problems, origins from git", async (t) => {
+	const dir = await mkdtemp(join(tmpdir(), "dbex-"));
+	t.after(() => rm(dir, { recursive: true, force: true }));
+	await cp(new URL("../../examples", import.meta.url).pathname, dir, { recursive: true });
+	const env = { ...process.env, GIT_AUTHOR_NAME: "Priya", GIT_AUTHOR_EMAIL: "p@example.com", GIT_COMMITTER_NAME: "GitHub", GIT_COMMITTER_EMAIL: "noreply@github.com", GIT_COMMITTER_DATE: "2026-03-01T10:00:00Z", GIT_AUTHOR_DATE: "2026-03-01T10:00:00Z" };
+	await run("git", ["init", "-q", "-b", "main", dir]);
+	await run("git", ["-C", dir, "add", "."], { env });
+	await run("git", ["-C", dir, "commit", "-qm", "Import examples (#3)"], { env });
+	await writeFile(join(dir, "grants", "broken.yaml"), "kind: [\n");
+	await run("git", ["-C", dir, "add", "."], { env });
+	await run("git", ["-C", dir, "commit", "-qm", "broken (#4)"], { env });
+	const { resources, problems, commit } = await resourcesFromRepository({ gitdir: join(dir, ".git"), namespace: "default" });
+	assert.match(commit, /^[0-9a-f]{40}$/);
+	assert.deepEqual(problems.map((p) => p.path), ["grants/broken.yaml"], JSON.stringify(problems));
+	assert.ok(resources.connections.length >= 4 && resources.grants.length >= 4, "examples loaded");
+	const g = resources.grants[0]!;
+	assert.equal(g.metadata.annotations?.["access.drawbridge.dev/pull-request"], "3");
+	const bundle = compileBundle(
+		{ ...resources, issuers: [], connectionCredentials: {}, grantCredentials: {}, maskingKey: Buffer.alloc(32).toString("base64"), now: new Date("2026-03-01T10:30:00Z") },
+		{ version: 1, generatedAt: new Date("2026-03-01T10:30:00Z") },
+	);
+	assert.ok(bundle.grants.length > 0);
+	assert.ok(bundle.grants.every((x) => x.origin.commit && x.origin.pullRequest === 3));
+	assert.ok(bundle.maskingPolicies.length > 0 && bundle.guardrailPolicies.length > 0);
 });
