@@ -121,3 +121,42 @@ test("property: re-spelled corpus statements stay blocked or masked", async () =
 		{ numRuns: 400 },
 	);
 });
+
+test("property: SSH command and Kubernetes request decisions never throw and deny by default", async () => {
+	const { evaluateSshCommand } = await import("./ssh.ts");
+	const { evaluateKubeRequest } = await import("./kube.ts");
+	const sshGrant = { logins: ["x"], allowShell: false, allowSftp: false, allowPortForwarding: false, allowAgentForwarding: false, allowedCommands: ["uptime"] };
+	const shellAtoms = ["uptime", " ", ";", "&&", "||", "|", "&", "'", '"', "\\", "$(", ")", "`", "(", "{", "}", "#", "\n", "sudo", "bash -c ", "rm -rf /", "<", ">", "$X"];
+	fc.assert(
+		fc.property(fc.oneof(fc.string({ maxLength: 80 }), fc.array(fc.constantFrom(...shellAtoms), { maxLength: 20 }).map((a) => a.join(""))), (cmd) => {
+			const v = evaluateSshCommand(cmd, sshGrant, [{ name: "r", action: "block", ssh: { commands: ["rm -rf *"] } }]);
+			// Only the exact allowed command (possibly with whitespace or harmless separators) may pass.
+			if (v.action === "allow") {
+				assert.ok(v.segments!.length > 0 && v.segments!.every((s) => s === "uptime"), `allowed: ${JSON.stringify(cmd)}`);
+			}
+		}),
+		{ numRuns: 2000 },
+	);
+	const kubeGrant = { namespaces: ["payments"], verbs: ["get"], resources: ["pods"] };
+	fc.assert(
+		fc.property(
+			fc.record({
+				verb: fc.oneof(fc.constant("get"), fc.string({ maxLength: 8 })),
+				resource: fc.oneof(fc.constant("pods"), fc.string({ maxLength: 8 })),
+				namespace: fc.option(fc.oneof(fc.constant("payments"), fc.string({ maxLength: 12 })), { nil: undefined }),
+				subresource: fc.option(fc.string({ maxLength: 6 }), { nil: undefined }),
+				apiGroup: fc.option(fc.string({ maxLength: 6 }), { nil: undefined }),
+			}),
+			(req) => {
+				const v = evaluateKubeRequest(req, kubeGrant, []);
+				if (v.action === "allow" && req.resource !== "") {
+					assert.equal(req.namespace, "payments");
+					assert.equal(req.verb.toLowerCase(), "get");
+					assert.equal(req.resource.toLowerCase(), "pods");
+					assert.ok(!req.subresource);
+				}
+			},
+		),
+		{ numRuns: 2000 },
+	);
+});

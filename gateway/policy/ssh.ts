@@ -357,6 +357,14 @@ export function evaluateSshCommand(
 				segments,
 			};
 		}
+		if (parsed.segments.length === 0) {
+			return {
+				action: "block",
+				rule: `grant:${grantKey ?? "scope"}`,
+				message: `${who} restricts commands and this command line runs none of them`,
+				segments,
+			};
+		}
 		const allowed = allowMatcher(grant.allowedCommands);
 		for (const s of parsed.segments) {
 			if (s.depth > 0 && !s.substitution) continue; // inside an allowed `bash -c`: the allowlist entry covered it
