@@ -12,11 +12,13 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import pino from "pino";
+import { parse as parseYaml } from "yaml";
 import { Registry } from "prom-client";
 import { DataPathMetrics } from "./admin/metrics.ts";
 import { buildAdminServer } from "./admin/server.ts";
 import { registerViewer } from "./admin/viewer.ts";
-import { createApprovalService, registerApprovalRoutes, verifierAuthenticator } from "./approvals/index.ts";
+import { createApprovalService, registerApprovalRoutes, verifierAuthenticator, type WebhookTarget } from "./approvals/index.ts";
+import { parseWebhookTargets } from "./approvals/webhook.ts";
 import { BundleStore } from "./config/store.ts";
 import { type BundleSource, FileBundleSource, KubeSecretBundleSource } from "./config/sources.ts";
 import { GATEWAY_HELP, type GatewayOptions, OptionsError, parseGatewayOptions } from "./options.ts";
@@ -106,6 +108,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 	const approvals = createApprovalService({
 		store: approvalsStore,
 		webBaseUrl: options.publicUrl,
+		registry,
+		webhooks: options.approvalWebhooksFile ? loadWebhooks(options.approvalWebhooksFile) : [],
 		onError: (message) => log.warn({}, `approvals: ${message}`),
 	});
 
@@ -224,6 +228,20 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 			log.info({}, "gateway stopped");
 		},
 	};
+}
+
+/** Webhook targets from a YAML/JSON file; `secretFile` entries are resolved so secrets never sit in the list. */
+function loadWebhooks(path: string): WebhookTarget[] {
+	const raw = parseYaml(readFileSync(path, "utf8")) as unknown;
+	if (!Array.isArray(raw)) throw new OptionsError(`${path}: expected a list of webhooks`);
+	const resolved = raw.map((entry: Record<string, unknown>) => {
+		if (entry && typeof entry.secretFile === "string") {
+			const { secretFile, ...rest } = entry;
+			return { ...rest, secret: readFileSync(secretFile as string, "utf8").trim() };
+		}
+		return entry;
+	});
+	return parseWebhookTargets(resolved);
 }
 
 function readLines(path: string): string[] {

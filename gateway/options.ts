@@ -34,6 +34,8 @@ export interface GatewayOptions {
 	/** Key file (JWK, private) signing recording manifests; generated in spoolDir when absent. */
 	recordingKeyFile?: string;
 	approvals: { kind: "kubernetes"; namespace: string } | { kind: "local"; dir: string };
+	/** YAML/JSON list of approval webhooks ({name, url, secretFile | secret, format, events}). */
+	approvalWebhooksFile?: string;
 	/** Public URL of the admin server, used in "approve here" messages. */
 	publicUrl: string;
 	/** Group whose members may use the recordings viewer. */
@@ -78,6 +80,8 @@ Recordings:
 Approvals:
   --approvals kubernetes|local:DIR   where ApprovalRequests live (default kubernetes)
   --namespace NS              namespace for ApprovalRequests (default drawbridge-system)
+  --approval-webhooks-file F  YAML list of notification webhooks (name, url, secretFile, format
+                              drawbridge|slack, events); see docs/approvals.md
   --public-url URL            admin URL shown to clients waiting for approval
   --auditor-group NAME        group allowed into the recordings viewer (default auditors)
 
@@ -121,6 +125,7 @@ const FLAGS = {
 	"spool-full-policy": { type: "string" },
 	"recording-key-file": { type: "string" },
 	approvals: { type: "string" },
+	"approval-webhooks-file": { type: "string" },
 	namespace: { type: "string" },
 	"public-url": { type: "string" },
 	"auditor-group": { type: "string" },
@@ -214,6 +219,7 @@ export function parseGatewayOptions(
 		spoolFullPolicy,
 		recordingKeyFile: get("recording-key-file"),
 		approvals,
+		approvalWebhooksFile: get("approval-webhooks-file"),
 		publicUrl: get("public-url") ?? `http://${adminListen.host === "0.0.0.0" ? "127.0.0.1" : adminListen.host}:${adminListen.port}`,
 		auditorGroup: get("auditor-group") ?? "auditors",
 		shutdownGraceMs: int("shutdown-grace-ms", 30_000),
