@@ -57,8 +57,12 @@ export interface SshListenerOptions {
 	approvals: ApprovalService;
 	/** Gateway host private key (OpenSSH or PEM). Its public half is what agents pin. */
 	hostKeyPem: string;
-	/** CA public keys (authorized_keys lines) whose user certificates are accepted. Empty = certificates off. */
-	trustedUserCAKeys: readonly string[];
+	/**
+	 * CA public keys (authorized_keys lines) whose user certificates are accepted, in addition to the
+	 * bundle's `ssh.userCaKeys` (read per bundle version, so CA rotation needs no restart). None at all =
+	 * certificates off.
+	 */
+	trustedUserCAKeys?: readonly string[];
 	host?: string;
 	/** 0 picks a free port (default). */
 	port?: number;
@@ -132,7 +136,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 	constructor(opts: SshListenerOptions) {
 		super();
 		this.#opts = opts;
-		this.#cas = opts.trustedUserCAKeys.map((l) => parseAuthorizedKey(l));
+		this.#cas = (opts.trustedUserCAKeys ?? []).map((l) => parseAuthorizedKey(l));
 		this.#evaluate = opts.evaluate ?? evaluateSshCommand;
 		const parsed = utils.parseKey(opts.hostKeyPem);
 		if (parsed instanceof Error) throw new TypeError(`host key: ${parsed.message}`);
@@ -240,10 +244,11 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 					"plain public keys are not accepted: present a Drawbridge SSH certificate or your token as the password",
 				);
 			}
-			if (this.#cas.length === 0) throw new SshGatewayError("cert-untrusted-ca", "this gateway accepts no SSH certificates");
+			const trustedCAs = this.#trustedCAs(bundle);
+			if (trustedCAs.length === 0) throw new SshGatewayError("cert-untrusted-ca", "this gateway accepts no SSH certificates");
 			const cert = parseCertificate(ctx.key.data);
 			const verified = verifyUserCertificate(cert, {
-				trustedCAs: this.#cas,
+				trustedCAs,
 				principal: login,
 				now,
 				clientAddress,
@@ -282,6 +287,24 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		}
 		// "none" (and hostbased): no banner, just the list of methods that can work.
 		throw new SshGatewayError("auth-method", "authenticate with a Drawbridge SSH certificate or a token as the password");
+	}
+
+	#bundleCAs: { version: number; keys: SshPublicKey[] } | undefined;
+
+	/** Option CAs plus the bundle's `ssh.userCaKeys` (parsed once per bundle version; bad lines skipped). */
+	#trustedCAs(bundle: LoadedBundle): SshPublicKey[] {
+		if (this.#bundleCAs?.version !== bundle.version) {
+			const keys: SshPublicKey[] = [];
+			for (const line of bundle.bundle.ssh?.userCaKeys ?? []) {
+				try {
+					keys.push(parseAuthorizedKey(line));
+				} catch (e) {
+					this.emit("error", new Error(`bundle ssh.userCaKeys: ${(e as Error).message}`));
+				}
+			}
+			this.#bundleCAs = { version: bundle.version, keys };
+		}
+		return [...this.#cas, ...this.#bundleCAs.keys];
 	}
 
 	async #verifyToken(bundle: LoadedBundle, token: string): Promise<Identity> {

@@ -145,6 +145,8 @@ before(async () => {
 				}),
 			],
 			guardrailPolicies: guardrails,
+			// The operator publishes its user CA in the bundle.
+			ssh: { userCaKeys: [ca.publicKey] },
 			credentials: { "ssh-gw": { type: "sshKey", username: sshd.user, privateKeyPem: readFileSync(sshd.clientKeyFile, "utf8") } },
 		}),
 	);
@@ -154,7 +156,6 @@ before(async () => {
 		recorder,
 		approvals,
 		hostKeyPem: hostKey.privateKey,
-		trustedUserCAKeys: [ca.publicKey],
 	});
 	knownHosts = join(keys.dir, "known_hosts");
 	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
