@@ -48,6 +48,8 @@ test("detectAndMask: emails, phones, IBANs, national ids", () => {
 	assert.equal(detectAndMask("iban DE89 3704 0044 0532 0130 01 ok", ["iban"], [], REDACT), "iban DE89 3704 0044 0532 0130 01 ok");
 	assert.equal(detectAndMask("ssn 123-45-6789", ["nationalId"], [], REDACT), "ssn ****");
 	assert.equal(detectAndMask("ssn 000-45-6789", ["nationalId"], [], REDACT), "ssn 000-45-6789");
+	assert.throws(() => detectAndMask("a@b.io", ["email"], [], { type: "hash" }), /masking key/, "hash needs a real key");
+	assert.equal(detectAndMask("a@b.io", ["email"], [], { type: "hash", length: 8 }, Buffer.alloc(32, 1)).length, 8);
 });
 
 test("detectAndMask: custom patterns and several detectors in one text", () => {

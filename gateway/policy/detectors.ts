@@ -152,15 +152,18 @@ export function compileDetector(
 	};
 }
 
-/** One-shot helper: masks detected content in `text` (compiles each call; data paths compile once). */
+/**
+ * One-shot helper: masks detected content in `text` (compiles each call; data paths compile once).
+ * `key` is required for the `hash` strategy (a missing key throws `invalid-masking-key`).
+ */
 export function detectAndMask(
 	text: string,
 	detectors: readonly ContentDetector[] | undefined,
 	patterns: readonly string[] | undefined,
 	strategy: MaskStrategy,
-	key: Buffer = Buffer.alloc(32),
+	key?: Buffer,
 ): string {
-	return compileDetector(detectors, patterns, strategy, key)(text) ?? text;
+	return compileDetector(detectors, patterns, strategy, key ?? Buffer.alloc(0))(text) ?? text;
 }
 
 const compiledRules = new WeakMap<readonly MaskRule[], Map<Buffer, TextDetector | undefined>>();
