@@ -163,6 +163,7 @@ export class Session {
 	private closed = false;
 	private clientBusy = false;
 	private serverBusy = false;
+	private upstreamGone = false;
 	private readonly abort = new AbortController();
 	private endReason: SessionEnd | undefined;
 	private readonly pendingApprovals = new Set<string>();
@@ -198,7 +199,12 @@ export class Session {
 			if (this.serverBusy && this.sparser.bufferedBytes > HIGH_WATER_BYTES) this.up.pause();
 			this.kickServer();
 		});
-		this.up.on("close", () => this.close({ reason: "upstream-closed" }));
+		this.up.on("close", () => {
+			// Frames already received (e.g. the server's own FATAL) may wait behind an async mask plan:
+			// relay them first (serverIdle), then close.
+			if (this.serverBusy) this.upstreamGone = true;
+			else this.upstreamClosed();
+		});
 		this.up.on("error", (e: Error) => {
 			this.o.log.warn({ session: this.id, err: e.message }, "upstream connection error");
 			this.close({ reason: "upstream-closed", message: e.message });
@@ -693,6 +699,10 @@ export class Session {
 		if (this.client.writableCorked) this.client.uncork();
 		this.serverBusy = false;
 		if (this.closed) return;
+		if (this.upstreamGone) {
+			this.upstreamClosed();
+			return;
+		}
 		if (this.client.writableNeedDrain) {
 			this.up.pause();
 			this.client.once("drain", () => {
@@ -1146,6 +1156,14 @@ export class Session {
 			);
 			this.close({ reason: "error", message: (e as Error)?.message ?? String(e) });
 		}
+	}
+
+	/** The server went away without a FATAL of its own (killed, network): tell the client why. */
+	private upstreamClosed(): void {
+		if (this.closed) return;
+		const e = new PgGatewayError("upstream_unavailable", "the upstream PostgreSQL server closed the connection");
+		this.client.write(serverMessages.error(errorFieldsOf(e)));
+		this.close({ reason: "upstream-closed" });
 	}
 
 	close(end: SessionEnd): void {
