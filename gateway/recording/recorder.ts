@@ -597,6 +597,12 @@ class LiveSession implements SessionRecorder {
 
 	emit(event: RecordingEvent): void {
 		if (this.closed) return;
+		if (this.failed) {
+			// The spool refused a write earlier: count what is lost instead of buffering it forever.
+			this.dropped++;
+			this.rec.metrics.eventsDropped.inc();
+			return;
+		}
 		const now = this.rec.now();
 		const stored = { ...event, seq: ++this.seq, time: new Date(now).toISOString(), offsetMs: now - this.startMs } as StoredEvent;
 		const cap = this.rec.options.maxCapturedRows;

@@ -133,7 +133,8 @@ test("kubectl through the gateway: the request log with decisions is recorded, v
 	assert.equal(withBlock.loaded.document?.grant, "ops/payments-oncall");
 	const out: string[] = [];
 	const io: CliIo = { env: { AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey }, stdout: (s) => void out.push(s), stderr: () => {}, stderrIsTty: false, sleep: async () => {} };
-	assert.equal(await cli(["show", withBlock.s.sessionId, "--endpoint", minio.endpoint, "--bucket", "kube-recordings"], io), 0);
+	// Under load kubectl's calls may land in more than one gateway session (idle timeout): show them all.
+	for (const x of all) assert.equal(await cli(["show", x.s.sessionId, "--endpoint", minio.endpoint, "--bucket", "kube-recordings"], io), 0);
 	assert.match(out.join(""), /KUBE {3}BLOCK {4}delete ns=payments namespaces\/payments rule=no-namespace-delete {2}→ 403/);
 	assert.match(out.join(""), /KUBE {3}ALLOW {4}list ns=payments configmaps {2}→ 200/);
 	assert.match(out.join(""), /KUBE {3}ALLOW {4}get \/(api|apis)/, "discovery requests show their path");

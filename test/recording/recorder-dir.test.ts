@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { listSessions, loadSession, loadStoreKeys } from "../../gateway/recording/catalog.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
 import { verifySession } from "../../gateway/recording/verify.ts";
-import { blockedAndApproved, makeRecorder, meta, sqlEvents, tempDir } from "./fixtures.ts";
+import { isRecordingError } from "../../gateway/recording/errors.ts";
+import { blockedAndApproved, makeRecorder, meta, metricValue, sqlEvents, tempDir } from "./fixtures.ts";
 
 test("a SQL session through the real recorder lands in a directory store and verifies", async () => {
 	const root = await tempDir("store");
@@ -63,6 +64,30 @@ test("captured result rows are capped per statement and flagged", async () => {
 		assert.equal(first.resultRowsTruncated, true);
 		assert.deepEqual(second.resultRows, [["1"]]);
 		assert.equal(second.resultRowsTruncated, undefined);
+	} finally {
+		await rec.stop();
+	}
+});
+
+test("a spool write failure is loud: events are counted as dropped and close() rejects", async () => {
+	const store = new DirStore(await tempDir("fail-store"));
+	await store.init();
+	const spool = await tempDir("fail-spool");
+	const { rec } = await makeRecorder(store, spool);
+	try {
+		const m = meta();
+		const s = await rec.openSession(m);
+		// The session's spool directory disappears under the recorder (disk replaced, operator error).
+		await rm(join(spool, "sessions", m.sessionId), { recursive: true, force: true });
+		for (const e of sqlEvents(5)) s.emit(e);
+		await new Promise((r) => setTimeout(r, 100));
+		for (const e of sqlEvents(3)) s.emit(e);
+		await assert.rejects(s.close({ reason: "client-closed" }), (e: unknown) => {
+			assert.ok(isRecordingError(e, "STORE_UNAVAILABLE"));
+			assert.match((e as Error).message, new RegExp(`recording of session ${m.sessionId} is incomplete`));
+			return true;
+		});
+		assert.equal(await metricValue(rec, "drawbridge_recording_events_dropped_total"), 8);
 	} finally {
 		await rec.stop();
 	}
