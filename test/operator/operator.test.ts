@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { createLocalJWKSet, createRemoteJWKSet, jwtVerify } from "jose";
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify } from "jose";
 import type pg from "pg";
 import type { ConfigBundle } from "../../gateway/config/bundle.ts";
 import { findGrants } from "../../gateway/identity/grants.ts";
@@ -43,7 +43,8 @@ before(async () => {
 	env = await startEnv();
 	admin = await env.pg.connect();
 	// The operator runs as its ServiceAccount with exactly deploy/base/operator-rbac.yaml's permissions.
-	op = await startOperator(env, "op-main", ["--kubeconfig", await leastPrivilegeKubeconfig(env)]);
+	// Short token lifetime so refresh before expiry is observable within the test.
+	op = await startOperator(env, "op-main", ["--kubeconfig", await leastPrivilegeKubeconfig(env), "--token-ttl", "15s"]);
 	await waitFor("leadership", async () => op.isLeader(), 15_000);
 });
 after(async () => {
@@ -244,6 +245,25 @@ test("webhooks with a bad signature are refused and sync nothing", async () => {
 	assert.equal(unknown.status, 404);
 	assert.equal((await fetch(`http://127.0.0.1:${op.port}/healthz`)).status, 200);
 	assert.equal((await fetch(`http://127.0.0.1:${op.port}/readyz`)).status, 200);
+});
+
+test("tokens are refreshed before they expire and never outlive the grant", async () => {
+	const first = await waitFor("bob's token", () => getSecret(env, NS, "drawbridge-token-bob-orders"));
+	const t1 = decodeJwt(first.token!);
+	assert.ok(t1.exp! - t1.iat! <= 15, "token-ttl caps the lifetime");
+	const refreshed = await waitFor(
+		"a new token",
+		async () => {
+			const x = await getSecret(env, NS, "drawbridge-token-bob-orders");
+			return x && x.token !== first.token ? x : undefined;
+		},
+		20_000,
+		200,
+	);
+	const t2 = decodeJwt(refreshed.token!);
+	assert.notEqual(t2.jti, t1.jti);
+	assert.ok(t2.iat! < t1.exp!, "replaced before the old one expired");
+	assert.ok(t2.iat! - t1.iat! >= 9, "not before two thirds of its life");
 });
 
 test("an ssh grant delivers an OpenSSH key and a user certificate that a real sshd trusting the operator's CA accepts", async (t) => {
