@@ -188,3 +188,16 @@ test("plan: expressions too deep to analyse are masked, not passed", async () =>
 	assert.equal(plan.columns.length, 1, "no masked column is referenced, but the analysis could not prove it");
 	assert.equal(plan.scrubMessages, true);
 });
+
+test("plan: EXECUTE of a name with several candidate bodies masks every column", async () => {
+	const { SessionSqlState } = await import("./session.ts");
+	const st = new SessionSqlState();
+	st.record(st.resolve(analyzeSql("PREPARE q AS SELECT id, name FROM customers")));
+	st.record(st.resolve(analyzeSql("PREPARE q AS SELECT id, email FROM customers")));
+	const plan = await planMasks(st.resolve(analyzeSql("EXECUTE q")), fields(2), demoContext());
+	assert.deepEqual(plan.columns.map((c) => c.index), [0, 1]);
+	const single = new SessionSqlState();
+	single.record(single.resolve(analyzeSql("PREPARE r AS SELECT id, email FROM customers")));
+	const p2 = await planMasks(single.resolve(analyzeSql("EXECUTE r")), fields(2), demoContext());
+	assert.deepEqual(p2.columns.map((c) => c.index), [1]);
+});

@@ -322,3 +322,20 @@ test("DO and PL/pgSQL bodies: static SQL inside is classified (best effort)", ()
 	assert.ok(f.kinds.includes("TRUNCATE"));
 	assert.ok(one("DO LANGUAGE plpgsql 'BEGIN NOT VALID PLPGSQL; END'").risks!.some((r) => r.kind === "unknown" || r.kind === "opaque-code"));
 });
+
+test("session: a PREPARE that fails upstream cannot hide the body that holds the name", () => {
+	// (1) p is a DELETE (forwarded, e.g. after approval); (2) PREPARE p AS SELECT is forwarded but
+	// PostgreSQL refuses the duplicate name; (3) EXECUTE p still runs the DELETE.
+	const st = new SessionSqlState();
+	st.record(st.resolve(analyzeSql("PREPARE p AS DELETE FROM orders WHERE id = 1")));
+	st.record(st.resolve(analyzeSql("PREPARE p AS SELECT 1")));
+	const ex = st.resolve(analyzeSql("EXECUTE p"));
+	assert.ok(ex.ok);
+	const s = ex.statements[0]!;
+	assert.equal(s.readOnly, false);
+	assert.ok(s.kinds.includes("DELETE") && s.kinds.includes("SELECT"), JSON.stringify(s.kinds));
+	assert.equal(evaluateSqlGuardrails({ analysis: ex, access: "read-write", rules: RULES }).action, "requireApproval");
+	assert.equal(st.preparedStatement("p").length, 2);
+	st.record(analyzeSql("DEALLOCATE p"));
+	assert.equal(st.preparedStatement("p").length, 0);
+});
