@@ -113,12 +113,17 @@ test("kubectl through the gateway: the request log with decisions is recorded, v
 	assert.notEqual(del.code, 0);
 	assert.match(del.stderr, /namespaces are deleted through git|no-namespace-delete/);
 
+	// Sessions end after the idle timeout; wait until both requests are in closed, uploaded sessions.
 	const deadline = Date.now() + 30_000;
 	let sessions: Awaited<ReturnType<typeof listSessions>> = [];
+	const seen = async () => {
+		const evs = (await Promise.all(sessions.map((s) => loadSession(store, s.prefix)))).flatMap((l) => l.events);
+		return evs.some((e) => e.type === "kube.request" && e.verb === "list") && evs.some((e) => e.type === "kube.request" && e.verb === "delete");
+	};
 	while (Date.now() < deadline) {
 		await rec.drain(20_000);
 		sessions = await listSessions(store, { protocol: "kubernetes", identity: "lee" });
-		if (sessions.some((s) => s.hasBlocked)) break;
+		if (await seen()) break;
 		await new Promise((r) => setTimeout(r, 300));
 	}
 	const keys = (await loadStoreKeys(store)).set;
