@@ -33,6 +33,7 @@ import { loadSnapshot } from "../operator/gitsync/load.ts";
 import { readSnapshot } from "../operator/gitsync/repo.ts";
 import { ANNOTATIONS } from "../operator/reconcile/labels.ts";
 import { decideGrant } from "../operator/reconcile/desired/accessgrant.ts";
+import { desiredObject } from "../operator/reconcile/desired/gitobject.ts";
 import { ensureDatabase, type EmbeddedPostgres, startEmbeddedPostgres } from "./dev/postgres.ts";
 import { shopSeedSql, ticketsSeedSql } from "./dev/seed.ts";
 import { ensureDevTls, type DevTls } from "./dev/tls.ts";
@@ -181,21 +182,12 @@ export class DevEnvironment {
 			this.problems = loaded.problems.filter((p) => !/kind GitSource cannot be synced/.test(p.message)).map((p) => `${p.path}${p.line ? `:${p.line}` : ""}: ${p.message}`);
 			for (const p of this.problems) this.options.progress(`problem: ${p}`);
 			const firstSeen = this.#firstSeen(loaded.resources.map((r) => r.origin.sha), now);
+			// The same object the operator would server-side apply (annotations carry the approving
+			// commit), with the dev-mode start of `duration` grants (see the header).
 			const withOrigin = loaded.resources.map((r) => {
-				const o = structuredClone(r.object) as { metadata: { annotations?: Record<string, string> } };
+				const o = desiredObject(r, { namespace: "dev", name: "local" }) as { metadata: { annotations: Record<string, string> } };
 				const seen = firstSeen[r.origin.sha] ?? now.toISOString();
-				const committedAt = Date.parse(r.origin.committedAt) > Date.parse(seen) ? r.origin.committedAt : seen;
-				o.metadata.annotations = {
-					...(o.metadata.annotations ?? {}),
-					[ANNOTATIONS.repository]: r.repository,
-					[ANNOTATIONS.path]: r.path,
-					[ANNOTATIONS.commit]: r.origin.sha,
-					[ANNOTATIONS.author]: r.origin.author,
-					[ANNOTATIONS.committer]: r.origin.committer,
-					[ANNOTATIONS.committedAt]: committedAt,
-					...(r.origin.pullRequest !== undefined ? { [ANNOTATIONS.pullRequest]: String(r.origin.pullRequest) } : {}),
-					...(r.origin.url ? { [ANNOTATIONS.url]: r.origin.url } : {}),
-				};
+				if (Date.parse(seen) > Date.parse(r.origin.committedAt)) o.metadata.annotations[ANNOTATIONS.committedAt] = seen;
 				return { kind: r.kind, object: o };
 			});
 			this.#connections = withOrigin.filter((r) => r.kind === "Connection").map((r) => r.object as unknown as Connection);
