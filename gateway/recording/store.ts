@@ -213,6 +213,19 @@ export interface S3StoreOptions {
 	objectLock?: { mode: "GOVERNANCE" | "COMPLIANCE"; days: number };
 }
 
+/**
+ * Parse an object-lock setting `MODE:DAYS` (e.g. `GOVERNANCE:365`, `COMPLIANCE:2555`) for
+ * `S3StoreOptions.objectLock`; empty or `off` means no object lock.
+ */
+export function parseObjectLock(value: string | undefined): S3StoreOptions["objectLock"] {
+	if (value === undefined || value === "" || value === "off") return undefined;
+	const m = /^(GOVERNANCE|COMPLIANCE):(\d{1,5})$/.exec(value.trim());
+	if (!m || Number(m[2]) < 1) {
+		throw new RecordingError("CONFIG", `object lock must be GOVERNANCE:DAYS or COMPLIANCE:DAYS (days >= 1) or off, got ${JSON.stringify(value)}`);
+	}
+	return { mode: m[1] as "GOVERNANCE" | "COMPLIANCE", days: Number(m[2]) };
+}
+
 /** Parse `http(s)://host:port` into minio client options. */
 export function parseEndpoint(url: string): { endPoint: string; port: number; useSSL: boolean } {
 	let u: URL;
