@@ -201,3 +201,11 @@ test("plan: EXECUTE of a name with several candidate bodies masks every column",
 	const p2 = await planMasks(single.resolve(analyzeSql("EXECUTE r")), fields(2), demoContext());
 	assert.deepEqual(p2.columns.map((c) => c.index), [1]);
 });
+
+test("plan: SELECT * over a parenthesised join alias expands the joined tables once", async () => {
+	assert.deepEqual(
+		await maskedIndexes("SELECT * FROM (customers c JOIN orders o ON o.customer_id = c.id) AS j", 12),
+		[2, 3, 4, 5],
+	);
+	assert.deepEqual(await maskedIndexes("SELECT j.status FROM (customers c JOIN orders o ON o.customer_id = c.id) AS j", 1), [0], "j.col: conservative");
+});

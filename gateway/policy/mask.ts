@@ -244,6 +244,8 @@ interface ScopeItem {
 	/** Taint of any column when columns are unknown, and of the whole row. */
 	unknown: Taint;
 	all: Taint;
+	/** A join alias (`(a JOIN b) AS j`): its columns are a's and b's, already expanded by `*`. */
+	joinAlias?: boolean;
 }
 
 interface Scope {
@@ -478,7 +480,7 @@ class Analyzer {
 	}
 
 	expandStar(prefix: unknown[], scope: Scope, out: Outputs): void {
-		const items = prefix.length === 0 ? scope.items : this.#itemsByAlias(strings(prefix), scope);
+		const items = prefix.length === 0 ? scope.items.filter((i) => !i.joinAlias) : this.#itemsByAlias(strings(prefix), scope);
 		if (prefix.length > 0 && items.length === 0) {
 			out.rest = union(out.rest ?? CLEAN, opaque(`unresolved ${strings(prefix).join(".")}.*`));
 			return;
@@ -547,7 +549,7 @@ class Analyzer {
 				if (alias?.aliasname) {
 					let all: Taint = CLEAN;
 					for (const it of scope.items.slice(before)) all = union(all, union(it.all, it.unknown));
-					scope.items.push({ alias: String(alias.aliasname), unknown: all, all });
+					scope.items.push({ alias: String(alias.aliasname), unknown: all, all, joinAlias: true });
 				}
 				return;
 			}
