@@ -49,7 +49,7 @@ test("every kind has a CRD with status subresource, printer columns, short names
 		["Subject", "Connection", "Phase", "Expires", "Age"],
 	);
 	const ar = crds.find((c) => (c.crd.spec as J).names.kind === "ApprovalRequest")!.crd.spec as J;
-	for (const col of ["Requester", "Command", "Phase", "Expires"]) assert.ok(ar.versions[0].additionalPrinterColumns.some((c: J) => c.name === col), col);
+	for (const col of ["Requester", "Command", "Phase", "Rule", "Expires", "Decided"]) assert.ok(ar.versions[0].additionalPrinterColumns.some((c: J) => c.name === col), col);
 });
 
 /** Walk a generated OpenAPI schema, calling `fn(path, node)` for every node. */

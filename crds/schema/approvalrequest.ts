@@ -62,6 +62,8 @@ export const ApprovalDecision = Type.Object(
 	{
 		decision: StringEnum(["approve", "deny"] as const, { description: "The decision." }),
 		by: Type.String({ description: "`user:<name>` of the approver, from a verified token.", minLength: 1, maxLength: 512 }),
+		issuer: Type.Optional(Type.String({ description: "Issuer of the approver's token.", maxLength: 512 })),
+		subject: Type.Optional(Type.String({ description: "`sub` claim of the approver's token.", maxLength: 512 })),
 		at: Timestamp("When the decision was made."),
 		comment: Type.Optional(Type.String({ description: "Approver's comment.", maxLength: 2048 })),
 	},

@@ -124,13 +124,18 @@ test("ApprovalRequest spec is immutable (CEL transition rule); the printer colum
 	const file = join(API_TEST_DIR, "valid", "07-approvalrequest.yaml");
 	await ok(["apply", "-n", "valid", "-f", file]);
 	const out = await ok(["get", "approvalrequests", "-n", "valid"]);
-	assert.match(out, /^NAME\s+REQUESTER\s+CONNECTION\s+COMMAND\s+PHASE\s+EXPIRES\s+AGE/);
+	assert.match(out, /^NAME\s+REQUESTER\s+CONNECTION\s+COMMAND\s+PHASE\s+RULE\s+EXPIRES\s+DECIDED\s+AGE/);
 	assert.match(out, /ar-7f3c\s+support-bot\s+tickets-prod\s+DELETE FROM tickets/);
 	const edit = await kubectl(["patch", "ar", "ar-7f3c", "-n", "valid", "--type=merge", "-p", '{"spec":{"command":"DROP TABLE tickets"}}']);
 	assert.notEqual(edit.code, 0);
 	assert.match(edit.stderr, /spec: Invalid value: "object": spec is immutable; decisions go in status/);
-	await ok(["patch", "ar", "ar-7f3c", "-n", "valid", "--subresource=status", "--type=merge", "-p", '{"status":{"phase":"Approved","decisions":[{"decision":"approve","by":"user:sam","at":"2026-11-25T23:01:00Z"}]}}']);
-	assert.match(await ok(["get", "ar", "ar-7f3c", "-n", "valid"]), /ar-7f3c\s+support-bot\s+tickets-prod\s+DELETE.*Approved/);
+	const decision = { decision: "approve", by: "user:sam", issuer: "https://login.example.com", subject: "sam-0042", at: "2026-11-25T23:01:00Z" };
+	const status = { phase: "Approved", decidedAt: "2026-11-25T23:01:00Z", decisions: [decision] };
+	await ok(["patch", "ar", "ar-7f3c", "-n", "valid", "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })]);
+	assert.match(await ok(["get", "ar", "ar-7f3c", "-n", "valid"]), /ar-7f3c\s+support-bot\s+tickets-prod\s+DELETE.*Approved\s+delete-needs-approval\s+\S+\s+2026-11-25T23:01:00Z/);
+	// The approver's issuer and subject survive the apiserver (not pruned by the structural schema).
+	const stored = JSON.parse(await ok(["get", "ar", "ar-7f3c", "-n", "valid", "-o", "json"]));
+	assert.deepEqual(stored.status.decisions, [decision]);
 });
 
 test("the invalid corpus: the apiserver and drawbridge validate reject every case, naming the same field", async () => {

@@ -125,7 +125,7 @@ test("replica A holds, replica B (via `drawbridge approvals approve` + OIDC) dec
 	const held = await replicaA.request(input());
 	assert.equal((await replicaB.get(held.id))?.phase, "Pending", "B reads what A created");
 	const table = await kubectlOk(["get", "approvalrequests", "-n", NS]);
-	assert.match(table, /NAME\s+REQUESTER\s+CONNECTION\s+COMMAND\s+PHASE\s+EXPIRES\s+AGE/);
+	assert.match(table, /NAME\s+REQUESTER\s+CONNECTION\s+COMMAND\s+PHASE\s+RULE\s+EXPIRES\s+DECIDED\s+AGE/);
 	assert.match(table, new RegExp(`${held.id}\\s+system:serviceaccount:support:bot\\s+tickets-prod\\s+DELETE FROM tickets.*Pending`));
 
 	let resolvedAt = 0;
