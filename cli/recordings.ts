@@ -292,6 +292,7 @@ export function describeEvent(e: StoredEvent): string | undefined {
 			if (e.durationMs !== undefined) res.push(`${e.durationMs} ms`);
 			if (e.error) res.push(`ERROR ${e.error.code} ${e.error.message}`);
 			if (e.maskedColumns?.length) res.push(`masked ${e.maskedColumns.join(",")}`);
+			if (e.resultRows?.length) res.push(`${e.resultRows.length} row(s) captured${e.resultRowsTruncated ? " (capped)" : ""}`);
 			const params = e.params?.length ? ` params=${JSON.stringify(e.params)}` : "";
 			return `SQL    ${pad(e.decision.toUpperCase(), 8)} ${oneLine(e.sql)}${params}${rule}${appr}${res.length ? `  → ${res.join("; ")}` : ""}`;
 		}
@@ -378,6 +379,7 @@ async function cmdShow(values: Values, positionals: string[], io: CliIo): Promis
 	}
 	io.stdout(describeSession(s.document, prefix));
 	if (verified) io.stdout(`Integrity   ${describeVerify(verified).replace(/\n(?=.)/g, "\n            ")}`);
+	for (const u of s.unreadable) io.stdout(`WARNING     unreadable chunk: ${u}\n`);
 	io.stdout("\nTimeline\n");
 	let termOut = 0;
 	let termIn = 0;

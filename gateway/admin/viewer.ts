@@ -160,6 +160,14 @@ function page(base: string, title: string, who: Identity | undefined, body: stri
 <main>${body}</main><script src="${base}/static/viewer.js"></script></body></html>`;
 }
 
+/** Captured (masked) result rows, when the data path recorded them. */
+function capturedRows(e: { resultColumns?: string[]; resultRows?: (string | null)[][]; resultRowsTruncated?: boolean }): string {
+	if (!e.resultRows?.length) return "";
+	const head = e.resultColumns?.length ? `<tr>${e.resultColumns.map((c) => `<th>${escapeHtml(c)}</th>`).join("")}</tr>` : "";
+	const body = e.resultRows.map((r) => `<tr>${r.map((v) => `<td class="mono">${v === null ? "<i>null</i>" : escapeHtml(v)}</td>`).join("")}</tr>`).join("");
+	return `<details class="rows"><summary>${e.resultRows.length} captured row(s)${e.resultRowsTruncated ? " (capped)" : ""}</summary><table>${head}${body}</table></details>`;
+}
+
 function decisionCell(d: string | undefined): string {
 	return d ? `<span class="d-${escapeHtml(d)}">${escapeHtml(d)}</span>` : "";
 }
@@ -257,7 +265,7 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 					const t = `<td class="mono">${offset(e.offsetMs)}</td>`;
 					switch (e.type) {
 						case "statement":
-							return `<tr class="ev-statement">${t}<td>SQL</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.sql)}${e.params?.length ? `<br><small>params ${escapeHtml(JSON.stringify(e.params))}</small>` : ""}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${escapeHtml(e.error ? `ERROR ${e.error.code} ${e.error.message}` : (e.commandTag ?? (e.rows !== undefined ? `${e.rows} rows` : "")))}${e.maskedColumns?.length ? `<br><small>masked ${escapeHtml(e.maskedColumns.join(", "))}</small>` : ""}</td></tr>`;
+							return `<tr class="ev-statement">${t}<td>SQL</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.sql)}${e.params?.length ? `<br><small>params ${escapeHtml(JSON.stringify(e.params))}</small>` : ""}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${escapeHtml(e.error ? `ERROR ${e.error.code} ${e.error.message}` : (e.commandTag ?? (e.rows !== undefined ? `${e.rows} rows` : "")))}${e.maskedColumns?.length ? `<br><small>masked ${escapeHtml(e.maskedColumns.join(", "))}</small>` : ""}${capturedRows(e)}</td></tr>`;
 						case "approval":
 							return `<tr class="ev-approval">${t}<td>Approval</td><td>${decisionCell(e.phase.toLowerCase())}</td><td class="sql">${escapeHtml(e.command)}</td><td>${escapeHtml(e.rule)} ${escapeHtml(e.approvalId)}</td><td>${e.decidedBy?.length ? `by ${escapeHtml(e.decidedBy.join(", "))}` : ""}</td></tr>`;
 						case "exec":

@@ -50,6 +50,7 @@ before(async () => {
 		for (const e of sqlEvents(5)) s.emit(e);
 		for (const e of blockedAndApproved) s.emit(e);
 		s.emit({ type: "statement", sql: "SELECT '<script>alert(1)</script>'", statementKinds: ["select"], decision: "allow", rows: 1 });
+		s.emit({ type: "statement", sql: "SELECT id, email FROM customers LIMIT 2", statementKinds: ["select"], decision: "allow", rows: 2, resultColumns: ["id", "email"], resultRows: [["1", "<b>redacted</b>"], ["2", null]] });
 		await s.close({ reason: "client-closed" });
 		clock = Date.parse(ssh.startedAt);
 		s = await rec.openSession(ssh);
@@ -193,6 +194,9 @@ test("viewer in headless Chromium: log in, filter, badges, SQL timeline, Kuberne
 	assert.equal(await page.locator("#timeline .d-block").count(), 1);
 	assert.equal(await page.locator("#timeline .d-approved").count(), 2);
 	assert.match(timeline, /<script>alert\(1\)<\/script>/, "recorded HTML is shown as text, not run");
+	assert.equal(await page.locator("details.rows summary").textContent(), "2 captured row(s)");
+	await page.click("details.rows summary");
+	assert.match((await page.textContent("details.rows table")) ?? "", /<b>redacted<\/b>/, "captured values are escaped");
 	await page.screenshot({ path: join(SCREENSHOTS, "2-sql-session.png"), fullPage: true });
 
 	// Back to the full list, open the Kubernetes session.
