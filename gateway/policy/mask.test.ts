@@ -209,3 +209,11 @@ test("plan: SELECT * over a parenthesised join alias expands the joined tables o
 	);
 	assert.deepEqual(await maskedIndexes("SELECT j.status FROM (customers c JOIN orders o ON o.customer_id = c.id) AS j", 1), [0], "j.col: conservative");
 });
+
+test("plan: USING and NATURAL joins align with PostgreSQL's column order", async () => {
+	// customers(id, name, email, phone, card_number, iban, created) JOIN customer_contacts(id, name, email, phone)
+	assert.deepEqual(await maskedIndexes("SELECT * FROM customers NATURAL JOIN customer_contacts", 7), [2, 3, 4, 5]);
+	// USING (id): id, then customers' other 6, then contacts' name, email, phone
+	assert.deepEqual(await maskedIndexes("SELECT * FROM customers JOIN customer_contacts USING (id)", 10), [2, 3, 4, 5, 8, 9]);
+	assert.deepEqual(await maskedIndexes("SELECT * FROM orders JOIN customers USING (id)", 11), [6, 7, 8, 9]);
+});

@@ -244,8 +244,11 @@ interface ScopeItem {
 	/** Taint of any column when columns are unknown, and of the whole row. */
 	unknown: Taint;
 	all: Taint;
-	/** A join alias (`(a JOIN b) AS j`): its columns are a's and b's, already expanded by `*`. */
-	joinAlias?: boolean;
+	/**
+	 * Not expanded by a bare `*`: a join alias (`(a JOIN b) AS j`, whose columns are a's and b's),
+	 * or the two sides of a USING/NATURAL join (expanded through their merged item instead).
+	 */
+	starHidden?: boolean;
 }
 
 interface Scope {
@@ -480,7 +483,7 @@ class Analyzer {
 	}
 
 	expandStar(prefix: unknown[], scope: Scope, out: Outputs): void {
-		const items = prefix.length === 0 ? scope.items.filter((i) => !i.joinAlias) : this.#itemsByAlias(strings(prefix), scope);
+		const items = prefix.length === 0 ? scope.items.filter((i) => !i.starHidden) : this.#itemsByAlias(strings(prefix), scope);
 		if (prefix.length > 0 && items.length === 0) {
 			out.rest = union(out.rest ?? CLEAN, opaque(`unresolved ${strings(prefix).join(".")}.*`));
 			return;
@@ -543,13 +546,16 @@ class Analyzer {
 			case "JoinExpr": {
 				const before = scope.items.length;
 				this.fromItem(b.larg as PgNode, scope);
+				const mid = scope.items.length;
 				this.fromItem(b.rarg as PgNode, scope);
 				this.touch(this.expr(b.quals, scope));
+				const using = strings(b.usingClause);
+				if (using.length > 0 || b.isNatural === true) this.#mergeJoin(scope, before, mid, using, b.isNatural === true);
 				const alias = b.alias as PgNode | undefined;
 				if (alias?.aliasname) {
 					let all: Taint = CLEAN;
 					for (const it of scope.items.slice(before)) all = union(all, union(it.all, it.unknown));
-					scope.items.push({ alias: String(alias.aliasname), unknown: all, all, joinAlias: true });
+					scope.items.push({ alias: String(alias.aliasname), unknown: all, all, starHidden: true });
 				}
 				return;
 			}
@@ -563,6 +569,33 @@ class Analyzer {
 				scope.items.push({ alias: String(alias ?? ""), unknown: t, all: t });
 			}
 		}
+	}
+
+	/**
+	 * USING/NATURAL joins: `*` yields the join columns once (first), then the other left columns,
+	 * then the other right columns. The merged item carries that order; the sides stay resolvable
+	 * by alias. When a side's columns are unknown, nothing is merged (outputs then cannot be
+	 * aligned and everything is masked).
+	 */
+	#mergeJoin(scope: Scope, before: number, mid: number, using: string[], natural: boolean): void {
+		const left = scope.items.slice(before, mid).filter((i) => !i.starHidden);
+		const right = scope.items.slice(mid).filter((i) => !i.starHidden);
+		if ([...left, ...right].some((i) => !i.columns)) return;
+		const lcols = left.flatMap((i) => i.columns!);
+		const rcols = right.flatMap((i) => i.columns!);
+		const common = natural ? lcols.map((c) => c.name).filter((n) => rcols.some((r) => r.name === n)) : using;
+		const merged: { name: string; taint: Taint }[] = [];
+		for (const n of common) {
+			const l = lcols.find((c) => c.name === n)?.taint ?? CLEAN;
+			const r = rcols.find((c) => c.name === n)?.taint ?? CLEAN;
+			merged.push({ name: n, taint: derive(union(l, r)) });
+		}
+		for (const c of lcols) if (!common.includes(c.name)) merged.push(c);
+		for (const c of rcols) if (!common.includes(c.name)) merged.push(c);
+		for (const it of [...left, ...right]) it.starHidden = true;
+		let all: Taint = CLEAN;
+		for (const c of merged) all = union(all, c.taint);
+		scope.items.push({ alias: "", columns: merged, unknown: CLEAN, all: derive(all) });
 	}
 
 	rangeVar(rv: PgNode, scope: Scope): ScopeItem {

@@ -332,6 +332,7 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	m("mask-json-each", "SELECT value FROM customers c, json_each_text(row_to_json(c))", 1, [0], "json_each over a row"),
 	m("mask-join", "SELECT * FROM customers c1 JOIN orders o ON o.customer_id = c1.id", 12, [2, 3, 4, 5], "join"),
 	m("mask-natural-join", "SELECT * FROM customers NATURAL JOIN customer_contacts", 7, [2, 3, 4, 5], "NATURAL JOIN (merged columns)"),
+	m("mask-join-using", "SELECT * FROM orders JOIN customers USING (id)", 11, [6, 7, 8, 9], "USING join merges the key column"),
 	m("mask-values-join", "SELECT * FROM (VALUES (1)) v, customers", 8, [3, 4, 5, 6], "VALUES then table"),
 	m("mask-tablesample", "SELECT * FROM customers TABLESAMPLE SYSTEM (100)", 7, [2, 3, 4, 5], "TABLESAMPLE"),
 	m("mask-distinct-on", "SELECT DISTINCT ON (id) email FROM customers", 1, [0], "DISTINCT ON"),
