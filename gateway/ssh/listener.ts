@@ -48,6 +48,7 @@ import { SshGatewayError } from "./errors.ts";
 import { evaluateSshAccess, evaluateSshCommand } from "../policy/ssh.ts";
 import { LineTracker } from "./guard.ts";
 import { SftpObserver } from "./sftp.ts";
+import { mintSessionCertificate, presentCertificate, type SessionCertificate } from "./upstream-cert.ts";
 
 const { Server, Client, utils } = ssh2;
 
@@ -393,7 +394,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			auth,
 			bundle,
 			recorder,
-			upstream: this.#connectUpstream(auth, bundle),
+			upstream: this.#connectUpstream(auth, bundle, recorder.sessionId),
 			channels: new Set(),
 			ended: false,
 		};
@@ -429,7 +430,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		await state.recorder.close(end.message ? { reason: end.reason, message: end.message } : { reason: end.reason });
 	}
 
-	#connectUpstream(auth: AuthResult, bundle: LoadedBundle): Promise<InstanceType<typeof Client>> {
+	#connectUpstream(auth: AuthResult, bundle: LoadedBundle, sessionId: string): Promise<InstanceType<typeof Client>> {
 		const conn = auth.connection;
 		const pinned = (conn.ssh?.hostKeys ?? []).map((l) => parseAuthorizedKey(l));
 		const cred = conn.credentialRef ? bundle.bundle.credentials[conn.credentialRef] : undefined;
@@ -438,9 +439,35 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				reject(new SshGatewayError("upstream-host-key", `connection ${conn.name} pins no host key (no trust on first use)`));
 				return;
 			}
-			if (cred?.type !== "sshKey") {
-				reject(new SshGatewayError("upstream", `connection ${conn.name} has no SSH key credential`));
-				return;
+			let privateKey: string;
+			let sessionCert: SessionCertificate | undefined;
+			if (conn.ssh?.auth === "certificate") {
+				// No standing key on the target: an ephemeral key certified for this session only.
+				const caRef = bundle.bundle.ssh?.upstreamCaCredentialRef;
+				const ca = caRef ? bundle.bundle.credentials[caRef] : undefined;
+				if (ca?.type !== "sshKey") {
+					reject(new SshGatewayError("upstream", `connection ${conn.name} uses certificates but the bundle has no upstream SSH CA`));
+					return;
+				}
+				try {
+					sessionCert = mintSessionCertificate({
+						caPrivateKeyPem: ca.privateKeyPem,
+						login: auth.login,
+						keyId: `sub=${auth.identity.username};grant=${auth.grant.key};session=${sessionId}`,
+						ttlSec: 300,
+						now: this.#opts.store.now(),
+					});
+				} catch (e) {
+					reject(e);
+					return;
+				}
+				privateKey = sessionCert.privateKey;
+			} else {
+				if (cred?.type !== "sshKey") {
+					reject(new SshGatewayError("upstream", `connection ${conn.name} has no SSH key credential`));
+					return;
+				}
+				privateKey = cred.privateKeyPem;
 			}
 			const c = new Client();
 			let hostKeyRefused = false;
@@ -456,7 +483,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				host: conn.host,
 				port: conn.port,
 				username: auth.login,
-				privateKey: cred.privateKeyPem,
+				privateKey,
 				readyTimeout: this.#opts.upstreamTimeoutMs ?? 10_000,
 				keepaliveInterval: 30_000,
 				algorithms: {
@@ -469,6 +496,14 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 					return ok;
 				},
 			});
+			if (sessionCert) {
+				try {
+					presentCertificate(c, sessionCert);
+				} catch (e) {
+					c.end();
+					reject(e);
+				}
+			}
 		});
 	}
 
