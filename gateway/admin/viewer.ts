@@ -112,6 +112,7 @@ main{padding:16px 20px}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;vertical-align:top}
 th{background:#eef0f3;font-weight:600}
+td.t{font-family:ui-monospace,monospace;font-size:12px;white-space:nowrap}
 td.sql,td.mono{font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;word-break:break-all}
 form.filters{display:flex;flex-wrap:wrap;gap:8px;margin-bottom:12px;align-items:end}
 form.filters label{display:flex;flex-direction:column;font-size:12px}
@@ -262,7 +263,7 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 	const timeline = sql.length
 		? `<h2>Timeline: statements, commands, decisions and approvals</h2><table id="timeline"><thead><tr><th>Time</th><th>Kind</th><th>Decision</th><th>Statement / command</th><th>Rule / approval</th><th>Result</th></tr></thead><tbody>${sql
 				.map((e) => {
-					const t = `<td class="mono">${offset(e.offsetMs)}</td>`;
+					const t = `<td class="t">${offset(e.offsetMs)}</td>`;
 					switch (e.type) {
 						case "statement":
 							return `<tr class="ev-statement">${t}<td>SQL</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.sql)}${e.params?.length ? `<br><small>params ${escapeHtml(JSON.stringify(e.params))}</small>` : ""}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${escapeHtml(e.error ? `ERROR ${e.error.code} ${e.error.message}` : (e.commandTag ?? (e.rows !== undefined ? `${e.rows} rows` : "")))}${e.maskedColumns?.length ? `<br><small>masked ${escapeHtml(e.maskedColumns.join(", "))}</small>` : ""}${capturedRows(e)}</td></tr>`;
@@ -283,7 +284,7 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 		? `<h2>Kubernetes requests</h2><table id="kube"><thead><tr><th>Time</th><th>Verb</th><th>Resource</th><th>Namespace</th><th>Name</th><th>Decision</th><th>Rule / approval</th><th>Status</th><th>Path</th></tr></thead><tbody>${kube
 				.map((e) =>
 					e.type === "kube.request"
-						? `<tr>${`<td class="mono">${offset(e.offsetMs)}</td>`}<td>${escapeHtml(e.verb)}</td><td>${escapeHtml(e.resource)}${e.subresource ? `/${escapeHtml(e.subresource)}` : ""}</td><td>${escapeHtml(e.namespace ?? "")}</td><td>${escapeHtml(e.name ?? "")}</td><td>${decisionCell(e.decision)}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${e.status ?? ""}</td><td class="mono">${escapeHtml(e.path)}</td></tr>`
+						? `<tr>${`<td class="t">${offset(e.offsetMs)}</td>`}<td>${escapeHtml(e.verb)}</td><td>${escapeHtml(e.resource)}${e.subresource ? `/${escapeHtml(e.subresource)}` : ""}</td><td>${escapeHtml(e.namespace ?? "")}</td><td>${escapeHtml(e.name ?? "")}</td><td>${decisionCell(e.decision)}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${e.status ?? ""}</td><td class="mono">${escapeHtml(e.path)}</td></tr>`
 						: "",
 				)
 				.join("\n")}</tbody></table>`
