@@ -22,6 +22,7 @@ import type { OperatorOptions } from "./options.ts";
 import { GitSourceReconciler } from "./reconcile/gitsource.ts";
 import { GrantReconciler } from "./reconcile/grant.ts";
 import { WorkQueue } from "./reconcile/queue.ts";
+import { StatusReconciler } from "./reconcile/status.ts";
 import { type Secret, type SshCas, loadAndRotateKeyRing, loadMaskingKey, loadSshCas, secretValue } from "./reconcile/stores.ts";
 import { ACCESSGRANTS, CONNECTIONS, GITSOURCES, GUARDRAILPOLICIES, MASKINGPOLICIES } from "./reconcile/types.ts";
 import { OperatorServer } from "./server.ts";
@@ -34,6 +35,7 @@ const RESYNC_MS = 5 * 60_000;
 const BUNDLE_DEBOUNCE_MS = 100;
 
 interface Queues {
+	status: WorkQueue;
 	grants: WorkQueue;
 	git: WorkQueue;
 	bundle: WorkQueue;
@@ -53,6 +55,7 @@ export class Operator {
 	private readonly server: OperatorServer;
 	private readonly grantReconciler: GrantReconciler;
 	private readonly gitReconciler: GitSourceReconciler;
+	private readonly statusReconciler: StatusReconciler;
 	private readonly bundleWriter: BundleWriter;
 	private queues: Queues | undefined;
 	private ring: KeyRing | undefined;
@@ -75,8 +78,8 @@ export class Operator {
 		const onErr = (what: string) => (e: unknown) => log.warn({ err: (e as Error).message, informer: what }, "watch failed; retrying");
 		this.connections = new Informer(kube, CONNECTIONS, (key) => this.onConnection(key), { onError: onErr("connections") });
 		this.grants = new Informer(kube, ACCESSGRANTS, (key) => this.onGrant(key), { onError: onErr("accessgrants") });
-		this.masking = new Informer(kube, MASKINGPOLICIES, () => this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS), { onError: onErr("maskingpolicies") });
-		this.guardrails = new Informer(kube, GUARDRAILPOLICIES, () => this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS), { onError: onErr("guardrailpolicies") });
+		this.masking = new Informer(kube, MASKINGPOLICIES, (key) => this.onPolicy("MaskingPolicy", key), { onError: onErr("maskingpolicies") });
+		this.guardrails = new Informer(kube, GUARDRAILPOLICIES, (key) => this.onPolicy("GuardrailPolicy", key), { onError: onErr("guardrailpolicies") });
 		this.gitSources = new Informer(kube, GITSOURCES, (key, obj) => this.onGitSource(key, obj), { onError: onErr("gitsources") });
 		const common = { kube, opts, log, metrics: this.metrics, events: this.events };
 		this.grantReconciler = new GrantReconciler({
@@ -93,6 +96,13 @@ export class Operator {
 			onCredentialsChanged: () => this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS),
 		});
 		this.gitReconciler = new GitSourceReconciler(common);
+		this.statusReconciler = new StatusReconciler(kube, {
+			connection: (key) => this.connections.get(key),
+			connections: () => this.connections.list(),
+			grants: () => this.grants.list(),
+			masking: (key) => this.masking.get(key),
+			guardrail: (key) => this.guardrails.get(key),
+		});
 		this.bundleWriter = new BundleWriter(
 			kube,
 			opts,
@@ -162,8 +172,8 @@ export class Operator {
 		if (this.ringReload) clearInterval(this.ringReload);
 		const q = this.queues;
 		if (q) {
-			for (const w of [q.grants, q.git, q.bundle, q.keys]) w.stop();
-			await Promise.race([Promise.all([q.grants.idle(), q.git.idle(), q.bundle.idle(), q.keys.idle()]), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+			for (const w of [q.status, q.grants, q.git, q.bundle, q.keys]) w.stop();
+			await Promise.race([Promise.all([q.status.idle(), q.grants.idle(), q.git.idle(), q.bundle.idle(), q.keys.idle()]), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
 		}
 		await this.elector.stop();
 		for (const i of [this.connections, this.grants, this.masking, this.guardrails, this.gitSources]) i.stop();
@@ -175,7 +185,7 @@ export class Operator {
 	async idle(): Promise<void> {
 		const q = this.queues;
 		if (!q) return;
-		for (let i = 0; i < 3; i++) await Promise.all([q.git.idle(), q.grants.idle(), q.bundle.idle(), q.keys.idle()]);
+		for (let i = 0; i < 3; i++) await Promise.all([q.git.idle(), q.grants.idle(), q.status.idle(), q.bundle.idle(), q.keys.idle()]);
 	}
 
 	private async reloadRing(): Promise<void> {
@@ -213,6 +223,7 @@ export class Operator {
 			}
 		};
 		const q: Queues = {
+			status: new WorkQueue({ concurrency: 2, onError: onError("Status") }),
 			grants: new WorkQueue({ concurrency: this.opts.concurrency, onError: onError("AccessGrant") }),
 			git: new WorkQueue({ concurrency: 2, retryBaseMs: 1000, onError: onError("GitSource") }),
 			bundle: new WorkQueue({ concurrency: 1, retryBaseMs: 200, onError: onError("Bundle") }),
@@ -245,6 +256,7 @@ export class Operator {
 		if (this.queues !== q) return;
 		q.grants.start((key) => timed("AccessGrant", () => this.grantReconciler.reconcile(key))());
 		q.git.start((key) => timed("GitSource", () => this.gitReconciler.reconcile(key))());
+		q.status.start((key) => timed("Status", () => this.statusReconciler.reconcile(key))());
 		q.bundle.start(() =>
 			timed("Bundle", async () => {
 				if (!this.ring || !this.maskingKey) throw new Error("keys not loaded yet");
@@ -260,7 +272,7 @@ export class Operator {
 		this.queues = undefined;
 		if (!q) return;
 		clearInterval(q.resync);
-		for (const w of [q.grants, q.git, q.bundle, q.keys]) w.stop();
+		for (const w of [q.status, q.grants, q.git, q.bundle, q.keys]) w.stop();
 		this.log.warn({ identity: this.opts.identity }, "stopped leading");
 	}
 
@@ -269,6 +281,9 @@ export class Operator {
 		if (!q) return;
 		for (const g of this.grants.list()) q.grants.add(`${g.metadata.namespace}/${g.metadata.name}`);
 		for (const s of this.gitSources.list()) q.git.add(`${s.metadata.namespace}/${s.metadata.name}`);
+		for (const c of this.connections.list()) q.status.add(`Connection/${c.metadata.namespace}/${c.metadata.name}`);
+		for (const p of this.masking.list()) q.status.add(`MaskingPolicy/${p.metadata.namespace}/${p.metadata.name}`);
+		for (const p of this.guardrails.list()) q.status.add(`GuardrailPolicy/${p.metadata.namespace}/${p.metadata.name}`);
 		q.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
 	}
 
@@ -277,7 +292,15 @@ export class Operator {
 		if (!q) return;
 		const [ns, name] = [key.slice(0, key.indexOf("/")), key.slice(key.indexOf("/") + 1)];
 		for (const g of this.grants.list()) if (g.metadata.namespace === ns && g.spec.connection === name) q.grants.add(`${ns}/${g.metadata.name}`);
+		q.status.add(`Connection/${key}`);
+		for (const p of this.masking.list()) if (p.metadata.namespace === ns) q.status.add(`MaskingPolicy/${ns}/${p.metadata.name}`);
+		for (const p of this.guardrails.list()) if (p.metadata.namespace === ns) q.status.add(`GuardrailPolicy/${ns}/${p.metadata.name}`);
 		q.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
+	}
+
+	private onPolicy(kind: "MaskingPolicy" | "GuardrailPolicy", key: string): void {
+		this.queues?.status.add(`${kind}/${key}`);
+		this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
 	}
 
 	private onGrant(key: string): void {
@@ -288,6 +311,8 @@ export class Operator {
 		}
 		for (const [phase, n] of Object.entries(counts)) this.metrics.grantsByPhase.set({ phase }, n);
 		this.queues?.grants.add(key);
+		const g = this.grants.get(key);
+		if (g) this.queues?.status.add(`Connection/${g.metadata.namespace}/${g.spec.connection}`);
 		this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
 	}
 

@@ -65,7 +65,22 @@ test("a merged grant becomes Active: token verifies, dynamic role has exactly it
 		number: 42,
 		branch: "add-alice",
 		title: "Grant alice read-only on orders",
-		files: { "grants/connection.yaml": connectionYaml(env), "grants/alice.yaml": grantYaml("alice-orders") },
+		files: {
+			"grants/connection.yaml": connectionYaml(env),
+			"grants/alice.yaml": grantYaml("alice-orders"),
+			"grants/masking.yaml": `apiVersion: access.drawbridge.dev/v1alpha1
+kind: MaskingPolicy
+metadata:
+  name: pii
+spec:
+  selector:
+    matchLabels: { env: prod }
+  rules:
+    - name: email
+      columns: ["customers.email"]
+      strategy: { type: partial, keepLast: 4 }
+`,
+		},
 	});
 	await kubectlOk(env.kube, ["apply", "-f", "-"], gitSourceYaml(env));
 	const g = await waitFor("grant Active", async () => {
@@ -113,6 +128,16 @@ test("a merged grant becomes Active: token verifies, dynamic role has exactly it
 	}
 	const ev = await kubectlOk(env.kube, ["get", "events", "-n", NS, "--field-selector", "involvedObject.name=alice-orders", "-o", "jsonpath={.items[*].reason}"]);
 	assert.match(ev, /Active/);
+	// Connection and policy status for kubectl get.
+	await waitFor("Connection status", async () => {
+		const r = await env.kube.request<{ status?: { activeGrants?: number; conditions?: { type: string; status: string }[] } }>("GET", `/apis/access.drawbridge.dev/v1alpha1/namespaces/${NS}/connections/orders`);
+		return r.body.status?.activeGrants === 1 && r.body.status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+	});
+	await waitFor("MaskingPolicy status", async () => {
+		const r = await env.kube.request<{ status?: { selectedConnections?: number } }>("GET", `/apis/access.drawbridge.dev/v1alpha1/namespaces/${NS}/maskingpolicies/pii`);
+		return r.body.status?.selectedConnections === 1;
+	});
+	assert.equal(b.maskingPolicies.length, 1);
 });
 
 test("the grant's end passes: Expired within a second, role dropped, its session terminated, token refused", async () => {

@@ -8,6 +8,7 @@ import type { AccessGrant, Connection, GuardrailPolicy, MaskingPolicy } from "..
 import { bundleHash } from "../../gateway/config/canonical.ts";
 import { compileBundle, compileBundleContent, contentHash, nextBundleChange } from "../../operator/config/compile.ts";
 import { decideGrant, grantConditions, setCondition } from "../../operator/reconcile/desired/accessgrant.ts";
+import { type ConnectionSecretsCheck, connectionStatus, policyStatus } from "../../operator/reconcile/desired/status.ts";
 import { ANNOTATIONS } from "../../operator/reconcile/labels.ts";
 import { WorkQueue } from "../../operator/reconcile/queue.ts";
 
@@ -182,4 +183,27 @@ test("compileBundle: deterministic, hashed, only usable grants, credentials wire
 	assert.equal(contentHash(compileBundleContent(shuffled)), contentHash(compileBundleContent(inputs)));
 	assert.notEqual(contentHash(compileBundleContent({ ...inputs, now: min(31) })), contentHash(compileBundleContent(inputs)), "expiry changes the bundle");
 	assert.equal(nextBundleChange(inputs, min(5))!.toISOString(), min(30).toISOString());
+});
+
+test("Connection and policy status (table)", () => {
+	const orders = conn("orders", "postgres", true);
+	const active = { ...grant("a", {}), status: { phase: "Active" as const } };
+	const expired = { ...grant("b", {}), status: { phase: "Expired" as const } };
+	const cases: [ConnectionSecretsCheck, string, string][] = [
+		[{ credential: "ok" }, "True", "Ready"],
+		[{ credential: "missing" }, "False", "SecretNotFound"],
+		[{ credential: "incomplete" }, "False", "CredentialIncomplete"],
+		[{ credential: "ok", ca: "missing" }, "False", "CaNotFound"],
+		[{}, "True", "Ready"],
+	];
+	for (const [check, status, reason] of cases) {
+		const s = connectionStatus(orders, [active, expired], check, undefined, min(1));
+		assert.equal(s.activeGrants, 1);
+		assert.deepEqual([s.conditions![0]!.status, s.conditions![0]!.reason], [status, reason], JSON.stringify(check));
+	}
+	const policy = { metadata: { namespace: "team" }, spec: { selector: { matchLabels: { env: "prod" } } } };
+	assert.equal(policyStatus(policy, [orders, conn("box", "ssh")], undefined, min(1)).selectedConnections, 2);
+	assert.equal(policyStatus({ ...policy, spec: { selector: { matchLabels: { env: "dev" } } } }, [orders], undefined, min(1)).conditions![0]!.reason, "NoConnections");
+	assert.equal(policyStatus({ ...policy, metadata: { namespace: "other" } }, [orders], undefined, min(1)).selectedConnections, 0);
+	assert.equal(policyStatus({ ...policy, spec: { selector: {} } }, [orders], undefined, min(1)).selectedConnections, 1);
 });
