@@ -452,7 +452,6 @@ class Analyzer {
 			for (const t of out.taints) this.touch(t);
 			return out;
 		}
-		if (b.selectStmt) return this.select(b.selectStmt as PgNode, scope);
 		this.fromClause(b.fromClause, scope);
 		for (const k of ["whereClause", "havingClause", "groupClause", "sortClause", "distinctClause", "windowClause", "limitCount", "limitOffset"]) {
 			this.touch(this.expr(b[k], scope));

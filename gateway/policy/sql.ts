@@ -1,8 +1,9 @@
 /**
  * SQL classification from PostgreSQL's own parser (libpg-query, PostgreSQL 18 grammar, WASM).
- * Every statement of a (multi-statement) string is classified from its parse tree; nothing here
- * looks at SQL text with a regular expression. Results are cached by text (LRU) and frozen: callers
- * share them and must not mutate them.
+ * Every statement of a (multi-statement) string is classified from its parse tree, never from the
+ * text. (The one regular expression over SQL text here builds a cache key for statements that
+ * differ only in numbers; see "Literal-insensitive cache".) Results are cached by text (LRU) and
+ * frozen: callers share them and must not mutate them.
  */
 import { loadModule, parsePlPgSQLSync, parseSync } from "libpg-query";
 import { functionRisk, IDENTITY_SETTINGS, isSystemSetting, READ_ONLY_SETTINGS } from "./functions.ts";
@@ -44,6 +45,7 @@ export function clearSqlCache(): void {
  * handle becomes `{ ok: false }`, which the guardrails block (SQLSTATE 42601).
  */
 export function analyzeSql(sql: string): SqlAnalysis {
+	if (typeof sql !== "string") return Object.freeze({ ok: false, error: "statement text is not a string" });
 	const cached = cache.get(sql);
 	if (cached) return cached;
 	const tkey = templateKey(sql);
@@ -204,9 +206,7 @@ function classifyStatement(stmt: PgNode, text: string): SqlStatementInfo {
 }
 
 /** Classifies a nested statement body (PREPARE, DECLARE) as its own SqlStatementInfo. */
-function bodyInfo(node: PgNode, text: string): SqlStatementInfo {
-	return classifyStatement(node, text);
-}
+const bodyInfo = classifyStatement;
 
 /** The single `{ Type: body }` entry of a wrapped node. */
 function unwrap(node: unknown): [string, PgNode] | undefined {
