@@ -44,6 +44,9 @@ test("detectAndMask: emails, phones, IBANs, national ids", () => {
 	assert.equal(detectAndMask("call +1-555-0100 or (555) 123-4567", ["phone"], [], REDACT), "call **** or ****");
 	assert.equal(detectAndMask("call +44 20 7946 0958", ["phone"], [], REDACT), "call ****");
 	assert.equal(detectAndMask("year 2024 and 3.14", ["phone"], [], REDACT), "year 2024 and 3.14");
+	assert.equal(detectAndMask("host 192.168.100.200 up", ["phone"], [], REDACT), "host 192.168.100.200 up", "IPv4 is not a phone");
+	assert.equal(detectAndMask("at 2024-01-15 10:00:00", ["phone", "creditCard", "nationalId"], [], REDACT), "at 2024-01-15 10:00:00");
+	assert.equal(detectAndMask("call 030 1234 5678.", ["phone"], [], REDACT), "call ****.");
 	assert.equal(detectAndMask("iban DE89 3704 0044 0532 0130 00 ok", ["iban"], [], REDACT), "iban **** ok");
 	assert.equal(detectAndMask("iban DE89 3704 0044 0532 0130 01 ok", ["iban"], [], REDACT), "iban DE89 3704 0044 0532 0130 01 ok");
 	assert.equal(detectAndMask("ssn 123-45-6789", ["nationalId"], [], REDACT), "ssn ****");

@@ -14,7 +14,7 @@ const EMAIL = String.raw`(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-
 const SSN = String.raw`(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])`;
 // Phone: +E.164 (optionally grouped), or national formats with separators: (555) 123-4567,
 // 555-123-4567, 030 1234 5678. Bare digit runs are not phones (too many false positives).
-const PHONE = String.raw`(?<![\w+])(?:\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}|\(\d{2,4}\)[ .-]?\d{3,4}[ .-]?\d{3,4}|\d{2,4}[ .-]\d{3,4}[ .-]\d{3,4})(?![\w-])`;
+const PHONE = String.raw`(?<![\w+]|\d\.)(?:\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}|\(\d{2,4}\)[ .-]?\d{3,4}[ .-]?\d{3,4}|\d{2,4}[ .-]\d{3,4}[ .-]\d{3,4})(?![\w-]|\.\d)`;
 
 const SOURCES: Record<ContentDetector, string> = {
 	creditCard: CARD,
