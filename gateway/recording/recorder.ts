@@ -91,6 +91,8 @@ export interface RecorderOptions {
 	retryMaxDelayMs?: number;
 	/** Sessions uploaded in parallel (default 4). */
 	uploadConcurrency?: number;
+	/** One store operation longer than this counts as failed and is retried (default 60 s): a hung store never stalls the uploader. */
+	uploadTimeoutMs?: number;
 	registry?: Registry;
 	logger?: RecorderLogger;
 	/** Cap on captured result rows per statement event (default 100); extra rows are dropped and flagged. */
@@ -197,6 +199,7 @@ export class DiskRecorder implements Recorder {
 			retryMaxDelayMs: options.retryMaxDelayMs ?? 30_000,
 			uploadConcurrency: options.uploadConcurrency ?? 4,
 			maxCapturedRows: options.maxCapturedRows ?? 100,
+			uploadTimeoutMs: options.uploadTimeoutMs ?? 60_000,
 		};
 		if (this.options.onSpoolFull !== "failClosed" && this.options.onSpoolFull !== "failOpen") {
 			throw new RecordingError("CONFIG", `onSpoolFull must be failClosed or failOpen, got ${String(this.options.onSpoolFull)}`);
@@ -406,12 +409,15 @@ export class DiskRecorder implements Recorder {
 			try {
 				if (!this.keyPublished) {
 					// The store may have been down when the gateway started: (re)create the bucket first.
-					await this.store.init();
+					await this.timed("initialising the store", this.store.init());
 					const jwk = this.options.key.publicJwk;
-					await this.store.put(`${KEYS_PREFIX}${this.options.key.kid}.jwk`, Buffer.from(JSON.stringify(jwk, null, 2)), {
-						contentType: "application/jwk+json",
-						metadata: { kid: this.options.key.kid, alg: this.options.key.alg },
-					});
+					await this.timed(
+						"publishing the public key",
+						this.store.put(`${KEYS_PREFIX}${this.options.key.kid}.jwk`, Buffer.from(JSON.stringify(jwk, null, 2)), {
+							contentType: "application/jwk+json",
+							metadata: { kid: this.options.key.kid, alg: this.options.key.alg },
+						}),
+					);
 					this.keyPublished = true;
 				}
 			} catch (e) {
@@ -470,7 +476,7 @@ export class DiskRecorder implements Recorder {
 		const put = async (name: string, contentType: string, metadata?: Record<string, string>): Promise<void> => {
 			const path = join(state.dir, name);
 			const body = await readFile(path);
-			await store.put(state.prefix + name, body, { contentType, metadata: metadata ?? {} });
+			await this.timed(`uploading ${state.prefix + name}`, store.put(state.prefix + name, body, { contentType, metadata: metadata ?? {} }));
 			this.metrics.uploadedBytes.inc(body.length);
 			this.metrics.uploadedObjects.inc();
 			await unlink(path);
@@ -515,6 +521,17 @@ export class DiskRecorder implements Recorder {
 		} finally {
 			state.uploading = false;
 		}
+	}
+
+	/** Bound one store operation; on timeout it counts as a store failure (the request is abandoned). */
+	private timed<T>(what: string, op: Promise<T>): Promise<T> {
+		const ms = this.options.uploadTimeoutMs;
+		let timer: NodeJS.Timeout | undefined;
+		const timeout = new Promise<never>((_, reject) => {
+			timer = setTimeout(() => reject(new RecordingError("STORE_UNAVAILABLE", `${what}: no answer from ${this.store.description} within ${ms} ms`)), ms);
+		});
+		op.catch(() => {});
+		return Promise.race([op, timeout]).finally(() => clearTimeout(timer));
 	}
 
 	/** Sign a manifest with the recording key (compact JWS). */

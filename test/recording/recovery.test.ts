@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { rm, writeFile } from "node:fs/promises";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { listSessions, loadSession, loadStoreKeys } from "../../gateway/recording/catalog.ts";
 import { isRecordingError, SpoolFullError } from "../../gateway/recording/errors.ts";
 import { loadRecordingKey } from "../../gateway/recording/keys.ts";
-import { DirStore } from "../../gateway/recording/store.ts";
+import { DirStore, S3Store } from "../../gateway/recording/store.ts";
 import { verifySession } from "../../gateway/recording/verify.ts";
 import { eventually, makeRecorder, meta, metricValue, sqlEvents, startChild, tempDir } from "./fixtures.ts";
 
@@ -117,5 +118,28 @@ test("spool full, failOpen: the session is admitted, recorded, and an alert metr
 		assert.equal(found.length, 1);
 	} finally {
 		await rec.stop();
+	}
+});
+
+test("a hung store (accepts connections, never answers) times out, counts as an error and is retried", async () => {
+	const sockets = new Set<Socket>();
+	const blackHole = createServer((s) => {
+		sockets.add(s);
+		s.on("error", () => {});
+	});
+	await new Promise<void>((r) => blackHole.listen(0, "127.0.0.1", r));
+	const port = (blackHole.address() as AddressInfo).port;
+	const store = new S3Store({ endPoint: "127.0.0.1", port, useSSL: false, accessKey: "a", secretKey: "b", bucket: "hung" });
+	const { rec } = await makeRecorder(store, await tempDir("hung-spool"), { uploadTimeoutMs: 200 });
+	try {
+		const s = await rec.openSession(meta());
+		s.emit(sqlEvents(1)[0]!);
+		await s.close({ reason: "client-closed" });
+		await eventually("two timed-out attempts", async () => (await metricValue(rec, "drawbridge_recording_upload_errors_total")) >= 2, 15_000);
+		assert.ok(rec.backlogBytes() > 0, "the session stays spooled");
+	} finally {
+		await rec.stop();
+		for (const s of sockets) s.destroy();
+		blackHole.close();
 	}
 });
