@@ -2,7 +2,8 @@
  * The masking Catalog (gateway/policy/types.ts) over side queries on a gateway-owned upstream
  * connection: pg_class, pg_namespace, pg_attribute and pg_get_viewdef. Results are cached per
  * Connection and bundle version (`catalogCacheTtlMs`, default 60 s, so DDL is seen soon); unqualified
- * names resolve with the session's search_path (tracked from `SET search_path`) via to_regclass.
+ * names resolve with the session's search_path (the startup parameter; `SET search_path` is refused
+ * by the policy while masking applies) via to_regclass.
  */
 import type { Catalog, FunctionCatalog, RelationInfo } from "../policy/types.ts";
 import { SideConnection } from "./side-query.ts";

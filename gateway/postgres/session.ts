@@ -419,7 +419,6 @@ export class Session {
 		const statements = analysis.ok ? analysis.statements : [];
 		const forward = (decision: Decision, approvalId?: string) => {
 			this.sql.record(analysis);
-			this.trackSearchPath(statements);
 			this.push({
 				k: "simple",
 				statements,
@@ -453,7 +452,9 @@ export class Session {
 	private maskPrecheck(analysis: SqlAnalysis): Promise<{ block?: GuardrailVerdict; copyDetector?: TextDetector }> | undefined {
 		if (!this.o.maskingActive || !analysis.ok) return undefined;
 		const copies = analysis.statements.filter((s) => s.kind === "COPY" && s.readOnly);
-		const writes = analysis.statements.some((s) => !s.readOnly);
+		// Plain SELECTs without function calls cannot move masked data elsewhere; everything else
+		// (writes, SET, SELECT set_config(...), ...) asks the policy first.
+		const writes = analysis.statements.some((s) => !s.readOnly || s.kind !== "SELECT" || s.functions.length > 0);
 		if (copies.length === 0 && !writes) return undefined;
 		const ctx = this.maskContext();
 		return (async () => {
@@ -560,7 +561,6 @@ export class Session {
 		}
 		const forward = () => {
 			this.sql.record(analysis);
-			if (analysis.ok) this.trackSearchPath(analysis.statements);
 			const previous = this.statements.get(m.name);
 			this.statements.set(m.name, stmt);
 			this.push({ k: "parse", stmt, previous });
@@ -578,14 +578,6 @@ export class Session {
 		}
 		forward();
 		return undefined;
-	}
-
-	private trackSearchPath(statements: readonly SqlStatementInfo[]): void {
-		for (const s of statements) {
-			if (s.kind !== "SET" && s.kind !== "RESET") continue;
-			const v = searchPathOf(s.text);
-			if (v !== undefined) this.o.catalog.searchPath = v;
-		}
 	}
 
 	/** Hold a statement for approval. Resolves with the outcome; client disconnect cancels. */
@@ -793,9 +785,7 @@ export class Session {
 					u.rows = 0;
 					u.started = performance.now();
 				} else if (u?.k === "execute") {
-					const stmt = u.portal.stmt;
 					this.recordExecute(u, decodeCommandComplete(f));
-					if (stmt?.info) this.trackSearchPath([stmt.info]);
 					this.pop();
 				} else this.desync("CommandComplete");
 				this.send(f.raw);
@@ -1255,16 +1245,4 @@ async function waitWithTimeout(
 		clearTimeout(timer);
 		signal.removeEventListener("abort", onAbort);
 	}
-}
-
-/**
- * `SET search_path TO a, b` / `SET search_path = ...` / `RESET search_path` as the catalog needs
- * it. The statement was already classified from the parse tree; this reads only its own text.
- */
-export function searchPathOf(text: string): string | undefined {
-	const m = /^\s*(?:set\s+(?:session\s+|local\s+)?search_path\s*(?:to|=)\s*([\s\S]*?)|reset\s+(search_path))\s*;?\s*$/i.exec(text);
-	if (!m) return undefined;
-	if (m[2]) return '"$user", public';
-	const v = (m[1] ?? "").trim();
-	return /^default$/i.test(v) ? '"$user", public' : v;
 }
