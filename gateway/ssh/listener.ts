@@ -398,7 +398,17 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			channels: new Set(),
 			ended: false,
 		};
-		state.upstream.catch(() => {});
+		state.upstream.then(
+			(u) =>
+				u.on("close", () => {
+					// The target went away (reboot, network): end the agent's connection too.
+					if (state.ended) return;
+					recorder.emit({ type: "notice", message: `connection to ${auth.connection.name} closed by the target` });
+					void this.#endSession(state, { reason: "upstream-closed" });
+					client.end();
+				}),
+			() => {},
+		);
 		const unwatch = this.#opts.store.watchGrant(auth.grant.key, (why, g) => {
 			const message =
 				why === "expired"
@@ -423,7 +433,10 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		return state;
 	}
 
-	async #endSession(state: SessionState, end: { reason: "client-closed" | "grant-expired" | "grant-revoked" | "error"; message?: string }) {
+	async #endSession(
+		state: SessionState,
+		end: { reason: "client-closed" | "upstream-closed" | "grant-expired" | "grant-revoked" | "error"; message?: string },
+	) {
 		if (state.ended) return;
 		state.ended = true;
 		state.upstream.then((u) => u.end()).catch(() => {});

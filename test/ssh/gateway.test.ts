@@ -137,6 +137,7 @@ before(async () => {
 					connection: "impostor",
 					ssh: { ...grant().ssh!, logins: [sshd.user] },
 				}),
+				grant({ key: "ops/revocable", name: "revocable", ssh: { ...grant().ssh!, logins: [sshd.user] } }),
 				grant({
 					key: "ops/exec-only",
 					name: "exec-only",
@@ -357,6 +358,14 @@ describe("ssh through the gateway", () => {
 		const ok = await run("ssh", args("echo via-token"), { env, timeoutMs: 30_000 });
 		assert.equal(ok.code, 0, ok.stderr);
 		assert.equal(ok.stdout.trim(), "via-token");
+		// keyboard-interactive: the gateway prompts "Drawbridge token:", OpenSSH asks SSH_ASKPASS.
+		const kbd = await run(
+			"ssh",
+			args("echo via-kbd").map((a) => (a === "PreferredAuthentications=password" ? "PreferredAuthentications=keyboard-interactive" : a)),
+			{ env, timeoutMs: 30_000 },
+		);
+		assert.equal(kbd.code, 0, kbd.stderr);
+		assert.equal(kbd.stdout.trim(), "via-kbd");
 		const no = await run("ssh", args("cat /etc/hostname"), { env, timeoutMs: 30_000 });
 		assert.equal(no.code, 1);
 		assert.match(no.stderr, /ops\/exec-only/);
@@ -369,6 +378,21 @@ describe("ssh through the gateway", () => {
 		const garbage = await run("ssh", args("true"), { env, timeoutMs: 30_000 });
 		assert.notEqual(garbage.code, 0);
 		assert.match(garbage.stderr, /not a JWT/);
+	});
+
+	test("a grant removed from the bundle (revoked) ends a running session", async () => {
+		const cert = signAgent({ id: "sub=lee;grant=ops/revocable" });
+		const child = spawn("ssh", [...sshArgs({ cert }), "sleep 30"]);
+		let stderr = "";
+		child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+		const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+		await waitUntil("session open", () => recorder.sessions.some((x) => x.meta.grant === "ops/revocable"));
+		await new Promise((r) => setTimeout(r, 300));
+		const b = store.current.bundle;
+		assert.ok(store.update(makeBundle(issuer, { ...b, grants: b.grants.filter((g) => g.key !== "ops/revocable") }, b.version + 1)));
+		assert.notEqual(await exited, 0);
+		assert.match(stderr, /grant ops\/revocable was revoked/);
+		assert.equal(recorder.sessions.find((x) => x.meta.grant === "ops/revocable")?.end?.reason, "grant-revoked");
 	});
 
 	test("grant end closes a running session with a stderr message naming the expiry", async () => {
