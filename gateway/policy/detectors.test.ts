@@ -95,3 +95,14 @@ test("error catalogue: every PolicyError code is documented and raised with its 
 	assert.ok(e1 instanceof PolicyError && e1.code === "invalid-pattern");
 	assert.throws(() => compileStringMasker({ type: "hash" }, Buffer.alloc(4)), (e: unknown) => e instanceof PolicyError && e.code === "invalid-masking-key");
 });
+
+test("detectors find every seeded customer's email, phone, card and IBAN in free text (and nothing in names)", async () => {
+	const { seedRows } = await import("../../test/env/seed.ts");
+	const d = compileDetector(["creditCard", "email", "phone", "iban"], [], REDACT, Buffer.alloc(32));
+	for (const c of seedRows().customers) {
+		const text = `note for ${c.name}: mail ${c.email}, call ${c.phone}, card ${c.card_number}, iban ${c.iban}; created ${c.created}`;
+		const out = d(text) ?? text;
+		for (const v of [c.email, c.phone, c.card_number, c.iban]) assert.ok(!out.includes(v), `${v} survived: ${out}`);
+		assert.ok(out.includes(c.name) && out.includes(c.created), `over-masked: ${out}`);
+	}
+});
