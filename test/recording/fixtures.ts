@@ -62,9 +62,9 @@ export async function makeRecorder(store: RecordingStore, spoolDir: string, extr
 	return { rec, key };
 }
 
-const NODE = join(process.cwd(), "node_modules/.bin/node");
+/** The Node running this test (24, from node_modules), for the child recorder. */
+const NODE = process.execPath;
 
-/** Start the child recorder, wait for its report line. */
 /** Start test/recording/child-recorder.ts (the real recorder in another process); wait for its report line. */
 export function startChild(args: string[]): Promise<{ report: Record<string, string | number>; kill: () => Promise<void> }> {
 	const child = spawn(NODE, ["--import", "tsx", join(import.meta.dirname, "child-recorder.ts"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
