@@ -160,3 +160,29 @@ test("property: SSH command and Kubernetes request decisions never throw and den
 		{ numRuns: 2000 },
 	);
 });
+
+test("property: planMasks never rejects, and a masked column named in the select list is masked", async () => {
+	const ctx = demoContext({ rules: CORPUS_MASK_RULES });
+	const exprAtoms = ["email", "name", "id", "c.email", "c", "lower(email)", "1", "'x'", "phone", "(SELECT email FROM customers LIMIT 1)", "row_to_json(c)", "coalesce(iban, '')"];
+	const arb = fc.tuple(
+		fc.array(fc.constantFrom(...exprAtoms), { minLength: 1, maxLength: 4 }),
+		fc.constantFrom("customers c", "customers AS c", "public.customers c", "(SELECT * FROM customers) c", "customer_contacts c"),
+		fc.constantFrom("", " WHERE email = 'a'", " ORDER BY 1", " UNION ALL SELECT email, email, email, email FROM customers"),
+	);
+	await fc.assert(
+		fc.asyncProperty(arb, async ([exprs, from, tail]) => {
+			const select = tail.startsWith(" UNION") ? exprs.concat(["1", "1", "1", "1"]).slice(0, 4) : exprs;
+			const sql = `SELECT ${select.join(", ")} FROM ${from}${tail}`;
+			const a = analyzeSql(sql);
+			const fields = select.map((_, i) => ({ name: `c${i}`, tableOid: 0, columnAttr: 0, typeOid: 25, format: 0 as const }));
+			const plan = await planMasks(a, fields, ctx);
+			if (!a.ok) return;
+			const masked = new Set(plan.columns.map((x) => x.index));
+			select.forEach((e, i) => {
+				const namesMasked = /email|phone|iban|row_to_json\(c\)/.test(e) && !(from.startsWith("customer_contacts") && /iban/.test(e));
+				if (namesMasked || tail.startsWith(" UNION")) assert.ok(masked.has(i), `${sql}: column ${i} (${e}) not masked`);
+			});
+		}),
+		{ numRuns: 300 },
+	);
+});
