@@ -10,7 +10,8 @@
 
 import type { Logger } from "pino";
 import type { AccessGrant, Connection, GitSource, GuardrailPolicy, MaskingPolicy } from "../crds/index.ts";
-import { BundleWriter } from "./config/writer.ts";
+import type { IssuerConfig } from "../gateway/config/bundle.ts";
+import { BundleWriter, discoverKubeIssuer } from "./config/writer.ts";
 import { type KeyRing, jwksOf, parseKeyRing } from "./credentials/jwt.ts";
 import { verifyWebhook, WebhookError } from "./gitsync/webhook.ts";
 import { type KubeClient, SECRETS } from "./kube/client.ts";
@@ -62,6 +63,7 @@ export class Operator {
 	private maskingKey: string | undefined;
 	private sshCas: SshCas | undefined;
 	private standbyCaPub: { user: string; upstream: string } | undefined;
+	private kubeIssuer: IssuerConfig | undefined;
 	private ringReload: NodeJS.Timeout | undefined;
 	private gitSeen = new Map<string, string>();
 	private stopping = false;
@@ -114,6 +116,7 @@ export class Operator {
 				keyRing: () => this.ring!,
 				maskingKey: () => this.maskingKey!,
 				sshCas: () => this.sshCas,
+				kubeIssuer: () => this.kubeIssuer,
 			},
 			log,
 			this.metrics,
@@ -248,6 +251,7 @@ export class Operator {
 		try {
 			this.maskingKey = await loadMaskingKey(this.kube, this.opts.namespace, this.opts.maskingKeySecretName);
 			this.sshCas = await loadSshCas(this.kube, this.opts.namespace, this.opts.sshCaSecretName);
+			await this.refreshKubeIssuer();
 			q.keys.add(KEYS_KEY);
 			await q.keys.idle();
 		} catch (e) {
@@ -276,9 +280,24 @@ export class Operator {
 		this.log.warn({ identity: this.opts.identity }, "stopped leading");
 	}
 
+	private async refreshKubeIssuer(): Promise<void> {
+		if (this.opts.kubeIssuer) return; // configured explicitly (jwksUri), nothing to discover
+		try {
+			const next = await discoverKubeIssuer(this.kube, this.opts.kubeAudiences);
+			if (JSON.stringify(next) !== JSON.stringify(this.kubeIssuer)) {
+				this.kubeIssuer = next;
+				this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
+				this.log.info({ issuer: next.issuer, keys: next.jwks?.keys.length }, "service-account issuer discovered");
+			}
+		} catch (e) {
+			this.log.warn({ err: (e as Error).message }, "service-account issuer discovery failed; ServiceAccount subjects cannot connect until it succeeds or --kube-issuer is set");
+		}
+	}
+
 	private enqueueAll(): void {
 		const q = this.queues;
 		if (!q) return;
+		void this.refreshKubeIssuer();
 		for (const g of this.grants.list()) q.grants.add(`${g.metadata.namespace}/${g.metadata.name}`);
 		for (const s of this.gitSources.list()) q.git.add(`${s.metadata.namespace}/${s.metadata.name}`);
 		for (const c of this.connections.list()) q.status.add(`Connection/${c.metadata.namespace}/${c.metadata.name}`);

@@ -25,10 +25,25 @@ export interface BundleSources {
 	keyRing(): KeyRing;
 	maskingKey(): string;
 	sshCas(): SshCas | undefined;
+	/** The cluster's service-account issuer with its JWKS inlined, when discovered. */
+	kubeIssuer(): IssuerConfig | undefined;
+}
+
+/**
+ * The cluster's own service-account issuer, discovered through the API server the operator talks to:
+ * `/.well-known/openid-configuration` for `iss`, `/openid/v1/jwks` for the keys, inlined into the
+ * bundle so gateways need no API access to verify projected tokens. Refreshed on every resync.
+ */
+export async function discoverKubeIssuer(kube: KubeClient, audiences: readonly string[]): Promise<IssuerConfig> {
+	const conf = await kube.request<{ issuer?: string }>("GET", "/.well-known/openid-configuration");
+	if (!conf?.issuer) throw new Error("API server has no service-account issuer discovery document");
+	const jwks = await kube.request<{ keys?: Record<string, unknown>[] }>("GET", "/openid/v1/jwks", undefined, "application/json", "application/jwk-set+json");
+	if (!Array.isArray(jwks?.keys) || jwks.keys.length === 0) throw new Error("API server JWKS is empty");
+	return { name: "kubernetes", kind: "kubernetes", issuer: conf.issuer, audiences: [...audiences], jwks: { keys: jwks.keys }, algorithms: ["RS256", "ES256"] };
 }
 
 /** Issuers the bundle trusts: the operator itself (inline JWKS), the cluster's service-account issuer, extra OIDC issuers. */
-export function issuersFor(opts: OperatorOptions, ring: KeyRing): IssuerConfig[] {
+export function issuersFor(opts: OperatorOptions, ring: KeyRing, discoveredKube?: IssuerConfig): IssuerConfig[] {
 	const out: IssuerConfig[] = [
 		{
 			name: "drawbridge-operator",
@@ -39,6 +54,7 @@ export function issuersFor(opts: OperatorOptions, ring: KeyRing): IssuerConfig[]
 			algorithms: [JWT_ALGORITHM],
 		},
 	];
+	if (!opts.kubeIssuer && discoveredKube) out.push(discoveredKube);
 	if (opts.kubeIssuer) {
 		out.push({
 			name: "kubernetes",
@@ -101,7 +117,7 @@ export class BundleWriter {
 			grants,
 			maskingPolicies: this.src.maskingPolicies(),
 			guardrailPolicies: this.src.guardrailPolicies(),
-			issuers: issuersFor(this.opts, this.src.keyRing()),
+			issuers: issuersFor(this.opts, this.src.keyRing(), this.src.kubeIssuer()),
 			connectionCredentials,
 			connectionCaPem,
 			grantCredentials,

@@ -117,9 +117,9 @@ export class KubeClient {
 		return { ...o, method, protocol: u.protocol, hostname: u.hostname, port: u.port, path: u.pathname + u.search, headers: { ...(o.headers as Record<string, string>), ...headers } };
 	}
 
-	async request<T = unknown>(method: string, path: string, body?: unknown, contentType = "application/json"): Promise<T> {
+	async request<T = unknown>(method: string, path: string, body?: unknown, contentType = "application/json", accept = "application/json"): Promise<T> {
 		const payload = body === undefined ? undefined : Buffer.from(typeof body === "string" ? body : JSON.stringify(body));
-		const headers: Record<string, string> = { accept: "application/json" };
+		const headers: Record<string, string> = { accept };
 		if (payload) {
 			headers["content-type"] = contentType;
 			headers["content-length"] = String(payload.length);

@@ -103,7 +103,6 @@ export function operatorOptions(env: Env, identity: string, extra: string[] = []
 			"--identity", identity,
 			"--listen", "127.0.0.1:0",
 			"--issuer", "https://drawbridge-operator.test",
-			"--kube-issuer", env.kube.serviceAccountIssuer,
 			"--git-cache", join(env.cacheRoot, identity),
 			"--lease-duration", "4s",
 			"--renew-deadline", "3s",

@@ -107,7 +107,14 @@ spec:
 	});
 	const identity = await new TokenVerifier(b.issuers).verify(tok.token!);
 	assert.equal(identity.grant, `${NS}/alice-orders`);
-	assert.ok(b.issuers.some((i) => i.kind === "kubernetes" && i.issuer === env.kube.serviceAccountIssuer), "service-account issuer in the bundle");
+	// The cluster's service-account issuer was discovered and its JWKS inlined: a projected token of a
+	// service account verifies at the gateway with no secret from the operator.
+	const kubeIssuer = b.issuers.find((i) => i.kind === "kubernetes");
+	assert.equal(kubeIssuer?.issuer, env.kube.serviceAccountIssuer);
+	assert.ok(kubeIssuer?.jwks?.keys.length);
+	const saToken = await env.kube.serviceAccountToken("ci", "deployer", { audiences: ["drawbridge-gateway"], expirationSeconds: 600 });
+	const saIdentity = await new TokenVerifier(b.issuers).verify(saToken);
+	assert.deepEqual(saIdentity.serviceAccount, { namespace: "ci", name: "deployer" });
 	const verifierJwks = createLocalJWKSet(b.issuers.find((i) => i.kind === "drawbridge")!.jwks as never);
 	await jwtVerify(tok.token!, verifierJwks);
 
