@@ -16,6 +16,7 @@ import http from "node:http";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
 import type { BackendCredential, BundleConnection, BundleGrant, Identity } from "../config/bundle.ts";
 import type { BundleStore, LoadedBundle } from "../config/store.ts";
 import type { ApprovalService } from "../approvals/types.ts";
@@ -26,6 +27,7 @@ import { isMutation, type KubeRequest, parseKubeRequest, unsafePathReason } from
 import type { KubeVerdict } from "../policy/types.ts";
 import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
 import { KubeGatewayError } from "./status.ts";
+import { ExecStreamObserver, isChannelProtocol } from "./wsexec.ts";
 
 export const PATH_PREFIX = "/k8s/";
 const TOKEN_CACHE_MAX = 10_000;
@@ -606,6 +608,22 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	// -------------------------------------------------------------------------------------------
 	// Upgraded connections (exec, attach, port-forward; SPDY/3.1 and WebSocket).
 
+	/** Terminal events from a WebSocket exec/attach stream, like the SSH path's. */
+	#execObserver(recorder: SessionRecorder): { obs: ExecStreamObserver; exitCode: () => number | undefined } {
+		const inDec = new StringDecoder("utf8");
+		const outDec = new StringDecoder("utf8");
+		let exitCode: number | undefined;
+		const obs = new ExecStreamObserver({
+			input: (b) => recorder.emit({ type: "terminal", stream: "i", data: inDec.write(b) }),
+			output: (b) => recorder.emit({ type: "terminal", stream: "o", data: outDec.write(b) }),
+			resize: (cols, rows) => recorder.emit({ type: "terminal", stream: "r", data: `${cols}x${rows}` }),
+			exit: (code) => {
+				exitCode = code;
+			},
+		});
+		return { obs, exitCode: () => exitCode };
+	}
+
 	async #handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
 		const started = performance.now();
 		let resolved: Resolved | undefined;
@@ -645,6 +663,18 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				let headerText = `HTTP/1.1 ${ures.statusCode ?? 101} ${ures.statusMessage ?? "Switching Protocols"}\r\n`;
 				for (let i = 0; i < ures.rawHeaders.length; i += 2) headerText += `${ures.rawHeaders[i]}: ${ures.rawHeaders[i + 1]}\r\n`;
 				socket.write(`${headerText}\r\n`);
+				const k = resolved!.kreq;
+				const protocol = ures.headers["sec-websocket-protocol"];
+				const observer =
+					session && (k.subresource === "exec" || k.subresource === "attach") && isChannelProtocol(protocol)
+						? this.#execObserver(session.recorder)
+						: undefined;
+				if (observer) {
+					socket.on("data", (c: Buffer) => observer.obs.client(c));
+					usocket.on("data", (c: Buffer) => observer.obs.server(c));
+					if (head.length) observer.obs.client(head);
+					if (uhead.length) observer.obs.server(uhead);
+				}
 				if (uhead.length) socket.write(uhead);
 				if (head.length) usocket.write(head);
 				usocket.pipe(socket);
@@ -659,6 +689,17 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					usocket.destroy();
 					socket.destroy();
 					record(g.decision, ures.statusCode ?? 101, x);
+					if (session && observer) {
+						const q = new URL(resolved!.upstreamPath, "http://x").searchParams;
+						const command = q.getAll("command").join(" ") || `<${k.subresource} ${k.namespace ?? ""}/${k.name ?? ""}>`;
+						session.recorder.emit({
+							type: "exec",
+							command,
+							decision: g.decision,
+							...x,
+							...(observer.exitCode() !== undefined ? { exitCode: observer.exitCode()! } : {}),
+						});
+					}
 					if (session) this.#release(session);
 				};
 				usocket.on("close", end);
