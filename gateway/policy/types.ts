@@ -42,7 +42,8 @@ export interface SqlStatementInfo {
 	cursor?: { name: string; statement: SqlStatementInfo };
 	/**
 	 * EXECUTE / FETCH / MOVE: the prepared statement or cursor used. `statement` is filled in by
-	 * `SessionSqlState.resolve()`; when it stays unknown the guardrails block (deny by default).
+	 * `SessionSqlState.resolve()` (a merged classification when the name has several candidate
+	 * bodies); when it stays unknown the guardrails block EXECUTE (deny by default).
 	 */
 	uses?: { type: "prepared" | "cursor"; name: string; statement?: SqlStatementInfo };
 }
@@ -58,7 +59,7 @@ export type SqlRiskKind =
 	| "privilege"
 	/** ALTER SYSTEM, LOAD, CREATE EXTENSION, ALTER DATABASE ... SET, CHECKPOINT. */
 	| "system"
-	/** Code the parser cannot see into: DO blocks, CALL. */
+	/** Code the parser cannot fully see into: DO blocks, procedural (non-SQL) function bodies. */
 	| "opaque-code"
 	/** Runs SQL given as a string (query_to_xml, dblink...): invisible to classification and taint. */
 	| "dynamic-sql"
@@ -145,8 +146,10 @@ export interface MaskPlan {
 	scrubMessages: boolean;
 	/**
 	 * Set when the statement would copy masked data somewhere masking cannot follow (INSERT ... SELECT
-	 * of a masked column into an unmasked one, CREATE TABLE AS, SELECT INTO, COPY ... TO file). The data
-	 * path must refuse the statement (SQLSTATE 42501) with this rule and message.
+	 * of a masked column into an unmasked one, CREATE TABLE AS, SELECT INTO, COPY ... TO file, rules,
+	 * generated columns, pg_notify/set_config of masked values), rename or move a table holding masked
+	 * columns, or change search_path. The data path must refuse the statement (SQLSTATE 42501) with
+	 * this rule and message.
 	 */
 	block?: { rule: string; message: string };
 }
