@@ -150,6 +150,11 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		});
 	}
 
+	/** `error` events are informational (logs): never let a missing listener crash the gateway. */
+	#reportError(e: Error): void {
+		if (this.listenerCount("error") > 0) this.emit("error", e);
+	}
+
 	async listen(): Promise<AddressInfo> {
 		await new Promise<void>((resolve, reject) => {
 			this.#server.once("error", reject);
@@ -389,7 +394,16 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			throw new KubeGatewayError("approval-unavailable", `approval required by ${verdict.rule} but could not be requested: ${(e as Error).message}`);
 		}
 		s.recorder.emit({ type: "approval", approvalId: record.id, phase: record.phase, rule: verdict.rule ?? "", command });
-		if (record.phase === "Pending") record = await this.#opts.approvals.waitForDecision(record.id, signal);
+		if (record.phase === "Pending") {
+			try {
+				record = await this.#opts.approvals.waitForDecision(record.id, signal);
+			} catch (e) {
+				throw Object.assign(
+					new KubeGatewayError("approval-unavailable", `approval ${record.id} could not be awaited: ${(e as Error).message}`),
+					{ approvalId: record.id, rule: verdict.rule, decision: "denied" as Decision },
+				);
+			}
+		}
 		s.recorder.emit({
 			type: "approval",
 			approvalId: record.id,
@@ -533,7 +547,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			} else {
 				res.destroy();
 			}
-			if (err.code === "upstream") this.emit("error", err);
+			if (err.code === "upstream") this.#reportError(err);
 		} finally {
 			if (session) this.#release(session);
 		}

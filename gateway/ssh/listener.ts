@@ -144,7 +144,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		const key = Array.isArray(parsed) ? parsed[0]! : parsed;
 		this.#hostPublic = { type: key.type, blob: key.getPublicSSH() };
 		this.#server = new Server({ hostKeys: [opts.hostKeyPem], ident: "Drawbridge" }, (client) => this.#onClient(client));
-		this.#server.on("error", (e: Error) => this.emit("error", e));
+		this.#server.on("error", (e: Error) => this.#reportError(e));
 	}
 
 	/** `type base64` of the gateway host key: publish it for `known_hosts` / `@cert-authority` pinning. */
@@ -155,6 +155,11 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 	/** `SHA256:...` fingerprint of the gateway host key. */
 	get hostKeyFingerprint(): string {
 		return fingerprint(this.#hostPublic.blob);
+	}
+
+	/** `error` events are informational (logs): never let a missing listener crash the gateway. */
+	#reportError(e: Error): void {
+		if (this.listenerCount("error") > 0) this.emit("error", e);
 	}
 
 	async listen(): Promise<AddressInfo> {
@@ -300,7 +305,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				try {
 					keys.push(parseAuthorizedKey(line));
 				} catch (e) {
-					this.emit("error", new Error(`bundle ssh.userCaKeys: ${(e as Error).message}`));
+					this.#reportError(new Error(`bundle ssh.userCaKeys: ${(e as Error).message}`));
 				}
 			}
 			this.#bundleCAs = { version: bundle.version, keys };
