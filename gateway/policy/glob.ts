@@ -56,3 +56,12 @@ export function compileQualifiedList(patterns: readonly string[] | undefined): Q
 export function splitName(name: string): string[] {
 	return name.split(".");
 }
+
+/**
+ * Makes attacker-controlled text (identifiers, commands, names) safe to put in a verdict message:
+ * control characters (newlines, escape sequences) become `?`, and it is cut to `max` characters.
+ */
+export function printable(text: string, max = 200): string {
+	const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, "?");
+	return clean.length > max ? `${clean.slice(0, max)}…` : clean;
+}

@@ -12,7 +12,7 @@
  * ties go to the first statement, then the first rule.
  */
 import type { GuardrailAction, GuardrailRule, PostgresAccess } from "../config/bundle.ts";
-import { compileGlobs, compileQualifiedList, type GlobMatcher, type QualifiedMatcher, splitName } from "./glob.ts";
+import { compileGlobs, compileQualifiedList, type GlobMatcher, printable, type QualifiedMatcher, splitName } from "./glob.ts";
 import type { GuardrailVerdict, SqlGuardrailInput, SqlRiskKind, SqlStatementInfo } from "./types.ts";
 
 export const SQLSTATE_INSUFFICIENT_PRIVILEGE = "42501";
@@ -83,7 +83,7 @@ export function evaluateSqlGuardrails(input: SqlGuardrailInput): GuardrailVerdic
 			action: "block",
 			rule: "parse",
 			sqlstate: SQLSTATE_SYNTAX_ERROR,
-			message: `statement blocked: it does not parse (${analysis.error})`,
+			message: `statement blocked: it does not parse (${printable(analysis.error)})`,
 		};
 	}
 	const rules = compileSqlRules(input.rules);
@@ -121,12 +121,12 @@ function builtinVerdict(s: SqlStatementInfo, access: PostgresAccess, grant: stri
 			action: "block",
 			rule: "session:unknown-prepared",
 			sqlstate: SQLSTATE_INVALID_SQL_STATEMENT_NAME,
-			message: `EXECUTE ${s.uses.name}: no prepared statement of that name was seen in this session, so it cannot be classified`,
+			message: `EXECUTE ${printable(s.uses.name)}: no prepared statement of that name was seen in this session, so it cannot be classified`,
 		};
 	}
 	const risks = s.risks ?? [];
 	if (access === "read-only" && !s.readOnly) {
-		const why = risks[0]?.detail ?? s.kind;
+		const why = printable(risks[0]?.detail ?? s.kind);
 		return {
 			action: "block",
 			rule: "grant:read-only",
@@ -142,7 +142,7 @@ function builtinVerdict(s: SqlStatementInfo, access: PostgresAccess, grant: stri
 					action: "block",
 					rule: `builtin:${r.kind}`,
 					sqlstate: SQLSTATE_INSUFFICIENT_PRIVILEGE,
-					message: `permission denied: ${r.detail}: ${reason}`,
+					message: `permission denied: ${printable(r.detail)}: ${reason}`,
 				};
 			}
 		}

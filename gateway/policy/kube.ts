@@ -3,7 +3,7 @@
  * GuardrailRules' `kubernetes` sections. Pure; the kube data path turns a block into a 403 Status.
  */
 import type { BundleGrant, GuardrailRule } from "../config/bundle.ts";
-import { compileGlob, type GlobMatcher } from "./glob.ts";
+import { compileGlob, type GlobMatcher, printable } from "./glob.ts";
 import type { KubeRequest, KubeVerdict } from "./types.ts";
 
 type KubeGrant = NonNullable<BundleGrant["kubernetes"]>;
@@ -89,7 +89,7 @@ export function compileKubeRules(rules: readonly GuardrailRule[]): CompiledKubeR
 function describe(req: KubeRequest): string {
 	const res = req.resource ? `${req.resource}${req.subresource ? `/${req.subresource}` : ""}` : "non-resource URL";
 	const where = req.namespace ? ` in namespace ${req.namespace}` : " (cluster-scoped)";
-	return `${req.verb} ${res}${req.name ? ` ${req.name}` : ""}${where}`;
+	return printable(`${req.verb} ${res}${req.name ? ` ${req.name}` : ""}${where}`);
 }
 
 /**
@@ -121,7 +121,7 @@ export function evaluateKubeRequest(
 		if (verb !== "get") return deny("only discovery reads (get) are allowed on non-resource URLs");
 	} else {
 		if (req.namespace) {
-			if (!g.namespaces(req.namespace)) return deny(`namespace ${req.namespace} is not granted`);
+			if (!g.namespaces(req.namespace)) return deny(`namespace ${printable(req.namespace)} is not granted`);
 		} else if (!g.allNamespaces) {
 			const readNs =
 				req.resource === "namespaces" &&
@@ -132,9 +132,9 @@ export function evaluateKubeRequest(
 				g.namespaces(req.name);
 			if (!readNs) return deny("cluster-scoped requests need namespaces: ['*'] in the grant");
 		}
-		if (!g.verbs(verb)) return deny(`verb ${verb} is not granted`);
+		if (!g.verbs(verb)) return deny(`verb ${printable(verb)} is not granted`);
 		if (!g.resources(req.resource, req.subresource, req.apiGroup)) {
-			return deny(`resource ${req.resource}${req.subresource ? `/${req.subresource}` : ""} is not granted`);
+			return deny(`resource ${printable(`${req.resource}${req.subresource ? `/${req.subresource}` : ""}`)} is not granted`);
 		}
 	}
 	let best: KubeVerdict = { action: "allow" };

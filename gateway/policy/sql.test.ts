@@ -339,3 +339,11 @@ test("session: a PREPARE that fails upstream cannot hide the body that holds the
 	st.record(analyzeSql("DEALLOCATE p"));
 	assert.equal(st.preparedStatement("p").length, 0);
 });
+
+test("verdict messages carry no control characters from attacker-chosen identifiers", () => {
+	const e = evaluateSqlGuardrails({ analysis: analyzeSql('EXECUTE "a\nb\u001b[31m"'), access: "read-only", rules: [] });
+	assert.match(e.message!, /EXECUTE a\?b\?\[31m/);
+	const p = evaluateSqlGuardrails({ analysis: analyzeSql("SELECT \"x\u001b[2J"), access: "admin", rules: [] });
+	assert.equal(p.rule, "parse");
+	for (const m of [e.message!, p.message!]) assert.doesNotMatch(m, /[\u0000-\u001f]/);
+});

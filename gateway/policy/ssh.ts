@@ -10,7 +10,7 @@
  * the grant restricts commands, and matched as one raw string against rules.
  */
 import type { BundleGrant, GuardrailRule } from "../config/bundle.ts";
-import { compileGlob, type GlobMatcher } from "./glob.ts";
+import { compileGlob, type GlobMatcher, printable } from "./glob.ts";
 import type { SshVerdict } from "./types.ts";
 
 type SshGrant = NonNullable<BundleGrant["ssh"]>;
@@ -372,7 +372,7 @@ export function evaluateSshCommand(
 				return {
 					action: "block",
 					rule: `grant:${grantKey ?? "scope"}`,
-					message: `${who} does not allow the command "${s.written}"`,
+					message: `${who} does not allow the command "${printable(s.written)}"`,
 					segments,
 				};
 			}
@@ -389,7 +389,7 @@ export function evaluateSshCommand(
 		const v: SshVerdict = {
 			action: c.rule.action,
 			rule: c.rule.name,
-			message: `command "${hit}" ${what} by guardrail rule "${c.rule.name}"${c.rule.message ? `: ${c.rule.message}` : ""}`,
+			message: `command "${printable(hit)}" ${what} by guardrail rule "${c.rule.name}"${c.rule.message ? `: ${c.rule.message}` : ""}`,
 			segments,
 		};
 		if (c.rule.action === "requireApproval" && c.rule.approval) v.approval = c.rule.approval;
@@ -409,7 +409,7 @@ export function evaluateSshAccess(
 	const who = grantKey ? `grant "${grantKey}"` : "the grant";
 	const deny = (why: string): SshVerdict => ({ action: "block", rule: `grant:${grantKey ?? "scope"}`, message: `${who} ${why}` });
 	if (!grant) return deny("has no SSH access");
-	if (!grant.logins.includes(req.login)) return deny(`does not allow login as "${req.login}"`);
+	if (!grant.logins.includes(req.login)) return deny(`does not allow login as "${printable(req.login)}"`);
 	switch (req.request) {
 		case "shell":
 			return grant.allowShell ? { action: "allow" } : deny("does not allow interactive shells");
