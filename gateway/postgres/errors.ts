@@ -34,6 +34,8 @@ export const PG_ERROR_CATALOGUE = {
 	statement_unparseable: { sqlstate: "42601", severity: "ERROR" },
 	/** A held statement was denied or its approval expired. */
 	approval_denied: { sqlstate: "42501", severity: "ERROR" },
+	/** No traffic in either direction for `idleTimeoutMs`. */
+	idle_timeout: { sqlstate: "57P05", severity: "FATAL" },
 	/** The gateway is shutting down. */
 	shutdown: { sqlstate: "57P01", severity: "FATAL" },
 } as const satisfies Record<string, { sqlstate: string; severity: "ERROR" | "FATAL" }>;

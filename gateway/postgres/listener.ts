@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomInt, randomUUID } from "node:crypto";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { Duplex } from "node:stream";
 import { hostname } from "node:os";
 import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
 import type { ApprovalService } from "../approvals/types.ts";
@@ -44,6 +45,8 @@ export interface PostgresListenerOptions {
 	startupTimeoutMs?: number;
 	/** Upstream connect + authentication, ms (default 10 000). */
 	upstreamConnectTimeoutMs?: number;
+	/** End a session after this long without traffic either way, ms (default 0: never). Held approvals do not count as idle. */
+	idleTimeoutMs?: number;
 	/** Approval wait when a rule sets no timeout, seconds (default 600). */
 	approvalTimeoutSec?: number;
 	/** Catalog cache entry lifetime, ms (default 60 000). */
@@ -225,9 +228,7 @@ class Handshake {
 		this.raw.once("data", (first: Buffer) => {
 			// Direct TLS (libpq sslnegotiation=direct): a TLS ClientHello instead of SSLRequest.
 			if (first[0] === 0x16 && this.l.tlsContext) {
-				this.raw.pause();
-				this.raw.unshift(first);
-				this.upgrade();
+				this.upgrade(replayStream(this.raw, first));
 				return;
 			}
 			this.raw.on("data", this.onData);
@@ -235,9 +236,9 @@ class Handshake {
 		});
 	}
 
-	private upgrade(): void {
+	private upgrade(transport: Duplex = this.raw): void {
 		this.raw.off("data", this.onData);
-		const tls = new TLSSocket(this.raw, {
+		const tls = new TLSSocket(transport as Socket, {
 			isServer: true,
 			secureContext: this.l.tlsContext!,
 			ALPNProtocols: ["postgresql"],
@@ -248,7 +249,7 @@ class Handshake {
 		this.parser = this.newParser();
 		this.phase = "startup";
 		tls.on("data", this.onData);
-		this.raw.resume();
+		if (transport === this.raw) this.raw.resume();
 	}
 
 	private data(chunk: Buffer): void {
@@ -308,6 +309,11 @@ class Handshake {
 					);
 				}
 				this.phase = "password";
+				// We speak 3.0: tell a 3.2 client (or one asking for _pq_ options) so, as PostgreSQL does.
+				const unrecognized = Object.keys(m.parameters).filter((k) => k.startsWith("_pq_."));
+				if ((m.protocolVersion & 0xffff) > 0 || unrecognized.length > 0) {
+					this.socket.write(serverMessages.negotiateProtocolVersion(0, unrecognized));
+				}
 				this.socket.write(serverMessages.authenticationCleartextPassword());
 				return;
 			}
@@ -432,6 +438,7 @@ class Handshake {
 			approvals: o.approvals,
 			approvalTimeoutSec: o.approvalTimeoutSec ?? 600,
 			maxServerMessageBytes: o.maxServerMessageBytes ?? DEFAULT_MAX_SERVER_MESSAGE_BYTES,
+			idleTimeoutMs: o.idleTimeoutMs ?? 0,
 			log,
 			onClosed: () => {
 				unregister();
@@ -476,6 +483,36 @@ class Handshake {
 		this.socket.end();
 		setTimeout(() => this.socket.destroy(), 1000).unref();
 	}
+}
+
+/**
+ * A stream that yields `first` and then everything `raw` receives: the TLS layer must see the
+ * ClientHello bytes we already read to detect direct TLS (a native handle would not).
+ */
+function replayStream(raw: Socket, first: Buffer): Duplex {
+	const d = new Duplex({
+		read() {
+			raw.resume();
+		},
+		write(chunk: Buffer, _enc, cb) {
+			raw.write(chunk, cb);
+		},
+		final(cb) {
+			raw.end();
+			cb();
+		},
+		destroy(err, cb) {
+			raw.destroy(err ?? undefined);
+			cb(err);
+		},
+	});
+	d.push(first);
+	raw.on("data", (c: Buffer) => {
+		if (!d.push(c)) raw.pause();
+	});
+	raw.on("end", () => d.push(null));
+	raw.on("close", () => d.destroy());
+	return d;
 }
 
 function upstreamTarget(

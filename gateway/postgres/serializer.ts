@@ -113,6 +113,11 @@ export const serverMessages = {
 		return w.message(ServerCode.RowDescription);
 	},
 	dataRow: (values: (Uint8Array | null)[]): Buffer => encodeDataRow(values),
+	negotiateProtocolVersion: (minor: number, unrecognized: string[]): Buffer => {
+		const w = new Writer().int32(minor).int32(unrecognized.length);
+		for (const o of unrecognized) w.cstring(o);
+		return w.message(ServerCode.NegotiateProtocolVersion);
+	},
 };
 
 function fieldsMessage(code: number, fields: ErrorFields): Buffer {

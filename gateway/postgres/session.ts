@@ -80,6 +80,8 @@ export interface SessionOptions {
 	/** Default approval timeout when the rule sets none, seconds. */
 	approvalTimeoutSec: number;
 	maxServerMessageBytes: number;
+	/** Close the session after this long without traffic either way (0: never). */
+	idleTimeoutMs: number;
 	log: SessionLogger;
 	onClosed(session: Session): void;
 }
@@ -167,6 +169,8 @@ export class Session {
 	private readonly abort = new AbortController();
 	private endReason: SessionEnd | undefined;
 	private readonly pendingApprovals = new Set<string>();
+	private lastActivity = Date.now();
+	private idleTimer: NodeJS.Timeout | undefined;
 
 	constructor(o: SessionOptions) {
 		this.o = o;
@@ -186,6 +190,7 @@ export class Session {
 	/** Start relaying. Bytes the client already sent after the password are in the parser. */
 	start(): void {
 		this.client.on("data", (c: Buffer) => {
+			this.lastActivity = Date.now();
 			this.cparser.push(c);
 			// While a message waits (approval, pre-check), keep at most ~1 MiB of what follows it.
 			if (this.clientBusy && this.cparser.bufferedBytes > HIGH_WATER_BYTES) this.client.pause();
@@ -195,6 +200,7 @@ export class Session {
 		this.client.on("close", () => this.close({ reason: "client-closed" }));
 		this.client.on("error", () => this.close({ reason: "client-closed" }));
 		this.up.on("data", (c: Buffer) => {
+			this.lastActivity = Date.now();
 			this.sparser.push(c);
 			if (this.serverBusy && this.sparser.bufferedBytes > HIGH_WATER_BYTES) this.up.pause();
 			this.kickServer();
@@ -210,6 +216,15 @@ export class Session {
 			this.close({ reason: "upstream-closed", message: e.message });
 		});
 		if (this.o.upstream.leftover.length > 0) this.sparser.push(this.o.upstream.leftover);
+		if (this.o.idleTimeoutMs > 0) {
+			const every = Math.max(50, Math.min(this.o.idleTimeoutMs / 4, 30_000));
+			this.idleTimer = setInterval(() => {
+				if (Date.now() - this.lastActivity < this.o.idleTimeoutMs || this.pendingApprovals.size > 0) return;
+				const message = `terminating connection: no traffic for ${this.o.idleTimeoutMs} ms (gateway idle timeout)`;
+				this.terminate("idle_timeout", message, { reason: "policy", message });
+			}, every);
+			this.idleTimer.unref();
+		}
 		this.client.resume();
 		this.up.resume();
 		this.kickClient();
@@ -221,7 +236,7 @@ export class Session {
 	}
 
 	/** End the session with a FATAL the client can read (grant end, shutdown). */
-	terminate(code: "grant_ended" | "shutdown", message: string, end: SessionEnd): void {
+	terminate(code: "grant_ended" | "shutdown" | "idle_timeout", message: string, end: SessionEnd): void {
 		if (this.closed) return;
 		const e = new PgGatewayError(code, message);
 		this.client.write(serverMessages.error(errorFieldsOf(e)));
@@ -1160,7 +1175,9 @@ export class Session {
 		if (this.closed) return;
 		this.closed = true;
 		this.endReason = end;
+		if (this.idleTimer) clearInterval(this.idleTimer);
 		this.abort.abort();
+		this.recordInterrupted(end);
 		if (!this.up.destroyed) this.up.end(clientMessages.terminate());
 		this.client.end();
 		setTimeout(() => {
@@ -1169,6 +1186,33 @@ export class Session {
 		}, 1000).unref();
 		this.o.recorder.close(end).catch(() => undefined);
 		this.o.onClosed(this);
+	}
+
+	/**
+	 * The statement running upstream when the session ends (grant end, revocation, shutdown, client
+	 * gone) has no CommandComplete to record it: record it here as interrupted, so the timeline shows
+	 * what ran until the cut. Units queued behind it never started and are not recorded.
+	 */
+	private recordInterrupted(end: SessionEnd): void {
+		const u = this.head();
+		const error = { code: "57P01", message: this.scrubText(`interrupted: ${end.message ?? `session ended (${end.reason})`}`, true) };
+		if (u?.k === "simple" && !u.substitute) {
+			const s = u.statements[u.idx];
+			if (!s) return;
+			this.emit({
+				type: "statement",
+				sql: this.recordText(s.text),
+				statementKinds: s.kinds,
+				decision: u.decision,
+				...(u.rule ? { rule: u.rule } : {}),
+				...(u.approvalId ? { approvalId: u.approvalId } : {}),
+				durationMs: round(performance.now() - u.started),
+				rows: u.rows,
+				error,
+			});
+		} else if (u?.k === "execute") {
+			this.recordExecute(u, undefined, error);
+		}
 	}
 
 	get ended(): SessionEnd | undefined {

@@ -63,6 +63,7 @@ export interface FixtureOptions {
 	allowInsecure?: boolean;
 	/** Use an existing server instead of starting one. */
 	pg?: PostgresHandle;
+	idleTimeoutMs?: number;
 	/** sslmode from the gateway to PostgreSQL (default verify-full). */
 	upstreamSslmode?: "disable" | "verify-full";
 }
@@ -149,6 +150,7 @@ export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> 
 		recorder,
 		...(opts.approvals ? { approvals: opts.approvals } : {}),
 		...(opts.allowInsecure ? { allowInsecure: true } : {}),
+		...(opts.idleTimeoutMs ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
 		approvalTimeoutSec: 30,
 	});
 	const { port } = await gateway.listen(0);

@@ -1,0 +1,78 @@
+/** Listener options and handshake variants: direct TLS, idle timeout, allowInsecure, error catalogue docs. */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { connect as tlsConnect } from "node:tls";
+import pg from "pg";
+import { PG_ERROR_CATALOGUE } from "../../gateway/postgres/errors.ts";
+import { clientMessages } from "../../gateway/postgres/serializer.ts";
+import { decodeServerMessage, ServerParser } from "../../gateway/postgres/server-parser.ts";
+import { CONNECTION, type Fixture, startFixture } from "./fixture.ts";
+
+let fx: Fixture;
+before(async () => {
+	fx = await startFixture({ idleTimeoutMs: 600, allowInsecure: true });
+});
+after(async () => {
+	await fx?.stop();
+});
+
+test("direct TLS (sslnegotiation=direct, ALPN postgresql) reaches the startup handshake", async () => {
+	const first = await new Promise<string>((resolve, reject) => {
+		const s = tlsConnect({ host: "127.0.0.1", port: fx.port, ca: fx.caPem, servername: "localhost", ALPNProtocols: ["postgresql"] }, () => {
+			assert.equal(s.alpnProtocol, "postgresql");
+			s.write(clientMessages.startup({ user: "agent", database: CONNECTION }));
+		});
+		const p = new ServerParser();
+		s.on("data", (c: Buffer) => {
+			p.push(c);
+			const f = p.next();
+			if (f) {
+				s.destroy();
+				resolve(JSON.stringify(decodeServerMessage(f)));
+			}
+		});
+		s.on("error", reject);
+	});
+	assert.match(first, /"type":"authentication","auth":3/);
+});
+
+test("a protocol 3.2 StartupMessage is answered with NegotiateProtocolVersion 3.0", async () => {
+	const { RawClient } = await import("./raw-client.ts");
+	const c = await RawClient.open(fx.port, fx.caPem);
+	const startup = clientMessages.startup({ user: "agent", database: CONNECTION, "_pq_.test_option": "x" });
+	startup.writeInt32BE(196610, 4);
+	c.send(startup);
+	const first = await c.next();
+	assert.equal(first.type, "negotiateProtocolVersion");
+	if (first.type === "negotiateProtocolVersion") {
+		assert.equal(first.minorVersion, 0);
+		assert.deepEqual(first.unrecognized, ["_pq_.test_option"]);
+	}
+	assert.equal((await c.next()).type, "authentication");
+	c.socket.destroy();
+});
+
+test("idle timeout ends a quiet session with FATAL 57P05", async () => {
+	const c = await fx.connect("alice");
+	const err = new Promise<pg.DatabaseError>((resolve) => c.on("error", (e) => resolve(e as pg.DatabaseError)));
+	assert.equal((await c.query("select 1 as x")).rows[0].x, 1);
+	const e = await err;
+	assert.equal(e.code, "57P05");
+	assert.match(e.message, /idle timeout/);
+});
+
+test("allowInsecure lets a local-dev client send its token without TLS", async () => {
+	const c = new pg.Client({ ...fx.clientConfig("alice", await fx.token("alice")), ssl: false });
+	await c.connect();
+	assert.equal((await c.query("select 2 as x")).rows[0].x, 2);
+	await c.end();
+});
+
+test("every error code in the catalogue is documented in README.md", () => {
+	const readme = readFileSync(join(import.meta.dirname, "../../gateway/postgres/README.md"), "utf8");
+	for (const [code, { sqlstate }] of Object.entries(PG_ERROR_CATALOGUE)) {
+		assert.match(readme, new RegExp(`\`${code}\`\\s*\\|\\s*${sqlstate}`), `README documents ${code} (${sqlstate})`);
+	}
+});
