@@ -66,3 +66,21 @@ export class KubeGatewayError extends Error {
 		};
 	}
 }
+
+/** Catalogue of codes, kept in step with the union and README.md by a test. */
+export const KUBE_ERROR_CATALOGUE: Record<KubeErrorCode, string> = {
+	"bad-request": "400 BadRequest: the path has dot segments, empty segments, percent-encoding or is not origin-form.",
+	unauthenticated: "401 Unauthorized: no bearer token, or it did not verify.",
+	"unknown-connection": "404 NotFound: no such Kubernetes connection, or none/several granted without a /k8s/<connection> prefix.",
+	"no-grant": "403 Forbidden: no active grant for this identity on the connection.",
+	"out-of-scope": "403 Forbidden: no active grant covers the verb, resource or namespace.",
+	blocked: "403 Forbidden: a GuardrailPolicy rule blocks the request (or the policy could not be evaluated).",
+	"approval-refused": "403 Forbidden: the approval was denied, expired or cancelled.",
+	"approval-unavailable": "503 ServiceUnavailable: approval required but the approvals service failed.",
+	upstream: "502: the kube-apiserver is unreachable or the TLS connection to it failed.",
+	recording: "503 ServiceUnavailable: the recording could not start (fail closed).",
+};
+
+export function httpStatusOf(code: KubeErrorCode): number {
+	return HTTP[code][0];
+}

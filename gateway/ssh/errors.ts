@@ -36,9 +36,7 @@ export type SshErrorCode =
 	/** Target host key not among the Connection's pinned keys. */
 	| "upstream-host-key"
 	/** Upstream connect / auth failed. */
-	| "upstream"
-	/** The grant does not allow this channel or command. */
-	| "not-allowed";
+	| "upstream";
 
 export class SshGatewayError extends Error {
 	override name = "SshGatewayError";
@@ -49,3 +47,24 @@ export class SshGatewayError extends Error {
 		this.code = code;
 	}
 }
+
+/** Catalogue of codes, what the agent sees, kept in step with the union and README.md by a test. */
+export const SSH_ERROR_CATALOGUE: Record<SshErrorCode, string> = {
+	"cert-malformed": "Banner + auth failure: the certificate or key blob is not well formed.",
+	"cert-unsupported": "Banner + auth failure: key type refused (plain public keys, DSA, SHA-1 RSA CA signatures, small RSA).",
+	"cert-wrong-type": "Banner + auth failure: a host certificate was presented for user authentication.",
+	"cert-untrusted-ca": "Banner + auth failure: the certificate's CA is not trusted by this gateway.",
+	"cert-bad-signature": "Banner + auth failure: the CA signature does not verify.",
+	"cert-not-yet-valid": "Banner + auth failure: the certificate is not valid yet.",
+	"cert-expired": "Banner + auth failure: the certificate has expired.",
+	"cert-principal": "Banner + auth failure: the login is not a principal of the certificate (or it has none).",
+	"cert-critical-option": "Banner + auth failure: the certificate carries a critical option the gateway does not understand.",
+	"cert-source-address": "Banner + auth failure: the client address is outside the certificate's source-address.",
+	"auth-bad-signature": "Banner + auth failure: the session signature does not verify with the certified key.",
+	"auth-method": "Auth failure without banner: the method (none, hostbased) is not offered.",
+	"auth-token": "Banner + auth failure: the token did not verify.",
+	"no-grant": "Banner + disconnect: authenticated, but no active grant allows this connection and login.",
+	"unknown-connection": "Banner + disconnect: the connection named in the user is unknown or ambiguous.",
+	"upstream-host-key": "stderr + exit 255: the target's host key is not pinned by the Connection.",
+	upstream: "stderr + exit 255 (or disconnect): the target is unreachable or refused the gateway.",
+};
