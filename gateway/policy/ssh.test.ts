@@ -37,6 +37,10 @@ test("rules: denylist catches wrapped and chained commands", () => {
 		"echo $(rm -rf /)",
 		"env X=1 rm -fr /",
 		"cat x | xargs rm -rf /tmp",
+		"find / -name x -exec rm -rf {} \\;",
+		"find /srv -execdir rm -rf {} +",
+		"{ rm -rf /; }",
+		"ls && { echo a; rm -rf /tmp; }",
 	]) {
 		const v = evaluateSshCommand(c, OPEN, RULES);
 		assert.equal(v.action, "block", c);

@@ -170,9 +170,14 @@ function tokenize(input: string, subs: string[]): { words: Word[]; error?: strin
 			continue;
 		}
 		if (ch === ";" || ch === "\n" || ch === "(" || ch === ")" || ch === "{" || ch === "}") {
-			// `{`/`}` only group at word boundaries; inside a word they are literal.
-			if ((ch === "{" || ch === "}") && inWord) {
+			// `{ cmd; }` groups only as separate words (`{` then whitespace, `}` at a word start and
+			// before a separator); elsewhere (`{}` in find -exec, `a{b,c}`) braces are literal.
+			const next = input[i + 1];
+			const groupOpen = ch === "{" && !inWord && (next === " " || next === "\t" || next === "\n");
+			const groupClose = ch === "}" && !inWord && (next === undefined || " \t\n;&|)".includes(next));
+			if ((ch === "{" || ch === "}") && !groupOpen && !groupClose) {
 				cur += ch;
+				inWord = true;
 				i++;
 				continue;
 			}
@@ -281,8 +286,19 @@ function addSegment(words: string[], depth: number, substitution: boolean, out: 
 	if (rest.length > 0) rest[0] = basename(rest[0]!);
 	const commandText = rest.join(" ");
 	out.push({ written, command: commandText, depth, substitution });
-	// sh -c 'body' / su -c 'body'
+	// find ... -exec cmd args {} ; (and -execdir/-ok/-okdir): the command runs too.
 	const head = rest[0];
+	if (head === "find") {
+		for (let j = 1; j < rest.length; j++) {
+			if (!["-exec", "-execdir", "-ok", "-okdir"].includes(rest[j]!)) continue;
+			const end = rest.findIndex((w, k) => k > j && (w === ";" || w === "+"));
+			const inner = rest.slice(j + 1, end < 0 ? undefined : end);
+			if (inner.length > 0) addSegment(inner, depth + 1, false, out);
+			if (end < 0) break;
+			j = end;
+		}
+	}
+	// sh -c 'body' / su -c 'body'
 	if (head && (SHELLS.has(head) || head === "su")) {
 		for (let j = 1; j < rest.length; j++) {
 			const a = rest[j]!;
