@@ -195,8 +195,8 @@ export class KubeClient {
 		return this.request<T>("PATCH", this.path(t, namespace, name, sub), patch, "application/merge-patch+json");
 	}
 
-	async jsonPatch<T extends KubeObject = KubeObject>(t: ResourceType, namespace: string | undefined, name: string, ops: unknown[]): Promise<T> {
-		return this.request<T>("PATCH", this.path(t, namespace, name), ops, "application/json-patch+json");
+	async jsonPatch<T extends KubeObject = KubeObject>(t: ResourceType, namespace: string | undefined, name: string, ops: unknown[], sub?: string): Promise<T> {
+		return this.request<T>("PATCH", this.path(t, namespace, name, sub), ops, "application/json-patch+json");
 	}
 
 	/** Deletes; a missing object is not an error. `uid` makes the delete conditional (preconditions). */

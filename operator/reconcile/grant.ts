@@ -107,7 +107,9 @@ export class GrantReconciler {
 		};
 		if (canonicalJson(status) !== canonicalJson(grant.status ?? {})) {
 			try {
-				await this.d.kube.mergePatch(ACCESSGRANTS, ns, name, { status: { ...nulls(grant.status), ...status } }, "status");
+				// The whole status is replaced: a merge patch would keep stale nested fields (an old PR number
+				// in origin, an old credential's username).
+				await this.d.kube.jsonPatch(ACCESSGRANTS, ns, name, [{ op: "add", path: "/status", value: status }], "status");
 			} catch (e) {
 				if (!(deleting && e instanceof KubeError && e.code === "NOT_FOUND")) throw e;
 			}
@@ -313,7 +315,3 @@ export class GrantReconciler {
 	}
 }
 
-/** Status fields we no longer set must be cleared explicitly in a merge patch. */
-function nulls(prev: AccessGrantStatus | undefined): Record<string, null> {
-	return Object.fromEntries(Object.keys(prev ?? {}).map((k) => [k, null]));
-}

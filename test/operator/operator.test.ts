@@ -247,10 +247,16 @@ test("a broken YAML file next to valid ones: valid ones apply, the broken one is
 });
 
 test("drift made by hand is corrected on the next sync; in-cluster (Argo CD style) grants are reconciled the same way", async () => {
-	await env.git.commit("grants", { message: "fix bob", files: { "grants/bob.yaml": grantYaml("bob-orders", { subject: "bob" }) } });
+	const fix = await env.git.commit("grants", { message: "fix bob", files: { "grants/bob.yaml": grantYaml("bob-orders", { subject: "bob" }) } });
 	await kubectlOk(env.kube, ["patch", "accessgrant", "bob-orders", "-n", NS, "--type=merge", "-p", '{"spec":{"postgres":{"access":"admin"}}}']);
 	assert.equal(await pushWebhook(op.port), 202);
 	await waitFor("spec restored", async () => ((await getGrant(env, "bob-orders"))?.spec.postgres as { access: string } | undefined)?.access === "read-only");
+	// Re-approved by a direct commit without a PR: the origin follows, no stale PR number (#45) remains.
+	const bob = await waitFor("bob's origin updated", async () => {
+		const g = await getGrant(env, "bob-orders");
+		return g?.status?.origin?.commit === fix ? g : undefined;
+	});
+	assert.equal(bob.status!.origin!.pullRequest, undefined);
 
 	await kubectlOk(env.kube, ["apply", "-n", NS, "-f", "-"], grantYaml("argo-made", { subject: "carol" }));
 	const g = await waitFor("in-cluster grant Active", async () => {

@@ -84,6 +84,7 @@ test("two replicas, leader SIGKILLed mid-sync and restarted: same end state, no 
 	// Every role password in its Secret works (no Secret/role mismatch after the crash).
 	for (const g of grants.slice(0, 3)) {
 		const s = await env.kube.request<{ data: Record<string, string> }>("GET", `/api/v1/namespaces/${OP_NS}/secrets/${g!.status!.credential!.secretName}`);
+		assert.equal(s.status, 200, `${g!.status!.credential!.secretName}: ${s.status} ${JSON.stringify(s.body).slice(0, 300)}`);
 		const password = Buffer.from(s.body.data.password!, "base64").toString();
 		const c = await env.pg.connect({ user: g!.status!.credential!.username!, password });
 		await c.end();
