@@ -19,14 +19,14 @@ import { ed25519OpenSshPrivateKey, ed25519PublicKeyLine, signUserCertificate } f
 import { canonicalJson } from "../../gateway/config/canonical.ts";
 import { type KeyRing, mintGrantToken, tokenRefreshAt } from "../credentials/jwt.ts";
 import { dropRole, ensureRole, generatePassword } from "../credentials/postgres-roles.ts";
-import { type KubeClient, KubeError, SECRETS } from "../kube/client.ts";
+import { type KubeClient, KubeError, type KubeObject, SECRETS } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import type { OperatorOptions } from "../options.ts";
 import { type GrantDecision, type WantedPgRole, type WantedToken, decideGrant, grantConditions, tokenSecretName } from "./desired/accessgrant.ts";
 import { ANNOTATIONS, GRANT_FINALIZER, LABELS, labelValue } from "./labels.ts";
 import { type Secret, type SshCaKey, adminClientConfig, createOrGetSecret, encodeData, managedLabels, putSecret, readConnectionSecrets, secretValue } from "./stores.ts";
-import { ACCESSGRANTS, splitKey } from "./types.ts";
+import { ACCESSGRANTS, CONNECTIONS, splitKey } from "./types.ts";
 
 export interface GrantReconcilerDeps {
 	kube: KubeClient;
@@ -64,7 +64,7 @@ export class GrantReconciler {
 			});
 			grant.metadata.finalizers = [...(grant.metadata.finalizers ?? []), GRANT_FINALIZER];
 		}
-		const connection = this.d.connection(`${ns}/${grant.spec.connection}`);
+		const connection = await this.connectionFor(`${ns}/${grant.spec.connection}`);
 		const now = new Date();
 		const decision = decideGrant(grant, connection, now);
 		let credentialError: string | undefined;
@@ -130,6 +130,14 @@ export class GrantReconciler {
 		}
 		const next = [decision.requeueAt, refreshAt].filter((x): x is Date => x !== undefined).sort((a, b) => a.getTime() - b.getTime())[0];
 		return next ? { requeueAt: next } : undefined;
+	}
+
+	/** The watch cache first; on a miss a fresh read (a Connection applied in the same sync may not be cached yet). */
+	private async connectionFor(key: string): Promise<Connection | undefined> {
+		const cached = this.d.connection(key);
+		if (cached) return cached;
+		const [ns, name] = splitKey(key);
+		return this.d.kube.get<Connection & KubeObject>(CONNECTIONS, ns, name);
 	}
 
 	// -------------------------------------------------------------------------------------------
@@ -290,7 +298,7 @@ export class GrantReconciler {
 			if (s.metadata.annotations?.["access.drawbridge.dev/grant-key"] !== `${ns}/${name}`) continue;
 			const role = secretValue(s, "username");
 			const connKey = s.metadata.annotations?.["access.drawbridge.dev/connection-key"] ?? "";
-			const connection = this.d.connection(connKey);
+			const connection = connKey ? await this.connectionFor(connKey) : undefined;
 			// First make sure gateways stop using the credential, then drop the role.
 			if (s.metadata.annotations?.["access.drawbridge.dev/role-ready"] === "true") {
 				await this.d.kube.mergePatch(SECRETS, this.d.opts.namespace, s.metadata.name, { metadata: { annotations: { "access.drawbridge.dev/role-ready": "false" } } });

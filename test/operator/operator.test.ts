@@ -135,6 +135,7 @@ spec:
 	}
 	const ev = await kubectlOk(env.kube, ["get", "events", "-n", NS, "--field-selector", "involvedObject.name=alice-orders", "-o", "jsonpath={.items[*].reason}"]);
 	assert.match(ev, /Active/);
+	assert.doesNotMatch(ev, /Invalid/, "no transient ConnectionNotFound while the Connection applied in the same sync is not cached yet");
 	// Connection and policy status for kubectl get.
 	await waitFor("Connection status", async () => {
 		const r = await env.kube.request<{ status?: { activeGrants?: number; conditions?: { type: string; status: string }[] } }>("GET", `/apis/access.drawbridge.dev/v1alpha1/namespaces/${NS}/connections/orders`);
