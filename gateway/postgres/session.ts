@@ -1191,10 +1191,16 @@ export class Session {
 	/**
 	 * The statement running upstream when the session ends (grant end, revocation, shutdown, client
 	 * gone) has no CommandComplete to record it: record it here as interrupted, so the timeline shows
-	 * what ran until the cut. Units queued behind it never started and are not recorded.
+	 * what ran until the cut. Statements queued behind it never started and are not recorded.
 	 */
 	private recordInterrupted(end: SessionEnd): void {
-		const u = this.head();
+		// PostgreSQL flushes ParseComplete/BindComplete only at Sync, so in the extended protocol the
+		// running Execute may sit behind Parse/Bind/Describe units: the first statement unit is it.
+		let u: Unit | undefined;
+		for (let i = this.unitHead; i < this.units.length && !u; i++) {
+			const x = this.units[i];
+			if (x?.k === "simple" || x?.k === "execute") u = x;
+		}
 		const error = { code: "57P01", message: this.scrubText(`interrupted: ${end.message ?? `session ended (${end.reason})`}`, true) };
 		if (u?.k === "simple" && !u.substitute) {
 			const s = u.statements[u.idx];
