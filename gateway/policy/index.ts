@@ -17,5 +17,6 @@ export { checkMaskedWrites, type PlanOptions, planMasks } from "./mask.ts";
 export { compileStringMasker, compileValueMasker, maskValue, TypeOid } from "./maskvalue.ts";
 export { SessionSqlState } from "./session.ts";
 export { analyzeSql, clearSqlCache, loadSqlParser, statementCacheKey, statementTree } from "./sql.ts";
+export { withBaseTables } from "./tables.ts";
 export { compileSshRules, evaluateSshAccess, evaluateSshCommand, parseShellCommand } from "./ssh.ts";
 export type * from "./types.ts";

@@ -106,6 +106,16 @@ function fromTemplate(t: SqlStatementInfo, sql: string, tkey: string): SqlAnalys
 	return Object.freeze({ ok: true, statements: Object.freeze([info]) as unknown as SqlStatementInfo[] });
 }
 
+/** A copy of `info` with other tables, keeping its parse tree and cache identity. */
+export function withTables(info: SqlStatementInfo, tables: string[]): SqlStatementInfo {
+	const out = Object.freeze({ ...info, tables: Object.freeze(tables) as unknown as string[] });
+	const tree = trees.get(info);
+	if (tree) trees.set(out, tree);
+	const key = templateKeys.get(info);
+	if (key !== undefined) templateKeys.set(out, key);
+	return out;
+}
+
 /** Identity of a statement for caches keyed by meaning: equal for statements sharing a template. */
 export function statementCacheKey(info: SqlStatementInfo): string {
 	return templateKeys.get(info) ?? info.text;
