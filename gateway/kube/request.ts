@@ -50,6 +50,8 @@ export function unsafePathReason(path: string): string | undefined {
 	if (!p.startsWith("/")) return "only origin-form request targets (/path) are accepted";
 	if (p.includes("%")) return "percent-encoded characters are not accepted in API paths";
 	if (p.includes("\\")) return "backslashes are not accepted in API paths";
+	// URL parsing drops a fragment (and dot segments before it) that the apiserver would keep.
+	if (path.includes("#")) return "fragments are not accepted in request targets";
 	const segs = p.split("/").slice(1);
 	for (let i = 0; i < segs.length; i++) {
 		const s = segs[i]!;
