@@ -286,6 +286,30 @@ test("webhooks with a bad signature are refused and sync nothing", async () => {
 	assert.equal((await fetch(`http://127.0.0.1:${op.port}/readyz`)).status, 200);
 });
 
+test("Pending until notBefore, then Active on time; a grant for a missing Connection is Invalid with its reason", async () => {
+	const start = new Date(Math.ceil((Date.now() + 4_000) / 1000) * 1000);
+	const later = grantYaml("later", { subject: "dana", duration: "1h" }).replace("  duration: 1h", `  notBefore: "${start.toISOString().replace(/\.\d{3}Z$/, "Z")}"\n  duration: 1h`);
+	const orphan = grantYaml("orphan", { subject: "erin", connection: "no-such-connection" });
+	await env.git.mergePullRequest("grants", { number: 46, branch: "later", title: "later + orphan", files: { "grants/later.yaml": later, "grants/orphan.yaml": orphan } });
+	assert.equal(await pushWebhook(op.port), 202);
+	const pending = await waitFor("Pending", async () => {
+		const g = await getGrant(env, "later");
+		return g?.status?.phase === "Pending" ? g : undefined;
+	});
+	assert.equal(pending.status!.conditions!.find((c) => c.type === "Ready")!.reason, "NotYetValid");
+	assert.equal(await getSecret(env, NS, "drawbridge-token-later"), undefined, "no credential before the start");
+	const activeAt = await waitFor("Active", async () => ((await getGrant(env, "later"))?.status?.phase === "Active" ? Date.now() : undefined), 15_000, 50);
+	assert.ok(activeAt >= start.getTime() && activeAt - start.getTime() < 2_000, `active ${activeAt - start.getTime()} ms after notBefore`);
+	await waitFor("token after the start", () => getSecret(env, NS, "drawbridge-token-later"));
+	const o = await waitFor("Invalid", async () => {
+		const g = await getGrant(env, "orphan");
+		return g?.status?.phase === "Invalid" ? g : undefined;
+	});
+	assert.equal(o.status!.conditions!.find((c) => c.type === "Ready")!.reason, "ConnectionNotFound");
+	const ev = await kubectlOk(env.kube, ["get", "events", "-n", NS, "--field-selector", "involvedObject.name=orphan,type=Warning", "-o", "jsonpath={.items[*].reason}"]);
+	assert.match(ev, /Invalid/);
+});
+
 test("tokens are refreshed before they expire and never outlive the grant", async () => {
 	const first = await waitFor("bob's token", () => getSecret(env, NS, "drawbridge-token-bob-orders"));
 	const t1 = decodeJwt(first.token!);
