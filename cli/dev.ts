@@ -15,6 +15,7 @@
  * - A `duration` grant counts from the later of its approving commit and the moment dev mode first
  *   saw that commit (so an old clone still shows live grants); recorded in <state>/first-seen.json.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -50,7 +51,10 @@ export interface DevOptions {
 	postgresPort: number;
 	upstreamPort: number;
 	adminPort: number;
-	sshPort?: number;
+	/** SSH listener (0 = off). */
+	sshPort: number;
+	/** Kubernetes API listener (0 = off). */
+	kubePort: number;
 	pollIntervalMs: number;
 	/** Print progress lines (to stderr). */
 	progress: (line: string) => void;
@@ -73,6 +77,8 @@ Options:
   --postgres-port N        gateway PostgreSQL listener (default 15432)
   --upstream-port N        embedded PostgreSQL (default 55432)
   --admin-port N           admin server: approvals API, viewer, metrics (default 18080)
+  --ssh-port N             gateway SSH listener, 0 = off (default 12222)
+  --kube-port N            gateway Kubernetes API listener, 0 = off (default 16443)
   --s3-endpoint URL        store recordings in MinIO/S3 (with AWS_ACCESS_KEY_ID and
   --s3-bucket NAME           AWS_SECRET_ACCESS_KEY; default bucket drawbridge-recordings)
   --poll-interval-ms N     how often HEAD is checked for new commits (default 1000)
@@ -135,6 +141,8 @@ export class DevEnvironment {
 		this.gateway = await startGateway({
 			bundle: { kind: "file", path: this.bundleFile },
 			postgresListen: { host: "127.0.0.1", port: this.options.postgresPort },
+			...(this.options.sshPort ? { sshListen: { host: "127.0.0.1", port: this.options.sshPort }, sshHostKeyFile: ensureHostKey(stateDir) } : {}),
+			...(this.options.kubePort ? { kubeListen: { host: "127.0.0.1", port: this.options.kubePort } } : {}),
 			adminListen: { host: "127.0.0.1", port: this.options.adminPort },
 			tlsCertFile: this.tls.certFile,
 			tlsKeyFile: this.tls.keyFile,
@@ -396,6 +404,16 @@ export async function mintUserToken(ring: KeyRing, user: string, groups: string[
 		.sign(createPrivateKey(signer.privateKeyPem));
 }
 
+/** The gateway's SSH host key, made once with ssh-keygen and kept in the state directory. */
+function ensureHostKey(stateDir: string): string {
+	const file = join(stateDir, "ssh_host_ed25519_key");
+	if (!existsSync(file)) {
+		const r = spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "drawbridge-dev", "-f", file], { encoding: "utf8" });
+		if (r.status !== 0) throw new Error(`ssh-keygen failed: ${r.stderr}`);
+	}
+	return file;
+}
+
 function seedFor(database: string): string {
 	if (/ticket|support/i.test(database)) return ticketsSeedSql();
 	return shopSeedSql();
@@ -446,6 +464,8 @@ export function parseDevOptions(argv: string[]): DevOptions | "help" {
 			"postgres-port": { type: "string" },
 			"upstream-port": { type: "string" },
 			"admin-port": { type: "string" },
+			"ssh-port": { type: "string" },
+			"kube-port": { type: "string" },
 			"s3-endpoint": { type: "string" },
 			"s3-bucket": { type: "string" },
 			"poll-interval-ms": { type: "string" },
@@ -467,6 +487,8 @@ export function parseDevOptions(argv: string[]): DevOptions | "help" {
 		postgresPort: int(values["postgres-port"], 15432, "postgres-port"),
 		upstreamPort: int(values["upstream-port"], 55432, "upstream-port"),
 		adminPort: int(values["admin-port"], 18080, "admin-port"),
+		sshPort: int(values["ssh-port"], 12222, "ssh-port"),
+		kubePort: int(values["kube-port"], 16443, "kube-port"),
 		pollIntervalMs: int(values["poll-interval-ms"], 1000, "poll-interval-ms"),
 		progress: (line) => process.stderr.write(`[drawbridge dev] ${line}\n`),
 		logLevel: (values["log-level"] as GatewayOptions["logLevel"] | undefined) ?? "warn",
@@ -516,7 +538,7 @@ async function tokenCommand(argv: string[]): Promise<number> {
 		process.stderr.write(`drawbridge dev token: ${bundleFile} not found: is \`drawbridge dev\` running with --state ${stateDir}?\n`);
 		return 1;
 	}
-	const env = new DevEnvironment({ repo: ".", stateDir, postgresPort: 0, upstreamPort: 0, adminPort: 0, pollIntervalMs: 0, progress: () => {}, logLevel: "warn" });
+	const env = new DevEnvironment({ repo: ".", stateDir, postgresPort: 0, upstreamPort: 0, adminPort: 0, sshPort: 0, kubePort: 0, pollIntervalMs: 0, progress: () => {}, logLevel: "warn" });
 	env.ring = loadOrCreateRing(join(stateDir, "issuer", "operator-keys.json"));
 	env.bundle = JSON.parse(readFileSync(bundleFile, "utf8")) as ConfigBundle;
 	process.stdout.write(`${await env.grantToken(values.grant, ttlMs)}\n`);
@@ -550,7 +572,7 @@ export async function main(argv: string[]): Promise<number> {
 	process.stdout.write(
 		[
 			`Drawbridge dev is running (bundle version ${env.bundle?.version}, commit ${env.lastCommit?.slice(0, 12)}).`,
-			`  gateway (PostgreSQL): 127.0.0.1:${options.postgresPort}   admin: http://127.0.0.1:${options.adminPort}`,
+			`  gateway: PostgreSQL 127.0.0.1:${options.postgresPort}${options.sshPort ? `, SSH 127.0.0.1:${options.sshPort}` : ""}${options.kubePort ? `, Kubernetes https://127.0.0.1:${options.kubePort}` : ""}   admin: http://127.0.0.1:${options.adminPort}`,
 			`  recordings: ${env.recordingsDir}`,
 			"Connect as an agent:",
 			...connectionHints(env),

@@ -2,7 +2,9 @@
 // (with the approving pull request recorded), a commit removing it ends the live session and
 // refuses new ones; recordings go to a real MinIO when one is configured.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
+import { promisify } from "node:util";
+import { request as httpsRequest } from "node:https";
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -13,6 +15,7 @@ import { S3Store, parseEndpoint } from "../../gateway/recording/store.ts";
 import { verifySession } from "../../gateway/recording/verify.ts";
 import { freePort, makeTempDir, type MinioHandle, printLogsOnFailure, startMinio } from "../env/index.ts";
 
+const execFileAsync = promisify(execFile);
 const ROOT = join(import.meta.dirname, "..", "..");
 let minio: MinioHandle;
 let repo: string;
@@ -70,6 +73,8 @@ before(async () => {
 		postgresPort: await freePort(),
 		upstreamPort: await freePort(),
 		adminPort: await freePort(),
+		sshPort: await freePort(),
+		kubePort: await freePort(),
 		pollIntervalMs: 200,
 		progress: (l) => progress.push(l),
 		logLevel: "warn",
@@ -139,4 +144,25 @@ test("merging a grant makes it usable within seconds, with the pull request reco
 	const keys = await loadStoreKeys(store);
 	const v = await verifySession(store, sessions[0]!.prefix, keys.set);
 	assert.ok(v.ok, JSON.stringify(v.problems));
+});
+
+test("dev mode runs every data path: the SSH listener presents the state's host key, the Kubernetes listener refuses an anonymous request", { timeout: 60_000 }, async () => {
+	// Asynchronously: the gateway runs in this process and must keep answering while ssh-keyscan waits.
+	const { stdout: scan } = await execFileAsync("ssh-keyscan", ["-T", "30", "-t", "ed25519", "-p", String(env.options.sshPort), "127.0.0.1"], { encoding: "utf8", timeout: 45_000 });
+	const pub = readFileSync(join(env.options.stateDir, "ssh_host_ed25519_key.pub"), "utf8").split(" ").slice(0, 2).join(" ");
+	assert.ok(scan.includes(pub), `ssh-keyscan saw:\n${scan}\nexpected ${pub}`);
+	const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+		const req = httpsRequest(
+			{ host: "127.0.0.1", port: env.options.kubePort, path: "/api/v1/namespaces", ca: readFileSync(env.tls!.caFile), servername: "localhost" },
+			(r) => {
+				let body = "";
+				r.on("data", (d: Buffer) => (body += d));
+				r.on("end", () => resolve({ status: r.statusCode ?? 0, body }));
+			},
+		);
+		req.on("error", reject);
+		req.end();
+	});
+	assert.equal(res.status, 401);
+	assert.equal((JSON.parse(res.body) as { kind?: string }).kind, "Status");
 });

@@ -25,7 +25,7 @@ function portOpen(port: number): Promise<boolean> {
 test("quickstart runs journeys 1 and 2 end to end, records verified sessions and shuts down cleanly", { timeout: 240_000 }, async (t) => {
 	const state = mkdtempSync(join(tmpdir(), "drawbridge-quickstart-"));
 	t.after(() => rmSync(state, { recursive: true, force: true }));
-	const [pgPort, upstreamPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+	const [pgPort, upstreamPort, adminPort, sshPort, kubePort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
 	const child = spawn(
 		process.execPath,
 		[
@@ -40,6 +40,10 @@ test("quickstart runs journeys 1 and 2 end to end, records verified sessions and
 			String(upstreamPort),
 			"--admin-port",
 			String(adminPort),
+			"--ssh-port",
+			String(sshPort),
+			"--kube-port",
+			String(kubePort),
 		],
 		{ cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
 	);
@@ -69,5 +73,5 @@ test("quickstart runs journeys 1 and 2 end to end, records verified sessions and
 	const dayDir = join(state, "recordings", "recordings", String(day.getUTCFullYear()), String(day.getUTCMonth() + 1).padStart(2, "0"));
 	assert.ok(existsSync(dayDir) && readdirSync(dayDir).length > 0, `recordings in ${dayDir}`);
 	// Clean shutdown: nothing listens any more.
-	for (const port of [pgPort, upstreamPort, adminPort]) assert.equal(await portOpen(port), false, `port ${port} still open`);
+	for (const port of [pgPort, upstreamPort, adminPort, sshPort, kubePort]) assert.equal(await portOpen(port), false, `port ${port} still open`);
 });
