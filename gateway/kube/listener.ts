@@ -77,6 +77,8 @@ interface OpenSession {
 	idle: NodeJS.Timeout | undefined;
 	unwatch: () => void;
 	inflight: number;
+	/** Open streams (watches, logs -f, upgraded connections): ended when the grant ends. */
+	streams: Set<(message: string) => void>;
 }
 
 /** Groups the agent's token may never make the gateway impersonate. */
@@ -321,12 +323,16 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			again.inflight++;
 			return again;
 		}
-		const s: OpenSession = { recorder, idle: undefined, inflight: 1, unwatch: () => {} };
+		const s: OpenSession = { recorder, idle: undefined, inflight: 1, unwatch: () => {}, streams: new Set() };
 		s.unwatch = this.#opts.store.watchGrant(r.grant.key, (why, g) => {
 			if (this.#sessions.get(key) !== s) return;
 			this.#sessions.delete(key);
 			if (s.idle) clearTimeout(s.idle);
-			recorder.emit({ type: "notice", message: `grant ${g.key} ${why === "expired" ? `expired at ${g.expiresAt}` : "was revoked"}` });
+			const message = `grant ${g.key} ${why === "expired" ? `expired at ${g.expiresAt}` : "was revoked"}`;
+			recorder.emit({ type: "notice", message });
+			// Long-lived streams end with the grant (later requests are refused by grant lookup).
+			for (const end of s.streams) end(message);
+			s.streams.clear();
 			void recorder.close({ reason: why === "expired" ? "grant-expired" : "grant-revoked" });
 		});
 		this.#sessions.set(key, s);
@@ -529,7 +535,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			if (resolved.scopeError)
 				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.scopeError), { rule: resolved.verdict.rule });
 			const g = await this.#guard(resolved, session, abort.signal);
-			await this.#forward(resolved, req, res, g, record);
+			await this.#forward(resolved, req, res, g, record, session);
 		} catch (e) {
 			const err =
 				e instanceof KubeGatewayError ? e : new KubeGatewayError("upstream", `gateway error: ${(e as Error).message ?? String(e)}`);
@@ -559,6 +565,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		res: http.ServerResponse,
 		g: { decision: Decision; rule?: string; approvalId?: string; warning?: string },
 		record: (decision: Decision, status: number, extra?: { rule?: string; approvalId?: string; body?: unknown }) => void,
+		session: OpenSession,
 	): Promise<void> {
 		return new Promise<void>((resolve, reject) => {
 			const up = this.#upstreamRequest(r, req, false);
@@ -596,9 +603,28 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				// Watches and logs -f: flush each chunk as it comes.
 				res.flushHeaders();
 				ures.pipe(res);
+				// When the grant ends mid-stream: a JSON watch gets a final ERROR event with a Status naming
+				// the grant (kubectl prints it), if the stream sits at an event boundary; anything else is cut.
+				// (kubectl's Table watches come back as plain application/json: go by the verb.)
+				const jsonWatch =
+					ures.statusCode === 200 && r.kreq.verb === "watch" && /json/.test(String(ures.headers["content-type"] ?? ""));
+				let atBoundary = true;
+				if (jsonWatch) ures.on("data", (c: Buffer) => (atBoundary = c.length === 0 ? atBoundary : c[c.length - 1] === 0x0a));
+				const endStream = (message: string) => {
+					ures.unpipe(res);
+					ures.destroy();
+					if (jsonWatch && atBoundary && !res.writableEnded) {
+						const status = new KubeGatewayError("no-grant", message).toStatus();
+						res.end(`${JSON.stringify({ type: "ERROR", object: status })}\n`);
+					} else {
+						res.destroy();
+					}
+				};
+				session.streams.add(endStream);
 				const done = () => {
 					if (finished) return;
 					finished = true;
+					session.streams.delete(endStream);
 					record(g.decision, ures.statusCode ?? 0, extra(ures.statusCode ?? 0));
 					resolve();
 				};
@@ -697,9 +723,15 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				if (g.rule) x.rule = g.rule;
 				if (g.approvalId) x.approvalId = g.approvalId;
 				let ended = false;
+				const cut = () => {
+					usocket.destroy();
+					socket.destroy();
+				};
+				session?.streams.add(cut);
 				const end = () => {
 					if (ended) return;
 					ended = true;
+					session?.streams.delete(cut);
 					usocket.destroy();
 					socket.destroy();
 					record(g.decision, ures.statusCode ?? 101, x);

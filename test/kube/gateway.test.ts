@@ -70,6 +70,7 @@ async function kubeconfigFor(sub: string, groups: string[] = []): Promise<string
 
 let lee: string;
 let saKubeconfig: string;
+let store: ReturnType<typeof storeWith>;
 
 before(async () => {
 	dir = mkdtempSync(join(tmpdir(), "drawbridge-kube-test-"));
@@ -89,7 +90,9 @@ rules:
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: { name: oncall-lee, namespace: payments }
-subjects: [{ kind: User, name: lee, apiGroup: rbac.authorization.k8s.io }]
+subjects:
+- { kind: User, name: lee, apiGroup: rbac.authorization.k8s.io }
+- { kind: User, name: kim, apiGroup: rbac.authorization.k8s.io }
 roleRef: { kind: Role, name: oncall, apiGroup: rbac.authorization.k8s.io }
 ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -121,7 +124,7 @@ roleRef: { kind: ClusterRole, name: ns-reader, apiGroup: rbac.authorization.k8s.
 		kubernetes: { server: kube.url, caPem: kube.caPem },
 	};
 	const base = makeBundle(issuer, {});
-	const store = storeWith(
+	store = storeWith(
 		makeBundle(issuer, {
 			issuers: [
 				...base.issuers,
@@ -310,6 +313,56 @@ describe("kubectl through the gateway", () => {
 		const w = recorder.events("kube.request").find((e) => e.verb === "watch" && e.resource === "configmaps");
 		await waitUntil("watch recorded after close", () => recorder.events("kube.request").some((e) => e.verb === "watch"), 5000).catch(() => {});
 		assert.ok(w ?? recorder.events("kube.request").some((e) => e.verb === "watch"));
+	});
+
+	test("grant end stops a running watch with a Status naming the expiry", async () => {
+		const b = store.current.bundle;
+		const expiresAt = new Date(Date.now() + 5000).toISOString();
+		const short = { ...grant, key: "ops/kim-short", name: "kim-short", subjects: [{ kind: "User" as const, name: "kim" }], expiresAt };
+		assert.ok(store.update(makeBundle(issuer, { ...b, grants: [...b.grants, short] }, b.version + 1)));
+		await kube.request("POST", "/api/v1/namespaces/payments/configmaps", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "kim-cm" } });
+		const kim = await kubeconfigFor("kim");
+		// A raw JSON watch alongside kubectl: its last event must be an ERROR Status naming the expiry.
+		const https = await import("node:https");
+		const kimToken = await issuer.token("kim");
+		let raw = "";
+		const rawDone = new Promise<void>((resolve) => {
+			https
+				.get(
+					{ hostname: "127.0.0.1", port: gw.address.port, path: "/k8s/cluster-prod/api/v1/namespaces/payments/configmaps?watch=1", ca: kube.caPem, headers: { authorization: `Bearer ${kimToken}` } },
+					(res) => {
+						res.on("data", (c: Buffer) => (raw += c.toString()));
+						res.on("end", resolve);
+						res.on("error", () => resolve());
+					},
+				)
+				.on("error", () => resolve());
+		});
+		const child = spawn(KUBECTL, [`--kubeconfig=${kim}`, "get", "configmaps", "-w", "-o", "name"], { env: { ...process.env, HOME: dir } });
+		let out = "";
+		child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+		child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+		const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+		try {
+			await waitUntil("watch started", () => out.includes("configmap/kim-cm"), 15_000);
+			await waitUntil("kubectl ended by the grant's expiry", () => child.exitCode !== null, 20_000);
+		} finally {
+			child.kill();
+		}
+		// The watch was ended by the gateway at expiry (kubectl treats a closed watch as done), and the
+		// next request is refused naming the expiry.
+		await exited;
+		assert.ok(Date.now() >= Date.parse(expiresAt));
+		await rawDone;
+		const last = JSON.parse(raw.trim().split("\n").at(-1)!) as { type: string; object: { kind: string; code: number; message: string } };
+		assert.equal(last.type, "ERROR");
+		assert.equal(last.object.kind, "Status");
+		assert.match(last.object.message, /grant ops\/kim-short expired at/);
+		const after = await kubectl(kim, ["get", "configmaps"]);
+		assert.equal(after.code, 1);
+		assert.match(after.stderr, /grant ops\/kim-short expired at/);
+		const s = recorder.sessions.find((x) => x.meta.grant === "ops/kim-short");
+		assert.equal(s?.end?.reason, "grant-expired");
 	});
 
 	test("exec and logs are relayed to the apiserver, which refuses them without a node", async () => {
