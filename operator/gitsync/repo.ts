@@ -188,3 +188,9 @@ export async function readSnapshot(gitdir: string, commit: string, opts: Snapsho
 	}
 	return { repository, branch: opts.branch, commit, files };
 }
+
+/** The signature and signed payload of a commit (`gpgsig` header and the commit text without it). */
+export async function commitSignature(gitdir: string, oid: string): Promise<{ signature?: string; payload: string }> {
+	const { commit, payload } = await git.readCommit({ fs, gitdir, oid });
+	return commit.gpgsig ? { signature: commit.gpgsig, payload } : { payload };
+}

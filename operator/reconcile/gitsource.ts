@@ -6,8 +6,9 @@
  * - Files with problems are reported (status.errors with path/line, a Warning Event per new problem,
  *   the invalid-files metric) and skipped; what they declared before stays as it was.
  * - Prune only deletes objects carrying this GitSource's label, and never when the fetch failed.
- * - `trustedKeys` (signed commits only): not implemented yet, so such a GitSource is refused (fail
- *   closed) with condition reason `SignatureVerificationUnsupported`.
+ * - `trustedKeys` (signed commits only): the head commit must carry an OpenPGP signature by one of the
+ *   keys; otherwise nothing is applied or pruned (the last good commit stays in force) and the GitSource
+ *   reports `UntrustedCommit` — a direct push that skipped review grants nothing.
  */
 
 import { join } from "node:path";
@@ -16,7 +17,8 @@ import type { GitSource, GitSourceStatus } from "../../crds/index.ts";
 import { parseDuration } from "../../crds/index.ts";
 import { canonicalJson } from "../../gateway/config/canonical.ts";
 import { GIT_KINDS, type FileProblem, loadSnapshot } from "../gitsync/load.ts";
-import { fetchBranch, readSnapshot, redactUrl } from "../gitsync/repo.ts";
+import { PgpError, parseArmoredPublicKeys, verifyDetachedSignature } from "../gitsync/openpgp.ts";
+import { commitSignature, fetchBranch, readSnapshot, redactUrl } from "../gitsync/repo.ts";
 import { type KubeClient, KubeError, type KubeObject, SECRETS } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { OperatorMetrics } from "../metrics.ts";
@@ -51,14 +53,6 @@ export class GitSourceReconciler {
 			await this.writeStatus(gs, { ready: false, reason: "Suspended", message: "spec.suspend is true" });
 			return undefined;
 		}
-		if (gs.spec.trustedKeys?.length) {
-			await this.writeStatus(gs, {
-				ready: false,
-				reason: "SignatureVerificationUnsupported",
-				message: "trustedKeys is set but commit signature verification is not implemented in this operator version; nothing is synced (fail closed)",
-			});
-			return undefined;
-		}
 		const started = process.hrtime.bigint();
 		const source = `${ns}/${name}`;
 		const branch = gs.spec.branch ?? "main";
@@ -73,6 +67,15 @@ export class GitSourceReconciler {
 			}
 			const gitdir = join(this.d.opts.gitCacheDir, ns, name);
 			commit = await fetchBranch(gitdir, { url: gs.spec.url, branch, ...(token ? { token } : {}) });
+			if (gs.spec.trustedKeys?.length) {
+				const untrusted = await this.untrustedReason(gitdir, commit, gs);
+				if (untrusted) {
+					this.d.log.warn({ source, commit, reason: untrusted }, "head commit not signed by a trusted key; keeping the last good commit");
+					if (gs.status?.lastAttemptedCommit !== commit) await this.d.events.record(gs, "Warning", "UntrustedCommit", `${commit.slice(0, 12)}: ${untrusted}`);
+					await this.writeStatus(gs, { ready: false, reason: "UntrustedCommit", message: `${commit.slice(0, 12)}: ${untrusted}; still serving ${gs.status?.lastSyncedCommit?.slice(0, 12) ?? "nothing"}`, attempted: commit });
+					return next;
+				}
+			}
 			const snap = await readSnapshot(gitdir, commit, { path: gs.spec.path ?? ".", repository: gs.spec.url, branch });
 			loaded = loadSnapshot(snap, ns);
 		} catch (e) {
@@ -151,9 +154,23 @@ export class GitSourceReconciler {
 		return next;
 	}
 
+	/** Why the commit does not count (unsigned, unknown key, bad signature), or undefined when a trusted key signed it. */
+	private async untrustedReason(gitdir: string, commit: string, gs: GitSource): Promise<string | undefined> {
+		try {
+			const keys = (gs.spec.trustedKeys ?? []).flatMap((k) => parseArmoredPublicKeys(k.publicKey));
+			if (keys.length === 0) return "no usable key in trustedKeys (v4 RSA or Ed25519 expected)";
+			const { signature, payload } = await commitSignature(gitdir, commit);
+			if (!signature) return "commit is not signed";
+			verifyDetachedSignature(signature, Buffer.from(payload, "utf8"), keys);
+			return undefined;
+		} catch (e) {
+			return e instanceof PgpError ? `${e.code}: ${e.message}` : (e as Error).message;
+		}
+	}
+
 	private async writeStatus(
 		gs: GitSource,
-		s: { ready: boolean; reason: string; message: string; commit?: string; applied?: number; problems?: FileProblem[] },
+		s: { ready: boolean; reason: string; message: string; commit?: string; attempted?: string; applied?: number; problems?: FileProblem[] },
 	): Promise<void> {
 		const now = new Date();
 		const gen = gs.metadata.generation;
@@ -173,6 +190,7 @@ export class GitSourceReconciler {
 			conditions,
 			...g,
 			...(s.commit ? { lastAttemptedCommit: s.commit, lastSyncedCommit: s.commit, lastSyncTime: now.toISOString() } : {}),
+			...(s.attempted ? { lastAttemptedCommit: s.attempted } : {}),
 			...(s.applied !== undefined ? { resources: s.applied } : {}),
 			...(s.problems
 				? {

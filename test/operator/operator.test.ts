@@ -4,7 +4,7 @@
  * file next to valid ones; drift correction; resources created in the cluster directly.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify } from "jose";
@@ -13,7 +13,7 @@ import type { ConfigBundle } from "../../gateway/config/bundle.ts";
 import { findGrants } from "../../gateway/identity/grants.ts";
 import { TokenVerifier } from "../../gateway/identity/verify.ts";
 import type { Operator } from "../../operator/operator.ts";
-import { printLogsOnFailure, startSshd } from "../env/index.ts";
+import { makeTempDir, printLogsOnFailure, runOk, startSshd } from "../env/index.ts";
 import { parseCertificate, verifyCertificate } from "../../crds/ssh-certificate.ts";
 import {
 	type Env,
@@ -383,6 +383,46 @@ spec:
 	assert.deepEqual(b.ssh!.userCaKeys, [userCa]);
 	assert.equal(b.credentials[b.ssh!.upstreamCaCredentialRef!]!.type, "sshKey");
 	assert.equal(b.ssh!.upstreamCaPublicKey, (await (await fetch(`http://127.0.0.1:${op.port}/ssh/upstream-ca.pub`)).text()).trim());
+});
+
+test("with trustedKeys only commits signed by a trusted OpenPGP key count: an unsigned direct push grants nothing", async (t) => {
+	const dir = makeTempDir("pgp");
+	const home = join(dir, "gnupg");
+	mkdirSync(home, { mode: 0o700 });
+	const genv = { ...process.env, GNUPGHOME: home, GIT_AUTHOR_NAME: "Mallory", GIT_AUTHOR_EMAIL: "m@example.com", GIT_COMMITTER_NAME: "Mallory", GIT_COMMITTER_EMAIL: "m@example.com" };
+	await runOk("gpg", ["--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key", "Merge Bot <merge@example.com>", "ed25519", "sign", "never"], { env: genv });
+	const armored = (await runOk("gpg", ["--armor", "--export", "merge@example.com"], { env: genv })).stdout;
+	await env.git.createRepo("signed");
+	const work = join(dir, "work");
+	await runOk("git", ["clone", "-q", env.git.authedRepoUrl("signed"), work], { env: genv });
+	const g = (...args: string[]) => runOk("git", ["-C", work, "-c", "gpg.program=gpg", ...args], { env: genv });
+	mkdirSync(join(work, "grants"), { recursive: true });
+	writeFileSync(join(work, "grants", "sneaky.yaml"), grantYaml("sneaky", { subject: "mallory" }));
+	await g("add", ".");
+	await g("commit", "-q", "-m", "direct push, no review");
+	await g("push", "-q", "origin", "main");
+	const source = gitSourceYaml(env, "signed").replace(`/grants.git`, "/signed.git") + `  trustedKeys:\n    - name: merge-bot\n      publicKey: |\n${armored.trim().split("\n").map((l) => `        ${l}`).join("\n")}\n`;
+	await kubectlOk(env.kube, ["apply", "-f", "-"], source);
+	t.after(() => kubectlOk(env.kube, ["delete", "gitsource", "signed", "-n", NS]).then(() => undefined));
+	const status = await waitFor("UntrustedCommit", async () => {
+		const r = await env.kube.request<{ status?: { conditions?: { type: string; status: string; reason: string }[] } }>("GET", `/apis/access.drawbridge.dev/v1alpha1/namespaces/${NS}/gitsources/signed`);
+		return r.body.status?.conditions?.find((c) => c.type === "Ready" && c.reason === "UntrustedCommit");
+	});
+	assert.equal(status.status, "False");
+	assert.equal(await getGrant(env, "sneaky"), undefined, "nothing from an unsigned head is applied");
+	// The merge bot signs the next commit: now it counts.
+	writeFileSync(join(work, "grants", "sneaky.yaml"), grantYaml("sneaky", { subject: "reviewed" }));
+	await g("add", ".");
+	await g("commit", "-q", "-Smerge@example.com", "-m", "Merge pull request #77 from org/reviewed");
+	await g("push", "-q", "origin", "main");
+	const sha = (await g("rev-parse", "HEAD")).stdout.trim();
+	assert.equal(await pushWebhook(op.port, "signed"), 202);
+	const grant = await waitFor("signed grant Active", async () => {
+		const x = await getGrant(env, "sneaky");
+		return x?.status?.phase === "Active" ? x : undefined;
+	});
+	assert.equal(grant.status!.origin!.commit, sha);
+	assert.equal(grant.status!.origin!.pullRequest, 77);
 });
 
 test("the operator's RBAC is least privilege: no cluster-wide Secret listing, no approvals, no RBAC", async () => {
