@@ -403,6 +403,21 @@ describe("kubectl through the gateway", () => {
 		assert.deepEqual(s?.meta.identity.serviceAccount, { namespace: "ci", name: "deployer" });
 	});
 
+	test("`drawbridge kubeconfig` writes a kubeconfig (tokenFile) that kubectl uses through the gateway", async () => {
+		const { main } = await import("../../gateway/kube/cli.ts");
+		const tokenFile = join(dir, "lee.token");
+		writeFileSync(tokenFile, await issuer.token("lee", { groups: ["oncall"] }));
+		const caFile = join(dir, "gateway-ca.pem");
+		writeFileSync(caFile, kube.caPem);
+		const out = join(dir, "cli.kubeconfig");
+		const code = await main(["--server", gw.url, "--connection", "cluster-prod", "--ca", caFile, "--token-file", tokenFile, "--namespace", "payments", "--out", out]);
+		assert.equal(code, 0);
+		const r = await kubectl(out, ["get", "configmaps", "-o", "name"]);
+		assert.equal(r.code, 0, r.stderr);
+		assert.match(r.stdout, /configmap\//);
+		assert.equal(await main(["--server", gw.url]), 2);
+	});
+
 	test("no token, a bad token and an identity without a grant are refused", async () => {
 		const none = await fetchStatus("/k8s/cluster-prod/api/v1/namespaces/payments/pods", undefined);
 		assert.equal(none.status, 401);
