@@ -34,10 +34,9 @@ import type { ClientParser } from "./client-parser.ts";
 import { isPgGatewayError, PgGatewayError } from "./errors.ts";
 import type { SqlPolicyApi, SqlSessionState, TextDetector, ValueMasker } from "./policy-adapter.ts";
 import { type ClientMessage, type ErrorFields, type FieldDescription, ServerCode, type ServerFrame, type TxStatus } from "./protocol.ts";
-import { clientMessages, encodeDataRow, serverMessages } from "./serializer.ts";
+import { clientMessages, serverMessages } from "./serializer.ts";
 import {
 	decodeCommandComplete,
-	decodeDataRow,
 	decodeErrorFields,
 	decodeReadyForQuery,
 	decodeRowDescription,
@@ -51,6 +50,8 @@ export const BLOCKED_SQL = "DRAWBRIDGE_STATEMENT_BLOCKED";
 
 /** Bytes buffered behind a waiting message before we stop reading that socket. */
 const HIGH_WATER_BYTES = 1 << 20;
+/** Output batch size that triggers an early write. */
+const OUT_BATCH_BYTES = 256 * 1024;
 
 /** Types whose text and binary representations are both UTF-8 text. */
 const TEXT_TYPES = new Set([25, 1043, 1042, 19, 18, 705, 114, 142]);
@@ -239,7 +240,7 @@ export class Session {
 	terminate(code: "grant_ended" | "shutdown" | "idle_timeout", message: string, end: SessionEnd): void {
 		if (this.closed) return;
 		const e = new PgGatewayError(code, message);
-		this.client.write(serverMessages.error(errorFieldsOf(e)));
+		this.writeClient(serverMessages.error(errorFieldsOf(e)));
 		this.close(end);
 	}
 
@@ -637,7 +638,7 @@ export class Session {
 		if (record.phase !== "Approved") {
 			const approvers = (verdict.approval?.approvers ?? this.grant.approvers.subjects).map(describeSubject).join(", ");
 			if (!this.closed) {
-				this.client.write(
+				this.writeClient(
 					serverMessages.notice({
 						S: "NOTICE",
 						V: "NOTICE",
@@ -703,6 +704,7 @@ export class Session {
 	}
 
 	private serverIdle(): void {
+		this.flushOut();
 		if (this.client.writableCorked) this.client.uncork();
 		this.serverBusy = false;
 		if (this.closed) return;
@@ -748,8 +750,35 @@ export class Session {
 		throw new PgGatewayError("upstream_protocol", `gateway lost track of the protocol: unexpected ${what}`);
 	}
 
+	/**
+	 * Output toward the client is batched per upstream chunk: views into the parser's buffers that
+	 * are adjacent in memory are merged (an unmasked result is forwarded without copying), and the
+	 * batch is written once (`flushOut`), or earlier when it grows past OUT_BATCH_BYTES.
+	 */
+	private out: Buffer[] = [];
+	private outBytes = 0;
+
 	private send(b: Buffer): void {
-		this.client.write(b);
+		const last = this.out[this.out.length - 1];
+		if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
+			this.out[this.out.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+		} else this.out.push(b);
+		this.outBytes += b.length;
+		if (this.outBytes >= OUT_BATCH_BYTES) this.flushOut();
+	}
+
+	private flushOut(): void {
+		if (this.out.length === 0) return;
+		const batch = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
+		this.out = [];
+		this.outBytes = 0;
+		if (!this.client.destroyed) this.client.write(batch);
+	}
+
+	/** Direct write for messages outside the relayed stream (notices, FATALs): after what is batched. */
+	private writeClient(b: Buffer): void {
+		this.flushOut();
+		if (!this.client.destroyed) this.client.write(b);
 	}
 
 	private onServerFrame(f: ServerFrame): Promise<void> | undefined {
@@ -1017,27 +1046,56 @@ export class Session {
 		return m;
 	}
 
+	/**
+	 * Rewrite one DataRow: only masked (or detector-matched) values are touched; the row is copied
+	 * span by span around them. Returns the frame itself when nothing changed.
+	 */
 	private maskRow(f: ServerFrame, plan: ActivePlan): Buffer {
-		const values = decodeDataRow(f);
-		let changed = false;
-		for (let i = 0; i < values.length; i++) {
-			const v = values[i];
-			if (v === null || v === undefined) continue;
+		const raw = f.raw;
+		if (raw.length < 7) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+		const n = raw.readInt16BE(5);
+		let off = 7;
+		let changes: { start: number; end: number; value: Buffer | null }[] | undefined;
+		for (let i = 0; i < n; i++) {
+			if (off + 4 > raw.length) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+			const len = raw.readInt32BE(off);
+			const start = off;
+			off += 4 + Math.max(len, 0);
+			if (off > raw.length) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+			if (len < 0) continue;
 			const masker = plan.maskers[i];
+			let value: Buffer | null | undefined;
 			if (masker) {
-				values[i] = masker(v, plan.formats[i] ?? 0, plan.typeOids[i] ?? 0);
-				changed = true;
+				value = masker(raw.subarray(start + 4, off), plan.formats[i] ?? 0, plan.typeOids[i] ?? 0);
 			} else if (plan.detector && plan.scannable[i]) {
-				const d = plan.detector(v.toString("utf8"));
+				const d = plan.detector(raw.toString("utf8", start + 4, off));
 				if (d !== undefined) {
 					// Keep the value valid for its type: text-like types get the masked text, others NULL.
 					const oid = plan.typeOids[i] ?? 0;
-					values[i] = TEXT_TYPES.has(oid) || oid >= 16384 ? Buffer.from(d, "utf8") : null;
-					changed = true;
+					value = TEXT_TYPES.has(oid) || oid >= 16384 ? Buffer.from(d, "utf8") : null;
 				}
 			}
+			if (value !== undefined) (changes ??= []).push({ start, end: off, value });
 		}
-		return changed ? encodeDataRow(values) : f.raw;
+		if (!changes) return raw;
+		let size = raw.length;
+		for (const c of changes) size += (c.value ? c.value.length : 0) - (c.end - c.start - 4);
+		const out = Buffer.allocUnsafe(size);
+		out[0] = ServerCode.DataRow;
+		out.writeInt32BE(size - 1, 1);
+		let o = raw.copy(out, 5, 5, changes[0]!.start);
+		o += 5;
+		for (let k = 0; k < changes.length; k++) {
+			const c = changes[k]!;
+			if (c.value === null) o = out.writeInt32BE(-1, o);
+			else {
+				o = out.writeInt32BE(c.value.length, o);
+				o += c.value.copy(out, o);
+			}
+			const nextStart = k + 1 < changes.length ? changes[k + 1]!.start : raw.length;
+			o += raw.copy(out, o, c.end, nextStart);
+		}
+		return out;
 	}
 
 	private recordDetector: TextDetector | undefined | null = null;
@@ -1152,11 +1210,11 @@ export class Session {
 		if (this.closed) return;
 		if (isPgGatewayError(e)) {
 			this.o.log.warn({ session: this.id, code: e.code, err: e.message }, "session error");
-			this.client.write(serverMessages.error(errorFieldsOf(e)));
+			this.writeClient(serverMessages.error(errorFieldsOf(e)));
 			this.close({ reason: "error", message: e.message });
 		} else {
 			this.o.log.warn({ session: this.id, err: (e as Error)?.stack ?? String(e) }, "session internal error");
-			this.client.write(
+			this.writeClient(
 				serverMessages.error({ S: "FATAL", V: "FATAL", C: "XX000", M: "internal error in the Drawbridge gateway; the session was closed" }),
 			);
 			this.close({ reason: "error", message: (e as Error)?.message ?? String(e) });
@@ -1167,7 +1225,7 @@ export class Session {
 	private upstreamClosed(): void {
 		if (this.closed) return;
 		const e = new PgGatewayError("upstream_unavailable", "the upstream PostgreSQL server closed the connection");
-		this.client.write(serverMessages.error(errorFieldsOf(e)));
+		this.writeClient(serverMessages.error(errorFieldsOf(e)));
 		this.close({ reason: "upstream-closed" });
 	}
 
