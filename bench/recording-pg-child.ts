@@ -2,9 +2,9 @@
  * The gateway's PostgreSQL listener in its own process for bench/recording-pgbench.ts, with recording
  * ON (DiskRecorder → spool → directory store) or OFF (a discarding Recorder that exists only as this
  * benchmark's baseline: the gateway itself never runs without recording). Same bundle either way.
- * argv: <config.json> on|off. Writes {port} to cfg.stateFile.
+ * argv: <config.json> on|off. Writes {port, maxRssKb, cpuMicros} to cfg.stateFile every 100 ms.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BUNDLE_API_VERSION } from "../gateway/config/bundle.ts";
 import { sealBundle } from "../gateway/config/canonical.ts";
@@ -81,7 +81,14 @@ if (mode === "on") {
 } else recorder = new DiscardingRecorder();
 const listener = startPostgresListener({ store, recorder, tls: cfg.tls });
 const { port } = await listener.listen(0);
-writeFileSync(cfg.stateFile, JSON.stringify({ port, maxRssKb: process.resourceUsage().maxRSS }));
+const writeState = () => {
+	const cpu = process.cpuUsage();
+	// Atomic replace: the parent reads this file while we run.
+	writeFileSync(`${cfg.stateFile}.tmp`, JSON.stringify({ port, maxRssKb: process.resourceUsage().maxRSS, cpuMicros: cpu.user + cpu.system }));
+	renameSync(`${cfg.stateFile}.tmp`, cfg.stateFile);
+};
+writeState();
+setInterval(writeState, 100).unref();
 const stop = async () => {
 	await listener.close();
 	await disk?.drain(30_000).catch(() => {});

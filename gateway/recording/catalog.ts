@@ -208,7 +208,7 @@ export async function loadSession(store: RecordingStore, prefix: string): Promis
 	const unreadable: string[] = [];
 	for (const n of names) {
 		try {
-			events.push(...decodeChunk(n, await store.get(prefix + n)).events);
+			for (const e of decodeChunk(n, await store.get(prefix + n)).events) events.push(e);
 		} catch (e) {
 			// Show what can be shown; verification reports the damage precisely.
 			unreadable.push((e as Error).message);

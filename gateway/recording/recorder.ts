@@ -717,7 +717,8 @@ class LiveSession implements SessionRecorder {
 			this.rec.metrics.eventsDropped.inc(lines.length);
 			throw e;
 		}
-		this.currentLines.push(...lines);
+		// A loop, not push(...lines): a burst can hold more lines than the call stack has room for.
+		for (const l of lines) this.currentLines.push(l);
 	}
 
 	/**

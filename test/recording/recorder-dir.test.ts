@@ -92,3 +92,24 @@ test("a spool write failure is loud: events are counted as dropped and close() r
 		await rec.stop();
 	}
 });
+
+test("regression: a burst of 150k events emitted without yielding is recorded completely (no call-stack overflow)", async () => {
+	const store = new DirStore(await tempDir("burst-store"));
+	await store.init();
+	const { rec } = await makeRecorder(store, await tempDir("burst-spool"), { flushIntervalMs: 100 });
+	try {
+		const m = meta();
+		const s = await rec.openSession(m);
+		const n = 150_000;
+		for (let i = 0; i < n; i++) s.emit({ type: "notice", message: `n${i}` });
+		await s.close({ reason: "client-closed" });
+		await rec.drain(60_000);
+		const [summary] = await listSessions(store, {});
+		const v = await verifySession(store, summary!.prefix, (await loadStoreKeys(store)).set);
+		assert.deepEqual(v.problems, []);
+		assert.equal(v.events, n);
+		assert.ok(v.chunks > 1, "split into chunks of at most chunkMaxBytes");
+	} finally {
+		await rec.stop();
+	}
+});
