@@ -113,3 +113,26 @@ test("regression: a burst of 150k events emitted without yielding is recorded co
 		await rec.stop();
 	}
 });
+
+test("a session without events still gets session.json and a signed manifest that verifies", async () => {
+	const store = new DirStore(await tempDir("empty-store"));
+	await store.init();
+	const { rec } = await makeRecorder(store, await tempDir("empty-spool"));
+	try {
+		const s = await rec.openSession(meta());
+		s.emit({ type: "notice", message: "dropped: emitted after close" });
+		await s.close({ reason: "upstream-closed", message: "refused by the upstream" });
+		s.emit({ type: "notice", message: "ignored" });
+		await assert.rejects(s.close({ reason: "client-closed" }), (e: unknown) => isRecordingError(e, "SESSION_CLOSED"));
+		const empty = await rec.openSession(meta());
+		await empty.close({ reason: "client-closed" });
+		await rec.drain(10_000);
+		const sessions = await listSessions(store, {});
+		assert.equal(sessions.length, 2);
+		const keys = (await loadStoreKeys(store)).set;
+		const results = await Promise.all(sessions.map((x) => verifySession(store, x.prefix, keys)));
+		assert.deepEqual(results.map((r) => [r.ok, r.events].join()).sort(), ["true,0", "true,1"]);
+	} finally {
+		await rec.stop();
+	}
+});
