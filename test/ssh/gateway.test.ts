@@ -137,6 +137,11 @@ before(async () => {
 					connection: "impostor",
 					ssh: { ...grant().ssh!, logins: [sshd.user] },
 				}),
+				grant({
+					key: "ops/tunnel",
+					name: "tunnel",
+					ssh: { logins: [sshd.user], allowShell: false, allowSftp: false, allowPortForwarding: true, allowAgentForwarding: false },
+				}),
 				grant({ key: "ops/revocable", name: "revocable", ssh: { ...grant().ssh!, logins: [sshd.user] } }),
 				grant({
 					key: "ops/exec-only",
@@ -342,6 +347,20 @@ describe("ssh through the gateway", () => {
 		assert.notEqual(r.code, 0);
 		assert.match(r.stderr, /administratively prohibited|open failed|stdio forwarding failed/);
 		assert.ok(recorder.events("exec").some((e) => e.command.startsWith("direct-tcpip") && e.decision === "block"));
+	});
+
+	test("port forwarding works when the grant allows it (ssh -W to the target's sshd port)", async () => {
+		const cert = signAgent({ id: "sub=lee;grant=ops/tunnel" });
+		// Speak to the far end through the tunnel: its first line is the target sshd's version banner.
+		const child = spawn("ssh", [...sshArgs({ cert }), "-W", `127.0.0.1:${sshd.port}`]);
+		let out = "";
+		child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+		try {
+			await waitUntil("sshd banner through the tunnel", () => out.startsWith("SSH-2.0-OpenSSH"), 15_000);
+		} finally {
+			child.kill();
+		}
+		assert.ok(recorder.events("exec").some((e) => e.command === `direct-tcpip 127.0.0.1:${sshd.port}` && e.decision === "allow"));
 	});
 
 	test("token as password (OpenSSH via SSH_ASKPASS); exec-only grant enforces its allow-list", async () => {
