@@ -577,7 +577,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				if (mutation && size <= MAX_RECORDED_BODY + 1) chunks.push(c);
 			});
 			let finished = false;
-			const extra = (status: number) => {
+			const extra = () => {
 				const x: { rule?: string; approvalId?: string; body?: unknown } = {};
 				if (g.rule) x.rule = g.rule;
 				if (g.approvalId) x.approvalId = g.approvalId;
@@ -585,7 +585,6 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					const body = recordableBody(Buffer.concat(chunks), req.headers["content-type"], r.kreq.resource);
 					if (body !== undefined) x.body = size > MAX_RECORDED_BODY ? { truncated: true, bytes: size } : body;
 				}
-				void status;
 				return x;
 			};
 			up.on("response", (ures) => {
@@ -625,7 +624,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					if (finished) return;
 					finished = true;
 					session.streams.delete(endStream);
-					record(g.decision, ures.statusCode ?? 0, extra(ures.statusCode ?? 0));
+					record(g.decision, ures.statusCode ?? 0, extra());
 					resolve();
 				};
 				ures.on("end", done);
@@ -792,7 +791,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 
 function writeRawStatus(socket: Duplex, err: KubeGatewayError): void {
 	const body = JSON.stringify(err.toStatus());
-	const [reason] = [http.STATUS_CODES[err.httpStatus] ?? "Error"];
+	const reason = http.STATUS_CODES[err.httpStatus] ?? "Error";
 	socket.end(
 		`HTTP/1.1 ${err.httpStatus} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
 	);
