@@ -56,7 +56,7 @@ export interface ApprovalRequestObject {
 	};
 	status?: {
 		phase?: ApprovalPhase;
-		decisions?: { decision: "approve" | "deny"; by: string; at: string; comment?: string }[];
+		decisions?: { decision: "approve" | "deny"; by: string; issuer?: string; subject?: string; at: string; comment?: string }[];
 		decidedAt?: string;
 		conditions?: { type: string; status: "True" | "False" | "Unknown"; lastTransitionTime: string; reason: string; message: string }[];
 	};
@@ -119,7 +119,15 @@ export function recordToObject(record: ApprovalRequestRecord, namespace: string)
 export function statusOf(record: ApprovalRequestRecord): NonNullable<ApprovalRequestObject["status"]> {
 	const status: NonNullable<ApprovalRequestObject["status"]> = {
 		phase: record.phase,
-		decisions: record.decisions.map((d) => ({ decision: d.decision, by: d.by, at: d.at, ...(d.comment ? { comment: d.comment } : {}) })),
+		decisions: record.decisions.map((d) => ({
+			decision: d.decision,
+			by: d.by,
+			// The approver's verified issuer and subject: distinct-approver counting and audit across replicas.
+			...(d.issuer ? { issuer: d.issuer } : {}),
+			...(d.subject ? { subject: d.subject } : {}),
+			at: d.at,
+			...(d.comment ? { comment: d.comment } : {}),
+		})),
 	};
 	if (record.decidedAt) status.decidedAt = record.decidedAt;
 	if (record.phase !== "Pending") {
@@ -155,6 +163,8 @@ export function objectToRecord(obj: ApprovalRequestObject): ApprovalRequestRecor
 	const decisions: ApprovalDecisionRecord[] = (status.decisions ?? []).map((d) => ({
 		decision: d.decision,
 		by: d.by,
+		...(typeof d.issuer === "string" && d.issuer ? { issuer: d.issuer } : {}),
+		...(typeof d.subject === "string" && d.subject ? { subject: d.subject } : {}),
 		at: d.at,
 		...(d.comment ? { comment: d.comment } : {}),
 	}));
