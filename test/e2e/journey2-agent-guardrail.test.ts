@@ -1,0 +1,174 @@
+/**
+ * Journey 2 (SCENARIOS.md) through the whole chain: the support bot's grant, the tickets-prod
+ * Connection and the prod-guardrails GuardrailPolicy come from git (examples/ files, merged as a
+ * pull request) through the operator; the gateway process holds the bot's DELETE as an
+ * ApprovalRequest in the real apiserver (with the gateway's deploy/base RBAC); the bot cannot approve
+ * its own request, a developer outside support-leads cannot either; Sam approves with
+ * `drawbridge approvals approve` and an ID token from the company's OIDC provider (trusted because
+ * the operator put that issuer in the bundle); the bot gets its row count; `DROP TABLE` is blocked.
+ *
+ * What test/approvals/psql-e2e.test.ts does not cover and this does: approvers and rules coming from
+ * git through the operator's bundle, the OIDC issuer configured on the operator, the gateway as a
+ * process with its own ServiceAccount, the bot authenticating with a projected service-account
+ * token, `kubectl get approvalrequests` and the stored decision naming the approver's issuer.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { printLogsOnFailure } from "../env/index.ts";
+import { drawbridge, GRANTS_NS, logsOf, psql, ROOT, type Stack, startStack, SYSTEM_NS, waitFor } from "./stack.ts";
+
+const GRANT = "support-bot-tickets-rw";
+const DELETE_SQL = "DELETE FROM tickets WHERE created < now() - interval '1 year'";
+let stack: Stack;
+let botToken = "";
+let admin = "";
+let approvalId = "";
+
+const example = (path: string) => readFileSync(join(ROOT, "examples", path), "utf8");
+
+before(async () => {
+	stack = await startStack({ oidc: true });
+	// The support team's database: 4 tickets older than a year, 6 recent ones.
+	await stack.pg.query("CREATE DATABASE tickets");
+	await stack.pg.query(
+		`CREATE TABLE tickets (id serial PRIMARY KEY, subject text NOT NULL, created timestamptz NOT NULL);
+		 INSERT INTO tickets (subject, created) SELECT 'old ' || i, now() - interval '400 days' - i * interval '1 day' FROM generate_series(1, 4) i;
+		 INSERT INTO tickets (subject, created) SELECT 'new ' || i, now() - i * interval '1 day' FROM generate_series(1, 6) i;`,
+		undefined,
+		{ database: "tickets" },
+	);
+	await stack.git.commit("grants", {
+		message: "tickets-prod connection and production guardrails",
+		files: {
+			"connections/tickets-prod.yaml": example("connections/tickets-prod.yaml")
+				.replace("host: tickets-db.prod.internal", "host: 127.0.0.1")
+				.replace("port: 5432", `port: ${stack.pg.port}`),
+			"policies/guardrails-prod.yaml": example("policies/guardrails-prod.yaml"),
+		},
+	});
+	await stack.git.mergePullRequest("grants", {
+		number: 310,
+		branch: "support-bot",
+		org: "platform",
+		title: "Support bot: read-write on tickets-prod, deletes approved by support leads (SUP-310)",
+		files: { "grants/bots/support-bot-tickets.yaml": example("grants/bots/support-bot-tickets.yaml") },
+	});
+	await stack.applyGitSource();
+	await waitFor("grant Active", async () => {
+		const r = await stack.kube.request<{ status?: { phase?: string } }>("GET", `/apis/access.drawbridge.dev/v1alpha1/namespaces/${GRANTS_NS}/accessgrants/${GRANT}`);
+		return r.status === 200 && r.body.status?.phase === "Active";
+	});
+	await stack.startGateway();
+	admin = `http://127.0.0.1:${stack.gatewayPorts.admin}`;
+	botToken = await stack.kube.serviceAccountToken("support", "support-bot", { audiences: ["drawbridge-gateway"], expirationSeconds: 3600 });
+});
+after(async () => {
+	await stack?.stop();
+});
+printLogsOnFailure(() => [...logsOf(stack), ["oidc", stack?.oidc]]);
+
+async function ticketCount(): Promise<number> {
+	const r = await stack.pg.query<{ n: number }>("SELECT count(*)::int AS n FROM tickets", [], { database: "tickets" });
+	return r.rows[0]!.n;
+}
+const asBot = (args: string[]) => psql(stack, { dbname: "tickets-prod", user: "support-bot", password: botToken, args });
+const approvals = (args: string[], token: string) => drawbridge(["approvals", ...args, "--server", admin], { DRAWBRIDGE_TOKEN: token });
+
+interface ApprovalObject {
+	metadata: { name: string };
+	spec: { command: string; rule: string; grant: string; requester: { username: string } };
+	status?: { phase?: string; decidedAt?: string; decisions?: { decision: string; by: string; issuer?: string; subject?: string; comment?: string }[] };
+}
+async function approvalObjects(): Promise<ApprovalObject[]> {
+	const r = await stack.kube.request<{ items: ApprovalObject[] }>("GET", `/apis/access.drawbridge.dev/v1alpha1/namespaces/${SYSTEM_NS}/approvalrequests`);
+	assert.equal(r.status, 200);
+	return r.body.items;
+}
+
+test("journey 2: the bot's DELETE waits for a support lead; self-approval and non-approvers refused; Sam approves; the bot gets its row count", { timeout: 240_000 }, async () => {
+	const count = await waitFor("the bot reads tickets through the gateway", async () => {
+		const r = await asBot(["-c", "SELECT count(*) FROM tickets"]);
+		if (r.code !== 0) throw new Error(r.stderr);
+		return r.stdout.trim();
+	}, 60_000, 500);
+	assert.equal(count, "10");
+
+	const held = asBot(["-c", DELETE_SQL]);
+	const obj = await waitFor("ApprovalRequest created by the gateway", async () => (await approvalObjects()).find((o) => o.spec.command === DELETE_SQL && o.status?.phase !== "Approved"), 60_000, 250);
+	approvalId = obj.metadata.name;
+	assert.equal(obj.spec.rule, "delete-needs-approval");
+	assert.equal(obj.spec.grant, `${GRANTS_NS}/${GRANT}`);
+	assert.equal(obj.spec.requester.username, "system:serviceaccount:support:support-bot");
+	const table = await stack.kubectl(["get", "approvalrequests", "-n", SYSTEM_NS]);
+	assert.match(table, /^NAME\s+REQUESTER\s+CONNECTION\s+COMMAND\s+PHASE\s+RULE\s+EXPIRES\s+DECIDED\s+AGE/);
+	assert.match(table, new RegExp(`${approvalId}\\s+system:serviceaccount:support:support-bot\\s+tickets-prod\\s+DELETE FROM tickets.*Pending\\s+delete-needs-approval`));
+	assert.equal(await ticketCount(), 10, "nothing deleted while held");
+
+	// The bot approving its own request is refused; so is a developer who is not a support lead.
+	const self = await approvals(["approve", approvalId], botToken);
+	assert.equal(self.code, 1, self.stdout);
+	assert.match(self.stderr, /403/);
+	assert.match(self.stderr, new RegExp(`requested ${approvalId} and cannot decide it`), self.stderr);
+	const bob = await approvals(["approve", approvalId], await stack.oidc!.idToken("bob"));
+	assert.equal(bob.code, 1, bob.stdout);
+	assert.match(bob.stderr, /403/);
+	assert.match(bob.stderr, new RegExp(`is not an approver of ${approvalId}`), bob.stderr);
+
+	// Sam (support-leads) signs in with the company's OIDC provider and approves.
+	const samToken = await stack.oidc!.idToken("sam");
+	const list = await approvals(["list"], samToken);
+	assert.equal(list.code, 0, list.stderr);
+	assert.match(list.stdout, new RegExp(`${approvalId}\\s+Pending`));
+	const ok = await approvals(["approve", approvalId, "-m", "yearly cleanup"], samToken);
+	assert.equal(ok.code, 0, ok.stderr);
+
+	const r = await held;
+	assert.equal(r.code, 0, r.stderr);
+	assert.match(r.stderr, new RegExp(`NOTICE:.*approval ${approvalId} pending`), "the bot was told what it waits for");
+	assert.match(r.stdout, /DELETE 4/, "the bot gets its row count");
+	assert.equal(await ticketCount(), 6);
+
+	const decided = (await approvalObjects()).find((o) => o.metadata.name === approvalId)!;
+	assert.equal(decided.status?.phase, "Approved");
+	assert.ok(decided.status?.decidedAt, "decidedAt set");
+	assert.deepEqual(
+		decided.status?.decisions?.map((d) => ({ decision: d.decision, by: d.by, issuer: d.issuer, subject: d.subject, comment: d.comment })),
+		[{ decision: "approve", by: "user:sam", issuer: stack.oidc!.issuer, subject: "sam", comment: "yearly cleanup" }],
+		"the stored decision names the approver's verified issuer and subject",
+	);
+	const after = await stack.kubectl(["get", "approvalrequests", "-n", SYSTEM_NS]);
+	assert.match(after, new RegExp(`${approvalId}\\s.*Approved\\s+delete-needs-approval\\s+\\S+\\s+${decided.status!.decidedAt!.slice(0, 16)}`));
+});
+
+test("journey 2: DROP TABLE from the same bot is blocked outright, naming the rule; no approval is created", { timeout: 120_000 }, async () => {
+	assert.ok(botToken);
+	const before = (await approvalObjects()).length;
+	const r = await asBot(["-c", "DROP TABLE tickets"]);
+	assert.notEqual(r.code, 0);
+	assert.match(r.stderr, /ERROR:\s+42501:.*no-drop-truncate/, r.stderr);
+	assert.equal(await ticketCount(), 6, "table still there");
+	assert.equal((await approvalObjects()).length, before);
+});
+
+test("journey 4 on this session: the recording shows the held DELETE, Sam's approval and the blocked DROP", { timeout: 120_000 }, async () => {
+	assert.ok(approvalId);
+	const env = { DRAWBRIDGE_RECORDINGS_DIR: join(stack.dir, "recordings") };
+	const listed = await waitFor("sessions with approvals recorded", async () => {
+		const r = await drawbridge(["recordings", "list", "--connection", "tickets-prod", "--approvals", "--json"], env);
+		return r.code === 0 ? r.stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { sessionId: string; pullRequest?: unknown }) : undefined;
+	}, 60_000, 500);
+	assert.equal(listed.length, 1);
+	assert.equal(String(listed[0]!.pullRequest), "310");
+	const show = await drawbridge(["recordings", "show", listed[0]!.sessionId], env);
+	assert.equal(show.code, 0, show.stderr);
+	assert.match(show.stdout, new RegExp(`APPROVAL.*${approvalId}.*by user:sam`));
+	assert.match(show.stdout, /DELETE FROM tickets/);
+	const blocked = await drawbridge(["recordings", "list", "--connection", "tickets-prod", "--blocked", "--json"], env);
+	assert.equal(blocked.code, 0, blocked.stderr);
+	const b = blocked.stdout.trim().split("\n").map((l) => JSON.parse(l) as { sessionId: string });
+	assert.equal(b.length, 1);
+	const verify = await drawbridge(["recordings", "verify", "--all", "--connection", "tickets-prod"], env);
+	assert.equal(verify.code, 0, `${verify.stdout}\n${verify.stderr}`);
+});
