@@ -66,6 +66,7 @@ export class Operator {
 	private kubeIssuer: IssuerConfig | undefined;
 	private ringReload: NodeJS.Timeout | undefined;
 	private gitSeen = new Map<string, string>();
+	private grantSeen = new Map<string, { mark: string; phase: string | undefined }>();
 	private stopping = false;
 	port = 0;
 
@@ -79,7 +80,7 @@ export class Operator {
 		this.events = new EventRecorder(kube, opts.identity, (e) => log.debug({ err: (e as Error).message }, "event not recorded"));
 		const onErr = (what: string) => (e: unknown) => log.warn({ err: (e as Error).message, informer: what }, "watch failed; retrying");
 		this.connections = new Informer(kube, CONNECTIONS, (key) => this.onConnection(key), { onError: onErr("connections") });
-		this.grants = new Informer(kube, ACCESSGRANTS, (key) => this.onGrant(key), { onError: onErr("accessgrants") });
+		this.grants = new Informer(kube, ACCESSGRANTS, (key, obj) => this.onGrant(key, obj), { onError: onErr("accessgrants") });
 		this.masking = new Informer(kube, MASKINGPOLICIES, (key) => this.onPolicy("MaskingPolicy", key), { onError: onErr("maskingpolicies") });
 		this.guardrails = new Informer(kube, GUARDRAILPOLICIES, (key) => this.onPolicy("GuardrailPolicy", key), { onError: onErr("guardrailpolicies") });
 		this.gitSources = new Informer(kube, GITSOURCES, (key, obj) => this.onGitSource(key, obj), { onError: onErr("gitsources") });
@@ -322,17 +323,33 @@ export class Operator {
 		this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
 	}
 
-	private onGrant(key: string): void {
+	/**
+	 * Our own status writes come back as watch events; they change nothing a reconcile or the bundle
+	 * depends on, so only spec / metadata changes (and deletions) enqueue. Phase changes refresh the
+	 * Connection's status (activeGrants).
+	 */
+	private onGrant(key: string, obj: AccessGrant | undefined): void {
 		const counts: Record<string, number> = { Pending: 0, Active: 0, Expired: 0, Revoked: 0, Invalid: 0 };
 		for (const g of this.grants.list()) {
 			const p = g.status?.phase;
 			if (p) counts[p] = (counts[p] ?? 0) + 1;
 		}
 		for (const [phase, n] of Object.entries(counts)) this.metrics.grantsByPhase.set({ phase }, n);
-		this.queues?.grants.add(key);
-		const g = this.grants.get(key);
-		if (g) this.queues?.status.add(`Connection/${g.metadata.namespace}/${g.spec.connection}`);
-		this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
+		const q = this.queues;
+		if (!obj) {
+			this.grantSeen.delete(key);
+			q?.grants.add(key);
+			q?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
+			return;
+		}
+		const m = obj.metadata;
+		const mark = JSON.stringify([m.generation, m.deletionTimestamp, m.finalizers, m.annotations, m.uid]);
+		const prev = this.grantSeen.get(key);
+		this.grantSeen.set(key, { mark, phase: obj.status?.phase });
+		if (prev?.phase !== obj.status?.phase) q?.status.add(`Connection/${m.namespace}/${obj.spec.connection}`);
+		if (prev?.mark === mark) return;
+		q?.grants.add(key);
+		q?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
 	}
 
 	/** Only spec changes and sync requests trigger a sync; our own status writes do not (no loop). */
