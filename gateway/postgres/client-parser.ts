@@ -109,9 +109,13 @@ export class ClientParser {
 
 	private nextTyped(): ClientMessage | undefined {
 		const avail = this.buf.length - this.off;
-		if (avail < 5) return undefined;
+		if (avail < 1) return undefined;
 		const start = this.off;
 		const code = this.buf[start]!;
+		// Like PostgreSQL, judge the type byte before waiting for the length: an unknown type would
+		// otherwise make the session wait for a body that never comes.
+		if (!CLIENT_CODES.has(code)) throw new PgGatewayError("protocol_violation", `invalid frontend message type ${code}`);
+		if (avail < 5) return undefined;
 		const len = this.buf.readInt32BE(start + 1);
 		if (len < 4) throw new PgGatewayError("protocol_violation", `invalid message length ${len}`);
 		if (len + 1 > this.maxMessageBytes) {
@@ -127,6 +131,23 @@ export class ClientParser {
 		return decodeClientMessage(code, raw, this.buf, start + 5, end);
 	}
 }
+
+const CLIENT_CODES: ReadonlySet<number> = new Set([
+	ClientCode.Bind,
+	ClientCode.Close,
+	ClientCode.CopyData,
+	ClientCode.CopyDone,
+	ClientCode.CopyFail,
+	ClientCode.Describe,
+	ClientCode.Execute,
+	ClientCode.Flush,
+	ClientCode.FunctionCall,
+	ClientCode.Parse,
+	ClientCode.Password,
+	ClientCode.Query,
+	ClientCode.Sync,
+	ClientCode.Terminate,
+]);
 
 function decodeClientMessage(code: number, raw: Buffer, buf: Buffer, start: number, end: number): ClientMessage {
 	switch (code) {
