@@ -50,6 +50,8 @@ export const BLOCKED_SQL = "DRAWBRIDGE_STATEMENT_BLOCKED";
 
 /** Bytes buffered behind a waiting message before we stop reading that socket. */
 const HIGH_WATER_BYTES = 1 << 20;
+/** A prepared statement's mask plan is reused this long (as the catalog cache: DDL is seen soon). */
+const PLAN_REUSE_MS = 60_000;
 /** Output batch size that triggers an early write. */
 const OUT_BATCH_BYTES = 256 * 1024;
 
@@ -97,6 +99,8 @@ interface StmtRef {
 	rule: string | undefined;
 	approvalId: string | undefined;
 	copyDetector: TextDetector | undefined;
+	/** Mask plan of the last RowDescription seen for this statement (keyed by its bytes). */
+	planCache?: { key: string; plan: ActivePlan | null; at: number };
 }
 
 interface ActivePlan {
@@ -811,10 +815,21 @@ export class Session {
 						this.send(f.raw);
 						return undefined;
 					}
+					// A prepared statement executed again with the same columns reuses its plan synchronously.
+					const stmt = portal.stmt;
+					const key = f.raw.toString("latin1", 5);
+					if (stmt?.planCache && stmt.planCache.key === key && Date.now() - stmt.planCache.at < PLAN_REUSE_MS) {
+						portal.plan = stmt.planCache.plan;
+						this.pop();
+						if (!u.swallow) this.send(f.raw);
+						return undefined;
+					}
 					const fields = decodeRowDescription(f);
 					const raw = Buffer.from(f.raw);
-					return this.planFor(portal.stmt?.info, fields).then((plan) => {
+					return this.planFor(stmt?.info, fields).then((plan) => {
 						portal.plan = plan;
+						// SQL-level EXECUTE/FETCH resolve per session state: never cache those.
+						if (stmt?.info && !stmt.info.uses) stmt.planCache = { key, plan, at: Date.now() };
 						this.pop();
 						if (!u.swallow) this.send(raw);
 					});
