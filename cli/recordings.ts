@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import type { JWK } from "jose";
-import { listSessions, loadSession, loadStoreKeys, resolveSession, type SessionFilter, type SessionSummary } from "../gateway/recording/catalog.ts";
+import { listIncompleteSessions, listSessions, loadSession, loadStoreKeys, resolveSession, type SessionFilter, type SessionSummary } from "../gateway/recording/catalog.ts";
 import { RecordingError } from "../gateway/recording/errors.ts";
 import type { StoredEvent } from "../gateway/recording/events.ts";
 import type { SessionDocument } from "../gateway/recording/format.ts";
@@ -61,6 +61,8 @@ without reading a single session body. Progress goes to stderr on a terminal (or
 ${FILTER_HELP}
   --json                 one JSON object per line instead of a table
   --progress             progress on stderr even when it is not a terminal
+  --incomplete           instead: session folders without a signed manifest (still open, still
+                         uploading from a gateway's spool, or damaged); connection/time filters apply
 
 ${STORE_HELP}
 `,
@@ -163,6 +165,7 @@ const OPTIONS = {
 	speed: { type: "string" },
 	"max-idle": { type: "string" },
 	out: { type: "string" },
+	incomplete: { type: "boolean" },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
@@ -338,6 +341,17 @@ function describeSession(doc: SessionDocument | undefined, prefix: string): stri
 async function cmdList(values: Values, io: CliIo): Promise<number> {
 	const store = storeFromFlags(values, io.env);
 	const filter = filterFromFlags(values);
+	if (values.incomplete) {
+		const open = await listIncompleteSessions(store, filter);
+		if (values.json) for (const s of open) io.stdout(`${JSON.stringify(s)}\n`);
+		else if (open.length > 0) {
+			const rows = [["DAY", "CONNECTION", "CHUNKS", "SESSION.JSON", "SESSION"]];
+			for (const s of open) rows.push([s.day, s.connection, String(s.chunks), s.hasSessionJson ? "yes" : "no", s.sessionId]);
+			io.stdout(formatTable(rows));
+			io.stdout(`${open.length} session folder(s) without a signed manifest\n`);
+		} else io.stderr("no incomplete sessions\n");
+		return open.length > 0 ? 0 : 1;
+	}
 	const bar = progressPrinter(io, Boolean(values.progress) || io.stderrIsTty, "scanning");
 	const sessions = await listSessions(store, filter, (p) => bar.update(p.prefixesScanned, p.prefixesTotal, `days, ${p.sessionsSeen} sessions, ${p.matched} match`));
 	bar.end();

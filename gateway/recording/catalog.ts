@@ -172,6 +172,47 @@ export async function listSessions(store: RecordingStore, filter: SessionFilter 
 	return out;
 }
 
+export interface IncompleteSession {
+	prefix: string;
+	sessionId: string;
+	connection: string;
+	/** UTC day of the session start, from the key layout. */
+	day: string;
+	chunks: number;
+	hasSessionJson: boolean;
+}
+
+/**
+ * Session folders without a manifest: still open, still uploading (the gateway's spool holds the
+ * rest), or damaged. Only the key layout is known about them until their session.json arrives.
+ * Filters on connection and time (by day) apply; identity/grant filters cannot.
+ */
+export async function listIncompleteSessions(store: RecordingStore, filter: SessionFilter = {}): Promise<IncompleteSession[]> {
+	const out: IncompleteSession[] = [];
+	const exactConnection = filter.connection && !filter.connection.includes("*") ? filter.connection : undefined;
+	for (const day of await dayPrefixes(store, filter)) {
+		const folders = new Map<string, { chunks: number; manifest: boolean; doc: boolean }>();
+		for await (const o of store.list(exactConnection ? `${day}${exactConnection}/` : day)) {
+			const rest = o.key.slice(day.length).split("/");
+			if (rest.length !== 3) continue;
+			const folder = `${day}${rest[0]}/${rest[1]}/`;
+			const f = folders.get(folder) ?? { chunks: 0, manifest: false, doc: false };
+			if (parseChunkName(rest[2]!) !== undefined) f.chunks++;
+			else if (rest[2] === MANIFEST_FILE) f.manifest = true;
+			else if (rest[2] === SESSION_FILE) f.doc = true;
+			folders.set(folder, f);
+		}
+		for (const [prefix, f] of folders) {
+			if (f.manifest) continue;
+			const [connection, sessionId] = prefix.slice(day.length, -1).split("/") as [string, string];
+			if (filter.connection && !glob(filter.connection, connection)) continue;
+			if (filter.sessionId && !glob(filter.sessionId, sessionId)) continue;
+			out.push({ prefix, sessionId, connection, day: day.slice(ROOT_PREFIX.length, -1).replaceAll("/", "-"), chunks: f.chunks, hasSessionJson: f.doc });
+		}
+	}
+	return out;
+}
+
 /** Find a session by id (or accept a prefix as is). */
 export async function resolveSession(store: RecordingStore, idOrPrefix: string, hint: SessionFilter = {}): Promise<string> {
 	if (idOrPrefix.startsWith(ROOT_PREFIX)) return idOrPrefix.endsWith("/") ? idOrPrefix : `${idOrPrefix}/`;

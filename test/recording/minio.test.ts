@@ -83,6 +83,15 @@ test("MinIO stopped mid-session and restarted: the gateway keeps recording, noth
 		burst(40);
 		await new Promise((r) => setTimeout(r, 400));
 		await rec.drain(30_000);
+		// The live session's sealed chunks are already in the bucket; auditors see it as incomplete.
+		const out: string[] = [];
+		const io: CliIo = { env: { AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey }, stdout: (x) => void out.push(x), stderr: () => {}, stderrIsTty: false, sleep: async () => {} };
+		assert.equal(await cli(["list", "--incomplete", "--json", "--endpoint", minio.endpoint, "--bucket", "rec-outage"], io), 0);
+		const incomplete = out.join("").trim().split("\n").map((l) => JSON.parse(l) as { sessionId: string; chunks: number; hasSessionJson: boolean });
+		assert.equal(incomplete.length, 1);
+		assert.equal(incomplete[0]!.sessionId, m.sessionId);
+		assert.ok(incomplete[0]!.chunks >= 1);
+		assert.equal(incomplete[0]!.hasSessionJson, false);
 		await minio.stop();
 		burst(60);
 		await new Promise((r) => setTimeout(r, 800));
