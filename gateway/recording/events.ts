@@ -106,10 +106,18 @@ export interface SessionRecorder {
 	close(end: SessionEnd): Promise<void>;
 }
 
+export interface OpenSessionOptions {
+	/**
+	 * Called at most once if the spool stops taking this session's events (a disk failure: later events
+	 * are counted as dropped). A data path that must not run unrecorded ends the session here.
+	 */
+	onFailure?: (error: Error) => void;
+}
+
 export interface Recorder {
 	/**
 	 * Start a session. Rejects (fail closed) when the spool is full and the policy is `failClosed`;
 	 * the data path then refuses the connection with a clear error.
 	 */
-	openSession(meta: SessionMeta): Promise<SessionRecorder>;
+	openSession(meta: SessionMeta, options?: OpenSessionOptions): Promise<SessionRecorder>;
 }

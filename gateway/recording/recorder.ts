@@ -30,7 +30,7 @@ import { gzip } from "node:zlib";
 import { CompactSign } from "jose";
 import type { Registry } from "prom-client";
 import { RecordingError, SpoolFullError } from "./errors.ts";
-import type { Recorder, RecordingEvent, SessionEnd, SessionMeta, SessionRecorder, StoredEvent } from "./events.ts";
+import type { OpenSessionOptions, Recorder, RecordingEvent, SessionEnd, SessionMeta, SessionRecorder, StoredEvent } from "./events.ts";
 import {
 	addCounts,
 	type ChunkHeader,
@@ -323,7 +323,7 @@ export class DiskRecorder implements Recorder {
 		await live.close({ reason: "shutdown", message: "gateway stopped before the session ended; closed from the spool by recovery" });
 	}
 
-	async openSession(meta: SessionMeta): Promise<SessionRecorder> {
+	async openSession(meta: SessionMeta, options: OpenSessionOptions = {}): Promise<SessionRecorder> {
 		if (!this.started || this.stopping) throw new RecordingError("SESSION_CLOSED", "recorder is not running");
 		if (!SESSION_ID_RE.test(meta.sessionId)) throw new TypeError(`session id must match ${SESSION_ID_RE} (a UUID is fine), got ${JSON.stringify(meta.sessionId)}`);
 		if (this.states.has(meta.sessionId)) throw new TypeError(`duplicate session id ${meta.sessionId}`);
@@ -353,7 +353,7 @@ export class DiskRecorder implements Recorder {
 			this.states.delete(state.id);
 			throw new RecordingError("STORE_UNAVAILABLE", `cannot create spool directory for session ${meta.sessionId}: ${(e as Error).message}`, { cause: e });
 		}
-		const live = new LiveSession(this, state, [], false);
+		const live = new LiveSession(this, state, [], false, options.onFailure);
 		state.live = live;
 		this.metrics.sessionsStarted.inc({ protocol: meta.protocol });
 		return live;
@@ -601,7 +601,10 @@ class LiveSession implements SessionRecorder {
 	private failed: Error | undefined;
 	private readonly recovering: boolean;
 
-	constructor(rec: DiskRecorder, state: SpoolState, entries: ChunkEntry[], recovering: boolean) {
+	private readonly onFailure: ((error: Error) => void) | undefined;
+
+	constructor(rec: DiskRecorder, state: SpoolState, entries: ChunkEntry[], recovering: boolean, onFailure?: (error: Error) => void) {
+		this.onFailure = onFailure;
 		this.rec = rec;
 		this.state = state;
 		this.sessionId = state.id;
@@ -680,6 +683,11 @@ class LiveSession implements SessionRecorder {
 			} catch (e) {
 				this.failed = e as Error;
 				this.rec.log.error({ session: this.sessionId, err: (e as Error).message }, "spool write failed; events of this session are being dropped");
+				try {
+					this.onFailure?.(new RecordingError("STORE_UNAVAILABLE", `recording of session ${this.sessionId} failed: ${(e as Error).message}`, { cause: e }));
+				} catch {
+					// The data path's handler must not break the recorder.
+				}
 			}
 		});
 		this.chain = next;

@@ -76,7 +76,8 @@ test("a spool write failure is loud: events are counted as dropped and close() r
 	const { rec } = await makeRecorder(store, spool);
 	try {
 		const m = meta();
-		const s = await rec.openSession(m);
+		const failures: Error[] = [];
+		const s = await rec.openSession(m, { onFailure: (e) => failures.push(e) });
 		// The session's spool directory disappears under the recorder (disk replaced, operator error).
 		await rm(join(spool, "sessions", m.sessionId), { recursive: true, force: true });
 		for (const e of sqlEvents(5)) s.emit(e);
@@ -88,6 +89,8 @@ test("a spool write failure is loud: events are counted as dropped and close() r
 			return true;
 		});
 		assert.equal(await metricValue(rec, "drawbridge_recording_events_dropped_total"), 8);
+		assert.equal(failures.length, 1, "the data path is told once");
+		assert.match(failures[0]!.message, new RegExp(`recording of session ${m.sessionId} failed`));
 	} finally {
 		await rec.stop();
 	}
