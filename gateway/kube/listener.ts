@@ -599,8 +599,9 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 						prev === undefined ? w : ([] as string[]).concat(prev as string | string[], w);
 				}
 				res.writeHead(ures.statusCode ?? 502, headers);
-				// Watches and logs -f: flush each chunk as it comes.
-				res.flushHeaders();
+				// Watches and logs -f: headers go out at once (then each chunk as it comes); plain responses
+				// send headers with the first body chunk (one write fewer).
+				if (r.kreq.verb === "watch" || /[?&]follow=(true|1)/.test(r.upstreamPath)) res.flushHeaders();
 				ures.pipe(res);
 				// When the grant ends mid-stream: a JSON watch gets a final ERROR event with a Status naming
 				// the grant (kubectl prints it), if the stream sits at an event boundary; anything else is cut.
