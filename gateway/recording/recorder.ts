@@ -439,13 +439,13 @@ export class DiskRecorder implements Recorder {
 					if (this.sleepTimer) clearTimeout(this.sleepTimer);
 					continue;
 				}
+				// A store-wide failure ends the pass (back off); a session-specific one does not, so one
+				// damaged spool folder cannot starve the others.
 				for (let i = 0; i < ready.length && !this.stopping; i += this.options.uploadConcurrency) {
 					const batch = ready.slice(i, i + this.options.uploadConcurrency);
 					const results = await Promise.all(batch.map((s) => this.uploadSession(s)));
-					if (results.includes(false)) {
-						failed = true;
-						break;
-					}
+					if (results.some((r) => r !== "ok")) failed = true;
+					if (results.includes("store")) break;
 				}
 			}
 			if (failed) {
@@ -469,8 +469,8 @@ export class DiskRecorder implements Recorder {
 		for (const w of [...this.drainWaiters]) w();
 	}
 
-	/** Upload what the session has ready, in order. False on the first failure (retried later). */
-	private async uploadSession(state: SpoolState): Promise<boolean> {
+	/** Upload what the session has ready, in order. On failure says whether the store or the session is at fault (retried later either way). */
+	private async uploadSession(state: SpoolState): Promise<"ok" | "store" | "session"> {
 		state.uploading = true;
 		const store = this.store;
 		const put = async (name: string, contentType: string, metadata?: Record<string, string>): Promise<void> => {
@@ -513,11 +513,12 @@ export class DiskRecorder implements Recorder {
 				state.finalized = false;
 				this.states.delete(state.id);
 			}
-			return true;
+			return "ok";
 		} catch (e) {
-			this.metrics.uploadErrors.inc({ kind: e instanceof RecordingError && e.code === "STORE_UNAVAILABLE" ? "store" : "other" });
+			const store = e instanceof RecordingError && e.code === "STORE_UNAVAILABLE";
+			this.metrics.uploadErrors.inc({ kind: store ? "store" : "other" });
 			this.log.warn({ session: state.id, err: (e as Error).message, attempt: this.consecutiveFailures + 1 }, "recording upload failed; will retry with backoff");
-			return false;
+			return store ? "store" : "session";
 		} finally {
 			state.uploading = false;
 		}

@@ -143,3 +143,30 @@ test("a hung store (accepts connections, never answers) times out, counts as an 
 		blackHole.close();
 	}
 });
+
+test("one damaged spool folder does not starve the other sessions' uploads", async () => {
+	const base = await tempDir("starve");
+	const storeRoot = join(base, "store");
+	await writeFile(storeRoot, "blocked");
+	const store = new DirStore(storeRoot);
+	const spool = join(base, "spool");
+	const { rec } = await makeRecorder(store, spool, { uploadConcurrency: 1 });
+	try {
+		const damaged = meta({ startedAt: "2027-01-01T00:00:00.000Z" });
+		const healthy = meta({ startedAt: "2027-01-02T00:00:00.000Z" });
+		for (const m of [damaged, healthy]) {
+			const s = await rec.openSession(m);
+			for (const e of sqlEvents(5)) s.emit(e);
+			await s.close({ reason: "client-closed" });
+		}
+		// The damaged session loses its sealed chunk from the spool (disk error, operator mistake).
+		await rm(join(spool, "sessions", damaged.sessionId, "chunk-000001.jsonl.gz"));
+		await rm(storeRoot);
+		await store.init();
+		await eventually("the healthy session is uploaded", async () => (await listSessions(store, { sessionId: healthy.sessionId })).length === 1, 15_000);
+		assert.equal((await listSessions(store, { sessionId: damaged.sessionId })).length, 0);
+		assert.ok((await metricValue(rec, "drawbridge_recording_upload_errors_total", { kind: "other" })) > 0);
+	} finally {
+		await rec.stop();
+	}
+});
