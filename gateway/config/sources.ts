@@ -9,6 +9,7 @@
  */
 import { watch as fsWatch, type FSWatcher } from "node:fs";
 import { readFile } from "node:fs/promises";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { BundleStore } from "./store.ts";
 
 export interface BundleSource {
@@ -70,6 +71,8 @@ export interface KubeSecretSourceOptions {
 	name: string;
 	/** Key in the Secret's data holding the bundle JSON (default `bundle.json`). */
 	key?: string;
+	/** API access (a @kubernetes/client-node KubeConfig); default: `loadFromDefault()` (in-cluster, KUBECONFIG, ~/.kube/config). */
+	kubeConfig?: KubeConfig;
 	onError?: (err: unknown) => void;
 }
 
@@ -88,8 +91,11 @@ export class KubeSecretBundleSource implements BundleSource {
 
 	async start(): Promise<void> {
 		const k8s = await import("@kubernetes/client-node");
-		const kc = new k8s.KubeConfig();
-		kc.loadFromDefault();
+		let kc = this.options.kubeConfig;
+		if (!kc) {
+			kc = new k8s.KubeConfig();
+			kc.loadFromDefault();
+		}
 		const core = kc.makeApiClient(k8s.CoreV1Api);
 		const key = this.options.key ?? "bundle.json";
 		const apply = (secret: { data?: Record<string, string> } | undefined) => {
@@ -113,8 +119,12 @@ export class KubeSecretBundleSource implements BundleSource {
 						}
 					},
 					(err) => {
-						if (err) this.options.onError?.(err);
-						if (!this.#stopped) setTimeout(() => void run(), 1000).unref();
+						// client-node closes a watch after 30 s without an event. Routine for a Secret
+						// that rarely changes: watch again at once, quietly. The new watch starts with the
+						// current object (ADDED), so nothing written in between is missed.
+						const inactivity = (err as { name?: string } | null)?.name === "TimeoutError";
+						if (err && !inactivity) this.options.onError?.(err);
+						if (!this.#stopped) setTimeout(() => void run(), inactivity ? 0 : 1000).unref();
 					},
 				);
 				this.#stopWatch = () => req.abort();
