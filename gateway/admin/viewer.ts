@@ -296,7 +296,9 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 		base,
 		doc?.sessionId ?? prefix,
 		who,
-		`${header}${player}${timeline}${kubeLog}<p><small>${escapeHtml(prefix)}</small></p>`,
+		`${header}${player}${timeline}${kubeLog}<p><small>${escapeHtml(prefix)} · <a id="download-json" href="${base}/api/session?prefix=${encodeURIComponent(prefix)}">events (JSON)</a>${
+			hasCast ? ` · <a id="download-cast" href="${base}/api/cast?prefix=${encodeURIComponent(prefix)}" download="${escapeHtml(doc?.sessionId ?? "session")}.cast">terminal.cast (asciinema play)</a>` : ""
+		}</small></p>`,
 		hasCast ? `<link rel="stylesheet" href="${base}/static/asciinema-player.css"><script src="${base}/static/asciinema-player.min.js"></script>` : "",
 	);
 }

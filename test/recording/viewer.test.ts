@@ -214,6 +214,9 @@ test("viewer in headless Chromium: log in, filter, badges, SQL timeline, Kuberne
 	await page.click("#player");
 	await until(async () => /postgresql restarted OK/.test((await page.textContent("#player")) ?? ""), "terminal playback shows the output");
 	await page.screenshot({ path: join(SCREENSHOTS, "4-ssh-playback.png"), fullPage: true });
+	const castHref = await page.getAttribute("#download-cast", "href");
+	const cast = await page.evaluate(async (href) => (await fetch(href!)).text(), castHref);
+	assert.equal(JSON.parse(cast.split("\n")[0]!).version, 2, "the download is an asciicast v2 file");
 	assert.match((await page.textContent("#timeline")) ?? "", /sudo systemctl restart postgresql.*audit-sudo/s);
 
 	// Tampered session: the page says so, naming the object.
