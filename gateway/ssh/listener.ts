@@ -534,7 +534,15 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		let pty: PseudoTtyInfo | undefined;
 		const env: Record<string, string> = {};
 		let upstreamChannel: ClientChannel | undefined;
-		session.on("pty", (accept, _reject, info) => {
+		// Certificate extensions restrict like sshd does: no permit-pty, no pty.
+		const certExt = state.auth.cert?.cert.extensions;
+		const forceCommand = state.auth.cert?.forceCommand;
+		session.on("pty", (accept, reject, info) => {
+			if (certExt && !certExt.has("permit-pty")) {
+				state.recorder.emit({ type: "notice", message: "pty refused: certificate lacks permit-pty" });
+				reject?.();
+				return;
+			}
 			pty = info;
 			state.recorder.emit({ type: "terminal", stream: "r", data: `${info.cols}x${info.rows}` });
 			accept?.();
@@ -568,26 +576,34 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			const ch = accept();
 			state.channels.add(ch);
 			ch.on("close", () => state.channels.delete(ch));
+			if (forceCommand !== undefined) {
+				// force-command replaces the shell too (sshd semantics).
+				this.#guarded(ch, state, this.#startExec(state, ch, forceCommand, pty, env, (u) => {
+					upstreamChannel = u;
+				}));
+				return;
+			}
 			const access = evaluateSshAccess({ login: state.auth.login, request: "shell" }, g, grant.key);
 			if (access.action !== "allow") {
 				this.#refuse(ch, state, `drawbridge: ${access.message}`, "<shell>", access.rule);
 				return;
 			}
-			void this.#startShell(state, ch, pty, env, (u) => {
+			this.#guarded(ch, state, this.#startShell(state, ch, pty, env, (u) => {
 				upstreamChannel = u;
-			});
+			}));
 		});
 		session.on("exec", (accept, _reject, info) => {
 			const ch = accept();
 			state.channels.add(ch);
 			ch.on("close", () => state.channels.delete(ch));
-			void this.#startExec(state, ch, state.auth.cert?.forceCommand ?? info.command, pty, env, (u) => {
+			this.#guarded(ch, state, this.#startExec(state, ch, state.auth.cert?.forceCommand ?? info.command, pty, env, (u) => {
 				upstreamChannel = u;
-			});
+			}));
 		});
 		session.on("subsystem", (accept, reject, info) => {
 			const access = evaluateSshAccess({ login: state.auth.login, request: info.name === "sftp" ? "sftp" : "subsystem" }, g, grant.key);
-			if (access.action !== "allow") {
+			// A certificate with force-command allows nothing but that command.
+			if (access.action !== "allow" || forceCommand !== undefined) {
 				state.recorder.emit({ type: "sftp", op: "subsystem", path: info.name, decision: "block" });
 				reject?.();
 				return;
@@ -595,7 +611,26 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			const ch = accept();
 			state.channels.add(ch);
 			ch.on("close", () => state.channels.delete(ch));
-			void this.#startSftp(state, ch);
+			this.#guarded(ch, state, this.#startSftp(state, ch));
+		});
+	}
+
+	/**
+	 * Channel work runs async; anything it throws (e.g. ssh2's "Not connected" when the target went away
+	 * meanwhile) closes that channel with a message instead of becoming an unhandled rejection.
+	 */
+	#guarded(ch: ServerChannel, state: SessionState, work: Promise<void>): void {
+		work.catch((e: unknown) => {
+			const msg = `drawbridge: ${(e as Error).message ?? String(e)}`;
+			state.recorder.emit({ type: "notice", message: msg });
+			try {
+				ch.stderr.write(`${msg}\r\n`);
+				ch.exit(255);
+				ch.end();
+				ch.close();
+			} catch {
+				// the channel is already gone
+			}
 		});
 	}
 
@@ -938,14 +973,16 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 	): void {
 		const dest = `${info.destIP}:${info.destPort}`;
 		const access = evaluateSshAccess({ login: state.auth.login, request: "port-forward" }, state.auth.grant.ssh, state.auth.grant.key);
-		if (access.action !== "allow") {
+		const certExt = state.auth.cert?.cert.extensions;
+		if (access.action !== "allow" || (certExt && !certExt.has("permit-port-forwarding"))) {
 			state.recorder.emit({ type: "exec", command: `direct-tcpip ${dest}`, decision: "block", rule: "grant:allowPortForwarding" });
 			reject();
 			return;
 		}
 		void state.upstream.then(
 			(client) => {
-				client.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, up) => {
+				try {
+					client.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, up) => {
 					if (err) {
 						reject();
 						return;
@@ -954,6 +991,9 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 					state.recorder.emit({ type: "exec", command: `direct-tcpip ${dest}`, decision: "allow" });
 					ch.pipe(up).pipe(ch);
 				});
+				} catch {
+					reject();
+				}
 			},
 			() => reject(),
 		);

@@ -93,11 +93,12 @@ function sshArgs(opts: { cert?: string; key?: KeyPair; user?: string } = {}): st
 	];
 }
 
-function signAgent(opts: { id?: string; principals?: string[]; validity?: string; by?: KeyPair }): string {
+function signAgent(opts: { id?: string; principals?: string[]; validity?: string; by?: KeyPair; options?: string[] }): string {
 	const line = keys.sign(opts.by ?? ca, agent, {
 		id: opts.id ?? "sub=lee;grant=ops/break-glass",
 		principals: opts.principals ?? [sshd.user],
 		validity: opts.validity ?? "-5m:+1h",
+		...(opts.options ? { options: opts.options } : {}),
 	});
 	const file = join(keys.dir, `cert-${Math.random().toString(36).slice(2)}.pub`);
 	writeFileSync(file, `${line}\n`);
@@ -361,6 +362,21 @@ describe("ssh through the gateway", () => {
 			child.kill();
 		}
 		assert.ok(recorder.events("exec").some((e) => e.command === `direct-tcpip 127.0.0.1:${sshd.port}` && e.decision === "allow"));
+	});
+
+	test("certificate restrictions are honoured: force-command, no-pty, no-port-forwarding", async () => {
+		const forced = signAgent({ options: ["force-command=echo forced-only"] });
+		const f = await run("ssh", [...sshArgs({ cert: forced }), "echo something-else"], { timeoutMs: 30_000 });
+		assert.equal(f.code, 0, f.stderr);
+		assert.equal(f.stdout.trim(), "forced-only");
+		const fsh = await run("ssh", [...sshArgs({ cert: forced }), "-T"], { timeoutMs: 30_000, input: "echo typed\n" });
+		assert.equal(fsh.stdout.trim(), "forced-only");
+		const noPty = signAgent({ options: ["no-pty"] });
+		const p = await run("ssh", [...sshArgs({ cert: noPty }), "-tt", "tty"], { timeoutMs: 30_000 });
+		assert.match(p.stdout + p.stderr, /not a tty|PTY allocation request failed/);
+		const tunnel = signAgent({ id: "sub=lee;grant=ops/tunnel", options: ["no-port-forwarding"] });
+		const t = await run("ssh", [...sshArgs({ cert: tunnel }), "-W", `127.0.0.1:${sshd.port}`], { timeoutMs: 30_000, input: "" });
+		assert.notEqual(t.code, 0);
 	});
 
 	test("token as password (OpenSSH via SSH_ASKPASS); exec-only grant enforces its allow-list", async () => {
