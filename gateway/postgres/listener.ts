@@ -21,7 +21,7 @@ import { defaultSqlPolicy, type SqlPolicyApi } from "./policy-adapter.ts";
 import type { ClientMessage } from "./protocol.ts";
 import { serverMessages } from "./serializer.ts";
 import { DEFAULT_MAX_SERVER_MESSAGE_BYTES } from "./server-parser.ts";
-import { errorFieldsOf, Session, type SessionLogger } from "./session.ts";
+import { errorFieldsOf, type LivePolicy, Session, type SessionLogger } from "./session.ts";
 import { cancelUpstream, connectUpstream, type UpstreamConnection, type UpstreamTarget } from "./upstream.ts";
 
 export interface PostgresListenerOptions {
@@ -359,9 +359,19 @@ class Handshake {
 		const access: PostgresAccess = grant.postgres?.access ?? "read-only";
 		const target = upstreamTarget(bundle, connection, grant, access, this.startupParams, o.upstreamConnectTimeoutMs, o.maxServerMessageBytes);
 
-		const policies = bundle.policiesFor(connection.name);
-		const exempt = policies.maskExempt.some((s) => subjectMatches(identity, s));
-		const maskingActive = policies.maskRules.length > 0 && !exempt;
+		// Policies follow the bundle: recomputed once per bundle version, read at every statement.
+		let liveVersion = -1;
+		let livePolicy: LivePolicy | undefined;
+		const live = (): LivePolicy => {
+			const b = store.current;
+			if (b.version !== liveVersion || !livePolicy) {
+				const policies = b.policiesFor(connection.name);
+				const exempt = policies.maskExempt.some((s) => subjectMatches(identity, s));
+				livePolicy = { policies, maskingActive: policies.maskRules.length > 0 && !exempt, maskingKey: b.maskingKey };
+				liveVersion = b.version;
+			}
+			return livePolicy;
+		};
 		const sessionId = randomUUID();
 		let recorder: SessionRecorder;
 		try {
@@ -429,9 +439,7 @@ class Handshake {
 			grant,
 			connection,
 			access,
-			policies,
-			maskingActive,
-			maskingKey: bundle.maskingKey,
+			live,
 			catalog,
 			policy: this.l.sqlPolicy,
 			recorder,
@@ -453,6 +461,21 @@ class Handshake {
 					: `terminating connection: grant ${g.key} was revoked (removed from the configuration)`;
 			session.terminate("grant_ended", message, { reason: reason === "expired" ? "grant-expired" : "grant-revoked", message });
 		});
+		// A changed grant (access level, credential, subjects) ends the session: it ran under the old terms.
+		const terms = (g: BundleGrant) => JSON.stringify([g.postgres, g.subjects, g.connection]);
+		const original = terms(grant);
+		const onChange = (next: LoadedBundle) => {
+			const g = next.grantsByKey.get(grant.key);
+			if (!g || terms(g) === original) return;
+			const message = `terminating connection: grant ${grant.key} changed (access, credential or subjects); reconnect to use the new terms`;
+			session.terminate("grant_ended", message, { reason: "policy", message });
+		};
+		store.on("change", onChange);
+		const unwatchGrant = unwatch;
+		unwatch = () => {
+			unwatchGrant();
+			store.off("change", onChange);
+		};
 		// The token itself expiring does not end a session: the grant does (documented in README).
 		const hello: Buffer[] = [serverMessages.authenticationOk()];
 		for (const [k, v] of upstream.parameters) hello.push(serverMessages.parameterStatus(k, v));

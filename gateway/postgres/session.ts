@@ -72,10 +72,11 @@ export interface SessionOptions {
 	grant: BundleGrant;
 	connection: BundleConnection;
 	access: PostgresAccess;
-	policies: ConnectionPolicies;
-	/** False when the identity is exempt or no rule selects the connection. */
-	maskingActive: boolean;
-	maskingKey: Buffer;
+	/**
+	 * The policies in force, read at every statement so a new bundle applies to open sessions:
+	 * guardrail and masking rules, whether masking applies to this identity, the masking key.
+	 */
+	live(): LivePolicy;
 	catalog: SessionCatalog;
 	policy: SqlPolicyApi;
 	recorder: SessionRecorder;
@@ -87,6 +88,13 @@ export interface SessionOptions {
 	idleTimeoutMs: number;
 	log: SessionLogger;
 	onClosed(session: Session): void;
+}
+
+export interface LivePolicy {
+	policies: ConnectionPolicies;
+	/** False when the identity is exempt or no rule selects the connection. */
+	maskingActive: boolean;
+	maskingKey: Buffer;
 }
 
 interface StmtRef {
@@ -344,7 +352,7 @@ export class Session {
 					described: false,
 					plan: undefined,
 				};
-				if (this.o.maskingActive && !portal.described) {
+				if (this.o.live().maskingActive && !portal.described) {
 					// We must know the columns to mask DataRows: ask the upstream ourselves, answer swallowed.
 					portal.described = true;
 					this.push({ k: "describe", portal, swallow: true });
@@ -408,7 +416,7 @@ export class Session {
 		return this.o.policy.evaluate({
 			analysis,
 			access: this.o.access,
-			rules: this.o.policies.guardrailRules,
+			rules: this.o.live().policies.guardrailRules,
 			grant: this.grant.key,
 		});
 	}
@@ -470,7 +478,7 @@ export class Session {
 	 * STDOUT of masked columns (COPY rows are not masked per column: refused; detectors still apply).
 	 */
 	private maskPrecheck(analysis: SqlAnalysis): Promise<{ block?: GuardrailVerdict; copyDetector?: TextDetector }> | undefined {
-		if (!this.o.maskingActive || !analysis.ok) return undefined;
+		if (!this.o.live().maskingActive || !analysis.ok) return undefined;
 		const copies = analysis.statements.filter((s) => s.kind === "COPY" && s.readOnly);
 		// Plain SELECTs without function calls cannot move masked data elsewhere; everything else
 		// (writes, SET, SELECT set_config(...), ...) asks the policy first.
@@ -494,7 +502,7 @@ export class Session {
 						},
 					};
 				}
-				copyDetector ??= this.o.policy.compileDetectorRules(plan.detectors, this.o.maskingKey);
+				copyDetector ??= this.o.policy.compileDetectorRules(plan.detectors, this.o.live().maskingKey);
 			}
 			return copyDetector ? { copyDetector } : {};
 		})();
@@ -795,7 +803,7 @@ export class Session {
 				return undefined;
 			}
 			case ServerCode.RowDescription: {
-				if (u?.k === "simple" && !this.o.maskingActive) {
+				if (u?.k === "simple" && !this.o.live().maskingActive) {
 					this.send(f.raw);
 					return undefined;
 				}
@@ -808,7 +816,7 @@ export class Session {
 				}
 				if (u?.k === "describe") {
 					const portal = u.portal;
-					if (!portal || !this.o.maskingActive) {
+					if (!portal || !this.o.live().maskingActive) {
 						if (portal) portal.plan = null;
 						// Statement Describe: types only, no data. Passed as is.
 						this.pop();
@@ -923,7 +931,7 @@ export class Session {
 			}
 			case ServerCode.CopyOutResponse:
 			case ServerCode.CopyBothResponse:
-				if (this.o.maskingActive && f.raw[5] === 1) {
+				if (this.o.live().maskingActive && f.raw[5] === 1) {
 					const d = u?.k === "simple" ? u.copyDetector : u?.k === "execute" ? u.portal.stmt?.copyDetector : undefined;
 					if (d) throw new PgGatewayError("statement_blocked", "binary COPY cannot be scanned by the masking detectors; the session was closed");
 				}
@@ -1012,17 +1020,17 @@ export class Session {
 
 	private maskContext(): MaskContext {
 		return {
-			rules: this.o.policies.maskRules,
+			rules: this.o.live().policies.maskRules,
 			catalog: this.o.catalog,
 			identity: this.identity,
 			grant: this.grant,
-			maskingKey: this.o.maskingKey,
+			maskingKey: this.o.live().maskingKey,
 		};
 	}
 
 	/** Plan masks for a result set from its RowDescription and the statement's parse tree. */
 	private async planFor(statement: SqlStatementInfo | undefined, fields: FieldDescription[]): Promise<ActivePlan | null> {
-		if (!this.o.maskingActive) return null;
+		if (!this.o.live().maskingActive) return null;
 		const resultFields: ResultField[] = fields.map((f) => ({
 			name: f.name,
 			tableOid: f.tableOid,
@@ -1040,7 +1048,7 @@ export class Session {
 		for (const c of plan.columns) {
 			if (c.index >= 0 && c.index < fields.length) maskers[c.index] = this.masker(c.strategy);
 		}
-		const detector = plan.detectors.length > 0 ? this.o.policy.compileDetectorRules(plan.detectors, this.o.maskingKey) : undefined;
+		const detector = plan.detectors.length > 0 ? this.o.policy.compileDetectorRules(plan.detectors, this.o.live().maskingKey) : undefined;
 		return {
 			maskers,
 			formats: fields.map((f) => f.format),
@@ -1057,7 +1065,7 @@ export class Session {
 
 	private masker(strategy: MaskStrategy): ValueMasker {
 		let m = this.maskers.get(strategy);
-		if (!m) this.maskers.set(strategy, (m = this.o.policy.compileValueMasker(strategy, this.o.maskingKey)));
+		if (!m) this.maskers.set(strategy, (m = this.o.policy.compileValueMasker(strategy, this.o.live().maskingKey)));
 		return m;
 	}
 
@@ -1117,15 +1125,15 @@ export class Session {
 
 	/** Text for recordings and approvals: content detectors applied, so recordings hold no more than the agent saw. */
 	private recordText(text: string): string {
-		if (!this.o.maskingActive) return text;
+		if (!this.o.live().maskingActive) return text;
 		if (this.recordDetector === null) {
-			this.recordDetector = this.o.policy.compileDetectorRules(this.o.policies.maskRules, this.o.maskingKey);
+			this.recordDetector = this.o.policy.compileDetectorRules(this.o.live().policies.maskRules, this.o.live().maskingKey);
 		}
 		return this.recordDetector?.(text) ?? text;
 	}
 
 	private scrubText(text: string, values: boolean): string {
-		if (!this.o.maskingActive) return text;
+		if (!this.o.live().maskingActive) return text;
 		let out = this.recordText(text);
 		if (values) out = out.replace(/"[^"]*"/g, '"***"').replace(/\([^()]*\)=\([^()]*\)/g, "(***)=(***)");
 		return out;
@@ -1133,7 +1141,7 @@ export class Session {
 
 	/** Errors and notices can carry table data (failed casts, unique violations, RAISE). */
 	private scrub(f: ServerFrame, u: Unit | undefined): Buffer {
-		if (!this.o.maskingActive) return f.raw;
+		if (!this.o.live().maskingActive) return f.raw;
 		const fields = decodeErrorFields(f);
 		const code = fields.C ?? "";
 		const plan = u?.k === "simple" ? u.plan : u?.k === "execute" ? u.portal.plan : null;
@@ -1147,7 +1155,7 @@ export class Session {
 	}
 
 	private scrubParameterStatus(f: ServerFrame): Buffer {
-		if (!this.o.maskingActive) return f.raw;
+		if (!this.o.live().maskingActive) return f.raw;
 		const m = decodeServerMessage(f);
 		if (m.type !== "parameterStatus") return f.raw;
 		const value = this.recordText(m.value);
@@ -1155,7 +1163,7 @@ export class Session {
 	}
 
 	private scrubNotification(f: ServerFrame): Buffer {
-		if (!this.o.maskingActive) return f.raw;
+		if (!this.o.live().maskingActive) return f.raw;
 		const m = decodeServerMessage(f);
 		if (m.type !== "notificationResponse") return f.raw;
 		const payload = this.recordText(m.payload);

@@ -83,7 +83,7 @@ export interface Fixture {
 	connect(user: string, extra?: Partial<pg.ClientConfig>): Promise<pg.Client>;
 	/** libpq connection string through the gateway. */
 	dsn(token: string, opts?: { sslmode?: string; database?: string }): string;
-	makeBundle(version: number, grants: GrantSpec[]): ConfigBundle;
+	makeBundle(version: number, grants: GrantSpec[], policies?: { guardrails?: GuardrailRule[]; maskRules?: MaskRule[] }): ConfigBundle;
 	stop(): Promise<void>;
 }
 
@@ -101,7 +101,9 @@ export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> 
 	mkdirSync(tlsDir, { recursive: true });
 	const cert = await issueCert(pgh.ca, { cn: "localhost", name: "gateway-pg" });
 	const maskingKey = Buffer.alloc(32, 9).toString("base64");
-	const makeBundle = (version: number, grants: GrantSpec[]): ConfigBundle => {
+	const makeBundle = (version: number, grants: GrantSpec[], policies: { guardrails?: GuardrailRule[]; maskRules?: MaskRule[] } = {}): ConfigBundle => {
+		const maskRules = policies.maskRules ?? opts.maskRules;
+		const guardrails = policies.guardrails ?? opts.guardrails;
 		const now = Date.now();
 		const bundleGrants: BundleGrant[] = grants.map((g) => ({
 			key: `team/${g.name}`,
@@ -134,8 +136,8 @@ export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> 
 				},
 			],
 			grants: bundleGrants,
-			maskingPolicies: opts.maskRules ? [{ key: "team/mask", selector: { matchLabels: { env: "prod" } }, rules: opts.maskRules }] : [],
-			guardrailPolicies: opts.guardrails ? [{ key: "team/guard", selector: { matchLabels: { env: "prod" } }, rules: opts.guardrails }] : [],
+			maskingPolicies: maskRules ? [{ key: "team/mask", selector: { matchLabels: { env: "prod" } }, rules: maskRules }] : [],
+			guardrailPolicies: guardrails ? [{ key: "team/guard", selector: { matchLabels: { env: "prod" } }, rules: guardrails }] : [],
 			credentials: { "shop-admin": { type: "password", username: pgh.superuser, password: pgh.password } },
 			maskingKey,
 		});

@@ -8,7 +8,7 @@ import pg from "pg";
 import { PG_ERROR_CATALOGUE } from "../../gateway/postgres/errors.ts";
 import { clientMessages } from "../../gateway/postgres/serializer.ts";
 import { decodeServerMessage, ServerParser } from "../../gateway/postgres/server-parser.ts";
-import { CONNECTION, type Fixture, startFixture } from "./fixture.ts";
+import { CONNECTION, DEFAULT_GRANTS, type Fixture, startFixture } from "./fixture.ts";
 
 let fx: Fixture;
 before(async () => {
@@ -68,6 +68,33 @@ test("allowInsecure lets a local-dev client send its token without TLS", async (
 	await c.connect();
 	assert.equal((await c.query("select 2 as x")).rows[0].x, 2);
 	await c.end();
+});
+
+test("a new bundle applies to open sessions: new guardrails and masks at once, a changed grant ends the session", async () => {
+	const c = await fx.connect("alice");
+	c.on("error", () => undefined);
+	try {
+		assert.equal((await c.query("select count(*)::int as n from orders")).rows[0].n, 400);
+		fx.store.update(
+			fx.makeBundle(2, DEFAULT_GRANTS, {
+				guardrails: [{ name: "no-orders", action: "block", sql: { tables: ["orders"] } }],
+				maskRules: [{ name: "names", columns: ["customers.name"], strategy: { type: "redact" } }],
+			}),
+		);
+		await assert.rejects(c.query("select count(*) from orders"), (e: pg.DatabaseError) => {
+			assert.equal(e.code, "42501", e.message);
+			assert.match(e.message, /no-orders/);
+			return true;
+		});
+		assert.equal((await c.query("select name from customers where id = 1")).rows[0].name, "****");
+		const ended = new Promise<pg.DatabaseError>((resolve) => c.on("error", (e) => resolve(e as pg.DatabaseError)));
+		fx.store.update(fx.makeBundle(3, DEFAULT_GRANTS.map((g) => (g.user === "alice" ? { ...g, access: "read-only" as const } : g))));
+		const e = await ended;
+		assert.equal(e.code, "57P01");
+		assert.match(e.message, /alice-rw changed/);
+	} finally {
+		await c.end().catch(() => undefined);
+	}
 });
 
 test("every error code in the catalogue is documented in README.md", () => {
