@@ -66,6 +66,7 @@ export class Operator {
 	private kubeIssuer: IssuerConfig | undefined;
 	private ringReload: NodeJS.Timeout | undefined;
 	private gitSeen = new Map<string, string>();
+	private seen = new Map<string, string>();
 	private grantSeen = new Map<string, { mark: string; phase: string | undefined }>();
 	private stopping = false;
 	port = 0;
@@ -79,10 +80,10 @@ export class Operator {
 		this.metrics = new OperatorMetrics(options.defaultMetrics ?? false);
 		this.events = new EventRecorder(kube, opts.identity, (e) => log.debug({ err: (e as Error).message }, "event not recorded"));
 		const onErr = (what: string) => (e: unknown) => log.warn({ err: (e as Error).message, informer: what }, "watch failed; retrying");
-		this.connections = new Informer(kube, CONNECTIONS, (key) => this.onConnection(key), { onError: onErr("connections") });
+		this.connections = new Informer(kube, CONNECTIONS, (key, obj) => this.onConnection(key, obj), { onError: onErr("connections") });
 		this.grants = new Informer(kube, ACCESSGRANTS, (key, obj) => this.onGrant(key, obj), { onError: onErr("accessgrants") });
-		this.masking = new Informer(kube, MASKINGPOLICIES, (key) => this.onPolicy("MaskingPolicy", key), { onError: onErr("maskingpolicies") });
-		this.guardrails = new Informer(kube, GUARDRAILPOLICIES, (key) => this.onPolicy("GuardrailPolicy", key), { onError: onErr("guardrailpolicies") });
+		this.masking = new Informer(kube, MASKINGPOLICIES, (key, obj) => this.onPolicy("MaskingPolicy", key, obj), { onError: onErr("maskingpolicies") });
+		this.guardrails = new Informer(kube, GUARDRAILPOLICIES, (key, obj) => this.onPolicy("GuardrailPolicy", key, obj), { onError: onErr("guardrailpolicies") });
 		this.gitSources = new Informer(kube, GITSOURCES, (key, obj) => this.onGitSource(key, obj), { onError: onErr("gitsources") });
 		const common = { kube, opts, log, metrics: this.metrics, events: this.events };
 		this.grantReconciler = new GrantReconciler({
@@ -307,7 +308,21 @@ export class Operator {
 		q.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
 	}
 
-	private onConnection(key: string): void {
+	/** True when anything but status changed since the last event for `id` (our status writes come back as events). */
+	private specChanged(id: string, obj: { metadata: { generation?: number; labels?: unknown; annotations?: unknown; deletionTimestamp?: string; uid?: string; finalizers?: unknown } } | undefined): boolean {
+		if (!obj) {
+			this.seen.delete(id);
+			return true;
+		}
+		const m = obj.metadata;
+		const mark = JSON.stringify([m.generation, m.labels, m.annotations, m.deletionTimestamp, m.uid, m.finalizers]);
+		if (this.seen.get(id) === mark) return false;
+		this.seen.set(id, mark);
+		return true;
+	}
+
+	private onConnection(key: string, obj: Connection | undefined): void {
+		if (!this.specChanged(`Connection/${key}`, obj)) return;
 		const q = this.queues;
 		if (!q) return;
 		const [ns, name] = [key.slice(0, key.indexOf("/")), key.slice(key.indexOf("/") + 1)];
@@ -318,7 +333,8 @@ export class Operator {
 		q.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
 	}
 
-	private onPolicy(kind: "MaskingPolicy" | "GuardrailPolicy", key: string): void {
+	private onPolicy(kind: "MaskingPolicy" | "GuardrailPolicy", key: string, obj: MaskingPolicy | GuardrailPolicy | undefined): void {
+		if (!this.specChanged(`${kind}/${key}`, obj)) return;
 		this.queues?.status.add(`${kind}/${key}`);
 		this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
 	}
