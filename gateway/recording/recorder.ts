@@ -423,7 +423,8 @@ export class DiskRecorder implements Recorder {
 			} catch (e) {
 				failed = true;
 				this.metrics.uploadErrors.inc({ kind: "key" });
-				this.log.warn({ err: (e as Error).message }, "publishing the recording public key failed; retrying");
+				if (e instanceof RecordingError && e.code === "CONFIG") this.log.error({ err: e.message }, "recording store is misconfigured; nothing uploads until it is fixed");
+				else this.log.warn({ err: (e as Error).message }, "initialising the recording store or publishing the public key failed; retrying");
 			}
 			if (!failed) {
 				const ready = [...this.states.values()].filter((s) => s.hasWork() && !s.uploading);

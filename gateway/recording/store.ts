@@ -271,6 +271,16 @@ export class S3Store implements RecordingStore {
 			const exists = await this.client.bucketExists(this.bucket);
 			if (!exists) {
 				await this.client.makeBucket(this.bucket, this.options.region ?? "", this.options.objectLock ? { ObjectLocking: true } : {});
+			} else if (this.options.objectLock) {
+				// The typings list a void overload first; the promise form is what runs.
+				const lock = this.client.getObjectLockConfig(this.bucket) as unknown as Promise<Minio.ObjectLockInfo>;
+				const current = await lock.catch(() => undefined);
+				if (!current || !("objectLockEnabled" in current) || current.objectLockEnabled !== "Enabled") {
+					throw new RecordingError(
+						"CONFIG",
+						`bucket ${this.bucket} exists without object locking, which can only be enabled when a bucket is created: use a new bucket or turn object lock off`,
+					);
+				}
 			}
 			if (this.options.objectLock) {
 				await this.client.setObjectLockConfig(this.bucket, {
@@ -280,6 +290,7 @@ export class S3Store implements RecordingStore {
 				});
 			}
 		} catch (e) {
+			if (e instanceof RecordingError) throw e;
 			throw this.wrap(`initialising bucket ${this.bucket}`, e);
 		}
 	}

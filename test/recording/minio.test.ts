@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type CliIo, main as cli } from "../../cli/recordings.ts";
 import { listSessions, loadSession, loadStoreKeys } from "../../gateway/recording/catalog.ts";
+import { isRecordingError } from "../../gateway/recording/errors.ts";
 import { sessionPrefix } from "../../gateway/recording/format.ts";
 import { loadRecordingKey } from "../../gateway/recording/keys.ts";
 import { parseEndpoint, S3Store } from "../../gateway/recording/store.ts";
@@ -199,4 +200,15 @@ test("auditor CLI over MinIO: list, show, verify with --endpoint and env credent
 	// Unreachable store: exit 3 with the store named.
 	assert.equal(await cli(["list", "--endpoint", "http://127.0.0.1:1", "--bucket", "nowhere"], io), 3);
 	assert.match(err.join(""), /127\.0\.0\.1/);
+});
+
+test("object lock requested on an existing bucket without locking: a precise CONFIG error", async () => {
+	await minio.createBucket("rec-nolock");
+	await assert.rejects(s3("rec-nolock", { mode: "COMPLIANCE", days: 1 }).init(), (e: unknown) => {
+		assert.ok(isRecordingError(e, "CONFIG"), String(e));
+		assert.match((e as Error).message, /bucket rec-nolock exists without object locking, which can only be enabled when a bucket is created/);
+		return true;
+	});
+	// An object-locked bucket is accepted again on the next start (idempotent init).
+	await s3("rec-e2e", { mode: "GOVERNANCE", days: 1 }).init();
 });
