@@ -278,6 +278,9 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				claims: { keyId: cert.keyId, serial: cert.serial.toString(), principals: cert.principals },
 			};
 			if (verified.grant) identity.grant = verified.grant;
+			// The operator names service-account subjects the Kubernetes way.
+			const sa = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(verified.subject);
+			if (sa) identity.serviceAccount = { namespace: sa[1]!, name: sa[2]! };
 			return { ...this.#resolve(identity, login, connName, bundle, now), cert: verified, method: "certificate" };
 		}
 		if (ctx.method === "password") {

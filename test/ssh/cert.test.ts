@@ -147,3 +147,29 @@ test("source-address matching", () => {
 	assert.ok(!addressMatchesList("2001:db9::5", "2001:db8::/32"));
 	assert.ok(!addressMatchesList("10.0.0.1", "garbage"));
 });
+
+test("interop: a certificate minted like the operator's (crds/ssh-certificate.ts) verifies here", async () => {
+	const { generateKeyPairSync } = await import("node:crypto");
+	const { ed25519PublicKeyLine, signUserCertificate } = await import("../../crds/ssh-certificate.ts");
+	const caKey = generateKeyPairSync("ed25519");
+	const agentKey = generateKeyPairSync("ed25519");
+	const { blob } = signUserCertificate({
+		caPrivateKey: caKey.privateKey,
+		publicKey: ed25519PublicKeyLine(agentKey.publicKey),
+		principals: ["root"],
+		validAfter: new Date(Date.now() - 60_000),
+		validBefore: new Date(Date.now() + 3_600_000),
+		keyId: "sub=system:serviceaccount:ci:deployer;grant=ops/break-glass",
+		serial: 42n,
+		extensions: { "permit-pty": "" },
+	});
+	const v = verifyUserCertificate(parseCertificate(blob), {
+		trustedCAs: [parseAuthorizedKey(ed25519PublicKeyLine(caKey.publicKey))],
+		principal: "root",
+		now: new Date(),
+	});
+	assert.equal(v.grant, "ops/break-glass");
+	assert.equal(v.subject, "system:serviceaccount:ci:deployer");
+	assert.equal(v.cert.serial, 42n);
+	assert.deepEqual([...v.cert.extensions.keys()], ["permit-pty"]);
+});
