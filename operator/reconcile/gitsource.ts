@@ -82,6 +82,8 @@ export class GitSourceReconciler {
 			const message = `fetch ${redactUrl(gs.spec.url)}@${branch}: ${(e as Error).message}`;
 			this.d.metrics.syncDuration.observe({ source, result: "error" }, Number(process.hrtime.bigint() - started) / 1e9);
 			this.d.log.warn({ source, err: message }, "git sync failed");
+			const prevReady = gs.status?.conditions?.find((c) => c.type === "Ready");
+			if (prevReady?.reason !== "FetchFailed") await this.d.events.record(gs, "Warning", "FetchFailed", message);
 			await this.writeStatus(gs, { ready: false, reason: "FetchFailed", message });
 			throw new Error(message);
 		}
