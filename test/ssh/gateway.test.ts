@@ -315,6 +315,25 @@ describe("ssh through the gateway", () => {
 		assert.equal((ex as { decision: string }).decision, "block");
 	});
 
+	test("a shell line needing approval is held (Enter withheld) until approved, later input waits behind it", async () => {
+		const marker = `/tmp/approved-shell-${process.pid}-${Date.now()}`;
+		const child = spawn("ssh", [...sshArgs(), "-tt"]);
+		let out = "";
+		child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+		child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+		const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+		child.stdin.write(`touch ${marker}\necho after-$((1+1))\nexit\n`);
+		await waitUntil("approval notice in the terminal", () => /approval (\S+) pending/.test(out), 15_000);
+		// Not run yet, and the next line has not run either.
+		assert.notEqual((await run("test", ["-e", marker])).code, 0);
+		assert.doesNotMatch(out, /after-2/);
+		await approvals.decide(/approval (\S+) pending/.exec(out)![1]!, approver("sam"), "approve");
+		await exited;
+		assert.equal((await run("test", ["-e", marker])).code, 0);
+		assert.match(out, /after-2/);
+		await run("rm", ["-f", marker]);
+	});
+
 	test("scp and sftp work through the gateway; sftp operations are recorded with sizes", async () => {
 		const local = join(keys.dir, "payload.bin");
 		const payload = Buffer.alloc(300_000, 7);
