@@ -76,6 +76,23 @@ conn.close()
 	assert.equal(r.stdout.trim(), "400");
 });
 
+test("Ctrl-C in psql cancels the running query through the gateway", async () => {
+	const { spawn } = await import("node:child_process");
+	const env = libpqEnv(await fx.token("alice"));
+	const started = Date.now();
+	const child = spawn("/usr/bin/psql", ["-X", "-c", "select pg_sleep(30)"], { env });
+	let stderr = "";
+	child.stderr.on("data", (d: Buffer) => {
+		stderr += d.toString();
+	});
+	await new Promise((r) => setTimeout(r, 1500));
+	child.kill("SIGINT");
+	const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+	assert.notEqual(code, 0);
+	assert.match(stderr, /canceling statement due to user request/);
+	assert.ok(Date.now() - started < 15_000);
+});
+
 test("cancel: a CancelRequest with the gateway's key cancels the upstream query", async () => {
 	const c = await fx.connect("alice");
 	try {

@@ -53,6 +53,8 @@ export interface GrantSpec {
 	access: PostgresAccess;
 	expiresInMs?: number;
 	notBeforeMs?: number;
+	/** A per-grant (dynamic) role the gateway uses upstream instead of the Connection's credential. */
+	credential?: { username: string; password: string };
 }
 
 export interface FixtureOptions {
@@ -113,7 +115,7 @@ export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> 
 			subjects: [{ kind: "User", name: g.user }],
 			notBefore: new Date(now - 60_000 + (g.notBeforeMs ?? 0)).toISOString(),
 			expiresAt: new Date(now + (g.expiresInMs ?? 3_600_000)).toISOString(),
-			postgres: { access: g.access },
+			postgres: { access: g.access, ...(g.credential ? { credentialRef: `grant-${g.name}` } : {}) },
 			approvers: { subjects: [{ kind: "Group", name: "dba" }], minApprovals: 1 },
 			origin: { repository: "grants", commit: "abc123", pullRequest: 42 },
 		}));
@@ -138,7 +140,12 @@ export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> 
 			grants: bundleGrants,
 			maskingPolicies: maskRules ? [{ key: "team/mask", selector: { matchLabels: { env: "prod" } }, rules: maskRules }] : [],
 			guardrailPolicies: guardrails ? [{ key: "team/guard", selector: { matchLabels: { env: "prod" } }, rules: guardrails }] : [],
-			credentials: { "shop-admin": { type: "password", username: pgh.superuser, password: pgh.password } },
+			credentials: {
+				"shop-admin": { type: "password", username: pgh.superuser, password: pgh.password },
+				...Object.fromEntries(
+					grants.filter((g) => g.credential).map((g) => [`grant-${g.name}`, { type: "password" as const, ...g.credential! }]),
+				),
+			},
 			maskingKey,
 		});
 	};

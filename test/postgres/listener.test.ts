@@ -97,6 +97,25 @@ test("a new bundle applies to open sessions: new guardrails and masks at once, a
 	}
 });
 
+test("a grant's dynamic role is used upstream instead of the Connection's credential", async () => {
+	await fx.pg.createRole("dyn_reader", { password: "dyn-secret-1", grants: ["GRANT SELECT ON orders TO $role"] });
+	fx.store.update(
+		fx.makeBundle(10, [...DEFAULT_GRANTS, { name: "dyn", user: "dora", access: "read-only", credential: { username: "dyn_reader", password: "dyn-secret-1" } }]),
+	);
+	const c = await fx.connect("dora");
+	try {
+		assert.equal((await c.query("select current_user as u")).rows[0].u, "dyn_reader");
+		assert.equal((await c.query("select count(*)::int as n from orders")).rows[0].n, 400);
+		// the role's own privileges apply too: no SELECT on customers
+		await assert.rejects(c.query("select count(*) from customers"), (e: pg.DatabaseError) => e.code === "42501" && /permission denied/.test(e.message));
+	} finally {
+		await c.end();
+	}
+	const s = fx.recorder.sessions.at(-1)!;
+	assert.equal(s.meta.target.upstreamUser, "dyn_reader");
+	assert.ok(!JSON.stringify(s).includes("dyn-secret-1"), "the recording never holds the credential");
+});
+
 test("every error code in the catalogue is documented in README.md", () => {
 	const readme = readFileSync(join(import.meta.dirname, "../../gateway/postgres/README.md"), "utf8");
 	for (const [code, { sqlstate }] of Object.entries(PG_ERROR_CATALOGUE)) {
