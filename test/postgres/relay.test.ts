@@ -34,6 +34,10 @@ test("node-postgres: simple and extended queries through the gateway", async () 
 	}
 	const s = fx.recorder.sessions.at(-1)!;
 	assert.equal(s.meta.grant, "team/alice-rw");
+	assert.equal(s.meta.origin.pullRequest, 42);
+	assert.equal(s.meta.identity.username, "alice");
+	await new Promise((r) => setTimeout(r, 100));
+	assert.equal(s.end?.reason, "client-closed");
 	assert.ok(s.events.some((e) => e.type === "statement" && e.sql.includes("count(*)") && e.rows === 1));
 });
 
