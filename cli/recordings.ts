@@ -74,6 +74,7 @@ counts, verification result) and its timeline.
   --no-verify            skip verification
   --json                 the session document and events as JSON
   --key FILE             trusted public key(s) for verification (see verify --help)
+  --keys-url URL         trust the JWKS a gateway's admin server serves (see verify --help)
 
 ${STORE_HELP}
 `,
@@ -95,6 +96,7 @@ the manifest, and that the manifest is signed by a trusted recording key.
   --key FILE             trust these public keys (a JWK or a JWKS file; repeatable). Default: the
                          keys published in the store under recordings/keys/ — pin keys with --key
                          when the store's writers are not trusted.
+  --keys-url URL         trust the JWKS a gateway serves (https://<admin>/api/v1/recordings/keys)
   --json                 one JSON result per session
 ${FILTER_HELP}
 
@@ -161,6 +163,7 @@ const OPTIONS = {
 	terminal: { type: "boolean" },
 	"no-verify": { type: "boolean" },
 	key: { type: "string", multiple: true },
+	"keys-url": { type: "string" },
 	all: { type: "boolean" },
 	speed: { type: "string" },
 	"max-idle": { type: "string" },
@@ -217,6 +220,19 @@ export function filterFromFlags(values: Values): SessionFilter {
 }
 
 async function trustedKeys(values: Values, store: RecordingStore, io: CliIo): Promise<PublicKeySet> {
+	if (values["keys-url"]) {
+		const url = values["keys-url"];
+		let body: { keys?: JWK[] };
+		try {
+			const r = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+			if (!r.ok) throw new Error(`HTTP ${r.status}`);
+			body = (await r.json()) as { keys?: JWK[] };
+		} catch (e) {
+			throw new RecordingError("STORE_UNAVAILABLE", `cannot fetch recording keys from ${url}: ${(e as Error).message}`);
+		}
+		if (!Array.isArray(body.keys)) throw new UsageError(`--keys-url ${url} did not return a JWKS ({"keys": [...]})`);
+		return publicKeySet(body.keys);
+	}
 	if (values.key && values.key.length > 0) {
 		const jwks: JWK[] = [];
 		for (const file of values.key) {

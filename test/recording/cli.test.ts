@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
+import Fastify from "fastify";
 import { type CliIo, main } from "../../cli/recordings.ts";
+import { registerViewer } from "../../gateway/admin/viewer.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
 import { blockedAndApproved, makeRecorder, meta, sqlEvents, tempDir } from "./fixtures.ts";
 
@@ -117,6 +119,22 @@ test("recordings CLI over a directory store: list filters, show, replay, verify,
 		assert.equal(await main(["verify", "--all", ...dirArgs, "--key", keyFile], r.cli), 1);
 		assert.match(r.out(), /VERIFICATION FAILED \(1 problem\(s\)\).*\n {2}- terminal.cast: modified: SHA-256 is/);
 		assert.match(r.out(), /2 of 3 session\(s\) verified, 1 failed/);
+	});
+
+	await t.test("verify --keys-url: keys from a gateway's admin endpoint", async () => {
+		const app = Fastify();
+		await registerViewer(app, { store, auditorGroup: "auditors", authenticate: () => undefined });
+		const url = await app.listen({ host: "127.0.0.1", port: 0 });
+		try {
+			let r = io();
+			assert.equal(await main(["verify", mSql.sessionId, ...dirArgs, "--keys-url", `${url}/api/v1/recordings/keys`], r.cli), 0);
+			assert.match(r.out(), /verified/);
+			r = io();
+			assert.equal(await main(["verify", mSql.sessionId, ...dirArgs, "--keys-url", `${url}/nope`], r.cli), 3);
+			assert.match(r.err(), /cannot fetch recording keys from .*\/nope: HTTP 404/);
+		} finally {
+			await app.close();
+		}
 	});
 
 	await t.test("export: JSON Lines with session context", async () => {
