@@ -32,6 +32,10 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
 		summary: "run the Kubernetes operator",
 		module: "../operator/main.ts",
 	},
+	kubeconfig: {
+		summary: "write a kubeconfig that sends kubectl through the gateway's Kubernetes listener",
+		module: "../gateway/kube/cli.ts",
+	},
 	approvals: {
 		summary: "list, show, approve or deny just-in-time approval requests",
 		module: "./approvals.ts",
