@@ -63,7 +63,7 @@ export interface Stack {
 	operatorPort: number;
 	gateway: ManagedProcess | undefined;
 	/** Bound ports of the gateway (after startGateway()). */
-	gatewayPorts: { postgres: number; admin: number };
+	gatewayPorts: { postgres: number; kube: number; admin: number };
 	/** CA that signed the gateway's serving certificate (agents pass it as sslrootcert). */
 	gatewayCaFile: string;
 	/** Admin kubectl. */
@@ -238,7 +238,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 		operator,
 		operatorPort,
 		gateway: undefined,
-		gatewayPorts: { postgres: 0, admin: 0 },
+		gatewayPorts: { postgres: 0, kube: 0, admin: 0 },
 		gatewayCaFile: pg.caFile,
 		kubectl,
 		async applyGitSource(interval = "1h") {
@@ -252,12 +252,13 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 		async startGateway() {
 			// The gateway reads the operator's bundle Secret at start: wait until the operator wrote it.
 			await waitFor("bundle Secret", async () => (await kube.request("GET", `/api/v1/namespaces/${SYSTEM_NS}/secrets/${BUNDLE_SECRET}`)).status === 200);
-			const [postgres, admin] = [await freePort(), await freePort()];
+			const [postgres, kubePort, admin] = [await freePort(), await freePort(), await freePort()];
 			const env: Record<string, string> = {
 				...(process.env as Record<string, string>),
 				KUBECONFIG: gatewayKubeconfig,
 				DRAWBRIDGE_BUNDLE_SECRET: `${SYSTEM_NS}/${BUNDLE_SECRET}`,
 				DRAWBRIDGE_POSTGRES_LISTEN: `127.0.0.1:${postgres}`,
+				DRAWBRIDGE_KUBE_LISTEN: `127.0.0.1:${kubePort}`,
 				DRAWBRIDGE_ADMIN_LISTEN: `127.0.0.1:${admin}`,
 				DRAWBRIDGE_TLS_CERT_FILE: join(dir, "tls.crt"),
 				DRAWBRIDGE_TLS_KEY_FILE: join(dir, "tls.key"),
@@ -281,7 +282,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 			}
 			const gateway = new ManagedProcess({ name: "gateway", command: process.execPath, args: [DRAWBRIDGE, "gateway"], cwd: ROOT, env });
 			stack.gateway = gateway;
-			stack.gatewayPorts = { postgres, admin };
+			stack.gatewayPorts = { postgres, kube: kubePort, admin };
 			await waitHttp(gateway, "gateway", `http://127.0.0.1:${admin}/readyz`);
 		},
 		recordingsEnv() {
@@ -302,6 +303,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 		},
 		async stop() {
 			await Promise.allSettled([stack.gateway?.stop(), operator.stop()]);
+			// E2E_LOGS=1 prints the operator and gateway logs even when everything passed (timing work).
+			if (process.env.E2E_LOGS) for (const l of stack.logs()) process.stderr.write(`----- ${l.name} -----\n${l.text}\n`);
 			await Promise.allSettled([kube.stop(), pg.stop(), git.stop(), minio?.destroy(), oidc?.stop()]);
 		},
 	};
