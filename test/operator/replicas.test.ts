@@ -89,4 +89,18 @@ test("two replicas, leader SIGKILLed mid-sync and restarted: same end state, no 
 		const c = await env.pg.connect({ user: g!.status!.credential!.username!, password });
 		await c.end();
 	}
+
+	// Graceful shutdown: SIGTERM makes the leader release the Lease, so the standby takes over well
+	// before the lease (8 s) would have expired, and the process exits 0.
+	const leaderNow = await holder();
+	const leaderProc2 = leaderNow === second ? (second === "op-a" ? a.proc : b.proc) : restarted.proc;
+	const t0 = Date.now();
+	const exited = new Promise<number | null>((r) => leaderProc2.once("exit", (code) => r(code)));
+	leaderProc2.kill("SIGTERM");
+	const takeover = await waitFor("takeover after release", async () => {
+		const h = await holder();
+		return h && h !== leaderNow ? Date.now() : undefined;
+	}, 15_000, 100);
+	assert.ok(takeover - t0 < 5_000, `standby took over ${takeover - t0} ms after SIGTERM`);
+	assert.equal(await exited, 0);
 });
