@@ -1,7 +1,7 @@
 /**
  * PostgreSQL data-path benchmark: ratios, never a timed test. Prints a table.
  *
- *   ./node_modules/.bin/node --import tsx bench/pgbench.ts [--seconds 10] [--runs 3] [--rows 2000000]
+ *   ./node_modules/.bin/node --import tsx bench/pgbench.ts [--seconds 10] [--runs 3] [--rows 2000000] [--turbofan]
  *
  * 1. pgbench -S (select-only) with 8 clients, simple and prepared protocol, against PostgreSQL
  *    directly, through PgBouncer (session pooling) and through the Drawbridge gateway with
@@ -108,7 +108,9 @@ try {
 	const gateway = new ManagedProcess({
 		name: "gateway",
 		command: process.execPath,
-		args: ["--import", "tsx", join(import.meta.dirname, "pg-gateway-child.ts"), cfgFile],
+		// --liftoff-only: V8 otherwise recompiles libpg-query's WASM parser with TurboFan on first use,
+		// a transient ~500 MiB RSS peak for no measurable parse speed-up (see gateway/postgres/README.md).
+		args: [...(process.argv.includes("--turbofan") ? [] : ["--liftoff-only"]), "--import", "tsx", join(import.meta.dirname, "pg-gateway-child.ts"), cfgFile],
 	});
 	const state = () => {
 		try {
