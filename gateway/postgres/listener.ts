@@ -112,9 +112,13 @@ export class PostgresListener {
 	async close(): Promise<void> {
 		this.closing = true;
 		const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+		const cancels: Promise<void>[] = [];
 		for (const s of [...this.sessions]) {
+			cancels.push(this.cancelRunning(s));
 			s.terminate("shutdown", "the Drawbridge gateway is shutting down", { reason: "shutdown" });
 		}
+		// Before the process exits: a backend busy in a statement never reads the Terminate.
+		await Promise.allSettled(cancels);
 		for (const s of this.sockets) s.destroy();
 		for (const c of this.catalogs.values()) c.close();
 		this.catalogs.clear();
@@ -153,6 +157,16 @@ export class PostgresListener {
 		if (!s) return;
 		const target = this.targets.get(s);
 		if (target) void cancelUpstream(target, s.upstreamProcessId, s.upstreamSecretKey);
+	}
+
+	/**
+	 * A session the gateway ends (shutdown, grant end) may have a statement running upstream, which
+	 * would go on after the Terminate: cancel it with the upstream's own cancel key.
+	 */
+	cancelRunning(s: Session): Promise<void> {
+		const target = this.targets.get(s);
+		if (!target || !s.busy) return Promise.resolve();
+		return cancelUpstream(target, s.upstreamProcessId, s.upstreamSecretKey);
 	}
 
 	private readonly targets = new WeakMap<Session, UpstreamTarget>();
@@ -459,6 +473,7 @@ class Handshake {
 				reason === "expired"
 					? `terminating connection: grant ${g.key} expired at ${g.expiresAt}`
 					: `terminating connection: grant ${g.key} was revoked (removed from the configuration)`;
+			void this.l.cancelRunning(session);
 			session.terminate("grant_ended", message, { reason: reason === "expired" ? "grant-expired" : "grant-revoked", message });
 		});
 		// A changed grant (access level, credential, subjects) ends the session: it ran under the old terms.
@@ -468,6 +483,7 @@ class Handshake {
 			const g = next.grantsByKey.get(grant.key);
 			if (!g || terms(g) === original) return;
 			const message = `terminating connection: grant ${grant.key} changed (access, credential or subjects); reconnect to use the new terms`;
+			void this.l.cancelRunning(session);
 			session.terminate("grant_ended", message, { reason: "policy", message });
 		};
 		store.on("change", onChange);

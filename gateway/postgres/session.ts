@@ -244,6 +244,11 @@ export class Session {
 		this.kickServer();
 	}
 
+	/** Requests are outstanding upstream (a statement may be running there). */
+	get busy(): boolean {
+		return this.unitHead < this.units.length;
+	}
+
 	get transactionStatus(): TxStatus {
 		return this.status;
 	}
