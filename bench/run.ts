@@ -40,6 +40,7 @@ const { values: flags } = parseArgs({
 		skip: { type: "string", default: "" },
 		only: { type: "string" },
 		"cpu-prof": { type: "boolean", default: false },
+		"no-liftoff-compare": { type: "boolean", default: false },
 		help: { type: "boolean", short: "h" },
 	},
 });
@@ -147,17 +148,23 @@ async function pgBenches(): Promise<void> {
 			user: "bench",
 		};
 		const profDir = join(RESULTS, "profiles");
-		const startChild = async (profile: boolean): Promise<{ proc: ManagedProcess; state: () => { port: number; maxRssKb: number } | undefined }> => {
-			const stateFile = join(work, `gateway-state-${profile ? "prof" : "main"}.json`);
-			const cfgFile = join(work, `gateway-${profile ? "prof" : "main"}.json`);
-			const workDir = join(work, profile ? "prof" : "main");
+		const startChild = async (kind: "main" | "prof" | "liftoff"): Promise<{ proc: ManagedProcess; state: () => { port: number; maxRssKb: number } | undefined }> => {
+			const profile = kind === "prof";
+			const stateFile = join(work, `gateway-state-${kind}.json`);
+			const cfgFile = join(work, `gateway-${kind}.json`);
+			const workDir = join(work, kind);
 			mkdirSync(workDir, { recursive: true });
 			writeFileSync(cfgFile, JSON.stringify({ ...cfg, stateFile, workDir }));
 			if (profile) mkdirSync(profDir, { recursive: true });
 			const proc = new ManagedProcess({
-				name: profile ? "gateway-profiled" : "gateway",
+				name: `gateway-${kind}`,
 				command: NODE,
-				args: [...(profile ? ["--cpu-prof", "--cpu-prof-dir", profDir] : []), "--import", "tsx", join(import.meta.dirname, "pg-gateway-child.ts"), cfgFile],
+				args: [
+					...(profile ? ["--cpu-prof", "--cpu-prof-dir", profDir] : []),
+					// V8's optimising tier for the libpg-query WASM: see docs/performance.md.
+					...(kind === "liftoff" ? ["--liftoff-only"] : []),
+					"--import",
+					"tsx", join(import.meta.dirname, "pg-gateway-child.ts"), cfgFile],
 			});
 			let last: { port: number; maxRssKb: number } | undefined;
 			const state = () => {
@@ -171,8 +178,10 @@ async function pgBenches(): Promise<void> {
 			await waitFor("gateway child", async () => state() !== undefined, { timeoutMs: 60_000, proc });
 			return { proc, state };
 		};
-		const main = await startChild(false);
+		const main = await startChild("main");
 		stops.push(() => main.proc.stop(30_000));
+		const liftoff = flags["no-liftoff-compare"] ? undefined : await startChild("liftoff");
+		if (liftoff) stops.push(() => liftoff.proc.stop(30_000));
 		const state = main.state;
 		const token = await new SignJWT({}).setProtectedHeader({ alg: "EdDSA", kid: "r1" }).setIssuer(cfg.issuer).setAudience(cfg.audience).setSubject("bench").setIssuedAt().setExpirationTime("6h").sign(privateKey);
 
@@ -180,8 +189,10 @@ async function pgBenches(): Promise<void> {
 			direct: { port: pg.port, db: pg.database, user: pg.superuser, password: pg.password, sslmode: "verify-full" },
 			pgbouncer: { port: bport, db: "bench-db", user: pg.superuser, password: pg.password, sslmode: "require" },
 			gateway: { port: state()!.port, db: "bench-db", user: "bench", password: token, sslmode: "verify-full" },
-		};
-		type Target = (typeof targets)[keyof typeof targets];
+		} as Record<"direct" | "pgbouncer" | "gateway" | "liftoff", { port: number; db: string; user: string; password: string; sslmode: string }>;
+		if (liftoff) targets.liftoff = { ...targets.gateway, port: liftoff.state()!.port };
+		else delete (targets as Partial<typeof targets>).liftoff;
+		type Target = (typeof targets)["direct"];
 		const env = (t: Target) => ({
 			...process.env,
 			PGHOST: "localhost",
@@ -199,15 +210,19 @@ async function pgBenches(): Promise<void> {
 			return Number(m[1]);
 		};
 		const matrix = async (label: string, args: string[], better: Ratio["better"] = "higher", target?: string) => {
-			const tps: Record<string, number[]> = { direct: [], pgbouncer: [], gateway: [] };
+			const tps: Record<string, number[]> = Object.fromEntries(Object.keys(targets).map((k) => [k, []]));
 			// Interleaved so machine noise hits every path alike.
 			for (let r = 0; r < RUNS; r++) for (const [name, t] of Object.entries(targets)) tps[name]!.push(await pgbench(t, args));
 			const m = Object.fromEntries(Object.entries(tps).map(([k, v]) => [k, median(v)])) as Record<string, number>;
 			raw[label] = { runs: tps, median: m };
-			log(`${label}: direct ${m.direct!.toFixed(0)}, pgbouncer ${m.pgbouncer!.toFixed(0)}, gateway ${m.gateway!.toFixed(0)} tps`);
+			log(`${label}: ${Object.entries(m).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ")} tps`);
 			ratios.push({ group: "postgres", name: `${label}: gateway / pgbouncer`, ratio: m.gateway! / m.pgbouncer!, better, detail: `${m.gateway!.toFixed(0)} / ${m.pgbouncer!.toFixed(0)} tps`, ...(target ? { target } : {}) });
 			ratios.push({ group: "postgres", name: `${label}: gateway / direct`, ratio: m.gateway! / m.direct!, better, detail: `${m.gateway!.toFixed(0)} / ${m.direct!.toFixed(0)} tps` });
 			ratios.push({ group: "postgres", name: `${label}: pgbouncer / direct`, ratio: m.pgbouncer! / m.direct!, better, detail: `${m.pgbouncer!.toFixed(0)} / ${m.direct!.toFixed(0)} tps` });
+			if (m.liftoff !== undefined) {
+				ratios.push({ group: "postgres", name: `${label}: gateway --liftoff-only / gateway`, ratio: m.liftoff / m.gateway!, better, detail: `${m.liftoff.toFixed(0)} / ${m.gateway!.toFixed(0)} tps` });
+				ratios.push({ group: "postgres", name: `${label}: gateway --liftoff-only / pgbouncer`, ratio: m.liftoff / m.pgbouncer!, better, detail: `${m.liftoff.toFixed(0)} / ${m.pgbouncer!.toFixed(0)} tps` });
+			}
 		};
 		for (const mode of ["simple", "prepared"]) {
 			for (const c of CLIENTS) {
@@ -215,6 +230,12 @@ async function pgBenches(): Promise<void> {
 			}
 		}
 		await matrix("connect per txn (-C) 8c", ["-C", "-c", "8", "-j", "2"]);
+		if (liftoff) {
+			const g = state()!.maxRssKb;
+			const l = liftoff.state()!.maxRssKb;
+			raw["peak rss after pgbench"] = { gatewayKb: g, liftoffKb: l };
+			ratios.push({ group: "postgres", name: "gateway peak RSS after pgbench: --liftoff-only / default", ratio: l / g, better: "lower", detail: `${(l / 1024).toFixed(0)} / ${(g / 1024).toFixed(0)} MiB` });
+		}
 
 		// Large result with two masked columns, streamed by a client that keeps nothing.
 		const stream = async (t: Target): Promise<number> => {
@@ -267,7 +288,7 @@ async function pgBenches(): Promise<void> {
 		if (flags["cpu-prof"]) {
 			// A separate, profiled gateway process for the hot path only: pgbench simple, prepared, and the large SELECT.
 			log("profiling the gateway's PostgreSQL hot path (--cpu-prof)...");
-			const prof = await startChild(true);
+			const prof = await startChild("prof");
 			const t = { ...targets.gateway, port: prof.state()!.port };
 			await pgbench(t, ["-M", "simple", "-c", "8", "-j", "2"]);
 			await pgbench(t, ["-M", "prepared", "-c", "8", "-j", "2"]);
@@ -339,8 +360,12 @@ const num = (s: string | undefined) => (s === undefined ? Number.NaN : Number(s)
 async function otherBenches(): Promise<void> {
 	if (!SKIP.has("recording")) {
 		await childBench("recording", "recording-pgbench.ts", ["--seconds", String(SECONDS), "--runs", String(RUNS)], (out) => {
-			const m = /\| on \/ off \| ([\d.]+)/.exec(out);
-			return m ? [{ group: "recording", name: "pgbench -S TPS, recording on / off", ratio: num(m[1]), better: "higher", detail: "same gateway, alternating runs", target: ">= 0.95" }] : [];
+			const list: Ratio[] = [];
+			const tps = /\| TPS \(median\) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)/.exec(out) ?? /\| on \/ off \| ()()([\d.]+)/.exec(out);
+			if (tps) list.push({ group: "recording", name: "pgbench -S TPS, recording on / off", ratio: num(tps[3]), better: "higher", detail: tps[1] ? `${tps[2]} / ${tps[1]} tps` : "alternating runs", target: ">= 0.95" });
+			const cpu = /\| gateway CPU µs per transaction \(median\) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)/.exec(out);
+			if (cpu) list.push({ group: "recording", name: "gateway CPU per transaction, recording on / off", ratio: num(cpu[3]), better: "lower", detail: `${cpu[2]} / ${cpu[1]} µs` });
+			return list;
 		});
 	}
 	if (!SKIP.has("ssh")) {
