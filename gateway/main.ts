@@ -23,9 +23,10 @@ import { BundleStore } from "./config/store.ts";
 import { type BundleSource, FileBundleSource, KubeSecretBundleSource } from "./config/sources.ts";
 import { GATEWAY_HELP, type GatewayOptions, OptionsError, parseGatewayOptions } from "./options.ts";
 import { startPostgresListener } from "./postgres/listener.ts";
+import { loadStoreKeys } from "./recording/catalog.ts";
 import { loadRecordingKey } from "./recording/keys.ts";
 import { DiskRecorder } from "./recording/recorder.ts";
-import { DirStore, parseEndpoint, type RecordingStore, S3Store } from "./recording/store.ts";
+import { DirStore, parseEndpoint, parseObjectLock, type RecordingStore, S3Store } from "./recording/store.ts";
 
 export interface RunningGateway {
 	options: GatewayOptions;
@@ -73,6 +74,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 			secretKey: options.recordings.secretKey,
 			bucket: options.recordings.bucket,
 			region: options.recordings.region,
+			objectLock: parseObjectLock(options.recordings.objectLock),
 		});
 		// MinIO may be down at start: the recorder spools and uploads once it is back.
 		await s3.init().catch((err) => log.warn({ err: String(err) }, "recording store not reachable yet; spooling"));
@@ -184,6 +186,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 				registerViewer(app, {
 					store: recordingStore,
 					auditorGroup: options.auditorGroup,
+					// Keys published in the store (older ones too), and this replica's key even while the store is down.
+					publishedJwks: async () => {
+						const published = await loadStoreKeys(recordingStore).then((k) => k.jwks, () => []);
+						return published.some((k) => k.kid === recordingKey.kid) ? published : [...published, recordingKey.publicJwk];
+					},
 					authenticate: async (request) => {
 						try {
 							return await authenticate(request);

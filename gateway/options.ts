@@ -27,7 +27,16 @@ export interface GatewayOptions {
 	allowInsecurePassword: boolean;
 	recordings:
 		| { kind: "dir"; path: string }
-		| { kind: "s3"; endpoint: string; bucket: string; accessKey: string; secretKey: string; region: string };
+		| {
+				kind: "s3";
+				endpoint: string;
+				bucket: string;
+				accessKey: string;
+				secretKey: string;
+				region: string;
+				/** `GOVERNANCE:DAYS` or `COMPLIANCE:DAYS`: WORM retention on a bucket created with object lock. */
+				objectLock?: string;
+		  };
 	spoolDir: string;
 	spoolMaxBytes: number;
 	spoolFullPolicy: "failClosed" | "failOpen";
@@ -72,6 +81,7 @@ Recordings:
   --recordings-dir DIR        store recordings in a local directory (standalone)
   --s3-endpoint URL           or in S3/MinIO (also: --s3-bucket, AWS_ACCESS_KEY_ID,
   --s3-bucket NAME              AWS_SECRET_ACCESS_KEY, AWS_REGION)
+  --s3-object-lock MODE:DAYS  WORM retention (GOVERNANCE or COMPLIANCE) on a new bucket
   --spool-dir DIR             local spool (default /var/spool/drawbridge)
   --spool-max-bytes N         spool cap (default 1073741824)
   --spool-full-policy P       failClosed (default: refuse new sessions) or failOpen
@@ -120,6 +130,7 @@ const FLAGS = {
 	"recordings-dir": { type: "string" },
 	"s3-endpoint": { type: "string" },
 	"s3-bucket": { type: "string" },
+	"s3-object-lock": { type: "string" },
 	"spool-dir": { type: "string" },
 	"spool-max-bytes": { type: "string" },
 	"spool-full-policy": { type: "string" },
@@ -180,7 +191,16 @@ export function parseGatewayOptions(
 		const bucket = get("s3-bucket");
 		if (!accessKey || !secretKey) throw new OptionsError("--s3-endpoint needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
 		if (!bucket) throw new OptionsError("--s3-endpoint needs --s3-bucket");
-		recordings = { kind: "s3", endpoint: s3Endpoint, bucket, accessKey, secretKey, region: env.AWS_REGION ?? "us-east-1" };
+		const objectLock = get("s3-object-lock");
+		recordings = {
+			kind: "s3",
+			endpoint: s3Endpoint,
+			bucket,
+			accessKey,
+			secretKey,
+			region: env.AWS_REGION ?? "us-east-1",
+			...(objectLock ? { objectLock } : {}),
+		};
 	} else if (recordingsDir) {
 		recordings = { kind: "dir", path: recordingsDir };
 	} else {
