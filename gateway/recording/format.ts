@@ -19,7 +19,8 @@ export const MANIFEST_JWS_TYP = "drawbridge-manifest+jws";
 
 /** Characters allowed in a key segment; anything else becomes `_`. */
 export function keySegment(s: string): string {
-	const cleaned = s.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_");
+	// No ".." anywhere: stores refuse such keys, and a session that can never upload is a lost recording.
+	const cleaned = s.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_").replace(/\.{2,}/g, "_");
 	return cleaned.length > 0 ? cleaned.slice(0, 200) : "_";
 }
 
