@@ -52,6 +52,8 @@ export const BLOCKED_SQL = "DRAWBRIDGE_STATEMENT_BLOCKED";
 const HIGH_WATER_BYTES = 1 << 20;
 /** A prepared statement's mask plan is reused this long (as the catalog cache: DDL is seen soon). */
 const PLAN_REUSE_MS = 60_000;
+/** Size of the arenas masked rows are written into. */
+const ARENA_BYTES = 256 * 1024;
 /** Output batch size that triggers an early write. */
 const OUT_BATCH_BYTES = 256 * 1024;
 
@@ -1108,7 +1110,7 @@ export class Session {
 		if (!changes) return raw;
 		let size = raw.length;
 		for (const c of changes) size += (c.value ? c.value.length : 0) - (c.end - c.start - 4);
-		const out = Buffer.allocUnsafe(size);
+		const out = this.arenaAlloc(size);
 		out[0] = ServerCode.DataRow;
 		out.writeInt32BE(size - 1, 1);
 		let o = raw.copy(out, 5, 5, changes[0]!.start);
@@ -1124,6 +1126,25 @@ export class Session {
 			o += raw.copy(out, o, c.end, nextStart);
 		}
 		return out;
+	}
+
+	/**
+	 * Rewritten rows are appended to a write-once arena so consecutive rows are adjacent in memory
+	 * and `send` merges them into one view (no per-row allocation, no copy at flush). An arena is
+	 * never reused: a full one is replaced, the socket keeps what it still has to write.
+	 */
+	private arena: Buffer = Buffer.alloc(0);
+	private arenaOff = 0;
+
+	private arenaAlloc(size: number): Buffer {
+		if (size > ARENA_BYTES / 4) return Buffer.allocUnsafe(size);
+		if (this.arenaOff + size > this.arena.length) {
+			this.arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
+			this.arenaOff = 0;
+		}
+		const b = this.arena.subarray(this.arenaOff, this.arenaOff + size);
+		this.arenaOff += size;
+		return b;
 	}
 
 	private recordDetector: TextDetector | undefined | null = null;
