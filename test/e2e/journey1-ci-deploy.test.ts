@@ -21,7 +21,7 @@ import type pg from "pg";
 import { printLogsOnFailure, seedRows } from "../env/index.ts";
 import { drawbridge, GRANTS_NS, logsOf, psql, ROOT, type Stack, startStack, waitFor } from "./stack.ts";
 
-const WINDOW_S = 90;
+const WINDOW_S = 120;
 const GRANT = "ci-deployer-orders-ro";
 const GRANT_KEY = `${GRANTS_NS}/${GRANT}`;
 const PR = 142;
