@@ -63,7 +63,9 @@ export interface Stack {
 	operatorPort: number;
 	gateway: ManagedProcess | undefined;
 	/** Bound ports of the gateway (after startGateway()). */
-	gatewayPorts: { postgres: number; kube: number; admin: number };
+	gatewayPorts: { postgres: number; kube: number; ssh: number; admin: number };
+	/** `[127.0.0.1]:PORT ssh-ed25519 …` for the gateway's SSH host key (after startGateway()). */
+	gatewayKnownHosts: string;
 	/** CA that signed the gateway's serving certificate (agents pass it as sslrootcert). */
 	gatewayCaFile: string;
 	/** Admin kubectl. */
@@ -238,7 +240,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 		operator,
 		operatorPort,
 		gateway: undefined,
-		gatewayPorts: { postgres: 0, kube: 0, admin: 0 },
+		gatewayPorts: { postgres: 0, kube: 0, ssh: 0, admin: 0 },
+		gatewayKnownHosts: "",
 		gatewayCaFile: pg.caFile,
 		kubectl,
 		async applyGitSource(interval = "1h") {
@@ -252,13 +255,18 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 		async startGateway() {
 			// The gateway reads the operator's bundle Secret at start: wait until the operator wrote it.
 			await waitFor("bundle Secret", async () => (await kube.request("GET", `/api/v1/namespaces/${SYSTEM_NS}/secrets/${BUNDLE_SECRET}`)).status === 200);
-			const [postgres, kubePort, admin] = [await freePort(), await freePort(), await freePort()];
+			const [postgres, kubePort, sshPort, admin] = [await freePort(), await freePort(), await freePort(), await freePort()];
+			const hostKey = join(dir, "ssh_host_ed25519_key");
+			const keygen = await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "drawbridge-gateway", "-f", hostKey]);
+			assert.equal(keygen.code, 0, keygen.stderr);
 			const env: Record<string, string> = {
 				...(process.env as Record<string, string>),
 				KUBECONFIG: gatewayKubeconfig,
 				DRAWBRIDGE_BUNDLE_SECRET: `${SYSTEM_NS}/${BUNDLE_SECRET}`,
 				DRAWBRIDGE_POSTGRES_LISTEN: `127.0.0.1:${postgres}`,
 				DRAWBRIDGE_KUBE_LISTEN: `127.0.0.1:${kubePort}`,
+				DRAWBRIDGE_SSH_LISTEN: `127.0.0.1:${sshPort}`,
+				DRAWBRIDGE_SSH_HOST_KEY_FILE: hostKey,
 				DRAWBRIDGE_ADMIN_LISTEN: `127.0.0.1:${admin}`,
 				DRAWBRIDGE_TLS_CERT_FILE: join(dir, "tls.crt"),
 				DRAWBRIDGE_TLS_KEY_FILE: join(dir, "tls.key"),
@@ -282,7 +290,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 			}
 			const gateway = new ManagedProcess({ name: "gateway", command: process.execPath, args: [DRAWBRIDGE, "gateway"], cwd: ROOT, env });
 			stack.gateway = gateway;
-			stack.gatewayPorts = { postgres, kube: kubePort, admin };
+			stack.gatewayPorts = { postgres, kube: kubePort, ssh: sshPort, admin };
+			const [type, key] = readFileSync(`${hostKey}.pub`, "utf8").trim().split(/\s+/);
+			stack.gatewayKnownHosts = `[127.0.0.1]:${sshPort} ${type} ${key}`;
 			await waitHttp(gateway, "gateway", `http://127.0.0.1:${admin}/readyz`);
 		},
 		recordingsEnv() {
