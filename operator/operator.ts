@@ -67,6 +67,7 @@ export class Operator {
 	private ringReload: NodeJS.Timeout | undefined;
 	private gitSeen = new Map<string, string>();
 	private seen = new Map<string, string>();
+	private lastBundleMs = 0;
 	private grantSeen = new Map<string, { mark: string; phase: string | undefined }>();
 	private stopping = false;
 	port = 0;
@@ -97,7 +98,7 @@ export class Operator {
 				if (!this.sshCas) throw new Error("SSH CA not loaded");
 				return this.sshCas.user;
 			},
-			onCredentialsChanged: () => this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS),
+			onCredentialsChanged: () => this.kickBundle(),
 		});
 		this.gitReconciler = new GitSourceReconciler(common);
 		this.statusReconciler = new StatusReconciler(kube, {
@@ -266,7 +267,12 @@ export class Operator {
 		q.bundle.start(() =>
 			timed("Bundle", async () => {
 				if (!this.ring || !this.maskingKey) throw new Error("keys not loaded yet");
-				return this.bundleWriter.sync();
+				const t0 = performance.now();
+				try {
+					return await this.bundleWriter.sync();
+				} finally {
+					this.lastBundleMs = performance.now() - t0;
+				}
 			})(),
 		);
 		this.enqueueAll();
@@ -288,12 +294,20 @@ export class Operator {
 			const next = await discoverKubeIssuer(this.kube, this.opts.kubeAudiences);
 			if (JSON.stringify(next) !== JSON.stringify(this.kubeIssuer)) {
 				this.kubeIssuer = next;
-				this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
+				this.kickBundle();
 				this.log.info({ issuer: next.issuer, keys: next.jwks?.keys.length }, "service-account issuer discovered");
 			}
 		} catch (e) {
 			this.log.warn({ err: (e as Error).message }, "service-account issuer discovery failed; ServiceAccount subjects cannot connect until it succeeds or --kube-issuer is set");
 		}
+	}
+
+	/**
+	 * Schedules a bundle compile. During a burst (a sync applying many grants) compiles are spaced by at
+	 * least their own duration, so the compiler never takes more than about half the CPU.
+	 */
+	private kickBundle(): void {
+		this.queues?.bundle.addAfter(BUNDLE_KEY, Math.max(BUNDLE_DEBOUNCE_MS, this.lastBundleMs));
 	}
 
 	private enqueueAll(): void {
@@ -305,7 +319,7 @@ export class Operator {
 		for (const c of this.connections.list()) q.status.add(`Connection/${c.metadata.namespace}/${c.metadata.name}`);
 		for (const p of this.masking.list()) q.status.add(`MaskingPolicy/${p.metadata.namespace}/${p.metadata.name}`);
 		for (const p of this.guardrails.list()) q.status.add(`GuardrailPolicy/${p.metadata.namespace}/${p.metadata.name}`);
-		q.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
+		this.kickBundle();
 	}
 
 	/** True when anything but status changed since the last event for `id` (our status writes come back as events). */
@@ -330,13 +344,13 @@ export class Operator {
 		q.status.add(`Connection/${key}`);
 		for (const p of this.masking.list()) if (p.metadata.namespace === ns) q.status.add(`MaskingPolicy/${ns}/${p.metadata.name}`);
 		for (const p of this.guardrails.list()) if (p.metadata.namespace === ns) q.status.add(`GuardrailPolicy/${ns}/${p.metadata.name}`);
-		q.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
+		this.kickBundle();
 	}
 
 	private onPolicy(kind: "MaskingPolicy" | "GuardrailPolicy", key: string, obj: MaskingPolicy | GuardrailPolicy | undefined): void {
 		if (!this.specChanged(`${kind}/${key}`, obj)) return;
 		this.queues?.status.add(`${kind}/${key}`);
-		this.queues?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
+		this.kickBundle();
 	}
 
 	/**
@@ -355,7 +369,7 @@ export class Operator {
 		if (!obj) {
 			this.grantSeen.delete(key);
 			q?.grants.add(key);
-			q?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
+			this.kickBundle();
 			return;
 		}
 		const m = obj.metadata;
@@ -365,7 +379,7 @@ export class Operator {
 		if (prev?.phase !== obj.status?.phase) q?.status.add(`Connection/${m.namespace}/${obj.spec.connection}`);
 		if (prev?.mark === mark) return;
 		q?.grants.add(key);
-		q?.bundle.addAfter(BUNDLE_KEY, BUNDLE_DEBOUNCE_MS);
+		this.kickBundle();
 	}
 
 	/** Only spec changes and sync requests trigger a sync; our own status writes do not (no loop). */
