@@ -23,6 +23,7 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 import { after, before, describe, test } from "node:test";
 import pg from "pg";
 import { CORPUS_GUARDRAILS, CORPUS_MASK_RULES, SQL_BYPASS_CORPUS } from "../../gateway/policy/corpus/sql-bypass.ts";
+import { clientMessages } from "../../gateway/postgres/serializer.ts";
 import { printLogsOnFailure, run, seedRows, startPostgres } from "../env/index.ts";
 import { CONNECTION, type GatewayFixture, startGatewayFixture } from "../faults/fixture.ts";
 import { EXTRA_SQL_CASES, type ExtraCase } from "./sql-extra.ts";
@@ -264,5 +265,87 @@ describe("SQL bypass corpus end to end (psql → gateway → PostgreSQL)", () =>
 		assert.deepEqual(made.rows, []);
 		const ro = await direct.query("SELECT count(*)::int AS n FROM pg_largeobject_metadata");
 		assert.equal(ro.rows[0].n, 0, "a large object was created");
+	});
+});
+
+describe("extended protocol through the tap: parameters, named statements, binary results, suspended portals", () => {
+	async function extendedClient(extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
+		const c = new pg.Client({
+			host: "127.0.0.1",
+			port: tapPort,
+			user: USERS["read-only"],
+			password: await f.token(USERS["read-only"]),
+			database: CONNECTION,
+			ssl: false,
+			...extra,
+		});
+		c.on("error", () => undefined);
+		await c.connect();
+		return c;
+	}
+
+	test("parameterised, named and binary-format queries never return seeded values", async () => {
+		capture = [];
+		const text = await extendedClient();
+		const binary = await extendedClient({ binary: true } as Partial<pg.ClientConfig>);
+		const results: number[] = [];
+		try {
+			for (const c of [text, binary]) {
+				for (let id = 1; id <= 5; id++) {
+					const r = await c.query("SELECT email, card_number, iban, phone FROM customers WHERE id = $1", [id]);
+					results.push(r.rowCount ?? 0);
+				}
+				for (let i = 0; i < 2; i++) {
+					const r = await c.query({ name: "all-customers", text: "SELECT * FROM customers WHERE id > $1", values: [0] });
+					results.push(r.rowCount ?? 0);
+				}
+				results.push((await c.query("SELECT $1::text || email AS e FROM customers", ["x"])).rowCount ?? 0);
+				results.push((await c.query("SELECT row_to_json(c) AS j FROM customers c WHERE id = $1", [3])).rowCount ?? 0);
+				results.push((await c.query("SELECT (SELECT card_number FROM customers WHERE id = $1) AS k", [2])).rowCount ?? 0);
+			}
+		} finally {
+			await text.end();
+			await binary.end();
+		}
+		await new Promise((r) => setImmediate(r));
+		assert.ok(results.every((n) => n > 0), `every query returned rows: ${results.join(",")}`);
+		const found = leaks(Buffer.concat(capture));
+		assert.deepEqual(found.slice(0, 5), [], `seeded values reached the client (${found.length})`);
+	});
+
+	test("a portal executed in slices (Execute with maxRows, PortalSuspended) is masked in every slice", async () => {
+		capture = [];
+		const c = await extendedClient();
+		// Take over the connection's socket after startup: raw extended-protocol messages.
+		const stream = (c as unknown as { connection: { stream: import("node:net").Socket } }).connection.stream;
+		const done = new Promise<void>((resolve) => {
+			const onData = () => {
+				const all = Buffer.concat(capture);
+				// ReadyForQuery after our Sync: 'Z' 0 0 0 5 'I'
+				if (all.includes(Buffer.from([0x5a, 0, 0, 0, 5, 0x49]), all.length - 6)) {
+					stream.off("data", onData);
+					resolve();
+				}
+			};
+			stream.on("data", onData);
+		});
+		capture = [];
+		stream.write(
+			Buffer.concat([
+				clientMessages.parse("sliced", "SELECT id, email, card_number FROM customers ORDER BY id"),
+				clientMessages.bind("p1", "sliced"),
+				clientMessages.execute("p1", 7),
+				clientMessages.execute("p1", 7),
+				clientMessages.execute("p1", 0),
+				clientMessages.sync(),
+			]),
+		);
+		await done;
+		const raw = Buffer.concat(capture);
+		const msgs = parseServerStream(raw);
+		assert.equal(msgs.filter((m) => m.type === "s").length, 2, `PortalSuspended twice: ${msgs.map((m) => m.type).join("")}`);
+		assert.equal(msgs.filter((m) => m.type === "D").length, 200);
+		assert.deepEqual(leaks(raw).slice(0, 5), []);
+		await c.end().catch(() => undefined);
 	});
 });
