@@ -12,11 +12,21 @@ import {
 	planMasks,
 	SessionSqlState,
 } from "../policy/index.ts";
-import type { GuardrailVerdict, MaskContext, MaskPlan, ResultField, SqlAnalysis, SqlGuardrailInput } from "../policy/types.ts";
+import type {
+	GuardrailVerdict,
+	MaskContext,
+	MaskPlan,
+	ResultField,
+	SqlAnalysis,
+	SqlGuardrailInput,
+	SqlStatementInfo,
+} from "../policy/types.ts";
 
 export interface SqlSessionState {
 	resolve(analysis: SqlAnalysis): SqlAnalysis;
 	record(analysis: SqlAnalysis): void;
+	/** Candidate bodies of a SQL-level PREPARE (PostgreSQL lets protocol-level Bind use those names too). */
+	preparedStatement?(name: string): readonly SqlStatementInfo[];
 }
 
 /** Masks one wire value (null in, null out); must return a valid value of the type, or null. */

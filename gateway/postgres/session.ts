@@ -327,7 +327,7 @@ export class Session {
 			case "bind": {
 				const portal: PortalRef = {
 					name: m.portal,
-					stmt: this.statements.get(m.statement),
+					stmt: this.statements.get(m.statement) ?? this.sqlPrepared(m.statement),
 					params: m.params.map((p) => (p ? Buffer.from(p) : null)),
 					paramFormats: m.paramFormats,
 					resultFormats: m.resultFormats,
@@ -417,6 +417,27 @@ export class Session {
 				this.fail(new PgGatewayError("protocol_violation", `unexpected ${m.type} message during a session`));
 				return undefined;
 		}
+	}
+
+	/**
+	 * A Bind may name a statement created by SQL `PREPARE` (same namespace in PostgreSQL). It was
+	 * classified and decided at PREPARE; here it only gives masking and the recording its text.
+	 */
+	private sqlPrepared(name: string): StmtRef | undefined {
+		const bodies = name === "" ? [] : (this.sql.preparedStatement?.(name) ?? []);
+		const first = bodies[0];
+		if (!first) return undefined;
+		return {
+			name,
+			sql: bodies.map((b) => b.text).join("; "),
+			// several candidate bodies: masking takes the union of their outputs
+			analysis: { ok: true, statements: [...bodies] },
+			info: first,
+			decision: "allow",
+			rule: undefined,
+			approvalId: undefined,
+			copyDetector: undefined,
+		};
 	}
 
 	private guard(analysis: SqlAnalysis): GuardrailVerdict {
@@ -841,7 +862,7 @@ export class Session {
 					}
 					const fields = decodeRowDescription(f);
 					const raw = Buffer.from(f.raw);
-					return this.planFor(stmt?.info, fields).then((plan) => {
+					return this.planFor(stmt?.analysis, fields).then((plan) => {
 						portal.plan = plan;
 						// SQL-level EXECUTE/FETCH resolve per session state: never cache those.
 						if (stmt?.info && !stmt.info.uses) stmt.planCache = { key, plan, at: Date.now() };
@@ -1036,7 +1057,10 @@ export class Session {
 	}
 
 	/** Plan masks for a result set from its RowDescription and the statement's parse tree. */
-	private async planFor(statement: SqlStatementInfo | undefined, fields: FieldDescription[]): Promise<ActivePlan | null> {
+	private async planFor(
+		statement: SqlStatementInfo | SqlAnalysis | undefined,
+		fields: FieldDescription[],
+	): Promise<ActivePlan | null> {
 		if (!this.o.live().maskingActive) return null;
 		const resultFields: ResultField[] = fields.map((f) => ({
 			name: f.name,
@@ -1046,9 +1070,12 @@ export class Session {
 			format: f.format,
 		}));
 		// Unknown statement (a portal we never saw parsed): an unparseable analysis makes the policy mask by origin and fail closed.
-		const analysis: SqlAnalysis = statement
-			? { ok: true, statements: [statement] }
-			: { ok: false, error: "statement unknown to the gateway" };
+		const analysis: SqlAnalysis =
+			statement === undefined
+				? { ok: false, error: "statement unknown to the gateway" }
+				: "ok" in statement
+					? statement
+					: { ok: true, statements: [statement] };
 		const plan: MaskPlan = await this.o.policy.planMasks(analysis, resultFields, this.maskContext());
 		if (plan.block) throw new PgGatewayError("statement_blocked", plan.block.message, { detail: `Drawbridge rule: ${plan.block.rule}` });
 		const maskers: (ValueMasker | undefined)[] = new Array(fields.length).fill(undefined);

@@ -105,6 +105,23 @@ test("errors that would print a masked value are scrubbed", async () => {
 	});
 });
 
+test("a SQL-level PREPARE executed through a protocol-level Bind is masked and recorded with its text", async () => {
+	const { RawClient } = await import("./raw-client.ts");
+	const { clientMessages } = await import("../../gateway/postgres/serializer.ts");
+	const { CONNECTION } = await import("./fixture.ts");
+	const r = await RawClient.login(fx.port, fx.caPem, CONNECTION, await fx.token("alice"));
+	r.send(clientMessages.query("prepare sqlprep as select id, upper(email) as e from customers where id = 1"));
+	await r.until("readyForQuery");
+	r.send(clientMessages.bind("", "sqlprep"), clientMessages.execute(""), clientMessages.sync());
+	const ms = await r.until("readyForQuery");
+	const row = ms.find((m) => m.type === "dataRow") as { values: (Buffer | null)[] } | undefined;
+	assert.ok(row, JSON.stringify(ms.map((m) => m.type)));
+	assert.equal(row.values[0]?.toString(), "1");
+	assert.notEqual(row.values[1]?.toString(), c1.email.toUpperCase());
+	assert.ok(fx.recorder.statements().some((e) => e.sql.includes("upper(email)") && e.rows === 1));
+	r.end();
+});
+
 test("recordings hold masked SQL and parameters", async () => {
 	await c.query("select id from customers where email = $1", [c1.email]);
 	await c.query(`select id from customers where email = '${c1.email}'`);
