@@ -10,7 +10,8 @@
  * What test/approvals/psql-e2e.test.ts does not cover and this does: approvers and rules coming from
  * git through the operator's bundle, the OIDC issuer configured on the operator, the gateway as a
  * process with its own ServiceAccount, the bot authenticating with a projected service-account
- * token, `kubectl get approvalrequests` and the stored decision naming the approver's issuer.
+ * token, two gateway replicas (the bot's session on one, the approvals API used on the other),
+ * `kubectl get approvalrequests` and the stored decision naming the approver's issuer.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -60,8 +61,11 @@ before(async () => {
 		const r = await stack.kube.request<{ status?: { phase?: string } }>("GET", `/apis/access.drawbridge.dev/v1alpha1/namespaces/${GRANTS_NS}/accessgrants/${GRANT}`);
 		return r.status === 200 && r.body.status?.phase === "Active";
 	});
-	await stack.startGateway();
-	admin = `http://127.0.0.1:${stack.gatewayPorts.admin}`;
+	await stack.startGateway("gateway-0");
+	// A second replica: the bot's session is on gateway-0, the approvers talk to gateway-1. The
+	// ApprovalRequest in the apiserver is all they share.
+	const replicaB = await stack.startGateway("gateway-1");
+	admin = `http://127.0.0.1:${replicaB.ports.admin}`;
 	botToken = await stack.kube.serviceAccountToken("support", "support-bot", { audiences: ["drawbridge-gateway"], expirationSeconds: 3600 });
 });
 after(async () => {

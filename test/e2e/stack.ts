@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import {
@@ -72,7 +72,11 @@ export interface Stack {
 	kubectl(args: string[], input?: string): Promise<string>;
 	/** Applies the GitSource for the grants repository (as an admin does once, by hand). */
 	applyGitSource(interval?: string): Promise<void>;
-	startGateway(): Promise<void>;
+	/**
+	 * Starts a gateway replica (`gateway-0` first; the first one is `stack.gateway`). Replicas share
+	 * the TLS and SSH host keys and the recordings store, each has its own spool, like a Deployment.
+	 */
+	startGateway(instance?: string): Promise<{ process: ManagedProcess; ports: { postgres: number; kube: number; ssh: number; admin: number } }>;
 	/** Environment for the recordings CLI against MinIO. */
 	recordingsEnv(): Record<string, string>;
 	logs(): { name: string; text: string }[];
@@ -230,6 +234,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 		}).catch(() => undefined);
 	});
 
+	const replicas: ManagedProcess[] = [];
 	const stack: Stack = {
 		kube,
 		pg,
@@ -252,13 +257,15 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 					.replace(/interval: .*/, `interval: ${interval}`),
 			);
 		},
-		async startGateway() {
+		async startGateway(instance = "gateway-0") {
 			// The gateway reads the operator's bundle Secret at start: wait until the operator wrote it.
 			await waitFor("bundle Secret", async () => (await kube.request("GET", `/api/v1/namespaces/${SYSTEM_NS}/secrets/${BUNDLE_SECRET}`)).status === 200);
 			const [postgres, kubePort, sshPort, admin] = [await freePort(), await freePort(), await freePort(), await freePort()];
 			const hostKey = join(dir, "ssh_host_ed25519_key");
-			const keygen = await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "drawbridge-gateway", "-f", hostKey]);
-			assert.equal(keygen.code, 0, keygen.stderr);
+			if (!existsSync(hostKey)) {
+				const keygen = await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "drawbridge-gateway", "-f", hostKey]);
+				assert.equal(keygen.code, 0, keygen.stderr);
+			}
 			const env: Record<string, string> = {
 				...(process.env as Record<string, string>),
 				KUBECONFIG: gatewayKubeconfig,
@@ -270,11 +277,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 				DRAWBRIDGE_ADMIN_LISTEN: `127.0.0.1:${admin}`,
 				DRAWBRIDGE_TLS_CERT_FILE: join(dir, "tls.crt"),
 				DRAWBRIDGE_TLS_KEY_FILE: join(dir, "tls.key"),
-				DRAWBRIDGE_SPOOL_DIR: join(dir, "spool"),
+				DRAWBRIDGE_SPOOL_DIR: join(dir, `spool-${instance}`),
 				DRAWBRIDGE_APPROVALS: "kubernetes",
 				DRAWBRIDGE_NAMESPACE: SYSTEM_NS,
 				DRAWBRIDGE_PUBLIC_URL: `http://127.0.0.1:${admin}`,
-				DRAWBRIDGE_INSTANCE: "gateway-0",
+				DRAWBRIDGE_INSTANCE: instance,
 				DRAWBRIDGE_LOG_LEVEL: "info",
 			};
 			if (minio) {
@@ -288,12 +295,17 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 			} else {
 				env.DRAWBRIDGE_RECORDINGS_DIR = join(dir, "recordings");
 			}
-			const gateway = new ManagedProcess({ name: "gateway", command: process.execPath, args: [DRAWBRIDGE, "gateway"], cwd: ROOT, env });
-			stack.gateway = gateway;
-			stack.gatewayPorts = { postgres, kube: kubePort, ssh: sshPort, admin };
-			const [type, key] = readFileSync(`${hostKey}.pub`, "utf8").trim().split(/\s+/);
-			stack.gatewayKnownHosts = `[127.0.0.1]:${sshPort} ${type} ${key}`;
-			await waitHttp(gateway, "gateway", `http://127.0.0.1:${admin}/readyz`);
+			const gateway = new ManagedProcess({ name: instance, command: process.execPath, args: [DRAWBRIDGE, "gateway"], cwd: ROOT, env });
+			replicas.push(gateway);
+			const ports = { postgres, kube: kubePort, ssh: sshPort, admin };
+			if (!stack.gateway) {
+				stack.gateway = gateway;
+				stack.gatewayPorts = ports;
+				const [type, key] = readFileSync(`${hostKey}.pub`, "utf8").trim().split(/\s+/);
+				stack.gatewayKnownHosts = `[127.0.0.1]:${sshPort} ${type} ${key}`;
+			}
+			await waitHttp(gateway, instance, `http://127.0.0.1:${admin}/readyz`);
+			return { process: gateway, ports };
 		},
 		recordingsEnv() {
 			assert.ok(minio, "startStack({ minio: true })");
@@ -308,11 +320,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 		logs() {
 			return [
 				{ name: "operator", text: operator.logs.text() },
-				{ name: "gateway", text: stack.gateway?.logs.text() ?? "(not started)" },
+				...(replicas.length ? replicas.map((r) => ({ name: r.opts.name, text: r.logs.text() })) : [{ name: "gateway", text: "(not started)" }]),
 			];
 		},
 		async stop() {
-			await Promise.allSettled([stack.gateway?.stop(), operator.stop()]);
+			await Promise.allSettled([...replicas.map((r) => r.stop()), operator.stop()]);
 			// E2E_LOGS=1 prints the operator and gateway logs even when everything passed (timing work).
 			if (process.env.E2E_LOGS) for (const l of stack.logs()) process.stderr.write(`----- ${l.name} -----\n${l.text}\n`);
 			await Promise.allSettled([kube.stop(), pg.stop(), git.stop(), minio?.destroy(), oidc?.stop()]);
@@ -354,6 +366,6 @@ export function logsOf(stack: Stack | undefined): [string, { logs(): string }][]
 		["git", stack.git],
 		...(stack.minio ? ([["minio", stack.minio]] as [string, { logs(): string }][]) : []),
 		["operator", { logs: () => stack.operator.logs.text() }],
-		["gateway", { logs: () => stack.gateway?.logs.text() ?? "(not started)" }],
+		["gateways", { logs: () => stack.logs().filter((l) => l.name !== "operator").map((l) => `[${l.name}]\n${l.text}`).join("\n") }],
 	];
 }
