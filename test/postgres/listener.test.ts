@@ -6,13 +6,14 @@ import { after, before, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import pg from "pg";
 import { PG_ERROR_CATALOGUE } from "../../gateway/postgres/errors.ts";
+import { startPostgresListener } from "../../gateway/postgres/listener.ts";
 import { clientMessages } from "../../gateway/postgres/serializer.ts";
 import { decodeServerMessage, ServerParser } from "../../gateway/postgres/server-parser.ts";
 import { CONNECTION, DEFAULT_GRANTS, type Fixture, startFixture } from "./fixture.ts";
 
 let fx: Fixture;
 before(async () => {
-	fx = await startFixture({ idleTimeoutMs: 600, allowInsecure: true });
+	fx = await startFixture({ allowInsecure: true });
 });
 after(async () => {
 	await fx?.stop();
@@ -55,12 +56,20 @@ test("a protocol 3.2 StartupMessage is answered with NegotiateProtocolVersion 3.
 });
 
 test("idle timeout ends a quiet session with FATAL 57P05", async () => {
-	const c = await fx.connect("alice");
+	const idle = startPostgresListener({ store: fx.store, recorder: fx.recorder, allowInsecure: true, idleTimeoutMs: 600 });
+	const { port } = await idle.listen(0);
+	const c = new pg.Client({ ...fx.clientConfig("alice", await fx.token("alice")), port, ssl: false });
 	const err = new Promise<pg.DatabaseError>((resolve) => c.on("error", (e) => resolve(e as pg.DatabaseError)));
-	assert.equal((await c.query("select 1 as x")).rows[0].x, 1);
-	const e = await err;
-	assert.equal(e.code, "57P05");
-	assert.match(e.message, /idle timeout/);
+	await c.connect();
+	try {
+		assert.equal((await c.query("select 1 as x")).rows[0].x, 1);
+		const e = await err;
+		assert.equal(e.code, "57P05");
+		assert.match(e.message, /idle timeout/);
+	} finally {
+		await c.end().catch(() => undefined);
+		await idle.close();
+	}
 });
 
 test("allowInsecure lets a local-dev client send its token without TLS", async () => {

@@ -187,9 +187,9 @@ test("grant end: revocation terminates the session with FATAL 57P01 naming the g
 });
 
 test("grant expiry terminates the session", async () => {
-	fx.store.update(fx.makeBundle(3, [{ name: "short", user: "alice", access: "read-write", expiresInMs: 1500 }]));
+	fx.store.update(fx.makeBundle(3, [{ name: "short", user: "alice", access: "read-write", expiresInMs: 4000 }]));
 	const c = await login();
-	const ms = await c.rest(5000);
+	const ms = await c.rest(10_000);
 	assert.match(err(ms)?.fields.M ?? "", /team\/short expired at/);
 	assert.equal(err(ms)?.fields.C, "57P01");
 });
