@@ -149,7 +149,8 @@ test("psql disconnecting while held cancels the request", async () => {
 	const held = await pendingFor(/delete from orders where id = 13/);
 	child.kill("SIGKILL");
 	let phase = "Pending";
-	for (let i = 0; i < 100 && phase === "Pending"; i++) {
+	// Up to 30 s: on a loaded 2-core machine the cancel reaches replica B through its watch late.
+	for (let i = 0; i < 300 && phase === "Pending"; i++) {
 		await sleep(100);
 		phase = (await replicaB.get(held.id))?.phase ?? "missing";
 	}
