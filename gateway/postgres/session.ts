@@ -220,15 +220,12 @@ export class Session {
 			if (this.serverBusy && this.sparser.bufferedBytes > HIGH_WATER_BYTES) this.up.pause();
 			this.kickServer();
 		});
-		this.up.on("close", () => {
-			// Frames already received (e.g. the server's own FATAL) may wait behind an async mask plan:
-			// relay them first (serverIdle), then close.
-			if (this.serverBusy) this.upstreamGone = true;
-			else this.upstreamClosed();
-		});
+		// Frames already received (e.g. the server's own FATAL) may wait behind an async mask plan or
+		// in a paused socket: relay them first (serverIdle), then close with a FATAL of our own if none came.
+		this.up.on("close", () => this.onUpstreamGone());
 		this.up.on("error", (e: Error) => {
 			this.o.log.warn({ session: this.id, err: e.message }, "upstream connection error");
-			this.close({ reason: "upstream-closed", message: e.message });
+			this.onUpstreamGone();
 		});
 		if (this.o.upstream.leftover.length > 0) this.sparser.push(this.o.upstream.leftover);
 		if (this.o.idleTimeoutMs > 0) {
@@ -749,7 +746,13 @@ export class Session {
 		this.serverBusy = false;
 		if (this.closed) return;
 		if (this.upstreamGone) {
-			this.upstreamClosed();
+			let got = false;
+			for (let c = this.up.read() as Buffer | null; c !== null; c = this.up.read() as Buffer | null) {
+				this.sparser.push(c);
+				got = true;
+			}
+			if (got) this.kickServer();
+			else this.upstreamClosed();
 			return;
 		}
 		if (this.client.writableNeedDrain) {
@@ -1297,6 +1300,12 @@ export class Session {
 		}
 	}
 
+	private onUpstreamGone(): void {
+		if (this.closed || this.upstreamGone) return;
+		this.upstreamGone = true;
+		if (!this.serverBusy) this.serverIdle();
+	}
+
 	/** The server went away without a FATAL of its own (killed, network): tell the client why. */
 	private upstreamClosed(): void {
 		if (this.closed) return;
@@ -1313,6 +1322,9 @@ export class Session {
 		this.abort.abort();
 		this.recordInterrupted(end);
 		if (!this.up.destroyed) this.up.end(clientMessages.terminate());
+		// What is batched for the client (e.g. the server's own FATAL relayed just before) goes out
+		// before the end: a write after end() would be dropped.
+		this.flushOut();
 		this.client.end();
 		setTimeout(() => {
 			this.up.destroy();

@@ -4,8 +4,9 @@
  * arrived in the same chunk as that query's RowDescription. The RowDescription waits for an async
  * mask plan; the upstream socket closed meanwhile and the session closed at once, dropping the
  * FATAL: the client saw only "Connection terminated unexpectedly". Now frames already received are
- * relayed before closing, and an upstream that vanishes without a FATAL of its own (SIGKILLed
- * backend) gets a FATAL 08006 from the gateway instead of a bare disconnect.
+ * relayed before closing (also after a socket error), and an upstream that vanishes without a FATAL
+ * of its own (SIGKILLed backend, or a reset that lost it) gets a FATAL 08006 from the gateway instead
+ * of a bare disconnect.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -42,7 +43,8 @@ test("issue fatal-lost-behind-mask-plan: a masked session busy in a query gets P
 	const { c, result } = await busySession("restart");
 	await f.pg.restart();
 	const r = await result;
-	assert.equal(r.code, "57P01", JSON.stringify(r));
+	// 57P01 relayed from PostgreSQL; 08006 from the gateway if the server's socket reset lost it.
+	assert.ok(["57P01", "08006"].includes(r.code), JSON.stringify(r));
 	await c.end().catch(() => undefined);
 });
 

@@ -53,11 +53,13 @@ describe("upstream PostgreSQL restarted mid-session", () => {
 			return r.rows[0]!.n === 1;
 		});
 		await f.pg.restart();
+		// PostgreSQL's own FATAL 57P01 is relayed; when the reset of its socket loses that message on
+		// the way, the gateway says 08006 (connection failure) itself. Never a bare disconnect.
 		const busyResult = await slow;
-		assert.equal(busyResult.code, "57P01", JSON.stringify(busyResult));
-		assert.match(busyResult.message, /terminating connection/);
+		assert.ok(["57P01", "08006"].includes(busyResult.code ?? ""), JSON.stringify(busyResult));
+		assert.match(busyResult.message, /terminating connection|upstream PostgreSQL server closed the connection/);
 		await waitFor("idle client told", () => idleErrors.length > 0);
-		assert.equal(idleErrors[0]!.code, "57P01", JSON.stringify(idleErrors));
+		assert.ok(["57P01", "08006"].includes(idleErrors[0]!.code ?? ""), JSON.stringify(idleErrors));
 		await waitFor("sessions closed", () => f.gateway.sessionCount === 0);
 		await idle.end().catch(() => undefined);
 		await busy.end().catch(() => undefined);
