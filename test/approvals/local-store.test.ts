@@ -25,7 +25,8 @@ async function pair(t: { after: (fn: () => Promise<void>) => void }) {
 	t.after(async () => {
 		await a.close();
 		await b.close();
-		await rm(dir, { recursive: true, force: true });
+		// A write racing the close (e.g. the expiry sweep) can refill the folder: retry like rm -rf would.
+		await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 	});
 	return { a, b, dir, events };
 }
@@ -133,7 +134,8 @@ test("sweep: marks overdue requests Expired once, deletes decided ones past rete
 	t.after(async () => {
 		await a.close();
 		await b.close();
-		await rm(dir, { recursive: true, force: true });
+		// A write racing the close (e.g. the expiry sweep) can refill the folder: retry like rm -rf would.
+		await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 	});
 	const overdue = await a.request(input({ timeoutSeconds: 60 }));
 	const decided = await a.request(input({ timeoutSeconds: 600 }));
