@@ -1205,6 +1205,12 @@ export class Session {
 		if (!dataClass) return f.raw;
 		const out: ErrorFields = { ...fields };
 		if (out.M !== undefined) out.M = this.scrubText(out.M, true);
+		// RAISE in a function can print any column (a hash- or null-masked one no detector knows):
+		// its text is the function's, not PostgreSQL's, so none of it is shown.
+		if (fields.R === "exec_stmt_raise") {
+			out.M = "message raised by a function, hidden by the Drawbridge masking policy";
+			delete out.H;
+		}
 		for (const k of ["D", "W", "q", "p"]) delete out[k];
 		if (fields.D !== undefined) out.D = "detail hidden by Drawbridge masking policy";
 		return f.code === ServerCode.ErrorResponse ? serverMessages.error(out) : serverMessages.notice(out);
