@@ -176,3 +176,34 @@ test("journey 4 on this session: the recording shows the held DELETE, Sam's appr
 	const verify = await drawbridge(["recordings", "verify", "--all", "--connection", "tickets-prod"], env);
 	assert.equal(verify.code, 0, `${verify.stdout}\n${verify.stderr}`);
 });
+
+test("revoking in git: a PR removing the bot's grant cuts its live session with a FATAL, the grant and its role are gone, new connections refused", { timeout: 240_000 }, async () => {
+	assert.ok(botToken);
+	const roleOf = await stack.kube.request<{ status?: { credential?: { username?: string } } }>("GET", `/apis/access.drawbridge.dev/v1alpha1/namespaces/${GRANTS_NS}/accessgrants/${GRANT}`);
+	const role = roleOf.body.status?.credential?.username;
+	assert.ok(role, "the grant has a dynamic role");
+	const live = asBot(["-c", "SELECT pg_sleep(300)"]);
+	await waitFor("the bot's statement running upstream", async () => {
+		const r = await stack.pg.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%pg_sleep(300)%'", [role], { database: "tickets" });
+		return r.rows[0]!.n === 1;
+	}, 60_000, 250);
+	await stack.git.mergePullRequest("grants", {
+		number: 311,
+		branch: "remove-support-bot",
+		org: "platform",
+		title: "Remove the support bot's write access",
+		files: { "grants/bots/support-bot-tickets.yaml": null },
+	});
+	const r = await live;
+	assert.notEqual(r.code, 0);
+	// Cut at once with a FATAL 57P01. Which side words it is a race today: the operator terminates the
+	// role's backends (PostgreSQL: "terminating connection due to administrator command") right after
+	// asking for a new bundle, so the gateway's own FATAL ("grant … was revoked") wins only when the
+	// bundle reaches it first. (At expiry the gateway's own timer always wins: journey 1.)
+	assert.match(r.stderr, /FATAL:\s+57P01: terminating connection (due to administrator command|: grant platform\/support-bot-tickets-rw was revoked)/, r.stderr);
+	await waitFor("grant pruned", async () => (await stack.kube.request("GET", `/apis/access.drawbridge.dev/v1alpha1/namespaces/${GRANTS_NS}/accessgrants/${GRANT}`)).status === 404, 60_000);
+	await waitFor("role dropped", async () => (await stack.pg.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [role])).rows.length === 0, 60_000);
+	const again = await asBot(["-c", "SELECT 1"]);
+	assert.notEqual(again.code, 0, "a new connection is refused");
+	assert.match(again.stderr, /FATAL:\s+access denied for serviceaccount:support\/support-bot .*on connection "tickets-prod": no grant matches/, again.stderr);
+});
