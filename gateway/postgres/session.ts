@@ -1227,9 +1227,10 @@ export class Session {
 	private scrubNotification(f: ServerFrame): Buffer {
 		if (!this.o.live().maskingActive) return f.raw;
 		const m = decodeServerMessage(f);
-		if (m.type !== "notificationResponse") return f.raw;
-		const payload = this.recordText(m.payload);
-		return payload === m.payload ? f.raw : serverMessages.notification(m.processId, m.channel, payload);
+		if (m.type !== "notificationResponse" || m.payload === "") return f.raw;
+		// Any session's function can pg_notify() any column (a hash- or null-masked one no detector
+		// knows), and the sender cannot be told apart: while masking is active payloads are withheld.
+		return serverMessages.notification(m.processId, m.channel, "payload hidden by the Drawbridge masking policy");
 	}
 
 	// ---------------------------------------------------------------------------------------------
