@@ -18,7 +18,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type pg from "pg";
-import { printLogsOnFailure, seedRows } from "../env/index.ts";
+import { printLogsOnFailure, run, seedRows } from "../env/index.ts";
 import { drawbridge, GRANTS_NS, logsOf, psql, ROOT, type Stack, startStack, waitFor } from "./stack.ts";
 
 const WINDOW_S = 120;
@@ -70,7 +70,7 @@ async function grant(): Promise<Grant | undefined> {
 
 const asDeployer = (args: string[]) => psql(stack, { dbname: "orders-prod", user: "ci-deployer", password: token, args });
 
-test("journey 1.1-1.2: the merged PR becomes an Active grant; kubectl shows it; status names the merge commit and PR", { timeout: 180_000 }, async () => {
+test("journey 1.1-1.2: the PR passes drawbridge validate; merged, it becomes an Active grant; kubectl shows it; status names the merge commit and PR", { timeout: 180_000 }, async () => {
 	// Merged two hours minus WINDOW_S ago (git dates have second precision).
 	const merged = new Date(Math.floor((Date.now() - 2 * 3600_000 + WINDOW_S * 1000) / 1000) * 1000);
 	expiresAt = merged.getTime() + 2 * 3600_000;
@@ -83,6 +83,12 @@ test("journey 1.1-1.2: the merged PR becomes an Active grant; kubectl shows it; 
 		date: merged.toISOString().replace(/\.\d{3}Z$/, "Z"),
 		files: { "grants/ci/deployer-orders-ro.yaml": example("grants/ci/deployer-orders-ro.yaml") },
 	}));
+	// The pull request check: `drawbridge validate` on the PR branch, as examples/.github/workflows runs it.
+	const checkout = join(stack.dir, "pr-142");
+	const clone = await run("git", ["clone", "-q", "--branch", "ci-deployer-orders-ro", stack.git.authedRepoUrl("grants"), checkout]);
+	assert.equal(clone.code, 0, clone.stderr);
+	const check = await drawbridge(["validate", checkout]);
+	assert.equal(check.code, 0, `${check.stdout}${check.stderr}`);
 	// The push webhook triggers the sync; no poll interval is involved (the GitSource polls hourly).
 	const g = await waitFor("grant Active with its dynamic role", async () => {
 		const x = await grant();
