@@ -11,8 +11,10 @@ import {
 	evaluateSqlGuardrails,
 	planMasks,
 	SessionSqlState,
+	withBaseTables,
 } from "../policy/index.ts";
 import type {
+	Catalog,
 	GuardrailVerdict,
 	MaskContext,
 	MaskPlan,
@@ -37,6 +39,8 @@ export type TextDetector = (text: string) => string | undefined;
 export interface SqlPolicyApi {
 	analyze(sql: string): SqlAnalysis;
 	evaluate(input: SqlGuardrailInput): GuardrailVerdict;
+	/** Add the base tables behind views (recursively), so table rules cannot be bypassed through a view. */
+	expandTables(analysis: SqlAnalysis, catalog: Catalog): Promise<SqlAnalysis>;
 	newSessionState(): SqlSessionState;
 	/** Mask plan for one result set of `analysis` (one statement). */
 	planMasks(analysis: SqlAnalysis, fields: ResultField[], ctx: MaskContext): Promise<MaskPlan>;
@@ -51,6 +55,7 @@ export async function defaultSqlPolicy(): Promise<SqlPolicyApi> {
 	return {
 		analyze: analyzeSql,
 		evaluate: evaluateSqlGuardrails,
+		expandTables: withBaseTables,
 		newSessionState: () => new SessionSqlState(),
 		planMasks: (analysis, fields, ctx) => planMasks(analysis, fields, ctx),
 		checkMaskedWrites,

@@ -446,9 +446,34 @@ export class Session {
 		});
 	}
 
+	/**
+	 * GuardrailRules naming tables must also catch a statement that reaches them through a view
+	 * (`DELETE FROM customer_contacts` when the rule names `customers`): the guard then decides on
+	 * the statement's tables expanded to base tables through the catalog. Only when some rule names
+	 * tables; a catalog failure blocks (fail closed).
+	 */
+	private guardAsync(analysis: SqlAnalysis): Promise<GuardrailVerdict> | undefined {
+		if (!analysis.ok || !analysis.statements.some((s) => s.tables.length > 0)) return undefined;
+		if (!this.o.live().policies.guardrailRules.some((r) => (r.sql?.tables?.length ?? 0) > 0)) return undefined;
+		return this.o.policy.expandTables(analysis, this.o.catalog).then(
+			(expanded) => this.guard(expanded),
+			(e: unknown): GuardrailVerdict => ({
+				action: "block",
+				rule: "catalog",
+				sqlstate: "42501",
+				message: `could not resolve the tables behind this statement for the guardrail rules (${(e as Error)?.message ?? String(e)})`,
+			}),
+		);
+	}
+
 	private onQuery(sql: string, raw: Buffer): Promise<void> | undefined {
 		const analysis = this.sql.resolve(this.o.policy.analyze(sql));
-		const verdict = this.guard(analysis);
+		const pending = this.guardAsync(analysis);
+		if (pending) return pending.then((verdict) => (this.closed ? undefined : this.onQueryGuarded(sql, raw, analysis, verdict)));
+		return this.onQueryGuarded(sql, raw, analysis, this.guard(analysis));
+	}
+
+	private onQueryGuarded(sql: string, raw: Buffer, analysis: SqlAnalysis, verdict: GuardrailVerdict): Promise<void> | undefined {
 		if (verdict.action === "block") {
 			this.blockSimple(sql, analysis, verdict);
 			return undefined;
@@ -561,7 +586,12 @@ export class Session {
 
 	private onParse(m: Extract<ClientMessage, { type: "parse" }>): Promise<void> | undefined {
 		const analysis = this.sql.resolve(this.o.policy.analyze(m.sql));
-		const verdict = this.guard(analysis);
+		const pending = this.guardAsync(analysis);
+		if (pending) return pending.then((verdict) => (this.closed ? undefined : this.onParseGuarded(m, analysis, verdict)));
+		return this.onParseGuarded(m, analysis, this.guard(analysis));
+	}
+
+	private onParseGuarded(m: Extract<ClientMessage, { type: "parse" }>, analysis: SqlAnalysis, verdict: GuardrailVerdict): Promise<void> | undefined {
 		if (verdict.action !== "block") {
 			const pre = this.maskPrecheck(analysis);
 			if (pre) {
