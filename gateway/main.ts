@@ -62,8 +62,6 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 			onError: (err) => log.warn({ err: String(err) }, "config bundle watch error; keeping the current one"),
 		});
 	}
-	await source.start();
-
 	let recordingStore: RecordingStore;
 	if (options.recordings.kind === "dir") {
 		recordingStore = new DirStore(options.recordings.path);
@@ -115,11 +113,45 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 		onError: (message) => log.warn({}, `approvals: ${message}`),
 	});
 
+	let shuttingDown = false;
+	const authenticate = async (request: Parameters<ReturnType<typeof verifierAuthenticator>>[0]) =>
+		verifierAuthenticator(store.current.verifier)(request);
+	const admin = await buildAdminServer({
+		store,
+		registry,
+		readinessChecks: [() => (shuttingDown ? "shutting down" : undefined)],
+		plugins: [
+			(app) => registerApprovalRoutes(app, { service: approvals.service, authenticate }),
+			(app) =>
+				registerViewer(app, {
+					store: recordingStore,
+					auditorGroup: options.auditorGroup,
+					// Keys published in the store (older ones too), and this replica's key even while the store is down.
+					publishedJwks: async () => {
+						const published = await loadStoreKeys(recordingStore).then((k) => k.jwks, () => []);
+						return published.some((k) => k.kid === recordingKey.kid) ? published : [...published, recordingKey.publicJwk];
+					},
+					authenticate: async (request) => {
+						try {
+							return await authenticate(request);
+						} catch {
+							return undefined;
+						}
+					},
+				}),
+		],
+	});
+	// Admin first: /healthz answers and /readyz says why not while the first bundle is awaited.
+	await admin.listen({ host: options.adminListen.host, port: options.adminListen.port });
+	const adminAddress = admin.server.address();
+	const adminPort = typeof adminAddress === "object" && adminAddress ? adminAddress.port : options.adminListen.port;
+	await source.start();
+
 	const tls =
 		options.tlsCertFile && options.tlsKeyFile
 			? { certPem: readFileSync(options.tlsCertFile, "utf8"), keyPem: readFileSync(options.tlsKeyFile, "utf8") }
 			: undefined;
-	const addresses: RunningGateway["addresses"] = { admin: 0 };
+	const addresses: RunningGateway["addresses"] = { admin: adminPort };
 	const closers: (() => Promise<void>)[] = [];
 
 	const postgres = options.postgresListen
@@ -173,37 +205,6 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 		closers.push(() => kube.close());
 	}
 
-	let shuttingDown = false;
-	const authenticate = async (request: Parameters<ReturnType<typeof verifierAuthenticator>>[0]) =>
-		verifierAuthenticator(store.current.verifier)(request);
-	const admin = await buildAdminServer({
-		store,
-		registry,
-		readinessChecks: [() => (shuttingDown ? "shutting down" : undefined)],
-		plugins: [
-			(app) => registerApprovalRoutes(app, { service: approvals.service, authenticate }),
-			(app) =>
-				registerViewer(app, {
-					store: recordingStore,
-					auditorGroup: options.auditorGroup,
-					// Keys published in the store (older ones too), and this replica's key even while the store is down.
-					publishedJwks: async () => {
-						const published = await loadStoreKeys(recordingStore).then((k) => k.jwks, () => []);
-						return published.some((k) => k.kid === recordingKey.kid) ? published : [...published, recordingKey.publicJwk];
-					},
-					authenticate: async (request) => {
-						try {
-							return await authenticate(request);
-						} catch {
-							return undefined;
-						}
-					},
-				}),
-		],
-	});
-	await admin.listen({ host: options.adminListen.host, port: options.adminListen.port });
-	const adminAddress = admin.server.address();
-	addresses.admin = typeof adminAddress === "object" && adminAddress ? adminAddress.port : options.adminListen.port;
 	log.info({ addresses, bundleVersion: store.current.version }, "gateway ready");
 
 	return {

@@ -13,7 +13,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { BundleStore } from "./store.ts";
 
 export interface BundleSource {
-	/** Resolves after the first successful load (or rejects when the first read fails). */
+	/** Resolves after the first successful load (the file source rejects when its first read fails; the Secret source waits). */
 	start(): Promise<void>;
 	stop(): Promise<void>;
 }
@@ -73,6 +73,8 @@ export interface KubeSecretSourceOptions {
 	key?: string;
 	/** API access (a @kubernetes/client-node KubeConfig); default: `loadFromDefault()` (in-cluster, KUBECONFIG, ~/.kube/config). */
 	kubeConfig?: KubeConfig;
+	/** How often the first read is retried while the Secret is missing or unreadable, ms (default 2000). */
+	retryIntervalMs?: number;
 	onError?: (err: unknown) => void;
 }
 
@@ -103,7 +105,19 @@ export class KubeSecretBundleSource implements BundleSource {
 			if (!encoded) return;
 			this.store.update(JSON.parse(Buffer.from(encoded, "base64").toString("utf8")));
 		};
-		apply(await core.readNamespacedSecret({ namespace: this.options.namespace, name: this.options.name }));
+		// The operator may not have written the Secret yet (fresh install): wait for it rather than
+		// exit, so the gateway is alive-but-not-ready instead of crash-looping.
+		for (;;) {
+			try {
+				apply(await core.readNamespacedSecret({ namespace: this.options.namespace, name: this.options.name }));
+				if (this.store.loaded) break;
+				this.options.onError?.(new Error(`Secret ${this.options.namespace}/${this.options.name} has no ${key} yet; waiting`));
+			} catch (err) {
+				this.options.onError?.(err);
+			}
+			if (this.#stopped) return;
+			await new Promise((r) => setTimeout(r, this.options.retryIntervalMs ?? 2000));
+		}
 		const watch = new k8s.Watch(kc);
 		const run = async () => {
 			if (this.#stopped) return;
