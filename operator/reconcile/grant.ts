@@ -42,6 +42,15 @@ export interface GrantReconcilerDeps {
 	onCredentialsChanged(): void;
 }
 
+/**
+ * A grant revoked before its end (file deleted from git, resource deleted): the bundle without it is
+ * written first, and gateways get this long to end its sessions themselves — with a message naming
+ * the revoked grant — before the role is dropped and PostgreSQL terminates whatever is left. At the
+ * grant's natural end no wait is needed: gateways end sessions on their own timer, `VALID UNTIL`
+ * refuses new logins.
+ */
+export const REVOCATION_GRACE_MS = 3000;
+
 export function pgRoleSecretName(role: string): string {
 	return `drawbridge-pgrole-${role.replaceAll("_", "-")}`;
 }
@@ -290,7 +299,7 @@ export class GrantReconciler {
 	}
 
 	/** Drops every dynamic role of the grant (looked up by label, so a changed Connection is covered) and deletes its Secrets. */
-	private async revokeRoles(ns: string, name: string): Promise<void> {
+	private async revokeRoles(ns: string, name: string, graceMs = 0): Promise<void> {
 		const { items } = await this.d.kube.list<Secret>(SECRETS, this.d.opts.namespace, {
 			labelSelector: `${LABELS.grant}=${labelValue(ns, name)},${LABELS.credential}=postgres-role`,
 		});
@@ -303,6 +312,7 @@ export class GrantReconciler {
 			if (s.metadata.annotations?.["access.drawbridge.dev/role-ready"] === "true") {
 				await this.d.kube.mergePatch(SECRETS, this.d.opts.namespace, s.metadata.name, { metadata: { annotations: { "access.drawbridge.dev/role-ready": "false" } } });
 				this.d.onCredentialsChanged();
+				if (graceMs > 0) await new Promise((r) => setTimeout(r, graceMs));
 			}
 			if (role && connection) {
 				const res = await this.withAdmin(connection, (c) => dropRole(c, role));
@@ -317,9 +327,10 @@ export class GrantReconciler {
 		}
 	}
 
-	private async revokeAll(ns: string, name: string, _grant: AccessGrant | undefined): Promise<void> {
+	private async revokeAll(ns: string, name: string, grant: AccessGrant | undefined): Promise<void> {
 		await this.revokeToken(ns, name);
-		await this.revokeRoles(ns, name);
+		// Revoked early (being deleted) rather than ended: let gateways say so first.
+		await this.revokeRoles(ns, name, grant?.metadata.deletionTimestamp ? REVOCATION_GRACE_MS : 0);
 	}
 }
 
