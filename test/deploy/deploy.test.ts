@@ -58,6 +58,7 @@ test("the dev and production overlays pass a server-side dry run", async () => {
 
 test("workloads meet the restricted Pod Security Standard and the gateway runs at least 2 replicas", async () => {
 	const rendered = await kubectl(["kustomize", join(ROOT, "deploy/overlays/production")]);
+	// biome-ignore lint/suspicious/noExplicitAny: rendered manifests are walked structurally and asserted field by field
 	const docs = parseAllDocuments(rendered).map((d) => d.toJSON() as Record<string, any>);
 	const deployments = docs.filter((d) => d.kind === "Deployment");
 	assert.deepEqual(deployments.map((d) => d.metadata.name).sort(), ["drawbridge-gateway", "drawbridge-operator"]);
