@@ -15,7 +15,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Server as NetServer, Socket } from "node:net";
 import { StringDecoder } from "node:string_decoder";
 import ssh2 from "ssh2";
 import type {
@@ -79,6 +79,10 @@ export interface SshListenerOptions {
 	upstreamCiphers?: string[];
 	/** Allowed clock skew for certificate validity, seconds (default 0). */
 	certClockToleranceSec?: number;
+	/** TCP accept → authenticated, ms; a client silent or stalling longer is cut (default 30000). */
+	authTimeoutMs?: number;
+	/** Concurrent client connections at most; more are refused at accept (default 1000). */
+	maxConnections?: number;
 }
 
 export interface SshListenerEvents {
@@ -129,6 +133,8 @@ function splitUser(user: string): { login: string; connection?: string } {
 export class SshListener extends EventEmitter<SshListenerEvents> {
 	readonly #opts: SshListenerOptions;
 	readonly #server: InstanceType<typeof Server>;
+	/** Raw sockets whose client authenticated (the handshake deadline no longer applies). */
+	readonly #authenticated = new WeakSet<Socket>();
 	readonly #cas: SshPublicKey[];
 	readonly #evaluate: typeof evaluateSshCommand;
 	readonly #clients = new Set<Connection>();
@@ -145,6 +151,17 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		this.#hostPublic = { type: key.type, blob: key.getPublicSSH() };
 		this.#server = new Server({ hostKeys: [opts.hostKeyPem], ident: "Drawbridge" }, (client) => this.#onClient(client));
 		this.#server.on("error", (e: Error) => this.#reportError(e));
+		this.#server.maxConnections = opts.maxConnections ?? 1000;
+		// ssh2 has no handshake deadline and emits a client only after its identification line, so a
+		// silent or stalling TCP client would hold its socket forever: the deadline sits on the raw socket.
+		const raw = (this.#server as unknown as { _srv: NetServer })._srv;
+		raw.on("connection", (sock: Socket) => {
+			const timer = setTimeout(() => {
+				if (!this.#authenticated.has(sock)) sock.destroy();
+			}, opts.authTimeoutMs ?? 30_000);
+			timer.unref();
+			sock.once("close", () => clearTimeout(timer));
+		});
 	}
 
 	/** `type base64` of the gateway host key: publish it for `known_hosts` / `@cert-authority` pinning. */
@@ -224,6 +241,8 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				});
 		});
 		client.on("ready", () => {
+			const raw = (client as unknown as { _sock?: Socket })._sock;
+			if (raw) this.#authenticated.add(raw);
 			if (!state) {
 				client.end();
 				return;
