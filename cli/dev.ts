@@ -16,6 +16,7 @@
  *   saw that commit (so an old clone still shows live grants); recorded in <state>/first-seen.json.
  */
 import { spawnSync } from "node:child_process";
+import { type AddressInfo, createServer } from "node:net";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -59,6 +60,8 @@ export interface DevOptions {
 	/** Print progress lines (to stderr). */
 	progress: (line: string) => void;
 	logLevel: GatewayOptions["logLevel"];
+	/** Bind the gateway's listeners to free ports chosen at start (tests; see `ports`). */
+	anyPorts?: boolean;
 	/** Recordings into MinIO/S3 instead of <state>/recordings. */
 	s3?: { endpoint: string; bucket: string; accessKey: string; secretKey: string };
 }
@@ -79,6 +82,7 @@ Options:
   --admin-port N           admin server: approvals API, viewer, metrics (default 18080)
   --ssh-port N             gateway SSH listener, 0 = off (default 12222)
   --kube-port N            gateway Kubernetes API listener, 0 = off (default 16443)
+  --any-ports              bind the gateway's listeners to free ports (printed at start)
   --s3-endpoint URL        store recordings in MinIO/S3 (with AWS_ACCESS_KEY_ID and
   --s3-bucket NAME           AWS_SECRET_ACCESS_KEY; default bucket drawbridge-recordings)
   --poll-interval-ms N     how often HEAD is checked for new commits (default 1000)
@@ -104,6 +108,8 @@ export class DevEnvironment {
 	bundle: ConfigBundle | undefined;
 	lastCommit: string | undefined;
 	problems: string[] = [];
+	/** The gateway's bound ports once started (differ from the options with `anyPorts`). */
+	ports = { postgres: 0, ssh: 0, kube: 0, admin: 0 };
 	#timer: NodeJS.Timeout | undefined;
 	#version = 0;
 	#lastContentHash = "";
@@ -138,12 +144,23 @@ export class DevEnvironment {
 		await this.sync();
 		if (!this.bundle) throw new Error("no bundle could be compiled from the repository");
 		progress("starting the gateway");
+		// With anyPorts, listeners bind port 0; the admin port (it appears in approval hints before the
+		// admin server listens) is asked from the kernel right now, not seconds earlier.
+		const any = this.options.anyPorts === true;
+		const want = {
+			postgres: any ? 0 : this.options.postgresPort,
+			ssh: this.options.sshPort === 0 ? 0 : any ? 0 : this.options.sshPort,
+			kube: this.options.kubePort === 0 ? 0 : any ? 0 : this.options.kubePort,
+			admin: any ? await portNow() : this.options.adminPort,
+		};
+		const sshOn = this.options.sshPort !== 0;
+		const kubeOn = this.options.kubePort !== 0;
 		this.gateway = await startGateway({
 			bundle: { kind: "file", path: this.bundleFile },
-			postgresListen: { host: "127.0.0.1", port: this.options.postgresPort },
-			...(this.options.sshPort ? { sshListen: { host: "127.0.0.1", port: this.options.sshPort }, sshHostKeyFile: ensureHostKey(stateDir) } : {}),
-			...(this.options.kubePort ? { kubeListen: { host: "127.0.0.1", port: this.options.kubePort } } : {}),
-			adminListen: { host: "127.0.0.1", port: this.options.adminPort },
+			postgresListen: { host: "127.0.0.1", port: want.postgres },
+			...(sshOn ? { sshListen: { host: "127.0.0.1", port: want.ssh }, sshHostKeyFile: ensureHostKey(stateDir) } : {}),
+			...(kubeOn ? { kubeListen: { host: "127.0.0.1", port: want.kube } } : {}),
+			adminListen: { host: "127.0.0.1", port: want.admin },
 			tlsCertFile: this.tls.certFile,
 			tlsKeyFile: this.tls.keyFile,
 			allowInsecurePassword: false,
@@ -154,12 +171,14 @@ export class DevEnvironment {
 			spoolMaxBytes: 256 * 1024 * 1024,
 			spoolFullPolicy: "failClosed",
 			approvals: { kind: "local", dir: join(stateDir, "approvals") },
-			publicUrl: `http://127.0.0.1:${this.options.adminPort}`,
+			publicUrl: `http://127.0.0.1:${want.admin}`,
 			auditorGroup: "auditors",
 			shutdownGraceMs: 2000,
 			instance: "dev",
 			logLevel: this.options.logLevel,
 		});
+		const a = this.gateway.addresses;
+		this.ports = { postgres: a.postgres ?? 0, ssh: a.ssh ?? 0, kube: a.kube ?? 0, admin: a.admin };
 		this.#timer = setInterval(() => void this.sync().catch((err) => progress(`sync failed: ${String(err)}`)), this.options.pollIntervalMs);
 		this.#timer.unref();
 	}
@@ -404,6 +423,18 @@ export async function mintUserToken(ring: KeyRing, user: string, groups: string[
 		.sign(createPrivateKey(signer.privateKeyPem));
 }
 
+/** A port the kernel says is free now. */
+function portNow(): Promise<number> {
+	return new Promise((resolvePort, reject) => {
+		const srv = createServer();
+		srv.once("error", reject);
+		srv.listen(0, "127.0.0.1", () => {
+			const { port } = srv.address() as AddressInfo;
+			srv.close(() => resolvePort(port));
+		});
+	});
+}
+
 /** The gateway's SSH host key, made once with ssh-keygen and kept in the state directory. */
 function ensureHostKey(stateDir: string): string {
 	const file = join(stateDir, "ssh_host_ed25519_key");
@@ -466,6 +497,7 @@ export function parseDevOptions(argv: string[]): DevOptions | "help" {
 			"admin-port": { type: "string" },
 			"ssh-port": { type: "string" },
 			"kube-port": { type: "string" },
+			"any-ports": { type: "boolean" },
 			"s3-endpoint": { type: "string" },
 			"s3-bucket": { type: "string" },
 			"poll-interval-ms": { type: "string" },
@@ -489,6 +521,7 @@ export function parseDevOptions(argv: string[]): DevOptions | "help" {
 		adminPort: int(values["admin-port"], 18080, "admin-port"),
 		sshPort: int(values["ssh-port"], 12222, "ssh-port"),
 		kubePort: int(values["kube-port"], 16443, "kube-port"),
+		anyPorts: values["any-ports"] === true,
 		pollIntervalMs: int(values["poll-interval-ms"], 1000, "poll-interval-ms"),
 		progress: (line) => process.stderr.write(`[drawbridge dev] ${line}\n`),
 		logLevel: (values["log-level"] as GatewayOptions["logLevel"] | undefined) ?? "warn",
@@ -547,6 +580,7 @@ async function tokenCommand(argv: string[]): Promise<number> {
 
 export function connectionHints(env: DevEnvironment): string[] {
 	const o = env.options;
+	const port = env.ports.postgres;
 	const ca = env.tls?.caFile ?? "";
 	const lines: string[] = [];
 	for (const g of env.bundle?.grants ?? []) {
@@ -554,7 +588,7 @@ export function connectionHints(env: DevEnvironment): string[] {
 		if (conn?.type !== "postgres") continue;
 		if (Date.parse(g.expiresAt) <= Date.now() || Date.parse(g.notBefore) > Date.now()) continue;
 		lines.push(
-			`  psql "host=127.0.0.1 port=${o.postgresPort} dbname=${conn.name} user=agent sslmode=verify-full sslrootcert=${ca} password=$(npm run -s drawbridge -- dev token --state ${o.stateDir} --grant ${g.key})"`,
+			`  psql "host=127.0.0.1 port=${port} dbname=${conn.name} user=agent sslmode=verify-full sslrootcert=${ca} password=$(npm run -s drawbridge -- dev token --state ${o.stateDir} --grant ${g.key})"`,
 		);
 	}
 	return lines;
@@ -572,7 +606,7 @@ export async function main(argv: string[]): Promise<number> {
 	process.stdout.write(
 		[
 			`Drawbridge dev is running (bundle version ${env.bundle?.version}, commit ${env.lastCommit?.slice(0, 12)}).`,
-			`  gateway: PostgreSQL 127.0.0.1:${options.postgresPort}${options.sshPort ? `, SSH 127.0.0.1:${options.sshPort}` : ""}${options.kubePort ? `, Kubernetes https://127.0.0.1:${options.kubePort}` : ""}   admin: http://127.0.0.1:${options.adminPort}`,
+			`  gateway: PostgreSQL 127.0.0.1:${env.ports.postgres}${env.ports.ssh ? `, SSH 127.0.0.1:${env.ports.ssh}` : ""}${env.ports.kube ? `, Kubernetes https://127.0.0.1:${env.ports.kube}` : ""}   admin: http://127.0.0.1:${env.ports.admin}`,
 			`  recordings: ${env.recordingsDir}`,
 			"Connect as an agent:",
 			...connectionHints(env),

@@ -47,7 +47,7 @@ export interface QuickstartResult {
 function clientFor(env: DevEnvironment, database: string, token: string): pg.Client {
 	return new pg.Client({
 		host: "127.0.0.1",
-		port: env.options.postgresPort,
+		port: env.ports.postgres,
 		database,
 		user: "agent",
 		password: token,
@@ -57,7 +57,7 @@ function clientFor(env: DevEnvironment, database: string, token: string): pg.Cli
 }
 
 async function approve(env: DevEnvironment, id: string, token: string): Promise<{ status: number; body: Record<string, unknown> }> {
-	const res = await fetch(`http://127.0.0.1:${env.options.adminPort}/api/v1/approvals/${id}/approve`, {
+	const res = await fetch(`http://127.0.0.1:${env.ports.admin}/api/v1/approvals/${id}/approve`, {
 		method: "POST",
 		headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
 		body: JSON.stringify({ comment: "quickstart demo approver" }),
@@ -187,8 +187,8 @@ export async function main(argv: string[]): Promise<number> {
 	out(`  recordings:  npm run -s drawbridge -- recordings list --dir ${env.recordingsDir}`);
 	out(`               npm run -s drawbridge -- recordings show --dir ${env.recordingsDir} <session-id>`);
 	out(`               npm run -s drawbridge -- recordings replay --dir ${env.recordingsDir} <session-id>`);
-	out(`  approvals:   http://127.0.0.1:${options.adminPort}/approvals`);
-	out(`  metrics:     http://127.0.0.1:${options.adminPort}/metrics`);
+	out(`  approvals:   http://127.0.0.1:${env.ports.admin}/approvals`);
+	out(`  metrics:     http://127.0.0.1:${env.ports.admin}/metrics`);
 	out("  connect yourself:");
 	for (const line of connectionHints(env)) out(line);
 	out(`  grants:      edit and commit files under examples/; dev mode applies them within a second`);

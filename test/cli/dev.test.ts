@@ -70,11 +70,12 @@ before(async () => {
 	env = new DevEnvironment({
 		repo: join(repo, "grants"),
 		stateDir: state,
-		postgresPort: await freePort(),
+		postgresPort: 15432,
 		upstreamPort: await freePort(),
-		adminPort: await freePort(),
-		sshPort: await freePort(),
-		kubePort: await freePort(),
+		adminPort: 18080,
+		sshPort: 12222,
+		kubePort: 16443,
+		anyPorts: true,
 		pollIntervalMs: 200,
 		progress: (l) => progress.push(l),
 		logLevel: "warn",
@@ -93,7 +94,7 @@ printLogsOnFailure(() => [["minio", minio]]);
 function connect(token: string): pg.Client {
 	const c = new pg.Client({
 		host: "127.0.0.1",
-		port: env.options.postgresPort,
+		port: env.ports.postgres,
 		database: "orders-prod",
 		user: "ci-deployer",
 		password: token,
@@ -148,12 +149,12 @@ test("merging a grant makes it usable within seconds, with the pull request reco
 
 test("dev mode runs every data path: the SSH listener presents the state's host key, the Kubernetes listener refuses an anonymous request", { timeout: 60_000 }, async () => {
 	// Asynchronously: the gateway runs in this process and must keep answering while ssh-keyscan waits.
-	const { stdout: scan } = await execFileAsync("ssh-keyscan", ["-T", "30", "-t", "ed25519", "-p", String(env.options.sshPort), "127.0.0.1"], { encoding: "utf8", timeout: 45_000 });
+	const { stdout: scan } = await execFileAsync("ssh-keyscan", ["-T", "30", "-t", "ed25519", "-p", String(env.ports.ssh), "127.0.0.1"], { encoding: "utf8", timeout: 45_000 });
 	const pub = readFileSync(join(env.options.stateDir, "ssh_host_ed25519_key.pub"), "utf8").split(" ").slice(0, 2).join(" ");
 	assert.ok(scan.includes(pub), `ssh-keyscan saw:\n${scan}\nexpected ${pub}`);
 	const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
 		const req = httpsRequest(
-			{ host: "127.0.0.1", port: env.options.kubePort, path: "/api/v1/namespaces", ca: readFileSync(env.tls!.caFile), servername: "localhost" },
+			{ host: "127.0.0.1", port: env.ports.kube, path: "/api/v1/namespaces", ca: readFileSync(env.tls!.caFile), servername: "localhost" },
 			(r) => {
 				let body = "";
 				r.on("data", (d: Buffer) => (body += d));
