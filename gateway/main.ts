@@ -205,7 +205,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 		closers.push(() => kube.close());
 	}
 
-	log.info({ addresses, bundleVersion: store.current.version }, "gateway ready");
+	// wasmTier: "liftoff" when node runs with --liftoff-only (bin/drawbridge.mjs re-execs with it).
+	const wasmTier = process.execArgv.includes("--liftoff-only") ? "liftoff" : "default";
+	log.info({ addresses, bundleVersion: store.current.version, node: process.version, wasmTier }, "gateway ready");
 
 	return {
 		options,

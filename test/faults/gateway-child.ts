@@ -44,7 +44,7 @@ export async function startGatewayChild(pg: PostgresHandle): Promise<GatewayChil
 	const proc = new ManagedProcess({
 		name: "gateway",
 		command: process.execPath,
-		args: ["--import", "tsx", join(import.meta.dirname, "../../bench/pg-gateway-child.ts"), cfgFile],
+		args: ["--liftoff-only", "--import", "tsx", join(import.meta.dirname, "../../bench/pg-gateway-child.ts"), cfgFile],
 		cleanupDir: work,
 	});
 	type State = { port: number; memory: { rss: number; heapUsed: number; external: number; arrayBuffers: number } };

@@ -120,6 +120,8 @@ test("the gateway process serves, counts and logs JSON; a new bundle file is pic
 		const line = gatewayLog.split("\n").find((l) => l.includes("gateway ready"));
 		assert.ok(line, gatewayLog);
 		assert.equal(JSON.parse(line).component, "gateway");
+		// The launcher re-execs `drawbridge gateway` under --liftoff-only, same PID (docs/performance.md).
+		assert.equal(JSON.parse(line).wasmTier, "liftoff");
 		// A newer bundle on disk is applied without a restart.
 		writeFileSync(join(dir, "bundle.json"), JSON.stringify(bundle(2, 3_600_000)));
 		const deadline = Date.now() + 15_000;
