@@ -11,6 +11,7 @@ import {
 	evaluateSqlGuardrails,
 	planMasks,
 	SessionSqlState,
+	statementCacheKey,
 	withBaseTables,
 } from "../policy/index.ts";
 import type {
@@ -38,6 +39,8 @@ export type TextDetector = (text: string) => string | undefined;
 
 export interface SqlPolicyApi {
 	analyze(sql: string): SqlAnalysis;
+	/** Identity of a statement for caches keyed by meaning (statements sharing a literal-free template share it). */
+	statementKey(info: SqlStatementInfo): string;
 	evaluate(input: SqlGuardrailInput): GuardrailVerdict;
 	/** Add the base tables behind views (recursively), so table rules cannot be bypassed through a view. */
 	expandTables(analysis: SqlAnalysis, catalog: Catalog): Promise<SqlAnalysis>;
@@ -54,6 +57,7 @@ export interface SqlPolicyApi {
 export async function defaultSqlPolicy(): Promise<SqlPolicyApi> {
 	return {
 		analyze: analyzeSql,
+		statementKey: statementCacheKey,
 		evaluate: evaluateSqlGuardrails,
 		expandTables: withBaseTables,
 		newSessionState: () => new SessionSqlState(),

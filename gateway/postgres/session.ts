@@ -52,6 +52,8 @@ export const BLOCKED_SQL = "DRAWBRIDGE_STATEMENT_BLOCKED";
 const HIGH_WATER_BYTES = 1 << 20;
 /** A prepared statement's mask plan is reused this long (as the catalog cache: DDL is seen soon). */
 const PLAN_REUSE_MS = 60_000;
+/** Simple-query mask plans a session keeps for reuse (cleared when full). */
+const SIMPLE_PLANS_MAX = 256;
 /** Size of the arenas masked rows are written into. */
 const ARENA_BYTES = 256 * 1024;
 /** Output batch size that triggers an early write. */
@@ -281,6 +283,7 @@ export class Session {
 	}
 
 	private clientIdle(): void {
+		this.flushUp();
 		if (this.up.writableCorked) this.up.uncork();
 		this.clientBusy = false;
 		if (this.closed) return;
@@ -302,12 +305,33 @@ export class Session {
 			const m = this.cparser.next();
 			if (!m) return undefined;
 			const wait = this.onClientMessage(m);
-			if (wait) return wait.then(() => this.drainClient());
+			if (wait) {
+				this.flushUp();
+				return wait.then(() => this.drainClient());
+			}
 		}
 	}
 
+	/**
+	 * Client messages forwarded unchanged are views into the received chunk: adjacent ones are merged
+	 * and go upstream as one write (Bind+Execute+Sync of a prepared transaction: one TLS record), at
+	 * the end of the drain or before any wait (a held statement must not hold back what preceded it).
+	 */
 	private toUpstream(b: Buffer): void {
-		this.up.write(b);
+		const last = this.upOut[this.upOut.length - 1];
+		if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
+			this.upOut[this.upOut.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+		} else this.upOut.push(b);
+		this.upOutBytes += b.length;
+		if (this.upOutBytes >= OUT_BATCH_BYTES) this.flushUp();
+	}
+
+	private flushUp(): void {
+		if (this.upOut.length === 0) return;
+		const batch = this.upOut.length === 1 ? this.upOut[0]! : Buffer.concat(this.upOut, this.upOutBytes);
+		this.upOut = [];
+		this.upOutBytes = 0;
+		if (!this.up.destroyed && !this.up.writableEnded) this.up.write(batch);
 	}
 
 	private push(u: Unit): void {
@@ -869,9 +893,25 @@ export class Session {
 					return undefined;
 				}
 				if (u?.k === "simple") {
+					// The same statement (or template: `... WHERE aid = 42` and `... = 43`) with the same
+					// columns reuses its plan synchronously while the policy is unchanged, as prepared
+					// statements do below. Statements resolved through session state (EXECUTE, FETCH) never.
+					const s = u.statements[u.idx];
+					const live = this.o.live();
+					const key = s && !s.uses ? `${this.o.policy.statementKey(s)}\u0000${f.raw.toString("latin1", 5)}` : undefined;
+					const hit = key === undefined ? undefined : this.simplePlans.get(key);
+					if (hit && hit.live === live && Date.now() - hit.at < PLAN_REUSE_MS) {
+						u.plan = hit.plan;
+						this.send(f.raw);
+						return undefined;
+					}
 					const raw = Buffer.from(f.raw);
-					return this.planFor(u.statements[u.idx], decodeRowDescription(f)).then((plan) => {
+					return this.planFor(s, decodeRowDescription(f)).then((plan) => {
 						u.plan = plan;
+						if (key !== undefined) {
+							if (this.simplePlans.size >= SIMPLE_PLANS_MAX) this.simplePlans.clear();
+							this.simplePlans.set(key, { live, plan, at: Date.now() });
+						}
 						this.send(raw);
 					});
 				}
@@ -1129,6 +1169,9 @@ export class Session {
 	}
 
 	private readonly maskers = new WeakMap<MaskStrategy, ValueMasker>();
+	private upOut: Buffer[] = [];
+	private upOutBytes = 0;
+	private readonly simplePlans = new Map<string, { live: LivePolicy; plan: ActivePlan | null; at: number }>();
 
 	private masker(strategy: MaskStrategy): ValueMasker {
 		let m = this.maskers.get(strategy);
@@ -1358,6 +1401,7 @@ export class Session {
 		if (this.idleTimer) clearInterval(this.idleTimer);
 		this.abort.abort();
 		this.recordInterrupted(end);
+		this.flushUp();
 		if (!this.up.destroyed) this.up.end(clientMessages.terminate());
 		// What is batched for the client (e.g. the server's own FATAL relayed just before) goes out
 		// before the end: a write after end() would be dropped.
