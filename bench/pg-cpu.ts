@@ -1,0 +1,210 @@
+/**
+ * CPU time per transaction of the proxy itself: the gateway vs PgBouncer under the same pgbench -S
+ * load. On a shared two-core machine TPS moves with everyone else's load; the CPU a proxy spends per
+ * transaction moves far less, so this is the number to track while optimising the hot path. Both
+ * proxies run TLS on both sides and SCRAM to the server; the gateway runs guardrails, masking and
+ * recording (bench/pg-gateway-child.ts under --liftoff-only, as shipped).
+ *
+ *   node --import tsx bench/pg-cpu.ts [--seconds 5] [--runs 3] [--clients 8] [--modes simple,prepared]
+ *                                     [--cpu-prof-dir DIR]   (profile the gateway child)
+ *                                     [--baseline REF]       (also a gateway from git REF, same run)
+ *
+ * Prints, per mode: median TPS of each target and median CPU µs per transaction of each proxy
+ * (utime + stime of the proxy process from /proc, over the pgbench run), and their ratio.
+ */
+import { chmodSync, chownSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { parseArgs } from "node:util";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { issueCert, run, startPostgres } from "../test/env/index.ts";
+import { freePort, isRoot, lookupUser, makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import type { ChildConfig } from "./pg-gateway-child.ts";
+
+const { values: flags } = parseArgs({
+	options: {
+		seconds: { type: "string", default: "5" },
+		runs: { type: "string", default: "3" },
+		clients: { type: "string", default: "8" },
+		modes: { type: "string", default: "simple,prepared" },
+		"cpu-prof-dir": { type: "string" },
+		baseline: { type: "string" },
+		help: { type: "boolean", short: "h", default: false },
+	},
+});
+if (flags.help) {
+	console.log(readFileSync(new URL(import.meta.url), "utf8").split("*/")[0]);
+	process.exit(0);
+}
+const PGBENCH = "/usr/lib/postgresql/15/bin/pgbench";
+const TICKS = 100; // USER_HZ: /proc/<pid>/stat times are in clock ticks
+const log = (m: string) => console.error(`[pg-cpu] ${m}`);
+const median = (xs: number[]) => {
+	const s = [...xs].sort((a, b) => a - b);
+	return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+/** The real server under a ManagedProcess: the watchdog's descendant whose executable name matches. */
+function findPid(root: number, comm: RegExp): number {
+	const stack = [root];
+	while (stack.length > 0) {
+		const pid = stack.pop()!;
+		if (pid !== root && comm.test(basename(readlinkSync(`/proc/${pid}/exe`)))) return pid;
+		for (const t of readdirSync(`/proc/${pid}/task`)) {
+			const kids = readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim();
+			if (kids) stack.push(...kids.split(" ").map(Number));
+		}
+	}
+	throw new Error(`no process matching ${comm} under ${root}`);
+}
+
+/** utime and stime of a process in microseconds (all its threads). */
+function cpuMicros(pid: number): { user: number; sys: number } {
+	const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+	const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+	return { user: (Number(f[11]) * 1_000_000) / TICKS, sys: (Number(f[12]) * 1_000_000) / TICKS };
+}
+
+const pg = await startPostgres({ settings: { max_connections: 200 } });
+const work = makeTempDir("bench-pg-cpu");
+const stops: (() => Promise<void>)[] = [];
+try {
+	const init = await run(PGBENCH, ["-i", "-s", "1", "-q", pg.connectionString()], {});
+	if (init.code !== 0) throw new Error(`pgbench -i: ${init.stderr}`);
+
+	const runAs = isRoot ? lookupUser("postgres") : undefined;
+	const bdir = makeTempDir("bench-pg-cpu-pgbouncer", runAs);
+	const bport = await freePort();
+	const bcert = await issueCert(pg.ca, { cn: "localhost", name: "bench-pgbouncer" });
+	const files = { ini: join(bdir, "pgbouncer.ini"), users: join(bdir, "users.txt"), key: join(bdir, "key.pem"), cert: join(bdir, "cert.pem"), ca: join(bdir, "ca.pem") };
+	writeFileSync(files.users, `"${pg.superuser}" "${pg.password}"\n`);
+	writeFileSync(files.key, bcert.keyPem);
+	writeFileSync(files.cert, bcert.certPem);
+	writeFileSync(files.ca, pg.caPem);
+	writeFileSync(
+		files.ini,
+		[
+			"[databases]",
+			`bench-db = host=127.0.0.1 port=${pg.port} dbname=${pg.database} user=${pg.superuser} password=${pg.password}`,
+			"[pgbouncer]",
+			"listen_addr = 127.0.0.1",
+			`listen_port = ${bport}`,
+			"auth_type = scram-sha-256",
+			`auth_file = ${files.users}`,
+			"pool_mode = session",
+			"max_client_conn = 200",
+			"default_pool_size = 40",
+			"client_tls_sslmode = require",
+			`client_tls_key_file = ${files.key}`,
+			`client_tls_cert_file = ${files.cert}`,
+			"server_tls_sslmode = verify-full",
+			`server_tls_ca_file = ${files.ca}`,
+			`logfile = ${join(bdir, "pgbouncer.log")}`,
+			`pidfile = ${join(bdir, "pgbouncer.pid")}`,
+			"",
+		].join("\n"),
+	);
+	if (runAs) for (const f of Object.values(files)) chownSync(f, runAs.uid, runAs.gid);
+	chmodSync(files.key, 0o600);
+	const bouncer = new ManagedProcess({ name: "pgbouncer", command: "/usr/sbin/pgbouncer", args: [files.ini], ...(runAs ? { runAs } : {}) });
+	stops.push(() => bouncer.stop());
+
+	const { privateKey, publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+	const gcert = await issueCert(pg.ca, { cn: "localhost", name: "bench-gateway" });
+	const cfg: ChildConfig = {
+		stateFile: join(work, "gateway-state.json"),
+		workDir: work,
+		upstream: { host: pg.host, port: pg.port, database: pg.database, user: pg.superuser, password: pg.password, caPem: pg.caPem },
+		tls: { certPem: gcert.certPem, keyPem: gcert.keyPem },
+		jwk: { ...(await exportJWK(publicKey)), kid: "c1", alg: "EdDSA" },
+		issuer: "https://bench.drawbridge.test",
+		audience: "drawbridge-bench",
+		connection: "bench-db",
+		user: "bench",
+	};
+	// One gateway child per source tree: this checkout, and with --baseline REF a git worktree of REF
+	// (node_modules shared) so before/after are measured in the same interleaved run.
+	const trees: { name: string; dir: string }[] = [{ name: "gateway", dir: join(import.meta.dirname, "..") }];
+	if (flags.baseline) {
+		const dir = join(work, "baseline");
+		const add = await run("git", ["-C", join(import.meta.dirname, ".."), "worktree", "add", "--detach", dir, flags.baseline], {});
+		if (add.code !== 0) throw new Error(`git worktree add ${flags.baseline}: ${add.stderr}`);
+		stops.push(async () => void (await run("git", ["-C", join(import.meta.dirname, ".."), "worktree", "remove", "--force", dir], {})));
+		symlinkSync(join(import.meta.dirname, "..", "node_modules"), join(dir, "node_modules"));
+		trees.push({ name: `gateway@${flags.baseline}`, dir });
+	}
+	const gateways: Record<string, { port: number; pid: number }> = {};
+	for (const tree of trees) {
+		const stateFile = join(work, `${tree.name.replace(/\W/g, "_")}-state.json`);
+		const cfgFile = join(work, `${tree.name.replace(/\W/g, "_")}.json`);
+		const workDir = join(work, tree.name.replace(/\W/g, "_"));
+		writeFileSync(cfgFile, JSON.stringify({ ...cfg, stateFile, workDir }));
+		const prof = flags["cpu-prof-dir"] && tree.name === "gateway" ? ["--cpu-prof", "--cpu-prof-dir", flags["cpu-prof-dir"]] : [];
+		const gw = new ManagedProcess({
+			name: tree.name,
+			command: process.execPath,
+			args: [...prof, "--liftoff-only", "--import", "tsx", join(tree.dir, "bench", "pg-gateway-child.ts"), cfgFile],
+		});
+		stops.push(() => gw.stop(30_000));
+		const port = () => {
+			try {
+				return JSON.parse(readFileSync(stateFile, "utf8")).port as number;
+			} catch {
+				return 0; // partial write
+			}
+		};
+		await waitFor("gateway child", async () => port() > 0, { timeoutMs: 60_000, proc: gw });
+		await new Promise((r) => setTimeout(r, 300));
+		gateways[tree.name] = { port: port(), pid: findPid(gw.pid!, /^node$/) };
+	}
+	const token = await new SignJWT({}).setProtectedHeader({ alg: "EdDSA", kid: "c1" }).setIssuer(cfg.issuer).setAudience(cfg.audience).setSubject("bench").setIssuedAt().setExpirationTime("6h").sign(privateKey);
+
+	type Target = { port: number; db: string; user: string; password: string; sslmode: string; pid: number | undefined };
+	const targets: Record<string, Target> = {
+		direct: { port: pg.port, db: pg.database, user: pg.superuser, password: pg.password, sslmode: "verify-full", pid: undefined },
+		pgbouncer: { port: bport, db: "bench-db", user: pg.superuser, password: pg.password, sslmode: "require", pid: findPid(bouncer.pid!, /^pgbouncer$/) },
+	};
+	for (const [name, g] of Object.entries(gateways)) targets[name] = { port: g.port, db: "bench-db", user: "bench", password: token, sslmode: "verify-full", pid: g.pid };
+	const pgbench = async (t: Target, mode: string): Promise<{ tps: number; cpuPerTx?: number; sysPerTx?: number }> => {
+		const cpu0 = t.pid ? cpuMicros(t.pid) : { user: 0, sys: 0 };
+		const c = flags.clients;
+		const out = await run(PGBENCH, ["-n", "-S", "-T", flags.seconds, "-M", mode, "-c", c, "-j", String(Math.min(Number(c), 2))], {
+			env: { ...process.env, PGHOST: "localhost", PGPORT: String(t.port), PGDATABASE: t.db, PGUSER: t.user, PGPASSWORD: t.password, PGSSLMODE: t.sslmode, PGSSLROOTCERT: pg.caFile },
+		});
+		const cpu1 = t.pid ? cpuMicros(t.pid) : { user: 0, sys: 0 };
+		const sys = cpu1.sys - cpu0.sys;
+		const cpu = cpu1.user + cpu1.sys - cpu0.user - cpu0.sys;
+		const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(out.stdout);
+		const tx = /number of transactions actually processed: (\d+)/.exec(out.stdout);
+		if (out.code !== 0 || !tps || !tx) throw new Error(`pgbench failed: ${out.stderr}\n${out.stdout}`);
+		return { tps: Number(tps[1]), ...(t.pid ? { cpuPerTx: cpu / Number(tx[1]), sysPerTx: sys / Number(tx[1]) } : {}) };
+	};
+	const rows: string[] = [];
+	for (const mode of flags.modes.split(",")) {
+		const res: Record<string, { tps: number[]; cpu: number[]; sys: number[] }> = Object.fromEntries(Object.keys(targets).map((k) => [k, { tps: [], cpu: [], sys: [] }]));
+		for (const g of Object.keys(gateways)) await pgbench(targets[g]!, mode); // warm-up: parse caches, JIT
+		for (let r = 0; r < Number(flags.runs); r++) {
+			for (const [name, t] of Object.entries(targets)) {
+				const x = await pgbench(t, mode);
+				res[name]!.tps.push(x.tps);
+				if (x.cpuPerTx !== undefined) res[name]!.cpu.push(x.cpuPerTx);
+				if (x.sysPerTx !== undefined) res[name]!.sys.push(x.sysPerTx);
+			}
+			log(`${mode} run ${r + 1}: ${Object.entries(res).map(([k, v]) => `${k} ${v.tps.at(-1)!.toFixed(0)} tps${v.cpu.length ? ` ${v.cpu.at(-1)!.toFixed(0)} µs/tx (sys ${v.sys.at(-1)!.toFixed(0)})` : ""}`).join(", ")}`);
+		}
+		const m = (k: string, f: "tps" | "cpu" | "sys") => median(res[k]![f]);
+		for (const name of Object.keys(targets)) {
+			const cpu = res[name]!.cpu.length > 0 ? `${m(name, "cpu").toFixed(0)} (sys ${m(name, "sys").toFixed(0)})` : "";
+			const vsBouncer = name === "direct" ? "" : `${(m(name, "tps") / m("pgbouncer", "tps")).toFixed(2)}x`;
+			const cpuVsBouncer = cpu && name !== "pgbouncer" ? `${(m(name, "cpu") / m("pgbouncer", "cpu")).toFixed(2)}x` : "";
+			const vsBaseline = flags.baseline && name === "gateway" ? ` (${(m("gateway", "cpu") / m(`gateway@${flags.baseline}`, "cpu")).toFixed(2)}x of baseline CPU, ${(m("gateway", "tps") / m(`gateway@${flags.baseline}`, "tps")).toFixed(2)}x its TPS)` : "";
+			rows.push(`| ${mode} | ${name} | ${m(name, "tps").toFixed(0)} | ${(m(name, "tps") / m("direct", "tps")).toFixed(2)}x | ${vsBouncer} | ${cpu} | ${cpuVsBouncer}${vsBaseline} |`);
+		}
+	}
+	console.log(`\npgbench -S, ${flags.clients} clients, ${flags.seconds} s x ${flags.runs} runs, interleaved (medians)\n`);
+	console.log("| mode | target | tps | / direct | / pgbouncer | proxy µs CPU per tx | CPU / pgbouncer's |");
+	console.log("|---|---|---|---|---|---|---|");
+	for (const r of rows) console.log(r);
+} finally {
+	for (const s of stops.reverse()) await s().catch(() => undefined);
+	await pg.stop();
+}
