@@ -5,12 +5,15 @@
  * proxies run TLS on both sides and SCRAM to the server; the gateway runs guardrails, masking and
  * recording (bench/pg-gateway-child.ts under --liftoff-only, as shipped).
  *
- *   node --import tsx bench/pg-cpu.ts [--seconds 5] [--runs 3] [--clients 8] [--modes simple,prepared]
+ *   node --import tsx bench/pg-cpu.ts [--seconds 5] [--runs 3] [--clients 8] [--modes simple,prepared,large]
+ *                                     [--rows 300000]        (large: one SELECT of that many rows, 2 masked columns)
  *                                     [--cpu-prof-dir DIR]   (profile the gateway child)
  *                                     [--baseline REF]       (also a gateway from git REF, same run)
  *
  * Prints, per mode: median TPS of each target and median CPU µs per transaction of each proxy
- * (utime + stime of the proxy process from /proc, over the pgbench run), and their ratio.
+ * (utime + stime of the proxy process from /proc, over the pgbench run), and their ratio. Mode
+ * `large` streams a SELECT with two masked columns (bench/large-select.ts): rows/s, and the
+ * proxy's CPU per 1000 rows.
  */
 import { chmodSync, chownSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -18,6 +21,7 @@ import { parseArgs } from "node:util";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { issueCert, run, startPostgres } from "../test/env/index.ts";
 import { freePort, isRoot, lookupUser, makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { streamRows } from "./large-select.ts";
 import type { ChildConfig } from "./pg-gateway-child.ts";
 
 const { values: flags } = parseArgs({
@@ -25,7 +29,8 @@ const { values: flags } = parseArgs({
 		seconds: { type: "string", default: "5" },
 		runs: { type: "string", default: "3" },
 		clients: { type: "string", default: "8" },
-		modes: { type: "string", default: "simple,prepared" },
+		modes: { type: "string", default: "simple,prepared,large" },
+		rows: { type: "string", default: "300000" },
 		"cpu-prof-dir": { type: "string" },
 		baseline: { type: "string" },
 		help: { type: "boolean", short: "h", default: false },
@@ -70,6 +75,12 @@ const stops: (() => Promise<void>)[] = [];
 try {
 	const init = await run(PGBENCH, ["-i", "-s", "1", "-q", pg.connectionString()], {});
 	if (init.code !== 0) throw new Error(`pgbench -i: ${init.stderr}`);
+	const ROWS = Number(flags.rows);
+	if (flags.modes.split(",").includes("large")) {
+		await pg.query(
+			`CREATE TABLE big AS SELECT g AS id, 'user' || g || '@example.com' AS email, '4000' || lpad(g::text, 12, '0') AS card, 'note ' || g AS note FROM generate_series(1, ${ROWS}) g`,
+		);
+	}
 
 	const runAs = isRoot ? lookupUser("postgres") : undefined;
 	const bdir = makeTempDir("bench-pg-cpu-pgbouncer", runAs);
@@ -166,6 +177,14 @@ try {
 	for (const [name, g] of Object.entries(gateways)) targets[name] = { port: g.port, db: "bench-db", user: "bench", password: token, sslmode: "verify-full", pid: g.pid };
 	const pgbench = async (t: Target, mode: string): Promise<{ tps: number; cpuPerTx?: number; sysPerTx?: number }> => {
 		const cpu0 = t.pid ? cpuMicros(t.pid) : { user: 0, sys: 0 };
+		if (mode === "large") {
+			// "tps" is rows/s here and CPU is per 1000 rows.
+			const target = { host: "127.0.0.1", port: t.port, database: t.db, user: t.user, password: t.password, sslmode: "verify-full" as const, caPem: pg.caPem, serverName: "localhost" };
+			const rate = await streamRows(target, "SELECT id, email, card, note FROM big", ROWS);
+			const cpu1 = t.pid ? cpuMicros(t.pid) : { user: 0, sys: 0 };
+			const per = (x: number) => (x * 1000) / ROWS;
+			return { tps: rate, ...(t.pid ? { cpuPerTx: per(cpu1.user + cpu1.sys - cpu0.user - cpu0.sys), sysPerTx: per(cpu1.sys - cpu0.sys) } : {}) };
+		}
 		const c = flags.clients;
 		const out = await run(PGBENCH, ["-n", "-S", "-T", flags.seconds, "-M", mode, "-c", c, "-j", String(Math.min(Number(c), 2))], {
 			env: { ...process.env, PGHOST: "localhost", PGPORT: String(t.port), PGDATABASE: t.db, PGUSER: t.user, PGPASSWORD: t.password, PGSSLMODE: t.sslmode, PGSSLROOTCERT: pg.caFile },
@@ -201,7 +220,7 @@ try {
 		}
 	}
 	console.log(`\npgbench -S, ${flags.clients} clients, ${flags.seconds} s x ${flags.runs} runs, interleaved (medians)\n`);
-	console.log("| mode | target | tps | / direct | / pgbouncer | proxy µs CPU per tx | CPU / pgbouncer's |");
+	console.log("| mode | target | tps (large: rows/s) | / direct | / pgbouncer | proxy µs CPU per tx (large: per 1000 rows) | CPU / pgbouncer's |");
 	console.log("|---|---|---|---|---|---|---|");
 	for (const r of rows) console.log(r);
 } finally {

@@ -22,12 +22,9 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
-import { ServerCode } from "../gateway/postgres/protocol.ts";
-import { clientMessages } from "../gateway/postgres/serializer.ts";
-import { ServerParser } from "../gateway/postgres/server-parser.ts";
-import { connectUpstream, type UpstreamTarget } from "../gateway/postgres/upstream.ts";
 import { issueCert, run, startPostgres } from "../test/env/index.ts";
 import { freePort, isRoot, lookupUser, makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { streamRows } from "./large-select.ts";
 import type { ChildConfig } from "./pg-gateway-child.ts";
 
 const { values: flags } = parseArgs({
@@ -238,29 +235,12 @@ async function pgBenches(): Promise<void> {
 		}
 
 		// Large result with two masked columns, streamed by a client that keeps nothing.
-		const stream = async (t: Target): Promise<number> => {
-			const target: UpstreamTarget = { host: "127.0.0.1", port: t.port, database: t.db, user: t.user, password: t.password, sslmode: "verify-full", caPem: pg.caPem, serverName: "localhost" };
-			const up = await connectUpstream(target);
-			const parser = new ServerParser();
-			const t0 = performance.now();
-			let rows = 0;
-			await new Promise<void>((resolve, reject) => {
-				up.socket.on("data", (c: Buffer) => {
-					parser.push(c);
-					for (let f = parser.next(); f; f = parser.next()) {
-						if (f.code === ServerCode.DataRow) rows++;
-						else if (f.code === ServerCode.ErrorResponse) reject(new Error(f.raw.toString("utf8", 5)));
-						else if (f.code === ServerCode.ReadyForQuery) resolve();
-					}
-				});
-				up.socket.resume();
-				up.socket.write(clientMessages.query("SELECT id, email, card, note FROM big"));
-			});
-			const s = (performance.now() - t0) / 1000;
-			up.socket.end(clientMessages.terminate());
-			if (rows !== ROWS) throw new Error(`expected ${ROWS} rows, got ${rows}`);
-			return rows / s;
-		};
+		const stream = (t: Target): Promise<number> =>
+			streamRows(
+				{ host: "127.0.0.1", port: t.port, database: t.db, user: t.user, password: t.password, sslmode: "verify-full", caPem: pg.caPem, serverName: "localhost" },
+				"SELECT id, email, card, note FROM big",
+				ROWS,
+			);
 		const rssBefore = state()!.maxRssKb;
 		const large: Record<string, number[]> = { direct: [], gateway: [] };
 		for (let r = 0; r < Math.min(RUNS, 3); r++) for (const name of ["direct", "gateway"] as const) large[name]!.push(await stream(targets[name]));

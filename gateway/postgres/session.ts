@@ -854,17 +854,33 @@ export class Session {
 	 */
 	private out: Buffer[] = [];
 	private outBytes = 0;
+	/** The open run: bytes [runStart, runEnd) of runBuf's memory, not yet a Buffer of its own. */
+	private runBuf: Buffer | undefined;
+	private runStart = 0;
+	private runEnd = 0;
 
 	private send(b: Buffer): void {
-		const last = this.out[this.out.length - 1];
-		if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
-			this.out[this.out.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
-		} else this.out.push(b);
+		if (this.runBuf !== undefined && this.runBuf.buffer === b.buffer && this.runEnd === b.byteOffset) this.runEnd += b.length;
+		else {
+			this.closeRun();
+			this.runBuf = b;
+			this.runStart = b.byteOffset;
+			this.runEnd = b.byteOffset + b.length;
+		}
 		this.outBytes += b.length;
 		if (this.outBytes >= OUT_BATCH_BYTES) this.flushOut();
 	}
 
+	private closeRun(): void {
+		const b = this.runBuf;
+		if (b === undefined) return;
+		this.runBuf = undefined;
+		const whole = this.runStart === b.byteOffset && this.runEnd === b.byteOffset + b.length;
+		this.out.push(whole ? b : Buffer.from(b.buffer, this.runStart, this.runEnd - this.runStart));
+	}
+
 	private flushOut(): void {
+		this.closeRun();
 		if (this.out.length === 0) return;
 		const batch = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
 		this.out = [];
@@ -1183,19 +1199,31 @@ export class Session {
 	 * Rewrite one DataRow: only masked (or detector-matched) values are touched; the row is copied
 	 * span by span around them. Returns the frame itself when nothing changed.
 	 */
+	// Per-row scratch of maskRow, reused: which column byte ranges change, and to what.
+	private chStart = new Int32Array(16);
+	private chEnd = new Int32Array(16);
+	private chValue: (Buffer | null)[] = [];
+
+	/**
+	 * The DataRow with masked values, written into the arena (see arenaAlloc). The hot loop of a
+	 * masked result: lengths are read and written by hand and small ranges copied byte by byte,
+	 * because Buffer's checked accessors and copy() cost more than the bytes they move.
+	 */
 	private maskRow(f: ServerFrame, plan: ActivePlan): Buffer {
 		const raw = f.raw;
-		if (raw.length < 7) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
-		const n = raw.readInt16BE(5);
+		const len = raw.length;
+		if (len < 7) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+		const n = (raw[5]! << 8) | raw[6]!;
 		let off = 7;
-		let changes: { start: number; end: number; value: Buffer | null }[] | undefined;
+		let changes = 0;
+		let size = len;
 		for (let i = 0; i < n; i++) {
-			if (off + 4 > raw.length) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
-			const len = raw.readInt32BE(off);
+			if (off + 4 > len) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+			const vlen = (raw[off]! << 24) | (raw[off + 1]! << 16) | (raw[off + 2]! << 8) | raw[off + 3]!;
 			const start = off;
-			off += 4 + Math.max(len, 0);
-			if (off > raw.length) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
-			if (len < 0) continue;
+			off += vlen > 0 ? 4 + vlen : 4;
+			if (off > len) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+			if (vlen < 0) continue;
 			const masker = plan.maskers[i];
 			let value: Buffer | null | undefined;
 			if (masker) {
@@ -1208,25 +1236,36 @@ export class Session {
 					value = TEXT_TYPES.has(oid) || oid >= 16384 ? Buffer.from(d, "utf8") : null;
 				}
 			}
-			if (value !== undefined) (changes ??= []).push({ start, end: off, value });
+			if (value === undefined) continue;
+			if (changes === this.chStart.length) {
+				const grow = (a: Int32Array) => {
+					const b = new Int32Array(a.length * 2);
+					b.set(a);
+					return b;
+				};
+				this.chStart = grow(this.chStart);
+				this.chEnd = grow(this.chEnd);
+			}
+			this.chStart[changes] = start;
+			this.chEnd[changes] = off;
+			this.chValue[changes] = value;
+			changes++;
+			size += (value ? value.length : 0) - (off - start - 4);
 		}
-		if (!changes) return raw;
-		let size = raw.length;
-		for (const c of changes) size += (c.value ? c.value.length : 0) - (c.end - c.start - 4);
+		if (changes === 0) return raw;
 		const out = this.arenaAlloc(size);
 		out[0] = ServerCode.DataRow;
-		out.writeInt32BE(size - 1, 1);
-		let o = raw.copy(out, 5, 5, changes[0]!.start);
-		o += 5;
-		for (let k = 0; k < changes.length; k++) {
-			const c = changes[k]!;
-			if (c.value === null) o = out.writeInt32BE(-1, o);
+		putInt32(out, 1, size - 1);
+		let o = copyRange(raw, 5, this.chStart[0]!, out, 5);
+		for (let k = 0; k < changes; k++) {
+			const value = this.chValue[k]!;
+			this.chValue[k] = null;
+			if (value === null) o = putInt32(out, o, -1);
 			else {
-				o = out.writeInt32BE(c.value.length, o);
-				o += c.value.copy(out, o);
+				o = putInt32(out, o, value.length);
+				o = copyRange(value, 0, value.length, out, o);
 			}
-			const nextStart = k + 1 < changes.length ? changes[k + 1]!.start : raw.length;
-			o += raw.copy(out, o, c.end, nextStart);
+			o = copyRange(raw, this.chEnd[k]!, k + 1 < changes ? this.chStart[k + 1]! : len, out, o);
 		}
 		return out;
 	}
@@ -1522,4 +1561,21 @@ async function waitWithTimeout(
 		clearTimeout(timer);
 		signal.removeEventListener("abort", onAbort);
 	}
+}
+
+/** Big-endian int32 at `at`; returns the offset after it. */
+function putInt32(b: Buffer, at: number, v: number): number {
+	b[at] = v >>> 24;
+	b[at + 1] = v >>> 16;
+	b[at + 2] = v >>> 8;
+	b[at + 3] = v;
+	return at + 4;
+}
+
+/** src[from, to) into dst at `at`; returns the offset after it. Small ranges by hand (see maskRow). */
+function copyRange(src: Buffer, from: number, to: number, dst: Buffer, at: number): number {
+	const n = to - from;
+	if (n > 64) return at + src.copy(dst, at, from, to);
+	for (let i = 0; i < n; i++) dst[at + i] = src[from + i]!;
+	return at + n;
 }
