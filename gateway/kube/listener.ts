@@ -10,7 +10,7 @@
  *
  * Sequence diagram and choices: gateway/kube/README.md.
  */
-import { createHash, randomUUID } from "node:crypto";
+import { hash, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import http from "node:http";
 import https from "node:https";
@@ -74,7 +74,10 @@ interface Resolved {
 
 interface OpenSession {
 	recorder: SessionRecorder;
+	/** Armed while the session is idle; re-armed rather than reset per request (see #release). */
 	idle: NodeJS.Timeout | undefined;
+	/** performance.now() of the last request's end. */
+	lastUsedMs: number;
 	unwatch: () => void;
 	inflight: number;
 	/** Open streams (watches, logs -f, upgraded connections): ended when the grant ends. */
@@ -125,6 +128,34 @@ function filterRequestHeaders(raw: http.IncomingHttpHeaders, upgrade: boolean): 
 }
 
 const DROP_RESPONSE_HEADERS = new Set(["connection", "keep-alive", "transfer-encoding", "proxy-connection"]);
+
+interface UpstreamBase {
+	hostname: string;
+	port: number | string;
+	/** `host:port` for the Host header. */
+	host: string;
+	/** Server URL path without a trailing slash ("" for most). */
+	basePath: string;
+}
+
+/** Parsed once per connection object (bundles are frozen: a new bundle brings new objects). */
+const upstreamBases = new WeakMap<BundleConnection, UpstreamBase>();
+
+function upstreamBase(conn: BundleConnection): UpstreamBase {
+	let b = upstreamBases.get(conn);
+	if (!b) {
+		const u = new URL(conn.kubernetes?.server ?? `https://${conn.host}:${conn.port}`);
+		b = { hostname: u.hostname, port: u.port || 443, host: u.host, basePath: u.pathname.replace(/\/$/, "") };
+		upstreamBases.set(conn, b);
+	}
+	return b;
+}
+
+/** No request body follows the headers (RFC 9112 section 6.3): forward at once instead of piping. */
+function hasNoBody(req: http.IncomingMessage): boolean {
+	const h = req.headers;
+	return h["transfer-encoding"] === undefined && (h["content-length"] === undefined || h["content-length"] === "0");
+}
 
 export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	readonly #opts: KubeListenerOptions;
@@ -264,7 +295,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			this.#tokenCache.clear();
 			this.#tokenCacheVersion = bundle.version;
 		}
-		const key = createHash("sha256").update(token).digest("base64");
+		const key = hash("sha256", token, "base64");
 		const hit = this.#tokenCache.get(key);
 		if (hit && hit.tokenExpiresAt.getTime() > now.getTime()) return hit;
 		let identity: Identity;
@@ -286,8 +317,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		const key = `${r.token.slice(-24)}|${r.connection.name}|${r.grant.key}|${r.identity.subject}`;
 		const existing = this.#sessions.get(key);
 		if (existing) {
-			if (existing.idle) clearTimeout(existing.idle);
-			existing.idle = undefined;
+			// Its idle timer (if armed) sees inflight > 0 and stands down: no timer churn per request.
 			existing.inflight++;
 			return existing;
 		}
@@ -323,7 +353,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			again.inflight++;
 			return again;
 		}
-		const s: OpenSession = { recorder, idle: undefined, inflight: 1, unwatch: () => {}, streams: new Set() };
+		const s: OpenSession = { recorder, idle: undefined, lastUsedMs: 0, inflight: 1, unwatch: () => {}, streams: new Set() };
 		s.unwatch = this.#opts.store.watchGrant(r.grant.key, (why, g) => {
 			if (this.#sessions.get(key) !== s) return;
 			this.#sessions.delete(key);
@@ -339,11 +369,27 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		return s;
 	}
 
+	/**
+	 * A request of `s` ended. The session closes once it has had no request in flight for
+	 * `sessionIdleMs`: one timer per idle period, re-armed for the remainder when requests came and
+	 * went meanwhile (a keep-alive client would otherwise clear and set a timer per request).
+	 */
 	#release(s: OpenSession): void {
 		s.inflight--;
 		if (s.inflight > 0) return;
-		if (s.idle) clearTimeout(s.idle);
+		s.lastUsedMs = performance.now();
+		if (!s.idle) this.#armIdle(s, this.#opts.sessionIdleMs ?? 60_000);
+	}
+
+	#armIdle(s: OpenSession, ms: number): void {
 		s.idle = setTimeout(() => {
+			s.idle = undefined;
+			if (s.inflight > 0) return; // busy again: the next #release re-arms
+			const left = s.lastUsedMs + (this.#opts.sessionIdleMs ?? 60_000) - performance.now();
+			if (left > 1) {
+				this.#armIdle(s, left);
+				return;
+			}
 			for (const [k, v] of this.#sessions) {
 				if (v === s) {
 					this.#sessions.delete(k);
@@ -351,7 +397,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					void s.recorder.close({ reason: "client-closed" });
 				}
 			}
-		}, this.#opts.sessionIdleMs ?? 60_000);
+		}, ms);
 		s.idle.unref();
 	}
 
@@ -362,7 +408,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	async #guard(
 		r: Resolved,
 		s: OpenSession,
-		signal: AbortSignal,
+		/** Required when the verdict is requireApproval: the client going away cancels the wait. */
+		signal: AbortSignal | undefined,
 	): Promise<{ decision: Decision; rule?: string; approvalId?: string; warning?: string }> {
 		const verdict = r.verdict;
 		const command = `${r.kreq.verb} ${r.kreq.path}`;
@@ -402,6 +449,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		s.recorder.emit({ type: "approval", approvalId: record.id, phase: record.phase, rule: verdict.rule ?? "", command });
 		if (record.phase === "Pending") {
 			try {
+				if (!signal) throw new TypeError("#guard: an approval wait needs an AbortSignal");
 				record = await this.#opts.approvals.waitForDecision(record.id, signal);
 			} catch (e) {
 				throw Object.assign(
@@ -463,7 +511,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 
 	#upstreamRequest(r: Resolved, req: http.IncomingMessage, upgrade: boolean): http.ClientRequest {
 		const conn = r.connection;
-		const base = new URL(conn.kubernetes?.server ?? `https://${conn.host}:${conn.port}`);
+		const base = upstreamBase(conn);
 		const credRef = conn.credentialRef;
 		const cred = credRef ? r.bundle.bundle.credentials[credRef] : undefined;
 		const headers = filterRequestHeaders(req.headers, upgrade);
@@ -472,13 +520,12 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		const groups = impersonatedGroups(r.identity, r.grant);
 		if (groups.length > 0) headers["impersonate-group"] = groups;
 		headers["host"] = base.host;
-		const basePath = base.pathname.replace(/\/$/, "");
 		const options: https.RequestOptions = {
 			protocol: "https:",
 			hostname: base.hostname,
-			port: base.port || 443,
+			port: base.port,
 			method: req.method ?? "GET",
-			path: `${basePath}${r.upstreamPath}`,
+			path: `${base.basePath}${r.upstreamPath}`,
 			headers,
 		};
 		if (upgrade) {
@@ -499,43 +546,67 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	// -------------------------------------------------------------------------------------------
 	// Plain requests.
 
+	/** The `request` event (built only when someone listens) and the recording's `kube.request` event. */
+	#recordPlain(
+		req: http.IncomingMessage,
+		started: number,
+		resolved: Resolved | undefined,
+		session: OpenSession | undefined,
+		decision: Decision,
+		status: number,
+		extra: { rule?: string; approvalId?: string; body?: unknown } = {},
+	): void {
+		if (this.listenerCount("request") > 0) {
+			this.emit("request", {
+				verb: resolved?.kreq.verb ?? req.method ?? "",
+				path: req.url ?? "",
+				status,
+				decision,
+				...(resolved ? { grant: resolved.grant.key, connection: resolved.connection.name } : {}),
+			});
+		}
+		if (!session || !resolved) return;
+		const k = resolved.kreq;
+		session.recorder.emit({
+			type: "kube.request",
+			verb: k.verb,
+			resource: k.resource,
+			...(k.subresource ? { subresource: k.subresource } : {}),
+			...(k.namespace ? { namespace: k.namespace } : {}),
+			...(k.name ? { name: k.name } : {}),
+			path: resolved.upstreamPath,
+			decision,
+			...(extra.rule ? { rule: extra.rule } : {}),
+			...(extra.approvalId ? { approvalId: extra.approvalId } : {}),
+			status,
+			durationMs: Math.round((performance.now() - started) * 100) / 100,
+			...(extra.body !== undefined ? { body: extra.body } : {}),
+		});
+	}
+
 	async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
 		const started = performance.now();
 		let resolved: Resolved | undefined;
 		let session: OpenSession | undefined;
-		const abort = new AbortController();
-		res.on("close", () => abort.abort());
-		const record = (decision: Decision, status: number, extra: { rule?: string; approvalId?: string; body?: unknown } = {}) => {
-			const info = { verb: resolved?.kreq.verb ?? req.method ?? "", path: req.url ?? "", status, decision } as const;
-			this.emit("request", {
-				...info,
-				...(resolved ? { grant: resolved.grant.key, connection: resolved.connection.name } : {}),
-			});
-			if (!session || !resolved) return;
-			const k = resolved.kreq;
-			session.recorder.emit({
-				type: "kube.request",
-				verb: k.verb,
-				resource: k.resource,
-				...(k.subresource ? { subresource: k.subresource } : {}),
-				...(k.namespace ? { namespace: k.namespace } : {}),
-				...(k.name ? { name: k.name } : {}),
-				path: resolved.upstreamPath,
-				decision,
-				...(extra.rule ? { rule: extra.rule } : {}),
-				...(extra.approvalId ? { approvalId: extra.approvalId } : {}),
-				status,
-				durationMs: Math.round((performance.now() - started) * 100) / 100,
-				...(extra.body !== undefined ? { body: extra.body } : {}),
-			});
-		};
+		// Only a request that waits for an approval needs an AbortSignal: abort() builds a DOMException
+		// with a stack trace, too dear to pay on every keep-alive request's close.
+		let abort: AbortController | undefined;
+		let clientGone = false;
+		res.on("close", () => {
+			clientGone = true;
+			abort?.abort();
+		});
 		try {
 			resolved = await this.#resolve(req);
 			session = await this.#session(resolved, req);
 			if (resolved.scopeError)
 				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.scopeError), { rule: resolved.verdict.rule });
-			const g = await this.#guard(resolved, session, abort.signal);
-			await this.#forward(resolved, req, res, g, record, session);
+			if (resolved.verdict.action === "requireApproval") {
+				abort = new AbortController();
+				if (clientGone) abort.abort();
+			}
+			const g = await this.#guard(resolved, session, abort?.signal);
+			await this.#forward(resolved, req, res, g, session, started);
 		} catch (e) {
 			const err =
 				e instanceof KubeGatewayError ? e : new KubeGatewayError("upstream", `gateway error: ${(e as Error).message ?? String(e)}`);
@@ -545,7 +616,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			const approvalId = (err as { approvalId?: string }).approvalId;
 			if (rule) extra.rule = rule;
 			if (approvalId) extra.approvalId = approvalId;
-			record(decision, err.httpStatus, extra);
+			this.#recordPlain(req, started, resolved, session, decision, err.httpStatus, extra);
 			if (!res.headersSent) {
 				const body = JSON.stringify(err.toStatus());
 				res.writeHead(err.httpStatus, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
@@ -564,20 +635,27 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		req: http.IncomingMessage,
 		res: http.ServerResponse,
 		g: { decision: Decision; rule?: string; approvalId?: string; warning?: string },
-		record: (decision: Decision, status: number, extra?: { rule?: string; approvalId?: string; body?: unknown }) => void,
 		session: OpenSession,
+		started: number,
 	): Promise<void> {
 		return new Promise<void>((resolve, reject) => {
 			const up = this.#upstreamRequest(r, req, false);
 			const mutation = r.kreq.resourceRequest && isMutation(r.kreq.verb);
 			const chunks: Buffer[] = [];
 			let size = 0;
-			req.on("data", (c: Buffer) => {
-				size += c.length;
-				if (mutation && size <= MAX_RECORDED_BODY + 1) chunks.push(c);
-			});
+			if (mutation) {
+				req.on("data", (c: Buffer) => {
+					size += c.length;
+					if (size <= MAX_RECORDED_BODY + 1) chunks.push(c);
+				});
+			}
 			let finished = false;
-			const extra = () => {
+			let ures: http.IncomingMessage | undefined;
+			let endStream: ((message: string) => void) | undefined;
+			const done = () => {
+				if (finished) return;
+				finished = true;
+				if (endStream) session.streams.delete(endStream);
 				const x: { rule?: string; approvalId?: string; body?: unknown } = {};
 				if (g.rule) x.rule = g.rule;
 				if (g.approvalId) x.approvalId = g.approvalId;
@@ -585,11 +663,23 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					const body = recordableBody(Buffer.concat(chunks), req.headers["content-type"], r.kreq.resource);
 					if (body !== undefined) x.body = size > MAX_RECORDED_BODY ? { truncated: true, bytes: size } : body;
 				}
-				return x;
+				this.#recordPlain(req, started, r, session, g.decision, ures?.statusCode ?? 0, x);
+				resolve();
 			};
-			up.on("response", (ures) => {
+			res.on("close", () => {
+				if (ures) {
+					ures.destroy();
+					done();
+				} else {
+					// The client left before the apiserver answered.
+					up.destroy();
+				}
+			});
+			up.on("response", (u) => {
+				ures = u;
 				const headers: http.OutgoingHttpHeaders = {};
-				for (const [k, v] of Object.entries(ures.headers)) {
+				for (const k in u.headers) {
+					const v = u.headers[k];
 					if (v !== undefined && !DROP_RESPONSE_HEADERS.has(k)) headers[k] = v;
 				}
 				if (g.warning) {
@@ -598,21 +688,20 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					(headers as Record<string, string | string[]>)["warning"] =
 						prev === undefined ? w : ([] as string[]).concat(prev as string | string[], w);
 				}
-				res.writeHead(ures.statusCode ?? 502, headers);
+				res.writeHead(u.statusCode ?? 502, headers);
 				// Watches and logs -f: headers go out at once (then each chunk as it comes); plain responses
 				// send headers with the first body chunk (one write fewer).
 				if (r.kreq.verb === "watch" || /[?&]follow=(true|1)/.test(r.upstreamPath)) res.flushHeaders();
-				ures.pipe(res);
+				u.pipe(res);
 				// When the grant ends mid-stream: a JSON watch gets a final ERROR event with a Status naming
 				// the grant (kubectl prints it), if the stream sits at an event boundary; anything else is cut.
 				// (kubectl's Table watches come back as plain application/json: go by the verb.)
-				const jsonWatch =
-					ures.statusCode === 200 && r.kreq.verb === "watch" && /json/.test(String(ures.headers["content-type"] ?? ""));
+				const jsonWatch = u.statusCode === 200 && r.kreq.verb === "watch" && /json/.test(String(u.headers["content-type"] ?? ""));
 				let atBoundary = true;
-				if (jsonWatch) ures.on("data", (c: Buffer) => (atBoundary = c.length === 0 ? atBoundary : c[c.length - 1] === 0x0a));
-				const endStream = (message: string) => {
-					ures.unpipe(res);
-					ures.destroy();
+				if (jsonWatch) u.on("data", (c: Buffer) => (atBoundary = c.length === 0 ? atBoundary : c[c.length - 1] === 0x0a));
+				endStream = (message: string) => {
+					u.unpipe(res);
+					u.destroy();
 					if (jsonWatch && atBoundary && !res.writableEnded) {
 						const status = new KubeGatewayError("no-grant", message).toStatus();
 						res.end(`${JSON.stringify({ type: "ERROR", object: status })}\n`);
@@ -621,27 +710,18 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					}
 				};
 				session.streams.add(endStream);
-				const done = () => {
-					if (finished) return;
-					finished = true;
-					session.streams.delete(endStream);
-					record(g.decision, ures.statusCode ?? 0, extra());
-					resolve();
-				};
-				ures.on("end", done);
-				res.on("close", () => {
-					ures.destroy();
-					done();
-				});
+				u.on("end", done);
 			});
-			up.on("timeout", () => up.destroy(new Error("upstream timeout")));
+			if (this.#opts.upstreamTimeoutMs) up.on("timeout", () => up.destroy(new Error("upstream timeout")));
 			up.on("error", (e) => {
 				if (finished) return;
 				finished = true;
 				reject(new KubeGatewayError("upstream", `kube-apiserver of ${r.connection.name}: ${e.message}`));
 			});
-			req.on("aborted", () => up.destroy());
-			req.pipe(up);
+			// A GET (most of kubectl's traffic) has no body: send the upstream request now rather than
+			// after the incoming stream's end event a few ticks later.
+			if (hasNoBody(req)) up.end();
+			else req.pipe(up);
 		});
 	}
 
