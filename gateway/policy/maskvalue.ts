@@ -91,8 +91,30 @@ export function compileStringMasker(strategy: MaskStrategy, key: Buffer): String
 	}
 }
 
-/** Masks one wire value; null in, null out. */
-export type ValueMasker = (value: Buffer | null, format: 0 | 1, typeOid: number) => Buffer | null;
+/**
+ * How a masker treats every non-null value of one result column (format, type), when that is
+ * simpler than a call per value: always the same output, or partial masking done on the wire bytes
+ * (ASCII values longer than what is kept; anything else still goes through the call).
+ */
+export type MaskerShape = { kind: "constant"; value: Buffer | null } | { kind: "ascii-partial"; first: number; last: number } | undefined;
+
+/**
+ * The ascii-partial shape applied on wire bytes: src[from, to) (ASCII, longer than first + last)
+ * written to out at `at`, same length, `first` and `last` bytes kept and '*' between. Returns the
+ * offset after it. The masker's own partial path produces the same bytes (tested).
+ */
+export function writeAsciiPartial(src: Buffer, from: number, to: number, out: Buffer, at: number, first: number, last: number): number {
+	const n = to - from;
+	const tail = n - last;
+	for (let j = 0; j < n; j++) out[at + j] = j < first || j >= tail ? src[from + j]! : 0x2a;
+	return at + n;
+}
+
+/** Masks one wire value; null in, null out. `shape` lets the data path skip the call per value. */
+export interface ValueMasker {
+	(value: Buffer | null, format: 0 | 1, typeOid: number): Buffer | null;
+	shape?: (format: 0 | 1, typeOid: number) => MaskerShape;
+}
 
 /**
  * Byte-level partial masking for ASCII values (the common case): no string round trip, and one
@@ -109,7 +131,7 @@ function partialAscii(value: Buffer, keepFirst: number, keepLast: number): Buffe
 }
 
 export function compileValueMasker(strategy: MaskStrategy, key: Buffer): ValueMasker {
-	if (strategy.type === "null") return () => null;
+	if (strategy.type === "null") return Object.assign(() => null, { shape: () => ({ kind: "constant", value: null }) as const });
 	let maskString = compileStringMasker(strategy, key);
 	if (strategy.type === "hash") {
 		// Values repeat (statuses, countries, joined ids): remember recent pseudonyms.
@@ -134,7 +156,19 @@ export function compileValueMasker(strategy: MaskStrategy, key: Buffer): ValueMa
 	const constText = constant !== undefined && constant !== null ? Buffer.from(constant, "utf8") : undefined;
 	const constJson = constant !== undefined && constant !== null ? Buffer.from(JSON.stringify(constant), "utf8") : undefined;
 	const constJsonb = constJson ? Buffer.concat([Buffer.from([1]), constJson]) : undefined;
-	return (value, format, typeOid) => {
+	// Mirrors the branches of the masker below, per column instead of per value.
+	const shape = (format: 0 | 1, typeOid: number): MaskerShape => {
+		if (isKnownNonText(typeOid)) return { kind: "constant", value: null };
+		if (format === 1 && !TEXT_LIKE.has(typeOid) && typeOid !== TypeOid.Json && typeOid !== TypeOid.Jsonb) return { kind: "constant", value: null };
+		if (typeOid === TypeOid.Json || typeOid === TypeOid.Jsonb) {
+			if (constJson) return { kind: "constant", value: format === 1 && typeOid === TypeOid.Jsonb ? constJsonb! : constJson };
+			return undefined;
+		}
+		if (constText) return { kind: "constant", value: constText };
+		if (partial) return { kind: "ascii-partial", first: partial.first, last: partial.last };
+		return undefined;
+	};
+	const masker = (value: Buffer | null, format: 0 | 1, typeOid: number): Buffer | null => {
 		if (value === null) return null;
 		if (isKnownNonText(typeOid)) return null;
 		if (format === 1 && !TEXT_LIKE.has(typeOid) && typeOid !== TypeOid.Json && typeOid !== TypeOid.Jsonb) {
@@ -157,6 +191,7 @@ export function compileValueMasker(strategy: MaskStrategy, key: Buffer): ValueMa
 		const masked = maskString(value.toString("utf8"));
 		return masked === null ? null : Buffer.from(masked, "utf8");
 	};
+	return Object.assign(masker, { shape });
 }
 
 /** A JSON string scalar is masked by its content; anything else by its JSON text. */

@@ -33,7 +33,9 @@ export interface SqlSessionState {
 }
 
 /** Masks one wire value (null in, null out); must return a valid value of the type, or null. */
-export type ValueMasker = (value: Buffer | null, format: 0 | 1, typeOid: number) => Buffer | null;
+export type { MaskerShape, ValueMasker } from "../policy/maskvalue.ts";
+export { writeAsciiPartial } from "../policy/maskvalue.ts";
+import type { ValueMasker } from "../policy/maskvalue.ts";
 /** Masks detected content in a text; undefined when nothing matched. */
 export type TextDetector = (text: string) => string | undefined;
 

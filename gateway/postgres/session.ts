@@ -32,7 +32,7 @@ import type { Decision, RecordingEvent, SessionEnd, SessionRecorder } from "../r
 import type { SessionCatalog } from "./catalog.ts";
 import type { ClientParser } from "./client-parser.ts";
 import { isPgGatewayError, PgGatewayError } from "./errors.ts";
-import type { SqlPolicyApi, SqlSessionState, TextDetector, ValueMasker } from "./policy-adapter.ts";
+import { type MaskerShape, type SqlPolicyApi, type SqlSessionState, type TextDetector, type ValueMasker, writeAsciiPartial } from "./policy-adapter.ts";
 import { type ClientMessage, type ErrorFields, type FieldDescription, ServerCode, type ServerFrame, type TxStatus } from "./protocol.ts";
 import { clientMessages, serverMessages } from "./serializer.ts";
 import {
@@ -118,6 +118,8 @@ interface StmtRef {
 interface ActivePlan {
 	/** Compiled masker per output column (sparse). */
 	maskers: (ValueMasker | undefined)[];
+	/** Per masked column, what its masker does for every value when that needs no call (MaskerShape). */
+	shapes: MaskerShape[];
 	formats: (0 | 1)[];
 	typeOids: number[];
 	/** Columns whose values detectors scan (text format, or text-like types). */
@@ -1174,6 +1176,7 @@ export class Session {
 		const detector = plan.detectors.length > 0 ? this.o.policy.compileDetectorRules(plan.detectors, this.o.live().maskingKey) : undefined;
 		return {
 			maskers,
+			shapes: maskers.map((m, i) => m?.shape?.(fields[i]!.format, fields[i]!.typeOid)),
 			formats: fields.map((f) => f.format),
 			typeOids: fields.map((f) => f.typeOid),
 			scannable: fields.map((f) => f.format === 0 || TEXT_TYPES.has(f.typeOid)),
@@ -1203,6 +1206,9 @@ export class Session {
 	private chStart = new Int32Array(16);
 	private chEnd = new Int32Array(16);
 	private chValue: (Buffer | null)[] = [];
+	/** Non-zero: the change is ascii-partial, keepFirst + 1 (keepLast in chLast), value taken from the row. */
+	private chPartial = new Int32Array(16);
+	private chLast = new Int32Array(16);
 
 	/**
 	 * The DataRow with masked values, written into the arena (see arenaAlloc). The hot loop of a
@@ -1226,8 +1232,17 @@ export class Session {
 			if (vlen < 0) continue;
 			const masker = plan.maskers[i];
 			let value: Buffer | null | undefined;
+			let partial = 0;
+			let partialLast = 0;
 			if (masker) {
-				value = masker(raw.subarray(start + 4, off), plan.formats[i] ?? 0, plan.typeOids[i] ?? 0);
+				const shape = plan.shapes[i];
+				if (shape?.kind === "constant") value = shape.value;
+				else if (shape?.kind === "ascii-partial" && vlen > shape.first + shape.last && shape.first < 0x7fffffff && isAscii(raw, start + 4, off)) {
+					// Same length, written from the wire bytes in the copy pass below.
+					value = raw;
+					partial = shape.first + 1;
+					partialLast = shape.last;
+				} else value = masker(raw.subarray(start + 4, off), plan.formats[i] ?? 0, plan.typeOids[i] ?? 0);
 			} else if (plan.detector && plan.scannable[i]) {
 				const d = plan.detector(raw.toString("utf8", start + 4, off));
 				if (d !== undefined) {
@@ -1245,12 +1260,16 @@ export class Session {
 				};
 				this.chStart = grow(this.chStart);
 				this.chEnd = grow(this.chEnd);
+				this.chPartial = grow(this.chPartial);
+				this.chLast = grow(this.chLast);
 			}
 			this.chStart[changes] = start;
 			this.chEnd[changes] = off;
 			this.chValue[changes] = value;
+			this.chPartial[changes] = partial;
+			this.chLast[changes] = partialLast;
 			changes++;
-			size += (value ? value.length : 0) - (off - start - 4);
+			if (partial === 0) size += (value ? value.length : 0) - (off - start - 4);
 		}
 		if (changes === 0) return raw;
 		const out = this.arenaAlloc(size);
@@ -1260,7 +1279,13 @@ export class Session {
 		for (let k = 0; k < changes; k++) {
 			const value = this.chValue[k]!;
 			this.chValue[k] = null;
-			if (value === null) o = putInt32(out, o, -1);
+			const partial = this.chPartial[k]!;
+			if (partial !== 0) {
+				// ascii-partial: keep `first` and `last` bytes of the value, '*' between.
+				const from = this.chStart[k]! + 4;
+				o = putInt32(out, o, this.chEnd[k]! - from);
+				o = writeAsciiPartial(raw, from, this.chEnd[k]!, out, o, partial - 1, this.chLast[k]!);
+			} else if (value === null) o = putInt32(out, o, -1);
 			else {
 				o = putInt32(out, o, value.length);
 				o = copyRange(value, 0, value.length, out, o);
@@ -1578,4 +1603,9 @@ function copyRange(src: Buffer, from: number, to: number, dst: Buffer, at: numbe
 	if (n > 64) return at + src.copy(dst, at, from, to);
 	for (let i = 0; i < n; i++) dst[at + i] = src[from + i]!;
 	return at + n;
+}
+
+function isAscii(b: Buffer, from: number, to: number): boolean {
+	for (let i = from; i < to; i++) if (b[i]! > 0x7f) return false;
+	return true;
 }
