@@ -15,7 +15,7 @@
  * `large` streams a SELECT with two masked columns (bench/large-select.ts): rows/s, and the
  * proxy's CPU per 1000 rows.
  */
-import { chmodSync, chownSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
@@ -141,6 +141,8 @@ try {
 		if (add.code !== 0) throw new Error(`git worktree add ${flags.baseline}: ${add.stderr}`);
 		stops.push(async () => void (await run("git", ["-C", join(import.meta.dirname, ".."), "worktree", "remove", "--force", dir], {})));
 		symlinkSync(join(import.meta.dirname, "..", "node_modules"), join(dir, "node_modules"));
+		// REF's gateway code under this checkout's bench child, so only the gateway differs.
+		for (const f of ["pg-gateway-child.ts", "bundle.ts"]) copyFileSync(join(import.meta.dirname, f), join(dir, "bench", f));
 		trees.push({ name: `gateway@${flags.baseline}`, dir });
 	}
 	const gateways: Record<string, { port: number; pid: number }> = {};
