@@ -38,6 +38,10 @@ export const PG_ERROR_CATALOGUE = {
 	idle_timeout: { sqlstate: "57P05", severity: "FATAL" },
 	/** The gateway is shutting down. */
 	shutdown: { sqlstate: "57P01", severity: "FATAL" },
+	/** The listener's `maxConnections` is reached: refused at startup, before any authentication. */
+	too_many_connections: { sqlstate: "53300", severity: "FATAL" },
+	/** The gateway is draining for shutdown: new connections are refused, live sessions go on. */
+	draining: { sqlstate: "57P03", severity: "FATAL" },
 } as const satisfies Record<string, { sqlstate: string; severity: "ERROR" | "FATAL" }>;
 
 export type PgErrorCode = keyof typeof PG_ERROR_CATALOGUE;

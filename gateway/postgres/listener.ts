@@ -51,8 +51,21 @@ export interface PostgresListenerOptions {
 	approvalTimeoutSec?: number;
 	/** Catalog cache entry lifetime, ms (default 60 000). */
 	catalogCacheTtlMs?: number;
+	/**
+	 * Concurrent client connections at most, handshakes and sessions alike (default 1000). A connection
+	 * over the cap is refused at its StartupMessage with FATAL 53300, before any authentication work;
+	 * beyond twice the cap new TCP connections are closed at accept without an answer.
+	 */
+	maxConnections?: number;
+	/** Called once per refused connection (for metrics); never given anything about the client. */
+	onRefused?: (reason: RefusalReason) => void;
 	log?: SessionLogger;
 }
+
+/** Why a connection was refused before authentication. */
+export type RefusalReason = "max-connections" | "shutting-down";
+
+export const DEFAULT_MAX_CONNECTIONS = 1000;
 
 const noopLog: SessionLogger = { info: () => undefined, warn: () => undefined };
 
@@ -79,11 +92,21 @@ export class PostgresListener {
 	private readonly catalogs = new Map<string, CatalogSource>();
 	private policy: SqlPolicyApi | undefined;
 	private closing = false;
+	private draining = false;
+	/** Open connections counted against `maxConnections` (not those already marked for refusal). */
+	private admitted = 0;
+	readonly maxConnections: number;
 
 	constructor(options: PostgresListenerOptions) {
+		const max = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+		if (!Number.isSafeInteger(max) || max < 1) throw new TypeError(`maxConnections: expected a positive integer, got ${max}`);
+		this.maxConnections = max;
 		this.o = Object.freeze({ ...options });
 		this.secureContext = options.tls ? createSecureContext({ cert: options.tls.certPem, key: options.tls.keyPem }) : undefined;
 		this.server = createServer({ noDelay: true }, (s) => this.accept(s));
+		// Backstop: refused connections still negotiate TLS to read their error, so they are bounded too.
+		this.server.maxConnections = 2 * max;
+		this.server.on("drop", () => this.o.onRefused?.("max-connections"));
 		this.policy = options.policy;
 	}
 
@@ -106,6 +129,23 @@ export class PostgresListener {
 
 	get sessionCount(): number {
 		return this.sessions.size;
+	}
+
+	/** Open client connections counted against `maxConnections` (handshakes and sessions). */
+	get connectionCount(): number {
+		return this.admitted;
+	}
+
+	/**
+	 * Start draining for shutdown: from now on a new connection is refused at its StartupMessage with
+	 * FATAL 57P03 (CancelRequests are still honoured); live sessions go on until `close()`.
+	 */
+	drain(): void {
+		this.draining = true;
+	}
+
+	get isDraining(): boolean {
+		return this.draining;
 	}
 
 	/** Stop accepting, end every session with FATAL 57P01, close catalog connections. */
@@ -133,8 +173,38 @@ export class PostgresListener {
 		this.sockets.add(raw);
 		raw.on("close", () => this.sockets.delete(raw));
 		raw.on("error", () => raw.destroy());
-		const h = new Handshake(this, raw);
+		// Over the cap the connection is still read up to its StartupMessage (TLS included) so that the
+		// client, psql or a driver, can read why: an answer before TLS would be lost to sslmode=require.
+		const overCap = this.admitted >= this.maxConnections;
+		if (!overCap) {
+			this.admitted++;
+			raw.once("close", () => this.admitted--);
+		}
+		const h = new Handshake(this, raw, overCap);
 		h.start();
+	}
+
+	/** The error a new connection gets at its StartupMessage instead of authentication, if any. */
+	refusal(overCap: boolean): { reason: RefusalReason; error: PgGatewayError } | undefined {
+		if (this.draining) {
+			return {
+				reason: "shutting-down",
+				error: new PgGatewayError("draining", "the Drawbridge gateway is shutting down: not accepting new connections", {
+					hint: "Reconnect: another gateway replica will take the connection.",
+				}),
+			};
+		}
+		if (overCap) {
+			return {
+				reason: "max-connections",
+				error: new PgGatewayError(
+					"too_many_connections",
+					`sorry, too many clients already: this Drawbridge gateway accepts at most ${this.maxConnections} concurrent PostgreSQL connections (maxConnections)`,
+					{ hint: "Try again later, or close idle connections." },
+				),
+			};
+		}
+		return undefined;
 	}
 
 	// --- used by Handshake ---------------------------------------------------------------------
@@ -224,6 +294,8 @@ class Handshake {
 	constructor(
 		private readonly l: PostgresListener,
 		private readonly raw: Socket,
+		/** Accepted over `maxConnections`: refused at the StartupMessage. */
+		private readonly overCap = false,
 	) {
 		this.socket = raw;
 		this.parser = this.newParser();
@@ -312,6 +384,12 @@ class Handshake {
 				this.close();
 				return;
 			case "startup": {
+				// Refused before any authentication work (as PostgreSQL does, after SSL negotiation).
+				const refusal = this.l.refusal(this.overCap);
+				if (refusal) {
+					this.l.options.onRefused?.(refusal.reason);
+					throw refusal.error;
+				}
 				if (m.parameters.replication && m.parameters.replication !== "false" && m.parameters.replication !== "off") {
 					throw new PgGatewayError("protocol_violation", "replication connections are not supported by the Drawbridge gateway");
 				}
