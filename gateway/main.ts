@@ -3,9 +3,11 @@
  * admin server into one process. The only place in gateway/ that reads process.env (STYLE 8).
  *
  * Shutdown (SIGTERM/SIGINT): readiness turns false at once so load balancers stop sending new
- * agents, live PostgreSQL sessions get `shutdownGraceMs` to finish, then every listener closes
- * (remaining sessions end with a clear message), recordings are finalised and the spool flushed as
- * far as the store allows (the rest uploads on next start).
+ * agents, new PostgreSQL connections are refused (FATAL 57P03: a client that still reaches this
+ * replica while its endpoint is being removed retries elsewhere), live PostgreSQL sessions get
+ * `shutdownGraceMs` to finish, then every listener closes (remaining sessions end with a clear
+ * message), recordings are finalised and the spool flushed as far as the store allows (the rest
+ * uploads on next start).
  */
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
@@ -94,7 +96,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 	});
 	await recorder.start();
 	// Every data path gets the recorder through the metrics view of it: one event model, counted once.
-	const recorded = new DataPathMetrics(registry).wrap(recorder);
+	const metrics = new DataPathMetrics(registry);
+	const recorded = metrics.wrap(recorder);
 
 	let approvalsStore: Parameters<typeof createApprovalService>[0]["store"];
 	if (options.approvals.kind === "local") {
@@ -162,6 +165,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 				recorder: recorded,
 				approvals: approvals.service,
 				gatewayName: options.instance,
+				maxConnections: options.postgresMaxConnections,
+				onRefused: (reason) => metrics.connectionsRefused.inc({ protocol: "postgres", reason }),
 				log: {
 					info: (fields, msg) => log.info(fields, `postgres: ${msg}`),
 					warn: (fields, msg) => log.warn(fields, `postgres: ${msg}`),
@@ -224,6 +229,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 		async shutdown(reason: string) {
 			if (shuttingDown) return;
 			shuttingDown = true;
+			postgres?.drain();
 			log.info({ reason, graceMs: options.shutdownGraceMs }, "shutting down: draining live sessions");
 			const deadline = Date.now() + options.shutdownGraceMs;
 			while (postgres && postgres.sessionCount > 0 && Date.now() < deadline) {

@@ -14,6 +14,8 @@ export interface GatewayOptions {
 	/** Where the config bundle comes from. */
 	bundle: { kind: "file"; path: string } | { kind: "secret"; namespace: string; name: string };
 	postgresListen?: ListenAddress;
+	/** Concurrent PostgreSQL client connections at most; more get FATAL 53300 (default 1000, also when absent). */
+	postgresMaxConnections?: number;
 	sshListen?: ListenAddress;
 	kubeListen?: ListenAddress;
 	adminListen: ListenAddress;
@@ -68,6 +70,8 @@ Config bundle (one of):
 
 Listeners (host:port; a listener without an address is off, admin defaults to 127.0.0.1:8080):
   --postgres-listen ADDR      PostgreSQL wire protocol
+  --postgres-max-connections N  concurrent PostgreSQL connections at most; more are refused with
+                              FATAL 53300 (default 1000)
   --ssh-listen ADDR           SSH
   --kube-listen ADDR          Kubernetes API (HTTPS)
   --admin-listen ADDR         /healthz /readyz /metrics, approvals API, recordings viewer
@@ -96,7 +100,8 @@ Approvals:
   --auditor-group NAME        group allowed into the recordings viewer (default auditors)
 
 Process:
-  --shutdown-grace-ms N       drain time for live sessions on SIGTERM (default 30000)
+  --shutdown-grace-ms N       drain time for live sessions on SIGTERM (default 30000); new
+                              PostgreSQL connections get FATAL 57P03 meanwhile
   --instance NAME             replica name (default $POD_NAME or hostname)
   --log-level LEVEL           debug|info|warn|error (default info)
   -h, --help                  show this help
@@ -119,6 +124,7 @@ const FLAGS = {
 	"bundle-file": { type: "string" },
 	"bundle-secret": { type: "string" },
 	"postgres-listen": { type: "string" },
+	"postgres-max-connections": { type: "string" },
 	"ssh-listen": { type: "string" },
 	"kube-listen": { type: "string" },
 	"admin-listen": { type: "string" },
@@ -225,6 +231,7 @@ export function parseGatewayOptions(
 	const options: GatewayOptions = {
 		bundle,
 		postgresListen: parseListen(get("postgres-listen"), "--postgres-listen"),
+		postgresMaxConnections: int("postgres-max-connections", 1000),
 		sshListen: parseListen(get("ssh-listen"), "--ssh-listen"),
 		kubeListen: parseListen(get("kube-listen"), "--kube-listen"),
 		adminListen,
@@ -249,6 +256,7 @@ export function parseGatewayOptions(
 	if ((options.postgresListen || options.kubeListen) && !(options.tlsCertFile && options.tlsKeyFile) && !options.allowInsecurePassword) {
 		throw new OptionsError("the PostgreSQL and Kubernetes listeners need --tls-cert-file and --tls-key-file");
 	}
+	if ((options.postgresMaxConnections ?? 1) < 1) throw new OptionsError("--postgres-max-connections: expected at least 1");
 	if (options.sshListen && !options.sshHostKeyFile) throw new OptionsError("the SSH listener needs --ssh-host-key-file");
 	return Object.freeze(options);
 }

@@ -12,6 +12,7 @@ export class DataPathMetrics {
 	readonly sessionsActive: Gauge<"protocol">;
 	readonly sessionsEnded: Counter<"protocol" | "reason">;
 	readonly sessionsRefused: Counter<"protocol">;
+	readonly connectionsRefused: Counter<"protocol" | "reason">;
 	readonly decisions: Counter<"protocol" | "kind" | "decision">;
 	readonly approvals: Counter<"phase">;
 	readonly statementDuration: Histogram<"protocol">;
@@ -22,6 +23,12 @@ export class DataPathMetrics {
 		this.sessionsActive = new Gauge({ name: "drawbridge_gateway_sessions_active", help: "Live sessions by protocol.", labelNames: ["protocol"], registers });
 		this.sessionsEnded = new Counter({ name: "drawbridge_gateway_sessions_ended_total", help: "Sessions ended, by protocol and reason (grant-expired, grant-revoked, client-closed...).", labelNames: ["protocol", "reason"], registers });
 		this.sessionsRefused = new Counter({ name: "drawbridge_gateway_sessions_refused_total", help: "Sessions refused because they could not be recorded (spool full, fail closed).", labelNames: ["protocol"], registers });
+		this.connectionsRefused = new Counter({
+			name: "drawbridge_gateway_connections_refused_total",
+			help: "Connections refused before authentication, by protocol and reason (max-connections, shutting-down).",
+			labelNames: ["protocol", "reason"],
+			registers,
+		});
 		this.decisions = new Counter({
 			name: "drawbridge_gateway_decisions_total",
 			help: "Policy decisions on statements, commands and Kubernetes requests (allow, block, approved, denied, expired, audit).",

@@ -103,15 +103,22 @@ function client(port: number, token: string): pg.Client {
 }
 
 test("the gateway process serves, counts and logs JSON; a new bundle file is picked up live", { timeout: 120_000 }, async () => {
-	const { child, pgPort, adminPort } = await startGatewayProcess({});
+	const { child, pgPort, adminPort } = await startGatewayProcess({ DRAWBRIDGE_POSTGRES_MAX_CONNECTIONS: "1" });
 	try {
 		const c = client(pgPort, await sign("alice"));
 		await c.connect();
 		const r = await c.query("SELECT email FROM customers ORDER BY id LIMIT 1");
 		assert.doesNotMatch(String(r.rows[0].email), /@/, "email masked");
 		await assert.rejects(c.query("DELETE FROM orders WHERE id = 1"), (e: { code?: string }) => e.code === "42501");
+		// DRAWBRIDGE_POSTGRES_MAX_CONNECTIONS=1: a second client is refused with the limit in the message.
+		await assert.rejects(client(pgPort, await sign("alice")).connect(), (e: { code?: string; message: string }) => {
+			assert.equal(e.code, "53300", e.message);
+			assert.match(e.message, /at most 1 concurrent PostgreSQL connections/);
+			return true;
+		});
 		await c.end();
 		const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+		assert.match(metrics, /drawbridge_gateway_connections_refused_total\{protocol="postgres",reason="max-connections"\} 1/);
 		assert.match(metrics, /drawbridge_gateway_sessions_total\{protocol="postgres",connection="shop"\} 1/);
 		assert.match(metrics, /drawbridge_gateway_decisions_total\{protocol="postgres",kind="statement",decision="block"\} 1/);
 		assert.match(metrics, /drawbridge_gateway_bundle_version 1/);
@@ -152,6 +159,16 @@ test("SIGTERM drains: readiness drops, a live session may finish within the grac
 		assert.ok(Date.now() < deadline, "readiness did not drop");
 		await new Promise((r) => setTimeout(r, 100));
 	}
+	// A new connection is refused (FATAL 57P03) and counted, while the live session still runs queries.
+	const running = c.query("SELECT pg_sleep(0.5), count(*)::int AS n FROM orders");
+	await assert.rejects(client(pgPort, await sign("alice")).connect(), (e: { code?: string; message: string }) => {
+		assert.equal(e.code, "57P03", e.message);
+		assert.match(e.message, /shutting down/);
+		return true;
+	});
+	assert.ok((await running).rows[0].n > 0);
+	const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+	assert.match(metrics, /drawbridge_gateway_connections_refused_total\{protocol="postgres",reason="shutting-down"\} 1/);
 	const r = await c.query("SELECT count(*)::int AS n FROM orders");
 	assert.ok(r.rows[0].n > 0);
 	const started = Date.now();

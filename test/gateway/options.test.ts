@@ -1,0 +1,32 @@
+// `drawbridge gateway` option parsing for the PostgreSQL connection cap: flag, env twin, validation,
+// and the --help text that documents it.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { GATEWAY_HELP, OptionsError, parseGatewayOptions } from "../../gateway/options.ts";
+
+const BASE = ["--bundle-file", "/b.json", "--recordings-dir", "/r", "--postgres-listen", "127.0.0.1:5432", "--allow-insecure-password"];
+
+function parse(argv: string[], env: NodeJS.ProcessEnv = {}) {
+	const o = parseGatewayOptions([...BASE, ...argv], env, "host");
+	assert.notEqual(o, "help");
+	return o as Exclude<typeof o, "help">;
+}
+
+test("--postgres-max-connections: default 1000, flag, env twin, flag wins", () => {
+	assert.equal(parse([]).postgresMaxConnections, 1000);
+	assert.equal(parse(["--postgres-max-connections", "25"]).postgresMaxConnections, 25);
+	assert.equal(parse([], { DRAWBRIDGE_POSTGRES_MAX_CONNECTIONS: "7" }).postgresMaxConnections, 7);
+	assert.equal(parse(["--postgres-max-connections", "3"], { DRAWBRIDGE_POSTGRES_MAX_CONNECTIONS: "7" }).postgresMaxConnections, 3);
+});
+
+test("--postgres-max-connections must be a positive integer", () => {
+	for (const bad of ["0", "-1", "1.5", "many"]) {
+		assert.throws(() => parse([`--postgres-max-connections=${bad}`]), OptionsError, bad);
+		assert.throws(() => parse([], { DRAWBRIDGE_POSTGRES_MAX_CONNECTIONS: bad }), OptionsError, bad);
+	}
+});
+
+test("--help documents the cap and the drain refusal", () => {
+	assert.match(GATEWAY_HELP, /--postgres-max-connections N\s+concurrent PostgreSQL connections at most; more are refused with\s+FATAL 53300 \(default 1000\)/);
+	assert.match(GATEWAY_HELP, /--shutdown-grace-ms N[\s\S]*FATAL 57P03/);
+});
