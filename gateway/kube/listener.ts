@@ -80,8 +80,11 @@ interface OpenSession {
 	lastUsedMs: number;
 	unwatch: () => void;
 	inflight: number;
-	/** Open streams (watches, logs -f, upgraded connections): ended when the grant ends. */
+	/** Open streams (watches, logs -f, upgraded connections): ended when the grant ends or changes. */
 	streams: Set<(message: string) => void>;
+	grantKey: string;
+	/** grantTerms() of the grant the session was opened under. */
+	grantTerms: string;
 }
 
 /** Groups the agent's token may never make the gateway impersonate. */
@@ -151,6 +154,44 @@ function upstreamBase(conn: BundleConnection): UpstreamBase {
 	return b;
 }
 
+/**
+ * Everything the listener builds an upstream connection from: the server URL, the CA, and the
+ * gateway's credential (client certificate and key, bearer token). A SHA-256 of it, so no secret is
+ * kept as a map key. Two bundles with the same fingerprint for a Connection reach the apiserver the
+ * same way: its pooled connections (and the watches on them) stay.
+ */
+function upstreamFingerprint(conn: BundleConnection, cred: BackendCredential | undefined): string {
+	const k = cred?.type === "kubernetes" ? cred : undefined;
+	const parts = [
+		conn.kubernetes?.server ?? `https://${conn.host}:${conn.port}`,
+		conn.kubernetes?.caPem ?? "",
+		k?.clientCertPem ?? "",
+		k?.clientKeyPem ?? "",
+		k?.token ?? "",
+	];
+	return hash("sha256", JSON.stringify(parts), "base64");
+}
+
+/** Per connection object, with the credential object it was computed for (bundles are frozen). */
+const fingerprints = new WeakMap<BundleConnection, { cred: BackendCredential | undefined; fp: string }>();
+
+function fingerprintOf(conn: BundleConnection, cred: BackendCredential | undefined): string {
+	const hit = fingerprints.get(conn);
+	if (hit && hit.cred === cred) return hit.fp;
+	const fp = upstreamFingerprint(conn, cred);
+	fingerprints.set(conn, { cred, fp });
+	return fp;
+}
+
+function credentialOf(bundle: LoadedBundle, conn: BundleConnection): BackendCredential | undefined {
+	return conn.credentialRef ? bundle.bundle.credentials[conn.credentialRef] : undefined;
+}
+
+/** What a kube grant lets its sessions do: a change ends the session's open streams (they ran under the old terms). */
+function grantTerms(g: BundleGrant): string {
+	return JSON.stringify([g.kubernetes, g.subjects, g.connection, g.notBefore]);
+}
+
 /** No request body follows the headers (RFC 9112 section 6.3): forward at once instead of piping. */
 function hasNoBody(req: http.IncomingMessage): boolean {
 	const h = req.headers;
@@ -160,7 +201,13 @@ function hasNoBody(req: http.IncomingMessage): boolean {
 export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	readonly #opts: KubeListenerOptions;
 	readonly #server: https.Server;
-	readonly #agents = new Map<string, https.Agent>();
+	/**
+	 * Pooled upstream connections per Connection key, with the fingerprint of the upstream definition
+	 * they were built from. Replaced only when that definition changes or the Connection goes (see
+	 * #onBundleChange), never because some other part of the bundle changed.
+	 */
+	readonly #agents = new Map<string, { fp: string; agent: https.Agent }>();
+	readonly #onChange = (next: LoadedBundle): void => this.#onBundleChange(next);
 	readonly #sessions = new Map<string, OpenSession>();
 	readonly #sockets = new Set<Socket | Duplex>();
 	readonly #evaluate: KubeEvaluator | undefined;
@@ -183,6 +230,37 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		});
 	}
 
+	/**
+	 * A new bundle: destroy the agents of Connections that were removed or whose upstream definition
+	 * changed (requests on them end), and end the open streams of sessions whose grant terms changed.
+	 * Revoked and expired grants are handled per session by BundleStore.watchGrant (#session).
+	 */
+	#onBundleChange(next: LoadedBundle): void {
+		if (this.#agents.size > 0) {
+			const conns = new Map<string, BundleConnection>();
+			for (const c of next.bundle.connections) if (c.type === "kubernetes") conns.set(c.key, c);
+			for (const [key, entry] of this.#agents) {
+				const c = conns.get(key);
+				if (c && fingerprintOf(c, credentialOf(next, c)) === entry.fp) continue;
+				entry.agent.destroy();
+				this.#agents.delete(key);
+			}
+		}
+		for (const [key, s] of this.#sessions) {
+			const g = next.grantsByKey.get(s.grantKey);
+			// A missing grant is revocation: watchGrant's callback ends the session with that reason.
+			if (!g || grantTerms(g) === s.grantTerms) continue;
+			this.#sessions.delete(key);
+			if (s.idle) clearTimeout(s.idle);
+			s.unwatch();
+			const message = `grant ${g.key} changed (scope, subjects or connection); reconnect to use the new terms`;
+			s.recorder.emit({ type: "notice", message });
+			for (const end of s.streams) end(message);
+			s.streams.clear();
+			void s.recorder.close({ reason: "policy" });
+		}
+	}
+
 	/** `error` events are informational (logs): never let a missing listener crash the gateway. */
 	#reportError(e: Error): void {
 		if (this.listenerCount("error") > 0) this.emit("error", e);
@@ -196,6 +274,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				resolve();
 			});
 		});
+		this.#opts.store.off("change", this.#onChange);
+		this.#opts.store.on("change", this.#onChange);
 		return this.address;
 	}
 
@@ -215,7 +295,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		for (const s of this.#sockets) s.destroy();
 		this.#server.closeAllConnections();
 		await closed;
-		for (const a of this.#agents.values()) a.destroy();
+		this.#opts.store.off("change", this.#onChange);
+		for (const { agent } of this.#agents.values()) agent.destroy();
 		this.#agents.clear();
 		await Promise.all(
 			[...this.#sessions.entries()].map(async ([key, s]) => {
@@ -353,7 +434,16 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			again.inflight++;
 			return again;
 		}
-		const s: OpenSession = { recorder, idle: undefined, lastUsedMs: 0, inflight: 1, unwatch: () => {}, streams: new Set() };
+		const s: OpenSession = {
+			recorder,
+			idle: undefined,
+			lastUsedMs: 0,
+			inflight: 1,
+			unwatch: () => {},
+			streams: new Set(),
+			grantKey: r.grant.key,
+			grantTerms: grantTerms(r.grant),
+		};
 		s.unwatch = this.#opts.store.watchGrant(r.grant.key, (why, g) => {
 			if (this.#sessions.get(key) !== s) return;
 			this.#sessions.delete(key);
@@ -487,33 +577,36 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	// -------------------------------------------------------------------------------------------
 	// Upstream.
 
-	#agent(conn: BundleConnection, cred: BackendCredential | undefined): https.Agent {
-		const key = `${conn.key}|${this.#opts.store.current.version}`;
-		let agent = this.#agents.get(key);
-		if (!agent) {
-			for (const [k, a] of this.#agents) {
-				if (k.startsWith(`${conn.key}|`)) {
-					a.destroy();
-					this.#agents.delete(k);
-				}
-			}
-			const o: https.AgentOptions = { keepAlive: true, maxSockets: 256 };
-			if (conn.kubernetes?.caPem) o.ca = conn.kubernetes.caPem;
-			if (cred?.type === "kubernetes" && cred.clientCertPem && cred.clientKeyPem) {
-				o.cert = cred.clientCertPem;
-				o.key = cred.clientKeyPem;
-			}
-			agent = new https.Agent(o);
-			this.#agents.set(key, agent);
+	/**
+	 * The pooled agent for `conn` as defined in `bundle` (the bundle the request was resolved against).
+	 * Undefined when that definition is no longer the current one (a request held across a bundle
+	 * change, e.g. for an approval): it then gets its own connection rather than a pool nobody prunes.
+	 */
+	#agent(bundle: LoadedBundle, conn: BundleConnection, cred: BackendCredential | undefined): https.Agent | undefined {
+		const fp = fingerprintOf(conn, cred);
+		const entry = this.#agents.get(conn.key);
+		if (entry?.fp === fp) return entry.agent;
+		const current = this.#opts.store.current;
+		if (bundle !== current) {
+			const c = current.connection(conn.name);
+			if (c?.key !== conn.key || fingerprintOf(c, credentialOf(current, c)) !== fp) return undefined;
 		}
+		entry?.agent.destroy();
+		const o: https.AgentOptions = { keepAlive: true, maxSockets: 256 };
+		if (conn.kubernetes?.caPem) o.ca = conn.kubernetes.caPem;
+		if (cred?.type === "kubernetes" && cred.clientCertPem && cred.clientKeyPem) {
+			o.cert = cred.clientCertPem;
+			o.key = cred.clientKeyPem;
+		}
+		const agent = new https.Agent(o);
+		this.#agents.set(conn.key, { fp, agent });
 		return agent;
 	}
 
 	#upstreamRequest(r: Resolved, req: http.IncomingMessage, upgrade: boolean): http.ClientRequest {
 		const conn = r.connection;
 		const base = upstreamBase(conn);
-		const credRef = conn.credentialRef;
-		const cred = credRef ? r.bundle.bundle.credentials[credRef] : undefined;
+		const cred = credentialOf(r.bundle, conn);
 		const headers = filterRequestHeaders(req.headers, upgrade);
 		if (cred?.type === "kubernetes" && cred.token) headers["authorization"] = `Bearer ${cred.token}`;
 		headers["impersonate-user"] = impersonatedUser(r.identity);
@@ -528,7 +621,10 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			path: `${base.basePath}${r.upstreamPath}`,
 			headers,
 		};
-		if (upgrade) {
+		const agent = upgrade ? undefined : this.#agent(r.bundle, conn, cred);
+		if (agent) {
+			options.agent = agent;
+		} else {
 			// Upgraded connections get their own TLS connection, never a pooled one.
 			options.agent = false;
 			if (conn.kubernetes?.caPem) options.ca = conn.kubernetes.caPem;
@@ -536,8 +632,6 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				options.cert = cred.clientCertPem;
 				options.key = cred.clientKeyPem;
 			}
-		} else {
-			options.agent = this.#agent(conn, cred);
 		}
 		if (this.#opts.upstreamTimeoutMs) options.timeout = this.#opts.upstreamTimeoutMs;
 		return https.request(options);
@@ -699,7 +793,9 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				const jsonWatch = u.statusCode === 200 && r.kreq.verb === "watch" && /json/.test(String(u.headers["content-type"] ?? ""));
 				let atBoundary = true;
 				if (jsonWatch) u.on("data", (c: Buffer) => (atBoundary = c.length === 0 ? atBoundary : c[c.length - 1] === 0x0a));
+				let ending = false;
 				endStream = (message: string) => {
+					ending = true;
 					u.unpipe(res);
 					u.destroy();
 					if (jsonWatch && atBoundary && !res.writableEnded) {
@@ -711,6 +807,11 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				};
 				session.streams.add(endStream);
 				u.on("end", done);
+				// The upstream connection went away mid-response (apiserver gone, or its agent destroyed because
+				// the Connection changed or left the bundle): cut the client too rather than leave it hanging.
+				u.on("close", () => {
+					if (!ending && !u.complete) res.destroy();
+				});
 			});
 			if (this.#opts.upstreamTimeoutMs) up.on("timeout", () => up.destroy(new Error("upstream timeout")));
 			up.on("error", (e) => {
