@@ -97,8 +97,14 @@ function literalInsensitive(s: SqlStatementInfo): boolean {
 	return s.kinds.every((k) => SHAREABLE_KINDS.has(k));
 }
 
+/** Trimmed by the template's alphabet: ASCII whitespace and `;` at either end. */
+function isTrimChar(c: number): boolean {
+	return c === 0x20 || c === 0x3b || (c >= 0x09 && c <= 0x0d);
+}
+
 function fromTemplate(t: SqlStatementInfo, sql: string, tkey: string): SqlAnalysis {
-	const text = sql.replace(/^[\s;]+|[\s;]+$/g, "");
+	const trimmed = sql.length > 0 && (isTrimChar(sql.charCodeAt(0)) || isTrimChar(sql.charCodeAt(sql.length - 1)));
+	const text = trimmed ? sql.replace(/^[\s;]+|[\s;]+$/g, "") : sql;
 	const info = Object.freeze({ ...t, text });
 	const tree = trees.get(t);
 	if (tree) trees.set(info, tree);

@@ -18,7 +18,7 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { ApprovalRequestRecord, ApprovalService } from "../approvals/types.ts";
-import type { BundleConnection, BundleGrant, Identity, MaskStrategy, PostgresAccess } from "../config/bundle.ts";
+import type { BundleConnection, BundleGrant, GuardrailRule, Identity, MaskStrategy, PostgresAccess } from "../config/bundle.ts";
 import type { ConnectionPolicies } from "../config/store.ts";
 import type {
 	GuardrailVerdict,
@@ -473,6 +473,27 @@ export class Session {
 	}
 
 	/**
+	 * guard() for a statement as parsed (not expanded through views): a single statement's verdict
+	 * is remembered by its text or literal-free template while the rules are the same object (the
+	 * session's grant and access never change). Statements resolved through session state (EXECUTE, FETCH) are always evaluated.
+	 */
+	private guardParsed(analysis: SqlAnalysis): GuardrailVerdict {
+		const rules = this.o.live().policies.guardrailRules;
+		const one = analysis.ok && analysis.statements.length === 1 ? analysis.statements[0]! : undefined;
+		const key = one && !one.uses ? this.o.policy.statementKey(one) : undefined;
+		if (key !== undefined) {
+			const hit = this.verdicts.get(key);
+			if (hit && hit.rules === rules) return hit.verdict;
+		}
+		const verdict = this.guard(analysis);
+		if (key !== undefined) {
+			if (this.verdicts.size >= SIMPLE_PLANS_MAX) this.verdicts.clear();
+			this.verdicts.set(key, { rules, verdict });
+		}
+		return verdict;
+	}
+
+	/**
 	 * GuardrailRules naming tables must also catch a statement that reaches them through a view
 	 * (`DELETE FROM customer_contacts` when the rule names `customers`): the guard then decides on
 	 * the statement's tables expanded to base tables through the catalog. Only when some rule names
@@ -496,7 +517,7 @@ export class Session {
 		const analysis = this.sql.resolve(this.o.policy.analyze(sql));
 		const pending = this.guardAsync(analysis);
 		if (pending) return pending.then((verdict) => (this.closed ? undefined : this.onQueryGuarded(sql, raw, analysis, verdict)));
-		return this.onQueryGuarded(sql, raw, analysis, this.guard(analysis));
+		return this.onQueryGuarded(sql, raw, analysis, this.guardParsed(analysis));
 	}
 
 	private onQueryGuarded(sql: string, raw: Buffer, analysis: SqlAnalysis, verdict: GuardrailVerdict): Promise<void> | undefined {
@@ -614,7 +635,7 @@ export class Session {
 		const analysis = this.sql.resolve(this.o.policy.analyze(m.sql));
 		const pending = this.guardAsync(analysis);
 		if (pending) return pending.then((verdict) => (this.closed ? undefined : this.onParseGuarded(m, analysis, verdict)));
-		return this.onParseGuarded(m, analysis, this.guard(analysis));
+		return this.onParseGuarded(m, analysis, this.guardParsed(analysis));
 	}
 
 	private onParseGuarded(m: Extract<ClientMessage, { type: "parse" }>, analysis: SqlAnalysis, verdict: GuardrailVerdict): Promise<void> | undefined {
@@ -1190,6 +1211,7 @@ export class Session {
 	private readonly maskers = new WeakMap<MaskStrategy, ValueMasker>();
 	private upOut: Buffer[] = [];
 	private upOutBytes = 0;
+	private readonly verdicts = new Map<string, { rules: readonly GuardrailRule[]; verdict: GuardrailVerdict }>();
 	private readonly simplePlans = new Map<string, { live: LivePolicy; plan: ActivePlan | null; at: number }>();
 
 	private masker(strategy: MaskStrategy): ValueMasker {
