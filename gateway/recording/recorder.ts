@@ -166,6 +166,16 @@ class SpoolState {
 export class DiskRecorder implements Recorder {
 	readonly options: Required<Omit<RecorderOptions, "registry" | "logger" | "now">>;
 	readonly now: () => number;
+	#isoMs = Number.NaN;
+	#iso = "";
+	/** new Date(ms).toISOString(), remembered for the last millisecond (a burst of events shares it). */
+	isoTime(ms: number): string {
+		if (ms !== this.#isoMs) {
+			this.#iso = new Date(ms).toISOString();
+			this.#isoMs = ms;
+		}
+		return this.#iso;
+	}
 	readonly metrics: RecorderMetrics;
 	readonly log: RecorderLogger;
 	readonly store: RecordingStore;
@@ -626,7 +636,7 @@ class LiveSession implements SessionRecorder {
 			return;
 		}
 		const now = this.rec.now();
-		const stored = { ...event, seq: ++this.seq, time: new Date(now).toISOString(), offsetMs: now - this.startMs } as StoredEvent;
+		const stored = { ...event, seq: ++this.seq, time: this.rec.isoTime(now), offsetMs: now - this.startMs } as StoredEvent;
 		const cap = this.rec.options.maxCapturedRows;
 		if (stored.type === "statement" && stored.resultRows && stored.resultRows.length > cap) {
 			stored.resultRows = stored.resultRows.slice(0, cap);
