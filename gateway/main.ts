@@ -3,8 +3,9 @@
  * admin server into one process. The only place in gateway/ that reads process.env (STYLE 8).
  *
  * Shutdown (SIGTERM/SIGINT): readiness turns false at once so load balancers stop sending new
- * agents, new PostgreSQL connections are refused (FATAL 57P03: a client that still reaches this
- * replica while its endpoint is being removed retries elsewhere), live PostgreSQL sessions get
+ * agents, and every listener drains: a client that still reaches this replica while its endpoint is
+ * being removed is refused with its protocol's own "shutting down" (PostgreSQL FATAL 57P03, an SSH
+ * disconnect) and retries elsewhere. Live PostgreSQL sessions and SSH connections get
  * `shutdownGraceMs` to finish, then every listener closes (remaining sessions end with a clear
  * message), recordings are finalised and the spool flushed as far as the store allows (the rest
  * uploads on next start).
@@ -156,6 +157,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 			: undefined;
 	const addresses: RunningGateway["addresses"] = { admin: adminPort };
 	const closers: (() => Promise<void>)[] = [];
+	/** Per listener: refuse new clients from now on, and how much live work it still has. */
+	const drainers: { drain(): void; live(): number }[] = [];
 
 	const postgres = options.postgresListen
 		? startPostgresListener({
@@ -176,6 +179,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 	if (postgres && options.postgresListen) {
 		addresses.postgres = (await postgres.listen(options.postgresListen.port, options.postgresListen.host)).port;
 		closers.push(() => postgres.close());
+		drainers.push({ drain: () => postgres.drain(), live: () => postgres.sessionCount });
 	}
 
 	if (options.sshListen && options.sshHostKeyFile) {
@@ -189,10 +193,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 			host: options.sshListen.host,
 			port: options.sshListen.port,
 			gatewayName: options.instance,
+			maxConnections: options.sshMaxConnections,
+			onRefused: (reason) => metrics.connectionsRefused.inc({ protocol: "ssh", reason }),
 		});
 		addresses.ssh = ssh.address.port;
 		log.info({ fingerprint: ssh.hostKeyFingerprint }, "ssh host key");
 		closers.push(() => ssh.close());
+		drainers.push({ drain: () => ssh.drain(), live: () => ssh.sessionCount });
 	}
 
 	if (options.kubeListen && tls) {
@@ -229,10 +236,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 		async shutdown(reason: string) {
 			if (shuttingDown) return;
 			shuttingDown = true;
-			postgres?.drain();
+			for (const d of drainers) d.drain();
 			log.info({ reason, graceMs: options.shutdownGraceMs }, "shutting down: draining live sessions");
 			const deadline = Date.now() + options.shutdownGraceMs;
-			while (postgres && postgres.sessionCount > 0 && Date.now() < deadline) {
+			while (drainers.some((d) => d.live() > 0) && Date.now() < deadline) {
 				await new Promise((r) => setTimeout(r, 200));
 			}
 			await Promise.allSettled(closers.map((c) => c()));

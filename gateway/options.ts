@@ -17,6 +17,11 @@ export interface GatewayOptions {
 	/** Concurrent PostgreSQL client connections at most; more get FATAL 53300 (default 1000, also when absent). */
 	postgresMaxConnections?: number;
 	sshListen?: ListenAddress;
+	/**
+	 * Concurrent SSH client connections at most; more get SSH_MSG_DISCONNECT (too many connections)
+	 * before key exchange (default 1000, also when absent).
+	 */
+	sshMaxConnections?: number;
 	kubeListen?: ListenAddress;
 	adminListen: ListenAddress;
 	/** PEM files for the client-facing TLS of the PostgreSQL and Kubernetes listeners. */
@@ -73,6 +78,8 @@ Listeners (host:port; a listener without an address is off, admin defaults to 12
   --postgres-max-connections N  concurrent PostgreSQL connections at most; more are refused with
                               FATAL 53300 (default 1000)
   --ssh-listen ADDR           SSH
+  --ssh-max-connections N     concurrent SSH connections at most; more are disconnected before key
+                              exchange with "connection limit was reached" (default 1000)
   --kube-listen ADDR          Kubernetes API (HTTPS)
   --admin-listen ADDR         /healthz /readyz /metrics, approvals API, recordings viewer
   --tls-cert-file FILE        client-facing TLS certificate (PEM)
@@ -100,8 +107,9 @@ Approvals:
   --auditor-group NAME        group allowed into the recordings viewer (default auditors)
 
 Process:
-  --shutdown-grace-ms N       drain time for live sessions on SIGTERM (default 30000); new
-                              PostgreSQL connections get FATAL 57P03 meanwhile
+  --shutdown-grace-ms N       drain time for live sessions on SIGTERM (default 30000); meanwhile new
+                              PostgreSQL connections get FATAL 57P03, new SSH connections a
+                              "shutting down" disconnect
   --instance NAME             replica name (default $POD_NAME or hostname)
   --log-level LEVEL           debug|info|warn|error (default info)
   -h, --help                  show this help
@@ -126,6 +134,7 @@ const FLAGS = {
 	"postgres-listen": { type: "string" },
 	"postgres-max-connections": { type: "string" },
 	"ssh-listen": { type: "string" },
+	"ssh-max-connections": { type: "string" },
 	"kube-listen": { type: "string" },
 	"admin-listen": { type: "string" },
 	"tls-cert-file": { type: "string" },
@@ -233,6 +242,7 @@ export function parseGatewayOptions(
 		postgresListen: parseListen(get("postgres-listen"), "--postgres-listen"),
 		postgresMaxConnections: int("postgres-max-connections", 1000),
 		sshListen: parseListen(get("ssh-listen"), "--ssh-listen"),
+		sshMaxConnections: int("ssh-max-connections", 1000),
 		kubeListen: parseListen(get("kube-listen"), "--kube-listen"),
 		adminListen,
 		tlsCertFile: get("tls-cert-file"),
@@ -257,6 +267,7 @@ export function parseGatewayOptions(
 		throw new OptionsError("the PostgreSQL and Kubernetes listeners need --tls-cert-file and --tls-key-file");
 	}
 	if ((options.postgresMaxConnections ?? 1) < 1) throw new OptionsError("--postgres-max-connections: expected at least 1");
+	if ((options.sshMaxConnections ?? 1) < 1) throw new OptionsError("--ssh-max-connections: expected at least 1");
 	if (options.sshListen && !options.sshHostKeyFile) throw new OptionsError("the SSH listener needs --ssh-host-key-file");
 	return Object.freeze(options);
 }

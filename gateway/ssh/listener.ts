@@ -16,7 +16,7 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { createRequire } from "node:module";
-import type { AddressInfo, Server as NetServer, Socket } from "node:net";
+import { type AddressInfo, createServer, type Server as NetServer, type Socket } from "node:net";
 import { StringDecoder } from "node:string_decoder";
 import ssh2 from "ssh2";
 import type {
@@ -46,6 +46,7 @@ import {
 	type VerifiedCertificate,
 } from "./cert.ts";
 import { SshGatewayError } from "./errors.ts";
+import { DisconnectReason, refusalBytes } from "./refuse.ts";
 import { evaluateSshAccess, evaluateSshCommand } from "../policy/ssh.ts";
 import { LineTracker } from "./guard.ts";
 import { SftpObserver } from "./sftp.ts";
@@ -82,9 +83,24 @@ export interface SshListenerOptions {
 	certClockToleranceSec?: number;
 	/** TCP accept → authenticated, ms; a client silent or stalling longer is cut (default 30000). */
 	authTimeoutMs?: number;
-	/** Concurrent client connections at most; more are refused at accept (default 1000). */
+	/**
+	 * Concurrent client connections at most, handshakes and sessions alike (default 1000). A connection
+	 * over the cap gets the identification line and SSH_MSG_DISCONNECT (TOO_MANY_CONNECTIONS, with a
+	 * description OpenSSH prints) before any key exchange; beyond twice the cap new TCP connections are
+	 * closed at accept without an answer.
+	 */
 	maxConnections?: number;
+	/** Called once per refused connection (for metrics); never given anything about the client. */
+	onRefused?: (reason: SshRefusalReason) => void;
 }
+
+/** Why a connection was refused before key exchange. */
+export type SshRefusalReason = "max-connections" | "shutting-down";
+
+export const DEFAULT_MAX_CONNECTIONS = 1000;
+
+/** How long a refused connection is kept half-closed so the client reads the DISCONNECT before any RST. */
+const REFUSAL_LINGER_MS = 2_000;
 
 export interface SshListenerEvents {
 	/** Authentication outcome, for logs and tests (never contains the token). */
@@ -150,6 +166,14 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 	readonly #evaluate: typeof evaluateSshCommand;
 	readonly #clients = new Set<Connection>();
 	readonly #hostPublic: { type: string; blob: Buffer };
+	/** The listening socket; admitted connections are handed to ssh2 with `injectSocket`. */
+	readonly #net: NetServer;
+	/** Open connections counted against `maxConnections` (not refused ones). */
+	#admitted = 0;
+	#draining = false;
+	/** Refused connections still lingering (destroyed by close()). */
+	readonly #refused = new Set<Socket>();
+	readonly maxConnections: number;
 
 	constructor(opts: SshListenerOptions) {
 		super();
@@ -162,17 +186,83 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		this.#hostPublic = { type: key.type, blob: key.getPublicSSH() };
 		this.#server = new Server({ hostKeys: [opts.hostKeyPem], ident: "Drawbridge" }, (client) => this.#onClient(client));
 		this.#server.on("error", (e: Error) => this.#reportError(e));
-		this.#server.maxConnections = opts.maxConnections ?? 1000;
+		const max = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+		if (!Number.isSafeInteger(max) || max < 1) throw new TypeError(`maxConnections: expected a positive integer, got ${max}`);
+		this.maxConnections = max;
+		// The gateway owns the listening socket so it can refuse with a reason before ssh2 starts a key
+		// exchange (refuse.ts); ssh2's own server never listens and gets admitted sockets only.
+		this.#net = createServer({ noDelay: true }, (sock) => this.#accept(sock));
+		this.#net.on("error", (e: Error) => this.#reportError(e));
+		// Backstop: refused connections are held briefly (REFUSAL_LINGER_MS), so they are bounded too.
+		this.#net.maxConnections = 2 * max;
+		this.#net.on("drop", () => opts.onRefused?.("max-connections"));
+	}
+
+	#accept(sock: Socket): void {
+		sock.on("error", () => sock.destroy());
+		if (this.#draining || this.#admitted >= this.maxConnections) {
+			this.#refuseConnection(sock, this.#draining ? "shutting-down" : "max-connections");
+			return;
+		}
+		this.#admitted++;
+		sock.once("close", () => this.#admitted--);
 		// ssh2 has no handshake deadline and emits a client only after its identification line, so a
 		// silent or stalling TCP client would hold its socket forever: the deadline sits on the raw socket.
-		const raw = (this.#server as unknown as { _srv: NetServer })._srv;
-		raw.on("connection", (sock: Socket) => {
-			const timer = setTimeout(() => {
-				if (!this.#authenticated.has(sock)) sock.destroy();
-			}, opts.authTimeoutMs ?? 30_000);
-			timer.unref();
-			sock.once("close", () => clearTimeout(timer));
+		const timer = setTimeout(() => {
+			if (!this.#authenticated.has(sock)) sock.destroy();
+		}, this.#opts.authTimeoutMs ?? 30_000);
+		timer.unref();
+		sock.once("close", () => clearTimeout(timer));
+		this.#server.injectSocket(sock);
+	}
+
+	/**
+	 * Identification line + SSH_MSG_DISCONNECT, then a half-close; whatever the client sends meanwhile
+	 * (its identification, KEXINIT) is read and dropped so no RST overtakes the DISCONNECT.
+	 */
+	#refuseConnection(sock: Socket, reason: SshRefusalReason): void {
+		this.#opts.onRefused?.(reason);
+		const bytes =
+			reason === "shutting-down"
+				? refusalBytes(
+						DisconnectReason.ByApplication,
+						"drawbridge: the gateway is shutting down and accepts no new connections; reconnect (another replica will take it)",
+					)
+				: refusalBytes(
+						DisconnectReason.TooManyConnections,
+						`drawbridge: the gateway's connection limit was reached (at most ${this.maxConnections} concurrent SSH connections); try again later`,
+					);
+		this.#refused.add(sock);
+		sock.on("data", () => {});
+		sock.end(bytes);
+		const timer = setTimeout(() => sock.destroy(), REFUSAL_LINGER_MS);
+		timer.unref();
+		sock.once("close", () => {
+			clearTimeout(timer);
+			this.#refused.delete(sock);
 		});
+	}
+
+	/** Open client connections counted against `maxConnections` (handshakes and sessions). */
+	get connectionCount(): number {
+		return this.#admitted;
+	}
+
+	/** Clients ssh2 has taken over (handshaking or authenticated): what a shutdown waits for. */
+	get sessionCount(): number {
+		return this.#clients.size;
+	}
+
+	/**
+	 * Start draining for shutdown: from now on a new connection is refused with SSH_MSG_DISCONNECT
+	 * saying the gateway is shutting down; live sessions go on until `close()`.
+	 */
+	drain(): void {
+		this.#draining = true;
+	}
+
+	get isDraining(): boolean {
+		return this.#draining;
 	}
 
 	/** `type base64` of the gateway host key: publish it for `known_hosts` / `@cert-authority` pinning. */
@@ -192,9 +282,9 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 
 	async listen(): Promise<AddressInfo> {
 		await new Promise<void>((resolve, reject) => {
-			this.#server.once("error", reject);
-			this.#server.listen(this.#opts.port ?? 0, this.#opts.host ?? "127.0.0.1", () => {
-				this.#server.off("error", reject);
+			this.#net.once("error", reject);
+			this.#net.listen(this.#opts.port ?? 0, this.#opts.host ?? "127.0.0.1", () => {
+				this.#net.off("error", reject);
 				resolve();
 			});
 		});
@@ -202,11 +292,12 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 	}
 
 	get address(): AddressInfo {
-		return this.#server.address() as AddressInfo;
+		return this.#net.address() as AddressInfo;
 	}
 
 	async close(): Promise<void> {
-		const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+		const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
+		for (const s of this.#refused) s.destroy();
 		for (const c of this.#clients) c.end();
 		await closed;
 	}

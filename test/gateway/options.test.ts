@@ -1,5 +1,5 @@
-// `drawbridge gateway` option parsing for the PostgreSQL connection cap: flag, env twin, validation,
-// and the --help text that documents it.
+// `drawbridge gateway` option parsing for the PostgreSQL and SSH connection caps: flag, env twin,
+// validation, and the --help text that documents them.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { GATEWAY_HELP, OptionsError, parseGatewayOptions } from "../../gateway/options.ts";
@@ -29,4 +29,23 @@ test("--postgres-max-connections must be a positive integer", () => {
 test("--help documents the cap and the drain refusal", () => {
 	assert.match(GATEWAY_HELP, /--postgres-max-connections N\s+concurrent PostgreSQL connections at most; more are refused with\s+FATAL 53300 \(default 1000\)/);
 	assert.match(GATEWAY_HELP, /--shutdown-grace-ms N[\s\S]*FATAL 57P03/);
+});
+
+test("--ssh-max-connections: default 1000, flag, env twin, flag wins", () => {
+	assert.equal(parse([]).sshMaxConnections, 1000);
+	assert.equal(parse(["--ssh-max-connections", "25"]).sshMaxConnections, 25);
+	assert.equal(parse([], { DRAWBRIDGE_SSH_MAX_CONNECTIONS: "7" }).sshMaxConnections, 7);
+	assert.equal(parse(["--ssh-max-connections", "3"], { DRAWBRIDGE_SSH_MAX_CONNECTIONS: "7" }).sshMaxConnections, 3);
+});
+
+test("--ssh-max-connections must be a positive integer", () => {
+	for (const bad of ["0", "-1", "1.5", "many"]) {
+		assert.throws(() => parse([`--ssh-max-connections=${bad}`]), OptionsError, bad);
+		assert.throws(() => parse([], { DRAWBRIDGE_SSH_MAX_CONNECTIONS: bad }), OptionsError, bad);
+	}
+});
+
+test("--help documents the SSH cap and what each protocol gets while draining", () => {
+	assert.match(GATEWAY_HELP, /--ssh-max-connections N\s+concurrent SSH connections at most; more are disconnected before key\s+exchange with "connection limit was reached" \(default 1000\)/);
+	assert.match(GATEWAY_HELP, /--shutdown-grace-ms N[\s\S]*57P03[\s\S]*SSH connections a\s+"shutting down" disconnect/);
 });
