@@ -9,6 +9,7 @@
  *                                     [--rows 300000]        (large: one SELECT of that many rows, 2 masked columns)
  *                                     [--cpu-prof-dir DIR]   (profile the gateway child)
  *                                     [--baseline REF]       (also a gateway from git REF, same run)
+ *                                     [--gateway-node-flags=--max-semi-space-size=16]  (this checkout's gateway only)
  *
  * Prints, per mode: median TPS of each target and median CPU µs per transaction of each proxy
  * (utime + stime of the proxy process from /proc, over the pgbench run), and their ratio. Mode
@@ -33,6 +34,7 @@ const { values: flags } = parseArgs({
 		rows: { type: "string", default: "300000" },
 		"cpu-prof-dir": { type: "string" },
 		baseline: { type: "string" },
+		"gateway-node-flags": { type: "string", default: "" },
 		help: { type: "boolean", short: "h", default: false },
 	},
 });
@@ -145,7 +147,7 @@ try {
 		for (const f of ["pg-gateway-child.ts", "bundle.ts"]) copyFileSync(join(import.meta.dirname, f), join(dir, "bench", f));
 		trees.push({ name: `gateway@${flags.baseline}`, dir });
 	}
-	const gateways: Record<string, { port: number; pid: number }> = {};
+	const gateways: Record<string, { port: number; pid: number; stateFile: string }> = {};
 	for (const tree of trees) {
 		const stateFile = join(work, `${tree.name.replace(/\W/g, "_")}-state.json`);
 		const cfgFile = join(work, `${tree.name.replace(/\W/g, "_")}.json`);
@@ -155,7 +157,7 @@ try {
 		const gw = new ManagedProcess({
 			name: tree.name,
 			command: process.execPath,
-			args: [...prof, "--liftoff-only", "--import", "tsx", join(tree.dir, "bench", "pg-gateway-child.ts"), cfgFile],
+			args: [...prof, ...(tree.name === "gateway" ? flags["gateway-node-flags"].split(" ").filter(Boolean) : []), "--liftoff-only", "--import", "tsx", join(tree.dir, "bench", "pg-gateway-child.ts"), cfgFile],
 		});
 		stops.push(() => gw.stop(30_000));
 		const port = () => {
@@ -167,7 +169,7 @@ try {
 		};
 		await waitFor("gateway child", async () => port() > 0, { timeoutMs: 60_000, proc: gw });
 		await new Promise((r) => setTimeout(r, 300));
-		gateways[tree.name] = { port: port(), pid: findPid(gw.pid!, /^node$/) };
+		gateways[tree.name] = { port: port(), pid: findPid(gw.pid!, /^node$/), stateFile };
 	}
 	const token = await new SignJWT({}).setProtectedHeader({ alg: "EdDSA", kid: "c1" }).setIssuer(cfg.issuer).setAudience(cfg.audience).setSubject("bench").setIssuedAt().setExpirationTime("6h").sign(privateKey);
 
@@ -225,6 +227,9 @@ try {
 	console.log("| mode | target | tps (large: rows/s) | / direct | / pgbouncer | proxy µs CPU per tx (large: per 1000 rows) | CPU / pgbouncer's |");
 	console.log("|---|---|---|---|---|---|---|");
 	for (const r of rows) console.log(r);
+	await new Promise((r) => setTimeout(r, 400)); // one more state-file write
+	const rss = Object.entries(gateways).map(([name, g]) => `${name} ${(JSON.parse(readFileSync(g.stateFile, "utf8")).maxRssKb / 1024).toFixed(0)} MiB`);
+	console.log(`\npeak RSS over the whole run: ${rss.join(", ")}`);
 } finally {
 	for (const s of stops.reverse()) await s().catch(() => undefined);
 	await pg.stop();
