@@ -1,5 +1,5 @@
 /**
- * The gateway's PostgreSQL listener in its own process, for bench/pgbench.ts (so its RSS and CPU are
+ * The gateway's PostgreSQL listener in its own process, for bench/run.ts and bench/pg-cpu.ts (so its RSS and CPU are
  * its own). Reads a JSON config file (argv[2]); writes {port, maxRssKb} to the state file every 200 ms.
  * Guardrails, masking and recording (DiskRecorder to a directory store) are all on.
  */

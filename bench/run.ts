@@ -17,15 +17,16 @@
  * Flags: --full, --seconds N, --runs N, --rows N, --clients 1,8,32, --skip ssh,kube,recording,operator,
  *        --only pg, --cpu-prof (profile the gateway during the PostgreSQL runs; prints the top frames).
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { issueCert, run, startPostgres } from "../test/env/index.ts";
-import { freePort, isRoot, lookupUser, makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
 import { streamRows } from "./large-select.ts";
 import type { ChildConfig } from "./pg-gateway-child.ts";
+import { startPgBouncer } from "./pgbouncer.ts";
 
 const { values: flags } = parseArgs({
 	options: {
@@ -93,41 +94,7 @@ async function pgBenches(): Promise<void> {
 		);
 
 		// PgBouncer, session pooling, TLS both sides, SCRAM.
-		const runAs = isRoot ? lookupUser("postgres") : undefined;
-		const bdir = makeTempDir("bench-pgbouncer", runAs);
-		const bport = await freePort();
-		const bcert = await issueCert(pg.ca, { cn: "localhost", name: "bench-pgbouncer" });
-		const files = { ini: join(bdir, "pgbouncer.ini"), users: join(bdir, "users.txt"), key: join(bdir, "key.pem"), cert: join(bdir, "cert.pem"), ca: join(bdir, "ca.pem") };
-		writeFileSync(files.users, `"${pg.superuser}" "${pg.password}"\n`);
-		writeFileSync(files.key, bcert.keyPem);
-		writeFileSync(files.cert, bcert.certPem);
-		writeFileSync(files.ca, pg.caPem);
-		writeFileSync(
-			files.ini,
-			[
-				"[databases]",
-				`bench-db = host=127.0.0.1 port=${pg.port} dbname=${pg.database} user=${pg.superuser} password=${pg.password}`,
-				"[pgbouncer]",
-				"listen_addr = 127.0.0.1",
-				`listen_port = ${bport}`,
-				"auth_type = scram-sha-256",
-				`auth_file = ${files.users}`,
-				"pool_mode = session",
-				"max_client_conn = 200",
-				"default_pool_size = 40",
-				"client_tls_sslmode = require",
-				`client_tls_key_file = ${files.key}`,
-				`client_tls_cert_file = ${files.cert}`,
-				"server_tls_sslmode = verify-full",
-				`server_tls_ca_file = ${files.ca}`,
-				`logfile = ${join(bdir, "pgbouncer.log")}`,
-				`pidfile = ${join(bdir, "pgbouncer.pid")}`,
-				"",
-			].join("\n"),
-		);
-		if (runAs) for (const f of Object.values(files)) chownSync(f, runAs.uid, runAs.gid);
-		chmodSync(files.key, 0o600);
-		const bouncer = new ManagedProcess({ name: "pgbouncer", command: "/usr/sbin/pgbouncer", args: [files.ini], ...(runAs ? { runAs } : {}) });
+		const { port: bport, proc: bouncer } = await startPgBouncer(pg);
 		stops.push(() => bouncer.stop());
 
 		// The gateway in its own process (bench/pg-gateway-child.ts).
