@@ -50,6 +50,9 @@ export class LocalApprovalStore implements ApprovalStore {
 	readonly #listeners = new Set<(record: ApprovalRequestRecord) => void>();
 	#watcher: FSWatcher | undefined;
 	#ready: Promise<void> | undefined;
+	/** Writes in flight: close() waits for them, so a closed store never writes afterwards. */
+	readonly #inflight = new Set<Promise<unknown>>();
+	#closed = false;
 
 	constructor(options: LocalApprovalStoreOptions = {}) {
 		this.#dir = options.directory;
@@ -71,7 +74,11 @@ export class LocalApprovalStore implements ApprovalStore {
 		return this.#ready;
 	}
 
-	async create(record: ApprovalRequestRecord): Promise<ApprovalRequestRecord> {
+	create(record: ApprovalRequestRecord): Promise<ApprovalRequestRecord> {
+		return this.#write(() => this.#create(record));
+	}
+
+	async #create(record: ApprovalRequestRecord): Promise<ApprovalRequestRecord> {
 		checkId(record.id);
 		await this.#init();
 		const file: StoredFile = { revision: 1, record: clone(record) };
@@ -112,7 +119,11 @@ export class LocalApprovalStore implements ApprovalStore {
 		return out;
 	}
 
-	async update(id: string, mutate: ApprovalMutation): Promise<{ record: ApprovalRequestRecord; changed: boolean }> {
+	update(id: string, mutate: ApprovalMutation): Promise<{ record: ApprovalRequestRecord; changed: boolean }> {
+		return this.#write(() => this.#update(id, mutate));
+	}
+
+	async #update(id: string, mutate: ApprovalMutation): Promise<{ record: ApprovalRequestRecord; changed: boolean }> {
 		checkId(id);
 		await this.#init();
 		if (!this.#dir) {
@@ -141,7 +152,11 @@ export class LocalApprovalStore implements ApprovalStore {
 		}
 	}
 
-	async delete(id: string): Promise<void> {
+	delete(id: string): Promise<void> {
+		return this.#write(() => this.#delete(id));
+	}
+
+	async #delete(id: string): Promise<void> {
 		if (!ID_RE.test(id)) return;
 		await this.#init();
 		this.#memory.delete(id);
@@ -154,9 +169,21 @@ export class LocalApprovalStore implements ApprovalStore {
 		return () => this.#listeners.delete(listener);
 	}
 
+	/** Stops watching and waits for writes in flight; later writes are refused ("unavailable"). */
 	async close(): Promise<void> {
+		this.#closed = true;
 		this.#watcher?.close();
 		this.#listeners.clear();
+		await Promise.allSettled([...this.#inflight]);
+	}
+
+	#write<T>(op: () => Promise<T>): Promise<T> {
+		if (this.#closed) return Promise.reject(new ApprovalError("unavailable", "the approval store is closed"));
+		const p = op();
+		this.#inflight.add(p);
+		const done = () => this.#inflight.delete(p);
+		p.then(done, done);
+		return p;
 	}
 
 	#path(id: string): string {

@@ -25,7 +25,7 @@ async function pair(t: { after: (fn: () => Promise<void>) => void }) {
 	t.after(async () => {
 		await a.close();
 		await b.close();
-		// A write racing the close (e.g. the expiry sweep) can refill the folder: retry like rm -rf would.
+		// close() waits for writes in flight (tested below); the retries only cover a slow file system.
 		await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 	});
 	return { a, b, dir, events };
@@ -134,7 +134,7 @@ test("sweep: marks overdue requests Expired once, deletes decided ones past rete
 	t.after(async () => {
 		await a.close();
 		await b.close();
-		// A write racing the close (e.g. the expiry sweep) can refill the folder: retry like rm -rf would.
+		// close() waits for writes in flight (tested below); the retries only cover a slow file system.
 		await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 	});
 	const overdue = await a.request(input({ timeoutSeconds: 60 }));
@@ -150,4 +150,33 @@ test("sweep: marks overdue requests Expired once, deletes decided ones past rete
 	assert.deepEqual(swept, { expired: 0, deleted: 2, failed: 0 });
 	assert.deepEqual(await a.list(), []);
 	assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith(".json")), []);
+});
+
+test("close() waits for writes in flight and refuses later ones, so the folder can go at once", async () => {
+	const dir = await mkdtemp(join(tmpdir(), "approvals-close-"));
+	const store = new LocalApprovalStore({ directory: dir });
+	const service = new StoreApprovalService({ store, sweepIntervalMs: 0 });
+	const created = await service.request(input());
+	// An update in flight when close() is called: close resolves only after it landed.
+	let landed = false;
+	const inflight = store
+		.update(created.id, (r) => {
+			return { ...r, reason: "touched before close" };
+		})
+		.then((x) => {
+			landed = true;
+			return x;
+		});
+	await service.close();
+	assert.equal(landed, true, "close() returned before the write in flight finished");
+	assert.equal((await inflight).changed, true);
+	// Later writes are refused with a clear error, and nothing appears in the folder afterwards.
+	await assert.rejects(
+		store.update(created.id, (r) => r),
+		(e: unknown) => e instanceof ApprovalError && e.code === "unavailable" && /closed/.test(e.message),
+	);
+	await assert.rejects(store.create({ ...(await store.get(created.id))!, id: "ar-0000000001" }), (e: unknown) => e instanceof ApprovalError && e.code === "unavailable");
+	await rm(dir, { recursive: true });
+	await new Promise((r) => setTimeout(r, 100));
+	await assert.rejects(readdir(dir), (e: NodeJS.ErrnoException) => e.code === "ENOENT");
 });
