@@ -170,6 +170,14 @@ export const Subject = withRules(
 			check: (s) => s.kind !== "Claims" || !has(s, "name"),
 		},
 		{
+			// Matching is exact (gateway/identity/grants.ts): a name Kubernetes would refuse (`Deployer`,
+			// `ci_bot`) could never match any token, so it is an error, not a grant that silently never applies.
+			cel: `self.kind != 'ServiceAccount' || !has(self.name) || self.name.matches('${DNS_SUBDOMAIN.replaceAll("\\", "\\\\")}')`,
+			message: "a ServiceAccount name must be a DNS subdomain (lower-case letters, digits, '-' and '.'), as Kubernetes names are",
+			fieldPath: ".name",
+			check: (s) => s.kind !== "ServiceAccount" || !has(s, "name") || new RegExp(DNS_SUBDOMAIN).test(String(s.name)),
+		},
+		{
 			cel: "self.kind == 'ServiceAccount' ? has(self.__namespace__) : !has(self.__namespace__)",
 			message: "namespace is required for ServiceAccount subjects and not allowed for others",
 			fieldPath: ".namespace",
