@@ -26,7 +26,7 @@ import { recordableBody, MAX_RECORDED_BODY } from "./mask.ts";
 import { isMutation, type KubeRequest, parseKubeRequest, unsafePathReason } from "./request.ts";
 import type { KubeVerdict } from "../policy/types.ts";
 import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
-import { KubeGatewayError } from "./status.ts";
+import { type KubeErrorCode, KubeGatewayError } from "./status.ts";
 import { ExecStreamObserver, isChannelProtocol } from "./wsexec.ts";
 
 export const PATH_PREFIX = "/k8s/";
@@ -49,7 +49,21 @@ export interface KubeListenerOptions {
 	sessionIdleMs?: number;
 	/** Upstream request timeout for non-streaming requests, ms (default 0 = none: watches are long). */
 	upstreamTimeoutMs?: number;
+	/**
+	 * `Retry-After` of the 503 answered while draining, seconds (default 1). client-go (kubectl) retries
+	 * a 5xx carrying Retry-After up to 10 times, on a new connection: behind a load balancer that is
+	 * another replica.
+	 */
+	drainRetryAfterSec?: number;
+	/** Called once per request refused while draining (for metrics); never given anything about the client. */
+	onRefused?: (reason: KubeRefusalReason) => void;
 }
+
+/** Why a request was refused before authentication. */
+export type KubeRefusalReason = "shutting-down";
+
+/** Ends one open stream with a message (a final watch ERROR event when the stream allows it). */
+type StreamEnd = (message: string, code?: KubeErrorCode) => Promise<void> | void;
 
 export interface KubeListenerEvents {
 	/** One line per handled request, for logs and tests. */
@@ -81,7 +95,7 @@ interface OpenSession {
 	unwatch: () => void;
 	inflight: number;
 	/** Open streams (watches, logs -f, upgraded connections): ended when the grant ends or changes. */
-	streams: Set<(message: string) => void>;
+	streams: Set<StreamEnd>;
 	grantKey: string;
 	/** grantTerms() of the grant the session was opened under. */
 	grantTerms: string;
@@ -213,6 +227,9 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	readonly #evaluate: KubeEvaluator | undefined;
 	readonly #tokenCache = new Map<string, Identity>();
 	#tokenCacheVersion = -1;
+	#draining = false;
+	/** Requests being answered: plain ones until their response closes, upgraded ones until their socket does. */
+	#active = 0;
 
 	constructor(opts: KubeListenerOptions) {
 		super();
@@ -290,8 +307,74 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		return `https://${host}:${a.port}`;
 	}
 
+	/**
+	 * Start draining for shutdown: from now on every new request (plain or upgrade, on a new or a
+	 * kept-alive connection) is answered 503 with a `Status` (reason ServiceUnavailable), `Retry-After`
+	 * and `Connection: close`, before authentication. Idle kept-alive connections are closed now, and
+	 * responses still in flight carry `Connection: close`, so clients reconnect (through the load
+	 * balancer, to another replica). Open watches, logs -f and upgraded streams go on until `close()`.
+	 */
+	drain(): void {
+		this.#draining = true;
+		this.#server.closeIdleConnections();
+	}
+
+	get isDraining(): boolean {
+		return this.#draining;
+	}
+
+	/** Requests in flight, watches and upgraded streams included: what a shutdown waits for. */
+	get activeRequests(): number {
+		return this.#active;
+	}
+
+	#drainingError(): KubeGatewayError {
+		return new KubeGatewayError(
+			"shutting-down",
+			"the Drawbridge gateway is shutting down and takes no new requests; retry (another replica will answer)",
+		);
+	}
+
+	/** Plain request while draining: 503 Status, nothing read, nothing authenticated. */
+	#refuseDraining(req: http.IncomingMessage, res: http.ServerResponse): void {
+		this.#opts.onRefused?.("shutting-down");
+		const err = this.#drainingError();
+		const body = JSON.stringify(this.#withRetry(err.toStatus()));
+		if (this.listenerCount("request") > 0) {
+			this.emit("request", { verb: req.method ?? "", path: req.url ?? "", status: err.httpStatus, decision: "block" });
+		}
+		res.writeHead(err.httpStatus, {
+			"content-type": "application/json",
+			"content-length": Buffer.byteLength(body),
+			"retry-after": String(this.#retryAfterSec),
+			connection: "close",
+		});
+		res.end(body);
+	}
+
+	get #retryAfterSec(): number {
+		return this.#opts.drainRetryAfterSec ?? 1;
+	}
+
+	/** `details.retryAfterSeconds`, as the apiserver sets it next to the header. */
+	#withRetry(status: Record<string, unknown>): Record<string, unknown> {
+		return { ...status, details: { ...(status["details"] as object), retryAfterSeconds: this.#retryAfterSec } };
+	}
+
 	async close(): Promise<void> {
 		const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+		// Open JSON watches get a final ERROR event saying why (kubectl prints it) before their sockets go.
+		const told: Promise<void>[] = [];
+		for (const s of this.#sessions.values()) {
+			for (const end of s.streams) {
+				const r = end("the Drawbridge gateway is shutting down; reconnect (another replica will answer)", "shutting-down");
+				if (r) told.push(r);
+			}
+			s.streams.clear();
+		}
+		if (told.length > 0) {
+			await Promise.race([Promise.allSettled(told), new Promise((r) => setTimeout(r, 1000).unref())]);
+		}
 		for (const s of this.#sockets) s.destroy();
 		this.#server.closeAllConnections();
 		await closed;
@@ -679,6 +762,12 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	}
 
 	async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+		if (this.#draining) {
+			this.#refuseDraining(req, res);
+			return;
+		}
+		this.#active++;
+		res.once("close", () => this.#active--);
 		const started = performance.now();
 		let resolved: Resolved | undefined;
 		let session: OpenSession | undefined;
@@ -782,6 +871,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					(headers as Record<string, string | string[]>)["warning"] =
 						prev === undefined ? w : ([] as string[]).concat(prev as string | string[], w);
 				}
+				// Draining: the client's next request should open a new connection (another replica).
+				if (this.#draining) headers["connection"] = "close";
 				res.writeHead(u.statusCode ?? 502, headers);
 				// Watches and logs -f: headers go out at once (then each chunk as it comes); plain responses
 				// send headers with the first body chunk (one write fewer).
@@ -794,16 +885,15 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				let atBoundary = true;
 				if (jsonWatch) u.on("data", (c: Buffer) => (atBoundary = c.length === 0 ? atBoundary : c[c.length - 1] === 0x0a));
 				let ending = false;
-				endStream = (message: string) => {
+				endStream = (message: string, code: KubeErrorCode = "no-grant") => {
 					ending = true;
 					u.unpipe(res);
 					u.destroy();
 					if (jsonWatch && atBoundary && !res.writableEnded) {
-						const status = new KubeGatewayError("no-grant", message).toStatus();
-						res.end(`${JSON.stringify({ type: "ERROR", object: status })}\n`);
-					} else {
-						res.destroy();
+						const status = new KubeGatewayError(code, message).toStatus();
+						return new Promise<void>((resolve) => res.end(`${JSON.stringify({ type: "ERROR", object: status })}\n`, resolve));
 					}
+					res.destroy();
 				};
 				session.streams.add(endStream);
 				u.on("end", done);
@@ -846,6 +936,14 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	}
 
 	async #handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+		if (this.#draining) {
+			this.#opts.onRefused?.("shutting-down");
+			socket.on("error", () => {});
+			writeRawStatus(socket, this.#drainingError(), { "retry-after": String(this.#retryAfterSec) });
+			return;
+		}
+		this.#active++;
+		socket.once("close", () => this.#active--);
 		const started = performance.now();
 		let resolved: Resolved | undefined;
 		let session: OpenSession | undefined;
@@ -971,11 +1069,15 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	}
 }
 
-function writeRawStatus(socket: Duplex, err: KubeGatewayError): void {
-	const body = JSON.stringify(err.toStatus());
+function writeRawStatus(socket: Duplex, err: KubeGatewayError, extraHeaders: Record<string, string> = {}): void {
+	const status = err.toStatus();
+	const retry = extraHeaders["retry-after"];
+	const body = JSON.stringify(retry ? { ...status, details: { ...(status["details"] as object), retryAfterSeconds: Number(retry) } } : status);
 	const reason = http.STATUS_CODES[err.httpStatus] ?? "Error";
+	let extra = "";
+	for (const [k, v] of Object.entries(extraHeaders)) extra += `${k}: ${v}\r\n`;
 	socket.end(
-		`HTTP/1.1 ${err.httpStatus} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+		`HTTP/1.1 ${err.httpStatus} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}connection: close\r\n\r\n${body}`,
 	);
 }
 

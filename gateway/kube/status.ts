@@ -23,7 +23,9 @@ export type KubeErrorCode =
 	/** kube-apiserver unreachable or TLS failure. → 502 */
 	| "upstream"
 	/** Recording could not start (fail closed). → 503 */
-	| "recording";
+	| "recording"
+	/** The gateway is draining for shutdown: no new requests. → 503 ServiceUnavailable + Retry-After */
+	| "shutting-down";
 
 const HTTP: Record<KubeErrorCode, [number, string]> = {
 	"bad-request": [400, "BadRequest"],
@@ -36,6 +38,7 @@ const HTTP: Record<KubeErrorCode, [number, string]> = {
 	"approval-unavailable": [503, "ServiceUnavailable"],
 	upstream: [502, "ServiceUnavailable"],
 	recording: [503, "ServiceUnavailable"],
+	"shutting-down": [503, "ServiceUnavailable"],
 };
 
 export class KubeGatewayError extends Error {
@@ -79,6 +82,8 @@ export const KUBE_ERROR_CATALOGUE: Record<KubeErrorCode, string> = {
 	"approval-unavailable": "503 ServiceUnavailable: approval required but the approvals service failed.",
 	upstream: "502: the kube-apiserver is unreachable or the TLS connection to it failed.",
 	recording: "503 ServiceUnavailable: the recording could not start (fail closed).",
+	"shutting-down":
+		"503 ServiceUnavailable + Retry-After + Connection: close: the gateway is draining for shutdown and takes no new requests.",
 };
 
 export function httpStatusOf(code: KubeErrorCode): number {
