@@ -5,10 +5,10 @@
  * Shutdown (SIGTERM/SIGINT): readiness turns false at once so load balancers stop sending new
  * agents, and every listener drains: a client that still reaches this replica while its endpoint is
  * being removed is refused with its protocol's own "shutting down" (PostgreSQL FATAL 57P03, an SSH
- * disconnect) and retries elsewhere. Live PostgreSQL sessions and SSH connections get
- * `shutdownGraceMs` to finish, then every listener closes (remaining sessions end with a clear
- * message), recordings are finalised and the spool flushed as far as the store allows (the rest
- * uploads on next start).
+ * disconnect, a Kubernetes 503 Status with Retry-After) and retries elsewhere. Live PostgreSQL
+ * sessions, SSH connections and Kubernetes requests (watches, streams) get `shutdownGraceMs` to
+ * finish, then every listener closes (remaining sessions end with a clear message), recordings are
+ * finalised and the spool flushed as far as the store allows (the rest uploads on next start).
  */
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
@@ -212,9 +212,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 			host: options.kubeListen.host,
 			port: options.kubeListen.port,
 			gatewayName: options.instance,
+			onRefused: (reason) => metrics.connectionsRefused.inc({ protocol: "kubernetes", reason }),
 		});
 		addresses.kube = kube.address.port;
 		closers.push(() => kube.close());
+		drainers.push({ drain: () => kube.drain(), live: () => kube.activeRequests });
 	}
 
 	// wasmTier: "liftoff" when node runs with --liftoff-only (bin/drawbridge.mjs re-execs with it).

@@ -109,7 +109,7 @@ Approvals:
 Process:
   --shutdown-grace-ms N       drain time for live sessions on SIGTERM (default 30000); meanwhile new
                               PostgreSQL connections get FATAL 57P03, new SSH connections a
-                              "shutting down" disconnect
+                              "shutting down" disconnect, new Kubernetes requests 503 + Retry-After
   --instance NAME             replica name (default $POD_NAME or hostname)
   --log-level LEVEL           debug|info|warn|error (default info)
   -h, --help                  show this help

@@ -47,5 +47,5 @@ test("--ssh-max-connections must be a positive integer", () => {
 
 test("--help documents the SSH cap and what each protocol gets while draining", () => {
 	assert.match(GATEWAY_HELP, /--ssh-max-connections N\s+concurrent SSH connections at most; more are disconnected before key\s+exchange with "connection limit was reached" \(default 1000\)/);
-	assert.match(GATEWAY_HELP, /--shutdown-grace-ms N[\s\S]*57P03[\s\S]*SSH connections a\s+"shutting down" disconnect/);
+	assert.match(GATEWAY_HELP, /--shutdown-grace-ms N[\s\S]*57P03[\s\S]*SSH connections a\s+"shutting down" disconnect[\s\S]*Kubernetes requests 503 \+ Retry-After/);
 });
