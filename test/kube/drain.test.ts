@@ -2,7 +2,8 @@
  * The Kubernetes listener while draining (SIGTERM), against a real kube-apiserver (test/env) with
  * kubectl 1.33: a new request — kubectl's, or a raw one — is answered 503 with a `Status`
  * (ServiceUnavailable, "shutting down"), `Retry-After` and `Connection: close`, before any
- * authentication; kept-alive idle connections are closed; watches opened before the drain (kubectl
+ * authentication; kept-alive idle connections are closed, and a request in flight when the drain
+ * starts (held for an approval) is answered with `Connection: close`; watches opened before the drain (kubectl
  * get -w, and a raw JSON watch) keep streaming until the grace period ends (`close()`), where the JSON
  * watch gets a final ERROR event saying why (kubectl treats a closed watch as done and prints nothing).
  * (Process-level wiring: test/gateway/drain-ssh-kube.test.ts.)
@@ -18,7 +19,7 @@ import type { BundleConnection, BundleGrant } from "../../gateway/config/bundle.
 import { generateKubeconfig } from "../../gateway/kube/kubeconfig.ts";
 import { type KubeListener, type KubeRefusalReason, startKubeListener } from "../../gateway/kube/listener.ts";
 import { issueCert, type KubeHandle, run, startKube } from "../env/index.ts";
-import { approvalService, MemoryRecorder, makeBundle, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
+import { approvalService, approver, MemoryRecorder, makeBundle, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
 
 const KUBECTL = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 const NS = "draining";
@@ -28,6 +29,7 @@ let issuer: TokenIssuer;
 let dir: string;
 let kubeconfig: string;
 const refused: KubeRefusalReason[] = [];
+const approvals = approvalService();
 
 before(async () => {
 	[issuer, kube] = await Promise.all([tokenIssuer(), startKube()]);
@@ -52,7 +54,7 @@ roleRef: { kind: Role, name: cm-reader, apiGroup: rbac.authorization.k8s.io }
 		name: "cluster",
 		namespace: "ops",
 		type: "kubernetes",
-		labels: {},
+		labels: { env: "prod" },
 		host: "127.0.0.1",
 		port: kube.port,
 		credentialRef: "kube-cert",
@@ -67,13 +69,21 @@ roleRef: { kind: Role, name: cm-reader, apiGroup: rbac.authorization.k8s.io }
 		notBefore: new Date(Date.now() - 60_000).toISOString(),
 		expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
 		kubernetes: { namespaces: [NS], verbs: ["get", "list", "watch"], resources: ["configmaps", "pods"] },
-		approvers: { subjects: [], minApprovals: 1 },
+		approvers: { subjects: [{ kind: "User", name: "sam" }], minApprovals: 1 },
 		origin: {},
 	};
 	const store = storeWith(
 		makeBundle(issuer, {
 			connections: [connection],
 			grants: [grant],
+			// Listing pods waits for an approval: a request that is still in flight when the drain starts.
+			guardrailPolicies: [
+				{
+					key: "ops/hold",
+					selector: { matchLabels: { env: "prod" } },
+					rules: [{ name: "approve-pod-list", action: "requireApproval", kubernetes: { verbs: ["list"], resources: ["pods"] } }],
+				},
+			],
 			credentials: { "kube-cert": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } },
 		}),
 	);
@@ -81,7 +91,7 @@ roleRef: { kind: Role, name: cm-reader, apiGroup: rbac.authorization.k8s.io }
 	gw = await startKubeListener({
 		store,
 		recorder: new MemoryRecorder(),
-		approvals: approvalService(),
+		approvals,
 		tls: { certPem: cert.certPem, keyPem: cert.keyPem },
 		onRefused: (reason) => refused.push(reason),
 	});
@@ -176,7 +186,23 @@ test("draining: kubectl gets the 503 'shutting down' Status while an open kubect
 	await waitUntil("watches stream", () => watchOut.includes(`configmap/${first}`) && rw.events().some(named(first)), 30_000);
 	assert.equal(gw.activeRequests, 2, "the open watches are in flight");
 
+	// A request in flight across the drain, on a kept-alive connection: held for an approval.
+	const heldAgent = new https.Agent({ keepAlive: true });
+	const held = get(`/api/v1/namespaces/${NS}/pods`, heldAgent);
+	let pendingId = "";
+	await waitUntil("a pending approval", () => {
+		void approvals.list({ phase: "Pending" }).then((l) => {
+			pendingId = l[0]?.id ?? "";
+		});
+		return pendingId !== "";
+	});
+
 	gw.drain();
+	await approvals.decide(pendingId, approver("sam"), "approve");
+	const heldAnswer = await held;
+	assert.equal(heldAnswer.status, 200, JSON.stringify(heldAnswer.body));
+	assert.equal(heldAnswer.headers["connection"], "close", "in flight across the drain: the connection is not kept");
+	heldAgent.destroy();
 	await waitUntil("the idle kept-alive connection is closed", () => pooledClosed, 5_000);
 
 	// A raw request: the whole refusal.
