@@ -951,25 +951,11 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		socket.on("close", () => abort.abort());
 		socket.on("error", () => {});
 		const record = (decision: Decision, status: number, extra: { rule?: string; approvalId?: string } = {}) => {
-			this.emit("request", { verb: resolved?.kreq.verb ?? "", path: req.url ?? "", status, decision });
-			if (!session || !resolved) return;
-			const k = resolved.kreq;
-			const q = new URL(resolved.upstreamPath, "http://x").searchParams;
-			const command = q.getAll("command");
-			session.recorder.emit({
-				type: "kube.request",
-				verb: k.verb,
-				resource: k.resource,
-				...(k.subresource ? { subresource: k.subresource } : {}),
-				...(k.namespace ? { namespace: k.namespace } : {}),
-				...(k.name ? { name: k.name } : {}),
-				path: resolved.upstreamPath,
-				decision,
-				...extra,
-				status,
-				durationMs: Math.round(performance.now() - started),
-				...(command.length ? { body: { command, container: q.get("container") ?? undefined } } : {}),
-			});
+			// exec/attach: the command and container are what an auditor wants from the request.
+			const q = resolved ? new URL(resolved.upstreamPath, "http://x").searchParams : undefined;
+			const command = q?.getAll("command") ?? [];
+			const body = command.length > 0 ? { command, container: q?.get("container") ?? undefined } : undefined;
+			this.#recordPlain(req, started, resolved, session, decision, status, { ...extra, ...(body ? { body } : {}) });
 		};
 		try {
 			resolved = await this.#resolve(req);

@@ -386,7 +386,10 @@ describe("kubectl through the gateway", () => {
 		assert.equal(ex.code, exDirect.code);
 		assert.equal(ex.stderr, exDirect.stderr);
 		const recs = recorder.events("kube.request");
-		assert.ok(recs.some((e) => e.subresource === "exec"));
+		const exec = recs.find((e) => e.subresource === "exec") as { body?: { command?: string[] } } | undefined;
+		assert.ok(exec, "exec recorded");
+		// What an auditor needs from an exec: the command, from the request's query.
+		assert.deepEqual(exec.body?.command, ["true"]);
 		assert.ok(recs.some((e) => e.subresource === "log"));
 	});
 
