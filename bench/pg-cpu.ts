@@ -19,11 +19,10 @@
 import { copyFileSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
-import { exportJWK, generateKeyPair, SignJWT } from "jose";
-import { issueCert, run, startPostgres } from "../test/env/index.ts";
+import { run, startPostgres } from "../test/env/index.ts";
 import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
 import { streamRows } from "./large-select.ts";
-import type { ChildConfig } from "./pg-gateway-child.ts";
+import { BIG_SELECT, gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 import { startPgBouncer } from "./pgbouncer.ts";
 
 const { values: flags } = parseArgs({
@@ -43,7 +42,6 @@ if (flags.help) {
 	console.log(readFileSync(new URL(import.meta.url), "utf8").split("*/")[0]);
 	process.exit(0);
 }
-const PGBENCH = "/usr/lib/postgresql/15/bin/pgbench";
 const TICKS = 100; // USER_HZ: /proc/<pid>/stat times are in clock ticks
 const log = (m: string) => console.error(`[pg-cpu] ${m}`);
 const median = (xs: number[]) => {
@@ -76,31 +74,14 @@ const pg = await startPostgres({ settings: { max_connections: 200 } });
 const work = makeTempDir("bench-pg-cpu");
 const stops: (() => Promise<void>)[] = [];
 try {
-	const init = await run(PGBENCH, ["-i", "-s", "1", "-q", pg.connectionString()], {});
-	if (init.code !== 0) throw new Error(`pgbench -i: ${init.stderr}`);
 	const ROWS = Number(flags.rows);
-	if (flags.modes.split(",").includes("large")) {
-		await pg.query(
-			`CREATE TABLE big AS SELECT g AS id, 'user' || g || '@example.com' AS email, '4000' || lpad(g::text, 12, '0') AS card, 'note ' || g AS note FROM generate_series(1, ${ROWS}) g`,
-		);
-	}
+	await prepareBenchData(pg, flags.modes.split(",").includes("large") ? ROWS : 0);
 
 	const { port: bport, proc: bouncer } = await startPgBouncer(pg);
 	stops.push(() => bouncer.stop());
 
-	const { privateKey, publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
-	const gcert = await issueCert(pg.ca, { cn: "localhost", name: "bench-gateway" });
-	const cfg: ChildConfig = {
-		stateFile: join(work, "gateway-state.json"),
-		workDir: work,
-		upstream: { host: pg.host, port: pg.port, database: pg.database, user: pg.superuser, password: pg.password, caPem: pg.caPem },
-		tls: { certPem: gcert.certPem, keyPem: gcert.keyPem },
-		jwk: { ...(await exportJWK(publicKey)), kid: "c1", alg: "EdDSA" },
-		issuer: "https://bench.drawbridge.test",
-		audience: "drawbridge-bench",
-		connection: "bench-db",
-		user: "bench",
-	};
+	const { cfg, token } = await gatewayChildConfig(pg, work, "c1");
+
 	// One gateway child per source tree: this checkout, and with --baseline REF a git worktree of REF
 	// (node_modules shared) so before/after are measured in the same interleaved run.
 	const trees: { name: string; dir: string }[] = [{ name: "gateway", dir: join(import.meta.dirname, "..") }];
@@ -138,7 +119,6 @@ try {
 		await new Promise((r) => setTimeout(r, 300));
 		gateways[tree.name] = { port: port(), pid: findPid(gw.pid!, /^node$/), stateFile };
 	}
-	const token = await new SignJWT({}).setProtectedHeader({ alg: "EdDSA", kid: "c1" }).setIssuer(cfg.issuer).setAudience(cfg.audience).setSubject("bench").setIssuedAt().setExpirationTime("6h").sign(privateKey);
 
 	type Target = { port: number; db: string; user: string; password: string; sslmode: string; pid: number | undefined };
 	const targets: Record<string, Target> = {
@@ -151,7 +131,7 @@ try {
 		if (mode === "large") {
 			// "tps" is rows/s here and CPU is per 1000 rows.
 			const target = { host: "127.0.0.1", port: t.port, database: t.db, user: t.user, password: t.password, sslmode: "verify-full" as const, caPem: pg.caPem, serverName: "localhost" };
-			const rate = await streamRows(target, "SELECT id, email, card, note FROM big", ROWS);
+			const rate = await streamRows(target, BIG_SELECT, ROWS);
 			const cpu1 = t.pid ? cpuMicros(t.pid) : { user: 0, sys: 0 };
 			const per = (x: number) => (x * 1000) / ROWS;
 			return { tps: rate, ...(t.pid ? { cpuPerTx: per(cpu1.user + cpu1.sys - cpu0.user - cpu0.sys), sysPerTx: per(cpu1.sys - cpu0.sys) } : {}) };

@@ -21,11 +21,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { exportJWK, generateKeyPair, SignJWT } from "jose";
-import { issueCert, run, startPostgres } from "../test/env/index.ts";
+import { run, startPostgres } from "../test/env/index.ts";
 import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
 import { streamRows } from "./large-select.ts";
-import type { ChildConfig } from "./pg-gateway-child.ts";
+import { BIG_SELECT, gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 import { startPgBouncer } from "./pgbouncer.ts";
 
 const { values: flags } = parseArgs({
@@ -54,7 +53,6 @@ const CLIENTS = (flags.clients ?? (FULL ? "1,8,32" : "8")).split(",").map(Number
 const SKIP = new Set((flags.skip ?? "").split(",").filter(Boolean));
 if (flags.only) for (const b of ["pg", "recording", "ssh", "kube", "operator"]) if (b !== flags.only) SKIP.add(b);
 if (!FULL && !flags.only) SKIP.add("operator");
-const PGBENCH = "/usr/lib/postgresql/15/bin/pgbench";
 const NODE = process.execPath;
 const RESULTS = join(import.meta.dirname, "results");
 
@@ -86,31 +84,15 @@ async function pgBenches(): Promise<void> {
 	const work = makeTempDir("bench-run");
 	const stops: (() => Promise<void>)[] = [];
 	try {
-		const init = await run(PGBENCH, ["-i", "-s", "1", "-q", pg.connectionString()], {});
-		if (init.code !== 0) throw new Error(`pgbench -i: ${init.stderr}`);
 		log(`creating ${ROWS} rows for the large-result bench...`);
-		await pg.query(
-			`CREATE TABLE big AS SELECT g AS id, 'user' || g || '@example.com' AS email, '4000' || lpad(g::text, 12, '0') AS card, 'note ' || g AS note FROM generate_series(1, ${ROWS}) g`,
-		);
+		await prepareBenchData(pg, ROWS);
 
 		// PgBouncer, session pooling, TLS both sides, SCRAM.
 		const { port: bport, proc: bouncer } = await startPgBouncer(pg);
 		stops.push(() => bouncer.stop());
 
 		// The gateway in its own process (bench/pg-gateway-child.ts).
-		const { privateKey, publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
-		const gcert = await issueCert(pg.ca, { cn: "localhost", name: "bench-gateway" });
-		const cfg: ChildConfig = {
-			stateFile: join(work, "gateway-state.json"),
-			workDir: work,
-			upstream: { host: pg.host, port: pg.port, database: pg.database, user: pg.superuser, password: pg.password, caPem: pg.caPem },
-			tls: { certPem: gcert.certPem, keyPem: gcert.keyPem },
-			jwk: { ...(await exportJWK(publicKey)), kid: "r1", alg: "EdDSA" },
-			issuer: "https://bench.drawbridge.test",
-			audience: "drawbridge-bench",
-			connection: "bench-db",
-			user: "bench",
-		};
+		const { cfg, token } = await gatewayChildConfig(pg, work, "r1");
 		const profDir = join(RESULTS, "profiles");
 		const startChild = async (kind: "main" | "prof" | "turbofan"): Promise<{ proc: ManagedProcess; state: () => { port: number; maxRssKb: number } | undefined }> => {
 			const profile = kind === "prof";
@@ -148,7 +130,6 @@ async function pgBenches(): Promise<void> {
 		const turbofan = flags["no-tier-compare"] ? undefined : await startChild("turbofan");
 		if (turbofan) stops.push(() => turbofan.proc.stop(30_000));
 		const state = main.state;
-		const token = await new SignJWT({}).setProtectedHeader({ alg: "EdDSA", kid: "r1" }).setIssuer(cfg.issuer).setAudience(cfg.audience).setSubject("bench").setIssuedAt().setExpirationTime("6h").sign(privateKey);
 
 		const targets = {
 			direct: { port: pg.port, db: pg.database, user: pg.superuser, password: pg.password, sslmode: "verify-full" },
@@ -205,7 +186,7 @@ async function pgBenches(): Promise<void> {
 		const stream = (t: Target): Promise<number> =>
 			streamRows(
 				{ host: "127.0.0.1", port: t.port, database: t.db, user: t.user, password: t.password, sslmode: "verify-full", caPem: pg.caPem, serverName: "localhost" },
-				"SELECT id, email, card, note FROM big",
+				BIG_SELECT,
 				ROWS,
 			);
 		const rssBefore = state()!.maxRssKb;
