@@ -166,7 +166,7 @@ async function pgBenches(): Promise<void> {
 			ratios.push({ group: "postgres", name: `${label}: gateway / direct`, ratio: m.gateway! / m.direct!, better, detail: `${m.gateway!.toFixed(0)} / ${m.direct!.toFixed(0)} tps` });
 			ratios.push({ group: "postgres", name: `${label}: pgbouncer / direct`, ratio: m.pgbouncer! / m.direct!, better, detail: `${m.pgbouncer!.toFixed(0)} / ${m.direct!.toFixed(0)} tps` });
 			if (m.turbofan !== undefined) {
-				ratios.push({ group: "postgres", name: `${label}: gateway (--liftoff-only, shipped) / default WASM tier`, ratio: m.gateway! / m.turbofan, better, detail: `${m.gateway!.toFixed(0)} / ${m.turbofan.toFixed(0)} tps` });
+				ratios.push({ group: "postgres", name: `${label}: shipped liftoff / default WASM tier`, ratio: m.gateway! / m.turbofan, better, detail: `${m.gateway!.toFixed(0)} / ${m.turbofan.toFixed(0)} tps` });
 			}
 		};
 		for (const mode of ["simple", "prepared"]) {
@@ -179,7 +179,7 @@ async function pgBenches(): Promise<void> {
 			const g = state()!.maxRssKb;
 			const t = turbofan.state()!.maxRssKb;
 			raw["peak rss after pgbench"] = { gatewayKb: g, defaultTierKb: t };
-			ratios.push({ group: "postgres", name: "gateway peak RSS after pgbench: --liftoff-only (shipped) / default WASM tier", ratio: g / t, better: "lower", detail: `${(g / 1024).toFixed(0)} / ${(t / 1024).toFixed(0)} MiB` });
+			ratios.push({ group: "postgres", name: "gateway peak RSS after pgbench: liftoff / default WASM tier", ratio: g / t, better: "lower", detail: `${(g / 1024).toFixed(0)} / ${(t / 1024).toFixed(0)} MiB` });
 		}
 
 		// Large result with two masked columns, streamed by a client that keeps nothing.
