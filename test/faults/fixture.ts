@@ -24,8 +24,9 @@ import {
 import { sealBundle } from "../../gateway/config/canonical.ts";
 import { BundleStore } from "../../gateway/config/store.ts";
 import { type PostgresListener, type PostgresListenerOptions, startPostgresListener } from "../../gateway/postgres/listener.ts";
-import type { Recorder, RecordingEvent, SessionEnd, SessionMeta, SessionRecorder } from "../../gateway/recording/events.ts";
+import type { Recorder, } from "../../gateway/recording/events.ts";
 import { issueCert, type PostgresHandle, startPostgres } from "../env/index.ts";
+import { MemoryRecorder } from "../postgres/fixture.ts";
 
 export const OIDC_ISSUER = "https://oidc.drawbridge.test";
 export const OPERATOR_ISSUER = "https://operator.drawbridge.test";
@@ -34,22 +35,8 @@ export const CONNECTION = "shop-prod";
 /** A second PostgreSQL Connection (same server) for cross-connection token tests. */
 export const OTHER_CONNECTION = "shop-reporting";
 
-export class MemoryRecorder implements Recorder {
-	readonly sessions: { meta: SessionMeta; events: RecordingEvent[]; end?: SessionEnd }[] = [];
-	async openSession(meta: SessionMeta): Promise<SessionRecorder> {
-		const entry: { meta: SessionMeta; events: RecordingEvent[]; end?: SessionEnd } = { meta, events: [] };
-		this.sessions.push(entry);
-		return {
-			sessionId: meta.sessionId,
-			emit: (e) => {
-				entry.events.push(e);
-			},
-			close: async (end) => {
-				entry.end = end;
-			},
-		};
-	}
-}
+// The in-memory Recorder (a test double of our own interface) is the PostgreSQL suite's.
+export { MemoryRecorder };
 
 export interface GrantSpec {
 	name: string;
