@@ -5,6 +5,7 @@
  * argv: <config.json> on|off. Writes {port, maxRssKb, cpuMicros} to cfg.stateFile every 100 ms.
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BundleStore } from "../gateway/config/store.ts";
 import { startPostgresListener } from "../gateway/postgres/listener.ts";
@@ -41,14 +42,25 @@ if (mode === "on") {
 } else recorder = new DiscardingRecorder();
 const listener = startPostgresListener({ store, recorder, tls: cfg.tls });
 const { port } = await listener.listen(0);
-const writeState = () => {
+const state = () => {
 	const cpu = process.cpuUsage();
-	// Atomic replace: the parent reads this file while we run.
-	writeFileSync(`${cfg.stateFile}.tmp`, JSON.stringify({ port, maxRssKb: process.resourceUsage().maxRSS, cpuMicros: cpu.user + cpu.system }));
-	renameSync(`${cfg.stateFile}.tmp`, cfg.stateFile);
+	return JSON.stringify({ port, maxRssKb: process.resourceUsage().maxRSS, cpuMicros: cpu.user + cpu.system });
 };
-writeState();
-setInterval(writeState, 100).unref();
+// Atomic replace: the parent reads this file while we run.
+writeFileSync(`${cfg.stateFile}.tmp`, state());
+renameSync(`${cfg.stateFile}.tmp`, cfg.stateFile);
+// Then asynchronously, one write at a time: a blocking write would stall the event loop measured.
+let writing = false;
+setInterval(() => {
+	if (writing) return;
+	writing = true;
+	writeFile(`${cfg.stateFile}.tmp`, state())
+		.then(() => rename(`${cfg.stateFile}.tmp`, cfg.stateFile))
+		.catch(() => undefined)
+		.finally(() => {
+			writing = false;
+		});
+}, 100).unref();
 const stop = async () => {
 	await listener.close();
 	await disk?.drain(30_000).catch(() => {});

@@ -4,13 +4,13 @@
  * ratios (target: overhead under 5 %). Not a timed test.
  *
  *   ./node_modules/.bin/node --import tsx bench/recording-pgbench.ts [--seconds 5] [--runs 3] [--mode simple|prepared]
+ *                                                                    [--node-flags "--liftoff-only"]  (the gateway child's; default as shipped)
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { exportJWK, generateKeyPair, SignJWT } from "jose";
-import { issueCert, run, startPostgres } from "../test/env/index.ts";
+import { run, startPostgres } from "../test/env/index.ts";
 import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
-import type { ChildConfig } from "./pg-gateway-child.ts";
+import { gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 
 const arg = (name: string, def: string) => {
 	const i = process.argv.indexOf(`--${name}`);
@@ -19,35 +19,22 @@ const arg = (name: string, def: string) => {
 const SECONDS = Number(arg("seconds", "5"));
 const RUNS = Number(arg("runs", "3"));
 const MODE = arg("mode", "simple");
-const PGBENCH = "/usr/lib/postgresql/15/bin/pgbench";
+/** Node flags for the gateway child; default as shipped (bin/drawbridge.mjs, the image). */
+const NODE_FLAGS = arg("node-flags", "--liftoff-only").split(" ").filter(Boolean);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
 const pg = await startPostgres({ settings: { max_connections: 60 } });
 const work = makeTempDir("rec-pgbench");
 try {
-	const init = await run(PGBENCH, ["-i", "-s", "1", "-q", pg.connectionString()], {});
-	if (init.code !== 0) throw new Error(init.stderr);
-	const { privateKey, publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
-	const cert = await issueCert(pg.ca, { cn: "localhost", name: "gw" });
-	const cfg: ChildConfig = {
-		stateFile: join(work, "state.json"),
-		workDir: work,
-		upstream: { host: pg.host, port: pg.port, database: pg.database, user: pg.superuser, password: pg.password, caPem: pg.caPem },
-		tls: { certPem: cert.certPem, keyPem: cert.keyPem },
-		jwk: { ...(await exportJWK(publicKey)), kid: "b1", alg: "EdDSA" },
-		issuer: "https://bench.drawbridge.test",
-		audience: "drawbridge-bench",
-		connection: "bench-db",
-		user: "bench",
-	};
+	await prepareBenchData(pg, 0);
+	const { cfg, token } = await gatewayChildConfig(pg, work, "b1");
 	const cfgFile = join(work, "cfg.json");
 	writeFileSync(cfgFile, JSON.stringify(cfg));
-	const token = await new SignJWT({}).setProtectedHeader({ alg: "EdDSA", kid: "b1" }).setIssuer(cfg.issuer).setAudience(cfg.audience).setSubject("bench").setIssuedAt().setExpirationTime("2h").sign(privateKey);
 
 	const state = () => JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number; cpuMicros: number };
 	const once = async (recording: "on" | "off"): Promise<{ tps: number; cpuPerTx: number }> => {
 		rmSync(cfg.stateFile, { force: true });
-		const gw = new ManagedProcess({ name: `gateway-${recording}`, command: process.execPath, args: ["--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, recording] });
+		const gw = new ManagedProcess({ name: `gateway-${recording}`, command: process.execPath, args: [...NODE_FLAGS, "--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, recording] });
 		try {
 			await waitFor("gateway child", async () => {
 				try {
