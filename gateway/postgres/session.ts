@@ -112,7 +112,15 @@ interface StmtRef {
 	approvalId: string | undefined;
 	copyDetector: TextDetector | undefined;
 	/** Mask plan of the last RowDescription seen for this statement (keyed by its bytes). */
-	planCache?: { key: string; plan: ActivePlan | null; at: number };
+	planCache?: PlanEntry;
+}
+
+/** A mask plan kept for reuse: valid for the same result shape (`key`) under the same policy object. */
+interface PlanEntry {
+	key: string;
+	live: LivePolicy;
+	plan: ActivePlan | null;
+	at: number;
 }
 
 interface ActivePlan {
@@ -939,7 +947,7 @@ export class Session {
 					const live = this.o.live();
 					const key = s && !s.uses ? `${this.o.policy.statementKey(s)}\u0000${f.raw.toString("latin1", 5)}` : undefined;
 					const hit = key === undefined ? undefined : this.simplePlans.get(key);
-					if (hit && hit.live === live && Date.now() - hit.at < PLAN_REUSE_MS) {
+					if (hit && this.reusable(hit, key!)) {
 						u.plan = hit.plan;
 						this.send(f.raw);
 						return undefined;
@@ -949,7 +957,7 @@ export class Session {
 						u.plan = plan;
 						if (key !== undefined) {
 							if (this.simplePlans.size >= SIMPLE_PLANS_MAX) this.simplePlans.clear();
-							this.simplePlans.set(key, { live, plan, at: Date.now() });
+							this.simplePlans.set(key, { key, live, plan, at: Date.now() });
 						}
 						this.send(raw);
 					});
@@ -966,7 +974,8 @@ export class Session {
 					// A prepared statement executed again with the same columns reuses its plan synchronously.
 					const stmt = portal.stmt;
 					const key = f.raw.toString("latin1", 5);
-					if (stmt?.planCache && stmt.planCache.key === key && Date.now() - stmt.planCache.at < PLAN_REUSE_MS) {
+					const live = this.o.live();
+					if (stmt?.planCache && this.reusable(stmt.planCache, key)) {
 						portal.plan = stmt.planCache.plan;
 						this.pop();
 						if (!u.swallow) this.send(f.raw);
@@ -977,7 +986,7 @@ export class Session {
 					return this.planFor(stmt?.analysis, fields).then((plan) => {
 						portal.plan = plan;
 						// SQL-level EXECUTE/FETCH resolve per session state: never cache those.
-						if (stmt?.info && !stmt.info.uses) stmt.planCache = { key, plan, at: Date.now() };
+						if (stmt?.info && !stmt.info.uses) stmt.planCache = { key, live, plan, at: Date.now() };
 						this.pop();
 						if (!u.swallow) this.send(raw);
 					});
@@ -1212,7 +1221,12 @@ export class Session {
 	private upOut: Buffer[] = [];
 	private upOutBytes = 0;
 	private readonly verdicts = new Map<string, { rules: readonly GuardrailRule[]; verdict: GuardrailVerdict }>();
-	private readonly simplePlans = new Map<string, { live: LivePolicy; plan: ActivePlan | null; at: number }>();
+	private readonly simplePlans = new Map<string, PlanEntry>();
+
+	/** A kept plan still applies: same result shape, same policy object (a new bundle re-plans), not stale. */
+	private reusable(e: PlanEntry, key: string): boolean {
+		return e.key === key && e.live === this.o.live() && Date.now() - e.at < PLAN_REUSE_MS;
+	}
 
 	private masker(strategy: MaskStrategy): ValueMasker {
 		let m = this.maskers.get(strategy);

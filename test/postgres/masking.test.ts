@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type pg from "pg";
 import { seedRows } from "../env/index.ts";
-import { type Fixture, startFixture } from "./fixture.ts";
+import { DEFAULT_GRANTS, type Fixture, startFixture } from "./fixture.ts";
 
 const { customers } = seedRows();
 const c1 = customers[0]!;
@@ -129,4 +129,19 @@ test("recordings hold masked SQL and parameters", async () => {
 	assert.ok(events.length > 5);
 	assert.ok(!JSON.stringify(events).includes(c1.email), "recording leaked an email");
 	assert.ok(events.some((e) => e.maskedColumns?.some((m) => m.includes("customers.email"))));
+});
+
+test("a new masking rule applies at once to statements the session already ran (simple and prepared plans are not reused across bundles)", async () => {
+	const prepared = { name: "name-prep", text: "select name from customers where id = $1" };
+	const simple = "select name from customers where id = 1";
+	// Plans for both now exist in the session; names are not masked yet.
+	for (let i = 0; i < 2; i++) {
+		assert.equal((await c.query({ ...prepared, values: [1] })).rows[0].name, c1.name);
+		assert.equal((await c.query(simple)).rows[0].name, c1.name);
+	}
+	const rules = fx.bundle.maskingPolicies[0]!.rules;
+	fx.store.update(fx.makeBundle(fx.bundle.version + 1, DEFAULT_GRANTS, { maskRules: [...rules, { name: "names", columns: ["customers.name"], strategy: { type: "redact" } }] }));
+	// The same live session, the same statements: masked from the next execution on.
+	assert.equal((await c.query({ ...prepared, values: [1] })).rows[0].name, "****");
+	assert.equal((await c.query(simple)).rows[0].name, "****");
 });
