@@ -4,7 +4,7 @@
  * benchmark's baseline: the gateway itself never runs without recording). Same bundle either way.
  * argv: <config.json> on|off. Writes {port, maxRssKb, cpuMicros} to cfg.stateFile every 100 ms.
  */
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BundleStore } from "../gateway/config/store.ts";
@@ -42,9 +42,28 @@ if (mode === "on") {
 } else recorder = new DiscardingRecorder();
 const listener = startPostgresListener({ store, recorder, tls: cfg.tls });
 const { port } = await listener.listen(0);
+/** CPU µs per thread kind (main, libuv threadpool, V8 workers: GC, compilers) from /proc/self/task. */
+const threadCpu = (): Record<string, number> => {
+	const out: Record<string, number> = {};
+	for (const t of readdirSync("/proc/self/task")) {
+		try {
+			const s = readFileSync(`/proc/self/task/${t}/stat`, "utf8");
+			const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+			const comm = t === String(process.pid) ? "main" : s.slice(s.indexOf("(") + 1, s.lastIndexOf(")")).replace(/\s+/g, "-");
+			out[comm] = (out[comm] ?? 0) + ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+			if (comm === "main") {
+				out["main-sys"] = (Number(f[12]) * 1e6) / 100;
+				out["main-minflt"] = Number(f[7]);
+			}
+		} catch {
+			// the thread ended between readdir and read
+		}
+	}
+	return out;
+};
 const state = () => {
 	const cpu = process.cpuUsage();
-	return JSON.stringify({ port, maxRssKb: process.resourceUsage().maxRSS, cpuMicros: cpu.user + cpu.system });
+	return JSON.stringify({ port, maxRssKb: process.resourceUsage().maxRSS, cpuMicros: cpu.user + cpu.system, threads: threadCpu() });
 };
 // Atomic replace: the parent reads this file while we run.
 writeFileSync(`${cfg.stateFile}.tmp`, state());

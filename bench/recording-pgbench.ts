@@ -5,6 +5,7 @@
  *
  *   ./node_modules/.bin/node --import tsx bench/recording-pgbench.ts [--seconds 5] [--runs 3] [--mode simple|prepared]
  *                                                                    [--node-flags "--liftoff-only"]  (the gateway child's; default as shipped)
+ *                                                                    [--calibrate]  (ON vs ON: the noise floor of the ratio)
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -31,8 +32,8 @@ try {
 	const cfgFile = join(work, "cfg.json");
 	writeFileSync(cfgFile, JSON.stringify(cfg));
 
-	const state = () => JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number; cpuMicros: number };
-	const once = async (recording: "on" | "off"): Promise<{ tps: number; cpuPerTx: number }> => {
+	const state = () => JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number; cpuMicros: number; threads: Record<string, number> };
+	const once = async (recording: "on" | "off"): Promise<{ tps: number; cpuPerTx: number; threads: Record<string, number> }> => {
 		rmSync(cfg.stateFile, { force: true });
 		const gw = new ManagedProcess({ name: `gateway-${recording}`, command: process.execPath, args: [...NODE_FLAGS, "--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, recording] });
 		try {
@@ -45,7 +46,8 @@ try {
 				}
 			}, { timeoutMs: 60_000, proc: gw });
 			const port = state().port;
-			const cpu0 = state().cpuMicros;
+			const s0 = state();
+			const cpu0 = s0.cpuMicros;
 			const out = await run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", String(SECONDS), "-M", MODE], {
 				env: { ...process.env, PGHOST: "localhost", PGPORT: String(port), PGDATABASE: cfg.connection, PGUSER: "bench", PGPASSWORD: token, PGSSLMODE: "verify-full", PGSSLROOTCERT: pg.caFile },
 			});
@@ -53,21 +55,43 @@ try {
 			const tx = /number of transactions actually processed: (\d+)/.exec(out.stdout);
 			if (out.code !== 0 || !m || !tx) throw new Error(`pgbench (recording ${recording}) failed: ${out.stderr}\n${out.stdout}`);
 			await new Promise((r) => setTimeout(r, 250));
-			return { tps: Number(m[1]), cpuPerTx: (state().cpuMicros - cpu0) / Number(tx[1]) };
+			const s1 = state();
+			const threads: Record<string, number> = {};
+			for (const [k, v] of Object.entries(s1.threads)) threads[k] = (v - (s0.threads[k] ?? 0)) / Number(tx[1]);
+			return { tps: Number(m[1]), cpuPerTx: (s1.cpuMicros - cpu0) / Number(tx[1]), threads };
 		} finally {
 			await gw.stop();
 		}
 	};
-	const on: { tps: number; cpuPerTx: number }[] = [];
-	const off: { tps: number; cpuPerTx: number }[] = [];
+	type Run = Awaited<ReturnType<typeof once>>;
+	const on: Run[] = [];
+	const off: Run[] = [];
+	const perThread = (r: Run) =>
+		Object.entries(r.threads)
+			.filter(([, v]) => v >= 0.5)
+			.map(([k, v]) => `${k} ${v.toFixed(0)}`)
+			.join(", ");
+	// The order flips every run, so whatever the first of a pair leaves behind (PostgreSQL's
+	// checkpoints, page cache, a neighbour's burst) does not always land on the same side.
+	// --calibrate runs recording ON on both sides: the spread of that ratio is this machine's noise floor.
+	const CALIBRATE = process.argv.includes("--calibrate");
+	const baseMode = CALIBRATE ? "on" : "off";
 	for (let r = 0; r < RUNS; r++) {
-		off.push(await once("off"));
-		on.push(await once("on"));
+		if (r % 2 === 0) {
+			off.push(await once(baseMode));
+			on.push(await once("on"));
+		} else {
+			on.push(await once("on"));
+			off.push(await once(baseMode));
+		}
 		console.error(`run ${r + 1}: off ${off[r]!.tps.toFixed(0)} tps ${off[r]!.cpuPerTx.toFixed(0)} µs/tx, on ${on[r]!.tps.toFixed(0)} tps ${on[r]!.cpuPerTx.toFixed(0)} µs/tx`);
+		console.error(`       threads µs/tx: off [${perThread(off[r]!)}], on [${perThread(on[r]!)}]`);
 	}
 	const tpsRatio = median(on.map((x) => x.tps)) / median(off.map((x) => x.tps));
 	const cpuRatio = median(on.map((x) => x.cpuPerTx)) / median(off.map((x) => x.cpuPerTx));
-	console.log(`\n| pgbench -S -M ${MODE}, 8 clients, ${SECONDS}s x ${RUNS} | recording off | recording on | on / off |\n| --- | --- | --- | --- |`);
+	const ratios = on.map((x, i) => x.tps / off[i]!.tps);
+	console.log(`\nper-run TPS ratios: ${ratios.map((x) => x.toFixed(2)).join(" ")}; median ${median(ratios).toFixed(3)}${CALIBRATE ? " (calibration: ON vs ON)" : ""}`);
+	console.log(`\n| pgbench -S -M ${MODE}, 8 clients, ${SECONDS}s x ${RUNS} | recording ${baseMode} | recording on | on / ${baseMode} |\n| --- | --- | --- | --- |`);
 	console.log(`| TPS (median) | ${median(off.map((x) => x.tps)).toFixed(0)} | ${median(on.map((x) => x.tps)).toFixed(0)} | ${tpsRatio.toFixed(3)} (target > 0.95) |`);
 	console.log(
 		`| gateway CPU µs per transaction (median) | ${median(off.map((x) => x.cpuPerTx)).toFixed(0)} | ${median(on.map((x) => x.cpuPerTx)).toFixed(0)} | ${cpuRatio.toFixed(3)} |`,

@@ -34,10 +34,11 @@ import type { OpenSessionOptions, Recorder, RecordingEvent, SessionEnd, SessionM
 import {
 	addCounts,
 	type ChunkHeader,
+	type EventTally,
 	castHeader,
 	castLine,
 	chunkName,
-	countEvent,
+	addTally,
 	emptyCounts,
 	FORMAT_VERSION,
 	KEYS_PREFIX,
@@ -51,12 +52,15 @@ import {
 	sessionPrefix,
 	sha256Hex,
 	TERMINAL_FILE,
+	tallyOf,
 } from "./format.ts";
 import type { RecordingKey } from "./keys.ts";
 import { RecorderMetrics } from "./metrics.ts";
 import { fsyncDir, type RecordingStore, writeFileDurable } from "./store.ts";
 
 const gzipAsync = promisify(gzip);
+/** zlib output buffer: a sealed ~1 MiB chunk compresses into one or two of these, not a dozen 16 KiB round trips. */
+const GZIP_CHUNK = 128 * 1024;
 /** Session ids become spool directory names and key segments: keep them plain. */
 const SESSION_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -175,6 +179,15 @@ export class DiskRecorder implements Recorder {
 			this.#isoMs = ms;
 		}
 		return this.#iso;
+	}
+	/** Chunk buffers of sealed chunks, for the next chunks: a busy session does not allocate a megabyte per chunk. */
+	private readonly spareBuffers: Buffer[] = [];
+	takeBuffer(): Buffer | undefined {
+		return this.spareBuffers.pop();
+	}
+	giveBuffer(buf: Buffer): void {
+		// Only buffers of today's standard size: one grown for a giant event goes back to the allocator.
+		if (this.spareBuffers.length < SPARE_CHUNK_BUFFERS && buf.length === chunkBufferSize(this.options.chunkMaxBytes)) this.spareBuffers.push(buf);
 	}
 	readonly metrics: RecorderMetrics;
 	readonly log: RecorderLogger;
@@ -582,10 +595,67 @@ async function readChunkIndex(dir: string): Promise<ChunkEntry[]> {
 	return out;
 }
 
-interface Line {
-	line: string;
-	ev: StoredEvent;
-	timeMs: number;
+/**
+ * Bytes kept free at the front of a chunk buffer for the chunk's header line, written there at seal
+ * time so that header and events are gzipped from one contiguous range, without a copy.
+ */
+const HEADER_ROOM = 512;
+/** A chunk buffer's standard size: header room, a whole chunk, and slack for the event that crosses the limit. */
+const chunkBufferSize = (chunkMaxBytes: number) => HEADER_ROOM + chunkMaxBytes + 16 * 1024;
+/** Sealed chunks' buffers kept for reuse, recorder-wide (each up to ~chunkMaxBytes). */
+const SPARE_CHUNK_BUFFERS = 8;
+
+/**
+ * One chunk in the making: its JSON Lines ("…\n" per event) written straight into a Buffer when the
+ * event is emitted, and what the chunk index needs of them. No line string or event object outlives
+ * `emit`, so a busy session's unsealed megabyte is one Buffer, not thousands of heap objects that
+ * live long enough to be promoted and collected by the major GC.
+ */
+class ChunkBuffer {
+	buf: Buffer;
+	/** Events occupy [HEADER_ROOM, len). */
+	len = HEADER_ROOM;
+	/** Bytes [HEADER_ROOM, flushed) are in events.jsonl. */
+	flushed = HEADER_ROOM;
+	flushedEvents = 0;
+	events = 0;
+	firstSeq = 0;
+	lastSeq = 0;
+	firstTimeMs = 0;
+	readonly counts = emptyCounts();
+
+	/**
+	 * Sized for a whole chunk up front (the pages are only touched as events arrive), so a busy session
+	 * never copies while filling it; sealed chunks hand their buffers on (DiskRecorder.giveBuffer).
+	 */
+	constructor(buf: Buffer | undefined, chunkMaxBytes: number) {
+		this.buf = buf ?? Buffer.allocUnsafe(chunkBufferSize(chunkMaxBytes));
+	}
+
+	get bytes(): number {
+		return this.len - HEADER_ROOM;
+	}
+
+	/** The buffer, with room for `more` bytes after `len`. Growing copies; views already taken stay valid. */
+	room(more: number): Buffer {
+		const need = this.len + more;
+		if (need > this.buf.length) {
+			const next = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+			this.buf.copy(next, 0, 0, this.len);
+			this.buf = next;
+		}
+		return this.buf;
+	}
+
+	note(seq: number, timeMs: number, tally: EventTally): void {
+		if (this.events === 0) {
+			this.firstSeq = seq;
+			this.firstTimeMs = timeMs;
+		}
+		this.events++;
+		this.lastSeq = seq;
+		addTally(this.counts, tally);
+	}
 }
 
 /** The per-session writer handed to data paths. */
@@ -597,10 +667,13 @@ class LiveSession implements SessionRecorder {
 	private readonly state: SpoolState;
 	private readonly startMs: number;
 	private seq = 0;
-	private pendingLines: Line[] = [];
+	/** Chunks that reached chunkMaxBytes, waiting for their seal, in order. */
+	private full: ChunkBuffer[] = [];
+	/** The chunk events are appended to. */
+	private open: ChunkBuffer | undefined;
+	/** Events emitted but not yet added to the events metric (added per flush, not per event). */
+	private uncounted = 0;
 	private pendingCast: string[] = [];
-	private currentLines: Line[] = [];
-	private currentBytes = 0;
 	private readonly entries: ChunkEntry[];
 	private castStarted = false;
 	private eventsFh: FileHandle | undefined;
@@ -636,40 +709,57 @@ class LiveSession implements SessionRecorder {
 			return;
 		}
 		const now = this.rec.now();
-		const stored = { ...event, seq: ++this.seq, time: this.rec.isoTime(now), offsetMs: now - this.startMs } as StoredEvent;
+		const seq = ++this.seq;
+		const offsetMs = now - this.startMs;
 		const cap = this.rec.options.maxCapturedRows;
-		if (stored.type === "statement" && stored.resultRows && stored.resultRows.length > cap) {
-			stored.resultRows = stored.resultRows.slice(0, cap);
-			stored.resultRowsTruncated = true;
+		if (event.type === "statement" && event.resultRows && event.resultRows.length > cap) {
+			event = { ...event, resultRows: event.resultRows.slice(0, cap), resultRowsTruncated: true };
 		}
-		this.accept(stored, now);
-	}
-
-	private accept(stored: StoredEvent, nowMs: number): void {
-		let line: string;
+		let json: string;
 		try {
-			line = JSON.stringify(stored);
+			json = JSON.stringify(event);
 		} catch (e) {
 			// A data-path bug (e.g. a BigInt in a kube body): keep a notice rather than lose the slot.
-			line = JSON.stringify({ type: "notice", message: `unserialisable ${stored.type} event: ${(e as Error).message}`, seq: stored.seq, time: stored.time, offsetMs: stored.offsetMs });
+			event = { type: "notice", message: `unserialisable ${event.type} event: ${(e as Error).message}` };
+			json = JSON.stringify(event);
 		}
-		this.pendingLines.push({ line, ev: stored, timeMs: nowMs });
-		this.rec.metrics.events.inc();
+		// The stored event is the event with seq, time and offsetMs appended, in that key order: the
+		// same bytes as JSON.stringify({ ...event, seq, time, offsetMs }), written over the closing brace.
+		const tail = `,"seq":${seq},"time":"${this.rec.isoTime(now)}","offsetMs":${offsetMs}}\n`;
+		const c = this.chunk(now);
+		const buf = c.room((json.length > 65536 ? Buffer.byteLength(json) : json.length * 3) + tail.length);
+		const end = c.len + buf.write(json, c.len, "utf8") - 1;
+		c.len = end + buf.write(tail, end, "latin1");
+		c.note(seq, now, tallyOf(event));
+		if (event.type === "terminal") {
+			if (!this.castStarted) {
+				this.castStarted = true;
+				this.pendingCast.push(JSON.stringify(castHeader(this.state.meta, event)));
+			}
+			this.pendingCast.push(castLine(offsetMs, event.stream, event.data));
+		}
+		this.appended(c);
+	}
+
+	/** The open chunk, started if there is none; the first unsealed event starts the age timer. */
+	private chunk(nowMs: number): ChunkBuffer {
+		this.uncounted++;
 		if (this.currentFirstTimeMs === undefined) {
 			this.currentFirstTimeMs = nowMs;
 			this.ageTimer = setTimeout(() => this.queueSeal(), this.rec.options.chunkMaxAgeMs);
 			this.ageTimer.unref();
 		}
-		if (stored.type === "terminal") {
-			if (!this.castStarted) {
-				this.castStarted = true;
-				this.pendingCast.push(JSON.stringify(castHeader(this.state.meta, stored)));
-			}
-			this.pendingCast.push(castLine(stored.offsetMs, stored.stream, stored.data));
-		}
-		this.currentBytes += line.length + 1;
-		if (this.currentBytes >= this.rec.options.chunkMaxBytes) this.queueSeal();
-		else if (!this.flushTimer) {
+		this.open ??= new ChunkBuffer(this.rec.takeBuffer(), this.rec.options.chunkMaxBytes);
+		return this.open;
+	}
+
+	/** After an append: close the chunk at chunkMaxBytes (and seal), or make sure a flush is due. */
+	private appended(c: ChunkBuffer): void {
+		if (c.bytes >= this.rec.options.chunkMaxBytes) {
+			this.full.push(c);
+			this.open = undefined;
+			this.queueSeal();
+		} else if (!this.flushTimer) {
 			this.flushTimer = setTimeout(() => {
 				this.flushTimer = undefined;
 				this.enqueue(() => this.flush());
@@ -711,19 +801,35 @@ class LiveSession implements SessionRecorder {
 		if (this.castStarted && !this.castFh) this.castFh = await open(join(this.state.dir, TERMINAL_FILE), "a");
 	}
 
-	/** Write buffered lines to events.jsonl / terminal.cast. */
+	private countEmitted(): void {
+		if (this.uncounted > 0) {
+			this.rec.metrics.events.inc(this.uncounted);
+			this.uncounted = 0;
+		}
+	}
+
+	/** Write what was appended since the last flush to events.jsonl / terminal.cast. */
 	private async flush(): Promise<void> {
-		if (this.pendingLines.length === 0 && this.pendingCast.length === 0) return;
-		const lines = this.pendingLines;
+		this.countEmitted();
+		// What to write, fixed now: later emits append after these ranges and never touch them.
+		const parts: { c: ChunkBuffer; view: Buffer; to: number; events: number }[] = [];
+		for (const c of this.open ? [...this.full, this.open] : this.full) {
+			if (c.len > c.flushed) parts.push({ c, view: c.buf.subarray(c.flushed, c.len), to: c.len, events: c.events });
+		}
 		const cast = this.pendingCast;
-		this.pendingLines = [];
+		if (parts.length === 0 && cast.length === 0) return;
 		this.pendingCast = [];
 		try {
 			await this.files();
-			if (lines.length) {
-				const buf = Buffer.from(`${lines.map((l) => l.line).join("\n")}\n`);
-				await this.eventsFh!.write(buf);
-				this.rec.addBytes(this.state, buf.length);
+			if (parts.length) {
+				await this.eventsFh!.writev(parts.map((x) => x.view));
+				let n = 0;
+				for (const x of parts) {
+					n += x.view.length;
+					x.c.flushed = x.to;
+					x.c.flushedEvents = x.events;
+				}
+				this.rec.addBytes(this.state, n);
 				if (this.rec.options.fsync === "always") await this.eventsFh!.sync();
 			}
 			if (cast.length) {
@@ -733,17 +839,17 @@ class LiveSession implements SessionRecorder {
 				if (this.rec.options.fsync === "always") await this.castFh!.sync();
 			}
 		} catch (e) {
-			this.dropped += lines.length;
-			this.rec.metrics.eventsDropped.inc(lines.length);
+			let lost = 0;
+			for (const x of parts) lost += x.events - x.c.flushedEvents;
+			this.dropped += lost;
+			this.rec.metrics.eventsDropped.inc(lost);
 			throw e;
 		}
-		// A loop, not push(...lines): a burst can hold more lines than the call stack has room for.
-		for (const l of lines) this.currentLines.push(l);
 	}
 
 	/**
-	 * Seal the buffered events into chunks of at most chunkMaxBytes (uncompressed): gzip, hash-chain,
-	 * durable write, index; then truncate events.jsonl.
+	 * Seal every chunk so far (the full ones and the open one): gzip, hash-chain, durable write, index;
+	 * then truncate events.jsonl. Events emitted meanwhile start the next chunk.
 	 */
 	private async seal(): Promise<void> {
 		if (this.ageTimer) {
@@ -751,41 +857,37 @@ class LiveSession implements SessionRecorder {
 			this.ageTimer = undefined;
 		}
 		await this.flush();
-		if (this.currentLines.length === 0) return;
-		const all = this.currentLines;
-		let group: Line[] = [];
-		let groupBytes = 0;
-		for (let i = 0; i < all.length; i++) {
-			const l = all[i]!;
-			group.push(l);
-			groupBytes += l.line.length + 1;
-			if (groupBytes >= this.rec.options.chunkMaxBytes || i === all.length - 1) {
-				await this.writeChunk(group);
-				group = [];
-				groupBytes = 0;
-			}
+		const chunks = this.full;
+		this.full = [];
+		if (this.open && this.open.events > 0) chunks.push(this.open);
+		this.open = undefined;
+		this.countEmitted();
+		if (chunks.length === 0) return;
+		for (const c of chunks) {
+			await this.writeChunk(c);
+			// Sealed: nothing refers to these bytes any more (the flushes and the gzip are done).
+			this.rec.giveBuffer(c.buf);
 		}
 		// events.jsonl now only holds what the sealed chunks hold.
 		const evSize = (await this.eventsFh?.stat())?.size ?? 0;
 		await this.eventsFh?.truncate(0);
 		this.rec.addBytes(this.state, -evSize);
-		this.currentLines = [];
-		this.currentBytes = this.pendingLines.reduce((n, l) => n + l.line.length + 1, 0);
 		this.currentFirstTimeMs = undefined;
-		// Events emitted while sealing are already pending: they start the next chunk.
-		if (this.pendingLines.length > 0) {
-			this.currentFirstTimeMs = this.pendingLines[0]!.timeMs;
+		// Events emitted while sealing are in new chunks: they start the next one.
+		const next = this.full[0] ?? this.open;
+		if (next && next.events > 0) {
+			this.currentFirstTimeMs = next.firstTimeMs;
 			this.ageTimer = setTimeout(() => this.queueSeal(), this.rec.options.chunkMaxAgeMs);
 			this.ageTimer.unref();
 		}
 		this.rec.kick();
 	}
 
-	private async writeChunk(lines: Line[]): Promise<void> {
-		const counts = emptyCounts();
-		for (const l of lines) countEvent(counts, l.ev);
-		const firstSeq = lines[0]!.ev.seq;
-		const lastSeq = lines[lines.length - 1]!.ev.seq;
+	private async writeChunk(c: ChunkBuffer): Promise<void> {
+		const counts = c.counts;
+		const events = c.events;
+		const firstSeq = c.firstSeq;
+		const lastSeq = c.lastSeq;
 		const prev = this.entries[this.entries.length - 1];
 		const index = (prev?.index ?? 0) + 1;
 		const header: ChunkHeader = {
@@ -796,18 +898,27 @@ class LiveSession implements SessionRecorder {
 			prev: prev ? prev.sha256 : null,
 			firstSeq,
 			lastSeq,
-			events: lines.length,
+			events,
 		};
-		const body = await gzipAsync(`${JSON.stringify(header)}\n${lines.map((l) => l.line).join("\n")}\n`, { level: 6 });
+		const head = `${JSON.stringify(header)}\n`;
+		const headBytes = Buffer.byteLength(head);
+		// The header goes into the room left for it in front of the events; a header that does not fit
+		// (it cannot with today's fields) would be joined by copy instead.
+		let input: Buffer;
+		if (headBytes <= HEADER_ROOM) {
+			c.buf.write(head, HEADER_ROOM - headBytes, "utf8");
+			input = c.buf.subarray(HEADER_ROOM - headBytes, c.len);
+		} else input = Buffer.concat([Buffer.from(head), c.buf.subarray(HEADER_ROOM, c.len)]);
+		const body = await gzipAsync(input, { level: 6, chunkSize: GZIP_CHUNK });
 		const entry: ChunkEntry = {
 			index,
 			name: chunkName(index),
 			sha256: sha256Hex(body),
 			bytes: body.length,
-			events: lines.length,
+			events,
 			firstSeq,
 			lastSeq,
-			firstTimeMs: lines[0]!.timeMs,
+			firstTimeMs: c.firstTimeMs,
 			counts,
 		};
 		await writeFileDurable(join(this.state.dir, entry.name), body);
@@ -865,8 +976,12 @@ class LiveSession implements SessionRecorder {
 			const ev = JSON.parse(l) as StoredEvent;
 			this.seq = ev.seq;
 			const timeMs = Date.parse(ev.time) || Date.now();
-			this.pendingLines.push({ line: l, ev, timeMs });
-			if (this.currentFirstTimeMs === undefined) this.currentFirstTimeMs = timeMs;
+			const c = this.chunk(timeMs);
+			const line = `${l}\n`;
+			const buf = c.room(Buffer.byteLength(line));
+			c.len += buf.write(line, c.len, "utf8");
+			c.note(ev.seq, timeMs, tallyOf(ev));
+			this.appended(c);
 		}
 	}
 

@@ -6,6 +6,7 @@ import { listSessions, loadSession, loadStoreKeys } from "../../gateway/recordin
 import { DirStore } from "../../gateway/recording/store.ts";
 import { verifySession } from "../../gateway/recording/verify.ts";
 import { isRecordingError } from "../../gateway/recording/errors.ts";
+import type { RecordingEvent } from "../../gateway/recording/events.ts";
 import { blockedAndApproved, makeRecorder, meta, metricValue, sqlEvents, tempDir } from "./fixtures.ts";
 
 test("a SQL session through the real recorder lands in a directory store and verifies", async () => {
@@ -64,6 +65,39 @@ test("captured result rows are capped per statement and flagged", async () => {
 		assert.equal(first.resultRowsTruncated, true);
 		assert.deepEqual(second.resultRows, [["1"]]);
 		assert.equal(second.resultRowsTruncated, undefined);
+	} finally {
+		await rec.stop();
+	}
+});
+
+test("a stored event is the emitted event plus seq, time and offsetMs; an unserialisable one becomes a notice", async () => {
+	const store = new DirStore(await tempDir("line-store"));
+	await store.init();
+	const { rec } = await makeRecorder(store, await tempDir("line-spool"));
+	try {
+		const m = meta();
+		const s = await rec.openSession(m);
+		const event: RecordingEvent = { type: "statement", sql: 'SELECT "a""b", \'}\' FROM t -- }', params: ["x", null], statementKinds: ["select"], decision: "block", rule: "r" };
+		s.emit(event);
+		s.emit({ type: "kube.request", verb: "create", resource: "pods", path: "/api/v1/pods", decision: "allow", body: { n: 1n } });
+		s.emit({ type: "terminal", stream: "o", data: "héllo" });
+		await s.close({ reason: "client-closed" });
+		await rec.drain(10_000);
+		const [summary] = await listSessions(store, {});
+		const loaded = await loadSession(store, summary!.prefix);
+		const [first, second, third] = loaded.events;
+		// Same keys in the same order as the event, then the recorder's three.
+		assert.deepEqual(Object.keys(first!), [...Object.keys(event), "seq", "time", "offsetMs"]);
+		assert.deepEqual({ ...first, time: undefined, offsetMs: undefined }, { ...event, seq: 1, time: undefined, offsetMs: undefined });
+		assert.match(first!.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+		assert.equal(typeof first!.offsetMs, "number");
+		assert.equal(second?.type, "notice");
+		assert.match(second?.type === "notice" ? second.message : "", /^unserialisable kube\.request event: .*BigInt/);
+		assert.equal(second!.seq, 2);
+		assert.equal(third!.seq, 3);
+		assert.equal(loaded.document?.counts.blocked, 1);
+		assert.equal(loaded.document?.counts.notices, 1);
+		assert.equal(loaded.document?.counts.terminalBytes, Buffer.byteLength("héllo"));
 	} finally {
 		await rec.stop();
 	}

@@ -1,0 +1,126 @@
+/**
+ * The recorder's own CPU per event, without a data path around it: 8 sessions of a DiskRecorder with a
+ * directory store take pgbench-like statement events (400 per tick), then close, drain and upload.
+ * Reports the process's CPU (all threads: gzip and file I/O run in libuv's pool) and the main thread's
+ * alone, per event, medians of interleaved child runs. CPU time, not wall time: the neighbours' load
+ * moves it far less. Not a timed test.
+ *
+ *   ./node_modules/.bin/node --import tsx bench/recorder-cpu.ts [--events 300000] [--runs 5] [--baseline REF]
+ *
+ * --baseline REF measures the recorder of git REF as well (a worktree, this checkout's node_modules),
+ * in the same interleaved runs, and prints now/baseline ratios.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+const { values: flags } = parseArgs({
+	options: {
+		events: { type: "string", default: "300000" },
+		runs: { type: "string", default: "5" },
+		baseline: { type: "string" },
+		child: { type: "string" },
+		help: { type: "boolean", short: "h" },
+	},
+});
+if (flags.help) {
+	console.log("usage: bench/recorder-cpu.ts [--events N] [--runs N] [--baseline REF]");
+	process.exit(0);
+}
+const EVENTS = Number(flags.events);
+
+/** utime + stime of one thread, µs. */
+const threadCpu = (tid: number) => {
+	const s = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+	const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+	return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+};
+
+async function child(root: string): Promise<void> {
+	const { DiskRecorder } = (await import(join(root, "gateway/recording/recorder.ts"))) as typeof import("../gateway/recording/recorder.ts");
+	const { DirStore } = (await import(join(root, "gateway/recording/store.ts"))) as typeof import("../gateway/recording/store.ts");
+	const { generateRecordingKey } = (await import(join(root, "gateway/recording/keys.ts"))) as typeof import("../gateway/recording/keys.ts");
+	const { meta } = (await import(join(root, "test/recording/fixtures.ts"))) as typeof import("../test/recording/fixtures.ts");
+	const dir = mkdtempSync(join(tmpdir(), "recorder-cpu-"));
+	try {
+		const store = new DirStore(join(dir, "store"));
+		await store.init();
+		const { key } = await generateRecordingKey();
+		const rec = new DiskRecorder({ spoolDir: join(dir, "spool"), store, key });
+		await rec.start();
+		const sessions = await Promise.all(Array.from({ length: 8 }, (_, i) => rec.openSession(meta({ sessionId: `bench-${i}-${process.pid}` }))));
+		const cpu0 = process.cpuUsage();
+		const main0 = threadCpu(process.pid);
+		let i = 0;
+		await new Promise<void>((resolve) => {
+			const tick = () => {
+				for (let k = 0; k < 400 && i < EVENTS; k++, i++) {
+					sessions[i & 7]!.emit({
+						type: "statement",
+						sql: `SELECT abalance FROM pgbench_accounts WHERE aid = ${(i * 7919) % 100_000};`,
+						statementKinds: ["select"],
+						decision: "allow",
+						durationMs: 0.41,
+						rows: 1,
+						commandTag: "SELECT 1",
+					});
+				}
+				if (i < EVENTS) setTimeout(tick, 1);
+				else resolve();
+			};
+			tick();
+		});
+		for (const s of sessions) await s.close({ reason: "client-closed" });
+		await rec.drain(120_000);
+		const cpu = process.cpuUsage(cpu0);
+		const main = threadCpu(process.pid) - main0;
+		await rec.stop();
+		console.log(JSON.stringify({ process: (cpu.user + cpu.system) / EVENTS, main: main / EVENTS }));
+	} finally {
+		rmSync(dir, { recursive: true, force: true });
+	}
+}
+
+if (flags.child) {
+	await child(flags.child);
+} else {
+	const here = join(import.meta.dirname, "..");
+	const trees = [{ name: "now", dir: here }];
+	let cleanup = () => {};
+	if (flags.baseline) {
+		const dir = mkdtempSync(join(tmpdir(), "recorder-cpu-base-"));
+		execFileSync("git", ["-C", here, "worktree", "add", "--detach", dir, flags.baseline], { stdio: "ignore" });
+		symlinkSync(join(here, "node_modules"), join(dir, "node_modules"));
+		trees.push({ name: flags.baseline, dir });
+		cleanup = () => execFileSync("git", ["-C", here, "worktree", "remove", "--force", dir], { stdio: "ignore" });
+	}
+	try {
+		const results: Record<string, { process: number; main: number }[]> = {};
+		const runs = Number(flags.runs);
+		for (let r = 0; r < runs; r++) {
+			// Alternate the order so that neither tree always runs first.
+			for (const t of r % 2 ? [...trees].reverse() : trees) {
+				const out = spawnSync(process.execPath, ["--liftoff-only", "--import", "tsx", import.meta.filename, "--child", t.dir, "--events", String(EVENTS)], { encoding: "utf8" });
+				if (out.status !== 0) throw new Error(`child (${t.name}) failed: ${out.stderr}`);
+				const m = JSON.parse(out.stdout.trim().split("\n").pop()!) as { process: number; main: number };
+				(results[t.name] ??= []).push(m);
+				console.error(`run ${r + 1} ${t.name}: process ${m.process.toFixed(2)} µs/event, main thread ${m.main.toFixed(2)} µs/event`);
+			}
+		}
+		const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+		console.log(`\n| recorder, ${EVENTS} statement events, 8 sessions, ${runs} runs (medians) | process CPU µs/event | main thread µs/event |\n| --- | --- | --- |`);
+		for (const t of trees) {
+			const rs = results[t.name]!;
+			console.log(`| ${t.name} | ${median(rs.map((x) => x.process)).toFixed(2)} | ${median(rs.map((x) => x.main)).toFixed(2)} |`);
+		}
+		if (flags.baseline) {
+			const a = results["now"]!;
+			const b = results[flags.baseline]!;
+			console.log(`| now / ${flags.baseline} | ${(median(a.map((x) => x.process)) / median(b.map((x) => x.process))).toFixed(2)}x | ${(median(a.map((x) => x.main)) / median(b.map((x) => x.main))).toFixed(2)}x |`);
+		}
+	} finally {
+		cleanup();
+	}
+}
