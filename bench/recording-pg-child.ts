@@ -17,7 +17,7 @@ import { benchBundle, type ChildConfig } from "./bundle.ts";
 
 const cfg = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as ChildConfig;
 const mode = process.argv[3];
-if (mode !== "on" && mode !== "off") throw new TypeError("usage: recording-pg-child.ts CONFIG on|off");
+if (mode !== "on" && mode !== "off" && mode !== "serialize") throw new TypeError("usage: recording-pg-child.ts CONFIG on|off|serialize");
 const bundle = benchBundle(cfg, {
 	mask: [{ name: "email", columns: ["customers.email"], strategy: { type: "redact" } }],
 	guardrails: [{ name: "no-drop", action: "block", sql: { statementKinds: ["DROP", "TRUNCATE"] } }],
@@ -32,14 +32,32 @@ class DiscardingRecorder implements Recorder {
 	}
 }
 
+/**
+ * Benchmark baseline only: serialises every event (as the recorder must) and discards the text. ON vs
+ * this separates the recorder's spool work from building and serialising events.
+ */
+let serialized = 0;
+class SerializingRecorder implements Recorder {
+	async openSession(meta: { sessionId: string }): Promise<SessionRecorder> {
+		return {
+			sessionId: meta.sessionId,
+			emit(e) {
+				serialized += JSON.stringify(e).length;
+			},
+			async close() {},
+		};
+	}
+}
+
 let disk: DiskRecorder | undefined;
 let recorder: Recorder;
 if (mode === "on") {
 	const { key } = await generateRecordingKey();
-	disk = new DiskRecorder({ spoolDir: join(cfg.workDir, `spool-${process.pid}`), store: new DirStore(join(cfg.workDir, "recordings")), key });
+	const recDir = process.env.DRAWBRIDGE_BENCH_RECORDING_DIR ?? cfg.workDir;
+	disk = new DiskRecorder({ spoolDir: join(recDir, `spool-${process.pid}`), store: new DirStore(join(recDir, "recordings")), key });
 	await disk.start();
 	recorder = disk;
-} else recorder = new DiscardingRecorder();
+} else recorder = mode === "serialize" ? new SerializingRecorder() : new DiscardingRecorder();
 const listener = startPostgresListener({ store, recorder, tls: cfg.tls });
 const { port } = await listener.listen(0);
 /** CPU µs per thread kind (main, libuv threadpool, V8 workers: GC, compilers) from /proc/self/task. */
@@ -53,7 +71,10 @@ const threadCpu = (): Record<string, number> => {
 			out[comm] = (out[comm] ?? 0) + ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
 			if (comm === "main") {
 				out["main-sys"] = (Number(f[12]) * 1e6) / 100;
-				out["main-minflt"] = Number(f[7]);
+				// Context switches ×1000 so that per-transaction rates show in the report.
+				const st = readFileSync(`/proc/self/task/${t}/status`, "utf8");
+				out["main-cs-invol-x1000"] = Number(/nonvoluntary_ctxt_switches:\s*(\d+)/.exec(st)?.[1] ?? 0) * 1000;
+				out["main-cs-vol-x1000"] = Number(/\nvoluntary_ctxt_switches:\s*(\d+)/.exec(st)?.[1] ?? 0) * 1000;
 			}
 		} catch {
 			// the thread ended between readdir and read
@@ -63,7 +84,7 @@ const threadCpu = (): Record<string, number> => {
 };
 const state = () => {
 	const cpu = process.cpuUsage();
-	return JSON.stringify({ port, maxRssKb: process.resourceUsage().maxRSS, cpuMicros: cpu.user + cpu.system, threads: threadCpu() });
+	return JSON.stringify({ port, maxRssKb: process.resourceUsage().maxRSS, cpuMicros: cpu.user + cpu.system, threads: threadCpu(), serialized });
 };
 // Atomic replace: the parent reads this file while we run.
 writeFileSync(`${cfg.stateFile}.tmp`, state());

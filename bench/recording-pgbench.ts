@@ -5,7 +5,10 @@
  *
  *   ./node_modules/.bin/node --import tsx bench/recording-pgbench.ts [--seconds 5] [--runs 3] [--mode simple|prepared]
  *                                                                    [--node-flags "--liftoff-only"]  (the gateway child's; default as shipped)
- *                                                                    [--calibrate]  (ON vs ON: the noise floor of the ratio)
+ *                                                                    [--base off|on|serialize]  (what ON is compared with; default off)
+ *                                                                    [--calibrate]  (= --base on: the noise floor of the ratio)
+ * `--base serialize` compares with a recorder that only JSON-serialises each event: ON vs that is the
+ * spool's own cost, that vs OFF the cost of building and serialising events.
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -33,7 +36,7 @@ try {
 	writeFileSync(cfgFile, JSON.stringify(cfg));
 
 	const state = () => JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number; cpuMicros: number; threads: Record<string, number> };
-	const once = async (recording: "on" | "off"): Promise<{ tps: number; cpuPerTx: number; threads: Record<string, number> }> => {
+	const once = async (recording: "on" | "off" | "serialize"): Promise<{ tps: number; cpuPerTx: number; threads: Record<string, number> }> => {
 		rmSync(cfg.stateFile, { force: true });
 		const gw = new ManagedProcess({ name: `gateway-${recording}`, command: process.execPath, args: [...NODE_FLAGS, "--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, recording] });
 		try {
@@ -75,7 +78,8 @@ try {
 	// checkpoints, page cache, a neighbour's burst) does not always land on the same side.
 	// --calibrate runs recording ON on both sides: the spread of that ratio is this machine's noise floor.
 	const CALIBRATE = process.argv.includes("--calibrate");
-	const baseMode = CALIBRATE ? "on" : "off";
+	const baseMode = CALIBRATE ? "on" : (arg("base", "off") as "off" | "on" | "serialize");
+	if (!["off", "on", "serialize"].includes(baseMode)) throw new TypeError(`--base: off, on or serialize, not ${baseMode}`);
 	for (let r = 0; r < RUNS; r++) {
 		if (r % 2 === 0) {
 			off.push(await once(baseMode));
@@ -84,13 +88,13 @@ try {
 			on.push(await once("on"));
 			off.push(await once(baseMode));
 		}
-		console.error(`run ${r + 1}: off ${off[r]!.tps.toFixed(0)} tps ${off[r]!.cpuPerTx.toFixed(0)} µs/tx, on ${on[r]!.tps.toFixed(0)} tps ${on[r]!.cpuPerTx.toFixed(0)} µs/tx`);
-		console.error(`       threads µs/tx: off [${perThread(off[r]!)}], on [${perThread(on[r]!)}]`);
+		console.error(`run ${r + 1}: ${baseMode} ${off[r]!.tps.toFixed(0)} tps ${off[r]!.cpuPerTx.toFixed(0)} µs/tx, on ${on[r]!.tps.toFixed(0)} tps ${on[r]!.cpuPerTx.toFixed(0)} µs/tx`);
+		console.error(`       threads µs/tx: ${baseMode} [${perThread(off[r]!)}], on [${perThread(on[r]!)}]`);
 	}
 	const tpsRatio = median(on.map((x) => x.tps)) / median(off.map((x) => x.tps));
 	const cpuRatio = median(on.map((x) => x.cpuPerTx)) / median(off.map((x) => x.cpuPerTx));
 	const ratios = on.map((x, i) => x.tps / off[i]!.tps);
-	console.log(`\nper-run TPS ratios: ${ratios.map((x) => x.toFixed(2)).join(" ")}; median ${median(ratios).toFixed(3)}${CALIBRATE ? " (calibration: ON vs ON)" : ""}`);
+	console.log(`\nper-run TPS ratios: ${ratios.map((x) => x.toFixed(2)).join(" ")}; median ${median(ratios).toFixed(3)}${baseMode === "on" ? " (calibration: ON vs ON)" : ""}`);
 	console.log(`\n| pgbench -S -M ${MODE}, 8 clients, ${SECONDS}s x ${RUNS} | recording ${baseMode} | recording on | on / ${baseMode} |\n| --- | --- | --- | --- |`);
 	console.log(`| TPS (median) | ${median(off.map((x) => x.tps)).toFixed(0)} | ${median(on.map((x) => x.tps)).toFixed(0)} | ${tpsRatio.toFixed(3)} (target > 0.95) |`);
 	console.log(

@@ -39,6 +39,13 @@ const median = (xs: number[]) => {
 /** `debug1: kex: server->client cipher: X MAC: …` from `ssh -v`: what the client negotiated. */
 const negotiated = (stderr: string) => /kex: server->client cipher: (\S+)/.exec(stderr)?.[1] ?? "?";
 
+/** Busy and total jiffies of the whole machine (all cores) from /proc/stat. */
+function machineJiffies(): { busy: number; total: number } {
+	const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number); // user … steal (guest is inside user)
+	const total = f.reduce((a, b) => a + b, 0);
+	return { busy: total - f[3]! - (f[4] ?? 0), total };
+}
+
 /**
  * One `ssh` run; its stdout goes to `wc -c` (C, cheap), not to this process: the gateway runs in this
  * process's event loop, and counting 256 MiB here would take its CPU on the gateway runs only.
@@ -124,11 +131,17 @@ async function main(): Promise<void> {
 		// CPU of this process (= the gateway: the bench itself only waits) per MiB relayed: less
 		// sensitive to the neighbours' load than MiB/s.
 		const gwCpuMsPerMib: number[] = [];
+		// Share of the whole machine (both cores) busy during each path's runs: near 100 % means the
+		// path is CPU-bound here, and the ratio is decided by CPU per MiB summed over every process.
+		const busy: Record<string, number[]> = { direct: [], gateway: [] };
 		for (let i = 0; i < RUNS; i++) {
 			for (const [name, args] of [["direct", direct], ["gateway", viaGw]] as const) {
 				const cpu0 = process.cpuUsage();
+				const m0 = machineJiffies();
 				const r = await stream(args);
 				const cpu = process.cpuUsage(cpu0);
+				const m1 = machineJiffies();
+				busy[name]!.push((m1.busy - m0.busy) / (m1.total - m0.total));
 				if (name === "gateway") gwCpuMsPerMib.push((cpu.user + cpu.system) / 1000 / MIB);
 				if (r.code !== 0 || r.bytes !== BYTES) throw new Error(`${name}: exit ${r.code}, ${r.bytes}/${BYTES} bytes: ${r.stderr}`);
 				results[name]!.push(BYTES / 1024 / 1024 / r.seconds);
@@ -148,6 +161,7 @@ async function main(): Promise<void> {
 		for (const r of rows) console.log(r.map((v, c) => v.padEnd(widths[c]!)).join("  "));
 		console.log(`negotiated: direct ${ciphers["direct"]}, client → gateway ${ciphers["gateway"]}; gateway → sshd ${(UPSTREAM ?? DEFAULT_UPSTREAM_CIPHERS)[0]}; ssh2 crypto binding: ${sshCryptoBinding ? "loaded" : "absent"}`);
 		console.log(`gateway CPU per MiB relayed: median ${median(gwCpuMsPerMib).toFixed(2)} ms (all runs ${gwCpuMsPerMib.map((x) => x.toFixed(2)).join("/")})`);
+		console.log(`machine busy during the runs (both cores): direct ${(median(busy["direct"]!) * 100).toFixed(0)} %, gateway ${(median(busy["gateway"]!) * 100).toFixed(0)} %`);
 		const execs = recorder.events("exec").length;
 		console.log(`recorded exec events: ${execs}; all runs: direct ${results["direct"]!.map((x) => x.toFixed(0)).join("/")}, gateway ${results["gateway"]!.map((x) => x.toFixed(0)).join("/")} MiB/s`);
 	} finally {
