@@ -3,7 +3,7 @@ import { test } from "node:test";
 import type { GuardrailRule } from "../config/bundle.ts";
 import { evaluateSqlGuardrails } from "./guardrails.ts";
 import { SessionSqlState } from "./session.ts";
-import { analyzeSql } from "./sql.ts";
+import { analyzeSql, statementCacheKey, statementTree, withTables } from "./sql.ts";
 import type { SqlStatementInfo } from "./types.ts";
 
 function one(sql: string): SqlStatementInfo {
@@ -145,10 +145,29 @@ test("statement text comes from parser locations, multi-byte safe", () => {
 });
 
 test("results are cached by text and frozen", () => {
-	const a = analyzeSql("SELECT 42");
-	assert.equal(analyzeSql("SELECT 42"), a);
+	const a = analyzeSql("SELECT 'forty-two'");
+	assert.equal(analyzeSql("SELECT 'forty-two'"), a);
 	assert.ok(Object.isFrozen(a));
 	assert.ok(a.ok && Object.isFrozen(a.statements[0]!.kinds));
+});
+
+test("texts differing only in numbers share one analysis: same kinds, tree and cache key, their own text", () => {
+	const first = analyzeSql("SELECT * FROM accounts WHERE aid = 48213");
+	const second = analyzeSql("SELECT * FROM accounts WHERE aid = 7");
+	assert.ok(first.ok && second.ok);
+	const [a, b] = [first.statements[0]!, second.statements[0]!];
+	assert.equal(b.text, "SELECT * FROM accounts WHERE aid = 7");
+	assert.deepEqual({ ...b, text: "" }, { ...a, text: "" });
+	assert.ok(Object.isFrozen(second) && Object.isFrozen(b));
+	assert.equal(statementTree(b), statementTree(a));
+	assert.ok(statementTree(b), "the template's parse tree");
+	assert.equal(statementCacheKey(b), statementCacheKey(a));
+	assert.equal(statementCacheKey(withTables(b, ["public.other"])), statementCacheKey(a), "a copy keeps the identity");
+	assert.equal(statementTree(withTables(b, ["public.other"])), statementTree(a), "and the tree");
+	const other = analyzeSql("SELECT * FROM accounts WHERE bid = 7");
+	assert.ok(other.ok);
+	assert.notEqual(statementCacheKey(other.statements[0]!), statementCacheKey(a));
+	assert.deepEqual(Object.keys(b), Object.keys(a), "no extra enumerable property on derived statements");
 });
 
 test("parse failures carry the error and position", () => {

@@ -30,9 +30,23 @@ const cache = new Lru<string, SqlAnalysis>(2048);
 /** Parse-tree node of each analysed statement (PREPARE/DECLARE bodies included), for masking. */
 const trees = new WeakMap<SqlStatementInfo, PgNode>();
 
+/**
+ * A statement made from a template or a copy (fromTemplate, withTables) points at the statement it
+ * came from with this non-enumerable property: its parse tree and cache identity are that one's. One
+ * property instead of two WeakMap entries per statement: simple-query clients make a new statement
+ * object per query, and ephemeron tables are costly for the garbage collector.
+ */
+const ORIGIN = Symbol("drawbridge.sql.origin");
+const originOf = (info: SqlStatementInfo): SqlStatementInfo => (info as { [ORIGIN]?: SqlStatementInfo })[ORIGIN] ?? info;
+function derived(base: SqlStatementInfo, fields: Partial<SqlStatementInfo>): SqlStatementInfo {
+	const out = { ...base, ...fields };
+	Object.defineProperty(out, ORIGIN, { value: originOf(base) });
+	return Object.freeze(out);
+}
+
 /** The statement's parse tree (`{ SelectStmt: ... }`), when it came from `analyzeSql`. */
 export function statementTree(info: SqlStatementInfo): PgNode | undefined {
-	return trees.get(info);
+	return trees.get(originOf(info));
 }
 
 export function clearSqlCache(): void {
@@ -51,11 +65,9 @@ export function analyzeSql(sql: string): SqlAnalysis {
 	const tkey = templateKey(sql);
 	if (tkey !== undefined) {
 		const t = templates.get(tkey);
-		if (t) {
-			const a = fromTemplate(t, sql, tkey);
-			cache.set(sql, a);
-			return a;
-		}
+		// Not put in the exact-text cache: texts that differ only in numbers rarely repeat exactly, and
+		// each entry would keep an analysis alive (and old) until evicted; the template lookup is cheap.
+		if (t) return fromTemplate(t, sql);
 	}
 	const analysis = analyzeUncached(sql);
 	if (sql.length <= MAX_CACHED_SQL_LENGTH) cache.set(sql, analysis);
@@ -102,29 +114,20 @@ function isTrimChar(c: number): boolean {
 	return c === 0x20 || c === 0x3b || (c >= 0x09 && c <= 0x0d);
 }
 
-function fromTemplate(t: SqlStatementInfo, sql: string, tkey: string): SqlAnalysis {
+function fromTemplate(t: SqlStatementInfo, sql: string): SqlAnalysis {
 	const trimmed = sql.length > 0 && (isTrimChar(sql.charCodeAt(0)) || isTrimChar(sql.charCodeAt(sql.length - 1)));
 	const text = trimmed ? sql.replace(/^[\s;]+|[\s;]+$/g, "") : sql;
-	const info = Object.freeze({ ...t, text });
-	const tree = trees.get(t);
-	if (tree) trees.set(info, tree);
-	templateKeys.set(info, tkey);
-	return Object.freeze({ ok: true, statements: Object.freeze([info]) as unknown as SqlStatementInfo[] });
+	return Object.freeze({ ok: true, statements: Object.freeze([derived(t, { text })]) as unknown as SqlStatementInfo[] });
 }
 
 /** A copy of `info` with other tables, keeping its parse tree and cache identity. */
 export function withTables(info: SqlStatementInfo, tables: string[]): SqlStatementInfo {
-	const out = Object.freeze({ ...info, tables: Object.freeze(tables) as unknown as string[] });
-	const tree = trees.get(info);
-	if (tree) trees.set(out, tree);
-	const key = templateKeys.get(info);
-	if (key !== undefined) templateKeys.set(out, key);
-	return out;
+	return derived(info, { tables: Object.freeze(tables) as unknown as string[] });
 }
 
 /** Identity of a statement for caches keyed by meaning: equal for statements sharing a template. */
 export function statementCacheKey(info: SqlStatementInfo): string {
-	return templateKeys.get(info) ?? info.text;
+	return templateKeys.get(originOf(info)) ?? info.text;
 }
 
 function analyzeUncached(sql: string): SqlAnalysis {
