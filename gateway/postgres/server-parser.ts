@@ -17,35 +17,59 @@ import { PayloadReader } from "./reader.ts";
 export const DEFAULT_MAX_SERVER_MESSAGE_BYTES = 256 * 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * Received chunks are kept as they came (a list, read from `off` in the first): a frame inside one
+ * chunk is returned as a view of it, and only a frame that straddles chunks is copied, into a buffer
+ * of exactly its size. (Joining the unread tail with each new chunk copied the whole stream once
+ * more: a large result arrives as 64 KiB reads that nearly all end inside a DataRow.)
+ */
 export class ServerParser {
-	private buf: Buffer = EMPTY;
+	private chunks: Buffer[] = [];
 	private off = 0;
+	private avail = 0;
 	constructor(private readonly maxMessageBytes = DEFAULT_MAX_SERVER_MESSAGE_BYTES) {}
 
 	get bufferedBytes(): number {
-		return this.buf.length - this.off;
+		return this.avail;
 	}
 
 	push(chunk: Buffer): void {
-		if (this.off >= this.buf.length) this.buf = chunk;
-		else this.buf = Buffer.concat([this.buf.subarray(this.off), chunk]);
-		this.off = 0;
+		if (chunk.length === 0) return;
+		this.chunks.push(chunk);
+		this.avail += chunk.length;
 	}
 
 	/** Hand back every buffered byte not yet returned as a frame (when another parser takes over). */
 	takeBuffered(): Buffer {
-		const rest = this.buf.subarray(this.off);
-		this.buf = EMPTY;
+		const rest = this.chunks.length === 0 ? EMPTY : Buffer.concat([this.chunks[0]!.subarray(this.off), ...this.chunks.slice(1)]);
+		this.chunks = [];
 		this.off = 0;
+		this.avail = 0;
 		return rest;
 	}
 
-	/** Next whole frame or undefined. `raw` is a view: copy it if kept beyond the next `push`. */
+	/** Byte `i` (0-based) of the unread data, across chunks. */
+	private byteAt(i: number): number {
+		let pos = this.off + i;
+		for (const c of this.chunks) {
+			if (pos < c.length) return c[pos]!;
+			pos -= c.length;
+		}
+		throw new RangeError("byteAt past the buffered data");
+	}
+
+	/** Next whole frame or undefined. `raw` is a view of a received chunk, or a copy if it straddled two. */
 	next(): ServerFrame | undefined {
-		const avail = this.buf.length - this.off;
-		if (avail < 5) return undefined;
-		const start = this.off;
-		const len = this.buf.readInt32BE(start + 1);
+		if (this.avail < 5) return undefined;
+		let first = this.chunks[0]!;
+		while (this.off >= first.length) {
+			this.chunks.shift();
+			this.off = 0;
+			first = this.chunks[0]!;
+		}
+		const inFirst = first.length - this.off;
+		const len =
+			inFirst >= 5 ? first.readInt32BE(this.off + 1) : ((this.byteAt(1) << 24) | (this.byteAt(2) << 16) | (this.byteAt(3) << 8) | this.byteAt(4)) >> 0;
 		if (len < 4) throw new PgGatewayError("upstream_protocol", `upstream sent invalid message length ${len}`);
 		if (len + 1 > this.maxMessageBytes) {
 			throw new PgGatewayError(
@@ -53,9 +77,28 @@ export class ServerParser {
 				`upstream message of ${len + 1} bytes exceeds the gateway's limit of ${this.maxMessageBytes} bytes`,
 			);
 		}
-		if (avail < len + 1) return undefined;
-		this.off = start + 1 + len;
-		return { code: this.buf[start]!, raw: this.buf.subarray(start, this.off) };
+		const size = len + 1;
+		if (this.avail < size) return undefined;
+		this.avail -= size;
+		if (inFirst >= size) {
+			const start = this.off;
+			this.off += size;
+			return { code: first[start]!, raw: first.subarray(start, this.off) };
+		}
+		const frame = Buffer.allocUnsafe(size);
+		let filled = 0;
+		while (filled < size) {
+			const c = this.chunks[0]!;
+			const n = Math.min(c.length - this.off, size - filled);
+			c.copy(frame, filled, this.off, this.off + n);
+			filled += n;
+			this.off += n;
+			if (this.off >= c.length) {
+				this.chunks.shift();
+				this.off = 0;
+			}
+		}
+		return { code: frame[0]!, raw: frame };
 	}
 }
 
