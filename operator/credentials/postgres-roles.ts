@@ -157,15 +157,16 @@ export async function ensureRole(client: ClientBase, spec: RoleSpec): Promise<{ 
 export async function dropRole(client: ClientBase, role: string): Promise<{ dropped: boolean; terminated: number }> {
 	if (!(await roleExists(client, role))) return { dropped: false, terminated: 0 };
 	const [nologin, terminate, ...drop] = planDrop(role);
-	let terminated = 0;
-	try {
-		// Committed on its own first, so a killed session cannot log straight back in before the drop.
+	// NOLOGIN committed on its own first, so a killed session cannot log straight back in before the
+	// drop; under the role's advisory lock like every other change to it: two replicas altering the
+	// same pg_authid row at once make one of them fail with "tuple concurrently updated".
+	const present = await inTransaction(client, role, async () => {
+		if (!(await roleExists(client, role))) return false; // another replica won
 		await client.query(nologin!);
-		terminated += (await client.query(terminate!)).rowCount ?? 0;
-	} catch (e) {
-		if (!(await roleExists(client, role))) return { dropped: false, terminated }; // another replica won
-		throw new PgRoleError("DB_ERROR", `role ${role}: ${(e as Error).message}`, { cause: e });
-	}
+		return true;
+	});
+	if (!present) return { dropped: false, terminated: 0 };
+	let terminated = (await client.query(terminate!)).rowCount ?? 0;
 	const dropped = await inTransaction(client, role, async () => {
 		if (!(await roleExists(client, role))) return false;
 		for (const sql of drop) await client.query(sql);

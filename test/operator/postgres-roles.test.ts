@@ -110,6 +110,22 @@ test("concurrent ensureRole from two replicas converges on one role; VALID UNTIL
 	}
 });
 
+test("regression: two replicas dropping the same role at once never fail (tuple concurrently updated), 25 rounds", async () => {
+	const other = await pgh.connect();
+	try {
+		for (let i = 0; i < 25; i++) {
+			const role = roleNameFor(`t3b/race-${i}`, "t3b/shop");
+			const spec = { role, password: generatePassword(), validUntil: new Date(Date.now() + 3_600_000), database: pgh.database, schemas: ["public"], access: "read-only" as const };
+			await ensureRole(admin, spec);
+			const results = await Promise.all([dropRole(admin, role), dropRole(other, role)]);
+			assert.deepEqual(results.map((r) => r.dropped).sort(), [false, true], `round ${i}`);
+			assert.equal(await roleExists(admin, role), false);
+		}
+	} finally {
+		await other.end();
+	}
+});
+
 test("dropRole terminates live sessions and leaves nothing behind; re-running is a no-op", async () => {
 	const role = roleNameFor("t4/drop", "t4/shop");
 	const password = generatePassword();
