@@ -77,33 +77,9 @@ export function addCounts(into: SessionCounts, from: SessionCounts): SessionCoun
 
 const BLOCKING_DECISIONS = new Set(["block", "denied", "expired"]);
 
-/**
- * What one event adds to the counts. The recorder keeps this per buffered line instead of the event
- * itself, so an event object dies young (it is serialised at once) rather than living until its chunk
- * is sealed, seconds later, in the old generation.
- */
-export interface EventTally {
-	type: RecordingEvent["type"];
-	/** Decision was block, denied or expired. */
-	blocked: boolean;
-	approved: boolean;
-	/** UTF-8 bytes of terminal output (`o`) events, else 0. */
-	terminalBytes: number;
-}
-
-export function tallyOf(e: RecordingEvent): EventTally {
-	const decision = "decision" in e ? e.decision : undefined;
-	return {
-		type: e.type,
-		blocked: decision !== undefined && BLOCKING_DECISIONS.has(decision),
-		approved: decision === "approved",
-		terminalBytes: e.type === "terminal" && e.stream === "o" ? Buffer.byteLength(e.data) : 0,
-	};
-}
-
-export function addTally(c: SessionCounts, t: EventTally): void {
+export function countEvent(c: SessionCounts, e: RecordingEvent): void {
 	c.events++;
-	switch (t.type) {
+	switch (e.type) {
 		case "statement":
 			c.statements++;
 			break;
@@ -120,14 +96,14 @@ export function addTally(c: SessionCounts, t: EventTally): void {
 			c.approvals++;
 			break;
 		case "terminal":
-			c.terminalBytes += t.terminalBytes;
+			if (e.stream === "o") c.terminalBytes += Buffer.byteLength(e.data);
 			break;
 		case "notice":
 			c.notices++;
 			break;
 	}
-	if (t.blocked) c.blocked++;
-	if (t.approved) c.approved++;
+	if ("decision" in e && BLOCKING_DECISIONS.has(e.decision)) c.blocked++;
+	if ("decision" in e && e.decision === "approved") c.approved++;
 }
 
 export function flagsOf(c: SessionCounts): { hasBlocked: boolean; hasApprovals: boolean } {

@@ -34,11 +34,10 @@ import type { OpenSessionOptions, Recorder, RecordingEvent, SessionEnd, SessionM
 import {
 	addCounts,
 	type ChunkHeader,
-	type EventTally,
 	castHeader,
 	castLine,
 	chunkName,
-	addTally,
+	countEvent,
 	emptyCounts,
 	FORMAT_VERSION,
 	KEYS_PREFIX,
@@ -52,7 +51,6 @@ import {
 	sessionPrefix,
 	sha256Hex,
 	TERMINAL_FILE,
-	tallyOf,
 } from "./format.ts";
 import type { RecordingKey } from "./keys.ts";
 import { RecorderMetrics } from "./metrics.ts";
@@ -647,14 +645,21 @@ class ChunkBuffer {
 		return this.buf;
 	}
 
-	note(seq: number, timeMs: number, tally: EventTally): void {
+	/**
+	 * Append one stored line: `json` is written and, with `tail`, its last byte (the closing brace) is
+	 * overwritten by it; the chunk's seq range and counts take the event in.
+	 */
+	append(json: string, tail: string, seq: number, timeMs: number, event: RecordingEvent): void {
+		const buf = this.room((json.length > 65536 ? Buffer.byteLength(json) : json.length * 3) + tail.length);
+		const end = this.len + buf.write(json, this.len, "utf8") - (tail ? 1 : 0);
+		this.len = end + buf.write(tail, end, "latin1");
 		if (this.events === 0) {
 			this.firstSeq = seq;
 			this.firstTimeMs = timeMs;
 		}
 		this.events++;
 		this.lastSeq = seq;
-		addTally(this.counts, tally);
+		countEvent(this.counts, event);
 	}
 }
 
@@ -727,10 +732,7 @@ class LiveSession implements SessionRecorder {
 		// same bytes as JSON.stringify({ ...event, seq, time, offsetMs }), written over the closing brace.
 		const tail = `,"seq":${seq},"time":"${this.rec.isoTime(now)}","offsetMs":${offsetMs}}\n`;
 		const c = this.chunk(now);
-		const buf = c.room((json.length > 65536 ? Buffer.byteLength(json) : json.length * 3) + tail.length);
-		const end = c.len + buf.write(json, c.len, "utf8") - 1;
-		c.len = end + buf.write(tail, end, "latin1");
-		c.note(seq, now, tallyOf(event));
+		c.append(json, tail, seq, now, event);
 		if (event.type === "terminal") {
 			if (!this.castStarted) {
 				this.castStarted = true;
@@ -884,10 +886,6 @@ class LiveSession implements SessionRecorder {
 	}
 
 	private async writeChunk(c: ChunkBuffer): Promise<void> {
-		const counts = c.counts;
-		const events = c.events;
-		const firstSeq = c.firstSeq;
-		const lastSeq = c.lastSeq;
 		const prev = this.entries[this.entries.length - 1];
 		const index = (prev?.index ?? 0) + 1;
 		const header: ChunkHeader = {
@@ -896,9 +894,9 @@ class LiveSession implements SessionRecorder {
 			sessionId: this.sessionId,
 			index,
 			prev: prev ? prev.sha256 : null,
-			firstSeq,
-			lastSeq,
-			events,
+			firstSeq: c.firstSeq,
+			lastSeq: c.lastSeq,
+			events: c.events,
 		};
 		const head = `${JSON.stringify(header)}\n`;
 		const headBytes = Buffer.byteLength(head);
@@ -915,11 +913,11 @@ class LiveSession implements SessionRecorder {
 			name: chunkName(index),
 			sha256: sha256Hex(body),
 			bytes: body.length,
-			events,
-			firstSeq,
-			lastSeq,
+			events: c.events,
+			firstSeq: c.firstSeq,
+			lastSeq: c.lastSeq,
 			firstTimeMs: c.firstTimeMs,
-			counts,
+			counts: c.counts,
 		};
 		await writeFileDurable(join(this.state.dir, entry.name), body);
 		const idx = await open(join(this.state.dir, "chunks.jsonl"), "a");
@@ -977,10 +975,7 @@ class LiveSession implements SessionRecorder {
 			this.seq = ev.seq;
 			const timeMs = Date.parse(ev.time) || Date.now();
 			const c = this.chunk(timeMs);
-			const line = `${l}\n`;
-			const buf = c.room(Buffer.byteLength(line));
-			c.len += buf.write(line, c.len, "utf8");
-			c.note(ev.seq, timeMs, tallyOf(ev));
+			c.append(`${l}\n`, "", ev.seq, timeMs, ev);
 			this.appended(c);
 		}
 	}
