@@ -24,6 +24,7 @@ import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
 import { streamRows } from "./large-select.ts";
 import { BIG_SELECT, gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 import { startPgBouncer } from "./pgbouncer.ts";
+import { statCpuMicros } from "./proc.ts";
 
 const { values: flags } = parseArgs({
 	options: {
@@ -42,7 +43,6 @@ if (flags.help) {
 	console.log(readFileSync(new URL(import.meta.url), "utf8").split("*/")[0]);
 	process.exit(0);
 }
-const TICKS = 100; // USER_HZ: /proc/<pid>/stat times are in clock ticks
 const log = (m: string) => console.error(`[pg-cpu] ${m}`);
 const median = (xs: number[]) => {
 	const s = [...xs].sort((a, b) => a - b);
@@ -64,11 +64,7 @@ function findPid(root: number, comm: RegExp): number {
 }
 
 /** utime and stime of a process in microseconds (all its threads). */
-function cpuMicros(pid: number): { user: number; sys: number } {
-	const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-	const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-	return { user: (Number(f[11]) * 1_000_000) / TICKS, sys: (Number(f[12]) * 1_000_000) / TICKS };
-}
+const cpuMicros = (pid: number) => statCpuMicros(`/proc/${pid}/stat`);
 
 const pg = await startPostgres({ settings: { max_connections: 200 } });
 const work = makeTempDir("bench-pg-cpu");

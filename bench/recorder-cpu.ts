@@ -11,10 +11,11 @@
  * in the same interleaved runs, and prints now/baseline ratios.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { statCpuMicros } from "./proc.ts";
 
 const { values: flags } = parseArgs({
 	options: {
@@ -33,9 +34,8 @@ const EVENTS = Number(flags.events);
 
 /** utime + stime of one thread, µs. */
 const threadCpu = (tid: number) => {
-	const s = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
-	const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-	return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+	const cpu = statCpuMicros(`/proc/self/task/${tid}/stat`);
+	return cpu.user + cpu.sys;
 };
 
 async function child(root: string): Promise<void> {

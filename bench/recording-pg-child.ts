@@ -14,6 +14,7 @@ import { generateRecordingKey } from "../gateway/recording/keys.ts";
 import { DiskRecorder } from "../gateway/recording/recorder.ts";
 import { DirStore } from "../gateway/recording/store.ts";
 import { benchBundle, type ChildConfig } from "./bundle.ts";
+import { statCpuMicros } from "./proc.ts";
 
 const cfg = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as ChildConfig;
 const mode = process.argv[3];
@@ -65,12 +66,11 @@ const threadCpu = (): Record<string, number> => {
 	const out: Record<string, number> = {};
 	for (const t of readdirSync("/proc/self/task")) {
 		try {
-			const s = readFileSync(`/proc/self/task/${t}/stat`, "utf8");
-			const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-			const comm = t === String(process.pid) ? "main" : s.slice(s.indexOf("(") + 1, s.lastIndexOf(")")).replace(/\s+/g, "-");
-			out[comm] = (out[comm] ?? 0) + ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+			const cpu = statCpuMicros(`/proc/self/task/${t}/stat`);
+			const comm = t === String(process.pid) ? "main" : cpu.comm.replace(/\s+/g, "-");
+			out[comm] = (out[comm] ?? 0) + cpu.user + cpu.sys;
 			if (comm === "main") {
-				out["main-sys"] = (Number(f[12]) * 1e6) / 100;
+				out["main-sys"] = cpu.sys;
 				// Context switches ×1000 so that per-transaction rates show in the report.
 				const st = readFileSync(`/proc/self/task/${t}/status`, "utf8");
 				out["main-cs-invol-x1000"] = Number(/nonvoluntary_ctxt_switches:\s*(\d+)/.exec(st)?.[1] ?? 0) * 1000;

@@ -1,0 +1,14 @@
+/**
+ * CPU time from /proc for the benches: utime and stime of a process (`/proc/<pid>/stat`, all its
+ * threads) or of one thread (`/proc/<pid>/task/<tid>/stat`), in microseconds.
+ */
+import { readFileSync } from "node:fs";
+
+/** USER_HZ: /proc stat times are in clock ticks. */
+const TICKS = 100;
+
+export function statCpuMicros(statPath: string): { user: number; sys: number; comm: string } {
+	const stat = readFileSync(statPath, "utf8");
+	const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+	return { user: (Number(f[11]) * 1_000_000) / TICKS, sys: (Number(f[12]) * 1_000_000) / TICKS, comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) };
+}
