@@ -155,7 +155,6 @@ export async function ensureRole(client: ClientBase, spec: RoleSpec): Promise<{ 
  * the database's CONNECT privilege are covered too). Returns the number of sessions terminated.
  */
 export async function dropRole(client: ClientBase, role: string): Promise<{ dropped: boolean; terminated: number }> {
-	if (!(await roleExists(client, role))) return { dropped: false, terminated: 0 };
 	const [nologin, terminate, ...drop] = planDrop(role);
 	// NOLOGIN committed on its own first, so a killed session cannot log straight back in before the
 	// drop; under the role's advisory lock like every other change to it: two replicas altering the
