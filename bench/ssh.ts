@@ -19,6 +19,7 @@ import { DEFAULT_UPSTREAM_CIPHERS, sshCryptoBinding, startSshListener } from "..
 import { startSshd } from "../test/env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, tokenIssuer } from "../test/ssh/fixtures.ts";
 import { KeyDir } from "../test/ssh/keys.ts";
+import { machineJiffies } from "./proc.ts";
 
 const arg = (name: string, def: string) => {
 	const i = process.argv.indexOf(`--${name}`);
@@ -38,13 +39,6 @@ const median = (xs: number[]) => {
 
 /** `debug1: kex: server->client cipher: X MAC: …` from `ssh -v`: what the client negotiated. */
 const negotiated = (stderr: string) => /kex: server->client cipher: (\S+)/.exec(stderr)?.[1] ?? "?";
-
-/** Busy and total jiffies of the whole machine (all cores) from /proc/stat. */
-function machineJiffies(): { busy: number; total: number } {
-	const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number); // user … steal (guest is inside user)
-	const total = f.reduce((a, b) => a + b, 0);
-	return { busy: total - f[3]! - (f[4] ?? 0), total };
-}
 
 /**
  * One `ssh` run; its stdout goes to `wc -c` (C, cheap), not to this process: the gateway runs in this
