@@ -58,6 +58,9 @@ export interface StoreApprovalServiceOptions {
 	now?: () => Date;
 }
 
+/** Attempts to record a disconnected client's cancel before giving up (backoff 0.2 s doubling, at most 5 s). */
+const CANCEL_ATTEMPTS = 8;
+
 const FINAL_EVENT: Record<Exclude<ApprovalPhase, "Pending">, ApprovalEventType> = {
 	Approved: "approval.approved",
 	Denied: "approval.denied",
@@ -144,7 +147,7 @@ export class StoreApprovalService implements ApprovalService {
 				unsubscribe();
 				clearInterval(poll);
 				if (expiryTimer) clearTimeout(expiryTimer);
-				signal.removeEventListener("abort", onAbort);
+				signal.removeEventListener("abort", abortListener);
 			};
 			const finish = (record: ApprovalRequestRecord) => {
 				if (settled) return;
@@ -182,11 +185,18 @@ export class StoreApprovalService implements ApprovalService {
 			const tolerate = (err: unknown) => {
 				if (err instanceof ApprovalError && err.code === "not-found") fail(err);
 			};
-			const onAbort = () => {
+			// The cancel must reach the store even through a hiccup (a timeout or 5xx under load): one
+			// lost write would leave the request Pending for approvers until it expires.
+			const onAbort = (attempt = 0) => {
 				void transition((r) => cancel(r, this.#now(), "the waiting client disconnected"))
 					.then(finish)
-					.catch(fail);
+					.catch((err: unknown) => {
+						const gone = err instanceof ApprovalError && err.code === "not-found";
+						if (gone || attempt >= CANCEL_ATTEMPTS - 1) return fail(err);
+						setTimeout(() => onAbort(attempt + 1), Math.min(200 * 2 ** attempt, 5_000)).unref();
+					});
 			};
+			const abortListener = () => onAbort();
 			const unsubscribe = this.#store.subscribe((record) => {
 				if (record.id === id && record.phase !== "Pending") finish(record);
 			});
@@ -196,7 +206,7 @@ export class StoreApprovalService implements ApprovalService {
 				onAbort();
 				return;
 			}
-			signal.addEventListener("abort", onAbort, { once: true });
+			signal.addEventListener("abort", abortListener, { once: true });
 			void check().catch(tolerate);
 		});
 	}
