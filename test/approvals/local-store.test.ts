@@ -90,6 +90,30 @@ test("a disconnecting client cancels its request", async (t) => {
 	await assert.rejects(b.decide(r.id, sam, "approve"), (e: unknown) => e instanceof ApprovalError && e.code === "already-decided");
 });
 
+test("a disconnecting client's cancel is retried when the store fails to write it", async () => {
+	/** A real LocalApprovalStore whose first two updates fail, as a Kubernetes store does on a timeout. */
+	class FlakyUpdates extends LocalApprovalStore {
+		failures = 2;
+		override update(...args: Parameters<LocalApprovalStore["update"]>) {
+			if (this.failures-- > 0) return Promise.reject(new ApprovalError("unavailable", "store timed out (injected)"));
+			return super.update(...args);
+		}
+	}
+	const store = new FlakyUpdates();
+	const s = new StoreApprovalService({ store, sweepIntervalMs: 0, waitPollIntervalMs: 60_000 });
+	try {
+		const r = await s.request(input());
+		const ac = new AbortController();
+		const waiting = s.waitForDecision(r.id, ac.signal);
+		ac.abort();
+		assert.equal((await waiting).phase, "Cancelled");
+		assert.equal(store.failures, -1, "two failed writes, then the one that landed");
+		assert.equal((await s.get(r.id))?.phase, "Cancelled");
+	} finally {
+		await s.close();
+	}
+});
+
 test("reuse window: an approved exact statement is reused by the same requester", async (t) => {
 	const { a, b } = await pair(t);
 	const first = await a.request(input({ reuseWindowSeconds: 600 }));
