@@ -1614,7 +1614,10 @@ async function waitWithTimeout(
 ): Promise<ApprovalRequestRecord> {
 	const ctl = new AbortController();
 	const onAbort = () => ctl.abort(signal.reason);
-	signal.addEventListener("abort", onAbort, { once: true });
+	// The session may have closed while the request was being created: an abort listener added to an
+	// aborted signal never fires, and the request would stay Pending until its timeout.
+	if (signal.aborted) onAbort();
+	else signal.addEventListener("abort", onAbort, { once: true });
 	const timer = setTimeout(() => ctl.abort(new Error("timed out")), timeoutMs);
 	try {
 		return await approvals.waitForDecision(id, ctl.signal);

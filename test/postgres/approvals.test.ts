@@ -5,11 +5,54 @@ import type pg from "pg";
 import type { NoticeMessage } from "pg-protocol/dist/messages.js";
 import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
 import { StoreApprovalService } from "../../gateway/approvals/service.ts";
+import type { ApprovalRequestInput, ApprovalRequestRecord, ApprovalService } from "../../gateway/approvals/types.ts";
 import type { Identity } from "../../gateway/config/bundle.ts";
 import { type Fixture, startFixture } from "./fixture.ts";
 
 let fx: Fixture;
 let approvals: StoreApprovalService;
+
+/**
+ * The real service, whose `request` can be held after the store has created the request, as a slow
+ * store round trip holds it: `holdNext` returns the created id and a function that lets `request` return.
+ */
+class SlowToReturn implements ApprovalService {
+	#next?: { created: (id: string) => void; released: Promise<void> };
+	constructor(private readonly inner: ApprovalService) {}
+	holdNext(): { created: Promise<string>; release: () => void } {
+		let release!: () => void;
+		const released = new Promise<void>((r) => {
+			release = r;
+		});
+		const created = new Promise<string>((resolve) => {
+			this.#next = { created: resolve, released };
+		});
+		return { created, release };
+	}
+	async request(input: ApprovalRequestInput): Promise<ApprovalRequestRecord> {
+		const record = await this.inner.request(input);
+		const next = this.#next;
+		this.#next = undefined;
+		if (next) {
+			next.created(record.id);
+			await next.released;
+		}
+		return record;
+	}
+	waitForDecision(id: string, signal: AbortSignal) {
+		return this.inner.waitForDecision(id, signal);
+	}
+	get(id: string) {
+		return this.inner.get(id);
+	}
+	list(filter?: Parameters<ApprovalService["list"]>[0]) {
+		return this.inner.list(filter);
+	}
+	decide(...args: Parameters<ApprovalService["decide"]>) {
+		return this.inner.decide(...args);
+	}
+}
+let slow: SlowToReturn;
 const sam: Identity = {
 	issuer: "https://issuer.drawbridge.test",
 	issuerKind: "oidc",
@@ -22,8 +65,9 @@ const sam: Identity = {
 
 before(async () => {
 	approvals = new StoreApprovalService({ store: new LocalApprovalStore(), sweepIntervalMs: 0, waitPollIntervalMs: 200 });
+	slow = new SlowToReturn(approvals);
 	fx = await startFixture({
-		approvals,
+		approvals: slow,
 		guardrails: [
 			{
 				name: "approve-deletes",
@@ -90,6 +134,29 @@ test("client disconnect cancels the pending approval", async () => {
 	c.query("delete from tickets").catch(() => undefined);
 	const { id } = await noticed;
 	(c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+	const deadline = Date.now() + 5000;
+	let phase = "";
+	while (Date.now() < deadline) {
+		phase = (await approvals.get(id))?.phase ?? "";
+		if (phase !== "Pending") break;
+		await new Promise((r) => setTimeout(r, 100));
+	}
+	assert.equal(phase, "Cancelled");
+	assert.equal((await fx.pg.query("select count(*)::int as n from tickets")).rows[0]?.n, 5);
+});
+
+test("client disconnect while the request is still being created cancels it (the session closed before the wait began)", async () => {
+	const hold = slow.holdNext();
+	const c = await fx.connect("alice");
+	c.on("error", () => undefined);
+	c.query("delete from tickets").catch(() => undefined);
+	const id = await hold.created;
+	const sessionsBefore = fx.recorder.sessions.length;
+	const session = fx.recorder.sessions[sessionsBefore - 1];
+	(c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+	for (let i = 0; i < 100 && !session?.end; i++) await new Promise((r) => setTimeout(r, 50));
+	assert.ok(session?.end, "the gateway closed the session while the request was being created");
+	hold.release();
 	const deadline = Date.now() + 5000;
 	let phase = "";
 	while (Date.now() < deadline) {
