@@ -105,7 +105,27 @@ add("dynamic-sql", "runs SQL given as text", [
 	"database_to_xmlschema",
 	"database_to_xml_and_xmlschema",
 	"ts_stat",
+	"ts_rewrite",
 ]);
+
+/**
+ * Which argument of a built-in holds SQL text it runs: `query_to_xml(query, ...)`,
+ * `ts_stat(sqlquery [, weights])`, `ts_rewrite(query tsquery, select text)` (only the two-argument
+ * form; the three-argument one takes tsqueries). Undefined for every other function.
+ */
+export function sqlTextArgument(name: string, argCount: number): number | undefined {
+	switch (name) {
+		case "query_to_xml":
+		case "query_to_xmlschema":
+		case "query_to_xml_and_xmlschema":
+		case "ts_stat":
+			return 0;
+		case "ts_rewrite":
+			return argCount === 2 ? 1 : undefined;
+		default:
+			return undefined;
+	}
+}
 add("write", "writes data", [
 	"nextval",
 	"setval",

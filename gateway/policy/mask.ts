@@ -169,6 +169,8 @@ function collectRefs(node: unknown, rels: Map<string, [string | undefined, strin
 		if (typeof o.relname === "string") {
 			const schema = typeof o.schemaname === "string" ? o.schemaname : undefined;
 			rels.set(relKey(schema, o.relname), [schema, o.relname]);
+			// The bare name too: a relation created or moved elsewhere may shadow what it resolves to.
+			if (schema !== undefined) rels.set(relKey(undefined, o.relname), [undefined, o.relname]);
 		}
 		const fc = o.FuncCall as PgNode | undefined;
 		if (fc && Array.isArray(fc.funcname)) funcs.add(funcName(fc));
@@ -278,6 +280,9 @@ function itemFromOutputs(alias: string, o: Outputs, colnames: string[]): ScopeIt
 	return { alias, columns, unknown: CLEAN, all: derive(all) };
 }
 
+/** Object types of relations whose renaming or moving matters to masking (column renames included). */
+const RELATION_OBJECTS = new Set(["OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_FOREIGN_TABLE", "OBJECT_COLUMN"]);
+
 const STATS_RELATIONS = new Set(["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"]);
 
 // ---------------------------------------------------------------------------------------------
@@ -286,7 +291,9 @@ const STATS_RELATIONS = new Set(["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs
 class Analyzer {
 	touched: Taint = CLEAN;
 	block: { rule: string; message: string } | undefined;
-	readonly #viewMemo = new Map<number, Outputs | "pending">();
+	/** How many things the analysis could not see into (non-built-in functions, unknown relations). */
+	unprovable = 0;
+	readonly #viewMemo = new Map<number, { out: Outputs; unprovable: boolean } | "pending">();
 	#depth = 0;
 
 	constructor(
@@ -326,14 +333,47 @@ class Analyzer {
 				case "CreateTableAsStmt": {
 					const o = this.statement(b.query as PgNode, parent);
 					if (isTainted(unionAll(o))) this.#blockCopy("CREATE TABLE AS / SELECT INTO");
+					this.#shadows((b.into as PgNode | undefined)?.rel as PgNode | undefined);
+					return NO_OUTPUTS;
+				}
+				case "CreateStmt":
+					this.#shadows(b.relation as PgNode | undefined);
+					return NO_OUTPUTS;
+				case "ViewStmt": {
+					const rv = b.view as PgNode;
+					const o = this.statement(b.query as PgNode, parent);
+					const existing = this.#relationOf(rv);
+					// The catalog is read on another connection: it does not see a view replaced in an
+					// open transaction, or a temporary one, and caches definitions for a while. A view
+					// over masked data that the catalog would not follow is refused.
+					if (b.replace === true && existing && existing.kind !== "table") {
+						if (isTainted(unionAll(o)) || isTainted(unionAll(this.relationOutputs(existing, targetName(rv))))) {
+							this.block ??= {
+								rule: "mask:replace-view",
+								message: `replacing view ${targetName(rv)} is not allowed while masking rules apply: it reads masked columns`,
+							};
+						}
+					} else if (rv.relpersistence === "t" && isTainted(unionAll(o))) {
+						this.#blockCopy(`temporary view ${targetName(rv)}`);
+					}
+					this.#shadows(rv);
 					return NO_OUTPUTS;
 				}
 				case "CopyStmt":
 					return this.copy(b, parent);
-				case "ExplainStmt":
-					// The plan text carries no row data; ANALYZE runs the query: check it for writes of masked data.
-					if (b.query) this.statement(b.query as PgNode, parent);
+				case "ExplainStmt": {
+					// The plan text carries no row data, except constants the planner folded: an immutable
+					// user function is evaluated at plan time and printed (`Output: '+1-555-0101'::text`).
+					// So the output is masked when the statement holds anything the analysis cannot see
+					// into. ANALYZE runs the query: it is also checked for writes of masked data.
+					const before = this.unprovable;
+					const inner = b.query as PgNode | undefined;
+					if (inner) this.statement(inner, parent);
+					if (this.unprovable > before || !inner || Object.keys(inner)[0] === "ExecuteStmt") {
+						return { names: ["QUERY PLAN"], taints: [opaque("EXPLAIN shows constants folded from functions the analysis cannot see into")] };
+					}
 					return NO_OUTPUTS;
+				}
 				case "PrepareStmt":
 				case "DeclareCursorStmt":
 					if (b.query) this.statement(b.query as PgNode, parent);
@@ -394,12 +434,34 @@ class Analyzer {
 		if (!rv) return;
 		const rel = this.#relationOf(rv);
 		const masked = rel
-			? rel.columns.some((c) => this.rules.ruleFor(qualify(rel.schema, rel.name, c.name)) !== undefined)
+			? rel.columns.some((c) => this.rules.ruleFor(qualify(rel.schema, rel.name, c.name)) !== undefined) ||
+				(RELATION_OBJECTS.has(String(b.relationType ?? objType)) && isTainted(unionAll(this.relationOutputs(rel, targetName(rv)))))
 			: true; // unknown relation: cannot prove it holds no masked column
-		if (masked) {
+		// A relation renamed or moved to another schema can shadow another name (`orders` resolving to
+		// a view over customers): the catalog, read on another connection, cannot follow that.
+		const movesName = RELATION_OBJECTS.has(objType) && (key === "AlterObjectSchemaStmt" || objType !== "OBJECT_COLUMN");
+		if (masked || movesName) {
 			this.block ??= {
 				rule: "mask:rename-masked",
 				message: `${key === "RenameStmt" ? "renaming" : "moving"} ${targetName(rv)} is not allowed: it holds masked columns and would escape the masking rules`,
+			};
+		}
+	}
+
+	/**
+	 * A relation created under a name that already resolves to another relation (a temporary table
+	 * or view, or one in a schema earlier in search_path) would change what the name means to the
+	 * session but not to the catalog, which reads on its own connection: refused while masking applies.
+	 */
+	#shadows(rv: PgNode | undefined): void {
+		if (!rv || typeof rv.relname !== "string") return;
+		const existing = this.resolved.relations.get(relKey(undefined, rv.relname));
+		if (!existing) return;
+		const schema = typeof rv.schemaname === "string" ? rv.schemaname : undefined;
+		if (rv.relpersistence === "t" || schema === undefined || schema !== existing.schema) {
+			this.block ??= {
+				rule: "mask:shadow",
+				message: `creating ${targetName(rv)} is not allowed while masking rules apply: it would shadow ${existing.schema}.${existing.name} for this session, where masking could not follow`,
 			};
 		}
 	}
@@ -460,6 +522,7 @@ class Analyzer {
 		for (const t of out.taints) this.touch(t);
 		if (out.rest) this.touch(out.rest);
 		if (b.intoClause && isTainted(unionAll(out))) this.#blockCopy("SELECT INTO");
+		if (b.intoClause) this.#shadows((b.intoClause as PgNode).rel as PgNode | undefined);
 		return out;
 	}
 
@@ -615,7 +678,10 @@ class Analyzer {
 	/** Columns of a catalog relation with their taint (views analysed recursively). */
 	relationOutputs(rel: RelationInfo | undefined, written: string): Outputs {
 		const anyRules = this.rules.columnRules.length > 0;
-		if (!rel) return { names: [], taints: [], rest: anyRules ? opaque(`unknown relation ${written}`) : CLEAN };
+		if (!rel) {
+			this.unprovable++;
+			return { names: [], taints: [], rest: anyRules ? opaque(`unknown relation ${written}`) : CLEAN };
+		}
 		const cols = [...rel.columns].sort((a, b) => a.attnum - b.attnum).filter((c) => c.attnum > 0);
 		if (anyRules && (rel.schema === "pg_catalog" || rel.schema === "") && STATS_RELATIONS.has(rel.name)) {
 			const t = opaque(`${rel.schema}.${rel.name} holds column statistics (sample values)`);
@@ -627,6 +693,7 @@ class Analyzer {
 		}
 		if (rel.kind === "view" || rel.kind === "matview" || rel.kind === "other") {
 			// A view we cannot see into: conservative when any column rule exists.
+			this.unprovable++;
 			const t = anyRules ? opaque(`${rel.kind} ${rel.schema}.${rel.name} without definition`) : CLEAN;
 			return { names: cols.map((c) => c.name), taints: cols.map(() => t) };
 		}
@@ -642,8 +709,12 @@ class Analyzer {
 	viewOutputs(rel: RelationInfo): Outputs {
 		const memo = this.#viewMemo.get(rel.oid);
 		if (memo === "pending") return { names: [], taints: [], rest: opaque(`recursive view ${rel.name}`) };
-		if (memo) return memo;
+		if (memo) {
+			if (memo.unprovable) this.unprovable++;
+			return memo.out;
+		}
 		this.#viewMemo.set(rel.oid, "pending");
+		const before = this.unprovable;
 		const tree = viewTree(rel);
 		let out: Outputs;
 		if (!tree) out = { names: [], taints: [], rest: opaque(`view ${rel.name} definition does not parse`) };
@@ -655,7 +726,8 @@ class Analyzer {
 		}
 		// Reading a view column is a transformation of its base columns.
 		out = { names: out.names, taints: out.taints.map(derive), ...(out.rest ? { rest: out.rest } : {}) };
-		this.#viewMemo.set(rel.oid, out);
+		if (!tree) this.unprovable++;
+		this.#viewMemo.set(rel.oid, { out, unprovable: this.unprovable > before });
 		return out;
 	}
 
@@ -672,7 +744,7 @@ class Analyzer {
 			const n = Math.max(src.taints.length, cols.length);
 			for (let i = 0; i < n; i++) {
 				const t = src.taints[i] ?? src.rest ?? CLEAN;
-				if (isTainted(t) && !this.#destMasked(rel, cols[i])) this.#blockCopy(`INSERT into ${targetName(b.relation as PgNode)}`);
+				if (isTainted(t) && !this.#destCovers(rel, cols[i], t)) this.#blockCopy(`INSERT into ${targetName(b.relation as PgNode)}`);
 			}
 			if (src.rest && isTainted(src.rest)) this.#blockCopy(`INSERT into ${targetName(b.relation as PgNode)}`);
 		}
@@ -717,7 +789,8 @@ class Analyzer {
 				const vals = (wc.values as unknown[]) ?? [];
 				const cols = ((wc.targetList as unknown[]) ?? []).map((c) => String((c as { ResTarget?: PgNode }).ResTarget?.name ?? ""));
 				vals.forEach((v, i) => {
-					if (isTainted(this.expr(v, scope)) && !this.#destMasked(rel, cols[i])) this.#blockCopy("MERGE ... INSERT");
+					const t = this.expr(v, scope);
+					if (isTainted(t) && !this.#destCovers(rel, cols[i], t)) this.#blockCopy("MERGE ... INSERT");
 				});
 			} else {
 				this.#assignments(wc.targetList, rel, scope, b.relation as PgNode);
@@ -752,9 +825,26 @@ class Analyzer {
 		return this.resolved.relations.get(relKey(schema, String(rv.relname))) ?? undefined;
 	}
 
-	#destMasked(rel: RelationInfo | undefined, column: string | undefined): boolean {
+	/**
+	 * Whether writing a value with taint `t` into `rel.column` keeps it masked: the column must be
+	 * masked at least as strongly as every source (iban, masked `null`, written into email, masked
+	 * `redact`, would show more than before), and a `partial` column shows part of whatever is written,
+	 * so it only takes its own untransformed values (`SET card_number = substr(email, 1, 8)` would
+	 * show four characters of an email).
+	 */
+	#destCovers(rel: RelationInfo | undefined, column: string | undefined, t: Taint): boolean {
 		if (!rel || !column) return false;
-		return this.rules.ruleFor(qualify(rel.schema, rel.name, column)) !== undefined;
+		const q = qualify(rel.schema, rel.name, column);
+		const dest = this.rules.ruleFor(q);
+		if (!dest) return false;
+		const strength = strategyStrength(dest.strategy);
+		for (const c of t.cols) {
+			const r = this.rules.ruleFor(c);
+			if (r && strategyStrength(r.strategy) > strength) return false;
+		}
+		if (t.opaque !== undefined && this.rules.strongest && strategyStrength(this.rules.strongest.strategy) > strength) return false;
+		if (dest.strategy.type === "partial" && (t.derived || t.opaque !== undefined || [...t.cols].some((c) => c !== q))) return false;
+		return true;
 	}
 
 	#assignments(list: unknown, rel: RelationInfo | undefined, scope: Scope, rv: PgNode): void {
@@ -765,7 +855,7 @@ class Analyzer {
 			const t = this.expr(rt.val, scope);
 			this.touch(t);
 			// `SET (a, b) = (SELECT ...)` (MultiAssignRef) taints every target of the row.
-			if (isTainted(t) && !this.#destMasked(rel, typeof rt.name === "string" ? rt.name : undefined)) {
+			if (isTainted(t) && !this.#destCovers(rel, typeof rt.name === "string" ? rt.name : undefined, t)) {
 				this.#blockCopy(`UPDATE of ${targetName(rv)}`);
 			}
 		}
@@ -845,8 +935,10 @@ class Analyzer {
 			if (setting === undefined || setting === "search_path") this.#blockSearchPath();
 		}
 		if (risk?.kind === "dynamic-sql" || risk?.kind === "server-access") {
+			this.unprovable++;
 			t = union(t, opaque(`${name}() ${risk.detail}`));
 		} else if (!this.#builtin(name)) {
+			this.unprovable++;
 			t = union(t, opaque(`function ${name}() is not a known built-in`));
 		}
 		return t;

@@ -6,7 +6,7 @@
  * frozen: callers share them and must not mutate them.
  */
 import { loadModule, parsePlPgSQLSync, parseSync } from "libpg-query";
-import { functionRisk, IDENTITY_SETTINGS, isSystemSetting, READ_ONLY_SETTINGS } from "./functions.ts";
+import { functionRisk, sqlTextArgument, IDENTITY_SETTINGS, isSystemSetting, READ_ONLY_SETTINGS } from "./functions.ts";
 import { Lru } from "./lru.ts";
 import type { SqlAnalysis, SqlRisk, SqlRiskKind, SqlStatementInfo } from "./types.ts";
 
@@ -874,7 +874,7 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 					visitStatement(obj, c, text, {}, executes);
 					return;
 				}
-				if (type === "FuncCall") visitFuncCall(b, c);
+				if (type === "FuncCall") visitFuncCall(b, c, text, executes);
 			}
 			for (const v of Object.values(obj)) if (v && typeof v === "object") walk(v);
 		} finally {
@@ -882,12 +882,12 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 		}
 	};
 	for (const [k, v] of Object.entries(body)) {
-		if (k === "funccall" && v && typeof v === "object") visitFuncCall(v as PgNode, c); // CallStmt
+		if (k === "funccall" && v && typeof v === "object") visitFuncCall(v as PgNode, c, text, executes); // CallStmt
 		if (v && typeof v === "object") walk(v);
 	}
 }
 
-function visitFuncCall(b: PgNode, c: Collector): void {
+function visitFuncCall(b: PgNode, c: Collector, text: string, executes: boolean): void {
 	const parts = names(b.funcname).map((s) => s.toLowerCase());
 	if (parts.length === 0) return;
 	const qualified = parts.join(".");
@@ -907,4 +907,32 @@ function visitFuncCall(b: PgNode, c: Collector): void {
 	}
 	const risk = functionRisk(qualified);
 	if (risk) c.risk(risk.kind, `${qualified}() ${risk.detail}`);
+	const args = Array.isArray(b.args) ? b.args : [];
+	const sqlArg = sqlTextArgument(last, args.length);
+	if (sqlArg !== undefined) {
+		// query_to_xml('select pg_read_file(...)'), ts_rewrite(q, 'select ...'): the SQL in the
+		// string runs too. A constant is classified like any nested statement (rules see its
+		// functions, tables and kinds); text computed at run time cannot be seen: deny by default.
+		const sql = constText(args[sqlArg]);
+		if (sql === undefined) {
+			c.risk("unknown", `${qualified}() runs SQL text computed at run time`);
+			return;
+		}
+		let parsed: { stmts?: { stmt?: PgNode }[] };
+		try {
+			parsed = parseSync(sql) as typeof parsed;
+		} catch {
+			c.risk("unknown", `${qualified}() SQL text does not parse`);
+			return;
+		}
+		for (const s of parsed.stmts ?? []) if (s.stmt) visitStatement(s.stmt, c, text, {}, executes);
+	}
+}
+
+/** A string constant, also through casts (`'select 1'::text`). */
+function constText(node: unknown): string | undefined {
+	let n = node as PgNode | undefined;
+	for (let i = 0; i < 8 && n?.TypeCast; i++) n = (n.TypeCast as PgNode).arg as PgNode | undefined;
+	const v = constValue(n);
+	return typeof v === "string" ? v : undefined;
 }

@@ -1363,9 +1363,8 @@ export class Session {
 
 	private scrubText(text: string, values: boolean): string {
 		if (!this.o.live().maskingActive) return text;
-		let out = this.recordText(text);
-		if (values) out = out.replace(/"[^"]*"/g, '"***"').replace(/\([^()]*\)=\([^()]*\)/g, "(***)=(***)");
-		return out;
+		const out = this.recordText(text);
+		return values ? scrubValues(out) : out;
 	}
 
 	/** Errors and notices can carry table data (failed casts, unique violations, RAISE). */
@@ -1374,10 +1373,17 @@ export class Session {
 		const fields = decodeErrorFields(f);
 		const code = fields.C ?? "";
 		const plan = u?.k === "simple" ? u.plan : u?.k === "execute" ? u.portal.plan : null;
-		const dataClass = /^(22|23|P0|00|01|02)/.test(code) || plan?.scrubMessages === true;
+		// Before a RowDescription there is no plan saying the statement is clean, and errors raised
+		// while planning or running a statement that returns no rows (EXPLAIN ANALYZE, UPDATE,
+		// Bind) can print values (chr(n), make_date(y, m, d), get_byte(b, n)...): scrubbed too. Only
+		// syntax/analysis errors pointing into the client's own text (class 42 with a position) are
+		// raised before any row is read and keep their text.
+		const analysisError = code.startsWith("42") && fields.P !== undefined;
+		const dataClass = /^(22|23|P0|00|01|02)/.test(code) || plan?.scrubMessages === true || (!plan && !analysisError);
 		if (!dataClass) return f.raw;
 		const out: ErrorFields = { ...fields };
 		if (out.M !== undefined) out.M = this.scrubText(out.M, true);
+		if (out.H !== undefined) out.H = this.scrubText(out.H, true);
 		// RAISE in a function can print any column (a hash- or null-masked one no detector knows):
 		// its text is the function's, not PostgreSQL's, so none of it is shown.
 		if (fields.R === "exec_stmt_raise") {
@@ -1528,7 +1534,7 @@ export class Session {
 			const x = this.units[i];
 			if (x?.k === "simple" || x?.k === "execute") u = x;
 		}
-		const error = { code: "57P01", message: this.scrubText(`interrupted: ${end.message ?? `session ended (${end.reason})`}`, true) };
+		const error = { code: "57P01", message: this.scrubText(`interrupted: ${end.message ?? `session ended (${end.reason})`}`, false) };
 		if (u?.k === "simple" && !u.substitute) {
 			const s = u.statements[u.idx];
 			if (!s) return;
@@ -1647,4 +1653,19 @@ function copyRange(src: Buffer, from: number, to: number, dst: Buffer, at: numbe
 function isAscii(b: Buffer, from: number, to: number): boolean {
 	for (let i = from; i < to; i++) if (b[i]! > 0x7f) return false;
 	return true;
+}
+
+/**
+ * Error and notice text with the values PostgreSQL formats into it removed: everything between
+ * the first and the last double quote (a value can itself contain quotes: `('"' || phone)::int`),
+ * the same for single quotes, key/value pairs of constraint errors, and every token holding a digit
+ * (`chr(n)`, `make_date(y, m, d)`, `get_byte(b, n)` and invalid byte sequences print numbers and
+ * bytes unquoted). What is left is the message's template.
+ */
+export function scrubValues(text: string): string {
+	return text
+		.replace(/\([^()]*\)=\([^()]*\)/g, "(***)=(***)")
+		.replace(/"[\s\S]*"|"[\s\S]*$/, '"***"')
+		.replace(/'[\s\S]*'|'[\s\S]*$/, "'***'")
+		.replace(/[^\s"',;()]*\d[^\s"',;()]*/g, "***");
 }
