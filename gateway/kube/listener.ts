@@ -394,7 +394,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	// -------------------------------------------------------------------------------------------
 	// Resolution: token → identity → connection → grant → scope. Throws KubeGatewayError.
 
-	async #resolve(req: http.IncomingMessage): Promise<Resolved> {
+	async #resolve(req: http.IncomingMessage, upgrade = false): Promise<Resolved> {
 		const url = req.url ?? "/";
 		let connName: string | undefined;
 		let upstreamPath = url;
@@ -435,7 +435,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		if (lookup.active.length === 0) throw new KubeGatewayError("no-grant", noGrantMessage(identity, connection.name, lookup));
 		const unsafe = unsafePathReason(upstreamPath);
 		if (unsafe) throw new KubeGatewayError("bad-request", unsafe);
-		const kreq = parseKubeRequest(req.method ?? "GET", upstreamPath);
+		const kreq = parseKubeRequest(req.method ?? "GET", upstreamPath, { upgrade });
 		const rules = bundle.policiesFor(connection.name).guardrailRules;
 		let d: ReturnType<typeof decideKubeRequest>;
 		try {
@@ -585,7 +585,9 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		signal: AbortSignal | undefined,
 	): Promise<{ decision: Decision; rule?: string; approvalId?: string; warning?: string }> {
 		const verdict = r.verdict;
-		const command = `${r.kreq.verb} ${r.kreq.path}`;
+		// With the query: an approver must see an exec's `command=`, a deletecollection's `labelSelector=`,
+		// and an approval reused inside its window must be for exactly this URL, not any on the same path.
+		const command = `${r.kreq.verb} ${r.upstreamPath}`;
 		if (verdict.action === "allow") return { decision: "allow" };
 		if (verdict.action === "audit") return { decision: "audit", rule: verdict.rule ?? "" };
 		if (verdict.action === "block") {
@@ -958,7 +960,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			this.#recordPlain(req, started, resolved, session, decision, status, { ...extra, ...(body ? { body } : {}) });
 		};
 		try {
-			resolved = await this.#resolve(req);
+			resolved = await this.#resolve(req, true);
 			session = await this.#session(resolved, req);
 			if (resolved.scopeError)
 				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.scopeError), { rule: resolved.verdict.rule });

@@ -29,17 +29,31 @@ function walk(value: unknown): void {
 	}
 	const obj = value as Record<string, unknown>;
 	if (obj["kind"] === "Secret") maskSecret(obj);
-	if (Array.isArray(obj["items"])) walk(obj["items"]);
+	if (Array.isArray(obj["items"])) {
+		// A SecretList's items usually carry no `kind` of their own.
+		if (obj["kind"] === "SecretList") for (const item of obj["items"]) maskSecretBody(item);
+		else walk(obj["items"]);
+	}
 }
 
-/** Secrets endpoint: whatever the body shape (object, merge patch, JSON patch), no value survives. */
+/**
+ * Secrets endpoint: whatever the body shape (object, merge patch, JSON patch, a List of Secrets the
+ * apiserver will refuse — the body is recorded all the same), no value survives.
+ */
 function maskSecretBody(value: unknown): void {
 	if (Array.isArray(value)) {
-		// JSON patch: [{op, path, value}]
-		for (const op of value) if (op && typeof op === "object" && "value" in op) (op as Record<string, unknown>)["value"] = MASKED;
+		// JSON patch: [{op, path, value}]; anything else in an array is masked as a Secret too.
+		for (const op of value) {
+			if (op && typeof op === "object" && "value" in op) (op as Record<string, unknown>)["value"] = MASKED;
+			maskSecretBody(op);
+		}
 		return;
 	}
-	if (value && typeof value === "object") maskSecret(value as Record<string, unknown>);
+	if (value && typeof value === "object") {
+		const obj = value as Record<string, unknown>;
+		maskSecret(obj);
+		if (Array.isArray(obj["items"])) maskSecretBody(obj["items"]);
+	}
 }
 
 /** Parse a mutation body (JSON, YAML apply patches) and mask secret material. */

@@ -35,9 +35,22 @@ export function qualifiedResource(r: Pick<KubeRequest, "resource" | "apiGroup" |
 	return r.subresource ? `${base}/${r.subresource}` : base;
 }
 
+/**
+ * A boolean query parameter as the apiserver decodes it (apimachinery `Convert_Slice_string_To_bool`,
+ * first value): absent, `0` or `false` (any case) is false; **anything else is true**, including
+ * `?watch`, `?watch=yes`, `?watch=on`, `?watch=2`. Reading only `1`/`true` made `?watch=on` a list to
+ * the gateway and a watch to the apiserver.
+ */
 function isTrue(v: string | null): boolean {
-	return v !== null && (v === "" || v === "1" || v.toLowerCase() === "true");
+	return v !== null && v !== "0" && v.toLowerCase() !== "false";
 }
+
+/**
+ * Pod subresources that open a stream into a container (client-go's WebSocket executor uses `GET`, SPDY
+ * uses `POST`). The apiserver (1.30+) also requires `create` for the GET form; the gateway always
+ * classifies them as `create`, so a read-only grant or a rule on `create pods/exec` sees both.
+ */
+const POD_STREAM_SUBRESOURCES = new Set(["exec", "attach", "portforward"]);
 
 /**
  * Undefined when the path is one we interpret exactly as the apiserver would; otherwise why not.
@@ -64,8 +77,17 @@ export function unsafePathReason(path: string): string | undefined {
 /** Subresources of the Namespace object itself (`/api/v1/namespaces/NAME/finalize`). */
 const NAMESPACE_SUBRESOURCES = new Set(["status", "finalize"]);
 
+export interface ParseOptions {
+	/**
+	 * The request asks for a protocol upgrade (WebSocket / SPDY). An upgraded `proxy` subresource
+	 * (`pods/proxy`, `services/proxy`, `nodes/proxy`) is a two-way stream to the backend — through
+	 * `nodes/proxy` that is the kubelet's `/exec` — so it is classified as `create`, whatever the method.
+	 */
+	upgrade?: boolean;
+}
+
 /** Parse one request. `url` is the request target (path + query), already stripped of any gateway prefix. */
-export function parseKubeRequest(method: string, url: string): KubeRequest {
+export function parseKubeRequest(method: string, url: string, opts: ParseOptions = {}): KubeRequest {
 	const u = new URL(url, "http://x");
 	const path = u.pathname;
 	const m = method.toUpperCase();
@@ -96,9 +118,14 @@ export function parseKubeRequest(method: string, url: string): KubeRequest {
 	}
 	let rest = parts.slice(i);
 	let watchPrefix = false;
-	// Deprecated `/watch/` prefix: GET /api/v1/watch/namespaces/ns/pods.
-	if (rest[0] === "watch") {
+	let proxyPrefix = false;
+	// Deprecated `/watch/` prefix: GET /api/v1/watch/namespaces/ns/pods. The apiserver's other
+	// "special verb", `/proxy/` (removed routes, still parsed), becomes the verb `proxy`.
+	if (rest[0] === "watch" && rest.length >= 2) {
 		watchPrefix = true;
+		rest = rest.slice(1);
+	} else if (rest[0] === "proxy" && rest.length >= 2) {
+		proxyPrefix = true;
 		rest = rest.slice(1);
 	}
 	let namespace: string | undefined;
@@ -114,7 +141,10 @@ export function parseKubeRequest(method: string, url: string): KubeRequest {
 	}
 	const resource = rest[0] ?? "";
 	const name = rest[1];
-	const subresource = rest.length > 2 ? rest.slice(2).join("/") : undefined;
+	// Like the apiserver: the subresource is the one segment after the name; what follows it is the
+	// subresource's own path (`pods/x/proxy/metrics` is `pods/proxy`), never part of its name, so a rule
+	// on `pods/proxy` cannot be stepped around by appending a path. (`/proxy/...` has no subresource.)
+	const subresource = rest.length > 2 && !proxyPrefix ? rest[2] : undefined;
 	if (!resource) return nonResource;
 
 	let verb: string;
@@ -139,6 +169,9 @@ export function parseKubeRequest(method: string, url: string): KubeRequest {
 		default:
 			verb = m.toLowerCase();
 	}
+	if (proxyPrefix) verb = "proxy";
+	else if (subresource !== undefined && resource === "pods" && apiGroup === "" && POD_STREAM_SUBRESOURCES.has(subresource)) verb = "create";
+	else if (subresource === "proxy" && opts.upgrade) verb = "create";
 	// A get of one object through a field selector watch (kubectl get -w NAME) is still a watch.
 	const req: KubeRequest = { resourceRequest: true, verb, apiGroup, apiVersion, resource, path };
 	if (namespace !== undefined) req.namespace = namespace;

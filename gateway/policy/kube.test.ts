@@ -37,7 +37,7 @@ test("grant scope: allowed requests (control)", () => {
 		req({ resource: "pods", subresource: "log", name: "api-1" }),
 		req({ verb: "watch", resource: "deployments", apiGroup: "apps" }),
 		req({ resource: "namespaces", namespace: undefined, name: "payments" }),
-		{ verb: "get", resource: "" },
+		{ verb: "get", resource: "", path: "/apis" },
 	]) {
 		const v = evaluateKubeRequest(r, GRANT, [], "ops/lee");
 		assert.notEqual(v.action, "block", JSON.stringify(r) + JSON.stringify(v));

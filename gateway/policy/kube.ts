@@ -86,6 +86,24 @@ export function compileKubeRules(rules: readonly GuardrailRule[]): CompiledKubeR
 	return out;
 }
 
+/**
+ * Non-resource URLs every grant may read: API discovery, version, OpenAPI (kubectl needs them), health
+ * and the service-account issuer's public documents. Everything else outside /api and /apis
+ * (`/metrics`, `/debug/pprof`, `/logs`, `/configz`, ...) is server internals, readable only by a grant
+ * that already spans the whole cluster (`namespaces: ['*']` and `resources: ['*']`).
+ */
+const DISCOVERY_PATH =
+	/^\/(?:api(?:\/[^/]+)?|apis(?:\/[^/]+){0,2}|version|openapi\/v[23](?:\/.*)?|(?:healthz|livez|readyz)(?:\/[^/]+)?|\.well-known\/openid-configuration|openid\/v1\/jwks)\/?$/;
+
+export function isDiscoveryPath(path: string): boolean {
+	return DISCOVERY_PATH.test(path);
+}
+
+/** The core `namespaces` resource: the Namespace object is cluster-scoped even though its request namespace is its own name. */
+function isNamespaceObject(req: KubeRequest): boolean {
+	return req.resource === "namespaces" && (req.apiGroup ?? "") === "";
+}
+
 function describe(req: KubeRequest): string {
 	const res = req.resource ? `${req.resource}${req.subresource ? `/${req.subresource}` : ""}` : "non-resource URL";
 	const where = req.namespace ? ` in namespace ${req.namespace}` : " (cluster-scoped)";
@@ -93,12 +111,27 @@ function describe(req: KubeRequest): string {
 }
 
 /**
+ * Whether a rule's `namespaces` covers the request. A request without a namespace that is not about
+ * one named Namespace reaches objects in every namespace (`GET /api/v1/secrets` lists prod's secrets
+ * too; `DELETE /api/v1/namespaces` would delete prod): it matches every namespace rule. Cluster-scoped
+ * resources (nodes, clusterroles) also have no namespace; without discovery the gateway cannot tell
+ * them apart, so namespace rules apply to them as well (a rule is a denylist: over-matching is safe).
+ */
+function ruleNamespaceMatches(m: GlobMatcher, req: KubeRequest): boolean {
+	if (isNamespaceObject(req) && req.name !== undefined) return m(req.name);
+	if (!req.namespace) return true;
+	return m(req.namespace);
+}
+
+/**
  * Grant scope, then guardrails. Scope rules (deny by default):
  * - namespaced requests need the namespace in `grant.namespaces` (globs);
  * - cluster-scoped requests need `*` in `grant.namespaces`, except reading the `namespaces`
- *   resource for a namespace the grant names (`kubectl get ns payments`);
- * - non-resource requests (`resource` empty: /api, /apis, /version, /openapi) are allowed for `get`
- *   only (discovery), never other verbs;
+ *   resource for a namespace the grant names (`kubectl get ns payments`); the Namespace object
+ *   counts as cluster-scoped although its request namespace is its own name;
+ * - non-resource requests (`resource` empty) are allowed for `get` only, and only on discovery paths
+ *   (isDiscoveryPath: /api, /apis, /version, /openapi, health) unless the grant has
+ *   `namespaces: ['*']` and `resources: ['*']`;
  * - the verb must match `grant.verbs`, the resource `grant.resources` (see compileResource).
  */
 export function evaluateKubeRequest(
@@ -119,8 +152,14 @@ export function evaluateKubeRequest(
 	const verb = req.verb.toLowerCase();
 	if (!req.resource) {
 		if (verb !== "get") return deny("only discovery reads (get) are allowed on non-resource URLs");
+		const everything = g.allNamespaces && grant.resources.includes("*");
+		if (!everything && (req.path === undefined || !isDiscoveryPath(req.path))) {
+			return deny(`non-resource URL ${printable(req.path ?? "(unknown)")} is not discovery; it needs namespaces: ['*'] and resources: ['*'] in the grant`);
+		}
 	} else {
-		if (req.namespace) {
+		// The Namespace object is cluster-scoped: a grant on the namespace's contents may read it, never
+		// change or delete it (the apiserver, like RBAC, gives `/api/v1/namespaces/NAME` the namespace NAME).
+		if (req.namespace && !isNamespaceObject(req)) {
 			if (!g.namespaces(req.namespace)) return deny(`namespace ${printable(req.namespace)} is not granted`);
 		} else if (!g.allNamespaces) {
 			const readNs =
@@ -142,7 +181,7 @@ export function evaluateKubeRequest(
 		if (RANK[c.rule.action] <= RANK[best.action]) continue;
 		if (c.verbs && !c.verbs(verb)) continue;
 		if (c.resources && !(req.resource && c.resources(req.resource, req.subresource, req.apiGroup))) continue;
-		if (c.namespaces && !c.namespaces(req.namespace ?? (req.resource === "namespaces" ? (req.name ?? "") : ""))) continue;
+		if (c.namespaces && !ruleNamespaceMatches(c.namespaces, req)) continue;
 		const v: KubeVerdict = {
 			action: c.rule.action,
 			rule: c.rule.name,

@@ -184,6 +184,8 @@ export interface KubeRequest {
 	name?: string;
 	/** `""` for the core group, `apps`, ... */
 	apiGroup?: string;
+	/** URL path without the query; decides which non-resource URLs are discovery (see evaluateKubeRequest). */
+	path?: string;
 }
 
 export interface PolicyVerdict {

@@ -106,7 +106,9 @@ rules:
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: { name: ns-reader-lee }
-subjects: [{ kind: User, name: lee, apiGroup: rbac.authorization.k8s.io }]
+subjects:
+- { kind: User, name: lee, apiGroup: rbac.authorization.k8s.io }
+- { kind: User, name: ops-admin, apiGroup: rbac.authorization.k8s.io }
 roleRef: { kind: ClusterRole, name: ns-reader, apiGroup: rbac.authorization.k8s.io }
 `;
 	const applied = await kube.kubectl(["apply", "-f", "-"], { input: rbac });
@@ -148,6 +150,14 @@ roleRef: { kind: ClusterRole, name: ns-reader, apiGroup: rbac.authorization.k8s.
 					namespace: "ci",
 					subjects: [{ kind: "ServiceAccount", namespace: "ci", name: "deployer" }],
 					kubernetes: { namespaces: ["payments"], verbs: ["get", "list"], resources: ["configmaps"] },
+				},
+				{
+					// Cluster-wide: the only kind of grant that reaches the Namespace object at all.
+					...grant,
+					key: "ops/cluster-admin",
+					name: "cluster-admin",
+					subjects: [{ kind: "User", name: "ops-admin" }],
+					kubernetes: { namespaces: ["*"], verbs: ["*"], resources: ["*"] },
 				},
 			],
 			guardrailPolicies: [
@@ -220,14 +230,20 @@ describe("kubectl through the gateway", () => {
 		assert.equal(raw.body.code, 403);
 	});
 
-	test("kubectl delete namespace is blocked by the guardrail", async () => {
-		const r = await kubectl(lee, ["delete", "namespace", "payments"]);
+	test("kubectl delete namespace is blocked by the grant's scope (namespaced grant) or the guardrail (cluster-wide grant)", async () => {
+		// The Namespace object is cluster-scoped: a grant on payments' contents never reaches it.
+		const scoped = await kubectl(lee, ["delete", "namespace", "payments"]);
+		assert.equal(scoped.code, 1);
+		assert.match(scoped.stderr, /ops\/payments-oncall/);
+		assert.match(scoped.stderr, /cluster-scoped/);
+		const admin = await kubeconfigFor("ops-admin");
+		const r = await kubectl(admin, ["delete", "namespace", "payments"]);
 		assert.equal(r.code, 1);
 		assert.match(r.stderr, /no-namespace-delete/);
 		assert.match(r.stderr, /namespaces are deleted through git/);
 		const ns = await kube.request("GET", "/api/v1/namespaces/payments");
 		assert.equal(ns.status, 200);
-		const rec = recorder.events("kube.request").find((e) => e.verb === "delete" && e.resource === "namespaces");
+		const rec = recorder.events("kube.request").find((e) => e.verb === "delete" && e.resource === "namespaces" && e.rule === "no-namespace-delete");
 		assert.equal(rec?.decision, "block");
 		assert.equal(rec?.rule, "no-namespace-delete");
 	});

@@ -55,7 +55,13 @@ test("parsed requests through the policy engine: scope picks a covering grant, g
 	const d3 = decideKubeRequest(parseKubeRequest("DELETE", "/api/v1/namespaces/payments/pods/x"), [ro, rw], rules);
 	assert.equal(d3.grant.key, "ops/payments-rw");
 	assert.equal(d3.verdict.action, "requireApproval");
-	const d4 = decideKubeRequest(parseKubeRequest("DELETE", "/api/v1/namespaces/payments"), [rw], rules);
+	// The Namespace object is cluster-scoped: a grant on payments' contents cannot delete payments itself
+	// (scope refuses before any guardrail); a cluster-wide grant reaches the guardrail.
+	const d4scope = decideKubeRequest(parseKubeRequest("DELETE", "/api/v1/namespaces/payments"), [rw], rules);
+	assert.equal(d4scope.verdict.action, "block");
+	assert.equal(d4scope.scope, true);
+	const all = grant("ops/cluster-rw", ["*"], ["*"], ["*"]);
+	const d4 = decideKubeRequest(parseKubeRequest("DELETE", "/api/v1/namespaces/payments"), [all], rules);
 	assert.equal(d4.verdict.action, "block");
 	assert.equal(d4.verdict.rule, "no-namespace-delete");
 	assert.equal(d4.scope, false);
