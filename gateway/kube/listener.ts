@@ -412,6 +412,17 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		const bundle = this.#opts.store.current;
 		const now = this.#opts.store.now();
 		const identity = await this.#verify(bundle, token, now);
+		// The user name is impersonated as is. From an OIDC provider it is whatever the usernameClaim
+		// holds (`email`, `preferred_username`: often user-chosen), so a `system:` name would make the
+		// gateway impersonate a Kubernetes component or another service account (the apiserver's own
+		// OIDC authenticator has --oidc-username-prefix for the same reason). Service accounts come only
+		// from Kubernetes-issued tokens (and operator-minted ones whose subject the grant names).
+		if (identity.issuerKind === "oidc" && identity.username.startsWith("system:")) {
+			throw new KubeGatewayError(
+				"no-grant",
+				`user name ${JSON.stringify(identity.username.slice(0, 100))} from issuer ${identity.issuer} is in the reserved system: namespace and is never impersonated`,
+			);
+		}
 		let connection: BundleConnection | undefined;
 		if (connName !== undefined) {
 			connection = bundle.connection(connName);

@@ -63,6 +63,20 @@ async function send(
 	});
 }
 
+/** A GET with a token for `sub` in `groups` (no `agents` group: RBAC is whatever that name has). */
+async function sendAs(sub: string, groups: string[], path: string): Promise<{ status: number; text: string; drawbridge: boolean }> {
+	const token = await issuer.token(sub, { groups });
+	return new Promise((resolve, reject) => {
+		https
+			.get({ hostname: "127.0.0.1", port: gw.address.port, path: `/k8s/cluster-prod${path}`, ca: kube.caPem, headers: { authorization: `Bearer ${token}` } }, (res) => {
+				let text = "";
+				res.on("data", (c: Buffer) => (text += c.toString()));
+				res.on("end", () => resolve({ status: res.statusCode ?? 0, text, drawbridge: /"kind":"drawbridge"/.test(text) }));
+			})
+			.on("error", reject);
+	});
+}
+
 const WS = {
 	connection: "Upgrade",
 	upgrade: "websocket",
@@ -105,6 +119,10 @@ before(async () => {
 				grant("ro", { namespaces: ["payments"], verbs: ["get", "list", "watch"], resources: ["*"] }),
 				grant("lister", { namespaces: ["payments"], verbs: ["get", "list"], resources: ["pods"] }),
 				grant("admin", { namespaces: ["*"], verbs: ["*"], resources: ["*"] }),
+				{
+					...grant("contractors", { namespaces: ["payments"], verbs: ["get", "list"], resources: ["configmaps"] }),
+					subjects: [{ kind: "Group", name: "contractors" }],
+				},
 			],
 			guardrailPolicies: [
 				{
@@ -186,6 +204,17 @@ describe("request forms that reached the apiserver past the grant or a guardrail
 			assert.match(r.text, /no-prod-secrets/);
 		}
 		assert.equal((await send("admin", "GET", "/api/v1/namespaces/payments/secrets")).status, 200);
+	});
+
+	test("an OIDC user name in the system: namespace is never impersonated (it would be a Kubernetes component's RBAC)", async () => {
+		const control = await sendAs("alice", ["contractors", "agents"], "/api/v1/namespaces/payments/configmaps");
+		assert.equal(control.status, 200, control.text);
+		for (const sub of ["system:kube-controller-manager", "system:serviceaccount:kube-system:replicaset-controller", "system:admin"]) {
+			const r = await sendAs(sub, ["contractors", "agents"], "/api/v1/namespaces/payments/configmaps");
+			assert.equal(r.status, 403, `${sub}: ${r.text}`);
+			assert.ok(r.drawbridge, r.text);
+			assert.match(r.text, /reserved system: namespace/);
+		}
 	});
 
 	test("server internals (/metrics, /debug) are not discovery", async () => {
