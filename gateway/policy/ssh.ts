@@ -36,6 +36,11 @@ export interface ShellParse {
 }
 
 const SHELLS = new Set(["sh", "bash", "zsh", "dash", "ksh", "ash", "busybox"]);
+/**
+ * Reserved words that can start a simple command's segment (`if rm -rf /; then ...`, `for ...; do rm
+ * ...`, `! rm ...`): skipped like wrappers, or the command after them hid from rules.
+ */
+const RESERVED = new Set(["!", "if", "then", "elif", "else", "do", "while", "until", "coproc"]);
 const WRAPPERS = new Set(["sudo", "doas", "env", "nohup", "time", "nice", "ionice", "exec", "command", "builtin", "timeout", "stdbuf", "chroot", "xargs", "setsid", "unbuffer"]);
 /** Wrapper options that take a value (`sudo -u root`, `timeout -s KILL`, `nice -n 5`). */
 const WRAPPER_VALUE_OPTS: Record<string, Set<string>> = {
@@ -53,6 +58,64 @@ interface Word {
 	text: string;
 	/** Operator token (`;`, `&&`, `|`, `(`...) rather than a word. */
 	op?: boolean;
+}
+
+/**
+ * Reads a backtick substitution starting after the opening backtick at `from`, the way bash does:
+ * inside backticks a backslash before `` ` ``, `$` or `\` escapes it, so `` `a \`b\` c` `` is one
+ * substitution whose body is `` a `b` c `` (itself holding the substitution `b`). Returns the index of
+ * the closing backtick and the unescaped body, or undefined when it is not closed.
+ */
+function readBacktick(input: string, from: number): { end: number; body: string } | undefined {
+	let body = "";
+	for (let j = from; j < input.length; j++) {
+		const c = input[j]!;
+		if (c === "\\" && j + 1 < input.length && "`$\\".includes(input[j + 1]!)) {
+			body += input[j + 1]!;
+			j++;
+			continue;
+		}
+		if (c === "`") return { end: j, body };
+		body += c;
+	}
+	return undefined;
+}
+
+const ANSI_C_ESCAPES: Record<string, string> = { a: "\x07", b: "\b", e: "\x1b", E: "\x1b", f: "\f", n: "\n", r: "\r", t: "\t", v: "\v" };
+
+/**
+ * Reads a bash/zsh/ksh ANSI-C string `$'...'` starting at the `'` at `from`: a backslash escapes the
+ * next character (so `\'` does not end it) and `\xHH`, `\NNN`, `\uHHHH`, `\n`... are decoded (so
+ * `$'\x72m'` is seen as `rm`). Reading it as a plain `'...'` string ended it at `\'`, and the
+ * command after it was taken for quoted text while the shell ran it.
+ */
+function readAnsiC(input: string, from: number): { end: number; text: string } | undefined {
+	let text = "";
+	for (let j = from + 1; j < input.length; j++) {
+		const c = input[j]!;
+		if (c === "'") return { end: j, text };
+		if (c !== "\\") {
+			text += c;
+			continue;
+		}
+		const e = input[j + 1];
+		if (e === undefined) return undefined;
+		const hex = /^x([0-9a-fA-F]{1,2})|^u([0-9a-fA-F]{1,4})|^U([0-9a-fA-F]{1,8})|^([0-7]{1,3})/.exec(input.slice(j + 1, j + 10));
+		if (hex) {
+			const code = hex[4] !== undefined ? Number.parseInt(hex[4], 8) : Number.parseInt((hex[1] ?? hex[2] ?? hex[3])!, 16);
+			text += code <= 0x10ffff ? String.fromCodePoint(code) : "?";
+			j += hex[0].length;
+			continue;
+		}
+		if (e === "c" && j + 2 < input.length) {
+			text += String.fromCharCode(input.charCodeAt(j + 2) & 0x1f);
+			j += 2;
+			continue;
+		}
+		text += ANSI_C_ESCAPES[e] ?? e;
+		j++;
+	}
+	return undefined;
 }
 
 /** Splits a command line into words and operators; substitutions are returned separately. */
@@ -118,11 +181,11 @@ function tokenize(input: string, subs: string[]): { words: Word[]; error?: strin
 					continue;
 				}
 				if (c2 === "`") {
-					const end = input.indexOf("`", j + 1);
-					if (end < 0) return { words, error: "unterminated backtick" };
-					subs.push(input.slice(j + 1, end));
-					cur += input.slice(j, end + 1);
-					j = end + 1;
+					const bt = readBacktick(input, j + 1);
+					if (!bt) return { words, error: "unterminated backtick" };
+					subs.push(bt.body);
+					cur += input.slice(j, bt.end + 1);
+					j = bt.end + 1;
 					continue;
 				}
 				cur += c2;
@@ -151,12 +214,20 @@ function tokenize(input: string, subs: string[]): { words: Word[]; error?: strin
 			continue;
 		}
 		if (ch === "`") {
-			const end = input.indexOf("`", i + 1);
-			if (end < 0) return { words, error: "unterminated backtick" };
-			subs.push(input.slice(i + 1, end));
-			cur += input.slice(i, end + 1);
+			const bt = readBacktick(input, i + 1);
+			if (!bt) return { words, error: "unterminated backtick" };
+			subs.push(bt.body);
+			cur += input.slice(i, bt.end + 1);
 			inWord = true;
-			i = end + 1;
+			i = bt.end + 1;
+			continue;
+		}
+		if (ch === "$" && input[i + 1] === "'") {
+			const a = readAnsiC(input, i + 1);
+			if (!a) return { words, error: "unterminated $'...' string" };
+			cur += a.text;
+			inWord = true;
+			i = a.end + 1;
 			continue;
 		}
 		if (ch === "#" && !inWord) {
@@ -225,9 +296,11 @@ export function parseShellCommand(command: string): ShellParse {
 function parseInto(command: string, depth: number, substitution: boolean, out: ShellSegment[]): string | undefined {
 	if (depth > MAX_DEPTH) return "command nesting too deep";
 	const subs: string[] = [];
+	// On a tokenizing error the words before it are still segments: a shell runs the complete lines
+	// before a syntax error (`ok\nrm -rf /\n'` runs rm), so rules must see them (the allowlist refuses
+	// the whole line anyway).
 	const { words, error } = tokenize(command, subs);
-	if (error) return error;
-	let firstError: string | undefined;
+	let firstError: string | undefined = error;
 	let current: string[] = [];
 	const finish = (): void => {
 		if (current.length === 0) return;
@@ -256,6 +329,11 @@ function addSegment(words: string[], depth: number, substitution: boolean, out: 
 	for (;;) {
 		const w = words[i];
 		if (w === undefined) break;
+		if (RESERVED.has(w)) {
+			i++;
+			while (i < words.length && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[i]!)) i++;
+			continue;
+		}
 		const name = basename(w);
 		if (!WRAPPERS.has(name)) break;
 		i++;
@@ -268,6 +346,14 @@ function addSegment(words: string[], depth: number, substitution: boolean, out: 
 			}
 			if (name === "env" && /^[A-Za-z_][A-Za-z0-9_]*=/.test(opt)) {
 				i++;
+				continue;
+			}
+			// env -S 'cmd args' (--split-string): the string is itself a command line.
+			const split = name === "env" ? /^(?:-S|--split-string=?)(.*)$/s.exec(opt) : null;
+			if (split) {
+				const body = split[1] !== "" ? split[1]! : words[i + 1];
+				if (body !== undefined) error ??= parseInto(body, depth + 1, false, out);
+				i += split[1] !== "" ? 1 : 2;
 				continue;
 			}
 			if (!opt.startsWith("-")) {

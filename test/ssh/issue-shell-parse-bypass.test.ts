@@ -1,0 +1,63 @@
+/**
+ * Regressions: command lines the SSH policy tokenizer read differently from the shell. Each line is
+ * run for real with bash (in a temp dir, payload `touch PWNED`) to show the payload runs, and the
+ * policy must refuse it: `allowedCommands` (the documented hard boundary) for the ANSI-C quote, and
+ * the `ssh.commands` denylist for the rest (best effort, but these are forms the parser claims to see:
+ * simple commands in any position, wrappers, substitutions). Each failed on the old tokenizer.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import type { GuardrailRule } from "../../gateway/config/bundle.ts";
+import { evaluateSshCommand, parseShellCommand } from "../../gateway/policy/ssh.ts";
+
+const base = { logins: ["app"], allowShell: false, allowSftp: false, allowPortForwarding: false, allowAgentForwarding: false };
+const allowlist = { ...base, allowedCommands: ["echo *", "uptime"] };
+const RULES: GuardrailRule[] = [{ name: "no-touch", action: "block", ssh: { commands: ["touch *"] } }];
+
+function runsPayload(line: string): boolean {
+	const dir = mkdtempSync(join(tmpdir(), "drawbridge-shell-"));
+	try {
+		spawnSync("bash", ["-c", line], { cwd: dir, stdio: "ignore", timeout: 5000 });
+		return existsSync(join(dir, "PWNED"));
+	} finally {
+		rmSync(dir, { recursive: true, force: true });
+	}
+}
+
+test("issue shell-parse: $'...' ANSI-C quoting hid a command from allowedCommands", () => {
+	for (const line of ["echo $'\\'' ; touch PWNED\n'", "uptime\necho $'\\'' && touch PWNED\n'"]) {
+		assert.ok(runsPayload(line), `bash runs the payload of ${JSON.stringify(line)}`);
+		const v = evaluateSshCommand(line, allowlist, []);
+		assert.equal(v.action, "block", JSON.stringify(line));
+		assert.equal(evaluateSshCommand(line, base, RULES).action, "block", `denylist: ${JSON.stringify(line)}`);
+	}
+	// Still understood: an ANSI-C string is one word, escapes decoded.
+	assert.equal(evaluateSshCommand("echo $'a\\'b' c", allowlist, []).action, "allow");
+	assert.deepEqual(
+		parseShellCommand("$'\\x74ouch' PWNED").segments.map((s) => s.command),
+		["touch PWNED"],
+	);
+});
+
+test("issue shell-parse: reserved words, env -S and escaped backticks hid a command from rules", () => {
+	for (const line of [
+		"if touch PWNED; then :; fi",
+		"echo x; if true; then touch PWNED; fi",
+		"for i in 1; do touch PWNED; done",
+		"while touch PWNED; do break; done",
+		"until touch PWNED; do :; done",
+		"! touch PWNED",
+		"env -S 'touch PWNED'",
+		"env --split-string='touch PWNED'",
+		"echo `echo \\`touch PWNED\\``",
+		"$'\\x74ouch' PWNED",
+	]) {
+		assert.ok(runsPayload(line), `bash runs the payload of ${JSON.stringify(line)}`);
+		const v = evaluateSshCommand(line, base, RULES);
+		assert.deepEqual([v.action, v.rule], ["block", "no-touch"], JSON.stringify(line));
+	}
+});
