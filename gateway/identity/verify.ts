@@ -5,7 +5,13 @@
  *   not double as a shared secret),
  * - its signature verifies against that issuer's JWKS (cached, refreshed on unknown `kid`),
  * - `aud` contains one of the issuer's audiences, `exp` is in the future, `nbf`/`iat` not in the future
- *   (within the issuer's clock tolerance).
+ *   (within the issuer's clock tolerance),
+ * - `sub` is a non-empty string (RFC 7519; subjects are compared for self-approval and approval reuse).
+ * An OIDC identity additionally:
+ * - uses `email` as its user name only if the token does not say `email_verified` is anything but
+ *   `true` (the Kubernetes apiserver's rule: an unverified address is anyone's),
+ * - never carries groups in the reserved `system:` namespace: those belong to identities the
+ *   Kubernetes issuer vouches for (service accounts), and are dropped from an OIDC groups claim.
  */
 import { request as httpsRequest } from "node:https";
 import { request as httpRequest } from "node:http";
@@ -170,7 +176,10 @@ function expiryOf(payload: JWTPayload): string {
 
 function toIdentity(payload: JWTPayload, issuer: IssuerConfig): Identity {
 	const claims = payload as Record<string, unknown>;
-	const subject = String(payload.sub);
+	if (typeof payload.sub !== "string" || payload.sub === "") {
+		throw new IdentityError("claim-invalid", "token claim sub is not a non-empty string");
+	}
+	const subject = payload.sub;
 	const groupsClaim = claims[issuer.groupsClaim ?? "groups"];
 	const groups = Array.isArray(groupsClaim) ? groupsClaim.filter((g): g is string => typeof g === "string") : [];
 	const exp = new Date((payload.exp ?? 0) * 1000);
@@ -216,7 +225,10 @@ function toIdentity(payload: JWTPayload, issuer: IssuerConfig): Identity {
 			if (typeof nameClaim !== "string" || nameClaim === "") {
 				throw new IdentityError("claim-invalid", `token has no ${issuer.usernameClaim ?? "sub"} claim`);
 			}
-			return { ...base, username: nameClaim, groups };
+			if (issuer.usernameClaim === "email" && "email_verified" in claims && claims.email_verified !== true) {
+				throw new IdentityError("claim-invalid", "token's email is not verified (email_verified is not true): it cannot be the user name");
+			}
+			return { ...base, username: nameClaim, groups: groups.filter((g) => !g.startsWith("system:")) };
 		}
 	}
 }
