@@ -11,7 +11,10 @@
  *   GET  {base}/api/sessions, {base}/api/session?prefix=, {base}/api/verify?prefix=, {base}/api/cast?prefix=
  * Public (no login): GET /api/v1/recordings/keys — the recording public keys (JWKS).
  *
- * Auth: every page and API needs an identity in `auditorGroup`. The injected `authenticate(request)`
+ * Auth: every page and API needs an identity in `auditorGroup`, and never a grant-scoped Drawbridge
+ * token (issuer kind `drawbridge` or a `grant` claim): the operator copies a grant's Group subjects into
+ * its token, so a data-path credential of a grant naming the auditor group would otherwise read every
+ * recording. The injected `authenticate(request)`
  * (the gateway's OIDC/JWT verifier) sees either the request's own `Authorization: Bearer` header or,
  * for browsers, the token from the viewer's session cookie (set by POST {base}/login after the same
  * check), presented to it as a bearer header. The cookie is HttpOnly, SameSite=Strict, scoped to
@@ -166,7 +169,7 @@ function capturedRows(e: { resultColumns?: string[]; resultRows?: (string | null
 	if (!e.resultRows?.length) return "";
 	const head = e.resultColumns?.length ? `<tr>${e.resultColumns.map((c) => `<th>${escapeHtml(c)}</th>`).join("")}</tr>` : "";
 	const body = e.resultRows.map((r) => `<tr>${r.map((v) => `<td class="mono">${v === null ? "<i>null</i>" : escapeHtml(v)}</td>`).join("")}</tr>`).join("");
-	return `<details class="rows"><summary>${e.resultRows.length} captured row(s)${e.resultRowsTruncated ? " (capped)" : ""}</summary><table>${head}${body}</table></details>`;
+	return `<details class="rows"><summary>${escapeHtml(e.resultRows.length)} captured row(s)${e.resultRowsTruncated ? " (capped)" : ""}</summary><table>${head}${body}</table></details>`;
 }
 
 function decisionCell(d: string | undefined): string {
@@ -233,7 +236,7 @@ ${select("approvals", "Approvals", [["", "any"], ["yes", "with approvals"], ["no
 }
 
 function verifyBadge(v: VerifyResult): string {
-	if (v.ok) return `<span class="badge ok" id="verify">verified</span> ${v.chunks} chunk(s), ${v.events} event(s), signed by key <code>${escapeHtml(v.keyId)}</code>`;
+	if (v.ok) return `<span class="badge ok" id="verify">verified</span> ${escapeHtml(v.chunks)} chunk(s), ${escapeHtml(v.events)} event(s), signed by key <code>${escapeHtml(v.keyId)}</code>`;
 	return `<span class="badge bad" id="verify">TAMPERED</span><ul class="problems">${v.problems.map((p) => `<li>${escapeHtml(p.message)}</li>`).join("")}</ul>`;
 }
 
@@ -255,7 +258,7 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 <dt>Client</dt><dd>${escapeHtml(doc.client.address)}${doc.client.application ? ` (${escapeHtml(doc.client.application)})` : ""} via ${escapeHtml(doc.gateway)}</dd>
 <dt>Time</dt><dd>${escapeHtml(doc.startedAt)} → ${escapeHtml(doc.endedAt)}</dd>
 <dt>Ended</dt><dd>${escapeHtml(doc.end.reason)}${doc.end.message ? `: ${escapeHtml(doc.end.message)}` : ""}${doc.recovered ? " (closed by spool recovery)" : ""}</dd>
-<dt>Counts</dt><dd>${doc.counts.events} events, ${doc.counts.statements} statements, ${doc.counts.execs} commands, ${doc.counts.kubeRequests} kube requests, ${doc.counts.blocked} blocked, ${doc.counts.approvals} approval events</dd>
+<dt>Counts</dt><dd>${escapeHtml(doc.counts.events)} events, ${escapeHtml(doc.counts.statements)} statements, ${escapeHtml(doc.counts.execs)} commands, ${escapeHtml(doc.counts.kubeRequests)} kube requests, ${escapeHtml(doc.counts.blocked)} blocked, ${escapeHtml(doc.counts.approvals)} approval events</dd>
 <dt>Integrity</dt><dd>${verifyBadge(v)}</dd>
 </dl>`
 		: `<p>No session.json yet: the session is still open or uploading.</p><p>${verifyBadge(v)}</p>`;
@@ -263,16 +266,16 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 	const timeline = sql.length
 		? `<h2>Timeline: statements, commands, decisions and approvals</h2><table id="timeline"><thead><tr><th>Time</th><th>Kind</th><th>Decision</th><th>Statement / command</th><th>Rule / approval</th><th>Result</th></tr></thead><tbody>${sql
 				.map((e) => {
-					const t = `<td class="t">${offset(e.offsetMs)}</td>`;
+					const t = `<td class="t">${escapeHtml(offset(e.offsetMs))}</td>`;
 					switch (e.type) {
 						case "statement":
 							return `<tr class="ev-statement">${t}<td>SQL</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.sql)}${e.params?.length ? `<br><small>params ${escapeHtml(JSON.stringify(e.params))}</small>` : ""}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${escapeHtml(e.error ? `ERROR ${e.error.code} ${e.error.message}` : (e.commandTag ?? (e.rows !== undefined ? `${e.rows} rows` : "")))}${e.maskedColumns?.length ? `<br><small>masked ${escapeHtml(e.maskedColumns.join(", "))}</small>` : ""}${capturedRows(e)}</td></tr>`;
 						case "approval":
 							return `<tr class="ev-approval">${t}<td>Approval</td><td>${decisionCell(e.phase.toLowerCase())}</td><td class="sql">${escapeHtml(e.command)}</td><td>${escapeHtml(e.rule)} ${escapeHtml(e.approvalId)}</td><td>${e.decidedBy?.length ? `by ${escapeHtml(e.decidedBy.join(", "))}` : ""}</td></tr>`;
 						case "exec":
-							return `<tr class="ev-exec">${t}<td>Command</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.command)}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${e.exitCode !== undefined ? `exit ${e.exitCode}` : ""}${e.signal ? ` ${escapeHtml(e.signal)}` : ""}</td></tr>`;
+							return `<tr class="ev-exec">${t}<td>Command</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.command)}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${e.exitCode !== undefined ? `exit ${escapeHtml(e.exitCode)}` : ""}${e.signal ? ` ${escapeHtml(e.signal)}` : ""}</td></tr>`;
 						case "sftp":
-							return `<tr class="ev-sftp">${t}<td>SFTP</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.op)} ${escapeHtml(e.path)}</td><td></td><td>${e.bytes ?? ""}</td></tr>`;
+							return `<tr class="ev-sftp">${t}<td>SFTP</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.op)} ${escapeHtml(e.path)}</td><td></td><td>${escapeHtml(e.bytes ?? "")}</td></tr>`;
 						default:
 							return `<tr class="ev-notice">${t}<td>Notice</td><td></td><td class="sql">${escapeHtml((e as { message?: string }).message)}</td><td></td><td></td></tr>`;
 					}
@@ -284,7 +287,7 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 		? `<h2>Kubernetes requests</h2><table id="kube"><thead><tr><th>Time</th><th>Verb</th><th>Resource</th><th>Namespace</th><th>Name</th><th>Decision</th><th>Rule / approval</th><th>Status</th><th>Path</th></tr></thead><tbody>${kube
 				.map((e) =>
 					e.type === "kube.request"
-						? `<tr>${`<td class="t">${offset(e.offsetMs)}</td>`}<td>${escapeHtml(e.verb)}</td><td>${escapeHtml(e.resource)}${e.subresource ? `/${escapeHtml(e.subresource)}` : ""}</td><td>${escapeHtml(e.namespace ?? "")}</td><td>${escapeHtml(e.name ?? "")}</td><td>${decisionCell(e.decision)}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${e.status ?? ""}</td><td class="mono">${escapeHtml(e.path)}</td></tr>`
+						? `<tr>${`<td class="t">${escapeHtml(offset(e.offsetMs))}</td>`}<td>${escapeHtml(e.verb)}</td><td>${escapeHtml(e.resource)}${e.subresource ? `/${escapeHtml(e.subresource)}` : ""}</td><td>${escapeHtml(e.namespace ?? "")}</td><td>${escapeHtml(e.name ?? "")}</td><td>${decisionCell(e.decision)}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${escapeHtml(e.status ?? "")}</td><td class="mono">${escapeHtml(e.path)}</td></tr>`
 						: "",
 				)
 				.join("\n")}</tbody></table>`
@@ -372,7 +375,9 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				return payload;
 			});
 
-			const identify = async (request: FastifyRequest): Promise<{ identity?: Identity; reason: "none" | "invalid" | "group" | "ok" }> => {
+			const identify = async (
+				request: FastifyRequest,
+			): Promise<{ identity?: Identity; reason: "none" | "invalid" | "credential" | "group" | "ok" }> => {
 				if (!request.headers.authorization) {
 					const token = parseCookies(request.headers.cookie)[COOKIE];
 					if (!token) return { reason: "none" };
@@ -385,9 +390,15 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 					identity = undefined;
 				}
 				if (!identity) return { reason: "invalid" };
+				if (identity.issuerKind === "drawbridge" || identity.grant !== undefined) return { identity, reason: "credential" };
 				if (!identity.groups.includes(opts.auditorGroup)) return { identity, reason: "group" };
 				return { identity, reason: "ok" };
 			};
+
+			const refusal = (identity: Identity, reason: "group" | "credential"): string =>
+				reason === "credential"
+					? "grant-scoped Drawbridge tokens cannot open the recordings viewer; sign in with your OIDC identity"
+					: `${identity.username} is not a member of the auditor group "${opts.auditorGroup}"`;
 
 			const setSession = (request: FastifyRequest, reply: FastifyReply, token: string, identity: Identity) => {
 				const maxAge = Math.max(0, Math.floor((identity.tokenExpiresAt.getTime() - Date.now()) / 1000));
@@ -399,8 +410,8 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 			const gate = async (request: FastifyRequest, reply: FastifyReply, html: boolean): Promise<Identity | undefined> => {
 				const r = await identify(request);
 				if (r.reason === "ok") return r.identity;
-				if (r.reason === "group") {
-					const msg = `${r.identity!.username} is not a member of the auditor group "${opts.auditorGroup}"`;
+				if (r.reason === "group" || r.reason === "credential") {
+					const msg = refusal(r.identity!, r.reason);
 					if (html) reply.code(403).type("text/html").send(page(base, "Forbidden", r.identity, `<h2>Forbidden</h2><p id="forbidden">${escapeHtml(msg)}</p>`));
 					else reply.code(403).send({ error: { code: "forbidden", message: msg } });
 					return undefined;
@@ -434,8 +445,8 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				if (!/^[A-Za-z0-9._~+/=-]+$/.test(token)) return reply.code(400).type("text/html").send(loginPage(base, "Paste a token (a JWT).", "error", Boolean(oidc)));
 				request.headers.authorization = `Bearer ${token}`;
 				const r = await identify(request);
-				if (r.reason === "group") {
-					return reply.code(403).type("text/html").send(loginPage(base, `${r.identity!.username} is not a member of the auditor group "${opts.auditorGroup}".`, "error", Boolean(oidc)));
+				if (r.reason === "group" || r.reason === "credential") {
+					return reply.code(403).type("text/html").send(loginPage(base, `${refusal(r.identity!, r.reason)}.`, "error", Boolean(oidc)));
 				}
 				if (r.reason !== "ok") return reply.code(401).type("text/html").send(loginPage(base, "The token was refused (expired, wrong issuer or audience, or bad signature).", "error", Boolean(oidc)));
 				setSession(request, reply, token, r.identity!);
@@ -486,7 +497,7 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 					if (!tr.ok || !body.id_token) return fail(401, `The token exchange failed: ${body.error ?? `HTTP ${tr.status}`}`);
 					request.headers.authorization = `Bearer ${body.id_token}`;
 					const r = await identify(request);
-					if (r.reason === "group") return fail(403, `${r.identity!.username} is not a member of the auditor group "${opts.auditorGroup}".`);
+					if (r.reason === "group" || r.reason === "credential") return fail(403, `${refusal(r.identity!, r.reason)}.`);
 					if (r.reason !== "ok") return fail(401, "The identity provider's ID token was refused (issuer, audience or signature).");
 					if (r.identity!.claims.nonce !== nonce) return fail(401, "The ID token's nonce does not match this sign-in; start again.");
 					setSession(request, reply, body.id_token, r.identity!);
