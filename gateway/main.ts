@@ -27,7 +27,7 @@ import { type BundleSource, FileBundleSource, KubeSecretBundleSource } from "./c
 import { GATEWAY_HELP, type GatewayOptions, OptionsError, parseGatewayOptions } from "./options.ts";
 import { startPostgresListener } from "./postgres/listener.ts";
 import { loadStoreKeys } from "./recording/catalog.ts";
-import { loadRecordingKey } from "./recording/keys.ts";
+import { loadRecordingKey, publicKeySet, readPublicJwksFile, viewerRecordingKeys } from "./recording/keys.ts";
 import { DiskRecorder } from "./recording/recorder.ts";
 import { DirStore, parseEndpoint, parseObjectLock, type RecordingStore, S3Store } from "./recording/store.ts";
 
@@ -82,6 +82,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 		recordingStore = s3;
 	}
 	const recordingKey = await loadRecordingKey(options.recordingKeyFile ?? join(options.spoolDir, "recording-key.jwk"), true);
+	// Pinned recording keys (this gateway's and the listed ones), or undefined: trust the bucket's.
+	const pinnedRecordingKeys = options.recordingTrustedKeysFile
+		? await viewerRecordingKeys(recordingKey, await readPublicJwksFile(options.recordingTrustedKeysFile), async () => [])
+		: undefined;
+	const pinnedRecordingKeySet = pinnedRecordingKeys ? await publicKeySet(pinnedRecordingKeys) : undefined;
 	const recorder = new DiskRecorder({
 		spoolDir: options.spoolDir,
 		store: recordingStore,
@@ -130,11 +135,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 				registerViewer(app, {
 					store: recordingStore,
 					auditorGroup: options.auditorGroup,
-					// Keys published in the store (older ones too), and this replica's key even while the store is down.
-					publishedJwks: async () => {
-						const published = await loadStoreKeys(recordingStore).then((k) => k.jwks, () => []);
-						return published.some((k) => k.kid === recordingKey.kid) ? published : [...published, recordingKey.publicJwk];
-					},
+					// Pinned: only this gateway's key and --recording-trusted-keys-file, for the badge and the
+					// published JWKS alike. Otherwise the keys published in the store (older ones too), and this
+					// replica's key even while the store is down.
+					...(pinnedRecordingKeySet ? { publicKeys: async () => pinnedRecordingKeySet } : {}),
+					publishedJwks: async () =>
+						viewerRecordingKeys(recordingKey, pinnedRecordingKeys, async () => (await loadStoreKeys(recordingStore)).jwks),
 					authenticate: async (request) => {
 						try {
 							return await authenticate(request);

@@ -49,6 +49,12 @@ export interface GatewayOptions {
 	spoolFullPolicy: "failClosed" | "failOpen";
 	/** Key file (JWK, private) signing recording manifests; generated in spoolDir when absent. */
 	recordingKeyFile?: string;
+	/**
+	 * Public JWK/JWKS of the other recording keys to trust (earlier keys, other replicas'). When set, the
+	 * viewer and /api/v1/recordings/keys pin to this gateway's key plus these, never a key found only in
+	 * the bucket; when absent they trust the keys published in the bucket.
+	 */
+	recordingTrustedKeysFile?: string;
 	approvals: { kind: "kubernetes"; namespace: string } | { kind: "local"; dir: string };
 	/** YAML/JSON list of approval webhooks ({name, url, secretFile | secret, format, events}). */
 	approvalWebhooksFile?: string;
@@ -97,6 +103,10 @@ Recordings:
   --spool-max-bytes N         spool cap (default 1073741824)
   --spool-full-policy P       failClosed (default: refuse new sessions) or failOpen
   --recording-key-file FILE   private JWK signing manifests (generated when absent)
+  --recording-trusted-keys-file FILE
+                              public JWK/JWKS of other recording keys to trust (earlier keys, other
+                              replicas'): the viewer and /api/v1/recordings/keys then pin to this
+                              gateway's key plus these, never a key found only in the bucket
 
 Approvals:
   --approvals kubernetes|local:DIR   where ApprovalRequests live (default kubernetes)
@@ -150,6 +160,7 @@ const FLAGS = {
 	"spool-max-bytes": { type: "string" },
 	"spool-full-policy": { type: "string" },
 	"recording-key-file": { type: "string" },
+	"recording-trusted-keys-file": { type: "string" },
 	approvals: { type: "string" },
 	"approval-webhooks-file": { type: "string" },
 	namespace: { type: "string" },
@@ -255,6 +266,7 @@ export function parseGatewayOptions(
 		spoolMaxBytes: int("spool-max-bytes", 1024 ** 3),
 		spoolFullPolicy,
 		recordingKeyFile: get("recording-key-file"),
+		recordingTrustedKeysFile: get("recording-trusted-keys-file"),
 		approvals,
 		approvalWebhooksFile: get("approval-webhooks-file"),
 		publicUrl: get("public-url") ?? `http://${adminListen.host === "0.0.0.0" ? "127.0.0.1" : adminListen.host}:${adminListen.port}`,

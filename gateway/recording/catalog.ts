@@ -267,9 +267,13 @@ export async function loadStoreKeys(store: RecordingStore): Promise<{ set: Publi
 	for await (const o of store.list(KEYS_PREFIX)) {
 		if (!o.key.endsWith(".jwk")) continue;
 		try {
-			jwks.push(JSON.parse((await store.get(o.key)).toString("utf8")) as JWK);
+			const jwk = JSON.parse((await store.get(o.key)).toString("utf8")) as JWK;
+			// Refuses a key of another type and one whose kid is not its thumbprint (a planted key
+			// claiming the gateway's kid): it is skipped, the others still verify.
+			await publicKeySet([jwk]);
+			jwks.push(jwk);
 		} catch {
-			// A non-JSON key object cannot verify anything; skip it.
+			// A key object that cannot be trusted verifies nothing; skip it.
 		}
 	}
 	return { set: await publicKeySet(jwks), jwks };

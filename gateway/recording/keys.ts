@@ -76,15 +76,48 @@ export async function loadRecordingKey(path: string, createIfMissing = false): P
 	return recordingKeyFromJwk(jwk);
 }
 
-/** Build a trusted key set from public JWKs (each must carry `kid`, or it is computed). */
+/**
+ * Build a trusted key set from public JWKs. `kid` is the key's RFC 7638 thumbprint, computed when
+ * absent; a JWK claiming any other kid is refused (RecordingError CONFIG): otherwise a key published
+ * under another key's kid would take its place in the set.
+ */
 export async function publicKeySet(jwks: JWK[]): Promise<PublicKeySet> {
 	const set: PublicKeySet = new Map();
 	for (const raw of jwks) {
 		const jwk = publicPart(raw);
 		const alg = algOf(jwk);
-		const kid = jwk.kid ?? (await calculateJwkThumbprint(jwk, "sha256"));
+		const kid = await calculateJwkThumbprint(jwk, "sha256");
+		if (jwk.kid !== undefined && jwk.kid !== kid) {
+			throw new RecordingError("CONFIG", `recording key ${JSON.stringify(jwk.kid)} is not its RFC 7638 thumbprint (${kid}): refused`);
+		}
 		const key = (await importJWK({ ...jwk, alg }, alg)) as CryptoKey;
 		set.set(kid, { alg, key, jwk: { ...jwk, kid, alg } });
 	}
 	return set;
+}
+
+/** The public JWKs in a file holding one JWK or a JWKS (`{"keys": [...]}`); private parts are dropped. */
+export async function readPublicJwksFile(path: string): Promise<JWK[]> {
+	let parsed: unknown;
+	try {
+		parsed = JSON.parse(await readFile(path, "utf8"));
+	} catch (e) {
+		throw new RecordingError("CONFIG", `cannot read recording public keys ${path}: ${(e as Error).message}`, { cause: e });
+	}
+	const list = parsed && typeof parsed === "object" && Array.isArray((parsed as { keys?: unknown }).keys) ? (parsed as { keys: JWK[] }).keys : [parsed as JWK];
+	const jwks = list.map(publicPart);
+	await publicKeySet(jwks); // every key must be usable and honestly named
+	return jwks;
+}
+
+/**
+ * The recording keys a gateway's viewer trusts and serves at /api/v1/recordings/keys.
+ * Pinned (`pinned` given, from --recording-trusted-keys-file): this gateway's key and the pinned ones,
+ * never a key found only in the bucket. Otherwise: the keys published in the bucket plus this
+ * gateway's own; those are only as trustworthy as the bucket's writers (docs/recording-format.md).
+ */
+export async function viewerRecordingKeys(own: RecordingKey, pinned: JWK[] | undefined, published: () => Promise<JWK[]>): Promise<JWK[]> {
+	const base = pinned ?? (await published().catch(() => []));
+	const out = base.filter((k, i) => base.findIndex((o) => o.kid === k.kid) === i);
+	return out.some((k) => k.kid === own.kid) ? out : [...out, own.publicJwk];
 }
