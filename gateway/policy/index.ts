@@ -15,7 +15,7 @@ export {
 export { compileKubeRules, compileResource, evaluateKubeRequest } from "./kube.ts";
 export { checkMaskedWrites, type PlanOptions, planMasks } from "./mask.ts";
 export { compileStringMasker, compileValueMasker, maskValue, TypeOid } from "./maskvalue.ts";
-export { SessionSqlState } from "./session.ts";
+export { SessionSqlState, sqlNameEffects } from "./session.ts";
 export { analyzeSql, clearSqlCache, loadSqlParser, statementCacheKey, statementTree } from "./sql.ts";
 export { withBaseTables } from "./tables.ts";
 export { compileSshRules, evaluateSshAccess, evaluateSshCommand, parseShellCommand } from "./ssh.ts";

@@ -158,3 +158,18 @@ function closeName(s: SqlStatementInfo): string | undefined {
 	const tree = statementTree(s) as { ClosePortalStmt?: { portalname?: string } } | undefined;
 	return tree?.ClosePortalStmt?.portalname;
 }
+
+/**
+ * What a forwarded statement does to the session's names once it succeeds upstream: prepared
+ * statements (PREPARE, DEALLOCATE [ALL], DISCARD ALL) and portals (DECLARE, CLOSE [ALL], DISCARD
+ * ALL). `null` means every name. SQL-level and protocol-level (Parse/Bind) names share one
+ * namespace in PostgreSQL, so the data path drops its own protocol entries for these names.
+ */
+export function sqlNameEffects(s: SqlStatementInfo): { prepared?: string | null; portal?: string | null } | undefined {
+	if (s.prepared) return { prepared: s.prepared.name };
+	if (s.cursor) return { portal: s.cursor.name };
+	if (s.kind === "DEALLOCATE") return { prepared: deallocateName(s) ?? null };
+	if (s.kind === "CLOSE") return { portal: closeName(s) ?? null };
+	if (s.kind === "DISCARD ALL") return { prepared: null, portal: null };
+	return undefined;
+}

@@ -11,6 +11,7 @@ import {
 	evaluateSqlGuardrails,
 	planMasks,
 	SessionSqlState,
+	sqlNameEffects,
 	statementCacheKey,
 	withBaseTables,
 } from "../policy/index.ts";
@@ -47,6 +48,8 @@ export interface SqlPolicyApi {
 	/** Add the base tables behind views (recursively), so table rules cannot be bypassed through a view. */
 	expandTables(analysis: SqlAnalysis, catalog: Catalog): Promise<SqlAnalysis>;
 	newSessionState(): SqlSessionState;
+	/** Prepared-statement and portal names a statement defines or drops when it succeeds (null: all). */
+	nameEffects(info: SqlStatementInfo): { prepared?: string | null; portal?: string | null } | undefined;
 	/** Mask plan for one result set of `analysis` (one statement). */
 	planMasks(analysis: SqlAnalysis, fields: ResultField[], ctx: MaskContext): Promise<MaskPlan>;
 	/** Before forwarding: refuse writes that would copy masked data where masking cannot follow. */
@@ -63,6 +66,7 @@ export async function defaultSqlPolicy(): Promise<SqlPolicyApi> {
 		evaluate: evaluateSqlGuardrails,
 		expandTables: withBaseTables,
 		newSessionState: () => new SessionSqlState(),
+		nameEffects: sqlNameEffects,
 		planMasks: (analysis, fields, ctx) => planMasks(analysis, fields, ctx),
 		checkMaskedWrites,
 		compileValueMasker,

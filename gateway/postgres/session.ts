@@ -113,6 +113,8 @@ interface StmtRef {
 	copyDetector: TextDetector | undefined;
 	/** Mask plan of the last RowDescription seen for this statement (keyed by its bytes). */
 	planCache?: PlanEntry;
+	/** `nameSeg` when the Parse defining it was forwarded (see "Names" in the class). */
+	seg: number;
 }
 
 /** A mask plan kept for reuse: valid for the same result shape (`key`) under the same policy object. */
@@ -145,11 +147,15 @@ interface PortalRef {
 	paramFormats: number[];
 	resultFormats: number[];
 	described: boolean;
+	/** `nameSeg` of the last Describe(P) forwarded for it: trusted to come before an Execute only in the same segment. */
+	describedSeg: number;
 	/** undefined: not described yet; null: no rows / nothing to mask. */
 	plan: ActivePlan | null | undefined;
+	/** `nameSeg` when the Bind defining it was forwarded. */
+	seg: number;
 }
 
-type Unit =
+type Unit = (
 	| {
 			k: "simple";
 			statements: SqlStatementInfo[];
@@ -167,9 +173,13 @@ type Unit =
 	| { k: "bind"; portal: PortalRef }
 	| { k: "describe"; portal: PortalRef | undefined; swallow: boolean }
 	| { k: "execute"; portal: PortalRef; rows: number; started: number }
-	| { k: "close" }
+	| { k: "close"; target: "S" | "P"; name: string }
 	| { k: "sync" }
-	| { k: "fn"; substitute?: Buffer };
+	| { k: "fn"; substitute?: Buffer }
+) & {
+	/** `syncSeg` when it was forwarded. */
+	sseg?: number;
+};
 
 export class Session {
 	readonly id: string;
@@ -198,6 +208,37 @@ export class Session {
 	private readonly pendingApprovals = new Set<string>();
 	private lastActivity = Date.now();
 	private idleTimer: NodeJS.Timeout | undefined;
+
+	/*
+	 * Names. A Bind names a prepared statement and an Execute/Describe a portal; masking plans from
+	 * what the gateway believes that name holds upstream, so the belief must never be wrong. The
+	 * client runs ahead of the server (pipelining), and names change in ways a message-by-message
+	 * optimistic map gets wrong: a re-Parse or Bind of a taken name fails upstream (42P05/42P03) but
+	 * the client's next segment is read before the error arrives; SQL DEALLOCATE/PREPARE/DECLARE/
+	 * CLOSE and transaction ends change the same namespaces; a Describe skipped after an error never
+	 * answers. So:
+	 *  - `statements`/`portals` are the optimistic view, trusted only for a name (re)defined in the
+	 *    current segment (`nameSeg`): if that definition failed, the server skips this message too;
+	 *  - `confirmedStatements`/`confirmedPortals` change only on the server's answers (ParseComplete,
+	 *    BindComplete, CloseComplete, CommandComplete of SQL-level name statements, ReadyForQuery
+	 *    'I' for portals, errors for the unnamed ones);
+	 *  - any other lookup first waits until every earlier segment is answered (normally nothing is
+	 *    outstanding: no wait), then reads the confirmed view; a SQL PREPAREd body of the same name is
+	 *    always added (union: masked as a whole);
+	 *  - after a forwarded Execute that may change names (SQL PREPARE/DEALLOCATE/DECLARE/CLOSE/
+	 *    DISCARD, transaction control, DO/CALL, an unknown statement) the rest of the segment cannot
+	 *    wait (the server answers only at Sync): a name not redefined since is unknown, and unknown
+	 *    means every column masked.
+	 */
+	/** Sync points forwarded (Sync, Query, FunctionCall): each segment is answered as a whole. */
+	private syncSeg = 0;
+	/** Bumped at each sync point and after an Execute that may change names. */
+	private nameSeg = 0;
+	/** `syncSeg` of the last name-changing Execute. */
+	private nameChangedInSync = -1;
+	private readonly confirmedStatements = new Map<string, StmtRef>();
+	private readonly confirmedPortals = new Map<string, PortalRef>();
+	private answerWaiters: { seg: number; resolve: () => void }[] = [];
 
 	constructor(o: SessionOptions) {
 		this.o = o;
@@ -345,6 +386,7 @@ export class Session {
 	}
 
 	private push(u: Unit): void {
+		u.sseg = this.syncSeg;
 		this.units.push(u);
 	}
 
@@ -356,59 +398,46 @@ export class Session {
 			case "parse":
 				return this.onParse(m);
 			case "bind": {
-				const portal: PortalRef = {
-					name: m.portal,
-					stmt: this.statements.get(m.statement) ?? this.sqlPrepared(m.statement),
-					params: m.params.map((p) => (p ? Buffer.from(p) : null)),
-					paramFormats: m.paramFormats,
-					resultFormats: m.resultFormats,
-					described: false,
-					plan: undefined,
-				};
-				this.portals.set(m.portal, portal);
-				this.push({ k: "bind", portal });
-				this.toUpstream(m.raw);
+				const stmt = this.resolveStatement(m.statement);
+				if (stmt instanceof Promise) return stmt.then((r) => (this.closed ? undefined : this.onBind(m, r)));
+				this.onBind(m, stmt);
 				return undefined;
 			}
 			case "describe": {
-				let portal: PortalRef | undefined;
-				if (m.target === "P") {
-					portal = this.portals.get(m.name);
-					if (portal) portal.described = true;
+				if (m.target !== "P") {
+					this.push({ k: "describe", portal: undefined, swallow: false });
+					this.toUpstream(m.raw);
+					return undefined;
 				}
-				this.push({ k: "describe", portal, swallow: false });
-				this.toUpstream(m.raw);
+				const portal = this.resolvePortal(m.name);
+				const go = (p: PortalRef | undefined): void => {
+					if (p) {
+						p.described = true;
+						p.describedSeg = this.nameSeg;
+					}
+					this.push({ k: "describe", portal: p, swallow: false });
+					this.toUpstream(m.raw);
+				};
+				if (portal instanceof Promise) return portal.then((p) => (this.closed ? undefined : go(p)));
+				go(portal);
 				return undefined;
 			}
 			case "execute": {
-				const portal = this.portals.get(m.portal) ?? {
-					name: m.portal,
-					stmt: undefined,
-					params: [],
-					paramFormats: [],
-					resultFormats: [],
-					described: false,
-					plan: undefined,
-				};
-				if (this.o.live().maskingActive && !portal.described) {
-					// We must know the columns to mask DataRows: ask the upstream ourselves, answer swallowed.
-					portal.described = true;
-					this.push({ k: "describe", portal, swallow: true });
-					this.toUpstream(clientMessages.describe("P", m.portal));
-				}
-				this.push({ k: "execute", portal, rows: 0, started: performance.now() });
-				this.toUpstream(m.raw);
+				const portal = this.resolvePortal(m.portal);
+				if (portal instanceof Promise) return portal.then((p) => (this.closed ? undefined : this.onExecute(m, p)));
+				this.onExecute(m, portal);
 				return undefined;
 			}
 			case "close":
 				if (m.target === "S") this.statements.delete(m.name);
 				else this.portals.delete(m.name);
-				this.push({ k: "close" });
+				this.push({ k: "close", target: m.target, name: m.name });
 				this.toUpstream(m.raw);
 				return undefined;
 			case "sync":
 				this.discardUntilSync = false;
 				this.push({ k: "sync" });
+				this.endSegment();
 				this.toUpstream(m.raw);
 				return undefined;
 			case "flush":
@@ -434,10 +463,14 @@ export class Session {
 						error: { code: err.sqlstate, message: err.message },
 					});
 					this.push({ k: "fn", substitute: serverMessages.error(errorFieldsOf(err)) });
+					this.endSegment();
 					this.toUpstream(clientMessages.query(BLOCKED_SQL));
 					return undefined;
 				}
 				this.push({ k: "fn" });
+				this.endSegment();
+				// a function called by OID is not classified: it may change names
+				this.nameChangedInSync = this.syncSeg;
 				this.toUpstream(m.raw);
 				return undefined;
 			case "terminate":
@@ -450,24 +483,127 @@ export class Session {
 		}
 	}
 
+	private onBind(m: Extract<ClientMessage, { type: "bind" }>, stmt: StmtRef | undefined): void {
+		const portal: PortalRef = {
+			name: m.portal,
+			stmt,
+			params: m.params.map((p) => (p ? Buffer.from(p) : null)),
+			paramFormats: m.paramFormats,
+			resultFormats: m.resultFormats,
+			described: false,
+			describedSeg: -1,
+			plan: undefined,
+			seg: this.nameSeg,
+		};
+		this.portals.set(m.portal, portal);
+		this.push({ k: "bind", portal });
+		this.toUpstream(m.raw);
+	}
+
+	private onExecute(m: Extract<ClientMessage, { type: "execute" }>, known: PortalRef | undefined): void {
+		// An unknown portal (a SQL cursor, a name whose meaning is uncertain) is masked entirely.
+		const portal: PortalRef = known ?? {
+			name: m.portal,
+			stmt: undefined,
+			params: [],
+			paramFormats: [],
+			resultFormats: [],
+			described: false,
+			describedSeg: -1,
+			plan: undefined,
+			seg: this.nameSeg,
+		};
+		// A Describe forwarded in this segment answers before this Execute (or both are skipped); one
+		// from an earlier segment that never answered (skipped after an error) gives no plan.
+		const pendingDescribe = portal.described && portal.describedSeg === this.nameSeg;
+		if (this.o.live().maskingActive && portal.plan === undefined && !pendingDescribe) {
+			// We must know the columns to mask DataRows: ask the upstream ourselves, answer swallowed.
+			portal.described = true;
+			portal.describedSeg = this.nameSeg;
+			this.push({ k: "describe", portal, swallow: true });
+			this.toUpstream(clientMessages.describe("P", m.portal));
+		}
+		this.push({ k: "execute", portal, rows: 0, started: performance.now() });
+		this.toUpstream(m.raw);
+		if (mayChangeNames(portal.stmt)) {
+			this.nameSeg++;
+			this.nameChangedInSync = this.syncSeg;
+		}
+	}
+
+	/** A sync point was forwarded: the server answers everything before it as a whole. */
+	private endSegment(): void {
+		this.syncSeg++;
+		this.nameSeg++;
+	}
+
+	/** Resolves once every unit forwarded before segment `seg` is answered (see "Names"). */
+	private answeredBefore(seg: number): Promise<void> | undefined {
+		const h = this.head();
+		if (!h || (h.sseg ?? 0) >= seg) return undefined;
+		return new Promise((resolve) => this.answerWaiters.push({ seg, resolve }));
+	}
+
+	private wakeAnswerWaiters(): void {
+		if (this.answerWaiters.length === 0) return;
+		const h = this.closed ? undefined : this.head();
+		const left: { seg: number; resolve: () => void }[] = [];
+		for (const w of this.answerWaiters) {
+			if (!h || (h.sseg ?? 0) >= w.seg) w.resolve();
+			else left.push(w);
+		}
+		this.answerWaiters = left;
+	}
+
 	/**
-	 * A Bind may name a statement created by SQL `PREPARE` (same namespace in PostgreSQL). It was
-	 * classified and decided at PREPARE; here it only gives masking and the recording its text.
+	 * What a name means upstream (see "Names"): the current segment's own definition, else nothing
+	 * known when a name-changing statement ran earlier in this segment, else the confirmed view once
+	 * earlier segments are answered.
 	 */
-	private sqlPrepared(name: string): StmtRef | undefined {
+	private resolveName<T extends { seg: number }>(
+		optimistic: Map<string, T>,
+		confirmed: Map<string, T>,
+		name: string,
+	): { now: T | undefined; certain: boolean } | Promise<T | undefined> {
+		const own = optimistic.get(name);
+		if (own && own.seg === this.nameSeg) return { now: own, certain: true };
+		if (this.nameChangedInSync === this.syncSeg) return { now: undefined, certain: false };
+		const wait = this.answeredBefore(this.syncSeg);
+		if (wait) return wait.then(() => confirmed.get(name));
+		return { now: confirmed.get(name), certain: false };
+	}
+
+	private resolvePortal(name: string): PortalRef | undefined | Promise<PortalRef | undefined> {
+		const r = this.resolveName(this.portals, this.confirmedPortals, name);
+		return r instanceof Promise ? r : r.now;
+	}
+
+	/**
+	 * A Bind's statement. A statement SQL `PREPARE`d under the same name (one namespace in
+	 * PostgreSQL) was classified and decided at PREPARE; its bodies are added to whatever the
+	 * protocol view holds unless the name was Parsed in this very segment.
+	 */
+	private resolveStatement(name: string): StmtRef | undefined | Promise<StmtRef | undefined> {
+		const r = this.resolveName(this.statements, this.confirmedStatements, name);
+		if (r instanceof Promise) return r.then((s) => this.withSqlPrepared(name, s));
+		return r.certain ? r.now : this.withSqlPrepared(name, r.now);
+	}
+
+	private withSqlPrepared(name: string, protocol: StmtRef | undefined): StmtRef | undefined {
 		const bodies = name === "" ? [] : (this.sql.preparedStatement?.(name) ?? []);
-		const first = bodies[0];
-		if (!first) return undefined;
+		if (bodies.length === 0) return protocol;
+		const all = [...(protocol?.analysis.ok ? protocol.analysis.statements : []), ...bodies];
 		return {
 			name,
-			sql: bodies.map((b) => b.text).join("; "),
+			sql: [...(protocol ? [protocol.sql] : []), ...bodies.map((b) => b.text)].join("; "),
 			// several candidate bodies: masking takes the union of their outputs
-			analysis: { ok: true, statements: [...bodies] },
-			info: first,
-			decision: "allow",
-			rule: undefined,
-			approvalId: undefined,
-			copyDetector: undefined,
+			analysis: protocol && !protocol.analysis.ok ? protocol.analysis : { ok: true, statements: all },
+			info: protocol?.info ?? bodies[0],
+			decision: protocol?.decision ?? "allow",
+			rule: protocol?.rule,
+			approvalId: protocol?.approvalId,
+			copyDetector: protocol?.copyDetector,
+			seg: this.nameSeg,
 		};
 	}
 
@@ -564,6 +700,7 @@ export class Session {
 				approvalId,
 				copyDetector,
 			});
+			this.endSegment();
 			this.toUpstream(raw);
 		};
 		if (verdict.action === "requireApproval") {
@@ -636,6 +773,7 @@ export class Session {
 			approvalId,
 			substitute: serverMessages.error(errorFieldsOf(err)),
 		});
+		this.endSegment();
 		this.toUpstream(clientMessages.query(BLOCKED_SQL));
 	}
 
@@ -676,6 +814,7 @@ export class Session {
 			rule: verdict.rule,
 			approvalId: undefined,
 			copyDetector,
+			seg: this.nameSeg,
 		};
 		const block = (v: GuardrailVerdict, decision: Decision = "block", approvalId?: string) => {
 			const err = verdictError(v);
@@ -872,6 +1011,7 @@ export class Session {
 			this.units.splice(0, this.unitHead);
 			this.unitHead = 0;
 		}
+		this.wakeAnswerWaiters();
 	}
 
 	private desync(what: string): never {
@@ -930,6 +1070,10 @@ export class Session {
 		switch (f.code) {
 			case ServerCode.DataRow: {
 				const plan = u?.k === "simple" ? u.plan : u?.k === "execute" ? u.portal.plan : this.desync("DataRow");
+				if (plan === undefined && this.o.live().maskingActive) {
+					// never: every Execute is described first while masking applies (fail closed)
+					throw new PgGatewayError("statement_blocked", "rows of a portal the gateway has not described cannot be masked; the session was closed");
+				}
 				if (u?.k === "simple" || u?.k === "execute") u.rows++;
 				this.send(plan?.any ? this.maskRow(f, plan) : f.raw);
 				return undefined;
@@ -994,6 +1138,10 @@ export class Session {
 				return this.desync("RowDescription");
 			}
 			case ServerCode.CommandComplete: {
+				if (u?.k === "simple" || u?.k === "execute") {
+					const done = u.k === "simple" ? [u.statements[u.idx]] : u.portal.stmt?.analysis.ok ? u.portal.stmt.analysis.statements : [undefined];
+					this.nameStatementDone(done, decodeCommandComplete(f));
+				}
 				if (u?.k === "simple") {
 					this.recordDone(u.statements[u.idx], u, decodeCommandComplete(f), u.plan);
 					u.idx++;
@@ -1021,16 +1169,19 @@ export class Session {
 				return undefined;
 			case ServerCode.ParseComplete:
 				if (u?.k !== "parse") this.desync("ParseComplete");
+				this.confirmedStatements.set(u.stmt.name, u.stmt);
 				this.pop();
 				this.send(f.raw);
 				return undefined;
 			case ServerCode.BindComplete:
 				if (u?.k !== "bind") this.desync("BindComplete");
+				this.confirmedPortals.set(u.portal.name, u.portal);
 				this.pop();
 				this.send(f.raw);
 				return undefined;
 			case ServerCode.CloseComplete:
 				if (u?.k !== "close") this.desync("CloseComplete");
+				(u.target === "S" ? this.confirmedStatements : this.confirmedPortals).delete(u.name);
 				this.pop();
 				this.send(f.raw);
 				return undefined;
@@ -1046,6 +1197,12 @@ export class Session {
 				return undefined;
 			case ServerCode.ReadyForQuery: {
 				this.status = decodeReadyForQuery(f);
+				// Protocol portals never outlive their transaction; a simple Query replaces the unnamed statement and portal.
+				if (this.status === "I") this.confirmedPortals.clear();
+				if (u?.k === "simple") {
+					this.confirmedStatements.delete("");
+					this.confirmedPortals.delete("");
+				}
 				if (u?.k === "simple" || u?.k === "sync" || u?.k === "fn") this.pop();
 				else this.desync("ReadyForQuery");
 				this.send(f.raw);
@@ -1109,6 +1266,10 @@ export class Session {
 			this.close({ reason: "upstream-closed", message: fields.M ?? "upstream FATAL" });
 			return;
 		}
+		// What a failed Parse/Bind leaves under its name is not certain: an unnamed statement is dropped
+		// before parsing, and a name left unknown is masked entirely (fail closed).
+		if (u?.k === "parse" && u.stmt.name === "") this.confirmedStatements.delete("");
+		if (u?.k === "bind") this.confirmedPortals.delete(u.portal.name);
 		if (u && "substitute" in u && u.substitute) {
 			this.send(u.substitute);
 			// consumed: a later error of this unit (none expected) would be relayed
@@ -1149,6 +1310,33 @@ export class Session {
 		this.send(this.scrub(f, u));
 		// Extended protocol: the server skips to Sync; so do our expectations.
 		if (u && u.k !== "sync") this.skipToSync();
+	}
+
+	/**
+	 * A statement completed upstream: apply what it did to prepared-statement and portal names (SQL
+	 * and protocol names share one namespace). The command tag says what ran; the name comes from
+	 * the statement when exactly one is known, otherwise every name of that kind becomes unknown.
+	 */
+	private nameStatementDone(done: (SqlStatementInfo | undefined)[], tag: string): void {
+		if (tag === "COMMIT" || tag === "ROLLBACK" || tag === "PREPARE TRANSACTION" || tag === "CALL" || tag === "DO") {
+			// transaction ends (ROLLBACK TO SAVEPOINT included) drop portals; procedures may commit
+			this.confirmedPortals.clear();
+		}
+		const statementTag = tag === "PREPARE" || tag === "DEALLOCATE" || tag === "DEALLOCATE ALL" || tag === "DISCARD ALL";
+		const portalTag = tag === "DECLARE CURSOR" || tag === "CLOSE CURSOR" || tag === "CLOSE CURSOR ALL" || tag === "DISCARD ALL";
+		if (!statementTag && !portalTag) return;
+		const one = done.length === 1 ? done[0] : undefined;
+		const effects = one ? this.o.policy.nameEffects(one) : undefined;
+		if (statementTag) {
+			const name = effects?.prepared;
+			if (typeof name === "string") this.confirmedStatements.delete(name);
+			else this.confirmedStatements.clear();
+		}
+		if (portalTag) {
+			const name = effects?.portal;
+			if (typeof name === "string") this.confirmedPortals.delete(name);
+			else this.confirmedPortals.clear();
+		}
 	}
 
 	/** Drop expected responses up to (not including) the next Sync/simple unit. */
@@ -1504,6 +1692,7 @@ export class Session {
 		if (this.closed) return;
 		this.closed = true;
 		this.endReason = end;
+		this.wakeAnswerWaiters();
 		if (this.idleTimer) clearInterval(this.idleTimer);
 		this.abort.abort();
 		this.recordInterrupted(end);
@@ -1560,6 +1749,15 @@ export class Session {
 }
 
 // -------------------------------------------------------------------------------------------------
+
+/** Statement kinds that define or drop prepared statements or portals, or end transactions. */
+const NAME_KINDS = new Set(["PREPARE", "DEALLOCATE", "DECLARE", "CLOSE", "DISCARD", "TRANSACTION", "DO", "CALL"]);
+
+/** Whether executing `stmt` may change what prepared-statement or portal names mean upstream. */
+function mayChangeNames(stmt: StmtRef | undefined): boolean {
+	if (!stmt?.analysis.ok) return true;
+	return stmt.analysis.statements.some((s) => s.kinds.some((k) => NAME_KINDS.has(k)));
+}
 
 export function errorFieldsOf(e: PgGatewayError): ErrorFields {
 	const f: ErrorFields = { S: e.severity, V: e.severity, C: e.sqlstate, M: e.message };
