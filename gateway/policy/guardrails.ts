@@ -61,8 +61,15 @@ export function compileSqlRules(rules: readonly GuardrailRule[]): CompiledSqlRul
 	return out;
 }
 
-/** Every criterion a rule sets must hold; a `sql: {}` rule matches every statement. */
+/**
+ * Every criterion a rule sets must hold; a `sql: {}` rule matches every statement. A statement
+ * holding code the classifier cannot see (risk `unknown`: SQL built at run time in PL/pgSQL, a DO
+ * block or function body in another language) may run anything: it matches every rule (deny by
+ * default). This matters for admin grants, which skip the built-ins but keep their rules: `DO $$
+ * BEGIN EXECUTE 'DROP TABLE ' || 'orders'; END $$` passed a rule blocking DROP.
+ */
 function ruleMatches(c: CompiledSqlRule, s: SqlStatementInfo): boolean {
+	if (s.risks?.some((r) => r.kind === "unknown")) return true;
 	if (c.kinds && !s.kinds.some((k) => c.kinds!(k))) return false;
 	if (c.tables && !s.tables.some((t) => c.tables!(splitName(t)))) return false;
 	if (c.functions && !s.functions.some((f) => c.functions!(splitName(f)))) return false;

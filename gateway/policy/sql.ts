@@ -622,6 +622,7 @@ function visitStatement(
 			// Best effort: the static SQL inside a PL/pgSQL block is classified too, so rules on
 			// functions, tables and kinds see it (dynamic EXECUTE strings stay invisible).
 			if (lang === "plpgsql" && body !== undefined) visitPlpgsql(body, c, text, executes);
+			else c.risk("unknown", `DO in language ${lang} cannot be classified`);
 			break;
 		}
 		case "CallStmt":
@@ -802,6 +803,7 @@ function visitFunctionBody(b: PgNode, c: Collector, text: string): void {
 	const parts = u && u[0] === "List" ? names(u[1].items) : [];
 	if (language !== "sql") {
 		c.risk("opaque-code", `function body in language ${language} is not analysed`);
+		if (language !== "plpgsql") c.risk("unknown", `function body in language ${language} cannot be classified`);
 		if (language === "plpgsql") for (const body of parts) visitPlpgsql(body, c, text, false);
 		return;
 	}
@@ -840,6 +842,10 @@ function visitPlpgsql(body: string, c: Collector, text: string, executes: boolea
 		if (o.PLpgSQL_stmt_dynexecute || o.PLpgSQL_stmt_dynfors || o.PLpgSQL_stmt_open) {
 			c.risk("dynamic-sql", "procedural code may EXECUTE SQL built from strings");
 		}
+		if (o.PLpgSQL_stmt_dynexecute || o.PLpgSQL_stmt_dynfors || (o.PLpgSQL_stmt_open as PgNode | undefined)?.dynquery) {
+			// What runs is built at run time: no rule can be checked against it (deny by default).
+			c.risk("unknown", "procedural code EXECUTEs SQL built at run time");
+		}
 		const expr = o.PLpgSQL_expr as { query?: string; parseMode?: number } | undefined;
 		if (expr && typeof expr.query === "string") {
 			const sql = (expr.parseMode ?? 0) === 0 ? expr.query : `SELECT ${expr.query}`;
@@ -867,6 +873,11 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 		try {
 			const obj = n as PgNode;
 			if (typeof obj.relname === "string") c.tables.add(rangeVarName(obj));
+			// ObjectWithArgs, wrapped or not: CREATE CAST ... WITH FUNCTION f(...), operator class
+			// support functions, ALTER/DROP FUNCTION...
+			if (Array.isArray(obj.objname) && ("objargs" in obj || "objfuncargs" in obj || "args_unspecified" in obj)) {
+				functionReference(names(obj.objname), c);
+			}
 			const u = unwrap(obj);
 			if (u) {
 				const [type, b] = u;
@@ -875,6 +886,12 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 					return;
 				}
 				if (type === "FuncCall") visitFuncCall(b, c, text, executes);
+				if (type === "DefElem" && FUNCTION_DEFNAMES.has(String(b.defname ?? "").toLowerCase())) {
+					// CREATE OPERATOR (function = f), CREATE AGGREGATE (sfunc = f), CREATE TYPE (input = f)...
+					const arg = unwrap(b.arg);
+					if (arg?.[0] === "TypeName") functionReference(names(arg[1].names), c);
+					else if (arg?.[0] === "List") functionReference(names(arg[1].items), c);
+				}
 			}
 			for (const v of Object.values(obj)) if (v && typeof v === "object") walk(v);
 		} finally {
@@ -883,8 +900,63 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 	};
 	for (const [k, v] of Object.entries(body)) {
 		if (k === "funccall" && v && typeof v === "object") visitFuncCall(v as PgNode, c, text, executes); // CallStmt
+		// CREATE TRIGGER / EVENT TRIGGER ... EXECUTE FUNCTION f(), CREATE CONVERSION ... FROM f, language handlers
+		if ((k === "funcname" || k === "func_name" || k === "plhandler" || k === "plinline" || k === "plvalidator") && Array.isArray(v)) {
+			functionReference(names(v), c);
+		}
 		if (v && typeof v === "object") walk(v);
 	}
+}
+
+/**
+ * DDL options naming a function that PostgreSQL will call implicitly (operators, aggregates, types,
+ * text search objects, foreign data wrappers): `CREATE OPERATOR ### (function = pg_read_file)`
+ * makes `SELECT ### '/etc/passwd'` call it without any function call in the text.
+ */
+const FUNCTION_DEFNAMES = new Set([
+	"function",
+	"procedure",
+	"restrict",
+	"join",
+	"sfunc",
+	"finalfunc",
+	"combinefunc",
+	"serialfunc",
+	"deserialfunc",
+	"msfunc",
+	"minvfunc",
+	"mfinalfunc",
+	"input",
+	"output",
+	"receive",
+	"send",
+	"typmod_in",
+	"typmod_out",
+	"analyze",
+	"subscript",
+	"canonical",
+	"subtype_diff",
+	"init",
+	"lexize",
+	"start",
+	"gettoken",
+	"end",
+	"lextypes",
+	"headline",
+	"handler",
+	"validator",
+]);
+
+/**
+ * A function named (not called) by a statement that binds it to something PostgreSQL calls later
+ * (operator, cast, aggregate, trigger...): rules and risks see it as if it were called.
+ */
+function functionReference(parts: string[], c: Collector): void {
+	if (parts.length === 0) return;
+	const qualified = parts.map((p) => p.toLowerCase()).join(".");
+	c.functions.add(qualified);
+	const risk = functionRisk(qualified);
+	if (risk) c.risk(risk.kind, `${qualified}() ${risk.detail} (referenced by the statement)`);
 }
 
 function visitFuncCall(b: PgNode, c: Collector, text: string, executes: boolean): void {

@@ -250,6 +250,16 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("parse-garbage", "SELEC * FRM orders", "typos"),
 	b("parse-half-string", "SELECT 'abc", "unterminated string"),
 	b("parse-explain-truncate", "EXPLAIN ANALYZE TRUNCATE orders", "not explainable"),
+	// --- red team, session 3: functions bound by DDL, code the classifier cannot see -------------------
+	b("rw-operator-read-file", "CREATE OPERATOR ### (function = pg_read_file, rightarg = text)", "an operator calls pg_read_file without a function call in the text (SELECT ### '/etc/passwd')", "read-write"),
+	b("rw-operator-procedure", "CREATE OPERATOR public.<<< (PROCEDURE = pg_catalog.pg_terminate_backend, RIGHTARG = int)", "operator over a backend-signalling function", "read-write"),
+	b("rw-cast-function", "CREATE CAST (int AS bool) WITH FUNCTION pg_catalog.pg_cancel_backend(int) AS IMPLICIT", "a cast calls a dangerous function implicitly", "read-write"),
+	b("rw-aggregate-sfunc", "CREATE AGGREGATE reload_all(int) (sfunc = pg_reload_conf, stype = bool)", "aggregate transition function", "read-write"),
+	b("rw-trigger-function", "CREATE TRIGGER t AFTER INSERT ON orders EXECUTE FUNCTION pg_reload_conf()", "trigger naming a dangerous function", "read-write"),
+	b("admin-do-dynamic-drop", "DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'orders'; END $$", "DROP built at run time passed the no-drop rule", "admin"),
+	b("admin-do-dynamic-format", "DO $$ BEGIN EXECUTE format('TRUNCATE %I', 'orders'); END $$", "TRUNCATE through format()", "admin"),
+	b("admin-function-dynamic-drop", "CREATE FUNCTION wipe() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DROP TABLE orders'; END $$", "a function to CALL later, its DROP built at run time", "admin"),
+	b("admin-do-open-execute", "DO $$ DECLARE c refcursor; BEGIN OPEN c FOR EXECUTE 'SELECT pg_read_file(''/etc/passwd'')'; END $$", "OPEN ... FOR EXECUTE", "admin"),
 	// --- approval --------------------------------------------------------------------------------------
 	{ id: "rw-delete-approval", sql: "DELETE FROM orders WHERE id = 1", access: "read-write", expect: "approval", note: "DELETE needs approval" },
 	{
