@@ -35,6 +35,24 @@ export function compileResource(pattern: string): ResourceMatcher {
 	};
 }
 
+/**
+ * Subresources that mint a credential usable without the gateway, valid after the grant ends and never
+ * recorded: a TokenRequest for any service account of the namespace (with that account's RBAC, not the
+ * agent's), and approving a CertificateSigningRequest (a client certificate). A grant gets them only by
+ * naming them (`serviceaccounts/token`); no wildcard (`*`, `serviceaccounts/*`, `*\/token`) covers them.
+ */
+const NAMED_ONLY = new Set(["serviceaccounts/token", "certificatesigningrequests/approval"]);
+
+/** compileResource for grants: like the rule matcher, but NAMED_ONLY subresources need a pattern that spells them out. */
+export function compileGrantResource(pattern: string): ResourceMatcher {
+	const m = compileResource(pattern);
+	const literal = !/[*?[]/.test(pattern);
+	return (resource, subresource, group) => {
+		if (subresource && NAMED_ONLY.has(`${resource}/${subresource}`) && !literal) return false;
+		return m(resource, subresource, group);
+	};
+}
+
 function anyOf<T extends unknown[]>(ms: ((...a: T) => boolean)[]): (...a: T) => boolean {
 	return (...a) => ms.some((m) => m(...a));
 }
@@ -63,7 +81,7 @@ function compileGrant(g: KubeGrant): CompiledKubeGrant {
 		namespaces: anyOf(g.namespaces.map(compileGlob)),
 		allNamespaces: g.namespaces.includes("*"),
 		verbs: anyOf(g.verbs.map(compileGlob)),
-		resources: anyOf(g.resources.map(compileResource)),
+		resources: anyOf(g.resources.map(compileGrantResource)),
 	};
 	grantCache.set(g, c);
 	return c;
@@ -104,6 +122,37 @@ function isNamespaceObject(req: KubeRequest): boolean {
 	return req.resource === "namespaces" && (req.apiGroup ?? "") === "";
 }
 
+/**
+ * Requests that run a command in a container without being `create pods/exec`, as the `create pods/exec`
+ * request a guardrail rule is matched against as well (the request itself is matched first):
+ * - `pods/attach` (any verb): the container's main process, a shell under `kubectl run -it` and the
+ *   second half of `kubectl debug -it`;
+ * - writing `pods/ephemeralcontainers` (patch/update): adds a container with any image and command to a
+ *   running pod (`kubectl debug`);
+ * - `nodes/proxy` (any verb, any path: the kubelet API has `/run`, `/exec`, `/attach`, `/portForward`,
+ *   `/cri/...`, and its routing is not ours to second-guess), and the legacy `/api/v1/proxy/nodes/...`.
+ * So a rule written as "no exec" (`resources: [pods/exec]`, with or without `verbs: [create]`) covers
+ * them; rules naming them directly still work. Grants are not widened by this: a grant must list each.
+ */
+export function execEquivalent(req: KubeRequest): KubeRequest | undefined {
+	if ((req.apiGroup ?? "") !== "") return undefined;
+	const verb = req.verb.toLowerCase();
+	let hit = false;
+	if (req.resource === "pods") {
+		hit = req.subresource === "attach" || (req.subresource === "ephemeralcontainers" && verb !== "get" && verb !== "list" && verb !== "watch");
+	} else if (req.resource === "nodes") {
+		hit = req.subresource === "proxy" || verb === "proxy";
+	}
+	if (!hit) return undefined;
+	const alias: KubeRequest = { ...req, verb: "create", resource: "pods", subresource: "exec" };
+	// A node runs every namespace's pods: the alias has no namespace, so it matches every rule namespace.
+	if (req.resource === "nodes") {
+		delete alias.namespace;
+		delete alias.name;
+	}
+	return alias;
+}
+
 function describe(req: KubeRequest): string {
 	const res = req.resource ? `${req.resource}${req.subresource ? `/${req.subresource}` : ""}` : "non-resource URL";
 	const where = req.namespace ? ` in namespace ${req.namespace}` : " (cluster-scoped)";
@@ -121,6 +170,13 @@ function ruleNamespaceMatches(m: GlobMatcher, req: KubeRequest): boolean {
 	if (isNamespaceObject(req) && req.name !== undefined) return m(req.name);
 	if (!req.namespace) return true;
 	return m(req.namespace);
+}
+
+function ruleMatches(c: CompiledKubeRule, req: KubeRequest, verb: string): boolean {
+	if (c.verbs && !c.verbs(verb)) return false;
+	if (c.resources && !(req.resource && c.resources(req.resource, req.subresource, req.apiGroup))) return false;
+	if (c.namespaces && !ruleNamespaceMatches(c.namespaces, req)) return false;
+	return true;
 }
 
 /**
@@ -173,19 +229,22 @@ export function evaluateKubeRequest(
 		}
 		if (!g.verbs(verb)) return deny(`verb ${printable(verb)} is not granted`);
 		if (!g.resources(req.resource, req.subresource, req.apiGroup)) {
-			return deny(`resource ${printable(`${req.resource}${req.subresource ? `/${req.subresource}` : ""}`)} is not granted`);
+			const named = req.subresource !== undefined && NAMED_ONLY.has(`${req.resource}/${req.subresource}`);
+			return deny(
+				`resource ${printable(`${req.resource}${req.subresource ? `/${req.subresource}` : ""}`)} is not granted${named ? " (it mints a credential usable without the gateway after the grant ends: wildcards never cover it, the grant must name it)" : ""}`,
+			);
 		}
 	}
 	let best: KubeVerdict = { action: "allow" };
+	const alias = execEquivalent(req);
 	for (const c of compileKubeRules(rules)) {
 		if (RANK[c.rule.action] <= RANK[best.action]) continue;
-		if (c.verbs && !c.verbs(verb)) continue;
-		if (c.resources && !(req.resource && c.resources(req.resource, req.subresource, req.apiGroup))) continue;
-		if (c.namespaces && !ruleNamespaceMatches(c.namespaces, req)) continue;
+		const direct = ruleMatches(c, req, verb);
+		if (!direct && !(alias && ruleMatches(c, alias, "create"))) continue;
 		const v: KubeVerdict = {
 			action: c.rule.action,
 			rule: c.rule.name,
-			message: `${describe(req)}: ${c.rule.action === "block" ? "blocked" : c.rule.action === "requireApproval" ? "requires approval" : "audited"} by guardrail rule "${c.rule.name}"${c.rule.message ? `: ${c.rule.message}` : ""}`,
+			message: `${describe(req)}${direct ? "" : " (runs commands in containers like pods/exec)"}: ${c.rule.action === "block" ? "blocked" : c.rule.action === "requireApproval" ? "requires approval" : "audited"} by guardrail rule "${c.rule.name}"${c.rule.message ? `: ${c.rule.message}` : ""}`,
 		};
 		if (c.rule.action === "block") v.status = 403;
 		if (c.rule.action === "requireApproval" && c.rule.approval) v.approval = c.rule.approval;

@@ -134,3 +134,48 @@ test("recording: Secrets inside a List sent to the secrets endpoint are masked (
 	const rec2 = JSON.stringify(recordableBody(Buffer.from(JSON.stringify(secretList)), "application/json", "configmaps"));
 	assert.doesNotMatch(rec2, /aHVudGVyMg/);
 });
+
+test("bypass: exec equivalents (attach, adding an ephemeral container, nodes/proxy) passed a rule on pods/exec", () => {
+	const noExec: GuardrailRule[] = [{ name: "no-exec", action: "block", kubernetes: { verbs: ["create"], resources: ["pods/exec"], namespaces: ["payments"] } }];
+	const d = (g: BundleGrant, m: string, u: string, upgrade = false) => decideKubeRequest(parseKubeRequest(m, u, { upgrade }), [g], noExec).verdict;
+	for (const [m, u, up] of [
+		["PATCH", "/api/v1/namespaces/payments/pods/x/ephemeralcontainers", false],
+		["PUT", "/api/v1/namespaces/payments/pods/x/ephemeralcontainers", false],
+		["GET", "/api/v1/namespaces/payments/pods/x/attach?stdin=1", true],
+		["POST", "/api/v1/namespaces/payments/pods/x/attach?stdin=1", false],
+	] as const) {
+		const v = d(rw, m, u, up);
+		assert.deepEqual([v.action, v.rule], ["block", "no-exec"], `${m} ${u}`);
+		assert.match(v.message!, /like pods\/exec/);
+	}
+	// nodes/proxy has no namespace: it reaches every namespace's pods, so a rule limited to payments matches.
+	for (const [m, u, up] of [
+		["POST", "/api/v1/nodes/n1/proxy/run/payments/x/c?cmd=id", false],
+		["GET", "/api/v1/nodes/n1/proxy/exec/payments/x/c?command=id", true],
+		["GET", "/api/v1/nodes/n1/proxy/metrics", false],
+		["GET", "/api/v1/proxy/nodes/n1/run/payments/x/c", false],
+	] as const) {
+		assert.equal(d(wild, m, u, up).action, "block", `${m} ${u}`);
+	}
+	// Reading ephemeral containers, other namespaces' attach, and the grant side are unchanged.
+	assert.equal(d(rw, "GET", "/api/v1/namespaces/payments/pods/x/ephemeralcontainers").action, "allow");
+	assert.equal(d(wild, "POST", "/api/v1/namespaces/dev/pods/x/attach").action, "allow");
+	const execOnly = grant("ops/exec", ["payments"], ["create"], ["pods/exec"]);
+	assert.equal(decideKubeRequest(parseKubeRequest("POST", "/api/v1/namespaces/payments/pods/x/attach"), [execOnly], []).verdict.action, "block");
+});
+
+test("bypass: a wildcard grant minted service-account tokens and approved certificates (credentials that outlive the grant)", () => {
+	const token = "/api/v1/namespaces/payments/serviceaccounts/bot/token";
+	const approval = "/apis/certificates.k8s.io/v1/certificatesigningrequests/c/approval";
+	for (const resources of [["*"], ["serviceaccounts/*"], ["*/token"], ["serviceaccounts/tok*"]]) {
+		const v = decideKubeRequest(parseKubeRequest("POST", token), [grant("ops/w", ["*"], ["*"], resources)], []).verdict;
+		assert.equal(v.action, "block", resources.join());
+		assert.match(v.message!, /must name it/);
+	}
+	assert.equal(decide(wild, "PUT", approval).action, "block");
+	assert.equal(decideKubeRequest(parseKubeRequest("POST", token), [grant("ops/t", ["payments"], ["create"], ["serviceaccounts/token"])], []).verdict.action, "allow");
+	assert.equal(decideKubeRequest(parseKubeRequest("PUT", approval), [grant("ops/a", ["*"], ["update"], ["certificatesigningrequests/approval"])], []).verdict.action, "allow");
+	// Everything else under '*' is unchanged.
+	assert.equal(decide(wild, "GET", "/api/v1/namespaces/payments/serviceaccounts/bot").action, "allow");
+	assert.equal(decide(wild, "POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests").action, "allow");
+});
