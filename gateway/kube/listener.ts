@@ -10,7 +10,7 @@
  *
  * Sequence diagram and choices: gateway/kube/README.md.
  */
-import { hash, randomUUID } from "node:crypto";
+import { createHmac, hash, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import http from "node:http";
 import https from "node:https";
@@ -204,6 +204,65 @@ function credentialOf(bundle: LoadedBundle, conn: BundleConnection): BackendCred
 /** What a kube grant lets its sessions do: a change ends the session's open streams (they ran under the old terms). */
 function grantTerms(g: BundleGrant): string {
 	return JSON.stringify([g.kubernetes, g.subjects, g.connection, g.notBefore]);
+}
+
+/**
+ * Largest body the gateway holds while an approval is pending: the kube-apiserver's own default limit
+ * (`--max-request-bytes`, 3 MiB); a larger body is refused with 413 before an approval is requested.
+ */
+export const MAX_HELD_BODY = 3 * 1024 * 1024;
+/** Longest body summary shown to approvers (the digest binds the whole body). */
+const BODY_SUMMARY_CHARS = 4096;
+
+/** A request body read before an approval, forwarded byte for byte once approved. */
+interface HeldBody {
+	bytes: Buffer;
+	/** What the approver sees and the approval (and its reuse) is bound to; appended to the command. */
+	describe: string;
+}
+
+/** The whole body, or undefined (reading stopped, the rest left unread) once it exceeds `limit`. */
+function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer | undefined> {
+	return new Promise((resolve, reject) => {
+		const chunks: Buffer[] = [];
+		let size = 0;
+		const onData = (c: Buffer) => {
+			size += c.length;
+			if (size <= limit) {
+				chunks.push(c);
+				return;
+			}
+			req.off("data", onData).off("end", onEnd).off("error", onError);
+			req.pause();
+			resolve(undefined);
+		};
+		const onEnd = () => resolve(Buffer.concat(chunks));
+		const onError = (e: Error) => reject(e);
+		req.on("data", onData).on("end", onEnd).on("error", onError);
+	});
+}
+
+/**
+ * The body part of an approval command: content type, size, a keyed digest of the exact bytes (keyed
+ * with the bundle's masking key, so a Secret's low-entropy values cannot be guessed from it; stable
+ * across replicas for reuse) and a summary with Secret values masked as in recordings. For DELETE the
+ * apiserver takes every delete option from a non-empty body and ignores the query's.
+ */
+function describeBody(bytes: Buffer, req: http.IncomingMessage, kreq: KubeRequest, key: string): string {
+	const type = String(req.headers["content-type"] ?? "");
+	const encoding = String(req.headers["content-encoding"] ?? "");
+	const digest = createHmac("sha256", Buffer.from(key, "base64"))
+		.update(`drawbridge kube body\n${type}\n${encoding}\n`)
+		.update(bytes)
+		.digest("hex");
+	const parsed = recordableBody(bytes, type || undefined, kreq.resource) as { unparsed?: boolean } | undefined;
+	let summary = parsed?.unparsed ? "(not JSON or YAML: not shown)" : JSON.stringify(parsed);
+	if (summary.length > BODY_SUMMARY_CHARS) summary = `${summary.slice(0, BODY_SUMMARY_CHARS - 1)}…`;
+	const del =
+		kreq.verb === "delete" || kreq.verb === "deletecollection"
+			? " (DeleteOptions from this body apply: the apiserver ignores dryRun, propagationPolicy, gracePeriodSeconds and preconditions in the query when a body is sent)"
+			: "";
+	return ` with body [${type || "no content-type"}${encoding ? `, content-encoding ${encoding}` : ""}, ${bytes.length} bytes, hmac-sha256 ${digest}]${del}: ${summary}`;
 }
 
 /** No request body follows the headers (RFC 9112 section 6.3): forward at once instead of piping. */
@@ -594,11 +653,14 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		s: OpenSession,
 		/** Required when the verdict is requireApproval: the client going away cancels the wait. */
 		signal: AbortSignal | undefined,
+		/** describeBody() of a body held for approval, else "". */
+		body = "",
 	): Promise<{ decision: Decision; rule?: string; approvalId?: string; warning?: string }> {
 		const verdict = r.verdict;
 		// With the query: an approver must see an exec's `command=`, a deletecollection's `labelSelector=`,
-		// and an approval reused inside its window must be for exactly this URL, not any on the same path.
-		const command = `${r.kreq.verb} ${r.upstreamPath}`;
+		// and an approval reused inside its window must be for exactly this URL, not any on the same path;
+		// with the body's digest and summary, so it is also for exactly this body.
+		const command = `${r.kreq.verb} ${r.upstreamPath}${body}`;
 		if (verdict.action === "allow") return { decision: "allow" };
 		if (verdict.action === "audit") return { decision: "audit", rule: verdict.rule ?? "" };
 		if (verdict.action === "block") {
@@ -699,11 +761,13 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		return agent;
 	}
 
-	#upstreamRequest(r: Resolved, req: http.IncomingMessage, upgrade: boolean): http.ClientRequest {
+	#upstreamRequest(r: Resolved, req: http.IncomingMessage, upgrade: boolean, bodyLength?: number): http.ClientRequest {
 		const conn = r.connection;
 		const base = upstreamBase(conn);
 		const cred = credentialOf(r.bundle, conn);
 		const headers = filterRequestHeaders(req.headers, upgrade);
+		// A body read before an approval is sent whole (the client may have sent it chunked).
+		if (bodyLength !== undefined) headers["content-length"] = String(bodyLength);
 		if (cred?.type === "kubernetes" && cred.token) headers["authorization"] = `Bearer ${cred.token}`;
 		headers["impersonate-user"] = impersonatedUser(r.identity);
 		const groups = impersonatedGroups(r.identity, r.grant);
@@ -797,12 +861,26 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			session = await this.#session(resolved, req);
 			if (resolved.scopeError)
 				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.scopeError), { rule: resolved.verdict.rule });
+			let held: HeldBody | undefined;
 			if (resolved.verdict.action === "requireApproval") {
 				abort = new AbortController();
 				if (clientGone) abort.abort();
+				// The approval covers the body too: read it now, show it to approvers, bind the approval (and its
+				// reuse) to its digest, and forward exactly these bytes.
+				if (!hasNoBody(req)) {
+					const bytes = await readBody(req, MAX_HELD_BODY);
+					if (!bytes) {
+						throw Object.assign(
+							new KubeGatewayError("too-large", `a request held for approval may carry at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`),
+							{ rule: resolved.verdict.rule },
+						);
+					}
+					if (bytes.length > 0) held = { bytes, describe: describeBody(bytes, req, resolved.kreq, resolved.bundle.bundle.maskingKey) };
+					else held = { bytes, describe: "" };
+				}
 			}
-			const g = await this.#guard(resolved, session, abort?.signal);
-			await this.#forward(resolved, req, res, g, session, started);
+			const g = await this.#guard(resolved, session, abort?.signal, held?.describe ?? "");
+			await this.#forward(resolved, req, res, g, session, started, held);
 		} catch (e) {
 			const err =
 				e instanceof KubeGatewayError ? e : new KubeGatewayError("upstream", `gateway error: ${(e as Error).message ?? String(e)}`);
@@ -815,7 +893,12 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			this.#recordPlain(req, started, resolved, session, decision, err.httpStatus, extra);
 			if (!res.headersSent) {
 				const body = JSON.stringify(err.toStatus());
-				res.writeHead(err.httpStatus, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+				res.writeHead(err.httpStatus, {
+					"content-type": "application/json",
+					"content-length": Buffer.byteLength(body),
+					// The rest of an oversized body is never read: this connection cannot carry another request.
+					...(err.code === "too-large" ? { connection: "close" } : {}),
+				});
 				res.end(body);
 			} else {
 				res.destroy();
@@ -833,13 +916,17 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		g: { decision: Decision; rule?: string; approvalId?: string; warning?: string },
 		session: OpenSession,
 		started: number,
+		held?: HeldBody,
 	): Promise<void> {
 		return new Promise<void>((resolve, reject) => {
-			const up = this.#upstreamRequest(r, req, false);
+			const up = this.#upstreamRequest(r, req, false, held?.bytes.length);
 			const mutation = r.kreq.resourceRequest && isMutation(r.kreq.verb);
 			const chunks: Buffer[] = [];
 			let size = 0;
-			if (mutation) {
+			if (held) {
+				size = held.bytes.length;
+				chunks.push(held.bytes);
+			} else if (mutation) {
 				req.on("data", (c: Buffer) => {
 					size += c.length;
 					if (size <= MAX_RECORDED_BODY + 1) chunks.push(c);
@@ -924,7 +1011,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			});
 			// A GET (most of kubectl's traffic) has no body: send the upstream request now rather than
 			// after the incoming stream's end event a few ticks later.
-			if (hasNoBody(req)) up.end();
+			if (held) up.end(held.bytes);
+			else if (hasNoBody(req)) up.end();
 			else req.pipe(up);
 		});
 	}

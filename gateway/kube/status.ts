@@ -25,7 +25,9 @@ export type KubeErrorCode =
 	/** Recording could not start (fail closed). → 503 */
 	| "recording"
 	/** The gateway is draining for shutdown: no new requests. → 503 ServiceUnavailable + Retry-After */
-	| "shutting-down";
+	| "shutting-down"
+	/** A body held for approval is larger than MAX_HELD_BODY. → 413 RequestEntityTooLarge */
+	| "too-large";
 
 const HTTP: Record<KubeErrorCode, [number, string]> = {
 	"bad-request": [400, "BadRequest"],
@@ -39,6 +41,7 @@ const HTTP: Record<KubeErrorCode, [number, string]> = {
 	upstream: [502, "ServiceUnavailable"],
 	recording: [503, "ServiceUnavailable"],
 	"shutting-down": [503, "ServiceUnavailable"],
+	"too-large": [413, "RequestEntityTooLarge"],
 };
 
 export class KubeGatewayError extends Error {
@@ -84,6 +87,7 @@ export const KUBE_ERROR_CATALOGUE: Record<KubeErrorCode, string> = {
 	recording: "503 ServiceUnavailable: the recording could not start (fail closed).",
 	"shutting-down":
 		"503 ServiceUnavailable + Retry-After + Connection: close: the gateway is draining for shutdown and takes no new requests.",
+	"too-large": "413 RequestEntityTooLarge: a request held for approval carries more than 3 MiB (the apiserver's default limit).",
 };
 
 export function httpStatusOf(code: KubeErrorCode): number {
