@@ -18,7 +18,8 @@
  * (the gateway's OIDC/JWT verifier) sees either the request's own `Authorization: Bearer` header or,
  * for browsers, the token from the viewer's session cookie (set by POST {base}/login after the same
  * check), presented to it as a bearer header. The cookie is HttpOnly, SameSite=Strict, scoped to
- * {base}, Secure on https, and expires with the token.
+ * {base}, Secure on https, and expires with the token. POST {base}/login and {base}/logout refuse
+ * cross-site requests (Sec-Fetch-Site, else Origin/Referer against Host): no login forgery.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -440,7 +441,30 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				const expired = (request.query as Record<string, string>).expired;
 				return reply.type("text/html").send(loginPage(base, expired ? "Your session expired or the token was refused; sign in again." : "Sign in with your OIDC identity.", expired ? "error" : "info", Boolean(oidc)));
 			});
+			/**
+			 * Login forgery: the cookie-setting POSTs (login, logout) must come from the viewer's own pages.
+			 * A browser tells where a POST comes from: `Sec-Fetch-Site` (a forbidden header, pages cannot set
+			 * it) must be `same-origin`; without it, `Origin` (then `Referer`) must name this host. `Origin:
+			 * null` alone is refused. A request with none of them is not from a browser, so not forgeable.
+			 */
+			const crossSite = (request: FastifyRequest): boolean => {
+				const site = request.headers["sec-fetch-site"];
+				if (site !== undefined) return site !== "same-origin";
+				const from = request.headers.origin ?? request.headers.referer;
+				if (from === undefined) return false;
+				try {
+					return new URL(from).host !== request.host;
+				} catch {
+					return true; // "null" and anything unparsable
+				}
+			};
+			const refuseCrossSite = (request: FastifyRequest, reply: FastifyReply): boolean => {
+				if (!crossSite(request)) return false;
+				reply.code(403).type("text/html").send(loginPage(base, "Refused: this sign-in form was submitted from another site (cross-site request). Sign in from this page.", "error", Boolean(oidc)));
+				return true;
+			};
 			scope.post("/login", async (request, reply) => {
+				if (refuseCrossSite(request, reply)) return reply;
 				const token = String((request.body as Record<string, string> | undefined)?.token ?? "").trim();
 				if (!/^[A-Za-z0-9._~+/=-]+$/.test(token)) return reply.code(400).type("text/html").send(loginPage(base, "Paste a token (a JWT).", "error", Boolean(oidc)));
 				request.headers.authorization = `Bearer ${token}`;
@@ -508,7 +532,8 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 						.send(`<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${base}/"><title>Signed in</title><p>Signed in. <a href="${base}/">Continue</a></p>`);
 				});
 			}
-			scope.post("/logout", async (_req, reply) => {
+			scope.post("/logout", async (request, reply) => {
+				if (refuseCrossSite(request, reply)) return reply;
 				reply.header("set-cookie", `${COOKIE}=; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=0`);
 				return reply.code(303).header("location", `${base}/login`).send();
 			});
