@@ -736,6 +736,8 @@ class Analyzer {
 		this.withClause(b.withClause as PgNode | undefined, scope);
 		const target = this.rangeVar(b.relation as PgNode, scope);
 		const rel = this.#relationOf(b.relation as PgNode);
+		// The row proposed for insertion, per target column (ON CONFLICT's `excluded`).
+		const proposed = new Map<string, Taint>();
 		if (b.selectStmt) {
 			const src = this.statement(b.selectStmt as PgNode, scope);
 			const cols = Array.isArray(b.cols)
@@ -744,13 +746,28 @@ class Analyzer {
 			const n = Math.max(src.taints.length, cols.length);
 			for (let i = 0; i < n; i++) {
 				const t = src.taints[i] ?? src.rest ?? CLEAN;
+				if (cols[i]) proposed.set(cols[i]!, union(proposed.get(cols[i]!) ?? CLEAN, t));
 				if (isTainted(t) && !this.#destCovers(rel, cols[i], t)) this.#blockCopy(`INSERT into ${targetName(b.relation as PgNode)}`);
 			}
 			if (src.rest && isTainted(src.rest)) this.#blockCopy(`INSERT into ${targetName(b.relation as PgNode)}`);
 		}
 		const occ = b.onConflictClause as PgNode | undefined;
-		if (occ) this.#assignments(occ.targetList, rel, scope, b.relation as PgNode);
-		if (occ) this.touch(this.expr(occ.whereClause, scope));
+		if (occ) {
+			// ON CONFLICT DO UPDATE reads the existing row (the target, by its name or alias) and the
+			// proposed one (`excluded`): `SET name = customers.phone` or `SET name = excluded.phone`
+			// copies a masked column into an unmasked one exactly as UPDATE ... SET would.
+			const excluded: ScopeItem = {
+				alias: "excluded",
+				...(target.columns ? { columns: target.columns.map((c) => ({ name: c.name, taint: proposed.get(c.name) ?? CLEAN })) } : {}),
+				unknown: union(target.unknown, [...proposed.values()].reduce(union, CLEAN)),
+				all: [...proposed.values()].reduce(union, CLEAN),
+			};
+			const conflictScope = newScope(scope.parent);
+			conflictScope.ctes = scope.ctes;
+			conflictScope.items = [target, excluded];
+			this.#assignments(occ.targetList, rel, conflictScope, b.relation as PgNode);
+			this.touch(this.expr(occ.whereClause, conflictScope));
+		}
 		scope.items = [target];
 		return this.#returning(b, scope);
 	}

@@ -442,4 +442,10 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("rw-weaker-dest", "UPDATE customers SET phone = iban WHERE id = 1", "a null-masked value into a hash-masked column", "read-write"),
 	b("rw-partial-dest-insert", "INSERT INTO customers (id, name, email, card_number) SELECT id + 1000, name, 'x' || email, reverse(card_number) FROM customers", "a transformed value into a partially masked column", "read-write"),
 	m("mask-explain-folded", "EXPLAIN VERBOSE SELECT get_email(1)", 1, [0], "an immutable user function is folded into the plan text"),
+	// ON CONFLICT DO UPDATE writes like UPDATE: the existing row and `excluded` carry masked columns
+	b("rw-on-conflict-set-existing", "INSERT INTO customers (id, name, email) VALUES (1, 'x', 'y') ON CONFLICT (id) DO UPDATE SET name = customers.phone RETURNING name", "ON CONFLICT DO UPDATE copying the existing row's masked column", "read-write"),
+	b("rw-on-conflict-set-unqualified", "INSERT INTO customers (id, name, email) VALUES (1, 'x', 'y') ON CONFLICT (id) DO UPDATE SET name = upper(phone)", "an unqualified masked column in DO UPDATE SET", "read-write"),
+	b("rw-on-conflict-set-alias", "INSERT INTO customers AS c (id, name, email) VALUES (1, 'x', 'y') ON CONFLICT (id) DO UPDATE SET name = c.iban", "the target under an alias", "read-write"),
+	b("rw-on-conflict-excluded", "INSERT INTO customers (id, name, email, phone) SELECT id, name, email, phone FROM customers ON CONFLICT (id) DO UPDATE SET name = excluded.phone", "a masked value of the proposed row (excluded) into an unmasked column", "read-write"),
+	b("rw-on-conflict-where", "INSERT INTO customers (id, name, email) VALUES (1, 'x', 'y') ON CONFLICT (id) DO UPDATE SET name = 'z' || (SELECT phone FROM customers WHERE id = 2)", "a masked value from a subquery in DO UPDATE SET", "read-write"),
 ];
