@@ -88,7 +88,9 @@ test("kubectl through the gateway: the request log with decisions is recorded, v
 					subjects: [{ kind: "User", name: "lee" }],
 					notBefore: new Date(Date.now() - 60_000).toISOString(),
 					expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-					kubernetes: { namespaces: ["payments"], verbs: ["get", "list", "delete"], resources: ["pods", "configmaps", "namespaces"] },
+					// Cluster-wide: a namespaced grant may not touch the Namespace object at all (refused by scope,
+					// 027b1b0), and this test is about a guardrail's block being recorded with its rule.
+					kubernetes: { namespaces: ["*"], verbs: ["get", "list", "delete"], resources: ["pods", "configmaps", "namespaces"] },
 					approvers: { subjects: [], minApprovals: 1 },
 					origin: { repository: "grants", commit: "def456", pullRequest: 9 },
 				},
