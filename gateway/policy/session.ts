@@ -5,16 +5,23 @@
  *
  *   const analysis = state.resolve(analyzeSql(text));  // EXECUTE/FETCH now carry what they run
  *   const verdict = evaluateSqlGuardrails({ analysis, access, rules });
- *   if (verdict.action allows) { forward; state.record(analysis); }
+ *   if (verdict.action allows) { forward; seq = state.forwarded(analysis); }
+ *   ... on each statement's CommandComplete: state.succeeded(statement, seq + i)
  *
- * `record` is called for statements that were forwarded; whether each then succeeded upstream is
- * not needed. A name therefore maps to every body it may hold: a PREPARE that failed upstream
- * (duplicate name, missing table) must not replace or hide the body that really holds the name.
+ * A name maps to every body it may hold. Forwarding a PREPARE/DECLARE adds a candidate: one that
+ * fails upstream (duplicate name, missing table) must not replace or hide the body that really
+ * holds the name. Only the server's success narrows: a PREPARE that completed leaves its own body
+ * (and definitions forwarded after it); a DEALLOCATE/CLOSE/DISCARD ALL that completed leaves only
+ * definitions forwarded after it. A DEALLOCATE that never ran (`SELECT 1/0; DEALLOCATE s`) forgets
+ * nothing: forgetting at forwarding made a later `PREPARE s AS <clean>`, refused upstream as a
+ * duplicate, the only body the gateway knew while EXECUTE ran the masked one.
  * EXECUTE of a name with several candidate bodies is classified as all of them at once (every
  * kind, table, function and risk; read-only only if all are), and its results are masked
- * entirely. DEALLOCATE/CLOSE/DISCARD ALL forget names (if they failed upstream, the name did not
- * exist there either; if they never ran, a later EXECUTE is refused as unknown: safe).
- * Protocol-level (Parse/Bind) statement names are the data path's business, not this class's.
+ * entirely. SQL and protocol names share one namespace in PostgreSQL: the data path reports named
+ * Parse/Bind definitions and Closes too (`defineProtocol`, `protocolDefined`, `protocolClosed`), so
+ * SQL EXECUTE/FETCH of a protocol name is classified as what it runs. Cursors without HOLD end
+ * with their transaction (`transactionEnded`).
+ * `record` is the one-step form for callers that do not see the server's answers (tests, replays).
  */
 import { statementTree } from "./sql.ts";
 import type { SqlAnalysis, SqlRisk, SqlStatementInfo } from "./types.ts";
@@ -24,45 +31,142 @@ const MAX_ENTRIES = 10_000;
 /** Candidate bodies kept per name (more are merged into one unknown candidate). */
 const MAX_CANDIDATES = 8;
 
-type Names = Map<string, SqlStatementInfo[]>;
+/** A candidate for a name: what defined it (undefined: a definition the classifier could not see), in forwarding order. */
+interface Candidate {
+	seq: number;
+	body: SqlStatementInfo | undefined;
+	/** A cursor that survives its transaction (DECLARE ... WITH HOLD). */
+	hold: boolean;
+}
+
+type Names = Map<string, Candidate[]>;
+
+/** Which namespace a protocol-level definition is in: prepared statements (Parse) or portals (Bind). */
+export type NameSpace = "prepared" | "cursor";
 
 export class SessionSqlState {
 	readonly #prepared: Names = new Map();
 	readonly #cursors: Names = new Map();
+	#seq = 0;
 
 	/** Replaces EXECUTE/FETCH/MOVE statements by ones classified as what they run. */
 	resolve(analysis: SqlAnalysis): SqlAnalysis {
 		if (!analysis.ok || !analysis.statements.some((s) => s.uses)) return analysis;
-		// Statements earlier in the same string may PREPARE/DECLARE names used later in it.
+		// Statements earlier in the same string may PREPARE/DECLARE names used later in it (and a
+		// string runs only as far as its first error, so a later statement sees the earlier ones' effects).
 		const prepared = copy(this.#prepared);
 		const cursors = copy(this.#cursors);
+		let seq = this.#seq;
 		const statements = analysis.statements.map((s) => {
 			const out = s.uses ? resolveOne(s, prepared, cursors) : s;
-			applyEffects(out, prepared, cursors);
+			// as if it succeeded: a later statement of the string runs only if this one did
+			seq++;
+			addEffects(out, prepared, cursors, seq);
+			if (out.prepared) narrow(prepared, out.prepared.name, seq);
+			else if (out.cursor) narrow(cursors, out.cursor.name, seq);
+			else dropEffects(out, prepared, cursors, seq);
 			return out;
 		});
 		return Object.freeze({ ok: true, statements });
 	}
 
-	/** Records the effects of forwarded statements (PREPARE, DEALLOCATE, DECLARE, CLOSE, DISCARD). */
+	/**
+	 * Records forwarded statements whose outcome the caller does not follow: PREPARE/DECLARE add a
+	 * candidate body, DEALLOCATE/CLOSE/DISCARD ALL forget at once. A data path that sees the server's
+	 * answers uses `forwarded` and `succeeded` instead (a DEALLOCATE that never ran must not forget
+	 * the body that still holds the name: a later PREPARE of the name, refused as a duplicate, would
+	 * then be taken for what EXECUTE runs).
+	 */
 	record(analysis: SqlAnalysis): void {
 		if (!analysis.ok) return;
-		for (const s of analysis.statements) applyEffects(s, this.#prepared, this.#cursors);
+		for (const s of analysis.statements) {
+			const seq = ++this.#seq;
+			addEffects(s, this.#prepared, this.#cursors, seq);
+			dropEffects(s, this.#prepared, this.#cursors, seq);
+		}
+	}
+
+	/**
+	 * Statements forwarded upstream: PREPARE/DECLARE add candidate bodies (whether they will succeed
+	 * is not known yet); nothing is forgotten. Returns the sequence number of the first statement
+	 * (statement i has `seq + i`) for `succeeded`.
+	 */
+	forwarded(analysis: SqlAnalysis): number {
+		const base = this.#seq + 1;
+		if (!analysis.ok) return base;
+		for (const s of analysis.statements) addEffects(s, this.#prepared, this.#cursors, ++this.#seq);
+		return base;
+	}
+
+	/**
+	 * The server completed statement `s` (forwarded as `seq`): the name it defined now holds exactly
+	 * that body (plus definitions forwarded after it), the names it dropped hold only definitions
+	 * forwarded after it, and a transaction end drops cursors without HOLD.
+	 */
+	succeeded(s: SqlStatementInfo, seq: number): void {
+		if (s.prepared) narrow(this.#prepared, s.prepared.name, seq);
+		else if (s.cursor) narrow(this.#cursors, s.cursor.name, seq);
+		else if (s.kind === "COMMIT" || s.kind === "ROLLBACK" || s.kind === "PREPARE TRANSACTION") this.transactionEnded(seq);
+		else dropEffects(s, this.#prepared, this.#cursors, seq);
+	}
+
+	/**
+	 * A protocol-level definition forwarded (Parse of a named statement, Bind of a named portal):
+	 * SQL and protocol names share one namespace in PostgreSQL, so SQL EXECUTE/FETCH of the name may
+	 * run it. `body` undefined: not classifiable (EXECUTE is then refused, FETCH masks everything).
+	 */
+	defineProtocol(space: NameSpace, name: string, body: SqlStatementInfo | undefined): number {
+		const seq = ++this.#seq;
+		add(space === "prepared" ? this.#prepared : this.#cursors, name, { seq, body, hold: false });
+		return seq;
+	}
+
+	/** The server confirmed a protocol definition (ParseComplete/BindComplete) forwarded as `seq`. */
+	protocolDefined(space: NameSpace, name: string, seq: number): void {
+		narrow(space === "prepared" ? this.#prepared : this.#cursors, name, seq);
+	}
+
+	/** The server confirmed a protocol Close (CloseComplete) forwarded as `seq`. */
+	protocolClosed(space: NameSpace, name: string, seq: number): void {
+		forget(space === "prepared" ? this.#prepared : this.#cursors, name, seq);
+	}
+
+	/** A sequence number for a forwarded message whose answer the caller will report (a sync point). */
+	tick(): number {
+		return ++this.#seq;
+	}
+
+	/** The transaction open when `seq` was forwarded has ended (ReadyForQuery 'I', COMMIT, ROLLBACK). */
+	transactionEnded(seq: number): void {
+		for (const [name, list] of this.#cursors) {
+			const left = list.filter((c) => c.hold || c.seq > seq);
+			if (left.length === 0) this.#cursors.delete(name);
+			else if (left.length !== list.length) this.#cursors.set(name, left);
+		}
 	}
 
 	/** The candidate bodies recorded for a prepared statement name (normally one). */
 	preparedStatement(name: string): readonly SqlStatementInfo[] {
-		return this.#prepared.get(name) ?? [];
+		return bodies(this.#prepared.get(name));
+	}
+
+	/** Whether some definition of the name could not be classified (its use is then unknown). */
+	preparedUnknown(name: string): boolean {
+		return (this.#prepared.get(name) ?? []).some((c) => c.body === undefined);
 	}
 
 	cursor(name: string): readonly SqlStatementInfo[] {
-		return this.#cursors.get(name) ?? [];
+		return bodies(this.#cursors.get(name));
 	}
 
 	clear(): void {
 		this.#prepared.clear();
 		this.#cursors.clear();
 	}
+}
+
+function bodies(list: Candidate[] | undefined): SqlStatementInfo[] {
+	return (list ?? []).flatMap((c) => (c.body ? [c.body] : []));
 }
 
 function copy(m: Names): Names {
@@ -73,7 +177,9 @@ function copy(m: Names): Names {
 
 function resolveOne(s: SqlStatementInfo, prepared: Names, cursors: Names): SqlStatementInfo {
 	const uses = s.uses!;
-	const candidates = (uses.type === "prepared" ? prepared : cursors).get(uses.name) ?? [];
+	const list = (uses.type === "prepared" ? prepared : cursors).get(uses.name) ?? [];
+	// A definition the classifier could not see makes the name unknown.
+	const candidates = list.some((c) => c.body === undefined) ? [] : bodies(list);
 	const body = candidates.length === 1 ? candidates[0] : candidates.length > 1 ? merge(candidates) : undefined;
 	if (uses.type === "cursor") {
 		// FETCH/MOVE only read (cursors cannot contain data-modifying statements); an unknown
@@ -117,32 +223,65 @@ function merge(list: SqlStatementInfo[]): SqlStatementInfo {
 	return Object.freeze(info);
 }
 
-function add(names: Names, name: string, body: SqlStatementInfo): void {
+function add(names: Names, name: string, c: Candidate): void {
 	const list = names.get(name);
 	if (!list) {
-		if (names.size < MAX_ENTRIES) names.set(name, [body]);
+		if (names.size < MAX_ENTRIES) names.set(name, [c]);
 		return;
 	}
-	if (list.includes(body)) return;
-	list.push(body);
-	if (list.length > MAX_CANDIDATES) names.set(name, [merge(list)]);
+	if (list.some((x) => x.body === c.body && x.hold === c.hold)) {
+		// the same body again: only its newest forwarding matters for narrowing
+		for (const x of list) if (x.body === c.body) x.seq = Math.max(x.seq, c.seq);
+		return;
+	}
+	list.push(c);
+	if (list.length > MAX_CANDIDATES) {
+		const known = bodies(list);
+		const unknown = list.some((x) => x.body === undefined);
+		names.set(name, [{ seq: Math.max(...list.map((x) => x.seq)), body: unknown ? undefined : merge(known), hold: list.some((x) => x.hold) }]);
+	}
 }
 
-function applyEffects(s: SqlStatementInfo, prepared: Names, cursors: Names): void {
-	if (s.prepared) add(prepared, s.prepared.name, s.prepared.statement);
-	else if (s.cursor) add(cursors, s.cursor.name, s.cursor.statement);
-	else if (s.kind === "DEALLOCATE") {
-		const name = deallocateName(s);
-		if (name === undefined) prepared.clear();
-		else prepared.delete(name);
-	} else if (s.kind === "CLOSE") {
-		const name = closeName(s);
-		if (name === undefined) cursors.clear();
-		else cursors.delete(name);
-	} else if (s.kind === "DISCARD ALL") {
-		prepared.clear();
-		cursors.clear();
+/** The definition forwarded as `seq` succeeded: earlier candidates no longer hold the name. */
+function narrow(names: Names, name: string, seq: number): void {
+	const list = names.get(name);
+	if (!list) return;
+	const left = list.filter((c) => c.seq >= seq);
+	if (left.length === 0) names.delete(name);
+	else names.set(name, left);
+}
+
+/** The name was dropped by what was forwarded as `seq`: only later definitions may hold it. */
+function forget(names: Names, name: string | undefined, seq: number): void {
+	const keys = name === undefined ? [...names.keys()] : [name];
+	for (const k of keys) {
+		const list = names.get(k);
+		if (!list) continue;
+		const left = list.filter((c) => c.seq > seq);
+		if (left.length === 0) names.delete(k);
+		else names.set(k, left);
 	}
+}
+
+function addEffects(s: SqlStatementInfo, prepared: Names, cursors: Names, seq: number): void {
+	if (s.prepared) add(prepared, s.prepared.name, { seq, body: s.prepared.statement, hold: false });
+	else if (s.cursor) add(cursors, s.cursor.name, { seq, body: s.cursor.statement, hold: holdable(s) });
+}
+
+/** DEALLOCATE/CLOSE/DISCARD ALL forget names: every definition forwarded up to `seq`. */
+function dropEffects(s: SqlStatementInfo, prepared: Names, cursors: Names, seq: number): void {
+	if (s.kind === "DEALLOCATE") forget(prepared, deallocateName(s), seq);
+	else if (s.kind === "CLOSE") forget(cursors, closeName(s), seq);
+	else if (s.kind === "DISCARD ALL") {
+		forget(prepared, undefined, seq);
+		forget(cursors, undefined, seq);
+	}
+}
+
+function holdable(s: SqlStatementInfo): boolean {
+	const tree = statementTree(s) as { DeclareCursorStmt?: { options?: number } } | undefined;
+	// CURSOR_OPT_HOLD (parsenodes.h)
+	return ((tree?.DeclareCursorStmt?.options ?? 0) & 0x20) !== 0;
 }
 
 // DEALLOCATE/CLOSE names are read from the statement's parse tree.

@@ -28,9 +28,24 @@ import type {
 
 export interface SqlSessionState {
 	resolve(analysis: SqlAnalysis): SqlAnalysis;
-	record(analysis: SqlAnalysis): void;
+	/** Statements forwarded upstream; returns the sequence number of the first (statement i: seq + i). */
+	forwarded(analysis: SqlAnalysis): number;
+	/** The server completed a forwarded statement (its CommandComplete). */
+	succeeded(statement: SqlStatementInfo, seq: number): void;
+	/** A named Parse ("prepared") or Bind ("cursor") forwarded; returns its sequence number. */
+	defineProtocol(space: "prepared" | "cursor", name: string, body: SqlStatementInfo | undefined): number;
+	/** ParseComplete/BindComplete of a definition forwarded as `seq`. */
+	protocolDefined(space: "prepared" | "cursor", name: string, seq: number): void;
+	/** CloseComplete of a Close forwarded as `seq`. */
+	protocolClosed(space: "prepared" | "cursor", name: string, seq: number): void;
+	/** A sequence number for a forwarded sync point. */
+	tick(): number;
+	/** ReadyForQuery 'I' after the sync point forwarded as `seq`: cursors without HOLD are gone. */
+	transactionEnded(seq: number): void;
 	/** Candidate bodies of a SQL-level PREPARE (PostgreSQL lets protocol-level Bind use those names too). */
-	preparedStatement?(name: string): readonly SqlStatementInfo[];
+	preparedStatement(name: string): readonly SqlStatementInfo[];
+	/** Some definition of the name could not be classified: what it holds is unknown. */
+	preparedUnknown(name: string): boolean;
 }
 
 /** Masks one wire value (null in, null out); must return a valid value of the type, or null. */

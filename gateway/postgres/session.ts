@@ -175,10 +175,19 @@ type Unit = (
 	| { k: "execute"; portal: PortalRef; rows: number; started: number }
 	| { k: "close"; target: "S" | "P"; name: string }
 	| { k: "sync" }
-	| { k: "fn"; substitute?: Buffer }
+	| { k: "fn"; substitute?: Buffer; asQuery?: true }
 ) & {
 	/** `syncSeg` when it was forwarded. */
 	sseg?: number;
+	/**
+	 * SqlSessionState sequence number: of the definition (named Parse/Bind), Close, or first statement
+	 * (simple; Execute of a statement that defines or drops SQL names) it forwarded.
+	 */
+	seq?: number;
+	/** Sync points (simple, sync, fn): the sequence number at forwarding, for a transaction end. */
+	tseq?: number;
+	/** CopyDone/CopyFail messages forwarded before it (see `copyEnds`). */
+	copyEnds?: number;
 };
 
 export class Session {
@@ -236,9 +245,23 @@ export class Session {
 	private nameSeg = 0;
 	/** `syncSeg` of the last name-changing Execute. */
 	private nameChangedInSync = -1;
+	/** `syncSeg` of the last Execute that may change prepared-statement names (not only portals). */
+	private statementsChangedInSync = -1;
 	private readonly confirmedStatements = new Map<string, StmtRef>();
 	private readonly confirmedPortals = new Map<string, PortalRef>();
 	private answerWaiters: { seg: number; resolve: () => void }[] = [];
+
+	/*
+	 * COPY FROM STDIN. While the server is in copy-in mode it ignores Sync (and Flush): libpq sends a
+	 * Sync right after an extended-protocol Execute of COPY and another after CopyDone, and the server
+	 * answers one ReadyForQuery. A Sync unit the server ignores would never be answered (the next
+	 * answer desynchronised the FIFO; a name lookup waiting for it waited forever). The copy started
+	 * by a unit ends at the first CopyDone/CopyFail the client sends after that unit.
+	 */
+	/** CopyDone/CopyFail messages forwarded so far. */
+	private copyEnds = 0;
+	/** The server is in copy-in mode, ended by the client's copy end number `copyEnds + 1` counted from this. */
+	private copyInAt: number | undefined;
 
 	constructor(o: SessionOptions) {
 		this.o = o;
@@ -387,6 +410,8 @@ export class Session {
 
 	private push(u: Unit): void {
 		u.sseg = this.syncSeg;
+		u.copyEnds = this.copyEnds;
+		if (u.k === "simple" || u.k === "sync" || u.k === "fn") u.tseq = this.sql.tick();
 		this.units.push(u);
 	}
 
@@ -431,10 +456,15 @@ export class Session {
 			case "close":
 				if (m.target === "S") this.statements.delete(m.name);
 				else this.portals.delete(m.name);
-				this.push({ k: "close", target: m.target, name: m.name });
+				this.push({ k: "close", target: m.target, name: m.name, seq: this.sql.tick() });
 				this.toUpstream(m.raw);
 				return undefined;
 			case "sync":
+				if (this.copyInAt !== undefined && this.copyInAt === this.copyEnds) {
+					// the server is in copy-in mode and ignores it: no answer will come
+					this.toUpstream(m.raw);
+					return undefined;
+				}
 				this.discardUntilSync = false;
 				this.push({ k: "sync" });
 				this.endSegment();
@@ -444,8 +474,11 @@ export class Session {
 				this.toUpstream(m.raw);
 				return undefined;
 			case "copyData":
+				this.toUpstream(m.raw);
+				return undefined;
 			case "copyDone":
 			case "copyFail":
+				this.copyEnds++;
 				this.toUpstream(m.raw);
 				return undefined;
 			case "functionCall":
@@ -462,7 +495,7 @@ export class Session {
 						rule: "protocol:function-call",
 						error: { code: err.sqlstate, message: err.message },
 					});
-					this.push({ k: "fn", substitute: serverMessages.error(errorFieldsOf(err)) });
+					this.push({ k: "fn", substitute: serverMessages.error(errorFieldsOf(err)), asQuery: true });
 					this.endSegment();
 					this.toUpstream(clientMessages.query(BLOCKED_SQL));
 					return undefined;
@@ -471,6 +504,7 @@ export class Session {
 				this.endSegment();
 				// a function called by OID is not classified: it may change names
 				this.nameChangedInSync = this.syncSeg;
+				this.statementsChangedInSync = this.syncSeg;
 				this.toUpstream(m.raw);
 				return undefined;
 			case "terminate":
@@ -496,7 +530,9 @@ export class Session {
 			seg: this.nameSeg,
 		};
 		this.portals.set(m.portal, portal);
-		this.push({ k: "bind", portal });
+		// SQL FETCH/MOVE/CLOSE may name a protocol portal (one namespace)
+		const seq = m.portal === "" ? undefined : this.sql.defineProtocol("cursor", m.portal, singleStatement(stmt));
+		this.push({ k: "bind", portal, ...(seq !== undefined ? { seq } : {}) });
 		this.toUpstream(m.raw);
 	}
 
@@ -523,18 +559,33 @@ export class Session {
 			this.push({ k: "describe", portal, swallow: true });
 			this.toUpstream(clientMessages.describe("P", m.portal));
 		}
-		this.push({ k: "execute", portal, rows: 0, started: performance.now() });
+		// PREPARE/DECLARE run at Execute: they add SQL-level candidates now, narrowed at CommandComplete.
+		const seq = portal.stmt?.analysis.ok && portal.stmt.analysis.statements.some(definesSqlNames) ? this.sql.forwarded(portal.stmt.analysis) : undefined;
+		this.push({ k: "execute", portal, rows: 0, started: performance.now(), ...(seq !== undefined ? { seq } : {}) });
 		this.toUpstream(m.raw);
-		if (mayChangeNames(portal.stmt)) {
-			this.nameSeg++;
+		const changes = nameChanges(portal.stmt);
+		if (changes.statements || changes.portals) {
+			this.bumpNameSeg();
 			this.nameChangedInSync = this.syncSeg;
+			if (changes.statements) this.statementsChangedInSync = this.syncSeg;
 		}
 	}
 
 	/** A sync point was forwarded: the server answers everything before it as a whole. */
 	private endSegment(): void {
 		this.syncSeg++;
+		this.bumpNameSeg();
+	}
+
+	/**
+	 * Names defined before now are no longer certain. The optimistic maps hold only what the current
+	 * segment defined (older entries are never read): emptied, so unique names in autocommit (or a
+	 * Bind's parameters) do not accumulate for the session's lifetime.
+	 */
+	private bumpNameSeg(): void {
 		this.nameSeg++;
+		if (this.statements.size > 0) this.statements.clear();
+		if (this.portals.size > 0) this.portals.clear();
 	}
 
 	/** Resolves once every unit forwarded before segment `seg` is answered (see "Names"). */
@@ -564,17 +615,18 @@ export class Session {
 		optimistic: Map<string, T>,
 		confirmed: Map<string, T>,
 		name: string,
-	): { now: T | undefined; certain: boolean } | Promise<T | undefined> {
+		changedInSync: number,
+	): { now: T | undefined; certain: boolean; unknown?: true } | Promise<T | undefined> {
 		const own = optimistic.get(name);
 		if (own && own.seg === this.nameSeg) return { now: own, certain: true };
-		if (this.nameChangedInSync === this.syncSeg) return { now: undefined, certain: false };
+		if (changedInSync === this.syncSeg) return { now: undefined, certain: false, unknown: true };
 		const wait = this.answeredBefore(this.syncSeg);
 		if (wait) return wait.then(() => confirmed.get(name));
 		return { now: confirmed.get(name), certain: false };
 	}
 
 	private resolvePortal(name: string): PortalRef | undefined | Promise<PortalRef | undefined> {
-		const r = this.resolveName(this.portals, this.confirmedPortals, name);
+		const r = this.resolveName(this.portals, this.confirmedPortals, name, this.nameChangedInSync);
 		return r instanceof Promise ? r : r.now;
 	}
 
@@ -584,13 +636,20 @@ export class Session {
 	 * protocol view holds unless the name was Parsed in this very segment.
 	 */
 	private resolveStatement(name: string): StmtRef | undefined | Promise<StmtRef | undefined> {
-		const r = this.resolveName(this.statements, this.confirmedStatements, name);
+		const r = this.resolveName(this.statements, this.confirmedStatements, name, this.statementsChangedInSync);
 		if (r instanceof Promise) return r.then((s) => this.withSqlPrepared(name, s));
+		// Unknown (a name-changing statement ran earlier in this segment): the SQL-level bodies alone
+		// are not what the name holds (a protocol statement may), so nothing is known.
+		if (r.unknown) return undefined;
 		return r.certain ? r.now : this.withSqlPrepared(name, r.now);
 	}
 
 	private withSqlPrepared(name: string, protocol: StmtRef | undefined): StmtRef | undefined {
-		const bodies = name === "" ? [] : (this.sql.preparedStatement?.(name) ?? []);
+		if (name === "") return protocol;
+		// a definition the gateway could not classify may hold the name
+		if (this.sql.preparedUnknown(name)) return undefined;
+		// the protocol statement itself is a candidate too (one namespace): not a second body
+		const bodies = this.sql.preparedStatement(name).filter((b) => b !== protocol?.info);
 		if (bodies.length === 0) return protocol;
 		const all = [...(protocol?.analysis.ok ? protocol.analysis.statements : []), ...bodies];
 		return {
@@ -687,8 +746,9 @@ export class Session {
 	): Promise<void> | undefined {
 		const statements = analysis.ok ? analysis.statements : [];
 		const forward = (decision: Decision, approvalId?: string) => {
-			this.sql.record(analysis);
+			const seq = this.sql.forwarded(analysis);
 			this.push({
+				seq,
 				k: "simple",
 				statements,
 				idx: 0,
@@ -837,10 +897,11 @@ export class Session {
 			return undefined;
 		}
 		const forward = () => {
-			this.sql.record(analysis);
 			const previous = this.statements.get(m.name);
 			this.statements.set(m.name, stmt);
-			this.push({ k: "parse", stmt, previous });
+			// SQL EXECUTE may name a protocol statement (one namespace)
+			const seq = m.name === "" ? undefined : this.sql.defineProtocol("prepared", m.name, singleStatement(stmt));
+			this.push({ k: "parse", stmt, previous, ...(seq !== undefined ? { seq } : {}) });
 			this.toUpstream(m.raw);
 		};
 		if (verdict.action === "requireApproval") {
@@ -1138,9 +1199,13 @@ export class Session {
 				return this.desync("RowDescription");
 			}
 			case ServerCode.CommandComplete: {
+				this.copyInAt = undefined;
 				if (u?.k === "simple" || u?.k === "execute") {
 					const done = u.k === "simple" ? [u.statements[u.idx]] : u.portal.stmt?.analysis.ok ? u.portal.stmt.analysis.statements : [undefined];
 					this.nameStatementDone(done, decodeCommandComplete(f));
+					// SQL-level names: what a completed statement defined or dropped (its seq: forwarding order)
+					const one = done.length === 1 ? done[0] : undefined;
+					if (one && u.seq !== undefined) this.sql.succeeded(one, u.seq + (u.k === "simple" ? u.idx : 0));
 				}
 				if (u?.k === "simple") {
 					this.recordDone(u.statements[u.idx], u, decodeCommandComplete(f), u.plan);
@@ -1170,18 +1235,21 @@ export class Session {
 			case ServerCode.ParseComplete:
 				if (u?.k !== "parse") this.desync("ParseComplete");
 				this.confirmedStatements.set(u.stmt.name, u.stmt);
+				if (u.seq !== undefined) this.sql.protocolDefined("prepared", u.stmt.name, u.seq);
 				this.pop();
 				this.send(f.raw);
 				return undefined;
 			case ServerCode.BindComplete:
 				if (u?.k !== "bind") this.desync("BindComplete");
 				this.confirmedPortals.set(u.portal.name, u.portal);
+				if (u.seq !== undefined) this.sql.protocolDefined("cursor", u.portal.name, u.seq);
 				this.pop();
 				this.send(f.raw);
 				return undefined;
 			case ServerCode.CloseComplete:
 				if (u?.k !== "close") this.desync("CloseComplete");
 				(u.target === "S" ? this.confirmedStatements : this.confirmedPortals).delete(u.name);
+				if (u.seq !== undefined && u.name !== "") this.sql.protocolClosed(u.target === "S" ? "prepared" : "cursor", u.name, u.seq);
 				this.pop();
 				this.send(f.raw);
 				return undefined;
@@ -1198,8 +1266,12 @@ export class Session {
 			case ServerCode.ReadyForQuery: {
 				this.status = decodeReadyForQuery(f);
 				// Protocol portals never outlive their transaction; a simple Query replaces the unnamed statement and portal.
-				if (this.status === "I") this.confirmedPortals.clear();
-				if (u?.k === "simple") {
+				if (this.status === "I") {
+					this.confirmedPortals.clear();
+					if (u?.tseq !== undefined) this.sql.transactionEnded(u.tseq);
+				}
+				// (a blocked FunctionCall is a simple Query upstream)
+				if (u?.k === "simple" || (u?.k === "fn" && u.asQuery)) {
 					this.confirmedStatements.delete("");
 					this.confirmedPortals.delete("");
 				}
@@ -1222,6 +1294,9 @@ export class Session {
 				this.send(f.raw);
 				return undefined;
 			case ServerCode.CopyInResponse:
+				this.copyInStarted(u);
+				this.send(f.raw);
+				return undefined;
 			case ServerCode.CopyData: {
 				const d = u?.k === "simple" ? u.copyDetector : u?.k === "execute" ? u.portal.stmt?.copyDetector : undefined;
 				if (d) {
@@ -1260,6 +1335,7 @@ export class Session {
 	}
 
 	private onUpstreamError(f: ServerFrame, u: Unit | undefined): void {
+		this.copyInAt = undefined;
 		const fields = decodeErrorFields(f);
 		if (fields.S === "FATAL" || fields.V === "FATAL" || fields.S === "PANIC") {
 			this.send(f.raw);
@@ -1336,6 +1412,18 @@ export class Session {
 			const name = effects?.portal;
 			if (typeof name === "string") this.confirmedPortals.delete(name);
 			else this.confirmedPortals.clear();
+		}
+	}
+
+	/** The server entered copy-in mode for `u`: Syncs forwarded before the copy's end are ignored upstream. */
+	private copyInStarted(u: Unit | undefined): void {
+		if (u?.k !== "simple" && u?.k !== "execute") this.desync("CopyInResponse");
+		const at = u.copyEnds ?? 0;
+		this.copyInAt = at;
+		for (let i = this.unitHead + 1; i < this.units.length; ) {
+			const x = this.units[i]!;
+			if (x.k === "sync" && x.copyEnds === at) this.units.splice(i, 1);
+			else i++;
 		}
 	}
 
@@ -1750,13 +1838,38 @@ export class Session {
 
 // -------------------------------------------------------------------------------------------------
 
-/** Statement kinds that define or drop prepared statements or portals, or end transactions. */
-const NAME_KINDS = new Set(["PREPARE", "DEALLOCATE", "DECLARE", "CLOSE", "DISCARD", "TRANSACTION", "DO", "CALL"]);
+/** Statement kinds that define or drop prepared statements (and portals: DISCARD ALL). */
+const STATEMENT_NAME_KINDS = new Set(["PREPARE", "DEALLOCATE", "DISCARD", "DO", "CALL"]);
+/**
+ * Statement kinds that define or drop portals: cursors, transaction ends (ROLLBACK TO included),
+ * procedures (which may commit). BEGIN, SAVEPOINT, RELEASE and SET TRANSACTION change no name.
+ */
+const PORTAL_NAME_KINDS = new Set(["DECLARE", "CLOSE", "DISCARD", "COMMIT", "ROLLBACK", "ROLLBACK TO", "PREPARE TRANSACTION", "DO", "CALL"]);
 
-/** Whether executing `stmt` may change what prepared-statement or portal names mean upstream. */
-function mayChangeNames(stmt: StmtRef | undefined): boolean {
-	if (!stmt?.analysis.ok) return true;
-	return stmt.analysis.statements.some((s) => s.kinds.some((k) => NAME_KINDS.has(k)));
+/** What executing `stmt` may change upstream: prepared-statement names, portal names. Unknown: both. */
+function nameChanges(stmt: StmtRef | undefined): { statements: boolean; portals: boolean } {
+	if (!stmt?.analysis.ok) return { statements: true, portals: true };
+	let statements = false;
+	let portals = false;
+	for (const s of stmt.analysis.statements) {
+		for (const k of s.kinds) {
+			if (STATEMENT_NAME_KINDS.has(k)) statements = true;
+			if (PORTAL_NAME_KINDS.has(k)) portals = true;
+		}
+		// a transaction statement of a kind not listed (a future one): assume the worst
+		if (s.kinds.includes("TRANSACTION") && !["BEGIN", "START TRANSACTION", "SAVEPOINT", "RELEASE", "SET TRANSACTION"].includes(s.kind)) portals = true;
+	}
+	return { statements, portals };
+}
+
+/** Whether a statement run by Execute defines or drops SQL-level names the session state follows. */
+function definesSqlNames(s: SqlStatementInfo): boolean {
+	return s.prepared !== undefined || s.cursor !== undefined || s.kind === "DEALLOCATE" || s.kind === "CLOSE" || s.kind === "DISCARD ALL" || s.kinds.includes("TRANSACTION");
+}
+
+/** The one classified statement a protocol name holds, for SQL EXECUTE/FETCH of that name (undefined: unknown). */
+function singleStatement(stmt: StmtRef | undefined): SqlStatementInfo | undefined {
+	return stmt?.analysis.ok && stmt.analysis.statements.length === 1 ? stmt.analysis.statements[0] : undefined;
 }
 
 export function errorFieldsOf(e: PgGatewayError): ErrorFields {
