@@ -217,3 +217,28 @@ test("plan: USING and NATURAL joins align with PostgreSQL's column order", async
 	assert.deepEqual(await maskedIndexes("SELECT * FROM customers JOIN customer_contacts USING (id)", 10), [2, 3, 4, 5, 8, 9]);
 	assert.deepEqual(await maskedIndexes("SELECT * FROM orders JOIN customers USING (id)", 11), [6, 7, 8, 9]);
 });
+
+test("partitions and inheritance: a rule on the parent masks its children's rows, a rule on a child masks them through the parent", async () => {
+	const relations = [
+		...DEMO_RELATIONS,
+		{ oid: 17001, schema: "public", name: "parted", kind: "partitioned" as const, columns: [{ name: "id", attnum: 1 }, { name: "email", attnum: 2 }], descendants: [{ schema: "public", name: "parted_1" }] },
+		{ oid: 17002, schema: "public", name: "parted_1", kind: "table" as const, columns: [{ name: "id", attnum: 1 }, { name: "email", attnum: 2 }], ancestors: [{ schema: "public", name: "parted" }] },
+		{ oid: 17003, schema: "public", name: "evil", kind: "table" as const, columns: [{ name: "email", attnum: 1 }] },
+	];
+	const rules: MaskRule[] = [{ name: "parted-email", columns: ["public.parted.email"], strategy: { type: "redact" } }];
+	const ctx = demoContext({ rules, catalog: new DataCatalog(relations) });
+	const origin = (oid: number, attnum: number): ResultField => ({ name: "email", tableOid: oid, columnAttr: attnum, typeOid: 25, format: 0 });
+	// RowDescription of a partition read names the partition's OID, not the parent's.
+	const byOrigin = await planMasks("SELECT email FROM parted_1", [origin(17002, 2)], ctx);
+	assert.deepEqual(byOrigin.columns.map((c) => [c.index, c.rule]), [[0, "parted-email"]]);
+	const derivedValue = await planMasks("SELECT email || '' FROM parted_1", [origin(0, 0)], ctx);
+	assert.deepEqual(derivedValue.columns.map((c) => c.index), [0]);
+	const childRule = demoContext({ rules: [{ name: "leaf", columns: ["parted_1.email"], strategy: { type: "redact" } }], catalog: new DataCatalog(relations) });
+	const throughParent = await planMasks("SELECT email FROM parted", [origin(17001, 2)], childRule);
+	assert.deepEqual(throughParent.columns.map((c) => c.index), [0], "the parent's rows include the child's");
+	// The catalog that follows the hierarchy is cached on another connection: changing it is refused.
+	for (const sql of ["ALTER TABLE evil ATTACH PARTITION parted_1 FOR VALUES IN (1)", "ALTER TABLE parted_1 INHERIT evil", "ALTER TABLE parted DETACH PARTITION parted_1", "ALTER TABLE parted_1 NO INHERIT parted"]) {
+		assert.equal((await checkMaskedWrites(analyzeSql(sql), ctx))?.rule, "mask:rename-masked", sql);
+	}
+	assert.equal(await checkMaskedWrites(analyzeSql("ALTER TABLE parted ATTACH PARTITION evil FOR VALUES FROM (1) TO (2)"), ctx), undefined, "attaching a clean table");
+});

@@ -387,6 +387,7 @@ class Analyzer {
 					const scope = newScope(parent);
 					if (b.relation) scope.items.push(this.rangeVar(b.relation as PgNode, scope));
 					if (isTainted(this.expr(b.cmds, scope))) this.#blockCopy(`ALTER TABLE ${targetName(b.relation as PgNode)}`);
+					this.#hierarchy(b);
 					return NO_OUTPUTS;
 				}
 				case "RuleStmt": {
@@ -434,7 +435,7 @@ class Analyzer {
 		if (!rv) return;
 		const rel = this.#relationOf(rv);
 		const masked = rel
-			? rel.columns.some((c) => this.rules.ruleFor(qualify(rel.schema, rel.name, c.name)) !== undefined) ||
+			? rel.columns.some((c) => this.#columnRule(rel, c.name).rule !== undefined) ||
 				(RELATION_OBJECTS.has(String(b.relationType ?? objType)) && isTainted(unionAll(this.relationOutputs(rel, targetName(rv)))))
 			: true; // unknown relation: cannot prove it holds no masked column
 		// A relation renamed or moved to another schema can shadow another name (`orders` resolving to
@@ -445,6 +446,40 @@ class Analyzer {
 				rule: "mask:rename-masked",
 				message: `${key === "RenameStmt" ? "renaming" : "moving"} ${targetName(rv)} is not allowed: it holds masked columns and would escape the masking rules`,
 			};
+		}
+	}
+
+	/**
+	 * ATTACH PARTITION, INHERIT, DETACH PARTITION and NO INHERIT of a relation holding masked columns
+	 * (under its own name or a parent's or child's) are refused while masking applies. Masking follows
+	 * partitions and inheritance through the catalog's pg_inherits, which is read on another
+	 * connection and cached: `ALTER TABLE customers INHERIT evil; SELECT email FROM evil` (evil's
+	 * entry cached before, without children) would show customers' emails, and a detached partition
+	 * would lose its parent's rules once the cache refreshed.
+	 */
+	#hierarchy(b: PgNode): void {
+		if (!Array.isArray(b.cmds)) return;
+		for (const cmd of b.cmds) {
+			const ac = (cmd as { AlterTableCmd?: PgNode }).AlterTableCmd;
+			const sub = String(ac?.subtype ?? "");
+			let child: PgNode | undefined;
+			let verb: string;
+			if (sub === "AT_AttachPartition" || sub === "AT_DetachPartition" || sub === "AT_DetachPartitionFinalize") {
+				child = ((ac?.def as { PartitionCmd?: PgNode } | undefined)?.PartitionCmd?.name as PgNode | undefined) ?? undefined;
+				verb = sub === "AT_AttachPartition" ? "attaching" : "detaching";
+			} else if (sub === "AT_AddInherit" || sub === "AT_DropInherit") {
+				child = b.relation as PgNode | undefined;
+				verb = sub === "AT_AddInherit" ? "adding a parent to" : "removing a parent of";
+			} else continue;
+			if (!child || typeof child.relname !== "string") continue;
+			const rel = this.#relationOf(child);
+			const masked = rel ? rel.columns.some((c) => this.#columnRule(rel, c.name).rule !== undefined) : this.rules.columnRules.length > 0;
+			if (masked) {
+				this.block ??= {
+					rule: "mask:rename-masked",
+					message: `${verb} ${targetName(child)} is not allowed while masking rules apply: it holds masked columns, and their rows would appear under another table's name`,
+				};
+			}
 		}
 	}
 
@@ -700,10 +735,33 @@ class Analyzer {
 		return {
 			names: cols.map((c) => c.name),
 			taints: cols.map((c) => {
-				const q = qualify(rel.schema, rel.name, c.name);
-				return this.rules.ruleFor(q) ? { cols: new Set([q]), derived: false } : CLEAN;
+				const hits = this.#columnKeys(rel, c.name).filter((q) => this.rules.ruleFor(q) !== undefined);
+				return hits.length > 0 ? { cols: new Set(hits), derived: false } : CLEAN;
 			}),
 		};
+	}
+
+	/**
+	 * The names a rule may give `rel.column` by: the relation's own, its partition/inheritance
+	 * ancestors' (the row is theirs too: `SELECT email FROM parted_1` showed what a rule on
+	 * `parted.email` masks), and its descendants' (reading a parent reads their rows). Inherited
+	 * columns keep their names down the hierarchy.
+	 */
+	#columnKeys(rel: RelationInfo, column: string): string[] {
+		const own = qualify(rel.schema, rel.name, column);
+		if (!rel.ancestors && !rel.descendants) return [own];
+		return [own, ...[...(rel.ancestors ?? []), ...(rel.descendants ?? [])].map((r) => qualify(r.schema, r.name, column))];
+	}
+
+	/** The strongest rule masking `rel.column` under any of its names, and those names. */
+	#columnRule(rel: RelationInfo, column: string): { rule: MaskRule | undefined; keys: string[] } {
+		const keys = this.#columnKeys(rel, column);
+		let rule: MaskRule | undefined;
+		for (const q of keys) {
+			const r = this.rules.ruleFor(q);
+			if (r && (!rule || strategyStrength(r.strategy) > strategyStrength(rule.strategy))) rule = r;
+		}
+		return { rule, keys };
 	}
 
 	viewOutputs(rel: RelationInfo): Outputs {
@@ -851,8 +909,7 @@ class Analyzer {
 	 */
 	#destCovers(rel: RelationInfo | undefined, column: string | undefined, t: Taint): boolean {
 		if (!rel || !column) return false;
-		const q = qualify(rel.schema, rel.name, column);
-		const dest = this.rules.ruleFor(q);
+		const { rule: dest, keys } = this.#columnRule(rel, column);
 		if (!dest) return false;
 		const strength = strategyStrength(dest.strategy);
 		for (const c of t.cols) {
@@ -860,7 +917,7 @@ class Analyzer {
 			if (r && strategyStrength(r.strategy) > strength) return false;
 		}
 		if (t.opaque !== undefined && this.rules.strongest && strategyStrength(this.rules.strongest.strategy) > strength) return false;
-		if (dest.strategy.type === "partial" && (t.derived || t.opaque !== undefined || [...t.cols].some((c) => c !== q))) return false;
+		if (dest.strategy.type === "partial" && (t.derived || t.opaque !== undefined || [...t.cols].some((c) => !keys.includes(c)))) return false;
 		return true;
 	}
 

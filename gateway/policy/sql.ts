@@ -120,9 +120,11 @@ function fromTemplate(t: SqlStatementInfo, sql: string): SqlAnalysis {
 	return Object.freeze({ ok: true, statements: Object.freeze([derived(t, { text })]) as unknown as SqlStatementInfo[] });
 }
 
-/** A copy of `info` with other tables, keeping its parse tree and cache identity. */
-export function withTables(info: SqlStatementInfo, tables: string[]): SqlStatementInfo {
-	return derived(info, { tables: Object.freeze(tables) as unknown as string[] });
+/** A copy of `info` with other tables (and escapes), keeping its parse tree and cache identity. */
+export function withTables(info: SqlStatementInfo, tables: string[], escapes?: string[]): SqlStatementInfo {
+	const fields: Partial<SqlStatementInfo> = { tables: Object.freeze(tables) as unknown as string[] };
+	if (escapes) fields.escapes = Object.freeze(escapes) as unknown as string[];
+	return derived(info, fields);
 }
 
 /** Identity of a statement for caches keyed by meaning: equal for statements sharing a template. */
@@ -189,6 +191,8 @@ class Collector {
 	readonly kinds: string[] = [];
 	readonly tables = new Set<string>();
 	readonly functions = new Set<string>();
+	/** Relations a RENAME/SET SCHEMA/DETACH PARTITION/NO INHERIT takes a name or rows away from. */
+	readonly escapes = new Set<string>();
 	readonly risks: SqlRisk[] = [];
 	/** UPDATE/DELETE/MERGE seen, and whether any lacked a (non-constant) WHERE. */
 	sawFiltered = false;
@@ -220,6 +224,7 @@ function classifyStatement(stmt: PgNode, text: string): SqlStatementInfo {
 		...extra,
 	};
 	if (c.sawFiltered) info.hasWhere = !c.missingWhere;
+	if (c.escapes.size > 0) info.escapes = [...c.escapes];
 	trees.set(info, stmt);
 	return info;
 }
@@ -724,12 +729,22 @@ function visitStatement(
 			c.kind("RENAME");
 			if (obj === "ROLE") c.risk("privilege", "ALTER ROLE ... RENAME");
 			else write(kind);
+			// A relation renamed away from the name its rules use escapes them (see tables.ts).
+			if (NAMED_RELATIONS.has(String(b.renameType)) && b.relation) c.escapes.add(rangeVarName(b.relation as PgNode));
+			break;
+		}
+		case "AlterObjectSchemaStmt": {
+			kind = "ALTER SET SCHEMA";
+			c.kind("ALTER");
+			write(kind);
+			if (NAMED_RELATIONS.has(String(b.objectType)) && b.relation) c.escapes.add(rangeVarName(b.relation as PgNode));
 			break;
 		}
 		case "AlterTableStmt": {
 			kind = `ALTER ${objectName(b.objtype)}`;
 			c.kind("ALTER");
 			write(kind);
+			hierarchyChanges(b, c);
 			break;
 		}
 		case "CreateFunctionStmt": {
@@ -754,6 +769,49 @@ function visitStatement(
 	c.kind(kind);
 	walkChildren(b, c, text, executes);
 	return kind;
+}
+
+/** Relation types a RENAME / SET SCHEMA moves to another name (columns, constraints... do not). */
+const NAMED_RELATIONS = new Set(["OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_FOREIGN_TABLE", "OBJECT_SEQUENCE"]);
+
+/**
+ * Partition and inheritance changes. A partition or inheritance child's rows are rows of its
+ * ancestors (DELETE/SELECT on the parent reach them), so tables.ts matches rules on a parent for
+ * statements on its children. Taking a child out (DETACH PARTITION, NO INHERIT) takes its rows
+ * away from every rule on the parent: the parent is recorded in `escapes`, which matches those
+ * rules whatever their statement kinds (`DETACH PARTITION parted_1` then `DROP TABLE parted_1`
+ * passed a rule blocking DROP on parted). Putting one in (ATTACH PARTITION, INHERIT) adds rows to
+ * the parent: it also carries the kind `INSERT`.
+ */
+function hierarchyChanges(b: PgNode, c: Collector): void {
+	const rel = b.relation as PgNode | undefined;
+	if (!rel || !Array.isArray(b.cmds)) return;
+	for (const cmd of b.cmds) {
+		const u = unwrap(cmd);
+		if (u?.[0] !== "AlterTableCmd") continue;
+		const sub = String(u[1].subtype ?? "");
+		const def = unwrap(u[1].def);
+		const other = def?.[0] === "RangeVar" ? def[1] : undefined;
+		switch (sub) {
+			case "AT_AttachPartition":
+				c.kind("ATTACH PARTITION");
+				c.kind("INSERT");
+				break;
+			case "AT_DetachPartition":
+			case "AT_DetachPartitionFinalize":
+				c.kind("DETACH PARTITION");
+				c.escapes.add(rangeVarName(rel));
+				break;
+			case "AT_AddInherit":
+				c.kind("INHERIT");
+				c.kind("INSERT");
+				break;
+			case "AT_DropInherit":
+				c.kind("NO INHERIT");
+				if (other && typeof other.relname === "string") c.escapes.add(rangeVarName(other));
+				break;
+		}
+	}
 }
 
 function classifySet(b: PgNode, c: Collector): string {

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { GuardrailRule } from "../config/bundle.ts";
-import { demoContext } from "./corpus/catalog.ts";
+import { DataCatalog, demoContext } from "./corpus/catalog.ts";
 import { evaluateSqlGuardrails } from "./guardrails.ts";
 import { analyzeSql, statementTree } from "./sql.ts";
 import { withBaseTables } from "./tables.ts";
+import type { RelationInfo } from "./types.ts";
 
 const RULES: GuardrailRule[] = [{ name: "approve-customer-deletes", action: "requireApproval", sql: { statementKinds: ["DELETE"], tables: ["public.customers"] } }];
 
@@ -22,4 +23,29 @@ test("withBaseTables: a write through a view meets the base table's rules", asyn
 	const plain = analyzeSql("SELECT * FROM nosuch");
 	const unchanged = await withBaseTables(plain, catalog);
 	assert.ok(unchanged.ok && unchanged.statements[0] === (plain.ok ? plain.statements[0] : undefined), "unknown relations stay as written");
+});
+
+const PARTED: RelationInfo[] = [
+	{ oid: 17001, schema: "public", name: "parted", kind: "partitioned", columns: [{ name: "id", attnum: 1 }, { name: "email", attnum: 2 }], descendants: [{ schema: "public", name: "parted_1" }] },
+	{ oid: 17002, schema: "public", name: "parted_1", kind: "table", columns: [{ name: "id", attnum: 1 }, { name: "email", attnum: 2 }], ancestors: [{ schema: "public", name: "parted" }] },
+];
+
+test("withBaseTables: partitions and inheritance children meet their ancestors' rules, and the reverse", async () => {
+	const catalog = new DataCatalog(PARTED);
+	const rules: GuardrailRule[] = [{ name: "keep-parted", action: "block", sql: { statementKinds: ["DROP", "TRUNCATE", "DELETE"], tables: ["public.parted"] } }];
+	const leafRule: GuardrailRule[] = [{ name: "keep-leaf", action: "block", sql: { statementKinds: ["TRUNCATE"], tables: ["public.parted_1"] } }];
+	const verdict = async (sql: string, r = rules) => evaluateSqlGuardrails({ analysis: await withBaseTables(analyzeSql(sql), catalog), access: "admin", rules: r }).action;
+	for (const sql of ["DROP TABLE parted_1", "TRUNCATE parted_1", "DELETE FROM parted_1 WHERE id = 1"]) {
+		assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "admin", rules }).action, "allow", `as written: ${sql}`);
+		assert.equal(await verdict(sql), "block", sql);
+	}
+	assert.equal(await verdict("TRUNCATE parted", leafRule), "block", "a parent's TRUNCATE reaches its partitions");
+	// Taking rows or a name away from the ruled table matches the rule whatever its kinds.
+	assert.equal(await verdict("ALTER TABLE parted DETACH PARTITION parted_1"), "block");
+	assert.equal(await verdict("ALTER TABLE parted RENAME TO parted_old"), "block");
+	assert.equal(await verdict("ALTER TABLE parted SET SCHEMA archive"), "block");
+	assert.equal(await verdict("ALTER TABLE parted_1 RENAME TO p1"), "allow", "a renamed partition stays under its parent's rules");
+	assert.equal(await verdict("ALTER TABLE parted_1 NO INHERIT parted"), "block");
+	const a = analyzeSql("ALTER TABLE parted ATTACH PARTITION x FOR VALUES FROM (1) TO (2)");
+	assert.ok(a.ok && a.statements[0]!.kinds.includes("ATTACH PARTITION") && a.statements[0]!.kinds.includes("INSERT"), "ATTACH adds rows");
 });

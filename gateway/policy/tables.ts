@@ -1,13 +1,20 @@
 /**
- * Base tables behind views, for table-scoped guardrail rules. `analyzeSql` lists relations as
- * written; a rule on `customers` would not see `DELETE FROM customer_contacts` (an auto-updatable
- * view over customers) or `SELECT * FROM customer_order_totals`. `withBaseTables` asks the catalog
- * and adds, for every relation a statement names, its resolved `schema.name` and, for views and
- * materialized views, the relations their definitions use (recursively, depth 8). Unknown
- * relations stay as written. The original names are kept, so rules only ever match more.
+ * Base tables behind views, and partition/inheritance relatives, for table-scoped guardrail rules.
+ * `analyzeSql` lists relations as written; a rule on `customers` would not see `DELETE FROM
+ * customer_contacts` (an auto-updatable view over customers) or `SELECT * FROM
+ * customer_order_totals`, and a rule on `parted` would not see `DROP TABLE parted_1` (a partition of
+ * it) or `DELETE FROM child` (an inheritance child). `withBaseTables` asks the catalog and adds, for
+ * every relation a statement names, its resolved `schema.name`; for views and materialized views,
+ * the relations their definitions use (recursively, depth 8); for tables, their partition and
+ * inheritance ancestors (their rows are the ancestors' rows) and descendants (DELETE, UPDATE,
+ * TRUNCATE, SELECT and DROP of a parent reach them). Unknown relations stay as written. The
+ * original names are kept, so rules only ever match more.
+ *
+ * `escapes` (RENAME, SET SCHEMA, DETACH PARTITION, NO INHERIT) get the resolved names too, and for
+ * DETACH/NO INHERIT the parent's ancestors: the detached rows leave all of them.
  */
 import { analyzeSql, withTables } from "./sql.ts";
-import type { Catalog, RelationInfo, SqlAnalysis, SqlStatementInfo } from "./types.ts";
+import type { Catalog, RelationInfo, RelationName, SqlAnalysis, SqlStatementInfo } from "./types.ts";
 
 const MAX_DEPTH = 8;
 
@@ -17,20 +24,28 @@ function split(name: string): [string | undefined, string] {
 	return [parts.pop(), rel];
 }
 
-async function expand(names: readonly string[], catalog: Catalog, seen: Set<string>, depth: number): Promise<void> {
-	if (depth > MAX_DEPTH) return;
-	const rels = await Promise.all(
+function resolve(names: readonly string[], catalog: Catalog): Promise<(RelationInfo | undefined)[]> {
+	return Promise.all(
 		names.map(async (n) => {
 			const [schema, name] = split(n);
 			return (await catalog.relation(schema, name).catch(() => undefined)) as RelationInfo | undefined;
 		}),
 	);
+}
+
+const qualified = (r: RelationName): string => `${r.schema}.${r.name}`;
+
+async function expand(names: readonly string[], catalog: Catalog, seen: Set<string>, depth: number): Promise<void> {
+	if (depth > MAX_DEPTH) return;
+	const rels = await resolve(names, catalog);
 	const next: string[] = [];
 	for (const rel of rels) {
 		if (!rel) continue;
-		const q = `${rel.schema}.${rel.name}`;
+		const q = qualified(rel);
 		if (seen.has(q)) continue;
 		seen.add(q);
+		// Partition/inheritance relatives are tables (never views): their names are enough.
+		for (const r of [...(rel.ancestors ?? []), ...(rel.descendants ?? [])]) seen.add(qualified(r));
 		if (rel.viewDefinition) {
 			const a = analyzeSql(rel.viewDefinition);
 			if (a.ok) for (const s of a.statements) next.push(...s.tables);
@@ -39,7 +54,20 @@ async function expand(names: readonly string[], catalog: Catalog, seen: Set<stri
 	if (next.length > 0) await expand(next, catalog, seen, depth + 1);
 }
 
-/** The analysis with view base tables (and resolved schema names) added to every statement's tables. */
+/** Escaping relations with their resolved names (and, for a detached child's parent, its ancestors). */
+async function expandEscapes(s: SqlStatementInfo, catalog: Catalog): Promise<string[] | undefined> {
+	if (!s.escapes || s.escapes.length === 0) return undefined;
+	const detaches = s.kinds.includes("DETACH PARTITION") || s.kinds.includes("NO INHERIT");
+	const out = new Set(s.escapes);
+	for (const rel of await resolve(s.escapes, catalog)) {
+		if (!rel) continue;
+		out.add(qualified(rel));
+		if (detaches) for (const a of rel.ancestors ?? []) out.add(qualified(a));
+	}
+	return out.size === s.escapes.length ? undefined : [...out];
+}
+
+/** The analysis with view base tables, partition/inheritance relatives and resolved names added to every statement's tables. */
 export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog): Promise<SqlAnalysis> {
 	if (!analysis.ok) return analysis;
 	const statements: SqlStatementInfo[] = [];
@@ -48,7 +76,8 @@ export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog): P
 		const own = s.uses?.statement ? [...s.tables, ...s.uses.statement.tables] : s.tables;
 		await expand(own, catalog, seen, 0);
 		const tables = [...new Set([...s.tables, ...seen])];
-		statements.push(tables.length === s.tables.length ? s : withTables(s, tables));
+		const escapes = await expandEscapes(s, catalog);
+		statements.push(tables.length === s.tables.length && !escapes ? s : withTables(s, tables, escapes));
 	}
 	return Object.freeze({ ok: true, statements });
 }

@@ -27,6 +27,13 @@ export interface SqlStatementInfo {
 	tables: string[];
 	/** Functions called anywhere, lower-case, schema-qualified when written so. */
 	functions: string[];
+	/**
+	 * Relations the statement takes a name or rows away from, as written: the relation of a RENAME or
+	 * SET SCHEMA, the parent of a DETACH PARTITION or NO INHERIT. A rule whose `tables` match one of
+	 * them matches the statement whatever its `statementKinds` and `withoutWhere`: afterwards the rule
+	 * no longer reaches those rows (gateway/policy/README.md, "Partitions and inheritance").
+	 */
+	escapes?: string[];
 	/** For UPDATE/DELETE: whether a WHERE clause is present. */
 	hasWhere?: boolean;
 	/** The statement's own text (from the parser's locations), for recording and approvals. */
@@ -117,6 +124,18 @@ export interface RelationInfo {
 	columns: { name: string; attnum: number }[];
 	/** For views and materialized views: the SQL of the definition, analysed recursively. */
 	viewDefinition?: string;
+	/**
+	 * Partition and inheritance ancestors at any depth (pg_inherits): their rules cover this
+	 * relation's rows, which are their rows too. Absent when none (or the catalog cannot tell).
+	 */
+	ancestors?: RelationName[];
+	/** Partitions and inheritance children at any depth: reading or writing this relation reaches their rows. */
+	descendants?: RelationName[];
+}
+
+export interface RelationName {
+	schema: string;
+	name: string;
 }
 
 /** A RowDescription field as the data path saw it. */

@@ -1,18 +1,35 @@
 /**
  * The masking Catalog (gateway/policy/types.ts) over side queries on a gateway-owned upstream
- * connection: pg_class, pg_namespace, pg_attribute and pg_get_viewdef. Results are cached per
+ * connection: pg_class, pg_namespace, pg_attribute, pg_get_viewdef and pg_inherits (partition and
+ * inheritance ancestors and descendants, cached with the relation). Results are cached per
  * Connection and bundle version (`catalogCacheTtlMs`, default 60 s, so DDL is seen soon); unqualified
  * names resolve with the session's search_path (the startup parameter; `SET search_path` is refused
  * by the policy while masking applies) via to_regclass.
  */
-import type { Catalog, FunctionCatalog, RelationInfo } from "../policy/types.ts";
+import type { Catalog, FunctionCatalog, RelationInfo, RelationName } from "../policy/types.ts";
 import { SideConnection } from "./side-query.ts";
 import type { UpstreamTarget } from "./upstream.ts";
+
+/**
+ * Partition and inheritance relatives at any depth from pg_inherits, as a JSON array of [schema, name]:
+ * ancestors (`from` = inhrelid, `to` = inhparent) or descendants (the other way round). UNION
+ * stops on repeats (PostgreSQL refuses inheritance cycles anyway).
+ */
+function relatives(from: string, to: string): string {
+	return `(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(rn.nspname, rc.relname))::text
+     FROM (WITH RECURSIVE r(oid) AS (
+             SELECT i.${to} FROM pg_catalog.pg_inherits i WHERE i.${from} = c.oid
+             UNION SELECT i.${to} FROM pg_catalog.pg_inherits i JOIN r ON i.${from} = r.oid)
+           SELECT oid FROM r) x
+     JOIN pg_catalog.pg_class rc ON rc.oid = x.oid JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace)`;
+}
 
 const RELATION_SQL = `SELECT c.oid::text, n.nspname, c.relname, c.relkind::text,
   CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END,
   (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(a.attname, a.attnum) ORDER BY a.attnum)::text
-     FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+     FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  ${relatives("inhrelid", "inhparent")},
+  ${relatives("inhparent", "inhrelid")}
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE `;
 
 const KINDS: Record<string, RelationInfo["kind"]> = {
@@ -22,6 +39,13 @@ const KINDS: Record<string, RelationInfo["kind"]> = {
 	f: "foreign",
 	p: "partitioned",
 };
+
+function relativeNames(json: string | null | undefined): RelationName[] | undefined {
+	if (!json) return undefined;
+	const list = JSON.parse(json) as [string, string][] | null;
+	if (!list || list.length === 0) return undefined;
+	return Object.freeze(list.map(([schema, name]) => Object.freeze({ schema, name }))) as RelationName[];
+}
 
 function toRelation(row: (string | null)[]): RelationInfo {
 	const cols = JSON.parse(row[5] ?? "[]") as [string, number][];
@@ -33,6 +57,10 @@ function toRelation(row: (string | null)[]): RelationInfo {
 		columns: (cols ?? []).map(([name, attnum]) => ({ name, attnum })),
 	};
 	if (row[4]) info.viewDefinition = row[4];
+	const ancestors = relativeNames(row[6]);
+	const descendants = relativeNames(row[7]);
+	if (ancestors) info.ancestors = ancestors;
+	if (descendants) info.descendants = descendants;
 	return Object.freeze(info);
 }
 
