@@ -204,7 +204,7 @@ export class DevEnvironment {
 		if (commit !== this.lastCommit) {
 			const branch = (await git.currentBranch({ fs, gitdir, fullname: false })) ?? "HEAD";
 			const snap = await readSnapshot(gitdir, commit, { path, repository: `file://${root}`, branch });
-			const loaded = loadSnapshot(snap, "default");
+			const loaded = loadSnapshot(snap, "default", { namespaces: "any" }); // one local repository, no tenants
 			// A GitSource configures the operator in a cluster; dev mode is its own git source.
 			this.problems = loaded.problems.filter((p) => !/kind GitSource cannot be synced/.test(p.message)).map((p) => `${p.path}${p.line ? `:${p.line}` : ""}: ${p.message}`);
 			for (const p of this.problems) this.options.progress(`problem: ${p}`);

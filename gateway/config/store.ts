@@ -63,13 +63,14 @@ export class LoadedBundle {
 		this.grantsByConnection = byConnection;
 		this.grantsByKey = byKey;
 		for (const c of bundle.connections) {
-			const masking = bundle.maskingPolicies.filter((p) => selects(p.selector, c.labels));
-			const guardrails = bundle.guardrailPolicies.filter((p) => selects(p.selector, c.labels));
+			// A policy selects Connections of its own namespace only (docs/resources.md), never another team's.
+			const masking = bundle.maskingPolicies.filter((p) => namespaceOf(p.key) === c.namespace && selects(p.selector, c.labels));
+			const guardrails = bundle.guardrailPolicies.filter((p) => namespaceOf(p.key) === c.namespace && selects(p.selector, c.labels));
 			this.#policies.set(
 				c.name,
 				Object.freeze({
 					maskRules: masking.flatMap((p) => p.rules),
-					maskExempt: masking.flatMap((p) => p.exempt ?? []),
+					maskExempt: commonExemptions(masking),
 					guardrailRules: guardrails.flatMap((p) => p.rules),
 				}),
 			);
@@ -92,6 +93,29 @@ export class LoadedBundle {
 	policiesFor(connection: string): ConnectionPolicies {
 		return this.#policies.get(connection) ?? { maskRules: [], maskExempt: [], guardrailRules: [] };
 	}
+}
+
+/** `ns` of a `ns/name` key. */
+function namespaceOf(key: string): string {
+	const i = key.indexOf("/");
+	return i < 0 ? "" : key.slice(0, i);
+}
+
+/**
+ * Exemption switches off every mask rule on the connection (`maskExempt`), so a subject is exempt only
+ * when every masking policy selecting the connection names it (the same matcher in each): one policy's
+ * `exempt` must not lift another policy's masks.
+ */
+function commonExemptions(policies: readonly { exempt?: SubjectMatcher[] }[]): SubjectMatcher[] {
+	if (policies.length === 0) return [];
+	const [first, ...rest] = policies;
+	const sets = rest.map((p) => new Set((p.exempt ?? []).map((m) => JSON.stringify(canonicalMatcher(m)))));
+	return (first!.exempt ?? []).filter((m) => sets.every((set) => set.has(JSON.stringify(canonicalMatcher(m)))));
+}
+
+function canonicalMatcher(m: SubjectMatcher): unknown {
+	if (m.kind === "Claims") return { kind: m.kind, issuer: m.issuer, claims: Object.entries(m.claims).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) };
+	return m.kind === "ServiceAccount" ? { kind: m.kind, namespace: m.namespace, name: m.name } : { kind: m.kind, name: m.name };
 }
 
 export function selects(selector: LabelSelector, labels: Record<string, string>): boolean {

@@ -39,7 +39,7 @@ export async function resourcesFromRepository(opts: {
 }): Promise<RepositoryResources> {
 	const commit = await git.resolveRef({ fs, gitdir: opts.gitdir, ref: opts.ref ?? "HEAD" });
 	const snap = await readSnapshot(opts.gitdir, commit, { path: opts.path ?? ".", repository: opts.repository ?? opts.gitdir, branch: opts.ref ?? "HEAD" });
-	const loaded = loadSnapshot(snap, opts.namespace ?? "default");
+	const loaded = loadSnapshot(snap, opts.namespace ?? "default", { namespaces: "any" }); // one local repository, no tenants
 	const out: RepositoryResources["resources"] = { connections: [], grants: [], maskingPolicies: [], guardrailPolicies: [] };
 	for (const r of loaded.resources) {
 		const obj = desiredObject(r, { namespace: opts.namespace ?? "default", name: "standalone" });

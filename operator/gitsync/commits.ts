@@ -63,7 +63,16 @@ export function approvalUrl(repoUrl: string, sha: string, pullRequest?: number):
 	return `${base}/commit/${sha}`;
 }
 
-/** Formats an isomorphic-git person. */
+/** Formats an isomorphic-git person (printable: it lands in annotations, status and recordings). */
 export function formatPerson(p: { name: string; email: string }): string {
-	return `${p.name} <${p.email}>`;
+	return printable(`${p.name} <${p.email}>`);
+}
+
+/**
+ * Text from the repository (paths, YAML keys, commit authors) made safe for status, Events, annotations
+ * and logs: C0/C1 controls (ANSI escapes, newlines), bidi controls and zero-width characters are shown
+ * as `\u{…}`.
+ */
+export function printable(text: string): string {
+	return text.replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }

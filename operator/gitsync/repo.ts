@@ -12,7 +12,7 @@
 import * as fs from "node:fs";
 import git from "isomorphic-git";
 import http from "isomorphic-git/http/node";
-import { type ApprovingCommit, approvalUrl, formatPerson, parsePullRequestNumber } from "./commits.ts";
+import { type ApprovingCommit, approvalUrl, formatPerson, parsePullRequestNumber, printable } from "./commits.ts";
 
 export interface GitRemote {
 	url: string;
@@ -144,7 +144,7 @@ export async function readSnapshot(gitdir: string, commit: string, opts: Snapsho
 				author: formatPerson(c.author),
 				committer: formatPerson(c.committer),
 				committedAt: new Date(c.committer.timestamp * 1000).toISOString(),
-				subject: c.message.split("\n", 1)[0] ?? "",
+				subject: printable(c.message.split("\n", 1)[0] ?? ""),
 				...(pr !== undefined ? { pullRequest: pr } : {}),
 				...(url ? { url } : {}),
 			};

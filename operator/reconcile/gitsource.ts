@@ -16,7 +16,7 @@ import type { Logger } from "pino";
 import type { GitSource, GitSourceStatus } from "../../crds/index.ts";
 import { parseDuration } from "../../crds/index.ts";
 import { canonicalJson } from "../../gateway/config/canonical.ts";
-import { GIT_KINDS, type FileProblem, loadSnapshot } from "../gitsync/load.ts";
+import { GIT_KINDS, type FileProblem, loadSnapshot, printable } from "../gitsync/load.ts";
 import { PgpError, parseArmoredPublicKeys, verifyDetachedSignature } from "../gitsync/openpgp.ts";
 import { commitSignature, fetchBranch, readSnapshot, redactUrl } from "../gitsync/repo.ts";
 import { type KubeClient, KubeError, type KubeObject, SECRETS } from "../kube/client.ts";
@@ -38,6 +38,10 @@ export interface GitSourceReconcilerDeps {
 }
 
 export const DEFAULT_INTERVAL_MS = 60_000;
+/** status.errors holds at most this many problems (the CRD's maxItems). */
+const MAX_STATUS_ERRORS = 256;
+/** Warning Events for new problems written per sync; the rest are summed up in one more Event. */
+export const MAX_EVENTS_PER_SYNC = 20;
 const APPLY_CONCURRENCY = 8;
 
 export class GitSourceReconciler {
@@ -77,7 +81,9 @@ export class GitSourceReconciler {
 				}
 			}
 			const snap = await readSnapshot(gitdir, commit, { path: gs.spec.path ?? ".", repository: gs.spec.url, branch });
-			loaded = loadSnapshot(snap, ns);
+			// Tenancy: a GitSource places resources in its own namespace; only one in the operator's
+			// namespace (where creating it already means administering Drawbridge) may place them anywhere.
+			loaded = loadSnapshot(snap, ns, { namespaces: ns === this.d.opts.namespace ? "any" : [] });
 		} catch (e) {
 			const message = `fetch ${redactUrl(gs.spec.url)}@${branch}: ${(e as Error).message}`;
 			this.d.metrics.syncDuration.observe({ source, result: "error" }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -99,7 +105,7 @@ export class GitSourceReconciler {
 				applied.add(`${r.kind}:${r.key}`);
 			} catch (e) {
 				if (e instanceof KubeError && (e.code === "INVALID" || e.code === "FORBIDDEN" || e.code === "NOT_FOUND")) {
-					problems.push({ path: r.path, line: r.line, message: `${r.kind} ${r.key} rejected by the API server: ${e.message}` });
+					problems.push({ path: r.path, line: r.line, message: printable(`${r.kind} ${r.key} rejected by the API server: ${e.message}`) });
 				} else throw e;
 			}
 		};
@@ -139,10 +145,14 @@ export class GitSourceReconciler {
 		this.d.metrics.invalidFiles.set({ source }, brokenPaths.size);
 		this.d.metrics.appliedResources.set({ source }, applied.size);
 		const prevErrors = new Set((gs.status?.errors ?? []).map((e) => `${e.path}:${e.line ?? ""}:${e.message}`));
-		for (const p of problems) {
-			if (!prevErrors.has(`${p.path}:${p.line ?? ""}:${p.message}`)) {
-				await this.d.events.record(gs, "Warning", "InvalidFile", `${p.path}${p.line ? `:${p.line}` : ""}${p.column ? `:${p.column}` : ""}: ${p.message}`);
-			}
+		// At most MAX_EVENTS_PER_SYNC Events per sync, and only for problems that fit in status.errors
+		// (the comparison base next time): a repository full of broken documents cannot flood the apiserver.
+		const fresh = problems.slice(0, MAX_STATUS_ERRORS).filter((p) => !prevErrors.has(`${p.path}:${p.line ?? ""}:${p.message.slice(0, 4096)}`));
+		for (const p of fresh.slice(0, MAX_EVENTS_PER_SYNC)) {
+			await this.d.events.record(gs, "Warning", "InvalidFile", `${p.path}${p.line ? `:${p.line}` : ""}${p.column ? `:${p.column}` : ""}: ${p.message}`);
+		}
+		if (fresh.length > MAX_EVENTS_PER_SYNC) {
+			await this.d.events.record(gs, "Warning", "InvalidFile", `${fresh.length - MAX_EVENTS_PER_SYNC} more new problem(s) in ${commit.slice(0, 12)}; see status.errors`);
 		}
 		await this.writeStatus(gs, {
 			ready: true,
@@ -196,7 +206,7 @@ export class GitSourceReconciler {
 			...(s.applied !== undefined ? { resources: s.applied } : {}),
 			...(s.problems
 				? {
-						errors: s.problems.slice(0, 256).map((p) => ({
+						errors: s.problems.slice(0, MAX_STATUS_ERRORS).map((p) => ({
 							path: p.path,
 							...(p.line ? { line: p.line } : {}),
 							...(p.column ? { column: p.column } : {}),

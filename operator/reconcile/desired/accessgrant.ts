@@ -8,7 +8,7 @@
  */
 
 import type { AccessGrant, Connection, Condition } from "../../../crds/index.ts";
-import { grantWindow, validateSpec } from "../../../crds/index.ts";
+import { grantWindow, MAX_GRANT_DAYS, MAX_GRANT_MS, validateSpec } from "../../../crds/index.ts";
 import type { GrantOrigin } from "../../../gateway/config/bundle.ts";
 import { roleNameFor } from "../../credentials/postgres-roles.ts";
 import { ANNOTATIONS } from "../labels.ts";
@@ -90,6 +90,18 @@ export function decideGrant(grant: AccessGrant, connection: Connection | undefin
 		window = grantWindow(grant.spec, new Date(origin.committedAt));
 	} catch (e) {
 		return { phase: "Invalid", reason: "InvalidSpec", message: (e as Error).message, origin };
+	}
+	// The CRD caps `duration` and `expiresAt - notBefore`; an `expiresAt` alone starts at the merge,
+	// which no schema can see, so the cap is enforced here for every form.
+	const lengthMs = window.expiresAt.getTime() - window.notBefore.getTime();
+	if (lengthMs > MAX_GRANT_MS) {
+		const from = grant.spec.notBefore !== undefined ? "notBefore" : `the approving commit (${origin.committedAt})`;
+		return {
+			phase: "Invalid",
+			reason: "InvalidSpec",
+			message: `spec.expiresAt: a grant cannot last longer than ${MAX_GRANT_DAYS} days; ${window.expiresAt.toISOString()} is ${Math.ceil(lengthMs / 86_400_000)} days after ${from}`,
+			origin,
+		};
 	}
 	if (!connection) {
 		return { phase: "Invalid", reason: "ConnectionNotFound", message: `Connection ${ns}/${grant.spec.connection} not found`, window, origin };
