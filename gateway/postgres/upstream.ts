@@ -1,7 +1,7 @@
 /**
  * The gateway's own connection to the real PostgreSQL server: TLS per the Connection's sslmode
- * (CA-verified for verify-ca/verify-full), StartupMessage, SCRAM-SHA-256 (or cleartext/none if the
- * server asks; MD5 is refused), then ParameterStatus and BackendKeyData up to the first
+ * (CA-verified for verify-ca/verify-full), StartupMessage, SCRAM-SHA-256 (or none if the server
+ * asks; cleartext only over verify-full TLS; MD5 is refused), then ParameterStatus and BackendKeyData up to the first
  * ReadyForQuery. Also: CancelRequest to the upstream.
  */
 import { connect as netConnect, type Socket } from "node:net";
@@ -141,6 +141,15 @@ function handshake(socket: Socket | TLSSocket, target: UpstreamTarget): Promise<
 							case AuthCode.Ok:
 								break;
 							case AuthCode.CleartextPassword:
+								// The password itself goes over the wire: only to a server whose identity TLS has
+								// verified. Otherwise whoever answers at the Connection's host (a changed Connection,
+								// a spoofed address, a proxy) could ask for the credential in clear and keep it.
+								if (target.sslmode !== "verify-full") {
+									throw new PgGatewayError(
+										"upstream_unavailable",
+										`upstream ${target.host}:${target.port} asked for the password in clear text over a connection whose server identity is not verified (sslmode=${target.sslmode}); the gateway sends it only with sslmode verify-full (configure scram-sha-256 on the server, or verify-full on the Connection)`,
+									);
+								}
 								socket.write(clientMessages.password(target.password));
 								break;
 							case AuthCode.SASL: {

@@ -8,7 +8,9 @@ import { type PostgresHandle, startPostgres } from "../env/index.ts";
 
 let pg: PostgresHandle;
 before(async () => {
-	pg = await startPostgres();
+	// pwuser authenticates with the "password" method (cleartext), over TLS or plain TCP.
+	pg = await startPostgres({ hba: ["hostssl all pwuser 127.0.0.1/32 password", "hostnossl all pwuser 127.0.0.1/32 password"] });
+	await pg.query("create role pwuser login password 'pw-secret'");
 });
 after(async () => {
 	await pg?.stop();
@@ -60,4 +62,18 @@ test("wrong password, wrong CA name and plaintext are clean errors", async () =>
 	);
 	await assert.rejects(connectUpstream(target({ caPem: undefined })), (e: unknown) => isPgGatewayError(e) && /TLS/.test(e.message));
 	await assert.rejects(connectUpstream(target({ sslmode: "disable" })), (e: unknown) => isPgGatewayError(e) && /refused/.test(e.message));
+});
+
+test("a cleartext password request is answered only over verify-full TLS", async () => {
+	const pw = { user: "pwuser", password: "pw-secret" };
+	const up = await connectUpstream(target(pw));
+	assert.equal(up.status, "I", "verify-full: the server's identity is verified, the password may go");
+	up.socket.end(clientMessages.terminate());
+	for (const sslmode of ["disable", "require", "verify-ca"] as const) {
+		await assert.rejects(
+			connectUpstream(target({ ...pw, sslmode })),
+			(e: unknown) => isPgGatewayError(e) && e.code === "upstream_unavailable" && /clear text/.test(e.message) && e.message.includes(`sslmode=${sslmode}`),
+			`sslmode=${sslmode}: the password is not sent`,
+		);
+	}
 });
