@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { ApprovalRequestRecord } from "../gateway/approvals/types.ts";
 import { LoginError, oidcLogin } from "./approvals-login.ts";
+import { terminalSafe } from "./terminal-text.ts";
 
 const DEFAULT_SERVER = "http://127.0.0.1:8080";
 const API = "/api/v1/approvals";
@@ -197,7 +198,7 @@ export function formatList(items: ApprovalRequestRecord[], now = new Date()): st
 		`${r.decisions.filter((d) => d.decision === "approve").length}/${r.minApprovals}`,
 		r.phase === "Pending" ? ago(r.expiresAt, now) : (r.decidedAt ?? "").slice(0, 19),
 		oneLine(r.command, 60),
-	]);
+	].map((c) => terminalSafe(c)));
 	const header = ["ID", "PHASE", "REQUESTER", "CONNECTION", "APPROVALS", "EXPIRES/DECIDED", "COMMAND"];
 	const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
 	const fmt = (row: string[]) => `${row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")}\n`;
@@ -224,7 +225,8 @@ export function formatRecord(r: ApprovalRequestRecord, now = new Date()): string
 		for (const d of r.decisions) lines.push(`    ${d.at}  ${d.decision.padEnd(7)} ${d.by}${d.comment ? `: ${d.comment}` : ""}`);
 	}
 	if (r.phase === "Pending") lines.push(`  Approve with: ${r.approveHint}`);
-	return `${lines.join("\n")}\n`;
+	// The command and the names in it are the requester's text: what the approver sees is what runs.
+	return `${lines.map((l) => terminalSafe(l)).join("\n")}\n`;
 }
 
 function serverError(result: HttpResult): string {

@@ -13,6 +13,7 @@ import type { SessionDocument } from "../gateway/recording/format.ts";
 import { type PublicKeySet, publicKeySet } from "../gateway/recording/keys.ts";
 import { DirStore, parseEndpoint, type RecordingStore, S3Store } from "../gateway/recording/store.ts";
 import { verifySession } from "../gateway/recording/verify.ts";
+import { terminalSafe } from "./terminal-text.ts";
 
 const STORE_HELP = `Store (one of):
   --dir DIR              a local recordings directory (standalone mode)   env DRAWBRIDGE_RECORDINGS_DIR
@@ -299,8 +300,16 @@ function oneLine(s: string, max = 160): string {
 	return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
-/** One readable line per event (undefined for events summarised instead). */
+/**
+ * One readable line per event (undefined for events summarised instead). Recorded text is the
+ * agent's: control and bidi characters are shown escaped (cli/terminal-text.ts), never sent raw.
+ */
 export function describeEvent(e: StoredEvent): string | undefined {
+	const line = describeEventRaw(e);
+	return line === undefined ? undefined : terminalSafe(line);
+}
+
+function describeEventRaw(e: StoredEvent): string | undefined {
 	const rule = "rule" in e && e.rule ? ` rule=${e.rule}` : "";
 	const appr = "approvalId" in e && e.approvalId ? ` approval=${e.approvalId}` : "";
 	switch (e.type) {
@@ -351,7 +360,9 @@ function describeSession(doc: SessionDocument | undefined, prefix: string): stri
 		`Counts      ${c.events} events: ${c.statements} statements, ${c.execs} commands, ${c.kubeRequests} kube requests, ${c.approvals} approval events, ${c.blocked} blocked, ${c.terminalBytes} terminal bytes${doc.droppedEvents ? `, ${doc.droppedEvents} DROPPED` : ""}`,
 		`Location    ${prefix}`,
 		"",
-	].join("\n");
+	]
+		.map((l) => terminalSafe(l))
+		.join("\n");
 }
 
 async function cmdList(values: Values, io: CliIo): Promise<number> {
@@ -376,7 +387,7 @@ async function cmdList(values: Values, io: CliIo): Promise<number> {
 	} else if (sessions.length > 0) {
 		const rows = [["STARTED", "DURATION", "PROTOCOL", "IDENTITY", "CONNECTION", "GRANT", "FLAGS", "SESSION"]];
 		for (const s of sessions) {
-			rows.push([s.startedAt.replace(/\.\d+Z$/, "Z"), duration(Date.parse(s.endedAt) - Date.parse(s.startedAt)), s.protocol, s.identity, s.connection, s.grant, flags(s), s.sessionId]);
+			rows.push([s.startedAt.replace(/\.\d+Z$/, "Z"), duration(Date.parse(s.endedAt) - Date.parse(s.startedAt)), s.protocol, s.identity, s.connection, s.grant, flags(s), s.sessionId].map((c) => terminalSafe(c)));
 		}
 		io.stdout(formatTable(rows));
 		io.stdout(`${sessions.length} session(s). FLAGS: B = blocked/denied commands, A = just-in-time approvals\n`);
@@ -415,7 +426,7 @@ async function cmdShow(values: Values, positionals: string[], io: CliIo): Promis
 	let termIn = 0;
 	for (const e of s.events) {
 		if (e.type === "terminal") {
-			if (values.terminal) io.stdout(`  ${offset(e.offsetMs)}  TERM ${e.stream}  ${JSON.stringify(e.data)}\n`);
+			if (values.terminal) io.stdout(`  ${offset(e.offsetMs)}  TERM ${e.stream}  ${terminalSafe(JSON.stringify(e.data))}\n`);
 			else if (e.stream === "o") termOut += Buffer.byteLength(e.data);
 			else if (e.stream === "i") termIn += Buffer.byteLength(e.data);
 			continue;
