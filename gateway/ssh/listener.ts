@@ -125,8 +125,12 @@ interface SessionState {
 	recorder: SessionRecorder;
 	upstream: Promise<InstanceType<typeof Client>>;
 	channels: Set<ServerChannel>;
+	/** Shell channels started without line checks (no `ssh.commands` rule applied when they started). */
+	uncheckedShells: Set<ServerChannel>;
 	ended: boolean;
 	endReason?: string;
+	/** Stops watching the grant and the bundle (called when the session ends). */
+	unwatch: () => void;
 }
 
 /**
@@ -150,6 +154,32 @@ export const DEFAULT_UPSTREAM_CIPHERS: readonly string[] = sshCryptoBinding
 type Decided =
 	| { decision: Decision; rule?: string; approvalId?: string }
 	| { refused: string; decision: Decision; rule?: string; approvalId?: string };
+
+/** What a session was admitted under: a change ends it (the Connection's definition included). */
+function sessionTerms(bundle: LoadedBundle, auth: { grant: BundleGrant; connection: BundleConnection }): string {
+	const g = bundle.grantsByKey.get(auth.grant.key);
+	const c = bundle.connection(auth.connection.name);
+	return JSON.stringify([
+		g ? [g.ssh, g.subjects, g.connection, g.notBefore, g.approvers] : null,
+		c ? [c.type, c.host, c.port, c.ssh, c.credentialRef, c.credentialRef ? bundle.bundle.credentials[c.credentialRef] : null] : null,
+	]);
+}
+
+/** Whether a guardrail rule with `ssh.commands` applies to the connection (shell lines are then checked). */
+function lineRulesApply(bundle: LoadedBundle, connection: string): boolean {
+	return bundle.policiesFor(connection).guardrailRules.some((r) => (r.ssh?.commands?.length ?? 0) > 0);
+}
+
+function closeWithMessage(ch: ServerChannel, message: string): void {
+	try {
+		ch.stderr.write(`\r\n${message}\r\n`);
+		ch.exit(255);
+		ch.end();
+		ch.close();
+	} catch {
+		// channel already gone
+	}
+}
 
 function splitUser(user: string): { login: string; connection?: string } {
 	const at = user.lastIndexOf("@");
@@ -308,12 +338,16 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 	#onClient(client: Connection): void {
 		this.#clients.add(client);
 		let state: SessionState | undefined;
+		/** The session of the request being accepted right now: 'ready' (emitted inside accept()) takes it. */
+		let accepting: SessionState | undefined;
+		let closed = false;
 		let lastFailure: string | undefined;
 		const sock = (client as unknown as { _sock?: { remoteAddress?: string; remotePort?: number } })._sock;
 		const clientAddress = sock?.remoteAddress ?? "";
 		const clientPort = sock?.remotePort ?? 0;
 		client.on("error", () => {});
 		client.on("close", () => {
+			closed = true;
 			this.#clients.delete(client);
 			if (state) void this.#endSession(state, { reason: "client-closed" });
 		});
@@ -321,9 +355,23 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			void this.#authenticate(ctx, clientAddress)
 				.then(async (result) => {
 					if (result === undefined) return; // PK_OK sent or prompt pending
-					state = await this.#openSession(result, client, clientAddress, clientPort);
+					if (closed || state) return;
+					const opened = await this.#openSession(result, client, clientAddress, clientPort);
+					// The session (recording, upstream connection, grant watch) exists before USERAUTH_SUCCESS so
+					// that a recording failure refuses the login. It only lives on if this request is the one
+					// ssh2 accepts: the client may have gone meanwhile, or sent a new USERAUTH_REQUEST (ssh2
+					// then ignores accept() of the superseded one), and nothing else would ever end it.
+					if (!closed && !state) {
+						accepting = opened;
+						ctx.accept(); // emits 'ready' synchronously when this request is still the current one
+						accepting = undefined;
+					}
+					if (state !== opened) {
+						opened.recorder.emit({ type: "notice", message: "authentication superseded or client gone before the session started" });
+						void this.#endSession(opened, { reason: "client-closed" });
+						return;
+					}
 					this.emit("auth", { ok: true, user: ctx.username, method: result.method, grant: result.grant.key });
-					ctx.accept();
 				})
 				.catch((e: unknown) => {
 					const err = e instanceof SshGatewayError ? e : new SshGatewayError("upstream", (e as Error).message);
@@ -345,6 +393,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		client.on("ready", () => {
 			const raw = (client as unknown as { _sock?: Socket })._sock;
 			if (raw) this.#authenticated.add(raw);
+			state = accepting;
 			if (!state) {
 				client.end();
 				return;
@@ -525,7 +574,9 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			recorder,
 			upstream: this.#connectUpstream(auth, bundle, recorder.sessionId),
 			channels: new Set(),
+			uncheckedShells: new Set(),
 			ended: false,
+			unwatch: () => {},
 		};
 		state.upstream.then(
 			(u) =>
@@ -538,36 +589,59 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				}),
 			() => {},
 		);
-		const unwatch = this.#opts.store.watchGrant(auth.grant.key, (why, g) => {
-			const message =
+		const endAll = (message: string, reason: "grant-expired" | "grant-revoked" | "policy") => {
+			state.endReason = message;
+			for (const ch of state.channels) closeWithMessage(ch, message);
+			recorder.emit({ type: "notice", message });
+			void this.#endSession(state, { reason, message });
+			setTimeout(() => client.end(), 100).unref();
+		};
+		const unwatchGrant = this.#opts.store.watchGrant(auth.grant.key, (why, g) => {
+			endAll(
 				why === "expired"
 					? `drawbridge: grant ${g.key} expired at ${g.expiresAt}; closing the session`
-					: `drawbridge: grant ${g.key} was revoked; closing the session`;
-			state.endReason = message;
-			for (const ch of state.channels) {
-				try {
-					ch.stderr.write(`\r\n${message}\r\n`);
-					ch.exit(255);
-					ch.end();
-					ch.close();
-				} catch {
-					// channel already gone
-				}
-			}
-			recorder.emit({ type: "notice", message });
-			void this.#endSession(state, { reason: why === "expired" ? "grant-expired" : "grant-revoked", message });
-			setTimeout(() => client.end(), 100).unref();
+					: `drawbridge: grant ${g.key} was revoked; closing the session`,
+				why === "expired" ? "grant-expired" : "grant-revoked",
+			);
 		});
-		client.once("close", unwatch);
+		// A connection lives as long as the agent keeps it (ControlMaster, ControlPersist): it must not
+		// keep terms the bundle no longer grants. A changed grant (subjects, logins, shell/sftp/forwarding,
+		// allowedCommands, approvers) or Connection (endpoint, pinned host keys, credential) ends it;
+		// guardrail rules are read from the current bundle at every decision, and a shell started without
+		// line checks is closed when line rules now apply to it.
+		const original = sessionTerms(bundle, auth);
+		const onChange = (next: LoadedBundle) => {
+			if (state.ended || !next.grantsByKey.has(auth.grant.key)) return; // revocation: watchGrant's
+			if (sessionTerms(next, auth) !== original) {
+				endAll(
+					`drawbridge: grant ${auth.grant.key} or connection ${auth.connection.name} changed; closing the session (reconnect to use the new terms)`,
+					"policy",
+				);
+				return;
+			}
+			if (state.uncheckedShells.size > 0 && lineRulesApply(next, auth.connection.name)) {
+				const message = `drawbridge: guardrails for ${auth.connection.name} now check shell lines; closing this shell (reconnect)`;
+				recorder.emit({ type: "notice", message });
+				for (const ch of state.uncheckedShells) closeWithMessage(ch, message);
+				state.uncheckedShells.clear();
+			}
+		};
+		this.#opts.store.on("change", onChange);
+		state.unwatch = () => {
+			unwatchGrant();
+			this.#opts.store.off("change", onChange);
+		};
+		client.once("close", state.unwatch);
 		return state;
 	}
 
 	async #endSession(
 		state: SessionState,
-		end: { reason: "client-closed" | "upstream-closed" | "grant-expired" | "grant-revoked" | "error"; message?: string },
+		end: { reason: "client-closed" | "upstream-closed" | "grant-expired" | "grant-revoked" | "policy" | "error"; message?: string },
 	) {
 		if (state.ended) return;
 		state.ended = true;
+		state.unwatch();
 		state.upstream.then((u) => u.end()).catch(() => {});
 		await state.recorder.close(end.message ? { reason: end.reason, message: end.message } : { reason: end.reason });
 	}
@@ -667,6 +741,11 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				reject?.();
 				return;
 			}
+			// ssh2 passes no info for terminal modes it cannot decode: refuse rather than throw.
+			if (!info) {
+				reject?.();
+				return;
+			}
 			pty = info;
 			state.recorder.emit({ type: "terminal", stream: "r", data: `${info.cols}x${info.rows}` });
 			accept?.();
@@ -682,9 +761,14 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			if (/^(LANG|LC_[A-Z]+|TERM)$/.test(info.key)) env[info.key] = info.val;
 			accept?.();
 		});
-		session.on("signal", (accept, _reject, info) => {
-			upstreamChannel?.signal(info.name);
-			accept?.();
+		session.on("signal", (accept, reject, info) => {
+			try {
+				upstreamChannel?.signal(info.name);
+				accept?.();
+			} catch {
+				// ssh2 throws on a signal name outside RFC 4254's list: refused, the connection lives on.
+				reject?.();
+			}
 		});
 		session.on("auth-agent", (accept, reject) => {
 			// Relaying agent channels back to the agent's machine is not implemented: refuse even when allowed.
@@ -696,8 +780,11 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			reject?.();
 		});
 		session.on("x11", (_accept, reject) => reject?.());
+		// A session channel takes one shell, exec or subsystem (RFC 4254 6.5): ssh2's accept() returns
+		// nothing for a second one, which is then left unanswered.
 		session.on("shell", (accept) => {
 			const ch = accept();
+			if (!ch) return;
 			state.channels.add(ch);
 			ch.on("close", () => state.channels.delete(ch));
 			if (forceCommand !== undefined) {
@@ -718,6 +805,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		});
 		session.on("exec", (accept, _reject, info) => {
 			const ch = accept();
+			if (!ch) return;
 			state.channels.add(ch);
 			ch.on("close", () => state.channels.delete(ch));
 			this.#guarded(ch, state, this.#startExec(state, ch, state.auth.cert?.forceCommand ?? info.command, pty, env, (u) => {
@@ -733,6 +821,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				return;
 			}
 			const ch = accept();
+			if (!ch) return;
 			state.channels.add(ch);
 			ch.on("close", () => state.channels.delete(ch));
 			this.#guarded(ch, state, this.#startSftp(state, ch));
@@ -774,7 +863,8 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		signal: AbortSignal,
 		shellLine = false,
 	): Promise<Decided> {
-		const rules = state.bundle.policiesFor(state.auth.connection.name).guardrailRules;
+		// The current bundle's rules: a GuardrailPolicy merged after the agent connected applies to it too.
+		const rules = this.#opts.store.current.policiesFor(state.auth.connection.name).guardrailRules;
 		const grantKey = state.auth.grant.key;
 		// Shell lines are not limited by allowedCommands (that list is for exec): only guardrails apply.
 		const grantForCheck = shellLine && state.auth.grant.ssh ? { ...state.auth.grant.ssh, allowedCommands: undefined } : state.auth.grant.ssh;
@@ -926,6 +1016,11 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		env: Record<string, string>,
 		setUpstream: (u: ClientChannel) => void,
 	): Promise<void> {
+		if (command.includes("\0")) {
+			// sshd refuses such a request by dropping the whole connection; rules would see bytes it never runs.
+			this.#refuse(ch, state, "drawbridge: commands containing NUL bytes are refused", command);
+			return;
+		}
 		const abort = new AbortController();
 		ch.on("close", () => abort.abort());
 		let d: Decided;
@@ -982,8 +1077,11 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 	): Promise<void> {
 		const client = await this.#upstreamOrFail(state, ch);
 		if (!client) return;
-		const rules = state.bundle.policiesFor(state.auth.connection.name).guardrailRules;
-		const checkLines = rules.some((r) => (r.ssh?.commands?.length ?? 0) > 0);
+		const checkLines = lineRulesApply(this.#opts.store.current, state.auth.connection.name);
+		if (!checkLines) {
+			state.uncheckedShells.add(ch);
+			ch.on("close", () => state.uncheckedShells.delete(ch));
+		}
 		const windowOpts: PseudoTtyOptions | false = pty
 			? { term: pty.term, rows: pty.rows, cols: pty.cols, width: pty.width, height: pty.height, modes: pty.modes }
 			: false;
