@@ -1,0 +1,136 @@
+/**
+ * Where the gateway's CPU goes per transaction, recording OFF vs ON, by symbol: Linux `perf record`
+ * (software cpu-clock event, so it works in VMs without hardware counters) samples the gateway child
+ * (`recording-pg-child.ts`, run with `--perf-basic-prof` so JIT frames have names) while pgbench -S
+ * runs, once per mode, order alternating per round. Prints samples per transaction as µs of CPU per
+ * transaction, in total and for the symbols that grew or shrank the most. V8's own profiler samples
+ * wall-clock time (a preempted thread's stack is still sampled), which inflates what happens to be on
+ * the stack when the scheduler steps in; perf's cpu-clock counts only time on a CPU. Not a timed test.
+ *
+ *   ./node_modules/.bin/node --import tsx bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize]
+ *
+ * Needs `perf` (Debian: linux-perf) and permission to attach to a child process (root, or
+ * kernel.perf_event_paranoid <= 1).
+ */
+import { spawn } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { run, startPostgres } from "../test/env/index.ts";
+import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
+
+const { values: flags } = parseArgs({
+	options: {
+		seconds: { type: "string", default: "8" },
+		rounds: { type: "string", default: "2" },
+		top: { type: "string", default: "25" },
+		base: { type: "string", default: "off" },
+		help: { type: "boolean", short: "h" },
+	},
+});
+if (flags.help) {
+	console.log("usage: bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize]");
+	process.exit(0);
+}
+const SECONDS = Number(flags.seconds);
+const HZ = 1999;
+const BASE = flags.base;
+if (BASE !== "off" && BASE !== "serialize") throw new TypeError(`--base: off or serialize, not ${BASE}`);
+if ((await run("perf", ["--version"])).code !== 0) throw new Error("perf is not installed (Debian: apt-get install linux-perf)");
+
+/** symbol → samples, from `perf report` of one data file. */
+async function symbols(file: string): Promise<Map<string, number>> {
+	const out = await run("perf", ["report", "-i", file, "--no-children", "--sort", "sym", "--stdio", "-g", "none", "-F", "sample,sym"], { timeoutMs: 300_000 });
+	if (out.code !== 0) throw new Error(`perf report ${file}: ${out.stderr}`);
+	const m = new Map<string, number>();
+	for (const line of out.stdout.split("\n")) {
+		const x = /^\s*(\d+)\s+\[.\]\s+(.*)$/.exec(line);
+		if (!x) continue;
+		const sym = x[2]!.trim().replace(/file:\/\/\/\S*?\/(gateway|node_modules|bench)\//, "$1/");
+		m.set(sym, (m.get(sym) ?? 0) + Number(x[1]));
+	}
+	return m;
+}
+
+const pg = await startPostgres({ settings: { max_connections: 60 } });
+const work = makeTempDir("rec-perf");
+try {
+	await prepareBenchData(pg, 0);
+	const { cfg, token } = await gatewayChildConfig(pg, work, "b1");
+	const cfgFile = join(work, "cfg.json");
+	writeFileSync(cfgFile, JSON.stringify(cfg));
+	const totals: Record<string, { samples: Map<string, number>; tx: number; tps: number[] }> = {
+		[BASE]: { samples: new Map(), tx: 0, tps: [] },
+		on: { samples: new Map(), tx: 0, tps: [] },
+	};
+	const once = async (mode: string, round: number) => {
+		rmSync(cfg.stateFile, { force: true });
+		const gw = new ManagedProcess({
+			name: `gateway-${mode}`,
+			command: process.execPath,
+			args: ["--liftoff-only", "--perf-basic-prof", "--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, mode],
+		});
+		try {
+			await waitFor(
+				"gateway child",
+				async () => {
+					try {
+						readFileSync(cfg.stateFile);
+						return true;
+					} catch {
+						return false;
+					}
+				},
+				{ timeoutMs: 60_000, proc: gw },
+			);
+			const { port } = JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number };
+			const env = { ...process.env, PGHOST: "localhost", PGPORT: String(port), PGDATABASE: cfg.connection, PGUSER: "bench", PGPASSWORD: token, PGSSLMODE: "verify-full", PGSSLROOTCERT: pg.caFile };
+			// Warm up (JIT tiers, caches), then sample the node process (the watchdog's child) during the measured run.
+			await run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", "2"], { env });
+			const nodePid = (await run("pgrep", ["-P", String(gw.pid)])).stdout.trim().split("\n")[0];
+			if (!nodePid) throw new Error("gateway child's node process not found");
+			const data = join(work, `${mode}-${round}.perf`);
+			const perf = spawn("perf", ["record", "-q", "-e", "cpu-clock", "-F", String(HZ), "-p", nodePid, "-o", data, "--", "sleep", String(SECONDS)], { stdio: "ignore" });
+			const perfDone = new Promise((r) => perf.on("exit", r));
+			const out = await run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", String(SECONDS)], { env });
+			await perfDone;
+			const tx = Number(/number of transactions actually processed: (\d+)/.exec(out.stdout)?.[1] ?? Number.NaN);
+			const tps = Number(/tps = ([\d.]+)/.exec(out.stdout)?.[1] ?? Number.NaN);
+			if (out.code !== 0 || !(tx > 0)) throw new Error(`pgbench (${mode}) failed: ${out.stderr}`);
+			const t = totals[mode]!;
+			for (const [k, v] of await symbols(data)) t.samples.set(k, (t.samples.get(k) ?? 0) + v);
+			t.tx += tx;
+			t.tps.push(tps);
+			console.error(`round ${round + 1}: ${mode} ${tps.toFixed(0)} tps`);
+		} finally {
+			await gw.stop();
+		}
+	};
+	for (let r = 0; r < Number(flags.rounds); r++) {
+		for (const mode of r % 2 === 0 ? [BASE, "on"] : ["on", BASE]) await once(mode, r);
+	}
+	/** µs of CPU per transaction that `samples` stand for. */
+	const usPerTx = (samples: number, tx: number) => (samples * (1e6 / HZ)) / tx;
+	const base = totals[BASE]!;
+	const on = totals.on!;
+	const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+	const rows = [...new Set([...base.samples.keys(), ...on.samples.keys()])].map((sym) => {
+		const a = usPerTx(base.samples.get(sym) ?? 0, base.tx);
+		const b = usPerTx(on.samples.get(sym) ?? 0, on.tx);
+		return { sym, a, b, d: b - a };
+	});
+	rows.sort((x, y) => y.d - x.d);
+	const top = Number(flags.top);
+	const fmt = (x: number) => x.toFixed(2);
+	console.log(`\ngateway CPU per transaction from perf cpu-clock samples (${HZ} Hz), pgbench -S 8 clients, ${SECONDS} s x ${flags.rounds} rounds`);
+	console.log(`\n| | recording ${BASE} | recording on | on - ${BASE} |\n|---|---|---|---|`);
+	console.log(`| all symbols, µs/tx | ${fmt(usPerTx(sum(base.samples), base.tx))} | ${fmt(usPerTx(sum(on.samples), on.tx))} | ${fmt(usPerTx(sum(on.samples), on.tx) - usPerTx(sum(base.samples), base.tx))} |`);
+	console.log(`| TPS per round | ${base.tps.map((x) => x.toFixed(0)).join(", ")} | ${on.tps.map((x) => x.toFixed(0)).join(", ")} | |`);
+	console.log(`\nlargest increases (µs/tx):\n\n| symbol | ${BASE} | on | difference |\n|---|---|---|---|`);
+	for (const r of rows.slice(0, top)) console.log(`| \`${r.sym.slice(0, 100)}\` | ${fmt(r.a)} | ${fmt(r.b)} | ${fmt(r.d)} |`);
+	console.log(`\nlargest decreases (noise shows here as much as above):\n\n| symbol | ${BASE} | on | difference |\n|---|---|---|---|`);
+	for (const r of rows.slice(-Math.min(10, top)).reverse()) console.log(`| \`${r.sym.slice(0, 100)}\` | ${fmt(r.a)} | ${fmt(r.b)} | ${fmt(r.d)} |`);
+} finally {
+	await pg.stop();
+}
