@@ -12,7 +12,7 @@
  * ties go to the first statement, then the first rule.
  */
 import type { GuardrailAction, GuardrailRule, PostgresAccess } from "../config/bundle.ts";
-import { compileGlobs, compileQualifiedList, type GlobMatcher, printable, type QualifiedMatcher, splitName } from "./glob.ts";
+import { compileGlob, compileGlobs, compileQualifiedList, type GlobMatcher, printable, type QualifiedMatcher, splitName } from "./glob.ts";
 import type { GuardrailVerdict, SqlGuardrailInput, SqlRiskKind, SqlStatementInfo } from "./types.ts";
 
 export const SQLSTATE_INSUFFICIENT_PRIVILEGE = "42501";
@@ -35,6 +35,8 @@ interface CompiledSqlRule {
 	rule: GuardrailRule;
 	kinds?: GlobMatcher;
 	tables?: QualifiedMatcher;
+	/** Whether a `tables` pattern can name a table in a schema (an unqualified pattern always can). */
+	schemas?: GlobMatcher;
 	functions?: QualifiedMatcher;
 	withoutWhere: boolean;
 }
@@ -53,12 +55,24 @@ export function compileSqlRules(rules: readonly GuardrailRule[]): CompiledSqlRul
 		const tables = compileQualifiedList(rule.sql.tables);
 		const functions = compileQualifiedList(rule.sql.functions);
 		if (kinds) c.kinds = kinds;
-		if (tables) c.tables = tables;
+		if (tables) {
+			c.tables = tables;
+			c.schemas = schemaMatcher(rule.sql.tables!);
+		}
 		if (functions) c.functions = functions;
 		out.push(c);
 	}
 	compiledCache.set(rules, out);
 	return out;
+}
+
+/** Matches a schema name when one of the table patterns can name a table in it. */
+function schemaMatcher(patterns: readonly string[]): GlobMatcher {
+	const ms = patterns.map((p) => {
+		const segs = splitName(p);
+		return segs.length < 2 ? () => true : compileGlob(segs[segs.length - 2]!);
+	});
+	return (schema) => ms.some((m) => m(schema));
 }
 
 /**
@@ -73,9 +87,17 @@ function ruleMatches(c: CompiledSqlRule, s: SqlStatementInfo): boolean {
 	// Renaming or moving a ruled table, or detaching a child from it, takes rows away from the rule
 	// for good: it matches whatever the rule's statement kinds (`ALTER TABLE parted RENAME TO x` then
 	// `DROP TABLE x` passed a rule blocking DROP on parted).
-	const escapes = c.tables !== undefined && s.escapes?.some((t) => c.tables!(splitName(t))) === true;
-	if (!escapes && c.kinds && !s.kinds.some((k) => c.kinds!(k))) return false;
-	if (!escapes && c.tables && !s.tables.some((t) => c.tables!(splitName(t)))) return false;
+	// Renaming a schema does the same to every table in it.
+	const escapes =
+		c.tables !== undefined &&
+		(s.escapes?.some((t) => c.tables!(splitName(t))) === true || s.schemaEscapes?.some((n) => c.schemas!(n)) === true);
+	// A statement that may act on tables it does not name (CASCADE, DROP EXTENSION, DROP/REASSIGN
+	// OWNED) is taken to name every table, with the kinds of what it may do to them: `DROP SCHEMA
+	// public CASCADE` or `DROP TYPE t CASCADE` (dropping orders' column of type t) passed a rule
+	// blocking DROP/ALTER on public.orders.
+	const unnamed = c.tables !== undefined && s.unnamedReach !== undefined;
+	if (!escapes && c.kinds && !s.kinds.some((k) => c.kinds!(k)) && !(unnamed && s.unnamedReach!.some((k) => c.kinds!(k)))) return false;
+	if (!escapes && !unnamed && c.tables && !s.tables.some((t) => c.tables!(splitName(t)))) return false;
 	if (c.functions && !s.functions.some((f) => c.functions!(splitName(f)))) return false;
 	if (!escapes && c.withoutWhere && s.hasWhere !== false) return false;
 	return true;

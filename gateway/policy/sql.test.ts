@@ -366,3 +366,63 @@ test("verdict messages carry no control characters from attacker-chosen identifi
 	assert.equal(p.rule, "parse");
 	for (const m of [e.message!, p.message!]) assert.doesNotMatch(m, /[\u0000-\u001f]/);
 });
+
+// Red-team round 7: whole-schema and cascading statements reach tables they do not name.
+test("cascading, schema-wide and owned-by statements match table rules (deny by default)", () => {
+	const rules: GuardrailRule[] = [
+		{ name: "keep-orders", action: "block", sql: { statementKinds: ["DROP", "TRUNCATE", "ALTER"], tables: ["public.orders"] } },
+		{ name: "no-drop-table-orders", action: "requireApproval", sql: { statementKinds: ["DROP TABLE"], tables: ["public.orders"] } },
+	];
+	const verdict = (sql: string) => evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "admin", rules });
+	for (const sql of [
+		"DROP SCHEMA public CASCADE",
+		"DROP SCHEMA sales CASCADE",
+		"ALTER SCHEMA public RENAME TO x",
+		"DROP TYPE mood CASCADE",
+		"DROP FUNCTION f(int) CASCADE",
+		"DROP EXTENSION citext",
+		"DROP DOMAIN d CASCADE",
+		"DROP SEQUENCE s CASCADE",
+		"DROP VIEW v CASCADE",
+		"DROP TABLE customers CASCADE",
+		"DROP OWNED BY shop_owner",
+		"REASSIGN OWNED BY shop_owner TO admin",
+		"ALTER TABLE customers DROP COLUMN id CASCADE",
+		"ALTER TABLE customers DROP CONSTRAINT customers_pkey CASCADE",
+		"ALTER TYPE t DROP ATTRIBUTE a CASCADE",
+		"ALTER DOMAIN d DROP CONSTRAINT c CASCADE",
+		"TRUNCATE customers CASCADE",
+	]) {
+		const v = verdict(sql);
+		assert.equal(v.action, "block", sql);
+		assert.equal(v.rule, "keep-orders", sql);
+	}
+	// A rule on DROP TABLE only: a cascading drop may drop tables; an owner change does not.
+	const dropTableOnly = [rules[1]!];
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("DROP SCHEMA public CASCADE"), access: "admin", rules: dropTableOnly }).action, "requireApproval");
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("REASSIGN OWNED BY a TO b"), access: "admin", rules: dropTableOnly }).action, "allow");
+	for (const sql of [
+		"DROP TABLE unrelated",
+		"DROP TYPE mood",
+		"DROP SCHEMA empty_schema",
+		"DROP SCHEMA s RESTRICT",
+		"ALTER SCHEMA other RENAME TO other2",
+		"ALTER TABLE customers DROP COLUMN note",
+		"TRUNCATE unrelated",
+		"ALTER SCHEMA public OWNER TO admin",
+	]) {
+		assert.equal(verdict(sql).action, "allow", sql);
+	}
+	// A rule whose kinds match neither the statement nor what it may do stays out.
+	const truncateOnly: GuardrailRule[] = [{ name: "t", action: "block", sql: { statementKinds: ["TRUNCATE"], tables: ["public.orders"] } }];
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("DROP TYPE mood CASCADE"), access: "admin", rules: truncateOnly }).action, "allow");
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("TRUNCATE customers CASCADE"), access: "admin", rules: truncateOnly }).action, "block");
+	// Kind-only rules see the statement's own kinds, as before.
+	const alterOnly: GuardrailRule[] = [{ name: "a", action: "block", sql: { statementKinds: ["ALTER"] } }];
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("DROP TYPE mood CASCADE"), access: "admin", rules: alterOnly }).action, "allow");
+	// Schema renames: an unqualified table pattern can live in any schema.
+	const unqualified: GuardrailRule[] = [{ name: "u", action: "block", sql: { statementKinds: ["DROP"], tables: ["orders"] } }];
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("ALTER SCHEMA other RENAME TO o2"), access: "admin", rules: unqualified }).action, "block");
+	assert.deepEqual(one("ALTER SCHEMA public RENAME TO x").schemaEscapes, ["public"]);
+	assert.equal(one("DROP TABLE t").unnamedReach, undefined);
+});

@@ -193,6 +193,10 @@ class Collector {
 	readonly functions = new Set<string>();
 	/** Relations a RENAME/SET SCHEMA/DETACH PARTITION/NO INHERIT takes a name or rows away from. */
 	readonly escapes = new Set<string>();
+	/** Schemas an ALTER SCHEMA ... RENAME takes away from their name. */
+	readonly schemaEscapes = new Set<string>();
+	/** Kinds of what a cascading / schema-wide / owned-by statement may do to relations it does not name. */
+	readonly reach = new Set<string>();
 	readonly risks: SqlRisk[] = [];
 	/** UPDATE/DELETE/MERGE seen, and whether any lacked a (non-constant) WHERE. */
 	sawFiltered = false;
@@ -225,6 +229,8 @@ function classifyStatement(stmt: PgNode, text: string): SqlStatementInfo {
 	};
 	if (c.sawFiltered) info.hasWhere = !c.missingWhere;
 	if (c.escapes.size > 0) info.escapes = [...c.escapes];
+	if (c.schemaEscapes.size > 0) info.schemaEscapes = [...c.schemaEscapes];
+	if (c.reach.size > 0) info.unnamedReach = [...c.reach];
 	trees.set(info, stmt);
 	return info;
 }
@@ -584,11 +590,36 @@ function visitStatement(
 					if (parts.length > 0) c.tables.add(parts.join("."));
 				}
 			}
+			// CASCADE drops whatever depends on the objects (columns typed with a dropped type or
+			// view row type, tables of a dropped schema, foreign keys, defaults, views); an extension
+			// takes its member objects (tables included) with it even without CASCADE.
+			if (cascades(b) || b.removeType === "OBJECT_EXTENSION") reaches(c, DROP_REACH);
 			break;
 		}
 		case "TruncateStmt":
 			kind = "TRUNCATE";
 			write("TRUNCATE");
+			// TRUNCATE ... CASCADE also empties every table with a foreign key to the named ones.
+			if (cascades(b)) reaches(c, ["TRUNCATE"]);
+			break;
+		case "DropOwnedStmt":
+			kind = "DROP OWNED";
+			c.kind("DROP");
+			c.risk("privilege", "DROP OWNED manages roles or privileges");
+			reaches(c, DROP_REACH);
+			break;
+		case "ReassignOwnedStmt":
+			kind = "REASSIGN OWNED";
+			c.kind("REASSIGN");
+			c.risk("privilege", "REASSIGN OWNED manages roles or privileges");
+			// An owner change of every object the roles own, ruled tables included (ALTER TABLE ... OWNER TO).
+			reaches(c, ["ALTER", "ALTER TABLE", "ALTER OWNER"]);
+			break;
+		case "AlterDomainStmt":
+			kind = "ALTER DOMAIN";
+			c.kind("ALTER");
+			write(kind);
+			if (cascades(b)) reaches(c, DROP_REACH);
 			break;
 		case "AlterSystemStmt":
 			kind = "ALTER SYSTEM";
@@ -729,8 +760,10 @@ function visitStatement(
 			c.kind("RENAME");
 			if (obj === "ROLE") c.risk("privilege", "ALTER ROLE ... RENAME");
 			else write(kind);
-			// A relation renamed away from the name its rules use escapes them (see tables.ts).
+			// A relation renamed away from the name its rules use escapes them (see tables.ts), and so
+			// does every table of a renamed schema.
 			if (NAMED_RELATIONS.has(String(b.renameType)) && b.relation) c.escapes.add(rangeVarName(b.relation as PgNode));
+			if (b.renameType === "OBJECT_SCHEMA" && typeof b.subname === "string") c.schemaEscapes.add(b.subname);
 			break;
 		}
 		case "AlterObjectSchemaStmt": {
@@ -745,6 +778,9 @@ function visitStatement(
 			c.kind("ALTER");
 			write(kind);
 			hierarchyChanges(b, c);
+			// DROP COLUMN|CONSTRAINT|ATTRIBUTE ... CASCADE drops dependent views, foreign keys of
+			// other tables and columns typed with this relation's row type.
+			if (Array.isArray(b.cmds) && b.cmds.some((cmd) => cascades(unwrap(cmd)?.[1]))) reaches(c, DROP_REACH);
 			break;
 		}
 		case "CreateFunctionStmt": {
@@ -769,6 +805,21 @@ function visitStatement(
 	c.kind(kind);
 	walkChildren(b, c, text, executes);
 	return kind;
+}
+
+/**
+ * What a cascading drop may do to relations it does not name: drop them (tables of a schema or an
+ * extension, views) or alter them (drop a column typed with the dropped type, a foreign key, a
+ * default). Table rules whose statement kinds match one of these match the statement.
+ */
+const DROP_REACH = ["DROP", "DROP TABLE", "DROP VIEW", "DROP MATERIALIZED VIEW", "ALTER", "ALTER TABLE"] as const;
+
+function cascades(b: PgNode | undefined): boolean {
+	return b?.behavior === "DROP_CASCADE";
+}
+
+function reaches(c: Collector, kinds: readonly string[]): void {
+	for (const k of kinds) c.reach.add(k);
 }
 
 /** Relation types a RENAME / SET SCHEMA moves to another name (columns, constraints... do not). */

@@ -34,6 +34,22 @@ export interface SqlStatementInfo {
 	 * no longer reaches those rows (gateway/policy/README.md, "Partitions and inheritance").
 	 */
 	escapes?: string[];
+	/**
+	 * Schemas a statement takes away from their name (`ALTER SCHEMA s RENAME TO x`): every table in
+	 * them escapes its rules like a renamed table. A rule matches when one of its `tables` patterns
+	 * can name a table in that schema (an unqualified pattern can), whatever its statement kinds.
+	 */
+	schemaEscapes?: string[];
+	/**
+	 * Set when the statement may act on relations it does not name, so its reach over ruled tables
+	 * cannot be proven empty: `DROP ... CASCADE` of any object, `DROP EXTENSION` (member objects go
+	 * with it), `TRUNCATE ... CASCADE`, `ALTER TABLE|TYPE|DOMAIN ... DROP ... CASCADE`, `DROP OWNED`,
+	 * `REASSIGN OWNED`. The values are the kinds of what it may do to them (`DROP TABLE`, `ALTER
+	 * TABLE`, `TRUNCATE`...). A rule with `tables` matches it as if it named every table, when the
+	 * rule's statement kinds match the statement's kinds or these (gateway/policy/README.md,
+	 * "Schema-wide and cascading statements").
+	 */
+	unnamedReach?: string[];
 	/** For UPDATE/DELETE: whether a WHERE clause is present. */
 	hasWhere?: boolean;
 	/** The statement's own text (from the parser's locations), for recording and approvals. */
