@@ -32,6 +32,10 @@ export interface OperatorOptions {
 	/** Extra token issuers (JSON array of IssuerConfig) added to the bundle as is. */
 	extraIssuersFile?: string;
 	gitCacheDir: string;
+	/** Deadline of one git fetch (every HTTP request of it); a stalled server fails that sync only. */
+	gitFetchTimeoutMs: number;
+	/** Most bytes one git fetch may download (refs and pack); a larger answer fails that sync. */
+	gitMaxFetchBytes: number;
 	leaseName: string;
 	leaseDurationMs: number;
 	renewDeadlineMs: number;
@@ -67,6 +71,8 @@ Flags (environment variable in brackets; flags win):
   --kube-ca-file PATH           CA to fetch that JWKS with [DRAWBRIDGE_KUBE_CA_FILE]
   --issuers-file PATH           JSON array of extra IssuerConfig (OIDC) [DRAWBRIDGE_ISSUERS_FILE]
   --git-cache DIR               where repositories are fetched [DRAWBRIDGE_GIT_CACHE] (default /tmp/drawbridge-git)
+  --git-timeout DURATION        deadline of one git fetch (default 60s)
+  --git-max-fetch-size SIZE     most bytes one git fetch may download, e.g. 64Mi (default 256Mi)
   --lease-name NAME             leader-election Lease (default drawbridge-operator)
   --lease-duration DURATION     (default 15s); --renew-deadline (default 10s); --retry-period (default 2s)
   --bundle-secret NAME          Secret holding bundle.json for gateways (default drawbridge-gateway-bundle)
@@ -89,6 +95,15 @@ function duration(name: string, text: string | undefined, fallback: number): num
 	const ms = parseDuration(text);
 	if (ms === undefined) throw new OptionsError(`--${name}: invalid duration ${JSON.stringify(text)} (e.g. 30s, 15m, 1h30m)`);
 	return ms;
+}
+
+/** A byte count: plain, or with a binary suffix Ki, Mi, Gi. */
+function size(name: string, text: string | undefined, fallback: number): number {
+	if (text === undefined) return fallback;
+	const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(text);
+	const n = m ? Number(m[1]) * { "": 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }[m[2] ?? ""]! : Number.NaN;
+	if (!Number.isSafeInteger(n) || n < 1) throw new OptionsError(`--${name}: invalid size ${JSON.stringify(text)} (e.g. 1048576, 64Mi, 1Gi)`);
+	return n;
 }
 
 /** Parses flags and env. Returns "help" when --help was asked for. */
@@ -114,6 +129,8 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 			"kube-ca-file": { type: "string" },
 			"issuers-file": { type: "string" },
 			"git-cache": { type: "string" },
+			"git-timeout": { type: "string" },
+			"git-max-fetch-size": { type: "string" },
 			"lease-name": { type: "string" },
 			"lease-duration": { type: "string" },
 			"renew-deadline": { type: "string" },
@@ -158,6 +175,8 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 		...(kubeCaFile ? { kubeCaFile } : {}),
 		...(extraIssuersFile ? { extraIssuersFile } : {}),
 		gitCacheDir: values["git-cache"] ?? env.DRAWBRIDGE_GIT_CACHE ?? "/tmp/drawbridge-git",
+		gitFetchTimeoutMs: duration("git-timeout", values["git-timeout"], 60_000),
+		gitMaxFetchBytes: size("git-max-fetch-size", values["git-max-fetch-size"], 256 * 1024 ** 2),
 		leaseName: values["lease-name"] ?? "drawbridge-operator",
 		leaseDurationMs: duration("lease-duration", values["lease-duration"], 15_000),
 		renewDeadlineMs: duration("renew-deadline", values["renew-deadline"], 10_000),
@@ -171,6 +190,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 		logLevel,
 	};
 	if (opts.keyOverlapMs < opts.tokenTtlMs) throw new OptionsError("--key-overlap must be at least --token-ttl (tokens must keep verifying after a rotation)");
+	if (opts.gitFetchTimeoutMs < 1000) throw new OptionsError("--git-timeout must be at least 1s");
 	if (opts.renewDeadlineMs >= opts.leaseDurationMs) throw new OptionsError("--renew-deadline must be shorter than --lease-duration");
 	return Object.freeze(opts);
 }

@@ -27,6 +27,13 @@ export const GitSourceSpec = Type.Object(
 				},
 			),
 		),
+		allowForcePush: Type.Optional(
+			Type.Boolean({
+				description:
+					"Accept a branch head that does not descend from the last synced commit (force push, rollback to an older commit). Off by default: such a head is refused and the last synced commit stays in force.",
+				default: false,
+			}),
+		),
 		prune: Type.Optional(Type.Boolean({ description: "Delete resources that were removed from git.", default: true })),
 		suspend: Type.Optional(Type.Boolean({ description: "Stop syncing (resources stay as they are).", default: false })),
 	},

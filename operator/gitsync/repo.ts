@@ -7,11 +7,16 @@
  * the newest commit on the branch's first-parent chain whose tree changed that file. On a branch
  * protected by pull requests that is the merge (or squash) commit, i.e. the approval itself.
  * No Kubernetes in here: `drawbridge dev` reuses it against a local repository.
+ *
+ * A git server is untrusted input too: every fetch has one deadline for all its HTTP requests
+ * (`timeoutMs`) and a cap on the bytes it downloads (`maxBytes`, counted while the pack streams in,
+ * before isomorphic-git buffers and indexes it); `fastForward` tells whether a new head descends from
+ * the commit synced last, so a server serving an older (even signed) commit cannot roll access back.
  */
 
 import * as fs from "node:fs";
 import git from "isomorphic-git";
-import http from "isomorphic-git/http/node";
+import type { GitHttpRequest, GitHttpResponse, HttpClient } from "isomorphic-git";
 import { type ApprovingCommit, approvalUrl, formatPerson, parsePullRequestNumber, printable } from "./commits.ts";
 
 export interface GitRemote {
@@ -23,6 +28,63 @@ export interface GitRemote {
 	username?: string;
 	/** Fetch depth (default: full history; a shallow clone attributes older files to its oldest commit). */
 	depth?: number;
+	/** Deadline for the whole fetch, every HTTP request included (default: none). */
+	timeoutMs?: number;
+	/** Most response bytes one fetch may download, pack included (default: no cap). */
+	maxBytes?: number;
+}
+
+export type GitFetchErrorCode = "FETCH_TIMEOUT" | "FETCH_TOO_LARGE";
+
+/** A fetch the operator gave up on: the server stalled or sent too much. */
+export class GitFetchError extends Error {
+	readonly code: GitFetchErrorCode;
+	constructor(code: GitFetchErrorCode, message: string) {
+		super(message);
+		this.name = "GitFetchError";
+		this.code = code;
+	}
+}
+
+async function collectBody(body: GitHttpRequest["body"]): Promise<Uint8Array | undefined> {
+	if (!body) return undefined;
+	const parts: Uint8Array[] = [];
+	for await (const chunk of body as AsyncIterable<Uint8Array>) parts.push(chunk);
+	return Buffer.concat(parts);
+}
+
+/**
+ * An isomorphic-git HTTP client on the platform `fetch`, bounded by `signal` (aborting it tears down the
+ * socket, so a stalled server leaks nothing) and by a byte budget shared by every request of one fetch.
+ */
+function boundedHttp(signal: AbortSignal, budget: { left: number; max: number }): HttpClient {
+	return {
+		async request(req: GitHttpRequest): Promise<GitHttpResponse> {
+			const body = await collectBody(req.body);
+			const res = await fetch(req.url, { method: req.method ?? "GET", headers: req.headers ?? {}, ...(body ? { body } : {}), signal, redirect: "follow" });
+			const declared = Number(res.headers.get("content-length") ?? "0");
+			if (declared > budget.left) {
+				await res.body?.cancel().catch(() => {});
+				throw new GitFetchError("FETCH_TOO_LARGE", `the server announced ${declared} bytes, more than the ${budget.max}-byte fetch limit`);
+			}
+			async function* counted(): AsyncGenerator<Uint8Array> {
+				if (!res.body) return;
+				for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+					budget.left -= chunk.byteLength;
+					if (budget.left < 0) throw new GitFetchError("FETCH_TOO_LARGE", `the server sent more than the ${budget.max}-byte fetch limit`);
+					yield chunk;
+				}
+			}
+			return {
+				url: res.url || req.url,
+				method: req.method ?? "GET",
+				statusCode: res.status,
+				statusMessage: res.statusText,
+				headers: Object.fromEntries(res.headers),
+				body: counted(),
+			};
+		},
+	};
 }
 
 export interface SnapshotFile {
@@ -48,9 +110,21 @@ export async function fetchBranch(gitdir: string, remote: GitRemote): Promise<st
 	}
 	// The remote is (re)written every time: a GitSource's URL may change. No credentials in it.
 	await git.addRemote({ fs, gitdir, remote: "origin", url: remote.url, force: true });
-	const res = await git.fetch({
+	const ac = new AbortController();
+	const budget = { left: remote.maxBytes ?? Number.POSITIVE_INFINITY, max: remote.maxBytes ?? Number.POSITIVE_INFINITY };
+	let timer: NodeJS.Timeout | undefined;
+	// The race settles on time even if isomorphic-git were to miss the abort; the abort ends the sockets.
+	const deadline = new Promise<never>((_, reject) => {
+		if (remote.timeoutMs === undefined) return;
+		timer = setTimeout(() => {
+			const err = new GitFetchError("FETCH_TIMEOUT", `no complete answer from the git server within ${remote.timeoutMs} ms`);
+			ac.abort(err);
+			reject(err);
+		}, remote.timeoutMs);
+	});
+	const fetching = git.fetch({
 		fs,
-		http,
+		http: boundedHttp(ac.signal, budget),
 		gitdir,
 		remote: "origin",
 		ref: remote.branch,
@@ -61,6 +135,17 @@ export async function fetchBranch(gitdir: string, remote: GitRemote): Promise<st
 		...(remote.token ? { onAuth: () => ({ username: remote.username ?? "x-access-token", password: remote.token! }) } : {}),
 		onAuthFailure: () => ({ cancel: true }),
 	});
+	fetching.catch(() => {}); // settled by the race below when the deadline wins
+	let res: Awaited<typeof fetching>;
+	try {
+		res = await Promise.race([fetching, deadline]);
+	} catch (e) {
+		// An aborted request surfaces as the abort reason or a generic AbortError: report the deadline.
+		if (ac.signal.aborted && ac.signal.reason instanceof GitFetchError) throw ac.signal.reason;
+		throw e;
+	} finally {
+		clearTimeout(timer);
+	}
 	if (!res.fetchHead) throw new Error(`branch ${remote.branch} not found at ${redactUrl(remote.url)}`);
 	return res.fetchHead;
 }
@@ -187,6 +272,21 @@ export async function readSnapshot(gitdir: string, commit: string, opts: Snapsho
 		files.push({ path, content: blob, blobOid, approvedBy: approved.get(path)! });
 	}
 	return { repository, branch: opts.branch, commit, files };
+}
+
+/**
+ * Whether `head` descends from (or is) `previous`, the commit synced last. False when `previous` is not
+ * in its history: a force push, a rollback to an older commit, or another repository's history.
+ */
+export async function fastForward(gitdir: string, previous: string, head: string): Promise<boolean> {
+	if (previous === head) return true;
+	try {
+		return await git.isDescendent({ fs, gitdir, oid: head, ancestor: previous, depth: -1 });
+	} catch (e) {
+		// A shallow boundary or a missing object: descent cannot be shown, so it is not a fast-forward.
+		if ((e as { code?: string }).code === "NotFoundError" || (e as { code?: string }).code === "MaxDepthError") return false;
+		throw e;
+	}
 }
 
 /** The signature and signed payload of a commit (`gpgsig` header and the commit text without it). */

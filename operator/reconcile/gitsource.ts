@@ -9,6 +9,12 @@
  * - `trustedKeys` (signed commits only): the head commit must carry an OpenPGP signature by one of the
  *   keys; otherwise nothing is applied or pruned (the last good commit stays in force) and the GitSource
  *   reports `UntrustedCommit` — a direct push that skipped review grants nothing.
+ * - Fast-forward only: a head that does not descend from `status.lastSyncedCommit` (a force push, or the
+ *   server serving an older commit again, signed or not) is refused with `NotFastForward` unless
+ *   `spec.allowForcePush`; nothing is applied or pruned, so grants removed since stay removed.
+ * - Each fetch has a deadline and a byte cap (`--git-timeout`, `--git-max-fetch-size`): a stalled or
+ *   flooding server fails that sync (`FetchFailed`) and the queue moves on. Grant expiry never waits for
+ *   git: AccessGrants have their own queue and timers.
  */
 
 import { join } from "node:path";
@@ -18,7 +24,7 @@ import { parseDuration } from "../../crds/index.ts";
 import { canonicalJson } from "../../gateway/config/canonical.ts";
 import { GIT_KINDS, type FileProblem, loadSnapshot, printable } from "../gitsync/load.ts";
 import { PgpError, parseArmoredPublicKeys, verifyDetachedSignature } from "../gitsync/openpgp.ts";
-import { commitSignature, fetchBranch, readSnapshot, redactUrl } from "../gitsync/repo.ts";
+import { GitFetchError, commitSignature, fastForward, fetchBranch, readSnapshot, redactUrl } from "../gitsync/repo.ts";
 import { type KubeClient, KubeError, type KubeObject, SECRETS } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { OperatorMetrics } from "../metrics.ts";
@@ -70,7 +76,21 @@ export class GitSourceReconciler {
 				if (!token) throw new Error(`Secret ${ns}/${gs.spec.secretRef.name} has no key ${gs.spec.secretRef.key ?? "token"}`);
 			}
 			const gitdir = join(this.d.opts.gitCacheDir, ns, name);
-			commit = await fetchBranch(gitdir, { url: gs.spec.url, branch, ...(token ? { token } : {}) });
+			commit = await fetchBranch(gitdir, {
+				url: gs.spec.url,
+				branch,
+				...(token ? { token } : {}),
+				timeoutMs: this.d.opts.gitFetchTimeoutMs,
+				maxBytes: this.d.opts.gitMaxFetchBytes,
+			});
+			const previous = gs.status?.lastSyncedCommit;
+			if (previous && !gs.spec.allowForcePush && !(await fastForward(gitdir, previous, commit))) {
+				const why = `${branch} now points at ${commit}, which does not descend from the last synced commit ${previous} (force push or rollback); still serving ${previous.slice(0, 12)}. Set spec.allowForcePush to accept it.`;
+				this.d.log.warn({ source, commit, previous }, "branch head is not a fast-forward of the last synced commit; keeping the last good commit");
+				if (gs.status?.lastAttemptedCommit !== commit) await this.d.events.record(gs, "Warning", "NotFastForward", why);
+				await this.writeStatus(gs, { ready: false, reason: "NotFastForward", message: why, attempted: commit });
+				return next;
+			}
 			if (gs.spec.trustedKeys?.length) {
 				const untrusted = await this.untrustedReason(gitdir, commit, gs);
 				if (untrusted) {
@@ -88,9 +108,11 @@ export class GitSourceReconciler {
 			const message = `fetch ${redactUrl(gs.spec.url)}@${branch}: ${(e as Error).message}`;
 			this.d.metrics.syncDuration.observe({ source, result: "error" }, Number(process.hrtime.bigint() - started) / 1e9);
 			this.d.log.warn({ source, err: message }, "git sync failed");
+			// A stalled or flooding server gets its own reason: the sync gave up, the server did not refuse.
+			const reason = e instanceof GitFetchError ? (e.code === "FETCH_TIMEOUT" ? "FetchTimeout" : "FetchTooLarge") : "FetchFailed";
 			const prevReady = gs.status?.conditions?.find((c) => c.type === "Ready");
-			if (prevReady?.reason !== "FetchFailed") await this.d.events.record(gs, "Warning", "FetchFailed", message);
-			await this.writeStatus(gs, { ready: false, reason: "FetchFailed", message });
+			if (prevReady?.reason !== reason) await this.d.events.record(gs, "Warning", reason, message);
+			await this.writeStatus(gs, { ready: false, reason, message });
 			throw new Error(message);
 		}
 
