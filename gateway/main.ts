@@ -200,7 +200,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 			port: options.sshListen.port,
 			gatewayName: options.instance,
 			maxConnections: options.sshMaxConnections,
+			maxSessions: options.sshMaxSessions,
+			maxAuthTries: options.sshMaxAuthTries,
+			maxPendingApprovals: options.sshMaxPendingApprovals,
 			onRefused: (reason) => metrics.connectionsRefused.inc({ protocol: "ssh", reason }),
+			onLimited: (reason) => metrics.limitRefusals.inc({ protocol: "ssh", reason }),
 		});
 		addresses.ssh = ssh.address.port;
 		log.info({ fingerprint: ssh.hostKeyFingerprint }, "ssh host key");

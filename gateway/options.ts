@@ -22,6 +22,12 @@ export interface GatewayOptions {
 	 * before key exchange (default 1000, also when absent).
 	 */
 	sshMaxConnections?: number;
+	/** Session channels open at once per SSH connection (default 10, OpenSSH's MaxSessions). */
+	sshMaxSessions?: number;
+	/** Failed authentication requests per SSH connection before it is disconnected (default 6, MaxAuthTries). */
+	sshMaxAuthTries?: number;
+	/** Approval requests one SSH connection may have pending at once (default 3). */
+	sshMaxPendingApprovals?: number;
 	kubeListen?: ListenAddress;
 	adminListen: ListenAddress;
 	/** PEM files for the client-facing TLS of the PostgreSQL and Kubernetes listeners. */
@@ -86,6 +92,13 @@ Listeners (host:port; a listener without an address is off, admin defaults to 12
   --ssh-listen ADDR           SSH
   --ssh-max-connections N     concurrent SSH connections at most; more are disconnected before key
                               exchange with "connection limit was reached" (default 1000)
+  --ssh-max-sessions N        session channels open at once per SSH connection; more are refused
+                              with "resource shortage" (default 10, like OpenSSH's MaxSessions)
+  --ssh-max-auth-tries N      failed authentication requests per SSH connection; the next one is
+                              disconnected (default 6, like OpenSSH's MaxAuthTries)
+  --ssh-max-pending-approvals N
+                              approval requests one SSH connection may have pending at once; more
+                              commands needing approval are refused (default 3)
   --kube-listen ADDR          Kubernetes API (HTTPS)
   --admin-listen ADDR         /healthz /readyz /metrics, approvals API, recordings viewer
   --tls-cert-file FILE        client-facing TLS certificate (PEM)
@@ -145,6 +158,9 @@ const FLAGS = {
 	"postgres-max-connections": { type: "string" },
 	"ssh-listen": { type: "string" },
 	"ssh-max-connections": { type: "string" },
+	"ssh-max-sessions": { type: "string" },
+	"ssh-max-auth-tries": { type: "string" },
+	"ssh-max-pending-approvals": { type: "string" },
 	"kube-listen": { type: "string" },
 	"admin-listen": { type: "string" },
 	"tls-cert-file": { type: "string" },
@@ -254,6 +270,9 @@ export function parseGatewayOptions(
 		postgresMaxConnections: int("postgres-max-connections", 1000),
 		sshListen: parseListen(get("ssh-listen"), "--ssh-listen"),
 		sshMaxConnections: int("ssh-max-connections", 1000),
+		sshMaxSessions: int("ssh-max-sessions", 10),
+		sshMaxAuthTries: int("ssh-max-auth-tries", 6),
+		sshMaxPendingApprovals: int("ssh-max-pending-approvals", 3),
 		kubeListen: parseListen(get("kube-listen"), "--kube-listen"),
 		adminListen,
 		tlsCertFile: get("tls-cert-file"),
@@ -280,6 +299,9 @@ export function parseGatewayOptions(
 	}
 	if ((options.postgresMaxConnections ?? 1) < 1) throw new OptionsError("--postgres-max-connections: expected at least 1");
 	if ((options.sshMaxConnections ?? 1) < 1) throw new OptionsError("--ssh-max-connections: expected at least 1");
+	if ((options.sshMaxSessions ?? 1) < 1) throw new OptionsError("--ssh-max-sessions: expected at least 1");
+	if ((options.sshMaxAuthTries ?? 1) < 1) throw new OptionsError("--ssh-max-auth-tries: expected at least 1");
+	if ((options.sshMaxPendingApprovals ?? 1) < 1) throw new OptionsError("--ssh-max-pending-approvals: expected at least 1");
 	if (options.sshListen && !options.sshHostKeyFile) throw new OptionsError("the SSH listener needs --ssh-host-key-file");
 	return Object.freeze(options);
 }

@@ -13,6 +13,7 @@ export class DataPathMetrics {
 	readonly sessionsEnded: Counter<"protocol" | "reason">;
 	readonly sessionsRefused: Counter<"protocol">;
 	readonly connectionsRefused: Counter<"protocol" | "reason">;
+	readonly limitRefusals: Counter<"protocol" | "reason">;
 	readonly decisions: Counter<"protocol" | "kind" | "decision">;
 	readonly approvals: Counter<"phase">;
 	readonly statementDuration: Histogram<"protocol">;
@@ -25,7 +26,13 @@ export class DataPathMetrics {
 		this.sessionsRefused = new Counter({ name: "drawbridge_gateway_sessions_refused_total", help: "Sessions refused because they could not be recorded (spool full, fail closed).", labelNames: ["protocol"], registers });
 		this.connectionsRefused = new Counter({
 			name: "drawbridge_gateway_connections_refused_total",
-			help: "Connections refused before authentication, by protocol and reason (max-connections, shutting-down).",
+			help: "Connections refused before authentication, by protocol and reason (max-connections, shutting-down, max-auth-tries).",
+			labelNames: ["protocol", "reason"],
+			registers,
+		});
+		this.limitRefusals = new Counter({
+			name: "drawbridge_gateway_limit_refusals_total",
+			help: "Channels and commands of authenticated connections refused by a per-connection limit, by protocol and reason (max-sessions, max-pending-approvals).",
 			labelNames: ["protocol", "reason"],
 			registers,
 		});

@@ -43,3 +43,59 @@ export function sendAuthBanner(protocol: unknown, text: string): boolean {
 	sendPacket(protocol, w.finalize(packet));
 	return true;
 }
+
+interface KexPacketWriter extends PacketWriter {
+	allocStartKEX: number;
+	alloc(size: number, force?: boolean): Buffer;
+	finalize(packet: Buffer, force?: boolean): Buffer;
+}
+
+const DISCONNECT = 1;
+
+/**
+ * SSH_MSG_DISCONNECT with a description (RFC 4253 section 11.1) on an encrypted connection; ssh2's
+ * own `disconnect()` sends an empty one. Written like ssh2 writes its DISCONNECT (allowed during a
+ * key exchange). The caller ends the socket. Returns false if ssh2 internals were unavailable (then
+ * ssh2's description-less DISCONNECT is sent instead).
+ */
+export function sendDisconnect(protocol: unknown, reason: number, description: string): boolean {
+	const w = (protocol as { _packetRW?: { write?: KexPacketWriter } } | undefined)?._packetRW?.write;
+	if (!w || !sendPacket || typeof w.allocStartKEX !== "number") {
+		(protocol as { disconnect?: (reason: number) => void } | undefined)?.disconnect?.(reason);
+		return false;
+	}
+	const body = Buffer.from(description, "utf8");
+	const p = w.allocStartKEX;
+	const packet = w.alloc(1 + 4 + 4 + body.length + 4, true);
+	packet[p] = DISCONNECT;
+	packet.writeUInt32BE(reason, p + 1);
+	packet.writeUInt32BE(body.length, p + 5);
+	body.copy(packet, p + 9);
+	packet.writeUInt32BE(0, p + 9 + body.length); // empty language tag
+	(sendPacket as (proto: unknown, packet: Buffer, force?: boolean) => unknown)(protocol, w.finalize(packet, true), true);
+	return true;
+}
+
+/**
+ * Refuse a channel open with SSH_MSG_CHANNEL_OPEN_FAILURE carrying `reason` and `description`
+ * (RFC 4254 section 5.1). ssh2's `reject()` frees the channel number it reserved but always sends an
+ * empty description (and CONNECT_FAILED once a number was reserved), so its `channelOpenFail` is
+ * swapped for the duration of the synchronous `reject()` call. Without the internals: a plain reject.
+ */
+export function rejectChannelOpen(protocol: unknown, reject: () => void, reason: number, description: string): boolean {
+	const proto = protocol as { channelOpenFail?: (remote: number, reason: number, desc: string) => void } | undefined;
+	const original = proto?.channelOpenFail;
+	if (!proto || typeof original !== "function") {
+		reject();
+		return false;
+	}
+	const own = Object.hasOwn(proto, "channelOpenFail");
+	proto.channelOpenFail = (remote: number) => original.call(proto, remote, reason, description);
+	try {
+		reject();
+	} finally {
+		if (own) proto.channelOpenFail = original;
+		else delete proto.channelOpenFail;
+	}
+	return true;
+}

@@ -33,7 +33,7 @@ import type { BundleConnection, BundleGrant, Identity } from "../config/bundle.t
 import type { BundleStore, LoadedBundle } from "../config/store.ts";
 import { findGrants, noGrantMessage } from "../identity/grants.ts";
 import type { Decision, Recorder, SessionRecorder } from "../recording/events.ts";
-import { sendAuthBanner } from "./banner.ts";
+import { rejectChannelOpen, sendAuthBanner, sendDisconnect } from "./banner.ts";
 import {
 	authorizedKeyLine,
 	fingerprint,
@@ -46,7 +46,7 @@ import {
 	type VerifiedCertificate,
 } from "./cert.ts";
 import { SshGatewayError } from "./errors.ts";
-import { DisconnectReason, refusalBytes } from "./refuse.ts";
+import { ChannelOpenFailure, DisconnectReason, refusalBytes } from "./refuse.ts";
 import { evaluateSshAccess, evaluateSshCommand } from "../policy/ssh.ts";
 import { LineTracker } from "./guard.ts";
 import { SftpObserver } from "./sftp.ts";
@@ -90,14 +90,46 @@ export interface SshListenerOptions {
 	 * closed at accept without an answer.
 	 */
 	maxConnections?: number;
+	/**
+	 * Session channels open at once on one connection, at most (default 10, OpenSSH's `MaxSessions`).
+	 * One more gets SSH_MSG_CHANNEL_OPEN_FAILURE (resource shortage) with a description; the open
+	 * ones are untouched. Port-forwarding channels are not counted.
+	 */
+	maxSessions?: number;
+	/**
+	 * Failed authentication requests per connection, at most (default 6, OpenSSH's `MaxAuthTries`; a
+	 * first `none` request is free, as in OpenSSH). The next request after that many failures is
+	 * answered with SSH_MSG_DISCONNECT (NO_MORE_AUTH_METHODS_AVAILABLE) instead of being checked.
+	 */
+	maxAuthTries?: number;
+	/**
+	 * Approval requests one connection may have pending at once (default 3). A command that would
+	 * raise one more is refused (stderr + exit 1) without asking anyone.
+	 */
+	maxPendingApprovals?: number;
 	/** Called once per refused connection (for metrics); never given anything about the client. */
 	onRefused?: (reason: SshRefusalReason) => void;
+	/** Called once per channel or command refused by a per-connection limit (for metrics). */
+	onLimited?: (reason: SshLimitReason) => void;
 }
 
-/** Why a connection was refused before key exchange. */
-export type SshRefusalReason = "max-connections" | "shutting-down";
+/** Why a connection was refused (before key exchange, or during authentication). */
+export type SshRefusalReason = "max-connections" | "shutting-down" | "max-auth-tries";
+
+/** Why a channel or command of an authenticated connection was refused by a per-connection limit. */
+export type SshLimitReason = "max-sessions" | "max-pending-approvals";
 
 export const DEFAULT_MAX_CONNECTIONS = 1000;
+export const DEFAULT_MAX_SESSIONS = 10;
+export const DEFAULT_MAX_AUTH_TRIES = 6;
+export const DEFAULT_MAX_PENDING_APPROVALS = 3;
+
+/** A positive integer option, or its default. */
+function limit(name: string, value: number | undefined, fallback: number): number {
+	const v = value ?? fallback;
+	if (!Number.isSafeInteger(v) || v < 1) throw new TypeError(`${name}: expected a positive integer, got ${v}`);
+	return v;
+}
 
 /** How long a refused connection is kept half-closed so the client reads the DISCONNECT before any RST. */
 const REFUSAL_LINGER_MS = 2_000;
@@ -127,6 +159,8 @@ interface SessionState {
 	channels: Set<ServerChannel>;
 	/** Shell channels started without line checks (no `ssh.commands` rule applied when they started). */
 	uncheckedShells: Set<ServerChannel>;
+	/** Approval requests of this connection not decided yet (bounded by `maxPendingApprovals`). */
+	pendingApprovals: number;
 	ended: boolean;
 	endReason?: string;
 	/** Stops watching the grant and the bundle (called when the session ends). */
@@ -204,6 +238,9 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 	/** Refused connections still lingering (destroyed by close()). */
 	readonly #refused = new Set<Socket>();
 	readonly maxConnections: number;
+	readonly maxSessions: number;
+	readonly maxAuthTries: number;
+	readonly maxPendingApprovals: number;
 
 	constructor(opts: SshListenerOptions) {
 		super();
@@ -216,9 +253,11 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		this.#hostPublic = { type: key.type, blob: key.getPublicSSH() };
 		this.#server = new Server({ hostKeys: [opts.hostKeyPem], ident: "Drawbridge" }, (client) => this.#onClient(client));
 		this.#server.on("error", (e: Error) => this.#reportError(e));
-		const max = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-		if (!Number.isSafeInteger(max) || max < 1) throw new TypeError(`maxConnections: expected a positive integer, got ${max}`);
+		const max = limit("maxConnections", opts.maxConnections, DEFAULT_MAX_CONNECTIONS);
 		this.maxConnections = max;
+		this.maxSessions = limit("maxSessions", opts.maxSessions, DEFAULT_MAX_SESSIONS);
+		this.maxAuthTries = limit("maxAuthTries", opts.maxAuthTries, DEFAULT_MAX_AUTH_TRIES);
+		this.maxPendingApprovals = limit("maxPendingApprovals", opts.maxPendingApprovals, DEFAULT_MAX_PENDING_APPROVALS);
 		// The gateway owns the listening socket so it can refuse with a reason before ssh2 starts a key
 		// exchange (refuse.ts); ssh2's own server never listens and gets admitted sockets only.
 		this.#net = createServer({ noDelay: true }, (sock) => this.#accept(sock));
@@ -351,9 +390,31 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			this.#clients.delete(client);
 			if (state) void this.#endSession(state, { reason: "client-closed" });
 		});
+		// MaxAuthTries: failed requests (and ones still being checked) count; a first `none` is free.
+		let authRequests = 0;
+		let authFailures = 0;
+		let authChecking = 0;
+		let tooManyTries = false;
 		client.on("authentication", (ctx: AuthContext) => {
+			if (tooManyTries) return;
+			authRequests++;
+			const counted = !(authRequests === 1 && ctx.method === "none");
+			if (counted && authFailures + authChecking >= this.maxAuthTries) {
+				tooManyTries = true;
+				this.#refuseAuth(client, ctx);
+				return;
+			}
+			if (counted) authChecking++;
+			let settled = !counted;
+			const settle = (failed: boolean) => {
+				if (settled) return;
+				settled = true;
+				authChecking--;
+				if (failed) authFailures++;
+			};
 			void this.#authenticate(ctx, clientAddress)
 				.then(async (result) => {
+					settle(false);
 					if (result === undefined) return; // PK_OK sent or prompt pending
 					if (closed || state) return;
 					const opened = await this.#openSession(result, client, clientAddress, clientPort);
@@ -374,6 +435,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 					this.emit("auth", { ok: true, user: ctx.username, method: result.method, grant: result.grant.key });
 				})
 				.catch((e: unknown) => {
+					settle(true);
 					const err = e instanceof SshGatewayError ? e : new SshGatewayError("upstream", (e as Error).message);
 					const reason = `drawbridge: ${err.message}`;
 					this.emit("auth", { ok: false, user: ctx.username, method: ctx.method, reason: err.message });
@@ -399,13 +461,64 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				return;
 			}
 			const s = state;
-			client.on("session", (accept) => this.#onSession(s, accept()));
+			// MaxSessions: session channels open at once on this connection.
+			let openSessions = 0;
+			client.on("session", (accept, reject) => {
+				if (openSessions >= this.maxSessions) {
+					const message = `drawbridge: at most ${this.maxSessions} session channels may be open at once on one SSH connection; close one or open another connection`;
+					this.#opts.onLimited?.("max-sessions");
+					s.recorder.emit({ type: "notice", message: `session channel refused: ${this.maxSessions} already open` });
+					rejectChannelOpen((client as unknown as { _protocol?: unknown })._protocol, reject, ChannelOpenFailure.ResourceShortage, message);
+					return;
+				}
+				const session = accept();
+				openSessions++;
+				// The client closing the session (or the whole connection) must end work held for it, such
+				// as an approval wait: ssh2 emits 'close' on the channel only once its input was read.
+				const gone = new AbortController();
+				const onClientClose = () => gone.abort();
+				client.once("close", onClientClose);
+				let open = true;
+				const release = () => {
+					if (!open) return;
+					open = false;
+					openSessions--;
+				};
+				session.once("close", () => {
+					release();
+					client.off("close", onClientClose);
+					gone.abort();
+				});
+				this.#onSession(s, session, release, gone.signal);
+			});
 			client.on("tcpip", (accept, reject, info) => this.#onDirectTcpip(s, accept, reject, info));
 			client.on("request", (_accept, reject) => {
 				// tcpip-forward (remote forwarding) is not offered.
 				reject?.();
 			});
 		});
+	}
+
+	/**
+	 * Too many failed authentication requests: SSH_MSG_DISCONNECT with a description (OpenSSH prints it),
+	 * then the socket is ended; the request itself is not checked (no signature or token verification).
+	 */
+	#refuseAuth(client: Connection, ctx: AuthContext): void {
+		this.#opts.onRefused?.("max-auth-tries");
+		this.emit("auth", { ok: false, user: ctx.username, method: ctx.method, reason: "too many authentication attempts" });
+		const proto = (client as unknown as { _protocol?: unknown })._protocol;
+		sendDisconnect(
+			proto,
+			DisconnectReason.NoMoreAuthMethodsAvailable,
+			`drawbridge: too many authentication attempts (at most ${this.maxAuthTries} failures per connection); check your certificate or token, and offer only it (IdentitiesOnly=yes)`,
+		);
+		const raw = (client as unknown as { _sock?: Socket })._sock;
+		if (!raw) {
+			client.end();
+			return;
+		}
+		raw.end();
+		setTimeout(() => raw.destroy(), REFUSAL_LINGER_MS).unref();
 	}
 
 	/** Resolves with the result, or undefined when the exchange continues (PK_OK / prompts). */
@@ -575,6 +688,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			upstream: this.#connectUpstream(auth, bundle, recorder.sessionId),
 			channels: new Set(),
 			uncheckedShells: new Set(),
+			pendingApprovals: 0,
 			ended: false,
 			unwatch: () => {},
 		};
@@ -726,7 +840,11 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 	// -------------------------------------------------------------------------------------------
 	// Channels
 
-	#onSession(state: SessionState, session: Session): void {
+	/**
+	 * `release` frees the session's slot under `maxSessions` (called when its channel closes); `gone`
+	 * aborts when the client closed the session or the connection.
+	 */
+	#onSession(state: SessionState, session: Session, release: () => void, gone: AbortSignal): void {
 		const grant = state.auth.grant;
 		const g = grant.ssh;
 		let pty: PseudoTtyInfo | undefined;
@@ -787,9 +905,10 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			if (!ch) return;
 			state.channels.add(ch);
 			ch.on("close", () => state.channels.delete(ch));
+			ch.once("close", release);
 			if (forceCommand !== undefined) {
 				// force-command replaces the shell too (sshd semantics).
-				this.#guarded(ch, state, this.#startExec(state, ch, forceCommand, pty, env, (u) => {
+				this.#guarded(ch, state, this.#startExec(state, ch, forceCommand, pty, env, gone, (u) => {
 					upstreamChannel = u;
 				}));
 				return;
@@ -808,7 +927,8 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			if (!ch) return;
 			state.channels.add(ch);
 			ch.on("close", () => state.channels.delete(ch));
-			this.#guarded(ch, state, this.#startExec(state, ch, state.auth.cert?.forceCommand ?? info.command, pty, env, (u) => {
+			ch.once("close", release);
+			this.#guarded(ch, state, this.#startExec(state, ch, state.auth.cert?.forceCommand ?? info.command, pty, env, gone, (u) => {
 				upstreamChannel = u;
 			}));
 		});
@@ -824,6 +944,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			if (!ch) return;
 			state.channels.add(ch);
 			ch.on("close", () => state.channels.delete(ch));
+			ch.once("close", release);
 			this.#guarded(ch, state, this.#startSftp(state, ch));
 		});
 	}
@@ -881,6 +1002,31 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		if (verdict.action === "block") {
 			return { refused: `drawbridge: ${verdict.message ?? `blocked by guardrail ${rule}`}`, decision: "block", rule };
 		}
+		if (state.pendingApprovals >= this.maxPendingApprovals) {
+			// Each held command could page the approvers: one connection may not flood them.
+			this.#opts.onLimited?.("max-pending-approvals");
+			return {
+				refused: `drawbridge: "${command}" needs approval (rule ${rule}), but ${state.pendingApprovals} approval requests of this connection are already pending (at most ${this.maxPendingApprovals}); not asking for another until one is decided`,
+				decision: "block",
+				rule,
+			};
+		}
+		state.pendingApprovals++;
+		try {
+			return await this.#approve(state, command, rule, verdict, tell, signal);
+		} finally {
+			state.pendingApprovals--;
+		}
+	}
+
+	async #approve(
+		state: SessionState,
+		command: string,
+		rule: string,
+		verdict: ReturnType<typeof evaluateSshCommand>,
+		tell: (line: string) => void,
+		signal: AbortSignal,
+	): Promise<Decided> {
 		const a = verdict.approval ?? {};
 		const grant = state.auth.grant;
 		const id = state.auth.identity;
@@ -1014,6 +1160,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		command: string,
 		pty: PseudoTtyInfo | undefined,
 		env: Record<string, string>,
+		gone: AbortSignal,
 		setUpstream: (u: ClientChannel) => void,
 	): Promise<void> {
 		if (command.includes("\0")) {
@@ -1023,6 +1170,8 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		}
 		const abort = new AbortController();
 		ch.on("close", () => abort.abort());
+		if (gone.aborted) abort.abort();
+		else gone.addEventListener("abort", () => abort.abort(), { once: true });
 		let d: Decided;
 		try {
 			d = await this.#decide(state, command, (line) => ch.stderr.write(`${line}\r\n`), abort.signal);

@@ -20,6 +20,13 @@
 export const enum DisconnectReason {
 	ByApplication = 11, // SSH_DISCONNECT_BY_APPLICATION
 	TooManyConnections = 12, // SSH_DISCONNECT_TOO_MANY_CONNECTIONS
+	NoMoreAuthMethodsAvailable = 14, // SSH_DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE
+}
+
+/** SSH_MSG_CHANNEL_OPEN_FAILURE reason codes (RFC 4254 section 5.1) used by the gateway. */
+// biome-ignore lint/suspicious/noConstEnum: STYLE 3 wants const enums for wire codes; tsx emits them as objects
+export const enum ChannelOpenFailure {
+	ResourceShortage = 4, // SSH_OPEN_RESOURCE_SHORTAGE
 }
 
 const SSH_MSG_DISCONNECT = 1;

@@ -49,3 +49,16 @@ test("--help documents the SSH cap and what each protocol gets while draining", 
 	assert.match(GATEWAY_HELP, /--ssh-max-connections N\s+concurrent SSH connections at most; more are disconnected before key\s+exchange with "connection limit was reached" \(default 1000\)/);
 	assert.match(GATEWAY_HELP, /--shutdown-grace-ms N[\s\S]*57P03[\s\S]*SSH connections a\s+"shutting down" disconnect[\s\S]*Kubernetes requests 503 \+ Retry-After/);
 });
+
+test("--ssh-max-sessions / --ssh-max-auth-tries / --ssh-max-pending-approvals: defaults 10, 6, 3, flag, env twin, validated", () => {
+	const d = parse([]);
+	assert.deepEqual([d.sshMaxSessions, d.sshMaxAuthTries, d.sshMaxPendingApprovals], [10, 6, 3]);
+	const f = parse(["--ssh-max-sessions", "4", "--ssh-max-auth-tries", "2", "--ssh-max-pending-approvals", "1"]);
+	assert.deepEqual([f.sshMaxSessions, f.sshMaxAuthTries, f.sshMaxPendingApprovals], [4, 2, 1]);
+	const e = parse([], { DRAWBRIDGE_SSH_MAX_SESSIONS: "5", DRAWBRIDGE_SSH_MAX_AUTH_TRIES: "3", DRAWBRIDGE_SSH_MAX_PENDING_APPROVALS: "2" });
+	assert.deepEqual([e.sshMaxSessions, e.sshMaxAuthTries, e.sshMaxPendingApprovals], [5, 3, 2]);
+	for (const flag of ["ssh-max-sessions", "ssh-max-auth-tries", "ssh-max-pending-approvals"]) {
+		for (const bad of ["0", "-1", "1.5", "many"]) assert.throws(() => parse([`--${flag}=${bad}`]), OptionsError, `${flag}=${bad}`);
+		assert.match(GATEWAY_HELP, new RegExp(`--${flag} N`));
+	}
+});
