@@ -286,12 +286,22 @@ export async function startKube(options: KubeOptions = {}): Promise<KubeHandle> 
 			jwksUri: `${url}/openid/v1/jwks`,
 			etcdUrl,
 			dir,
-			kubectl(args, o = {}) {
-				return run(KUBECTL, [`--kubeconfig=${kubeconfigPath}`, ...args], {
-					timeoutMs: 120_000,
-					...o,
-					env: { ...process.env, KUBECONFIG: kubeconfigPath, HOME: dir, ...o.env },
-				});
+			async kubectl(args, o = {}) {
+				const once = () =>
+					run(KUBECTL, [`--kubeconfig=${kubeconfigPath}`, ...args], {
+						timeoutMs: 120_000,
+						...o,
+						env: { ...process.env, KUBECONFIG: kubeconfigPath, HOME: dir, ...o.env },
+					});
+				// kubectl 1.33's `wait --for=condition=…` fails at once (".status.conditions accessor error:
+				// <nil>") instead of waiting when the object has no conditions yet, e.g. a CRD created a
+				// moment ago on a loaded machine: that case is retried, for at most a minute.
+				const deadline = Date.now() + 60_000;
+				for (;;) {
+					const r = await once();
+					if (args[0] !== "wait" || r.code === 0 || !/status\.conditions accessor error/.test(r.stderr) || Date.now() > deadline) return r;
+					await new Promise((resolve) => setTimeout(resolve, 250));
+				}
 			},
 			request: req,
 			createNamespace,
