@@ -32,6 +32,11 @@ add("server-access", "reads server files", [
 	"pg_ls_summariesdir",
 	"pg_logdir_ls",
 	"pg_current_logfile",
+	// configuration files as rows (behind the pg_hba_file_rules, pg_ident_file_mappings and
+	// pg_file_settings views)
+	"pg_hba_file_rules",
+	"pg_ident_file_mappings",
+	"pg_show_all_file_settings",
 ]);
 add("server-access", "writes server files", [
 	"pg_file_write",

@@ -308,6 +308,25 @@ function defElems(list: unknown): { name: string; arg: unknown }[] {
 	return out;
 }
 
+/** System views that read configuration files (pg_hba.conf, pg_ident.conf, postgresql.conf). */
+const FILE_VIEWS = new Set(["pg_hba_file_rules", "pg_ident_file_mappings", "pg_file_settings"]);
+
+/**
+ * True when a relation written to is (or, unqualified, may resolve to) a system catalog: `pg_catalog`
+ * is searched before the search_path, so `pg_proc` is `pg_catalog.pg_proc`. A superuser upstream
+ * session may INSERT/UPDATE/DELETE catalogs: renaming `pg_read_file` in `pg_proc` read a server file
+ * through a harmless-looking call, and `UPDATE pg_settings` ran set_config on any setting. Names
+ * starting with `pg_` are reserved for the system, so a user relation matching is rare (conservative).
+ */
+function isCatalogRelation(rv: unknown): boolean {
+	const u = unwrap(rv);
+	const r = u && u[0] === "RangeVar" ? u[1] : (rv as PgNode | undefined);
+	if (!r || typeof r.relname !== "string") return false;
+	const schema = typeof r.schemaname === "string" ? r.schemaname : undefined;
+	if (schema !== undefined) return schema === "pg_catalog" || schema === "information_schema";
+	return r.relname.startsWith("pg_");
+}
+
 function rangeVarName(rv: PgNode): string {
 	const parts: string[] = [];
 	if (typeof rv.catalogname === "string") parts.push(rv.catalogname);
@@ -404,7 +423,6 @@ const DDL_WRITE = new Set([
 	"AlterTypeStmt",
 	"AlterOperatorStmt",
 	"AlterTableMoveAllStmt",
-	"CreateForeignTableStmt",
 	"AlterTSDictionaryStmt",
 	"AlterTSConfigurationStmt",
 	"CreateConversionStmt",
@@ -537,6 +555,15 @@ function visitStatement(
 	const write = (detail: string): void => {
 		if (executes) c.risk("write", detail);
 	};
+	const catalogWrite = (verb: string): void => {
+		const rels = type === "TruncateStmt" ? (Array.isArray(b.relations) ? b.relations : []) : [b.relation];
+		for (const rel of rels) {
+			if (executes && isCatalogRelation(rel)) {
+				const r = unwrap(rel)?.[1] ?? (rel as PgNode);
+				c.risk("system", `${verb} writes the system catalog ${rangeVarName(r)}`);
+			}
+		}
+	};
 	let kind: string;
 	switch (type) {
 		case "SelectStmt": {
@@ -559,22 +586,26 @@ function visitStatement(
 		case "InsertStmt":
 			kind = "INSERT";
 			write("INSERT");
+			catalogWrite(kind);
 			break;
 		case "UpdateStmt":
 			kind = "UPDATE";
 			write("UPDATE");
+			catalogWrite(kind);
 			c.sawFiltered = true;
 			if (!b.whereClause || isConstantCondition(b.whereClause)) c.missingWhere = true;
 			break;
 		case "DeleteStmt":
 			kind = "DELETE";
 			write("DELETE");
+			catalogWrite(kind);
 			c.sawFiltered = true;
 			if (!b.whereClause || isConstantCondition(b.whereClause)) c.missingWhere = true;
 			break;
 		case "MergeStmt":
 			kind = "MERGE";
 			write("MERGE");
+			catalogWrite(kind);
 			c.sawFiltered = true;
 			if (isConstantCondition(b.joinCondition)) c.missingWhere = true;
 			break;
@@ -599,6 +630,7 @@ function visitStatement(
 		case "TruncateStmt":
 			kind = "TRUNCATE";
 			write("TRUNCATE");
+			catalogWrite(kind);
 			// TRUNCATE ... CASCADE also empties every table with a foreign key to the named ones.
 			if (cascades(b)) reaches(c, ["TRUNCATE"]);
 			break;
@@ -646,7 +678,10 @@ function visitStatement(
 				c.kind("COPY FILE");
 				c.risk("server-access", `COPY ${from ? "FROM" : "TO"} a server file`);
 			}
-			if (from) write("COPY FROM writes rows");
+			if (from) {
+				write("COPY FROM writes rows");
+				catalogWrite("COPY FROM");
+			}
 			break;
 		}
 		case "DoStmt": {
@@ -777,12 +812,23 @@ function visitStatement(
 			kind = `ALTER ${objectName(b.objtype)}`;
 			c.kind("ALTER");
 			write(kind);
+			// A foreign table's options name what it reads: file_fdw's filename/program, a
+			// postgres_fdw table's remote relation. ALTER TABLE ... OPTIONS works on them too.
+			const generic = Array.isArray(b.cmds) && b.cmds.some((cmd) => /GenericOptions$/.test(String(unwrap(cmd)?.[1]?.subtype)));
+			if (b.objtype === "OBJECT_FOREIGN_TABLE" || generic) c.risk("server-access", `${kind} sets foreign-table options (server files, programs or connections)`);
 			hierarchyChanges(b, c);
 			// DROP COLUMN|CONSTRAINT|ATTRIBUTE ... CASCADE drops dependent views, foreign keys of
 			// other tables and columns typed with this relation's row type.
 			if (Array.isArray(b.cmds) && b.cmds.some((cmd) => cascades(unwrap(cmd)?.[1]))) reaches(c, DROP_REACH);
 			break;
 		}
+		case "CreateForeignTableStmt":
+			// Over an existing file_fdw server, OPTIONS (filename '/etc/passwd') reads a server file
+			// and OPTIONS (program 'id') runs a program; over postgres_fdw it opens connections.
+			kind = "CREATE FOREIGN TABLE";
+			c.kind("CREATE");
+			c.risk("server-access", "CREATE FOREIGN TABLE reads server files, runs programs or connects through a foreign server");
+			break;
 		case "CreateFunctionStmt": {
 			kind = b.is_procedure ? "CREATE PROCEDURE" : "CREATE FUNCTION";
 			c.kind("CREATE");
@@ -981,7 +1027,12 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 		if (++c.depth > MAX_DEPTH) throw new Error("parse tree too deep");
 		try {
 			const obj = n as PgNode;
-			if (typeof obj.relname === "string") c.tables.add(rangeVarName(obj));
+			if (typeof obj.relname === "string") {
+				c.tables.add(rangeVarName(obj));
+				if (FILE_VIEWS.has(obj.relname) && (obj.schemaname === undefined || obj.schemaname === "pg_catalog")) {
+					c.risk("server-access", `${obj.relname} reads server configuration files`);
+				}
+			}
 			// ObjectWithArgs, wrapped or not: CREATE CAST ... WITH FUNCTION f(...), operator class
 			// support functions, ALTER/DROP FUNCTION...
 			if (Array.isArray(obj.objname) && ("objargs" in obj || "objfuncargs" in obj || "args_unspecified" in obj)) {

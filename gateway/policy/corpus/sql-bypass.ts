@@ -256,6 +256,20 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("rw-cast-function", "CREATE CAST (int AS bool) WITH FUNCTION pg_catalog.pg_cancel_backend(int) AS IMPLICIT", "a cast calls a dangerous function implicitly", "read-write"),
 	b("rw-aggregate-sfunc", "CREATE AGGREGATE reload_all(int) (sfunc = pg_reload_conf, stype = bool)", "aggregate transition function", "read-write"),
 	b("rw-trigger-function", "CREATE TRIGGER t AFTER INSERT ON orders EXECUTE FUNCTION pg_reload_conf()", "trigger naming a dangerous function", "read-write"),
+	// System catalogs written by a read-write grant (the upstream session is superuser): renaming a
+	// built-in in pg_proc let a harmless-looking name read server files; pg_settings runs set_config.
+	b("rw-catalog-rename-read-file", "UPDATE pg_catalog.pg_proc SET proname = 'innocent' WHERE proname = 'pg_read_file' AND pronargs = 1", "renames pg_read_file in the catalog to call it as innocent()", "read-write"),
+	b("rw-catalog-unqualified", "UPDATE pg_proc SET prosrc = 'pg_read_file_off_len' WHERE proname = 'to_char' AND pronargs = 99", "unqualified pg_proc resolves to pg_catalog", "read-write"),
+	b("rw-catalog-quoted-cte", 'WITH x AS (DELETE FROM "pg_catalog"."pg_user_mapping" WHERE umuser = 0 RETURNING 1) SELECT 1', "catalog write in a writable CTE", "read-write"),
+	b("rw-pg-settings-update", "UPDATE pg_settings SET setting = 'none' WHERE name = 'log_statement'", "the pg_settings view's rule calls set_config", "read-write"),
+	// Foreign tables over a server the DBA created: file_fdw reads files or runs programs.
+	b("rw-foreign-table-file", "CREATE FOREIGN TABLE ft (x text) SERVER files OPTIONS (filename '/etc/passwd')", "file_fdw foreign table reads a server file", "read-write"),
+	b("rw-foreign-table-program", "create foreign table ft (x text) server files options (PROGRAM E'id')", "file_fdw foreign table runs a program", "read-write"),
+	b("rw-alter-foreign-table-options", "ALTER FOREIGN TABLE ft OPTIONS (SET filename '/etc/shadow')", "points an existing foreign table at another file", "read-write"),
+	b("rw-alter-table-options", "ALTER TABLE ft OPTIONS (ADD program 'id')", "ALTER TABLE ... OPTIONS on a foreign table", "read-write"),
+	b("rw-hba-file-rules", "SELECT * FROM pg_catalog.pg_hba_file_rules()", "reads pg_hba.conf", "read-write"),
+	b("rw-hba-file-rules-view", "SELECT * FROM pg_hba_file_rules", "the view reads pg_hba.conf", "read-write"),
+	b("rw-file-settings-view", "SELECT sourcefile, setting FROM PG_CATALOG.PG_FILE_SETTINGS", "the view reads postgresql.conf and its includes", "read-write"),
 	b("admin-do-dynamic-drop", "DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'orders'; END $$", "DROP built at run time passed the no-drop rule", "admin"),
 	b("admin-do-dynamic-format", "DO $$ BEGIN EXECUTE format('TRUNCATE %I', 'orders'); END $$", "TRUNCATE through format()", "admin"),
 	b("admin-function-dynamic-drop", "CREATE FUNCTION wipe() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DROP TABLE orders'; END $$", "a function to CALL later, its DROP built at run time", "admin"),
