@@ -8,26 +8,16 @@
 import assert from "node:assert/strict";
 import https from "node:https";
 import { after, before, describe, test } from "node:test";
-import type { BundleConnection, BundleGrant } from "../../gateway/config/bundle.ts";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
+import { kubeConnection, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
 let issuer: TokenIssuer;
 const recorder = new MemoryRecorder();
 
-const base = {
-	namespace: "ops",
-	connection: "cluster-prod",
-	notBefore: new Date(Date.now() - 60_000).toISOString(),
-	expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-	approvers: { subjects: [{ kind: "User" as const, name: "sam" }], minApprovals: 1 },
-	origin: { repository: "grants", commit: "abc" },
-};
-const grant = (name: string, kubernetes: BundleGrant["kubernetes"]): BundleGrant =>
-	({ ...base, key: `ops/${name}`, name, subjects: [{ kind: "User", name }], kubernetes }) as BundleGrant;
 
 async function send(
 	user: string,
@@ -100,27 +90,17 @@ before(async () => {
 	});
 	assert.equal(pod.status, 201);
 	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-bypass" });
-	const connection: BundleConnection = {
-		key: "ops/cluster-prod",
-		name: "cluster-prod",
-		namespace: "ops",
-		type: "kubernetes",
-		labels: { env: "prod" },
-		host: "127.0.0.1",
-		port: kube.port,
-		credentialRef: "kube-gw",
-		kubernetes: { server: kube.url, caPem: kube.caPem },
-	};
+	const connection = kubeConnection(kube);
 	const store = storeWith(
 		makeBundle(issuer, {
 			connections: [connection],
 			grants: [
-				grant("rw", { namespaces: ["payments"], verbs: ["*"], resources: ["*"] }),
-				grant("ro", { namespaces: ["payments"], verbs: ["get", "list", "watch"], resources: ["*"] }),
-				grant("lister", { namespaces: ["payments"], verbs: ["get", "list"], resources: ["pods"] }),
-				grant("admin", { namespaces: ["*"], verbs: ["*"], resources: ["*"] }),
+				userGrant("rw", { namespaces: ["payments"], verbs: ["*"], resources: ["*"] }),
+				userGrant("ro", { namespaces: ["payments"], verbs: ["get", "list", "watch"], resources: ["*"] }),
+				userGrant("lister", { namespaces: ["payments"], verbs: ["get", "list"], resources: ["pods"] }),
+				userGrant("admin", { namespaces: ["*"], verbs: ["*"], resources: ["*"] }),
 				{
-					...grant("contractors", { namespaces: ["payments"], verbs: ["get", "list"], resources: ["configmaps"] }),
+					...userGrant("contractors", { namespaces: ["payments"], verbs: ["get", "list"], resources: ["configmaps"] }),
 					subjects: [{ kind: "Group", name: "contractors" }],
 				},
 			],

@@ -12,10 +12,10 @@ import assert from "node:assert/strict";
 import https from "node:https";
 import { after, before, describe, test } from "node:test";
 import type { ApprovalRequestRecord } from "../../gateway/approvals/types.ts";
-import type { BundleConnection, BundleGrant } from "../../gateway/config/bundle.ts";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, approver, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
+import { kubeConnection, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -23,16 +23,6 @@ let issuer: TokenIssuer;
 const recorder = new MemoryRecorder();
 const approvals = approvalService();
 
-const base = {
-	namespace: "ops",
-	connection: "cluster-prod",
-	notBefore: new Date(Date.now() - 60_000).toISOString(),
-	expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-	approvers: { subjects: [{ kind: "User" as const, name: "sam" }], minApprovals: 1 },
-	origin: { repository: "grants", commit: "abc" },
-};
-const grant = (name: string, kubernetes: BundleGrant["kubernetes"]): BundleGrant =>
-	({ ...base, key: `ops/${name}`, name, subjects: [{ kind: "User", name }], kubernetes }) as BundleGrant;
 
 interface Reply {
 	status: number;
@@ -91,22 +81,12 @@ before(async () => {
 	const crb = await kube.kubectl(["create", "clusterrolebinding", "agents-admin", "--clusterrole=cluster-admin", "--group=agents"]);
 	assert.equal(crb.code, 0, crb.stderr);
 	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-approval-body" });
-	const connection: BundleConnection = {
-		key: "ops/cluster-prod",
-		name: "cluster-prod",
-		namespace: "ops",
-		type: "kubernetes",
-		labels: { env: "prod" },
-		host: "127.0.0.1",
-		port: kube.port,
-		credentialRef: "kube-gw",
-		kubernetes: { server: kube.url, caPem: kube.caPem },
-	};
+	const connection = kubeConnection(kube);
 	const approval = { approvers: [{ kind: "User" as const, name: "sam" }], minApprovals: 1, timeoutSeconds: 60, reuseWindowSeconds: 300 };
 	const store = storeWith(
 		makeBundle(issuer, {
 			connections: [connection],
-			grants: [{ ...grant("agent", { namespaces: ["payments"], verbs: ["*"], resources: ["*"] }) }],
+			grants: [{ ...userGrant("agent", { namespaces: ["payments"], verbs: ["*"], resources: ["*"] }) }],
 			guardrailPolicies: [
 				{
 					key: "ops/kube-prod",

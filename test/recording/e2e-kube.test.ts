@@ -8,7 +8,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type CliIo, main as cli } from "../../cli/recordings.ts";
-import type { BundleConnection } from "../../gateway/config/bundle.ts";
 import { generateKubeconfig } from "../../gateway/kube/kubeconfig.ts";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { listSessions, loadSession, loadStoreKeys } from "../../gateway/recording/catalog.ts";
@@ -16,6 +15,7 @@ import type { DiskRecorder } from "../../gateway/recording/recorder.ts";
 import { parseEndpoint, S3Store } from "../../gateway/recording/store.ts";
 import { verifySession } from "../../gateway/recording/verify.ts";
 import { issueCert, type KubeHandle, type MinioHandle, printLogsOnFailure, run, startKube, startMinio } from "../env/index.ts";
+import { kubeConnection } from "../kube/fixtures.ts";
 import { approvalService, makeBundle, storeWith, tokenIssuer } from "../ssh/fixtures.ts";
 import { makeRecorder, tempDir } from "./fixtures.ts";
 
@@ -65,17 +65,7 @@ printLogsOnFailure(() => [
 test("kubectl through the gateway: the request log with decisions is recorded, verified and shown", async () => {
 	const issuer = await tokenIssuer();
 	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-rec" });
-	const connection: BundleConnection = {
-		key: "ops/cluster-prod",
-		name: "cluster-prod",
-		namespace: "ops",
-		type: "kubernetes",
-		labels: { env: "prod" },
-		host: "127.0.0.1",
-		port: kube.port,
-		credentialRef: "kube-gw",
-		kubernetes: { server: kube.url, caPem: kube.caPem },
-	};
+	const connection = kubeConnection(kube);
 	const bundleStore = storeWith(
 		makeBundle(issuer, {
 			connections: [connection],
