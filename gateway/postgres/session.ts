@@ -115,6 +115,8 @@ interface StmtRef {
 	planCache?: PlanEntry;
 	/** `nameSeg` when the Parse defining it was forwarded (see "Names" in the class). */
 	seg: number;
+	/** What executing it does to names (`nameEffectsOf`): worked out once per statement, not per Execute. */
+	nameEffects?: NameEffects;
 }
 
 /** A mask plan kept for reuse: valid for the same result shape (`key`) under the same policy object. */
@@ -560,10 +562,10 @@ export class Session {
 			this.toUpstream(clientMessages.describe("P", m.portal));
 		}
 		// PREPARE/DECLARE run at Execute: they add SQL-level candidates now, narrowed at CommandComplete.
-		const seq = portal.stmt?.analysis.ok && portal.stmt.analysis.statements.some(definesSqlNames) ? this.sql.forwarded(portal.stmt.analysis) : undefined;
+		const changes = nameEffectsOf(portal.stmt);
+		const seq = changes.definesSqlNames ? this.sql.forwarded(portal.stmt!.analysis) : undefined;
 		this.push({ k: "execute", portal, rows: 0, started: performance.now(), ...(seq !== undefined ? { seq } : {}) });
 		this.toUpstream(m.raw);
-		const changes = nameChanges(portal.stmt);
 		if (changes.statements || changes.portals) {
 			this.bumpNameSeg();
 			this.nameChangedInSync = this.syncSeg;
@@ -1846,12 +1848,30 @@ const STATEMENT_NAME_KINDS = new Set(["PREPARE", "DEALLOCATE", "DISCARD", "DO", 
  */
 const PORTAL_NAME_KINDS = new Set(["DECLARE", "CLOSE", "DISCARD", "COMMIT", "ROLLBACK", "ROLLBACK TO", "PREPARE TRANSACTION", "DO", "CALL"]);
 
-/** What executing `stmt` may change upstream: prepared-statement names, portal names. Unknown: both. */
-function nameChanges(stmt: StmtRef | undefined): { statements: boolean; portals: boolean } {
-	if (!stmt?.analysis.ok) return { statements: true, portals: true };
+interface NameEffects {
+	/** Executing it may change prepared-statement names upstream. */
+	statements: boolean;
+	/** Executing it may change portal names upstream. */
+	portals: boolean;
+	/** It defines or drops SQL-level names the session state follows (`definesSqlNames`). */
+	definesSqlNames: boolean;
+}
+const UNKNOWN_NAME_EFFECTS: NameEffects = { statements: true, portals: true, definesSqlNames: false };
+
+/** nameChanges of `stmt`, kept on it: a pure function of its analysis. Unknown or unparsed: everything may change. */
+function nameEffectsOf(stmt: StmtRef | undefined): NameEffects {
+	if (!stmt?.analysis.ok) return UNKNOWN_NAME_EFFECTS;
+	if (!stmt.nameEffects) {
+		stmt.nameEffects = { ...nameChanges(stmt.analysis.statements), definesSqlNames: stmt.analysis.statements.some(definesSqlNames) };
+	}
+	return stmt.nameEffects;
+}
+
+/** What executing these statements may change upstream: prepared-statement names, portal names. */
+function nameChanges(statementsOf: readonly SqlStatementInfo[]): { statements: boolean; portals: boolean } {
 	let statements = false;
 	let portals = false;
-	for (const s of stmt.analysis.statements) {
+	for (const s of statementsOf) {
 		for (const k of s.kinds) {
 			if (STATEMENT_NAME_KINDS.has(k)) statements = true;
 			if (PORTAL_NAME_KINDS.has(k)) portals = true;
