@@ -24,7 +24,7 @@ import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
 import { streamRows } from "./large-select.ts";
 import { BIG_SELECT, gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 import { startPgBouncer } from "./pgbouncer.ts";
-import { statCpuMicros } from "./proc.ts";
+import { machineJiffies, statCpuMicros } from "./proc.ts";
 
 const { values: flags } = parseArgs({
 	options: {
@@ -116,25 +116,45 @@ try {
 		gateways[tree.name] = { port: port(), pid: findPid(gw.pid!, /^node$/), stateFile };
 	}
 
-	type Target = { port: number; db: string; user: string; password: string; sslmode: string; pid: number | undefined };
+	// The floor: a Node.js relay that only terminates and re-opens TLS (bench/pg-relay-child.ts).
+	const relayState = join(work, "relay-state.json");
+	writeFileSync(join(work, "relay.json"), JSON.stringify({ stateFile: relayState, tls: cfg.tls, upstream: { host: pg.host, port: pg.port, caPem: pg.caPem, serverName: "localhost" } }));
+	const relay = new ManagedProcess({ name: "node-tls-relay", command: process.execPath, args: ["--import", "tsx", join(import.meta.dirname, "pg-relay-child.ts"), join(work, "relay.json")] });
+	stops.push(() => relay.stop());
+	const relayPort = () => {
+		try {
+			return JSON.parse(readFileSync(relayState, "utf8")).port as number;
+		} catch {
+			return 0;
+		}
+	};
+	await waitFor("relay child", async () => relayPort() > 0, { timeoutMs: 60_000, proc: relay });
+
+	type Target = { port: number; db: string; user: string; password: string; sslmode: string; pid: number | undefined; env?: Record<string, string> };
 	const targets: Record<string, Target> = {
 		direct: { port: pg.port, db: pg.database, user: pg.superuser, password: pg.password, sslmode: "verify-full", pid: undefined },
 		pgbouncer: { port: bport, db: "bench-db", user: pg.superuser, password: pg.password, sslmode: "require", pid: findPid(bouncer.pid!, /^pgbouncer$/) },
 	};
+	targets["node-tls-relay"] = { port: relayPort(), db: pg.database, user: pg.superuser, password: pg.password, sslmode: "verify-full", pid: findPid(relay.pid!, /^node$/), env: { PGCHANNELBINDING: "disable" } }; // the relay ends the client's TLS: no SCRAM-PLUS
 	for (const [name, g] of Object.entries(gateways)) targets[name] = { port: g.port, db: "bench-db", user: "bench", password: token, sslmode: "verify-full", pid: g.pid };
-	const pgbench = async (t: Target, mode: string): Promise<{ tps: number; cpuPerTx?: number; sysPerTx?: number }> => {
+	const pgbench = async (t: Target, mode: string): Promise<{ tps: number; busy: number; cpuPerTx?: number; sysPerTx?: number }> => {
 		const cpu0 = t.pid ? cpuMicros(t.pid) : { user: 0, sys: 0 };
+		const m0 = machineJiffies();
+		const busy = () => {
+			const m1 = machineJiffies();
+			return (m1.busy - m0.busy) / Math.max(1, m1.total - m0.total);
+		};
 		if (mode === "large") {
 			// "tps" is rows/s here and CPU is per 1000 rows.
 			const target = { host: "127.0.0.1", port: t.port, database: t.db, user: t.user, password: t.password, sslmode: "verify-full" as const, caPem: pg.caPem, serverName: "localhost" };
 			const rate = await streamRows(target, BIG_SELECT, ROWS);
 			const cpu1 = t.pid ? cpuMicros(t.pid) : { user: 0, sys: 0 };
 			const per = (x: number) => (x * 1000) / ROWS;
-			return { tps: rate, ...(t.pid ? { cpuPerTx: per(cpu1.user + cpu1.sys - cpu0.user - cpu0.sys), sysPerTx: per(cpu1.sys - cpu0.sys) } : {}) };
+			return { tps: rate, busy: busy(), ...(t.pid ? { cpuPerTx: per(cpu1.user + cpu1.sys - cpu0.user - cpu0.sys), sysPerTx: per(cpu1.sys - cpu0.sys) } : {}) };
 		}
 		const c = flags.clients;
 		const out = await run(PGBENCH, ["-n", "-S", "-T", flags.seconds, "-M", mode, "-c", c, "-j", String(Math.min(Number(c), 2))], {
-			env: { ...process.env, PGHOST: "localhost", PGPORT: String(t.port), PGDATABASE: t.db, PGUSER: t.user, PGPASSWORD: t.password, PGSSLMODE: t.sslmode, PGSSLROOTCERT: pg.caFile },
+			env: { ...process.env, PGHOST: "localhost", PGPORT: String(t.port), PGDATABASE: t.db, PGUSER: t.user, PGPASSWORD: t.password, PGSSLMODE: t.sslmode, PGSSLROOTCERT: pg.caFile, ...t.env },
 		});
 		const cpu1 = t.pid ? cpuMicros(t.pid) : { user: 0, sys: 0 };
 		const sys = cpu1.sys - cpu0.sys;
@@ -142,33 +162,34 @@ try {
 		const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(out.stdout);
 		const tx = /number of transactions actually processed: (\d+)/.exec(out.stdout);
 		if (out.code !== 0 || !tps || !tx) throw new Error(`pgbench failed: ${out.stderr}\n${out.stdout}`);
-		return { tps: Number(tps[1]), ...(t.pid ? { cpuPerTx: cpu / Number(tx[1]), sysPerTx: sys / Number(tx[1]) } : {}) };
+		return { tps: Number(tps[1]), busy: busy(), ...(t.pid ? { cpuPerTx: cpu / Number(tx[1]), sysPerTx: sys / Number(tx[1]) } : {}) };
 	};
 	const rows: string[] = [];
 	for (const mode of flags.modes.split(",")) {
-		const res: Record<string, { tps: number[]; cpu: number[]; sys: number[] }> = Object.fromEntries(Object.keys(targets).map((k) => [k, { tps: [], cpu: [], sys: [] }]));
+		const res: Record<string, { tps: number[]; cpu: number[]; sys: number[]; busy: number[] }> = Object.fromEntries(Object.keys(targets).map((k) => [k, { tps: [], cpu: [], sys: [], busy: [] }]));
 		for (const g of Object.keys(gateways)) await pgbench(targets[g]!, mode); // warm-up: parse caches, JIT
 		for (let r = 0; r < Number(flags.runs); r++) {
 			for (const [name, t] of Object.entries(targets)) {
 				const x = await pgbench(t, mode);
 				res[name]!.tps.push(x.tps);
+				res[name]!.busy.push(x.busy);
 				if (x.cpuPerTx !== undefined) res[name]!.cpu.push(x.cpuPerTx);
 				if (x.sysPerTx !== undefined) res[name]!.sys.push(x.sysPerTx);
 			}
 			log(`${mode} run ${r + 1}: ${Object.entries(res).map(([k, v]) => `${k} ${v.tps.at(-1)!.toFixed(0)} tps${v.cpu.length ? ` ${v.cpu.at(-1)!.toFixed(0)} µs/tx (sys ${v.sys.at(-1)!.toFixed(0)})` : ""}`).join(", ")}`);
 		}
-		const m = (k: string, f: "tps" | "cpu" | "sys") => median(res[k]![f]);
+		const m = (k: string, f: "tps" | "cpu" | "sys" | "busy") => median(res[k]![f]);
 		for (const name of Object.keys(targets)) {
 			const cpu = res[name]!.cpu.length > 0 ? `${m(name, "cpu").toFixed(0)} (sys ${m(name, "sys").toFixed(0)})` : "";
 			const vsBouncer = name === "direct" ? "" : `${(m(name, "tps") / m("pgbouncer", "tps")).toFixed(2)}x`;
 			const cpuVsBouncer = cpu && name !== "pgbouncer" ? `${(m(name, "cpu") / m("pgbouncer", "cpu")).toFixed(2)}x` : "";
 			const vsBaseline = flags.baseline && name === "gateway" ? ` (${(m("gateway", "cpu") / m(`gateway@${flags.baseline}`, "cpu")).toFixed(2)}x of baseline CPU, ${(m("gateway", "tps") / m(`gateway@${flags.baseline}`, "tps")).toFixed(2)}x its TPS)` : "";
-			rows.push(`| ${mode} | ${name} | ${m(name, "tps").toFixed(0)} | ${(m(name, "tps") / m("direct", "tps")).toFixed(2)}x | ${vsBouncer} | ${cpu} | ${cpuVsBouncer}${vsBaseline} |`);
+			rows.push(`| ${mode} | ${name} | ${m(name, "tps").toFixed(0)} | ${(m(name, "tps") / m("direct", "tps")).toFixed(2)}x | ${vsBouncer} | ${cpu} | ${cpuVsBouncer}${vsBaseline} | ${(m(name, "busy") * 100).toFixed(0)} % |`);
 		}
 	}
 	console.log(`\npgbench -S, ${flags.clients} clients, ${flags.seconds} s x ${flags.runs} runs, interleaved (medians)\n`);
-	console.log("| mode | target | tps (large: rows/s) | / direct | / pgbouncer | proxy µs CPU per tx (large: per 1000 rows) | CPU / pgbouncer's |");
-	console.log("|---|---|---|---|---|---|---|");
+	console.log("| mode | target | tps (large: rows/s) | / direct | / pgbouncer | proxy µs CPU per tx (large: per 1000 rows) | CPU / pgbouncer's | machine busy |");
+	console.log("|---|---|---|---|---|---|---|---|");
 	for (const r of rows) console.log(r);
 	await new Promise((r) => setTimeout(r, 400)); // one more state-file write
 	const rss = Object.entries(gateways).map(([name, g]) => `${name} ${(JSON.parse(readFileSync(g.stateFile, "utf8")).maxRssKb / 1024).toFixed(0)} MiB`);

@@ -7,7 +7,10 @@
  * wall-clock time (a preempted thread's stack is still sampled), which inflates what happens to be on
  * the stack when the scheduler steps in; perf's cpu-clock counts only time on a CPU. Not a timed test.
  *
- *   ./node_modules/.bin/node --import tsx bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize]
+ *   ./node_modules/.bin/node --import tsx bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize] [--flat]
+ *
+ * `--flat` also prints, for recording on, where all of the CPU goes: µs per transaction by binary
+ * (kernel, node, libcrypto, JIT code) and the most expensive symbols.
  *
  * Needs `perf` (Debian: linux-perf) and permission to attach to a child process (root, or
  * kernel.perf_event_paranoid <= 1).
@@ -25,12 +28,13 @@ const { values: flags } = parseArgs({
 		seconds: { type: "string", default: "8" },
 		rounds: { type: "string", default: "2" },
 		top: { type: "string", default: "25" },
+		flat: { type: "boolean", default: false },
 		base: { type: "string", default: "off" },
 		help: { type: "boolean", short: "h" },
 	},
 });
 if (flags.help) {
-	console.log("usage: bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize]");
+	console.log("usage: bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize] [--flat]");
 	process.exit(0);
 }
 const SECONDS = Number(flags.seconds);
@@ -41,13 +45,14 @@ if ((await run("perf", ["--version"])).code !== 0) throw new Error("perf is not 
 
 /** symbol → samples, from `perf report` of one data file. */
 async function symbols(file: string): Promise<Map<string, number>> {
-	const out = await run("perf", ["report", "-i", file, "--no-children", "--sort", "sym", "--stdio", "-g", "none", "-F", "sample,sym"], { timeoutMs: 300_000 });
+	const out = await run("perf", ["report", "-i", file, "--no-children", "--sort", "dso,sym", "--stdio", "-g", "none", "-F", "sample,dso,sym"], { timeoutMs: 300_000 });
 	if (out.code !== 0) throw new Error(`perf report ${file}: ${out.stderr}`);
 	const m = new Map<string, number>();
 	for (const line of out.stdout.split("\n")) {
-		const x = /^\s*(\d+)\s+\[.\]\s+(.*)$/.exec(line);
+		const x = /^\s*(\d+)\s+(\[JIT\] tid \d+|\S+)\s+\[.\]\s+(.*)$/.exec(line);
 		if (!x) continue;
-		const sym = x[2]!.trim().replace(/file:\/\/\/\S*?\/(gateway|node_modules|bench)\//, "$1/");
+		const dso = x[2]!.startsWith("[JIT]") ? "JIT" : x[2]!;
+		const sym = `${dso}: ${x[3]!.trim().replace(/file:\/\/\/\S*?\/(gateway|node_modules|bench)\//, "$1/")}`;
 		m.set(sym, (m.get(sym) ?? 0) + Number(x[1]));
 	}
 	return m;
@@ -129,6 +134,17 @@ try {
 	console.log(`| TPS per round | ${base.tps.map((x) => x.toFixed(0)).join(", ")} | ${on.tps.map((x) => x.toFixed(0)).join(", ")} | |`);
 	console.log(`\nlargest increases (µs/tx):\n\n| symbol | ${BASE} | on | difference |\n|---|---|---|---|`);
 	for (const r of rows.slice(0, top)) console.log(`| \`${r.sym.slice(0, 100)}\` | ${fmt(r.a)} | ${fmt(r.b)} | ${fmt(r.d)} |`);
+	if (flags.flat) {
+		const byDso = new Map<string, number>();
+		for (const [k, v] of on.samples) {
+			const dso = k.slice(0, k.indexOf(": "));
+			byDso.set(dso, (byDso.get(dso) ?? 0) + v);
+		}
+		console.log(`\nrecording on, by binary (µs/tx):\n\n| binary | µs/tx |\n|---|---|`);
+		for (const [d, v] of [...byDso].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`| ${d} | ${fmt(usPerTx(v, on.tx))} |`);
+		console.log(`\nrecording on, most expensive symbols (µs/tx):\n\n| symbol | µs/tx |\n|---|---|`);
+		for (const [k, v] of [...on.samples].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`| \`${k.slice(0, 110)}\` | ${fmt(usPerTx(v, on.tx))} |`);
+	}
 	console.log(`\nlargest decreases (noise shows here as much as above):\n\n| symbol | ${BASE} | on | difference |\n|---|---|---|---|`);
 	for (const r of rows.slice(-Math.min(10, top)).reverse()) console.log(`| \`${r.sym.slice(0, 100)}\` | ${fmt(r.a)} | ${fmt(r.b)} | ${fmt(r.d)} |`);
 } finally {
