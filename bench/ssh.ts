@@ -1,7 +1,8 @@
 /**
  * SSH data-path benchmark: throughput of one large `cat`-style stream, OpenSSH client → real sshd,
- * directly and through the Drawbridge gateway (certificate auth, guardrails evaluated on the exec,
- * recording on). A ratio, never a timed test. Prints a table.
+ * directly, through a bare ssh2 relay (bench/ssh-relay.ts: the floor for any ssh2-based relay, no
+ * gateway code) and through the Drawbridge gateway (certificate auth, guardrails evaluated on the exec,
+ * recording on), interleaved in every run. A ratio, never a timed test. Prints a table.
  *
  *   ./node_modules/.bin/node --import tsx bench/ssh.ts [--mib 256] [--runs 3] [--cipher default|aes128-gcm@openssh.com|…]
  *
@@ -20,6 +21,7 @@ import { startSshd } from "../test/env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, tokenIssuer } from "../test/ssh/fixtures.ts";
 import { KeyDir } from "../test/ssh/keys.ts";
 import { machineJiffies } from "./proc.ts";
+import { startBareSshRelay } from "./ssh-relay.ts";
 
 const arg = (name: string, def: string) => {
 	const i = process.argv.indexOf(`--${name}`);
@@ -114,50 +116,81 @@ async function main(): Promise<void> {
 			trustedUserCAKeys: [ca.publicKey],
 			...(UPSTREAM ? { upstreamCiphers: UPSTREAM } : {}),
 		});
+		const relayKey = keys.keygen("ed25519");
+		const relay = await startBareSshRelay({
+			hostKeyPem: relayKey.privateKey,
+			upstream: { host: sshd.host, port: sshd.port, username: sshd.user, privateKey: readFileSync(sshd.clientKeyFile, "utf8") },
+			ciphers: UPSTREAM ?? DEFAULT_UPSTREAM_CIPHERS,
+			hmacs: ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512"],
+		});
 		const knownHosts = join(keys.dir, "known_hosts");
-		writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n[127.0.0.1]:${sshd.port} ${sshd.hostPublicKey}\n`);
+		writeFileSync(
+			knownHosts,
+			`[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n[127.0.0.1]:${sshd.port} ${sshd.hostPublicKey}\n[127.0.0.1]:${relay.address.port} ${relayKey.publicKey}\n`,
+		);
 		const common = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-v", ...(CIPHER === "default" ? [] : ["-c", CIPHER])];
 		const cmd = `head -c ${BYTES} /dev/zero`;
 		const direct = [...common, "-i", sshd.clientKeyFile, "-p", String(sshd.port), "-l", sshd.user, "127.0.0.1", cmd];
 		const viaGw = [...common, "-i", agent.path, "-o", `CertificateFile=${certFile}`, "-p", String(gw.address.port), "-l", `${sshd.user}@host`, "127.0.0.1", cmd];
-		const results: Record<string, number[]> = { direct: [], gateway: [] };
+		const viaRelay = [...common, "-i", agent.path, "-p", String(relay.address.port), "-l", sshd.user, "127.0.0.1", cmd];
+		const paths = [
+			["direct", direct],
+			["relay", viaRelay],
+			["gateway", viaGw],
+		] as const;
+		const results: Record<string, number[]> = { direct: [], relay: [], gateway: [] };
 		const ciphers: Record<string, string> = {};
-		// CPU of this process (= the gateway: the bench itself only waits) per MiB relayed: less
-		// sensitive to the neighbours' load than MiB/s.
-		const gwCpuMsPerMib: number[] = [];
+		// CPU of this process (= the relay or the gateway: the bench itself only waits) per MiB relayed:
+		// less sensitive to the neighbours' load than MiB/s.
+		const cpuMsPerMib: Record<string, number[]> = { relay: [], gateway: [] };
 		// Share of the whole machine (both cores) busy during each path's runs: near 100 % means the
 		// path is CPU-bound here, and the ratio is decided by CPU per MiB summed over every process.
-		const busy: Record<string, number[]> = { direct: [], gateway: [] };
+		const busy: Record<string, number[]> = { direct: [], relay: [], gateway: [] };
+		// Same-run ratios (each run's relay and gateway against that run's direct).
+		const ratios: Record<string, number[]> = { relay: [], gateway: [] };
 		for (let i = 0; i < RUNS; i++) {
-			for (const [name, args] of [["direct", direct], ["gateway", viaGw]] as const) {
+			for (const [name, args] of paths) {
 				const cpu0 = process.cpuUsage();
 				const m0 = machineJiffies();
 				const r = await stream(args);
 				const cpu = process.cpuUsage(cpu0);
 				const m1 = machineJiffies();
 				busy[name]!.push((m1.busy - m0.busy) / (m1.total - m0.total));
-				if (name === "gateway") gwCpuMsPerMib.push((cpu.user + cpu.system) / 1000 / MIB);
+				if (name !== "direct") cpuMsPerMib[name]!.push((cpu.user + cpu.system) / 1000 / MIB);
 				if (r.code !== 0 || r.bytes !== BYTES) throw new Error(`${name}: exit ${r.code}, ${r.bytes}/${BYTES} bytes: ${r.stderr}`);
 				results[name]!.push(BYTES / 1024 / 1024 / r.seconds);
 				ciphers[name] = negotiated(r.stderr);
 			}
+			for (const name of ["relay", "gateway"]) ratios[name]!.push(results[name]![i]! / results["direct"]![i]!);
 		}
 		await gw.close();
+		await relay.close();
 		const d = median(results["direct"]!);
-		const g = median(results["gateway"]!);
+		const ms = (name: string) => `${median(cpuMsPerMib[name]!).toFixed(2)} (${cpuMsPerMib[name]!.map((x) => x.toFixed(2)).join("/")})`;
 		const rows = [
-			["path", "MiB", "runs", "median MiB/s", "ratio"],
-			["direct ssh → sshd", String(MIB), String(RUNS), d.toFixed(1), "1.00"],
-			["ssh → gateway → sshd", String(MIB), String(RUNS), g.toFixed(1), (g / d).toFixed(2)],
+			["path", "MiB", "runs", "median MiB/s", "ratio of medians", "same-run ratios (median)", "CPU ms/MiB median (all)"],
+			["direct ssh → sshd", String(MIB), String(RUNS), d.toFixed(1), "1.00", "", ""],
+			...(["relay", "gateway"] as const).map((name) => [
+				name === "relay" ? "ssh → bare ssh2 relay → sshd" : "ssh → gateway → sshd",
+				String(MIB),
+				String(RUNS),
+				median(results[name]!).toFixed(1),
+				(median(results[name]!) / d).toFixed(2),
+				`${median(ratios[name]!).toFixed(2)} (${ratios[name]!.map((x) => x.toFixed(2)).join("/")})`,
+				ms(name),
+			]),
 		];
 		const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
 		console.log(`\nSSH throughput (client cipher ${CIPHER}, head -c ${MIB} MiB /dev/zero; target >= 0.80x direct)`);
 		for (const r of rows) console.log(r.map((v, c) => v.padEnd(widths[c]!)).join("  "));
-		console.log(`negotiated: direct ${ciphers["direct"]}, client → gateway ${ciphers["gateway"]}; gateway → sshd ${(UPSTREAM ?? DEFAULT_UPSTREAM_CIPHERS)[0]}; ssh2 crypto binding: ${sshCryptoBinding ? "loaded" : "absent"}`);
-		console.log(`gateway CPU per MiB relayed: median ${median(gwCpuMsPerMib).toFixed(2)} ms (all runs ${gwCpuMsPerMib.map((x) => x.toFixed(2)).join("/")})`);
-		console.log(`machine busy during the runs (both cores): direct ${(median(busy["direct"]!) * 100).toFixed(0)} %, gateway ${(median(busy["gateway"]!) * 100).toFixed(0)} %`);
+		console.log(
+			`negotiated: direct ${ciphers["direct"]}, client → relay ${ciphers["relay"]}, client → gateway ${ciphers["gateway"]}; relay/gateway → sshd ${(UPSTREAM ?? DEFAULT_UPSTREAM_CIPHERS)[0]}; ssh2 crypto binding: ${sshCryptoBinding ? "loaded" : "absent"}`,
+		);
+		const pct = (name: string) => `${(median(busy[name]!) * 100).toFixed(0)} %`;
+		console.log(`machine busy during the runs (both cores): direct ${pct("direct")}, relay ${pct("relay")}, gateway ${pct("gateway")}`);
 		const execs = recorder.events("exec").length;
-		console.log(`recorded exec events: ${execs}; all runs: direct ${results["direct"]!.map((x) => x.toFixed(0)).join("/")}, gateway ${results["gateway"]!.map((x) => x.toFixed(0)).join("/")} MiB/s`);
+		const all = (name: string) => results[name]!.map((x) => x.toFixed(0)).join("/");
+		console.log(`recorded exec events (gateway): ${execs}; all runs: direct ${all("direct")}, relay ${all("relay")}, gateway ${all("gateway")} MiB/s`);
 	} finally {
 		await sshd.stop();
 		keys.cleanup();
