@@ -58,6 +58,33 @@ export class ServerParser {
 		throw new RangeError("byteAt past the buffered data");
 	}
 
+	/** The largest frame `next` accepts. */
+	get maxFrameBytes(): number {
+		return this.maxMessageBytes;
+	}
+
+	/**
+	 * For reading frames in place: the first buffered chunk with unread bytes (they start at
+	 * `firstOffset`), or undefined when nothing is buffered. See `consume`.
+	 */
+	firstChunk(): Buffer | undefined {
+		while (this.chunks.length > 0 && this.off >= this.chunks[0]!.length) {
+			this.chunks.shift();
+			this.off = 0;
+		}
+		return this.chunks[0];
+	}
+
+	get firstOffset(): number {
+		return this.off;
+	}
+
+	/** Mark `n` bytes of the first chunk as read: whole frames the caller has read in place. */
+	consume(n: number): void {
+		this.off += n;
+		this.avail -= n;
+	}
+
 	/** Next whole frame or undefined. `raw` is a view of a received chunk, or a copy if it straddled two. */
 	next(): ServerFrame | undefined {
 		if (this.avail < 5) return undefined;

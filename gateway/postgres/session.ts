@@ -1056,6 +1056,12 @@ export class Session {
 	private drainServer(): Promise<void> | undefined {
 		for (;;) {
 			if (this.closed) return undefined;
+			const u = this.head();
+			if (u?.k === "simple" || u?.k === "execute") {
+				const plan = u.k === "simple" ? u.plan : u.portal.plan;
+				// An undescribed portal under masking is refused frame by frame (onServerFrame).
+				if ((plan !== undefined || !this.o.live().maskingActive) && this.dataRows(u, plan)) continue;
+			}
 			const f = this.sparser.next();
 			if (!f) return undefined;
 			const wait = this.onServerFrame(f);
@@ -1119,7 +1125,10 @@ export class Session {
 		const batch = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
 		this.out = [];
 		this.outBytes = 0;
-		if (!this.client.destroyed) this.client.write(batch);
+		if (!this.client.destroyed) {
+			this.writesIssued++;
+			this.client.write(batch, this.onClientWritten);
+		}
 	}
 
 	/** Direct write for messages outside the relayed stream (notices, FATALs): after what is batched. */
@@ -1531,18 +1540,32 @@ export class Session {
 	 */
 	private maskRow(f: ServerFrame, plan: ActivePlan): Buffer {
 		const raw = f.raw;
-		const len = raw.length;
-		if (len < 7) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
-		const n = (raw[5]! << 8) | raw[6]!;
-		let off = 7;
+		const changes = this.rowChanges(raw, 0, raw.length, plan);
+		if (changes === 0) return raw;
+		const out = this.arenaAlloc(this.rowSize);
+		this.writeRow(raw, 0, raw.length, changes, out, 0);
+		return out;
+	}
+
+	/** Size of the row `rowChanges` last planned, with its changes applied. */
+	private rowSize = 0;
+
+	/**
+	 * Plan the changes to the DataRow at buf[base, end) (its type byte at `base`): fills the change
+	 * scratch arrays, sets `rowSize`, returns the number of changes (0: the row goes out as it is).
+	 */
+	private rowChanges(raw: Buffer, base: number, end: number, plan: ActivePlan): number {
+		if (end - base < 7) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+		const n = (raw[base + 5]! << 8) | raw[base + 6]!;
+		let off = base + 7;
 		let changes = 0;
-		let size = len;
+		let size = end - base;
 		for (let i = 0; i < n; i++) {
-			if (off + 4 > len) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+			if (off + 4 > end) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
 			const vlen = (raw[off]! << 24) | (raw[off + 1]! << 16) | (raw[off + 2]! << 8) | raw[off + 3]!;
 			const start = off;
 			off += vlen > 0 ? 4 + vlen : 4;
-			if (off > len) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+			if (off > end) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
 			if (vlen < 0) continue;
 			const masker = plan.maskers[i];
 			let value: Buffer | null | undefined;
@@ -1585,11 +1608,16 @@ export class Session {
 			changes++;
 			if (partial === 0) size += (value ? value.length : 0) - (off - start - 4);
 		}
-		if (changes === 0) return raw;
-		const out = this.arenaAlloc(size);
-		out[0] = ServerCode.DataRow;
-		putInt32(out, 1, size - 1);
-		let o = copyRange(raw, 5, this.chStart[0]!, out, 5);
+		this.rowSize = size;
+		return changes;
+	}
+
+	/** Write the row at raw[base, end) with the `changes` planned by rowChanges into out at `at`. */
+	private writeRow(raw: Buffer, base: number, end: number, changes: number, out: Buffer, at: number): void {
+		const size = this.rowSize;
+		out[at] = ServerCode.DataRow;
+		putInt32(out, at + 1, size - 1);
+		let o = copyRange(raw, base + 5, this.chStart[0]!, out, at + 5);
 		for (let k = 0; k < changes; k++) {
 			const value = this.chValue[k]!;
 			this.chValue[k] = null;
@@ -1604,28 +1632,169 @@ export class Session {
 				o = putInt32(out, o, value.length);
 				o = copyRange(value, 0, value.length, out, o);
 			}
-			o = copyRange(raw, this.chEnd[k]!, k + 1 < changes ? this.chStart[k + 1]! : len, out, o);
+			o = copyRange(raw, this.chEnd[k]!, k + 1 < changes ? this.chStart[k + 1]! : end, out, o);
 		}
-		return out;
 	}
 
 	/**
-	 * Rewritten rows are appended to a write-once arena so consecutive rows are adjacent in memory
-	 * and `send` merges them into one view (no per-row allocation, no copy at flush). An arena is
-	 * never reused: a full one is replaced, the socket keeps what it still has to write.
+	 * One pass of maskRow for the in-place path: the DataRow at raw[base, end) written to out[at, limit)
+	 * with its masked values, deciding exactly as rowChanges does. Returns the offset after the row,
+	 * or -1 when it does not fit before `limit` (nothing else is touched; the caller retries with room).
+	 */
+	private writeMaskedRow(raw: Buffer, base: number, end: number, plan: ActivePlan, out: Buffer, at: number, limit: number): number {
+		if (end - base < 7) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+		const n = (raw[base + 5]! << 8) | raw[base + 6]!;
+		if (at + 7 > limit) return -1;
+		out[at] = ServerCode.DataRow;
+		out[at + 5] = raw[base + 5]!;
+		out[at + 6] = raw[base + 6]!;
+		let off = base + 7;
+		let o = at + 7;
+		const maskers = plan.maskers;
+		for (let i = 0; i < n; i++) {
+			if (off + 4 > end) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+			const vlen = (raw[off]! << 24) | (raw[off + 1]! << 16) | (raw[off + 2]! << 8) | raw[off + 3]!;
+			const from = off + 4;
+			const to = vlen > 0 ? from + vlen : from;
+			if (to > end) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
+			off = to;
+			const masker = maskers[i];
+			let value: Buffer | null | undefined;
+			if (vlen < 0) value = undefined;
+			else if (masker) {
+				const shape = plan.shapes[i];
+				if (shape?.kind === "constant") value = shape.value;
+				else {
+					if (shape?.kind === "ascii-partial" && vlen > shape.first + shape.last && shape.first < 0x7fffffff) {
+						// Same length: written from the wire bytes, checked for ASCII on the way.
+						if (o + 4 + vlen > limit) return -1;
+						const w = o + 4;
+						const first = shape.first;
+						const tail = vlen - shape.last;
+						let ascii = true;
+						for (let j = 0; j < vlen; j++) {
+							const c = raw[from + j]!;
+							if (c > 0x7f) {
+								ascii = false;
+								break;
+							}
+							out[w + j] = j < first || j >= tail ? c : 0x2a;
+						}
+						if (ascii) {
+							o = putInt32(out, o, vlen) + vlen;
+							continue;
+						}
+					}
+					value = masker(raw.subarray(from, to), plan.formats[i] ?? 0, plan.typeOids[i] ?? 0);
+				}
+			} else if (plan.detector && plan.scannable[i]) {
+				const d = plan.detector(raw.toString("utf8", from, to));
+				if (d !== undefined) {
+					const oid = plan.typeOids[i] ?? 0;
+					value = TEXT_TYPES.has(oid) || oid >= 16384 ? Buffer.from(d, "utf8") : null;
+				}
+			}
+			if (value === undefined) {
+				// Unchanged: length and value as received.
+				const m = to - from + 4;
+				if (o + m > limit) return -1;
+				o = copyRange(raw, from - 4, to, out, o);
+			} else if (value === null) {
+				if (o + 4 > limit) return -1;
+				o = putInt32(out, o, -1);
+			} else {
+				if (o + 4 + value.length > limit) return -1;
+				o = putInt32(out, o, value.length);
+				o = copyRange(value, 0, value.length, out, o);
+			}
+		}
+		putInt32(out, at + 1, o - at - 1);
+		return o;
+	}
+
+	/**
+	 * The hot loop of a large result: DataRows lying wholly in the parser's first buffered chunk are
+	 * handled in place, without a frame object or a Buffer view per row. Unmasked rows go on as one
+	 * view of the chunk; masked ones (changed or not) are written one after the other into the arena
+	 * and go on as one view of it. Anything unusual (another message, a row straddling chunks, a bad
+	 * length, a row too big for the arena) is left to the frame-by-frame path, which decides and
+	 * fails exactly as before. Returns whether any row was taken.
+	 */
+	private dataRows(u: Extract<Unit, { k: "simple" }> | Extract<Unit, { k: "execute" }>, plan: ActivePlan | null | undefined): boolean {
+		const buf = this.sparser.firstChunk();
+		if (buf === undefined) return false;
+		const start = this.sparser.firstOffset;
+		const end = buf.length;
+		const max = Math.min(this.sparser.maxFrameBytes, ARENA_BYTES / 4);
+		const mask = plan?.any === true;
+		let off = start;
+		let rows = 0;
+		let runStart = this.arenaOff;
+		while (off + 5 <= end && buf[off] === ServerCode.DataRow) {
+			const size = ((buf[off + 1]! << 24) | (buf[off + 2]! << 16) | (buf[off + 3]! << 8) | buf[off + 4]!) + 1;
+			if (size < 5 || size > max || off + size > end) break;
+			if (mask) {
+				let o = this.writeMaskedRow(buf, off, off + size, plan, this.arena, this.arenaOff, this.arena.length);
+				if (o < 0) {
+					if (this.arenaOff > runStart) this.send(this.arena.subarray(runStart, this.arenaOff));
+					this.nextArena();
+					runStart = 0;
+					o = this.writeMaskedRow(buf, off, off + size, plan, this.arena, 0, this.arena.length);
+					if (o < 0) break; // larger than an arena once masked: frame by frame
+				}
+				this.arenaOff = o;
+			}
+			off += size;
+			rows++;
+		}
+		if (rows === 0) return false;
+		this.sparser.consume(off - start);
+		u.rows += rows;
+		if (!mask) this.send(buf.subarray(start, off));
+		else if (this.arenaOff > runStart) this.send(this.arena.subarray(runStart, this.arenaOff));
+		return true;
+	}
+
+	/**
+	 * Rewritten rows are appended to an arena so consecutive rows are adjacent in memory and `send`
+	 * merges them into one view (no per-row allocation, no copy at flush). A full arena is retired
+	 * with the number of the client write that carries its last bytes, and is written into again
+	 * only after that write has completed (the socket no longer holds it). Reusing arenas matters:
+	 * a fresh 256 KiB ArrayBuffer per arena made a large result allocate its own size again in
+	 * external memory, and V8 answers external memory growth with major collections of the whole heap.
 	 */
 	private arena: Buffer = Buffer.alloc(0);
 	private arenaOff = 0;
+	private readonly retiredArenas: { arena: Buffer; write: number }[] = [];
+	/** Client writes issued by flushOut, and those completed (callbacks come in order). */
+	private writesIssued = 0;
+	private writesDone = 0;
+	private readonly onClientWritten = (): void => {
+		this.writesDone++;
+	};
 
 	private arenaAlloc(size: number): Buffer {
 		if (size > ARENA_BYTES / 4) return Buffer.allocUnsafe(size);
-		if (this.arenaOff + size > this.arena.length) {
-			this.arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
-			this.arenaOff = 0;
-		}
+		if (this.arenaOff + size > this.arena.length) this.nextArena();
 		const b = this.arena.subarray(this.arenaOff, this.arenaOff + size);
 		this.arenaOff += size;
 		return b;
+	}
+
+	/** Retire the current arena (after writing out what is batched) and continue in a free one. */
+	private nextArena(): void {
+		if (this.arena.length === ARENA_BYTES) {
+			this.flushOut();
+			this.retiredArenas.push({ arena: this.arena, write: this.writesIssued });
+		}
+		const oldest = this.retiredArenas[0];
+		if (oldest !== undefined && this.writesDone >= oldest.write) {
+			this.retiredArenas.shift();
+			this.arena = oldest.arena;
+		} else this.arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
+		this.arenaOff = 0;
+		// A client that stopped reading holds arenas in the socket; those are not kept for reuse.
+		if (this.retiredArenas.length > 8) this.retiredArenas.shift();
 	}
 
 	private recordDetector: TextDetector | undefined | null = null;
