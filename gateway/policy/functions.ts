@@ -145,6 +145,34 @@ add("write", "writes data", [
 	"lowrite",
 ]);
 
+/**
+ * Built-ins that write no table but keep what they are given beyond the statement, where another
+ * statement or session reads it back unmasked: `set_config` (ParameterStatus, current_setting),
+ * advisory locks (their keys are listed in pg_locks: `pg_advisory_lock(id, ascii(substr(email, n,
+ * 1)))` spelled every email out to a read-only grant), `setseed` (random() in the next statement
+ * replays the seed) and large-object descriptors (their position, read back with lo_tell). Masking
+ * refuses a masked value as an argument to any of them; with clean arguments they are unaffected.
+ */
+export const STATE_FUNCTIONS: ReadonlySet<string> = new Set([
+	"set_config",
+	"setseed",
+	"pg_advisory_lock",
+	"pg_advisory_lock_shared",
+	"pg_advisory_xact_lock",
+	"pg_advisory_xact_lock_shared",
+	"pg_try_advisory_lock",
+	"pg_try_advisory_lock_shared",
+	"pg_try_advisory_xact_lock",
+	"pg_try_advisory_xact_lock_shared",
+	"pg_advisory_unlock",
+	"pg_advisory_unlock_shared",
+	"lo_open",
+	"lo_close",
+	"loread",
+	"lo_lseek",
+	"lo_lseek64",
+]);
+
 /** The risk of calling `name` (any schema), or undefined for functions not on the list. */
 export function functionRisk(qualifiedName: string): FunctionRisk | undefined {
 	const dot = qualifiedName.lastIndexOf(".");

@@ -13,7 +13,7 @@
  * Relations are resolved asynchronously first (Catalog), then the analysis itself is synchronous.
  */
 import type { MaskRule, MaskStrategy } from "../config/bundle.ts";
-import { functionRisk, PURE_BUILTINS } from "./functions.ts";
+import { functionRisk, PURE_BUILTINS, STATE_FUNCTIONS } from "./functions.ts";
 import { compileQualified, type QualifiedMatcher } from "./glob.ts";
 import { Lru } from "./lru.ts";
 import { strategyStrength } from "./maskvalue.ts";
@@ -995,9 +995,9 @@ class Analyzer {
 		let t = derive(this.children(b, scope));
 		const risk = functionRisk(name);
 		const last = name.slice(name.lastIndexOf(".") + 1);
-		if (isTainted(t) && (risk !== undefined || last === "set_config")) {
-			// pg_notify(ch, email), setval(s, length(ssn)), lo_from_bytea(0, card::bytea): the value
-			// leaves through a channel masking does not see.
+		if (isTainted(t) && (risk !== undefined || STATE_FUNCTIONS.has(last))) {
+			// pg_notify(ch, email), setval(s, length(ssn)), lo_from_bytea(0, card::bytea),
+			// pg_advisory_lock(hashtext(email)): the value leaves through a channel masking does not see.
 			this.block ??= {
 				rule: "mask:copy-masked-data",
 				message: `${name}() would send masked data where masking cannot follow it`,

@@ -462,4 +462,12 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("rw-on-conflict-set-alias", "INSERT INTO customers AS c (id, name, email) VALUES (1, 'x', 'y') ON CONFLICT (id) DO UPDATE SET name = c.iban", "the target under an alias", "read-write"),
 	b("rw-on-conflict-excluded", "INSERT INTO customers (id, name, email, phone) SELECT id, name, email, phone FROM customers ON CONFLICT (id) DO UPDATE SET name = excluded.phone", "a masked value of the proposed row (excluded) into an unmasked column", "read-write"),
 	b("rw-on-conflict-where", "INSERT INTO customers (id, name, email) VALUES (1, 'x', 'y') ON CONFLICT (id) DO UPDATE SET name = 'z' || (SELECT phone FROM customers WHERE id = 2)", "a masked value from a subquery in DO UPDATE SET", "read-write"),
+	// State outside tables that another statement reads back unmasked (red-team round: channels other than DataRow)
+	b("ro-advisory-lock-masked", "SELECT pg_advisory_lock(id, ascii(substr(email, 1, 1))) FROM customers", "advisory lock keys are listed in pg_locks: one character of every email per statement"),
+	b("ro-advisory-xact-lock-hash", "SELECT pg_try_advisory_xact_lock(hashtext(phone)) FROM customers", "a hash of a masked value as a lock key (inverted offline from pg_locks)"),
+	b("ro-advisory-unlock-masked", "SELECT pg_advisory_unlock_shared(ascii(card_number)) FROM customers", "releasing locks chosen by a masked value leaves the others in pg_locks"),
+	b("ro-advisory-lock-subquery", "SELECT pg_advisory_lock((SELECT length(email) FROM customers LIMIT 1))", "a lock key from a scalar subquery over a masked column"),
+	b("ro-setseed-masked", "SELECT setseed(ascii(substr(card_number, 1, 1)) / 1000.0) FROM customers WHERE id = 1", "random() in the next statement replays the seed"),
+	b("ro-lo-lseek-masked", "SELECT lo_lseek(0, length(iban), 0) FROM customers", "a large-object position read back with lo_tell"),
+	m("mask-advisory-lock-clean", "SELECT pg_advisory_xact_lock(id), email FROM customers ORDER BY id LIMIT 1", 2, [1], "a lock keyed by an unmasked column still runs"),
 ];

@@ -1,0 +1,68 @@
+// Regression (red-team round: masked data leaving through channels other than DataRow). Through
+// the real gateway against a real PostgreSQL with the demo masking rules (email redact, card keep
+// last 4, iban null, phone hash):
+// - advisory lock keys are listed in pg_locks: `SELECT pg_advisory_lock(id, ascii(substr(email, 1,
+//   1))) FROM customers` spelled emails out to a read-only grant, one character per statement;
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import type pg from "pg";
+import { CORPUS_MASK_RULES } from "../../gateway/policy/corpus/sql-bypass.ts";
+import { printLogsOnFailure } from "../env/index.ts";
+import { type Fixture, startFixture } from "./fixture.ts";
+
+let fx: Fixture;
+
+before(async () => {
+	fx = await startFixture({
+		maskRules: CORPUS_MASK_RULES,
+		grants: [
+			{ name: "ro", user: "ro", access: "read-only" },
+			{ name: "rw", user: "rw", access: "read-write" },
+			{ name: "adm", user: "adm", access: "admin" },
+		],
+	});
+});
+after(async () => {
+	await fx?.stop();
+});
+printLogsOnFailure(() => [["postgres", fx?.pg]]);
+
+const refused = (e: { code?: string; detail?: string; message: string }) => {
+	assert.equal(e.code, "42501", e.message);
+	assert.match(e.detail ?? "", /^Drawbridge rule: mask:copy-masked-data/);
+	return true;
+};
+
+async function session(user: string): Promise<{ c: pg.Client; reported: string[]; notices: Record<string, unknown>[] }> {
+	const c = await fx.connect(user);
+	c.on("error", () => undefined);
+	const reported: string[] = [];
+	const notices: Record<string, unknown>[] = [];
+	(c as unknown as { connection: NodeJS.EventEmitter }).connection.on("parameterStatus", (m: { parameterName: string; parameterValue: string }) => {
+		reported.push(`${m.parameterName}=${m.parameterValue}`);
+	});
+	c.on("notice", (n) => notices.push({ ...n }));
+	return { c, reported, notices };
+}
+
+test("advisory lock keys and the random seed do not carry masked values to a read-only grant", async () => {
+	const { c } = await session("ro");
+	const other = await fx.connect("ro");
+	try {
+		await assert.rejects(c.query("SELECT pg_advisory_lock(id, ascii(substr(email, 1, 1))) FROM customers WHERE id < 3"), refused);
+		await assert.rejects(c.query("SELECT pg_try_advisory_xact_lock(hashtext(phone)) FROM customers"), refused);
+		await assert.rejects(c.query("SELECT setseed(ascii(substr(card_number, 1, 1)) / 1000.0) FROM customers WHERE id = 1"), refused);
+		const locks = await other.query("SELECT classid, objid FROM pg_locks WHERE locktype = 'advisory'");
+		assert.deepEqual(locks.rows, []);
+		// clean keys still work, and the masked column next to them is masked as usual
+		await c.query("BEGIN");
+		const r = await c.query("SELECT pg_advisory_xact_lock(id), email FROM customers WHERE id = 1");
+		assert.equal(r.rows.length, 1);
+		assert.doesNotMatch(String(r.rows[0].email), /@/);
+		await c.query("COMMIT");
+		await c.query("SELECT setseed(0.5)");
+	} finally {
+		await c.end();
+		await other.end();
+	}
+});
