@@ -236,6 +236,53 @@ function viewTree(rel: RelationInfo): PgNode | undefined {
 	return statementTree(a.statements[0]!);
 }
 
+/**
+ * The statements of a SQL-language function or procedure body (`AS 'insert ...'` or `BEGIN ATOMIC
+ * ... END`), or undefined for other languages (their bodies are refused for non-admin grants by the
+ * guardrails' opaque-code rule) and bodies that do not parse (refused as unknown).
+ */
+const functionBodies = new WeakMap<PgNode, PgNode[] | null>();
+function functionBody(b: PgNode): PgNode[] | undefined {
+	const memo = functionBodies.get(b);
+	if (memo !== undefined) return memo ?? undefined;
+	let out: PgNode[] | null = null;
+	const opts = (Array.isArray(b.options) ? b.options : []).map((o) => (o as { DefElem?: PgNode }).DefElem ?? {});
+	const lang = opts.find((d) => d.defname === "language");
+	const language = lang ? String((lang.arg as { String?: { sval?: string } } | undefined)?.String?.sval ?? "").toLowerCase() : "sql";
+	if (language === "sql") {
+		out = [];
+		if (b.sql_body) collectStatements(b.sql_body, out);
+		const as = opts.find((d) => d.defname === "as");
+		const items = ((as?.arg as { List?: { items?: unknown[] } } | undefined)?.List?.items ?? []) as { String?: { sval?: string } }[];
+		for (const item of items) {
+			const text = item.String?.sval;
+			if (text === undefined) continue;
+			const a = analyzeSql(text);
+			if (!a.ok) {
+				out = null;
+				break;
+			}
+			for (const st of a.statements) {
+				const tree = statementTree(st);
+				if (tree) out.push(tree);
+			}
+		}
+	}
+	functionBodies.set(b, out);
+	return out ?? undefined;
+}
+
+function collectStatements(node: unknown, out: PgNode[]): void {
+	if (Array.isArray(node)) {
+		for (const x of node) collectStatements(x, out);
+		return;
+	}
+	if (!node || typeof node !== "object") return;
+	const keys = Object.keys(node);
+	if (keys.length === 1 && keys[0] === "List") collectStatements((node as { List: { items?: unknown[] } }).List.items, out);
+	else if (keys.length === 1 && keys[0]!.endsWith("Stmt")) out.push(node as PgNode);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scopes
 
@@ -402,11 +449,42 @@ class Analyzer {
 				case "VariableSetStmt":
 					if (String(b.name ?? "").toLowerCase() === "search_path") this.#blockSearchPath();
 					return NO_OUTPUTS;
+				case "CreateFunctionStmt":
+					this.#functionBody(b, parent);
+					return NO_OUTPUTS;
 				default:
 					return NO_OUTPUTS;
 			}
 		} finally {
 			this.#leave();
+		}
+	}
+
+	/** Taint of `$n` parameters: set while a function body is analysed, clean elsewhere (PREPARE). */
+	#paramTaint: Taint | undefined;
+
+	/**
+	 * A SQL function's body runs later, on whatever its callers pass: `insert into audit_copy select
+	 * ... phone from customers` inside a function, or `set_config('application_name', $1, false)`
+	 * called as f(phone), copied masked values where masking cannot follow. The body is analysed
+	 * like the statement itself, with its parameters (as `$n` and by name) taken as masked.
+	 */
+	#functionBody(b: PgNode, parent: Scope | undefined): void {
+		const body = functionBody(b);
+		if (!body) return;
+		const fname = strings(Array.isArray(b.funcname) ? b.funcname : []).join(".");
+		const param = opaque(`parameter of function ${fname} (its callers can pass masked values)`);
+		const scope = newScope(parent);
+		const params = (Array.isArray(b.parameters) ? b.parameters : [])
+			.map((p) => String(((p as { FunctionParameter?: PgNode }).FunctionParameter?.name as string | undefined) ?? "").toLowerCase())
+			.filter((n) => n !== "");
+		scope.items.push({ alias: fname.slice(fname.lastIndexOf(".") + 1), columns: params.map((name) => ({ name, taint: param })), unknown: CLEAN, all: param, starHidden: true });
+		const saved = this.#paramTaint;
+		this.#paramTaint = param;
+		try {
+			for (const st of body) this.statement(st, scope);
+		} finally {
+			this.#paramTaint = saved;
 		}
 	}
 
@@ -960,8 +1038,9 @@ class Analyzer {
 			switch (key) {
 				case "ColumnRef":
 					return this.columnRef(b, scope);
-				case "A_Const":
 				case "ParamRef":
+					return this.#paramTaint ?? CLEAN;
+				case "A_Const":
 				case "SQLValueFunction":
 					return CLEAN;
 				case "SubLink": {
@@ -1230,7 +1309,12 @@ async function computePlan(
 		const t = runTree(s);
 		if (t) trees.push(t);
 	}
-	const resolved = await prefetch(trees, fields, ctx.catalog);
+	const bodies: PgNode[] = [];
+	for (const t of trees) {
+		const f = (t as { CreateFunctionStmt?: PgNode }).CreateFunctionStmt;
+		if (f) bodies.push(...(functionBody(f) ?? []));
+	}
+	const resolved = await prefetch(bodies.length > 0 ? [...trees, ...bodies] : trees, fields, ctx.catalog);
 	const an = new Analyzer(rules, resolved);
 	// Per output column: union over the chosen statements (one, normally).
 	let outputs: Outputs | undefined;

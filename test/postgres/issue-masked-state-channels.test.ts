@@ -3,6 +3,9 @@
 // last 4, iban null, phone hash):
 // - advisory lock keys are listed in pg_locks: `SELECT pg_advisory_lock(id, ascii(substr(email, 1,
 //   1))) FROM customers` spelled emails out to a read-only grant, one character per statement;
+// - a SQL function body ran later, unseen: `CREATE FUNCTION cp() ... INSERT INTO audit_copy SELECT
+//   ... phone FROM customers` then `SELECT cp()` stored phones in an unmasked table, and a function
+//   passing its parameter to set_config made the server report `leak(phone)` in a ParameterStatus;
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type pg from "pg";
@@ -11,6 +14,8 @@ import { printLogsOnFailure } from "../env/index.ts";
 import { type Fixture, startFixture } from "./fixture.ts";
 
 let fx: Fixture;
+let phone: string;
+let phoneDigits: string;
 
 before(async () => {
 	fx = await startFixture({
@@ -21,6 +26,9 @@ before(async () => {
 			{ name: "adm", user: "adm", access: "admin" },
 		],
 	});
+	await fx.pg.query("create table audit_copy (id int, email text, note text)");
+	phone = (await fx.pg.query("select phone from customers where id = 1")).rows[0]!.phone;
+	phoneDigits = phone.replace(/\D/g, "").slice(-4);
 });
 after(async () => {
 	await fx?.stop();
@@ -58,11 +66,41 @@ test("advisory lock keys and the random seed do not carry masked values to a rea
 		await c.query("BEGIN");
 		const r = await c.query("SELECT pg_advisory_xact_lock(id), email FROM customers WHERE id = 1");
 		assert.equal(r.rows.length, 1);
-		assert.doesNotMatch(String(r.rows[0].email), /@/);
+		assert.doesNotMatch(String(r.rows[0]!.email), /@/);
 		await c.query("COMMIT");
 		await c.query("SELECT setseed(0.5)");
 	} finally {
 		await c.end();
 		await other.end();
+	}
+});
+
+test("a SQL function body cannot copy masked columns, nor pass its parameters where masking cannot follow", async () => {
+	const { c, reported } = await session("rw");
+	try {
+		for (const sql of [
+			"CREATE FUNCTION cp() RETURNS void LANGUAGE sql AS $$INSERT INTO audit_copy SELECT id, email, phone FROM customers$$",
+			"CREATE FUNCTION cp2() RETURNS void LANGUAGE sql BEGIN ATOMIC INSERT INTO audit_copy SELECT id, email, phone FROM customers; END",
+			"CREATE FUNCTION keep(v text) RETURNS void LANGUAGE sql AS 'INSERT INTO audit_copy (note) VALUES (v)'",
+		]) {
+			await assert.rejects(c.query(sql), refused);
+		}
+		for (const call of ["SELECT cp()", "SELECT cp2()", "SELECT keep(phone) FROM customers WHERE id = 1"]) await c.query(call).catch(() => undefined);
+		const copied = await fx.pg.query("SELECT count(*)::int AS n FROM audit_copy");
+		assert.equal(copied.rows[0]!.n, 0);
+
+		await assert.rejects(c.query("CREATE FUNCTION leak(text) RETURNS text LANGUAGE sql AS $$SELECT set_config('application_name', $1, false)$$"), refused);
+		await c.query("SELECT leak(phone) FROM customers WHERE id = 1").catch(() => undefined);
+		assert.ok(!reported.some((p) => p.includes(phoneDigits)), reported.join(", "));
+
+		// functions that read, or write what is not a parameter, still work
+		await c.query("CREATE FUNCTION order_total(int) RETURNS numeric LANGUAGE sql AS $$SELECT coalesce(sum(amount), 0) FROM orders WHERE customer_id = $1$$");
+		const total = await c.query("SELECT order_total(1) AS t");
+		assert.equal(total.rows.length, 1);
+		await c.query("CREATE FUNCTION note_orders() RETURNS void LANGUAGE sql AS $$INSERT INTO audit_copy (id, note) SELECT id, status FROM orders$$");
+		await c.query("SELECT note_orders()");
+		await fx.pg.query("DELETE FROM audit_copy");
+	} finally {
+		await c.end();
 	}
 });

@@ -470,4 +470,10 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("ro-setseed-masked", "SELECT setseed(ascii(substr(card_number, 1, 1)) / 1000.0) FROM customers WHERE id = 1", "random() in the next statement replays the seed"),
 	b("ro-lo-lseek-masked", "SELECT lo_lseek(0, length(iban), 0) FROM customers", "a large-object position read back with lo_tell"),
 	m("mask-advisory-lock-clean", "SELECT pg_advisory_xact_lock(id), email FROM customers ORDER BY id LIMIT 1", 2, [1], "a lock keyed by an unmasked column still runs"),
+	// SQL function bodies run later on what callers pass: analysed like the statement, parameters taken as masked
+	b("rw-function-body-copy", "CREATE FUNCTION cp() RETURNS void LANGUAGE sql AS $$INSERT INTO audit_copy SELECT id, email, phone FROM customers$$", "a function body copying masked columns into an unmasked table (SELECT cp() then read audit_copy)", "read-write"),
+	b("rw-function-atomic-copy", "CREATE FUNCTION cp2() RETURNS void LANGUAGE sql BEGIN ATOMIC INSERT INTO audit_copy SELECT id, email, phone FROM customers; END", "the same in a SQL-standard body", "read-write"),
+	b("rw-function-param-set-config", "CREATE FUNCTION leak(text) RETURNS text LANGUAGE sql AS $$SELECT set_config('application_name', $1, false)$$", "leak(phone): the server reports application_name back in a ParameterStatus", "read-write"),
+	b("rw-function-named-param-insert", "CREATE FUNCTION keep(v text) RETURNS void LANGUAGE sql AS 'INSERT INTO audit_copy (note) VALUES (v)'", "keep(phone) stores its argument in an unmasked table", "read-write"),
+	b("rw-procedure-param-lock", "CREATE PROCEDURE lk(k bigint) LANGUAGE sql AS $$SELECT pg_advisory_lock(k)$$", "CALL lk(hashtext(email)) puts the key in pg_locks", "read-write"),
 ];
