@@ -452,6 +452,9 @@ class Analyzer {
 				case "CreateFunctionStmt":
 					this.#functionBody(b, parent);
 					return NO_OUTPUTS;
+				case "CreateTrigStmt":
+					this.#triggerArguments(b);
+					return NO_OUTPUTS;
 				default:
 					return NO_OUTPUTS;
 			}
@@ -485,6 +488,26 @@ class Analyzer {
 			for (const st of body) this.statement(st, scope);
 		} finally {
 			this.#paramTaint = saved;
+		}
+	}
+
+	/**
+	 * Built-in trigger functions take column names as arguments and copy those columns elsewhere in
+	 * the row: `tsvector_update_trigger(tsv, 'pg_catalog.simple', phone)` on customers put every
+	 * phone, spelled out, in a new tsvector column no rule names. A trigger on a relation with masked
+	 * columns is refused when one of its arguments names one of them.
+	 */
+	#triggerArguments(b: PgNode): void {
+		const rv = b.relation as PgNode | undefined;
+		const rel = rv ? this.#relationOf(rv) : undefined;
+		if (!rel) return;
+		for (const arg of strings(Array.isArray(b.args) ? b.args : [])) {
+			// compared case-insensitively: conservative for columns whose names need quoting
+			const col = rel.columns.find((c) => c.name.toLowerCase() === arg.toLowerCase());
+			if (col && this.#columnRule(rel, col.name).rule !== undefined) {
+				this.#blockCopy(`a trigger on ${targetName(rv!)} given the masked column ${col.name}`);
+				return;
+			}
 		}
 	}
 

@@ -6,6 +6,8 @@
 // - a SQL function body ran later, unseen: `CREATE FUNCTION cp() ... INSERT INTO audit_copy SELECT
 //   ... phone FROM customers` then `SELECT cp()` stored phones in an unmasked table, and a function
 //   passing its parameter to set_config made the server report `leak(phone)` in a ParameterStatus;
+// - the built-in trigger function tsvector_update_trigger copied a masked column into a tsvector
+//   column of the same row;
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type pg from "pg";
@@ -27,6 +29,7 @@ before(async () => {
 		],
 	});
 	await fx.pg.query("create table audit_copy (id int, email text, note text)");
+	await fx.pg.query("alter table customers add column tsv tsvector");
 	phone = (await fx.pg.query("select phone from customers where id = 1")).rows[0]!.phone;
 	phoneDigits = phone.replace(/\D/g, "").slice(-4);
 });
@@ -100,6 +103,24 @@ test("a SQL function body cannot copy masked columns, nor pass its parameters wh
 		await c.query("CREATE FUNCTION note_orders() RETURNS void LANGUAGE sql AS $$INSERT INTO audit_copy (id, note) SELECT id, status FROM orders$$");
 		await c.query("SELECT note_orders()");
 		await fx.pg.query("DELETE FROM audit_copy");
+	} finally {
+		await c.end();
+	}
+});
+
+test("a built-in trigger function cannot copy a masked column into another column of the row", async () => {
+	const { c } = await session("rw");
+	try {
+		await assert.rejects(
+			c.query("CREATE TRIGGER tt BEFORE INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION tsvector_update_trigger(tsv, 'pg_catalog.simple', phone)"),
+			refused,
+		);
+		await c.query("UPDATE customers SET phone = phone || ' ' WHERE id = 1").catch(() => undefined);
+		const r = await c.query("SELECT tsv::text AS t FROM customers WHERE id = 1");
+		assert.doesNotMatch(String(r.rows[0]!.t), new RegExp(phoneDigits));
+		// the same trigger over an unmasked column is fine
+		await c.query("CREATE TRIGGER tn BEFORE INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION tsvector_update_trigger(tsv, 'pg_catalog.simple', name)");
+		await c.query("DROP TRIGGER tn ON customers");
 	} finally {
 		await c.end();
 	}

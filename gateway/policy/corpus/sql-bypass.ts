@@ -476,4 +476,5 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("rw-function-param-set-config", "CREATE FUNCTION leak(text) RETURNS text LANGUAGE sql AS $$SELECT set_config('application_name', $1, false)$$", "leak(phone): the server reports application_name back in a ParameterStatus", "read-write"),
 	b("rw-function-named-param-insert", "CREATE FUNCTION keep(v text) RETURNS void LANGUAGE sql AS 'INSERT INTO audit_copy (note) VALUES (v)'", "keep(phone) stores its argument in an unmasked table", "read-write"),
 	b("rw-procedure-param-lock", "CREATE PROCEDURE lk(k bigint) LANGUAGE sql AS $$SELECT pg_advisory_lock(k)$$", "CALL lk(hashtext(email)) puts the key in pg_locks", "read-write"),
+	b("rw-tsvector-trigger-masked", "CREATE TRIGGER tt BEFORE INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION tsvector_update_trigger(tsv, 'pg_catalog.simple', phone)", "a built-in trigger copying a masked column into an unmasked tsvector column of the row", "read-write"),
 ];
