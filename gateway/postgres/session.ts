@@ -1833,9 +1833,11 @@ export class Session {
 		if (out.H !== undefined) out.H = this.scrubText(out.H, true);
 		// RAISE in a function can print any column (a hash- or null-masked one no detector knows):
 		// its text is the function's, not PostgreSQL's, so none of it is shown.
+		// RAISE ... USING COLUMN/CONSTRAINT/DATATYPE/TABLE/SCHEMA = <any text> fills the fields
+		// PostgreSQL otherwise uses for object names: dropped too.
 		if (fields.R === "exec_stmt_raise") {
 			out.M = "message raised by a function, hidden by the Drawbridge masking policy";
-			delete out.H;
+			for (const k of ["H", "c", "n", "d", "t", "s"]) delete out[k];
 		}
 		for (const k of ["D", "W", "q", "p"]) delete out[k];
 		if (fields.D !== undefined) out.D = "detail hidden by Drawbridge masking policy";

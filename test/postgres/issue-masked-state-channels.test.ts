@@ -8,6 +8,7 @@
 //   passing its parameter to set_config made the server report `leak(phone)` in a ParameterStatus;
 // - the built-in trigger function tsvector_update_trigger copied a masked column into a tsvector
 //   column of the same row;
+// - RAISE ... USING COLUMN/TABLE/CONSTRAINT = <value> filled error fields the scrub kept.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type pg from "pg";
@@ -121,6 +122,19 @@ test("a built-in trigger function cannot copy a masked column into another colum
 		// the same trigger over an unmasked column is fine
 		await c.query("CREATE TRIGGER tn BEFORE INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION tsvector_update_trigger(tsv, 'pg_catalog.simple', name)");
 		await c.query("DROP TRIGGER tn ON customers");
+	} finally {
+		await c.end();
+	}
+});
+
+test("RAISE cannot put a masked value in the object-name fields of a notice", async () => {
+	const { c, notices } = await session("adm");
+	try {
+		await c.query(`DO $x$ BEGIN RAISE NOTICE 'n' USING COLUMN = (SELECT phone FROM customers WHERE id = 1),
+			TABLE = (SELECT phone FROM customers WHERE id = 1), CONSTRAINT = (SELECT phone FROM customers WHERE id = 1),
+			SCHEMA = (SELECT phone FROM customers WHERE id = 1), DATATYPE = (SELECT phone FROM customers WHERE id = 1); END $x$`);
+		assert.equal(notices.length, 1);
+		assert.doesNotMatch(JSON.stringify(notices[0]), new RegExp(phoneDigits));
 	} finally {
 		await c.end();
 	}
