@@ -103,6 +103,15 @@ test("plan: strategies, sources and partial -> redact for derived values", async
 	assert.equal(plan.detectors.length, 1);
 });
 
+test("plan: hash -> redact for derived values (a keyed hash of chosen text is a codebook)", async () => {
+	const plan = await planMasks("SELECT c.phone, substr(c.phone, 1, 0) || '7', substr(c.phone, 9, 1), p.phone FROM customers c, customer_contacts p", fields(4), demoContext());
+	const by = new Map(plan.columns.map((c) => [c.index, c]));
+	assert.equal(by.get(0)!.strategy.type, "hash", "the column itself keeps its joinable pseudonym");
+	assert.deepEqual(by.get(1)!.strategy, { type: "redact" });
+	assert.deepEqual(by.get(2)!.strategy, { type: "redact" });
+	assert.equal(by.get(3)!.strategy.type, "hash", "through a view, untransformed");
+});
+
 test("plan: column globs respect schemas", async () => {
 	// billing.customers.email is masked by its own pattern; card rule is public-only.
 	assert.deepEqual(await maskedIndexes("SELECT id, email, iban FROM billing.customers", 3), [1, 2]);

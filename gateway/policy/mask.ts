@@ -883,8 +883,8 @@ class Analyzer {
 			out = this.statement(tree, undefined);
 			this.touched = saved;
 		}
-		// Reading a view column is a transformation of its base columns.
-		out = { names: out.names, taints: out.taints.map(derive), ...(out.rest ? { rest: out.rest } : {}) };
+		// A view column is derived exactly when the view's expression transforms its base columns
+		// (`lower(email)`); a plain column keeps its strategy, so a hash stays a joinable pseudonym.
 		if (!tree) this.unprovable++;
 		this.#viewMemo.set(rel.oid, { out, unprovable: this.unprovable > before });
 		return out;
@@ -1004,9 +1004,10 @@ class Analyzer {
 	/**
 	 * Whether writing a value with taint `t` into `rel.column` keeps it masked: the column must be
 	 * masked at least as strongly as every source (iban, masked `null`, written into email, masked
-	 * `redact`, would show more than before), and a `partial` column shows part of whatever is written,
+	 * `redact`, would show more than before), a `partial` column shows part of whatever is written,
 	 * so it only takes its own untransformed values (`SET card_number = substr(email, 1, 8)` would
-	 * show four characters of an email).
+	 * show four characters of an email), and a `hash` column only untransformed ones (a hash of a
+	 * transformed value is a codebook entry).
 	 */
 	#destCovers(rel: RelationInfo | undefined, column: string | undefined, t: Taint): boolean {
 		if (!rel || !column) return false;
@@ -1018,7 +1019,10 @@ class Analyzer {
 			if (r && strategyStrength(r.strategy) > strength) return false;
 		}
 		if (t.opaque !== undefined && this.rules.strongest && strategyStrength(this.rules.strongest.strategy) > strength) return false;
-		if (dest.strategy.type === "partial" && (t.derived || t.opaque !== undefined || [...t.cols].some((c) => !keys.includes(c)))) return false;
+		// A hash column takes no transformed value either: `SET phone = substr(phone, 9, 1)` then
+		// reading phone hashes one character, compared with the hash of a row holding '7'.
+		if ((dest.strategy.type === "partial" || dest.strategy.type === "hash") && (t.derived || t.opaque !== undefined)) return false;
+		if (dest.strategy.type === "partial" && [...t.cols].some((c) => !keys.includes(c))) return false;
 		return true;
 	}
 
@@ -1409,6 +1413,8 @@ function toColumnMask(index: number, t: Taint, rules: RuleIndex): ColumnMask | u
 	if (!rule) return undefined;
 	let strategy: MaskStrategy = rule.strategy;
 	// Partial masking of a transformed value could reveal other characters (reverse(card)): redact.
-	if (strategy.type === "partial" && t.derived) strategy = DERIVED_REDACT;
+	// A keyed hash of a transformed value is a codebook: `substr(phone, 1, 0) || d` for the digits d
+	// hashes chosen text, and `substr(phone, n, 1)` is then read character by character: redact too.
+	if ((strategy.type === "partial" || strategy.type === "hash") && t.derived) strategy = DERIVED_REDACT;
 	return { index, rule: rule.name, strategy, sources };
 }

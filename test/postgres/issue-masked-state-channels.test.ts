@@ -8,7 +8,9 @@
 //   passing its parameter to set_config made the server report `leak(phone)` in a ParameterStatus;
 // - the built-in trigger function tsvector_update_trigger copied a masked column into a tsvector
 //   column of the same row;
-// - RAISE ... USING COLUMN/TABLE/CONSTRAINT = <value> filled error fields the scrub kept.
+// - RAISE ... USING COLUMN/TABLE/CONSTRAINT = <value> filled error fields the scrub kept;
+// - a keyed hash of derived values is a codebook: `substr(phone, 1, 0) || d` hashes each digit d,
+//   `substr(phone, n, 1)` is then decoded character by character under a read-only grant.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type pg from "pg";
@@ -137,5 +139,30 @@ test("RAISE cannot put a masked value in the object-name fields of a notice", as
 		assert.doesNotMatch(JSON.stringify(notices[0]), new RegExp(phoneDigits));
 	} finally {
 		await c.end();
+	}
+});
+
+test("a hash-masked column cannot be decoded with a codebook of derived values", async () => {
+	const c = await fx.connect("ro");
+	try {
+		const book = await c.query("SELECT d, substr(phone, 1, 0) || d AS h FROM customers, unnest(string_to_array('0123456789+-', NULL)) d WHERE id = 1");
+		const code = new Map(book.rows.map((r: { d: string; h: string }) => [r.h, r.d]));
+		const chars = await c.query("SELECT n, substr(phone, n, 1) AS h FROM customers, generate_series(1, length(phone)) n WHERE id = 1 ORDER BY n");
+		const decoded = chars.rows.map((r: { h: string }) => code.get(r.h) ?? "?").join("");
+		assert.notEqual(decoded, phone);
+		assert.ok(code.size <= 1, `distinct hashes of chosen text: ${code.size}`);
+		// the column itself keeps its pseudonym (stable across rows and sessions)
+		const direct = await c.query("SELECT phone FROM customers WHERE id = 1");
+		assert.match(String(direct.rows[0]!.phone), /^[0-9a-f]{16}$/);
+	} finally {
+		await c.end();
+	}
+	// nor, under a read-write grant, by writing one character of it back into the column
+	const w = await fx.connect("rw");
+	try {
+		await assert.rejects(w.query("UPDATE customers SET phone = substr(phone, 9, 1) WHERE id = 1"), refused);
+		await w.query("UPDATE customers SET phone = phone WHERE id = 1");
+	} finally {
+		await w.end();
 	}
 });

@@ -477,4 +477,5 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("rw-function-named-param-insert", "CREATE FUNCTION keep(v text) RETURNS void LANGUAGE sql AS 'INSERT INTO audit_copy (note) VALUES (v)'", "keep(phone) stores its argument in an unmasked table", "read-write"),
 	b("rw-procedure-param-lock", "CREATE PROCEDURE lk(k bigint) LANGUAGE sql AS $$SELECT pg_advisory_lock(k)$$", "CALL lk(hashtext(email)) puts the key in pg_locks", "read-write"),
 	b("rw-tsvector-trigger-masked", "CREATE TRIGGER tt BEFORE INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION tsvector_update_trigger(tsv, 'pg_catalog.simple', phone)", "a built-in trigger copying a masked column into an unmasked tsvector column of the row", "read-write"),
+	b("rw-hash-dest-derived", "UPDATE customers SET phone = substr(phone, 9, 1) WHERE id = 1", "a transformed value into a hash-masked column: its hash is compared with the hash of a row holding one chosen character", "read-write"),
 ];
