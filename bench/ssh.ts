@@ -4,7 +4,10 @@
  * gateway code) and through the Drawbridge gateway (certificate auth, guardrails evaluated on the exec,
  * recording on), interleaved in every run. A ratio, never a timed test. Prints a table.
  *
- *   ./node_modules/.bin/node --import tsx bench/ssh.ts [--mib 256] [--runs 3] [--cipher default|aes128-gcm@openssh.com|…]
+ *   ./node_modules/.bin/node --import tsx bench/ssh.ts [--mib 256] [--runs 3] [--cipher default|aes128-gcm@openssh.com|…] [--paths direct,relay,gateway]
+ *
+ * `--paths` runs a subset (e.g. `--paths gateway` under `perf record -p <this process>`; the relay and
+ * the gateway run in this process); ratios need `direct` among them.
  *
  * `--cipher default` (the default) passes no `-c`: OpenSSH's client picks by its own preference among
  * what each server offers, as a plain `ssh host 'cat …'` would; the negotiated ciphers are printed.
@@ -17,6 +20,7 @@ import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_UPSTREAM_CIPHERS, sshCryptoBinding, startSshListener } from "../gateway/ssh/listener.ts";
+import { packetPoolStats } from "../gateway/ssh/packet-pool.ts";
 import { startSshd } from "../test/env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, tokenIssuer } from "../test/ssh/fixtures.ts";
 import { KeyDir } from "../test/ssh/keys.ts";
@@ -32,6 +36,7 @@ const RUNS = Number(arg("runs", "3"));
 const CIPHER = arg("cipher", "default");
 /** Gateway → sshd cipher preference (comma list); default: the listener's own. */
 const UPSTREAM = process.argv.includes("--upstream-cipher") ? arg("upstream-cipher", "").split(",") : undefined;
+const PATHS = arg("paths", "direct,relay,gateway").split(",");
 const BYTES = MIB * 1024 * 1024;
 
 const median = (xs: number[]) => {
@@ -133,11 +138,13 @@ async function main(): Promise<void> {
 		const direct = [...common, "-i", sshd.clientKeyFile, "-p", String(sshd.port), "-l", sshd.user, "127.0.0.1", cmd];
 		const viaGw = [...common, "-i", agent.path, "-o", `CertificateFile=${certFile}`, "-p", String(gw.address.port), "-l", `${sshd.user}@host`, "127.0.0.1", cmd];
 		const viaRelay = [...common, "-i", agent.path, "-p", String(relay.address.port), "-l", sshd.user, "127.0.0.1", cmd];
-		const paths = [
-			["direct", direct],
-			["relay", viaRelay],
-			["gateway", viaGw],
-		] as const;
+		const paths = (
+			[
+				["direct", direct],
+				["relay", viaRelay],
+				["gateway", viaGw],
+			] as const
+		).filter(([name]) => PATHS.includes(name));
 		const results: Record<string, number[]> = { direct: [], relay: [], gateway: [] };
 		const ciphers: Record<string, string> = {};
 		// CPU of this process (= the relay or the gateway: the bench itself only waits) per MiB relayed:
@@ -161,7 +168,7 @@ async function main(): Promise<void> {
 				results[name]!.push(BYTES / 1024 / 1024 / r.seconds);
 				ciphers[name] = negotiated(r.stderr);
 			}
-			for (const name of ["relay", "gateway"]) ratios[name]!.push(results[name]![i]! / results["direct"]![i]!);
+			for (const name of ["relay", "gateway"]) if (results[name]![i] !== undefined) ratios[name]!.push(results[name]![i]! / results["direct"]![i]!);
 		}
 		await gw.close();
 		await relay.close();
@@ -190,6 +197,8 @@ async function main(): Promise<void> {
 		console.log(`machine busy during the runs (both cores): direct ${pct("direct")}, relay ${pct("relay")}, gateway ${pct("gateway")}`);
 		const execs = recorder.events("exec").length;
 		const all = (name: string) => results[name]!.map((x) => x.toFixed(0)).join("/");
+		const ps = packetPoolStats;
+		console.log(`gateway packet pool (gateway/ssh/packet-pool.ts): ${ps.reused} reused, ${ps.allocated} allocated, ${ps.released} released`);
 		console.log(`recorded exec events (gateway): ${execs}; all runs: direct ${all("direct")}, relay ${all("relay")}, gateway ${all("gateway")} MiB/s`);
 	} finally {
 		await sshd.stop();

@@ -49,6 +49,7 @@ import { SshGatewayError } from "./errors.ts";
 import { ChannelOpenFailure, DisconnectReason, refusalBytes } from "./refuse.ts";
 import { evaluateSshAccess, evaluateSshCommand } from "../policy/ssh.ts";
 import { LineTracker } from "./guard.ts";
+import { poolOutgoingPackets } from "./packet-pool.ts";
 import { SftpObserver } from "./sftp.ts";
 import { mintSessionCertificate, presentCertificate, type SessionCertificate } from "./upstream-cert.ts";
 
@@ -381,6 +382,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		let accepting: SessionState | undefined;
 		let closed = false;
 		let lastFailure: string | undefined;
+		poolOutgoingPackets(client);
 		const sock = (client as unknown as { _sock?: { remoteAddress?: string; remotePort?: number } })._sock;
 		const clientAddress = sock?.remoteAddress ?? "";
 		const clientPort = sock?.remotePort ?? 0;
@@ -826,6 +828,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 					return ok;
 				},
 			});
+			poolOutgoingPackets(c);
 			if (sessionCert) {
 				try {
 					presentCertificate(c, sessionCert);

@@ -4,11 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { BundleConnection, BundleGrant, BundleGuardrailPolicy } from "../../gateway/config/bundle.ts";
 import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
+import { packetPoolStats } from "../../gateway/ssh/packet-pool.ts";
 import { run, type SshdHandle, startSshd } from "../env/index.ts";
 import {
 	approvalService,
@@ -207,6 +209,42 @@ describe("ssh through the gateway", () => {
 		const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
 		assert.equal(code, 0);
 		assert.equal(bytes, size);
+	});
+
+	test("recycled packet buffers (packet-pool.ts): random bytes arrive intact both ways, on parallel sessions", async () => {
+		const size = 12 * 1024 * 1024;
+		/** The host writes `size` random bytes to stdout and their sha256 to stderr. */
+		const download = async () => {
+			const child = spawn("ssh", [
+				...sshArgs(),
+				`f=$(mktemp); head -c ${size} /dev/urandom > "$f"; sha256sum < "$f" >&2; cat "$f"; rm -f "$f"`,
+			]);
+			const hash = createHash("sha256");
+			let bytes = 0;
+			let stderr = "";
+			child.stdout.on("data", (b: Buffer) => {
+				bytes += b.length;
+				hash.update(b);
+			});
+			child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+			const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+			assert.equal(code, 0, stderr);
+			assert.equal(bytes, size);
+			assert.equal(hash.digest("hex"), stderr.trim().split(/\s+/)[0]);
+		};
+		const before = packetPoolStats.reused;
+		await Promise.all([download(), download(), download()]);
+		assert.ok(packetPoolStats.reused > before, "gateway → client packets did not come from the pool");
+		// Upload: gateway → sshd packets (the upstream ssh2 Client) are pooled too.
+		const data = randomBytes(size);
+		const beforeUp = packetPoolStats.reused;
+		const up = spawn("ssh", [...sshArgs(), "sha256sum"]);
+		let out = "";
+		up.stdout.on("data", (b: Buffer) => (out += b.toString()));
+		up.stdin.end(data);
+		assert.equal(await new Promise<number | null>((resolve) => up.on("close", resolve)), 0);
+		assert.equal(out.trim().split(/\s+/)[0], createHash("sha256").update(data).digest("hex"));
+		assert.ok(packetPoolStats.reused > beforeUp, "gateway → sshd packets did not come from the pool");
 	});
 
 	test("wrong principal, expired certificate, untrusted CA and plain keys are refused with a reason", async () => {
