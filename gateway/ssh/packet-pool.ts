@@ -8,10 +8,12 @@
  * been written halves that churn (the other half is Node's per-read buffers, which ssh2 decrypts in place
  * and hands on, so they cannot be reused).
  *
- * A buffer goes back to the free list only when `socket.write` completed synchronously: right after it,
- * `writableLength === 0` means libuv wrote every byte to the kernel and holds no reference (a partial
- * write keeps the request queued and `writableLength` above 0 until its callback). Everything else is
- * left to the GC as before. The free list is process-wide and small (`MAX_FREE`), so idle connections
+ * A buffer goes back to the free list only when the very packet object allocPacket returned was written
+ * whole and `socket.write` completed synchronously: right after it, `writableLength === 0` means libuv
+ * wrote every byte to the kernel and holds no reference (a partial write keeps the request queued and
+ * `writableLength` above 0 until its callback). ssh2's binding ciphers encrypt in place and write that
+ * object once; its JavaScript fallbacks write views or new buffers, which never release anything. Every
+ * other buffer is left to the GC as before. The free list is process-wide and small (`MAX_FREE`), so idle connections
  * hold nothing; a reused buffer is exposed only as a view of exactly the packet's length, every byte of
  * which ssh2 writes (length, padding length, payload, random padding, then the cipher's MAC or tag), as
  * with `Buffer.allocUnsafe`'s own shared pool.
@@ -30,7 +32,8 @@ const MIN = 4 * 1024;
 const MAX_FREE = 4;
 
 const free: ArrayBuffer[] = [];
-const ours = new WeakSet<ArrayBuffer>();
+/** Packets handed out and not yet recycled: only the very object allocPacket returned can release its buffer. */
+const issued = new WeakSet<Uint8Array>();
 const allocUnsafe = Buffer.allocUnsafe;
 
 /** Pool counters (tests, benches). */
@@ -42,10 +45,11 @@ function poolAlloc(n: number): Buffer {
 	if (ab) packetPoolStats.reused++;
 	else {
 		ab = new ArrayBuffer(CAP);
-		ours.add(ab);
 		packetPoolStats.allocated++;
 	}
-	return Buffer.from(ab, 0, n);
+	const packet = Buffer.from(ab, 0, n);
+	issued.add(packet);
+	return packet;
 }
 
 type Cipher = { allocPacket?: (n: number) => Buffer; __drawbridgePooled?: true };
@@ -89,10 +93,10 @@ export function poolOutgoingPackets(ssh2Object: unknown): boolean {
 	const write = sock.write;
 	sock.write = function (this: Socket, data: unknown, ...rest: unknown[]): boolean {
 		const r = (write as (...a: unknown[]) => boolean).call(this, data, ...rest);
-		if (data instanceof Uint8Array && this.writableLength === 0 && free.length < MAX_FREE) {
-			const ab = data.buffer as ArrayBuffer;
-			if (ours.has(ab) && !free.includes(ab)) {
-				free.push(ab);
+		if (data instanceof Uint8Array && issued.has(data)) {
+			issued.delete(data);
+			if (this.writableLength === 0 && free.length < MAX_FREE) {
+				free.push(data.buffer as ArrayBuffer);
 				packetPoolStats.released++;
 			}
 		}

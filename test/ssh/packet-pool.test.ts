@@ -85,6 +85,12 @@ test("buffers written at once are reused; objects of another shape are left alon
 		await new Promise((r) => setImmediate(r));
 	}
 	assert.ok(packetPoolStats.reused > reused);
+	// A view of a packet (ssh2's JavaScript AES-GCM writes the length field as one) releases nothing.
+	const released = packetPoolStats.released;
+	const p = o._protocol._cipher.allocPacket(PACKET);
+	sock.write(p.subarray(0, 4));
+	sock.write(Buffer.from(p.subarray(4)));
+	assert.equal(packetPoolStats.released, released);
 	// Small packets (handshake, window adjusts) keep ssh2's own allocation.
 	const small = o._protocol._cipher.allocPacket(100);
 	assert.ok(small.buffer.byteLength !== 33 * 1024);
