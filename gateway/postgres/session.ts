@@ -15,6 +15,7 @@
  * we replace that upstream ErrorResponse with ours (SQLSTATE 42501 naming the rule). The client's
  * view and the server's state therefore never diverge.
  */
+import { createHmac } from "node:crypto";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { ApprovalRequestRecord, ApprovalService } from "../approvals/types.ts";
@@ -47,6 +48,8 @@ import type { UpstreamConnection } from "./upstream.ts";
 
 /** Forwarded in place of a blocked statement: fails upstream at parse time, never executes anything. */
 export const BLOCKED_SQL = "DRAWBRIDGE_STATEMENT_BLOCKED";
+/** Name of the failing Parse that stands in for a refused Bind upstream (never stored: it does not parse). */
+const BLOCKED_STATEMENT_NAME = "drawbridge:blocked-bind";
 
 /** Bytes buffered behind a waiting message before we stop reading that socket. */
 const HIGH_WATER_BYTES = 1 << 20;
@@ -110,6 +113,13 @@ interface StmtRef {
 	decision: Decision;
 	rule: string | undefined;
 	approvalId: string | undefined;
+	/**
+	 * The guardrail verdict at Parse: when it asks for approval every Bind of the statement is held,
+	 * with its parameters, so an approval covers one execution with the values approvers saw.
+	 * Undefined for statements not defined by a Parse of this session (SQL PREPARE bodies): those
+	 * are evaluated again at Bind.
+	 */
+	parseVerdict?: GuardrailVerdict;
 	copyDetector: TextDetector | undefined;
 	/** Mask plan of the last RowDescription seen for this statement (keyed by its bytes). */
 	planCache?: PlanEntry;
@@ -155,6 +165,8 @@ interface PortalRef {
 	plan: ActivePlan | null | undefined;
 	/** `nameSeg` when the Bind defining it was forwarded. */
 	seg: number;
+	/** Set when this Bind was held and approved: the approval covers this portal's execution only. */
+	approvalId?: string;
 }
 
 type Unit = (
@@ -172,7 +184,7 @@ type Unit = (
 			copyDetector?: TextDetector | undefined;
 	  }
 	| { k: "parse"; stmt: StmtRef; previous: StmtRef | undefined; substitute?: Buffer }
-	| { k: "bind"; portal: PortalRef }
+	| { k: "bind"; portal: PortalRef; substitute?: Buffer }
 	| { k: "describe"; portal: PortalRef | undefined; swallow: boolean }
 	| { k: "execute"; portal: PortalRef; rows: number; started: number }
 	| { k: "close"; target: "S" | "P"; name: string }
@@ -427,8 +439,7 @@ export class Session {
 			case "bind": {
 				const stmt = this.resolveStatement(m.statement);
 				if (stmt instanceof Promise) return stmt.then((r) => (this.closed ? undefined : this.onBind(m, r)));
-				this.onBind(m, stmt);
-				return undefined;
+				return this.onBind(m, stmt);
 			}
 			case "describe": {
 				if (m.target !== "P") {
@@ -519,7 +530,102 @@ export class Session {
 		}
 	}
 
-	private onBind(m: Extract<ClientMessage, { type: "bind" }>, stmt: StmtRef | undefined): void {
+	/**
+	 * A Bind of a statement whose guardrail verdict is requireApproval is held here, not at Parse: the
+	 * approvers see the statement with these parameters, and the approval covers this one portal (a
+	 * portal runs once). Re-binding an approved prepared statement asks again (or reuses an approval
+	 * of exactly the same statement and parameters within the rule's reuse window).
+	 */
+	private onBind(m: Extract<ClientMessage, { type: "bind" }>, stmt: StmtRef | undefined): Promise<void> | undefined {
+		const rules = this.o.live().policies.guardrailRules;
+		if (!rules.some((r) => r.action === "requireApproval")) {
+			this.forwardBind(m, stmt);
+			return undefined;
+		}
+		if (!stmt) {
+			// What the name holds upstream is not known here (redefined earlier in this segment, or
+			// never defined): it may be a statement that needs approval, so it does not run unseen.
+			this.blockBind(m, undefined, {
+				action: "block",
+				rule: "approval:unknown-statement",
+				sqlstate: "42501",
+				message: `prepared statement ${JSON.stringify(m.statement)} is not known to the gateway at this point and guardrail rules require approvals on this connection: Sync, or Parse it again, before binding it`,
+			});
+			return undefined;
+		}
+		const verdict = stmt.parseVerdict ?? this.guard(stmt.analysis);
+		if (verdict.action === "block") {
+			this.blockBind(m, stmt, verdict);
+			return undefined;
+		}
+		if (verdict.action !== "requireApproval") {
+			this.forwardBind(m, stmt);
+			return undefined;
+		}
+		const statements = stmt.analysis.ok ? stmt.analysis.statements : [];
+		return this.hold(stmt.sql, statements, verdict, this.paramsForApproval(m)).then((r) => {
+			if (this.closed) return;
+			if (r.ok) this.forwardBind(m, stmt, r.id);
+			else this.blockBind(m, stmt, r.verdict, r.decision, r.id);
+		});
+	}
+
+	/**
+	 * The parameters of a held Bind as approvers see them (text values masked like recordings, binary
+	 * values by size) and a keyed digest of their exact bytes and formats, so an approval (and its
+	 * reuse) is for exactly these values even where the shown text is masked.
+	 */
+	private paramsForApproval(m: Extract<ClientMessage, { type: "bind" }>): string {
+		const mac = createHmac("sha256", this.o.live().maskingKey);
+		const shown = m.params.map((p, i) => {
+			const fmt = m.paramFormats.length === 1 ? m.paramFormats[0] : (m.paramFormats[i] ?? 0);
+			mac.update(`${i}:${fmt}:${p === null ? -1 : p.length}:`);
+			if (p === null) return `$${i + 1} = NULL`;
+			mac.update(p);
+			if (fmt === 1) return `$${i + 1} = <binary ${p.length} bytes>`;
+			const text = this.recordText(Buffer.from(p).toString("utf8"));
+			return `$${i + 1} = '${(text.length > 200 ? `${text.slice(0, 200)}...` : text).replaceAll("'", "''")}'`;
+		});
+		if (shown.length === 0) return "";
+		return `\n-- parameters: ${shown.join(", ")} (hmac-sha256 ${mac.digest("hex")})`;
+	}
+
+	private blockBind(
+		m: Extract<ClientMessage, { type: "bind" }>,
+		stmt: StmtRef | undefined,
+		v: GuardrailVerdict,
+		decision: Decision = "block",
+		approvalId?: string,
+	): void {
+		const err = verdictError(v);
+		this.emit({
+			type: "statement",
+			sql: this.recordText(stmt?.sql ?? `<unknown statement "${m.statement}">`),
+			statementKinds: stmt?.info?.kinds ?? [],
+			decision,
+			...(v.rule ? { rule: v.rule } : {}),
+			...(approvalId ? { approvalId } : {}),
+			error: { code: err.sqlstate, message: err.message },
+		});
+		const portal: PortalRef = {
+			name: m.portal,
+			stmt,
+			params: [],
+			paramFormats: [],
+			resultFormats: [],
+			described: false,
+			describedSeg: -1,
+			plan: undefined,
+			seg: this.nameSeg,
+		};
+		this.push({ k: "bind", portal, substitute: serverMessages.error(errorFieldsOf(err)) });
+		// A named Parse of text that never parses fails upstream without touching any statement or
+		// portal (a named statement is stored only after parsing), and the server skips to Sync.
+		this.toUpstream(clientMessages.parse(BLOCKED_STATEMENT_NAME, BLOCKED_SQL));
+		this.discardUntilSync = true;
+	}
+
+	private forwardBind(m: Extract<ClientMessage, { type: "bind" }>, stmt: StmtRef | undefined, approvalId?: string): void {
 		const portal: PortalRef = {
 			name: m.portal,
 			stmt,
@@ -530,6 +636,7 @@ export class Session {
 			describedSeg: -1,
 			plan: undefined,
 			seg: this.nameSeg,
+			...(approvalId ? { approvalId } : {}),
 		};
 		this.portals.set(m.portal, portal);
 		// SQL FETCH/MOVE/CLOSE may name a protocol portal (one namespace)
@@ -906,16 +1013,8 @@ export class Session {
 			this.push({ k: "parse", stmt, previous, ...(seq !== undefined ? { seq } : {}) });
 			this.toUpstream(m.raw);
 		};
-		if (verdict.action === "requireApproval") {
-			return this.hold(m.sql, analysis.ok ? analysis.statements : [], verdict).then((r) => {
-				if (this.closed) return;
-				if (r.ok) {
-					stmt.decision = "approved";
-					stmt.approvalId = r.id;
-					forward();
-				} else block(r.verdict, r.decision, r.id);
-			});
-		}
+		// Parsing runs nothing: a statement that needs approval is held at each Bind, with its parameters.
+		stmt.parseVerdict = verdict;
 		forward();
 		return undefined;
 	}
@@ -925,6 +1024,8 @@ export class Session {
 		sql: string,
 		statements: SqlStatementInfo[],
 		verdict: GuardrailVerdict,
+		/** Appended to the command approvers see (a Bind's parameters). */
+		suffix = "",
 	): Promise<{ ok: true; id: string } | { ok: false; verdict: GuardrailVerdict; decision: Decision; id?: string }> {
 		const rule = verdict.rule ?? "guardrail";
 		const approvals = this.o.approvals;
@@ -936,6 +1037,11 @@ export class Session {
 			};
 		}
 		const timeoutSeconds = verdict.approval?.timeoutSeconds ?? this.o.approvalTimeoutSec;
+		// `EXECUTE name(...)` says nothing of what runs: the body the name holds in this session is
+		// part of the command, so approvers see it and a reuse window never matches another body.
+		for (const s of statements) {
+			if (s.uses?.type === "prepared") suffix = `\n-- ${s.uses.name}: ${s.uses.statement?.text ?? "(unknown body)"}${suffix}`;
+		}
 		let record: ApprovalRequestRecord;
 		try {
 			record = await approvals.request({
@@ -944,7 +1050,7 @@ export class Session {
 				connection: this.o.connection.name,
 				grant: this.grant.key,
 				requester: pickIdentity(this.identity),
-				command: this.recordText(sql),
+				command: this.recordText(sql) + suffix,
 				rule,
 				approvers: verdict.approval?.approvers ?? this.grant.approvers.subjects,
 				minApprovals: verdict.approval?.minApprovals ?? this.grant.approvers.minApprovals,
@@ -958,7 +1064,7 @@ export class Session {
 				verdict: { ...verdict, action: "block", message: `approval request failed: ${(e as Error).message}` },
 			};
 		}
-		this.emit({ type: "approval", approvalId: record.id, phase: record.phase, rule, command: this.recordText(sql) });
+		this.emit({ type: "approval", approvalId: record.id, phase: record.phase, rule, command: this.recordText(sql) + suffix });
 		if (record.phase !== "Approved") {
 			const approvers = (verdict.approval?.approvers ?? this.grant.approvers.subjects).map(describeSubject).join(", ");
 			if (!this.closed) {
@@ -991,7 +1097,7 @@ export class Session {
 				approvalId: record.id,
 				phase: record.phase,
 				rule,
-				command: this.recordText(sql),
+				command: this.recordText(sql) + suffix,
 				decidedBy: record.decisions.map((d) => d.by),
 			});
 		}
@@ -1361,9 +1467,9 @@ export class Session {
 			this.send(u.substitute);
 			// consumed: a later error of this unit (none expected) would be relayed
 			u.substitute = undefined;
-			if (u.k === "parse") this.pop();
+			if (u.k === "parse" || u.k === "bind") this.pop();
 			// "simple" and "fn" units end at ReadyForQuery
-			if (u.k === "parse") this.skipToSync();
+			if (u.k === "parse" || u.k === "bind") this.skipToSync();
 			return;
 		}
 		const error = { code: fields.C ?? "XX000", message: this.scrubText(fields.M ?? "", true) };
@@ -1906,9 +2012,9 @@ export class Session {
 			sql: this.recordText(stmt?.sql ?? `<unknown portal "${u.portal.name}">`),
 			...(params.length > 0 ? { params } : {}),
 			statementKinds: stmt?.info?.kinds ?? [],
-			decision: stmt?.decision ?? "allow",
+			decision: u.portal.approvalId ? "approved" : (stmt?.decision ?? "allow"),
 			...(stmt?.rule ? { rule: stmt.rule } : {}),
-			...(stmt?.approvalId ? { approvalId: stmt.approvalId } : {}),
+			...(u.portal.approvalId ? { approvalId: u.portal.approvalId } : stmt?.approvalId ? { approvalId: stmt.approvalId } : {}),
 			durationMs: round(performance.now() - u.started),
 			rows: tag ? rowsOf(tag, u.rows) : u.rows,
 			...(tag ? { commandTag: tag } : {}),
