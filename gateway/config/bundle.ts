@@ -88,8 +88,15 @@ export interface IssuerConfig {
 	usernameClaim?: string;
 	/** Claim holding group names (default `groups`). */
 	groupsClaim?: string;
-	/** Allowed clock skew, seconds (default 30). */
+	/** Allowed clock skew, seconds (default 30, at most 300). */
 	clockToleranceSec?: number;
+	/**
+	 * Longest token lifetime accepted, seconds: `exp - iat`, or `exp - now` when `iat` is absent
+	 * (default 86400 for every kind; the operator sets its own issuer's from `--token-ttl`). A token
+	 * valid for longer is refused (`lifetime-too-long`) even while unexpired: a leaked long-lived
+	 * token must not stay usable for years.
+	 */
+	maxTokenLifetimeSec?: number;
 }
 
 /** Who is on the other end of a connection, after token verification. */

@@ -15,7 +15,7 @@ import {
 	type SubjectMatcher,
 } from "./bundle.ts";
 import { bundleHash } from "./canonical.ts";
-import { TokenVerifier, type TokenVerifierOptions } from "../identity/verify.ts";
+import { checkIssuerLimits, TokenVerifier, type TokenVerifierOptions } from "../identity/verify.ts";
 
 export class BundleError extends Error {
 	override readonly name = "BundleError";
@@ -135,6 +135,13 @@ export function validateBundle(bundle: unknown): ConfigBundle {
 	if (!b.credentials || typeof b.credentials !== "object") throw new BundleError("invalid", "bundle.credentials must be an object");
 	if (typeof b.maskingKey !== "string" || Buffer.from(b.maskingKey, "base64").length < 32) {
 		throw new BundleError("invalid", "bundle.maskingKey must be base64 of at least 32 bytes");
+	}
+	for (const i of b.issuers ?? []) {
+		try {
+			checkIssuerLimits(i);
+		} catch (err) {
+			throw new BundleError("invalid", (err as Error).message);
+		}
 	}
 	const names = new Set<string>();
 	for (const c of b.connections ?? []) {

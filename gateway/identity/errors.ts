@@ -12,6 +12,8 @@ export type IdentityErrorCode =
 	| "algorithm-not-allowed"
 	| "bad-signature"
 	| "expired"
+	/** `exp - iat` (or `exp - now` without `iat`) exceeds the issuer's `maxTokenLifetimeSec`. */
+	| "lifetime-too-long"
 	| "not-yet-valid"
 	| "audience-mismatch"
 	| "claim-invalid"
@@ -37,6 +39,7 @@ export const IDENTITY_ERROR_CATALOGUE: Record<IdentityErrorCode, string> = {
 	"algorithm-not-allowed": "The token's signing algorithm is not allowed for its issuer.",
 	"bad-signature": "The token's signature does not verify against the issuer's keys.",
 	expired: "The token has expired.",
+	"lifetime-too-long": "The token is valid for longer than this gateway accepts from its issuer (maxTokenLifetimeSec).",
 	"not-yet-valid": "The token is not valid yet (nbf/iat in the future).",
 	"audience-mismatch": "The token was issued for another audience.",
 	"claim-invalid": "A required claim is missing or invalid.",

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
+import { CompactSign, exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
 import type { BundleGrant, Identity, IssuerConfig } from "../config/bundle.ts";
 import { IDENTITY_ERROR_CATALOGUE, IdentityError, type IdentityErrorCode } from "./errors.ts";
 import { findGrants, noGrantMessage, subjectMatches } from "./grants.ts";
@@ -76,6 +76,87 @@ test("alg none and HMAC key confusion are refused before any signature check", a
 	await rejects(v.verify(hs), "algorithm-not-allowed");
 });
 
+test("token lifetime is capped per issuer: exp - iat, or exp - now without iat (red-team round)", async () => {
+	const { config, privateKey } = await issuer();
+	const now = Math.floor(Date.now() / 1000);
+	const mint = (claims: Record<string, unknown>) =>
+		new SignJWT({ iss: ISS, aud: "drawbridge", sub: "user:alice", grant: "a/b", ...claims }).setProtectedHeader({ alg: "EdDSA", kid: "k1" }).sign(privateKey);
+	const v = new TokenVerifier([config]);
+	// default one day: a ten-year token was accepted before
+	await rejects(v.verify(await mint({ iat: now, exp: now + 10 * 365 * 86_400 })), "lifetime-too-long");
+	await rejects(v.verify(await mint({ exp: now + 2 * 86_400 })), "lifetime-too-long");
+	await v.verify(await mint({ iat: now, exp: now + 86_400 }));
+	await v.verify(await mint({ exp: now + 3600 }));
+	const err = await v.verify(await mint({ iat: now, exp: now + 90 * 86_400 })).catch((e: Error) => e);
+	assert.match(String((err as Error).message), /valid for 2160 h .* at most 24 h .*maxTokenLifetimeSec/);
+	// per issuer
+	const short = new TokenVerifier([{ ...config, maxTokenLifetimeSec: 600 }]);
+	await rejects(short.verify(await mint({ iat: now, exp: now + 3600 })), "lifetime-too-long");
+	await short.verify(await mint({ iat: now, exp: now + 600 }));
+	const long = new TokenVerifier([{ ...config, maxTokenLifetimeSec: 30 * 86_400 }]);
+	await long.verify(await mint({ iat: now, exp: now + 7 * 86_400 }));
+});
+
+test("issuer limits are bounded: clock tolerance at most 300 s, lifetime positive", () => {
+	const base: IssuerConfig = { name: "x", kind: "oidc", issuer: "x", audiences: ["a"], jwks: { keys: [] }, algorithms: ["ES256"] };
+	assert.throws(() => new TokenVerifier([{ ...base, clockToleranceSec: 301 }]), /clockToleranceSec/);
+	assert.throws(() => new TokenVerifier([{ ...base, clockToleranceSec: -1 }]), /clockToleranceSec/);
+	assert.throws(() => new TokenVerifier([{ ...base, maxTokenLifetimeSec: 0 }]), /maxTokenLifetimeSec/);
+	new TokenVerifier([{ ...base, clockToleranceSec: 300, maxTokenLifetimeSec: 60 }]);
+});
+
+test("crit naming an unknown extension is refused even when signed with the issuer's own key", async () => {
+	const { config, privateKey } = await issuer();
+	const now = Math.floor(Date.now() / 1000);
+	const claims = { iss: ISS, aud: "drawbridge", sub: "user:alice", grant: "a/b", iat: now, exp: now + 60 };
+	const tok = await new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
+		.setProtectedHeader({ alg: "EdDSA", kid: "k1", crit: ["x-ext"], "x-ext": 1 })
+		.sign(privateKey, { crit: { "x-ext": true } });
+	await rejects(new TokenVerifier([config]).verify(tok), "malformed");
+});
+
+test("aud may be an array: accepted when it contains one of the issuer's audiences (RFC 7519 4.1.3)", async () => {
+	const { config, privateKey } = await issuer();
+	const now = Math.floor(Date.now() / 1000);
+	const mint = (aud: string[]) =>
+		new SignJWT({ iss: ISS, aud, sub: "user:alice", grant: "a/b", iat: now, exp: now + 60 }).setProtectedHeader({ alg: "EdDSA", kid: "k1" }).sign(privateKey);
+	const v = new TokenVerifier([config]);
+	await v.verify(await mint(["kubernetes", "drawbridge"]));
+	await rejects(v.verify(await mint(["kubernetes", "Drawbridge", "drawbridge/"])), "audience-mismatch");
+	await rejects(v.verify(await mint([])), "audience-mismatch");
+});
+
+test("legacy secret-based service-account tokens (no exp, iss kubernetes/serviceaccount) are refused", async () => {
+	const { privateKey, publicKey } = await generateKeyPair("RS256", { extractable: true });
+	const jwk = { ...(await exportJWK(publicKey)), kid: "sa1", alg: "RS256" };
+	const kube: IssuerConfig = {
+		name: "kubernetes",
+		kind: "kubernetes",
+		issuer: "https://kubernetes.default.svc",
+		audiences: ["drawbridge"],
+		jwks: { keys: [jwk as Record<string, unknown>] },
+		algorithms: ["RS256"],
+	};
+	const v = new TokenVerifier([kube]);
+	const legacyClaims = {
+		"kubernetes.io/serviceaccount/namespace": "ci",
+		"kubernetes.io/serviceaccount/service-account.name": "deployer",
+		sub: "system:serviceaccount:ci:deployer",
+	};
+	// the legacy issuer is not the cluster's issuer
+	const legacy = await new SignJWT({ ...legacyClaims, iss: "kubernetes/serviceaccount" }).setProtectedHeader({ alg: "RS256", kid: "sa1" }).sign(privateKey);
+	await rejects(v.verify(legacy), "unknown-issuer");
+	// even re-issued under the configured issuer, a token without exp is refused
+	const noExp = await new SignJWT({ ...legacyClaims, iss: kube.issuer, aud: "drawbridge" }).setProtectedHeader({ alg: "RS256", kid: "sa1" }).sign(privateKey);
+	await rejects(v.verify(noExp), "claim-invalid");
+	// a kubernetes-issuer token whose sub is not a service account (system:kube-controller-manager) is refused
+	const now = Math.floor(Date.now() / 1000);
+	const spoof = await new SignJWT({ iss: kube.issuer, aud: "drawbridge", sub: "system:kube-controller-manager", iat: now, exp: now + 600 })
+		.setProtectedHeader({ alg: "RS256", kid: "sa1" })
+		.sign(privateKey);
+	await rejects(v.verify(spoof), "claim-invalid");
+});
+
 test("an issuer configured with only HMAC algorithms is a programming error", () => {
 	assert.throws(
 		() => new TokenVerifier([{ name: "x", kind: "oidc", issuer: "x", audiences: ["a"], jwks: { keys: [] }, algorithms: ["HS256"] }]),
@@ -87,6 +168,7 @@ test("every identity error code has a catalogue entry", () => {
 	const codes: IdentityErrorCode[] = [
 		"malformed", "unknown-issuer", "algorithm-not-allowed", "bad-signature", "expired",
 		"not-yet-valid", "audience-mismatch", "claim-invalid", "jwks-unavailable", "no-matching-key",
+		"lifetime-too-long",
 	];
 	assert.deepEqual(Object.keys(IDENTITY_ERROR_CATALOGUE).sort(), [...codes].sort());
 });

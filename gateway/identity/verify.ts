@@ -5,7 +5,9 @@
  *   not double as a shared secret),
  * - its signature verifies against that issuer's JWKS (cached, refreshed on unknown `kid`),
  * - `aud` contains one of the issuer's audiences, `exp` is in the future, `nbf`/`iat` not in the future
- *   (within the issuer's clock tolerance),
+ *   (within the issuer's clock tolerance, at most 300 s),
+ * - the token's lifetime (`exp - iat`, or `exp - now` without `iat`) is at most the issuer's
+ *   `maxTokenLifetimeSec` (default one day),
  * - `sub` is a non-empty string (RFC 7519; subjects are compared for self-approval and approval reuse).
  * An OIDC identity additionally:
  * - uses `email` as its user name only if the token does not say `email_verified` is anything but
@@ -54,6 +56,24 @@ export interface TokenVerifierOptions {
 	now?: () => Date;
 }
 
+/** Default `maxTokenLifetimeSec`: one day, for every issuer kind. */
+export const DEFAULT_MAX_TOKEN_LIFETIME_SEC = 86_400;
+/** Default and largest `clockToleranceSec`. */
+export const DEFAULT_CLOCK_TOLERANCE_SEC = 30;
+export const MAX_CLOCK_TOLERANCE_SEC = 300;
+
+/** Throws TypeError when an issuer's numeric limits are out of range (a bundle the operator should not have built). */
+export function checkIssuerLimits(config: IssuerConfig): void {
+	const tol = config.clockToleranceSec;
+	if (tol !== undefined && !(Number.isFinite(tol) && tol >= 0 && tol <= MAX_CLOCK_TOLERANCE_SEC)) {
+		throw new TypeError(`issuer ${config.name}: clockToleranceSec must be in [0, ${MAX_CLOCK_TOLERANCE_SEC}] (got ${tol})`);
+	}
+	const life = config.maxTokenLifetimeSec;
+	if (life !== undefined && !(Number.isFinite(life) && life > 0)) {
+		throw new TypeError(`issuer ${config.name}: maxTokenLifetimeSec must be a positive number of seconds (got ${life})`);
+	}
+}
+
 interface PreparedIssuer {
 	config: IssuerConfig;
 	keys: JWTVerifyGetKey;
@@ -67,6 +87,7 @@ export class TokenVerifier {
 	constructor(issuers: readonly IssuerConfig[], options: TokenVerifierOptions = {}) {
 		this.#now = options.now ?? (() => new Date());
 		for (const config of issuers) {
+			checkIssuerLimits(config);
 			const algorithms = config.algorithms.filter((a) => ASYMMETRIC_ALGS.has(a));
 			if (algorithms.length === 0) {
 				throw new TypeError(`issuer ${config.name}: no asymmetric algorithm allowed (got ${config.algorithms.join(",")})`);
@@ -116,7 +137,7 @@ export class TokenVerifier {
 				issuer: issuer.config.issuer,
 				audience: issuer.config.audiences,
 				algorithms: issuer.algorithms,
-				clockTolerance: issuer.config.clockToleranceSec ?? 30,
+				clockTolerance: issuer.config.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SEC,
 				currentDate: this.#now(),
 				requiredClaims: ["exp", "sub"],
 			}));
@@ -124,9 +145,20 @@ export class TokenVerifier {
 			throw translateJoseError(err, issuer.config);
 		}
 		// jose checks `iat` only with maxTokenAge: refuse a token issued in the future ourselves.
-		const tolerance = issuer.config.clockToleranceSec ?? 30;
-		if (typeof payload.iat === "number" && payload.iat > this.#now().getTime() / 1000 + tolerance) {
+		const tolerance = issuer.config.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SEC;
+		const nowSec = this.#now().getTime() / 1000;
+		if (typeof payload.iat === "number" && payload.iat > nowSec + tolerance) {
 			throw new IdentityError("not-yet-valid", "token is not valid yet (iat is in the future)");
+		}
+		// jose's maxTokenAge bounds now - iat, not what the issuer signed for: bound exp - iat ourselves.
+		const maxLifetime = issuer.config.maxTokenLifetimeSec ?? DEFAULT_MAX_TOKEN_LIFETIME_SEC;
+		const exp = payload.exp as number;
+		const lifetime = typeof payload.iat === "number" ? exp - payload.iat : exp - nowSec;
+		if (lifetime > maxLifetime + tolerance) {
+			throw new IdentityError(
+				"lifetime-too-long",
+				`token is valid for ${formatSeconds(lifetime)}${typeof payload.iat === "number" ? " (exp - iat)" : " from now (no iat)"}; issuer ${issuer.config.name} accepts at most ${formatSeconds(maxLifetime)} (maxTokenLifetimeSec): request a shorter-lived token`,
+			);
 		}
 		return toIdentity(payload, issuer.config);
 	}
@@ -168,6 +200,12 @@ function translateJoseError(err: unknown, issuer: IssuerConfig): IdentityError {
 		return new IdentityError("jwks-unavailable", `signing keys of issuer ${issuer.name} are unavailable`);
 	}
 	return new IdentityError("malformed", "token is invalid");
+}
+
+function formatSeconds(sec: number): string {
+	const s = Math.round(sec);
+	if (s >= 86_400 && s % 3600 === 0) return `${s / 3600} h (${s} s)`;
+	return s >= 3600 ? `${(s / 3600).toFixed(1)} h (${s} s)` : `${s} s`;
 }
 
 function expiryOf(payload: JWTPayload): string {

@@ -52,6 +52,8 @@ export function issuersFor(opts: OperatorOptions, ring: KeyRing, discoveredKube?
 			audiences: [...opts.tokenAudiences],
 			jwks: jwksOf(ring),
 			algorithms: [JWT_ALGORITHM],
+			// the gateway refuses longer-lived tokens of this issuer (its default is one day)
+			maxTokenLifetimeSec: Math.ceil(opts.tokenTtlMs / 1000),
 		},
 	];
 	if (!opts.kubeIssuer && discoveredKube) out.push(discoveredKube);

@@ -4,7 +4,7 @@
  * an attacker's own keys), and names the IdentityError code the gateway must answer with.
  */
 import { createServer, type Server } from "node:http";
-import { base64url, exportJWK, generateKeyPair, SignJWT } from "jose";
+import { base64url, CompactSign, exportJWK, generateKeyPair, SignJWT } from "jose";
 import type { JWK } from "jose";
 
 export type SigningKey = Awaited<ReturnType<typeof generateKeyPair>>["privateKey"];
@@ -180,6 +180,42 @@ export const JWT_ATTACKS: AttackCase[] = [
 			return `${h}.${enc(payload(m, m.grantedUser))}.${s}`;
 		},
 	},
+	{
+		id: "hs256-jwks-json-as-secret",
+		note: "HS256 signed with the issuer's whole JWKS document as the HMAC secret",
+		expect: "algorithm-not-allowed",
+		make: async (m) => {
+			const secret = new TextEncoder().encode(JSON.stringify({ keys: [m.oidcPublicJwk] }));
+			return new SignJWT(payload(m, m.grantedUser)).setProtectedHeader({ alg: "HS256", kid: "k1" }).sign(secret);
+		},
+	},
+	{
+		id: "es256k",
+		note: "alg ES256K (secp256k1, not the issuer's curve), any signature",
+		expect: "algorithm-not-allowed",
+		make: async (m) => `${enc({ alg: "ES256K", kid: "k1" })}.${enc(payload(m, m.grantedUser))}.${base64url.encode(new Uint8Array(64))}`,
+	},
+	{
+		id: "crit-unknown-extension",
+		note: "a crit header naming an extension the verifier does not implement (refused before the signature, RFC 7515 4.1.11; with the issuer's own key in gateway/identity/verify.test.ts)",
+		expect: "malformed",
+		make: async (m, t) =>
+			new CompactSign(new TextEncoder().encode(JSON.stringify(payload(m, m.grantedUser))))
+				.setProtectedHeader({ alg: "EdDSA", kid: "k1", crit: ["x-drawbridge-bypass"], "x-drawbridge-bypass": true })
+				.sign(t.attackerKey, { crit: { "x-drawbridge-bypass": true } }),
+	},
+	{
+		id: "ten-year-token",
+		note: "a real key, valid for ten years (no lifetime cap before this round)",
+		expect: "lifetime-too-long",
+		make: async (m) => m.token(m.grantedUser, { expSec: 10 * 365 * 86_400 }),
+	},
+	{
+		id: "backdated-long-token",
+		note: "issued two days ago, still unexpired: a leaked long-lived token",
+		expect: "lifetime-too-long",
+		make: async (m) => m.token(m.grantedUser, { iatSec: -2 * 86_400, expSec: 600 }),
+	},
 	{ id: "expired", note: "exp an hour ago", expect: "expired", make: async (m) => m.token(m.grantedUser, { expSec: -3600 }) },
 	{ id: "future-nbf", note: "nbf in an hour", expect: "not-yet-valid", make: async (m) => m.token(m.grantedUser, { nbfSec: 3600 }) },
 	{ id: "future-iat", note: "iat in an hour", expect: "not-yet-valid", make: async (m) => m.token(m.grantedUser, { iatSec: 3600 }) },
@@ -194,6 +230,12 @@ export const JWT_ATTACKS: AttackCase[] = [
 		note: "iss with a trailing slash (exact match required)",
 		expect: "unknown-issuer",
 		make: async (m) => m.token(m.grantedUser, { iss: `${m.oidcIssuer}/` }),
+	},
+	{
+		id: "issuer-case",
+		note: "iss in upper case (exact, case-sensitive match required)",
+		expect: "unknown-issuer",
+		make: async (m) => m.token(m.grantedUser, { iss: m.oidcIssuer.toUpperCase() }),
 	},
 	{ id: "wrong-audience", note: "aud for another service", expect: "audience-mismatch", make: async (m) => m.token(m.grantedUser, { aud: "kubernetes" }) },
 	{
