@@ -96,12 +96,14 @@ export class TokenVerifier {
 			if (config.jwks) {
 				keys = createLocalJWKSet(config.jwks as Parameters<typeof createLocalJWKSet>[0]);
 			} else if (config.jwksUri) {
-				keys = createRemoteJWKSet(new URL(config.jwksUri), {
+				const cooldownMs = options.jwksCooldownMs ?? 30_000;
+				const remote = createRemoteJWKSet(new URL(config.jwksUri), {
 					cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
-					cooldownDuration: options.jwksCooldownMs ?? 30_000,
+					cooldownDuration: cooldownMs,
 					timeoutDuration: options.jwksTimeoutMs ?? 5_000,
 					[customFetch]: caFetch(config.caPem),
 				});
+				keys = guardedRemote(remote, config.name, cooldownMs);
 			} else {
 				throw new TypeError(`issuer ${config.name}: neither jwks nor jwksUri`);
 			}
@@ -269,6 +271,30 @@ function toIdentity(payload: JWTPayload, issuer: IssuerConfig): Identity {
 			return { ...base, username: nameClaim, groups: groups.filter((g) => !g.startsWith("system:")) };
 		}
 	}
+}
+
+/**
+ * A remote JWKS that fails closed as `jwks-unavailable` (a redirect, an error status, a timeout, a
+ * body over 1 MB, invalid JSON), and after a failed fetch does not fetch again for one cooldown:
+ * jose backs off only after a *successful* fetch, so an endpoint that fails fast was asked once per
+ * token presented, by anyone. Tokens whose `kid` the cached keys hold are still verified meanwhile.
+ */
+function guardedRemote(remote: ReturnType<typeof createRemoteJWKSet>, name: string, cooldownMs: number): JWTVerifyGetKey {
+	let failedAt = Number.NEGATIVE_INFINITY;
+	return async (header, token) => {
+		const known = header.kid === undefined || (remote.jwks()?.keys ?? []).some((k) => k.kid === header.kid);
+		const wouldFetch = !remote.fresh || !known;
+		if (wouldFetch && Date.now() - failedAt < cooldownMs) {
+			throw new IdentityError("jwks-unavailable", `signing keys of issuer ${name} are unavailable (the last fetch failed; retried after ${Math.ceil(cooldownMs / 1000)} s)`);
+		}
+		try {
+			return await remote(header, token);
+		} catch (err) {
+			if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) throw err;
+			failedAt = Date.now();
+			throw new IdentityError("jwks-unavailable", `signing keys of issuer ${name} are unavailable`);
+		}
+	};
 }
 
 /** A fetch for jose that trusts an extra CA (e.g. a kube-apiserver's) and never follows redirects. */
