@@ -219,9 +219,68 @@ export function countApprovals(decisions: readonly ApprovalDecisionRecord[]): nu
 	return seen.length;
 }
 
+/** Limits on how often one requester may ask (`requestRefusal`). */
+export interface RequestLimits {
+	/** Requests of one requester Pending at once (default 5). */
+	maxPendingPerRequester: number;
+	/** Requests one requester may create per minute (default 20). */
+	maxPerRequesterPerMinute: number;
+	/** After a deny, the same requester's same command on the same connection is refused this long, seconds (default 60). */
+	deniedRetrySeconds: number;
+}
+
+export const DEFAULT_REQUEST_LIMITS: RequestLimits = Object.freeze({
+	maxPendingPerRequester: 5,
+	maxPerRequesterPerMinute: 20,
+	deniedRetrySeconds: 60,
+});
+
+/**
+ * Why a new request by `input.requester` is refused before it reaches approvers, or undefined. Every
+ * request notifies approvers (webhooks, Slack): an agent retrying a denied command in a loop, or
+ * holding statements in many sessions at once, must not flood them. "Same requester" is
+ * `samePrincipal` (rule 4's conservative test).
+ */
+export function requestRefusal(
+	records: readonly ApprovalRequestRecord[],
+	input: ApprovalRequestInput,
+	now: Date,
+	limits: RequestLimits = DEFAULT_REQUEST_LIMITS,
+): ApprovalError | undefined {
+	const t = now.getTime();
+	let pending = 0;
+	let lastMinute = 0;
+	for (const r of records) {
+		if (!samePrincipal(r.requester, input.requester)) continue;
+		if (r.phase === "Pending" && t < Date.parse(r.expiresAt)) pending++;
+		if (t - Date.parse(r.createdAt) < 60_000) lastMinute++;
+		if (
+			r.phase === "Denied" &&
+			r.decidedAt &&
+			r.connection === input.connection &&
+			r.command === input.command &&
+			t - Date.parse(r.decidedAt) < limits.deniedRetrySeconds * 1000
+		) {
+			return new ApprovalError(
+				"rate-limited",
+				`the same command was denied in ${r.id} at ${r.decidedAt}; not asking again before ${new Date(Date.parse(r.decidedAt) + limits.deniedRetrySeconds * 1000).toISOString()}`,
+			);
+		}
+	}
+	if (pending >= limits.maxPendingPerRequester) {
+		return new ApprovalError("rate-limited", `${principalName(input.requester)} already has ${pending} approval requests pending (at most ${limits.maxPendingPerRequester})`);
+	}
+	if (lastMinute >= limits.maxPerRequesterPerMinute) {
+		return new ApprovalError("rate-limited", `${principalName(input.requester)} made ${lastMinute} approval requests in the last minute (at most ${limits.maxPerRequesterPerMinute})`);
+	}
+	return undefined;
+}
+
 /**
  * An Approved request that may be reused for `input`: same requester (issuer+subject), protocol,
- * connection, grant, rule and exact command, approved less than the reuse window ago. The window is
+ * connection, grant, rule and exact command, the same approver subjects and at least as many
+ * approvals as the rule asks for now (a rule tightened after the approval asks again), approved less
+ * than the reuse window ago. The window is
  * the smaller of the approved request's and the new request's (0 or absent on either side: no reuse).
  */
 export function findReusable(
@@ -243,7 +302,10 @@ export function findReusable(
 			r.connection !== input.connection ||
 			r.grant !== input.grant ||
 			r.rule !== input.rule ||
-			r.command !== input.command
+			r.command !== input.command ||
+			// approved under the approvers the rule names now, by at least as many of them
+			JSON.stringify(r.approvers) !== JSON.stringify(input.approvers) ||
+			r.minApprovals < input.minApprovals
 		) {
 			continue;
 		}

@@ -28,6 +28,8 @@ export type ApprovalErrorCode =
 	| "conflict"
 	/** The request body or parameters are malformed. */
 	| "bad-request"
+	/** The requester has too many requests pending or made too many lately, or retried a denied command at once. */
+	| "rate-limited"
 	/** The backing store (Kubernetes API, local directory) failed. */
 	| "unavailable";
 
@@ -54,6 +56,7 @@ export const APPROVAL_ERROR_HTTP_STATUS: Record<ApprovalErrorCode, number> = {
 	conflict: 409,
 	expired: 410,
 	"bad-request": 400,
+	"rate-limited": 429,
 	unavailable: 503,
 };
 
@@ -70,5 +73,6 @@ export const APPROVAL_ERROR_CATALOGUE: Record<ApprovalErrorCode, string> = {
 	expired: "The request expired before the decision arrived.",
 	conflict: "The request kept changing under concurrent writers; retry.",
 	"bad-request": "The request body or parameters are malformed.",
+	"rate-limited": "The requester has too many approval requests pending or made lately, or asked again for a command just denied.",
 	unavailable: "The approvals store is unavailable.",
 };

@@ -8,12 +8,15 @@ import type { Identity } from "../config/bundle.ts";
 import {
 	applyDecision,
 	approveHintFor,
+	DEFAULT_REQUEST_LIMITS,
 	cancel,
 	checkApproverCredential,
 	expireIfDue,
 	findReusable,
 	newApprovalId,
 	newRecord,
+	type RequestLimits,
+	requestRefusal,
 	validateInput,
 } from "./decision.ts";
 import { ApprovalError } from "./errors.ts";
@@ -53,6 +56,8 @@ export interface StoreApprovalServiceOptions {
 	sweepIntervalMs?: number;
 	/** Keep decided requests this long after they left Pending, ms (default 7 days; 0 keeps them forever). */
 	retainDecidedMs?: number;
+	/** How often one requester may ask (decision.ts `DEFAULT_REQUEST_LIMITS`: 5 pending, 20 a minute, 60 s after a deny). */
+	requestLimits?: Partial<RequestLimits>;
 	/** Background failures (sweep) are reported here. */
 	onError?: (message: string) => void;
 	now?: () => Date;
@@ -77,6 +82,7 @@ export class StoreApprovalService implements ApprovalService {
 	readonly #sweep: NodeJS.Timeout | undefined;
 	readonly #retainMs: number;
 	readonly #onError: (message: string) => void;
+	readonly #limits: RequestLimits;
 	#closed = false;
 
 	constructor(options: StoreApprovalServiceOptions) {
@@ -87,6 +93,7 @@ export class StoreApprovalService implements ApprovalService {
 		this.#now = options.now ?? (() => new Date());
 		this.#retainMs = options.retainDecidedMs ?? 7 * 86_400_000;
 		this.#onError = options.onError ?? (() => {});
+		this.#limits = Object.freeze({ ...DEFAULT_REQUEST_LIMITS, ...options.requestLimits });
 		const sweepMs = options.sweepIntervalMs ?? 30_000;
 		if (sweepMs > 0) {
 			this.#sweep = setInterval(() => void this.sweep().catch((err: Error) => this.#onError(`approvals sweep failed: ${err.message}`)), sweepMs);
@@ -96,10 +103,13 @@ export class StoreApprovalService implements ApprovalService {
 
 	async request(input: ApprovalRequestInput): Promise<ApprovalRequestRecord> {
 		validateInput(input);
+		const records = await this.#store.list();
 		if ((input.reuseWindowSeconds ?? 0) > 0) {
-			const reusable = findReusable(await this.#store.list(), input, this.#now());
+			const reusable = findReusable(records, input, this.#now());
 			if (reusable) return { ...reusable, reusedFrom: reusable.id };
 		}
+		const refusal = requestRefusal(records, input, this.#now(), this.#limits);
+		if (refusal) throw refusal;
 		const id = newApprovalId();
 		const record = await this.#store.create(newRecord(input, id, this.#now(), approveHintFor(id, this.#webBaseUrl)));
 		this.#emit("approval.requested", record);

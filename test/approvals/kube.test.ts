@@ -85,6 +85,8 @@ before(async () => {
 			store: new KubeApprovalStore({ kubeConfig: kubeConfigFor(gatewayToken), namespace: NS, onError: (m) => watchErrors.push(m) }),
 			waitPollIntervalMs: 60_000, // prove the watch delivers decisions, not the safety-net poll
 			sweepIntervalMs: 0,
+			// these tests re-send one command after denying it; the retry limit has its own test
+			requestLimits: { deniedRetrySeconds: 0 },
 		});
 	replicaA = replica();
 	replicaB = replica();
