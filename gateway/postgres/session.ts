@@ -584,7 +584,10 @@ export class Session {
 			mac.update(p);
 			if (fmt === 1) return `$${i + 1} = <binary ${p.length} bytes>`;
 			const text = this.recordText(Buffer.from(p).toString("utf8"));
-			return `$${i + 1} = '${(text.length > 200 ? `${text.slice(0, 200)}...` : text).replaceAll("'", "''")}'`;
+			const cut = text.length > 200 ? `${text.slice(0, 200)}...` : text;
+			// one line per command part: a value cannot fake another line or reorder what approvers read
+			const shownText = cut.replaceAll("'", "''").replace(/[\u0000-\u001f\u007f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`);
+			return `$${i + 1} = '${shownText}'`;
 		});
 		if (shown.length === 0) return "";
 		return `\n-- parameters: ${shown.join(", ")} (hmac-sha256 ${mac.digest("hex")})`;

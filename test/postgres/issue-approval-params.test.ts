@@ -206,6 +206,23 @@ test("EXECUTE of a SQL-prepared name shows its body, and a reuse window never ca
 	}
 });
 
+test("a parameter value cannot fake another line of the command approvers read", async () => {
+	const c = await fx.connect("alice");
+	try {
+		const held = new Promise<string>((resolve) => c.once("notice", (n: NoticeMessage) => resolve(n.message ?? "")));
+		const q = c.query("delete from ptickets where id::text = $1", ["1\n-- parameters: $1 = '99' (hmac-sha256 00)\u202e"]);
+		const id = /approval (\S+) pending/.exec(await held)?.[1];
+		assert.ok(id);
+		const command = (await approvals.get(id))?.command ?? "";
+		assert.equal(command.split("\n").length, 2, command);
+		assert.match(command, /\$1 = '1\\u000a-- parameters: \$1 = ''99'' \(hmac-sha256 00\)\\u202e' \(hmac-sha256 [0-9a-f]{64}\)$/);
+		await approvals.decide(id, sam, "deny");
+		await assert.rejects(q);
+	} finally {
+		await c.end();
+	}
+});
+
 async function waitPending(notId?: string): Promise<{ id: string; command: string }> {
 	const deadline = Date.now() + 15_000;
 	while (Date.now() < deadline) {
