@@ -97,6 +97,28 @@ test("token lifetime is capped per issuer: exp - iat, or exp - now without iat (
 	await long.verify(await mint({ iat: now, exp: now + 7 * 86_400 }));
 });
 
+test("a kid present in two issuers' JWKS: the token's iss picks the keys, so issuer B's key never verifies a token of issuer A", async () => {
+	const a = await issuer("ES256");
+	const b = await issuer("ES256");
+	const configB: IssuerConfig = { ...b.config, name: "other", issuer: "https://other.test", kind: "oidc" };
+	const v = new TokenVerifier([a.config, configB]);
+	const now = Math.floor(Date.now() / 1000);
+	// claims issuer A, signed with B's key under the kid both publish
+	const forged = await new SignJWT({ iss: ISS, aud: "drawbridge", sub: "user:alice", grant: "a/b", iat: now, exp: now + 60 })
+		.setProtectedHeader({ alg: "ES256", kid: "k1" })
+		.sign(b.privateKey);
+	await rejects(v.verify(forged), "bad-signature");
+	// without a kid, only issuer A's keys are tried
+	const noKid = await new SignJWT({ iss: ISS, aud: "drawbridge", sub: "user:alice", grant: "a/b", iat: now, exp: now + 60 })
+		.setProtectedHeader({ alg: "ES256" })
+		.sign(b.privateKey);
+	await rejects(v.verify(noKid), "bad-signature");
+	const good = await new SignJWT({ iss: ISS, aud: "drawbridge", sub: "user:alice", grant: "a/b", iat: now, exp: now + 60 })
+		.setProtectedHeader({ alg: "ES256" })
+		.sign(a.privateKey);
+	assert.equal((await v.verify(good)).issuer, ISS);
+});
+
 test("issuer limits are bounded: clock tolerance at most 300 s, lifetime positive", () => {
 	const base: IssuerConfig = { name: "x", kind: "oidc", issuer: "x", audiences: ["a"], jwks: { keys: [] }, algorithms: ["ES256"] };
 	assert.throws(() => new TokenVerifier([{ ...base, clockToleranceSec: 301 }]), /clockToleranceSec/);
