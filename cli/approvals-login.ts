@@ -45,12 +45,13 @@ const PAGE_FAIL = "<!doctype html><title>Drawbridge</title><p>Sign-in failed. Se
 
 export async function oidcLogin(o: LoginOptions): Promise<LoginResult> {
 	const issuer = o.issuer.replace(/\/+$/, "");
-	const discoveryRes = await fetch(`${issuer}/.well-known/openid-configuration`).catch((e: Error) => {
+	// Redirects are never followed (the token request may carry the client secret).
+	const discoveryRes = await fetch(`${issuer}/.well-known/openid-configuration`, { redirect: "error" }).catch((e: Error) => {
 		throw new LoginError(`cannot reach the OIDC issuer ${issuer}: ${e.message}`);
 	});
 	if (!discoveryRes.ok) throw new LoginError(`OIDC discovery at ${issuer} answered HTTP ${discoveryRes.status}`);
 	const discovery = (await discoveryRes.json()) as Discovery;
-	if (discovery.issuer.replace(/\/+$/, "") !== issuer) throw new LoginError(`discovery names issuer ${discovery.issuer}, expected ${issuer}`);
+	if (typeof discovery.issuer !== "string" || discovery.issuer.replace(/\/+$/, "") !== issuer) throw new LoginError(`discovery names issuer ${discovery.issuer}, expected ${issuer}`);
 
 	const verifier = randomBytes(32).toString("base64url");
 	const challenge = createHash("sha256").update(verifier).digest("base64url");
@@ -111,7 +112,9 @@ export async function oidcLogin(o: LoginOptions): Promise<LoginResult> {
 	} else {
 		body.set("client_id", o.clientId);
 	}
-	const tokenRes = await fetch(discovery.token_endpoint, { method: "POST", headers, body });
+	const tokenRes = await fetch(discovery.token_endpoint, { method: "POST", headers, body, redirect: "error" }).catch((e: Error) => {
+		throw new LoginError(`token exchange with ${discovery.token_endpoint} failed (no answer, or a redirect, which is never followed): ${e.message}`);
+	});
 	const tokens = (await tokenRes.json().catch(() => ({}))) as { id_token?: string; error?: string; error_description?: string };
 	if (!tokenRes.ok || !tokens.id_token) {
 		throw new LoginError(`token exchange failed: HTTP ${tokenRes.status} ${tokens.error ?? ""} ${tokens.error_description ?? ""}`.trim());

@@ -350,9 +350,16 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 	let discovery: Discovery | undefined;
 	const discover = async (): Promise<Discovery> => {
 		if (discovery) return discovery;
-		const r = await fetch(`${oidc!.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5000) });
+		// Never follow redirects: the token request carries the client secret, and a provider's
+		// endpoints are what its discovery document says, not where a hop sends them.
+		const issuer = oidc!.issuer.replace(/\/$/, "");
+		const r = await fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5000), redirect: "error" });
 		if (!r.ok) throw new Error(`OIDC discovery failed: HTTP ${r.status}`);
-		const d = (await r.json()) as Partial<Discovery>;
+		const d = (await r.json()) as Partial<Discovery> & { issuer?: unknown };
+		// OpenID Connect Discovery 1.0, 4.3: the document's issuer must be the one asked for.
+		if (typeof d.issuer !== "string" || d.issuer.replace(/\/$/, "") !== issuer) {
+			throw new Error(`OIDC discovery document names issuer ${JSON.stringify(d.issuer)}, not ${issuer}`);
+		}
 		if (!d.authorization_endpoint || !d.token_endpoint) throw new Error("OIDC discovery document lacks authorization_endpoint/token_endpoint");
 		discovery = { authorization_endpoint: d.authorization_endpoint, token_endpoint: d.token_endpoint };
 		return discovery;
@@ -516,7 +523,13 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 					const form = new URLSearchParams({ grant_type: "authorization_code", code: q.code, redirect_uri: oidc.redirectUri, code_verifier: verifier });
 					if (oidc.clientSecret) headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(oidc.clientId)}:${encodeURIComponent(oidc.clientSecret)}`).toString("base64")}`;
 					else form.set("client_id", oidc.clientId);
-					const tr = await fetch(d.token_endpoint, { method: "POST", headers, body: form, signal: AbortSignal.timeout(10_000) });
+					let tr: Response;
+					try {
+						tr = await fetch(d.token_endpoint, { method: "POST", headers, body: form, signal: AbortSignal.timeout(10_000), redirect: "error" });
+					} catch (e) {
+						request.log.warn({ err: (e as Error).message, endpoint: d.token_endpoint }, "OIDC token exchange failed");
+						return fail(502, "The token exchange with the identity provider failed (no answer, or a redirect, which is never followed).");
+					}
 					const body = (await tr.json().catch(() => ({}))) as { id_token?: string; error?: string };
 					if (!tr.ok || !body.id_token) return fail(401, `The token exchange failed: ${body.error ?? `HTTP ${tr.status}`}`);
 					request.headers.authorization = `Bearer ${body.id_token}`;
