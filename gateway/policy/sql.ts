@@ -587,6 +587,8 @@ function visitStatement(
 			kind = "INSERT";
 			write("INSERT");
 			catalogWrite(kind);
+			// ON CONFLICT DO UPDATE updates existing rows of the target: a rule on UPDATE of it applies.
+			if ((b.onConflictClause as PgNode | undefined)?.action === "ONCONFLICT_UPDATE") c.kind("UPDATE");
 			break;
 		case "UpdateStmt":
 			kind = "UPDATE";
@@ -608,6 +610,7 @@ function visitStatement(
 			catalogWrite(kind);
 			c.sawFiltered = true;
 			if (isConstantCondition(b.joinCondition)) c.missingWhere = true;
+			mergeActions(b, c);
 			break;
 		case "DropStmt": {
 			const obj = objectName(b.removeType);
@@ -817,6 +820,7 @@ function visitStatement(
 			const generic = Array.isArray(b.cmds) && b.cmds.some((cmd) => /GenericOptions$/.test(String(unwrap(cmd)?.[1]?.subtype)));
 			if (b.objtype === "OBJECT_FOREIGN_TABLE" || generic) c.risk("server-access", `${kind} sets foreign-table options (server files, programs or connections)`);
 			hierarchyChanges(b, c);
+			referentialActions(b, c);
 			// DROP COLUMN|CONSTRAINT|ATTRIBUTE ... CASCADE drops dependent views, foreign keys of
 			// other tables and columns typed with this relation's row type.
 			if (Array.isArray(b.cmds) && b.cmds.some((cmd) => cascades(unwrap(cmd)?.[1]))) reaches(c, DROP_REACH);
@@ -866,6 +870,54 @@ function cascades(b: PgNode | undefined): boolean {
 
 function reaches(c: Collector, kinds: readonly string[]): void {
 	for (const k of kinds) c.reach.add(k);
+}
+
+/**
+ * MERGE runs the commands of its WHEN clauses on the target: `MERGE INTO accounts ... WHEN MATCHED
+ * THEN DELETE` deleted every account under a rule blocking DELETE on accounts, because the statement
+ * carried the kind MERGE only. It now carries DELETE/UPDATE/INSERT for each action it may run.
+ */
+function mergeActions(b: PgNode, c: Collector): void {
+	if (!Array.isArray(b.mergeWhenClauses)) return;
+	for (const w of b.mergeWhenClauses) {
+		const cmd = String(unwrap(w)?.[1]?.commandType ?? "");
+		if (cmd === "CMD_DELETE") c.kind("DELETE");
+		else if (cmd === "CMD_UPDATE") c.kind("UPDATE");
+		else if (cmd === "CMD_INSERT") c.kind("INSERT");
+	}
+}
+
+/**
+ * A foreign key added to an existing table with a referential action deletes or updates that
+ * table's rows later, when rows of the referenced table go or change: `ALTER TABLE accounts ADD
+ * COLUMN k int DEFAULT 1 REFERENCES src(id) ON DELETE CASCADE`, then the allowed `DELETE FROM src
+ * WHERE id = 1`, deleted every account under a rule blocking DELETE on accounts. The ALTER now
+ * carries the kinds of what the action will do (CASCADE on delete: DELETE; SET NULL/SET DEFAULT, or
+ * any action on update: UPDATE), so a rule on those kinds of the altered table meets it when the key
+ * is added. (Its tables include the referenced one, which may also meet a rule on it: accepted.)
+ * CREATE TABLE is not counted: a new table holds no rows yet.
+ */
+function referentialActions(b: PgNode, c: Collector): void {
+	if (!Array.isArray(b.cmds)) return;
+	const fk = (con: PgNode | undefined): void => {
+		if (con?.contype !== "CONSTR_FOREIGN") return;
+		const del = String(con.fk_del_action ?? "a");
+		const upd = String(con.fk_upd_action ?? "a");
+		if (del === "c") c.kind("DELETE");
+		if (del === "n" || del === "d" || upd === "c" || upd === "n" || upd === "d") c.kind("UPDATE");
+	};
+	for (const cmd of b.cmds) {
+		const u = unwrap(cmd);
+		if (u?.[0] !== "AlterTableCmd") continue;
+		const def = unwrap(u[1].def);
+		if (def?.[0] === "Constraint") fk(def[1]);
+		if (def?.[0] === "ColumnDef" && Array.isArray(def[1].constraints)) {
+			for (const con of def[1].constraints) {
+				const cu = unwrap(con);
+				if (cu?.[0] === "Constraint") fk(cu[1]);
+			}
+		}
+	}
 }
 
 /** Relation types a RENAME / SET SCHEMA moves to another name (columns, constraints... do not). */

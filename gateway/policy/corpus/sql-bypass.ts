@@ -274,6 +274,21 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("admin-do-dynamic-format", "DO $$ BEGIN EXECUTE format('TRUNCATE %I', 'orders'); END $$", "TRUNCATE through format()", "admin"),
 	b("admin-function-dynamic-drop", "CREATE FUNCTION wipe() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DROP TABLE orders'; END $$", "a function to CALL later, its DROP built at run time", "admin"),
 	b("admin-do-open-execute", "DO $$ DECLARE c refcursor; BEGIN OPEN c FOR EXECUTE 'SELECT pg_read_file(''/etc/passwd'')'; END $$", "OPEN ... FOR EXECUTE", "admin"),
+	// Deferred and implicit execution (red-team round): the action runs later or under another verb
+	{
+		id: "rw-merge-delete-approval",
+		sql: "MERGE INTO orders o USING (SELECT 1 AS id) s ON o.id = s.id WHEN MATCHED THEN DELETE",
+		access: "read-write",
+		expect: "approval",
+		note: "MERGE ... THEN DELETE is a DELETE",
+	},
+	{
+		id: "rw-fk-cascade-approval",
+		sql: "ALTER TABLE orders ADD COLUMN parent int REFERENCES customers(id) ON DELETE CASCADE",
+		access: "read-write",
+		expect: "approval",
+		note: "an ON DELETE CASCADE key deletes orders rows later, when customers rows go",
+	},
 	// --- approval --------------------------------------------------------------------------------------
 	{ id: "rw-delete-approval", sql: "DELETE FROM orders WHERE id = 1", access: "read-write", expect: "approval", note: "DELETE needs approval" },
 	{

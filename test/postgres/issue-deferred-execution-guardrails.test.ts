@@ -1,0 +1,180 @@
+// Regression (red-team round: deferred and implicit execution). Statements that were allowed made
+// the server run a blocked action later or implicitly, checked through the gateway against a real
+// PostgreSQL under a GuardrailPolicy blocking DROP/TRUNCATE, unbounded DELETE/UPDATE/MERGE, DELETE and
+// UPDATE on `accounts`, and pg_read_file/pg_terminate_backend/lo_export/dblink*:
+//  - MERGE INTO accounts ... WHEN MATCHED THEN DELETE deleted every row: MERGE carried the kind MERGE
+//    only, so a rule on DELETE (or UPDATE) of a table never met it;
+//  - INSERT INTO accounts SELECT id, 0 FROM accounts ON CONFLICT (id) DO UPDATE SET balance = 0
+//    updated every account under the same rule (kind INSERT only);
+//  - ALTER TABLE accounts ADD COLUMN k int DEFAULT 1 REFERENCES src(id) ON DELETE CASCADE, then the
+//    allowed DELETE FROM src WHERE id = 1, deleted every account (a foreign key's referential action
+//    is a DELETE or UPDATE of the referencing table that no later statement names).
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type pg from "pg";
+import type { GuardrailRule } from "../../gateway/config/bundle.ts";
+import { printLogsOnFailure } from "../env/index.ts";
+import { type Fixture, startFixture } from "./fixture.ts";
+
+const GUARDRAILS: GuardrailRule[] = [
+	{ name: "no-drop", action: "block", sql: { statementKinds: ["DROP", "TRUNCATE"] } },
+	{ name: "no-unbounded-writes", action: "block", sql: { statementKinds: ["UPDATE", "DELETE", "MERGE"], withoutWhere: true } },
+	{ name: "keep-accounts", action: "block", sql: { statementKinds: ["DELETE", "UPDATE"], tables: ["public.accounts"] } },
+	{
+		name: "dangerous-functions",
+		action: "block",
+		sql: { functions: ["pg_read_file", "pg_terminate_backend", "lo_export", "dblink*"] },
+	},
+];
+
+const SETUP = [
+	"create table accounts (id int primary key, balance int not null)",
+	"insert into accounts select g, 100 from generate_series(1, 5) g",
+	"create table src (id int primary key)",
+	"insert into src values (1), (2)",
+	"create table t (id int, note text)",
+];
+
+const ACCOUNTS = "SELECT count(*)::int AS n, sum(balance)::int AS total FROM accounts";
+
+function refusedBy(rule: RegExp) {
+	return (e: { code?: string; message: string }) => {
+		assert.equal(e.code, "42501", e.message);
+		assert.match(e.message, rule);
+		return true;
+	};
+}
+
+async function inRolledBack<T>(c: pg.Client, run: () => Promise<T>): Promise<T> {
+	await c.query("begin");
+	try {
+		return await run();
+	} finally {
+		await c.query("rollback");
+	}
+}
+
+describe("deferred and implicit execution under guardrails", () => {
+	let fx: Fixture;
+	let before0: unknown;
+	before(async () => {
+		fx = await startFixture({ guardrails: GUARDRAILS });
+		for (const s of SETUP) await fx.pg.query(s);
+		before0 = (await fx.pg.query(ACCOUNTS)).rows[0];
+	});
+	after(async () => {
+		await fx?.stop();
+	});
+	printLogsOnFailure(() => [["postgres", fx?.pg]]);
+
+	const attacks: { user: "alice" | "root"; steps: string[]; rule: RegExp; note: string }[] = [
+		{
+			user: "alice",
+			steps: ["MERGE INTO accounts a USING (SELECT id FROM accounts) s ON a.id = s.id WHEN MATCHED THEN DELETE"],
+			rule: /keep-accounts/,
+			note: "MERGE ... THEN DELETE is a DELETE of the target",
+		},
+		{
+			user: "alice",
+			steps: ["MERGE INTO accounts a USING (SELECT id FROM accounts) s ON a.id = s.id WHEN MATCHED THEN UPDATE SET balance = 0"],
+			rule: /keep-accounts/,
+			note: "MERGE ... THEN UPDATE is an UPDATE of the target",
+		},
+		{
+			user: "alice",
+			steps: ["INSERT INTO accounts SELECT id, 0 FROM accounts ON CONFLICT (id) DO UPDATE SET balance = excluded.balance"],
+			rule: /keep-accounts/,
+			note: "INSERT ... ON CONFLICT DO UPDATE updates existing rows",
+		},
+		{
+			user: "alice",
+			steps: ["ALTER TABLE accounts ADD COLUMN k int DEFAULT 1 REFERENCES src(id) ON DELETE CASCADE", "DELETE FROM src WHERE id = 1"],
+			rule: /keep-accounts/,
+			note: "ON DELETE CASCADE deletes accounts when src rows go",
+		},
+		{
+			user: "alice",
+			steps: ["ALTER TABLE accounts ADD COLUMN k int DEFAULT 1, ADD CONSTRAINT k_fk FOREIGN KEY (k) REFERENCES src(id) ON UPDATE CASCADE", "UPDATE src SET id = 9 WHERE id = 1"],
+			rule: /keep-accounts/,
+			note: "ON UPDATE CASCADE updates accounts when src keys change",
+		},
+		{
+			user: "alice",
+			steps: ["ALTER TABLE accounts ADD COLUMN k int DEFAULT 1 REFERENCES src(id) ON DELETE SET NULL", "DELETE FROM src WHERE id = 1"],
+			rule: /keep-accounts/,
+			note: "ON DELETE SET NULL updates accounts",
+		},
+	];
+	for (const a of attacks) {
+		test(`refused (${a.user}): ${a.note}`, async () => {
+			const c = await fx.connect(a.user);
+			c.on("notice", () => undefined);
+			try {
+				await inRolledBack(c, async () => {
+					let refused = false;
+					for (const s of a.steps) {
+						try {
+							await c.query(s);
+						} catch (e) {
+							refusedBy(a.rule)(e as { code?: string; message: string });
+							refused = true;
+							break;
+						}
+					}
+					assert.ok(refused, "every step ran");
+				});
+				assert.deepEqual((await fx.pg.query(ACCOUNTS)).rows[0], before0);
+			} finally {
+				await c.end();
+			}
+		});
+	}
+
+	// Already refused before this round (kept so they stay refused).
+	for (const [user, sql, rule] of [
+		["alice", "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM accounts", /keep-accounts|no-unbounded/],
+		["alice", "CREATE RULE r AS ON UPDATE TO t DO INSTEAD UPDATE accounts SET balance = 0 WHERE id = 1", /keep-accounts/],
+		["alice", "CREATE FUNCTION wipe() RETURNS void LANGUAGE sql AS 'DELETE FROM accounts WHERE id > 0'", /keep-accounts/],
+		["alice", "CREATE FUNCTION wipe() RETURNS void LANGUAGE sql BEGIN ATOMIC TRUNCATE accounts; END", /no-drop/],
+		["alice", "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN TRUNCATE accounts; RETURN NEW; END $$", /non-SQL function bodies are reserved/],
+		["alice", "CREATE VIEW v AS SELECT pg_terminate_backend(pid) FROM pg_stat_activity", /process access is reserved for admin grants/],
+		["alice", "CREATE TABLE x (a bool DEFAULT pg_terminate_backend(1))", /process access is reserved for admin grants/],
+		["alice", "CREATE INDEX ON t ((pg_read_file(note)))", /process access is reserved for admin grants/],
+		["alice", "CREATE POLICY p ON t USING (pg_terminate_backend(id))", /process access is reserved for admin grants/],
+		["alice", "CREATE CAST (int AS bool) WITH FUNCTION pg_terminate_backend(int)", /process access is reserved for admin grants/],
+		["alice", "CREATE FUNCTION f(int) RETURNS int LANGUAGE sql SET session_replication_role = replica AS 'select 1'", /server-wide configuration is reserved/],
+		["alice", "CREATE FUNCTION f(int) RETURNS int LANGUAGE sql SET role = postgres AS 'select 1'", /switching role/],
+		["alice", "CREATE FUNCTION t2(int) RETURNS bool LANGUAGE internal AS 'pg_terminate_backend'", /non-SQL function bodies are reserved/],
+		["alice", "LOAD 'auto_explain'", /server-wide configuration is reserved/],
+		["alice", "CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION f()", /server-wide configuration is reserved/],
+		["root", "DO $$ BEGIN EXECUTE format('TRUNCATE %I', 'accounts'); END $$", /no-drop/],
+		["root", "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM accounts; RETURN NEW; END $$", /no-unbounded|keep-accounts|no-drop/],
+	] as const) {
+		test(`refused (${user}): ${sql}`, async () => {
+			const c = await fx.connect(user);
+			try {
+				await inRolledBack(c, () => assert.rejects(c.query(sql), refusedBy(rule)));
+			} finally {
+				await c.end();
+			}
+		});
+	}
+
+	test("legitimate statements still run", async () => {
+		const c = await fx.connect("alice");
+		try {
+			for (const sql of [
+				"MERGE INTO accounts a USING (SELECT 9 AS id) s ON a.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id, 1)",
+				"INSERT INTO accounts VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+				"MERGE INTO t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES (s.id, 'x')",
+				"ALTER TABLE accounts ADD COLUMN k int REFERENCES src(id)",
+				"ALTER TABLE accounts ADD COLUMN k2 int REFERENCES src(id) ON DELETE RESTRICT ON UPDATE NO ACTION",
+				"CREATE TABLE child (id int, account int REFERENCES accounts(id) ON DELETE CASCADE)",
+			]) {
+				await inRolledBack(c, () => c.query(sql));
+			}
+		} finally {
+			await c.end();
+		}
+	});
+});
