@@ -1055,17 +1055,47 @@ function visitPlpgsql(body: string, c: Collector, text: string, executes: boolea
 		}
 		const expr = o.PLpgSQL_expr as { query?: string; parseMode?: number } | undefined;
 		if (expr && typeof expr.query === "string") {
-			const sql = (expr.parseMode ?? 0) === 0 ? expr.query : `SELECT ${expr.query}`;
-			try {
-				const inner = parseSync(sql) as { stmts?: { stmt?: PgNode }[] };
-				for (const st of inner.stmts ?? []) if (st.stmt) visitStatement(st.stmt, c, text, {}, executes);
-			} catch {
-				// Assignments and other fragments that are not standalone SQL: nothing more to see.
+			const mode = expr.parseMode ?? 0;
+			// An assignment (`t := pg_read_file(...)`, `a[i] = f()`, parse modes 3-5) is its target
+			// and a SELECT list; it was parsed as `SELECT t := ...`, which fails, and so was never
+			// classified: function rules did not see calls on the right of `:=`.
+			const assign = mode >= 3 && mode <= 5 ? splitAssignment(expr.query) : undefined;
+			const sqls = assign ? [`SELECT ${assign[0]}`, `SELECT ${assign[1]}`] : [mode === 0 ? expr.query : `SELECT ${expr.query}`];
+			for (const sql of sqls) {
+				try {
+					const inner = parseSync(sql) as { stmts?: { stmt?: PgNode }[] };
+					for (const st of inner.stmts ?? []) if (st.stmt) visitStatement(st.stmt, c, text, {}, executes);
+				} catch {
+					// An assignment PL/pgSQL accepted is SQL we must see (deny by default); other
+					// fragments that are not standalone SQL have nothing more to show.
+					if (mode >= 3 && mode <= 5) c.risk("unknown", "procedural assignment cannot be classified");
+				}
 			}
 			continue;
 		}
 		for (const v of Object.values(o)) if (v && typeof v === "object") stack.push(v);
 	}
+}
+
+/**
+ * Splits a PL/pgSQL assignment `target := expression` (or `=`) at its first `:=`/`=` outside
+ * quotes, brackets and parentheses. The target (`a[f(x)]`, `blk.t`, `r.field`) is returned too: its
+ * subscripts are evaluated.
+ */
+function splitAssignment(q: string): [string, string] | undefined {
+	let depth = 0;
+	for (let i = 0; i < q.length; i++) {
+		const ch = q[i]!;
+		if (ch === '"' || ch === "'") {
+			const end = q.indexOf(ch, i + 1);
+			if (end < 0) return undefined;
+			i = end;
+		} else if (ch === "[" || ch === "(") depth++;
+		else if (ch === "]" || ch === ")") depth--;
+		else if (depth === 0 && ch === ":" && q[i + 1] === "=") return [q.slice(0, i), q.slice(i + 2)];
+		else if (depth === 0 && ch === "=") return [q.slice(0, i), q.slice(i + 1)];
+	}
+	return undefined;
 }
 
 /** Walks every child of a statement body: nested statements, relations, function calls. */
@@ -1131,6 +1161,9 @@ const FUNCTION_DEFNAMES = new Set([
 	"restrict",
 	"join",
 	"sfunc",
+	// PostgreSQL still accepts the obsolete spellings sfunc1/stype1/initcond1: `CREATE AGGREGATE
+	// rf(bigint, bigint) (sfunc1 = pg_read_file, stype1 = text, initcond1 = '/etc/hostname')` read a file.
+	"sfunc1",
 	"finalfunc",
 	"combinefunc",
 	"serialfunc",

@@ -8,7 +8,12 @@
 //    updated every account under the same rule (kind INSERT only);
 //  - ALTER TABLE accounts ADD COLUMN k int DEFAULT 1 REFERENCES src(id) ON DELETE CASCADE, then the
 //    allowed DELETE FROM src WHERE id = 1, deleted every account (a foreign key's referential action
-//    is a DELETE or UPDATE of the referencing table that no later statement names).
+//    is a DELETE or UPDATE of the referencing table that no later statement names);
+//  - CREATE AGGREGATE rf(bigint, bigint) (sfunc1 = pg_read_file, stype1 = text, initcond1 =
+//    '/etc/hostname') then SELECT rf(0, 100) read a server file: PostgreSQL still accepts the obsolete
+//    spellings sfunc1/stype1/initcond1, and sfunc1 was not a function-naming option;
+//  - (admin grant) DO $$ DECLARE t text; BEGIN t := pg_read_file(...); ... END $$: a PL/pgSQL
+//    assignment's expression was never classified, so function rules did not see it.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type pg from "pg";
@@ -104,6 +109,24 @@ describe("deferred and implicit execution under guardrails", () => {
 			rule: /keep-accounts/,
 			note: "ON DELETE SET NULL updates accounts",
 		},
+		{
+			user: "alice",
+			steps: ["CREATE AGGREGATE rf(bigint, bigint) (sfunc1 = pg_read_file, stype1 = text, initcond1 = '/etc/hostname')", "SELECT rf(0, 100)"],
+			rule: /reserved for admin grants/,
+			note: "obsolete aggregate spelling sfunc1",
+		},
+		{
+			user: "root",
+			steps: ["DO $$ DECLARE t text; BEGIN t := pg_read_file('/etc/hostname'); RAISE NOTICE '%', t; END $$"],
+			rule: /dangerous-functions/,
+			note: "PL/pgSQL assignment",
+		},
+		{
+			user: "root",
+			steps: ["DO $$ DECLARE a text[]; BEGIN a[1] = pg_read_file('/etc/hostname'); END $$"],
+			rule: /dangerous-functions/,
+			note: "PL/pgSQL assignment to an array element with =",
+		},
 	];
 	for (const a of attacks) {
 		test(`refused (${a.user}): ${a.note}`, async () => {
@@ -170,11 +193,19 @@ describe("deferred and implicit execution under guardrails", () => {
 				"ALTER TABLE accounts ADD COLUMN k int REFERENCES src(id)",
 				"ALTER TABLE accounts ADD COLUMN k2 int REFERENCES src(id) ON DELETE RESTRICT ON UPDATE NO ACTION",
 				"CREATE TABLE child (id int, account int REFERENCES accounts(id) ON DELETE CASCADE)",
+				"CREATE AGGREGATE mysum(int) (sfunc = int4pl, stype = int, initcond = '0')",
 			]) {
 				await inRolledBack(c, () => c.query(sql));
 			}
 		} finally {
 			await c.end();
+		}
+		const r = await fx.connect("root");
+		r.on("notice", () => undefined);
+		try {
+			await inRolledBack(r, () => r.query("DO $$ DECLARE t text; n int; BEGIN t := upper('x'); n = length(t); END $$"));
+		} finally {
+			await r.end();
 		}
 	});
 });
