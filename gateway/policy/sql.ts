@@ -1011,7 +1011,15 @@ function visitFunctionBody(b: PgNode, c: Collector, text: string): void {
 	if (language !== "sql") {
 		c.risk("opaque-code", `function body in language ${language} is not analysed`);
 		if (language !== "plpgsql") c.risk("unknown", `function body in language ${language} cannot be classified`);
-		if (language === "plpgsql") for (const body of parts) visitPlpgsql(body, c, text, false);
+		if (language === "plpgsql") {
+			// Compiled with its own header when the statement is this function alone: parameters,
+			// the return type and trigger variables (NEW, TG_OP) are then known. Wrapped in a void
+			// function of no parameters, `RETURN x`, `NEW.a := ...` or an assignment to a parameter
+			// did not compile, which made every such function `unknown` (matching every rule).
+			const own = ownPlpgsql(text);
+			if (own !== undefined && parts.length === 1) visitPlpgsqlTree(own, c, text, false);
+			else for (const body of parts) visitPlpgsql(body, c, text, false);
+		}
 		return;
 	}
 	for (const body of parts) {
@@ -1037,6 +1045,25 @@ function visitPlpgsql(body: string, c: Collector, text: string, executes: boolea
 		c.risk("unknown", "procedural code does not parse");
 		return;
 	}
+	visitPlpgsqlTree(parsed, c, text, executes);
+}
+
+/**
+ * The compiled PL/pgSQL function of `text` when `text` is exactly one statement creating exactly
+ * one PL/pgSQL function (the usual CREATE [OR REPLACE] FUNCTION ... LANGUAGE plpgsql), else undefined.
+ */
+function ownPlpgsql(text: string): unknown {
+	try {
+		const stmts = (parseSync(text) as { stmts?: { stmt?: PgNode }[] }).stmts ?? [];
+		if (stmts.length !== 1 || !stmts[0]!.stmt || unwrap(stmts[0]!.stmt)?.[0] !== "CreateFunctionStmt") return undefined;
+		const parsed = parsePlPgSQLSync(text) as { plpgsql_funcs?: unknown[] };
+		return parsed.plpgsql_funcs?.length === 1 ? parsed : undefined;
+	} catch {
+		return undefined;
+	}
+}
+
+function visitPlpgsqlTree(parsed: unknown, c: Collector, text: string, executes: boolean): void {
 	const stack: unknown[] = [parsed];
 	while (stack.length > 0) {
 		const n = stack.pop();

@@ -204,6 +204,15 @@ describe("deferred and implicit execution under guardrails", () => {
 		r.on("notice", () => undefined);
 		try {
 			await inRolledBack(r, () => r.query("DO $$ DECLARE t text; n int; BEGIN t := upper('x'); n = length(t); END $$"));
+			// PL/pgSQL functions compile with their own header: NEW, RETURN x and parameters are known
+			// (they used to be `unknown` and so met every rule of an admin grant).
+			await inRolledBack(r, async () => {
+				await r.query("CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.note := upper(NEW.note); RETURN NEW; END $$");
+				await r.query("CREATE TRIGGER touch BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION touch()");
+				await r.query("CREATE FUNCTION bump(a int, OUT b int) LANGUAGE plpgsql AS $$ BEGIN a := a + 1; b := a; END $$");
+				await r.query("INSERT INTO t VALUES (1, 'x')");
+				assert.deepEqual((await r.query("SELECT note, bump(1) AS b FROM t")).rows, [{ note: "X", b: 2 }]);
+			});
 		} finally {
 			await r.end();
 		}
