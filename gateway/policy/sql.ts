@@ -357,6 +357,34 @@ function isConstantCondition(node: unknown): boolean {
 	return !sawColumn;
 }
 
+/**
+ * True when a WHERE/ON condition does not filter (decision recorded in README, "without WHERE"):
+ * column-free (`WHERE true`, `WHERE 1 = 1`), an OR with such an arm (`WHERE id = 5 OR 1 = 1`, the
+ * classic injected tautology), an AND of such arms, or a column compared with itself
+ * (`WHERE id = id`, `ON a.id = a.id`: every row whose value is not NULL). Other tautologies
+ * (`WHERE id > 0`, `WHERE id IS NOT NULL`, `WHERE now() IS NOT NULL`) still count as filtered:
+ * `withoutWhere` guards against forgotten WHERE clauses, not against a writer set on touching every
+ * row (use a table rule on the statement kind for that).
+ */
+function isUnfiltered(node: unknown, depth = 0): boolean {
+	if (depth > 64) return false;
+	if (isConstantCondition(node)) return true;
+	const be = (node as { BoolExpr?: PgNode } | undefined)?.BoolExpr;
+	const args = Array.isArray(be?.args) ? (be.args as unknown[]) : [];
+	if (be?.boolop === "OR_EXPR") return args.some((a) => isUnfiltered(a, depth + 1));
+	if (be?.boolop === "AND_EXPR") return args.length > 0 && args.every((a) => isUnfiltered(a, depth + 1));
+	const ex = (node as { A_Expr?: PgNode } | undefined)?.A_Expr;
+	if (ex && (ex.kind === "AEXPR_OP" || ex.kind === "AEXPR_NOT_DISTINCT")) {
+		const op = ex.kind === "AEXPR_NOT_DISTINCT" ? "=" : names(ex.name).join(".");
+		if (["=", "<=", ">=", "pg_catalog.=", "pg_catalog.<=", "pg_catalog.>="].includes(op)) {
+			const l = (ex.lexpr as { ColumnRef?: PgNode } | undefined)?.ColumnRef;
+			const r = (ex.rexpr as { ColumnRef?: PgNode } | undefined)?.ColumnRef;
+			if (l && r && names(l.fields).join(".") === names(r.fields).join(".") && names(l.fields).length > 0) return true;
+		}
+	}
+	return false;
+}
+
 const DROP_TABLE_LIKE = new Set([
 	"OBJECT_TABLE",
 	"OBJECT_VIEW",
@@ -595,21 +623,21 @@ function visitStatement(
 			write("UPDATE");
 			catalogWrite(kind);
 			c.sawFiltered = true;
-			if (!b.whereClause || isConstantCondition(b.whereClause)) c.missingWhere = true;
+			if (!b.whereClause || isUnfiltered(b.whereClause)) c.missingWhere = true;
 			break;
 		case "DeleteStmt":
 			kind = "DELETE";
 			write("DELETE");
 			catalogWrite(kind);
 			c.sawFiltered = true;
-			if (!b.whereClause || isConstantCondition(b.whereClause)) c.missingWhere = true;
+			if (!b.whereClause || isUnfiltered(b.whereClause)) c.missingWhere = true;
 			break;
 		case "MergeStmt":
 			kind = "MERGE";
 			write("MERGE");
 			catalogWrite(kind);
 			c.sawFiltered = true;
-			if (isConstantCondition(b.joinCondition)) c.missingWhere = true;
+			if (isUnfiltered(b.joinCondition)) c.missingWhere = true;
 			mergeActions(b, c);
 			break;
 		case "DropStmt": {

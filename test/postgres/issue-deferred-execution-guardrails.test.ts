@@ -127,6 +127,18 @@ describe("deferred and implicit execution under guardrails", () => {
 			rule: /dangerous-functions/,
 			note: "PL/pgSQL assignment to an array element with =",
 		},
+		{
+			user: "alice",
+			steps: ["DELETE FROM t WHERE id = 1 OR 1 = 1"],
+			rule: /no-unbounded-writes/,
+			note: "an always-true OR arm is no WHERE",
+		},
+		{
+			user: "alice",
+			steps: ["UPDATE t SET note = 'x' WHERE id = id"],
+			rule: /no-unbounded-writes/,
+			note: "a column compared with itself is no WHERE",
+		},
 	];
 	for (const a of attacks) {
 		test(`refused (${a.user}): ${a.note}`, async () => {
@@ -189,6 +201,8 @@ describe("deferred and implicit execution under guardrails", () => {
 			for (const sql of [
 				"MERGE INTO accounts a USING (SELECT 9 AS id) s ON a.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id, 1)",
 				"INSERT INTO accounts VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+				"DELETE FROM t WHERE id = 5 OR id = 6",
+				"UPDATE t SET note = 'x' WHERE id = 5 AND true",
 				"MERGE INTO t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES (s.id, 'x')",
 				"ALTER TABLE accounts ADD COLUMN k int REFERENCES src(id)",
 				"ALTER TABLE accounts ADD COLUMN k2 int REFERENCES src(id) ON DELETE RESTRICT ON UPDATE NO ACTION",

@@ -278,6 +278,9 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("rw-aggregate-sfunc1-read-file", "CREATE AGGREGATE rf(bigint, bigint) (sfunc1 = pg_read_file, stype1 = text, initcond1 = '/etc/hostname')", "the obsolete spelling sfunc1 binds pg_read_file (SELECT rf(0, 100) reads the file)", "read-write"),
 	b("admin-plpgsql-assign-read-file", "DO $$ DECLARE t text; BEGIN t := pg_read_file('/etc/hostname'); END $$", "a call on the right of a PL/pgSQL assignment", "admin"),
 	b("admin-plpgsql-assign-subscript", "DO $$ DECLARE a int[]; BEGIN a[pg_terminate_backend(0)::int] := 1; END $$", "a call in an assignment target's subscript", "admin"),
+	b("rw-delete-or-tautology", "DELETE FROM orders WHERE id = 5 OR 1 = 1", "an OR arm that is always true (the classic injected tautology)", "read-write"),
+	b("rw-update-self-compare", "UPDATE orders SET status = 'x' WHERE status = status", "a column compared with itself filters only NULLs", "read-write"),
+	b("rw-merge-self-on", "MERGE INTO orders o USING customers c ON o.id = o.id WHEN MATCHED THEN UPDATE SET status = 'x'", "MERGE ON a condition on the target alone matches every row", "read-write"),
 	{
 		id: "rw-merge-delete-approval",
 		sql: "MERGE INTO orders o USING (SELECT 1 AS id) s ON o.id = s.id WHEN MATCHED THEN DELETE",
