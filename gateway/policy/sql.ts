@@ -916,7 +916,8 @@ function mergeActions(b: PgNode, c: Collector): void {
 }
 
 /**
- * A foreign key added to an existing table with a referential action deletes or updates that
+ * Writes an ALTER TABLE makes to existing rows without naming them. A foreign key added to an
+ * existing table with a referential action deletes or updates that
  * table's rows later, when rows of the referenced table go or change: `ALTER TABLE accounts ADD
  * COLUMN k int DEFAULT 1 REFERENCES src(id) ON DELETE CASCADE`, then the allowed `DELETE FROM src
  * WHERE id = 1`, deleted every account under a rule blocking DELETE on accounts. The ALTER now
@@ -938,6 +939,14 @@ function referentialActions(b: PgNode, c: Collector): void {
 		const u = unwrap(cmd);
 		if (u?.[0] !== "AlterTableCmd") continue;
 		const def = unwrap(u[1].def);
+		// ALTER COLUMN ... TYPE ... USING expr rewrites the column of every row with expr: `USING 0`
+		// zeroed every balance under a rule blocking UPDATE on accounts. It carries UPDATE; a USING
+		// that ignores the old value (no column in it) is an UPDATE without WHERE.
+		if (u[1].subtype === "AT_AlterColumnType" && def?.[0] === "ColumnDef" && def[1].raw_default !== undefined) {
+			c.kind("UPDATE");
+			c.sawFiltered = true;
+			if (isConstantCondition(def[1].raw_default)) c.missingWhere = true;
+		}
 		if (def?.[0] === "Constraint") fk(def[1]);
 		if (def?.[0] === "ColumnDef" && Array.isArray(def[1].constraints)) {
 			for (const con of def[1].constraints) {

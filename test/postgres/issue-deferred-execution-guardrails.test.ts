@@ -129,6 +129,18 @@ describe("deferred and implicit execution under guardrails", () => {
 		},
 		{
 			user: "alice",
+			steps: ["ALTER TABLE accounts ALTER COLUMN balance TYPE int USING balance * 0"],
+			rule: /keep-accounts/,
+			note: "ALTER COLUMN ... TYPE ... USING rewrites every row",
+		},
+		{
+			user: "alice",
+			steps: ["ALTER TABLE t ALTER COLUMN note TYPE text USING 'gone'"],
+			rule: /no-unbounded-writes/,
+			note: "a USING that ignores the old value is an UPDATE without WHERE",
+		},
+		{
+			user: "alice",
 			steps: ["DELETE FROM t WHERE id = 1 OR 1 = 1"],
 			rule: /no-unbounded-writes/,
 			note: "an always-true OR arm is no WHERE",
@@ -202,6 +214,8 @@ describe("deferred and implicit execution under guardrails", () => {
 				"MERGE INTO accounts a USING (SELECT 9 AS id) s ON a.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id, 1)",
 				"INSERT INTO accounts VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
 				"DELETE FROM t WHERE id = 5 OR id = 6",
+				"ALTER TABLE t ALTER COLUMN id TYPE bigint",
+				"ALTER TABLE t ALTER COLUMN note TYPE varchar(100) USING trim(note)",
 				"UPDATE t SET note = 'x' WHERE id = 5 AND true",
 				"MERGE INTO t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES (s.id, 'x')",
 				"ALTER TABLE accounts ADD COLUMN k int REFERENCES src(id)",
