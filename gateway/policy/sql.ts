@@ -120,10 +120,11 @@ function fromTemplate(t: SqlStatementInfo, sql: string): SqlAnalysis {
 	return Object.freeze({ ok: true, statements: Object.freeze([derived(t, { text })]) as unknown as SqlStatementInfo[] });
 }
 
-/** A copy of `info` with other tables (and escapes), keeping its parse tree and cache identity. */
-export function withTables(info: SqlStatementInfo, tables: string[], escapes?: string[]): SqlStatementInfo {
+/** A copy of `info` with other tables (and escapes, binds), keeping its parse tree and cache identity. */
+export function withTables(info: SqlStatementInfo, tables: string[], escapes?: string[], binds?: SqlStatementInfo["binds"]): SqlStatementInfo {
 	const fields: Partial<SqlStatementInfo> = { tables: Object.freeze(tables) as unknown as string[] };
 	if (escapes) fields.escapes = Object.freeze(escapes) as unknown as string[];
+	if (binds) fields.binds = deepFreeze(binds);
 	return derived(info, fields);
 }
 
@@ -195,6 +196,8 @@ class Collector {
 	readonly escapes = new Set<string>();
 	/** Schemas an ALTER SCHEMA ... RENAME takes away from their name. */
 	readonly schemaEscapes = new Set<string>();
+	/** Writes bound for later on named relations (SqlStatementInfo.binds). */
+	readonly binds: { kinds: string[]; tables: string[] }[] = [];
 	/** Kinds of what a cascading / schema-wide / owned-by statement may do to relations it does not name. */
 	readonly reach = new Set<string>();
 	readonly risks: SqlRisk[] = [];
@@ -231,6 +234,7 @@ function classifyStatement(stmt: PgNode, text: string): SqlStatementInfo {
 	if (c.escapes.size > 0) info.escapes = [...c.escapes];
 	if (c.schemaEscapes.size > 0) info.schemaEscapes = [...c.schemaEscapes];
 	if (c.reach.size > 0) info.unnamedReach = [...c.reach];
+	if (c.binds.length > 0) info.binds = c.binds;
 	trees.set(info, stmt);
 	return info;
 }
@@ -861,6 +865,14 @@ function visitStatement(
 			c.kind("CREATE");
 			c.risk("server-access", "CREATE FOREIGN TABLE reads server files, runs programs or connects through a foreign server");
 			break;
+		case "ViewStmt": {
+			kind = "CREATE VIEW";
+			c.kind("CREATE");
+			write(kind);
+			const base = updatableBase(b.query);
+			if (base) c.binds.push({ kinds: ["INSERT", "UPDATE", "DELETE", "MERGE"], tables: [base] });
+			break;
+		}
 		case "CreateFunctionStmt": {
 			kind = b.is_procedure ? "CREATE PROCEDURE" : "CREATE FUNCTION";
 			c.kind("CREATE");
@@ -916,24 +928,59 @@ function mergeActions(b: PgNode, c: Collector): void {
 }
 
 /**
+ * The relation an (auto-)updatable view writes to: PostgreSQL makes a view over a single relation
+ * without DISTINCT, GROUP BY, HAVING, LIMIT/OFFSET, set operations, WITH or window clauses writable
+ * (INSERT/UPDATE/DELETE through it reach the relation). A view created through the gateway is often
+ * unknown to the catalog when the next statement uses it (created in the open transaction, or a
+ * cached "no such relation"): `CREATE VIEW va AS SELECT * FROM accounts` then `DELETE FROM va WHERE
+ * id > 0` deleted accounts under a rule blocking DELETE on accounts. The CREATE VIEW binds those
+ * writes (`binds`). Aggregates in the target list also make a view read-only; they are not looked
+ * for (over-matching, accepted).
+ */
+function updatableBase(query: unknown): string | undefined {
+	const sel = (query as { SelectStmt?: PgNode } | undefined)?.SelectStmt;
+	if (!sel) return undefined;
+	if ((sel.op ?? "SETOP_NONE") !== "SETOP_NONE" || sel.distinctClause || sel.groupClause || sel.havingClause) return undefined;
+	if (sel.limitCount || sel.limitOffset || sel.withClause || sel.windowClause || sel.valuesLists) return undefined;
+	if (!Array.isArray(sel.fromClause) || sel.fromClause.length !== 1) return undefined;
+	// Syntax only aggregates and window functions accept (count(*), FILTER, ORDER BY or DISTINCT in
+	// the call, OVER): PostgreSQL refuses it on a plain function, so it proves the view read-only.
+	if (Array.isArray(sel.targetList) && sel.targetList.some((t) => aggregateSyntax(t, 0))) return undefined;
+	const from = unwrap(sel.fromClause[0]);
+	return from?.[0] === "RangeVar" && typeof from[1].relname === "string" ? rangeVarName(from[1]) : undefined;
+}
+
+function aggregateSyntax(n: unknown, depth: number): boolean {
+	if (depth > 64 || !n || typeof n !== "object") return false;
+	if (Array.isArray(n)) return n.some((x) => aggregateSyntax(x, depth + 1));
+	const f = (n as { FuncCall?: PgNode }).FuncCall;
+	if (f && (f.agg_star || f.agg_filter || f.agg_order || f.agg_distinct || f.over)) return true;
+	// Not into subqueries: an aggregate there does not make the view read-only.
+	if ((n as { SubLink?: unknown }).SubLink) return false;
+	return Object.values(n).some((v) => aggregateSyntax(v, depth + 1));
+}
+
+/**
  * Writes an ALTER TABLE makes to existing rows without naming them. A foreign key added to an
- * existing table with a referential action deletes or updates that
- * table's rows later, when rows of the referenced table go or change: `ALTER TABLE accounts ADD
- * COLUMN k int DEFAULT 1 REFERENCES src(id) ON DELETE CASCADE`, then the allowed `DELETE FROM src
- * WHERE id = 1`, deleted every account under a rule blocking DELETE on accounts. The ALTER now
- * carries the kinds of what the action will do (CASCADE on delete: DELETE; SET NULL/SET DEFAULT, or
- * any action on update: UPDATE), so a rule on those kinds of the altered table meets it when the key
- * is added. (Its tables include the referenced one, which may also meet a rule on it: accepted.)
- * CREATE TABLE is not counted: a new table holds no rows yet.
+ * existing table with a referential action deletes or updates that table's rows later, when rows
+ * of the referenced table go or change: `ALTER TABLE accounts ADD COLUMN k int DEFAULT 1 REFERENCES
+ * src(id) ON DELETE CASCADE`, then the allowed `DELETE FROM src WHERE id = 1`, deleted every account
+ * under a rule blocking DELETE on accounts. The ALTER binds what the action will do to the altered
+ * table (`binds`; CASCADE on delete: DELETE; SET NULL/SET DEFAULT, or any action on update: UPDATE),
+ * so a table rule on those kinds meets it when the key is added. CREATE TABLE is not counted: a new
+ * table holds no rows yet.
  */
 function referentialActions(b: PgNode, c: Collector): void {
 	if (!Array.isArray(b.cmds)) return;
+	const rel = b.relation as PgNode | undefined;
 	const fk = (con: PgNode | undefined): void => {
-		if (con?.contype !== "CONSTR_FOREIGN") return;
+		if (con?.contype !== "CONSTR_FOREIGN" || !rel || typeof rel.relname !== "string") return;
 		const del = String(con.fk_del_action ?? "a");
 		const upd = String(con.fk_upd_action ?? "a");
-		if (del === "c") c.kind("DELETE");
-		if (del === "n" || del === "d" || upd === "c" || upd === "n" || upd === "d") c.kind("UPDATE");
+		const kinds: string[] = [];
+		if (del === "c") kinds.push("DELETE");
+		if (del === "n" || del === "d" || upd === "c" || upd === "n" || upd === "d") kinds.push("UPDATE");
+		if (kinds.length > 0) c.binds.push({ kinds, tables: [rangeVarName(rel)] });
 	};
 	for (const cmd of b.cmds) {
 		const u = unwrap(cmd);
@@ -979,10 +1026,15 @@ function hierarchyChanges(b: PgNode, c: Collector): void {
 		const def = unwrap(u[1].def);
 		const other = def?.[0] === "RangeVar" ? def[1] : undefined;
 		switch (sub) {
-			case "AT_AttachPartition":
+			case "AT_AttachPartition": {
 				c.kind("ATTACH PARTITION");
 				c.kind("INSERT");
+				// The attached table's rows become rows of the parent: DELETE/TRUNCATE of the parent
+				// (perhaps created a moment ago, unknown to the catalog) reach them without naming it.
+				const part = (def?.[0] === "PartitionCmd" ? def[1].name : undefined) as PgNode | undefined;
+				if (part && typeof part.relname === "string") c.escapes.add(rangeVarName(part));
 				break;
+			}
 			case "AT_DetachPartition":
 			case "AT_DetachPartitionFinalize":
 				c.kind("DETACH PARTITION");
@@ -991,6 +1043,8 @@ function hierarchyChanges(b: PgNode, c: Collector): void {
 			case "AT_AddInherit":
 				c.kind("INHERIT");
 				c.kind("INSERT");
+				// Likewise the new child's rows: `ALTER TABLE accounts INHERIT p` then `DELETE FROM p`.
+				c.escapes.add(rangeVarName(rel));
 				break;
 			case "AT_DropInherit":
 				c.kind("NO INHERIT");

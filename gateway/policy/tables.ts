@@ -11,7 +11,8 @@
  * original names are kept, so rules only ever match more.
  *
  * `escapes` (RENAME, SET SCHEMA, DETACH PARTITION, NO INHERIT) get the resolved names too, and for
- * DETACH/NO INHERIT the parent's ancestors: the detached rows leave all of them.
+ * DETACH/NO INHERIT the parent's ancestors: the detached rows leave all of them. `binds` (writes a
+ * statement makes possible later: cascading foreign keys, updatable views) are expanded like tables.
  */
 import { analyzeSql, withTables } from "./sql.ts";
 import type { Catalog, RelationInfo, RelationName, SqlAnalysis, SqlStatementInfo } from "./types.ts";
@@ -67,6 +68,21 @@ async function expandEscapes(s: SqlStatementInfo, catalog: Catalog): Promise<str
 	return out.size === s.escapes.length ? undefined : [...out];
 }
 
+/** Bound writes with their tables' resolved names, view base tables and partition/inheritance relatives. */
+async function expandBinds(s: SqlStatementInfo, catalog: Catalog): Promise<SqlStatementInfo["binds"]> {
+	if (!s.binds || s.binds.length === 0) return undefined;
+	let changed = false;
+	const out: NonNullable<SqlStatementInfo["binds"]> = [];
+	for (const b of s.binds) {
+		const seen = new Set<string>();
+		await expand(b.tables, catalog, seen, 0);
+		const tables = [...new Set([...b.tables, ...seen])];
+		if (tables.length !== b.tables.length) changed = true;
+		out.push({ kinds: [...b.kinds], tables });
+	}
+	return changed ? out : undefined;
+}
+
 /** The analysis with view base tables, partition/inheritance relatives and resolved names added to every statement's tables. */
 export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog): Promise<SqlAnalysis> {
 	if (!analysis.ok) return analysis;
@@ -77,7 +93,8 @@ export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog): P
 		await expand(own, catalog, seen, 0);
 		const tables = [...new Set([...s.tables, ...seen])];
 		const escapes = await expandEscapes(s, catalog);
-		statements.push(tables.length === s.tables.length && !escapes ? s : withTables(s, tables, escapes));
+		const binds = await expandBinds(s, catalog);
+		statements.push(tables.length === s.tables.length && !escapes && !binds ? s : withTables(s, tables, escapes, binds));
 	}
 	return Object.freeze({ ok: true, statements });
 }

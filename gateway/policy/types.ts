@@ -50,6 +50,17 @@ export interface SqlStatementInfo {
 	 * "Schema-wide and cascading statements").
 	 */
 	unnamedReach?: string[];
+	/**
+	 * Writes the statement makes possible later on relations it names, without running them now
+	 * (gateway/policy/README.md, "Deferred and implicit execution"): a foreign key with `ON DELETE
+	 * CASCADE` added to `accounts` binds `DELETE` on accounts to deletes of the referenced table; an
+	 * auto-updatable view over accounts binds `INSERT`/`UPDATE`/`DELETE`/`MERGE` on accounts to writes
+	 * through the view. A rule with `tables` matches the statement when one of its tables matches an
+	 * entry's tables and its statement kinds (if set) match one of the entry's kinds; `withoutWhere`
+	 * is not asked (the later statement's filter is unknown). Rules without `tables` ignore it: the
+	 * later statement carries the kind itself.
+	 */
+	binds?: { kinds: string[]; tables: string[] }[];
 	/** For UPDATE/DELETE: whether a WHERE clause is present. */
 	hasWhere?: boolean;
 	/** The statement's own text (from the parser's locations), for recording and approvals. */

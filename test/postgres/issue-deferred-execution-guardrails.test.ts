@@ -129,6 +129,24 @@ describe("deferred and implicit execution under guardrails", () => {
 		},
 		{
 			user: "alice",
+			steps: ["CREATE VIEW va AS SELECT * FROM accounts", "DELETE FROM va WHERE id > 0"],
+			rule: /keep-accounts/,
+			note: "an updatable view over accounts, used before the catalog knows it",
+		},
+		{
+			user: "alice",
+			steps: ["CREATE VIEW vb AS SELECT id, balance FROM public.accounts WHERE balance > 0", "UPDATE vb SET balance = 0 WHERE id > 0"],
+			rule: /keep-accounts/,
+			note: "a filtered updatable view",
+		},
+		{
+			user: "alice",
+			steps: ["CREATE TABLE px (id int, balance int)", "ALTER TABLE accounts INHERIT px", "DELETE FROM px WHERE id > 0"],
+			rule: /keep-accounts/,
+			note: "accounts made a child of a new table, deleted through the parent",
+		},
+		{
+			user: "alice",
 			steps: ["ALTER TABLE accounts ALTER COLUMN balance TYPE int USING balance * 0"],
 			rule: /keep-accounts/,
 			note: "ALTER COLUMN ... TYPE ... USING rewrites every row",
@@ -221,6 +239,10 @@ describe("deferred and implicit execution under guardrails", () => {
 				"ALTER TABLE accounts ADD COLUMN k int REFERENCES src(id)",
 				"ALTER TABLE accounts ADD COLUMN k2 int REFERENCES src(id) ON DELETE RESTRICT ON UPDATE NO ACTION",
 				"CREATE TABLE child (id int, account int REFERENCES accounts(id) ON DELETE CASCADE)",
+				"ALTER TABLE t ADD COLUMN account int REFERENCES accounts(id) ON DELETE CASCADE",
+				"CREATE VIEW account_count AS SELECT count(*) AS n FROM accounts",
+				"CREATE VIEW account_totals AS SELECT id, sum(balance) AS total FROM accounts GROUP BY id",
+				"CREATE VIEW t_view AS SELECT * FROM t",
 				"CREATE AGGREGATE mysum(int) (sfunc = int4pl, stype = int, initcond = '0')",
 			]) {
 				await inRolledBack(c, () => c.query(sql));

@@ -288,13 +288,6 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 		expect: "approval",
 		note: "MERGE ... THEN DELETE is a DELETE",
 	},
-	{
-		id: "rw-fk-cascade-approval",
-		sql: "ALTER TABLE orders ADD COLUMN parent int REFERENCES customers(id) ON DELETE CASCADE",
-		access: "read-write",
-		expect: "approval",
-		note: "an ON DELETE CASCADE key deletes orders rows later, when customers rows go",
-	},
 	// --- approval --------------------------------------------------------------------------------------
 	{ id: "rw-delete-approval", sql: "DELETE FROM orders WHERE id = 1", access: "read-write", expect: "approval", note: "DELETE needs approval" },
 	{
