@@ -1164,10 +1164,14 @@ function visitPlpgsqlTree(parsed: unknown, c: Collector, text: string, executes:
 		}
 		if (!n || typeof n !== "object") continue;
 		const o = n as PgNode;
-		if (o.PLpgSQL_stmt_dynexecute || o.PLpgSQL_stmt_dynfors || o.PLpgSQL_stmt_open) {
+		// RETURN QUERY EXECUTE carries its string in `dynquery` like OPEN ... FOR EXECUTE: `RETURN QUERY
+		// EXECUTE 'DELETE FROM accounts RETURNING *'` in a function passed an admin grant's rules (the
+		// string was classified as `SELECT 'DELETE ...'`), and SELECT * FROM f() then deleted.
+		const returnQuery = o.PLpgSQL_stmt_return_query as PgNode | undefined;
+		if (o.PLpgSQL_stmt_dynexecute || o.PLpgSQL_stmt_dynfors || o.PLpgSQL_stmt_open || returnQuery?.dynquery) {
 			c.risk("dynamic-sql", "procedural code may EXECUTE SQL built from strings");
 		}
-		if (o.PLpgSQL_stmt_dynexecute || o.PLpgSQL_stmt_dynfors || (o.PLpgSQL_stmt_open as PgNode | undefined)?.dynquery) {
+		if (o.PLpgSQL_stmt_dynexecute || o.PLpgSQL_stmt_dynfors || (o.PLpgSQL_stmt_open as PgNode | undefined)?.dynquery || returnQuery?.dynquery) {
 			// What runs is built at run time: no rule can be checked against it (deny by default).
 			c.risk("unknown", "procedural code EXECUTEs SQL built at run time");
 		}
@@ -1308,6 +1312,8 @@ const FUNCTION_DEFNAMES = new Set([
 	"headline",
 	"handler",
 	"validator",
+	// CREATE/ALTER FUNCTION ... SUPPORT f: the planner calls f.
+	"support",
 ]);
 
 /**

@@ -123,6 +123,15 @@ describe("deferred and implicit execution under guardrails", () => {
 		},
 		{
 			user: "root",
+			steps: [
+				"CREATE FUNCTION wipe_all() RETURNS SETOF accounts LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE 'DELETE FROM accounts RETURNING *'; END $$",
+				"SELECT count(*) FROM wipe_all()",
+			],
+			rule: /no-drop|keep-accounts|no-unbounded/,
+			note: "RETURN QUERY EXECUTE in a PL/pgSQL function",
+		},
+		{
+			user: "root",
 			steps: ["DO $$ DECLARE a text[]; BEGIN a[1] = pg_read_file('/etc/hostname'); END $$"],
 			rule: /dangerous-functions/,
 			note: "PL/pgSQL assignment to an array element with =",

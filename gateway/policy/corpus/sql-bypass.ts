@@ -276,6 +276,7 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("admin-do-open-execute", "DO $$ DECLARE c refcursor; BEGIN OPEN c FOR EXECUTE 'SELECT pg_read_file(''/etc/passwd'')'; END $$", "OPEN ... FOR EXECUTE", "admin"),
 	// Deferred and implicit execution (red-team round): the action runs later or under another verb
 	b("rw-aggregate-sfunc1-read-file", "CREATE AGGREGATE rf(bigint, bigint) (sfunc1 = pg_read_file, stype1 = text, initcond1 = '/etc/hostname')", "the obsolete spelling sfunc1 binds pg_read_file (SELECT rf(0, 100) reads the file)", "read-write"),
+	b("admin-return-query-execute", "CREATE FUNCTION wipe_orders() RETURNS SETOF orders LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE 'DELETE FROM orders RETURNING *'; END $$", "RETURN QUERY EXECUTE runs SQL built at run time (SELECT * FROM wipe_orders())", "admin"),
 	b("admin-plpgsql-assign-read-file", "DO $$ DECLARE t text; BEGIN t := pg_read_file('/etc/hostname'); END $$", "a call on the right of a PL/pgSQL assignment", "admin"),
 	b("admin-plpgsql-assign-subscript", "DO $$ DECLARE a int[]; BEGIN a[pg_terminate_backend(0)::int] := 1; END $$", "a call in an assignment target's subscript", "admin"),
 	b("rw-delete-or-tautology", "DELETE FROM orders WHERE id = 5 OR 1 = 1", "an OR arm that is always true (the classic injected tautology)", "read-write"),
