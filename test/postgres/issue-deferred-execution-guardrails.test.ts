@@ -156,6 +156,16 @@ describe("deferred and implicit execution under guardrails", () => {
 		},
 		{
 			user: "alice",
+			steps: [
+				"CREATE TABLE pp (id int primary key, balance int not null) PARTITION BY RANGE (id)",
+				"ALTER TABLE pp ATTACH PARTITION accounts FOR VALUES FROM (0) TO (1000)",
+				"DELETE FROM pp WHERE id > 0",
+			],
+			rule: /keep-accounts/,
+			note: "accounts attached as a partition of a new table, deleted through it",
+		},
+		{
+			user: "alice",
 			steps: ["ALTER TABLE accounts ALTER COLUMN balance TYPE int USING balance * 0"],
 			rule: /keep-accounts/,
 			note: "ALTER COLUMN ... TYPE ... USING rewrites every row",
