@@ -873,6 +873,18 @@ function visitStatement(
 			if (base) c.binds.push({ kinds: ["INSERT", "UPDATE", "DELETE", "MERGE"], tables: [base] });
 			break;
 		}
+		case "RuleStmt": {
+			kind = "CREATE RULE";
+			c.kind("CREATE");
+			write(kind);
+			// Up to PostgreSQL 15, an ON SELECT DO INSTEAD rule turns an empty table into a view: `CREATE
+			// TABLE tv (...)`, `CREATE RULE "_RETURN" AS ON SELECT TO tv DO INSTEAD SELECT * FROM
+			// accounts`, `DELETE FROM tv WHERE id > 0` deleted accounts. Bound like CREATE VIEW.
+			const actions = Array.isArray(b.actions) ? b.actions : [];
+			const base = b.event === "CMD_SELECT" && actions.length === 1 ? updatableBase(actions[0]) : undefined;
+			if (base) c.binds.push({ kinds: ["INSERT", "UPDATE", "DELETE", "MERGE"], tables: [base] });
+			break;
+		}
 		case "CreateFunctionStmt": {
 			kind = b.is_procedure ? "CREATE PROCEDURE" : "CREATE FUNCTION";
 			c.kind("CREATE");
