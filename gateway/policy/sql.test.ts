@@ -426,3 +426,68 @@ test("cascading, schema-wide and owned-by statements match table rules (deny by 
 	assert.deepEqual(one("ALTER SCHEMA public RENAME TO x").schemaEscapes, ["public"]);
 	assert.equal(one("DROP TABLE t").unnamedReach, undefined);
 });
+
+test("deferred and implicit execution: the binding statement carries the action (red-team round)", () => {
+	const rules: GuardrailRule[] = [{ name: "keep-accounts", action: "block", sql: { statementKinds: ["DELETE", "UPDATE"], tables: ["public.accounts"] } }];
+	const decide = (sql: string) => evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "read-write", rules }).action;
+	// other verbs running DELETE/UPDATE
+	assert.deepEqual(one("MERGE INTO accounts a USING t ON a.id = t.id WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES (1)").kinds.toSorted(), ["DELETE", "INSERT", "MERGE"]);
+	assert.ok(one("INSERT INTO accounts VALUES (1) ON CONFLICT (id) DO UPDATE SET b = 0").kinds.includes("UPDATE"));
+	assert.ok(!one("INSERT INTO accounts VALUES (1) ON CONFLICT DO NOTHING").kinds.includes("UPDATE"));
+	assert.ok(one("ALTER TABLE accounts ALTER COLUMN b TYPE int USING b * 0").kinds.includes("UPDATE"));
+	assert.equal(one("ALTER TABLE accounts ALTER COLUMN b TYPE int USING 0").hasWhere, false);
+	assert.ok(!one("ALTER TABLE accounts ALTER COLUMN b TYPE bigint").kinds.includes("UPDATE"));
+	// bound for later
+	assert.deepEqual(one("ALTER TABLE accounts ADD COLUMN k int REFERENCES src(id) ON DELETE CASCADE").binds, [{ kinds: ["DELETE"], tables: ["accounts"] }]);
+	assert.deepEqual(one("ALTER TABLE accounts ADD FOREIGN KEY (k) REFERENCES src(id) ON UPDATE SET NULL").binds, [{ kinds: ["UPDATE"], tables: ["accounts"] }]);
+	assert.equal(one("ALTER TABLE accounts ADD COLUMN k int REFERENCES src(id)").binds, undefined);
+	for (const sql of [
+		"ALTER TABLE accounts ADD COLUMN k int REFERENCES src(id) ON DELETE CASCADE",
+		"CREATE VIEW va AS SELECT * FROM accounts",
+		"CREATE OR REPLACE TEMP VIEW va AS SELECT id FROM public.accounts WHERE id > 0",
+		"CREATE VIEW va AS TABLE accounts",
+		'CREATE RULE "_RETURN" AS ON SELECT TO tv DO INSTEAD SELECT * FROM accounts',
+		"ALTER TABLE accounts INHERIT px",
+		"ALTER TABLE pp ATTACH PARTITION accounts FOR VALUES FROM (0) TO (10)",
+	]) {
+		assert.equal(decide(sql), "block", sql);
+	}
+	for (const sql of [
+		"ALTER TABLE src ADD COLUMN a int REFERENCES accounts(id) ON DELETE CASCADE",
+		"CREATE VIEW n AS SELECT count(*) FROM accounts",
+		"CREATE VIEW n AS SELECT id, sum(b) FROM accounts GROUP BY id",
+		"CREATE VIEW n AS SELECT * FROM accounts UNION ALL SELECT * FROM accounts",
+		"CREATE VIEW n AS SELECT * FROM accounts a JOIN t ON a.id = t.id",
+		"CREATE VIEW n AS SELECT DISTINCT id FROM accounts",
+		"CREATE VIEW n AS SELECT * FROM accounts LIMIT 5",
+		"CREATE TABLE child (a int REFERENCES accounts(id) ON DELETE CASCADE)",
+	]) {
+		assert.equal(decide(sql), "allow", sql);
+	}
+	// without WHERE
+	for (const w of ["true", "1 = 1", "id = 5 OR 1 = 1", "id = id", "a.id IS NOT DISTINCT FROM a.id", "(id = 1 OR true) AND 2 > 1"]) {
+		assert.equal(one(`DELETE FROM t a WHERE ${w}`).hasWhere, false, w);
+	}
+	for (const w of ["id = 5", "id = 5 AND true", "id = 5 OR id = 6", "id > 0", "a.id = b.id"]) {
+		assert.equal(one(`DELETE FROM t a WHERE ${w}`).hasWhere, true, w);
+	}
+	// functions reached without a call in the statement
+	assert.ok(one("CREATE AGGREGATE rf(bigint, bigint) (sfunc1 = pg_read_file, stype1 = text)").functions.includes("pg_read_file"));
+	assert.ok(one("DO $$ DECLARE t text; BEGIN t := pg_read_file('/x'); END $$").functions.includes("pg_read_file"));
+	assert.ok(one("DO $$ DECLARE a int[]; BEGIN a[pg_terminate_backend(1)::int] = 1; END $$").functions.includes("pg_terminate_backend"));
+	assert.ok(
+		one("CREATE FUNCTION f() RETURNS SETOF int LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE 'DELETE FROM x RETURNING 1'; END $$").risks?.some(
+			(r) => r.kind === "unknown",
+		),
+	);
+	// a PL/pgSQL function compiles with its own header (NEW, parameters, RETURN x)
+	for (const sql of [
+		"CREATE FUNCTION tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.x := upper(NEW.y); RETURN NEW; END $$",
+		"CREATE FUNCTION g(a int, OUT b int) LANGUAGE plpgsql AS $$ BEGIN a := a + 1; b := upper('x'); END $$",
+		"CREATE FUNCTION h(a int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN upper(a::text)::int; END $$",
+	]) {
+		const f = one(sql);
+		assert.ok(!f.risks?.some((r) => r.kind === "unknown"), `${sql}: ${JSON.stringify(f.risks)}`);
+		assert.ok(f.functions.includes("upper"), sql);
+	}
+});
