@@ -76,6 +76,8 @@ export class CatalogSource {
 	private readonly byName = new Map<string, CacheEntry>();
 	private readonly builtin = new Map<string, CacheEntry & { value: Promise<boolean> }>();
 	private idleTimer: NodeJS.Timeout | undefined;
+	/** Bumped by `invalidate`: what was derived from the catalog before (mask plans) is not reused. */
+	epoch = 0;
 
 	constructor(
 		private readonly target: UpstreamTarget,
@@ -144,6 +146,18 @@ export class CatalogSource {
 		});
 	}
 
+	/**
+	 * Forget everything cached (relations by name and OID, negative answers included, and builtin
+	 * function answers): a session's DDL has completed or committed. Loads in flight finish for their
+	 * callers but are no longer cached. DDL run outside the gateway is still seen only after ttlMs.
+	 */
+	invalidate(): void {
+		this.byOid.clear();
+		this.byName.clear();
+		this.builtin.clear();
+		this.epoch++;
+	}
+
 	close(): void {
 		if (this.idleTimer) clearTimeout(this.idleTimer);
 		const s = this.side;
@@ -169,5 +183,14 @@ export class SessionCatalog implements Catalog, FunctionCatalog {
 
 	isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {
 		return this.source.isBuiltinFunction(schema, name);
+	}
+
+	/** See CatalogSource.invalidate: shared by every session of the same Connection and bundle. */
+	invalidate(): void {
+		this.source.invalidate();
+	}
+
+	get epoch(): number {
+		return this.source.epoch;
 	}
 }

@@ -133,6 +133,8 @@ interface StmtRef {
 interface PlanEntry {
 	key: string;
 	live: LivePolicy;
+	/** The catalog's epoch when the plan was built (see catalogChanged). */
+	epoch: number;
 	plan: ActivePlan | null;
 	at: number;
 }
@@ -1270,6 +1272,7 @@ export class Session {
 					// statements do below. Statements resolved through session state (EXECUTE, FETCH) never.
 					const s = u.statements[u.idx];
 					const live = this.o.live();
+					const epoch = this.o.catalog.epoch;
 					const key = s && !s.uses ? `${this.o.policy.statementKey(s)}\u0000${f.raw.toString("latin1", 5)}` : undefined;
 					const hit = key === undefined ? undefined : this.simplePlans.get(key);
 					if (hit && this.reusable(hit, key!)) {
@@ -1282,7 +1285,7 @@ export class Session {
 						u.plan = plan;
 						if (key !== undefined) {
 							if (this.simplePlans.size >= SIMPLE_PLANS_MAX) this.simplePlans.clear();
-							this.simplePlans.set(key, { key, live, plan, at: Date.now() });
+							this.simplePlans.set(key, { key, live, epoch, plan, at: Date.now() });
 						}
 						this.send(raw);
 					});
@@ -1300,6 +1303,7 @@ export class Session {
 					const stmt = portal.stmt;
 					const key = f.raw.toString("latin1", 5);
 					const live = this.o.live();
+					const epoch = this.o.catalog.epoch;
 					if (stmt?.planCache && this.reusable(stmt.planCache, key)) {
 						portal.plan = stmt.planCache.plan;
 						this.pop();
@@ -1311,7 +1315,7 @@ export class Session {
 					return this.planFor(stmt?.analysis, fields).then((plan) => {
 						portal.plan = plan;
 						// SQL-level EXECUTE/FETCH resolve per session state: never cache those.
-						if (stmt?.info && !stmt.info.uses) stmt.planCache = { key, live, plan, at: Date.now() };
+						if (stmt?.info && !stmt.info.uses) stmt.planCache = { key, live, epoch, plan, at: Date.now() };
 						this.pop();
 						if (!u.swallow) this.send(raw);
 					});
@@ -1323,6 +1327,7 @@ export class Session {
 				if (u?.k === "simple" || u?.k === "execute") {
 					const done = u.k === "simple" ? [u.statements[u.idx]] : u.portal.stmt?.analysis.ok ? u.portal.stmt.analysis.statements : [undefined];
 					this.nameStatementDone(done, decodeCommandComplete(f));
+					if (done.some(changesCatalog)) this.catalogChanged();
 					// SQL-level names: what a completed statement defined or dropped (its seq: forwarding order)
 					const one = done.length === 1 ? done[0] : undefined;
 					if (one && u.seq !== undefined) this.sql.succeeded(one, u.seq + (u.k === "simple" ? u.idx : 0));
@@ -1387,6 +1392,11 @@ export class Session {
 				this.status = decodeReadyForQuery(f);
 				// Protocol portals never outlive their transaction; a simple Query replaces the unnamed statement and portal.
 				if (this.status === "I") {
+					if (this.catalogDirty) {
+						this.catalogDirty = false;
+						this.o.catalog.invalidate();
+						this.simplePlans.clear();
+					}
 					this.confirmedPortals.clear();
 					if (u?.tseq !== undefined) this.sql.transactionEnded(u.tseq);
 				}
@@ -1621,8 +1631,21 @@ export class Session {
 
 	/** A kept plan still applies: same result shape, same policy object (a new bundle re-plans), not stale. */
 	private reusable(e: PlanEntry, key: string): boolean {
-		return e.key === key && e.live === this.o.live() && Date.now() - e.at < PLAN_REUSE_MS;
+		return e.key === key && e.live === this.o.live() && e.epoch === this.o.catalog.epoch && Date.now() - e.at < PLAN_REUSE_MS;
 	}
+
+	/**
+	 * A statement that may have changed the catalog completed: the shared catalog cache (negative
+	 * answers included) and every plan built on it are dropped now, and again when the transaction
+	 * ends (the catalog's own connection sees the change only after COMMIT). Without this, a view or
+	 * child table created by the agent stayed unknown to the catalog for up to its TTL.
+	 */
+	private catalogChanged(): void {
+		this.o.catalog.invalidate();
+		this.simplePlans.clear();
+		this.catalogDirty = true;
+	}
+	private catalogDirty = false;
 
 	private masker(strategy: MaskStrategy): ValueMasker {
 		let m = this.maskers.get(strategy);
@@ -2187,6 +2210,13 @@ function verdictError(v: GuardrailVerdict): PgGatewayError {
 		sqlstate,
 		...(v.rule ? { detail: `Drawbridge rule: ${v.rule}` } : {}),
 	});
+}
+
+/** Kinds after whose completion the catalog may differ (an unknown statement counts). */
+const CATALOG_KINDS = /^(CREATE|ALTER|DROP|COMMENT|SECURITY LABEL|IMPORT FOREIGN SCHEMA|REASSIGN|DO|CALL|GRANT|REVOKE|REFRESH|SELECT INTO)/;
+
+function changesCatalog(s: SqlStatementInfo | undefined): boolean {
+	return s === undefined || CATALOG_KINDS.test(s.kind) || s.kinds.some((k) => CATALOG_KINDS.test(k));
 }
 
 function rowsOf(tag: string, counted: number): number {
