@@ -92,7 +92,7 @@ Options:
 token:
   --grant NS/NAME          a token bound to one grant (what an agent presents)
   --user NAME --group G    a human's token from the dev user issuer (approvers, auditors)
-  --ttl DURATION           token lifetime (default 1h; never past the grant's end)
+  --ttl DURATION           token lifetime (default 1h, at most 24h; never past the grant's end)
 `;
 
 interface FirstSeen {
@@ -557,6 +557,14 @@ async function tokenCommand(argv: string[]): Promise<number> {
 	const { parseDuration } = await import("../crds/index.ts");
 	const ttlMs = values.ttl ? parseDuration(values.ttl) : 3_600_000;
 	if (ttlMs === undefined) throw new Error(`--ttl: not a duration: ${values.ttl}`);
+	// The dev gateway's issuers keep the default lifetime cap: a longer token would only be refused later.
+	const { DEFAULT_MAX_TOKEN_LIFETIME_SEC } = await import("../gateway/identity/verify.ts");
+	if (ttlMs > DEFAULT_MAX_TOKEN_LIFETIME_SEC * 1000) {
+		process.stderr.write(
+			`drawbridge dev token: --ttl ${values.ttl} is longer than the dev gateway accepts: its issuers take tokens valid for at most ${DEFAULT_MAX_TOKEN_LIFETIME_SEC / 3600} h (maxTokenLifetimeSec)\n`,
+		);
+		return 2;
+	}
 	if (values.user) {
 		const ring = loadOrCreateRing(join(stateDir, "issuer", "user-keys.json"));
 		process.stdout.write(`${await mintUserToken(ring, values.user, values.group ?? [], ttlMs)}\n`);

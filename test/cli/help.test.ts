@@ -2,6 +2,8 @@
 // command exits 2 with the command list.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { SUBCOMMAND_NAMES } from "../../cli/drawbridge.ts";
@@ -31,4 +33,21 @@ test("an unknown command exits 2 and names itself", () => {
 	const r = drawbridge("frobnicate");
 	assert.equal(r.status, 2);
 	assert.match(r.stderr, /unknown command "frobnicate"/);
+});
+
+test("drawbridge dev token refuses a lifetime the dev gateway would refuse, and mints a shorter one", () => {
+	const state = mkdtempSync(join(tmpdir(), "drawbridge-dev-token-"));
+	try {
+		const long = drawbridge("dev", "token", "--user", "agent", "--state", state, "--ttl", "48h");
+		assert.equal(long.status, 2, long.stderr);
+		assert.match(long.stderr, /--ttl 48h is longer than the dev gateway accepts: .* at most 24 h/);
+		assert.equal(long.stdout, "");
+		const ok = drawbridge("dev", "token", "--user", "agent", "--state", state, "--ttl", "2h");
+		assert.equal(ok.status, 0, ok.stderr);
+		const [, payload] = ok.stdout.trim().split(".");
+		const claims = JSON.parse(Buffer.from(payload!, "base64url").toString("utf8")) as { exp: number; iat: number };
+		assert.equal(claims.exp - claims.iat, 7200);
+	} finally {
+		rmSync(state, { recursive: true, force: true });
+	}
 });
