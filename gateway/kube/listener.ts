@@ -27,6 +27,11 @@ import { isMutation, type KubeRequest, parseKubeRequest, unsafePathReason } from
 import type { KubeVerdict } from "../policy/types.ts";
 import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
 import { type KubeErrorCode, KubeGatewayError } from "./status.ts";
+import { bodyHandsOver } from "./handover.ts";
+import { mayHandOver } from "../policy/kube.ts";
+
+/** Strictness of a guardrail action, as in gateway/policy/kube.ts. */
+const RANK = { allow: 0, audit: 1, requireApproval: 2, block: 3 } as const;
 import { ExecStreamObserver, isChannelProtocol } from "./wsexec.ts";
 
 export const PATH_PREFIX = "/k8s/";
@@ -84,6 +89,11 @@ interface Resolved {
 	verdict: KubeVerdict;
 	/** Set when no active grant covers the request: the 403 message. `grant` is then the first active one. */
 	scopeError?: string;
+	/**
+	 * A patch/update whose decision is stricter if its body hands the object to a deleting controller
+	 * (ownerReferences, ttlSecondsAfterFinished): that decision. The body is then read before forwarding.
+	 */
+	handOver?: { grant: BundleGrant; verdict: KubeVerdict };
 }
 
 interface OpenSession {
@@ -516,6 +526,15 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		}
 		const out: Resolved = { identity, connection, grant: d.grant, bundle, kreq, upstreamPath, token, verdict: d.verdict };
 		if (d.scope) out.scopeError = d.verdict.message ?? `grant ${d.grant.key} does not allow this request`;
+		else if (mayHandOver(kreq)) {
+			let h: ReturnType<typeof decideKubeRequest>;
+			try {
+				h = decideKubeRequest({ ...kreq, handsOver: true }, lookup.active, rules, this.#evaluate);
+			} catch (e) {
+				throw new KubeGatewayError("blocked", `policy evaluation failed, request refused: ${(e as Error).message}`);
+			}
+			if (!h.scope && RANK[h.verdict.action] > RANK[d.verdict.action]) out.handOver = { grant: h.grant, verdict: h.verdict };
+		}
 		return out;
 	}
 
@@ -862,22 +881,34 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			if (resolved.scopeError)
 				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.scopeError), { rule: resolved.verdict.rule });
 			let held: HeldBody | undefined;
+			// The approval covers the body too: read it now, show it to approvers, bind the approval (and its
+			// reuse) to its digest, and forward exactly these bytes. A write that may hand the object to a
+			// deleting controller is read first as well, to see whether it does.
+			const ho = resolved.handOver;
+			if ((resolved.verdict.action === "requireApproval" || ho) && !hasNoBody(req)) {
+				const bytes = await readBody(req, MAX_HELD_BODY);
+				if (!bytes) {
+					throw Object.assign(
+						new KubeGatewayError(
+							"too-large",
+							resolved.verdict.action === "requireApproval"
+								? `a request held for approval may carry at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`
+								: `a write that could set ownerReferences or ttlSecondsAfterFinished under rule ${ho?.verdict.rule} is read before forwarding, at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`,
+						),
+						{ rule: resolved.verdict.rule ?? ho?.verdict.rule },
+					);
+				}
+				held = { bytes, describe: "" };
+			}
+			if (ho && held && bodyHandsOver(held.bytes, req.headers["content-type"], req.headers["content-encoding"], resolved.kreq.resource)) {
+				resolved.grant = ho.grant;
+				resolved.verdict = ho.verdict;
+				resolved.kreq = { ...resolved.kreq, handsOver: true };
+			}
 			if (resolved.verdict.action === "requireApproval") {
 				abort = new AbortController();
 				if (clientGone) abort.abort();
-				// The approval covers the body too: read it now, show it to approvers, bind the approval (and its
-				// reuse) to its digest, and forward exactly these bytes.
-				if (!hasNoBody(req)) {
-					const bytes = await readBody(req, MAX_HELD_BODY);
-					if (!bytes) {
-						throw Object.assign(
-							new KubeGatewayError("too-large", `a request held for approval may carry at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`),
-							{ rule: resolved.verdict.rule },
-						);
-					}
-					if (bytes.length > 0) held = { bytes, describe: describeBody(bytes, req, resolved.kreq, resolved.bundle.bundle.maskingKey) };
-					else held = { bytes, describe: "" };
-				}
+				if (held && held.bytes.length > 0) held.describe = describeBody(held.bytes, req, resolved.kreq, resolved.bundle.bundle.maskingKey);
 			}
 			const g = await this.#guard(resolved, session, abort?.signal, held?.describe ?? "");
 			await this.#forward(resolved, req, res, g, session, started, held);

@@ -27,6 +27,8 @@ export interface KubeRequest {
 	name?: string;
 	/** Path without query. */
 	path: string;
+	/** The body hands the object to a deleting controller (set by the listener; see gateway/kube/handover.ts). */
+	handsOver?: boolean;
 }
 
 /** Resource name as policies spell it: `pods`, `pods/log`, `deployments.apps`, `deployments.apps/scale`. */

@@ -69,6 +69,8 @@ interface CompiledKubeRule {
 	verbs?: GlobMatcher;
 	resources?: ResourceMatcher;
 	namespaces?: GlobMatcher;
+	/** The rule can match an object itself, not only subresources (`pods/proxy`): see ImpliedRequest.anyResource. */
+	objects: boolean;
 }
 
 const grantCache = new WeakMap<KubeGrant, CompiledKubeGrant>();
@@ -94,7 +96,7 @@ export function compileKubeRules(rules: readonly GuardrailRule[]): CompiledKubeR
 	for (const rule of rules) {
 		const k = rule.kubernetes;
 		if (!k) continue;
-		const c: CompiledKubeRule = { rule };
+		const c: CompiledKubeRule = { rule, objects: !k.resources?.length || k.resources.some((r) => !r.includes("/") || r.endsWith("/*")) };
 		if (k.verbs?.length) c.verbs = anyOf(k.verbs.map(compileGlob));
 		if (k.resources?.length) c.resources = anyOf(k.resources.map(compileResource));
 		if (k.namespaces?.length) c.namespaces = anyOf(k.namespaces.map(compileGlob));
@@ -153,6 +155,111 @@ export function execEquivalent(req: KubeRequest): KubeRequest | undefined {
 	return alias;
 }
 
+/** A request matched against the rules as if it were another one (the request itself is matched first). */
+export interface ImpliedRequest {
+	req: KubeRequest;
+	/** Shown in the refusal: `(… like pods/exec)`. */
+	why: string;
+	/**
+	 * Matches rules whatever their `resources` (deleting a Namespace deletes every resource in it), except
+	 * rules that name only subresources (`pods/proxy`, `pods/exec`): no object of those is deleted.
+	 */
+	anyResource?: boolean;
+}
+
+const DELETE_VERBS = new Set(["delete", "deletecollection"]);
+
+/**
+ * Requests that make the cluster delete objects without being their `delete`, as the `delete` a
+ * guardrail rule is matched against as well:
+ * - `deletecollection` deletes every object the selectors match: the `delete` of the same resource in
+ *   the same namespace (`DELETE /api/v1/namespaces/prod/configmaps`, `kubectl delete --all`);
+ * - `pods/eviction` (any verb but reads): the pod's `delete` (`kubectl drain`; the apiserver deletes
+ *   the pod itself when no PodDisruptionBudget stands in the way);
+ * - deleting a Namespace (or the collection): the namespace controller deletes everything in it, so
+ *   it is a `delete` of every resource in that namespace, whatever the rule's `resources`;
+ * - deleting a CustomResourceDefinition `PLURAL.GROUP`: the apiserver deletes every object of it in
+ *   every namespace (no namespace: matches every rule namespace); the collection matches any resource;
+ * - deleting a Node (or the collection): PodGC deletes every pod bound to it, in any namespace;
+ * - a write whose body sets `ownerReferences` or `ttlSecondsAfterFinished` (`handsOver`, decided by the
+ *   data path from the body): the garbage collector deletes an object whose owners are absent (a
+ *   bogus uid, an owner in another namespace, or one the agent deletes next), the TTL controller a
+ *   finished Job: the object's `delete`; on a Node, a `NoExecute` taint: the `delete` of every pod.
+ * Grants are not widened or narrowed by this; only guardrail rules see the implied request.
+ */
+export function deleteEquivalents(req: KubeRequest): ImpliedRequest[] {
+	if (!req.resource) return [];
+	const verb = req.verb.toLowerCase();
+	const group = req.apiGroup ?? "";
+	const out: ImpliedRequest[] = [];
+	const del = DELETE_VERBS.has(verb) && !req.subresource;
+	if (verb === "deletecollection") {
+		out.push({ req: { ...req, verb: "delete" }, why: "deletes every matching object like delete" });
+	}
+	if (group === "" && req.resource === "pods" && req.subresource === "eviction" && !READS.has(verb)) {
+		const alias: KubeRequest = { ...req, verb: "delete" };
+		delete alias.subresource;
+		out.push({ req: alias, why: "evicting a pod deletes it like delete pods" });
+	}
+	if (del && group === "" && req.resource === "namespaces") {
+		const alias: KubeRequest = { ...req, verb: "delete", resource: "*" };
+		delete alias.name;
+		if (req.name !== undefined) alias.namespace = req.name;
+		else delete alias.namespace;
+		out.push({ req: alias, why: "deleting a namespace deletes everything in it", anyResource: true });
+	}
+	if (del && group === "apiextensions.k8s.io" && req.resource === "customresourcedefinitions") {
+		const dot = req.name?.indexOf(".") ?? -1;
+		const alias: KubeRequest = { ...req, verb: "delete" };
+		delete alias.name;
+		delete alias.namespace;
+		if (req.name !== undefined && dot > 0) {
+			out.push({
+				req: { ...alias, resource: req.name.slice(0, dot), apiGroup: req.name.slice(dot + 1) },
+				why: "deleting a CustomResourceDefinition deletes every object of it in every namespace",
+			});
+		} else {
+			out.push({ req: { ...alias, resource: "*" }, why: "deleting CustomResourceDefinitions deletes every object of them", anyResource: true });
+		}
+	}
+	if (del && group === "" && req.resource === "nodes") {
+		const alias: KubeRequest = { ...req, verb: "delete", resource: "pods" };
+		delete alias.name;
+		delete alias.namespace;
+		out.push({ req: alias, why: "deleting a node deletes the pods bound to it (PodGC)" });
+	}
+	if (req.handsOver && (verb === "patch" || verb === "update") && group === "" && req.resource === "nodes") {
+		const alias: KubeRequest = { ...req, verb: "delete", resource: "pods" };
+		delete alias.name;
+		delete alias.namespace;
+		delete alias.subresource;
+		delete alias.handsOver;
+		out.push({ req: alias, why: "a NoExecute taint makes the taint manager delete the node's pods" });
+	} else if (req.handsOver && (verb === "patch" || verb === "update")) {
+		const alias: KubeRequest = { ...req, verb: "delete" };
+		delete alias.subresource;
+		delete alias.handsOver;
+		out.push({ req: alias, why: "its ownerReferences or ttlSecondsAfterFinished let a controller delete it like delete" });
+	}
+	return out;
+}
+
+/** Every request `req` is matched as besides itself: exec equivalents, then delete equivalents. */
+export function impliedRequests(req: KubeRequest): ImpliedRequest[] {
+	const exec = execEquivalent(req);
+	const out = deleteEquivalents(req);
+	if (exec) out.unshift({ req: exec, why: "runs commands in containers like pods/exec" });
+	return out;
+}
+
+/** Whether matching `req` would look at `handsOver` at all (a write of a named object). */
+export function mayHandOver(req: KubeRequest): boolean {
+	const verb = req.verb.toLowerCase();
+	return !!req.resource && req.name !== undefined && (verb === "patch" || verb === "update");
+}
+
+const READS = new Set(["get", "list", "watch"]);
+
 function describe(req: KubeRequest): string {
 	const res = req.resource ? `${req.resource}${req.subresource ? `/${req.subresource}` : ""}` : "non-resource URL";
 	const where = req.namespace ? ` in namespace ${req.namespace}` : " (cluster-scoped)";
@@ -172,9 +279,11 @@ function ruleNamespaceMatches(m: GlobMatcher, req: KubeRequest): boolean {
 	return m(req.namespace);
 }
 
-function ruleMatches(c: CompiledKubeRule, req: KubeRequest, verb: string): boolean {
+function ruleMatches(c: CompiledKubeRule, req: KubeRequest, verb: string, anyResource = false): boolean {
 	if (c.verbs && !c.verbs(verb)) return false;
-	if (c.resources && !(req.resource && c.resources(req.resource, req.subresource, req.apiGroup))) return false;
+	if (anyResource) {
+		if (!c.objects) return false;
+	} else if (c.resources && !(req.resource && c.resources(req.resource, req.subresource, req.apiGroup))) return false;
 	if (c.namespaces && !ruleNamespaceMatches(c.namespaces, req)) return false;
 	return true;
 }
@@ -236,15 +345,16 @@ export function evaluateKubeRequest(
 		}
 	}
 	let best: KubeVerdict = { action: "allow" };
-	const alias = execEquivalent(req);
+	const implied = impliedRequests(req);
 	for (const c of compileKubeRules(rules)) {
 		if (RANK[c.rule.action] <= RANK[best.action]) continue;
 		const direct = ruleMatches(c, req, verb);
-		if (!direct && !(alias && ruleMatches(c, alias, "create"))) continue;
+		const via = direct ? undefined : implied.find((i) => ruleMatches(c, i.req, i.req.verb, i.anyResource));
+		if (!direct && !via) continue;
 		const v: KubeVerdict = {
 			action: c.rule.action,
 			rule: c.rule.name,
-			message: `${describe(req)}${direct ? "" : " (runs commands in containers like pods/exec)"}: ${c.rule.action === "block" ? "blocked" : c.rule.action === "requireApproval" ? "requires approval" : "audited"} by guardrail rule "${c.rule.name}"${c.rule.message ? `: ${c.rule.message}` : ""}`,
+			message: `${describe(req)}${via ? ` (${via.why})` : ""}: ${c.rule.action === "block" ? "blocked" : c.rule.action === "requireApproval" ? "requires approval" : "audited"} by guardrail rule "${c.rule.name}"${c.rule.message ? `: ${c.rule.message}` : ""}`,
 		};
 		if (c.rule.action === "block") v.status = 403;
 		if (c.rule.action === "requireApproval" && c.rule.approval) v.approval = c.rule.approval;

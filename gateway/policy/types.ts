@@ -232,6 +232,13 @@ export interface KubeRequest {
 	apiGroup?: string;
 	/** URL path without the query; decides which non-resource URLs are discovery (see evaluateKubeRequest). */
 	path?: string;
+	/**
+	 * The request's body sets `ownerReferences` or `ttlSecondsAfterFinished` (or the gateway could not
+	 * tell: an unparsed body), handing the object to a controller that deletes it: it is matched as the
+	 * object's `delete` too (see deleteEquivalents). Set by the kube data path, which reads the body
+	 * only when that would change the decision.
+	 */
+	handsOver?: boolean;
 }
 
 export interface PolicyVerdict {

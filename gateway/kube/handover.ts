@@ -1,0 +1,52 @@
+/**
+ * Whether a write's body hands the object to a controller that deletes it: `ownerReferences` (the
+ * garbage collector deletes a dependent whose owners are all absent: a made-up uid, an owner in another
+ * namespace, or one deleted next) or `ttlSecondsAfterFinished` (the TTL controller deletes a finished
+ * Job); on a Node, a `NoExecute` taint (the taint manager deletes its pods). The policy engine then matches the write as the object's `delete` too
+ * (gateway/policy/kube.ts deleteEquivalents); the kube data path asks only when that changes the decision.
+ *
+ * Two looks, either one is enough, and anything the gateway cannot read counts as a hand-over (fail
+ * closed): every key of the parsed JSON/YAML document and every JSON-patch `path`/`from`, compared
+ * without case (the parser has decoded `\u0052`-style escapes and YAML's own); and the raw text with
+ * JSON `\uXXXX` escapes decoded, so a key the parser dropped (a duplicate JSON key: the last one wins
+ * in JSON.parse, while Go decodes both into the same struct) is still seen. A value that merely
+ * contains the word (a ConfigMap holding a manifest) also counts: over-matching a denylist is the safe side.
+ */
+import { parse as parseYaml } from "yaml";
+
+const WORDS = ["ownerreferences", "ttlsecondsafterfinished"];
+/** On a Node, a `NoExecute` taint makes the taint manager evict (delete) every pod on it that does not tolerate it. */
+const NODE_WORDS = [...WORDS, "noexecute"];
+
+export function bodyHandsOver(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined, resource = ""): boolean {
+	const words = resource === "nodes" ? NODE_WORDS : WORDS;
+	const mentions = (s: string): boolean => {
+		const l = s.toLowerCase();
+		return words.some((w) => l.includes(w));
+	};
+	const walk = (v: unknown, depth: number): boolean => {
+		if (depth > 200) return true;
+		if (Array.isArray(v)) return v.some((x) => walk(x, depth + 1));
+		if (v && typeof v === "object") {
+			for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+				if (mentions(k)) return true;
+				if ((k === "path" || k === "from" || k === "effect") && typeof x === "string" && mentions(x)) return true;
+				if (walk(x, depth + 1)) return true;
+			}
+		}
+		return false;
+	};
+	if (body.length === 0) return false;
+	if (contentEncoding && contentEncoding.toLowerCase() !== "identity") return true;
+	const type = (contentType ?? "").toLowerCase();
+	const yaml = type.includes("yaml");
+	if (!yaml && !type.includes("json")) return true; // protobuf, CBOR, anything else: unread
+	const text = body.toString("utf8");
+	const unescaped = text.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
+	if (mentions(unescaped)) return true;
+	try {
+		return walk(yaml ? parseYaml(text) : JSON.parse(text), 0);
+	} catch {
+		return true;
+	}
+}
