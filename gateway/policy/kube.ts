@@ -228,18 +228,20 @@ export function deleteEquivalents(req: KubeRequest): ImpliedRequest[] {
 		delete alias.namespace;
 		out.push({ req: alias, why: "deleting a node deletes the pods bound to it (PodGC)" });
 	}
-	if (req.handsOver && (verb === "patch" || verb === "update") && group === "" && req.resource === "nodes") {
-		const alias: KubeRequest = { ...req, verb: "delete", resource: "pods" };
-		delete alias.name;
-		delete alias.namespace;
-		delete alias.subresource;
-		delete alias.handsOver;
-		out.push({ req: alias, why: "a NoExecute taint makes the taint manager delete the node's pods" });
-	} else if (req.handsOver && (verb === "patch" || verb === "update")) {
+	if (req.handsOver && (verb === "patch" || verb === "update")) {
 		const alias: KubeRequest = { ...req, verb: "delete" };
 		delete alias.subresource;
 		delete alias.handsOver;
 		out.push({ req: alias, why: "its ownerReferences or ttlSecondsAfterFinished let a controller delete it like delete" });
+		if (group === "" && req.resource === "nodes") {
+			const pods: KubeRequest = { ...alias, resource: "pods" };
+			delete pods.name;
+			delete pods.namespace;
+			out.push({ req: pods, why: "a NoExecute taint makes the taint manager delete the node's pods" });
+		}
+		// The delete it leads to leads further: a Namespace handed to the garbage collector takes its
+		// contents along, a CustomResourceDefinition its objects, a Node its pods.
+		for (const i of deleteEquivalents(alias)) out.push({ ...i, why: `its ownerReferences let the garbage collector delete it, and ${i.why}` });
 	}
 	return out;
 }

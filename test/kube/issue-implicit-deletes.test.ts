@@ -221,6 +221,17 @@ describe("deletes by another name are the guarded delete", () => {
 		assert.equal(await ownerRefs(CM), undefined);
 	});
 
+	test("ownerReferences on the Namespace or the CRD hand all their contents to the garbage collector", async () => {
+		const ref = { apiVersion: "v1", kind: "ConfigMap", name: "gone", uid: "00000000-0000-0000-0000-000000000002" };
+		const body = JSON.stringify({ metadata: { ownerReferences: [ref] } });
+		refused(await send("PATCH", "/api/v1/namespaces/prod", body), "namespace");
+		assert.equal(await ownerRefs("/api/v1/namespaces/prod"), undefined);
+		refused(await send("PATCH", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com", body), "crd");
+		assert.equal(await ownerRefs("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com"), undefined);
+		const label = await send("PATCH", "/api/v1/namespaces/staging", JSON.stringify({ metadata: { labels: { team: "a" } } }));
+		assert.equal(label.status, 200, label.text);
+	});
+
 	test("ttlSecondsAfterFinished hands a Job to the TTL controller", async () => {
 		refused(await send("PATCH", "/apis/batch/v1/namespaces/prod/jobs/migrate", JSON.stringify({ spec: { ttlSecondsAfterFinished: 0 } })), "ttl");
 	});
@@ -280,6 +291,9 @@ describe("classification (no apiserver needed)", () => {
 		assert.equal(decide("PUT", "/api/v1/namespaces/prod/configmaps/flags", true), held);
 		assert.equal(decide("PATCH", "/api/v1/namespaces/staging/configmaps/flags", true), "allow");
 		assert.equal(decide("PATCH", "/api/v1/nodes/n1", true), held);
+		assert.equal(decide("PATCH", "/api/v1/namespaces/prod", true), held);
+		assert.equal(decide("PATCH", "/api/v1/namespaces/staging", true), "allow");
+		assert.equal(decide("PUT", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com", true), held);
 		// Reading is never a delete.
 		assert.equal(decide("GET", "/api/v1/namespaces/prod/configmaps"), "allow");
 	});
