@@ -10,20 +10,33 @@
  * are shown end to end. See gateway/kube/README.md, "Deletes by another name".
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { bodyHandsOver } from "../../gateway/kube/handover.ts";
+import { generateKubeconfig } from "../../gateway/kube/kubeconfig.ts";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { parseKubeRequest } from "../../gateway/kube/request.ts";
 import { decideKubeRequest } from "../../gateway/kube/scope.ts";
-import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
+import { issueCert, KUBECTL, type KubeHandle, run, startKube } from "../env/index.ts";
+import { approvalService, approver, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
 import { kubeConnection, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
 let issuer: TokenIssuer;
 const recorder = new MemoryRecorder();
+const approvals = approvalService();
+const dir = mkdtempSync(join(tmpdir(), "kube-implicit-"));
+
+async function kubectl(args: string[]) {
+	const file = join(dir, "kubeconfig");
+	const token = await issuer.token("ops", { groups: ["agents"] });
+	writeFileSync(file, generateKubeconfig({ gatewayUrl: gw.url, connection: "cluster-prod", caPem: kube.caPem, token, namespace: "prod" }));
+	return run(KUBECTL, [`--kubeconfig=${file}`, ...args], { env: { ...process.env, HOME: dir }, timeoutMs: 60_000 });
+}
 
 interface Sent {
 	status: number;
@@ -85,7 +98,9 @@ const CRD = {
 
 before(async () => {
 	[issuer, kube] = await Promise.all([tokenIssuer(), startKube()]);
-	for (const ns of ["prod", "staging"]) await kube.createNamespace(ns);
+	for (const ns of ["prod", "staging", "held"]) await kube.createNamespace(ns);
+	const heldCm = await kube.request("POST", "/api/v1/namespaces/held/configmaps", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "flags" }, data: { a: "1" } });
+	assert.equal(heldCm.status, 201);
 	const crb = await kube.kubectl(["create", "clusterrolebinding", "agents-admin", "--clusterrole=cluster-admin", "--group=agents"]);
 	assert.equal(crb.code, 0, crb.stderr);
 	for (const ns of ["prod", "staging"]) {
@@ -110,6 +125,13 @@ before(async () => {
 	assert.equal(job.status, 201, JSON.stringify(job.body));
 	const node = await kube.request("POST", "/api/v1/nodes", { apiVersion: "v1", kind: "Node", metadata: { name: "n1" } });
 	assert.equal(node.status, 201, JSON.stringify(node.body));
+	const bound = await kube.request("POST", "/api/v1/namespaces/prod/pods", {
+		apiVersion: "v1",
+		kind: "Pod",
+		metadata: { name: "bound" },
+		spec: { nodeName: "n1", containers: [{ name: "b", image: "example.invalid/b:1" }] },
+	});
+	assert.equal(bound.status, 201, JSON.stringify(bound.body));
 	const crd = await kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", CRD);
 	assert.equal(crd.status, 201, JSON.stringify(crd.body));
 	for (let i = 0; ; i++) {
@@ -134,18 +156,25 @@ before(async () => {
 							message: "nothing in prod is deleted by an agent",
 							kubernetes: { verbs: ["delete"], resources: ["configmaps", "pods", "jobs.batch", "widgets.example.com"], namespaces: ["prod"] },
 						},
+						{
+							name: "held-deletes",
+							action: "requireApproval",
+							kubernetes: { verbs: ["delete"], resources: ["configmaps"], namespaces: ["held"] },
+							approval: { approvers: [{ kind: "User", name: "sam" }], minApprovals: 1, timeoutSeconds: 60 },
+						},
 					],
 				},
 			],
 			credentials: { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } },
 		}),
 	);
-	gw = await startKubeListener({ store, recorder, approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem }, sessionIdleMs: 500 });
+	gw = await startKubeListener({ store, recorder, approvals, tls: { certPem: cert.certPem, keyPem: cert.keyPem }, sessionIdleMs: 500 });
 });
 
 after(async () => {
 	await gw?.close();
 	await kube?.stop();
+	rmSync(dir, { recursive: true, force: true });
 });
 
 describe("deletes by another name are the guarded delete", () => {
@@ -232,6 +261,25 @@ describe("deletes by another name are the guarded delete", () => {
 		assert.equal(label.status, 200, label.text);
 	});
 
+	test("under a requireApproval delete rule the hand-over is held, shown with its body, and forwarded as approved", async () => {
+		const ref = { apiVersion: "v1", kind: "Namespace", name: "staging", uid: "00000000-0000-0000-0000-000000000003" };
+		const pending = send("PATCH", "/api/v1/namespaces/held/configmaps/flags", JSON.stringify({ metadata: { ownerReferences: [ref] } }));
+		let id: string | undefined;
+		let command = "";
+		await waitUntil("a pending approval for held-deletes", () => {
+			void approvals.list({ phase: "Pending" }).then((l) => {
+				const a = l.find((x) => x.rule === "held-deletes");
+				if (a) [id, command] = [a.id, a.command];
+			});
+			return id !== undefined;
+		});
+		assert.match(command, /ownerReferences/);
+		await approvals.decide(id!, approver("sam"), "approve");
+		const r = await pending;
+		assert.equal(r.status, 200, r.text);
+		assert.deepEqual((await ownerRefs("/api/v1/namespaces/held/configmaps/flags")) as unknown[], [{ ...ref }]);
+	});
+
 	test("ttlSecondsAfterFinished hands a Job to the TTL controller", async () => {
 		refused(await send("PATCH", "/apis/batch/v1/namespaces/prod/jobs/migrate", JSON.stringify({ spec: { ttlSecondsAfterFinished: 0 } })), "ttl");
 	});
@@ -241,6 +289,27 @@ describe("deletes by another name are the guarded delete", () => {
 		refused(await send("PATCH", "/api/v1/nodes/n1", taint, "application/strategic-merge-patch+json"), "taint");
 		const cordon = await send("PATCH", "/api/v1/nodes/n1", JSON.stringify({ spec: { unschedulable: true } }), "application/strategic-merge-patch+json");
 		assert.equal(cordon.status, 200, cordon.text);
+	});
+
+	test("kubectl: delete --all, delete namespace, drain and replace --force are refused in prod", async () => {
+		for (const args of [
+			["delete", "configmaps", "--all", "-n", "prod"],
+			["delete", "configmaps", "-l", "app=x", "-n", "prod"],
+			["delete", "namespace", "prod"],
+			["drain", "n1", "--ignore-daemonsets", "--force", "--timeout=20s"],
+		]) {
+			const r = await kubectl(args);
+			assert.notEqual(r.code, 0, `${args.join(" ")}: ${r.stdout}`);
+			assert.match(r.stderr, /prod-deletes/, args.join(" "));
+		}
+		assert.ok(await exists(CM));
+		assert.ok(await exists("/api/v1/namespaces/prod/pods/bound"));
+		const manifest = join(dir, "cm.yaml");
+		writeFileSync(manifest, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\n  namespace: prod\ndata:\n  a: '9'\n");
+		const replace = await kubectl(["replace", "--force", "-f", manifest]);
+		assert.notEqual(replace.code, 0, replace.stdout);
+		assert.match(replace.stderr, /prod-deletes/);
+		assert.ok(await exists(CM));
 	});
 
 	test("false positives: ordinary patches, apply and updates in prod still work", async () => {
