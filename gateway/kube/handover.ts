@@ -6,7 +6,7 @@
  * (gateway/policy/kube.ts deleteEquivalents); the kube data path asks only when that changes the decision.
  *
  * Two looks, either one is enough, and anything the gateway cannot read counts as a hand-over (fail
- * closed): every key of the parsed JSON/YAML document and every JSON-patch `path`/`from`, compared
+ * closed): every key of the parsed JSON/YAML document (YAML `!!binary` keys decoded, as Go's YAML does) and every JSON-patch `path`/`from`, compared
  * without case (the parser has decoded `\u0052`-style escapes and YAML's own); and the raw text with
  * JSON `\uXXXX` escapes decoded, so a key the parser dropped (a duplicate JSON key: the last one wins
  * in JSON.parse, while Go decodes both into the same struct) is still seen. A value that merely
@@ -21,7 +21,9 @@ const NODE_WORDS = [...WORDS, "noexecute"];
 export function bodyHandsOver(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined, resource = ""): boolean {
 	const words = resource === "nodes" ? NODE_WORDS : WORDS;
 	const mentions = (s: string): boolean => {
-		const l = s.toLowerCase();
+		// NFKC as well: U+017F (long s) and U+212A (Kelvin) fold to s and k in Go's case-insensitive
+		// matching (the apiserver's decoders are case-sensitive today; this costs nothing).
+		const l = s.normalize("NFKC").toLowerCase();
 		return words.some((w) => l.includes(w));
 	};
 	const walk = (v: unknown, depth: number): boolean => {
@@ -45,7 +47,7 @@ export function bodyHandsOver(body: Buffer, contentType: string | undefined, con
 	const unescaped = text.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
 	if (mentions(unescaped)) return true;
 	try {
-		return walk(yaml ? parseYaml(text) : JSON.parse(text), 0);
+		return walk(yaml ? parseYaml(text, { logLevel: "error" }) : JSON.parse(text), 0);
 	} catch {
 		return true;
 	}

@@ -244,6 +244,13 @@ describe("deletes by another name are the guarded delete", () => {
 		}
 		const apply = `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\n  ownerReferences:\n  - apiVersion: v1\n    kind: Namespace\n    name: staging\n    uid: 00000000-0000-0000-0000-000000000001\n`;
 		refused(await send("PATCH", `${CM}?fieldManager=agent&force=true`, apply, "application/apply-patch+yaml"), "apply");
+		// YAML 1.1 !!binary: the key is base64 in the text; Go's YAML decoder gives "ownerReferences".
+		const binary = apply.replace("  ownerReferences:", `  ? !!binary ${Buffer.from("ownerReferences").toString("base64")}\n  :`);
+		refused(await send("PATCH", `${CM}?fieldManager=agent&force=true`, binary, "application/apply-patch+yaml"), "apply !!binary");
+		assert.equal(await ownerRefs(CM), undefined);
+		const binaryPut = `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\n  namespace: prod\n  !!binary ${Buffer.from("ownerReferences").toString("base64")}:\n  - apiVersion: v1\n    kind: Namespace\n    name: staging\n    uid: 00000000-0000-0000-0000-000000000001\n`;
+		refused(await send("PUT", CM, binaryPut, "application/yaml"), "update yaml !!binary");
+		assert.equal(await ownerRefs(CM), undefined);
 		const current = await kube.request<Record<string, unknown> & { metadata: Record<string, unknown> }>("GET", CM);
 		const put = JSON.stringify({ ...current.body, metadata: { ...current.body.metadata, ownerReferences: [ref] } });
 		refused(await send("PUT", CM, put, "application/json"), "update");
@@ -380,6 +387,8 @@ describe("classification (no apiserver needed)", () => {
 			['metadata:\n  "owner\\x52eferences": []\n', "application/apply-patch+yaml"],
 			['metadata:\n  "owner\\\n  References": []\n', "application/apply-patch+yaml"],
 			["a: 1\na: 2\n", "application/apply-patch+yaml"],
+			[`metadata:\n  !!binary ${Buffer.from("ownerReferences").toString("base64")}: []\n`, "application/apply-patch+yaml"],
+			['{"metadata":{"ownerReferenceſ":[]}}', "application/merge-patch+json"],
 			["{not json", "application/json"],
 			["k8s\u0000protobuf", "application/vnd.kubernetes.protobuf"],
 			["\u00a1", "application/cbor"],
