@@ -47,10 +47,11 @@ import {
 } from "./cert.ts";
 import { SshGatewayError } from "./errors.ts";
 import { ChannelOpenFailure, DisconnectReason, refusalBytes } from "./refuse.ts";
+import { printable } from "../policy/glob.ts";
 import { evaluateSshAccess, evaluateSshCommand } from "../policy/ssh.ts";
 import { LineTracker } from "./guard.ts";
 import { poolOutgoingPackets } from "./packet-pool.ts";
-import { SftpObserver } from "./sftp.ts";
+import { SftpGuard, SftpObserver } from "./sftp.ts";
 import { mintSessionCertificate, presentCertificate, type SessionCertificate } from "./upstream-cert.ts";
 
 const { Server, Client, utils } = ssh2;
@@ -1332,10 +1333,41 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				}),
 			);
 			this.#relay(ch, up, {
-				input: (b) => observer.client(b),
 				output: (b) => observer.server(b),
 				onExit: () => observer.finish(),
+				inputFilter: true,
 			});
+			// Client → target goes through the guard packet by packet (README "SFTP"): what would change
+			// an autorun file is replaced by a request the target refuses, and the agent is told why.
+			const guard = new SftpGuard();
+			let waiting = false;
+			ch.on("data", (chunk: Buffer) => {
+				const { packets, refusals } = guard.push(chunk);
+				for (const r of refusals) {
+					state.recorder.emit({ type: "sftp", op: r.op, path: r.path, decision: "block" });
+					ch.stderr.write(`drawbridge: sftp: ${r.op} ${printable(r.path)} refused: ${r.why}\n`);
+				}
+				for (const p of packets) {
+					observer.client(p);
+					if (!up.write(p) && !waiting) {
+						waiting = true;
+						ch.pause();
+						up.once("drain", () => {
+							waiting = false;
+							ch.resume();
+						});
+					}
+				}
+				if (guard.broken) {
+					// Fail closed: a stream the gateway cannot frame is not relayed any further.
+					state.recorder.emit({ type: "notice", message: "sftp: malformed or oversized packet, channel closed" });
+					ch.stderr.write("drawbridge: sftp: malformed or oversized packet (over 1 MiB); channel closed\n");
+					ch.exit(255);
+					ch.end();
+					ch.close();
+				}
+			});
+			ch.on("end", () => up.end());
 		});
 	}
 

@@ -4,7 +4,8 @@
  * read, written, removed or renamed, and how many bytes moved. It takes bytes and returns operations;
  * it never owns the channel, never alters the stream and never buffers more than one packet.
  */
-import { WireReader } from "./wire.ts";
+import { posix } from "node:path";
+import { WireReader, writeString, writeUint32 } from "./wire.ts";
 
 export enum Fxp {
 	Init = 1,
@@ -36,6 +37,8 @@ export enum Fxp {
 }
 
 const FXF_WRITE = 0x02;
+/** SSH_FXF_WRITE | APPEND | CREAT | TRUNC: an open that can change or create the file. */
+const FXF_CHANGES = 0x02 | 0x04 | 0x08 | 0x10;
 /** Packets larger than this are not parsed (OpenSSH caps at 256 KiB); the observer then gives up. */
 const MAX_PACKET = 1024 * 1024;
 
@@ -73,8 +76,11 @@ class Framer {
 		this.#chunks.push(chunk);
 		this.#size += chunk.length;
 		while (this.#size >= 4) {
-			const head = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
-			this.#chunks = [head];
+			let head = this.#chunks[0]!;
+			if (head.length < 4) {
+				head = Buffer.concat(this.#chunks);
+				this.#chunks = [head];
+			}
 			const len = head.readUInt32BE(0);
 			if (len > MAX_PACKET || len === 0) {
 				this.broken = true;
@@ -82,6 +88,11 @@ class Framer {
 				return;
 			}
 			if (this.#size < 4 + len) return;
+			// Joined only once the whole packet is here (a 256 KiB write comes in 8 or more chunks).
+			if (this.#chunks.length > 1) {
+				head = Buffer.concat(this.#chunks);
+				this.#chunks = [head];
+			}
 			onPacket(head.subarray(4, 4 + len));
 			const rest = head.subarray(4 + len);
 			this.#chunks = rest.length ? [rest] : [];
@@ -240,5 +251,203 @@ export class SftpObserver {
 		if (h.dir) this.#onOp({ op: "list", path: h.path });
 		else if (h.write || h.written > 0) this.#onOp({ op: "write", path: h.path, bytes: h.written });
 		else this.#onOp({ op: "read", path: h.path, bytes: h.read });
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// SftpGuard: the client → target direction, refusing what changes autorun files.
+
+/**
+ * File and directory names whose change runs code on the target at the next login or command, or
+ * opens a way in around the gateway: sshd's ~/.ssh (authorized_keys, rc, environment), the startup
+ * files of sh/bash/zsh/ksh/csh, PAM's per-user environment, ~/.forward (mail to a program), rhosts,
+ * Kerberos' k5login, git's config (core.pager, core.fsmonitor run programs for an allowed `git`).
+ */
+export const SFTP_PROTECTED_NAMES: ReadonlySet<string> = new Set([
+	".ssh",
+	".profile",
+	".bashrc",
+	".bash_profile",
+	".bash_login",
+	".bash_logout",
+	".zshenv",
+	".zshrc",
+	".zprofile",
+	".zlogin",
+	".zlogout",
+	".kshrc",
+	".mkshrc",
+	".cshrc",
+	".tcshrc",
+	".login",
+	".logout",
+	".pam_environment",
+	".forward",
+	".rhosts",
+	".shosts",
+	".k5login",
+	".gitconfig",
+]);
+
+/** Absolute paths (and everything under them) that run code when changed, for logins that can write them. */
+export const SFTP_PROTECTED_PREFIXES: readonly string[] = [
+	"/etc/ssh",
+	"/etc/profile",
+	"/etc/profile.d",
+	"/etc/bash.bashrc",
+	"/etc/environment",
+	"/etc/ld.so.preload",
+	"/etc/ld.so.conf",
+	"/etc/ld.so.conf.d",
+	"/etc/sudoers",
+	"/etc/sudoers.d",
+	"/etc/pam.d",
+	"/etc/security",
+	"/etc/crontab",
+	"/etc/cron.d",
+	"/etc/cron.hourly",
+	"/etc/cron.daily",
+	"/etc/cron.weekly",
+	"/etc/cron.monthly",
+	"/etc/systemd",
+	"/etc/init.d",
+	"/etc/rc.local",
+	"/etc/passwd",
+	"/etc/shadow",
+	"/etc/group",
+	"/var/spool/cron",
+];
+
+/** Why a change to this path is refused, or undefined when it is not protected. */
+export function sftpProtectedPath(path: string): string | undefined {
+	// Check the path as written (a `.ssh/..` detour counts) and normalised (`a/../.ssh`, `//`).
+	const norm = posix.normalize(path);
+	for (const p of [path, norm]) {
+		const parts = p.split("/").filter((c) => c !== "" && c !== ".");
+		for (let i = 0; i < parts.length; i++) {
+			const c = parts[i]!;
+			if (SFTP_PROTECTED_NAMES.has(c)) return `${c} runs code on the target or lets keys in`;
+			if (c === ".config" && ["systemd", "autostart", "environment.d"].includes(parts[i + 1] ?? "")) {
+				return `.config/${parts[i + 1]} starts programs on the target`;
+			}
+		}
+	}
+	if (norm.startsWith("/")) {
+		for (const prefix of SFTP_PROTECTED_PREFIXES) {
+			if (norm === prefix || norm.startsWith(`${prefix}/`) || (prefix.endsWith("profile") && norm.startsWith(prefix))) {
+				return `${prefix} runs code on the target or controls who gets in`;
+			}
+		}
+	}
+	return undefined;
+}
+
+/** SFTP extended requests relayed as they are (OpenSSH's; the path-taking ones are checked below). */
+const SFTP_KNOWN_EXTENSIONS: ReadonlySet<string> = new Set([
+	"posix-rename@openssh.com",
+	"hardlink@openssh.com",
+	"lsetstat@openssh.com",
+	"statvfs@openssh.com",
+	"fstatvfs@openssh.com",
+	"fsync@openssh.com",
+	"limits@openssh.com",
+	"expand-path@openssh.com",
+	"copy-data",
+	"home-directory",
+	"users-groups-by-id@openssh.com",
+]);
+
+/** The request a refused one is replaced with: sftp-server answers it with SSH_FX_OP_UNSUPPORTED for the same id. */
+export const SFTP_REFUSED_EXTENSION = "refused@drawbridge.dev";
+
+export interface SftpRefusal {
+	op: string;
+	path: string;
+	why: string;
+}
+
+/**
+ * Decides each client → target SFTP packet. A packet that would change a protected path (open for
+ * writing, remove, mkdir, rmdir, setstat, rename, symlink, hardlink, lsetstat: every path it names,
+ * so a symlink *to* ~/.ssh is refused as well as a write through one) or an extended request the
+ * gateway does not know is replaced by an extended request no server knows, with the same id: the
+ * target answers it with a failure status in order and changes nothing. Returns whole packets only.
+ */
+export class SftpGuard {
+	readonly #framer = new Framer();
+	#initDone = false;
+
+	/** True once a malformed or oversized packet arrived: the caller must close the channel (fail closed). */
+	get broken(): boolean {
+		return this.#framer.broken;
+	}
+
+	push(chunk: Buffer): { packets: Buffer[]; refusals: SftpRefusal[] } {
+		const packets: Buffer[] = [];
+		const refusals: SftpRefusal[] = [];
+		this.#framer.push(chunk, (p) => {
+			const refusal = this.#check(p);
+			if (!refusal) {
+				packets.push(Buffer.concat([writeUint32(p.length), p]));
+				return;
+			}
+			refusals.push(refusal);
+			const id = p.length >= 5 ? p.readUInt32BE(1) : 0;
+			const body = Buffer.concat([Buffer.from([Fxp.Extended]), writeUint32(id), writeString(SFTP_REFUSED_EXTENSION)]);
+			packets.push(Buffer.concat([writeUint32(body.length), body]));
+		});
+		return { packets, refusals };
+	}
+
+	#check(p: Buffer): SftpRefusal | undefined {
+		if (p.length < 1) return { op: "empty", path: "", why: "empty packet" };
+		const type = p[0]!;
+		if (!this.#initDone) {
+			this.#initDone = true;
+			if (type === Fxp.Init) return undefined;
+		}
+		if (p.length < 5) return { op: `type ${type}`, path: "", why: "truncated packet" };
+		const r = new WireReader(p, 5);
+		const paths = (op: string, names: string[]): SftpRefusal | undefined => {
+			for (const path of names) {
+				const why = sftpProtectedPath(path);
+				if (why) return { op, path: names.join(" -> "), why };
+			}
+			return undefined;
+		};
+		try {
+			switch (type) {
+				case Fxp.Open: {
+					const path = r.string();
+					return (r.uint32() & FXF_CHANGES) !== 0 ? paths("write", [path]) : undefined;
+				}
+				case Fxp.Remove:
+					return paths("remove", [r.string()]);
+				case Fxp.Mkdir:
+					return paths("mkdir", [r.string()]);
+				case Fxp.Rmdir:
+					return paths("rmdir", [r.string()]);
+				case Fxp.Setstat:
+					return paths("setstat", [r.string()]);
+				case Fxp.Rename:
+					return paths("rename", [r.string(), r.string()]);
+				case Fxp.Symlink:
+					return paths("symlink", [r.string(), r.string()]);
+				case Fxp.Extended: {
+					const name = r.string();
+					if (!SFTP_KNOWN_EXTENSIONS.has(name)) return { op: "extended", path: name, why: "extended request not known to the gateway" };
+					if (name === "posix-rename@openssh.com") return paths("rename", [r.string(), r.string()]);
+					if (name === "hardlink@openssh.com") return paths("link", [r.string(), r.string()]);
+					if (name === "lsetstat@openssh.com") return paths("setstat", [r.string()]);
+					return undefined;
+				}
+				case Fxp.Init:
+					return { op: "init", path: "", why: "a second SSH_FXP_INIT" };
+				default:
+					return type >= Fxp.Open && type <= Fxp.Symlink ? undefined : { op: `type ${type}`, path: "", why: "request type not known to the gateway" };
+			}
+		} catch {
+			return { op: `type ${type}`, path: "", why: "malformed request" };
+		}
 	}
 }

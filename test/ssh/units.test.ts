@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { recordableBody } from "../../gateway/kube/mask.ts";
 import { LineTracker } from "../../gateway/ssh/guard.ts";
-import { Fxp, type SftpOp, SftpObserver } from "../../gateway/ssh/sftp.ts";
+import { Fxp, SFTP_REFUSED_EXTENSION, SftpGuard, type SftpOp, SftpObserver, sftpProtectedPath } from "../../gateway/ssh/sftp.ts";
 
 const u32 = (n: number) => {
 	const b = Buffer.alloc(4);
@@ -107,6 +107,49 @@ test("SFTP observer gives up on an oversized length instead of buffering it", ()
 	obs.client(u32(0x7fffffff));
 	assert.equal(obs.broken, true);
 	obs.client(Buffer.alloc(10));
+});
+
+test("SFTP guard: changes to autorun paths and unknown extended requests are replaced, whatever the chunking", () => {
+	const refused = (id: number) => packet(Fxp.Extended, u32(id), str(SFTP_REFUSED_EXTENSION));
+	const cases: { in: Buffer; refused: boolean }[] = [
+		{ in: packet(Fxp.Init, u32(3)), refused: false },
+		{ in: packet(Fxp.Open, u32(1), str("/tmp/up.bin"), u32(0x1a), u32(0)), refused: false },
+		{ in: packet(Fxp.Open, u32(2), str(".ssh/authorized_keys"), u32(0x01), u32(0)), refused: false }, // read
+		{ in: packet(Fxp.Open, u32(3), str("/home/u/.ssh/authorized_keys"), u32(0x04), u32(0)), refused: true }, // APPEND
+		{ in: packet(Fxp.Open, u32(4), str("a/../.bashrc"), u32(0x08), u32(0)), refused: true },
+		{ in: packet(Fxp.Setstat, u32(5), str("/etc/cron.d/x"), u32(0)), refused: true },
+		{ in: packet(Fxp.Symlink, u32(6), str("/home/u/.ssh"), str("/tmp/l")), refused: true },
+		{ in: packet(Fxp.Rename, u32(7), str("/tmp/x"), str("/home/u/.config/systemd/user/x.service")), refused: true },
+		{ in: packet(Fxp.Extended, u32(8), str("posix-rename@openssh.com"), str("/tmp/a"), str("/tmp/.profile")), refused: true },
+		{ in: packet(Fxp.Extended, u32(9), str("hardlink@openssh.com"), str("/home/u/.zshenv"), str("/tmp/z")), refused: true },
+		{ in: packet(Fxp.Extended, u32(10), str("statvfs@openssh.com"), str("/")), refused: false },
+		{ in: packet(Fxp.Extended, u32(11), str("exec@evil.example"), str("id")), refused: true },
+		{ in: packet(21, u32(12), str("/tmp/a"), str("/tmp/b")), refused: true }, // SSH_FXP_LINK (v6), not v3
+		{ in: packet(Fxp.Remove, u32(13), str("/tmp/b")), refused: false },
+		{ in: packet(Fxp.Init, u32(3)), refused: true }, // a second INIT
+	];
+	const all = Buffer.concat(cases.map((c) => c.in));
+	const want = Buffer.concat(cases.map((c) => (c.refused ? refused(c.in.readUInt32BE(5)) : c.in)));
+	for (const split of [(b: Buffer) => [b], (b: Buffer) => [...b].map((x) => Buffer.from([x])), (b: Buffer) => [b.subarray(0, 7), b.subarray(7, 300), b.subarray(300)]]) {
+		const g = new SftpGuard();
+		const out: Buffer[] = [];
+		let n = 0;
+		for (const chunk of split(all)) {
+			const r = g.push(chunk);
+			out.push(...r.packets);
+			n += r.refusals.length;
+		}
+		assert.equal(n, cases.filter((c) => c.refused).length);
+		assert.ok(Buffer.concat(out).equals(want));
+		assert.equal(g.broken, false);
+	}
+	const g = new SftpGuard();
+	g.push(u32(5_000_000));
+	assert.equal(g.broken, true);
+	assert.equal(sftpProtectedPath("/tmp/ssh/rc"), undefined);
+	assert.equal(sftpProtectedPath("notes/.bashrc.txt"), undefined);
+	assert.ok(sftpProtectedPath("/etc/profile.d/x.sh"));
+	assert.ok(sftpProtectedPath(".ssh/.."));
 });
 
 test("shell line tracker: editing keys, held terminators, escape sequences mark the line dirty", () => {
