@@ -159,7 +159,7 @@ interface SessionState {
 	recorder: SessionRecorder;
 	upstream: Promise<InstanceType<typeof Client>>;
 	channels: Set<ServerChannel>;
-	/** Shell channels started without line checks (no `ssh.commands` rule applied when they started). */
+	/** Shell channels (and exec channels with a pty) started without line checks (no `ssh.commands` rule applied then). */
 	uncheckedShells: Set<ServerChannel>;
 	/** Approval requests of this connection not decided yet (bounded by `maxPendingApprovals`). */
 	pendingApprovals: number;
@@ -1206,8 +1206,16 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			}
 			setUpstream(up);
 			const decoder = pty ? new StringDecoder("utf8") : undefined;
+			// An exec with a pty is a terminal like a shell (`ssh -t gw bash`): when shell lines are
+			// checked, its typed lines are too. Without a pty its input is data (scp -t, tar): relayed.
+			const checkLines = pty !== undefined && lineRulesApply(this.#opts.store.current, state.auth.connection.name);
+			if (pty && !checkLines) {
+				state.uncheckedShells.add(ch);
+				ch.on("close", () => state.uncheckedShells.delete(ch));
+			}
 			this.#relay(ch, up, {
 				...(decoder ? { output: (b: Buffer) => state.recorder.emit({ type: "terminal", stream: "o", data: decoder.write(b) }) } : {}),
+				inputFilter: checkLines,
 				onExit: (code, signal) =>
 					state.recorder.emit({
 						type: "exec",
@@ -1218,6 +1226,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 						...(signal ? { signal } : {}),
 					}),
 			});
+			if (checkLines) this.#filterShellInput(state, ch, up, new StringDecoder("utf8"));
 		});
 	}
 

@@ -32,6 +32,7 @@ let issuer: TokenIssuer;
 let gw: SshListener;
 let agent: KeyPair;
 let certFile: string;
+let appCertFile: string;
 let knownHosts: string;
 let home: string;
 let uid: number;
@@ -55,9 +56,10 @@ before(async () => {
 		credentialRef: "ssh-gw",
 		ssh: { hostKeys: [sshd.hostPublicKey], auth: "key" },
 	};
+	const app: BundleConnection = { ...connection, key: "ops/app", name: "app", labels: { env: "app" } };
 	const store = storeWith(
 		makeBundle(issuer, {
-			connections: [connection],
+			connections: [connection, app],
 			grants: [
 				{
 					key: "ops/lee",
@@ -78,6 +80,26 @@ before(async () => {
 					approvers: { subjects: [{ kind: "User", name: "sam" }], minApprovals: 1 },
 					origin: {},
 				},
+				{
+					// Denylist only: shell lines are checked against the rule (best effort).
+					key: "ops/lee-app",
+					name: "lee-app",
+					namespace: "ops",
+					connection: "app",
+					subjects: [{ kind: "User", name: "lee" }],
+					notBefore: new Date(Date.now() - 60_000).toISOString(),
+					expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+					ssh: { logins: [sshd.user], allowShell: true, allowSftp: false, allowPortForwarding: false, allowAgentForwarding: false },
+					approvers: { subjects: [{ kind: "User", name: "sam" }], minApprovals: 1 },
+					origin: {},
+				},
+			],
+			guardrailPolicies: [
+				{
+					key: "ops/app-rules",
+					selector: { matchLabels: { env: "app" } },
+					rules: [{ name: "no-touch", action: "block", ssh: { commands: ["touch *"] } }],
+				},
 			],
 			ssh: { userCaKeys: [ca.publicKey] },
 			credentials: { "ssh-gw": { type: "sshKey", username: sshd.user, privateKeyPem: readFileSync(sshd.clientKeyFile, "utf8") } },
@@ -88,6 +110,8 @@ before(async () => {
 	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
 	certFile = join(keys.dir, "agent-cert.pub");
 	writeFileSync(certFile, `${keys.sign(ca, agent, { id: "sub=lee;grant=ops/lee", principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+	appCertFile = join(keys.dir, "agent-app-cert.pub");
+	writeFileSync(appCertFile, `${keys.sign(ca, agent, { id: "sub=lee;grant=ops/lee-app", principals: [sshd.user], validity: "-5m:+1h" })}\n`);
 	const pw = (await run("getent", ["passwd", sshd.user])).stdout.split(":");
 	home = pw[5] ?? "";
 	uid = Number(pw[2]);
@@ -102,7 +126,7 @@ after(async () => {
 	keys.cleanup();
 });
 
-function certArgs(): string[] {
+function certArgs(cert = certFile): string[] {
 	return [
 		"-F",
 		"/dev/null",
@@ -119,7 +143,7 @@ function certArgs(): string[] {
 		"-i",
 		agent.path,
 		"-o",
-		`CertificateFile=${certFile}`,
+		`CertificateFile=${cert}`,
 	];
 }
 
@@ -246,5 +270,30 @@ test("already holding: ssh -R, direct-tcpip without the grant, direct-streamloca
 		assert.equal(out.trim(), "[||]");
 	} finally {
 		c.end();
+	}
+});
+
+test("an exec with a pty is an interactive terminal: its typed lines are checked like a shell's (ssh -tt gw bash)", { timeout: 60_000 }, async () => {
+	const target = ["-p", String(gw.address.port), "-l", `${sshd.user}@app`, "127.0.0.1"];
+	const lines = `touch ${marker}-pty\necho typed-ok\nexit\n`;
+	try {
+		// The control: the login shell's lines are checked.
+		rmSync(`${marker}-pty`, { force: true });
+		const shell = await run("ssh", [...certArgs(appCertFile), "-tt", ...target], { input: lines, timeoutMs: 30_000 });
+		assert.equal(existsSync(`${marker}-pty`), false, shell.stdout);
+		assert.match(shell.stdout, /no-touch/);
+		// The attack: the same lines typed into `bash` started as an exec command with a pty.
+		for (const cmd of ["bash", "bash -i", "exec sh"]) {
+			rmSync(`${marker}-pty`, { force: true });
+			const r = await run("ssh", [...certArgs(appCertFile), "-tt", ...target, cmd], { input: lines, timeoutMs: 30_000 });
+			assert.equal(existsSync(`${marker}-pty`), false, `${cmd}: ${r.stdout}`);
+			assert.match(r.stdout, /no-touch/, cmd);
+			assert.match(r.stdout, /typed-ok/, cmd);
+		}
+		// Without a pty an exec's input is data (scp -t, tar, a script on stdin): not line-checked (README).
+		const plain = await run("ssh", [...certArgs(appCertFile), ...target, "cat"], { input: "touch x\n", timeoutMs: 30_000 });
+		assert.equal(plain.stdout, "touch x\n");
+	} finally {
+		rmSync(`${marker}-pty`, { force: true });
 	}
 });
