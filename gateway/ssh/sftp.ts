@@ -320,6 +320,8 @@ export const SFTP_PROTECTED_PREFIXES: readonly string[] = [
 
 /** Why a change to this path is refused, or undefined when it is not protected. */
 export function sftpProtectedPath(path: string): string | undefined {
+	// A C server may end the path at the NUL (OpenSSH's drops the session): ".bashrc\0x" is .bashrc.
+	if (path.includes("\0")) return "a path with a NUL byte";
 	// Check the path as written (a `.ssh/..` detour counts) and normalised (`a/../.ssh`, `//`).
 	const norm = posix.normalize(path);
 	for (const p of [path, norm]) {

@@ -150,6 +150,7 @@ test("SFTP guard: changes to autorun paths and unknown extended requests are rep
 	assert.equal(sftpProtectedPath("notes/.bashrc.txt"), undefined);
 	assert.ok(sftpProtectedPath("/etc/profile.d/x.sh"));
 	assert.ok(sftpProtectedPath(".ssh/.."));
+	assert.ok(sftpProtectedPath(".bashrc\0.txt"));
 });
 
 test("shell line tracker: editing keys, held terminators, escape sequences mark the line dirty", () => {
