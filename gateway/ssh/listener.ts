@@ -1351,6 +1351,8 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			const guard = new SftpGuard();
 			let waiting = false;
 			ch.on("data", (chunk: Buffer) => {
+				// As pipe() would: nothing more once the target's side ended (ssh2 ends it at CHANNEL_CLOSE).
+				if (!up.writable) return;
 				const { packets, refusals } = guard.push(chunk);
 				for (const r of refusals) {
 					state.recorder.emit({ type: "sftp", op: r.op, path: r.path, decision: "block" });
