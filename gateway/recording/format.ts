@@ -191,9 +191,16 @@ export interface ChunkHeader {
 	events: number;
 }
 
+/**
+ * gzip level of event chunks. Event lines are repetitive JSON: level 3 compresses a pgbench-like chunk
+ * 13.4x against level 6's 14.6x (objects ~9 % larger) for half the CPU (0.41 vs 0.86 µs per event),
+ * and that CPU is taken from the data path's two cores. Any level decodes the same.
+ */
+export const CHUNK_GZIP_LEVEL = 3;
+
 export function encodeChunk(header: ChunkHeader, lines: string[]): Buffer {
 	const text = `${JSON.stringify(header)}\n${lines.length ? `${lines.join("\n")}\n` : ""}`;
-	return gzipSync(text, { level: 6 });
+	return gzipSync(text, { level: CHUNK_GZIP_LEVEL });
 }
 
 export interface DecodedChunk {

@@ -33,6 +33,7 @@ import { RecordingError, SpoolFullError } from "./errors.ts";
 import type { OpenSessionOptions, Recorder, RecordingEvent, SessionEnd, SessionMeta, SessionRecorder, StoredEvent } from "./events.ts";
 import {
 	addCounts,
+	CHUNK_GZIP_LEVEL,
 	type ChunkHeader,
 	castHeader,
 	castLine,
@@ -907,7 +908,7 @@ class LiveSession implements SessionRecorder {
 			c.buf.write(head, HEADER_ROOM - headBytes, "utf8");
 			input = c.buf.subarray(HEADER_ROOM - headBytes, c.len);
 		} else input = Buffer.concat([Buffer.from(head), c.buf.subarray(HEADER_ROOM, c.len)]);
-		const body = await gzipAsync(input, { level: 6, chunkSize: GZIP_CHUNK });
+		const body = await gzipAsync(input, { level: CHUNK_GZIP_LEVEL, chunkSize: GZIP_CHUNK });
 		const entry: ChunkEntry = {
 			index,
 			name: chunkName(index),
