@@ -87,6 +87,10 @@ export class GrantReconciler {
 					credential = { type: "token", secretName: decision.token.secretName, expiresAt: t.expiresAt.toISOString() };
 				} else await this.revokeToken(ns, name);
 				if (decision.pgRole && connection) {
+					// A grant moved to another Connection keeps nothing on the old one: the role minted there
+					// (another name, maybe another server) is dropped and its backends terminated, not left
+					// with LOGIN until VALID UNTIL.
+					await this.revokeRoles(ns, name, REVOCATION_GRACE_MS, decision.pgRole.role);
 					await this.ensurePgRole(grant, decision, decision.pgRole, connection);
 					credential = {
 						type: "postgresRole",
@@ -298,14 +302,18 @@ export class GrantReconciler {
 		}
 	}
 
-	/** Drops every dynamic role of the grant (looked up by label, so a changed Connection is covered) and deletes its Secrets. */
-	private async revokeRoles(ns: string, name: string, graceMs = 0): Promise<void> {
+	/**
+	 * Drops every dynamic role of the grant (looked up by label, so a changed Connection is covered) and
+	 * deletes its Secrets; `keep` names the role the grant still holds (its current Connection's).
+	 */
+	private async revokeRoles(ns: string, name: string, graceMs = 0, keep?: string): Promise<void> {
 		const { items } = await this.d.kube.list<Secret>(SECRETS, this.d.opts.namespace, {
 			labelSelector: `${LABELS.grant}=${labelValue(ns, name)},${LABELS.credential}=postgres-role`,
 		});
 		for (const s of items) {
 			if (s.metadata.annotations?.["access.drawbridge.dev/grant-key"] !== `${ns}/${name}`) continue;
 			const role = secretValue(s, "username");
+			if (keep !== undefined && role === keep) continue;
 			const connKey = s.metadata.annotations?.["access.drawbridge.dev/connection-key"] ?? "";
 			const connection = connKey ? await this.connectionFor(connKey) : undefined;
 			// First make sure gateways stop using the credential, then drop the role.
