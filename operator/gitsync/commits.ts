@@ -15,6 +15,12 @@ export interface ApprovingCommit {
 	pullRequest?: number;
 	/** Link to the pull request when known, else to the commit. */
 	url?: string;
+	/**
+	 * The history walk stopped (`maxHistory`, or a parent object missing) before the commit that
+	 * introduced the file's content: this is the oldest commit walked, not the approval, and its time is
+	 * later than the approval's. A window counted from it would start again after the grant ended.
+	 */
+	undated?: true;
 }
 
 /**

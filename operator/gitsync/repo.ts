@@ -247,19 +247,23 @@ export async function readSnapshot(gitdir: string, commit: string, opts: Snapsho
 	for (let walked = 0; approved.size < current.size; walked++) {
 		let parentFiles = new Map<string, string>();
 		let parent: typeof cur | undefined;
+		let cut = cur.parent !== undefined && walked >= max;
 		if (cur.parent && walked < max) {
 			try {
 				parent = await metaOf(cur.parent);
 				parentFiles = await idx.files(await idx.subtreeOid(parent.tree, prefix), prefix);
 			} catch {
 				parent = undefined; // shallow clone boundary: the parent object is not here
+				cut = true;
 			}
 		}
 		for (const [path, oid] of current) {
 			if (approved.has(path)) continue;
 			// Unresolved paths still have their current blob in `cur`: did `cur` introduce it?
-			if (curFiles.get(path) === oid && parentFiles.get(path) !== oid) approved.set(path, cur.meta);
-			else if (!parent) approved.set(path, cur.meta);
+			// A cut walk (no parent read) cannot tell: the file may be older, and its approval with it.
+			if (cut) approved.set(path, { ...cur.meta, undated: true });
+			else if (curFiles.get(path) === oid && parentFiles.get(path) !== oid) approved.set(path, cur.meta);
+			else if (!parent) approved.set(path, cur.meta); // the root commit introduced what is left
 		}
 		if (!parent) break;
 		cur = parent;

@@ -24,6 +24,8 @@ export const ANNOTATIONS = Object.freeze({
 	author: "access.drawbridge.dev/author",
 	committer: "access.drawbridge.dev/committer",
 	committedAt: "access.drawbridge.dev/committed-at",
+	/** "true" when the approving commit lies beyond the history walked (committed-at is then not the approval's time). */
+	undated: "access.drawbridge.dev/approval-undated",
 	pullRequest: "access.drawbridge.dev/pull-request",
 	url: "access.drawbridge.dev/approval-url",
 	/** On credential Secrets: when the credential stops working. */

@@ -85,6 +85,17 @@ export function decideGrant(grant: AccessGrant, connection: Connection | undefin
 	if (specErrors.length > 0) {
 		return { phase: "Invalid", reason: "InvalidSpec", message: specErrors.map((e) => `${e.field}: ${e.message}`).join("; "), origin };
 	}
+	// A window counted from the approving commit (no notBefore) needs that commit's time. When the
+	// history walk stopped before it, only a later commit is known: counting from it would bring an
+	// ended grant back. Fail closed until the grant is approved again in a commit the walk reaches.
+	if (grant.spec.notBefore === undefined && grant.metadata.annotations?.[ANNOTATIONS.undated] === "true") {
+		return {
+			phase: "Invalid",
+			reason: "InvalidSpec",
+			message: `the commit that approved this grant is older than the history the operator reads (oldest commit read: ${origin.commit ?? "?"} at ${origin.committedAt}), so a window counted from it cannot be dated; approve the grant again in a new commit, or give it notBefore and expiresAt`,
+			origin,
+		};
+	}
 	let window: { notBefore: Date; expiresAt: Date };
 	try {
 		window = grantWindow(grant.spec, new Date(origin.committedAt));

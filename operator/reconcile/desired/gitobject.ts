@@ -18,6 +18,7 @@ export function desiredObject(r: LoadedResource, source: { namespace: string; na
 		[ANNOTATIONS.committer]: r.origin.committer,
 		[ANNOTATIONS.committedAt]: r.origin.committedAt,
 	};
+	if (r.origin.undated) annotations[ANNOTATIONS.undated] = "true";
 	if (r.origin.pullRequest !== undefined) annotations[ANNOTATIONS.pullRequest] = String(r.origin.pullRequest);
 	if (r.origin.url) annotations[ANNOTATIONS.url] = r.origin.url;
 	return {
