@@ -205,6 +205,19 @@ export async function pushWebhook(port: number, source = "grants", after = "0".r
 	return res.status;
 }
 
+/**
+ * pushWebhook for a GitSource just applied: the operator answers 404 until its watch has seen the
+ * object, so a 404 is retried (up to `timeoutMs`); any other status is returned at once.
+ */
+export async function pushWebhookWhenKnown(port: number, source: string, timeoutMs = 15_000): Promise<number> {
+	const end = Date.now() + timeoutMs;
+	for (;;) {
+		const status = await pushWebhook(port, source);
+		if (status !== 404 || Date.now() > end) return status;
+		await new Promise((r) => setTimeout(r, 100));
+	}
+}
+
 export interface GrantObj {
 	metadata: { name: string; uid: string; finalizers?: string[]; annotations?: Record<string, string> };
 	spec: Record<string, unknown>;

@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 import { printLogsOnFailure } from "../env/index.ts";
 import type { Operator } from "../../operator/operator.ts";
 import { MAX_EVENTS_PER_SYNC } from "../../operator/reconcile/gitsource.ts";
-import { type Env, NS, connectionYaml, getGrant, gitSourceYaml, grantYaml, kubectlOk, pushWebhook, startEnv, startOperator, stopEnv, waitFor } from "./helpers.ts";
+import { type Env, NS, connectionYaml, getGrant, gitSourceYaml, grantYaml, kubectlOk, pushWebhook, pushWebhookWhenKnown, startEnv, startOperator, stopEnv, waitFor } from "./helpers.ts";
 
 let env: Env;
 let op: Operator;
@@ -45,7 +45,7 @@ test("a hostile merge: the valid grant is Active, every hostile resource is refu
 		},
 	});
 	await kubectlOk(env.kube, ["apply", "-f", "-"], gitSourceYaml(env));
-	assert.equal(await pushWebhook(op.port), 202);
+	assert.equal(await pushWebhookWhenKnown(op.port, "grants"), 202);
 
 	await waitFor("alice Active", async () => (await getGrant(env, "alice-orders"))?.status?.phase === "Active", 30_000);
 	const forever = await waitFor("forever Invalid", async () => {

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Operator } from "../../operator/operator.ts";
 import { makeTempDir, printLogsOnFailure, runOk } from "../env/index.ts";
-import { type Env, NS, connectionYaml, getGrant, gitSourceYaml, grantYaml, kubectlOk, pushWebhook, startEnv, startOperator, stopEnv, waitFor } from "./helpers.ts";
+import { type Env, NS, connectionYaml, getGrant, gitSourceYaml, grantYaml, kubectlOk, pushWebhook, pushWebhookWhenKnown, startEnv, startOperator, stopEnv, waitFor } from "./helpers.ts";
 
 let env: Env;
 let op: Operator;
@@ -85,7 +85,7 @@ test("rollback with signed commits: an older signed commit served again does not
 	const keys = `  trustedKeys:\n    - name: merge-bot\n      publicKey: |\n${armored.trim().split("\n").map((l) => `        ${l}`).join("\n")}\n`;
 	await kubectlOk(env.kube, ["apply", "-f", "-"], sourceFor("rollback", "rollback", keys));
 	t.after(() => kubectlOk(env.kube, ["delete", "gitsource", "rollback", "-n", NS]).then(() => undefined));
-	assert.equal(await pushWebhook(op.port, "rollback"), 202);
+	assert.equal(await pushWebhookWhenKnown(op.port, "rollback"), 202);
 	await waitFor("temp-access applied", async () => (await getGrant(env, "temp-access")) !== undefined, 30_000);
 
 	// The grant is removed by a reviewed, signed merge: the operator prunes (revokes) it.
@@ -133,7 +133,7 @@ test("a force push without trustedKeys is refused by default and accepted with s
 	const rewritten = await env.git.commit("forced", { branch: "rewrite", files: { "grants/r.yaml": grantYaml("fp-r") }, message: "rewritten history" });
 	await kubectlOk(env.kube, ["apply", "-f", "-"], sourceFor("forced", "forced"));
 	t.after(() => kubectlOk(env.kube, ["delete", "gitsource", "forced", "-n", NS]).then(() => undefined));
-	assert.equal(await pushWebhook(op.port, "forced"), 202);
+	assert.equal(await pushWebhookWhenKnown(op.port, "forced"), 202);
 	await waitFor("synced first", async () => (await gitSource("forced")).lastSyncedCommit === first, 30_000);
 	const second = await env.git.commit("forced", { files: { "grants/b.yaml": grantYaml("fp-b") }, message: "b" });
 	assert.equal(await pushWebhook(op.port, "forced"), 202);
@@ -197,7 +197,7 @@ test("a stalled git server: the fetch times out, the queue carries on, and grant
 	const source = sourceFor("stall", "stall").replace(env.git.url, proxy.url);
 	await kubectlOk(env.kube, ["apply", "-f", "-"], source);
 	t.after(() => kubectlOk(env.kube, ["delete", "gitsource", "stall", "-n", NS]).then(() => undefined));
-	assert.equal(await pushWebhook(op.port, "stall"), 202);
+	assert.equal(await pushWebhookWhenKnown(op.port, "stall"), 202);
 	await waitFor("short-lived Active", async () => (await getGrant(env, "short-lived"))?.status?.phase === "Active", 30_000);
 
 	proxy.stall(true);
@@ -209,7 +209,7 @@ test("a stalled git server: the fetch times out, the queue carries on, and grant
 	const otherHead = await env.git.commit("other", { files: { "grants/o.yaml": grantYaml("other-grant") }, message: "o" });
 	await kubectlOk(env.kube, ["apply", "-f", "-"], sourceFor("other", "other"));
 	t.after(() => kubectlOk(env.kube, ["delete", "gitsource", "other", "-n", NS]).then(() => undefined));
-	assert.equal(await pushWebhook(op.port, "other"), 202);
+	assert.equal(await pushWebhookWhenKnown(op.port, "other"), 202);
 	await waitFor("other synced", async () => (await gitSource("other")).lastSyncedCommit === otherHead, 15_000);
 	// Expiry is the grant's own timer: it happens while git is unreachable.
 	await waitFor("short-lived Expired", async () => (await getGrant(env, "short-lived"))?.status?.phase === "Expired", 40_000);
@@ -221,7 +221,7 @@ test("a fetch larger than --git-max-fetch-size is refused as it streams in and r
 	const good = await env.git.commit("huge", { files: { "grants/g.yaml": grantYaml("huge-before") }, message: "small" });
 	await kubectlOk(env.kube, ["apply", "-f", "-"], sourceFor("huge", "huge"));
 	t.after(() => kubectlOk(env.kube, ["delete", "gitsource", "huge", "-n", NS]).then(() => undefined));
-	assert.equal(await pushWebhook(op.port, "huge"), 202);
+	assert.equal(await pushWebhookWhenKnown(op.port, "huge"), 202);
 	await waitFor("synced small", async () => (await gitSource("huge")).lastSyncedCommit === good, 30_000);
 	// 3 MiB of random data does not compress below the 1 MiB cap.
 	await env.git.commit("huge", { files: { "grants/blob.yaml": `data: ${randomBytes(3 * 1024 * 1024).toString("base64")}\n` }, message: "huge" });

@@ -8,7 +8,7 @@ import type { ChildProcess } from "node:child_process";
 import { after, before, test } from "node:test";
 import type pg from "pg";
 import { freePort, printLogsOnFailure } from "../env/index.ts";
-import { type Env, NS, OP_NS, connectionYaml, getGrant, gitSourceYaml, grantYaml, kubectlOk, pushWebhook, roleCount, spawnOperator, startEnv, stopEnv, waitFor } from "./helpers.ts";
+import { type Env, NS, OP_NS, connectionYaml, getGrant, gitSourceYaml, grantYaml, kubectlOk, pushWebhookWhenKnown, roleCount, spawnOperator, startEnv, stopEnv, waitFor } from "./helpers.ts";
 
 let env: Env;
 let admin: pg.Client;
@@ -53,7 +53,7 @@ test("two replicas, leader SIGKILLed mid-sync and restarted: same end state, no 
 	await kubectlOk(env.kube, ["apply", "-f", "-"], gitSourceYaml(env));
 	// Webhook to the standby: it records the request on the GitSource and the leader syncs.
 	const standbyPort = first === "op-a" ? ports.b : ports.a;
-	assert.equal(await pushWebhook(standbyPort), 202);
+	assert.equal(await pushWebhookWhenKnown(standbyPort, "grants"), 202);
 	// Kill the leader as soon as the first grants show up (it is mid-sync / mid-reconcile).
 	await waitFor("sync under way", async () => (await getGrant(env, "g0")) !== undefined, 20_000, 20);
 	const leaderProc = first === "op-a" ? a.proc : b.proc;
