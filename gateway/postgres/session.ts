@@ -1324,22 +1324,23 @@ export class Session {
 			}
 			case ServerCode.CommandComplete: {
 				this.copyInAt = undefined;
+				const tag = decodeCommandComplete(f);
 				if (u?.k === "simple" || u?.k === "execute") {
 					const done = u.k === "simple" ? [u.statements[u.idx]] : u.portal.stmt?.analysis.ok ? u.portal.stmt.analysis.statements : [undefined];
-					this.nameStatementDone(done, decodeCommandComplete(f));
+					this.nameStatementDone(done, tag);
 					if (done.some(changesCatalog)) this.catalogChanged();
 					// SQL-level names: what a completed statement defined or dropped (its seq: forwarding order)
 					const one = done.length === 1 ? done[0] : undefined;
 					if (one && u.seq !== undefined) this.sql.succeeded(one, u.seq + (u.k === "simple" ? u.idx : 0));
 				}
 				if (u?.k === "simple") {
-					this.recordDone(u.statements[u.idx], u, decodeCommandComplete(f), u.plan);
+					this.recordDone(u.statements[u.idx], u, tag, u.plan);
 					u.idx++;
 					u.plan = null;
 					u.rows = 0;
 					u.started = performance.now();
 				} else if (u?.k === "execute") {
-					this.recordExecute(u, decodeCommandComplete(f));
+					this.recordExecute(u, tag);
 					this.pop();
 				} else this.desync("CommandComplete");
 				this.send(f.raw);
@@ -1654,124 +1655,37 @@ export class Session {
 	}
 
 	/**
-	 * Rewrite one DataRow: only masked (or detector-matched) values are touched; the row is copied
-	 * span by span around them. Returns the frame itself when nothing changed.
-	 */
-	// Per-row scratch of maskRow, reused: which column byte ranges change, and to what.
-	private chStart = new Int32Array(16);
-	private chEnd = new Int32Array(16);
-	private chValue: (Buffer | null)[] = [];
-	/** Non-zero: the change is ascii-partial, keepFirst + 1 (keepLast in chLast), value taken from the row. */
-	private chPartial = new Int32Array(16);
-	private chLast = new Int32Array(16);
-
-	/**
-	 * The DataRow with masked values, written into the arena (see arenaAlloc). The hot loop of a
-	 * masked result: lengths are read and written by hand and small ranges copied byte by byte,
-	 * because Buffer's checked accessors and copy() cost more than the bytes they move.
+	 * The DataRow with masked values, for rows read frame by frame (straddling reads, or past the
+	 * in-place path): written by writeMaskedRow into the arena, or, for a row that does not fit in
+	 * one, into a buffer of its own grown until it does.
 	 */
 	private maskRow(f: ServerFrame, plan: ActivePlan): Buffer {
 		const raw = f.raw;
-		const changes = this.rowChanges(raw, 0, raw.length, plan);
-		if (changes === 0) return raw;
-		const out = this.arenaAlloc(this.rowSize);
-		this.writeRow(raw, 0, raw.length, changes, out, 0);
-		return out;
-	}
-
-	/** Size of the row `rowChanges` last planned, with its changes applied. */
-	private rowSize = 0;
-
-	/**
-	 * Plan the changes to the DataRow at buf[base, end) (its type byte at `base`): fills the change
-	 * scratch arrays, sets `rowSize`, returns the number of changes (0: the row goes out as it is).
-	 */
-	private rowChanges(raw: Buffer, base: number, end: number, plan: ActivePlan): number {
-		if (end - base < 7) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
-		const n = (raw[base + 5]! << 8) | raw[base + 6]!;
-		let off = base + 7;
-		let changes = 0;
-		let size = end - base;
-		for (let i = 0; i < n; i++) {
-			if (off + 4 > end) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
-			const vlen = (raw[off]! << 24) | (raw[off + 1]! << 16) | (raw[off + 2]! << 8) | raw[off + 3]!;
-			const start = off;
-			off += vlen > 0 ? 4 + vlen : 4;
-			if (off > end) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
-			if (vlen < 0) continue;
-			const masker = plan.maskers[i];
-			let value: Buffer | null | undefined;
-			let partial = 0;
-			let partialLast = 0;
-			if (masker) {
-				const shape = plan.shapes[i];
-				if (shape?.kind === "constant") value = shape.value;
-				else if (shape?.kind === "ascii-partial" && vlen > shape.first + shape.last && shape.first < 0x7fffffff && isAscii(raw, start + 4, off)) {
-					// Same length, written from the wire bytes in the copy pass below.
-					value = raw;
-					partial = shape.first + 1;
-					partialLast = shape.last;
-				} else value = masker(raw.subarray(start + 4, off), plan.formats[i] ?? 0, plan.typeOids[i] ?? 0);
-			} else if (plan.detector && plan.scannable[i]) {
-				const d = plan.detector(raw.toString("utf8", start + 4, off));
-				if (d !== undefined) {
-					// Keep the value valid for its type: text-like types get the masked text, others NULL.
-					const oid = plan.typeOids[i] ?? 0;
-					value = TEXT_TYPES.has(oid) || oid >= 16384 ? Buffer.from(d, "utf8") : null;
-				}
+		if (raw.length <= ARENA_BYTES / 4) {
+			let o = this.writeMaskedRow(raw, 0, raw.length, plan, this.arena, this.arenaOff, this.arena.length);
+			if (o < 0) {
+				this.nextArena();
+				o = this.writeMaskedRow(raw, 0, raw.length, plan, this.arena, 0, this.arena.length);
 			}
-			if (value === undefined) continue;
-			if (changes === this.chStart.length) {
-				const grow = (a: Int32Array) => {
-					const b = new Int32Array(a.length * 2);
-					b.set(a);
-					return b;
-				};
-				this.chStart = grow(this.chStart);
-				this.chEnd = grow(this.chEnd);
-				this.chPartial = grow(this.chPartial);
-				this.chLast = grow(this.chLast);
+			if (o >= 0) {
+				const out = this.arena.subarray(this.arenaOff, o);
+				this.arenaOff = o;
+				return out;
 			}
-			this.chStart[changes] = start;
-			this.chEnd[changes] = off;
-			this.chValue[changes] = value;
-			this.chPartial[changes] = partial;
-			this.chLast[changes] = partialLast;
-			changes++;
-			if (partial === 0) size += (value ? value.length : 0) - (off - start - 4);
 		}
-		this.rowSize = size;
-		return changes;
-	}
-
-	/** Write the row at raw[base, end) with the `changes` planned by rowChanges into out at `at`. */
-	private writeRow(raw: Buffer, base: number, end: number, changes: number, out: Buffer, at: number): void {
-		const size = this.rowSize;
-		out[at] = ServerCode.DataRow;
-		putInt32(out, at + 1, size - 1);
-		let o = copyRange(raw, base + 5, this.chStart[0]!, out, at + 5);
-		for (let k = 0; k < changes; k++) {
-			const value = this.chValue[k]!;
-			this.chValue[k] = null;
-			const partial = this.chPartial[k]!;
-			if (partial !== 0) {
-				// ascii-partial: keep `first` and `last` bytes of the value, '*' between.
-				const from = this.chStart[k]! + 4;
-				o = putInt32(out, o, this.chEnd[k]! - from);
-				o = writeAsciiPartial(raw, from, this.chEnd[k]!, out, o, partial - 1, this.chLast[k]!);
-			} else if (value === null) o = putInt32(out, o, -1);
-			else {
-				o = putInt32(out, o, value.length);
-				o = copyRange(value, 0, value.length, out, o);
-			}
-			o = copyRange(raw, this.chEnd[k]!, k + 1 < changes ? this.chStart[k + 1]! : end, out, o);
+		for (let size = raw.length + 1024; ; size *= 2) {
+			const out = Buffer.allocUnsafe(size);
+			const o = this.writeMaskedRow(raw, 0, raw.length, plan, out, 0, size);
+			if (o >= 0) return out.subarray(0, o);
 		}
 	}
 
 	/**
-	 * One pass of maskRow for the in-place path: the DataRow at raw[base, end) written to out[at, limit)
-	 * with its masked values, deciding exactly as rowChanges does. Returns the offset after the row,
-	 * or -1 when it does not fit before `limit` (nothing else is touched; the caller retries with room).
+	 * Rewrite one DataRow in one pass: the DataRow at raw[base, end) written to out[at, limit), only
+	 * masked (or detector-matched) values changed. Lengths are read and written by hand and small
+	 * ranges copied byte by byte, because Buffer's checked accessors and copy() cost more than the
+	 * bytes they move. Returns the offset after the row, or -1 when it does not fit before `limit`
+	 * (nothing else is touched; the caller retries with room).
 	 */
 	private writeMaskedRow(raw: Buffer, base: number, end: number, plan: ActivePlan, out: Buffer, at: number, limit: number): number {
 		if (end - base < 7) throw new PgGatewayError("upstream_protocol", "malformed DataRow from upstream");
@@ -1796,29 +1710,12 @@ export class Session {
 			else if (masker) {
 				const shape = plan.shapes[i];
 				if (shape?.kind === "constant") value = shape.value;
-				else {
-					if (shape?.kind === "ascii-partial" && vlen > shape.first + shape.last && shape.first < 0x7fffffff) {
-						// Same length: written from the wire bytes, checked for ASCII on the way.
-						if (o + 4 + vlen > limit) return -1;
-						const w = o + 4;
-						const first = shape.first;
-						const tail = vlen - shape.last;
-						let ascii = true;
-						for (let j = 0; j < vlen; j++) {
-							const c = raw[from + j]!;
-							if (c > 0x7f) {
-								ascii = false;
-								break;
-							}
-							out[w + j] = j < first || j >= tail ? c : 0x2a;
-						}
-						if (ascii) {
-							o = putInt32(out, o, vlen) + vlen;
-							continue;
-						}
-					}
-					value = masker(raw.subarray(from, to), plan.formats[i] ?? 0, plan.typeOids[i] ?? 0);
-				}
+				else if (shape?.kind === "ascii-partial" && vlen > shape.first + shape.last && shape.first < 0x7fffffff && isAscii(raw, from, to)) {
+					// Same length, written from the wire bytes (the masker's own partial path gives the same bytes).
+					if (o + 4 + vlen > limit) return -1;
+					o = writeAsciiPartial(raw, from, to, out, putInt32(out, o, vlen), shape.first, shape.last);
+					continue;
+				} else value = masker(raw.subarray(from, to), plan.formats[i] ?? 0, plan.typeOids[i] ?? 0);
 			} else if (plan.detector && plan.scannable[i]) {
 				const d = plan.detector(raw.toString("utf8", from, to));
 				if (d !== undefined) {
@@ -1904,14 +1801,6 @@ export class Session {
 	private readonly onClientWritten = (): void => {
 		this.writesDone++;
 	};
-
-	private arenaAlloc(size: number): Buffer {
-		if (size > ARENA_BYTES / 4) return Buffer.allocUnsafe(size);
-		if (this.arenaOff + size > this.arena.length) this.nextArena();
-		const b = this.arena.subarray(this.arenaOff, this.arenaOff + size);
-		this.arenaOff += size;
-		return b;
-	}
 
 	/** Retire the current arena (after writing out what is batched) and continue in a free one. */
 	private nextArena(): void {
