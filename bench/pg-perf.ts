@@ -20,6 +20,7 @@ import { parseArgs } from "node:util";
 import { run, startPostgres } from "../test/env/index.ts";
 import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
 import { streamRows } from "./large-select.ts";
+import { category, perfSymbols } from "./perf-report.ts";
 import { BIG_SELECT, gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 
 const { values: flags } = parseArgs({
@@ -39,35 +40,6 @@ if (flags.help) {
 const HZ = 1999;
 const SECONDS = Number(flags.seconds);
 if ((await run("perf", ["--version"])).code !== 0) throw new Error("perf is not installed (Debian: apt-get install linux-perf)");
-
-/** The category a perf symbol of a Node.js process falls in. */
-export function category(dso: string, sym: string): string {
-	if (dso.startsWith("[JIT]")) return sym.includes(" node:") ? "JIT: Node's own JS (streams, net, tls)" : sym.includes("file://") ? "JIT: our JS and dependencies" : "JIT: other (regexp, stubs)";
-	if (dso === "[kernel.kallsyms]") return /^(_raw_spin_unlock_irqrestore|finish_task_switch|_raw_spin_unlock_irq)/.test(sym) ? "kernel: wake-ups, context switches" : "kernel: other (TCP, syscalls)";
-	if (dso.startsWith("libc")) return /malloc|free|chunk|consolidate/.test(sym) ? "libc: malloc/free" : "libc: other";
-	if (dso !== "node") return `other: ${dso}`;
-	if (/^(SSL|ssl|tls|EVP|ossl|aes|BIO|gcm|CRYPTO|OPENSSL|ERR|OSSL|evp|RAND|sha|bn_|BN_|ctr|ghash)/.test(sym) || sym.startsWith("node::crypto::NodeBIO")) return "OpenSSL";
-	if (sym.startsWith("node::") || sym.startsWith("uv")) return "Node C++ and libuv";
-	if (/Heap|Scaveng|Mark|Sweep|Evacuat|Remembered|Minor|Concurrent|Sweeper|GC/.test(sym)) return "V8: GC";
-	if (sym.startsWith("Builtins_")) return "V8: builtins";
-	if (sym.startsWith("v8::")) return "V8: runtime and API";
-	return "node: other";
-}
-
-/** "dso: symbol" → samples, from one perf data file. */
-async function symbols(file: string): Promise<Map<string, number>> {
-	const out = await run("perf", ["report", "-i", file, "--no-children", "--sort", "dso,sym", "--stdio", "-g", "none", "-F", "sample,dso,sym"], { timeoutMs: 300_000 });
-	if (out.code !== 0) throw new Error(`perf report ${file}: ${out.stderr}`);
-	const m = new Map<string, number>();
-	for (const line of out.stdout.split("\n")) {
-		const x = /^\s*(\d+)\s+(\[JIT\] tid \d+|\S+)\s+\[.\]\s+(.*)$/.exec(line);
-		if (!x) continue;
-		const dso = x[2]!.startsWith("[JIT]") ? "[JIT]" : x[2]!;
-		const key = `${dso}\t${x[3]!.trim().replace(/file:\/\/\/\S*?\/(gateway|node_modules|bench)\//, "file://$1/")}`;
-		m.set(key, (m.get(key) ?? 0) + Number(x[1]));
-	}
-	return m;
-}
 
 const pg = await startPostgres({ settings: { max_connections: 60 } });
 const work = makeTempDir("pg-perf");
@@ -136,7 +108,7 @@ try {
 			if (out.code !== 0 || !(tx > 0)) throw new Error(`pgbench (${name}) failed: ${out.stderr}`);
 		}
 		const sum = totals[name]!;
-		for (const [k, v] of await symbols(data)) sum.samples.set(k, (sum.samples.get(k) ?? 0) + v);
+		for (const [k, v] of await perfSymbols(data)) sum.samples.set(k, (sum.samples.get(k) ?? 0) + v);
 		sum.tx += tx;
 		sum.tps.push(tps);
 		console.error(`round ${round + 1}: ${name} ${tps.toFixed(0)} tps`);

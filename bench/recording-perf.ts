@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { run, startPostgres } from "../test/env/index.ts";
 import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { perfSymbols } from "./perf-report.ts";
 import { gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 
 const { values: flags } = parseArgs({
@@ -42,21 +43,6 @@ const HZ = 1999;
 const BASE = flags.base;
 if (BASE !== "off" && BASE !== "serialize") throw new TypeError(`--base: off or serialize, not ${BASE}`);
 if ((await run("perf", ["--version"])).code !== 0) throw new Error("perf is not installed (Debian: apt-get install linux-perf)");
-
-/** symbol → samples, from `perf report` of one data file. */
-async function symbols(file: string): Promise<Map<string, number>> {
-	const out = await run("perf", ["report", "-i", file, "--no-children", "--sort", "dso,sym", "--stdio", "-g", "none", "-F", "sample,dso,sym"], { timeoutMs: 300_000 });
-	if (out.code !== 0) throw new Error(`perf report ${file}: ${out.stderr}`);
-	const m = new Map<string, number>();
-	for (const line of out.stdout.split("\n")) {
-		const x = /^\s*(\d+)\s+(\[JIT\] tid \d+|\S+)\s+\[.\]\s+(.*)$/.exec(line);
-		if (!x) continue;
-		const dso = x[2]!.startsWith("[JIT]") ? "JIT" : x[2]!;
-		const sym = `${dso}: ${x[3]!.trim().replace(/file:\/\/\/\S*?\/(gateway|node_modules|bench)\//, "$1/")}`;
-		m.set(sym, (m.get(sym) ?? 0) + Number(x[1]));
-	}
-	return m;
-}
 
 const pg = await startPostgres({ settings: { max_connections: 60 } });
 const work = makeTempDir("rec-perf");
@@ -104,7 +90,7 @@ try {
 			const tps = Number(/tps = ([\d.]+)/.exec(out.stdout)?.[1] ?? Number.NaN);
 			if (out.code !== 0 || !(tx > 0)) throw new Error(`pgbench (${mode}) failed: ${out.stderr}`);
 			const t = totals[mode]!;
-			for (const [k, v] of await symbols(data)) t.samples.set(k, (t.samples.get(k) ?? 0) + v);
+			for (const [k, v] of await perfSymbols(data)) t.samples.set(k, (t.samples.get(k) ?? 0) + v);
 			t.tx += tx;
 			t.tps.push(tps);
 			console.error(`round ${round + 1}: ${mode} ${tps.toFixed(0)} tps`);
@@ -133,20 +119,20 @@ try {
 	console.log(`| all symbols, µs/tx | ${fmt(usPerTx(sum(base.samples), base.tx))} | ${fmt(usPerTx(sum(on.samples), on.tx))} | ${fmt(usPerTx(sum(on.samples), on.tx) - usPerTx(sum(base.samples), base.tx))} |`);
 	console.log(`| TPS per round | ${base.tps.map((x) => x.toFixed(0)).join(", ")} | ${on.tps.map((x) => x.toFixed(0)).join(", ")} | |`);
 	console.log(`\nlargest increases (µs/tx):\n\n| symbol | ${BASE} | on | difference |\n|---|---|---|---|`);
-	for (const r of rows.slice(0, top)) console.log(`| \`${r.sym.slice(0, 100)}\` | ${fmt(r.a)} | ${fmt(r.b)} | ${fmt(r.d)} |`);
+	for (const r of rows.slice(0, top)) console.log(`| \`${r.sym.replace("\t", ": ").slice(0, 100)}\` | ${fmt(r.a)} | ${fmt(r.b)} | ${fmt(r.d)} |`);
 	if (flags.flat) {
 		const byDso = new Map<string, number>();
 		for (const [k, v] of on.samples) {
-			const dso = k.slice(0, k.indexOf(": "));
+			const dso = k.slice(0, k.indexOf("\t"));
 			byDso.set(dso, (byDso.get(dso) ?? 0) + v);
 		}
 		console.log(`\nrecording on, by binary (µs/tx):\n\n| binary | µs/tx |\n|---|---|`);
 		for (const [d, v] of [...byDso].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`| ${d} | ${fmt(usPerTx(v, on.tx))} |`);
 		console.log(`\nrecording on, most expensive symbols (µs/tx):\n\n| symbol | µs/tx |\n|---|---|`);
-		for (const [k, v] of [...on.samples].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`| \`${k.slice(0, 110)}\` | ${fmt(usPerTx(v, on.tx))} |`);
+		for (const [k, v] of [...on.samples].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`| \`${k.replace("\t", ": ").slice(0, 110)}\` | ${fmt(usPerTx(v, on.tx))} |`);
 	}
 	console.log(`\nlargest decreases (noise shows here as much as above):\n\n| symbol | ${BASE} | on | difference |\n|---|---|---|---|`);
-	for (const r of rows.slice(-Math.min(10, top)).reverse()) console.log(`| \`${r.sym.slice(0, 100)}\` | ${fmt(r.a)} | ${fmt(r.b)} | ${fmt(r.d)} |`);
+	for (const r of rows.slice(-Math.min(10, top)).reverse()) console.log(`| \`${r.sym.replace("\t", ": ").slice(0, 100)}\` | ${fmt(r.a)} | ${fmt(r.b)} | ${fmt(r.d)} |`);
 } finally {
 	await pg.stop();
 }
