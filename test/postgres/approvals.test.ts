@@ -3,11 +3,9 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type pg from "pg";
 import type { NoticeMessage } from "pg-protocol/dist/messages.js";
-import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
-import { StoreApprovalService } from "../../gateway/approvals/service.ts";
+import type { StoreApprovalService } from "../../gateway/approvals/service.ts";
 import type { ApprovalRequestInput, ApprovalRequestRecord, ApprovalService } from "../../gateway/approvals/types.ts";
-import type { Identity } from "../../gateway/config/bundle.ts";
-import { type Fixture, startFixture } from "./fixture.ts";
+import { APPROVER_SAM, type Fixture, startFixture, localApprovals } from "./fixture.ts";
 
 let fx: Fixture;
 let approvals: StoreApprovalService;
@@ -53,18 +51,10 @@ class SlowToReturn implements ApprovalService {
 	}
 }
 let slow: SlowToReturn;
-const sam: Identity = {
-	issuer: "https://issuer.drawbridge.test",
-	issuerKind: "oidc",
-	subject: "sam",
-	username: "sam",
-	groups: ["dba"],
-	tokenExpiresAt: new Date(Date.now() + 3_600_000),
-	claims: {},
-};
+const sam = APPROVER_SAM;
 
 before(async () => {
-	approvals = new StoreApprovalService({ store: new LocalApprovalStore(), sweepIntervalMs: 0, waitPollIntervalMs: 200 });
+	approvals = localApprovals();
 	slow = new SlowToReturn(approvals);
 	fx = await startFixture({
 		approvals: slow,

@@ -12,11 +12,14 @@ import {
 	type BundleGrant,
 	type ConfigBundle,
 	type GuardrailRule,
+	type Identity,
 	type MaskRule,
 	type PostgresAccess,
 } from "../../gateway/config/bundle.ts";
 import { sealBundle } from "../../gateway/config/canonical.ts";
 import { BundleStore } from "../../gateway/config/store.ts";
+import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
+import { StoreApprovalService } from "../../gateway/approvals/service.ts";
 import type { ApprovalService } from "../../gateway/approvals/types.ts";
 import { type PostgresListener, startPostgresListener } from "../../gateway/postgres/listener.ts";
 import type { RecordingEvent, Recorder, SessionEnd, SessionMeta, SessionRecorder } from "../../gateway/recording/events.ts";
@@ -45,6 +48,22 @@ export class MemoryRecorder implements Recorder {
 	statements(): Extract<RecordingEvent, { type: "statement" }>[] {
 		return this.sessions.flatMap((s) => s.events.filter((e): e is Extract<RecordingEvent, { type: "statement" }> => e.type === "statement"));
 	}
+}
+
+/** The approver of the approval tests: sam, in group dba, signed in through OIDC. */
+export const APPROVER_SAM: Identity = {
+	issuer: "https://issuer.drawbridge.test",
+	issuerKind: "oidc",
+	subject: "sam",
+	username: "sam",
+	groups: ["dba"],
+	tokenExpiresAt: new Date(Date.now() + 3_600_000),
+	claims: {},
+};
+
+/** The approvals component's real service over an in-process store, polled quickly, no sweeper. */
+export function localApprovals(): StoreApprovalService {
+	return new StoreApprovalService({ store: new LocalApprovalStore(), sweepIntervalMs: 0, waitPollIntervalMs: 200 });
 }
 
 export interface GrantSpec {

@@ -10,27 +10,17 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type pg from "pg";
 import type { NoticeMessage } from "pg-protocol/dist/messages.js";
-import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
-import { StoreApprovalService } from "../../gateway/approvals/service.ts";
-import type { Identity } from "../../gateway/config/bundle.ts";
+import type { StoreApprovalService } from "../../gateway/approvals/service.ts";
 import { clientMessages } from "../../gateway/postgres/serializer.ts";
-import { CONNECTION, type Fixture, startFixture } from "./fixture.ts";
+import { APPROVER_SAM, CONNECTION, type Fixture, startFixture, localApprovals } from "./fixture.ts";
 import { RawClient } from "./raw-client.ts";
 
 let fx: Fixture;
 let approvals: StoreApprovalService;
-const sam: Identity = {
-	issuer: "https://issuer.drawbridge.test",
-	issuerKind: "oidc",
-	subject: "sam",
-	username: "sam",
-	groups: ["dba"],
-	tokenExpiresAt: new Date(Date.now() + 3_600_000),
-	claims: {},
-};
+const sam = APPROVER_SAM;
 
 before(async () => {
-	approvals = new StoreApprovalService({ store: new LocalApprovalStore(), sweepIntervalMs: 0, waitPollIntervalMs: 200 });
+	approvals = localApprovals();
 	fx = await startFixture({
 		approvals,
 		guardrails: [
