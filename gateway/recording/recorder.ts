@@ -7,8 +7,14 @@
  * Spool layout, one directory per session (`<spoolDir>/sessions/<sessionId>/`):
  *   open.json          SessionMeta + key prefix, written durably before openSession resolves
  *   events.jsonl       events of the chunk being built (append-only; truncated after each seal)
- *   chunk-NNNNNN.jsonl.gz  sealed chunks waiting for upload (deleted once uploaded)
- *   chunks.jsonl       index of sealed chunks: hash, size, seq range, counts (append-only, fsynced)
+ *   segment-NNNNNN.bin sealed chunks (gzip members, the store's chunk objects byte for byte)
+ *                      appended back to back; a new segment after `segmentMaxBytes`, and a
+ *                      segment is deleted once all its chunks are uploaded and it is not the one
+ *                      being written. One file per many chunks, not one per chunk: creating and
+ *                      deleting a file per sealed chunk cost more CPU than gzip on ext4.
+ *   chunks.jsonl       index of sealed chunks: hash, size, seq range, counts, segment + offset
+ *                      (append-only, fsynced; a chunk counts once its line is there)
+ *   uploaded           the highest chunk index in the store (chunks upload in order)
  *   terminal.cast      asciicast v2 stream (append-only), uploaded at close
  *   session.json, manifest.jws  written at close; their presence means "finalised"
  * The upload order is chunks (in order) → terminal.cast → session.json → manifest.jws; the session
@@ -23,7 +29,7 @@
  *   "always": events.jsonl and terminal.cast are fsynced on every flush as well.
  */
 import { randomUUID } from "node:crypto";
-import { type FileHandle, mkdir, open, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, readFile, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
@@ -84,6 +90,12 @@ export interface RecorderOptions {
 	onSpoolFull?: "failClosed" | "failOpen";
 	/** Seal a chunk when its uncompressed JSON Lines reach this size (default 1 MiB). */
 	chunkMaxBytes?: number;
+	/**
+	 * Sealed chunks of a session are appended to segment files in its spool folder; a new segment
+	 * starts when one would grow past this size (default 8 MiB of compressed chunks). A segment is
+	 * deleted once every chunk in it is uploaded and the session writes to a newer one.
+	 */
+	segmentMaxBytes?: number;
 	/** Seal a chunk this long after its first event, so live sessions upload progressively (default 10 s). */
 	chunkMaxAgeMs?: number;
 	/** Write buffered events to the spool file at least this often (default 100 ms). */
@@ -125,6 +137,12 @@ interface ChunkEntry {
 	/** Epoch ms of the chunk's first event (for the oldest-unsent-age metric). */
 	firstTimeMs: number;
 	counts: SessionCounts;
+	/**
+	 * The spool segment file holding the chunk's bytes at `offset`. Absent in spools written before
+	 * segments existed: the chunk is then the file `name` itself.
+	 */
+	segment?: string;
+	offset?: number;
 }
 
 interface OpenRecord {
@@ -142,6 +160,14 @@ class SpoolState {
 	readonly meta: SessionMeta;
 	/** Sealed, not yet uploaded chunks: index → first event time. */
 	readonly pendingChunks = new Map<number, number>();
+	/** Segment of each pending chunk that lives in one (index → segment file name). */
+	readonly pendingSegment = new Map<number, string>();
+	/** Segment files in the session folder. */
+	readonly segments = new Set<string>();
+	/** The segment the live session appends to: never removed while it does. */
+	writingSegment: string | undefined;
+	/** Every chunk up to this index is in the store (persisted in `uploaded`, see UPLOADED_FILE). */
+	uploadedThrough = 0;
 	finalized = false;
 	finalizedAtMs = 0;
 	live: LiveSession | undefined;
@@ -214,6 +240,7 @@ export class DiskRecorder implements Recorder {
 			maxSpoolBytes: options.maxSpoolBytes ?? 1024 * 1024 * 1024,
 			onSpoolFull: options.onSpoolFull ?? "failClosed",
 			chunkMaxBytes: options.chunkMaxBytes ?? 1024 * 1024,
+			segmentMaxBytes: options.segmentMaxBytes ?? 8 * 1024 * 1024,
 			chunkMaxAgeMs: options.chunkMaxAgeMs ?? 10_000,
 			flushIntervalMs: options.flushIntervalMs ?? 100,
 			fsync: options.fsync ?? "chunk",
@@ -320,12 +347,30 @@ export class DiskRecorder implements Recorder {
 		const state = new SpoolState(open.meta.sessionId, dir, open.meta, open.prefix);
 		this.states.set(state.id, state);
 		const entries = await readChunkIndex(dir);
+		state.uploadedThrough = await readUploadedThrough(dir);
+		const segmentSizes = new Map<string, number | undefined>();
 		for (const e of entries) {
-			const size = await fileSize(join(dir, e.name));
-			if (size !== undefined) {
-				state.pendingChunks.set(e.index, e.firstTimeMs);
-				this.addBytes(state, size);
+			if (e.segment === undefined) {
+				// A spool from before segments: the chunk is its own file until uploaded.
+				const size = await fileSize(join(dir, e.name));
+				if (size !== undefined) {
+					state.pendingChunks.set(e.index, e.firstTimeMs);
+					this.addBytes(state, size);
+				}
+				continue;
 			}
+			if (!segmentSizes.has(e.segment)) segmentSizes.set(e.segment, await fileSize(join(dir, e.segment)));
+			const size = segmentSizes.get(e.segment);
+			if (size === undefined) continue;
+			state.segments.add(e.segment);
+			if (e.index <= state.uploadedThrough) continue;
+			if (size < (e.offset ?? 0) + e.bytes) {
+				this.log.error({ session: name, chunk: e.name, segment: e.segment }, "sealed chunk is cut short in its spool segment; it cannot be uploaded");
+				continue;
+			}
+			state.pendingChunks.set(e.index, e.firstTimeMs);
+			state.pendingSegment.set(e.index, e.segment);
+			this.addBytes(state, e.bytes);
 		}
 		for (const f of [TERMINAL_FILE, SESSION_FILE, MANIFEST_FILE, "events.jsonl"]) {
 			const size = await fileSize(join(dir, f));
@@ -509,18 +554,36 @@ export class DiskRecorder implements Recorder {
 			const indices = [...state.pendingChunks.keys()].sort((a, b) => a - b);
 			if (indices.length > 0) {
 				const entries = new Map((await readChunkIndex(state.dir)).map((e) => [e.index, e]));
-				for (const index of indices) {
-					const e = entries.get(index);
-					if (!e) throw new RecordingError("MALFORMED", `chunk ${index} of ${state.id} missing from the spool index`);
-					await put(e.name, "application/gzip", {
-						"session-id": state.id,
-						chunk: String(e.index),
-						sha256: e.sha256,
-						"first-seq": String(e.firstSeq),
-						"last-seq": String(e.lastSeq),
-					});
-					state.pendingChunks.delete(index);
+				const through = state.uploadedThrough;
+				try {
+					for (const index of indices) {
+						const e = entries.get(index);
+						if (!e) throw new RecordingError("MALFORMED", `chunk ${index} of ${state.id} missing from the spool index`);
+						const metadata = {
+							"session-id": state.id,
+							chunk: String(e.index),
+							sha256: e.sha256,
+							"first-seq": String(e.firstSeq),
+							"last-seq": String(e.lastSeq),
+						};
+						if (e.segment === undefined) await put(e.name, "application/gzip", metadata);
+						else {
+							const body = await readRange(join(state.dir, e.segment), e.offset ?? 0, e.bytes);
+							await this.timed(`uploading ${state.prefix + e.name}`, store.put(state.prefix + e.name, body, { contentType: "application/gzip", metadata }));
+							this.metrics.uploadedBytes.inc(body.length);
+							this.metrics.uploadedObjects.inc();
+							this.addBytes(state, -body.length);
+							state.pendingSegment.delete(index);
+						}
+						state.pendingChunks.delete(index);
+						state.uploadedThrough = index;
+					}
+				} finally {
+					// Chunks upload in order, so one number says what is in the store; a crash before it is
+					// written only means a few chunks are uploaded again (same key, same bytes).
+					if (state.uploadedThrough !== through) await writeFile(join(state.dir, UPLOADED_FILE), `${state.uploadedThrough}\n`).catch(() => undefined);
 				}
+				await this.reapSegments(state);
 			}
 			if (state.finalized && state.pendingChunks.size === 0) {
 				if ((await fileSize(join(state.dir, TERMINAL_FILE))) !== undefined) await put(TERMINAL_FILE, "application/x-asciicast");
@@ -558,6 +621,18 @@ export class DiskRecorder implements Recorder {
 		return Promise.race([op, timeout]).finally(() => clearTimeout(timer));
 	}
 
+	/** Delete the session's segments that hold no chunk waiting for upload and are not being written. */
+	async reapSegments(state: SpoolState): Promise<void> {
+		const inUse = new Set(state.pendingSegment.values());
+		for (const seg of [...state.segments]) {
+			if (seg === state.writingSegment || inUse.has(seg)) continue;
+			state.segments.delete(seg);
+			await unlink(join(state.dir, seg)).catch((e: NodeJS.ErrnoException) => {
+				if (e.code !== "ENOENT") throw e;
+			});
+		}
+	}
+
 	/** Sign a manifest with the recording key (compact JWS). */
 	async signManifest(manifest: Manifest): Promise<string> {
 		const { key } = this.options;
@@ -592,6 +667,47 @@ async function readChunkIndex(dir: string): Promise<ChunkEntry[]> {
 		}
 	}
 	return out;
+}
+
+/** The spool file saying up to which chunk index a session's chunks are in the store. */
+const UPLOADED_FILE = "uploaded";
+const SEGMENT_RE = /^segment-(\d{6,})\.bin$/;
+const segmentName = (n: number) => `segment-${String(n).padStart(6, "0")}.bin`;
+const segmentNumber = (name: string) => Number(SEGMENT_RE.exec(name)?.[1] ?? 0);
+
+async function readUploadedThrough(dir: string): Promise<number> {
+	try {
+		const n = Number((await readFile(join(dir, UPLOADED_FILE), "utf8")).trim());
+		return Number.isSafeInteger(n) && n > 0 ? n : 0;
+	} catch {
+		return 0;
+	}
+}
+
+/** `bytes` bytes of a spool segment from `offset`; a short read means the spool lost data. */
+async function readRange(path: string, offset: number, bytes: number): Promise<Buffer> {
+	const fh = await open(path, "r");
+	try {
+		const buf = Buffer.allocUnsafe(bytes);
+		let got = 0;
+		while (got < bytes) {
+			const { bytesRead } = await fh.read(buf, got, bytes - got, offset + got);
+			if (bytesRead === 0) throw new RecordingError("MALFORMED", `${path}: ${bytes} bytes expected at offset ${offset}, the file ends after ${got}`);
+			got += bytesRead;
+		}
+		return buf;
+	} finally {
+		await fh.close();
+	}
+}
+
+async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
+	let done = 0;
+	while (done < buf.length) {
+		const { bytesWritten } = await fh.write(buf, done, buf.length - done);
+		if (bytesWritten <= 0) throw new Error(`write returned ${bytesWritten}`);
+		done += bytesWritten;
+	}
 }
 
 /**
@@ -683,7 +799,16 @@ class LiveSession implements SessionRecorder {
 	private readonly entries: ChunkEntry[];
 	private castStarted = false;
 	private eventsFh: FileHandle | undefined;
+	/** Bytes in events.jsonl (it is truncated after every seal). */
+	private eventsBytes = 0;
 	private castFh: FileHandle | undefined;
+	/** chunks.jsonl, kept open for appends. */
+	private indexFh: FileHandle | undefined;
+	/** The segment sealed chunks are appended to, its name, size and number. */
+	private segFh: FileHandle | undefined;
+	private segName = "";
+	private segSize = 0;
+	private segNumber = 0;
 	private chain: Promise<void> = Promise.resolve();
 	private flushTimer: NodeJS.Timeout | undefined;
 	private ageTimer: NodeJS.Timeout | undefined;
@@ -704,6 +829,7 @@ class LiveSession implements SessionRecorder {
 		this.recovering = recovering;
 		const last = entries[entries.length - 1];
 		this.seq = last ? last.lastSeq : 0;
+		for (const e of entries) if (e.segment !== undefined) this.segNumber = Math.max(this.segNumber, segmentNumber(e.segment));
 	}
 
 	emit(event: RecordingEvent): void {
@@ -833,6 +959,7 @@ class LiveSession implements SessionRecorder {
 					x.c.flushedEvents = x.events;
 				}
 				this.rec.addBytes(this.state, n);
+				this.eventsBytes += n;
 				if (this.rec.options.fsync === "always") await this.eventsFh!.sync();
 			}
 			if (cast.length) {
@@ -872,9 +999,11 @@ class LiveSession implements SessionRecorder {
 			this.rec.giveBuffer(c.buf);
 		}
 		// events.jsonl now only holds what the sealed chunks hold.
-		const evSize = (await this.eventsFh?.stat())?.size ?? 0;
-		await this.eventsFh?.truncate(0);
-		this.rec.addBytes(this.state, -evSize);
+		if (this.eventsFh) {
+			await this.eventsFh.truncate(0);
+			this.rec.addBytes(this.state, -this.eventsBytes);
+			this.eventsBytes = 0;
+		}
 		this.currentFirstTimeMs = undefined;
 		// Events emitted while sealing are in new chunks: they start the next one.
 		const next = this.full[0] ?? this.open;
@@ -909,6 +1038,14 @@ class LiveSession implements SessionRecorder {
 			input = c.buf.subarray(HEADER_ROOM - headBytes, c.len);
 		} else input = Buffer.concat([Buffer.from(head), c.buf.subarray(HEADER_ROOM, c.len)]);
 		const body = await gzipAsync(input, { level: CHUNK_GZIP_LEVEL, chunkSize: GZIP_CHUNK });
+		// Appended to the session's segment file and fsynced; the index line that follows (fsynced
+		// too) is what makes it count: recovery cuts a segment back to its last indexed chunk.
+		const created = await this.segmentFor(body.length);
+		const offset = this.segSize;
+		await writeAll(this.segFh!, body);
+		this.segSize += body.length;
+		await this.segFh!.sync();
+		if (created) await fsyncDir(this.state.dir);
 		const entry: ChunkEntry = {
 			index,
 			name: chunkName(index),
@@ -919,18 +1056,39 @@ class LiveSession implements SessionRecorder {
 			lastSeq: c.lastSeq,
 			firstTimeMs: c.firstTimeMs,
 			counts: c.counts,
+			segment: this.segName,
+			offset,
 		};
-		await writeFileDurable(join(this.state.dir, entry.name), body);
-		const idx = await open(join(this.state.dir, "chunks.jsonl"), "a");
-		try {
-			await idx.write(`${JSON.stringify(entry)}\n`);
-			await idx.sync();
-		} finally {
-			await idx.close();
-		}
+		this.indexFh ??= await open(join(this.state.dir, "chunks.jsonl"), "a");
+		await writeAll(this.indexFh, Buffer.from(`${JSON.stringify(entry)}\n`));
+		await this.indexFh.sync();
 		this.entries.push(entry);
 		this.state.pendingChunks.set(index, entry.firstTimeMs);
+		this.state.pendingSegment.set(index, entry.segment!);
 		this.rec.addBytes(this.state, body.length);
+	}
+
+	/**
+	 * Make sure a segment with room for `bytes` more is open (a chunk larger than a whole segment gets
+	 * one of its own). Returns true when a new segment file was created (its directory entry still
+	 * needs an fsync).
+	 */
+	private async segmentFor(bytes: number): Promise<boolean> {
+		if (this.segFh && this.segSize > 0 && this.segSize + bytes > this.rec.options.segmentMaxBytes) {
+			await this.segFh.close();
+			this.segFh = undefined;
+			this.state.writingSegment = undefined;
+			// The finished segment goes once its last chunk is uploaded (or now, if it already is).
+			this.rec.kick();
+		}
+		if (this.segFh) return false;
+		const name = segmentName(++this.segNumber);
+		this.state.writingSegment = name;
+		this.state.segments.add(name);
+		this.segFh = await open(join(this.state.dir, name), "wx");
+		this.segName = name;
+		this.segSize = 0;
+		return true;
 	}
 
 	/** Recovery: load events.jsonl (dropping a torn last line and anything already sealed). */
@@ -951,9 +1109,22 @@ class LiveSession implements SessionRecorder {
 				// torn write at crash time
 			}
 		}
-		// Chunk files written but never indexed are re-sealed from events.jsonl.
+		// Chunks written but never indexed are re-sealed from events.jsonl: chunk files (spools from
+		// before segments) and segments no index line names are removed, and a segment is cut back
+		// to the end of its last indexed chunk.
+		const segmentEnds = new Map<string, number>();
+		for (const e of this.entries) {
+			if (e.segment !== undefined) segmentEnds.set(e.segment, Math.max(segmentEnds.get(e.segment) ?? 0, (e.offset ?? 0) + e.bytes));
+		}
 		for (const f of await readdir(this.state.dir)) {
-			if (f.startsWith("chunk-") && !this.entries.some((e) => e.name === f)) await unlink(join(this.state.dir, f));
+			const path = join(this.state.dir, f);
+			if (f.startsWith("chunk-") && !this.entries.some((e) => e.name === f)) await unlink(path);
+			else if (SEGMENT_RE.test(f)) {
+				const end = segmentEnds.get(f);
+				if (end === undefined) await unlink(path);
+				else if (((await fileSize(path)) ?? 0) > end) await truncate(path, end);
+				this.segNumber = Math.max(this.segNumber, segmentNumber(f));
+			}
 		}
 		const castPath = join(this.state.dir, TERMINAL_FILE);
 		const castSize = await fileSize(castPath);
@@ -1003,8 +1174,13 @@ class LiveSession implements SessionRecorder {
 			await this.castFh.close();
 		}
 		if (this.eventsFh) await this.eventsFh.close();
+		if (this.indexFh) await this.indexFh.close();
+		if (this.segFh) await this.segFh.close();
 		this.castFh = undefined;
 		this.eventsFh = undefined;
+		this.indexFh = undefined;
+		this.segFh = undefined;
+		this.state.writingSegment = undefined;
 	}
 
 	async close(end: SessionEnd): Promise<void> {

@@ -160,7 +160,7 @@ test("one damaged spool folder does not starve the other sessions' uploads", asy
 			await s.close({ reason: "client-closed" });
 		}
 		// The damaged session loses its sealed chunk from the spool (disk error, operator mistake).
-		await rm(join(spool, "sessions", damaged.sessionId, "chunk-000001.jsonl.gz"));
+		await rm(join(spool, "sessions", damaged.sessionId, "segment-000001.bin"));
 		await rm(storeRoot);
 		await store.init();
 		await eventually("the healthy session is uploaded", async () => (await listSessions(store, { sessionId: healthy.sessionId })).length === 1, 15_000);
