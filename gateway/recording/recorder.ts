@@ -59,6 +59,7 @@ import {
 	sha256Hex,
 	TERMINAL_FILE,
 } from "./format.ts";
+import { StatementSerializer } from "./eventjson.ts";
 import type { RecordingKey } from "./keys.ts";
 import { RecorderMetrics } from "./metrics.ts";
 import { fsyncDir, type RecordingStore, writeFileDurable } from "./store.ts";
@@ -215,6 +216,8 @@ export class DiskRecorder implements Recorder {
 		if (this.spareBuffers.length < SPARE_CHUNK_BUFFERS && buf.length === chunkBufferSize(this.options.chunkMaxBytes)) this.spareBuffers.push(buf);
 	}
 	readonly metrics: RecorderMetrics;
+	/** Statement events' JSON (emit is synchronous, so one serialiser serves every session). */
+	readonly statementJson = new StatementSerializer();
 	readonly log: RecorderLogger;
 	readonly store: RecordingStore;
 	private readonly sessionsDir: string;
@@ -763,13 +766,12 @@ class ChunkBuffer {
 	}
 
 	/**
-	 * Append one stored line: `json` is written and, with `tail`, its last byte (the closing brace) is
-	 * overwritten by it; the chunk's seq range and counts take the event in.
+	 * Append one stored line (`ascii`: every character is one byte, copied as Latin-1 without a UTF-8
+	 * encoding pass); the chunk's seq range and counts take the event in.
 	 */
-	append(json: string, tail: string, seq: number, timeMs: number, event: RecordingEvent): void {
-		const buf = this.room((json.length > 65536 ? Buffer.byteLength(json) : json.length * 3) + tail.length);
-		const end = this.len + buf.write(json, this.len, "utf8") - (tail ? 1 : 0);
-		this.len = end + buf.write(tail, end, "latin1");
+	append(line: string, ascii: boolean, seq: number, timeMs: number, event: RecordingEvent): void {
+		if (ascii) this.len += this.room(line.length).write(line, this.len, "latin1");
+		else this.len += this.room(line.length > 65536 ? Buffer.byteLength(line) : line.length * 3).write(line, this.len, "utf8");
 		if (this.events === 0) {
 			this.firstSeq = seq;
 			this.firstTimeMs = timeMs;
@@ -848,18 +850,23 @@ class LiveSession implements SessionRecorder {
 			event = { ...event, resultRows: event.resultRows.slice(0, cap), resultRowsTruncated: true };
 		}
 		let json: string;
+		let ascii = false;
 		try {
-			json = JSON.stringify(event);
+			const fast = event.type === "statement" ? this.rec.statementJson.serialize(event) : undefined;
+			if (fast) {
+				json = fast.json;
+				ascii = fast.ascii;
+			} else json = JSON.stringify(event);
 		} catch (e) {
 			// A data-path bug (e.g. a BigInt in a kube body): keep a notice rather than lose the slot.
 			event = { type: "notice", message: `unserialisable ${event.type} event: ${(e as Error).message}` };
 			json = JSON.stringify(event);
 		}
-		// The stored event is the event with seq, time and offsetMs appended, in that key order: the
-		// same bytes as JSON.stringify({ ...event, seq, time, offsetMs }), written over the closing brace.
-		const tail = `,"seq":${seq},"time":"${this.rec.isoTime(now)}","offsetMs":${offsetMs}}\n`;
+		// The stored event is the event with seq, time and offsetMs appended, in that key order (the
+		// same bytes as JSON.stringify({ ...event, seq, time, offsetMs })): one line, one copy.
+		const line = `${json.slice(0, -1)},"seq":${seq},"time":"${this.rec.isoTime(now)}","offsetMs":${offsetMs}}\n`;
 		const c = this.chunk(now);
-		c.append(json, tail, seq, now, event);
+		c.append(line, ascii, seq, now, event);
 		if (event.type === "terminal") {
 			if (!this.castStarted) {
 				this.castStarted = true;
@@ -1147,7 +1154,7 @@ class LiveSession implements SessionRecorder {
 			this.seq = ev.seq;
 			const timeMs = Date.parse(ev.time) || Date.now();
 			const c = this.chunk(timeMs);
-			c.append(`${l}\n`, "", ev.seq, timeMs, ev);
+			c.append(`${l}\n`, false, ev.seq, timeMs, ev);
 			this.appended(c);
 		}
 	}

@@ -1,0 +1,115 @@
+/**
+ * The recorder writes statement events with its own serialiser (gateway/recording/eventjson.ts). What
+ * a recording holds must be exactly what JSON.stringify would have stored: these properties run it
+ * over arbitrary strings (control characters, quotes, backslashes, non-ASCII, lone surrogates),
+ * numbers (NaN, infinities, -0, fractions) and every optional field, then through a real recorder
+ * and directory store.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { test } from "node:test";
+import fc from "fast-check";
+import { listSessions, loadSession } from "../../gateway/recording/catalog.ts";
+import { STATEMENT_FIELD_ORDER, type StatementEvent, StatementSerializer } from "../../gateway/recording/eventjson.ts";
+import { DirStore } from "../../gateway/recording/store.ts";
+import { makeRecorder, meta, tempDir } from "./fixtures.ts";
+
+const text = fc.oneof(
+	fc.string(),
+	fc.string({ unit: "grapheme" }),
+	fc.string({ unit: "binary" }),
+	fc.constantFrom("SELECT 1", 'SELECT "a""b", \'}\' -- }', "\\", '"', "\u2028\u2029", "\ud800", "x\udc00y", "\u0000\u001f\u007f", "é", "😀"),
+);
+const number = fc.oneof(fc.double(), fc.integer(), fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 0.1 + 0.2, 1e21, 5e-324));
+const decision = fc.constantFrom("allow", "block", "approved", "denied", "expired", "audit") as fc.Arbitrary<StatementEvent["decision"]>;
+
+const statementEvent: fc.Arbitrary<StatementEvent> = fc
+	.record(
+		{
+			sql: text,
+			params: fc.array(fc.option(text, { nil: null })),
+			statementKinds: fc.array(text, { maxLength: 3 }),
+			decision,
+			rule: text,
+			approvalId: text,
+			durationMs: number,
+			rows: number,
+			commandTag: text,
+			error: fc.record({ code: text, message: text }),
+			maskedColumns: fc.array(text, { maxLength: 3 }),
+			resultColumns: fc.array(text, { maxLength: 3 }),
+			resultRows: fc.array(fc.array(fc.option(text, { nil: null }), { maxLength: 3 }), { maxLength: 3 }),
+			resultRowsTruncated: fc.boolean(),
+		},
+		{ requiredKeys: ["sql", "statementKinds", "decision"] },
+	)
+	.map((r) => {
+		// Canonical key order, as the data paths build their events.
+		const e: Record<string, unknown> = { type: "statement" };
+		for (const k of STATEMENT_FIELD_ORDER) if (k in r) e[k] = (r as Record<string, unknown>)[k];
+		return e as unknown as StatementEvent;
+	});
+
+test("statement JSON is JSON.stringify's text for events in field order, and the ASCII flag is truthful", () => {
+	const s = new StatementSerializer();
+	fc.assert(
+		fc.property(statementEvent, (e) => {
+			const out = s.serialize(e);
+			assert.ok(out, "a well-formed statement event is serialised");
+			assert.equal(out.json, JSON.stringify(e));
+			if (out.ascii) assert.ok(/^[\x00-\x7f]*$/.test(out.json), "ascii flag on a line with non-ASCII characters");
+		}),
+		{ numRuns: 3000 },
+	);
+});
+
+test("statement JSON in another key order or with undefined fields parses to the same value as JSON.stringify's", () => {
+	const s = new StatementSerializer();
+	fc.assert(
+		fc.property(statementEvent, fc.func(fc.integer()), fc.boolean(), (e, order, holes) => {
+			const keys = Object.keys(e).sort((a, b) => order(a) - order(b) || (a < b ? -1 : 1));
+			const shuffled: Record<string, unknown> = {};
+			for (const k of keys) shuffled[k] = (e as unknown as Record<string, unknown>)[k];
+			if (holes) shuffled.rule = undefined;
+			const out = s.serialize(shuffled as unknown as StatementEvent);
+			assert.ok(out);
+			assert.deepEqual(JSON.parse(out.json), JSON.parse(JSON.stringify(shuffled)));
+		}),
+		{ numRuns: 1000 },
+	);
+});
+
+test("values outside the event type fall back or fail like JSON.stringify: no silent change", () => {
+	const s = new StatementSerializer();
+	assert.equal(s.serialize({ type: "statement", sql: 42, statementKinds: [], decision: "allow" } as unknown as StatementEvent), undefined);
+	assert.throws(() => s.serialize({ type: "statement", sql: "x", statementKinds: [], decision: "allow", rows: 1n } as unknown as StatementEvent), /BigInt/);
+	const odd = { type: "statement", sql: "x", params: [1, undefined], statementKinds: ["select", 7, null], decision: "allow" } as unknown as StatementEvent;
+	assert.equal(s.serialize(odd)?.json, JSON.stringify(odd));
+});
+
+test("recorded statements with every kind of text come back from the store exactly as emitted", async () => {
+	const store = new DirStore(await tempDir("eventjson-store"));
+	await store.init();
+	const { rec } = await makeRecorder(store, join(await tempDir("eventjson-spool"), "spool"), { chunkMaxBytes: 4096 });
+	try {
+		const events = fc.sample(statementEvent, { numRuns: 400, seed: 20261126 });
+		events.push({ type: "statement", sql: "SELECT '\ud800' || 'é' || '\u2028' || '\\\\' || '\"'", statementKinds: ["select"], decision: "allow", rows: Number.NaN, durationMs: -0 });
+		const m = meta();
+		const s = await rec.openSession(m);
+		for (const e of events) s.emit(e);
+		await s.close({ reason: "client-closed" });
+		await rec.drain(20_000);
+		const [summary] = await listSessions(store, { sessionId: m.sessionId });
+		const loaded = await loadSession(store, summary!.prefix);
+		assert.equal(loaded.events.length, events.length);
+		loaded.events.forEach((got, i) => {
+			const { seq, time, offsetMs, ...rest } = got;
+			assert.equal(seq, i + 1);
+			assert.equal(typeof time, "string");
+			assert.equal(typeof offsetMs, "number");
+			assert.deepEqual(rest, JSON.parse(JSON.stringify(events[i])), `event ${i + 1}`);
+		});
+	} finally {
+		await rec.stop();
+	}
+});
