@@ -2,7 +2,12 @@
  * The gateway's PostgreSQL listener in its own process for bench/recording-pgbench.ts, with recording
  * ON (DiskRecorder → spool → directory store) or OFF (a discarding Recorder that exists only as this
  * benchmark's baseline: the gateway itself never runs without recording). Same bundle either way.
- * argv: <config.json> on|off. Writes {port, maxRssKb, cpuMicros} to cfg.stateFile every 100 ms.
+ * argv: <config.json> on|off|serialize|switch. Writes {port, maxRssKb, cpuMicros, threads, backlog,
+ * pending} to cfg.stateFile every 100 ms.
+ *
+ * `switch`: both recorders in one process; each new session goes to the one named in the file
+ * `<stateFile>.mode` ("on" or "off", read when the session opens), so ON and OFF runs share one
+ * process, one JIT state and one heap, and the parent can alternate them run by run.
  */
 import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { rename, writeFile } from "node:fs/promises";
@@ -18,7 +23,7 @@ import { statCpuMicros } from "./proc.ts";
 
 const cfg = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as ChildConfig;
 const mode = process.argv[3];
-if (mode !== "on" && mode !== "off" && mode !== "serialize") throw new TypeError("usage: recording-pg-child.ts CONFIG on|off|serialize");
+if (mode !== "on" && mode !== "off" && mode !== "serialize" && mode !== "switch") throw new TypeError("usage: recording-pg-child.ts CONFIG on|off|serialize|switch");
 const bundle = benchBundle(cfg, {
 	mask: [{ name: "email", columns: ["customers.email"], strategy: { type: "redact" } }],
 	guardrails: [{ name: "no-drop", action: "block", sql: { statementKinds: ["DROP", "TRUNCATE"] } }],
@@ -50,14 +55,27 @@ class SerializingRecorder implements Recorder {
 	}
 }
 
+/** `switch` mode: sessions go to the recorder the parent names in `<stateFile>.mode` at their start. */
+class SwitchingRecorder implements Recorder {
+	readonly on: Recorder;
+	readonly off = new DiscardingRecorder();
+	constructor(on: Recorder) {
+		this.on = on;
+	}
+	openSession(meta: Parameters<Recorder["openSession"]>[0], options?: Parameters<Recorder["openSession"]>[1]): Promise<SessionRecorder> {
+		const which = readFileSync(`${cfg.stateFile}.mode`, "utf8").trim();
+		return which === "on" ? this.on.openSession(meta, options) : this.off.openSession(meta);
+	}
+}
+
 let disk: DiskRecorder | undefined;
 let recorder: Recorder;
-if (mode === "on") {
+if (mode === "on" || mode === "switch") {
 	const { key } = await generateRecordingKey();
 	const recDir = process.env.DRAWBRIDGE_BENCH_RECORDING_DIR ?? cfg.workDir;
 	disk = new DiskRecorder({ spoolDir: join(recDir, `spool-${process.pid}`), store: new DirStore(join(recDir, "recordings")), key });
 	await disk.start();
-	recorder = disk;
+	recorder = mode === "switch" ? new SwitchingRecorder(disk) : disk;
 } else recorder = mode === "serialize" ? new SerializingRecorder() : new DiscardingRecorder();
 const listener = startPostgresListener({ store, recorder, tls: cfg.tls });
 const { port } = await listener.listen(0);
@@ -84,7 +102,15 @@ const threadCpu = (): Record<string, number> => {
 };
 const state = () => {
 	const cpu = process.cpuUsage();
-	return JSON.stringify({ port, maxRssKb: process.resourceUsage().maxRSS, cpuMicros: cpu.user + cpu.system, threads: threadCpu(), serialized });
+	return JSON.stringify({
+		port,
+		maxRssKb: process.resourceUsage().maxRSS,
+		cpuMicros: cpu.user + cpu.system,
+		threads: threadCpu(),
+		serialized,
+		backlog: disk?.backlogBytes() ?? 0,
+		pending: disk?.pendingSessions().length ?? 0,
+	});
 };
 // Atomic replace: the parent reads this file while we run.
 writeFileSync(`${cfg.stateFile}.tmp`, state());

@@ -7,8 +7,16 @@
  *                                                                    [--node-flags "--liftoff-only"]  (the gateway child's; default as shipped)
  *                                                                    [--base off|on|serialize]  (what ON is compared with; default off)
  *                                                                    [--calibrate]  (= --base on: the noise floor of the ratio)
+ *                                                                    [--process shared|per-run]
  * `--base serialize` compares with a recorder that only JSON-serialises each event: ON vs that is the
  * spool's own cost, that vs OFF the cost of building and serialising events.
+ *
+ * `--process shared` (default): one gateway process serves every run; the recorder is switched per
+ * run (new sessions go to the disk recorder or to a discarding one), so ON and OFF share one
+ * process, one JIT state and one heap, and no run pays for another's leftovers: before each run the
+ * recorder's spool is drained (the sessions of an ON run are sealed and uploaded after pgbench ends;
+ * that CPU counts in the ON run's CPU per transaction). `--process per-run` starts a gateway
+ * process per run (the method of sessions 1-5), which adds process-to-process variation.
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -25,35 +33,76 @@ const RUNS = Number(arg("runs", "3"));
 const MODE = arg("mode", "simple");
 /** Node flags for the gateway child; default as shipped (bin/drawbridge.mjs, the image). */
 const NODE_FLAGS = arg("node-flags", "--liftoff-only").split(" ").filter(Boolean);
+const PROCESS = arg("process", "shared");
+if (PROCESS !== "shared" && PROCESS !== "per-run") throw new TypeError(`--process: shared or per-run, not ${PROCESS}`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
 const pg = await startPostgres({ settings: { max_connections: 60 } });
 const work = makeTempDir("rec-pgbench");
+/** The gateway process every run shares (`--process shared`). */
+let shared: ManagedProcess | undefined;
 try {
 	await prepareBenchData(pg, 0);
 	const { cfg, token } = await gatewayChildConfig(pg, work, "b1");
 	const cfgFile = join(work, "cfg.json");
 	writeFileSync(cfgFile, JSON.stringify(cfg));
 
-	const state = () => JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number; cpuMicros: number; threads: Record<string, number> };
-	const once = async (recording: "on" | "off" | "serialize"): Promise<{ tps: number; cpuPerTx: number; threads: Record<string, number> }> => {
+	const state = () =>
+		JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number; cpuMicros: number; threads: Record<string, number>; backlog: number; pending: number };
+	const pgbench = (port: number) =>
+		run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", String(SECONDS), "-M", MODE], {
+			env: { ...process.env, PGHOST: "localhost", PGPORT: String(port), PGDATABASE: cfg.connection, PGUSER: "bench", PGPASSWORD: token, PGSSLMODE: "verify-full", PGSSLROOTCERT: pg.caFile },
+		});
+	const startChild = async (mode: string) => {
 		rmSync(cfg.stateFile, { force: true });
-		const gw = new ManagedProcess({ name: `gateway-${recording}`, command: process.execPath, args: [...NODE_FLAGS, "--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, recording] });
-		try {
-			await waitFor("gateway child", async () => {
+		const gw = new ManagedProcess({ name: `gateway-${mode}`, command: process.execPath, args: [...NODE_FLAGS, "--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, mode] });
+		await waitFor(
+			"gateway child",
+			async () => {
 				try {
 					readFileSync(cfg.stateFile);
 					return true;
 				} catch {
 					return false;
 				}
-			}, { timeoutMs: 60_000, proc: gw });
-			const port = state().port;
+			},
+			{ timeoutMs: 60_000, proc: gw },
+		);
+		return gw;
+	};
+	/** Until the child's recorder has sealed and uploaded everything (state is rewritten every 100 ms). */
+	const drained = async () => {
+		await new Promise((r) => setTimeout(r, 250));
+		await waitFor("recording spool drained", async () => {
+			const st = state();
+			return st.backlog === 0 && st.pending === 0;
+		}, { timeoutMs: 120_000 });
+		await new Promise((r) => setTimeout(r, 150));
+	};
+	/** One run in the shared gateway process: the recorder named by `recording` takes the new sessions. */
+	const onceShared = async (recording: "on" | "off" | "serialize"): Promise<{ tps: number; cpuPerTx: number; threads: Record<string, number> }> => {
+		if (recording === "serialize") throw new TypeError("--base serialize needs --process per-run");
+		writeFileSync(`${cfg.stateFile}.mode`, recording);
+		await drained();
+		const s0 = state();
+		const out = await pgbench(s0.port);
+		const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(out.stdout);
+		const tx = /number of transactions actually processed: (\d+)/.exec(out.stdout);
+		if (out.code !== 0 || !m || !tx) throw new Error(`pgbench (recording ${recording}) failed: ${out.stderr}\n${out.stdout}`);
+		// The run's sessions are sealed and uploaded after pgbench ends: their CPU belongs to this run.
+		await drained();
+		const s1 = state();
+		const threads: Record<string, number> = {};
+		for (const [k, v] of Object.entries(s1.threads)) threads[k] = (v - (s0.threads[k] ?? 0)) / Number(tx[1]);
+		return { tps: Number(m[1]), cpuPerTx: (s1.cpuMicros - s0.cpuMicros) / Number(tx[1]), threads };
+	};
+	/** One run in a gateway process of its own (`--process per-run`). */
+	const once = async (recording: "on" | "off" | "serialize"): Promise<{ tps: number; cpuPerTx: number; threads: Record<string, number> }> => {
+		if (shared) return onceShared(recording);
+		const gw = await startChild(recording);
+		try {
 			const s0 = state();
-			const cpu0 = s0.cpuMicros;
-			const out = await run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", String(SECONDS), "-M", MODE], {
-				env: { ...process.env, PGHOST: "localhost", PGPORT: String(port), PGDATABASE: cfg.connection, PGUSER: "bench", PGPASSWORD: token, PGSSLMODE: "verify-full", PGSSLROOTCERT: pg.caFile },
-			});
+			const out = await pgbench(s0.port);
 			const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(out.stdout);
 			const tx = /number of transactions actually processed: (\d+)/.exec(out.stdout);
 			if (out.code !== 0 || !m || !tx) throw new Error(`pgbench (recording ${recording}) failed: ${out.stderr}\n${out.stdout}`);
@@ -61,7 +110,7 @@ try {
 			const s1 = state();
 			const threads: Record<string, number> = {};
 			for (const [k, v] of Object.entries(s1.threads)) threads[k] = (v - (s0.threads[k] ?? 0)) / Number(tx[1]);
-			return { tps: Number(m[1]), cpuPerTx: (s1.cpuMicros - cpu0) / Number(tx[1]), threads };
+			return { tps: Number(m[1]), cpuPerTx: (s1.cpuMicros - s0.cpuMicros) / Number(tx[1]), threads };
 		} finally {
 			await gw.stop();
 		}
@@ -80,6 +129,14 @@ try {
 	const CALIBRATE = process.argv.includes("--calibrate");
 	const baseMode = CALIBRATE ? "on" : (arg("base", "off") as "off" | "on" | "serialize");
 	if (!["off", "on", "serialize"].includes(baseMode)) throw new TypeError(`--base: off, on or serialize, not ${baseMode}`);
+	if (PROCESS === "shared") {
+		shared = await startChild("switch");
+		// Warm-up: both paths JIT-compiled before anything is measured.
+		for (const mode of ["on", "off"]) {
+			writeFileSync(`${cfg.stateFile}.mode`, mode);
+			await pgbench(state().port);
+		}
+	}
 	for (let r = 0; r < RUNS; r++) {
 		if (r % 2 === 0) {
 			off.push(await once(baseMode));
@@ -101,6 +158,8 @@ try {
 		`| gateway CPU µs per transaction (median) | ${median(off.map((x) => x.cpuPerTx)).toFixed(0)} | ${median(on.map((x) => x.cpuPerTx)).toFixed(0)} | ${cpuRatio.toFixed(3)} |`,
 	);
 	console.log("CPU per transaction is the steadier measure on a shared machine; TPS moves with everyone else's load.");
+	console.log(`gateway process: ${PROCESS === "shared" ? "one for every run, recorder switched per run" : "one per run"}`);
 } finally {
+	await shared?.stop();
 	await pg.stop();
 }
