@@ -198,13 +198,20 @@ export class DiskRecorder implements Recorder {
 	readonly now: () => number;
 	#isoMs = Number.NaN;
 	#iso = "";
+	#isoBytes = Buffer.alloc(0);
 	/** new Date(ms).toISOString(), remembered for the last millisecond (a burst of events shares it). */
 	isoTime(ms: number): string {
 		if (ms !== this.#isoMs) {
 			this.#iso = new Date(ms).toISOString();
+			this.#isoBytes = Buffer.from(this.#iso, "latin1");
 			this.#isoMs = ms;
 		}
 		return this.#iso;
+	}
+	/** isoTime(ms) as ASCII bytes. */
+	isoBytes(ms: number): Buffer {
+		this.isoTime(ms);
+		return this.#isoBytes;
 	}
 	/** Chunk buffers of sealed chunks, for the next chunks: a busy session does not allocate a megabyte per chunk. */
 	private readonly spareBuffers: Buffer[] = [];
@@ -713,6 +720,31 @@ async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
 	}
 }
 
+const SEQ_KEY = Buffer.from(',"seq":', "latin1");
+const TIME_KEY = Buffer.from(',"time":"', "latin1");
+const OFFSET_KEY = Buffer.from('","offsetMs":', "latin1");
+
+function putBytes(buf: Buffer, p: number, bytes: Uint8Array): number {
+	for (let i = 0; i < bytes.length; i++) buf[p + i] = bytes[i]!;
+	return p + bytes.length;
+}
+
+/** A number as JSON writes it: safe integers digit by digit, anything else through JSON.stringify. */
+function putNumber(buf: Buffer, p: number, n: number): number {
+	if (!Number.isSafeInteger(n)) return p + buf.write(JSON.stringify(n), p, "latin1");
+	if (n < 0) {
+		buf[p++] = 0x2d; // -
+		n = -n;
+	}
+	let digits = 1;
+	for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+	for (let i = p + digits - 1; i >= p; i--) {
+		buf[i] = 0x30 + (n % 10);
+		n = Math.floor(n / 10);
+	}
+	return p + digits;
+}
+
 /**
  * Bytes kept free at the front of a chunk buffer for the chunk's header line, written there at seal
  * time so that header and events are gzipped from one contiguous range, without a copy.
@@ -766,12 +798,33 @@ class ChunkBuffer {
 	}
 
 	/**
-	 * Append one stored line (`ascii`: every character is one byte, copied as Latin-1 without a UTF-8
-	 * encoding pass); the chunk's seq range and counts take the event in.
+	 * Append one stored line: the event's JSON (`ascii`: every character is one byte, copied as Latin-1
+	 * without a UTF-8 encoding pass) with `,"seq":…,"time":"…","offsetMs":…}` and a newline written
+	 * over its closing brace, byte by byte (no number-to-string conversions, no joined string); the
+	 * chunk's seq range and counts take the event in.
 	 */
-	append(line: string, ascii: boolean, seq: number, timeMs: number, event: RecordingEvent): void {
-		if (ascii) this.len += this.room(line.length).write(line, this.len, "latin1");
-		else this.len += this.room(line.length > 65536 ? Buffer.byteLength(line) : line.length * 3).write(line, this.len, "utf8");
+	appendEvent(json: string, ascii: boolean, seq: number, iso: Uint8Array, offsetMs: number, timeMs: number, event: RecordingEvent): void {
+		const buf = this.room((ascii ? json.length : json.length > 65536 ? Buffer.byteLength(json) : json.length * 3) + iso.length + 64);
+		let p = this.len + buf.write(json, this.len, ascii ? "latin1" : "utf8") - 1;
+		p = putBytes(buf, p, SEQ_KEY);
+		p = putNumber(buf, p, seq);
+		p = putBytes(buf, p, TIME_KEY);
+		p = putBytes(buf, p, iso);
+		p = putBytes(buf, p, OFFSET_KEY);
+		p = putNumber(buf, p, offsetMs);
+		buf[p++] = 0x7d; // }
+		buf[p++] = 0x0a; // \n
+		this.len = p;
+		this.took(seq, timeMs, event);
+	}
+
+	/** Append one stored line as it is (recovery re-reads lines from events.jsonl). */
+	append(line: string, seq: number, timeMs: number, event: RecordingEvent): void {
+		this.len += this.room(line.length > 65536 ? Buffer.byteLength(line) : line.length * 3).write(line, this.len, "utf8");
+		this.took(seq, timeMs, event);
+	}
+
+	private took(seq: number, timeMs: number, event: RecordingEvent): void {
 		if (this.events === 0) {
 			this.firstSeq = seq;
 			this.firstTimeMs = timeMs;
@@ -863,10 +916,9 @@ class LiveSession implements SessionRecorder {
 			json = JSON.stringify(event);
 		}
 		// The stored event is the event with seq, time and offsetMs appended, in that key order (the
-		// same bytes as JSON.stringify({ ...event, seq, time, offsetMs })): one line, one copy.
-		const line = `${json.slice(0, -1)},"seq":${seq},"time":"${this.rec.isoTime(now)}","offsetMs":${offsetMs}}\n`;
+		// same bytes as JSON.stringify({ ...event, seq, time, offsetMs })), written over its closing brace.
 		const c = this.chunk(now);
-		c.append(line, ascii, seq, now, event);
+		c.appendEvent(json, ascii, seq, this.rec.isoBytes(now), offsetMs, now, event);
 		if (event.type === "terminal") {
 			if (!this.castStarted) {
 				this.castStarted = true;
@@ -1154,7 +1206,7 @@ class LiveSession implements SessionRecorder {
 			this.seq = ev.seq;
 			const timeMs = Date.parse(ev.time) || Date.now();
 			const c = this.chunk(timeMs);
-			c.append(`${l}\n`, false, ev.seq, timeMs, ev);
+			c.append(`${l}\n`, ev.seq, timeMs, ev);
 			this.appended(c);
 		}
 	}

@@ -113,3 +113,28 @@ test("recorded statements with every kind of text come back from the store exact
 		await rec.stop();
 	}
 });
+
+test("seq, time and offsetMs are written digit by digit as JSON.stringify would: offsets past 2^31 ms and negative ones (a clock step)", async () => {
+	const store = new DirStore(await tempDir("eventjson-offsets"));
+	await store.init();
+	const start = Date.parse("2027-01-01T00:00:00.000Z");
+	const clock = [start + 30 * 86_400_000 + 7, start - 1234, start, start + 999_999_999_999];
+	let i = 0;
+	const { rec } = await makeRecorder(store, join(await tempDir("eventjson-offsets-spool"), "spool"), { now: () => clock[Math.min(i++, clock.length - 1)]! });
+	try {
+		const m = meta({ startedAt: new Date(start).toISOString() });
+		const s = await rec.openSession(m);
+		i = 0;
+		for (let k = 0; k < 4; k++) s.emit({ type: "statement", sql: `SELECT ${k}`, statementKinds: ["select"], decision: "allow" });
+		await s.close({ reason: "client-closed" });
+		await rec.drain(20_000);
+		const [summary] = await listSessions(store, { sessionId: m.sessionId });
+		const loaded = await loadSession(store, summary!.prefix);
+		assert.deepEqual(
+			loaded.events.map((e) => [e.seq, e.time, e.offsetMs]),
+			clock.slice(0, 4).map((t, k) => [k + 1, new Date(t).toISOString(), t - start]),
+		);
+	} finally {
+		await rec.stop();
+	}
+});
