@@ -25,6 +25,7 @@ import git from "isomorphic-git";
 import pg from "pg";
 import type { AccessGrant, Connection, GuardrailPolicy, MaskingPolicy } from "../crds/index.ts";
 import { sealBundle } from "../gateway/config/canonical.ts";
+import { FileHighWater } from "../gateway/config/highwater.ts";
 import { BUNDLE_API_VERSION, type BackendCredential, type ConfigBundle, type IssuerConfig } from "../gateway/config/bundle.ts";
 import { startGateway, type RunningGateway } from "../gateway/main.ts";
 import type { GatewayOptions } from "../gateway/options.ts";
@@ -128,6 +129,10 @@ export class DevEnvironment {
 		return join(this.options.stateDir, "bundle.json");
 	}
 
+	get bundleStateFile(): string {
+		return join(this.options.stateDir, "bundle-state.json");
+	}
+
 	get recordingsDir(): string {
 		return join(this.options.stateDir, "recordings");
 	}
@@ -138,6 +143,9 @@ export class DevEnvironment {
 		this.ring = loadOrCreateRing(join(stateDir, "issuer", "operator-keys.json"));
 		this.usersRing = loadOrCreateRing(join(stateDir, "issuer", "user-keys.json"));
 		this.#maskingKey = loadOrCreateSecret(join(stateDir, "masking-key"));
+		// Number bundles above the newest the dev gateway accepted before (its high-water mark), so a
+		// clock set back between two runs never makes it refuse its own bundle.
+		this.#version = (await new FileHighWater(this.bundleStateFile).read())?.version ?? 0;
 		this.tls = ensureDevTls(stateDir);
 		this.pg = await startEmbeddedPostgres(stateDir, this.options.upstreamPort, progress);
 		progress(`reading grants from ${this.options.repo}`);
@@ -157,6 +165,7 @@ export class DevEnvironment {
 		const kubeOn = this.options.kubePort !== 0;
 		this.gateway = await startGateway({
 			bundle: { kind: "file", path: this.bundleFile },
+			bundleState: { kind: "file", path: this.bundleStateFile },
 			postgresListen: { host: "127.0.0.1", port: want.postgres },
 			...(sshOn ? { sshListen: { host: "127.0.0.1", port: want.ssh }, sshHostKeyFile: ensureHostKey(stateDir) } : {}),
 			...(kubeOn ? { kubeListen: { host: "127.0.0.1", port: want.kube } } : {}),

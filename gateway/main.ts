@@ -16,13 +16,14 @@ import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import pino from "pino";
 import { parse as parseYaml } from "yaml";
-import { Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
 import { DataPathMetrics } from "./admin/metrics.ts";
 import { buildAdminServer } from "./admin/server.ts";
 import { registerViewer } from "./admin/viewer.ts";
 import { createApprovalService, registerApprovalRoutes, verifierAuthenticator, type WebhookTarget } from "./approvals/index.ts";
 import { parseWebhookTargets } from "./approvals/webhook.ts";
-import { BundleStore } from "./config/store.ts";
+import { type BundleMark, ConfigMapHighWater, FileHighWater, type HighWaterStore } from "./config/highwater.ts";
+import { BundleError, BundleStore } from "./config/store.ts";
 import { type BundleSource, FileBundleSource, KubeSecretBundleSource } from "./config/sources.ts";
 import { GATEWAY_HELP, type GatewayOptions, OptionsError, parseGatewayOptions } from "./options.ts";
 import { startPostgresListener } from "./postgres/listener.ts";
@@ -43,26 +44,80 @@ export interface RunningGateway {
 	shutdown(reason: string): Promise<void>;
 }
 
+/**
+ * The stored mark, waiting while its store cannot be read (an API server not reachable yet): starting
+ * without it would accept any older bundle. A mark that is there but unreadable stops the start.
+ */
+async function readHighWater(store: HighWaterStore, log: pino.Logger): Promise<BundleMark | undefined> {
+	for (let attempt = 1; ; attempt++) {
+		try {
+			return await store.read();
+		} catch (err) {
+			if (/bundle high-water mark/.test(String(err)) || attempt >= 30) throw err;
+			log.warn({ err: String(err), location: store.location }, "bundle high-water mark not readable yet; retrying");
+			await new Promise((r) => setTimeout(r, 2000));
+		}
+	}
+}
+
 /** Start every component; used by `main()` and by `drawbridge dev`. */
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
 	const log = pino({ level: options.logLevel, base: { component: "gateway", instance: options.instance } });
 	const registry = new Registry();
-	const store = new BundleStore();
-	store.on("change", (next, prev) =>
-		log.info({ version: next.version, hash: next.bundle.hash, previous: prev?.version, grants: next.bundle.grants.length }, "config bundle loaded"),
-	);
+	// The newest bundle accepted before this start: an older one (a stale Secret, a restored backup)
+	// is refused, so a restart cannot bring back revoked grants (docs/security-model.md, "Revocation").
+	const highWater: HighWaterStore =
+		options.bundleState.kind === "file" ? new FileHighWater(options.bundleState.path) : new ConfigMapHighWater(options.bundleState.namespace, options.bundleState.name);
+	const mark = await readHighWater(highWater, log);
+	const bundlesRefused = new Counter({
+		name: "drawbridge_gateway_bundles_refused_total",
+		help: "Config bundles refused, by reason (rollback: older than the high-water mark; invalid; hash-mismatch).",
+		labelNames: ["reason"],
+		registers: [registry],
+	});
+	const highWaterVersion = new Gauge({
+		name: "drawbridge_gateway_bundle_highwater_version",
+		help: "Newest config bundle version accepted, kept across restarts (0: none yet).",
+		registers: [registry],
+	});
+	highWaterVersion.set(mark?.version ?? 0);
+	if (mark) log.info({ version: mark.version, hash: mark.hash, location: highWater.location }, "bundle high-water mark loaded; older bundles are refused");
+	const store = new BundleStore({ ...(mark ? { highWater: mark } : {}), highWaterLocation: highWater.location });
+	let raising = Promise.resolve();
+	store.on("change", (next, prev) => {
+		log.info({ version: next.version, hash: next.bundle.hash, previous: prev?.version, grants: next.bundle.grants.length }, "config bundle loaded");
+		const accepted = store.highWater;
+		if (!accepted) return;
+		highWaterVersion.set(accepted.version);
+		raising = raising
+			.then(() => highWater.raise(accepted))
+			.catch((err) => log.error({ err: String(err), location: highWater.location, version: accepted.version }, "bundle high-water mark not saved; a restart may accept an older bundle"));
+	});
+	store.on("refused", (err, bundle) => {
+		bundlesRefused.inc({ reason: err.code });
+		log.error({ err: err.message, version: bundle.version, hash: bundle.hash, highWater: store.highWater?.version, location: highWater.location }, "config bundle refused: rollback");
+	});
+	const countRefusal = (err: unknown) => {
+		if (err instanceof BundleError && err.code !== "rollback") bundlesRefused.inc({ reason: err.code });
+	};
 
 	let source: BundleSource;
 	if (options.bundle.kind === "file") {
 		source = new FileBundleSource(store, {
 			path: options.bundle.path,
-			onError: (err) => log.warn({ err: String(err) }, "config bundle not loaded; keeping the current one"),
+			onError: (err) => {
+				countRefusal(err);
+				log.warn({ err: String(err) }, "config bundle not loaded; keeping the current one");
+			},
 		});
 	} else {
 		source = new KubeSecretBundleSource(store, {
 			namespace: options.bundle.namespace,
 			name: options.bundle.name,
-			onError: (err) => log.warn({ err: String(err) }, "config bundle watch error; keeping the current one"),
+			onError: (err) => {
+				countRefusal(err);
+				log.warn({ err: String(err) }, "config bundle watch error; keeping the current one");
+			},
 		});
 	}
 	let recordingStore: RecordingStore;

@@ -4,6 +4,7 @@
  * (DRAWBRIDGE_<FLAG_IN_CAPS>); flags win. Units are in the names.
  */
 import { parseArgs } from "node:util";
+import { highWaterConfigMapName } from "./config/highwater.ts";
 
 export interface ListenAddress {
 	host: string;
@@ -13,6 +14,11 @@ export interface ListenAddress {
 export interface GatewayOptions {
 	/** Where the config bundle comes from. */
 	bundle: { kind: "file"; path: string } | { kind: "secret"; namespace: string; name: string };
+	/**
+	 * Where the bundle high-water mark lives (gateway/config/highwater.ts): default a ConfigMap
+	 * `<secret>-highwater` next to the bundle Secret, or `<spoolDir>/bundle-state.json` with a bundle file.
+	 */
+	bundleState: { kind: "configmap"; namespace: string; name: string } | { kind: "file"; path: string };
 	postgresListen?: ListenAddress;
 	/** Concurrent PostgreSQL client connections at most; more get FATAL 53300 (default 1000, also when absent). */
 	postgresMaxConnections?: number;
@@ -84,6 +90,10 @@ approvals API, recordings viewer). Every option can also be set as DRAWBRIDGE_<N
 Config bundle (one of):
   --bundle-file PATH          JSON bundle written by \`drawbridge dev\` or mounted from a Secret
   --bundle-secret NS/NAME     Secret holding bundle.json, watched through the Kubernetes API
+  --bundle-state LOC          where the newest accepted bundle version is kept, so a restarted
+                              gateway refuses an older bundle: configmap:NS/NAME or file:PATH
+                              (default configmap:NS/NAME-highwater next to --bundle-secret,
+                              file:<spool-dir>/bundle-state.json with --bundle-file)
 
 Listeners (host:port; a listener without an address is off, admin defaults to 127.0.0.1:8080):
   --postgres-listen ADDR      PostgreSQL wire protocol
@@ -147,6 +157,20 @@ function parseListen(value: string | undefined, flag: string): ListenAddress | u
 	return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
+function parseBundleState(value: string | undefined, bundle: GatewayOptions["bundle"], spoolDir: string): GatewayOptions["bundleState"] {
+	if (value === undefined || value === "") {
+		return bundle.kind === "secret"
+			? { kind: "configmap", namespace: bundle.namespace, name: highWaterConfigMapName(bundle.name) }
+			: { kind: "file", path: `${spoolDir.replace(/\/+$/, "")}/bundle-state.json` };
+	}
+	if (value.startsWith("file:") && value.length > 5) return { kind: "file", path: value.slice(5) };
+	if (value.startsWith("configmap:")) {
+		const [namespace, name, extra] = value.slice(10).split("/");
+		if (namespace && name && extra === undefined) return { kind: "configmap", namespace, name };
+	}
+	throw new OptionsError(`--bundle-state: expected configmap:NAMESPACE/NAME or file:PATH, got ${value}`);
+}
+
 export class OptionsError extends Error {
 	override readonly name = "OptionsError";
 }
@@ -154,6 +178,7 @@ export class OptionsError extends Error {
 const FLAGS = {
 	"bundle-file": { type: "string" },
 	"bundle-secret": { type: "string" },
+	"bundle-state": { type: "string" },
 	"postgres-listen": { type: "string" },
 	"postgres-max-connections": { type: "string" },
 	"ssh-listen": { type: "string" },
@@ -266,6 +291,7 @@ export function parseGatewayOptions(
 
 	const options: GatewayOptions = {
 		bundle,
+		bundleState: parseBundleState(get("bundle-state"), bundle, get("spool-dir") ?? "/var/spool/drawbridge"),
 		postgresListen: parseListen(get("postgres-listen"), "--postgres-listen"),
 		postgresMaxConnections: int("postgres-max-connections", 1000),
 		sshListen: parseListen(get("ssh-listen"), "--ssh-listen"),

@@ -68,3 +68,37 @@ test("a later bundle that extends a grant reschedules its end", async () => {
 	await new Promise((r) => setTimeout(r, 250));
 	assert.deepEqual(ends, []);
 });
+
+test("a bundle older than the high-water mark is refused after a restart, with code rollback and a refused event", () => {
+	const before = new BundleStore();
+	assert.ok(before.update(bundle(6, [])));
+	const mark = before.highWater!;
+	assert.equal(mark.version, 6);
+	// A new process with the stored mark: the older bundle (its grant since revoked) is refused.
+	const after = new BundleStore({ highWater: mark, highWaterLocation: "file:/state.json" });
+	const refused: number[] = [];
+	after.on("refused", (_err, b) => refused.push(b.version));
+	assert.throws(
+		() => after.update(bundle(5, [grant(60_000)])),
+		(e: unknown) => e instanceof BundleError && e.code === "rollback" && /older than version 6 .*file:\/state\.json/.test(e.message),
+	);
+	assert.deepEqual(refused, [5]);
+	assert.equal(after.loaded, false);
+	// Same version, other content: a second bundle numbered 6 is not the one accepted.
+	assert.throws(() => after.update(bundle(6, [grant(60_000)])), (e: unknown) => e instanceof BundleError && e.code === "rollback");
+	// The very bundle of the mark, and anything newer, is taken.
+	const same = new BundleStore({ highWater: { ...mark, hash: bundle(7, []).hash, version: 7 } });
+	assert.throws(() => same.update(bundle(6, [])), (e: unknown) => e instanceof BundleError && e.code === "rollback");
+	assert.ok(after.update(bundle(7, [])));
+	assert.equal(after.highWater?.version, 7);
+	// While running, an older version is refused too (the current one seen again is just ignored).
+	assert.throws(() => after.update(bundle(6, [])), (e: unknown) => e instanceof BundleError && e.code === "rollback");
+	assert.equal(after.current.version, 7);
+});
+
+test("the bundle of the mark itself is accepted at start (a restart with an unchanged Secret)", () => {
+	const b = bundle(9, []);
+	const store = new BundleStore({ highWater: { version: 9, hash: b.hash, generatedAt: b.generatedAt, acceptedAt: "" } });
+	assert.ok(store.update(b));
+	assert.equal(store.current.version, 9);
+});

@@ -15,12 +15,14 @@ import {
 	type SubjectMatcher,
 } from "./bundle.ts";
 import { bundleHash } from "./canonical.ts";
+import type { BundleMark } from "./highwater.ts";
 import { checkIssuerLimits, TokenVerifier, type TokenVerifierOptions } from "../identity/verify.ts";
 
 export class BundleError extends Error {
 	override readonly name = "BundleError";
 	constructor(
-		readonly code: "invalid" | "hash-mismatch",
+		/** `rollback`: older than the newest bundle accepted (also before a restart: the high-water mark). */
+		readonly code: "invalid" | "hash-mismatch" | "rollback",
 		message: string,
 	) {
 		super(message);
@@ -163,22 +165,38 @@ export type GrantEndReason = "expired" | "revoked";
 
 export interface BundleStoreEvents {
 	change: [next: LoadedBundle, previous: LoadedBundle | undefined];
+	/** A valid bundle refused because it is older than the high-water mark (logged and counted by the caller). */
+	refused: [error: BundleError, bundle: ConfigBundle];
 }
 
 export interface BundleStoreOptions {
 	verifier?: TokenVerifierOptions;
+	/**
+	 * The newest bundle accepted before this process started (gateway/config/highwater.ts): a bundle
+	 * with a lower version, or the same version and another hash, is refused with code `rollback`.
+	 */
+	highWater?: BundleMark;
+	/** Where the mark is kept, named in the refusal message. */
+	highWaterLocation?: string;
 	/** Clock for tests. */
 	now?: () => Date;
 }
 
 export class BundleStore extends EventEmitter<BundleStoreEvents> {
 	#current: LoadedBundle | undefined;
+	#highWater: BundleMark | undefined;
 	readonly #options: BundleStoreOptions;
 
 	constructor(options: BundleStoreOptions = {}) {
 		super();
 		this.setMaxListeners(0);
 		this.#options = options;
+		this.#highWater = options.highWater;
+	}
+
+	/** The newest bundle accepted, by this process or (when loaded at start) before it. */
+	get highWater(): BundleMark | undefined {
+		return this.#highWater;
 	}
 
 	get current(): LoadedBundle {
@@ -196,18 +214,35 @@ export class BundleStore extends EventEmitter<BundleStoreEvents> {
 
 	/**
 	 * Accept a bundle if valid and newer than the current one. Returns false (and keeps the current
-	 * bundle) for an older or identical version; throws BundleError for an invalid one.
+	 * bundle) for the current version seen again; throws BundleError for an invalid one, and with code
+	 * `rollback` (after emitting `refused`) for one older than the high-water mark.
 	 */
 	update(raw: unknown): boolean {
 		const bundle = validateBundle(structuredClone(raw));
 		const previous = this.#current;
-		// Versions only move forward: a replayed or older bundle (e.g. from a lagging watch) is ignored.
+		const mark = this.#highWater;
+		// Versions only move forward, across restarts too: an older bundle may name revoked grants.
+		if (mark && (bundle.version < mark.version || (!previous && bundle.version === mark.version && bundle.hash !== mark.hash))) {
+			const older = bundle.version < mark.version;
+			const err = new BundleError(
+				"rollback",
+				`config bundle version ${bundle.version} (generated ${bundle.generatedAt}, hash ${bundle.hash.slice(0, 12)}) refused: ` +
+					(older ? "older than" : "same version as, but different content from,") +
+					` version ${mark.version} (hash ${mark.hash.slice(0, 12)}, generated ${mark.generatedAt}) already accepted` +
+					`${this.#options.highWaterLocation ? ` (high-water mark ${this.#options.highWaterLocation})` : ""}; ` +
+					"an older bundle may grant revoked access. If this rollback is deliberate, see docs/operations.md, \"Bundle rollback refused\"",
+			);
+			this.emit("refused", err, bundle);
+			throw err;
+		}
+		// The current version seen again (a watch re-listing, a replica's duplicate write) is ignored.
 		if (previous && bundle.version <= previous.version) return false;
 		const sameIssuers =
 			previous && JSON.stringify(previous.bundle.issuers) === JSON.stringify(bundle.issuers);
 		const verifier = sameIssuers ? previous.verifier : new TokenVerifier(bundle.issuers, this.#options.verifier);
 		const next = new LoadedBundle(bundle, verifier);
 		this.#current = next;
+		this.#highWater = { version: bundle.version, hash: bundle.hash, generatedAt: bundle.generatedAt, acceptedAt: this.now().toISOString() };
 		this.emit("change", next, previous);
 		return true;
 	}

@@ -9,8 +9,9 @@ import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import type { AccessGrant, Connection, GuardrailPolicy, MaskingPolicy } from "../../crds/index.ts";
 import type { BackendCredential, ConfigBundle, IssuerConfig } from "../../gateway/config/bundle.ts";
+import { HIGH_WATER_KEY, highWaterConfigMapName, parseMark } from "../../gateway/config/highwater.ts";
 import { type KeyRing, JWT_ALGORITHM, jwksOf } from "../credentials/jwt.ts";
-import { type KubeClient, KubeError, SECRETS } from "../kube/client.ts";
+import { CONFIGMAPS, type KubeClient, KubeError, SECRETS } from "../kube/client.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import type { OperatorOptions } from "../options.ts";
 import { ANNOTATIONS, FIELD_MANAGER, LABELS } from "../reconcile/labels.ts";
@@ -91,6 +92,14 @@ export class BundleWriter {
 		return this.lastBundle;
 	}
 
+	/** The gateways' bundle high-water mark (0 when none yet); a mark that cannot be read stops the write. */
+	async #highWaterVersion(): Promise<number> {
+		const name = highWaterConfigMapName(this.opts.bundleSecretName);
+		const cm = await this.kube.get<{ data?: Record<string, string> } & Secret>(CONFIGMAPS, this.opts.namespace, name);
+		const text = cm?.data?.[HIGH_WATER_KEY];
+		return text === undefined ? 0 : parseMark(text, `configmap:${this.opts.namespace}/${name}`).version;
+	}
+
 	/** Compiles and writes if changed. Returns when the bundle would next change on its own. */
 	async sync(): Promise<{ requeueAt?: Date } | undefined> {
 		const now = new Date();
@@ -134,12 +143,18 @@ export class BundleWriter {
 		const next = nextBundleChange(inputs, now);
 		const res = next ? { requeueAt: next } : undefined;
 		const existing = await this.kube.get<Secret>(SECRETS, this.opts.namespace, this.opts.bundleSecretName);
-		if (existing?.metadata.annotations?.[ANNOTATIONS.contentHash] === hash) {
+		const storedVersion = Number(existing?.metadata.annotations?.["access.drawbridge.dev/bundle-version"] ?? "0");
+		const prevVersion = Number.isSafeInteger(storedVersion) ? storedVersion : 0;
+		// Gateways refuse a bundle older than the newest they accepted (their high-water mark). After the
+		// Secret was deleted, restored from a backup or overwritten with an old copy, it is numbered below
+		// that mark: write the current content again above it, or no gateway (re)starts.
+		const highWater = await this.#highWaterVersion();
+		if (existing?.metadata.annotations?.[ANNOTATIONS.contentHash] === hash && prevVersion >= highWater) {
 			if (!this.lastBundle) this.lastBundle = JSON.parse(secretValue(existing, "bundle.json") ?? "null") ?? undefined;
 			return res;
 		}
-		const prevVersion = Number(existing?.metadata.annotations?.["access.drawbridge.dev/bundle-version"] ?? "0");
-		const version = (Number.isSafeInteger(prevVersion) ? prevVersion : 0) + 1;
+		if (highWater > prevVersion) this.log.warn({ secretVersion: prevVersion, highWater }, "bundle Secret is older than the gateways' high-water mark; writing the current bundle above it");
+		const version = Math.max(prevVersion, highWater) + 1;
 		const bundle = compileBundle(inputs, { version, generatedAt: now });
 		const body: Secret = {
 			apiVersion: "v1",
