@@ -57,7 +57,8 @@ export interface GrantWindow {
 
 /**
  * The effective window of a grant. `approvedAt` is the time of the merge that introduced the grant
- * (status.origin.committedAt); a grant without `notBefore` starts there, and a `duration` counts from
+ * (the operator passes the earlier of status.origin.committedAt and status.origin.firstSeenAt: a
+ * committer time is whatever the commit says); a grant without `notBefore` starts there, and a `duration` counts from
  * the start. Throws a TypeError for a spec the validator would reject (neither or both of
  * duration/expiresAt, unparsable values).
  */

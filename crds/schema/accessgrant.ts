@@ -196,7 +196,10 @@ export const GrantOrigin = Type.Object(
 		commit: Type.Optional(Type.String({ description: "SHA of the commit that introduced the current spec.", maxLength: 64 })),
 		author: Type.Optional(Type.String({ description: "Author of that commit.", maxLength: 512 })),
 		committer: Type.Optional(Type.String({ description: "Committer of that commit (who merged).", maxLength: 512 })),
-		committedAt: Type.Optional(Timestamp("Commit time; duration-based grants count from here.")),
+		committedAt: Type.Optional(Timestamp("Committer time as written in the commit (whoever made the commit chose it).")),
+		firstSeenAt: Type.Optional(
+			Timestamp("When the operator first saw this commit; a grant without notBefore starts at the earlier of this and committedAt."),
+		),
 		pullRequest: Type.Optional(Type.Integer({ description: "Pull-request number parsed from the merge message.", minimum: 1 })),
 		url: Type.Optional(Type.String({ description: "Web link to the pull request or commit.", maxLength: 2048 })),
 	},

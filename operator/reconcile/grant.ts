@@ -113,7 +113,8 @@ export class GrantReconciler {
 		const status: AccessGrantStatus = {
 			phase: decision.phase,
 			...(decision.window ? { notBefore: decision.window.notBefore.toISOString(), expiresAt: decision.window.expiresAt.toISOString() } : {}),
-			origin: decision.origin,
+			// firstSeenAt kept with the commit it belongs to: the next decision reads it back from here.
+			origin: { ...decision.origin, ...(decision.firstSeenAt ? { firstSeenAt: decision.firstSeenAt } : {}) },
 			...(credential ? { credential } : {}),
 			conditions: grantConditions(grant.status?.conditions, decision, grant.metadata.generation, now, credentialError),
 			...(grant.metadata.generation !== undefined ? { observedGeneration: grant.metadata.generation } : {}),

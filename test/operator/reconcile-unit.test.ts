@@ -7,7 +7,7 @@ import { test } from "node:test";
 import type { AccessGrant, Connection, GuardrailPolicy, MaskingPolicy } from "../../crds/index.ts";
 import { bundleHash } from "../../gateway/config/canonical.ts";
 import { compileBundle, compileBundleContent, contentHash, nextBundleChange } from "../../operator/config/compile.ts";
-import { decideGrant, grantConditions, setCondition } from "../../operator/reconcile/desired/accessgrant.ts";
+import { approvalTime, decideGrant, firstSeenOf, grantConditions, setCondition } from "../../operator/reconcile/desired/accessgrant.ts";
 import { type ConnectionSecretsCheck, connectionStatus, policyStatus } from "../../operator/reconcile/desired/status.ts";
 import { ANNOTATIONS } from "../../operator/reconcile/labels.ts";
 import { WorkQueue } from "../../operator/reconcile/queue.ts";
@@ -70,6 +70,30 @@ test("decideGrant (table)", () => {
 	const argo = decideGrant(grant("g", {}, { annotations: {}, creationTimestamp: min(10).toISOString() }), orders, min(35));
 	assert.equal(argo.phase, "Active");
 	assert.equal(argo.window!.expiresAt.toISOString(), min(40).toISOString());
+});
+
+test("a committer time later than the operator's first sight of the commit counts from first sight", () => {
+	const orders = conn("orders", "postgres", true);
+	// Committed "a month ahead"; first decided at min(5): the 30 minutes run from min(5).
+	const future = grant("g", {}, { annotations: { [ANNOTATIONS.committedAt]: min(43_200).toISOString(), [ANNOTATIONS.commit]: "abc" } });
+	const first = decideGrant(future, orders, min(5));
+	assert.equal(first.phase, "Active");
+	assert.equal(first.firstSeenAt, min(5).toISOString());
+	assert.equal(first.window!.expiresAt.toISOString(), min(35).toISOString());
+	// Later decisions read firstSeenAt back from status while it names the same commit: no sliding.
+	const withStatus = { ...future, status: { origin: { commit: "abc", firstSeenAt: min(5).toISOString() } } } as AccessGrant;
+	const later = decideGrant(withStatus, orders, min(36));
+	assert.equal(later.phase, "Expired");
+	assert.equal(later.firstSeenAt, min(5).toISOString());
+	// A new approving commit is seen anew.
+	const reapproved = { ...withStatus, metadata: { ...withStatus.metadata, annotations: { ...withStatus.metadata.annotations, [ANNOTATIONS.commit]: "def" } } } as AccessGrant;
+	assert.equal(decideGrant(reapproved, orders, min(40)).window!.notBefore.toISOString(), min(40).toISOString());
+	// An earlier committer time is taken as written (it only shortens the window).
+	assert.equal(decideGrant(grant("g", {}), orders, min(20)).window!.notBefore.toISOString(), T0.toISOString());
+	assert.equal(approvalTime({ committedAt: min(10).toISOString() }, min(3).toISOString()).toISOString(), min(3).toISOString());
+	assert.equal(approvalTime({ committedAt: min(10).toISOString() }, undefined).toISOString(), min(10).toISOString());
+	// No commit (created in the cluster): creationTimestamp, set by the API server.
+	assert.equal(firstSeenOf(grant("g", {}, { annotations: {} }), min(1)), undefined);
 });
 
 test("conditions keep lastTransitionTime while status is unchanged", () => {

@@ -42,6 +42,8 @@ export interface GrantDecision {
 	message: string;
 	window?: { notBefore: Date; expiresAt: Date };
 	origin: GrantOrigin;
+	/** When the operator first saw the approving commit (status.origin.firstSeenAt); absent without a commit. */
+	firstSeenAt?: string;
 	/** Next instant the decision changes on its own (notBefore, expiresAt). */
 	requeueAt?: Date;
 	token?: WantedToken;
@@ -64,6 +66,33 @@ export function originOf(grant: AccessGrant): GrantOrigin & { committedAt: strin
 	return o;
 }
 
+/**
+ * When the operator first saw the grant's approving commit: `status.origin.firstSeenAt` while the
+ * status still names the same commit, else `now` (a new approval, or a grant not reconciled yet). The
+ * reconciler writes it to status with its first decision, so it stays put across syncs and restarts.
+ * Undefined for resources created in the cluster (no commit; their creationTimestamp is the server's).
+ */
+export function firstSeenOf(grant: AccessGrant, now: Date): string | undefined {
+	const commit = grant.metadata.annotations?.[ANNOTATIONS.commit];
+	if (!commit) return undefined;
+	const seen = grant.status?.origin;
+	if (seen?.commit === commit && seen.firstSeenAt && !Number.isNaN(Date.parse(seen.firstSeenAt))) return new Date(seen.firstSeenAt).toISOString();
+	return now.toISOString();
+}
+
+/**
+ * Where a window without `notBefore` starts: the approving commit's committer time, but never later
+ * than when the operator first saw that commit. The committer time is whatever the commit says (a
+ * fast-forward merge keeps the contributor's own), so a date in the future would otherwise start the
+ * grant late and end it late. An earlier date is taken as written: it only shortens the window.
+ */
+export function approvalTime(origin: { committedAt: string }, firstSeenAt: string | undefined): Date {
+	const committed = new Date(origin.committedAt);
+	if (firstSeenAt === undefined) return committed;
+	const seen = new Date(firstSeenAt);
+	return Number.isNaN(committed.getTime()) || seen.getTime() < committed.getTime() ? seen : committed;
+}
+
 /** Name of the Secret receiving a grant's token (same namespace as the grant). */
 export function tokenSecretName(grantName: string): string {
 	const name = `drawbridge-token-${grantName}`;
@@ -75,6 +104,12 @@ function connectionType(c: Connection): string {
 }
 
 export function decideGrant(grant: AccessGrant, connection: Connection | undefined, now: Date): GrantDecision {
+	const decision = decideGrantAt(grant, connection, now);
+	const firstSeenAt = firstSeenOf(grant, now);
+	return firstSeenAt === undefined || decision.phase === "Revoked" ? decision : { ...decision, firstSeenAt };
+}
+
+function decideGrantAt(grant: AccessGrant, connection: Connection | undefined, now: Date): GrantDecision {
 	const origin = originOf(grant);
 	const ns = grant.metadata.namespace ?? "default";
 	const key = `${ns}/${grant.metadata.name}`;
@@ -98,7 +133,7 @@ export function decideGrant(grant: AccessGrant, connection: Connection | undefin
 	}
 	let window: { notBefore: Date; expiresAt: Date };
 	try {
-		window = grantWindow(grant.spec, new Date(origin.committedAt));
+		window = grantWindow(grant.spec, approvalTime(origin, firstSeenOf(grant, now)));
 	} catch (e) {
 		return { phase: "Invalid", reason: "InvalidSpec", message: (e as Error).message, origin };
 	}
@@ -106,7 +141,7 @@ export function decideGrant(grant: AccessGrant, connection: Connection | undefin
 	// which no schema can see, so the cap is enforced here for every form.
 	const lengthMs = window.expiresAt.getTime() - window.notBefore.getTime();
 	if (lengthMs > MAX_GRANT_MS) {
-		const from = grant.spec.notBefore !== undefined ? "notBefore" : `the approving commit (${origin.committedAt})`;
+		const from = grant.spec.notBefore !== undefined ? "notBefore" : `the approving commit (${window.notBefore.toISOString()})`;
 		return {
 			phase: "Invalid",
 			reason: "InvalidSpec",
