@@ -94,10 +94,14 @@ Checks that every chunk listed in the signed manifest is present, unmodified and
 and the previous-chunk chain), that nothing was appended, that session.json and terminal.cast match
 the manifest, and that the manifest is signed by a trusted recording key.
   --all                  verify every session matching the filters
-  --key FILE             trust these public keys (a JWK or a JWKS file; repeatable). Default: the
-                         keys published in the store under recordings/keys/ — pin keys with --key
-                         when the store's writers are not trusted.
-  --keys-url URL         trust the JWKS a gateway serves (https://<admin>/api/v1/recordings/keys)
+  --key FILE             trust these public keys (a JWK or a JWKS file; repeatable). In a cluster:
+                         kubectl -n drawbridge-system get configmap drawbridge-recording-trusted-keys
+                           -o jsonpath='{.data.keys\\.json}' > keys.json
+                         Default: the keys published in the store under recordings/keys/, which
+                         whoever can write the store can add to: a WARNING on stderr, and every
+                         result says "UNPINNED" (JSON: "keys": "bucket" instead of "pinned").
+  --keys-url URL         trust the JWKS a gateway serves (https://<admin>/api/v1/recordings/keys;
+                         pinned only when that gateway runs with --recording-trusted-keys-file)
   --json                 one JSON result per session
 ${FILTER_HELP}
 
@@ -220,7 +224,17 @@ export function filterFromFlags(values: Values): SessionFilter {
 	return f;
 }
 
-async function trustedKeys(values: Values, store: RecordingStore, io: CliIo): Promise<PublicKeySet> {
+/** Said on stderr, in `show` and in every `verify` result, whenever the keys came from the bucket. */
+const BUCKET_KEYS_WARNING =
+	"WARNING: no pinned keys: recordings are verified against the keys published in the recordings bucket itself; whoever can write the bucket can publish a key of their own and forge a recording that verifies. Pin keys with --key FILE (in a cluster: the ConfigMap drawbridge-recording-trusted-keys, key keys.json) or --keys-url";
+
+/** The keys a verification trusts, and whether they were pinned by the caller or read from the bucket. */
+interface TrustedKeys {
+	set: PublicKeySet;
+	source: "pinned" | "bucket";
+}
+
+async function trustedKeys(values: Values, store: RecordingStore, io: CliIo): Promise<TrustedKeys> {
 	if (values["keys-url"]) {
 		const url = values["keys-url"];
 		let body: { keys?: JWK[] };
@@ -232,7 +246,7 @@ async function trustedKeys(values: Values, store: RecordingStore, io: CliIo): Pr
 			throw new RecordingError("STORE_UNAVAILABLE", `cannot fetch recording keys from ${url}: ${(e as Error).message}`);
 		}
 		if (!Array.isArray(body.keys)) throw new UsageError(`--keys-url ${url} did not return a JWKS ({"keys": [...]})`);
-		return publicKeySet(body.keys);
+		return { set: await publicKeySet(body.keys), source: "pinned" };
 	}
 	if (values.key && values.key.length > 0) {
 		const jwks: JWK[] = [];
@@ -241,11 +255,11 @@ async function trustedKeys(values: Values, store: RecordingStore, io: CliIo): Pr
 			if ("keys" in parsed && Array.isArray(parsed.keys)) jwks.push(...parsed.keys);
 			else jwks.push(parsed as JWK);
 		}
-		return publicKeySet(jwks);
+		return { set: await publicKeySet(jwks), source: "pinned" };
 	}
 	const { set } = await loadStoreKeys(store);
-	io.stderr(`note: trusting the ${set.size} recording key(s) published in ${store.description} (pin keys with --key)\n`);
-	return set;
+	io.stderr(`${BUCKET_KEYS_WARNING}\n(trusting the ${set.size} recording key(s) published in ${store.description})\n`);
+	return { set, source: "bucket" };
 }
 
 function progressPrinter(io: CliIo, enabled: boolean, label: string) {
@@ -404,8 +418,9 @@ function sessionArg(positionals: string[], cmd: string): string {
 	return id;
 }
 
-function describeVerify(r: Awaited<ReturnType<typeof verifySession>>): string {
-	if (r.ok) return `verified: ${r.chunks} chunk(s), ${r.events} event(s), manifest signed by key ${r.keyId}\n`;
+function describeVerify(r: Awaited<ReturnType<typeof verifySession>>, source: TrustedKeys["source"]): string {
+	if (r.ok && source === "bucket") return `verified against UNPINNED keys from the bucket itself: ${r.chunks} chunk(s), ${r.events} event(s), manifest signed by key ${r.keyId}\n`;
+	if (r.ok) return `verified: ${r.chunks} chunk(s), ${r.events} event(s), manifest signed by pinned key ${r.keyId}\n`;
 	return `VERIFICATION FAILED (${r.problems.length} problem(s)) for ${r.prefix}\n${r.problems.map((p) => `  - ${p.message}\n`).join("")}`;
 }
 
@@ -413,13 +428,14 @@ async function cmdShow(values: Values, positionals: string[], io: CliIo): Promis
 	const store = storeFromFlags(values, io.env);
 	const prefix = await resolveSession(store, sessionArg(positionals, "show"), filterFromFlags(values));
 	const s = await loadSession(store, prefix);
-	const verified = values["no-verify"] ? undefined : await verifySession(store, prefix, await trustedKeys(values, store, io));
+	const keys = values["no-verify"] ? undefined : await trustedKeys(values, store, io);
+	const verified = keys ? { ...(await verifySession(store, prefix, keys.set)), keys: keys.source } : undefined;
 	if (values.json) {
 		io.stdout(`${JSON.stringify({ prefix, session: s.document, verification: verified, events: s.events }, null, 2)}\n`);
 		return verified && !verified.ok ? 1 : 0;
 	}
 	io.stdout(describeSession(s.document, prefix));
-	if (verified) io.stdout(`Integrity   ${describeVerify(verified).replace(/\n(?=.)/g, "\n            ")}`);
+	if (verified) io.stdout(`Integrity   ${describeVerify(verified, verified.keys).replace(/\n(?=.)/g, "\n            ")}`);
 	for (const u of s.unreadable) io.stdout(`WARNING     unreadable chunk: ${u}\n`);
 	io.stdout("\nTimeline\n");
 	let termOut = 0;
@@ -489,14 +505,16 @@ async function cmdVerify(values: Values, positionals: string[], io: CliIo): Prom
 	let failed = 0;
 	const bar = progressPrinter(io, prefixes.length > 1 && (Boolean(values.progress) || io.stderrIsTty), "verifying");
 	for (let i = 0; i < prefixes.length; i++) {
-		const r = await verifySession(store, prefixes[i]!, keys);
+		const r = await verifySession(store, prefixes[i]!, keys.set);
 		if (!r.ok) failed++;
-		if (values.json) io.stdout(`${JSON.stringify(r)}\n`);
-		else if (prefixes.length === 1 || !r.ok) io.stdout(`${prefixes[i]}: ${describeVerify(r)}`);
+		if (values.json) io.stdout(`${JSON.stringify({ ...r, keys: keys.source })}\n`);
+		else if (prefixes.length === 1 || !r.ok) io.stdout(`${prefixes[i]}: ${describeVerify(r, keys.source)}`);
 		bar.update(i + 1, prefixes.length, `${failed} failed`);
 	}
 	bar.end();
-	if (prefixes.length > 1 && !values.json) io.stdout(`${prefixes.length - failed} of ${prefixes.length} session(s) verified, ${failed} failed\n`);
+	if (prefixes.length > 1 && !values.json) {
+		io.stdout(`${prefixes.length - failed} of ${prefixes.length} session(s) verified, ${failed} failed${keys.source === "bucket" ? " (against UNPINNED keys from the bucket itself)" : ""}\n`);
+	}
 	return failed > 0 ? 1 : 0;
 }
 

@@ -142,6 +142,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 		? await viewerRecordingKeys(recordingKey, await readPublicJwksFile(options.recordingTrustedKeysFile), async () => [])
 		: undefined;
 	const pinnedRecordingKeySet = pinnedRecordingKeys ? await publicKeySet(pinnedRecordingKeys) : undefined;
+	if (!pinnedRecordingKeySet) {
+		log.warn(
+			{ kid: recordingKey.kid },
+			"recording keys are not pinned (no --recording-trusted-keys-file): the viewer verifies recordings against keys found in the bucket itself, so whoever can write the bucket can forge a recording that shows verified",
+		);
+	}
 	const recorder = new DiskRecorder({
 		spoolDir: options.spoolDir,
 		store: recordingStore,

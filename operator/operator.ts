@@ -24,7 +24,7 @@ import { GitSourceReconciler } from "./reconcile/gitsource.ts";
 import { GrantReconciler } from "./reconcile/grant.ts";
 import { WorkQueue } from "./reconcile/queue.ts";
 import { StatusReconciler } from "./reconcile/status.ts";
-import { type Secret, type SshCas, loadAndRotateKeyRing, loadMaskingKey, loadSshCas, secretValue } from "./reconcile/stores.ts";
+import { type Secret, type SshCas, ensureRecordingKeys, loadAndRotateKeyRing, loadMaskingKey, loadSshCas, secretValue } from "./reconcile/stores.ts";
 import { ACCESSGRANTS, CONNECTIONS, GITSOURCES, GUARDRAILPOLICIES, MASKINGPOLICIES } from "./reconcile/types.ts";
 import { OperatorServer } from "./server.ts";
 
@@ -62,6 +62,7 @@ export class Operator {
 	private ring: KeyRing | undefined;
 	private maskingKey: string | undefined;
 	private sshCas: SshCas | undefined;
+	private recordingKid: string | undefined;
 	private standbyCaPub: { user: string; upstream: string } | undefined;
 	private kubeIssuer: IssuerConfig | undefined;
 	private ringReload: NodeJS.Timeout | undefined;
@@ -248,6 +249,16 @@ export class Operator {
 			if (changed && !first) {
 				this.log.info({ kids: ring.keys.map((k) => k.kid) }, "signing keys rotated");
 				this.enqueueAll();
+			}
+			// The gateways' recording key and the public keys auditors pin: made once, re-made (and
+			// added to the pinned set) at the next check after the Secret was deleted.
+			try {
+				const recording = await ensureRecordingKeys(this.kube, this.opts.namespace, this.opts.recordingKeySecretName, this.opts.recordingTrustedKeysConfigMapName);
+				if (recording.kid !== this.recordingKid) this.log.info({ kid: recording.kid, trustedKeys: recording.keys }, "recording signing key ready");
+				this.recordingKid = recording.kid;
+			} catch (e) {
+				this.log.warn({ err: (e as Error).message }, "recording signing key not ensured; retrying in 30 s");
+				return { requeueAt: new Date(Math.min(nextCheck.getTime(), Date.now() + 30_000)) };
 			}
 			return { requeueAt: nextCheck };
 		});

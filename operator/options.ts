@@ -44,6 +44,10 @@ export interface OperatorOptions {
 	signingKeysSecretName: string;
 	maskingKeySecretName: string;
 	sshCaSecretName: string;
+	/** Secret with the gateways' shared recording signing key (`recording-key.jwk`). */
+	recordingKeySecretName: string;
+	/** ConfigMap with the public recording keys auditors and the viewer pin (`keys.json`). */
+	recordingTrustedKeysConfigMapName: string;
 	/** Schemas a dynamic PostgreSQL role is granted on. */
 	postgresSchemas: string[];
 	concurrency: number;
@@ -185,6 +189,8 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 		signingKeysSecretName: "drawbridge-signing-keys",
 		maskingKeySecretName: "drawbridge-masking-key",
 		sshCaSecretName: "drawbridge-ssh-ca",
+		recordingKeySecretName: "drawbridge-recording-key",
+		recordingTrustedKeysConfigMapName: "drawbridge-recording-trusted-keys",
 		postgresSchemas: (values["postgres-schemas"] ?? "public").split(",").map((s) => s.trim()).filter(Boolean),
 		concurrency,
 		logLevel,

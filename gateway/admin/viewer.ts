@@ -121,7 +121,8 @@ td.sql,td.mono{font-family:ui-monospace,monospace;font-size:12px;white-space:pre
 form.filters{display:flex;flex-wrap:wrap;gap:8px;margin-bottom:12px;align-items:end}
 form.filters label{display:flex;flex-direction:column;font-size:12px}
 .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;font-weight:600}
-.ok{background:#d5f5dd;color:#0b5d1e}.bad{background:#fdd8d8;color:#8a1010}.pending{background:#eee;color:#555}
+.ok{background:#d5f5dd;color:#0b5d1e}.bad{background:#fdd8d8;color:#8a1010}.pending{background:#eee;color:#555}.warn{background:#fff0c2;color:#6b4c00}
+p.warning{background:#fff0c2;color:#6b4c00;border:1px solid #e0c060;padding:8px 12px;font-weight:600}
 .d-block,.d-denied,.d-expired{color:#8a1010;font-weight:600}.d-approved{color:#6b4c00;font-weight:600}.d-allow{color:#0b5d1e}.d-audit{color:#2a4d8f}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;background:#fff;padding:12px;margin:0 0 16px}
 dt{font-weight:600}dd{margin:0}
@@ -130,6 +131,12 @@ h2{font-size:16px;margin:20px 0 8px}
 #player{max-width:1000px}
 `;
 
+/** Where the keys a verification trusted came from: pinned by the operator/administrator, or the bucket itself. */
+export type KeySource = "pinned" | "bucket";
+
+const BUCKET_KEYS_WARNING =
+	"Signatures are checked against recording keys published in the recordings bucket itself: whoever can write the bucket can publish a key of their own and make a forged recording show verified. Pin the keys (--recording-trusted-keys-file; deploy/base mounts the operator's ConfigMap drawbridge-recording-trusted-keys).";
+
 const CLIENT_JS = `"use strict";
 (function () {
 	var badges = document.querySelectorAll("[data-verify]");
@@ -137,9 +144,11 @@ const CLIENT_JS = `"use strict";
 		fetch("api/verify?prefix=" + encodeURIComponent(el.getAttribute("data-verify")), { credentials: "same-origin" })
 			.then(function (r) { return r.json(); })
 			.then(function (v) {
-				el.textContent = v.ok ? "verified" : "TAMPERED";
-				el.className = "badge " + (v.ok ? "ok" : "bad");
+				var unpinned = v.ok && v.keys === "bucket";
+				el.textContent = v.ok ? (unpinned ? "verified (bucket keys)" : "verified") : "TAMPERED";
+				el.className = "badge " + (v.ok ? (unpinned ? "warn" : "ok") : "bad");
 				if (!v.ok) el.title = (v.problems || []).map(function (p) { return p.message; }).join("\\n");
+				else if (unpinned) el.title = ${JSON.stringify(BUCKET_KEYS_WARNING)};
 			})
 			.catch(function () { el.textContent = "unverifiable"; el.className = "badge bad"; });
 	});
@@ -204,7 +213,11 @@ function filterFromQuery(q: Record<string, string | undefined>): SessionFilter {
 	return f;
 }
 
-function listPage(base: string, who: Identity, q: Record<string, string | undefined>, sessions: SessionSummary[], total: number): string {
+function keysWarning(keys: KeySource): string {
+	return keys === "bucket" ? `<p class="warning" id="keys-warning">Unpinned recording keys. ${escapeHtml(BUCKET_KEYS_WARNING)}</p>` : "";
+}
+
+function listPage(base: string, who: Identity, q: Record<string, string | undefined>, sessions: SessionSummary[], total: number, keys: KeySource): string {
 	const input = (name: string, label: string, placeholder = "") =>
 		`<label>${label}<input name="${name}" value="${escapeHtml(q[name] ?? "")}" placeholder="${escapeHtml(placeholder)}"></label>`;
 	const select = (name: string, label: string, options: [string, string][]) =>
@@ -223,7 +236,7 @@ function listPage(base: string, who: Identity, q: Record<string, string | undefi
 		base,
 		"Sessions",
 		who,
-		`<form class="filters" method="get" action="${base}/">
+		`${keysWarning(keys)}<form class="filters" method="get" action="${base}/">
 ${input("identity", "Identity", "user or subject, * wildcard")}${input("grant", "Grant", "ns/name")}${input("connection", "Connection")}
 ${select("protocol", "Protocol", [["", "any"], ["postgres", "postgres"], ["ssh", "ssh"], ["kubernetes", "kubernetes"]])}
 ${input("since", "Since", "YYYY-MM-DD")}${input("until", "Until", "YYYY-MM-DD")}
@@ -236,12 +249,15 @@ ${select("approvals", "Approvals", [["", "any"], ["yes", "with approvals"], ["no
 	);
 }
 
-function verifyBadge(v: VerifyResult): string {
-	if (v.ok) return `<span class="badge ok" id="verify">verified</span> ${escapeHtml(v.chunks)} chunk(s), ${escapeHtml(v.events)} event(s), signed by key <code>${escapeHtml(v.keyId)}</code>`;
+function verifyBadge(v: VerifyResult, keys: KeySource): string {
+	if (v.ok && keys === "bucket") {
+		return `<span class="badge warn" id="verify" title="${escapeHtml(BUCKET_KEYS_WARNING)}">verified (bucket keys)</span> ${escapeHtml(v.chunks)} chunk(s), ${escapeHtml(v.events)} event(s), signed by key <code>${escapeHtml(v.keyId)}</code> — a key taken from the bucket itself, not pinned`;
+	}
+	if (v.ok) return `<span class="badge ok" id="verify">verified</span> ${escapeHtml(v.chunks)} chunk(s), ${escapeHtml(v.events)} event(s), signed by key <code>${escapeHtml(v.keyId)}</code> (pinned)`;
 	return `<span class="badge bad" id="verify">TAMPERED</span><ul class="problems">${v.problems.map((p) => `<li>${escapeHtml(p.message)}</li>`).join("")}</ul>`;
 }
 
-function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDocument | undefined, events: StoredEvent[], hasCast: boolean, v: VerifyResult, speed: string): string {
+function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDocument | undefined, events: StoredEvent[], hasCast: boolean, v: VerifyResult, speed: string, keys: KeySource): string {
 	const o = doc?.origin ?? {};
 	const approval = [
 		o.pullRequest !== undefined ? `PR #${escapeHtml(o.pullRequest)}` : "",
@@ -260,9 +276,9 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 <dt>Time</dt><dd>${escapeHtml(doc.startedAt)} → ${escapeHtml(doc.endedAt)}</dd>
 <dt>Ended</dt><dd>${escapeHtml(doc.end.reason)}${doc.end.message ? `: ${escapeHtml(doc.end.message)}` : ""}${doc.recovered ? " (closed by spool recovery)" : ""}</dd>
 <dt>Counts</dt><dd>${escapeHtml(doc.counts.events)} events, ${escapeHtml(doc.counts.statements)} statements, ${escapeHtml(doc.counts.execs)} commands, ${escapeHtml(doc.counts.kubeRequests)} kube requests, ${escapeHtml(doc.counts.blocked)} blocked, ${escapeHtml(doc.counts.approvals)} approval events</dd>
-<dt>Integrity</dt><dd>${verifyBadge(v)}</dd>
+<dt>Integrity</dt><dd>${verifyBadge(v, keys)}</dd>
 </dl>`
-		: `<p>No session.json yet: the session is still open or uploading.</p><p>${verifyBadge(v)}</p>`;
+		: `<p>No session.json yet: the session is still open or uploading.</p><p>${verifyBadge(v, keys)}</p>`;
 	const sql = events.filter((e) => e.type === "statement" || e.type === "approval" || e.type === "exec" || e.type === "sftp" || e.type === "notice");
 	const timeline = sql.length
 		? `<h2>Timeline: statements, commands, decisions and approvals</h2><table id="timeline"><thead><tr><th>Time</th><th>Kind</th><th>Decision</th><th>Statement / command</th><th>Rule / approval</th><th>Result</th></tr></thead><tbody>${sql
@@ -341,6 +357,7 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 		return keyCache;
 	};
 	const trusted = opts.publicKeys ?? (async () => (await storeKeys()).set);
+	const keySource: KeySource = opts.publicKeys ? "pinned" : "bucket";
 	const jwks = opts.publishedJwks ?? (async () => (await storeKeys()).jwks);
 	const playerJs = await readFile(assetPath("asciinema-player.min.js"));
 	const playerCss = await readFile(assetPath("asciinema-player.css"));
@@ -557,7 +574,7 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				const q = request.query as Record<string, string | undefined>;
 				const all = await listSessions(opts.store, filterFromQuery(q));
 				const shown = all.slice(-pageSize).reverse();
-				return reply.type("text/html").send(listPage(base, who, q, shown, all.length));
+				return reply.type("text/html").send(listPage(base, who, q, shown, all.length, keySource));
 			});
 			scope.get("/session", async (request, reply) => {
 				const who = await gate(request, reply, true);
@@ -568,7 +585,7 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				if (!s.document && s.events.length === 0) return reply.code(404).type("text/html").send(page(base, "Not found", who, `<p>No recording at ${escapeHtml(prefix)}</p>`));
 				const v = await verifySession(opts.store, prefix, await trusted());
 				const speed = String((request.query as Record<string, string>).speed ?? "1").replace(/[^0-9.]/g, "") || "1";
-				return reply.type("text/html").send(sessionPage(base, who, prefix, s.document, s.events, s.cast !== undefined, v, speed));
+				return reply.type("text/html").send(sessionPage(base, who, prefix, s.document, s.events, s.cast !== undefined, v, speed, keySource));
 			});
 			scope.get("/api/sessions", async (request, reply) => {
 				if (!(await gate(request, reply, false))) return reply;
@@ -585,7 +602,7 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				if (!(await gate(request, reply, false))) return reply;
 				const prefix = prefixParam(request, reply);
 				if (!prefix) return reply;
-				return verifySession(opts.store, prefix, await trusted());
+				return { ...(await verifySession(opts.store, prefix, await trusted())), keys: keySource };
 			});
 			scope.get("/api/cast", async (request, reply) => {
 				if (!(await gate(request, reply, false))) return reply;

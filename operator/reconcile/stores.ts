@@ -4,14 +4,14 @@
  * Connections refer to. Creation races between replicas resolve on the apiserver (409 → re-read).
  */
 
-import { randomBytes } from "node:crypto";
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import type { ClientConfig } from "pg";
 import type { Connection } from "../../crds/index.ts";
 import { generateEd25519Pem } from "../../crds/ssh-certificate.ts";
 import type { BackendCredential } from "../../gateway/config/bundle.ts";
 import { type KeyRing, type RotationPolicy, parseKeyRing, rotateKeyRing, serializeKeyRing } from "../credentials/jwt.ts";
-import { KubeError, type KubeClient, type KubeObject, SECRETS } from "../kube/client.ts";
+import { CONFIGMAPS, KubeError, type KubeClient, type KubeObject, SECRETS } from "../kube/client.ts";
 import { FIELD_MANAGER, LABELS, MANAGED_BY_VALUE } from "./labels.ts";
 
 export interface Secret extends KubeObject {
@@ -106,6 +106,77 @@ export async function loadMaskingKey(kube: KubeClient, namespace: string, name: 
 	const key = secretValue(secret, "key");
 	if (!key) throw new Error(`Secret ${namespace}/${name} has no key`);
 	return key;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording signing key
+
+/** Key of the Secret holding the gateways' private recording JWK (mounted as --recording-key-file). */
+export const RECORDING_KEY_FILE = "recording-key.jwk";
+/** Key of the ConfigMap holding the public JWKS auditors pin (mounted as --recording-trusted-keys-file). */
+export const RECORDING_TRUSTED_KEYS_FILE = "keys.json";
+
+interface PublicRecordingJwk {
+	kty: "OKP";
+	crv: "Ed25519";
+	x: string;
+	kid: string;
+	alg: "EdDSA";
+	use: "sig";
+}
+
+/** The public half of an Ed25519 JWK, `kid` = its RFC 7638 thumbprint (what gateway/recording/keys.ts requires). */
+export function recordingPublicJwk(jwk: { kty?: string; crv?: string; x?: string }): PublicRecordingJwk {
+	if (jwk.kty !== "OKP" || jwk.crv !== "Ed25519" || typeof jwk.x !== "string") throw new Error("recording key must be an Ed25519 JWK");
+	const kid = createHash("sha256").update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x })).digest("base64url");
+	return { kty: "OKP", crv: "Ed25519", x: jwk.x, kid, alg: "EdDSA", use: "sig" };
+}
+
+/**
+ * One recording signing key for every gateway replica, and the public key set auditors pin. The
+ * private JWK is generated once into Secret `secretName`; its public half is added to the JWKS in
+ * ConfigMap `configMapName` (keys are only ever added, so recordings signed by a retired key keep
+ * verifying after a rotation: delete the Secret, the next key setup makes a new one). Gateways mount
+ * both (deploy/base/gateway.yaml), so the viewer and `recordings verify --key` never need to trust a
+ * key found in the bucket.
+ */
+export async function ensureRecordingKeys(kube: KubeClient, namespace: string, secretName: string, configMapName: string): Promise<{ kid: string; keys: number }> {
+	const { privateKey } = generateKeyPairSync("ed25519");
+	const { secret } = await createOrGetSecret(kube, {
+		apiVersion: "v1",
+		kind: "Secret",
+		type: "Opaque",
+		metadata: { name: secretName, namespace, labels: managedLabels() },
+		data: encodeData({ [RECORDING_KEY_FILE]: `${JSON.stringify(privateKey.export({ format: "jwk" }))}\n` }),
+	});
+	const text = secretValue(secret, RECORDING_KEY_FILE);
+	if (!text) throw new Error(`Secret ${namespace}/${secretName} has no ${RECORDING_KEY_FILE}`);
+	const pub = recordingPublicJwk(JSON.parse(text) as { kty?: string; crv?: string; x?: string });
+	for (let attempt = 0; attempt < 5; attempt++) {
+		const cm = await kube.get<KubeObject & { data?: Record<string, string> }>(CONFIGMAPS, namespace, configMapName);
+		let keys: { kid?: string }[] = [];
+		const stored = cm?.data?.[RECORDING_TRUSTED_KEYS_FILE];
+		if (stored !== undefined) {
+			const parsed = JSON.parse(stored) as { keys?: unknown };
+			if (!Array.isArray(parsed.keys)) throw new Error(`ConfigMap ${namespace}/${configMapName}: ${RECORDING_TRUSTED_KEYS_FILE} is not a JWKS`);
+			keys = parsed.keys as { kid?: string }[];
+		}
+		if (keys.some((k) => k.kid === pub.kid)) return { kid: pub.kid, keys: keys.length };
+		const body = {
+			apiVersion: "v1",
+			kind: "ConfigMap",
+			metadata: { name: configMapName, namespace, labels: managedLabels(), ...(cm ? { resourceVersion: cm.metadata.resourceVersion } : {}) },
+			data: { [RECORDING_TRUSTED_KEYS_FILE]: `${JSON.stringify({ keys: [...keys, pub] }, null, 2)}\n` },
+		};
+		try {
+			if (cm) await kube.replace(CONFIGMAPS, body);
+			else await kube.create(CONFIGMAPS, body, FIELD_MANAGER);
+			return { kid: pub.kid, keys: keys.length + 1 };
+		} catch (e) {
+			if (!(e instanceof KubeError && e.code === "CONFLICT")) throw e;
+		}
+	}
+	throw new Error("recording trusted keys: too many concurrent updates");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -126,3 +126,38 @@ test("the Tiltfile references existing files, and its extra YAML passes a server
 	);
 	for (const m of tilt.matchAll(/k8s_resource\('([^']+)'/g)) assert.ok(names.has(m[1]), `${m[1]} is deployed`);
 });
+
+test("the gateway pins recording keys the operator makes, and may keep the bundle high-water mark", async () => {
+	const rendered = await kubectl(["kustomize", join(ROOT, "deploy/overlays/production")]);
+	// biome-ignore lint/suspicious/noExplicitAny: rendered manifests are walked structurally and asserted field by field
+	const docs = parseAllDocuments(rendered).map((d) => d.toJSON() as Record<string, any>);
+	const pod = docs.find((d) => d.kind === "Deployment" && d.metadata.name === "drawbridge-gateway")!.spec.template.spec;
+	const c = pod.containers[0];
+	const env = Object.fromEntries(c.env.map((e: { name: string; value?: string }) => [e.name, e.value]));
+	// A file path in a mounted volume, and that volume's source.
+	const sourceOf = (file: string) => {
+		const mount = c.volumeMounts.find((m: { mountPath: string }) => file.startsWith(`${m.mountPath}/`));
+		assert.ok(mount, `${file} is in a mounted volume`);
+		return { key: file.slice(mount.mountPath.length + 1), volume: pod.volumes.find((v: { name: string }) => v.name === mount.name) };
+	};
+	// Without --recording-trusted-keys-file the viewer trusts keys found in the bucket itself.
+	const trusted = sourceOf(env.DRAWBRIDGE_RECORDING_TRUSTED_KEYS_FILE);
+	assert.deepEqual([trusted.volume.configMap?.name, trusted.key], ["drawbridge-recording-trusted-keys", "keys.json"]);
+	const key = sourceOf(env.DRAWBRIDGE_RECORDING_KEY_FILE);
+	assert.deepEqual([key.volume.secret?.secretName, key.key], ["drawbridge-recording-key", "recording-key.jwk"]);
+	assert.equal(trusted.volume.configMap.optional, undefined, "a pod never starts unpinned");
+
+	// RBAC, applied for real and asked of the apiserver.
+	await kubectl(["apply", "--server-side", "-f", join(ROOT, "deploy/base/namespace.yaml")]);
+	const rbac = docs.filter((d) => ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"].includes(d.kind));
+	const dir = makeTempDir("deploy-rbac");
+	writeFileSync(join(dir, "rbac.json"), JSON.stringify({ apiVersion: "v1", kind: "List", items: rbac }));
+	await kubectl(["apply", "-f", join(dir, "rbac.json")]);
+	const can = async (sa: string, ...args: string[]) =>
+		(await kube.kubectl(["auth", "can-i", ...args, "-n", "drawbridge-system", `--as=system:serviceaccount:drawbridge-system:${sa}`])).stdout.trim();
+	assert.equal(await can("drawbridge-gateway", "update", "configmaps/drawbridge-gateway-bundle-highwater"), "yes");
+	assert.equal(await can("drawbridge-gateway", "update", "configmaps/drawbridge-recording-trusted-keys"), "no", "gateways cannot widen the pinned set");
+	assert.equal(await can("drawbridge-gateway", "get", "secrets/drawbridge-recording-key"), "no", "the key reaches the gateway as a volume, not through its token");
+	assert.equal(await can("drawbridge-operator", "update", "configmaps/drawbridge-recording-trusted-keys"), "yes");
+	assert.equal(await can("drawbridge-operator", "get", "configmaps/drawbridge-gateway-bundle-highwater"), "yes");
+});

@@ -12,6 +12,7 @@ import type pg from "pg";
 import type { ConfigBundle } from "../../gateway/config/bundle.ts";
 import { findGrants } from "../../gateway/identity/grants.ts";
 import { TokenVerifier } from "../../gateway/identity/verify.ts";
+import { recordingKeyFromJwk } from "../../gateway/recording/keys.ts";
 import type { Operator } from "../../operator/operator.ts";
 import { makeTempDir, printLogsOnFailure, runOk, startSshd } from "../env/index.ts";
 import { parseCertificate, verifyCertificate } from "../../crds/ssh-certificate.ts";
@@ -438,4 +439,15 @@ test("the operator's RBAC is least privilege: no cluster-wide Secret listing, no
 	assert.equal(await can("update", "leases", "-n", NS), "no");
 	assert.equal(await can("delete", "gitsources.access.drawbridge.dev", "-n", NS), "no");
 	assert.equal(await can("patch", "accessgrants.access.drawbridge.dev", "-n", NS), "yes");
+	// ConfigMaps: only the recording trusted keys it writes and the bundle high-water mark it reads.
+	assert.equal(await can("update", "configmaps/drawbridge-recording-trusted-keys", "-n", OP_NS), "yes");
+	assert.equal(await can("update", "configmaps/drawbridge-gateway-bundle-highwater", "-n", OP_NS), "no");
+	assert.equal(await can("get", "configmaps/drawbridge-gateway-bundle-highwater", "-n", OP_NS), "yes");
+	assert.equal(await can("update", "configmaps", "-n", NS), "no");
+	// The running operator made the gateways' recording key and the public set pinned to it.
+	const cm = await env.kube.request<{ data: Record<string, string> }>("GET", `/api/v1/namespaces/${OP_NS}/configmaps/drawbridge-recording-trusted-keys`);
+	assert.equal(cm.status, 200);
+	const key = await getSecret(env, OP_NS, "drawbridge-recording-key");
+	const { kid } = await recordingKeyFromJwk(JSON.parse(key!["recording-key.jwk"]!));
+	assert.deepEqual((JSON.parse(cm.body.data["keys.json"]!) as { keys: { kid: string }[] }).keys.map((k) => k.kid), [kid]);
 });

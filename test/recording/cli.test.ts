@@ -87,7 +87,9 @@ test("recordings CLI over a directory store: list filters, show, replay, verify,
 		const text = r.out();
 		assert.match(text, /Identity {4}ci-deployer/);
 		assert.match(text, /Grant {7}ci\/deployer-orders-ro {2}approved by commit 0123456789abcdef0123456789abcdef01234567 {2}PR #42 {2}https:\/\/git.test\/grants\/pull\/42/);
-		assert.match(text, /Integrity {3}verified: \d+ chunk\(s\), 24 event\(s\)/);
+		// No --key: the keys come from the bucket itself, and show says so where the verdict is.
+		assert.match(text, /Integrity {3}verified against UNPINNED keys from the bucket itself: \d+ chunk\(s\), 24 event\(s\)/);
+		assert.match(r.err(), /^WARNING: no pinned keys: recordings are verified against the keys published in the recordings bucket itself/);
 		assert.match(text, /SQL {4}BLOCK {4}DROP TABLE customers rule=no-ddl {2}→ ERROR 42501/);
 		assert.match(text, /APPROVAL Approved ar-7f3c rule=delete-needs-approval DELETE FROM tickets by user:sam/);
 		assert.match(text, /SQL {4}APPROVED {1}DELETE FROM tickets .* approval=ar-7f3c {2}→ DELETE 12/);
@@ -105,14 +107,25 @@ test("recordings CLI over a directory store: list filters, show, replay, verify,
 	await t.test("verify: one session, --all, pinned key file, tampered store", async () => {
 		let r = io();
 		assert.equal(await main(["verify", mSsh.sessionId, ...dirArgs], r.cli), 0);
-		assert.match(r.out(), /verified: 1 chunk\(s\), 5 event\(s\)/);
+		assert.match(r.out(), /verified against UNPINNED keys from the bucket itself: 1 chunk\(s\), 5 event\(s\)/);
+		assert.match(r.err(), /WARNING: no pinned keys.*forge a recording that verifies. Pin keys with --key FILE/);
+		r = io();
+		assert.equal(await main(["verify", mSsh.sessionId, ...dirArgs, "--json"], r.cli), 0);
+		assert.equal(JSON.parse(r.out()).keys, "bucket");
 		r = io();
 		assert.equal(await main(["keys", ...dirArgs], r.cli), 0);
 		const keyFile = join(root, "..", `pinned-${Date.now()}.jwks`);
 		await (await import("node:fs/promises")).writeFile(keyFile, r.out());
 		r = io();
 		assert.equal(await main(["verify", "--all", ...dirArgs, "--key", keyFile], r.cli), 0);
-		assert.match(r.out(), /3 of 3 session\(s\) verified, 0 failed/);
+		assert.match(r.out(), /3 of 3 session\(s\) verified, 0 failed\n/);
+		assert.doesNotMatch(r.out() + r.err(), /UNPINNED|WARNING/);
+		r = io();
+		assert.equal(await main(["verify", mSsh.sessionId, ...dirArgs, "--key", keyFile], r.cli), 0);
+		assert.match(r.out(), /verified: 1 chunk\(s\), 5 event\(s\), manifest signed by pinned key /);
+		r = io();
+		assert.equal(await main(["verify", mSsh.sessionId, ...dirArgs, "--key", keyFile, "--json"], r.cli), 0);
+		assert.equal(JSON.parse(r.out()).keys, "pinned");
 		const sshPrefix = `recordings/2027/04/02/db-primary/${mSsh.sessionId}/`;
 		await store.put(`${sshPrefix}terminal.cast`, Buffer.from('{"version":2,"width":80,"height":24}\n[0.1,"o","nothing happened"]\n'));
 		r = io();

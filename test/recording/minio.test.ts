@@ -193,7 +193,7 @@ test("auditor CLI over MinIO: list, show, verify with --endpoint and env credent
 	assert.match(out.join(""), new RegExp(`postgres\\s+ci-deployer\\s+orders-prod\\s+ci/deployer-orders-ro\\s+BA\\s+${m.sessionId}`));
 	out.length = 0;
 	assert.equal(await cli(["verify", m.sessionId, ...flags], io), 0);
-	assert.match(out.join(""), /verified: 1 chunk\(s\), 4 event\(s\)/);
+	assert.match(out.join(""), /verified against UNPINNED keys from the bucket itself: 1 chunk\(s\), 4 event\(s\)/);
 	out.length = 0;
 	assert.equal(await cli(["show", m.sessionId, ...flags], io), 0);
 	assert.match(out.join(""), /APPROVAL Approved ar-7f3c/);

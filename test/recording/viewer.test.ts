@@ -11,6 +11,7 @@ import { after, before, test } from "node:test";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { type Browser, chromium } from "playwright-core";
 import { registerViewer } from "../../gateway/admin/viewer.ts";
+import { loadStoreKeys } from "../../gateway/recording/catalog.ts";
 import { sessionPrefix } from "../../gateway/recording/format.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
 import { TokenVerifier } from "../../gateway/identity/verify.ts";
@@ -169,7 +170,9 @@ test("viewer in headless Chromium: log in, filter, badges, SQL timeline, Kuberne
 	assert.equal(await page.locator("#sessions tbody tr").count(), 4);
 	await until(async () => (await page.locator("[data-verify]", { hasText: "verifying…" }).count()) === 0, "verification badges");
 	const badge = (id: string) => page.locator(`tr[data-session="${id}"] [data-verify]`).textContent();
-	assert.equal(await badge(sql.sessionId), "verified");
+	// This viewer has no pinned keys: it says so on the badge and above the list.
+	assert.equal(await badge(sql.sessionId), "verified (bucket keys)");
+	assert.match((await page.textContent("#keys-warning")) ?? "", /Unpinned recording keys\. .*whoever can write the bucket can publish a key of their own/);
 	assert.equal(await badge(tampered.sessionId), "TAMPERED");
 	await page.screenshot({ path: join(SCREENSHOTS, "1-list.png"), fullPage: true });
 
@@ -184,7 +187,7 @@ test("viewer in headless Chromium: log in, filter, badges, SQL timeline, Kuberne
 	// SQL session: timeline with decisions and approvals, approving PR link, escaped content.
 	await page.click(`tr[data-session="${sql.sessionId}"] a.open`);
 	await page.waitForSelector("#timeline");
-	assert.equal(await page.textContent("#verify"), "verified");
+	assert.equal(await page.textContent("#verify"), "verified (bucket keys)");
 	assert.equal(await page.getAttribute("#origin", "href"), "https://git.test/grants/pull/42");
 	const timeline = (await page.textContent("#timeline")) ?? "";
 	assert.match(timeline, /DROP TABLE customers/);
@@ -268,4 +271,32 @@ test("viewer in headless Chromium: sign in through the OIDC provider (code flow 
 	await page2.goto(`${url}/viewer/oidc/callback?code=abc&state=forged`);
 	assert.match((await page2.textContent("#login-message")) ?? "", /does not match this browser's sign-in request/);
 	await context2.close();
+});
+
+test("the verification says where its keys came from: the bucket (warning) or pinned (no warning)", async () => {
+	const noor = await oidc.idToken("noor");
+	const auth = { authorization: `Bearer ${noor}` };
+	const prefix = encodeURIComponent(sessionPrefix(sql));
+	let v = (await (await fetch(`${url}/viewer/api/verify?prefix=${prefix}`, { headers: auth })).json()) as { ok: boolean; keys: string };
+	assert.deepEqual([v.ok, v.keys], [true, "bucket"]);
+	let html = await (await fetch(`${url}/viewer/session?prefix=${prefix}`, { headers: auth })).text();
+	assert.match(html, /<span class="badge warn" id="verify"[^>]*>verified \(bucket keys\)<\/span>.*a key taken from the bucket itself, not pinned/);
+
+	// The same recordings behind a viewer given pinned keys (what --recording-trusted-keys-file does).
+	const pinnedApp = Fastify();
+	const identity = { issuer: "https://issuer.test", issuerKind: "oidc" as const, subject: "noor", username: "noor", groups: ["auditors"], tokenExpiresAt: new Date(Date.now() + 60_000), claims: {} };
+	const pinned = (await loadStoreKeys(store)).set;
+	await registerViewer(pinnedApp, { store, auditorGroup: "auditors", authenticate: () => identity, publicKeys: async () => pinned });
+	const pinnedUrl = await pinnedApp.listen({ host: "127.0.0.1", port: 0 });
+	try {
+		v = (await (await fetch(`${pinnedUrl}/viewer/api/verify?prefix=${prefix}`, { headers: auth })).json()) as { ok: boolean; keys: string };
+		assert.deepEqual([v.ok, v.keys], [true, "pinned"]);
+		html = await (await fetch(`${pinnedUrl}/viewer/session?prefix=${prefix}`, { headers: auth })).text();
+		assert.match(html, /<span class="badge ok" id="verify">verified<\/span>.*\(pinned\)/);
+		assert.doesNotMatch(html, /keys-warning|bucket keys/);
+		const list = await (await fetch(`${pinnedUrl}/viewer/`, { headers: auth })).text();
+		assert.doesNotMatch(list, /keys-warning/);
+	} finally {
+		await pinnedApp.close();
+	}
 });
