@@ -92,12 +92,21 @@ export class BundleWriter {
 		return this.lastBundle;
 	}
 
-	/** The gateways' bundle high-water mark (0 when none yet); a mark that cannot be read stops the write. */
+	/**
+	 * The gateways' bundle high-water mark (0 when none yet). A mark that cannot be read (RBAC not
+	 * updated yet, a damaged ConfigMap) must not stop bundle writes, or revocations would stop reaching
+	 * gateways: it is logged and the Secret's own version counts, as before the mark existed.
+	 */
 	async #highWaterVersion(): Promise<number> {
 		const name = highWaterConfigMapName(this.opts.bundleSecretName);
-		const cm = await this.kube.get<{ data?: Record<string, string> } & Secret>(CONFIGMAPS, this.opts.namespace, name);
-		const text = cm?.data?.[HIGH_WATER_KEY];
-		return text === undefined ? 0 : parseMark(text, `configmap:${this.opts.namespace}/${name}`).version;
+		try {
+			const cm = await this.kube.get<{ data?: Record<string, string> } & Secret>(CONFIGMAPS, this.opts.namespace, name);
+			const text = cm?.data?.[HIGH_WATER_KEY];
+			return text === undefined ? 0 : parseMark(text, `configmap:${this.opts.namespace}/${name}`).version;
+		} catch (e) {
+			this.log.warn({ err: (e as Error).message, configMap: `${this.opts.namespace}/${name}` }, "gateways' bundle high-water mark not readable; numbering from the bundle Secret alone");
+			return 0;
+		}
 	}
 
 	/** Compiles and writes if changed. Returns when the bundle would next change on its own. */

@@ -122,7 +122,7 @@ async function readyz(port: number): Promise<{ status: number; body: { problems?
 }
 
 /** A gateway with a spool of its own: a new pod, nothing kept from an earlier one. */
-async function startGateway(kubeconfig: string, name: string): Promise<{ child: ChildProcess; admin: number }> {
+async function startGateway(kubeconfig: string, name: string, waitForAdmin = true): Promise<{ child: ChildProcess; admin: number }> {
 	const admin = await freePort();
 	const child = spawn(
 		process.execPath,
@@ -132,7 +132,7 @@ async function startGateway(kubeconfig: string, name: string): Promise<{ child: 
 	children.push(child);
 	child.stdout!.on("data", (d: Buffer) => (log += d));
 	child.stderr!.on("data", (d: Buffer) => (log += d));
-	await until("admin server", async () => ((await readyz(admin)) ? true : undefined), 60_000);
+	if (waitForAdmin) await until("admin server", async () => ((await readyz(admin)) ? true : undefined), 60_000);
 	return { child, admin };
 }
 
@@ -182,12 +182,13 @@ test("a restarted gateway refuses a bundle older than the newest any replica acc
 	const opts = parseOptions(["--kubeconfig", operatorKubeconfig, "--namespace", NS, "--issuer", "https://op.test"], {});
 	assert.notEqual(opts, "help");
 	const ring = { keys: [generateSigningKey(new Date())] };
+	let maskingKey = MASKING_KEY;
 	const writer = new BundleWriter(
 		await KubeClient.create(operatorKubeconfig),
 		opts as Exclude<typeof opts, "help">,
 		{
 			connections: () => [], grants: () => [], maskingPolicies: () => [], guardrailPolicies: () => [],
-			keyRing: () => ring, maskingKey: () => MASKING_KEY, sshCas: () => undefined, kubeIssuer: () => undefined,
+			keyRing: () => ring, maskingKey: () => maskingKey, sshCas: () => undefined, kubeIssuer: () => undefined,
 		},
 		pino({ level: "silent" }),
 		new OperatorMetrics(),
@@ -200,4 +201,19 @@ test("a restarted gateway refuses a bundle older than the newest any replica acc
 	});
 	await until("mark 7", async () => ((await markVersion()) === 7 ? 7 : undefined));
 	await stop(gw.child);
+
+	// A mark the operator cannot read never stops bundle writes (revocations must keep flowing): it
+	// numbers from the Secret alone, and a gateway reading the damaged mark refuses to start instead.
+	const put = await kube.request("PUT", `/api/v1/namespaces/${NS}/configmaps/${MARK}`, {
+		apiVersion: "v1", kind: "ConfigMap", metadata: { name: MARK, namespace: NS }, data: { "highwater.json": "{damaged" },
+	});
+	assert.equal(put.status, 200);
+	maskingKey = Buffer.alloc(32, 4).toString("base64");
+	await writer.sync();
+	assert.equal(writer.current()?.version, 8);
+	log = "";
+	const broken = await startGateway(gatewayKubeconfig, "c", false);
+	await until("the damaged mark named", async () => (/configmap:drawbridge-system\/drawbridge-gateway-bundle-highwater: bundle high-water mark is not JSON/.test(log) ? true : undefined));
+	await until("the gateway stopped", async () => (broken.child.exitCode !== null ? true : undefined));
+	assert.notEqual(broken.child.exitCode, 0);
 });
