@@ -17,7 +17,7 @@ import { startPostgresListener } from "../gateway/postgres/listener.ts";
 import type { Recorder, SessionRecorder } from "../gateway/recording/events.ts";
 import { generateRecordingKey } from "../gateway/recording/keys.ts";
 import { DiskRecorder } from "../gateway/recording/recorder.ts";
-import { DirStore } from "../gateway/recording/store.ts";
+import { DirStore, parseEndpoint, S3Store } from "../gateway/recording/store.ts";
 import { benchBundle, type ChildConfig } from "./bundle.ts";
 import { statCpuMicros } from "./proc.ts";
 
@@ -73,7 +73,13 @@ let recorder: Recorder;
 if (mode === "on" || mode === "switch") {
 	const { key } = await generateRecordingKey();
 	const recDir = process.env.DRAWBRIDGE_BENCH_RECORDING_DIR ?? cfg.workDir;
-	disk = new DiskRecorder({ spoolDir: join(recDir, `spool-${process.pid}`), store: new DirStore(join(recDir, "recordings")), key });
+	// The store: a directory (default; DRAWBRIDGE_BENCH_STORE_DIR moves it, e.g. to tmpfs) or, with
+	// DRAWBRIDGE_BENCH_S3_ENDPOINT, a bucket on a real MinIO as deployed.
+	const s3 = process.env.DRAWBRIDGE_BENCH_S3_ENDPOINT;
+	const recordings = s3
+		? new S3Store({ ...parseEndpoint(s3), accessKey: process.env.DRAWBRIDGE_BENCH_S3_ACCESS_KEY ?? "", secretKey: process.env.DRAWBRIDGE_BENCH_S3_SECRET_KEY ?? "", bucket: "bench-recordings" })
+		: new DirStore(process.env.DRAWBRIDGE_BENCH_STORE_DIR ?? join(recDir, "recordings"));
+	disk = new DiskRecorder({ spoolDir: join(recDir, `spool-${process.pid}`), store: recordings, key });
 	await disk.start();
 	recorder = mode === "switch" ? new SwitchingRecorder(disk) : disk;
 } else recorder = mode === "serialize" ? new SerializingRecorder() : new DiscardingRecorder();

@@ -7,7 +7,7 @@
  *                                                                    [--node-flags "--liftoff-only"]  (the gateway child's; default as shipped)
  *                                                                    [--base off|on|serialize]  (what ON is compared with; default off)
  *                                                                    [--calibrate]  (= --base on: the noise floor of the ratio)
- *                                                                    [--process shared|per-run]
+ *                                                                    [--process shared|per-run] [--store dir|shm|minio]
  * `--base serialize` compares with a recorder that only JSON-serialises each event: ON vs that is the
  * spool's own cost, that vs OFF the cost of building and serialising events.
  *
@@ -17,10 +17,16 @@
  * recorder's spool is drained (the sessions of an ON run are sealed and uploaded after pgbench ends;
  * that CPU counts in the ON run's CPU per transaction). `--process per-run` starts a gateway
  * process per run (the method of sessions 1-5), which adds process-to-process variation.
+ *
+ * `--store`: where the recorder uploads. `dir` (default): a directory on the same disk as the spool,
+ * so the gateway's ON runs also pay a local store's durable writes (two files, four fsyncs per
+ * object). `minio`: a real MinIO started here, as deployed (its server CPU shares the two cores).
+ * `shm`: a directory on tmpfs, standing for a store elsewhere that costs the gateway nothing but the
+ * hand-over. The spool is on the disk in every case (DRAWBRIDGE_BENCH_RECORDING_DIR moves it).
  */
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { run, startPostgres } from "../test/env/index.ts";
+import { run, startMinio, startPostgres } from "../test/env/index.ts";
 import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
 import { gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 
@@ -34,10 +40,20 @@ const MODE = arg("mode", "simple");
 /** Node flags for the gateway child; default as shipped (bin/drawbridge.mjs, the image). */
 const NODE_FLAGS = arg("node-flags", "--liftoff-only").split(" ").filter(Boolean);
 const PROCESS = arg("process", "shared");
+const STORE = arg("store", "dir");
+if (STORE !== "dir" && STORE !== "shm" && STORE !== "minio") throw new TypeError(`--store: dir, shm or minio, not ${STORE}`);
 if (PROCESS !== "shared" && PROCESS !== "per-run") throw new TypeError(`--process: shared or per-run, not ${PROCESS}`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
 const pg = await startPostgres({ settings: { max_connections: 60 } });
+const minio = STORE === "minio" ? await startMinio() : undefined;
+if (minio) {
+	process.env.DRAWBRIDGE_BENCH_S3_ENDPOINT = minio.endpoint;
+	process.env.DRAWBRIDGE_BENCH_S3_ACCESS_KEY = minio.accessKey;
+	process.env.DRAWBRIDGE_BENCH_S3_SECRET_KEY = minio.secretKey;
+}
+const shm = STORE === "shm" ? mkdtempSync("/dev/shm/drawbridge-bench-store-") : undefined;
+if (shm) process.env.DRAWBRIDGE_BENCH_STORE_DIR = shm;
 const work = makeTempDir("rec-pgbench");
 /** The gateway process every run shares (`--process shared`). */
 let shared: ManagedProcess | undefined;
@@ -158,8 +174,10 @@ try {
 		`| gateway CPU µs per transaction (median) | ${median(off.map((x) => x.cpuPerTx)).toFixed(0)} | ${median(on.map((x) => x.cpuPerTx)).toFixed(0)} | ${cpuRatio.toFixed(3)} |`,
 	);
 	console.log("CPU per transaction is the steadier measure on a shared machine; TPS moves with everyone else's load.");
-	console.log(`gateway process: ${PROCESS === "shared" ? "one for every run, recorder switched per run" : "one per run"}`);
+	console.log(`gateway process: ${PROCESS === "shared" ? "one for every run, recorder switched per run" : "one per run"}; store: ${STORE}`);
 } finally {
 	await shared?.stop();
+	await minio?.stop();
+	if (shm) rmSync(shm, { recursive: true, force: true });
 	await pg.stop();
 }
