@@ -7,7 +7,7 @@
  * Keys always use `/`. User metadata keys are lower-case without the `x-amz-meta-` prefix; values are
  * ASCII (callers encode anything else, see format.ts `metaValue`).
  */
-import { mkdir, open, readdir, readFile, rename, stat } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, readFile, rename, stat } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import type { Readable } from "node:stream";
 import * as Minio from "minio";
@@ -66,9 +66,14 @@ function normaliseMeta(meta: Record<string, unknown> | undefined): Record<string
 // Directory store
 
 /**
- * Objects are plain files at `<root>/<key>`; user metadata sits beside the layout in
- * `<root>/.metadata/<key>.json` so the recordings tree itself is byte-identical to the bucket.
- * Writes go to a temporary file, fsync, then rename: a reader never sees half an object.
+ * Objects are plain files at `<root>/<key>`; user metadata sits beside the layout, so the recordings
+ * tree itself is byte-identical to the bucket: one append-only `<root>/.metadata/<folder>/objects.jsonl`
+ * per folder, a line `{"key","contentType","metadata"}` per put (the last line for a key wins; fsynced
+ * before put resolves). Earlier versions kept one `<root>/.metadata/<key>.json` per object; those are
+ * still read. A folder's index instead of a file per object halves the files a session creates (on a
+ * journal-less ext4 every create scans the recently deleted inodes) and lets a listing read one file
+ * per folder. Object writes go to a temporary file, fsync, then rename: a reader never sees half an
+ * object.
  */
 export class DirStore implements RecordingStore {
 	readonly root: string;
@@ -83,18 +88,38 @@ export class DirStore implements RecordingStore {
 		}
 		return join(this.root, ...key.split("/"));
 	}
-	private metaPath(key: string): string {
+	/** Where earlier versions kept an object's metadata (read only). */
+	private legacyMetaPath(key: string): string {
 		return join(this.root, ".metadata", ...`${key}.json`.split("/"));
 	}
+	/** The metadata index of the folder holding `key`. */
+	private indexPath(key: string): string {
+		const parts = key.split("/");
+		parts.pop();
+		return join(this.root, ".metadata", ...parts, INDEX_FILE);
+	}
+	/** Object folders known to exist (no mkdir per put). */
+	private readonly knownDirs = new Set<string>();
 	async init(): Promise<void> {
 		await mkdir(this.root, { recursive: true });
 	}
 	async put(key: string, body: Uint8Array, options?: PutOptions): Promise<void> {
 		const target = this.path(key);
-		const meta = { contentType: options?.contentType, metadata: normaliseMeta(options?.metadata) };
+		const line = `${JSON.stringify({ key, contentType: options?.contentType, metadata: normaliseMeta(options?.metadata) })}\n`;
 		try {
-			await writeFileDurable(target, body);
-			await writeFileDurable(this.metaPath(key), Buffer.from(JSON.stringify(meta)));
+			await writeFileDurable(target, body, this.knownDirs);
+			const index = this.indexPath(key);
+			const dir = dirname(index);
+			const created = (await stat(index).catch(() => undefined)) === undefined;
+			if (created) await mkdir(dir, { recursive: true });
+			const fh = await open(index, "a");
+			try {
+				await fh.writeFile(line);
+				await fh.sync();
+			} finally {
+				await fh.close();
+			}
+			if (created) await fsyncDir(dir);
 		} catch (e) {
 			throw new RecordingError("STORE_UNAVAILABLE", `writing ${key} to ${this.description}: ${(e as Error).message}`, { cause: e });
 		}
@@ -117,13 +142,35 @@ export class DirStore implements RecordingStore {
 			throw e;
 		}
 	}
-	private async readMeta(key: string): Promise<Record<string, string>> {
+	private async readMeta(key: string, index?: Map<string, Record<string, string>>): Promise<Record<string, string>> {
+		const fromIndex = (index ?? (await this.readIndex(this.indexPath(key)))).get(key);
+		if (fromIndex) return fromIndex;
 		try {
-			const parsed = JSON.parse(await readFile(this.metaPath(key), "utf8")) as { metadata?: Record<string, string> };
+			const parsed = JSON.parse(await readFile(this.legacyMetaPath(key), "utf8")) as { metadata?: Record<string, string> };
 			return parsed.metadata ?? {};
 		} catch {
 			return {};
 		}
+	}
+	/** A folder's metadata index: key → metadata of its last line (a torn last line is skipped). */
+	private async readIndex(path: string): Promise<Map<string, Record<string, string>>> {
+		const out = new Map<string, Record<string, string>>();
+		let text: string;
+		try {
+			text = await readFile(path, "utf8");
+		} catch {
+			return out;
+		}
+		for (const line of text.split("\n")) {
+			if (!line) continue;
+			try {
+				const entry = JSON.parse(line) as { key?: unknown; metadata?: Record<string, string> };
+				if (typeof entry.key === "string") out.set(entry.key, entry.metadata ?? {});
+			} catch {
+				// torn write at crash time: that put had not resolved
+			}
+		}
+		return out;
 	}
 	async *list(prefix: string, options?: { delimiter?: boolean; withMetadata?: boolean }): AsyncIterable<StoredObjectInfo> {
 		// Walk the deepest existing directory that covers the prefix, in sorted (S3-like) order.
@@ -132,6 +179,7 @@ export class DirStore implements RecordingStore {
 		const baseDir = baseKey ? this.path(baseKey.slice(0, -1)) : this.root;
 		const self = this;
 		async function* walk(dir: string): AsyncIterable<StoredObjectInfo> {
+			let index: Map<string, Record<string, string>> | undefined;
 			let entries: import("node:fs").Dirent[];
 			try {
 				entries = await readdir(dir, { withFileTypes: true });
@@ -155,7 +203,10 @@ export class DirStore implements RecordingStore {
 				} else if (ent.isFile() && key.startsWith(prefix)) {
 					const st = await stat(full);
 					const info: StoredObjectInfo = { key, size: st.size };
-					if (options?.withMetadata) info.metadata = await self.readMeta(key);
+					if (options?.withMetadata) {
+						index ??= await self.readIndex(self.indexPath(key));
+						info.metadata = await self.readMeta(key, index);
+					}
 					yield info;
 				}
 			}
@@ -164,17 +215,35 @@ export class DirStore implements RecordingStore {
 	}
 	async remove(key: string): Promise<void> {
 		const { rm } = await import("node:fs/promises");
+		// The index line stays: metadata is only read for objects that exist.
 		await rm(this.path(key), { force: true });
-		await rm(this.metaPath(key), { force: true });
+		await rm(this.legacyMetaPath(key), { force: true });
 	}
 }
 
-/** Write via a temporary file + fsync + rename (+ fsync of the directory). */
-export async function writeFileDurable(target: string, body: Uint8Array): Promise<void> {
+const INDEX_FILE = "objects.jsonl";
+
+/**
+ * Write via a temporary file + fsync + rename (+ fsync of the directory). `knownDirs`: directories
+ * known to exist, to skip the mkdir (the caller's cache; the directory is added once made).
+ */
+export async function writeFileDurable(target: string, body: Uint8Array, knownDirs?: Set<string>): Promise<void> {
 	const dir = dirname(target);
-	await mkdir(dir, { recursive: true });
+	if (!knownDirs?.has(dir)) {
+		await mkdir(dir, { recursive: true });
+		knownDirs?.add(dir);
+	}
 	const tmp = join(dir, `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
-	const fh = await open(tmp, "w");
+	let fh: FileHandle;
+	try {
+		fh = await open(tmp, "w");
+	} catch (e) {
+		// A directory remembered as made was removed behind our back: make it again, once.
+		if ((e as NodeJS.ErrnoException).code !== "ENOENT" || !knownDirs?.delete(dir)) throw e;
+		await mkdir(dir, { recursive: true });
+		knownDirs.add(dir);
+		fh = await open(tmp, "w");
+	}
 	try {
 		await fh.writeFile(body);
 		await fh.sync();

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { appendFile, mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { test } from "node:test";
 import { isRecordingError } from "../../gateway/recording/errors.ts";
 import { keySegment, metaDecode, metaValue, sessionPrefix } from "../../gateway/recording/format.ts";
@@ -50,4 +52,36 @@ test("DirStore: refuses keys that escape its root; lists with and without delimi
 	assert.deepEqual(withMeta, [{ identity: "x" }]);
 	assert.equal(await store.head("recordings/none"), undefined);
 	await assert.rejects(store.get("recordings/none"), (e: unknown) => isRecordingError(e, "NOT_FOUND"));
+});
+
+test("DirStore metadata: one index file per folder (the last put of a key wins, a torn line is skipped); metadata written by earlier versions beside each object is still read", async () => {
+	const root = await tempDir("dirstore-meta");
+	const store = new DirStore(root);
+	await store.init();
+	const folder = "recordings/2027/01/02/c/s";
+	for (let i = 1; i <= 20; i++) await store.put(`${folder}/chunk-${i}.jsonl.gz`, Buffer.from(`c${i}`), { metadata: { chunk: String(i) } });
+	await store.put(`${folder}/chunk-3.jsonl.gz`, Buffer.from("c3 again"), { metadata: { chunk: "3", again: "yes" } });
+	// One metadata file for the folder, not one per object.
+	assert.deepEqual(await readdir(join(root, ".metadata", ...folder.split("/"))), ["objects.jsonl"]);
+	assert.deepEqual((await store.head(`${folder}/chunk-3.jsonl.gz`))?.metadata, { chunk: "3", again: "yes" });
+	assert.deepEqual((await store.head(`${folder}/chunk-7.jsonl.gz`))?.metadata, { chunk: "7" });
+	// A put cut short by a crash leaves a torn last line: ignored, the rest still reads.
+	await appendFile(join(root, ".metadata", ...folder.split("/"), "objects.jsonl"), '{"key":"recordings/2027/01/02/c/s/chunk-21.jsonl.gz","metad');
+	const listed = new Map<string, Record<string, string> | undefined>();
+	for await (const o of store.list(`${folder}/`, { withMetadata: true })) listed.set(o.key, o.metadata);
+	assert.equal(listed.size, 20);
+	assert.deepEqual(listed.get(`${folder}/chunk-20.jsonl.gz`), { chunk: "20" });
+	// An object stored by an earlier DirStore: its metadata in .metadata/<key>.json.
+	const legacy = "recordings/2026/12/31/c/old/session.json";
+	await mkdir(join(root, ...legacy.split("/").slice(0, -1)), { recursive: true });
+	await writeFile(join(root, ...legacy.split("/")), "{}");
+	await mkdir(join(root, ".metadata", ...legacy.split("/").slice(0, -1)), { recursive: true });
+	await writeFile(join(root, ".metadata", `${legacy}.json`), JSON.stringify({ contentType: "application/json", metadata: { identity: "old" } }));
+	assert.deepEqual((await store.head(legacy))?.metadata, { identity: "old" });
+	for await (const o of store.list("recordings/2026/", { withMetadata: true })) assert.deepEqual(o.metadata, { identity: "old" });
+	// Folders removed behind the store's back are made again.
+	await rm(join(root, "recordings"), { recursive: true });
+	await rm(join(root, ".metadata"), { recursive: true });
+	await store.put(`${folder}/chunk-1.jsonl.gz`, Buffer.from("c1"), { metadata: { chunk: "1" } });
+	assert.deepEqual((await store.head(`${folder}/chunk-1.jsonl.gz`))?.metadata, { chunk: "1" });
 });
