@@ -787,7 +787,9 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 						caPrivateKeyPem: ca.privateKeyPem,
 						login: auth.login,
 						keyId: `sub=${auth.identity.username};grant=${auth.grant.key};session=${sessionId}`,
-						ttlSec: 300,
+						// It must not let anyone log in to the target after the grant ends (a copy of the key
+						// and certificate used directly): valid until the grant's end at the latest.
+						notAfter: new Date(auth.grant.expiresAt),
 						now: this.#opts.store.now(),
 					});
 				} catch (e) {

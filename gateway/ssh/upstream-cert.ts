@@ -47,18 +47,30 @@ export interface SessionCertificate {
 	serial: bigint;
 }
 
-/** Mint an ephemeral key and a certificate for `login`, valid from one minute ago for `ttlSec`. */
+/** How long a session certificate is valid at most: it is only needed for the login itself. */
+export const SESSION_CERT_MAX_TTL_MS = 300_000;
+
+/**
+ * Mint an ephemeral key and a certificate for `login`, valid from one minute ago (clock skew) until
+ * `notAfter` or `SESSION_CERT_MAX_TTL_MS` from `now`, whichever is first. The end is rounded down to
+ * the second (certificates count seconds), so it never lies past `notAfter`.
+ */
 export function mintSessionCertificate(opts: {
 	caPrivateKeyPem: string;
 	login: string;
 	keyId: string;
-	ttlSec?: number;
+	/** Latest end of validity: the grant's end (README "Upstream"). */
+	notAfter?: Date;
 	now?: Date;
 }): SessionCertificate {
 	const pair = utils.generateKeyPairSync("ed25519");
 	const parsed = utils.parseKey(pair.private);
 	if (parsed instanceof Error || Array.isArray(parsed)) throw new TypeError("ephemeral key did not parse");
 	const now = opts.now ?? new Date();
+	const end = Math.min(now.getTime() + SESSION_CERT_MAX_TTL_MS, opts.notAfter?.getTime() ?? Number.POSITIVE_INFINITY);
+	if (!(end > now.getTime())) {
+		throw new SshGatewayError("upstream", `no upstream session certificate: its validity would end at ${new Date(end).toISOString()}, not after now`);
+	}
 	let signed: ReturnType<typeof signUserCertificate>;
 	try {
 		signed = signUserCertificate({
@@ -66,7 +78,7 @@ export function mintSessionCertificate(opts: {
 			publicKey: pair.public,
 			principals: [opts.login],
 			validAfter: new Date(now.getTime() - 60_000),
-			validBefore: new Date(now.getTime() + (opts.ttlSec ?? 300) * 1000),
+			validBefore: new Date(end),
 			keyId: opts.keyId,
 		});
 	} catch (e) {
