@@ -145,6 +145,23 @@ test("validateResource applies defaults and accepts a minimal grant", () => {
 	assert.deepEqual(validateSpec("Connection", { type: "kubernetes", host: "h", port: 6443 }), []);
 });
 
+test("AccessGrant ssh: allowPortForwarding needs allowedForwards, host:port without globs", () => {
+	const grant = (ssh: Record<string, unknown>) =>
+		validateResource({
+			apiVersion: "access.drawbridge.dev/v1alpha1",
+			kind: "AccessGrant",
+			metadata: { name: "g" },
+			spec: { connection: "db", subjects: [{ kind: "User", name: "a" }], ssh: { logins: ["a"], allowShell: true, ...ssh }, duration: "1h" },
+		}).errors;
+	assert.match(JSON.stringify(grant({ allowPortForwarding: true })), /allowPortForwarding needs allowedForwards/);
+	for (const ok of ["localhost:5432", "db.internal:*", "10.0.0.7:443", "[::1]:6379", "[fd00::1]:22", "*:*", "*:8080"]) {
+		assert.deepEqual(grant({ allowPortForwarding: true, allowedForwards: [ok] }), [], ok);
+	}
+	for (const bad of ["10.0.0.*:443", "db.*:22", "localhost", "::1:22", "localhost:0", "localhost:-1", "host:22/tcp", ":22", "-a:22", "a b:22"]) {
+		assert.notDeepEqual(grant({ allowPortForwarding: true, allowedForwards: [bad] }), [], bad);
+	}
+});
+
 test("validateResource: apiVersion and kind errors", () => {
 	const kind = validateResource({ apiVersion: "access.drawbridge.dev/v1alpha1", kind: "Grant", metadata: { name: "x" }, spec: {} });
 	assert.equal(kind.errors[0]?.field, "kind");

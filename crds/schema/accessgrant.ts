@@ -19,6 +19,13 @@ import {
 export const MAX_GRANT_DAYS = 90;
 export const MAX_GRANT_MS = MAX_GRANT_DAYS * 24 * 3600 * 1000;
 
+/**
+ * `host:port` for `spec.ssh.allowedForwards`: `*`, a host name or IPv4 address, or an IPv6 address in
+ * brackets; a port 1-99999 (above 65535 it matches nothing) or `*`. No globs inside names: `10.0.0.*`
+ * would also match `10.0.0.1.example.net`, which DNS may point anywhere.
+ */
+export const FORWARD_DESTINATION_PATTERN = "^(\\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\\[[0-9A-Fa-f:.]{2,45}\\]):(\\*|[1-9][0-9]{0,4})$";
+
 export const POSTGRES_ACCESS = ["read-only", "read-write", "admin"] as const;
 export const KUBERNETES_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "*"] as const;
 export const GRANT_PHASES = ["Pending", "Active", "Expired", "Revoked", "Invalid"] as const;
@@ -77,7 +84,19 @@ const SshGrant = withRules(
 			),
 			allowShell: Type.Optional(Type.Boolean({ description: "Allow an interactive shell (every line is recorded).", default: false })),
 			allowSftp: Type.Optional(Type.Boolean({ description: "Allow the sftp subsystem.", default: false })),
-			allowPortForwarding: Type.Optional(Type.Boolean({ description: "Allow local port forwarding (direct-tcpip).", default: false })),
+			allowPortForwarding: Type.Optional(
+				Type.Boolean({
+					description: "Allow local port forwarding (direct-tcpip) to the destinations in allowedForwards, which it requires.",
+					default: false,
+				}),
+			),
+			allowedForwards: Type.Optional(
+				StringList(
+					"Destinations port forwards may open from the target, as `host:port` like sshd's PermitOpen: host a name or address compared exactly (case ignored), `[v6]` in brackets, or `*`; port a number or `*`. `localhost:5432` is the target's own loopback. Needs allowPortForwarding.",
+					{ description: "A `host:port` destination.", maxLength: 260, pattern: FORWARD_DESTINATION_PATTERN },
+					{ minItems: 1, maxItems: 32 },
+				),
+			),
 			allowAgentForwarding: Type.Optional(Type.Boolean({ description: "Allow SSH agent forwarding.", default: false })),
 		},
 		{ description: "SSH access. Only for an ssh Connection." },
@@ -87,6 +106,12 @@ const SshGrant = withRules(
 			cel: "self.allowShell || self.allowSftp || has(self.allowedCommands)",
 			message: "an ssh grant must allow something: allowShell, allowSftp or allowedCommands",
 			check: (s) => s.allowShell === true || s.allowSftp === true || has(s, "allowedCommands"),
+		},
+		{
+			cel: "!self.allowPortForwarding || has(self.allowedForwards)",
+			message: "allowPortForwarding needs allowedForwards: the host:port destinations forwards may reach from the target (`*:*` for any)",
+			fieldPath: ".allowedForwards",
+			check: (s) => s.allowPortForwarding !== true || has(s, "allowedForwards"),
 		},
 	],
 );

@@ -193,6 +193,11 @@ export interface BundleGrant {
 		allowShell: boolean;
 		allowSftp: boolean;
 		allowPortForwarding: boolean;
+		/**
+		 * `host:port` destinations direct-tcpip may open from the target (host exact, case ignored, or `*`;
+		 * port or `*`). Absent: none, whatever `allowPortForwarding` says.
+		 */
+		allowedForwards?: string[];
 		allowAgentForwarding: boolean;
 	};
 	kubernetes?: {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { BundleGrant, GuardrailRule } from "../config/bundle.ts";
-import { evaluateSshAccess, evaluateSshCommand, parseShellCommand } from "./ssh.ts";
+import { evaluateSshAccess, evaluateSshCommand, forwardAllowed, parseShellCommand } from "./ssh.ts";
 
 type SshGrant = NonNullable<BundleGrant["ssh"]>;
 const OPEN: SshGrant = { logins: ["lee"], allowShell: true, allowSftp: false, allowPortForwarding: false, allowAgentForwarding: false };
@@ -78,4 +78,45 @@ test("channel access: logins, shell, sftp, forwarding", () => {
 	assert.equal(evaluateSshAccess({ login: "lee", request: "port-forward" }, OPEN).action, "block");
 	assert.equal(evaluateSshAccess({ login: "lee", request: "sftp" }, { ...OPEN, allowSftp: true }).action, "allow");
 	assert.equal(evaluateSshAccess({ login: "lee", request: "x11" }, OPEN).action, "block");
+});
+
+test("port forwarding reaches only the grant's allowedForwards, spelled as listed", () => {
+	const fwd = (host: string, port: number, allowedForwards?: string[]) =>
+		evaluateSshAccess(
+			{ login: "lee", request: "port-forward", destination: { host, port } },
+			{ ...OPEN, allowPortForwarding: true, ...(allowedForwards ? { allowedForwards } : {}) },
+			"ops/lee",
+		);
+	// allowPortForwarding without a list (a bundle from before allowedForwards): nothing.
+	assert.match(fwd("127.0.0.1", 5432).message!, /ops\/lee" does not allow forwarding to 127\.0\.0\.1:5432 \(allowed: none/);
+	assert.equal(evaluateSshAccess({ login: "lee", request: "port-forward" }, { ...OPEN, allowPortForwarding: true, allowedForwards: ["*:*"] }).action, "block");
+	const list = ["localhost:5432", "DB.internal:*", "[::1]:6379", "*:8080"];
+	assert.equal(fwd("localhost", 5432, list).action, "allow");
+	assert.equal(fwd("LocalHost", 5432, list).action, "allow");
+	assert.equal(fwd("db.internal", 22, list).action, "allow");
+	assert.equal(fwd("::1", 6379, list).action, "allow");
+	assert.equal(fwd("10.9.8.7", 8080, list).action, "allow");
+	for (const [host, port] of [
+		["localhost", 5433],
+		["127.0.0.1", 5432], // another spelling of the same address: only as listed
+		["localhost.", 5432],
+		["127.1", 5432],
+		["db.internal.evil.example", 22],
+		["x.db.internal", 22],
+		["[::1]", 6379],
+		["0:0:0:0:0:0:0:1", 6379],
+		["localhost\u0000x", 5432],
+		["localhost", 70000], // a port over 65535 never matches
+		["db.internal", 65558], // 22 + 65536
+		["", 5432],
+	] as const) {
+		assert.equal(fwd(host, port, list).action, "block", `${host}:${port}`);
+	}
+	assert.equal(forwardAllowed(["*:*"], "anything", 1), "*:*");
+	assert.equal(forwardAllowed(["*:*"], "anything", 65536), undefined);
+	assert.equal(forwardAllowed(["*:*"], "anything", -1), undefined);
+	assert.equal(forwardAllowed(["*:*"], "anything", 1.5), undefined);
+	assert.equal(forwardAllowed(["host:022"], "host", 22), "host:022");
+	assert.equal(forwardAllowed(["host"], "host", 22), undefined);
+	assert.equal(forwardAllowed(undefined, "host", 22), undefined);
 });

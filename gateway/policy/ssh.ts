@@ -502,9 +502,32 @@ export function evaluateSshCommand(
 
 export type SshChannelRequest = "shell" | "exec" | "sftp" | "subsystem" | "port-forward" | "agent-forward" | "x11";
 
+/**
+ * Whether `host:port` (as the client asked for it in direct-tcpip, RFC 4254 7.2) is one of the
+ * grant's `allowedForwards`: host compared exactly with ASCII case ignored (`[v6]` written in brackets
+ * is compared without them) or `*`; port equal or `*`. No other normalisation: `127.1`, `0x7f.0.0.1`,
+ * `localhost.` or a long IPv6 form match only when written so in the grant, so a spelling the grant
+ * does not list is refused, and the string checked is the string the target resolves.
+ */
+export function forwardAllowed(allowed: readonly string[] | undefined, host: string, port: number): string | undefined {
+	if (!allowed || !Number.isInteger(port) || port < 0 || port > 65535) return undefined;
+	const h = host.toLowerCase();
+	for (const entry of allowed) {
+		const colon = entry.lastIndexOf(":");
+		if (colon <= 0) continue;
+		let eh = entry.slice(0, colon).toLowerCase();
+		const ep = entry.slice(colon + 1);
+		if (eh.startsWith("[") && eh.endsWith("]")) eh = eh.slice(1, -1);
+		if (eh !== "*" && eh !== h) continue;
+		if (ep !== "*" && !(/^[0-9]{1,5}$/.test(ep) && Number(ep) === port)) continue;
+		return entry;
+	}
+	return undefined;
+}
+
 /** Channel-level checks: login user, shell, sftp, forwarding. Exec commands go to evaluateSshCommand. */
 export function evaluateSshAccess(
-	req: { login: string; request: SshChannelRequest },
+	req: { login: string; request: SshChannelRequest; destination?: { host: string; port: number } },
 	grant: SshGrant | undefined,
 	grantKey?: string,
 ): SshVerdict {
@@ -519,8 +542,16 @@ export function evaluateSshAccess(
 			return { action: "allow" };
 		case "sftp":
 			return grant.allowSftp ? { action: "allow" } : deny("does not allow SFTP");
-		case "port-forward":
-			return grant.allowPortForwarding ? { action: "allow" } : deny("does not allow port forwarding");
+		case "port-forward": {
+			if (!grant.allowPortForwarding) return deny("does not allow port forwarding");
+			const d = req.destination;
+			if (!d) return deny("allows port forwarding only to the destinations it lists");
+			if (forwardAllowed(grant.allowedForwards, d.host, d.port) === undefined) {
+				const listed = grant.allowedForwards?.length ? grant.allowedForwards.map((f) => printable(f)).join(", ") : "none: the grant lists no allowedForwards";
+				return deny(`does not allow forwarding to ${printable(d.host)}:${d.port} (allowed: ${listed})`);
+			}
+			return { action: "allow" };
+		}
 		case "agent-forward":
 			return grant.allowAgentForwarding ? { action: "allow" } : deny("does not allow agent forwarding");
 		default:

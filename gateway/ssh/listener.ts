@@ -494,7 +494,9 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				});
 				this.#onSession(s, session, release, gone.signal);
 			});
-			client.on("tcpip", (accept, reject, info) => this.#onDirectTcpip(s, accept, reject, info));
+			client.on("tcpip", (accept, reject, info) =>
+				this.#onDirectTcpip(s, (client as unknown as { _protocol?: unknown })._protocol, accept, reject, info),
+			);
 			client.on("request", (_accept, reject) => {
 				// tcpip-forward (remote forwarding) is not offered.
 				reject?.();
@@ -1386,16 +1388,34 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 
 	#onDirectTcpip(
 		state: SessionState,
+		protocol: unknown,
 		accept: () => ServerChannel,
 		reject: () => void,
 		info: { destIP: string; destPort: number; srcIP: string; srcPort: number },
 	): void {
 		const dest = `${info.destIP}:${info.destPort}`;
-		const access = evaluateSshAccess({ login: state.auth.login, request: "port-forward" }, state.auth.grant.ssh, state.auth.grant.key);
+		// The destination is opened from the target (forwardOut), so it is whatever the target can reach:
+		// only the grant's allowedForwards are (README "Port forwarding").
+		const access = evaluateSshAccess(
+			{ login: state.auth.login, request: "port-forward", destination: { host: info.destIP, port: info.destPort } },
+			state.auth.grant.ssh,
+			state.auth.grant.key,
+		);
 		const certExt = state.auth.cert?.cert.extensions;
-		if (access.action !== "allow" || (certExt && !certExt.has("permit-port-forwarding"))) {
-			state.recorder.emit({ type: "exec", command: `direct-tcpip ${dest}`, decision: "block", rule: "grant:allowPortForwarding" });
-			reject();
+		const refused =
+			access.action !== "allow"
+				? access.message ?? "port forwarding refused"
+				: certExt && !certExt.has("permit-port-forwarding")
+					? "the certificate does not permit port forwarding"
+					: undefined;
+		if (refused !== undefined) {
+			state.recorder.emit({ type: "exec", command: `direct-tcpip ${dest}`, decision: "block", rule: access.rule ?? "grant:allowPortForwarding" });
+			rejectChannelOpen(
+				protocol,
+				reject,
+				ChannelOpenFailure.AdministrativelyProhibited,
+				`drawbridge: ${refused}`,
+			);
 			return;
 		}
 		void state.upstream.then(

@@ -26,6 +26,7 @@ export const enum DisconnectReason {
 /** SSH_MSG_CHANNEL_OPEN_FAILURE reason codes (RFC 4254 section 5.1) used by the gateway. */
 // biome-ignore lint/suspicious/noConstEnum: STYLE 3 wants const enums for wire codes; tsx emits them as objects
 export const enum ChannelOpenFailure {
+	AdministrativelyProhibited = 1, // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED
 	ResourceShortage = 4, // SSH_OPEN_RESOURCE_SHORTAGE
 }
 

@@ -134,6 +134,7 @@ function compileGrant(g: AccessGrant, d: GrantDecision, inputs: CompileInputs): 
 			allowShell: spec.ssh.allowShell ?? false,
 			allowSftp: spec.ssh.allowSftp ?? false,
 			allowPortForwarding: spec.ssh.allowPortForwarding ?? false,
+			...(spec.ssh.allowedForwards ? { allowedForwards: [...spec.ssh.allowedForwards] } : {}),
 			allowAgentForwarding: spec.ssh.allowAgentForwarding ?? false,
 		};
 	}

@@ -143,7 +143,7 @@ before(async () => {
 				grant({
 					key: "ops/tunnel",
 					name: "tunnel",
-					ssh: { logins: [sshd.user], allowShell: false, allowSftp: false, allowPortForwarding: true, allowAgentForwarding: false },
+					ssh: { logins: [sshd.user], allowShell: false, allowSftp: false, allowPortForwarding: true, allowedForwards: [`127.0.0.1:${sshd.port}`], allowAgentForwarding: false },
 				}),
 				grant({ key: "ops/revocable", name: "revocable", ssh: { ...grant().ssh!, logins: [sshd.user] } }),
 				grant({
