@@ -297,3 +297,54 @@ test("an exec with a pty is an interactive terminal: its typed lines are checked
 		rmSync(`${marker}-pty`, { force: true });
 	}
 });
+
+test("pty-req terminal modes do not reach the target: a remapped line kill (VKILL ^X), VLNEXT, VINTR, -icanon stay the target's defaults", { timeout: 60_000 }, async () => {
+	// The gateway kills a refused shell line with ^U; an agent whose pty-req set VKILL to ^X (or turned
+	// ICANON off, or made ^U a literal with VLNEXT) would turn that kill into typed text and run the
+	// line. ssh2 1.17.0 reads the encoded modes from their second byte, so the server side never sees
+	// them and the gateway relays none (README "Requests besides shell, exec and sftp"). If an ssh2
+	// upgrade starts delivering them, this fails: strip control-character and line-discipline modes on
+	// line-checked channels before relaying any.
+	const modes = { VKILL: 24, VLNEXT: 21, VINTR: 255, VEOF: 255, VERASE: 8, ICANON: 0, ISIG: 0, TTY_OP_ISPEED: 38400, TTY_OP_OSPEED: 38400 } as const;
+	const sttyOver = (c: Client) =>
+		new Promise<string>((resolve, reject) =>
+			c.exec("stty -a", { pty: { term: "xterm", rows: 24, cols: 200, width: 0, height: 0, modes } }, (err, s) => {
+				if (err) return reject(err);
+				let o = "";
+				s.on("data", (d: Buffer) => (o += d.toString()));
+				s.on("close", () => resolve(o));
+			}),
+		);
+	// The control: sshd honours these modes from ssh2's client when they are sent to it directly.
+	const direct = await new Promise<Client>((resolve, reject) => {
+		const c = new ssh2.Client();
+		c.on("ready", () => resolve(c));
+		c.on("error", reject);
+		c.connect({ host: sshd.host, port: sshd.port, username: sshd.user, privateKey: readFileSync(sshd.clientKeyFile), hostVerifier: () => true });
+	});
+	try {
+		const d = await sttyOver(direct);
+		assert.match(d, /kill = \^X;/, d);
+		assert.match(d, /-icanon/, d);
+	} finally {
+		direct.end();
+	}
+	// Through the gateway, on the line-checked app connection: the target's defaults.
+	const token = await issuer.token("lee");
+	const gwc = await new Promise<Client>((resolve, reject) => {
+		const c = new ssh2.Client();
+		c.on("ready", () => resolve(c));
+		c.on("error", reject);
+		c.connect({ host: "127.0.0.1", port: gw.address.port, username: `${sshd.user}@app`, password: token, hostVerifier: () => true });
+	});
+	try {
+		const g = await sttyOver(gwc);
+		assert.match(g, /kill = \^U;/, g);
+		assert.match(g, /lnext = \^V;/, g);
+		assert.match(g, /intr = \^C;/, g);
+		assert.match(g, /(^|\s)icanon(\s|$)/m, g);
+		assert.match(g, /(^|\s)isig(\s|$)/m, g);
+	} finally {
+		gwc.end();
+	}
+});
