@@ -8,7 +8,7 @@
  *   /api/v1/{resource}[/{name}[/{subresource}]]        (cluster scope, or all namespaces for lists)
  *   /api/v1/namespaces/{name}[/{subresource}]          (the namespace object itself)
  *
- * Verbs: GET → get / list / watch (`?watch=1`, or the legacy `/watch/` prefix), POST → create,
+ * Verbs: GET → get / list / watch (`?watch=1` on a collection only, or the legacy `/watch/` prefix), POST → create,
  * PUT → update, PATCH → patch, DELETE → delete / deletecollection. Anything else under /api or /apis
  * (discovery) and everything outside (/version, /openapi, /healthz) is a non-resource request.
  */
@@ -153,8 +153,12 @@ export function parseKubeRequest(method: string, url: string, opts: ParseOptions
 	switch (m) {
 		case "GET":
 		case "HEAD":
-			if (watchPrefix || isTrue(u.searchParams.get("watch"))) verb = "watch";
-			else verb = name === undefined ? "list" : "get";
+			// As RequestInfo: `?watch` turns only a name-less GET into a watch. A named GET with `?watch=1`
+			// is a plain get to the apiserver (it returns the object), so it must be `get` here too: read as
+			// a watch it stepped around rules and grants that name `get` (README "Request forms ...").
+			if (watchPrefix) verb = "watch";
+			else if (name !== undefined) verb = "get";
+			else verb = isTrue(u.searchParams.get("watch")) ? "watch" : "list";
 			break;
 		case "POST":
 			verb = "create";

@@ -70,6 +70,27 @@ test("bypass: ?watch=on (or yes, t, 2) was a list to the gateway and a watch to 
 	for (const w of ["0", "false", "FALSE"]) assert.equal(parseKubeRequest("GET", `/api/v1/namespaces/payments/pods?watch=${w}`).verb, "list", w);
 });
 
+test("bypass: GET of a named object with ?watch=1 was a watch to the gateway and a get to the apiserver", () => {
+	// RequestInfo turns only a name-less GET into a watch; the apiserver answers the object itself.
+	const getRule: GuardrailRule[] = [{ name: "no-get-secrets", action: "block", kubernetes: { verbs: ["get"], resources: ["secrets"], namespaces: ["prod"] } }];
+	const watchOnly = grant("ops/prod-watch", ["prod"], ["list", "watch"], ["secrets"]);
+	for (const q of ["?watch=1", "?watch=true", "?watch", "?watch=on&timeoutSeconds=5", "/?watch=1"]) {
+		const u = `/api/v1/namespaces/prod/secrets/db${q}`;
+		const r = parseKubeRequest("GET", u);
+		assert.deepEqual([r.verb, r.name], ["get", "db"], u);
+		assert.equal(decideKubeRequest(r, [wild], getRule).verdict.rule, "no-get-secrets", u);
+		assert.equal(decideKubeRequest(r, [watchOnly], []).verdict.action, "block", u);
+		assert.equal(parseKubeRequest("HEAD", u).verb, "get", u);
+		// Subresources of a named object are gets too (pods/NAME/log?watch=1).
+		assert.equal(parseKubeRequest("GET", `/api/v1/namespaces/prod/pods/api/log${q}`).verb, "get", u);
+	}
+	// Watches stay watches: a collection with ?watch, the /watch/ prefix (named or not), a name in fieldSelector.
+	assert.equal(parseKubeRequest("GET", "/api/v1/namespaces/prod/secrets?watch=1").verb, "watch");
+	assert.deepEqual(Object.values(parseKubeRequest("GET", "/api/v1/watch/namespaces/prod/secrets/db")).slice(0, 2), [true, "watch"]);
+	const fs = parseKubeRequest("GET", "/api/v1/namespaces/prod/secrets?watch=1&fieldSelector=metadata.name%3Ddb");
+	assert.deepEqual([fs.verb, fs.name], ["watch", "db"]);
+});
+
 test("bypass: a read-only grant could exec/attach/port-forward through the GET (WebSocket) form", () => {
 	for (const sub of ["exec?command=sh&stdin=1", "attach?stdin=1", "portforward?ports=5432"]) {
 		const u = `/api/v1/namespaces/payments/pods/api/${sub}`;

@@ -1,0 +1,196 @@
+/**
+ * Red-team round on the Kubernetes request classifier and implicit deletes, through the real gateway
+ * to a real kube-apiserver whose RBAC gives the agents cluster-admin (whatever the gateway lets
+ * through takes effect). Each finding is compared with the apiserver answering the same request
+ * directly:
+ * 1. `GET …/secrets/NAME?watch=1` is a plain get to the apiserver (it returns the Secret: `?watch`
+ *    makes only a name-less GET a watch) but was a watch to the gateway, so a rule blocking `get
+ *    secrets` and a grant without `get` were stepped around;
+ * and what was tried and holds (kept as regressions): path spellings, duplicate query keys, a write
+ * sent as an upgrade request, HTTP/2.
+ */
+import assert from "node:assert/strict";
+import https from "node:https";
+import tls from "node:tls";
+import { after, before, describe, test } from "node:test";
+import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
+import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
+import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
+import { kubeConnection, userGrant } from "./fixtures.ts";
+
+let kube: KubeHandle;
+let gw: KubeListener;
+let issuer: TokenIssuer;
+const recorder = new MemoryRecorder();
+const SECRET_VALUE = "cHJvZC1jYW5hcnktOWIx"; // base64 of the prod Secret's value
+
+interface Answer {
+	status: number;
+	text: string;
+	drawbridge: boolean;
+}
+
+/** One request as `user` through the gateway, or with the admin token straight to the apiserver. */
+async function send(
+	user: string,
+	method: string,
+	path: string,
+	opts: { body?: string; headers?: Record<string, string>; direct?: boolean; timeoutMs?: number } = {},
+): Promise<Answer> {
+	const token = opts.direct ? kube.adminToken : await issuer.token(user, { groups: ["agents"] });
+	return new Promise((resolve, reject) => {
+		const req = https.request(
+			{
+				hostname: "127.0.0.1",
+				port: opts.direct ? kube.port : gw.address.port,
+				method,
+				// Options, not a URL: nothing normalises the path on the way.
+				path: opts.direct ? path : `/k8s/cluster-prod${path}`,
+				ca: kube.caPem,
+				headers: {
+					authorization: `Bearer ${token}`,
+					...(opts.body ? { "content-type": "application/merge-patch+json" } : {}),
+					...opts.headers,
+				},
+			},
+			(res) => {
+				let text = "";
+				res.on("data", (c: Buffer) => (text += c.toString()));
+				res.on("end", () => resolve({ status: res.statusCode ?? 0, text, drawbridge: /"kind":"drawbridge"/.test(text) }));
+			},
+		);
+		req.on("upgrade", (res, socket) => {
+			socket.destroy();
+			resolve({ status: res.statusCode ?? 101, text: "", drawbridge: false });
+		});
+		req.setTimeout(opts.timeoutMs ?? 20_000, () => req.destroy(new Error(`${method} ${path}: no answer`)));
+		req.on("error", reject);
+		req.end(opts.body);
+	});
+}
+
+const STATEFULSET = {
+	apiVersion: "apps/v1",
+	kind: "StatefulSet",
+	metadata: { name: "db" },
+	spec: {
+		serviceName: "db",
+		replicas: 1,
+		selector: { matchLabels: { app: "db" } },
+		template: { metadata: { labels: { app: "db" } }, spec: { containers: [{ name: "db", image: "example.invalid/db:1" }] } },
+		volumeClaimTemplates: [{ metadata: { name: "data" }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } } }],
+	},
+};
+
+before(async () => {
+	[issuer, kube] = await Promise.all([tokenIssuer(), startKube()]);
+	for (const ns of ["payments", "prod"]) await kube.createNamespace(ns);
+	const crb = await kube.kubectl(["create", "clusterrolebinding", "agents-admin", "--clusterrole=cluster-admin", "--group=agents"]);
+	assert.equal(crb.code, 0, crb.stderr);
+	const secret = await kube.kubectl(["-n", "prod", "create", "secret", "generic", "prod-db", "--from-literal=password=prod-canary-9b1"]);
+	assert.equal(secret.code, 0, secret.stderr);
+	for (const ns of ["prod", "payments"]) {
+		const sts = await kube.request("POST", `/apis/apps/v1/namespaces/${ns}/statefulsets`, STATEFULSET);
+		assert.equal(sts.status, 201, sts.text);
+	}
+	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-forms" });
+	const store = storeWith(
+		makeBundle(issuer, {
+			connections: [kubeConnection(kube)],
+			grants: [
+				userGrant("admin", { namespaces: ["*"], verbs: ["*"], resources: ["*"] }),
+				// May list and watch prod's objects, never get one by name.
+				userGrant("watcher", { namespaces: ["prod"], verbs: ["list", "watch"], resources: ["configmaps", "secrets"] }),
+			],
+			guardrailPolicies: [
+				{
+					key: "ops/kube-prod",
+					selector: { matchLabels: { env: "prod" } },
+					rules: [
+						{ name: "no-secret-reads", action: "block", kubernetes: { verbs: ["get"], resources: ["secrets"], namespaces: ["prod"] } },
+						{ name: "keep-prod-data", action: "block", kubernetes: { verbs: ["delete"], resources: ["persistentvolumeclaims"], namespaces: ["prod"] } },
+					],
+				},
+			],
+			credentials: { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } },
+		}),
+	);
+	gw = await startKubeListener({ store, recorder, approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem }, sessionIdleMs: 500 });
+});
+
+after(async () => {
+	await gw?.close();
+	await kube?.stop();
+});
+
+describe("found and fixed", () => {
+	test("GET secrets/NAME?watch=1 is a get (the apiserver returns the Secret): the get rule and the grant's verbs apply", async () => {
+		const path = "/api/v1/namespaces/prod/secrets/prod-db";
+		for (const q of ["?watch=1", "?watch=true&timeoutSeconds=1", "?watch"]) {
+			// The apiserver's answer: the object itself, not a watch stream.
+			const direct = await send("admin", "GET", `${path}${q}`, { direct: true });
+			assert.equal(direct.status, 200, direct.text);
+			assert.match(direct.text, /^\{"kind":"Secret"/);
+			// On the old code both were 200 with the Secret (a watch to the gateway: no rule on get).
+			const blocked = await send("admin", "GET", `${path}${q}`);
+			assert.equal(blocked.status, 403, `${q}: ${blocked.text}`);
+			assert.match(blocked.text, /get secrets prod-db in namespace prod: blocked by guardrail rule \\"no-secret-reads\\"/);
+			const scoped = await send("watcher", "GET", `${path}${q}`);
+			assert.equal(scoped.status, 403, `${q}: ${scoped.text}`);
+			assert.match(scoped.text, /grant \\"ops\/watcher\\" does not allow get secrets prod-db/);
+			for (const r of [blocked, scoped]) assert.doesNotMatch(r.text, new RegExp(SECRET_VALUE));
+		}
+		// The watch forms stay watches (and the watcher may watch): /watch/ prefix, fieldSelector.
+		const w = await send("watcher", "GET", "/api/v1/namespaces/prod/configmaps?watch=1&timeoutSeconds=1");
+		assert.equal(w.status, 200, w.text);
+		const byName = await send("watcher", "GET", "/api/v1/watch/namespaces/prod/configmaps/kube-root-ca.crt?timeoutSeconds=1");
+		assert.equal(byName.status, 200, byName.text);
+	});
+});
+
+describe("tried and holding", () => {
+	test("path spellings: the gateway refuses or classifies them as the apiserver does", async () => {
+		const base = "/api/v1/namespaces/prod/secrets";
+		for (const [p, status] of [
+			[`${base}//prod-db`, 400], // empty segment
+			[`${base}%2Fprod-db`, 400], // the apiserver decodes it to secrets/prod-db
+			[`/api/v1/namespaces/prod/./secrets/prod-db`, 400],
+			[`${base}/prod-db/`, 403], // the same object on both sides: the get rule
+			[`${base}/prod-db?x#frag`, 400],
+		] as const) {
+			const r = await send("admin", "GET", p);
+			assert.equal(r.status, status, `${p}: ${r.text}`);
+			assert.ok(r.drawbridge, `${p}: ${r.text}`);
+			assert.doesNotMatch(r.text, new RegExp(SECRET_VALUE));
+		}
+		// Other letter cases do not reach the object (404 from the apiserver, or refused first).
+		for (const p of ["/API/v1/namespaces/prod/secrets/prod-db", "/api/v1/namespaces/prod/Secrets/prod-db"]) {
+			const r = await send("admin", "GET", p);
+			assert.ok(r.status === 404 || r.status === 403, `${p}: ${r.status} ${r.text}`);
+			assert.doesNotMatch(r.text, new RegExp(SECRET_VALUE));
+		}
+	});
+
+	test("duplicate query keys: the first watch value decides on both sides", async () => {
+		for (const [q, kind] of [
+			["watch=0&watch=1", "list"],
+			["watch=1&watch=0", "watch"],
+		] as const) {
+			const direct = await send("admin", "GET", `/api/v1/namespaces/payments/configmaps?${q}&timeoutSeconds=1`, { direct: true });
+			assert.equal(/"kind":"ConfigMapList"/.test(direct.text) ? "list" : "watch", kind, q);
+			const r = await send("watcher", "GET", `/api/v1/namespaces/prod/configmaps?${q}&timeoutSeconds=1`);
+			assert.equal(r.status, 200, r.text);
+			assert.equal(/"kind":"ConfigMapList"/.test(r.text) ? "list" : "watch", kind, q);
+		}
+	});
+
+	test("HTTP/2 is not offered: ALPN settles on http/1.1, so one request is one classified request", async () => {
+		const s = tls.connect({ host: "127.0.0.1", port: gw.address.port, ALPNProtocols: ["h2", "http/1.1"], ca: kube.caPem, servername: "localhost" });
+		await new Promise<void>((resolve, reject) => {
+			s.once("secureConnect", resolve);
+			s.once("error", reject);
+		});
+		assert.equal(s.alpnProtocol, "http/1.1");
+		s.destroy();
+	});
+});
