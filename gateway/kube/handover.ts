@@ -2,7 +2,9 @@
  * Whether a write's body hands the object to a controller that deletes it: `ownerReferences` (the
  * garbage collector deletes a dependent whose owners are all absent: a made-up uid, an owner in another
  * namespace, or one deleted next) or `ttlSecondsAfterFinished` (the TTL controller deletes a finished
- * Job); on a Node, a `NoExecute` taint (the taint manager deletes its pods). The policy engine then matches the write as the object's `delete` too
+ * Job); on a Node, a `NoExecute` taint (the taint manager deletes its pods); on a StatefulSet, a
+ * `persistentVolumeClaimRetentionPolicy` that says `Delete` (the StatefulSet controller deletes its
+ * claims). The policy engine then matches the write as the object's `delete` too
  * (gateway/policy/kube.ts deleteEquivalents); the kube data path asks only when that changes the decision.
  *
  * Two looks, either one is enough, and anything the gateway cannot read counts as a hand-over (fail
@@ -18,21 +20,49 @@ const WORDS = ["ownerreferences", "ttlsecondsafterfinished"];
 /** On a Node, a `NoExecute` taint makes the taint manager evict (delete) every pod on it that does not tolerate it. */
 const NODE_WORDS = [...WORDS, "noexecute"];
 
+/** On a StatefulSet: `whenDeleted`/`whenScaled: Delete` has the StatefulSet controller delete its claims. */
+const RETENTION = "persistentvolumeclaimretentionpolicy";
+
+function fold(s: string): string {
+	// NFKC as well: U+017F (long s) and U+212A (Kelvin) fold to s and k in Go's case-insensitive
+	// matching (the apiserver's decoders are case-sensitive today; this costs nothing).
+	return s.normalize("NFKC").toLowerCase();
+}
+
 export function bodyHandsOver(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined, resource = ""): boolean {
 	const words = resource === "nodes" ? NODE_WORDS : WORDS;
+	const sts = resource === "statefulsets";
 	const mentions = (s: string): boolean => {
-		// NFKC as well: U+017F (long s) and U+212A (Kelvin) fold to s and k in Go's case-insensitive
-		// matching (the apiserver's decoders are case-sensitive today; this costs nothing).
-		const l = s.normalize("NFKC").toLowerCase();
+		const l = fold(s);
 		return words.some((w) => l.includes(w));
 	};
+	// StatefulSets: the retention policy is named (a key, or a JSON-patch path/from), and either some
+	// string value is `Delete` (any case), or a JSON-patch copy/move takes its value from elsewhere in
+	// the object.
+	// A policy that is Retain throughout (every StatefulSet has one since 1.27, so `kubectl replace`
+	// sends it) does not count.
+	let retention = false;
+	let saysDelete = false;
+	let copied = false;
 	const walk = (v: unknown, depth: number): boolean => {
 		if (depth > 200) return true;
+		if (typeof v === "string") {
+			if (sts && fold(v) === "delete") saysDelete = true;
+			return false;
+		}
 		if (Array.isArray(v)) return v.some((x) => walk(x, depth + 1));
 		if (v && typeof v === "object") {
+			const op = (v as Record<string, unknown>)["op"];
 			for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
 				if (mentions(k)) return true;
 				if ((k === "path" || k === "from" || k === "effect") && typeof x === "string" && mentions(x)) return true;
+				if (sts) {
+					if (fold(k).includes(RETENTION)) retention = true;
+					if ((k === "path" || k === "from") && typeof x === "string" && fold(x).includes(RETENTION)) {
+						retention = true;
+						if (typeof op === "string" && /^(copy|move)$/i.test(op)) copied = true;
+					}
+				}
 				if (walk(x, depth + 1)) return true;
 			}
 		}
@@ -46,9 +76,12 @@ export function bodyHandsOver(body: Buffer, contentType: string | undefined, con
 	const text = body.toString("utf8");
 	const unescaped = text.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
 	if (mentions(unescaped)) return true;
+	// Raw text too, for keys a parser drops (duplicate JSON keys: Go decodes both into one struct).
+	if (sts && fold(unescaped).includes(RETENTION) && fold(unescaped).includes('"delete"')) return true;
 	try {
-		return walk(yaml ? parseYaml(text, { logLevel: "error" }) : JSON.parse(text), 0);
+		if (walk(yaml ? parseYaml(text, { logLevel: "error" }) : JSON.parse(text), 0)) return true;
 	} catch {
 		return true;
 	}
+	return retention && (saysDelete || copied);
 }

@@ -184,7 +184,9 @@ const DELETE_VERBS = new Set(["delete", "deletecollection"]);
  * - a write whose body sets `ownerReferences` or `ttlSecondsAfterFinished` (`handsOver`, decided by the
  *   data path from the body): the garbage collector deletes an object whose owners are absent (a
  *   bogus uid, an owner in another namespace, or one the agent deletes next), the TTL controller a
- *   finished Job: the object's `delete`; on a Node, a `NoExecute` taint: the `delete` of every pod.
+ *   finished Job: the object's `delete`; on a Node, a `NoExecute` taint: the `delete` of every pod;
+ *   on a StatefulSet (created, patched or updated), a `persistentVolumeClaimRetentionPolicy` of
+ *   `Delete`: the `delete` of persistentvolumeclaims in its namespace.
  * Grants are not widened or narrowed by this; only guardrail rules see the implied request.
  */
 export function deleteEquivalents(req: KubeRequest): ImpliedRequest[] {
@@ -228,6 +230,16 @@ export function deleteEquivalents(req: KubeRequest): ImpliedRequest[] {
 		delete alias.namespace;
 		out.push({ req: alias, why: "deleting a node deletes the pods bound to it (PodGC)" });
 	}
+	if (req.handsOver && isStatefulSet(req) && (verb === "create" || verb === "patch" || verb === "update")) {
+		// A persistentVolumeClaimRetentionPolicy of Delete: the StatefulSet controller deletes the claims of
+		// removed replicas on scale-down (whenScaled) and all of them with the StatefulSet (whenDeleted),
+		// including claims of the same names it adopts; and with them volumes whose reclaim policy is Delete.
+		const claims: KubeRequest = { ...req, verb: "delete", resource: "persistentvolumeclaims", apiGroup: "" };
+		delete claims.subresource;
+		delete claims.name;
+		delete claims.handsOver;
+		out.push({ req: claims, why: "its persistentVolumeClaimRetentionPolicy Delete makes the StatefulSet controller delete its claims like delete persistentvolumeclaims" });
+	}
 	if (req.handsOver && (verb === "patch" || verb === "update")) {
 		const alias: KubeRequest = { ...req, verb: "delete" };
 		delete alias.subresource;
@@ -254,9 +266,14 @@ export function impliedRequests(req: KubeRequest): ImpliedRequest[] {
 	return out;
 }
 
-/** Whether matching `req` would look at `handsOver` at all (a write of a named object). */
+function isStatefulSet(req: KubeRequest): boolean {
+	return req.resource === "statefulsets" && (req.apiGroup ?? "") === "apps" && !req.subresource;
+}
+
+/** Whether matching `req` would look at `handsOver` at all (a write of a named object, or creating a StatefulSet). */
 export function mayHandOver(req: KubeRequest): boolean {
 	const verb = req.verb.toLowerCase();
+	if (verb === "create" && isStatefulSet(req) && req.name === undefined) return true;
 	return !!req.resource && req.name !== undefined && (verb === "patch" || verb === "update");
 }
 

@@ -233,8 +233,9 @@ export interface KubeRequest {
 	/** URL path without the query; decides which non-resource URLs are discovery (see evaluateKubeRequest). */
 	path?: string;
 	/**
-	 * The request's body sets `ownerReferences` or `ttlSecondsAfterFinished` (or the gateway could not
-	 * tell: an unparsed body), handing the object to a controller that deletes it: it is matched as the
+	 * The request's body sets `ownerReferences` or `ttlSecondsAfterFinished` (on a StatefulSet also a
+	 * `persistentVolumeClaimRetentionPolicy` of `Delete`; or the gateway could not tell: an unparsed
+	 * body), handing the object (or its claims) to a controller that deletes it: it is matched as the
 	 * object's `delete` too (see deleteEquivalents). Set by the kube data path, which reads the body
 	 * only when that would change the decision.
 	 */

@@ -6,6 +6,9 @@
  * 1. `GET …/secrets/NAME?watch=1` is a plain get to the apiserver (it returns the Secret: `?watch`
  *    makes only a name-less GET a watch) but was a watch to the gateway, so a rule blocking `get
  *    secrets` and a grant without `get` were stepped around;
+ * 2. a StatefulSet's `persistentVolumeClaimRetentionPolicy: Delete` hands its PersistentVolumeClaims
+ *    to the StatefulSet controller, which deletes them on scale-down or when the StatefulSet goes:
+ *    a rule against deleting claims in prod was stepped around by a patch;
  * and what was tried and holds (kept as regressions): path spellings, duplicate query keys, a write
  * sent as an upgrade request, HTTP/2.
  */
@@ -13,7 +16,10 @@ import assert from "node:assert/strict";
 import https from "node:https";
 import tls from "node:tls";
 import { after, before, describe, test } from "node:test";
+import { bodyHandsOver } from "../../gateway/kube/handover.ts";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
+import { parseKubeRequest } from "../../gateway/kube/request.ts";
+import { deleteEquivalents, mayHandOver } from "../../gateway/policy/kube.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
 import { kubeConnection, userGrant } from "./fixtures.ts";
@@ -146,6 +152,38 @@ describe("found and fixed", () => {
 		const byName = await send("watcher", "GET", "/api/v1/watch/namespaces/prod/configmaps/kube-root-ca.crt?timeoutSeconds=1");
 		assert.equal(byName.status, 200, byName.text);
 	});
+
+	test("persistentVolumeClaimRetentionPolicy Delete on a StatefulSet is matched as deleting its claims", async () => {
+		const body = JSON.stringify({ spec: { persistentVolumeClaimRetentionPolicy: { whenDeleted: "Retain", whenScaled: "Delete" } } });
+		// On the old code: 200, the policy set; scaling to 0 then makes the StatefulSet controller delete
+		// data-db-0 (and, with a reclaim policy Delete, its volume). The test control plane runs no
+		// controllers, so what is shown is the apiserver taking the field.
+		const r = await send("admin", "PATCH", "/apis/apps/v1/namespaces/prod/statefulsets/db", { body });
+		assert.equal(r.status, 403, r.text);
+		assert.ok(r.drawbridge, r.text);
+		assert.match(r.text, /persistentVolumeClaimRetentionPolicy.*delete persistentvolumeclaims.*keep-prod-data/);
+		const sts = await kube.request<{ spec: { persistentVolumeClaimRetentionPolicy?: Record<string, string> } }>(
+			"GET",
+			"/apis/apps/v1/namespaces/prod/statefulsets/db",
+		);
+		assert.notEqual(sts.body.spec.persistentVolumeClaimRetentionPolicy?.["whenScaled"], "Delete");
+		// A full update (kubectl replace) and a YAML apply patch say the same.
+		const put = await send("admin", "PUT", "/apis/apps/v1/namespaces/prod/statefulsets/db", {
+			body: JSON.stringify({ ...STATEFULSET, spec: { ...STATEFULSET.spec, persistentVolumeClaimRetentionPolicy: { whenDeleted: "Delete" } } }),
+			headers: { "content-type": "application/json" },
+		});
+		assert.equal(put.status, 403, put.text);
+		const apply = await send("admin", "PATCH", "/apis/apps/v1/namespaces/prod/statefulsets/db?fieldManager=agent&force=true", {
+			body: "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  persistentVolumeClaimRetentionPolicy: &p\n    whenDeleted: Delete\n",
+			headers: { "content-type": "application/apply-patch+yaml" },
+		});
+		assert.equal(apply.status, 403, apply.text);
+		// Outside prod nothing protects claims: the same patch goes through, and so does Retain in prod.
+		const payments = await send("admin", "PATCH", "/apis/apps/v1/namespaces/payments/statefulsets/db", { body });
+		assert.equal(payments.status, 200, payments.text);
+		const replicas = await send("admin", "PATCH", "/apis/apps/v1/namespaces/prod/statefulsets/db", { body: JSON.stringify({ spec: { replicas: 2 } }) });
+		assert.equal(replicas.status, 200, replicas.text);
+	});
 });
 
 describe("tried and holding", () => {
@@ -193,4 +231,44 @@ describe("tried and holding", () => {
 		assert.equal(s.alpnProtocol, "http/1.1");
 		s.destroy();
 	});
+});
+
+test("bodyHandsOver on a StatefulSet: a retention policy that says Delete, in any spelling; Retain throughout is not", () => {
+	const j = "application/json";
+	const yes: [string, string][] = [
+		['{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenScaled":"Delete"}}}', "application/merge-patch+json"],
+		['{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"\\u0044elete"}}}', "application/merge-patch+json"],
+		['{"spec":{"persistentVolumeClaim\\u0052etentionPolicy":{"whenScaled":"Delete"}}}', "application/strategic-merge-patch+json"],
+		// Duplicate keys: JSON.parse keeps the last, Go decodes both into one struct.
+		['{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenScaled":"Delete"},"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Retain"}}}', j],
+		['[{"op":"replace","path":"/spec/persistentVolumeClaimRetentionPolicy/whenScaled","value":"Delete"}]', "application/json-patch+json"],
+		// The value comes from the object itself (an annotation set earlier).
+		['[{"op":"copy","from":"/metadata/annotations/x","path":"/spec/persistentVolumeClaimRetentionPolicy/whenScaled"}]', "application/json-patch+json"],
+		['spec:\n  persistentVolumeClaimRetentionPolicy:\n    whenScaled: "\\x44elete"\n', "application/apply-patch+yaml"],
+		['spec:\n  "persistentVolumeClaim\\x52etentionPolicy": {whenDeleted: Delete}\n', "application/apply-patch+yaml"],
+		['a: &d Delete\nspec:\n  persistentVolumeClaimRetentionPolicy: {whenScaled: *d}\n', "application/apply-patch+yaml"],
+	];
+	for (const [body, type] of yes) assert.equal(bodyHandsOver(Buffer.from(body), type, undefined, "statefulsets"), true, body);
+	const no: [string, string][] = [
+		['{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Retain","whenScaled":"Retain"},"replicas":3}}', j],
+		['{"spec":{"replicas":0}}', "application/merge-patch+json"],
+		['[{"op":"remove","path":"/spec/persistentVolumeClaimRetentionPolicy"}]', "application/json-patch+json"],
+	];
+	for (const [body, type] of no) assert.equal(bodyHandsOver(Buffer.from(body), type, undefined, "statefulsets"), false, body);
+	// Other resources are unchanged: the word alone means nothing on a Deployment.
+	assert.equal(bodyHandsOver(Buffer.from(yes[0]![0]), "application/merge-patch+json", undefined, "deployments"), false);
+	// The implied request: deleting the claims in the StatefulSet's namespace (creating one counts too).
+	for (const [method, url] of [
+		["PATCH", "/apis/apps/v1/namespaces/prod/statefulsets/db"],
+		["PUT", "/apis/apps/v1/namespaces/prod/statefulsets/db"],
+		["POST", "/apis/apps/v1/namespaces/prod/statefulsets"],
+	] as const) {
+		const req = parseKubeRequest(method, url);
+		assert.equal(mayHandOver(req), true, url);
+		const claims = deleteEquivalents({ ...req, handsOver: true }).find((i) => i.req.resource === "persistentvolumeclaims");
+		assert.deepEqual([claims?.req.verb, claims?.req.namespace, claims?.req.name], ["delete", "prod", undefined], url);
+	}
+	assert.equal(mayHandOver(parseKubeRequest("POST", "/apis/apps/v1/namespaces/prod/deployments")), false);
+	assert.equal(mayHandOver(parseKubeRequest("PATCH", "/apis/apps/v1/namespaces/prod/statefulsets/db/scale")), true); // a named write, as before
+	assert.equal(deleteEquivalents({ ...parseKubeRequest("PATCH", "/apis/apps/v1/namespaces/prod/statefulsets/db/scale"), handsOver: true }).some((i) => i.req.resource === "persistentvolumeclaims"), false);
 });
