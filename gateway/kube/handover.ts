@@ -85,3 +85,39 @@ export function bodyHandsOver(body: Buffer, contentType: string | undefined, con
 	}
 	return retention && (saysDelete || copied);
 }
+
+/**
+ * Whether a Secret write's body may make it a `kubernetes.io/service-account-token` Secret (the tokens
+ * controller then puts a long-lived token of the named service account in it): the type, or the
+ * `kubernetes.io/service-account.name`/`.uid` annotation, anywhere in the raw text (JSON `\uXXXX`
+ * escapes decoded) or in the parsed document's keys and values, compared without case. A body the
+ * gateway cannot read counts (fail closed); so does one that merely mentions the words.
+ */
+export function bodyMintsToken(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined): boolean {
+	const words = ["service-account-token", "service-account.name", "service-account.uid"];
+	const mentions = (s: string): boolean => {
+		const l = fold(s);
+		return words.some((w) => l.includes(w));
+	};
+	const walk = (v: unknown, depth: number): boolean => {
+		if (depth > 200) return true;
+		if (typeof v === "string") return mentions(v);
+		if (Array.isArray(v)) return v.some((x) => walk(x, depth + 1));
+		if (v && typeof v === "object") {
+			for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (mentions(k) || walk(x, depth + 1)) return true;
+		}
+		return false;
+	};
+	if (body.length === 0) return false;
+	if (contentEncoding && contentEncoding.toLowerCase() !== "identity") return true;
+	const type = (contentType ?? "").toLowerCase();
+	const yaml = type.includes("yaml");
+	if (!yaml && !type.includes("json")) return true;
+	const text = body.toString("utf8");
+	if (mentions(text.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16))))) return true;
+	try {
+		return walk(yaml ? parseYaml(text, { logLevel: "error" }) : JSON.parse(text), 0);
+	} catch {
+		return true;
+	}
+}

@@ -53,6 +53,27 @@ export function compileGrantResource(pattern: string): ResourceMatcher {
 	};
 }
 
+/**
+ * A write of a core Secret that could be a `kubernetes.io/service-account-token` Secret: the tokens
+ * controller fills such a Secret with a token of the service account its
+ * `kubernetes.io/service-account.name` annotation names, with that account's RBAC, valid until the
+ * Secret is deleted: `serviceaccounts/token` by another name. Create, and patch/update (server-side
+ * apply creates a missing object). Whether it is one depends on the body (gateway/kube/handover.ts
+ * `bodyMintsToken`).
+ */
+export function mayMintToken(req: KubeRequest): boolean {
+	const verb = req.verb.toLowerCase();
+	return req.resource === "secrets" && (req.apiGroup ?? "") === "" && !req.subresource && (verb === "create" || verb === "patch" || verb === "update");
+}
+
+/** The TokenRequest a token Secret write amounts to, for grant scope: the grant must name `serviceaccounts/token`. */
+export function tokenRequestFor<T extends KubeRequest>(req: T): T {
+	const alias: T = { ...req, verb: "create", resource: "serviceaccounts", subresource: "token", apiGroup: "" };
+	delete alias.name;
+	delete alias.handsOver;
+	return alias;
+}
+
 function anyOf<T extends unknown[]>(ms: ((...a: T) => boolean)[]): (...a: T) => boolean {
 	return (...a) => ms.some((m) => m(...a));
 }

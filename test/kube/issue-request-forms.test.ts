@@ -9,6 +9,10 @@
  * 2. a StatefulSet's `persistentVolumeClaimRetentionPolicy: Delete` hands its PersistentVolumeClaims
  *    to the StatefulSet controller, which deletes them on scale-down or when the StatefulSet goes:
  *    a rule against deleting claims in prod was stepped around by a patch;
+ * 3. creating a Secret of type `kubernetes.io/service-account-token` under a grant that may write
+ *    Secrets: the tokens controller fills it with a token of the service account it names (any in
+ *    the namespace), which never expires and works without the gateway: TokenRequest by another
+ *    name, which no wildcard grants;
  * and what was tried and holds (kept as regressions): path spellings, duplicate query keys, a write
  * sent as an upgrade request, HTTP/2.
  */
@@ -16,10 +20,10 @@ import assert from "node:assert/strict";
 import https from "node:https";
 import tls from "node:tls";
 import { after, before, describe, test } from "node:test";
-import { bodyHandsOver } from "../../gateway/kube/handover.ts";
+import { bodyHandsOver, bodyMintsToken } from "../../gateway/kube/handover.ts";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { parseKubeRequest } from "../../gateway/kube/request.ts";
-import { deleteEquivalents, mayHandOver } from "../../gateway/policy/kube.ts";
+import { deleteEquivalents, mayHandOver, mayMintToken } from "../../gateway/policy/kube.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
 import { kubeConnection, userGrant } from "./fixtures.ts";
@@ -107,6 +111,8 @@ before(async () => {
 				userGrant("admin", { namespaces: ["*"], verbs: ["*"], resources: ["*"] }),
 				// May list and watch prod's objects, never get one by name.
 				userGrant("watcher", { namespaces: ["prod"], verbs: ["list", "watch"], resources: ["configmaps", "secrets"] }),
+				// Names the TokenRequest subresource: may mint service-account credentials on purpose.
+				userGrant("minter", { namespaces: ["prod"], verbs: ["*"], resources: ["secrets", "serviceaccounts/token"] }),
 			],
 			guardrailPolicies: [
 				{
@@ -183,6 +189,49 @@ describe("found and fixed", () => {
 		assert.equal(payments.status, 200, payments.text);
 		const replicas = await send("admin", "PATCH", "/apis/apps/v1/namespaces/prod/statefulsets/db", { body: JSON.stringify({ spec: { replicas: 2 } }) });
 		assert.equal(replicas.status, 200, replicas.text);
+	});
+});
+
+describe("found and fixed: service-account token Secrets", () => {
+	const tokenSecret = (name: string) =>
+		JSON.stringify({
+			apiVersion: "v1",
+			kind: "Secret",
+			metadata: { name, annotations: { "kubernetes.io/service-account.name": "default" } },
+			type: "kubernetes.io/service-account-token",
+		});
+	const json = { "content-type": "application/json" };
+
+	test("a token Secret is refused under a grant that does not name serviceaccounts/token, in every write form", async () => {
+		// On the old code: 201 (the apiserver takes it; in a cluster the tokens controller then adds a
+		// token of the default service account; the test control plane runs no controllers).
+		const post = await send("admin", "POST", "/api/v1/namespaces/prod/secrets", { body: tokenSecret("sa-token"), headers: json });
+		assert.equal(post.status, 403, post.text);
+		assert.ok(post.drawbridge, post.text);
+		assert.match(post.text, /does not allow a Secret of type kubernetes.io\/service-account-token in namespace prod.*serviceaccounts\/token/);
+		const escaped = tokenSecret("sa-token").replace("service-account-token", "service\\u002daccount-token").replace("service-account.name", "service\\u002daccount.name");
+		assert.doesNotMatch(escaped, /service-account/); // JSON escapes only: the apiserver decodes them
+		const esc = await send("admin", "POST", "/api/v1/namespaces/prod/secrets", { body: escaped, headers: json });
+		assert.equal(esc.status, 403, esc.text);
+		// Server-side apply creates a missing object.
+		const apply = await send("admin", "PATCH", "/api/v1/namespaces/prod/secrets/sa-token?fieldManager=agent", {
+			body: 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: sa-token\n  annotations: {"kubernetes.io/service-\\x61ccount.name": default}\ntype: "kubernetes.io/service-\\x61ccount-token"\n',
+			headers: { "content-type": "application/apply-patch+yaml" },
+		});
+		assert.equal(apply.status, 403, apply.text);
+		assert.equal((await kube.request("GET", "/api/v1/namespaces/prod/secrets/sa-token")).status, 404);
+	});
+
+	test("ordinary Secrets are written as before; a grant naming serviceaccounts/token may create token Secrets", async () => {
+		const opaque = await send("admin", "POST", "/api/v1/namespaces/prod/secrets", {
+			body: JSON.stringify({ apiVersion: "v1", kind: "Secret", metadata: { name: "app-config" }, stringData: { url: "postgres://db" } }),
+			headers: json,
+		});
+		assert.equal(opaque.status, 201, opaque.text);
+		const patch = await send("admin", "PATCH", "/api/v1/namespaces/prod/secrets/app-config", { body: JSON.stringify({ stringData: { url: "postgres://db2" } }) });
+		assert.equal(patch.status, 200, patch.text);
+		const minted = await send("minter", "POST", "/api/v1/namespaces/prod/secrets", { body: tokenSecret("minted"), headers: json });
+		assert.equal(minted.status, 201, minted.text);
 	});
 });
 
@@ -271,4 +320,33 @@ test("bodyHandsOver on a StatefulSet: a retention policy that says Delete, in an
 	assert.equal(mayHandOver(parseKubeRequest("POST", "/apis/apps/v1/namespaces/prod/deployments")), false);
 	assert.equal(mayHandOver(parseKubeRequest("PATCH", "/apis/apps/v1/namespaces/prod/statefulsets/db/scale")), true); // a named write, as before
 	assert.equal(deleteEquivalents({ ...parseKubeRequest("PATCH", "/apis/apps/v1/namespaces/prod/statefulsets/db/scale"), handsOver: true }).some((i) => i.req.resource === "persistentvolumeclaims"), false);
+});
+
+test("bodyMintsToken: the token type or the service-account annotation in any spelling; unreadable bodies count", () => {
+	const yes: [string, string | undefined][] = [
+		['{"type":"kubernetes.io/service-account-token"}', "application/json"],
+		['{"type":"kubernetes.io/service\\u002Daccount-token"}', "application/json"],
+		['{"metadata":{"annotations":{"kubernetes.io/service-account.name":"ci"}}}', "application/merge-patch+json"],
+		['{"metadata":{"annotations":{"kubernetes.io/service-account.uid":"1"}}}', "application/strategic-merge-patch+json"],
+		['type: "kubernetes.io/Service-\\x61ccount-Token"\n', "application/apply-patch+yaml"],
+		['[{"op":"add","path":"/metadata/annotations/kubernetes.io~1service-account.name","value":"ci"}]', "application/json-patch+json"],
+		["\u0000protobuf", "application/vnd.kubernetes.protobuf"],
+		['{"type":"x"}', undefined],
+		["{", "application/json"],
+	];
+	for (const [b, t] of yes) assert.equal(bodyMintsToken(Buffer.from(b), t, undefined), true, b);
+	assert.equal(bodyMintsToken(Buffer.from('{"type":"x"}'), "application/json", "gzip"), true);
+	for (const b of ['{"type":"Opaque","stringData":{"a":"b"}}', '{"data":{"k":"c2VydmljZS1hY2NvdW50LXRva2Vu"}}', ""]) {
+		assert.equal(bodyMintsToken(Buffer.from(b), "application/json", undefined), false, b);
+	}
+	for (const [m, u, want] of [
+		["POST", "/api/v1/namespaces/prod/secrets", true],
+		["PATCH", "/api/v1/namespaces/prod/secrets/x", true],
+		["PUT", "/api/v1/namespaces/prod/secrets/x", true],
+		["DELETE", "/api/v1/namespaces/prod/secrets/x", false],
+		["POST", "/apis/example.com/v1/namespaces/prod/secrets", false],
+		["POST", "/api/v1/namespaces/prod/configmaps", false],
+	] as const) {
+		assert.equal(mayMintToken(parseKubeRequest(m, u)), want, `${m} ${u}`);
+	}
 });
