@@ -1109,6 +1109,15 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		try {
 			resolved = await this.#resolve(req, true);
 			session = await this.#session(resolved, req);
+			// Nothing of the client's stream is relayed before the apiserver's 101, so a body announced
+			// here would never arrive: the apiserver waited for it until its own timeout, holding a
+			// connection, and the body checks (hand-over, token Secrets, approvals) never saw it.
+			if (!hasNoBody(req)) {
+				throw new KubeGatewayError(
+					"bad-request",
+					"an upgrade request (exec, attach, port-forward, proxy, watch) carries no body; send writes without Connection: Upgrade",
+				);
+			}
 			if (resolved.scopeError)
 				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.scopeError), { rule: resolved.verdict.rule });
 			const g = await this.#guard(resolved, session, abort.signal);
@@ -1171,7 +1180,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				let text = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;
 				for (let i = 0; i < ures.rawHeaders.length; i += 2) {
 					const name = ures.rawHeaders[i]!.toLowerCase();
-					if (name === "connection" || name === "transfer-encoding") continue;
+					// The body is buffered and framed again below: the apiserver's own length would be a second one.
+					if (name === "connection" || name === "transfer-encoding" || name === "content-length") continue;
 					text += `${ures.rawHeaders[i]}: ${ures.rawHeaders[i + 1]}\r\n`;
 				}
 				const chunks: Buffer[] = [];

@@ -13,8 +13,10 @@
  *    Secrets: the tokens controller fills it with a token of the service account it names (any in
  *    the namespace), which never expires and works without the gateway: TokenRequest by another
  *    name, which no wildcard grants;
- * and what was tried and holds (kept as regressions): path spellings, duplicate query keys, a write
- * sent as an upgrade request, HTTP/2.
+ * 4. a write sent with `Connection: Upgrade` hung until the apiserver gave up (its body is never
+ *    relayed before a 101, so it was never checked either), and a non-101 answer that carried a
+ *    Content-Length reached the client with two;
+ * and what was tried and holds (kept as regressions): path spellings, duplicate query keys, HTTP/2.
  */
 import assert from "node:assert/strict";
 import https from "node:https";
@@ -232,6 +234,39 @@ describe("found and fixed: service-account token Secrets", () => {
 		assert.equal(patch.status, 200, patch.text);
 		const minted = await send("minter", "POST", "/api/v1/namespaces/prod/secrets", { body: tokenSecret("minted"), headers: json });
 		assert.equal(minted.status, 201, minted.text);
+	});
+});
+
+describe("found and fixed: upgrade requests", () => {
+	const WS = {
+		connection: "Upgrade",
+		upgrade: "websocket",
+		"sec-websocket-version": "13",
+		"sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+	};
+
+	test("a write sent as an upgrade request is refused at once (it hung until the apiserver gave up, its body never checked)", async () => {
+		// On the old code: no answer (the gateway forwarded Content-Length without the body, which it
+		// relays only after a 101; the apiserver waited for it). The body's ownerReferences went unread.
+		const body = JSON.stringify({ metadata: { ownerReferences: [{ apiVersion: "v1", kind: "ConfigMap", name: "gone", uid: "0" }] } });
+		for (const upgrade of [WS, { connection: "Upgrade", upgrade: "SPDY/3.1" }]) {
+			const started = Date.now();
+			const r = await send("admin", "PATCH", "/apis/apps/v1/namespaces/payments/statefulsets/db", { body, headers: upgrade, timeoutMs: 10_000 });
+			assert.equal(r.status, 400, r.text);
+			assert.ok(r.drawbridge, r.text);
+			assert.match(r.text, /upgrade request .* carries no body/);
+			assert.ok(Date.now() - started < 5_000);
+		}
+	});
+
+	test("an upgrade the apiserver does not take is relayed as one parseable response (it had two Content-Length headers)", async () => {
+		// The apiserver answers a list with Upgrade headers as a plain list (200, Content-Length).
+		const direct = await send("admin", "GET", "/api/v1/namespaces/payments/configmaps", { direct: true, headers: WS });
+		assert.equal(direct.status, 200, direct.text);
+		// On the old code: "Parse Error: Duplicate Content-Length" in the client.
+		const r = await send("admin", "GET", "/api/v1/namespaces/payments/configmaps", { headers: WS });
+		assert.equal(r.status, 200, r.text);
+		assert.match(r.text, /"kind":"ConfigMapList"/);
 	});
 });
 
