@@ -279,11 +279,30 @@ export function deleteEquivalents(req: KubeRequest): ImpliedRequest[] {
 	return out;
 }
 
-/** Every request `req` is matched as besides itself: exec equivalents, then delete equivalents. */
+/**
+ * Reads that return the objects a `get` returns: a `list` answers every object it matches, whole, and a
+ * `watch` returns them whole too (an ADDED event for each at the start when it names no
+ * resourceVersion, then every object that changes). So a rule written as "no reading Secrets in
+ * prod" with `verbs: [get]` (or `[get, list]`) matches the list (and the watch) too. Grants keep the
+ * verbs as written (the apiserver's RBAC does the same).
+ */
+export function readEquivalents(req: KubeRequest): ImpliedRequest[] {
+	if (!req.resource) return [];
+	const verb = req.verb.toLowerCase();
+	if (verb === "list") return [{ req: { ...req, verb: "get" }, why: "a list returns every object it matches like get" }];
+	if (verb !== "watch") return [];
+	return [
+		{ req: { ...req, verb: "list" }, why: "a watch returns the objects it matches like list" },
+		{ req: { ...req, verb: "get" }, why: "a watch returns the objects it matches like get" },
+	];
+}
+
+/** Every request `req` is matched as besides itself: exec equivalents, delete equivalents, read equivalents. */
 export function impliedRequests(req: KubeRequest): ImpliedRequest[] {
 	const exec = execEquivalent(req);
 	const out = deleteEquivalents(req);
 	if (exec) out.unshift({ req: exec, why: "runs commands in containers like pods/exec" });
+	out.push(...readEquivalents(req));
 	return out;
 }
 

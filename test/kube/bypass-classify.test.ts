@@ -91,6 +91,27 @@ test("bypass: GET of a named object with ?watch=1 was a watch to the gateway and
 	assert.deepEqual([fs.verb, fs.name], ["watch", "db"]);
 });
 
+test("bypass: a rule on get (or list) did not match the list (or watch) that returns the same objects", () => {
+	const rules = (verbs: string[]): GuardrailRule[] => [{ name: "no-secret-reads", action: "block", kubernetes: { verbs, resources: ["secrets"], namespaces: ["prod"] } }];
+	const cases: [string[], string, boolean][] = [
+		[["get"], "/api/v1/namespaces/prod/secrets", true],
+		[["get"], "/api/v1/namespaces/prod/secrets?watch=1", true],
+		[["list"], "/api/v1/namespaces/prod/secrets?watch=1", true],
+		[["get"], "/api/v1/watch/namespaces/prod/secrets/db", true],
+		[["list"], "/api/v1/namespaces/prod/secrets/db", false], // a get is not a list
+		[["watch"], "/api/v1/namespaces/prod/secrets", false], // nor a list a watch
+		[["get"], "/api/v1/namespaces/prod/configmaps", false],
+		[["get"], "/api/v1/namespaces/payments/secrets", false],
+	];
+	for (const [verbs, u, blocked] of cases) {
+		const v = decideKubeRequest(parseKubeRequest("GET", u), [wild], rules(verbs)).verdict;
+		assert.equal(v.action, blocked ? "block" : "allow", `${verbs} ${u}`);
+	}
+	// Grants keep their verbs: a grant with get only still may not list.
+	const getOnly = grant("ops/get-only", ["prod"], ["get"], ["secrets"]);
+	assert.equal(decideKubeRequest(parseKubeRequest("GET", "/api/v1/namespaces/prod/secrets"), [getOnly], []).scope, true);
+});
+
 test("bypass: a read-only grant could exec/attach/port-forward through the GET (WebSocket) form", () => {
 	for (const sub of ["exec?command=sh&stdin=1", "attach?stdin=1", "portforward?ports=5432"]) {
 		const u = `/api/v1/namespaces/payments/pods/api/${sub}`;

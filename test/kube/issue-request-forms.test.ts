@@ -6,6 +6,8 @@
  * 1. `GET …/secrets/NAME?watch=1` is a plain get to the apiserver (it returns the Secret: `?watch`
  *    makes only a name-less GET a watch) but was a watch to the gateway, so a rule blocking `get
  *    secrets` and a grant without `get` were stepped around;
+ * 1b. a rule blocking `get secrets` did not match their `list` or `watch`, which return the same
+ *    Secrets whole (a watch as ADDED events);
  * 2. a StatefulSet's `persistentVolumeClaimRetentionPolicy: Delete` hands its PersistentVolumeClaims
  *    to the StatefulSet controller, which deletes them on scale-down or when the StatefulSet goes:
  *    a rule against deleting claims in prod was stepped around by a patch;
@@ -159,6 +161,25 @@ describe("found and fixed", () => {
 		assert.equal(w.status, 200, w.text);
 		const byName = await send("watcher", "GET", "/api/v1/watch/namespaces/prod/configmaps/kube-root-ca.crt?timeoutSeconds=1");
 		assert.equal(byName.status, 200, byName.text);
+	});
+
+	test("a rule on get secrets matches their list and watch: both return the Secrets whole", async () => {
+		for (const q of ["", "?watch=1&timeoutSeconds=1", "?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dprod-db", "?labelSelector=x!%3Dy"]) {
+			const path = `/api/v1/namespaces/prod/secrets${q}`;
+			// The apiserver's answer: the Secret's value, in a SecretList or an ADDED event.
+			const direct = await send("admin", "GET", path, { direct: true });
+			assert.match(direct.text, new RegExp(SECRET_VALUE), path);
+			// On the old code: the same answer through the gateway (the rule names get only).
+			for (const user of ["admin", "watcher"]) {
+				const r = await send(user, "GET", path);
+				assert.equal(r.status, 403, `${user} ${path}: ${r.text}`);
+				assert.match(r.text, /\((a list|a watch) returns (every object|the objects) it matches like (get|list)\): blocked by guardrail rule \\"no-secret-reads\\"/);
+				assert.doesNotMatch(r.text, new RegExp(SECRET_VALUE));
+			}
+		}
+		// Reads of other resources, and of Secrets elsewhere, are untouched.
+		assert.equal((await send("watcher", "GET", "/api/v1/namespaces/prod/configmaps")).status, 200);
+		assert.equal((await send("admin", "GET", "/api/v1/namespaces/payments/secrets")).status, 200);
 	});
 
 	test("persistentVolumeClaimRetentionPolicy Delete on a StatefulSet is matched as deleting its claims", async () => {
