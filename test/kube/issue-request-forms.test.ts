@@ -18,7 +18,8 @@
  * 4. a write sent with `Connection: Upgrade` hung until the apiserver gave up (its body is never
  *    relayed before a 101, so it was never checked either), and a non-101 answer that carried a
  *    Content-Length reached the client with two;
- * and what was tried and holds (kept as regressions): path spellings, duplicate query keys, HTTP/2.
+ * and what was tried and holds (kept as regressions): path spellings, duplicate query keys,
+ * impersonation headers and the WebSocket bearer subprotocol, HTTP/2.
  */
 import assert from "node:assert/strict";
 import https from "node:https";
@@ -49,9 +50,9 @@ async function send(
 	user: string,
 	method: string,
 	path: string,
-	opts: { body?: string; headers?: Record<string, string>; direct?: boolean; timeoutMs?: number } = {},
+	opts: { body?: string; headers?: Record<string, string>; direct?: boolean; timeoutMs?: number; groups?: string[] } = {},
 ): Promise<Answer> {
-	const token = opts.direct ? kube.adminToken : await issuer.token(user, { groups: ["agents"] });
+	const token = opts.direct ? kube.adminToken : await issuer.token(user, { groups: opts.groups ?? ["agents"] });
 	return new Promise((resolve, reject) => {
 		const req = https.request(
 			{
@@ -115,6 +116,8 @@ before(async () => {
 				userGrant("admin", { namespaces: ["*"], verbs: ["*"], resources: ["*"] }),
 				// May list and watch prod's objects, never get one by name.
 				userGrant("watcher", { namespaces: ["prod"], verbs: ["list", "watch"], resources: ["configmaps", "secrets"] }),
+				// No RBAC at all in the cluster (not in the agents group).
+				userGrant("nobody", { namespaces: ["prod"], verbs: ["list", "watch"], resources: ["configmaps"] }),
 				// Names the TokenRequest subresource: may mint service-account credentials on purpose.
 				userGrant("minter", { namespaces: ["prod"], verbs: ["*"], resources: ["secrets", "serviceaccounts/token"] }),
 			],
@@ -325,6 +328,40 @@ describe("tried and holding", () => {
 			assert.equal(r.status, 200, r.text);
 			assert.equal(/"kind":"ConfigMapList"/.test(r.text) ? "list" : "watch", kind, q);
 		}
+	});
+
+	test("impersonation: Impersonate-* in any case (user, group, uid, extra) and a bearer token in the WebSocket subprotocol change nothing", async () => {
+		const r = await send("admin", "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {
+			body: JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" }),
+			headers: {
+				"content-type": "application/json",
+				"IMPERSONATE-USER": "system:admin",
+				"impersonate-group": "system:masters",
+				"Impersonate-Uid": "u-1",
+				"Impersonate-Extra-Scopes": "all",
+			},
+		});
+		assert.equal(r.status, 201, r.text);
+		const who = (JSON.parse(r.text) as { status: { userInfo: { username: string; groups?: string[]; uid?: string; extra?: unknown } } }).status.userInfo;
+		assert.equal(who.username, "admin");
+		assert.deepEqual(who.groups?.sort(), ["agents", "system:authenticated"]);
+		assert.equal(who.uid, undefined);
+		assert.equal(who.extra, undefined);
+		// The apiserver accepts `base64url.bearer.authorization.k8s.io.<token>` for browsers' WebSockets;
+		// through the gateway its own credential authenticates first and the agent is impersonated.
+		const adminToken = Buffer.from(kube.adminToken).toString("base64url");
+		const ws = await send("nobody", "GET", "/api/v1/namespaces/prod/configmaps?watch=1&timeoutSeconds=1", {
+			groups: [],
+			headers: {
+				connection: "Upgrade",
+				upgrade: "websocket",
+				"sec-websocket-version": "13",
+				"sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+				"sec-websocket-protocol": `base64url.bearer.authorization.k8s.io.${adminToken}, base64.binary.k8s.io`,
+			},
+		});
+		assert.equal(ws.status, 403, ws.text);
+		assert.match(ws.text, /User \\"nobody\\" cannot watch resource \\"configmaps\\"/);
 	});
 
 	test("HTTP/2 is not offered: ALPN settles on http/1.1, so one request is one classified request", async () => {
