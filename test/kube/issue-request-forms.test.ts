@@ -210,6 +210,16 @@ describe("found and fixed", () => {
 			headers: { "content-type": "application/apply-patch+yaml" },
 		});
 		assert.equal(apply.status, 403, apply.text);
+		// Creating one with the policy: its claims (and any left by an earlier StatefulSet of that name) go the same way.
+		const create = (name: string, whenDeleted: string) =>
+			send("admin", "POST", "/apis/apps/v1/namespaces/prod/statefulsets", {
+				body: JSON.stringify({ ...STATEFULSET, metadata: { name }, spec: { ...STATEFULSET.spec, persistentVolumeClaimRetentionPolicy: { whenDeleted } } }),
+				headers: { "content-type": "application/json" },
+			});
+		const created = await create("db2", "Delete");
+		assert.equal(created.status, 403, created.text);
+		const retained = await create("db3", "Retain");
+		assert.equal(retained.status, 201, retained.text);
 		// Outside prod nothing protects claims: the same patch goes through, and so does Retain in prod.
 		const payments = await send("admin", "PATCH", "/apis/apps/v1/namespaces/payments/statefulsets/db", { body });
 		assert.equal(payments.status, 200, payments.text);
