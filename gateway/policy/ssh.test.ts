@@ -118,5 +118,7 @@ test("port forwarding reaches only the grant's allowedForwards, spelled as liste
 	assert.equal(forwardAllowed(["*:*"], "anything", 1.5), undefined);
 	assert.equal(forwardAllowed(["host:022"], "host", 22), "host:022");
 	assert.equal(forwardAllowed(["host"], "host", 22), undefined);
+	assert.equal(forwardAllowed(["kube.internal:443"], "\u212Aube.internal", 443), undefined); // Kelvin sign: not ASCII K
+	assert.equal(forwardAllowed(["kube.internal:443"], "KUBE.Internal", 443), "kube.internal:443");
 	assert.equal(forwardAllowed(undefined, "host", 22), undefined);
 });

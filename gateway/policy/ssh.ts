@@ -511,11 +511,13 @@ export type SshChannelRequest = "shell" | "exec" | "sftp" | "subsystem" | "port-
  */
 export function forwardAllowed(allowed: readonly string[] | undefined, host: string, port: number): string | undefined {
 	if (!allowed || !Number.isInteger(port) || port < 0 || port > 65535) return undefined;
-	const h = host.toLowerCase();
+	// ASCII only: String#toLowerCase folds U+212A (Kelvin sign) to "k", a name the target would not resolve as the listed one.
+	const lower = (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+	const h = lower(host);
 	for (const entry of allowed) {
 		const colon = entry.lastIndexOf(":");
 		if (colon <= 0) continue;
-		let eh = entry.slice(0, colon).toLowerCase();
+		let eh = lower(entry.slice(0, colon));
 		const ep = entry.slice(colon + 1);
 		if (eh.startsWith("[") && eh.endsWith("]")) eh = eh.slice(1, -1);
 		if (eh !== "*" && eh !== h) continue;
