@@ -15,6 +15,7 @@
  * contains the word (a ConfigMap holding a manifest) also counts: over-matching a denylist is the safe side.
  */
 import { parse as parseYaml } from "yaml";
+import { TOKEN_SECRET_WORDS } from "../policy/kube.ts";
 
 const WORDS = ["ownerreferences", "ttlsecondsafterfinished"];
 /** On a Node, a `NoExecute` taint makes the taint manager evict (delete) every pod on it that does not tolerate it. */
@@ -87,14 +88,13 @@ export function bodyHandsOver(body: Buffer, contentType: string | undefined, con
 }
 
 /**
- * Whether a Secret write's body may make it a `kubernetes.io/service-account-token` Secret (the tokens
- * controller then puts a long-lived token of the named service account in it): the type, or the
- * `kubernetes.io/service-account.name`/`.uid` annotation, anywhere in the raw text (JSON `\uXXXX`
- * escapes decoded) or in the parsed document's keys and values, compared without case. A body the
- * gateway cannot read counts (fail closed); so does one that merely mentions the words.
+ * Whether a write's body mentions one of `words` (gateway/policy/kube.ts `mintingWrite`: the token
+ * Secret type or its service-account annotations, the kubelet client signer): anywhere in the raw text
+ * (JSON `\uXXXX` escapes decoded) or in the parsed document's keys and values (YAML escapes decoded),
+ * compared without case. A body the gateway cannot read counts (fail closed); so does one that merely
+ * mentions the words.
  */
-export function bodyMintsToken(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined): boolean {
-	const words = ["service-account-token", "service-account.name", "service-account.uid"];
+export function bodyMentions(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined, words: readonly string[]): boolean {
 	const mentions = (s: string): boolean => {
 		const l = fold(s);
 		return words.some((w) => l.includes(w));
@@ -120,4 +120,9 @@ export function bodyMintsToken(body: Buffer, contentType: string | undefined, co
 	} catch {
 		return true;
 	}
+}
+
+/** Whether a Secret write's body may make it a `kubernetes.io/service-account-token` Secret. */
+export function bodyMintsToken(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined): boolean {
+	return bodyMentions(body, contentType, contentEncoding, TOKEN_SECRET_WORDS);
 }

@@ -27,8 +27,8 @@ import { isMutation, type KubeRequest, parseKubeRequest, unsafePathReason } from
 import type { KubeVerdict } from "../policy/types.ts";
 import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
 import { type KubeErrorCode, KubeGatewayError } from "./status.ts";
-import { bodyHandsOver, bodyMintsToken } from "./handover.ts";
-import { mayHandOver, mayMintToken, tokenRequestFor } from "../policy/kube.ts";
+import { bodyHandsOver, bodyMentions } from "./handover.ts";
+import { mayHandOver, mintingWrite } from "../policy/kube.ts";
 
 /** Strictness of a guardrail action, as in gateway/policy/kube.ts. */
 const RANK = { allow: 0, audit: 1, requireApproval: 2, block: 3 } as const;
@@ -95,11 +95,11 @@ interface Resolved {
 	 */
 	handOver?: { grant: BundleGrant; verdict: KubeVerdict };
 	/**
-	 * A Secret write under grants that do not name `serviceaccounts/token`: the 403 message if its body
-	 * makes it a service-account token Secret (read before forwarding, see "Running code and minting
-	 * credentials" in the README).
+	 * A write that may mint a credential (a service-account token Secret, a kubelet client CSR) under
+	 * grants that do not name what it amounts to: the 403 message if its body mentions `words` (read
+	 * before forwarding; README "Running code and minting credentials").
 	 */
-	tokenSecret?: string;
+	mint?: { message: string; words: readonly string[] };
 }
 
 interface OpenSession {
@@ -541,11 +541,10 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			}
 			if (!h.scope && RANK[h.verdict.action] > RANK[d.verdict.action]) out.handOver = { grant: h.grant, verdict: h.verdict };
 		}
-		if (!d.scope && mayMintToken(kreq)) {
-			const alias = tokenRequestFor(kreq);
-			if (decideKubeRequest(alias, lookup.active, [], this.#evaluate).scope) {
-				out.tokenSecret = `grant "${d.grant.key}" does not allow a Secret of type kubernetes.io/service-account-token in namespace ${kreq.namespace ?? "(none)"}: the tokens controller fills it with a token of the service account it names, usable without the gateway and after the grant ends, like serviceaccounts/token (which a grant must name to allow this)`;
-			}
+		const minting = d.scope ? undefined : mintingWrite(kreq);
+		if (minting && decideKubeRequest(minting.alias, lookup.active, [], this.#evaluate).scope) {
+			const where = kreq.namespace ? ` in namespace ${kreq.namespace}` : "";
+			out.mint = { message: `grant "${d.grant.key}" does not allow ${minting.what.replace(/^(a [^:]*):/, `$1${where}:`)}`, words: minting.words };
 		}
 		return out;
 	}
@@ -897,7 +896,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			// reuse) to its digest, and forward exactly these bytes. A write that may hand the object to a
 			// deleting controller is read first as well, to see whether it does.
 			const ho = resolved.handOver;
-			if ((resolved.verdict.action === "requireApproval" || ho || resolved.tokenSecret) && !hasNoBody(req)) {
+			if ((resolved.verdict.action === "requireApproval" || ho || resolved.mint) && !hasNoBody(req)) {
 				const bytes = await readBody(req, MAX_HELD_BODY);
 				if (!bytes) {
 					throw Object.assign(
@@ -907,15 +906,15 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 								? `a request held for approval may carry at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`
 								: ho
 									? `a write that could set ownerReferences or ttlSecondsAfterFinished under rule ${ho.verdict.rule} is read before forwarding, at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`
-									: `a Secret write that could be a service-account token Secret is read before forwarding, at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`,
+									: `a write that could mint a credential is read before forwarding, at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`,
 						),
 						{ rule: resolved.verdict.rule ?? ho?.verdict.rule },
 					);
 				}
 				held = { bytes, describe: "" };
 			}
-			if (resolved.tokenSecret && held && bodyMintsToken(held.bytes, req.headers["content-type"], req.headers["content-encoding"])) {
-				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.tokenSecret), { rule: `grant:${resolved.grant.key}` });
+			if (resolved.mint && held && bodyMentions(held.bytes, req.headers["content-type"], req.headers["content-encoding"], resolved.mint.words)) {
+				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.mint.message), { rule: `grant:${resolved.grant.key}` });
 			}
 			if (ho && held && bodyHandsOver(held.bytes, req.headers["content-type"], req.headers["content-encoding"], resolved.kreq.resource)) {
 				resolved.grant = ho.grant;

@@ -41,7 +41,7 @@ export function compileResource(pattern: string): ResourceMatcher {
  * agent's), and approving a CertificateSigningRequest (a client certificate). A grant gets them only by
  * naming them (`serviceaccounts/token`); no wildcard (`*`, `serviceaccounts/*`, `*\/token`) covers them.
  */
-const NAMED_ONLY = new Set(["serviceaccounts/token", "certificatesigningrequests/approval"]);
+const NAMED_ONLY = new Set(["serviceaccounts/token", "certificatesigningrequests/approval", "certificatesigningrequests/nodeclient"]);
 
 /** compileResource for grants: like the rule matcher, but NAMED_ONLY subresources need a pattern that spells them out. */
 export function compileGrantResource(pattern: string): ResourceMatcher {
@@ -53,25 +53,58 @@ export function compileGrantResource(pattern: string): ResourceMatcher {
 	};
 }
 
-/**
- * A write of a core Secret that could be a `kubernetes.io/service-account-token` Secret: the tokens
- * controller fills such a Secret with a token of the service account its
- * `kubernetes.io/service-account.name` annotation names, with that account's RBAC, valid until the
- * Secret is deleted: `serviceaccounts/token` by another name. Create, and patch/update (server-side
- * apply creates a missing object). Whether it is one depends on the body (gateway/kube/handover.ts
- * `bodyMintsToken`).
- */
-export function mayMintToken(req: KubeRequest): boolean {
-	const verb = req.verb.toLowerCase();
-	return req.resource === "secrets" && (req.apiGroup ?? "") === "" && !req.subresource && (verb === "create" || verb === "patch" || verb === "update");
+/** A write whose body may mint a credential; what the grant must name to allow it, and how to tell from the body. */
+export interface MintingWrite<T extends KubeRequest> {
+	/** The request it amounts to, for grant scope only (a NAMED_ONLY subresource). */
+	alias: T;
+	/** The body mints when it mentions one of these (case ignored; gateway/kube/handover.ts `bodyMentions`). */
+	words: readonly string[];
+	/** For the refusal: what the write would be, and why it is a credential. */
+	what: string;
 }
 
-/** The TokenRequest a token Secret write amounts to, for grant scope: the grant must name `serviceaccounts/token`. */
-export function tokenRequestFor<T extends KubeRequest>(req: T): T {
-	const alias: T = { ...req, verb: "create", resource: "serviceaccounts", subresource: "token", apiGroup: "" };
-	delete alias.name;
-	delete alias.handsOver;
-	return alias;
+/** `kubernetes.io/service-account-token` Secrets: the type and the annotations naming the account. */
+export const TOKEN_SECRET_WORDS = ["service-account-token", "service-account.name", "service-account.uid"] as const;
+/** Kubelet client certificate requests: the signer the controller manager approves by itself. */
+export const NODE_CLIENT_CSR_WORDS = ["kube-apiserver-client-kubelet"] as const;
+
+/**
+ * Writes that may mint a credential usable without the gateway, valid after the grant ends, depending
+ * on their body (create, and patch/update: server-side apply creates a missing object):
+ * - a core Secret of type `kubernetes.io/service-account-token`: the tokens controller fills it with a
+ *   token of the service account its `kubernetes.io/service-account.name` annotation names, with that
+ *   account's RBAC, valid until the Secret is deleted: `serviceaccounts/token` by another name;
+ * - a CertificateSigningRequest for signer `kubernetes.io/kube-apiserver-client-kubelet`: the controller
+ *   manager approves a `system:node:…` client certificate by itself when the requester (the impersonated
+ *   agent) has `create certificatesigningrequests/nodeclient` in RBAC; the grant must name that same
+ *   (virtual) subresource.
+ * Both aliases are NAMED_ONLY: no wildcard grants them.
+ */
+export function mintingWrite<T extends KubeRequest>(req: T): MintingWrite<T> | undefined {
+	const verb = req.verb.toLowerCase();
+	if (req.subresource || !(verb === "create" || verb === "patch" || verb === "update")) return undefined;
+	const group = req.apiGroup ?? "";
+	if (req.resource === "secrets" && group === "") {
+		const alias: T = { ...req, verb: "create", resource: "serviceaccounts", subresource: "token", apiGroup: "" };
+		delete alias.name;
+		delete alias.handsOver;
+		return {
+			alias,
+			words: TOKEN_SECRET_WORDS,
+			what: "a Secret of type kubernetes.io/service-account-token: the tokens controller fills it with a token of the service account it names, which never expires and works without the gateway, like serviceaccounts/token (which a grant must name to allow this)",
+		};
+	}
+	if (req.resource === "certificatesigningrequests" && group === "certificates.k8s.io") {
+		const alias: T = { ...req, verb: "create", subresource: "nodeclient" };
+		delete alias.name;
+		delete alias.handsOver;
+		return {
+			alias,
+			words: NODE_CLIENT_CSR_WORDS,
+			what: "a CertificateSigningRequest for signer kubernetes.io/kube-apiserver-client-kubelet: the controller manager approves such a node client certificate by itself when RBAC allows certificatesigningrequests/nodeclient, and it works without the gateway after the grant ends (a grant must name certificatesigningrequests/nodeclient to allow this)",
+		};
+	}
+	return undefined;
 }
 
 function anyOf<T extends unknown[]>(ms: ((...a: T) => boolean)[]): (...a: T) => boolean {

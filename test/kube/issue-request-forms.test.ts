@@ -15,6 +15,9 @@
  *    Secrets: the tokens controller fills it with a token of the service account it names (any in
  *    the namespace), which never expires and works without the gateway: TokenRequest by another
  *    name, which no wildcard grants;
+ * 3b. a CertificateSigningRequest for the kubelet client signer under a wildcard grant: the
+ *    controller manager approves it by itself when the requester's RBAC allows
+ *    certificatesigningrequests/nodeclient (cluster-admin does), and the certificate outlives the grant;
  * 4. a write sent with `Connection: Upgrade` hung until the apiserver gave up (its body is never
  *    relayed before a 101, so it was never checked either), and a non-101 answer that carried a
  *    Content-Length reached the client with two;
@@ -28,8 +31,8 @@ import { after, before, describe, test } from "node:test";
 import { bodyHandsOver, bodyMintsToken } from "../../gateway/kube/handover.ts";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { parseKubeRequest } from "../../gateway/kube/request.ts";
-import { deleteEquivalents, mayHandOver, mayMintToken } from "../../gateway/policy/kube.ts";
-import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
+import { deleteEquivalents, mayHandOver, mintingWrite } from "../../gateway/policy/kube.ts";
+import { issueCert, type KubeHandle, run, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
 import { kubeConnection, userGrant } from "./fixtures.ts";
 
@@ -118,6 +121,8 @@ before(async () => {
 				userGrant("watcher", { namespaces: ["prod"], verbs: ["list", "watch"], resources: ["configmaps", "secrets"] }),
 				// No RBAC at all in the cluster (not in the agents group).
 				userGrant("nobody", { namespaces: ["prod"], verbs: ["list", "watch"], resources: ["configmaps"] }),
+				// May ask for kubelet client certificates on purpose.
+				userGrant("node-admin", { namespaces: ["*"], verbs: ["*"], resources: ["certificatesigningrequests", "certificatesigningrequests/nodeclient"] }),
 				// Names the TokenRequest subresource: may mint service-account credentials on purpose.
 				userGrant("minter", { namespaces: ["prod"], verbs: ["*"], resources: ["secrets", "serviceaccounts/token"] }),
 			],
@@ -268,6 +273,42 @@ describe("found and fixed: service-account token Secrets", () => {
 		assert.equal(patch.status, 200, patch.text);
 		const minted = await send("minter", "POST", "/api/v1/namespaces/prod/secrets", { body: tokenSecret("minted"), headers: json });
 		assert.equal(minted.status, 201, minted.text);
+	});
+});
+
+describe("found and fixed: kubelet client certificate requests", () => {
+	/** A PEM certificate request for `subject`, from openssl. */
+	async function csrPem(subject: string): Promise<string> {
+		const r = await run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "/dev/null", "-subj", subject]);
+		assert.equal(r.code, 0, r.stderr);
+		return r.stdout;
+	}
+	const csr = async (name: string, signerName: string, subject: string) =>
+		JSON.stringify({
+			apiVersion: "certificates.k8s.io/v1",
+			kind: "CertificateSigningRequest",
+			metadata: { name },
+			spec: { request: Buffer.from(await csrPem(subject)).toString("base64"), signerName, usages: ["digital signature", "client auth"] },
+		});
+	const json = { "content-type": "application/json" };
+
+	test("a kubelet client CSR needs a grant that names certificatesigningrequests/nodeclient", async () => {
+		// On the old code: 201 under the wildcard grant. In a cluster the controller manager then approves
+		// it by itself (the requester, the impersonated agent, has nodeclient in RBAC as cluster-admin)
+		// and signs a system:node client certificate that outlives the grant; the test control plane runs
+		// no controllers.
+		const body = await csr("node-evil", "kubernetes.io/kube-apiserver-client-kubelet", "/O=system:nodes/CN=system:node:evil");
+		const r = await send("admin", "POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests", { body, headers: json });
+		assert.equal(r.status, 403, r.text);
+		assert.ok(r.drawbridge, r.text);
+		assert.match(r.text, /does not allow a CertificateSigningRequest for signer kubernetes.io\/kube-apiserver-client-kubelet.*certificatesigningrequests\/nodeclient/);
+		assert.equal((await kube.request("GET", "/apis/certificates.k8s.io/v1/certificatesigningrequests/node-evil")).status, 404);
+		const named = await send("node-admin", "POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests", { body, headers: json });
+		assert.equal(named.status, 201, named.text);
+		// A CSR someone must approve (the approval is named-only already) is created as before.
+		const client = await csr("client-cert", "kubernetes.io/kube-apiserver-client", "/CN=admin");
+		const c = await send("admin", "POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests", { body: client, headers: json });
+		assert.equal(c.status, 201, c.text);
 	});
 });
 
@@ -450,6 +491,6 @@ test("bodyMintsToken: the token type or the service-account annotation in any sp
 		["POST", "/apis/example.com/v1/namespaces/prod/secrets", false],
 		["POST", "/api/v1/namespaces/prod/configmaps", false],
 	] as const) {
-		assert.equal(mayMintToken(parseKubeRequest(m, u)), want, `${m} ${u}`);
+		assert.equal(mintingWrite(parseKubeRequest(m, u))?.words.includes("service-account-token") === true, want, `${m} ${u}`);
 	}
 });
