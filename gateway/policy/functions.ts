@@ -201,6 +201,47 @@ export const SYSTEM_SETTINGS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Settings that change how the server reads the SQL text a client sends. The gateway parses every
+ * text as UTF-8 with standard_conforming_strings on (libpg-query); with `standard_conforming_strings
+ * = off` the server reads `'a\' , '` as one string where the gateway reads two, and with a
+ * client-only encoding (SJIS, BIG5, GBK, UHC, GB18030, JOHAB) a multibyte character may end in
+ * the byte of `\`, `'` is never one but a following quote then closes or escapes differently. Either
+ * way a statement the gateway sees inside a string literal runs.
+ */
+export const PARSER_SETTINGS: ReadonlySet<string> = new Set(["standard_conforming_strings", "client_encoding"]);
+
+/** Client encodings under which the server reads the bytes the gateway reads as UTF-8. */
+const SAFE_CLIENT_ENCODINGS: ReadonlySet<string> = new Set(["utf8", "unicode", "sqlascii"]);
+
+/** A client_encoding value as the server compares it (case and punctuation ignored: `UTF-8`, `utf_8`). */
+export function clientEncodingKey(value: string): string {
+	return value.toLowerCase().replace(/[^a-z0-9]/g, "");
+}
+
+/**
+ * Why setting `name` to `value` would change how the server reads SQL text, or undefined when it
+ * would not. `value` is the constant assigned (a string, number or boolean), `"default"` for RESET /
+ * `TO DEFAULT` / `FROM CURRENT` (the session's own value, which the data path checks when the server
+ * reports it), or undefined when it is not a constant.
+ */
+export function parserSettingChange(name: string, value: string | number | boolean | "default" | undefined): string | undefined {
+	if (!PARSER_SETTINGS.has(name)) return undefined;
+	if (value === "default") return undefined;
+	if (name === "standard_conforming_strings") {
+		if (value === true || (typeof value === "number" && value !== 0)) return undefined;
+		if (typeof value === "string" && ["on", "true", "yes", "1", "t", "y"].includes(value.toLowerCase())) return undefined;
+		return "the gateway reads SQL with standard_conforming_strings on; only on may be set";
+	}
+	if (typeof value === "string" && SAFE_CLIENT_ENCODINGS.has(clientEncodingKey(value))) return undefined;
+	return "the gateway reads SQL as UTF-8; only UTF8 (or SQL_ASCII) may be set as client_encoding";
+}
+
+/** Whether a client_encoding the server reports keeps the text the gateway decodes as UTF-8 exact. */
+export function isSafeClientEncoding(value: string): boolean {
+	return SAFE_CLIENT_ENCODINGS.has(clientEncodingKey(value));
+}
+
+/**
  * Settings that change server-wide behaviour or hide activity (server logging, statistics
  * tracking): superuser-only upstream, reserved for admin grants here.
  */

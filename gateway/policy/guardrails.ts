@@ -5,9 +5,10 @@
  * is forwarded):
  *   1. parse failure                      -> block, rule `parse`, SQLSTATE 42601
  *   2. unresolved EXECUTE                  -> block, rule `session:unknown-prepared`, SQLSTATE 26000
- *   3. read-only grant, not read-only      -> block, rule `grant:read-only`, SQLSTATE 42501
- *   4. built-in rules (non-admin grants)   -> block, rule `builtin:<risk>`, SQLSTATE 42501
- *   5. GuardrailRules (sql section)        -> the rule's action
+ *   3. changes how the server reads SQL    -> block, rule `builtin:parser-state`, SQLSTATE 42501 (any access)
+ *   4. read-only grant, not read-only      -> block, rule `grant:read-only`, SQLSTATE 42501
+ *   5. built-in rules (non-admin grants)   -> block, rule `builtin:<risk>`, SQLSTATE 42501
+ *   6. GuardrailRules (sql section)        -> the rule's action
  * Across statements and rules the strongest action wins: block > requireApproval > audit > allow;
  * ties go to the first statement, then the first rule.
  */
@@ -164,6 +165,17 @@ function builtinVerdict(s: SqlStatementInfo, access: PostgresAccess, grant: stri
 		};
 	}
 	const risks = s.risks ?? [];
+	// Not a privilege: after such a statement the gateway would misread what it forwards, so no grant,
+	// admin included, may make it (its rules would stop meaning anything).
+	const parser = risks.find((r) => r.kind === "parser-state");
+	if (parser) {
+		return {
+			action: "block",
+			rule: "builtin:parser-state",
+			sqlstate: SQLSTATE_INSUFFICIENT_PRIVILEGE,
+			message: `permission denied: ${printable(parser.detail)}`,
+		};
+	}
 	if (access === "read-only" && !s.readOnly) {
 		const why = printable(risks[0]?.detail ?? s.kind);
 		return {

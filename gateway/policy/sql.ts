@@ -6,7 +6,7 @@
  * frozen: callers share them and must not mutate them.
  */
 import { loadModule, parsePlPgSQLSync, parseSync } from "libpg-query";
-import { functionRisk, sqlTextArgument, IDENTITY_SETTINGS, isSystemSetting, READ_ONLY_SETTINGS } from "./functions.ts";
+import { functionRisk, sqlTextArgument, IDENTITY_SETTINGS, isSystemSetting, parserSettingChange, READ_ONLY_SETTINGS } from "./functions.ts";
 import { Lru } from "./lru.ts";
 import type { SqlAnalysis, SqlRisk, SqlRiskKind, SqlStatementInfo } from "./types.ts";
 
@@ -593,6 +593,8 @@ function visitStatement(
 			if (executes && isCatalogRelation(rel)) {
 				const r = unwrap(rel)?.[1] ?? (rel as PgNode);
 				c.risk("system", `${verb} writes the system catalog ${rangeVarName(r)}`);
+				// UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings' is a set_config.
+				if (r.relname === "pg_settings") c.risk("parser-state", `${verb} of pg_settings may change how the server reads SQL text`);
 			}
 		}
 	};
@@ -1098,8 +1100,25 @@ function classifySet(b: PgNode, c: Collector): string {
 		if (on !== true) c.risk("read-only-escape", `${verb} ${name}`);
 	}
 	if (isSystemSetting(name)) c.risk("system", `${verb} ${name}`);
+	parserSetting(b, c);
 	if (b.is_local) c.kind(`${verb} LOCAL`);
 	return verb;
+}
+
+/**
+ * SET standard_conforming_strings = off / SET client_encoding = 'SJIS' (also as a function's SET
+ * clause, ALTER ROLE|DATABASE ... SET and ALTER SYSTEM SET, whose `setstmt` is a bare node): the
+ * server would read later texts differently from the gateway. Only values that keep them as the
+ * gateway reads them are allowed.
+ */
+function parserSetting(b: PgNode, c: Collector): void {
+	const setKind = String(b.kind ?? "");
+	const name = String(b.name ?? "").toLowerCase();
+	const args = Array.isArray(b.args) ? b.args : [];
+	const keeps = setKind === "VAR_RESET" || setKind === "VAR_SET_DEFAULT" || setKind === "VAR_SET_CURRENT";
+	const value = keeps ? "default" : args.length === 1 ? constValue(args[0]) : undefined;
+	const why = parserSettingChange(name, value);
+	if (why) c.risk("parser-state", `${keeps ? "RESET" : "SET"} ${name}: ${why}`);
 }
 
 /** SQL-language function bodies given as strings are parsed too, so rules see what they contain. */
@@ -1276,6 +1295,7 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 	};
 	for (const [k, v] of Object.entries(body)) {
 		if (k === "funccall" && v && typeof v === "object") visitFuncCall(v as PgNode, c, text, executes); // CallStmt
+		if (k === "setstmt" && v && typeof v === "object") parserSetting(v as PgNode, c); // ALTER ROLE|DATABASE|SYSTEM ... SET
 		// CREATE TRIGGER / EVENT TRIGGER ... EXECUTE FUNCTION f(), CREATE CONVERSION ... FROM f, language handlers
 		if ((k === "funcname" || k === "func_name" || k === "plhandler" || k === "plinline" || k === "plvalidator") && Array.isArray(v)) {
 			functionReference(names(v), c);
@@ -1356,6 +1376,9 @@ function visitFuncCall(b: PgNode, c: Collector, text: string, executes: boolean)
 			c.risk("read-only-escape", `set_config(${setting ?? "<expression>"}, ...)`);
 		}
 		if (setting !== undefined && isSystemSetting(setting)) c.risk("system", `set_config(${setting}, ...)`);
+		// A setting name computed at run time could be standard_conforming_strings or client_encoding.
+		const why = setting === undefined ? "the setting is not a constant" : parserSettingChange(setting, Array.isArray(b.args) ? constValue(b.args[1]) : undefined);
+		if (why) c.risk("parser-state", `set_config(${setting ?? "<expression>"}, ...): ${why}`);
 		return;
 	}
 	const risk = functionRisk(qualified);

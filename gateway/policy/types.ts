@@ -99,6 +99,12 @@ export type SqlRiskKind =
 	| "dynamic-sql"
 	/** Could end read-only enforcement: SET default_transaction_read_only, BEGIN READ WRITE, RESET ALL. */
 	| "read-only-escape"
+	/**
+	 * Changes how the server reads SQL text (standard_conforming_strings off, a client_encoding other
+	 * than UTF8): the gateway would no longer read what it forwards as the server does. Blocked for
+	 * every access level, admin included.
+	 */
+	| "parser-state"
 	/** Kind the classifier does not know: never read-only. */
 	| "unknown";
 

@@ -279,6 +279,13 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("admin-return-query-execute", "CREATE FUNCTION wipe_orders() RETURNS SETOF orders LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE 'DELETE FROM orders RETURNING *'; END $$", "RETURN QUERY EXECUTE runs SQL built at run time (SELECT * FROM wipe_orders())", "admin"),
 	b("admin-plpgsql-assign-read-file", "DO $$ DECLARE t text; BEGIN t := pg_read_file('/etc/hostname'); END $$", "a call on the right of a PL/pgSQL assignment", "admin"),
 	b("admin-plpgsql-assign-subscript", "DO $$ DECLARE a int[]; BEGIN a[pg_terminate_backend(0)::int] := 1; END $$", "a call in an assignment target's subscript", "admin"),
+	// Parser differentials (red-team round): settings under which the server reads SQL text otherwise
+	b("admin-scs-off", "SET standard_conforming_strings = off", "'a\\' , ' ; DELETE ... -- ' would then be a SELECT and a DELETE to the server", "admin"),
+	b("admin-scs-off-set-config", "SELECT set_config('standard_conforming_strings', 'off', false)", "set_config spelling of the same", "admin"),
+	b("admin-scs-off-function-set", "ALTER FUNCTION now() SET standard_conforming_strings = 'false'", "a function's SET clause (its PL/pgSQL body is compiled under it)", "admin"),
+	b("rw-client-encoding-sjis", "SET NAMES 'SJIS'", "a Shift_JIS character may end in the byte of a backslash", "read-write"),
+	b("admin-set-config-computed-name", "SELECT set_config(lower('CLIENT_ENCODING'), 'BIG5', false)", "a setting name computed at run time", "admin"),
+	b("admin-pg-settings-update", "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'", "pg_settings is set_config", "admin"),
 	b("rw-delete-or-tautology", "DELETE FROM orders WHERE id = 5 OR 1 = 1", "an OR arm that is always true (the classic injected tautology)", "read-write"),
 	b("rw-update-self-compare", "UPDATE orders SET status = 'x' WHERE status = status", "a column compared with itself filters only NULLs", "read-write"),
 	b("rw-merge-self-on", "MERGE INTO orders o USING customers c ON o.id = o.id WHEN MATCHED THEN UPDATE SET status = 'x'", "MERGE ON a condition on the target alone matches every row", "read-write"),
