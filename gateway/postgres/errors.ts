@@ -42,6 +42,8 @@ export const PG_ERROR_CATALOGUE = {
 	too_many_connections: { sqlstate: "53300", severity: "FATAL" },
 	/** The gateway is draining for shutdown: new connections are refused, live sessions go on. */
 	draining: { sqlstate: "57P03", severity: "FATAL" },
+	/** The server reads SQL text differently from the gateway (standard_conforming_strings off, a client-only encoding). */
+	unsafe_parser_setting: { sqlstate: "0A000", severity: "FATAL" },
 } as const satisfies Record<string, { sqlstate: string; severity: "ERROR" | "FATAL" }>;
 
 export type PgErrorCode = keyof typeof PG_ERROR_CATALOGUE;

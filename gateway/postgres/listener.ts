@@ -17,6 +17,7 @@ import type { Recorder, SessionRecorder } from "../recording/events.ts";
 import { CatalogSource, SessionCatalog } from "./catalog.ts";
 import { ClientParser, DEFAULT_MAX_CLIENT_MESSAGE_BYTES, decodePasswordPayload } from "./client-parser.ts";
 import { isPgGatewayError, PgGatewayError } from "./errors.ts";
+import { PARSER_SETTING_NAMES, unsafeParserSetting } from "./parser-settings.ts";
 import { defaultSqlPolicy, type SqlPolicyApi } from "./policy-adapter.ts";
 import type { ClientMessage } from "./protocol.ts";
 import { serverMessages } from "./serializer.ts";
@@ -504,6 +505,15 @@ class Handshake {
 		} catch (e) {
 			await recorder.close({ reason: "error", message: (e as Error).message }).catch(() => undefined);
 			throw e;
+		}
+		// A server that reads SQL differently from the gateway (its defaults, or the client's startup
+		// client_encoding) would run statements the guardrails read as string contents.
+		for (const name of PARSER_SETTING_NAMES) {
+			const why = unsafeParserSetting(name, upstream.parameters.get(name));
+			if (!why) continue;
+			upstream.socket.destroy();
+			await recorder.close({ reason: "error", message: why }).catch(() => undefined);
+			throw new PgGatewayError("unsafe_parser_setting", `connection refused: ${why}`);
 		}
 		if (this.phase === "closed" || this.socket.destroyed) {
 			upstream.socket.destroy();

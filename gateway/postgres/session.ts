@@ -33,6 +33,8 @@ import type { Decision, RecordingEvent, SessionEnd, SessionRecorder } from "../r
 import type { SessionCatalog } from "./catalog.ts";
 import type { ClientParser } from "./client-parser.ts";
 import { isPgGatewayError, PgGatewayError } from "./errors.ts";
+import { PURE_BUILTINS } from "../policy/functions.ts";
+import { unsafeParserSetting } from "./parser-settings.ts";
 import { type MaskerShape, type SqlPolicyApi, type SqlSessionState, type TextDetector, type ValueMasker, writeAsciiPartial } from "./policy-adapter.ts";
 import { type ClientMessage, type ErrorFields, type FieldDescription, ServerCode, type ServerFrame, type TxStatus } from "./protocol.ts";
 import { clientMessages, serverMessages } from "./serializer.ts";
@@ -120,6 +122,8 @@ interface StmtRef {
 	 * are evaluated again at Bind.
 	 */
 	parseVerdict?: GuardrailVerdict;
+	/** Cached `mayChangeSettings`. */
+	mayChangeSettings?: boolean;
 	copyDetector: TextDetector | undefined;
 	/** Mask plan of the last RowDescription seen for this statement (keyed by its bytes). */
 	planCache?: PlanEntry;
@@ -263,6 +267,12 @@ export class Session {
 	private nameChangedInSync = -1;
 	/** `syncSeg` of the last Execute that may change prepared-statement names (not only portals). */
 	private statementsChangedInSync = -1;
+	/**
+	 * `syncSeg` of the last forwarded Execute that may change server settings (it calls a function
+	 * that is not a known built-in, CALL, DO, EXECUTE, or its statement is unknown). See
+	 * `parserSettingsGate`.
+	 */
+	private settingsChangedInSync = -1;
 	private readonly confirmedStatements = new Map<string, StmtRef>();
 	private readonly confirmedPortals = new Map<string, PortalRef>();
 	private answerWaiters: { seg: number; resolve: () => void }[] = [];
@@ -434,10 +444,21 @@ export class Session {
 	private onClientMessage(m: ClientMessage): Promise<void> | undefined {
 		if (this.discardUntilSync && m.type !== "sync" && m.type !== "terminate") return undefined;
 		switch (m.type) {
-			case "query":
+			case "query": {
+				const gate = this.parserSettingsGate(m.sql);
+				if (gate instanceof Promise) return gate.then(() => (this.closed ? undefined : this.onQuery(m.sql, m.raw)));
+				if (gate) {
+					this.blockSimple(m.sql, this.o.policy.analyze(m.sql), gate);
+					return undefined;
+				}
 				return this.onQuery(m.sql, m.raw);
-			case "parse":
+			}
+			case "parse": {
+				const gate = this.parserSettingsGate(m.sql);
+				if (gate instanceof Promise) return gate.then(() => (this.closed ? undefined : this.onParse(m)));
+				if (gate) return this.decideParse(m, this.o.policy.analyze(m.sql), gate, undefined);
 				return this.onParse(m);
+			}
 			case "bind": {
 				const stmt = this.resolveStatement(m.statement);
 				if (stmt instanceof Promise) return stmt.then((r) => (this.closed ? undefined : this.onBind(m, r)));
@@ -678,11 +699,38 @@ export class Session {
 		const seq = changes.definesSqlNames ? this.sql.forwarded(portal.stmt!.analysis) : undefined;
 		this.push({ k: "execute", portal, rows: 0, started: performance.now(), ...(seq !== undefined ? { seq } : {}) });
 		this.toUpstream(m.raw);
+		if (mayChangeSettings(portal.stmt)) this.settingsChangedInSync = this.syncSeg;
 		if (changes.statements || changes.portals) {
 			this.bumpNameSeg();
 			this.nameChangedInSync = this.syncSeg;
 			if (changes.statements) this.statementsChangedInSync = this.syncSeg;
 		}
+	}
+
+	/**
+	 * Parser settings (gateway/postgres/README.md, "Parser differentials"). A text holding a backslash
+	 * or a non-ASCII byte reads differently when standard_conforming_strings is off or client_encoding
+	 * is a client-only encoding. The policy refuses statements that set them, and the server's
+	 * ParameterStatus report of such a value ends the session; but the report comes with the
+	 * ReadyForQuery of the statement that changed it (a function that already existed), and a
+	 * pipelining client has sent its next text by then: `SELECT app_set('standard_conforming_strings',
+	 * 'off')` and `SELECT 'a\' , ' ; DELETE FROM accounts ; -- '` back to back deleted the accounts.
+	 * So such a text first waits until every earlier segment is answered (their reports read); within
+	 * its own segment the server answers only at Sync, so after an Execute there that may change
+	 * settings it is refused. Texts of ASCII without a backslash read the same under any setting.
+	 */
+	private parserSettingsGate(sql: string): GuardrailVerdict | Promise<void> | undefined {
+		if (!SETTINGS_SENSITIVE.test(sql)) return undefined;
+		if (this.settingsChangedInSync === this.syncSeg) {
+			return {
+				action: "block",
+				rule: "protocol:parser-settings",
+				sqlstate: "42501",
+				message:
+					"a statement holding a backslash or a non-ASCII character may not follow, before Sync, an Execute that may change server settings: the gateway could not read it as the server will; send Sync first",
+			};
+		}
+		return this.answeredBefore(this.syncSeg);
 	}
 
 	/** A sync point was forwarded: the server answers everything before it as a whole. */
@@ -1453,6 +1501,7 @@ export class Session {
 				this.send(f.raw);
 				return undefined;
 			case ServerCode.ParameterStatus:
+				this.checkParserSetting(f);
 				// set_config('application_name', (SELECT email ...)) echoes table data here.
 				this.send(this.scrubParameterStatus(f));
 				return undefined;
@@ -1865,6 +1914,18 @@ export class Session {
 		return f.code === ServerCode.ErrorResponse ? serverMessages.error(out) : serverMessages.notice(out);
 	}
 
+	/**
+	 * The policy refuses statements that set standard_conforming_strings off or a client-only
+	 * client_encoding; should the server report one anyway (a function that already existed set it),
+	 * the gateway can no longer read what the client sends as the server will: the session ends.
+	 */
+	private checkParserSetting(f: ServerFrame): void {
+		const m = decodeServerMessage(f);
+		if (m.type !== "parameterStatus") return;
+		const why = unsafeParserSetting(m.name, m.value);
+		if (why) throw new PgGatewayError("unsafe_parser_setting", `terminating connection: ${why}`);
+	}
+
 	private scrubParameterStatus(f: ServerFrame): Buffer {
 		if (!this.o.live().maskingActive) return f.raw;
 		const m = decodeServerMessage(f);
@@ -2057,6 +2118,34 @@ function nameEffectsOf(stmt: StmtRef | undefined): NameEffects {
 		stmt.nameEffects = { ...nameChanges(stmt.analysis.statements), definesSqlNames: stmt.analysis.statements.some(definesSqlNames) };
 	}
 	return stmt.nameEffects;
+}
+
+/** A backslash or a non-ASCII character (bytes that are not UTF-8 were decoded to U+FFFD). */
+const SETTINGS_SENSITIVE = /[\\\u0080-\uffff]/;
+
+/**
+ * Whether executing a statement may change a server setting the gateway cannot see change: it calls
+ * a function that is not a known built-in (a user function may call set_config with any name), or
+ * is CALL, DO or EXECUTE, or is not known. set_config itself is checked by the policy (a parser
+ * setting, or a name that is not a constant, is refused). Triggers and operators over user functions
+ * are not followed (README "Parser differentials").
+ */
+function mayChangeSettings(stmt: StmtRef | undefined): boolean {
+	if (!stmt?.analysis.ok) return true;
+	if (stmt.mayChangeSettings === undefined) {
+		stmt.mayChangeSettings = stmt.analysis.statements.some(
+			(s) =>
+				s.uses !== undefined ||
+				s.kinds.some((k) => k === "CALL" || k === "DO" || k === "EXECUTE") ||
+				s.functions.some((f) => {
+					const parts = f.split(".");
+					const last = parts[parts.length - 1]!;
+					if (parts.length === 2 && parts[0] === "pg_catalog") return false;
+					return parts.length > 1 || !(PURE_BUILTINS.has(last) || last === "set_config");
+				}),
+		);
+	}
+	return stmt.mayChangeSettings;
 }
 
 /** What executing these statements may change upstream: prepared-statement names, portal names. */
