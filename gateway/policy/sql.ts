@@ -668,8 +668,14 @@ function visitStatement(
 			kind = "TRUNCATE";
 			write("TRUNCATE");
 			catalogWrite(kind);
+			// "The same effect as an unqualified DELETE on each table" (PostgreSQL's documentation): a
+			// rule on DELETE of ledger, or on DELETE without WHERE, met DELETE FROM ledger but not
+			// TRUNCATE ledger.
+			c.kind("DELETE");
+			c.sawFiltered = true;
+			c.missingWhere = true;
 			// TRUNCATE ... CASCADE also empties every table with a foreign key to the named ones.
-			if (cascades(b)) reaches(c, ["TRUNCATE"]);
+			if (cascades(b)) reaches(c, ["TRUNCATE", "DELETE"]);
 			break;
 		case "DropOwnedStmt":
 			kind = "DROP OWNED";
@@ -718,6 +724,8 @@ function visitStatement(
 			if (from) {
 				write("COPY FROM writes rows");
 				catalogWrite("COPY FROM");
+				// It inserts rows: COPY accounts FROM STDIN passed a rule blocking INSERT into accounts.
+				c.kind("INSERT");
 			}
 			break;
 		}
@@ -905,6 +913,17 @@ function visitStatement(
 			else if (DDL_WRITE.has(type)) write(kind);
 			else c.risk("unknown", `statement type ${type} is not classified`);
 		}
+	}
+	// CREATE TABLE c () INHERITS (accounts) / PARTITION OF parted: rows inserted into c are the
+	// parent's rows. Inside the creating transaction the catalog's connection cannot see c, so
+	// `INSERT INTO c` met no rule on INSERT into the parent; bound here like ATTACH PARTITION/INHERIT.
+	if ((type === "CreateStmt" || type === "CreateForeignTableStmt") && executes) {
+		const base = type === "CreateStmt" ? b : ((b.base as PgNode | undefined) ?? {});
+		const parents = (Array.isArray(base.inhRelations) ? base.inhRelations : [])
+			.map((r) => unwrap(r)?.[1] ?? (r as PgNode))
+			.filter((r) => typeof r.relname === "string")
+			.map((r) => rangeVarName(r));
+		if (parents.length > 0) c.binds.push({ kinds: ["INSERT"], tables: parents });
 	}
 	c.kind(kind);
 	walkChildren(b, c, text, executes);
