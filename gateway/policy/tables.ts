@@ -7,8 +7,9 @@
  * every relation a statement names, its resolved `schema.name`; for views and materialized views,
  * the relations their definitions use (recursively, depth 8); for tables, their partition and
  * inheritance ancestors (their rows are the ancestors' rows) and descendants (DELETE, UPDATE,
- * TRUNCATE, SELECT and DROP of a parent reach them). Unknown relations stay as written. The
- * original names are kept, so rules only ever match more.
+ * TRUNCATE, SELECT and DROP of a parent reach them). An unqualified name stands for every relation
+ * of that name in any schema (the session's search_path is not the catalog's). Unknown relations
+ * stay as written. The original names are kept, so rules only ever match more.
  *
  * `escapes` (RENAME, SET SCHEMA, DETACH PARTITION, NO INHERIT) get the resolved names too, and for
  * DETACH/NO INHERIT the parent's ancestors: the detached rows leave all of them. `binds` (writes a
@@ -25,13 +26,25 @@ function split(name: string): [string | undefined, string] {
 	return [parts.pop(), rel];
 }
 
-function resolve(names: readonly string[], catalog: Catalog): Promise<(RelationInfo | undefined)[]> {
-	return Promise.all(
+/**
+ * The relations each name may mean. An unqualified name means, to the server, whatever the session's
+ * search_path finds first, and the session may have changed it (`SET search_path = reporting,
+ * public`, a function's `SET search_path` clause) where the catalog's lookup cannot follow: `DELETE
+ * FROM acct_v` then deleted through reporting.acct_v, a view over a ruled table, while the catalog
+ * found no acct_v in public. So an unqualified name also stands for every relation of that name in
+ * any schema (rules only match more).
+ */
+async function resolve(names: readonly string[], catalog: Catalog): Promise<(RelationInfo | undefined)[]> {
+	const lists = await Promise.all(
 		names.map(async (n) => {
 			const [schema, name] = split(n);
-			return (await catalog.relation(schema, name).catch(() => undefined)) as RelationInfo | undefined;
+			const own = (await catalog.relation(schema, name).catch(() => undefined)) as RelationInfo | undefined;
+			if (schema !== undefined || !catalog.relationsNamed) return [own];
+			const anywhere = await catalog.relationsNamed(name).catch(() => [] as RelationInfo[]);
+			return [own, ...anywhere];
 		}),
 	);
+	return lists.flat();
 }
 
 const qualified = (r: RelationName): string => `${r.schema}.${r.name}`;

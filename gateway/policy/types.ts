@@ -147,6 +147,12 @@ export interface Catalog {
 	/** Resolve as PostgreSQL would (search_path when schema is omitted). */
 	relation(schema: string | undefined, name: string): Promise<RelationInfo | undefined>;
 	relationByOid(oid: number): Promise<RelationInfo | undefined>;
+	/**
+	 * Every relation of this name, in any schema. Table rules resolve an unqualified name with it as
+	 * well: the session's search_path (`SET search_path = reporting`) is not the catalog's, so the
+	 * name may mean any of them to the server (gateway/policy/README.md, "Unqualified names").
+	 */
+	relationsNamed?(name: string): Promise<RelationInfo[]>;
 }
 
 export interface RelationInfo {

@@ -4,7 +4,8 @@
  * inheritance ancestors and descendants, cached with the relation). Results are cached per
  * Connection and bundle version (`catalogCacheTtlMs`, default 60 s, so DDL is seen soon); unqualified
  * names resolve with the session's search_path (the startup parameter; `SET search_path` is refused
- * by the policy while masking applies) via to_regclass.
+ * by the policy while masking applies) via to_regclass; for table rules, `relationsNamed` also lists
+ * every relation of the name in any schema (the session may have changed its search_path).
  */
 import type { Catalog, FunctionCatalog, RelationInfo, RelationName } from "../policy/types.ts";
 import { SideConnection } from "./side-query.ts";
@@ -75,6 +76,7 @@ export class CatalogSource {
 	private readonly byOid = new Map<number, CacheEntry>();
 	private readonly byName = new Map<string, CacheEntry>();
 	private readonly builtin = new Map<string, CacheEntry & { value: Promise<boolean> }>();
+	private readonly anywhere = new Map<string, { at: number; value: Promise<RelationInfo[]> }>();
 	private idleTimer: NodeJS.Timeout | undefined;
 	/** Bumped by `invalidate`: what was derived from the catalog before (mask plans) is not reused. */
 	epoch = 0;
@@ -132,6 +134,14 @@ export class CatalogSource {
 		});
 	}
 
+	/** Every relation named `name`, in any schema (at most 100). */
+	relationsNamed(name: string): Promise<RelationInfo[]> {
+		return this.cached(this.anywhere as Map<string | number, { at: number; value: Promise<RelationInfo[]> }>, name, async () => {
+			const rows = await (await this.conn()).query(`${RELATION_SQL}c.relname = $1 ORDER BY c.oid LIMIT 100`, [name]);
+			return rows.map(toRelation);
+		});
+	}
+
 	isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {
 		const key = `${schema ?? ""}\u0000${name}`;
 		return this.cached(this.builtin as Map<string | number, { at: number; value: Promise<boolean> }>, key, async () => {
@@ -154,6 +164,7 @@ export class CatalogSource {
 	invalidate(): void {
 		this.byOid.clear();
 		this.byName.clear();
+		this.anywhere.clear();
 		this.builtin.clear();
 		this.epoch++;
 	}
@@ -179,6 +190,10 @@ export class SessionCatalog implements Catalog, FunctionCatalog {
 
 	relationByOid(oid: number): Promise<RelationInfo | undefined> {
 		return this.source.relationByOid(oid);
+	}
+
+	relationsNamed(name: string): Promise<RelationInfo[]> {
+		return this.source.relationsNamed(name);
 	}
 
 	isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {
