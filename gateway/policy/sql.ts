@@ -1019,13 +1019,16 @@ function referentialActions(b: PgNode, c: Collector): void {
 		const u = unwrap(cmd);
 		if (u?.[0] !== "AlterTableCmd") continue;
 		const def = unwrap(u[1].def);
-		// ALTER COLUMN ... TYPE ... USING expr rewrites the column of every row with expr: `USING 0`
-		// zeroed every balance under a rule blocking UPDATE on accounts. It carries UPDATE; a USING
-		// that ignores the old value (no column in it) is an UPDATE without WHERE.
-		if (u[1].subtype === "AT_AlterColumnType" && def?.[0] === "ColumnDef" && def[1].raw_default !== undefined) {
+		// ALTER COLUMN ... TYPE rewrites the column of every row: with USING expr (`USING 0` zeroed
+		// every balance under a rule blocking UPDATE on accounts), and without it through the cast
+		// (`TYPE numeric(12,0)` rounded every numeric(12,2) price, `TYPE date` cut timestamps). It
+		// carries UPDATE; a USING that ignores the old value (no column in it) is an UPDATE without
+		// WHERE. A plain cast counts as filtered: rules on UPDATE of the table meet it, rules on
+		// unbounded UPDATEs anywhere do not (widening int to bigint is routine).
+		if (u[1].subtype === "AT_AlterColumnType" && def?.[0] === "ColumnDef") {
 			c.kind("UPDATE");
 			c.sawFiltered = true;
-			if (isConstantCondition(def[1].raw_default)) c.missingWhere = true;
+			if (def[1].raw_default !== undefined && isConstantCondition(def[1].raw_default)) c.missingWhere = true;
 		}
 		if (def?.[0] === "Constraint") fk(def[1]);
 		if (def?.[0] === "ColumnDef" && Array.isArray(def[1].constraints)) {

@@ -1,10 +1,14 @@
 // Regression (red-team round: guardrails, writes by another name). Rules name statement kinds; some
 // statements insert or delete rows under another kind. Through the real gateway to a real
-// PostgreSQL, under rules blocking INSERT into accounts and DELETE from ledger, and unbounded DELETEs:
+// PostgreSQL, under rules blocking INSERT into accounts, DELETE and UPDATE of ledger, and unbounded
+// DELETEs and UPDATEs:
 //  - COPY accounts FROM STDIN (psql) inserted rows: COPY carried COPY/COPY FROM, not INSERT;
 //  - TRUNCATE ledger emptied it: TRUNCATE carried TRUNCATE only, while PostgreSQL documents it as
 //    "the same effect as an unqualified DELETE on each table" (the no-unbounded-deletes rule missed
 //    it too);
+//  - ALTER TABLE ledger ALTER COLUMN price TYPE numeric(12,0) rounded every price under a rule on
+//    UPDATE of ledger (a type change without USING carried no UPDATE; the cast rewrites every value:
+//    numeric scale, int from numeric, date from timestamp);
 //  - BEGIN; CREATE TABLE c () INHERITS (accounts); INSERT INTO c VALUES (...) put rows into accounts
 //    (SELECT * FROM accounts reads them): inside the creating transaction the catalog's own
 //    connection cannot see c, so the INSERT named an unknown table; same with PARTITION OF.
@@ -18,6 +22,8 @@ const GUARDRAILS: GuardrailRule[] = [
 	{ name: "accounts-append-only-by-app", action: "block", sql: { statementKinds: ["INSERT"], tables: ["public.accounts", "public.parted"] } },
 	{ name: "keep-ledger", action: "block", sql: { statementKinds: ["DELETE"], tables: ["public.ledger"] } },
 	{ name: "no-unbounded-deletes", action: "requireApproval", sql: { statementKinds: ["DELETE"], withoutWhere: true } },
+	{ name: "keep-ledger-values", action: "block", sql: { statementKinds: ["UPDATE"], tables: ["public.ledger"] } },
+	{ name: "no-unbounded-updates", action: "block", sql: { statementKinds: ["UPDATE"], withoutWhere: true } },
 ];
 
 function refused(rule: RegExp) {
@@ -35,8 +41,8 @@ describe("writes by another name meet the rule on the write", () => {
 		fx = await startFixture({ guardrails: GUARDRAILS });
 		await fx.pg.query("CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)");
 		await fx.pg.query("INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 5) g");
-		await fx.pg.query("CREATE TABLE ledger (id int, amount int)");
-		await fx.pg.query("INSERT INTO ledger SELECT g, 1 FROM generate_series(1, 5) g");
+		await fx.pg.query("CREATE TABLE ledger (id int, amount int, price numeric(12,2), at timestamp)");
+		await fx.pg.query("INSERT INTO ledger SELECT g, 1, 1.15, '2024-01-01 12:34:56' FROM generate_series(1, 5) g");
 		await fx.pg.query("CREATE TABLE scratch (id int)");
 		await fx.pg.query("CREATE TABLE parted (id int, v int) PARTITION BY RANGE (id)");
 		await fx.pg.query("CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100)");
@@ -73,6 +79,25 @@ describe("writes by another name meet the rule on the write", () => {
 		} finally {
 			await c.end();
 		}
+	});
+
+	test("a column type change casts every value: an UPDATE of the table", async () => {
+		const c = await fx.connect("alice");
+		try {
+			for (const sql of [
+				"ALTER TABLE ledger ALTER COLUMN price TYPE numeric(12,0)",
+				"ALTER TABLE ledger ALTER COLUMN price SET DATA TYPE int",
+				"ALTER TABLE ledger ALTER COLUMN at TYPE date",
+			]) {
+				await assert.rejects(c.query(sql), refused(/keep-ledger-values/), sql);
+			}
+			// a table no UPDATE rule names: as before (and not an unbounded write)
+			await c.query("ALTER TABLE scratch ALTER COLUMN id TYPE bigint");
+		} finally {
+			await c.end();
+		}
+		const r = await fx.pg.query("SELECT sum(price)::text AS p, min(at)::text AS at FROM ledger");
+		assert.deepEqual(r.rows[0], { p: "5.75", at: "2024-01-01 12:34:56" });
 	});
 
 	test("a child created in the open transaction binds INSERT on its parent", async () => {
