@@ -460,6 +460,12 @@ const DDL_WRITE = new Set([
 	"CreateConversionStmt",
 ]);
 
+/** dblink functions that send SQL text to a connection. */
+const REMOTE_SQL_FUNCTIONS = new Set(["dblink", "dblink_exec", "dblink_send_query", "dblink_open"]);
+
+/** Statements that point foreign tables somewhere the classifier cannot follow (see ForeignTable). */
+const FOREIGN_REACH_STMTS = new Set(["ImportForeignSchemaStmt", "AlterForeignServerStmt"]);
+
 const SYSTEM_STMTS = new Set([
 	"AlterSystemStmt",
 	"LoadStmt",
@@ -717,6 +723,9 @@ function visitStatement(
 			if (b.is_program) {
 				c.kind("COPY PROGRAM");
 				c.risk("server-access", "COPY ... PROGRAM runs a program on the database server");
+				// A shell command can do anything (psql over the local socket: DROP TABLE): for admin
+				// grants, which skip the line above, it meets every rule like other unseen code.
+				c.risk("unknown", "COPY ... PROGRAM runs a program the classifier cannot see into");
 			} else if (typeof b.filename === "string") {
 				c.kind("COPY FILE");
 				c.risk("server-access", `COPY ${from ? "FROM" : "TO"} a server file`);
@@ -860,7 +869,10 @@ function visitStatement(
 			// A foreign table's options name what it reads: file_fdw's filename/program, a
 			// postgres_fdw table's remote relation. ALTER TABLE ... OPTIONS works on them too.
 			const generic = Array.isArray(b.cmds) && b.cmds.some((cmd) => /GenericOptions$/.test(String(unwrap(cmd)?.[1]?.subtype)));
-			if (b.objtype === "OBJECT_FOREIGN_TABLE" || generic) c.risk("server-access", `${kind} sets foreign-table options (server files, programs or connections)`);
+			if (b.objtype === "OBJECT_FOREIGN_TABLE" || generic) {
+				c.risk("server-access", `${kind} sets foreign-table options (server files, programs or connections)`);
+				c.risk("unknown", `${kind} OPTIONS: what the foreign table reaches (a remote relation, a program) is not seen`);
+			}
 			hierarchyChanges(b, c);
 			referentialActions(b, c);
 			// DROP COLUMN|CONSTRAINT|ATTRIBUTE ... CASCADE drops dependent views, foreign keys of
@@ -874,6 +886,9 @@ function visitStatement(
 			kind = "CREATE FOREIGN TABLE";
 			c.kind("CREATE");
 			c.risk("server-access", "CREATE FOREIGN TABLE reads server files, runs programs or connects through a foreign server");
+			// Over a loopback postgres_fdw server, OPTIONS (table_name 'accounts') makes DELETE FROM ft
+			// delete accounts under a name no table rule knows: for admin grants it meets every rule.
+			c.risk("unknown", "CREATE FOREIGN TABLE: the relation or program it reaches is not seen");
 			break;
 		case "ViewStmt": {
 			kind = "CREATE VIEW";
@@ -912,6 +927,9 @@ function visitStatement(
 			else if (SYSTEM_STMTS.has(type)) c.risk("system", `${kind} changes server-wide state`);
 			else if (DDL_WRITE.has(type)) write(kind);
 			else c.risk("unknown", `statement type ${type} is not classified`);
+			// IMPORT FOREIGN SCHEMA creates foreign tables over remote relations; ALTER SERVER ...
+			// OPTIONS re-points existing ones (to a loopback, say): unseen reach, every rule.
+			if (FOREIGN_REACH_STMTS.has(type)) c.risk("unknown", `${kind}: the relations its foreign tables reach are not seen`);
 		}
 	}
 	// CREATE TABLE c () INHERITS (accounts) / PARTITION OF parted: rows inserted into c are the
@@ -1405,6 +1423,10 @@ function visitFuncCall(b: PgNode, c: Collector, text: string, executes: boolean)
 	}
 	const risk = functionRisk(qualified);
 	if (risk) c.risk(risk.kind, `${qualified}() ${risk.detail}`);
+	// dblink_exec('host=/run/postgresql ...', 'DROP TABLE accounts'): SQL on a connection the
+	// classifier does not follow (often back to the same server). Admin grants skip server-access;
+	// for them it meets every rule, like EXECUTE in PL/pgSQL.
+	if (REMOTE_SQL_FUNCTIONS.has(last)) c.risk("unknown", `${qualified}() runs SQL text on another connection`);
 	const args = Array.isArray(b.args) ? b.args : [];
 	const sqlArg = sqlTextArgument(last, args.length);
 	if (sqlArg !== undefined) {
