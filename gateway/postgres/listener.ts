@@ -660,7 +660,13 @@ function upstreamTarget(
 	const parameters: Record<string, string> = {};
 	for (const [k, v] of Object.entries(params)) if (FORWARDED_PARAMETERS.has(k)) parameters[k] = v;
 	parameters.application_name = `drawbridge${params.application_name ? `:${params.application_name}` : ""}`.slice(0, 63);
-	if (access === "read-only") parameters.options = "-c default_transaction_read_only=on";
+	// The gateway reads SQL as UTF-8 with standard_conforming_strings on: the session starts so even
+	// where the server's, database's or role's default says otherwise (the client's own
+	// client_encoding, when it sends one, is checked against the server's report instead).
+	if (parameters.client_encoding === undefined) parameters.client_encoding = "UTF8";
+	const options = ["-c standard_conforming_strings=on"];
+	if (access === "read-only") options.push("-c default_transaction_read_only=on");
+	parameters.options = options.join(" ");
 	return {
 		host: connection.host,
 		port: connection.port,

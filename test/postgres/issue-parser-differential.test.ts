@@ -143,6 +143,24 @@ describe("parser differentials: the server must read SQL as the gateway does", (
 		assert.equal(await accounts(), 5);
 	});
 
+	test("sessions start with standard_conforming_strings on whatever the database default", async () => {
+		await fx.pg.query(`ALTER DATABASE ${fx.pg.database} SET standard_conforming_strings = off`);
+		try {
+			const c = await fx.connect("alice");
+			try {
+				assert.equal((await c.query("SHOW standard_conforming_strings")).rows[0].standard_conforming_strings, "on");
+				assert.equal((await c.query("SHOW client_encoding")).rows[0].client_encoding, "UTF8");
+				const r = await c.query({ text: SCS_SMUGGLE, rowMode: "array" });
+				assert.equal(r.rows.length, 1);
+			} finally {
+				await c.end();
+			}
+		} finally {
+			await fx.pg.query(`ALTER DATABASE ${fx.pg.database} RESET standard_conforming_strings`);
+		}
+		assert.equal(await accounts(), 5);
+	});
+
 	test("a setting changed by a function the gateway cannot see ends the session", async () => {
 		const c = await fx.connect("alice");
 		const ended = new Promise<unknown>((resolve) => c.once("error", resolve));
