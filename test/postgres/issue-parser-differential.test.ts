@@ -202,6 +202,19 @@ describe("parser differentials: the server must read SQL as the gateway does", (
 		assert.match(e.fields.M ?? "", /send Sync first/);
 		assert.ok(!ms.some((m) => m.type === "commandComplete" && m.tag.startsWith("DELETE")), JSON.stringify(ms));
 		assert.equal(await accounts(), 5);
+
+		// a simple Query after such an Execute, with no Sync between them
+		const q = await RawClient.login(fx.port, fx.caPem, CONNECTION, await fx.token("alice"));
+		q.send(
+			clientMessages.parse("", "SELECT app_set('standard_conforming_strings', 'off')"),
+			clientMessages.bind("", ""),
+			clientMessages.execute(""),
+			clientMessages.query(SCS_SMUGGLE),
+		);
+		const qs = await q.rest(3000);
+		assert.ok(!qs.some((m) => m.type === "commandComplete" && m.tag.startsWith("DELETE")), JSON.stringify(qs));
+		assert.ok(qs.some((m) => m.type === "errorResponse" && /send Sync first/.test(m.fields.M ?? "")), JSON.stringify(qs));
+		assert.equal(await accounts(), 5);
 	});
 
 	test("texts with backslashes and non-ASCII characters still run, pipelined or not", async () => {
