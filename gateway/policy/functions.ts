@@ -81,6 +81,21 @@ add("server-access", "signals or controls server processes", [
 	"pg_stat_reset_single_table_counters",
 	"pg_stat_reset_single_function_counters",
 	"pg_stat_reset_slru",
+	// the rest of the statistics resets (PostgreSQL 14-18 and pg_stat_statements): they erase the
+	// record of what ran as well
+	"pg_stat_reset_replication_slot",
+	"pg_stat_reset_subscription_stats",
+	"pg_stat_reset_backend_stats",
+	"pg_stat_statements_reset",
+	// planner statistics written directly (PostgreSQL 18): bad plans for every session
+	"pg_clear_relation_stats",
+	"pg_restore_relation_stats",
+	"pg_clear_attribute_stats",
+	"pg_restore_attribute_stats",
+	"pg_replication_origin_session_reset",
+	"pg_replication_origin_xact_setup",
+	"pg_replication_origin_xact_reset",
+	"pg_log_standby_snapshot",
 	"pg_truncate_visibility_map",
 	"pg_sync_replication_slots",
 ]);

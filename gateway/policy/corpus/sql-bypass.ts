@@ -279,6 +279,8 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("admin-return-query-execute", "CREATE FUNCTION wipe_orders() RETURNS SETOF orders LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE 'DELETE FROM orders RETURNING *'; END $$", "RETURN QUERY EXECUTE runs SQL built at run time (SELECT * FROM wipe_orders())", "admin"),
 	b("admin-plpgsql-assign-read-file", "DO $$ DECLARE t text; BEGIN t := pg_read_file('/etc/hostname'); END $$", "a call on the right of a PL/pgSQL assignment", "admin"),
 	b("admin-plpgsql-assign-subscript", "DO $$ DECLARE a int[]; BEGIN a[pg_terminate_backend(0)::int] := 1; END $$", "a call in an assignment target's subscript", "admin"),
+	b("ro-stat-reset-replication-slot", "SELECT pg_stat_reset_replication_slot(NULL)", "resets every replication slot's statistics (runs in a read-only transaction)"),
+	b("ro-stat-reset-subscription", "SELECT pg_stat_reset_subscription_stats(NULL)", "resets subscription statistics (runs in a read-only transaction)"),
 	// Parser differentials (red-team round): settings under which the server reads SQL text otherwise
 	b("admin-scs-off", "SET standard_conforming_strings = off", "'a\\' , ' ; DELETE ... -- ' would then be a SELECT and a DELETE to the server", "admin"),
 	b("admin-scs-off-set-config", "SELECT set_config('standard_conforming_strings', 'off', false)", "set_config spelling of the same", "admin"),
