@@ -38,9 +38,11 @@ async function resolve(names: readonly string[], catalog: Catalog): Promise<(Rel
 	const lists = await Promise.all(
 		names.map(async (n) => {
 			const [schema, name] = split(n);
-			const own = (await catalog.relation(schema, name).catch(() => undefined)) as RelationInfo | undefined;
+			// A look-up that fails (a lock timeout on the catalog connection) rejects: the statement is
+			// refused rather than matched against its names alone, which a view or a partition hides.
+			const own = await catalog.relation(schema, name);
 			if (schema !== undefined || !catalog.relationsNamed) return [own];
-			const anywhere = await catalog.relationsNamed(name).catch(() => [] as RelationInfo[]);
+			const anywhere = await catalog.relationsNamed(name);
 			return [own, ...anywhere];
 		}),
 	);

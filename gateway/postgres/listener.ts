@@ -68,6 +68,10 @@ export type RefusalReason = "max-connections" | "shutting-down";
 
 export const DEFAULT_MAX_CONNECTIONS = 1000;
 
+/** The catalog connection's lock_timeout and statement_timeout (see CatalogSource). */
+const CATALOG_LOCK_TIMEOUT_MS = 2000;
+const CATALOG_STATEMENT_TIMEOUT_MS = 10_000;
+
 const noopLog: SessionLogger = { info: () => undefined, warn: () => undefined };
 
 type Phase = "startup" | "tls" | "password" | "authenticating" | "relay" | "closed";
@@ -263,7 +267,20 @@ export class PostgresListener {
 					this.catalogs.delete(k);
 				}
 			}
-			c = new CatalogSource({ ...target, parameters: { application_name: "drawbridge-catalog" } }, this.o.catalogCacheTtlMs);
+			// One catalog connection serves every session of the Connection: a lock a session holds
+			// (LOCK TABLE v IN ACCESS EXCLUSIVE MODE; pg_get_viewdef waits for it) or a DBA's long
+			// ALTER must not stall every look-up behind it. A look-up that times out fails, and the
+			// statement waiting for it is refused (rule `catalog`), never passed unexpanded.
+			c = new CatalogSource(
+				{
+					...target,
+					parameters: {
+						application_name: "drawbridge-catalog",
+						options: `-c lock_timeout=${CATALOG_LOCK_TIMEOUT_MS} -c statement_timeout=${CATALOG_STATEMENT_TIMEOUT_MS}`,
+					},
+				},
+				this.o.catalogCacheTtlMs,
+			);
 			this.catalogs.set(key, c);
 		}
 		return c;
