@@ -33,7 +33,7 @@ import type { Decision, RecordingEvent, SessionEnd, SessionRecorder } from "../r
 import type { SessionCatalog } from "./catalog.ts";
 import type { ClientParser } from "./client-parser.ts";
 import { isPgGatewayError, PgGatewayError } from "./errors.ts";
-import { PURE_BUILTINS } from "../policy/functions.ts";
+import { functionRisk, PURE_BUILTINS, STATE_FUNCTIONS } from "../policy/functions.ts";
 import { unsafeParserSetting } from "./parser-settings.ts";
 import { type MaskerShape, type SqlPolicyApi, type SqlSessionState, type TextDetector, type ValueMasker, writeAsciiPartial } from "./policy-adapter.ts";
 import { type ClientMessage, type ErrorFields, type FieldDescription, ServerCode, type ServerFrame, type TxStatus } from "./protocol.ts";
@@ -2141,7 +2141,8 @@ function mayChangeSettings(stmt: StmtRef | undefined): boolean {
 					const parts = f.split(".");
 					const last = parts[parts.length - 1]!;
 					if (parts.length === 2 && parts[0] === "pg_catalog") return false;
-					return parts.length > 1 || !(PURE_BUILTINS.has(last) || last === "set_config");
+					// built-ins by name (pg_catalog is searched first): none but set_config changes a setting
+					return parts.length > 1 || !(PURE_BUILTINS.has(last) || STATE_FUNCTIONS.has(last) || functionRisk(last) !== undefined);
 				}),
 		);
 	}

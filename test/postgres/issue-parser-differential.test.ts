@@ -241,6 +241,19 @@ describe("parser differentials: the server must read SQL as the gateway does", (
 		const ext = await raw.until("readyForQuery");
 		assert.equal(errorOf(ext), undefined, JSON.stringify(ext));
 		assert.equal(ext.filter((m) => m.type === "commandComplete").length, 2);
+		// built-in functions (set_config's checked arguments included) do not count as changing settings
+		raw.send(
+			clientMessages.parse("", "SELECT pg_try_advisory_lock(7), set_config('application_name', 'x', false), now()"),
+			clientMessages.bind("", ""),
+			clientMessages.execute(""),
+			clientMessages.parse("", "SELECT 'café' AS v"),
+			clientMessages.bind("", ""),
+			clientMessages.execute(""),
+			clientMessages.sync(),
+		);
+		const builtins = await raw.until("readyForQuery");
+		assert.equal(errorOf(builtins), undefined, JSON.stringify(builtins));
+		assert.equal(builtins.filter((m) => m.type === "commandComplete").length, 2);
 		raw.end();
 	});
 });
