@@ -147,14 +147,64 @@ interface Resolved {
 	relations: Map<string, RelationInfo | null>;
 	byOid: Map<number, RelationInfo | null>;
 	builtin: Map<string, boolean>;
+	/** Names given to new functions and aggregates: does a built-in function have that name? */
+	builtinNames: Map<string, boolean>;
+	/** Operator names (`op` or `schema.op`): is every operator of that name a built-in? */
+	builtinOps: Map<string, boolean>;
+}
+
+interface Refs {
+	rels: Map<string, [string | undefined, string]>;
+	funcs: Set<string>;
+	names: Set<string>;
+	ops: Set<string>;
+}
+
+/** DefElems of CREATE OPERATOR / CREATE AGGREGATE that name a function PostgreSQL calls later. */
+const DEFINE_FUNCTION_OPTIONS = new Set([
+	"function",
+	"procedure",
+	"sfunc",
+	"sfunc1",
+	"finalfunc",
+	"combinefunc",
+	"serialfunc",
+	"deserialfunc",
+	"msfunc",
+	"minvfunc",
+	"mfinalfunc",
+]);
+
+/** The operator names an A_Expr calls (BETWEEN is spelled with `<=`/`>=`, IN with `=`...). */
+function operatorNames(b: PgNode): string[] {
+	const kind = String(b.kind ?? "");
+	if (kind.startsWith("AEXPR_BETWEEN") || kind.startsWith("AEXPR_NOT_BETWEEN")) return ["<=", ">="];
+	const name = strings(b.name).map((x) => x.toLowerCase());
+	return name.length > 0 ? [name.join(".")] : [];
+}
+
+/** The functions a DefineStmt (CREATE OPERATOR/AGGREGATE) binds, lower-case, schema as written. */
+function definedFunctions(b: PgNode): string[] {
+	const out: string[] = [];
+	for (const d of Array.isArray(b.definition) ? b.definition : []) {
+		const de = (d as { DefElem?: PgNode }).DefElem;
+		if (!de || !DEFINE_FUNCTION_OPTIONS.has(String(de.defname ?? "").toLowerCase())) continue;
+		const arg = de.arg as { TypeName?: PgNode; String?: { sval?: string } } | undefined;
+		const names = arg?.TypeName ? strings(arg.TypeName.names) : arg?.String?.sval ? [arg.String.sval] : [];
+		if (names.length > 0) out.push(names.map((x) => x.toLowerCase()).join("."));
+	}
+	return out;
 }
 
 function relKey(schema: string | undefined, name: string): string {
 	return `${schema ?? ""}\u0000${name}`;
 }
 
-/** Walks a tree and collects RangeVar names and function names. */
-function collectRefs(node: unknown, rels: Map<string, [string | undefined, string]>, funcs: Set<string>): void {
+/**
+ * Walks a tree and collects RangeVar names, function names (calls, and functions bound by CREATE
+ * OPERATOR/AGGREGATE/CAST), names given to new functions, and operator names.
+ */
+function collectRefs(node: unknown, { rels, funcs, names, ops }: Refs): void {
 	const stack: unknown[] = [node];
 	let guard = 0;
 	while (stack.length > 0) {
@@ -174,8 +224,25 @@ function collectRefs(node: unknown, rels: Map<string, [string | undefined, strin
 		}
 		const fc = o.FuncCall as PgNode | undefined;
 		if (fc && Array.isArray(fc.funcname)) funcs.add(funcName(fc));
+		const ae = o.A_Expr as PgNode | undefined;
+		if (ae) for (const op of operatorNames(ae)) ops.add(op);
+		const cf = o.CreateFunctionStmt as PgNode | undefined;
+		if (cf) names.add(lastName(cf.funcname));
+		const ds = o.DefineStmt as PgNode | undefined;
+		if (ds) {
+			if (ds.kind === "OBJECT_AGGREGATE") names.add(lastName(ds.defnames));
+			for (const f of definedFunctions(ds)) funcs.add(f);
+		}
+		const cc = o.CreateCastStmt as PgNode | undefined;
+		const castFn = (cc?.func as PgNode | undefined)?.objname;
+		if (Array.isArray(castFn)) funcs.add(strings(castFn).map((x) => x.toLowerCase()).join("."));
 		for (const v of Object.values(o)) if (v && typeof v === "object") stack.push(v);
 	}
+}
+
+function lastName(list: unknown): string {
+	const parts = strings(list);
+	return (parts[parts.length - 1] ?? "").toLowerCase();
 }
 
 function funcName(fc: PgNode): string {
@@ -187,20 +254,21 @@ function funcName(fc: PgNode): string {
 const MAX_VIEW_DEPTH = 8;
 
 async function prefetch(trees: PgNode[], fields: ResultField[], catalog: Catalog): Promise<Resolved> {
-	const r: Resolved = { relations: new Map(), byOid: new Map(), builtin: new Map() };
+	const r: Resolved = { relations: new Map(), byOid: new Map(), builtin: new Map(), builtinNames: new Map(), builtinOps: new Map() };
 	const fnCatalog = catalog as Partial<FunctionCatalog>;
 	let pendingTrees = trees;
 	const oids = new Set<number>();
 	for (const f of fields) if (f.tableOid) oids.add(f.tableOid);
 	for (let depth = 0; depth <= MAX_VIEW_DEPTH; depth++) {
-		const rels = new Map<string, [string | undefined, string]>();
-		const funcs = new Set<string>();
-		for (const t of pendingTrees) collectRefs(t, rels, funcs);
-		const todoRels = [...rels].filter(([k]) => !r.relations.has(k));
+		const refs: Refs = { rels: new Map(), funcs: new Set(), names: new Set(), ops: new Set() };
+		for (const t of pendingTrees) collectRefs(t, refs);
+		const todoRels = [...refs.rels].filter(([k]) => !r.relations.has(k));
 		const todoOids = [...oids].filter((o) => !r.byOid.has(o));
 		oids.clear();
-		const todoFuncs = typeof fnCatalog.isBuiltinFunction === "function" ? [...funcs].filter((f) => !r.builtin.has(f)) : [];
-		if (todoRels.length === 0 && todoOids.length === 0 && todoFuncs.length === 0) break;
+		const todoFuncs = typeof fnCatalog.isBuiltinFunction === "function" ? [...refs.funcs].filter((f) => !r.builtin.has(f)) : [];
+		const todoNames = typeof fnCatalog.isBuiltinFunctionName === "function" ? [...refs.names].filter((f) => !r.builtinNames.has(f)) : [];
+		const todoOps = typeof fnCatalog.isBuiltinOperator === "function" ? [...refs.ops].filter((f) => !r.builtinOps.has(f)) : [];
+		if (todoRels.length === 0 && todoOids.length === 0 && todoFuncs.length === 0 && todoNames.length === 0 && todoOps.length === 0) break;
 		await Promise.all([
 			...todoRels.map(async ([k, [schema, name]]) => {
 				r.relations.set(k, (await catalog.relation(schema, name).catch(() => undefined)) ?? null);
@@ -213,6 +281,15 @@ async function prefetch(trees: PgNode[], fields: ResultField[], catalog: Catalog
 				const name = parts.pop()!;
 				const schema = parts.pop();
 				r.builtin.set(f, await fnCatalog.isBuiltinFunction!(schema, name).catch(() => false));
+			}),
+			...todoNames.map(async (n) => {
+				// unknown when the catalog fails: taken as a built-in's name (refused)
+				r.builtinNames.set(n, await fnCatalog.isBuiltinFunctionName!(n).catch(() => true));
+			}),
+			...todoOps.map(async (op) => {
+				const dot = op.lastIndexOf(".");
+				const schema = dot >= 0 ? op.slice(0, dot) : undefined;
+				r.builtinOps.set(op, await fnCatalog.isBuiltinOperator!(schema, op.slice(dot + 1)).catch(() => false));
 			}),
 		]);
 		// Views found at this level: their definitions are walked at the next.
@@ -330,6 +407,19 @@ function itemFromOutputs(alias: string, o: Outputs, colnames: string[]): ScopeIt
 /** Object types of relations whose renaming or moving matters to masking (column renames included). */
 const RELATION_OBJECTS = new Set(["OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_FOREIGN_TABLE", "OBJECT_COLUMN"]);
 
+/** Object types of functions and operators, whose names masking trusts (see #renames). */
+const ROUTINE_OBJECTS = new Set(["OBJECT_FUNCTION", "OBJECT_PROCEDURE", "OBJECT_ROUTINE", "OBJECT_AGGREGATE", "OBJECT_OPERATOR"]);
+
+/** DEFAULT and GENERATED expressions among a column's (or domain's) constraints. */
+function defaultExpressions(constraints: unknown): unknown[] {
+	const out: unknown[] = [];
+	for (const c of Array.isArray(constraints) ? constraints : []) {
+		const k = (c as { Constraint?: PgNode }).Constraint;
+		if (k && (k.contype === "CONSTR_DEFAULT" || k.contype === "CONSTR_GENERATED") && k.raw_expr) out.push(k.raw_expr);
+	}
+	return out;
+}
+
 const STATS_RELATIONS = new Set(["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"]);
 
 // ---------------------------------------------------------------------------------------------
@@ -385,7 +475,25 @@ class Analyzer {
 				}
 				case "CreateStmt":
 					this.#shadows(b.relation as PgNode | undefined);
+					this.#columnDefaults(b, parent);
 					return NO_OUTPUTS;
+				case "CreateDomainStmt":
+				case "AlterDomainStmt": {
+					// A domain's default fills every column of that type an INSERT leaves out.
+					const name = strings(key === "CreateDomainStmt" ? b.domainname : b.typeName).join(".");
+					const scope = newScope(parent);
+					const exprs = key === "CreateDomainStmt" ? defaultExpressions(b.constraints) : b.subtype === "T" && b.def ? [b.def] : [];
+					if (exprs.some((e) => isTainted(this.expr(e, scope)))) this.#blockCopy(`the default of domain ${name}`);
+					return NO_OUTPUTS;
+				}
+				case "DefineStmt":
+					this.#define(b);
+					return NO_OUTPUTS;
+				case "CreateCastStmt": {
+					const fn = (b.func as PgNode | undefined)?.objname;
+					if (Array.isArray(fn)) this.#boundFunction("CREATE CAST", strings(fn).map((x) => x.toLowerCase()).join("."));
+					return NO_OUTPUTS;
+				}
 				case "ViewStmt": {
 					const rv = b.view as PgNode;
 					const o = this.statement(b.query as PgNode, parent);
@@ -450,6 +558,7 @@ class Analyzer {
 					if (String(b.name ?? "").toLowerCase() === "search_path") this.#blockSearchPath();
 					return NO_OUTPUTS;
 				case "CreateFunctionStmt":
+					this.#functionName(strings(b.funcname), b.is_procedure === true ? "procedure" : "function");
 					this.#functionBody(b, parent);
 					return NO_OUTPUTS;
 				case "CreateTrigStmt":
@@ -511,6 +620,71 @@ class Analyzer {
 		}
 	}
 
+	/**
+	 * Masking trusts a function or operator by name when every one of that name was created with
+	 * the server, and the catalog is read on another connection. A function created under a
+	 * built-in's name (`CREATE FUNCTION lower(bigint) ... AS 'SELECT phone ...'` in an open
+	 * transaction, then `SELECT lower(8::bigint)`: the catalog still saw only pg_catalog.lower) or in
+	 * pg_catalog would be called where masking sees a built-in: refused while masking applies.
+	 */
+	#functionName(parts: string[], what: string): void {
+		const name = (parts[parts.length - 1] ?? "").toLowerCase();
+		const schema = parts.length > 1 ? parts[parts.length - 2]!.toLowerCase() : undefined;
+		const builtinName = this.resolved.builtinNames.get(name) ?? PURE_BUILTINS.has(name);
+		if (schema === "pg_catalog" || builtinName) {
+			this.block ??= {
+				rule: "mask:shadow",
+				message: `creating ${what} ${parts.join(".")} is not allowed while masking rules apply: ${
+					schema === "pg_catalog" ? "functions in pg_catalog are taken for built-ins" : "a built-in function has that name"
+				}, and masking could not tell which one a call reaches`,
+			};
+		}
+	}
+
+	/**
+	 * CREATE OPERATOR and CREATE CAST make PostgreSQL call a function where the statement text shows
+	 * no call: `CREATE OPERATOR ### (function = lf, rightarg = int)` then `SELECT ### 1`, or `CREATE
+	 * CAST (int4 AS text) WITH FUNCTION lf(int)` then `SELECT 5::text`, returned what lf read from
+	 * customers, unmasked (an implicit cast is not even spelled). While masking applies, the function
+	 * must be a built-in that reads no table and runs no SQL text.
+	 */
+	#boundFunction(what: string, fn: string): void {
+		const risk = functionRisk(fn);
+		const builtin = this.#builtin(fn);
+		if (!builtin || risk !== undefined) {
+			this.block ??= {
+				rule: "mask:hidden-call",
+				message: `${what} with function ${fn} is not allowed while masking rules apply: ${
+					builtin ? `it ${risk!.detail}` : "it is not a built-in function"
+				}, and its calls through an operator or cast would be invisible to masking`,
+			};
+		}
+	}
+
+	/** CREATE OPERATOR binds a function (see #boundFunction); CREATE AGGREGATE names one (#functionName). */
+	#define(b: PgNode): void {
+		const kind = String(b.kind ?? "");
+		if (kind === "OBJECT_AGGREGATE") this.#functionName(strings(b.defnames), "aggregate");
+		if (kind === "OBJECT_OPERATOR") for (const f of definedFunctions(b)) this.#boundFunction(`CREATE OPERATOR ${strings(b.defnames).join(".")}`, f);
+	}
+
+	/**
+	 * Column defaults and generated columns of a new table run at every INSERT that leaves the column
+	 * out: `CREATE TABLE t1 (a int, b text DEFAULT lf(1))` (lf reading customers.phone), then
+	 * `INSERT INTO t1 (a) VALUES (1)`, stored a phone in t1.b, which no rule names. ALTER TABLE ...
+	 * SET DEFAULT was already checked; CREATE TABLE was not.
+	 */
+	#columnDefaults(b: PgNode, parent: Scope | undefined): void {
+		const scope = newScope(parent);
+		for (const el of Array.isArray(b.tableElts) ? b.tableElts : []) {
+			const cd = (el as { ColumnDef?: PgNode }).ColumnDef;
+			if (!cd) continue;
+			if (defaultExpressions(cd.constraints).some((e) => isTainted(this.expr(e, scope)))) {
+				this.#blockCopy(`the default or generated value of ${targetName(b.relation as PgNode)}.${String(cd.colname)}`);
+			}
+		}
+	}
+
 	#blockCopy(what: string): void {
 		this.block ??= {
 			rule: "mask:copy-masked-data",
@@ -528,6 +702,17 @@ class Analyzer {
 	/** Renaming or moving a relation (or schema) holding masked columns would let it escape its rule. */
 	#renames(key: string, b: PgNode): void {
 		const objType = String(b.renameType ?? b.objectType ?? "");
+		if (ROUTINE_OBJECTS.has(objType)) {
+			// `ALTER FUNCTION query_to_xml(text, bool, bool, text) RENAME TO harmless`, then
+			// `SELECT harmless('select phone from customers', ...)`: masking knows functions that
+			// run SQL text by name, and trusts built-ins by name. Moving one into pg_catalog, or renaming
+			// one in an open transaction, changes what a name means where the catalog cannot see it.
+			this.block ??= {
+				rule: "mask:shadow",
+				message: `${key === "RenameStmt" ? "renaming" : "moving"} a ${objType.slice(7).toLowerCase()} is not allowed while masking rules apply: masking knows functions and operators by name`,
+			};
+			return;
+		}
 		if (objType === "OBJECT_SCHEMA") {
 			this.block ??= { rule: "mask:rename-masked", message: "renaming a schema is not allowed while masking rules apply" };
 			return;
@@ -1076,6 +1261,19 @@ class Analyzer {
 				}
 				case "FuncCall":
 					return this.funcCall(b, scope);
+				case "A_Expr": {
+					// An operator is a function call: a user operator (`CREATE OPERATOR ### (function =
+					// lf, ...)`, `SELECT ### 1`) returns whatever its function reads.
+					let t = derive(this.children(b, scope));
+					for (const op of operatorNames(b)) {
+						if (this.resolved.builtinOps.get(op) === false) {
+							this.unprovable++;
+							t = union(t, opaque(`operator ${op} is not a known built-in`));
+							break;
+						}
+					}
+					return t;
+				}
 				default:
 					if (key.endsWith("Stmt")) return derive(unionAll(this.statement(o, scope)));
 					if (b && typeof b === "object") return derive(this.children(b, scope));

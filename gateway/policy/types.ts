@@ -223,8 +223,21 @@ export interface MaskContext {
 
 /** Optional catalog extension: lets masking trust built-in functions (see gateway/policy/README.md). */
 export interface FunctionCatalog {
-	/** True when `name` (resolved as PostgreSQL would) is a built-in (pg_catalog) function. */
+	/**
+	 * True when every function named `name` (in `schema`, if given) is a built-in: created with the
+	 * server (OID below 16384), not merely placed in pg_catalog. False when none is visible.
+	 */
 	isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean>;
+	/**
+	 * True when some built-in function has this name. Without it, masking falls back to
+	 * `PURE_BUILTINS` to refuse functions created under a built-in's name.
+	 */
+	isBuiltinFunctionName?(name: string): Promise<boolean>;
+	/**
+	 * True when every operator named `name` (in `schema`, if given) is a built-in. Without it,
+	 * operators are trusted (the PostgreSQL data path always provides it).
+	 */
+	isBuiltinOperator?(schema: string | undefined, name: string): Promise<boolean>;
 }
 
 // ---------------------------------------------------------------------------------------------

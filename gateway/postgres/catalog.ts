@@ -75,8 +75,9 @@ export class CatalogSource {
 	private side: Promise<SideConnection> | undefined;
 	private readonly byOid = new Map<number, CacheEntry>();
 	private readonly byName = new Map<string, CacheEntry>();
-	private readonly builtin = new Map<string, CacheEntry & { value: Promise<boolean> }>();
 	private readonly anywhere = new Map<string, { at: number; value: Promise<RelationInfo[]> }>();
+	private readonly builtin = new Map<string, { at: number; value: Promise<{ all: boolean; any: boolean }> }>();
+	private readonly builtinOps = new Map<string, { at: number; value: Promise<boolean> }>();
 	private idleTimer: NodeJS.Timeout | undefined;
 	/** Bumped by `invalidate`: what was derived from the catalog before (mask plans) is not reused. */
 	epoch = 0;
@@ -142,14 +143,46 @@ export class CatalogSource {
 		});
 	}
 
-	isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {
+	/**
+	 * Built-in means created with the server (initdb): OID below FirstNormalObjectId (16384). The
+	 * schema is no proof: the upstream role may be a superuser, which can create functions and
+	 * operators in pg_catalog (`CREATE FUNCTION pg_catalog.innocent() ... AS 'SELECT phone FROM
+	 * customers'` was trusted as a pure built-in). A name with no visible function (created in an open
+	 * transaction, which this connection cannot see) is not built-in.
+	 */
+	private functionNames(schema: string | undefined, name: string): Promise<{ all: boolean; any: boolean }> {
 		const key = `${schema ?? ""}\u0000${name}`;
-		return this.cached(this.builtin as Map<string | number, { at: number; value: Promise<boolean> }>, key, async () => {
+		return this.cached(this.builtin as Map<string | number, { at: number; value: Promise<{ all: boolean; any: boolean }> }>, key, async () => {
 			const side = await this.conn();
 			const rows = await side.query(
-				`SELECT bool_and(n.nspname = 'pg_catalog')::text FROM pg_catalog.pg_proc p
+				`SELECT bool_and(p.oid < 16384)::text, bool_or(p.oid < 16384)::text FROM pg_catalog.pg_proc p
 				 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 				 WHERE p.proname = $1 AND ($2::text IS NULL OR n.nspname = $2)`,
+				[name, schema ?? null],
+			);
+			return { all: rows[0]?.[0] === "true", any: rows[0]?.[1] === "true" };
+		});
+	}
+
+	/** Every function of that name (in that schema, if given) is a built-in. */
+	async isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {
+		return (await this.functionNames(schema, name)).all;
+	}
+
+	/** Some built-in function, in any schema, has that name. */
+	async isBuiltinFunctionName(name: string): Promise<boolean> {
+		return (await this.functionNames(undefined, name)).any;
+	}
+
+	/** Every operator of that name (in that schema, if given) is a built-in (see functionNames). */
+	isBuiltinOperator(schema: string | undefined, name: string): Promise<boolean> {
+		const key = `${schema ?? ""}\u0000${name}`;
+		return this.cached(this.builtinOps as Map<string | number, { at: number; value: Promise<boolean> }>, key, async () => {
+			const side = await this.conn();
+			const rows = await side.query(
+				`SELECT bool_and(o.oid < 16384)::text FROM pg_catalog.pg_operator o
+				 JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+				 WHERE o.oprname = $1 AND ($2::text IS NULL OR n.nspname = $2)`,
 				[name, schema ?? null],
 			);
 			return rows[0]?.[0] === "true";
@@ -166,6 +199,7 @@ export class CatalogSource {
 		this.byName.clear();
 		this.anywhere.clear();
 		this.builtin.clear();
+		this.builtinOps.clear();
 		this.epoch++;
 	}
 
@@ -198,6 +232,14 @@ export class SessionCatalog implements Catalog, FunctionCatalog {
 
 	isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {
 		return this.source.isBuiltinFunction(schema, name);
+	}
+
+	isBuiltinFunctionName(name: string): Promise<boolean> {
+		return this.source.isBuiltinFunctionName(name);
+	}
+
+	isBuiltinOperator(schema: string | undefined, name: string): Promise<boolean> {
+		return this.source.isBuiltinOperator(schema, name);
 	}
 
 	/** See CatalogSource.invalidate: shared by every session of the same Connection and bundle. */
