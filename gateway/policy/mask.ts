@@ -410,6 +410,16 @@ const RELATION_OBJECTS = new Set(["OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW
 /** Object types of functions and operators, whose names masking trusts (see #renames). */
 const ROUTINE_OBJECTS = new Set(["OBJECT_FUNCTION", "OBJECT_PROCEDURE", "OBJECT_ROUTINE", "OBJECT_AGGREGATE", "OBJECT_OPERATOR"]);
 
+/** CHECK expressions among constraints (a table's elements, a column's or a domain's constraints). */
+function checkExpressions(constraints: unknown): unknown[] {
+	const out: unknown[] = [];
+	for (const c of Array.isArray(constraints) ? constraints : []) {
+		const k = (c as { Constraint?: PgNode }).Constraint;
+		if (k && k.contype === "CONSTR_CHECK" && k.raw_expr) out.push(k.raw_expr);
+	}
+	return out;
+}
+
 /** DEFAULT and GENERATED expressions among a column's (or domain's) constraints. */
 function defaultExpressions(constraints: unknown): unknown[] {
 	const out: unknown[] = [];
@@ -484,6 +494,13 @@ class Analyzer {
 					const scope = newScope(parent);
 					const exprs = key === "CreateDomainStmt" ? defaultExpressions(b.constraints) : b.subtype === "T" && b.def ? [b.def] : [];
 					if (exprs.some((e) => isTainted(this.expr(e, scope)))) this.#blockCopy(`the default of domain ${name}`);
+					// Its CHECK runs on every value cast to it, masked ones included (`phone::d`):
+					// `CHECK (pg_try_advisory_lock(3, ascii(substr(VALUE, 3, 1))))` put phone digits in
+					// pg_locks. VALUE is taken as masked, so state functions given it are refused.
+					const checks = key === "CreateDomainStmt" ? checkExpressions(b.constraints) : b.subtype === "C" ? checkExpressions([b.def]) : [];
+					const value = opaque(`the value of domain ${name} (masked values can be cast to it)`);
+					scope.items.push({ alias: "", columns: [{ name: "value", taint: value }], unknown: CLEAN, all: value, starHidden: true });
+					for (const e of checks) this.touch(this.expr(e, scope));
 					return NO_OUTPUTS;
 				}
 				case "DefineStmt":
@@ -561,10 +578,27 @@ class Analyzer {
 					this.#functionName(strings(b.funcname), b.is_procedure === true ? "procedure" : "function");
 					this.#functionBody(b, parent);
 					return NO_OUTPUTS;
-				case "CreateTrigStmt":
+				case "CreateTrigStmt": {
 					this.#triggerArguments(b);
+					// WHEN runs on every row the trigger fires for: `WHEN (pg_try_advisory_lock(2,
+					// ascii(substr(NEW.phone, 2, 1))))` put phone digits in pg_locks at each UPDATE.
+					const scope = newScope(parent);
+					for (const alias of ["new", "old"]) scope.items.push({ ...this.rangeVar(b.relation as PgNode, scope), alias });
+					this.touch(this.expr(b.whenClause, scope));
 					return NO_OUTPUTS;
+				}
+				case "CreatePolicyStmt":
+				case "AlterPolicyStmt": {
+					// Row security expressions run on every row the policy covers.
+					const scope = newScope(parent);
+					scope.items.push(this.rangeVar(b.table as PgNode, scope));
+					this.touch(this.expr([b.qual, b.with_check], scope));
+					return NO_OUTPUTS;
+				}
 				default:
+					// Any other statement's expressions run too (CALL's arguments, EXECUTE's parameters
+					// where it is not resolved, ...): a state function given a masked value is refused.
+					this.touch(this.children(b, newScope(parent)));
 					return NO_OUTPUTS;
 			}
 		} finally {
@@ -574,6 +608,23 @@ class Analyzer {
 
 	/** Taint of `$n` parameters: set while a function body is analysed, clean elsewhere (PREPARE). */
 	#paramTaint: Taint | undefined;
+
+	/**
+	 * Runs `fn` (the analysis of a prepared body) with `$n` carrying the taint of EXECUTE's own
+	 * parameter expressions: `EXECUTE s(lf(1))` over `PREPARE s(text) AS SELECT $1` returned what the
+	 * function lf read from customers, unmasked, as `$1` was clean.
+	 */
+	withParams<T>(params: unknown, fn: () => T): T {
+		const t = this.expr(params, newScope(undefined));
+		this.touch(t);
+		const saved = this.#paramTaint;
+		if (isTainted(t)) this.#paramTaint = saved ? union(saved, t) : t;
+		try {
+			return fn();
+		} finally {
+			this.#paramTaint = saved;
+		}
+	}
 
 	/**
 	 * A SQL function's body runs later, on whatever its callers pass: `insert into audit_copy select
@@ -676,13 +727,22 @@ class Analyzer {
 	 */
 	#columnDefaults(b: PgNode, parent: Scope | undefined): void {
 		const scope = newScope(parent);
-		for (const el of Array.isArray(b.tableElts) ? b.tableElts : []) {
+		const elts = Array.isArray(b.tableElts) ? b.tableElts : [];
+		const checks: unknown[] = checkExpressions(elts);
+		for (const el of elts) {
 			const cd = (el as { ColumnDef?: PgNode }).ColumnDef;
 			if (!cd) continue;
 			if (defaultExpressions(cd.constraints).some((e) => isTainted(this.expr(e, scope)))) {
 				this.#blockCopy(`the default or generated value of ${targetName(b.relation as PgNode)}.${String(cd.colname)}`);
 			}
+			checks.push(...checkExpressions(cd.constraints));
 		}
+		// CHECK constraints run on every row written later, which may hold masked values (a child of
+		// customers takes its rows: `CREATE TABLE c (CHECK (pg_try_advisory_lock(hashtext(phone))))
+		// INHERITS (customers)`): columns are taken as masked, so state functions given them are refused.
+		const row = opaque(`a column of ${targetName(b.relation as PgNode)} (rows written later may hold masked values)`);
+		scope.items.push({ alias: String((b.relation as PgNode).relname ?? ""), unknown: row, all: row });
+		for (const e of checks) this.touch(this.expr(e, scope));
 	}
 
 	#blockCopy(what: string): void {
@@ -1161,7 +1221,13 @@ class Analyzer {
 	}
 
 	copy(b: PgNode, parent: Scope | undefined): Outputs {
-		if (b.is_from) return NO_OUTPUTS;
+		if (b.is_from) {
+			// COPY ... FROM ... WHERE runs its condition on every row.
+			const scope = newScope(parent);
+			scope.items.push(this.rangeVar(b.relation as PgNode, scope));
+			this.touch(this.expr(b.whereClause, scope));
+			return NO_OUTPUTS;
+		}
 		let out: Outputs;
 		if (b.query) out = this.statement(b.query as PgNode, parent);
 		else {
@@ -1533,6 +1599,9 @@ async function computePlan(
 	for (const s of chosen) {
 		const t = runTree(s);
 		if (t) trees.push(t);
+		// EXECUTE's own parameters (their functions are looked up too)
+		const own = s.uses ? statementTree(s) : undefined;
+		if (own) trees.push(own);
 	}
 	const bodies: PgNode[] = [];
 	for (const t of trees) {
@@ -1551,7 +1620,8 @@ async function computePlan(
 			// FETCH from a cursor we did not see declared, EXECUTE unresolved: cannot prove anything.
 			o = s.uses ? { names: [], taints: [], rest: opaque(`${s.kind} ${s.uses.name}: unknown ${s.uses.type}`) } : NO_OUTPUTS;
 		} else {
-			o = an.statement(tree, undefined);
+			const exec = s.uses?.type === "prepared" ? (statementTree(s) as { ExecuteStmt?: PgNode } | undefined)?.ExecuteStmt : undefined;
+			o = exec ? an.withParams(exec.params, () => an.statement(tree, undefined)) : an.statement(tree, undefined);
 			if (o === NO_OUTPUTS && returnsOpaqueRows(s)) o = { names: [], taints: [], rest: opaque(`${s.kind} returns rows the analysis cannot model`) };
 		}
 		if (o !== NO_OUTPUTS) {

@@ -23,7 +23,7 @@
  * with their transaction (`transactionEnded`).
  * `record` is the one-step form for callers that do not see the server's answers (tests, replays).
  */
-import { statementTree } from "./sql.ts";
+import { statementTree, withFields } from "./sql.ts";
 import type { SqlAnalysis, SqlRisk, SqlStatementInfo } from "./types.ts";
 
 /** Bounds memory for sessions that PREPARE in a loop without DEALLOCATE. */
@@ -187,18 +187,24 @@ function resolveOne(s: SqlStatementInfo, prepared: Names, cursors: Names): SqlSt
 		return body ? Object.freeze({ ...s, uses: Object.freeze({ ...uses, statement: body }) }) : s;
 	}
 	if (!body) return s; // guardrails block it: `session:unknown-prepared`
-	const info: SqlStatementInfo = {
-		...s,
-		kinds: [s.kind, ...body.kinds.filter((k) => k !== s.kind)],
-		readOnly: body.readOnly,
-		tables: body.tables,
-		functions: body.functions,
-		risks: body.risks ?? [],
+	// The EXECUTE's own parameter expressions run too: `EXECUTE s(pg_read_file('/etc/hostname'))` or
+	// `EXECUTE s(query_to_xml('select phone from customers', ...))` over `PREPARE s(text) AS SELECT
+	// $1` read a server file and raw phones under a read-only grant when only the body's functions
+	// and risks were kept. Everything but the "not resolved" placeholder is kept with the body's.
+	const own = (s.risks ?? []).filter((r) => !(r.kind === "unknown" && r.detail.endsWith(": prepared statement not resolved")));
+	const risks = [...own];
+	for (const r of body.risks ?? []) if (!risks.some((x) => x.kind === r.kind && x.detail === r.detail)) risks.push(r);
+	const uniq = (xs: string[]): string[] => [...new Set(xs)];
+	const fields: Partial<SqlStatementInfo> = {
+		kinds: uniq([s.kind, ...body.kinds, ...s.kinds]),
+		readOnly: risks.length === 0,
+		tables: uniq([...body.tables, ...s.tables]),
+		functions: uniq([...body.functions, ...s.functions]),
+		risks,
 		uses: { ...uses, statement: body },
 	};
-	if (body.hasWhere !== undefined) info.hasWhere = body.hasWhere;
-	else delete info.hasWhere;
-	return Object.freeze(info);
+	if (body.hasWhere !== undefined) fields.hasWhere = body.hasWhere;
+	return withFields(s, fields, body.hasWhere === undefined ? ["hasWhere"] : []);
 }
 
 /**

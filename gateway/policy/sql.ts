@@ -128,6 +128,17 @@ export function withTables(info: SqlStatementInfo, tables: string[], escapes?: s
 	return derived(info, fields);
 }
 
+/**
+ * A copy of `info` with other fields (and without those in `omit`), keeping its parse tree and cache
+ * identity: EXECUTE resolved to its body still has its own parameters (`statementTree`).
+ */
+export function withFields(info: SqlStatementInfo, fields: Partial<SqlStatementInfo>, omit: (keyof SqlStatementInfo)[] = []): SqlStatementInfo {
+	const out: Partial<SqlStatementInfo> = { ...info, ...fields };
+	for (const k of omit) delete out[k];
+	Object.defineProperty(out, ORIGIN, { value: originOf(info) });
+	return Object.freeze(out) as SqlStatementInfo;
+}
+
 /** Identity of a statement for caches keyed by meaning: equal for statements sharing a template. */
 export function statementCacheKey(info: SqlStatementInfo): string {
 	return templateKeys.get(originOf(info)) ?? info.text;
