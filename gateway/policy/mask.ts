@@ -25,6 +25,7 @@ import type {
 	MaskContext,
 	MaskPlan,
 	RelationInfo,
+	RelationName,
 	ResultField,
 	SqlAnalysis,
 	SqlStatementInfo,
@@ -726,22 +727,64 @@ class Analyzer {
 	 * SET DEFAULT was already checked; CREATE TABLE was not.
 	 */
 	#columnDefaults(b: PgNode, parent: Scope | undefined): void {
-		const scope = newScope(parent);
+		const rv = b.relation as PgNode;
+		const written = targetName(rv);
+		// The new table as masking will see it: its own columns and its parents' (INHERITS, PARTITION
+		// OF), named by its rules and its parents'. A generated column computes from columns of its
+		// row: `CREATE TABLE child2 (x text GENERATED ALWAYS AS (phone || '') STORED) INHERITS
+		// (customers)`, then `INSERT INTO child2 SELECT * FROM customers` (child2.phone is masked, so
+		// that copy is allowed) stored raw phones in x, which no rule names.
+		const ancestors: RelationName[] = [];
+		const names: string[] = [];
+		let unknownParent = false;
+		for (const p of Array.isArray(b.inhRelations) ? b.inhRelations : []) {
+			const prv = (p as { RangeVar?: PgNode }).RangeVar;
+			const prel = prv ? this.#relationOf(prv) : undefined;
+			if (!prel) {
+				unknownParent = true;
+				continue;
+			}
+			ancestors.push({ schema: prel.schema, name: prel.name }, ...(prel.ancestors ?? []));
+			for (const c of prel.columns) if (c.attnum > 0 && !names.includes(c.name)) names.push(c.name);
+		}
 		const elts = Array.isArray(b.tableElts) ? b.tableElts : [];
+		for (const el of elts) {
+			const cd = (el as { ColumnDef?: PgNode }).ColumnDef;
+			if (cd && typeof cd.colname === "string" && !names.includes(cd.colname)) names.push(cd.colname);
+		}
+		const rel: RelationInfo = {
+			oid: 0,
+			schema: typeof rv.schemaname === "string" ? rv.schemaname : "public",
+			name: String(rv.relname ?? ""),
+			kind: "table",
+			columns: names.map((name, i) => ({ name, attnum: i + 1 })),
+			...(ancestors.length > 0 ? { ancestors } : {}),
+		};
+		const columns = names.map((name) => {
+			const { rule, keys } = this.#columnRule(rel, name);
+			return { name, taint: rule ? ({ cols: new Set(keys.filter((k) => this.rules.ruleFor(k) !== undefined)), derived: false } as Taint) : CLEAN };
+		});
+		const unknown = unknownParent && this.rules.columnRules.length > 0 ? opaque(`a parent of ${written} the catalog does not know`) : CLEAN;
+		const own = newScope(parent);
+		own.items.push({ alias: rel.name, columns, unknown, all: derive(columns.reduce((t, c) => union(t, c.taint), unknown)) });
 		const checks: unknown[] = checkExpressions(elts);
 		for (const el of elts) {
 			const cd = (el as { ColumnDef?: PgNode }).ColumnDef;
 			if (!cd) continue;
-			if (defaultExpressions(cd.constraints).some((e) => isTainted(this.expr(e, scope)))) {
-				this.#blockCopy(`the default or generated value of ${targetName(b.relation as PgNode)}.${String(cd.colname)}`);
+			for (const e of defaultExpressions(cd.constraints)) {
+				const t = this.expr(e, own);
+				if (isTainted(t) && !this.#destCovers(rel, String(cd.colname), t)) {
+					this.#blockCopy(`the default or generated value of ${written}.${String(cd.colname)}`);
+				}
 			}
 			checks.push(...checkExpressions(cd.constraints));
 		}
 		// CHECK constraints run on every row written later, which may hold masked values (a child of
 		// customers takes its rows: `CREATE TABLE c (CHECK (pg_try_advisory_lock(hashtext(phone))))
 		// INHERITS (customers)`): columns are taken as masked, so state functions given them are refused.
-		const row = opaque(`a column of ${targetName(b.relation as PgNode)} (rows written later may hold masked values)`);
-		scope.items.push({ alias: String((b.relation as PgNode).relname ?? ""), unknown: row, all: row });
+		const row = opaque(`a column of ${written} (rows written later may hold masked values)`);
+		const scope = newScope(parent);
+		scope.items.push({ alias: rel.name, unknown: row, all: row });
 		for (const e of checks) this.touch(this.expr(e, scope));
 	}
 
