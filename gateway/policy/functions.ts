@@ -99,6 +99,12 @@ add("server-access", "signals or controls server processes", [
 	"pg_truncate_visibility_map",
 	"pg_sync_replication_slots",
 ]);
+// Logical decoding reads the WAL: every row written to any table, masked columns spelled out
+// (test_decoding prints `phone[text]:'+1-555-0101'`). The get variants also consume the slot.
+add("server-access", "reads decoded WAL (the row values written to every table)", [
+	"pg_logical_slot_peek_changes",
+	"pg_logical_slot_peek_binary_changes",
+]);
 add("server-access", "opens connections to other servers (dblink)", [
 	"dblink",
 	"dblink_exec",
