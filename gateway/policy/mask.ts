@@ -509,7 +509,7 @@ class Analyzer {
 					return NO_OUTPUTS;
 				case "CreateCastStmt": {
 					const fn = (b.func as PgNode | undefined)?.objname;
-					if (Array.isArray(fn)) this.#boundFunction("CREATE CAST", strings(fn).map((x) => x.toLowerCase()).join("."));
+					if (Array.isArray(fn)) this.#boundFunction("CREATE CAST", strings(fn).map((x) => x.toLowerCase()).join("."), false);
 					return NO_OUTPUTS;
 				}
 				case "ViewStmt": {
@@ -700,24 +700,38 @@ class Analyzer {
 	 * customers, unmasked (an implicit cast is not even spelled). While masking applies, the function
 	 * must be a built-in that reads no table and runs no SQL text.
 	 */
-	#boundFunction(what: string, fn: string): void {
+	#boundFunction(what: string, fn: string, userFunctions: boolean): void {
 		const risk = functionRisk(fn);
 		const builtin = this.#builtin(fn);
-		if (!builtin || risk !== undefined) {
+		// A state function bound this way gets masked values where no call of it is written:
+		// `CREATE OPERATOR ~~~ (function = pg_try_advisory_lock, ...)` then `SELECT 7 ~~~
+		// ascii(substr(phone, 1, 1))` put phone characters in pg_locks, and `CREATE AGGREGATE
+		// leakagg(text, bool) (sfunc = set_config, stype = text, initcond = 'application_name')` then
+		// `SELECT leakagg(phone, false)` reported a phone as application_name.
+		const state = STATE_FUNCTIONS.has(fn.slice(fn.lastIndexOf(".") + 1));
+		if ((!builtin && !userFunctions) || risk !== undefined || state) {
 			this.block ??= {
 				rule: "mask:hidden-call",
 				message: `${what} with function ${fn} is not allowed while masking rules apply: ${
-					builtin ? `it ${risk!.detail}` : "it is not a built-in function"
-				}, and its calls through an operator or cast would be invisible to masking`,
+					risk ? `it ${risk.detail}` : state ? "it keeps its arguments where masking cannot follow them" : "it is not a built-in function"
+				}, and its calls through an operator, cast or aggregate would be invisible to masking`,
 			};
 		}
 	}
 
-	/** CREATE OPERATOR binds a function (see #boundFunction); CREATE AGGREGATE names one (#functionName). */
+	/**
+	 * CREATE OPERATOR binds a function (see #boundFunction); CREATE AGGREGATE names one
+	 * (#functionName) and binds state functions. A user function bound by an aggregate is called as
+	 * the aggregate (a user function: opaque), and its body was checked when it was created.
+	 */
 	#define(b: PgNode): void {
 		const kind = String(b.kind ?? "");
-		if (kind === "OBJECT_AGGREGATE") this.#functionName(strings(b.defnames), "aggregate");
-		if (kind === "OBJECT_OPERATOR") for (const f of definedFunctions(b)) this.#boundFunction(`CREATE OPERATOR ${strings(b.defnames).join(".")}`, f);
+		const name = strings(b.defnames).join(".");
+		if (kind === "OBJECT_AGGREGATE") {
+			this.#functionName(strings(b.defnames), "aggregate");
+			for (const f of definedFunctions(b)) this.#boundFunction(`CREATE AGGREGATE ${name}`, f, true);
+		}
+		if (kind === "OBJECT_OPERATOR") for (const f of definedFunctions(b)) this.#boundFunction(`CREATE OPERATOR ${name}`, f, false);
 	}
 
 	/**

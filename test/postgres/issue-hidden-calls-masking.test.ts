@@ -9,6 +9,10 @@
 // - an operator: `CREATE OPERATOR ### (function = lf, rightarg = int)`, `SELECT ### 1` (operators
 //   were not function calls to the taint analysis, also when made earlier outside the gateway);
 // - a cast: `CREATE CAST (int4 AS text) WITH FUNCTION lf(int)`, `SELECT 5::text`;
+// - a state function bound to an operator or aggregate: `CREATE OPERATOR ~~~ (function =
+//   pg_try_advisory_lock, ...)`, `SELECT 7 ~~~ ascii(substr(phone, 1, 1))` (pg_locks), `CREATE
+//   AGGREGATE leakagg(text, bool) (sfunc = set_config, ..., initcond = 'application_name')`,
+//   `SELECT leakagg(phone, false)` (application_name);
 // - a function created in pg_catalog (`pg_catalog.innocent`), trusted as a built-in by its schema;
 // - a function created under a built-in's name in an open transaction (`lower(bigint)`), which the
 //   catalog's own connection cannot see, so `lower` still looked built-in;
@@ -122,6 +126,24 @@ test("operators and casts bound to a function masking cannot see are refused, an
 		const r = await c.query("SELECT ##> 1 AS a, (##> 2) || '' AS b, x FROM op_view");
 		assertNoPhone(r.rows);
 		assert.deepEqual(r.rows, [{ a: null, b: null, x: null }]); // opaque: the strongest rule (iban, null)
+		// a state function bound to an operator, a cast or an aggregate gets masked values unseen
+		const other = await fx.connect("ro");
+		try {
+			for (const sql of [
+				"CREATE OPERATOR ~~~ (function = pg_try_advisory_lock, leftarg = int, rightarg = int)",
+				"CREATE CAST (bigint AS bool) WITH FUNCTION pg_try_advisory_lock(bigint)",
+				"CREATE AGGREGATE leakagg(text, bool) (sfunc = set_config, stype = text, initcond = 'application_name')",
+			]) {
+				await assert.rejects(c.query(sql), refusedBy("mask:hidden-call"), sql);
+			}
+			await c.query("SELECT 7 ~~~ ascii(substr(phone, 1, 1)) FROM customers WHERE id = 1").catch(() => undefined);
+			await c.query("SELECT leakagg(phone, false) FROM customers WHERE id = 1").catch(() => undefined);
+			assertNoPhone((await c.query("SHOW application_name")).rows);
+			assert.deepEqual((await other.query("SELECT objid FROM pg_locks WHERE locktype = 'advisory'")).rows, []);
+		} finally {
+			await other.end();
+		}
+		await c.query("CREATE AGGREGATE concat_all(text) (sfunc = textcat, stype = text, initcond = '')");
 		// an operator over a built-in function is fine, and masked like the function would be
 		await c.query("CREATE OPERATOR #### (function = textcat, leftarg = text, rightarg = text)");
 		const s = await c.query("SELECT phone #### '' AS p, 1 + 1 AS two FROM customers WHERE id = 1");
