@@ -1611,7 +1611,10 @@ export function planMasks(
 	let lru = byCatalog.get(ctx.catalog);
 	if (!lru) byCatalog.set(ctx.catalog, (lru = new Lru(1024)));
 	const cacheable = !analysis.statements.some((s) => s.uses);
-	const key = `${options.statementIndex ?? "*"}\u0000${fields.map((f) => `${f.tableOid}:${f.columnAttr}`).join(",")}\u0000${analysis.statements.map(statementCacheKey).join("\u0000")}`;
+	// The catalog's epoch (bumped when the session's DDL may have changed it): a plan made before
+	// `DROP TABLE mytab4; CREATE VIEW mytab4 AS SELECT phone AS x FROM customers` kept answering
+	// "clean" for the same text (`SELECT x || '' AS y FROM mytab4` showed raw phones).
+	const key = `${ctx.catalog.epoch ?? ""}\u0000${options.statementIndex ?? "*"}\u0000${fields.map((f) => `${f.tableOid}:${f.columnAttr}`).join(",")}\u0000${analysis.statements.map(statementCacheKey).join("\u0000")}`;
 	if (cacheable) {
 		const hit = lru.get(key);
 		if (hit) return hit;

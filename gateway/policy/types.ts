@@ -153,6 +153,11 @@ export interface Catalog {
 	 * name may mean any of them to the server (gateway/policy/README.md, "Unqualified names").
 	 */
 	relationsNamed?(name: string): Promise<RelationInfo[]>;
+	/**
+	 * Changes whenever what the catalog answers may have changed (the data path's DDL completed):
+	 * plans are cached per epoch, so none made before a change is reused after it.
+	 */
+	readonly epoch?: number;
 }
 
 export interface RelationInfo {
