@@ -529,7 +529,7 @@ class Analyzer {
 					} else if (rv.relpersistence === "t" && isTainted(unionAll(o))) {
 						this.#blockCopy(`temporary view ${targetName(rv)}`);
 					}
-					this.#shadows(rv);
+					this.#shadows(rv, b.replace === true);
 					return NO_OUTPUTS;
 				}
 				case "CopyStmt":
@@ -890,16 +890,27 @@ class Analyzer {
 	 * A relation created under a name that already resolves to another relation (a temporary table
 	 * or view, or one in a schema earlier in search_path) would change what the name means to the
 	 * session but not to the catalog, which reads on its own connection: refused while masking applies.
+	 * So is one created under the very name of a relation the catalog still sees (not `OR REPLACE`):
+	 * it can only have been dropped earlier in this open transaction (or the statement is a no-op
+	 * `IF NOT EXISTS`). `BEGIN; DROP TABLE mytab; CREATE VIEW public.mytab AS SELECT phone AS x FROM
+	 * customers; SELECT x || '' FROM mytab` showed raw phones: the catalog analysed the dropped table.
 	 */
-	#shadows(rv: PgNode | undefined): void {
+	#shadows(rv: PgNode | undefined, replace = false): void {
 		if (!rv || typeof rv.relname !== "string") return;
 		const existing = this.resolved.relations.get(relKey(undefined, rv.relname));
-		if (!existing) return;
 		const schema = typeof rv.schemaname === "string" ? rv.schemaname : undefined;
-		if (rv.relpersistence === "t" || schema === undefined || schema !== existing.schema) {
+		if (existing && (rv.relpersistence === "t" || schema === undefined || schema !== existing.schema)) {
 			this.block ??= {
 				rule: "mask:shadow",
 				message: `creating ${targetName(rv)} is not allowed while masking rules apply: it would shadow ${existing.schema}.${existing.name} for this session, where masking could not follow`,
+			};
+			return;
+		}
+		const same = schema !== undefined ? this.resolved.relations.get(relKey(schema, rv.relname)) : existing;
+		if (same && !replace) {
+			this.block ??= {
+				rule: "mask:shadow",
+				message: `creating ${targetName(rv)} is not allowed while masking rules apply: masking reads the catalog on another connection, which still sees ${same.schema}.${same.name} (dropped in this transaction?) and would take the new relation for it; commit the DROP first`,
 			};
 		}
 	}
