@@ -569,7 +569,19 @@ class Analyzer {
 					const rv = b.relation as PgNode;
 					for (const alias of ["new", "old"]) scope.items.push({ ...this.rangeVar(rv, scope), alias });
 					this.touch(this.expr(b.whereClause, scope));
-					for (const a of (b.actions as PgNode[]) ?? []) this.statement(a, scope);
+					for (const a of (b.actions as PgNode[]) ?? []) {
+						const o = this.statement(a, scope);
+						// ON SELECT DO INSTEAD turns an empty table into a view (up to PostgreSQL 15), which
+						// the catalog, read on another connection, does not see in the open transaction:
+						// `CREATE RULE "_RETURN" AS ON SELECT TO rt DO INSTEAD SELECT phone AS x FROM
+						// customers; SELECT x || '' FROM rt` showed raw phones (rt's x looked clean).
+						if (b.event === "CMD_SELECT" && isTainted(unionAll(o))) {
+							this.block ??= {
+								rule: "mask:replace-view",
+								message: `a rule ON SELECT turning ${targetName(rv)} into a view over masked columns is not allowed while masking rules apply: use CREATE VIEW`,
+							};
+						}
+					}
 					return NO_OUTPUTS;
 				}
 				case "VariableSetStmt":
