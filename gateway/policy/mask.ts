@@ -587,10 +587,16 @@ class Analyzer {
 				case "VariableSetStmt":
 					if (String(b.name ?? "").toLowerCase() === "search_path") this.#blockSearchPath();
 					return NO_OUTPUTS;
-				case "CreateFunctionStmt":
+				case "CreateFunctionStmt": {
 					this.#functionName(strings(b.funcname), b.is_procedure === true ? "procedure" : "function");
 					this.#functionBody(b, parent);
+					// Parameter defaults run in every call that leaves them out: `fd2(a bool DEFAULT
+					// pg_try_advisory_lock(9, ascii(substr(lf(1), 2, 1))))` then `SELECT fd2()` put a
+					// phone character in pg_locks.
+					const params = Array.isArray(b.parameters) ? b.parameters : [];
+					this.touch(this.expr(params.map((p) => (p as { FunctionParameter?: PgNode }).FunctionParameter?.defexpr), newScope(parent)));
 					return NO_OUTPUTS;
+				}
 				case "CreateTrigStmt": {
 					this.#triggerArguments(b);
 					// WHEN runs on every row the trigger fires for: `WHEN (pg_try_advisory_lock(2,

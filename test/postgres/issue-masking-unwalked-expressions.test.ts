@@ -7,8 +7,9 @@
 //   s(query_to_xml('select phone from customers', ...))` returned raw phones, read-only;
 // - expressions PostgreSQL runs on every row later: a trigger's WHEN, a domain's CHECK (on every
 //   value cast to it), a new table's CHECK (a child of customers takes its rows), a row security
-//   policy, and CALL's arguments, each giving `pg_try_advisory_lock(n, ascii(substr(phone, k, 1)))`
-//   a masked value: the lock keys, which pg_locks lists to any session, spelled phones out.
+//   policy, CALL's arguments and a function parameter's DEFAULT, each giving
+//   `pg_try_advisory_lock(n, ascii(substr(phone, k, 1)))` a masked value: the lock keys, which
+//   pg_locks lists to any session, spelled phones out.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { CORPUS_MASK_RULES } from "../../gateway/policy/corpus/sql-bypass.ts";
@@ -82,6 +83,7 @@ test("triggers' WHEN, domain and table CHECKs, row security policies and CALL ar
 			"CREATE TABLE child (CHECK (pg_try_advisory_lock(5, ascii(substr(phone, 5, 1))))) INHERITS (customers)",
 			"CREATE POLICY pol ON customers USING (pg_try_advisory_lock(6, ascii(substr(phone, 6, 1))))",
 			"CALL noop(pg_try_advisory_lock(4, ascii(substr(lf(1), 4, 1)))::int)",
+			"CREATE FUNCTION fd2(a bool DEFAULT pg_try_advisory_lock(9, ascii(substr(lf(1), 2, 1)))) RETURNS int LANGUAGE sql AS 'select a::int'",
 		]) {
 			await assert.rejects(rw.query(sql), refusedBy("mask:copy-masked-data"), sql);
 		}
@@ -90,6 +92,7 @@ test("triggers' WHEN, domain and table CHECKs, row security policies and CALL ar
 		// what would have followed: nothing took a lock
 		await rw.query("UPDATE customers SET name = name WHERE id = 1");
 		await rw.query("SELECT phone::dphone FROM customers WHERE id = 1").catch(() => undefined);
+		await rw.query("SELECT fd2()").catch(() => undefined);
 		assert.deepEqual((await other.query("SELECT objid FROM pg_locks WHERE locktype = 'advisory'")).rows, []);
 		// the same statements over clean values still work
 		await rw.query(
@@ -97,6 +100,8 @@ test("triggers' WHEN, domain and table CHECKs, row security policies and CALL ar
 		);
 		await rw.query("CREATE TABLE okt (a int CHECK (a > 0), b text, CHECK (b <> ''))");
 		await rw.query("CALL noop(1)");
+		await rw.query("CREATE FUNCTION fd3(a int DEFAULT 2) RETURNS int LANGUAGE sql AS 'select a'");
+		assert.deepEqual((await rw.query("SELECT fd3() IS NOT NULL AS ok")).rows.length, 1);
 	} finally {
 		await rw.end();
 		await other.end();
