@@ -239,8 +239,9 @@ export interface FunctionCatalog {
 	 */
 	isBuiltinFunctionName?(name: string): Promise<boolean>;
 	/**
-	 * True when every operator named `name` (in `schema`, if given) is a built-in. Without it,
-	 * operators are trusted (the PostgreSQL data path always provides it).
+	 * True when every operator named `name` (in `schema`, if given) is a built-in or calls a C
+	 * function (an extension's), none written in SQL or a procedural language. Without it, operators
+	 * are trusted (the PostgreSQL data path always provides it).
 	 */
 	isBuiltinOperator?(schema: string | undefined, name: string): Promise<boolean>;
 }

@@ -174,14 +174,22 @@ export class CatalogSource {
 		return (await this.functionNames(undefined, name)).any;
 	}
 
-	/** Every operator of that name (in that schema, if given) is a built-in (see functionNames). */
+	/**
+	 * Every operator of that name (in that schema, if given) is a built-in or calls a function written
+	 * in C (language internal or c: the server's or an extension's, as hstore's `||` or PostGIS' `&&`),
+	 * not in SQL or a procedural language, which could read tables (`CREATE OPERATOR ### (function =
+	 * lf)` over a SQL function returning customers.phone). C functions cannot be created through the
+	 * gateway by non-admin grants.
+	 */
 	isBuiltinOperator(schema: string | undefined, name: string): Promise<boolean> {
 		const key = `${schema ?? ""}\u0000${name}`;
 		return this.cached(this.builtinOps as Map<string | number, { at: number; value: Promise<boolean> }>, key, async () => {
 			const side = await this.conn();
 			const rows = await side.query(
-				`SELECT bool_and(o.oid < 16384)::text FROM pg_catalog.pg_operator o
+				`SELECT bool_and(o.oid < 16384 OR l.lanname IN ('internal', 'c'))::text FROM pg_catalog.pg_operator o
 				 JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+				 LEFT JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode
+				 LEFT JOIN pg_catalog.pg_language l ON l.oid = p.prolang
 				 WHERE o.oprname = $1 AND ($2::text IS NULL OR n.nspname = $2)`,
 				[name, schema ?? null],
 			);
