@@ -79,8 +79,18 @@ export class CatalogSource {
 	private readonly builtin = new Map<string, { at: number; value: Promise<{ all: boolean; any: boolean }> }>();
 	private readonly builtinOps = new Map<string, { at: number; value: Promise<boolean> }>();
 	private idleTimer: NodeJS.Timeout | undefined;
-	/** Bumped by `invalidate`: what was derived from the catalog before (mask plans) is not reused. */
-	epoch = 0;
+	#invalidations = 0;
+
+	/**
+	 * Changes at every `invalidate` and every `ttlMs`: what was derived from the catalog before (mask
+	 * plans, cached per epoch) is not reused. The time part makes DDL run elsewhere (a DBA, another
+	 * replica) reach plans too, not only the cached look-ups they were made from: a plan of `SELECT x
+	 * || '' FROM mytab5`, made while mytab5 was a clean table, kept answering "clean" after mytab5 was
+	 * dropped and re-created outside the gateway as a view over customers.phone.
+	 */
+	get epoch(): number {
+		return this.#invalidations * 1e9 + Math.floor(Date.now() / Math.max(this.ttlMs, 1));
+	}
 
 	constructor(
 		private readonly target: UpstreamTarget,
@@ -200,7 +210,8 @@ export class CatalogSource {
 	/**
 	 * Forget everything cached (relations by name and OID, negative answers included, and builtin
 	 * function answers): a session's DDL has completed or committed. Loads in flight finish for their
-	 * callers but are no longer cached. DDL run outside the gateway is still seen only after ttlMs.
+	 * callers but are no longer cached. DDL run outside the gateway is still seen only after ttlMs
+	 * (plans: up to twice that, see epoch).
 	 */
 	invalidate(): void {
 		this.byOid.clear();
@@ -208,7 +219,7 @@ export class CatalogSource {
 		this.anywhere.clear();
 		this.builtin.clear();
 		this.builtinOps.clear();
-		this.epoch++;
+		this.#invalidations++;
 	}
 
 	close(): void {

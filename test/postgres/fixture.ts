@@ -87,6 +87,8 @@ export interface FixtureOptions {
 	idleTimeoutMs?: number;
 	/** sslmode from the gateway to PostgreSQL (default verify-full). */
 	upstreamSslmode?: "disable" | "verify-full";
+	/** The gateway's catalogCacheTtlMs (default: the listener's, 60 s). */
+	catalogCacheTtlMs?: number;
 }
 
 export interface Fixture {
@@ -179,6 +181,7 @@ export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> 
 		...(opts.approvals ? { approvals: opts.approvals } : {}),
 		...(opts.allowInsecure ? { allowInsecure: true } : {}),
 		...(opts.idleTimeoutMs ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
+		...(opts.catalogCacheTtlMs ? { catalogCacheTtlMs: opts.catalogCacheTtlMs } : {}),
 		approvalTimeoutSec: 30,
 	});
 	const { port } = await gateway.listen(0);

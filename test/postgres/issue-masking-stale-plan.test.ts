@@ -3,7 +3,8 @@
 // `SELECT x || '' AS y FROM mytab4` (planned: clean), `DROP TABLE mytab4`, `CREATE VIEW mytab4 AS
 // SELECT phone AS x FROM customers`, and the same `SELECT x || '' AS y FROM mytab4` reused the clean
 // plan: raw phones. The gateway already dropped its catalog cache after the DDL; the plan made from
-// it stayed.
+// it stayed. Likewise when the DDL ran outside the gateway (a DBA, another replica): the cached
+// look-ups expired after catalogCacheTtlMs, the plans made from them never did.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { CORPUS_MASK_RULES } from "../../gateway/policy/corpus/sql-bypass.ts";
@@ -14,7 +15,11 @@ let fx: Fixture;
 let phones: string[];
 
 before(async () => {
-	fx = await startFixture({ maskRules: CORPUS_MASK_RULES, grants: [{ name: "rw", user: "rw", access: "read-write" }] });
+	fx = await startFixture({
+		maskRules: CORPUS_MASK_RULES,
+		grants: [{ name: "rw", user: "rw", access: "read-write" }],
+		catalogCacheTtlMs: 1000,
+	});
 	phones = (await fx.pg.query("select phone from customers order by id")).rows.map((r) => r.phone as string);
 });
 after(async () => {
@@ -40,6 +45,23 @@ test("a plan made before the session's DDL is not reused after it", async () => 
 		const e = await c.query(ext);
 		assert.equal(e.rows.length, 3);
 		for (const p of phones) assert.ok(!JSON.stringify(e.rows).includes(p), JSON.stringify(e.rows));
+	} finally {
+		await c.end();
+	}
+});
+
+test("a plan is not reused past the catalog cache's lifetime when the DDL ran outside the gateway", async () => {
+	const c = await fx.connect("rw");
+	try {
+		await c.query("CREATE TABLE mytab5 (x text)");
+		await c.query("INSERT INTO mytab5 VALUES ('a')");
+		assert.deepEqual((await c.query("SELECT x || '' AS y FROM mytab5")).rows, [{ y: "a" }]);
+		await fx.pg.query("DROP TABLE mytab5");
+		await fx.pg.query("CREATE VIEW mytab5 AS SELECT phone AS x FROM customers WHERE id < 4");
+		await new Promise((r) => setTimeout(r, 2100)); // twice catalogCacheTtlMs, and a little
+		const r = await c.query("SELECT x || '' AS y FROM mytab5");
+		assert.equal(r.rows.length, 3);
+		for (const p of phones) assert.ok(!JSON.stringify(r.rows).includes(p), `raw phone ${p} in ${JSON.stringify(r.rows)}`);
 	} finally {
 		await c.end();
 	}
