@@ -93,7 +93,17 @@ export class StatementSerializer {
 
 	/** A number as JSON.stringify writes it (non-finite numbers become null); anything else through JSON.stringify. */
 	private num(n: unknown): string {
-		if (typeof n === "number") return Number.isFinite(n) ? String(n) : "null";
+		if (typeof n === "number") {
+			// Durations are rounded to the microsecond: a number with at most three decimals (and under
+			// 1e12) is written from its digits; JavaScript's shortest form of such a double is exactly
+			// that decimal. Anything else goes through V8's number formatting.
+			const k = Math.round(n * 1000);
+			if (k / 1000 === n && k < 1e15 && k > -1e15) return k < 0 ? `-${Math.floor(-k / 1000)}${FRACTION[-k % 1000]}` : `${Math.floor(k / 1000)}${FRACTION[k % 1000]}`;
+			return Number.isFinite(n) ? String(n) : "null";
+		}
 		return this.other(n);
 	}
 }
+
+/** ".5", ".05", ".123" … for thousandths 0-999 ("" for 0). */
+const FRACTION = Array.from({ length: 1000 }, (_, f) => (f === 0 ? "" : `.${String(f).padStart(3, "0").replace(/0+$/, "")}`));

@@ -20,7 +20,7 @@ const text = fc.oneof(
 	fc.string({ unit: "binary" }),
 	fc.constantFrom("SELECT 1", 'SELECT "a""b", \'}\' -- }', "\\", '"', "\u2028\u2029", "\ud800", "x\udc00y", "\u0000\u001f\u007f", "é", "😀"),
 );
-const number = fc.oneof(fc.double(), fc.integer(), fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 0.1 + 0.2, 1e21, 5e-324));
+const number = fc.oneof(fc.double(), fc.integer(), fc.integer({ min: -2e15, max: 2e15 }).map((k) => k / 1000), fc.integer({ min: -5000, max: 5000 }).map((k) => k / 1000), fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 0.1 + 0.2, 1e21, 5e-324, 1.005, 999999999999.999, -0.001, 1e12, 1e15 / 1000));
 const decision = fc.constantFrom("allow", "block", "approved", "denied", "expired", "audit") as fc.Arbitrary<StatementEvent["decision"]>;
 
 const statementEvent: fc.Arbitrary<StatementEvent> = fc
