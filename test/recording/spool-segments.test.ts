@@ -58,6 +58,38 @@ async function verifyAll(store: DirStore, expected: Map<string, number>): Promis
 	}
 }
 
+/** A spool left by a recorder process killed while its store was down (test/recording/child-recorder.ts). */
+async function crashedSpool(name: string) {
+	const base = await tempDir(name);
+	const spool = join(base, "spool");
+	const keyFile = join(base, "key.jwk");
+	const storeRoot = join(base, "store");
+	await writeFile(storeRoot, "not a directory");
+	const child = await startChild([spool, keyFile, "dir", storeRoot]);
+	await child.kill();
+	return { spool, keyFile, storeRoot, report: child.report };
+}
+
+/** A new recorder on that spool with the store back: both sessions are uploaded whole and verify. */
+async function recoverAndVerify(crashed: Awaited<ReturnType<typeof crashedSpool>>): Promise<void> {
+	await rm(crashed.storeRoot);
+	const store = new DirStore(crashed.storeRoot);
+	await store.init();
+	const { rec } = await makeRecorder(store, crashed.spool, { key: await loadRecordingKey(crashed.keyFile) });
+	try {
+		await rec.drain(20_000);
+		await verifyAll(
+			store,
+			new Map([
+				[String(crashed.report.closed), Number(crashed.report.closedEvents)],
+				[String(crashed.report.open), Number(crashed.report.openEvents)],
+			]),
+		);
+	} finally {
+		await rec.stop();
+	}
+}
+
 test("sealed chunks share segment files; a segment is deleted once its chunks are uploaded and it is no longer written", async () => {
 	const base = await tempDir("segments");
 	const storeRoot = join(base, "store");
@@ -117,41 +149,15 @@ test("sealed chunks share segment files; a segment is deleted once its chunks ar
 });
 
 test("a torn chunk at a segment's end and a segment no index line names are cut away by recovery; nothing flushed is lost", async () => {
-	const base = await tempDir("segments-crash");
-	const spool = join(base, "spool");
-	const keyFile = join(base, "key.jwk");
-	const storeRoot = join(base, "store");
-	await writeFile(storeRoot, "not a directory");
-	const child = await startChild([spool, keyFile, "dir", storeRoot]);
-	await child.kill();
-
+	const crashed = await crashedSpool("segments-crash");
 	// What a crash in the middle of a seal leaves: half a gzip member after the last indexed chunk,
 	// and a new segment created just before the process died.
-	const openDir = join(spool, "sessions", String(child.report.open));
+	const openDir = join(crashed.spool, "sessions", String(crashed.report.open));
 	const segments = await segmentsIn(openDir);
 	assert.ok(segments.length >= 1, "the open session has sealed chunks in a segment");
-	const last = segments[segments.length - 1]!;
-	const before = (await readFile(join(openDir, last))).length;
-	await appendFile(join(openDir, last), Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xde, 0xad, 0xbe, 0xef]));
+	await appendFile(join(openDir, segments[segments.length - 1]!), Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xde, 0xad, 0xbe, 0xef]));
 	await writeFile(join(openDir, "segment-000900.bin"), "garbage from a seal that never reached the index");
-
-	await rm(storeRoot);
-	const store = new DirStore(storeRoot);
-	await store.init();
-	const { rec } = await makeRecorder(store, spool, { key: await loadRecordingKey(keyFile) });
-	try {
-		await rec.drain(20_000);
-		await verifyAll(
-			store,
-			new Map([
-				[String(child.report.closed), Number(child.report.closedEvents)],
-				[String(child.report.open), Number(child.report.openEvents)],
-			]),
-		);
-		assert.ok(before > 0);
-	} finally {
-		await rec.stop();
-	}
+	await recoverAndVerify(crashed);
 });
 
 test("chunks already in the store are not uploaded again when the gateway restarts", async () => {
@@ -186,22 +192,14 @@ test("chunks already in the store are not uploaded again when the gateway restar
 });
 
 test("a spool written before segments existed (one file per sealed chunk) is still recovered and uploaded", async () => {
-	const base = await tempDir("segments-legacy");
-	const spool = join(base, "spool");
-	const keyFile = join(base, "key.jwk");
-	const storeRoot = join(base, "store");
-	await writeFile(storeRoot, "not a directory");
-	const child = await startChild([spool, keyFile, "dir", storeRoot]);
-	await child.kill();
-
+	const crashed = await crashedSpool("segments-legacy");
 	// Rewrite both sessions' spool folders in the earlier layout: each indexed chunk as its own
 	// chunk-NNNNNN.jsonl.gz file, index lines without segment/offset, no segment files.
 	let legacyChunks = 0;
-	for (const id of [child.report.closed, child.report.open]) {
-		const dir = join(spool, "sessions", String(id));
-		const lines = await indexLines(dir);
+	for (const id of [crashed.report.closed, crashed.report.open]) {
+		const dir = join(crashed.spool, "sessions", String(id));
 		const out: string[] = [];
-		for (const l of lines) {
+		for (const l of await indexLines(dir)) {
 			const seg = await readFile(join(dir, l.segment!));
 			await writeFile(join(dir, l.name), seg.subarray(l.offset!, l.offset! + l.bytes));
 			const { segment: _s, offset: _o, ...rest } = l as IndexLine & Record<string, unknown>;
@@ -212,21 +210,5 @@ test("a spool written before segments existed (one file per sealed chunk) is sti
 		for (const seg of await segmentsIn(dir)) await rm(join(dir, seg));
 	}
 	assert.ok(legacyChunks >= 2, "the earlier layout holds sealed chunks");
-
-	await rm(storeRoot);
-	const store = new DirStore(storeRoot);
-	await store.init();
-	const { rec } = await makeRecorder(store, spool, { key: await loadRecordingKey(keyFile) });
-	try {
-		await rec.drain(20_000);
-		await verifyAll(
-			store,
-			new Map([
-				[String(child.report.closed), Number(child.report.closedEvents)],
-				[String(child.report.open), Number(child.report.openEvents)],
-			]),
-		);
-	} finally {
-		await rec.stop();
-	}
+	await recoverAndVerify(crashed);
 });
