@@ -8,6 +8,11 @@
  * the stack when the scheduler steps in; perf's cpu-clock counts only time on a CPU. Not a timed test.
  *
  *   ./node_modules/.bin/node --import tsx bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize] [--flat]
+ *                                                                 [--process per-run|shared]
+ *
+ * `--process shared`: one gateway process for every round, the recorder switched per run (as
+ * recording-pgbench.ts does by default; `--base off` only), the spool drained before each sample, so
+ * both sides share one JIT state and heap. Default `per-run`: a gateway process per sample.
  *
  * `--flat` also prints, for recording on, where all of the CPU goes: µs per transaction by binary
  * (kernel, node, libcrypto, JIT code) and the most expensive symbols.
@@ -31,21 +36,27 @@ const { values: flags } = parseArgs({
 		top: { type: "string", default: "25" },
 		flat: { type: "boolean", default: false },
 		base: { type: "string", default: "off" },
+		process: { type: "string", default: "per-run" },
 		help: { type: "boolean", short: "h" },
 	},
 });
 if (flags.help) {
-	console.log("usage: bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize] [--flat]");
+	console.log("usage: bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize] [--flat] [--process per-run|shared]");
 	process.exit(0);
 }
 const SECONDS = Number(flags.seconds);
 const HZ = 1999;
 const BASE = flags.base;
 if (BASE !== "off" && BASE !== "serialize") throw new TypeError(`--base: off or serialize, not ${BASE}`);
+const SHARED = flags.process === "shared";
+if (!SHARED && flags.process !== "per-run") throw new TypeError(`--process: per-run or shared, not ${flags.process}`);
+if (SHARED && BASE !== "off") throw new TypeError("--process shared compares with --base off only");
 if ((await run("perf", ["--version"])).code !== 0) throw new Error("perf is not installed (Debian: apt-get install linux-perf)");
 
 const pg = await startPostgres({ settings: { max_connections: 60 } });
 const work = makeTempDir("rec-perf");
+/** The gateway process every sample shares (`--process shared`). */
+let shared: ManagedProcess | undefined;
 try {
 	await prepareBenchData(pg, 0);
 	const { cfg, token } = await gatewayChildConfig(pg, work, "b1");
@@ -55,49 +66,73 @@ try {
 		[BASE]: { samples: new Map(), tx: 0, tps: [] },
 		on: { samples: new Map(), tx: 0, tps: [] },
 	};
-	const once = async (mode: string, round: number) => {
+	const startChild = async (mode: string): Promise<ManagedProcess> => {
 		rmSync(cfg.stateFile, { force: true });
 		const gw = new ManagedProcess({
 			name: `gateway-${mode}`,
 			command: process.execPath,
 			args: ["--liftoff-only", "--perf-basic-prof", "--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, mode],
 		});
+		await waitFor(
+			"gateway child",
+			async () => {
+				try {
+					readFileSync(cfg.stateFile);
+					return true;
+				} catch {
+					return false;
+				}
+			},
+			{ timeoutMs: 60_000, proc: gw },
+		);
+		return gw;
+	};
+	const state = () => JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number; backlog: number; pending: number };
+	const envFor = (port: number) => ({ ...process.env, PGHOST: "localhost", PGPORT: String(port), PGDATABASE: cfg.connection, PGUSER: "bench", PGPASSWORD: token, PGSSLMODE: "verify-full", PGSSLROOTCERT: pg.caFile });
+	/** Sample the gateway's node process (the watchdog's child) during one measured pgbench run. */
+	const sample = async (gw: ManagedProcess, mode: string, round: number) => {
+		const env = envFor(state().port);
+		const nodePid = (await run("pgrep", ["-P", String(gw.pid)])).stdout.trim().split("\n")[0];
+		if (!nodePid) throw new Error("gateway child's node process not found");
+		const data = join(work, `${mode}-${round}.perf`);
+		const perf = spawn("perf", ["record", "-q", "-e", "cpu-clock", "-F", String(HZ), "-p", nodePid, "-o", data, "--", "sleep", String(SECONDS)], { stdio: "ignore" });
+		const perfDone = new Promise((r) => perf.on("exit", r));
+		const out = await run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", String(SECONDS)], { env });
+		await perfDone;
+		const tx = Number(/number of transactions actually processed: (\d+)/.exec(out.stdout)?.[1] ?? Number.NaN);
+		const tps = Number(/tps = ([\d.]+)/.exec(out.stdout)?.[1] ?? Number.NaN);
+		if (out.code !== 0 || !(tx > 0)) throw new Error(`pgbench (${mode}) failed: ${out.stderr}`);
+		const t = totals[mode]!;
+		for (const [k, v] of await perfSymbols(data)) t.samples.set(k, (t.samples.get(k) ?? 0) + v);
+		t.tx += tx;
+		t.tps.push(tps);
+		console.error(`round ${round + 1}: ${mode} ${tps.toFixed(0)} tps`);
+	};
+	const once = async (mode: string, round: number) => {
+		if (shared) {
+			writeFileSync(`${cfg.stateFile}.mode`, mode);
+			await new Promise((r) => setTimeout(r, 250));
+			await waitFor("recording spool drained", async () => state().backlog === 0 && state().pending === 0, { timeoutMs: 120_000 });
+			await sample(shared, mode, round);
+			return;
+		}
+		const gw = await startChild(mode);
 		try {
-			await waitFor(
-				"gateway child",
-				async () => {
-					try {
-						readFileSync(cfg.stateFile);
-						return true;
-					} catch {
-						return false;
-					}
-				},
-				{ timeoutMs: 60_000, proc: gw },
-			);
-			const { port } = JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number };
-			const env = { ...process.env, PGHOST: "localhost", PGPORT: String(port), PGDATABASE: cfg.connection, PGUSER: "bench", PGPASSWORD: token, PGSSLMODE: "verify-full", PGSSLROOTCERT: pg.caFile };
-			// Warm up (JIT tiers, caches), then sample the node process (the watchdog's child) during the measured run.
-			await run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", "2"], { env });
-			const nodePid = (await run("pgrep", ["-P", String(gw.pid)])).stdout.trim().split("\n")[0];
-			if (!nodePid) throw new Error("gateway child's node process not found");
-			const data = join(work, `${mode}-${round}.perf`);
-			const perf = spawn("perf", ["record", "-q", "-e", "cpu-clock", "-F", String(HZ), "-p", nodePid, "-o", data, "--", "sleep", String(SECONDS)], { stdio: "ignore" });
-			const perfDone = new Promise((r) => perf.on("exit", r));
-			const out = await run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", String(SECONDS)], { env });
-			await perfDone;
-			const tx = Number(/number of transactions actually processed: (\d+)/.exec(out.stdout)?.[1] ?? Number.NaN);
-			const tps = Number(/tps = ([\d.]+)/.exec(out.stdout)?.[1] ?? Number.NaN);
-			if (out.code !== 0 || !(tx > 0)) throw new Error(`pgbench (${mode}) failed: ${out.stderr}`);
-			const t = totals[mode]!;
-			for (const [k, v] of await perfSymbols(data)) t.samples.set(k, (t.samples.get(k) ?? 0) + v);
-			t.tx += tx;
-			t.tps.push(tps);
-			console.error(`round ${round + 1}: ${mode} ${tps.toFixed(0)} tps`);
+			// Warm up (JIT tiers, caches), then sample.
+			await run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", "2"], { env: envFor(state().port) });
+			await sample(gw, mode, round);
 		} finally {
 			await gw.stop();
 		}
 	};
+	if (SHARED) {
+		writeFileSync(`${cfg.stateFile}.mode`, "on");
+		shared = await startChild("switch");
+		for (const mode of ["on", "off"]) {
+			writeFileSync(`${cfg.stateFile}.mode`, mode);
+			await run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", "2"], { env: envFor(state().port) });
+		}
+	}
 	for (let r = 0; r < Number(flags.rounds); r++) {
 		for (const mode of r % 2 === 0 ? [BASE, "on"] : ["on", BASE]) await once(mode, r);
 	}
@@ -134,5 +169,6 @@ try {
 	console.log(`\nlargest decreases (noise shows here as much as above):\n\n| symbol | ${BASE} | on | difference |\n|---|---|---|---|`);
 	for (const r of rows.slice(-Math.min(10, top)).reverse()) console.log(`| \`${r.sym.replace("\t", ": ").slice(0, 100)}\` | ${fmt(r.a)} | ${fmt(r.b)} | ${fmt(r.d)} |`);
 } finally {
+	await shared?.stop();
 	await pg.stop();
 }
