@@ -3,6 +3,7 @@
  * directly (inline JWKS issuer), tokens minted with jose, an in-memory Recorder (a test double of
  * our own interface), and the gateway listener on port 0 with a TLS certificate from the test CA.
  */
+import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
@@ -60,6 +61,26 @@ export const APPROVER_SAM: Identity = {
 	tokenExpiresAt: new Date(Date.now() + 3_600_000),
 	claims: {},
 };
+
+/** For assert.rejects: SQLSTATE 42501 with DETAIL naming exactly this Drawbridge rule. */
+export const refusedByRule = (rule: string) => (e: { code?: string; detail?: string; message: string }) => {
+	assert.equal(e.code, "42501", e.message);
+	assert.equal(e.detail, `Drawbridge rule: ${rule}`, e.message);
+	return true;
+};
+
+/** For assert.rejects: SQLSTATE 42501 with message or DETAIL matching `rule`. */
+export const refusedMatching = (rule: RegExp) => (e: { code?: string; detail?: string; message: string }) => {
+	assert.equal(e.code, "42501", e.message);
+	assert.match(`${e.message} ${e.detail ?? ""}`, rule);
+	return true;
+};
+
+/** None of `secrets` (raw values of a masked column) appears anywhere in `value`'s JSON. */
+export function assertNoneOf(secrets: readonly string[], value: unknown): void {
+	const text = JSON.stringify(value);
+	for (const s of secrets) assert.ok(!text.includes(s), `raw value ${s} in ${text}`);
+}
 
 /** The approvals component's real service over an in-process store, polled quickly, no sweeper. */
 export function localApprovals(): StoreApprovalService {

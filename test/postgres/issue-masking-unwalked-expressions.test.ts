@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { CORPUS_MASK_RULES } from "../../gateway/policy/corpus/sql-bypass.ts";
 import { printLogsOnFailure } from "../env/index.ts";
-import { type Fixture, startFixture } from "./fixture.ts";
+import { assertNoneOf, type Fixture, refusedByRule, startFixture } from "./fixture.ts";
 
 let fx: Fixture;
 let phones: string[];
@@ -36,16 +36,8 @@ after(async () => {
 });
 printLogsOnFailure(() => [["postgres", fx?.pg]]);
 
-function assertNoPhone(value: unknown): void {
-	const text = JSON.stringify(value);
-	for (const p of phones) assert.ok(!text.includes(p), `raw phone ${p} in ${text}`);
-}
-
-const refusedBy = (rule: string) => (e: { code?: string; detail?: string; message: string }) => {
-	assert.equal(e.code, "42501", e.message);
-	assert.equal(e.detail, `Drawbridge rule: ${rule}`, e.message);
-	return true;
-};
+const assertNoPhone = (value: unknown) => assertNoneOf(phones, value);
+const refusedBy = refusedByRule;
 
 test("EXECUTE's own parameters are classified and their values masked", async () => {
 	const ro = await fx.connect("ro");

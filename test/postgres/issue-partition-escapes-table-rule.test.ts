@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import type pg from "pg";
 import type { GuardrailRule, MaskRule } from "../../gateway/config/bundle.ts";
 import { printLogsOnFailure } from "../env/index.ts";
-import { type Fixture, startFixture } from "./fixture.ts";
+import { type Fixture, refusedMatching, startFixture } from "./fixture.ts";
 
 const GUARDRAILS: GuardrailRule[] = [
 	{ name: "keep-parted", action: "block", sql: { statementKinds: ["DROP", "TRUNCATE", "DELETE"], tables: ["public.parted"] } },
@@ -34,13 +34,7 @@ const SETUP = [
 	"create table evil (email text)",
 ];
 
-function refusedBy(rule: RegExp) {
-	return (e: { code?: string; message: string; detail?: string }) => {
-		assert.equal(e.code, "42501", e.message);
-		assert.match(`${e.message} ${e.detail ?? ""}`, rule);
-		return true;
-	};
-}
+const refusedBy = refusedMatching;
 
 async function inRolledBack<T>(c: pg.Client, run: () => Promise<T>): Promise<T> {
 	await c.query("begin");

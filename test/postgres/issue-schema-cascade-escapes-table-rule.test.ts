@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import type pg from "pg";
 import type { GuardrailRule } from "../../gateway/config/bundle.ts";
 import { printLogsOnFailure } from "../env/index.ts";
-import { type Fixture, startFixture } from "./fixture.ts";
+import { type Fixture, refusedMatching, startFixture } from "./fixture.ts";
 
 const GUARDRAILS: GuardrailRule[] = [
 	{ name: "keep-orders", action: "block", sql: { statementKinds: ["DROP", "TRUNCATE", "ALTER"], tables: ["public.orders"] } },
@@ -41,13 +41,7 @@ const SHAPE = `SELECT (SELECT count(*) FROM public.orders)::int AS rows,
 	(SELECT count(*) FROM pg_attrdef WHERE adrelid = 'public.orders'::regclass)::int AS defs,
 	(SELECT relowner::regrole::text FROM pg_class WHERE oid = 'public.orders'::regclass) AS owner`;
 
-function refusedBy(rule: RegExp) {
-	return (e: { code?: string; message: string; detail?: string }) => {
-		assert.equal(e.code, "42501", e.message);
-		assert.match(`${e.message} ${e.detail ?? ""}`, rule);
-		return true;
-	};
-}
+const refusedBy = refusedMatching;
 
 async function inRolledBack<T>(c: pg.Client, run: () => Promise<T>): Promise<T> {
 	await c.query("begin");
