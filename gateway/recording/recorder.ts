@@ -197,20 +197,13 @@ export class DiskRecorder implements Recorder {
 	readonly options: Required<Omit<RecorderOptions, "registry" | "logger" | "now">>;
 	readonly now: () => number;
 	#isoMs = Number.NaN;
-	#iso = "";
 	#isoBytes = Buffer.alloc(0);
-	/** new Date(ms).toISOString(), remembered for the last millisecond (a burst of events shares it). */
-	isoTime(ms: number): string {
+	/** new Date(ms).toISOString() as ASCII bytes, remembered for the last millisecond (a burst of events shares it). */
+	isoBytes(ms: number): Buffer {
 		if (ms !== this.#isoMs) {
-			this.#iso = new Date(ms).toISOString();
-			this.#isoBytes = Buffer.from(this.#iso, "latin1");
+			this.#isoBytes = Buffer.from(new Date(ms).toISOString(), "latin1");
 			this.#isoMs = ms;
 		}
-		return this.#iso;
-	}
-	/** isoTime(ms) as ASCII bytes. */
-	isoBytes(ms: number): Buffer {
-		this.isoTime(ms);
 		return this.#isoBytes;
 	}
 	/** Chunk buffers of sealed chunks, for the next chunks: a busy session does not allocate a megabyte per chunk. */
@@ -551,12 +544,17 @@ export class DiskRecorder implements Recorder {
 	private async uploadSession(state: SpoolState): Promise<"ok" | "store" | "session"> {
 		state.uploading = true;
 		const store = this.store;
+		/** Store one object of the session. */
+		const upload = async (name: string, body: Buffer, contentType: string, metadata: Record<string, string> = {}): Promise<void> => {
+			await this.timed(`uploading ${state.prefix + name}`, store.put(state.prefix + name, body, { contentType, metadata }));
+			this.metrics.uploadedBytes.inc(body.length);
+			this.metrics.uploadedObjects.inc();
+		};
+		/** Upload a spool file as the object of the same name, then delete it: its bytes leave the backlog. */
 		const put = async (name: string, contentType: string, metadata?: Record<string, string>): Promise<void> => {
 			const path = join(state.dir, name);
 			const body = await readFile(path);
-			await this.timed(`uploading ${state.prefix + name}`, store.put(state.prefix + name, body, { contentType, metadata: metadata ?? {} }));
-			this.metrics.uploadedBytes.inc(body.length);
-			this.metrics.uploadedObjects.inc();
+			await upload(name, body, contentType, metadata);
 			await unlink(path);
 			this.addBytes(state, -body.length);
 		};
@@ -578,11 +576,8 @@ export class DiskRecorder implements Recorder {
 						};
 						if (e.segment === undefined) await put(e.name, "application/gzip", metadata);
 						else {
-							const body = await readRange(join(state.dir, e.segment), e.offset ?? 0, e.bytes);
-							await this.timed(`uploading ${state.prefix + e.name}`, store.put(state.prefix + e.name, body, { contentType: "application/gzip", metadata }));
-							this.metrics.uploadedBytes.inc(body.length);
-							this.metrics.uploadedObjects.inc();
-							this.addBytes(state, -body.length);
+							await upload(e.name, await readRange(join(state.dir, e.segment), e.offset ?? 0, e.bytes), "application/gzip", metadata);
+							this.addBytes(state, -e.bytes);
 							state.pendingSegment.delete(index);
 						}
 						state.pendingChunks.delete(index);
