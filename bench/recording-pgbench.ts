@@ -95,38 +95,34 @@ try {
 		}, { timeoutMs: 120_000 });
 		await new Promise((r) => setTimeout(r, 150));
 	};
-	/** One run in the shared gateway process: the recorder named by `recording` takes the new sessions. */
-	const onceShared = async (recording: "on" | "off" | "serialize"): Promise<{ tps: number; cpuPerTx: number; threads: Record<string, number> }> => {
-		if (recording === "serialize") throw new TypeError("--base serialize needs --process per-run");
-		writeFileSync(`${cfg.stateFile}.mode`, recording);
-		await drained();
+	/**
+	 * One pgbench run against the child now serving: TPS, and the child's CPU per transaction from
+	 * before the run until `settle` has returned (what the run left behind counts in it).
+	 */
+	const measure = async (recording: string, settle: () => Promise<void>): Promise<{ tps: number; cpuPerTx: number; threads: Record<string, number> }> => {
 		const s0 = state();
 		const out = await pgbench(s0.port);
 		const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(out.stdout);
 		const tx = /number of transactions actually processed: (\d+)/.exec(out.stdout);
 		if (out.code !== 0 || !m || !tx) throw new Error(`pgbench (recording ${recording}) failed: ${out.stderr}\n${out.stdout}`);
-		// The run's sessions are sealed and uploaded after pgbench ends: their CPU belongs to this run.
-		await drained();
+		await settle();
 		const s1 = state();
 		const threads: Record<string, number> = {};
 		for (const [k, v] of Object.entries(s1.threads)) threads[k] = (v - (s0.threads[k] ?? 0)) / Number(tx[1]);
 		return { tps: Number(m[1]), cpuPerTx: (s1.cpuMicros - s0.cpuMicros) / Number(tx[1]), threads };
 	};
-	/** One run in a gateway process of its own (`--process per-run`). */
-	const once = async (recording: "on" | "off" | "serialize"): Promise<{ tps: number; cpuPerTx: number; threads: Record<string, number> }> => {
-		if (shared) return onceShared(recording);
+	/** One run: in the shared gateway process (the recorder named by `recording` takes the new sessions) or in a process of its own. */
+	const once = async (recording: "on" | "off" | "serialize") => {
+		if (shared) {
+			if (recording === "serialize") throw new TypeError("--base serialize needs --process per-run");
+			writeFileSync(`${cfg.stateFile}.mode`, recording);
+			await drained();
+			// The run's sessions are sealed and uploaded after pgbench ends: their CPU belongs to this run.
+			return measure(recording, drained);
+		}
 		const gw = await startChild(recording);
 		try {
-			const s0 = state();
-			const out = await pgbench(s0.port);
-			const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(out.stdout);
-			const tx = /number of transactions actually processed: (\d+)/.exec(out.stdout);
-			if (out.code !== 0 || !m || !tx) throw new Error(`pgbench (recording ${recording}) failed: ${out.stderr}\n${out.stdout}`);
-			await new Promise((r) => setTimeout(r, 250));
-			const s1 = state();
-			const threads: Record<string, number> = {};
-			for (const [k, v] of Object.entries(s1.threads)) threads[k] = (v - (s0.threads[k] ?? 0)) / Number(tx[1]);
-			return { tps: Number(m[1]), cpuPerTx: (s1.cpuMicros - s0.cpuMicros) / Number(tx[1]), threads };
+			return await measure(recording, () => new Promise((r) => setTimeout(r, 250)));
 		} finally {
 			await gw.stop();
 		}
