@@ -2,7 +2,8 @@
  * The recorder: `Recorder` for every data path. Events go to a bounded on-disk spool first, then a
  * background uploader moves sealed objects to the `RecordingStore` (MinIO or a directory) with
  * retries and exponential backoff. Nothing here sits inline with forwarding: `emit` only appends to
- * an in-memory buffer; file writes, gzip, hashing, signing and uploads all happen later.
+ * an in-memory buffer; file writes, gzip, hashing, signing and uploads all happen later, the spool's
+ * file work in one worker thread for all sessions (spool-io.ts, spool-worker.ts).
  *
  * Spool layout, one directory per session (`<spoolDir>/sessions/<sessionId>/`):
  *   open.json          SessionMeta + key prefix, written durably before openSession resolves
@@ -29,18 +30,14 @@
  *   "always": events.jsonl and terminal.cast are fsynced on every flush as well.
  */
 import { randomUUID } from "node:crypto";
-import { type FileHandle, mkdir, open, readdir, readFile, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
-import { gzip } from "node:zlib";
 import { CompactSign } from "jose";
 import type { Registry } from "prom-client";
 import { RecordingError, SpoolFullError } from "./errors.ts";
 import type { OpenSessionOptions, Recorder, RecordingEvent, SessionEnd, SessionMeta, SessionRecorder, StoredEvent } from "./events.ts";
 import {
 	addCounts,
-	CHUNK_GZIP_LEVEL,
-	type ChunkHeader,
 	castHeader,
 	castLine,
 	chunkName,
@@ -62,11 +59,10 @@ import {
 import { StatementSerializer } from "./eventjson.ts";
 import type { RecordingKey } from "./keys.ts";
 import { RecorderMetrics } from "./metrics.ts";
+import { SpoolIO } from "./spool-io.ts";
+import type { SealChunk, SpoolOp, SpoolResult } from "./spool-worker.ts";
 import { fsyncDir, type RecordingStore, writeFileDurable } from "./store.ts";
 
-const gzipAsync = promisify(gzip);
-/** zlib output buffer: a sealed ~1 MiB chunk compresses into one or two of these, not a dozen 16 KiB round trips. */
-const GZIP_CHUNK = 128 * 1024;
 /** Session ids become spool directory names and key segments: keep them plain. */
 const SESSION_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -220,8 +216,13 @@ export class DiskRecorder implements Recorder {
 	readonly statementJson = new StatementSerializer();
 	readonly log: RecorderLogger;
 	readonly store: RecordingStore;
+	/** The spool worker: every session's file writes, gzip and fsyncs, batched per turn of the event loop. */
+	readonly io = new SpoolIO(HEADER_ROOM);
 	private readonly sessionsDir: string;
 	private readonly states = new Map<string, SpoolState>();
+	/** Sessions with events to write at the next flush tick; one timer for all of them. */
+	private readonly flushDue = new Set<LiveSession>();
+	private flushTimer: NodeJS.Timeout | undefined;
 	private backlog = 0;
 	/** Sessions between close() and their signed manifest: drain() waits for them too. */
 	closing = 0;
@@ -306,6 +307,8 @@ export class DiskRecorder implements Recorder {
 		await mkdir(this.sessionsDir, { recursive: true });
 		await this.lock();
 		this.started = true;
+		// The spool worker starts now, not at the first session's first flush.
+		this.io.start();
 		const names = (await readdir(this.sessionsDir)).sort();
 		for (const name of names) {
 			try {
@@ -429,6 +432,26 @@ export class DiskRecorder implements Recorder {
 		return live;
 	}
 
+	/**
+	 * A session has events to write: it is flushed at the next tick, every flushIntervalMs at most,
+	 * together with every other session that has, so that one tick is one message to the worker.
+	 */
+	scheduleFlush(session: LiveSession): void {
+		this.flushDue.add(session);
+		if (this.flushTimer) return;
+		this.flushTimer = setTimeout(() => {
+			this.flushTimer = undefined;
+			const due = [...this.flushDue];
+			this.flushDue.clear();
+			for (const s of due) s.flushNow();
+		}, this.options.flushIntervalMs);
+		this.flushTimer.unref();
+	}
+
+	unscheduleFlush(session: LiveSession): void {
+		this.flushDue.delete(session);
+	}
+
 	/** Called by a session when it sealed a chunk or finalised. */
 	kick(): void {
 		this.wake?.();
@@ -436,7 +459,7 @@ export class DiskRecorder implements Recorder {
 
 	/** Resolves when nothing is waiting for upload (open sessions' unsealed events excepted) or after timeoutMs (rejects). */
 	async drain(timeoutMs = 60_000): Promise<void> {
-		const idle = () => this.closing === 0 && ![...this.states.values()].some((s) => s.hasWork()) && this.keyPublished;
+		const idle = () => this.closing === 0 && ![...this.states.values()].some((s) => s.hasWork() || (s.live?.sealing ?? 0) > 0) && this.keyPublished;
 		if (idle()) return;
 		await new Promise<void>((resolve, reject) => {
 			const timer = setTimeout(() => {
@@ -465,6 +488,8 @@ export class DiskRecorder implements Recorder {
 		if (this.sleepTimer) clearTimeout(this.sleepTimer);
 		this.kick();
 		await this.loop;
+		if (this.flushTimer) clearTimeout(this.flushTimer);
+		await this.io.close();
 		try {
 			await unlink(this.lockPath);
 		} catch {}
@@ -677,7 +702,6 @@ async function readChunkIndex(dir: string): Promise<ChunkEntry[]> {
 /** The spool file saying up to which chunk index a session's chunks are in the store. */
 const UPLOADED_FILE = "uploaded";
 const SEGMENT_RE = /^segment-(\d{6,})\.bin$/;
-const segmentName = (n: number) => `segment-${String(n).padStart(6, "0")}.bin`;
 const segmentNumber = (name: string) => Number(SEGMENT_RE.exec(name)?.[1] ?? 0);
 
 async function readUploadedThrough(dir: string): Promise<number> {
@@ -703,15 +727,6 @@ async function readRange(path: string, offset: number, bytes: number): Promise<B
 		return buf;
 	} finally {
 		await fh.close();
-	}
-}
-
-async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
-	let done = 0;
-	while (done < buf.length) {
-		const { bytesWritten } = await fh.write(buf, done, buf.length - done);
-		if (bytesWritten <= 0) throw new Error(`write returned ${bytesWritten}`);
-		done += bytesWritten;
 	}
 }
 
@@ -749,6 +764,11 @@ const HEADER_ROOM = 512;
 const chunkBufferSize = (chunkMaxBytes: number) => HEADER_ROOM + chunkMaxBytes + 16 * 1024;
 /** Sealed chunks' buffers kept for reuse, recorder-wide (each up to ~chunkMaxBytes). */
 const SPARE_CHUNK_BUFFERS = 8;
+/**
+ * Chunk buffers live in shared memory: the spool worker reads the ranges it is handed (and writes a
+ * chunk's header into its room) without a copy; the main thread never writes a range it handed over.
+ */
+const sharedBuffer = (size: number) => Buffer.from(new SharedArrayBuffer(size));
 
 /**
  * One chunk in the making: its JSON Lines ("…\n" per event) written straight into a Buffer when the
@@ -774,7 +794,7 @@ class ChunkBuffer {
 	 * never copies while filling it; sealed chunks hand their buffers on (DiskRecorder.giveBuffer).
 	 */
 	constructor(buf: Buffer | undefined, chunkMaxBytes: number) {
-		this.buf = buf ?? Buffer.allocUnsafe(chunkBufferSize(chunkMaxBytes));
+		this.buf = buf ?? sharedBuffer(chunkBufferSize(chunkMaxBytes));
 	}
 
 	get bytes(): number {
@@ -785,7 +805,7 @@ class ChunkBuffer {
 	room(more: number): Buffer {
 		const need = this.len + more;
 		if (need > this.buf.length) {
-			const next = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+			const next = sharedBuffer(Math.max(need, this.buf.length * 2));
 			this.buf.copy(next, 0, 0, this.len);
 			this.buf = next;
 		}
@@ -830,6 +850,14 @@ class ChunkBuffer {
 	}
 }
 
+/** A range of a chunk buffer handed to the worker for events.jsonl, and what it covers. */
+interface FlushPart {
+	c: ChunkBuffer;
+	view: Buffer;
+	to: number;
+	events: number;
+}
+
 /** The per-session writer handed to data paths. */
 class LiveSession implements SessionRecorder {
 	readonly sessionId: string;
@@ -848,21 +876,19 @@ class LiveSession implements SessionRecorder {
 	private pendingCast: string[] = [];
 	private readonly entries: ChunkEntry[];
 	private castStarted = false;
-	private eventsFh: FileHandle | undefined;
 	/** Bytes in events.jsonl (it is truncated after every seal). */
 	private eventsBytes = 0;
-	private castFh: FileHandle | undefined;
-	/** chunks.jsonl, kept open for appends. */
-	private indexFh: FileHandle | undefined;
-	/** The segment sealed chunks are appended to, its name, size and number. */
-	private segFh: FileHandle | undefined;
+	/** The segment sealed chunks are appended to ("" when none is open), its size and number (the worker opens and rolls them). */
 	private segName = "";
 	private segSize = 0;
 	private segNumber = 0;
 	private chain: Promise<void> = Promise.resolve();
-	private flushTimer: NodeJS.Timeout | undefined;
+	/** Waiting for the recorder's next flush tick. */
+	private flushDue = false;
 	private ageTimer: NodeJS.Timeout | undefined;
 	private sealQueued = false;
+	/** Seals queued or running: their chunks are about to be uploadable, so drain() waits for them. */
+	sealing = 0;
 	private dropped = 0;
 	private failed: Error | undefined;
 	private readonly recovering: boolean;
@@ -942,21 +968,28 @@ class LiveSession implements SessionRecorder {
 			this.full.push(c);
 			this.open = undefined;
 			this.queueSeal();
-		} else if (!this.flushTimer) {
-			this.flushTimer = setTimeout(() => {
-				this.flushTimer = undefined;
-				this.enqueue(() => this.flush());
-			}, this.rec.options.flushIntervalMs);
-			this.flushTimer.unref();
+		} else if (!this.flushDue) {
+			this.flushDue = true;
+			this.rec.scheduleFlush(this);
 		}
+	}
+
+	/** The recorder's flush tick: write what was appended since the last one. */
+	flushNow(): void {
+		this.flushDue = false;
+		void this.enqueue(() => this.flush());
 	}
 
 	private queueSeal(): void {
 		if (this.sealQueued) return;
 		this.sealQueued = true;
-		this.enqueue(async () => {
+		this.sealing++;
+		void this.enqueue(async () => {
 			this.sealQueued = false;
 			await this.seal();
+		}).finally(() => {
+			this.sealing--;
+			this.rec.kick();
 		});
 	}
 
@@ -967,6 +1000,7 @@ class LiveSession implements SessionRecorder {
 				await op();
 			} catch (e) {
 				this.failed = e as Error;
+				this.dropUnwritten();
 				this.rec.log.error({ session: this.sessionId, err: (e as Error).message }, "spool write failed; events of this session are being dropped");
 				try {
 					this.onFailure?.(new RecordingError("STORE_UNAVAILABLE", `recording of session ${this.sessionId} failed: ${(e as Error).message}`, { cause: e }));
@@ -979,11 +1013,6 @@ class LiveSession implements SessionRecorder {
 		return next;
 	}
 
-	private async files(): Promise<void> {
-		if (!this.eventsFh) this.eventsFh = await open(join(this.state.dir, "events.jsonl"), "a");
-		if (this.castStarted && !this.castFh) this.castFh = await open(join(this.state.dir, TERMINAL_FILE), "a");
-	}
-
 	private countEmitted(): void {
 		if (this.uncounted > 0) {
 			this.rec.metrics.events.inc(this.uncounted);
@@ -991,73 +1020,146 @@ class LiveSession implements SessionRecorder {
 		}
 	}
 
-	/** Write what was appended since the last flush to events.jsonl / terminal.cast. */
-	private async flush(): Promise<void> {
-		this.countEmitted();
-		// What to write, fixed now: later emits append after these ranges and never touch them.
-		const parts: { c: ChunkBuffer; view: Buffer; to: number; events: number }[] = [];
+	/** What was appended since the last write, fixed now: later emits append after these ranges and never touch them. */
+	private unflushed(): { parts: FlushPart[]; cast: string } {
+		const parts: FlushPart[] = [];
 		for (const c of this.open ? [...this.full, this.open] : this.full) {
 			if (c.len > c.flushed) parts.push({ c, view: c.buf.subarray(c.flushed, c.len), to: c.len, events: c.events });
 		}
-		const cast = this.pendingCast;
-		if (parts.length === 0 && cast.length === 0) return;
+		const cast = this.pendingCast.length ? `${this.pendingCast.join("\n")}\n` : "";
 		this.pendingCast = [];
-		try {
-			await this.files();
-			if (parts.length) {
-				await this.eventsFh!.writev(parts.map((x) => x.view));
-				let n = 0;
-				for (const x of parts) {
-					n += x.view.length;
-					x.c.flushed = x.to;
-					x.c.flushedEvents = x.events;
-				}
-				this.rec.addBytes(this.state, n);
-				this.eventsBytes += n;
-				if (this.rec.options.fsync === "always") await this.eventsFh!.sync();
-			}
-			if (cast.length) {
-				const buf = Buffer.from(`${cast.join("\n")}\n`);
-				await this.castFh!.write(buf);
-				this.rec.addBytes(this.state, buf.length);
-				if (this.rec.options.fsync === "always") await this.castFh!.sync();
-			}
-		} catch (e) {
+		return { parts, cast };
+	}
+
+	/** After the worker wrote `parts` and `cast` (or failed to): account for them, or count the events lost and throw. */
+	private wrote(parts: FlushPart[], cast: string, error: Error | undefined): void {
+		if (error) {
 			let lost = 0;
-			for (const x of parts) lost += x.events - x.c.flushedEvents;
+			for (const x of parts) {
+				lost += x.events - x.c.flushedEvents;
+				// Counted here, not again by dropUnwritten.
+				x.c.flushedEvents = x.events;
+			}
 			this.dropped += lost;
 			this.rec.metrics.eventsDropped.inc(lost);
-			throw e;
+			throw error;
 		}
+		let n = 0;
+		for (const x of parts) {
+			n += x.view.length;
+			x.c.flushed = x.to;
+			x.c.flushedEvents = x.events;
+		}
+		this.eventsBytes += n;
+		this.rec.addBytes(this.state, n + (cast ? Buffer.byteLength(cast) : 0));
+	}
+
+	/** The spool failed: the events buffered and not written are lost, count them (later emits count themselves). */
+	private dropUnwritten(): void {
+		let lost = 0;
+		for (const c of this.open ? [...this.full, this.open] : this.full) lost += c.events - c.flushedEvents;
+		this.full = [];
+		this.open = undefined;
+		this.pendingCast = [];
+		this.dropped += lost;
+		this.rec.metrics.eventsDropped.inc(lost);
+	}
+
+	/** Run one spool operation in the worker; a failure inside it comes back as an Error. */
+	private async spool(op: SpoolOp): Promise<{ result: SpoolResult; error: Error | undefined }> {
+		let result: SpoolResult;
+		try {
+			result = await this.rec.io.run(op);
+		} catch (e) {
+			return { result: {}, error: e as Error };
+		}
+		const err = result.error;
+		if (!err) return { result, error: undefined };
+		const error = Object.assign(new Error(err.message), err.code ? { code: err.code } : {});
+		return { result, error };
+	}
+
+	/** Write what was appended since the last flush to events.jsonl / terminal.cast. */
+	private async flush(): Promise<void> {
+		this.countEmitted();
+		const { parts, cast } = this.unflushed();
+		if (parts.length === 0 && !cast) return;
+		const { error } = await this.spool({ kind: "write", dir: this.state.dir, parts: parts.map((x) => x.view), cast, sync: this.rec.options.fsync === "always" });
+		this.wrote(parts, cast, error);
 	}
 
 	/**
-	 * Seal every chunk so far (the full ones and the open one): gzip, hash-chain, durable write, index;
-	 * then truncate events.jsonl. Events emitted meanwhile start the next chunk.
+	 * Seal every chunk so far (the full ones and the open one): the worker writes what is unflushed,
+	 * gzips, hash-chains, appends to the segment (fsynced), indexes (fsynced), then empties
+	 * events.jsonl; all in one operation. Events emitted meanwhile start the next chunk.
 	 */
 	private async seal(): Promise<void> {
 		if (this.ageTimer) {
 			clearTimeout(this.ageTimer);
 			this.ageTimer = undefined;
 		}
-		await this.flush();
+		this.countEmitted();
+		const { parts, cast } = this.unflushed();
 		const chunks = this.full;
 		this.full = [];
 		if (this.open && this.open.events > 0) chunks.push(this.open);
 		this.open = undefined;
-		this.countEmitted();
-		if (chunks.length === 0) return;
-		for (const c of chunks) {
-			await this.writeChunk(c);
-			// Sealed: nothing refers to these bytes any more (the flushes and the gzip are done).
-			this.rec.giveBuffer(c.buf);
+		if (chunks.length === 0) {
+			if (parts.length === 0 && !cast) return;
+			const { error } = await this.spool({ kind: "write", dir: this.state.dir, parts: parts.map((x) => x.view), cast, sync: this.rec.options.fsync === "always" });
+			this.wrote(parts, cast, error);
+			return;
 		}
-		// events.jsonl now only holds what the sealed chunks hold.
-		if (this.eventsFh) {
-			await this.eventsFh.truncate(0);
-			this.rec.addBytes(this.state, -this.eventsBytes);
-			this.eventsBytes = 0;
+		const last = this.entries[this.entries.length - 1];
+		let index = last?.index ?? 0;
+		const sealChunks: SealChunk[] = chunks.map((c) => {
+			index++;
+			return {
+				buf: c.buf,
+				len: c.len,
+				index,
+				name: chunkName(index),
+				events: c.events,
+				firstSeq: c.firstSeq,
+				lastSeq: c.lastSeq,
+				firstTimeMs: c.firstTimeMs,
+				counts: c.counts as unknown as Record<string, unknown>,
+			};
+		});
+		const { result, error } = await this.spool({
+			kind: "seal",
+			dir: this.state.dir,
+			sessionId: this.sessionId,
+			parts: parts.map((x) => x.view),
+			cast,
+			sync: this.rec.options.fsync === "always",
+			chunks: sealChunks,
+			prev: last ? last.sha256 : null,
+			segment: { number: this.segNumber, name: this.segName, size: this.segSize },
+			segmentMaxBytes: this.rec.options.segmentMaxBytes,
+			truncateEvents: true,
+		});
+		// What the worker did before any failure counts: segments it made, chunks it indexed.
+		for (const name of result.created ?? []) this.state.segments.add(name);
+		if (result.segment) {
+			this.segNumber = result.segment.number;
+			this.segName = result.segment.name;
+			this.segSize = result.segment.size;
+			this.state.writingSegment = this.segName || undefined;
 		}
+		for (const e of result.entries ?? []) {
+			const entry = e as unknown as ChunkEntry;
+			this.entries.push(entry);
+			this.state.pendingChunks.set(entry.index, entry.firstTimeMs);
+			this.state.pendingSegment.set(entry.index, e.segment);
+			this.rec.addBytes(this.state, entry.bytes);
+		}
+		this.wrote(parts, cast, error);
+		// Sealed: nothing refers to these bytes any more (the worker answered).
+		for (const c of chunks) this.rec.giveBuffer(c.buf);
+		// events.jsonl now only holds what the sealed chunks hold, and the worker emptied it.
+		this.rec.addBytes(this.state, -this.eventsBytes);
+		this.eventsBytes = 0;
 		this.currentFirstTimeMs = undefined;
 		// Events emitted while sealing are in new chunks: they start the next one.
 		const next = this.full[0] ?? this.open;
@@ -1067,82 +1169,6 @@ class LiveSession implements SessionRecorder {
 			this.ageTimer.unref();
 		}
 		this.rec.kick();
-	}
-
-	private async writeChunk(c: ChunkBuffer): Promise<void> {
-		const prev = this.entries[this.entries.length - 1];
-		const index = (prev?.index ?? 0) + 1;
-		const header: ChunkHeader = {
-			format: FORMAT_VERSION,
-			kind: "chunk",
-			sessionId: this.sessionId,
-			index,
-			prev: prev ? prev.sha256 : null,
-			firstSeq: c.firstSeq,
-			lastSeq: c.lastSeq,
-			events: c.events,
-		};
-		const head = `${JSON.stringify(header)}\n`;
-		const headBytes = Buffer.byteLength(head);
-		// The header goes into the room left for it in front of the events; a header that does not fit
-		// (it cannot with today's fields) would be joined by copy instead.
-		let input: Buffer;
-		if (headBytes <= HEADER_ROOM) {
-			c.buf.write(head, HEADER_ROOM - headBytes, "utf8");
-			input = c.buf.subarray(HEADER_ROOM - headBytes, c.len);
-		} else input = Buffer.concat([Buffer.from(head), c.buf.subarray(HEADER_ROOM, c.len)]);
-		const body = await gzipAsync(input, { level: CHUNK_GZIP_LEVEL, chunkSize: GZIP_CHUNK });
-		// Appended to the session's segment file and fsynced; the index line that follows (fsynced
-		// too) is what makes it count: recovery cuts a segment back to its last indexed chunk.
-		const created = await this.segmentFor(body.length);
-		const offset = this.segSize;
-		await writeAll(this.segFh!, body);
-		this.segSize += body.length;
-		await this.segFh!.sync();
-		if (created) await fsyncDir(this.state.dir);
-		const entry: ChunkEntry = {
-			index,
-			name: chunkName(index),
-			sha256: sha256Hex(body),
-			bytes: body.length,
-			events: c.events,
-			firstSeq: c.firstSeq,
-			lastSeq: c.lastSeq,
-			firstTimeMs: c.firstTimeMs,
-			counts: c.counts,
-			segment: this.segName,
-			offset,
-		};
-		this.indexFh ??= await open(join(this.state.dir, "chunks.jsonl"), "a");
-		await writeAll(this.indexFh, Buffer.from(`${JSON.stringify(entry)}\n`));
-		await this.indexFh.sync();
-		this.entries.push(entry);
-		this.state.pendingChunks.set(index, entry.firstTimeMs);
-		this.state.pendingSegment.set(index, entry.segment!);
-		this.rec.addBytes(this.state, body.length);
-	}
-
-	/**
-	 * Make sure a segment with room for `bytes` more is open (a chunk larger than a whole segment gets
-	 * one of its own). Returns true when a new segment file was created (its directory entry still
-	 * needs an fsync).
-	 */
-	private async segmentFor(bytes: number): Promise<boolean> {
-		if (this.segFh && this.segSize > 0 && this.segSize + bytes > this.rec.options.segmentMaxBytes) {
-			await this.segFh.close();
-			this.segFh = undefined;
-			this.state.writingSegment = undefined;
-			// The finished segment goes once its last chunk is uploaded (or now, if it already is).
-			this.rec.kick();
-		}
-		if (this.segFh) return false;
-		const name = segmentName(++this.segNumber);
-		this.state.writingSegment = name;
-		this.state.segments.add(name);
-		this.segFh = await open(join(this.state.dir, name), "wx");
-		this.segName = name;
-		this.segSize = 0;
-		return true;
 	}
 
 	/** Recovery: load events.jsonl (dropping a torn last line and anything already sealed). */
@@ -1191,8 +1217,7 @@ class LiveSession implements SessionRecorder {
 				this.rec.addBytes(this.state, cut - cast.length);
 			}
 		}
-		await this.files();
-		await this.eventsFh!.truncate(0);
+		await writeFile(join(this.state.dir, "events.jsonl"), "");
 		// Recompute the backlog for events.jsonl: recoverDir counted its old size.
 		const oldSize = Buffer.byteLength(text);
 		this.rec.addBytes(this.state, -oldSize);
@@ -1212,29 +1237,28 @@ class LiveSession implements SessionRecorder {
 		this.clearTimers();
 		await this.enqueue(() => this.flush());
 		await this.enqueue(async () => this.closeFiles());
+		await this.releaseFiles();
 		this.state.live = undefined;
 	}
 
 	private clearTimers(): void {
-		if (this.flushTimer) clearTimeout(this.flushTimer);
+		if (this.flushDue) this.rec.unscheduleFlush(this);
 		if (this.ageTimer) clearTimeout(this.ageTimer);
-		this.flushTimer = undefined;
+		this.flushDue = false;
 		this.ageTimer = undefined;
 	}
 
+	/** Close the session's spool files in the worker (terminal.cast fsynced first). */
 	private async closeFiles(): Promise<void> {
-		if (this.castFh) {
-			await this.castFh.sync();
-			await this.castFh.close();
-		}
-		if (this.eventsFh) await this.eventsFh.close();
-		if (this.indexFh) await this.indexFh.close();
-		if (this.segFh) await this.segFh.close();
-		this.castFh = undefined;
-		this.eventsFh = undefined;
-		this.indexFh = undefined;
-		this.segFh = undefined;
+		const { error } = await this.spool({ kind: "close", dir: this.state.dir });
+		this.segName = "";
 		this.state.writingSegment = undefined;
+		if (error) throw error;
+	}
+
+	/** A session whose spool failed skips its queued operations: still close what the worker holds open for it. */
+	private async releaseFiles(): Promise<void> {
+		if (this.failed) await this.spool({ kind: "close", dir: this.state.dir });
 	}
 
 	async close(end: SessionEnd): Promise<void> {
@@ -1249,6 +1273,7 @@ class LiveSession implements SessionRecorder {
 				await this.closeFiles();
 				await this.finalize(end, endedAt);
 			});
+			await this.releaseFiles();
 		} finally {
 			this.rec.closing--;
 			this.rec.kick();
