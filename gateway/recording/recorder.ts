@@ -49,7 +49,6 @@ import {
 	MANIFEST_JWS_TYP,
 	type Manifest,
 	SESSION_FILE,
-	type SessionCounts,
 	sessionDocument,
 	sessionMetadata,
 	sessionPrefix,
@@ -60,7 +59,7 @@ import { StatementSerializer } from "./eventjson.ts";
 import type { RecordingKey } from "./keys.ts";
 import { RecorderMetrics } from "./metrics.ts";
 import { SpoolIO } from "./spool-io.ts";
-import type { SealChunk, SpoolOp, SpoolResult } from "./spool-worker.ts";
+import type { ChunkEntry, SealChunk, SpoolOp, SpoolResult } from "./spool-worker.ts";
 import { fsyncDir, type RecordingStore, writeFileDurable } from "./store.ts";
 
 /** Session ids become spool directory names and key segments: keep them plain. */
@@ -122,25 +121,6 @@ const consoleLogger: RecorderLogger = {
 		console.error(`recording: ${msg}`, JSON.stringify(obj));
 	},
 };
-
-interface ChunkEntry {
-	index: number;
-	name: string;
-	sha256: string;
-	bytes: number;
-	events: number;
-	firstSeq: number;
-	lastSeq: number;
-	/** Epoch ms of the chunk's first event (for the oldest-unsent-age metric). */
-	firstTimeMs: number;
-	counts: SessionCounts;
-	/**
-	 * The spool segment file holding the chunk's bytes at `offset`. Absent in spools written before
-	 * segments existed: the chunk is then the file `name` itself.
-	 */
-	segment?: string;
-	offset?: number;
-}
 
 interface OpenRecord {
 	format: typeof FORMAT_VERSION;
@@ -1123,7 +1103,7 @@ class LiveSession implements SessionRecorder {
 				firstSeq: c.firstSeq,
 				lastSeq: c.lastSeq,
 				firstTimeMs: c.firstTimeMs,
-				counts: c.counts as unknown as Record<string, unknown>,
+				counts: c.counts,
 			};
 		});
 		const { result, error } = await this.spool({
@@ -1148,11 +1128,10 @@ class LiveSession implements SessionRecorder {
 			this.state.writingSegment = this.segName || undefined;
 		}
 		for (const e of result.entries ?? []) {
-			const entry = e as unknown as ChunkEntry;
-			this.entries.push(entry);
-			this.state.pendingChunks.set(entry.index, entry.firstTimeMs);
-			this.state.pendingSegment.set(entry.index, e.segment);
-			this.rec.addBytes(this.state, entry.bytes);
+			this.entries.push(e);
+			this.state.pendingChunks.set(e.index, e.firstTimeMs);
+			if (e.segment !== undefined) this.state.pendingSegment.set(e.index, e.segment);
+			this.rec.addBytes(this.state, e.bytes);
 		}
 		this.wrote(parts, cast, error);
 		// Sealed: nothing refers to these bytes any more (the worker answered).

@@ -14,6 +14,7 @@ import { closeSync, fsyncSync, ftruncateSync, openSync, writeSync, writevSync } 
 import { join } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { gzipSync } from "node:zlib";
+import type { ManifestChunk, SessionCounts } from "./format.ts";
 
 /** Event lines to append to the session's events.jsonl, and asciicast lines for terminal.cast. */
 export interface WriteOp {
@@ -37,7 +38,7 @@ export interface SealChunk {
 	firstSeq: number;
 	lastSeq: number;
 	firstTimeMs: number;
-	counts: Record<string, unknown>;
+	counts: SessionCounts;
 }
 
 export interface SegmentState {
@@ -72,25 +73,24 @@ export interface CloseOp {
 
 export type SpoolOp = WriteOp | SealOp | CloseOp;
 
-/** One sealed chunk's index line, as written to chunks.jsonl. */
-export interface SealedEntry {
+/** One sealed chunk's line in the spool's chunks.jsonl: its manifest entry and what the spool needs besides. */
+export interface ChunkEntry extends ManifestChunk {
 	index: number;
-	name: string;
-	sha256: string;
-	bytes: number;
-	events: number;
-	firstSeq: number;
-	lastSeq: number;
+	/** Epoch ms of the chunk's first event (for the oldest-unsent-age metric). */
 	firstTimeMs: number;
-	counts: Record<string, unknown>;
-	segment: string;
-	offset: number;
+	counts: SessionCounts;
+	/**
+	 * The spool segment file holding the chunk's bytes at `offset`. Absent in spools written before
+	 * segments existed: the chunk is then the file `name` itself.
+	 */
+	segment?: string;
+	offset?: number;
 }
 
 export interface SpoolResult {
 	/** Set when the op failed; for a seal, `entries` still lists the chunks indexed before it did. */
 	error?: { message: string; code?: string };
-	entries?: SealedEntry[];
+	entries?: ChunkEntry[];
 	segment?: SegmentState;
 	/** Segment files this op created (a seal may start one or more). */
 	created?: string[];
@@ -188,7 +188,7 @@ function write(op: WriteOp | SealOp): void {
 }
 
 function seal(op: SealOp, result: SpoolResult): void {
-	const entries: SealedEntry[] = [];
+	const entries: ChunkEntry[] = [];
 	const created: string[] = [];
 	const segment = { ...op.segment };
 	result.entries = entries;
@@ -239,7 +239,7 @@ function seal(op: SealOp, result: SpoolResult): void {
 		fsyncSync(seg);
 		if (fresh) fsyncDir(op.dir);
 		const sha256 = createHash("sha256").update(body).digest("hex");
-		const entry: SealedEntry = {
+		const entry: ChunkEntry = {
 			index: c.index,
 			name: c.name,
 			sha256,
