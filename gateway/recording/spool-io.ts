@@ -113,6 +113,11 @@ export class SpoolIO {
 		return worker;
 	}
 
+	/** Operations requested and not answered yet. */
+	get outstanding(): number {
+		return this.#outstanding;
+	}
+
 	/** The running worker thread, if any (diagnostics; tests end it to check that a dead worker is replaced). */
 	get worker(): Worker | undefined {
 		return this.#worker;

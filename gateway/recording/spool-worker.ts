@@ -10,7 +10,7 @@
  * writes a range it handed over, and reuses a buffer only after the seal that read it answered.
  */
 import { createHash } from "node:crypto";
-import { closeSync, fsyncSync, ftruncateSync, openSync, writeSync, writevSync } from "node:fs";
+import { closeSync, fsyncSync, ftruncateSync, openSync, truncateSync, writeSync, writevSync } from "node:fs";
 import { join } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { gzipSync } from "node:zlib";
@@ -262,6 +262,14 @@ function seal(op: SealOp, result: SpoolResult): void {
 		const path = join(op.dir, EVENTS_FILE);
 		const f = files.get(path);
 		if (f !== undefined) ftruncateSync(f, 0);
+		else {
+			// Written by a worker before this one (it died): empty the file by name.
+			try {
+				truncateSync(path, 0);
+			} catch (e) {
+				if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+			}
+		}
 	}
 }
 

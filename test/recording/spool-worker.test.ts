@@ -5,7 +5,7 @@
  * they were); and closed sessions, failed ones included, leave no file open in the spool.
  */
 import assert from "node:assert/strict";
-import { readdir, readFile, readlink, rename } from "node:fs/promises";
+import { readdir, readFile, readlink, rename, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { listSessions, loadSession, loadStoreKeys } from "../../gateway/recording/catalog.ts";
@@ -49,19 +49,27 @@ test("every session due at a flush tick goes to the spool worker in one message"
 });
 
 test("a spool worker that dies is replaced: sessions it held no work for keep recording and verify", async () => {
-	const { store, spool, rec } = await storeAndRecorder("respawn", { chunkMaxBytes: 4096 });
+	const { store, spool, rec } = await storeAndRecorder("respawn", { chunkMaxBytes: 4096, chunkMaxAgeMs: 1500 });
+	const dir = (id: string) => join(spool, "sessions", id);
+	const sealedThrough = async (id: string, seq: number) => (await readFile(join(dir(id), "chunks.jsonl"), "utf8").catch(() => "")).includes(`"lastSeq":${seq},`);
 	try {
 		const m = meta();
 		const failures: Error[] = [];
 		const s = await rec.openSession(m, { onFailure: (e) => failures.push(e) });
-		// Enough for a few sealed chunks (segment open in the worker) and some unsealed events.
+		// A few sealed chunks (a segment and the index open in the worker)...
 		for (const e of sqlEvents(60)) s.emit(e);
-		await eventually("all sixty sealed", async () => (await readFile(join(spool, "sessions", m.sessionId, "chunks.jsonl"), "utf8").catch(() => "")).includes('"lastSeq":60,'));
+		await eventually("all sixty sealed", () => sealedThrough(m.sessionId, 60));
+		// ...and five events written to events.jsonl by this worker, not sealed yet.
+		for (const e of sqlEvents(5)) s.emit(e);
+		await eventually("five events flushed, nothing in flight", async () => (await stat(join(dir(m.sessionId), "events.jsonl"))).size > 0 && rec.io.outstanding === 0);
 		const first = rec.io.worker;
 		assert.ok(first, "a worker is running");
 		await first.terminate();
-		// New events go to a new worker, which opens events.jsonl, the index and the segment again.
-		for (const e of sqlEvents(60)) s.emit(e);
+		// The age seal goes to a new worker: it seals the five and empties events.jsonl, which it never opened.
+		await eventually("the five sealed by the new worker", () => sealedThrough(m.sessionId, 65));
+		assert.equal((await stat(join(dir(m.sessionId), "events.jsonl"))).size, 0);
+		// More events: the new worker opens events.jsonl, the index and the segment again, where they were.
+		for (const e of sqlEvents(55)) s.emit(e);
 		await s.close({ reason: "client-closed" });
 		assert.equal(rec.io.stats.workersStarted, 2);
 		assert.notEqual(rec.io.worker, first);
@@ -77,7 +85,7 @@ test("a spool worker that dies is replaced: sessions it held no work for keep re
 		);
 		let chunks = 0;
 		for await (const o of store.list(summary!.prefix)) if (o.key.includes("/chunk-")) chunks++;
-		assert.ok(chunks > 2, `several chunks across the restart, got ${chunks}`);
+		assert.ok(chunks > 3, `several chunks across the restart, got ${chunks}`);
 	} finally {
 		await rec.stop();
 	}
