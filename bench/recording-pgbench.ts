@@ -163,7 +163,12 @@ try {
 	const tpsRatio = median(on.map((x) => x.tps)) / median(off.map((x) => x.tps));
 	const cpuRatio = median(on.map((x) => x.cpuPerTx)) / median(off.map((x) => x.cpuPerTx));
 	const ratios = on.map((x, i) => x.tps / off[i]!.tps);
-	console.log(`\nper-run TPS ratios: ${ratios.map((x) => x.toFixed(2)).join(" ")}; median ${median(ratios).toFixed(3)}${baseMode === "on" ? " (calibration: ON vs ON)" : ""}`);
+	const mean = ratios.reduce((a, b) => a + b, 0) / ratios.length;
+	// Standard error of the mean: how far the mean of this many runs may sit from the machine's true ratio.
+	const se = Math.sqrt(ratios.reduce((a, b) => a + (b - mean) ** 2, 0) / (ratios.length - 1) / ratios.length);
+	console.log(
+		`\nper-run TPS ratios: ${ratios.map((x) => x.toFixed(3)).join(" ")}; median ${median(ratios).toFixed(3)}, mean ${mean.toFixed(3)} ± ${se.toFixed(3)} (standard error)${baseMode === "on" ? " (calibration: ON vs ON)" : ""}`,
+	);
 	console.log(`\n| pgbench -S -M ${MODE}, 8 clients, ${SECONDS}s x ${RUNS} | recording ${baseMode} | recording on | on / ${baseMode} |\n| --- | --- | --- | --- |`);
 	console.log(`| TPS (median) | ${median(off.map((x) => x.tps)).toFixed(0)} | ${median(on.map((x) => x.tps)).toFixed(0)} | ${tpsRatio.toFixed(3)} (target > 0.95) |`);
 	console.log(
