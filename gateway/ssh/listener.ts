@@ -56,6 +56,17 @@ import { mintSessionCertificate, presentCertificate, type SessionCertificate } f
 
 const { Server, Client, utils } = ssh2;
 
+/**
+ * Values of the environment variables the gateway relays (LANG, LC_*, TERM, and the terminal type of a
+ * pty-req, which sshd sets as TERM): locale and terminal names (`en_US.UTF-8`, `de_DE@euro`,
+ * `xterm-256color`). Nothing a shell could evaluate: bash re-reads a variable's value as an arithmetic
+ * expression (`${a[VAR]}`, `${!VAR}` naming `a[$(cmd)]`) or a prompt string (`${VAR@P}`), so a value
+ * with `$`, backquotes, brackets or parentheses runs a command that an allowed `echo *` never shows.
+ */
+export function isPlainEnvValue(v: string): boolean {
+	return /^[A-Za-z0-9._+@-]{0,64}$/.test(v);
+}
+
 export interface SshListenerOptions {
 	store: BundleStore;
 	recorder: Recorder;
@@ -872,6 +883,13 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				reject?.();
 				return;
 			}
+			// sshd puts the terminal type into the session's TERM: a value the shell can evaluate would run
+			// code past allowedCommands (`echo ${TERM@P}` with TERM `$(cmd)`): plain names only.
+			if (!isPlainEnvValue(info.term ?? "")) {
+				state.recorder.emit({ type: "notice", message: `pty refused: terminal type ${JSON.stringify(String(info.term).slice(0, 80))} is not a plain name` });
+				reject?.();
+				return;
+			}
 			pty = info;
 			state.recorder.emit({ type: "terminal", stream: "r", data: `${info.cols}x${info.rows}` });
 			accept?.();
@@ -883,8 +901,13 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			accept?.();
 		});
 		session.on("env", (accept, _reject, info) => {
-			// Only locale variables travel (sshd's AcceptEnv default is similar).
-			if (/^(LANG|LC_[A-Z]+|TERM)$/.test(info.key)) env[info.key] = info.val;
+			// Only locale variables travel (sshd's AcceptEnv default is similar), and only plain values: the
+			// target's shell can evaluate a variable's value (`${!LC_X}`, `${a[LC_X]}`, `${LC_X@P}` run a
+			// `$(cmd)` or `a[$(cmd)]` inside it), which would step around allowedCommands.
+			if (/^(LANG|LC_[A-Z]+|TERM)$/.test(info.key)) {
+				if (isPlainEnvValue(info.val)) env[info.key] = info.val;
+				else state.recorder.emit({ type: "notice", message: `env ${info.key} dropped: its value is not a plain name` });
+			}
 			accept?.();
 		});
 		session.on("signal", (accept, reject, info) => {
