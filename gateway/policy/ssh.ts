@@ -286,6 +286,67 @@ function basename(word: string): string {
 	return slash >= 0 && slash < word.length - 1 ? word.slice(slash + 1) : word;
 }
 
+/**
+ * The first expansion in `command` that makes bash evaluate text as code, or undefined. The allowlist
+ * checks every command and substitution *written* in the line; it cannot see text that an expansion
+ * produces and bash then evaluates: an indexed array's subscript and a substring's offset and length
+ * are arithmetic, and arithmetic expands `a[$(cmd)]` found in the text it is given (or in the value of
+ * a variable it names), so `echo ${a[${BASH_EXECUTION_STRING:43:17}]} 'x[$(touch f)]'` ran `touch`
+ * under `allowedCommands: ["echo *"]`. Refused under an allowlist (outside single quotes and
+ * backslash escapes, where nothing is expanded):
+ * - `$[`: legacy arithmetic (`$((` already reads as a substitution of a subshell and is refused);
+ * - `${…}` whose body has a subscript `[`, a nested `$` or backquote, indirection `${!…}`, or a
+ *   substring `${v:off}` / `${v:off:len}` whose offset or length is not a plain integer.
+ * `${v}`, `${v:-word}` (and `:=`, `:?`, `:+`), `${#v}`, `${v%pat}`, `${v/a/b}` stay allowed.
+ */
+export function evaluatingExpansion(command: string): string | undefined {
+	const n = command.length;
+	let dq = false;
+	for (let i = 0; i < n; i++) {
+		const c = command[i]!;
+		if (c === "\\") {
+			i++;
+			continue;
+		}
+		if (!dq && c === "'") {
+			const end = command.indexOf("'", i + 1);
+			if (end < 0) return undefined; // unterminated: the tokenizer refuses the line
+			i = end;
+			continue;
+		}
+		if (!dq && c === "$" && command[i + 1] === "'") {
+			// ANSI-C string: a backslash escapes the next character.
+			let j = i + 2;
+			while (j < n && command[j] !== "'") j += command[j] === "\\" ? 2 : 1;
+			i = j;
+			continue;
+		}
+		if (c === '"') {
+			dq = !dq;
+			continue;
+		}
+		if (c !== "$") continue;
+		if (command[i + 1] === "[") return "$[ arithmetic";
+		if (command[i + 1] !== "{") continue;
+		let depth = 1;
+		let j = i + 2;
+		while (j < n && depth > 0) {
+			if (command[j] === "\\") j++;
+			else if (command[j] === "{") depth++;
+			else if (command[j] === "}") depth--;
+			j++;
+		}
+		const body = command.slice(i + 2, depth === 0 ? j - 1 : n);
+		const expansion = command.slice(i, j);
+		if (/[[$`]/.test(body)) return expansion;
+		if (body.startsWith("!")) return expansion;
+		const sub = /^[A-Za-z_][A-Za-z0-9_]*:(?![-=?+])(.*)$/s.exec(body) ?? /^[0-9@*#?$!-]:(?![-=?+])(.*)$/s.exec(body);
+		if (sub && !sub[1]!.split(":").every((p) => /^\s*-?\d+\s*$/.test(p) || p === "")) return expansion;
+		i = j - 1;
+	}
+	return undefined;
+}
+
 /** Splits a command line into simple commands, unwrapping sudo/env/... and `bash -c` bodies. */
 export function parseShellCommand(command: string): ShellParse {
 	const segments: ShellSegment[] = [];
@@ -464,6 +525,15 @@ export function evaluateSshCommand(
 				action: "block",
 				rule: `grant:${grantKey ?? "scope"}`,
 				message: `${who} restricts commands and this command line runs none of them`,
+				segments,
+			};
+		}
+		const evaluating = evaluatingExpansion(command);
+		if (evaluating) {
+			return {
+				action: "block",
+				rule: `grant:${grantKey ?? "scope"}`,
+				message: `${who} restricts commands and this command line has an expansion that evaluates text as code (${printable(evaluating)})`,
 				segments,
 			};
 		}

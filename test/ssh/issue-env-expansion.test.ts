@@ -191,6 +191,20 @@ test("LC_* and LANG values with shell syntax are dropped; plain locale names tra
 	assert.match(plain.out, /\[C\.UTF-8\] \[de_DE@euro\]/);
 });
 
+test("an array subscript fed from the command line itself is refused under the allowlist (test/ssh/issue-arithmetic-expansion.test.ts)", { timeout: 60_000 }, async () => {
+	const payload = `x[$(touch ${marker})]`;
+	let line = "";
+	for (let k = 0, off = 0; k < 4; k++) {
+		line = `echo \${a[\${BASH_EXECUTION_STRING:${off}:${payload.length}}]} '${payload}'`;
+		off = line.indexOf(`'${payload}'`) + 1;
+	}
+	rmSync(marker, { force: true });
+	// On the old code the allowed `echo *` ran touch on the target.
+	const r = await run("ssh", [...sshArgs(), line], { timeoutMs: 30_000 });
+	assert.equal(existsSync(marker), false, `the payload ran on the target\n${r.stderr}`);
+	assert.match(r.stderr, /expansion that evaluates text as code/);
+});
+
 test("isPlainEnvValue", () => {
 	for (const v of ["", "xterm-256color", "screen.xterm-256color", "xterm+256color", "en_US.UTF-8", "de_DE@euro", "C", "POSIX"]) assert.ok(isPlainEnvValue(v), v);
 	for (const v of ["$(id)", "`id`", "a[$(id)]", "a b", "x;y", "a[1]", "${x}", "x\ny", "\\", "'", "x".repeat(65)]) assert.ok(!isPlainEnvValue(v), v);
