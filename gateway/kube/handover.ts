@@ -8,14 +8,15 @@
  * (gateway/policy/kube.ts deleteEquivalents); the kube data path asks only when that changes the decision.
  *
  * Two looks, either one is enough, and anything the gateway cannot read counts as a hand-over (fail
- * closed): every key of the parsed JSON/YAML document (YAML `!!binary` keys decoded, as Go's YAML does) and every JSON-patch `path`/`from`, compared
+ * closed): every key of the parsed JSON/YAML document (YAML merge keys merged as Go's YAML does; a YAML
+ * body with any explicit tag, `!!binary` included, is unreadable: see mask.ts parseYamlBody) and every JSON-patch `path`/`from`, compared
  * without case (the parser has decoded `\u0052`-style escapes and YAML's own); and the raw text with
  * JSON `\uXXXX` escapes decoded, so a key the parser dropped (a duplicate JSON key: the last one wins
  * in JSON.parse, while Go decodes both into the same struct) is still seen. A value that merely
  * contains the word (a ConfigMap holding a manifest) also counts: over-matching a denylist is the safe side.
  */
-import { parse as parseYaml } from "yaml";
 import { TOKEN_SECRET_WORDS } from "../policy/kube.ts";
+import { parseYamlBody } from "./mask.ts";
 
 const WORDS = ["ownerreferences", "ttlsecondsafterfinished"];
 /** On a Node, a `NoExecute` taint makes the taint manager evict (delete) every pod on it that does not tolerate it. */
@@ -80,7 +81,7 @@ export function bodyHandsOver(body: Buffer, contentType: string | undefined, con
 	// Raw text too, for keys a parser drops (duplicate JSON keys: Go decodes both into one struct).
 	if (sts && fold(unescaped).includes(RETENTION) && fold(unescaped).includes('"delete"')) return true;
 	try {
-		if (walk(yaml ? parseYaml(text, { logLevel: "error" }) : JSON.parse(text), 0)) return true;
+		if (walk(yaml ? parseYamlBody(text) : JSON.parse(text), 0)) return true;
 	} catch {
 		return true;
 	}
@@ -116,7 +117,7 @@ export function bodyMentions(body: Buffer, contentType: string | undefined, cont
 	const text = body.toString("utf8");
 	if (mentions(text.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16))))) return true;
 	try {
-		return walk(yaml ? parseYaml(text, { logLevel: "error" }) : JSON.parse(text), 0);
+		return walk(yaml ? parseYamlBody(text) : JSON.parse(text), 0);
 	} catch {
 		return true;
 	}

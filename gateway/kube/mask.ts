@@ -3,7 +3,7 @@
  * also copies the whole object into the `kubectl.kubernetes.io/last-applied-configuration`
  * annotation, so that annotation is masked on Secrets too.
  */
-import { parse as parseYaml } from "yaml";
+import { parseDocument, visit } from "yaml";
 
 export const MASKED = "<masked>";
 const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
@@ -56,6 +56,26 @@ function maskSecretBody(value: unknown): void {
 	}
 }
 
+/**
+ * A YAML body read the way the apiserver's decoder (Go, YAML 1.1 via sigs.k8s.io/yaml) reads it, as far
+ * as the gateway's checks depend on it: merge keys (`<<`) are merged into their map. Throws when the
+ * document does not parse cleanly (duplicate keys, several documents, syntax errors, alias bombs) or
+ * carries any explicit tag: Go decodes `!!binary` base64 into the text it encodes (in any of the tag's
+ * spellings: `!!binary`, `!<tag:yaml.org,2002:binary>`, a `%TAG` handle), which the `yaml` package
+ * leaves as bytes or as the base64 text, so `whenScaled: !!binary RGVsZXRl` read as anything but
+ * `Delete` here. kubectl and client-go never send tags; callers treat such a body as unreadable.
+ */
+export function parseYamlBody(text: string): unknown {
+	const doc = parseDocument(text, { logLevel: "silent", merge: true });
+	if (doc.errors.length > 0) throw doc.errors[0];
+	visit(doc, {
+		Node(_key, node) {
+			if ((node as { tag?: string }).tag) throw new SyntaxError("explicit YAML tags are not read");
+		},
+	});
+	return doc.toJS();
+}
+
 /** Parse a mutation body (JSON, YAML apply patches) and mask secret material. */
 export function recordableBody(body: Buffer, contentType: string | undefined, resource: string): unknown {
 	if (body.length === 0) return undefined;
@@ -64,7 +84,7 @@ export function recordableBody(body: Buffer, contentType: string | undefined, re
 	let parsed: unknown;
 	try {
 		const text = body.toString("utf8");
-		parsed = (contentType ?? "").includes("yaml") ? parseYaml(text) : JSON.parse(text);
+		parsed = (contentType ?? "").includes("yaml") ? parseYamlBody(text) : JSON.parse(text);
 	} catch {
 		// Unparseable secrets are never recorded verbatim.
 		return { unparsed: true, bytes: body.length, contentType };
