@@ -99,7 +99,7 @@ interface Resolved {
 	 * grants that do not name what it amounts to: the 403 message if its body mentions `words` (read
 	 * before forwarding; README "Running code and minting credentials").
 	 */
-	mint?: { message: string; words: readonly string[] };
+	mint?: { message: string; words: readonly string[]; kinds: readonly { words: readonly string[]; message: string }[] };
 }
 
 interface OpenSession {
@@ -544,7 +544,11 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		const minting = d.scope ? undefined : mintingWrite(kreq);
 		if (minting && decideKubeRequest(minting.alias, lookup.active, [], this.#evaluate).scope) {
 			const where = kreq.namespace ? ` in namespace ${kreq.namespace}` : "";
-			out.mint = { message: `grant "${d.grant.key}" does not allow ${minting.what.replace(/^(a [^:]*):/, `$1${where}:`)}`, words: minting.words };
+			const messages = minting.kinds.map((k) => ({
+				words: k.words,
+				message: `grant "${d.grant.key}" does not allow ${k.what.replace(/^(a [^:]*):/, `$1${where}:`)}`,
+			}));
+			out.mint = { message: messages[0]!.message, words: minting.words, kinds: messages };
 		}
 		return out;
 	}
@@ -914,7 +918,11 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				held = { bytes, describe: "" };
 			}
 			if (resolved.mint && held && bodyMentions(held.bytes, req.headers["content-type"], req.headers["content-encoding"], resolved.mint.words)) {
-				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.mint.message), { rule: `grant:${resolved.grant.key}` });
+				// Name the credential the body mentions (the first one when the body could not be read).
+				const type = req.headers["content-type"];
+				const enc = req.headers["content-encoding"];
+				const kind = resolved.mint.kinds.find((k) => bodyMentions(held.bytes, type, enc, k.words));
+				throw Object.assign(new KubeGatewayError("out-of-scope", kind?.message ?? resolved.mint.message), { rule: `grant:${resolved.grant.key}` });
 			}
 			if (ho && held && bodyHandsOver(held.bytes, req.headers["content-type"], req.headers["content-encoding"], resolved.kreq.resource)) {
 				resolved.grant = ho.grant;

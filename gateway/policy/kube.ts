@@ -61,10 +61,17 @@ export interface MintingWrite<T extends KubeRequest> {
 	words: readonly string[];
 	/** For the refusal: what the write would be, and why it is a credential. */
 	what: string;
+	/**
+	 * Each credential the write may amount to, with its own words and refusal text (`words` and `what`
+	 * above are their union and the first one's text): the refusal names the one the body mentions.
+	 */
+	kinds: readonly { words: readonly string[]; what: string }[];
 }
 
 /** `kubernetes.io/service-account-token` Secrets: the type and the annotations naming the account. */
 export const TOKEN_SECRET_WORDS = ["service-account-token", "service-account.name", "service-account.uid"] as const;
+/** Bootstrap token Secrets (in kube-system): the type the apiserver's bootstrap token authenticator reads. */
+export const BOOTSTRAP_TOKEN_WORDS = ["bootstrap.kubernetes.io/token"] as const;
 /** Kubelet client certificate requests: the signer the controller manager approves by itself. */
 export const NODE_CLIENT_CSR_WORDS = ["kube-apiserver-client-kubelet"] as const;
 
@@ -74,6 +81,12 @@ export const NODE_CLIENT_CSR_WORDS = ["kube-apiserver-client-kubelet"] as const;
  * - a core Secret of type `kubernetes.io/service-account-token`: the tokens controller fills it with a
  *   token of the service account its `kubernetes.io/service-account.name` annotation names, with that
  *   account's RBAC, valid until the Secret is deleted: `serviceaccounts/token` by another name;
+ * - a Secret of type `bootstrap.kubernetes.io/token` in `kube-system`: where bootstrap token
+ *   authentication is on (`--enable-bootstrap-token-auth`, every kubeadm cluster) the apiserver itself
+ *   accepts `<token-id>.<token-secret>` from its data as a bearer token (user `system:bootstrap:<id>`,
+ *   groups `system:bootstrappers` plus its `auth-extra-groups`; kubeadm lets
+ *   `system:bootstrappers:kubeadm:default-node-token` obtain node client certificates), valid until the
+ *   Secret goes or its `expiration`: a credential the agent chose, by the same alias;
  * - a CertificateSigningRequest for signer `kubernetes.io/kube-apiserver-client-kubelet`: the controller
  *   manager approves a `system:node:…` client certificate by itself when the requester (the impersonated
  *   agent) has `create certificatesigningrequests/nodeclient` in RBAC; the grant must name that same
@@ -88,21 +101,28 @@ export function mintingWrite<T extends KubeRequest>(req: T): MintingWrite<T> | u
 		const alias: T = { ...req, verb: "create", resource: "serviceaccounts", subresource: "token", apiGroup: "" };
 		delete alias.name;
 		delete alias.handsOver;
-		return {
-			alias,
-			words: TOKEN_SECRET_WORDS,
-			what: "a Secret of type kubernetes.io/service-account-token: the tokens controller fills it with a token of the service account it names, which never expires and works without the gateway, like serviceaccounts/token (which a grant must name to allow this)",
-		};
+		const kinds: { words: readonly string[]; what: string }[] = [
+			{
+				words: TOKEN_SECRET_WORDS,
+				what: "a Secret of type kubernetes.io/service-account-token: the tokens controller fills it with a token of the service account it names, which never expires and works without the gateway, like serviceaccounts/token (which a grant must name to allow this)",
+			},
+		];
+		// The bootstrap token authenticator reads kube-system's Secrets only.
+		if (req.namespace === "kube-system") {
+			kinds.push({
+				words: BOOTSTRAP_TOKEN_WORDS,
+				what: "a Secret of type bootstrap.kubernetes.io/token: with bootstrap token authentication on (kubeadm clusters) the apiserver accepts its token-id.token-secret as a bearer token by itself, as system:bootstrap:<id> with the groups it lists, until the Secret is deleted: a credential that works without the gateway, like serviceaccounts/token (which a grant must name to allow this)",
+			});
+		}
+		return { alias, words: kinds.flatMap((k) => k.words), what: kinds[0]!.what, kinds };
 	}
 	if (req.resource === "certificatesigningrequests" && group === "certificates.k8s.io") {
 		const alias: T = { ...req, verb: "create", subresource: "nodeclient" };
 		delete alias.name;
 		delete alias.handsOver;
-		return {
-			alias,
-			words: NODE_CLIENT_CSR_WORDS,
-			what: "a CertificateSigningRequest for signer kubernetes.io/kube-apiserver-client-kubelet: the controller manager approves such a node client certificate by itself when RBAC allows certificatesigningrequests/nodeclient, and it works without the gateway after the grant ends (a grant must name certificatesigningrequests/nodeclient to allow this)",
-		};
+		const what =
+			"a CertificateSigningRequest for signer kubernetes.io/kube-apiserver-client-kubelet: the controller manager approves such a node client certificate by itself when RBAC allows certificatesigningrequests/nodeclient, and it works without the gateway after the grant ends (a grant must name certificatesigningrequests/nodeclient to allow this)";
+		return { alias, words: NODE_CLIENT_CSR_WORDS, what, kinds: [{ words: NODE_CLIENT_CSR_WORDS, what }] };
 	}
 	return undefined;
 }
