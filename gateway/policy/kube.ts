@@ -336,13 +336,31 @@ export function deleteEquivalents(req: KubeRequest): ImpliedRequest[] {
  * Reads that return the objects a `get` returns: a `list` answers every object it matches, whole, and a
  * `watch` returns them whole too (an ADDED event for each at the start when it names no
  * resourceVersion, then every object that changes). So a rule written as "no reading Secrets in
- * prod" with `verbs: [get]` (or `[get, list]`) matches the list (and the watch) too. Grants keep the
- * verbs as written (the apiserver's RBAC does the same).
+ * prod" with `verbs: [get]` (or `[get, list]`) matches the list (and the watch) too. So do a `patch`
+ * (its answer is the whole object after it: `PATCH {}` or a dry run returns a Secret's data as
+ * stored) and a `deletecollection` (its answer lists every object it deleted, whole, also with
+ * `dryRun=All`). Grants keep the verbs as written (the apiserver's RBAC does the same).
  */
 export function readEquivalents(req: KubeRequest): ImpliedRequest[] {
 	if (!req.resource) return [];
 	const verb = req.verb.toLowerCase();
 	if (verb === "list") return [{ req: { ...req, verb: "get" }, why: "a list returns every object it matches like get" }];
+	if (verb === "patch") {
+		// The answer to a patch is the whole object after it (a patch that changes nothing, `{}`, or a
+		// dry run returns it as stored), and a JSON-patch `test` op confirms a guessed value. A status
+		// patch answers with the whole object too.
+		const alias: KubeRequest = { ...req, verb: "get" };
+		if (alias.subresource === "status") delete alias.subresource;
+		delete alias.handsOver;
+		return [{ req: alias, why: "a patch returns the whole object like get" }];
+	}
+	if (verb === "deletecollection") {
+		// The answer is the list of every object it deleted (with dryRun=All: deleted nothing), whole.
+		return [
+			{ req: { ...req, verb: "list" }, why: "a deletecollection returns every object it deletes like list" },
+			{ req: { ...req, verb: "get" }, why: "a deletecollection returns every object it deletes like get" },
+		];
+	}
 	if (verb !== "watch") return [];
 	return [
 		{ req: { ...req, verb: "list" }, why: "a watch returns the objects it matches like list" },

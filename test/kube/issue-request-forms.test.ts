@@ -269,8 +269,17 @@ describe("found and fixed: service-account token Secrets", () => {
 			headers: json,
 		});
 		assert.equal(opaque.status, 201, opaque.text);
+		// A patch answers with the whole Secret, so prod's no-secret-reads rule refuses it
+		// (test/kube/issue-write-responses.test.ts); where no rule hides Secrets it is written as before.
 		const patch = await send("admin", "PATCH", "/api/v1/namespaces/prod/secrets/app-config", { body: JSON.stringify({ stringData: { url: "postgres://db2" } }) });
-		assert.equal(patch.status, 200, patch.text);
+		assert.equal(patch.status, 403, patch.text);
+		const other = await send("admin", "POST", "/api/v1/namespaces/payments/secrets", {
+			body: JSON.stringify({ apiVersion: "v1", kind: "Secret", metadata: { name: "app-config" }, stringData: { url: "postgres://db" } }),
+			headers: json,
+		});
+		assert.equal(other.status, 201, other.text);
+		const patched = await send("admin", "PATCH", "/api/v1/namespaces/payments/secrets/app-config", { body: JSON.stringify({ stringData: { url: "postgres://db2" } }) });
+		assert.equal(patched.status, 200, patched.text);
 		const minted = await send("minter", "POST", "/api/v1/namespaces/prod/secrets", { body: tokenSecret("minted"), headers: json });
 		assert.equal(minted.status, 201, minted.text);
 	});
