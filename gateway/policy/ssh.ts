@@ -347,6 +347,9 @@ export function evaluatingExpansion(command: string): string | undefined {
 	return undefined;
 }
 
+/** `name[…$…]` or `` name[…`…] ``: an array element whose subscript, evaluated as arithmetic, runs a substitution. */
+const SUBSCRIPTED_NAME = /[A-Za-z_][A-Za-z0-9_]*\[[^\]]*[$`]/;
+
 /** Splits a command line into simple commands, unwrapping sudo/env/... and `bash -c` bodies. */
 export function parseShellCommand(command: string): ShellParse {
 	const segments: ShellSegment[] = [];
@@ -534,6 +537,18 @@ export function evaluateSshCommand(
 				action: "block",
 				rule: `grant:${grantKey ?? "scope"}`,
 				message: `${who} restricts commands and this command line has an expansion that evaluates text as code (${printable(evaluating)})`,
+				segments,
+			};
+		}
+		// A word naming an array element whose subscript holds a substitution, quoted so that none is
+		// written: `test -v`, `[ -v`, `printf -v` and `read` take it as a variable name and evaluate the
+		// subscript as arithmetic, which runs it (`printf -v 'a[$(cmd)]' x` under `printf *`).
+		const named = parsed.segments.find((s) => SUBSCRIPTED_NAME.test(s.written));
+		if (named) {
+			return {
+				action: "block",
+				rule: `grant:${grantKey ?? "scope"}`,
+				message: `${who} restricts commands and this command line has a variable name whose subscript holds a substitution (${printable(named.written)})`,
 				segments,
 			};
 		}

@@ -60,6 +60,17 @@ test("issue arithmetic-expansion: text produced by an expansion and evaluated as
 	}
 });
 
+test("issue arithmetic-expansion: a quoted name[$(cmd)] given to test -v, printf -v or read ran past allowedCommands", () => {
+	const wide = { ...base, allowedCommands: ["echo *", "test *", "[ *", "printf *", "read *"] };
+	for (const line of ["test -v 'a[$(touch PWNED)]'", "[ -v 'a[$(touch PWNED)]' ]", "printf -v 'a[$(touch PWNED)]' x", "read 'a[$(touch PWNED)]' <<< x", 'printf -v "a[\\`touch PWNED\\`]" x']) {
+		assert.ok(runsPayload(line), `bash runs the payload of ${line}`);
+		const v = evaluateSshCommand(line, wide, []);
+		assert.equal(v.action, "block", line);
+		assert.match(v.message ?? "", /subscript holds a substitution/);
+	}
+	for (const line of ["test -f /var/run/app.pid", "[ -d /tmp ]", "printf '%s\\n' hi", "echo 'a[1]' x[2]"]) assert.equal(evaluateSshCommand(line, wide, []).action, "allow", line);
+});
+
 test("evaluatingExpansion: what is refused and what stays allowed under an allowlist", () => {
 	for (const line of ["echo ${a[1]}", "echo ${!x}", "echo ${x:$y}", "echo ${x:y}", "echo ${x:1:n}", "echo $[1]", "echo ${x:-$HOME}", 'echo "${a[0]}"']) {
 		assert.ok(evaluatingExpansion(line), line);
