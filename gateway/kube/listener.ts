@@ -137,8 +137,16 @@ export function impersonatedGroups(identity: Identity, grant: BundleGrant): stri
 	return [...out];
 }
 
-/** Headers never forwarded from the agent: credentials, impersonation, hop-by-hop. */
+/**
+ * Headers never forwarded from the agent: credentials, impersonation, hop-by-hop, and what the
+ * apiserver writes into its audit log on its client's word: `Audit-ID` (the event's id, echoed back)
+ * and the forwarding headers it reads `sourceIPs` from (the gateway sends the agent's own address).
+ */
 const DROP_REQUEST_HEADERS = new Set([
+	"audit-id",
+	"x-forwarded-for",
+	"x-real-ip",
+	"forwarded",
 	"authorization",
 	"host",
 	"proxy-authorization",
@@ -807,6 +815,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		const groups = impersonatedGroups(r.identity, r.grant);
 		if (groups.length > 0) headers["impersonate-group"] = groups;
 		headers["host"] = base.host;
+		// The apiserver's audit log takes sourceIPs from this header: the agent's address, not its say.
+		if (req.socket.remoteAddress) headers["x-forwarded-for"] = req.socket.remoteAddress;
 		const options: https.RequestOptions = {
 			protocol: "https:",
 			hostname: base.hostname,
