@@ -295,8 +295,9 @@ function basename(word: string): string {
  * under `allowedCommands: ["echo *"]`. Refused under an allowlist (outside single quotes and
  * backslash escapes, where nothing is expanded):
  * - `$[`: legacy arithmetic (`$((` already reads as a substitution of a subshell and is refused);
- * - `${…}` whose body has a subscript `[`, a nested `$` or backquote, indirection `${!…}`, or a
- *   substring `${v:off}` / `${v:off:len}` whose offset or length is not a plain integer.
+ * - `${…}` whose body has a subscript `[`, a nested `$` or backquote, indirection `${!…}`, a
+ *   substring `${v:off}` / `${v:off:len}` whose offset or length is not a plain integer, or the prompt
+ *   transformation `${v@P}` (it runs `$(…)` in the value: `echo '$(cmd)' ${BASH_EXECUTION_STRING@P}`).
  * `${v}`, `${v:-word}` (and `:=`, `:?`, `:+`), `${#v}`, `${v%pat}`, `${v/a/b}` stay allowed.
  */
 export function evaluatingExpansion(command: string): string | undefined {
@@ -340,6 +341,8 @@ export function evaluatingExpansion(command: string): string | undefined {
 		const expansion = command.slice(i, j);
 		if (/[[$`]/.test(body)) return expansion;
 		if (body.startsWith("!")) return expansion;
+		// Prompt expansion of a value runs the $(…) and backquotes in it: `echo '$(cmd)' ${BASH_EXECUTION_STRING@P}`, `${_@P}`.
+		if (/@P$/.test(body)) return expansion;
 		const sub = /^[A-Za-z_][A-Za-z0-9_]*:(?![-=?+])(.*)$/s.exec(body) ?? /^[0-9@*#?$!-]:(?![-=?+])(.*)$/s.exec(body);
 		if (sub && !sub[1]!.split(":").every((p) => /^\s*-?\d+\s*$/.test(p) || p === "")) return expansion;
 		i = j - 1;

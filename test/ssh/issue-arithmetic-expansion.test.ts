@@ -51,6 +51,10 @@ test("issue arithmetic-expansion: text produced by an expansion and evaluated as
 		withOffset(`echo \${PATH:\${BASH_EXECUTION_STRING:OFF:LEN}} '${PAYLOAD}'`),
 		withOffset(`echo \${PATH:0:\${BASH_EXECUTION_STRING:OFF:LEN}} '${PAYLOAD}'`),
 		withOffset(`echo $[\${BASH_EXECUTION_STRING:OFF:LEN}] '${PAYLOAD}'`),
+		// Prompt expansion of the command line (or of $_, the last word of the previous command).
+		"echo '$(touch PWNED)' ${BASH_EXECUTION_STRING@P}",
+		"echo '$(touch PWNED)' ${BASH_COMMAND@P}",
+		"echo '$(touch PWNED)'; echo ${_@P}",
 	];
 	for (const line of lines) {
 		assert.ok(runsPayload(line), `bash runs the payload of ${line}`);
