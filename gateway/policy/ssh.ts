@@ -352,6 +352,36 @@ export function evaluatingExpansion(command: string): string | undefined {
 
 /** `name[…$…]` or `` name[…`…] ``: an array element whose subscript, evaluated as arithmetic, runs a substitution. */
 const SUBSCRIPTED_NAME = /[A-Za-z_][A-Za-z0-9_]*\[[^\]]*[$`]/;
+/** `name[x]` with a subscript other than an integer literal: arithmetic reads `x` (a variable such as `_`) as an expression in turn. */
+const NAMED_SUBSCRIPT = /[A-Za-z_][A-Za-z0-9_]*\[(?!\s*-?\d+\s*\])[^\]]*\]/;
+/**
+ * bash builtins that take variable names (and evaluate an indexed array's subscript in them) or
+ * evaluate their operands as arithmetic (`[[ a -eq b ]]`, `let`).
+ */
+const NAME_BUILTINS = new Set(["test", "[", "[[", "printf", "read", "mapfile", "readarray", "declare", "typeset", "local", "export", "readonly", "let", "unset", "wait", "getopts"]);
+const ARITH_COMPARE = /(?:^|\s)-(?:eq|ne|lt|le|gt|ge)(?:\s|$)/;
+
+/**
+ * Why a segment's words would make bash evaluate text as arithmetic, or undefined: a subscript holding
+ * a substitution (any command), or, for the name-taking builtins, any subscript that is not an integer
+ * literal (`test -v 'a[_]'` evaluates `_`, the previous command's last word, which may be `x[$(cmd)]`),
+ * `let`, and `[[` arithmetic comparisons of anything but integer literals.
+ */
+function evaluatingWords(s: ShellSegment): string | undefined {
+	if (SUBSCRIPTED_NAME.test(s.written)) return "a variable name whose subscript holds a substitution";
+	const head = s.command.split(" ")[0] ?? "";
+	if (!NAME_BUILTINS.has(head)) return undefined;
+	if (NAMED_SUBSCRIPT.test(s.command)) return `a variable name with a subscript given to ${head}`;
+	if (head === "let") return "let evaluates its arguments as arithmetic";
+	if (head === "[[" && ARITH_COMPARE.test(s.command)) {
+		const words = s.command.split(" ");
+		for (let k = 0; k < words.length; k++) {
+			if (!/^-(?:eq|ne|lt|le|gt|ge)$/.test(words[k]!)) continue;
+			for (const operand of [words[k - 1], words[k + 1]]) if (operand !== undefined && !/^-?\d+$/.test(operand)) return "[[ compares arithmetic operands that are not integers";
+		}
+	}
+	return undefined;
+}
 
 /** Splits a command line into simple commands, unwrapping sudo/env/... and `bash -c` bodies. */
 export function parseShellCommand(command: string): ShellParse {
@@ -544,14 +574,16 @@ export function evaluateSshCommand(
 			};
 		}
 		// A word naming an array element whose subscript holds a substitution, quoted so that none is
-		// written: `test -v`, `[ -v`, `printf -v` and `read` take it as a variable name and evaluate the
-		// subscript as arithmetic, which runs it (`printf -v 'a[$(cmd)]' x` under `printf *`).
-		const named = parsed.segments.find((s) => SUBSCRIPTED_NAME.test(s.written));
-		if (named) {
+		// written, or any subscript given to a builtin that takes variable names: `test -v`, `[ -v`,
+		// `printf -v` and `read` evaluate the subscript as arithmetic, which runs what it holds or
+		// names (`printf -v 'a[$(cmd)]' x` under `printf *`; `echo 'x[$(cmd)]'; test -v 'a[_]'`).
+		for (const seg of parsed.segments) {
+			const why = evaluatingWords(seg);
+			if (!why) continue;
 			return {
 				action: "block",
 				rule: `grant:${grantKey ?? "scope"}`,
-				message: `${who} restricts commands and this command line has a variable name whose subscript holds a substitution (${printable(named.written)})`,
+				message: `${who} restricts commands and this command line has ${why}, which bash evaluates as arithmetic (${printable(seg.written)})`,
 				segments,
 			};
 		}

@@ -66,13 +66,27 @@ test("issue arithmetic-expansion: text produced by an expansion and evaluated as
 
 test("issue arithmetic-expansion: a quoted name[$(cmd)] given to test -v, printf -v or read ran past allowedCommands", () => {
 	const wide = { ...base, allowedCommands: ["echo *", "test *", "[ *", "printf *", "read *"] };
-	for (const line of ["test -v 'a[$(touch PWNED)]'", "[ -v 'a[$(touch PWNED)]' ]", "printf -v 'a[$(touch PWNED)]' x", "read 'a[$(touch PWNED)]' <<< x", 'printf -v "a[\\`touch PWNED\\`]" x']) {
+	const wider = { ...wide, allowedCommands: [...wide.allowedCommands, "[[ *"] };
+	for (const line of [
+		"test -v 'a[$(touch PWNED)]'",
+		"[ -v 'a[$(touch PWNED)]' ]",
+		"printf -v 'a[$(touch PWNED)]' x",
+		"read 'a[$(touch PWNED)]' <<< x",
+		'printf -v "a[\\`touch PWNED\\`]" x',
+		// The subscript names `_`, the previous command's last word: arithmetic evaluates its value.
+		"echo 'x[$(touch PWNED)]'; test -v 'a[_]'",
+		"echo 'x[$(touch PWNED)]'; printf -v a[_] y",
+		"echo 'x[$(touch PWNED)]'; read a[_] <<< y",
+		"echo 'x[$(touch PWNED)]'; [[ _ -eq 1 ]]",
+	]) {
 		assert.ok(runsPayload(line), `bash runs the payload of ${line}`);
-		const v = evaluateSshCommand(line, wide, []);
+		const v = evaluateSshCommand(line, wider, []);
 		assert.equal(v.action, "block", line);
-		assert.match(v.message ?? "", /subscript holds a substitution/);
+		assert.match(v.message ?? "", /which bash evaluates as arithmetic/);
 	}
-	for (const line of ["test -f /var/run/app.pid", "[ -d /tmp ]", "printf '%s\\n' hi", "echo 'a[1]' x[2]"]) assert.equal(evaluateSshCommand(line, wide, []).action, "allow", line);
+	for (const line of ["test -f /var/run/app.pid", "[ -d /tmp ]", "printf '%s\\n' hi", "echo 'a[1]' x[2] y[z]", "test -v 'a[1]'", "[[ 3 -eq 3 ]]", "[[ -f /tmp/x ]]"]) {
+		assert.equal(evaluateSshCommand(line, wider, []).action, "allow", line);
+	}
 });
 
 test("evaluatingExpansion: what is refused and what stays allowed under an allowlist", () => {
