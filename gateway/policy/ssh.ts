@@ -341,6 +341,8 @@ export function evaluatingExpansion(command: string): string | undefined {
 		const expansion = command.slice(i, j);
 		if (/[[$`]/.test(body)) return expansion;
 		if (body.startsWith("!")) return expansion;
+		// zsh parameter flags: `(e)` substitutes the value again, `(P)` is indirection (bash: a syntax error).
+		if (body.startsWith("(")) return expansion;
 		// Prompt expansion of a value runs the $(…) and backquotes in it: `echo '$(cmd)' ${BASH_EXECUTION_STRING@P}`, `${_@P}`.
 		if (/@P$/.test(body)) return expansion;
 		const sub = /^[A-Za-z_][A-Za-z0-9_]*:(?![-=?+])(.*)$/s.exec(body) ?? /^[0-9@*#?$!-]:(?![-=?+])(.*)$/s.exec(body);

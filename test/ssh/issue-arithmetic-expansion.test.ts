@@ -90,7 +90,7 @@ test("issue arithmetic-expansion: a quoted name[$(cmd)] given to test -v, printf
 });
 
 test("evaluatingExpansion: what is refused and what stays allowed under an allowlist", () => {
-	for (const line of ["echo ${a[1]}", "echo ${!x}", "echo ${x:$y}", "echo ${x:y}", "echo ${x:1:n}", "echo $[1]", "echo ${x:-$HOME}", 'echo "${a[0]}"']) {
+	for (const line of ["echo ${a[1]}", "echo ${!x}", "echo ${(e)_}", "echo ${(P)x}", "echo ${x:$y}", "echo ${x:y}", "echo ${x:1:n}", "echo $[1]", "echo ${x:-$HOME}", 'echo "${a[0]}"']) {
 		assert.ok(evaluatingExpansion(line), line);
 		assert.equal(evaluateSshCommand(line, allowlist, []).action, "block", line);
 	}
