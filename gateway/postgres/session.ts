@@ -153,7 +153,6 @@ interface ActivePlan {
 	/** Columns whose values detectors scan (text format, or text-like types). */
 	scannable: boolean[];
 	detector: TextDetector | undefined;
-	scrubMessages: boolean;
 	maskedNames: string[];
 	any: boolean;
 }
@@ -1463,7 +1462,7 @@ export class Session {
 				this.onUpstreamError(f, u);
 				return undefined;
 			case ServerCode.NoticeResponse:
-				this.send(this.scrub(f, u));
+				this.send(this.scrub(f));
 				return undefined;
 			case ServerCode.NotificationResponse:
 				this.send(this.scrubNotification(f));
@@ -1550,11 +1549,11 @@ export class Session {
 					error,
 				});
 			}
-			this.send(this.scrub(f, u));
+			this.send(this.scrub(f));
 			return;
 		}
 		if (u?.k === "fn") {
-			this.send(this.scrub(f, u));
+			this.send(this.scrub(f));
 			return;
 		}
 		if (u?.k === "execute") this.recordExecute(u, undefined, error);
@@ -1563,7 +1562,7 @@ export class Session {
 			if (u.previous) this.statements.set(u.stmt.name, u.previous);
 			else this.statements.delete(u.stmt.name);
 		}
-		this.send(this.scrub(f, u));
+		this.send(this.scrub(f));
 		// Extended protocol: the server skips to Sync; so do our expectations.
 		if (u && u.k !== "sync") this.skipToSync();
 	}
@@ -1667,7 +1666,6 @@ export class Session {
 			typeOids: fields.map((f) => f.typeOid),
 			scannable: fields.map((f) => f.format === 0 || TEXT_TYPES.has(f.typeOid)),
 			detector,
-			scrubMessages: plan.scrubMessages,
 			maskedNames: plan.columns.map((c) => (c.sources.length > 0 ? c.sources.join("+") : (fields[c.index]?.name ?? `#${c.index}`))),
 			any: plan.columns.length > 0 || detector !== undefined,
 		};
@@ -1885,19 +1883,18 @@ export class Session {
 	}
 
 	/** Errors and notices can carry table data (failed casts, unique violations, RAISE). */
-	private scrub(f: ServerFrame, u: Unit | undefined): Buffer {
+	private scrub(f: ServerFrame): Buffer {
 		if (!this.o.live().maskingActive) return f.raw;
 		const fields = decodeErrorFields(f);
 		const code = fields.C ?? "";
-		const plan = u?.k === "simple" ? u.plan : u?.k === "execute" ? u.portal.plan : null;
-		// Before a RowDescription there is no plan saying the statement is clean, and errors raised
-		// while planning or running a statement that returns no rows (EXPLAIN ANALYZE, UPDATE,
-		// Bind) can print values (chr(n), make_date(y, m, d), get_byte(b, n)...): scrubbed too. Only
-		// syntax/analysis errors pointing into the client's own text (class 42 with a position) are
-		// raised before any row is read and keep their text.
-		const analysisError = code.startsWith("42") && fields.P !== undefined;
-		const dataClass = /^(22|23|P0|00|01|02)/.test(code) || plan?.scrubMessages === true || (!plan && !analysisError);
-		if (!dataClass) return f.raw;
+		// Only syntax/analysis errors pointing into the client's own text (class 42 with a position)
+		// are raised before any row is read and keep their text. Every other error or notice may
+		// print a value the executor met, whatever the plan says about the output columns: a view's
+		// own WHERE (`... WHERE quote_ident(phone)::regclass IS NOT NULL`) is evaluated for a reader
+		// whose plan is clean, and its 42P01 printed the phone (red-team round,
+		// test/postgres/issue-error-text-leak.test.ts). Before, a clean plan kept the text of every
+		// class but 22, 23, P0, 00, 01 and 02.
+		if (code.startsWith("42") && fields.P !== undefined) return f.raw;
 		const out: ErrorFields = { ...fields };
 		if (out.M !== undefined) out.M = this.scrubText(out.M, true);
 		if (out.H !== undefined) out.H = this.scrubText(out.H, true);
@@ -2278,12 +2275,16 @@ function isAscii(b: Buffer, from: number, to: number): boolean {
 /**
  * Error and notice text with the values PostgreSQL formats into it removed: everything between
  * the first and the last double quote (a value can itself contain quotes: `('"' || phone)::int`),
- * the same for single quotes, key/value pairs of constraint errors, and every token holding a digit
+ * the same for single quotes, key/value pairs of constraint errors, everything after the first
+ * `: ` (PostgreSQL appends values there unquoted: `operator does not exist: <text>` for
+ * `::regoper`, dotted names for `::regclass`/`::regconfig`; `translate(phone, '0123456789',
+ * 'abcdefghij')::regoper` spelled a phone out in letters), and every token holding a digit
  * (`chr(n)`, `make_date(y, m, d)`, `get_byte(b, n)` and invalid byte sequences print numbers and
  * bytes unquoted). What is left is the message's template.
  */
 export function scrubValues(text: string): string {
 	return text
+		.replace(/: [\s\S]*$/, ": ***")
 		.replace(/\([^()]*\)=\([^()]*\)/g, "(***)=(***)")
 		.replace(/"[\s\S]*"|"[\s\S]*$/, '"***"')
 		.replace(/'[\s\S]*'|'[\s\S]*$/, "'***'")
