@@ -517,17 +517,25 @@ export class Session {
 				this.toUpstream(m.raw);
 				return undefined;
 			case "functionCall":
-				if (this.o.access !== "admin") {
+				if (this.o.access !== "admin" || this.o.live().maskingActive) {
+					// Its FunctionCallResponse is one value of a function called by OID: nothing says
+					// what it derives from (query_to_xml by OID returned raw masked columns to an
+					// admin grant), so while masking applies no grant may call one.
+					const masking = this.o.access === "admin";
+					const rule = masking ? "mask:function-call" : "protocol:function-call";
 					const err = new PgGatewayError(
 						"statement_blocked",
-						`FunctionCall (fast-path function ${m.functionOid}) is blocked by rule "protocol:function-call": it bypasses statement classification; grant access "admin" is required`,
+						masking
+							? `FunctionCall (fast-path function ${m.functionOid}) is blocked by rule "${rule}": its result cannot be masked, and masking rules apply to this session`
+							: `FunctionCall (fast-path function ${m.functionOid}) is blocked by rule "${rule}": it bypasses statement classification; grant access "admin" is required`,
+						{ detail: `Drawbridge rule: ${rule}` },
 					);
 					this.emit({
 						type: "statement",
 						sql: `<FunctionCall oid=${m.functionOid}>`,
 						statementKinds: ["FUNCTIONCALL"],
 						decision: "block",
-						rule: "protocol:function-call",
+						rule,
 						error: { code: err.sqlstate, message: err.message },
 					});
 					this.push({ k: "fn", substitute: serverMessages.error(errorFieldsOf(err)), asQuery: true });
