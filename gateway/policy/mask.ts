@@ -580,6 +580,15 @@ class Analyzer {
 								rule: "mask:replace-view",
 								message: `a rule ON SELECT turning ${targetName(rv)} into a view over masked columns is not allowed while masking rules apply: use CREATE VIEW`,
 							};
+						} else if (isTainted(unionAll(o))) {
+							// A SELECT action (or an action's RETURNING) sends its rows to whoever runs the
+							// INSERT/UPDATE/DELETE, whose text says nothing about them: `ON INSERT TO t DO
+							// INSTEAD SELECT phone || '' FROM customers` made `INSERT INTO t VALUES (1)`
+							// return raw phones.
+							this.block ??= {
+								rule: "mask:rule-output",
+								message: `a rule on ${targetName(rv)} whose action returns masked columns is not allowed while masking rules apply: its rows would reach whoever fires it, unmasked`,
+							};
 						}
 					}
 					return NO_OUTPUTS;
@@ -1712,6 +1721,12 @@ async function computePlan(
 			const exec = s.uses?.type === "prepared" ? (statementTree(s) as { ExecuteStmt?: PgNode } | undefined)?.ExecuteStmt : undefined;
 			o = exec ? an.withParams(exec.params, () => an.statement(tree, undefined)) : an.statement(tree, undefined);
 			if (o === NO_OUTPUTS && returnsOpaqueRows(s)) o = { names: [], taints: [], rest: opaque(`${s.kind} returns rows the analysis cannot model`) };
+			// INSERT/UPDATE/DELETE/MERGE without RETURNING return rows only when a rule rewrote them
+			// (`ON INSERT TO t DO INSTEAD SELECT phone || '' FROM customers`): nothing in the text
+			// says what those rows are.
+			else if (o === NO_OUTPUTS && fields.length > 0 && DML_NODES.has(Object.keys(tree)[0] ?? "")) {
+				o = { names: [], taints: [], rest: opaque(`${s.kind} without RETURNING returned rows (a rule's action)`) };
+			}
 		}
 		if (o !== NO_OUTPUTS) {
 			if (outputs) unknownRows = true;
@@ -1736,6 +1751,8 @@ async function computePlan(
 	if (an.block) plan.block = an.block;
 	return plan;
 }
+
+const DML_NODES = new Set(["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"]);
 
 /** Statements that return rows we do not model (CALL with OUT parameters...). */
 function returnsOpaqueRows(s: SqlStatementInfo): boolean {
