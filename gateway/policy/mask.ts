@@ -561,6 +561,7 @@ class Analyzer {
 					if (b.relation) scope.items.push(this.rangeVar(b.relation as PgNode, scope));
 					if (isTainted(this.expr(b.cmds, scope))) this.#blockCopy(`ALTER TABLE ${targetName(b.relation as PgNode)}`);
 					this.#hierarchy(b);
+					this.#dropColumns(b);
 					return NO_OUTPUTS;
 				}
 				case "RuleStmt": {
@@ -910,6 +911,29 @@ class Analyzer {
 					message: `${verb} ${targetName(child)} is not allowed while masking rules apply: it holds masked columns, and their rows would appear under another table's name`,
 				};
 			}
+		}
+	}
+
+	/**
+	 * DROP COLUMN of a relation holding masked columns is refused while masking applies. Every later
+	 * column moves one place left, and the catalog, read on another connection, keeps the old column
+	 * list until the change commits: in an open transaction, `ALTER TABLE customers DROP COLUMN id
+	 * CASCADE, DROP COLUMN name; ALTER TABLE customers ADD COLUMN id int, ADD COLUMN name text`, then
+	 * `SELECT * FROM (SELECT * FROM customers UNION ALL SELECT * FROM customers) u` (a set operation
+	 * carries no column origin) put name's clean taint on the phone column: raw phones.
+	 */
+	#dropColumns(b: PgNode): void {
+		if (!Array.isArray(b.cmds) || !b.relation) return;
+		const drops = b.cmds.some((cmd) => (cmd as { AlterTableCmd?: PgNode }).AlterTableCmd?.subtype === "AT_DropColumn");
+		if (!drops) return;
+		const rv = b.relation as PgNode;
+		const rel = this.#relationOf(rv);
+		const masked = rel ? rel.columns.some((c) => this.#columnRule(rel, c.name).rule !== undefined) : this.rules.columnRules.length > 0;
+		if (masked) {
+			this.block ??= {
+				rule: "mask:rename-masked",
+				message: `dropping a column of ${targetName(rv)} is not allowed while masking rules apply: it holds masked columns, and the columns after the dropped one would move under the masking rules`,
+			};
 		}
 	}
 
