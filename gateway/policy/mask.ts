@@ -1758,6 +1758,18 @@ async function computePlan(
 		}
 		an.touch(unionAll(o));
 	}
+	for (const s of chosen) {
+		// DROP ... CASCADE (of a domain, type, collation, extension...) drops the columns that use
+		// the object, in tables it does not name: the same shift as DROP COLUMN (#dropColumns),
+		// `ALTER TABLE s9.customers ALTER COLUMN id TYPE dz` then `DROP DOMAIN dz CASCADE` in an open
+		// transaction moved phone under id's clean position.
+		if (s.unnamedReach?.includes("DROP")) {
+			an.block ??= {
+				rule: "mask:rename-masked",
+				message: `${s.kind} with CASCADE may drop columns of tables it does not name, moving the later columns of a masked table where masking cannot see it: drop without CASCADE while masking rules apply`,
+			};
+		}
+	}
 	outputs ??= NO_OUTPUTS;
 	const aligned = !unknownRows && !outputs.rest && (fields.length === 0 || outputs.taints.length === fields.length);
 	const everything = unionAll(outputs);
