@@ -23,7 +23,7 @@ import type { ClientMessage } from "./protocol.ts";
 import { serverMessages } from "./serializer.ts";
 import { DEFAULT_MAX_SERVER_MESSAGE_BYTES } from "./server-parser.ts";
 import { errorFieldsOf, type LivePolicy, Session, type SessionLogger } from "./session.ts";
-import { cancelUpstream, connectUpstream, type UpstreamConnection, type UpstreamTarget } from "./upstream.ts";
+import { cancelUpstream, connectUpstream, readSearchPath, type UpstreamConnection, type UpstreamTarget } from "./upstream.ts";
 
 export interface PostgresListenerOptions {
 	/** The gateway's current config bundle (connections, grants, policies, credentials). */
@@ -532,6 +532,18 @@ class Handshake {
 			await recorder.close({ reason: "error", message: why }).catch(() => undefined);
 			throw new PgGatewayError("unsafe_parser_setting", `connection refused: ${why}`);
 		}
+		// Unqualified names resolve with the session's own search_path (role and database settings,
+		// "$user" as its role), not the catalog connection's: read it once unless the client set one.
+		let searchPath: string | undefined = target.parameters?.search_path;
+		if (searchPath === undefined) {
+			try {
+				searchPath = await readSearchPath(upstream);
+			} catch (e) {
+				upstream.socket.destroy();
+				await recorder.close({ reason: "error", message: (e as Error).message }).catch(() => undefined);
+				throw e;
+			}
+		}
 		if (this.phase === "closed" || this.socket.destroyed) {
 			upstream.socket.destroy();
 			await recorder.close({ reason: "client-closed" }).catch(() => undefined);
@@ -544,7 +556,7 @@ class Handshake {
 
 		this.parser.maxMessageBytes = o.maxClientMessageBytes ?? DEFAULT_MAX_CLIENT_MESSAGE_BYTES;
 		const catalog = new SessionCatalog(this.l.catalogFor(bundle, connection, target));
-		if (target.parameters?.search_path) catalog.searchPath = target.parameters.search_path;
+		if (searchPath) catalog.searchPath = searchPath;
 		const keys = this.l.newCancelKey();
 		let unregister = () => {};
 		let unwatch = () => {};

@@ -231,3 +231,55 @@ export async function cancelUpstream(target: UpstreamTarget, processId: number, 
 	}
 }
 
+
+/**
+ * The session's own search_path, read on the upstream session before it is relayed: a DBA's
+ * `ALTER ROLE|DATABASE ... SET search_path` applies to it, and `"$user"` is its role. The catalog
+ * resolves unqualified names with this (it sets its own on its own connection). Masking relied on
+ * the default `"$user", public`: with `app, public` set for the role and a view `app.orders` over
+ * phones, `SELECT status || '' FROM orders` was analysed as `public.orders` and showed raw phones.
+ */
+export function readSearchPath(up: UpstreamConnection, timeoutMs = 10_000): Promise<string> {
+	return new Promise((resolve, reject) => {
+		const parser = new ServerParser();
+		let value: string | undefined;
+		let error: string | undefined;
+		const timer = setTimeout(() => finish(new PgGatewayError("upstream_unavailable", "upstream did not report its search_path")), timeoutMs);
+		const finish = (err?: Error) => {
+			clearTimeout(timer);
+			up.socket.off("data", onData);
+			up.socket.off("error", onError);
+			up.socket.off("close", onClose);
+			up.socket.pause();
+			up.leftover = Buffer.from(parser.takeBuffered());
+			if (err) reject(err);
+			else if (error !== undefined || value === undefined) {
+				reject(new PgGatewayError("upstream_unavailable", `cannot read the upstream search_path: ${error ?? "no value"}`));
+			} else resolve(value);
+		};
+		const onData = (chunk: Buffer) => {
+			parser.push(chunk);
+			for (let f = parser.next(); f; f = parser.next()) {
+				const m = decodeServerMessage(f);
+				if (m.type === "dataRow") value = m.values[0]?.toString("utf8");
+				else if (m.type === "errorResponse") error = decodeErrorFields(f).M ?? "error";
+				else if (m.type === "readyForQuery") {
+					up.status = m.status;
+					return finish();
+				}
+			}
+		};
+		const onError = (e: Error) => finish(new PgGatewayError("upstream_unavailable", `upstream connection failed: ${e.message}`));
+		const onClose = () => finish(new PgGatewayError("upstream_unavailable", "upstream closed the connection"));
+		up.socket.on("data", onData);
+		up.socket.on("error", onError);
+		up.socket.on("close", onClose);
+		if (up.leftover.length > 0) onData(up.leftover);
+		up.socket.write(
+			clientMessages.query(
+				"SELECT pg_catalog.regexp_replace(pg_catalog.current_setting('search_path'), '\"?\\$user\"?', pg_catalog.quote_ident(current_user), 'g')",
+			),
+		);
+		up.socket.resume();
+	});
+}
