@@ -594,12 +594,18 @@ class Handshake {
 			session.terminate("grant_ended", message, { reason: reason === "expired" ? "grant-expired" : "grant-revoked", message });
 		});
 		// A changed grant (access level, credential, subjects) ends the session: it ran under the old terms.
+		// So does a window moved to start later (git gave the grant a future notBefore: Pending again);
+		// a start moved but still past changes nothing and keeps the session.
 		const terms = (g: BundleGrant) => JSON.stringify([g.postgres, g.subjects, g.connection]);
 		const original = terms(grant);
 		const onChange = (next: LoadedBundle) => {
 			const g = next.grantsByKey.get(grant.key);
-			if (!g || terms(g) === original) return;
-			const message = `terminating connection: grant ${grant.key} changed (access, credential or subjects); reconnect to use the new terms`;
+			if (!g) return; // revocation: watchGrant's
+			const postponed = Date.parse(g.notBefore) > store.now().getTime();
+			if (!postponed && terms(g) === original) return;
+			const message = postponed
+				? `terminating connection: grant ${grant.key} is not valid before ${g.notBefore} (its window was moved); reconnect then`
+				: `terminating connection: grant ${grant.key} changed (access, credential or subjects); reconnect to use the new terms`;
 			void this.l.cancelRunning(session);
 			session.terminate("grant_ended", message, { reason: "policy", message });
 		};
