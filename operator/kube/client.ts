@@ -8,7 +8,7 @@ import * as https from "node:https";
 import * as http from "node:http";
 import { KubeConfig } from "@kubernetes/client-node";
 
-export type KubeErrorCode = "NOT_FOUND" | "CONFLICT" | "FORBIDDEN" | "UNAUTHORIZED" | "INVALID" | "GONE" | "SERVER" | "NETWORK";
+export type KubeErrorCode = "NOT_FOUND" | "CONFLICT" | "FORBIDDEN" | "UNAUTHORIZED" | "INVALID" | "GONE" | "SERVER" | "NETWORK" | "ABORTED";
 
 export class KubeError extends Error {
 	readonly code: KubeErrorCode;
@@ -88,6 +88,8 @@ export class KubeClient {
 	private constructor(
 		private readonly kc: KubeConfig,
 		private readonly opts: https.RequestOptions,
+		/** Aborts this client's requests (see `withSignal`). */
+		private readonly signal: () => AbortSignal | undefined = () => undefined,
 	) {
 		const cluster = kc.getCurrentCluster();
 		if (!cluster) throw new TypeError("kubeconfig has no current cluster");
@@ -102,6 +104,16 @@ export class KubeClient {
 		const opts: https.RequestOptions = {};
 		await kc.applyToHTTPSOptions(opts);
 		return new KubeClient(kc, opts);
+	}
+
+	/**
+	 * The same API access, with every request tied to `signal()` (read per request): once it is aborted,
+	 * requests in flight are torn down and new ones fail at once with `ABORTED`. The operator gives its
+	 * reconcilers one of these per leadership term, so a shutdown or a lost Lease stops their writes
+	 * without touching the informers' watches.
+	 */
+	withSignal(signal: () => AbortSignal | undefined): KubeClient {
+		return new KubeClient(this.kc, this.opts, signal);
 	}
 
 	path(t: ResourceType, namespace?: string, name?: string, sub?: string): string {
@@ -125,9 +137,13 @@ export class KubeClient {
 			headers["content-type"] = contentType;
 			headers["content-length"] = String(payload.length);
 		}
+		const signal = this.signal();
+		const aborted = () => new KubeError("ABORTED", 0, `${method} ${path}: aborted (${String(signal?.reason?.message ?? signal?.reason ?? "")})`);
+		if (signal?.aborted) throw aborted();
 		const o = await this.options(method, path, headers);
 		const lib = o.protocol === "http:" ? http : https;
 		return new Promise<T>((resolve, reject) => {
+			if (signal?.aborted) return reject(aborted());
 			const req = lib.request(o, (res) => {
 				const chunks: Buffer[] = [];
 				res.on("data", (c: Buffer) => chunks.push(c));
@@ -146,10 +162,15 @@ export class KubeClient {
 						reject(new KubeError(codeFor(status), status, `${method} ${path}: ${status} ${msg}`, parsed));
 					}
 				});
-				res.on("error", (e) => reject(new KubeError("NETWORK", 0, `${method} ${path}: ${e.message}`)));
+				res.on("error", (e) => reject(signal?.aborted ? aborted() : new KubeError("NETWORK", 0, `${method} ${path}: ${e.message}`)));
 			});
-			req.on("error", (e) => reject(new KubeError("NETWORK", 0, `${method} ${path}: ${e.message}`)));
+			req.on("error", (e) => reject(signal?.aborted ? aborted() : new KubeError("NETWORK", 0, `${method} ${path}: ${e.message}`)));
 			req.setTimeout(30_000, () => req.destroy(new Error("request timed out")));
+			if (signal) {
+				const onAbort = () => req.destroy();
+				signal.addEventListener("abort", onAbort, { once: true });
+				req.once("close", () => signal.removeEventListener("abort", onAbort));
+			}
 			if (payload) req.write(payload);
 			req.end();
 		});
