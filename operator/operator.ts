@@ -34,6 +34,8 @@ const SYNC_REQUESTED = "access.drawbridge.dev/sync-requested-at";
 const RESYNC_MS = 5 * 60_000;
 /** Bursts of changes (a sync applying many grants) collapse into one bundle write. */
 const BUNDLE_DEBOUNCE_MS = 100;
+/** After the shutdown grace, how long aborted reconciles get to unwind before the Lease is released regardless. */
+const ABORT_SETTLE_MS = 1000;
 
 interface Queues {
 	status: WorkQueue;
@@ -71,6 +73,10 @@ export class Operator {
 	private lastBundleMs = 0;
 	private grantSeen = new Map<string, { mark: string; phase: string | undefined }>();
 	private stopping = false;
+	/** Aborted when this leadership term ends (shutdown or lost Lease): every reconcile request with it. */
+	private term: AbortController | undefined;
+	/** The API client of reconcilers, key stores and the bundle writer: its requests end with the term. */
+	private readonly work: KubeClient;
 	port = 0;
 
 	constructor(
@@ -80,14 +86,16 @@ export class Operator {
 		options: { defaultMetrics?: boolean; onLostLeadership?: () => void } = {},
 	) {
 		this.metrics = new OperatorMetrics(options.defaultMetrics ?? false);
-		this.events = new EventRecorder(kube, opts.identity, (e) => log.debug({ err: (e as Error).message }, "event not recorded"));
+		this.work = kube.withSignal(() => this.term?.signal);
+		const work = this.work;
+		this.events = new EventRecorder(work, opts.identity, (e) => log.debug({ err: (e as Error).message }, "event not recorded"));
 		const onErr = (what: string) => (e: unknown) => log.warn({ err: (e as Error).message, informer: what }, "watch failed; retrying");
 		this.connections = new Informer(kube, CONNECTIONS, (key, obj) => this.onConnection(key, obj), { onError: onErr("connections") });
 		this.grants = new Informer(kube, ACCESSGRANTS, (key, obj) => this.onGrant(key, obj), { onError: onErr("accessgrants") });
 		this.masking = new Informer(kube, MASKINGPOLICIES, (key, obj) => this.onPolicy("MaskingPolicy", key, obj), { onError: onErr("maskingpolicies") });
 		this.guardrails = new Informer(kube, GUARDRAILPOLICIES, (key, obj) => this.onPolicy("GuardrailPolicy", key, obj), { onError: onErr("guardrailpolicies") });
 		this.gitSources = new Informer(kube, GITSOURCES, (key, obj) => this.onGitSource(key, obj), { onError: onErr("gitsources") });
-		const common = { kube, opts, log, metrics: this.metrics, events: this.events };
+		const common = { kube: work, opts, log, metrics: this.metrics, events: this.events, signal: () => this.term?.signal };
 		this.grantReconciler = new GrantReconciler({
 			...common,
 			connection: (key) => this.connections.get(key),
@@ -102,7 +110,7 @@ export class Operator {
 			onCredentialsChanged: () => this.kickBundle(),
 		});
 		this.gitReconciler = new GitSourceReconciler(common);
-		this.statusReconciler = new StatusReconciler(kube, {
+		this.statusReconciler = new StatusReconciler(work, {
 			connection: (key) => this.connections.get(key),
 			connections: () => this.connections.list(),
 			grants: () => this.grants.list(),
@@ -110,7 +118,7 @@ export class Operator {
 			guardrail: (key) => this.guardrails.get(key),
 		});
 		this.bundleWriter = new BundleWriter(
-			kube,
+			work,
 			opts,
 			{
 				connections: () => this.connections.list(),
@@ -173,16 +181,32 @@ export class Operator {
 		this.log.info({ identity: this.opts.identity, port: this.port }, "operator started");
 	}
 
-	/** Graceful: stop taking work, let running reconciles finish (bounded), release the Lease, close HTTP. */
-	async stop(timeoutMs = 10_000): Promise<void> {
+	/**
+	 * Graceful, and quick to hand over: stop taking work; let running reconciles finish for at most
+	 * `graceMs` (`--shutdown-grace`); then abort what is still running (API requests torn down, git
+	 * fetches ended, PostgreSQL admin connections closed, the revocation grace wait cut short) and give
+	 * it `ABORT_SETTLE_MS` to unwind; then release the Lease and close HTTP. So the Lease is released
+	 * about `graceMs` + 1 s after SIGTERM at most, whatever the git server, the apiserver or PostgreSQL
+	 * are doing, and a standby takes over at its next retry instead of waiting for the Lease to expire.
+	 * Work cut short is not lost: every reconcile is idempotent and the next leader runs them all again.
+	 */
+	async stop(graceMs = this.opts.shutdownGraceMs): Promise<void> {
 		this.stopping = true;
 		if (this.ringReload) clearInterval(this.ringReload);
 		const q = this.queues;
 		if (q) {
 			for (const w of [q.status, q.grants, q.git, q.bundle, q.keys]) w.stop();
-			await Promise.race([Promise.all([q.status.idle(), q.grants.idle(), q.git.idle(), q.bundle.idle(), q.keys.idle()]), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+			const idle = Promise.all([q.status.idle(), q.grants.idle(), q.git.idle(), q.bundle.idle(), q.keys.idle()]).then(() => true);
+			const within = (ms: number) => Promise.race([idle, new Promise<false>((r) => setTimeout(() => r(false), ms).unref())]);
+			if (!(await within(graceMs))) {
+				this.log.warn({ graceMs }, "reconciles still running at the end of the shutdown grace; aborting them (the next leader redoes them)");
+				this.term?.abort(new Error("operator shutting down"));
+				if (!(await within(ABORT_SETTLE_MS))) this.log.warn("reconciles did not unwind after the abort; releasing the Lease anyway");
+			}
 		}
-		await this.elector.stop();
+		this.term?.abort(new Error("operator shutting down"));
+		const released = await this.elector.stop();
+		this.log.info({ released }, released ? "leader Lease released (or not held)" : "leader Lease could not be released; a standby takes over when it expires");
 		for (const i of [this.connections, this.grants, this.masking, this.guardrails, this.gitSources]) i.stop();
 		await this.server.close();
 		this.log.info("operator stopped");
@@ -215,6 +239,7 @@ export class Operator {
 
 	private async startLeading(): Promise<void> {
 		if (this.stopping || this.queues) return;
+		this.term = new AbortController();
 		this.metrics.leader.set(1);
 		this.log.info({ identity: this.opts.identity }, "became leader");
 		const onError = (kind: string) => (key: string, err: unknown, attempt: number) => {
@@ -240,7 +265,7 @@ export class Operator {
 		q.resync.unref();
 		this.queues = q;
 		q.keys.start(async () => {
-			const { ring, changed, nextCheck } = await loadAndRotateKeyRing(this.kube, this.opts.namespace, this.opts.signingKeysSecretName, {
+			const { ring, changed, nextCheck } = await loadAndRotateKeyRing(this.work, this.opts.namespace, this.opts.signingKeysSecretName, {
 				rotationIntervalMs: this.opts.keyRotationIntervalMs,
 				overlapMs: this.opts.keyOverlapMs,
 			});
@@ -253,7 +278,7 @@ export class Operator {
 			// The gateways' recording key and the public keys auditors pin: made once, re-made (and
 			// added to the pinned set) at the next check after the Secret was deleted.
 			try {
-				const recording = await ensureRecordingKeys(this.kube, this.opts.namespace, this.opts.recordingKeySecretName, this.opts.recordingTrustedKeysConfigMapName);
+				const recording = await ensureRecordingKeys(this.work, this.opts.namespace, this.opts.recordingKeySecretName, this.opts.recordingTrustedKeysConfigMapName);
 				if (recording.kid !== this.recordingKid) this.log.info({ kid: recording.kid, trustedKeys: recording.keys }, "recording signing key ready");
 				this.recordingKid = recording.kid;
 			} catch (e) {
@@ -263,8 +288,8 @@ export class Operator {
 			return { requeueAt: nextCheck };
 		});
 		try {
-			this.maskingKey = await loadMaskingKey(this.kube, this.opts.namespace, this.opts.maskingKeySecretName);
-			this.sshCas = await loadSshCas(this.kube, this.opts.namespace, this.opts.sshCaSecretName);
+			this.maskingKey = await loadMaskingKey(this.work, this.opts.namespace, this.opts.maskingKeySecretName);
+			this.sshCas = await loadSshCas(this.work, this.opts.namespace, this.opts.sshCaSecretName);
 			await this.refreshKubeIssuer();
 			q.keys.add(KEYS_KEY);
 			await q.keys.idle();
@@ -293,6 +318,8 @@ export class Operator {
 		this.metrics.leader.set(0);
 		const q = this.queues;
 		this.queues = undefined;
+		// A replica that no longer holds the Lease must stop writing at once (another may lead already).
+		this.term?.abort(new Error("stopped leading"));
 		if (!q) return;
 		clearInterval(q.resync);
 		for (const w of [q.status, q.grants, q.git, q.bundle, q.keys]) w.stop();

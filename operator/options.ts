@@ -40,6 +40,11 @@ export interface OperatorOptions {
 	leaseDurationMs: number;
 	renewDeadlineMs: number;
 	retryPeriodMs: number;
+	/**
+	 * On SIGTERM, how long reconciles already running may go on before they are aborted (their API
+	 * requests, git fetches and PostgreSQL connections torn down); the Lease is released right after.
+	 */
+	shutdownGraceMs: number;
 	bundleSecretName: string;
 	signingKeysSecretName: string;
 	maskingKeySecretName: string;
@@ -79,6 +84,8 @@ Flags (environment variable in brackets; flags win):
   --git-max-fetch-size SIZE     most bytes one git fetch may download, e.g. 64Mi (default 256Mi)
   --lease-name NAME             leader-election Lease (default drawbridge-operator)
   --lease-duration DURATION     (default 15s); --renew-deadline (default 10s); --retry-period (default 2s)
+  --shutdown-grace DURATION     on SIGTERM, running reconciles get this long before they are aborted and
+                                the Lease is released (default 2s)
   --bundle-secret NAME          Secret holding bundle.json for gateways (default drawbridge-gateway-bundle)
   --postgres-schemas LIST       comma-separated schemas dynamic roles are granted on (default public)
   --concurrency N               reconcile workers per kind (default 4)
@@ -139,6 +146,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 			"lease-duration": { type: "string" },
 			"renew-deadline": { type: "string" },
 			"retry-period": { type: "string" },
+			"shutdown-grace": { type: "string" },
 			"bundle-secret": { type: "string" },
 			"postgres-schemas": { type: "string" },
 			concurrency: { type: "string" },
@@ -185,6 +193,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 		leaseDurationMs: duration("lease-duration", values["lease-duration"], 15_000),
 		renewDeadlineMs: duration("renew-deadline", values["renew-deadline"], 10_000),
 		retryPeriodMs: duration("retry-period", values["retry-period"], 2_000),
+		shutdownGraceMs: duration("shutdown-grace", values["shutdown-grace"], 2_000),
 		bundleSecretName: values["bundle-secret"] ?? "drawbridge-gateway-bundle",
 		signingKeysSecretName: "drawbridge-signing-keys",
 		maskingKeySecretName: "drawbridge-masking-key",
@@ -197,6 +206,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 	};
 	if (opts.keyOverlapMs < opts.tokenTtlMs) throw new OptionsError("--key-overlap must be at least --token-ttl (tokens must keep verifying after a rotation)");
 	if (opts.gitFetchTimeoutMs < 1000) throw new OptionsError("--git-timeout must be at least 1s");
+	if (opts.shutdownGraceMs >= opts.leaseDurationMs) throw new OptionsError("--shutdown-grace must be shorter than --lease-duration (a standby would take over by expiry first)");
 	if (opts.renewDeadlineMs >= opts.leaseDurationMs) throw new OptionsError("--renew-deadline must be shorter than --lease-duration");
 	return Object.freeze(opts);
 }

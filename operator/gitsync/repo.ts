@@ -32,6 +32,8 @@ export interface GitRemote {
 	timeoutMs?: number;
 	/** Most response bytes one fetch may download, pack included (default: no cap). */
 	maxBytes?: number;
+	/** Ends the fetch early (operator shutdown): its requests are aborted and the fetch rejects with the reason. */
+	signal?: AbortSignal;
 }
 
 export type GitFetchErrorCode = "FETCH_TIMEOUT" | "FETCH_TOO_LARGE";
@@ -113,14 +115,20 @@ export async function fetchBranch(gitdir: string, remote: GitRemote): Promise<st
 	const ac = new AbortController();
 	const budget = { left: remote.maxBytes ?? Number.POSITIVE_INFINITY, max: remote.maxBytes ?? Number.POSITIVE_INFINITY };
 	let timer: NodeJS.Timeout | undefined;
+	let onAbort: (() => void) | undefined;
 	// The race settles on time even if isomorphic-git were to miss the abort; the abort ends the sockets.
 	const deadline = new Promise<never>((_, reject) => {
-		if (remote.timeoutMs === undefined) return;
-		timer = setTimeout(() => {
-			const err = new GitFetchError("FETCH_TIMEOUT", `no complete answer from the git server within ${remote.timeoutMs} ms`);
+		const stop = (err: Error) => {
 			ac.abort(err);
 			reject(err);
-		}, remote.timeoutMs);
+		};
+		if (remote.signal) {
+			onAbort = () => stop(remote.signal!.reason instanceof Error ? remote.signal!.reason : new Error("fetch aborted"));
+			if (remote.signal.aborted) onAbort();
+			else remote.signal.addEventListener("abort", onAbort, { once: true });
+		}
+		if (remote.timeoutMs === undefined) return;
+		timer = setTimeout(() => stop(new GitFetchError("FETCH_TIMEOUT", `no complete answer from the git server within ${remote.timeoutMs} ms`)), remote.timeoutMs);
 	});
 	const fetching = git.fetch({
 		fs,
@@ -141,10 +149,11 @@ export async function fetchBranch(gitdir: string, remote: GitRemote): Promise<st
 		res = await Promise.race([fetching, deadline]);
 	} catch (e) {
 		// An aborted request surfaces as the abort reason or a generic AbortError: report the deadline.
-		if (ac.signal.aborted && ac.signal.reason instanceof GitFetchError) throw ac.signal.reason;
+		if (ac.signal.aborted && ac.signal.reason instanceof Error) throw ac.signal.reason;
 		throw e;
 	} finally {
 		clearTimeout(timer);
+		if (onAbort) remote.signal?.removeEventListener("abort", onAbort);
 	}
 	if (!res.fetchHead) throw new Error(`branch ${remote.branch} not found at ${redactUrl(remote.url)}`);
 	return res.fetchHead;

@@ -41,6 +41,8 @@ export interface GitSourceReconcilerDeps {
 	log: Logger;
 	metrics: OperatorMetrics;
 	events: EventRecorder;
+	/** Aborted when this replica stops leading or shuts down: a fetch in flight ends at once. */
+	signal?: () => AbortSignal | undefined;
 }
 
 export const DEFAULT_INTERVAL_MS = 60_000;
@@ -76,9 +78,11 @@ export class GitSourceReconciler {
 				if (!token) throw new Error(`Secret ${ns}/${gs.spec.secretRef.name} has no key ${gs.spec.secretRef.key ?? "token"}`);
 			}
 			const gitdir = join(this.d.opts.gitCacheDir, ns, name);
+			const signal = this.d.signal?.();
 			commit = await fetchBranch(gitdir, {
 				url: gs.spec.url,
 				branch,
+				...(signal ? { signal } : {}),
 				...(token ? { token } : {}),
 				timeoutMs: this.d.opts.gitFetchTimeoutMs,
 				maxBytes: this.d.opts.gitMaxFetchBytes,

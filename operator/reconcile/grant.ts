@@ -12,6 +12,7 @@
  */
 
 import { createHash, generateKeyPairSync } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import type { Logger } from "pino";
 import type { AccessGrant, AccessGrantStatus, Connection } from "../../crds/index.ts";
@@ -40,6 +41,11 @@ export interface GrantReconcilerDeps {
 	sshUserCa(): SshCaKey;
 	/** Credentials in the bundle changed (role ready/dropped). */
 	onCredentialsChanged(): void;
+	/**
+	 * Aborted when this replica stops leading or shuts down: the revocation grace wait ends and the
+	 * PostgreSQL admin connection is closed (its open transaction rolls back; the next leader redoes it).
+	 */
+	signal?: () => AbortSignal | undefined;
 }
 
 /**
@@ -257,12 +263,17 @@ export class GrantReconciler {
 
 	private async withAdmin<T>(connection: Connection, fn: (c: pg.Client) => Promise<T>): Promise<T> {
 		const secrets = await readConnectionSecrets(this.d.kube, connection);
+		const signal = this.d.signal?.();
+		signal?.throwIfAborted();
 		const client = new pg.Client(adminClientConfig(connection, secrets));
 		client.on("error", () => {});
-		await client.connect();
+		const onAbort = () => void client.end().catch(() => {});
+		signal?.addEventListener("abort", onAbort, { once: true });
 		try {
+			await client.connect();
 			return await fn(client);
 		} finally {
+			signal?.removeEventListener("abort", onAbort);
 			await client.end().catch(() => {});
 		}
 	}
@@ -321,7 +332,7 @@ export class GrantReconciler {
 			if (s.metadata.annotations?.["access.drawbridge.dev/role-ready"] === "true") {
 				await this.d.kube.mergePatch(SECRETS, this.d.opts.namespace, s.metadata.name, { metadata: { annotations: { "access.drawbridge.dev/role-ready": "false" } } });
 				this.d.onCredentialsChanged();
-				if (graceMs > 0) await new Promise((r) => setTimeout(r, graceMs));
+				if (graceMs > 0) await sleep(graceMs, undefined, { signal: this.d.signal?.() });
 			}
 			if (role && connection) {
 				const res = await this.withAdmin(connection, (c) => dropRole(c, role));

@@ -54,6 +54,7 @@ export class WorkQueue {
 
 	/** Schedules `key` at `at` (or now if in the past); keeps only the earliest schedule per key. */
 	addAt(key: string, at: Date): void {
+		if (this.stopped) return; // a handler ending after stop() (retry, requeue) schedules nothing
 		const t = at.getTime();
 		const delay = t - Date.now();
 		if (delay <= 0) {

@@ -124,9 +124,9 @@ export async function startOperator(env: Env, identity: string, extra: string[] 
 }
 
 /** The operator as a separate process (for kill -9 tests). Resolves once it answers /readyz. */
-export async function spawnOperator(env: Env, identity: string, port: number): Promise<{ proc: ChildProcess; output: () => string }> {
+export async function spawnOperator(env: Env, identity: string, port: number, extra: string[] = []): Promise<{ proc: ChildProcess; output: () => string }> {
 	const opts = ["--kubeconfig", env.kube.kubeconfigPath, "--namespace", OP_NS, "--identity", identity, "--listen", `127.0.0.1:${port}`,
-		"--issuer", "https://drawbridge-operator.test", "--git-cache", join(env.cacheRoot, identity), "--lease-duration", "8s", "--renew-deadline", "6s", "--retry-period", "1s", "--log-level", "info"];
+		"--issuer", "https://drawbridge-operator.test", "--git-cache", join(env.cacheRoot, identity), "--lease-duration", "8s", "--renew-deadline", "6s", "--retry-period", "1s", "--log-level", "info", ...extra];
 	const proc = spawn(join(ROOT, "node_modules/.bin/node"), ["--import", "tsx", join(ROOT, "operator/main.ts"), ...opts], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
 	let out = "";
 	proc.stdout!.on("data", (d) => (out += d));

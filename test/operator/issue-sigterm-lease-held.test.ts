@@ -8,27 +8,34 @@
  *    with 409 Conflict) or read the Lease just released and took it back. Reproduced deterministically
  *    with a TCP relay in front of the real kube-apiserver that freezes the round's request until the
  *    release is done.
- * 2. (next commit) slow work in flight at SIGTERM.
+ * 2. `Operator.stop()` waited up to 10 s for running reconciles before releasing the Lease; a reconcile
+ *    blocked on a git server that stalls (or a slow apiserver, or PostgreSQL) held the Lease for those
+ *    10 s. Now running work gets `--shutdown-grace`, is then aborted, and the Lease is released.
  */
 import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from "node:http";
 import { type AddressInfo, type Socket, connect, createServer as createTcpServer } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { printLogsOnFailure } from "../env/index.ts";
+import { freePort, printLogsOnFailure } from "../env/index.ts";
 import { KubeClient } from "../../operator/kube/client.ts";
 import { LeaderElector } from "../../operator/leader.ts";
-import { type Env, OP_NS, startEnv, stopEnv, waitFor } from "./helpers.ts";
+import { type Env, NS, OP_NS, gitSourceYaml, kubectlOk, spawnOperator, startEnv, stopEnv, waitFor } from "./helpers.ts";
 
 let env: Env;
+const procs: ChildProcess[] = [];
+const outputs: (() => string)[] = [];
 
 before(async () => {
 	env = await startEnv();
 });
 after(async () => {
+	for (const p of procs) if (p.exitCode === null) p.kill("SIGKILL");
 	await stopEnv(env);
 });
-printLogsOnFailure(() => [["kube", env?.kube]]);
+printLogsOnFailure(() => [["kube", env?.kube], ["operators", { logs: () => outputs.map((o) => o()).join("\n-----\n") }]]);
 
 async function holder(lease: string): Promise<string | null | undefined> {
 	const r = await env.kube.request<{ spec: { holderIdentity?: string | null } }>("GET", `/apis/coordination.k8s.io/v1/namespaces/${OP_NS}/leases/${lease}`);
@@ -130,4 +137,65 @@ test("stop() with an acquire/renew round in flight: the Lease is released and st
 		await new Promise((r) => setTimeout(r, 100));
 	}
 	assert.equal(stoppedLeading, 1);
+});
+
+/** An HTTP server that answers every git request with headers and a first line, then nothing. */
+async function stalledGitServer(): Promise<{ url: string; requested: Promise<void>; close: () => Promise<void> }> {
+	const sockets = new Set<Socket>();
+	let seen: () => void = () => {};
+	const requested = new Promise<void>((r) => (seen = r));
+	const server: Server = createServer((_req: IncomingMessage, res: ServerResponse) => {
+		res.writeHead(200, { "content-type": "application/x-git-upload-pack-advertisement" });
+		res.write("001e# service=git-upload-pack\n");
+		seen();
+	});
+	server.on("connection", (s) => {
+		sockets.add(s);
+		s.on("close", () => sockets.delete(s));
+	});
+	await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+	return {
+		url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+		requested,
+		close: async () => {
+			for (const s of sockets) s.destroy();
+			await new Promise((r) => server.close(r));
+		},
+	};
+}
+
+test("SIGTERM while the leader's git fetch is stalled: the fetch is aborted after --shutdown-grace, the Lease released, the standby takes over before it could expire", { timeout: 120_000 }, async (t) => {
+	const git = await stalledGitServer();
+	t.after(() => git.close());
+	// Lease 8 s, retry 1 s (spawnOperator); the git deadline stays at its 60 s default.
+	const extra = ["--shutdown-grace", "1s"];
+	const ports = { a: await freePort(), b: await freePort() };
+	const a = await spawnOperator(env, "op-a", ports.a, extra);
+	procs.push(a.proc);
+	outputs.push(a.output);
+	const b = await spawnOperator(env, "op-b", ports.b, extra);
+	procs.push(b.proc);
+	outputs.push(b.output);
+	const leader = await waitFor("a leader", async () => (await holder("drawbridge-operator")) ?? undefined, 15_000);
+	const [leaderProc, leaderOut] = leader === "op-a" ? [a.proc, a.output] : [b.proc, b.output];
+
+	await kubectlOk(env.kube, ["apply", "-f", "-"], gitSourceYaml(env, "stalled").replace(env.git.url, git.url));
+	t.after(() => kubectlOk(env.kube, ["delete", "gitsource", "stalled", "-n", NS, "--wait=false"]).then(() => undefined));
+	await git.requested; // the leader's sync is now blocked in the fetch, for up to 60 s
+
+	const exited = new Promise<number | null>((r) => leaderProc.once("exit", (code) => r(code)));
+	const t0 = Date.now();
+	leaderProc.kill("SIGTERM");
+	const takeover = await waitFor("takeover", async () => {
+		const h = await holder("drawbridge-operator");
+		return h && h !== leader ? Date.now() : undefined;
+	}, 20_000, 100);
+	// Guaranteed: the Lease is released within the grace (1 s) + 1 s for aborted work to unwind + the
+	// release request; the standby takes it at its next round (1 s). Expiry would need at least
+	// 8 s - 1 s (the last renewal was at most one retry period before SIGTERM), and the old stop()
+	// waited 10 s for the fetch first.
+	assert.ok(takeover - t0 < 7_000, `standby took over ${takeover - t0} ms after SIGTERM`);
+	assert.equal(await exited, 0);
+	assert.match(leaderOut(), /reconciles still running at the end of the shutdown grace; aborting them/);
+	assert.match(leaderOut(), /"released":true/);
 });

@@ -90,10 +90,15 @@ test("two replicas, leader SIGKILLed mid-sync and restarted: same end state, no 
 		await c.end();
 	}
 
-	// Graceful shutdown: SIGTERM makes the leader release the Lease, so the standby takes over well
-	// before the lease (8 s) would have expired, and the process exits 0.
+	// Graceful shutdown: SIGTERM makes the leader release the Lease, so the standby takes over before
+	// the lease (8 s, renewed every 1 s) could have expired, and the process exits 0. The bound is what
+	// the operator guarantees (docs/operations.md): release within --shutdown-grace (2 s) + 1 s even with
+	// work stuck in flight, takeover at the standby's next round (1 s). This used to fail now and then
+	// at 8-9 s: a renewal in flight during stop() re-took or kept the released Lease
+	// (issue-sigterm-lease-held.test.ts).
 	const leaderNow = await holder();
 	const leaderProc2 = leaderNow === second ? (second === "op-a" ? a.proc : b.proc) : restarted.proc;
+	const leaderOut2 = leaderNow === second ? (second === "op-a" ? a.output : b.output) : restarted.output;
 	const t0 = Date.now();
 	const exited = new Promise<number | null>((r) => leaderProc2.once("exit", (code) => r(code)));
 	leaderProc2.kill("SIGTERM");
@@ -101,6 +106,7 @@ test("two replicas, leader SIGKILLed mid-sync and restarted: same end state, no 
 		const h = await holder();
 		return h && h !== leaderNow ? Date.now() : undefined;
 	}, 15_000, 100);
-	assert.ok(takeover - t0 < 5_000, `standby took over ${takeover - t0} ms after SIGTERM`);
+	assert.ok(takeover - t0 < 7_000, `standby took over ${takeover - t0} ms after SIGTERM`);
 	assert.equal(await exited, 0);
+	assert.match(leaderOut2(), /"released":true/);
 });
