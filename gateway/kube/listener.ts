@@ -32,7 +32,7 @@ import { mayHandOver, mintingWrite } from "../policy/kube.ts";
 
 /** Strictness of a guardrail action, as in gateway/policy/kube.ts. */
 const RANK = { allow: 0, audit: 1, requireApproval: 2, block: 3 } as const;
-import { ExecStreamObserver, isChannelProtocol } from "./wsexec.ts";
+import { ExecStreamObserver, isChannelProtocol, WsBoundary, wsChannelStatusFrame, wsCloseFrame } from "./wsexec.ts";
 
 export const PATH_PREFIX = "/k8s/";
 const TOKEN_CACHE_MAX = 10_000;
@@ -1155,6 +1155,13 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					if (head.length) observer.obs.client(head);
 					if (uhead.length) observer.obs.server(uhead);
 				}
+				// WebSocket: where the relayed server frames stand, so a cut can say why in the protocol's own
+				// words (SPDY streams are just cut).
+				const boundary = String(ures.headers.upgrade ?? "").toLowerCase() === "websocket" ? new WsBoundary() : undefined;
+				if (boundary) {
+					if (uhead.length) boundary.push(uhead);
+					usocket.on("data", (c: Buffer) => boundary.push(c));
+				}
 				if (uhead.length) socket.write(uhead);
 				if (head.length) usocket.write(head);
 				usocket.pipe(socket);
@@ -1163,9 +1170,31 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				if (g.rule) x.rule = g.rule;
 				if (g.approvalId) x.approvalId = g.approvalId;
 				let ended = false;
-				const cut = () => {
+				let closing = false;
+				/**
+				 * The grant ended or changed, or the gateway shuts down: the upstream goes at once. A WebSocket
+				 * client between two frames gets the reason first — on exec/attach (v4/v5 channels) a Failure
+				 * Status on the error channel, which kubectl prints, then a Close frame (1008 policy violation,
+				 * 1001 going away at shutdown) carrying the message; anything else is cut.
+				 */
+				const cut: StreamEnd = (message, code = "no-grant") => {
+					usocket.unpipe(socket);
+					socket.unpipe(usocket);
 					usocket.destroy();
-					socket.destroy();
+					if (!message || !boundary?.atBoundary || socket.destroyed || socket.writableEnded) {
+						socket.destroy();
+						return;
+					}
+					closing = true;
+					const shutdown = code === "shutting-down";
+					const status = wsChannelStatusFrame(protocol, message, shutdown ? 503 : 403, shutdown ? "ServiceUnavailable" : "Forbidden");
+					const bye = wsCloseFrame(shutdown ? 1001 : 1008, message);
+					// A client that never answers the Close is not waited for beyond a second.
+					setTimeout(() => socket.destroy(), 1000).unref();
+					return new Promise<void>((resolve) => {
+						socket.end(status ? Buffer.concat([status, bye]) : bye, () => resolve());
+						socket.once("close", () => resolve());
+					});
 				};
 				session?.streams.add(cut);
 				const end = () => {
@@ -1173,7 +1202,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					ended = true;
 					session?.streams.delete(cut);
 					usocket.destroy();
-					socket.destroy();
+					if (!closing) socket.destroy();
 					record(g.decision, ures.statusCode ?? 101, x);
 					if (session && observer) {
 						const q = new URL(resolved!.upstreamPath, "http://x").searchParams;

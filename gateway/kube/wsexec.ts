@@ -167,3 +167,80 @@ export class ExecStreamObserver {
 export function isChannelProtocol(protocol: string | undefined): boolean {
 	return protocol === "channel.k8s.io" || protocol === "v4.channel.k8s.io" || protocol === "v5.channel.k8s.io";
 }
+
+/**
+ * Where the relayed bytes of one direction stand in RFC 6455 framing, without buffering payloads:
+ * `atBoundary` is true between frames, the only place the gateway may add a frame of its own (a
+ * control frame may sit between the fragments of a message). Lengths beyond 2^53 stop it (`broken`).
+ */
+export class WsBoundary {
+	#header: number[] = [];
+	#left = 0;
+	broken = false;
+
+	push(chunk: Buffer): void {
+		let i = 0;
+		while (i < chunk.length && !this.broken) {
+			if (this.#left > 0) {
+				const n = Math.min(this.#left, chunk.length - i);
+				this.#left -= n;
+				i += n;
+				continue;
+			}
+			this.#header.push(chunk[i++]!);
+			const h = this.#header;
+			if (h.length < 2) continue;
+			const len7 = h[1]! & 0x7f;
+			const need = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (h[1]! & 0x80 ? 4 : 0);
+			if (h.length < need) continue;
+			let len = len7;
+			if (len7 === 126) len = (h[2]! << 8) | h[3]!;
+			else if (len7 === 127) {
+				const big = Buffer.from(h.slice(2, 10)).readBigUInt64BE(0);
+				if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
+					this.broken = true;
+					return;
+				}
+				len = Number(big);
+			}
+			this.#left = len;
+			this.#header = [];
+		}
+	}
+
+	get atBoundary(): boolean {
+		return !this.broken && this.#left === 0 && this.#header.length === 0;
+	}
+}
+
+/** One unmasked (server → client) frame. */
+function serverFrame(opcode: number, payload: Buffer): Buffer {
+	const n = payload.length;
+	const head = n < 126 ? Buffer.from([0x80 | opcode, n]) : n < 65536 ? Buffer.from([0x80 | opcode, 126, n >> 8, n & 0xff]) : Buffer.alloc(10);
+	if (n >= 65536) {
+		head[0] = 0x80 | opcode;
+		head[1] = 127;
+		head.writeBigUInt64BE(BigInt(n), 2);
+	}
+	return Buffer.concat([head, payload]);
+}
+
+/** Close frame with a status code and a reason of at most 123 bytes of UTF-8 (cut at a character). */
+export function wsCloseFrame(code: number, reason: string): Buffer {
+	let text = reason;
+	while (Buffer.byteLength(text) > 123) text = text.slice(0, -1);
+	const payload = Buffer.alloc(2 + Buffer.byteLength(text));
+	payload.writeUInt16BE(code, 0);
+	payload.write(text, 2, "utf8");
+	return serverFrame(WsOpcode.Close, payload);
+}
+
+/**
+ * A `metav1.Status` Failure on the error channel (3) of a v4/v5 channel stream: what kubectl exec prints
+ * as the command's error. Undefined for the older `channel.k8s.io`, whose channel 3 is plain text.
+ */
+export function wsChannelStatusFrame(protocol: string | undefined, message: string, code: number, reason: string): Buffer | undefined {
+	if (protocol !== "v4.channel.k8s.io" && protocol !== "v5.channel.k8s.io") return undefined;
+	const status = { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason, code };
+	return serverFrame(WsOpcode.Binary, Buffer.concat([Buffer.from([3]), Buffer.from(JSON.stringify(status))]));
+}

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { test } from "node:test";
-import { ExecStreamObserver, isChannelProtocol, WsOpcode } from "../../gateway/kube/wsexec.ts";
+import { ExecStreamObserver, isChannelProtocol, WsBoundary, WsOpcode, wsChannelStatusFrame, wsCloseFrame } from "../../gateway/kube/wsexec.ts";
 
 /** One RFC 6455 frame; client frames are masked, server frames are not. */
 function frame(opcode: number, payload: Buffer, opts: { masked: boolean; fin?: boolean }): Buffer {
@@ -82,4 +82,44 @@ test("success status is exit 0; an absurd frame length stops the observer, not t
 	assert.ok(isChannelProtocol("v5.channel.k8s.io"));
 	assert.ok(!isChannelProtocol("base64.channel.k8s.io"));
 	assert.ok(!isChannelProtocol(undefined));
+});
+
+test("WsBoundary: between frames only, whatever the chunking (short, 16-bit and 64-bit lengths, masked, empty)", () => {
+	const parts = [
+		frame(WsOpcode.Binary, chan(1, "hello"), { masked: false }),
+		frame(WsOpcode.Binary, chan(1, randomBytes(300)), { masked: false }),
+		frame(WsOpcode.Text, Buffer.alloc(0), { masked: false }),
+		frame(WsOpcode.Binary, randomBytes(70_000), { masked: false }),
+		frame(WsOpcode.Binary, chan(0, "typed"), { masked: true }),
+	];
+	const ends = new Set<number>();
+	let total = 0;
+	for (const p of parts) ends.add((total += p.length));
+	const all = Buffer.concat(parts);
+	for (const step of [1, 2, 3, 7, 125, 4096, all.length]) {
+		const b = new WsBoundary();
+		assert.equal(b.atBoundary, true);
+		for (let i = 0; i < all.length; i += step) {
+			const end = Math.min(all.length, i + step);
+			b.push(all.subarray(i, end));
+			// Inside a chunk the boundary may pass unseen; at its end it must be exact.
+			assert.equal(b.atBoundary, ends.has(end), `step ${step}, after byte ${end}`);
+		}
+	}
+});
+
+test("a Close frame carries the code and at most 123 bytes of reason, cut at a character; a Status only on v4/v5 channels", () => {
+	const close = wsCloseFrame(1008, `grant ops/x expired ${"é".repeat(100)}`);
+	assert.equal(close[0], 0x88);
+	const len = close[1]!;
+	assert.ok(len <= 125);
+	assert.equal(close.readUInt16BE(2), 1008);
+	const reason = close.subarray(4, 2 + len).toString("utf8");
+	assert.ok(!reason.includes("\ufffd"), "no broken character");
+	assert.ok(reason.startsWith("grant ops/x expired "));
+	assert.equal(wsChannelStatusFrame("channel.k8s.io", "m", 403, "Forbidden"), undefined);
+	const status = wsChannelStatusFrame("v5.channel.k8s.io", "grant ops/x expired", 403, "Forbidden")!;
+	const seen: { code: number; message?: string }[] = [];
+	new ExecStreamObserver({ exit: (code, message) => seen.push({ code, ...(message ? { message } : {}) }) }).server(status);
+	assert.deepEqual(seen, [{ code: -1, message: "grant ops/x expired" }]);
 });
