@@ -177,6 +177,43 @@ test("journey 4 on this session: the recording shows the held DELETE, Sam's appr
 	assert.equal(verify.code, 0, `${verify.stdout}\n${verify.stderr}`);
 });
 
+test("narrowing in git: a PR making the bot's grant read-only cuts its live session with a FATAL naming the change; reconnected, it can no longer write", { timeout: 240_000 }, async () => {
+	assert.ok(botToken);
+	const live = asBot(["-c", "SELECT pg_sleep(300)"]);
+	await waitFor("the bot's statement running upstream", async () => {
+		const r = await stack.pg.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%pg_sleep(300)%' AND pid <> pg_backend_pid()", [], { database: "tickets" });
+		return r.rows[0]!.n === 1;
+	}, 60_000, 250);
+	const narrowed = example("grants/bots/support-bot-tickets.yaml").replace("access: read-write", "access: read-only");
+	assert.notEqual(narrowed, example("grants/bots/support-bot-tickets.yaml"));
+	await stack.git.mergePullRequest("grants", {
+		number: 312,
+		branch: "support-bot-read-only",
+		org: "platform",
+		title: "Support bot: read-only on tickets-prod",
+		files: { "grants/bots/support-bot-tickets.yaml": narrowed },
+	});
+	const r = await live;
+	assert.notEqual(r.code, 0);
+	assert.match(r.stderr, /FATAL:\s+57P01: terminating connection: grant platform\/support-bot-tickets-rw changed \(access, credential or subjects\); reconnect/, r.stderr);
+	// The next session runs under the new terms: reads work, a write is refused naming the read-only grant.
+	const read = await asBot(["-At", "-c", "SELECT count(*) FROM tickets"]);
+	assert.equal(read.code, 0, read.stderr);
+	const write = await asBot(["-c", "UPDATE tickets SET subject = subject WHERE id = 1"]);
+	assert.notEqual(write.code, 0);
+	assert.match(write.stderr, /42501/, write.stderr);
+	// The auditor sees why that session ended: end reason policy, with the message.
+	const env = { DRAWBRIDGE_RECORDINGS_DIR: join(stack.dir, "recordings") };
+	const cut = await waitFor("the cut session's recording, ended by the change", async () => {
+		const l = await drawbridge(["recordings", "list", "--connection", "tickets-prod", "--json"], env);
+		if (l.code !== 0) return undefined;
+		const ids = l.stdout.trim().split("\n").filter(Boolean).map((x) => String((JSON.parse(x) as { sessionId: string }).sessionId));
+		const shows = await Promise.all(ids.map((id) => drawbridge(["recordings", "show", id], env)));
+		return shows.find((x) => /Ended\s+policy/.test(x.stdout) && /pg_sleep\(300\)/.test(x.stdout));
+	}, 60_000, 1000);
+	assert.match(cut.stdout, /support-bot-tickets-rw changed/, cut.stdout);
+});
+
 test("revoking in git: a PR removing the bot's grant cuts its live session with a FATAL, the grant and its role are gone, new connections refused", { timeout: 240_000 }, async () => {
 	assert.ok(botToken);
 	const roleOf = await stack.kube.request<{ status?: { credential?: { username?: string } } }>("GET", `/apis/access.drawbridge.dev/v1alpha1/namespaces/${GRANTS_NS}/accessgrants/${GRANT}`);
