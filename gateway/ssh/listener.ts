@@ -174,6 +174,11 @@ interface SessionState {
 	uncheckedShells: Set<ServerChannel>;
 	/** Approval requests of this connection not decided yet (bounded by `maxPendingApprovals`). */
 	pendingApprovals: number;
+	/**
+	 * Exec commands running on the target, each with the function that records it (once): at its exit,
+	 * or when the session ends first, without an exit status.
+	 */
+	running: Set<() => void>;
 	ended: boolean;
 	endReason?: string;
 	/** Stops watching the grant and the bundle (called when the session ends). */
@@ -215,6 +220,11 @@ function sessionTerms(bundle: LoadedBundle, auth: { grant: BundleGrant; connecti
 /** Whether a guardrail rule with `ssh.commands` applies to the connection (shell lines are then checked). */
 function lineRulesApply(bundle: LoadedBundle, connection: string): boolean {
 	return bundle.policiesFor(connection).guardrailRules.some((r) => (r.ssh?.commands?.length ?? 0) > 0);
+}
+
+/** Records the exec commands still running (the session is ending): before the notice saying why. */
+function recordRunning(state: SessionState): void {
+	for (const record of [...state.running]) record();
 }
 
 function closeWithMessage(ch: ServerChannel, message: string): void {
@@ -704,6 +714,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			upstream: this.#connectUpstream(auth, bundle, recorder.sessionId),
 			channels: new Set(),
 			uncheckedShells: new Set(),
+			running: new Set(),
 			pendingApprovals: 0,
 			ended: false,
 			unwatch: () => {},
@@ -721,6 +732,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		);
 		const endAll = (message: string, reason: "grant-expired" | "grant-revoked" | "policy") => {
 			state.endReason = message;
+			recordRunning(state);
 			for (const ch of state.channels) closeWithMessage(ch, message);
 			recorder.emit({ type: "notice", message });
 			void this.#endSession(state, { reason, message });
@@ -771,6 +783,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 	) {
 		if (state.ended) return;
 		state.ended = true;
+		recordRunning(state);
 		state.unwatch();
 		state.upstream.then((u) => u.end()).catch(() => {});
 		await state.recorder.close(end.message ? { reason: end.reason, message: end.message } : { reason: end.reason });
@@ -1240,18 +1253,28 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				state.uncheckedShells.add(ch);
 				ch.on("close", () => state.uncheckedShells.delete(ch));
 			}
+			// Recorded once: at its exit, or — still running when the session ends (grant expired or revoked,
+			// target or client gone) — then, without an exit status, so the timeline shows what ran until the cut.
+			let recorded = false;
+			const record = (code?: number, signal?: string) => {
+				if (recorded) return;
+				recorded = true;
+				state.running.delete(interrupted);
+				state.recorder.emit({
+					type: "exec",
+					command,
+					decision: d.decision,
+					...base,
+					...(code !== undefined ? { exitCode: code } : {}),
+					...(signal ? { signal } : {}),
+				});
+			};
+			const interrupted = () => record();
+			state.running.add(interrupted);
 			this.#relay(ch, up, {
 				...(decoder ? { output: (b: Buffer) => state.recorder.emit({ type: "terminal", stream: "o", data: decoder.write(b) }) } : {}),
 				inputFilter: checkLines,
-				onExit: (code, signal) =>
-					state.recorder.emit({
-						type: "exec",
-						command,
-						decision: d.decision,
-						...base,
-						...(code !== undefined ? { exitCode: code } : {}),
-						...(signal ? { signal } : {}),
-					}),
+				onExit: record,
 			});
 			if (checkLines) this.#filterShellInput(state, ch, up, new StringDecoder("utf8"));
 		});

@@ -8,7 +8,8 @@
  * grant is refused, and the session is recorded with the pull request.
  *
  * The grant is examples/grants/oncall/break-glass.yaml with one change: its logins name the harness
- * sshd's login user (the test machine has no `lee` account), and `hostname` joins the allowed commands.
+ * sshd's login user (the test machine has no `lee` account), and `hostname` and `sleep *` join the
+ * allowed commands. Last, a pull request removing the grant closes Lee's live session with a message.
  */
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -39,7 +40,7 @@ before(async () => {
 	const docs = parseAllDocuments(example("grants/oncall/break-glass.yaml")).map((d) => d.toJS() as { metadata: { name: string }; spec: { ssh?: { logins: string[]; allowedCommands: string[] } } });
 	const sshGrant = docs.find((d) => d.metadata.name === "oncall-break-glass-ssh")!;
 	sshGrant.spec.ssh!.logins = [sshd.user];
-	sshGrant.spec.ssh!.allowedCommands.push("hostname");
+	sshGrant.spec.ssh!.allowedCommands.push("hostname", "sleep *");
 	await stack.git.commit("grants", {
 		message: "db-primary and production guardrails",
 		files: {
@@ -131,4 +132,33 @@ test("journey 4 on this session: recorded with the pull request, the refused com
 	assert.match(all, /EXEC\s+BLOCK\s+cat \/etc\/shadow/, all);
 	const verify = await drawbridge(["recordings", "verify", "--all", "--connection", "db-primary"], env);
 	assert.equal(verify.code, 0, `${verify.stdout}\n${verify.stderr}`);
+});
+
+test("revoking in git: a PR removing the grant closes Lee's live ssh session with a message naming it; recorded as grant-revoked", { timeout: 240_000 }, async () => {
+	assert.ok(token);
+	const live = sshViaGateway("sleep 300");
+	await waitFor("sleep running on the target", async () => /\bsleep 300\b/.test((await run("pgrep", ["-a", "-x", "sleep"])).stdout), 60_000, 250);
+	await stack.git.mergePullRequest("grants", {
+		number: PR + 1,
+		branch: "inc-2291-ssh-done",
+		org: "platform",
+		title: "INC-2291 resolved: remove break-glass SSH",
+		files: { "grants/oncall/break-glass-ssh.yaml": null },
+	});
+	const r = await live;
+	assert.notEqual(r.code, 0);
+	assert.match(r.stderr, /drawbridge: grant platform\/oncall-break-glass-ssh was revoked; closing the session/, r.stderr);
+	const env = { DRAWBRIDGE_RECORDINGS_DIR: join(stack.dir, "recordings") };
+	const ended = await waitFor("the cut session's recording", async () => {
+		const l = await drawbridge(["recordings", "list", "--connection", "db-primary", "--json"], env);
+		if (l.code !== 0) return undefined;
+		const ids = l.stdout.trim().split("\n").filter(Boolean).map((x) => String((JSON.parse(x) as { sessionId: string }).sessionId));
+		const shows = await Promise.all(ids.map((id) => drawbridge(["recordings", "show", id], env)));
+		return shows.find((x) => /Ended\s+grant-revoked/.test(x.stdout));
+	}, 60_000, 1_000);
+	// The command still running at the cut is in the timeline (it used to be recorded only at its exit,
+	// which never came: the session showed no command at all).
+	assert.match(ended.stdout, /EXEC\s+ALLOW\s+sleep 300/, ended.stdout);
+	const again = await sshViaGateway("hostname");
+	assert.notEqual(again.code, 0, "a new session is refused");
 });
