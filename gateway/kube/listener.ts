@@ -1054,11 +1054,16 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					ending = true;
 					u.unpipe(res);
 					u.destroy();
+					// Recorded now, not when the socket's close comes: the caller closes the recording next,
+					// and an event emitted after that is dropped (the cut watch used to vanish from it).
 					if (jsonWatch && atBoundary && !res.writableEnded) {
 						const status = new KubeGatewayError(code, message).toStatus();
-						return new Promise<void>((resolve) => res.end(`${JSON.stringify({ type: "ERROR", object: status })}\n`, resolve));
+						const told = new Promise<void>((resolve) => res.end(`${JSON.stringify({ type: "ERROR", object: status })}\n`, resolve));
+						done();
+						return told;
 					}
 					res.destroy();
+					done();
 				};
 				session.streams.add(endStream);
 				u.on("end", done);
@@ -1183,9 +1188,11 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					usocket.destroy();
 					if (!message || !boundary?.atBoundary || socket.destroyed || socket.writableEnded) {
 						socket.destroy();
+						end(); // recorded before the caller closes the recording (see endStream)
 						return;
 					}
 					closing = true;
+					end();
 					const shutdown = code === "shutting-down";
 					const status = wsChannelStatusFrame(protocol, message, shutdown ? 503 : 403, shutdown ? "ServiceUnavailable" : "Forbidden");
 					const bye = wsCloseFrame(shutdown ? 1001 : 1008, message);

@@ -7,6 +7,11 @@
  * (1008) with the reason first. This control plane has no kubelet to exec into, so the long-lived
  * upgraded stream is the apiserver's own WebSocket watch, through the same upgrade relay as
  * `kubectl exec`. Real kube-apiserver.
+ *
+ * Second regression: the request of a stream cut this way (upgraded or a plain JSON watch) was recorded
+ * when its socket's close came, after the grant's recording had been closed, and the recorder drops
+ * events emitted after close (gateway/recording/recorder.ts): the cut watch or exec vanished from the
+ * recording. The recorder here keeps that contract (MemoryRecorder alone accepted late events).
  */
 import assert from "node:assert/strict";
 import https from "node:https";
@@ -16,7 +21,26 @@ import type { BundleConnection, BundleGrant, ConfigBundle } from "../../gateway/
 import { BundleStore } from "../../gateway/config/store.ts";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
+import type { SessionMeta, SessionRecorder } from "../../gateway/recording/events.ts";
 import { approvalService, MemoryRecorder, makeBundle, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
+
+/** MemoryRecorder with the real recorder's contract: an event emitted after close() is dropped. */
+class ClosingRecorder extends MemoryRecorder {
+	override async openSession(meta: SessionMeta): Promise<SessionRecorder> {
+		const inner = await super.openSession(meta);
+		let closed = false;
+		return {
+			sessionId: inner.sessionId,
+			emit: (e) => {
+				if (!closed) inner.emit(e);
+			},
+			close: async (end) => {
+				closed = true;
+				await inner.close(end);
+			},
+		};
+	}
+}
 
 const NS = "streamed";
 const NOT_BEFORE = new Date(Date.now() - 60_000).toISOString();
@@ -24,7 +48,7 @@ let kube: KubeHandle;
 let gw: KubeListener;
 let issuer: TokenIssuer;
 let store: BundleStore;
-const recorder = new MemoryRecorder();
+const recorder = new ClosingRecorder();
 let credentials: ConfigBundle["credentials"];
 let connection: BundleConnection;
 
@@ -172,9 +196,13 @@ async function cutWithin(w: WsWatch, ms: number, reason: RegExp): Promise<void> 
 	assert.match(close.reason, reason);
 }
 
+/** How the grant's recording ended; the cut watch must be in it (recorded before the close). */
 async function endOf(grantKey: string): Promise<{ reason: string; message?: string } | undefined> {
 	await waitUntil(`recording of ${grantKey} closed`, () => recorder.sessions.some((s) => s.meta.grant === grantKey && s.end), 5_000);
 	const s = recorder.sessions.find((x) => x.meta.grant === grantKey && x.end);
+	await new Promise((r) => setTimeout(r, 200));
+	const watches = (s?.events ?? []).filter((e) => e.type === "kube.request" && (e as { verb?: string }).verb === "watch");
+	assert.equal(watches.length, 1, `the cut watch is recorded: ${JSON.stringify(s?.events.map((e) => e.type))}`);
 	return s?.end as { reason: string; message?: string } | undefined;
 }
 
@@ -206,6 +234,34 @@ test("a grant narrowed (its namespace removed) cuts an upgraded stream; recorded
 	assert.equal((await endOf("ops/kim-narrow"))?.reason, "policy");
 	const notices = recorder.sessions.find((s) => s.meta.grant === "ops/kim-narrow")?.events.filter((e) => e.type === "notice") ?? [];
 	assert.ok(notices.some((e) => /grant ops\/kim-narrow changed/.test(String((e as { message?: string }).message))), JSON.stringify(notices));
+});
+
+/** A plain (chunked JSON) watch through the gateway; resolves with its body once the stream ends. */
+async function jsonWatch(grantKeyUser: string): Promise<{ ended: Promise<string> }> {
+	const token = await issuer.token(grantKeyUser);
+	return new Promise((resolve, reject) => {
+		const req = https.get(`${gw.url}/k8s/cluster/api/v1/namespaces/${NS}/configmaps?watch=1`, { ca: kube.caPem, agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
+			assert.equal(res.statusCode, 200);
+			let body = "";
+			res.setEncoding("utf8");
+			const ended = new Promise<string>((r) => {
+				res.on("data", (c: string) => (body += c));
+				res.on("close", () => r(body));
+			});
+			resolve({ ended });
+		});
+		req.on("error", reject);
+	});
+}
+
+test("a plain JSON watch cut by revocation gets the ERROR Status and stays in the recording", async () => {
+	push([grant("kim-json")]);
+	const w = await jsonWatch("kim");
+	await new Promise((r) => setTimeout(r, 300));
+	push([]);
+	const body = await Promise.race([w.ended, new Promise<string>((_, rej) => setTimeout(() => rej(new Error("watch outlived its grant")), 5_000))]);
+	assert.match(body.trim().split("\n").at(-1) ?? "", /grant ops\/kim-json was revoked/);
+	assert.equal((await endOf("ops/kim-json"))?.reason, "grant-revoked");
 });
 
 test("gateway shutdown (close after the drain) ends an upgraded stream with Close 1001 saying so", async () => {
