@@ -243,6 +243,11 @@ export class Operator {
 		this.metrics.leader.set(1);
 		this.log.info({ identity: this.opts.identity }, "became leader");
 		const onError = (kind: string) => (key: string, err: unknown, attempt: number) => {
+			// Work aborted by the end of the term (shutdown, lost Lease) is not a failure: nothing retries it here.
+			if (this.term?.signal.aborted) {
+				this.log.debug({ kind, key, err: (err as Error).message }, "reconcile aborted; the next leader redoes it");
+				return;
+			}
 			this.metrics.reconcileErrors.inc({ kind });
 			this.log.warn({ kind, key, attempt, err: (err as Error).message }, "reconcile failed; retrying");
 		};
