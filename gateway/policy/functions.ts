@@ -135,23 +135,95 @@ add("dynamic-sql", "runs SQL given as text", [
 ]);
 
 /**
- * Which argument of a built-in holds SQL text it runs: `query_to_xml(query, ...)`,
+ * Which arguments of a function hold complete SQL text it runs: `query_to_xml(query, ...)`,
  * `ts_stat(sqlquery [, weights])`, `ts_rewrite(query tsquery, select text)` (only the two-argument
- * form; the three-argument one takes tsqueries). Undefined for every other function.
+ * form; the three-argument one takes tsqueries), and tablefunc's `crosstab(source_sql [,
+ * category_sql])` and `crosstab2|3|4(source_sql)`. Empty for every other function. (crosstab ran
+ * `select pg_read_file('/etc/hostname')` for a read-only grant: the string was a constant nobody
+ * parsed.)
  */
-export function sqlTextArgument(name: string, argCount: number): number | undefined {
+export function sqlTextArguments(name: string, argCount: number): number[] {
 	switch (name) {
 		case "query_to_xml":
 		case "query_to_xmlschema":
 		case "query_to_xml_and_xmlschema":
 		case "ts_stat":
-			return 0;
+		case "crosstab2":
+		case "crosstab3":
+		case "crosstab4":
+			return [0];
+		case "crosstab":
+			return argCount >= 2 ? [0, 1] : [0];
 		case "ts_rewrite":
-			return argCount === 2 ? 1 : undefined;
+			return argCount === 2 ? [1] : [];
 		default:
-			return undefined;
+			return [];
 	}
 }
+
+/**
+ * Functions that assemble SQL from fragments given as arguments and run it: xml2's
+ * `xpath_table(key, document, relation, xpaths, criteria)` runs `SELECT key, document FROM relation
+ * WHERE criteria` (`criteria` = `false; DELETE FROM accounts; SELECT 1, 2` deleted rows under a rule
+ * blocking it), tablefunc's `connectby(relation, key, parent, ...)` likewise. What runs is not one
+ * string the classifier could parse: deny by default.
+ */
+export const SQL_FRAGMENT_FUNCTIONS: ReadonlySet<string> = new Set(["xpath_table", "connectby"]);
+
+/**
+ * Functions that read or change the rows of a relation named by their first argument (a name as
+ * text, or regclass), which the statement text never names as a relation: `table_to_xml('accounts',
+ * ...)` read a table a rule kept from SELECT. `kinds` are what they do to its rows besides reading.
+ */
+export const RELATION_ARGUMENT_FUNCTIONS: ReadonlyMap<string, { kinds: readonly string[] }> = new Map([
+	["table_to_xml", { kinds: [] }],
+	["table_to_xmlschema", { kinds: [] }],
+	["table_to_xml_and_xmlschema", { kinds: [] }],
+	// pageinspect: raw pages and index entries (the bytes of every column)
+	["get_raw_page", { kinds: [] }],
+	["bt_page_items", { kinds: [] }],
+	["bt_page_stats", { kinds: [] }],
+	["bt_multi_page_stats", { kinds: [] }],
+	["bt_metap", { kinds: [] }],
+	// pg_surgery: tuples killed or frozen by hand, in a read-only transaction too
+	["heap_force_kill", { kinds: ["DELETE"] }],
+	["heap_force_freeze", { kinds: ["UPDATE"] }],
+]);
+
+/** Functions that read every table of a schema (`schema_to_xml('public', ...)`) or of the database. */
+export const ALL_TABLES_FUNCTIONS: ReadonlySet<string> = new Set([
+	"schema_to_xml",
+	"schema_to_xmlschema",
+	"schema_to_xml_and_xmlschema",
+	"database_to_xml",
+	"database_to_xmlschema",
+	"database_to_xml_and_xmlschema",
+]);
+add("server-access", "reads raw storage pages (every column's bytes, masked ones included)", [
+	"get_raw_page",
+	"bt_page_items",
+	"bt_page_stats",
+	"bt_multi_page_stats",
+	"bt_metap",
+	"hash_bitmap_info",
+]);
+add("server-access", "reads the write-ahead log (what was written to every table)", [
+	"pg_get_wal_record_info",
+	"pg_get_wal_records_info",
+	"pg_get_wal_records_info_till_end_of_wal",
+	"pg_get_wal_stats",
+	"pg_get_wal_stats_till_end_of_wal",
+	"pg_get_wal_block_info",
+]);
+// Not stopped by a read-only transaction: a read-only grant killed a row with heap_force_kill.
+add("system", "rewrites table tuples in place (pg_surgery), a read-only transaction does not stop it", ["heap_force_kill", "heap_force_freeze"]);
+// Index maintenance that writes index pages (as VACUUM does), allowed in a read-only transaction.
+add("write", "writes index pages (index maintenance, like VACUUM)", [
+	"brin_summarize_new_values",
+	"brin_summarize_range",
+	"brin_desummarize_range",
+	"gin_clean_pending_list",
+]);
 add("write", "writes data", [
 	"nextval",
 	"setval",

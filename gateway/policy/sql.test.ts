@@ -3,7 +3,7 @@ import { test } from "node:test";
 import type { GuardrailRule } from "../config/bundle.ts";
 import { evaluateSqlGuardrails } from "./guardrails.ts";
 import { SessionSqlState } from "./session.ts";
-import { analyzeSql, statementCacheKey, statementTree, withTables } from "./sql.ts";
+import { analyzeSql, relationNameText, statementCacheKey, statementTree, withTables } from "./sql.ts";
 import type { SqlStatementInfo } from "./types.ts";
 
 function one(sql: string): SqlStatementInfo {
@@ -496,4 +496,22 @@ test("deferred and implicit execution: the binding statement carries the action 
 		assert.ok(!f.risks?.some((r) => r.kind === "unknown"), `${sql}: ${JSON.stringify(f.risks)}`);
 		assert.ok(f.functions.includes("upper"), sql);
 	}
+});
+
+test("relations and SQL named in function arguments", () => {
+	// read as regclass input reads them
+	assert.equal(relationNameText("accounts"), "accounts");
+	assert.equal(relationNameText(' Public . "Odd ""x"" Name" '), 'public.Odd "x" Name');
+	assert.equal(relationNameText("db.s.t"), "db.s.t");
+	for (const bad of ["16384", "a.b.c.d", "a..b", '""', "a b", "a;b", ""]) assert.equal(relationNameText(bad), undefined, bad);
+	assert.deepEqual(one("SELECT table_to_xml('ACCOUNTS'::regclass, true, false, '')").tables, ["accounts"]);
+	assert.deepEqual(one("SELECT table_to_xml(16384, true, false, '')").unnamedReach, ["SELECT"]);
+	assert.deepEqual(one("SELECT schema_to_xml('public', true, false, '')").unnamedReach, ["SELECT"]);
+	const kill = one("SELECT heap_force_kill('public.accounts', ARRAY['(0,1)']::tid[])");
+	assert.ok(kill.kinds.includes("DELETE") && kill.tables.includes("public.accounts") && !kill.readOnly);
+	// crosstab's SQL text is a nested statement; xpath_table's fragments are unanalysable
+	const ct = one("SELECT * FROM crosstab('select a, b, c from r', 'select pg_read_file(''/x'')') AS t(a text)");
+	assert.ok(ct.tables.includes("r") && ct.functions.includes("pg_read_file") && !ct.readOnly);
+	assert.ok(one("SELECT * FROM crosstab('select a, b, c from r') AS t(a text)").readOnly);
+	assert.ok((one("SELECT * FROM xpath_table('1', 'd', 'r', '/a', 'true') AS t(a int)").risks ?? []).some((r) => r.kind === "unknown"));
 });

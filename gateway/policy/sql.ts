@@ -6,7 +6,13 @@
  * frozen: callers share them and must not mutate them.
  */
 import { loadModule, parsePlPgSQLSync, parseSync } from "libpg-query";
-import { functionRisk, sqlTextArgument, IDENTITY_SETTINGS, isSystemSetting, parserSettingChange, READ_ONLY_SETTINGS } from "./functions.ts";
+import {
+	ALL_TABLES_FUNCTIONS,
+	functionRisk,
+	RELATION_ARGUMENT_FUNCTIONS,
+	SQL_FRAGMENT_FUNCTIONS,
+	sqlTextArguments,
+	IDENTITY_SETTINGS, isSystemSetting, parserSettingChange, READ_ONLY_SETTINGS } from "./functions.ts";
 import { Lru } from "./lru.ts";
 import type { SqlAnalysis, SqlRisk, SqlRiskKind, SqlStatementInfo } from "./types.ts";
 
@@ -1439,25 +1445,93 @@ function visitFuncCall(b: PgNode, c: Collector, text: string, executes: boolean)
 	// for them it meets every rule, like EXECUTE in PL/pgSQL.
 	if (REMOTE_SQL_FUNCTIONS.has(last)) c.risk("unknown", `${qualified}() runs SQL text on another connection`);
 	const args = Array.isArray(b.args) ? b.args : [];
-	const sqlArg = sqlTextArgument(last, args.length);
-	if (sqlArg !== undefined) {
-		// query_to_xml('select pg_read_file(...)'), ts_rewrite(q, 'select ...'): the SQL in the
-		// string runs too. A constant is classified like any nested statement (rules see its
-		// functions, tables and kinds); text computed at run time cannot be seen: deny by default.
+	// xpath_table(key, doc, relation, xpaths, criteria): SQL assembled from fragments, run as is.
+	if (SQL_FRAGMENT_FUNCTIONS.has(last)) c.risk("unknown", `${qualified}() runs SQL it assembles from its arguments`);
+	relationArgument(last, args, c);
+	for (const sqlArg of sqlTextArguments(last, args.length)) {
+		// query_to_xml('select pg_read_file(...)'), ts_rewrite(q, 'select ...'), crosstab('select ...'):
+		// the SQL in the string runs too. A constant is classified like any nested statement (rules
+		// see its functions, tables and kinds); text computed at run time cannot be seen: deny by
+		// default.
 		const sql = constText(args[sqlArg]);
 		if (sql === undefined) {
 			c.risk("unknown", `${qualified}() runs SQL text computed at run time`);
-			return;
+			continue;
 		}
 		let parsed: { stmts?: { stmt?: PgNode }[] };
 		try {
 			parsed = parseSync(sql) as typeof parsed;
 		} catch {
 			c.risk("unknown", `${qualified}() SQL text does not parse`);
-			return;
+			continue;
 		}
 		for (const s of parsed.stmts ?? []) if (s.stmt) visitStatement(s.stmt, c, text, {}, executes);
 	}
+}
+
+/**
+ * A relation named by a function's argument (`table_to_xml('accounts', ...)`,
+ * `heap_force_kill('accounts', ...)`) counts as named by the statement, with what the function does
+ * to its rows; a name computed at run time (or an OID) may be any relation (`unnamedReach`).
+ * `schema_to_xml`/`database_to_xml` read every table of a schema or of the database.
+ */
+function relationArgument(last: string, args: unknown[], c: Collector): void {
+	if (ALL_TABLES_FUNCTIONS.has(last)) {
+		reaches(c, ["SELECT"]);
+		return;
+	}
+	const fn = RELATION_ARGUMENT_FUNCTIONS.get(last);
+	if (!fn) return;
+	for (const k of fn.kinds) c.kind(k);
+	const text = constText(args[0]);
+	const name = text === undefined ? undefined : relationNameText(text);
+	if (name) c.tables.add(name);
+	else reaches(c, ["SELECT", ...fn.kinds]);
+}
+
+/**
+ * A relation name as regclass input reads it (`public.accounts`, `"Odd Name"`, `ACCOUNTS` =
+ * accounts): dot-separated identifiers, unquoted ones folded to lower case, quoted ones with `""`
+ * for a quote. Undefined for anything else (an OID, odd characters): the caller then assumes any
+ * relation.
+ */
+export function relationNameText(text: string): string | undefined {
+	const parts: string[] = [];
+	let i = 0;
+	const n = text.length;
+	const space = (ch: string | undefined): boolean => ch !== undefined && /\s/.test(ch);
+	for (;;) {
+		while (space(text[i])) i++;
+		let part = "";
+		if (text[i] === '"') {
+			i++;
+			for (;;) {
+				if (i >= n) return undefined;
+				if (text[i] === '"') {
+					if (text[i + 1] === '"') {
+						part += '"';
+						i += 2;
+						continue;
+					}
+					i++;
+					break;
+				}
+				part += text[i++];
+			}
+			if (part === "") return undefined;
+		} else {
+			const m = /^[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*/.exec(text.slice(i));
+			if (!m) return undefined;
+			part = m[0].toLowerCase();
+			i += m[0].length;
+		}
+		parts.push(part);
+		while (space(text[i])) i++;
+		if (i === n) break;
+		if (text[i] !== ".") return undefined;
+		i++;
+	}
+	return parts.length <= 3 ? parts.join(".") : undefined;
 }
 
 /** A string constant, also through casts (`'select 1'::text`). */
