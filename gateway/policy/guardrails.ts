@@ -101,13 +101,18 @@ function ruleMatches(c: CompiledSqlRule, s: SqlStatementInfo): boolean {
 	// table: the later statement will not name the table (gateway/policy/README.md, "Deferred and
 	// implicit execution").
 	if (!escapes && c.tables && s.binds?.some((b) => b.tables.some((t) => c.tables!(splitName(t))) && (!c.kinds || b.kinds.some((k) => c.kinds!(k))))) {
-		return !c.functions || s.functions.some((f) => c.functions!(splitName(f)));
+		return !c.functions || callsMatch(c.functions, s);
 	}
 	if (!escapes && c.kinds && !s.kinds.some((k) => c.kinds!(k)) && !(unnamed && s.unnamedReach!.some((k) => c.kinds!(k)))) return false;
 	if (!escapes && !unnamed && c.tables && !s.tables.some((t) => c.tables!(splitName(t)))) return false;
-	if (c.functions && !s.functions.some((f) => c.functions!(splitName(f)))) return false;
+	if (c.functions && !callsMatch(c.functions, s)) return false;
 	if (!escapes && c.withoutWhere && s.hasWhere !== false) return false;
 	return true;
+}
+
+/** The statement calls a function the rule names: in call syntax, or maybe in field notation (`(x).f`). */
+function callsMatch(m: QualifiedMatcher, s: SqlStatementInfo): boolean {
+	return s.functions.some((f) => m(splitName(f))) || s.fieldCalls?.some((f) => m([f])) === true;
 }
 
 function ruleMessage(rule: GuardrailRule, s: SqlStatementInfo): string {

@@ -1433,8 +1433,19 @@ class Analyzer {
 			const key = keys[0]!;
 			const b = o[key] as PgNode;
 			switch (key) {
-				case "ColumnRef":
-					return this.columnRef(b, scope);
+				case "ColumnRef": {
+					const t = this.columnRef(b, scope);
+					// `t.col.pg_advisory_lock`: a name after the column may be a call (field notation)
+					this.#fieldCalls(strings(Array.isArray(b.fields) ? b.fields.slice(1) : []), t);
+					return t;
+				}
+				case "A_Indirection": {
+					// `(card::bigint).pg_advisory_lock` calls pg_advisory_lock(card::bigint): field
+					// notation, the same channels as the call syntax (pg_locks listed the card number)
+					const t = derive(this.children(b, scope));
+					this.#fieldCalls(strings(b.indirection), t);
+					return t;
+				}
 				case "ParamRef":
 					return this.#paramTaint ?? CLEAN;
 				case "A_Const":
@@ -1505,6 +1516,20 @@ class Analyzer {
 			t = union(t, opaque(`function ${name}() is not a known built-in`));
 		}
 		return t;
+	}
+
+	/** Names selected with `.` that PostgreSQL may call as functions of a value tainted `t`. */
+	#fieldCalls(names: string[], t: Taint): void {
+		if (!isTainted(t)) return;
+		for (const n of names) {
+			const name = n.toLowerCase();
+			if (functionRisk(name) !== undefined || STATE_FUNCTIONS.has(name)) {
+				this.block ??= {
+					rule: "mask:copy-masked-data",
+					message: `${name}() called in field notation would send masked data where masking cannot follow it`,
+				};
+			}
+		}
 	}
 
 	#builtin(name: string): boolean {

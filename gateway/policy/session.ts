@@ -203,6 +203,8 @@ function resolveOne(s: SqlStatementInfo, prepared: Names, cursors: Names): SqlSt
 		risks,
 		uses: { ...uses, statement: body },
 	};
+	const calls = uniq([...(body.fieldCalls ?? []), ...(s.fieldCalls ?? [])]);
+	if (calls.length > 0) fields.fieldCalls = calls;
 	if (body.hasWhere !== undefined) fields.hasWhere = body.hasWhere;
 	return withFields(s, fields, body.hasWhere === undefined ? ["hasWhere"] : []);
 }
@@ -225,6 +227,8 @@ function merge(list: SqlStatementInfo[]): SqlStatementInfo {
 		text: list.map((s) => s.text).join("; "),
 		risks,
 	};
+	const calls = uniq(list.flatMap((s) => s.fieldCalls ?? []));
+	if (calls.length > 0) info.fieldCalls = calls;
 	if (filtered.length > 0) info.hasWhere = filtered.every((s) => s.hasWhere === true);
 	return Object.freeze(info);
 }

@@ -515,3 +515,15 @@ test("relations and SQL named in function arguments", () => {
 	assert.ok(one("SELECT * FROM crosstab('select a, b, c from r') AS t(a text)").readOnly);
 	assert.ok((one("SELECT * FROM xpath_table('1', 'd', 'r', '/a', 'true') AS t(a int)").risks ?? []).some((r) => r.kind === "unknown"));
 });
+
+test("function calls in field notation", () => {
+	const f = one("SELECT ('/etc/hostname'::text).pg_read_file");
+	assert.ok(!f.readOnly && (f.risks ?? []).some((r) => r.kind === "server-access"));
+	assert.deepEqual(one("SELECT x.purge FROM t x").fieldCalls, ["purge"]);
+	assert.deepEqual(one("SELECT (c.card::bigint).pg_advisory_lock FROM c").functions, ["pg_advisory_lock"]);
+	const plain = one("SELECT o.id, (r).note FROM orders o, rows r");
+	assert.ok(plain.readOnly && plain.functions.length === 0);
+	const rules: GuardrailRule[] = [{ name: "no-purge", action: "block", sql: { functions: ["purge"] } }];
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("SELECT (t).purge FROM t"), access: "admin", rules }).rule, "no-purge");
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("SELECT t.id FROM t"), access: "admin", rules }).action, "allow");
+});

@@ -11,6 +11,7 @@ import {
 	functionRisk,
 	RELATION_ARGUMENT_FUNCTIONS,
 	SQL_FRAGMENT_FUNCTIONS,
+	STATE_FUNCTIONS,
 	sqlTextArguments,
 	IDENTITY_SETTINGS, isSystemSetting, parserSettingChange, READ_ONLY_SETTINGS } from "./functions.ts";
 import { Lru } from "./lru.ts";
@@ -209,6 +210,8 @@ class Collector {
 	readonly kinds: string[] = [];
 	readonly tables = new Set<string>();
 	readonly functions = new Set<string>();
+	/** Names that may be function calls in field notation (SqlStatementInfo.fieldCalls). */
+	readonly fieldCalls = new Set<string>();
 	/** Relations a RENAME/SET SCHEMA/DETACH PARTITION/NO INHERIT takes a name or rows away from. */
 	readonly escapes = new Set<string>();
 	/** Schemas an ALTER SCHEMA ... RENAME takes away from their name. */
@@ -251,6 +254,7 @@ function classifyStatement(stmt: PgNode, text: string): SqlStatementInfo {
 	if (c.escapes.size > 0) info.escapes = [...c.escapes];
 	if (c.schemaEscapes.size > 0) info.schemaEscapes = [...c.schemaEscapes];
 	if (c.reach.size > 0) info.unnamedReach = [...c.reach];
+	if (c.fieldCalls.size > 0) info.fieldCalls = [...c.fieldCalls];
 	if (c.binds.length > 0) info.binds = c.binds;
 	trees.set(info, stmt);
 	return info;
@@ -1338,6 +1342,9 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 					return;
 				}
 				if (type === "FuncCall") visitFuncCall(b, c, text, executes);
+				// `(expr).name`, `t.name`, `t.col.name`: a name that is not a column or field is a call.
+				if (type === "A_Indirection") for (const name of names(b.indirection)) fieldCall(name, c);
+				if (type === "ColumnRef" && Array.isArray(b.fields)) for (const name of names(b.fields.slice(1))) fieldCall(name, c);
 				if (type === "DefElem" && FUNCTION_DEFNAMES.has(String(b.defname ?? "").toLowerCase())) {
 					// CREATE OPERATOR (function = f), CREATE AGGREGATE (sfunc = f), CREATE TYPE (input = f)...
 					const arg = unwrap(b.arg);
@@ -1415,6 +1422,27 @@ function functionReference(parts: string[], c: Collector): void {
 	c.functions.add(qualified);
 	const risk = functionRisk(qualified);
 	if (risk) c.risk(risk.kind, `${qualified}() ${risk.detail} (referenced by the statement)`);
+}
+
+/**
+ * A name selected with `.` (`(x).name`, `t.name`): PostgreSQL calls the one-argument function of
+ * that name when no column or field has it, for any argument type (`SELECT ('/etc/hostname'::text).
+ * pg_read_file` read a server file under a read-only grant; `SELECT t.purge FROM t` ran a function
+ * a rule blocked). Rules on functions see the name, and a known-dangerous name gets its risk (a
+ * qualified column named like one, `t.setval`, is refused too: deny by default).
+ */
+function fieldCall(name: string, c: Collector): void {
+	c.fieldCalls.add(name);
+	const risk = functionRisk(name);
+	// listed as called, so masking's write checks look at the statement (state functions keep values)
+	if (risk || STATE_FUNCTIONS.has(name.toLowerCase())) c.functions.add(name.toLowerCase());
+	if (risk) c.risk(risk.kind, `${name.toLowerCase()}() ${risk.detail} (called in field notation: (x).${name})`);
+	const last = name.toLowerCase();
+	if (last === "set_config" || SQL_FRAGMENT_FUNCTIONS.has(last) || REMOTE_SQL_FUNCTIONS.has(last) || sqlTextArguments(last, 1).length > 0 || RELATION_ARGUMENT_FUNCTIONS.has(last)) {
+		// one-argument forms of functions whose arguments the classifier reads (crosstab(sql),
+		// dblink(sql)...): the argument is an expression here, not a constant it could read
+		c.risk("unknown", `${last}() called in field notation: its argument is not analysed`);
+	}
 }
 
 function visitFuncCall(b: PgNode, c: Collector, text: string, executes: boolean): void {

@@ -51,6 +51,14 @@ export interface SqlStatementInfo {
 	 */
 	unnamedReach?: string[];
 	/**
+	 * Names selected with `.` from an expression or a qualified column reference (`(x).name`,
+	 * `t.name`, `t.col.name`): PostgreSQL resolves one that is not a column or field as a call of
+	 * the one-argument function of that name (field notation), so `SELECT ('/etc/hostname'::text).
+	 * pg_read_file` calls pg_read_file. Rules with `functions` match these names too; the built-in
+	 * function risks apply to them (gateway/policy/README.md, "Function calls in field notation").
+	 */
+	fieldCalls?: string[];
+	/**
 	 * Writes the statement makes possible later on relations it names, without running them now
 	 * (gateway/policy/README.md, "Deferred and implicit execution"): a foreign key with `ON DELETE
 	 * CASCADE` added to `accounts` binds `DELETE` on accounts to deletes of the referenced table; an
