@@ -516,18 +516,27 @@ export class Session {
 				this.copyEnds++;
 				this.toUpstream(m.raw);
 				return undefined;
-			case "functionCall":
-				if (this.o.access !== "admin" || this.o.live().maskingActive) {
-					// Its FunctionCallResponse is one value of a function called by OID: nothing says
-					// what it derives from (query_to_xml by OID returned raw masked columns to an
-					// admin grant), so while masking applies no grant may call one.
-					const masking = this.o.access === "admin";
+			case "functionCall": {
+				// A call by OID is not classified. Below admin it is refused. An admin grant keeps its
+				// GuardrailRules, and code they cannot see meets every rule (gateway/policy/README.md):
+				// a call by OID could be any function a rule names (FunctionCall(purge's OID) deleted
+				// rows under a rule blocking purge), and it cannot be held for approval, so it is refused
+				// while any SQL rule blocks or holds. Its FunctionCallResponse is one value nothing says
+				// the origin of (query_to_xml by OID returned raw masked columns to an admin grant), so
+				// while masking applies no grant may call one either.
+				const admin = this.o.access === "admin";
+				const masking = admin && this.o.live().maskingActive;
+				const binding = admin
+					? this.o.live().policies.guardrailRules.find((r) => r.sql !== undefined && (r.action === "block" || r.action === "requireApproval"))
+					: undefined;
+				if (!admin || masking || binding) {
 					const rule = masking ? "mask:function-call" : "protocol:function-call";
+					const why = !admin ? 'grant access "admin" is required' : `it cannot be matched against guardrail rule "${binding?.name}" of this connection (use a query)`;
 					const err = new PgGatewayError(
 						"statement_blocked",
 						masking
 							? `FunctionCall (fast-path function ${m.functionOid}) is blocked by rule "${rule}": its result cannot be masked, and masking rules apply to this session`
-							: `FunctionCall (fast-path function ${m.functionOid}) is blocked by rule "${rule}": it bypasses statement classification; grant access "admin" is required`,
+							: `FunctionCall (fast-path function ${m.functionOid}) is blocked by rule "${rule}": it bypasses statement classification; ${why}`,
 						{ detail: `Drawbridge rule: ${rule}` },
 					);
 					this.emit({
@@ -550,6 +559,7 @@ export class Session {
 				this.statementsChangedInSync = this.syncSeg;
 				this.toUpstream(m.raw);
 				return undefined;
+			}
 			case "terminate":
 				this.toUpstream(m.raw);
 				this.close({ reason: "client-closed" });
