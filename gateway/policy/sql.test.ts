@@ -434,7 +434,7 @@ test("deferred and implicit execution: the binding statement carries the action 
 	const rules: GuardrailRule[] = [{ name: "keep-accounts", action: "block", sql: { statementKinds: ["DELETE", "UPDATE"], tables: ["public.accounts"] } }];
 	const decide = (sql: string) => evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "read-write", rules }).action;
 	// other verbs running DELETE/UPDATE
-	assert.deepEqual(one("MERGE INTO accounts a USING t ON a.id = t.id WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES (1)").kinds.toSorted(), ["DELETE", "INSERT", "MERGE"]);
+	assert.deepEqual(one("MERGE INTO accounts a USING t ON a.id = t.id WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES (1)").kinds.toSorted(), ["DELETE", "INSERT", "MERGE", "SELECT"]); // SELECT: it reads t
 	assert.ok(one("INSERT INTO accounts VALUES (1) ON CONFLICT (id) DO UPDATE SET b = 0").kinds.includes("UPDATE"));
 	assert.ok(!one("INSERT INTO accounts VALUES (1) ON CONFLICT DO NOTHING").kinds.includes("UPDATE"));
 	assert.ok(one("ALTER TABLE accounts ALTER COLUMN b TYPE int USING b * 0").kinds.includes("UPDATE"));
@@ -526,4 +526,20 @@ test("function calls in field notation", () => {
 	const rules: GuardrailRule[] = [{ name: "no-purge", action: "block", sql: { functions: ["purge"] } }];
 	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("SELECT (t).purge FROM t"), access: "admin", rules }).rule, "no-purge");
 	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("SELECT t.id FROM t"), access: "admin", rules }).action, "allow");
+});
+
+test("reads by another name carry SELECT", () => {
+	for (const sql of [
+		"COPY secrets TO STDOUT",
+		"UPDATE t SET v = s.x FROM secrets s WHERE t.id = s.id",
+		"DELETE FROM t USING secrets s WHERE t.id = s.id",
+		"MERGE INTO t USING secrets s ON t.id = s.id WHEN MATCHED THEN DELETE",
+		"DELETE FROM secrets WHERE id = 1 RETURNING *",
+		"INSERT INTO secrets VALUES (1) RETURNING x",
+	]) {
+		assert.ok(one(sql).kinds.includes("SELECT"), sql);
+	}
+	for (const sql of ["COPY t FROM STDIN", "UPDATE t SET v = 1 WHERE id = 2", "DELETE FROM t WHERE id = 1", "INSERT INTO t VALUES (1)"]) {
+		assert.ok(!one(sql).kinds.includes("SELECT"), sql);
+	}
 });

@@ -648,6 +648,7 @@ function visitStatement(
 			kind = "INSERT";
 			write("INSERT");
 			catalogWrite(kind);
+			readsRows(b, c);
 			// ON CONFLICT DO UPDATE updates existing rows of the target: a rule on UPDATE of it applies.
 			if ((b.onConflictClause as PgNode | undefined)?.action === "ONCONFLICT_UPDATE") c.kind("UPDATE");
 			break;
@@ -655,6 +656,7 @@ function visitStatement(
 			kind = "UPDATE";
 			write("UPDATE");
 			catalogWrite(kind);
+			readsRows(b, c);
 			c.sawFiltered = true;
 			if (!b.whereClause || isUnfiltered(b.whereClause)) c.missingWhere = true;
 			break;
@@ -662,6 +664,7 @@ function visitStatement(
 			kind = "DELETE";
 			write("DELETE");
 			catalogWrite(kind);
+			readsRows(b, c);
 			c.sawFiltered = true;
 			if (!b.whereClause || isUnfiltered(b.whereClause)) c.missingWhere = true;
 			break;
@@ -669,6 +672,7 @@ function visitStatement(
 			kind = "MERGE";
 			write("MERGE");
 			catalogWrite(kind);
+			readsRows(b, c);
 			c.sawFiltered = true;
 			if (isUnfiltered(b.joinCondition)) c.missingWhere = true;
 			mergeActions(b, c);
@@ -751,6 +755,9 @@ function visitStatement(
 				c.kind("COPY FILE");
 				c.risk("server-access", `COPY ${from ? "FROM" : "TO"} a server file`);
 			}
+			// COPY accounts TO STDOUT reads every row: a rule on SELECT of accounts met
+			// COPY (SELECT * FROM accounts) TO STDOUT but not this.
+			if (!from && b.relation) c.kind("SELECT");
 			if (from) {
 				write("COPY FROM writes rows");
 				catalogWrite("COPY FROM");
@@ -982,6 +989,18 @@ function cascades(b: PgNode | undefined): boolean {
 
 function reaches(c: Collector, kinds: readonly string[]): void {
 	for (const k of kinds) c.reach.add(k);
+}
+
+/**
+ * Writes that read rows out or in: RETURNING returns the rows written, and UPDATE ... FROM,
+ * DELETE ... USING and MERGE ... USING read their other relations (`UPDATE scratch SET v =
+ * s.secret FROM secrets s ... RETURNING v` returned, and `MERGE INTO scratch USING secrets ...`
+ * copied, rows a rule on SELECT of secrets kept from reading). They carry SELECT too.
+ */
+function readsRows(b: PgNode, c: Collector): void {
+	const list = (x: unknown): boolean => Array.isArray(x) && x.length > 0;
+	const returning = list(b.returningList) || list((b.returningClause as PgNode | undefined)?.exprs);
+	if (returning || list(b.fromClause) || list(b.usingClause) || b.sourceRelation !== undefined) c.kind("SELECT");
 }
 
 /**
