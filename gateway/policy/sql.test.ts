@@ -543,3 +543,11 @@ test("reads by another name carry SELECT", () => {
 		assert.ok(!one(sql).kinds.includes("SELECT"), sql);
 	}
 });
+
+test("DROP COLUMN and SET EXPRESSION rewrite every row", () => {
+	const d = one("ALTER TABLE t DROP COLUMN c");
+	assert.ok(["DROP", "DROP COLUMN", "UPDATE"].every((k) => d.kinds.includes(k)) && d.hasWhere === false);
+	assert.equal(one("ALTER TABLE t ALTER COLUMN g SET EXPRESSION AS (0)").hasWhere, false);
+	assert.equal(one("ALTER TABLE t ALTER COLUMN g SET EXPRESSION AS (a + 1)").hasWhere, true);
+	assert.ok(!one("ALTER TABLE t DROP CONSTRAINT k").kinds.includes("UPDATE"));
+});

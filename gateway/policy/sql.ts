@@ -1088,6 +1088,21 @@ function referentialActions(b: PgNode, c: Collector): void {
 			c.sawFiltered = true;
 			if (def[1].raw_default !== undefined && isConstantCondition(def[1].raw_default)) c.missingWhere = true;
 		}
+		// DROP COLUMN erases the column's value in every row: a DROP, and an UPDATE without WHERE
+		// (`ALTER TABLE ledger DROP COLUMN amount` passed rules on DROP and on UPDATE of ledger).
+		if (u[1].subtype === "AT_DropColumn") {
+			c.kind("DROP");
+			c.kind("DROP COLUMN");
+			c.kind("UPDATE");
+			c.sawFiltered = true;
+			c.missingWhere = true;
+		}
+		// SET EXPRESSION (PostgreSQL 17) recomputes a generated column in every row, like TYPE ... USING.
+		if (u[1].subtype === "AT_SetExpression") {
+			c.kind("UPDATE");
+			c.sawFiltered = true;
+			if (u[1].def !== undefined && isConstantCondition(u[1].def)) c.missingWhere = true;
+		}
 		if (def?.[0] === "Constraint") fk(def[1]);
 		if (def?.[0] === "ColumnDef" && Array.isArray(def[1].constraints)) {
 			for (const con of def[1].constraints) {

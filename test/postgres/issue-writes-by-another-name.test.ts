@@ -100,6 +100,21 @@ describe("writes by another name meet the rule on the write", () => {
 		assert.deepEqual(r.rows[0], { p: "5.75", at: "2024-01-01 12:34:56" });
 	});
 
+	// Red-team round (guardrails, access levels): DROP COLUMN erased every row's value of a column
+	// under rules on UPDATE of ledger and on unbounded UPDATEs (it carried ALTER TABLE only).
+	test("DROP COLUMN erases a value in every row: an UPDATE without WHERE, and a DROP", async () => {
+		const c = await fx.connect("alice");
+		try {
+			for (const sql of ["ALTER TABLE ledger DROP COLUMN amount", "ALTER TABLE IF EXISTS public.ledger DROP amount CASCADE"]) {
+				await assert.rejects(c.query(sql), refused(/keep-ledger-values/), sql);
+			}
+			await assert.rejects(c.query("ALTER TABLE scratch ADD COLUMN note text, DROP COLUMN note"), refused(/no-unbounded-updates/));
+		} finally {
+			await c.end();
+		}
+		assert.equal((await fx.pg.query("SELECT sum(amount)::int AS a FROM ledger")).rows[0]!.a, 5);
+	});
+
 	test("a child created in the open transaction binds INSERT on its parent", async () => {
 		const c = await fx.connect("alice");
 		try {
