@@ -337,6 +337,21 @@ function defElems(list: unknown): { name: string; arg: unknown }[] {
 const FILE_VIEWS = new Set(["pg_hba_file_rules", "pg_ident_file_mappings", "pg_file_settings"]);
 
 /**
+ * Catalogs holding credentials a superuser upstream session can read: role password verifiers
+ * (`pg_authid`, `pg_shadow`), user mapping options (postgres_fdw/dblink passwords in plain text:
+ * `pg_user_mapping`, `pg_user_mappings`) and subscription connection strings (`pg_subscription`).
+ * A read-only grant read the SCRAM verifier of the gateway's own backend role and an FDW password.
+ */
+const CREDENTIAL_CATALOGS = new Set(["pg_authid", "pg_shadow", "pg_user_mapping", "pg_user_mappings", "pg_subscription"]);
+
+/** Risks of reading the relation `schema.name` itself (configuration files, credentials). */
+function relationRisk(schema: string | undefined, name: string, c: Collector): void {
+	if (schema !== undefined && schema !== "pg_catalog") return;
+	if (FILE_VIEWS.has(name)) c.risk("server-access", `${name} reads server configuration files`);
+	if (CREDENTIAL_CATALOGS.has(name)) c.risk("server-access", `${name} holds credentials (password verifiers, connection passwords)`);
+}
+
+/**
  * True when a relation written to is (or, unqualified, may resolve to) a system catalog: `pg_catalog`
  * is searched before the search_path, so `pg_proc` is `pg_catalog.pg_proc`. A superuser upstream
  * session may INSERT/UPDATE/DELETE catalogs: renaming `pg_read_file` in `pg_proc` read a server file
@@ -1359,9 +1374,7 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 			const obj = n as PgNode;
 			if (typeof obj.relname === "string") {
 				c.tables.add(rangeVarName(obj));
-				if (FILE_VIEWS.has(obj.relname) && (obj.schemaname === undefined || obj.schemaname === "pg_catalog")) {
-					c.risk("server-access", `${obj.relname} reads server configuration files`);
-				}
+				relationRisk(typeof obj.schemaname === "string" ? obj.schemaname : undefined, obj.relname, c);
 			}
 			// ObjectWithArgs, wrapped or not: CREATE CAST ... WITH FUNCTION f(...), operator class
 			// support functions, ALTER/DROP FUNCTION...
@@ -1547,8 +1560,11 @@ function relationArgument(last: string, args: unknown[], c: Collector): void {
 	for (const k of fn.kinds) c.kind(k);
 	const text = constText(args[0]);
 	const name = text === undefined ? undefined : relationNameText(text);
-	if (name) c.tables.add(name);
-	else reaches(c, ["SELECT", ...fn.kinds]);
+	if (name) {
+		c.tables.add(name);
+		const parts = name.split(".");
+		relationRisk(parts.length >= 2 ? parts[parts.length - 2] : undefined, parts[parts.length - 1]!, c);
+	} else reaches(c, ["SELECT", ...fn.kinds]);
 }
 
 /**
