@@ -991,6 +991,7 @@ function visitStatement(
 	return kind;
 }
 
+
 /**
  * What a cascading drop may do to relations it does not name: drop them (tables of a schema or an
  * extension, views) or alter them (drop a column typed with the dropped type, a foreign key, a
@@ -1363,6 +1364,8 @@ function splitAssignment(q: string): [string, string] | undefined {
 
 /** Walks every child of a statement body: nested statements, relations, function calls. */
 function walkChildren(body: PgNode, c: Collector, text: string, executes: boolean): void {
+	// The per-node work is in visitNode, outside this recursive closure: its frame stays small, so
+	// deeply nested expressions (thousands of levels) fit the stack.
 	const walk = (n: unknown): void => {
 		if (Array.isArray(n)) {
 			for (const x of n) walk(x);
@@ -1371,35 +1374,8 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 		if (!n || typeof n !== "object") return;
 		if (++c.depth > MAX_DEPTH) throw new Error("parse tree too deep");
 		try {
-			const obj = n as PgNode;
-			if (typeof obj.relname === "string") {
-				c.tables.add(rangeVarName(obj));
-				relationRisk(typeof obj.schemaname === "string" ? obj.schemaname : undefined, obj.relname, c);
-			}
-			// ObjectWithArgs, wrapped or not: CREATE CAST ... WITH FUNCTION f(...), operator class
-			// support functions, ALTER/DROP FUNCTION...
-			if (Array.isArray(obj.objname) && ("objargs" in obj || "objfuncargs" in obj || "args_unspecified" in obj)) {
-				functionReference(names(obj.objname), c);
-			}
-			const u = unwrap(obj);
-			if (u) {
-				const [type, b] = u;
-				if (type.endsWith("Stmt")) {
-					visitStatement(obj, c, text, {}, executes);
-					return;
-				}
-				if (type === "FuncCall") visitFuncCall(b, c, text, executes);
-				// `(expr).name`, `t.name`, `t.col.name`: a name that is not a column or field is a call.
-				if (type === "A_Indirection") for (const name of names(b.indirection)) fieldCall(name, c);
-				if (type === "ColumnRef" && Array.isArray(b.fields)) for (const name of names(b.fields.slice(1))) fieldCall(name, c);
-				if (type === "DefElem" && FUNCTION_DEFNAMES.has(String(b.defname ?? "").toLowerCase())) {
-					// CREATE OPERATOR (function = f), CREATE AGGREGATE (sfunc = f), CREATE TYPE (input = f)...
-					const arg = unwrap(b.arg);
-					if (arg?.[0] === "TypeName") functionReference(names(arg[1].names), c);
-					else if (arg?.[0] === "List") functionReference(names(arg[1].items), c);
-				}
-			}
-			for (const v of Object.values(obj)) if (v && typeof v === "object") walk(v);
+			if (visitNode(n as PgNode, c, text, executes)) return;
+			for (const v of Object.values(n)) if (v && typeof v === "object") walk(v);
 		} finally {
 			c.depth--;
 		}
@@ -1413,6 +1389,36 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 		}
 		if (v && typeof v === "object") walk(v);
 	}
+}
+
+/** What one node of a walked tree adds to `c`; true for a nested statement (visited whole). */
+function visitNode(obj: PgNode, c: Collector, text: string, executes: boolean): boolean {
+	if (typeof obj.relname === "string") {
+		c.tables.add(rangeVarName(obj));
+		relationRisk(typeof obj.schemaname === "string" ? obj.schemaname : undefined, obj.relname, c);
+	}
+	// ObjectWithArgs, wrapped or not: CREATE CAST ... WITH FUNCTION f(...), operator class
+	// support functions, ALTER/DROP FUNCTION...
+	if (Array.isArray(obj.objname) && ("objargs" in obj || "objfuncargs" in obj || "args_unspecified" in obj)) {
+		functionReference(names(obj.objname), c);
+	}
+	const u = unwrap(obj);
+	if (!u) return false;
+	const [type, b] = u;
+	if (type.endsWith("Stmt")) {
+		visitStatement(obj, c, text, {}, executes);
+		return true;
+	}
+	if (type === "FuncCall") visitFuncCall(b, c, text, executes);
+	// `(expr).name`, `t.name`, `t.col.name`: a name that is not a column or field is a call.
+	if (type === "A_Indirection" || (type === "ColumnRef" && Array.isArray(b.fields) && b.fields.length > 1)) fieldNotation(type, b, c);
+	if (type === "DefElem" && FUNCTION_DEFNAMES.has(String(b.defname ?? "").toLowerCase())) {
+		// CREATE OPERATOR (function = f), CREATE AGGREGATE (sfunc = f), CREATE TYPE (input = f)...
+		const arg = unwrap(b.arg);
+		if (arg?.[0] === "TypeName") functionReference(names(arg[1].names), c);
+		else if (arg?.[0] === "List") functionReference(names(arg[1].items), c);
+	}
+	return false;
 }
 
 /**
@@ -1478,6 +1484,11 @@ function functionReference(parts: string[], c: Collector): void {
  * a rule blocked). Rules on functions see the name, and a known-dangerous name gets its risk (a
  * qualified column named like one, `t.setval`, is refused too: deny by default).
  */
+function fieldNotation(type: string, b: PgNode, c: Collector): void {
+	const selected = type === "A_Indirection" ? names(b.indirection) : Array.isArray(b.fields) ? names(b.fields.slice(1)) : [];
+	for (const name of selected) fieldCall(name, c);
+}
+
 function fieldCall(name: string, c: Collector): void {
 	c.fieldCalls.add(name);
 	const risk = functionRisk(name);
