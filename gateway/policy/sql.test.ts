@@ -551,3 +551,9 @@ test("DROP COLUMN and SET EXPRESSION rewrite every row", () => {
 	assert.equal(one("ALTER TABLE t ALTER COLUMN g SET EXPRESSION AS (a + 1)").hasWhere, true);
 	assert.ok(!one("ALTER TABLE t DROP CONSTRAINT k").kinds.includes("UPDATE"));
 });
+
+test("refint's check_foreign_key binds DELETE/UPDATE on the tables in its arguments", () => {
+	const t = one("CREATE TRIGGER c BEFORE DELETE ON t FOR EACH ROW EXECUTE FUNCTION check_foreign_key(1, 'cascade', 'id', 'public.accounts', 'id')");
+	assert.ok(t.binds?.some((b) => b.tables.includes("public.accounts") && b.kinds.includes("DELETE")));
+	assert.equal(one("CREATE TRIGGER c BEFORE DELETE ON t FOR EACH ROW EXECUTE FUNCTION touch('accounts')").binds, undefined);
+});

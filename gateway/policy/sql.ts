@@ -986,11 +986,25 @@ function visitStatement(
 			.map((r) => rangeVarName(r));
 		if (parents.length > 0) c.binds.push({ kinds: ["INSERT"], tables: parents });
 	}
+	// refint's check_foreign_key(n, 'cascade', key..., table, column...) deletes or updates rows of
+	// the tables named in the trigger's arguments when a row of the trigger's table goes or changes:
+	// `CREATE TRIGGER ... ON scratch ... EXECUTE FUNCTION check_foreign_key(1, 'cascade', 'id',
+	// 'accounts', 'id')`, then `DELETE FROM scratch WHERE id = 1`, deleted an account under a rule
+	// blocking DELETE of accounts. Every argument may be such a table: bound like a cascading key.
+	if (type === "CreateTrigStmt" && TABLE_WRITING_TRIGGERS.has(names(b.funcname).at(-1)?.toLowerCase() ?? "")) {
+		const tables = names(b.args).flatMap((a) => {
+			const n = relationNameText(a);
+			return n ? [n] : [];
+		});
+		if (tables.length > 0) c.binds.push({ kinds: ["DELETE", "UPDATE"], tables });
+	}
 	c.kind(kind);
 	walkChildren(b, c, text, executes);
 	return kind;
 }
 
+/** Trigger functions of contrib extensions that write to tables named in the trigger's arguments. */
+const TABLE_WRITING_TRIGGERS: ReadonlySet<string> = new Set(["check_foreign_key"]);
 
 /**
  * What a cascading drop may do to relations it does not name: drop them (tables of a schema or an

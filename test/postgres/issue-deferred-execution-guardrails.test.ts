@@ -13,7 +13,9 @@
 //    '/etc/hostname') then SELECT rf(0, 100) read a server file: PostgreSQL still accepts the obsolete
 //    spellings sfunc1/stype1/initcond1, and sfunc1 was not a function-naming option;
 //  - (admin grant) DO $$ DECLARE t text; BEGIN t := pg_read_file(...); ... END $$: a PL/pgSQL
-//    assignment's expression was never classified, so function rules did not see it.
+//    assignment's expression was never classified, so function rules did not see it;
+//  - (later round) CREATE TRIGGER ... ON t ... EXECUTE FUNCTION check_foreign_key(1, 'cascade',
+//    'id', 'accounts', 'id') (contrib refint), then DELETE FROM t WHERE id = 1, deleted an account.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type pg from "pg";
@@ -38,6 +40,7 @@ const SETUP = [
 	"create table src (id int primary key)",
 	"insert into src values (1), (2)",
 	"create table t (id int, note text)",
+	"create extension refint",
 ];
 
 const ACCOUNTS = "SELECT count(*)::int AS n, sum(balance)::int AS total FROM accounts";
@@ -182,6 +185,18 @@ describe("deferred and implicit execution under guardrails", () => {
 			steps: ["ALTER TABLE t ALTER COLUMN note TYPE text USING 'gone'"],
 			rule: /no-unbounded-writes/,
 			note: "a USING that ignores the old value is an UPDATE without WHERE",
+		},
+		{
+			// red-team round (guardrails, access levels): refint's trigger deletes rows of the table
+			// named in its arguments; only the trigger's own table was in the statement
+			user: "alice",
+			steps: [
+				"CREATE TRIGGER cfk BEFORE DELETE OR UPDATE ON t FOR EACH ROW EXECUTE FUNCTION check_foreign_key(1, 'cascade', 'id', 'accounts', 'id')",
+				"INSERT INTO t VALUES (1, 'x')",
+				"DELETE FROM t WHERE id = 1",
+			],
+			rule: /keep-accounts/,
+			note: "check_foreign_key(..., 'cascade', ..., 'accounts', ...) deletes accounts when t rows go",
 		},
 		{
 			user: "alice",
