@@ -557,3 +557,12 @@ test("refint's check_foreign_key binds DELETE/UPDATE on the tables in its argume
 	assert.ok(t.binds?.some((b) => b.tables.includes("public.accounts") && b.kinds.includes("DELETE")));
 	assert.equal(one("CREATE TRIGGER c BEFORE DELETE ON t FOR EACH ROW EXECUTE FUNCTION touch('accounts')").binds, undefined);
 });
+
+test("DDL on server-wide objects is system", () => {
+	for (const sql of ["DROP EVENT TRIGGER e", "ALTER DATABASE d RENAME TO e", "ALTER SERVER s OWNER TO r", "DROP EXTENSION x", "ALTER EXTENSION x SET SCHEMA y", "DROP PUBLICATION p"]) {
+		assert.ok((one(sql).risks ?? []).some((r) => r.kind === "system"), sql);
+	}
+	for (const sql of ["DROP TABLE t", "ALTER TABLE t RENAME TO u", "ALTER SCHEMA s OWNER TO r"]) {
+		assert.ok(!(one(sql).risks ?? []).some((r) => r.kind === "system"), sql);
+	}
+});

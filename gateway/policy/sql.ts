@@ -998,10 +998,31 @@ function visitStatement(
 		});
 		if (tables.length > 0) c.binds.push({ kinds: ["DELETE", "UPDATE"], tables });
 	}
+	// DROP / RENAME / OWNER TO / SET SCHEMA of an object that is server-wide (or, like an event
+	// trigger or an extension, guards or serves the whole database): creating and altering them was
+	// `system`, these were plain writes (`DROP EVENT TRIGGER guard_ddl`, `ALTER DATABASE other RENAME
+	// TO x` under a read-write grant).
+	const target = type === "DropStmt" ? b.removeType : type === "RenameStmt" ? b.renameType : type === "AlterOwnerStmt" || type === "AlterObjectSchemaStmt" ? b.objectType : undefined;
+	if (target !== undefined && SERVER_WIDE_OBJECTS.has(String(target))) c.risk("system", `${kind} changes a server-wide object`);
 	c.kind(kind);
 	walkChildren(b, c, text, executes);
 	return kind;
 }
+
+/** Object types that are server-wide or serve every session: their DDL is reserved for admin grants. */
+const SERVER_WIDE_OBJECTS: ReadonlySet<string> = new Set([
+	"OBJECT_DATABASE",
+	"OBJECT_TABLESPACE",
+	"OBJECT_EVENT_TRIGGER",
+	"OBJECT_FDW",
+	"OBJECT_FOREIGN_SERVER",
+	"OBJECT_USER_MAPPING",
+	"OBJECT_SUBSCRIPTION",
+	"OBJECT_PUBLICATION",
+	"OBJECT_LANGUAGE",
+	"OBJECT_EXTENSION",
+	"OBJECT_ACCESS_METHOD",
+]);
 
 /** Trigger functions of contrib extensions that write to tables named in the trigger's arguments. */
 const TABLE_WRITING_TRIGGERS: ReadonlySet<string> = new Set(["check_foreign_key"]);
