@@ -973,6 +973,12 @@ function visitStatement(
 			// IMPORT FOREIGN SCHEMA creates foreign tables over remote relations; ALTER SERVER ...
 			// OPTIONS re-points existing ones (to a loopback, say): unseen reach, every rule.
 			if (FOREIGN_REACH_STMTS.has(type)) c.risk("unknown", `${kind}: the relations its foreign tables reach are not seen`);
+			// A subscription's worker writes to the local tables a publisher names (a loopback
+			// publication of another database's `accounts`: its DELETEs deleted shop's accounts
+			// under an admin grant's rule). What it will write is decided elsewhere: every rule.
+			if (type === "CreateSubscriptionStmt" || type === "AlterSubscriptionStmt") {
+				c.risk("unknown", `${kind}: a subscription writes to local tables with changes made elsewhere`);
+			}
 		}
 	}
 	// CREATE TABLE c () INHERITS (accounts) / PARTITION OF parted: rows inserted into c are the
