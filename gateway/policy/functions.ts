@@ -19,6 +19,11 @@ function add(kind: SqlRiskKind, detail: string, names: string[]): void {
 
 add("server-access", "reads server files", [
 	"pg_read_file",
+	// the pre-9.x API kept in pg_catalog under another name (and adminpack 1.0's aliases): the
+	// same file reads, missed by a list of the current names (red-team round)
+	"pg_read_file_old",
+	"pg_file_read",
+	"pg_file_length",
 	"pg_read_binary_file",
 	"pg_stat_file",
 	"pg_ls_dir",
@@ -52,6 +57,7 @@ add("server-access", "signals or controls server processes", [
 	"pg_signal_backend",
 	"pg_reload_conf",
 	"pg_rotate_logfile",
+	"pg_rotate_logfile_old",
 	"pg_promote",
 	"pg_switch_wal",
 	"pg_create_restore_point",

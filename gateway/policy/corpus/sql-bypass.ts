@@ -203,6 +203,15 @@ export const SQL_BYPASS_CORPUS: BypassCase[] = [
 	b("ro-dblink-from", "SELECT * FROM dblink('dbname=orders', 'select 1') AS t(a int)", "dblink in FROM"),
 	b("rw-dblink", "SELECT public.dblink_connect('x')", "schema-qualified dblink", "read-write"),
 	b("ro-terminate", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity", "kill other sessions"),
+	// Functions by another name or form (red-team round: guardrails and access levels)
+	b("ro-read-file-old", "SELECT pg_read_file_old('/etc/passwd', 0, 100)", "the old-API alias of pg_read_file, still in pg_catalog"),
+	b("rw-rotate-logfile-old", "SELECT pg_rotate_logfile_old()", "the old alias of pg_rotate_logfile", "read-write"),
+	b("ro-read-file-field-notation", "SELECT ('/etc/passwd'::text).pg_read_file", "field notation: (x).f calls f(x)"),
+	b("ro-ls-dir-field-notation", "SELECT (v.d).pg_ls_dir FROM (VALUES ('.'::text)) v(d)", "field notation over a column of a subquery"),
+	b("rw-terminate-field-notation", "SELECT (pid).pg_terminate_backend FROM pg_stat_activity WHERE pid = pg_backend_pid() + 100000", "field notation of a backend signal", "read-write"),
+	b("ro-advisory-lock-field-notation", "SELECT (card_number::bigint).pg_advisory_lock FROM customers WHERE id = 1", "a masked card number as an advisory lock key (pg_locks) in field notation"),
+	b("ro-pg-authid", "SELECT rolname, rolpassword FROM pg_authid", "password verifiers of every role (superuser upstream)"),
+	b("rw-pg-user-mappings", "SELECT umoptions FROM pg_user_mappings", "FDW passwords in plain text", "read-write"),
 	b("rw-cancel", "SELECT pg_cancel_backend(1)", "cancel other sessions", "read-write"),
 	b("rw-reload", "SELECT pg_reload_conf()", "reload server config", "read-write"),
 	// --- guardrail rules under read-write / admin --------------------------------------------------
