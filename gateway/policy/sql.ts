@@ -1008,6 +1008,16 @@ function visitStatement(
 	// trigger or an extension, guards or serves the whole database): creating and altering them was
 	// `system`, these were plain writes (`DROP EVENT TRIGGER guard_ddl`, `ALTER DATABASE other RENAME
 	// TO x` under a read-write grant).
+	// Superuser-only definitions the server trusts with raw memory: a cast WITHOUT FUNCTION
+	// reinterprets the bytes of one type as another (`CREATE CAST (text AS jsonb) WITHOUT FUNCTION`,
+	// then `SELECT 'abcdefgh'::text::jsonb -> 'x'` crashed the server, ending every session of every
+	// application), as do a base type's I/O functions and storage and an operator class's support
+	// functions. Like other server-wide state: reserved for admin grants.
+	if (type === "CreateCastStmt" && b.func === undefined && b.inout !== true) c.risk("system", "CREATE CAST ... WITHOUT FUNCTION reinterprets memory (a wrong cast crashes the server)");
+	if (type === "DefineStmt" && b.kind === "OBJECT_TYPE" && Array.isArray(b.definition)) c.risk("system", "a base type's I/O functions and storage are trusted by the server");
+	if (type === "AlterTypeStmt" || type === "CreateOpClassStmt" || type === "CreateOpFamilyStmt" || type === "AlterOpFamilyStmt") {
+		c.risk("system", `${kind} defines what the server trusts with raw memory`);
+	}
 	const target = type === "DropStmt" ? b.removeType : type === "RenameStmt" ? b.renameType : type === "AlterOwnerStmt" || type === "AlterObjectSchemaStmt" ? b.objectType : undefined;
 	if (target !== undefined && SERVER_WIDE_OBJECTS.has(String(target))) c.risk("system", `${kind} changes a server-wide object`);
 	c.kind(kind);

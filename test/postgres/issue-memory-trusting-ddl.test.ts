@@ -1,0 +1,51 @@
+// Regression (red-team round: access levels). Some definitions only a superuser may make are
+// trusted by the server with raw memory. Over a superuser static credential a read-write grant ran
+// CREATE CAST (text AS jsonb) WITHOUT FUNCTION (a plain write to the classifier), then SELECT
+// repeat('abcdefgh', 20)::text::jsonb -> 'x' crashed the PostgreSQL server: every session of every
+// application ended and the server went through crash recovery. A cast WITHOUT FUNCTION, a base
+// type (I/O functions and storage), ALTER TYPE ... SET and operator classes/families are now
+// `system` (reserved for admin grants); casts WITH FUNCTION / WITH INOUT and composite, enum and
+// range types stay writes.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type pg from "pg";
+import { printLogsOnFailure } from "../env/index.ts";
+import { type Fixture, refusedByRule, startFixture } from "./fixture.ts";
+
+describe("definitions the server trusts with raw memory are reserved for admin grants", () => {
+	let fx: Fixture;
+	let rw: pg.Client;
+	before(async () => {
+		fx = await startFixture();
+		rw = await fx.connect("alice");
+	});
+	after(async () => {
+		await rw?.end().catch(() => undefined);
+		await fx?.stop();
+	});
+	printLogsOnFailure(() => [["postgres", fx?.pg]]);
+
+	test("refused for a read-write grant", async () => {
+		for (const sql of [
+			"CREATE CAST (text AS jsonb) WITHOUT FUNCTION",
+			"CREATE TYPE raw_t (INPUT = int4in, OUTPUT = textout, INTERNALLENGTH = 4)",
+			"CREATE OPERATOR CLASS oc FOR TYPE int USING btree AS OPERATOR 1 <",
+		]) {
+			await assert.rejects(rw.query(sql), refusedByRule("builtin:system"), sql);
+		}
+		assert.equal((await fx.pg.query("SELECT count(*)::int AS n FROM pg_cast WHERE castmethod = 'b' AND casttarget = 'jsonb'::regtype")).rows[0]!.n, 0);
+		// the server is up and the session goes on
+		assert.equal((await rw.query("SELECT 1 AS one")).rows[0].one, 1);
+	});
+
+	test("ordinary casts and types stay allowed", async () => {
+		await rw.query("BEGIN");
+		try {
+			await rw.query("CREATE TYPE mood AS ENUM ('ok', 'sad')");
+			await rw.query("CREATE CAST (mood AS int) WITH INOUT");
+			await rw.query("CREATE TYPE pair AS (a int, b int)");
+		} finally {
+			await rw.query("ROLLBACK");
+		}
+	});
+});
