@@ -39,6 +39,11 @@ interface CompiledSqlRule {
 	/** Whether a `tables` pattern can name a table in a schema (an unqualified pattern always can). */
 	schemas?: GlobMatcher;
 	functions?: QualifiedMatcher;
+	/**
+	 * The `functions` patterns whose last segment names one function (no `*`/`?`), matched against
+	 * names in field notation (`t.name`): a wildcard there would match every qualified column.
+	 */
+	fieldFunctions?: QualifiedMatcher;
 	withoutWhere: boolean;
 }
 
@@ -60,7 +65,12 @@ export function compileSqlRules(rules: readonly GuardrailRule[]): CompiledSqlRul
 			c.tables = tables;
 			c.schemas = schemaMatcher(rule.sql.tables!);
 		}
-		if (functions) c.functions = functions;
+		if (functions) {
+			c.functions = functions;
+			const named = rule.sql.functions!.filter((p) => !/[*?]/.test(splitName(p).at(-1) ?? "*"));
+			const field = compileQualifiedList(named);
+			if (field) c.fieldFunctions = field;
+		}
 		out.push(c);
 	}
 	compiledCache.set(rules, out);
@@ -101,18 +111,22 @@ function ruleMatches(c: CompiledSqlRule, s: SqlStatementInfo): boolean {
 	// table: the later statement will not name the table (gateway/policy/README.md, "Deferred and
 	// implicit execution").
 	if (!escapes && c.tables && s.binds?.some((b) => b.tables.some((t) => c.tables!(splitName(t))) && (!c.kinds || b.kinds.some((k) => c.kinds!(k))))) {
-		return !c.functions || callsMatch(c.functions, s);
+		return !c.functions || callsMatch(c, s);
 	}
 	if (!escapes && c.kinds && !s.kinds.some((k) => c.kinds!(k)) && !(unnamed && s.unnamedReach!.some((k) => c.kinds!(k)))) return false;
 	if (!escapes && !unnamed && c.tables && !s.tables.some((t) => c.tables!(splitName(t)))) return false;
-	if (c.functions && !callsMatch(c.functions, s)) return false;
+	if (c.functions && !callsMatch(c, s)) return false;
 	if (!escapes && c.withoutWhere && s.hasWhere !== false) return false;
 	return true;
 }
 
-/** The statement calls a function the rule names: in call syntax, or maybe in field notation (`(x).f`). */
-function callsMatch(m: QualifiedMatcher, s: SqlStatementInfo): boolean {
-	return s.functions.some((f) => m(splitName(f))) || s.fieldCalls?.some((f) => m([f])) === true;
+/**
+ * The statement calls a function the rule names: in call syntax, or maybe in field notation
+ * (`(x).f`, `t.f`) when the rule names the function without a wildcard in its last segment.
+ */
+function callsMatch(c: CompiledSqlRule, s: SqlStatementInfo): boolean {
+	if (s.functions.some((f) => c.functions!(splitName(f)))) return true;
+	return c.fieldFunctions !== undefined && s.fieldCalls?.some((f) => c.fieldFunctions!([f])) === true;
 }
 
 function ruleMessage(rule: GuardrailRule, s: SqlStatementInfo): string {

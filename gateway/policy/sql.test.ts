@@ -566,3 +566,12 @@ test("DDL on server-wide objects is system", () => {
 		assert.ok(!(one(sql).risks ?? []).some((r) => r.kind === "system"), sql);
 	}
 });
+
+test("rules with a wildcard function name do not meet every qualified column", () => {
+	const rules: GuardrailRule[] = [{ name: "billing-fns", action: "block", sql: { functions: ["billing.*"] } }];
+	const decide = (sql: string) => evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "admin", rules }).action;
+	assert.equal(decide("SELECT o.id FROM orders o"), "allow");
+	assert.equal(decide("SELECT billing.charge(1)"), "block");
+	const named: GuardrailRule[] = [{ name: "no-charge", action: "block", sql: { functions: ["billing.charge"] } }];
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("SELECT o.charge FROM orders o"), access: "admin", rules: named }).action, "block");
+});
