@@ -3,7 +3,7 @@
  * ON/OFF so drift hits both equally. Prints TPS and the gateway's CPU time per transaction, on/off
  * ratios (target: overhead under 5 %). Not a timed test.
  *
- *   ./node_modules/.bin/node --import tsx bench/recording-pgbench.ts [--seconds 5] [--runs 3] [--mode simple|prepared]
+ *   ./node_modules/.bin/node --import tsx bench/recording-pgbench.ts [--seconds 5] [--runs 3] [--mode simple|prepared] [--script select|tpcb]
  *                                                                    [--node-flags "--liftoff-only"]  (the gateway child's; default as shipped)
  *                                                                    [--base off|on|serialize]  (what ON is compared with; default off)
  *                                                                    [--calibrate]  (= --base on: the noise floor of the ratio)
@@ -37,6 +37,13 @@ const arg = (name: string, def: string) => {
 const SECONDS = Number(arg("seconds", "5"));
 const RUNS = Number(arg("runs", "3"));
 const MODE = arg("mode", "simple");
+/**
+ * `select` (default): pgbench -S, one primary-key SELECT per transaction: the gateway's worst case,
+ * since the server does least per statement and the gateway most. `tpcb`: pgbench's default script
+ * (BEGIN, three UPDATEs, a SELECT, an INSERT, END: seven statements and a commit per transaction).
+ */
+const SCRIPT = arg("script", "select");
+if (SCRIPT !== "select" && SCRIPT !== "tpcb") throw new TypeError(`--script: select or tpcb, not ${SCRIPT}`);
 /** Node flags for the gateway child; default as shipped (bin/drawbridge.mjs, the image). */
 const NODE_FLAGS = arg("node-flags", "--liftoff-only").split(" ").filter(Boolean);
 const PROCESS = arg("process", "shared");
@@ -66,7 +73,7 @@ try {
 	const state = () =>
 		JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number; cpuMicros: number; threads: Record<string, number>; backlog: number; pending: number };
 	const pgbench = (port: number) =>
-		run(PGBENCH, ["-n", "-S", "-c", "8", "-j", "2", "-T", String(SECONDS), "-M", MODE], {
+		run(PGBENCH, ["-n", ...(SCRIPT === "select" ? ["-S"] : []), "-c", "8", "-j", "2", "-T", String(SECONDS), "-M", MODE], {
 			env: { ...process.env, PGHOST: "localhost", PGPORT: String(port), PGDATABASE: cfg.connection, PGUSER: "bench", PGPASSWORD: token, PGSSLMODE: "verify-full", PGSSLROOTCERT: pg.caFile },
 		});
 	const startChild = async (mode: string) => {
@@ -169,7 +176,7 @@ try {
 	console.log(
 		`\nper-run TPS ratios: ${ratios.map((x) => x.toFixed(3)).join(" ")}; median ${median(ratios).toFixed(3)}, mean ${mean.toFixed(3)} ± ${se.toFixed(3)} (standard error)${baseMode === "on" ? " (calibration: ON vs ON)" : ""}`,
 	);
-	console.log(`\n| pgbench -S -M ${MODE}, 8 clients, ${SECONDS}s x ${RUNS} | recording ${baseMode} | recording on | on / ${baseMode} |\n| --- | --- | --- | --- |`);
+	console.log(`\n| pgbench ${SCRIPT === "select" ? "-S" : "(tpcb-like)"} -M ${MODE}, 8 clients, ${SECONDS}s x ${RUNS} | recording ${baseMode} | recording on | on / ${baseMode} |\n| --- | --- | --- | --- |`);
 	console.log(`| TPS (median) | ${median(off.map((x) => x.tps)).toFixed(0)} | ${median(on.map((x) => x.tps)).toFixed(0)} | ${tpsRatio.toFixed(3)} (target > 0.95) |`);
 	console.log(
 		`| gateway CPU µs per transaction (median) | ${median(off.map((x) => x.cpuPerTx)).toFixed(0)} | ${median(on.map((x) => x.cpuPerTx)).toFixed(0)} | ${cpuRatio.toFixed(3)} |`,
