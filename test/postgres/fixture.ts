@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import pg from "pg";
 import {
@@ -24,7 +25,7 @@ import { StoreApprovalService } from "../../gateway/approvals/service.ts";
 import type { ApprovalService } from "../../gateway/approvals/types.ts";
 import { type PostgresListener, startPostgresListener } from "../../gateway/postgres/listener.ts";
 import type { RecordingEvent, Recorder, SessionEnd, SessionMeta, SessionRecorder } from "../../gateway/recording/events.ts";
-import { issueCert, type PostgresHandle, startPostgres } from "../env/index.ts";
+import { issueCert, type PostgresHandle, printLogsOnFailure, startPostgres } from "../env/index.ts";
 
 export const ISSUER = "https://issuer.drawbridge.test";
 export const AUDIENCE = "drawbridge-gateway";
@@ -136,6 +137,37 @@ export const DEFAULT_GRANTS: GrantSpec[] = [
 	{ name: "bob-ro", user: "bob", access: "read-only" },
 	{ name: "root-admin", user: "root", access: "admin" },
 ];
+
+/** A fixture and a client of each default grant: bob read-only, alice read-write, root admin. */
+export interface GrantClients {
+	fx: Fixture;
+	ro: pg.Client;
+	rw: pg.Client;
+	admin: pg.Client;
+}
+
+/**
+ * For a describe block: the fixture started before its tests (`seed` runs on the server first, as its
+ * superuser), a client per access level connected through the gateway, all ended after the block,
+ * and PostgreSQL's log printed if a test failed. The fields are set once the `before` hook ran.
+ */
+export function fixtureWithClients(opts: FixtureOptions = {}, seed?: (fx: Fixture) => Promise<void>): GrantClients {
+	const c = {} as GrantClients;
+	before(async () => {
+		c.fx = await startFixture(opts);
+		await seed?.(c.fx);
+		c.ro = await c.fx.connect("bob");
+		c.rw = await c.fx.connect("alice");
+		c.admin = await c.fx.connect("root");
+	});
+	after(async () => {
+		// A test may have crashed or restarted the server under them: ending a dead client is no failure.
+		await Promise.all([c.ro, c.rw, c.admin].map((x) => x?.end().catch(() => undefined)));
+		await c.fx?.stop();
+	});
+	printLogsOnFailure(() => [["postgres", c.fx?.pg]]);
+	return c;
+}
 
 export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> {
 	const pgh = opts.pg ?? (await startPostgres());

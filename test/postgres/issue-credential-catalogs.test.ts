@@ -9,30 +9,15 @@
 // pg_subscription is now `server-access` (refused for read-only and read-write grants; admin grants
 // keep it, as they keep pg_read_file).
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import type pg from "pg";
-import { printLogsOnFailure } from "../env/index.ts";
-import { assertNoneOf, type Fixture, refusedByRule, startFixture } from "./fixture.ts";
+import { describe, test } from "node:test";
+import { assertNoneOf, refusedByRule, fixtureWithClients } from "./fixture.ts";
 
 describe("catalogs holding credentials are server access", () => {
-	let fx: Fixture;
-	let ro: pg.Client;
-	let rw: pg.Client;
-	let admin: pg.Client;
-	before(async () => {
-		fx = await startFixture();
+	const c = fixtureWithClients({}, async (fx) => {
 		await fx.pg.query("CREATE EXTENSION postgres_fdw");
 		await fx.pg.query("CREATE SERVER other FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'db.example', dbname 'x')");
 		await fx.pg.query(`CREATE USER MAPPING FOR ${fx.pg.superuser} SERVER other OPTIONS (user 'svc', password 'fdw-plaintext-pw')`);
-		ro = await fx.connect("bob");
-		rw = await fx.connect("alice");
-		admin = await fx.connect("root");
 	});
-	after(async () => {
-		await Promise.all([ro?.end(), rw?.end(), admin?.end()]);
-		await fx?.stop();
-	});
-	printLogsOnFailure(() => [["postgres", fx?.pg]]);
 
 	const READS = [
 		"SELECT rolname, rolpassword FROM pg_authid WHERE rolpassword IS NOT NULL",
@@ -45,17 +30,17 @@ describe("catalogs holding credentials are server access", () => {
 
 	test("read-only and read-write grants are refused", async () => {
 		for (const sql of READS) {
-			await assert.rejects(ro.query(sql), refusedByRule("grant:read-only"), sql);
-			await assert.rejects(rw.query(sql), refusedByRule("builtin:server-access"), sql);
+			await assert.rejects(c.ro.query(sql), refusedByRule("grant:read-only"), sql);
+			await assert.rejects(c.rw.query(sql), refusedByRule("builtin:server-access"), sql);
 		}
 		// pg_roles masks passwords: still readable
-		const roles = await ro.query("SELECT rolname, rolpassword FROM pg_roles WHERE rolname = current_user");
+		const roles = await c.ro.query("SELECT rolname, rolpassword FROM pg_roles WHERE rolname = current_user");
 		assert.equal(roles.rows[0].rolpassword, "********");
 		assertNoneOf(["SCRAM-SHA-256$", "fdw-plaintext-pw"], roles.rows);
 	});
 
 	test("admin grants keep them (break glass, recorded)", async () => {
-		const r = await admin.query("SELECT count(*)::int AS n FROM pg_user_mappings");
+		const r = await c.admin.query("SELECT count(*)::int AS n FROM pg_user_mappings");
 		assert.equal(r.rows[0].n, 1);
 	});
 });

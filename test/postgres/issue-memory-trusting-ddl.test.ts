@@ -7,23 +7,11 @@
 // `system` (reserved for admin grants); casts WITH FUNCTION / WITH INOUT and composite, enum and
 // range types stay writes.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import type pg from "pg";
-import { printLogsOnFailure } from "../env/index.ts";
-import { type Fixture, refusedByRule, startFixture } from "./fixture.ts";
+import { describe, test } from "node:test";
+import { refusedByRule, fixtureWithClients } from "./fixture.ts";
 
 describe("definitions the server trusts with raw memory are reserved for admin grants", () => {
-	let fx: Fixture;
-	let rw: pg.Client;
-	before(async () => {
-		fx = await startFixture();
-		rw = await fx.connect("alice");
-	});
-	after(async () => {
-		await rw?.end().catch(() => undefined);
-		await fx?.stop();
-	});
-	printLogsOnFailure(() => [["postgres", fx?.pg]]);
+	const c = fixtureWithClients();
 
 	test("refused for a read-write grant", async () => {
 		for (const sql of [
@@ -31,21 +19,21 @@ describe("definitions the server trusts with raw memory are reserved for admin g
 			"CREATE TYPE raw_t (INPUT = int4in, OUTPUT = textout, INTERNALLENGTH = 4)",
 			"CREATE OPERATOR CLASS oc FOR TYPE int USING btree AS OPERATOR 1 <",
 		]) {
-			await assert.rejects(rw.query(sql), refusedByRule("builtin:system"), sql);
+			await assert.rejects(c.rw.query(sql), refusedByRule("builtin:system"), sql);
 		}
-		assert.equal((await fx.pg.query("SELECT count(*)::int AS n FROM pg_cast WHERE castmethod = 'b' AND casttarget = 'jsonb'::regtype")).rows[0]!.n, 0);
+		assert.equal((await c.fx.pg.query("SELECT count(*)::int AS n FROM pg_cast WHERE castmethod = 'b' AND casttarget = 'jsonb'::regtype")).rows[0]!.n, 0);
 		// the server is up and the session goes on
-		assert.equal((await rw.query("SELECT 1 AS one")).rows[0].one, 1);
+		assert.equal((await c.rw.query("SELECT 1 AS one")).rows[0].one, 1);
 	});
 
 	test("ordinary casts and types stay allowed", async () => {
-		await rw.query("BEGIN");
+		await c.rw.query("BEGIN");
 		try {
-			await rw.query("CREATE TYPE mood AS ENUM ('ok', 'sad')");
-			await rw.query("CREATE CAST (mood AS int) WITH INOUT");
-			await rw.query("CREATE TYPE pair AS (a int, b int)");
+			await c.rw.query("CREATE TYPE mood AS ENUM ('ok', 'sad')");
+			await c.rw.query("CREATE CAST (mood AS int) WITH INOUT");
+			await c.rw.query("CREATE TYPE pair AS (a int, b int)");
 		} finally {
-			await rw.query("ROLLBACK");
+			await c.rw.query("ROLLBACK");
 		}
 	});
 });

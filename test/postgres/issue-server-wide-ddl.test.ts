@@ -6,28 +6,17 @@
 //  - ALTER DATABASE other RENAME TO other2 renamed another application's database;
 //  - DROP EXTENSION tablefunc dropped an extension (CREATE EXTENSION is refused).
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import type pg from "pg";
-import { printLogsOnFailure } from "../env/index.ts";
-import { type Fixture, refusedByRule, startFixture } from "./fixture.ts";
+import { describe, test } from "node:test";
+import { refusedByRule, fixtureWithClients } from "./fixture.ts";
 
 describe("DDL on server-wide objects is reserved for admin grants", () => {
-	let fx: Fixture;
-	let rw: pg.Client;
-	before(async () => {
-		fx = await startFixture();
+	const c = fixtureWithClients({}, async (fx) => {
 		await fx.pg.query("CREATE DATABASE other");
 		await fx.pg.query("CREATE FUNCTION guard_fn() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$");
 		await fx.pg.query("CREATE EVENT TRIGGER guard_ddl ON ddl_command_start EXECUTE FUNCTION guard_fn()");
 		await fx.pg.query("CREATE EXTENSION tablefunc");
 		await fx.pg.query("CREATE TABLE scratch (id int)");
-		rw = await fx.connect("alice");
 	});
-	after(async () => {
-		await rw?.end();
-		await fx?.stop();
-	});
-	printLogsOnFailure(() => [["postgres", fx?.pg]]);
 
 	test("drop, rename and owner changes of server-wide objects are refused", async () => {
 		for (const sql of [
@@ -39,21 +28,21 @@ describe("DDL on server-wide objects is reserved for admin grants", () => {
 			"DROP EXTENSION tablefunc",
 			"ALTER EXTENSION tablefunc SET SCHEMA pg_catalog",
 		]) {
-			await assert.rejects(rw.query(sql), refusedByRule("builtin:system"), sql);
+			await assert.rejects(c.rw.query(sql), refusedByRule("builtin:system"), sql);
 		}
-		const q = async (sql: string) => (await fx.pg.query(sql)).rows[0]!.n as number;
+		const q = async (sql: string) => (await c.fx.pg.query(sql)).rows[0]!.n as number;
 		assert.equal(await q("SELECT count(*)::int AS n FROM pg_event_trigger WHERE evtname = 'guard_ddl' AND evtenabled = 'O'"), 1);
 		assert.equal(await q("SELECT count(*)::int AS n FROM pg_database WHERE datname = 'other'"), 1);
 		assert.equal(await q("SELECT count(*)::int AS n FROM pg_extension WHERE extname = 'tablefunc'"), 1);
 	});
 
 	test("DDL on the grant's own tables stays allowed", async () => {
-		await rw.query("BEGIN");
+		await c.rw.query("BEGIN");
 		try {
-			await rw.query("ALTER TABLE scratch RENAME TO scratch2");
-			await rw.query("ALTER TABLE scratch2 OWNER TO CURRENT_USER");
+			await c.rw.query("ALTER TABLE scratch RENAME TO scratch2");
+			await c.rw.query("ALTER TABLE scratch2 OWNER TO CURRENT_USER");
 		} finally {
-			await rw.query("ROLLBACK");
+			await c.rw.query("ROLLBACK");
 		}
 	});
 });

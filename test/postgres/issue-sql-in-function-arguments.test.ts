@@ -14,60 +14,45 @@
 //    schema_to_xml('public', ...), crosstab('select ... from accounts') and get_raw_page('accounts', 0)
 //    returned its rows.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import type pg from "pg";
+import { describe, test } from "node:test";
 import type { GuardrailRule } from "../../gateway/config/bundle.ts";
-import { printLogsOnFailure } from "../env/index.ts";
-import { type Fixture, refusedByRule, refusedMatching, startFixture } from "./fixture.ts";
+import { refusedByRule, refusedMatching, fixtureWithClients } from "./fixture.ts";
 
 const GUARDRAILS: GuardrailRule[] = [{ name: "keep-accounts", action: "block", sql: { statementKinds: ["SELECT", "DELETE"], tables: ["public.accounts"] } }];
 
 describe("SQL and relations named in function arguments meet the rules and access levels", () => {
-	let fx: Fixture;
-	let ro: pg.Client;
-	let rw: pg.Client;
-	let admin: pg.Client;
-	const count = async (): Promise<number> => (await fx.pg.query("SELECT count(*)::int AS n FROM accounts")).rows[0]!.n;
-	before(async () => {
-		fx = await startFixture({ guardrails: GUARDRAILS });
+	const c = fixtureWithClients({ guardrails: GUARDRAILS }, async (fx) => {
 		await fx.pg.query("CREATE TABLE accounts (id int PRIMARY KEY, secret text NOT NULL)");
 		await fx.pg.query("INSERT INTO accounts SELECT g, 'topsecret-' || g FROM generate_series(1, 5) g");
 		await fx.pg.query("CREATE TABLE report (region text, month text, total int)");
 		await fx.pg.query("INSERT INTO report VALUES ('north', 'jan', 1), ('north', 'feb', 2)");
 		for (const ext of ["tablefunc", "xml2", "pg_surgery", "pageinspect"]) await fx.pg.query(`CREATE EXTENSION ${ext}`);
-		ro = await fx.connect("bob");
-		rw = await fx.connect("alice");
-		admin = await fx.connect("root");
 	});
-	after(async () => {
-		await Promise.all([ro?.end(), rw?.end(), admin?.end()]);
-		await fx?.stop();
-	});
-	printLogsOnFailure(() => [["postgres", fx?.pg]]);
+	const count = async (): Promise<number> => (await c.fx.pg.query("SELECT count(*)::int AS n FROM accounts")).rows[0]!.n;
 
 	test("read-only: crosstab's SQL text is classified (no server file read)", async () => {
 		await assert.rejects(
-			ro.query("SELECT * FROM crosstab('select 1::text, 2::text, pg_read_file(''/etc/hostname'')') AS t(a text, b text)"),
+			c.ro.query("SELECT * FROM crosstab('select 1::text, 2::text, pg_read_file(''/etc/hostname'')') AS t(a text, b text)"),
 			refusedByRule("grant:read-only"),
 		);
-		await assert.rejects(ro.query("SELECT * FROM crosstab(current_query()) AS t(a text, b text)"), refusedByRule("grant:read-only"));
+		await assert.rejects(c.ro.query("SELECT * FROM crosstab(current_query()) AS t(a text, b text)"), refusedByRule("grant:read-only"));
 		// a crosstab of a constant read stays allowed
-		const r = await ro.query("SELECT * FROM crosstab('select region, month, total from report order by 1, 2') AS t(region text, a int, b int)");
+		const r = await c.ro.query("SELECT * FROM crosstab('select region, month, total from report order by 1, 2') AS t(region text, a int, b int)");
 		assert.equal(r.rows.length, 1);
 	});
 
 	test("read-only: pg_surgery is refused (the read-only transaction does not stop it)", async () => {
-		await assert.rejects(ro.query("SELECT heap_force_kill('accounts', ARRAY['(0,1)']::tid[])"), refusedByRule("grant:read-only"));
-		await assert.rejects(ro.query("SELECT heap_force_freeze('accounts', ARRAY['(0,2)']::tid[])"), refusedByRule("grant:read-only"));
+		await assert.rejects(c.ro.query("SELECT heap_force_kill('accounts', ARRAY['(0,1)']::tid[])"), refusedByRule("grant:read-only"));
+		await assert.rejects(c.ro.query("SELECT heap_force_freeze('accounts', ARRAY['(0,2)']::tid[])"), refusedByRule("grant:read-only"));
 		assert.equal(await count(), 5);
 	});
 
 	test("read-write: xpath_table's assembled SQL is refused", async () => {
 		await assert.rejects(
-			rw.query("SELECT * FROM xpath_table('1', '''<a/>''', 'pg_class', '/a', 'false; DELETE FROM accounts; SELECT 1, 2') AS t(id int, x text)"),
+			c.rw.query("SELECT * FROM xpath_table('1', '''<a/>''', 'pg_class', '/a', 'false; DELETE FROM accounts; SELECT 1, 2') AS t(id int, x text)"),
 			refusedByRule("builtin:unknown"),
 		);
-		await assert.rejects(rw.query("SELECT * FROM connectby('accounts', 'id', 'id', '1', 0) AS t(a int, b int, c int)"), refusedByRule("builtin:unknown"));
+		await assert.rejects(c.rw.query("SELECT * FROM connectby('accounts', 'id', 'id', '1', 0) AS t(a int, b int, c int)"), refusedByRule("builtin:unknown"));
 		assert.equal(await count(), 5);
 	});
 
@@ -81,11 +66,11 @@ describe("SQL and relations named in function arguments meet the rules and acces
 			"SELECT encode(get_raw_page('accounts', 0), 'escape')",
 			"SELECT heap_force_kill('accounts', ARRAY['(0,1)']::tid[])",
 		]) {
-			await assert.rejects(admin.query(sql), refusedMatching(/keep-accounts/), sql);
+			await assert.rejects(c.admin.query(sql), refusedMatching(/keep-accounts/), sql);
 		}
 		assert.equal(await count(), 5);
 		// other tables stay readable by name
-		const r = await admin.query("SELECT table_to_xml('report', true, false, '') AS x");
+		const r = await c.admin.query("SELECT table_to_xml('report', true, false, '') AS x");
 		assert.match(r.rows[0].x, /north/);
 	});
 });
