@@ -5,13 +5,15 @@
  * can replay them (the on-disk recorder has its own tests in test/recording).
  */
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
 import { StoreApprovalService } from "../../gateway/approvals/service.ts";
-import { BUNDLE_API_VERSION, type ConfigBundle, type Identity } from "../../gateway/config/bundle.ts";
+import { BUNDLE_API_VERSION, type BundleConnection, type BundleGrant, type ConfigBundle, type Identity } from "../../gateway/config/bundle.ts";
 import { sealBundle } from "../../gateway/config/canonical.ts";
 import { BundleStore } from "../../gateway/config/store.ts";
 import type { Recorder, RecordingEvent, SessionEnd, SessionMeta, SessionRecorder } from "../../gateway/recording/events.ts";
+import type { SshdHandle } from "../env/sshd.ts";
 
 export const ISSUER = "https://issuer.drawbridge.test";
 export const AUDIENCE = "drawbridge";
@@ -58,6 +60,46 @@ export function makeBundle(issuer: TokenIssuer, parts: Partial<ConfigBundle>, ve
 		...rest,
 		version,
 	});
+}
+
+/** An SSH Connection `ops/<name>` to the harness's sshd; the gateway logs in with credential "ssh-gw" (sshdCredentials). */
+export function sshdConnection(sshd: SshdHandle, name: string, labels: Record<string, string> = { env: "prod" }): BundleConnection {
+	return {
+		key: `ops/${name}`,
+		name,
+		namespace: "ops",
+		type: "ssh",
+		labels,
+		host: sshd.host,
+		port: sshd.port,
+		credentialRef: "ssh-gw",
+		ssh: { hostKeys: [sshd.hostPublicKey], auth: "key" },
+	};
+}
+
+/** The gateway's own key for the harness's sshd, as credential "ssh-gw". */
+export function sshdCredentials(sshd: SshdHandle): ConfigBundle["credentials"] {
+	return { "ssh-gw": { type: "sshKey", username: sshd.user, privateKeyPem: readFileSync(sshd.clientKeyFile, "utf8") } };
+}
+
+/**
+ * A grant `ops/<name>` on `connection` for User lee, valid from a minute ago for an hour, approved by
+ * sam: logging in as the sshd's user, everything else off unless `ssh` turns it on.
+ */
+export function sshGrant(sshd: SshdHandle, name: string, connection: string, ssh: Partial<NonNullable<BundleGrant["ssh"]>> = {}, extra: Partial<BundleGrant> = {}): BundleGrant {
+	return {
+		key: `ops/${name}`,
+		name,
+		namespace: "ops",
+		connection,
+		subjects: [{ kind: "User", name: "lee" }],
+		notBefore: new Date(Date.now() - 60_000).toISOString(),
+		expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+		ssh: { logins: [sshd.user], allowShell: false, allowSftp: false, allowPortForwarding: false, allowAgentForwarding: false, ...ssh },
+		approvers: { subjects: [{ kind: "User", name: "sam" }], minApprovals: 1 },
+		origin: {},
+		...extra,
+	};
 }
 
 export function storeWith(bundle: ConfigBundle): BundleStore {

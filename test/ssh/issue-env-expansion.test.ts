@@ -14,14 +14,13 @@
  */
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: the strings are shell lines for bash, `${…}` included on purpose
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import type { BundleConnection } from "../../gateway/config/bundle.ts";
 import { isPlainEnvValue, type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
 import { run, type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "./fixtures.ts";
+import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, sshdConnection, sshdCredentials, sshGrant } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const ssh2 = createRequire(import.meta.url)("ssh2") as typeof import("ssh2");
@@ -41,43 +40,15 @@ before(async () => {
 	sshd = await startSshd({ extraConfig: ["AcceptEnv LANG LC_*"] });
 	const ca = keys.keygen("ed25519");
 	agent = keys.keygen("ed25519");
-	const connection: BundleConnection = {
-		key: "ops/web",
-		name: "web",
-		namespace: "ops",
-		type: "ssh",
-		labels: { env: "prod" },
-		host: sshd.host,
-		port: sshd.port,
-		credentialRef: "ssh-gw",
-		ssh: { hostKeys: [sshd.hostPublicKey], auth: "key" },
-	};
+	const connection = sshdConnection(sshd, "web");
 	const store = storeWith(
 		makeBundle(issuer, {
 			connections: [connection],
 			grants: [
-				{
-					key: "ops/lee",
-					name: "lee",
-					namespace: "ops",
-					connection: "web",
-					subjects: [{ kind: "User", name: "lee" }],
-					notBefore: new Date(Date.now() - 60_000).toISOString(),
-					expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-					ssh: {
-						logins: [sshd.user],
-						allowShell: false,
-						allowSftp: false,
-						allowPortForwarding: false,
-						allowAgentForwarding: false,
-						allowedCommands: ["echo *"],
-					},
-					approvers: { subjects: [{ kind: "User", name: "sam" }], minApprovals: 1 },
-					origin: {},
-				},
+				sshGrant(sshd, "lee", "web", { allowedCommands: ["echo *"] }),
 			],
 			ssh: { userCaKeys: [ca.publicKey] },
-			credentials: { "ssh-gw": { type: "sshKey", username: sshd.user, privateKeyPem: readFileSync(sshd.clientKeyFile, "utf8") } },
+			credentials: sshdCredentials(sshd),
 		}),
 	);
 	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });

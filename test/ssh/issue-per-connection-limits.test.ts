@@ -14,10 +14,9 @@ import { createRequire } from "node:module";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import type { BundleConnection } from "../../gateway/config/bundle.ts";
 import { type SshLimitReason, type SshListener, type SshRefusalReason, startSshListener } from "../../gateway/ssh/listener.ts";
 import { run, type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "./fixtures.ts";
+import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, waitUntil, sshdConnection, sshdCredentials, sshGrant } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const ssh2 = createRequire(import.meta.url)("ssh2") as typeof import("ssh2");
@@ -41,33 +40,12 @@ before(async () => {
 	sshd = await startSshd();
 	const ca = keys.keygen("ed25519");
 	agent = keys.keygen("ed25519");
-	const connection: BundleConnection = {
-		key: "ops/db-primary",
-		name: "db-primary",
-		namespace: "ops",
-		type: "ssh",
-		labels: { env: "prod" },
-		host: sshd.host,
-		port: sshd.port,
-		credentialRef: "ssh-gw",
-		ssh: { hostKeys: [sshd.hostPublicKey], auth: "key" },
-	};
+	const connection = sshdConnection(sshd, "db-primary");
 	const store = storeWith(
 		makeBundle(issuer, {
 			connections: [connection],
 			grants: [
-				{
-					key: "ops/lee",
-					name: "lee",
-					namespace: "ops",
-					connection: "db-primary",
-					subjects: [{ kind: "User", name: "lee" }],
-					notBefore: new Date(Date.now() - 60_000).toISOString(),
-					expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-					ssh: { logins: [sshd.user], allowShell: true, allowSftp: true, allowPortForwarding: false, allowAgentForwarding: false },
-					approvers: { subjects: [{ kind: "User", name: "sam" }], minApprovals: 1 },
-					origin: {},
-				},
+				sshGrant(sshd, "lee", "db-primary", { allowShell: true, allowSftp: true }),
 			],
 			guardrailPolicies: [
 				{
@@ -77,7 +55,7 @@ before(async () => {
 				},
 			],
 			ssh: { userCaKeys: [ca.publicKey] },
-			credentials: { "ssh-gw": { type: "sshKey", username: sshd.user, privateKeyPem: readFileSync(sshd.clientKeyFile, "utf8") } },
+			credentials: sshdCredentials(sshd),
 		}),
 	);
 	// Defaults on purpose: 10 sessions, 6 auth tries, 3 pending approvals.

@@ -20,7 +20,7 @@ import { after, before, test } from "node:test";
 import type { BundleConnection } from "../../gateway/config/bundle.ts";
 import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
 import { run, type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "./fixtures.ts";
+import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, sshdConnection, sshdCredentials, sshGrant } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const ssh2 = createRequire(import.meta.url)("ssh2") as typeof import("ssh2");
@@ -45,54 +45,15 @@ before(async () => {
 	sshd = await startSshd();
 	const ca = keys.keygen("ed25519");
 	agent = keys.keygen("ed25519");
-	const connection: BundleConnection = {
-		key: "ops/web",
-		name: "web",
-		namespace: "ops",
-		type: "ssh",
-		labels: { env: "prod" },
-		host: sshd.host,
-		port: sshd.port,
-		credentialRef: "ssh-gw",
-		ssh: { hostKeys: [sshd.hostPublicKey], auth: "key" },
-	};
+	const connection = sshdConnection(sshd, "web");
 	const app: BundleConnection = { ...connection, key: "ops/app", name: "app", labels: { env: "app" } };
 	const store = storeWith(
 		makeBundle(issuer, {
 			connections: [connection, app],
 			grants: [
-				{
-					key: "ops/lee",
-					name: "lee",
-					namespace: "ops",
-					connection: "web",
-					subjects: [{ kind: "User", name: "lee" }],
-					notBefore: new Date(Date.now() - 60_000).toISOString(),
-					expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-					ssh: {
-						logins: [sshd.user],
-						allowShell: false,
-						allowSftp: true,
-						allowPortForwarding: false,
-						allowAgentForwarding: false,
-						allowedCommands: ["echo *"],
-					},
-					approvers: { subjects: [{ kind: "User", name: "sam" }], minApprovals: 1 },
-					origin: {},
-				},
-				{
-					// Denylist only: shell lines are checked against the rule (best effort).
-					key: "ops/lee-app",
-					name: "lee-app",
-					namespace: "ops",
-					connection: "app",
-					subjects: [{ kind: "User", name: "lee" }],
-					notBefore: new Date(Date.now() - 60_000).toISOString(),
-					expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-					ssh: { logins: [sshd.user], allowShell: true, allowSftp: false, allowPortForwarding: false, allowAgentForwarding: false },
-					approvers: { subjects: [{ kind: "User", name: "sam" }], minApprovals: 1 },
-					origin: {},
-				},
+				sshGrant(sshd, "lee", "web", { allowSftp: true, allowedCommands: ["echo *"] }),
+				// Denylist only: shell lines are checked against the rule (best effort).
+				sshGrant(sshd, "lee-app", "app", { allowShell: true }),
 			],
 			guardrailPolicies: [
 				{
@@ -102,7 +63,7 @@ before(async () => {
 				},
 			],
 			ssh: { userCaKeys: [ca.publicKey] },
-			credentials: { "ssh-gw": { type: "sshKey", username: sshd.user, privateKeyPem: readFileSync(sshd.clientKeyFile, "utf8") } },
+			credentials: sshdCredentials(sshd),
 		}),
 	);
 	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });

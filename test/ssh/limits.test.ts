@@ -7,14 +7,13 @@
 import assert from "node:assert/strict";
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { createConnection } from "node:net";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import type { BundleConnection } from "../../gateway/config/bundle.ts";
 import { disconnectPacket, DisconnectReason } from "../../gateway/ssh/refuse.ts";
 import { type SshListener, type SshRefusalReason, startSshListener } from "../../gateway/ssh/listener.ts";
 import { run, type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, tokenIssuer, waitUntil } from "./fixtures.ts";
+import { approvalService, makeBundle, MemoryRecorder, storeWith, tokenIssuer, waitUntil, sshdConnection, sshdCredentials, sshGrant } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const keys = new KeyDir();
@@ -30,36 +29,15 @@ before(async () => {
 	sshd = await startSshd();
 	const ca = keys.keygen("ed25519");
 	agent = keys.keygen("ed25519");
-	const connection: BundleConnection = {
-		key: "ops/db-primary",
-		name: "db-primary",
-		namespace: "ops",
-		type: "ssh",
-		labels: {},
-		host: sshd.host,
-		port: sshd.port,
-		credentialRef: "ssh-gw",
-		ssh: { hostKeys: [sshd.hostPublicKey], auth: "key" },
-	};
+	const connection = sshdConnection(sshd, "db-primary", {});
 	const store = storeWith(
 		makeBundle(issuer, {
 			connections: [connection],
 			grants: [
-				{
-					key: "ops/break-glass",
-					name: "break-glass",
-					namespace: "ops",
-					connection: "db-primary",
-					subjects: [{ kind: "User", name: "lee" }],
-					notBefore: new Date(Date.now() - 60_000).toISOString(),
-					expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-					ssh: { logins: [sshd.user], allowShell: true, allowSftp: false, allowPortForwarding: false, allowAgentForwarding: false },
-					approvers: { subjects: [], minApprovals: 1 },
-					origin: {},
-				},
+				sshGrant(sshd, "break-glass", "db-primary", { allowShell: true }, { approvers: { subjects: [], minApprovals: 1 } }),
 			],
 			ssh: { userCaKeys: [ca.publicKey] },
-			credentials: { "ssh-gw": { type: "sshKey", username: sshd.user, privateKeyPem: readFileSync(sshd.clientKeyFile, "utf8") } },
+			credentials: sshdCredentials(sshd),
 		}),
 	);
 	gw = await startSshListener({
