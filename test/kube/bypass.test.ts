@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -26,31 +26,18 @@ async function send(
 	opts: { body?: string; headers?: Record<string, string> } = {},
 ): Promise<{ status: number; text: string; drawbridge: boolean }> {
 	const token = await issuer.token(user, { groups: ["agents"] });
-	return new Promise((resolve, reject) => {
-		const req = https.request(
-			{
-				hostname: "127.0.0.1",
-				port: gw.address.port,
-				method,
-				// Options, not a URL: nothing normalises the path on the way.
-				path: `/k8s/cluster-prod${path}`,
-				ca: kube.caPem,
-				headers: { authorization: `Bearer ${token}`, ...(opts.body ? { "content-type": "application/merge-patch+json" } : {}), ...opts.headers },
-			},
-			(res) => {
-				let text = "";
-				res.on("data", (c: Buffer) => (text += c.toString()));
-				res.on("end", () => resolve({ status: res.statusCode ?? 0, text, drawbridge: /"kind":"drawbridge"/.test(text) }));
-			},
-		);
-		// An upgrade the apiserver refuses comes back as a plain response; one it accepts as `upgrade`.
-		req.on("upgrade", (res, socket) => {
-			socket.destroy();
-			resolve({ status: res.statusCode ?? 101, text: "", drawbridge: false });
-		});
-		req.on("error", reject);
-		req.end(opts.body);
-	});
+	return httpsText(
+		{
+			hostname: "127.0.0.1",
+			port: gw.address.port,
+			method,
+			// Options, not a URL: nothing normalises the path on the way.
+			path: `/k8s/cluster-prod${path}`,
+			ca: kube.caPem,
+			headers: { authorization: `Bearer ${token}`, ...(opts.body ? { "content-type": "application/merge-patch+json" } : {}), ...opts.headers },
+		},
+		opts.body,
+	);
 }
 
 /** A GET with a token for `sub` in `groups` (no `agents` group: RBAC is whatever that name has). */

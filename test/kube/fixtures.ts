@@ -1,4 +1,5 @@
-/** Bundle pieces shared by the Kubernetes proxy tests that run against a real apiserver. */
+/** Bundle pieces and a raw HTTPS helper shared by the Kubernetes proxy tests that run against a real apiserver. */
+import https from "node:https";
 import type { BundleConnection, BundleGrant } from "../../gateway/config/bundle.ts";
 import type { KubeHandle } from "../env/index.ts";
 
@@ -31,4 +32,31 @@ export function userGrant(name: string, kubernetes: BundleGrant["kubernetes"]): 
 		subjects: [{ kind: "User", name }],
 		kubernetes,
 	} as BundleGrant;
+}
+
+/**
+ * One request with node:https options (a path, not a URL: nothing normalises it on the way): status
+ * and body text, and whether the body is a Status the gateway itself wrote. An upgrade the server
+ * accepts ends at once with its status (an upgrade it refuses is a plain response). With `timeoutMs`,
+ * no answer within it is an error naming the request (without, a held request may wait for its approval).
+ */
+export function httpsText(
+	options: https.RequestOptions,
+	body?: string,
+	timeoutMs?: number,
+): Promise<{ status: number; text: string; drawbridge: boolean }> {
+	return new Promise((resolve, reject) => {
+		const req = https.request(options, (res) => {
+			let text = "";
+			res.on("data", (c: Buffer) => (text += c.toString()));
+			res.on("end", () => resolve({ status: res.statusCode ?? 0, text, drawbridge: /"kind":"drawbridge"/.test(text) }));
+		});
+		req.on("upgrade", (res, socket) => {
+			socket.destroy();
+			resolve({ status: res.statusCode ?? 101, text: "", drawbridge: false });
+		});
+		if (timeoutMs !== undefined) req.setTimeout(timeoutMs, () => req.destroy(new Error(`${options.method ?? "GET"} ${options.path}: no answer`)));
+		req.on("error", reject);
+		req.end(body);
+	});
 }

@@ -9,13 +9,12 @@
  * gateway/kube/README.md, "Approvals and request bodies".
  */
 import assert from "node:assert/strict";
-import https from "node:https";
 import { after, before, describe, test } from "node:test";
 import type { ApprovalRequestRecord } from "../../gateway/approvals/types.ts";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, approver, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
-import { kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -32,29 +31,21 @@ interface Reply {
 
 async function send(method: string, path: string, body?: string, contentType = "application/merge-patch+json"): Promise<Reply> {
 	const token = await issuer.token("agent", { groups: ["agents"] });
-	return new Promise((resolve, reject) => {
-		const req = https.request(
-			{
-				hostname: "127.0.0.1",
-				port: gw.address.port,
-				method,
-				path: `/k8s/cluster-prod${path}`,
-				ca: kube.caPem,
-				// Node sends a DELETE body unframed unless told its length.
-				headers: {
-					authorization: `Bearer ${token}`,
-					...(body !== undefined ? { "content-type": contentType, "content-length": String(Buffer.byteLength(body)) } : {}),
-				},
+	return httpsText(
+		{
+			hostname: "127.0.0.1",
+			port: gw.address.port,
+			method,
+			path: `/k8s/cluster-prod${path}`,
+			ca: kube.caPem,
+			// Node sends a DELETE body unframed unless told its length.
+			headers: {
+				authorization: `Bearer ${token}`,
+				...(body !== undefined ? { "content-type": contentType, "content-length": String(Buffer.byteLength(body)) } : {}),
 			},
-			(res) => {
-				let text = "";
-				res.on("data", (c: Buffer) => (text += c.toString()));
-				res.on("end", () => resolve({ status: res.statusCode ?? 0, text, drawbridge: /"kind":"drawbridge"/.test(text) }));
-			},
-		);
-		req.on("error", reject);
-		req.end(body);
-	});
+		},
+		body,
+	);
 }
 
 /** The next Pending approval for `rule` not in `seen`. */

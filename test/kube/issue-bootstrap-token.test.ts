@@ -13,14 +13,13 @@
  * Secrets unless an active grant names `serviceaccounts/token` there.
  */
 import assert from "node:assert/strict";
-import https from "node:https";
 import { after, before, test } from "node:test";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { parseKubeRequest } from "../../gateway/kube/request.ts";
 import { mintingWrite } from "../../gateway/policy/kube.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -40,25 +39,17 @@ function bootstrapSecret(id: string, secret: string): Record<string, unknown> {
 
 async function send(user: string, method: string, path: string, body: string, contentType = "application/json"): Promise<{ status: number; text: string }> {
 	const token = await issuer.token(user, { groups: ["agents"] });
-	return new Promise((resolve, reject) => {
-		const req = https.request(
-			{
-				hostname: "127.0.0.1",
-				port: gw.address.port,
-				method,
-				path: `/k8s/cluster-prod${path}`,
-				ca: kube.caPem,
-				headers: { authorization: `Bearer ${token}`, "content-type": contentType },
-			},
-			(res) => {
-				let text = "";
-				res.on("data", (c: Buffer) => (text += c.toString()));
-				res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-			},
-		);
-		req.on("error", reject);
-		req.end(body);
-	});
+	return httpsText(
+		{
+			hostname: "127.0.0.1",
+			port: gw.address.port,
+			method,
+			path: `/k8s/cluster-prod${path}`,
+			ca: kube.caPem,
+			headers: { authorization: `Bearer ${token}`, "content-type": contentType },
+		},
+		body,
+	);
 }
 
 /** Who the apiserver says the bearer token is (a SelfSubjectReview sent straight to it, no gateway). */

@@ -6,12 +6,11 @@
  * credentials").
  */
 import assert from "node:assert/strict";
-import https from "node:https";
 import { after, before, describe, test } from "node:test";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -27,29 +26,17 @@ interface Reply {
 
 async function send(user: string, method: string, path: string, opts: { body?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
 	const token = await issuer.token(user, { groups: ["agents"] });
-	return new Promise((resolve, reject) => {
-		const req = https.request(
-			{
-				hostname: "127.0.0.1",
-				port: gw.address.port,
-				method,
-				path: `/k8s/cluster-prod${path}`,
-				ca: kube.caPem,
-				headers: { authorization: `Bearer ${token}`, ...opts.headers },
-			},
-			(res) => {
-				let text = "";
-				res.on("data", (c: Buffer) => (text += c.toString()));
-				res.on("end", () => resolve({ status: res.statusCode ?? 0, text, drawbridge: /"kind":"drawbridge"/.test(text) }));
-			},
-		);
-		req.on("upgrade", (res, socket) => {
-			socket.destroy();
-			resolve({ status: res.statusCode ?? 101, text: "", drawbridge: false });
-		});
-		req.on("error", reject);
-		req.end(opts.body);
-	});
+	return httpsText(
+		{
+			hostname: "127.0.0.1",
+			port: gw.address.port,
+			method,
+			path: `/k8s/cluster-prod${path}`,
+			ca: kube.caPem,
+			headers: { authorization: `Bearer ${token}`, ...opts.headers },
+		},
+		opts.body,
+	);
 }
 
 const WS = {

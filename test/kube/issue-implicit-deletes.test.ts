@@ -11,7 +11,6 @@
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -22,7 +21,7 @@ import { parseKubeRequest } from "../../gateway/kube/request.ts";
 import { decideKubeRequest } from "../../gateway/kube/scope.ts";
 import { issueCert, KUBECTL, type KubeHandle, run, startKube } from "../env/index.ts";
 import { approvalService, approver, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
-import { kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -46,25 +45,17 @@ interface Sent {
 
 async function send(method: string, path: string, body?: string, contentType = "application/merge-patch+json"): Promise<Sent> {
 	const token = await issuer.token("ops", { groups: ["agents"] });
-	return new Promise((resolve, reject) => {
-		const req = https.request(
-			{
-				hostname: "127.0.0.1",
-				port: gw.address.port,
-				method,
-				path: `/k8s/cluster-prod${path}`,
-				ca: kube.caPem,
-				headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { "content-type": contentType } : {}) },
-			},
-			(res) => {
-				let text = "";
-				res.on("data", (c: Buffer) => (text += c.toString()));
-				res.on("end", () => resolve({ status: res.statusCode ?? 0, text, drawbridge: /"kind":"drawbridge"/.test(text) }));
-			},
-		);
-		req.on("error", reject);
-		req.end(body);
-	});
+	return httpsText(
+		{
+			hostname: "127.0.0.1",
+			port: gw.address.port,
+			method,
+			path: `/k8s/cluster-prod${path}`,
+			ca: kube.caPem,
+			headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { "content-type": contentType } : {}) },
+		},
+		body,
+	);
 }
 
 function refused(r: Sent, what: string): void {

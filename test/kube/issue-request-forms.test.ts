@@ -25,7 +25,6 @@
  * impersonation headers and the WebSocket bearer subprotocol, HTTP/2.
  */
 import assert from "node:assert/strict";
-import https from "node:https";
 import tls from "node:tls";
 import { after, before, describe, test } from "node:test";
 import { bodyHandsOver, bodyMintsToken } from "../../gateway/kube/handover.ts";
@@ -34,7 +33,7 @@ import { parseKubeRequest } from "../../gateway/kube/request.ts";
 import { deleteEquivalents, mayHandOver, mintingWrite } from "../../gateway/policy/kube.ts";
 import { issueCert, type KubeHandle, run, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -56,35 +55,23 @@ async function send(
 	opts: { body?: string; headers?: Record<string, string>; direct?: boolean; timeoutMs?: number; groups?: string[] } = {},
 ): Promise<Answer> {
 	const token = opts.direct ? kube.adminToken : await issuer.token(user, { groups: opts.groups ?? ["agents"] });
-	return new Promise((resolve, reject) => {
-		const req = https.request(
-			{
-				hostname: "127.0.0.1",
-				port: opts.direct ? kube.port : gw.address.port,
-				method,
-				// Options, not a URL: nothing normalises the path on the way.
-				path: opts.direct ? path : `/k8s/cluster-prod${path}`,
-				ca: kube.caPem,
-				headers: {
-					authorization: `Bearer ${token}`,
-					...(opts.body ? { "content-type": "application/merge-patch+json" } : {}),
-					...opts.headers,
-				},
+	return httpsText(
+		{
+			hostname: "127.0.0.1",
+			port: opts.direct ? kube.port : gw.address.port,
+			method,
+			// Options, not a URL: nothing normalises the path on the way.
+			path: opts.direct ? path : `/k8s/cluster-prod${path}`,
+			ca: kube.caPem,
+			headers: {
+				authorization: `Bearer ${token}`,
+				...(opts.body ? { "content-type": "application/merge-patch+json" } : {}),
+				...opts.headers,
 			},
-			(res) => {
-				let text = "";
-				res.on("data", (c: Buffer) => (text += c.toString()));
-				res.on("end", () => resolve({ status: res.statusCode ?? 0, text, drawbridge: /"kind":"drawbridge"/.test(text) }));
-			},
-		);
-		req.on("upgrade", (res, socket) => {
-			socket.destroy();
-			resolve({ status: res.statusCode ?? 101, text: "", drawbridge: false });
-		});
-		req.setTimeout(opts.timeoutMs ?? 20_000, () => req.destroy(new Error(`${method} ${path}: no answer`)));
-		req.on("error", reject);
-		req.end(opts.body);
-	});
+		},
+		opts.body,
+		opts.timeoutMs ?? 20_000,
+	);
 }
 
 const STATEFULSET = {

@@ -13,14 +13,13 @@
  * one by name (the answer is a Status) are not matched.
  */
 import assert from "node:assert/strict";
-import https from "node:https";
 import { after, before, test } from "node:test";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { parseKubeRequest } from "../../gateway/kube/request.ts";
 import { readEquivalents } from "../../gateway/policy/kube.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -29,25 +28,17 @@ const VALUE = Buffer.from("prod-canary-77c").toString("base64");
 
 async function send(user: string, method: string, path: string, body?: string, contentType = "application/merge-patch+json", direct = false): Promise<{ status: number; text: string }> {
 	const token = direct ? kube.adminToken : await issuer.token(user, { groups: ["agents"] });
-	return new Promise((resolve, reject) => {
-		const req = https.request(
-			{
-				hostname: "127.0.0.1",
-				port: direct ? kube.port : gw.address.port,
-				method,
-				path: direct ? path : `/k8s/cluster-prod${path}`,
-				ca: kube.caPem,
-				headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { "content-type": contentType } : {}) },
-			},
-			(res) => {
-				let text = "";
-				res.on("data", (c: Buffer) => (text += c.toString()));
-				res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-			},
-		);
-		req.on("error", reject);
-		req.end(body);
-	});
+	return httpsText(
+		{
+			hostname: "127.0.0.1",
+			port: direct ? kube.port : gw.address.port,
+			method,
+			path: direct ? path : `/k8s/cluster-prod${path}`,
+			ca: kube.caPem,
+			headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { "content-type": contentType } : {}) },
+		},
+		body,
+	);
 }
 
 before(async () => {

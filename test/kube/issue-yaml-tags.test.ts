@@ -17,7 +17,6 @@
  * send tags), and YAML is parsed with merge keys as Go does.
  */
 import assert from "node:assert/strict";
-import https from "node:https";
 import { after, before, describe, test } from "node:test";
 import { bodyHandsOver, bodyMentions } from "../../gateway/kube/handover.ts";
 import { recordableBody } from "../../gateway/kube/mask.ts";
@@ -25,7 +24,7 @@ import { type KubeListener, startKubeListener } from "../../gateway/kube/listene
 import { NODE_CLIENT_CSR_WORDS } from "../../gateway/policy/kube.ts";
 import { issueCert, type KubeHandle, run, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -37,26 +36,18 @@ const b64 = (s: string) => Buffer.from(s).toString("base64");
 /** One request as `admin` through the gateway, or with the apiserver's admin token straight to it. */
 async function send(method: string, path: string, body: string, contentType: string, direct = false): Promise<{ status: number; text: string }> {
 	const token = direct ? kube.adminToken : await issuer.token("admin", { groups: ["agents"] });
-	return new Promise((resolve, reject) => {
-		const req = https.request(
-			{
-				hostname: "127.0.0.1",
-				port: direct ? kube.port : gw.address.port,
-				method,
-				path: direct ? path : `/k8s/cluster-prod${path}`,
-				ca: kube.caPem,
-				headers: { authorization: `Bearer ${token}`, "content-type": contentType },
-			},
-			(res) => {
-				let text = "";
-				res.on("data", (c: Buffer) => (text += c.toString()));
-				res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-			},
-		);
-		req.setTimeout(20_000, () => req.destroy(new Error(`${method} ${path}: no answer`)));
-		req.on("error", reject);
-		req.end(body);
-	});
+	return httpsText(
+		{
+			hostname: "127.0.0.1",
+			port: direct ? kube.port : gw.address.port,
+			method,
+			path: direct ? path : `/k8s/cluster-prod${path}`,
+			ca: kube.caPem,
+			headers: { authorization: `Bearer ${token}`, "content-type": contentType },
+		},
+		body,
+		20_000,
+	);
 }
 
 const STATEFULSET = {
