@@ -13,7 +13,8 @@
  * - uses `email` as its user name only if the token does not say `email_verified` is anything but
  *   `true` (the Kubernetes apiserver's rule: an unverified address is anyone's),
  * - never carries groups in the reserved `system:` namespace: those belong to identities the
- *   Kubernetes issuer vouches for (service accounts), and are dropped from an OIDC groups claim.
+ *   Kubernetes issuer vouches for (service accounts), and are dropped from an OIDC groups claim;
+ * - never has a user name or `sub` in that namespace: such a token is refused.
  */
 import { request as httpsRequest } from "node:https";
 import { request as httpRequest } from "node:http";
@@ -267,6 +268,17 @@ function toIdentity(payload: JWTPayload, issuer: IssuerConfig): Identity {
 			}
 			if (issuer.usernameClaim === "email" && "email_verified" in claims && claims.email_verified !== true) {
 				throw new IdentityError("claim-invalid", "token's email is not verified (email_verified is not true): it cannot be the user name");
+			}
+			// `system:` names belong to Kubernetes (service accounts, components); an OIDC provider that
+			// lets a user pick `sub` or `preferred_username` must not let them become one on any data path
+			// (User subjects spelled `system:serviceaccount:ns:name`, approvals' same-person check).
+			for (const [what, value] of [["user name", nameClaim], ["sub", subject]] as const) {
+				if (value.startsWith("system:")) {
+					throw new IdentityError(
+						"claim-invalid",
+						`token's ${what} ${JSON.stringify(value.slice(0, 100))} is in the reserved system: namespace, which only the Kubernetes issuer vouches for`,
+					);
+				}
 			}
 			return { ...base, username: nameClaim, groups: groups.filter((g) => !g.startsWith("system:")) };
 		}

@@ -500,6 +500,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		// gateway impersonate a Kubernetes component or another service account (the apiserver's own
 		// OIDC authenticator has --oidc-username-prefix for the same reason). Service accounts come only
 		// from Kubernetes-issued tokens (and operator-minted ones whose subject the grant names).
+		// TokenVerifier refuses such OIDC tokens for every data path (401); this stays as a second line.
 		if (identity.issuerKind === "oidc" && identity.username.startsWith("system:")) {
 			throw new KubeGatewayError(
 				"no-grant",
