@@ -280,9 +280,22 @@ function toIdentity(payload: JWTPayload, issuer: IssuerConfig): Identity {
 					);
 				}
 			}
-			return { ...base, username: nameClaim, groups: groups.filter((g) => !g.startsWith("system:")) };
+			// A name is impersonated on Kubernetes as an HTTP header value, and HTTP drops the spaces and
+			// tabs around it: ` alice` or `alice\t` became alice, ` system:admin` system:admin.
+			if (!plainName(nameClaim)) {
+				throw new IdentityError(
+					"claim-invalid",
+					`token's user name ${JSON.stringify(nameClaim.slice(0, 100))} has surrounding whitespace or control characters`,
+				);
+			}
+			return { ...base, username: nameClaim, groups: groups.filter((g) => plainName(g) && !g.startsWith("system:")) };
 		}
 	}
+}
+
+/** Not empty, no whitespace at either end, no control characters (C0, DEL, C1) anywhere. */
+function plainName(name: string): boolean {
+	return name !== "" && name.trim() === name && !/[\u0000-\u001f\u007f-\u009f]/.test(name);
 }
 
 /**

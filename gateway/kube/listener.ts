@@ -119,12 +119,23 @@ interface OpenSession {
 
 /** Groups the agent's token may never make the gateway impersonate. */
 function safeGroup(g: string): boolean {
-	return !g.startsWith("system:") || g === "system:authenticated";
+	// Not padded either: HTTP trims header values, so ` system:masters` would arrive as system:masters.
+	return g === g.trim() && (!g.startsWith("system:") || g === "system:authenticated");
 }
 
 export function impersonatedUser(identity: Identity): string {
 	if (identity.serviceAccount) return `system:serviceaccount:${identity.serviceAccount.namespace}:${identity.serviceAccount.name}`;
 	return identity.username;
+}
+
+/**
+ * A header value whose bytes on the wire are the UTF-8 of `value`, as the apiserver (Go) reads them.
+ * Node writes a string header as Latin-1: `müller` went out as one byte 0xFC (not UTF-8: no RBAC
+ * subject matches it), and `mÃ¼ller`, a different user, as the bytes of UTF-8 `müller`, which the
+ * apiserver then impersonated.
+ */
+export function headerUtf8(value: string): string {
+	return Buffer.from(value, "utf8").toString("latin1");
 }
 
 export function impersonatedGroups(identity: Identity, grant: BundleGrant): string[] {
@@ -133,7 +144,8 @@ export function impersonatedGroups(identity: Identity, grant: BundleGrant): stri
 	const sa = identity.issuerKind === "kubernetes" ? identity.serviceAccount : undefined;
 	const saGroups = sa ? new Set(["system:serviceaccounts", `system:serviceaccounts:${sa.namespace}`]) : new Set<string>();
 	for (const g of identity.groups) if (safeGroup(g) || saGroups.has(g)) out.add(g);
-	for (const g of grant.kubernetes?.impersonateGroups ?? []) if (g !== "system:masters") out.add(g);
+	// HTTP trims the value: ` system:masters` would arrive as system:masters.
+	for (const g of grant.kubernetes?.impersonateGroups ?? []) if (g === g.trim() && g !== "system:masters") out.add(g);
 	return [...out];
 }
 
@@ -507,6 +519,14 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				`user name ${JSON.stringify(identity.username.slice(0, 100))} from issuer ${identity.issuer} is in the reserved system: namespace and is never impersonated`,
 			);
 		}
+		// Whatever the issuer: the apiserver trims the header, so a padded name is another user there.
+		const user = impersonatedUser(identity);
+		if (user !== user.trim() || /[\u0000-\u001f\u007f]/.test(user)) {
+			throw new KubeGatewayError(
+				"no-grant",
+				`user name ${JSON.stringify(user.slice(0, 100))} has surrounding whitespace or control characters and is never impersonated`,
+			);
+		}
 		let connection: BundleConnection | undefined;
 		if (connName !== undefined) {
 			connection = bundle.connection(connName);
@@ -812,9 +832,9 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		// A body read before an approval is sent whole (the client may have sent it chunked).
 		if (bodyLength !== undefined) headers["content-length"] = String(bodyLength);
 		if (cred?.type === "kubernetes" && cred.token) headers["authorization"] = `Bearer ${cred.token}`;
-		headers["impersonate-user"] = impersonatedUser(r.identity);
+		headers["impersonate-user"] = headerUtf8(impersonatedUser(r.identity));
 		const groups = impersonatedGroups(r.identity, r.grant);
-		if (groups.length > 0) headers["impersonate-group"] = groups;
+		if (groups.length > 0) headers["impersonate-group"] = groups.map(headerUtf8);
 		headers["host"] = base.host;
 		// The apiserver's audit log takes sourceIPs from this header: the agent's address, not its say.
 		if (req.socket.remoteAddress) headers["x-forwarded-for"] = req.socket.remoteAddress;
