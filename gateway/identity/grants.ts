@@ -23,6 +23,9 @@ export function subjectMatches(identity: Identity, matcher: SubjectMatcher): boo
 			const entries = Object.entries(matcher.claims);
 			if (entries.length === 0) return false;
 			return entries.every(([claim, expected]) => {
+				// An address the provider says it has not verified is anyone's (the rule TokenVerifier
+				// applies to `email` as a user name): it matches no `email` entry.
+				if (claim === "email" && "email_verified" in identity.claims && identity.claims.email_verified !== true) return false;
 				const actual = identity.claims[claim];
 				if (typeof actual === "string") return actual === expected;
 				if (Array.isArray(actual)) return actual.includes(expected);

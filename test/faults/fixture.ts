@@ -20,6 +20,7 @@ import {
 	type GuardrailRule,
 	type MaskRule,
 	type PostgresAccess,
+	type SubjectMatcher,
 } from "../../gateway/config/bundle.ts";
 import { sealBundle } from "../../gateway/config/canonical.ts";
 import { BundleStore } from "../../gateway/config/store.ts";
@@ -45,6 +46,8 @@ export interface GrantSpec {
 	connection?: string;
 	namespace?: string;
 	expiresInMs?: number;
+	/** Subjects of the grant (default: one User subject named `user`). */
+	subjects?: SubjectMatcher[];
 }
 
 export interface TokenOptions {
@@ -125,7 +128,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions = {}): Pro
 			name: g.name,
 			namespace: g.namespace ?? "team",
 			connection: g.connection ?? CONNECTION,
-			subjects: [{ kind: "User", name: g.user }],
+			subjects: g.subjects ?? [{ kind: "User", name: g.user }],
 			notBefore: new Date(now - 60_000).toISOString(),
 			expiresAt: new Date(now + (g.expiresInMs ?? 3_600_000)).toISOString(),
 			postgres: { access: g.access },
