@@ -167,6 +167,18 @@ export class TokenVerifier {
 	}
 }
 
+/**
+ * Whether a value a client sent somewhere other than the password (a PostgreSQL user or database
+ * name) is a token pasted into the wrong field: such a value is never echoed in an error, logged or
+ * recorded. `presented` is the credential of the same attempt, if any.
+ */
+export function looksLikeToken(value: string, presented = ""): boolean {
+	const v = value.trim();
+	if (v.length >= 16 && presented.includes(v)) return true;
+	// A compact JWS: base64url JSON header (`{"` is `eyJ`), payload, signature.
+	return /eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\./.test(v);
+}
+
 function translateJoseError(err: unknown, issuer: IssuerConfig): IdentityError {
 	if (err instanceof IdentityError) return err;
 	if (err instanceof errors.JWTExpired) {

@@ -13,6 +13,7 @@ import type { BundleConnection, BundleGrant, Identity, PostgresAccess } from "..
 import type { BundleStore, LoadedBundle } from "../config/store.ts";
 import { IdentityError } from "../identity/errors.ts";
 import { describeIdentity, findGrants, noGrantMessage, subjectMatches } from "../identity/grants.ts";
+import { looksLikeToken } from "../identity/verify.ts";
 import type { Recorder, SessionRecorder } from "../recording/events.ts";
 import { CatalogSource, SessionCatalog } from "./catalog.ts";
 import { ClientParser, DEFAULT_MAX_CLIENT_MESSAGE_BYTES, decodePasswordPayload } from "./client-parser.ts";
@@ -455,6 +456,13 @@ class Handshake {
 		}
 		const connection = bundle.connection(database);
 		if (connection?.type !== "postgres") {
+			if (looksLikeToken(database, token)) {
+				// libpq's database name defaults to the user name: a token pasted as the user lands here.
+				throw new PgGatewayError(
+					"unknown_connection",
+					"the database name (or the user name it defaults to) is a token: the token goes in the password, the Connection name in the database name",
+				);
+			}
 			throw new PgGatewayError(
 				"unknown_connection",
 				`no PostgreSQL connection named "${database}" on this gateway (the database name selects the Connection)`,
@@ -508,7 +516,7 @@ class Handshake {
 					database: target.database,
 					upstreamUser: target.user,
 					access,
-					...(this.startupParams.user ? { clientUser: this.startupParams.user } : {}),
+					...(this.startupParams.user && !looksLikeToken(this.startupParams.user, token) ? { clientUser: this.startupParams.user } : {}),
 				},
 				startedAt: new Date().toISOString(),
 				gateway: o.gatewayName ?? hostname(),
