@@ -138,12 +138,15 @@ export function validateBundle(bundle: unknown): ConfigBundle {
 	if (typeof b.maskingKey !== "string" || Buffer.from(b.maskingKey, "base64").length < 32) {
 		throw new BundleError("invalid", "bundle.maskingKey must be base64 of at least 32 bytes");
 	}
+	const issuerIds = new Set<string>();
 	for (const i of b.issuers ?? []) {
 		try {
 			checkIssuerLimits(i);
 		} catch (err) {
 			throw new BundleError("invalid", (err as Error).message);
 		}
+		if (issuerIds.has(i.issuer)) throw new BundleError("invalid", `duplicate issuer ${JSON.stringify(i.issuer)} (issuer ${i.name})`);
+		issuerIds.add(i.issuer);
 	}
 	const names = new Set<string>();
 	for (const c of b.connections ?? []) {

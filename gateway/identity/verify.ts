@@ -89,6 +89,12 @@ export class TokenVerifier {
 		this.#now = options.now ?? (() => new Date());
 		for (const config of issuers) {
 			checkIssuerLimits(config);
+			// One `iss`, one meaning: a second entry would silently replace the first (its kind, keys and
+			// audiences), e.g. an OIDC entry for the cluster's service-account issuer URL turning service
+			// accounts into OIDC users.
+			if (this.#issuers.has(config.issuer)) {
+				throw new TypeError(`issuer ${config.name}: iss ${JSON.stringify(config.issuer)} is already configured by issuer ${this.#issuers.get(config.issuer)!.config.name}`);
+			}
 			const algorithms = config.algorithms.filter((a) => ASYMMETRIC_ALGS.has(a));
 			if (algorithms.length === 0) {
 				throw new TypeError(`issuer ${config.name}: no asymmetric algorithm allowed (got ${config.algorithms.join(",")})`);

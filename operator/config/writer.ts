@@ -74,6 +74,13 @@ export function issuersFor(opts: OperatorOptions, ring: KeyRing, discoveredKube?
 		if (!Array.isArray(extra)) throw new Error(`${opts.extraIssuersFile}: expected a JSON array of issuers`);
 		out.push(...extra);
 	}
+	// Gateways refuse a bundle naming one `iss` twice (which entry wins would decide its kind and keys).
+	const seen = new Map<string, string>();
+	for (const i of out) {
+		const first = seen.get(i.issuer);
+		if (first !== undefined) throw new Error(`issuers ${first} and ${i.name} both have iss ${JSON.stringify(i.issuer)}`);
+		seen.set(i.issuer, i.name);
+	}
 	return out;
 }
 
