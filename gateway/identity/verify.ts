@@ -63,8 +63,12 @@ export const DEFAULT_MAX_TOKEN_LIFETIME_SEC = 86_400;
 export const DEFAULT_CLOCK_TOLERANCE_SEC = 30;
 export const MAX_CLOCK_TOLERANCE_SEC = 300;
 
-/** Throws TypeError when an issuer's numeric limits are out of range (a bundle the operator should not have built). */
+/**
+ * Throws TypeError when an issuer's numeric limits are out of range, or its `jwksUri` could hand the
+ * keys to anyone on the path (a bundle the operator should not have built).
+ */
 export function checkIssuerLimits(config: IssuerConfig): void {
+	if (config.jwksUri !== undefined) checkJwksUri(config);
 	const tol = config.clockToleranceSec;
 	if (tol !== undefined && !(Number.isFinite(tol) && tol >= 0 && tol <= MAX_CLOCK_TOLERANCE_SEC)) {
 		throw new TypeError(`issuer ${config.name}: clockToleranceSec must be in [0, ${MAX_CLOCK_TOLERANCE_SEC}] (got ${tol})`);
@@ -73,6 +77,27 @@ export function checkIssuerLimits(config: IssuerConfig): void {
 	if (life !== undefined && !(Number.isFinite(life) && life > 0)) {
 		throw new TypeError(`issuer ${config.name}: maxTokenLifetimeSec must be a positive number of seconds (got ${life})`);
 	}
+}
+
+/**
+ * The signing keys decide every identity, so they are fetched over HTTPS; plain HTTP only from this
+ * machine (a loopback provider in development and tests). Over plain HTTP to another host, whoever is on
+ * the path (or spoofs DNS) serves their own key and mints any identity the issuer may assert.
+ */
+function checkJwksUri(config: IssuerConfig): void {
+	let url: URL;
+	try {
+		url = new URL(String(config.jwksUri));
+	} catch {
+		throw new TypeError(`issuer ${config.name}: jwksUri is not a URL`);
+	}
+	if (url.protocol === "https:") return;
+	if (url.protocol === "http:" && isLoopbackHost(url.hostname)) return;
+	throw new TypeError(`issuer ${config.name}: jwksUri must be https: (plain http: only on a loopback address), got ${url.protocol}//${url.host}`);
+}
+
+function isLoopbackHost(hostname: string): boolean {
+	return hostname === "localhost" || hostname === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }
 
 interface PreparedIssuer {
