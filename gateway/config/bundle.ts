@@ -88,6 +88,15 @@ export interface IssuerConfig {
 	usernameClaim?: string;
 	/** Claim holding group names (default `groups`). */
 	groupsClaim?: string;
+	/**
+	 * OIDC only: prepended to the user name and to every group name of this issuer's tokens (default
+	 * none), as the apiserver's `--oidc-username-prefix` / `--oidc-groups-prefix`. `User` and `Group`
+	 * subjects match names from every configured issuer; with a prefix such as `gitlab:`, a provider
+	 * where people choose their own names or groups matches only subjects written with that prefix.
+	 * Must not start with `system:`.
+	 */
+	usernamePrefix?: string;
+	groupsPrefix?: string;
 	/** Allowed clock skew, seconds (default 30, at most 300). */
 	clockToleranceSec?: number;
 	/**

@@ -77,6 +77,13 @@ export function checkIssuerLimits(config: IssuerConfig): void {
 	if (life !== undefined && !(Number.isFinite(life) && life > 0)) {
 		throw new TypeError(`issuer ${config.name}: maxTokenLifetimeSec must be a positive number of seconds (got ${life})`);
 	}
+	for (const field of ["usernamePrefix", "groupsPrefix"] as const) {
+		const prefix = config[field];
+		if (prefix === undefined) continue;
+		if (typeof prefix !== "string" || prefix.startsWith("system:") || config.kind !== "oidc") {
+			throw new TypeError(`issuer ${config.name}: ${field} is for OIDC issuers and must be a string outside system: (got ${JSON.stringify(prefix)})`);
+		}
+	}
 }
 
 /**
@@ -331,7 +338,13 @@ function toIdentity(payload: JWTPayload, issuer: IssuerConfig): Identity {
 					`token's user name ${JSON.stringify(nameClaim.slice(0, 100))} has surrounding whitespace or control characters`,
 				);
 			}
-			return { ...base, username: nameClaim, groups: groups.filter((g) => plainName(g) && !g.startsWith("system:")) };
+			const userPrefix = issuer.usernamePrefix ?? "";
+			const groupPrefix = issuer.groupsPrefix ?? "";
+			return {
+				...base,
+				username: `${userPrefix}${nameClaim}`,
+				groups: groups.filter((g) => plainName(g) && !g.startsWith("system:")).map((g) => `${groupPrefix}${g}`),
+			};
 		}
 	}
 }
