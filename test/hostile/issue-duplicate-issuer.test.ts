@@ -9,12 +9,17 @@
  * and the bundle validator now refuse a repeated `iss`; the operator refuses to compile one.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import type { BundleGrant, IssuerConfig } from "../../gateway/config/bundle.ts";
 import { BundleError, BundleStore } from "../../gateway/config/store.ts";
 import { findGrants } from "../../gateway/identity/grants.ts";
 import { TokenVerifier } from "../../gateway/identity/verify.ts";
+import { issuersFor } from "../../operator/config/writer.ts";
+import type { OperatorOptions } from "../../operator/options.ts";
 import { makeBundle, tokenIssuer } from "../ssh/fixtures.ts";
 
 const OPERATOR = "https://operator.drawbridge.test";
@@ -65,4 +70,21 @@ test("issue duplicate-issuer: a gateway refuses such a bundle whole and keeps th
 	const bad = makeBundle(t, { issuers: [first, { ...first, name: "again", kind: "kubernetes" }] }, 2);
 	assert.throws(() => store.update(bad), (e: unknown) => e instanceof BundleError && e.code === "invalid" && /duplicate issuer/.test(e.message));
 	assert.equal(store.current.version, 1);
+});
+
+test("issue duplicate-issuer: the operator refuses to compile an --issuers-file entry repeating its own iss", () => {
+	const dir = mkdtempSync(join(tmpdir(), "drawbridge-issuers-"));
+	const file = join(dir, "issuers.json");
+	const opts = {
+		issuer: OPERATOR,
+		tokenAudiences: ["drawbridge-gateway"],
+		tokenTtlMs: 3_600_000,
+		kubeAudiences: ["drawbridge-gateway"],
+		extraIssuersFile: file,
+	} as Partial<OperatorOptions> as OperatorOptions;
+	const extra = (iss: string) => [{ name: "corp", kind: "oidc", issuer: iss, audiences: ["drawbridge"], jwksUri: `${iss}/keys`, algorithms: ["RS256"] }];
+	writeFileSync(file, JSON.stringify(extra("https://sso.corp.test")));
+	assert.deepEqual(issuersFor(opts, { keys: [] }).map((i) => i.issuer), [OPERATOR, "https://sso.corp.test"]);
+	writeFileSync(file, JSON.stringify(extra(OPERATOR)));
+	assert.throws(() => issuersFor(opts, { keys: [] }), /drawbridge-operator and corp both have iss/);
 });
