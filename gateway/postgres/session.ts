@@ -131,6 +131,11 @@ interface StmtRef {
 	seg: number;
 	/** What executing it does to names (`nameEffectsOf`): worked out once per statement, not per Execute. */
 	nameEffects?: NameEffects;
+	/**
+	 * The analysis before SQL EXECUTE/FETCH were resolved, for statements that hold one: what they run
+	 * is looked up by the server when a portal of the statement first runs, not at Parse (see onExecute).
+	 */
+	unresolved?: SqlAnalysis;
 }
 
 /** A mask plan kept for reuse: valid for the same result shape (`key`) under the same policy object. */
@@ -172,6 +177,8 @@ interface PortalRef {
 	seg: number;
 	/** Set when this Bind was held and approved: the approval covers this portal's execution only. */
 	approvalId?: string;
+	/** An Execute of it was forwarded: what it returns is fixed from then on (see onExecute). */
+	ran?: boolean;
 }
 
 type Unit = (
@@ -701,10 +708,22 @@ export class Session {
 			plan: undefined,
 			seg: this.nameSeg,
 		};
+		// SQL EXECUTE and FETCH in a protocol statement run what their name holds when the portal first
+		// runs (the server fills the portal then), not what it held at Parse, nor when the portal was
+		// described: `DEALLOCATE s; PREPARE s AS SELECT phone || '' ...` between a Parse (or Describe)
+		// of `EXECUTE s` and the Execute showed raw phones under the plan of the old s. Resolved again
+		// now, and described again now, so the plan is made from what runs; after the first Execute
+		// the rows are fixed, and so is the plan.
+		let rerun = false;
+		if (!portal.ran && portal.stmt?.unresolved) {
+			portal.stmt = this.resolvedNow(portal.stmt, portal.stmt.unresolved);
+			rerun = true;
+		}
+		portal.ran = true;
 		// A Describe forwarded in this segment answers before this Execute (or both are skipped); one
 		// from an earlier segment that never answered (skipped after an error) gives no plan.
-		const pendingDescribe = portal.described && portal.describedSeg === this.nameSeg;
-		if (this.o.live().maskingActive && portal.plan === undefined && !pendingDescribe) {
+		const pendingDescribe = !rerun && portal.described && portal.describedSeg === this.nameSeg;
+		if (this.o.live().maskingActive && (portal.plan === undefined || rerun) && !pendingDescribe) {
 			// We must know the columns to mask DataRows: ask the upstream ourselves, answer swallowed.
 			portal.described = true;
 			portal.describedSeg = this.nameSeg;
@@ -722,6 +741,18 @@ export class Session {
 			this.nameChangedInSync = this.syncSeg;
 			if (changes.statements) this.statementsChangedInSync = this.syncSeg;
 		}
+	}
+
+	/** A statement holding SQL EXECUTE/FETCH, resolved through the session's names as they are now. */
+	private resolvedNow(stmt: StmtRef, unresolved: SqlAnalysis): StmtRef {
+		const analysis = this.sql.resolve(unresolved);
+		const out: StmtRef = { ...stmt, analysis, info: analysis.ok ? analysis.statements[0] : undefined };
+		// worked out from the old analysis (and a resolved statement is never cached: see RowDescription)
+		delete out.planCache;
+		delete out.nameEffects;
+		delete out.mayChangeSettings;
+		delete out.unresolved;
+		return out;
 	}
 
 	/**
@@ -831,7 +862,7 @@ export class Session {
 		const bodies = this.sql.preparedStatement(name).filter((b) => b !== protocol?.info);
 		if (bodies.length === 0) return protocol;
 		const all = [...(protocol?.analysis.ok ? protocol.analysis.statements : []), ...bodies];
-		return {
+		const out: StmtRef = {
 			name,
 			sql: [...(protocol ? [protocol.sql] : []), ...bodies.map((b) => b.text)].join("; "),
 			// several candidate bodies: masking takes the union of their outputs
@@ -843,6 +874,15 @@ export class Session {
 			copyDetector: protocol?.copyDetector,
 			seg: this.nameSeg,
 		};
+		// a candidate holding EXECUTE/FETCH (an earlier protocol Parse of the name) is resolved again at Execute too
+		if (out.analysis.ok && all.some((x) => x.uses)) out.unresolved = { ok: true, statements: all.map((x) => (x.uses ? this.unresolvedOf(x) : x)) };
+		return out;
+	}
+
+	/** A statement as classified before its EXECUTE/FETCH name was resolved. */
+	private unresolvedOf(x: SqlStatementInfo): SqlStatementInfo {
+		const a = this.o.policy.analyze(x.text);
+		return a.ok && a.statements.length === 1 ? a.statements[0]! : { ...x, uses: { type: x.uses!.type, name: x.uses!.name } };
 	}
 
 	private guard(analysis: SqlAnalysis): GuardrailVerdict {
@@ -1085,6 +1125,7 @@ export class Session {
 		};
 		// Parsing runs nothing: a statement that needs approval is held at each Bind, with its parameters.
 		stmt.parseVerdict = verdict;
+		if (analysis.ok && analysis.statements.some((s) => s.uses)) stmt.unresolved = this.o.policy.analyze(m.sql);
 		forward();
 		return undefined;
 	}
