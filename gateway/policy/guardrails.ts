@@ -180,7 +180,7 @@ function builtinVerdict(s: SqlStatementInfo, access: PostgresAccess, grant: stri
 			action: "block",
 			rule: "session:unknown-prepared",
 			sqlstate: SQLSTATE_INVALID_SQL_STATEMENT_NAME,
-			message: `EXECUTE ${printable(s.uses.name)}: no prepared statement of that name was seen in this session, so it cannot be classified`,
+			message: `EXECUTE ${printable(s.uses.name)}: no prepared statement of that name was seen in this session (or it holds EXECUTE or FETCH, which the gateway does not follow a second time), so it cannot be classified`,
 		};
 	}
 	const risks = s.risks ?? [];

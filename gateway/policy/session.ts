@@ -178,8 +178,12 @@ function copy(m: Names): Names {
 function resolveOne(s: SqlStatementInfo, prepared: Names, cursors: Names): SqlStatementInfo {
 	const uses = s.uses!;
 	const list = (uses.type === "prepared" ? prepared : cursors).get(uses.name) ?? [];
-	// A definition the classifier could not see makes the name unknown.
-	const candidates = list.some((c) => c.body === undefined) ? [] : bodies(list);
+	// A definition the classifier could not see makes the name unknown. So does one that is itself
+	// EXECUTE or FETCH (a protocol statement or portal: SQL PREPARE/DECLARE cannot hold them): it
+	// runs what another name holds when it first runs, which its recorded body (resolved when it
+	// was defined) does not say. `FETCH ALL FROM p` of a portal bound to `EXECUTE s` was planned from
+	// the EXECUTE's bare tree (no outputs: nothing masked) and showed `phone || ''` raw.
+	const candidates = list.some((c) => c.body === undefined || c.body.uses !== undefined) ? [] : bodies(list);
 	const body = candidates.length === 1 ? candidates[0] : candidates.length > 1 ? merge(candidates) : undefined;
 	if (uses.type === "cursor") {
 		// FETCH/MOVE only read (cursors cannot contain data-modifying statements); an unknown
