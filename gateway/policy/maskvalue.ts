@@ -234,3 +234,72 @@ export function strategyStrength(s: MaskStrategy): number {
 			return 5;
 	}
 }
+
+/**
+ * Binary forms that hold no text and whose text form is no detector's material either (true/false,
+ * floats, dates and times, intervals, UUIDs, money): not scanned in binary format. Timestamps, UUIDs
+ * and floats are not masked in text format either (gateway/policy/README.md, false positives).
+ */
+const NOT_SCANNED_BINARY = new Set<number>([
+	TypeOid.Bool,
+	TypeOid.Float4,
+	TypeOid.Float8,
+	TypeOid.Date,
+	TypeOid.Time,
+	TypeOid.Timestamp,
+	TypeOid.Timestamptz,
+	TypeOid.Interval,
+	1266, // timetz
+	TypeOid.Uuid,
+	790, // money
+]);
+
+/** Whether content detectors look at values of this type in binary format (see detectorText). */
+export function binaryScannable(typeOid: number): boolean {
+	return !NOT_SCANNED_BINARY.has(typeOid);
+}
+
+/**
+ * The text content detectors scan for a wire value: the value itself in text format; in binary
+ * format, what the server would have written in text format for integers and numeric (a card number
+ * kept in a bigint or numeric column is a run of digits only in its text form), and the bytes read as
+ * UTF-8 for everything else, where strings are embedded as they are (arrays, records, jsonb, tsvector,
+ * hstore, bytea...). Undefined: nothing to scan (see binaryScannable, or a malformed value).
+ */
+export function detectorText(value: Buffer, from: number, to: number, format: 0 | 1, typeOid: number): string | undefined {
+	if (format === 0) return value.toString("utf8", from, to);
+	const n = to - from;
+	switch (typeOid) {
+		case TypeOid.Int2:
+			return n === 2 ? String(value.readInt16BE(from)) : undefined;
+		case TypeOid.Int4:
+			return n === 4 ? String(value.readInt32BE(from)) : undefined;
+		case TypeOid.Oid:
+			return n === 4 ? String(value.readUInt32BE(from)) : undefined;
+		case TypeOid.Int8:
+			return n === 8 ? value.readBigInt64BE(from).toString() : undefined;
+		case TypeOid.Numeric:
+			return numericText(value, from, to);
+		case TypeOid.Jsonb:
+			return n >= 1 ? value.toString("utf8", from + 1, to) : undefined;
+		default:
+			return binaryScannable(typeOid) ? value.toString("utf8", from, to) : undefined;
+	}
+}
+
+/** numeric's binary form (ndigits, weight, sign, dscale, base-10000 digits) as numeric_out writes it. */
+function numericText(b: Buffer, from: number, to: number): string | undefined {
+	if (to - from < 8) return undefined;
+	const ndigits = b.readInt16BE(from);
+	const weight = b.readInt16BE(from + 2);
+	const sign = b.readUInt16BE(from + 4);
+	const dscale = b.readUInt16BE(from + 6);
+	if ((sign !== 0 && sign !== 0x4000) || ndigits < 0 || to - from < 8 + 2 * ndigits || dscale > 0x3fff) return undefined;
+	const digit = (i: number): number => (i >= 0 && i < ndigits ? b.readUInt16BE(from + 8 + 2 * i) : 0);
+	let int = "";
+	if (weight < 0) int = "0";
+	else for (let i = 0; i <= weight; i++) int += i === 0 ? String(digit(i)) : String(digit(i)).padStart(4, "0");
+	let frac = "";
+	for (let i = weight + 1; frac.length < dscale; i++) frac += String(digit(i)).padStart(4, "0");
+	return (sign === 0x4000 ? "-" : "") + int + (dscale > 0 ? `.${frac.slice(0, dscale)}` : "");
+}

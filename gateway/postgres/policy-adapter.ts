@@ -50,7 +50,7 @@ export interface SqlSessionState {
 
 /** Masks one wire value (null in, null out); must return a valid value of the type, or null. */
 export type { MaskerShape, ValueMasker } from "../policy/maskvalue.ts";
-export { writeAsciiPartial } from "../policy/maskvalue.ts";
+export { binaryScannable, detectorText, writeAsciiPartial } from "../policy/maskvalue.ts";
 import type { ValueMasker } from "../policy/maskvalue.ts";
 /** Masks detected content in a text; undefined when nothing matched. */
 export type TextDetector = (text: string) => string | undefined;

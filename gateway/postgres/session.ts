@@ -35,7 +35,16 @@ import type { ClientParser } from "./client-parser.ts";
 import { isPgGatewayError, PgGatewayError } from "./errors.ts";
 import { functionRisk, PURE_BUILTINS, STATE_FUNCTIONS } from "../policy/functions.ts";
 import { unsafeParserSetting } from "./parser-settings.ts";
-import { type MaskerShape, type SqlPolicyApi, type SqlSessionState, type TextDetector, type ValueMasker, writeAsciiPartial } from "./policy-adapter.ts";
+import {
+	binaryScannable,
+	detectorText,
+	type MaskerShape,
+	type SqlPolicyApi,
+	type SqlSessionState,
+	type TextDetector,
+	type ValueMasker,
+	writeAsciiPartial,
+} from "./policy-adapter.ts";
 import { type ClientMessage, type ErrorFields, type FieldDescription, ServerCode, type ServerFrame, type TxStatus } from "./protocol.ts";
 import { clientMessages, serverMessages } from "./serializer.ts";
 import {
@@ -155,7 +164,7 @@ interface ActivePlan {
 	shapes: MaskerShape[];
 	formats: (0 | 1)[];
 	typeOids: number[];
-	/** Columns whose values detectors scan (text format, or text-like types). */
+	/** Columns whose values detectors scan (text format, and binary format but for types holding no text: see detectorText). */
 	scannable: boolean[];
 	detector: TextDetector | undefined;
 	maskedNames: string[];
@@ -1723,7 +1732,10 @@ export class Session {
 			shapes: maskers.map((m, i) => m?.shape?.(fields[i]!.format, fields[i]!.typeOid)),
 			formats: fields.map((f) => f.format),
 			typeOids: fields.map((f) => f.typeOid),
-			scannable: fields.map((f) => f.format === 0 || TEXT_TYPES.has(f.typeOid)),
+			// Binary values too: a driver asking for binary results (pgx, JDBC, tokio-postgres) got an
+			// array, record or jsonb holding an email, or a bigint holding a card number, past the
+			// detectors that masked the same value in text format.
+			scannable: fields.map((f) => f.format === 0 || binaryScannable(f.typeOid)),
 			detector,
 			maskedNames: plan.columns.map((c) => (c.sources.length > 0 ? c.sources.join("+") : (fields[c.index]?.name ?? `#${c.index}`))),
 			any: plan.columns.length > 0 || detector !== undefined,
@@ -1823,10 +1835,14 @@ export class Session {
 					continue;
 				} else value = masker(raw.subarray(from, to), plan.formats[i] ?? 0, plan.typeOids[i] ?? 0);
 			} else if (plan.detector && plan.scannable[i]) {
-				const d = plan.detector(raw.toString("utf8", from, to));
+				const format = plan.formats[i] ?? 0;
+				const oid = plan.typeOids[i] ?? 0;
+				const text = detectorText(raw, from, to, format, oid);
+				const d = text === undefined ? undefined : plan.detector(text);
 				if (d !== undefined) {
-					const oid = plan.typeOids[i] ?? 0;
-					value = TEXT_TYPES.has(oid) || oid >= 16384 ? Buffer.from(d, "utf8") : null;
+					// the masked text is a valid value of text types in either format, of user types only in
+					// text format (their binary layout is unknown); anything else becomes NULL
+					value = TEXT_TYPES.has(oid) || (oid >= 16384 && format === 0) ? Buffer.from(d, "utf8") : null;
 				}
 			}
 			if (value === undefined) {
