@@ -2,7 +2,7 @@
  * Mask strategies applied to wire values (DataRow fields, COPY fields, parameters).
  *
  * Type handling (a masked value must stay a valid value of its column type, or be NULL):
- * - text-like types (text, varchar, bpchar, name, char, unknown, xml, and unknown OIDs in text
+ * - text-like types (text, varchar, bpchar, name, unknown, xml, and unknown OIDs in text
  *   format such as citext, enums or domains): the strategy applies to the text; in binary format
  *   these types are their UTF-8 bytes, so the same masking applies;
  * - json/jsonb: the masked text becomes a JSON string literal (`"****"`); jsonb binary gets its
@@ -44,7 +44,9 @@ export const enum TypeOid {
 	Jsonb = 3802,
 }
 
-const TEXT_LIKE = new Set<number>([TypeOid.Text, TypeOid.Varchar, TypeOid.Bpchar, TypeOid.Name, TypeOid.Char, TypeOid.Unknown, TypeOid.Xml]);
+// Not `"char"` (TypeOid.Char): one byte in either format, which `****` or a hash is not (a driver
+// that checks the length refuses the value); it is masked to NULL like the other fixed-size types.
+const TEXT_LIKE = new Set<number>([TypeOid.Text, TypeOid.Varchar, TypeOid.Bpchar, TypeOid.Name, TypeOid.Unknown, TypeOid.Xml]);
 
 /**
  * Built-in OIDs below FirstNormalObjectId (16384) that are not text-like: masked to NULL. OIDs at or

@@ -82,6 +82,11 @@ test("binary formats per column and for every column: masked values stay valid",
 			[1],
 		);
 		assertClean(all, "all binary");
+		// the one-byte "char" type: NULL, not a 4-byte `****` (in either format)
+		for (const fmt of [0, 1]) {
+			const ch = await extended(c, `select substr(email, 1, 1)::"char" as ch from customers order by id limit 3`, [fmt]);
+			assert.deepEqual(dataRows(ch), [[null], [null], [null]], `"char" in format ${fmt}`);
+		}
 		for (const [a, r, j, o, t] of dataRows(all)) {
 			assert.equal(a, null, "an array of a masked column is NULL");
 			assert.equal(r, null, "a record holding a masked column is NULL");
