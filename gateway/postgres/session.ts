@@ -609,21 +609,34 @@ export class Session {
 			});
 			return undefined;
 		}
-		const verdict = stmt.parseVerdict ?? this.guard(stmt.analysis);
-		if (verdict.action === "block") {
-			this.blockBind(m, stmt, verdict);
-			return undefined;
+		// A statement holding SQL EXECUTE/FETCH is judged on what its name holds now, not at Parse:
+		// `EXECUTE s` parsed while s was a SELECT, then `PREPARE s AS DELETE ...` (approved as a
+		// PREPARE), and the re-bound statement (node-postgres) ran the DELETE without the approval SQL
+		// `EXECUTE s` asks for.
+		const current = stmt.unresolved ? this.resolvedNow(stmt, stmt.unresolved) : undefined;
+		const decide = (verdict: GuardrailVerdict): Promise<void> | undefined => {
+			if (verdict.action === "block") {
+				this.blockBind(m, stmt, verdict);
+				return undefined;
+			}
+			if (verdict.action !== "requireApproval") {
+				this.forwardBind(m, stmt);
+				return undefined;
+			}
+			const analysis = (current ?? stmt).analysis;
+			const statements = analysis.ok ? analysis.statements : [];
+			return this.hold(stmt.sql, statements, verdict, this.paramsForApproval(m)).then((r) => {
+				if (this.closed) return;
+				if (r.ok) this.forwardBind(m, stmt, r.id);
+				else this.blockBind(m, stmt, r.verdict, r.decision, r.id);
+			});
+		};
+		if (current) {
+			const pending = this.guardAsync(current.analysis);
+			if (pending) return pending.then((v) => (this.closed ? undefined : decide(v)));
+			return decide(this.guard(current.analysis));
 		}
-		if (verdict.action !== "requireApproval") {
-			this.forwardBind(m, stmt);
-			return undefined;
-		}
-		const statements = stmt.analysis.ok ? stmt.analysis.statements : [];
-		return this.hold(stmt.sql, statements, verdict, this.paramsForApproval(m)).then((r) => {
-			if (this.closed) return;
-			if (r.ok) this.forwardBind(m, stmt, r.id);
-			else this.blockBind(m, stmt, r.verdict, r.decision, r.id);
-		});
+		return decide(stmt.parseVerdict ?? this.guard(stmt.analysis));
 	}
 
 	/**
