@@ -38,8 +38,12 @@ const JS = `"use strict";
   var KEY = "drawbridge.approvals.token";
   var $ = function (id) { return document.getElementById(id); };
   var token = function () { return sessionStorage.getItem(KEY) || ""; };
-  function el(tag, text, cls) { var e = document.createElement(tag); if (text != null) e.textContent = String(text); if (cls) e.className = cls; return e; }
-  function say(text) { $("message").textContent = text; }
+  // Request data is the requester's text: bidi overrides, \\r and invisible characters would make it
+  // read as something else, so they are shown as escapes (gateway/approvals/visible.ts).
+  var HIDDEN = /[\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}]/gu;
+  function shown(s) { return String(s).replace(HIDDEN, function (ch) { if (ch === "\\n" || ch === "\\t") return ch; if (ch === "\\r") return "\\\\r"; var c = ch.codePointAt(0); return c <= 0xff ? "\\\\x" + ("0" + c.toString(16)).slice(-2) : c <= 0xffff ? "\\\\u" + ("000" + c.toString(16)).slice(-4) : "\\\\u{" + c.toString(16) + "}"; }); }
+  function el(tag, text, cls) { var e = document.createElement(tag); if (text != null) e.textContent = shown(text); if (cls) e.className = cls; return e; }
+  function say(text) { $("message").textContent = shown(text); }
   function api(method, path, body) {
     return fetch(path, { method: method, headers: Object.assign({ authorization: "Bearer " + token() }, body ? { "content-type": "application/json" } : {}), body: body ? JSON.stringify(body) : undefined })
       .then(function (res) { return res.json().then(function (j) { if (!res.ok) { var e = (j && j.error) || {}; throw new Error((e.message || "request failed") + " (HTTP " + res.status + ", " + (e.code || "error") + ")"); } return j; }); });
@@ -56,7 +60,7 @@ const JS = `"use strict";
     row(t, "Rule", r.rule); row(t, "Approvers", approvers(r) + " — " + r.minApprovals + " needed");
     row(t, "Expires", r.expiresAt);
     r.decisions.forEach(function (d) { row(t, "Decision", d.at + " " + d.decision + " by " + d.by + (d.comment ? ": " + d.comment : "")); });
-    c.appendChild(t); c.appendChild(el("h3", "Command")); c.appendChild(el("pre", r.command));
+    c.appendChild(t); c.appendChild(el("h3", "Command (" + r.command.length + " characters, " + r.command.split("\\n").length + " lines: read to the end)")); c.appendChild(el("pre", r.command));
     if (r.phase !== "Pending") return;
     var comment = el("textarea"); comment.rows = 2; comment.placeholder = "Comment (optional)"; c.appendChild(comment);
     ["approve", "deny"].forEach(function (d) {

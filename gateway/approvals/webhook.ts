@@ -12,6 +12,7 @@ import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import type { ApprovalEvent, ApprovalEventType, ApprovalNotifier } from "./service.ts";
 import type { ApprovalRequestRecord } from "./types.ts";
 import { countApprovals } from "./decision.ts";
+import { visibleText } from "./visible.ts";
 
 export const WEBHOOK_API_VERSION = "drawbridge.dev/approval-webhook/v1" as const;
 export const SIGNATURE_HEADER = "drawbridge-signature";
@@ -221,15 +222,22 @@ const SLACK_TITLE: Record<ApprovalEventType, string> = {
 	"approval.cancelled": "Cancelled (client disconnected)",
 };
 
+/** Characters of the command shown in a Slack message (a section's text is limited to 3000). */
+export const SLACK_COMMAND_CHARS = 2500;
+
 /** A Slack incoming-webhook message (Block Kit): summary, the masked command, approve/deny buttons. */
 export function buildSlackMessage(event: ApprovalEvent, webBaseUrl?: string): Record<string, unknown> {
 	const r = event.record;
 	const title = `${SLACK_TITLE[event.type]}: ${r.id}`;
-	const who = r.requester.serviceAccount
-		? `serviceaccount:${r.requester.serviceAccount.namespace}/${r.requester.serviceAccount.name}`
-		: `user:${r.requester.username}`;
-	const command = r.command.length > 2500 ? `${r.command.slice(0, 2500)}…` : r.command;
-	const text = `${title} — ${who} on ${r.connection} (${r.protocol}), rule ${r.rule}`;
+	const who = visibleText(
+		r.requester.serviceAccount ? `serviceaccount:${r.requester.serviceAccount.namespace}/${r.requester.serviceAccount.name}` : `user:${r.requester.username}`,
+	);
+	// The agent's own text: bidi overrides, `\r` and invisible characters are shown as escapes, so the
+	// code block cannot read as another command; a command too long for one block says so in words.
+	const whole = visibleText(r.command);
+	const cut = whole.length > SLACK_COMMAND_CHARS;
+	const command = cut ? whole.slice(0, SLACK_COMMAND_CHARS) : whole;
+	const text = `${title} — ${who} on ${r.connection} (${r.protocol}), rule ${r.rule}${cut ? " (command too long for this message: read it whole before deciding)" : ""}`;
 	const blocks: Record<string, unknown>[] = [
 		{ type: "header", text: { type: "plain_text", text: title.slice(0, 150) } },
 		{
@@ -245,8 +253,17 @@ export function buildSlackMessage(event: ApprovalEvent, webBaseUrl?: string): Re
 		},
 		{ type: "section", text: { type: "mrkdwn", text: "```" + slackEscape(command.replace(/```/g, "'''")) + "```" } },
 	];
+	if (cut) {
+		blocks.push({
+			type: "section",
+			text: {
+				type: "mrkdwn",
+				text: `:warning: *Only the first ${SLACK_COMMAND_CHARS} of ${whole.length} characters of the command are shown above; what follows is not.* Read the whole command on the approval page (Details) or with \`drawbridge approvals show ${r.id}\` before deciding.`,
+			},
+		});
+	}
 	if (r.decisions.length > 0) {
-		const lines = r.decisions.map((d) => `${d.decision === "approve" ? "✅" : "⛔"} ${slackEscape(d.by)} at ${d.at}${d.comment ? `: ${slackEscape(d.comment)}` : ""}`);
+		const lines = r.decisions.map((d) => `${d.decision === "approve" ? "✅" : "⛔"} ${slackEscape(visibleText(d.by))} at ${d.at}${d.comment ? `: ${slackEscape(visibleText(d.comment))}` : ""}`);
 		blocks.push({ type: "section", text: { type: "mrkdwn", text: lines.join("\n").slice(0, 2900) } });
 	}
 	if (r.phase === "Pending" && webBaseUrl) {

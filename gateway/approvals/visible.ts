@@ -1,0 +1,23 @@
+/**
+ * Requester-controlled text (the held command, user names, comments) as approvers see it in Slack and
+ * on the approvals web page. The command is the agent's own text, and a few characters make a screen
+ * show something other than what runs: bidi overrides and isolates reorder it (`DELETE FROM t
+ * --<U+202E>1 = di EREHW` reads as a DELETE with a WHERE), `\r`, backspace and ESC sequences overwrite
+ * it, zero-width and other format characters hide parts of it. Each of them is shown as a visible
+ * escape (`\u202e`, `\x1b`) instead; newlines and tabs stay. The CLI does the same for terminals
+ * (cli/terminal-text.ts). The web page's script has its own copy of this pattern (web.ts).
+ */
+
+/** Controls except `\t` and `\n`, format characters (bidi, zero-width, tags, soft hyphen), line and paragraph separators. */
+export const INVISIBLE_OR_CONTROL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+
+/** `text` with every control, format and separator character but `\n` and `\t` shown as an escape. */
+export function visibleText(text: string): string {
+	return text.replace(INVISIBLE_OR_CONTROL, (ch) => {
+		if (ch === "\n" || ch === "\t") return ch;
+		const code = ch.codePointAt(0)!;
+		if (ch === "\r") return "\\r";
+		if (code <= 0xff) return `\\x${code.toString(16).padStart(2, "0")}`;
+		return code <= 0xffff ? `\\u${code.toString(16).padStart(4, "0")}` : `\\u{${code.toString(16)}}`;
+	});
+}
