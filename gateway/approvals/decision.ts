@@ -219,6 +219,23 @@ export function countApprovals(decisions: readonly ApprovalDecisionRecord[]): nu
 	return seen.length;
 }
 
+/**
+ * Longest command one approval may be for, in UTF-16 code units (the ApprovalRequest CRD caps
+ * `spec.command` at 16384 characters). A longer command is refused before anyone is asked: stored in
+ * Kubernetes it was cut to this length, so approvers (web page, CLI, Slack, `kubectl get ar`) decided
+ * on a prefix while the data path ran the whole command, whatever followed the cut.
+ */
+export const MAX_COMMAND_CHARS = 16_384;
+
+/** Why `input.command` cannot be shown to approvers whole (so must not be held), or undefined. */
+export function commandRefusal(input: ApprovalRequestInput): ApprovalError | undefined {
+	if (input.command.length <= MAX_COMMAND_CHARS) return undefined;
+	return new ApprovalError(
+		"bad-request",
+		`the command is ${input.command.length} characters long; approvers are shown at most ${MAX_COMMAND_CHARS}, so it cannot be held for approval (nobody was asked)`,
+	);
+}
+
 /** Limits on how often one requester may ask (`requestRefusal`). */
 export interface RequestLimits {
 	/** Requests of one requester Pending at once (default 5). */

@@ -5,6 +5,7 @@
  * travels in annotations (millisecond creation time, timeout, approve hint).
  */
 import type { SubjectMatcher } from "../config/bundle.ts";
+import { MAX_COMMAND_CHARS } from "./decision.ts";
 import type { ApprovalDecisionRecord, ApprovalPhase, ApprovalRequestRecord } from "./types.ts";
 
 export const APPROVAL_GROUP = "access.drawbridge.dev";
@@ -18,8 +19,8 @@ export const ANNOTATION_HINT = "access.drawbridge.dev/approve-hint";
 export const LABEL_MANAGED_BY = "app.kubernetes.io/managed-by";
 export const LABEL_CONNECTION = "access.drawbridge.dev/connection";
 
-/** The CRD caps `spec.command` at this many characters. */
-export const MAX_COMMAND_CHARS = 16_384;
+/** The CRD caps `spec.command` at this many characters; the service refuses longer commands. */
+export { MAX_COMMAND_CHARS };
 const PHASES: readonly ApprovalPhase[] = ["Pending", "Approved", "Denied", "Expired", "Cancelled"];
 
 /** The object as stored (a plain shape of the crds/ ApprovalRequest type; only the fields we use). */

@@ -11,6 +11,7 @@ import {
 	DEFAULT_REQUEST_LIMITS,
 	cancel,
 	checkApproverCredential,
+	commandRefusal,
 	expireIfDue,
 	findReusable,
 	newApprovalId,
@@ -103,6 +104,12 @@ export class StoreApprovalService implements ApprovalService {
 
 	async request(input: ApprovalRequestInput): Promise<ApprovalRequestRecord> {
 		validateInput(input);
+		const tooLong = commandRefusal(input);
+		if (tooLong) throw tooLong;
+		return this.#request(input);
+	}
+
+	async #request(input: ApprovalRequestInput): Promise<ApprovalRequestRecord> {
 		const records = await this.#store.list();
 		if ((input.reuseWindowSeconds ?? 0) > 0) {
 			const reusable = findReusable(records, input, this.#now());
