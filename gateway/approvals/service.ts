@@ -85,6 +85,8 @@ export class StoreApprovalService implements ApprovalService {
 	readonly #onError: (message: string) => void;
 	readonly #limits: RequestLimits;
 	#closed = false;
+	/** The last `request()` in line (see there). */
+	#requesting: Promise<unknown> = Promise.resolve();
 
 	constructor(options: StoreApprovalServiceOptions) {
 		this.#store = options.store;
@@ -106,7 +108,13 @@ export class StoreApprovalService implements ApprovalService {
 		validateInput(input);
 		const tooLong = commandRefusal(input);
 		if (tooLong) throw tooLong;
-		return this.#request(input);
+		// One at a time in this process: the per-requester limits are read from the store, then the
+		// request is created. Concurrent calls all read the store before any had created its request,
+		// so an agent holding statements in many sessions at the same moment paged approvers once per
+		// session, past the 5-pending limit. (Across replicas the race remains; docs/approvals.md.)
+		const turn = this.#requesting.then(() => this.#request(input));
+		this.#requesting = turn.catch(() => undefined);
+		return turn;
 	}
 
 	async #request(input: ApprovalRequestInput): Promise<ApprovalRequestRecord> {
