@@ -1086,7 +1086,10 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				groups: id.groups,
 				...(id.serviceAccount ? { serviceAccount: id.serviceAccount } : {}),
 			},
-			command,
+			// The same command is another act as another login (`rm -rf /srv/data` as root or as app):
+			// approvers see which, and a reuse window never carries an approval from one login to another.
+			// First, so no line of a multi-line command can stand in for it.
+			command: `as login ${JSON.stringify(state.auth.login)}: ${command}`,
 			rule,
 			approvers: a.approvers ?? grant.approvers.subjects,
 			minApprovals: a.minApprovals ?? grant.approvers.minApprovals ?? 1,
