@@ -653,10 +653,11 @@ export class Session {
 			mac.update(p);
 			if (fmt === 1) return `$${i + 1} = <binary ${p.length} bytes>`;
 			const text = this.recordText(Buffer.from(p).toString("utf8"));
-			const cut = text.length > 200 ? `${text.slice(0, 200)}...` : text;
+			const cut = text.length > 200 ? text.slice(0, 200) : text;
 			// one line per command part: a value cannot fake another line or reorder what approvers read
 			const shownText = cut.replaceAll("'", "''").replace(/[\u0000-\u001f\u007f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`);
-			return `$${i + 1} = '${shownText}'`;
+			// A cut value says so outside its quotes: `...` inside them could be the value's own text.
+			return `$${i + 1} = '${shownText}'${cut === text ? "" : ` (only the first 200 of ${text.length} characters shown)`}`;
 		});
 		if (shown.length === 0) return "";
 		return `\n-- parameters: ${shown.join(", ")} (hmac-sha256 ${mac.digest("hex")})`;
@@ -1172,9 +1173,16 @@ export class Session {
 		const timeoutSeconds = verdict.approval?.timeoutSeconds ?? this.o.approvalTimeoutSec;
 		// `EXECUTE name(...)` says nothing of what runs: the body the name holds in this session is
 		// part of the command, so approvers see it and a reuse window never matches another body.
+		let exact = sql;
 		for (const s of statements) {
-			if (s.uses?.type === "prepared") suffix = `\n-- ${s.uses.name}: ${s.uses.statement?.text ?? "(unknown body)"}${suffix}`;
+			if (s.uses?.type === "prepared") exact += `\n-- ${s.uses.name}: ${s.uses.statement?.text ?? "(unknown body)"}`;
 		}
+		// Approvers (and recordings) see the text with content detectors applied, and different
+		// statements can read the same once masked (`... WHERE email = '[masked]'` for any address):
+		// then a keyed digest of the exact text binds the approval, and its reuse, to this statement.
+		const shown = this.recordText(exact);
+		const command =
+			(shown === exact ? shown : `${shown}\n-- statement hmac-sha256 ${createHmac("sha256", this.o.live().maskingKey).update(exact).digest("hex")}`) + suffix;
 		let record: ApprovalRequestRecord;
 		try {
 			record = await approvals.request({
@@ -1183,7 +1191,7 @@ export class Session {
 				connection: this.o.connection.name,
 				grant: this.grant.key,
 				requester: pickIdentity(this.identity),
-				command: this.recordText(sql) + suffix,
+				command,
 				rule,
 				approvers: verdict.approval?.approvers ?? this.grant.approvers.subjects,
 				minApprovals: verdict.approval?.minApprovals ?? this.grant.approvers.minApprovals,
@@ -1197,7 +1205,7 @@ export class Session {
 				verdict: { ...verdict, action: "block", message: `approval request failed: ${(e as Error).message}` },
 			};
 		}
-		this.emit({ type: "approval", approvalId: record.id, phase: record.phase, rule, command: this.recordText(sql) + suffix });
+		this.emit({ type: "approval", approvalId: record.id, phase: record.phase, rule, command });
 		if (record.phase !== "Approved") {
 			const approvers = (verdict.approval?.approvers ?? this.grant.approvers.subjects).map(describeSubject).join(", ");
 			if (!this.closed) {
@@ -1230,7 +1238,7 @@ export class Session {
 				approvalId: record.id,
 				phase: record.phase,
 				rule,
-				command: this.recordText(sql) + suffix,
+				command,
 				decidedBy: record.decisions.map((d) => d.by),
 			});
 		}
