@@ -131,6 +131,8 @@ interface StmtRef {
 	 * are evaluated again at Bind.
 	 */
 	parseVerdict?: GuardrailVerdict;
+	/** The guardrail rules `parseVerdict` was decided under: other rules (a new bundle) decide again. */
+	parseRules?: readonly GuardrailRule[];
 	/** Cached `mayChangeSettings`. */
 	mayChangeSettings?: boolean;
 	copyDetector: TextDetector | undefined;
@@ -594,6 +596,26 @@ export class Session {
 	 */
 	private onBind(m: Extract<ClientMessage, { type: "bind" }>, stmt: StmtRef | undefined): Promise<void> | undefined {
 		const rules = this.o.live().policies.guardrailRules;
+		if (stmt?.parseVerdict && stmt.parseRules !== rules) {
+			// Rules apply to open sessions at once (a GuardrailPolicy merged meanwhile): a statement
+			// parsed before them is decided again, or a cached prepared statement (pgx, JDBC) re-bound
+			// ran past a new block or requireApproval rule.
+			const pending = this.guardAsync(stmt.analysis);
+			if (pending) {
+				return pending.then((v) => {
+					if (this.closed) return;
+					stmt.parseVerdict = v;
+					stmt.parseRules = rules;
+					return this.onBind(m, stmt);
+				});
+			}
+			stmt.parseVerdict = this.guardParsed(stmt.analysis);
+			stmt.parseRules = rules;
+		}
+		if (stmt?.parseVerdict?.action === "block") {
+			this.blockBind(m, stmt, stmt.parseVerdict);
+			return undefined;
+		}
 		if (!rules.some((r) => r.action === "requireApproval")) {
 			this.forwardBind(m, stmt);
 			return undefined;
@@ -1149,6 +1171,7 @@ export class Session {
 		// Parsing runs nothing: a statement that needs approval is held at each Bind, with its parameters.
 		stmt.parseVerdict = verdict;
 		if (analysis.ok && analysis.statements.some((s) => s.uses)) stmt.unresolved = this.o.policy.analyze(m.sql);
+		stmt.parseRules = this.o.live().policies.guardrailRules;
 		forward();
 		return undefined;
 	}
