@@ -293,7 +293,10 @@ function describeBody(bytes: Buffer, req: http.IncomingMessage, kreq: KubeReques
 		.digest("hex");
 	const parsed = recordableBody(bytes, type || undefined, kreq.resource) as { unparsed?: boolean } | undefined;
 	let summary = parsed?.unparsed ? "(not JSON or YAML: not shown)" : JSON.stringify(parsed);
-	if (summary.length > BODY_SUMMARY_CHARS) summary = `${summary.slice(0, BODY_SUMMARY_CHARS - 1)}…`;
+	// A cut summary says so in words: a trailing `…` alone was easy to read past.
+	if (summary.length > BODY_SUMMARY_CHARS) {
+		summary = `${summary.slice(0, BODY_SUMMARY_CHARS - 1)}… (only the first ${BODY_SUMMARY_CHARS - 1} of ${summary.length} characters of the body are shown; the digest binds the rest)`;
+	}
 	const del =
 		kreq.verb === "delete" || kreq.verb === "deletecollection"
 			? " (DeleteOptions from this body apply: the apiserver ignores dryRun, propagationPolicy, gracePeriodSeconds and preconditions in the query when a body is sent)"
@@ -732,6 +735,39 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				{ rule: verdict.rule, decision: "block" as Decision },
 			);
 		}
+		// An approval wait can last as long as the rule's timeout (up to a day). The grant ending (expiry,
+		// revocation, changed terms) or the gateway shutting down meanwhile ends the hold like the
+		// session's open streams: the request is cancelled for approvers, and an approval that comes
+		// anyway (or raced the end) does not release a request made under a grant that no longer holds.
+		let ended: { message: string; code: KubeErrorCode } | undefined;
+		const held = new AbortController();
+		const onEnd: StreamEnd = (message, code = "no-grant") => {
+			ended ??= { message, code };
+			// Recorded now: the session's recording closes right after its streams are told.
+			s.recorder.emit({ type: "notice", message: `${message}: ${command}, held for approval, is not forwarded` });
+			held.abort();
+		};
+		const onClientGone = () => held.abort();
+		if (signal?.aborted) held.abort();
+		else signal?.addEventListener("abort", onClientGone, { once: true });
+		s.streams.add(onEnd);
+		try {
+			return await this.#approve(r, s, held.signal, command, () => ended);
+		} finally {
+			s.streams.delete(onEnd);
+			signal?.removeEventListener("abort", onClientGone);
+		}
+	}
+
+	/** The approval part of #guard: request, wait, and the checks after the decision. */
+	async #approve(
+		r: Resolved,
+		s: OpenSession,
+		signal: AbortSignal,
+		command: string,
+		ended: () => { message: string; code: KubeErrorCode } | undefined,
+	): Promise<{ decision: Decision; rule?: string; approvalId?: string; warning?: string }> {
+		const verdict = r.verdict;
 		const a = verdict.approval ?? {};
 		let record: Awaited<ReturnType<ApprovalService["request"]>>;
 		try {
@@ -760,7 +796,6 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		s.recorder.emit({ type: "approval", approvalId: record.id, phase: record.phase, rule: verdict.rule ?? "", command });
 		if (record.phase === "Pending") {
 			try {
-				if (!signal) throw new TypeError("#guard: an approval wait needs an AbortSignal");
 				record = await this.#opts.approvals.waitForDecision(record.id, signal);
 			} catch (e) {
 				throw Object.assign(
@@ -777,6 +812,13 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			command,
 			decidedBy: record.decisions.map((d) => d.by),
 		});
+		const gone = ended() ?? this.#grantEndedSince(r, s);
+		if (gone) {
+			throw Object.assign(
+				new KubeGatewayError(gone.code, `${gone.message}: ${command} was held for approval ${record.id} and is not forwarded`),
+				{ approvalId: record.id, rule: verdict.rule, decision: "block" as Decision },
+			);
+		}
 		if (record.phase !== "Approved") {
 			throw Object.assign(
 				new KubeGatewayError(
@@ -793,6 +835,19 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			approvalId: record.id,
 			warning: `approval ${record.id} granted by ${by.join(", ")} (rule ${verdict.rule})`,
 		};
+	}
+
+	/** Why the grant `r` was resolved under no longer holds as it did for session `s`, or undefined. */
+	#grantEndedSince(r: Resolved, s: OpenSession): { message: string; code: KubeErrorCode } | undefined {
+		const g = this.#opts.store.current.grantsByKey.get(r.grant.key);
+		const why = !g
+			? `grant ${r.grant.key} was revoked`
+			: Date.parse(g.expiresAt) <= Date.now()
+				? `grant ${g.key} expired at ${g.expiresAt}`
+				: grantTerms(g) !== s.grantTerms
+					? `grant ${g.key} changed (scope, subjects or connection)`
+					: undefined;
+		return why ? { message: why, code: "no-grant" } : undefined;
 	}
 
 	// -------------------------------------------------------------------------------------------
