@@ -645,9 +645,7 @@ export class Session {
 				this.forwardBind(m, stmt);
 				return undefined;
 			}
-			const analysis = (current ?? stmt).analysis;
-			const statements = analysis.ok ? analysis.statements : [];
-			return this.hold(stmt.sql, statements, verdict, this.paramsForApproval(m)).then((r) => {
+			return this.hold(stmt.sql, (current ?? stmt).analysis, verdict, this.paramsForApproval(m)).then((r) => {
 				if (this.closed) return;
 				if (r.ok) this.forwardBind(m, stmt, r.id);
 				else this.blockBind(m, stmt, r.verdict, r.decision, r.id);
@@ -1028,7 +1026,7 @@ export class Session {
 			this.toUpstream(raw);
 		};
 		if (verdict.action === "requireApproval") {
-			return this.hold(sql, statements, verdict).then((r) => {
+			return this.hold(sql, analysis, verdict).then((r) => {
 				if (this.closed) return;
 				if (r.ok) forward("approved", r.id);
 				else this.blockSimple(sql, analysis, r.verdict, r.decision, r.id);
@@ -1179,11 +1177,13 @@ export class Session {
 	/** Hold a statement for approval. Resolves with the outcome; client disconnect cancels. */
 	private async hold(
 		sql: string,
-		statements: SqlStatementInfo[],
+		analysis: SqlAnalysis,
 		verdict: GuardrailVerdict,
 		/** Appended to the command approvers see (a Bind's parameters). */
 		suffix = "",
 	): Promise<{ ok: true; id: string } | { ok: false; verdict: GuardrailVerdict; decision: Decision; id?: string }> {
+		const statements = analysis.ok ? analysis.statements : [];
+		const rulesAtHold = this.o.live().policies.guardrailRules;
 		const rule = verdict.rule ?? "guardrail";
 		const approvals = this.o.approvals;
 		if (!approvals) {
@@ -1265,7 +1265,15 @@ export class Session {
 				decidedBy: record.decisions.map((d) => d.by),
 			});
 		}
-		if (record.phase === "Approved") return { ok: true, id: record.id };
+		if (record.phase === "Approved") {
+			// A rule merged while the statement waited that now blocks it wins over the approval: the
+			// approvers decided under the old rules, and a block is never approved away.
+			if (this.o.live().policies.guardrailRules !== rulesAtHold) {
+				const now = await (this.guardAsync(analysis) ?? this.guardParsed(analysis));
+				if (now.action === "block") return { ok: false, decision: "block", id: record.id, verdict: now };
+			}
+			return { ok: true, id: record.id };
+		}
 		const decision: Decision = record.phase === "Denied" ? "denied" : "expired";
 		return {
 			ok: false,

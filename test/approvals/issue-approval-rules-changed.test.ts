@@ -91,3 +91,36 @@ test("a statement prepared before a block rule is refused when bound after it", 
 		await c.end();
 	}
 });
+
+test("a block rule merged while a statement waits for approval wins over the approval", async () => {
+	await reset();
+	fx.store.update(
+		fx.makeBundle(++version, DEFAULT_GRANTS, {
+			guardrails: [
+				{
+					name: "approve-job-deletes",
+					action: "requireApproval",
+					sql: { statementKinds: ["DELETE"], tables: ["jobs"] },
+					approval: { approvers: [{ kind: "Group", name: "dba" }], minApprovals: 1, timeoutSeconds: 20 },
+				},
+			],
+		}),
+	);
+	const c = await fx.connect("alice");
+	try {
+		const held = new Promise<string>((resolve) => c.once("notice", (n: NoticeMessage) => resolve(n.message ?? "")));
+		const q = c.query("delete from jobs");
+		q.catch(() => undefined);
+		const id = /approval (\S+) pending/.exec(await held)?.[1];
+		assert.ok(id);
+		// while it waits, a policy blocking it is merged; then an approver (who saw the old rules) approves
+		fx.store.update(
+			fx.makeBundle(++version, DEFAULT_GRANTS, { guardrails: [{ name: "no-job-deletes", action: "block", sql: { statementKinds: ["DELETE"], tables: ["jobs"] } }] }),
+		);
+		await approvals.decide(id, APPROVER_SAM, "approve");
+		await assert.rejects(q, (e: pg.DatabaseError) => e.code === "42501" && /no-job-deletes/.test(e.message));
+		assert.equal(await count(), 10, "nothing was deleted");
+	} finally {
+		await c.end();
+	}
+});
