@@ -819,6 +819,13 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				{ approvalId: record.id, rule: verdict.rule, decision: "block" as Decision },
 			);
 		}
+		const blocked = record.phase === "Approved" ? this.#blockedSince(r) : undefined;
+		if (blocked) {
+			throw Object.assign(
+				new KubeGatewayError("blocked", `${blocked.message ?? `blocked by guardrail ${blocked.rule}`}: a rule merged while ${command} waited; approval ${record.id} does not override it`),
+				{ approvalId: record.id, rule: blocked.rule, decision: "block" as Decision },
+			);
+		}
 		if (record.phase !== "Approved") {
 			throw Object.assign(
 				new KubeGatewayError(
@@ -835,6 +842,24 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			approvalId: record.id,
 			warning: `approval ${record.id} granted by ${by.join(", ")} (rule ${verdict.rule})`,
 		};
+	}
+
+	/**
+	 * The verdict of the current bundle's rules when they now block `r` (a GuardrailPolicy merged while
+	 * it waited for approval): a block is never approved away. Undefined when nothing changed or it
+	 * still does not block; a rule set that cannot be evaluated blocks.
+	 */
+	#blockedSince(r: Resolved): KubeVerdict | undefined {
+		const current = this.#opts.store.current;
+		if (current === r.bundle) return undefined;
+		const g = current.grantsByKey.get(r.grant.key);
+		if (!g) return undefined; // #grantEndedSince
+		try {
+			const d = decideKubeRequest(r.kreq, [g], current.policiesFor(r.connection.name).guardrailRules, this.#evaluate);
+			return d.verdict.action === "block" ? d.verdict : undefined;
+		} catch (e) {
+			return { action: "block", rule: "policy-error", message: `policy evaluation failed, request refused: ${(e as Error).message}` } as KubeVerdict;
+		}
 	}
 
 	/** Why the grant `r` was resolved under no longer holds as it did for session `s`, or undefined. */

@@ -5,8 +5,8 @@
  * afterwards forwarded it to the apiserver under the ended grant's impersonation. PostgreSQL and SSH
  * sessions already end with their grant (and a held command with them); a Kubernetes request is not a
  * session. Now the grant ending cancels the hold, and an approval that comes anyway (or races the
- * end) does not release the request. Real gateway, real kube-apiserver, the approvals service the
- * gateway uses.
+ * end) does not release the request; nor does it release one a rule merged meanwhile blocks. Real
+ * gateway, real kube-apiserver, the approvals service the gateway uses.
  */
 import assert from "node:assert/strict";
 import https from "node:https";
@@ -23,7 +23,7 @@ let kube: KubeHandle;
 let gw: KubeListener;
 let issuer: TokenIssuer;
 let store: BundleStore;
-let parts: (grants: BundleGrant[]) => Partial<ConfigBundle>;
+let parts: (grants: BundleGrant[], blockDeletes?: boolean) => Partial<ConfigBundle>;
 const recorder = new MemoryRecorder();
 const approvals = approvalService();
 const sam = approver("sam");
@@ -33,8 +33,8 @@ const grantFor = (name: string, expiresInMs = 3_600_000): BundleGrant => ({
 	expiresAt: new Date(Date.now() + expiresInMs).toISOString(),
 });
 
-function push(grants: BundleGrant[]): void {
-	assert.ok(store.update(makeBundle(issuer, parts(grants), store.current.version + 1)));
+function push(grants: BundleGrant[], blockDeletes = false): void {
+	assert.ok(store.update(makeBundle(issuer, parts(grants, blockDeletes), store.current.version + 1)));
 }
 
 interface Reply {
@@ -86,13 +86,13 @@ before(async () => {
 	await kube.createNamespace("payments");
 	const crb = await kube.kubectl(["create", "clusterrolebinding", "agents-admin", "--clusterrole=cluster-admin", "--group=agents"]);
 	assert.equal(crb.code, 0, crb.stderr);
-	for (const name of ["ledger-a", "ledger-b"]) {
+	for (const name of ["ledger-a", "ledger-b", "ledger-c"]) {
 		const r = await kube.request("POST", "/api/v1/namespaces/payments/configmaps", { apiVersion: "v1", kind: "ConfigMap", metadata: { name }, data: { k: "v" } });
 		assert.equal(r.status, 201);
 	}
 	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-approval-grant-end" });
 	const connection = kubeConnection(kube);
-	parts = (grants) => ({
+	parts = (grants, blockDeletes = false) => ({
 		connections: [connection],
 		grants,
 		guardrailPolicies: [
@@ -100,6 +100,7 @@ before(async () => {
 				key: "ops/kube-prod",
 				selector: { matchLabels: { env: "prod" } },
 				rules: [
+					...(blockDeletes ? [{ name: "no-deletes", action: "block" as const, kubernetes: { verbs: ["delete"], resources: ["configmaps"] } }] : []),
 					{
 						name: "approve-delete",
 						action: "requireApproval",
@@ -150,4 +151,18 @@ test("a request held past its grant's expiry is not released by a later approval
 	assert.equal(r.status, 403, r.text);
 	assert.match(r.text, /grant ops\/eve expired/);
 	assert.ok(await configMapExists("ledger-b"), "the held DELETE did not run");
+});
+
+test("a block rule merged while a request waits wins over a later approval", async () => {
+	push([grantFor("rita", 3_600_000)]);
+	const reply = del("rita", "ledger-c");
+	const held = await pendingFor("ledger-c");
+	// The grant stays; a policy blocking the DELETE is merged; the approver approves under the old rules.
+	const g = store.current.grantsByKey.get("ops/rita")!;
+	assert.ok(store.update(makeBundle(issuer, { ...parts([], true), grants: [g] }, store.current.version + 1)));
+	await approvals.decide(held.id, sam, "approve");
+	const r = await reply;
+	assert.equal(r.status, 403, r.text);
+	assert.match(r.text, /no-deletes|blocked/);
+	assert.ok(await configMapExists("ledger-c"), "the held DELETE did not run");
 });
