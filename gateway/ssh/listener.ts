@@ -1056,11 +1056,28 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			};
 		}
 		state.pendingApprovals++;
+		let decided: Decided;
 		try {
-			return await this.#approve(state, command, rule, verdict, tell, signal);
+			decided = await this.#approve(state, command, rule, verdict, tell, signal);
 		} finally {
 			state.pendingApprovals--;
 		}
+		// A rule merged while the command waited that now blocks it wins over the approval (given under
+		// the old rules): a block is never approved away.
+		const now = this.#opts.store.current.policiesFor(state.auth.connection.name).guardrailRules;
+		if (!("refused" in decided) && now !== rules) {
+			let again: ReturnType<typeof evaluateSshCommand>;
+			try {
+				again = this.#evaluate(command, grantForCheck, now, grantKey);
+			} catch (e) {
+				return { refused: `drawbridge: policy evaluation failed, command refused: ${(e as Error).message}`, decision: "block", rule: "policy-error" };
+			}
+			if (again.action === "block") {
+				const r = again.rule ?? "";
+				return { refused: `drawbridge: ${again.message ?? `blocked by guardrail ${r}`} (merged while the command waited; approval ${decided.approvalId} does not override it)`, decision: "block", rule: r };
+			}
+		}
+		return decided;
 	}
 
 	async #approve(

@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
-import type { BundleConnection } from "../../gateway/config/bundle.ts";
+import type { BundleConnection, ConfigBundle } from "../../gateway/config/bundle.ts";
+import type { BundleStore } from "../../gateway/config/store.ts";
 import type { ApprovalRequestRecord } from "../../gateway/approvals/types.ts";
 import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
 import { type SshdHandle, startSshd } from "../env/index.ts";
@@ -25,6 +26,8 @@ const SECOND_LOGIN = "root";
 let sshd: SshdHandle;
 let issuer: TokenIssuer;
 let gw: SshListener;
+let store: BundleStore;
+let bundleParts: Partial<ConfigBundle>;
 const approvals = approvalService();
 const recorder = new MemoryRecorder();
 
@@ -43,8 +46,7 @@ before(async () => {
 		credentialRef: "ssh-gw",
 		ssh: { hostKeys: [sshd.hostPublicKey], auth: "key" },
 	};
-	const store = storeWith(
-		makeBundle(issuer, {
+	bundleParts = {
 			connections: [connection],
 			grants: [
 				{
@@ -75,8 +77,8 @@ before(async () => {
 				},
 			],
 			credentials: { "ssh-gw": { type: "sshKey", username: sshd.user, privateKeyPem: readFileSync(sshd.clientKeyFile, "utf8") } },
-		}),
-	);
+		};
+	store = storeWith(makeBundle(issuer, bundleParts));
 	gw = await startSshListener({ store, recorder, approvals, hostKeyPem: keys.keygen("ed25519").privateKey });
 });
 
@@ -147,5 +149,33 @@ test("an approval given for one login is neither shown as nor reused for another
 		assert.match(other.out, /denied/);
 	} finally {
 		root.end();
+	}
+});
+
+test("a block rule merged while a command waits for approval wins over the approval", async () => {
+	const c = await connect(sshd.user);
+	try {
+		const out = await new Promise<{ out: string; code?: number }>((resolve, reject) => {
+			c.exec("echo deploy-blocked", (err, stream) => {
+				if (err) return reject(err);
+				let text = "";
+				stream.on("data", (d: Buffer) => (text += d.toString()));
+				stream.stderr.on("data", (d: Buffer) => (text += d.toString()));
+				stream.on("close", (code: number | undefined) => resolve({ out: text, ...(code !== undefined ? { code } : {}) }));
+				void (async () => {
+					await waitUntil("held", () => /approval \S+ pending/.test(text), 15_000);
+					const id = /approval (\S+) pending/.exec(text)![1]!;
+					const policies = bundleParts.guardrailPolicies!;
+					const blocking = [{ ...policies[0]!, rules: [{ name: "no-deploys", action: "block" as const, ssh: { commands: ["echo deploy-*"] } }, ...policies[0]!.rules] }];
+					assert.ok(store.update(makeBundle(issuer, { ...bundleParts, guardrailPolicies: blocking }, store.current.version + 1)));
+					await approvals.decide(id, approver("sam"), "approve");
+				})().catch(reject);
+			});
+		});
+		assert.equal(out.code, 1, out.out);
+		assert.match(out.out, /no-deploys|does not override/);
+		assert.doesNotMatch(out.out, /^deploy-blocked$/m, "the command did not run");
+	} finally {
+		c.end();
 	}
 });
