@@ -3,7 +3,8 @@
  * it runs as. A grant with several logins (`app`, `root`) let the agent get `echo deploy-1` approved as
  * the unprivileged login and, inside the rule's reuse window, run the same command as root without
  * asking; approvers were never shown which login a held command would run as. The command approvers
- * see (and reuse compares) now starts with the login. Real OpenSSH server behind the real gateway,
+ * see (and reuse compares) now starts with the login. Also: a block rule merged while a command
+ * waited did not stop it once approved; now it wins. Real OpenSSH server behind the real gateway,
  * ssh2 as the agent's client, the approvals service the gateway uses.
  */
 import assert from "node:assert/strict";
