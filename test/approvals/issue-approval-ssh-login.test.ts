@@ -9,14 +9,25 @@
  */
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
-import type { BundleConnection, ConfigBundle } from "../../gateway/config/bundle.ts";
+import type { ConfigBundle } from "../../gateway/config/bundle.ts";
 import type { BundleStore } from "../../gateway/config/store.ts";
 import type { ApprovalRequestRecord } from "../../gateway/approvals/types.ts";
 import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
 import { type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, approver, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
+import {
+	approvalService,
+	approver,
+	makeBundle,
+	MemoryRecorder,
+	sshdConnection,
+	sshdCredentials,
+	sshGrant,
+	storeWith,
+	type TokenIssuer,
+	tokenIssuer,
+	waitUntil,
+} from "../ssh/fixtures.ts";
 import { KeyDir } from "../ssh/keys.ts";
 
 const ssh2 = createRequire(import.meta.url)("ssh2") as typeof import("ssh2");
@@ -36,32 +47,11 @@ before(async () => {
 	issuer = await tokenIssuer();
 	sshd = await startSshd();
 	assert.notEqual(sshd.user, SECOND_LOGIN, "the test needs two different logins");
-	const connection: BundleConnection = {
-		key: "ops/db-primary",
-		name: "db-primary",
-		namespace: "ops",
-		type: "ssh",
-		labels: { env: "prod" },
-		host: sshd.host,
-		port: sshd.port,
-		credentialRef: "ssh-gw",
-		ssh: { hostKeys: [sshd.hostPublicKey], auth: "key" },
-	};
+	const connection = sshdConnection(sshd, "db-primary");
 	bundleParts = {
 			connections: [connection],
 			grants: [
-				{
-					key: "ops/lee",
-					name: "lee",
-					namespace: "ops",
-					connection: "db-primary",
-					subjects: [{ kind: "User", name: "lee" }],
-					notBefore: new Date(Date.now() - 60_000).toISOString(),
-					expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-					ssh: { logins: [sshd.user, SECOND_LOGIN], allowShell: false, allowSftp: false, allowPortForwarding: false, allowAgentForwarding: false },
-					approvers: { subjects: [{ kind: "User", name: "sam" }], minApprovals: 1 },
-					origin: {},
-				},
+				sshGrant(sshd, "lee", "db-primary", { logins: [sshd.user, SECOND_LOGIN] }),
 			],
 			guardrailPolicies: [
 				{
@@ -77,7 +67,7 @@ before(async () => {
 					],
 				},
 			],
-			credentials: { "ssh-gw": { type: "sshKey", username: sshd.user, privateKeyPem: readFileSync(sshd.clientKeyFile, "utf8") } },
+			credentials: sshdCredentials(sshd),
 		};
 	store = storeWith(makeBundle(issuer, bundleParts));
 	gw = await startSshListener({ store, recorder, approvals, hostKeyPem: keys.keygen("ed25519").privateKey });
