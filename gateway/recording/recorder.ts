@@ -1063,6 +1063,10 @@ class LiveSession implements SessionRecorder {
 	private async flush(): Promise<void> {
 		this.countEmitted();
 		const { parts, cast } = this.unflushed();
+		await this.write(parts, cast);
+	}
+
+	private async write(parts: FlushPart[], cast: string): Promise<void> {
 		if (parts.length === 0 && !cast) return;
 		const { error } = await this.spool({ kind: "write", dir: this.state.dir, parts: parts.map((x) => x.view), cast, sync: this.rec.options.fsync === "always" });
 		this.wrote(parts, cast, error);
@@ -1084,12 +1088,7 @@ class LiveSession implements SessionRecorder {
 		this.full = [];
 		if (this.open && this.open.events > 0) chunks.push(this.open);
 		this.open = undefined;
-		if (chunks.length === 0) {
-			if (parts.length === 0 && !cast) return;
-			const { error } = await this.spool({ kind: "write", dir: this.state.dir, parts: parts.map((x) => x.view), cast, sync: this.rec.options.fsync === "always" });
-			this.wrote(parts, cast, error);
-			return;
-		}
+		if (chunks.length === 0) return this.write(parts, cast);
 		const last = this.entries[this.entries.length - 1];
 		let index = last?.index ?? 0;
 		const sealChunks: SealChunk[] = chunks.map((c) => {
