@@ -1,6 +1,6 @@
 /** Bundle pieces and a raw HTTPS helper shared by the Kubernetes proxy tests that run against a real apiserver. */
 import https from "node:https";
-import type { BundleConnection, BundleGrant } from "../../gateway/config/bundle.ts";
+import type { BundleConnection, BundleGrant, ConfigBundle } from "../../gateway/config/bundle.ts";
 import type { KubeHandle } from "../env/index.ts";
 
 /** The Connection `ops/cluster-prod` to `kube`, with the admin credential under `kube-gw`. */
@@ -16,6 +16,11 @@ export function kubeConnection(kube: KubeHandle): BundleConnection {
 		credentialRef: "kube-gw",
 		kubernetes: { server: kube.url, caPem: kube.caPem },
 	};
+}
+
+/** The gateway's own credential for `kube` (its admin client certificate), as `kube-gw`. */
+export function kubeCredentials(kube: KubeHandle): ConfigBundle["credentials"] {
+	return { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } };
 }
 
 /** An active grant `ops/<name>` on cluster-prod for the user `<name>`, approvers user sam. */

@@ -14,7 +14,7 @@ import type { ApprovalRequestRecord } from "../../gateway/approvals/types.ts";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, approver, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
-import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -88,7 +88,7 @@ before(async () => {
 					],
 				},
 			],
-			credentials: { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } },
+			credentials: kubeCredentials(kube),
 		}),
 	);
 	gw = await startKubeListener({ store, recorder, approvals, tls: { certPem: cert.certPem, keyPem: cert.keyPem }, sessionIdleMs: 500 });

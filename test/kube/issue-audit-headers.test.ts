@@ -19,7 +19,7 @@ import { after, before, test } from "node:test";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { kubeConnection, userGrant } from "./fixtures.ts";
+import { kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -72,7 +72,7 @@ before(async () => {
 		makeBundle(issuer, {
 			connections: [kubeConnection(kube)],
 			grants: [userGrant("lee", { namespaces: ["prod"], verbs: ["get", "list"], resources: ["configmaps"] })],
-			credentials: { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } },
+			credentials: kubeCredentials(kube),
 		}),
 	);
 	gw = await startKubeListener({ store, recorder: new MemoryRecorder(), approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } });

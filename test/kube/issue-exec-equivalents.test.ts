@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -83,7 +83,7 @@ before(async () => {
 					rules: [{ name: "no-exec", action: "block", kubernetes: { verbs: ["create"], resources: ["pods/exec"] } }],
 				},
 			],
-			credentials: { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } },
+			credentials: kubeCredentials(kube),
 		}),
 	);
 	gw = await startKubeListener({ store, recorder, approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem }, sessionIdleMs: 500 });

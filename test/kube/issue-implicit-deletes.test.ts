@@ -21,7 +21,7 @@ import { parseKubeRequest } from "../../gateway/kube/request.ts";
 import { decideKubeRequest } from "../../gateway/kube/scope.ts";
 import { issueCert, KUBECTL, type KubeHandle, run, startKube } from "../env/index.ts";
 import { approvalService, approver, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
-import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -156,7 +156,7 @@ before(async () => {
 					],
 				},
 			],
-			credentials: { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } },
+			credentials: kubeCredentials(kube),
 		}),
 	);
 	gw = await startKubeListener({ store, recorder, approvals, tls: { certPem: cert.certPem, keyPem: cert.keyPem }, sessionIdleMs: 500 });

@@ -33,7 +33,7 @@ import { parseKubeRequest } from "../../gateway/kube/request.ts";
 import { deleteEquivalents, mayHandOver, mintingWrite } from "../../gateway/policy/kube.ts";
 import { issueCert, type KubeHandle, run, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -123,7 +123,7 @@ before(async () => {
 					],
 				},
 			],
-			credentials: { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } },
+			credentials: kubeCredentials(kube),
 		}),
 	);
 	gw = await startKubeListener({ store, recorder, approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem }, sessionIdleMs: 500 });

@@ -19,7 +19,7 @@ import { parseKubeRequest } from "../../gateway/kube/request.ts";
 import { readEquivalents } from "../../gateway/policy/kube.ts";
 import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -66,7 +66,7 @@ before(async () => {
 					rules: [{ name: "no-secret-reads", action: "block", kubernetes: { verbs: ["get"], resources: ["secrets"], namespaces: ["prod"] } }],
 				},
 			],
-			credentials: { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } },
+			credentials: kubeCredentials(kube),
 		}),
 	);
 	gw = await startKubeListener({ store, recorder: new MemoryRecorder(), approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } });

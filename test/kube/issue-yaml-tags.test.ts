@@ -24,7 +24,7 @@ import { type KubeListener, startKubeListener } from "../../gateway/kube/listene
 import { NODE_CLIENT_CSR_WORDS } from "../../gateway/policy/kube.ts";
 import { issueCert, type KubeHandle, run, startKube } from "../env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { httpsText, kubeConnection, userGrant } from "./fixtures.ts";
+import { httpsText, kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -91,7 +91,7 @@ before(async () => {
 					],
 				},
 			],
-			credentials: { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } },
+			credentials: kubeCredentials(kube),
 		}),
 	);
 	gw = await startKubeListener({ store, recorder, approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem }, sessionIdleMs: 500 });
