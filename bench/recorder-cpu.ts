@@ -11,7 +11,7 @@
  * in the same interleaved runs, and prints now/baseline ratios.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -38,6 +38,22 @@ const threadCpu = (tid: number) => {
 	return cpu.user + cpu.sys;
 };
 
+/** CPU µs per thread kind other than the main thread (the spool worker, libuv's pool, V8's GC and compiler workers). */
+const otherThreads = (): Record<string, number> => {
+	const out: Record<string, number> = {};
+	for (const t of readdirSync("/proc/self/task")) {
+		if (t === String(process.pid)) continue;
+		try {
+			const cpu = statCpuMicros(`/proc/self/task/${t}/stat`);
+			const kind = cpu.comm.replace(/\s+/g, "-");
+			out[kind] = (out[kind] ?? 0) + cpu.user + cpu.sys;
+		} catch {
+			// the thread ended between readdir and read
+		}
+	}
+	return out;
+};
+
 async function child(root: string): Promise<void> {
 	const { DiskRecorder } = (await import(join(root, "gateway/recording/recorder.ts"))) as typeof import("../gateway/recording/recorder.ts");
 	const { DirStore } = (await import(join(root, "gateway/recording/store.ts"))) as typeof import("../gateway/recording/store.ts");
@@ -53,6 +69,7 @@ async function child(root: string): Promise<void> {
 		const sessions = await Promise.all(Array.from({ length: 8 }, (_, i) => rec.openSession(meta({ sessionId: `bench-${i}-${process.pid}` }))));
 		const cpu0 = process.cpuUsage();
 		const main0 = threadCpu(process.pid);
+		const others0 = otherThreads();
 		let i = 0;
 		await new Promise<void>((resolve) => {
 			const tick = () => {
@@ -76,8 +93,10 @@ async function child(root: string): Promise<void> {
 		await rec.drain(120_000);
 		const cpu = process.cpuUsage(cpu0);
 		const main = threadCpu(process.pid) - main0;
+		const threads: Record<string, number> = {};
+		for (const [k, v] of Object.entries(otherThreads())) threads[k] = (v - (others0[k] ?? 0)) / EVENTS;
 		await rec.stop();
-		console.log(JSON.stringify({ process: (cpu.user + cpu.system) / EVENTS, main: main / EVENTS }));
+		console.log(JSON.stringify({ process: (cpu.user + cpu.system) / EVENTS, main: main / EVENTS, threads }));
 	} finally {
 		rmSync(dir, { recursive: true, force: true });
 	}
@@ -104,9 +123,13 @@ if (flags.child) {
 			for (const t of r % 2 ? [...trees].reverse() : trees) {
 				const out = spawnSync(process.execPath, ["--liftoff-only", "--import", "tsx", import.meta.filename, "--child", t.dir, "--events", String(EVENTS)], { encoding: "utf8" });
 				if (out.status !== 0) throw new Error(`child (${t.name}) failed: ${out.stderr}`);
-				const m = JSON.parse(out.stdout.trim().split("\n").pop()!) as { process: number; main: number };
+				const m = JSON.parse(out.stdout.trim().split("\n").pop()!) as { process: number; main: number; threads: Record<string, number> };
 				(results[t.name] ??= []).push(m);
-				console.error(`run ${r + 1} ${t.name}: process ${m.process.toFixed(2)} µs/event, main thread ${m.main.toFixed(2)} µs/event`);
+				const others = Object.entries(m.threads)
+					.filter(([, v]) => v >= 0.01)
+					.map(([k, v]) => `${k} ${v.toFixed(2)}`)
+					.join(", ");
+				console.error(`run ${r + 1} ${t.name}: process ${m.process.toFixed(2)} µs/event, main thread ${m.main.toFixed(2)} µs/event (others: ${others})`);
 			}
 		}
 		const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
