@@ -55,7 +55,7 @@ import {
 	sha256Hex,
 	TERMINAL_FILE,
 } from "./format.ts";
-import { StatementSerializer } from "./eventjson.ts";
+import { putBytes, putNumber, type StatementEvent, StatementSerializer } from "./eventjson.ts";
 import type { RecordingKey } from "./keys.ts";
 import { RecorderMetrics } from "./metrics.ts";
 import { SpoolIO } from "./spool-io.ts";
@@ -173,13 +173,27 @@ export class DiskRecorder implements Recorder {
 	readonly options: Required<Omit<RecorderOptions, "registry" | "logger" | "now">>;
 	readonly now: () => number;
 	#isoMs = Number.NaN;
+	#isoSecond = Number.NaN;
 	#isoBytes = Buffer.alloc(0);
-	/** new Date(ms).toISOString() as ASCII bytes, remembered for the last millisecond (a burst of events shares it). */
+	/**
+	 * new Date(ms).toISOString() as ASCII bytes, for the caller to copy at once: formatted once a
+	 * second, and within the second only its three millisecond digits are rewritten in place.
+	 */
 	isoBytes(ms: number): Buffer {
-		if (ms !== this.#isoMs) {
+		if (ms === this.#isoMs) return this.#isoBytes;
+		const second = Math.floor(ms / 1000);
+		const iso = this.#isoBytes;
+		// "YYYY-MM-DDTHH:MM:SS.mmmZ": 24 characters for years 0-9999, the milliseconds at 20-22.
+		if (second === this.#isoSecond && Number.isInteger(ms) && iso.length === 24) {
+			const f = ms - second * 1000;
+			iso[20] = 0x30 + Math.floor(f / 100);
+			iso[21] = 0x30 + (Math.floor(f / 10) % 10);
+			iso[22] = 0x30 + (f % 10);
+		} else {
 			this.#isoBytes = Buffer.from(new Date(ms).toISOString(), "latin1");
-			this.#isoMs = ms;
+			this.#isoSecond = second;
 		}
+		this.#isoMs = ms;
 		return this.#isoBytes;
 	}
 	/** Chunk buffers of sealed chunks, for the next chunks: a busy session does not allocate a megabyte per chunk. */
@@ -714,26 +728,6 @@ const SEQ_KEY = Buffer.from(',"seq":', "latin1");
 const TIME_KEY = Buffer.from(',"time":"', "latin1");
 const OFFSET_KEY = Buffer.from('","offsetMs":', "latin1");
 
-function putBytes(buf: Buffer, p: number, bytes: Uint8Array): number {
-	for (let i = 0; i < bytes.length; i++) buf[p + i] = bytes[i]!;
-	return p + bytes.length;
-}
-
-/** A number as JSON writes it: safe integers digit by digit, anything else through JSON.stringify. */
-function putNumber(buf: Buffer, p: number, n: number): number {
-	if (!Number.isSafeInteger(n)) return p + buf.write(JSON.stringify(n), p, "latin1");
-	if (n < 0) {
-		buf[p++] = 0x2d; // -
-		n = -n;
-	}
-	let digits = 1;
-	for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
-	for (let i = p + digits - 1; i >= p; i--) {
-		buf[i] = 0x30 + (n % 10);
-		n = Math.floor(n / 10);
-	}
-	return p + digits;
-}
 
 /**
  * Bytes kept free at the front of a chunk buffer for the chunk's header line, written there at seal
@@ -792,15 +786,37 @@ class ChunkBuffer {
 		return this.buf;
 	}
 
+	/** Append one stored line: the event's JSON text, then the stored fields over its closing brace (appendStored). */
+	appendEvent(json: string, seq: number, iso: Uint8Array, offsetMs: number, timeMs: number, event: RecordingEvent): void {
+		const buf = this.room(json.length > 65536 ? Buffer.byteLength(json) : json.length * 3);
+		this.len += buf.write(json, this.len, "utf8");
+		this.appendStored(seq, iso, offsetMs, timeMs, event);
+	}
+
 	/**
-	 * Append one stored line: the event's JSON (`ascii`: every character is one byte, copied as Latin-1
-	 * without a UTF-8 encoding pass) with `,"seq":…,"time":"…","offsetMs":…}` and a newline written
-	 * over its closing brace, byte by byte (no number-to-string conversions, no joined string); the
-	 * chunk's seq range and counts take the event in.
+	 * Append a statement event written by the serialiser straight into the buffer; false, with nothing
+	 * appended, when it cannot (a value outside the event type, or one JSON.stringify throws on).
 	 */
-	appendEvent(json: string, ascii: boolean, seq: number, iso: Uint8Array, offsetMs: number, timeMs: number, event: RecordingEvent): void {
-		const buf = this.room((ascii ? json.length : json.length > 65536 ? Buffer.byteLength(json) : json.length * 3) + iso.length + 64);
-		let p = this.len + buf.write(json, this.len, ascii ? "latin1" : "utf8") - 1;
+	appendStatement(json: StatementSerializer, event: StatementEvent, seq: number, iso: Uint8Array, offsetMs: number, timeMs: number): boolean {
+		const start = this.len;
+		try {
+			if (!json.write(event, this)) return false;
+		} catch {
+			this.len = start;
+			return false;
+		}
+		this.appendStored(seq, iso, offsetMs, timeMs, event);
+		return true;
+	}
+
+	/**
+	 * `,"seq":…,"time":"…","offsetMs":…}` and a newline written over the closing brace of the event
+	 * just appended, byte by byte (no number-to-string conversions, no joined string); the chunk's seq
+	 * range and counts take the event in.
+	 */
+	private appendStored(seq: number, iso: Uint8Array, offsetMs: number, timeMs: number, event: RecordingEvent): void {
+		const buf = this.room(iso.length + 64);
+		let p = this.len - 1;
 		p = putBytes(buf, p, SEQ_KEY);
 		p = putNumber(buf, p, seq);
 		p = putBytes(buf, p, TIME_KEY);
@@ -903,23 +919,21 @@ class LiveSession implements SessionRecorder {
 		if (event.type === "statement" && event.resultRows && event.resultRows.length > cap) {
 			event = { ...event, resultRows: event.resultRows.slice(0, cap), resultRowsTruncated: true };
 		}
-		let json: string;
-		let ascii = false;
-		try {
-			const fast = event.type === "statement" ? this.rec.statementJson.serialize(event) : undefined;
-			if (fast) {
-				json = fast.json;
-				ascii = fast.ascii;
-			} else json = JSON.stringify(event);
-		} catch (e) {
-			// A data-path bug (e.g. a BigInt in a kube body): keep a notice rather than lose the slot.
-			event = { type: "notice", message: `unserialisable ${event.type} event: ${(e as Error).message}` };
-			json = JSON.stringify(event);
-		}
 		// The stored event is the event with seq, time and offsetMs appended, in that key order (the
 		// same bytes as JSON.stringify({ ...event, seq, time, offsetMs })), written over its closing brace.
 		const c = this.chunk(now);
-		c.appendEvent(json, ascii, seq, this.rec.isoBytes(now), offsetMs, now, event);
+		const iso = this.rec.isoBytes(now);
+		if (event.type !== "statement" || !c.appendStatement(this.rec.statementJson, event, seq, iso, offsetMs, now)) {
+			let json: string;
+			try {
+				json = JSON.stringify(event);
+			} catch (e) {
+				// A data-path bug (e.g. a BigInt in a kube body): keep a notice rather than lose the slot.
+				event = { type: "notice", message: `unserialisable ${event.type} event: ${(e as Error).message}` };
+				json = JSON.stringify(event);
+			}
+			c.appendEvent(json, seq, iso, offsetMs, now, event);
+		}
 		if (event.type === "terminal") {
 			if (!this.castStarted) {
 				this.castStarted = true;

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
 import { listSessions, loadSession } from "../../gateway/recording/catalog.ts";
-import { STATEMENT_FIELD_ORDER, type StatementEvent, StatementSerializer } from "../../gateway/recording/eventjson.ts";
+import { type ByteSink, STATEMENT_FIELD_ORDER, type StatementEvent, StatementSerializer } from "../../gateway/recording/eventjson.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
 import { makeRecorder, meta, tempDir } from "./fixtures.ts";
 
@@ -50,14 +50,41 @@ const statementEvent: fc.Arbitrary<StatementEvent> = fc
 		return e as unknown as StatementEvent;
 	});
 
-test("statement JSON is JSON.stringify's text for events in field order, and the ASCII flag is truthful", () => {
+/**
+ * A sink like the recorder's chunk buffer: it starts small (16 bytes after a prefix that must stay
+ * untouched) so that nearly every event makes it grow mid-write.
+ */
+class TestSink implements ByteSink {
+	buf = Buffer.alloc(20, 0x2e);
+	len = 4;
+	room(more: number): Buffer {
+		if (this.len + more > this.buf.length) {
+			const next = Buffer.alloc(Math.max(this.len + more, this.buf.length * 2));
+			this.buf.copy(next, 0, 0, this.len);
+			this.buf = next;
+		}
+		return this.buf;
+	}
+}
+
+/** The serialiser's bytes for e as text (undefined when it declines the event), checking the prefix before its write position is untouched. */
+function serialize(s: StatementSerializer, e: StatementEvent): string | undefined {
+	const sink = new TestSink();
+	if (!s.write(e, sink)) {
+		assert.equal(sink.len, 4, "a declined event writes nothing");
+		return undefined;
+	}
+	assert.equal(sink.buf.toString("latin1", 0, 4), "....");
+	return sink.buf.toString("utf8", 4, sink.len);
+}
+
+test("statement JSON is JSON.stringify's text (as UTF-8 bytes) for events in field order", () => {
 	const s = new StatementSerializer();
 	fc.assert(
 		fc.property(statementEvent, (e) => {
-			const out = s.serialize(e);
-			assert.ok(out, "a well-formed statement event is serialised");
-			assert.equal(out.json, JSON.stringify(e));
-			if (out.ascii) assert.ok(/^[\x00-\x7f]*$/.test(out.json), "ascii flag on a line with non-ASCII characters");
+			const out = serialize(s, e);
+			assert.ok(out !== undefined, "a well-formed statement event is serialised");
+			assert.equal(out, JSON.stringify(e));
 		}),
 		{ numRuns: 3000 },
 	);
@@ -71,9 +98,9 @@ test("statement JSON in another key order or with undefined fields parses to the
 			const shuffled: Record<string, unknown> = {};
 			for (const k of keys) shuffled[k] = (e as unknown as Record<string, unknown>)[k];
 			if (holes) shuffled.rule = undefined;
-			const out = s.serialize(shuffled as unknown as StatementEvent);
-			assert.ok(out);
-			assert.deepEqual(JSON.parse(out.json), JSON.parse(JSON.stringify(shuffled)));
+			const out = serialize(s, shuffled as unknown as StatementEvent);
+			assert.ok(out !== undefined);
+			assert.deepEqual(JSON.parse(out), JSON.parse(JSON.stringify(shuffled)));
 		}),
 		{ numRuns: 1000 },
 	);
@@ -81,10 +108,10 @@ test("statement JSON in another key order or with undefined fields parses to the
 
 test("values outside the event type fall back or fail like JSON.stringify: no silent change", () => {
 	const s = new StatementSerializer();
-	assert.equal(s.serialize({ type: "statement", sql: 42, statementKinds: [], decision: "allow" } as unknown as StatementEvent), undefined);
-	assert.throws(() => s.serialize({ type: "statement", sql: "x", statementKinds: [], decision: "allow", rows: 1n } as unknown as StatementEvent), /BigInt/);
+	assert.equal(serialize(s, { type: "statement", sql: 42, statementKinds: [], decision: "allow" } as unknown as StatementEvent), undefined);
+	assert.throws(() => serialize(s, { type: "statement", sql: "x", statementKinds: [], decision: "allow", rows: 1n } as unknown as StatementEvent), /BigInt/);
 	const odd = { type: "statement", sql: "x", params: [1, undefined], statementKinds: ["select", 7, null], decision: "allow" } as unknown as StatementEvent;
-	assert.equal(s.serialize(odd)?.json, JSON.stringify(odd));
+	assert.equal(serialize(s, odd), JSON.stringify(odd));
 });
 
 test("recorded statements with every kind of text come back from the store exactly as emitted", async () => {
@@ -133,6 +160,28 @@ test("seq, time and offsetMs are written digit by digit as JSON.stringify would:
 		assert.deepEqual(
 			loaded.events.map((e) => [e.seq, e.time, e.offsetMs]),
 			clock.slice(0, 4).map((t, k) => [k + 1, new Date(t).toISOString(), t - start]),
+		);
+	} finally {
+		await rec.stop();
+	}
+});
+
+test("event times are toISOString of the clock: within a second only the milliseconds are rewritten, across seconds, before 1970 and past year 9999 too", async () => {
+	const store = new DirStore(await tempDir("eventjson-iso"));
+	await store.init();
+	const { rec } = await makeRecorder(store, join(await tempDir("eventjson-iso-spool"), "spool"));
+	try {
+		const base = fc.constantFrom(Date.parse("2026-11-26T18:59:59.000Z"), -1500, 0, 253402300799000);
+		const step = fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 1999 }), fc.integer({ min: -1999, max: 1999 }), fc.double({ min: 0, max: 2, noNaN: true }));
+		fc.assert(
+			fc.property(base, fc.array(step, { maxLength: 40 }), (b, steps) => {
+				let t = b;
+				for (const s of steps) {
+					t += s;
+					assert.equal(rec.isoBytes(t).toString("latin1"), new Date(t).toISOString(), `t = ${t}`);
+				}
+			}),
+			{ numRuns: 500 },
 		);
 	} finally {
 		await rec.stop();

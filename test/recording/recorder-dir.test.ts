@@ -70,7 +70,7 @@ test("captured result rows are capped per statement and flagged", async () => {
 	}
 });
 
-test("a stored event is the emitted event plus seq, time and offsetMs; an unserialisable one becomes a notice", async () => {
+test("a stored event is the emitted event plus seq, time and offsetMs; an unserialisable one becomes a notice, with no bytes of it left behind", async () => {
 	const store = new DirStore(await tempDir("line-store"));
 	await store.init();
 	const { rec } = await makeRecorder(store, await tempDir("line-spool"));
@@ -81,11 +81,15 @@ test("a stored event is the emitted event plus seq, time and offsetMs; an unseri
 		s.emit(event);
 		s.emit({ type: "kube.request", verb: "create", resource: "pods", path: "/api/v1/pods", decision: "allow", body: { n: 1n } });
 		s.emit({ type: "terminal", stream: "o", data: "héllo" });
+		// The statement serialiser writes into the chunk buffer field by field: this one fails after
+		// its SQL is written, which must not leave half an event in the chunk.
+		s.emit({ type: "statement", sql: "SELECT 1", statementKinds: ["select"], decision: "allow", error: { code: "x", message: 2n } } as unknown as RecordingEvent);
+		s.emit({ type: "statement", sql: "SELECT 2", statementKinds: ["select"], decision: "allow" });
 		await s.close({ reason: "client-closed" });
 		await rec.drain(10_000);
 		const [summary] = await listSessions(store, {});
 		const loaded = await loadSession(store, summary!.prefix);
-		const [first, second, third] = loaded.events;
+		const [first, second, third, fourth, fifth] = loaded.events;
 		// Same keys in the same order as the event, then the recorder's three.
 		assert.deepEqual(Object.keys(first!), [...Object.keys(event), "seq", "time", "offsetMs"]);
 		assert.deepEqual({ ...first, time: undefined, offsetMs: undefined }, { ...event, seq: 1, time: undefined, offsetMs: undefined });
@@ -95,8 +99,12 @@ test("a stored event is the emitted event plus seq, time and offsetMs; an unseri
 		assert.match(second?.type === "notice" ? second.message : "", /^unserialisable kube\.request event: .*BigInt/);
 		assert.equal(second!.seq, 2);
 		assert.equal(third!.seq, 3);
+		assert.match(fourth?.type === "notice" ? fourth.message : "", /^unserialisable statement event: .*BigInt/);
+		assert.equal(fourth!.seq, 4);
+		assert.deepEqual({ ...fifth, time: undefined, offsetMs: undefined }, { type: "statement", sql: "SELECT 2", statementKinds: ["select"], decision: "allow", seq: 5, time: undefined, offsetMs: undefined });
+		assert.equal(loaded.events.length, 5);
 		assert.equal(loaded.document?.counts.blocked, 1);
-		assert.equal(loaded.document?.counts.notices, 1);
+		assert.equal(loaded.document?.counts.notices, 2);
 		assert.equal(loaded.document?.counts.terminalBytes, Buffer.byteLength("héllo"));
 	} finally {
 		await rec.stop();
