@@ -180,11 +180,17 @@ export class StatementSerializer {
 		if (n <= 64) {
 			for (let i = 0; i < n; i++) {
 				const c = s.charCodeAt(i);
-				if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return this.escaped(k, s);
+				if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) {
+					this.escaped(k, s);
+					return;
+				}
 				buf[p++] = c;
 			}
 		} else if (PLAIN.test(s)) p += buf.write(s, p, "latin1");
-		else return this.escaped(k, s);
+		else {
+			this.escaped(k, s);
+			return;
+		}
 		buf[p++] = 0x22;
 		k.len = p;
 	}
@@ -225,7 +231,10 @@ export class StatementSerializer {
 	 * goes through V8's number formatting.
 	 */
 	private num(k: ByteSink, n: unknown): void {
-		if (typeof n !== "number") return this.other(k, n);
+		if (typeof n !== "number") {
+			this.other(k, n);
+			return;
+		}
 		const m = Math.round(n * 1000);
 		if (m / 1000 === n && m < 1e15 && m > -1e15) {
 			const buf = k.room(24);
