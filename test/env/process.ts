@@ -1,7 +1,7 @@
 // Shared plumbing for the real-server harness: temp dirs, free ports, child processes tied to the
 // test process by a watchdog, captured logs, and small "run a command" helpers.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, chownSync, createWriteStream, type WriteStream } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, chownSync, createWriteStream, type WriteStream } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -11,6 +11,9 @@ import { execFileSync } from "node:child_process";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const WATCHDOG = join(here, "watchdog.sh");
+
+let watchdogText: string | undefined;
+const watchdogScript = () => (watchdogText ??= readFileSync(WATCHDOG, "utf8"));
 
 /** The root of the repository (two levels above test/env). */
 export const REPO_ROOT = join(here, "..", "..");
@@ -91,7 +94,9 @@ export interface ManagedOptions {
 
 /**
  * A long-running server process, started under watchdog.sh in its own process group. If the test
- * process dies (even by SIGKILL) the watchdog notices the closed pipe and kills the whole group.
+ * process dies (even by SIGKILL) the watchdog notices the closed pipe and kills the whole group. The
+ * watchdog's command line does not carry the checkout's path (see watchdog.sh), and the server dies
+ * with its watchdog.
  */
 export class ManagedProcess {
 	readonly logs = new LogBuffer();
@@ -113,7 +118,10 @@ export class ManagedProcess {
 			env.LOGNAME = asUser.user;
 		}
 		if (opts.logFile) this.file = createWriteStream(opts.logFile, { flags: "a" });
-		this.child = spawn(WATCHDOG, ["--", opts.command, ...opts.args], {
+		// The watchdog's text goes in through the environment, so that its command line does not name
+		// this checkout: `pkill -f <checkout>` on a test run must leave it alive to stop the server.
+		env.DRAWBRIDGE_WATCHDOG_SCRIPT = watchdogScript();
+		this.child = spawn("bash", ["-c", 'eval "$DRAWBRIDGE_WATCHDOG_SCRIPT"', "drawbridge-watchdog", "--", opts.command, ...opts.args], {
 			cwd: opts.cwd,
 			env,
 			detached: true,

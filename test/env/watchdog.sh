@@ -7,6 +7,13 @@
 # setsid, so our process group holds CMD and anything it forked: on the way out we signal the group
 # and, if the parent is gone and WATCHDOG_CLEANUP is set, delete that directory.
 #
+# test/env/process.ts does not run this file by its path: it runs `bash -c 'eval
+# "$DRAWBRIDGE_WATCHDOG_SCRIPT"' drawbridge-watchdog -- CMD ARGS...` with this text in that variable,
+# so our command line does not name the checkout. A test run killed by its path (`pkill -f
+# /path/to/checkout`) would otherwise take this watchdog with it and orphan CMD. And should we die
+# anyway (SIGKILL by pid, or a pattern that matches CMD's own arguments), CMD is started with a
+# parent-death signal (setpriv --pdeathsig KILL): it never outlives us.
+#
 # Environment:
 #   WATCHDOG_STOP_SIGNAL  signal sent to CMD on a graceful stop (default TERM)
 #   WATCHDOG_CLEANUP      directory to delete when the parent disappeared (optional)
@@ -15,8 +22,14 @@ set -u
 sig="${WATCHDOG_STOP_SIGNAL:-TERM}"
 [[ "${1:-}" == "--" ]] && shift
 
+unset DRAWBRIDGE_WATCHDOG_SCRIPT  # our own text: not for CMD's environment
+
 exec 3<&0 0</dev/null  # fd 3: the parent pipe
-"$@" 3<&- &
+# Linux delivers the parent-death signal when we (CMD's parent) exit, however we exit; CMD's own
+# children do not inherit it, and are in our process group.
+deathsig=()
+command -v setpriv >/dev/null 2>&1 && deathsig=(setpriv --pdeathsig KILL --)
+"${deathsig[@]}" "$@" 3<&- &
 child=$!
 
 (
