@@ -17,7 +17,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { type AddressInfo, createServer } from "node:net";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import * as fs from "node:fs";
@@ -206,12 +206,9 @@ export class DevEnvironment {
 	}
 
 	async #sync(): Promise<boolean> {
-		const { root, path } = findRepo(this.options.repo);
-		const gitdir = join(root, ".git");
-		const commit = await git.resolveRef({ fs, gitdir, ref: "HEAD" });
+		const { root, path, gitdir, commit, branch } = await readHead(this.options.repo);
 		const now = new Date();
 		if (commit !== this.lastCommit) {
-			const branch = (await git.currentBranch({ fs, gitdir, fullname: false })) ?? "HEAD";
 			const snap = await readSnapshot(gitdir, commit, { path, repository: `file://${root}`, branch });
 			const loaded = loadSnapshot(snap, "default", { namespaces: "any" }); // one local repository, no tenants
 			// A GitSource configures the operator in a cluster; dev mode is its own git source.
@@ -493,6 +490,45 @@ export function findRepo(dir: string): { root: string; path: string } {
 		if (up === cur) throw new Error(`${dir} is not inside a git repository (dev mode reads committed grants: git init && git commit)`);
 		cur = up;
 	}
+}
+
+/**
+ * Where git keeps the HEAD of the checkout at `root`, and where it keeps refs and objects. A clone has
+ * one `.git` directory for both. A `git worktree` checkout has a `.git` file (`gitdir: <main>/.git/
+ * worktrees/<name>`) naming a directory that holds its own HEAD and a `commondir` file naming the
+ * shared directory with the branches and objects; a submodule's `.git` file names a whole git
+ * directory (no `commondir`). isomorphic-git follows the `.git` file but not `commondir`: in a
+ * worktree it read the worktree's HEAD, then looked for its branch in the wrong directory.
+ */
+export function gitDirs(root: string): { headDir: string; commonDir: string } {
+	const dotGit = join(root, ".git");
+	if (statSync(dotGit).isDirectory()) return { headDir: dotGit, commonDir: dotGit };
+	const m = /^gitdir: (.+)$/m.exec(readFileSync(dotGit, "utf8"));
+	if (!m) throw new Error(`${dotGit} is neither a git directory nor a "gitdir:" file`);
+	const headDir = resolve(root, m[1]!.trim());
+	const commonFile = join(headDir, "commondir");
+	const commonDir = existsSync(commonFile) ? resolve(headDir, readFileSync(commonFile, "utf8").trim()) : headDir;
+	return { headDir, commonDir };
+}
+
+/**
+ * The committed state dev mode reads for `dir`: its repository's root, `dir`'s path in it, the git
+ * directory holding the objects, and HEAD's commit and branch ("HEAD" when detached); in a clone, a
+ * `git worktree` checkout or a submodule alike.
+ */
+export async function readHead(dir: string): Promise<{ root: string; path: string; gitdir: string; commit: string; branch: string }> {
+	const { root, path } = findRepo(dir);
+	const { headDir, commonDir } = gitDirs(root);
+	const head = readFileSync(join(headDir, "HEAD"), "utf8").trim();
+	const sym = /^ref: (.+)$/.exec(head);
+	if (!sym) {
+		if (!/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(head)) throw new Error(`${join(headDir, "HEAD")}: neither a ref nor a commit id`);
+		return { root, path, gitdir: commonDir, commit: head, branch: "HEAD" };
+	}
+	// Branches live in the common directory (loose or packed); only HEAD is per worktree.
+	const ref = sym[1]!;
+	const commit = await git.resolveRef({ fs, gitdir: commonDir, ref });
+	return { root, path, gitdir: commonDir, commit, branch: ref.replace(/^refs\/heads\//, "") };
 }
 
 export function parseDevOptions(argv: string[]): DevOptions | "help" {
