@@ -3,7 +3,12 @@
  * pods` sends), directly to the kube-apiserver and through the Drawbridge gateway (token verification,
  * grant scope, guardrails, impersonation, recording). A ratio, never a timed test. Prints a table.
  *
- *   ./node_modules/.bin/node --import tsx bench/kube.ts [--requests 300] [--rounds 10] [--kubectl 15]
+ * Usage: ./node_modules/.bin/node --import tsx bench/kube.ts [--requests 300] [--rounds 10] [--kubectl 15]
+ *
+ * Starts etcd + kube-apiserver (test/env) and the gateway's Kubernetes listener in this process;
+ * prints one table row per path and measurement (runs, median and p95 ms, added ms, ratio to direct,
+ * CPU µs per request). `--requests`: keep-alive GETs per path; `--rounds`: blocks they are split into;
+ * `--kubectl`: whole `kubectl get pods` runs per path.
  *
  * Two measurements:
  * 1. keep-alive HTTPS requests from one client (what client-go does inside a controller or agent):
@@ -24,15 +29,19 @@ import { generateKubeconfig } from "../gateway/kube/kubeconfig.ts";
 import { startKubeListener } from "../gateway/kube/listener.ts";
 import { issueCert, run, startKube } from "../test/env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, tokenIssuer } from "../test/ssh/fixtures.ts";
+import { benchArgs } from "./args.ts";
 
 const KUBECTL = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
-const arg = (name: string, def: number) => {
-	const i = process.argv.indexOf(`--${name}`);
-	return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const REQUESTS = arg("requests", 300);
-const ROUNDS = Math.max(1, Math.min(REQUESTS, arg("rounds", 10)));
-const KUBECTL_RUNS = arg("kubectl", 15);
+const { values: flags } = benchArgs(import.meta.url, {
+	options: {
+		requests: { type: "string", default: "300" },
+		rounds: { type: "string", default: "10" },
+		kubectl: { type: "string", default: "15" },
+	},
+});
+const REQUESTS = Number(flags.requests);
+const ROUNDS = Math.max(1, Math.min(REQUESTS, Number(flags.rounds)));
+const KUBECTL_RUNS = Number(flags.kubectl);
 
 const pct = (xs: number[], p: number) => {
 	const s = [...xs].sort((a, b) => a - b);

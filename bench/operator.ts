@@ -7,10 +7,10 @@
  *      (PostgreSQL itself refuses new password logins at VALID UNTIL; this measures the operator's part).
  *   4. optional: N grants (static Connection, token per grant) from one commit until all are Active.
  *
- * Usage: ./node_modules/.bin/node --import tsx bench/operator.ts [--runs 5] [--grants 200]
+ * Usage: ./node_modules/.bin/node --import tsx bench/operator.ts [--runs 5] [--grants 0]
  * Prints a table: median / p90 seconds and the ratio to the issue's targets (webhook < 2 s, expiry < 1 s).
+ * `--runs`: repetitions of 1-3; `--grants N`: also measure 4 with N grants (0, the default, skips it).
  */
-import { parseArgs } from "node:util";
 import type pg from "pg";
 import type { Operator } from "../operator/operator.ts";
 import {
@@ -28,8 +28,9 @@ import {
 	stopEnv,
 	waitFor,
 } from "../test/operator/helpers.ts";
+import { benchArgs } from "./args.ts";
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, grants: { type: "string", default: "0" } } });
+const { values } = benchArgs(import.meta.url, { options: { runs: { type: "string", default: "5" }, grants: { type: "string", default: "0" } } });
 const RUNS = Number(values.runs);
 const BULK = Number(values.grants);
 

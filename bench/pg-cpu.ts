@@ -5,11 +5,11 @@
  * proxies run TLS on both sides and SCRAM to the server; the gateway runs guardrails, masking and
  * recording (bench/pg-gateway-child.ts under --liftoff-only, as shipped).
  *
- *   node --import tsx bench/pg-cpu.ts [--seconds 5] [--runs 3] [--clients 8] [--modes simple,prepared,large]
- *                                     [--rows 300000]        (large: one SELECT of that many rows, 2 masked columns)
- *                                     [--cpu-prof-dir DIR]   (profile the gateway child)
- *                                     [--baseline REF]       (also a gateway from git REF, same run)
- *                                     [--gateway-node-flags=--max-semi-space-size=16]  (this checkout's gateway only)
+ * Usage: ./node_modules/.bin/node --import tsx bench/pg-cpu.ts [--seconds 5] [--runs 3] [--clients 8] [--modes simple,prepared,large]
+ *                                                               [--rows 300000]        (large: one SELECT of that many rows, 2 masked columns)
+ *                                                               [--cpu-prof-dir DIR]   (profile the gateway child)
+ *                                                               [--baseline REF]       (also a gateway from git REF, same run)
+ *                                                               [--gateway-node-flags "--max-semi-space-size=16"]  (this checkout's gateway only)
  *
  * Prints, per mode: median TPS of each target and median CPU µs per transaction of each proxy
  * (utime + stime of the proxy process from /proc, over the pgbench run), and their ratio. Mode
@@ -18,15 +18,16 @@
  */
 import { copyFileSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { parseArgs } from "node:util";
 import { run, startPostgres } from "../test/env/index.ts";
 import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { benchArgs } from "./args.ts";
 import { streamRows } from "./large-select.ts";
 import { BIG_SELECT, gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 import { startPgBouncer } from "./pgbouncer.ts";
 import { machineJiffies, statCpuMicros } from "./proc.ts";
 
-const { values: flags } = parseArgs({
+const { values: flags } = benchArgs(import.meta.url, {
+	dashValues: ["gateway-node-flags"],
 	options: {
 		seconds: { type: "string", default: "5" },
 		runs: { type: "string", default: "3" },
@@ -36,13 +37,8 @@ const { values: flags } = parseArgs({
 		"cpu-prof-dir": { type: "string" },
 		baseline: { type: "string" },
 		"gateway-node-flags": { type: "string", default: "" },
-		help: { type: "boolean", short: "h", default: false },
 	},
 });
-if (flags.help) {
-	console.log(readFileSync(new URL(import.meta.url), "utf8").split("*/")[0]);
-	process.exit(0);
-}
 const log = (m: string) => console.error(`[pg-cpu] ${m}`);
 const median = (xs: number[]) => {
 	const s = [...xs].sort((a, b) => a - b);
@@ -88,7 +84,7 @@ try {
 		stops.push(async () => void (await run("git", ["-C", join(import.meta.dirname, ".."), "worktree", "remove", "--force", dir], {})));
 		symlinkSync(join(import.meta.dirname, "..", "node_modules"), join(dir, "node_modules"));
 		// REF's gateway code under this checkout's bench child, so only the gateway differs.
-		for (const f of ["pg-gateway-child.ts", "bundle.ts"]) copyFileSync(join(import.meta.dirname, f), join(dir, "bench", f));
+		for (const f of ["pg-gateway-child.ts", "bundle.ts", "args.ts"]) copyFileSync(join(import.meta.dirname, f), join(dir, "bench", f));
 		trees.push({ name: `gateway@${flags.baseline}`, dir });
 	}
 	const gateways: Record<string, { port: number; pid: number; stateFile: string }> = {};

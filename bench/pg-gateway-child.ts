@@ -1,7 +1,10 @@
 /**
  * The gateway's PostgreSQL listener in its own process, for bench/run.ts and bench/pg-cpu.ts (so its RSS and CPU are
- * its own). Reads a JSON config file (argv[2]); writes {port, maxRssKb} to the state file every 200 ms.
- * Guardrails, masking and recording (DiskRecorder to a directory store) are all on.
+ * its own). Reads a JSON config file (bench/bundle.ts ChildConfig, written by bench/pg-world.ts
+ * gatewayChildConfig); writes {port, maxRssKb, memory} to the config's state file every 200 ms.
+ * Guardrails, masking and recording (DiskRecorder to a directory store) are all on. Prints nothing.
+ *
+ * Usage: ./node_modules/.bin/node --liftoff-only --import tsx bench/pg-gateway-child.ts CONFIG.json
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
@@ -11,11 +14,13 @@ import { startPostgresListener } from "../gateway/postgres/listener.ts";
 import { generateRecordingKey } from "../gateway/recording/keys.ts";
 import { DiskRecorder } from "../gateway/recording/recorder.ts";
 import { DirStore } from "../gateway/recording/store.ts";
+import { benchArgs } from "./args.ts";
 import { benchBundle, type ChildConfig } from "./bundle.ts";
 
 export type { ChildConfig } from "./bundle.ts";
 
-const cfg = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as ChildConfig;
+const { positionals } = benchArgs(import.meta.url, { options: {}, positionals: ["CONFIG.json"] });
+const cfg = JSON.parse(readFileSync(positionals[0]!, "utf8")) as ChildConfig;
 const bundle = benchBundle(cfg, {
 	mask: [
 		{ name: "email", columns: ["big.email", "customers.email"], strategy: { type: "redact" } },

@@ -6,7 +6,7 @@
  * runtime and builtins, GC, JIT code of Node's own JS and of ours, malloc) and the symbols that cost
  * the gateway the most over the relay. Not a timed test.
  *
- *   ./node_modules/.bin/node --import tsx bench/pg-perf.ts [--mode simple|prepared|large] [--seconds 6] [--rounds 2] [--top 40] [--rows 1000000]
+ * Usage: ./node_modules/.bin/node --import tsx bench/pg-perf.ts [--mode simple|prepared|large] [--seconds 6] [--rounds 2] [--top 40] [--rows 1000000]
  *
  * `--mode large` streams the large-result SELECT (bench/pg-world.ts: two masked columns) instead of
  * pgbench, and reports µs per 1000 rows.
@@ -16,27 +16,22 @@
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { run, startPostgres } from "../test/env/index.ts";
 import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { benchArgs } from "./args.ts";
 import { streamRows } from "./large-select.ts";
 import { category, perfSymbols } from "./perf-report.ts";
 import { BIG_SELECT, gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 
-const { values: flags } = parseArgs({
+const { values: flags } = benchArgs(import.meta.url, {
 	options: {
 		mode: { type: "string", default: "simple" },
 		seconds: { type: "string", default: "6" },
 		rounds: { type: "string", default: "2" },
 		top: { type: "string", default: "40" },
 		rows: { type: "string", default: "1000000" },
-		help: { type: "boolean", short: "h" },
 	},
 });
-if (flags.help) {
-	console.log(readFileSync(new URL(import.meta.url), "utf8").split("*/")[0]);
-	process.exit(0);
-}
 const HZ = 1999;
 const SECONDS = Number(flags.seconds);
 if ((await run("perf", ["--version"])).code !== 0) throw new Error("perf is not installed (Debian: apt-get install linux-perf)");

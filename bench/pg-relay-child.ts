@@ -6,19 +6,23 @@
  * `bench/pg-cpu.ts` measures it next to PgBouncer and the gateway, so the gateway's ratio can be read
  * against what Node itself allows. Not a product component.
  *
- * argv: <config.json> with {stateFile, tls: {certPem, keyPem}, upstream: {host, port, caPem, serverName}};
- * writes {port} to the state file once listening.
+ * Usage: ./node_modules/.bin/node --import tsx bench/pg-relay-child.ts CONFIG.json
+ *
+ * CONFIG.json: {stateFile, tls: {certPem, keyPem}, upstream: {host, port, caPem, serverName}}; writes
+ * {port} to the state file once listening. Prints nothing.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, createSecureContext, TLSSocket } from "node:tls";
+import { benchArgs } from "./args.ts";
 
 type Config = {
 	stateFile: string;
 	tls: { certPem: string; keyPem: string };
 	upstream: { host: string; port: number; caPem: string; serverName: string };
 };
-const cfg = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as Config;
+const { positionals } = benchArgs(import.meta.url, { options: {}, positionals: ["CONFIG.json"] });
+const cfg = JSON.parse(readFileSync(positionals[0]!, "utf8")) as Config;
 const serverCtx = createSecureContext({ cert: cfg.tls.certPem, key: cfg.tls.keyPem });
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 

@@ -5,7 +5,11 @@
  * alone, per event, medians of interleaved child runs. CPU time, not wall time: the neighbours' load
  * moves it far less. Not a timed test.
  *
- *   ./node_modules/.bin/node --import tsx bench/recorder-cpu.ts [--events 300000] [--runs 5] [--baseline REF]
+ * Usage: ./node_modules/.bin/node --import tsx bench/recorder-cpu.ts [--events 300000] [--runs 5] [--baseline REF]
+ *
+ * Prints a table: process and main-thread CPU µs per event (medians) per tree, and with --baseline
+ * the now/baseline ratios. `--child DIR` is internal: one measured run of the recorder in tree DIR
+ * (the parent starts itself so), printing its figures as JSON.
  *
  * --baseline REF measures the recorder of git REF as well (a worktree, this checkout's node_modules),
  * in the same interleaved runs, and prints now/baseline ratios.
@@ -14,22 +18,17 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.ts";
 import { statCpuMicros } from "./proc.ts";
 
-const { values: flags } = parseArgs({
+const { values: flags } = benchArgs(import.meta.url, {
 	options: {
 		events: { type: "string", default: "300000" },
 		runs: { type: "string", default: "5" },
 		baseline: { type: "string" },
 		child: { type: "string" },
-		help: { type: "boolean", short: "h" },
 	},
 });
-if (flags.help) {
-	console.log("usage: bench/recorder-cpu.ts [--events N] [--runs N] [--baseline REF]");
-	process.exit(0);
-}
 const EVENTS = Number(flags.events);
 
 /** utime + stime of one thread, µs. */

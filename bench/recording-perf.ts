@@ -7,8 +7,8 @@
  * wall-clock time (a preempted thread's stack is still sampled), which inflates what happens to be on
  * the stack when the scheduler steps in; perf's cpu-clock counts only time on a CPU. Not a timed test.
  *
- *   ./node_modules/.bin/node --import tsx bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize] [--flat]
- *                                                                 [--process per-run|shared]
+ * Usage: ./node_modules/.bin/node --import tsx bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize] [--flat]
+ *                                                                       [--process per-run|shared]
  *
  * `--process shared`: one gateway process for every round, the recorder switched per run (as
  * recording-pgbench.ts does by default; `--base off` only), the spool drained before each sample, so
@@ -23,13 +23,13 @@
 import { spawn } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { run, startPostgres } from "../test/env/index.ts";
 import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { benchArgs } from "./args.ts";
 import { perfSymbols } from "./perf-report.ts";
 import { gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 
-const { values: flags } = parseArgs({
+const { values: flags, fail } = benchArgs(import.meta.url, {
 	options: {
 		seconds: { type: "string", default: "8" },
 		rounds: { type: "string", default: "2" },
@@ -37,20 +37,15 @@ const { values: flags } = parseArgs({
 		flat: { type: "boolean", default: false },
 		base: { type: "string", default: "off" },
 		process: { type: "string", default: "per-run" },
-		help: { type: "boolean", short: "h" },
 	},
 });
-if (flags.help) {
-	console.log("usage: bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize] [--flat] [--process per-run|shared]");
-	process.exit(0);
-}
 const SECONDS = Number(flags.seconds);
 const HZ = 1999;
 const BASE = flags.base;
-if (BASE !== "off" && BASE !== "serialize") throw new TypeError(`--base: off or serialize, not ${BASE}`);
+if (BASE !== "off" && BASE !== "serialize") fail(`--base: off or serialize, not ${BASE}`);
 const SHARED = flags.process === "shared";
-if (!SHARED && flags.process !== "per-run") throw new TypeError(`--process: per-run or shared, not ${flags.process}`);
-if (SHARED && BASE !== "off") throw new TypeError("--process shared compares with --base off only");
+if (!SHARED && flags.process !== "per-run") fail(`--process: per-run or shared, not ${flags.process}`);
+if (SHARED && BASE !== "off") fail("--process shared compares with --base off only");
 if ((await run("perf", ["--version"])).code !== 0) throw new Error("perf is not installed (Debian: apt-get install linux-perf)");
 
 const pg = await startPostgres({ settings: { max_connections: 60 } });

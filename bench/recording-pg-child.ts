@@ -2,8 +2,11 @@
  * The gateway's PostgreSQL listener in its own process for bench/recording-pgbench.ts, with recording
  * ON (DiskRecorder → spool → directory store) or OFF (a discarding Recorder that exists only as this
  * benchmark's baseline: the gateway itself never runs without recording). Same bundle either way.
- * argv: <config.json> on|off|serialize|switch. Writes {port, maxRssKb, cpuMicros, threads, backlog,
- * pending} to cfg.stateFile every 100 ms.
+ *
+ * Usage: ./node_modules/.bin/node --import tsx bench/recording-pg-child.ts CONFIG.json on|off|serialize|switch
+ *
+ * CONFIG.json: bench/bundle.ts ChildConfig (bench/pg-world.ts gatewayChildConfig). Writes {port,
+ * maxRssKb, cpuMicros, threads, backlog, pending} to cfg.stateFile every 100 ms; prints nothing.
  *
  * `switch`: both recorders in one process; each new session goes to the one named in the file
  * `<stateFile>.mode` ("on" or "off", read when the session opens), so ON and OFF runs share one
@@ -18,12 +21,14 @@ import type { Recorder, SessionRecorder } from "../gateway/recording/events.ts";
 import { generateRecordingKey } from "../gateway/recording/keys.ts";
 import { DiskRecorder } from "../gateway/recording/recorder.ts";
 import { DirStore, parseEndpoint, S3Store } from "../gateway/recording/store.ts";
+import { benchArgs } from "./args.ts";
 import { benchBundle, type ChildConfig } from "./bundle.ts";
 import { statCpuMicros } from "./proc.ts";
 
-const cfg = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as ChildConfig;
-const mode = process.argv[3];
-if (mode !== "on" && mode !== "off" && mode !== "serialize" && mode !== "switch") throw new TypeError("usage: recording-pg-child.ts CONFIG on|off|serialize|switch");
+const { positionals, fail } = benchArgs(import.meta.url, { options: {}, positionals: ["CONFIG.json", "MODE"] });
+const mode = positionals[1];
+if (mode !== "on" && mode !== "off" && mode !== "serialize" && mode !== "switch") fail(`MODE: on, off, serialize or switch, not ${mode}`);
+const cfg = JSON.parse(readFileSync(positionals[0]!, "utf8")) as ChildConfig;
 const bundle = benchBundle(cfg, {
 	mask: [{ name: "email", columns: ["customers.email"], strategy: { type: "redact" } }],
 	guardrails: [{ name: "no-drop", action: "block", sql: { statementKinds: ["DROP", "TRUNCATE"] } }],

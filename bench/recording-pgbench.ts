@@ -3,11 +3,17 @@
  * ON/OFF so drift hits both equally. Prints TPS and the gateway's CPU time per transaction, on/off
  * ratios (target: overhead under 5 %). Not a timed test.
  *
- *   ./node_modules/.bin/node --import tsx bench/recording-pgbench.ts [--seconds 5] [--runs 3] [--mode simple|prepared] [--script select|tpcb]
- *                                                                    [--node-flags "--liftoff-only"]  (the gateway child's; default as shipped)
- *                                                                    [--base off|on|serialize]  (what ON is compared with; default off)
- *                                                                    [--calibrate]  (= --base on: the noise floor of the ratio)
- *                                                                    [--process shared|per-run] [--store dir|shm|minio]
+ * Usage: ./node_modules/.bin/node --import tsx bench/recording-pgbench.ts [--seconds 5] [--runs 3] [--mode simple|extended|prepared] [--script select|tpcb]
+ *                                                                          [--node-flags "--liftoff-only"]  (the gateway child's; default as shipped)
+ *                                                                          [--base off|on|serialize]  (what ON is compared with; default off)
+ *                                                                          [--calibrate]  (= --base on: the noise floor of the ratio)
+ *                                                                          [--process shared|per-run] [--store dir|shm|minio]
+ *
+ * Starts PostgreSQL (and MinIO with `--store minio`) from test/env and the gateway child
+ * (bench/recording-pg-child.ts); prints a line per run on stderr, then the per-run TPS ratios with
+ * their median, mean and standard error, and a table of TPS and gateway CPU µs per transaction,
+ * recording off (or the `--base`) vs on, with their ratios.
+ *
  * `--base serialize` compares with a recorder that only JSON-serialises each event: ON vs that is the
  * spool's own cost, that vs OFF the cost of building and serialising events.
  *
@@ -28,28 +34,44 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { run, startMinio, startPostgres } from "../test/env/index.ts";
 import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { benchArgs } from "./args.ts";
 import { gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 
-const arg = (name: string, def: string) => {
-	const i = process.argv.indexOf(`--${name}`);
-	return i > 0 ? process.argv[i + 1]! : def;
-};
-const SECONDS = Number(arg("seconds", "5"));
-const RUNS = Number(arg("runs", "3"));
-const MODE = arg("mode", "simple");
+const { values: flags, fail } = benchArgs(import.meta.url, {
+	options: {
+		seconds: { type: "string", default: "5" },
+		runs: { type: "string", default: "3" },
+		mode: { type: "string", default: "simple" },
+		script: { type: "string", default: "select" },
+		"node-flags": { type: "string", default: "--liftoff-only" },
+		base: { type: "string", default: "off" },
+		calibrate: { type: "boolean", default: false },
+		process: { type: "string", default: "shared" },
+		store: { type: "string", default: "dir" },
+	},
+	dashValues: ["node-flags"],
+});
+const SECONDS = Number(flags.seconds);
+const RUNS = Number(flags.runs);
+const MODE = flags.mode;
+if (MODE !== "simple" && MODE !== "extended" && MODE !== "prepared") fail(`--mode (pgbench -M): simple, extended or prepared, not ${MODE}`);
 /**
  * `select` (default): pgbench -S, one primary-key SELECT per transaction: the gateway's worst case,
  * since the server does least per statement and the gateway most. `tpcb`: pgbench's default script
  * (BEGIN, three UPDATEs, a SELECT, an INSERT, END: seven statements and a commit per transaction).
  */
-const SCRIPT = arg("script", "select");
-if (SCRIPT !== "select" && SCRIPT !== "tpcb") throw new TypeError(`--script: select or tpcb, not ${SCRIPT}`);
+const SCRIPT = flags.script;
+if (SCRIPT !== "select" && SCRIPT !== "tpcb") fail(`--script: select or tpcb, not ${SCRIPT}`);
 /** Node flags for the gateway child; default as shipped (bin/drawbridge.mjs, the image). */
-const NODE_FLAGS = arg("node-flags", "--liftoff-only").split(" ").filter(Boolean);
-const PROCESS = arg("process", "shared");
-const STORE = arg("store", "dir");
-if (STORE !== "dir" && STORE !== "shm" && STORE !== "minio") throw new TypeError(`--store: dir, shm or minio, not ${STORE}`);
-if (PROCESS !== "shared" && PROCESS !== "per-run") throw new TypeError(`--process: shared or per-run, not ${PROCESS}`);
+const NODE_FLAGS = flags["node-flags"].split(" ").filter(Boolean);
+const PROCESS = flags.process;
+const STORE = flags.store;
+if (STORE !== "dir" && STORE !== "shm" && STORE !== "minio") fail(`--store: dir, shm or minio, not ${STORE}`);
+if (PROCESS !== "shared" && PROCESS !== "per-run") fail(`--process: shared or per-run, not ${PROCESS}`);
+// --calibrate runs recording ON on both sides: the spread of that ratio is this machine's noise floor.
+const BASE = flags.calibrate ? "on" : flags.base;
+if (BASE !== "off" && BASE !== "on" && BASE !== "serialize") fail(`--base: off, on or serialize, not ${BASE}`);
+if (BASE === "serialize" && PROCESS === "shared") fail("--base serialize needs --process per-run");
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
 const pg = await startPostgres({ settings: { max_connections: 60 } });
@@ -144,10 +166,7 @@ try {
 			.join(", ");
 	// The order flips every run, so whatever the first of a pair leaves behind (PostgreSQL's
 	// checkpoints, page cache, a neighbour's burst) does not always land on the same side.
-	// --calibrate runs recording ON on both sides: the spread of that ratio is this machine's noise floor.
-	const CALIBRATE = process.argv.includes("--calibrate");
-	const baseMode = CALIBRATE ? "on" : (arg("base", "off") as "off" | "on" | "serialize");
-	if (!["off", "on", "serialize"].includes(baseMode)) throw new TypeError(`--base: off, on or serialize, not ${baseMode}`);
+	const baseMode = BASE as "off" | "on" | "serialize";
 	if (PROCESS === "shared") {
 		shared = await startChild("switch");
 		// Warm-up: both paths JIT-compiled before anything is measured.

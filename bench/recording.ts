@@ -1,7 +1,7 @@
 /**
  * Recording benchmarks against a REAL MinIO (test/env startMinio). Prints ratios, never pass/fail.
  *
- *   ./node_modules/.bin/node --import tsx bench/recording.ts [--outage-seconds 5] [--rate 2000]
+ * Usage: ./node_modules/.bin/node --import tsx bench/recording.ts [--outage-seconds 5] [--rate 2000]
  *        [--sessions 8] [--events 20000] [--chunk-bytes 1048576]
  *
  * 1. emit cost: µs per SessionRecorder.emit() vs JSON.stringify of the same event (the floor).
@@ -11,7 +11,6 @@
  *    and closing); then MinIO comes back: backlog at the peak, drain time, drain rate vs arrival rate,
  *    and verification of every session. The issue's scenario is `--outage-seconds 600`.
  */
-import { parseArgs } from "node:util";
 import { listSessions, loadStoreKeys } from "../gateway/recording/catalog.ts";
 import type { RecordingEvent, SessionMeta, SessionRecorder } from "../gateway/recording/events.ts";
 import { generateRecordingKey } from "../gateway/recording/keys.ts";
@@ -19,21 +18,17 @@ import { DiskRecorder } from "../gateway/recording/recorder.ts";
 import { parseEndpoint, S3Store } from "../gateway/recording/store.ts";
 import { verifySession } from "../gateway/recording/verify.ts";
 import { makeTempDir, startMinio } from "../test/env/index.ts";
+import { benchArgs } from "./args.ts";
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
 	options: {
 		"outage-seconds": { type: "string", default: "5" },
 		rate: { type: "string", default: "2000" },
 		sessions: { type: "string", default: "8" },
 		events: { type: "string", default: "20000" },
 		"chunk-bytes": { type: "string", default: String(1024 * 1024) },
-		help: { type: "boolean", short: "h" },
 	},
 });
-if (values.help) {
-	process.stdout.write("see the header of bench/recording.ts\n");
-	process.exit(0);
-}
 const outageSeconds = Number(values["outage-seconds"]);
 const rate = Number(values.rate);
 const sessionsN = Number(values.sessions);

@@ -14,20 +14,26 @@
  * Other benches, run as child processes and their ratios extracted: bench/recording-pgbench.ts
  * (recording on/off), bench/ssh.ts, bench/kube.ts; with --full also bench/operator.ts.
  *
+ * Usage: npm run bench -- [options]   (or ./node_modules/.bin/node --import tsx bench/run.ts [options])
+ *
  * Flags: --full, --seconds N, --runs N, --rows N, --clients 1,8,32, --skip ssh,kube,recording,operator,
- *        --only pg, --cpu-prof (profile the gateway during the PostgreSQL runs; prints the top frames).
+ *        --only pg, --cpu-prof (profile the gateway during the PostgreSQL runs; prints the top frames),
+ *        --no-tier-compare (no second gateway under V8's default WASM tier).
+ * Defaults: quick mode 4 s x 3 runs, 300000 rows, 8 clients, operator skipped; --full: 10 s x 5 runs,
+ * 2000000 rows, clients 1,8,32, a 1 GiB SSH stream, the operator bench.
+ * Prints progress on stderr, then a table of every ratio (group, measurement, ratio, detail, target).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { run, startPostgres } from "../test/env/index.ts";
 import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { benchArgs } from "./args.ts";
 import { streamRows } from "./large-select.ts";
 import { BIG_SELECT, gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 import { startPgBouncer } from "./pgbouncer.ts";
 
-const { values: flags } = parseArgs({
+const { values: flags, fail } = benchArgs(import.meta.url, {
 	options: {
 		full: { type: "boolean", default: false },
 		seconds: { type: "string" },
@@ -38,12 +44,11 @@ const { values: flags } = parseArgs({
 		only: { type: "string" },
 		"cpu-prof": { type: "boolean", default: false },
 		"no-tier-compare": { type: "boolean", default: false },
-		help: { type: "boolean", short: "h" },
 	},
 });
-if (flags.help) {
-	console.log(readFileSync(new URL(import.meta.url), "utf8").split("*/")[0]);
-	process.exit(0);
+const BENCHES = ["pg", "recording", "ssh", "kube", "operator"];
+for (const b of [...(flags.skip ?? "").split(",").filter(Boolean), ...(flags.only ? [flags.only] : [])]) {
+	if (!BENCHES.includes(b)) fail(`--skip / --only: ${BENCHES.join(", ")}, not ${b}`);
 }
 const FULL = flags.full === true;
 const SECONDS = Number(flags.seconds ?? (FULL ? 10 : 4));
@@ -51,7 +56,7 @@ const RUNS = Number(flags.runs ?? (FULL ? 5 : 3));
 const ROWS = Number(flags.rows ?? (FULL ? 2_000_000 : 300_000));
 const CLIENTS = (flags.clients ?? (FULL ? "1,8,32" : "8")).split(",").map(Number);
 const SKIP = new Set((flags.skip ?? "").split(",").filter(Boolean));
-if (flags.only) for (const b of ["pg", "recording", "ssh", "kube", "operator"]) if (b !== flags.only) SKIP.add(b);
+if (flags.only) for (const b of BENCHES) if (b !== flags.only) SKIP.add(b);
 if (!FULL && !flags.only) SKIP.add("operator");
 const NODE = process.execPath;
 const RESULTS = join(import.meta.dirname, "results");

@@ -4,7 +4,16 @@
  * gateway code) and through the Drawbridge gateway (certificate auth, guardrails evaluated on the exec,
  * recording on), interleaved in every run. A ratio, never a timed test. Prints a table.
  *
- *   ./node_modules/.bin/node --import tsx bench/ssh.ts [--mib 256] [--runs 3] [--cipher default|aes128-gcm@openssh.com|…] [--paths direct,relay,gateway]
+ * Usage: ./node_modules/.bin/node --import tsx bench/ssh.ts [--mib 256] [--runs 3] [--cipher default|aes128-gcm@openssh.com|…]
+ *                                                        [--paths direct,relay,gateway] [--upstream-cipher C1,C2,…]
+ *
+ * Starts a real sshd (test/env), the bare relay and the gateway's SSH listener in this process; prints
+ * a table (MiB, runs, median MiB/s, ratio to direct, per-run ratios, CPU ms per MiB of relay and
+ * gateway), the negotiated ciphers, the machine's busy share per path and the gateway's packet-pool
+ * counters.
+ *
+ * `--upstream-cipher`: the relay's and the gateway's cipher preference toward sshd (comma list;
+ * default: the gateway listener's own, DEFAULT_UPSTREAM_CIPHERS).
  *
  * `--paths` runs a subset (e.g. `--paths gateway` under `perf record -p <this process>`; the relay and
  * the gateway run in this process); ratios need `direct` among them.
@@ -24,19 +33,26 @@ import { packetPoolStats } from "../gateway/ssh/packet-pool.ts";
 import { startSshd } from "../test/env/index.ts";
 import { approvalService, makeBundle, MemoryRecorder, storeWith, tokenIssuer } from "../test/ssh/fixtures.ts";
 import { KeyDir } from "../test/ssh/keys.ts";
+import { benchArgs } from "./args.ts";
 import { machineJiffies } from "./proc.ts";
 import { startBareSshRelay } from "./ssh-relay.ts";
 
-const arg = (name: string, def: string) => {
-	const i = process.argv.indexOf(`--${name}`);
-	return i > 0 ? (process.argv[i + 1] ?? def) : def;
-};
-const MIB = Number(arg("mib", "256"));
-const RUNS = Number(arg("runs", "3"));
-const CIPHER = arg("cipher", "default");
+const { values: flags, fail } = benchArgs(import.meta.url, {
+	options: {
+		mib: { type: "string", default: "256" },
+		runs: { type: "string", default: "3" },
+		cipher: { type: "string", default: "default" },
+		paths: { type: "string", default: "direct,relay,gateway" },
+		"upstream-cipher": { type: "string" },
+	},
+});
+const MIB = Number(flags.mib);
+const RUNS = Number(flags.runs);
+const CIPHER = flags.cipher;
 /** Gateway → sshd cipher preference (comma list); default: the listener's own. */
-const UPSTREAM = process.argv.includes("--upstream-cipher") ? arg("upstream-cipher", "").split(",") : undefined;
-const PATHS = arg("paths", "direct,relay,gateway").split(",");
+const UPSTREAM = flags["upstream-cipher"]?.split(",");
+const PATHS = flags.paths.split(",");
+for (const p of PATHS) if (p !== "direct" && p !== "relay" && p !== "gateway") fail(`--paths: direct, relay and/or gateway, not ${p}`);
 const BYTES = MIB * 1024 * 1024;
 
 const median = (xs: number[]) => {
