@@ -1,10 +1,13 @@
 /**
- * The PostgreSQL side shared by the benches (run.ts, pg-cpu.ts): pgbench's tables, the `big` table
- * of the large-result bench, and the gateway child's config with a token it accepts.
+ * The PostgreSQL side shared by the benches (run.ts, pg-cpu.ts, the recording benches): pgbench's
+ * tables, the `big` table of the large-result bench, the gateway child's config with a token it
+ * accepts, and the start of the recording benches' gateway child.
  */
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { issueCert, type PostgresHandle, run } from "../test/env/index.ts";
+import { ManagedProcess, waitFor } from "../test/env/process.ts";
 import type { ChildConfig } from "./pg-gateway-child.ts";
 
 export const PGBENCH = "/usr/lib/postgresql/15/bin/pgbench";
@@ -39,4 +42,20 @@ export async function gatewayChildConfig(pg: PostgresHandle, work: string, kid: 
 	};
 	const token = await new SignJWT({}).setProtectedHeader({ alg: "EdDSA", kid }).setIssuer(cfg.issuer).setAudience(cfg.audience).setSubject("bench").setIssuedAt().setExpirationTime("6h").sign(privateKey);
 	return { cfg, token };
+}
+
+/**
+ * Starts bench/recording-pg-child.ts on the config in `cfgFile` (`cfg` is its content) in recording
+ * `mode` (on, off, serialize or switch) under `nodeFlags`, and waits until it has written its state
+ * file (removed first: a previous child's never counts). For recording-pgbench.ts and recording-perf.ts.
+ */
+export async function startRecordingChild(cfg: ChildConfig, cfgFile: string, mode: string, nodeFlags: string[]): Promise<ManagedProcess> {
+	rmSync(cfg.stateFile, { force: true });
+	const gw = new ManagedProcess({
+		name: `gateway-${mode}`,
+		command: process.execPath,
+		args: [...nodeFlags, "--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, mode],
+	});
+	await waitFor("gateway child", async () => existsSync(cfg.stateFile), { timeoutMs: 60_000, proc: gw });
+	return gw;
 }

@@ -21,13 +21,13 @@
  * kernel.perf_event_paranoid <= 1).
  */
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { run, startPostgres } from "../test/env/index.ts";
-import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { makeTempDir, type ManagedProcess, waitFor } from "../test/env/process.ts";
 import { benchArgs } from "./args.ts";
 import { perfSymbols } from "./perf-report.ts";
-import { gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
+import { gatewayChildConfig, PGBENCH, prepareBenchData, startRecordingChild } from "./pg-world.ts";
 
 const { values: flags, fail } = benchArgs(import.meta.url, {
 	options: {
@@ -61,27 +61,8 @@ try {
 		[BASE]: { samples: new Map(), tx: 0, tps: [] },
 		on: { samples: new Map(), tx: 0, tps: [] },
 	};
-	const startChild = async (mode: string): Promise<ManagedProcess> => {
-		rmSync(cfg.stateFile, { force: true });
-		const gw = new ManagedProcess({
-			name: `gateway-${mode}`,
-			command: process.execPath,
-			args: ["--liftoff-only", "--perf-basic-prof", "--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, mode],
-		});
-		await waitFor(
-			"gateway child",
-			async () => {
-				try {
-					readFileSync(cfg.stateFile);
-					return true;
-				} catch {
-					return false;
-				}
-			},
-			{ timeoutMs: 60_000, proc: gw },
-		);
-		return gw;
-	};
+	// --perf-basic-prof: perf names the JIT frames.
+	const startChild = (mode: string) => startRecordingChild(cfg, cfgFile, mode, ["--liftoff-only", "--perf-basic-prof"]);
 	const state = () => JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number; backlog: number; pending: number };
 	const envFor = (port: number) => ({ ...process.env, PGHOST: "localhost", PGPORT: String(port), PGDATABASE: cfg.connection, PGUSER: "bench", PGPASSWORD: token, PGSSLMODE: "verify-full", PGSSLROOTCERT: pg.caFile });
 	/** Sample the gateway's node process (the watchdog's child) during one measured pgbench run. */

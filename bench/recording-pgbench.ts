@@ -33,9 +33,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { run, startMinio, startPostgres } from "../test/env/index.ts";
-import { makeTempDir, ManagedProcess, waitFor } from "../test/env/process.ts";
+import { makeTempDir, type ManagedProcess, waitFor } from "../test/env/process.ts";
 import { benchArgs } from "./args.ts";
-import { gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
+import { gatewayChildConfig, PGBENCH, prepareBenchData, startRecordingChild } from "./pg-world.ts";
 
 const { values: flags, fail } = benchArgs(import.meta.url, {
 	options: {
@@ -98,23 +98,7 @@ try {
 		run(PGBENCH, ["-n", ...(SCRIPT === "select" ? ["-S"] : []), "-c", "8", "-j", "2", "-T", String(SECONDS), "-M", MODE], {
 			env: { ...process.env, PGHOST: "localhost", PGPORT: String(port), PGDATABASE: cfg.connection, PGUSER: "bench", PGPASSWORD: token, PGSSLMODE: "verify-full", PGSSLROOTCERT: pg.caFile },
 		});
-	const startChild = async (mode: string) => {
-		rmSync(cfg.stateFile, { force: true });
-		const gw = new ManagedProcess({ name: `gateway-${mode}`, command: process.execPath, args: [...NODE_FLAGS, "--import", "tsx", join(import.meta.dirname, "recording-pg-child.ts"), cfgFile, mode] });
-		await waitFor(
-			"gateway child",
-			async () => {
-				try {
-					readFileSync(cfg.stateFile);
-					return true;
-				} catch {
-					return false;
-				}
-			},
-			{ timeoutMs: 60_000, proc: gw },
-		);
-		return gw;
-	};
+	const startChild = (mode: string) => startRecordingChild(cfg, cfgFile, mode, NODE_FLAGS);
 	/** Until the child's recorder has sealed and uploaded everything (state is rewritten every 100 ms). */
 	const drained = async () => {
 		await new Promise((r) => setTimeout(r, 250));
