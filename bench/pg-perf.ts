@@ -6,7 +6,10 @@
  * runtime and builtins, GC, JIT code of Node's own JS and of ours, malloc) and the symbols that cost
  * the gateway the most over the relay. Not a timed test.
  *
- * Usage: ./node_modules/.bin/node --import tsx bench/pg-perf.ts [--mode simple|prepared|large] [--seconds 6] [--rounds 2] [--top 40] [--rows 1000000]
+ * Usage: ./node_modules/.bin/node --import tsx bench/pg-perf.ts [--mode simple|prepared|large] [--script select|tpcb] [--seconds 6] [--rounds 2] [--top 40] [--rows 1000000]
+ *
+ * `--script tpcb` runs pgbench's default TPC-B-like script (BEGIN, three UPDATEs, a SELECT, an
+ * INSERT, END) instead of -S: seven statements and a commit per transaction.
  *
  * `--mode large` streams the large-result SELECT (bench/pg-world.ts: two masked columns) instead of
  * pgbench, and reports µs per 1000 rows.
@@ -23,9 +26,10 @@ import { streamRows } from "./large-select.ts";
 import { category, perfSymbols } from "./perf-report.ts";
 import { BIG_SELECT, gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-world.ts";
 
-const { values: flags } = benchArgs(import.meta.url, {
+const { values: flags, fail } = benchArgs(import.meta.url, {
 	options: {
 		mode: { type: "string", default: "simple" },
+		script: { type: "string", default: "select" },
 		seconds: { type: "string", default: "6" },
 		rounds: { type: "string", default: "2" },
 		top: { type: "string", default: "40" },
@@ -33,6 +37,7 @@ const { values: flags } = benchArgs(import.meta.url, {
 	},
 });
 const HZ = 1999;
+if (flags.script !== "select" && flags.script !== "tpcb") fail(`--script: select or tpcb, not ${flags.script}`);
 const SECONDS = Number(flags.seconds);
 if ((await run("perf", ["--version"])).code !== 0) throw new Error("perf is not installed (Debian: apt-get install linux-perf)");
 
@@ -92,7 +97,7 @@ try {
 			await perfDone;
 			tx = ROWS / 1000;
 		} else {
-			const args = ["-n", "-S", "-M", flags.mode, "-c", "8", "-j", "2"];
+			const args = ["-n", ...(flags.script === "select" ? ["-S"] : []), "-M", flags.mode, "-c", "8", "-j", "2"];
 			await run(PGBENCH, [...args, "-T", "2"], { env }); // warm-up: JIT tiers, caches
 			const perf = spawn("perf", ["record", "-q", "-e", "cpu-clock", "-F", String(HZ), "-p", String(t.pid), "-o", data, "--", "sleep", String(SECONDS)], { stdio: "ignore" });
 			const perfDone = new Promise((r) => perf.on("exit", r));
@@ -129,7 +134,7 @@ try {
 	console.log(
 		LARGE
 			? `\nCPU per 1000 rows from perf cpu-clock samples (${HZ} Hz), SELECT of ${ROWS} rows with two masked columns, ${flags.rounds} rounds (µs/tx below: per 1000 rows; TPS: rows/s)`
-			: `\nCPU per transaction from perf cpu-clock samples (${HZ} Hz), pgbench -S -M ${flags.mode}, 8 clients, ${SECONDS} s x ${flags.rounds} rounds`,
+			: `\nCPU per transaction from perf cpu-clock samples (${HZ} Hz), pgbench ${flags.script === "select" ? "-S" : "(tpcb-like)"} -M ${flags.mode}, 8 clients, ${SECONDS} s x ${flags.rounds} rounds`,
 	);
 	console.log(`\n| category | relay µs/tx | gateway µs/tx | gateway - relay |\n|---|---|---|---|`);
 	for (const cat of [...new Set([...gc.keys(), ...rc.keys()])].sort((a, b) => (gc.get(b) ?? 0) - (gc.get(a) ?? 0))) {
