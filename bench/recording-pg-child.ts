@@ -7,6 +7,8 @@
  *
  * CONFIG.json: bench/bundle.ts ChildConfig (bench/pg-world.ts gatewayChildConfig). Writes {port,
  * maxRssKb, cpuMicros, threads, backlog, pending} to cfg.stateFile every 100 ms; prints nothing.
+ * `threads` holds CPU µs per thread kind, the main thread's context switches, and V8's garbage
+ * collections (counts of scavenges and mark-compacts, pauses in µs).
  *
  * `switch`: both recorders in one process; each new session goes to the one named in the file
  * `<stateFile>.mode` ("on" or "off", read when the session opens), so ON and OFF runs share one
@@ -15,6 +17,7 @@
 import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { constants, PerformanceObserver } from "node:perf_hooks";
 import { BundleStore } from "../gateway/config/store.ts";
 import { startPostgresListener } from "../gateway/postgres/listener.ts";
 import type { Recorder, SessionRecorder } from "../gateway/recording/events.ts";
@@ -90,9 +93,23 @@ if (mode === "on" || mode === "switch") {
 } else recorder = mode === "serialize" ? new SerializingRecorder() : new DiscardingRecorder();
 const listener = startPostgresListener({ store, recorder, tls: cfg.tls });
 const { port } = await listener.listen(0);
-/** CPU µs per thread kind (main, libuv threadpool, V8 workers: GC, compilers) from /proc/self/task. */
+/**
+ * V8's garbage collections so far, from perf_hooks: how many young-generation (scavenge) and
+ * full (mark-compact) collections ran, ×10^6 so that per-transaction rates show in the report, and
+ * their pauses on the main thread in µs.
+ */
+const gc = { minor: 0, major: 0, pauseMicros: 0 };
+new PerformanceObserver((list) => {
+	for (const e of list.getEntries()) {
+		const kind = ((e as unknown as { detail?: { kind?: number } }).detail)?.kind;
+		if (kind === constants.NODE_PERFORMANCE_GC_MINOR) gc.minor++;
+		else if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.major++;
+		gc.pauseMicros += e.duration * 1000;
+	}
+}).observe({ entryTypes: ["gc"] });
+/** CPU µs per thread kind (main, libuv threadpool, V8 workers: GC, compilers) from /proc/self/task, and GC counts and pauses. */
 const threadCpu = (): Record<string, number> => {
-	const out: Record<string, number> = {};
+	const out: Record<string, number> = { "gc-minor-x1e6": gc.minor * 1e6, "gc-major-x1e6": gc.major * 1e6, "gc-pause": gc.pauseMicros };
 	for (const t of readdirSync("/proc/self/task")) {
 		try {
 			const cpu = statCpuMicros(`/proc/self/task/${t}/stat`);
