@@ -8,11 +8,16 @@
  *                                                                          [--base off|on|serialize]  (what ON is compared with; default off)
  *                                                                          [--calibrate]  (= --base on: the noise floor of the ratio)
  *                                                                          [--process shared|per-run] [--store dir|shm|minio]
+ *                                                                          [--connect]  (pgbench -C: a new session per transaction)
  *
  * Starts PostgreSQL (and MinIO with `--store minio`) from test/env and the gateway child
  * (bench/recording-pg-child.ts); prints a line per run on stderr, then the per-run TPS ratios with
  * their median, mean and standard error, and a table of TPS and gateway CPU µs per transaction,
  * recording off (or the `--base`) vs on, with their ratios.
+ *
+ * `--connect` runs pgbench -C: every transaction is a session of its own (TLS, token, upstream
+ * SCRAM, and with recording ON a spool folder opened, sealed, signed and uploaded), so it measures
+ * recording's cost per session rather than per statement: the agent that connects for each task.
  *
  * `--base serialize` compares with a recorder that only JSON-serialises each event: ON vs that is the
  * spool's own cost, that vs OFF the cost of building and serialising events.
@@ -48,6 +53,7 @@ const { values: flags, fail } = benchArgs(import.meta.url, {
 		calibrate: { type: "boolean", default: false },
 		process: { type: "string", default: "shared" },
 		store: { type: "string", default: "dir" },
+		connect: { type: "boolean", default: false },
 	},
 	dashValues: ["node-flags"],
 });
@@ -95,7 +101,7 @@ try {
 	const state = () =>
 		JSON.parse(readFileSync(cfg.stateFile, "utf8")) as { port: number; cpuMicros: number; threads: Record<string, number>; backlog: number; pending: number };
 	const pgbench = (port: number) =>
-		run(PGBENCH, ["-n", ...(SCRIPT === "select" ? ["-S"] : []), "-c", "8", "-j", "2", "-T", String(SECONDS), "-M", MODE], {
+		run(PGBENCH, ["-n", ...(SCRIPT === "select" ? ["-S"] : []), ...(flags.connect ? ["-C"] : []), "-c", "8", "-j", "2", "-T", String(SECONDS), "-M", MODE], {
 			env: { ...process.env, PGHOST: "localhost", PGPORT: String(port), PGDATABASE: cfg.connection, PGUSER: "bench", PGPASSWORD: token, PGSSLMODE: "verify-full", PGSSLROOTCERT: pg.caFile },
 		});
 	const startChild = (mode: string) => startRecordingChild(cfg, cfgFile, mode, NODE_FLAGS);
@@ -115,7 +121,7 @@ try {
 	const measure = async (recording: string, settle: () => Promise<void>): Promise<{ tps: number; cpuPerTx: number; threads: Record<string, number> }> => {
 		const s0 = state();
 		const out = await pgbench(s0.port);
-		const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(out.stdout);
+		const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing|including reconnection times)\)/.exec(out.stdout);
 		const tx = /number of transactions actually processed: (\d+)/.exec(out.stdout);
 		if (out.code !== 0 || !m || !tx) throw new Error(`pgbench (recording ${recording}) failed: ${out.stderr}\n${out.stdout}`);
 		await settle();
@@ -179,7 +185,7 @@ try {
 	console.log(
 		`\nper-run TPS ratios: ${ratios.map((x) => x.toFixed(3)).join(" ")}; median ${median(ratios).toFixed(3)}, mean ${mean.toFixed(3)} ± ${se.toFixed(3)} (standard error)${baseMode === "on" ? " (calibration: ON vs ON)" : ""}`,
 	);
-	console.log(`\n| pgbench ${SCRIPT === "select" ? "-S" : "(tpcb-like)"} -M ${MODE}, 8 clients, ${SECONDS}s x ${RUNS} | recording ${baseMode} | recording on | on / ${baseMode} |\n| --- | --- | --- | --- |`);
+	console.log(`\n| pgbench ${SCRIPT === "select" ? "-S" : "(tpcb-like)"}${flags.connect ? " -C" : ""} -M ${MODE}, 8 clients, ${SECONDS}s x ${RUNS} | recording ${baseMode} | recording on | on / ${baseMode} |\n| --- | --- | --- | --- |`);
 	console.log(`| TPS (median) | ${median(off.map((x) => x.tps)).toFixed(0)} | ${median(on.map((x) => x.tps)).toFixed(0)} | ${tpsRatio.toFixed(3)} (target > 0.95) |`);
 	console.log(
 		`| gateway CPU µs per transaction (median) | ${median(off.map((x) => x.cpuPerTx)).toFixed(0)} | ${median(on.map((x) => x.cpuPerTx)).toFixed(0)} | ${cpuRatio.toFixed(3)} |`,
