@@ -60,7 +60,7 @@ import type { RecordingKey } from "./keys.ts";
 import { RecorderMetrics } from "./metrics.ts";
 import { SpoolIO } from "./spool-io.ts";
 import type { ChunkEntry, SealChunk, SpoolOp, SpoolResult } from "./spool-worker.ts";
-import { fsyncDir, type RecordingStore, writeFileDurable } from "./store.ts";
+import type { RecordingStore } from "./store.ts";
 
 /** Session ids become spool directory names and key segments: keep them plain. */
 const SESSION_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -147,6 +147,8 @@ class SpoolState {
 	uploadedThrough = 0;
 	finalized = false;
 	finalizedAtMs = 0;
+	/** A session finalised by this process: session.json, the manifest and terminal.cast as written to the spool. */
+	finalFiles: Map<string, Buffer> | undefined;
 	live: LiveSession | undefined;
 	uploading = false;
 	bytes = 0;
@@ -411,10 +413,12 @@ export class DiskRecorder implements Recorder {
 		const state = new SpoolState(meta.sessionId, dir, meta, prefix);
 		this.states.set(state.id, state);
 		try {
-			await mkdir(dir, { recursive: true });
 			const record: OpenRecord = { format: FORMAT_VERSION, meta, prefix, keyId: this.options.key.kid };
 			const body = Buffer.from(JSON.stringify(record));
-			await writeFileDurable(join(dir, "open.json"), body);
+			// In the spool worker, with the other sessions' file work of this turn: the folder, open.json
+			// (temporary file, fsync, rename), the folder and its parent fsynced.
+			const { error } = await this.io.run({ kind: "files", dir, mkdir: true, files: [{ name: "open.json", body }] });
+			if (error) throw new Error(error.message);
 			this.addBytes(state, body.length);
 		} catch (e) {
 			this.states.delete(state.id);
@@ -577,6 +581,18 @@ export class DiskRecorder implements Recorder {
 			await unlink(path);
 			this.addBytes(state, -body.length);
 		};
+		/**
+		 * Upload one of a finalised session's last objects: from memory when this process finalised it,
+		 * else from the spool. Not deleted one by one: the folder goes once the manifest is stored (a
+		 * failure before that uploads them again, the same keys with the same bytes).
+		 */
+		const putFinal = async (name: string, contentType: string, metadata: (body: Buffer) => Record<string, string>): Promise<boolean> => {
+			let body = state.finalFiles?.get(name);
+			if (!body && !state.finalFiles) body = await readFile(join(state.dir, name)).catch(() => undefined);
+			if (!body) return false;
+			await upload(name, body, contentType, metadata(body));
+			return true;
+		};
 		try {
 			const indices = [...state.pendingChunks.keys()].sort((a, b) => a - b);
 			if (indices.length > 0) {
@@ -604,19 +620,19 @@ export class DiskRecorder implements Recorder {
 					}
 				} finally {
 					// Chunks upload in order, so one number says what is in the store; a crash before it is
-					// written only means a few chunks are uploaded again (same key, same bytes).
-					if (state.uploadedThrough !== through) await writeFile(join(state.dir, UPLOADED_FILE), `${state.uploadedThrough}\n`).catch(() => undefined);
+					// written only means a few chunks are uploaded again (same key, same bytes). A finalised
+					// session's folder is about to go as a whole: no marker, and its segments stay until then.
+					const done = state.finalized && state.pendingChunks.size === 0;
+					if (state.uploadedThrough !== through && !done) await writeFile(join(state.dir, UPLOADED_FILE), `${state.uploadedThrough}\n`).catch(() => undefined);
 				}
-				await this.reapSegments(state);
+				if (!state.finalized) await this.reapSegments(state);
 			}
 			if (state.finalized && state.pendingChunks.size === 0) {
-				if ((await fileSize(join(state.dir, TERMINAL_FILE))) !== undefined) await put(TERMINAL_FILE, "application/x-asciicast");
-				const sessionPath = join(state.dir, SESSION_FILE);
-				if ((await fileSize(sessionPath)) !== undefined) {
-					const doc = JSON.parse(await readFile(sessionPath, "utf8"));
-					await put(SESSION_FILE, "application/json", sessionMetadata(doc));
+				await putFinal(TERMINAL_FILE, "application/x-asciicast", () => ({}));
+				await putFinal(SESSION_FILE, "application/json", (body) => sessionMetadata(JSON.parse(body.toString("utf8"))));
+				if (!(await putFinal(MANIFEST_FILE, "application/jose", () => ({ "session-id": state.id, kid: this.options.key.kid })))) {
+					throw new RecordingError("MALFORMED", `the spool folder of finalised session ${state.id} has no ${MANIFEST_FILE}`);
 				}
-				await put(MANIFEST_FILE, "application/jose", { "session-id": state.id, kid: this.options.key.kid });
 				await rm(state.dir, { recursive: true, force: true });
 				this.backlog -= state.bytes;
 				state.bytes = 0;
@@ -1307,9 +1323,22 @@ class LiveSession implements SessionRecorder {
 		};
 		if (castBody !== undefined) manifest.terminal = { name: TERMINAL_FILE, sha256: sha256Hex(castBody), bytes: castBody.length };
 		const jws = Buffer.from(await this.rec.signManifest(manifest));
-		await writeFileDurable(join(dir, SESSION_FILE), sessionBody);
-		await writeFileDurable(join(dir, MANIFEST_FILE), jws);
-		await fsyncDir(dir);
+		const { error } = await this.spool({
+			kind: "files",
+			dir,
+			mkdir: false,
+			files: [
+				{ name: SESSION_FILE, body: sessionBody },
+				{ name: MANIFEST_FILE, body: jws },
+			],
+		});
+		if (error) throw error;
+		// The uploader sends these from memory; the spool copies are for a restart.
+		this.state.finalFiles = new Map([
+			[SESSION_FILE, sessionBody],
+			[MANIFEST_FILE, jws],
+		]);
+		if (castBody !== undefined) this.state.finalFiles.set(TERMINAL_FILE, castBody);
 		this.rec.addBytes(this.state, sessionBody.length + jws.length);
 		this.currentFirstTimeMs = undefined;
 		this.state.finalized = true;

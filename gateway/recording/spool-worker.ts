@@ -10,8 +10,8 @@
  * writes a range it handed over, and reuses a buffer only after the seal that read it answered.
  */
 import { createHash } from "node:crypto";
-import { closeSync, fsyncSync, ftruncateSync, openSync, truncateSync, writeSync, writevSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, renameSync, truncateSync, writeSync, writevSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { gzipSync } from "node:zlib";
 import type { ManifestChunk, SessionCounts } from "./format.ts";
@@ -71,7 +71,20 @@ export interface CloseOp {
 	dir: string;
 }
 
-export type SpoolOp = WriteOp | SealOp | CloseOp;
+/**
+ * Whole files written durably: each through a temporary file, fsynced and renamed over its name,
+ * then the directory fsynced. `mkdir`: the directory is made first, and its parent fsynced as
+ * well (once per batch for all the folders made in it), so that the new directory's entry survives
+ * a power loss with the files in it.
+ */
+export interface FilesOp {
+	kind: "files";
+	dir: string;
+	mkdir: boolean;
+	files: { name: string; body: Uint8Array }[];
+}
+
+export type SpoolOp = WriteOp | SealOp | CloseOp | FilesOp;
 
 /** One sealed chunk's line in the spool's chunks.jsonl: its manifest entry and what the spool needs besides. */
 export interface ChunkEntry extends ManifestChunk {
@@ -292,11 +305,32 @@ function close(op: CloseOp): void {
 	if (first) throw first;
 }
 
+function writeFiles(op: FilesOp): void {
+	if (op.mkdir) mkdirSync(op.dir, { recursive: true });
+	for (const file of op.files) {
+		const tmp = join(op.dir, `.tmp-${process.pid}-${file.name}`);
+		const f = openSync(tmp, "w");
+		try {
+			writeAll(f, file.body);
+			fsyncSync(f);
+		} finally {
+			closeSync(f);
+		}
+		renameSync(tmp, join(op.dir, file.name));
+	}
+	fsyncDir(op.dir);
+	if (op.mkdir) parentsToSync.add(dirname(op.dir));
+}
+
+/** Parents of folders made in this batch: fsynced once each when the batch is done, before it is answered. */
+const parentsToSync = new Set<string>();
+
 function run(op: SpoolOp): SpoolResult {
 	const result: SpoolResult = {};
 	try {
 		if (op.kind === "write") write(op);
 		else if (op.kind === "seal") seal(op, result);
+		else if (op.kind === "files") writeFiles(op);
 		else close(op);
 	} catch (e) {
 		const err = e as NodeJS.ErrnoException;
@@ -307,5 +341,7 @@ function run(op: SpoolOp): SpoolResult {
 
 parentPort!.on("message", (req: SpoolRequest) => {
 	const reply: SpoolReply = { id: req.id, results: req.ops.map(run) };
+	for (const dir of parentsToSync) fsyncDir(dir);
+	parentsToSync.clear();
 	parentPort!.postMessage(reply);
 });
