@@ -831,7 +831,7 @@ class ChunkBuffer {
 	 * range and counts take the event in.
 	 */
 	private appendStored(seq: number, iso: Uint8Array, offsetMs: number, timeMs: number, event: RecordingEvent): void {
-		const buf = this.room(iso.length + 64);
+		const buf = this.room(iso.length + 96);
 		let p = this.len - 1;
 		p = putBytes(buf, p, SEQ_KEY);
 		p = putNumber(buf, p, seq);
