@@ -7,6 +7,7 @@
  *
  * Usage: ./node_modules/.bin/node --import tsx bench/pg-cpu.ts [--seconds 5] [--runs 3] [--clients 8] [--modes simple,prepared,large]
  *                                                               [--rows 300000]        (large: one SELECT of that many rows, 2 masked columns)
+ *                                                               [--script select|tpcb] (tpcb: pgbench's default script, seven statements per transaction)
  *                                                               [--cpu-prof-dir DIR]   (profile the gateway child)
  *                                                               [--baseline REF]       (also a gateway from git REF, same run)
  *                                                               [--gateway-node-flags "--max-semi-space-size=16"]  (this checkout's gateway only)
@@ -26,7 +27,7 @@ import { BIG_SELECT, gatewayChildConfig, PGBENCH, prepareBenchData } from "./pg-
 import { startPgBouncer } from "./pgbouncer.ts";
 import { machineJiffies, statCpuMicros } from "./proc.ts";
 
-const { values: flags } = benchArgs(import.meta.url, {
+const { values: flags, fail } = benchArgs(import.meta.url, {
 	dashValues: ["gateway-node-flags"],
 	options: {
 		seconds: { type: "string", default: "5" },
@@ -34,11 +35,13 @@ const { values: flags } = benchArgs(import.meta.url, {
 		clients: { type: "string", default: "8" },
 		modes: { type: "string", default: "simple,prepared,large" },
 		rows: { type: "string", default: "300000" },
+		script: { type: "string", default: "select" },
 		"cpu-prof-dir": { type: "string" },
 		baseline: { type: "string" },
 		"gateway-node-flags": { type: "string", default: "" },
 	},
 });
+if (flags.script !== "select" && flags.script !== "tpcb") fail(`--script: select or tpcb, not ${flags.script}`);
 const log = (m: string) => console.error(`[pg-cpu] ${m}`);
 const median = (xs: number[]) => {
 	const s = [...xs].sort((a, b) => a - b);
@@ -149,7 +152,7 @@ try {
 			return { tps: rate, busy: busy(), ...(t.pid ? { cpuPerTx: per(cpu1.user + cpu1.sys - cpu0.user - cpu0.sys), sysPerTx: per(cpu1.sys - cpu0.sys) } : {}) };
 		}
 		const c = flags.clients;
-		const out = await run(PGBENCH, ["-n", "-S", "-T", flags.seconds, "-M", mode, "-c", c, "-j", String(Math.min(Number(c), 2))], {
+		const out = await run(PGBENCH, ["-n", ...(flags.script === "select" ? ["-S"] : []), "-T", flags.seconds, "-M", mode, "-c", c, "-j", String(Math.min(Number(c), 2))], {
 			env: { ...process.env, PGHOST: "localhost", PGPORT: String(t.port), PGDATABASE: t.db, PGUSER: t.user, PGPASSWORD: t.password, PGSSLMODE: t.sslmode, PGSSLROOTCERT: pg.caFile, ...t.env },
 		});
 		const cpu1 = t.pid ? cpuMicros(t.pid) : { user: 0, sys: 0 };
@@ -183,7 +186,7 @@ try {
 			rows.push(`| ${mode} | ${name} | ${m(name, "tps").toFixed(0)} | ${(m(name, "tps") / m("direct", "tps")).toFixed(2)}x | ${vsBouncer} | ${cpu} | ${cpuVsBouncer}${vsBaseline} | ${(m(name, "busy") * 100).toFixed(0)} % |`);
 		}
 	}
-	console.log(`\npgbench -S, ${flags.clients} clients, ${flags.seconds} s x ${flags.runs} runs, interleaved (medians)\n`);
+	console.log(`\npgbench ${flags.script === "select" ? "-S" : "(tpcb-like)"}, ${flags.clients} clients, ${flags.seconds} s x ${flags.runs} runs, interleaved (medians)\n`);
 	console.log("| mode | target | tps (large: rows/s) | / direct | / pgbouncer | proxy µs CPU per tx (large: per 1000 rows) | CPU / pgbouncer's | machine busy |");
 	console.log("|---|---|---|---|---|---|---|---|");
 	for (const r of rows) console.log(r);
