@@ -30,7 +30,7 @@
  *   "always": events.jsonl and terminal.cast are fsynced on every flush as well.
  */
 import { randomUUID } from "node:crypto";
-import { mkdir, open, readdir, readFile, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CompactSign } from "jose";
 import type { Registry } from "prom-client";
@@ -338,6 +338,11 @@ export class DiskRecorder implements Recorder {
 
 	private async recoverDir(name: string): Promise<void> {
 		const dir = join(this.sessionsDir, name);
+		if (name.startsWith(DONE_PREFIX)) {
+			// Stored at close; the previous process stopped while removing it.
+			await rm(dir, { recursive: true, force: true });
+			return;
+		}
 		let open: OpenRecord;
 		try {
 			open = JSON.parse(await readFile(join(dir, "open.json"), "utf8")) as OpenRecord;
@@ -566,13 +571,7 @@ export class DiskRecorder implements Recorder {
 	/** Upload what the session has ready, in order. On failure says whether the store or the session is at fault (retried later either way). */
 	private async uploadSession(state: SpoolState): Promise<"ok" | "store" | "session"> {
 		state.uploading = true;
-		const store = this.store;
-		/** Store one object of the session. */
-		const upload = async (name: string, body: Buffer, contentType: string, metadata: Record<string, string> = {}): Promise<void> => {
-			await this.timed(`uploading ${state.prefix + name}`, store.put(state.prefix + name, body, { contentType, metadata }));
-			this.metrics.uploadedBytes.inc(body.length);
-			this.metrics.uploadedObjects.inc();
-		};
+		const upload = (name: string, body: Uint8Array, contentType: string, metadata: Record<string, string> = {}) => this.uploadObject(state, name, body, contentType, metadata);
 		/** Upload a spool file as the object of the same name, then delete it: its bytes leave the backlog. */
 		const put = async (name: string, contentType: string, metadata?: Record<string, string>): Promise<void> => {
 			const path = join(state.dir, name);
@@ -602,13 +601,7 @@ export class DiskRecorder implements Recorder {
 					for (const index of indices) {
 						const e = entries.get(index);
 						if (!e) throw new RecordingError("MALFORMED", `chunk ${index} of ${state.id} missing from the spool index`);
-						const metadata = {
-							"session-id": state.id,
-							chunk: String(e.index),
-							sha256: e.sha256,
-							"first-seq": String(e.firstSeq),
-							"last-seq": String(e.lastSeq),
-						};
+						const metadata = chunkMetadata(state.id, e);
 						if (e.segment === undefined) await put(e.name, "application/gzip", metadata);
 						else {
 							await upload(e.name, await readRange(join(state.dir, e.segment), e.offset ?? 0, e.bytes), "application/gzip", metadata);
@@ -648,6 +641,51 @@ export class DiskRecorder implements Recorder {
 		} finally {
 			state.uploading = false;
 		}
+	}
+
+	/** Store one object of a session. */
+	private async uploadObject(state: SpoolState, name: string, body: Uint8Array, contentType: string, metadata: Record<string, string> = {}): Promise<void> {
+		await this.timed(`uploading ${state.prefix + name}`, this.store.put(state.prefix + name, body, { contentType, metadata }));
+		this.metrics.uploadedBytes.inc(body.length);
+		this.metrics.uploadedObjects.inc();
+	}
+
+	/** A closing session may go straight to the store: the store answered last time and the key is published ("chunk" durability only). */
+	canUploadDirect(): boolean {
+		return this.keyPublished && this.consecutiveFailures === 0 && !this.stopping && this.options.fsync === "chunk";
+	}
+
+	/**
+	 * Store a closing session's objects from memory (LiveSession.closeDirect): its chunk, session.json,
+	 * then the manifest; then remove its spool folder, renamed out of the way first so that a crash
+	 * while removing it is not recovered as an unclosed session. False on any failure: nothing is
+	 * removed, and the session goes the spool way.
+	 */
+	async uploadDirect(state: SpoolState, chunk: { entry: ChunkEntry; body: Uint8Array } | undefined, sessionBody: Buffer, jws: Buffer): Promise<boolean> {
+		try {
+			if (chunk) await this.uploadObject(state, chunk.entry.name, chunk.body, "application/gzip", chunkMetadata(state.id, chunk.entry));
+			await this.uploadObject(state, SESSION_FILE, sessionBody, "application/json", sessionMetadata(JSON.parse(sessionBody.toString("utf8"))));
+			await this.uploadObject(state, MANIFEST_FILE, jws, "application/jose", { "session-id": state.id, kid: this.options.key.kid });
+		} catch (e) {
+			const store = e instanceof RecordingError && e.code === "STORE_UNAVAILABLE";
+			this.metrics.uploadErrors.inc({ kind: store ? "store" : "other" });
+			this.log.warn({ session: state.id, err: (e as Error).message }, "recording upload at session close failed; the session goes through the spool");
+			return false;
+		}
+		// Renamed first, at once: from here a crash must not recover the folder as an unclosed session
+		// (that would store it again over this, ended "shutdown"). The worker's files of it are closed after.
+		const gone = join(this.sessionsDir, `${DONE_PREFIX}${state.id}`);
+		try {
+			await rename(state.dir, gone);
+		} catch (e) {
+			this.log.warn({ session: state.id, err: (e as Error).message }, "stored session's spool folder not renamed");
+		}
+		await this.io.run({ kind: "close", dir: state.dir }).catch(() => undefined);
+		await rm(gone, { recursive: true, force: true }).catch((e: Error) => this.log.warn({ session: state.id, err: e.message }, "stored session's spool folder not removed"));
+		this.backlog -= state.bytes;
+		state.bytes = 0;
+		this.states.delete(state.id);
+		return true;
 	}
 
 	/** Bound one store operation; on timeout it counts as a store failure (the request is abandoned). */
@@ -707,6 +745,14 @@ async function readChunkIndex(dir: string): Promise<ChunkEntry[]> {
 		}
 	}
 	return out;
+}
+
+/** A spool folder renamed to this prefix has every object in the store and is being removed. */
+const DONE_PREFIX = ".stored-";
+
+/** The searchable metadata of a chunk object. */
+function chunkMetadata(sessionId: string, e: ChunkEntry): Record<string, string> {
+	return { "session-id": sessionId, chunk: String(e.index), sha256: e.sha256, "first-seq": String(e.firstSeq), "last-seq": String(e.lastSeq) };
 }
 
 /** The spool file saying up to which chunk index a session's chunks are in the store. */
@@ -1276,12 +1322,14 @@ class LiveSession implements SessionRecorder {
 		const endedAt = new Date(this.rec.now()).toISOString();
 		this.rec.closing++;
 		try {
-			await this.enqueue(() => this.seal());
-			await this.enqueue(async () => {
-				await this.closeFiles();
-				await this.finalize(end, endedAt);
-			});
-			await this.releaseFiles();
+			if (!(await this.closeDirect(end, endedAt))) {
+				await this.enqueue(() => this.seal());
+				await this.enqueue(async () => {
+					await this.closeFiles();
+					await this.finalize(end, endedAt);
+				});
+				await this.releaseFiles();
+			}
 		} finally {
 			this.rec.closing--;
 			this.rec.kick();
@@ -1291,13 +1339,62 @@ class LiveSession implements SessionRecorder {
 		}
 	}
 
-	/** Write session.json and the signed manifest; the session is then ready for its final upload. */
-	private async finalize(end: SessionEnd, endedAt: string): Promise<void> {
-		const dir = this.state.dir;
+	/**
+	 * A short session, closed while the store answers: when no chunk of it was sealed yet, its one
+	 * chunk, session.json and the manifest go from memory straight to the store, and the spool folder
+	 * is removed, instead of being written to the spool durably (segment, index, session.json and the
+	 * manifest: about six fsyncs) and read back by the uploader. Every event is in events.jsonl first
+	 * (written, not fsynced, as at any flush), so a gateway crash before the manifest is stored is
+	 * recovered from the spool as before. Any failure falls back to the spool path (objects already
+	 * stored are stored again with the same bytes). False when it does not apply or did not finish.
+	 */
+	private async closeDirect(end: SessionEnd, endedAt: string): Promise<boolean> {
+		if (this.recovering || this.entries.length > 0 || this.full.length > 0 || this.castStarted || this.failed || !this.rec.canUploadDirect()) return false;
+		let done = false;
+		await this.enqueue(async () => {
+			if (this.ageTimer) {
+				clearTimeout(this.ageTimer);
+				this.ageTimer = undefined;
+			}
+			this.countEmitted();
+			const { parts, cast } = this.unflushed();
+			await this.write(parts, cast);
+			const c = this.open && this.open.events > 0 ? this.open : undefined;
+			let chunk: { entry: ChunkEntry; body: Uint8Array } | undefined;
+			if (c) {
+				const { result, error } = await this.spool({
+					kind: "pack",
+					sessionId: this.sessionId,
+					chunk: { buf: c.buf, len: c.len, index: 1, name: chunkName(1), events: c.events, firstSeq: c.firstSeq, lastSeq: c.lastSeq, firstTimeMs: c.firstTimeMs, counts: c.counts },
+					prev: null,
+				});
+				if (error || !result.packed) return;
+				const { body, sha256 } = result.packed;
+				const entry: ChunkEntry = { index: 1, name: chunkName(1), sha256, bytes: body.length, events: c.events, firstSeq: c.firstSeq, lastSeq: c.lastSeq, firstTimeMs: c.firstTimeMs, counts: c.counts };
+				chunk = { entry, body };
+				this.entries.push(entry);
+			}
+			let docs: { sessionBody: Buffer; jws: Buffer };
+			try {
+				docs = await this.finalDocuments(end, endedAt, undefined);
+			} finally {
+				// The spool path builds its own entry when it seals the chunk.
+				if (chunk) this.entries.pop();
+			}
+			if (!(await this.rec.uploadDirect(this.state, chunk, docs.sessionBody, docs.jws))) return;
+			if (c) this.rec.giveBuffer(c.buf);
+			this.open = undefined;
+			this.currentFirstTimeMs = undefined;
+			this.state.live = undefined;
+			done = true;
+		});
+		return done;
+	}
+
+	/** session.json and the signed manifest over this.entries (and terminal.cast when there is one). */
+	private async finalDocuments(end: SessionEnd, endedAt: string, castBody: Buffer | undefined): Promise<{ sessionBody: Buffer; jws: Buffer }> {
 		const counts = emptyCounts();
 		for (const e of this.entries) addCounts(counts, e.counts);
-		const castPath = join(dir, TERMINAL_FILE);
-		const castBody = this.castStarted ? await readFile(castPath).catch(() => undefined) : undefined;
 		const doc = sessionDocument(
 			this.state.meta,
 			this.state.prefix,
@@ -1322,7 +1419,14 @@ class LiveSession implements SessionRecorder {
 			signedAt: new Date(this.rec.now()).toISOString(),
 		};
 		if (castBody !== undefined) manifest.terminal = { name: TERMINAL_FILE, sha256: sha256Hex(castBody), bytes: castBody.length };
-		const jws = Buffer.from(await this.rec.signManifest(manifest));
+		return { sessionBody, jws: Buffer.from(await this.rec.signManifest(manifest)) };
+	}
+
+	/** Write session.json and the signed manifest; the session is then ready for its final upload. */
+	private async finalize(end: SessionEnd, endedAt: string): Promise<void> {
+		const dir = this.state.dir;
+		const castBody = this.castStarted ? await readFile(join(dir, TERMINAL_FILE)).catch(() => undefined) : undefined;
+		const { sessionBody, jws } = await this.finalDocuments(end, endedAt, castBody);
 		const { error } = await this.spool({
 			kind: "files",
 			dir,

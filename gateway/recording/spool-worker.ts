@@ -84,7 +84,18 @@ export interface FilesOp {
 	files: { name: string; body: Uint8Array }[];
 }
 
-export type SpoolOp = WriteOp | SealOp | CloseOp | FilesOp;
+/**
+ * A chunk with its header, gzipped and hashed, written nowhere: for a session whose one chunk goes
+ * from memory straight to the store at close (recorder.ts closeDirect).
+ */
+export interface PackOp {
+	kind: "pack";
+	sessionId: string;
+	chunk: SealChunk;
+	prev: string | null;
+}
+
+export type SpoolOp = WriteOp | SealOp | CloseOp | FilesOp | PackOp;
 
 /** One sealed chunk's line in the spool's chunks.jsonl: its manifest entry and what the spool needs besides. */
 export interface ChunkEntry extends ManifestChunk {
@@ -107,6 +118,8 @@ export interface SpoolResult {
 	segment?: SegmentState;
 	/** Segment files this op created (a seal may start one or more). */
 	created?: string[];
+	/** A pack's gzipped chunk and its SHA-256. */
+	packed?: { body: Uint8Array; sha256: string };
 }
 
 export interface SpoolRequest {
@@ -200,6 +213,31 @@ function write(op: WriteOp | SealOp): void {
 	}
 }
 
+/** The chunk's gzip member: its header line (with the previous chunk's hash) and its events. */
+function pack(sessionId: string, c: SealChunk, prev: string | null): Buffer {
+	const header = {
+		format: config.format,
+		kind: "chunk",
+		sessionId,
+		index: c.index,
+		prev,
+		firstSeq: c.firstSeq,
+		lastSeq: c.lastSeq,
+		events: c.events,
+	};
+	const head = Buffer.from(`${JSON.stringify(header)}\n`, "utf8");
+	// The header goes into the room the main thread left in front of the events; one that does
+	// not fit (it cannot with today's fields) is joined by copy instead.
+	let input: Uint8Array;
+	if (head.length <= config.headerRoom) {
+		c.buf.set(head, config.headerRoom - head.length);
+		input = c.buf.subarray(config.headerRoom - head.length, c.len);
+	} else input = Buffer.concat([head, c.buf.subarray(config.headerRoom, c.len)]);
+	return gzipSync(input, { level: config.gzipLevel });
+}
+
+const sha256Hex = (body: Uint8Array) => createHash("sha256").update(body).digest("hex");
+
 function seal(op: SealOp, result: SpoolResult): void {
 	const entries: ChunkEntry[] = [];
 	const created: string[] = [];
@@ -210,25 +248,7 @@ function seal(op: SealOp, result: SpoolResult): void {
 	write(op);
 	let prev = op.prev;
 	for (const c of op.chunks) {
-		const header = {
-			format: config.format,
-			kind: "chunk",
-			sessionId: op.sessionId,
-			index: c.index,
-			prev,
-			firstSeq: c.firstSeq,
-			lastSeq: c.lastSeq,
-			events: c.events,
-		};
-		const head = Buffer.from(`${JSON.stringify(header)}\n`, "utf8");
-		// The header goes into the room the main thread left in front of the events; one that does
-		// not fit (it cannot with today's fields) is joined by copy instead.
-		let input: Uint8Array;
-		if (head.length <= config.headerRoom) {
-			c.buf.set(head, config.headerRoom - head.length);
-			input = c.buf.subarray(config.headerRoom - head.length, c.len);
-		} else input = Buffer.concat([head, c.buf.subarray(config.headerRoom, c.len)]);
-		const body = gzipSync(input, { level: config.gzipLevel });
+		const body = pack(op.sessionId, c, prev);
 		// Appended to the segment and fsynced; the index line after it (fsynced too) is what makes
 		// the chunk count: recovery cuts a segment back to its last indexed chunk.
 		if (segment.name && segment.size > 0 && segment.size + body.length > op.segmentMaxBytes) {
@@ -251,7 +271,7 @@ function seal(op: SealOp, result: SpoolResult): void {
 		segment.size += body.length;
 		fsyncSync(seg);
 		if (fresh) fsyncDir(op.dir);
-		const sha256 = createHash("sha256").update(body).digest("hex");
+		const sha256 = sha256Hex(body);
 		const entry: ChunkEntry = {
 			index: c.index,
 			name: c.name,
@@ -331,6 +351,10 @@ function run(op: SpoolOp): SpoolResult {
 		if (op.kind === "write") write(op);
 		else if (op.kind === "seal") seal(op, result);
 		else if (op.kind === "files") writeFiles(op);
+		else if (op.kind === "pack") {
+			const body = pack(op.sessionId, op.chunk, op.prev);
+			result.packed = { body, sha256: sha256Hex(body) };
+		}
 		else close(op);
 	} catch (e) {
 		const err = e as NodeJS.ErrnoException;
