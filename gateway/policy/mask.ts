@@ -152,6 +152,8 @@ interface Resolved {
 	builtinNames: Map<string, boolean>;
 	/** Operator names (`op` or `schema.op`): is every operator of that name a built-in? */
 	builtinOps: Map<string, boolean>;
+	/** Names selected with `.` (`t.name`, `(x).name`): may a function that is not built-in have it? */
+	fieldCalls: Map<string, boolean>;
 }
 
 interface Refs {
@@ -159,6 +161,8 @@ interface Refs {
 	funcs: Set<string>;
 	names: Set<string>;
 	ops: Set<string>;
+	/** Names selected with `.`, which PostgreSQL calls as functions when no column or field has them. */
+	fieldNames: Set<string>;
 }
 
 /** DefElems of CREATE OPERATOR / CREATE AGGREGATE that name a function PostgreSQL calls later. */
@@ -205,7 +209,7 @@ function relKey(schema: string | undefined, name: string): string {
  * Walks a tree and collects RangeVar names, function names (calls, and functions bound by CREATE
  * OPERATOR/AGGREGATE/CAST), names given to new functions, and operator names.
  */
-function collectRefs(node: unknown, { rels, funcs, names, ops }: Refs): void {
+function collectRefs(node: unknown, { rels, funcs, names, ops, fieldNames }: Refs): void {
 	const stack: unknown[] = [node];
 	let guard = 0;
 	while (stack.length > 0) {
@@ -225,6 +229,10 @@ function collectRefs(node: unknown, { rels, funcs, names, ops }: Refs): void {
 		}
 		const fc = o.FuncCall as PgNode | undefined;
 		if (fc && Array.isArray(fc.funcname)) funcs.add(funcName(fc));
+		const cr = o.ColumnRef as PgNode | undefined;
+		if (cr && Array.isArray(cr.fields)) for (const n of strings(cr.fields.slice(1))) if (n) fieldNames.add(n);
+		const ind = o.A_Indirection as PgNode | undefined;
+		if (ind) for (const n of strings(ind.indirection)) if (n) fieldNames.add(n);
 		const ae = o.A_Expr as PgNode | undefined;
 		if (ae) for (const op of operatorNames(ae)) ops.add(op);
 		const cf = o.CreateFunctionStmt as PgNode | undefined;
@@ -255,13 +263,13 @@ function funcName(fc: PgNode): string {
 const MAX_VIEW_DEPTH = 8;
 
 async function prefetch(trees: PgNode[], fields: ResultField[], catalog: Catalog): Promise<Resolved> {
-	const r: Resolved = { relations: new Map(), byOid: new Map(), builtin: new Map(), builtinNames: new Map(), builtinOps: new Map() };
+	const r: Resolved = { relations: new Map(), byOid: new Map(), builtin: new Map(), builtinNames: new Map(), builtinOps: new Map(), fieldCalls: new Map() };
 	const fnCatalog = catalog as Partial<FunctionCatalog>;
 	let pendingTrees = trees;
 	const oids = new Set<number>();
 	for (const f of fields) if (f.tableOid) oids.add(f.tableOid);
 	for (let depth = 0; depth <= MAX_VIEW_DEPTH; depth++) {
-		const refs: Refs = { rels: new Map(), funcs: new Set(), names: new Set(), ops: new Set() };
+		const refs: Refs = { rels: new Map(), funcs: new Set(), names: new Set(), ops: new Set(), fieldNames: new Set() };
 		for (const t of pendingTrees) collectRefs(t, refs);
 		const todoRels = [...refs.rels].filter(([k]) => !r.relations.has(k));
 		const todoOids = [...oids].filter((o) => !r.byOid.has(o));
@@ -269,7 +277,8 @@ async function prefetch(trees: PgNode[], fields: ResultField[], catalog: Catalog
 		const todoFuncs = typeof fnCatalog.isBuiltinFunction === "function" ? [...refs.funcs].filter((f) => !r.builtin.has(f)) : [];
 		const todoNames = typeof fnCatalog.isBuiltinFunctionName === "function" ? [...refs.names].filter((f) => !r.builtinNames.has(f)) : [];
 		const todoOps = typeof fnCatalog.isBuiltinOperator === "function" ? [...refs.ops].filter((f) => !r.builtinOps.has(f)) : [];
-		if (todoRels.length === 0 && todoOids.length === 0 && todoFuncs.length === 0 && todoNames.length === 0 && todoOps.length === 0) break;
+		const todoFields = typeof fnCatalog.mayBeUserFunction === "function" ? [...refs.fieldNames].filter((f) => !r.fieldCalls.has(f)) : [];
+		if (todoRels.length === 0 && todoOids.length === 0 && todoFuncs.length === 0 && todoNames.length === 0 && todoOps.length === 0 && todoFields.length === 0) break;
 		await Promise.all([
 			...todoRels.map(async ([k, [schema, name]]) => {
 				r.relations.set(k, (await catalog.relation(schema, name).catch(() => undefined)) ?? null);
@@ -291,6 +300,10 @@ async function prefetch(trees: PgNode[], fields: ResultField[], catalog: Catalog
 				const dot = op.lastIndexOf(".");
 				const schema = dot >= 0 ? op.slice(0, dot) : undefined;
 				r.builtinOps.set(op, await fnCatalog.isBuiltinOperator!(schema, op.slice(dot + 1)).catch(() => false));
+			}),
+			...todoFields.map(async (n) => {
+				// unknown when the catalog fails: taken as a call
+				r.fieldCalls.set(n, await fnCatalog.mayBeUserFunction!(n).catch(() => true));
 			}),
 		]);
 		// Views found at this level: their definitions are walked at the next.
@@ -1435,16 +1448,18 @@ class Analyzer {
 			switch (key) {
 				case "ColumnRef": {
 					const t = this.columnRef(b, scope);
+					const selected = strings(Array.isArray(b.fields) ? b.fields.slice(1) : []);
 					// `t.col.pg_advisory_lock`: a name after the column may be a call (field notation)
-					this.#fieldCalls(strings(Array.isArray(b.fields) ? b.fields.slice(1) : []), t);
-					return t;
+					this.#fieldCalls(selected, t);
+					return this.#userFieldCalls(selected, t);
 				}
 				case "A_Indirection": {
 					// `(card::bigint).pg_advisory_lock` calls pg_advisory_lock(card::bigint): field
 					// notation, the same channels as the call syntax (pg_locks listed the card number)
 					const t = derive(this.children(b, scope));
-					this.#fieldCalls(strings(b.indirection), t);
-					return t;
+					const selected = strings(b.indirection);
+					this.#fieldCalls(selected, t);
+					return this.#userFieldCalls(selected, t);
 				}
 				case "ParamRef":
 					return this.#paramTaint ?? CLEAN;
@@ -1530,6 +1545,23 @@ class Analyzer {
 				};
 			}
 		}
+	}
+
+	/**
+	 * `t.f` and `(x).f` call `f(t)` / `f(x)` when no column or field is named f, whatever the
+	 * argument: a user function of that name returns what it reads (`CREATE FUNCTION g(t8) ... AS
+	 * 'SELECT string_agg(phone, ...) FROM customers'`, then `SELECT t8.g FROM t8` or `SELECT
+	 * ('a'::text).g` showed every phone raw, planned as a missing column or a field of a clean
+	 * value). Such a name is opaque, as the call syntax `g(t8)` is.
+	 */
+	#userFieldCalls(names: string[], t: Taint): Taint {
+		for (const n of names) {
+			if (n && this.resolved.fieldCalls.get(n) === true) {
+				this.unprovable++;
+				return union(derive(t), opaque(`${n}() may be called in field notation and is not a known built-in`));
+			}
+		}
+		return t;
 	}
 
 	#builtin(name: string): boolean {

@@ -252,6 +252,13 @@ export interface FunctionCatalog {
 	 * are trusted (the PostgreSQL data path always provides it).
 	 */
 	isBuiltinOperator?(schema: string | undefined, name: string): Promise<boolean>;
+	/**
+	 * True when a function that is not built-in may have this name, so that `t.name` or `(x).name`
+	 * may call it (field notation): a visible one, or any name while the session has DDL the catalog
+	 * cannot see yet (an open transaction that created or renamed routines). Without it, such names
+	 * are taken as columns and fields (the PostgreSQL data path always provides it).
+	 */
+	mayBeUserFunction?(name: string): Promise<boolean>;
 }
 
 // ---------------------------------------------------------------------------------------------

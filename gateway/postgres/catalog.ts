@@ -76,7 +76,7 @@ export class CatalogSource {
 	private readonly byOid = new Map<number, CacheEntry>();
 	private readonly byName = new Map<string, CacheEntry>();
 	private readonly anywhere = new Map<string, { at: number; value: Promise<RelationInfo[]> }>();
-	private readonly builtin = new Map<string, { at: number; value: Promise<{ all: boolean; any: boolean }> }>();
+	private readonly builtin = new Map<string, { at: number; value: Promise<{ all: boolean; any: boolean; user: boolean }> }>();
 	private readonly builtinOps = new Map<string, { at: number; value: Promise<boolean> }>();
 	private idleTimer: NodeJS.Timeout | undefined;
 	#invalidations = 0;
@@ -160,17 +160,17 @@ export class CatalogSource {
 	 * customers'` was trusted as a pure built-in). A name with no visible function (created in an open
 	 * transaction, which this connection cannot see) is not built-in.
 	 */
-	private functionNames(schema: string | undefined, name: string): Promise<{ all: boolean; any: boolean }> {
+	functionNames(schema: string | undefined, name: string): Promise<{ all: boolean; any: boolean; user: boolean }> {
 		const key = `${schema ?? ""}\u0000${name}`;
-		return this.cached(this.builtin as Map<string | number, { at: number; value: Promise<{ all: boolean; any: boolean }> }>, key, async () => {
+		return this.cached(this.builtin as Map<string | number, { at: number; value: Promise<{ all: boolean; any: boolean; user: boolean }> }>, key, async () => {
 			const side = await this.conn();
 			const rows = await side.query(
-				`SELECT bool_and(p.oid < 16384)::text, bool_or(p.oid < 16384)::text FROM pg_catalog.pg_proc p
+				`SELECT bool_and(p.oid < 16384)::text, bool_or(p.oid < 16384)::text, bool_or(p.oid >= 16384)::text FROM pg_catalog.pg_proc p
 				 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 				 WHERE p.proname = $1 AND ($2::text IS NULL OR n.nspname = $2)`,
 				[name, schema ?? null],
 			);
-			return { all: rows[0]?.[0] === "true", any: rows[0]?.[1] === "true" };
+			return { all: rows[0]?.[0] === "true", any: rows[0]?.[1] === "true", user: rows[0]?.[2] === "true" };
 		});
 	}
 
@@ -259,6 +259,18 @@ export class SessionCatalog implements Catalog, FunctionCatalog {
 
 	isBuiltinOperator(schema: string | undefined, name: string): Promise<boolean> {
 		return this.source.isBuiltinOperator(schema, name);
+	}
+
+	/**
+	 * Set by the session when a statement that may create or rename routines completed inside a
+	 * transaction (cleared when it ends): the shared side connection cannot see those yet, so every
+	 * name selected with `.` may be one of them until then.
+	 */
+	routinesUnseen = false;
+
+	async mayBeUserFunction(name: string): Promise<boolean> {
+		if (this.routinesUnseen) return true;
+		return (await this.source.functionNames(undefined, name)).user;
 	}
 
 	/** See CatalogSource.invalidate: shared by every session of the same Connection and bundle. */

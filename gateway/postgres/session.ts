@@ -1496,6 +1496,8 @@ export class Session {
 					const done = u.k === "simple" ? [u.statements[u.idx]] : u.portal.stmt?.analysis.ok ? u.portal.stmt.analysis.statements : [undefined];
 					this.nameStatementDone(done, tag);
 					if (done.some(changesCatalog)) this.catalogChanged();
+					// routines made in an open transaction stay unseen by the catalog until it ends
+					if (done.some(mayCreateRoutines)) this.o.catalog.routinesUnseen = true;
 					// SQL-level names: what a completed statement defined or dropped (its seq: forwarding order)
 					const one = done.length === 1 ? done[0] : undefined;
 					if (one && u.seq !== undefined) this.sql.succeeded(one, u.seq + (u.k === "simple" ? u.idx : 0));
@@ -1560,6 +1562,7 @@ export class Session {
 				this.status = decodeReadyForQuery(f);
 				// Protocol portals never outlive their transaction; a simple Query replaces the unnamed statement and portal.
 				if (this.status === "I") {
+					this.o.catalog.routinesUnseen = false;
 					if (this.catalogDirty) {
 						this.catalogDirty = false;
 						this.o.catalog.invalidate();
@@ -2320,6 +2323,13 @@ const CATALOG_KINDS = /^(CREATE|ALTER|DROP|COMMENT|SECURITY LABEL|IMPORT FOREIGN
 
 function changesCatalog(s: SqlStatementInfo | undefined): boolean {
 	return s === undefined || CATALOG_KINDS.test(s.kind) || s.kinds.some((k) => CATALOG_KINDS.test(k));
+}
+
+/** Kinds that may create or rename functions (an unknown statement counts), see SessionCatalog.routinesUnseen. */
+const ROUTINE_KINDS = /FUNCTION|PROCEDURE|AGGREGATE|ROUTINE|EXTENSION|^DO|^CALL/;
+
+function mayCreateRoutines(s: SqlStatementInfo | undefined): boolean {
+	return s === undefined || ROUTINE_KINDS.test(s.kind) || s.kinds.some((k) => ROUTINE_KINDS.test(k));
 }
 
 function rowsOf(tag: string, counted: number): number {
