@@ -1051,6 +1051,15 @@ class Analyzer {
 				this.expandStar(fields.slice(0, -1), scope, out);
 				continue;
 			}
+			const ind = (rt.val as { A_Indirection?: PgNode } | undefined)?.A_Indirection;
+			if (ind && Array.isArray(ind.indirection) && isStar(ind.indirection[ind.indirection.length - 1])) {
+				// `(x).*` expands to every field of x's type, a count and names the analysis does not
+				// know: counted as one column, the outputs after it moved, and a name looked up in
+				// them was not found (clean). `SELECT s.phone FROM (SELECT (SELECT c FROM customers c
+				// LIMIT 1).*) s` showed the phone raw (no column origin through a subquery).
+				out.rest = union(out.rest ?? CLEAN, this.expr(rt.val, scope));
+				continue;
+			}
 			out.taints.push(this.expr(rt.val, scope));
 			out.names.push(typeof rt.name === "string" ? rt.name : outputName(rt.val));
 		}

@@ -1,0 +1,41 @@
+// Regression (red-team round 9: masking). `(x).*` in a select list expands to every field of x's
+// composite type, but masking counted it as one output column: a subquery's later columns moved,
+// and a name looked up among them was not found (clean). Where PostgreSQL reports no column origin
+// (the composite comes from a scalar subquery, a function, ROW()), nothing else masked them: a
+// read-only grant read a phone raw with `SELECT s.phone FROM (SELECT (SELECT c FROM customers c
+// LIMIT 1).*) s`, and by position with a column alias list, `SELECT s.d FROM (SELECT (SELECT c FROM
+// customers c LIMIT 1).*, 1, 2, 3) s(a, b, cc, d)`.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { CORPUS_MASK_RULES } from "../../gateway/policy/corpus/sql-bypass.ts";
+import { assertNoneOf, fixtureWithClients } from "./fixture.ts";
+
+describe("(x).* expansions in select lists are masked", () => {
+	let phones: string[] = [];
+	const c = fixtureWithClients({ maskRules: CORPUS_MASK_RULES }, async (fx) => {
+		phones = (await fx.pg.query("SELECT phone FROM customers ORDER BY id")).rows.map((r) => r.phone as string);
+	});
+
+	const one = "(SELECT c FROM customers c WHERE c.id = 1)";
+	const cases = [
+		`SELECT s.phone FROM (SELECT ${one}.*) s`,
+		`SELECT s.d FROM (SELECT ${one}.*, 1, 2, 3) s(a, b, cc, d)`,
+		`WITH w AS (SELECT ${one}.*) SELECT phone FROM w`,
+		`SELECT x.phone FROM (VALUES (1)) v(n), LATERAL (SELECT ${one}.*) x`,
+		`SELECT s.phone FROM (SELECT (jsonb_populate_record(null::customers, (SELECT to_jsonb(c) FROM customers c WHERE c.id = 1))).*) s`,
+	];
+
+	for (const sql of cases) {
+		test(`read-only: ${sql}`, async () => {
+			const r = await c.ro.query(sql);
+			assert.equal(r.rows.length, 1);
+			assertNoneOf(phones, r.rows);
+			const e = await c.ro.query({ text: sql, values: [] });
+			assertNoneOf(phones, e.rows);
+		});
+	}
+
+	test("clean composites still expand unmasked", async () => {
+		assert.deepEqual((await c.ro.query("SELECT s.x AS a FROM (SELECT (information_schema._pg_expandarray(ARRAY[7])).*) s")).rows, [{ a: 7 }]);
+	});
+});
