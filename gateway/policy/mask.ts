@@ -982,6 +982,16 @@ class Analyzer {
 	withClause(w: PgNode | undefined, scope: Scope): void {
 		if (!w || !Array.isArray(w.ctes)) return;
 		const recursive = w.recursive === true;
+		if (recursive) {
+			// In WITH RECURSIVE every name of the list is in scope in every query of it, also before
+			// its own definition: `WITH RECURSIVE a AS (SELECT id FROM orders), orders AS (SELECT phone
+			// || '' AS id FROM customers) SELECT id FROM a` reads the second CTE, not the table orders
+			// (planned clean: raw phones). A name used before its definition is taken as opaque.
+			for (const c of w.ctes) {
+				const name = (c as { CommonTableExpr?: PgNode }).CommonTableExpr?.ctename;
+				if (typeof name === "string") scope.ctes.set(name, { names: [], taints: [], rest: opaque(`CTE ${name} used before its definition`) });
+			}
+		}
 		for (const c of w.ctes) {
 			const cte = (c as { CommonTableExpr?: PgNode }).CommonTableExpr;
 			if (!cte) continue;
