@@ -1013,8 +1013,29 @@ class Analyzer {
 			} else {
 				out = this.statement(q, scope);
 			}
-			scope.ctes.set(name, rename(out, colnames));
+			scope.ctes.set(name, this.#searchCycleColumns(cte, rename(out, colnames), scope));
 		}
+	}
+
+	/**
+	 * `SEARCH ... SET ord` and `CYCLE ... SET mark USING path` add columns after the CTE's own, and
+	 * both the sequence column and the path hold the rows' values (`{(+1-555-0101)}`): they were
+	 * unknown names (clean), so `SELECT path::text FROM r` showed the phones r carried. They carry
+	 * every column's taint now (the mark too: the order of the added columns then does not matter).
+	 */
+	#searchCycleColumns(cte: PgNode, out: Outputs, scope: Scope): Outputs {
+		const search = cte.search_clause as PgNode | undefined;
+		const cycle = cte.cycle_clause as PgNode | undefined;
+		const added: string[] = [];
+		if (search && typeof search.search_seq_column === "string") added.push(search.search_seq_column);
+		if (cycle) {
+			for (const k of ["cycle_mark_column", "cycle_path_column"]) if (typeof cycle[k] === "string") added.push(cycle[k] as string);
+		}
+		if (!search && !cycle) return out;
+		let t = union(unionAll(out), this.expr([cycle?.cycle_mark_value, cycle?.cycle_mark_default], scope));
+		t = derive(t);
+		if (out.rest) return { ...out, rest: union(out.rest, t) };
+		return { names: [...out.names, ...added], taints: [...out.taints, ...added.map(() => t)] };
 	}
 
 	select(b: PgNode, parent: Scope | undefined): Outputs {
