@@ -1647,6 +1647,10 @@ class Analyzer {
 	}
 
 	#unqualified(name: string, scope: Scope): Taint {
+		// PostgreSQL looks for a column of that name at every query level, innermost first, and only
+		// then for a table alias (a whole-row reference): `SELECT (SELECT phone FROM (SELECT 1)
+		// phone) FROM customers` reads the outer customers.phone, not the inner alias (planned as
+		// that clean whole row before: raw phones).
 		for (let s: Scope | undefined = scope; s; s = s.parent) {
 			let t: Taint = CLEAN;
 			let hit = false;
@@ -1661,6 +1665,8 @@ class Analyzer {
 				}
 			}
 			if (hit) return t;
+		}
+		for (let s: Scope | undefined = scope; s; s = s.parent) {
 			// A bare table alias is a whole-row reference (`row_to_json(c)`, `c::text`).
 			const whole = s.items.filter((i) => i.alias === name);
 			if (whole.length > 0) {
