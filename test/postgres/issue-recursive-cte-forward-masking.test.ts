@@ -40,8 +40,13 @@ describe("WITH RECURSIVE names used before their definition", () => {
 		assert.equal((await c.fx.pg.query("SELECT count(*)::int AS n FROM fwd_copy")).rows[0]?.n, 0);
 	});
 
-	test("a CTE used after its definition, or a table, still plans as before", async () => {
+	test("a CTE used after its definition, or a table, still plans as before; a later one does not", async () => {
 		const r = await c.ro.query("WITH RECURSIVE o AS (SELECT status FROM orders), a AS (SELECT status FROM o) SELECT status FROM a LIMIT 1");
 		assert.match(r.rows[0].status, /^[a-z]+$/);
+		const both = await c.ro.query(
+			"WITH RECURSIVE o AS (SELECT status FROM orders), a AS (SELECT status FROM customer_x), customer_x AS (SELECT phone || '' AS status FROM customers) SELECT (SELECT status FROM o LIMIT 1) AS s, a.status AS p FROM a",
+		);
+		assert.match(both.rows[0].s, /^[a-z]+$/);
+		assertNoneOf(phones, both.rows);
 	});
 });
