@@ -1167,10 +1167,15 @@ class Analyzer {
 				const using = strings(b.usingClause);
 				if (using.length > 0 || b.isNatural === true) this.#mergeJoin(scope, before, mid, using, b.isNatural === true);
 				const alias = b.alias as PgNode | undefined;
-				if (alias?.aliasname) {
+				// `JOIN ... USING (phone) AS u` names the merged columns (u.phone): a FULL join's
+				// merged column is a COALESCE with no column origin, and `u` was an unknown name
+				// (clean) before. Like a join alias, it stands for every column of both sides.
+				const usingAlias = (b.join_using_alias as PgNode | undefined)?.aliasname;
+				for (const name of [alias?.aliasname, usingAlias]) {
+					if (!name) continue;
 					let all: Taint = CLEAN;
 					for (const it of scope.items.slice(before)) all = union(all, union(it.all, it.unknown));
-					scope.items.push({ alias: String(alias.aliasname), unknown: all, all, starHidden: true });
+					scope.items.push({ alias: String(name), unknown: all, all, starHidden: true });
 				}
 				return;
 			}
