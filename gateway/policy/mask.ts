@@ -154,6 +154,8 @@ interface Resolved {
 	builtinOps: Map<string, boolean>;
 	/** Names selected with `.` (`t.name`, `(x).name`): may a function that is not built-in have it? */
 	fieldCalls: Map<string, boolean>;
+	/** Catalog.uncommittedDdl when the plan was made. */
+	uncommittedDdl: boolean;
 }
 
 interface Refs {
@@ -263,7 +265,7 @@ function funcName(fc: PgNode): string {
 const MAX_VIEW_DEPTH = 8;
 
 async function prefetch(trees: PgNode[], fields: ResultField[], catalog: Catalog): Promise<Resolved> {
-	const r: Resolved = { relations: new Map(), byOid: new Map(), builtin: new Map(), builtinNames: new Map(), builtinOps: new Map(), fieldCalls: new Map() };
+	const r: Resolved = { relations: new Map(), byOid: new Map(), builtin: new Map(), builtinNames: new Map(), builtinOps: new Map(), fieldCalls: new Map(), uncommittedDdl: catalog.uncommittedDdl === true };
 	const fnCatalog = catalog as Partial<FunctionCatalog>;
 	let pendingTrees = trees;
 	const oids = new Set<number>();
@@ -1233,8 +1235,25 @@ class Analyzer {
 		return itemFromOutputs(alias, o, colnames);
 	}
 
-	/** Columns of a catalog relation with their taint (views analysed recursively). */
+	/**
+	 * Columns of a catalog relation with their taint (views analysed recursively). After DDL in the
+	 * open transaction the catalog's connection still sees the relations as they were before it: a
+	 * view may have been replaced (`CREATE OR REPLACE VIEW v AS SELECT 1 AS a, phone AS b FROM
+	 * customers` over a clean v), a table may have other columns, which moved the outputs after its
+	 * `*` (`ALTER TABLE t1 ADD COLUMN b int`, then `SELECT s.z FROM (SELECT t1.*, c.phone || '' AS p
+	 * FROM t1, customers c) s(q, r, z)` was planned as a missing column: raw phones). Until the
+	 * transaction ends views are opaque and tables' columns of unknown count.
+	 */
 	relationOutputs(rel: RelationInfo | undefined, written: string): Outputs {
+		const o = this.#catalogOutputs(rel, written);
+		if (!rel || !this.resolved.uncommittedDdl || this.rules.columnRules.length === 0) return o;
+		if (rel.kind === "table" || rel.kind === "partitioned" || rel.kind === "foreign") return { ...o, rest: union(o.rest ?? CLEAN, unionAll(o)) };
+		this.unprovable++;
+		const t = opaque(`${rel.kind} ${rel.schema}.${rel.name} may have changed in this transaction`);
+		return { names: o.names, taints: o.names.map(() => t), rest: t };
+	}
+
+	#catalogOutputs(rel: RelationInfo | undefined, written: string): Outputs {
 		const anyRules = this.rules.columnRules.length > 0;
 		if (!rel) {
 			this.unprovable++;

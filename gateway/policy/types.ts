@@ -166,6 +166,12 @@ export interface Catalog {
 	 * plans are cached per epoch, so none made before a change is reused after it.
 	 */
 	readonly epoch?: number;
+	/**
+	 * True while the session's open transaction (an explicit block, or the implicit one of a
+	 * multi-statement Query or an extended pipeline) ran DDL the catalog's own connection cannot
+	 * see before COMMIT: relations may have other columns or definitions than the catalog says.
+	 */
+	readonly uncommittedDdl?: boolean;
 }
 
 export interface RelationInfo {

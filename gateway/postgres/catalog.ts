@@ -268,6 +268,9 @@ export class SessionCatalog implements Catalog, FunctionCatalog {
 	 */
 	routinesUnseen = false;
 
+	/** See Catalog.uncommittedDdl: set by the session with its catalogChanged, cleared when the transaction ends. */
+	uncommittedDdl = false;
+
 	async mayBeUserFunction(name: string): Promise<boolean> {
 		if (this.routinesUnseen) return true;
 		return (await this.source.functionNames(undefined, name)).user;

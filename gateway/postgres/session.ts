@@ -1563,6 +1563,7 @@ export class Session {
 				// Protocol portals never outlive their transaction; a simple Query replaces the unnamed statement and portal.
 				if (this.status === "I") {
 					this.o.catalog.routinesUnseen = false;
+					this.o.catalog.uncommittedDdl = false;
 					if (this.catalogDirty) {
 						this.catalogDirty = false;
 						this.o.catalog.invalidate();
@@ -1815,6 +1816,7 @@ export class Session {
 	 * child table created by the agent stayed unknown to the catalog for up to its TTL.
 	 */
 	private catalogChanged(): void {
+		this.o.catalog.uncommittedDdl = true;
 		this.o.catalog.invalidate();
 		this.simplePlans.clear();
 		this.catalogDirty = true;
