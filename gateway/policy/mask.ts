@@ -446,6 +446,9 @@ function defaultExpressions(constraints: unknown): unknown[] {
 	return out;
 }
 
+/** System columns of every table: never in the catalog's column lists. */
+const SYSTEM_COLUMNS = new Set(["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "oid"]);
+
 const STATS_RELATIONS = new Set(["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"]);
 
 // ---------------------------------------------------------------------------------------------
@@ -1662,7 +1665,10 @@ class Analyzer {
 			let t: Taint = CLEAN;
 			for (const it of items) {
 				const c = it.columns?.find((x) => x.name === col);
-				t = union(t, c ? c.taint : it.columns ? CLEAN : it.unknown);
+				// A name the item's known columns lack, in a statement the server ran: the plan's
+				// model of the item is wrong (a name PostgreSQL gives that the analysis does not,
+				// a catalog behind the session), so the item's whole row, not clean.
+				t = union(t, c ? c.taint : it.columns ? (SYSTEM_COLUMNS.has(col) ? CLEAN : derive(union(it.all, it.unknown))) : it.unknown);
 			}
 			return t;
 		}
@@ -1699,7 +1705,17 @@ class Analyzer {
 				return derive(w);
 			}
 		}
-		return CLEAN;
+		// Found nowhere though every item's columns are known: the model is wrong (see columnRef),
+		// so every item in reach. (An item of unknown columns may hold it: its taint was taken above.)
+		if (SYSTEM_COLUMNS.has(name)) return CLEAN;
+		let all: Taint = CLEAN;
+		for (let s: Scope | undefined = scope; s; s = s.parent) {
+			for (const it of s.items) {
+				if (!it.columns) return CLEAN;
+				all = union(all, it.all);
+			}
+		}
+		return derive(all);
 	}
 }
 
@@ -1712,14 +1728,122 @@ function strings(list: unknown): string[] {
 	return list.map((x) => (x as { String?: { sval?: string } }).String?.sval ?? "");
 }
 
+/**
+ * The name PostgreSQL gives an output column without AS (its FigureColname): a subquery's columns
+ * are looked up by these names. Only column references and calls were named before, every other
+ * expression `?column?`, so `SELECT s.coalesce FROM (SELECT coalesce(phone, '') FROM customers) s`
+ * (and `case`, `row`, `array`, `greatest`, `nullif`, `xmlelement`...) read a name the plan did not
+ * have: clean, raw phones.
+ */
 function outputName(val: unknown): string {
-	const o = val as { ColumnRef?: PgNode; FuncCall?: PgNode } | undefined;
-	if (o?.ColumnRef) {
-		const s = strings(o.ColumnRef.fields);
-		return s[s.length - 1] ?? "?column?";
+	const [name, strength] = figureName(val);
+	return strength > 0 && name ? name : "?column?";
+}
+
+const SQL_VALUE_NAMES: Record<string, string> = {
+	SVFOP_CURRENT_DATE: "current_date",
+	SVFOP_CURRENT_TIME: "current_time",
+	SVFOP_CURRENT_TIME_N: "current_time",
+	SVFOP_CURRENT_TIMESTAMP: "current_timestamp",
+	SVFOP_CURRENT_TIMESTAMP_N: "current_timestamp",
+	SVFOP_LOCALTIME: "localtime",
+	SVFOP_LOCALTIME_N: "localtime",
+	SVFOP_LOCALTIMESTAMP: "localtimestamp",
+	SVFOP_LOCALTIMESTAMP_N: "localtimestamp",
+	SVFOP_CURRENT_ROLE: "current_role",
+	SVFOP_CURRENT_USER: "current_user",
+	SVFOP_USER: "user",
+	SVFOP_SESSION_USER: "session_user",
+	SVFOP_CURRENT_CATALOG: "current_catalog",
+	SVFOP_CURRENT_SCHEMA: "current_schema",
+};
+
+const XML_NAMES: Record<string, string> = {
+	IS_XMLCONCAT: "xmlconcat",
+	IS_XMLELEMENT: "xmlelement",
+	IS_XMLFOREST: "xmlforest",
+	IS_XMLPARSE: "xmlparse",
+	IS_XMLPI: "xmlpi",
+	IS_XMLROOT: "xmlroot",
+	IS_XMLSERIALIZE: "xmlserialize",
+};
+
+/** Keyword-named expressions: always that name. */
+const NODE_NAMES: Record<string, string> = {
+	GroupingFunc: "grouping",
+	A_ArrayExpr: "array",
+	RowExpr: "row",
+	CoalesceExpr: "coalesce",
+	XmlSerialize: "xmlserialize",
+	JsonParseExpr: "json",
+	JsonScalarExpr: "json_scalar",
+	JsonSerializeExpr: "json_serialize",
+	JsonObjectConstructor: "json_object",
+	JsonArrayConstructor: "json_array",
+	JsonArrayQueryConstructor: "json_array",
+	JsonObjectAgg: "json_objectagg",
+	JsonArrayAgg: "json_arrayagg",
+	MergeSupportFunc: "merge_action",
+};
+
+/** [name, strength]: 2 a real name, 1 a fallback (a type's or `case`), 0 none (PostgreSQL's FigureColnameInternal). */
+function figureName(node: unknown): [string, number] {
+	if (!node || typeof node !== "object" || Array.isArray(node)) return ["", 0];
+	const key = Object.keys(node)[0] ?? "";
+	const b = (node as PgNode)[key] as PgNode;
+	if (!b || typeof b !== "object") return ["", 0];
+	if (NODE_NAMES[key]) return [NODE_NAMES[key]!, 2];
+	switch (key) {
+		case "ColumnRef": {
+			const f = strings(b.fields);
+			const last = f[f.length - 1];
+			return last ? [last, 2] : ["", 0];
+		}
+		case "A_Indirection": {
+			const names = strings(b.indirection).filter((n) => n !== "");
+			if (names.length > 0) return [names[names.length - 1]!, 2];
+			return figureName(b.arg);
+		}
+		case "FuncCall":
+			return [funcName(b).split(".").pop() ?? "", 2];
+		case "A_Expr":
+			return b.kind === "AEXPR_NULLIF" ? ["nullif", 2] : ["", 0];
+		case "TypeCast": {
+			const inner = figureName(b.arg);
+			if (inner[1] > 1) return inner;
+			const t = strings((b.typeName as PgNode | undefined)?.names);
+			const last = t[t.length - 1];
+			return last ? [last, 1] : inner;
+		}
+		case "CollateClause":
+			return figureName(b.arg);
+		case "SubLink": {
+			if (b.subLinkType === "EXISTS_SUBLINK") return ["exists", 2];
+			if (b.subLinkType === "ARRAY_SUBLINK") return ["array", 2];
+			if (b.subLinkType === "EXPR_SUBLINK" || b.subLinkType === "MULTIEXPR_SUBLINK") {
+				const first = ((b.subselect as { SelectStmt?: PgNode } | undefined)?.SelectStmt?.targetList as unknown[] | undefined)?.[0];
+				const rt = (first as { ResTarget?: PgNode } | undefined)?.ResTarget;
+				if (rt) return [typeof rt.name === "string" ? rt.name : outputName(rt.val), 2];
+			}
+			return ["", 0];
+		}
+		case "CaseExpr": {
+			const d = figureName(b.defresult);
+			return d[1] > 1 ? d : ["case", 1];
+		}
+		case "MinMaxExpr":
+			return [b.op === "IS_LEAST" ? "least" : "greatest", 2];
+		case "SQLValueFunction": {
+			const n = SQL_VALUE_NAMES[String(b.op)];
+			return n ? [n, 2] : ["", 0];
+		}
+		case "XmlExpr": {
+			const n = XML_NAMES[String(b.op)];
+			return n ? [n, 2] : ["", 0];
+		}
+		default:
+			return ["", 0];
 	}
-	if (o?.FuncCall) return funcName(o.FuncCall).split(".").pop() ?? "?column?";
-	return "?column?";
 }
 
 function targetName(rv: PgNode): string {
