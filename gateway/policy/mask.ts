@@ -322,6 +322,43 @@ async function prefetch(trees: PgNode[], fields: ResultField[], catalog: Catalog
 	return r;
 }
 
+/** Statements that change no relation or routine (everything else counts as DDL below). */
+const NOT_DDL = new Set([
+	"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "ExplainStmt", "VariableShowStmt",
+	"VariableSetStmt", "TransactionStmt", "PrepareStmt", "ExecuteStmt", "DeallocateStmt", "DeclareCursorStmt",
+	"FetchStmt", "ClosePortalStmt", "CopyStmt", "ListenStmt", "UnlistenStmt", "NotifyStmt", "DiscardStmt",
+	"LockStmt", "CheckPointStmt", "VacuumStmt",
+]);
+
+/** Object types of routines a RENAME or SET SCHEMA may move under a new name. */
+const ROUTINE_RENAMES = new Set(["OBJECT_FUNCTION", "OBJECT_PROCEDURE", "OBJECT_ROUTINE", "OBJECT_AGGREGATE"]);
+
+/**
+ * Several statements analysed together (a multi-statement Query before it runs, for the masking
+ * pre-check of its writes): DDL among them runs before the later ones, but the catalog answers as
+ * before it. `CREATE FUNCTION g(text) ... AS 'SELECT string_agg(phone, ...) FROM customers';
+ * INSERT INTO dst SELECT ('a'::text).g` copied every phone into a clean table: `.g` was no
+ * routine yet. A name a statement of the text creates is a call, any name when routines are made
+ * by code the text does not show (CALL, DO, extensions), and relations count as changed.
+ */
+function sameTextDdl(trees: PgNode[], r: Resolved): void {
+	if (trees.length < 2) return;
+	const created = new Set<string>();
+	let anyName = false;
+	for (const t of trees) {
+		const key = Object.keys(t)[0] ?? "";
+		const b = (t as Record<string, PgNode>)[key];
+		if (!b || NOT_DDL.has(key)) continue;
+		r.uncommittedDdl = true;
+		if (key === "CreateFunctionStmt") created.add(strings(b.funcname).pop() ?? "");
+		else if (key === "DefineStmt") created.add(strings(b.defnames).pop() ?? "");
+		else if (key === "RenameStmt" && ROUTINE_RENAMES.has(String(b.renameType))) created.add(String(b.newname ?? ""));
+		else if (key === "AlterObjectSchemaStmt" && ROUTINE_RENAMES.has(String(b.objectType))) anyName = true;
+		else if (key === "CallStmt" || key === "DoStmt" || key === "CreateExtensionStmt" || key === "AlterExtensionStmt" || key === "AlterExtensionContentsStmt") anyName = true;
+	}
+	for (const n of r.fieldCalls.keys()) if (anyName || created.has(n)) r.fieldCalls.set(n, true);
+}
+
 function viewTree(rel: RelationInfo): PgNode | undefined {
 	if (!rel.viewDefinition) return undefined;
 	const a = analyzeSql(rel.viewDefinition);
@@ -1347,12 +1384,15 @@ class Analyzer {
 				? b.cols.map((c) => String((c as { ResTarget?: PgNode }).ResTarget?.name ?? ""))
 				: (target.columns?.map((c) => c.name) ?? []);
 			const n = Math.max(src.taints.length, cols.length);
+			// Columns of unknown count in the source (`t.*` over a relation changed by the open
+			// transaction, `(x).*`): any output may land in any target column.
+			const everything = src.rest ? unionAll(src) : undefined;
 			for (let i = 0; i < n; i++) {
-				const t = src.taints[i] ?? src.rest ?? CLEAN;
+				const t = everything ?? src.taints[i] ?? CLEAN;
 				if (cols[i]) proposed.set(cols[i]!, union(proposed.get(cols[i]!) ?? CLEAN, t));
 				if (isTainted(t) && !this.#destCovers(rel, cols[i], t)) this.#blockCopy(`INSERT into ${targetName(b.relation as PgNode)}`);
 			}
-			if (src.rest && isTainted(src.rest)) this.#blockCopy(`INSERT into ${targetName(b.relation as PgNode)}`);
+			if (everything && isTainted(everything)) this.#blockCopy(`INSERT into ${targetName(b.relation as PgNode)}`);
 		}
 		const occ = b.onConflictClause as PgNode | undefined;
 		if (occ) {
@@ -1982,6 +2022,7 @@ async function computePlan(
 		if (f) bodies.push(...(functionBody(f) ?? []));
 	}
 	const resolved = await prefetch(bodies.length > 0 ? [...trees, ...bodies] : trees, fields, ctx.catalog);
+	sameTextDdl(trees, resolved);
 	const an = new Analyzer(rules, resolved);
 	// Per output column: union over the chosen statements (one, normally).
 	let outputs: Outputs | undefined;

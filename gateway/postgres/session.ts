@@ -456,6 +456,14 @@ export class Session {
 		u.copyEnds = this.copyEnds;
 		if (u.k === "simple" || u.k === "sync" || u.k === "fn") u.tseq = this.sql.tick();
 		this.units.push(u);
+		// DDL forwarded and not yet answered: what is checked or planned behind it in a pipeline
+		// (a Parse's masking pre-check runs before the server ran the DDL) must not trust the
+		// catalog either (see SessionCatalog.uncommittedDdl / routinesUnseen).
+		const ddl = unitStatements(u);
+		if (ddl && ddl.some(changesCatalog)) {
+			this.catalogChanged();
+			if (ddl.some(mayCreateRoutines)) this.o.catalog.routinesUnseen = true;
+		}
 	}
 
 	private onClientMessage(m: ClientMessage): Promise<void> | undefined {
@@ -1560,10 +1568,14 @@ export class Session {
 				return undefined;
 			case ServerCode.ReadyForQuery: {
 				this.status = decodeReadyForQuery(f);
-				// Protocol portals never outlive their transaction; a simple Query replaces the unnamed statement and portal.
-				if (this.status === "I") {
+				// The transaction's DDL is visible to the catalog now (kept while a later segment's DDL
+				// is still on its way: its flags were set when it was forwarded).
+				if (this.status === "I" && !this.units.slice(this.unitHead + 1).some((x) => unitStatements(x)?.some(changesCatalog))) {
 					this.o.catalog.routinesUnseen = false;
 					this.o.catalog.uncommittedDdl = false;
+				}
+				// Protocol portals never outlive their transaction; a simple Query replaces the unnamed statement and portal.
+				if (this.status === "I") {
 					if (this.catalogDirty) {
 						this.catalogDirty = false;
 						this.o.catalog.invalidate();
@@ -2325,6 +2337,13 @@ const CATALOG_KINDS = /^(CREATE|ALTER|DROP|COMMENT|SECURITY LABEL|IMPORT FOREIGN
 
 function changesCatalog(s: SqlStatementInfo | undefined): boolean {
 	return s === undefined || CATALOG_KINDS.test(s.kind) || s.kinds.some((k) => CATALOG_KINDS.test(k));
+}
+
+/** The statements an execute or simple unit runs (an unknown portal statement as `undefined`). */
+function unitStatements(u: Unit | undefined): (SqlStatementInfo | undefined)[] | undefined {
+	if (u?.k === "simple") return u.statements;
+	if (u?.k === "execute") return u.portal.stmt?.analysis.ok ? u.portal.stmt.analysis.statements : [undefined];
+	return undefined;
 }
 
 /** Kinds that may create or rename functions (an unknown statement counts), see SessionCatalog.routinesUnseen. */
