@@ -460,9 +460,9 @@ export class Session {
 		// (a Parse's masking pre-check runs before the server ran the DDL) must not trust the
 		// catalog either (see SessionCatalog.uncommittedDdl / routinesUnseen).
 		const ddl = unitStatements(u);
-		if (ddl && ddl.some(changesCatalog)) {
+		if (ddl?.some(changesCatalog)) {
 			this.catalogChanged();
-			if (ddl.some(mayCreateRoutines)) this.o.catalog.routinesUnseen = true;
+			if (ddl?.some(mayCreateRoutines)) this.o.catalog.routinesUnseen = true;
 		}
 	}
 
