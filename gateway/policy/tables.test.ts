@@ -44,8 +44,26 @@ test("withBaseTables: partitions and inheritance children meet their ancestors' 
 	assert.equal(await verdict("ALTER TABLE parted DETACH PARTITION parted_1"), "block");
 	assert.equal(await verdict("ALTER TABLE parted RENAME TO parted_old"), "block");
 	assert.equal(await verdict("ALTER TABLE parted SET SCHEMA archive"), "block");
-	assert.equal(await verdict("ALTER TABLE parted_1 RENAME TO p1"), "allow", "a renamed partition stays under its parent's rules");
+	// A function body created earlier may use the new name: PostgreSQL looks it up at each call.
+	assert.equal(await verdict("ALTER TABLE parted_1 RENAME TO p1"), "block", "a renamed partition hands its parent's rows to a new name");
+	assert.equal(await verdict("ALTER TABLE parted_1 SET SCHEMA archive"), "block");
 	assert.equal(await verdict("ALTER TABLE parted_1 NO INHERIT parted"), "block");
 	const a = analyzeSql("ALTER TABLE parted ATTACH PARTITION x FOR VALUES FROM (1) TO (2)");
 	assert.ok(a.ok && a.statements[0]!.kinds.includes("ATTACH PARTITION") && a.statements[0]!.kinds.includes("INSERT"), "ATTACH adds rows");
+});
+
+test("withBaseTables: renaming or moving what reaches a ruled table's rows escapes its rules (late-bound names)", async () => {
+	const catalog = new DataCatalog([
+		{ oid: 17101, schema: "public", name: "accounts", kind: "table", columns: [{ name: "id", attnum: 1 }] },
+		{ oid: 17102, schema: "reporting", name: "acct_v", kind: "view", columns: [{ name: "id", attnum: 1 }], viewDefinition: "SELECT id FROM public.accounts" },
+		{ oid: 17103, schema: "spare", name: "t", kind: "table", columns: [{ name: "id", attnum: 1 }] },
+	]);
+	const rules: GuardrailRule[] = [{ name: "keep-money", action: "block", sql: { statementKinds: ["DELETE"], tables: ["public.accounts"] } }];
+	const verdict = async (sql: string) => evaluateSqlGuardrails({ analysis: await withBaseTables(analyzeSql(sql), catalog), access: "read-write", rules }).action;
+	// a function body created earlier may name `gone`: PostgreSQL looks it up at each call
+	assert.equal(await verdict("ALTER VIEW reporting.acct_v RENAME TO gone"), "block");
+	assert.equal(await verdict("ALTER VIEW reporting.acct_v SET SCHEMA public"), "block");
+	assert.equal(await verdict("ALTER SCHEMA reporting RENAME TO rep2"), "block");
+	assert.equal(await verdict("ALTER SCHEMA spare RENAME TO spare2"), "allow");
+	assert.equal(await verdict("ALTER TABLE spare.t RENAME TO u"), "allow");
 });

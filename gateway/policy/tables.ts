@@ -12,7 +12,8 @@
  * stay as written. The original names are kept, so rules only ever match more.
  *
  * `escapes` (RENAME, SET SCHEMA, DETACH PARTITION, NO INHERIT) get the resolved names too, and for
- * DETACH/NO INHERIT the parent's ancestors: the detached rows leave all of them. `binds` (writes a
+ * DETACH/NO INHERIT the parent's ancestors: the detached rows leave all of them. A renamed or moved
+ * relation, and every relation of a renamed schema, also escapes the tables whose rows it reaches. `binds` (writes a
  * statement makes possible later: cascading foreign keys, updatable views) are expanded like tables.
  */
 import { analyzeSql, withTables } from "./sql.ts";
@@ -70,17 +71,39 @@ async function expand(names: readonly string[], catalog: Catalog, seen: Set<stri
 	if (next.length > 0) await expand(next, catalog, seen, depth + 1);
 }
 
-/** Escaping relations with their resolved names (and, for a detached child's parent, its ancestors). */
+/**
+ * Escaping relations with their resolved names (and, for a detached child's parent, its ancestors).
+ * A relation renamed or moved (RENAME, SET SCHEMA), or every relation of a renamed schema, also
+ * escapes every table whose rows it reaches: a view's base tables, a partition's or child's
+ * ancestors and descendants. PostgreSQL looks a function body's relation names up at each call, so
+ * a body classified when its name meant nothing (check_function_bodies off) or a scratch table then
+ * reached a ruled table's rows once a DBA's view over it, or a partition of it, took that name
+ * (red-team round 8, test/postgres/issue-late-bound-names.test.ts).
+ */
 async function expandEscapes(s: SqlStatementInfo, catalog: Catalog): Promise<string[] | undefined> {
-	if (!s.escapes || s.escapes.length === 0) return undefined;
+	const schemas = s.schemaEscapes ?? [];
+	if ((!s.escapes || s.escapes.length === 0) && schemas.length === 0) return undefined;
+	const escapes = s.escapes ?? [];
 	const detaches = s.kinds.includes("DETACH PARTITION") || s.kinds.includes("NO INHERIT");
-	const out = new Set(s.escapes);
-	for (const rel of await resolve(s.escapes, catalog)) {
+	const renames = s.kinds.includes("RENAME") || s.kinds.includes("ALTER SET SCHEMA");
+	const out = new Set(escapes);
+	for (const rel of await resolve(escapes, catalog)) {
 		if (!rel) continue;
 		out.add(qualified(rel));
 		if (detaches) for (const a of rel.ancestors ?? []) out.add(qualified(a));
 	}
-	return out.size === s.escapes.length ? undefined : [...out];
+	const handed: string[] = renames ? [...escapes] : [];
+	for (const schema of schemas) {
+		// A catalog that cannot list a schema's relations leaves only the rule's own schema patterns.
+		if (!catalog.relationsInSchema) continue;
+		for (const rel of await catalog.relationsInSchema(schema)) handed.push(qualified(rel));
+	}
+	if (handed.length > 0) {
+		const reached = new Set<string>();
+		await expand(handed, catalog, reached, 0);
+		for (const q of reached) out.add(q);
+	}
+	return out.size === escapes.length ? undefined : [...out];
 }
 
 /** Bound writes with their tables' resolved names, view base tables and partition/inheritance relatives. */

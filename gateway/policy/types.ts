@@ -29,7 +29,9 @@ export interface SqlStatementInfo {
 	functions: string[];
 	/**
 	 * Relations the statement takes a name or rows away from, as written: the relation of a RENAME or
-	 * SET SCHEMA, the parent of a DETACH PARTITION or NO INHERIT. A rule whose `tables` match one of
+	 * SET SCHEMA, the parent of a DETACH PARTITION or NO INHERIT. `withBaseTables` adds, for a RENAME
+	 * or SET SCHEMA (and for every relation of a renamed schema), the tables whose rows the relation
+	 * reaches: a function body created earlier may use the new name ("Late-bound names"). A rule whose `tables` match one of
 	 * them matches the statement whatever its `statementKinds` and `withoutWhere`: afterwards the rule
 	 * no longer reaches those rows (gateway/policy/README.md, "Partitions and inheritance").
 	 */
@@ -161,6 +163,12 @@ export interface Catalog {
 	 * name may mean any of them to the server (gateway/policy/README.md, "Unqualified names").
 	 */
 	relationsNamed?(name: string): Promise<RelationInfo[]>;
+	/**
+	 * Every relation in a schema (rejects when there are too many to list). A schema rename hands
+	 * its views and partitions to new names, which function bodies created earlier may use
+	 * (gateway/policy/README.md, "Late-bound names").
+	 */
+	relationsInSchema?(schema: string): Promise<RelationInfo[]>;
 	/**
 	 * Changes whenever what the catalog answers may have changed (the data path's DDL completed):
 	 * plans are cached per epoch, so none made before a change is reused after it.

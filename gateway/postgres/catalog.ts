@@ -70,12 +70,16 @@ interface CacheEntry {
 	value: Promise<RelationInfo | undefined>;
 }
 
+/** Relations listed for a renamed schema (`relationsInSchema`); more refuse the rename. */
+const SCHEMA_RELATIONS_MAX = 2000;
+
 /** Shared per (Connection, bundle version): side connection plus caches. */
 export class CatalogSource {
 	private side: Promise<SideConnection> | undefined;
 	private readonly byOid = new Map<number, CacheEntry>();
 	private readonly byName = new Map<string, CacheEntry>();
 	private readonly anywhere = new Map<string, { at: number; value: Promise<RelationInfo[]> }>();
+	private readonly inSchema = new Map<string, { at: number; value: Promise<RelationInfo[]> }>();
 	private readonly builtin = new Map<string, { at: number; value: Promise<{ all: boolean; any: boolean; user: boolean }> }>();
 	private readonly builtinOps = new Map<string, { at: number; value: Promise<boolean> }>();
 	private idleTimer: NodeJS.Timeout | undefined;
@@ -154,6 +158,18 @@ export class CatalogSource {
 	}
 
 	/**
+	 * Every relation in schema `schema`. A schema holding more than SCHEMA_RELATIONS_MAX relations
+	 * rejects: the caller cannot tell what renaming it reaches, and refuses the statement.
+	 */
+	relationsInSchema(schema: string): Promise<RelationInfo[]> {
+		return this.cached(this.inSchema as Map<string | number, { at: number; value: Promise<RelationInfo[]> }>, schema, async () => {
+			const rows = await (await this.conn()).query(`${RELATION_SQL}n.nspname = $1 ORDER BY c.oid LIMIT ${SCHEMA_RELATIONS_MAX + 1}`, [schema]);
+			if (rows.length > SCHEMA_RELATIONS_MAX) throw new Error(`schema ${JSON.stringify(schema)} holds more than ${SCHEMA_RELATIONS_MAX} relations`);
+			return rows.map(toRelation);
+		});
+	}
+
+	/**
 	 * Built-in means created with the server (initdb): OID below FirstNormalObjectId (16384). The
 	 * schema is no proof: the upstream role may be a superuser, which can create functions and
 	 * operators in pg_catalog (`CREATE FUNCTION pg_catalog.innocent() ... AS 'SELECT phone FROM
@@ -217,6 +233,7 @@ export class CatalogSource {
 		this.byOid.clear();
 		this.byName.clear();
 		this.anywhere.clear();
+		this.inSchema.clear();
 		this.builtin.clear();
 		this.builtinOps.clear();
 		this.#invalidations++;
@@ -247,6 +264,10 @@ export class SessionCatalog implements Catalog, FunctionCatalog {
 
 	relationsNamed(name: string): Promise<RelationInfo[]> {
 		return this.source.relationsNamed(name);
+	}
+
+	relationsInSchema(schema: string): Promise<RelationInfo[]> {
+		return this.source.relationsInSchema(schema);
 	}
 
 	isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {

@@ -973,7 +973,8 @@ export class Session {
 	 * tables; a catalog failure blocks (fail closed).
 	 */
 	private guardAsync(analysis: SqlAnalysis): Promise<GuardrailVerdict> | undefined {
-		if (!analysis.ok || !analysis.statements.some((s) => s.tables.length > 0)) return undefined;
+		// a schema rename names no table but hands the schema's relations to new names
+		if (!analysis.ok || !analysis.statements.some((s) => s.tables.length > 0 || (s.schemaEscapes?.length ?? 0) > 0)) return undefined;
 		if (!this.o.live().policies.guardrailRules.some((r) => (r.sql?.tables?.length ?? 0) > 0)) return undefined;
 		return this.o.policy.expandTables(analysis, this.o.catalog).then(
 			(expanded) => this.guard(expanded),

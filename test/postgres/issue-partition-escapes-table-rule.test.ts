@@ -74,6 +74,9 @@ for (const masking of [true, false]) {
 			["ALTER TABLE child NO INHERIT parent", /keep-parent/],
 			["ALTER TABLE parted RENAME TO parted_old", masking ? /keep-parted|mask:rename-masked/ : /keep-parted/],
 			["ALTER TABLE parted SET SCHEMA other", masking ? /keep-parted|mask:rename-masked/ : /keep-parted/],
+			// a function body created earlier may name parted_one: it would reach parted's rows
+			// (test/postgres/issue-late-bound-names.test.ts)
+			["ALTER TABLE parted_1 RENAME TO parted_one", masking ? /keep-parted|mask:rename-masked/ : /keep-parted/],
 		] as const) {
 			test(`refused: ${sql}`, async () => {
 				const c = await fx.connect("alice");
@@ -95,7 +98,6 @@ for (const masking of [true, false]) {
 					await c.query("ALTER TABLE parted_1 ALTER COLUMN email SET STATISTICS 100");
 					await c.query("CREATE TABLE parted_3 PARTITION OF parted FOR VALUES FROM (200) TO (300)");
 				});
-				if (!masking) await inRolledBack(c, () => c.query("ALTER TABLE parted_1 RENAME TO parted_one"));
 			} finally {
 				await c.end();
 			}

@@ -34,6 +34,10 @@ export class DataCatalog implements Catalog, FunctionCatalog {
 		return this.#byOid.get(oid);
 	}
 
+	async relationsInSchema(schema: string): Promise<RelationInfo[]> {
+		return [...this.#byOid.values()].filter((r) => r.schema === schema);
+	}
+
 	async isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {
 		if (schema && schema !== "pg_catalog") return false;
 		return !this.userFunctions.has(name);
