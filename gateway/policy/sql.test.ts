@@ -427,6 +427,14 @@ test("cascading, schema-wide and owned-by statements match table rules (deny by 
 	const unqualified: GuardrailRule[] = [{ name: "u", action: "block", sql: { statementKinds: ["DROP"], tables: ["orders"] } }];
 	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("ALTER SCHEMA other RENAME TO o2"), access: "admin", rules: unqualified }).action, "block");
 	assert.deepEqual(one("ALTER SCHEMA public RENAME TO x").schemaEscapes, ["public"]);
+	// the statistics catalogs hold sample values of every table (red-team round 8)
+	for (const sql of ["SELECT most_common_vals FROM pg_stats", "SELECT stavalues1 FROM pg_catalog.pg_statistic", "SELECT * FROM pg_stats_ext_exprs"]) {
+		assert.deepEqual(one(sql).unnamedReach, ["SELECT"], sql);
+	}
+	assert.equal(one("SELECT * FROM stats.pg_stats").unnamedReach, undefined, "another schema's relation");
+	const secrets: GuardrailRule[] = [{ name: "s", action: "block", sql: { statementKinds: ["SELECT"], tables: ["public.secrets"] } }];
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("SELECT histogram_bounds FROM pg_stats"), access: "read-only", rules: secrets }).action, "block");
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("SELECT histogram_bounds FROM pg_stats"), access: "read-only", rules: dropTableOnly }).action, "allow");
 	assert.equal(one("DROP TABLE t").unnamedReach, undefined);
 });
 

@@ -344,11 +344,21 @@ const FILE_VIEWS = new Set(["pg_hba_file_rules", "pg_ident_file_mappings", "pg_f
  */
 const CREDENTIAL_CATALOGS = new Set(["pg_authid", "pg_shadow", "pg_user_mapping", "pg_user_mappings", "pg_subscription"]);
 
-/** Risks of reading the relation `schema.name` itself (configuration files, credentials). */
+/**
+ * The planner's statistics: sample values of every analysed column of every table (most common
+ * values, histogram bounds, extended statistics' value combinations). Under a rule on SELECT of
+ * secrets, `SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'secrets'` read the
+ * secrets back without naming them (red-team round 8, test/postgres/issue-reads-through-statistics.test.ts).
+ */
+const STATISTICS_CATALOGS = new Set(["pg_stats", "pg_statistic", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic_ext_data"]);
+
+/** Risks of reading the relation `schema.name` itself (configuration files, credentials, statistics). */
 function relationRisk(schema: string | undefined, name: string, c: Collector): void {
 	if (schema !== undefined && schema !== "pg_catalog") return;
 	if (FILE_VIEWS.has(name)) c.risk("server-access", `${name} reads server configuration files`);
 	if (CREDENTIAL_CATALOGS.has(name)) c.risk("server-access", `${name} holds credentials (password verifiers, connection passwords)`);
+	// values of any table: rules naming tables meet it as a read of every table
+	if (STATISTICS_CATALOGS.has(name)) reaches(c, ["SELECT"]);
 }
 
 /**

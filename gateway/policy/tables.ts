@@ -16,7 +16,7 @@
  * relation, and every relation of a renamed schema, also escapes the tables whose rows it reaches. `binds` (writes a
  * statement makes possible later: cascading foreign keys, updatable views) are expanded like tables.
  */
-import { analyzeSql, withTables } from "./sql.ts";
+import { analyzeSql, withFields, withTables } from "./sql.ts";
 import type { Catalog, RelationInfo, RelationName, SqlAnalysis, SqlStatementInfo } from "./types.ts";
 
 const MAX_DEPTH = 8;
@@ -52,7 +52,11 @@ async function resolve(names: readonly string[], catalog: Catalog): Promise<(Rel
 
 const qualified = (r: RelationName): string => `${r.schema}.${r.name}`;
 
-async function expand(names: readonly string[], catalog: Catalog, seen: Set<string>, depth: number): Promise<void> {
+/**
+ * Adds to `seen` the relations `names` reach; `reach` (when given) collects the unnamed reach of view
+ * definitions: a view over `pg_stats` reads every table's sample values as its own query would.
+ */
+async function expand(names: readonly string[], catalog: Catalog, seen: Set<string>, depth: number, reach?: Set<string>): Promise<void> {
 	if (depth > MAX_DEPTH) return;
 	const rels = await resolve(names, catalog);
 	const next: string[] = [];
@@ -65,10 +69,15 @@ async function expand(names: readonly string[], catalog: Catalog, seen: Set<stri
 		for (const r of [...(rel.ancestors ?? []), ...(rel.descendants ?? [])]) seen.add(qualified(r));
 		if (rel.viewDefinition) {
 			const a = analyzeSql(rel.viewDefinition);
-			if (a.ok) for (const s of a.statements) next.push(...s.tables);
+			if (a.ok) {
+				for (const s of a.statements) {
+					next.push(...s.tables);
+					if (reach) for (const k of s.unnamedReach ?? []) reach.add(k);
+				}
+			}
 		}
 	}
-	if (next.length > 0) await expand(next, catalog, seen, depth + 1);
+	if (next.length > 0) await expand(next, catalog, seen, depth + 1, reach);
 }
 
 /**
@@ -128,11 +137,14 @@ export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog): P
 	for (const s of analysis.statements) {
 		const seen = new Set<string>();
 		const own = s.uses?.statement ? [...s.tables, ...s.uses.statement.tables] : s.tables;
-		await expand(own, catalog, seen, 0);
+		const reach = new Set(s.unnamedReach ?? []);
+		const reached = reach.size;
+		await expand(own, catalog, seen, 0, reach);
 		const tables = [...new Set([...s.tables, ...seen])];
 		const escapes = await expandEscapes(s, catalog);
 		const binds = await expandBinds(s, catalog);
-		statements.push(tables.length === s.tables.length && !escapes && !binds ? s : withTables(s, tables, escapes, binds));
+		const out = tables.length === s.tables.length && !escapes && !binds ? s : withTables(s, tables, escapes, binds);
+		statements.push(reach.size > reached ? withFields(out, { unnamedReach: Object.freeze([...reach]) as unknown as string[] }) : out);
 	}
 	return Object.freeze({ ok: true, statements });
 }
