@@ -67,3 +67,15 @@ test("withBaseTables: renaming or moving what reaches a ruled table's rows escap
 	assert.equal(await verdict("ALTER SCHEMA spare RENAME TO spare2"), "allow");
 	assert.equal(await verdict("ALTER TABLE spare.t RENAME TO u"), "allow");
 });
+
+test("withBaseTables: an index or TOAST table is read as the table whose data it holds", async () => {
+	const catalog = new DataCatalog([
+		{ oid: 17201, schema: "public", name: "secrets", kind: "table", columns: [{ name: "id", attnum: 1 }] },
+		{ oid: 17202, schema: "pg_toast", name: "pg_toast_17201", kind: "other", columns: [{ name: "chunk_data", attnum: 3 }], owner: { schema: "public", name: "secrets" } },
+		{ oid: 17203, schema: "public", name: "secrets_pkey", kind: "other", columns: [{ name: "id", attnum: 1 }], owner: { schema: "public", name: "secrets" } },
+	]);
+	const rules: GuardrailRule[] = [{ name: "no-reading-secrets", action: "block", sql: { statementKinds: ["SELECT"], tables: ["public.secrets"] } }];
+	const verdict = async (sql: string) => evaluateSqlGuardrails({ analysis: await withBaseTables(analyzeSql(sql), catalog), access: "admin", rules }).action;
+	assert.equal(await verdict("SELECT chunk_data FROM pg_toast.pg_toast_17201"), "block");
+	assert.equal(await verdict("SELECT data FROM bt_page_items('secrets_pkey', 1)"), "block");
+});

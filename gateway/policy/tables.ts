@@ -67,6 +67,8 @@ async function expand(names: readonly string[], catalog: Catalog, seen: Set<stri
 		seen.add(q);
 		// Partition/inheritance relatives are tables (never views): their names are enough.
 		for (const r of [...(rel.ancestors ?? []), ...(rel.descendants ?? [])]) seen.add(qualified(r));
+		// An index or TOAST table holds its owner's data: the owner (with its relatives) is read.
+		if (rel.owner) next.push(qualified(rel.owner));
 		if (rel.viewDefinition) {
 			const a = analyzeSql(rel.viewDefinition);
 			if (a.ok) {

@@ -197,6 +197,11 @@ export interface RelationInfo {
 	ancestors?: RelationName[];
 	/** Partitions and inheritance children at any depth: reading or writing this relation reaches their rows. */
 	descendants?: RelationName[];
+	/**
+	 * For an index or a TOAST table: the relation whose data it holds (indexed values, out-of-line
+	 * values). Table rules follow it: `SELECT chunk_data FROM pg_toast.pg_toast_16390` reads secrets.
+	 */
+	owner?: RelationName;
 }
 
 export interface RelationName {

@@ -30,7 +30,15 @@ const RELATION_SQL = `SELECT c.oid::text, n.nspname, c.relname, c.relkind::text,
   (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(a.attname, a.attnum) ORDER BY a.attnum)::text
      FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
   ${relatives("inhrelid", "inhparent")},
-  ${relatives("inhparent", "inhrelid")}
+  ${relatives("inhparent", "inhrelid")},
+  CASE WHEN c.relkind IN ('i', 'I') THEN
+         (SELECT pg_catalog.json_build_array(pg_catalog.json_build_array(on_.nspname, oc.relname))::text
+            FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class oc ON oc.oid = x.indrelid
+            JOIN pg_catalog.pg_namespace on_ ON on_.oid = oc.relnamespace WHERE x.indexrelid = c.oid)
+       WHEN c.relkind = 't' THEN
+         (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(on_.nspname, oc.relname))::text
+            FROM pg_catalog.pg_class oc JOIN pg_catalog.pg_namespace on_ ON on_.oid = oc.relnamespace
+           WHERE oc.reltoastrelid = c.oid) END
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE `;
 
 const KINDS: Record<string, RelationInfo["kind"]> = {
@@ -62,6 +70,8 @@ function toRelation(row: (string | null)[]): RelationInfo {
 	const descendants = relativeNames(row[7]);
 	if (ancestors) info.ancestors = ancestors;
 	if (descendants) info.descendants = descendants;
+	const owner = relativeNames(row[8])?.[0];
+	if (owner) info.owner = owner;
 	return Object.freeze(info);
 }
 
