@@ -113,12 +113,21 @@ function ruleMatches(c: CompiledSqlRule, s: SqlStatementInfo): boolean {
 	if (!escapes && c.tables && s.binds?.some((b) => b.tables.some((t) => c.tables!(splitName(t))) && (!c.kinds || b.kinds.some((k) => c.kinds!(k))))) {
 		return !c.functions || callsMatch(c, s);
 	}
-	if (!escapes && c.kinds && !s.kinds.some((k) => c.kinds!(k)) && !(unnamed && s.unnamedReach!.some((k) => c.kinds!(k)))) return false;
+	// A definition naming a ruled function (an operator, cast or aggregate over it, a column DEFAULT,
+	// CHECK, index expression or policy calling it, a rename or move of it) hands it to later
+	// statements that name nothing the rule sees: `CREATE OPERATOR ### (function = purge_one)` then
+	// `SELECT ### 1` passed a rule on SELECT calling purge_one. It meets the rule by its functions,
+	// whatever the rule's statement kinds.
+	const binding = c.functions !== undefined && DEFINITION_KIND.test(s.kind) && callsMatch(c, s);
+	if (!escapes && !binding && c.kinds && !s.kinds.some((k) => c.kinds!(k)) && !(unnamed && s.unnamedReach!.some((k) => c.kinds!(k)))) return false;
 	if (!escapes && !unnamed && c.tables && !s.tables.some((t) => c.tables!(splitName(t)))) return false;
 	if (c.functions && !callsMatch(c, s)) return false;
 	if (!escapes && c.withoutWhere && s.hasWhere !== false) return false;
 	return true;
 }
+
+/** Statements that define or change objects, which may call a function later (see ruleMatches). */
+const DEFINITION_KIND = /^(CREATE|ALTER) /;
 
 /**
  * The statement calls a function the rule names: in call syntax, or maybe in field notation

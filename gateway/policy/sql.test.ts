@@ -427,6 +427,16 @@ test("cascading, schema-wide and owned-by statements match table rules (deny by 
 	const unqualified: GuardrailRule[] = [{ name: "u", action: "block", sql: { statementKinds: ["DROP"], tables: ["orders"] } }];
 	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("ALTER SCHEMA other RENAME TO o2"), access: "admin", rules: unqualified }).action, "block");
 	assert.deepEqual(one("ALTER SCHEMA public RENAME TO x").schemaEscapes, ["public"]);
+	// a function named with empty parentheses is listed (red-team round 8), and definitions meet
+	// function rules whatever their statement kinds
+	for (const sql of ["ALTER FUNCTION purge() RENAME TO tidy", "ALTER ROUTINE public.purge() SET SCHEMA x", "DROP FUNCTION purge()"]) {
+		assert.ok(one(sql).functions.some((f) => f.endsWith("purge")), sql);
+	}
+	const onSelect: GuardrailRule[] = [{ name: "f", action: "block", sql: { statementKinds: ["SELECT"], functions: ["purge"] } }];
+	for (const sql of ["CREATE OPERATOR ### (rightarg = int, function = purge)", "ALTER TABLE t ALTER COLUMN c SET DEFAULT purge()", "ALTER FUNCTION purge() RENAME TO tidy"]) {
+		assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "admin", rules: onSelect }).action, "block", sql);
+	}
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("DROP FUNCTION purge()"), access: "admin", rules: onSelect }).action, "allow");
 	// the statistics catalogs hold sample values of every table (red-team round 8)
 	for (const sql of ["SELECT most_common_vals FROM pg_stats", "SELECT stavalues1 FROM pg_catalog.pg_statistic", "SELECT * FROM pg_stats_ext_exprs"]) {
 		assert.deepEqual(one(sql).unnamedReach, ["SELECT"], sql);

@@ -1459,8 +1459,10 @@ function visitNode(obj: PgNode, c: Collector, text: string, executes: boolean): 
 		relationRisk(typeof obj.schemaname === "string" ? obj.schemaname : undefined, obj.relname, c);
 	}
 	// ObjectWithArgs, wrapped or not: CREATE CAST ... WITH FUNCTION f(...), operator class
-	// support functions, ALTER/DROP FUNCTION...
-	if (Array.isArray(obj.objname) && ("objargs" in obj || "objfuncargs" in obj || "args_unspecified" in obj)) {
+	// support functions, ALTER/DROP FUNCTION... It is the only node with `objname`; with empty
+	// parentheses (`ALTER FUNCTION purge() RENAME TO tidy`) it has no other field, and was missed:
+	// the rename passed a rule on purge, and SELECT tidy() ran it (red-team round 8).
+	if (Array.isArray(obj.objname)) {
 		functionReference(names(obj.objname), c);
 	}
 	const u = unwrap(obj);
