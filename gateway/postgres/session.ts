@@ -59,6 +59,8 @@ import type { UpstreamConnection } from "./upstream.ts";
 
 /** Forwarded in place of a blocked statement: fails upstream at parse time, never executes anything. */
 export const BLOCKED_SQL = "DRAWBRIDGE_STATEMENT_BLOCKED";
+/** Statement names whose defining rules are remembered (`noteDefinition`); past it all are forgotten, and an unknown Bind is refused. */
+const MAX_DEFINED_NAMES = 10_000;
 /** Name of the failing Parse that stands in for a refused Bind upstream (never stored: it does not parse). */
 const BLOCKED_STATEMENT_NAME = "drawbridge:blocked-bind";
 
@@ -284,6 +286,10 @@ export class Session {
 	private nameChangedInSync = -1;
 	/** `syncSeg` of the last Execute that may change prepared-statement names (not only portals). */
 	private statementsChangedInSync = -1;
+	/** Per statement name, the guardrail rules its definitions were decided under (`noteDefinition`). */
+	private readonly definedUnder = new Map<string, readonly GuardrailRule[] | "several">();
+	/** Set once `definedUnder` overflowed: a name it no longer holds may have been defined under any rules. */
+	private definitionsForgotten = false;
 	/**
 	 * `syncSeg` of the last forwarded Execute that may change server settings (it calls a function
 	 * that is not a known built-in, CALL, DO, EXECUTE, or its statement is unknown). See
@@ -622,6 +628,19 @@ export class Session {
 		}
 		if (stmt?.parseVerdict?.action === "block") {
 			this.blockBind(m, stmt, stmt.parseVerdict);
+			return undefined;
+		}
+		if (!stmt && this.definedUnderOtherRules(m.statement, rules)) {
+			// What the name holds is not known here (an Execute earlier in this segment ran SQL PREPARE
+			// or DEALLOCATE), and it was defined under other rules than these: a statement parsed
+			// before a block rule was merged ran past it (`PREPARE z AS SELECT 1` executed, then Bind
+			// of a DELETE parsed before the rule, in one segment).
+			this.blockBind(m, undefined, {
+				action: "block",
+				rule: "guardrails:unknown-statement",
+				sqlstate: "42501",
+				message: `prepared statement ${JSON.stringify(m.statement)} is not known to the gateway at this point and the guardrail rules changed since it was defined: Sync, or Parse it again, before binding it`,
+			});
 			return undefined;
 		}
 		if (!rules.some((r) => r.action === "requireApproval")) {
@@ -1017,6 +1036,7 @@ export class Session {
 	): Promise<void> | undefined {
 		const statements = analysis.ok ? analysis.statements : [];
 		const forward = (decision: Decision, approvalId?: string) => {
+			for (const s of statements) if (s.prepared) this.noteDefinition(s.prepared.name, this.o.live().policies.guardrailRules);
 			const seq = this.sql.forwarded(analysis);
 			this.push({
 				seq,
@@ -1179,8 +1199,33 @@ export class Session {
 		stmt.parseVerdict = verdict;
 		if (analysis.ok && analysis.statements.some((s) => s.uses)) stmt.unresolved = this.o.policy.analyze(m.sql);
 		stmt.parseRules = this.o.live().policies.guardrailRules;
+		this.noteDefinition(m.name, stmt.parseRules);
+		if (analysis.ok) for (const s of analysis.statements) if (s.prepared) this.noteDefinition(s.prepared.name, stmt.parseRules);
 		forward();
 		return undefined;
+	}
+
+	/**
+	 * Records the guardrail rules a statement name was defined under (Parse, SQL PREPARE). A Bind
+	 * whose statement the gateway cannot tell (see onBind) is safe only if every definition of the
+	 * name was decided under the rules in force now.
+	 */
+	private noteDefinition(name: string, rules: readonly GuardrailRule[]): void {
+		const had = this.definedUnder.get(name);
+		if (had === rules || had === "several") return;
+		if (had === undefined) {
+			if (this.definedUnder.size >= MAX_DEFINED_NAMES) {
+				this.definedUnder.clear();
+				this.definitionsForgotten = true;
+			}
+			this.definedUnder.set(name, rules);
+		} else this.definedUnder.set(name, "several");
+	}
+
+	/** Some definition of `name` may have been decided under other guardrail rules than `rules`. */
+	private definedUnderOtherRules(name: string, rules: readonly GuardrailRule[]): boolean {
+		const had = this.definedUnder.get(name);
+		return had === undefined ? this.definitionsForgotten : had !== rules;
 	}
 
 	/** Hold a statement for approval. Resolves with the outcome; client disconnect cancels. */
