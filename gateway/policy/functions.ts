@@ -245,6 +245,32 @@ add("write", "writes data", [
 ]);
 
 /**
+ * Functions that read or write the rows of a table without naming it: large objects are rows of
+ * `pg_catalog.pg_largeobject` (files an application keeps with lo_import or JDBC Blobs). A statement
+ * calling one carries the kinds of what it does and names that table: under a rule holding DELETEs
+ * for approval, `SELECT lo_unlink(16400)` removed a stored document with nobody asked (red-team
+ * round 8, test/postgres/issue-large-object-writes.test.ts).
+ */
+export const TABLE_FUNCTIONS: ReadonlyMap<string, { kinds: readonly string[]; table: string }> = new Map(
+	(
+		[
+			["lo_unlink", ["DELETE"]],
+			["lo_truncate", ["UPDATE"]],
+			["lo_truncate64", ["UPDATE"]],
+			["lo_put", ["UPDATE"]],
+			["lowrite", ["UPDATE"]],
+			["lo_create", ["INSERT"]],
+			["lo_creat", ["INSERT"]],
+			["lo_from_bytea", ["INSERT"]],
+			["lo_import", ["INSERT"]],
+			["lo_get", []],
+			["loread", []],
+			["lo_export", []],
+		] as const
+	).map(([name, kinds]) => [name, { kinds, table: "pg_catalog.pg_largeobject" }]),
+);
+
+/**
  * Built-ins that write no table but keep what they are given beyond the statement, where another
  * statement or session reads it back unmasked: `set_config` (ParameterStatus, current_setting),
  * advisory locks (their keys are listed in pg_locks: `pg_advisory_lock(id, ascii(substr(email, n,

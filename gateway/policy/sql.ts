@@ -8,6 +8,7 @@
 import { loadModule, parsePlPgSQLSync, parseSync } from "libpg-query";
 import {
 	ALL_TABLES_FUNCTIONS,
+	TABLE_FUNCTIONS,
 	functionRisk,
 	RELATION_ARGUMENT_FUNCTIONS,
 	SQL_FRAGMENT_FUNCTIONS,
@@ -1538,6 +1539,15 @@ function functionReference(parts: string[], c: Collector): void {
 	c.functions.add(qualified);
 	const risk = functionRisk(qualified);
 	if (risk) c.risk(risk.kind, `${qualified}() ${risk.detail} (referenced by the statement)`);
+	tableFunction(parts[parts.length - 1]!.toLowerCase(), c);
+}
+
+/** The kinds and table of a function that reads or writes a table it does not name (TABLE_FUNCTIONS). */
+function tableFunction(last: string, c: Collector): void {
+	const t = TABLE_FUNCTIONS.get(last);
+	if (!t) return;
+	for (const k of t.kinds) c.kind(k);
+	c.tables.add(t.table);
 }
 
 /**
@@ -1559,6 +1569,7 @@ function fieldCall(name: string, c: Collector): void {
 	if (risk || STATE_FUNCTIONS.has(name.toLowerCase())) c.functions.add(name.toLowerCase());
 	if (risk) c.risk(risk.kind, `${name.toLowerCase()}() ${risk.detail} (called in field notation: (x).${name})`);
 	const last = name.toLowerCase();
+	tableFunction(last, c);
 	if (last === "set_config" || SQL_FRAGMENT_FUNCTIONS.has(last) || REMOTE_SQL_FUNCTIONS.has(last) || sqlTextArguments(last, 1).length > 0 || RELATION_ARGUMENT_FUNCTIONS.has(last)) {
 		// one-argument forms of functions whose arguments the classifier reads (crosstab(sql),
 		// dblink(sql)...): the argument is an expression here, not a constant it could read
@@ -1589,6 +1600,7 @@ function visitFuncCall(b: PgNode, c: Collector, text: string, executes: boolean)
 	}
 	const risk = functionRisk(qualified);
 	if (risk) c.risk(risk.kind, `${qualified}() ${risk.detail}`);
+	tableFunction(last, c);
 	// dblink_exec('host=/run/postgresql ...', 'DROP TABLE accounts'): SQL on a connection the
 	// classifier does not follow (often back to the same server). Admin grants skip server-access;
 	// for them it meets every rule, like EXECUTE in PL/pgSQL.
