@@ -245,14 +245,16 @@ add("write", "writes data", [
 ]);
 
 /**
- * Functions that read or write the rows of a table without naming it: large objects are rows of
- * `pg_catalog.pg_largeobject` (files an application keeps with lo_import or JDBC Blobs). A statement
- * calling one carries the kinds of what it does and names that table: under a rule holding DELETEs
- * for approval, `SELECT lo_unlink(16400)` removed a stored document with nobody asked (red-team
- * round 8, test/postgres/issue-large-object-writes.test.ts).
+ * Functions that do what a statement kind does, without that statement: large objects are rows of
+ * `pg_catalog.pg_largeobject` (files an application keeps with lo_import or JDBC Blobs), and
+ * `pg_notify(channel, payload)` is NOTIFY. A statement calling one carries the kinds of what it does
+ * (and names the table): under a rule holding DELETEs for approval, `SELECT lo_unlink(16400)` removed
+ * a stored document with nobody asked, and `SELECT pg_notify('jobs', ...)` passed a rule blocking
+ * NOTIFY (red-team round 8, test/postgres/issue-large-object-writes.test.ts).
  */
-export const TABLE_FUNCTIONS: ReadonlyMap<string, { kinds: readonly string[]; table: string }> = new Map(
-	(
+export const FUNCTION_STATEMENTS: ReadonlyMap<string, { kinds: readonly string[]; table?: string }> = new Map<string, { kinds: readonly string[]; table?: string }>([
+	["pg_notify", { kinds: ["NOTIFY"] }],
+	...(
 		[
 			["lo_unlink", ["DELETE"]],
 			["lo_truncate", ["UPDATE"]],
@@ -267,8 +269,8 @@ export const TABLE_FUNCTIONS: ReadonlyMap<string, { kinds: readonly string[]; ta
 			["loread", []],
 			["lo_export", []],
 		] as const
-	).map(([name, kinds]) => [name, { kinds, table: "pg_catalog.pg_largeobject" }]),
-);
+	).map(([name, kinds]): [string, { kinds: readonly string[]; table: string }] => [name, { kinds, table: "pg_catalog.pg_largeobject" }]),
+]);
 
 /**
  * Built-ins that write no table but keep what they are given beyond the statement, where another

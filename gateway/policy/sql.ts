@@ -8,7 +8,7 @@
 import { loadModule, parsePlPgSQLSync, parseSync } from "libpg-query";
 import {
 	ALL_TABLES_FUNCTIONS,
-	TABLE_FUNCTIONS,
+	FUNCTION_STATEMENTS,
 	functionRisk,
 	RELATION_ARGUMENT_FUNCTIONS,
 	SQL_FRAGMENT_FUNCTIONS,
@@ -1542,12 +1542,12 @@ function functionReference(parts: string[], c: Collector): void {
 	tableFunction(parts[parts.length - 1]!.toLowerCase(), c);
 }
 
-/** The kinds and table of a function that reads or writes a table it does not name (TABLE_FUNCTIONS). */
+/** The kinds (and table) of a function that does what a statement kind does (FUNCTION_STATEMENTS). */
 function tableFunction(last: string, c: Collector): void {
-	const t = TABLE_FUNCTIONS.get(last);
+	const t = FUNCTION_STATEMENTS.get(last);
 	if (!t) return;
 	for (const k of t.kinds) c.kind(k);
-	c.tables.add(t.table);
+	if (t.table) c.tables.add(t.table);
 }
 
 /**
