@@ -1026,6 +1026,14 @@ function visitStatement(
 	// functions. Like other server-wide state: reserved for admin grants.
 	if (type === "CreateCastStmt" && b.func === undefined && b.inout !== true) c.risk("system", "CREATE CAST ... WITHOUT FUNCTION reinterprets memory (a wrong cast crashes the server)");
 	if (type === "DefineStmt" && b.kind === "OBJECT_TYPE" && Array.isArray(b.definition)) c.risk("system", "a base type's I/O functions and storage are trusted by the server");
+	// Likewise text search parsers and templates (their functions get the server's own structures:
+	// `CREATE TEXT SEARCH TEMPLATE t (INIT = gtsvector_decompress, LEXIZE = dsimple_lexize)` then a
+	// dictionary on it crashed the server), and aggregates whose state is `internal` (any function
+	// taking and returning internal fits: `sfunc = int8_avg_accum, stype = internal, finalfunc =
+	// string_agg_finalfn` crashed it at the first call). Red-team round 8,
+	// test/postgres/issue-crash-by-definition.test.ts.
+	if (type === "DefineStmt" && (b.kind === "OBJECT_TSPARSER" || b.kind === "OBJECT_TSTEMPLATE")) c.risk("system", `${kind} gives the server's text search internals to the functions it names`);
+	if (type === "DefineStmt" && b.kind === "OBJECT_AGGREGATE" && internalState(b.definition)) c.risk("system", "an aggregate with internal state hands raw memory between the functions it names");
 	if (type === "AlterTypeStmt" || type === "CreateOpClassStmt" || type === "CreateOpFamilyStmt" || type === "AlterOpFamilyStmt") {
 		c.risk("system", `${kind} defines what the server trusts with raw memory`);
 	}
@@ -1034,6 +1042,18 @@ function visitStatement(
 	c.kind(kind);
 	walkChildren(b, c, text, executes);
 	return kind;
+}
+
+/** An aggregate definition whose state (`stype`, `stype1`, `mstype`) is the pseudo-type internal. */
+function internalState(definition: unknown): boolean {
+	for (const d of defElems(definition)) {
+		if (d.name !== "stype" && d.name !== "stype1" && d.name !== "mstype") continue;
+		const u = unwrap(d.arg);
+		const typeName = u?.[0] === "TypeName" ? names(u[1].names).at(-1) : str(d.arg);
+		// a type name that is not a constant name is not provably another type
+		if (typeName === undefined || typeName.toLowerCase() === "internal") return true;
+	}
+	return false;
 }
 
 /** Object types that are server-wide or serve every session: their DDL is reserved for admin grants. */
