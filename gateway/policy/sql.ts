@@ -1501,6 +1501,10 @@ function visitNode(obj: PgNode, c: Collector, text: string, executes: boolean): 
 		const arg = unwrap(b.arg);
 		if (arg?.[0] === "TypeName") functionReference(names(arg[1].names), c);
 		else if (arg?.[0] === "List") functionReference(names(arg[1].items), c);
+		// A planner support function (superuser only) gets the planner's own request nodes: any
+		// function taking and returning internal fits, `SUPPORT gtsvector_decompress` crashed the
+		// server at the first call planned (red-team round 8, issue-crash-by-definition).
+		if (String(b.defname).toLowerCase() === "support") c.risk("system", "a planner support function is handed the planner's internal structures");
 	}
 	return false;
 }
