@@ -315,6 +315,9 @@ export const READ_ONLY_SETTINGS: ReadonlySet<string> = new Set([
 ]);
 export const SYSTEM_SETTINGS: ReadonlySet<string> = new Set([
 	"session_replication_role",
+	// PostgreSQL 17: off skips every event trigger in the session (a DBA's DDL guard), as
+	// session_replication_role = replica skips ordinary triggers (red-team round 8)
+	"event_triggers",
 	"session_preload_libraries",
 	"local_preload_libraries",
 	"allow_system_table_mods",

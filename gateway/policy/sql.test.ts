@@ -437,6 +437,10 @@ test("cascading, schema-wide and owned-by statements match table rules (deny by 
 		assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "admin", rules: onSelect }).action, "block", sql);
 	}
 	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("DROP FUNCTION purge()"), access: "admin", rules: onSelect }).action, "allow");
+	// PostgreSQL 17's event_triggers = off skips a DBA's DDL guard in the session (red-team round 8)
+	for (const sql of ["SET event_triggers = off", "SET LOCAL event_triggers TO false", "SELECT set_config('event_triggers', 'off', false)"]) {
+		assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "read-write", rules: [] }).rule, "builtin:system", sql);
+	}
 	// the statistics catalogs hold sample values of every table (red-team round 8)
 	for (const sql of ["SELECT most_common_vals FROM pg_stats", "SELECT stavalues1 FROM pg_catalog.pg_statistic", "SELECT * FROM pg_stats_ext_exprs"]) {
 		assert.deepEqual(one(sql).unnamedReach, ["SELECT"], sql);
