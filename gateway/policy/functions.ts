@@ -257,6 +257,9 @@ export const FUNCTION_STATEMENTS: ReadonlyMap<string, { kinds: readonly string[]
 	...(
 		[
 			["lo_unlink", ["DELETE"]],
+			// contrib lo's trigger: unlinks the large object a row's column named when the row is
+			// updated or deleted (a trigger on the agent's own table then removes anyone's objects)
+			["lo_manage", ["DELETE"]],
 			["lo_truncate", ["UPDATE"]],
 			["lo_truncate64", ["UPDATE"]],
 			["lo_put", ["UPDATE"]],

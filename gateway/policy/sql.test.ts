@@ -437,6 +437,18 @@ test("cascading, schema-wide and owned-by statements match table rules (deny by 
 		assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "admin", rules: onSelect }).action, "block", sql);
 	}
 	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("DROP FUNCTION purge()"), access: "admin", rules: onSelect }).action, "allow");
+	// large-object writes carry their kinds (red-team round 8), contrib lo's trigger function too
+	for (const [sql, kind] of [
+		["SELECT lo_unlink(16400)", "DELETE"],
+		["SELECT (16400::oid).lo_unlink", "DELETE"],
+		["SELECT lo_put(16400, 0, 'x')", "UPDATE"],
+		["SELECT lo_from_bytea(0, 'x')", "INSERT"],
+		["SELECT pg_notify('jobs', 'x')", "NOTIFY"],
+		["CREATE TRIGGER t BEFORE UPDATE OR DELETE ON docs FOR EACH ROW EXECUTE FUNCTION lo_manage(blob)", "DELETE"],
+	] as const) {
+		assert.ok(one(sql).kinds.includes(kind), `${sql}: ${kind}`);
+	}
+	assert.ok(one("SELECT lo_get(16400)").tables.includes("pg_catalog.pg_largeobject"));
 	// PostgreSQL 17's event_triggers = off skips a DBA's DDL guard in the session (red-team round 8)
 	for (const sql of ["SET event_triggers = off", "SET LOCAL event_triggers TO false", "SELECT set_config('event_triggers', 'off', false)"]) {
 		assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "read-write", rules: [] }).rule, "builtin:system", sql);
