@@ -196,8 +196,18 @@ export const RELATION_ARGUMENT_FUNCTIONS: ReadonlyMap<string, { kinds: readonly 
 	["heap_force_freeze", { kinds: ["UPDATE"] }],
 ]);
 
-/** Functions that read every table of a schema (`schema_to_xml('public', ...)`) or of the database. */
+/**
+ * Functions that read every table of a schema (`schema_to_xml('public', ...)`) or of the database,
+ * and those that read a server file's contents (a table's data file is its rows: under a rule on
+ * SELECT of secrets an admin grant read them with `pg_read_binary_file(pg_relation_filepath(
+ * 'secrets'))` or `lo_import` of that path; red-team round 8).
+ */
 export const ALL_TABLES_FUNCTIONS: ReadonlySet<string> = new Set([
+	"pg_read_file",
+	"pg_read_file_old",
+	"pg_read_binary_file",
+	"pg_file_read",
+	"lo_import",
 	"schema_to_xml",
 	"schema_to_xmlschema",
 	"schema_to_xml_and_xmlschema",

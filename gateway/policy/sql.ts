@@ -780,6 +780,8 @@ function visitStatement(
 			} else if (typeof b.filename === "string") {
 				c.kind("COPY FILE");
 				c.risk("server-access", `COPY ${from ? "FROM" : "TO"} a server file`);
+				// a server file may be a table's data file: its rows (red-team round 8)
+				if (from) reaches(c, ["SELECT"]);
 			}
 			// COPY accounts TO STDOUT reads every row: a rule on SELECT of accounts met
 			// COPY (SELECT * FROM accounts) TO STDOUT but not this.
@@ -1563,7 +1565,9 @@ function functionReference(parts: string[], c: Collector): void {
 	c.functions.add(qualified);
 	const risk = functionRisk(qualified);
 	if (risk) c.risk(risk.kind, `${qualified}() ${risk.detail} (referenced by the statement)`);
-	tableFunction(parts[parts.length - 1]!.toLowerCase(), c);
+	const last = parts[parts.length - 1]!.toLowerCase();
+	tableFunction(last, c);
+	if (ALL_TABLES_FUNCTIONS.has(last)) reaches(c, ["SELECT"]);
 }
 
 /** The kinds (and table) of a function that does what a statement kind does (FUNCTION_STATEMENTS). */
@@ -1594,6 +1598,7 @@ function fieldCall(name: string, c: Collector): void {
 	if (risk) c.risk(risk.kind, `${name.toLowerCase()}() ${risk.detail} (called in field notation: (x).${name})`);
 	const last = name.toLowerCase();
 	tableFunction(last, c);
+	if (ALL_TABLES_FUNCTIONS.has(last)) reaches(c, ["SELECT"]);
 	if (last === "set_config" || SQL_FRAGMENT_FUNCTIONS.has(last) || REMOTE_SQL_FUNCTIONS.has(last) || sqlTextArguments(last, 1).length > 0 || RELATION_ARGUMENT_FUNCTIONS.has(last)) {
 		// one-argument forms of functions whose arguments the classifier reads (crosstab(sql),
 		// dblink(sql)...): the argument is an expression here, not a constant it could read
