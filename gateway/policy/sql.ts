@@ -962,6 +962,10 @@ function visitStatement(
 			// TABLE tv (...)`, `CREATE RULE "_RETURN" AS ON SELECT TO tv DO INSTEAD SELECT * FROM
 			// accounts`, `DELETE FROM tv WHERE id > 0` deleted accounts. Bound like CREATE VIEW.
 			const actions = Array.isArray(b.actions) ? b.actions : [];
+			// Its actions see NEW/OLD, the rows written to (or read from) the relation: `CREATE RULE
+			// leak AS ON UPDATE TO secrets DO ALSO INSERT INTO scratch VALUES (NEW.secret)` copied the
+			// next rows written under a rule on SELECT of secrets (red-team round 8).
+			if (actions.length > 0) c.kind("SELECT");
 			const base = b.event === "CMD_SELECT" && actions.length === 1 ? updatableBase(actions[0]) : undefined;
 			if (base) c.binds.push({ kinds: ["INSERT", "UPDATE", "DELETE", "MERGE"], tables: [base] });
 			break;
@@ -1005,6 +1009,11 @@ function visitStatement(
 			.map((r) => rangeVarName(r));
 		if (parents.length > 0) c.binds.push({ kinds: ["INSERT"], tables: parents });
 	}
+	// A row trigger hands every row written to its table to its function, which may copy it anywhere
+	// (a DBA's generic audit function writing row_to_json(NEW) into a log): under a rule on SELECT
+	// of secrets, CREATE TRIGGER ... ON secrets FOR EACH ROW EXECUTE FUNCTION audit_row() leaked the
+	// next rows written (red-team round 8, test/postgres/issue-reads-by-binding.test.ts).
+	if (type === "CreateTrigStmt" && b.row === true) c.kind("SELECT");
 	// refint's check_foreign_key(n, 'cascade', key..., table, column...) deletes or updates rows of
 	// the tables named in the trigger's arguments when a row of the trigger's table goes or changes:
 	// `CREATE TRIGGER ... ON scratch ... EXECUTE FUNCTION check_foreign_key(1, 'cascade', 'id',
