@@ -241,6 +241,15 @@ function classifyStatement(stmt: PgNode, text: string): SqlStatementInfo {
 	const c = new Collector();
 	const extra: Partial<SqlStatementInfo> = {};
 	const kind = visitStatement(stmt, c, text, extra, true);
+	// Expressions a definition evaluates over a relation's rows (a CHECK constraint validated now, an
+	// index or generated-column expression, a policy, extended statistics) hand every row to the
+	// functions and operators they use: `ALTER TABLE secrets ADD CONSTRAINT c CHECK (leak(secret))`,
+	// leak a SQL function inserting its argument into scratch, copied every secret under a rule on
+	// SELECT of secrets (red-team round 8, test/postgres/issue-reads-by-binding.test.ts). Such a
+	// definition with an expression over columns reads its relation (an operator or cast the agent
+	// defined can be the function: any expression counts).
+	const top = unwrap(stmt)?.[0];
+	if (top !== undefined && ROW_EXPRESSION_DEFINITIONS.has(top) && hasColumnRef(stmt)) c.kind("SELECT");
 	const info: SqlStatementInfo = {
 		kind,
 		kinds: [kind, ...c.kinds.filter((k) => k !== kind)],
@@ -260,6 +269,25 @@ function classifyStatement(stmt: PgNode, text: string): SqlStatementInfo {
 	trees.set(info, stmt);
 	return info;
 }
+
+/** Whether a parse tree holds a column reference anywhere (iterative: trees may be deep). */
+function hasColumnRef(tree: unknown): boolean {
+	const stack: unknown[] = [tree];
+	while (stack.length > 0) {
+		const n = stack.pop();
+		if (!n || typeof n !== "object") continue;
+		if (Array.isArray(n)) {
+			for (const x of n) stack.push(x);
+			continue;
+		}
+		if ("ColumnRef" in n) return true;
+		for (const v of Object.values(n)) if (v && typeof v === "object") stack.push(v);
+	}
+	return false;
+}
+
+/** Definitions whose expressions PostgreSQL evaluates over their relation's rows (see classifyStatement). */
+const ROW_EXPRESSION_DEFINITIONS: ReadonlySet<string> = new Set(["AlterTableStmt", "IndexStmt", "CreatePolicyStmt", "AlterPolicyStmt", "CreateStatsStmt"]);
 
 /** Classifies a nested statement body (PREPARE, DECLARE) as its own SqlStatementInfo. */
 const bodyInfo = classifyStatement;
