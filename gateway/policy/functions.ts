@@ -208,6 +208,12 @@ export const ALL_TABLES_FUNCTIONS: ReadonlySet<string> = new Set([
 	"pg_read_binary_file",
 	"pg_file_read",
 	"lo_import",
+	// logical decoding and WAL block images: the rows written to every table
+	"pg_logical_slot_get_changes",
+	"pg_logical_slot_get_binary_changes",
+	"pg_logical_slot_peek_changes",
+	"pg_logical_slot_peek_binary_changes",
+	"pg_get_wal_block_info",
 	"schema_to_xml",
 	"schema_to_xmlschema",
 	"schema_to_xml_and_xmlschema",

@@ -449,6 +449,17 @@ test("cascading, schema-wide and owned-by statements match table rules (deny by 
 		assert.ok(one(sql).kinds.includes(kind), `${sql}: ${kind}`);
 	}
 	assert.ok(one("SELECT lo_get(16400)").tables.includes("pg_catalog.pg_largeobject"));
+	// publications, logical decoding and WAL block images read every table (red-team round 8)
+	for (const sql of [
+		"CREATE PUBLICATION p FOR TABLE secrets",
+		"CREATE PUBLICATION p FOR ALL TABLES",
+		"ALTER PUBLICATION p ADD TABLES IN SCHEMA public",
+		"SELECT data FROM pg_logical_slot_peek_changes('s', NULL, NULL)",
+		"SELECT block_data FROM pg_get_wal_block_info('0/0', '0/FFFFFFFF')",
+	]) {
+		const onSecrets: GuardrailRule[] = [{ name: "s", action: "block", sql: { statementKinds: ["SELECT"], tables: ["public.secrets"] } }];
+		assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "admin", rules: onSecrets }).action, "block", sql);
+	}
 	// PostgreSQL 17's event_triggers = off skips a DBA's DDL guard in the session (red-team round 8)
 	for (const sql of ["SET event_triggers = off", "SET LOCAL event_triggers TO false", "SELECT set_config('event_triggers', 'off', false)"]) {
 		assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql(sql), access: "read-write", rules: [] }).rule, "builtin:system", sql);

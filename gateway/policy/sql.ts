@@ -1071,6 +1071,12 @@ function visitStatement(
 	// taking and returning internal fits: `sfunc = int8_avg_accum, stype = internal, finalfunc =
 	// string_agg_finalfn` crashed it at the first call). Red-team round 8,
 	// test/postgres/issue-crash-by-definition.test.ts.
+	// A publication streams its tables' rows (every table's, FOR ALL TABLES or a schema) to
+	// whoever subscribes, outside the gateway: a read of them (red-team round 8).
+	if (type === "CreatePublicationStmt" || type === "AlterPublicationStmt") {
+		c.kind("SELECT");
+		reaches(c, ["SELECT"]);
+	}
 	if (type === "DefineStmt" && (b.kind === "OBJECT_TSPARSER" || b.kind === "OBJECT_TSTEMPLATE")) c.risk("system", `${kind} gives the server's text search internals to the functions it names`);
 	if (type === "DefineStmt" && b.kind === "OBJECT_AGGREGATE" && internalState(b.definition)) c.risk("system", "an aggregate with internal state hands raw memory between the functions it names");
 	if (type === "AlterTypeStmt" || type === "CreateOpClassStmt" || type === "CreateOpFamilyStmt" || type === "AlterOpFamilyStmt") {
