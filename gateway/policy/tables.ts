@@ -13,8 +13,9 @@
  *
  * `escapes` (RENAME, SET SCHEMA, DETACH PARTITION, NO INHERIT) get the resolved names too, and for
  * DETACH/NO INHERIT the parent's ancestors: the detached rows leave all of them. A renamed or moved
- * relation, and every relation of a renamed schema, also escapes the tables whose rows it reaches. `binds` (writes a
- * statement makes possible later: cascading foreign keys, updatable views) are expanded like tables.
+ * relation, and every relation of a renamed schema, also escapes the tables whose rows it reaches.
+ * `binds` (writes a statement makes possible later: cascading foreign keys, updatable views) are
+ * expanded like tables. An index or TOAST table stands for its owner too (`RelationInfo.owner`).
  */
 import { analyzeSql, withFields, withTables } from "./sql.ts";
 import type { Catalog, RelationInfo, RelationName, SqlAnalysis, SqlStatementInfo } from "./types.ts";
