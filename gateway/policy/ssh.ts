@@ -33,6 +33,18 @@ export interface ShellParse {
 	ok: boolean;
 	segments: ShellSegment[];
 	error?: string;
+	/** Here-document bodies, in order (data to the shell; an unquoted delimiter's body is expanded like "..."). */
+	hereDocs: HereDoc[];
+	/** The top-level command line with its here-document bodies (and delimiter lines) cut out: the shell code. */
+	code: string;
+}
+
+export interface HereDoc {
+	body: string;
+	/** The delimiter was unquoted: bash expands `$(…)`, backquotes, `${…}`, `$((…))` in the body. */
+	expand: boolean;
+	/** Nesting of the command that holds it (0: top level; inside `$( )`, backquotes or `bash -c` more). */
+	depth: number;
 }
 
 const SHELLS = new Set(["sh", "bash", "zsh", "dash", "ksh", "ash", "busybox"]);
@@ -118,15 +130,40 @@ function readAnsiC(input: string, from: number): { end: number; text: string } |
 	return undefined;
 }
 
-/** Splits a command line into words and operators; substitutions are returned separately. */
-function tokenize(input: string, subs: string[]): { words: Word[]; error?: string } {
+/**
+ * Splits a command line into words and operators; substitutions are returned separately. Here-documents
+ * are read as bash reads them: after `<<WORD` (or `<<-WORD`), the lines that follow the command line's
+ * newline, up to a line that is exactly WORD (leading tabs removed for `<<-`), are the document's body,
+ * data and not commands; its `$(…)` and backquotes (unquoted WORD only) are substitutions. Reading the
+ * body as commands let a quote in it hide the next command: `echo a <<EOF⏎echo '⏎EOF⏎touch f #'` passed
+ * `allowedCommands: ["echo *"]` and ran `touch`. `cut` collects the body ranges (offsets in `input`).
+ */
+function tokenize(
+	input: string,
+	subs: string[],
+	hereDocs: { body: string; expand: boolean }[] = [],
+	cut: [number, number][] = [],
+): { words: Word[]; error?: string } {
 	const words: Word[] = [];
 	let cur = "";
 	let inWord = false;
+	/** The current word has quoted or escaped parts (a here-document delimiter so written is not expanded). */
+	let curQuoted = false;
+	/** The word after `<<`/`<<-` is a here-document's delimiter. */
+	let wantDelimiter: { strip: boolean } | undefined;
+	/** Here-documents whose bodies start after the next newline. */
+	const pending: { delimiter: string; strip: boolean; expand: boolean }[] = [];
 	const flush = (): void => {
-		if (inWord) words.push({ text: cur });
+		if (inWord) {
+			words.push({ text: cur });
+			if (wantDelimiter) {
+				pending.push({ delimiter: cur, strip: wantDelimiter.strip, expand: !curQuoted });
+				wantDelimiter = undefined;
+			}
+		}
 		cur = "";
 		inWord = false;
+		curQuoted = false;
 	};
 	let i = 0;
 	const n = input.length;
@@ -155,6 +192,7 @@ function tokenize(input: string, subs: string[]): { words: Word[]; error?: strin
 			if (end < 0) return { words, error: "unterminated single quote" };
 			cur += input.slice(i + 1, end);
 			inWord = true;
+			curQuoted = true;
 			i = end + 1;
 			continue;
 		}
@@ -193,6 +231,7 @@ function tokenize(input: string, subs: string[]): { words: Word[]; error?: strin
 			}
 			if (!closed) return { words, error: "unterminated double quote" };
 			inWord = true;
+			curQuoted = true;
 			i = j + 1;
 			continue;
 		}
@@ -200,6 +239,7 @@ function tokenize(input: string, subs: string[]): { words: Word[]; error?: strin
 			if (i + 1 < n && input[i + 1] !== "\n") {
 				cur += input[i + 1]!;
 				inWord = true;
+				curQuoted = true;
 			}
 			i += 2;
 			continue;
@@ -227,6 +267,7 @@ function tokenize(input: string, subs: string[]): { words: Word[]; error?: strin
 			if (!a) return { words, error: "unterminated $'...' string" };
 			cur += a.text;
 			inWord = true;
+			curQuoted = true;
 			i = a.end + 1;
 			continue;
 		}
@@ -253,11 +294,21 @@ function tokenize(input: string, subs: string[]): { words: Word[]; error?: strin
 				continue;
 			}
 			flush();
+			if (wantDelimiter) return { words, error: "a here-document without a delimiter word" };
 			words.push({ text: ch, op: true });
 			i++;
+			if (ch === "\n" && pending.length > 0) {
+				const read = readHereDocs(i);
+				if (typeof read === "string") return { words, error: read };
+				i = read;
+			}
 			continue;
 		}
 		if (ch === "&" || ch === "|") {
+			if (wantDelimiter) {
+				flush();
+				return { words, error: "a here-document without a delimiter word" };
+			}
 			flush();
 			const two = input[i + 1] === ch;
 			words.push({ text: two ? ch + ch : ch, op: true });
@@ -267,10 +318,15 @@ function tokenize(input: string, subs: string[]): { words: Word[]; error?: strin
 		if (ch === ">" || ch === "<") {
 			// Redirection: the operator ends the word; the target word is kept (it still names a file).
 			flush();
+			if (wantDelimiter) return { words, error: "a here-document without a delimiter word" };
 			let j = i + 1;
 			while (j < n && (input[j] === ">" || input[j] === "&" || input[j] === "<")) j++;
+			const op = input.slice(i, j);
+			if (op === "<<" && input[j] === "-") j++;
 			words.push({ text: input.slice(i, j) });
 			i = j;
+			if (op === "<<") wantDelimiter = { strip: input[j - 1] === "-" };
+			else if (op.includes("<<") && op !== "<<<") return { words, error: `redirection ${op} is not understood` };
 			continue;
 		}
 		cur += ch;
@@ -278,7 +334,56 @@ function tokenize(input: string, subs: string[]): { words: Word[]; error?: strin
 		i++;
 	}
 	flush();
+	if (wantDelimiter) return { words, error: "a here-document without a delimiter word" };
+	// Bodies of here-documents on the last line: bash reads none (no line follows), so nothing to skip.
 	return { words };
+
+	/**
+	 * Reads the bodies of the pending here-documents from `from` (just after the newline), in order.
+	 * Returns where the code resumes, or why the line cannot be analysed. A body not closed by its
+	 * delimiter runs to the end of the input (bash warns and does the same).
+	 */
+	function readHereDocs(from: number): number | string {
+		let pos = from;
+		for (const h of pending) {
+			const start = pos;
+			let body = "";
+			for (;;) {
+				if (pos >= n) break;
+				const nl = input.indexOf("\n", pos);
+				const line = input.slice(pos, nl < 0 ? n : nl);
+				const text = h.strip ? line.replace(/^\t+/, "") : line;
+				pos = nl < 0 ? n : nl + 1;
+				if (text === h.delimiter) break;
+				body += `${text}\n`;
+			}
+			cut.push([start, pos]);
+			hereDocs.push({ body, expand: h.expand });
+			if (h.expand) {
+				// As in "...": `$(…)` and backquotes run; a backslash escapes only `$`, a backquote, `\\`, a newline.
+				for (let j = start; j < pos; j++) {
+					const c = input[j]!;
+					if (c === "\\") {
+						j++;
+						continue;
+					}
+					if (c === "$" && input[j + 1] === "(") {
+						const end = readSubst(j + 1);
+						if (end === undefined || end >= pos) return "a substitution in a here-document is not closed inside it";
+						subs.push(input.slice(j + 2, end));
+						j = end;
+					} else if (c === "`") {
+						const bt = readBacktick(input, j + 1);
+						if (!bt || bt.end >= pos) return "a backquote substitution in a here-document is not closed inside it";
+						subs.push(bt.body);
+						j = bt.end;
+					}
+				}
+			}
+		}
+		pending.length = 0;
+		return pos;
+	}
 }
 
 function basename(word: string): string {
@@ -300,9 +405,11 @@ function basename(word: string): string {
  *   transformation `${v@P}` (it runs `$(…)` in the value: `echo '$(cmd)' ${BASH_EXECUTION_STRING@P}`).
  * `${v}`, `${v:-word}` (and `:=`, `:?`, `:+`), `${#v}`, `${v%pat}`, `${v/a/b}` stay allowed.
  */
-export function evaluatingExpansion(command: string): string | undefined {
+export function evaluatingExpansion(command: string, hereDoc = false): string | undefined {
 	const n = command.length;
-	let dq = false;
+	// The body of a here-document with an unquoted delimiter is expanded like text in "...", and its
+	// quotes are literal characters.
+	let dq = hereDoc;
 	for (let i = 0; i < n; i++) {
 		const c = command[i]!;
 		if (c === "\\") {
@@ -323,7 +430,7 @@ export function evaluatingExpansion(command: string): string | undefined {
 			continue;
 		}
 		if (c === '"') {
-			dq = !dq;
+			if (!hereDoc) dq = !dq;
 			continue;
 		}
 		if (c !== "$") continue;
@@ -388,22 +495,40 @@ function evaluatingWords(s: ShellSegment): string | undefined {
 /** Splits a command line into simple commands, unwrapping sudo/env/... and `bash -c` bodies. */
 export function parseShellCommand(command: string): ShellParse {
 	const segments: ShellSegment[] = [];
-	const error = parseInto(command, 0, false, segments);
-	return error ? { ok: false, segments, error } : { ok: true, segments };
+	const hereDocs: HereDoc[] = [];
+	const cut: [number, number][] = [];
+	const error = parseInto(command, 0, false, segments, hereDocs, cut);
+	let code = "";
+	let at = 0;
+	for (const [from, to] of cut) {
+		code += command.slice(at, from);
+		at = to;
+	}
+	code += command.slice(at);
+	return error ? { ok: false, segments, error, hereDocs, code } : { ok: true, segments, hereDocs, code };
 }
 
-function parseInto(command: string, depth: number, substitution: boolean, out: ShellSegment[]): string | undefined {
+function parseInto(
+	command: string,
+	depth: number,
+	substitution: boolean,
+	out: ShellSegment[],
+	hereDocs: HereDoc[] = [],
+	cut?: [number, number][],
+): string | undefined {
 	if (depth > MAX_DEPTH) return "command nesting too deep";
 	const subs: string[] = [];
+	const docs: { body: string; expand: boolean }[] = [];
 	// On a tokenizing error the words before it are still segments: a shell runs the complete lines
 	// before a syntax error (`ok\nrm -rf /\n'` runs rm), so rules must see them (the allowlist refuses
 	// the whole line anyway).
-	const { words, error } = tokenize(command, subs);
+	const { words, error } = tokenize(command, subs, docs, cut);
+	for (const d of docs) hereDocs.push({ ...d, depth });
 	let firstError: string | undefined = error;
 	let current: string[] = [];
 	const finish = (): void => {
 		if (current.length === 0) return;
-		const e = addSegment(current, depth, substitution, out);
+		const e = addSegment(current, depth, substitution, out, hereDocs);
 		firstError ??= e;
 		current = [];
 	};
@@ -413,13 +538,13 @@ function parseInto(command: string, depth: number, substitution: boolean, out: S
 	}
 	finish();
 	for (const s of subs) {
-		const e = parseInto(s, depth + 1, true, out);
+		const e = parseInto(s, depth + 1, true, out, hereDocs);
 		firstError ??= e;
 	}
 	return firstError;
 }
 
-function addSegment(words: string[], depth: number, substitution: boolean, out: ShellSegment[]): string | undefined {
+function addSegment(words: string[], depth: number, substitution: boolean, out: ShellSegment[], hereDocs: HereDoc[] = []): string | undefined {
 	const written = words.join(" ");
 	let i = 0;
 	// VAR=value prefixes
@@ -451,7 +576,7 @@ function addSegment(words: string[], depth: number, substitution: boolean, out: 
 			const split = name === "env" ? /^(?:-S|--split-string=?)(.*)$/s.exec(opt) : null;
 			if (split) {
 				const body = split[1] !== "" ? split[1]! : words[i + 1];
-				if (body !== undefined) error ??= parseInto(body, depth + 1, false, out);
+				if (body !== undefined) error ??= parseInto(body, depth + 1, false, out, hereDocs);
 				i += split[1] !== "" ? 1 : 2;
 				continue;
 			}
@@ -478,7 +603,7 @@ function addSegment(words: string[], depth: number, substitution: boolean, out: 
 			if (!["-exec", "-execdir", "-ok", "-okdir"].includes(rest[j]!)) continue;
 			const end = rest.findIndex((w, k) => k > j && (w === ";" || w === "+"));
 			const inner = rest.slice(j + 1, end < 0 ? undefined : end);
-			if (inner.length > 0) addSegment(inner, depth + 1, false, out);
+			if (inner.length > 0) addSegment(inner, depth + 1, false, out, hereDocs);
 			if (end < 0) break;
 			j = end;
 		}
@@ -489,7 +614,7 @@ function addSegment(words: string[], depth: number, substitution: boolean, out: 
 			const a = rest[j]!;
 			if (a === "-c" || (a.startsWith("-") && !a.startsWith("--") && a.includes("c") && SHELLS.has(head))) {
 				const body = rest[j + 1];
-				if (body !== undefined) error = parseInto(body, depth + 1, false, out);
+				if (body !== undefined) error = parseInto(body, depth + 1, false, out, hereDocs);
 				break;
 			}
 		}
@@ -566,7 +691,19 @@ export function evaluateSshCommand(
 				segments,
 			};
 		}
-		const evaluating = evaluatingExpansion(command);
+		// Here-documents: the tokenizer reads them as bash does (test/ssh/issue-heredoc.test.ts). One inside a
+		// substitution or a `bash -c` body is refused: the checks below see only the top level's bodies.
+		const nested = parsed.hereDocs.find((h) => h.depth > 0);
+		if (nested) {
+			return {
+				action: "block",
+				rule: `grant:${grantKey ?? "scope"}`,
+				message: `${who} restricts commands and this command line has a here-document inside a substitution or a shell's -c string, which is not analysed`,
+				segments,
+			};
+		}
+		const evaluating =
+			evaluatingExpansion(parsed.code) ?? parsed.hereDocs.map((h) => (h.expand ? evaluatingExpansion(h.body, true) : undefined)).find((e) => e);
 		if (evaluating) {
 			return {
 				action: "block",
