@@ -17,6 +17,8 @@ type SshGrant = NonNullable<BundleGrant["ssh"]>;
 
 const RANK = { allow: 0, audit: 1, requireApproval: 2, block: 3 } as const;
 const MAX_DEPTH = 8;
+/** Deepest `$( $( … ) )` nesting the tokenizer follows when finding where a substitution ends. */
+const MAX_SCAN_NESTING = 16;
 
 export interface ShellSegment {
 	/** The simple command as written (words re-joined with single spaces, quotes removed). */
@@ -35,8 +37,17 @@ export interface ShellParse {
 	error?: string;
 	/** Here-document bodies, in order (data to the shell; an unquoted delimiter's body is expanded like "..."). */
 	hereDocs: HereDoc[];
-	/** The top-level command line with its here-document bodies (and delimiter lines) cut out: the shell code. */
-	code: string;
+	/**
+	 * Expansions that make bash evaluate text as code (expansionAt), at the top level and in
+	 * substitutions (where the allowlist looks; not in the body of a `bash -c '…'`).
+	 */
+	evaluating: string[];
+}
+
+/** What parsing collects across nesting levels besides segments. */
+interface ParseAcc {
+	hereDocs: HereDoc[];
+	evaluating: string[];
 }
 
 export interface HereDoc {
@@ -130,20 +141,30 @@ function readAnsiC(input: string, from: number): { end: number; text: string } |
 	return undefined;
 }
 
+/** What tokenizing a command line collects besides its words. */
+interface TokenSink {
+	/** Bodies of `$( )` and backquote substitutions, to be parsed in turn. */
+	subs: string[];
+	hereDocs: { body: string; expand: boolean }[];
+	/** Expansions that make bash evaluate text as code (expansionAt), in order. */
+	evaluating: string[];
+}
+
 /**
  * Splits a command line into words and operators; substitutions are returned separately. Here-documents
  * are read as bash reads them: after `<<WORD` (or `<<-WORD`), the lines that follow the command line's
  * newline, up to a line that is exactly WORD (leading tabs removed for `<<-`), are the document's body,
  * data and not commands; its `$(…)` and backquotes (unquoted WORD only) are substitutions. Reading the
  * body as commands let a quote in it hide the next command: `echo a <<EOF⏎echo '⏎EOF⏎touch f #'` passed
- * `allowedCommands: ["echo *"]` and ran `touch`. `cut` collects the body ranges (offsets in `input`).
+ * `allowedCommands: ["echo *"]` and ran `touch`.
  */
-function tokenize(
-	input: string,
-	subs: string[],
-	hereDocs: { body: string; expand: boolean }[] = [],
-	cut: [number, number][] = [],
-): { words: Word[]; error?: string } {
+function tokenize(input: string, sink: TokenSink, scan?: { from: number; nest: number }): { words: Word[]; error?: string; end?: number } {
+	const { subs, hereDocs } = sink;
+	/** A `$` where bash expands: record the expansion when it evaluates text as code. */
+	const expanding = (at: number): void => {
+		const e = expansionAt(input, at);
+		if (e !== undefined) sink.evaluating.push(e);
+	};
 	const words: Word[] = [];
 	let cur = "";
 	let inWord = false;
@@ -165,25 +186,22 @@ function tokenize(
 		inWord = false;
 		curQuoted = false;
 	};
-	let i = 0;
+	let i = scan?.from ?? 0;
 	const n = input.length;
+	/** `(` operators open inside a `$( )` being scanned for its end (`$( (a) )`). */
+	let parens = 0;
+	/**
+	 * input[openAt] is the '(' after '$': the index of the ')' that closes it, found by reading the
+	 * inside as shell code with this same tokenizer (quotes, comments, here-documents, backquotes,
+	 * nested substitutions), as bash does. Counting parentheses outside quotes ended `$( # )⏎…` at the
+	 * `)` in the comment, and a quote after it then hid the substitution's next command from the
+	 * allowlist (test/ssh/issue-heredoc.test.ts).
+	 */
 	const readSubst = (openAt: number): number | undefined => {
-		// input[openAt] is '(' after '$'; find the matching ')', honouring quotes.
-		let depthP = 1;
-		let j = openAt + 1;
-		let q: string | undefined;
-		while (j < n) {
-			const ch = input[j]!;
-			if (q) {
-				if (ch === "\\" && q === '"') j++;
-				else if (ch === q) q = undefined;
-			} else if (ch === "'" || ch === '"') q = ch;
-			else if (ch === "\\") j++;
-			else if (ch === "(") depthP++;
-			else if (ch === ")" && --depthP === 0) return j;
-			j++;
-		}
-		return undefined;
+		const nest = (scan?.nest ?? 0) + 1;
+		if (nest > MAX_SCAN_NESTING) return undefined;
+		const r = tokenize(input, { subs: [], hereDocs: [], evaluating: [] }, { from: openAt + 1, nest });
+		return r.error === undefined ? r.end : undefined;
 	};
 	while (i < n) {
 		const ch = input[i]!;
@@ -226,6 +244,7 @@ function tokenize(
 					j = bt.end + 1;
 					continue;
 				}
+				if (c2 === "$") expanding(j);
 				cur += c2;
 				j++;
 			}
@@ -295,6 +314,8 @@ function tokenize(
 			}
 			flush();
 			if (wantDelimiter) return { words, error: "a here-document without a delimiter word" };
+			if (scan && ch === "(") parens++;
+			if (scan && ch === ")" && parens-- === 0) return { words, end: i };
 			words.push({ text: ch, op: true });
 			i++;
 			if (ch === "\n" && pending.length > 0) {
@@ -329,11 +350,13 @@ function tokenize(
 			else if (op.includes("<<") && op !== "<<<") return { words, error: `redirection ${op} is not understood` };
 			continue;
 		}
+		if (ch === "$") expanding(i);
 		cur += ch;
 		inWord = true;
 		i++;
 	}
 	flush();
+	if (scan) return { words, error: "unterminated $( )" };
 	if (wantDelimiter) return { words, error: "a here-document without a delimiter word" };
 	// Bodies of here-documents on the last line: bash reads none (no line follows), so nothing to skip.
 	return { words };
@@ -357,7 +380,6 @@ function tokenize(
 				if (text === h.delimiter) break;
 				body += `${text}\n`;
 			}
-			cut.push([start, pos]);
 			hereDocs.push({ body, expand: h.expand });
 			if (h.expand) {
 				// As in "...": `$(…)` and backquotes run; a backslash escapes only `$`, a backquote, `\\`, a newline.
@@ -367,6 +389,7 @@ function tokenize(
 						j++;
 						continue;
 					}
+					if (c === "$" && input[j + 1] !== "(") expanding(j);
 					if (c === "$" && input[j + 1] === "(") {
 						const end = readSubst(j + 1);
 						if (end === undefined || end >= pos) return "a substitution in a here-document is not closed inside it";
@@ -392,71 +415,55 @@ function basename(word: string): string {
 }
 
 /**
- * The first expansion in `command` that makes bash evaluate text as code, or undefined. The allowlist
- * checks every command and substitution *written* in the line; it cannot see text that an expansion
- * produces and bash then evaluates: an indexed array's subscript and a substring's offset and length
- * are arithmetic, and arithmetic expands `a[$(cmd)]` found in the text it is given (or in the value of
- * a variable it names), so `echo ${a[${BASH_EXECUTION_STRING:43:17}]} 'x[$(touch f)]'` ran `touch`
- * under `allowedCommands: ["echo *"]`. Refused under an allowlist (outside single quotes and
- * backslash escapes, where nothing is expanded):
+ * The expansion starting at the `$` at `i` when it makes bash evaluate text as code, else undefined.
+ * The allowlist checks every command and substitution *written* in the line; it cannot see text that an
+ * expansion produces and bash then evaluates: an indexed array's subscript and a substring's offset
+ * and length are arithmetic, and arithmetic expands `a[$(cmd)]` found in the text it is given (or in
+ * the value of a variable it names), so `echo ${a[${BASH_EXECUTION_STRING:43:17}]} 'x[$(touch f)]'`
+ * ran `touch` under `allowedCommands: ["echo *"]`. Refused under an allowlist:
  * - `$[`: legacy arithmetic (`$((` already reads as a substitution of a subshell and is refused);
  * - `${…}` whose body has a subscript `[`, a nested `$` or backquote, indirection `${!…}`, a
  *   substring `${v:off}` / `${v:off:len}` whose offset or length is not a plain integer, or the prompt
  *   transformation `${v@P}` (it runs `$(…)` in the value: `echo '$(cmd)' ${BASH_EXECUTION_STRING@P}`).
  * `${v}`, `${v:-word}` (and `:=`, `:?`, `:+`), `${#v}`, `${v%pat}`, `${v/a/b}` stay allowed.
+ * The tokenizer calls it for each `$` it reads where bash expands (unquoted, in "...", in a
+ * here-document with an unquoted delimiter, in substitutions), so quotes, comments and here-document
+ * bodies are judged exactly as the tokenizer splits the line. (A scanner of its own, with its own idea
+ * of quoting, missed `${BASH_EXECUTION_STRING@P}` after `echo x # '⏎`: it took the comment's quote
+ * for the start of a quoted string.)
  */
-export function evaluatingExpansion(command: string, hereDoc = false): string | undefined {
+function expansionAt(command: string, i: number): string | undefined {
 	const n = command.length;
-	// The body of a here-document with an unquoted delimiter is expanded like text in "...", and its
-	// quotes are literal characters.
-	let dq = hereDoc;
-	for (let i = 0; i < n; i++) {
-		const c = command[i]!;
-		if (c === "\\") {
-			i++;
-			continue;
-		}
-		if (!dq && c === "'") {
-			const end = command.indexOf("'", i + 1);
-			if (end < 0) return undefined; // unterminated: the tokenizer refuses the line
-			i = end;
-			continue;
-		}
-		if (!dq && c === "$" && command[i + 1] === "'") {
-			// ANSI-C string: a backslash escapes the next character.
-			let j = i + 2;
-			while (j < n && command[j] !== "'") j += command[j] === "\\" ? 2 : 1;
-			i = j;
-			continue;
-		}
-		if (c === '"') {
-			if (!hereDoc) dq = !dq;
-			continue;
-		}
-		if (c !== "$") continue;
-		if (command[i + 1] === "[") return "$[ arithmetic";
-		if (command[i + 1] !== "{") continue;
-		let depth = 1;
-		let j = i + 2;
-		while (j < n && depth > 0) {
-			if (command[j] === "\\") j++;
-			else if (command[j] === "{") depth++;
-			else if (command[j] === "}") depth--;
-			j++;
-		}
-		const body = command.slice(i + 2, depth === 0 ? j - 1 : n);
-		const expansion = command.slice(i, j);
-		if (/[[$`]/.test(body)) return expansion;
-		if (body.startsWith("!")) return expansion;
-		// zsh parameter flags: `(e)` substitutes the value again, `(P)` is indirection (bash: a syntax error).
-		if (body.startsWith("(")) return expansion;
-		// Prompt expansion of a value runs the $(…) and backquotes in it: `echo '$(cmd)' ${BASH_EXECUTION_STRING@P}`, `${_@P}`.
-		if (/@P$/.test(body)) return expansion;
-		const sub = /^[A-Za-z_][A-Za-z0-9_]*:(?![-=?+])(.*)$/s.exec(body) ?? /^[0-9@*#?$!-]:(?![-=?+])(.*)$/s.exec(body);
-		if (sub && !sub[1]!.split(":").every((p) => /^\s*-?\d+\s*$/.test(p) || p === "")) return expansion;
-		i = j - 1;
+	if (command[i + 1] === "[") return "$[ arithmetic";
+	if (command[i + 1] !== "{") return undefined;
+	let depth = 1;
+	let j = i + 2;
+	while (j < n && depth > 0) {
+		if (command[j] === "\\") j++;
+		else if (command[j] === "{") depth++;
+		else if (command[j] === "}") depth--;
+		j++;
 	}
+	const body = command.slice(i + 2, depth === 0 ? j - 1 : n);
+	const expansion = command.slice(i, j);
+	if (/[[$`]/.test(body)) return expansion;
+	if (body.startsWith("!")) return expansion;
+	// zsh parameter flags: `(e)` substitutes the value again, `(P)` is indirection (bash: a syntax error).
+	if (body.startsWith("(")) return expansion;
+	// Prompt expansion of a value runs the $(…) and backquotes in it: `echo '$(cmd)' ${BASH_EXECUTION_STRING@P}`, `${_@P}`.
+	if (/@P$/.test(body)) return expansion;
+	const sub = /^[A-Za-z_][A-Za-z0-9_]*:(?![-=?+])(.*)$/s.exec(body) ?? /^[0-9@*#?$!-]:(?![-=?+])(.*)$/s.exec(body);
+	if (sub && !sub[1]!.split(":").every((p) => /^\s*-?\d+\s*$/.test(p) || p === "")) return expansion;
 	return undefined;
+}
+
+/**
+ * The first expansion in `command` that makes bash evaluate text as code (see expansionAt), where the
+ * allowlist looks: the top level and substitutions, not the body of an allowed `bash -c '…'`.
+ * A line that does not tokenize is looked at up to where it stops (the allowlist refuses it anyway).
+ */
+export function evaluatingExpansion(command: string): string | undefined {
+	return parseShellCommand(command).evaluating[0];
 }
 
 /** `name[…$…]` or `` name[…`…] ``: an array element whose subscript, evaluated as arithmetic, runs a substitution. */
@@ -495,40 +502,26 @@ function evaluatingWords(s: ShellSegment): string | undefined {
 /** Splits a command line into simple commands, unwrapping sudo/env/... and `bash -c` bodies. */
 export function parseShellCommand(command: string): ShellParse {
 	const segments: ShellSegment[] = [];
-	const hereDocs: HereDoc[] = [];
-	const cut: [number, number][] = [];
-	const error = parseInto(command, 0, false, segments, hereDocs, cut);
-	let code = "";
-	let at = 0;
-	for (const [from, to] of cut) {
-		code += command.slice(at, from);
-		at = to;
-	}
-	code += command.slice(at);
-	return error ? { ok: false, segments, error, hereDocs, code } : { ok: true, segments, hereDocs, code };
+	const acc: ParseAcc = { hereDocs: [], evaluating: [] };
+	const error = parseInto(command, 0, false, segments, acc);
+	return { ok: error === undefined, segments, ...(error !== undefined ? { error } : {}), hereDocs: acc.hereDocs, evaluating: acc.evaluating };
 }
 
-function parseInto(
-	command: string,
-	depth: number,
-	substitution: boolean,
-	out: ShellSegment[],
-	hereDocs: HereDoc[] = [],
-	cut?: [number, number][],
-): string | undefined {
+function parseInto(command: string, depth: number, substitution: boolean, out: ShellSegment[], acc: ParseAcc = { hereDocs: [], evaluating: [] }): string | undefined {
 	if (depth > MAX_DEPTH) return "command nesting too deep";
-	const subs: string[] = [];
-	const docs: { body: string; expand: boolean }[] = [];
+	const sink: TokenSink = { subs: [], hereDocs: [], evaluating: [] };
 	// On a tokenizing error the words before it are still segments: a shell runs the complete lines
 	// before a syntax error (`ok\nrm -rf /\n'` runs rm), so rules must see them (the allowlist refuses
 	// the whole line anyway).
-	const { words, error } = tokenize(command, subs, docs, cut);
-	for (const d of docs) hereDocs.push({ ...d, depth });
+	const { words, error } = tokenize(command, sink);
+	const subs = sink.subs;
+	for (const d of sink.hereDocs) acc.hereDocs.push({ ...d, depth });
+	if (depth === 0 || substitution) acc.evaluating.push(...sink.evaluating);
 	let firstError: string | undefined = error;
 	let current: string[] = [];
 	const finish = (): void => {
 		if (current.length === 0) return;
-		const e = addSegment(current, depth, substitution, out, hereDocs);
+		const e = addSegment(current, depth, substitution, out, acc);
 		firstError ??= e;
 		current = [];
 	};
@@ -538,13 +531,13 @@ function parseInto(
 	}
 	finish();
 	for (const s of subs) {
-		const e = parseInto(s, depth + 1, true, out, hereDocs);
+		const e = parseInto(s, depth + 1, true, out, acc);
 		firstError ??= e;
 	}
 	return firstError;
 }
 
-function addSegment(words: string[], depth: number, substitution: boolean, out: ShellSegment[], hereDocs: HereDoc[] = []): string | undefined {
+function addSegment(words: string[], depth: number, substitution: boolean, out: ShellSegment[], acc: ParseAcc): string | undefined {
 	const written = words.join(" ");
 	let i = 0;
 	// VAR=value prefixes
@@ -576,7 +569,7 @@ function addSegment(words: string[], depth: number, substitution: boolean, out: 
 			const split = name === "env" ? /^(?:-S|--split-string=?)(.*)$/s.exec(opt) : null;
 			if (split) {
 				const body = split[1] !== "" ? split[1]! : words[i + 1];
-				if (body !== undefined) error ??= parseInto(body, depth + 1, false, out, hereDocs);
+				if (body !== undefined) error ??= parseInto(body, depth + 1, false, out, acc);
 				i += split[1] !== "" ? 1 : 2;
 				continue;
 			}
@@ -603,7 +596,7 @@ function addSegment(words: string[], depth: number, substitution: boolean, out: 
 			if (!["-exec", "-execdir", "-ok", "-okdir"].includes(rest[j]!)) continue;
 			const end = rest.findIndex((w, k) => k > j && (w === ";" || w === "+"));
 			const inner = rest.slice(j + 1, end < 0 ? undefined : end);
-			if (inner.length > 0) addSegment(inner, depth + 1, false, out, hereDocs);
+			if (inner.length > 0) addSegment(inner, depth + 1, false, out, acc);
 			if (end < 0) break;
 			j = end;
 		}
@@ -614,7 +607,7 @@ function addSegment(words: string[], depth: number, substitution: boolean, out: 
 			const a = rest[j]!;
 			if (a === "-c" || (a.startsWith("-") && !a.startsWith("--") && a.includes("c") && SHELLS.has(head))) {
 				const body = rest[j + 1];
-				if (body !== undefined) error = parseInto(body, depth + 1, false, out, hereDocs);
+				if (body !== undefined) error = parseInto(body, depth + 1, false, out, acc);
 				break;
 			}
 		}
@@ -702,8 +695,7 @@ export function evaluateSshCommand(
 				segments,
 			};
 		}
-		const evaluating =
-			evaluatingExpansion(parsed.code) ?? parsed.hereDocs.map((h) => (h.expand ? evaluatingExpansion(h.body, true) : undefined)).find((e) => e);
+		const evaluating = parsed.evaluating[0];
 		if (evaluating) {
 			return {
 				action: "block",
