@@ -48,6 +48,8 @@ export interface ShellParse {
 interface ParseAcc {
 	hereDocs: HereDoc[];
 	evaluating: string[];
+	posix?: boolean;
+	ambiguous?: boolean;
 }
 
 export interface HereDoc {
@@ -148,6 +150,10 @@ interface TokenSink {
 	hereDocs: { body: string; expand: boolean }[];
 	/** Expansions that make bash evaluate text as code (expansionAt), in order. */
 	evaluating: string[];
+	/** Read `$'...'` as dash does (`$` and a plain '...'), for the rules' second reading. */
+	posix?: boolean;
+	/** Set when a `$'...'` string ends elsewhere for dash. */
+	ambiguous?: boolean;
 }
 
 /**
@@ -200,7 +206,9 @@ function tokenize(input: string, sink: TokenSink, scan?: { from: number; nest: n
 	const readSubst = (openAt: number): number | undefined => {
 		const nest = (scan?.nest ?? 0) + 1;
 		if (nest > MAX_SCAN_NESTING) return undefined;
-		const r = tokenize(input, { subs: [], hereDocs: [], evaluating: [] }, { from: openAt + 1, nest });
+		const inner: TokenSink = { subs: [], hereDocs: [], evaluating: [], ...(sink.posix ? { posix: true } : {}) };
+		const r = tokenize(input, inner, { from: openAt + 1, nest });
+		if (inner.ambiguous) sink.ambiguous = true;
 		return r.error === undefined ? r.end : undefined;
 	};
 	while (i < n) {
@@ -284,6 +292,23 @@ function tokenize(input: string, sink: TokenSink, scan?: { from: number; nest: n
 		if (ch === "$" && input[i + 1] === "'") {
 			const a = readAnsiC(input, i + 1);
 			if (!a) return { words, error: "unterminated $'...' string" };
+			// A shell without ANSI-C strings reads `$` and a plain '...' that ends at the first quote: dash
+			// (/bin/sh of Debian and Ubuntu, the login shell `useradd` gives by default there) ran the
+			// `touch` inside `echo $'\' ; touch f⏎echo \''` (test/ssh/issue-login-shells.test.ts). The
+			// gateway does not know the target's login shell: a string read differently is not analysed.
+			const plainEnd = input.indexOf("'", i + 2);
+			if (plainEnd !== a.end) {
+				// Not analysable (parseShellCommand says so); read on as bash does, and again as dash does
+				// (the second reading, for rules).
+				sink.ambiguous = true;
+				if (sink.posix) {
+					cur += `$${input.slice(i + 2, plainEnd)}`;
+					inWord = true;
+					curQuoted = true;
+					i = plainEnd + 1;
+					continue;
+				}
+			}
 			cur += a.text;
 			inWord = true;
 			curQuoted = true;
@@ -503,13 +528,20 @@ function evaluatingWords(s: ShellSegment): string | undefined {
 export function parseShellCommand(command: string): ShellParse {
 	const segments: ShellSegment[] = [];
 	const acc: ParseAcc = { hereDocs: [], evaluating: [] };
-	const error = parseInto(command, 0, false, segments, acc);
+	let error = parseInto(command, 0, false, segments, acc);
+	if (acc.ambiguous) {
+		error ??= "a $'...' string holding \\' (shells without $'...', such as dash, end it at that quote)";
+		// The line cannot be analysed (the allowlist refuses it); rules also see what dash would run.
+		const dash: ShellSegment[] = [];
+		parseInto(command, 0, false, dash, { hereDocs: [], evaluating: [], posix: true });
+		for (const d of dash) if (!segments.some((x) => x.written === d.written && x.depth === d.depth)) segments.push(d);
+	}
 	return { ok: error === undefined, segments, ...(error !== undefined ? { error } : {}), hereDocs: acc.hereDocs, evaluating: acc.evaluating };
 }
 
 function parseInto(command: string, depth: number, substitution: boolean, out: ShellSegment[], acc: ParseAcc = { hereDocs: [], evaluating: [] }): string | undefined {
 	if (depth > MAX_DEPTH) return "command nesting too deep";
-	const sink: TokenSink = { subs: [], hereDocs: [], evaluating: [] };
+	const sink: TokenSink = { subs: [], hereDocs: [], evaluating: [], ...(acc.posix ? { posix: true } : {}) };
 	// On a tokenizing error the words before it are still segments: a shell runs the complete lines
 	// before a syntax error (`ok\nrm -rf /\n'` runs rm), so rules must see them (the allowlist refuses
 	// the whole line anyway).
@@ -517,6 +549,7 @@ function parseInto(command: string, depth: number, substitution: boolean, out: S
 	const subs = sink.subs;
 	for (const d of sink.hereDocs) acc.hereDocs.push({ ...d, depth });
 	if (depth === 0 || substitution) acc.evaluating.push(...sink.evaluating);
+	if (sink.ambiguous) acc.ambiguous = true;
 	let firstError: string | undefined = error;
 	let current: string[] = [];
 	const finish = (): void => {
