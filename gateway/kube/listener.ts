@@ -169,14 +169,23 @@ const DROP_REQUEST_HEADERS = new Set([
 	"proxy-connection",
 ]);
 
+/**
+ * The agent's headers as forwarded upstream. Its `Connection` header is never forwarded, upgrade or
+ * not: its options name fields an intermediary must remove before forwarding (RFC 9110 section 7.6.1),
+ * and a proxy in front of the apiserver that does so (Go's httputil.ReverseProxy, most L7 proxies)
+ * removed the gateway's own `Impersonate-User`/`Impersonate-Group` when the agent sent `Connection:
+ * Upgrade, Impersonate-User`: the request ran as the gateway's credential
+ * (test/kube/issue-connection-header.test.ts). An upgrade gets the gateway's own `Connection: Upgrade`.
+ */
 function filterRequestHeaders(raw: http.IncomingHttpHeaders, upgrade: boolean): http.OutgoingHttpHeaders {
 	const out: http.OutgoingHttpHeaders = {};
 	for (const [k, v] of Object.entries(raw)) {
 		const key = k.toLowerCase();
-		if (v === undefined || DROP_REQUEST_HEADERS.has(key) || key.startsWith("impersonate-")) continue;
-		if (!upgrade && (key === "connection" || key === "upgrade")) continue;
+		if (v === undefined || DROP_REQUEST_HEADERS.has(key) || key.startsWith("impersonate-") || key === "connection") continue;
+		if (!upgrade && key === "upgrade") continue;
 		out[key] = v;
 	}
+	if (upgrade) out["connection"] = "Upgrade";
 	return out;
 }
 
