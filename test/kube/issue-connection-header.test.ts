@@ -14,7 +14,7 @@
  * client certificate does not pass a TLS-terminating proxy).
  */
 import assert from "node:assert/strict";
-import http from "node:http";
+import type http from "node:http";
 import https from "node:https";
 import type { Duplex } from "node:stream";
 import { after, before, test } from "node:test";
