@@ -23,7 +23,7 @@ import type { ApprovalService } from "../approvals/types.ts";
 import { findGrants, noGrantMessage } from "../identity/grants.ts";
 import type { Decision, Recorder, SessionRecorder } from "../recording/events.ts";
 import { recordableBody, MAX_RECORDED_BODY } from "./mask.ts";
-import { isMutation, type KubeRequest, parseKubeRequest, unsafePathReason } from "./request.ts";
+import { isMutation, type KubeRequest, mayCreate, parseKubeRequest, unsafePathReason } from "./request.ts";
 import type { KubeVerdict } from "../policy/types.ts";
 import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
 import { type KubeErrorCode, KubeGatewayError } from "./status.ts";
@@ -563,6 +563,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		const unsafe = unsafePathReason(upstreamPath);
 		if (unsafe) throw new KubeGatewayError("bad-request", unsafe);
 		const kreq = parseKubeRequest(req.method ?? "GET", upstreamPath, { upgrade });
+		if (mayCreate(kreq, req.headers["content-type"])) kreq.mayCreate = true;
 		const rules = bundle.policiesFor(connection.name).guardrailRules;
 		let d: ReturnType<typeof decideKubeRequest>;
 		try {

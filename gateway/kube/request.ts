@@ -29,6 +29,23 @@ export interface KubeRequest {
 	path: string;
 	/** The body hands the object to a deleting controller (set by the listener; see gateway/kube/handover.ts). */
 	handsOver?: boolean;
+	/** An update or server-side apply, which creates a missing object (set by the listener; see mayCreate). */
+	mayCreate?: boolean;
+}
+
+/**
+ * Whether the request creates its object when the object does not exist: an update (`PUT`; the
+ * apiserver creates on update for the kinds whose strategy allows it, e.g. Roles, RoleBindings,
+ * ClusterRoles, ClusterRoleBindings, Leases, Endpoints, Events) or a server-side apply (`PATCH` with
+ * `application/apply-patch+yaml`, `+json` or `+cbor`: `kubectl apply --server-side`), of the object
+ * itself. The apiserver then asks RBAC for `create`, so grants and rules must see a create too
+ * (test/kube/issue-create-by-update.test.ts). Other patches (JSON, merge, strategic merge: kubectl
+ * apply, edit, patch, label, scale) never create.
+ */
+export function mayCreate(req: Pick<KubeRequest, "resourceRequest" | "verb" | "name" | "subresource">, contentType: string | undefined): boolean {
+	if (!req.resourceRequest || req.name === undefined || req.subresource !== undefined) return false;
+	if (req.verb === "update") return true;
+	return req.verb === "patch" && /^application\/apply-patch(?:[+;\s]|$)/i.test((contentType ?? "").trim());
 }
 
 /** Resource name as policies spell it: `pods`, `pods/log`, `deployments.apps`, `deployments.apps/scale`. */

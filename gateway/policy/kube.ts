@@ -101,6 +101,7 @@ export function mintingWrite<T extends KubeRequest>(req: T): MintingWrite<T> | u
 		const alias: T = { ...req, verb: "create", resource: "serviceaccounts", subresource: "token", apiGroup: "" };
 		delete alias.name;
 		delete alias.handsOver;
+		delete alias.mayCreate;
 		const kinds: { words: readonly string[]; what: string }[] = [
 			{
 				words: TOKEN_SECRET_WORDS,
@@ -120,6 +121,7 @@ export function mintingWrite<T extends KubeRequest>(req: T): MintingWrite<T> | u
 		const alias: T = { ...req, verb: "create", subresource: "nodeclient" };
 		delete alias.name;
 		delete alias.handsOver;
+		delete alias.mayCreate;
 		const what =
 			"a CertificateSigningRequest for signer kubernetes.io/kube-apiserver-client-kubelet: the controller manager approves such a node client certificate by itself when RBAC allows certificatesigningrequests/nodeclient, and it works without the gateway after the grant ends (a grant must name certificatesigningrequests/nodeclient to allow this)";
 		return { alias, words: NODE_CLIENT_CSR_WORDS, what, kinds: [{ words: NODE_CLIENT_CSR_WORDS, what }] };
@@ -373,6 +375,13 @@ export function impliedRequests(req: KubeRequest): ImpliedRequest[] {
 	const exec = execEquivalent(req);
 	const out = deleteEquivalents(req);
 	if (exec) out.unshift({ req: exec, why: "runs commands in containers like pods/exec" });
+	if (req.mayCreate) {
+		// An update or a server-side apply creates a missing object, authorized by the apiserver as create.
+		const alias: KubeRequest = { ...req, verb: "create" };
+		delete alias.mayCreate;
+		delete alias.handsOver;
+		out.push({ req: alias, why: "an update or server-side apply creates the object when it is missing, like create" });
+	}
 	out.push(...readEquivalents(req));
 	return out;
 }
@@ -467,6 +476,11 @@ export function evaluateKubeRequest(
 			if (!readNs) return deny("cluster-scoped requests need namespaces: ['*'] in the grant");
 		}
 		if (!g.verbs(verb)) return deny(`verb ${printable(verb)} is not granted`);
+		if (req.mayCreate && !g.verbs("create")) {
+			return deny(
+				`verb create is not granted, and ${verb === "update" ? "an update" : "a server-side apply"} creates the object when it does not exist (the apiserver authorizes that as create); change existing objects with a JSON, merge or strategic-merge patch (kubectl apply without --server-side, kubectl patch, kubectl edit)`,
+			);
+		}
 		if (!g.resources(req.resource, req.subresource, req.apiGroup)) {
 			const named = req.subresource !== undefined && NAMED_ONLY.has(`${req.resource}/${req.subresource}`);
 			return deny(

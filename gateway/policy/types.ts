@@ -305,6 +305,13 @@ export interface KubeRequest {
 	 * only when that would change the decision.
 	 */
 	handsOver?: boolean;
+	/**
+	 * An update (PUT), or a server-side apply (PATCH `application/apply-patch+…`), of a named object:
+	 * it creates the object when it does not exist, and the apiserver then authorizes it as `create`
+	 * (asked of RBAC only in that case). The gateway cannot tell, so the grant must allow `create` too
+	 * and rules on `create` match it. Set by the kube data path (request.ts `mayCreate`).
+	 */
+	mayCreate?: boolean;
 }
 
 export interface PolicyVerdict {
