@@ -346,13 +346,23 @@ export function deleteEquivalents(req: KubeRequest): ImpliedRequest[] {
 export function readEquivalents(req: KubeRequest): ImpliedRequest[] {
 	if (!req.resource) return [];
 	const verb = req.verb.toLowerCase();
+	if (answersWithParent(req) && (verb === "get" || verb === "update")) {
+		// `GET pods/NAME/status` is the whole Pod, spec and env values included; so is the answer to a
+		// `PUT` of it (the stored spec with the status sent), and to patches (below)
+		// (test/kube/issue-subresource-reads.test.ts).
+		const alias: KubeRequest = { ...req, verb: "get" };
+		delete alias.subresource;
+		delete alias.handsOver;
+		delete alias.mayCreate;
+		return [{ req: alias, why: `${req.resource}/${req.subresource} returns the whole object like get` }];
+	}
 	if (verb === "list") return [{ req: { ...req, verb: "get" }, why: "a list returns every object it matches like get" }];
 	if (verb === "patch") {
 		// The answer to a patch is the whole object after it (a patch that changes nothing, `{}`, or a
-		// dry run returns it as stored), and a JSON-patch `test` op confirms a guessed value. A status
-		// patch answers with the whole object too.
+		// dry run returns it as stored), and a JSON-patch `test` op confirms a guessed value. A patch of
+		// `status`, `ephemeralcontainers`, … answers with the whole object too (answersWithParent).
 		const alias: KubeRequest = { ...req, verb: "get" };
-		if (alias.subresource === "status") delete alias.subresource;
+		if (answersWithParent(alias)) delete alias.subresource;
 		delete alias.handsOver;
 		return [{ req: alias, why: "a patch returns the whole object like get" }];
 	}
@@ -368,6 +378,29 @@ export function readEquivalents(req: KubeRequest): ImpliedRequest[] {
 		{ req: { ...req, verb: "list" }, why: "a watch returns the objects it matches like list" },
 		{ req: { ...req, verb: "get" }, why: "a watch returns the objects it matches like get" },
 	];
+}
+
+/**
+ * Subresources whose answer is the whole parent object, not a part of it: `status` (of anything), a
+ * Pod's `ephemeralcontainers` and `resize`, a CertificateSigningRequest's `approval`, a Namespace's
+ * `finalize`. Reading or writing them reads the object (`scale`, `log`, `exec`, `token`, `eviction`,
+ * `binding`, `proxy` answer something else).
+ */
+function answersWithParent(req: KubeRequest): boolean {
+	const group = req.apiGroup ?? "";
+	switch (req.subresource) {
+		case "status":
+			return true;
+		case "ephemeralcontainers":
+		case "resize":
+			return group === "" && req.resource === "pods";
+		case "approval":
+			return group === "certificates.k8s.io" && req.resource === "certificatesigningrequests";
+		case "finalize":
+			return group === "" && req.resource === "namespaces";
+		default:
+			return false;
+	}
 }
 
 /** Every request `req` is matched as besides itself: exec equivalents, delete equivalents, read equivalents. */
