@@ -28,7 +28,7 @@ import type { KubeVerdict } from "../policy/types.ts";
 import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
 import { type KubeErrorCode, KubeGatewayError } from "./status.ts";
 import { bodyHandsOver, bodyMentions } from "./handover.ts";
-import { mayHandOver, mintingWrite } from "../policy/kube.ts";
+import { deleteAnswerRead, guardrailVerdict, mayHandOver, mintingWrite } from "../policy/kube.ts";
 
 /** Strictness of a guardrail action, as in gateway/policy/kube.ts. */
 const RANK = { allow: 0, audit: 1, requireApproval: 2, block: 3 } as const;
@@ -100,6 +100,11 @@ interface Resolved {
 	 * before forwarding; README "Running code and minting credentials").
 	 */
 	mint?: { message: string; words: readonly string[]; kinds: readonly { words: readonly string[]; message: string }[] };
+	/**
+	 * A named delete whose answer may be the whole object (a Pod, anything with finalizers) while a rule
+	 * blocks or holds reading it: the answer is replaced by a Status unless it is one (#forward).
+	 */
+	hideAnswer?: { rule: string; message: string };
 }
 
 interface OpenSession {
@@ -582,6 +587,16 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				throw new KubeGatewayError("blocked", `policy evaluation failed, request refused: ${(e as Error).message}`);
 			}
 			if (!h.scope && RANK[h.verdict.action] > RANK[d.verdict.action]) out.handOver = { grant: h.grant, verdict: h.verdict };
+		}
+		const read = d.scope ? undefined : deleteAnswerRead(kreq);
+		if (read) {
+			let v: KubeVerdict;
+			try {
+				v = guardrailVerdict(read, rules);
+			} catch (e) {
+				throw new KubeGatewayError("blocked", `policy evaluation failed, request refused: ${(e as Error).message}`);
+			}
+			if (RANK[v.action] >= RANK.requireApproval) out.hideAnswer = { rule: v.rule ?? "", message: v.message ?? "" };
 		}
 		const minting = d.scope ? undefined : mintingWrite(kreq);
 		if (minting && decideKubeRequest(minting.alias, lookup.active, [], this.#evaluate).scope) {
@@ -1136,6 +1151,11 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			});
 			up.on("response", (u) => {
 				ures = u;
+				const code = u.statusCode ?? 502;
+				if (r.hideAnswer && code >= 200 && code < 300) {
+					this.#withholdAnswer(r.hideAnswer, u, res, g.warning, done);
+					return;
+				}
 				const headers: http.OutgoingHttpHeaders = {};
 				for (const k in u.headers) {
 					const v = u.headers[k];
@@ -1198,6 +1218,56 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		});
 	}
 
+	/**
+	 * The apiserver's answer to a delete whose answer a rule keeps from the agent (Resolved.hideAnswer):
+	 * relayed when it is a JSON `Status` (the object was removed at once), otherwise (the object, in any
+	 * encoding) replaced by a Success Status saying why. The delete itself has happened (or was a dry run).
+	 */
+	#withholdAnswer(
+		hide: { rule: string; message: string },
+		u: http.IncomingMessage,
+		res: http.ServerResponse,
+		warning: string | undefined,
+		done: () => void,
+	): void {
+		const chunks: Buffer[] = [];
+		let size = 0;
+		u.on("data", (c: Buffer) => {
+			size += c.length;
+			if (size <= MAX_HELD_BODY) chunks.push(c);
+		});
+		u.on("end", () => {
+			let body = Buffer.concat(chunks);
+			let isStatus = false;
+			if (size <= MAX_HELD_BODY && /json/i.test(String(u.headers["content-type"] ?? ""))) {
+				try {
+					const o = JSON.parse(body.toString("utf8")) as { kind?: unknown; apiVersion?: unknown };
+					isStatus = o?.kind === "Status" && o?.apiVersion === "v1";
+				} catch {
+					isStatus = false;
+				}
+			}
+			if (!isStatus) {
+				const message = `drawbridge: the delete was done (or dry-run) as asked; its answer, the object itself, is withheld: ${hide.message}`;
+				body = Buffer.from(
+					JSON.stringify({ kind: "Status", apiVersion: "v1", metadata: {}, status: "Success", message, details: { kind: "drawbridge", causes: [{ reason: "withheld", message: hide.rule }] }, code: u.statusCode ?? 200 }),
+				);
+			}
+			const headers: Record<string, string | number | string[]> = { "content-type": "application/json", "content-length": body.length };
+			for (const k of ["audit-id", "cache-control", "x-kubernetes-pf-flowschema-uid", "x-kubernetes-pf-prioritylevel-uid"]) {
+				const v = u.headers[k];
+				if (typeof v === "string") headers[k] = v;
+			}
+			const w = [u.headers["warning"], warning ? `299 - ${JSON.stringify(`drawbridge: ${warning}`)}` : undefined].flat().filter((x): x is string => typeof x === "string");
+			if (w.length > 0) headers["warning"] = w;
+			if (this.#draining) headers["connection"] = "close";
+			res.writeHead(u.statusCode ?? 200, headers);
+			res.end(body);
+			done();
+		});
+		u.on("error", () => res.destroy());
+	}
+
 	// -------------------------------------------------------------------------------------------
 	// Upgraded connections (exec, attach, port-forward; SPDY/3.1 and WebSocket).
 
@@ -1253,6 +1323,11 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			}
 			if (resolved.scopeError)
 				throw Object.assign(new KubeGatewayError("out-of-scope", resolved.scopeError), { rule: resolved.verdict.rule });
+			// The answer to an upgrade request the apiserver does not upgrade is relayed as is: a delete whose
+			// answer must be withheld (#withholdAnswer) goes the plain way.
+			if (resolved.hideAnswer) {
+				throw new KubeGatewayError("bad-request", "a delete is not an upgrade request; send it without Connection: Upgrade");
+			}
 			const g = await this.#guard(resolved, session, abort.signal);
 			const up = this.#upstreamRequest(resolved, req, true);
 			up.on("upgrade", (ures, usocket, uhead) => {

@@ -403,6 +403,21 @@ function answersWithParent(req: KubeRequest): boolean {
 	}
 }
 
+/**
+ * A named `delete` answers with the whole object, not a Status, when the object is not removed at
+ * once: a Pod (graceful deletion), or anything with finalizers, also with `dryRun=All` (then nothing is
+ * deleted): `DELETE …/secrets/db?dryRun=All` returned a Secret's data. The `get` that answer amounts
+ * to, for the data path to withhold the answer when a rule keeps that get from the agent (the delete
+ * itself is decided as a delete; test/kube/issue-delete-answers.test.ts).
+ */
+export function deleteAnswerRead(req: KubeRequest): KubeRequest | undefined {
+	if (req.verb.toLowerCase() !== "delete" || req.name === undefined || req.subresource !== undefined || !req.resource) return undefined;
+	const alias: KubeRequest = { ...req, verb: "get" };
+	delete alias.handsOver;
+	delete alias.mayCreate;
+	return alias;
+}
+
 /** Every request `req` is matched as besides itself: exec equivalents, delete equivalents, read equivalents. */
 export function impliedRequests(req: KubeRequest): ImpliedRequest[] {
 	const exec = execEquivalent(req);
@@ -521,6 +536,12 @@ export function evaluateKubeRequest(
 			);
 		}
 	}
+	return guardrailVerdict(req, rules);
+}
+
+/** The GuardrailRules' verdict on `req` (and the requests it implies), grant scope aside. */
+export function guardrailVerdict(req: KubeRequest, rules: readonly GuardrailRule[]): KubeVerdict {
+	const verb = req.verb.toLowerCase();
 	let best: KubeVerdict = { action: "allow" };
 	const implied = impliedRequests(req);
 	for (const c of compileKubeRules(rules)) {
