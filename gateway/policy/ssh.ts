@@ -460,6 +460,10 @@ function basename(word: string): string {
 function expansionAt(command: string, i: number): string | undefined {
 	const n = command.length;
 	if (command[i + 1] === "[") return "$[ arithmetic";
+	// zsh's `$~v` (also `$=~v`, `$^~v`) expands v as a glob pattern, and a glob qualifier in the value runs
+	// code: `echo '*(e:touch f:)'; echo $~_` (test/ssh/issue-login-shells.test.ts). In bash `$~` is text.
+	const zshGlob = /^\$[=^~]*~/.exec(command.slice(i, i + 8));
+	if (zshGlob) return zshGlob[0];
 	if (command[i + 1] !== "{") return undefined;
 	let depth = 1;
 	let j = i + 2;
@@ -475,6 +479,8 @@ function expansionAt(command: string, i: number): string | undefined {
 	if (body.startsWith("!")) return expansion;
 	// zsh parameter flags: `(e)` substitutes the value again, `(P)` is indirection (bash: a syntax error).
 	if (body.startsWith("(")) return expansion;
+	// zsh `${~v}` (`${=~v}`, …): the value as a glob pattern, whose qualifiers run code (bash: a syntax error).
+	if (/^[=^~]*~/.test(body)) return expansion;
 	// Prompt expansion of a value runs the $(…) and backquotes in it: `echo '$(cmd)' ${BASH_EXECUTION_STRING@P}`, `${_@P}`.
 	if (/@P$/.test(body)) return expansion;
 	const sub = /^[A-Za-z_][A-Za-z0-9_]*:(?![-=?+])(.*)$/s.exec(body) ?? /^[0-9@*#?$!-]:(?![-=?+])(.*)$/s.exec(body);

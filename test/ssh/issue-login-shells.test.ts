@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: the strings are shell lines for zsh and bash, `${…}` included on purpose
 /**
  * Regression: the login shell. sshd runs an exec request as `<login shell> -c '<command>'`, and the
  * gateway does not know which shell that is. The tokenizer reads bash's ANSI-C strings (`$'…\'…'`: a
@@ -6,10 +7,13 @@
  * So `echo $'\' ; touch PWNED⏎echo \''` was one `echo` to the allowlist (`echo *`) while dash ran
  * `touch PWNED`. A `$'…'` string that ends elsewhere for dash is now not analysed (refused under an
  * allowlist), and rules also see what dash would run. The line is run for real with dash and bash.
+ * Likewise zsh (macOS's login shell, and many users'): `$~v` expands v's value as a glob pattern, and a
+ * glob qualifier in it runs a command: `echo '*(e:touch PWNED:)'; echo $~_` passed `echo *`. `$~`,
+ * `${~…}` and their `=`/`^` combinations are refused under an allowlist now (bash has neither).
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -22,6 +26,8 @@ const RULES: GuardrailRule[] = [{ name: "no-touch", action: "block", ssh: { comm
 
 function runsPayload(shell: string, line: string): boolean {
 	const dir = mkdtempSync(join(tmpdir(), "drawbridge-login-shell-"));
+	// A file for globs to match (as a home directory has): zsh runs a glob qualifier once per match.
+	writeFileSync(join(dir, "notes.txt"), "");
 	try {
 		const r = spawnSync(shell, ["-c", line], { cwd: dir, stdio: "ignore", timeout: 5000 });
 		assert.equal(r.error, undefined, `${shell} runs`);
@@ -49,4 +55,15 @@ test("issue login-shells: a $'…\\'…' string hid a command that dash runs fro
 		// bash's reading (one echo), then dash's.
 		["echo ' ; touch PWNED\necho '", "echo $\\", "touch PWNED", "echo"],
 	);
+});
+
+test("issue login-shells: zsh's $~v expands a value as a glob, whose qualifier ran a command past allowedCommands", () => {
+	for (const line of ["echo '*(e:touch PWNED:)'; echo $~_", "echo '*(e:touch PWNED:)'; echo ${~_}", "echo '*(e:touch PWNED:)'; echo $^~_", "echo '*(e:touch PWNED:)'; echo ${^~_}"]) {
+		assert.ok(runsPayload("zsh", line), `zsh runs the payload of ${JSON.stringify(line)}`);
+		const v = evaluateSshCommand(line, allowlist, []);
+		assert.equal(v.action, "block", JSON.stringify(line));
+		assert.match(v.message ?? "", /expansion that evaluates text as code/);
+	}
+	// Plain zsh and bash expansions of the same value stay allowed.
+	assert.equal(evaluateSshCommand("echo '*(e:x:)'; echo $_ ${_}", allowlist, []).action, "allow");
 });
