@@ -376,6 +376,32 @@ function tokenize(input: string, sink: TokenSink, scan?: { from: number; nest: n
 			continue;
 		}
 		if (ch === "$") expanding(i);
+		if (ch === "$" && input[i + 1] === "{") {
+			// `${…}` is one unit to the shell: blanks, `#`, `;`, `|` inside it split nothing, so
+			// `echo ${x:- #} ; touch f` is one echo and then touch (read as a comment from ` #`, the touch
+			// was hidden: test/ssh/issue-shell-comments.test.ts). Under an allowlist a body holding any of
+			// those is refused anyway (expansionAt); this keeps the words right for rules.
+			const end = braceEnd(input, i + 2);
+			for (let j = i + 2; j < end; j++) {
+				const c = input[j]!;
+				if (c === "\\") j++;
+				else if (c === "$" && input[j + 1] === "(") {
+					const e = readSubst(j + 1);
+					if (e === undefined || e >= end) break;
+					subs.push(input.slice(j + 2, e));
+					j = e;
+				} else if (c === "`") {
+					const bt = readBacktick(input, j + 1);
+					if (!bt || bt.end >= end) break;
+					subs.push(bt.body);
+					j = bt.end;
+				}
+			}
+			cur += input.slice(i, end);
+			inWord = true;
+			i = end;
+			continue;
+		}
 		cur += ch;
 		inWord = true;
 		i++;
@@ -457,6 +483,27 @@ function basename(word: string): string {
  * of quoting, missed `${BASH_EXECUTION_STRING@P}` after `echo x # '⏎`: it took the comment's quote
  * for the start of a quoted string.)
  */
+/**
+ * The index just past the `}` closing the `${` whose body starts at `from` (nested braces counted, a
+ * backslash escapes the next character, quoted text skipped), or the input's length when none does.
+ */
+function braceEnd(input: string, from: number): number {
+	let depth = 1;
+	let j = from;
+	while (j < input.length) {
+		const c = input[j]!;
+		if (c === "\\") j++;
+		else if (c === "'" || c === '"') {
+			const close = input.indexOf(c, j + 1);
+			if (close < 0) return input.length;
+			j = close;
+		} else if (c === "{") depth++;
+		else if (c === "}" && --depth === 0) return j + 1;
+		j++;
+	}
+	return input.length;
+}
+
 function expansionAt(command: string, i: number): string | undefined {
 	const n = command.length;
 	if (command[i + 1] === "[") return "$[ arithmetic";
@@ -476,6 +523,10 @@ function expansionAt(command: string, i: number): string | undefined {
 	const body = command.slice(i + 2, depth === 0 ? j - 1 : n);
 	const expansion = command.slice(i, j);
 	if (/[[$`]/.test(body)) return expansion;
+	// Quotes, backslashes, braces and operators inside `${…}`: where the body ends depends on each
+	// shell's own quoting rules inside `${…}` (bash, dash and zsh differ within "…"): not analysed under
+	// an allowlist. (Blanks and `#` are fine: the tokenizer keeps `${…}` one word, as the shells do.)
+	if (/['"\\;&|<>(){}]/.test(body)) return expansion;
 	if (body.startsWith("!")) return expansion;
 	// zsh parameter flags: `(e)` substitutes the value again, `(P)` is indirection (bash: a syntax error).
 	if (body.startsWith("(")) return expansion;

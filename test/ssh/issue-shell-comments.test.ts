@@ -10,6 +10,11 @@
  *   scanner, which took a quote in a comment for the start of a quoted string and skipped what
  *   followed: `echo x # '⏎echo '$(touch PWNED)'; echo ${_@P} #'` ran `touch` under `echo *`. The
  *   tokenizer now reports each such expansion where it reads a `$` that bash expands.
+ * - `${…}` is one word to the shell, blanks and `#` inside it included; the tokenizer split it at the
+ *   blank and read ` #}` as a comment, so `echo ${x:- #} ; touch PWNED` was one `echo` to the
+ *   allowlist while bash, dash and zsh ran `touch`. The tokenizer keeps `${…}` whole now, and under an
+ *   allowlist a body holding quotes, backslashes, braces or operators is refused (the shells disagree
+ *   on where such a body ends).
  * Each line is run for real with bash (temp dir) to show the payload runs; each was allowed before.
  */
 import assert from "node:assert/strict";
@@ -70,6 +75,21 @@ test("issue shell-comments: a quote in a comment hid an expansion that evaluates
 	// Expansions inside a comment, single quotes or a quoted here-document are text: not refused.
 	for (const line of ["echo hi # ${a[1]}", "echo '${a[1]}' # '", "echo a <<'E'\n${a[1]}\nE"]) {
 		assert.equal(evaluatingExpansion(line), undefined, JSON.stringify(line));
+		assert.equal(evaluateSshCommand(line, allowlist, []).action, "allow", JSON.stringify(line));
+	}
+});
+
+test("issue shell-comments: a blank and # inside ${…} hid the next command", () => {
+	for (const line of ["echo ${x:- #} ; touch PWNED", "echo ${x:-	#}; touch PWNED", "echo ${x:+ #} x; touch PWNED"]) {
+		assert.ok(runsPayload(line), `bash runs the payload of ${JSON.stringify(line)}`);
+		assert.equal(evaluateSshCommand(line, allowlist, []).action, "block", `allowlist: ${JSON.stringify(line)}`);
+		assert.equal(evaluateSshCommand(line, base, RULES).action, "block", `denylist: ${JSON.stringify(line)}`);
+	}
+	// Bodies whose end the shells could read differently are not analysed under an allowlist.
+	for (const line of ['echo ${x:-"}"}', "echo ${x:-'}'}", "echo ${x:-\\}}", "echo ${x:-a;b}"]) {
+		assert.equal(evaluateSshCommand(line, allowlist, []).action, "block", JSON.stringify(line));
+	}
+	for (const line of ["echo ${x: -1} ${x:- a b} ${x:-#} ${PATH#*:}", 'echo "${x:- #}"']) {
 		assert.equal(evaluateSshCommand(line, allowlist, []).action, "allow", JSON.stringify(line));
 	}
 });
