@@ -228,7 +228,10 @@ function tokenize(input: string, sink: TokenSink, scan?: { from: number; nest: n
 			while (j < n) {
 				const c2 = input[j]!;
 				if (c2 === "\\" && j + 1 < n) {
-					cur += input[j + 1]!;
+					// In "...", a backslash quotes only $ ` " \ and a newline (which it removes); before anything
+					// else it stays, so `"a\b"` is the word a\b (the allowlist compared ab).
+					const e = input[j + 1]!;
+					if (e !== "\n") cur += '$`"\\'.includes(e) ? e : `\\${e}`;
 					j += 2;
 					continue;
 				}

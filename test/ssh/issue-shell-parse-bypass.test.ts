@@ -63,3 +63,18 @@ test("issue shell-parse: reserved words, env -S and escaped backticks hid a comm
 		assert.deepEqual([v.action, v.rule], ["block", "no-touch"], JSON.stringify(line));
 	}
 });
+
+test("issue shell-parse: a backslash in \"...\" before another character is kept, as bash keeps it (round 8)", () => {
+	// bash quotes only $ ` " \ and a newline with a backslash inside "..."; the tokenizer dropped every
+	// such backslash, so the allowlist compared `cat /srv/notes` while bash ran `cat /srv/not\es`.
+	const line = 'printf "%s|" "a\\b" "c\\$d" "e\\"f" "g\\\\h" "i\\`j" "k\\\nl"';
+	const r = spawnSync("bash", ["-c", line], { encoding: "utf8" });
+	assert.equal(r.stdout, "a\\b|c$d|e\"f|g\\h|i`j|kl|");
+	assert.deepEqual(
+		parseShellCommand(line).segments.map((s) => s.written),
+		['printf %s| a\\b c$d e"f g\\h i`j kl'],
+	);
+	const exact = { ...base, allowedCommands: ["cat /srv/notes"] };
+	assert.equal(evaluateSshCommand('cat "/srv/not\\es"', exact, []).action, "block");
+	assert.equal(evaluateSshCommand('cat "/srv/notes"', exact, []).action, "allow");
+});
