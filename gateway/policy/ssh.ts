@@ -333,7 +333,11 @@ function tokenize(input: string, sink: TokenSink, scan?: { from: number; nest: n
 			// before a separator); elsewhere (`{}` in find -exec, `a{b,c}`) braces are literal.
 			const next = input[i + 1];
 			const groupOpen = ch === "{" && !inWord && (next === " " || next === "\t" || next === "\n");
-			const groupClose = ch === "}" && !inWord && (next === undefined || " \t\n;&|)".includes(next));
+			// `}` closes a group only where a command could start (after `;`, `&`, a newline, …): elsewhere it
+			// is an argument (`uptime }` runs uptime with the argument `}`; as an operator it was dropped, and
+			// an exact allowlist entry `uptime` allowed the line).
+			const last = words[words.length - 1];
+			const groupClose = ch === "}" && !inWord && (next === undefined || " \t\n;&|)".includes(next)) && (last === undefined || last.op === true);
 			if ((ch === "{" || ch === "}") && !groupOpen && !groupClose) {
 				cur += ch;
 				inWord = true;

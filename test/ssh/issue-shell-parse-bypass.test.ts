@@ -78,3 +78,17 @@ test("issue shell-parse: a backslash in \"...\" before another character is kept
 	assert.equal(evaluateSshCommand('cat "/srv/not\\es"', exact, []).action, "block");
 	assert.equal(evaluateSshCommand('cat "/srv/notes"', exact, []).action, "allow");
 });
+
+test("issue shell-parse: a } that is an argument was dropped as a group's end (round 8)", () => {
+	// bash reads `}` as the end of a `{ …; }` group only where a command could start.
+	assert.equal(spawnSync("bash", ["-c", 'printf "%s|" a }'], { encoding: "utf8" }).stdout, "a|}|");
+	const exact = { ...base, allowedCommands: ["uptime", "echo a"] };
+	for (const line of ["uptime }", "echo a }"]) assert.equal(evaluateSshCommand(line, exact, []).action, "block", line);
+	for (const line of ["uptime", "{ uptime; }", "{ echo a;}"]) {
+		assert.equal(evaluateSshCommand(line, exact, []).action, "allow", line);
+	}
+	assert.deepEqual(
+		parseShellCommand("{ echo a; } ; echo a }").segments.map((s) => s.written),
+		["echo a", "echo a }"],
+	);
+});
