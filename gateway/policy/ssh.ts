@@ -50,6 +50,7 @@ interface ParseAcc {
 	evaluating: string[];
 	posix?: boolean;
 	ambiguous?: boolean;
+	unclear?: string;
 }
 
 export interface HereDoc {
@@ -154,6 +155,8 @@ interface TokenSink {
 	posix?: boolean;
 	/** Set when a `$'...'` string ends elsewhere for dash. */
 	ambiguous?: boolean;
+	/** Why the line, read on as bash reads it, is still not analysable (shells read it apart). */
+	unclear?: string;
 }
 
 /**
@@ -209,6 +212,7 @@ function tokenize(input: string, sink: TokenSink, scan?: { from: number; nest: n
 		const inner: TokenSink = { subs: [], hereDocs: [], evaluating: [], ...(sink.posix ? { posix: true } : {}) };
 		const r = tokenize(input, inner, { from: openAt + 1, nest });
 		if (inner.ambiguous) sink.ambiguous = true;
+		if (inner.unclear) sink.unclear ??= inner.unclear;
 		return r.error === undefined ? r.end : undefined;
 	};
 	while (i < n) {
@@ -431,8 +435,17 @@ function tokenize(input: string, sink: TokenSink, scan?: { from: number; nest: n
 			let body = "";
 			for (;;) {
 				if (pos >= n) break;
-				const nl = input.indexOf("\n", pos);
-				const line = input.slice(pos, nl < 0 ? n : nl);
+				let nl = input.indexOf("\n", pos);
+				let line = input.slice(pos, nl < 0 ? n : nl);
+				// With an unquoted delimiter bash and zsh join a line ending in a backslash with the next
+				// before comparing it with the delimiter (`EO\⏎F` ends a document `<<EOF`); dash does not.
+				// Read as bash does, and leave the line unanalysed: the shells end the body apart.
+				while (h.expand && nl >= 0 && /(?:^|[^\\])(?:\\\\)*\\$/.test(line)) {
+					sink.unclear ??= "a here-document line ending in a backslash (bash joins it with the next line, dash does not)";
+					const next = input.indexOf("\n", nl + 1);
+					line = line.slice(0, -1) + input.slice(nl + 1, next < 0 ? n : next);
+					nl = next;
+				}
 				const text = h.strip ? line.replace(/^\t+/, "") : line;
 				pos = nl < 0 ? n : nl + 1;
 				if (text === h.delimiter) break;
@@ -593,6 +606,7 @@ export function parseShellCommand(command: string): ShellParse {
 	const segments: ShellSegment[] = [];
 	const acc: ParseAcc = { hereDocs: [], evaluating: [] };
 	let error = parseInto(command, 0, false, segments, acc);
+	if (acc.unclear) error ??= acc.unclear;
 	if (acc.ambiguous) {
 		error ??= "a $'...' string holding \\' (shells without $'...', such as dash, end it at that quote)";
 		// The line cannot be analysed (the allowlist refuses it); rules also see what dash would run.
@@ -614,6 +628,7 @@ function parseInto(command: string, depth: number, substitution: boolean, out: S
 	for (const d of sink.hereDocs) acc.hereDocs.push({ ...d, depth });
 	if (depth === 0 || substitution) acc.evaluating.push(...sink.evaluating);
 	if (sink.ambiguous) acc.ambiguous = true;
+	if (sink.unclear) acc.unclear ??= sink.unclear;
 	let firstError: string | undefined = error;
 	let current: string[] = [];
 	const finish = (): void => {

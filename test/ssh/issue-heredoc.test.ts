@@ -80,3 +80,16 @@ test("issue heredoc: here-documents inside substitutions are refused under an al
 	assert.equal(evaluateSshCommand("cat <<\necho x", allowlist, []).action, "block");
 	assert.equal(evaluateSshCommand("cat <<;echo x", allowlist, []).action, "block");
 });
+
+test("issue heredoc: a body line ending in a backslash joins the next one for bash, so EO\\⏎F ended the document", () => {
+	// bash (and zsh) join the lines of a document with an unquoted delimiter before comparing them with
+	// it; dash does not. So bash ran the touch below while the tokenizer read it as the body.
+	const line = "echo a <<EOF\nEO\\\nF\ntouch PWNED\nEOF";
+	assert.ok(runsPayload(line), "bash runs the payload");
+	assert.equal(evaluateSshCommand(line, allowlist, []).action, "block");
+	assert.match(evaluateSshCommand(line, allowlist, []).message ?? "", /backslash/);
+	assert.deepEqual([evaluateSshCommand(line, base, RULES).action, evaluateSshCommand(line, base, RULES).rule], ["block", "no-touch"]);
+	// A quoted delimiter joins nothing; an even run of backslashes is text.
+	assert.equal(evaluateSshCommand("cat <<'EOF'\nEO\\\nF\nEOF", allowlist, []).action, "allow");
+	assert.equal(evaluateSshCommand("cat <<EOF\na\\\\\nEOF", allowlist, []).action, "allow");
+});
