@@ -812,7 +812,7 @@ export function evaluateSshCommand(
 			return {
 				action: "block",
 				rule: `grant:${grantKey ?? "scope"}`,
-				message: `${who} restricts commands and this command line has an expansion that evaluates text as code (${printable(evaluating)})`,
+				message: `${who} restricts commands and this command line has an expansion that evaluates text as code or that the shells could read apart (${printable(evaluating)})`,
 				segments,
 			};
 		}
