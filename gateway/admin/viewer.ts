@@ -191,25 +191,38 @@ function offset(ms: number): string {
 	return `+${String(m).padStart(2, "0")}:${((ms % 60000) / 1000).toFixed(3).padStart(6, "0")}`;
 }
 
-function filterFromQuery(q: Record<string, string | undefined>): SessionFilter {
+/** Longest identity / grant / connection filter accepted (names are far shorter). */
+export const MAX_FILTER_LENGTH = 256;
+
+/** A list filter from the query, or the reason it is malformed (answered with 400, never ignored). */
+function filterFromQuery(q: Record<string, unknown>): SessionFilter | string {
 	const f: SessionFilter = {};
-	if (q.identity) f.identity = q.identity;
-	if (q.grant) f.grant = q.grant;
-	if (q.connection) f.connection = q.connection;
-	if (q.protocol && ["postgres", "ssh", "kubernetes"].includes(q.protocol)) f.protocol = q.protocol;
-	const date = (v: string | undefined) => {
+	for (const [name, v] of Object.entries(q)) {
+		if (v !== undefined && typeof v !== "string") return `${name} must be given once`;
+	}
+	const text = q as Record<string, string | undefined>;
+	for (const name of ["identity", "grant", "connection"] as const) {
+		const v = text[name];
+		if (v === undefined || v === "") continue;
+		if (v.length > MAX_FILTER_LENGTH) return `${name} is longer than ${MAX_FILTER_LENGTH} characters`;
+		f[name] = v;
+	}
+	if (text.protocol && ["postgres", "ssh", "kubernetes"].includes(text.protocol)) f.protocol = text.protocol;
+	const date = (name: "since" | "until") => {
+		const v = text[name];
 		if (!v) return undefined;
-		const d = new Date(/^\d{4}-\d{2}-\d{2}$/.test(v) ? `${v}T00:00:00Z` : v);
-		return Number.isNaN(d.getTime()) ? undefined : d;
+		const d = v.length <= 64 ? new Date(/^\d{4}-\d{2}-\d{2}$/.test(v) ? `${v}T00:00:00Z` : v) : new Date(Number.NaN);
+		return Number.isNaN(d.getTime()) ? `${name} is not a date (YYYY-MM-DD or an ISO 8601 time)` : d;
 	};
-	const since = date(q.since);
-	const until = date(q.until);
-	if (since) f.since = since;
-	if (until) f.until = until;
-	if (q.blocked === "yes") f.hasBlocked = true;
-	if (q.blocked === "no") f.hasBlocked = false;
-	if (q.approvals === "yes") f.hasApprovals = true;
-	if (q.approvals === "no") f.hasApprovals = false;
+	for (const name of ["since", "until"] as const) {
+		const d = date(name);
+		if (typeof d === "string") return d;
+		if (d) f[name] = d;
+	}
+	if (text.blocked === "yes") f.hasBlocked = true;
+	if (text.blocked === "no") f.hasBlocked = false;
+	if (text.approvals === "yes") f.hasApprovals = true;
+	if (text.approvals === "no") f.hasApprovals = false;
 	return f;
 }
 
@@ -572,7 +585,9 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				const who = await gate(request, reply, true);
 				if (!who) return reply;
 				const q = request.query as Record<string, string | undefined>;
-				const all = await listSessions(opts.store, filterFromQuery(q));
+				const filter = filterFromQuery(q);
+				if (typeof filter === "string") return reply.code(400).type("text/html").send(page(base, "Bad filter", who, `<h2>Bad filter</h2><p id="bad-filter">${escapeHtml(filter)}</p><p><a href="${base}/">All sessions</a></p>`));
+				const all = await listSessions(opts.store, filter);
 				const shown = all.slice(-pageSize).reverse();
 				return reply.type("text/html").send(listPage(base, who, q, shown, all.length, keySource));
 			});
@@ -589,7 +604,9 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 			});
 			scope.get("/api/sessions", async (request, reply) => {
 				if (!(await gate(request, reply, false))) return reply;
-				return { sessions: await listSessions(opts.store, filterFromQuery(request.query as Record<string, string | undefined>)) };
+				const filter = filterFromQuery(request.query as Record<string, unknown>);
+				if (typeof filter === "string") return reply.code(400).send({ error: { code: "bad_request", message: filter } });
+				return { sessions: await listSessions(opts.store, filter) };
 			});
 			scope.get("/api/session", async (request, reply) => {
 				if (!(await gate(request, reply, false))) return reply;

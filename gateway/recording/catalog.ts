@@ -55,10 +55,35 @@ export interface SessionFilter {
 
 export type ListProgress = (p: { prefixesScanned: number; prefixesTotal?: number; sessionsSeen: number; matched: number }) => void;
 
-function glob(pattern: string, value: string): boolean {
+/**
+ * `*` matches any run of characters. No regular expression: `***…X` compiled to `^.*.*.*…X$`
+ * backtracked for minutes on a 30-character name (C(n+k, k) ways to split it), blocking the gateway's
+ * event loop, so every data path, from one viewer filter. This walk is at most pattern × value steps:
+ * on a mismatch it only moves the last `*` one character further (greedy matching with one restart
+ * point is exact for a lone wildcard kind).
+ */
+export function glob(pattern: string, value: string): boolean {
 	if (!pattern.includes("*")) return pattern === value;
-	const re = new RegExp(`^${pattern.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
-	return re.test(value);
+	let p = 0;
+	let v = 0;
+	let star = -1;
+	let resume = 0;
+	while (v < value.length) {
+		if (p < pattern.length && pattern[p] === "*") {
+			star = p++;
+			resume = v;
+		} else if (p < pattern.length && pattern[p] === value[v]) {
+			p++;
+			v++;
+		} else if (star >= 0) {
+			p = star + 1;
+			v = ++resume;
+		} else {
+			return false;
+		}
+	}
+	while (p < pattern.length && pattern[p] === "*") p++;
+	return p === pattern.length;
 }
 
 function summaryFromMetadata(prefix: string, m: Record<string, string>): SessionSummary | undefined {
