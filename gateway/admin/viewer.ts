@@ -18,7 +18,7 @@
  * (the gateway's OIDC/JWT verifier) sees either the request's own `Authorization: Bearer` header or,
  * for browsers, the token from the viewer's session cookie (set by POST {base}/login after the same
  * check), presented to it as a bearer header. The cookie is HttpOnly, SameSite=Strict, scoped to
- * {base}, Secure on https, and expires with the token. POST {base}/login and {base}/logout refuse
+ * {base}, Secure (except plain http to a loopback host), and expires with the token. POST {base}/login and {base}/logout refuse
  * cross-site requests (Sec-Fetch-Site, else Origin/Referer against Host): no login forgery.
  */
 import { createHash, randomBytes } from "node:crypto";
@@ -84,6 +84,27 @@ const PREFIX_RE = /^recordings\/\d{4}\/\d{2}\/\d{2}\/[A-Za-z0-9._-]+\/[A-Za-z0-9
 
 export function escapeHtml(s: unknown): string {
 	return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+}
+
+/**
+ * `; Secure` for every cookie unless the browser talks plain http to a loopback address. The admin
+ * server usually sits behind a TLS-terminating ingress, so `request.protocol` is http even when the
+ * browser used https: keyed on it, the session cookie (the auditor's OIDC ID token, a bearer
+ * credential for the approvals API and the data paths too) was never Secure and went out in clear
+ * on any plain-http request to the host. Browsers accept Secure cookies from http://localhost.
+ */
+function cookieSecurity(request: FastifyRequest): string {
+	return request.protocol === "https" || !isLoopbackHost(request.hostname) ? "; Secure" : "";
+}
+
+function isLoopbackHost(hostname: string): boolean {
+	const h = hostname.toLowerCase().replace(/^\[|\]$/g, "");
+	return h === "localhost" || h.endsWith(".localhost") || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === "::1";
+}
+
+/** Plain http to a non-loopback host with no sign of TLS in front: the Secure cookie will not stick. */
+function plainHttp(request: FastifyRequest): boolean {
+	return request.protocol !== "https" && !isLoopbackHost(request.hostname) && request.headers["x-forwarded-proto"] !== "https";
 }
 
 function parseCookies(header: string | undefined): Record<string, string> {
@@ -440,8 +461,7 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 
 			const setSession = (request: FastifyRequest, reply: FastifyReply, token: string, identity: Identity) => {
 				const maxAge = Math.max(0, Math.floor((identity.tokenExpiresAt.getTime() - Date.now()) / 1000));
-				const secure = request.protocol === "https" ? "; Secure" : "";
-				reply.header("set-cookie", `${COOKIE}=${token}; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure}`);
+				reply.header("set-cookie", `${COOKIE}=${token}; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${cookieSecurity(request)}`);
 			};
 
 			/** Gate: resolves the auditor or sends 401/403 (HTML pages redirect to the login page). */
@@ -476,6 +496,11 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 
 			scope.get("/login", async (request, reply) => {
 				const expired = (request.query as Record<string, string>).expired;
+				if (plainHttp(request)) {
+					return reply
+						.type("text/html")
+						.send(loginPage(base, "This page was opened over plain http: the viewer's session cookie is Secure and your browser will not keep it. Open the viewer over https.", "error", Boolean(oidc)));
+				}
 				return reply.type("text/html").send(loginPage(base, expired ? "Your session expired or the token was refused; sign in again." : "Sign in with your OIDC identity.", expired ? "error" : "info", Boolean(oidc)));
 			});
 			/**
@@ -538,13 +563,13 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 						params.set("prompt", "login");
 					}
 					// Lax: the provider redirects back with a top-level cross-site GET.
-					reply.header("set-cookie", `${OIDC_COOKIE}=${state}.${nonce}.${verifier}; Path=${base}/oidc; HttpOnly; SameSite=Lax; Max-Age=600${request.protocol === "https" ? "; Secure" : ""}`);
+					reply.header("set-cookie", `${OIDC_COOKIE}=${state}.${nonce}.${verifier}; Path=${base}/oidc; HttpOnly; SameSite=Lax; Max-Age=600${cookieSecurity(request)}`);
 					return reply.code(302).header("location", `${d.authorization_endpoint}?${params}`).send();
 				});
 				scope.get("/oidc/callback", async (request, reply) => {
 					const q = request.query as Record<string, string | undefined>;
 					const [state, nonce, verifier] = (parseCookies(request.headers.cookie)[OIDC_COOKIE] ?? "").split(".");
-					reply.header("set-cookie", `${OIDC_COOKIE}=; Path=${base}/oidc; HttpOnly; SameSite=Lax; Max-Age=0`);
+					reply.header("set-cookie", `${OIDC_COOKIE}=; Path=${base}/oidc; HttpOnly; SameSite=Lax; Max-Age=0${cookieSecurity(request)}`);
 					const fail = (code: number, msg: string) => reply.code(code).type("text/html").send(loginPage(base, msg, "error", true));
 					if (q.error) return fail(401, `The identity provider refused the sign-in: ${q.error}${q.error_description ? ` (${q.error_description})` : ""}`);
 					if (!state || !nonce || !verifier || q.state !== state || !q.code) return fail(400, "The sign-in response does not match this browser's sign-in request; start again.");
@@ -577,7 +602,7 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 			}
 			scope.post("/logout", async (request, reply) => {
 				if (refuseCrossSite(request, reply)) return reply;
-				reply.header("set-cookie", `${COOKIE}=; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=0`);
+				reply.header("set-cookie", `${COOKIE}=; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=0${cookieSecurity(request)}`);
 				return reply.code(303).header("location", `${base}/login`).send();
 			});
 
