@@ -571,8 +571,16 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 					const [state, nonce, verifier] = (parseCookies(request.headers.cookie)[OIDC_COOKIE] ?? "").split(".");
 					reply.header("set-cookie", `${OIDC_COOKIE}=; Path=${base}/oidc; HttpOnly; SameSite=Lax; Max-Age=0${cookieSecurity(request)}`);
 					const fail = (code: number, msg: string) => reply.code(code).type("text/html").send(loginPage(base, msg, "error", true));
-					if (q.error) return fail(401, `The identity provider refused the sign-in: ${q.error}${q.error_description ? ` (${q.error_description})` : ""}`);
-					if (!state || !nonce || !verifier || q.state !== state || !q.code) return fail(400, "The sign-in response does not match this browser's sign-in request; start again.");
+					// The state first: without it this is anyone's link, and its error text would be theirs,
+					// shown on the gateway's own page ("your account is locked, call …", "sign in at …").
+					if (!state || !nonce || !verifier || typeof q.state !== "string" || q.state !== state) {
+						return fail(400, "The sign-in response does not match this browser's sign-in request; start again.");
+					}
+					if (q.error) {
+						const said = (v: unknown) => String(v).replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
+						return fail(401, `The identity provider refused the sign-in: ${said(q.error)}${q.error_description ? ` (${said(q.error_description)})` : ""}`);
+					}
+					if (typeof q.code !== "string" || !q.code) return fail(400, "The sign-in response carries no authorization code; start again.");
 					const d = await discover();
 					const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded" };
 					const form = new URLSearchParams({ grant_type: "authorization_code", code: q.code, redirect_uri: oidc.redirectUri, code_verifier: verifier });
