@@ -416,15 +416,35 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 		return discovery;
 	};
 
-	app.get("/api/v1/recordings/keys", async (_req, reply) => {
+	app.get("/api/v1/recordings/keys", async (request, reply) => {
+		let keys: JWK[];
+		try {
+			keys = await jwks();
+		} catch (err) {
+			// Public route: the store's endpoint and bucket stay in the log.
+			request.log.error({ err }, "recording keys unavailable");
+			return reply.code(503).header("cache-control", "no-store").send({ error: { code: "unavailable", message: "the recording keys are unavailable; see the gateway log" } });
+		}
 		reply.header("cache-control", "public, max-age=300");
-		return { keys: await jwks() };
+		return { keys };
 	});
 
 	await app.register(
 		async (scope) => {
 			scope.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string", bodyLimit: 64 * 1024 }, (_req, body, done) => {
 				done(null, Object.fromEntries(new URLSearchParams(body as string)));
+			});
+			// A failure says what failed, not where: store paths, endpoints and bucket names stay in the log.
+			scope.setErrorHandler(async (error, request, reply) => {
+				const status = (error as { statusCode?: number }).statusCode;
+				if (status !== undefined && status >= 400 && status < 500) {
+					return reply.code(status).send({ error: { code: "bad_request", message: "the request could not be read" } });
+				}
+				request.log.error({ err: error }, "recordings viewer failure");
+				const unavailable = isRecordingError(error, "STORE_UNAVAILABLE");
+				return reply
+					.code(unavailable ? 503 : 500)
+					.send({ error: { code: unavailable ? "unavailable" : "internal", message: unavailable ? "the recordings store is unavailable; see the gateway log" : "the viewer failed; see the gateway log" } });
 			});
 			scope.addHook("onSend", async (_req, reply, payload) => {
 				reply.header("content-security-policy", csp);
@@ -481,8 +501,9 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 			};
 
 			const prefixParam = (request: FastifyRequest, reply: FastifyReply): string | undefined => {
-				const p = (request.query as Record<string, string | undefined>).prefix ?? "";
-				if (!PREFIX_RE.test(p)) {
+				const p = (request.query as Record<string, unknown>).prefix ?? "";
+				// `..` anywhere: the store refuses such keys (a 500 naming the store's path before).
+				if (typeof p !== "string" || !PREFIX_RE.test(p) || p.includes("..")) {
 					reply.code(400).send({ error: { code: "bad_request", message: "prefix must be recordings/YYYY/MM/DD/<connection>/<session-id>/" } });
 					return undefined;
 				}
