@@ -17,8 +17,8 @@
  * recording. The injected `authenticate(request)`
  * (the gateway's OIDC/JWT verifier) sees either the request's own `Authorization: Bearer` header or,
  * for browsers, the token from the viewer's session cookie (set by POST {base}/login after the same
- * check), presented to it as a bearer header. The cookie is HttpOnly, SameSite=Strict, scoped to
- * {base}, Secure (except plain http to a loopback host), and expires with the token. POST {base}/login and {base}/logout refuse
+ * check), presented to it as a bearer header. The cookie is HttpOnly, SameSite=Strict, a Secure
+ * `__Host-` cookie (plain http to a loopback host: a plain one scoped to {base}), and expires with the token. POST {base}/login and {base}/logout refuse
  * cross-site requests (Sec-Fetch-Site, else Origin/Referer against Host): no login forgery.
  */
 import { createHash, randomBytes } from "node:crypto";
@@ -100,6 +100,20 @@ function cookieSecurity(request: FastifyRequest): string {
 function isLoopbackHost(hostname: string): boolean {
 	const h = hostname.toLowerCase().replace(/^\[|\]$/g, "");
 	return h === "localhost" || h.endsWith(".localhost") || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === "::1";
+}
+
+/**
+ * The viewer's cookies for this request. Where they are Secure they are `__Host-` cookies (Secure,
+ * `Path=/`, no Domain): a browser lets no other host set or shadow those, so a sibling subdomain
+ * (`anything.example.com` next to `gw.example.com`) cannot toss its own `Domain=example.com` session or
+ * sign-in-state cookie at the viewer and sign the auditor in as someone else; cookies under the plain
+ * names are ignored there. Plain http to loopback keeps plain names scoped to the viewer's paths.
+ */
+function cookieJar(request: FastifyRequest, base: string): { session: string; sessionPath: string; oidc: string; oidcPath: string; flags: string } {
+	const flags = cookieSecurity(request);
+	return flags
+		? { session: `__Host-${COOKIE}`, sessionPath: "/", oidc: `__Host-${OIDC_COOKIE}`, oidcPath: "/", flags }
+		: { session: COOKIE, sessionPath: base, oidc: OIDC_COOKIE, oidcPath: `${base}/oidc`, flags };
 }
 
 /** Plain http to a non-loopback host with no sign of TLS in front: the Secure cookie will not stick. */
@@ -458,7 +472,7 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				request: FastifyRequest,
 			): Promise<{ identity?: Identity; reason: "none" | "invalid" | "credential" | "group" | "ok" }> => {
 				if (!request.headers.authorization) {
-					const token = parseCookies(request.headers.cookie)[COOKIE];
+					const token = parseCookies(request.headers.cookie)[cookieJar(request, base).session];
 					if (!token) return { reason: "none" };
 					request.headers.authorization = `Bearer ${token}`;
 				}
@@ -481,7 +495,8 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 
 			const setSession = (request: FastifyRequest, reply: FastifyReply, token: string, identity: Identity) => {
 				const maxAge = Math.max(0, Math.floor((identity.tokenExpiresAt.getTime() - Date.now()) / 1000));
-				reply.header("set-cookie", `${COOKIE}=${token}; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${cookieSecurity(request)}`);
+				const jar = cookieJar(request, base);
+				reply.header("set-cookie", `${jar.session}=${token}; Path=${jar.sessionPath}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${jar.flags}`);
 			};
 
 			/** Gate: resolves the auditor or sends 401/403 (HTML pages redirect to the login page). */
@@ -584,13 +599,15 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 						params.set("prompt", "login");
 					}
 					// Lax: the provider redirects back with a top-level cross-site GET.
-					reply.header("set-cookie", `${OIDC_COOKIE}=${state}.${nonce}.${verifier}; Path=${base}/oidc; HttpOnly; SameSite=Lax; Max-Age=600${cookieSecurity(request)}`);
+					const jar = cookieJar(request, base);
+					reply.header("set-cookie", `${jar.oidc}=${state}.${nonce}.${verifier}; Path=${jar.oidcPath}; HttpOnly; SameSite=Lax; Max-Age=600${jar.flags}`);
 					return reply.code(302).header("location", `${d.authorization_endpoint}?${params}`).send();
 				});
 				scope.get("/oidc/callback", async (request, reply) => {
 					const q = request.query as Record<string, string | undefined>;
-					const [state, nonce, verifier] = (parseCookies(request.headers.cookie)[OIDC_COOKIE] ?? "").split(".");
-					reply.header("set-cookie", `${OIDC_COOKIE}=; Path=${base}/oidc; HttpOnly; SameSite=Lax; Max-Age=0${cookieSecurity(request)}`);
+					const jar = cookieJar(request, base);
+					const [state, nonce, verifier] = (parseCookies(request.headers.cookie)[jar.oidc] ?? "").split(".");
+					reply.header("set-cookie", `${jar.oidc}=; Path=${jar.oidcPath}; HttpOnly; SameSite=Lax; Max-Age=0${jar.flags}`);
 					const fail = (code: number, msg: string) => reply.code(code).type("text/html").send(loginPage(base, msg, "error", true));
 					// The state first: without it this is anyone's link, and its error text would be theirs,
 					// shown on the gateway's own page ("your account is locked, call …", "sign in at …").
@@ -631,7 +648,8 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 			}
 			scope.post("/logout", async (request, reply) => {
 				if (refuseCrossSite(request, reply)) return reply;
-				reply.header("set-cookie", `${COOKIE}=; Path=${base}; HttpOnly; SameSite=Strict; Max-Age=0${cookieSecurity(request)}`);
+				const jar = cookieJar(request, base);
+				reply.header("set-cookie", `${jar.session}=; Path=${jar.sessionPath}; HttpOnly; SameSite=Strict; Max-Age=0${jar.flags}`);
 				return reply.code(303).header("location", `${base}/login`).send();
 			});
 

@@ -67,19 +67,19 @@ test("issue viewer-cookie-secure: behind a TLS-terminating proxy (plain http to 
 		const r = await login(host, extra);
 		assert.equal(r.statusCode, 303, `${host}: ${r.body}`);
 		const [session] = cookies(r);
-		assert.match(session!, /^drawbridge_viewer=/);
+		assert.match(session!, /^__Host-drawbridge_viewer=/);
 		assert.match(session!, /; Secure(;|$)/, `${host}: ${session}`);
 		assert.match(session!, /HttpOnly/);
 		assert.match(session!, /SameSite=Strict/);
 		assert.ok(!session!.includes("; Domain="), session);
 	}
 	const out = await app.inject({ method: "POST", url: "/viewer/logout", headers: { host: "gw.example.com" } });
-	assert.match(cookies(out)[0]!, /^drawbridge_viewer=;.*; Secure/);
+	assert.match(cookies(out)[0]!, /^__Host-drawbridge_viewer=;.*; Secure/);
 	const start = await app.inject({ url: "/viewer/oidc/start", headers: { host: "gw.example.com" } });
 	assert.equal(start.statusCode, 302, start.body);
-	assert.match(cookies(start)[0]!, /^drawbridge_viewer_oidc=[^;]+;.*; Secure/);
+	assert.match(cookies(start)[0]!, /^__Host-drawbridge_viewer_oidc=[^;]+;.*; Secure/);
 	const callback = await app.inject({ url: "/viewer/oidc/callback?code=x&state=y", headers: { host: "gw.example.com" } });
-	assert.match(cookies(callback)[0]!, /^drawbridge_viewer_oidc=;.*; Secure/);
+	assert.match(cookies(callback)[0]!, /^__Host-drawbridge_viewer_oidc=;.*; Secure/);
 });
 
 test("issue viewer-cookie-secure: plain http to loopback (local development) keeps a cookie browsers accept there", async () => {
