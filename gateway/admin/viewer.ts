@@ -26,6 +26,7 @@ import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { JWK } from "jose";
+import { visibleText } from "../approvals/visible.ts";
 import type { Identity } from "../config/bundle.ts";
 import { listSessions, loadSession, loadStoreKeys, type SessionFilter, type SessionSummary } from "../recording/catalog.ts";
 import type { StoredEvent } from "../recording/events.ts";
@@ -82,8 +83,14 @@ function b64url(buf: Buffer): string {
 }
 const PREFIX_RE = /^recordings\/\d{4}\/\d{2}\/\d{2}\/[A-Za-z0-9._-]+\/[A-Za-z0-9._-]+\/$/;
 
+/**
+ * Recorded text as the auditor sees it: every control, format and separator character but `\n` and
+ * `\t` shown as an escape (`\u202e`, `\x1b`, `\r`), then HTML-escaped. The recorded agent wrote
+ * that text, and bidi overrides, `\r`, ESC and zero-width characters make a page show something
+ * other than what ran (`DELETE FROM accounts --<U+202E>1 = di EREHW` reads as a DELETE with a WHERE).
+ */
 export function escapeHtml(s: unknown): string {
-	return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+	return visibleText(String(s ?? "")).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 }
 
 /**
