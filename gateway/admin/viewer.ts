@@ -365,7 +365,7 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 				.join("\n")}</tbody></table>`
 		: "";
 	const player = hasCast
-		? `<h2>Terminal</h2><div id="player" data-speed="${escapeHtml(speed)}" data-cast="${base}/api/cast?prefix=${encodeURIComponent(prefix)}"></div>`
+		? `<h2>Terminal</h2><div id="player" data-speed="${escapeHtml(speed)}" data-cast="${base}/api/cast?prefix=${encodeURIComponent(prefix)}&amp;for=player"></div>`
 		: "";
 	return page(
 		base,
@@ -376,6 +376,38 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 		}</small></p>`,
 		hasCast ? `<link rel="stylesheet" href="${base}/static/asciinema-player.css"><script src="${base}/static/asciinema-player.min.js"></script>` : "",
 	);
+}
+
+/** Bidi controls, zero-width and other format characters, line and paragraph separators. */
+const FORMAT_CHARACTERS = /[\p{Cf}\p{Zl}\p{Zp}]/gu;
+const HAS_FORMAT_CHARACTER = /[\p{Cf}\p{Zl}\p{Zp}]/u;
+
+/**
+ * The terminal stream as the player gets it: format characters in the recorded output and input
+ * become U+FFFD. A terminal shows them as nothing (it does not reorder text), but the player draws
+ * the screen as HTML text, which the browser runs the bidi algorithm over: `FED CBA` behind a U+202E
+ * showed as `ABC DEF` in the auditor's playback, and zero-width characters vanished. One column per
+ * such character keeps later cursor positioning close; the downloaded terminal.cast keeps the bytes.
+ */
+function castForPlayer(cast: Buffer): string {
+	return cast
+		.toString("utf8")
+		.split("\n")
+		.map((line, i) => {
+			// Untouched unless it holds such a character, raw or as a JSON \u escape.
+			if (i === 0 || (!HAS_FORMAT_CHARACTER.test(line) && !line.includes("\\u"))) return line;
+			try {
+				const event = JSON.parse(line) as unknown;
+				if (Array.isArray(event) && typeof event[2] === "string") {
+					event[2] = event[2].replace(FORMAT_CHARACTERS, "\ufffd");
+					return JSON.stringify(event);
+				}
+			} catch {
+				// Not an event line: the player refuses it as it is.
+			}
+			return line.replace(FORMAT_CHARACTERS, "\ufffd");
+		})
+		.join("\n");
 }
 
 function loginPage(base: string, message: string, status: "info" | "error", oidc = false): string {
@@ -711,6 +743,7 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 					if (isRecordingError(e, "NOT_FOUND")) return reply.code(404).send({ error: { code: "not_found", message: "this session has no terminal stream" } });
 					throw e;
 				}
+				if ((request.query as Record<string, unknown>).for === "player") return reply.type("application/x-asciicast").send(castForPlayer(cast));
 				return reply.type("application/x-asciicast").send(cast);
 			});
 		},
