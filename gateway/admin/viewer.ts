@@ -18,8 +18,9 @@
  * (the gateway's OIDC/JWT verifier) sees either the request's own `Authorization: Bearer` header or,
  * for browsers, the token from the viewer's session cookie (set by POST {base}/login after the same
  * check), presented to it as a bearer header. The cookie is HttpOnly, SameSite=Strict, a Secure
- * `__Host-` cookie (plain http to a loopback host: a plain one scoped to {base}), and expires with the token. POST {base}/login and {base}/logout refuse
- * cross-site requests (Sec-Fetch-Site, else Origin/Referer against Host): no login forgery.
+ * `__Host-` cookie (plain http to a loopback host: a plain one scoped to {base}), and expires with
+ * the token. POST {base}/login and {base}/logout refuse cross-site requests (Sec-Fetch-Site, else
+ * Origin/Referer against Host): no login forgery.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
