@@ -11,6 +11,7 @@ import {
 	decodeChunk,
 	KEYS_PREFIX,
 	MANIFEST_FILE,
+	MAX_CHUNK_TEXT_BYTES,
 	metaDecode,
 	parseChunkName,
 	ROOT_PREFIX,
@@ -256,8 +257,27 @@ export interface LoadedSession {
 	unreadable: string[];
 }
 
-/** Load a session's document, events (all chunks in order) and terminal stream. Does not verify. */
-export async function loadSession(store: RecordingStore, prefix: string): Promise<LoadedSession> {
+/**
+ * Most event text `loadSession` inflates for one session (all chunks together). The chunks are not
+ * verified when they are loaded, so without this a bucket writer's chunks, each under
+ * MAX_CHUNK_TEXT_BYTES, could still add up to more memory than the viewer's process (the gateway) has.
+ */
+export const MAX_SESSION_TEXT_BYTES = 512 * 1024 * 1024;
+
+export interface LoadOptions {
+	/** Per chunk (default MAX_CHUNK_TEXT_BYTES). */
+	maxChunkTextBytes?: number;
+	/** For the whole session (default MAX_SESSION_TEXT_BYTES); later chunks are left unread. */
+	maxSessionTextBytes?: number;
+}
+
+/**
+ * Load a session's document, events (all chunks in order) and terminal stream. Does not verify.
+ * Chunks that inflate past the limits are not read; they are listed in `unreadable`.
+ */
+export async function loadSession(store: RecordingStore, prefix: string, limits: LoadOptions = {}): Promise<LoadedSession> {
+	const maxChunk = limits.maxChunkTextBytes ?? MAX_CHUNK_TEXT_BYTES;
+	let budget = limits.maxSessionTextBytes ?? MAX_SESSION_TEXT_BYTES;
 	const names: string[] = [];
 	let hasManifest = false;
 	let hasCast = false;
@@ -272,10 +292,23 @@ export async function loadSession(store: RecordingStore, prefix: string): Promis
 	names.sort((a, b) => parseChunkName(a)! - parseChunkName(b)!);
 	const events: StoredEvent[] = [];
 	const unreadable: string[] = [];
+	const overBudget = (n: string) =>
+		`${n} not read: the session's chunks inflate to more than one load reads (${limits.maxSessionTextBytes ?? MAX_SESSION_TEXT_BYTES} bytes)`;
 	for (const n of names) {
+		if (budget <= 0) {
+			unreadable.push(overBudget(n));
+			continue;
+		}
 		try {
-			for (const e of decodeChunk(n, await store.get(prefix + n)).events) events.push(e);
+			const d = decodeChunk(n, await store.get(prefix + n), Math.min(maxChunk, budget));
+			budget -= d.textBytes;
+			for (const e of d.events) events.push(e);
 		} catch (e) {
+			if (budget < maxChunk && /inflates to more than/.test((e as Error).message)) {
+				budget = 0;
+				unreadable.push(overBudget(n));
+				continue;
+			}
 			// Show what can be shown; verification reports the damage precisely.
 			unreadable.push((e as Error).message);
 		}

@@ -206,14 +206,33 @@ export function encodeChunk(header: ChunkHeader, lines: string[]): Buffer {
 export interface DecodedChunk {
 	header: ChunkHeader;
 	events: StoredEvent[];
+	/** Bytes of JSON Lines text the chunk inflated to. */
+	textBytes: number;
 }
 
-/** Strict decode: throws RecordingError `MALFORMED` with a precise reason. */
-export function decodeChunk(name: string, body: Uint8Array): DecodedChunk {
+/**
+ * Most text a chunk may inflate to before a reader gives up on it. The gateway seals chunks at
+ * `chunkMaxBytes` (1 MiB by default) of text, so only one giant event comes near this; a bucket writer
+ * can store a few KiB of gzip that inflate to gigabytes (a decompression bomb against the auditor's CLI
+ * or the viewer in the gateway process), and every reader inflates through this limit.
+ */
+export const MAX_CHUNK_TEXT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Strict decode: throws RecordingError `MALFORMED` with a precise reason, also when the chunk would
+ * inflate past `maxTextBytes` (nothing beyond that is ever inflated).
+ */
+export function decodeChunk(name: string, body: Uint8Array, maxTextBytes = MAX_CHUNK_TEXT_BYTES): DecodedChunk {
 	let text: string;
+	let textBytes: number;
 	try {
-		text = gunzipSync(body).toString("utf8");
+		const raw = gunzipSync(body, { maxOutputLength: Math.max(1, maxTextBytes) });
+		textBytes = raw.length;
+		text = raw.toString("utf8");
 	} catch (e) {
+		if ((e as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
+			throw new RecordingError("MALFORMED", `${name} inflates to more than ${mib(maxTextBytes)} of text: not read (a decompression bomb, or not a chunk the gateway wrote)`);
+		}
 		const msg = (e as Error).message;
 		throw new RecordingError("MALFORMED", `${name} is not a complete gzip stream (${/unexpected end/i.test(msg) ? "truncated" : msg})`);
 	}
@@ -237,7 +256,11 @@ export function decodeChunk(name: string, body: Uint8Array): DecodedChunk {
 			throw new RecordingError("MALFORMED", `${name}: line ${i + 1} is not valid JSON (truncated or edited)`);
 		}
 	}
-	return { header, events };
+	return { header, events, textBytes };
+}
+
+function mib(n: number): string {
+	return n >= 1024 * 1024 ? `${Math.floor(n / (1024 * 1024))} MiB` : `${n} bytes`;
 }
 
 // ---------------------------------------------------------------------------------------------
