@@ -6,13 +6,24 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import type { JWK } from "jose";
-import { listIncompleteSessions, listSessions, loadSession, loadStoreKeys, resolveSession, type SessionFilter, type SessionSummary } from "../gateway/recording/catalog.ts";
+import {
+	listIncompleteSessions,
+	listSessionFolders,
+	listSessions,
+	loadSession,
+	loadStoreKeys,
+	matches,
+	resolveSession,
+	type SessionFilter,
+	type SessionSummary,
+	summaryOfDocument,
+} from "../gateway/recording/catalog.ts";
 import { RecordingError } from "../gateway/recording/errors.ts";
 import type { StoredEvent } from "../gateway/recording/events.ts";
 import type { SessionDocument } from "../gateway/recording/format.ts";
 import { type PublicKeySet, publicKeySet } from "../gateway/recording/keys.ts";
 import { DirStore, parseEndpoint, type RecordingStore, S3Store } from "../gateway/recording/store.ts";
-import { verifySession } from "../gateway/recording/verify.ts";
+import { readSignedDocument, verifySession } from "../gateway/recording/verify.ts";
 import { terminalSafe } from "./terminal-text.ts";
 
 const STORE_HELP = `Store (one of):
@@ -63,7 +74,8 @@ ${FILTER_HELP}
   --json                 one JSON object per line instead of a table
   --progress             progress on stderr even when it is not a terminal
   --incomplete           instead: session folders without a signed manifest (still open, still
-                         uploading from a gateway's spool, or damaged); connection/time filters apply
+                         uploading from a gateway's spool, or damaged) or without session.json
+                         (damaged: not listed otherwise); connection/session/time filters apply
 
 ${STORE_HELP}
 `,
@@ -93,7 +105,10 @@ ${STORE_HELP}
 Checks that every chunk listed in the signed manifest is present, unmodified and in order (SHA-256
 and the previous-chunk chain), that nothing was appended, that session.json and terminal.cast match
 the manifest, and that the manifest is signed by a trusted recording key.
-  --all                  verify every session matching the filters
+  --all                  verify every session matching the filters: every session folder of the
+                         days and connection asked for is found from the key layout; the other
+                         filters select by the signed session.json, and a folder without one that
+                         verifies is always checked (it fails)
   --key FILE             trust these public keys (a JWK or a JWKS file; repeatable). In a cluster:
                          kubectl -n drawbridge-system get configmap drawbridge-recording-trusted-keys
                            -o jsonpath='{.data.keys\\.json}' > keys.json
@@ -386,10 +401,10 @@ async function cmdList(values: Values, io: CliIo): Promise<number> {
 		const open = await listIncompleteSessions(store, filter);
 		if (values.json) for (const s of open) io.stdout(`${JSON.stringify(s)}\n`);
 		else if (open.length > 0) {
-			const rows = [["DAY", "CONNECTION", "CHUNKS", "SESSION.JSON", "SESSION"]];
-			for (const s of open) rows.push([s.day, s.connection, String(s.chunks), s.hasSessionJson ? "yes" : "no", s.sessionId]);
+			const rows = [["DAY", "CONNECTION", "CHUNKS", "SESSION.JSON", "MANIFEST", "SESSION"]];
+			for (const s of open) rows.push([s.day, s.connection, String(s.chunks), s.hasSessionJson ? "yes" : "no", s.hasManifest ? "yes" : "no", s.sessionId]);
 			io.stdout(formatTable(rows));
-			io.stdout(`${open.length} session folder(s) without a signed manifest\n`);
+			io.stdout(`${open.length} session folder(s) without a signed manifest or without session.json\n`);
 		} else io.stderr("no incomplete sessions\n");
 		return open.length > 0 ? 0 : 1;
 	}
@@ -496,7 +511,17 @@ async function cmdVerify(values: Values, positionals: string[], io: CliIo): Prom
 	let prefixes: string[];
 	if (values.all) {
 		if (positionals.length) throw new UsageError("verify: give a session or --all, not both");
-		prefixes = (await listSessions(store, filterFromFlags(values))).map((s) => s.prefix);
+		// Every session folder in the days and connection asked for, found from the key layout (not from
+		// session.json or its unsigned metadata, which a bucket writer can delete or rewrite to hide a
+		// session). Other filters select by the signed session.json; a folder without one that verifies
+		// is always checked (and fails): nothing trustworthy says it is not one of those asked for.
+		const filter = filterFromFlags(values);
+		prefixes = [];
+		for (const f of await listSessionFolders(store, filter)) {
+			const doc = await readSignedDocument(store, f.prefix, keys.set);
+			const summary = doc && summaryOfDocument(f.prefix, doc);
+			if (!summary || matches(summary, filter)) prefixes.push(f.prefix);
+		}
 		if (prefixes.length === 0) {
 			io.stderr("no sessions match\n");
 			return 1;

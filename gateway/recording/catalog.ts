@@ -10,6 +10,7 @@ import type { StoredEvent } from "./events.ts";
 import {
 	decodeChunk,
 	KEYS_PREFIX,
+	keySegment,
 	MANIFEST_FILE,
 	MAX_CHUNK_TEXT_BYTES,
 	metaDecode,
@@ -106,6 +107,11 @@ function summaryFromMetadata(prefix: string, m: Record<string, string>): Session
 	};
 }
 
+/** The summary of a session from its (signed) document rather than from object metadata. */
+export function summaryOfDocument(prefix: string, doc: SessionDocument): SessionSummary | undefined {
+	return summaryFromMetadata(prefix, sessionMetadata(doc));
+}
+
 export function matches(s: SessionSummary, f: SessionFilter): boolean {
 	if (f.identity && !glob(f.identity, s.identity) && !glob(f.identity, s.subject)) return false;
 	if (f.grant && !glob(f.grant, s.grant)) return false;
@@ -198,50 +204,82 @@ export async function listSessions(store: RecordingStore, filter: SessionFilter 
 	return out;
 }
 
-export interface IncompleteSession {
+/** A session folder as the key layout shows it: `<day>/<connection>/<session-id>/` and what it holds. */
+export interface SessionFolder {
 	prefix: string;
-	sessionId: string;
+	/** Folder names (keySegment of the connection and session id). */
 	connection: string;
+	sessionId: string;
 	/** UTC day of the session start, from the key layout. */
 	day: string;
 	chunks: number;
+	hasManifest: boolean;
 	hasSessionJson: boolean;
 }
 
 /**
- * Session folders without a manifest: still open, still uploading (the gateway's spool holds the
- * rest), or damaged. Only the key layout is known about them until their session.json arrives.
- * Filters on connection and time (by day) apply; identity/grant filters cannot.
+ * Every session folder under the days and connection of the filter, from the key layout alone: no
+ * object metadata and no session.json is trusted to find them, so a folder whose session.json was
+ * deleted or whose metadata was rewritten is still found. The session-id filter matches the folder
+ * name. Other filters (identity, grant, …) cannot apply here.
  */
-export async function listIncompleteSessions(store: RecordingStore, filter: SessionFilter = {}): Promise<IncompleteSession[]> {
-	const out: IncompleteSession[] = [];
-	const exactConnection = filter.connection && !filter.connection.includes("*") ? filter.connection : undefined;
+export async function listSessionFolders(store: RecordingStore, filter: SessionFilter = {}): Promise<SessionFolder[]> {
+	const out: SessionFolder[] = [];
+	const exactConnection = filter.connection && !filter.connection.includes("*") ? keySegment(filter.connection) : undefined;
 	for (const day of await dayPrefixes(store, filter)) {
-		const folders = new Map<string, { chunks: number; manifest: boolean; doc: boolean }>();
+		const folders = new Map<string, SessionFolder>();
 		for await (const o of store.list(exactConnection ? `${day}${exactConnection}/` : day)) {
 			const rest = o.key.slice(day.length).split("/");
 			if (rest.length !== 3) continue;
-			const folder = `${day}${rest[0]}/${rest[1]}/`;
-			const f = folders.get(folder) ?? { chunks: 0, manifest: false, doc: false };
+			const prefix = `${day}${rest[0]}/${rest[1]}/`;
+			let f = folders.get(prefix);
+			if (!f) {
+				f = { prefix, connection: rest[0]!, sessionId: rest[1]!, day: day.slice(ROOT_PREFIX.length, -1).replaceAll("/", "-"), chunks: 0, hasManifest: false, hasSessionJson: false };
+				folders.set(prefix, f);
+			}
 			if (parseChunkName(rest[2]!) !== undefined) f.chunks++;
-			else if (rest[2] === MANIFEST_FILE) f.manifest = true;
-			else if (rest[2] === SESSION_FILE) f.doc = true;
-			folders.set(folder, f);
+			else if (rest[2] === MANIFEST_FILE) f.hasManifest = true;
+			else if (rest[2] === SESSION_FILE) f.hasSessionJson = true;
 		}
-		for (const [prefix, f] of folders) {
-			if (f.manifest) continue;
-			const [connection, sessionId] = prefix.slice(day.length, -1).split("/") as [string, string];
-			if (filter.connection && !glob(filter.connection, connection)) continue;
-			if (filter.sessionId && !glob(filter.sessionId, sessionId)) continue;
-			out.push({ prefix, sessionId, connection, day: day.slice(ROOT_PREFIX.length, -1).replaceAll("/", "-"), chunks: f.chunks, hasSessionJson: f.doc });
+		for (const f of folders.values()) {
+			if (filter.connection && !glob(filter.connection, f.connection) && keySegment(filter.connection) !== f.connection) continue;
+			if (filter.sessionId && !glob(filter.sessionId, f.sessionId) && keySegment(filter.sessionId) !== f.sessionId) continue;
+			out.push(f);
 		}
 	}
 	return out;
 }
 
-/** Find a session by id (or accept a prefix as is). */
+export type IncompleteSession = SessionFolder;
+
+/**
+ * Session folders that `list` does not show as closed sessions: without a manifest (still open,
+ * still uploading: the gateway's spool holds the rest) or without session.json (damaged: `list`
+ * finds sessions by their session.json). Only the key layout is known about them. Filters on
+ * connection, session id and time (by day) apply; identity/grant filters cannot.
+ */
+export async function listIncompleteSessions(store: RecordingStore, filter: SessionFilter = {}): Promise<IncompleteSession[]> {
+	return (await listSessionFolders(store, filter)).filter((f) => !f.hasManifest || !f.hasSessionJson);
+}
+
+/**
+ * Find a session by id (or accept a prefix as is). The folder named after the id is found from the
+ * key layout, so neither deleting its session.json nor rewriting its metadata hides it or puts another
+ * folder in its place; when several folders carry the id (a copy under another day or connection),
+ * that is an error naming them all. Sessions whose folder name is not the id are then looked up by
+ * their metadata.
+ */
 export async function resolveSession(store: RecordingStore, idOrPrefix: string, hint: SessionFilter = {}): Promise<string> {
 	if (idOrPrefix.startsWith(ROOT_PREFIX)) return idOrPrefix.endsWith("/") ? idOrPrefix : `${idOrPrefix}/`;
+	const folder = keySegment(idOrPrefix);
+	const byLayout = (await listSessionFolders(store, { ...hint, sessionId: folder })).filter((f) => f.sessionId === folder);
+	if (byLayout.length > 1) {
+		throw new RecordingError(
+			"MALFORMED",
+			`${byLayout.length} session folders in ${store.description} are named ${folder}: ${byLayout.map((f) => f.prefix).join(", ")}; a session has one folder, so all but one are copies: give the prefix to check each`,
+		);
+	}
+	if (byLayout.length === 1) return byLayout[0]!.prefix;
 	const found = await listSessions(store, { ...hint, sessionId: idOrPrefix });
 	if (found.length === 0) throw new RecordingError("NOT_FOUND", `no recorded session with id ${idOrPrefix} in ${store.description}`);
 	return found[0]!.prefix;

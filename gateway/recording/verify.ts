@@ -59,6 +59,52 @@ export function readManifestUnverified(jws: string): Manifest {
 	return JSON.parse(new TextDecoder().decode(base64url.decode(parts[1]!))) as Manifest;
 }
 
+/** The manifest's signature against the trusted keys: the signed payload, or why there is none. */
+async function checkManifest(
+	jwsBody: Buffer,
+	publicKeys: PublicKeySet,
+): Promise<{ manifest?: Manifest; keyId?: string; problems: [VerifyProblem["kind"], string][] }> {
+	const problems: [VerifyProblem["kind"], string][] = [];
+	const jws = jwsBody.toString("utf8").trim();
+	let keyId: string | undefined;
+	try {
+		const header = decodeProtectedHeader(jws);
+		keyId = header.kid;
+		if (header.typ !== MANIFEST_JWS_TYP) problems.push(["malformed", `JWS typ is ${JSON.stringify(header.typ)}, expected ${MANIFEST_JWS_TYP}`]);
+		const trusted = header.kid ? publicKeys.get(header.kid) : undefined;
+		if (!trusted) {
+			problems.push(["signature", `signed with key ${JSON.stringify(header.kid)}, which is not among the ${publicKeys.size} trusted recording key(s)`]);
+			return { keyId, problems };
+		}
+		if (header.alg !== trusted.alg) {
+			problems.push(["signature", `JWS alg ${header.alg} does not match key ${header.kid} (${trusted.alg})`]);
+			return { keyId, problems };
+		}
+		const verified = await compactVerify(jws, trusted.key, { algorithms: [trusted.alg] });
+		return { manifest: JSON.parse(new TextDecoder().decode(verified.payload)) as Manifest, keyId, problems };
+	} catch (e) {
+		problems.push(["signature", `signature verification failed (${(e as Error).message}): the manifest was modified or not signed by the recording key`]);
+		return { keyId, problems };
+	}
+}
+
+/**
+ * The session.json of `prefix` when the manifest there is signed by a trusted key, was signed for this
+ * very prefix and covers this session.json's bytes; otherwise undefined. Cheap (no chunk is read): for
+ * choosing which sessions a filter selects by what the gateway signed, not by unsigned metadata.
+ */
+export async function readSignedDocument(store: RecordingStore, prefix: string, publicKeys: PublicKeySet): Promise<SessionDocument | undefined> {
+	if (!prefix.endsWith("/")) prefix += "/";
+	const jwsBody = await getOrUndefined(store, prefix + MANIFEST_FILE);
+	if (!jwsBody) return undefined;
+	const { manifest, problems } = await checkManifest(jwsBody, publicKeys);
+	if (!manifest || problems.length > 0 || manifest.prefix !== prefix) return undefined;
+	const body = await getOrUndefined(store, prefix + SESSION_FILE);
+	if (!body || sha256Hex(body) !== manifest.session.sha256) return undefined;
+	const doc = JSON.parse(body.toString("utf8")) as SessionDocument;
+	return doc.sessionId === manifest.sessionId ? doc : undefined;
+}
+
 export async function verifySession(store: RecordingStore, prefix: string, publicKeys: PublicKeySet): Promise<VerifyResult> {
 	if (!prefix.endsWith("/")) prefix += "/";
 	const problems: VerifyProblem[] = [];
@@ -74,27 +120,11 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 		add(MANIFEST_FILE, "missing", "missing: the session is still open or uploading, or its manifest was deleted; nothing under this prefix can be trusted");
 		return result;
 	}
-	const jws = jwsBody.toString("utf8").trim();
-	let manifest: Manifest;
-	try {
-		const header = decodeProtectedHeader(jws);
-		result.keyId = header.kid;
-		if (header.typ !== MANIFEST_JWS_TYP) add(MANIFEST_FILE, "malformed", `JWS typ is ${JSON.stringify(header.typ)}, expected ${MANIFEST_JWS_TYP}`);
-		const trusted = header.kid ? publicKeys.get(header.kid) : undefined;
-		if (!trusted) {
-			add(MANIFEST_FILE, "signature", `signed with key ${JSON.stringify(header.kid)}, which is not among the ${publicKeys.size} trusted recording key(s)`);
-			return result;
-		}
-		if (header.alg !== trusted.alg) {
-			add(MANIFEST_FILE, "signature", `JWS alg ${header.alg} does not match key ${header.kid} (${trusted.alg})`);
-			return result;
-		}
-		const verified = await compactVerify(jws, trusted.key, { algorithms: [trusted.alg] });
-		manifest = JSON.parse(new TextDecoder().decode(verified.payload)) as Manifest;
-	} catch (e) {
-		add(MANIFEST_FILE, "signature", `signature verification failed (${(e as Error).message}): the manifest was modified or not signed by the recording key`);
-		return result;
-	}
+	const checked = await checkManifest(jwsBody, publicKeys);
+	result.keyId = checked.keyId;
+	for (const [kind, message] of checked.problems) add(MANIFEST_FILE, kind, message);
+	const manifest = checked.manifest;
+	if (!manifest) return result;
 	result.sessionId = manifest.sessionId;
 	if (manifest.prefix !== prefix) {
 		add(prefix, "unexpected", `the manifest was signed for ${manifest.prefix}: the session was copied or moved`);
