@@ -88,8 +88,12 @@ export function glob(pattern: string, value: string): boolean {
 	return p === pattern.length;
 }
 
+/** Metadata keys a summary needs; without one of them the session.json is read instead (commit and
+ * pull-request are empty when unknown, and a store may drop empty values). */
+const SUMMARY_KEYS = ["session-id", "protocol", "identity", "subject", "grant", "connection", "started", "ended", "has-blocked", "has-approvals"];
+
 function summaryFromMetadata(prefix: string, m: Record<string, string>): SessionSummary | undefined {
-	if (!m["session-id"] || !m.started) return undefined;
+	if (!m["session-id"] || !m.started || SUMMARY_KEYS.some((k) => m[k] === undefined)) return undefined;
 	return {
 		prefix,
 		sessionId: metaDecode(m["session-id"])!,

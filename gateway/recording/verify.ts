@@ -144,9 +144,14 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 			const head = await store.head(prefix + SESSION_FILE);
 			if (head) {
 				const expected = sessionMetadata(doc);
+				// No metadata at all (copied without it): searches read session.json itself. Some of it
+				// only: searches take the missing fields as empty, so each missing one is a problem too
+				// (a store may drop an empty value, so an empty expected value may be missing).
+				const stripped = Object.keys(head.metadata).length > 0;
 				for (const [k, v] of Object.entries(expected)) {
 					const got = head.metadata[k];
 					if (got !== undefined && got !== v) add(SESSION_FILE, "metadata", `object metadata ${k}=${JSON.stringify(got)} disagrees with the signed session.json (${JSON.stringify(v)})`);
+					else if (got === undefined && stripped && v !== "") add(SESSION_FILE, "metadata", `object metadata ${k} is missing (the signed session.json says ${JSON.stringify(v)}): searches by it miss this session`);
 				}
 			}
 		}
