@@ -97,6 +97,10 @@ Terminal sessions write the recorded output to this terminal with the original t
 \`asciinema play terminal.cast\`). SQL and Kubernetes sessions print a timed statement/request log.
   --speed N              play N times faster (default 1)
   --max-idle SECONDS     cap pauses at this length (default: no cap)
+  --no-verify            replay without verifying first (by default a recording that does not
+                         verify is not replayed; the result goes to stderr)
+  --key FILE             trusted public key(s) for verification (see verify --help)
+  --keys-url URL         trust the JWKS a gateway's admin server serves (see verify --help)
 
 ${STORE_HELP}
 `,
@@ -125,10 +129,17 @@ ${STORE_HELP}
 	export: `Usage: drawbridge recordings export [filters] [--out FILE]
 
 Writes JSON Lines: one line per event with the session context (sessionId, protocol, identity,
-subject, grant, connection, prefix, commit, pullRequest) merged in, oldest session first. Progress on
-stderr on a terminal (or with --progress).
+subject, grant, connection, prefix, commit, pullRequest) merged in, oldest session first. Each
+session is verified first (chosen and checked as by verify --all); one that fails is not exported.
+Progress on stderr on a terminal (or with --progress).
   --out FILE             write to FILE instead of stdout
   --progress             progress on stderr even when it is not a terminal
+  --key FILE             trusted public key(s) for verification (see verify --help)
+  --keys-url URL         trust the JWKS a gateway's admin server serves (see verify --help)
+  --include-unverified   also export sessions that fail verification, their lines marked
+                         "unverified": true (by default they are left out and named on stderr;
+                         either way the exit status is 1)
+  --no-verify            export without verifying (sessions chosen by object metadata, as list)
 ${FILTER_HELP}
 
 ${STORE_HELP}
@@ -182,6 +193,7 @@ const OPTIONS = {
 	progress: { type: "boolean" },
 	terminal: { type: "boolean" },
 	"no-verify": { type: "boolean" },
+	"include-unverified": { type: "boolean" },
 	key: { type: "string", multiple: true },
 	"keys-url": { type: "string" },
 	all: { type: "boolean" },
@@ -475,6 +487,17 @@ async function cmdReplay(values: Values, positionals: string[], io: CliIo): Prom
 	if (!(speed > 0)) throw new UsageError("--speed must be a positive number");
 	const maxIdleMs = values["max-idle"] ? Number(values["max-idle"]) * 1000 : Number.POSITIVE_INFINITY;
 	if (!(maxIdleMs > 0)) throw new UsageError("--max-idle must be a positive number of seconds");
+	if (!values["no-verify"]) {
+		// What is played is the terminal.cast or the chunks as stored: say whether they are what the
+		// gateway signed before showing them, and do not play what is not (unless asked to).
+		const keys = await trustedKeys(values, store, io);
+		const v = await verifySession(store, prefix, keys.set);
+		io.stderr(describeVerify(v, keys.source));
+		if (!v.ok) {
+			io.stderr("drawbridge recordings replay: not replaying a recording that does not verify (--no-verify replays it anyway)\n");
+			return 1;
+		}
+	}
 	const s = await loadSession(store, prefix);
 	const wait = async (fromMs: number, toMs: number) => {
 		const gap = Math.min(maxIdleMs, Math.max(0, toMs - fromMs)) / speed;
@@ -505,6 +528,22 @@ async function cmdReplay(values: Values, positionals: string[], io: CliIo): Prom
 	return 0;
 }
 
+/**
+ * The session folders an audit (verify --all, export) covers: every folder of the days and connection
+ * asked for, from the key layout; the other filters select by the signed session.json, and a folder
+ * without one that checks out is always included (nothing trustworthy says it is not asked for).
+ */
+async function auditedSessions(store: RecordingStore, filter: SessionFilter, keys: TrustedKeys): Promise<string[]> {
+	const out: { prefix: string; order: string }[] = [];
+	for (const f of await listSessionFolders(store, filter)) {
+		const doc = await readSignedDocument(store, f.prefix, keys.set);
+		const summary = doc && summaryOfDocument(f.prefix, doc);
+		// Oldest first: by the signed start time, else by the day of the folder.
+		if (!summary || matches(summary, filter)) out.push({ prefix: f.prefix, order: summary?.startedAt ?? `${f.day}T` });
+	}
+	return out.sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0)).map((o) => o.prefix);
+}
+
 async function cmdVerify(values: Values, positionals: string[], io: CliIo): Promise<number> {
 	const store = storeFromFlags(values, io.env);
 	const keys = await trustedKeys(values, store, io);
@@ -515,13 +554,7 @@ async function cmdVerify(values: Values, positionals: string[], io: CliIo): Prom
 		// session.json or its unsigned metadata, which a bucket writer can delete or rewrite to hide a
 		// session). Other filters select by the signed session.json; a folder without one that verifies
 		// is always checked (and fails): nothing trustworthy says it is not one of those asked for.
-		const filter = filterFromFlags(values);
-		prefixes = [];
-		for (const f of await listSessionFolders(store, filter)) {
-			const doc = await readSignedDocument(store, f.prefix, keys.set);
-			const summary = doc && summaryOfDocument(f.prefix, doc);
-			if (!summary || matches(summary, filter)) prefixes.push(f.prefix);
-		}
+		prefixes = await auditedSessions(store, filterFromFlags(values), keys);
 		if (prefixes.length === 0) {
 			io.stderr("no sessions match\n");
 			return 1;
@@ -562,7 +595,14 @@ function context(s: SessionSummary | SessionDocument, prefix: string): Record<st
 
 async function cmdExport(values: Values, io: CliIo): Promise<number> {
 	const store = storeFromFlags(values, io.env);
-	const sessions = await listSessions(store, filterFromFlags(values));
+	const filter = filterFromFlags(values);
+	const keys = values["no-verify"] ? undefined : await trustedKeys(values, store, io);
+	// Verified: chosen like verify --all (key layout + signed session.json). --no-verify: by metadata.
+	const sessions: { prefix: string; summary?: SessionSummary }[] = keys
+		? (await auditedSessions(store, filter, keys)).map((prefix) => ({ prefix }))
+		: (await listSessions(store, filter)).map((summary) => ({ prefix: summary.prefix, summary }));
+	const failed: string[] = [];
+	let exported = 0;
 	let write = io.stdout;
 	let finish = async () => {};
 	if (values.out) {
@@ -574,18 +614,35 @@ async function cmdExport(values: Values, io: CliIo): Promise<number> {
 	const bar = progressPrinter(io, Boolean(values.progress) || io.stderrIsTty, "exporting");
 	let events = 0;
 	for (let i = 0; i < sessions.length; i++) {
-		const summary = sessions[i]!;
-		const s = await loadSession(store, summary.prefix);
-		const ctx = context(s.document ?? summary, summary.prefix);
+		const { prefix, summary } = sessions[i]!;
+		let unverified = false;
+		if (keys) {
+			const v = await verifySession(store, prefix, keys.set);
+			if (!v.ok) {
+				failed.push(`${prefix}: ${v.problems[0]?.message ?? "does not verify"}${v.problems.length > 1 ? ` (and ${v.problems.length - 1} more)` : ""}`);
+				unverified = true;
+			}
+		}
+		if (unverified && !values["include-unverified"]) continue;
+		const s = await loadSession(store, prefix);
+		const ctx = s.document ? context(s.document, prefix) : summary ? context(summary, prefix) : { prefix };
+		if (unverified) ctx.unverified = true;
 		for (const e of s.events) {
 			write(`${JSON.stringify({ ...ctx, ...e, sessionSeq: e.seq })}\n`);
 			events++;
 		}
+		exported++;
 		bar.update(i + 1, sessions.length, `sessions, ${events} events`);
 	}
 	bar.end();
 	await finish();
-	io.stderr(`exported ${events} event(s) from ${sessions.length} session(s)\n`);
+	io.stderr(`exported ${events} event(s) from ${exported} session(s)${keys?.source === "bucket" ? " (verified against UNPINNED keys from the bucket itself)" : keys ? "" : " (not verified)"}\n`);
+	if (failed.length > 0) {
+		io.stderr(
+			`${failed.length} session(s) failed verification${values["include-unverified"] ? ', exported with "unverified": true' : " and were NOT exported (--include-unverified exports them marked)"}:\n${failed.map((f) => `  - ${terminalSafe(f)}\n`).join("")}`,
+		);
+		return 1;
+	}
 	return sessions.length > 0 ? 0 : 1;
 }
 

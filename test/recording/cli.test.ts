@@ -151,17 +151,30 @@ test("recordings CLI over a directory store: list filters, show, replay, verify,
 	});
 
 	await t.test("export: JSON Lines with session context", async () => {
+		// The SSH session's terminal.cast was replaced by the verify test: it is left out, and named.
 		const out = join(root, "..", `export-${Date.now()}.jsonl`);
-		const r = io();
-		assert.equal(await main(["export", ...dirArgs, "--out", out], r.cli), 0);
-		const lines = (await readFile(out, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
-		assert.equal(lines.length, 24 + 1 + 5);
+		let r = io();
+		assert.equal(await main(["export", ...dirArgs, "--out", out], r.cli), 1);
+		let lines = (await readFile(out, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+		assert.equal(lines.length, 24 + 1);
 		const blocked = lines.find((l) => l.decision === "block");
 		assert.equal(blocked.identity, "ci-deployer");
 		assert.equal(blocked.grant, "ci/deployer-orders-ro");
 		assert.equal(blocked.pullRequest, 42);
 		assert.equal(blocked.sessionId, mSql.sessionId);
+		assert.equal(blocked.unverified, undefined);
+		assert.match(r.err(), /exported 25 event\(s\) from 2 session\(s\) \(verified against UNPINNED keys from the bucket itself\)/);
+		assert.match(r.err(), new RegExp(`1 session\\(s\\) failed verification and were NOT exported .*:\n {2}- recordings/2027/04/02/db-primary/${mSsh.sessionId}/: terminal.cast: modified`));
+		r = io();
+		assert.equal(await main(["export", ...dirArgs, "--out", out, "--include-unverified"], r.cli), 1);
+		lines = (await readFile(out, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+		assert.equal(lines.length, 24 + 1 + 5);
+		assert.deepEqual(new Set(lines.filter((l) => l.unverified === true).map((l) => l.sessionId)), new Set([mSsh.sessionId]));
 		assert.match(r.err(), /exported 30 event\(s\) from 3 session\(s\)/);
+		r = io();
+		assert.equal(await main(["export", ...dirArgs, "--out", out, "--no-verify"], r.cli), 0);
+		assert.equal((await readFile(out, "utf8")).trim().split("\n").length, 30);
+		assert.match(r.err(), /exported 30 event\(s\) from 3 session\(s\) \(not verified\)/);
 	});
 
 	await t.test("help and usage errors", async () => {
