@@ -414,7 +414,7 @@ async function cmdList(values: Values, io: CliIo): Promise<number> {
 		if (values.json) for (const s of open) io.stdout(`${JSON.stringify(s)}\n`);
 		else if (open.length > 0) {
 			const rows = [["DAY", "CONNECTION", "CHUNKS", "SESSION.JSON", "MANIFEST", "SESSION"]];
-			for (const s of open) rows.push([s.day, s.connection, String(s.chunks), s.hasSessionJson ? "yes" : "no", s.hasManifest ? "yes" : "no", s.sessionId]);
+			for (const s of open) rows.push([s.day, s.connection, String(s.chunks), s.hasSessionJson ? "yes" : "no", s.hasManifest ? "yes" : "no", s.sessionId].map((c) => terminalSafe(c)));
 			io.stdout(formatTable(rows));
 			io.stdout(`${open.length} session folder(s) without a signed manifest or without session.json\n`);
 		} else io.stderr("no incomplete sessions\n");
@@ -445,10 +445,15 @@ function sessionArg(positionals: string[], cmd: string): string {
 	return id;
 }
 
+/**
+ * Object names, prefixes and key ids in a result come from the bucket: a writer can put terminal
+ * controls in them (an object named to erase the FAILED lines above it), so each is made inert.
+ */
 function describeVerify(r: Awaited<ReturnType<typeof verifySession>>, source: TrustedKeys["source"]): string {
-	if (r.ok && source === "bucket") return `verified against UNPINNED keys from the bucket itself: ${r.chunks} chunk(s), ${r.events} event(s), manifest signed by key ${r.keyId}\n`;
-	if (r.ok) return `verified: ${r.chunks} chunk(s), ${r.events} event(s), manifest signed by pinned key ${r.keyId}\n`;
-	return `VERIFICATION FAILED (${r.problems.length} problem(s)) for ${r.prefix}\n${r.problems.map((p) => `  - ${p.message}\n`).join("")}`;
+	const kid = terminalSafe(r.keyId ?? "");
+	if (r.ok && source === "bucket") return `verified against UNPINNED keys from the bucket itself: ${r.chunks} chunk(s), ${r.events} event(s), manifest signed by key ${kid}\n`;
+	if (r.ok) return `verified: ${r.chunks} chunk(s), ${r.events} event(s), manifest signed by pinned key ${kid}\n`;
+	return `VERIFICATION FAILED (${r.problems.length} problem(s)) for ${terminalSafe(r.prefix)}\n${r.problems.map((p) => `  - ${terminalSafe(p.message)}\n`).join("")}`;
 }
 
 async function cmdShow(values: Values, positionals: string[], io: CliIo): Promise<number> {
@@ -463,7 +468,7 @@ async function cmdShow(values: Values, positionals: string[], io: CliIo): Promis
 	}
 	io.stdout(describeSession(s.document, prefix));
 	if (verified) io.stdout(`Integrity   ${describeVerify(verified, verified.keys).replace(/\n(?=.)/g, "\n            ")}`);
-	for (const u of s.unreadable) io.stdout(`WARNING     unreadable chunk: ${u}\n`);
+	for (const u of s.unreadable) io.stdout(`WARNING     unreadable chunk: ${terminalSafe(u)}\n`);
 	io.stdout("\nTimeline\n");
 	let termOut = 0;
 	let termIn = 0;
@@ -566,7 +571,7 @@ async function cmdVerify(values: Values, positionals: string[], io: CliIo): Prom
 		const r = await verifySession(store, prefixes[i]!, keys.set);
 		if (!r.ok) failed++;
 		if (values.json) io.stdout(`${JSON.stringify({ ...r, keys: keys.source })}\n`);
-		else if (prefixes.length === 1 || !r.ok) io.stdout(`${prefixes[i]}: ${describeVerify(r, keys.source)}`);
+		else if (prefixes.length === 1 || !r.ok) io.stdout(`${terminalSafe(prefixes[i]!)}: ${describeVerify(r, keys.source)}`);
 		bar.update(i + 1, prefixes.length, `${failed} failed`);
 	}
 	bar.end();
@@ -691,7 +696,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
 			return 2;
 		}
 		if (e instanceof RecordingError) {
-			io.stderr(`drawbridge recordings ${cmd}: ${e.message}\n`);
+			io.stderr(`drawbridge recordings ${cmd}: ${terminalSafe(e.message)}\n`);
 			return e.code === "STORE_UNAVAILABLE" ? 3 : 1;
 		}
 		throw e;
