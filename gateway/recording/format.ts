@@ -273,6 +273,11 @@ export interface ManifestChunk {
 	events: number;
 	firstSeq: number;
 	lastSeq: number;
+	/**
+	 * The gateway lost this sealed chunk from its spool before uploading it (disk damage found by
+	 * recovery); its events are counted in session.json's droppedEvents.
+	 */
+	lost?: true;
 }
 
 export interface Manifest {

@@ -49,6 +49,7 @@ import {
 	MANIFEST_JWS_TYP,
 	type Manifest,
 	SESSION_FILE,
+	type SessionDocument,
 	sessionDocument,
 	sessionMetadata,
 	sessionPrefix,
@@ -145,6 +146,12 @@ class SpoolState {
 	writingSegment: string | undefined;
 	/** Every chunk up to this index is in the store (persisted in `uploaded`, see UPLOADED_FILE). */
 	uploadedThrough = 0;
+	/**
+	 * Sealed chunks whose bytes the spool no longer holds whole (found by recovery: a segment cut
+	 * short or gone, disk damage) and that are not in the store: they can never be uploaded, and the
+	 * session's manifest says so (`lost: true`) instead of leaving verify to call them deleted.
+	 */
+	readonly lostChunks = new Set<number>();
 	finalized = false;
 	finalizedAtMs = 0;
 	/** A session finalised by this process: session.json, the manifest and terminal.cast as written to the spool. */
@@ -356,6 +363,10 @@ export class DiskRecorder implements Recorder {
 		const entries = await readChunkIndex(dir);
 		state.uploadedThrough = await readUploadedThrough(dir);
 		const segmentSizes = new Map<string, number | undefined>();
+		const lost = (e: ChunkEntry, why: string) => {
+			state.lostChunks.add(e.index);
+			this.log.error({ session: name, chunk: e.name, segment: e.segment, events: `${e.firstSeq}-${e.lastSeq}` }, `sealed chunk ${why}; it cannot be uploaded and is recorded as lost`);
+		};
 		for (const e of entries) {
 			if (e.segment === undefined) {
 				// A spool from before segments: the chunk is its own file until uploaded.
@@ -363,16 +374,20 @@ export class DiskRecorder implements Recorder {
 				if (size !== undefined) {
 					state.pendingChunks.set(e.index, e.firstTimeMs);
 					this.addBytes(state, size);
-				}
+				} else if (e.index > state.uploadedThrough && !(await this.inStore(state, e))) lost(e, "file is gone from the spool");
 				continue;
 			}
 			if (!segmentSizes.has(e.segment)) segmentSizes.set(e.segment, await fileSize(join(dir, e.segment)));
 			const size = segmentSizes.get(e.segment);
-			if (size === undefined) continue;
+			if (size === undefined) {
+				// Segments are deleted once all their chunks are uploaded: gone before that is damage.
+				if (e.index > state.uploadedThrough && !(await this.inStore(state, e))) lost(e, "is in a spool segment that is gone");
+				continue;
+			}
 			state.segments.add(e.segment);
 			if (e.index <= state.uploadedThrough) continue;
 			if (size < (e.offset ?? 0) + e.bytes) {
-				this.log.error({ session: name, chunk: e.name, segment: e.segment }, "sealed chunk is cut short in its spool segment; it cannot be uploaded");
+				if (!(await this.inStore(state, e))) lost(e, "is cut short in its spool segment");
 				continue;
 			}
 			state.pendingChunks.set(e.index, e.firstTimeMs);
@@ -384,6 +399,7 @@ export class DiskRecorder implements Recorder {
 			if (size !== undefined) this.addBytes(state, size);
 		}
 		if ((await fileSize(join(dir, MANIFEST_FILE))) !== undefined) {
+			if (state.lostChunks.size > 0) await this.markLost(state);
 			state.finalized = true;
 			state.finalizedAtMs = Date.now();
 			return;
@@ -709,6 +725,52 @@ export class DiskRecorder implements Recorder {
 				if (e.code !== "ENOENT") throw e;
 			});
 		}
+	}
+
+	/** Whether a chunk the spool lost is in the store after all (uploaded before `uploaded` was written). */
+	private async inStore(state: SpoolState, e: ChunkEntry): Promise<boolean> {
+		try {
+			return (await this.options.store.head(state.prefix + e.name))?.size === e.bytes;
+		} catch {
+			return false;
+		}
+	}
+
+	/**
+	 * A closed session (session.json and manifest in the spool) whose chunks the spool lost: sign
+	 * again saying so (their events counted in droppedEvents, their manifest entries `lost: true`).
+	 */
+	private async markLost(state: SpoolState): Promise<void> {
+		const docPath = join(state.dir, SESSION_FILE);
+		const manifestPath = join(state.dir, MANIFEST_FILE);
+		const oldDoc = await readFile(docPath);
+		const oldJws = await readFile(manifestPath);
+		const doc = JSON.parse(oldDoc.toString("utf8")) as SessionDocument;
+		const manifest = JSON.parse(Buffer.from(oldJws.toString("utf8").split(".")[1] ?? "", "base64url").toString("utf8")) as Manifest;
+		let lostEvents = 0;
+		manifest.chunks.forEach((c, i) => {
+			if (state.lostChunks.has(i + 1) && !c.lost) {
+				c.lost = true;
+				lostEvents += c.events;
+			}
+		});
+		if (lostEvents === 0) return;
+		doc.droppedEvents += lostEvents;
+		const docBody = Buffer.from(`${JSON.stringify(doc, null, 2)}\n`);
+		manifest.session = { name: SESSION_FILE, sha256: sha256Hex(docBody), bytes: docBody.length };
+		manifest.signedAt = new Date(this.now()).toISOString();
+		const jws = Buffer.from(await this.signManifest(manifest));
+		const { error } = await this.io.run({
+			kind: "files",
+			dir: state.dir,
+			mkdir: false,
+			files: [
+				{ name: SESSION_FILE, body: docBody },
+				{ name: MANIFEST_FILE, body: jws },
+			],
+		});
+		if (error) throw new Error(error.message);
+		this.addBytes(state, docBody.length - oldDoc.length + jws.length - oldJws.length);
 	}
 
 	/** Sign a manifest with the recording key (compact JWS). */
@@ -1394,7 +1456,11 @@ class LiveSession implements SessionRecorder {
 	/** session.json and the signed manifest over this.entries (and terminal.cast when there is one). */
 	private async finalDocuments(end: SessionEnd, endedAt: string, castBody: Buffer | undefined): Promise<{ sessionBody: Buffer; jws: Buffer }> {
 		const counts = emptyCounts();
-		for (const e of this.entries) addCounts(counts, e.counts);
+		let lostEvents = 0;
+		for (const e of this.entries) {
+			addCounts(counts, e.counts);
+			if (this.state.lostChunks.has(e.index)) lostEvents += e.events;
+		}
 		const doc = sessionDocument(
 			this.state.meta,
 			this.state.prefix,
@@ -1403,7 +1469,7 @@ class LiveSession implements SessionRecorder {
 			counts,
 			this.entries.length,
 			castBody !== undefined,
-			this.dropped,
+			this.dropped + lostEvents,
 			this.recovering,
 			this.rec.options.key.kid,
 		);
@@ -1413,7 +1479,15 @@ class LiveSession implements SessionRecorder {
 			kind: "manifest",
 			sessionId: this.sessionId,
 			prefix: this.state.prefix,
-			chunks: this.entries.map((e) => ({ name: e.name, sha256: e.sha256, bytes: e.bytes, events: e.events, firstSeq: e.firstSeq, lastSeq: e.lastSeq })),
+			chunks: this.entries.map((e) => ({
+				name: e.name,
+				sha256: e.sha256,
+				bytes: e.bytes,
+				events: e.events,
+				firstSeq: e.firstSeq,
+				lastSeq: e.lastSeq,
+				...(this.state.lostChunks.has(e.index) ? { lost: true as const } : {}),
+			})),
 			session: { name: SESSION_FILE, sha256: sha256Hex(sessionBody), bytes: sessionBody.length },
 			totalEvents: counts.events,
 			signedAt: new Date(this.rec.now()).toISOString(),

@@ -29,7 +29,7 @@ import type { RecordingStore } from "./store.ts";
 export interface VerifyProblem {
 	/** Object name within the session prefix (or the prefix itself). */
 	object: string;
-	kind: "missing" | "modified" | "truncated" | "reordered" | "unexpected" | "signature" | "malformed" | "metadata" | "chain";
+	kind: "missing" | "lost" | "modified" | "truncated" | "reordered" | "unexpected" | "signature" | "malformed" | "metadata" | "chain";
 	message: string;
 }
 
@@ -167,6 +167,16 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 		const name = chunkName(index);
 		if (m.name !== name) add(m.name, "malformed", `manifest entry ${index} is named ${m.name}, expected ${name}`);
 		const body = await getOrUndefined(store, prefix + name);
+		if (!body && m.lost === true) {
+			// Signed by the gateway: not a deletion in the bucket, a loss it found in its own spool.
+			add(
+				name,
+				"lost",
+				`lost: chunk ${index} of ${manifest.chunks.length} (events ${m.firstSeq}-${m.lastSeq}) never reached the store: the gateway found it damaged in its spool (the signed manifest says so; session.json counts its events in droppedEvents)`,
+			);
+			expectedSeq = m.lastSeq + 1;
+			continue;
+		}
 		if (!body) {
 			add(name, "missing", `missing: chunk ${index} of ${manifest.chunks.length} (events ${m.firstSeq}-${m.lastSeq}) was deleted`);
 			expectedSeq = m.lastSeq + 1;
