@@ -360,6 +360,7 @@ export class DiskRecorder implements Recorder {
 		}
 		const state = new SpoolState(open.meta.sessionId, dir, open.meta, open.prefix);
 		this.states.set(state.id, state);
+		await cutTornIndexTail(dir);
 		const entries = await readChunkIndex(dir);
 		state.uploadedThrough = await readUploadedThrough(dir);
 		const segmentSizes = new Map<string, number | undefined>();
@@ -787,6 +788,30 @@ async function fileSize(path: string): Promise<number | undefined> {
 		return (await stat(path)).size;
 	} catch {
 		return undefined;
+	}
+}
+
+/**
+ * A crash while a seal appended its index line leaves that line torn, without its newline. Recovery
+ * re-seals the chunk from events.jsonl, and the worker appends the new line to the file as it is: it
+ * would run on from the torn bytes into one unreadable line, and the uploader, which looks chunks up
+ * in the index, would never find that chunk. So the torn tail is cut off (durably) first.
+ */
+async function cutTornIndexTail(dir: string): Promise<void> {
+	const path = join(dir, "chunks.jsonl");
+	let text: Buffer;
+	try {
+		text = await readFile(path);
+	} catch {
+		return;
+	}
+	if (text.length === 0 || text[text.length - 1] === 0x0a) return;
+	await truncate(path, text.lastIndexOf(0x0a) + 1);
+	const fh = await open(path, "r+");
+	try {
+		await fh.sync();
+	} finally {
+		await fh.close();
 	}
 }
 
