@@ -1362,13 +1362,39 @@ class LiveSession implements SessionRecorder {
 		// Recompute the backlog for events.jsonl: recoverDir counted its old size.
 		const oldSize = Buffer.byteLength(text);
 		this.rec.addBytes(this.state, -oldSize);
-		for (const l of good) {
-			const ev = JSON.parse(l) as StoredEvent;
+		// Lines are appended in seq order, one writer, so a gap means lines lost inside the file (disk
+		// damage: unreadable bytes mid-file), and a seq not above the last one a line seen twice. A
+		// chunk with a gap would never verify (seqs must run on), and one event twice is not what
+		// happened: a gap becomes a notice saying how many events are missing (counted in
+		// droppedEvents) and the events after it are numbered on; a repeated seq is skipped.
+		let shift = 0;
+		const put = (ev: StoredEvent, line: string) => {
 			this.seq = ev.seq;
 			const timeMs = Date.parse(ev.time) || Date.now();
 			const c = this.chunk(timeMs);
-			c.append(`${l}\n`, ev.seq, timeMs, ev);
+			c.append(`${line}\n`, ev.seq, timeMs, ev);
 			this.appended(c);
+		};
+		for (const l of good) {
+			const original = JSON.parse(l) as StoredEvent;
+			const seq = original.seq - shift;
+			if (seq <= this.seq) continue;
+			if (seq > this.seq + 1) {
+				const missing = seq - this.seq - 1;
+				this.dropped += missing;
+				this.rec.log.error({ session: this.sessionId, missing, after: this.seq }, "spool events file lost events inside it; recorded as a notice");
+				const notice = {
+					type: "notice",
+					message: `${missing} event(s) (originally seq ${this.seq + 1 + shift}-${seq - 1 + shift}) were lost from the gateway's spool before they were sealed (damaged spool file); the events after them are numbered on from here`,
+					seq: this.seq + 1,
+					time: original.time,
+					offsetMs: original.offsetMs,
+				} as StoredEvent;
+				put(notice, JSON.stringify(notice));
+				shift += missing - 1;
+			}
+			const ev = { ...original, seq: original.seq - shift } as StoredEvent;
+			put(ev, shift === 0 ? l : JSON.stringify(ev));
 		}
 	}
 
