@@ -120,7 +120,8 @@ the manifest, and that the manifest is signed by a trusted recording key.
                          whoever can write the store can add to: a WARNING on stderr, and every
                          result says "UNPINNED" (JSON: "keys": "bucket" instead of "pinned").
   --keys-url URL         trust the JWKS a gateway serves (https://<admin>/api/v1/recordings/keys;
-                         pinned only when that gateway runs with --recording-trusted-keys-file)
+                         pinned only when that gateway runs with --recording-trusted-keys-file).
+                         https: only (plain http: on a loopback address), no redirects, ≤ 1 MiB
   --json                 one JSON result per session
 ${FILTER_HELP}
 
@@ -261,14 +262,39 @@ interface TrustedKeys {
 	source: "pinned" | "bucket";
 }
 
+const MAX_KEYS_BYTES = 1024 * 1024;
+
+/**
+ * The keys fetched from --keys-url decide what verifies, so they come over HTTPS; plain HTTP only
+ * from this machine. Over plain HTTP to another host, whoever is on the path (or answers for the
+ * name) serves their own key, and every recording they forge verifies as "pinned".
+ */
+function checkKeysUrl(value: string): void {
+	let url: URL;
+	try {
+		url = new URL(value);
+	} catch {
+		throw new UsageError(`--keys-url ${JSON.stringify(value)} is not a URL`);
+	}
+	if (url.protocol === "https:") return;
+	const loopback = url.hostname === "localhost" || url.hostname === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(url.hostname);
+	if (url.protocol === "http:" && loopback) return;
+	throw new UsageError(`--keys-url must be https: (plain http: only on a loopback address), got ${url.protocol}//${url.host}: keys fetched in the clear are no pin`);
+}
+
 async function trustedKeys(values: Values, store: RecordingStore, io: CliIo): Promise<TrustedKeys> {
 	if (values["keys-url"]) {
 		const url = values["keys-url"];
+		checkKeysUrl(url);
 		let body: { keys?: JWK[] };
 		try {
-			const r = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+			// No redirect: the keys come from the URL the auditor named (a redirect could go to plain
+			// http, or to any host), and a JWKS is small.
+			const r = await fetch(url, { signal: AbortSignal.timeout(10_000), redirect: "error" });
 			if (!r.ok) throw new Error(`HTTP ${r.status}`);
-			body = (await r.json()) as { keys?: JWK[] };
+			const raw = Buffer.from(await r.arrayBuffer());
+			if (raw.length > MAX_KEYS_BYTES) throw new Error(`the answer is larger than ${MAX_KEYS_BYTES} bytes`);
+			body = JSON.parse(raw.toString("utf8")) as { keys?: JWK[] };
 		} catch (e) {
 			throw new RecordingError("STORE_UNAVAILABLE", `cannot fetch recording keys from ${url}: ${(e as Error).message}`);
 		}
