@@ -9,6 +9,7 @@ import type { JWK } from "jose";
 import {
 	listIncompleteSessions,
 	listSessionFolders,
+	type LoadedSession,
 	listSessions,
 	loadSession,
 	loadStoreKeys,
@@ -23,7 +24,7 @@ import type { StoredEvent } from "../gateway/recording/events.ts";
 import type { SessionDocument } from "../gateway/recording/format.ts";
 import { type PublicKeySet, publicKeySet } from "../gateway/recording/keys.ts";
 import { DirStore, parseEndpoint, type RecordingStore, S3Store } from "../gateway/recording/store.ts";
-import { readSignedDocument, verifySession } from "../gateway/recording/verify.ts";
+import { readSignedDocument, type VerifiedContent, verifyAndRead, verifySession } from "../gateway/recording/verify.ts";
 import { terminalSafe } from "./terminal-text.ts";
 
 const STORE_HELP = `Store (one of):
@@ -485,9 +486,11 @@ function describeVerify(r: Awaited<ReturnType<typeof verifySession>>, source: Tr
 async function cmdShow(values: Values, positionals: string[], io: CliIo): Promise<number> {
 	const store = storeFromFlags(values, io.env);
 	const prefix = await resolveSession(store, sessionArg(positionals, "show"), filterFromFlags(values));
-	const s = await loadSession(store, prefix);
 	const keys = values["no-verify"] ? undefined : await trustedKeys(values, store, io);
-	const verified = keys ? { ...(await verifySession(store, prefix, keys.set)), keys: keys.source } : undefined;
+	const checked = keys ? await verifyAndRead(store, prefix, keys.set) : undefined;
+	const verified = checked && keys ? { ...checked.result, keys: keys.source } : undefined;
+	// Verified: show exactly what was verified, not a second read of the store.
+	const s = checked?.content ? fromVerified(prefix, checked.content) : await loadSession(store, prefix);
 	if (values.json) {
 		io.stdout(`${JSON.stringify({ prefix, session: s.document, verification: verified, events: s.events }, null, 2)}\n`);
 		return verified && !verified.ok ? 1 : 0;
@@ -518,18 +521,19 @@ async function cmdReplay(values: Values, positionals: string[], io: CliIo): Prom
 	if (!(speed > 0)) throw new UsageError("--speed must be a positive number");
 	const maxIdleMs = values["max-idle"] ? Number(values["max-idle"]) * 1000 : Number.POSITIVE_INFINITY;
 	if (!(maxIdleMs > 0)) throw new UsageError("--max-idle must be a positive number of seconds");
+	let s: LoadedSession;
 	if (!values["no-verify"]) {
-		// What is played is the terminal.cast or the chunks as stored: say whether they are what the
-		// gateway signed before showing them, and do not play what is not (unless asked to).
+		// Say whether the terminal.cast or the chunks are what the gateway signed before playing them,
+		// do not play what is not (unless asked to), and play the very bytes that were verified.
 		const keys = await trustedKeys(values, store, io);
-		const v = await verifySession(store, prefix, keys.set);
+		const { result: v, content } = await verifyAndRead(store, prefix, keys.set);
 		io.stderr(describeVerify(v, keys.source));
-		if (!v.ok) {
+		if (!content) {
 			io.stderr("drawbridge recordings replay: not replaying a recording that does not verify (--no-verify replays it anyway)\n");
 			return 1;
 		}
-	}
-	const s = await loadSession(store, prefix);
+		s = fromVerified(prefix, content);
+	} else s = await loadSession(store, prefix);
 	const wait = async (fromMs: number, toMs: number) => {
 		const gap = Math.min(maxIdleMs, Math.max(0, toMs - fromMs)) / speed;
 		if (gap >= 1) await io.sleep(gap);
@@ -557,6 +561,10 @@ async function cmdReplay(values: Values, positionals: string[], io: CliIo): Prom
 		io.stdout(`${offset(e.offsetMs)}  ${line}\n`);
 	}
 	return 0;
+}
+
+function fromVerified(prefix: string, c: VerifiedContent): LoadedSession {
+	return { prefix, document: c.document, events: c.events, cast: c.cast, hasManifest: true, unreadable: [] };
 }
 
 /**
@@ -647,15 +655,17 @@ async function cmdExport(values: Values, io: CliIo): Promise<number> {
 	for (let i = 0; i < sessions.length; i++) {
 		const { prefix, summary } = sessions[i]!;
 		let unverified = false;
+		let verifiedContent: VerifiedContent | undefined;
 		if (keys) {
-			const v = await verifySession(store, prefix, keys.set);
+			const { result: v, content } = await verifyAndRead(store, prefix, keys.set);
+			verifiedContent = content;
 			if (!v.ok) {
 				failed.push(`${prefix}: ${v.problems[0]?.message ?? "does not verify"}${v.problems.length > 1 ? ` (and ${v.problems.length - 1} more)` : ""}`);
 				unverified = true;
 			}
 		}
 		if (unverified && !values["include-unverified"]) continue;
-		const s = await loadSession(store, prefix);
+		const s = verifiedContent ? fromVerified(prefix, verifiedContent) : await loadSession(store, prefix);
 		const ctx = s.document ? context(s.document, prefix) : summary ? context(summary, prefix) : { prefix };
 		if (unverified) ctx.unverified = true;
 		for (const e of s.events) {

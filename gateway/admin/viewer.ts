@@ -35,7 +35,7 @@ import { type SessionDocument, TERMINAL_FILE } from "../recording/format.ts";
 import { isRecordingError } from "../recording/errors.ts";
 import type { PublicKeySet } from "../recording/keys.ts";
 import type { RecordingStore } from "../recording/store.ts";
-import { type VerifyResult, verifySession } from "../recording/verify.ts";
+import { type VerifyResult, verifyAndRead, verifySession } from "../recording/verify.ts";
 
 export interface ViewerOptions {
 	store: RecordingStore;
@@ -708,9 +708,10 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				if (!who) return reply;
 				const prefix = prefixParam(request, reply);
 				if (!prefix) return reply;
-				const s = await loadSession(opts.store, prefix);
+				// Verified: the page shows exactly what was verified, not a second read of the store.
+				const { result: v, content } = await verifyAndRead(opts.store, prefix, await trusted());
+				const s = content ?? (await loadSession(opts.store, prefix));
 				if (!s.document && s.events.length === 0) return reply.code(404).type("text/html").send(page(base, "Not found", who, `<p>No recording at ${escapeHtml(prefix)}</p>`));
-				const v = await verifySession(opts.store, prefix, await trusted());
 				const speed = String((request.query as Record<string, string>).speed ?? "1").replace(/[^0-9.]/g, "") || "1";
 				return reply.type("text/html").send(sessionPage(base, who, prefix, s.document, s.events, s.cast !== undefined, v, speed, keySource));
 			});

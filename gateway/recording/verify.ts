@@ -9,6 +9,7 @@ import { constants as bufferConstants } from "node:buffer";
 import { gunzipSync } from "node:zlib";
 import { base64url, compactVerify, decodeProtectedHeader } from "jose";
 import { RecordingError } from "./errors.ts";
+import type { StoredEvent } from "./events.ts";
 import {
 	chunkName,
 	decodeChunk,
@@ -105,7 +106,26 @@ export async function readSignedDocument(store: RecordingStore, prefix: string, 
 	return doc.sessionId === manifest.sessionId ? doc : undefined;
 }
 
-export async function verifySession(store: RecordingStore, prefix: string, publicKeys: PublicKeySet): Promise<VerifyResult> {
+/** What a verification read and found signed: the document, every event and the terminal stream. */
+export interface VerifiedContent {
+	document?: SessionDocument;
+	events: StoredEvent[];
+	cast?: string;
+}
+
+/**
+ * Verify and keep what was verified. Tools that show a session (show, replay, export, the viewer)
+ * display this when the result is ok, not a second read of the store: between two reads a bucket
+ * writer could swap the objects (S3 can notify on every GET), and the page would say "verified" above
+ * content that never was. `content` is undefined when the session does not verify.
+ */
+export async function verifyAndRead(store: RecordingStore, prefix: string, publicKeys: PublicKeySet): Promise<{ result: VerifyResult; content?: VerifiedContent }> {
+	const content: VerifiedContent = { events: [] };
+	const result = await verifySession(store, prefix, publicKeys, content);
+	return result.ok ? { result, content } : { result };
+}
+
+export async function verifySession(store: RecordingStore, prefix: string, publicKeys: PublicKeySet, keep?: VerifiedContent): Promise<VerifyResult> {
 	if (!prefix.endsWith("/")) prefix += "/";
 	const problems: VerifyProblem[] = [];
 	const result: VerifyResult = { ok: false, prefix, chunks: 0, events: 0, problems };
@@ -139,6 +159,7 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 			add(SESSION_FILE, "modified", `modified: SHA-256 is ${h}, the signed manifest says ${manifest.session.sha256}`);
 		} else {
 			const doc = JSON.parse(sessionBody.toString("utf8")) as SessionDocument;
+			if (keep) keep.document = doc;
 			if (doc.sessionId !== manifest.sessionId) add(SESSION_FILE, "modified", `names session ${doc.sessionId}, the manifest ${manifest.sessionId}`);
 			// Metadata is not signed, but it must agree with the signed document, or searches lie.
 			const head = await store.head(prefix + SESSION_FILE);
@@ -224,6 +245,7 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 		}
 		if (decoded.events.length !== m.events) add(name, "chain", `holds ${decoded.events.length} events, manifest says ${m.events}`);
 		events += decoded.events.length;
+		if (keep) for (const e of decoded.events) keep.events.push(e);
 		expectedSeq = hd.lastSeq + 1;
 	}
 	result.chunks = manifest.chunks.length;
@@ -238,6 +260,7 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 		if (!castBody) add(TERMINAL_FILE, "missing", "missing (listed in the signed manifest)");
 		else {
 			const h = sha256Hex(castBody);
+			if (h === manifest.terminal.sha256 && keep) keep.cast = castBody.toString("utf8");
 			if (h !== manifest.terminal.sha256) {
 				const kind = castBody.length < manifest.terminal.bytes && !endsWithCompleteLine(castBody) ? "truncated" : "modified";
 				add(TERMINAL_FILE, kind, `${kind}: SHA-256 is ${h} (${castBody.length} bytes), the signed manifest says ${manifest.terminal.sha256} (${manifest.terminal.bytes} bytes)`);

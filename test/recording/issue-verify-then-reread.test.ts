@@ -1,0 +1,73 @@
+/**
+ * Regression (red-team of recording tamper evidence): the viewer's session page and `recordings
+ * show` read a session twice: once to display it (loadSession) and once to verify it (verifySession).
+ * A bucket writer who swaps an object between the two reads (S3 and MinIO can notify on every GET)
+ * had the page say "verified" above a timeline that was never verified: the forged chunk was read
+ * for display and the genuine one for verification. Now what is verified is what is shown (replay
+ * and export too): one read of each object. Here the store is a real DirStore that hands out the
+ * forged chunk for the first read of it and the genuine one after, as such an attacker would.
+ */
+import assert from "node:assert/strict";
+import { before, test } from "node:test";
+import { gunzipSync, gzipSync } from "node:zlib";
+import Fastify from "fastify";
+import { registerViewer } from "../../gateway/admin/viewer.ts";
+import { loadStoreKeys } from "../../gateway/recording/catalog.ts";
+import { chunkName, sessionPrefix } from "../../gateway/recording/format.ts";
+import { DirStore } from "../../gateway/recording/store.ts";
+import { makeRecorder, meta, tempDir } from "./fixtures.ts";
+
+/** A directory store on which a bucket writer swaps one object back right after its first read. */
+class SwappingStore extends DirStore {
+	readonly firstRead = new Map<string, Buffer>();
+	override async get(key: string): Promise<Buffer> {
+		const forged = this.firstRead.get(key);
+		if (forged) {
+			this.firstRead.delete(key);
+			return forged;
+		}
+		return super.get(key);
+	}
+}
+
+let store: SwappingStore;
+const m = meta();
+const prefix = sessionPrefix(m);
+
+before(async () => {
+	store = new SwappingStore(await tempDir("reread"));
+	await store.init();
+	const { rec } = await makeRecorder(store, await tempDir("reread-spool"));
+	try {
+		const s = await rec.openSession(m);
+		s.emit({ type: "statement", sql: "DELETE FROM invoices", statementKinds: ["delete"], decision: "allow", rows: 912, commandTag: "DELETE 912" });
+		await s.close({ reason: "client-closed" });
+		await rec.drain(20_000);
+	} finally {
+		await rec.stop();
+	}
+});
+
+test("the viewer's session page shows what it verified, not a second read", async () => {
+	const genuine = await store.get(prefix + chunkName(1));
+	const forged = gzipSync(gunzipSync(genuine).toString("utf8").replace("DELETE FROM invoices", "SELECT 1 -- nothing here"));
+	const identity = { issuer: "https://issuer.test", issuerKind: "oidc" as const, subject: "noor", username: "noor", groups: ["auditors"], tokenExpiresAt: new Date(Date.now() + 60_000), claims: {} };
+	const pinned = (await loadStoreKeys(store)).set;
+	const app = Fastify();
+	await registerViewer(app, { store, auditorGroup: "auditors", authenticate: () => identity, publicKeys: async () => pinned });
+	try {
+		const page = async () => (await app.inject({ url: `/viewer/session?prefix=${encodeURIComponent(prefix)}`, headers: { authorization: "Bearer x" } })).body;
+		const honest = await page();
+		assert.match(honest, /id="verify">verified</);
+		assert.match(honest, /DELETE FROM invoices/);
+
+		store.firstRead.set(prefix + chunkName(1), forged);
+		const html = await page();
+		const saysVerified = /id="verify">verified</.test(html);
+		const showsForgery = html.includes("nothing here");
+		assert.ok(!(saysVerified && showsForgery), "never 'verified' above content that was not verified");
+		assert.match(html, /id="verify">TAMPERED</, "the read that is verified is the forged one");
+	} finally {
+		await app.close();
+	}
+});
