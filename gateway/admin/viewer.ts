@@ -35,7 +35,7 @@ import { type SessionDocument, TERMINAL_FILE } from "../recording/format.ts";
 import { isRecordingError } from "../recording/errors.ts";
 import type { PublicKeySet } from "../recording/keys.ts";
 import type { RecordingStore } from "../recording/store.ts";
-import { type VerifyResult, verifyAndRead, verifySession } from "../recording/verify.ts";
+import { checkSignedCast, type VerifyResult, verifyAndRead, verifySession } from "../recording/verify.ts";
 
 export interface ViewerOptions {
 	store: RecordingStore;
@@ -745,6 +745,9 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 					if (isRecordingError(e, "NOT_FOUND")) return reply.code(404).send({ error: { code: "not_found", message: "this session has no terminal stream" } });
 					throw e;
 				}
+				// The player fetches the cast by itself: serve only the one the signed manifest lists.
+				const unverified = await checkSignedCast(opts.store, prefix, await trusted(), cast);
+				if (unverified) return reply.code(409).send({ error: { code: "unverified", message: `not served: ${unverified}` } });
 				if ((request.query as Record<string, unknown>).for === "player") return reply.type("application/x-asciicast").send(castForPlayer(cast));
 				return reply.type("application/x-asciicast").send(cast);
 			});

@@ -106,6 +106,23 @@ export async function readSignedDocument(store: RecordingStore, prefix: string, 
 	return doc.sessionId === manifest.sessionId ? doc : undefined;
 }
 
+/**
+ * Whether `body` is the terminal.cast the trusted, signed manifest at `prefix` lists (for serving the
+ * cast on its own, as the viewer's player fetches it): the reason when it is not.
+ */
+export async function checkSignedCast(store: RecordingStore, prefix: string, publicKeys: PublicKeySet, body: Uint8Array): Promise<string | undefined> {
+	if (!prefix.endsWith("/")) prefix += "/";
+	const jwsBody = await getOrUndefined(store, prefix + MANIFEST_FILE);
+	if (!jwsBody) return "the session has no manifest (still open, or its manifest was deleted)";
+	const { manifest, problems } = await checkManifest(jwsBody, publicKeys);
+	if (!manifest || problems.length > 0) return `the manifest does not verify: ${problems.map((p) => p[1]).join("; ")}`;
+	if (manifest.prefix !== prefix) return `the manifest was signed for ${manifest.prefix}`;
+	if (!manifest.terminal) return "the signed manifest lists no terminal.cast";
+	const h = sha256Hex(body);
+	if (h !== manifest.terminal.sha256) return `terminal.cast is modified: SHA-256 is ${h}, the signed manifest says ${manifest.terminal.sha256}`;
+	return undefined;
+}
+
 /** What a verification read and found signed: the document, every event and the terminal stream. */
 export interface VerifiedContent {
 	document?: SessionDocument;

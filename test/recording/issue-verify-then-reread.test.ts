@@ -6,6 +6,8 @@
  * for display and the genuine one for verification. Now what is verified is what is shown (replay
  * and export too): one read of each object. Here the store is a real DirStore that hands out the
  * forged chunk for the first read of it and the genuine one after, as such an attacker would.
+ * The terminal player fetched terminal.cast on its own (/viewer/api/cast) and got whatever was there;
+ * it is served only when it is the one the signed manifest lists now.
  */
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
@@ -13,7 +15,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import Fastify from "fastify";
 import { registerViewer } from "../../gateway/admin/viewer.ts";
 import { loadStoreKeys } from "../../gateway/recording/catalog.ts";
-import { chunkName, sessionPrefix } from "../../gateway/recording/format.ts";
+import { chunkName, sessionPrefix, TERMINAL_FILE } from "../../gateway/recording/format.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
 import { makeRecorder, meta, tempDir } from "./fixtures.ts";
 
@@ -41,6 +43,7 @@ before(async () => {
 	try {
 		const s = await rec.openSession(m);
 		s.emit({ type: "statement", sql: "DELETE FROM invoices", statementKinds: ["delete"], decision: "allow", rows: 912, commandTag: "DELETE 912" });
+		s.emit({ type: "terminal", stream: "o", data: "DELETE 912\r\n" });
 		await s.close({ reason: "client-closed" });
 		await rec.drain(20_000);
 	} finally {
@@ -67,6 +70,22 @@ test("the viewer's session page shows what it verified, not a second read", asyn
 		const showsForgery = html.includes("nothing here");
 		assert.ok(!(saysVerified && showsForgery), "never 'verified' above content that was not verified");
 		assert.match(html, /id="verify">TAMPERED</, "the read that is verified is the forged one");
+
+		// The terminal player fetches terminal.cast by itself: only the signed one is served.
+		const cast = async () => app.inject({ url: `/viewer/api/cast?prefix=${encodeURIComponent(prefix)}`, headers: { authorization: "Bearer x" } });
+		let r = await cast();
+		assert.equal(r.statusCode, 200);
+		assert.match(r.body, /^\{"version":2/);
+		const genuineCast = await store.get(prefix + TERMINAL_FILE);
+		await store.put(prefix + TERMINAL_FILE, Buffer.from('{"version":2,"width":80,"height":24}\n[0.1,"o","nothing happened"]\n'));
+		try {
+			r = await cast();
+			assert.equal(r.statusCode, 409);
+			assert.match(r.json().error.message, /not served: terminal.cast is modified/);
+			assert.doesNotMatch(r.body, /nothing happened/);
+		} finally {
+			await store.put(prefix + TERMINAL_FILE, genuineCast);
+		}
 	} finally {
 		await app.close();
 	}
