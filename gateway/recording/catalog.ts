@@ -185,7 +185,12 @@ export async function listSessions(store: RecordingStore, filter: SessionFilter 
 	const exactConnection = filter.connection && !filter.connection.includes("*") ? filter.connection : undefined;
 	for (const day of days) {
 		const prefix = exactConnection ? `${day}${exactConnection}/` : day;
+		// Only folders with a manifest are closed sessions (the gateway writes it last); the others
+		// (open, uploading, or a folder someone made up) are for `list --incomplete`.
+		const signed = new Set<string>();
+		const found: SessionSummary[] = [];
 		for await (const o of store.list(prefix, { withMetadata: true })) {
+			if (o.key.endsWith(`/${MANIFEST_FILE}`)) signed.add(o.key.slice(0, -MANIFEST_FILE.length));
 			if (!o.key.endsWith(`/${SESSION_FILE}`)) continue;
 			seen++;
 			const sessionPrefix = o.key.slice(0, -SESSION_FILE.length);
@@ -199,8 +204,9 @@ export async function listSessions(store: RecordingStore, filter: SessionFilter 
 				const doc = JSON.parse((await store.get(o.key)).toString("utf8")) as SessionDocument;
 				s = summaryFromMetadata(sessionPrefix, sessionMetadata(doc));
 			}
-			if (s && matches(s, filter)) out.push(s);
+			if (s && matches(s, filter)) found.push(s);
 		}
+		for (const s of found) if (signed.has(s.prefix)) out.push(s);
 		scanned++;
 		progress?.({ prefixesScanned: scanned, prefixesTotal: days.length, sessionsSeen: seen, matched: out.length });
 	}
