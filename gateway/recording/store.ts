@@ -7,7 +7,8 @@
  * Keys always use `/`. User metadata keys are lower-case without the `x-amz-meta-` prefix; values are
  * ASCII (callers encode anything else, see format.ts `metaValue`).
  */
-import { type FileHandle, mkdir, open, readdir, readFile, rename, stat } from "node:fs/promises";
+import { constants as fsConstants } from "node:fs";
+import { type FileHandle, lstat, mkdir, open, readdir, readFile, realpath, rename, stat } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import type { Readable } from "node:stream";
 import * as Minio from "minio";
@@ -124,18 +125,47 @@ export class DirStore implements RecordingStore {
 			throw new RecordingError("STORE_UNAVAILABLE", `writing ${key} to ${this.description}: ${(e as Error).message}`, { cause: e });
 		}
 	}
-	async get(key: string): Promise<Buffer> {
+	/**
+	 * Whether `key` is a plain file inside the tree: no symbolic link anywhere on its path. Listing
+	 * already shows only such files; reads must not follow a link either, or whoever can write the
+	 * directory could make the gateway read (and the viewer serve) any file it can read, such as its
+	 * recording key, or read /dev/zero or a FIFO forever.
+	 */
+	private async inTree(key: string): Promise<boolean> {
+		const path = this.path(key);
+		let real: string;
 		try {
-			return await readFile(this.path(key));
+			real = await realpath(path);
 		} catch (e) {
-			if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new RecordingError("NOT_FOUND", `object ${key} not found in ${this.description}`);
+			if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
+			throw e;
+		}
+		this.realRoot ??= await realpath(this.root);
+		return real === join(this.realRoot, ...key.split("/"));
+	}
+	private realRoot: string | undefined;
+	async get(key: string): Promise<Buffer> {
+		const notFound = () => new RecordingError("NOT_FOUND", `object ${key} not found in ${this.description}`);
+		let fh: FileHandle | undefined;
+		try {
+			if (!(await this.inTree(key))) throw notFound();
+			// O_NOFOLLOW: a link put in place after the check is refused too; O_NONBLOCK: a FIFO does not hang the open.
+			fh = await open(this.path(key), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+			if (!(await fh.stat()).isFile()) throw notFound();
+			return await fh.readFile();
+		} catch (e) {
+			if (e instanceof RecordingError) throw e;
+			const code = (e as NodeJS.ErrnoException).code;
+			if (code === "ENOENT" || code === "ELOOP") throw notFound();
 			throw new RecordingError("STORE_UNAVAILABLE", `reading ${key} from ${this.description}: ${(e as Error).message}`, { cause: e });
+		} finally {
+			await fh?.close();
 		}
 	}
 	async head(key: string): Promise<{ size: number; metadata: Record<string, string> } | undefined> {
 		try {
-			const st = await stat(this.path(key));
-			if (!st.isFile()) return undefined;
+			const st = await lstat(this.path(key));
+			if (!st.isFile() || !(await this.inTree(key))) return undefined;
 			return { size: st.size, metadata: await this.readMeta(key) };
 		} catch (e) {
 			if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
