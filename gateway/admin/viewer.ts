@@ -32,10 +32,9 @@ import type { Identity } from "../config/bundle.ts";
 import { listSessions, loadSession, loadStoreKeys, type SessionFilter, type SessionSummary } from "../recording/catalog.ts";
 import type { StoredEvent } from "../recording/events.ts";
 import { type SessionDocument, TERMINAL_FILE } from "../recording/format.ts";
-import { isRecordingError } from "../recording/errors.ts";
 import type { PublicKeySet } from "../recording/keys.ts";
 import type { RecordingStore } from "../recording/store.ts";
-import { checkSignedCast, type VerifyResult, verifyAndRead, verifySession } from "../recording/verify.ts";
+import { readSignedCast, type VerifyResult, verifyAndRead, verifySession } from "../recording/verify.ts";
 
 export interface ViewerOptions {
 	store: RecordingStore;
@@ -738,18 +737,14 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				if (!(await gate(request, reply, false))) return reply;
 				const prefix = prefixParam(request, reply);
 				if (!prefix) return reply;
-				let cast: Buffer;
-				try {
-					cast = await opts.store.get(prefix + TERMINAL_FILE);
-				} catch (e) {
-					if (isRecordingError(e, "NOT_FOUND")) return reply.code(404).send({ error: { code: "not_found", message: "this session has no terminal stream" } });
-					throw e;
+				if (!(await opts.store.head(prefix + TERMINAL_FILE))) {
+					return reply.code(404).send({ error: { code: "not_found", message: "this session has no terminal stream" } });
 				}
 				// The player fetches the cast by itself: serve only the one the signed manifest lists.
-				const unverified = await checkSignedCast(opts.store, prefix, await trusted(), cast);
-				if (unverified) return reply.code(409).send({ error: { code: "unverified", message: `not served: ${unverified}` } });
-				if ((request.query as Record<string, unknown>).for === "player") return reply.type("application/x-asciicast").send(castForPlayer(cast));
-				return reply.type("application/x-asciicast").send(cast);
+				const { body, reason } = await readSignedCast(opts.store, prefix, await trusted());
+				if (!body) return reply.code(409).send({ error: { code: "unverified", message: `not served: ${reason}` } });
+				if ((request.query as Record<string, unknown>).for === "player") return reply.type("application/x-asciicast").send(castForPlayer(body));
+				return reply.type("application/x-asciicast").send(body);
 			});
 		},
 		{ prefix: base },

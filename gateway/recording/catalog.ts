@@ -311,6 +311,9 @@ export interface LoadedSession {
  * MAX_CHUNK_TEXT_BYTES, could still add up to more memory than the viewer's process (the gateway) has.
  */
 export const MAX_SESSION_TEXT_BYTES = 512 * 1024 * 1024;
+/** Largest session.json and terminal.cast `loadSession` reads (it does not verify them). */
+export const MAX_SESSION_JSON_BYTES = 16 * 1024 * 1024;
+export const MAX_CAST_BYTES = 256 * 1024 * 1024;
 
 export interface LoadOptions {
 	/** Per chunk (default MAX_CHUNK_TEXT_BYTES). */
@@ -327,11 +330,13 @@ export async function loadSession(store: RecordingStore, prefix: string, limits:
 	const maxChunk = limits.maxChunkTextBytes ?? MAX_CHUNK_TEXT_BYTES;
 	let budget = limits.maxSessionTextBytes ?? MAX_SESSION_TEXT_BYTES;
 	const names: string[] = [];
+	const sizes = new Map<string, number>();
 	let hasManifest = false;
 	let hasCast = false;
 	let hasDoc = false;
 	for await (const o of store.list(prefix)) {
 		const name = o.key.slice(prefix.length);
+		sizes.set(name, o.size);
 		if (parseChunkName(name) !== undefined) names.push(name);
 		else if (name === MANIFEST_FILE) hasManifest = true;
 		else if (name === TERMINAL_FILE) hasCast = true;
@@ -340,6 +345,15 @@ export async function loadSession(store: RecordingStore, prefix: string, limits:
 	names.sort((a, b) => parseChunkName(a)! - parseChunkName(b)!);
 	const events: StoredEvent[] = [];
 	const unreadable: string[] = [];
+	// Not verified: an object larger than the gateway ever writes is reported, not loaded.
+	const tooBig = (name: string, max: number) => {
+		const size = sizes.get(name) ?? 0;
+		if (size <= max) return false;
+		unreadable.push(`${name} not read: ${size} bytes, more than the gateway writes (${max})`);
+		return true;
+	};
+	if (hasDoc && tooBig(SESSION_FILE, MAX_SESSION_JSON_BYTES)) hasDoc = false;
+	if (hasCast && tooBig(TERMINAL_FILE, MAX_CAST_BYTES)) hasCast = false;
 	const overBudget = (n: string) =>
 		`${n} not read: the session's chunks inflate to more than one load reads (${limits.maxSessionTextBytes ?? MAX_SESSION_TEXT_BYTES} bytes)`;
 	for (const n of names) {
@@ -347,6 +361,7 @@ export async function loadSession(store: RecordingStore, prefix: string, limits:
 			unreadable.push(overBudget(n));
 			continue;
 		}
+		if (tooBig(n, MAX_CHUNK_TEXT_BYTES)) continue;
 		try {
 			const d = decodeChunk(n, await store.get(prefix + n), Math.min(maxChunk, budget));
 			budget -= d.textBytes;

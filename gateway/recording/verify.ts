@@ -96,10 +96,9 @@ async function checkManifest(
  */
 export async function readSignedDocument(store: RecordingStore, prefix: string, publicKeys: PublicKeySet): Promise<SessionDocument | undefined> {
 	if (!prefix.endsWith("/")) prefix += "/";
-	const jwsBody = await getOrUndefined(store, prefix + MANIFEST_FILE);
-	if (!jwsBody) return undefined;
-	const { manifest, problems } = await checkManifest(jwsBody, publicKeys);
-	if (!manifest || problems.length > 0 || manifest.prefix !== prefix) return undefined;
+	const manifest = await readTrustedManifest(store, prefix, publicKeys);
+	if (typeof manifest === "string") return undefined;
+	if ((await store.head(prefix + SESSION_FILE))?.size !== manifest.session.bytes) return undefined;
 	const body = await getOrUndefined(store, prefix + SESSION_FILE);
 	if (!body || sha256Hex(body) !== manifest.session.sha256) return undefined;
 	const doc = JSON.parse(body.toString("utf8")) as SessionDocument;
@@ -107,21 +106,40 @@ export async function readSignedDocument(store: RecordingStore, prefix: string, 
 }
 
 /**
- * Whether `body` is the terminal.cast the trusted, signed manifest at `prefix` lists (for serving the
- * cast on its own, as the viewer's player fetches it): the reason when it is not.
+ * The terminal.cast at `prefix` when it is the one the trusted, signed manifest lists (for serving the
+ * cast on its own, as the viewer's player fetches it); otherwise the reason. Read only when its size
+ * is the signed one.
  */
-export async function checkSignedCast(store: RecordingStore, prefix: string, publicKeys: PublicKeySet, body: Uint8Array): Promise<string | undefined> {
+export async function readSignedCast(store: RecordingStore, prefix: string, publicKeys: PublicKeySet): Promise<{ body?: Buffer; reason?: string }> {
 	if (!prefix.endsWith("/")) prefix += "/";
+	const manifest = await readTrustedManifest(store, prefix, publicKeys);
+	if (typeof manifest === "string") return { reason: manifest };
+	if (!manifest.terminal) return { reason: "the signed manifest lists no terminal.cast" };
+	const head = await store.head(prefix + TERMINAL_FILE);
+	if (!head) return { reason: "terminal.cast is missing" };
+	if (head.size !== manifest.terminal.bytes) return { reason: `terminal.cast is modified: ${head.size} bytes, the signed manifest says ${manifest.terminal.bytes}` };
+	const body = await getOrUndefined(store, prefix + TERMINAL_FILE);
+	if (!body) return { reason: "terminal.cast is missing" };
+	const h = sha256Hex(body);
+	if (h !== manifest.terminal.sha256) return { reason: `terminal.cast is modified: SHA-256 is ${h}, the signed manifest says ${manifest.terminal.sha256}` };
+	return { body };
+}
+
+/** The manifest at `prefix` if a trusted key signed it for this prefix, else why not. */
+async function readTrustedManifest(store: RecordingStore, prefix: string, publicKeys: PublicKeySet): Promise<Manifest | string> {
+	const head = await store.head(prefix + MANIFEST_FILE);
+	if (!head) return "the session has no manifest (still open, or its manifest was deleted)";
+	if (head.size > MAX_MANIFEST_BYTES) return `manifest.jws is ${head.size} bytes, more than a manifest can be`;
 	const jwsBody = await getOrUndefined(store, prefix + MANIFEST_FILE);
 	if (!jwsBody) return "the session has no manifest (still open, or its manifest was deleted)";
 	const { manifest, problems } = await checkManifest(jwsBody, publicKeys);
 	if (!manifest || problems.length > 0) return `the manifest does not verify: ${problems.map((p) => p[1]).join("; ")}`;
 	if (manifest.prefix !== prefix) return `the manifest was signed for ${manifest.prefix}`;
-	if (!manifest.terminal) return "the signed manifest lists no terminal.cast";
-	const h = sha256Hex(body);
-	if (h !== manifest.terminal.sha256) return `terminal.cast is modified: SHA-256 is ${h}, the signed manifest says ${manifest.terminal.sha256}`;
-	return undefined;
+	return manifest;
 }
+
+/** No manifest is this large (a few hundred bytes per chunk); a larger object is not read. */
+export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
 /** What a verification read and found signed: the document, every event and the terminal stream. */
 export interface VerifiedContent {
@@ -151,6 +169,19 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 	const listed = new Map<string, number>();
 	for await (const o of store.list(prefix)) listed.set(o.key.slice(prefix.length), o.size);
 
+	// Objects are only read when their size (from the listing) can be what was signed: a bucket
+	// writer's multi-GiB object in place of a chunk is reported, never loaded into memory.
+	const manifestSize = listed.get(MANIFEST_FILE);
+	if (manifestSize !== undefined && manifestSize > MAX_MANIFEST_BYTES) {
+		add(MANIFEST_FILE, "malformed", `${manifestSize} bytes, more than a manifest can be (${MAX_MANIFEST_BYTES}): not read`);
+		return result;
+	}
+	// (Up to MAX_CHUNK_TEXT_BYTES is read anyway, to say precisely what changed.)
+	const oversized = (name: string, signedBytes: number): number | undefined => {
+		const size = listed.get(name);
+		return size !== undefined && size > signedBytes && size > MAX_CHUNK_TEXT_BYTES ? size : undefined;
+	};
+
 	// 1. Manifest and its signature.
 	const jwsBody = await getOrUndefined(store, prefix + MANIFEST_FILE);
 	if (!jwsBody) {
@@ -168,8 +199,10 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 	}
 
 	// 2. session.json.
-	const sessionBody = await getOrUndefined(store, prefix + SESSION_FILE);
-	if (!sessionBody) add(SESSION_FILE, "missing", "missing (listed in the signed manifest)");
+	const sessionTooBig = oversized(SESSION_FILE, manifest.session.bytes);
+	const sessionBody = sessionTooBig === undefined ? await getOrUndefined(store, prefix + SESSION_FILE) : undefined;
+	if (sessionTooBig !== undefined) add(SESSION_FILE, "modified", `modified: ${sessionTooBig} bytes, the signed manifest says ${manifest.session.bytes} (not read)`);
+	else if (!sessionBody) add(SESSION_FILE, "missing", "missing (listed in the signed manifest)");
 	else {
 		const h = sha256Hex(sessionBody);
 		if (h !== manifest.session.sha256) {
@@ -204,6 +237,12 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 		const index = i + 1;
 		const name = chunkName(index);
 		if (m.name !== name) add(m.name, "malformed", `manifest entry ${index} is named ${m.name}, expected ${name}`);
+		const tooBig = oversized(name, m.bytes);
+		if (tooBig !== undefined) {
+			add(name, "modified", `modified: ${tooBig} bytes, the signed manifest says ${m.bytes} (not read)`);
+			expectedSeq = m.lastSeq + 1;
+			continue;
+		}
 		const body = await getOrUndefined(store, prefix + name);
 		if (!body && m.lost === true) {
 			// Signed by the gateway: not a deletion in the bucket, a loss it found in its own spool.
@@ -272,8 +311,11 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 	}
 
 	// 4. terminal.cast.
-	const castBody = await getOrUndefined(store, prefix + TERMINAL_FILE);
-	if (manifest.terminal) {
+	const castTooBig = manifest.terminal ? oversized(TERMINAL_FILE, manifest.terminal.bytes) : undefined;
+	const castBody = manifest.terminal && castTooBig === undefined ? await getOrUndefined(store, prefix + TERMINAL_FILE) : undefined;
+	if (castTooBig !== undefined && manifest.terminal) {
+		add(TERMINAL_FILE, "modified", `modified: ${castTooBig} bytes, the signed manifest says ${manifest.terminal.bytes} (not read)`);
+	} else if (manifest.terminal) {
 		if (!castBody) add(TERMINAL_FILE, "missing", "missing (listed in the signed manifest)");
 		else {
 			const h = sha256Hex(castBody);
@@ -283,7 +325,9 @@ export async function verifySession(store: RecordingStore, prefix: string, publi
 				add(TERMINAL_FILE, kind, `${kind}: SHA-256 is ${h} (${castBody.length} bytes), the signed manifest says ${manifest.terminal.sha256} (${manifest.terminal.bytes} bytes)`);
 			}
 		}
-	} else if (castBody) add(TERMINAL_FILE, "unexpected", "present but not listed in the signed manifest (added after signing)");
+	} else if (listed.has(TERMINAL_FILE) || (await store.head(prefix + TERMINAL_FILE))) {
+		add(TERMINAL_FILE, "unexpected", "present but not listed in the signed manifest (added after signing)");
+	}
 
 	// 5. Objects nobody signed.
 	const known = new Set([MANIFEST_FILE, SESSION_FILE, TERMINAL_FILE, ...manifest.chunks.map((c) => c.name)]);
