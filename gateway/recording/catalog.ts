@@ -382,11 +382,14 @@ export async function loadSession(store: RecordingStore, prefix: string, limits:
 	return out;
 }
 
+const MAX_JWK_BYTES = 64 * 1024;
+
 /** Public keys published in the store (`recordings/keys/<kid>.jwk`). */
 export async function loadStoreKeys(store: RecordingStore): Promise<{ set: PublicKeySet; jwks: JWK[] }> {
 	const jwks: JWK[] = [];
 	for await (const o of store.list(KEYS_PREFIX)) {
-		if (!o.key.endsWith(".jwk")) continue;
+		// A public JWK is a few hundred bytes: a larger object is no key, and is not read.
+		if (!o.key.endsWith(".jwk") || o.size > MAX_JWK_BYTES) continue;
 		try {
 			const jwk = JSON.parse((await store.get(o.key)).toString("utf8")) as JWK;
 			// Refuses a key of another type and one whose kid is not its thumbprint (a planted key

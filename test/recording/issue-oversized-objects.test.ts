@@ -12,7 +12,7 @@ import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { before, test } from "node:test";
 import { loadSession, loadStoreKeys } from "../../gateway/recording/catalog.ts";
-import { chunkName, MANIFEST_FILE, SESSION_FILE, sessionPrefix } from "../../gateway/recording/format.ts";
+import { chunkName, KEYS_PREFIX, MANIFEST_FILE, SESSION_FILE, sessionPrefix } from "../../gateway/recording/format.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
 import { verifySession } from "../../gateway/recording/verify.ts";
 import { makeRecorder, meta, sqlEvents, tempDir } from "./fixtures.ts";
@@ -86,5 +86,27 @@ test("a manifest larger than any manifest is not read", async () => {
 		assert.match(v.problems[0]!.message, /more than a manifest can be .*not read/);
 	} finally {
 		await restore();
+	}
+});
+
+test("an object under recordings/keys/ larger than any key is skipped, not read", async () => {
+	const before = (await loadStoreKeys(store)).jwks.length;
+	await store.put(`${KEYS_PREFIX}huge.jwk`, Buffer.from("{}"));
+	const fh = await open(join(root, KEYS_PREFIX, "huge.jwk"), "r+");
+	await fh.truncate(GIB3);
+	await fh.close();
+	// The same directory through a store that notes every read.
+	const reads: string[] = [];
+	const watched = new (class extends DirStore {
+		override async get(key: string): Promise<Buffer> {
+			reads.push(key);
+			return super.get(key);
+		}
+	})(root);
+	try {
+		assert.equal((await loadStoreKeys(watched)).jwks.length, before);
+		assert.ok(!reads.includes(`${KEYS_PREFIX}huge.jwk`), "the huge object was not read");
+	} finally {
+		await store.remove(`${KEYS_PREFIX}huge.jwk`);
 	}
 });
