@@ -724,8 +724,11 @@ export async function registerViewer(app: FastifyInstance, opts: ViewerOptions):
 				if (!(await gate(request, reply, false))) return reply;
 				const prefix = prefixParam(request, reply);
 				if (!prefix) return reply;
-				const s = await loadSession(opts.store, prefix);
-				return { prefix, session: s.document, events: s.events, hasTerminal: s.cast !== undefined };
+				// The session page's "events (JSON)" download: the verified bytes and the verification
+				// they passed, or a second read under the failure (never unmarked).
+				const { result, content } = await verifyAndRead(opts.store, prefix, await trusted());
+				const s = content ?? (await loadSession(opts.store, prefix));
+				return { prefix, verification: { ...result, keys: keySource }, session: s.document, events: s.events, hasTerminal: s.cast !== undefined };
 			});
 			scope.get("/api/verify", async (request, reply) => {
 				if (!(await gate(request, reply, false))) return reply;

@@ -7,7 +7,8 @@
  * and export too): one read of each object. Here the store is a real DirStore that hands out the
  * forged chunk for the first read of it and the genuine one after, as such an attacker would.
  * The terminal player fetched terminal.cast on its own (/viewer/api/cast) and got whatever was there;
- * it is served only when it is the one the signed manifest lists now.
+ * it is served only when it is the one the signed manifest lists now. The page's "events (JSON)"
+ * download (/viewer/api/session) was an unverified read: it carries its verification now.
  */
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
@@ -70,6 +71,17 @@ test("the viewer's session page shows what it verified, not a second read", asyn
 		const showsForgery = html.includes("nothing here");
 		assert.ok(!(saysVerified && showsForgery), "never 'verified' above content that was not verified");
 		assert.match(html, /id="verify">TAMPERED</, "the read that is verified is the forged one");
+
+		// The page's "events (JSON)" download says what it is, and is the verified read when verified.
+		const json = async () => (await app.inject({ url: `/viewer/api/session?prefix=${encodeURIComponent(prefix)}`, headers: { authorization: "Bearer x" } })).json();
+		let body = await json();
+		assert.equal(body.verification.ok, true);
+		assert.equal(body.verification.keys, "pinned");
+		assert.ok(body.events.some((e: { sql?: string }) => e.sql === "DELETE FROM invoices"));
+		store.firstRead.set(prefix + chunkName(1), forged);
+		body = await json();
+		assert.equal(body.verification.ok, false, "the forged read is the verified one, and fails");
+		assert.ok(body.verification.problems.some((p: { object: string }) => p.object === chunkName(1)));
 
 		// The terminal player fetches terminal.cast by itself: only the signed one is served.
 		const cast = async () => app.inject({ url: `/viewer/api/cast?prefix=${encodeURIComponent(prefix)}`, headers: { authorization: "Bearer x" } });
