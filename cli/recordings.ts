@@ -480,6 +480,9 @@ function describeVerify(r: Awaited<ReturnType<typeof verifySession>>, source: Tr
 	const kid = terminalSafe(r.keyId ?? "");
 	if (r.ok && source === "bucket") return `verified against UNPINNED keys from the bucket itself: ${r.chunks} chunk(s), ${r.events} event(s), manifest signed by key ${kid}\n`;
 	if (r.ok) return `verified: ${r.chunks} chunk(s), ${r.events} event(s), manifest signed by pinned key ${kid}\n`;
+	if (r.problems.length > 0 && r.problems.every((p) => p.kind === "lost")) {
+		return `INCOMPLETE: everything verifies, but the gateway lost ${r.problems.length} chunk(s) from its spool before upload (signed as lost) for ${terminalSafe(r.prefix)}\n${r.problems.map((p) => `  - ${terminalSafe(p.message)}\n`).join("")}`;
+	}
 	return `VERIFICATION FAILED (${r.problems.length} problem(s)) for ${terminalSafe(r.prefix)}\n${r.problems.map((p) => `  - ${terminalSafe(p.message)}\n`).join("")}`;
 }
 

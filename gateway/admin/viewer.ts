@@ -187,8 +187,9 @@ const CLIENT_JS = `"use strict";
 			.then(function (r) { return r.json(); })
 			.then(function (v) {
 				var unpinned = v.ok && v.keys === "bucket";
-				el.textContent = v.ok ? (unpinned ? "verified (bucket keys)" : "verified") : "TAMPERED";
-				el.className = "badge " + (v.ok ? (unpinned ? "warn" : "ok") : "bad");
+				var lost = !v.ok && (v.problems || []).length > 0 && v.problems.every(function (p) { return p.kind === "lost"; });
+				el.textContent = v.ok ? (unpinned ? "verified (bucket keys)" : "verified") : lost ? "INCOMPLETE" : "TAMPERED";
+				el.className = "badge " + (v.ok ? (unpinned ? "warn" : "ok") : lost ? "warn" : "bad");
 				if (!v.ok) el.title = (v.problems || []).map(function (p) { return p.message; }).join("\\n");
 				else if (unpinned) el.title = ${JSON.stringify(BUCKET_KEYS_WARNING)};
 			})
@@ -309,6 +310,10 @@ function verifyBadge(v: VerifyResult, keys: KeySource): string {
 		return `<span class="badge warn" id="verify" title="${escapeHtml(BUCKET_KEYS_WARNING)}">verified (bucket keys)</span> ${escapeHtml(v.chunks)} chunk(s), ${escapeHtml(v.events)} event(s), signed by key <code>${escapeHtml(v.keyId)}</code> — a key taken from the bucket itself, not pinned`;
 	}
 	if (v.ok) return `<span class="badge ok" id="verify">verified</span> ${escapeHtml(v.chunks)} chunk(s), ${escapeHtml(v.events)} event(s), signed by key <code>${escapeHtml(v.keyId)}</code> (pinned)`;
+	// Only chunks the gateway itself signed as lost from its spool: an incomplete recording, not tampering.
+	if (v.problems.length > 0 && v.problems.every((p) => p.kind === "lost")) {
+		return `<span class="badge warn" id="verify">INCOMPLETE</span> the gateway lost ${escapeHtml(v.problems.length)} chunk(s) from its spool before upload; everything else verifies<ul class="problems">${v.problems.map((p) => `<li>${escapeHtml(p.message)}</li>`).join("")}</ul>`;
+	}
 	return `<span class="badge bad" id="verify">TAMPERED</span><ul class="problems">${v.problems.map((p) => `<li>${escapeHtml(p.message)}</li>`).join("")}</ul>`;
 }
 

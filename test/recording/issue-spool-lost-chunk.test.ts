@@ -5,12 +5,16 @@
  * `verify` reported "missing: chunk N … was deleted", blaming the bucket for what the gateway lost.
  * Such a chunk is now marked `lost: true` in the signed manifest (a closed session's manifest is
  * signed again), its events are counted in droppedEvents, and verify says it was lost in the spool.
- * Nothing short is ever uploaded.
+ * Nothing short is ever uploaded, and `verify` and the viewer say INCOMPLETE, not FAILED / TAMPERED,
+ * when such chunks are the only problem.
  */
 import assert from "node:assert/strict";
 import { readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
+import Fastify from "fastify";
+import { type CliIo, main } from "../../cli/recordings.ts";
+import { registerViewer } from "../../gateway/admin/viewer.ts";
 import { listSessions, loadSession, loadStoreKeys } from "../../gateway/recording/catalog.ts";
 import { loadRecordingKey } from "../../gateway/recording/keys.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
@@ -80,5 +84,23 @@ test("a sealed chunk cut short in the spool is recorded as lost, for an open and
 		assert.ok(!loaded.events.some((e) => e.seq >= c.firstSeq && e.seq <= c.lastSeq));
 		const manifest = readManifestUnverified((await store.get(`${s.prefix}manifest.jws`)).toString());
 		assert.deepEqual(manifest.chunks.filter((x) => x.lost).map((x) => x.name), [c.name]);
+	}
+
+	// The auditor's tools say INCOMPLETE (the gateway's own loss), not TAMPERED / FAILED.
+	const open = sessions.find((x) => x.sessionId === ids.open)!;
+	const out: string[] = [];
+	const cli: CliIo = { env: {}, stdout: (t) => void out.push(t), stderr: () => {}, stderrIsTty: false, sleep: async () => {} };
+	assert.equal(await main(["verify", open.prefix, "--dir", storeRoot], cli), 1);
+	assert.match(out.join(""), /: INCOMPLETE: everything verifies, but the gateway lost 1 chunk\(s\) from its spool before upload/);
+	assert.doesNotMatch(out.join(""), /FAILED/);
+	const identity = { issuer: "https://issuer.test", issuerKind: "oidc" as const, subject: "noor", username: "noor", groups: ["auditors"], tokenExpiresAt: new Date(Date.now() + 60_000), claims: {} };
+	const app = Fastify();
+	await registerViewer(app, { store, auditorGroup: "auditors", authenticate: () => identity, publicKeys: async () => keys });
+	try {
+		const html = (await app.inject({ url: `/viewer/session?prefix=${encodeURIComponent(open.prefix)}`, headers: { authorization: "Bearer x" } })).body;
+		assert.match(html, /<span class="badge warn" id="verify">INCOMPLETE<\/span> the gateway lost 1 chunk\(s\) from its spool/);
+		assert.doesNotMatch(html, /TAMPERED/);
+	} finally {
+		await app.close();
 	}
 });
