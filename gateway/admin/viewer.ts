@@ -31,6 +31,7 @@ import { visibleText } from "../approvals/visible.ts";
 import type { Identity } from "../config/bundle.ts";
 import { listSessions, loadSession, loadStoreKeys, type SessionFilter, type SessionSummary } from "../recording/catalog.ts";
 import type { StoredEvent } from "../recording/events.ts";
+import { isRecordingError } from "../recording/errors.ts";
 import { type SessionDocument, TERMINAL_FILE } from "../recording/format.ts";
 import type { PublicKeySet } from "../recording/keys.ts";
 import type { RecordingStore } from "../recording/store.ts";
