@@ -8,10 +8,16 @@ import { readFileSync } from "node:fs";
 /** USER_HZ: /proc stat times are in clock ticks. */
 const TICKS = 100;
 
-export function statCpuMicros(statPath: string): { user: number; sys: number; comm: string } {
+/** utime and stime in µs, the command name, and minor page faults (pages first touched or re-mapped: kernel time). */
+export function statCpuMicros(statPath: string): { user: number; sys: number; comm: string; minflt: number } {
 	const stat = readFileSync(statPath, "utf8");
 	const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-	return { user: (Number(f[11]) * 1_000_000) / TICKS, sys: (Number(f[12]) * 1_000_000) / TICKS, comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) };
+	return {
+		user: (Number(f[11]) * 1_000_000) / TICKS,
+		sys: (Number(f[12]) * 1_000_000) / TICKS,
+		comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
+		minflt: Number(f[7]),
+	};
 }
 
 /** Busy and total jiffies of the whole machine (all cores) from /proc/stat. */

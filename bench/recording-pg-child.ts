@@ -117,6 +117,7 @@ const threadCpu = (): Record<string, number> => {
 			out[comm] = (out[comm] ?? 0) + cpu.user + cpu.sys;
 			if (comm === "main") {
 				out["main-sys"] = cpu.sys;
+				out["main-minflt-x1000"] = cpu.minflt * 1000;
 				// Context switches ×1000 so that per-transaction rates show in the report.
 				const st = readFileSync(`/proc/self/task/${t}/status`, "utf8");
 				out["main-cs-invol-x1000"] = Number(/nonvoluntary_ctxt_switches:\s*(\d+)/.exec(st)?.[1] ?? 0) * 1000;
