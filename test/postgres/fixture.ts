@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { after, before } from "node:test";
+import { after, before, test } from "node:test";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import pg from "pg";
 import {
@@ -19,6 +19,7 @@ import {
 	type PostgresAccess,
 } from "../../gateway/config/bundle.ts";
 import { sealBundle } from "../../gateway/config/canonical.ts";
+import { CORPUS_MASK_RULES } from "../../gateway/policy/corpus/sql-bypass.ts";
 import { BundleStore } from "../../gateway/config/store.ts";
 import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
 import { StoreApprovalService } from "../../gateway/approvals/service.ts";
@@ -81,6 +82,36 @@ export const refusedMatching = (rule: RegExp) => (e: { code?: string; detail?: s
 export function assertNoneOf(secrets: readonly string[], value: unknown): void {
 	const text = JSON.stringify(value);
 	for (const s of secrets) assert.ok(!text.includes(s), `raw value ${s} in ${text}`);
+}
+
+/**
+ * fixtureWithClients under the corpus masking rules, and the seeded customers' raw phones read
+ * directly (filled once the fixture is up): a column masked with no content detector, so only the
+ * masking plan keeps it back.
+ */
+export function maskedPhonesFixture() {
+	const phones: string[] = [];
+	const c = fixtureWithClients({ maskRules: CORPUS_MASK_RULES }, async (fx) => {
+		phones.push(...(await fx.pg.query("SELECT phone FROM customers ORDER BY id")).rows.map((r) => r.phone as string));
+	});
+	return { c, phones };
+}
+
+/**
+ * One test per statement for the read-only client: `rows` rows come back ("all": one per customer;
+ * "some": at least one) and none holds a raw phone, in the simple and the extended protocol alike.
+ */
+export function noRawPhones(f: ReturnType<typeof maskedPhonesFixture>, cases: readonly string[], rows: number | "all" | "some"): void {
+	for (const sql of cases) {
+		test(`read-only: ${sql}`, async () => {
+			const r = await f.c.ro.query(sql);
+			if (rows === "some") assert.ok(r.rows.length >= 1);
+			else assert.equal(r.rows.length, rows === "all" ? f.phones.length : rows);
+			assertNoneOf(f.phones, r.rows);
+			const e = await f.c.ro.query({ text: sql, values: [] });
+			assertNoneOf(f.phones, e.rows);
+		});
+	}
 }
 
 /** The approvals component's real service over an in-process store, polled quickly, no sweeper. */

@@ -8,14 +8,11 @@
 // length, views as opaque.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { CORPUS_MASK_RULES } from "../../gateway/policy/corpus/sql-bypass.ts";
-import { assertNoneOf, fixtureWithClients } from "./fixture.ts";
+import { assertNoneOf, maskedPhonesFixture } from "./fixture.ts";
 
 describe("relations changed by the open transaction's DDL", () => {
-	let phones: string[] = [];
-	const c = fixtureWithClients({ maskRules: CORPUS_MASK_RULES }, async (fx) => {
-		phones = (await fx.pg.query("SELECT phone FROM customers ORDER BY id")).rows.map((r) => r.phone as string);
-	});
+	const f = maskedPhonesFixture();
+	const { c, phones } = f;
 
 	const shifted = (t: string) => `SELECT s.z FROM (SELECT ${t}.*, c.phone || '' AS p FROM ${t}, customers c) s(q, r, z)`;
 
