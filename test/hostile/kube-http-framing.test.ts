@@ -12,10 +12,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import tls from "node:tls";
-import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
-import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { kubeConnection, userGrant } from "../kube/fixtures.ts";
+import type { KubeListener } from "../../gateway/kube/listener.ts";
+import { type KubeHandle, startKube } from "../env/index.ts";
+import { type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
+import { kubeGateway, userGrant } from "../kube/fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -26,18 +26,17 @@ before(async () => {
 	await kube.createNamespace("prod");
 	const crb = await kube.kubectl(["create", "clusterrolebinding", "agents-admin", "--clusterrole=cluster-admin", "--group=agents"]);
 	assert.equal(crb.code, 0, crb.stderr);
-	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-framing" });
-	const store = storeWith(
-		makeBundle(issuer, {
-			connections: [kubeConnection(kube)],
+	gw = await kubeGateway(
+		issuer,
+		kube,
+		{
 			grants: [
 				userGrant("reader", { namespaces: ["prod"], verbs: ["get", "list"], resources: ["configmaps"] }),
 				userGrant("writer", { namespaces: ["prod"], verbs: ["*"], resources: ["configmaps"] }),
 			],
-			credentials: { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } },
-		}),
+		},
+		"gateway-kube-framing",
 	);
-	gw = await startKubeListener({ store, recorder: new MemoryRecorder(), approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } });
 });
 
 after(async () => {

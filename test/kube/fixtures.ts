@@ -1,7 +1,9 @@
 /** Bundle pieces and a raw HTTPS helper shared by the Kubernetes proxy tests that run against a real apiserver. */
 import https from "node:https";
 import type { BundleConnection, BundleGrant, ConfigBundle } from "../../gateway/config/bundle.ts";
-import type { KubeHandle } from "../env/index.ts";
+import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
+import { issueCert, type KubeHandle } from "../env/index.ts";
+import { approvalService, MemoryRecorder, makeBundle, storeWith, type TokenIssuer } from "../ssh/fixtures.ts";
 
 /** The Connection `ops/cluster-prod` to `kube`, with the admin credential under `kube-gw`. */
 export function kubeConnection(kube: KubeHandle): BundleConnection {
@@ -21,6 +23,17 @@ export function kubeConnection(kube: KubeHandle): BundleConnection {
 /** The gateway's own credential for `kube` (its admin client certificate), as `kube-gw`. */
 export function kubeCredentials(kube: KubeHandle): ConfigBundle["credentials"] {
 	return { "kube-gw": { type: "kubernetes", clientCertPem: kube.adminCertPem, clientKeyPem: kube.adminKeyPem } };
+}
+
+/**
+ * The gateway's Kubernetes listener in front of `kube`: a bundle of `parts` (grants, policies) with
+ * the cluster-prod connection and the gateway's credential, a serving certificate `name` from the
+ * cluster's CA, an in-memory recorder and the local approvals service.
+ */
+export async function kubeGateway(issuer: TokenIssuer, kube: KubeHandle, parts: Partial<ConfigBundle>, name: string): Promise<KubeListener> {
+	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name });
+	const store = storeWith(makeBundle(issuer, { connections: [kubeConnection(kube)], credentials: kubeCredentials(kube), ...parts }));
+	return startKubeListener({ store, recorder: new MemoryRecorder(), approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } });
 }
 
 /** An active grant `ops/<name>` on cluster-prod for the user `<name>`, approvers user sam. */

@@ -16,10 +16,10 @@ import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
-import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
+import type { KubeListener } from "../../gateway/kube/listener.ts";
+import { type KubeHandle, startKube } from "../env/index.ts";
+import { type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
+import { kubeGateway, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -67,15 +67,14 @@ before(async () => {
 	await kube.createNamespace("prod");
 	const crb = await kube.kubectl(["create", "clusterrolebinding", "agents-admin", "--clusterrole=cluster-admin", "--group=agents"]);
 	assert.equal(crb.code, 0, crb.stderr);
-	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-audit" });
-	const store = storeWith(
-		makeBundle(issuer, {
-			connections: [kubeConnection(kube)],
+	gw = await kubeGateway(
+		issuer,
+		kube,
+		{
 			grants: [userGrant("lee", { namespaces: ["prod"], verbs: ["get", "list"], resources: ["configmaps"] })],
-			credentials: kubeCredentials(kube),
-		}),
+		},
+		"gateway-kube-audit",
 	);
-	gw = await startKubeListener({ store, recorder: new MemoryRecorder(), approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } });
 });
 
 after(async () => {

@@ -14,12 +14,12 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
+import type { KubeListener } from "../../gateway/kube/listener.ts";
 import { parseKubeRequest } from "../../gateway/kube/request.ts";
 import { mintingWrite } from "../../gateway/policy/kube.ts";
-import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { httpsText, kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
+import { type KubeHandle, startKube } from "../env/index.ts";
+import { type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
+import { httpsText, kubeGateway, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -61,19 +61,18 @@ before(async () => {
 	[issuer, kube] = await Promise.all([tokenIssuer(), startKube({ apiserverArgs: ["--enable-bootstrap-token-auth=true"] })]);
 	const crb = await kube.kubectl(["create", "clusterrolebinding", "agents-admin", "--clusterrole=cluster-admin", "--group=agents"]);
 	assert.equal(crb.code, 0, crb.stderr);
-	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-bootstrap" });
-	const store = storeWith(
-		makeBundle(issuer, {
-			connections: [kubeConnection(kube)],
+	gw = await kubeGateway(
+		issuer,
+		kube,
+		{
 			grants: [
 				userGrant("admin", { namespaces: ["*"], verbs: ["*"], resources: ["*"] }),
 				// Names the TokenRequest subresource in kube-system: may mint credentials there on purpose.
 				userGrant("minter", { namespaces: ["kube-system"], verbs: ["*"], resources: ["secrets", "serviceaccounts/token"] }),
 			],
-			credentials: kubeCredentials(kube),
-		}),
+		},
+		"gateway-kube-bootstrap",
 	);
-	gw = await startKubeListener({ store, recorder: new MemoryRecorder(), approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } });
 });
 
 after(async () => {

@@ -16,11 +16,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
+import type { KubeListener } from "../../gateway/kube/listener.ts";
 import { mayCreate, parseKubeRequest } from "../../gateway/kube/request.ts";
-import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { httpsText, kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
+import { type KubeHandle, startKube } from "../env/index.ts";
+import { type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
+import { httpsText, kubeGateway, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -52,10 +52,10 @@ before(async () => {
 	const crb = await kube.kubectl(["create", "clusterrolebinding", "agents-admin", "--clusterrole=cluster-admin", "--group=agents"]);
 	assert.equal(crb.code, 0, crb.stderr);
 	assert.equal((await kube.kubectl(["-n", "prod", "create", "configmap", "flags", "--from-literal=mode=blue"])).code, 0);
-	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-create-by-update" });
-	const store = storeWith(
-		makeBundle(issuer, {
-			connections: [kubeConnection(kube)],
+	gw = await kubeGateway(
+		issuer,
+		kube,
+		{
 			grants: [
 				// May change prod's objects, never create them.
 				userGrant("editor", { namespaces: ["prod"], verbs: ["get", "list", "patch", "update"], resources: ["configmaps", "rolebindings"] }),
@@ -68,10 +68,9 @@ before(async () => {
 					rules: [{ name: "no-new-bindings", action: "block", kubernetes: { verbs: ["create"], resources: ["rolebindings"], namespaces: ["prod"] } }],
 				},
 			],
-			credentials: kubeCredentials(kube),
-		}),
+		},
+		"gateway-kube-create-by-update",
 	);
-	gw = await startKubeListener({ store, recorder: new MemoryRecorder(), approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } });
 });
 
 after(async () => {

@@ -13,10 +13,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { GuardrailRule } from "../../gateway/config/bundle.ts";
-import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
-import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { httpsText, kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
+import type { KubeListener } from "../../gateway/kube/listener.ts";
+import { type KubeHandle, startKube } from "../env/index.ts";
+import { type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
+import { httpsText, kubeGateway, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -59,16 +59,15 @@ before(async () => {
 		});
 		assert.equal(p.status, 201, p.text);
 	}
-	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-delete-answers" });
-	const store = storeWith(
-		makeBundle(issuer, {
-			connections: [kubeConnection(kube)],
+	gw = await kubeGateway(
+		issuer,
+		kube,
+		{
 			grants: [userGrant("admin", { namespaces: ["*"], verbs: ["*"], resources: ["*"] })],
 			guardrailPolicies: [{ key: "ops/kube-prod", selector: { matchLabels: { env: "prod" } }, rules: RULES }],
-			credentials: kubeCredentials(kube),
-		}),
+		},
+		"gateway-kube-delete-answers",
 	);
-	gw = await startKubeListener({ store, recorder: new MemoryRecorder(), approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } });
 });
 
 after(async () => {

@@ -11,13 +11,13 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
+import type { KubeListener } from "../../gateway/kube/listener.ts";
 import { parseKubeRequest } from "../../gateway/kube/request.ts";
 import { evaluateKubeRequest } from "../../gateway/policy/kube.ts";
 import type { GuardrailRule } from "../../gateway/config/bundle.ts";
-import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { httpsText, kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
+import { type KubeHandle, startKube } from "../env/index.ts";
+import { type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
+import { httpsText, kubeGateway, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -53,16 +53,15 @@ before(async () => {
 		spec: { containers: [{ name: "api", image: "example.invalid/api:1", env: [{ name: "DB_PASSWORD", value: CANARY }] }] },
 	});
 	assert.equal(pod.status, 201, pod.text);
-	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-subresource-reads" });
-	const store = storeWith(
-		makeBundle(issuer, {
-			connections: [kubeConnection(kube)],
+	gw = await kubeGateway(
+		issuer,
+		kube,
+		{
 			grants: [userGrant("admin", { namespaces: ["*"], verbs: ["*"], resources: ["*"] })],
 			guardrailPolicies: [{ key: "ops/kube-prod", selector: { matchLabels: { env: "prod" } }, rules: RULES }],
-			credentials: kubeCredentials(kube),
-		}),
+		},
+		"gateway-kube-subresource-reads",
 	);
-	gw = await startKubeListener({ store, recorder: new MemoryRecorder(), approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } });
 });
 
 after(async () => {

@@ -14,12 +14,12 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type KubeListener, startKubeListener } from "../../gateway/kube/listener.ts";
+import type { KubeListener } from "../../gateway/kube/listener.ts";
 import { parseKubeRequest } from "../../gateway/kube/request.ts";
 import { readEquivalents } from "../../gateway/policy/kube.ts";
-import { issueCert, type KubeHandle, startKube } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
-import { httpsText, kubeConnection, kubeCredentials, userGrant } from "./fixtures.ts";
+import { type KubeHandle, startKube } from "../env/index.ts";
+import { type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
+import { httpsText, kubeGateway, userGrant } from "./fixtures.ts";
 
 let kube: KubeHandle;
 let gw: KubeListener;
@@ -50,10 +50,10 @@ before(async () => {
 		const s = await kube.request("POST", `/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "db" }, data: { password: VALUE } });
 		assert.equal(s.status, 201, s.text);
 	}
-	const cert = await issueCert(kube.ca, { cn: "drawbridge-gateway", ips: ["127.0.0.1"], dns: ["localhost"], name: "gateway-kube-write-responses" });
-	const store = storeWith(
-		makeBundle(issuer, {
-			connections: [kubeConnection(kube)],
+	gw = await kubeGateway(
+		issuer,
+		kube,
+		{
 			grants: [
 				userGrant("admin", { namespaces: ["*"], verbs: ["*"], resources: ["*"] }),
 				// May change prod's Secrets, never read them (the grant has no get, list or watch).
@@ -66,10 +66,9 @@ before(async () => {
 					rules: [{ name: "no-secret-reads", action: "block", kubernetes: { verbs: ["get"], resources: ["secrets"], namespaces: ["prod"] } }],
 				},
 			],
-			credentials: kubeCredentials(kube),
-		}),
+		},
+		"gateway-kube-write-responses",
 	);
-	gw = await startKubeListener({ store, recorder: new MemoryRecorder(), approvals: approvalService(), tls: { certPem: cert.certPem, keyPem: cert.keyPem } });
 });
 
 after(async () => {
