@@ -1739,6 +1739,10 @@ export class Session {
 			return;
 		}
 		if (u?.k === "execute") this.recordExecute(u, undefined, error);
+		// A Bind the server refused (a parameter that does not convert to its type, a domain's CHECK):
+		// the statement never runs, but the agent sent it with its parameters, and code may have run
+		// evaluating them; it is recorded with the error, as a failed Execute would be.
+		if (u?.k === "bind") this.recordExecute({ k: "execute", portal: u.portal, rows: 0, started: performance.now() }, undefined, error);
 		if (u?.k === "parse" && this.statements.get(u.stmt.name) === u.stmt) {
 			// the upstream did not create it: restore what it still has under that name
 			if (u.previous) this.statements.set(u.stmt.name, u.previous);
