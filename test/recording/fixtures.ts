@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Identity } from "../../gateway/config/bundle.ts";
 import type { RecordingEvent, SessionMeta } from "../../gateway/recording/events.ts";
 import { generateRecordingKey } from "../../gateway/recording/keys.ts";
 import { DiskRecorder, type RecorderOptions } from "../../gateway/recording/recorder.ts";
@@ -108,4 +109,9 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
 		await new Promise((r) => setTimeout(r, 50));
 	}
 	throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** An auditor (group `auditors`) signed in through OIDC at `issuer`, for the viewer's tests. */
+export function auditorIdentity(issuer = "https://idp.test"): Identity {
+	return { issuer, issuerKind: "oidc", subject: "noor", username: "noor", groups: ["auditors"], tokenExpiresAt: new Date(Date.now() + 600_000), claims: {} };
 }

@@ -19,7 +19,7 @@ import { listSessions, loadSession, loadStoreKeys } from "../../gateway/recordin
 import { loadRecordingKey } from "../../gateway/recording/keys.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
 import { readManifestUnverified, verifySession } from "../../gateway/recording/verify.ts";
-import { makeRecorder, startChild, tempDir } from "./fixtures.ts";
+import { auditorIdentity, makeRecorder, startChild, tempDir } from "./fixtures.ts";
 
 interface IndexLine {
 	index: number;
@@ -93,7 +93,7 @@ test("a sealed chunk cut short in the spool is recorded as lost, for an open and
 	assert.equal(await main(["verify", open.prefix, "--dir", storeRoot], cli), 1);
 	assert.match(out.join(""), /: INCOMPLETE: everything verifies, but the gateway lost 1 chunk\(s\) from its spool before upload/);
 	assert.doesNotMatch(out.join(""), /FAILED/);
-	const identity = { issuer: "https://issuer.test", issuerKind: "oidc" as const, subject: "noor", username: "noor", groups: ["auditors"], tokenExpiresAt: new Date(Date.now() + 60_000), claims: {} };
+	const identity = auditorIdentity("https://issuer.test");
 	const app = Fastify();
 	await registerViewer(app, { store, auditorGroup: "auditors", authenticate: () => identity, publicKeys: async () => keys });
 	try {

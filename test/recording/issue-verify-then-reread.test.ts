@@ -18,7 +18,7 @@ import { registerViewer } from "../../gateway/admin/viewer.ts";
 import { loadStoreKeys } from "../../gateway/recording/catalog.ts";
 import { chunkName, sessionPrefix, TERMINAL_FILE } from "../../gateway/recording/format.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
-import { makeRecorder, meta, tempDir } from "./fixtures.ts";
+import { auditorIdentity, makeRecorder, meta, tempDir } from "./fixtures.ts";
 
 /** A directory store on which a bucket writer swaps one object back right after its first read. */
 class SwappingStore extends DirStore {
@@ -55,7 +55,7 @@ before(async () => {
 test("the viewer's session page shows what it verified, not a second read", async () => {
 	const genuine = await store.get(prefix + chunkName(1));
 	const forged = gzipSync(gunzipSync(genuine).toString("utf8").replace("DELETE FROM invoices", "SELECT 1 -- nothing here"));
-	const identity = { issuer: "https://issuer.test", issuerKind: "oidc" as const, subject: "noor", username: "noor", groups: ["auditors"], tokenExpiresAt: new Date(Date.now() + 60_000), claims: {} };
+	const identity = auditorIdentity("https://issuer.test");
 	const pinned = (await loadStoreKeys(store)).set;
 	const app = Fastify();
 	await registerViewer(app, { store, auditorGroup: "auditors", authenticate: () => identity, publicKeys: async () => pinned });

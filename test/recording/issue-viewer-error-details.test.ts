@@ -12,21 +12,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import Fastify, { type FastifyInstance } from "fastify";
-import type { Identity } from "../../gateway/config/bundle.ts";
 import { registerViewer } from "../../gateway/admin/viewer.ts";
 import { DirStore, S3Store } from "../../gateway/recording/store.ts";
 import { freePort } from "../env/index.ts";
-import { tempDir } from "./fixtures.ts";
+import { auditorIdentity, tempDir } from "./fixtures.ts";
 
-const auditor: Identity = {
-	issuer: "https://idp.test",
-	issuerKind: "oidc",
-	subject: "noor",
-	username: "noor",
-	groups: ["auditors"],
-	tokenExpiresAt: new Date(Date.now() + 600_000),
-	claims: {},
-};
+const auditor = auditorIdentity();
 let dirApp: FastifyInstance;
 let s3App: FastifyInstance;
 let dir: string;

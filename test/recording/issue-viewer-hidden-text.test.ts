@@ -16,11 +16,10 @@ import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import Fastify, { type FastifyInstance } from "fastify";
 import { type Browser, chromium } from "playwright-core";
-import type { Identity } from "../../gateway/config/bundle.ts";
 import { registerViewer } from "../../gateway/admin/viewer.ts";
 import { sessionPrefix } from "../../gateway/recording/format.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
-import { makeRecorder, meta, tempDir } from "./fixtures.ts";
+import { auditorIdentity, makeRecorder, meta, tempDir } from "./fixtures.ts";
 
 const RLO = "\u202e";
 const ZWSP = "\u200b";
@@ -29,15 +28,7 @@ const session = meta({
 	protocol: "postgres",
 	identity: { issuer: "https://idp.test", subject: "mallory", username: `mallory${RLO}nimda`, groups: [] },
 });
-const auditor: Identity = {
-	issuer: "https://idp.test",
-	issuerKind: "oidc",
-	subject: "noor",
-	username: "noor",
-	groups: ["auditors"],
-	tokenExpiresAt: new Date(Date.now() + 600_000),
-	claims: {},
-};
+const auditor = auditorIdentity();
 let app: FastifyInstance;
 let browser: Browser;
 let url: string;

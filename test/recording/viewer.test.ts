@@ -16,7 +16,7 @@ import { sessionPrefix } from "../../gateway/recording/format.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
 import { TokenVerifier } from "../../gateway/identity/verify.ts";
 import { freePort, type OidcHandle, printLogsOnFailure, startOidc } from "../env/index.ts";
-import { blockedAndApproved, makeRecorder, meta, sqlEvents, tempDir } from "./fixtures.ts";
+import { auditorIdentity, blockedAndApproved, makeRecorder, meta, sqlEvents, tempDir } from "./fixtures.ts";
 
 let oidc: OidcHandle;
 let app: FastifyInstance;
@@ -284,7 +284,7 @@ test("the verification says where its keys came from: the bucket (warning) or pi
 
 	// The same recordings behind a viewer given pinned keys (what --recording-trusted-keys-file does).
 	const pinnedApp = Fastify();
-	const identity = { issuer: "https://issuer.test", issuerKind: "oidc" as const, subject: "noor", username: "noor", groups: ["auditors"], tokenExpiresAt: new Date(Date.now() + 60_000), claims: {} };
+	const identity = auditorIdentity("https://issuer.test");
 	const pinned = (await loadStoreKeys(store)).set;
 	await registerViewer(pinnedApp, { store, auditorGroup: "auditors", authenticate: () => identity, publicKeys: async () => pinned });
 	const pinnedUrl = await pinnedApp.listen({ host: "127.0.0.1", port: 0 });
