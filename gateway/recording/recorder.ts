@@ -837,6 +837,11 @@ async function readChunkIndex(dir: string): Promise<ChunkEntry[]> {
 /** A spool folder renamed to this prefix has every object in the store and is being removed. */
 const DONE_PREFIX = ".stored-";
 
+/** What the spool worker needs to seal or pack a chunk buffer as chunk `index`. */
+function sealChunk(c: ChunkBuffer, index: number): SealChunk {
+	return { buf: c.buf, len: c.len, index, name: chunkName(index), events: c.events, firstSeq: c.firstSeq, lastSeq: c.lastSeq, firstTimeMs: c.firstTimeMs, counts: c.counts };
+}
+
 /** The searchable metadata of a chunk object. */
 function chunkMetadata(sessionId: string, e: ChunkEntry): Record<string, string> {
 	return { "session-id": sessionId, chunk: String(e.index), sha256: e.sha256, "first-seq": String(e.firstSeq), "last-seq": String(e.lastSeq) };
@@ -1253,21 +1258,8 @@ class LiveSession implements SessionRecorder {
 		this.open = undefined;
 		if (chunks.length === 0) return this.write(parts, cast);
 		const last = this.entries[this.entries.length - 1];
-		let index = last?.index ?? 0;
-		const sealChunks: SealChunk[] = chunks.map((c) => {
-			index++;
-			return {
-				buf: c.buf,
-				len: c.len,
-				index,
-				name: chunkName(index),
-				events: c.events,
-				firstSeq: c.firstSeq,
-				lastSeq: c.lastSeq,
-				firstTimeMs: c.firstTimeMs,
-				counts: c.counts,
-			};
-		});
+		const first = (last?.index ?? 0) + 1;
+		const sealChunks = chunks.map((c, i) => sealChunk(c, first + i));
 		const { result, error } = await this.spool({
 			kind: "seal",
 			dir: this.state.dir,
@@ -1475,25 +1467,15 @@ class LiveSession implements SessionRecorder {
 			const c = this.open && this.open.events > 0 ? this.open : undefined;
 			let chunk: { entry: ChunkEntry; body: Uint8Array } | undefined;
 			if (c) {
-				const { result, error } = await this.spool({
-					kind: "pack",
-					sessionId: this.sessionId,
-					chunk: { buf: c.buf, len: c.len, index: 1, name: chunkName(1), events: c.events, firstSeq: c.firstSeq, lastSeq: c.lastSeq, firstTimeMs: c.firstTimeMs, counts: c.counts },
-					prev: null,
-				});
+				const sc = sealChunk(c, 1);
+				const { result, error } = await this.spool({ kind: "pack", sessionId: this.sessionId, chunk: sc, prev: null });
 				if (error || !result.packed) return;
 				const { body, sha256 } = result.packed;
-				const entry: ChunkEntry = { index: 1, name: chunkName(1), sha256, bytes: body.length, events: c.events, firstSeq: c.firstSeq, lastSeq: c.lastSeq, firstTimeMs: c.firstTimeMs, counts: c.counts };
-				chunk = { entry, body };
-				this.entries.push(entry);
+				const { buf: _buf, len: _len, ...fields } = sc;
+				chunk = { entry: { ...fields, sha256, bytes: body.length }, body };
 			}
-			let docs: { sessionBody: Buffer; jws: Buffer };
-			try {
-				docs = await this.finalDocuments(end, endedAt, undefined);
-			} finally {
-				// The spool path builds its own entry when it seals the chunk.
-				if (chunk) this.entries.pop();
-			}
+			// The spool path indexes its own entry if it comes to seal the chunk: this.entries stays as it is.
+			const docs = await this.finalDocuments(end, endedAt, undefined, chunk ? [chunk.entry] : []);
 			if (!(await this.rec.uploadDirect(this.state, chunk, docs.sessionBody, docs.jws))) return;
 			if (c) this.rec.giveBuffer(c.buf);
 			this.open = undefined;
@@ -1504,11 +1486,11 @@ class LiveSession implements SessionRecorder {
 		return done;
 	}
 
-	/** session.json and the signed manifest over this.entries (and terminal.cast when there is one). */
-	private async finalDocuments(end: SessionEnd, endedAt: string, castBody: Buffer | undefined): Promise<{ sessionBody: Buffer; jws: Buffer }> {
+	/** session.json and the signed manifest over `entries` (and terminal.cast when there is one). */
+	private async finalDocuments(end: SessionEnd, endedAt: string, castBody: Buffer | undefined, entries: readonly ChunkEntry[] = this.entries): Promise<{ sessionBody: Buffer; jws: Buffer }> {
 		const counts = emptyCounts();
 		let lostEvents = 0;
-		for (const e of this.entries) {
+		for (const e of entries) {
 			addCounts(counts, e.counts);
 			if (this.state.lostChunks.has(e.index)) lostEvents += e.events;
 		}
@@ -1518,7 +1500,7 @@ class LiveSession implements SessionRecorder {
 			end,
 			endedAt,
 			counts,
-			this.entries.length,
+			entries.length,
 			castBody !== undefined,
 			this.dropped + lostEvents,
 			this.recovering,
@@ -1530,7 +1512,7 @@ class LiveSession implements SessionRecorder {
 			kind: "manifest",
 			sessionId: this.sessionId,
 			prefix: this.state.prefix,
-			chunks: this.entries.map((e) => ({
+			chunks: entries.map((e) => ({
 				name: e.name,
 				sha256: e.sha256,
 				bytes: e.bytes,
