@@ -136,8 +136,13 @@ class SpoolState {
 	readonly dir: string;
 	readonly prefix: string;
 	readonly meta: SessionMeta;
-	/** Sealed, not yet uploaded chunks: index → first event time. */
-	readonly pendingChunks = new Map<number, number>();
+	/** Sealed, not yet uploaded chunks: index → its spool index entry (kept here, not re-read per upload). */
+	readonly pendingChunks = new Map<number, ChunkEntry>();
+	/**
+	 * Gzipped bytes of pending chunks as the worker sealed them, within the recorder's budget
+	 * (HELD_CHUNK_BYTES): uploaded from memory; a chunk not held here is read from its segment.
+	 */
+	readonly heldBodies = new Map<number, Uint8Array>();
 	/** Segment of each pending chunk that lives in one (index → segment file name). */
 	readonly pendingSegment = new Map<number, string>();
 	/** Segment files in the session folder. */
@@ -170,7 +175,7 @@ class SpoolState {
 	}
 	oldestPendingMs(): number | undefined {
 		let oldest: number | undefined;
-		for (const t of this.pendingChunks.values()) if (oldest === undefined || t < oldest) oldest = t;
+		for (const e of this.pendingChunks.values()) if (oldest === undefined || e.firstTimeMs < oldest) oldest = e.firstTimeMs;
 		const liveFirst = this.live?.currentFirstTimeMs;
 		if (liveFirst !== undefined && (oldest === undefined || liveFirst < oldest)) oldest = liveFirst;
 		if (this.finalized && oldest === undefined) oldest = this.finalizedAtMs;
@@ -213,6 +218,20 @@ export class DiskRecorder implements Recorder {
 	giveBuffer(buf: Buffer): void {
 		// Only buffers of today's standard size: one grown for a giant event goes back to the allocator.
 		if (this.spareBuffers.length < SPARE_CHUNK_BUFFERS && buf.length === chunkBufferSize(this.options.chunkMaxBytes)) this.spareBuffers.push(buf);
+	}
+	/** Bytes of sealed chunks held in memory for upload (SpoolState.heldBodies), all sessions. */
+	private heldBytes = 0;
+	/** Keep a sealed chunk's bytes for its upload, if the budget allows (else it is read from the spool). */
+	hold(state: SpoolState, index: number, body: Uint8Array): void {
+		if (this.heldBytes + body.length > HELD_CHUNK_BYTES) return;
+		state.heldBodies.set(index, body);
+		this.heldBytes += body.length;
+	}
+	private release(state: SpoolState, index: number): void {
+		const body = state.heldBodies.get(index);
+		if (!body) return;
+		state.heldBodies.delete(index);
+		this.heldBytes -= body.length;
 	}
 	readonly metrics: RecorderMetrics;
 	/** Statement events' JSON (emit is synchronous, so one serialiser serves every session). */
@@ -373,7 +392,7 @@ export class DiskRecorder implements Recorder {
 				// A spool from before segments: the chunk is its own file until uploaded.
 				const size = await fileSize(join(dir, e.name));
 				if (size !== undefined) {
-					state.pendingChunks.set(e.index, e.firstTimeMs);
+					state.pendingChunks.set(e.index, e);
 					this.addBytes(state, size);
 				} else if (e.index > state.uploadedThrough && !(await this.inStore(state, e))) lost(e, "file is gone from the spool");
 				continue;
@@ -391,7 +410,7 @@ export class DiskRecorder implements Recorder {
 				if (!(await this.inStore(state, e))) lost(e, "is cut short in its spool segment");
 				continue;
 			}
-			state.pendingChunks.set(e.index, e.firstTimeMs);
+			state.pendingChunks.set(e.index, e);
 			state.pendingSegment.set(e.index, e.segment);
 			this.addBytes(state, e.bytes);
 		}
@@ -612,20 +631,20 @@ export class DiskRecorder implements Recorder {
 		try {
 			const indices = [...state.pendingChunks.keys()].sort((a, b) => a - b);
 			if (indices.length > 0) {
-				const entries = new Map((await readChunkIndex(state.dir)).map((e) => [e.index, e]));
 				const through = state.uploadedThrough;
 				try {
 					for (const index of indices) {
-						const e = entries.get(index);
-						if (!e) throw new RecordingError("MALFORMED", `chunk ${index} of ${state.id} missing from the spool index`);
+						const e = state.pendingChunks.get(index)!;
 						const metadata = chunkMetadata(state.id, e);
 						if (e.segment === undefined) await put(e.name, "application/gzip", metadata);
 						else {
-							await upload(e.name, await readRange(join(state.dir, e.segment), e.offset ?? 0, e.bytes), "application/gzip", metadata);
+							const body = state.heldBodies.get(index) ?? (await readRange(join(state.dir, e.segment), e.offset ?? 0, e.bytes));
+							await upload(e.name, body, "application/gzip", metadata);
 							this.addBytes(state, -e.bytes);
 							state.pendingSegment.delete(index);
 						}
 						state.pendingChunks.delete(index);
+						this.release(state, index);
 						state.uploadedThrough = index;
 					}
 				} finally {
@@ -892,6 +911,11 @@ const HEADER_ROOM = 512;
 const chunkBufferSize = (chunkMaxBytes: number) => HEADER_ROOM + chunkMaxBytes + 16 * 1024;
 /** Sealed chunks' buffers kept for reuse, recorder-wide (each up to ~chunkMaxBytes). */
 const SPARE_CHUNK_BUFFERS = 8;
+/**
+ * Most gzipped chunk bytes kept in memory for upload, recorder-wide: a few hundred busy chunks. While
+ * the store is down the backlog grows past it, and the chunks beyond it are read from the spool.
+ */
+const HELD_CHUNK_BYTES = 32 * 1024 * 1024;
 /**
  * Chunk buffers live in shared memory: the spool worker reads the ranges it is handed (and writes a
  * chunk's header into its room) without a copy; the main thread never writes a range it handed over.
@@ -1281,11 +1305,14 @@ class LiveSession implements SessionRecorder {
 			this.segSize = result.segment.size;
 			this.state.writingSegment = this.segName || undefined;
 		}
-		for (const e of result.entries ?? []) {
+		const bodies = result.bodies ?? [];
+		for (const [i, e] of (result.entries ?? []).entries()) {
 			this.entries.push(e);
-			this.state.pendingChunks.set(e.index, e.firstTimeMs);
+			this.state.pendingChunks.set(e.index, e);
 			if (e.segment !== undefined) this.state.pendingSegment.set(e.index, e.segment);
 			this.rec.addBytes(this.state, e.bytes);
+			const body = bodies[i];
+			if (body?.length === e.bytes) this.rec.hold(this.state, e.index, body);
 		}
 		this.wrote(parts, cast, error);
 		// Sealed: nothing refers to these bytes any more (the worker answered).

@@ -120,6 +120,11 @@ export interface SpoolResult {
 	created?: string[];
 	/** A pack's gzipped chunk and its SHA-256. */
 	packed?: { body: Uint8Array; sha256: string };
+	/**
+	 * A seal's gzipped chunks, one per entry (what was appended to the segment): the uploader sends
+	 * them from memory instead of reading the segment back.
+	 */
+	bodies?: Uint8Array[];
 }
 
 export interface SpoolRequest {
@@ -240,9 +245,11 @@ const sha256Hex = (body: Uint8Array) => createHash("sha256").update(body).digest
 
 function seal(op: SealOp, result: SpoolResult): void {
 	const entries: ChunkEntry[] = [];
+	const bodies: Uint8Array[] = [];
 	const created: string[] = [];
 	const segment = { ...op.segment };
 	result.entries = entries;
+	result.bodies = bodies;
 	result.created = created;
 	result.segment = segment;
 	write(op);
@@ -289,6 +296,7 @@ function seal(op: SealOp, result: SpoolResult): void {
 		writeAll(index, Buffer.from(`${JSON.stringify(entry)}\n`, "utf8"));
 		fsyncSync(index);
 		entries.push(entry);
+		bodies.push(body);
 		prev = sha256;
 	}
 	if (op.truncateEvents) {

@@ -150,16 +150,23 @@ test("one damaged spool folder does not starve the other sessions' uploads", asy
 	await writeFile(storeRoot, "blocked");
 	const store = new DirStore(storeRoot);
 	const spool = join(base, "spool");
-	const { rec } = await makeRecorder(store, spool, { uploadConcurrency: 1 });
+	const first = await makeRecorder(store, spool, { uploadConcurrency: 1 });
+	const damaged = meta({ startedAt: "2027-01-01T00:00:00.000Z" });
+	const healthy = meta({ startedAt: "2027-01-02T00:00:00.000Z" });
 	try {
-		const damaged = meta({ startedAt: "2027-01-01T00:00:00.000Z" });
-		const healthy = meta({ startedAt: "2027-01-02T00:00:00.000Z" });
 		for (const m of [damaged, healthy]) {
-			const s = await rec.openSession(m);
+			const s = await first.rec.openSession(m);
 			for (const e of sqlEvents(5)) s.emit(e);
 			await s.close({ reason: "client-closed" });
 		}
-		// The damaged session loses its sealed chunk from the spool (disk error, operator mistake).
+	} finally {
+		await first.rec.stop();
+	}
+	// A restarted gateway reads the chunks from the spool (the one that sealed them uploads them
+	// from memory), and the damaged session loses its sealed chunk there after recovery found it
+	// (disk error, operator mistake).
+	const { rec } = await makeRecorder(store, spool, { uploadConcurrency: 1, key: first.key });
+	try {
 		await rm(join(spool, "sessions", damaged.sessionId, "segment-000001.bin"));
 		await rm(storeRoot);
 		await store.init();
