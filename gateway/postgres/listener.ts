@@ -491,9 +491,12 @@ class Handshake {
 			return livePolicy;
 		};
 		const sessionId = randomUUID();
-		let recorder: SessionRecorder;
-		try {
-			recorder = await o.recorder.openSession({
+		// The recording is opened while the upstream connection is made: openSession resolves once the
+		// session's spool folder is durable (a few fsyncs, milliseconds on a busy disk), and waiting for
+		// that before dialling the server added it to every connection's set-up. Nothing reaches the
+		// server from the client, nor the client from the server, before both have succeeded.
+		const opening: Promise<{ ok: SessionRecorder } | { error: unknown }> = o.recorder
+			.openSession({
 				sessionId,
 				protocol: "postgres",
 				connection: connection.name,
@@ -520,15 +523,32 @@ class Handshake {
 				},
 				startedAt: new Date().toISOString(),
 				gateway: o.gatewayName ?? hostname(),
-			});
-		} catch (e) {
-			throw new PgGatewayError("recording_unavailable", `session recording is unavailable, connection refused: ${(e as Error).message}`);
-		}
+			})
+			.then(
+				(ok) => ({ ok }),
+				(error: unknown) => ({ error }),
+			);
+		/** The recording, or the connection is refused (before anything else: no recording, no session). */
+		const recording = async (): Promise<SessionRecorder> => {
+			const opened = await opening;
+			if ("error" in opened) {
+				throw new PgGatewayError("recording_unavailable", `session recording is unavailable, connection refused: ${(opened.error as Error).message}`);
+			}
+			return opened.ok;
+		};
 		let upstream: UpstreamConnection;
 		try {
 			upstream = await connectUpstream(target);
 		} catch (e) {
+			const recorder = await recording();
 			await recorder.close({ reason: "error", message: (e as Error).message }).catch(() => undefined);
+			throw e;
+		}
+		let recorder: SessionRecorder;
+		try {
+			recorder = await recording();
+		} catch (e) {
+			upstream.socket.destroy();
 			throw e;
 		}
 		// A server that reads SQL differently from the gateway (its defaults, or the client's startup

@@ -15,6 +15,7 @@ import { sealBundle } from "../../gateway/config/canonical.ts";
 import { BundleStore } from "../../gateway/config/store.ts";
 import { type PostgresListener, startPostgresListener } from "../../gateway/postgres/listener.ts";
 import { listSessions, loadSession, loadStoreKeys } from "../../gateway/recording/catalog.ts";
+import type { Recorder, SessionMeta, SessionRecorder } from "../../gateway/recording/events.ts";
 import type { DiskRecorder } from "../../gateway/recording/recorder.ts";
 import { parseEndpoint, S3Store } from "../../gateway/recording/store.ts";
 import { verifySession } from "../../gateway/recording/verify.ts";
@@ -59,7 +60,7 @@ const cliIo = (): CliIo & { text: () => string } => {
 	};
 };
 
-async function pgGateway(recorder: DiskRecorder) {
+async function pgGateway(recorder: Recorder) {
 	const { privateKey, publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
 	const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "EdDSA", use: "sig" };
 	const cert = await issueCert(pgh.ca, { cn: "localhost", name: "gateway-rec" });
@@ -182,6 +183,83 @@ test("spool full (failClosed): the PostgreSQL client is refused with a clear err
 	} finally {
 		await gateway.close();
 		await full.rec.stop();
+	}
+});
+
+/** A recorder whose openSession waits until the test lets it go on (to the real recorder) or fail. */
+class HeldRecorder implements Recorder {
+	opened = 0;
+	#release!: (outcome: "open" | Error) => void;
+	readonly #outcome = new Promise<"open" | Error>((r) => {
+		this.#release = r;
+	});
+	constructor(private readonly inner: Recorder) {}
+	release(outcome: "open" | Error): void {
+		this.#release(outcome);
+	}
+	async openSession(m: SessionMeta): Promise<SessionRecorder> {
+		this.opened++;
+		const outcome = await this.#outcome;
+		if (outcome instanceof Error) throw outcome;
+		return this.inner.openSession(m);
+	}
+}
+
+test("the upstream connection is made while the recording opens; the client gets nothing before both are ready, and a recording that fails to open closes it", async () => {
+	const admin = new pg.Client({ host: pgh.host, port: pgh.port, user: pgh.superuser, password: pgh.password, database: pgh.database, ssl: { ca: pgh.caPem, servername: "localhost" } });
+	await admin.connect();
+	const backends = async () =>
+		Number((await admin.query("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name <> 'drawbridge-catalog'")).rows[0].n);
+	const waitFor = async (what: string, ok: () => Promise<boolean>) => {
+		const deadline = Date.now() + 10_000;
+		while (!(await ok())) {
+			if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+			await new Promise((r) => setTimeout(r, 25));
+		}
+	};
+	try {
+		const before = await backends();
+		for (const outcome of ["open", new Error("spool disk failed")] as const) {
+			const held = new HeldRecorder(rec);
+			const { gateway, client } = await pgGateway(held);
+			try {
+				const c = client();
+				c.on("error", () => {});
+				let settled = false;
+				const connecting = c.connect().then(
+					() => {
+						settled = true;
+					},
+					(e: Error & { code?: string }) => {
+						settled = true;
+						throw e;
+					},
+				);
+				connecting.catch(() => {});
+				// The gateway's upstream session is up while the recording is still opening…
+				await waitFor("the upstream backend", async () => held.opened === 1 && (await backends()) === before + 1);
+				await new Promise((r) => setTimeout(r, 100));
+				assert.equal(settled, false, "the client is not let in before the recording is open");
+				held.release(outcome);
+				if (outcome === "open") {
+					await connecting;
+					assert.equal((await c.query("SELECT 41 + 1 AS n")).rows[0].n, 42);
+					await c.end();
+				} else {
+					await assert.rejects(connecting, (e: Error & { code?: string }) => {
+						assert.match(e.message, /session recording is unavailable, connection refused: spool disk failed/);
+						assert.equal(e.code, "53000");
+						return true;
+					});
+				}
+				// …and is gone once the client is (refused: at once, before any statement reached it).
+				await waitFor("the upstream backend to close", async () => (await backends()) === before);
+			} finally {
+				await gateway.close();
+			}
+		}
+	} finally {
+		await admin.end();
 	}
 });
 
