@@ -677,10 +677,16 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 
 	async #openSession(auth: AuthResult, client: Connection, address: string, port: number): Promise<SessionState> {
 		const bundle = this.#opts.store.current;
+		const sessionId = randomUUID();
+		// Dialled while the recording opens (openSession waits for the spool folder's fsyncs): the
+		// target's handshake no longer starts only after them. Nothing is sent to it before a channel
+		// the session accepted asks, and a recording that fails to open ends it.
+		const upstream = this.#connectUpstream(auth, bundle, sessionId);
+		upstream.catch(() => {});
 		let recorder: SessionRecorder;
 		try {
 			recorder = await this.#opts.recorder.openSession({
-				sessionId: randomUUID(),
+				sessionId,
 				protocol: "ssh",
 				connection: auth.connection.name,
 				connectionNamespace: auth.connection.namespace,
@@ -704,6 +710,10 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				gateway: this.#opts.gatewayName ?? "gateway",
 			});
 		} catch (e) {
+			upstream.then(
+				(u) => u.end(),
+				() => {},
+			);
 			throw new SshGatewayError("upstream", `recording unavailable, session refused: ${(e as Error).message}`);
 		}
 		const state: SessionState = {
@@ -711,7 +721,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			auth,
 			bundle,
 			recorder,
-			upstream: this.#connectUpstream(auth, bundle, recorder.sessionId),
+			upstream,
 			channels: new Set(),
 			uncheckedShells: new Set(),
 			running: new Set(),

@@ -202,6 +202,38 @@ test("a client that hangs up while its session is being opened leaves no upstrea
 	await waitUntil("no upstream connection left", () => upstreamConnections() === 0, 5_000);
 });
 
+test("the upstream connection is dialled while the recording opens, and a recording that fails to open refuses the login and ends it", async () => {
+	let upstreamSeen = false;
+	const failing: Recorder = {
+		openSession: async () => {
+			// The target's connection is made while the recording is still opening…
+			await waitUntil("the upstream connection while the recording opens", () => upstreamConnections() === 1, 5_000);
+			upstreamSeen = true;
+			throw new Error("spool disk failed");
+		},
+	};
+	const failGw = await startSshListener({ store, recorder: failing, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
+	try {
+		assert.equal(upstreamConnections(), 0);
+		const token = await issuer.token("lee");
+		const refused = await new Promise<Error | undefined>((resolve) => {
+			const c = new ssh2.Client();
+			c.on("ready", () => {
+				c.end();
+				resolve(undefined);
+			});
+			c.on("error", (e) => resolve(e));
+			c.connect({ host: "127.0.0.1", port: failGw.address.port, username: `${sshd.user}@db-primary`, password: token, hostVerifier: () => true });
+		});
+		assert.ok(upstreamSeen);
+		assert.ok(refused, "the login is refused");
+		// …and does not outlive the refused login.
+		await waitUntil("no upstream connection left", () => upstreamConnections() === 0, 5_000);
+	} finally {
+		await failGw.close();
+	}
+});
+
 test("malformed channel requests are refused without dropping the agent's connection", async () => {
 	// A second exec on one channel threw inside ssh2's packet handler; a command with a NUL byte reached
 	// sshd, which drops the whole upstream connection. Either ended every channel of the connection.
