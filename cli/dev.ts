@@ -24,7 +24,7 @@ import * as fs from "node:fs";
 import git from "isomorphic-git";
 import pg from "pg";
 import type { AccessGrant, Connection, GuardrailPolicy, MaskingPolicy } from "../crds/index.ts";
-import { sealBundle } from "../gateway/config/canonical.ts";
+import { grantSubjectsDigest, sealBundle } from "../gateway/config/canonical.ts";
 import { FileHighWater } from "../gateway/config/highwater.ts";
 import { BUNDLE_API_VERSION, type BackendCredential, type ConfigBundle, type IssuerConfig } from "../gateway/config/bundle.ts";
 import { startGateway, type RunningGateway } from "../gateway/main.ts";
@@ -394,6 +394,7 @@ export class DevEnvironment {
 			audience: [DEV_AUDIENCE],
 			subject: name,
 			grant: grantKey,
+			grantSubjects: grantSubjectsDigest(grant.subjects),
 			grantExpiresAt: new Date(grant.expiresAt),
 			now: new Date(),
 			ttlMs,

@@ -121,6 +121,11 @@ export interface Identity {
 	serviceAccount?: { namespace: string; name: string };
 	/** Set for operator-issued tokens: the grant the token was minted for (`namespace/name`). */
 	grant?: ResourceKey;
+	/**
+	 * Set with `grant`: the digest of the grant's subjects when the credential was minted
+	 * (`grantSubjectsDigest`); the credential opens the grant only while its subjects are still those.
+	 */
+	grantSubjects?: string;
 	/** Token id (`jti`) when present. */
 	tokenId?: string;
 	tokenExpiresAt: Date;

@@ -3,6 +3,7 @@
  * currently valid grant means no connection.
  */
 import type { BundleGrant, Identity, SubjectMatcher } from "../config/bundle.ts";
+import { grantSubjectsDigest } from "../config/canonical.ts";
 
 /** Does this verified identity match a grant subject or approver matcher? */
 export function subjectMatches(identity: Identity, matcher: SubjectMatcher): boolean {
@@ -47,13 +48,19 @@ export function describeIdentity(identity: Identity): string {
 export interface GrantLookup {
 	/** Grants currently valid for this identity on this connection, latest expiry first. */
 	active: BundleGrant[];
-	/** Grants that match but are outside their window: used to say "expired at ..." in errors. */
-	inactive: { grant: BundleGrant; reason: "expired" | "not-yet-valid" }[];
+	/**
+	 * Grants that match but are outside their window, or (operator credentials) whose subjects changed
+	 * since the credential was minted: used to say why in errors.
+	 */
+	inactive: { grant: BundleGrant; reason: "expired" | "not-yet-valid" | "subjects-changed" }[];
 }
 
 /**
  * Grants of `identity` on connection `connectionName`. A token minted by the operator for one grant
- * (`identity.grant`) only ever unlocks that grant, whatever else its subject holds.
+ * (`identity.grant`) only ever unlocks that grant, whatever else its subject holds, and only while the
+ * grant names the subjects it was minted for (`identity.grantSubjects`): the operator delivers one
+ * credential per grant, shared by everyone the grant names, so a subject removed from the grant still
+ * holds a copy of the credential minted before; a credential without the digest is refused too.
  */
 export function findGrants(
 	identity: Identity,
@@ -68,6 +75,10 @@ export function findGrants(
 		if (grant.connection !== connectionName) continue;
 		if (identity.grant !== undefined) {
 			if (identity.grant !== grant.key) continue;
+			if (identity.grantSubjects !== grantSubjectsDigest(grant.subjects)) {
+				inactive.push({ grant, reason: "subjects-changed" });
+				continue;
+			}
 		} else if (!grant.subjects.some((s) => subjectMatches(identity, s))) {
 			continue;
 		}
@@ -87,6 +98,10 @@ export function noGrantMessage(identity: Identity, connectionName: string, looku
 	const expired = lookup.inactive.find((i) => i.reason === "expired");
 	if (expired) {
 		return `access denied for ${who} on connection "${connectionName}": grant ${expired.grant.key} expired at ${expired.grant.expiresAt}`;
+	}
+	const changed = lookup.inactive.find((i) => i.reason === "subjects-changed");
+	if (changed) {
+		return `access denied for ${who} on connection "${connectionName}": this credential was issued for grant ${changed.grant.key} before its subjects changed (or without their digest); use the grant's current credential`;
 	}
 	const pending = lookup.inactive.find((i) => i.reason === "not-yet-valid");
 	if (pending) {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { CompactSign, exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
 import type { BundleGrant, Identity, IssuerConfig } from "../config/bundle.ts";
+import { grantSubjectsDigest } from "../config/canonical.ts";
 import { IDENTITY_ERROR_CATALOGUE, IdentityError, type IdentityErrorCode } from "./errors.ts";
 import { findGrants, noGrantMessage, subjectMatches } from "./grants.ts";
 import { TokenVerifier } from "./verify.ts";
@@ -241,7 +242,7 @@ test("grant lookup: only valid windows; bound tokens unlock only their grant; me
 	const r = findGrants(base, "orders-prod", [active, expired, otherConn], now);
 	assert.deepEqual(r.active.map((g) => g.key), ["team/a"]);
 	assert.deepEqual(r.inactive.map((i) => i.grant.key), ["team/b"]);
-	const bound = findGrants({ ...base, grant: "team/b" }, "orders-prod", [active, expired], now);
+	const bound = findGrants({ ...base, grant: "team/b", grantSubjects: grantSubjectsDigest(expired.subjects) }, "orders-prod", [active, expired], now);
 	assert.equal(bound.active.length, 0);
 	assert.match(noGrantMessage(base, "orders-prod", bound), /user:alice@example.com.*team\/b expired at/);
 	assert.match(noGrantMessage(base, "x", findGrants(base, "x", [], now)), /no grant matches/);

@@ -306,6 +306,7 @@ function toIdentity(payload: JWTPayload, issuer: IssuerConfig): Identity {
 				username: typeof claims.username === "string" ? claims.username : subject,
 				groups,
 				grant,
+				...(typeof claims.grantSubjects === "string" ? { grantSubjects: claims.grantSubjects } : {}),
 				...(sa && typeof sa.namespace === "string" && typeof sa.name === "string"
 					? { serviceAccount: { namespace: sa.namespace, name: sa.name } }
 					: {}),

@@ -308,6 +308,8 @@ export interface VerifiedCertificate {
 	caFingerprint: string;
 	/** `grant=` in the key id, or the `grant@drawbridge.dev` extension. */
 	grant?: string;
+	/** `subjects=` in the key id: the digest of the grant's subjects when the certificate was signed. */
+	grantSubjects?: string;
 	/** `sub=` in the key id; otherwise the whole key id. */
 	subject: string;
 	forceCommand?: string;
@@ -362,6 +364,7 @@ export function verifyUserCertificate(cert: SshCertificate, opts: CertCheckOptio
 		validBefore: cert.validBefore >= FOREVER ? new Date(8.64e15) : new Date(Number(cert.validBefore) * 1000),
 	};
 	if (grant) result.grant = grant;
+	if (kv["subjects"]) result.grantSubjects = kv["subjects"];
 	const fc = cert.criticalOptions.get("force-command");
 	if (fc !== undefined) result.forceCommand = fc;
 	return result;

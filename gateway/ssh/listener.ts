@@ -587,6 +587,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				claims: { keyId: cert.keyId, serial: cert.serial.toString(), principals: cert.principals },
 			};
 			if (verified.grant) identity.grant = verified.grant;
+			if (verified.grantSubjects) identity.grantSubjects = verified.grantSubjects;
 			// The operator names service-account subjects the Kubernetes way.
 			const sa = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(verified.subject);
 			if (sa) identity.serviceAccount = { namespace: sa[1]!, name: sa[2]! };

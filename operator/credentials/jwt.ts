@@ -7,8 +7,8 @@
  * are removed. Everything here is pure (time passed in), so rotation is tested with tables; the kube
  * module only reads and writes the serialised ring.
  *
- * Tokens are bound to one AccessGrant: `grant` = `namespace/name`, `aud`, `iss`, `jti`, and `exp` never
- * later than the grant's end.
+ * Tokens are bound to one AccessGrant: `grant` = `namespace/name`, `grantSubjects` = the digest of its
+ * subjects, `aud`, `iss`, `jti`, and `exp` never later than the grant's end.
  */
 
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID } from "node:crypto";
@@ -105,6 +105,11 @@ export interface GrantTokenRequest {
 	groups?: string[];
 	/** `namespace/name` of the grant. */
 	grant: string;
+	/**
+	 * `grantSubjectsDigest` of the grant's subjects as compiled into the bundle: the gateway refuses the
+	 * token once the grant names other subjects (a removed subject keeps no access through a copy).
+	 */
+	grantSubjects: string;
 	grantExpiresAt: Date;
 	now: Date;
 	/** Token lifetime before it is capped at the grant's end. */
@@ -128,7 +133,7 @@ export async function mintGrantToken(ring: KeyRing, req: GrantTokenRequest): Pro
 	const iatSec = Math.floor(req.now.getTime() / 1000);
 	if (expSec <= iatSec) throw new Error(`grant ${req.grant} has ended; no token minted`);
 	const jti = randomUUID();
-	const token = await new SignJWT({ grant: req.grant, ...(req.groups?.length ? { groups: req.groups } : {}) })
+	const token = await new SignJWT({ grant: req.grant, grantSubjects: req.grantSubjects, ...(req.groups?.length ? { groups: req.groups } : {}) })
 		.setProtectedHeader({ alg: JWT_ALGORITHM, kid: signer.kid, typ: "JWT" })
 		.setIssuer(req.issuer)
 		.setAudience(req.audience)

@@ -17,7 +17,8 @@ import pg from "pg";
 import type { Logger } from "pino";
 import type { AccessGrant, AccessGrantStatus, Connection } from "../../crds/index.ts";
 import { ed25519OpenSshPrivateKey, ed25519PublicKeyLine, signUserCertificate } from "../../crds/ssh-certificate.ts";
-import { canonicalJson } from "../../gateway/config/canonical.ts";
+import { canonicalJson, grantSubjectsDigest } from "../../gateway/config/canonical.ts";
+import { toSubjectMatcher } from "../config/compile.ts";
 import { type KeyRing, mintGrantToken, tokenRefreshAt } from "../credentials/jwt.ts";
 import { dropRole, ensureRole, generatePassword } from "../credentials/postgres-roles.ts";
 import { type KubeClient, KubeError, type KubeObject, SECRETS } from "../kube/client.ts";
@@ -168,6 +169,9 @@ export class GrantReconciler {
 		const existing = await this.d.kube.get<Secret>(SECRETS, ns, want.secretName);
 		const ring = this.d.keyRing();
 		const grantEnd = d.window!.expiresAt;
+		// The credential is shared by everyone the grant names: minted again when they change, and the
+		// gateway refuses the old one (its digest no longer matches the bundle's subjects).
+		const subjectsDigest = grantSubjectsDigest(grant.spec.subjects.map(toSubjectMatcher));
 		if (existing && existing.metadata.labels?.[LABELS.managedBy] === undefined) {
 			throw new Error(`Secret ${ns}/${want.secretName} exists and is not managed by Drawbridge; refusing to overwrite it`);
 		}
@@ -176,7 +180,10 @@ export class GrantReconciler {
 			const iat = Date.parse(existing.metadata.annotations?.[ANNOTATIONS.issuedAt] ?? "");
 			const kid = existing.metadata.annotations?.["access.drawbridge.dev/kid"];
 			const refreshAt = tokenRefreshAt(new Date(iat), new Date(exp));
-			const sameSubject = secretValue(existing, "subject") === want.subject && existing.metadata.annotations?.["access.drawbridge.dev/grant-uid"] === (grant.metadata.uid ?? "");
+			const sameSubject =
+				secretValue(existing, "subject") === want.subject &&
+				existing.metadata.annotations?.["access.drawbridge.dev/grant-uid"] === (grant.metadata.uid ?? "") &&
+				existing.metadata.annotations?.["access.drawbridge.dev/subjects-digest"] === subjectsDigest;
 			const sshOk = !grant.spec.ssh || existing.metadata.annotations?.["access.drawbridge.dev/ssh-logins"] === grant.spec.ssh.logins.join(",");
 			if (Number.isFinite(exp) && exp <= grantEnd.getTime() && now < refreshAt && ring.keys.some((k) => k.kid === kid) && sameSubject && sshOk) {
 				return { expiresAt: new Date(exp), refreshAt };
@@ -188,11 +195,12 @@ export class GrantReconciler {
 			subject: want.subject,
 			groups: want.groups,
 			grant: `${ns}/${grant.metadata.name}`,
+			grantSubjects: subjectsDigest,
 			grantExpiresAt: grantEnd,
 			now,
 			ttlMs: this.d.opts.tokenTtlMs,
 		});
-		const ssh = grant.spec.ssh ? this.sshCertificate(grant, want.subject, d.window!.notBefore, minted.expiresAt, minted.jti) : undefined;
+		const ssh = grant.spec.ssh ? this.sshCertificate(grant, want.subject, subjectsDigest, d.window!.notBefore, minted.expiresAt, minted.jti) : undefined;
 		await putSecret(this.d.kube, {
 			apiVersion: "v1",
 			kind: "Secret",
@@ -207,6 +215,7 @@ export class GrantReconciler {
 					"access.drawbridge.dev/kid": minted.kid,
 					"access.drawbridge.dev/jti": minted.jti,
 					"access.drawbridge.dev/grant-uid": grant.metadata.uid ?? "",
+					"access.drawbridge.dev/subjects-digest": subjectsDigest,
 					...(grant.spec.ssh ? { "access.drawbridge.dev/ssh-logins": grant.spec.ssh.logins.join(",") } : {}),
 				},
 				...(grant.metadata.uid
@@ -227,9 +236,9 @@ export class GrantReconciler {
 	/**
 	 * A fresh Ed25519 key pair for the agent and a user certificate from the SSH user CA: principals = the
 	 * grant's logins, valid no longer than the token (and never past the grant), key id
-	 * `sub=<subject>;grant=<namespace/name>`, extensions only for what the grant allows.
+	 * `sub=<subject>;grant=<namespace/name>;subjects=<digest of the grant's subjects>`, extensions only for what the grant allows.
 	 */
-	private sshCertificate(grant: AccessGrant, subject: string, notBefore: Date, validBefore: Date, jti: string): { privateKey: string; certificate: string } {
+	private sshCertificate(grant: AccessGrant, subject: string, subjectsDigest: string, notBefore: Date, validBefore: Date, jti: string): { privateKey: string; certificate: string } {
 		const ssh = grant.spec.ssh!;
 		const { privateKey } = generateKeyPairSync("ed25519");
 		const extensions: Record<string, string> = {};
@@ -243,7 +252,7 @@ export class GrantReconciler {
 			principals: [...ssh.logins],
 			validAfter: new Date(Math.max(notBefore.getTime(), Date.now() - 60_000)),
 			validBefore,
-			keyId: `sub=${subject};grant=${key}`,
+			keyId: `sub=${subject};grant=${key};subjects=${subjectsDigest}`,
 			serial: BigInt(`0x${createHash("sha256").update(jti).digest("hex").slice(0, 15)}`),
 			extensions,
 		});

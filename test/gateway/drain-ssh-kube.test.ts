@@ -15,7 +15,7 @@ import https from "node:https";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { freePort, issueCert, type KubeHandle, makeTempDir, printLogsOnFailure, run, type SshdHandle, startKube, startSshd } from "../env/index.ts";
-import { makeBundle, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
+import { leeCertId, makeBundle, type TokenIssuer, tokenIssuer, waitUntil } from "../ssh/fixtures.ts";
 import { type KeyPair, KeyDir } from "../ssh/keys.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -59,7 +59,7 @@ roleRef: { kind: Role, name: cm-reader, apiGroup: rbac.authorization.k8s.io }
 	hostKey = keys.keygen("ed25519");
 	writeFileSync(join(dir, "ssh_host_key"), hostKey.privateKey, { mode: 0o600 });
 	certFile = join(keys.dir, "agent-cert.pub");
-	writeFileSync(certFile, `${keys.sign(ca, agent, { id: "sub=lee;grant=ops/lee-ssh", principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+	writeFileSync(certFile, `${keys.sign(ca, agent, { id: leeCertId("ops/lee-ssh"), principals: [sshd.user], validity: "-5m:+1h" })}\n`);
 	const window = { notBefore: new Date(Date.now() - 60_000).toISOString(), expiresAt: new Date(Date.now() + 3_600_000).toISOString() };
 	const bundle = makeBundle(issuer, {
 		connections: [

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import type { BundleGrant, IssuerConfig } from "../../gateway/config/bundle.ts";
+import { grantSubjectsDigest } from "../../gateway/config/canonical.ts";
 import { BundleError, BundleStore } from "../../gateway/config/store.ts";
 import { findGrants } from "../../gateway/identity/grants.ts";
 import { TokenVerifier } from "../../gateway/identity/verify.ts";
@@ -49,7 +50,7 @@ test("issue duplicate-issuer: a second entry for the operator's iss is refused; 
 
 	// What the single, unambiguous entry does: the token minted for team/alice-ro opens only it.
 	const now = Math.floor(Date.now() / 1000);
-	const token = await new SignJWT({ grant: "team/alice-ro" })
+	const token = await new SignJWT({ grant: "team/alice-ro", grantSubjects: grantSubjectsDigest([{ kind: "User", name: "alice" }]) })
 		.setProtectedHeader({ alg: "EdDSA", kid: "op1" })
 		.setIssuer(OPERATOR)
 		.setAudience("drawbridge-gateway")

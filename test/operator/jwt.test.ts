@@ -7,6 +7,7 @@ import { test } from "node:test";
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { type KeyRing, generateSigningKey, jwksOf, mintGrantToken, parseKeyRing, rotateKeyRing, serializeKeyRing, tokenRefreshAt } from "../../operator/credentials/jwt.ts";
 import { TokenVerifier } from "../../gateway/identity/verify.ts";
+import { grantSubjectsDigest } from "../../gateway/config/canonical.ts";
 
 const H = 3_600_000;
 const policy = { rotationIntervalMs: 24 * H, overlapMs: 2 * H };
@@ -49,6 +50,7 @@ test("grant token: claims, exp capped at the grant end, verifies with jose and t
 		subject: "alice",
 		groups: ["oncall"],
 		grant: "team/alice-orders",
+		grantSubjects: grantSubjectsDigest([{ kind: "User", name: "alice" }]),
 		grantExpiresAt: grantEnd,
 		now,
 		ttlMs: H,
@@ -74,6 +76,7 @@ test("grant token: claims, exp capped at the grant end, verifies with jose and t
 	};
 	const identity = await new TokenVerifier([gatewayIssuer]).verify(minted.token);
 	assert.equal(identity.grant, "team/alice-orders");
+	assert.equal(identity.grantSubjects, payload.grantSubjects);
 
 	// After a rotation and the overlap, the old key is gone from the JWKS: the old token is refused.
 	ring = rotateKeyRing(ring, new Date(now.getTime() + 24 * H), policy).ring;
@@ -81,7 +84,7 @@ test("grant token: claims, exp capped at the grant end, verifies with jose and t
 	await assert.rejects(new TokenVerifier([{ ...gatewayIssuer, jwks: jwksOf(ring) }]).verify(minted.token));
 
 	await assert.rejects(
-		mintGrantToken(ring, { issuer: "i", audience: ["a"], subject: "s", grant: "a/b", grantExpiresAt: now, now, ttlMs: H }),
+		mintGrantToken(ring, { issuer: "i", audience: ["a"], subject: "s", grant: "a/b", grantSubjects: "sha256:x", grantExpiresAt: now, now, ttlMs: H }),
 		/has ended/,
 	);
 	assert.equal(tokenRefreshAt(new Date(0), new Date(3 * H)).getTime(), 2 * H);

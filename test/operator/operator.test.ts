@@ -10,6 +10,7 @@ import { after, before, test } from "node:test";
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify } from "jose";
 import type pg from "pg";
 import type { ConfigBundle } from "../../gateway/config/bundle.ts";
+import { grantSubjectsDigest } from "../../gateway/config/canonical.ts";
 import { findGrants } from "../../gateway/identity/grants.ts";
 import { TokenVerifier } from "../../gateway/identity/verify.ts";
 import { recordingKeyFromJwk } from "../../gateway/recording/keys.ts";
@@ -370,7 +371,7 @@ spec:
 	});
 	const cert = parseCertificate(s["ssh-certificate"]!.trim());
 	assert.deepEqual(cert.principals, [sshd.user]);
-	assert.equal(cert.keyId, `sub=lee;grant=${NS}/lee-box`);
+	assert.equal(cert.keyId, `sub=lee;grant=${NS}/lee-box;subjects=${grantSubjectsDigest([{ kind: "User", name: "lee" }])}`);
 	assert.ok(Number(cert.validBefore) * 1000 <= Date.parse((await getGrant(env, "lee-box"))!.status!.expiresAt!));
 	verifyCertificate(cert, { trustedCaKeys: [userCa], principal: sshd.user });
 	const keyFile = join(env.cacheRoot, "lee_key");
@@ -385,6 +386,47 @@ spec:
 	assert.deepEqual(b.ssh!.userCaKeys, [userCa]);
 	assert.equal(b.credentials[b.ssh!.upstreamCaCredentialRef!]!.type, "sshKey");
 	assert.equal(b.ssh!.upstreamCaPublicKey, (await (await fetch(`http://127.0.0.1:${op.port}/ssh/upstream-ca.pub`)).text()).trim());
+});
+
+test("issue grant-credential-subjects: removing a subject in git gives the grant a token for its new subjects; the old one no longer opens it", async () => {
+	const pair = grantYaml("pair-orders").replace("      name: alice\n", "      name: alice\n    - kind: Group\n      name: oncall\n");
+	assert.match(pair, /name: oncall/);
+	await env.git.mergePullRequest("grants", { number: 60, branch: "pair", title: "alice and oncall on orders", files: { "grants/pair.yaml": pair } });
+	assert.equal(await pushWebhook(op.port), 202);
+	const first = await waitFor("the pair's token", () => getSecret(env, NS, "drawbridge-token-pair-orders"));
+	const inBundle = (b: ConfigBundle) => b.grants.find((g) => g.key === `${NS}/pair-orders`);
+	const b1 = await waitFor("bundle with the pair grant", async () => {
+		const x = await bundle();
+		return inBundle(x)?.subjects.length === 2 ? x : undefined;
+	});
+	const firstIat = new Date((decodeJwt(first.token!).iat ?? 0) * 1000);
+	// Verified at the instant it was minted: this suite's tokens live 15 s.
+	const at = (when: Date) => ({ now: () => when });
+	const id1 = await new TokenVerifier(b1.issuers, at(firstIat)).verify(first.token!);
+	assert.equal(id1.grantSubjects, grantSubjectsDigest(inBundle(b1)!.subjects));
+	assert.equal(findGrants(id1, "orders", b1.grants, firstIat).active.length, 1);
+
+	await env.git.mergePullRequest("grants", { number: 61, branch: "pair-narrow", title: "only alice", files: { "grants/pair.yaml": grantYaml("pair-orders") } });
+	assert.equal(await pushWebhook(op.port), 202);
+	const b2 = await waitFor("bundle without oncall", async () => {
+		const x = await bundle();
+		return inBundle(x)?.subjects.length === 1 ? x : undefined;
+	});
+	const digest = grantSubjectsDigest(inBundle(b2)!.subjects);
+	const current = await waitFor("a token for the new subjects", async () => {
+		const x = await getSecret(env, NS, "drawbridge-token-pair-orders");
+		return x?.token && decodeJwt(x.token).grantSubjects === digest ? x : undefined;
+	});
+	const now = new Date((decodeJwt(current.token!).iat ?? 0) * 1000);
+	const fresh = await new TokenVerifier(b2.issuers, at(now)).verify(current.token!);
+	assert.equal(findGrants(fresh, "orders", b2.grants, now).active.length, 1);
+	// The copy someone kept of the first token: refused by the grant lookup, naming why.
+	const old = await new TokenVerifier(b2.issuers, at(firstIat)).verify(first.token!);
+	const lookup = findGrants(old, "orders", b2.grants, firstIat);
+	assert.equal(lookup.active.length, 0);
+	assert.equal(lookup.inactive[0]?.reason, "subjects-changed");
+	await env.git.mergePullRequest("grants", { number: 62, branch: "pair-gone", title: "remove the pair grant", files: { "grants/pair.yaml": null } });
+	assert.equal(await pushWebhook(op.port), 202);
 });
 
 test("with trustedKeys only commits signed by a trusted OpenPGP key count: an unsigned direct push grants nothing", async (t) => {

@@ -10,7 +10,7 @@ import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
 import { StoreApprovalService } from "../../gateway/approvals/service.ts";
 import { BUNDLE_API_VERSION, type BundleConnection, type BundleGrant, type ConfigBundle, type Identity } from "../../gateway/config/bundle.ts";
-import { sealBundle } from "../../gateway/config/canonical.ts";
+import { grantSubjectsDigest, sealBundle } from "../../gateway/config/canonical.ts";
 import { BundleStore } from "../../gateway/config/store.ts";
 import type { Recorder, RecordingEvent, SessionEnd, SessionMeta, SessionRecorder } from "../../gateway/recording/events.ts";
 import type { SshdHandle } from "../env/sshd.ts";
@@ -86,6 +86,14 @@ export function sshdCredentials(sshd: SshdHandle): ConfigBundle["credentials"] {
  * A grant `ops/<name>` on `connection` for User lee, valid from a minute ago for an hour, approved by
  * sam: logging in as the sshd's user, everything else off unless `ssh` turns it on.
  */
+/**
+ * Key id of an operator-style certificate of lee for grant `key` (whose subjects are `User lee`, as
+ * `sshGrant` makes them): the operator writes the digest of the grant's subjects into it.
+ */
+export function leeCertId(key: string): string {
+	return `sub=lee;grant=${key};subjects=${grantSubjectsDigest([{ kind: "User", name: "lee" }])}`;
+}
+
 export function sshGrant(sshd: SshdHandle, name: string, connection: string, ssh: Partial<NonNullable<BundleGrant["ssh"]>> = {}, extra: Partial<BundleGrant> = {}): BundleGrant {
 	return {
 		key: `ops/${name}`,

@@ -15,6 +15,7 @@ import { run, type SshdHandle, startSshd } from "../env/index.ts";
 import {
 	approvalService,
 	approver,
+	leeCertId,
 	makeBundle,
 	MemoryRecorder,
 	storeWith,
@@ -97,7 +98,7 @@ function sshArgs(opts: { cert?: string; key?: KeyPair; user?: string } = {}): st
 
 function signAgent(opts: { id?: string; principals?: string[]; validity?: string; by?: KeyPair; options?: string[] }): string {
 	const line = keys.sign(opts.by ?? ca, agent, {
-		id: opts.id ?? "sub=lee;grant=ops/break-glass",
+		id: opts.id ?? leeCertId("ops/break-glass"),
 		principals: opts.principals ?? [sshd.user],
 		validity: opts.validity ?? "-5m:+1h",
 		...(opts.options ? { options: opts.options } : {}),
@@ -264,7 +265,7 @@ describe("ssh through the gateway", () => {
 	});
 
 	test("a certificate for a grant on another connection cannot be used here; login must be granted", async () => {
-		const cert = signAgent({ id: "sub=lee;grant=ops/impostor" });
+		const cert = signAgent({ id: leeCertId("ops/impostor") });
 		const r = await run("ssh", [...sshArgs({ cert }), "true"], { timeoutMs: 30_000 });
 		assert.notEqual(r.code, 0);
 		assert.match(r.stderr, /access denied .*db-primary.*no grant matches/);
@@ -275,7 +276,7 @@ describe("ssh through the gateway", () => {
 	});
 
 	test("upstream host key not pinned by the Connection: refused, no TOFU", async () => {
-		const cert = signAgent({ id: "sub=lee;grant=ops/impostor" });
+		const cert = signAgent({ id: leeCertId("ops/impostor") });
 		const r = await run("ssh", [...sshArgs({ cert, user: `${sshd.user}@impostor` }), "true"], { timeoutMs: 30_000 });
 		assert.equal(r.code, 255);
 		assert.match(r.stderr, /host key .* is not one pinned for impostor/);
@@ -408,7 +409,7 @@ describe("ssh through the gateway", () => {
 	});
 
 	test("port forwarding works when the grant allows it (ssh -W to the target's sshd port)", async () => {
-		const cert = signAgent({ id: "sub=lee;grant=ops/tunnel" });
+		const cert = signAgent({ id: leeCertId("ops/tunnel") });
 		// Speak to the far end through the tunnel: its first line is the target sshd's version banner.
 		const child = spawn("ssh", [...sshArgs({ cert }), "-W", `127.0.0.1:${sshd.port}`]);
 		let out = "";
@@ -431,7 +432,7 @@ describe("ssh through the gateway", () => {
 		const noPty = signAgent({ options: ["no-pty"] });
 		const p = await run("ssh", [...sshArgs({ cert: noPty }), "-tt", "tty"], { timeoutMs: 30_000 });
 		assert.match(p.stdout + p.stderr, /not a tty|PTY allocation request failed/);
-		const tunnel = signAgent({ id: "sub=lee;grant=ops/tunnel", options: ["no-port-forwarding"] });
+		const tunnel = signAgent({ id: leeCertId("ops/tunnel"), options: ["no-port-forwarding"] });
 		const t = await run("ssh", [...sshArgs({ cert: tunnel }), "-W", `127.0.0.1:${sshd.port}`], { timeoutMs: 30_000, input: "" });
 		assert.notEqual(t.code, 0);
 	});
@@ -473,7 +474,7 @@ describe("ssh through the gateway", () => {
 	});
 
 	test("a grant removed from the bundle (revoked) ends a running session", async () => {
-		const cert = signAgent({ id: "sub=lee;grant=ops/revocable" });
+		const cert = signAgent({ id: leeCertId("ops/revocable") });
 		const child = spawn("ssh", [...sshArgs({ cert }), "sleep 30"]);
 		let stderr = "";
 		child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));

@@ -13,7 +13,7 @@ import { after, before, test } from "node:test";
 import { disconnectPacket, DisconnectReason } from "../../gateway/ssh/refuse.ts";
 import { type SshListener, type SshRefusalReason, startSshListener } from "../../gateway/ssh/listener.ts";
 import { run, type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, storeWith, tokenIssuer, waitUntil, sshdConnection, sshdCredentials, sshGrant } from "./fixtures.ts";
+import { approvalService, leeCertId, makeBundle, MemoryRecorder, storeWith, tokenIssuer, waitUntil, sshdConnection, sshdCredentials, sshGrant } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const keys = new KeyDir();
@@ -51,7 +51,7 @@ before(async () => {
 	knownHosts = join(keys.dir, "known_hosts");
 	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
 	certFile = join(keys.dir, "agent-cert.pub");
-	writeFileSync(certFile, `${keys.sign(ca, agent, { id: "sub=lee;grant=ops/break-glass", principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+	writeFileSync(certFile, `${keys.sign(ca, agent, { id: leeCertId("ops/break-glass"), principals: [sshd.user], validity: "-5m:+1h" })}\n`);
 });
 
 after(async () => {
