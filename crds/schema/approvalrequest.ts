@@ -19,6 +19,11 @@ const Requester = Type.Object(
 				{ description: "Set when the requester is a Kubernetes service account." },
 			),
 		),
+		sharedBy: Type.Optional(
+			SubjectList(
+				"Set when the requester presented a grant's shared credential (the operator's token or SSH certificate of the grant): the grant's subjects, any of whom may hold it. None of them may decide the request.",
+			),
+		),
 	},
 	{ description: "Who asked (from a verified token)." },
 );

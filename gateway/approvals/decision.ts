@@ -10,14 +10,16 @@
  * 3. Only a Pending request can be decided; past `expiresAt` it is Expired (HTTP 410).
  * 4. The requester can never decide their own request. "Same person" is judged conservatively: same
  *    issuer+subject, same Kubernetes service account (from the identity or a `system:serviceaccount:`
- *    subject), or the same user name (case-insensitive) under any issuer.
+ *    subject), or the same user name (case-insensitive) under any issuer. A request made with a grant's
+ *    shared credential (the operator's token of the grant) may have been made by any subject of that
+ *    grant (`requester.sharedBy`): none of them decides it.
  * 5. The approver must match one of the request's approver subjects (users, groups, service accounts,
  *    claim matchers).
  * 6. Each approver decides once; approvals are counted per distinct approver.
  * 7. Any deny makes the request Denied; `minApprovals` distinct approvals make it Approved.
  */
 import { randomBytes } from "node:crypto";
-import type { Identity, SubjectMatcher } from "../config/bundle.ts";
+import type { BundleGrant, Identity, SubjectMatcher } from "../config/bundle.ts";
 import { subjectMatches } from "../identity/grants.ts";
 import { ApprovalError } from "./errors.ts";
 import type { ApprovalDecisionRecord, ApprovalPhase, ApprovalRequestInput, ApprovalRequestRecord } from "./types.ts";
@@ -44,6 +46,23 @@ function serviceAccountOf(who: Requester): { namespace: string; name: string } |
 	if (who.serviceAccount) return who.serviceAccount;
 	const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(who.subject);
 	return m ? { namespace: m[1]!, name: m[2]! } : undefined;
+}
+
+/**
+ * The requester of a command `identity` sent under `grant`, as the data paths record it. An operator
+ * credential of the grant (`identity.grant`) is one per grant, delivered to every subject of it through
+ * one Secret, and names only the first (`sub`): whoever of them sent the command, `sharedBy` lists them
+ * all so that none can approve it.
+ */
+export function requesterOf(identity: Identity, grant: Pick<BundleGrant, "subjects">): Requester {
+	return {
+		issuer: identity.issuer,
+		subject: identity.subject,
+		username: identity.username,
+		groups: identity.groups,
+		...(identity.serviceAccount ? { serviceAccount: identity.serviceAccount } : {}),
+		...(identity.grant !== undefined ? { sharedBy: grant.subjects.map((s) => ({ ...s })) } : {}),
+	};
 }
 
 /** Conservative "is this the same principal?" used for self-approval and distinct-approver counting. */
@@ -112,6 +131,7 @@ export function newRecord(input: ApprovalRequestInput, id: string, now: Date, ap
 		username: input.requester.username,
 		groups: [...(input.requester.groups ?? [])],
 		...(input.requester.serviceAccount ? { serviceAccount: { ...input.requester.serviceAccount } } : {}),
+		...(input.requester.sharedBy ? { sharedBy: input.requester.sharedBy.map((s) => ({ ...s })) } : {}),
 	};
 	return {
 		...input,
@@ -171,6 +191,12 @@ export function applyDecision(
 	}
 	if (samePrincipal(record.requester, approver)) {
 		throw new ApprovalError("self-approval", `${principalName(approver)} requested ${record.id} and cannot decide it`);
+	}
+	if (record.requester.sharedBy?.some((s) => subjectMatches(approver, s))) {
+		throw new ApprovalError(
+			"self-approval",
+			`${record.id} was requested with grant ${record.grant}'s shared credential, which ${principalName(approver)} holds as a subject of that grant: another approver must decide it`,
+		);
 	}
 	if (!matchesAnyApprover(approver, record.approvers)) {
 		throw new ApprovalError("not-an-approver", `${principalName(approver)} is not an approver of ${record.id}`);

@@ -42,6 +42,7 @@ export interface ApprovalRequestObject {
 			subject?: string;
 			groups?: string[];
 			serviceAccount?: { namespace: string; name: string };
+			sharedBy?: SubjectMatcher[];
 		};
 		grant: string;
 		connection: string;
@@ -100,6 +101,7 @@ export function recordToObject(record: ApprovalRequestRecord, namespace: string)
 				subject: r.subject,
 				groups: [...(r.groups ?? [])].slice(0, 64),
 				...(r.serviceAccount ? { serviceAccount: { ...r.serviceAccount } } : {}),
+				...(r.sharedBy ? { sharedBy: r.sharedBy.map((s) => ({ ...s })) } : {}),
 			},
 			grant: record.grant,
 			connection: record.connection,
@@ -182,6 +184,7 @@ export function objectToRecord(obj: ApprovalRequestObject): ApprovalRequestRecor
 			username: spec.requester.username,
 			groups: spec.requester.groups ?? [],
 			...(spec.requester.serviceAccount ? { serviceAccount: spec.requester.serviceAccount } : {}),
+			...(Array.isArray(spec.requester.sharedBy) ? { sharedBy: spec.requester.sharedBy } : {}),
 		},
 		command: spec.command,
 		rule: spec.rule,

@@ -22,7 +22,14 @@ export interface ApprovalRequestInput {
 	protocol: Protocol;
 	connection: string;
 	grant: ResourceKey;
-	requester: Pick<Identity, "issuer" | "subject" | "username" | "groups" | "serviceAccount">;
+	requester: Pick<Identity, "issuer" | "subject" | "username" | "groups" | "serviceAccount"> & {
+		/**
+		 * Set when the requester presented a grant's shared credential (an operator token or SSH
+		 * certificate of the grant, `Identity.grant`): the grant's subjects. The credential names one of
+		 * them (`sub`), but any of them may hold it, so none of them may decide (rule 4).
+		 */
+		sharedBy?: SubjectMatcher[];
+	};
 	/** The command as the requester sent it, masked. */
 	command: string;
 	/** Name of the GuardrailRule that asked for approval. */

@@ -48,8 +48,10 @@ const JS = `"use strict";
     return fetch(path, { method: method, headers: Object.assign({ authorization: "Bearer " + token() }, body ? { "content-type": "application/json" } : {}), body: body ? JSON.stringify(body) : undefined })
       .then(function (res) { return res.json().then(function (j) { if (!res.ok) { var e = (j && j.error) || {}; throw new Error((e.message || "request failed") + " (HTTP " + res.status + ", " + (e.code || "error") + ")"); } return j; }); });
   }
-  function who(r) { return r.requester.serviceAccount ? "serviceaccount:" + r.requester.serviceAccount.namespace + "/" + r.requester.serviceAccount.name : "user:" + r.requester.username; }
-  function approvers(r) { return r.approvers.map(function (a) { return a.kind === "ServiceAccount" ? "serviceaccount:" + a.namespace + "/" + a.name : a.kind === "Claims" ? "claims(" + a.issuer + ")" : a.kind.toLowerCase() + ":" + a.name; }).join(", "); }
+  function subjects(list) { return list.map(function (a) { return a.kind === "ServiceAccount" ? "serviceaccount:" + a.namespace + "/" + a.name : a.kind === "Claims" ? "claims(" + a.issuer + ")" : a.kind.toLowerCase() + ":" + a.name; }).join(", "); }
+  // A grant's shared credential names its first subject; any subject of the grant may have sent it.
+  function who(r) { var w = r.requester.serviceAccount ? "serviceaccount:" + r.requester.serviceAccount.namespace + "/" + r.requester.serviceAccount.name : "user:" + r.requester.username; return r.requester.sharedBy ? w + " (the grant's shared credential: any of " + subjects(r.requester.sharedBy) + ")" : w; }
+  function approvers(r) { return subjects(r.approvers); }
   function row(t, k, v, cls) { var tr = el("tr"); tr.appendChild(el("th", k)); tr.appendChild(el("td", v, cls)); t.appendChild(tr); }
   function renderOne(r, preselect) {
     var c = $("content"); c.replaceChildren();

@@ -19,6 +19,7 @@ import type { Duplex } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import type { BackendCredential, BundleConnection, BundleGrant, Identity } from "../config/bundle.ts";
 import type { BundleStore, LoadedBundle } from "../config/store.ts";
+import { requesterOf } from "../approvals/decision.ts";
 import type { ApprovalService } from "../approvals/types.ts";
 import { findGrants, noGrantMessage } from "../identity/grants.ts";
 import type { Decision, Recorder, SessionRecorder } from "../recording/events.ts";
@@ -801,13 +802,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				protocol: "kubernetes",
 				connection: r.connection.name,
 				grant: r.grant.key,
-				requester: {
-					issuer: r.identity.issuer,
-					subject: r.identity.subject,
-					username: r.identity.username,
-					groups: r.identity.groups,
-					...(r.identity.serviceAccount ? { serviceAccount: r.identity.serviceAccount } : {}),
-				},
+				requester: requesterOf(r.identity, r.grant),
 				command,
 				rule: verdict.rule ?? "",
 				approvers: a.approvers ?? r.grant.approvers.subjects,

@@ -18,6 +18,7 @@
 import { createHmac } from "node:crypto";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
+import { requesterOf } from "../approvals/decision.ts";
 import type { ApprovalRequestRecord, ApprovalService } from "../approvals/types.ts";
 import type { BundleConnection, BundleGrant, GuardrailRule, Identity, MaskStrategy, PostgresAccess } from "../config/bundle.ts";
 import type { ConnectionPolicies } from "../config/store.ts";
@@ -1267,7 +1268,7 @@ export class Session {
 				protocol: "postgres",
 				connection: this.o.connection.name,
 				grant: this.grant.key,
-				requester: pickIdentity(this.identity),
+				requester: requesterOf(this.identity, this.grant),
 				command,
 				rule,
 				approvers: verdict.approval?.approvers ?? this.grant.approvers.subjects,
@@ -2412,15 +2413,6 @@ function round(ms: number): number {
 	return Math.round(ms * 1000) / 1000;
 }
 
-function pickIdentity(i: Identity): Pick<Identity, "issuer" | "subject" | "username" | "groups" | "serviceAccount"> {
-	return {
-		issuer: i.issuer,
-		subject: i.subject,
-		username: i.username,
-		groups: i.groups,
-		...(i.serviceAccount ? { serviceAccount: i.serviceAccount } : {}),
-	};
-}
 
 function describeSubject(s: import("../config/bundle.ts").SubjectMatcher): string {
 	switch (s.kind) {

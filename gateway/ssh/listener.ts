@@ -28,6 +28,7 @@ import type {
 	ServerChannel,
 	Session,
 } from "ssh2";
+import { requesterOf } from "../approvals/decision.ts";
 import type { ApprovalService } from "../approvals/types.ts";
 import type { BundleConnection, BundleGrant, Identity } from "../config/bundle.ts";
 import type { BundleStore, LoadedBundle } from "../config/store.ts";
@@ -1107,13 +1108,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			protocol: "ssh",
 			connection: state.auth.connection.name,
 			grant: grant.key,
-			requester: {
-				issuer: id.issuer,
-				subject: id.subject,
-				username: id.username,
-				groups: id.groups,
-				...(id.serviceAccount ? { serviceAccount: id.serviceAccount } : {}),
-			},
+			requester: requesterOf(id, grant),
 			// The same command is another act as another login (`rm -rf /srv/data` as root or as app):
 			// approvers see which, and a reuse window never carries an approval from one login to another.
 			// First, so no line of a multi-line command can stand in for it.

@@ -222,6 +222,25 @@ test("reuse window works across replicas", async () => {
 	assert.equal(again.phase, "Approved");
 });
 
+test("issue approval-shared-credential: requester.sharedBy survives the apiserver (structural CRD); no subject of the grant decides on another replica", async () => {
+	const sharedBy = [
+		{ kind: "User" as const, name: "lee@example.com" },
+		{ kind: "Group" as const, name: "oncall" },
+	];
+	const held = await replicaA.request(
+		input({
+			requester: { issuer: "https://operator.drawbridge.test", subject: "lee@example.com", username: "lee@example.com", groups: ["oncall"], sharedBy },
+			command: "DELETE FROM tickets WHERE id = 9",
+		}),
+	);
+	const seen = await replicaB.get(held.id);
+	assert.deepEqual(seen?.requester.sharedBy, sharedBy, "the apiserver kept requester.sharedBy");
+	// kim is in the grant's group, so she may hold its token: she cannot decide, whichever replica she asks.
+	await assert.rejects(replicaB.decide(held.id, human("kim@example.com", ["support-leads", "oncall"]), "approve"), (e) => code(e) === "self-approval");
+	const decided = await replicaB.decide(held.id, human("sam@example.com", ["support-leads"]), "approve");
+	assert.equal(decided.phase, "Approved");
+});
+
 test("retention sweep deletes decided ApprovalRequests (gateway RBAC includes delete) and expires overdue ones", async (t) => {
 	const sam = human("sam@example.com", ["support-leads"]);
 	const decided = await replicaA.request(input());
