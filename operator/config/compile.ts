@@ -252,21 +252,30 @@ export function compileBundleContent(inputs: CompileInputs): BundleContent {
 
 /**
  * Agents name a Connection by `metadata.name` alone, so names must be unique across namespaces in one
- * bundle (the gateway refuses a bundle with duplicates). The first by `namespace/name` order wins; the
- * others (and their grants) are left out and reported.
+ * bundle (the gateway refuses a bundle with duplicates). The Connection that has the name longest
+ * keeps it: the oldest by `metadata.creationTimestamp` (one without it counts as newest), then by
+ * `namespace/name`. The others (and their grants) are left out and reported. Before, the first by
+ * `namespace/name` won: another team's repository merging a Connection of the same name in a namespace
+ * that sorts earlier took the name over, which dropped the first team's Connection and grants from the
+ * bundle (their sessions ended as revoked) and sent their agents to the newcomer's server.
  */
 export function withoutDuplicateNames(connections: readonly Connection[]): { kept: Connection[]; dropped: Connection[] } {
+	const created = (c: Connection): number => {
+		const t = Date.parse(c.metadata.creationTimestamp ?? "");
+		return Number.isFinite(t) ? t : Number.POSITIVE_INFINITY;
+	};
+	const ordered = byKey(connections).sort((a, b) => created(a) - created(b) || 0);
 	const seen = new Set<string>();
-	const kept: Connection[] = [];
+	const keptKeys = new Set<string>();
 	const dropped: Connection[] = [];
-	for (const c of byKey(connections)) {
+	for (const c of ordered) {
 		if (seen.has(c.metadata.name)) dropped.push(c);
 		else {
 			seen.add(c.metadata.name);
-			kept.push(c);
+			keptKeys.add(keyOf(c));
 		}
 	}
-	return { kept, dropped };
+	return { kept: byKey(connections).filter((c) => keptKeys.has(keyOf(c))), dropped: byKey(dropped) };
 }
 
 /** SHA-256 of the canonical JSON of the content (no version, no time). */

@@ -6,6 +6,7 @@
 
 import type { AccessGrant, Connection, GuardrailPolicy, MaskingPolicy } from "../../crds/index.ts";
 import { canonicalJson } from "../../gateway/config/canonical.ts";
+import { withoutDuplicateNames } from "../config/compile.ts";
 import { type KubeClient, KubeError, SECRETS } from "../kube/client.ts";
 import { type ConnectionSecretsCheck, connectionStatus, policyStatus } from "./desired/status.ts";
 import { type Secret, readConnectionSecrets } from "./stores.ts";
@@ -35,7 +36,10 @@ export class StatusReconciler {
 			if (kind === "Connection") {
 				const c = this.src.connection(`${ns}/${name}`);
 				if (!c) return undefined;
-				const status = connectionStatus(c, this.src.grants(), await this.check(c), c.status?.conditions, now);
+				const { kept } = withoutDuplicateNames(this.src.connections());
+				const holder = kept.find((k) => k.metadata.name === c.metadata.name);
+				const heldBy = holder && holder.metadata.namespace !== c.metadata.namespace ? `${holder.metadata.namespace}/${holder.metadata.name}` : undefined;
+				const status = connectionStatus(c, this.src.grants(), await this.check(c), c.status?.conditions, now, heldBy);
 				if (comparable(status) !== comparable(c.status ?? {})) await this.kube.mergePatch(CONNECTIONS, ns, name, { status }, "status");
 			} else {
 				const p = kind === "MaskingPolicy" ? this.src.masking(`${ns}/${name}`) : this.src.guardrail(`${ns}/${name}`);

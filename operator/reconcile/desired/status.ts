@@ -19,12 +19,22 @@ export function connectionStatus(
 	check: ConnectionSecretsCheck,
 	prev: readonly Condition[] | undefined,
 	now: Date,
+	/** The Connection of another namespace that holds this name in the bundle (`withoutDuplicateNames`), if any. */
+	nameHeldBy?: string,
 ): ConnectionStatus {
 	const ns = c.metadata.namespace;
 	const activeGrants = grants.filter((g) => g.metadata.namespace === ns && g.spec.connection === c.metadata.name && g.status?.phase === "Active").length;
 	const g = c.metadata.generation !== undefined ? { observedGeneration: c.metadata.generation } : {};
 	let ready: Omit<Condition, "lastTransitionTime">;
-	if (check.credential === "missing") ready = { type: "Ready", status: "False", reason: "SecretNotFound", message: `credential Secret ${c.spec.credentialSecretRef?.name} not found`, ...g };
+	if (nameHeldBy !== undefined)
+		ready = {
+			type: "Ready",
+			status: "False",
+			reason: "NameInUse",
+			message: `the name ${c.metadata.name} is used by the older Connection ${nameHeldBy}; agents name Connections without namespace, so this one and its grants are left out of the gateway bundle: rename it`,
+			...g,
+		};
+	else if (check.credential === "missing") ready = { type: "Ready", status: "False", reason: "SecretNotFound", message: `credential Secret ${c.spec.credentialSecretRef?.name} not found`, ...g };
 	else if (check.credential === "incomplete")
 		ready = { type: "Ready", status: "False", reason: "CredentialIncomplete", message: `credential Secret ${c.spec.credentialSecretRef?.name} lacks the keys a ${c.spec.type} Connection needs`, ...g };
 	else if (check.ca === "missing") ready = { type: "Ready", status: "False", reason: "CaNotFound", message: `CA Secret ${c.spec.tls?.caSecretRef?.name} not found or lacks its key`, ...g };
