@@ -175,6 +175,9 @@ export class GrantReconciler {
 		if (existing && existing.metadata.labels?.[LABELS.managedBy] === undefined) {
 			throw new Error(`Secret ${ns}/${want.secretName} exists and is not managed by Drawbridge; refusing to overwrite it`);
 		}
+		if (existing && existing.metadata.labels?.[LABELS.grant] !== labelValue(ns, grant.metadata.name)) {
+			throw new Error(`Secret ${ns}/${want.secretName} holds the credential of another grant; refusing to overwrite it`);
+		}
 		if (existing) {
 			const exp = Date.parse(existing.metadata.annotations?.[ANNOTATIONS.expiresAt] ?? "");
 			const iat = Date.parse(existing.metadata.annotations?.[ANNOTATIONS.issuedAt] ?? "");

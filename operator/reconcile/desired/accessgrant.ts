@@ -7,6 +7,7 @@
  * spec failing validation). Invalid is re-evaluated whenever the grant or its Connection changes.
  */
 
+import { createHash } from "node:crypto";
 import type { AccessGrant, Connection, Condition } from "../../../crds/index.ts";
 import { grantWindow, MAX_GRANT_DAYS, MAX_GRANT_MS, validateSpec } from "../../../crds/index.ts";
 import type { GrantOrigin } from "../../../gateway/config/bundle.ts";
@@ -93,10 +94,20 @@ export function approvalTime(origin: { committedAt: string }, firstSeenAt: strin
 	return Number.isNaN(committed.getTime()) || seen.getTime() < committed.getTime() ? seen : committed;
 }
 
-/** Name of the Secret receiving a grant's token (same namespace as the grant). */
+/**
+ * Name of the Secret receiving a grant's token (same namespace as the grant): `drawbridge-token-<grant>`,
+ * or, when that is longer than a Secret name may be (grant names over 236 characters), its first part
+ * and a digest of the whole grant name. Before, the name was cut at 253 characters: two grants whose
+ * names share the first 236 characters shared one Secret, and each reconcile wrote its own token over
+ * the other's (whoever may read "their" Secret by name read the other grant's token).
+ */
 export function tokenSecretName(grantName: string): string {
 	const name = `drawbridge-token-${grantName}`;
-	return name.length <= 253 ? name : name.slice(0, 253);
+	if (name.length <= 253) return name;
+	const digest = createHash("sha256").update(grantName).digest("hex").slice(0, 16);
+	// A DNS subdomain's labels end with a letter or digit: no `.` or `-` before the digest's `-`.
+	const head = name.slice(0, 253 - digest.length - 1).replace(/[.-]+$/, "");
+	return `${head}-${digest}`;
 }
 
 function connectionType(c: Connection): string {
