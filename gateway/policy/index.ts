@@ -16,7 +16,7 @@ export { compileKubeRules, compileResource, evaluateKubeRequest } from "./kube.t
 export { checkMaskedWrites, type PlanOptions, planMasks } from "./mask.ts";
 export { compileStringMasker, compileValueMasker, maskValue, TypeOid } from "./maskvalue.ts";
 export { SessionSqlState, sqlNameEffects } from "./session.ts";
-export { analyzeSql, clearSqlCache, loadSqlParser, statementCacheKey, statementTree } from "./sql.ts";
+export { analyzeSql, clearSqlCache, loadSqlParser, statementCacheKey, statementTree, unseenCode } from "./sql.ts";
 export { withBaseTables } from "./tables.ts";
 export { compileSshRules, evaluateSshAccess, evaluateSshCommand, parseShellCommand } from "./ssh.ts";
 export type * from "./types.ts";

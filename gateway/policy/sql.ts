@@ -1777,3 +1777,104 @@ function constText(node: unknown): string | undefined {
 	const v = constValue(n);
 	return typeof v === "string" ? v : undefined;
 }
+
+/**
+ * Statement kinds that run no stored code by themselves (no trigger, rule, event trigger or
+ * deferred constraint fires for them). COMMIT is not one (deferred triggers run at commit), nor
+ * `SET CONSTRAINTS` (it fires them too), nor any DDL (event triggers).
+ */
+const NO_STORED_CODE_KINDS: ReadonlySet<string> = new Set([
+	"SELECT",
+	"VALUES",
+	"SHOW",
+	"SET",
+	"SET LOCAL",
+	"SET TRANSACTION",
+	"BEGIN",
+	"START TRANSACTION",
+	"TRANSACTION",
+	"ROLLBACK",
+	"ROLLBACK TO",
+	"SAVEPOINT",
+	"RELEASE",
+	"DEALLOCATE",
+	"LISTEN",
+	"UNLISTEN",
+	"CLOSE",
+	"EXPLAIN",
+]);
+
+/**
+ * Why running the statement may run code its text does not show, or undefined when it provably runs
+ * only built-in code. Stored code runs behind names: a view's select list, a table's defaults, CHECK
+ * constraints, triggers, rules and row-level policies, a domain's CHECK (on a cast to the domain, on a
+ * parameter of that type at Bind), an operator's function, a user cast, and any unqualified function,
+ * type or operator name (`SET search_path = public, pg_catalog` puts the session's own `upper` or
+ * `text` first). So only statements without relations, operators or field notation, whose calls and
+ * type names are written `pg_catalog.`-qualified (libpg-query qualifies the SQL-standard type names
+ * itself: `::int` is `pg_catalog.int4`) and whose casts convert a constant or a parameter (an input
+ * function, not a cast function), qualify. The PostgreSQL data path uses it to decide whether a
+ * statement may have changed server settings before the server reports them (gateway/postgres/README.md,
+ * "Parser differentials").
+ */
+export function unseenCode(info: SqlStatementInfo): string | undefined {
+	if (info.uses) return "it runs a prepared statement or cursor";
+	const kind = info.kinds.find((k) => !NO_STORED_CODE_KINDS.has(k));
+	if (kind !== undefined) return `${kind} may run stored code (triggers, rules, event triggers)`;
+	if (info.tables.length > 0) return `it names a relation (${info.tables[0]}), whose view, defaults, triggers, rules, policies or domains may run code`;
+	if (info.fieldCalls && info.fieldCalls.length > 0) return "a name in field notation may call a function";
+	const tree = statementTree(info);
+	if (!tree) return "its parse tree is not known";
+	return unseenCodeIn(tree, 0);
+}
+
+function qualifiedBuiltin(list: unknown): boolean {
+	const parts = names(list);
+	return parts.length === 2 && parts[0] === "pg_catalog";
+}
+
+function unseenCodeIn(node: unknown, depth: number): string | undefined {
+	if (depth > MAX_DEPTH) return "the statement is nested too deeply to check";
+	if (Array.isArray(node)) {
+		for (const item of node) {
+			const why = unseenCodeIn(item, depth + 1);
+			if (why) return why;
+		}
+		return undefined;
+	}
+	if (!node || typeof node !== "object") return undefined;
+	const o = node as PgNode;
+	for (const [key, value] of Object.entries(o)) {
+		switch (key) {
+			case "FuncCall": {
+				const b = value as PgNode;
+				if (!qualifiedBuiltin(b.funcname)) return `${names(b.funcname).join(".")}() is not written pg_catalog-qualified: the search_path decides what it calls`;
+				break;
+			}
+			case "A_Expr":
+				return "an operator may be a user-defined function";
+			case "SubLink":
+				if (Array.isArray((value as PgNode).operName) && ((value as PgNode).operName as unknown[]).length > 0) return "an operator may be a user-defined function";
+				break;
+			case "CaseExpr":
+				if ((value as PgNode).arg !== undefined) return "CASE x WHEN compares with an operator that may be a user-defined function";
+				break;
+			case "SortBy":
+				if ((value as PgNode).useOp !== undefined) return "ORDER BY ... USING names an operator";
+				break;
+			case "TypeCast": {
+				const b = value as PgNode;
+				const arg = unwrap(b.arg)?.[0];
+				if (arg !== "A_Const" && arg !== "ParamRef") return "a cast of an expression may run a user-defined cast function";
+				break;
+			}
+			case "typeName":
+			case "TypeName":
+				if (!qualifiedBuiltin((value as PgNode | undefined)?.names)) return `type ${names((value as PgNode | undefined)?.names).join(".")} may be a domain whose CHECK calls a function`;
+				break;
+		}
+		const why = unseenCodeIn(value, depth + 1);
+		if (why) return why;
+	}
+	return undefined;
+}

@@ -34,7 +34,7 @@ import type { Decision, RecordingEvent, SessionEnd, SessionRecorder } from "../r
 import type { SessionCatalog } from "./catalog.ts";
 import type { ClientParser } from "./client-parser.ts";
 import { isPgGatewayError, PgGatewayError } from "./errors.ts";
-import { functionRisk, PURE_BUILTINS, STATE_FUNCTIONS } from "../policy/functions.ts";
+import { unseenCode } from "../policy/sql.ts";
 import { unsafeParserSetting } from "./parser-settings.ts";
 import {
 	binaryScannable,
@@ -138,6 +138,8 @@ interface StmtRef {
 	parseRules?: readonly GuardrailRule[];
 	/** Cached `mayChangeSettings`. */
 	mayChangeSettings?: boolean;
+	/** The parameter type OIDs its Parse declared (0: inferred); undefined when not defined by a Parse of this session. */
+	paramTypes?: readonly number[];
 	copyDetector: TextDetector | undefined;
 	/** Mask plan of the last RowDescription seen for this statement (keyed by its bytes). */
 	planCache?: PlanEntry;
@@ -764,6 +766,7 @@ export class Session {
 		const seq = m.portal === "" ? undefined : this.sql.defineProtocol("cursor", m.portal, singleStatement(stmt));
 		this.push({ k: "bind", portal, ...(seq !== undefined ? { seq } : {}) });
 		this.toUpstream(m.raw);
+		if (bindMayChangeSettings(m, stmt)) this.settingsChangedInSync = this.syncSeg;
 	}
 
 	private onExecute(m: Extract<ClientMessage, { type: "execute" }>, known: PortalRef | undefined): void {
@@ -846,7 +849,7 @@ export class Session {
 				rule: "protocol:parser-settings",
 				sqlstate: "42501",
 				message:
-					"a statement holding a backslash or a non-ASCII character may not follow, before Sync, an Execute that may change server settings: the gateway could not read it as the server will; send Sync first",
+					"a statement holding a backslash or a non-ASCII character may not follow, before Sync, an Execute (or a Bind with parameters) that may run code changing server settings: the gateway could not read it as the server will; send Sync first",
 			};
 		}
 		return this.answeredBefore(this.syncSeg);
@@ -1167,6 +1170,7 @@ export class Session {
 			approvalId: undefined,
 			copyDetector,
 			seg: this.nameSeg,
+			paramTypes: m.paramTypes,
 		};
 		const block = (v: GuardrailVerdict, decision: Decision = "block", approvalId?: string) => {
 			const err = verdictError(v);
@@ -2316,29 +2320,34 @@ function nameEffectsOf(stmt: StmtRef | undefined): NameEffects {
 const SETTINGS_SENSITIVE = /[\\\u0080-\uffff]/;
 
 /**
- * Whether executing a statement may change a server setting the gateway cannot see change: it calls
- * a function that is not a known built-in (a user function may call set_config with any name), or
- * is CALL, DO or EXECUTE, or is not known. set_config itself is checked by the policy (a parser
- * setting, or a name that is not a constant, is refused). Triggers and operators over user functions
- * are not followed (README "Parser differentials").
+ * Whether executing a statement may change a server setting the gateway cannot see change: it may
+ * run code its text does not show (`unseenCode`: a user function, directly or behind a view, a
+ * table's default, trigger, rule or policy, a domain's CHECK, an operator, a cast, or a name the
+ * search_path resolves; CALL, DO, EXECUTE, DDL), or is not known. set_config itself is checked by
+ * the policy (a parser setting, or a name that is not a constant, is refused).
  */
 function mayChangeSettings(stmt: StmtRef | undefined): boolean {
 	if (!stmt?.analysis.ok) return true;
-	if (stmt.mayChangeSettings === undefined) {
-		stmt.mayChangeSettings = stmt.analysis.statements.some(
-			(s) =>
-				s.uses !== undefined ||
-				s.kinds.some((k) => k === "CALL" || k === "DO" || k === "EXECUTE") ||
-				s.functions.some((f) => {
-					const parts = f.split(".");
-					const last = parts[parts.length - 1]!;
-					if (parts.length === 2 && parts[0] === "pg_catalog") return false;
-					// built-ins by name (pg_catalog is searched first): none but set_config changes a setting
-					return parts.length > 1 || !(PURE_BUILTINS.has(last) || STATE_FUNCTIONS.has(last) || functionRisk(last) !== undefined);
-				}),
-		);
-	}
+	if (stmt.mayChangeSettings === undefined) stmt.mayChangeSettings = stmt.analysis.statements.some((s) => unseenCode(s) !== undefined);
 	return stmt.mayChangeSettings;
+}
+
+/** PostgreSQL's first OID for objects made after initdb: types below it are built in. */
+const FIRST_NORMAL_OBJECT_ID = 16384;
+
+/**
+ * Whether a Bind may change a server setting: the server converts each parameter with its type's
+ * input function when the portal is made, and a domain's input runs the domain's CHECK constraints,
+ * which may call any function (`CREATE DOMAIN d AS text CHECK (app_set('standard_conforming_strings',
+ * VALUE) IS NOT NULL)`, then Parse `SELECT $1::d` and Bind 'off', without an Execute). A Bind without
+ * parameters converts nothing; with parameters it may, unless the statement runs only built-in code
+ * and every parameter type it declared at Parse is built in (an undeclared type is then inferred as a
+ * built-in one).
+ */
+function bindMayChangeSettings(m: Extract<ClientMessage, { type: "bind" }>, stmt: StmtRef | undefined): boolean {
+	if (m.params.length === 0) return false;
+	if (!stmt?.paramTypes || mayChangeSettings(stmt)) return true;
+	return stmt.paramTypes.some((t) => t >= FIRST_NORMAL_OBJECT_ID);
 }
 
 /** What executing these statements may change upstream: prepared-statement names, portal names. */
