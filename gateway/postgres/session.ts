@@ -1406,6 +1406,15 @@ export class Session {
 		}
 	}
 
+	/** Whether an Execute of `portal` was forwarded and is not answered yet. */
+	private executeQueued(portal: PortalRef): boolean {
+		for (let i = this.unitHead; i < this.units.length; i++) {
+			const x = this.units[i];
+			if (x?.k === "execute" && x.portal === portal) return true;
+		}
+		return false;
+	}
+
 	private head(): Unit | undefined {
 		return this.units[this.unitHead];
 	}
@@ -1597,6 +1606,10 @@ export class Session {
 				if (u?.k !== "bind") this.desync("BindComplete");
 				this.confirmedPortals.set(u.portal.name, u.portal);
 				if (u.seq !== undefined) this.sql.protocolDefined("cursor", u.portal.name, u.seq);
+				// The server converted the parameters making the portal, and a domain's input runs its
+				// CHECK, which may call any function: a Bind with no Execute of its portal behind it
+				// (Parse, Bind, Sync) may have written, and is recorded as what the agent ran.
+				if (!this.executeQueued(u.portal)) this.recordExecute({ k: "execute", portal: u.portal, rows: 0, started: performance.now() }, "BIND");
 				this.pop();
 				this.send(f.raw);
 				return undefined;
