@@ -197,6 +197,33 @@ export const RELATION_ARGUMENT_FUNCTIONS: ReadonlyMap<string, { kinds: readonly 
 ]);
 
 /**
+ * Functions that write, move or remove a server file (red-team round 9): a file can be a table's data
+ * file (`lo_export(<empty object>, pg_relation_filepath('accounts'))` erased every account under a
+ * rule blocking DELETE and TRUNCATE of it), a configuration file naming programs the server runs, or
+ * a library a later LOAD runs. What that does is not seen: for admin grants (which keep server files)
+ * such a call meets every rule, as COPY ... PROGRAM does.
+ */
+export const SERVER_FILE_WRITERS: ReadonlySet<string> = new Set(["pg_file_write", "pg_file_rename", "pg_file_unlink", "lo_export"]);
+
+/**
+ * Settings naming programs the server runs or libraries it loads (ALTER SYSTEM, ALTER DATABASE|ROLE
+ * ... SET): code the classifier does not see, which meets every rule of an admin grant.
+ */
+export const PROGRAM_SETTINGS: ReadonlySet<string> = new Set([
+	"archive_command",
+	"archive_library",
+	"restore_command",
+	"archive_cleanup_command",
+	"recovery_end_command",
+	"ssl_passphrase_command",
+	"shared_preload_libraries",
+	"session_preload_libraries",
+	"local_preload_libraries",
+	"dynamic_library_path",
+	"jit_provider",
+]);
+
+/**
  * Functions that read every table of a schema (`schema_to_xml('public', ...)`) or of the database,
  * and those that read a server file's contents (a table's data file is its rows: under a rule on
  * SELECT of secrets an admin grant read them with `pg_read_binary_file(pg_relation_filepath(

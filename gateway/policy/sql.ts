@@ -8,6 +8,8 @@
 import { loadModule, parsePlPgSQLSync, parseSync } from "libpg-query";
 import {
 	ALL_TABLES_FUNCTIONS,
+	PROGRAM_SETTINGS,
+	SERVER_FILE_WRITERS,
 	FUNCTION_STATEMENTS,
 	functionRisk,
 	RELATION_ARGUMENT_FUNCTIONS,
@@ -808,8 +810,10 @@ function visitStatement(
 			} else if (typeof b.filename === "string") {
 				c.kind("COPY FILE");
 				c.risk("server-access", `COPY ${from ? "FROM" : "TO"} a server file`);
-				// a server file may be a table's data file: its rows (red-team round 8)
+				// a server file may be a table's data file: its rows (red-team round 8); written, it may
+				// also be a configuration or a library (red-team round 9, like SERVER_FILE_WRITERS)
 				if (from) reaches(c, ["SELECT"]);
+				else c.risk("unknown", "COPY ... TO a server file: a table's data file, a configuration or a library, what it does is not seen");
 			}
 			// COPY accounts TO STDOUT reads every row: a rule on SELECT of accounts met
 			// COPY (SELECT * FROM accounts) TO STDOUT but not this.
@@ -1015,6 +1019,8 @@ function visitStatement(
 			else if (SYSTEM_STMTS.has(type)) c.risk("system", `${kind} changes server-wide state`);
 			else if (DDL_WRITE.has(type)) write(kind);
 			else c.risk("unknown", `statement type ${type} is not classified`);
+			// a library's initialisation is C code run in the session (one an admin wrote with lo_export)
+			if (type === "LoadStmt") c.risk("unknown", "LOAD runs a library's code, which the classifier cannot see");
 			// IMPORT FOREIGN SCHEMA creates foreign tables over remote relations; ALTER SERVER ...
 			// OPTIONS re-points existing ones (to a loopback, say): unseen reach, every rule.
 			if (FOREIGN_REACH_STMTS.has(type)) c.risk("unknown", `${kind}: the relations its foreign tables reach are not seen`);
@@ -1509,7 +1515,13 @@ function walkChildren(body: PgNode, c: Collector, text: string, executes: boolea
 	};
 	for (const [k, v] of Object.entries(body)) {
 		if (k === "funccall" && v && typeof v === "object") visitFuncCall(v as PgNode, c, text, executes); // CallStmt
-		if (k === "setstmt" && v && typeof v === "object") parserSetting(v as PgNode, c); // ALTER ROLE|DATABASE|SYSTEM ... SET
+		if (k === "setstmt" && v && typeof v === "object") {
+			// ALTER ROLE|DATABASE|SYSTEM ... SET
+			parserSetting(v as PgNode, c);
+			const name = String((v as PgNode).name ?? "").toLowerCase();
+			const resets = ["VAR_RESET", "VAR_SET_DEFAULT", "VAR_RESET_ALL"].includes(String((v as PgNode).kind ?? ""));
+			if (PROGRAM_SETTINGS.has(name) && !resets) c.risk("unknown", `SET ${name} names a program the server runs or a library it loads`);
+		}
 		// CREATE TRIGGER / EVENT TRIGGER ... EXECUTE FUNCTION f(), CREATE CONVERSION ... FROM f, language handlers
 		if ((k === "funcname" || k === "func_name" || k === "plhandler" || k === "plinline" || k === "plvalidator") && Array.isArray(v)) {
 			functionReference(names(v), c);
@@ -1616,9 +1628,12 @@ function functionReference(parts: string[], c: Collector): void {
 /** The kinds (and table) of a function that does what a statement kind does (FUNCTION_STATEMENTS). */
 function tableFunction(last: string, c: Collector): void {
 	const t = FUNCTION_STATEMENTS.get(last);
-	if (!t) return;
-	for (const k of t.kinds) c.kind(k);
-	if (t.table) c.tables.add(t.table);
+	if (t) {
+		for (const k of t.kinds) c.kind(k);
+		if (t.table) c.tables.add(t.table);
+	}
+	// a written server file may be any table's rows, a configuration naming programs, a library
+	if (SERVER_FILE_WRITERS.has(last)) c.risk("unknown", `${last}() writes a server file: a table's data file, a configuration or a library, what it does is not seen`);
 }
 
 /**
