@@ -239,6 +239,17 @@ class Collector {
 
 const MAX_DEPTH = 5000;
 
+/** A rule's event as a statement kind (RuleStmt.event). */
+const RULE_EVENTS: Record<string, string> = { CMD_INSERT: "INSERT", CMD_UPDATE: "UPDATE", CMD_DELETE: "DELETE" };
+/** CreateTrigStmt.timing and .events bits (PostgreSQL's TRIGGER_TYPE_*). */
+const TRIGGER_BEFORE = 1 << 1;
+const TRIGGER_INSTEAD = 1 << 6;
+const TRIGGER_EVENTS: readonly [number, string][] = [
+	[1 << 2, "INSERT"],
+	[1 << 3, "DELETE"],
+	[1 << 4, "UPDATE"],
+];
+
 function classifyStatement(stmt: PgNode, text: string): SqlStatementInfo {
 	const c = new Collector();
 	const extra: Partial<SqlStatementInfo> = {};
@@ -1000,6 +1011,14 @@ function visitStatement(
 			if (actions.length > 0) c.kind("SELECT");
 			const base = b.event === "CMD_SELECT" && actions.length === 1 ? updatableBase(actions[0]) : undefined;
 			if (base) c.binds.push({ kinds: ["INSERT", "UPDATE", "DELETE", "MERGE"], tables: [base] });
+			// A DO INSTEAD rule on INSERT/UPDATE/DELETE decides what every later such write to the
+			// relation does (NOTHING drops them): `CREATE RULE freeze AS ON UPDATE TO accounts DO
+			// INSTEAD NOTHING` passed a rule blocking UPDATE of accounts and the application's updates
+			// silently did nothing (red-team round 9, test/postgres/issue-write-interception.test.ts).
+			const event = RULE_EVENTS[String(b.event)];
+			if (b.instead === true && event && b.relation && typeof b.relation === "object") {
+				c.binds.push({ kinds: event === "UPDATE" ? ["UPDATE", "MERGE"] : [event, "MERGE"], tables: [rangeVarName(b.relation as PgNode)] });
+			}
 			break;
 		}
 		case "CreateFunctionStmt": {
@@ -1048,6 +1067,17 @@ function visitStatement(
 	// of secrets, CREATE TRIGGER ... ON secrets FOR EACH ROW EXECUTE FUNCTION audit_row() leaked the
 	// next rows written (red-team round 8, test/postgres/issue-reads-by-binding.test.ts).
 	if (type === "CreateTrigStmt" && b.row === true) c.kind("SELECT");
+	// A BEFORE row trigger returns the row to write (changed, or NULL: skipped) and an INSTEAD OF
+	// trigger does the write itself: either decides what every later write of its events to the
+	// relation does, like a DO INSTEAD rule (red-team round 9).
+	if (type === "CreateTrigStmt" && b.row === true && b.relation && typeof b.relation === "object") {
+		const timing = typeof b.timing === "number" ? b.timing : 0;
+		const events = typeof b.events === "number" ? b.events : 0;
+		if ((timing & (TRIGGER_BEFORE | TRIGGER_INSTEAD)) !== 0) {
+			const kinds = TRIGGER_EVENTS.filter(([bit]) => (events & bit) !== 0).map(([, k]) => k);
+			if (kinds.length > 0) c.binds.push({ kinds: [...kinds, "MERGE"], tables: [rangeVarName(b.relation as PgNode)] });
+		}
+	}
 	// refint's check_foreign_key(n, 'cascade', key..., table, column...) deletes or updates rows of
 	// the tables named in the trigger's arguments when a row of the trigger's table goes or changes:
 	// `CREATE TRIGGER ... ON scratch ... EXECUTE FUNCTION check_foreign_key(1, 'cascade', 'id',

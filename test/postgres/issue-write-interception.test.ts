@@ -1,0 +1,53 @@
+// Regression (red-team round 9 on guardrails: rules and triggers that fire later, for other sessions).
+// Under a rule blocking DELETE and UPDATE of accounts, a read-write grant decided what the
+// application's later writes to accounts do: `CREATE RULE stop_updates AS ON UPDATE TO accounts DO INSTEAD
+// NOTHING` (a CREATE RULE naming no other table: it carried CREATE RULE only) made every UPDATE of
+// accounts do nothing, and a BEFORE row trigger on a DBA's generic trigger function returning NULL
+// (`skip_row`, kept for archive tables) did the same to DELETEs. Such a rule or trigger binds the
+// writes it intercepts on its relation now, and meets the rules on them.
+import assert from "node:assert/strict";
+import { before, describe, test } from "node:test";
+import type { GuardrailRule } from "../../gateway/config/bundle.ts";
+import { fixtureWithClients, refusedByRule } from "./fixture.ts";
+
+const GUARDRAILS: GuardrailRule[] = [{ name: "keep-accounts", action: "block", sql: { statementKinds: ["DELETE", "UPDATE"], tables: ["public.accounts"] } }];
+
+describe("rules and triggers that intercept later writes to a ruled table", () => {
+	const c = fixtureWithClients({ guardrails: GUARDRAILS }, async (fx) => {
+		await fx.pg.query("CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)");
+		await fx.pg.query("CREATE TABLE scratch (id int PRIMARY KEY, balance int NOT NULL)");
+		await fx.pg.query("CREATE FUNCTION skip_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$");
+	});
+	before(async () => {
+		await c.fx.pg.query("INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 5) g");
+	});
+
+	/** The application's own writes, straight to PostgreSQL, after what the agent did. */
+	async function applicationWrites(): Promise<{ updated: number; deleted: number }> {
+		const u = await c.fx.pg.query("UPDATE accounts SET balance = balance + 1 WHERE id = 1");
+		const d = await c.fx.pg.query("DELETE FROM accounts WHERE id = 5");
+		await c.fx.pg.query("INSERT INTO accounts SELECT 5, 100 WHERE NOT EXISTS (SELECT 1 FROM accounts WHERE id = 5)");
+		return { updated: u.rowCount ?? 0, deleted: d.rowCount ?? 0 };
+	}
+
+	test("a DO INSTEAD rule or a BEFORE row trigger on the ruled table is refused", async () => {
+		for (const sql of [
+			"CREATE RULE stop_updates AS ON UPDATE TO accounts DO INSTEAD NOTHING",
+			"CREATE RULE keep AS ON DELETE TO public.accounts DO INSTEAD NOTHING",
+			"CREATE RULE redirect AS ON UPDATE TO accounts DO INSTEAD UPDATE scratch SET balance = NEW.balance WHERE id = OLD.id",
+			"CREATE TRIGGER keep BEFORE DELETE ON accounts FOR EACH ROW EXECUTE FUNCTION skip_row()",
+			"CREATE TRIGGER halt BEFORE INSERT OR UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION skip_row()",
+		]) {
+			await assert.rejects(c.rw.query(sql), refusedByRule("keep-accounts"), sql);
+		}
+		assert.deepEqual(await applicationWrites(), { updated: 1, deleted: 1 });
+	});
+
+	test("on other tables, and rules or triggers that change no write, they stay allowed", async () => {
+		await c.rw.query("CREATE RULE quiet AS ON DELETE TO scratch DO INSTEAD NOTHING");
+		await c.rw.query("CREATE TRIGGER skip BEFORE UPDATE ON scratch FOR EACH ROW EXECUTE FUNCTION skip_row()");
+		await c.rw.query("CREATE RULE tell AS ON UPDATE TO accounts DO ALSO NOTIFY accounts_changed");
+		await c.rw.query("CREATE TRIGGER later AFTER UPDATE ON accounts FOR EACH STATEMENT EXECUTE FUNCTION skip_row()");
+		assert.deepEqual(await applicationWrites(), { updated: 1, deleted: 1 });
+	});
+});
