@@ -239,6 +239,60 @@ class Collector {
 
 const MAX_DEPTH = 5000;
 
+const LATER_WRITES = ["INSERT", "UPDATE", "DELETE", "MERGE"];
+/** ALTER TABLE subcommands that switch what later writes to the table run through. */
+const INTERCEPTOR_SWITCHES: ReadonlySet<string> = new Set([
+	"AT_EnableRowSecurity",
+	"AT_DisableRowSecurity",
+	"AT_ForceRowSecurity",
+	"AT_NoForceRowSecurity",
+	"AT_EnableTrig",
+	"AT_EnableAlwaysTrig",
+	"AT_EnableReplicaTrig",
+	"AT_DisableTrig",
+	"AT_EnableTrigAll",
+	"AT_DisableTrigAll",
+	"AT_EnableTrigUser",
+	"AT_DisableTrigUser",
+	"AT_EnableRule",
+	"AT_EnableAlwaysRule",
+	"AT_EnableReplicaRule",
+	"AT_DisableRule",
+]);
+const POLICY_COMMANDS: Record<string, string[]> = {
+	all: LATER_WRITES,
+	insert: ["INSERT", "MERGE"],
+	update: ["UPDATE", "MERGE"],
+	delete: ["DELETE", "MERGE"],
+	// UPDATE and DELETE see only the rows SELECT policies let them read
+	select: ["UPDATE", "DELETE", "MERGE"],
+};
+
+/**
+ * Row-level security, and switching or dropping a table's rules and triggers, decide what later
+ * writes to the table do, like a DO INSTEAD rule: `ALTER TABLE accounts FORCE ROW LEVEL SECURITY`
+ * (no policy: the owner's writes match no row), a restrictive policy `USING (false)`, dropping a
+ * DBA's soft-delete rule (`ON DELETE DO INSTEAD UPDATE ... SET deleted = true`: the application's
+ * deletes become real), disabling or enabling a trigger. They bind those writes on the table.
+ */
+function interceptors(type: string, b: PgNode, c: Collector): void {
+	if ((type === "CreatePolicyStmt" || type === "AlterPolicyStmt") && b.table && typeof b.table === "object") {
+		const kinds = POLICY_COMMANDS[String(b.cmd_name ?? "all")] ?? LATER_WRITES;
+		c.binds.push({ kinds, tables: [rangeVarName(b.table as PgNode)] });
+	}
+	if (type === "AlterTableStmt" && b.relation && typeof b.relation === "object" && Array.isArray(b.cmds)) {
+		const switches = b.cmds.some((cmd) => INTERCEPTOR_SWITCHES.has(String((unwrap(cmd)?.[1] ?? {}).subtype ?? "")));
+		if (switches) c.binds.push({ kinds: LATER_WRITES, tables: [rangeVarName(b.relation as PgNode)] });
+	}
+	if (type === "DropStmt" && ["OBJECT_RULE", "OBJECT_TRIGGER", "OBJECT_POLICY"].includes(String(b.removeType)) && Array.isArray(b.objects)) {
+		const tables = b.objects.flatMap((o) => {
+			const parts = names((unwrap(o)?.[1] as PgNode | undefined)?.items);
+			return parts.length >= 2 ? [parts.slice(0, -1).join(".")] : [];
+		});
+		if (tables.length > 0) c.binds.push({ kinds: LATER_WRITES, tables });
+	}
+}
+
 /** A rule's event as a statement kind (RuleStmt.event). */
 const RULE_EVENTS: Record<string, string> = { CMD_INSERT: "INSERT", CMD_UPDATE: "UPDATE", CMD_DELETE: "DELETE" };
 /** CreateTrigStmt.timing and .events bits (PostgreSQL's TRIGGER_TYPE_*). */
@@ -1078,6 +1132,7 @@ function visitStatement(
 			if (kinds.length > 0) c.binds.push({ kinds: [...kinds, "MERGE"], tables: [rangeVarName(b.relation as PgNode)] });
 		}
 	}
+	interceptors(type, b, c);
 	// refint's check_foreign_key(n, 'cascade', key..., table, column...) deletes or updates rows of
 	// the tables named in the trigger's arguments when a row of the trigger's table goes or changes:
 	// `CREATE TRIGGER ... ON scratch ... EXECUTE FUNCTION check_foreign_key(1, 'cascade', 'id',

@@ -4,19 +4,29 @@
 // NOTHING` (a CREATE RULE naming no other table: it carried CREATE RULE only) made every UPDATE of
 // accounts do nothing, and a BEFORE row trigger on a DBA's generic trigger function returning NULL
 // (`skip_row`, kept for archive tables) did the same to DELETEs. Such a rule or trigger binds the
-// writes it intercepts on its relation now, and meets the rules on them.
+// writes it intercepts on its relation now, and meets the rules on them. So do dropping, enabling or
+// disabling a table's rules and triggers, and row-level security: `DROP RULE soft_delete ON
+// accounts` (a DBA's `ON DELETE DO INSTEAD UPDATE ... SET deleted = true`) turned the application's
+// next DELETE into a real one, and `ALTER TABLE accounts FORCE ROW LEVEL SECURITY` or a restrictive
+// policy `USING (false)` makes an owner's writes match no row.
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
 import type { GuardrailRule } from "../../gateway/config/bundle.ts";
 import { fixtureWithClients, refusedByRule } from "./fixture.ts";
 
-const GUARDRAILS: GuardrailRule[] = [{ name: "keep-accounts", action: "block", sql: { statementKinds: ["DELETE", "UPDATE"], tables: ["public.accounts"] } }];
+const GUARDRAILS: GuardrailRule[] = [
+	{ name: "keep-accounts", action: "block", sql: { statementKinds: ["DELETE", "UPDATE"], tables: ["public.accounts"] } },
+	{ name: "keep-members", action: "block", sql: { statementKinds: ["DELETE"], tables: ["public.members"] } },
+];
 
 describe("rules and triggers that intercept later writes to a ruled table", () => {
 	const c = fixtureWithClients({ guardrails: GUARDRAILS }, async (fx) => {
 		await fx.pg.query("CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)");
 		await fx.pg.query("CREATE TABLE scratch (id int PRIMARY KEY, balance int NOT NULL)");
 		await fx.pg.query("CREATE FUNCTION skip_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$");
+		// a DBA's soft delete on a table of its own
+		await fx.pg.query("CREATE TABLE members (id int PRIMARY KEY, deleted boolean NOT NULL DEFAULT false)");
+		await fx.pg.query("INSERT INTO members SELECT g FROM generate_series(1, 3) g");
 	});
 	before(async () => {
 		await c.fx.pg.query("INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 5) g");
@@ -43,11 +53,32 @@ describe("rules and triggers that intercept later writes to a ruled table", () =
 		assert.deepEqual(await applicationWrites(), { updated: 1, deleted: 1 });
 	});
 
+	test("dropping or switching a table's rules, triggers or row security is refused", async () => {
+		await c.fx.pg.query("CREATE RULE soft_delete AS ON DELETE TO members DO INSTEAD UPDATE members SET deleted = true WHERE id = OLD.id");
+		for (const sql of ["DROP RULE soft_delete ON members", "ALTER TABLE members DISABLE RULE soft_delete"]) {
+			await assert.rejects(c.rw.query(sql), refusedByRule("keep-members"), sql);
+		}
+		// the application's delete is still a soft one
+		await c.fx.pg.query("DELETE FROM members WHERE id = 1");
+		assert.equal((await c.fx.pg.query("SELECT count(*)::int AS n FROM members")).rows[0]!.n, 3);
+		for (const sql of [
+			"ALTER TABLE accounts FORCE ROW LEVEL SECURITY",
+			"ALTER TABLE accounts ENABLE ROW LEVEL SECURITY",
+			"CREATE POLICY nothing ON accounts AS RESTRICTIVE FOR UPDATE USING (false)",
+			"ALTER TABLE accounts DISABLE TRIGGER ALL",
+			"DROP TRIGGER IF EXISTS audit ON accounts",
+		]) {
+			await assert.rejects(c.rw.query(sql), refusedByRule("keep-accounts"), sql);
+		}
+	});
+
 	test("on other tables, and rules or triggers that change no write, they stay allowed", async () => {
 		await c.rw.query("CREATE RULE quiet AS ON DELETE TO scratch DO INSTEAD NOTHING");
 		await c.rw.query("CREATE TRIGGER skip BEFORE UPDATE ON scratch FOR EACH ROW EXECUTE FUNCTION skip_row()");
 		await c.rw.query("CREATE RULE tell AS ON UPDATE TO accounts DO ALSO NOTIFY accounts_changed");
 		await c.rw.query("CREATE TRIGGER later AFTER UPDATE ON accounts FOR EACH STATEMENT EXECUTE FUNCTION skip_row()");
+		await c.rw.query("ALTER TABLE scratch DISABLE TRIGGER skip");
+		await c.rw.query("DROP RULE quiet ON scratch");
 		assert.deepEqual(await applicationWrites(), { updated: 1, deleted: 1 });
 	});
 });
