@@ -281,7 +281,7 @@ function interceptors(type: string, b: PgNode, c: Collector): void {
 		c.binds.push({ kinds, tables: [rangeVarName(b.table as PgNode)] });
 	}
 	if (type === "AlterTableStmt" && b.relation && typeof b.relation === "object" && Array.isArray(b.cmds)) {
-		const switches = b.cmds.some((cmd) => INTERCEPTOR_SWITCHES.has(String((unwrap(cmd)?.[1] ?? {}).subtype ?? "")));
+		const switches = b.cmds.some((cmd) => INTERCEPTOR_SWITCHES.has(String(unwrap(cmd)?.[1]?.subtype ?? "")));
 		if (switches) c.binds.push({ kinds: LATER_WRITES, tables: [rangeVarName(b.relation as PgNode)] });
 	}
 	if (type === "DropStmt" && ["OBJECT_RULE", "OBJECT_TRIGGER", "OBJECT_POLICY"].includes(String(b.removeType)) && Array.isArray(b.objects)) {
