@@ -3,7 +3,7 @@ import { test } from "node:test";
 import type { GuardrailRule } from "../config/bundle.ts";
 import { evaluateSqlGuardrails } from "./guardrails.ts";
 import { SessionSqlState } from "./session.ts";
-import { analyzeSql, relationNameText, statementCacheKey, statementTree, withTables } from "./sql.ts";
+import { analyzeSql, relationNameText, statementCacheKey, statementTree, unseenCode, withTables } from "./sql.ts";
 import type { SqlStatementInfo } from "./types.ts";
 
 function one(sql: string): SqlStatementInfo {
@@ -621,4 +621,40 @@ test("rules with a wildcard function name do not meet every qualified column", (
 	assert.equal(decide("SELECT billing.charge(1)"), "block");
 	const named: GuardrailRule[] = [{ name: "no-charge", action: "block", sql: { functions: ["billing.charge"] } }];
 	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("SELECT o.charge FROM orders o"), access: "admin", rules: named }).action, "block");
+});
+
+test("unseenCode: only statements running built-in code alone are exempt (red-team round 9)", () => {
+	for (const sql of [
+		"SELECT 1",
+		"SELECT $1::pg_catalog.int4, pg_catalog.length($2), pg_catalog.now()",
+		"SELECT 'x\\y', 'café'",
+		"SET application_name = 'x'",
+		"BEGIN",
+		"ROLLBACK",
+		"SHOW work_mem",
+	]) {
+		assert.equal(unseenCode(one(sql)), undefined, sql);
+	}
+	for (const sql of [
+		"SELECT * FROM v",
+		"INSERT INTO t (b) VALUES (1)",
+		"SELECT 'off'::scs",
+		"SELECT $1::scs",
+		"SELECT 'a' ### 'b'",
+		"SELECT 1 + 1",
+		"SELECT upper('x')",
+		"SELECT now()",
+		"SELECT CAST(1 + 0 AS pg_catalog.int4)",
+		"SELECT pg_catalog.length(pg_catalog.textin(pg_catalog.unknownout('x')))::pg_catalog.int4",
+		"SELECT ('x'::text).app_set",
+		"SELECT pg_catalog.query_to_xml('SELECT app_set(1)', true, true, '')",
+		"SELECT CASE 1 WHEN 1 THEN 2 END",
+		"COMMIT",
+		"SET CONSTRAINTS ALL IMMEDIATE",
+		"CREATE SCHEMA s",
+		"CALL p()",
+		"EXECUTE q",
+	]) {
+		assert.notEqual(unseenCode(one(sql)), undefined, sql);
+	}
 });

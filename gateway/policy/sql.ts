@@ -1923,6 +1923,9 @@ export function unseenCode(info: SqlStatementInfo): string | undefined {
 	if (kind !== undefined) return `${kind} may run stored code (triggers, rules, event triggers)`;
 	if (info.tables.length > 0) return `it names a relation (${info.tables[0]}), whose view, defaults, triggers, rules, policies or domains may run code`;
 	if (info.fieldCalls && info.fieldCalls.length > 0) return "a name in field notation may call a function";
+	// functions of SQL given as text (query_to_xml('SELECT app_set(...)', ...)) are listed, not in the tree
+	const call = info.functions.find((f) => !f.startsWith("pg_catalog.") || f.split(".").length !== 2);
+	if (call !== undefined) return `${call}() is not written pg_catalog-qualified: the search_path decides what it calls`;
 	const tree = statementTree(info);
 	if (!tree) return "its parse tree is not known";
 	return unseenCodeIn(tree, 0);

@@ -12,7 +12,9 @@
 //  - an Execute of `SELECT 'off'::scs`, of an operator over app_set, of `SELECT * FROM v` (a view
 //    calling it), of an INSERT filling a column DEFAULT calling it;
 //  - an Execute of `SELECT upper('off')` after `SET search_path = public, pg_catalog`, with the
-//    agent's own public.upper(text) calling app_set (upper was trusted as a built-in by name).
+//    agent's own public.upper(text) calling app_set (upper was trusted as a built-in by name);
+//  - and, with the first fix, an Execute of pg_catalog.query_to_xml('SELECT app_set(...)', ...): the
+//    call in the SQL text was not in the parse tree the check walked.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { GuardrailRule } from "../../gateway/config/bundle.ts";
@@ -94,6 +96,14 @@ describe("code the text does not show may change settings before the server repo
 		[
 			"an Execute filling a column default that calls it",
 			() => [clientMessages.parse("", "INSERT INTO t (b) VALUES (1)"), clientMessages.bind("", ""), clientMessages.execute("")],
+		],
+		[
+			"an Execute of a qualified built-in running SQL text that calls it",
+			() => [
+				clientMessages.parse("", "SELECT pg_catalog.query_to_xml('SELECT app_set(''standard_conforming_strings'', ''off'')', true, true, '')"),
+				clientMessages.bind("", ""),
+				clientMessages.execute(""),
+			],
 		],
 		[
 			"an Execute of a built-in's name the session's search_path gives to its own function",
