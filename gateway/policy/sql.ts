@@ -259,6 +259,8 @@ const INTERCEPTOR_SWITCHES: ReadonlySet<string> = new Set([
 	"AT_EnableReplicaRule",
 	"AT_DisableRule",
 ]);
+/** ALTER TABLE subcommands that change the value later writes give a column they do not name. */
+const DEFAULT_CHANGES: ReadonlySet<string> = new Set(["AT_ColumnDefault", "AT_CookedColumnDefault", "AT_AddIdentity", "AT_SetIdentity", "AT_DropIdentity"]);
 const POLICY_COMMANDS: Record<string, string[]> = {
 	all: LATER_WRITES,
 	insert: ["INSERT", "MERGE"],
@@ -281,8 +283,11 @@ function interceptors(type: string, b: PgNode, c: Collector): void {
 		c.binds.push({ kinds, tables: [rangeVarName(b.table as PgNode)] });
 	}
 	if (type === "AlterTableStmt" && b.relation && typeof b.relation === "object" && Array.isArray(b.cmds)) {
-		const switches = b.cmds.some((cmd) => INTERCEPTOR_SWITCHES.has(String(unwrap(cmd)?.[1]?.subtype ?? "")));
-		if (switches) c.binds.push({ kinds: LATER_WRITES, tables: [rangeVarName(b.relation as PgNode)] });
+		const subtypes = b.cmds.map((cmd) => String(unwrap(cmd)?.[1]?.subtype ?? ""));
+		if (subtypes.some((t) => INTERCEPTOR_SWITCHES.has(t))) c.binds.push({ kinds: LATER_WRITES, tables: [rangeVarName(b.relation as PgNode)] });
+		// a column's default or identity is the value later INSERTs (and UPDATE ... SET c = DEFAULT)
+		// write where they name none: `SET DEFAULT true` on members.deleted hid every new member
+		if (subtypes.some((t) => DEFAULT_CHANGES.has(t))) c.binds.push({ kinds: ["INSERT", "UPDATE", "MERGE"], tables: [rangeVarName(b.relation as PgNode)] });
 	}
 	if (type === "DropStmt" && ["OBJECT_RULE", "OBJECT_TRIGGER", "OBJECT_POLICY"].includes(String(b.removeType)) && Array.isArray(b.objects)) {
 		const tables = b.objects.flatMap((o) => {

@@ -8,7 +8,9 @@
 // disabling a table's rules and triggers, and row-level security: `DROP RULE soft_delete ON
 // accounts` (a DBA's `ON DELETE DO INSTEAD UPDATE ... SET deleted = true`) turned the application's
 // next DELETE into a real one, and `ALTER TABLE accounts FORCE ROW LEVEL SECURITY` or a restrictive
-// policy `USING (false)` makes an owner's writes match no row.
+// policy `USING (false)` makes an owner's writes match no row; and `ALTER TABLE members ALTER COLUMN
+// deleted SET DEFAULT true` (under a rule blocking INSERT) marked every member the application added
+// next as deleted.
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
 import type { GuardrailRule } from "../../gateway/config/bundle.ts";
@@ -16,7 +18,7 @@ import { fixtureWithClients, refusedByRule } from "./fixture.ts";
 
 const GUARDRAILS: GuardrailRule[] = [
 	{ name: "keep-accounts", action: "block", sql: { statementKinds: ["DELETE", "UPDATE"], tables: ["public.accounts"] } },
-	{ name: "keep-members", action: "block", sql: { statementKinds: ["DELETE"], tables: ["public.members"] } },
+	{ name: "keep-members", action: "block", sql: { statementKinds: ["DELETE", "INSERT"], tables: ["public.members"] } },
 ];
 
 describe("rules and triggers that intercept later writes to a ruled table", () => {
@@ -70,6 +72,16 @@ describe("rules and triggers that intercept later writes to a ruled table", () =
 		]) {
 			await assert.rejects(c.rw.query(sql), refusedByRule("keep-accounts"), sql);
 		}
+	});
+
+	test("changing the default later INSERTs write is refused", async () => {
+		for (const sql of ["ALTER TABLE members ALTER COLUMN deleted SET DEFAULT true", "ALTER TABLE members ALTER COLUMN deleted DROP DEFAULT"]) {
+			await assert.rejects(c.rw.query(sql), refusedByRule("keep-members"), sql);
+		}
+		await c.fx.pg.query("INSERT INTO members (id) VALUES (10)");
+		assert.deepEqual((await c.fx.pg.query("SELECT deleted FROM members WHERE id = 10")).rows, [{ deleted: false }]);
+		// a default on a table no rule names is the grant's to change
+		await c.rw.query("ALTER TABLE scratch ALTER COLUMN balance SET DEFAULT 0");
 	});
 
 	test("on other tables, and rules or triggers that change no write, they stay allowed", async () => {
