@@ -658,3 +658,13 @@ test("unseenCode: only statements running built-in code alone are exempt (red-te
 		assert.notEqual(unseenCode(one(sql)), undefined, sql);
 	}
 });
+
+test("renaming an enum value is an UPDATE without WHERE of every table (red-team round 9)", () => {
+	const s = one("ALTER TYPE account_status RENAME VALUE 'active' TO 'closed'");
+	assert.ok(s.kinds.includes("UPDATE"));
+	assert.equal(s.hasWhere, false);
+	assert.deepEqual(s.unnamedReach, ["UPDATE"]);
+	const hold: GuardrailRule[] = [{ name: "hold", action: "requireApproval", sql: { statementKinds: ["UPDATE"], withoutWhere: true } }];
+	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("ALTER TYPE s RENAME VALUE 'a' TO 'b'"), access: "read-write", rules: hold }).action, "requireApproval");
+	assert.equal(one("ALTER TYPE s ADD VALUE 'c'").kinds.includes("UPDATE"), false);
+});

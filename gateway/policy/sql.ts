@@ -1138,6 +1138,15 @@ function visitStatement(
 		}
 	}
 	interceptors(type, b, c);
+	// Renaming an enum value changes the value in every row of every column of that type (every
+	// 'active' account reads 'closed'): an UPDATE without WHERE of tables the statement does not name
+	// (red-team round 9, test/postgres/issue-enum-rename-writes.test.ts).
+	if (type === "AlterEnumStmt" && typeof b.oldVal === "string") {
+		c.kind("UPDATE");
+		c.sawFiltered = true;
+		c.missingWhere = true;
+		reaches(c, ["UPDATE"]);
+	}
 	// refint's check_foreign_key(n, 'cascade', key..., table, column...) deletes or updates rows of
 	// the tables named in the trigger's arguments when a row of the trigger's table goes or changes:
 	// `CREATE TRIGGER ... ON scratch ... EXECUTE FUNCTION check_foreign_key(1, 'cascade', 'id',
