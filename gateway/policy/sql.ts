@@ -1138,6 +1138,15 @@ function visitStatement(
 		}
 	}
 	interceptors(type, b, c);
+	// Replacing a trigger function changes what every trigger on it does to later writes, on tables
+	// the statement does not name: `CREATE OR REPLACE FUNCTION touch() RETURNS trigger ... NEW.balance
+	// := 0` (a DBA's BEFORE UPDATE trigger function on accounts) zeroed the application's next updates.
+	// A domain's default is the value later INSERTs write in every column of the domain. Both reach
+	// every table with those writes (red-team round 9, test/postgres/issue-write-interception.test.ts).
+	if (type === "CreateFunctionStmt" && b.replace === true && ["trigger", "event_trigger"].includes(names((b.returnType as PgNode | undefined)?.names).at(-1)?.toLowerCase() ?? "")) {
+		reaches(c, LATER_WRITES);
+	}
+	if (type === "AlterDomainStmt" && b.subtype === "T") reaches(c, ["INSERT", "UPDATE", "MERGE"]);
 	// Renaming an enum value changes the value in every row of every column of that type (every
 	// 'active' account reads 'closed'): an UPDATE without WHERE of tables the statement does not name
 	// (red-team round 9, test/postgres/issue-enum-rename-writes.test.ts).

@@ -10,11 +10,13 @@
 // next DELETE into a real one, and `ALTER TABLE accounts FORCE ROW LEVEL SECURITY` or a restrictive
 // policy `USING (false)` makes an owner's writes match no row; and `ALTER TABLE members ALTER COLUMN
 // deleted SET DEFAULT true` (under a rule blocking INSERT) marked every member the application added
-// next as deleted.
+// next as deleted; so did `ALTER DOMAIN` of a domain's default, and an admin grant's `CREATE OR
+// REPLACE FUNCTION touch() RETURNS trigger ... NEW.balance := 0` (a DBA's BEFORE UPDATE trigger
+// function on accounts) zeroed the application's next updates.
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
 import type { GuardrailRule } from "../../gateway/config/bundle.ts";
-import { fixtureWithClients, refusedByRule } from "./fixture.ts";
+import { fixtureWithClients, refusedByRule, refusedMatching } from "./fixture.ts";
 
 const GUARDRAILS: GuardrailRule[] = [
 	{ name: "keep-accounts", action: "block", sql: { statementKinds: ["DELETE", "UPDATE"], tables: ["public.accounts"] } },
@@ -27,7 +29,12 @@ describe("rules and triggers that intercept later writes to a ruled table", () =
 		await fx.pg.query("CREATE TABLE scratch (id int PRIMARY KEY, balance int NOT NULL)");
 		await fx.pg.query("CREATE FUNCTION skip_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$");
 		// a DBA's soft delete on a table of its own
-		await fx.pg.query("CREATE TABLE members (id int PRIMARY KEY, deleted boolean NOT NULL DEFAULT false)");
+		await fx.pg.query("CREATE DOMAIN member_flag AS boolean DEFAULT false");
+		await fx.pg.query("CREATE TABLE members (id int PRIMARY KEY, deleted boolean NOT NULL DEFAULT false, vip member_flag)");
+		// a DBA's trigger keeping a change stamp on accounts
+		await fx.pg.query("ALTER TABLE accounts ADD COLUMN changed timestamptz");
+		await fx.pg.query("CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.changed := now(); RETURN NEW; END $$");
+		await fx.pg.query("CREATE TRIGGER touch BEFORE UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION touch()");
 		await fx.pg.query("INSERT INTO members SELECT g FROM generate_series(1, 3) g");
 	});
 	before(async () => {
@@ -80,6 +87,15 @@ describe("rules and triggers that intercept later writes to a ruled table", () =
 		}
 		await c.fx.pg.query("INSERT INTO members (id) VALUES (10)");
 		assert.deepEqual((await c.fx.pg.query("SELECT deleted FROM members WHERE id = 10")).rows, [{ deleted: false }]);
+		// the classifier does not know which tables use the domain: it reaches every table (the first rule)
+		await assert.rejects(c.rw.query("ALTER DOMAIN member_flag SET DEFAULT true"), refusedMatching(/keep-(accounts|members)/));
+		// an admin grant replacing the DBA's trigger function on accounts
+		await assert.rejects(
+			c.admin.query("CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.balance := 0; RETURN NEW; END $$"),
+			refusedByRule("keep-accounts"),
+		);
+		await c.fx.pg.query("UPDATE accounts SET balance = 100 WHERE id = 2");
+		assert.deepEqual((await c.fx.pg.query("SELECT balance FROM accounts WHERE id = 2")).rows, [{ balance: 100 }]);
 		// a default on a table no rule names is the grant's to change
 		await c.rw.query("ALTER TABLE scratch ALTER COLUMN balance SET DEFAULT 0");
 	});
