@@ -285,6 +285,10 @@ function interceptors(type: string, b: PgNode, c: Collector): void {
 	if (type === "AlterTableStmt" && b.relation && typeof b.relation === "object" && Array.isArray(b.cmds)) {
 		const subtypes = b.cmds.map((cmd) => String(unwrap(cmd)?.[1]?.subtype ?? ""));
 		if (subtypes.some((t) => INTERCEPTOR_SWITCHES.has(t))) c.binds.push({ kinds: LATER_WRITES, tables: [rangeVarName(b.relation as PgNode)] });
+		// An unlogged table is emptied by the next crash recovery and is empty on every standby (its
+		// rows are not in the WAL): a TRUNCATE waiting for a failover (red-team round 9,
+		// test/postgres/issue-unlogged-truncation.test.ts).
+		if (subtypes.includes("AT_SetUnLogged")) c.binds.push({ kinds: ["TRUNCATE", "DELETE"], tables: [rangeVarName(b.relation as PgNode)] });
 		// a column's default or identity is the value later INSERTs (and UPDATE ... SET c = DEFAULT)
 		// write where they name none: `SET DEFAULT true` on members.deleted hid every new member
 		if (subtypes.some((t) => DEFAULT_CHANGES.has(t))) c.binds.push({ kinds: ["INSERT", "UPDATE", "MERGE"], tables: [rangeVarName(b.relation as PgNode)] });
