@@ -2065,7 +2065,11 @@ async function computePlan(
 	outputs ??= NO_OUTPUTS;
 	const aligned = !unknownRows && !outputs.rest && (fields.length === 0 || outputs.taints.length === fields.length);
 	const everything = unionAll(outputs);
-	const count = fields.length > 0 ? fields.length : outputs.taints.length;
+	// Without fields (COPY ... TO STDOUT) the columns are those the analysis counted, and columns of
+	// unknown count (`(c).*`, `*` over a function or a relation the catalog does not know) add one
+	// more position standing for them all: counted as none, `COPY (SELECT (c).* FROM customers c)
+	// TO STDOUT` got a plan without a masked column and sent every phone raw.
+	const count = fields.length > 0 ? fields.length : outputs.taints.length + (aligned ? 0 : 1);
 	const columns: ColumnMask[] = [];
 	for (let i = 0; i < count; i++) {
 		let t = aligned ? (outputs.taints[i] ?? CLEAN) : everything;
