@@ -1076,7 +1076,10 @@ export class Session {
 	 */
 	private maskPrecheck(analysis: SqlAnalysis): Promise<{ block?: GuardrailVerdict; copyDetector?: TextDetector }> | undefined {
 		if (!this.o.live().maskingActive || !analysis.ok) return undefined;
-		const copies = analysis.statements.filter((s) => s.kind === "COPY" && s.readOnly);
+		// Every COPY whose rows come to the client, also one whose query writes: `COPY (UPDATE customers
+		// SET name = name RETURNING phone) TO STDOUT` (or a writable CTE before `SELECT phone`) was not
+		// read-only, so it was never planned, and its rows went out raw, past the detectors too.
+		const copies = analysis.statements.filter((s) => s.kind === "COPY" && copiesToClient(s));
 		// Plain SELECTs without function calls cannot move masked data elsewhere; everything else
 		// (writes, SET, SELECT set_config(...), ...) asks the policy first.
 		const writes = analysis.statements.some((s) => !s.readOnly || s.kind !== "SELECT" || s.functions.length > 0);
@@ -2407,6 +2410,11 @@ function verdictError(v: GuardrailVerdict): PgGatewayError {
 
 /** Kinds after whose completion the catalog may differ (an unknown statement counts). */
 const CATALOG_KINDS = /^(CREATE|ALTER|DROP|COMMENT|SECURITY LABEL|IMPORT FOREIGN SCHEMA|REASSIGN|DO|CALL|GRANT|REVOKE|REFRESH|SELECT INTO)/;
+
+/** A `COPY ... TO STDOUT` (not to a server file or program): its rows reach the client as CopyData. */
+function copiesToClient(s: SqlStatementInfo): boolean {
+	return s.kinds.includes("COPY TO") && !s.kinds.includes("COPY FILE") && !s.kinds.includes("COPY PROGRAM");
+}
 
 function changesCatalog(s: SqlStatementInfo | undefined): boolean {
 	return s === undefined || CATALOG_KINDS.test(s.kind) || s.kinds.some((k) => CATALOG_KINDS.test(k));

@@ -7,6 +7,10 @@
 // raw (no detector matches a phone) with `COPY (SELECT (c).* FROM customers c) TO STDOUT`, and a
 // read-write grant with a view it created in the same transaction. Such columns now take one
 // position of the plan, masked when any of them may be.
+// A COPY whose query writes (`COPY (UPDATE customers SET name = name RETURNING phone) TO STDOUT`, a
+// writable CTE before `SELECT phone`) was not checked at all: only read-only COPYs were planned, so
+// a read-write grant got every phone raw, and the content detectors never saw those rows either.
+// Every COPY whose rows reach the client is planned now.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { run } from "../env/index.ts";
@@ -44,6 +48,30 @@ describe("COPY TO STDOUT of columns of unknown count", () => {
 		assert.match(r.stderr, /masking:copy-out/);
 		// nothing was committed
 		assert.equal((await c.fx.pg.query("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'copy_v'")).rows[0]!.n, 0);
+	});
+
+	// A COPY whose query writes was not read-only, so it was never planned (nor given the detectors).
+	for (const sql of [
+		"COPY (UPDATE customers SET name = name RETURNING phone) TO STDOUT",
+		"COPY (UPDATE customers SET name = name RETURNING id, phone || '') TO STDOUT (FORMAT csv)",
+		"COPY (WITH w AS (UPDATE orders SET status = status WHERE false RETURNING 1) SELECT phone FROM customers) TO STDOUT",
+	]) {
+		test(`read-write: ${sql} is refused`, async () => {
+			const r = await psql("alice", sql);
+			noPhones(r.stdout);
+			assert.notEqual(r.code, 0, r.stdout);
+			assert.match(r.stderr, /masking:copy-out/);
+		});
+	}
+
+	test("read-write: the content detectors apply to the rows of a COPY that writes", async () => {
+		const r = await psql("alice", "COPY (UPDATE orders SET status = status WHERE id = 1 RETURNING id, 'ann.lee@example.org' AS contact) TO STDOUT");
+		assert.equal(r.code, 0, r.stderr);
+		assert.match(r.stdout, /^1\t/);
+		assert.doesNotMatch(r.stdout, /ann\.lee@example\.org/);
+		const clean = await psql("alice", "COPY (UPDATE orders SET status = status WHERE id = 1 RETURNING id) TO STDOUT");
+		assert.equal(clean.code, 0, clean.stderr);
+		assert.equal(clean.stdout, "1\n");
 	});
 
 	test("clean columns of unknown count still copy", async () => {
