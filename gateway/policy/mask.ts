@@ -1242,7 +1242,8 @@ class Analyzer {
 	#mergeJoin(scope: Scope, before: number, mid: number, using: string[], natural: boolean): void {
 		const left = scope.items.slice(before, mid).filter((i) => !i.starHidden);
 		const right = scope.items.slice(mid).filter((i) => !i.starHidden);
-		if ([...left, ...right].some((i) => !i.columns)) return;
+		// unknown columns, or a column whose name is not known (one of them may be a join column)
+		if ([...left, ...right].some((i) => !i.columns || i.columns.some((c) => c.name === UNKNOWN_NAME))) return;
 		const lcols = left.flatMap((i) => i.columns!);
 		const rcols = right.flatMap((i) => i.columns!);
 		const common = natural ? lcols.map((c) => c.name).filter((n) => rcols.some((r) => r.name === n)) : using;
@@ -1732,6 +1733,13 @@ class Analyzer {
 				} else if (!it.columns) {
 					t = union(t, it.unknown);
 					if (isTainted(it.unknown)) hit = true;
+				} else {
+					// a column PostgreSQL names after something the analysis does not see may be this one
+					for (const x of it.columns) {
+						if (x.name !== UNKNOWN_NAME) continue;
+						t = union(t, x.taint);
+						if (isTainted(x.taint)) hit = true;
+					}
 				}
 			}
 			if (hit) return t;
@@ -1826,6 +1834,35 @@ const NODE_NAMES: Record<string, string> = {
 	MergeSupportFunc: "merge_action",
 };
 
+/**
+ * The name of a column PostgreSQL names after a column the analysis does not name here: the first of
+ * a `*` (`(SELECT * FROM q)` is named after q's column). A scope item with such a column may hold any
+ * name looked up in it (#unqualified, #mergeJoin).
+ */
+const UNKNOWN_NAME = "\u0000unknown name";
+
+/**
+ * The name of the first output column of a query, as PostgreSQL gives it (the resname of its first
+ * target entry): the leftmost branch's of a set operation, `column1` of VALUES, a target's own name.
+ * A scalar subquery is named so: `(SELECT c.phone AS zz UNION ALL SELECT NULL)` is zz, `(VALUES
+ * (c.phone))` column1; both were `?column?`, and `SELECT (SELECT zz || '' FROM (SELECT (SELECT c.phone
+ * AS zz UNION ALL ...)) s) FROM customers c, (SELECT 'x' AS zz) o` read s.zz, the phone, where the
+ * plan saw o's clean zz.
+ */
+function firstColumnName(query: unknown): string {
+	let sel = (query as { SelectStmt?: PgNode } | undefined)?.SelectStmt;
+	for (let i = 0; sel && String(sel.op ?? "SETOP_NONE") !== "SETOP_NONE" && i < 10_000; i++) sel = (sel.larg as PgNode | undefined) ?? undefined;
+	if (!sel) return UNKNOWN_NAME;
+	if (Array.isArray(sel.valuesLists)) return "column1";
+	const rt = ((sel.targetList as unknown[] | undefined)?.[0] as { ResTarget?: PgNode } | undefined)?.ResTarget;
+	if (!rt) return UNKNOWN_NAME;
+	if (typeof rt.name === "string") return rt.name;
+	const cr = (rt.val as { ColumnRef?: PgNode } | undefined)?.ColumnRef;
+	const ind = (rt.val as { A_Indirection?: PgNode } | undefined)?.A_Indirection;
+	const star = (cr && Array.isArray(cr.fields) && isStar(cr.fields[cr.fields.length - 1])) || (ind && Array.isArray(ind.indirection) && isStar(ind.indirection[ind.indirection.length - 1]));
+	return star ? UNKNOWN_NAME : outputName(rt.val);
+}
+
 /** [name, strength]: 2 a real name, 1 a fallback (a type's or `case`), 0 none (PostgreSQL's FigureColnameInternal). */
 function figureName(node: unknown): [string, number] {
 	if (!node || typeof node !== "object" || Array.isArray(node)) return ["", 0];
@@ -1860,11 +1897,8 @@ function figureName(node: unknown): [string, number] {
 		case "SubLink": {
 			if (b.subLinkType === "EXISTS_SUBLINK") return ["exists", 2];
 			if (b.subLinkType === "ARRAY_SUBLINK") return ["array", 2];
-			if (b.subLinkType === "EXPR_SUBLINK" || b.subLinkType === "MULTIEXPR_SUBLINK") {
-				const first = ((b.subselect as { SelectStmt?: PgNode } | undefined)?.SelectStmt?.targetList as unknown[] | undefined)?.[0];
-				const rt = (first as { ResTarget?: PgNode } | undefined)?.ResTarget;
-				if (rt) return [typeof rt.name === "string" ? rt.name : outputName(rt.val), 2];
-			}
+			// PostgreSQL names a scalar subquery after its (only) column, whatever its form
+			if (b.subLinkType === "EXPR_SUBLINK") return [firstColumnName(b.subselect), 2];
 			return ["", 0];
 		}
 		case "CaseExpr": {
