@@ -434,11 +434,26 @@ interface Scope {
 	items: ScopeItem[];
 	ctes: Map<string, Outputs>;
 	parent?: Scope;
+	/**
+	 * Where this level's FROM list starts in `items` (after an UPDATE's or DELETE's target): the items
+	 * from there on are not seen by a subquery in FROM without LATERAL (see withoutItems).
+	 */
+	fromStart?: number;
 }
 
 function newScope(parent: Scope | undefined): Scope {
 	const s: Scope = { items: [], ctes: new Map() };
 	if (parent) s.parent = parent;
+	return s;
+}
+
+/**
+ * The scope as a subquery in FROM without LATERAL sees it: the same WITH names and outer levels, not
+ * the FROM items of this level (a DML target before them stays, as it was).
+ */
+function withoutItems(scope: Scope): Scope {
+	const s: Scope = { items: scope.items.slice(0, scope.fromStart ?? scope.items.length), ctes: scope.ctes };
+	if (scope.parent) s.parent = scope.parent;
 	return s;
 }
 
@@ -1100,6 +1115,7 @@ class Analyzer {
 			for (const t of out.taints) this.touch(t);
 			return out;
 		}
+		scope.fromStart = scope.items.length;
 		this.fromClause(b.fromClause, scope);
 		for (const k of ["whereClause", "havingClause", "groupClause", "sortClause", "distinctClause", "windowClause", "limitCount", "limitOffset"]) {
 			this.touch(this.expr(b[k], scope));
@@ -1180,7 +1196,11 @@ class Analyzer {
 				scope.items.push(this.rangeVar(b, scope));
 				return;
 			case "RangeSubselect": {
-				const o = this.statement(b.subquery as PgNode, scope);
+				// Without LATERAL a subquery in FROM does not see the items before it (JOIN's left side
+				// included): PostgreSQL looks its names up at the outer query levels. Analysed in this
+				// level's scope, `SELECT (SELECT s.v FROM (SELECT 'x' AS zz) c, (SELECT zz || '' AS v) s)
+				// FROM (SELECT phone AS zz FROM customers) o` took c's clean zz for o's, the phone.
+				const o = this.statement(b.subquery as PgNode, b.lateral === true ? scope : withoutItems(scope));
 				const alias = b.alias as PgNode | undefined;
 				scope.items.push(itemFromOutputs(String(alias?.aliasname ?? ""), o, strings(alias?.colnames)));
 				return;
@@ -1205,7 +1225,10 @@ class Analyzer {
 				this.fromItem(b.larg as PgNode, scope);
 				const mid = scope.items.length;
 				this.fromItem(b.rarg as PgNode, scope);
-				this.touch(this.expr(b.quals, scope));
+				// ON sees the join's own items only (and outer levels), not the FROM items before it
+				const on: Scope = { items: [...scope.items.slice(0, scope.fromStart ?? 0), ...scope.items.slice(before)], ctes: scope.ctes };
+				if (scope.parent) on.parent = scope.parent;
+				this.touch(this.expr(b.quals, on));
 				const using = strings(b.usingClause);
 				if (using.length > 0 || b.isNatural === true) this.#mergeJoin(scope, before, mid, using, b.isNatural === true);
 				const alias = b.alias as PgNode | undefined;
@@ -1420,6 +1443,7 @@ class Analyzer {
 		const scope = newScope(parent);
 		this.withClause(b.withClause as PgNode | undefined, scope);
 		scope.items.push(this.rangeVar(b.relation as PgNode, scope));
+		scope.fromStart = scope.items.length;
 		this.fromClause(b.fromClause, scope);
 		this.touch(this.expr(b.whereClause, scope));
 		this.#assignments(b.targetList, this.#relationOf(b.relation as PgNode), scope, b.relation as PgNode);
@@ -1430,6 +1454,7 @@ class Analyzer {
 		const scope = newScope(parent);
 		this.withClause(b.withClause as PgNode | undefined, scope);
 		scope.items.push(this.rangeVar(b.relation as PgNode, scope));
+		scope.fromStart = scope.items.length;
 		this.fromClause(b.usingClause, scope);
 		this.touch(this.expr(b.whereClause, scope));
 		return this.#returning(b, scope);
@@ -1439,6 +1464,7 @@ class Analyzer {
 		const scope = newScope(parent);
 		this.withClause(b.withClause as PgNode | undefined, scope);
 		scope.items.push(this.rangeVar(b.relation as PgNode, scope));
+		scope.fromStart = scope.items.length;
 		this.fromItem(b.sourceRelation as PgNode, scope);
 		this.touch(this.expr(b.joinCondition, scope));
 		const rel = this.#relationOf(b.relation as PgNode);
