@@ -428,6 +428,8 @@ interface ScopeItem {
 	 * or the two sides of a USING/NATURAL join (expanded through their merged item instead).
 	 */
 	starHidden?: boolean;
+	/** Not found by its alias: an item inside a join that has an alias of its own (see fromItem). */
+	aliasHidden?: boolean;
 }
 
 interface Scope {
@@ -1176,7 +1178,7 @@ class Analyzer {
 	#itemsByAlias(parts: string[], scope: Scope): ScopeItem[] {
 		const alias = parts[parts.length - 1]!;
 		for (let s: Scope | undefined = scope; s; s = s.parent) {
-			const hit = s.items.filter((i) => i.alias === alias);
+			const hit = s.items.filter((i) => i.alias === alias && !i.aliasHidden);
 			if (hit.length > 0) return hit;
 		}
 		return [];
@@ -1236,11 +1238,15 @@ class Analyzer {
 				// merged column is a COALESCE with no column origin, and `u` was an unknown name
 				// (clean) before. Like a join alias, it stands for every column of both sides.
 				const usingAlias = (b.join_using_alias as PgNode | undefined)?.aliasname;
-				for (const name of [alias?.aliasname, usingAlias]) {
-					if (!name) continue;
-					let all: Taint = CLEAN;
-					for (const it of scope.items.slice(before)) all = union(all, union(it.all, it.unknown));
-					scope.items.push({ alias: String(name), unknown: all, all, starHidden: true });
+				let all: Taint = CLEAN;
+				for (const it of scope.items.slice(before)) all = union(all, union(it.all, it.unknown));
+				if (usingAlias) scope.items.push({ alias: String(usingAlias), unknown: all, all, starHidden: true });
+				if (alias?.aliasname) {
+					// A join's alias hides the names inside it: `a.zz` in `((...) a JOIN b ON ...) AS j`
+					// is the a of an outer query level (the phone of `(SELECT phone AS zz FROM customers)
+					// a`), not the inner a, which the plan read (clean). Their columns stay visible unqualified.
+					for (const it of scope.items.slice(before)) it.aliasHidden = true;
+					scope.items.push({ alias: String(alias.aliasname), unknown: all, all, starHidden: true });
 				}
 				return;
 			}
@@ -1772,7 +1778,7 @@ class Analyzer {
 		}
 		for (let s: Scope | undefined = scope; s; s = s.parent) {
 			// A bare table alias is a whole-row reference (`row_to_json(c)`, `c::text`).
-			const whole = s.items.filter((i) => i.alias === name);
+			const whole = s.items.filter((i) => i.alias === name && !i.aliasHidden);
 			if (whole.length > 0) {
 				let w: Taint = CLEAN;
 				for (const it of whole) w = union(w, union(it.all, it.unknown));
