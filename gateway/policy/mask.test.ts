@@ -216,7 +216,11 @@ test("plan: SELECT * over a parenthesised join alias expands the joined tables o
 		await maskedIndexes("SELECT * FROM (customers c JOIN orders o ON o.customer_id = c.id) AS j", 12),
 		[2, 3, 4, 5],
 	);
-	assert.deepEqual(await maskedIndexes("SELECT j.status FROM (customers c JOIN orders o ON o.customer_id = c.id) AS j", 1), [0], "j.col: conservative");
+	// j stands for the join's columns (round 10): j.status is orders.status, j.email customers.email
+	assert.deepEqual(await maskedIndexes("SELECT j.status FROM (customers c JOIN orders o ON o.customer_id = c.id) AS j", 1), [], "j.col: that column");
+	assert.deepEqual(await maskedIndexes("SELECT j.email || '' FROM (customers c JOIN orders o ON o.customer_id = c.id) AS j", 1), [0], "j.col: that column");
+	// and its column list renames them: no email is left inside j(...)
+	assert.deepEqual(await maskedIndexes("SELECT j.x FROM (customers c JOIN orders o ON o.customer_id = c.id) AS j(a, b, x)", 1), [0]);
 });
 
 test("plan: USING and NATURAL joins align with PostgreSQL's column order", async () => {

@@ -430,6 +430,8 @@ interface ScopeItem {
 	starHidden?: boolean;
 	/** Not found by its alias: an item inside a join that has an alias of its own (see fromItem). */
 	aliasHidden?: boolean;
+	/** Its columns not found unqualified either (reached through the join's alias instead). */
+	colsHidden?: boolean;
 }
 
 interface Scope {
@@ -1232,7 +1234,8 @@ class Analyzer {
 				if (scope.parent) on.parent = scope.parent;
 				this.touch(this.expr(b.quals, on));
 				const using = strings(b.usingClause);
-				if (using.length > 0 || b.isNatural === true) this.#mergeJoin(scope, before, mid, using, b.isNatural === true);
+				const merges = using.length > 0 || b.isNatural === true;
+				const merged = merges && this.#mergeJoin(scope, before, mid, using, b.isNatural === true);
 				const alias = b.alias as PgNode | undefined;
 				// `JOIN ... USING (phone) AS u` names the merged columns (u.phone): a FULL join's
 				// merged column is a COALESCE with no column origin, and `u` was an unknown name
@@ -1242,11 +1245,26 @@ class Analyzer {
 				for (const it of scope.items.slice(before)) all = union(all, union(it.all, it.unknown));
 				if (usingAlias) scope.items.push({ alias: String(usingAlias), unknown: all, all, starHidden: true });
 				if (alias?.aliasname) {
-					// A join's alias hides the names inside it: `a.zz` in `((...) a JOIN b ON ...) AS j`
-					// is the a of an outer query level (the phone of `(SELECT phone AS zz FROM customers)
-					// a`), not the inner a, which the plan read (clean). Their columns stay visible unqualified.
-					for (const it of scope.items.slice(before)) it.aliasHidden = true;
-					scope.items.push({ alias: String(alias.aliasname), unknown: all, all, starHidden: true });
+					// A join's alias hides what is inside it, names and columns: `a.zz` in `((...) a JOIN b
+					// ON ...) AS j` is the a of an outer query level (the phone of `(SELECT phone AS zz
+					// FROM customers) a`), not the inner a, which the plan read (clean); and its columns
+					// are reached through j alone, under the names of j's column list (`AS j(p, q)` leaves
+					// no zz: an unqualified zz is the outer one). j stands for the join's columns in
+					// PostgreSQL's order when they are known.
+					const inner = scope.items.slice(before);
+					const visible = inner.filter((i) => !i.starHidden);
+					const known = (!merges || merged) && visible.every((i) => i.columns !== undefined);
+					const colnames = strings(alias.colnames);
+					for (const it of inner) {
+						it.aliasHidden = true;
+						it.colsHidden = true;
+						it.starHidden = true;
+					}
+					const name = String(alias.aliasname);
+					if (known) {
+						const columns = visible.flatMap((i) => i.columns!).map((c, i) => ({ name: colnames[i] ?? c.name, taint: c.taint }));
+						scope.items.push({ alias: name, columns, unknown: CLEAN, all: derive(all) });
+					} else scope.items.push({ alias: name, unknown: all, all });
 				}
 				return;
 			}
@@ -1268,11 +1286,11 @@ class Analyzer {
 	 * by alias. When a side's columns are unknown, nothing is merged (outputs then cannot be
 	 * aligned and everything is masked).
 	 */
-	#mergeJoin(scope: Scope, before: number, mid: number, using: string[], natural: boolean): void {
+	#mergeJoin(scope: Scope, before: number, mid: number, using: string[], natural: boolean): boolean {
 		const left = scope.items.slice(before, mid).filter((i) => !i.starHidden);
 		const right = scope.items.slice(mid).filter((i) => !i.starHidden);
 		// unknown columns, or a column whose name is not known (one of them may be a join column)
-		if ([...left, ...right].some((i) => !i.columns || i.columns.some((c) => c.name === UNKNOWN_NAME))) return;
+		if ([...left, ...right].some((i) => !i.columns || i.columns.some((c) => c.name === UNKNOWN_NAME))) return false;
 		const lcols = left.flatMap((i) => i.columns!);
 		const rcols = right.flatMap((i) => i.columns!);
 		const common = natural ? lcols.map((c) => c.name).filter((n) => rcols.some((r) => r.name === n)) : using;
@@ -1288,6 +1306,7 @@ class Analyzer {
 		let all: Taint = CLEAN;
 		for (const c of merged) all = union(all, c.taint);
 		scope.items.push({ alias: "", columns: merged, unknown: CLEAN, all: derive(all) });
+		return true;
 	}
 
 	rangeVar(rv: PgNode, scope: Scope): ScopeItem {
@@ -1758,6 +1777,7 @@ class Analyzer {
 			let t: Taint = CLEAN;
 			let hit = false;
 			for (const it of s.items) {
+				if (it.colsHidden) continue;
 				const c = it.columns?.find((x) => x.name === name);
 				if (c) {
 					t = union(t, c.taint);

@@ -5,11 +5,13 @@
 // 'x' AS zz) a JOIN (SELECT 1 AS k) b ON true) AS j) FROM (SELECT phone AS zz FROM customers) a`
 // reads the outer a's zz, the phone, where the plan read the inner clean one, and a read-only grant
 // got every phone raw (also the whole row `a`, `a.*`, and a `USING (...) AS u` alias inside an
-// aliased join). Items inside an aliased join are no longer found by their names; their columns
-// stay visible unqualified, as in PostgreSQL.
+// aliased join). Items inside an aliased join are no longer found by their names.
+// Nor are their columns unqualified: they are reached through the join's alias under the names of
+// its column list, so `((SELECT 'x' AS zz) a JOIN b ON true) AS j(p, q)` leaves no zz inside, and an
+// unqualified zz is the outer one (the phone), where the plan read the inner a's clean zz.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { maskedPhonesFixture, noRawPhones } from "./fixture.ts";
+import { assertNoneOf, maskedPhonesFixture, noRawPhones } from "./fixture.ts";
 
 describe("a join's alias hides the names inside it", () => {
 	const f = maskedPhonesFixture();
@@ -23,6 +25,10 @@ describe("a join's alias hides the names inside it", () => {
 			"SELECT (SELECT a FROM ((SELECT 'x' AS zz) a JOIN (SELECT 1 AS k) b ON true) AS j)::text AS v FROM (SELECT phone AS zz FROM customers) a",
 			"SELECT (SELECT a.* FROM ((SELECT 'x' AS zz) a JOIN (SELECT 1 AS k) b ON true) AS j)::text AS v FROM (SELECT phone AS zz FROM customers) a",
 			"SELECT (SELECT u.zz || '' FROM (((SELECT 'x' AS zz, 1 AS k) a JOIN (SELECT 1 AS k) b USING (k) AS u) JOIN (SELECT 2 AS m) d ON true) AS j) AS v FROM (SELECT phone AS zz FROM customers) u",
+			// the alias's column list renames the join's columns: no zz is left inside it
+			"SELECT (SELECT zz || '' FROM ((SELECT 'x' AS zz) a JOIN (SELECT 1 AS k) b ON true) AS j(p, q)) AS v FROM (SELECT phone AS zz FROM customers) o",
+			"SELECT (SELECT zz || '' FROM ((SELECT 'x' AS zz) a JOIN (SELECT 1 AS k) b ON true) AS j(p)) AS v FROM (SELECT phone AS zz FROM customers) o",
+			"SELECT (SELECT zz || '' FROM ((SELECT 'x' AS zz, 1 AS k) a JOIN (SELECT 1 AS k) b USING (k)) AS j(q, p)) AS v FROM (SELECT phone AS zz FROM customers) o",
 		],
 		"all",
 	);
@@ -35,6 +41,25 @@ describe("a join's alias hides the names inside it", () => {
 			r.rows.map((x) => x.v),
 			phones,
 		);
+	});
+
+	test("the server reads the outer column when the join's column list renames the inner one", async () => {
+		const r = await c.fx.pg.query(
+			"SELECT (SELECT zz || '' FROM ((SELECT 'x' AS zz) a JOIN (SELECT 1 AS k) b ON true) AS j(p, q)) AS v FROM (SELECT id, phone AS zz FROM customers) o ORDER BY o.id",
+		);
+		assert.deepEqual(
+			r.rows.map((x) => x.v),
+			phones,
+		);
+	});
+
+	test("an aliased join's renamed columns keep their own masks", async () => {
+		const r = await c.ro.query("SELECT j.* FROM (orders o JOIN customers c ON o.customer_id = c.id) AS j(a, b, e, d) LIMIT 5");
+		assert.equal(r.rows.length, 5);
+		assertNoneOf(phones, r.rows);
+		const named = await c.ro.query("SELECT j.p, j.name FROM (customers a JOIN (SELECT 1 AS k) b ON true) AS j(p) WHERE j.p = 1");
+		assert.deepEqual(named.rows, [{ p: 1, name: named.rows[0]?.name }]);
+		assert.match(named.rows[0].name, /^[A-Z][a-z]+ [A-Z][a-z]+$/);
 	});
 
 	test("names inside a join without an alias, and an aliased join's columns, stay readable", async () => {
