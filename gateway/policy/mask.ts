@@ -2076,8 +2076,12 @@ export async function checkMaskedWrites(
 
 function maskEverything(fields: ResultField[], rules: RuleIndex, reason: string): MaskPlan {
 	const r = rules.strongest;
+	// Without fields (COPY ... TO STDOUT) the columns are not known: one position stands for them
+	// all. None at all read as "nothing masked", and `COPY (SELECT phone, name || name || ... 'x'
+	// FROM customers) TO STDOUT`, too deep to analyse, sent every phone raw.
+	const positions = fields.length > 0 ? fields.length : 1;
 	return {
-		columns: r ? fields.map((_, i) => ({ index: i, rule: r.name, strategy: r.strategy, sources: [`opaque:${reason}`] })) : [],
+		columns: r ? Array.from({ length: positions }, (_, i) => ({ index: i, rule: r.name, strategy: r.strategy, sources: [`opaque:${reason}`] })) : [],
 		detectors: rules.detectors,
 		scrubMessages: true,
 	};
