@@ -2058,8 +2058,8 @@ export function planMasks(
 		const hit = lru.get(key);
 		if (hit) return hit;
 	}
-	const p = computePlan(analysis.statements, fields, ctx, rules, options).catch(() =>
-		maskEverything(fields, rules, "masking analysis failed"),
+	const p = computePlan(analysis.statements, fields, ctx, rules, options).catch((e: unknown) =>
+		maskEverything(fields, rules, e instanceof Error && /too (deep|large)/.test(e.message) ? e.message : "masking analysis failed"),
 	);
 	if (cacheable) lru.set(key, p);
 	return p;
@@ -2071,7 +2071,17 @@ export async function checkMaskedWrites(
 	ctx: MaskContext,
 ): Promise<{ rule: string; message: string } | undefined> {
 	const plan = await planMasks(analysis, [], ctx);
-	return plan.block;
+	if (plan.block) return plan.block;
+	// Deny by default: a statement the analysis could not follow may copy masked data anywhere.
+	// It returned nothing, and `INSERT INTO scratch SELECT id, phone, name || name || ... (2000
+	// deep) FROM customers` copied every phone into a table the grant reads.
+	if (plan.unanalysed !== undefined) {
+		return {
+			rule: "mask:unanalysable",
+			message: `the statement could not be analysed for masking (${plan.unanalysed}), so it could copy masked data where masking cannot follow it: simplify it`,
+		};
+	}
+	return undefined;
 }
 
 function maskEverything(fields: ResultField[], rules: RuleIndex, reason: string): MaskPlan {
@@ -2084,6 +2094,7 @@ function maskEverything(fields: ResultField[], rules: RuleIndex, reason: string)
 		columns: r ? Array.from({ length: positions }, (_, i) => ({ index: i, rule: r.name, strategy: r.strategy, sources: [`opaque:${reason}`] })) : [],
 		detectors: rules.detectors,
 		scrubMessages: true,
+		unanalysed: reason,
 	};
 }
 

@@ -235,6 +235,12 @@ export interface MaskPlan {
 	/** True when the statement touches masked data in a way that can leak through errors/notices. */
 	scrubMessages: boolean;
 	/**
+	 * Set (to the reason) when the analysis could not be made (the statement does not parse, or is
+	 * nested deeper than the analysis goes): every column is then masked, and `checkMaskedWrites`
+	 * refuses the statement, since what it writes cannot be known either.
+	 */
+	unanalysed?: string;
+	/**
 	 * Set when the statement would copy masked data somewhere masking cannot follow (INSERT ... SELECT
 	 * of a masked column into an unmasked one, CREATE TABLE AS, SELECT INTO, COPY ... TO file, rules,
 	 * generated columns, pg_notify/set_config of masked values), rename or move a table holding masked

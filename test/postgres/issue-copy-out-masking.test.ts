@@ -83,7 +83,7 @@ describe("COPY TO STDOUT of columns of unknown count", () => {
 		const r = await psql("bob", `COPY (SELECT phone, ${"name || ".repeat(2000)}'x' FROM customers) TO STDOUT`);
 		noPhones(r.stdout);
 		assert.notEqual(r.code, 0, r.stdout.slice(0, 200));
-		assert.match(r.stderr, /masking:copy-out/);
+		assert.match(r.stderr, /masking:copy-out|mask:unanalysable/);
 	});
 
 	test("clean columns of unknown count still copy", async () => {
