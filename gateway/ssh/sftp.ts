@@ -318,6 +318,31 @@ export const SFTP_PROTECTED_PREFIXES: readonly string[] = [
 	"/var/spool/cron",
 ];
 
+/** Path components, `.` and empty ones dropped (`..` kept). */
+function partsOf(path: string): string[] {
+	return path.split("/").filter((c) => c !== "" && c !== ".");
+}
+
+/** The directories above a protected prefix (`/`, `/etc`, `/var`, `/var/spool`): a link to one of them is a way around the prefix. */
+const PREFIX_ANCESTORS: ReadonlySet<string> = new Set(
+	SFTP_PROTECTED_PREFIXES.flatMap((p) => {
+		const parts = partsOf(p);
+		return parts.map((_, i) => `/${parts.slice(0, i).join("/")}`);
+	}),
+);
+
+/**
+ * The absolute path a normalised path is checked as. A relative one starts in the login's directory,
+ * which the gateway does not know, and its leading `..` may reach `/` (`../etc/cron.d/x` from /root is
+ * /etc/cron.d/x): it is checked as if it started at `/`, those `..` dropped.
+ */
+function rooted(norm: string): string {
+	const parts = partsOf(norm);
+	let i = 0;
+	if (!norm.startsWith("/")) while (parts[i] === "..") i++;
+	return `/${parts.slice(i).join("/")}`;
+}
+
 /** Why a change to this path is refused, or undefined when it is not protected. */
 export function sftpProtectedPath(path: string): string | undefined {
 	// A C server may end the path at the NUL (OpenSSH's drops the session): ".bashrc\0x" is .bashrc.
@@ -325,7 +350,7 @@ export function sftpProtectedPath(path: string): string | undefined {
 	// Check the path as written (a `.ssh/..` detour counts) and normalised (`a/../.ssh`, `//`).
 	const norm = posix.normalize(path);
 	for (const p of [path, norm]) {
-		const parts = p.split("/").filter((c) => c !== "" && c !== ".");
+		const parts = partsOf(p);
 		for (let i = 0; i < parts.length; i++) {
 			const c = parts[i]!;
 			if (SFTP_PROTECTED_NAMES.has(c)) return `${c} runs code on the target or lets keys in`;
@@ -334,13 +359,38 @@ export function sftpProtectedPath(path: string): string | undefined {
 			}
 		}
 	}
-	if (norm.startsWith("/")) {
-		for (const prefix of SFTP_PROTECTED_PREFIXES) {
-			if (norm === prefix || norm.startsWith(`${prefix}/`) || (prefix.endsWith("profile") && norm.startsWith(prefix))) {
-				return `${prefix} runs code on the target or controls who gets in`;
-			}
+	// A `..` after a directory name climbs from where that directory really is, and it may be a link:
+	// through a link `ssl` to /etc/ssl, `ssl/../cron.d/x` is /etc/cron.d/x, which the normalised text
+	// (`cron.d/x`) does not show. Clients send such paths only when a user types them.
+	const parts = partsOf(path);
+	const named = parts.findIndex((c) => c !== "..");
+	if (named >= 0 && parts.indexOf("..", named) >= 0) {
+		return "a .. after a directory name climbs from wherever that directory (possibly a link) really is; send the path without it";
+	}
+	const abs = rooted(norm);
+	for (const prefix of SFTP_PROTECTED_PREFIXES) {
+		if (abs === prefix || abs.startsWith(`${prefix}/`) || (prefix.endsWith("profile") && abs.startsWith(prefix))) {
+			return `${prefix} runs code on the target or controls who gets in${norm.startsWith("/") ? "" : " (a relative path is checked as if it started at /: the gateway does not know the login's directory)"}`;
 		}
 	}
+	return undefined;
+}
+
+/**
+ * Why linking or renaming this path (either side of a symlink, hardlink or rename) is refused: it would
+ * put a protected location where the path checks do not see it. A link *to* a directory above a
+ * protected prefix (`/`, `/etc`, `/var`, `/var/spool`; a relative target may climb to any of them) makes
+ * `l/cron.d/x` the file /etc/cron.d/x; a link to, named, or inside `.config`, or a rename of or onto
+ * `.config`, makes `l/systemd/user/x.service` one of ~/.config/systemd's units.
+ */
+export function sftpLinkHazard(path: string): string | undefined {
+	if (path.includes("\0")) return "a path with a NUL byte";
+	const norm = posix.normalize(path);
+	for (const p of [path, norm]) {
+		if (partsOf(p).includes(".config")) return ".config holds systemd, autostart and environment.d, which start programs on the target: it is not linked, renamed or linked into";
+	}
+	const abs = rooted(norm);
+	if (PREFIX_ANCESTORS.has(abs)) return `${abs} holds files that run code on the target (${SFTP_PROTECTED_PREFIXES.filter((p) => p.startsWith(abs === "/" ? "/" : `${abs}/`)).slice(0, 3).join(", ")}, ...): it is not linked or renamed`;
 	return undefined;
 }
 
@@ -410,9 +460,9 @@ export class SftpGuard {
 		}
 		if (p.length < 5) return { op: `type ${type}`, path: "", why: "truncated packet" };
 		const r = new WireReader(p, 5);
-		const paths = (op: string, names: string[]): SftpRefusal | undefined => {
+		const paths = (op: string, names: string[], links = false): SftpRefusal | undefined => {
 			for (const path of names) {
-				const why = sftpProtectedPath(path);
+				const why = sftpProtectedPath(path) ?? (links ? sftpLinkHazard(path) : undefined);
 				if (why) return { op, path: names.join(" -> "), why };
 			}
 			return undefined;
@@ -432,14 +482,14 @@ export class SftpGuard {
 				case Fxp.Setstat:
 					return paths("setstat", [r.string()]);
 				case Fxp.Rename:
-					return paths("rename", [r.string(), r.string()]);
+					return paths("rename", [r.string(), r.string()], true);
 				case Fxp.Symlink:
-					return paths("symlink", [r.string(), r.string()]);
+					return paths("symlink", [r.string(), r.string()], true);
 				case Fxp.Extended: {
 					const name = r.string();
 					if (!SFTP_KNOWN_EXTENSIONS.has(name)) return { op: "extended", path: name, why: "extended request not known to the gateway" };
-					if (name === "posix-rename@openssh.com") return paths("rename", [r.string(), r.string()]);
-					if (name === "hardlink@openssh.com") return paths("link", [r.string(), r.string()]);
+					if (name === "posix-rename@openssh.com") return paths("rename", [r.string(), r.string()], true);
+					if (name === "hardlink@openssh.com") return paths("link", [r.string(), r.string()], true);
 					if (name === "lsetstat@openssh.com") return paths("setstat", [r.string()]);
 					return undefined;
 				}
