@@ -68,6 +68,22 @@ export function isPlainEnvValue(v: string): boolean {
 	return /^[A-Za-z0-9._+@-]{0,64}$/.test(v);
 }
 
+/** The variables that choose the character set the target's shell reads the command line in. */
+const CHARSET_ENV = new Set(["LANG", "LC_ALL", "LC_CTYPE"]);
+
+/**
+ * Whether a LANG / LC_ALL / LC_CTYPE value keeps the target's shell reading the command line as the
+ * gateway does: `C`, `POSIX`, empty, or a name with a UTF-8 codeset (`en_US.UTF-8`, `C.utf8`,
+ * `sr_RS.UTF-8@latin`). In a locale whose multibyte characters may end in an ASCII byte (BIG5,
+ * BIG5-HKSCS, GBK, GB18030, SHIFT_JIS, ...), bash takes a `\` after a lead byte as half of a
+ * character: `echo \xa1\; touch f` is one `echo` to the gateway and `echo …; touch f` to bash in
+ * `zh_TW.BIG5` (test/ssh/issue-locale-charset.test.ts). A name without a codeset (`zh_TW`) may mean
+ * such a charset, so it does not travel either.
+ */
+export function isSafeCharsetLocale(v: string): boolean {
+	return v === "" || v === "C" || v === "POSIX" || /^[A-Za-z0-9_+-]+\.(?:utf-?8)(?:@[A-Za-z0-9_+-]+)?$/i.test(v);
+}
+
 export interface SshListenerOptions {
 	store: BundleStore;
 	recorder: Recorder;
@@ -930,8 +946,13 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			// target's shell can evaluate a variable's value (`${!LC_X}`, `${a[LC_X]}`, `${LC_X@P}` run a
 			// `$(cmd)` or `a[$(cmd)]` inside it), which would step around allowedCommands.
 			if (/^(LANG|LC_[A-Z]+|TERM)$/.test(info.key)) {
-				if (isPlainEnvValue(info.val)) env[info.key] = info.val;
-				else state.recorder.emit({ type: "notice", message: `env ${info.key} dropped: its value is not a plain name` });
+				if (!isPlainEnvValue(info.val)) state.recorder.emit({ type: "notice", message: `env ${info.key} dropped: its value is not a plain name` });
+				else if (CHARSET_ENV.has(info.key) && !isSafeCharsetLocale(info.val)) {
+					state.recorder.emit({
+						type: "notice",
+						message: `env ${info.key} dropped: ${info.val} is not a UTF-8 locale (in a multibyte charset such as BIG5 or GBK the target's shell can read a backslash as part of a character, and the command line differently from the gateway)`,
+					});
+				} else env[info.key] = info.val;
 			}
 			accept?.();
 		});
