@@ -201,14 +201,25 @@ function isNamespaceObject(req: KubeRequest): boolean {
 }
 
 /**
- * Requests that run a command in a container without being `create pods/exec`, as the `create pods/exec`
- * request a guardrail rule is matched against as well (the request itself is matched first):
+ * Requests that run a command in a container, or reach inside a workload, without being `create
+ * pods/exec`, as the `create pods/exec` request a guardrail rule is matched against as well (the request
+ * itself is matched first):
  * - `pods/attach` (any verb): the container's main process, a shell under `kubectl run -it` and the
  *   second half of `kubectl debug -it`;
  * - writing `pods/ephemeralcontainers` (patch/update): adds a container with any image and command to a
  *   running pod (`kubectl debug`);
  * - `nodes/proxy` (any verb, any path: the kubelet API has `/run`, `/exec`, `/attach`, `/portForward`,
- *   `/cri/...`, and its routing is not ours to second-guess), and the legacy `/api/v1/proxy/nodes/...`.
+ *   `/cri/...`, and its routing is not ours to second-guess), and the legacy `/api/v1/proxy/nodes/...`;
+ * - `pods/portforward` (any verb): a TCP stream into the pod's network namespace, its loopback-only
+ *   listeners included (admin and debug ports, sidecars' admin APIs), past every NetworkPolicy;
+ * - `pods/proxy` and `services/proxy` (any verb, any path; also the legacy `/api/v1/proxy/...`): HTTP from
+ *   the apiserver's own network position to the Pod's `status.podIPs` (for a Service, an Endpoints
+ *   address that a Pod of the Service's namespace lists there), past every NetworkPolicy. That status
+ *   is whatever was written to it: the kubelet's for a pod it runs, anyone's with `patch pods/status`
+ *   for a pod no kubelet runs (an unbound pod, or one bound to a node that does not exist), so a
+ *   sandbox Pod can name a prod pod's IP and the request reaches the prod workload. The alias has no
+ *   namespace: a rule limited to `prod` matches them in any namespace
+ *   (test/kube/issue-workload-reach.test.ts).
  * So a rule written as "no exec" (`resources: [pods/exec]`, with or without `verbs: [create]`) covers
  * them; rules naming them directly still work. Grants are not widened by this: a grant must list each.
  */
@@ -217,17 +228,42 @@ export function execEquivalent(req: KubeRequest): KubeRequest | undefined {
 	const verb = req.verb.toLowerCase();
 	let hit = false;
 	if (req.resource === "pods") {
-		hit = req.subresource === "attach" || (req.subresource === "ephemeralcontainers" && verb !== "get" && verb !== "list" && verb !== "watch");
-	} else if (req.resource === "nodes") {
-		hit = req.subresource === "proxy" || verb === "proxy";
+		hit =
+			req.subresource === "attach" ||
+			req.subresource === "portforward" ||
+			isProxyRequest(req) ||
+			(req.subresource === "ephemeralcontainers" && verb !== "get" && verb !== "list" && verb !== "watch");
+	} else if (req.resource === "nodes" || req.resource === "services") {
+		hit = isProxyRequest(req);
 	}
 	if (!hit) return undefined;
 	const alias: KubeRequest = { ...req, verb: "create", resource: "pods", subresource: "exec" };
-	// A node runs every namespace's pods: the alias has no namespace, so it matches every rule namespace.
-	if (req.resource === "nodes") {
+	// A node runs every namespace's pods, and a proxied Pod or Service reaches whatever address its
+	// namespace's Pod statuses say: the alias has no namespace, so it matches every rule namespace.
+	if (req.resource === "nodes" || isProxyRequest(req)) {
 		delete alias.namespace;
 		delete alias.name;
 	}
+	return alias;
+}
+
+/** `pods/proxy`, `services/proxy`, `nodes/proxy`, or the legacy `/api/v1/proxy/...` form of them (verb `proxy`). */
+function isProxyRequest(req: KubeRequest): boolean {
+	return req.subresource === "proxy" || req.verb.toLowerCase() === "proxy";
+}
+
+/**
+ * `pods/proxy` and `services/proxy` without their namespace, for rules that name them (or `pods/*`,
+ * `services/*`) in some namespaces: the address they reach is a Pod's `status.podIPs`, which need not
+ * be in the request's namespace (a sandbox Pod whose status was written to name a prod pod's IP, and a
+ * sandbox Service whose Endpoints name that Pod, reach prod's pod).
+ */
+function proxyAnywhere(req: KubeRequest): KubeRequest | undefined {
+	if ((req.apiGroup ?? "") !== "" || !(req.resource === "pods" || req.resource === "services") || !isProxyRequest(req)) return undefined;
+	if (req.namespace === undefined) return undefined;
+	const alias: KubeRequest = { ...req, subresource: "proxy" };
+	delete alias.namespace;
+	delete alias.name;
 	return alias;
 }
 
@@ -422,7 +458,19 @@ export function deleteAnswerRead(req: KubeRequest): KubeRequest | undefined {
 export function impliedRequests(req: KubeRequest): ImpliedRequest[] {
 	const exec = execEquivalent(req);
 	const out = deleteEquivalents(req);
-	if (exec) out.unshift({ req: exec, why: "runs commands in containers like pods/exec" });
+	if (exec) {
+		out.unshift({
+			req: exec,
+			why:
+				req.subresource === "attach" || req.subresource === "ephemeralcontainers" || req.resource === "nodes"
+					? "runs commands in containers like pods/exec"
+					: "reaches inside a workload like pods/exec",
+		});
+	}
+	const anywhere = proxyAnywhere(req);
+	if (anywhere) {
+		out.push({ req: anywhere, why: "it reaches the address a Pod's status names, which may be another namespace's workload" });
+	}
 	if (req.mayCreate) {
 		// An update or a server-side apply creates a missing object, authorized by the apiserver as create.
 		const alias: KubeRequest = { ...req, verb: "create" };
