@@ -247,6 +247,36 @@ export function execEquivalent(req: KubeRequest): KubeRequest | undefined {
 	return alias;
 }
 
+/**
+ * What `nodes/proxy` (any verb, any path; the legacy `/api/v1/proxy/nodes/...` too) is besides exec: the
+ * kubelet API behind it answers for every pod on the node, in any namespace. `/pods` and `/runningpods`
+ * list them whole (env values included), `/containerLogs/NS/POD/CONTAINER` and `/logs/pods/...` are
+ * their logs, `/attach`, `/portForward` the other streams. Each alias has no namespace, so a rule
+ * limited to `prod` on `get pods`, `pods/log`, `pods/attach` or `pods/portforward` matches it
+ * (test/kube/issue-node-proxy-reads.test.ts).
+ */
+function nodeProxyEquivalents(req: KubeRequest): ImpliedRequest[] {
+	if ((req.apiGroup ?? "") !== "" || req.resource !== "nodes" || !isProxyRequest(req)) return [];
+	const alias = (verb: string, subresource?: string): KubeRequest => {
+		const a: KubeRequest = { ...req, verb, resource: "pods" };
+		if (subresource) a.subresource = subresource;
+		else delete a.subresource;
+		delete a.namespace;
+		delete a.name;
+		delete a.handsOver;
+		delete a.mayCreate;
+		return a;
+	};
+	const why = "the kubelet API behind nodes/proxy answers for every pod on the node";
+	return [
+		{ req: alias("get"), why: `${why}: /pods lists them whole, like get pods` },
+		{ req: alias("list"), why: `${why}: /pods lists them whole, like list pods` },
+		{ req: alias("get", "log"), why: `${why}: /containerLogs reads their logs, like pods/log` },
+		{ req: alias("create", "attach"), why: `${why}: /attach, like pods/attach` },
+		{ req: alias("create", "portforward"), why: `${why}: /portForward, like pods/portforward` },
+	];
+}
+
 /** `pods/proxy`, `services/proxy`, `nodes/proxy`, or the legacy `/api/v1/proxy/...` form of them (verb `proxy`). */
 function isProxyRequest(req: KubeRequest): boolean {
 	return req.subresource === "proxy" || req.verb.toLowerCase() === "proxy";
@@ -467,6 +497,7 @@ export function impliedRequests(req: KubeRequest): ImpliedRequest[] {
 					: "reaches inside a workload like pods/exec",
 		});
 	}
+	out.push(...nodeProxyEquivalents(req));
 	const anywhere = proxyAnywhere(req);
 	if (anywhere) {
 		out.push({ req: anywhere, why: "it reaches the address a Pod's status names, which may be another namespace's workload" });
