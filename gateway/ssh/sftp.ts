@@ -316,6 +316,11 @@ export const SFTP_PROTECTED_PREFIXES: readonly string[] = [
 	"/etc/shadow",
 	"/etc/group",
 	"/var/spool/cron",
+	// The kernel's own files: /proc/sys/kernel/core_pattern and /proc/sys/kernel/modprobe name programs
+	// the kernel runs as root, and /proc/self/root (or /proc/PID/root, /proc/self/cwd) is `/` again under
+	// another name, so `/proc/self/root/etc/cron.d/x` is /etc/cron.d/x.
+	"/proc",
+	"/sys",
 ];
 
 /** Path components, `.` and empty ones dropped (`..` kept). */

@@ -11,7 +11,9 @@
  *   logins that can write there (root): a relative path (`../etc/cron.d/job` from /root), a link the
  *   agent made to a directory above them (`symlink /etc e`, then `e/cron.d/job`), or a `..` after a link
  *   (`ssl` → /etc/ssl, then `ssl/../cron.d/job`, which the kernel resolves from /etc/ssl while the text
- *   normalises to `~/cron.d/job`) reached them.
+ *   normalises to `~/cron.d/job`) reached them, and so did `/proc/self/root/etc/cron.d/job` (`/`
+ *   under another name); `/proc/sys/kernel/core_pattern` (a program the kernel runs as root) was not
+ *   on the list at all.
  * Now links and renames of, onto, into or to `.config` and the directories above the prefixes are
  * refused, relative paths are checked as if they started at `/`, and a `..` after a directory name is
  * refused in changes. The test login cannot write /etc (and sshd refuses root here), so for the prefix
@@ -159,6 +161,9 @@ test("relative paths, links to /etc and `..` after a link do not reach the prote
 				["symlink e -> ../../etc", (cb) => makeLink(sftp, `${home}/e`, "../../etc", cb)],
 				["symlink e -> /", (cb) => makeLink(sftp, `${home}/e`, "/", cb)],
 				["setstat through ssl/../cron.d", (cb) => sftp.setstat(`${home}/ssl/../cron.d/drawbridge-job`, { mode: 0o644 }, cb)],
+				// `/` under another name, and the kernel's own programs.
+				["open /proc/self/root/etc/cron.d/job for writing", (cb) => sftp.open("/proc/self/root/etc/cron.d/drawbridge-job", "w", (err, h) => (h ? sftp.close(h, () => cb(err)) : cb(err)))],
+				["open /proc/sys/kernel/core_pattern for writing", (cb) => sftp.open("/proc/sys/kernel/core_pattern", "w", (err, h) => (h ? sftp.close(h, () => cb(err)) : cb(err)))],
 			];
 			// A link to a harmless directory under /etc is allowed (and made): the `..` after it is what is refused.
 			assert.equal(await outcome((cb) => makeLink(sftp, `${home}/ssl`, "/etc/ssl", cb)), undefined);
