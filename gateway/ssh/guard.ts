@@ -10,7 +10,8 @@
  */
 /**
  * Reconstructs the line being typed from keystrokes. `feed` returns segments: bytes to forward now and
- * completed lines whose terminator (CR/LF) is held back until a decision.
+ * completed lines whose terminator (CR, LF, or ^O, which bash's readline also runs the line on) is held
+ * back until a decision.
  */
 export type LineSegment = { kind: "bytes"; data: Buffer } | { kind: "line"; line: string; dirty: boolean; terminator: Buffer };
 
@@ -26,14 +27,20 @@ export class LineTracker {
 		for (let i = 0; i < chunk.length; i++) {
 			const c = chunk[i]!;
 			if (this.#inEscape) {
-				// CSI / SS3 sequences end with a byte in 0x40..0x7e (after the introducer).
-				if (c >= 0x40 && c <= 0x7e && c !== 0x5b && c !== 0x4f) this.#inEscape = false;
-				continue;
+				// CSI / SS3 sequences end with a byte in 0x40..0x7e (after the introducer). A control byte is
+				// never part of one: it ends the sequence and counts as itself (ESC then CR is a meta-Enter
+				// to readline, which ran the line; swallowed here, the CR went through undecided).
+				if (c >= 0x20) {
+					if (c >= 0x40 && c <= 0x7e && c !== 0x5b && c !== 0x4f) this.#inEscape = false;
+					continue;
+				}
+				this.#inEscape = false;
 			}
 			switch (c) {
 				case 0x0d: // CR
-				case 0x0a: {
-					// LF
+				case 0x0a: // LF
+				case 0x0f: {
+					// ^O: bash binds it to operate-and-get-next, which runs the line like Enter.
 					if (i > start) out.push({ kind: "bytes", data: chunk.subarray(start, i) });
 					out.push({ kind: "line", line: this.#line, dirty: this.#dirty, terminator: chunk.subarray(i, i + 1) });
 					this.#line = "";

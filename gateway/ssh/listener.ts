@@ -1404,8 +1404,9 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 					if ("refused" in d) {
 						state.recorder.emit({ type: "exec", command: line, decision: d.decision, ...base });
 						tell(d.refused);
-						// Kill the typed line on the remote shell, then an empty Enter for a fresh prompt.
-						up.write("\x15\r");
+						// Kill the typed line on the remote shell, then an empty Enter for a fresh prompt. ^G first:
+						// after a relayed ESC, readline would read ^U as Meta-^U and the Enter would run the line.
+						up.write("\x07\x15\r");
 						continue;
 					}
 					state.recorder.emit({ type: "exec", command: line, decision: d.decision, ...base });

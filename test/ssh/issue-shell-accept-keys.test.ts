@@ -1,0 +1,130 @@
+/**
+ * Keys that run the typed line without an Enter (red-team round 9). Real OpenSSH `ssh -tt` → gateway
+ * → real sshd, login shell bash, under a grant with a shell and a GuardrailPolicy rule blocking
+ * `touch *` (shell lines are checked: the gateway holds each line's Enter until the line is decided).
+ *
+ * The line tracker held CR and LF only. bash's readline also accepts the line on Ctrl-O
+ * (operate-and-get-next, bound by bash by default): `touch f` then Ctrl-O ran `touch f` with no
+ * decision and no `exec` event in the recording. And a CR or LF right after an ESC was swallowed as
+ * part of an escape sequence and relayed undecided (a shell reading in cooked mode, dash, `read`,
+ * ends the line there). Now Ctrl-O is a held terminator like Enter, a control byte ends an escape
+ * sequence (CR/LF after ESC are held), and the refusal's line kill starts with ^G (after a relayed
+ * ESC readline would take the ^U for Meta-^U, and the Enter after it would run the line).
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { LineTracker } from "../../gateway/ssh/guard.ts";
+import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
+import { type SshdHandle, startSshd } from "../env/index.ts";
+import { approvalService, MemoryRecorder, makeBundle, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "./fixtures.ts";
+import { type KeyPair, KeyDir } from "./keys.ts";
+
+const keys = new KeyDir();
+let sshd: SshdHandle;
+let issuer: TokenIssuer;
+let gw: SshListener;
+let agent: KeyPair;
+let certFile: string;
+let knownHosts: string;
+const recorder = new MemoryRecorder();
+const marker = `/tmp/drawbridge-accept-keys-${process.pid}`;
+
+before(async () => {
+	issuer = await tokenIssuer();
+	sshd = await startSshd();
+	const ca = keys.keygen("ed25519");
+	agent = keys.keygen("ed25519");
+	const store = storeWith(
+		makeBundle(issuer, {
+			connections: [sshdConnection(sshd, "web")],
+			grants: [sshGrant(sshd, "lee", "web", { allowShell: true })],
+			guardrailPolicies: [{ key: "ops/web-rules", selector: { matchLabels: { env: "prod" } }, rules: [{ name: "no-touch", action: "block", ssh: { commands: ["touch *"] } }] }],
+			ssh: { userCaKeys: [ca.publicKey] },
+			credentials: sshdCredentials(sshd),
+		}),
+	);
+	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
+	knownHosts = join(keys.dir, "known_hosts");
+	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
+	certFile = join(keys.dir, "agent-cert.pub");
+	writeFileSync(certFile, `${keys.sign(ca, agent, { id: "sub=lee;grant=ops/lee", principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+});
+
+after(async () => {
+	rmSync(marker, { force: true });
+	await gw?.close();
+	await sshd?.stop();
+	keys.cleanup();
+});
+
+/** An interactive `ssh -tt` session: `type` writes keystrokes, `waitFor` waits for output. */
+function session() {
+	const args = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`];
+	args.push("-o", "IdentitiesOnly=yes", "-i", agent.path, "-o", `CertificateFile=${certFile}`, "-tt", "-p", String(gw.address.port), "-l", `${sshd.user}@web`, "127.0.0.1");
+	const child = spawn("ssh", args);
+	let out = "";
+	child.stdout.on("data", (b: Buffer) => (out += b.toString()));
+	child.stderr.on("data", (b: Buffer) => (out += b.toString()));
+	const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
+	return {
+		output: () => out,
+		type: (s: string) => child.stdin.write(s),
+		waitFor: (re: RegExp, orElse: () => boolean = () => false) => waitUntil(`${re} in the terminal`, () => re.test(out) || orElse(), 20_000),
+		end: async () => {
+			child.stdin.write("exit\n");
+			await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+			child.kill();
+		},
+	};
+}
+
+/** Types `touch marker` ended by `key` at a prompt, then a sentinel line; returns the terminal output. */
+async function attempt(key: string): Promise<string> {
+	const s = session();
+	try {
+		await s.waitFor(/\$ $/m);
+		s.type(`touch ${marker}${key}`);
+		// The sentinel runs after whatever the key did to the line (refused, or still pending); if the key
+		// ran the line undecided, the marker shows it (the sentinel then joins the tracked line and is refused).
+		s.type("echo sentinel-$((40+2))\r");
+		await s.waitFor(/sentinel-42/, () => existsSync(marker));
+		return s.output();
+	} finally {
+		await s.end();
+	}
+}
+
+test("control: touch typed with Enter is refused by the rule", { timeout: 60_000 }, async () => {
+	rmSync(marker, { force: true });
+	const out = await attempt("\r");
+	assert.match(out, /no-touch/);
+	assert.equal(existsSync(marker), false);
+});
+
+test("touch typed with Ctrl-O (operate-and-get-next) instead of Enter is decided like Enter", { timeout: 60_000 }, async () => {
+	rmSync(marker, { force: true });
+	const out = await attempt("\x0f");
+	assert.equal(existsSync(marker), false, `touch ran without a decision:\n${out}`);
+	assert.ok(recorder.events("exec").some((e) => e.command === `touch ${marker}` && e.decision === "block"), JSON.stringify(recorder.events("exec")));
+	// After a relayed ESC the refusal's ^U would be Meta-^U to readline: the kill starts with ^G now.
+	rmSync(marker, { force: true });
+	const esc = await attempt("\x1b\r");
+	assert.equal(existsSync(marker), false, `touch ran:\n${esc}`);
+});
+
+test("line tracker: ^O is a held terminator; a CR or LF right after ESC ends the escape and is held", () => {
+	for (const [input, terminator] of [
+		["touch f\x0f", "\x0f"],
+		["touch f\x1b\r", "\r"],
+		["touch f\x1b\n", "\n"],
+		["touch f\x1b[A\r", "\r"],
+	] as const) {
+		const lines = new LineTracker().feed(Buffer.from(input)).filter((s) => s.kind === "line");
+		assert.equal(lines.length, 1, JSON.stringify(input));
+		const line = lines[0]!;
+		assert.ok(line.kind === "line" && line.terminator.toString() === terminator && line.line === "touch f", JSON.stringify(input));
+	}
+});
