@@ -287,6 +287,12 @@ export const SFTP_PROTECTED_NAMES: ReadonlySet<string> = new Set([
 	".shosts",
 	".k5login",
 	".gitconfig",
+	// Debian's and Ubuntu's ~/.bashrc sources ~/.bash_aliases in every interactive shell (and, through
+	// bash-completion, ~/.bash_completion); readline reads ~/.inputrc, whose macros type text, newlines
+	// included, for one key (a line run unchecked).
+	".bash_aliases",
+	".bash_completion",
+	".inputrc",
 ]);
 
 /** Absolute paths (and everything under them) that run code when changed, for logins that can write them. */
@@ -295,6 +301,9 @@ export const SFTP_PROTECTED_PREFIXES: readonly string[] = [
 	"/etc/profile",
 	"/etc/profile.d",
 	"/etc/bash.bashrc",
+	"/etc/bash_completion",
+	"/etc/bash_completion.d",
+	"/etc/inputrc",
 	"/etc/environment",
 	"/etc/ld.so.preload",
 	"/etc/ld.so.conf",

@@ -182,6 +182,21 @@ test("relative paths, links to /etc and `..` after a link do not reach the prote
 	}
 });
 
+test("~/.inputrc (readline macros type a line and its Enter for one key) and ~/.bash_aliases (sourced by Debian's .bashrc) cannot be written", { timeout: 60_000 }, async () => {
+	const payload = join(keys.dir, "inputrc");
+	writeFileSync(payload, '"\\C-t": "touch /tmp/drawbridge-inputrc-ran\\n"\n');
+	try {
+		for (const name of [".inputrc", ".bash_aliases", ".bash_completion"]) {
+			rmSync(join(home, name), { force: true });
+			const r = await sftpBatch([`put ${payload} ${name}`]);
+			assert.equal(existsSync(join(home, name)), false, `${name} written: ${r.stderr}`);
+			assert.match(r.stderr, new RegExp(`drawbridge: sftp: write .*${name.replace(".", "\\.")} refused`), r.stderr);
+		}
+	} finally {
+		for (const name of [".inputrc", ".bash_aliases", ".bash_completion"]) rmSync(join(home, name), { force: true });
+	}
+});
+
 test("ordinary links, renames and relative writes still work", { timeout: 60_000 }, async () => {
 	cleanHome();
 	try {
