@@ -176,7 +176,9 @@ const DROP_REQUEST_HEADERS = new Set([
 ]);
 
 /**
- * The agent's headers as forwarded upstream. Its `Connection` header is never forwarded, upgrade or
+ * The agent's headers as forwarded upstream. `X-Remote-*` are dropped like `Impersonate-*`: an
+ * apiserver that trusts the gateway's client certificate as a front proxy (requestheader auth) takes
+ * the user, groups, uid and extras from them. Its `Connection` header is never forwarded, upgrade or
  * not: its options name fields an intermediary must remove before forwarding (RFC 9110 section 7.6.1),
  * and a proxy in front of the apiserver that does so (Go's httputil.ReverseProxy, most L7 proxies)
  * removed the gateway's own `Impersonate-User`/`Impersonate-Group` when the agent sent `Connection:
@@ -187,7 +189,7 @@ function filterRequestHeaders(raw: http.IncomingHttpHeaders, upgrade: boolean): 
 	const out: http.OutgoingHttpHeaders = {};
 	for (const [k, v] of Object.entries(raw)) {
 		const key = k.toLowerCase();
-		if (v === undefined || DROP_REQUEST_HEADERS.has(key) || key.startsWith("impersonate-") || key === "connection") continue;
+		if (v === undefined || DROP_REQUEST_HEADERS.has(key) || key.startsWith("impersonate-") || key.startsWith("x-remote-") || key === "connection") continue;
 		if (!upgrade && key === "upgrade") continue;
 		out[key] = v;
 	}

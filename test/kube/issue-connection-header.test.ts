@@ -29,6 +29,8 @@ let issuer: TokenIssuer;
 let proxy: https.Server;
 /** Connection options the proxy saw on upgrade requests, lower case. */
 const seenOptions: string[][] = [];
+/** Header names the proxy received from the gateway, per request. */
+const seenNames: string[][] = [];
 
 /**
  * An HTTP/1.1 intermediary doing what RFC 9110 7.6.1 asks: remove the fields the Connection header
@@ -40,6 +42,7 @@ function conformantHeaders(raw: http.IncomingHttpHeaders, apiserverHost: string)
 		.map((o) => o.trim().toLowerCase())
 		.filter((o) => o !== "");
 	seenOptions.push(options);
+	seenNames.push(Object.keys(raw));
 	const out: http.OutgoingHttpHeaders = {};
 	for (const [k, v] of Object.entries(raw)) if (v !== undefined && k !== "connection" && k !== "host" && !options.includes(k)) out[k] = v;
 	out.host = apiserverHost;
@@ -162,4 +165,32 @@ test("an agent's Connection options never reach the apiserver's side: a conforma
 		assert.doesNotMatch(r.text, /hunter2|cHJvZA|aHVudGVy/, connection);
 		assert.deepEqual(seenOptions, [["upgrade"]], connection);
 	}
+});
+
+test("an agent's X-Remote-* headers never reach the apiserver's side (they would name the user to a front-proxy-trusting apiserver)", async () => {
+	const token = await issuer.token("lee");
+	seenNames.length = 0;
+	const r = await httpsText({
+		hostname: "127.0.0.1",
+		port: gw.address.port,
+		method: "GET",
+		path: "/k8s/cluster-prod/api/v1/namespaces/prod/secrets",
+		ca: kube.caPem,
+		agent: false,
+		headers: {
+			authorization: `Bearer ${token}`,
+			"X-Remote-User": "system:admin",
+			"x-remote-group": "system:masters",
+			"X-Remote-Extra-Scopes": "all",
+			"X-Remote-Uid": "0",
+		},
+	});
+	assert.equal(r.status, 403, r.text);
+	assert.equal(seenNames.length, 1);
+	assert.deepEqual(
+		seenNames[0]!.filter((n) => n.startsWith("x-remote-")),
+		[],
+		`forwarded: ${seenNames[0]!.join(", ")}`,
+	);
+	assert.ok(seenNames[0]!.includes("impersonate-user"));
 });
