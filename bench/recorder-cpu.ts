@@ -5,7 +5,7 @@
  * alone, per event, medians of interleaved child runs. CPU time, not wall time: the neighbours' load
  * moves it far less. Not a timed test.
  *
- * Usage: ./node_modules/.bin/node --import tsx bench/recorder-cpu.ts [--events 300000] [--runs 5] [--baseline REF]
+ * Usage: ./node_modules/.bin/node --import tsx bench/recorder-cpu.ts [--events 300000] [--runs 5] [--baseline REF] [--chunk-bytes N]
  *
  * Prints a table: process and main-thread CPU µs per event (medians) per tree, and with --baseline
  * the now/baseline ratios. `--child DIR` is internal: one measured run of the recorder in tree DIR
@@ -13,6 +13,10 @@
  *
  * --baseline REF measures the recorder of git REF as well (a worktree, this checkout's node_modules),
  * in the same interleaved runs, and prints now/baseline ratios.
+ *
+ * --chunk-bytes N seals chunks at N bytes of text instead of the recorder's default (1 MiB): with
+ * small chunks each session seals and uploads thousands, as a session open for hours does, so what
+ * the recorder pays per chunk (and any cost that grows with the session's chunk count) dominates.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
@@ -26,10 +30,14 @@ const { values: flags } = benchArgs(import.meta.url, {
 		events: { type: "string", default: "300000" },
 		runs: { type: "string", default: "5" },
 		baseline: { type: "string" },
+		"chunk-bytes": { type: "string" },
 		child: { type: "string" },
 	},
 });
 const EVENTS = Number(flags.events);
+/** The recorder's chunkMaxBytes (its default when not given): small chunks make per-chunk costs dominate. */
+const CHUNK_BYTES = flags["chunk-bytes"] === undefined ? undefined : Number(flags["chunk-bytes"]);
+if (CHUNK_BYTES !== undefined && !(CHUNK_BYTES >= 1024)) throw new TypeError(`--chunk-bytes: at least 1024, not ${flags["chunk-bytes"]}`);
 
 /** utime + stime of one thread, µs. */
 const threadCpu = (tid: number) => {
@@ -63,7 +71,7 @@ async function child(root: string): Promise<void> {
 		const store = new DirStore(join(dir, "store"));
 		await store.init();
 		const { key } = await generateRecordingKey();
-		const rec = new DiskRecorder({ spoolDir: join(dir, "spool"), store, key });
+		const rec = new DiskRecorder({ spoolDir: join(dir, "spool"), store, key, ...(CHUNK_BYTES ? { chunkMaxBytes: CHUNK_BYTES } : {}) });
 		await rec.start();
 		const sessions = await Promise.all(Array.from({ length: 8 }, (_, i) => rec.openSession(meta({ sessionId: `bench-${i}-${process.pid}` }))));
 		const cpu0 = process.cpuUsage();
@@ -120,7 +128,7 @@ if (flags.child) {
 		for (let r = 0; r < runs; r++) {
 			// Alternate the order so that neither tree always runs first.
 			for (const t of r % 2 ? [...trees].reverse() : trees) {
-				const out = spawnSync(process.execPath, ["--liftoff-only", "--import", "tsx", import.meta.filename, "--child", t.dir, "--events", String(EVENTS)], { encoding: "utf8" });
+				const out = spawnSync(process.execPath, ["--liftoff-only", "--import", "tsx", import.meta.filename, "--child", t.dir, "--events", String(EVENTS), ...(CHUNK_BYTES ? ["--chunk-bytes", String(CHUNK_BYTES)] : [])], { encoding: "utf8" });
 				if (out.status !== 0) throw new Error(`child (${t.name}) failed: ${out.stderr}`);
 				const m = JSON.parse(out.stdout.trim().split("\n").pop()!) as { process: number; main: number; threads: Record<string, number> };
 				(results[t.name] ??= []).push(m);
