@@ -28,6 +28,7 @@
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { grantSubjectsDigest } from "../gateway/config/canonical.ts";
 import { DEFAULT_UPSTREAM_CIPHERS, sshCryptoBinding, startSshListener } from "../gateway/ssh/listener.ts";
 import { packetPoolStats } from "../gateway/ssh/packet-pool.ts";
 import { startSshd } from "../test/env/index.ts";
@@ -92,7 +93,7 @@ async function main(): Promise<void> {
 		const ca = keys.keygen("ed25519");
 		const agent = keys.keygen("ed25519");
 		const certFile = join(keys.dir, "agent-cert.pub");
-		writeFileSync(certFile, `${keys.sign(ca, agent, { id: "sub=bench;grant=bench/ssh", principals: [sshd.user], validity: "-5m:+2h" })}\n`);
+		writeFileSync(certFile, `${keys.sign(ca, agent, { id: `sub=bench;grant=bench/ssh;subjects=${grantSubjectsDigest([{ kind: "User", name: "bench" }])}`, principals: [sshd.user], validity: "-5m:+2h" })}\n`);
 		const recorder = new MemoryRecorder();
 		const store = storeWith(
 			makeBundle(issuer, {

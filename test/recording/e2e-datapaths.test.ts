@@ -21,7 +21,7 @@ import { parseEndpoint, S3Store } from "../../gateway/recording/store.ts";
 import { verifySession } from "../../gateway/recording/verify.ts";
 import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
 import { issueCert, type MinioHandle, type PostgresHandle, printLogsOnFailure, run, type SshdHandle, startMinio, startPostgres, startSshd } from "../env/index.ts";
-import { approvalService, makeBundle, storeWith, tokenIssuer } from "../ssh/fixtures.ts";
+import { approvalService, leeCertId, makeBundle, storeWith, tokenIssuer } from "../ssh/fixtures.ts";
 import { KeyDir } from "../ssh/keys.ts";
 import { makeRecorder, meta, tempDir } from "./fixtures.ts";
 
@@ -306,7 +306,7 @@ test("a real OpenSSH interactive session through the gateway: terminal.cast play
 		const knownHosts = join(keys.dir, "known_hosts_rec");
 		writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
 		const certFile = join(keys.dir, "rec-cert.pub");
-		writeFileSync(certFile, `${keys.sign(ca, agent, { id: "sub=lee;grant=ops/break-glass", principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+		writeFileSync(certFile, `${keys.sign(ca, agent, { id: leeCertId("ops/break-glass"), principals: [sshd.user], validity: "-5m:+1h" })}\n`);
 		const args = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "IdentitiesOnly=yes", "-i", agent.path, "-o", `CertificateFile=${certFile}`, "-p", String(gw.address.port), "-l", `${sshd.user}@db-primary`, "127.0.0.1", "-tt"];
 		const r = await run("ssh", args, { input: "echo recorded-$((6*7))\nrm -rf /tmp/drawbridge-rec-nothing\nexit\n", timeoutMs: 30_000 });
 		assert.match(r.stdout, /recorded-42/);

@@ -19,7 +19,7 @@ import { after, before, test } from "node:test";
 import { LineTracker } from "../../gateway/ssh/guard.ts";
 import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
 import { type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, MemoryRecorder, makeBundle, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "./fixtures.ts";
+import { approvalService, leeCertId, MemoryRecorder, makeBundle, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const keys = new KeyDir();
@@ -50,7 +50,7 @@ before(async () => {
 	knownHosts = join(keys.dir, "known_hosts");
 	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
 	certFile = join(keys.dir, "agent-cert.pub");
-	writeFileSync(certFile, `${keys.sign(ca, agent, { id: "sub=lee;grant=ops/lee", principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+	writeFileSync(certFile, `${keys.sign(ca, agent, { id: leeCertId("ops/lee"), principals: [sshd.user], validity: "-5m:+1h" })}\n`);
 });
 
 after(async () => {
