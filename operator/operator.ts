@@ -99,6 +99,7 @@ export class Operator {
 		this.grantReconciler = new GrantReconciler({
 			...common,
 			connection: (key) => this.connections.get(key),
+			connections: () => this.connections.list(),
 			keyRing: () => {
 				if (!this.ring) throw new Error("signing keys not loaded");
 				return this.ring;
@@ -383,8 +384,11 @@ export class Operator {
 		const q = this.queues;
 		if (!q) return;
 		const [ns, name] = [key.slice(0, key.indexOf("/")), key.slice(key.indexOf("/") + 1)];
-		for (const g of this.grants.list()) if (g.metadata.namespace === ns && g.spec.connection === name) q.grants.add(`${ns}/${g.metadata.name}`);
+		// Grants and statuses of every Connection of this name: which one holds the name in the bundle
+		// (the oldest) moves with this one's creation or deletion.
+		for (const g of this.grants.list()) if (g.spec.connection === name) q.grants.add(`${g.metadata.namespace}/${g.metadata.name}`);
 		q.status.add(`Connection/${key}`);
+		for (const c of this.connections.list()) if (c.metadata.name === name) q.status.add(`Connection/${c.metadata.namespace}/${name}`);
 		for (const p of this.masking.list()) if (p.metadata.namespace === ns) q.status.add(`MaskingPolicy/${ns}/${p.metadata.name}`);
 		for (const p of this.guardrails.list()) if (p.metadata.namespace === ns) q.status.add(`GuardrailPolicy/${ns}/${p.metadata.name}`);
 		this.kickBundle();

@@ -18,7 +18,7 @@ import type { Logger } from "pino";
 import type { AccessGrant, AccessGrantStatus, Connection } from "../../crds/index.ts";
 import { ed25519OpenSshPrivateKey, ed25519PublicKeyLine, signUserCertificate } from "../../crds/ssh-certificate.ts";
 import { canonicalJson, grantSubjectsDigest } from "../../gateway/config/canonical.ts";
-import { toSubjectMatcher } from "../config/compile.ts";
+import { toSubjectMatcher, withoutDuplicateNames } from "../config/compile.ts";
 import { type KeyRing, mintGrantToken, tokenRefreshAt } from "../credentials/jwt.ts";
 import { dropRole, ensureRole, generatePassword } from "../credentials/postgres-roles.ts";
 import { type KubeClient, KubeError, type KubeObject, SECRETS } from "../kube/client.ts";
@@ -37,6 +37,8 @@ export interface GrantReconcilerDeps {
 	metrics: OperatorMetrics;
 	events: EventRecorder;
 	connection(key: string): Connection | undefined;
+	/** Every Connection known (a name clash across namespaces leaves all but the oldest out of the bundle). */
+	connections(): Connection[];
 	keyRing(): KeyRing;
 	/** The SSH user CA (signs agents' certificates for ssh grants). */
 	sshUserCa(): SshCaKey;
@@ -82,7 +84,7 @@ export class GrantReconciler {
 		}
 		const connection = await this.connectionFor(`${ns}/${grant.spec.connection}`);
 		const now = new Date();
-		const decision = decideGrant(grant, connection, now);
+		const decision = decideGrant(grant, connection, now, connection ? this.nameHeldBy(connection) : undefined);
 		let credentialError: string | undefined;
 		let credential: AccessGrantStatus["credential"] | undefined;
 		let refreshAt: Date | undefined;
@@ -154,6 +156,12 @@ export class GrantReconciler {
 	}
 
 	/** The watch cache first; on a miss a fresh read (a Connection applied in the same sync may not be cached yet). */
+	/** The Connection of another namespace that keeps `c`'s name in the bundle, when `c` lost it. */
+	private nameHeldBy(c: Connection): string | undefined {
+		const holder = withoutDuplicateNames(this.d.connections()).kept.find((k) => k.metadata.name === c.metadata.name);
+		return holder && holder.metadata.namespace !== c.metadata.namespace ? `${holder.metadata.namespace}/${holder.metadata.name}` : undefined;
+	}
+
 	private async connectionFor(key: string): Promise<Connection | undefined> {
 		const cached = this.d.connection(key);
 		if (cached) return cached;

@@ -22,6 +22,7 @@ import {
 	NS,
 	OP_NS,
 	connectionYaml,
+	type GrantObj,
 	getGrant,
 	getSecret,
 	gitSourceYaml,
@@ -492,4 +493,46 @@ test("the operator's RBAC is least privilege: no cluster-wide Secret listing, no
 	const key = await getSecret(env, OP_NS, "drawbridge-recording-key");
 	const { kid } = await recordingKeyFromJwk(JSON.parse(key!["recording-key.jwk"]!));
 	assert.deepEqual((JSON.parse(cm.body.data["keys.json"]!) as { keys: { kid: string }[] }).keys.map((k) => k.kid), [kid]);
+});
+
+test("a grant on a Connection whose name an older Connection of another namespace holds is Invalid (ConnectionNameInUse) with no token; Active once the name is free", async () => {
+	// Team aaa's Connection takes the name of team's older `orders`: the bundle keeps team's, so aaa's
+	// grant cannot be used and must not say Active or hold a token (it did: only the Connection's
+	// status told).
+	await kubectlOk(env.kube, ["create", "namespace", "aaa"]);
+	await kubectlOk(
+		env.kube,
+		["apply", "-n", "aaa", "-f", "-"],
+		`apiVersion: access.drawbridge.dev/v1alpha1
+kind: Connection
+metadata:
+  name: orders
+spec:
+  type: postgres
+  host: 127.0.0.1
+  port: ${env.pg.port}
+  credentialSecretRef:
+    name: aaa-admin
+  postgres:
+    database: ${env.pg.database}
+    credentialMode: static
+`,
+	);
+	await kubectlOk(env.kube, ["apply", "-n", "aaa", "-f", "-"], grantYaml("aaa-reader", { subject: "mallory" }));
+	const aaaGrant = async () => {
+		const r = await env.kube.request<GrantObj>("GET", "/apis/access.drawbridge.dev/v1alpha1/namespaces/aaa/accessgrants/aaa-reader");
+		return r.status === 200 ? r.body : undefined;
+	};
+	const invalid = await waitFor("Invalid", async () => {
+		const g = await aaaGrant();
+		return g?.status?.phase === "Invalid" ? g : undefined;
+	});
+	const ready = invalid.status!.conditions!.find((c) => c.type === "Ready")!;
+	assert.equal(ready.reason, "ConnectionNameInUse");
+	assert.match((ready as { message?: string }).message ?? "", new RegExp(`older Connection ${NS}/orders`));
+	assert.equal(await getSecret(env, "aaa", "drawbridge-token-aaa-reader"), undefined, "no token for a grant left out of the bundle");
+	// The holder goes: the name is aaa's now, and its grant is reconciled at once (not at the next resync).
+	await kubectlOk(env.kube, ["delete", "connection", "orders", "-n", NS, "--wait=false"]);
+	await waitFor("Active", async () => (await aaaGrant())?.status?.phase === "Active");
+	await waitFor("token", () => getSecret(env, "aaa", "drawbridge-token-aaa-reader"));
 });

@@ -23,6 +23,7 @@ export type GrantReason =
 	| "RemovedFromSource"
 	| "ConnectionNotFound"
 	| "ConnectionTypeMismatch"
+	| "ConnectionNameInUse"
 	| "InvalidSpec";
 
 export interface WantedToken {
@@ -114,13 +115,18 @@ function connectionType(c: Connection): string {
 	return c.spec.type;
 }
 
-export function decideGrant(grant: AccessGrant, connection: Connection | undefined, now: Date): GrantDecision {
-	const decision = decideGrantAt(grant, connection, now);
+/**
+ * `nameHeldBy`: the Connection (`namespace/name`) of another namespace that holds the grant's
+ * Connection's name in the gateway bundle (`withoutDuplicateNames`): the grant's Connection is left out
+ * of the bundle with its grants, so the grant is Invalid and no credential is issued for it.
+ */
+export function decideGrant(grant: AccessGrant, connection: Connection | undefined, now: Date, nameHeldBy?: string): GrantDecision {
+	const decision = decideGrantAt(grant, connection, now, nameHeldBy);
 	const firstSeenAt = firstSeenOf(grant, now);
 	return firstSeenAt === undefined || decision.phase === "Revoked" ? decision : { ...decision, firstSeenAt };
 }
 
-function decideGrantAt(grant: AccessGrant, connection: Connection | undefined, now: Date): GrantDecision {
+function decideGrantAt(grant: AccessGrant, connection: Connection | undefined, now: Date, nameHeldBy: string | undefined): GrantDecision {
 	const origin = originOf(grant);
 	const ns = grant.metadata.namespace ?? "default";
 	const key = `${ns}/${grant.metadata.name}`;
@@ -162,6 +168,15 @@ function decideGrantAt(grant: AccessGrant, connection: Connection | undefined, n
 	}
 	if (!connection) {
 		return { phase: "Invalid", reason: "ConnectionNotFound", message: `Connection ${ns}/${grant.spec.connection} not found`, window, origin };
+	}
+	if (nameHeldBy !== undefined) {
+		return {
+			phase: "Invalid",
+			reason: "ConnectionNameInUse",
+			message: `Connection ${ns}/${grant.spec.connection} is left out of the gateway bundle: its name is used by the older Connection ${nameHeldBy} (agents name Connections without a namespace)`,
+			window,
+			origin,
+		};
 	}
 	const want = grant.spec.postgres ? "postgres" : grant.spec.ssh ? "ssh" : "kubernetes";
 	if (connectionType(connection) !== want) {
