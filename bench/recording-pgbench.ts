@@ -108,10 +108,16 @@ try {
 	/** Until the child's recorder has sealed and uploaded everything (state is rewritten every 100 ms). */
 	const drained = async () => {
 		await new Promise((r) => setTimeout(r, 250));
-		await waitFor("recording spool drained", async () => {
+		try {
+			await waitFor("recording spool drained", async () => {
+				const st = state();
+				return st.backlog === 0 && st.pending === 0;
+			}, { timeoutMs: 120_000 });
+		} catch (e) {
+			// What was left, for whoever chases a recorder that does not drain.
 			const st = state();
-			return st.backlog === 0 && st.pending === 0;
-		}, { timeoutMs: 120_000 });
+			throw new Error(`${(e as Error).message.split("\n")[0]}: ${st.backlog} bytes of backlog, ${st.pending} session(s) pending`, { cause: e });
+		}
 		await new Promise((r) => setTimeout(r, 150));
 	};
 	/**
