@@ -5,7 +5,8 @@
  * can replay them (the on-disk recorder has its own tests in test/recording).
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
 import { StoreApprovalService } from "../../gateway/approvals/service.ts";
@@ -14,6 +15,7 @@ import { grantSubjectsDigest, sealBundle } from "../../gateway/config/canonical.
 import { BundleStore } from "../../gateway/config/store.ts";
 import type { Recorder, RecordingEvent, SessionEnd, SessionMeta, SessionRecorder } from "../../gateway/recording/events.ts";
 import type { SshdHandle } from "../env/sshd.ts";
+import type { KeyDir, KeyPair } from "./keys.ts";
 
 export const ISSUER = "https://issuer.drawbridge.test";
 export const AUDIENCE = "drawbridge";
@@ -92,6 +94,26 @@ export function sshdCredentials(sshd: SshdHandle): ConfigBundle["credentials"] {
  */
 export function leeCertId(key: string): string {
 	return `sub=lee;grant=${key};subjects=${grantSubjectsDigest([{ kind: "User", name: "lee" }])}`;
+}
+
+/**
+ * The OpenSSH client files of lee's agent for gateway `gw`: `known_hosts` pinning the gateway's host
+ * key, and `agent`'s certificate from `ca` for grant `grant` (the operator's key id), logging in as
+ * `login`, valid for an hour.
+ */
+export function agentSshFiles(
+	keys: KeyDir,
+	gw: { address: { port: number }; hostPublicKey: string },
+	ca: KeyPair,
+	agent: KeyPair,
+	login: string,
+	grant = "ops/lee",
+): { knownHosts: string; certFile: string } {
+	const knownHosts = join(keys.dir, "known_hosts");
+	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
+	const certFile = join(keys.dir, "agent-cert.pub");
+	writeFileSync(certFile, `${keys.sign(ca, agent, { id: leeCertId(grant), principals: [login], validity: "-5m:+1h" })}\n`);
+	return { knownHosts, certFile };
 }
 
 export function sshGrant(sshd: SshdHandle, name: string, connection: string, ssh: Partial<NonNullable<BundleGrant["ssh"]>> = {}, extra: Partial<BundleGrant> = {}): BundleGrant {

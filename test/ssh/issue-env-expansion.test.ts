@@ -14,13 +14,12 @@
  */
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: the strings are shell lines for bash, `${…}` included on purpose
 import assert from "node:assert/strict";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { isPlainEnvValue, type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
 import { run, type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, leeCertId, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, sshdConnection, sshdCredentials, sshGrant } from "./fixtures.ts";
+import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, sshdConnection, sshdCredentials, sshGrant, agentSshFiles } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const ssh2 = createRequire(import.meta.url)("ssh2") as typeof import("ssh2");
@@ -52,10 +51,7 @@ before(async () => {
 		}),
 	);
 	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
-	knownHosts = join(keys.dir, "known_hosts");
-	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
-	certFile = join(keys.dir, "agent-cert.pub");
-	writeFileSync(certFile, `${keys.sign(ca, agent, { id: leeCertId("ops/lee"), principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+	({ knownHosts, certFile } = agentSshFiles(keys, gw, ca, agent, sshd.user));
 });
 
 after(async () => {

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type SshLimitReason, type SshListener, type SshRefusalReason, startSshListener } from "../../gateway/ssh/listener.ts";
 import { run, type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, leeCertId, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, waitUntil, sshdConnection, sshdCredentials, sshGrant } from "./fixtures.ts";
+import { approvalService, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, waitUntil, sshdConnection, sshdCredentials, sshGrant, agentSshFiles } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const ssh2 = createRequire(import.meta.url)("ssh2") as typeof import("ssh2");
@@ -67,10 +67,7 @@ before(async () => {
 		onRefused: (r) => refused.push(r),
 		onLimited: (r) => limited.push(r),
 	});
-	knownHosts = join(keys.dir, "known_hosts");
-	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
-	certFile = join(keys.dir, "agent-cert.pub");
-	writeFileSync(certFile, `${keys.sign(ca, agent, { id: leeCertId("ops/lee"), principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+	({ knownHosts, certFile } = agentSshFiles(keys, gw, ca, agent, sshd.user));
 });
 
 after(async () => {

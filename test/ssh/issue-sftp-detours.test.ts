@@ -27,7 +27,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
 import { run, type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, leeCertId, MemoryRecorder, makeBundle, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer } from "./fixtures.ts";
+import { approvalService, MemoryRecorder, makeBundle, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer, agentSshFiles } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const ssh2 = createRequire(import.meta.url)("ssh2") as typeof import("ssh2");
@@ -61,10 +61,7 @@ before(async () => {
 		}),
 	);
 	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
-	knownHosts = join(keys.dir, "known_hosts");
-	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
-	certFile = join(keys.dir, "agent-cert.pub");
-	writeFileSync(certFile, `${keys.sign(ca, agent, { id: leeCertId("ops/lee"), principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+	({ knownHosts, certFile } = agentSshFiles(keys, gw, ca, agent, sshd.user));
 	const pw = (await run("getent", ["passwd", sshd.user])).stdout.split(":");
 	home = pw[5] ?? "";
 	uid = Number(pw[2]);

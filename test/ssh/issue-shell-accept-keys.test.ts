@@ -13,13 +13,12 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, rmSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { LineTracker } from "../../gateway/ssh/guard.ts";
 import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
 import { type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, leeCertId, MemoryRecorder, makeBundle, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "./fixtures.ts";
+import { approvalService, MemoryRecorder, makeBundle, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer, waitUntil, agentSshFiles } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const keys = new KeyDir();
@@ -47,10 +46,7 @@ before(async () => {
 		}),
 	);
 	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
-	knownHosts = join(keys.dir, "known_hosts");
-	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
-	certFile = join(keys.dir, "agent-cert.pub");
-	writeFileSync(certFile, `${keys.sign(ca, agent, { id: leeCertId("ops/lee"), principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+	({ knownHosts, certFile } = agentSshFiles(keys, gw, ca, agent, sshd.user));
 });
 
 after(async () => {

@@ -20,7 +20,7 @@ import { after, before, test } from "node:test";
 import type { BundleConnection } from "../../gateway/config/bundle.ts";
 import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
 import { run, type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, leeCertId, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, sshdConnection, sshdCredentials, sshGrant } from "./fixtures.ts";
+import { approvalService, leeCertId, makeBundle, MemoryRecorder, storeWith, type TokenIssuer, tokenIssuer, sshdConnection, sshdCredentials, sshGrant, agentSshFiles } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const ssh2 = createRequire(import.meta.url)("ssh2") as typeof import("ssh2");
@@ -67,10 +67,7 @@ before(async () => {
 		}),
 	);
 	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
-	knownHosts = join(keys.dir, "known_hosts");
-	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
-	certFile = join(keys.dir, "agent-cert.pub");
-	writeFileSync(certFile, `${keys.sign(ca, agent, { id: leeCertId("ops/lee"), principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+	({ knownHosts, certFile } = agentSshFiles(keys, gw, ca, agent, sshd.user));
 	appCertFile = join(keys.dir, "agent-app-cert.pub");
 	writeFileSync(appCertFile, `${keys.sign(ca, agent, { id: leeCertId("ops/lee-app"), principals: [sshd.user], validity: "-5m:+1h" })}\n`);
 	const pw = (await run("getent", ["passwd", sshd.user])).stdout.split(":");

@@ -7,13 +7,11 @@
 import assert from "node:assert/strict";
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { createConnection } from "node:net";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { disconnectPacket, DisconnectReason } from "../../gateway/ssh/refuse.ts";
 import { type SshListener, type SshRefusalReason, startSshListener } from "../../gateway/ssh/listener.ts";
 import { run, type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, leeCertId, makeBundle, MemoryRecorder, storeWith, tokenIssuer, waitUntil, sshdConnection, sshdCredentials, sshGrant } from "./fixtures.ts";
+import { approvalService, makeBundle, MemoryRecorder, storeWith, tokenIssuer, waitUntil, sshdConnection, sshdCredentials, sshGrant, agentSshFiles } from "./fixtures.ts";
 import { type KeyPair, KeyDir } from "./keys.ts";
 
 const keys = new KeyDir();
@@ -48,10 +46,7 @@ before(async () => {
 		maxConnections: 1,
 		onRefused: (reason) => refused.push(reason),
 	});
-	knownHosts = join(keys.dir, "known_hosts");
-	writeFileSync(knownHosts, `[127.0.0.1]:${gw.address.port} ${gw.hostPublicKey}\n`);
-	certFile = join(keys.dir, "agent-cert.pub");
-	writeFileSync(certFile, `${keys.sign(ca, agent, { id: leeCertId("ops/break-glass"), principals: [sshd.user], validity: "-5m:+1h" })}\n`);
+	({ knownHosts, certFile } = agentSshFiles(keys, gw, ca, agent, sshd.user, "ops/break-glass"));
 });
 
 after(async () => {
