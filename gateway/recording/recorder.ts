@@ -143,8 +143,6 @@ class SpoolState {
 	 * (HELD_CHUNK_BYTES): uploaded from memory; a chunk not held here is read from its segment.
 	 */
 	readonly heldBodies = new Map<number, Uint8Array>();
-	/** Segment of each pending chunk that lives in one (index → segment file name). */
-	readonly pendingSegment = new Map<number, string>();
 	/** Segment files in the session folder. */
 	readonly segments = new Set<string>();
 	/** The segment the live session appends to: never removed while it does. */
@@ -411,7 +409,6 @@ export class DiskRecorder implements Recorder {
 				continue;
 			}
 			state.pendingChunks.set(e.index, e);
-			state.pendingSegment.set(e.index, e.segment);
 			this.addBytes(state, e.bytes);
 		}
 		for (const f of [TERMINAL_FILE, SESSION_FILE, MANIFEST_FILE, "events.jsonl"]) {
@@ -641,7 +638,6 @@ export class DiskRecorder implements Recorder {
 							const body = state.heldBodies.get(index) ?? (await readRange(join(state.dir, e.segment), e.offset ?? 0, e.bytes));
 							await upload(e.name, body, "application/gzip", metadata);
 							this.addBytes(state, -e.bytes);
-							state.pendingSegment.delete(index);
 						}
 						state.pendingChunks.delete(index);
 						this.release(state, index);
@@ -737,7 +733,8 @@ export class DiskRecorder implements Recorder {
 
 	/** Delete the session's segments that hold no chunk waiting for upload and are not being written. */
 	async reapSegments(state: SpoolState): Promise<void> {
-		const inUse = new Set(state.pendingSegment.values());
+		const inUse = new Set<string | undefined>();
+		for (const e of state.pendingChunks.values()) inUse.add(e.segment);
 		for (const seg of [...state.segments]) {
 			if (seg === state.writingSegment || inUse.has(seg)) continue;
 			state.segments.delete(seg);
@@ -1309,7 +1306,6 @@ class LiveSession implements SessionRecorder {
 		for (const [i, e] of (result.entries ?? []).entries()) {
 			this.entries.push(e);
 			this.state.pendingChunks.set(e.index, e);
-			if (e.segment !== undefined) this.state.pendingSegment.set(e.index, e.segment);
 			this.rec.addBytes(this.state, e.bytes);
 			const body = bodies[i];
 			if (body?.length === e.bytes) this.rec.hold(this.state, e.index, body);
