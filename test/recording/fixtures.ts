@@ -2,7 +2,11 @@
 import { spawn } from "node:child_process";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import Fastify, { type FastifyInstance } from "fastify";
+import { type Browser, chromium } from "playwright-core";
+import { registerViewer } from "../../gateway/admin/viewer.ts";
 import type { Identity } from "../../gateway/config/bundle.ts";
 import type { RecordingEvent, SessionMeta } from "../../gateway/recording/events.ts";
 import { generateRecordingKey } from "../../gateway/recording/keys.ts";
@@ -114,4 +118,26 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
 /** An auditor (group `auditors`) signed in through OIDC at `issuer`, for the viewer's tests. */
 export function auditorIdentity(issuer = "https://idp.test"): Identity {
 	return { issuer, issuerKind: "oidc", subject: "noor", username: "noor", groups: ["auditors"], tokenExpiresAt: new Date(Date.now() + 600_000), claims: {} };
+}
+
+/**
+ * The auditor web viewer over `store` on a loopback port, every request signed in as
+ * `auditorIdentity()`, and Debian's Chromium to look at it. `close()` stops both.
+ */
+export async function viewerInChromium(store: RecordingStore): Promise<{ app: FastifyInstance; url: string; browser: Browser; close: () => Promise<void> }> {
+	const auditor = auditorIdentity();
+	const app = Fastify();
+	await registerViewer(app, { store, auditorGroup: "auditors", authenticate: () => auditor });
+	await app.listen({ host: "127.0.0.1", port: 0 });
+	const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+	const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+	return {
+		app,
+		url,
+		browser,
+		close: async () => {
+			await browser.close();
+			await app.close();
+		},
+	};
 }

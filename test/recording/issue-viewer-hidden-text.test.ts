@@ -12,14 +12,11 @@
  * renders it; the page loaded in Chromium is checked too.
  */
 import assert from "node:assert/strict";
-import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
-import Fastify, { type FastifyInstance } from "fastify";
-import { type Browser, chromium } from "playwright-core";
-import { registerViewer } from "../../gateway/admin/viewer.ts";
+import type { Browser } from "playwright-core";
 import { sessionPrefix } from "../../gateway/recording/format.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
-import { auditorIdentity, makeRecorder, meta, tempDir } from "./fixtures.ts";
+import { makeRecorder, meta, tempDir, viewerInChromium } from "./fixtures.ts";
 
 const RLO = "\u202e";
 const ZWSP = "\u200b";
@@ -28,8 +25,7 @@ const session = meta({
 	protocol: "postgres",
 	identity: { issuer: "https://idp.test", subject: "mallory", username: `mallory${RLO}nimda`, groups: [] },
 });
-const auditor = auditorIdentity();
-let app: FastifyInstance;
+let viewer: Awaited<ReturnType<typeof viewerInChromium>> | undefined;
 let browser: Browser;
 let url: string;
 
@@ -48,23 +44,19 @@ before(async () => {
 	} finally {
 		await rec.stop();
 	}
-	app = Fastify();
-	await registerViewer(app, { store, auditorGroup: "auditors", authenticate: () => auditor });
-	await app.listen({ host: "127.0.0.1", port: 0 });
-	url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-	browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+	viewer = await viewerInChromium(store);
+	({ url, browser } = viewer);
 });
 
 after(async () => {
-	await browser?.close();
-	await app?.close();
+	await viewer?.close();
 });
 
 const HIDDEN = /[\u202e\u200b\u2066\r\u001b]/;
 
 test("issue viewer-hidden-text: recorded bidi, zero-width, CR and ESC characters are shown as escapes", async () => {
 	const headers = { authorization: "Bearer auditor" };
-	const page = await app.inject({ url: `/viewer/session?prefix=${encodeURIComponent(sessionPrefix(session))}`, headers });
+	const page = await viewer!.app.inject({ url: `/viewer/session?prefix=${encodeURIComponent(sessionPrefix(session))}`, headers });
 	assert.equal(page.statusCode, 200);
 	assert.doesNotMatch(page.body, HIDDEN);
 	assert.ok(page.body.includes("DELETE FROM accounts --\\u202e1 = di EREHW"), "the override is named where it was");
@@ -72,11 +64,11 @@ test("issue viewer-hidden-text: recorded bidi, zero-width, CR and ESC characters
 	assert.ok(page.body.includes("/etc/\\u2066shadow"));
 	assert.ok(page.body.includes("secrets/db\\u200b"));
 	assert.ok(page.body.includes("mallory\\u202enimda"));
-	const list = await app.inject({ url: "/viewer/", headers });
+	const list = await viewer!.app.inject({ url: "/viewer/", headers });
 	assert.doesNotMatch(list.body, HIDDEN);
 	assert.ok(list.body.includes("mallory\\u202enimda"));
 	// The JSON API keeps the recorded bytes as they are (it is data, not a rendering).
-	const json = await app.inject({ url: `/viewer/api/session?prefix=${encodeURIComponent(sessionPrefix(session))}`, headers });
+	const json = await viewer!.app.inject({ url: `/viewer/api/session?prefix=${encodeURIComponent(sessionPrefix(session))}`, headers });
 	assert.ok(JSON.parse(json.body).events.some((e: { sql?: string }) => e.sql?.includes(RLO)));
 });
 

@@ -12,19 +12,15 @@
  * reordered the text).
  */
 import assert from "node:assert/strict";
-import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
-import Fastify, { type FastifyInstance } from "fastify";
-import { type Browser, chromium } from "playwright-core";
-import { registerViewer } from "../../gateway/admin/viewer.ts";
+import type { Browser } from "playwright-core";
 import { sessionPrefix } from "../../gateway/recording/format.ts";
 import { DirStore } from "../../gateway/recording/store.ts";
-import { auditorIdentity, makeRecorder, meta, tempDir } from "./fixtures.ts";
+import { makeRecorder, meta, tempDir, viewerInChromium } from "./fixtures.ts";
 
 const OUTPUT = "$ ls\r\nMARK1 \u202eFED CBA\u202c MARK2 zero\u200bwidth\u2028END\r\n$ ";
 const ssh = meta({ protocol: "ssh", connection: "db-primary", target: { login: "lee" } });
-const auditor = auditorIdentity();
-let app: FastifyInstance;
+let viewer: Awaited<ReturnType<typeof viewerInChromium>> | undefined;
 let browser: Browser;
 let url: string;
 
@@ -41,16 +37,12 @@ before(async () => {
 	} finally {
 		await rec.stop();
 	}
-	app = Fastify();
-	await registerViewer(app, { store, auditorGroup: "auditors", authenticate: () => auditor });
-	await app.listen({ host: "127.0.0.1", port: 0 });
-	url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-	browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+	viewer = await viewerInChromium(store);
+	({ url, browser } = viewer);
 });
 
 after(async () => {
-	await browser?.close();
-	await app?.close();
+	await viewer?.close();
 });
 
 /** Poll from the test side (the viewer's CSP forbids the page-side eval that waitForFunction needs). */
