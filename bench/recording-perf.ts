@@ -7,12 +7,16 @@
  * wall-clock time (a preempted thread's stack is still sampled), which inflates what happens to be on
  * the stack when the scheduler steps in; perf's cpu-clock counts only time on a CPU. Not a timed test.
  *
- * Usage: ./node_modules/.bin/node --import tsx bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize] [--flat]
+ * Usage: ./node_modules/.bin/node --import tsx bench/recording-perf.ts [--seconds 8] [--rounds 2] [--top 25] [--base off|serialize] [--flat] [--per-round]
  *                                                                       [--process per-run|shared]
  *
  * `--process shared`: one gateway process for every round, the recorder switched per run (as
  * recording-pgbench.ts does by default; `--base off` only), the spool drained before each sample, so
  * both sides share one JIT state and heap. Default `per-run`: a gateway process per sample.
+ *
+ * `--per-round` also prints each round's µs per transaction by mode, and for the ON round that cost the
+ * most and the one that cost the least, the symbols that differ most between the two: a run-to-run
+ * outlier (a deoptimised function, a GC mode) shows there rather than in the averages.
  *
  * `--flat` also prints, for recording on, where all of the CPU goes: µs per transaction by binary
  * (kernel, node, libcrypto, JIT code) and the most expensive symbols.
@@ -35,6 +39,7 @@ const { values: flags, fail } = benchArgs(import.meta.url, {
 		rounds: { type: "string", default: "2" },
 		top: { type: "string", default: "25" },
 		flat: { type: "boolean", default: false },
+		"per-round": { type: "boolean", default: false },
 		base: { type: "string", default: "off" },
 		process: { type: "string", default: "per-run" },
 	},
@@ -57,6 +62,8 @@ try {
 	const { cfg, token } = await gatewayChildConfig(pg, work, "b1");
 	const cfgFile = join(work, "cfg.json");
 	writeFileSync(cfgFile, JSON.stringify(cfg));
+	/** Each sample on its own (`--per-round`). */
+	const rounds: { mode: string; round: number; samples: Map<string, number>; tx: number }[] = [];
 	const totals: Record<string, { samples: Map<string, number>; tx: number; tps: number[] }> = {
 		[BASE]: { samples: new Map(), tx: 0, tps: [] },
 		on: { samples: new Map(), tx: 0, tps: [] },
@@ -79,7 +86,9 @@ try {
 		const tps = Number(/tps = ([\d.]+)/.exec(out.stdout)?.[1] ?? Number.NaN);
 		if (out.code !== 0 || !(tx > 0)) throw new Error(`pgbench (${mode}) failed: ${out.stderr}`);
 		const t = totals[mode]!;
-		for (const [k, v] of await perfSymbols(data)) t.samples.set(k, (t.samples.get(k) ?? 0) + v);
+		const symbols = await perfSymbols(data);
+		for (const [k, v] of symbols) t.samples.set(k, (t.samples.get(k) ?? 0) + v);
+		if (flags["per-round"]) rounds.push({ mode, round, samples: new Map(symbols), tx });
 		t.tx += tx;
 		t.tps.push(tps);
 		console.error(`round ${round + 1}: ${mode} ${tps.toFixed(0)} tps`);
@@ -141,6 +150,21 @@ try {
 		for (const [d, v] of [...byDso].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`| ${d} | ${fmt(usPerTx(v, on.tx))} |`);
 		console.log(`\nrecording on, most expensive symbols (µs/tx):\n\n| symbol | µs/tx |\n|---|---|`);
 		for (const [k, v] of [...on.samples].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`| \`${k.replace("\t", ": ").slice(0, 110)}\` | ${fmt(usPerTx(v, on.tx))} |`);
+	}
+	if (flags["per-round"]) {
+		const total = (r: (typeof rounds)[number]) => usPerTx(sum(r.samples), r.tx);
+		console.log(`\nper round, µs/tx:\n\n| round | ${BASE} | on |\n|---|---|---|`);
+		for (let r = 0; r < Number(flags.rounds); r++) {
+			const of = (mode: string) => rounds.find((x) => x.round === r && x.mode === mode);
+			console.log(`| ${r + 1} | ${fmt(total(of(BASE)!))} | ${fmt(total(of("on")!))} |`);
+		}
+		const ons = rounds.filter((x) => x.mode === "on").sort((a, b) => total(a) - total(b));
+		const [low, high] = [ons[0]!, ons.at(-1)!];
+		const diff = [...new Set([...low.samples.keys(), ...high.samples.keys()])]
+			.map((sym) => ({ sym, a: usPerTx(low.samples.get(sym) ?? 0, low.tx), b: usPerTx(high.samples.get(sym) ?? 0, high.tx) }))
+			.sort((x, y) => y.b - y.a - (x.b - x.a));
+		console.log(`\nON round ${high.round + 1} (${fmt(total(high))} µs/tx) vs ON round ${low.round + 1} (${fmt(total(low))}): largest increases\n\n| symbol | low | high | difference |\n|---|---|---|---|`);
+		for (const r of diff.slice(0, top)) console.log(`| \`${r.sym.replace("\t", ": ").slice(0, 100)}\` | ${fmt(r.a)} | ${fmt(r.b)} | ${fmt(r.b - r.a)} |`);
 	}
 	console.log(`\nlargest decreases (noise shows here as much as above):\n\n| symbol | ${BASE} | on | difference |\n|---|---|---|---|`);
 	for (const r of rows.slice(-Math.min(10, top)).reverse()) console.log(`| \`${r.sym.replace("\t", ": ").slice(0, 100)}\` | ${fmt(r.a)} | ${fmt(r.b)} | ${fmt(r.d)} |`);
