@@ -84,9 +84,35 @@ export function matchesAnyApprover(identity: Identity, approvers: readonly Subje
 	return approvers.some((m) => subjectMatches(identity, m));
 }
 
-/** May `identity` see this request (list/show)? The requester and every matching approver may. */
+/**
+ * May `identity` see this request (list/show)? The requester and every matching approver may. A grant's
+ * shared credential (an operator token or SSH certificate of the grant, `identity.grant`) stands for
+ * that grant, not for the person its `sub` names (the grant's first User subject, which any repository
+ * may write) nor for the groups it carries (the grant's Group subjects): it sees only requests made
+ * with a credential of the same grant. Before, such a token listed every request of the user its `sub`
+ * names, on every connection, and every request its groups may approve.
+ */
 export function canView(record: ApprovalRequestRecord, identity: Identity): boolean {
+	if (identity.grant !== undefined) return madeWithCredentialOf(record, identity.issuer, identity.grant);
 	return samePrincipal(record.requester, identity) || matchesAnyApprover(identity, record.approvers);
+}
+
+/** Was `record` requested with a shared credential of `grant` from `issuer`? */
+function madeWithCredentialOf(record: Pick<ApprovalRequestRecord, "requester" | "grant">, issuer: string, grant: string): boolean {
+	return record.requester.sharedBy !== undefined && record.requester.issuer === issuer && record.grant === grant;
+}
+
+/**
+ * Do two requests count against the same requester's limits (`requestRefusal`)? Personal credentials:
+ * rule 4's "same person" (`samePrincipal`). A grant's shared credential is one requester per grant,
+ * whoever of its subjects holds it, and never the person its `sub` names: before, its requests filled
+ * that person's own 5 pending (and the denied-retry pause), so whoever could read the token Secret of
+ * any grant naming a user first (a grant any team's repository may write) kept that user from asking.
+ */
+export function sameRequester(a: Pick<ApprovalRequestRecord, "requester" | "grant">, b: Pick<ApprovalRequestRecord, "requester" | "grant">): boolean {
+	if (a.requester.sharedBy !== undefined) return madeWithCredentialOf(b, a.requester.issuer, a.grant);
+	if (b.requester.sharedBy !== undefined) return false;
+	return samePrincipal(a.requester, b.requester);
 }
 
 /** Throws TypeError for malformed input from a data path (our own misuse, not untrusted input). */
@@ -282,7 +308,7 @@ export const DEFAULT_REQUEST_LIMITS: RequestLimits = Object.freeze({
  * Why a new request by `input.requester` is refused before it reaches approvers, or undefined. Every
  * request notifies approvers (webhooks, Slack): an agent retrying a denied command in a loop, or
  * holding statements in many sessions at once, must not flood them. "Same requester" is
- * `samePrincipal` (rule 4's conservative test).
+ * `sameRequester`: rule 4's conservative test for personal credentials, the grant for shared ones.
  */
 export function requestRefusal(
 	records: readonly ApprovalRequestRecord[],
@@ -294,7 +320,7 @@ export function requestRefusal(
 	let pending = 0;
 	let lastMinute = 0;
 	for (const r of records) {
-		if (!samePrincipal(r.requester, input.requester)) continue;
+		if (!sameRequester(r, input)) continue;
 		if (r.phase === "Pending" && t < Date.parse(r.expiresAt)) pending++;
 		if (t - Date.parse(r.createdAt) < 60_000) lastMinute++;
 		if (
@@ -311,12 +337,17 @@ export function requestRefusal(
 		}
 	}
 	if (pending >= limits.maxPendingPerRequester) {
-		return new ApprovalError("rate-limited", `${principalName(input.requester)} already has ${pending} approval requests pending (at most ${limits.maxPendingPerRequester})`);
+		return new ApprovalError("rate-limited", `${askerName(input)} already has ${pending} approval requests pending (at most ${limits.maxPendingPerRequester})`);
 	}
 	if (lastMinute >= limits.maxPerRequesterPerMinute) {
-		return new ApprovalError("rate-limited", `${principalName(input.requester)} made ${lastMinute} approval requests in the last minute (at most ${limits.maxPerRequesterPerMinute})`);
+		return new ApprovalError("rate-limited", `${askerName(input)} made ${lastMinute} approval requests in the last minute (at most ${limits.maxPerRequesterPerMinute})`);
 	}
 	return undefined;
+}
+
+/** Who the limits are counted for, in their messages. */
+function askerName(input: ApprovalRequestInput): string {
+	return input.requester.sharedBy !== undefined ? `grant ${input.grant}'s shared credential` : principalName(input.requester);
 }
 
 /**
