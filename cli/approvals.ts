@@ -9,6 +9,7 @@ import { request as httpsRequest } from "node:https";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { describeRequester, describeSubjects } from "../gateway/approvals/decision.ts";
 import type { ApprovalRequestRecord } from "../gateway/approvals/types.ts";
 import { LoginError, oidcLogin } from "./approvals-login.ts";
 import { terminalSafe } from "./terminal-text.ts";
@@ -173,14 +174,11 @@ function ago(iso: string, now: Date): string {
 }
 
 function who(r: ApprovalRequestRecord): string {
-	const sa = r.requester.serviceAccount;
-	return sa ? `serviceaccount:${sa.namespace}/${sa.name}` : `user:${r.requester.username}`;
+	return describeRequester(r);
 }
 
 function approverList(r: ApprovalRequestRecord): string {
-	return r.approvers
-		.map((a) => (a.kind === "ServiceAccount" ? `serviceaccount:${a.namespace}/${a.name}` : a.kind === "Claims" ? `claims(${a.issuer})` : `${a.kind.toLowerCase()}:${a.name}`))
-		.join(", ");
+	return describeSubjects(r.approvers);
 }
 
 function oneLine(s: string, max: number): string {

@@ -42,6 +42,26 @@ export function principalName(who: Requester): string {
 	return `user:${who.username}`;
 }
 
+/** Subjects as approvers read them: `user:alice`, `group:sre`, `serviceaccount:ns/name`, `claims(<issuer>)`. */
+export function describeSubjects(subjects: readonly SubjectMatcher[]): string {
+	return subjects
+		.map((a) => (a.kind === "ServiceAccount" ? `serviceaccount:${a.namespace}/${a.name}` : a.kind === "Claims" ? `claims(${a.issuer})` : `${a.kind.toLowerCase()}:${a.name}`))
+		.join(", ");
+}
+
+/**
+ * Who asked, as every surface shows it to approvers (CLI, Slack, webhooks; the web page's script says
+ * the same). A request made with a grant's shared credential names only the grant's first User subject
+ * (`sub`), which whoever writes the grant chooses: any subject of the grant may have sent it, so all of
+ * them are named. Before, the CLI and Slack said `user:ceo` for a request anyone holding such a token
+ * made, and approvers decided believing the ceo asked.
+ */
+export function describeRequester(record: Pick<ApprovalRequestRecord, "requester">): string {
+	const who = principalName(record.requester);
+	const shared = record.requester.sharedBy;
+	return shared ? `${who} (the grant's shared credential: any of ${describeSubjects(shared)})` : who;
+}
+
 function serviceAccountOf(who: Requester): { namespace: string; name: string } | undefined {
 	if (who.serviceAccount) return who.serviceAccount;
 	const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(who.subject);

@@ -10,8 +10,9 @@
  */
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import type { ApprovalEvent, ApprovalEventType, ApprovalNotifier } from "./service.ts";
+import type { SubjectMatcher } from "../config/bundle.ts";
 import type { ApprovalRequestRecord } from "./types.ts";
-import { countApprovals } from "./decision.ts";
+import { countApprovals, describeRequester } from "./decision.ts";
 import { visibleText } from "./visible.ts";
 
 export const WEBHOOK_API_VERSION = "drawbridge.dev/approval-webhook/v1" as const;
@@ -66,7 +67,14 @@ export interface ApprovalWebhookPayload {
 		rule: string;
 		command: string;
 		sessionId: string;
-		requester: { username: string; issuer: string; subject: string; serviceAccount?: { namespace: string; name: string } };
+		requester: {
+			username: string;
+			issuer: string;
+			subject: string;
+			serviceAccount?: { namespace: string; name: string };
+			/** Set when the request was made with a grant's shared credential: the grant's subjects, any of whom may have sent it. */
+			sharedBy?: SubjectMatcher[];
+		};
 		approvers: ApprovalRequestRecord["approvers"];
 		minApprovals: number;
 		approvals: number;
@@ -187,6 +195,7 @@ export function buildPayload(event: ApprovalEvent, deliveryId: string, sentAt: D
 				issuer: r.requester.issuer,
 				subject: r.requester.subject,
 				...(r.requester.serviceAccount ? { serviceAccount: { ...r.requester.serviceAccount } } : {}),
+				...(r.requester.sharedBy ? { sharedBy: r.requester.sharedBy.map((m) => ({ ...m })) } : {}),
 			},
 			approvers: r.approvers,
 			minApprovals: r.minApprovals,
@@ -229,9 +238,7 @@ export const SLACK_COMMAND_CHARS = 2500;
 export function buildSlackMessage(event: ApprovalEvent, webBaseUrl?: string): Record<string, unknown> {
 	const r = event.record;
 	const title = `${SLACK_TITLE[event.type]}: ${r.id}`;
-	const who = visibleText(
-		r.requester.serviceAccount ? `serviceaccount:${r.requester.serviceAccount.namespace}/${r.requester.serviceAccount.name}` : `user:${r.requester.username}`,
-	);
+	const who = visibleText(describeRequester(r));
 	// The agent's own text: bidi overrides, `\r` and invisible characters are shown as escapes, so the
 	// code block cannot read as another command; a command too long for one block says so in words.
 	const whole = visibleText(r.command);
