@@ -128,6 +128,17 @@ async function resolveToken(values: { token?: string; "token-file"?: string }, e
 	return token;
 }
 
+/**
+ * Plain http is for a gateway or provider on this machine only (development, `drawbridge dev`, a port
+ * forward). Every request carries the approver's token, an OIDC ID token the gateway also accepts on
+ * its data paths and for approving: sent in clear to `http://gateway.example.com` (a typo, an old
+ * bookmark, DRAWBRIDGE_SERVER), anyone on the path could use it as the approver.
+ */
+function loopbackHost(hostname: string): boolean {
+	const h = hostname.toLowerCase();
+	return h === "localhost" || h === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
 function defaultTokenFile(env: CliIo["env"]): string {
 	return join(env.HOME ?? homedir(), ".config", "drawbridge", "token");
 }
@@ -141,6 +152,15 @@ async function login(
 	const issuer = values.issuer ?? io.env.DRAWBRIDGE_OIDC_ISSUER;
 	if (!issuer) throw new UsageError("login needs --issuer (or DRAWBRIDGE_OIDC_ISSUER)");
 	if (!/^https?:\/\//.test(issuer)) throw new UsageError("--issuer must be an http(s) URL");
+	let issuerUrl: URL;
+	try {
+		issuerUrl = new URL(issuer);
+	} catch {
+		throw new UsageError(`--issuer: not a URL: ${issuer}`);
+	}
+	if (issuerUrl.protocol === "http:" && !loopbackHost(issuerUrl.hostname)) {
+		throw new UsageError(`--issuer ${issuerUrl.origin}: plain http: only to this machine; the sign-in's code, verifier and token would cross the network in clear`);
+	}
 	const timeoutSec = Number(values["login-timeout-seconds"] ?? 300);
 	if (!Number.isFinite(timeoutSec) || timeoutSec <= 0) throw new UsageError("--login-timeout-seconds must be a positive number");
 	const secret = values["client-secret"] ?? io.env.DRAWBRIDGE_OIDC_CLIENT_SECRET;
@@ -286,6 +306,11 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
 			throw new UsageError(`--server: not a URL: ${serverText}`);
 		}
 		if (server.protocol !== "http:" && server.protocol !== "https:") throw new UsageError("--server must be an http or https URL");
+		if (server.protocol === "http:" && !loopbackHost(server.hostname)) {
+			throw new UsageError(
+				`--server ${server.origin}: plain http: only to this machine (127.0.0.1, localhost, [::1]); use https: — the request carries your token, which opens the data paths as you`,
+			);
+		}
 		const ca = values["ca-file"] ? await readFile(values["ca-file"], "utf8").catch((e: Error) => {
 			throw new UsageError(`cannot read --ca-file: ${e.message}`);
 		}) : undefined;
