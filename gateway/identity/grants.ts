@@ -3,7 +3,7 @@
  * currently valid grant means no connection.
  */
 import type { BundleGrant, Identity, SubjectMatcher } from "../config/bundle.ts";
-import { grantSubjectsDigest } from "../config/canonical.ts";
+import { canonicalJson, grantSubjectsDigest } from "../config/canonical.ts";
 
 /** Does this verified identity match a grant subject or approver matcher? */
 export function subjectMatches(identity: Identity, matcher: SubjectMatcher): boolean {
@@ -35,6 +35,20 @@ export function subjectMatches(identity: Identity, matcher: SubjectMatcher): boo
 			});
 		}
 	}
+}
+
+/**
+ * Is `identity`, using `grant`, among the subjects `matchers` lift a restriction for (a masking
+ * exemption)? A personal credential: when a matcher matches it. A grant's shared credential
+ * (`identity.grant`: one per grant, held by every subject of the grant, naming only the first in `sub`
+ * and every Group subject in `groups`) could be held by any of the grant's subjects, so only when each
+ * of them is named in `matchers` as written in the grant: before, adding someone to a grant whose first
+ * User subject was exempt from masking handed them that person's exemption through the grant's token.
+ */
+export function exemptionApplies(identity: Identity, grant: Pick<BundleGrant, "subjects">, matchers: readonly SubjectMatcher[]): boolean {
+	if (identity.grant === undefined) return matchers.some((m) => subjectMatches(identity, m));
+	const named = new Set(matchers.map((m) => canonicalJson(m)));
+	return grant.subjects.length > 0 && grant.subjects.every((s) => named.has(canonicalJson(s)));
 }
 
 /** A stable, human-readable name for an identity in messages and recordings. */

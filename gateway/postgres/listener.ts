@@ -12,7 +12,7 @@ import type { ApprovalService } from "../approvals/types.ts";
 import type { BundleConnection, BundleGrant, Identity, PostgresAccess } from "../config/bundle.ts";
 import type { BundleStore, LoadedBundle } from "../config/store.ts";
 import { IdentityError } from "../identity/errors.ts";
-import { describeIdentity, findGrants, noGrantMessage, subjectMatches } from "../identity/grants.ts";
+import { describeIdentity, exemptionApplies, findGrants, noGrantMessage } from "../identity/grants.ts";
 import { looksLikeToken } from "../identity/verify.ts";
 import type { Recorder, SessionRecorder } from "../recording/events.ts";
 import { CatalogSource, SessionCatalog } from "./catalog.ts";
@@ -484,7 +484,7 @@ class Handshake {
 			const b = store.current;
 			if (b.version !== liveVersion || !livePolicy) {
 				const policies = b.policiesFor(connection.name);
-				const exempt = policies.maskExempt.some((s) => subjectMatches(identity, s));
+				const exempt = exemptionApplies(identity, grant, policies.maskExempt);
 				livePolicy = { policies, maskingActive: policies.maskRules.length > 0 && !exempt, maskingKey: b.maskingKey };
 				liveVersion = b.version;
 			}

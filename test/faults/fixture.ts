@@ -82,7 +82,7 @@ export interface GatewayFixture {
 	clientConfig(user: string, password: string, extra?: Partial<pg.ClientConfig>): pg.ClientConfig;
 	connect(user: string, extra?: Partial<pg.ClientConfig>): Promise<pg.Client>;
 	/** Rebuild and load the bundle (new version) with other grants/policies. */
-	reload(parts: { grants?: GrantSpec[]; maskRules?: MaskRule[]; guardrails?: GuardrailRule[] }): void;
+	reload(parts: { grants?: GrantSpec[]; maskRules?: MaskRule[]; maskExempt?: SubjectMatcher[]; guardrails?: GuardrailRule[] }): void;
 	stop(): Promise<void>;
 }
 
@@ -90,6 +90,8 @@ export interface GatewayFixtureOptions {
 	pg?: PostgresHandle;
 	grants?: GrantSpec[];
 	maskRules?: MaskRule[];
+	/** Subjects the masking policy exempts (`exempt`). */
+	maskExempt?: SubjectMatcher[];
 	guardrails?: GuardrailRule[];
 	recorder?: Recorder;
 	listener?: Partial<PostgresListenerOptions>;
@@ -109,7 +111,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions = {}): Pro
 	const opJwk = { ...(await exportJWK(opKeys.publicKey)), kid: "op1", alg: "ES256", use: "sig" };
 	const cert = await issueCert(pgh.ca, { cn: "localhost", name: `gateway-faults-${Math.random().toString(36).slice(2, 8)}` });
 	let version = 0;
-	let parts = { grants: opts.grants ?? DEFAULT_GRANTS, maskRules: opts.maskRules, guardrails: opts.guardrails };
+	let parts = { grants: opts.grants ?? DEFAULT_GRANTS, maskRules: opts.maskRules, maskExempt: opts.maskExempt, guardrails: opts.guardrails };
 	const makeBundle = (): ConfigBundle => {
 		const now = Date.now();
 		const connection = (name: string): BundleConnection => ({
@@ -145,7 +147,9 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions = {}): Pro
 			],
 			connections: [connection(CONNECTION), connection(OTHER_CONNECTION)],
 			grants,
-			maskingPolicies: parts.maskRules ? [{ key: "team/mask", selector: { matchLabels: { env: "prod" } }, rules: parts.maskRules }] : [],
+			maskingPolicies: parts.maskRules
+				? [{ key: "team/mask", selector: { matchLabels: { env: "prod" } }, rules: parts.maskRules, ...(parts.maskExempt ? { exempt: parts.maskExempt } : {}) }]
+				: [],
 			guardrailPolicies: parts.guardrails ? [{ key: "team/guard", selector: { matchLabels: { env: "prod" } }, rules: parts.guardrails }] : [],
 			credentials: { "shop-admin": { type: "password", username: pgh.superuser, password: pgh.password } },
 			maskingKey: Buffer.alloc(32, 5).toString("base64"),
