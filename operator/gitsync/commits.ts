@@ -75,10 +75,21 @@ export function formatPerson(p: { name: string; email: string }): string {
 }
 
 /**
+ * Characters a reader does not see as themselves: controls (C0, DEL, C1), format characters (bidi
+ * controls, zero-width characters, the soft hyphen, tag characters, the Arabic letter mark), line and
+ * paragraph separators, and every other default-ignorable code point (variation selectors, Hangul
+ * fillers, the combining grapheme joiner, Mongolian vowel separator), which renderers draw as nothing.
+ * Only C0/C1, a few bidi and zero-width characters were listed before: `alice` + U+00AD, or
+ * `accounts` + tag characters, read as `alice` and `accounts` in review.
+ */
+export const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u;
+const INVISIBLE_ALL = new RegExp(INVISIBLE.source, "gu");
+
+/**
  * Text from the repository (paths, YAML keys, commit authors) made safe for status, Events, annotations
- * and logs: C0/C1 controls (ANSI escapes, newlines), bidi controls and zero-width characters are shown
- * as `\u{…}`.
+ * and logs: every `INVISIBLE` character (ANSI escapes, newlines, bidi controls, zero-width characters...)
+ * is shown as `\u{…}`.
  */
 export function printable(text: string): string {
-	return text.replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+	return text.replace(INVISIBLE_ALL, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }

@@ -9,7 +9,7 @@
  */
 
 import { type DrawbridgeResource, formatPath, loadManifests, type PathSegment, validateResource } from "../../crds/index.ts";
-import { type ApprovingCommit, printable } from "./commits.ts";
+import { type ApprovingCommit, INVISIBLE, printable } from "./commits.ts";
 
 export { printable };
 import type { Snapshot } from "./repo.ts";
@@ -59,8 +59,8 @@ export interface LoadOptions {
 	namespaces?: "any" | readonly string[];
 }
 
-/** Invisible in review: C0/C1 controls other than tab and newline, zero-width characters, bidi controls, BOM. */
-const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
+/** Invisible in review: every `INVISIBLE` character but tab and newline (ordinary in a justification). */
+const HIDDEN = new RegExp(`(?![\\t\\n])${INVISIBLE.source}`, "u");
 
 /** The first string (value or key) in `v` carrying characters a reviewer cannot see. */
 function findHiddenText(v: unknown, path: PathSegment[] = []): { path: PathSegment[]; found: string } | undefined {
