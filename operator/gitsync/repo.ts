@@ -302,6 +302,27 @@ export async function fastForward(gitdir: string, previous: string, head: string
 	}
 }
 
+/**
+ * The commits a sync from `previous` to `head` puts on the branch, newest first: `head` and its first
+ * parents down to `previous` (excluded), or to the first commit `previous` already contains (the
+ * history the last sync took, reached again through a merge). Only `head` without `previous` (a first
+ * sync). Second parents (a merged pull request's own commits) are not listed: the merge commit on the
+ * first-parent chain is what brought them. Undefined when there are more than `max`.
+ */
+export async function branchCommitsSince(gitdir: string, previous: string | undefined, head: string, max = 1000): Promise<string[] | undefined> {
+	if (previous === undefined) return [head];
+	const out: string[] = [];
+	let cur: string | undefined = head;
+	while (cur !== undefined && cur !== previous) {
+		if (await git.isDescendent({ fs, gitdir, oid: previous, ancestor: cur, depth: -1 })) break;
+		if (out.length >= max) return undefined;
+		out.push(cur);
+		const { commit } = await git.readCommit({ fs, gitdir, oid: cur });
+		cur = commit.parent[0];
+	}
+	return out;
+}
+
 /** The signature and signed payload of a commit (`gpgsig` header and the commit text without it). */
 export async function commitSignature(gitdir: string, oid: string): Promise<{ signature?: string; payload: string }> {
 	const { commit, payload } = await git.readCommit({ fs, gitdir, oid });

@@ -6,9 +6,11 @@
  * - Files with problems are reported (status.errors with path/line, a Warning Event per new problem,
  *   the invalid-files metric) and skipped; what they declared before stays as it was.
  * - Prune only deletes objects carrying this GitSource's label, and never when the fetch failed.
- * - `trustedKeys` (signed commits only): the head commit must carry an OpenPGP signature by one of the
- *   keys; otherwise nothing is applied or pruned (the last good commit stays in force) and the GitSource
- *   reports `UntrustedCommit` — a direct push that skipped review grants nothing.
+ * - `trustedKeys` (signed commits only): the head commit, and every commit the branch gained on its
+ *   first-parent chain since the last synced one, must carry an OpenPGP signature by one of the keys;
+ *   otherwise nothing is applied or pruned (the last good commit stays in force) and the GitSource
+ *   reports `UntrustedCommit` — a direct push that skipped review grants nothing, also once a signed
+ *   merge lands on top of it.
  * - Fast-forward only: a head that does not descend from `status.lastSyncedCommit` (a force push, or the
  *   server serving an older commit again, signed or not) is refused with `NotFastForward` unless
  *   `spec.allowForcePush`; nothing is applied or pruned, so grants removed since stay removed.
@@ -24,7 +26,7 @@ import { parseDuration } from "../../crds/index.ts";
 import { canonicalJson } from "../../gateway/config/canonical.ts";
 import { GIT_KINDS, type FileProblem, loadSnapshot, printable } from "../gitsync/load.ts";
 import { PgpError, parseArmoredPublicKeys, verifyDetachedSignature } from "../gitsync/openpgp.ts";
-import { GitFetchError, commitSignature, fastForward, fetchBranch, readSnapshot, redactUrl } from "../gitsync/repo.ts";
+import { GitFetchError, branchCommitsSince, commitSignature, fastForward, fetchBranch, readSnapshot, redactUrl } from "../gitsync/repo.ts";
 import { type KubeClient, KubeError, type KubeObject, SECRETS } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { OperatorMetrics } from "../metrics.ts";
@@ -88,7 +90,8 @@ export class GitSourceReconciler {
 				maxBytes: this.d.opts.gitMaxFetchBytes,
 			});
 			const previous = gs.status?.lastSyncedCommit;
-			if (previous && !gs.spec.allowForcePush && !(await fastForward(gitdir, previous, commit))) {
+			const forward = previous !== undefined && (await fastForward(gitdir, previous, commit));
+			if (previous && !gs.spec.allowForcePush && !forward) {
 				const why = `${branch} now points at ${commit}, which does not descend from the last synced commit ${previous} (force push or rollback); still serving ${previous.slice(0, 12)}. Set spec.allowForcePush to accept it.`;
 				this.d.log.warn({ source, commit, previous }, "branch head is not a fast-forward of the last synced commit; keeping the last good commit");
 				if (gs.status?.lastAttemptedCommit !== commit) await this.d.events.record(gs, "Warning", "NotFastForward", why);
@@ -96,7 +99,8 @@ export class GitSourceReconciler {
 				return next;
 			}
 			if (gs.spec.trustedKeys?.length) {
-				const untrusted = await this.untrustedReason(gitdir, commit, gs);
+				// A history rewritten on purpose (allowForcePush, not a fast-forward) is judged by its head.
+				const untrusted = await this.untrustedCommits(gitdir, forward ? previous : undefined, commit, gs);
 				if (untrusted) {
 					this.d.log.warn({ source, commit, reason: untrusted }, "head commit not signed by a trusted key; keeping the last good commit");
 					if (gs.status?.lastAttemptedCommit !== commit) await this.d.events.record(gs, "Warning", "UntrustedCommit", `${commit.slice(0, 12)}: ${untrusted}`);
@@ -190,6 +194,30 @@ export class GitSourceReconciler {
 		});
 		this.d.log.info({ source, commit, applied: applied.size, pruned, problems: problems.length, seconds }, "git sync done");
 		return next;
+	}
+
+	/**
+	 * Why the sync from `previous` to `head` does not count, or undefined when a trusted key signed every
+	 * commit it puts on the branch (`branchCommitsSince`: the head and its first parents since the last
+	 * synced commit; the head alone without `previous`). Checking the head alone let a direct push ride in
+	 * under the next signed merge: an unsigned commit refused as the head was applied once a reviewed
+	 * merge landed on top of it, or when both arrived between two syncs.
+	 */
+	private async untrustedCommits(gitdir: string, previous: string | undefined, head: string, gs: GitSource): Promise<string | undefined> {
+		let commits: string[] | undefined;
+		try {
+			commits = await branchCommitsSince(gitdir, previous, head);
+		} catch (e) {
+			return `the commits since ${previous?.slice(0, 12)} cannot be read: ${(e as Error).message}`;
+		}
+		if (commits === undefined) return `more than 1000 commits since the last synced commit ${previous?.slice(0, 12)}; their signatures cannot all be checked`;
+		// The head is judged even when it is the commit synced last (trusted keys may have changed since).
+		for (const c of commits.includes(head) ? commits : [head, ...commits]) {
+			const why = await this.untrustedReason(gitdir, c, gs);
+			if (why === undefined) continue;
+			return c === head ? why : `${why} (commit ${c.slice(0, 12)}, between the last synced commit ${previous?.slice(0, 12)} and the head: every commit the branch gained since must be signed)`;
+		}
+		return undefined;
 	}
 
 	/** Why the commit does not count (unsigned, unknown key, bad signature), or undefined when a trusted key signed it. */
