@@ -93,3 +93,11 @@ const INVISIBLE_ALL = new RegExp(INVISIBLE.source, "gu");
 export function printable(text: string): string {
 	return text.replace(INVISIBLE_ALL, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }
+
+/** How a resource is told apart across commits: kind, namespace as written ("" when absent), name. */
+export function resourceKey(object: Record<string, unknown>): string | undefined {
+	const meta = object.metadata as { name?: unknown; namespace?: unknown } | undefined;
+	if (typeof object.kind !== "string" || typeof meta?.name !== "string") return undefined;
+	const ns = typeof meta.namespace === "string" ? meta.namespace : "";
+	return `${object.kind}/${ns}/${meta.name}`;
+}

@@ -9,7 +9,7 @@
  */
 
 import { type DrawbridgeResource, formatPath, loadManifests, type PathSegment, validateResource } from "../../crds/index.ts";
-import { type ApprovingCommit, INVISIBLE, printable } from "./commits.ts";
+import { type ApprovingCommit, INVISIBLE, printable, resourceKey } from "./commits.ts";
 
 export { printable };
 import type { Snapshot } from "./repo.ts";
@@ -135,6 +135,7 @@ export function loadSnapshot(snap: Snapshot, defaultNamespace: string, opts: Loa
 				problems.push({ path: file.path, line: m.line, column: m.col, message: `kind ${kind} cannot be synced from git` });
 				continue;
 			}
+			const rawKey = resourceKey(m.object);
 			const res = validateResource(m.object);
 			if (res.errors.length > 0 || !res.value) {
 				for (const e of res.errors) {
@@ -182,7 +183,8 @@ export function loadSnapshot(snap: Snapshot, defaultNamespace: string, opts: Loa
 				object: obj,
 				path: file.path,
 				line: m.line,
-				origin: file.approvedBy,
+				// The commit that last changed this resource, not its file (moves, layout, neighbours' edits).
+				origin: (rawKey !== undefined ? file.resourceApprovals?.get(rawKey) : undefined) ?? file.approvedBy,
 				repository: snap.repository,
 			};
 			const id = `${obj.kind}:${key}`;

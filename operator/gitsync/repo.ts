@@ -4,8 +4,10 @@
  * `fetchBranch` brings the branch head locally (token auth as HTTP basic: the token is the password,
  * `x-access-token` the default user name, which GitHub, Gitea and GitLab all accept).
  * `readSnapshot` lists the YAML files under a path at a commit and, for each, the approving commit:
- * the newest commit on the branch's first-parent chain whose tree changed that file. On a branch
- * protected by pull requests that is the merge (or squash) commit, i.e. the approval itself.
+ * the newest commit on the branch's first-parent chain whose tree changed that file, and for each
+ * resource in it the newest one that changed the resource's parsed content (wherever it was declared:
+ * what `duration` windows count from). On a branch protected by pull requests that is the merge (or
+ * squash) commit, i.e. the approval itself.
  * No Kubernetes in here: `drawbridge dev` reuses it against a local repository.
  *
  * A git server is untrusted input too: every fetch has one deadline for all its HTTP requests
@@ -17,7 +19,9 @@
 import * as fs from "node:fs";
 import git from "isomorphic-git";
 import type { GitHttpRequest, GitHttpResponse, HttpClient } from "isomorphic-git";
-import { type ApprovingCommit, approvalUrl, formatPerson, parsePullRequestNumber, printable } from "./commits.ts";
+import { loadManifests } from "../../crds/index.ts";
+import { canonicalJson } from "../../gateway/config/canonical.ts";
+import { type ApprovingCommit, approvalUrl, formatPerson, parsePullRequestNumber, printable, resourceKey } from "./commits.ts";
 
 export interface GitRemote {
 	url: string;
@@ -94,8 +98,21 @@ export interface SnapshotFile {
 	path: string;
 	content: Uint8Array;
 	blobOid: string;
+	/** The newest commit on the first-parent chain that changed this file. */
 	approvedBy: ApprovingCommit;
+	/**
+	 * Per resource declared in the file (`resourceKey`): the newest commit on the first-parent chain that
+	 * changed that resource's content, wherever in the tree it was declared then (comments, layout and
+	 * key order are not content). A resource moved to another file, reformatted, or sharing its file with
+	 * an edited one keeps the approval it had. Absent for documents that do not parse.
+	 */
+	resourceApprovals?: ReadonlyMap<string, ApprovingCommit>;
 }
+
+/** Content of a resource declared more than once in one tree: never equal to anything. */
+const AMBIGUOUS = "\u0000ambiguous";
+/** Larger blobs are not parsed for attribution (the loader refuses them anyway). */
+const MAX_ATTRIBUTED_BLOB_BYTES = 1 << 20;
 
 export interface Snapshot {
 	repository: string;
@@ -247,13 +264,50 @@ export async function readSnapshot(gitdir: string, commit: string, opts: Snapsho
 		return { meta, tree: c.tree, ...(c.parent[0] ? { parent: c.parent[0] } : {}) };
 	};
 
+	// Resources by content, per blob and per tree: parsed once each, however many commits share them.
+	const blobResources = new Map<string, Map<string, string>>();
+	const parseBlob = async (oid: string): Promise<Map<string, string>> => {
+		const hit = blobResources.get(oid);
+		if (hit) return hit;
+		const out = new Map<string, string>();
+		const { blob } = await git.readBlob({ fs, gitdir, oid });
+		if (blob.length <= MAX_ATTRIBUTED_BLOB_BYTES) {
+			let text: string | undefined;
+			try {
+				text = new TextDecoder("utf-8", { fatal: true }).decode(blob);
+			} catch {
+				text = undefined;
+			}
+			for (const m of text === undefined ? [] : loadManifests(text, "").manifests) {
+				const key = resourceKey(m.object);
+				if (key !== undefined) out.set(key, out.has(key) ? AMBIGUOUS : canonicalJson(m.object));
+			}
+		}
+		blobResources.set(oid, out);
+		return out;
+	};
+	const treeResources = new WeakMap<Map<string, string>, Map<string, string>>();
+	const resourcesOf = async (files: Map<string, string>): Promise<Map<string, string>> => {
+		const hit = treeResources.get(files);
+		if (hit) return hit;
+		const out = new Map<string, string>();
+		for (const oid of files.values()) {
+			for (const [key, content] of await parseBlob(oid)) out.set(key, out.has(key) ? AMBIGUOUS : content);
+		}
+		treeResources.set(files, out);
+		return out;
+	};
+
 	const head = await metaOf(commit);
 	const current = await idx.files(await idx.subtreeOid(head.tree, prefix), prefix);
 	const approved = new Map<string, ApprovingCommit>();
+	const currentResources = await resourcesOf(current);
+	const resourceApproved = new Map<string, ApprovingCommit>();
 	let cur = head;
 	let curFiles = current;
+	let curResources = currentResources;
 	const max = opts.maxHistory ?? 1000;
-	for (let walked = 0; approved.size < current.size; walked++) {
+	for (let walked = 0; approved.size < current.size || resourceApproved.size < currentResources.size; walked++) {
 		let parentFiles = new Map<string, string>();
 		let parent: typeof cur | undefined;
 		let cut = cur.parent !== undefined && walked >= max;
@@ -274,15 +328,31 @@ export async function readSnapshot(gitdir: string, commit: string, opts: Snapsho
 			else if (curFiles.get(path) === oid && parentFiles.get(path) !== oid) approved.set(path, cur.meta);
 			else if (!parent) approved.set(path, cur.meta); // the root commit introduced what is left
 		}
+		// The same by resource content: a commit that only moved, reformatted or re-commented a resource
+		// (or edited its neighbour in the same file) did not approve it again. Per file, such a commit
+		// restarted a `duration` window, and brought back every expired grant it touched.
+		const parentResources = parent ? await resourcesOf(parentFiles) : new Map<string, string>();
+		for (const [key, content] of currentResources) {
+			if (resourceApproved.has(key)) continue;
+			if (cut) resourceApproved.set(key, { ...cur.meta, undated: true });
+			else if (content !== AMBIGUOUS && curResources.get(key) === content && parentResources.get(key) !== content) resourceApproved.set(key, cur.meta);
+			else if (!parent || content === AMBIGUOUS) resourceApproved.set(key, cur.meta);
+		}
 		if (!parent) break;
 		cur = parent;
 		curFiles = parentFiles;
+		curResources = parentResources;
 	}
 
 	const files: SnapshotFile[] = [];
 	for (const [path, blobOid] of [...current].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
 		const { blob } = await git.readBlob({ fs, gitdir, oid: blobOid });
-		files.push({ path, content: blob, blobOid, approvedBy: approved.get(path)! });
+		const resourceApprovals = new Map<string, ApprovingCommit>();
+		for (const key of (await parseBlob(blobOid)).keys()) {
+			const by = resourceApproved.get(key);
+			if (by) resourceApprovals.set(key, by);
+		}
+		files.push({ path, content: blob, blobOid, approvedBy: approved.get(path)!, resourceApprovals });
 	}
 	return { repository, branch: opts.branch, commit, files };
 }
