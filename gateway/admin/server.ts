@@ -33,14 +33,18 @@ export async function buildAdminServer(options: AdminServerOptions): Promise<Fas
 	const app = Fastify({ logger: options.logger ?? false, bodyLimit: 1024 * 1024 });
 	// Every answer of the admin server, not only the viewer's and approvals' pages: the JSON APIs
 	// (which carry recorded and requested text), metrics, health, the assets and the 404s are never
-	// sniffed into another type, framed, or embedded by another site, and send no Referer. A page
-	// that sets its own CSP keeps it; everything else gets one that runs and frames nothing.
+	// sniffed into another type, framed, or embedded by another site, send no Referer, and are not
+	// stored by caches. A page that sets its own CSP (or cache policy) keeps it; everything else gets
+	// one that runs and frames nothing.
 	app.addHook("onSend", async (_request, reply, payload) => {
 		reply.header("x-content-type-options", "nosniff");
 		reply.header("x-frame-options", "DENY");
 		reply.header("cross-origin-resource-policy", "same-origin");
 		if (!reply.hasHeader("content-security-policy")) reply.header("content-security-policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'");
 		if (!reply.hasHeader("referrer-policy")) reply.header("referrer-policy", "no-referrer");
+		// The approvals API answers with requested commands and who asked, for a bearer token: nothing is
+		// kept in a browser's or proxy's cache unless a route says otherwise (static assets, public keys).
+		if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
 		return payload;
 	});
 	app.get("/healthz", async () => ({ status: "ok" }));
