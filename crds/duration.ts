@@ -91,11 +91,23 @@ export function grantPhaseAt(window: GrantWindow, now: Date): "Pending" | "Activ
 	return "Active";
 }
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
 
-/** True for an RFC 3339 date-time such as `2026-05-01T09:00:00Z`. */
+/**
+ * True for an RFC 3339 date-time such as `2026-05-01T09:00:00Z` that names a real instant: month, day
+ * (in that month), hour, minute, second and offset in range, as the apiserver (Go's time.Parse) checks.
+ * `Date.parse` rolls `2026-02-30` over to March 2: `drawbridge validate` and `drawbridge dev` accepted
+ * such a date, which a reviewer reads as the end of February, while the apiserver refuses it.
+ */
 export function isTimestamp(text: string): boolean {
-	return typeof text === "string" && RFC3339.test(text) && Number.isFinite(Date.parse(text));
+	if (typeof text !== "string") return false;
+	const m = RFC3339.exec(text);
+	if (!m || !Number.isFinite(Date.parse(text))) return false;
+	const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+	const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+	const daysInMonth = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
+	const offsetOk = m[8] === undefined || (Number(m[8]) <= 23 && Number(m[9]) <= 59);
+	return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59 && offsetOk;
 }
 
 function parseTimestamp(text: string, field: string): Date {
