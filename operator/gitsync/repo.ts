@@ -381,16 +381,22 @@ export async function fastForward(gitdir: string, previous: string, head: string
  */
 export async function branchCommitsSince(gitdir: string, previous: string | undefined, head: string, max = 1000): Promise<string[] | undefined> {
 	if (previous === undefined) return [head];
-	const out: string[] = [];
+	const chain: string[] = [];
 	let cur: string | undefined = head;
-	while (cur !== undefined && cur !== previous) {
-		if (await git.isDescendent({ fs, gitdir, oid: previous, ancestor: cur, depth: -1 })) break;
-		if (out.length >= max) return undefined;
-		out.push(cur);
-		const { commit } = await git.readCommit({ fs, gitdir, oid: cur });
-		cur = commit.parent[0];
+	// Usually `previous` is on the chain (it was the branch's head): no ancestry test needed.
+	while (cur !== undefined && cur !== previous && chain.length <= max) {
+		chain.push(cur);
+		cur = (await git.readCommit({ fs, gitdir, oid: cur })).commit.parent[0];
 	}
-	return out;
+	if (cur === previous) return chain;
+	// Reached through a merge's second parent (or too far): stop at the first commit `previous` contains.
+	const out: string[] = [];
+	for (const c of chain) {
+		if (await git.isDescendent({ fs, gitdir, oid: previous, ancestor: c, depth: -1 })) return out;
+		if (out.length >= max) return undefined;
+		out.push(c);
+	}
+	return cur === undefined ? out : undefined;
 }
 
 /** The signature and signed payload of a commit (`gpgsig` header and the commit text without it). */
