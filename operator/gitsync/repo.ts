@@ -109,6 +109,14 @@ export interface SnapshotFile {
 	resourceApprovals?: ReadonlyMap<string, ApprovingCommit>;
 }
 
+/**
+ * Resources declared in a blob (`resourceKey` → canonical JSON), by blob oid, shared by every sync of
+ * this process: a blob never changes, and parsing is what the approving-commit walk costs. Bounded; the
+ * oldest entries go first.
+ */
+const PARSED_BLOBS = new Map<string, Map<string, string>>();
+const PARSED_BLOBS_MAX = 20_000;
+
 /** Content of a resource declared more than once in one tree: never equal to anything. */
 const AMBIGUOUS = "\u0000ambiguous";
 /** Larger blobs are not parsed for attribution (the loader refuses them anyway). */
@@ -265,9 +273,8 @@ export async function readSnapshot(gitdir: string, commit: string, opts: Snapsho
 	};
 
 	// Resources by content, per blob and per tree: parsed once each, however many commits share them.
-	const blobResources = new Map<string, Map<string, string>>();
 	const parseBlob = async (oid: string): Promise<Map<string, string>> => {
-		const hit = blobResources.get(oid);
+		const hit = PARSED_BLOBS.get(oid);
 		if (hit) return hit;
 		const out = new Map<string, string>();
 		const { blob } = await git.readBlob({ fs, gitdir, oid });
@@ -283,7 +290,8 @@ export async function readSnapshot(gitdir: string, commit: string, opts: Snapsho
 				if (key !== undefined) out.set(key, out.has(key) ? AMBIGUOUS : canonicalJson(m.object));
 			}
 		}
-		blobResources.set(oid, out);
+		if (PARSED_BLOBS.size >= PARSED_BLOBS_MAX) PARSED_BLOBS.delete(PARSED_BLOBS.keys().next().value!);
+		PARSED_BLOBS.set(oid, out);
 		return out;
 	};
 	const treeResources = new WeakMap<Map<string, string>, Map<string, string>>();
