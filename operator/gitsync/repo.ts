@@ -40,7 +40,7 @@ export interface GitRemote {
 	signal?: AbortSignal;
 }
 
-export type GitFetchErrorCode = "FETCH_TIMEOUT" | "FETCH_TOO_LARGE";
+export type GitFetchErrorCode = "FETCH_TIMEOUT" | "FETCH_TOO_LARGE" | "FETCH_FAILED";
 
 /** A fetch the operator gave up on: the server stalled or sent too much. */
 export class GitFetchError extends Error {
@@ -175,13 +175,48 @@ export async function fetchBranch(gitdir: string, remote: GitRemote): Promise<st
 	} catch (e) {
 		// An aborted request surfaces as the abort reason or a generic AbortError: report the deadline.
 		if (ac.signal.aborted && ac.signal.reason instanceof Error) throw ac.signal.reason;
-		throw e;
+		if (e instanceof GitFetchError) throw e;
+		throw new GitFetchError("FETCH_FAILED", fetchFailure(e));
 	} finally {
 		clearTimeout(timer);
 		if (onAbort) remote.signal?.removeEventListener("abort", onAbort);
 	}
 	if (!res.fetchHead) throw new Error(`branch ${remote.branch} not found at ${redactUrl(remote.url)}`);
 	return res.fetchHead;
+}
+
+/**
+ * Why a fetch failed, in words that carry nothing the server sent. isomorphic-git puts the first 256
+ * characters of an answer that is not git's into its message ("... but received: <body>"), and that
+ * message went to the GitSource's status, its Events and the log: whoever may create a GitSource (a
+ * tenant, in their namespace) read what any URL the operator can reach answers (a cluster-internal
+ * service, a cloud metadata endpoint: `http://169.254.169.254/...?x=` makes the git path a query).
+ * Only the error's kind, an HTTP status or a socket error code are kept.
+ */
+function fetchFailure(e: unknown): string {
+	const err = e as { code?: unknown; name?: unknown; data?: { statusCode?: unknown }; cause?: { code?: unknown } };
+	const code = typeof err?.code === "string" ? err.code : typeof err?.name === "string" ? err.name : "Error";
+	switch (code) {
+		case "HttpError":
+			return `the git server answered HTTP ${Number(err.data?.statusCode) || "error"}`;
+		case "SmartHttpError":
+		case "ParseError":
+		case "EmptyServerResponseError":
+		case "RemoteCapabilityError":
+			return "the server did not answer as a git smart-HTTP server (its answer is not shown)";
+		case "UserCanceledError":
+			return "the git server refused the credentials (HTTP 401)";
+		case "UrlParseError":
+		case "UnknownTransportError":
+			return "the repository URL cannot be fetched over HTTP(S)";
+		case "NotFoundError":
+			return "the branch or an object it needs was not found on the git server";
+		default: {
+			// Node's fetch: "fetch failed", the socket error in `cause` (ECONNREFUSED, ENOTFOUND, ...).
+			const cause = typeof err?.cause?.code === "string" ? ` (${err.cause.code})` : "";
+			return `the git server could not be reached or read: ${code}${cause}`;
+		}
+	}
 }
 
 export function redactUrl(url: string): string {

@@ -117,7 +117,7 @@ export class GitSourceReconciler {
 			this.d.metrics.syncDuration.observe({ source, result: "error" }, Number(process.hrtime.bigint() - started) / 1e9);
 			this.d.log.warn({ source, err: message }, "git sync failed");
 			// A stalled or flooding server gets its own reason: the sync gave up, the server did not refuse.
-			const reason = e instanceof GitFetchError ? (e.code === "FETCH_TIMEOUT" ? "FetchTimeout" : "FetchTooLarge") : "FetchFailed";
+			const reason = e instanceof GitFetchError && e.code !== "FETCH_FAILED" ? (e.code === "FETCH_TIMEOUT" ? "FetchTimeout" : "FetchTooLarge") : "FetchFailed";
 			const prevReady = gs.status?.conditions?.find((c) => c.type === "Ready");
 			if (prevReady?.reason !== reason) await this.d.events.record(gs, "Warning", reason, message);
 			await this.writeStatus(gs, { ready: false, reason, message });
