@@ -432,6 +432,12 @@ interface ScopeItem {
 	aliasHidden?: boolean;
 	/** Its columns not found unqualified either (reached through the join's alias instead). */
 	colsHidden?: boolean;
+	/**
+	 * The relation of a FROM item written without an alias (schema undefined when the catalog does
+	 * not know it): what a schema-qualified reference (`public.customers.phone`) finds, by relation,
+	 * not by alias (see #itemsByAlias).
+	 */
+	relation?: { schema: string | undefined; name: string };
 }
 
 interface Scope {
@@ -642,7 +648,7 @@ class Analyzer {
 					// Rule actions see NEW and OLD rows of the relation.
 					const scope = newScope(parent);
 					const rv = b.relation as PgNode;
-					for (const alias of ["new", "old"]) scope.items.push({ ...this.rangeVar(rv, scope), alias });
+					for (const alias of ["new", "old"]) scope.items.push({ ...this.rangeVar(rv, scope), alias, relation: undefined });
 					this.touch(this.expr(b.whereClause, scope));
 					for (const a of (b.actions as PgNode[]) ?? []) {
 						const o = this.statement(a, scope);
@@ -686,7 +692,7 @@ class Analyzer {
 					// WHEN runs on every row the trigger fires for: `WHEN (pg_try_advisory_lock(2,
 					// ascii(substr(NEW.phone, 2, 1))))` put phone digits in pg_locks at each UPDATE.
 					const scope = newScope(parent);
-					for (const alias of ["new", "old"]) scope.items.push({ ...this.rangeVar(b.relation as PgNode, scope), alias });
+					for (const alias of ["new", "old"]) scope.items.push({ ...this.rangeVar(b.relation as PgNode, scope), alias, relation: undefined });
 					this.touch(this.expr(b.whenClause, scope));
 					return NO_OUTPUTS;
 				}
@@ -1179,6 +1185,21 @@ class Analyzer {
 
 	#itemsByAlias(parts: string[], scope: Scope): ScopeItem[] {
 		const alias = parts[parts.length - 1]!;
+		if (parts.length >= 2) {
+			// `schema.table.column` (or `db.schema.table.column`) names a relation, not an alias:
+			// PostgreSQL finds that relation among the FROM items without an alias, at any query level,
+			// and skips a subquery, CTE or aliased item of that name. Taken as an alias, `SELECT (SELECT
+			// public.customers.phone || '' FROM (SELECT 'x' AS phone) customers) FROM customers` read
+			// the inner clean phone where PostgreSQL read the outer table's: raw phones.
+			const schema = parts[parts.length - 2]!;
+			for (let s: Scope | undefined = scope; s; s = s.parent) {
+				const hit = s.items.filter(
+					(i) => !i.aliasHidden && i.relation !== undefined && i.relation.name === alias && (i.relation.schema === undefined || i.relation.schema === schema),
+				);
+				if (hit.length > 0) return hit;
+			}
+			return [];
+		}
 		for (let s: Scope | undefined = scope; s; s = s.parent) {
 			const hit = s.items.filter((i) => i.alias === alias && !i.aliasHidden);
 			if (hit.length > 0) return hit;
@@ -1321,7 +1342,9 @@ class Analyzer {
 		}
 		const rel = this.resolved.relations.get(relKey(schema, name));
 		const o = this.relationOutputs(rel ?? undefined, schema ? `${schema}.${name}` : name);
-		return itemFromOutputs(alias, o, colnames);
+		const item = itemFromOutputs(alias, o, colnames);
+		if (!aliasNode) item.relation = rel ? { schema: rel.schema, name: rel.name } : { schema, name };
+		return item;
 	}
 
 	/**
