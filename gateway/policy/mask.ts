@@ -508,6 +508,9 @@ function defaultExpressions(constraints: unknown): unknown[] {
 	return out;
 }
 
+/** The name PostgreSQL gives a table function in FROM written without an alias. */
+const TABLE_FUNCTION_NAMES: Record<string, string> = { RangeTableFunc: "xmltable", JsonTable: "json_table" };
+
 /** System columns of every table: never in the catalog's column lists. */
 const SYSTEM_COLUMNS = new Set(["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "oid"]);
 
@@ -1237,10 +1240,11 @@ class Analyzer {
 					t = union(t, this.expr(items[0], scope));
 				}
 				const alias = b.alias as PgNode | undefined;
-				const firstFn = ((b.functions as unknown[])?.[0] as { List?: { items?: unknown[] } })?.List?.items?.[0] as
-					| { FuncCall?: PgNode }
-					| undefined;
-				const name = alias?.aliasname ?? (firstFn?.FuncCall ? funcName(firstFn.FuncCall).split(".").pop() : "");
+				// Without an alias PostgreSQL names the item as it names an output column (FigureColname)
+				// after its first function: `FROM CAST(c.phone AS text)` is `phone`, `FROM coalesce(...)`
+				// `coalesce`. Unnamed, `phone.phone` inside it was looked up at an outer level.
+				const firstFn = ((b.functions as unknown[])?.[0] as { List?: { items?: unknown[] } })?.List?.items?.[0];
+				const name = alias?.aliasname ?? outputName(firstFn);
 				t = derive(t);
 				scope.items.push({ alias: String(name ?? ""), unknown: t, all: t });
 				return;
@@ -1293,10 +1297,12 @@ class Analyzer {
 				this.fromItem(b.relation as PgNode, scope);
 				return;
 			default: {
-				// XMLTABLE, JSON_TABLE and future forms: columns unknown, tainted by every input.
+				// XMLTABLE, JSON_TABLE and future forms: columns unknown, tainted by every input. Without
+				// an alias PostgreSQL names them `xmltable` / `json_table`: `xmltable.x` is the inner item,
+				// which the plan, finding no item of that name, looked for at an outer level.
 				const t = derive(this.expr(b, scope));
-				const alias = (b.alias as PgNode | undefined)?.aliasname;
-				scope.items.push({ alias: String(alias ?? ""), unknown: t, all: t });
+				const alias = (b.alias as PgNode | undefined)?.aliasname ?? TABLE_FUNCTION_NAMES[key] ?? "";
+				scope.items.push({ alias: String(alias), unknown: t, all: t });
 			}
 		}
 	}
