@@ -1322,9 +1322,13 @@ class Analyzer {
 		const rcols = right.flatMap((i) => i.columns!);
 		const common = natural ? lcols.map((c) => c.name).filter((n) => rcols.some((r) => r.name === n)) : using;
 		const merged: { name: string; taint: Taint }[] = [];
+		// A USING name the plan does not find on a side (the server did): that side's model is wrong,
+		// so any of its columns, not clean.
+		const lall = derive(left.reduce((t, i) => union(t, i.all), CLEAN));
+		const rall = derive(right.reduce((t, i) => union(t, i.all), CLEAN));
 		for (const n of common) {
-			const l = lcols.find((c) => c.name === n)?.taint ?? CLEAN;
-			const r = rcols.find((c) => c.name === n)?.taint ?? CLEAN;
+			const l = lcols.find((c) => c.name === n)?.taint ?? lall;
+			const r = rcols.find((c) => c.name === n)?.taint ?? rall;
 			merged.push({ name: n, taint: derive(union(l, r)) });
 		}
 		for (const c of lcols) if (!common.includes(c.name)) merged.push(c);
@@ -1953,7 +1957,8 @@ function figureName(node: unknown): [string, number] {
 	if (NODE_NAMES[key]) return [NODE_NAMES[key]!, 2];
 	switch (key) {
 		case "ColumnRef": {
-			const f = strings(b.fields);
+			// the last name, past a `*`: `c.*::text` is named `c` (it was the cast's type, `text`)
+			const f = strings(b.fields).filter((n) => n !== "");
 			const last = f[f.length - 1];
 			return last ? [last, 2] : ["", 0];
 		}
@@ -1962,8 +1967,11 @@ function figureName(node: unknown): [string, number] {
 			if (names.length > 0) return [names[names.length - 1]!, 2];
 			return figureName(b.arg);
 		}
-		case "FuncCall":
-			return [funcName(b).split(".").pop() ?? "", 2];
+		case "FuncCall": {
+			// as written: `"Foo"(x)` is named `Foo` (funcName lower-cases for the built-in checks)
+			const f = strings(b.funcname);
+			return [f[f.length - 1] ?? "", 2];
+		}
 		case "A_Expr":
 			return b.kind === "AEXPR_NULLIF" ? ["nullif", 2] : ["", 0];
 		case "TypeCast": {
