@@ -438,6 +438,14 @@ interface ScopeItem {
 	 * not by alias (see #itemsByAlias).
 	 */
 	relation?: { schema: string | undefined; name: string };
+	/**
+	 * A table (partitioned, materialized view, foreign table): it has system columns (`xmin`,
+	 * `ctid`...). Subqueries, CTEs, functions and views have none, so those names are theirs only
+	 * as real output columns.
+	 */
+	systemColumns?: boolean;
+	/** Inside a JOIN: PostgreSQL reaches its columns unqualified through the join, which has no system columns. */
+	inJoin?: boolean;
 }
 
 interface Scope {
@@ -511,8 +519,14 @@ function defaultExpressions(constraints: unknown): unknown[] {
 /** The name PostgreSQL gives a table function in FROM written without an alias. */
 const TABLE_FUNCTION_NAMES: Record<string, string> = { RangeTableFunc: "xmltable", JsonTable: "json_table" };
 
-/** System columns of every table: never in the catalog's column lists. */
-const SYSTEM_COLUMNS = new Set(["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid", "oid"]);
+/**
+ * System columns of tables: never in the catalog's column lists. (`oid` is an ordinary column since
+ * PostgreSQL 12, listed where a catalog table has it.)
+ */
+const SYSTEM_COLUMNS = new Set(["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"]);
+
+/** Relation kinds with system columns (views have none). */
+const SYSTEM_COLUMN_KINDS = new Set<RelationInfo["kind"]>(["table", "partitioned", "matview", "foreign"]);
 
 const STATS_RELATIONS = new Set(["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"]);
 
@@ -1255,6 +1269,7 @@ class Analyzer {
 				const mid = scope.items.length;
 				this.fromItem(b.rarg as PgNode, scope);
 				// ON sees the join's own items only (and outer levels), not the FROM items before it
+				for (const it of scope.items.slice(before)) it.inJoin = true;
 				const on: Scope = { items: [...scope.items.slice(0, scope.fromStart ?? 0), ...scope.items.slice(before)], ctes: scope.ctes };
 				if (scope.parent) on.parent = scope.parent;
 				this.touch(this.expr(b.quals, on));
@@ -1354,6 +1369,7 @@ class Analyzer {
 		const o = this.relationOutputs(rel ?? undefined, schema ? `${schema}.${name}` : name);
 		const item = itemFromOutputs(alias, o, colnames);
 		if (!aliasNode) item.relation = rel ? { schema: rel.schema, name: rel.name } : { schema, name };
+		if (rel && SYSTEM_COLUMN_KINDS.has(rel.kind)) item.systemColumns = true;
 		return item;
 	}
 
@@ -1792,8 +1808,11 @@ class Analyzer {
 				const c = it.columns?.find((x) => x.name === col);
 				// A name the item's known columns lack, in a statement the server ran: the plan's
 				// model of the item is wrong (a name PostgreSQL gives that the analysis does not,
-				// a catalog behind the session), so the item's whole row, not clean.
-				t = union(t, c ? c.taint : it.columns ? (SYSTEM_COLUMNS.has(col) ? CLEAN : derive(union(it.all, it.unknown))) : it.unknown);
+				// a catalog behind the session), so the item's whole row, not clean. A system column
+				// is clean on a table only: `s.xmin` of a subquery is a column PostgreSQL named xmin
+				// (`(SELECT * FROM (SELECT phone AS xmin ...) q)`, which the plan could not name).
+				const system = it.systemColumns === true && SYSTEM_COLUMNS.has(col);
+				t = union(t, c ? c.taint : it.columns ? (system ? CLEAN : derive(union(it.all, it.unknown))) : it.unknown);
 			}
 			return t;
 		}
@@ -1840,9 +1859,13 @@ class Analyzer {
 		}
 		// Found nowhere though every item's columns are known: the model is wrong (see columnRef),
 		// so every item in reach. (An item of unknown columns may hold it: its taint was taken above.)
-		if (SYSTEM_COLUMNS.has(name)) return CLEAN;
+		// A system column name is the column of the innermost level with a table whose columns are
+		// reached unqualified (not through a JOIN, which has none); the levels before it may hold the
+		// name under a column the analysis names otherwise.
+		const system = SYSTEM_COLUMNS.has(name);
 		let all: Taint = CLEAN;
 		for (let s: Scope | undefined = scope; s; s = s.parent) {
+			if (system && s.items.some((i) => i.systemColumns && !i.inJoin && !i.colsHidden)) return derive(all);
 			for (const it of s.items) {
 				if (!it.columns) return CLEAN;
 				all = union(all, it.all);
