@@ -1355,13 +1355,20 @@ class Analyzer {
 		return true;
 	}
 
-	rangeVar(rv: PgNode, scope: Scope): ScopeItem {
+	/**
+	 * A FROM item naming a relation or a CTE. `target`: the table an INSERT, UPDATE, DELETE or MERGE
+	 * writes, which PostgreSQL never takes for a CTE of that name: `WITH customers AS (SELECT 1 AS z)
+	 * UPDATE customers SET name = phone` wrote every phone into name (the plan read the CTE, which
+	 * has no phone: clean), and `... UPDATE customers SET name = name RETURNING phone || ''` returned
+	 * them raw.
+	 */
+	rangeVar(rv: PgNode, scope: Scope, target = false): ScopeItem {
 		const name = String(rv.relname);
 		const schema = typeof rv.schemaname === "string" ? rv.schemaname : undefined;
 		const aliasNode = rv.alias as PgNode | undefined;
 		const alias = String(aliasNode?.aliasname ?? name);
 		const colnames = strings(aliasNode?.colnames);
-		if (!schema) {
+		if (!schema && !target) {
 			const cte = findCte(scope, name);
 			if (cte) return itemFromOutputs(alias, cte, colnames);
 		}
@@ -1472,7 +1479,7 @@ class Analyzer {
 	insert(b: PgNode, parent: Scope | undefined): Outputs {
 		const scope = newScope(parent);
 		this.withClause(b.withClause as PgNode | undefined, scope);
-		const target = this.rangeVar(b.relation as PgNode, scope);
+		const target = this.rangeVar(b.relation as PgNode, scope, true);
 		const rel = this.#relationOf(b.relation as PgNode);
 		// The row proposed for insertion, per target column (ON CONFLICT's `excluded`).
 		const proposed = new Map<string, Taint>();
@@ -1516,7 +1523,7 @@ class Analyzer {
 	update(b: PgNode, parent: Scope | undefined): Outputs {
 		const scope = newScope(parent);
 		this.withClause(b.withClause as PgNode | undefined, scope);
-		scope.items.push(this.rangeVar(b.relation as PgNode, scope));
+		scope.items.push(this.rangeVar(b.relation as PgNode, scope, true));
 		scope.fromStart = scope.items.length;
 		this.fromClause(b.fromClause, scope);
 		this.touch(this.expr(b.whereClause, scope));
@@ -1527,7 +1534,7 @@ class Analyzer {
 	delete(b: PgNode, parent: Scope | undefined): Outputs {
 		const scope = newScope(parent);
 		this.withClause(b.withClause as PgNode | undefined, scope);
-		scope.items.push(this.rangeVar(b.relation as PgNode, scope));
+		scope.items.push(this.rangeVar(b.relation as PgNode, scope, true));
 		scope.fromStart = scope.items.length;
 		this.fromClause(b.usingClause, scope);
 		this.touch(this.expr(b.whereClause, scope));
@@ -1537,7 +1544,7 @@ class Analyzer {
 	merge(b: PgNode, parent: Scope | undefined): Outputs {
 		const scope = newScope(parent);
 		this.withClause(b.withClause as PgNode | undefined, scope);
-		scope.items.push(this.rangeVar(b.relation as PgNode, scope));
+		scope.items.push(this.rangeVar(b.relation as PgNode, scope, true));
 		scope.fromStart = scope.items.length;
 		this.fromItem(b.sourceRelation as PgNode, scope);
 		this.touch(this.expr(b.joinCondition, scope));
