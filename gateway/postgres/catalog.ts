@@ -41,6 +41,19 @@ const RELATION_SQL = `SELECT c.oid::text, n.nspname, c.relname, c.relkind::text,
            WHERE oc.reltoastrelid = c.oid) END
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE `;
 
+/**
+ * Every look-up that prints a view's definition first sets the catalog connection's search_path to
+ * pg_catalog alone, so that pg_get_viewdef qualifies every name outside pg_catalog (it leaves a name
+ * bare when the search_path in force finds it). The connection is shared by the Connection's
+ * sessions and its search_path was the last session's (or its own default), while the analysis
+ * resolves a definition's bare names with the reading session's: a view over public.customers
+ * printed `FROM customers` was read by a session whose search_path starts with a schema holding a
+ * clean `customers`, and its masked column came out raw. `(SELECT true FROM p)` in WHERE runs the
+ * setting before any row, hence before pg_get_viewdef.
+ */
+const QUALIFIED = "WITH p AS (SELECT pg_catalog.set_config('search_path', 'pg_catalog', false)) ";
+const ONCE = "(SELECT true FROM p) AND ";
+
 const KINDS: Record<string, RelationInfo["kind"]> = {
 	r: "table",
 	v: "view",
@@ -137,7 +150,7 @@ export class CatalogSource {
 	relationByOid(oid: number): Promise<RelationInfo | undefined> {
 		if (!Number.isInteger(oid) || oid <= 0) return Promise.resolve(undefined);
 		return this.cached(this.byOid as Map<string | number, CacheEntry>, oid, async () => {
-			const rows = await (await this.conn()).query(`${RELATION_SQL}c.oid = $1::oid`, [String(oid)]);
+			const rows = await (await this.conn()).query(`${QUALIFIED}${RELATION_SQL}${ONCE}c.oid = $1::oid`, [String(oid)]);
 			return rows[0] ? toRelation(rows[0]) : undefined;
 		});
 	}
@@ -147,22 +160,25 @@ export class CatalogSource {
 		return this.cached(this.byName as Map<string | number, CacheEntry>, key, async () => {
 			const side = await this.conn();
 			if (schema !== undefined) {
-				const rows = await side.query(`${RELATION_SQL}n.nspname = $1 AND c.relname = $2`, [schema, name]);
+				const rows = await side.query(`${QUALIFIED}${RELATION_SQL}${ONCE}n.nspname = $1 AND c.relname = $2`, [schema, name]);
 				return rows[0] ? toRelation(rows[0]) : undefined;
 			}
-			const rows = await side.query(
+			// The name is resolved with the session's search_path, the relation then read (and its
+			// definition printed) with pg_catalog alone (see QUALIFIED).
+			const found = await side.query(
 				`WITH p AS (SELECT pg_catalog.set_config('search_path', $1, false))
-				 ${RELATION_SQL}c.oid = (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($2)) FROM p)`,
+				 SELECT (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($2)) FROM p)::pg_catalog.oid::pg_catalog.text`,
 				[searchPath, name],
 			);
-			return rows[0] ? toRelation(rows[0]) : undefined;
+			const oid = found[0]?.[0];
+			return oid ? this.relationByOid(Number(oid)) : undefined;
 		});
 	}
 
 	/** Every relation named `name`, in any schema (at most 100). */
 	relationsNamed(name: string): Promise<RelationInfo[]> {
 		return this.cached(this.anywhere as Map<string | number, { at: number; value: Promise<RelationInfo[]> }>, name, async () => {
-			const rows = await (await this.conn()).query(`${RELATION_SQL}c.relname = $1 ORDER BY c.oid LIMIT 100`, [name]);
+			const rows = await (await this.conn()).query(`${QUALIFIED}${RELATION_SQL}${ONCE}c.relname = $1 ORDER BY c.oid LIMIT 100`, [name]);
 			return rows.map(toRelation);
 		});
 	}
@@ -173,7 +189,7 @@ export class CatalogSource {
 	 */
 	relationsInSchema(schema: string): Promise<RelationInfo[]> {
 		return this.cached(this.inSchema as Map<string | number, { at: number; value: Promise<RelationInfo[]> }>, schema, async () => {
-			const rows = await (await this.conn()).query(`${RELATION_SQL}n.nspname = $1 ORDER BY c.oid LIMIT ${SCHEMA_RELATIONS_MAX + 1}`, [schema]);
+			const rows = await (await this.conn()).query(`${QUALIFIED}${RELATION_SQL}${ONCE}n.nspname = $1 ORDER BY c.oid LIMIT ${SCHEMA_RELATIONS_MAX + 1}`, [schema]);
 			if (rows.length > SCHEMA_RELATIONS_MAX) throw new Error(`schema ${JSON.stringify(schema)} holds more than ${SCHEMA_RELATIONS_MAX} relations`);
 			return rows.map(toRelation);
 		});
