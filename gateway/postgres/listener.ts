@@ -561,16 +561,18 @@ class Handshake {
 			throw new PgGatewayError("unsafe_parser_setting", `connection refused: ${why}`);
 		}
 		// Unqualified names resolve with the session's own search_path (role and database settings,
-		// "$user" as its role), not the catalog connection's: read it once unless the client set one.
-		let searchPath: string | undefined = target.parameters?.search_path;
-		if (searchPath === undefined) {
-			try {
-				searchPath = await readSearchPath(upstream);
-			} catch (e) {
-				upstream.socket.destroy();
-				await recorder.close({ reason: "error", message: (e as Error).message }).catch(() => undefined);
-				throw e;
-			}
+		// "$user" as its role), not the catalog connection's: read once, also when the client sent its
+		// own. Taken verbatim, a client's `"$user", public` was read by the catalog connection as ITS
+		// role's schema: under a grant's dynamic role, a schema named after the Connection's role
+		// holding a clean `customers` made `SELECT phone || '' FROM customers` (public.customers to the
+		// session) come out raw.
+		let searchPath: string;
+		try {
+			searchPath = await readSearchPath(upstream);
+		} catch (e) {
+			upstream.socket.destroy();
+			await recorder.close({ reason: "error", message: (e as Error).message }).catch(() => undefined);
+			throw e;
 		}
 		if (this.phase === "closed" || this.socket.destroyed) {
 			upstream.socket.destroy();
