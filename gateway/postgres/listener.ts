@@ -478,14 +478,15 @@ class Handshake {
 		const target = upstreamTarget(bundle, connection, grant, access, this.startupParams, o.upstreamConnectTimeoutMs, o.maxServerMessageBytes);
 
 		// Policies follow the bundle: recomputed once per bundle version, read at every statement.
+		const masks = (policies: ReturnType<LoadedBundle["policiesFor"]>): boolean =>
+			policies.maskRules.length > 0 && !exemptionApplies(identity, grant, policies.maskExempt);
 		let liveVersion = -1;
 		let livePolicy: LivePolicy | undefined;
 		const live = (): LivePolicy => {
 			const b = store.current;
 			if (b.version !== liveVersion || !livePolicy) {
 				const policies = b.policiesFor(connection.name);
-				const exempt = exemptionApplies(identity, grant, policies.maskExempt);
-				livePolicy = { policies, maskingActive: policies.maskRules.length > 0 && !exempt, maskingKey: b.maskingKey };
+				livePolicy = { policies, maskingActive: masks(policies), maskingKey: b.maskingKey };
 				liveVersion = b.version;
 			}
 			return livePolicy;
@@ -629,6 +630,17 @@ class Handshake {
 		const terms = (g: BundleGrant) => JSON.stringify([g.postgres, g.subjects, g.connection]);
 		const original = terms(grant);
 		const onChange = (next: LoadedBundle) => {
+			// New masks apply to open sessions at once, but what a session did while none applied stays
+			// in force where masking cannot see it (a temporary view shadowing a table, `SET search_path`,
+			// both refused only while masking applies): `CREATE TEMP VIEW orders AS SELECT id, phone AS
+			// status FROM customers`, made before the policy was merged, then showed `SELECT status || ''
+			// FROM orders` raw under it. Such a session ends when masking starts to apply.
+			if (session.namesUnseenByMasking && masks(next.policiesFor(connection.name))) {
+				const message = `terminating connection: masking now applies to connection ${connection.name}; reconnect to work under it`;
+				void this.l.cancelRunning(session);
+				session.terminate("grant_ended", message, { reason: "policy", message });
+				return;
+			}
 			const g = next.grantsByKey.get(grant.key);
 			if (!g) return; // revocation: watchGrant's
 			const postponed = Date.parse(g.notBefore) > store.now().getTime();

@@ -380,6 +380,18 @@ export class Session {
 		return this.status;
 	}
 
+	/**
+	 * Set when a statement that may leave names meaning something else for this session only (a
+	 * temporary relation, search_path, DDL not committed yet) was forwarded while masking did not
+	 * apply: masking refuses such statements, and the catalog cannot see their effects, so the
+	 * listener ends the session if masking starts to apply (a policy merged, an exemption removed).
+	 */
+	namesUnseenByMasking = false;
+
+	private noteUnmasked(statements: readonly (SqlStatementInfo | undefined)[]): void {
+		if (!this.namesUnseenByMasking && !this.o.live().maskingActive && statements.some(changesSessionNames)) this.namesUnseenByMasking = true;
+	}
+
 	/** End the session with a FATAL the client can read (grant end, shutdown). */
 	terminate(code: "grant_ended" | "shutdown" | "idle_timeout", message: string, end: SessionEnd): void {
 		if (this.closed) return;
@@ -808,6 +820,7 @@ export class Session {
 		const changes = nameEffectsOf(portal.stmt);
 		const seq = changes.definesSqlNames ? this.sql.forwarded(portal.stmt!.analysis) : undefined;
 		this.push({ k: "execute", portal, rows: 0, started: performance.now(), ...(seq !== undefined ? { seq } : {}) });
+		this.noteUnmasked(portal.stmt?.analysis.ok ? portal.stmt.analysis.statements : [undefined]);
 		this.toUpstream(m.raw);
 		if (mayChangeSettings(portal.stmt)) this.settingsChangedInSync = this.syncSeg;
 		if (changes.statements || changes.portals) {
@@ -1042,6 +1055,7 @@ export class Session {
 		const forward = (decision: Decision, approvalId?: string) => {
 			for (const s of statements) if (s.prepared) this.noteDefinition(s.prepared.name, this.o.live().policies.guardrailRules);
 			const seq = this.sql.forwarded(analysis);
+			this.noteUnmasked(analysis.ok ? statements : [undefined]);
 			this.push({
 				seq,
 				k: "simple",
@@ -2410,6 +2424,15 @@ function verdictError(v: GuardrailVerdict): PgGatewayError {
 
 /** Kinds after whose completion the catalog may differ (an unknown statement counts). */
 const CATALOG_KINDS = /^(CREATE|ALTER|DROP|COMMENT|SECURITY LABEL|IMPORT FOREIGN SCHEMA|REASSIGN|DO|CALL|GRANT|REVOKE|REFRESH|SELECT INTO)/;
+
+/**
+ * Statements whose effect on what names mean may stay with the session where the catalog cannot see
+ * it: DDL (temporary relations, or anything before COMMIT), SET/RESET (search_path, role),
+ * set_config, DO/CALL, and unknown statements.
+ */
+function changesSessionNames(s: SqlStatementInfo | undefined): boolean {
+	return changesCatalog(s) || s!.kinds.some((k) => /^(SET|RESET)\b/.test(k)) || s!.functions.some((f) => f === "set_config" || f.endsWith(".set_config"));
+}
 
 /** A `COPY ... TO STDOUT` (not to a server file or program): its rows reach the client as CopyData. */
 function copiesToClient(s: SqlStatementInfo): boolean {
