@@ -94,6 +94,11 @@ export const EXTRA_SQL_CASES: ExtraCase[] = [
 	m("x-copy-binary", "COPY customers (email) TO STDOUT WITH (FORMAT binary)", 1, [0], "binary COPY"),
 	m("x-copy-view", "COPY (SELECT * FROM customer_contacts) TO STDOUT", 4, [2, 3], "COPY of a view"),
 	b("x-copy-to-file-ro", "COPY customers TO '/tmp/drawbridge-leak.csv'", "COPY to a server file under read-only"),
+	// --- names the plan must resolve as PostgreSQL does (red-team round 11) ----------------------
+	m("x-schema-qualified-outer", "SELECT (SELECT public.customers.phone || '' FROM (SELECT 'x' AS phone) customers) AS v FROM customers", 1, [0], "schema.table.column names the outer relation, not the inner alias"),
+	m("x-from-function-name", "SELECT (SELECT phone.phone || '' FROM CAST(c.phone AS text)) AS v FROM customers c, (SELECT 'x' AS phone) phone", 1, [0], "a FROM function without alias is named after its expression"),
+	m("x-star-cast-name", "SELECT (SELECT zz || '' FROM (SELECT zz.*::text FROM customers zz WHERE zz.id = c.id) s) AS v FROM customers c, (SELECT 'x' AS zz) o", 1, [0], "zz.*::text is named zz"),
+	m("x-system-column-name", "SELECT s.xmin || '' AS v FROM (SELECT (SELECT * FROM (SELECT c.phone AS xmin) q) FROM customers c) s", 1, [0], "xmin of a subquery is its output column, not a system column"),
 	// --- functions that read files or run SQL by name -----------------------------------------
 	b("x-pg-read-file-overload", "SELECT pg_read_file('postgresql.conf', 0, 100)", "overloaded signature"),
 	b("x-pg-stat-file", "SELECT pg_stat_file('postgresql.conf')", "file metadata", { note: "pg_stat_file is not in the corpus rules: allowed or blocked, no leak", expect: "any" }),
