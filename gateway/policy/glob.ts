@@ -1,14 +1,29 @@
 /**
  * Globs used by rules: `*` matches any run of characters, `?` one character, everything else is
- * literal. Matching is case-insensitive (conservative: a quoted `"Customers"` still matches a rule
- * written `customers`). Compiled once per rule set, never per statement.
+ * literal. Matching is case-insensitive by default (conservative for a denylist: a quoted
+ * `"Customers"` still matches a rule written `customers`). Compiled once per rule set, never per
+ * statement.
  */
 
 export type GlobMatcher = (value: string) => boolean;
 
 export function compileGlob(pattern: string): GlobMatcher {
+	return globMatcher(pattern, false);
+}
+
+/**
+ * compileGlob comparing case too. For allowlists over case-sensitive names (SSH `allowedCommands`: the
+ * shell and the target's filesystem tell `ls` from `LS`), where folding case allows more than was
+ * written.
+ */
+export function compileCaseSensitiveGlob(pattern: string): GlobMatcher {
+	return globMatcher(pattern, true);
+}
+
+function globMatcher(pattern: string, caseSensitive: boolean): GlobMatcher {
 	if (pattern === "*") return () => true;
 	if (!pattern.includes("*") && !pattern.includes("?")) {
+		if (caseSensitive) return (v) => v === pattern;
 		const lower = pattern.toLowerCase();
 		return (v) => v.toLowerCase() === lower;
 	}
@@ -18,7 +33,7 @@ export function compileGlob(pattern: string): GlobMatcher {
 		else if (ch === "?") src += "[\\s\\S]";
 		else src += ch.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 	}
-	const re = new RegExp(`${src}$`, "iu");
+	const re = new RegExp(`${src}$`, caseSensitive ? "u" : "iu");
 	return (v) => re.test(v);
 }
 

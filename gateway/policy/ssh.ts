@@ -10,7 +10,7 @@
  * the grant restricts commands, and matched as one raw string against rules.
  */
 import type { BundleGrant, GuardrailRule } from "../config/bundle.ts";
-import { compileGlob, type GlobMatcher, printable } from "./glob.ts";
+import { compileCaseSensitiveGlob, compileGlob, type GlobMatcher, printable } from "./glob.ts";
 import type { SshVerdict } from "./types.ts";
 
 type SshGrant = NonNullable<BundleGrant["ssh"]>;
@@ -750,10 +750,16 @@ export function compileSshRules(rules: readonly GuardrailRule[]): CompiledSshRul
 	return out;
 }
 
+/**
+ * `allowedCommands` globs match case and all: the shell and the target's filesystem are case-sensitive,
+ * so `LS` or `./Deploy.sh` is another program than the `ls *` or `./deploy.sh` the grant names (folded,
+ * `./deploy.sh` let an uploaded `./DEPLOY.sh` run; test/ssh/issue-allowlist-case.test.ts). Rules
+ * (`ssh.commands`, a denylist) still ignore case: matching more is their safe side.
+ */
 function allowMatcher(list: readonly string[]): GlobMatcher {
 	let m = allowCache.get(list);
 	if (!m) {
-		const ms = list.map(compileGlob);
+		const ms = list.map(compileCaseSensitiveGlob);
 		m = (v) => ms.some((x) => x(v));
 		allowCache.set(list, m);
 	}
