@@ -601,6 +601,71 @@ function evaluatingWords(s: ShellSegment): string | undefined {
 	return undefined;
 }
 
+/**
+ * Whether a LANG / LC_ALL / LC_CTYPE value keeps the target's shell reading input as the gateway does:
+ * `C`, `POSIX`, empty, or a name with a UTF-8 codeset (`en_US.UTF-8`, `C.utf8`, `sr_RS.UTF-8@latin`).
+ * In a locale whose multibyte characters may end in an ASCII byte (BIG5, BIG5-HKSCS, GBK, GB18030,
+ * SHIFT_JIS, ...), bash takes a `\` after a lead byte as half of a character: `echo \xa1\; touch f` is
+ * one `echo` to the gateway and `echo …; touch f` to bash in `zh_TW.BIG5`
+ * (test/ssh/issue-locale-charset.test.ts). A name without a codeset (`zh_TW`) may mean such a
+ * charset.
+ */
+export function isSafeCharsetLocale(v: string): boolean {
+	return v === "" || v === "C" || v === "POSIX" || /^[A-Za-z0-9_+-]+\.(?:utf-?8)(?:@[A-Za-z0-9_+-]+)?$/i.test(v);
+}
+
+/** The variables that choose the character set bash reads its input in (values checked by isSafeCharsetLocale). */
+export const CHARSET_VARIABLES: ReadonlySet<string> = new Set(["LANG", "LC_ALL", "LC_CTYPE"]);
+/**
+ * Variables that choose how readline reads keys, whatever their value: `INPUTRC` (a file of key
+ * bindings and macros a new bash loads), `TERMINFO`, `TERMINFO_DIRS`, `TERMCAP` (a terminal description
+ * whose cursor keys may be printable text).
+ */
+const KEYMAP_VARIABLES: ReadonlySet<string> = new Set(["INPUTRC", "TERMINFO", "TERMINFO_DIRS", "TERMCAP"]);
+/** Builtins and keywords that assign a value to a variable named by a plain word (`read LC_ALL`, `for LC_ALL in …`). */
+const ASSIGNING_BY_NAME = new Set(["read", "printf", "mapfile", "readarray", "getopts", "for", "select"]);
+/** `bind` options that only list bindings. */
+const BIND_LISTING = /^-[pPsSvVlX]+$/;
+
+/**
+ * Why a segment changes how the shell reads the input that comes after it, or undefined. The
+ * gateway checks what bash will run by reading the line as bash reads it, and a shell line by
+ * rebuilding it from keystrokes as readline's default bindings would; both stop holding when:
+ * - `bind` (anything but listing) changes readline's keys: `bind -x '"\C-t": cmd'` runs `cmd` on one
+ *   key, with no line for the gateway to decide; a macro (`"\C-t": "cmd\n"`) types a line and its Enter;
+ *   `bind -r`/`-u` can unbind the keys the gateway's refusal sends (^G ^U);
+ * - LANG, LC_ALL or LC_CTYPE is given a value that is not C, POSIX or UTF-8 (assigned, exported,
+ *   declared, as a command's prefix, which a new shell inherits, or with `${v:=…}`), or named for
+ *   `read`, `printf -v`, `for`, `declare -n` …: bash then reads the lines after it in that charset;
+ * - INPUTRC, TERMINFO, TERMINFO_DIRS or TERMCAP is assigned: a new bash loads other key bindings;
+ * - `set -o vi` (or `+o emacs`): other editing keys.
+ * Rules match such a line whatever their commands, and an allowlist refuses it
+ * (test/ssh/issue-shell-reading.test.ts).
+ */
+export function readingChange(s: ShellSegment): string | undefined {
+	const words = s.written.split(" ");
+	const head = s.command.split(" ")[0] ?? "";
+	if (head === "bind" && !s.command.split(" ").slice(1).every((w) => BIND_LISTING.test(w))) {
+		return "bind changes readline's keys, so a key can run a command with no line for the gateway to check";
+	}
+	if (head === "set" && /(?:^| )[-+]o (?:vi|emacs)(?: |$)/.test(s.command)) return "set -o vi changes what the editing keys do";
+	for (const w of words) {
+		const a = /^([A-Za-z_][A-Za-z0-9_]*)(\+?)=(.*)$/s.exec(w);
+		if (a) {
+			const [, name, append, value] = a;
+			if (KEYMAP_VARIABLES.has(name!)) return `${name} chooses the key bindings a new shell reads`;
+			if (CHARSET_VARIABLES.has(name!) && (append !== "" || !isSafeCharsetLocale(value!))) {
+				return `${name} is set to a charset other than UTF-8, in which the shell reads the lines after it differently`;
+			}
+		}
+		const named = /(?:^|=)(LANG|LC_ALL|LC_CTYPE|INPUTRC|TERMINFO|TERMINFO_DIRS|TERMCAP)$/.exec(w);
+		if (named && (w !== named[1] || ASSIGNING_BY_NAME.has(head))) return `${named[1]} is assigned a value the gateway does not see`;
+	}
+	const expansion = /\$\{(LANG|LC_ALL|LC_CTYPE|INPUTRC|TERMINFO|TERMINFO_DIRS|TERMCAP):?=/.exec(s.written);
+	if (expansion) return `\${${expansion[1]}:=…} assigns ${expansion[1]}`;
+	return undefined;
+}
+
 /** Splits a command line into simple commands, unwrapping sudo/env/... and `bash -c` bodies. */
 export function parseShellCommand(command: string): ShellParse {
 	const segments: ShellSegment[] = [];
@@ -836,6 +901,15 @@ export function evaluateSshCommand(
 				segments,
 			};
 		}
+		const change = parsed.segments.map((x) => [x, readingChange(x)] as const).find(([, why]) => why !== undefined);
+		if (change) {
+			return {
+				action: "block",
+				rule: `grant:${grantKey ?? "scope"}`,
+				message: `${who} restricts commands and "${printable(change[0].written)}" changes how the shell reads what follows: ${change[1]}`,
+				segments,
+			};
+		}
 		const allowed = allowMatcher(grant.allowedCommands);
 		for (const s of parsed.segments) {
 			if (s.depth > 0 && !s.substitution) continue; // inside an allowed `bash -c`: the allowlist entry covered it
@@ -852,15 +926,29 @@ export function evaluateSshCommand(
 	let best: SshVerdict = { action: "allow", segments };
 	const candidates = [command.trim()];
 	for (const s of parsed.segments) candidates.push(s.written, s.command);
+	// A line that changes how the shell reads what follows is matched by every rule: after it, the
+	// rules' view of later lines (or keys) no longer holds.
+	let change: { seg: ShellSegment; why: string } | undefined;
+	for (const seg of parsed.segments) {
+		const why = readingChange(seg);
+		if (why !== undefined) {
+			change = { seg, why };
+			break;
+		}
+	}
 	for (const c of compileSshRules(rules)) {
 		if (RANK[c.rule.action] <= RANK[best.action]) continue;
 		const hit = candidates.find((x) => x !== "" && c.commands(x));
-		if (hit === undefined) continue;
+		if (hit === undefined && !change) continue;
 		const what = c.rule.action === "block" ? "blocked" : c.rule.action === "requireApproval" ? "requires approval" : "audited";
+		const subject =
+			hit !== undefined
+				? `command "${printable(hit)}"`
+				: `command "${printable(change!.seg.written)}" changes how the shell reads what follows (${change!.why}), so it is matched by every rule, and`;
 		const v: SshVerdict = {
 			action: c.rule.action,
 			rule: c.rule.name,
-			message: `command "${printable(hit)}" ${what} by guardrail rule "${c.rule.name}"${c.rule.message ? `: ${c.rule.message}` : ""}`,
+			message: `${subject} ${what} by guardrail rule "${c.rule.name}"${c.rule.message ? `: ${c.rule.message}` : ""}`,
 			segments,
 		};
 		if (c.rule.action === "requireApproval" && c.rule.approval) v.approval = c.rule.approval;

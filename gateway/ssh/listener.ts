@@ -49,7 +49,7 @@ import {
 import { SshGatewayError } from "./errors.ts";
 import { ChannelOpenFailure, DisconnectReason, refusalBytes } from "./refuse.ts";
 import { printable } from "../policy/glob.ts";
-import { evaluateSshAccess, evaluateSshCommand } from "../policy/ssh.ts";
+import { CHARSET_VARIABLES, evaluateSshAccess, evaluateSshCommand, isSafeCharsetLocale } from "../policy/ssh.ts";
 import { LineTracker } from "./guard.ts";
 import { poolOutgoingPackets } from "./packet-pool.ts";
 import { SftpGuard, SftpObserver } from "./sftp.ts";
@@ -68,21 +68,11 @@ export function isPlainEnvValue(v: string): boolean {
 	return /^[A-Za-z0-9._+@-]{0,64}$/.test(v);
 }
 
-/** The variables that choose the character set the target's shell reads the command line in. */
-const CHARSET_ENV = new Set(["LANG", "LC_ALL", "LC_CTYPE"]);
-
 /**
- * Whether a LANG / LC_ALL / LC_CTYPE value keeps the target's shell reading the command line as the
- * gateway does: `C`, `POSIX`, empty, or a name with a UTF-8 codeset (`en_US.UTF-8`, `C.utf8`,
- * `sr_RS.UTF-8@latin`). In a locale whose multibyte characters may end in an ASCII byte (BIG5,
- * BIG5-HKSCS, GBK, GB18030, SHIFT_JIS, ...), bash takes a `\` after a lead byte as half of a
- * character: `echo \xa1\; touch f` is one `echo` to the gateway and `echo …; touch f` to bash in
- * `zh_TW.BIG5` (test/ssh/issue-locale-charset.test.ts). A name without a codeset (`zh_TW`) may mean
- * such a charset, so it does not travel either.
+ * Whether a LANG / LC_ALL / LC_CTYPE value travels (gateway/policy/ssh.ts `isSafeCharsetLocale`; a
+ * typed or sent assignment of them is checked there too, `readingChange`).
  */
-export function isSafeCharsetLocale(v: string): boolean {
-	return v === "" || v === "C" || v === "POSIX" || /^[A-Za-z0-9_+-]+\.(?:utf-?8)(?:@[A-Za-z0-9_+-]+)?$/i.test(v);
-}
+export { isSafeCharsetLocale };
 
 export interface SshListenerOptions {
 	store: BundleStore;
@@ -947,7 +937,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			// `$(cmd)` or `a[$(cmd)]` inside it), which would step around allowedCommands.
 			if (/^(LANG|LC_[A-Z]+|TERM)$/.test(info.key)) {
 				if (!isPlainEnvValue(info.val)) state.recorder.emit({ type: "notice", message: `env ${info.key} dropped: its value is not a plain name` });
-				else if (CHARSET_ENV.has(info.key) && !isSafeCharsetLocale(info.val)) {
+				else if (CHARSET_VARIABLES.has(info.key) && !isSafeCharsetLocale(info.val)) {
 					state.recorder.emit({
 						type: "notice",
 						message: `env ${info.key} dropped: ${info.val} is not a UTF-8 locale (in a multibyte charset such as BIG5 or GBK the target's shell can read a backslash as part of a character, and the command line differently from the gateway)`,
