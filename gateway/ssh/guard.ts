@@ -13,28 +13,64 @@
  * completed lines whose terminator (CR, LF, or ^O, which bash's readline also runs the line on) is held
  * back until a decision.
  */
-export type LineSegment = { kind: "bytes"; data: Buffer } | { kind: "line"; line: string; dirty: boolean; terminator: Buffer };
+export type LineSegment =
+	| { kind: "bytes"; data: Buffer }
+	| { kind: "line"; line: string; dirty: boolean; terminator: Buffer }
+	/** ^C was typed (relayed in the bytes before it): the shell drops the line, and a command spread over lines. */
+	| { kind: "cancel" };
 
 export class LineTracker {
 	#line = "";
-	/** True when editing keys we cannot follow (escape sequences, tab) touched the line. */
+	/**
+	 * True when keys we cannot follow touched the line (cursor movement, history, completion, escape
+	 * sequences, ^V, other control keys): what readline holds may differ from #line, so the line is
+	 * refused where lines are checked (test/ssh/issue-shell-line-edits.test.ts). Only ^C (SIGINT, the
+	 * whole line discarded) or a terminator clears it: ^U kills only what is left of the cursor.
+	 */
 	#dirty = false;
-	#inEscape = false;
+	/** Inside an escape sequence: the bytes after ESC so far. */
+	#escape: string | undefined;
+	/** Inside a bracketed paste (ESC [200~ … ESC [201~): readline inserts the text as it is, newlines included. */
+	#paste = false;
+	/** After ^V (quoted-insert): the next byte is inserted as it is. */
+	#quoted = false;
 
 	feed(chunk: Buffer): LineSegment[] {
 		const out: LineSegment[] = [];
 		let start = 0;
 		for (let i = 0; i < chunk.length; i++) {
 			const c = chunk[i]!;
-			if (this.#inEscape) {
+			if (this.#escape !== undefined) {
 				// CSI / SS3 sequences end with a byte in 0x40..0x7e (after the introducer). A control byte is
 				// never part of one: it ends the sequence and counts as itself (ESC then CR is a meta-Enter
 				// to readline, which ran the line; swallowed here, the CR went through undecided).
 				if (c >= 0x20) {
-					if (c >= 0x40 && c <= 0x7e && c !== 0x5b && c !== 0x4f) this.#inEscape = false;
+					this.#escape += String.fromCharCode(c);
+					if ((c >= 0x40 && c <= 0x7e && !(this.#escape.length === 1 && (c === 0x5b || c === 0x4f))) || this.#escape.length > 32) {
+						const seq = this.#escape;
+						this.#escape = undefined;
+						// Bracketed paste markers (bash 5.1+ turns the mode on) do not edit; any other sequence does.
+						if (seq === "[200~") this.#paste = true;
+						else if (seq === "[201~") this.#paste = false;
+						else this.#dirty = true;
+					}
 					continue;
 				}
-				this.#inEscape = false;
+				this.#escape = undefined;
+				this.#dirty = true;
+			}
+			if (this.#quoted) {
+				this.#quoted = false;
+				if (c >= 0x20 && c !== 0x7f) this.#line += String.fromCharCode(c);
+				continue;
+			}
+			if (this.#paste && c !== 0x1b) {
+				// Pasted text is inserted as it is: a newline is part of the line, not its end.
+				if (c >= 0x20 && c !== 0x7f) this.#line += String.fromCharCode(c);
+				else if (c === 0x0d || c === 0x0a) this.#line += "\n";
+				else if (c === 0x09) this.#line += "\t";
+				else this.#dirty = true;
+				continue;
 			}
 			switch (c) {
 				case 0x0d: // CR
@@ -52,17 +88,27 @@ export class LineTracker {
 				case 0x08: // BS
 					this.#line = this.#line.slice(0, -1);
 					break;
-				case 0x15: // ^U kill line
-				case 0x03: // ^C
+				case 0x15: // ^U kill line: what is left of the cursor (all of it unless the line is dirty)
+					this.#line = "";
+					break;
+				case 0x03: // ^C: SIGINT, readline discards the whole line
 					this.#line = "";
 					this.#dirty = false;
+					out.push({ kind: "bytes", data: chunk.subarray(start, i + 1) }, { kind: "cancel" });
+					start = i + 1;
 					break;
 				case 0x17: // ^W kill word
 					this.#line = this.#line.replace(/\S*\s*$/, "");
 					break;
-				case 0x1b: // ESC
-					this.#inEscape = true;
+				case 0x0c: // ^L clear screen: the line is unchanged
+				case 0x07: // ^G abort: cancels a key sequence, the line is unchanged
+					break;
+				case 0x16: // ^V quoted-insert: the next byte is inserted, a control byte or a terminator too
+					this.#quoted = true;
 					this.#dirty = true;
+					break;
+				case 0x1b: // ESC
+					this.#escape = "";
 					break;
 				case 0x09: // TAB
 					this.#dirty = true;
@@ -76,5 +122,29 @@ export class LineTracker {
 		if (start < chunk.length) out.push({ kind: "bytes", data: chunk.subarray(start) });
 		// Non-ASCII input: decode properly for the line text.
 		return out.map((s) => (s.kind === "line" ? { ...s, line: Buffer.from(s.line, "latin1").toString("utf8") } : s));
+	}
+}
+
+/**
+ * Whether the target's terminal output has switched to the alternate screen (`ESC [?1049h`, `?1047h`,
+ * `?47h`) and not back: a full-screen program (vim, less, top) has the keyboard, not the shell's
+ * readline, and its keys (ESC, arrows) are not shell-line edits. Sequences split across chunks are
+ * found too.
+ */
+export class AlternateScreen {
+	#active = false;
+	#tail = "";
+
+	get active(): boolean {
+		return this.#active;
+	}
+
+	feed(chunk: Buffer): void {
+		const text = this.#tail + chunk.toString("latin1");
+		const re = /\x1b\[\?(?:1049|1047|47)([hl])/g;
+		for (let m = re.exec(text); m !== null; m = re.exec(text)) this.#active = m[1] === "h";
+		// Keep what could be the start of a sequence cut at the chunk's end.
+		const esc = text.lastIndexOf("\x1b");
+		this.#tail = esc >= 0 && text.length - esc < 8 ? text.slice(esc) : "";
 	}
 }

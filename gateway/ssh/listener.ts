@@ -49,8 +49,8 @@ import {
 import { SshGatewayError } from "./errors.ts";
 import { ChannelOpenFailure, DisconnectReason, refusalBytes } from "./refuse.ts";
 import { printable } from "../policy/glob.ts";
-import { CHARSET_VARIABLES, evaluateSshAccess, evaluateSshCommand, isSafeCharsetLocale } from "../policy/ssh.ts";
-import { LineTracker } from "./guard.ts";
+import { CHARSET_VARIABLES, evaluateSshAccess, evaluateSshCommand, isSafeCharsetLocale, parseShellCommand } from "../policy/ssh.ts";
+import { AlternateScreen, LineTracker } from "./guard.ts";
 import { poolOutgoingPackets } from "./packet-pool.ts";
 import { SftpGuard, SftpObserver } from "./sftp.ts";
 import { mintSessionCertificate, presentCertificate, type SessionCertificate } from "./upstream-cert.ts";
@@ -73,6 +73,16 @@ export function isPlainEnvValue(v: string): boolean {
  * typed or sent assignment of them is checked there too, `readingChange`).
  */
 export { isSafeCharsetLocale };
+
+/** Tokenizer errors that mean the command goes on in the next line (bash shows its PS2 prompt). */
+const GOES_ON = new Set(["unterminated single quote", "unterminated double quote", "unterminated $( )", "unterminated backtick", "unterminated $'...' string"]);
+
+/** Whether a shell runs `command` only with the lines that follow it: an open quote or substitution, or a trailing backslash. */
+export function commandGoesOn(command: string): boolean {
+	if (/(?:^|[^\\])(?:\\\\)*\\$/.test(command)) return true;
+	const error = parseShellCommand(command).error;
+	return error !== undefined && GOES_ON.has(error);
+}
 
 export interface SshListenerOptions {
 	store: BundleStore;
@@ -1043,6 +1053,20 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		ch.close();
 	}
 
+	/** A block verdict of the guardrails on a shell line (no approvals asked), or undefined. */
+	#blocked(state: SessionState, line: string): Decided | undefined {
+		const rules = this.#opts.store.current.policiesFor(state.auth.connection.name).guardrailRules;
+		const grant = state.auth.grant.ssh ? { ...state.auth.grant.ssh, allowedCommands: undefined } : undefined;
+		let v: ReturnType<typeof evaluateSshCommand>;
+		try {
+			v = this.#evaluate(line, grant, rules, state.auth.grant.key);
+		} catch (e) {
+			return { refused: `drawbridge: policy evaluation failed, command refused: ${(e as Error).message}`, decision: "block", rule: "policy-error" };
+		}
+		if (v.action !== "block") return undefined;
+		return { refused: `drawbridge: ${v.message ?? `blocked by guardrail ${v.rule ?? ""}`}`, decision: "block", rule: v.rule ?? "" };
+	}
+
 	/** Guardrails + approvals for one command. Resolves with the decision, or undefined when refused (already told the client). */
 	async #decide(
 		state: SessionState,
@@ -1308,12 +1332,20 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			};
 			const interrupted = () => record();
 			state.running.add(interrupted);
+			const screen = new AlternateScreen();
 			this.#relay(ch, up, {
-				...(decoder ? { output: (b: Buffer) => state.recorder.emit({ type: "terminal", stream: "o", data: decoder.write(b) }) } : {}),
+				...(decoder
+					? {
+							output: (b: Buffer) => {
+								screen.feed(b);
+								state.recorder.emit({ type: "terminal", stream: "o", data: decoder.write(b) });
+							},
+						}
+					: {}),
 				inputFilter: checkLines,
 				onExit: record,
 			});
-			if (checkLines) this.#filterShellInput(state, ch, up, new StringDecoder("utf8"));
+			if (checkLines) this.#filterShellInput(state, ch, up, new StringDecoder("utf8"), screen);
 		});
 	}
 
@@ -1346,8 +1378,12 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			const outDec = new StringDecoder("utf8");
 			const inDec = new StringDecoder("utf8");
 			state.recorder.emit({ type: "exec", command: "<shell>", decision: "allow" });
+			const screen = new AlternateScreen();
 			this.#relay(ch, up, {
-				output: (b) => state.recorder.emit({ type: "terminal", stream: "o", data: outDec.write(b) }),
+				output: (b) => {
+					screen.feed(b);
+					state.recorder.emit({ type: "terminal", stream: "o", data: outDec.write(b) });
+				},
 				inputFilter: checkLines,
 				...(checkLines ? {} : { input: (b: Buffer) => state.recorder.emit({ type: "terminal", stream: "i", data: inDec.write(b) }) }),
 				onExit: (code, signal) =>
@@ -1359,17 +1395,23 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 						...(signal ? { signal } : {}),
 					}),
 			});
-			if (checkLines) this.#filterShellInput(state, ch, up, inDec);
+			if (checkLines) this.#filterShellInput(state, ch, up, inDec, screen);
 		});
 	}
 
 	/** Best-effort shell line guardrails: hold the Enter key of each line until it is allowed. */
-	#filterShellInput(state: SessionState, ch: ServerChannel, up: ClientChannel, inDec: StringDecoder): void {
+	#filterShellInput(state: SessionState, ch: ServerChannel, up: ClientChannel, inDec: StringDecoder, screen: AlternateScreen): void {
 		const tracker = new LineTracker();
 		const abort = new AbortController();
 		ch.on("close", () => abort.abort());
 		let queue = Promise.resolve();
 		const tell = (line: string) => ch.write(`\r\n${line}\r\n`);
+		/**
+		 * Lines already relayed that the shell has not run yet, because the command goes on: an open quote,
+		 * `$(`, backquote, or a trailing backslash. The next line is decided together with them, as the
+		 * shell will run it (`tou\` then `ch f` is `touch f`; `echo '` then `'; touch f` runs touch).
+		 */
+		let pending = "";
 		ch.on("data", (chunk: Buffer) => {
 			state.recorder.emit({ type: "terminal", stream: "i", data: inDec.write(chunk) });
 			const segments = tracker.feed(Buffer.from(chunk));
@@ -1379,28 +1421,55 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 						up.write(seg.data);
 						continue;
 					}
-					const line = seg.line.trim();
-					if (line === "") {
-						up.write(seg.terminator);
+					if (seg.kind === "cancel") {
+						pending = "";
 						continue;
 					}
-					let d: Decided;
-					try {
-						d = await this.#decide(state, line, tell, abort.signal, true);
-					} catch (e) {
-						d = { refused: `drawbridge: approval unavailable: ${(e as Error).message}`, decision: "block" };
-					}
-					const base = { ...(d.rule ? { rule: d.rule } : {}), ...(d.approvalId ? { approvalId: d.approvalId } : {}) };
-					if ("refused" in d) {
-						state.recorder.emit({ type: "exec", command: line, decision: d.decision, ...base });
+					const line = seg.line.trim();
+					const refuse = (command: string, d: { refused: string; decision: Decision; rule?: string; approvalId?: string }): void => {
+						state.recorder.emit({ type: "exec", command, decision: d.decision, ...(d.rule ? { rule: d.rule } : {}), ...(d.approvalId ? { approvalId: d.approvalId } : {}) });
 						tell(d.refused);
 						// Kill the typed line on the remote shell, then an empty Enter for a fresh prompt. ^G first:
 						// after a relayed ESC, readline would read ^U as Meta-^U and the Enter would run the line.
-						up.write("\x07\x15\r");
+						// ^E before ^U: ^U kills only what is left of the cursor, and the Enter ran the rest
+						// (`touch f`, ^A, Enter ran touch after its refusal).
+						up.write("\x07\x05\x15\r");
+						// In a command that goes on (pending), that Enter adds an empty line to it.
+						if (pending !== "") pending += "\n";
+					};
+					// A full-screen program (vim, less) has the keyboard: its ESC and arrow keys are its own, and the
+					// line is decided as tracked, as before (what it runs is beyond the guard, README).
+					if (seg.dirty && !screen.active) {
+						// Keys the tracker cannot follow touched the line: what readline runs may be another line.
+						refuse(line === "" ? "<edited line>" : line, {
+							refused:
+								"drawbridge: this line was edited with keys the gateway cannot follow (cursor or history keys, completion, ^V, other control keys), so it cannot be checked; type it again with printable characters, Backspace, ^W or ^U only",
+							decision: "block",
+							rule: "shell-line-edited",
+						});
 						continue;
 					}
-					state.recorder.emit({ type: "exec", command: line, decision: d.decision, ...base });
+					if (line === "" && pending === "") {
+						up.write(seg.terminator);
+						continue;
+					}
+					const command = pending !== "" ? `${pending}\n${seg.line}` : line;
+					let d: Decided;
+					try {
+						// Read together with the lines before it, a line could hide in a quote that the shell
+						// closes elsewhere: what blocks the line alone blocks it too.
+						d = (pending !== "" && line !== "" ? this.#blocked(state, line) : undefined) ?? (await this.#decide(state, command, tell, abort.signal, true));
+					} catch (e) {
+						d = { refused: `drawbridge: approval unavailable: ${(e as Error).message}`, decision: "block" };
+					}
+					if ("refused" in d) {
+						refuse(command, d);
+						continue;
+					}
+					const base = { ...(d.rule ? { rule: d.rule } : {}), ...(d.approvalId ? { approvalId: d.approvalId } : {}) };
+					state.recorder.emit({ type: "exec", command, decision: d.decision, ...base });
 					up.write(seg.terminator);
+					pending = commandGoesOn(command) ? command : "";
 				}
 			});
 		});

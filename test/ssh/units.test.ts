@@ -157,7 +157,7 @@ test("shell line tracker: editing keys, held terminators, escape sequences mark 
 	const t = new LineTracker();
 	const segs = t.feed(Buffer.from("rm -rf /x\x7f\x7fy\r"));
 	assert.deepEqual(
-		segs.map((s) => (s.kind === "line" ? ["line", s.line, s.dirty] : ["bytes", s.data.toString()])),
+		segs.map((s) => (s.kind === "line" ? ["line", s.line, s.dirty] : s.kind === "bytes" ? ["bytes", s.data.toString()] : ["cancel"])),
 		[
 			["bytes", "rm -rf /x\x7f\x7fy"],
 			["line", "rm -rf y", false],

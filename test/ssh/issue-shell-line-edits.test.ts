@@ -1,0 +1,184 @@
+/**
+ * Lines the shell-line guard decided were not the lines bash ran (red-team round 10). Real OpenSSH
+ * `ssh -tt` → gateway → real sshd, login shell bash, under a grant with a shell and a GuardrailPolicy
+ * rule blocking `touch *` (the gateway holds each line's Enter until the line is decided).
+ *
+ * On the old code each of these ran `touch`:
+ * - `touch f`, ^A, Enter: the line was refused, but the refusal's line kill (^U) kills only what is
+ *   left of the cursor, so the Enter sent after it ran the whole line;
+ * - `ouch f`, ^A, `t`, Enter: the tracker appended the `t` (it does not follow cursor keys) and
+ *   decided `ouch ft`, while readline ran `touch f`; its "dirty" mark was never looked at;
+ * - `touch f; ` ^V ^U ` echo x`, Enter: ^V makes the ^U a literal for readline, the tracker killed
+ *   the line with it and decided ` echo x`;
+ * - `tou\`, Enter, `ch f`, Enter, and `echo '`, Enter, `'; touch f`, Enter: each line was decided on
+ *   its own, while bash runs a command that goes on over lines (a trailing backslash, an open quote)
+ *   as one.
+ * Now the refusal's kill moves to the end of the line first (^G ^E ^U), a line touched by keys the
+ * tracker cannot follow is refused, ^V quotes the next key, and a line that continues a command is
+ * decided with the lines before it.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, rmSync } from "node:fs";
+import { after, before, test } from "node:test";
+import { LineTracker } from "../../gateway/ssh/guard.ts";
+import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
+import { type SshdHandle, startSshd } from "../env/index.ts";
+import { agentSshFiles, approvalService, MemoryRecorder, makeBundle, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "./fixtures.ts";
+import { KeyDir, type KeyPair } from "./keys.ts";
+
+const keys = new KeyDir();
+let sshd: SshdHandle;
+let issuer: TokenIssuer;
+let gw: SshListener;
+let agent: KeyPair;
+let certFile: string;
+let knownHosts: string;
+const recorder = new MemoryRecorder();
+const marker = `/tmp/drawbridge-line-edits-${process.pid}`;
+
+before(async () => {
+	issuer = await tokenIssuer();
+	sshd = await startSshd();
+	const ca = keys.keygen("ed25519");
+	agent = keys.keygen("ed25519");
+	const store = storeWith(
+		makeBundle(issuer, {
+			connections: [sshdConnection(sshd, "web")],
+			grants: [sshGrant(sshd, "lee", "web", { allowShell: true })],
+			guardrailPolicies: [{ key: "ops/web-rules", selector: { matchLabels: { env: "prod" } }, rules: [{ name: "no-touch", action: "block", ssh: { commands: ["touch *"] } }] }],
+			ssh: { userCaKeys: [ca.publicKey] },
+			credentials: sshdCredentials(sshd),
+		}),
+	);
+	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
+	({ knownHosts, certFile } = agentSshFiles(keys, gw, ca, agent, sshd.user));
+});
+
+after(async () => {
+	rmSync(marker, { force: true });
+	await gw?.close();
+	await sshd?.stop();
+	keys.cleanup();
+});
+
+/** An interactive `ssh -tt` session: `type` writes keystrokes, `waitFor` waits for output. */
+function session() {
+	const args = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`];
+	args.push("-o", "IdentitiesOnly=yes", "-i", agent.path, "-o", `CertificateFile=${certFile}`, "-tt", "-p", String(gw.address.port), "-l", `${sshd.user}@web`, "127.0.0.1");
+	const child = spawn("ssh", args);
+	let out = "";
+	child.stdout.on("data", (b: Buffer) => (out += b.toString()));
+	child.stderr.on("data", (b: Buffer) => (out += b.toString()));
+	const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
+	return {
+		output: () => out,
+		type: (s: string) => child.stdin.write(s),
+		waitFor: (re: RegExp, orElse: () => boolean = () => false) => waitUntil(`${re} in the terminal`, () => re.test(out) || orElse(), 20_000),
+		end: async () => {
+			child.stdin.write("\x03exit\n");
+			await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+			child.kill();
+		},
+	};
+}
+
+/**
+ * Types each of `keys` at a prompt (each waits for the output to show the prompt again, or the
+ * continuation prompt), then ^C and a sentinel line; returns the terminal output.
+ */
+async function attempt(...keys: string[]): Promise<string> {
+	rmSync(marker, { force: true });
+	const s = session();
+	try {
+		await s.waitFor(/\$ $/m);
+		for (const k of keys) {
+			const before = s.output().length;
+			s.type(k);
+			// The next prompt (PS1 `$ ` or the continuation prompt `> `), or the marker if the line ran.
+			// (bash may follow the prompt with an erase-line sequence)
+			await s.waitFor(/(?!)/, () => /[$>] (?:\x1b\[[0-9;]*[A-Za-z])*$/.test(s.output().slice(before)) || existsSync(marker)).catch((e: Error) => {
+				throw new Error(`${e.message}; the terminal showed: ${JSON.stringify(s.output())}`);
+			});
+		}
+		// ^C ends whatever command is still open; the sentinel then runs at a fresh prompt.
+		s.type("\x03");
+		s.type("echo sentinel-$((40+2))\r");
+		await s.waitFor(/sentinel-42/, () => existsSync(marker));
+		return s.output();
+	} finally {
+		await s.end();
+	}
+}
+
+test("control: touch typed with Enter is refused by the rule, and a harmless line runs", { timeout: 60_000 }, async () => {
+	const out = await attempt(`touch ${marker}\r`, "echo ok-$((1+2))\r");
+	assert.match(out, /no-touch/);
+	assert.match(out, /ok-3/);
+	assert.equal(existsSync(marker), false);
+});
+
+test("a refused line with the cursor moved to its start is killed whole (^U alone left it, and the Enter ran it)", { timeout: 60_000 }, async () => {
+	const out = await attempt(`touch ${marker}\x01\r`);
+	assert.equal(existsSync(marker), false, `touch ran after its refusal:\n${out}`);
+});
+
+test("a line edited with cursor keys is refused: the tracker cannot tell what readline holds", { timeout: 60_000 }, async () => {
+	const out = await attempt(`ouch ${marker}\x01t\r`);
+	assert.equal(existsSync(marker), false, `touch ran:\n${out}`);
+	assert.match(out, /edited with keys the gateway cannot follow/);
+	assert.ok(recorder.events("exec").some((e) => e.decision === "block" && e.rule === "shell-line-edited"));
+	// Arrow keys (history) too.
+	const up = await attempt(`touch ${marker}\x1b[D\r`);
+	assert.equal(existsSync(marker), false, `touch ran:\n${up}`);
+});
+
+test("^V makes the next key a literal: a ^U after it no longer hides what came before", { timeout: 60_000 }, async () => {
+	const out = await attempt(`touch ${marker}; \x16\x15 echo x\r`);
+	assert.equal(existsSync(marker), false, `touch ran:\n${out}`);
+});
+
+test("a command that goes on over lines is decided whole: trailing backslash, open quote", { timeout: 60_000 }, async () => {
+	const joined = await attempt("tou\\\r", `ch ${marker}\r`);
+	assert.equal(existsSync(marker), false, `touch ran:\n${joined}`);
+	assert.ok(recorder.events("exec").some((e) => e.decision === "block" && e.command === `tou\\\nch ${marker}`), JSON.stringify(recorder.events("exec")));
+	const quoted = await attempt("echo '\r", `'; touch ${marker}\r`);
+	assert.equal(existsSync(marker), false, `touch ran:\n${quoted}`);
+	// A harmless command over two lines still runs.
+	const ok = await attempt("echo 'two\r", "lines'\r");
+	assert.match(ok, /two\r?\nlines/);
+});
+
+test("line tracker: cursor keys, ^V, bracketed paste; commands that go on", async () => {
+	// Imported here: the tests above run on code without them (they fail there on what runs, not on an import).
+	const { AlternateScreen } = await import("../../gateway/ssh/guard.ts");
+	const { commandGoesOn } = await import("../../gateway/ssh/listener.ts");
+	const lines = (input: string) => new LineTracker().feed(Buffer.from(input)).flatMap((s) => (s.kind === "line" ? [[s.line, s.dirty] as const] : []));
+	assert.deepEqual(lines("ouch f\x01t\r"), [["ouch ft", true]]);
+	// ^U after an edit does not make the line clean again (it kills only what is left of the cursor).
+	assert.deepEqual(lines("touch f\x01\x15\r"), [["", true]]);
+	// ^C does: the shell drops the whole line.
+	assert.deepEqual(lines("touch f\x01\x03ls\r"), [["ls", false]]);
+	// ^V: the next byte is inserted, a CR too.
+	assert.deepEqual(lines("a\x16\rb\r"), [["ab", true]]);
+	// ^L redraws: the line is unchanged.
+	assert.deepEqual(lines("ls\x0c -l\r"), [["ls -l", false]]);
+	// A bracketed paste is text, newlines included; the Enter after it ends the line.
+	assert.deepEqual(lines("\x1b[200~echo a\rtouch f\x1b[201~\r"), [["echo a\ntouch f", false]]);
+	assert.deepEqual(lines("\x1b[200~echo a\x1b[D\x1b[201~\r"), [["echo a", true]]);
+	const cancel = new LineTracker().feed(Buffer.from("x\x03y"));
+	assert.deepEqual(
+		cancel.map((s) => s.kind),
+		["bytes", "cancel", "bytes"],
+	);
+	// A full-screen program's output (vim, less: the alternate screen) has the keyboard until it leaves it.
+	const screen = new AlternateScreen();
+	screen.feed(Buffer.from("text\x1b[?10"));
+	assert.equal(screen.active, false);
+	screen.feed(Buffer.from("49h~"));
+	assert.equal(screen.active, true);
+	screen.feed(Buffer.from("\x1b[?1049l$ "));
+	assert.equal(screen.active, false);
+	for (const c of ["tou\\", "echo '", 'echo "a', "echo $(", "echo `x"]) assert.ok(commandGoesOn(c), c);
+	for (const c of ["touch f", "echo '\\'", "tou\\\\", "echo 'a'"]) assert.ok(!commandGoesOn(c), c);
+});
