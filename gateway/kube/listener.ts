@@ -144,14 +144,30 @@ export function headerUtf8(value: string): string {
 	return Buffer.from(value, "utf8").toString("latin1");
 }
 
+/**
+ * Groups no grant's `impersonateGroups` adds, besides the `system:` ones (safeGroup): groups that
+ * installers bind to cluster-admin. kubeadm (1.29+) binds `kubeadm:cluster-admins` to cluster-admin
+ * and writes its admin.conf with it: system:masters by another name.
+ */
+const PRIVILEGED_GROUPS: ReadonlySet<string> = new Set(["kubeadm:cluster-admins"]);
+
+/**
+ * The groups impersonated for the agent: its token's groups and the grant's `impersonateGroups`, never
+ * a `system:` group (system:authenticated aside, which the apiserver adds anyway) nor a group installers
+ * bind to cluster-admin (PRIVILEGED_GROUPS). Only `system:masters` used to be kept out of
+ * impersonateGroups, so a grant naming `kubeadm:cluster-admins`, `system:nodes`,
+ * `system:bootstrappers:kubeadm:default-node-token` (kubeadm lets it get node client certificates) or
+ * `system:serviceaccounts:kube-system` (every kube-system account's RBAC) had RBAC that was the
+ * cluster's, not the agent's, under the grant's resources (test/kube/issue-impersonate-groups.test.ts).
+ */
 export function impersonatedGroups(identity: Identity, grant: BundleGrant): string[] {
 	const out = new Set<string>();
 	// A service account verified from a Kubernetes token keeps the groups the apiserver would give it.
 	const sa = identity.issuerKind === "kubernetes" ? identity.serviceAccount : undefined;
 	const saGroups = sa ? new Set(["system:serviceaccounts", `system:serviceaccounts:${sa.namespace}`]) : new Set<string>();
-	for (const g of identity.groups) if (safeGroup(g) || saGroups.has(g)) out.add(g);
-	// HTTP trims the value: ` system:masters` would arrive as system:masters.
-	for (const g of grant.kubernetes?.impersonateGroups ?? []) if (g === g.trim() && g !== "system:masters") out.add(g);
+	for (const g of identity.groups) if ((safeGroup(g) && !PRIVILEGED_GROUPS.has(g)) || saGroups.has(g)) out.add(g);
+	// HTTP trims the value: ` system:masters` would arrive as system:masters (safeGroup refuses padding).
+	for (const g of grant.kubernetes?.impersonateGroups ?? []) if (safeGroup(g) && !PRIVILEGED_GROUPS.has(g)) out.add(g);
 	return [...out];
 }
 
