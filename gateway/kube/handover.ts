@@ -4,7 +4,9 @@
  * namespace, or one deleted next) or `ttlSecondsAfterFinished` (the TTL controller deletes a finished
  * Job); on a Node, a `NoExecute` taint (the taint manager deletes its pods); on a StatefulSet, a
  * `persistentVolumeClaimRetentionPolicy` that says `Delete` (the StatefulSet controller deletes its
- * claims). The policy engine then matches the write as the object's `delete` too
+ * claims); on workloads, a count set to zero or a history trimmed to nothing (`replicas: 0`, a Job's
+ * `suspend`, a CronJob's history limits: COUNT_FIELDS), whose controller then deletes the pods, Jobs
+ * or revisions it keeps. The policy engine then matches the write as the deletes it leads to
  * (gateway/policy/kube.ts deleteEquivalents); the kube data path asks only when that changes the decision.
  *
  * Two looks, either one is enough, and anything the gateway cannot read counts as a hand-over (fail
@@ -24,6 +26,26 @@ const NODE_WORDS = [...WORDS, "noexecute"];
 
 /** On a StatefulSet: `whenDeleted`/`whenScaled: Delete` has the StatefulSet controller delete its claims. */
 const RETENTION = "persistentvolumeclaimretentionpolicy";
+
+/**
+ * Per resource, fields whose value makes the workload's controller delete what it runs or keeps
+ * (gateway/policy/kube.ts controllerDeletes): `zero` when set to 0, `set` whatever the value (a
+ * Job's deadline), `true` when set to true (a Job's suspend). Keys are compared folded.
+ */
+const COUNT_FIELDS: Record<string, { zero?: readonly string[]; set?: readonly string[]; true?: readonly string[] }> = {
+	deployments: { zero: ["replicas", "revisionhistorylimit"] },
+	replicasets: { zero: ["replicas"] },
+	statefulsets: { zero: ["replicas", "revisionhistorylimit"] },
+	replicationcontrollers: { zero: ["replicas"] },
+	daemonsets: { zero: ["revisionhistorylimit"] },
+	jobs: { zero: ["parallelism"], set: ["activedeadlineseconds"], true: ["suspend"] },
+	cronjobs: { zero: ["successfuljobshistorylimit", "failedjobshistorylimit"] },
+};
+
+/** A value the apiserver decodes as the integer 0 (or that JavaScript reads so: `0.0`, `-0`, `"0"`). */
+function isZero(v: unknown): boolean {
+	return v === 0 || (typeof v === "string" && /^\s*[-+]?0+(?:\.0*)?\s*$/.test(v));
+}
 
 function fold(s: string): string {
 	// NFKC as well: U+017F (long s) and U+212A (Kelvin) fold to s and k in Go's case-insensitive
@@ -46,6 +68,10 @@ export function bodyHandsOver(body: Buffer, contentType: string | undefined, con
 	let retention = false;
 	let saysDelete = false;
 	let copied = false;
+	const counts = Object.hasOwn(COUNT_FIELDS, resource) ? COUNT_FIELDS[resource]! : {};
+	/** Whether folded key `f` with value `x` makes the controller delete (see COUNT_FIELDS). */
+	const countDeletes = (f: string, x: unknown): boolean =>
+		(counts.zero?.includes(f) === true && isZero(x)) || counts.set?.includes(f) === true || (counts.true?.includes(f) === true && (x === true || (typeof x === "string" && fold(x) === "true")));
 	const walk = (v: unknown, depth: number): boolean => {
 		if (depth > 200) return true;
 		if (typeof v === "string") {
@@ -54,10 +80,18 @@ export function bodyHandsOver(body: Buffer, contentType: string | undefined, con
 		}
 		if (Array.isArray(v)) return v.some((x) => walk(x, depth + 1));
 		if (v && typeof v === "object") {
-			const op = (v as Record<string, unknown>)["op"];
-			for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+			const o = v as Record<string, unknown>;
+			const op = o["op"];
+			for (const [k, x] of Object.entries(o)) {
 				if (mentions(k)) return true;
 				if ((k === "path" || k === "from" || k === "effect") && typeof x === "string" && mentions(x)) return true;
+				if (countDeletes(fold(k), x)) return true;
+				// A JSON patch naming such a field: its value, or one copied or moved from elsewhere (unseen).
+				if ((k === "path" || k === "from") && typeof x === "string") {
+					const last = fold(x.slice(x.lastIndexOf("/") + 1));
+					const named = counts.zero?.includes(last) || counts.set?.includes(last) || counts.true?.includes(last);
+					if (named && (k === "from" || (typeof op === "string" && /^(copy|move)$/i.test(op)) || countDeletes(last, o["value"]))) return true;
+				}
 				if (sts) {
 					if (fold(k).includes(RETENTION)) retention = true;
 					if ((k === "path" || k === "from") && typeof x === "string" && fold(x).includes(RETENTION)) {

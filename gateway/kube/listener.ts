@@ -1058,7 +1058,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 							resolved.verdict.action === "requireApproval"
 								? `a request held for approval may carry at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`
 								: ho
-									? `a write that could set ownerReferences or ttlSecondsAfterFinished under rule ${ho.verdict.rule} is read before forwarding, at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`
+									? `a write that could make a controller delete objects (ownerReferences, ttlSecondsAfterFinished, replicas 0, …) under rule ${ho.verdict.rule} is read before forwarding, at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`
 									: `a write that could mint a credential is read before forwarding, at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`,
 						),
 						{ rule: resolved.verdict.rule ?? ho?.verdict.rule },

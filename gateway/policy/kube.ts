@@ -328,7 +328,8 @@ const DELETE_VERBS = new Set(["delete", "deletecollection"]);
  *   bogus uid, an owner in another namespace, or one the agent deletes next), the TTL controller a
  *   finished Job: the object's `delete`; on a Node, a `NoExecute` taint: the `delete` of every pod;
  *   on a StatefulSet (created, patched or updated), a `persistentVolumeClaimRetentionPolicy` of
- *   `Delete`: the `delete` of persistentvolumeclaims in its namespace.
+ *   `Delete`: the `delete` of persistentvolumeclaims in its namespace; on workloads, a count set to
+ *   zero or a history trimmed to nothing: see controllerDeletes.
  * Grants are not widened or narrowed by this; only guardrail rules see the implied request.
  */
 export function deleteEquivalents(req: KubeRequest): ImpliedRequest[] {
@@ -382,7 +383,9 @@ export function deleteEquivalents(req: KubeRequest): ImpliedRequest[] {
 		delete claims.handsOver;
 		out.push({ req: claims, why: "its persistentVolumeClaimRetentionPolicy Delete makes the StatefulSet controller delete its claims like delete persistentvolumeclaims" });
 	}
-	if (req.handsOver && (verb === "patch" || verb === "update")) {
+	if (req.handsOver && (verb === "patch" || verb === "update")) out.push(...controllerDeletes(req));
+	// A Scale's body sets replicas only (its metadata is not the workload's): no hand-over of the object itself.
+	if (req.handsOver && (verb === "patch" || verb === "update") && req.subresource !== "scale") {
 		const alias: KubeRequest = { ...req, verb: "delete" };
 		delete alias.subresource;
 		delete alias.handsOver;
@@ -398,6 +401,52 @@ export function deleteEquivalents(req: KubeRequest): ImpliedRequest[] {
 		for (const i of deleteEquivalents(alias)) out.push({ ...i, why: `its ownerReferences let the garbage collector delete it, and ${i.why}` });
 	}
 	return out;
+}
+
+/**
+ * What a workload's controller deletes when a patch or update sets a count to zero or trims its history
+ * (`handsOver`, decided by the data path from the body: gateway/kube/handover.ts), in the workload's
+ * namespace. Decided to be deletes (round 10): the controller removes every object of the kind and
+ * nothing brings them back but another write (deleting one pod of a Deployment, by contrast, is
+ * replaced at once):
+ * - `replicas: 0` on a Deployment, ReplicaSet, StatefulSet, ReplicationController or their `scale`
+ *   (`kubectl scale --replicas=0`): every pod of it;
+ * - a Job's `suspend: true`, `parallelism: 0` or `activeDeadlineSeconds`: its running pods;
+ * - a CronJob's `successfulJobsHistoryLimit: 0` / `failedJobsHistoryLimit: 0`: its finished Jobs
+ *   (and their pods, logs with them), as a Job's `ttlSecondsAfterFinished` already counts;
+ * - `revisionHistoryLimit: 0`: a Deployment's old ReplicaSets, a StatefulSet's or DaemonSet's
+ *   ControllerRevisions.
+ * Scaling to a smaller non-zero count, rolling updates and a DaemonSet's node selector are not
+ * counted: the workload keeps running (gateway/kube/README.md "Deletes by another name").
+ */
+function controllerDeletes(req: KubeRequest): ImpliedRequest[] {
+	const group = req.apiGroup ?? "";
+	const sub = req.subresource;
+	if (sub !== undefined && sub !== "scale") return [];
+	const kinds: { resource: string; apiGroup: string; why: string }[] = [];
+	const workload = (group === "apps" && ["deployments", "replicasets", "statefulsets"].includes(req.resource)) || (group === "" && req.resource === "replicationcontrollers");
+	if (workload) kinds.push({ resource: "pods", apiGroup: "", why: "replicas 0 makes its controller delete every pod of it, like delete pods" });
+	if (sub === undefined && group === "batch" && req.resource === "jobs") {
+		kinds.push({ resource: "pods", apiGroup: "", why: "suspend, parallelism 0 or activeDeadlineSeconds makes the Job controller delete its running pods, like delete pods" });
+	}
+	if (sub === undefined && group === "batch" && req.resource === "cronjobs") {
+		const why = "a history limit of 0 makes the CronJob controller delete its finished Jobs (and the garbage collector their pods)";
+		kinds.push({ resource: "jobs", apiGroup: "batch", why: `${why}, like delete jobs` }, { resource: "pods", apiGroup: "", why: `${why}, like delete pods` });
+	}
+	if (sub === undefined && group === "apps" && req.resource === "deployments") {
+		kinds.push({ resource: "replicasets", apiGroup: "apps", why: "revisionHistoryLimit 0 makes the Deployment controller delete its old ReplicaSets, like delete replicasets" });
+	}
+	if (sub === undefined && group === "apps" && (req.resource === "statefulsets" || req.resource === "daemonsets")) {
+		kinds.push({ resource: "controllerrevisions", apiGroup: "apps", why: "revisionHistoryLimit 0 makes its controller delete its old ControllerRevisions, like delete controllerrevisions" });
+	}
+	return kinds.map((k) => {
+		const alias: KubeRequest = { ...req, verb: "delete", resource: k.resource, apiGroup: k.apiGroup };
+		delete alias.subresource;
+		delete alias.name;
+		delete alias.handsOver;
+		delete alias.mayCreate;
+		return { req: alias, why: k.why };
+	});
 }
 
 /**
@@ -517,7 +566,10 @@ function isStatefulSet(req: KubeRequest): boolean {
 	return req.resource === "statefulsets" && (req.apiGroup ?? "") === "apps" && !req.subresource;
 }
 
-/** Whether matching `req` would look at `handsOver` at all (a write of a named object, or creating a StatefulSet). */
+/**
+ * Whether matching `req` would look at `handsOver` at all (a write of a named object or of its
+ * subresource, a workload's `scale` among them; creating a StatefulSet).
+ */
 export function mayHandOver(req: KubeRequest): boolean {
 	const verb = req.verb.toLowerCase();
 	if (verb === "create" && isStatefulSet(req) && req.name === undefined) return true;

@@ -307,7 +307,8 @@ export interface KubeRequest {
 	 * The request's body sets `ownerReferences` or `ttlSecondsAfterFinished` (on a StatefulSet also a
 	 * `persistentVolumeClaimRetentionPolicy` of `Delete`; or the gateway could not tell: an unparsed
 	 * body), handing the object (or its claims) to a controller that deletes it: it is matched as the
-	 * object's `delete` too (see deleteEquivalents). Set by the kube data path, which reads the body
+	 * object's `delete` too (see deleteEquivalents); on a workload, a count or history set to zero
+	 * (its controller's deletes: controllerDeletes). Set by the kube data path, which reads the body
 	 * only when that would change the decision.
 	 */
 	handsOver?: boolean;

@@ -319,7 +319,8 @@ describe("deletes by another name are the guarded delete", () => {
 		const current = await kube.request<Record<string, unknown>>("GET", CM);
 		const put = await send("PUT", CM, JSON.stringify(current.body), "application/json");
 		assert.equal(put.status, 200, put.text);
-		const scale = await send("PATCH", "/apis/batch/v1/namespaces/prod/jobs/migrate", JSON.stringify({ spec: { parallelism: 0 } }));
+		// A count that is not zero (parallelism 0 is a delete of the Job's pods since round 10: issue-deletes-by-count).
+		const scale = await send("PATCH", "/apis/batch/v1/namespaces/prod/jobs/migrate", JSON.stringify({ spec: { parallelism: 1 } }));
 		assert.equal(scale.status, 200, scale.text);
 		// Patches that do not reach a guarded delete are never read: a staging object may get an owner.
 		const ref = { apiVersion: "v1", kind: "Namespace", name: "staging", uid: "00000000-0000-0000-0000-000000000001" };
