@@ -307,6 +307,42 @@ export interface ImpliedRequest {
 	 * rules that name only subresources (`pods/proxy`, `pods/exec`): no object of those is deleted.
 	 */
 	anyResource?: boolean;
+	/** Matches every rule, whatever its verbs, resources and namespaces (see admissionReach). */
+	everything?: boolean;
+}
+
+/** Admission configuration (group → resources): what decides, changes or serves everyone's later requests. */
+const ADMISSION: Record<string, ReadonlySet<string>> = {
+	"admissionregistration.k8s.io": new Set([
+		"mutatingwebhookconfigurations",
+		"validatingwebhookconfigurations",
+		"mutatingadmissionpolicies",
+		"mutatingadmissionpolicybindings",
+		"validatingadmissionpolicies",
+		"validatingadmissionpolicybindings",
+	]),
+	"apiregistration.k8s.io": new Set(["apiservices"]),
+};
+
+/**
+ * A write (any verb but a read) of admission webhooks, admission policies or APIServices: it changes
+ * what happens to every later request of the resources it names, in every namespace, whoever sends
+ * them. A validating webhook is sent each object written (a Secret's data included) to any URL the
+ * agent chose; a mutating one or a mutating policy rewrites them (a prod Pod's command, a Deployment's
+ * replicas, ownerReferences); an APIService sends a whole API group's requests, `apps/v1` included, to
+ * a Service the agent runs; deleting a webhook lifts what it enforced. So it is matched by every rule,
+ * whatever its verbs, resources and namespaces: "no reading prod's Secrets" or "no exec in prod"
+ * covers installing the webhook that would do it later, as others' requests
+ * (test/kube/issue-admission-reach.test.ts). Grants are not narrowed by this (a grant naming them, or
+ * `*`, still allows them where no rule applies).
+ */
+export function admissionReach(req: KubeRequest): ImpliedRequest | undefined {
+	if (READS.has(req.verb.toLowerCase()) || !ADMISSION[req.apiGroup ?? ""]?.has(req.resource)) return undefined;
+	return {
+		req,
+		why: "admission webhooks, admission policies and APIServices act on every later request of what they name, in every namespace, whoever sends it",
+		everything: true,
+	};
 }
 
 const DELETE_VERBS = new Set(["delete", "deletecollection"]);
@@ -547,6 +583,8 @@ export function impliedRequests(req: KubeRequest): ImpliedRequest[] {
 		});
 	}
 	out.push(...nodeProxyEquivalents(req));
+	const admission = admissionReach(req);
+	if (admission) out.push(admission);
 	const anywhere = proxyAnywhere(req);
 	if (anywhere) {
 		out.push({ req: anywhere, why: "it reaches the address a Pod's status names, which may be another namespace's workload" });
@@ -678,7 +716,7 @@ export function guardrailVerdict(req: KubeRequest, rules: readonly GuardrailRule
 	for (const c of compileKubeRules(rules)) {
 		if (RANK[c.rule.action] <= RANK[best.action]) continue;
 		const direct = ruleMatches(c, req, verb);
-		const via = direct ? undefined : implied.find((i) => ruleMatches(c, i.req, i.req.verb, i.anyResource));
+		const via = direct ? undefined : implied.find((i) => i.everything === true || ruleMatches(c, i.req, i.req.verb, i.anyResource));
 		if (!direct && !via) continue;
 		const v: KubeVerdict = {
 			action: c.rule.action,
