@@ -161,3 +161,50 @@ export function bodyMentions(body: Buffer, contentType: string | undefined, cont
 export function bodyMintsToken(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined): boolean {
 	return bodyMentions(body, contentType, contentEncoding, TOKEN_SECRET_WORDS);
 }
+
+/** Pod spec fields that reach the node when true (compared folded), and the one that does whatever its value. */
+const NODE_FLAGS = ["hostpid", "hostipc", "hostnetwork", "privileged"];
+const HOST_PATH = "hostpath";
+
+/**
+ * Whether a write's body gives a pod (or a template) the node's PID, IPC or network namespace
+ * (`hostPID`, `hostIPC`, `hostNetwork: true`), a privileged container (`privileged: true`) or a
+ * `hostPath` volume (gateway/policy/kube.ts nodeReach). Keys and JSON-patch paths are compared
+ * folded; a JSON-patch `copy`/`move` into such a field counts (its value is not seen); a body the
+ * gateway cannot read counts (fail closed).
+ */
+export function bodyReachesNode(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined): boolean {
+	const truthy = (x: unknown): boolean => x === true || (typeof x === "string" && fold(x) === "true");
+	const walk = (v: unknown, depth: number): boolean => {
+		if (depth > 200) return true;
+		if (Array.isArray(v)) return v.some((x) => walk(x, depth + 1));
+		if (v && typeof v === "object") {
+			const o = v as Record<string, unknown>;
+			const op = o["op"];
+			for (const [k, x] of Object.entries(o)) {
+				const f = fold(k);
+				if (f === HOST_PATH || (NODE_FLAGS.includes(f) && truthy(x))) return true;
+				if ((k === "path" || k === "from") && typeof x === "string") {
+					const segs = fold(x).split("/");
+					const named = segs.includes(HOST_PATH) || NODE_FLAGS.includes(segs[segs.length - 1] ?? "");
+					if (named && (k === "from" || segs.includes(HOST_PATH) || (typeof op === "string" && /^(copy|move)$/i.test(op)) || truthy(o["value"]))) return true;
+				}
+				if (walk(x, depth + 1)) return true;
+			}
+		}
+		return false;
+	};
+	if (body.length === 0) return false;
+	if (contentEncoding && contentEncoding.toLowerCase() !== "identity") return true;
+	const type = (contentType ?? "").toLowerCase();
+	const yaml = type.includes("yaml");
+	if (!yaml && !type.includes("json")) return true;
+	const text = body.toString("utf8");
+	// Raw text too (JSON escapes decoded), for keys a parser drops: any mention of a host path counts.
+	if (fold(text.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)))).includes(HOST_PATH)) return true;
+	try {
+		return walk(yaml ? parseYamlBody(text) : JSON.parse(text), 0);
+	} catch {
+		return true;
+	}
+}

@@ -28,8 +28,8 @@ import { isMutation, type KubeRequest, mayCreate, parseKubeRequest, unsafePathRe
 import type { KubeVerdict } from "../policy/types.ts";
 import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
 import { type KubeErrorCode, KubeGatewayError } from "./status.ts";
-import { bodyHandsOver, bodyMentions } from "./handover.ts";
-import { deleteAnswerRead, guardrailVerdict, mayHandOver, mintingWrite } from "../policy/kube.ts";
+import { bodyHandsOver, bodyMentions, bodyReachesNode } from "./handover.ts";
+import { deleteAnswerRead, guardrailVerdict, mayHandOver, mayReachNode, mintingWrite } from "../policy/kube.ts";
 
 /** Strictness of a guardrail action, as in gateway/policy/kube.ts. */
 const RANK = { allow: 0, audit: 1, requireApproval: 2, block: 3 } as const;
@@ -95,6 +95,11 @@ interface Resolved {
 	 * (ownerReferences, ttlSecondsAfterFinished): that decision. The body is then read before forwarding.
 	 */
 	handOver?: { grant: BundleGrant; verdict: KubeVerdict };
+	/**
+	 * A write of a pod or pod template whose decision is stricter if its body gives the pod the node
+	 * (host namespaces, a host path, privileges): that decision. The body is then read before forwarding.
+	 */
+	reachNode?: { grant: BundleGrant; verdict: KubeVerdict };
 	/**
 	 * A write that may mint a credential (a service-account token Secret, a kubelet client CSR) under
 	 * grants that do not name what it amounts to: the 403 message if its body mentions `words` (read
@@ -607,6 +612,15 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			}
 			if (!h.scope && RANK[h.verdict.action] > RANK[d.verdict.action]) out.handOver = { grant: h.grant, verdict: h.verdict };
 		}
+		if (!d.scope && mayReachNode(kreq)) {
+			let n: ReturnType<typeof decideKubeRequest>;
+			try {
+				n = decideKubeRequest({ ...kreq, reachesNode: true }, lookup.active, rules, this.#evaluate);
+			} catch (e) {
+				throw new KubeGatewayError("blocked", `policy evaluation failed, request refused: ${(e as Error).message}`);
+			}
+			if (!n.scope && RANK[n.verdict.action] > RANK[d.verdict.action]) out.reachNode = { grant: n.grant, verdict: n.verdict };
+		}
 		const read = d.scope ? undefined : deleteAnswerRead(kreq);
 		if (read) {
 			let v: KubeVerdict;
@@ -1049,7 +1063,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			// reuse) to its digest, and forward exactly these bytes. A write that may hand the object to a
 			// deleting controller is read first as well, to see whether it does.
 			const ho = resolved.handOver;
-			if ((resolved.verdict.action === "requireApproval" || ho || resolved.mint) && !hasNoBody(req)) {
+			const rn = resolved.reachNode;
+			if ((resolved.verdict.action === "requireApproval" || ho || rn || resolved.mint) && !hasNoBody(req)) {
 				const bytes = await readBody(req, MAX_HELD_BODY);
 				if (!bytes) {
 					throw Object.assign(
@@ -1059,9 +1074,11 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 								? `a request held for approval may carry at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`
 								: ho
 									? `a write that could make a controller delete objects (ownerReferences, ttlSecondsAfterFinished, replicas 0, …) under rule ${ho.verdict.rule} is read before forwarding, at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`
-									: `a write that could mint a credential is read before forwarding, at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`,
+									: rn
+										? `a pod or pod template that could reach its node (host namespaces, a host path, privileges) under rule ${rn.verdict.rule} is read before forwarding, at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`
+										: `a write that could mint a credential is read before forwarding, at most ${MAX_HELD_BODY} bytes (the apiserver's default limit)`,
 						),
-						{ rule: resolved.verdict.rule ?? ho?.verdict.rule },
+						{ rule: resolved.verdict.rule ?? ho?.verdict.rule ?? rn?.verdict.rule },
 					);
 				}
 				held = { bytes, describe: "" };
@@ -1077,6 +1094,11 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				resolved.grant = ho.grant;
 				resolved.verdict = ho.verdict;
 				resolved.kreq = { ...resolved.kreq, handsOver: true };
+			}
+			if (rn && held && RANK[rn.verdict.action] > RANK[resolved.verdict.action] && bodyReachesNode(held.bytes, req.headers["content-type"], req.headers["content-encoding"])) {
+				resolved.grant = rn.grant;
+				resolved.verdict = rn.verdict;
+				resolved.kreq = { ...resolved.kreq, reachesNode: true };
 			}
 			if (resolved.verdict.action === "requireApproval") {
 				abort = new AbortController();

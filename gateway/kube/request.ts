@@ -31,6 +31,11 @@ export interface KubeRequest {
 	handsOver?: boolean;
 	/** An update or server-side apply, which creates a missing object (set by the listener; see mayCreate). */
 	mayCreate?: boolean;
+	/**
+	 * The body gives a pod (or a workload's pod template) the node's PID, IPC or network namespace, a
+	 * host path or a privileged container (set by the listener; see gateway/kube/handover.ts bodyReachesNode).
+	 */
+	reachesNode?: boolean;
 }
 
 /**

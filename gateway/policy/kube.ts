@@ -569,6 +569,40 @@ export function deleteAnswerRead(req: KubeRequest): KubeRequest | undefined {
 	return alias;
 }
 
+/** Kinds whose body holds a pod spec, the pod's own or a template's, by API group. */
+const POD_SPEC_KINDS: Record<string, ReadonlySet<string>> = {
+	"": new Set(["pods", "replicationcontrollers", "podtemplates"]),
+	apps: new Set(["deployments", "replicasets", "statefulsets", "daemonsets"]),
+	batch: new Set(["jobs", "cronjobs"]),
+};
+
+/** Whether matching `req` would look at `reachesNode` at all: a create, update or patch of an object holding a pod spec. */
+export function mayReachNode(req: KubeRequest): boolean {
+	const verb = req.verb.toLowerCase();
+	if (req.subresource !== undefined || !(verb === "create" || verb === "update" || verb === "patch")) return false;
+	return POD_SPEC_KINDS[req.apiGroup ?? ""]?.has(req.resource) === true;
+}
+
+/**
+ * A pod (or a workload's template) given the node's PID, IPC or network namespace, a host path or a
+ * privileged container (`reachesNode`, decided by the data path from the body): from it, `nsenter`
+ * enters any container on the node, the host's `/` holds every pod's files, the kubelet's credentials
+ * and the container runtime's socket. `kubectl debug node/NAME` makes exactly such a pod, in the
+ * agent's own namespace. So it is matched as `create pods/exec` with no namespace: a rule "no exec in
+ * prod" covers a privileged pod in sandbox (test/kube/issue-node-reach.test.ts). Grants are not
+ * widened or narrowed by this; PodSecurity admission is what keeps such pods out of a namespace.
+ */
+function nodeReach(req: KubeRequest): ImpliedRequest | undefined {
+	if (!req.reachesNode || !mayReachNode(req)) return undefined;
+	const alias: KubeRequest = { ...req, verb: "create", resource: "pods", subresource: "exec", apiGroup: "" };
+	delete alias.namespace;
+	delete alias.name;
+	delete alias.reachesNode;
+	delete alias.handsOver;
+	delete alias.mayCreate;
+	return { req: alias, why: "a pod with the node's namespaces, a host path or privileges reaches every container on its node, like pods/exec in any namespace" };
+}
+
 /** Every request `req` is matched as besides itself: exec equivalents, delete equivalents, read equivalents. */
 export function impliedRequests(req: KubeRequest): ImpliedRequest[] {
 	const exec = execEquivalent(req);
@@ -582,6 +616,8 @@ export function impliedRequests(req: KubeRequest): ImpliedRequest[] {
 					: "reaches inside a workload like pods/exec",
 		});
 	}
+	const reach = nodeReach(req);
+	if (reach) out.unshift(reach);
 	out.push(...nodeProxyEquivalents(req));
 	const admission = admissionReach(req);
 	if (admission) out.push(admission);

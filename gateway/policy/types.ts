@@ -313,6 +313,12 @@ export interface KubeRequest {
 	 */
 	handsOver?: boolean;
 	/**
+	 * The body gives a pod (or a pod template) the node's PID, IPC or network namespace, a host path or a
+	 * privileged container: matched as `create pods/exec` in every namespace too (see nodeReach). Set by
+	 * the kube data path, which reads the body only when that would change the decision.
+	 */
+	reachesNode?: boolean;
+	/**
 	 * An update (PUT), or a server-side apply (PATCH `application/apply-patch+…`), of a named object:
 	 * it creates the object when it does not exist, and the apiserver then authorizes it as `create`
 	 * (asked of RBAC only in that case). The gateway cannot tell, so the grant must allow `create` too

@@ -1,0 +1,145 @@
+/**
+ * Pods that reach their node, under a rule "no exec in prod" (red-team round 10: debug nodes). Real
+ * gateway, real kube-apiserver (RBAC allows the agent everything; no kubelet runs, so the test asserts
+ * what the gateway lets the apiserver store), a cluster-wide grant.
+ *
+ * `create pods/exec` in prod was refused, but on the old code `kubectl debug node/n1` (a pod in the
+ * agent's default namespace, sandbox, with the node's PID, network and IPC namespaces and the node's
+ * `/` mounted), or any pod or Deployment with `hostPID`, `hostNetwork`, a `hostPath` volume or a
+ * privileged container, was created: on the node, `nsenter -t <pid>` enters any prod container and
+ * `/host/var/lib/kubelet/pods/…` holds their files. Such writes are matched as `create pods/exec` with
+ * no namespace now; ordinary pods still pass.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { generateKubeconfig } from "../../gateway/kube/kubeconfig.ts";
+import type { KubeListener } from "../../gateway/kube/listener.ts";
+import { KUBECTL, type KubeHandle, run, startKube } from "../env/index.ts";
+import { type TokenIssuer, tokenIssuer } from "../ssh/fixtures.ts";
+import { httpsText, kubeGateway, userGrant } from "./fixtures.ts";
+
+let kube: KubeHandle;
+let gw: KubeListener;
+let issuer: TokenIssuer;
+const dir = mkdtempSync(join(tmpdir(), "kube-node-reach-"));
+
+async function send(method: string, path: string, body: unknown, contentType = "application/json") {
+	const token = await issuer.token("ops", { groups: ["agents"] });
+	return httpsText(
+		{
+			hostname: "127.0.0.1",
+			port: gw.address.port,
+			method,
+			path: `/k8s/cluster-prod${path}`,
+			ca: kube.caPem,
+			headers: { authorization: `Bearer ${token}`, "content-type": contentType },
+		},
+		typeof body === "string" ? body : JSON.stringify(body),
+	);
+}
+
+function refused(r: { status: number; text: string; drawbridge: boolean }, what: string): void {
+	assert.equal(r.status, 403, `${what}: ${r.status} ${r.text}`);
+	assert.ok(r.drawbridge, `${what}: ${r.text}`);
+	assert.match(r.text, /prod-exec/, what);
+	assert.match(r.text, /reaches every container on its node/, what);
+}
+
+const pod = (name: string, spec: Record<string, unknown>) => ({
+	apiVersion: "v1",
+	kind: "Pod",
+	metadata: { name },
+	spec: { containers: [{ name: "c", image: "example.invalid/c:1" }], ...spec },
+});
+
+before(async () => {
+	[issuer, kube] = await Promise.all([tokenIssuer(), startKube()]);
+	for (const ns of ["prod", "sandbox"]) await kube.createNamespace(ns);
+	const crb = await kube.kubectl(["create", "clusterrolebinding", "agents-admin", "--clusterrole=cluster-admin", "--group=agents"]);
+	assert.equal(crb.code, 0, crb.stderr);
+	const node = await kube.request("POST", "/api/v1/nodes", { apiVersion: "v1", kind: "Node", metadata: { name: "n1" } });
+	assert.equal(node.status, 201, JSON.stringify(node.body));
+	const existing = await kube.request("POST", "/api/v1/namespaces/sandbox/pods", pod("plain", {}));
+	assert.equal(existing.status, 201, JSON.stringify(existing.body));
+	gw = await kubeGateway(
+		issuer,
+		kube,
+		{
+			grants: [userGrant("ops", { namespaces: ["*"], verbs: ["*"], resources: ["*"] })],
+			guardrailPolicies: [
+				{
+					key: "ops/kube-prod",
+					selector: { matchLabels: { env: "prod" } },
+					rules: [{ name: "prod-exec", action: "block", kubernetes: { verbs: ["create"], resources: ["pods/exec"], namespaces: ["prod"] } }],
+				},
+			],
+		},
+		"gateway-kube-node-reach",
+	);
+});
+
+after(async () => {
+	await gw?.close();
+	await kube?.stop();
+	rmSync(dir, { recursive: true, force: true });
+});
+
+test("control: exec in prod is refused; an ordinary pod in sandbox is created", async () => {
+	const exec = await send("POST", "/api/v1/namespaces/prod/pods/api/exec?command=id&stdout=true", "");
+	assert.equal(exec.status, 403, exec.text);
+	const r = await send("POST", "/api/v1/namespaces/sandbox/pods", pod("ordinary", { securityContext: { runAsNonRoot: true } }));
+	assert.equal(r.status, 201, r.text);
+});
+
+test("kubectl debug node/n1 (a pod with the node's namespaces and its / mounted) is refused", async () => {
+	const file = join(dir, "kubeconfig");
+	writeFileSync(file, generateKubeconfig({ gatewayUrl: gw.url, connection: "cluster-prod", caPem: kube.caPem, token: await issuer.token("ops", { groups: ["agents"] }), namespace: "sandbox" }));
+	const r = await run(KUBECTL, [`--kubeconfig=${file}`, "debug", "node/n1", "--image=example.invalid/busybox:1"], { env: { ...process.env, HOME: dir }, timeoutMs: 60_000 });
+	assert.notEqual(r.code, 0, `created: ${r.stdout}`);
+	assert.match(r.stderr, /prod-exec/);
+	const pods = await kube.request<{ items: { metadata: { name: string } }[] }>("GET", "/api/v1/namespaces/sandbox/pods");
+	assert.deepEqual(pods.body.items.map((p) => p.metadata.name).filter((n) => n.startsWith("node-debugger")), []);
+});
+
+test("hostPID, hostNetwork, a hostPath volume, a privileged container: in a pod, a Deployment's template, a patch", async () => {
+	refused(await send("POST", "/api/v1/namespaces/sandbox/pods", pod("pid", { hostPID: true })), "hostPID");
+	refused(await send("POST", "/api/v1/namespaces/sandbox/pods", pod("net", { hostNetwork: true })), "hostNetwork");
+	refused(await send("POST", "/api/v1/namespaces/sandbox/pods", pod("root", { volumes: [{ name: "host", hostPath: { path: "/" } }] })), "hostPath");
+	refused(
+		await send("POST", "/api/v1/namespaces/sandbox/pods", pod("priv", { containers: [{ name: "c", image: "example.invalid/c:1", securityContext: { privileged: true } }] })),
+		"privileged",
+	);
+	const deployment = {
+		apiVersion: "apps/v1",
+		kind: "Deployment",
+		metadata: { name: "agent" },
+		spec: { selector: { matchLabels: { app: "agent" } }, template: { metadata: { labels: { app: "agent" } }, spec: { hostPID: true, containers: [{ name: "c", image: "example.invalid/c:1" }] } } },
+	};
+	refused(await send("POST", "/apis/apps/v1/namespaces/sandbox/deployments", deployment), "deployment template");
+	refused(await send("PATCH", "/api/v1/namespaces/sandbox/pods/plain", "spec:\n  volumes:\n  - name: h\n    hostPath: {path: /}\n", "application/apply-patch+yaml"), "apply patch");
+	const pods = await kube.request<{ items: { metadata: { name: string } }[] }>("GET", "/api/v1/namespaces/sandbox/pods");
+	assert.deepEqual(pods.body.items.map((p) => p.metadata.name).sort(), ["ordinary", "plain"]);
+});
+
+test("bodyReachesNode: each field, JSON patches, unreadable bodies", async () => {
+	// Imported here: the tests above run on code without it (they fail there on what is created, not on an import).
+	const { bodyReachesNode } = await import("../../gateway/kube/handover.ts");
+	const j = (o: unknown) => Buffer.from(JSON.stringify(o));
+	const json = "application/json";
+	for (const o of [
+		{ spec: { hostIPC: true } },
+		{ spec: { HostPID: "true" } },
+		[{ op: "add", path: "/spec/volumes/-", value: { name: "h", hostPath: { path: "/" } } }],
+		[{ op: "replace", path: "/spec/hostNetwork", value: true }],
+		[{ op: "copy", from: "/metadata/labels/x", path: "/spec/template/spec/hostPID" }],
+	]) {
+		assert.ok(bodyReachesNode(j(o), json, undefined), JSON.stringify(o));
+	}
+	assert.ok(bodyReachesNode(Buffer.from("k8s\u0000"), "application/vnd.kubernetes.protobuf", undefined));
+	for (const o of [{ spec: { hostNetwork: false } }, { spec: { containers: [{ securityContext: { privileged: false } }] } }, [{ op: "replace", path: "/spec/hostPID", value: false }]]) {
+		assert.ok(!bodyReachesNode(j(o), json, undefined), JSON.stringify(o));
+	}
+});
