@@ -101,10 +101,15 @@ async function attempt(...keys: string[]): Promise<string> {
 				throw new Error(`${e.message}; the terminal showed: ${JSON.stringify(s.output())}`);
 			});
 		}
-		// ^C ends whatever command is still open; the sentinel then runs at a fresh prompt.
+		// ^C ends whatever command is still open; the sentinel then runs at the fresh prompt (typed at once,
+		// bash's SIGINT handling can eat its first key).
+		const cancelled = s.output().length;
 		s.type("\x03");
+		await s.waitFor(/(?!)/, () => /\$ (?:\x1b\[[0-9;]*[A-Za-z])*$/.test(s.output().slice(cancelled)) || existsSync(marker));
 		s.type("echo sentinel-$((40+2))\r");
-		await s.waitFor(/sentinel-42/, () => existsSync(marker));
+		await s.waitFor(/sentinel-42/, () => existsSync(marker)).catch((e: Error) => {
+			throw new Error(`${e.message}; the terminal showed: ${JSON.stringify(s.output())}`);
+		});
 		return s.output();
 	} finally {
 		await s.end();

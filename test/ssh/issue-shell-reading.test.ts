@@ -141,9 +141,15 @@ async function bindThenKey(line: string): Promise<string> {
 		const keyed = s.output().length;
 		s.type("\x14");
 		await s.waitFor(/(?!)/, () => s.output().length > keyed || existsSync(marker));
+		// ^C, then the sentinel once the fresh prompt shows (typed at once, bash's SIGINT handling can eat
+		// its first key).
+		const cancelled = s.output().length;
 		s.type("\x03");
+		await s.waitFor(/(?!)/, () => /\$ (?:\x1b\[[0-9;]*[A-Za-z])*$/.test(s.output().slice(cancelled)));
 		s.type("echo sentinel-$((40+2))\r");
-		await s.waitFor(/sentinel-42/, () => existsSync(marker));
+		await s.waitFor(/sentinel-42/, () => existsSync(marker)).catch((e: Error) => {
+			throw new Error(`${e.message}; the terminal showed: ${JSON.stringify(s.output())}`);
+		});
 		return s.output();
 	} finally {
 		await s.end();
