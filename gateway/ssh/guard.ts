@@ -15,7 +15,8 @@
  */
 export type LineSegment =
 	| { kind: "bytes"; data: Buffer }
-	| { kind: "line"; line: string; dirty: boolean; terminator: Buffer }
+	/** `paste`: the terminator came inside a bracketed paste (its ESC [201~ not seen yet). */
+	| { kind: "line"; line: string; dirty: boolean; terminator: Buffer; paste: boolean }
 	/** ^C was typed (relayed in the bytes before it): the shell drops the line, and a command spread over lines. */
 	| { kind: "cancel" };
 
@@ -30,10 +31,10 @@ export class LineTracker {
 	#dirty = false;
 	/** Inside an escape sequence: the bytes after ESC so far. */
 	#escape: string | undefined;
-	/** Inside a bracketed paste (ESC [200~ … ESC [201~): readline inserts the text as it is, newlines included. */
-	#paste = false;
 	/** After ^V (quoted-insert): the next byte is inserted as it is. */
 	#quoted = false;
+	/** Between ESC [200~ and ESC [201~. */
+	#paste = false;
 
 	feed(chunk: Buffer): LineSegment[] {
 		const out: LineSegment[] = [];
@@ -49,7 +50,11 @@ export class LineTracker {
 					if ((c >= 0x40 && c <= 0x7e && !(this.#escape.length === 1 && (c === 0x5b || c === 0x4f))) || this.#escape.length > 32) {
 						const seq = this.#escape;
 						this.#escape = undefined;
-						// Bracketed paste markers (bash 5.1+ turns the mode on) do not edit; any other sequence does.
+						// Bracketed paste markers (terminals send them when bash 5.1+ asks) do not edit: the pasted
+						// printable text is the line's text either way. What is inside is read as typed: a CR or LF
+						// there is held and decided like Enter, which it is where paste mode is off (dash, cooked
+						// mode, older bash; the target's output, which says whether it is on, is the agent's to
+						// write), and any other control byte marks the line.
 						if (seq === "[200~") this.#paste = true;
 						else if (seq === "[201~") this.#paste = false;
 						else this.#dirty = true;
@@ -64,21 +69,13 @@ export class LineTracker {
 				if (c >= 0x20 && c !== 0x7f) this.#line += String.fromCharCode(c);
 				continue;
 			}
-			if (this.#paste && c !== 0x1b) {
-				// Pasted text is inserted as it is: a newline is part of the line, not its end.
-				if (c >= 0x20 && c !== 0x7f) this.#line += String.fromCharCode(c);
-				else if (c === 0x0d || c === 0x0a) this.#line += "\n";
-				else if (c === 0x09) this.#line += "\t";
-				else this.#dirty = true;
-				continue;
-			}
 			switch (c) {
 				case 0x0d: // CR
 				case 0x0a: // LF
 				case 0x0f: {
 					// ^O: bash binds it to operate-and-get-next, which runs the line like Enter.
 					if (i > start) out.push({ kind: "bytes", data: chunk.subarray(start, i) });
-					out.push({ kind: "line", line: this.#line, dirty: this.#dirty, terminator: chunk.subarray(i, i + 1) });
+					out.push({ kind: "line", line: this.#line, dirty: this.#dirty, terminator: chunk.subarray(i, i + 1), paste: this.#paste });
 					this.#line = "";
 					this.#dirty = false;
 					start = i + 1;
@@ -129,20 +126,21 @@ export class LineTracker {
  * Whether the target's terminal output has switched to the alternate screen (`ESC [?1049h`, `?1047h`,
  * `?47h`) and not back: a full-screen program (vim, less, top) has the keyboard, not the shell's
  * readline, and its keys (ESC, arrows) are not shell-line edits. Sequences split across chunks are
- * found too.
+ * found too. The output is the target's, i.e. the agent's to write (`printf '\e[?1049h'`): this only
+ * decides whether an edited line is refused or decided as tracked, as before round 10.
  */
-export class AlternateScreen {
-	#active = false;
+export class TerminalModes {
+	#alternateScreen = false;
 	#tail = "";
 
-	get active(): boolean {
-		return this.#active;
+	get alternateScreen(): boolean {
+		return this.#alternateScreen;
 	}
 
 	feed(chunk: Buffer): void {
 		const text = this.#tail + chunk.toString("latin1");
 		const re = /\x1b\[\?(?:1049|1047|47)([hl])/g;
-		for (let m = re.exec(text); m !== null; m = re.exec(text)) this.#active = m[1] === "h";
+		for (let m = re.exec(text); m !== null; m = re.exec(text)) this.#alternateScreen = m[1] === "h";
 		// Keep what could be the start of a sequence cut at the chunk's end.
 		const esc = text.lastIndexOf("\x1b");
 		this.#tail = esc >= 0 && text.length - esc < 8 ? text.slice(esc) : "";

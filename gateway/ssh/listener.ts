@@ -50,7 +50,7 @@ import { SshGatewayError } from "./errors.ts";
 import { ChannelOpenFailure, DisconnectReason, refusalBytes } from "./refuse.ts";
 import { printable } from "../policy/glob.ts";
 import { CHARSET_VARIABLES, evaluateSshAccess, evaluateSshCommand, isSafeCharsetLocale, parseShellCommand } from "../policy/ssh.ts";
-import { AlternateScreen, LineTracker } from "./guard.ts";
+import { LineTracker, TerminalModes } from "./guard.ts";
 import { poolOutgoingPackets } from "./packet-pool.ts";
 import { SftpGuard, SftpObserver } from "./sftp.ts";
 import { mintSessionCertificate, presentCertificate, type SessionCertificate } from "./upstream-cert.ts";
@@ -1332,7 +1332,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			};
 			const interrupted = () => record();
 			state.running.add(interrupted);
-			const screen = new AlternateScreen();
+			const screen = new TerminalModes();
 			this.#relay(ch, up, {
 				...(decoder
 					? {
@@ -1378,7 +1378,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			const outDec = new StringDecoder("utf8");
 			const inDec = new StringDecoder("utf8");
 			state.recorder.emit({ type: "exec", command: "<shell>", decision: "allow" });
-			const screen = new AlternateScreen();
+			const screen = new TerminalModes();
 			this.#relay(ch, up, {
 				output: (b) => {
 					screen.feed(b);
@@ -1400,7 +1400,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 	}
 
 	/** Best-effort shell line guardrails: hold the Enter key of each line until it is allowed. */
-	#filterShellInput(state: SessionState, ch: ServerChannel, up: ClientChannel, inDec: StringDecoder, screen: AlternateScreen): void {
+	#filterShellInput(state: SessionState, ch: ServerChannel, up: ClientChannel, inDec: StringDecoder, screen: TerminalModes): void {
 		const tracker = new LineTracker();
 		const abort = new AbortController();
 		ch.on("close", () => abort.abort());
@@ -1432,14 +1432,16 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 						// Kill the typed line on the remote shell, then an empty Enter for a fresh prompt. ^G first:
 						// after a relayed ESC, readline would read ^U as Meta-^U and the Enter would run the line.
 						// ^E before ^U: ^U kills only what is left of the cursor, and the Enter ran the rest
-						// (`touch f`, ^A, Enter ran touch after its refusal).
-						up.write("\x07\x05\x15\r");
+						// (`touch f`, ^A, Enter ran touch after its refusal). Inside a bracketed paste the paste is
+						// ended first: readline (bash 5.1+) inserts what comes before its end as text, the kill
+						// included, and ran the refused line with the paste's final Enter.
+						up.write(seg.paste ? "\x1b[201~\x07\x05\x15\r" : "\x07\x05\x15\r");
 						// In a command that goes on (pending), that Enter adds an empty line to it.
 						if (pending !== "") pending += "\n";
 					};
 					// A full-screen program (vim, less) has the keyboard: its ESC and arrow keys are its own, and the
 					// line is decided as tracked, as before (what it runs is beyond the guard, README).
-					if (seg.dirty && !screen.active) {
+					if (seg.dirty && !screen.alternateScreen) {
 						// Keys the tracker cannot follow touched the line: what readline runs may be another line.
 						refuse(line === "" ? "<edited line>" : line, {
 							refused:

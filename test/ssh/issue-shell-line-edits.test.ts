@@ -154,9 +154,24 @@ test("a command that goes on over lines is decided whole: trailing backslash, op
 	assert.match(ok, /two\r?\nlines/);
 });
 
+test("paste markers where paste mode is off (dash): the CR inside is an Enter, held and decided", { timeout: 60_000 }, async () => {
+	// Read as pasted text, the CR went through undecided, and dash (which has no paste mode) ran the line.
+	const out = await attempt("sh\r", `\x1b[200~echo a; touch ${marker}\r`);
+	assert.equal(existsSync(marker), false, `touch ran:\n${out}`);
+	assert.match(out, /no-touch/);
+});
+
+test("a line refused inside a bracketed paste is killed: the kill is not pasted as text", { timeout: 60_000 }, async () => {
+	// bash 5.1+ reads a paste as text until its end marker: the kill sent before it was inserted into the
+	// paste, and the paste's final Enter ran the refused line (`touch <marker> x^G^E^U`).
+	const out = await attempt(`\x1b[200~echo a; touch ${marker} x\rls\x1b[201~\r`);
+	assert.equal(existsSync(marker), false, `touch ran:\n${out}`);
+	assert.match(out, /no-touch/);
+});
+
 test("line tracker: cursor keys, ^V, bracketed paste; commands that go on", async () => {
 	// Imported here: the tests above run on code without them (they fail there on what runs, not on an import).
-	const { AlternateScreen } = await import("../../gateway/ssh/guard.ts");
+	const { TerminalModes } = await import("../../gateway/ssh/guard.ts");
 	const { commandGoesOn } = await import("../../gateway/ssh/listener.ts");
 	const lines = (input: string) => new LineTracker().feed(Buffer.from(input)).flatMap((s) => (s.kind === "line" ? [[s.line, s.dirty] as const] : []));
 	assert.deepEqual(lines("ouch f\x01t\r"), [["ouch ft", true]]);
@@ -168,8 +183,13 @@ test("line tracker: cursor keys, ^V, bracketed paste; commands that go on", asyn
 	assert.deepEqual(lines("a\x16\rb\r"), [["ab", true]]);
 	// ^L redraws: the line is unchanged.
 	assert.deepEqual(lines("ls\x0c -l\r"), [["ls -l", false]]);
-	// A bracketed paste is text, newlines included; the Enter after it ends the line.
-	assert.deepEqual(lines("\x1b[200~echo a\rtouch f\x1b[201~\r"), [["echo a\ntouch f", false]]);
+	// Bracketed paste markers do not edit; what is inside is read as typed: a CR there is held like Enter
+	// (where paste mode is off, dash, cooked mode, it is one), other control bytes mark the line.
+	assert.deepEqual(lines("\x1b[200~echo a\x1b[201~\r"), [["echo a", false]]);
+	assert.deepEqual(lines("\x1b[200~; touch f\rls\x1b[201~\r"), [
+		["; touch f", false],
+		["ls", false],
+	]);
 	assert.deepEqual(lines("\x1b[200~echo a\x1b[D\x1b[201~\r"), [["echo a", true]]);
 	const cancel = new LineTracker().feed(Buffer.from("x\x03y"));
 	assert.deepEqual(
@@ -177,13 +197,13 @@ test("line tracker: cursor keys, ^V, bracketed paste; commands that go on", asyn
 		["bytes", "cancel", "bytes"],
 	);
 	// A full-screen program's output (vim, less: the alternate screen) has the keyboard until it leaves it.
-	const screen = new AlternateScreen();
+	const screen = new TerminalModes();
 	screen.feed(Buffer.from("text\x1b[?10"));
-	assert.equal(screen.active, false);
+	assert.equal(screen.alternateScreen, false);
 	screen.feed(Buffer.from("49h~"));
-	assert.equal(screen.active, true);
+	assert.equal(screen.alternateScreen, true);
 	screen.feed(Buffer.from("\x1b[?1049l$ "));
-	assert.equal(screen.active, false);
+	assert.equal(screen.alternateScreen, false);
 	for (const c of ["tou\\", "echo '", 'echo "a', "echo $(", "echo `x"]) assert.ok(commandGoesOn(c), c);
 	for (const c of ["touch f", "echo '\\'", "tou\\\\", "echo 'a'"]) assert.ok(!commandGoesOn(c), c);
 });
