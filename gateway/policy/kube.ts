@@ -576,10 +576,15 @@ const POD_SPEC_KINDS: Record<string, ReadonlySet<string>> = {
 	batch: new Set(["jobs", "cronjobs"]),
 };
 
-/** Whether matching `req` would look at `reachesNode` at all: a create, update or patch of an object holding a pod spec. */
+/**
+ * Whether matching `req` would look at `reachesNode` at all: a create, update or patch of an object
+ * holding a pod spec, or of a Pod's `ephemeralcontainers` (a debug container may be privileged:
+ * `kubectl debug --profile=sysadmin`).
+ */
 export function mayReachNode(req: KubeRequest): boolean {
 	const verb = req.verb.toLowerCase();
-	if (req.subresource !== undefined || !(verb === "create" || verb === "update" || verb === "patch")) return false;
+	if (!(verb === "create" || verb === "update" || verb === "patch")) return false;
+	if (req.subresource !== undefined) return req.subresource === "ephemeralcontainers" && req.resource === "pods" && (req.apiGroup ?? "") === "";
 	return POD_SPEC_KINDS[req.apiGroup ?? ""]?.has(req.resource) === true;
 }
 

@@ -124,6 +124,18 @@ test("hostPID, hostNetwork, a hostPath volume, a privileged container: in a pod,
 	assert.deepEqual(pods.body.items.map((p) => p.metadata.name).sort(), ["ordinary", "plain"]);
 });
 
+test("a privileged debug container added to a sandbox pod (kubectl debug --profile=sysadmin) is refused", async () => {
+	const debug = (privileged: boolean) => ({
+		spec: { ephemeralContainers: [{ name: `dbg-${privileged}`, image: "example.invalid/busybox:1", ...(privileged ? { securityContext: { privileged: true } } : {}) }] },
+	});
+	refused(await send("PATCH", "/api/v1/namespaces/sandbox/pods/plain/ephemeralcontainers", debug(true), "application/strategic-merge-patch+json"), "privileged ephemeral container");
+	// An ordinary debug container in sandbox is exec in sandbox only: no rule there.
+	const ok = await send("PATCH", "/api/v1/namespaces/sandbox/pods/plain/ephemeralcontainers", debug(false), "application/strategic-merge-patch+json");
+	assert.equal(ok.status, 200, ok.text);
+	const pod = await kube.request<{ spec: { ephemeralContainers?: { name: string }[] } }>("GET", "/api/v1/namespaces/sandbox/pods/plain");
+	assert.deepEqual((pod.body.spec.ephemeralContainers ?? []).map((c) => c.name), ["dbg-false"]);
+});
+
 test("bodyReachesNode: each field, JSON patches, unreadable bodies", async () => {
 	// Imported here: the tests above run on code without it (they fail there on what is created, not on an import).
 	const { bodyReachesNode } = await import("../../gateway/kube/handover.ts");
