@@ -638,7 +638,8 @@ const BIND_LISTING = /^-[pPsSvVlX]+$/;
  *   declared, as a command's prefix, which a new shell inherits, or with `${v:=…}`), or named for
  *   `read`, `printf -v`, `for`, `declare -n` …: bash then reads the lines after it in that charset;
  * - INPUTRC, TERMINFO, TERMINFO_DIRS or TERMCAP is assigned: a new bash loads other key bindings;
- * - `set -o vi` (or `+o emacs`): other editing keys.
+ * - `set -o vi` (or `+o emacs`, or a shell started with `-o vi`): other editing keys; zsh's and tcsh's
+ *   `bindkey` (their `bind`).
  * Rules match such a line whatever their commands, and an allowlist refuses it
  * (test/ssh/issue-shell-reading.test.ts).
  */
@@ -648,7 +649,11 @@ export function readingChange(s: ShellSegment): string | undefined {
 	if (head === "bind" && !s.command.split(" ").slice(1).every((w) => BIND_LISTING.test(w))) {
 		return "bind changes readline's keys, so a key can run a command with no line for the gateway to check";
 	}
-	if (head === "set" && /(?:^| )[-+]o (?:vi|emacs)(?: |$)/.test(s.command)) return "set -o vi changes what the editing keys do";
+	// zsh's and tcsh's `bindkey` is bash's `bind` (`bindkey -s '^T' 'cmd\n'` is a macro); listing only with no argument or -l/-L.
+	if (head === "bindkey" && !s.command.split(" ").slice(1).every((w) => /^-[lL]$/.test(w))) {
+		return "bindkey changes the line editor's keys, so a key can run a command with no line for the gateway to check";
+	}
+	if ((head === "set" || SHELLS.has(head)) && /(?:^| )[-+]o (?:vi|emacs)(?: |$)/.test(s.command)) return "set -o vi changes what the editing keys do";
 	for (const w of words) {
 		const a = /^([A-Za-z_][A-Za-z0-9_]*)(\+?)=(.*)$/s.exec(w);
 		if (a) {

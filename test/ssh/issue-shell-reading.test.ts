@@ -186,6 +186,34 @@ test("shell: `bind -x` (a command on a key) and a macro binding are refused unde
 	assert.doesNotMatch(list, /changes how the shell reads/);
 });
 
+test("shell: zsh's `bindkey -s` (a macro on a key) is refused too", { timeout: 60_000 }, async () => {
+	rmSync(marker, { force: true });
+	const s = session();
+	try {
+		await s.waitFor(/\$ $/m);
+		s.type("zsh -f\r");
+		await s.waitFor(/% (?:\x1b\[[0-9;?]*[A-Za-z])*$/).catch((e: Error) => {
+			throw new Error(`${e.message}; the terminal showed: ${JSON.stringify(s.output())}`);
+		});
+		const before = s.output().length;
+		s.type(`bindkey -s '^T' 'touch ${marker}\\n'\r`);
+		await s.waitFor(/(?!)/, () => /% (?:\x1b\[[0-9;?]*[A-Za-z])*$/.test(s.output().slice(before)));
+		const keyed = s.output().length;
+		s.type("\x14");
+		await s.waitFor(/(?!)/, () => s.output().length > keyed || existsSync(marker));
+		const cancelled = s.output().length;
+		s.type("\x03");
+		await s.waitFor(/(?!)/, () => /% (?:\x1b\[[0-9;?]*[A-Za-z])*$/.test(s.output().slice(cancelled)));
+		s.type("echo sentinel-$((40+2))\r");
+		await s.waitFor(/sentinel-42/, () => existsSync(marker));
+		assert.equal(existsSync(marker), false, `the key ran touch:\n${s.output()}`);
+		assert.match(s.output(), /bindkey changes the line editor's keys/);
+		s.type("exit\r");
+	} finally {
+		await s.end();
+	}
+});
+
 test("readingChange: which commands change how the shell reads what follows", async () => {
 	// Imported here: the tests above run on code without it (they fail there on what runs, not on an import).
 	const { readingChange } = await import("../../gateway/policy/ssh.ts");
@@ -210,10 +238,13 @@ test("readingChange: which commands change how the shell reads what follows", as
 		"INPUTRC=/tmp/keys bash",
 		"export TERMINFO=/tmp/ti",
 		"set -o vi",
+		"bash -o vi",
+		"bindkey -s '^T' 'rm x\\n'",
+		"bindkey '^T' accept-line",
 	]) {
 		assert.ok(change(l), l);
 	}
-	for (const l of ["bind -p", "bind -P", "bind -lv", "LC_ALL=C sort f", "export LANG=en_US.UTF-8", `echo $LANG $${"{"}LC_ALL:-C}`, "unset LC_ALL", "grep LANG /etc/default/locale", "set -o pipefail", "echo hi"]) {
+	for (const l of ["bindkey", "bindkey -L", "bind -p", "bind -P", "bind -lv", "LC_ALL=C sort f", "export LANG=en_US.UTF-8", `echo $LANG $${"{"}LC_ALL:-C}`, "unset LC_ALL", "grep LANG /etc/default/locale", "set -o pipefail", "echo hi"]) {
 		assert.equal(change(l), undefined, l);
 	}
 	// Rules match such a line whatever their commands; without any guard nothing is decided.
