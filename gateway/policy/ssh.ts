@@ -654,6 +654,10 @@ export function readingChange(s: ShellSegment): string | undefined {
 		return "bindkey changes the line editor's keys, so a key can run a command with no line for the gateway to check";
 	}
 	if ((head === "set" || SHELLS.has(head)) && /(?:^| )[-+]o (?:vi|emacs)(?: |$)/.test(s.command)) return "set -o vi changes what the editing keys do";
+	// fc re-runs (or edits and runs) lines from the history, which `history -s` can write unrun.
+	if (head === "fc" && !s.command.split(" ").slice(1).every((w) => /^-[lnr]+$/.test(w) || /^-?\d+$/.test(w))) {
+		return "fc runs lines from the history, not the line the gateway decided";
+	}
 	for (const w of words) {
 		const a = /^([A-Za-z_][A-Za-z0-9_]*)(\+?)=(.*)$/s.exec(w);
 		if (a) {
@@ -668,6 +672,38 @@ export function readingChange(s: ShellSegment): string | undefined {
 	}
 	const expansion = /\$\{(LANG|LC_ALL|LC_CTYPE|INPUTRC|TERMINFO|TERMINFO_DIRS|TERMCAP):?=/.exec(s.written);
 	if (expansion) return `\${${expansion[1]}:=…} assigns ${expansion[1]}`;
+	return undefined;
+}
+
+/**
+ * The history expansion bash (interactive, where it is on by default) makes in a typed line, or
+ * undefined: `!!`, `!-2`, `!touch`, `!?x?`, `!$`… anywhere but inside single quotes or after a
+ * backslash, and `^old^new` at the start. The line then runs text from earlier lines, which
+ * `history -s 'cmd'` writes without running it: `!!` ran `cmd` past a rule naming it
+ * (test/ssh/issue-shell-reading.test.ts). Not expanded, as in bash: `!` before a blank, `=`, `(`, the
+ * end of the line, or a `"` inside "...".
+ */
+export function historyExpansion(line: string): string | undefined {
+	if (/^\s*\^/.test(line)) return "^old^new reruns the previous line changed";
+	let quote: "'" | '"' | undefined;
+	for (let i = 0; i < line.length; i++) {
+		const c = line[i]!;
+		if (quote === "'") {
+			if (c === "'") quote = undefined;
+			continue;
+		}
+		if (c === "\\") {
+			i++;
+			continue;
+		}
+		if (c === "'" && quote === undefined) quote = "'";
+		else if (c === '"') quote = quote === '"' ? undefined : '"';
+		else if (c === "!") {
+			const next = line[i + 1];
+			if (next === undefined || /[\s=(]/.test(next) || (quote === '"' && next === '"')) continue;
+			return `${printable(line.slice(i, i + 8))} is a history expansion: the line runs text from earlier lines`;
+		}
+	}
 	return undefined;
 }
 
@@ -850,6 +886,7 @@ export function evaluateSshCommand(
 	grant: SshGrant | undefined,
 	rules: readonly GuardrailRule[],
 	grantKey?: string,
+	opts: { interactive?: boolean } = {},
 ): SshVerdict {
 	const who = grantKey ? `grant "${grantKey}"` : "the grant";
 	if (!grant) return { action: "block", rule: `grant:${grantKey ?? "scope"}`, message: `${who} has no SSH access` };
@@ -941,6 +978,9 @@ export function evaluateSshCommand(
 			break;
 		}
 	}
+	// A typed line (an interactive bash expands history) that names earlier lines runs them, not itself.
+	const history = opts.interactive ? historyExpansion(command) : undefined;
+	if (!change && history !== undefined) change = { seg: { written: command.trim(), command: command.trim(), depth: 0, substitution: false }, why: history };
 	for (const c of compileSshRules(rules)) {
 		if (RANK[c.rule.action] <= RANK[best.action]) continue;
 		const hit = candidates.find((x) => x !== "" && c.commands(x));

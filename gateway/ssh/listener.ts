@@ -1059,7 +1059,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		const grant = state.auth.grant.ssh ? { ...state.auth.grant.ssh, allowedCommands: undefined } : undefined;
 		let v: ReturnType<typeof evaluateSshCommand>;
 		try {
-			v = this.#evaluate(line, grant, rules, state.auth.grant.key);
+			v = this.#evaluate(line, grant, rules, state.auth.grant.key, { interactive: true });
 		} catch (e) {
 			return { refused: `drawbridge: policy evaluation failed, command refused: ${(e as Error).message}`, decision: "block", rule: "policy-error" };
 		}
@@ -1082,7 +1082,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		const grantForCheck = shellLine && state.auth.grant.ssh ? { ...state.auth.grant.ssh, allowedCommands: undefined } : state.auth.grant.ssh;
 		let verdict: ReturnType<typeof evaluateSshCommand>;
 		try {
-			verdict = this.#evaluate(command, grantForCheck, rules, grantKey);
+			verdict = this.#evaluate(command, grantForCheck, rules, grantKey, { interactive: shellLine });
 		} catch (e) {
 			// Fail closed: a policy that cannot be evaluated blocks.
 			return { refused: `drawbridge: policy evaluation failed, command refused: ${(e as Error).message}`, decision: "block", rule: "policy-error" };
@@ -1115,7 +1115,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		if (!("refused" in decided) && now !== rules) {
 			let again: ReturnType<typeof evaluateSshCommand>;
 			try {
-				again = this.#evaluate(command, grantForCheck, now, grantKey);
+				again = this.#evaluate(command, grantForCheck, now, grantKey, { interactive: shellLine });
 			} catch (e) {
 				return { refused: `drawbridge: policy evaluation failed, command refused: ${(e as Error).message}`, decision: "block", rule: "policy-error" };
 			}

@@ -214,6 +214,34 @@ test("shell: zsh's `bindkey -s` (a macro on a key) is refused too", { timeout: 6
 	}
 });
 
+/** Types each line at a prompt (waiting for the next one); returns the terminal output. */
+async function typeLines(...lines: string[]): Promise<string> {
+	const s = session();
+	try {
+		await s.waitFor(/\$ $/m);
+		for (const line of lines) {
+			const before = s.output().length;
+			s.type(`${line}\r`);
+			await s.waitFor(/(?!)/, () => /\$ (?:\x1b\[[0-9;?]*[A-Za-z])*$/.test(s.output().slice(before)) || existsSync(marker));
+		}
+		return s.output();
+	} finally {
+		await s.end();
+	}
+}
+
+test("shell: history written unrun (`history -s`) and run by `!!` or `fc -s` is matched like what it runs", { timeout: 60_000 }, async () => {
+	rmSync(marker, { force: true });
+	const bang = await typeLines(`history -s 'touch ${marker}'`, "!!");
+	assert.equal(existsSync(marker), false, `!! ran touch:\n${bang}`);
+	assert.match(bang, /is a history expansion/);
+	const fc = await typeLines(`history -s 'touch ${marker}'`, "fc -s touch");
+	assert.equal(existsSync(marker), false, `fc ran touch:\n${fc}`);
+	// Text that bash does not expand still runs.
+	const plain = await typeLines("echo 'hi!x' \"a! b\" done-$((1+1))");
+	assert.match(plain, /hi!x a! b done-2/);
+});
+
 test("readingChange: which commands change how the shell reads what follows", async () => {
 	// Imported here: the tests above run on code without it (they fail there on what runs, not on an import).
 	const { readingChange } = await import("../../gateway/policy/ssh.ts");
@@ -241,10 +269,12 @@ test("readingChange: which commands change how the shell reads what follows", as
 		"bash -o vi",
 		"bindkey -s '^T' 'rm x\\n'",
 		"bindkey '^T' accept-line",
+		"fc -s touch",
+		"fc -e vi 3",
 	]) {
 		assert.ok(change(l), l);
 	}
-	for (const l of ["bindkey", "bindkey -L", "bind -p", "bind -P", "bind -lv", "LC_ALL=C sort f", "export LANG=en_US.UTF-8", `echo $LANG $${"{"}LC_ALL:-C}`, "unset LC_ALL", "grep LANG /etc/default/locale", "set -o pipefail", "echo hi"]) {
+	for (const l of ["fc -l", "fc -ln -5", "bindkey", "bindkey -L", "bind -p", "bind -P", "bind -lv", "LC_ALL=C sort f", "export LANG=en_US.UTF-8", `echo $LANG $${"{"}LC_ALL:-C}`, "unset LC_ALL", "grep LANG /etc/default/locale", "set -o pipefail", "echo hi"]) {
 		assert.equal(change(l), undefined, l);
 	}
 	// Rules match such a line whatever their commands; without any guard nothing is decided.
@@ -253,4 +283,10 @@ test("readingChange: which commands change how the shell reads what follows", as
 	assert.equal(evaluateSshCommand("bind -x '\"\\C-t\": ls'", grant, rules).action, "requireApproval");
 	assert.equal(evaluateSshCommand("bind -x '\"\\C-t\": ls'", grant, []).action, "allow");
 	assert.equal(evaluateSshCommand("bind -p", grant, rules).action, "allow");
+	// History expansion, in typed lines only (bash -c has none).
+	const { historyExpansion } = await import("../../gateway/policy/ssh.ts");
+	for (const l of ["!!", "sudo !!", "!-2", "!touch", "echo \"!$\"", "^a^b", "!?x?"]) assert.ok(historyExpansion(l), l);
+	for (const l of ["echo 'a!b'", "[ ! -f x ]", "echo hi!", "x!=y", "echo \\!a", 'echo "a!"', "echo !(x)"]) assert.equal(historyExpansion(l), undefined, l);
+	assert.equal(evaluateSshCommand("!!", grant, rules, undefined, { interactive: true }).action, "requireApproval");
+	assert.equal(evaluateSshCommand("!!", grant, rules).action, "allow");
 });
