@@ -7,6 +7,7 @@
  * (never innerHTML of request data). Script and style are separate responses so a strict CSP applies.
  */
 import type { FastifyInstance } from "fastify";
+import { INVISIBLE } from "../../crds/text.ts";
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -39,8 +40,9 @@ const JS = `"use strict";
   var $ = function (id) { return document.getElementById(id); };
   var token = function () { return sessionStorage.getItem(KEY) || ""; };
   // Request data is the requester's text: bidi overrides, \\r and invisible characters would make it
-  // read as something else, so they are shown as escapes (gateway/approvals/visible.ts).
-  var HIDDEN = /[\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}]/gu;
+  // read as something else, so they are shown as escapes (gateway/approvals/visible.ts; the same
+  // predicate, crds/text.ts INVISIBLE, is written in here).
+  var HIDDEN = new RegExp(${JSON.stringify(INVISIBLE.source)}, "gu");
   function shown(s) { return String(s).replace(HIDDEN, function (ch) { if (ch === "\\n" || ch === "\\t") return ch; if (ch === "\\r") return "\\\\r"; var c = ch.codePointAt(0); return c <= 0xff ? "\\\\x" + ("0" + c.toString(16)).slice(-2) : c <= 0xffff ? "\\\\u" + ("000" + c.toString(16)).slice(-4) : "\\\\u{" + c.toString(16) + "}"; }); }
   function el(tag, text, cls) { var e = document.createElement(tag); if (text != null) e.textContent = shown(text); if (cls) e.className = cls; return e; }
   function say(text) { $("message").textContent = shown(text); }

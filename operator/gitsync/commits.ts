@@ -1,6 +1,10 @@
 /**
  * Commit metadata: who approved a change and in which pull request. Pure.
  */
+import { printable } from "../../crds/text.ts";
+
+// One predicate with `drawbridge validate` and what approvers see (crds/text.ts).
+export { INVISIBLE, printable } from "../../crds/text.ts";
 
 /** The approving change of one file, as recorded in resource annotations and grant status. */
 export interface ApprovingCommit {
@@ -72,26 +76,6 @@ export function approvalUrl(repoUrl: string, sha: string, pullRequest?: number):
 /** Formats an isomorphic-git person (printable: it lands in annotations, status and recordings). */
 export function formatPerson(p: { name: string; email: string }): string {
 	return printable(`${p.name} <${p.email}>`);
-}
-
-/**
- * Characters a reader does not see as themselves: controls (C0, DEL, C1), format characters (bidi
- * controls, zero-width characters, the soft hyphen, tag characters, the Arabic letter mark), line and
- * paragraph separators, and every other default-ignorable code point (variation selectors, Hangul
- * fillers, the combining grapheme joiner, Mongolian vowel separator), which renderers draw as nothing.
- * Only C0/C1, a few bidi and zero-width characters were listed before: `alice` + U+00AD, or
- * `accounts` + tag characters, read as `alice` and `accounts` in review.
- */
-export const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u;
-const INVISIBLE_ALL = new RegExp(INVISIBLE.source, "gu");
-
-/**
- * Text from the repository (paths, YAML keys, commit authors) made safe for status, Events, annotations
- * and logs: every `INVISIBLE` character (ANSI escapes, newlines, bidi controls, zero-width characters...)
- * is shown as `\u{…}`.
- */
-export function printable(text: string): string {
-	return text.replace(INVISIBLE_ALL, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }
 
 /** How a resource is told apart across commits: kind, namespace as written ("" when absent), name. */
