@@ -36,6 +36,12 @@ export interface OperatorOptions {
 	gitFetchTimeoutMs: number;
 	/** Most bytes one git fetch may download (refs and pack); a larger answer fails that sync. */
 	gitMaxFetchBytes: number;
+	/**
+	 * Let GitSources fetch from link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10,
+	 * fd00:ec2::254, metadata.google.internal, ...). Off by default: whoever may create a GitSource names
+	 * its URL. Redirects are never followed either way.
+	 */
+	gitAllowLinkLocal: boolean;
 	leaseName: string;
 	leaseDurationMs: number;
 	renewDeadlineMs: number;
@@ -82,6 +88,9 @@ Flags (environment variable in brackets; flags win):
   --git-cache DIR               where repositories are fetched [DRAWBRIDGE_GIT_CACHE] (default /tmp/drawbridge-git)
   --git-timeout DURATION        deadline of one git fetch (default 60s)
   --git-max-fetch-size SIZE     most bytes one git fetch may download, e.g. 64Mi (default 256Mi)
+  --git-allow-link-local        let GitSources fetch from link-local and cloud metadata addresses
+                                (169.254.0.0/16, fe80::/10, fd00:ec2::254, metadata.google.internal;
+                                refused by default; redirects are never followed)
   --lease-name NAME             leader-election Lease (default drawbridge-operator)
   --lease-duration DURATION     (default 15s); --renew-deadline (default 10s); --retry-period (default 2s)
   --shutdown-grace DURATION     on SIGTERM, running reconciles get this long before they are aborted and
@@ -142,6 +151,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 			"git-cache": { type: "string" },
 			"git-timeout": { type: "string" },
 			"git-max-fetch-size": { type: "string" },
+			"git-allow-link-local": { type: "boolean" },
 			"lease-name": { type: "string" },
 			"lease-duration": { type: "string" },
 			"renew-deadline": { type: "string" },
@@ -189,6 +199,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 		gitCacheDir: values["git-cache"] ?? env.DRAWBRIDGE_GIT_CACHE ?? "/tmp/drawbridge-git",
 		gitFetchTimeoutMs: duration("git-timeout", values["git-timeout"], 60_000),
 		gitMaxFetchBytes: size("git-max-fetch-size", values["git-max-fetch-size"], 256 * 1024 ** 2),
+		gitAllowLinkLocal: values["git-allow-link-local"] === true,
 		leaseName: values["lease-name"] ?? "drawbridge-operator",
 		leaseDurationMs: duration("lease-duration", values["lease-duration"], 15_000),
 		renewDeadlineMs: duration("renew-deadline", values["renew-deadline"], 10_000),

@@ -16,7 +16,11 @@
  * the commit synced last, so a server serving an older (even signed) commit cannot roll access back.
  */
 
+import { type LookupAddress, type LookupOptions, lookup as dnsLookup } from "node:dns";
 import * as fs from "node:fs";
+import * as http from "node:http";
+import * as https from "node:https";
+import { BlockList, isIP } from "node:net";
 import git from "isomorphic-git";
 import type { GitHttpRequest, GitHttpResponse, HttpClient } from "isomorphic-git";
 import { loadManifests } from "../../crds/index.ts";
@@ -38,11 +42,13 @@ export interface GitRemote {
 	maxBytes?: number;
 	/** Ends the fetch early (operator shutdown): its requests are aborted and the fetch rejects with the reason. */
 	signal?: AbortSignal;
+	/** Connect to link-local and cloud metadata addresses too (default: refused, `FETCH_REFUSED`). */
+	allowLinkLocal?: boolean;
 }
 
-export type GitFetchErrorCode = "FETCH_TIMEOUT" | "FETCH_TOO_LARGE" | "FETCH_FAILED";
+export type GitFetchErrorCode = "FETCH_TIMEOUT" | "FETCH_TOO_LARGE" | "FETCH_REFUSED" | "FETCH_FAILED";
 
-/** A fetch the operator gave up on: the server stalled or sent too much. */
+/** A fetch the operator gave up on: the server stalled or sent too much, or it would have gone where it may not (a redirect, a link-local address). */
 export class GitFetchError extends Error {
 	readonly code: GitFetchErrorCode;
 	constructor(code: GitFetchErrorCode, message: string) {
@@ -60,33 +66,114 @@ async function collectBody(body: GitHttpRequest["body"]): Promise<Uint8Array | u
 }
 
 /**
- * An isomorphic-git HTTP client on the platform `fetch`, bounded by `signal` (aborting it tears down the
- * socket, so a stalled server leaks nothing) and by a byte budget shared by every request of one fetch.
+ * Addresses a GitSource may not fetch from unless the operator runs with `--git-allow-link-local`:
+ * link-local networks, where cloud metadata services answer with the node's credentials (AWS, GCP,
+ * Azure, OpenStack at 169.254.169.254, AWS over IPv6 at fd00:ec2::254, Alibaba at 100.100.100.200),
+ * their IPv4-mapped and NAT64 forms. Whoever may create a GitSource (a tenant, in their namespace)
+ * names the URL; the operator's fetch is not theirs to aim at the node. Loopback (tests, `drawbridge
+ * dev`, a sidecar) and private networks (an in-cluster git server) stay allowed.
  */
-function boundedHttp(signal: AbortSignal, budget: { left: number; max: number }): HttpClient {
+const REFUSED = new BlockList();
+REFUSED.addSubnet("169.254.0.0", 16, "ipv4");
+REFUSED.addAddress("100.100.100.200", "ipv4");
+REFUSED.addSubnet("fe80::", 10, "ipv6");
+REFUSED.addAddress("fd00:ec2::254", "ipv6");
+REFUSED.addSubnet("64:ff9b::a9fe:0", 112, "ipv6");
+/** Names of metadata services, refused before any lookup (a resolver may answer them from a hosts file). */
+const METADATA_NAMES = new Set(["metadata.google.internal", "metadata.goog", "metadata"]);
+
+/** Why the operator refuses to connect to `address` (an IP literal), or undefined. */
+export function refusedAddress(address: string): string | undefined {
+	const family = isIP(address);
+	if (family === 0) return undefined;
+	return REFUSED.check(address, family === 4 ? "ipv4" : "ipv6") ? `${address} is a link-local or cloud metadata address` : undefined;
+}
+
+/** Why the operator refuses the host of `url` before resolving it, or undefined. */
+function refusedHost(hostname: string): string | undefined {
+	const host = hostname.replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "").toLowerCase();
+	if (METADATA_NAMES.has(host)) return `${host} is a cloud metadata service`;
+	return refusedAddress(host);
+}
+
+function refusal(why: string): GitFetchError {
+	return new GitFetchError("FETCH_REFUSED", `${why}; the operator does not fetch from link-local or metadata addresses (--git-allow-link-local allows them)`);
+}
+
+/**
+ * `dns.lookup` for the fetch's sockets that refuses a name resolving to any refused address: the check
+ * is on the address the socket then connects to, so a name that resolves differently on a second lookup
+ * (DNS rebinding) gains nothing.
+ */
+function guardedLookup(): NonNullable<http.RequestOptions["lookup"]> {
+	return ((hostname: string, options: LookupOptions, callback: (err: Error | null, address: string | LookupAddress[], family?: number) => void) => {
+		dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+			if (err) return callback(err, "");
+			const bad = addresses.map((a) => refusedAddress(a.address)).find((x) => x !== undefined);
+			if (bad) return callback(refusal(`${hostname} resolves to ${bad.replace(/ is .*/, "")}, a link-local or cloud metadata address`), "");
+			if (options.all) return callback(null, addresses);
+			const first = addresses[0];
+			if (!first) return callback(Object.assign(new Error(`${hostname}: no address`), { code: "ENOTFOUND" }), "");
+			callback(null, first.address, first.family);
+		});
+	}) as unknown as NonNullable<http.RequestOptions["lookup"]>;
+}
+
+/**
+ * An isomorphic-git HTTP client on node's http/https, bounded by `signal` (aborting it tears down the
+ * socket, so a stalled server leaks nothing) and by a byte budget shared by every request of one fetch.
+ * Redirects are never followed (a 3xx is a failure: the URL in the GitSource is where the repository
+ * is), and unless `allowLinkLocal`, no socket goes to a link-local or cloud metadata address, whether
+ * the URL names it or a name resolves to it.
+ */
+function boundedHttp(signal: AbortSignal, budget: { left: number; max: number }, allowLinkLocal: boolean): HttpClient {
 	return {
 		async request(req: GitHttpRequest): Promise<GitHttpResponse> {
+			const url = new URL(req.url);
+			if (url.protocol !== "http:" && url.protocol !== "https:") throw new GitFetchError("FETCH_FAILED", "the repository URL cannot be fetched over HTTP(S)");
+			const refusedByName = allowLinkLocal ? undefined : refusedHost(url.hostname);
+			if (refusedByName) throw refusal(refusedByName);
 			const body = await collectBody(req.body);
-			const res = await fetch(req.url, { method: req.method ?? "GET", headers: req.headers ?? {}, ...(body ? { body } : {}), signal, redirect: "follow" });
-			const declared = Number(res.headers.get("content-length") ?? "0");
+			const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+				const r = (url.protocol === "https:" ? https : http).request(url, {
+					method: req.method ?? "GET",
+					headers: { ...(req.headers ?? {}), ...(body ? { "content-length": String(body.byteLength) } : {}) },
+					signal,
+					agent: false,
+					...(allowLinkLocal ? {} : { lookup: guardedLookup() }),
+				});
+				r.once("response", resolve);
+				r.once("error", reject);
+				r.end(body);
+			});
+			if (res.statusCode !== undefined && res.statusCode >= 300 && res.statusCode < 400) {
+				res.destroy();
+				// Where it points is not shown: the answer is the server's, and the URL may carry what it asks for.
+				throw new GitFetchError("FETCH_REFUSED", `the git server answered HTTP ${res.statusCode} (a redirect); redirects are not followed: set spec.url to where the repository is`);
+			}
+			const declared = Number(res.headers["content-length"] ?? "0");
 			if (declared > budget.left) {
-				await res.body?.cancel().catch(() => {});
+				res.destroy();
 				throw new GitFetchError("FETCH_TOO_LARGE", `the server announced ${declared} bytes, more than the ${budget.max}-byte fetch limit`);
 			}
 			async function* counted(): AsyncGenerator<Uint8Array> {
-				if (!res.body) return;
-				for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+				for await (const chunk of res as AsyncIterable<Buffer>) {
 					budget.left -= chunk.byteLength;
-					if (budget.left < 0) throw new GitFetchError("FETCH_TOO_LARGE", `the server sent more than the ${budget.max}-byte fetch limit`);
-					yield chunk;
+					if (budget.left < 0) {
+						res.destroy();
+						throw new GitFetchError("FETCH_TOO_LARGE", `the server sent more than the ${budget.max}-byte fetch limit`);
+					}
+					yield new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 				}
 			}
+			const headers: Record<string, string> = {};
+			for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(", ") : v;
 			return {
-				url: res.url || req.url,
+				url: req.url,
 				method: req.method ?? "GET",
-				statusCode: res.status,
-				statusMessage: res.statusText,
-				headers: Object.fromEntries(res.headers),
+				statusCode: res.statusCode ?? 0,
+				statusMessage: res.statusMessage ?? "",
+				headers,
 				body: counted(),
 			};
 		},
@@ -157,7 +244,7 @@ export async function fetchBranch(gitdir: string, remote: GitRemote): Promise<st
 	});
 	const fetching = git.fetch({
 		fs,
-		http: boundedHttp(ac.signal, budget),
+		http: boundedHttp(ac.signal, budget, remote.allowLinkLocal === true),
 		gitdir,
 		remote: "origin",
 		ref: remote.branch,

@@ -54,6 +54,9 @@ const MAX_STATUS_ERRORS = 256;
 export const MAX_EVENTS_PER_SYNC = 20;
 const APPLY_CONCURRENCY = 8;
 
+/** The GitSource's Ready reason per kind of fetch failure: a stalled, flooding or redirecting server, or a refused address, is not a server refusal. */
+const FETCH_REASONS = { FETCH_TIMEOUT: "FetchTimeout", FETCH_TOO_LARGE: "FetchTooLarge", FETCH_REFUSED: "FetchRefused", FETCH_FAILED: "FetchFailed" } as const;
+
 export class GitSourceReconciler {
 	constructor(private readonly d: GitSourceReconcilerDeps) {}
 
@@ -88,6 +91,7 @@ export class GitSourceReconciler {
 				...(token ? { token } : {}),
 				timeoutMs: this.d.opts.gitFetchTimeoutMs,
 				maxBytes: this.d.opts.gitMaxFetchBytes,
+				allowLinkLocal: this.d.opts.gitAllowLinkLocal,
 			});
 			const previous = gs.status?.lastSyncedCommit;
 			const forward = previous !== undefined && (await fastForward(gitdir, previous, commit));
@@ -117,7 +121,7 @@ export class GitSourceReconciler {
 			this.d.metrics.syncDuration.observe({ source, result: "error" }, Number(process.hrtime.bigint() - started) / 1e9);
 			this.d.log.warn({ source, err: message }, "git sync failed");
 			// A stalled or flooding server gets its own reason: the sync gave up, the server did not refuse.
-			const reason = e instanceof GitFetchError && e.code !== "FETCH_FAILED" ? (e.code === "FETCH_TIMEOUT" ? "FetchTimeout" : "FetchTooLarge") : "FetchFailed";
+			const reason = e instanceof GitFetchError ? FETCH_REASONS[e.code] : "FetchFailed";
 			const prevReady = gs.status?.conditions?.find((c) => c.type === "Ready");
 			if (prevReady?.reason !== reason) await this.d.events.record(gs, "Warning", reason, message);
 			await this.writeStatus(gs, { ready: false, reason, message });
