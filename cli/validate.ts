@@ -28,6 +28,10 @@ Checks:
   references   a grant's Connection exists and has the grant's type; approvers are set where a
                GuardrailPolicy with requireApproval selects the grant's Connection
   lints        .drawbridge.yaml: maxDuration per Connection label, requireTicket, ticketPattern
+  sync         what the operator refuses or skips (the operator's own code): files over 1 MiB or not
+               UTF-8, kinds git cannot declare (ApprovalRequest), access.drawbridge.dev/ labels and
+               annotations, control or invisible characters, metadata.namespace outside the
+               GitSource's (.drawbridge.yaml gitSource.namespace)
 
 Options:
   --format text|json   output format (default text); json is for bots
@@ -181,7 +185,7 @@ export async function main(argv: string[], io: Io = PROCESS_IO): Promise<number>
 			return rel === p || rel.startsWith(`${p}/`);
 		});
 	const unique = [...new Set(files)].filter((f) => !excluded(f));
-	const inputs = unique.map((f) => ({ file: display(f), text: readFileSync(f, "utf8") }));
+	const inputs: { file: string; text: string | Uint8Array }[] = unique.map((f) => ({ file: display(f), text: readFileSync(f) }));
 	if (stdinText !== undefined) inputs.push({ file: "<stdin>", text: stdinText });
 	const report = validateRepository(inputs, config);
 	diagnostics.push(...report.diagnostics);

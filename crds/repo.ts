@@ -2,7 +2,9 @@
  * Repository checks: what `drawbridge validate` runs on a grants repository, beyond what the
  * apiserver can check one object at a time.
  *
- * 1. Every document loads (positioned YAML errors) and passes `validateResource` (same rules as the CRDs).
+ * 1. Every file and document passes what the operator checks before it syncs one (crds/gitops.ts, the
+ *    same code): positioned YAML errors, `validateResource` (same rules as the CRDs), file size and
+ *    encoding, kinds git cannot declare, operator metadata, invisible characters, namespaces.
  * 2. References: a grant's Connection exists in the repository, its access block matches the
  *    Connection's type, and where a GuardrailPolicy with a `requireApproval` rule (without its own
  *    approvers) selects the grant's Connection, the grant names approvers. No duplicate resources.
@@ -10,25 +12,13 @@
  *    selector, tickets required (and their format) for grants on selected Connections.
  */
 import { type Static, Type } from "@sinclair/typebox";
+import { checkManifestFile, type Diagnostic, type NamespaceRule, positioned, type Severity } from "./gitops.ts";
 import { grantLengthMs, parseDuration } from "./duration.ts";
-import { GROUP, type KindDef } from "./kinds.ts";
 import { loadManifests, type Manifest } from "./load.ts";
 import { StringEnum } from "./schema/kit.ts";
-import { applyDefaults, type FieldError, formatPath, type PathSegment, validateResource, validateSchema } from "./validate.ts";
+import { applyDefaults, type FieldError, formatPath, type PathSegment, validateSchema } from "./validate.ts";
 
-export type Severity = "error" | "warning";
-
-export interface Diagnostic {
-	file: string;
-	line: number;
-	col: number;
-	severity: Severity;
-	/** Field path (`spec.duration`), empty for file-level problems. */
-	field: string;
-	/** Stable code: YAML codes (TAB_INDENT, DUPLICATE_KEY, SYNTAX...), SCHEMA, RULE, REFERENCE, LINT, DUPLICATE, CONFIG, EXPIRED, SKIPPED. */
-	code: string;
-	message: string;
-}
+export type { Diagnostic, Severity } from "./gitops.ts";
 
 export interface RepoResource {
 	file: string;
@@ -79,6 +69,17 @@ export const LintConfig = Type.Object(
 		ticketPattern: Type.Optional(Type.String({ description: "Regular expression every spec.ticket must match (e.g. `^[A-Z]+-[0-9]+$`).", minLength: 1 })),
 		exclude: Type.Optional(Type.Array(Type.String({ description: "A path prefix." }), { description: "Paths (files or directories, relative to the directory of `.drawbridge.yaml`) not validated." })),
 		warnings: Type.Optional(StringEnum(["allow", "error"] as const, { description: "`error` turns warnings into errors.", default: "allow" })),
+		gitSource: Type.Optional(
+			Type.Object(
+				{
+					namespace: Type.String({ description: "Namespace of the GitSource that syncs this repository: where resources without metadata.namespace land.", minLength: 1, maxLength: 63 }),
+					operatorNamespace: Type.Optional(
+						Type.String({ description: "The operator's namespace; a GitSource there may place resources in any namespace.", default: "drawbridge-system", minLength: 1, maxLength: 63 }),
+					),
+				},
+				{ description: "Where the repository is synced from, for the operator's namespace rule. Without it, every metadata.namespace is an error (the operator may skip it)." },
+			),
+		),
 	},
 	{ description: "Organisation lints for `drawbridge validate`, read from `.drawbridge.yaml` at the repository root." },
 );
@@ -120,11 +121,6 @@ function fe(path: PathSegment[], message: string): FieldError {
 	return { path, field: formatPath(path), type: "Invalid", message };
 }
 
-function positioned(m: Manifest, e: FieldError, code: string, severity: Severity): Diagnostic {
-	const p = m.positionOf(e.path, e.type === "UnknownField" ? "key" : "value");
-	return { file: m.file, line: p.line, col: p.col, severity, field: e.field, code: e.rule && code === "SCHEMA" ? "RULE" : code, message: e.message };
-}
-
 interface Loaded {
 	m: Manifest;
 	kind: string;
@@ -142,40 +138,45 @@ function selects(selector: Record<string, string> | undefined, labels: Record<st
 const ACCESS_OF: Record<string, "postgres" | "ssh" | "kubernetes"> = { postgres: "postgres", ssh: "ssh", kubernetes: "kubernetes" };
 const RULE_PROTOCOL = { sql: "postgres", kubernetes: "kubernetes", ssh: "ssh" } as const;
 
-/** Validate a whole repository's files (paths as they should appear in messages). */
-export function validateRepository(files: { file: string; text: string }[], config: LintConfig = {}, now: Date = new Date()): RepoReport {
+/** The operator's namespace rule for this repository, from `.drawbridge.yaml` `gitSource`. */
+export function namespaceRule(config: LintConfig): NamespaceRule {
+	const gs = config.gitSource;
+	if (!gs) return { namespaces: [] };
+	return { defaultNamespace: gs.namespace, namespaces: gs.namespace === (gs.operatorNamespace ?? "drawbridge-system") ? "any" : [] };
+}
+
+/**
+ * Validate a whole repository's files (paths as they should appear in messages; `text` is the file's
+ * bytes, or its text when already decoded).
+ */
+export function validateRepository(files: { file: string; text: string | Uint8Array }[], config: LintConfig = {}, now: Date = new Date()): RepoReport {
 	const diagnostics: Diagnostic[] = [];
 	const resources: RepoResource[] = [];
 	const loaded: Loaded[] = [];
 	const seen = new Map<string, Manifest>();
+	const rule = namespaceRule(config);
 	for (const { file, text } of files) {
-		const { manifests, errors } = loadManifests(text, file);
-		for (const e of errors) diagnostics.push({ file, line: e.line, col: e.col, severity: "error", field: "", code: e.code, message: e.message });
-		for (const m of manifests) {
-			const apiVersion = m.object.apiVersion;
-			if (typeof apiVersion === "string" && !apiVersion.startsWith(`${GROUP}/`)) {
-				diagnostics.push({ file, line: m.line, col: m.col, severity: "warning", field: "apiVersion", code: "SKIPPED", message: `not a Drawbridge resource (${apiVersion}); not validated` });
-				continue;
-			}
-			const r = validateResource(m.object);
-			for (const e of r.errors) diagnostics.push(positioned(m, e, "SCHEMA", "error"));
-			for (const w of r.warnings) diagnostics.push(positioned(m, w, "SCHEMA", "warning"));
-			const meta = (m.object.metadata ?? {}) as Record<string, unknown>;
-			const name = typeof meta.name === "string" ? meta.name : "";
-			const namespace = typeof meta.namespace === "string" ? meta.namespace : "";
-			const kind = typeof m.object.kind === "string" ? m.object.kind : "";
-			resources.push({ file, line: m.line, kind, name, ...(namespace ? { namespace } : {}), valid: r.errors.length === 0 });
-			if (r.kind && name) {
-				const key = `${kind}/${namespace}/${name}`;
+		// What the operator checks, by the operator's own code.
+		const checked = checkManifestFile(file, text, rule);
+		diagnostics.push(...checked.diagnostics);
+		const syncable = new Map(checked.resources.map((r) => [r.manifest, r]));
+		for (const doc of checked.documents) {
+			const m = doc.manifest;
+			resources.push({ file: m.file, line: m.line, kind: doc.kind, name: doc.name, ...(doc.namespace ? { namespace: doc.namespace } : {}), valid: doc.valid });
+			// Duplicates by where the operator places them (the GitSource's namespace when none is written).
+			const namespace = doc.namespace || rule.defaultNamespace || "";
+			if (doc.def && doc.name) {
+				const key = `${doc.kind}/${namespace}/${doc.name}`;
 				const prev = seen.get(key);
 				if (prev) {
 					const p = m.positionOf(["metadata", "name"]);
-					diagnostics.push({ file, line: p.line, col: p.col, severity: "error", field: "metadata.name", code: "DUPLICATE", message: `${kind} ${JSON.stringify(name)} is already defined at ${prev.file}:${prev.line}` });
+					diagnostics.push({ file: m.file, line: p.line, col: p.col, severity: "error", field: "metadata.name", code: "DUPLICATE", message: `${doc.kind} ${JSON.stringify(doc.name)} is already defined at ${prev.file}:${prev.line}` });
 					continue;
 				}
 				seen.set(key, m);
 			}
-			if (r.errors.length === 0 && r.kind) loaded.push({ m, kind: (r.kind as KindDef).kind, name, namespace, obj: r.value });
+			const r = syncable.get(m);
+			if (r) loaded.push({ m, kind: r.def.kind, name: doc.name, namespace, obj: r.object });
 		}
 	}
 	checkReferences(loaded, diagnostics);

@@ -8,15 +8,16 @@
  * is trusted over the other.
  */
 
-import { type DrawbridgeResource, formatPath, loadManifests, type PathSegment, validateResource } from "../../crds/index.ts";
-import { type ApprovingCommit, INVISIBLE, printable, resourceKey } from "./commits.ts";
+import type { DrawbridgeResource } from "../../crds/index.ts";
+import { checkManifestFile, problemText, SYNCED_KINDS, type SyncedKind } from "../../crds/gitops.ts";
+import { type ApprovingCommit, printable, resourceKey } from "./commits.ts";
 
 export { printable };
 import type { Snapshot } from "./repo.ts";
 
-/** Kinds a grants repository may declare. GitSources are skipped silently; ApprovalRequests are reported. */
-export const GIT_KINDS = Object.freeze(["Connection", "AccessGrant", "MaskingPolicy", "GuardrailPolicy"] as const);
-export type GitKind = (typeof GIT_KINDS)[number];
+/** Kinds a grants repository may declare (crds/gitops.ts). GitSources are skipped silently; other Drawbridge kinds are reported. */
+export const GIT_KINDS = SYNCED_KINDS;
+export type GitKind = SyncedKind;
 
 export interface LoadedResource {
 	kind: GitKind;
@@ -43,12 +44,8 @@ export interface LoadedSnapshot {
 	problems: FileProblem[];
 }
 
-const MAX_FILE_BYTES = 1 << 20;
 /** Problems kept per file (the rest are counted in one last line): a file of 100 000 empty documents is one problem, not 100 000. */
 export const MAX_PROBLEMS_PER_FILE = 16;
-
-/** Metadata prefix the operator writes itself (provenance annotations, ownership label): a manifest may not set it. */
-const RESERVED_PREFIX = "access.drawbridge.dev/";
 
 export interface LoadOptions {
 	/**
@@ -57,33 +54,6 @@ export interface LoadOptions {
 	 * Default: only `defaultNamespace`.
 	 */
 	namespaces?: "any" | readonly string[];
-}
-
-/** Invisible in review: every `INVISIBLE` character but tab and newline (ordinary in a justification). */
-const HIDDEN = new RegExp(`(?![\\t\\n])${INVISIBLE.source}`, "u");
-
-/** The first string (value or key) in `v` carrying characters a reviewer cannot see. */
-function findHiddenText(v: unknown, path: PathSegment[] = []): { path: PathSegment[]; found: string } | undefined {
-	if (typeof v === "string") {
-		const m = HIDDEN.exec(v);
-		return m ? { path, found: printable(m[0]) } : undefined;
-	}
-	if (Array.isArray(v)) {
-		for (const [i, x] of v.entries()) {
-			const r = findHiddenText(x, [...path, i]);
-			if (r) return r;
-		}
-		return undefined;
-	}
-	if (v && typeof v === "object") {
-		for (const [k, x] of Object.entries(v)) {
-			const km = HIDDEN.exec(k);
-			if (km) return { path: [...path, k], found: printable(km[0]) };
-			const r = findHiddenText(x, [...path, k]);
-			if (r) return r;
-		}
-	}
-	return undefined;
 }
 
 /** Validates every manifest in the snapshot. `defaultNamespace` is used where metadata.namespace is absent. */
@@ -109,80 +79,23 @@ export function loadSnapshot(snap: Snapshot, defaultNamespace: string, opts: Loa
 		}
 	}
 	function loadFile(file: Snapshot["files"][number], problems: { push(p: FileProblem): void }): void {
-		if (printable(file.path) !== file.path) {
-			// The path lands in annotations, status and Events: a name carrying ANSI escapes or newlines is refused.
-			problems.push({ path: file.path, message: "file name contains control or invisible characters; skipped" });
-			return;
+		// The checks `drawbridge validate` runs too (crds/gitops.ts): what it passes is not skipped here.
+		const checked = checkManifestFile(file.path, file.content, { defaultNamespace, namespaces: allowed });
+		for (const d of checked.diagnostics) {
+			if (d.severity !== "error" && d.code !== "SKIPPED") continue;
+			problems.push({ path: file.path, line: d.line, column: d.col, message: problemText(d) });
 		}
-		if (file.content.length > MAX_FILE_BYTES) {
-			problems.push({ path: file.path, message: `file larger than ${MAX_FILE_BYTES} bytes` });
-			return;
-		}
-		let text: string;
-		try {
-			text = new TextDecoder("utf-8", { fatal: true }).decode(file.content);
-		} catch {
-			problems.push({ path: file.path, message: "file is not valid UTF-8" });
-			return;
-		}
-		const { manifests, errors } = loadManifests(text, file.path);
-		for (const e of errors) problems.push({ path: file.path, line: e.line, column: e.col, message: `${e.code}: ${e.message}` });
-		for (const m of manifests) {
-			const kind = m.object.kind;
-			// A repository may keep the GitSource that follows it (applied once by hand): not synced, not an error.
-			if (kind === "GitSource" && m.object.apiVersion === "access.drawbridge.dev/v1alpha1") continue;
-			if (typeof kind === "string" && !(GIT_KINDS as readonly string[]).includes(kind) && typeof m.object.apiVersion === "string" && m.object.apiVersion.startsWith("access.drawbridge.dev/")) {
-				problems.push({ path: file.path, line: m.line, column: m.col, message: `kind ${kind} cannot be synced from git` });
-				continue;
-			}
-			const rawKey = resourceKey(m.object);
-			const res = validateResource(m.object);
-			if (res.errors.length > 0 || !res.value) {
-				for (const e of res.errors) {
-					const p = m.positionOf(e.path);
-					problems.push({ path: file.path, line: p.line, column: p.col, message: `${e.field || "(root)"}: ${e.message}` });
-				}
-				continue;
-			}
-			const obj = structuredClone(res.value) as unknown as DrawbridgeResource;
-			delete (obj as { status?: unknown }).status;
-			const reserved = [
-				...Object.keys(obj.metadata.annotations ?? {}).map((k) => ["annotations", k] as const),
-				...Object.keys(obj.metadata.labels ?? {}).map((k) => ["labels", k] as const),
-			].filter(([, k]) => k.toLowerCase().startsWith(RESERVED_PREFIX));
-			if (reserved.length > 0) {
-				// Provenance (commit, pull request, approval link) and ownership are the operator's to write:
-				// a manifest naming PR #42 or another approval URL would forge the audit trail.
-				const p = m.positionOf(["metadata", reserved[0]![0], reserved[0]![1]], "key");
-				problems.push({ path: file.path, line: p.line, column: p.col, message: `metadata.${reserved[0]![0]}: ${JSON.stringify(reserved[0]![1])} is reserved for the operator (prefix ${RESERVED_PREFIX}); the resource is skipped` });
-				continue;
-			}
-			const hidden = findHiddenText(obj);
-			if (hidden) {
-				// A reviewer reads `alice` where the grant says `alice\u{200b}`, or text reordered by a bidi override.
-				const p = m.positionOf(hidden.path);
-				problems.push({ path: file.path, line: p.line, column: p.col, message: `${formatPath(hidden.path)}: contains control or invisible characters (${hidden.found}) a reviewer cannot see; the resource is skipped` });
-				continue;
-			}
-			const namespace = obj.metadata.namespace ?? defaultNamespace;
-			if (namespace !== defaultNamespace && allowed !== "any" && !allowed.includes(namespace)) {
-				const p = m.positionOf(["metadata", "namespace"]);
-				problems.push({
-					path: file.path,
-					line: p.line,
-					column: p.col,
-					message: `metadata.namespace: ${JSON.stringify(namespace)} is outside this GitSource's namespace ${JSON.stringify(defaultNamespace)}; only a GitSource in the operator's namespace may place resources in other namespaces. The resource is skipped`,
-				});
-				continue;
-			}
-			obj.metadata = { ...obj.metadata, namespace };
+		for (const r of checked.resources) {
+			const obj = r.object as DrawbridgeResource;
+			obj.metadata = { ...obj.metadata, namespace: r.namespace ?? defaultNamespace };
 			const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
+			const rawKey = resourceKey(r.manifest.object);
 			const loaded: LoadedResource = {
-				kind: obj.kind as GitKind,
+				kind: r.kind,
 				key,
 				object: obj,
 				path: file.path,
-				line: m.line,
+				line: r.manifest.line,
 				// The commit that last changed this resource, not its file (moves, layout, neighbours' edits).
 				origin: (rawKey !== undefined ? file.resourceApprovals?.get(rawKey) : undefined) ?? file.approvedBy,
 				repository: snap.repository,

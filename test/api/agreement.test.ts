@@ -5,13 +5,22 @@
  * sends it to the apiserver (dry run, strict field validation) and to `validateResource`. Both must
  * accept, or both reject — and when both reject, on at least one common field. Seeded, so a failure
  * is reproducible.
+ *
+ * And the pull-request check against the operator: `drawbridge validate` and the operator's loader
+ * (what a GitSource syncs) refuse the same files and documents with the same message at the same
+ * position, on the whole invalid corpus, on file-level refusals and on the examples (accepted by both).
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { relative } from "node:path";
 import { after, before, test } from "node:test";
 import fc from "fast-check";
+import { problemText, SYNCED_KINDS } from "../../crds/gitops.ts";
 import { KINDS, validateResource } from "../../crds/index.ts";
+import { validateRepository } from "../../crds/repo.ts";
+import { loadSnapshot } from "../../operator/gitsync/load.ts";
 import { type KubeHandle, printLogsOnFailure, startKube } from "../env/index.ts";
-import { CRDS_DIR } from "./corpus.ts";
+import { CRDS_DIR, EXAMPLES_DIR, exampleManifestFiles, loadCorpus } from "./corpus.ts";
 
 let kube: KubeHandle;
 before(async () => {
@@ -234,4 +243,75 @@ test("offline validation and the apiserver agree on 400 randomly mutated resourc
 	// rejected) would prove nothing.
 	assert.ok(rejected > 100 && rejected < 380, `rejected ${rejected} of 400`);
 	console.log(`agreement: ${n} resources, ${rejected} rejected by both, ${n - rejected} accepted by both`);
+});
+
+const GITSOURCE_NS = "team-a";
+
+/** What the operator's loader and `drawbridge validate` say about the same files (paths as in the repository). */
+function bothViews(files: { path: string; content: Uint8Array }[]) {
+	const approvedBy = { sha: "0".repeat(40), author: "a <a@x>", committer: "a <a@x>", committedAt: "2026-11-01T00:00:00Z", subject: "s" };
+	const snap = {
+		repository: "https://git.example/grants.git",
+		branch: "main",
+		commit: "0".repeat(40),
+		files: files.map((f) => ({ path: f.path, content: f.content, blobOid: f.path, approvedBy })),
+	};
+	const operator = loadSnapshot(snap, GITSOURCE_NS, { namespaces: [] });
+	const validate = validateRepository(
+		files.map((f) => ({ file: f.path, text: f.content })),
+		{ gitSource: { namespace: GITSOURCE_NS } },
+		new Date("2026-01-01T00:00:00Z"),
+	);
+	// validate's own repository checks (references, lints, duplicates, expiry) go beyond one resource.
+	const shared = validate.diagnostics.filter((d) => !["REFERENCE", "LINT", "DUPLICATE", "EXPIRED"].includes(d.code) && (d.severity === "error" || d.code === "SKIPPED"));
+	return { operator, validate, shared };
+}
+
+/** Every operator problem is a validate diagnostic (same text, line, column) and the other way round. */
+function disagreementsOf(where: string, v: ReturnType<typeof bothViews>): string[] {
+	const out: string[] = [];
+	const fromValidate = v.shared.map((d) => `${d.file}:${d.line}:${d.col} ${problemText(d)}`).sort();
+	const fromOperator = v.operator.problems.map((p) => `${p.path}:${p.line}:${p.column} ${p.message}`).sort();
+	if (JSON.stringify(fromValidate) !== JSON.stringify(fromOperator)) out.push(`${where}\n  validate: ${fromValidate.join("\n            ")}\n  operator: ${fromOperator.join("\n            ")}`);
+	return out;
+}
+
+test("drawbridge validate and the operator's loader refuse every corpus case alike: same message, same position", () => {
+	const disagreements: string[] = [];
+	const corpus = loadCorpus();
+	assert.ok(corpus.filter((c) => !c.apiserver).length >= 6);
+	for (const c of corpus) {
+		const path = `grants/${c.name}`;
+		const v = bothViews([{ path, content: readFileSync(c.path) }]);
+		disagreements.push(...disagreementsOf(c.name, v));
+		// Refused by both: nothing synced, an error at the case's field in the check.
+		if (v.operator.resources.length > 0) disagreements.push(`${c.name}: the operator syncs ${v.operator.resources.map((r) => r.key).join(", ")}`);
+		if (!v.validate.diagnostics.some((d) => d.severity === "error" && d.field === c.field)) disagreements.push(`${c.name}: validate names no error at ${c.field}`);
+	}
+	assert.deepEqual(disagreements, []);
+});
+
+test("...and file-level refusals: not UTF-8, too large, a name a reader cannot see; a document of another kind", () => {
+	const grant = readFileSync(exampleManifestFiles().find((f) => f.endsWith("deployer-orders-ro.yaml"))!);
+	const files = [
+		{ path: "grants/latin1.yaml", content: Buffer.concat([grant, Buffer.from([0x23, 0x20, 0xe9, 0x0a])]) },
+		{ path: "grants/huge.yaml", content: Buffer.concat([grant, Buffer.alloc((1 << 20) + 1, 0x23)]) },
+		{ path: "grants/\u001b[2Kok.yaml", content: grant },
+		{ path: "grants/secret.yaml", content: Buffer.from("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n") },
+	];
+	const v = bothViews(files);
+	assert.deepEqual(disagreementsOf("file-level", v), []);
+	assert.deepEqual(v.operator.resources, []);
+	assert.equal(v.shared.filter((d) => d.code === "FILE").length, 3);
+});
+
+test("...and accept the examples alike", () => {
+	const files = exampleManifestFiles().map((f) => ({ path: relative(EXAMPLES_DIR, f), content: readFileSync(f) }));
+	const v = bothViews(files);
+	assert.deepEqual(disagreementsOf("examples", v), []);
+	assert.deepEqual(v.shared, []);
+	assert.deepEqual(
+		v.operator.resources.map((r) => `${r.kind}/${r.object.metadata.name}`).sort(),
+		v.validate.resources.filter((r) => r.valid && (SYNCED_KINDS as readonly string[]).includes(r.kind)).map((r) => `${r.kind}/${r.name}`).sort(),
+	);
 });

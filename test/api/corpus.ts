@@ -1,7 +1,8 @@
 /**
  * The invalid-manifest corpus: test/api/invalid/*.yaml, one rejected object per file, with the field
  * the rejection must name in a `# field: <path>` header line. Used by the offline tests and by the
- * apiserver agreement test.
+ * apiserver agreement test. Cases with a `# refused by: operator` line are what only a grants
+ * repository refuses (the operator's loader and `drawbridge validate`); the apiserver accepts them.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -20,6 +21,12 @@ export interface CorpusCase {
 	/** Field path both the apiserver and `drawbridge validate` must name. */
 	field: string;
 	description: string;
+	/**
+	 * False for what only a grants repository refuses (header `# refused by: operator`): the apiserver
+	 * accepts the object, `drawbridge validate` and the operator's loader refuse it, by the same code
+	 * (crds/gitops.ts).
+	 */
+	apiserver: boolean;
 }
 
 export function loadCorpus(): CorpusCase[] {
@@ -32,7 +39,8 @@ export function loadCorpus(): CorpusCase[] {
 			const field = /^# field: (\S+)$/m.exec(text)?.[1];
 			if (!field) throw new Error(`${name}: no "# field: <path>" header`);
 			const description = /^# (?!field:)(.*)$/m.exec(text)?.[1] ?? "";
-			return { name, path, text, field, description };
+			const apiserver = !/^# refused by: operator\b/m.test(text);
+			return { name, path, text, field, description, apiserver };
 		});
 }
 

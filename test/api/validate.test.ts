@@ -92,10 +92,15 @@ test("every corpus manifest is rejected offline, naming its field at a line of t
 		const { manifests, errors } = loadManifests(c.text, c.name);
 		assert.deepEqual(errors, [], c.name);
 		const r = validateResource(manifests[0]!.object);
-		assert.ok(
-			r.errors.some((e) => e.field === c.field),
-			`${c.name}: expected an error at ${c.field}, got ${JSON.stringify(r.errors.map((e) => e.field))}`,
-		);
+		if (c.apiserver) {
+			assert.ok(
+				r.errors.some((e) => e.field === c.field),
+				`${c.name}: expected an error at ${c.field}, got ${JSON.stringify(r.errors.map((e) => e.field))}`,
+			);
+		} else {
+			// Only a grants repository refuses it: the object alone is valid, as the apiserver says too.
+			assert.deepEqual(r.errors, [], c.name);
+		}
 	}
 	const r = await run(["--no-config", INVALID_DIR]);
 	assert.equal(r.code, 1);
@@ -110,7 +115,8 @@ test("every corpus manifest is rejected offline, naming its field at a line of t
 		// The reported line holds the field's key, a parent's key, its list item, or (for a missing
 		// top-level field) the start of the document.
 		const text = fileLines[Number(lineNo) - 1]!;
-		const keys = c.field.split(/[.[\]]/).filter((s) => s && !/^\d+$/.test(s));
+		// (a key with an invisible character is named with it escaped: `client_id\u{3164}`)
+		const keys = c.field.replace(/\\u\{[0-9a-f]+\}/g, "").split(/[.[\]]/).filter((s) => s && !/^\d+$/.test(s));
 		assert.ok(keys.some((k) => text.includes(`${k}:`)) || /^\s*- /.test(text) || /^apiVersion:/.test(text) || keys.some((k) => text.includes(k)), `${c.name}: line ${lineNo} ${JSON.stringify(text)} does not hold ${c.field}`);
 	}
 });
