@@ -6,8 +6,9 @@
  * (`file:line:col: error: field: message`) or JSON, and exits 1 when there is any error.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
+import { isManifestPath } from "../crds/gitops.ts";
 import { type Diagnostic, LINT_CONFIG_FILE, type LintConfig, parseLintConfig, validateRepository } from "../crds/repo.ts";
 
 export const EXIT_OK = 0;
@@ -17,9 +18,10 @@ export const EXIT_USAGE = 2;
 const HELP = `Usage: drawbridge validate [options] [<dir|file>...]
 
 Validate Drawbridge resources (access.drawbridge.dev/v1alpha1) offline, as a pull-request check.
-Directories are searched recursively for *.yaml and *.yml files (hidden directories and
-node_modules are skipped). With no paths, the current directory is validated; \`-\` reads
-manifests from standard input (e.g. \`kustomize build . | drawbridge validate -\`).
+Directories are searched recursively for the files the operator syncs: *.yaml and *.yml in
+any case, except hidden files and directories (.github/, .drawbridge.yaml). With no paths, the
+current directory is validated; \`-\` reads manifests from standard input (e.g.
+\`kustomize build . | drawbridge validate -\`).
 
 Checks:
   schema       types, enums, patterns, required fields, unknown fields, defaults (as the CRDs)
@@ -84,9 +86,12 @@ function parseArgs(argv: string[]): Options | string {
 	return o;
 }
 
-const SKIP_DIRS = new Set(["node_modules"]);
-
-function collect(path: string, out: string[]): void {
+/**
+ * Files under `root` the operator would sync if `root` were a GitSource's path: the operator's own rule
+ * (crds/gitops.ts `isManifestPath`: `.yaml`/`.yml` in any case, nothing hidden). A file it syncs is
+ * never left out of the check (`x.YAML` or `node_modules/` were: their grants escaped the lints).
+ */
+function collect(path: string, out: string[], root = path): void {
 	const st = statSync(path);
 	if (st.isFile()) {
 		out.push(path);
@@ -95,12 +100,9 @@ function collect(path: string, out: string[]): void {
 	if (!st.isDirectory()) return;
 	for (const entry of readdirSync(path, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
 		const p = join(path, entry.name);
-		if (entry.isDirectory()) {
-			if (entry.name.startsWith(".") || SKIP_DIRS.has(entry.name)) continue;
-			collect(p, out);
-		} else if (entry.isFile() && /\.ya?ml$/.test(entry.name) && entry.name !== LINT_CONFIG_FILE) {
-			out.push(p);
-		}
+		if (entry.name.startsWith(".")) continue;
+		if (entry.isDirectory()) collect(p, out, root);
+		else if (entry.isFile() && isManifestPath(relative(root, p).split(sep).join("/"))) out.push(p);
 	}
 }
 

@@ -2,7 +2,7 @@
  * What the operator syncs from a grants repository, and what it refuses or skips: the one code path
  * the operator's loader (operator/gitsync/load.ts) and `drawbridge validate` (crds/repo.ts) share, so a
  * pull request that passes the check is not then skipped by the operator with a problem nobody saw in
- * review. Per file: size, UTF-8, file names a reader cannot see; per
+ * review. Per file: which paths are manifests, size, UTF-8, file names a reader cannot see; per
  * document: the schema and cross-field rules (`validateResource`), kinds that cannot come from git,
  * metadata the operator writes itself, characters a reviewer cannot see, and namespaces outside the
  * GitSource's. Pure: no Kubernetes, no file system.
@@ -39,6 +39,15 @@ export const MAX_MANIFEST_FILE_BYTES = 1 << 20;
 
 /** Metadata prefix the operator writes itself (provenance annotations, ownership label): a manifest may not set it. */
 export const RESERVED_PREFIX = `${GROUP}/`;
+
+/**
+ * Whether a path (relative to the repository, or to the directory validated) holds manifests: YAML
+ * files (`.yaml`, `.yml`, any case) outside hidden directories, not hidden themselves (`.github/`,
+ * `.drawbridge.yaml`). Nothing else is skipped: a file the operator syncs is a file the check reads.
+ */
+export function isManifestPath(path: string): boolean {
+	return /\.ya?ml$/i.test(path) && !path.split("/").some((seg) => seg.startsWith("."));
+}
 
 /**
  * Where resources of a repository land. The operator: the GitSource's namespace by default, and other

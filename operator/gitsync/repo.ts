@@ -23,6 +23,7 @@ import * as https from "node:https";
 import { BlockList, isIP } from "node:net";
 import git from "isomorphic-git";
 import type { GitHttpRequest, GitHttpResponse, HttpClient } from "isomorphic-git";
+import { isManifestPath } from "../../crds/gitops.ts";
 import { loadManifests } from "../../crds/index.ts";
 import { canonicalJson } from "../../gateway/config/canonical.ts";
 import { type ApprovingCommit, approvalUrl, formatPerson, parsePullRequestNumber, printable, resourceKey } from "./commits.ts";
@@ -317,10 +318,8 @@ export function redactUrl(url: string): string {
 	}
 }
 
-/** YAML files, except under hidden directories or hidden files (`.github/workflows`, `.drawbridge.yaml`). */
-function isManifest(path: string): boolean {
-	return /\.ya?ml$/i.test(path) && !path.split("/").some((seg) => seg.startsWith("."));
-}
+/** YAML files, except under hidden directories or hidden files; the rule `drawbridge validate` walks by (crds/gitops.ts). */
+const isManifest = isManifestPath;
 
 /**
  * Files (path → blob oid) below `prefix` in a tree, memoised per tree oid so unchanged subtrees cost

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -9,6 +10,7 @@ import { KINDS, validateResource } from "../../crds/index.ts";
 import { rulesOf } from "../../crds/schema/kit.ts";
 import { loadManifests } from "../../crds/load.ts";
 import { parseLintConfig, validateRepository } from "../../crds/repo.ts";
+import { readSnapshot } from "../../operator/gitsync/repo.ts";
 import { EXAMPLES_DIR, exampleManifestFiles, INVALID_DIR, loadCorpus } from "./corpus.ts";
 
 async function run(argv: string[], stdinText = ""): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -323,4 +325,35 @@ test(".drawbridge.yaml: exclude skips paths, warnings: error makes warnings fail
 	const s = await run([strict]);
 	assert.equal(s.code, 1);
 	assert.match(s.stdout, /secret\.yaml:1:1: error: apiVersion: not a Drawbridge resource/);
+});
+
+test("every file the operator syncs is validated (`.YAML`, `node_modules/`), and no file it skips", async () => {
+	const grant = (name: string) =>
+		`${GRANT_HEAD.replace("NAME", name)}  connection: orders-prod\n  subjects: [{kind: User, name: mallory}]\n  postgres: {access: read-write}\n  duration: 90d\n  ticket: OPS-1\n  justification: x\n  approvers: {subjects: [{kind: Group, name: g}]}\n`;
+	const dir = repo({
+		// 90 days on a prod Connection: over the 31d maxDuration lint, which the pull-request check enforces.
+		"grants/mallory.YAML": grant("mallory-upper"),
+		"grants/node_modules/pkg/mallory.yaml": grant("mallory-node-modules"),
+		"grants/mallory.Yml": grant("mallory-yml"),
+		// Hidden files are not synced: not validated either.
+		"grants/.draft.yaml": "apiVersion: access.drawbridge.dev/v1alpha1\nkind: Connection\nmetadata:\n  name: draft\nspec:\n  type: mysql\n",
+	});
+	const r = await run(["--format", "json", dir]);
+	const { diagnostics } = JSON.parse(r.stdout) as { diagnostics: { file: string; code: string; field: string }[] };
+	for (const f of ["grants/mallory.YAML", "grants/node_modules/pkg/mallory.yaml", "grants/mallory.Yml"]) {
+		assert.ok(
+			diagnostics.some((d) => d.file.endsWith(f) && d.code === "LINT" && d.field === "spec.duration"),
+			`${f} is synced by the operator but was not checked: ${JSON.stringify(diagnostics)}`,
+		);
+	}
+	assert.ok(!diagnostics.some((d) => d.file.includes(".draft.yaml")), JSON.stringify(diagnostics));
+	assert.equal(r.code, 1);
+	// The operator's own listing of the same tree (readSnapshot on a git repository of it) names the same files.
+	const git = (args: string[]) => execFileSync("git", args, { cwd: dir, env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@x", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@x", GIT_CONFIG_NOSYSTEM: "1", HOME: dir } }).toString().trim();
+	git(["init", "-q", "-b", "main"]);
+	git(["add", "-A", "-f"]);
+	git(["commit", "-q", "-m", "all"]);
+	const snap = await readSnapshot(join(dir, ".git"), git(["rev-parse", "HEAD"]), { path: ".", repository: "https://git.example/g.git", branch: "main" });
+	const json = JSON.parse((await run(["--format", "json", dir])).stdout) as { files: number };
+	assert.equal(json.files, snap.files.length, `operator reads ${snap.files.map((f) => f.path).join(", ")}`);
 });
