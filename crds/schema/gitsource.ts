@@ -1,10 +1,41 @@
 import { type Static, Type } from "@sinclair/typebox";
-import { Conditions, Duration, ObservedGeneration, SecretKeyRef, Timestamp } from "./kit.ts";
+import { Conditions, Duration, ObservedGeneration, SecretKeyRef, Timestamp, withRules } from "./kit.ts";
+
+/**
+ * A branch name as `git check-ref-format --branch` accepts it (the characters the schema pattern
+ * refuses aside): no `..` (a name climbing out of `refs/heads/` in the fetch's ref files), `//`, `@{`,
+ * component starting with `.` or ending with `.lock`, leading `/` or `-`, trailing `/` or `.`; not `@`
+ * or `HEAD`. The apiserver checks the same with CEL.
+ */
+export function isBranchName(name: string): boolean {
+	if (name === "" || name === "@" || name === "HEAD") return false;
+	if (/[\s\x00-\x1f\x7f~^:?*[\\]/.test(name)) return false;
+	if (name.includes("..") || name.includes("//") || name.includes("@{") || name.includes("/.") || name.includes(".lock/")) return false;
+	if (name.startsWith(".") || name.startsWith("/") || name.startsWith("-")) return false;
+	return !(name.endsWith("/") || name.endsWith(".") || name.endsWith(".lock"));
+}
 
 export const GitSourceSpec = Type.Object(
 	{
 		url: Type.String({ description: "HTTP(S) URL of the grants repository.", minLength: 8, maxLength: 2048, pattern: "^https?://[^\\s]+$" }),
-		branch: Type.Optional(Type.String({ description: "Branch to follow.", default: "main", minLength: 1, maxLength: 255, pattern: "^[^\\s~^:?*\\[\\\\]+$" })),
+		branch: Type.Optional(
+			withRules(
+				Type.String({
+					description: "Branch to follow, by its name (`main`; `refs/heads/main` is the same). Only a branch: a tag of the same name is never taken for it.",
+					default: "main",
+					minLength: 1,
+					maxLength: 255,
+					pattern: "^[^\\s\\x00-\\x1f\\x7f~^:?*\\[\\\\]+$",
+				}),
+				[
+					{
+						cel: "!self.contains('..') && !self.contains('//') && !self.contains('@{') && !self.contains('/.') && !self.startsWith('.') && !self.startsWith('/') && !self.startsWith('-') && !self.endsWith('/') && !self.endsWith('.') && !self.endsWith('.lock') && !self.contains('.lock/') && self != '@' && self != 'HEAD'",
+						message: 'must be a branch name git accepts: no "..", "//", "@{", component starting with "." or ending with ".lock", no leading "/" or "-", no trailing "/" or "."',
+						check: (self: string) => isBranchName(self),
+					},
+				],
+			),
+		),
 		path: Type.Optional(Type.String({ description: "Directory inside the repository holding the manifests (`.` for the root).", default: ".", minLength: 1, maxLength: 1024 })),
 		interval: Type.Optional(Duration("How often to poll; push webhooks sync at once.", { default: "1m" })),
 		secretRef: Type.Optional(SecretKeyRef("Secret key holding the token used for HTTP basic auth to the repository.", "token")),

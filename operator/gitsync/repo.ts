@@ -24,6 +24,7 @@ import { BlockList, isIP } from "node:net";
 import git from "isomorphic-git";
 import type { GitHttpRequest, GitHttpResponse, HttpClient } from "isomorphic-git";
 import { isManifestPath } from "../../crds/gitops.ts";
+import { isBranchName } from "../../crds/schema/gitsource.ts";
 import { loadManifests } from "../../crds/index.ts";
 import { canonicalJson } from "../../gateway/config/canonical.ts";
 import { type ApprovingCommit, approvalUrl, formatPerson, parsePullRequestNumber, printable, resourceKey } from "./commits.ts";
@@ -217,8 +218,17 @@ export interface Snapshot {
 	files: SnapshotFile[];
 }
 
+/** `refs/heads/<branch>` (a branch given by its full name is kept as it is). */
+export function branchRef(branch: string): string {
+	return branch.startsWith("refs/heads/") ? branch : `refs/heads/${branch}`;
+}
+
 /** Initialises (once) a bare repository at `gitdir` and fetches the branch head. Returns its SHA. */
 export async function fetchBranch(gitdir: string, remote: GitRemote): Promise<string> {
+	if (!isBranchName(remote.branch.replace(/^refs\/heads\//, ""))) {
+		// Checked here too: a GitSource stored before the schema said so is not validated again.
+		throw new GitFetchError("FETCH_REFUSED", `${JSON.stringify(printable(remote.branch))} is not a branch name git accepts (no "..", "//", "@{", leading "." or "/", trailing "/", "." or ".lock", controls)`);
+	}
 	if (!fs.existsSync(`${gitdir}/HEAD`)) {
 		fs.mkdirSync(gitdir, { recursive: true });
 		await git.init({ fs, gitdir, bare: true, defaultBranch: remote.branch });
@@ -249,7 +259,10 @@ export async function fetchBranch(gitdir: string, remote: GitRemote): Promise<st
 		gitdir,
 		remote: "origin",
 		ref: remote.branch,
-		remoteRef: remote.branch,
+		// The branch by its full name: isomorphic-git resolves a short name as git does, `refs/tags/<name>`
+		// before `refs/heads/<name>`, so a tag named `main` (which branch protection does not cover)
+		// stood in for the protected branch.
+		remoteRef: branchRef(remote.branch),
 		singleBranch: true,
 		tags: false,
 		...(remote.depth ? { depth: remote.depth } : {}),
