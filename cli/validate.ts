@@ -190,7 +190,7 @@ export async function main(argv: string[], io: Io = PROCESS_IO): Promise<number>
 	const inputs: { file: string; text: string | Uint8Array }[] = unique.map((f) => ({ file: display(f), text: readFileSync(f) }));
 	if (stdinText !== undefined) inputs.push({ file: "<stdin>", text: stdinText });
 	const report = validateRepository(inputs, config);
-	diagnostics.push(...report.diagnostics);
+	for (const d of report.diagnostics) diagnostics.push(d);
 	const errors = diagnostics.filter((d) => d.severity === "error").length;
 	const warnings = diagnostics.length - errors;
 	if (parsed.format === "json") {

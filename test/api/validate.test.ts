@@ -357,3 +357,9 @@ test("every file the operator syncs is validated (`.YAML`, `node_modules/`), and
 	const json = JSON.parse((await run(["--format", "json", dir])).stdout) as { files: number };
 	assert.equal(json.files, snap.files.length, `operator reads ${snap.files.map((f) => f.path).join(", ")}`);
 });
+
+test("a file of 140 000 documents is reported, not a crash", () => {
+	const report = validateRepository([{ file: "many.yaml", text: "--- {}\n".repeat(140_000) }]);
+	assert.equal(report.diagnostics.filter((d) => d.severity === "error").length, 140_000);
+	assert.equal(report.diagnostics[0]?.field, "apiVersion");
+});
