@@ -37,6 +37,12 @@ export interface OperatorOptions {
 	/** Most bytes one git fetch may download (refs and pack); a larger answer fails that sync. */
 	gitMaxFetchBytes: number;
 	/**
+	 * Most bytes of file content one sync reads out of the fetched repository (the manifests, and the
+	 * older versions the approving-commit walk parses); a pack is compressed, so the fetch cap does not
+	 * bound it. Over it, the sync fails with `FetchTooLarge` and the last synced state stays.
+	 */
+	gitMaxReadBytes: number;
+	/**
 	 * Let GitSources fetch from link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10,
 	 * fd00:ec2::254, metadata.google.internal, ...). Off by default: whoever may create a GitSource names
 	 * its URL. Redirects are never followed either way.
@@ -88,6 +94,8 @@ Flags (environment variable in brackets; flags win):
   --git-cache DIR               where repositories are fetched [DRAWBRIDGE_GIT_CACHE] (default /tmp/drawbridge-git)
   --git-timeout DURATION        deadline of one git fetch (default 60s)
   --git-max-fetch-size SIZE     most bytes one git fetch may download, e.g. 64Mi (default 256Mi)
+  --git-max-read-size SIZE      most bytes of files one sync reads out of the repository, history
+                                walked for approvals included (default 64Mi)
   --git-allow-link-local        let GitSources fetch from link-local and cloud metadata addresses
                                 (169.254.0.0/16, fe80::/10, fd00:ec2::254, metadata.google.internal;
                                 refused by default; redirects are never followed)
@@ -151,6 +159,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 			"git-cache": { type: "string" },
 			"git-timeout": { type: "string" },
 			"git-max-fetch-size": { type: "string" },
+			"git-max-read-size": { type: "string" },
 			"git-allow-link-local": { type: "boolean" },
 			"lease-name": { type: "string" },
 			"lease-duration": { type: "string" },
@@ -199,6 +208,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
 		gitCacheDir: values["git-cache"] ?? env.DRAWBRIDGE_GIT_CACHE ?? "/tmp/drawbridge-git",
 		gitFetchTimeoutMs: duration("git-timeout", values["git-timeout"], 60_000),
 		gitMaxFetchBytes: size("git-max-fetch-size", values["git-max-fetch-size"], 256 * 1024 ** 2),
+		gitMaxReadBytes: size("git-max-read-size", values["git-max-read-size"], 64 * 1024 ** 2),
 		gitAllowLinkLocal: values["git-allow-link-local"] === true,
 		leaseName: values["lease-name"] ?? "drawbridge-operator",
 		leaseDurationMs: duration("lease-duration", values["lease-duration"], 15_000),

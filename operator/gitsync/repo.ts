@@ -205,6 +205,10 @@ export interface SnapshotFile {
  */
 const PARSED_BLOBS = new Map<string, Map<string, string>>();
 const PARSED_BLOBS_MAX = 20_000;
+/** ... and by the characters they hold (canonical JSON), so a few thousand large blobs cannot fill memory. */
+const PARSED_BLOBS_MAX_CHARS = 64 * 1024 * 1024;
+const PARSED_SIZES = new Map<string, number>();
+let parsedBytes = 0;
 
 /** Content of a resource declared more than once in one tree: never equal to anything. */
 const AMBIGUOUS = "\u0000ambiguous";
@@ -378,6 +382,14 @@ export interface SnapshotOptions {
 	branch: string;
 	/** Stop walking history after this many commits (default 1000): older changes are attributed to the last commit walked. */
 	maxHistory?: number;
+	/**
+	 * Most bytes of file content one snapshot may read, each blob counted once: the manifests at the
+	 * head and those the approving-commit walk parses in older commits (default: no cap). A pack is
+	 * compressed, so the fetch cap does not bound this: 1 MiB of repeated lines is a few hundred bytes
+	 * in a pack, and a few thousand such files held in memory ended the operator. Over it, the snapshot
+	 * fails with `FETCH_TOO_LARGE`.
+	 */
+	maxReadBytes?: number;
 }
 
 /** The manifests at `commit` with their approving commits. */
@@ -406,12 +418,27 @@ export async function readSnapshot(gitdir: string, commit: string, opts: Snapsho
 		return { meta, tree: c.tree, ...(c.parent[0] ? { parent: c.parent[0] } : {}) };
 	};
 
+	// Every blob read counts against the read budget once.
+	const counted = new Set<string>();
+	let readLeft = opts.maxReadBytes ?? Number.POSITIVE_INFINITY;
+	const readBlob = async (oid: string): Promise<Uint8Array> => {
+		const { blob } = await git.readBlob({ fs, gitdir, oid });
+		if (!counted.has(oid)) {
+			counted.add(oid);
+			readLeft -= blob.length;
+			if (readLeft < 0) {
+				throw new GitFetchError("FETCH_TOO_LARGE", `the files under ${JSON.stringify(prefix || ".")} (at this commit and in the history read for approvals) are more than the ${opts.maxReadBytes}-byte read limit`);
+			}
+		}
+		return blob;
+	};
+
 	// Resources by content, per blob and per tree: parsed once each, however many commits share them.
 	const parseBlob = async (oid: string): Promise<Map<string, string>> => {
 		const hit = PARSED_BLOBS.get(oid);
 		if (hit) return hit;
 		const out = new Map<string, string>();
-		const { blob } = await git.readBlob({ fs, gitdir, oid });
+		const blob = await readBlob(oid);
 		if (blob.length <= MAX_ATTRIBUTED_BLOB_BYTES) {
 			let text: string | undefined;
 			try {
@@ -424,8 +451,17 @@ export async function readSnapshot(gitdir: string, commit: string, opts: Snapsho
 				if (key !== undefined) out.set(key, out.has(key) ? AMBIGUOUS : canonicalJson(m.object));
 			}
 		}
-		if (PARSED_BLOBS.size >= PARSED_BLOBS_MAX) PARSED_BLOBS.delete(PARSED_BLOBS.keys().next().value!);
+		let size = 0;
+		for (const [k, v] of out) size += k.length + v.length;
 		PARSED_BLOBS.set(oid, out);
+		PARSED_SIZES.set(oid, size);
+		parsedBytes += size;
+		while (PARSED_BLOBS.size > PARSED_BLOBS_MAX || parsedBytes > PARSED_BLOBS_MAX_CHARS) {
+			const oldest = PARSED_BLOBS.keys().next().value!;
+			PARSED_BLOBS.delete(oldest);
+			parsedBytes -= PARSED_SIZES.get(oldest) ?? 0;
+			PARSED_SIZES.delete(oldest);
+		}
 		return out;
 	};
 	const treeResources = new WeakMap<Map<string, string>, Map<string, string>>();
@@ -488,7 +524,7 @@ export async function readSnapshot(gitdir: string, commit: string, opts: Snapsho
 
 	const files: SnapshotFile[] = [];
 	for (const [path, blobOid] of [...current].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-		const { blob } = await git.readBlob({ fs, gitdir, oid: blobOid });
+		const blob = await readBlob(blobOid);
 		const resourceApprovals = new Map<string, ApprovingCommit>();
 		for (const key of (await parseBlob(blobOid)).keys()) {
 			const by = resourceApproved.get(key);

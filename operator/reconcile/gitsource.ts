@@ -112,7 +112,7 @@ export class GitSourceReconciler {
 					return next;
 				}
 			}
-			const snap = await readSnapshot(gitdir, commit, { path: gs.spec.path ?? ".", repository: gs.spec.url, branch });
+			const snap = await readSnapshot(gitdir, commit, { path: gs.spec.path ?? ".", repository: gs.spec.url, branch, maxReadBytes: this.d.opts.gitMaxReadBytes });
 			// Tenancy: a GitSource places resources in its own namespace; only one in the operator's
 			// namespace (where creating it already means administering Drawbridge) may place them anywhere.
 			loaded = loadSnapshot(snap, ns, { namespaces: ns === this.d.opts.namespace ? "any" : [] });
