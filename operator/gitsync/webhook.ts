@@ -79,7 +79,8 @@ export function verifyWebhook(headers: Headers, body: Uint8Array, secret: string
 	}
 	const ref = typeof payload.ref === "string" ? payload.ref : undefined;
 	const after = typeof payload.after === "string" ? payload.after : undefined;
-	const triggersSync = event === "push" && (ref === undefined || ref === `refs/heads/${branch}`);
+	// The branch may be given by its full name (`refs/heads/main`), as the fetch accepts it.
+	const triggersSync = event === "push" && (ref === undefined || ref === (branch.startsWith("refs/heads/") ? branch : `refs/heads/${branch}`));
 	return { provider, event, ...(ref ? { ref } : {}), ...(after ? { after } : {}), triggersSync };
 }
 

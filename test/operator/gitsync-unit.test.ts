@@ -47,6 +47,8 @@ test("verifyWebhook: GitHub and Gitea signatures, refusals (table)", () => {
 	const ok = verifyWebhook({ "x-hub-signature-256": signGithub(secret, body), "x-github-event": "push" }, body, secret, "main");
 	assert.deepEqual(ok, { provider: "github", event: "push", ref: "refs/heads/main", after: "a".repeat(40), triggersSync: true });
 	assert.equal(verifyWebhook({ "X-Gitea-Signature": signGitea(secret, body), "X-Gitea-Event": "push" }, body, secret, "main").triggersSync, true);
+	// A GitSource may name its branch in full (`refs/heads/main`), as the fetch accepts it.
+	assert.equal(verifyWebhook({ "X-Gitea-Signature": signGitea(secret, body), "X-Gitea-Event": "push" }, body, secret, "refs/heads/main").triggersSync, true);
 	assert.equal(verifyWebhook({ "x-gitea-signature": signGitea(secret, other), "x-gitea-event": "push" }, other, secret, "main").triggersSync, false);
 	assert.equal(verifyWebhook({ "x-hub-signature-256": signGithub(secret, "{}"), "x-github-event": "ping" }, Buffer.from("{}"), secret, "main").triggersSync, false);
 	const refused: [Record<string, string>, Uint8Array, string, string][] = [
