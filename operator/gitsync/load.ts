@@ -58,10 +58,35 @@ export interface LoadOptions {
 
 /** Validates every manifest in the snapshot. `defaultNamespace` is used where metadata.namespace is absent. */
 export function loadSnapshot(snap: Snapshot, defaultNamespace: string, opts: LoadOptions = {}): LoadedSnapshot {
+	const steps = loading(snap, defaultNamespace, opts);
+	for (;;) {
+		const r = steps.next();
+		if (r.done) return r.value;
+	}
+}
+
+/**
+ * `loadSnapshot` letting the event loop run between files. Parsing is synchronous, about a second or
+ * more per megabyte of YAML, and a repository holds up to `--git-max-read-size` of it: in one go that
+ * stopped every timer of the operator for minutes (grant expiry, the leader lease's renewal, other
+ * GitSources' syncs). The operator uses this one.
+ */
+export async function loadSnapshotYielding(snap: Snapshot, defaultNamespace: string, opts: LoadOptions = {}): Promise<LoadedSnapshot> {
+	const steps = loading(snap, defaultNamespace, opts);
+	for (;;) {
+		const r = steps.next();
+		if (r.done) return r.value;
+		await new Promise<void>((resolve) => setImmediate(resolve));
+	}
+}
+
+/** The load, one file per step. */
+function* loading(snap: Snapshot, defaultNamespace: string, opts: LoadOptions): Generator<void, LoadedSnapshot> {
 	const allProblems: FileProblem[] = [];
 	const byKey = new Map<string, LoadedResource[]>();
 	const allowed = opts.namespaces ?? [];
 	for (const file of snap.files) {
+		yield;
 		// Per file: at most MAX_PROBLEMS_PER_FILE problems, paths and messages printable.
 		const fileProblems: FileProblem[] = [];
 		const problems = {

@@ -24,7 +24,7 @@ import type { Logger } from "pino";
 import type { GitSource, GitSourceStatus } from "../../crds/index.ts";
 import { parseDuration } from "../../crds/index.ts";
 import { canonicalJson } from "../../gateway/config/canonical.ts";
-import { GIT_KINDS, type FileProblem, loadSnapshot, printable } from "../gitsync/load.ts";
+import { GIT_KINDS, type FileProblem, type LoadedSnapshot, loadSnapshotYielding, printable } from "../gitsync/load.ts";
 import { PgpError, parseArmoredPublicKeys, verifyDetachedSignature } from "../gitsync/openpgp.ts";
 import { GitFetchError, branchCommitsSince, commitSignature, fastForward, fetchBranch, readSnapshot, redactUrl } from "../gitsync/repo.ts";
 import { type KubeClient, KubeError, type KubeObject, SECRETS } from "../kube/client.ts";
@@ -74,7 +74,7 @@ export class GitSourceReconciler {
 		const source = `${ns}/${name}`;
 		const branch = gs.spec.branch ?? "main";
 		let commit: string;
-		let loaded: ReturnType<typeof loadSnapshot>;
+		let loaded: LoadedSnapshot;
 		try {
 			let token: string | undefined;
 			if (gs.spec.secretRef) {
@@ -115,7 +115,7 @@ export class GitSourceReconciler {
 			const snap = await readSnapshot(gitdir, commit, { path: gs.spec.path ?? ".", repository: gs.spec.url, branch, maxReadBytes: this.d.opts.gitMaxReadBytes });
 			// Tenancy: a GitSource places resources in its own namespace; only one in the operator's
 			// namespace (where creating it already means administering Drawbridge) may place them anywhere.
-			loaded = loadSnapshot(snap, ns, { namespaces: ns === this.d.opts.namespace ? "any" : [] });
+			loaded = await loadSnapshotYielding(snap, ns, { namespaces: ns === this.d.opts.namespace ? "any" : [] });
 		} catch (e) {
 			const message = `fetch ${redactUrl(gs.spec.url)}@${branch}: ${(e as Error).message}`;
 			this.d.metrics.syncDuration.observe({ source, result: "error" }, Number(process.hrtime.bigint() - started) / 1e9);
