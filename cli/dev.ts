@@ -38,7 +38,7 @@ import { ANNOTATIONS } from "../operator/reconcile/labels.ts";
 import { decideGrant } from "../operator/reconcile/desired/accessgrant.ts";
 import { desiredObject } from "../operator/reconcile/desired/gitobject.ts";
 import { ensureDatabase, type EmbeddedPostgres, startEmbeddedPostgres } from "./dev/postgres.ts";
-import { shopSeedSql, ticketsSeedSql } from "./dev/seed.ts";
+import { shopSeedSql, ticketsRestoreSql, ticketsSeedSql } from "./dev/seed.ts";
 import { ensureDevTls, type DevTls } from "./dev/tls.ts";
 import { SignJWT } from "jose";
 import { createPrivateKey, randomBytes } from "node:crypto";
@@ -293,6 +293,20 @@ export class DevEnvironment {
 		} finally {
 			await client.end();
 		}
+	}
+
+	/**
+	 * Puts back the demo tickets of a Connection's database that an earlier quickstart's approved
+	 * cleanup deleted, so that the story runs the same every time; false when the Connection is not a
+	 * demo tickets database here.
+	 */
+	restoreDemoTickets(connection: string): boolean {
+		const c = this.#connections.find((x) => x.metadata.name === connection && x.spec.type === "postgres");
+		if (!c || !this.pg) return false;
+		const database = (c.spec as { postgres?: { database?: string } }).postgres?.database ?? c.metadata.name;
+		if (!/ticket|support/i.test(database)) return false;
+		this.pg.psql(database, ticketsRestoreSql());
+		return true;
 	}
 
 	/** Connections as declared, but every postgres one pointed at the embedded cluster. */

@@ -101,6 +101,8 @@ export async function runScriptedAgent(env: DevEnvironment, out: Out): Promise<Q
 
 	out("");
 	out("── Journey 2: an AI agent meets a guardrail ─────────────────────────────────────────");
+	// A second quickstart on the same state directory finds last run's old tickets deleted.
+	env.restoreDemoTickets("tickets-prod");
 	const botToken = await env.grantToken(BOT_GRANT);
 	const bot = clientFor(env, "tickets-prod", botToken);
 	await bot.connect();

@@ -61,13 +61,17 @@ CREATE VIEW customer_contacts AS SELECT id, name, email, phone FROM customers;
 `;
 }
 
-export function ticketsSeedSql(tickets = 40): string {
+/** The demo tickets: half of them older than a year, the support bot's cleanup target. */
+function ticketRows(tickets: number): string {
 	const rows: string[] = [];
 	for (let i = 1; i <= tickets; i++) {
-		// Half of the tickets are older than a year: the support bot's cleanup target.
 		const ageDays = i % 2 === 0 ? 400 + i : i;
 		rows.push(`(${i}, ${q(`Ticket ${i}: cannot log in`)}, ${q(`customer${i}@example.com`)}, now() - interval '${ageDays} days')`);
 	}
+	return rows.join(",\n");
+}
+
+export function ticketsSeedSql(tickets = 40): string {
 	return `
 CREATE TABLE tickets (
   id integer PRIMARY KEY,
@@ -76,6 +80,16 @@ CREATE TABLE tickets (
   created timestamptz NOT NULL
 );
 INSERT INTO tickets (id, subject, requester_email, created) VALUES
-${rows.join(",\n")};
+${ticketRows(tickets)};
 `;
+}
+
+/**
+ * Puts back the demo tickets an earlier run's approved cleanup deleted (the quickstart's second run
+ * would otherwise delete nothing); tickets the user added or changed are left alone.
+ */
+export function ticketsRestoreSql(tickets = 40): string {
+	return `INSERT INTO tickets (id, subject, requester_email, created) VALUES
+${ticketRows(tickets)}
+ON CONFLICT (id) DO NOTHING;`;
 }
