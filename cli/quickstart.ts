@@ -114,22 +114,30 @@ export async function runScriptedAgent(env: DevEnvironment, out: Out): Promise<Q
 			if (id) resolve(id);
 		});
 	});
-	out("$ DELETE FROM tickets WHERE created < now() - interval '1 year'");
-	const deletion = bot.query("DELETE FROM tickets WHERE created < now() - interval '1 year'");
+	// The rule reuses an approval of the very same command for 10 minutes (reuseWindow), so a run
+	// soon after another would see this DELETE go through at once: the comment makes each run's its own.
+	const cleanup = `DELETE FROM tickets WHERE created < now() - interval '1 year' -- quickstart ${new Date().toISOString()}`;
+	out(`$ ${cleanup}`);
+	const deletion = bot.query(cleanup);
 	deletion.catch(() => {});
-	const id = await pending;
-	const self = await approve(env, id, botToken);
-	result.selfApprovalRefused = self.status === 403;
-	out(`  the bot tries to approve ${id} itself → HTTP ${self.status}: ${String((self.body.error as { message?: string } | undefined)?.message ?? "")}`);
-	const approverToken = await env.userToken(APPROVER.user, APPROVER.groups);
-	const ok = await approve(env, id, approverToken);
-	out(`  ${APPROVER.user} (group support-leads) approves ${id} → HTTP ${ok.status}, phase ${String(ok.body.phase)}`);
-	try {
-		const res = await deletion;
-		result.deleteApproved = ok.status === 200 && (res.rowCount ?? 0) > 0;
-		out(`  → DELETE ${res.rowCount}`);
-	} catch (err) {
-		out(`  → ERROR: ${(err as Error).message}`);
+	// Never wait for a hold that is not coming: a DELETE that ends first was not held.
+	const first = await Promise.race([pending, deletion.then(() => undefined, () => undefined)]);
+	if (first === undefined) out("  → the DELETE was not held for approval");
+	else {
+		const id = first;
+		const self = await approve(env, id, botToken);
+		result.selfApprovalRefused = self.status === 403;
+		out(`  the bot tries to approve ${id} itself → HTTP ${self.status}: ${String((self.body.error as { message?: string } | undefined)?.message ?? "")}`);
+		const approverToken = await env.userToken(APPROVER.user, APPROVER.groups);
+		const ok = await approve(env, id, approverToken);
+		out(`  ${APPROVER.user} (group support-leads) approves ${id} → HTTP ${ok.status}, phase ${String(ok.body.phase)}`);
+		try {
+			const res = await deletion;
+			result.deleteApproved = ok.status === 200 && (res.rowCount ?? 0) > 0;
+			out(`  → DELETE ${res.rowCount}`);
+		} catch (err) {
+			out(`  → ERROR: ${(err as Error).message}`);
+		}
 	}
 	out("$ DROP TABLE tickets");
 	try {

@@ -22,12 +22,8 @@ function portOpen(port: number): Promise<boolean> {
 	});
 }
 
-test("quickstart runs journeys 1 and 2 end to end, records verified sessions and shuts down cleanly", { timeout: 240_000 }, async (t) => {
-	const state = mkdtempSync(join(tmpdir(), "drawbridge-quickstart-"));
-	t.after(() => rmSync(state, { recursive: true, force: true }));
-	// The gateway binds free ports itself (--any-ports): ports picked here could be taken by another
-	// test before the gateway listens, seconds later (seen as EADDRINUSE in a CI run).
-	const upstreamPort = await freePort();
+/** `drawbridge quickstart --exit` on a state directory: its exit code and output. */
+async function runQuickstart(state: string, upstreamPort: number): Promise<{ code: number | null; stdout: string; diag: string }> {
 	const child = spawn(
 		process.execPath,
 		[join(ROOT, "bin", "drawbridge.mjs"), "quickstart", "--exit", "--any-ports", "--state", state, "--upstream-port", String(upstreamPort)],
@@ -38,7 +34,16 @@ test("quickstart runs journeys 1 and 2 end to end, records verified sessions and
 	child.stdout.on("data", (d: Buffer) => (stdout += d));
 	child.stderr.on("data", (d: Buffer) => (stderr += d));
 	const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
-	const diag = `\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
+	return { code, stdout, diag: `\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}` };
+}
+
+test("quickstart runs journeys 1 and 2 end to end, records verified sessions, shuts down cleanly and runs again on the same state", { timeout: 480_000 }, async (t) => {
+	const state = mkdtempSync(join(tmpdir(), "drawbridge-quickstart-"));
+	t.after(() => rmSync(state, { recursive: true, force: true }));
+	// The gateway binds free ports itself (--any-ports): ports picked here could be taken by another
+	// test before the gateway listens, seconds later (seen as EADDRINUSE in a CI run).
+	const upstreamPort = await freePort();
+	const { code, stdout, diag } = await runQuickstart(state, upstreamPort);
 	assert.equal(code, 0, `quickstart exited ${code}${diag}`);
 
 	// Journey 1: masked read, refused write naming the read-only grant.
@@ -62,4 +67,11 @@ test("quickstart runs journeys 1 and 2 end to end, records verified sessions and
 	const gatewayPorts = [...stdout.matchAll(/127\.0\.0\.1:(\d+)/g)].map((m) => Number(m[1]));
 	assert.ok(gatewayPorts.length >= 2, "the quickstart printed where it listened");
 	for (const port of new Set([upstreamPort, ...gatewayPorts])) assert.equal(await portOpen(port), false, `port ${port} still open`);
+
+	// The README's first command run again on the same state: the story behaves the same (the first
+	// run's approved DELETE emptied the demo's old tickets; they are put back).
+	const again = await runQuickstart(state, upstreamPort);
+	assert.equal(again.code, 0, `second quickstart exited ${again.code}${again.diag}`);
+	assert.match(again.stdout, /→ DELETE [1-9]\d*/, `second run's approved DELETE deleted nothing${again.diag}`);
+	assert.match(again.stdout, /All journeys behaved as expected\./);
 });
