@@ -522,6 +522,33 @@ test("deferred and implicit execution: the binding statement carries the action 
 	for (const w of ["id = 5", "id = 5 AND true", "id = 5 OR id = 6", "id > 0", "a.id = b.id"]) {
 		assert.equal(one(`DELETE FROM t a WHERE ${w}`).hasWhere, true, w);
 	}
+	// red-team round 10: conditions that read no column of the target, and complementary arms
+	for (const sql of [
+		"DELETE FROM t WHERE x IS NULL OR x IS NOT NULL",
+		"DELETE FROM t WHERE NOT (id = 1) OR id = 1",
+		"DELETE FROM t WHERE (SELECT true)",
+		"DELETE FROM t WHERE now() IS NOT NULL",
+		"DELETE FROM t WHERE $1",
+		"DELETE FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id = 1)",
+		"DELETE FROM public.t USING u WHERE u.id = 1",
+		"UPDATE t SET v = 0 FROM u WHERE u.id = 1",
+		"MERGE INTO t USING u ON u.id = 1 WHEN MATCHED THEN DELETE",
+		"MERGE INTO t USING (SELECT 1 AS id WHERE false) s ON t.id = s.id WHEN NOT MATCHED BY SOURCE THEN DELETE",
+	]) {
+		assert.equal(one(sql).hasWhere, false, sql);
+	}
+	for (const sql of [
+		"DELETE FROM t WHERE id = $1",
+		"DELETE FROM public.t WHERE public.t.id = 1",
+		"DELETE FROM t USING u WHERE u.id = t.id",
+		"DELETE FROM t a WHERE EXISTS (SELECT 1 FROM u WHERE u.id = a.id)",
+		"UPDATE t SET v = 0 FROM u WHERE u.tid = t.id AND u.id = 1",
+		"MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE",
+		"MERGE INTO t USING u ON t.id = u.id WHEN NOT MATCHED BY SOURCE AND t.id > 5 THEN DELETE",
+		"DELETE FROM t WHERE x IS NULL OR y IS NOT NULL",
+	]) {
+		assert.equal(one(sql).hasWhere, true, sql);
+	}
 	// functions reached without a call in the statement
 	assert.ok(one("CREATE AGGREGATE rf(bigint, bigint) (sfunc1 = pg_read_file, stype1 = text)").functions.includes("pg_read_file"));
 	assert.ok(one("DO $$ DECLARE t text; BEGIN t := pg_read_file('/x'); END $$").functions.includes("pg_read_file"));

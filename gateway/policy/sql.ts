@@ -513,21 +513,76 @@ function isConstantCondition(node: unknown): boolean {
 }
 
 /**
- * True when a WHERE/ON condition does not filter (decision recorded in README, "without WHERE"):
- * column-free (`WHERE true`, `WHERE 1 = 1`), an OR with such an arm (`WHERE id = 5 OR 1 = 1`, the
- * classic injected tautology), an AND of such arms, or a column compared with itself
- * (`WHERE id = id`, `ON a.id = a.id`: every row whose value is not NULL). Other tautologies
- * (`WHERE id > 0`, `WHERE id IS NOT NULL`, `WHERE now() IS NOT NULL`) still count as filtered:
- * `withoutWhere` guards against forgotten WHERE clauses, not against a writer set on touching every
- * row (use a table rule on the statement kind for that).
+ * The names a write's target rows are referred to by in its WHERE/ON: its alias, else its name as
+ * written and unqualified (`accounts`, `public.accounts`).
  */
-function isUnfiltered(node: unknown, depth = 0): boolean {
+function targetNames(rv: unknown): Set<string> {
+	const r = rv as PgNode | undefined;
+	const alias = (r?.alias as PgNode | undefined)?.aliasname;
+	if (typeof alias === "string") return new Set([alias]);
+	if (!r || typeof r.relname !== "string") return new Set();
+	return new Set([r.relname, rangeVarName(r)]);
+}
+
+/**
+ * Whether a condition may read a column of the write's target (`names`): a column qualified with
+ * the target's name or alias, an unqualified column (the target's or another relation's: not
+ * known without the catalog, so taken as the target's), the whole row, or `WHERE CURRENT OF`.
+ * Subqueries and function arguments are looked into; a parameter, a function of constants or a
+ * subquery naming no such column is the same for every row.
+ */
+function readsTarget(node: unknown, target: ReadonlySet<string>): boolean {
+	const stack: unknown[] = [node];
+	let steps = 0;
+	while (stack.length > 0) {
+		// a tree too large to walk is taken as reading the target (the statement counts as filtered, as before)
+		if (++steps > 100_000) return true;
+		const n = stack.pop();
+		if (!n || typeof n !== "object") continue;
+		if (Array.isArray(n)) {
+			for (const x of n) stack.push(x);
+			continue;
+		}
+		if ("CurrentOfExpr" in n) return true;
+		const ref = (n as { ColumnRef?: PgNode }).ColumnRef;
+		if (ref) {
+			const fields = Array.isArray(ref.fields) ? (ref.fields as unknown[]) : [];
+			const parts = fields.map((f) => str(f) ?? "*");
+			// `id`, `t` (a whole row or a column), `t.id`, `t.*`, `public.t.id`, `db.public.t.id`
+			if (parts.length <= 1) return true;
+			const qualifier = parts.slice(0, -1).join(".");
+			if (target.has(qualifier) || target.has(parts[parts.length - 2]!)) return true;
+			continue;
+		}
+		for (const v of Object.values(n)) if (v && typeof v === "object") stack.push(v);
+	}
+	return false;
+}
+
+/** A node without its `location` fields, for comparing two expressions as written. */
+function shape(node: unknown): string {
+	return JSON.stringify(node, (k, v) => (k === "location" ? undefined : v));
+}
+
+/**
+ * True when a WHERE/ON condition does not filter the write's target rows (decision recorded in
+ * README, "without WHERE"): one that reads no column of the target (`WHERE true`, `WHERE 1 = 1`,
+ * `WHERE (SELECT true)`, `WHERE now() IS NOT NULL`, `WHERE $1`, `UPDATE t ... FROM u WHERE u.id = 1`:
+ * the same answer for every row, so every row or none), an OR with such an arm (`WHERE id = 5 OR
+ * 1 = 1`, the classic injected tautology) or with complementary arms (`x IS NULL OR x IS NOT NULL`,
+ * `p OR NOT p`), an AND of such arms, or a column compared with itself (`WHERE id = id`, `ON a.id =
+ * a.id`: every row whose value is not NULL). Conditions on the target's columns that happen to hold
+ * for every row (`WHERE id > 0`, `WHERE id IS NOT NULL`) still count as filtered: `withoutWhere`
+ * guards against forgotten or vacuous filters, not against a writer set on touching every row (use
+ * a table rule on the statement kind for that).
+ */
+function isUnfiltered(node: unknown, target: ReadonlySet<string>, depth = 0): boolean {
 	if (depth > 64) return false;
-	if (isConstantCondition(node)) return true;
+	if (isConstantCondition(node) || !readsTarget(node, target)) return true;
 	const be = (node as { BoolExpr?: PgNode } | undefined)?.BoolExpr;
 	const args = Array.isArray(be?.args) ? (be.args as unknown[]) : [];
-	if (be?.boolop === "OR_EXPR") return args.some((a) => isUnfiltered(a, depth + 1));
-	if (be?.boolop === "AND_EXPR") return args.length > 0 && args.every((a) => isUnfiltered(a, depth + 1));
+	if (be?.boolop === "OR_EXPR") return args.some((a) => isUnfiltered(a, target, depth + 1)) || hasComplements(args);
+	if (be?.boolop === "AND_EXPR") return args.length > 0 && args.every((a) => isUnfiltered(a, target, depth + 1));
 	const ex = (node as { A_Expr?: PgNode } | undefined)?.A_Expr;
 	if (ex && (ex.kind === "AEXPR_OP" || ex.kind === "AEXPR_NOT_DISTINCT")) {
 		const op = ex.kind === "AEXPR_NOT_DISTINCT" ? "=" : names(ex.name).join(".");
@@ -536,6 +591,29 @@ function isUnfiltered(node: unknown, depth = 0): boolean {
 			const r = (ex.rexpr as { ColumnRef?: PgNode } | undefined)?.ColumnRef;
 			if (l && r && names(l.fields).join(".") === names(r.fields).join(".") && names(l.fields).length > 0) return true;
 		}
+	}
+	return false;
+}
+
+/**
+ * Arms of an OR of which one holds whenever another does not: `e IS NULL` with `e IS NOT NULL`, and
+ * `p` with `NOT p` (with `p` NULL both are NULL; such rows are few and the writer meant every row).
+ */
+function hasComplements(args: readonly unknown[]): boolean {
+	const seen = new Set<string>();
+	for (const a of args) {
+		const nt = (a as { NullTest?: PgNode } | undefined)?.NullTest;
+		if (nt) {
+			const arg = shape(nt.arg);
+			seen.add(`${nt.nulltesttype === "IS_NULL" ? "null" : "notnull"}:${arg}`);
+			if (seen.has(`${nt.nulltesttype === "IS_NULL" ? "notnull" : "null"}:${arg}`)) return true;
+			continue;
+		}
+		const be = (a as { BoolExpr?: PgNode } | undefined)?.BoolExpr;
+		const negated = be?.boolop === "NOT_EXPR" && Array.isArray(be.args) && be.args.length === 1;
+		const body = shape(negated ? (be.args as unknown[])[0] : a);
+		seen.add(`${negated ? "not" : "is"}:${body}`);
+		if (seen.has(`${negated ? "is" : "not"}:${body}`)) return true;
 	}
 	return false;
 }
@@ -788,7 +866,7 @@ function visitStatement(
 			catalogWrite(kind);
 			readsRows(b, c);
 			c.sawFiltered = true;
-			if (!b.whereClause || isUnfiltered(b.whereClause)) c.missingWhere = true;
+			if (!b.whereClause || isUnfiltered(b.whereClause, targetNames(b.relation))) c.missingWhere = true;
 			break;
 		case "DeleteStmt":
 			kind = "DELETE";
@@ -796,7 +874,7 @@ function visitStatement(
 			catalogWrite(kind);
 			readsRows(b, c);
 			c.sawFiltered = true;
-			if (!b.whereClause || isUnfiltered(b.whereClause)) c.missingWhere = true;
+			if (!b.whereClause || isUnfiltered(b.whereClause, targetNames(b.relation))) c.missingWhere = true;
 			break;
 		case "MergeStmt":
 			kind = "MERGE";
@@ -804,7 +882,7 @@ function visitStatement(
 			catalogWrite(kind);
 			readsRows(b, c);
 			c.sawFiltered = true;
-			if (isUnfiltered(b.joinCondition)) c.missingWhere = true;
+			if (isUnfiltered(b.joinCondition, targetNames(b.relation)) || unmatchedBySource(b)) c.missingWhere = true;
 			mergeActions(b, c);
 			break;
 		case "DropStmt": {
@@ -1269,6 +1347,22 @@ function readsRows(b: PgNode, c: Collector): void {
  * THEN DELETE` deleted every account under a rule blocking DELETE on accounts, because the statement
  * carried the kind MERGE only. It now carries DELETE/UPDATE/INSERT for each action it may run.
  */
+/**
+ * `WHEN NOT MATCHED BY SOURCE THEN DELETE|UPDATE` (PostgreSQL 17) acts on every target row the ON
+ * condition matches no source row for: with a source that is empty (`USING (SELECT 1 WHERE false)`)
+ * that is every row, whatever the ON says. Without an `AND` condition reading the target it counts as
+ * no WHERE.
+ */
+function unmatchedBySource(b: PgNode): boolean {
+	if (!Array.isArray(b.mergeWhenClauses)) return false;
+	const target = targetNames(b.relation);
+	return b.mergeWhenClauses.some((w) => {
+		const m = unwrap(w)?.[1];
+		if (m?.matchKind !== "MERGE_WHEN_NOT_MATCHED_BY_SOURCE" || (m.commandType !== "CMD_DELETE" && m.commandType !== "CMD_UPDATE")) return false;
+		return m.condition === undefined || isUnfiltered(m.condition, target);
+	});
+}
+
 function mergeActions(b: PgNode, c: Collector): void {
 	if (!Array.isArray(b.mergeWhenClauses)) return;
 	for (const w of b.mergeWhenClauses) {
