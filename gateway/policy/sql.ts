@@ -1220,12 +1220,17 @@ function visitStatement(
 		}
 	}
 	interceptors(type, b, c);
-	// Replacing a trigger function changes what every trigger on it does to later writes, on tables
-	// the statement does not name: `CREATE OR REPLACE FUNCTION touch() RETURNS trigger ... NEW.balance
-	// := 0` (a DBA's BEFORE UPDATE trigger function on accounts) zeroed the application's next updates.
-	// A domain's default is the value later INSERTs write in every column of the domain. Both reach
-	// every table with those writes (red-team round 9, test/postgres/issue-write-interception.test.ts).
-	if (type === "CreateFunctionStmt" && b.replace === true && ["trigger", "event_trigger"].includes(names((b.returnType as PgNode | undefined)?.names).at(-1)?.toLowerCase() ?? "")) {
+	// Replacing a routine changes what every caller already bound to it does, on tables the statement
+	// does not name: a trigger on it (`CREATE OR REPLACE FUNCTION touch() RETURNS trigger ...
+	// NEW.balance := 0`, a DBA's BEFORE UPDATE trigger function on accounts, zeroed the application's
+	// next updates: red-team round 9, test/postgres/issue-write-interception.test.ts), and just as
+	// much a column DEFAULT, a generated column, a CHECK or a domain's CHECK calling it, or another
+	// routine's body calling it by name (`CREATE OR REPLACE FUNCTION initial_balance() ... 'SELECT
+	// 0'` changed what the application's INSERTs wrote; a CHECK's function replaced to return true let
+	// every value in: red-team round 10, test/postgres/issue-replaced-routines.test.ts). Changing
+	// how a routine runs (`ALTER FUNCTION ... STRICT`, `SET search_path = ...`, `SECURITY DEFINER`) does
+	// the same. Where they are used is not known here: they reach every table with later writes.
+	if ((type === "CreateFunctionStmt" && b.replace === true) || type === "AlterFunctionStmt" || (type === "DefineStmt" && b.replace === true)) {
 		reaches(c, LATER_WRITES);
 	}
 	if (type === "AlterDomainStmt" && b.subtype === "T") reaches(c, ["INSERT", "UPDATE", "MERGE"]);
