@@ -259,6 +259,8 @@ const INTERCEPTOR_SWITCHES: ReadonlySet<string> = new Set([
 	"AT_EnableReplicaRule",
 	"AT_DisableRule",
 ]);
+/** Writes that take a value from a sequence (a column DEFAULT or identity drawing from it). */
+const SEQUENCE_WRITES = ["INSERT", "UPDATE", "MERGE"];
 /** ALTER TABLE subcommands that change the value later writes give a column they do not name. */
 const DEFAULT_CHANGES: ReadonlySet<string> = new Set(["AT_ColumnDefault", "AT_CookedColumnDefault", "AT_AddIdentity", "AT_SetIdentity", "AT_DropIdentity"]);
 const POLICY_COMMANDS: Record<string, string[]> = {
@@ -293,6 +295,12 @@ function interceptors(type: string, b: PgNode, c: Collector): void {
 		// write where they name none: `SET DEFAULT true` on members.deleted hid every new member
 		if (subtypes.some((t) => DEFAULT_CHANGES.has(t))) c.binds.push({ kinds: ["INSERT", "UPDATE", "MERGE"], tables: [rangeVarName(b.relation as PgNode)] });
 	}
+	// A sequence is the value later INSERTs write in the columns whose default draws from it: `ALTER
+	// SEQUENCE accounts_id_seq RESTART` (or INCREMENT, MAXVALUE, AS smallint...) makes them collide
+	// with existing rows or fail, like a changed DEFAULT (red-team round 10,
+	// test/postgres/issue-sequence-writes.test.ts). The catalog leads from the sequence to its tables
+	// (RelationInfo.users).
+	if (type === "AlterSeqStmt" && b.sequence && typeof b.sequence === "object") c.binds.push({ kinds: SEQUENCE_WRITES, tables: [rangeVarName(b.sequence as PgNode)] });
 	if (type === "DropStmt" && ["OBJECT_RULE", "OBJECT_TRIGGER", "OBJECT_POLICY"].includes(String(b.removeType)) && Array.isArray(b.objects)) {
 		const tables = b.objects.flatMap((o) => {
 			const parts = names((unwrap(o)?.[1] as PgNode | undefined)?.items);
@@ -1907,6 +1915,7 @@ function visitFuncCall(b: PgNode, c: Collector, text: string, executes: boolean)
 	// xpath_table(key, doc, relation, xpaths, criteria): SQL assembled from fragments, run as is.
 	if (SQL_FRAGMENT_FUNCTIONS.has(last)) c.risk("unknown", `${qualified}() runs SQL it assembles from its arguments`);
 	relationArgument(last, args, c);
+	if (last === "setval") sequenceArgument(args, c);
 	for (const sqlArg of sqlTextArguments(last, args.length)) {
 		// query_to_xml('select pg_read_file(...)'), ts_rewrite(q, 'select ...'), crosstab('select ...'):
 		// the SQL in the string runs too. A constant is classified like any nested statement (rules
@@ -1949,6 +1958,19 @@ function relationArgument(last: string, args: unknown[], c: Collector): void {
 		const parts = name.split(".");
 		relationRisk(parts.length >= 2 ? parts[parts.length - 2] : undefined, parts[parts.length - 1]!, c);
 	} else reaches(c, ["SELECT", ...fn.kinds]);
+}
+
+/**
+ * `setval(seq, n)` sets the value later INSERTs draw from the sequence (`SELECT
+ * setval('accounts_id_seq', 1)` made the application's next INSERTs collide with existing accounts):
+ * it binds those writes on the sequence, as `ALTER SEQUENCE ... RESTART` does; a sequence named by an
+ * expression or an OID may be any table's.
+ */
+function sequenceArgument(args: unknown[], c: Collector): void {
+	const text = constText(args[0]);
+	const name = text === undefined ? undefined : relationNameText(text);
+	if (name) c.binds.push({ kinds: SEQUENCE_WRITES, tables: [name] });
+	else reaches(c, SEQUENCE_WRITES);
 }
 
 /**

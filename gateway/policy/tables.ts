@@ -15,7 +15,8 @@
  * DETACH/NO INHERIT the parent's ancestors: the detached rows leave all of them. A renamed or moved
  * relation, and every relation of a renamed schema, also escapes the tables whose rows it reaches.
  * `binds` (writes a statement makes possible later: cascading foreign keys, updatable views) are
- * expanded like tables. An index or TOAST table stands for its owner too (`RelationInfo.owner`).
+ * expanded like tables. An index or TOAST table stands for its owner too (`RelationInfo.owner`), a
+ * sequence for the tables drawing values from it (`RelationInfo.users`).
  */
 import { analyzeSql, withFields, withTables } from "./sql.ts";
 import type { Catalog, RelationInfo, RelationName, SqlAnalysis, SqlStatementInfo } from "./types.ts";
@@ -70,6 +71,8 @@ async function expand(names: readonly string[], catalog: Catalog, seen: Set<stri
 		for (const r of [...(rel.ancestors ?? []), ...(rel.descendants ?? [])]) seen.add(qualified(r));
 		// An index or TOAST table holds its owner's data: the owner (with its relatives) is read.
 		if (rel.owner) next.push(qualified(rel.owner));
+		// A sequence gives later INSERTs their values: its tables (with their relatives) are written.
+		for (const u of rel.users ?? []) next.push(qualified(u));
 		if (rel.viewDefinition) {
 			const a = analyzeSql(rel.viewDefinition);
 			if (a.ok) {

@@ -202,6 +202,12 @@ export interface RelationInfo {
 	 * values). Table rules follow it: `SELECT chunk_data FROM pg_toast.pg_toast_16390` reads secrets.
 	 */
 	owner?: RelationName;
+	/**
+	 * For a sequence: the tables whose later INSERTs draw values from it (the table owning it, an
+	 * identity column's table, a column DEFAULT calling nextval on it). Table rules follow them:
+	 * `ALTER SEQUENCE accounts_id_seq RESTART` changes what the application's next INSERT writes.
+	 */
+	users?: RelationName[];
 }
 
 export interface RelationName {

@@ -1,7 +1,8 @@
 /**
  * The masking Catalog (gateway/policy/types.ts) over side queries on a gateway-owned upstream
  * connection: pg_class, pg_namespace, pg_attribute, pg_get_viewdef and pg_inherits (partition and
- * inheritance ancestors and descendants, cached with the relation). Results are cached per
+ * inheritance ancestors and descendants, cached with the relation; a sequence's tables from
+ * pg_depend). Results are cached per
  * Connection and bundle version (`catalogCacheTtlMs`, default 60 s, so DDL is seen soon); unqualified
  * names resolve with the session's search_path (the startup parameter; `SET search_path` is refused
  * by the policy while masking applies) via to_regclass; for table rules, `relationsNamed` also lists
@@ -38,7 +39,17 @@ const RELATION_SQL = `SELECT c.oid::text, n.nspname, c.relname, c.relkind::text,
        WHEN c.relkind = 't' THEN
          (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(on_.nspname, oc.relname))::text
             FROM pg_catalog.pg_class oc JOIN pg_catalog.pg_namespace on_ ON on_.oid = oc.relnamespace
-           WHERE oc.reltoastrelid = c.oid) END
+           WHERE oc.reltoastrelid = c.oid) END,
+  CASE WHEN c.relkind = 'S' THEN
+         (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(on_.nspname, oc.relname))::text
+            FROM (SELECT d.refobjid AS rel FROM pg_catalog.pg_depend d
+                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
+                     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')
+                  UNION
+                  SELECT ad.adrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad ON ad.oid = d.objid
+                   WHERE d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = c.oid) u
+            JOIN pg_catalog.pg_class oc ON oc.oid = u.rel JOIN pg_catalog.pg_namespace on_ ON on_.oid = oc.relnamespace) END
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE `;
 
 /**
@@ -85,6 +96,8 @@ function toRelation(row: (string | null)[]): RelationInfo {
 	if (descendants) info.descendants = descendants;
 	const owner = relativeNames(row[8])?.[0];
 	if (owner) info.owner = owner;
+	const users = relativeNames(row[9]);
+	if (users) info.users = users;
 	return Object.freeze(info);
 }
 

@@ -1010,7 +1010,8 @@ export class Session {
 	 */
 	private guardAsync(analysis: SqlAnalysis): Promise<GuardrailVerdict> | undefined {
 		// a schema rename names no table but hands the schema's relations to new names
-		if (!analysis.ok || !analysis.statements.some((s) => s.tables.length > 0 || (s.schemaEscapes?.length ?? 0) > 0)) return undefined;
+		// and a write bound on a sequence (`SELECT setval('accounts_id_seq', 1)`) reaches its tables
+		if (!analysis.ok || !analysis.statements.some((s) => s.tables.length > 0 || (s.schemaEscapes?.length ?? 0) > 0 || (s.binds?.length ?? 0) > 0)) return undefined;
 		if (!this.o.live().policies.guardrailRules.some((r) => (r.sql?.tables?.length ?? 0) > 0)) return undefined;
 		return this.o.policy.expandTables(analysis, this.o.catalog).then(
 			(expanded) => this.guard(expanded),
