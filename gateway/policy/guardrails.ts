@@ -118,7 +118,7 @@ function ruleMatches(c: CompiledSqlRule, s: SqlStatementInfo): boolean {
 	// statements that name nothing the rule sees: `CREATE OPERATOR ### (function = purge_one)` then
 	// `SELECT ### 1` passed a rule on SELECT calling purge_one. It meets the rule by its functions,
 	// whatever the rule's statement kinds.
-	const binding = c.functions !== undefined && DEFINITION_KIND.test(s.kind) && callsMatch(c, s);
+	const binding = c.functions !== undefined && DEFINITION_KIND.test(s.kind) && callsMatch(c, s, false);
 	if (!escapes && !binding && c.kinds && !s.kinds.some((k) => c.kinds!(k)) && !(unnamed && s.unnamedReach!.some((k) => c.kinds!(k)))) return false;
 	if (!escapes && !unnamed && c.tables && !s.tables.some((t) => c.tables!(splitName(t)))) return false;
 	if (c.functions && !callsMatch(c, s)) return false;
@@ -130,11 +130,14 @@ function ruleMatches(c: CompiledSqlRule, s: SqlStatementInfo): boolean {
 const DEFINITION_KIND = /^(CREATE|ALTER) /;
 
 /**
- * The statement calls a function the rule names: in call syntax, or maybe in field notation
- * (`(x).f`, `t.f`) when the rule names the function without a wildcard in its last segment.
+ * The statement calls a function the rule names: in call syntax, maybe in field notation (`(x).f`,
+ * `t.f`) when the rule names the function without a wildcard in its last segment, or (`stored`)
+ * through stored code it runs (`storedCalls`: a view, a written table's defaults, CHECKs, triggers,
+ * a routine's body). A definition binds only what it names itself.
  */
-function callsMatch(c: CompiledSqlRule, s: SqlStatementInfo): boolean {
+function callsMatch(c: CompiledSqlRule, s: SqlStatementInfo, stored = true): boolean {
 	if (s.functions.some((f) => c.functions!(splitName(f)))) return true;
+	if (stored && s.storedCalls?.some((f) => c.functions!(splitName(f))) === true) return true;
 	return c.fieldFunctions !== undefined && s.fieldCalls?.some((f) => c.fieldFunctions!([f])) === true;
 }
 

@@ -54,11 +54,19 @@ async function resolve(names: readonly string[], catalog: Catalog): Promise<(Rel
 
 const qualified = (r: RelationName): string => `${r.schema}.${r.name}`;
 
+/** Stored code collected while expanding (for `calls`): texts, and whether the statement writes. */
+interface CodeCollector {
+	writes: boolean;
+	texts: Set<string>;
+}
+
 /**
  * Adds to `seen` the relations `names` reach; `reach` (when given) collects the unnamed reach of view
- * definitions: a view over `pg_stats` reads every table's sample values as its own query would.
+ * definitions: a view over `pg_stats` reads every table's sample values as its own query would;
+ * `code` (when given) the stored code the statement runs on them (view definitions, and the
+ * relation's `code`: all of it for a statement that writes, what reads run otherwise).
  */
-async function expand(names: readonly string[], catalog: Catalog, seen: Set<string>, depth: number, reach?: Set<string>): Promise<void> {
+async function expand(names: readonly string[], catalog: Catalog, seen: Set<string>, depth: number, reach?: Set<string>, code?: CodeCollector): Promise<void> {
 	if (depth > MAX_DEPTH) return;
 	const rels = await resolve(names, catalog);
 	const next: string[] = [];
@@ -73,6 +81,10 @@ async function expand(names: readonly string[], catalog: Catalog, seen: Set<stri
 		if (rel.owner) next.push(qualified(rel.owner));
 		// A sequence gives later INSERTs their values: its tables (with their relatives) are written.
 		for (const u of rel.users ?? []) next.push(qualified(u));
+		if (code) {
+			for (const c of rel.code ?? []) if (c.onRead || code.writes) code.texts.add(c.text);
+			if (rel.viewDefinition) code.texts.add(rel.viewDefinition);
+		}
 		if (rel.viewDefinition) {
 			const a = analyzeSql(rel.viewDefinition);
 			if (a.ok) {
@@ -83,7 +95,54 @@ async function expand(names: readonly string[], catalog: Catalog, seen: Set<stri
 			}
 		}
 	}
-	if (next.length > 0) await expand(next, catalog, seen, depth + 1, reach);
+	if (next.length > 0) await expand(next, catalog, seen, depth + 1, reach, code);
+}
+
+/** Statement kinds that run a table's write-time code (defaults, CHECKs, triggers, rules, indexes). */
+const WRITE_KINDS: ReadonlySet<string> = new Set(["INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE", "COPY FROM"]);
+/** Depth of routine bodies followed, and routine names looked up per statement. */
+const MAX_ROUTINE_DEPTH = 8;
+const MAX_ROUTINE_NAMES = 200;
+
+/** The functions a piece of stored code calls: a statement (`CREATE TRIGGER ...`, a view's SELECT) or an expression. */
+function codeFunctions(text: string): string[] {
+	const a = analyzeSql(/^\s*(CREATE|SELECT|WITH|VALUES)\b/i.test(text) ? text : `SELECT (${text})`);
+	return a.ok ? a.statements.flatMap((s) => s.functions) : [];
+}
+
+/**
+ * Every function the statement may run through stored code, beyond those it names: the functions of
+ * the stored code collected, and, through the catalog, of the bodies of every user routine called
+ * (by the statement, that code or another routine), to MAX_ROUTINE_DEPTH. An INSERT into a table
+ * whose CHECK calls a DBA's `tell(note)`, whose body calls `announce`, which calls pg_notify, ran it
+ * under a rule on pg_notify (red-team round 10, test/postgres/issue-functions-by-stored-code.test.ts).
+ * Beyond MAX_ROUTINE_NAMES look-ups the rest is not followed (the names found so far are kept).
+ */
+async function storedCalls(s: SqlStatementInfo, texts: ReadonlySet<string>, catalog: Catalog): Promise<string[] | undefined> {
+	const own = new Set(s.functions);
+	const found = new Set<string>(own);
+	let frontier: string[] = [...own];
+	const add = (f: string): void => {
+		if (found.has(f)) return;
+		found.add(f);
+		frontier.push(f);
+	};
+	for (const t of texts) for (const f of codeFunctions(t)) add(f);
+	const looked = new Set<string>();
+	for (let depth = 0; depth < MAX_ROUTINE_DEPTH && frontier.length > 0 && catalog.routineDefinitions; depth++) {
+		const batch = frontier.filter((f) => !looked.has(f)).slice(0, Math.max(0, MAX_ROUTINE_NAMES - looked.size));
+		for (const f of batch) looked.add(f);
+		const defs = await Promise.all(
+			batch.map((f) => {
+				const parts = f.split(".");
+				return catalog.routineDefinitions!(parts.length >= 2 ? parts[parts.length - 2] : undefined, parts[parts.length - 1]!);
+			}),
+		);
+		frontier = [];
+		for (const list of defs) for (const d of list) for (const f of codeFunctions(d)) add(f);
+	}
+	const extra = [...found].filter((f) => !own.has(f));
+	return extra.length > 0 ? extra : undefined;
 }
 
 /**
@@ -136,8 +195,12 @@ async function expandBinds(s: SqlStatementInfo, catalog: Catalog): Promise<SqlSt
 	return changed ? out : undefined;
 }
 
-/** The analysis with view base tables, partition/inheritance relatives and resolved names added to every statement's tables. */
-export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog): Promise<SqlAnalysis> {
+/**
+ * The analysis with view base tables, partition/inheritance relatives and resolved names added to
+ * every statement's tables. With `calls`, also `storedCalls`: the functions stored code runs for the
+ * statement (for rules on functions).
+ */
+export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog, options: { calls?: boolean } = {}): Promise<SqlAnalysis> {
 	if (!analysis.ok) return analysis;
 	const statements: SqlStatementInfo[] = [];
 	for (const s of analysis.statements) {
@@ -145,12 +208,15 @@ export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog): P
 		const own = s.uses?.statement ? [...s.tables, ...s.uses.statement.tables] : s.tables;
 		const reach = new Set(s.unnamedReach ?? []);
 		const reached = reach.size;
-		await expand(own, catalog, seen, 0, reach);
+		const code: CodeCollector | undefined = options.calls ? { writes: s.kinds.some((k) => WRITE_KINDS.has(k)), texts: new Set() } : undefined;
+		await expand(own, catalog, seen, 0, reach, code);
 		const tables = [...new Set([...s.tables, ...seen])];
 		const escapes = await expandEscapes(s, catalog);
 		const binds = await expandBinds(s, catalog);
-		const out = tables.length === s.tables.length && !escapes && !binds ? s : withTables(s, tables, escapes, binds);
-		statements.push(reach.size > reached ? withFields(out, { unnamedReach: Object.freeze([...reach]) as unknown as string[] }) : out);
+		let out = tables.length === s.tables.length && !escapes && !binds ? s : withTables(s, tables, escapes, binds);
+		if (reach.size > reached) out = withFields(out, { unnamedReach: Object.freeze([...reach]) as unknown as string[] });
+		const calls = code ? await storedCalls(s, code.texts, catalog) : undefined;
+		statements.push(calls ? withFields(out, { storedCalls: Object.freeze(calls) as unknown as string[] }) : out);
 	}
 	return Object.freeze({ ok: true, statements });
 }

@@ -61,6 +61,14 @@ export interface SqlStatementInfo {
 	 */
 	fieldCalls?: string[];
 	/**
+	 * Functions the statement runs through stored code it does not show (`withBaseTables` with
+	 * `calls`): a view's definition, a written table's column defaults, CHECKs, domains, triggers,
+	 * rules, policies and index expressions, and the bodies of user routines called (by the
+	 * statement or that code), followed through the catalog. Rules with `functions` match these names
+	 * too (gateway/policy/README.md, "Functions run by stored code").
+	 */
+	storedCalls?: string[];
+	/**
 	 * Writes the statement makes possible later on relations it names, without running them now
 	 * (gateway/policy/README.md, "Deferred and implicit execution"): a foreign key with `ON DELETE
 	 * CASCADE` added to `accounts` binds `DELETE` on accounts to deletes of the referenced table; an
@@ -170,6 +178,12 @@ export interface Catalog {
 	 */
 	relationsInSchema?(schema: string): Promise<RelationInfo[]>;
 	/**
+	 * The definitions (`CREATE FUNCTION ...` text) of every routine named `name` that is not a
+	 * built-in, in `schema` or (unqualified) in any schema, at most 20. A statement calling one runs
+	 * its body: rules on functions follow it (gateway/policy/README.md, "Functions run by stored code").
+	 */
+	routineDefinitions?(schema: string | undefined, name: string): Promise<string[]>;
+	/**
 	 * Changes whenever what the catalog answers may have changed (the data path's DDL completed):
 	 * plans are cached per epoch, so none made before a change is reused after it.
 	 */
@@ -208,6 +222,13 @@ export interface RelationInfo {
 	 * `ALTER SEQUENCE accounts_id_seq RESTART` changes what the application's next INSERT writes.
 	 */
 	users?: RelationName[];
+	/**
+	 * Stored code a statement on the relation runs, as SQL text: column defaults and generated
+	 * expressions, CHECK constraints (its own and its columns' domains', and their defaults),
+	 * triggers (`CREATE TRIGGER ...`), rules (`CREATE RULE ...`), row security policies and index
+	 * expressions. `onRead`: run by reading too (policies); the rest by writes.
+	 */
+	code?: { text: string; onRead: boolean }[];
 }
 
 export interface RelationName {

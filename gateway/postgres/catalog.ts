@@ -26,6 +26,30 @@ function relatives(from: string, to: string): string {
      JOIN pg_catalog.pg_class rc ON rc.oid = x.oid JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace)`;
 }
 
+/**
+ * Stored code a statement on relation `c` runs, as a JSON array of [text, onRead]: column defaults and
+ * generated expressions, CHECK constraints, the CHECKs and defaults of its columns' domains (through
+ * domains over domains and arrays), triggers, rules other than a view's own, row security policies
+ * (USING runs on reads) and index expressions and predicates.
+ */
+const STORED_CODE = `(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(x.t, x.r))::text FROM (
+     WITH RECURSIVE ty(oid) AS (
+       SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+       UNION SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END
+               FROM pg_catalog.pg_type t JOIN ty ON t.oid = ty.oid WHERE t.typtype = 'd' OR t.typelem <> 0)
+     SELECT pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) AS t, false AS r FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid = c.oid
+     UNION ALL SELECT CASE WHEN co.conrelid <> 0 THEN pg_catalog.pg_get_expr(co.conbin, co.conrelid) END, false FROM pg_catalog.pg_constraint co
+      WHERE co.conrelid = c.oid AND co.contype = 'c'
+     UNION ALL SELECT CASE WHEN co.contypid <> 0 THEN pg_catalog.pg_get_expr(co.conbin, 0) END, false FROM pg_catalog.pg_constraint co
+      WHERE co.contype = 'c' AND co.contypid IN (SELECT oid FROM ty)
+     UNION ALL SELECT t.typdefault, false FROM pg_catalog.pg_type t WHERE t.typtype = 'd' AND t.oid IN (SELECT oid FROM ty)
+     UNION ALL SELECT pg_catalog.pg_get_triggerdef(tg.oid), false FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid = c.oid AND NOT tg.tgisinternal
+     UNION ALL SELECT pg_catalog.pg_get_ruledef(ru.oid), false FROM pg_catalog.pg_rewrite ru WHERE ru.ev_class = c.oid AND ru.rulename <> '_RETURN'
+     UNION ALL SELECT pg_catalog.pg_get_expr(po.polqual, po.polrelid), true FROM pg_catalog.pg_policy po WHERE po.polrelid = c.oid
+     UNION ALL SELECT pg_catalog.pg_get_expr(po.polwithcheck, po.polrelid), false FROM pg_catalog.pg_policy po WHERE po.polrelid = c.oid
+     UNION ALL SELECT pg_catalog.pg_get_indexdef(ix.indexrelid), false FROM pg_catalog.pg_index ix
+      WHERE ix.indrelid = c.oid AND (ix.indexprs IS NOT NULL OR ix.indpred IS NOT NULL)) x)`;
+
 const RELATION_SQL = `SELECT c.oid::text, n.nspname, c.relname, c.relkind::text,
   CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END,
   (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(a.attname, a.attnum) ORDER BY a.attnum)::text
@@ -49,7 +73,8 @@ const RELATION_SQL = `SELECT c.oid::text, n.nspname, c.relname, c.relkind::text,
                   SELECT ad.adrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad ON ad.oid = d.objid
                    WHERE d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
                      AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = c.oid) u
-            JOIN pg_catalog.pg_class oc ON oc.oid = u.rel JOIN pg_catalog.pg_namespace on_ ON on_.oid = oc.relnamespace) END
+            JOIN pg_catalog.pg_class oc ON oc.oid = u.rel JOIN pg_catalog.pg_namespace on_ ON on_.oid = oc.relnamespace) END,
+  ${STORED_CODE}
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE `;
 
 /**
@@ -98,6 +123,10 @@ function toRelation(row: (string | null)[]): RelationInfo {
 	if (owner) info.owner = owner;
 	const users = relativeNames(row[9]);
 	if (users) info.users = users;
+	// (nulls kept in SQL: a filter there may be pushed into the branches and run pg_get_expr on rows
+	// of the wrong kind)
+	const code = (JSON.parse(row[10] ?? "null") as [string | null, boolean][] | null)?.filter((e): e is [string, boolean] => typeof e[0] === "string");
+	if (code && code.length > 0) info.code = Object.freeze(code.map(([text, onRead]) => Object.freeze({ text, onRead }))) as RelationInfo["code"];
 	return Object.freeze(info);
 }
 
@@ -118,6 +147,7 @@ export class CatalogSource {
 	private readonly inSchema = new Map<string, { at: number; value: Promise<RelationInfo[]> }>();
 	private readonly builtin = new Map<string, { at: number; value: Promise<{ all: boolean; any: boolean; user: boolean }> }>();
 	private readonly builtinOps = new Map<string, { at: number; value: Promise<boolean> }>();
+	private readonly routines = new Map<string, { at: number; value: Promise<string[]> }>();
 	private idleTimer: NodeJS.Timeout | undefined;
 	#invalidations = 0;
 
@@ -208,6 +238,21 @@ export class CatalogSource {
 		});
 	}
 
+	/** Definitions of the routines named `name` (in `schema`, if given) that are not built-in (at most 50). */
+	routineDefinitions(schema: string | undefined, name: string): Promise<string[]> {
+		const key = `${schema ?? ""}\u0000${name}`;
+		return this.cached(this.routines as Map<string | number, { at: number; value: Promise<string[]> }>, key, async () => {
+			const rows = await (await this.conn()).query(
+				`SELECT pg_catalog.pg_get_functiondef(p.oid) FROM pg_catalog.pg_proc p
+				 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+				 WHERE p.proname = $1 AND ($2::text IS NULL OR n.nspname = $2) AND p.oid >= 16384 AND p.prokind IN ('f', 'p')
+				 ORDER BY p.oid LIMIT 50`,
+				[name, schema ?? null],
+			);
+			return rows.map((r) => r[0] ?? "").filter((t) => t !== "");
+		});
+	}
+
 	/**
 	 * Built-in means created with the server (initdb): OID below FirstNormalObjectId (16384). The
 	 * schema is no proof: the upstream role may be a superuser, which can create functions and
@@ -275,6 +320,7 @@ export class CatalogSource {
 		this.inSchema.clear();
 		this.builtin.clear();
 		this.builtinOps.clear();
+		this.routines.clear();
 		this.#invalidations++;
 	}
 
@@ -307,6 +353,10 @@ export class SessionCatalog implements Catalog, FunctionCatalog {
 
 	relationsInSchema(schema: string): Promise<RelationInfo[]> {
 		return this.source.relationsInSchema(schema);
+	}
+
+	routineDefinitions(schema: string | undefined, name: string): Promise<string[]> {
+		return this.source.routineDefinitions(schema, name);
 	}
 
 	isBuiltinFunction(schema: string | undefined, name: string): Promise<boolean> {

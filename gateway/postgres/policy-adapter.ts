@@ -60,8 +60,11 @@ export interface SqlPolicyApi {
 	/** Identity of a statement for caches keyed by meaning (statements sharing a literal-free template share it). */
 	statementKey(info: SqlStatementInfo): string;
 	evaluate(input: SqlGuardrailInput): GuardrailVerdict;
-	/** Add the base tables behind views (recursively), so table rules cannot be bypassed through a view. */
-	expandTables(analysis: SqlAnalysis, catalog: Catalog): Promise<SqlAnalysis>;
+	/**
+	 * Add the base tables behind views (recursively), so table rules cannot be bypassed through a
+	 * view; with `calls`, the functions stored code runs (`storedCalls`) for rules on functions.
+	 */
+	expandTables(analysis: SqlAnalysis, catalog: Catalog, options?: { calls?: boolean }): Promise<SqlAnalysis>;
 	newSessionState(): SqlSessionState;
 	/** Prepared-statement and portal names a statement defines or drops when it succeeds (null: all). */
 	nameEffects(info: SqlStatementInfo): { prepared?: string | null; portal?: string | null } | undefined;

@@ -1005,15 +1005,23 @@ export class Session {
 	/**
 	 * GuardrailRules naming tables must also catch a statement that reaches them through a view
 	 * (`DELETE FROM customer_contacts` when the rule names `customers`): the guard then decides on
-	 * the statement's tables expanded to base tables through the catalog. Only when some rule names
-	 * tables; a catalog failure blocks (fail closed).
+	 * the statement's tables expanded to base tables through the catalog, and rules naming functions
+	 * on the functions stored code runs for it. Only when some rule names tables or functions; a
+	 * catalog failure blocks (fail closed).
 	 */
 	private guardAsync(analysis: SqlAnalysis): Promise<GuardrailVerdict> | undefined {
+		if (!analysis.ok) return undefined;
+		const rules = this.o.live().policies.guardrailRules;
+		// Rules on functions follow the stored code a statement runs (a view, a written table's
+		// defaults, CHECKs and triggers, a called routine's body) through the catalog.
+		const calls = rules.some((r) => (r.sql?.functions?.length ?? 0) > 0) && analysis.statements.some((s) => s.tables.length > 0 || s.functions.length > 0);
 		// a schema rename names no table but hands the schema's relations to new names
 		// and a write bound on a sequence (`SELECT setval('accounts_id_seq', 1)`) reaches its tables
-		if (!analysis.ok || !analysis.statements.some((s) => s.tables.length > 0 || (s.schemaEscapes?.length ?? 0) > 0 || (s.binds?.length ?? 0) > 0)) return undefined;
-		if (!this.o.live().policies.guardrailRules.some((r) => (r.sql?.tables?.length ?? 0) > 0)) return undefined;
-		return this.o.policy.expandTables(analysis, this.o.catalog).then(
+		const tables =
+			rules.some((r) => (r.sql?.tables?.length ?? 0) > 0) &&
+			analysis.statements.some((s) => s.tables.length > 0 || (s.schemaEscapes?.length ?? 0) > 0 || (s.binds?.length ?? 0) > 0);
+		if (!calls && !tables) return undefined;
+		return this.o.policy.expandTables(analysis, this.o.catalog, { calls }).then(
 			(expanded) => this.guard(expanded),
 			(e: unknown): GuardrailVerdict => ({
 				action: "block",
