@@ -534,6 +534,8 @@ test("deferred and implicit execution: the binding statement carries the action 
 		"UPDATE t SET v = 0 FROM u WHERE u.id = 1",
 		"MERGE INTO t USING u ON u.id = 1 WHEN MATCHED THEN DELETE",
 		"MERGE INTO t USING (SELECT 1 AS id WHERE false) s ON t.id = s.id WHEN NOT MATCHED BY SOURCE THEN DELETE",
+		"INSERT INTO t SELECT id, '' FROM t ON CONFLICT (id) DO UPDATE SET v = excluded.v",
+		"INSERT INTO t SELECT g FROM generate_series(1, 9) g UNION SELECT 1 ON CONFLICT (id) DO UPDATE SET v = 0",
 	]) {
 		assert.equal(one(sql).hasWhere, false, sql);
 	}
@@ -546,6 +548,9 @@ test("deferred and implicit execution: the binding statement carries the action 
 		"MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE",
 		"MERGE INTO t USING u ON t.id = u.id WHEN NOT MATCHED BY SOURCE AND t.id > 5 THEN DELETE",
 		"DELETE FROM t WHERE x IS NULL OR y IS NOT NULL",
+		"INSERT INTO t VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET v = excluded.v",
+		"INSERT INTO t SELECT id, '' FROM u WHERE u.id = 2 ON CONFLICT (id) DO UPDATE SET v = excluded.v",
+		"INSERT INTO t SELECT id, '' FROM t ON CONFLICT (id) DO UPDATE SET v = '' WHERE t.id = 3",
 	]) {
 		assert.equal(one(sql).hasWhere, true, sql);
 	}

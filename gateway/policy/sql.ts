@@ -866,7 +866,11 @@ function visitStatement(
 			catalogWrite(kind);
 			readsRows(b, c);
 			// ON CONFLICT DO UPDATE updates existing rows of the target: a rule on UPDATE of it applies.
-			if ((b.onConflictClause as PgNode | undefined)?.action === "ONCONFLICT_UPDATE") c.kind("UPDATE");
+			if ((b.onConflictClause as PgNode | undefined)?.action === "ONCONFLICT_UPDATE") {
+				c.kind("UPDATE");
+				c.sawFiltered = true;
+				if (unboundedUpsert(b)) c.missingWhere = true;
+			}
 			break;
 		case "UpdateStmt":
 			kind = "UPDATE";
@@ -1360,6 +1364,25 @@ function readsRows(b: PgNode, c: Collector): void {
  * THEN DELETE` deleted every account under a rule blocking DELETE on accounts, because the statement
  * carried the kind MERGE only. It now carries DELETE/UPDATE/INSERT for each action it may run.
  */
+/**
+ * Whether `INSERT ... ON CONFLICT DO UPDATE` may update every row of its target, as an UPDATE without
+ * WHERE would: its rows come from a query over relations with no filter (`INSERT INTO notes SELECT
+ * id, '' FROM notes ON CONFLICT (id) DO UPDATE SET body = excluded.body` rewrote every note under a
+ * rule on UPDATE without WHERE; red-team round 10, test/postgres/issue-vacuous-where.test.ts), and
+ * its DO UPDATE has no WHERE of its own reading the target or `excluded`. A VALUES list, a SELECT
+ * without FROM, or a source with a WHERE (not vacuous) or LIMIT names its rows.
+ */
+function unboundedUpsert(b: PgNode): boolean {
+	const where = (b.onConflictClause as PgNode).whereClause;
+	if (where !== undefined && !isUnfiltered(where, new Set([...targetNames(b.relation), "excluded"]))) return false;
+	const sel = (b.selectStmt as { SelectStmt?: PgNode } | undefined)?.SelectStmt;
+	if (!sel) return false; // DEFAULT VALUES: one row
+	if ((sel.op ?? "SETOP_NONE") !== "SETOP_NONE") return true;
+	if (sel.valuesLists || !Array.isArray(sel.fromClause) || sel.fromClause.length === 0) return false;
+	if (sel.limitCount !== undefined) return false;
+	return sel.whereClause === undefined || isConstantCondition(sel.whereClause);
+}
+
 /**
  * `WHEN NOT MATCHED BY SOURCE THEN DELETE|UPDATE` (PostgreSQL 17) acts on every target row the ON
  * condition matches no source row for: with a source that is empty (`USING (SELECT 1 WHERE false)`)

@@ -91,7 +91,8 @@ describe("deferred and implicit execution under guardrails", () => {
 		{
 			user: "alice",
 			steps: ["INSERT INTO accounts SELECT id, 0 FROM accounts ON CONFLICT (id) DO UPDATE SET balance = excluded.balance"],
-			rule: /keep-accounts/,
+			// an upsert from an unfiltered query is an UPDATE without WHERE too (red-team round 10)
+			rule: /keep-accounts|no-unbounded-writes/,
 			note: "INSERT ... ON CONFLICT DO UPDATE updates existing rows",
 		},
 		{

@@ -8,6 +8,9 @@
 // without any column, an OR with such an arm and a column compared with itself counted as no WHERE.
 // Now a condition that reads no column of the target (the same answer for every row) counts as no
 // WHERE too, and so does an OR of complementary arms (`x IS NULL OR x IS NOT NULL`, `p OR NOT p`).
+// Likewise an upsert (`INSERT ... ON CONFLICT DO UPDATE`) whose rows come from an unfiltered query
+// (`INSERT INTO notes SELECT id, '' FROM notes ON CONFLICT (id) DO UPDATE SET body = excluded.body`
+// rewrote every note; an upsert carried no WHERE at all) is an UPDATE without WHERE now.
 import assert from "node:assert/strict";
 import { beforeEach, describe, test } from "node:test";
 import type { GuardrailRule } from "../../gateway/config/bundle.ts";
@@ -49,6 +52,17 @@ describe("conditions that filter no row of the written table", () => {
 		assert.deepEqual(await notes(), { n: 5, kept: 5 });
 	});
 
+	test("an upsert whose rows come from an unfiltered query meets the rule", async () => {
+		for (const sql of [
+			"INSERT INTO notes SELECT id, '' FROM notes ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+			"INSERT INTO notes SELECT g, '' FROM generate_series(1, 1000) g ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+			"INSERT INTO notes SELECT id, '' FROM notes WHERE true ON CONFLICT (id) DO UPDATE SET body = '' WHERE 1 = 1",
+		]) {
+			await assert.rejects(c.rw.query(sql), refusedByRule("no-unbounded-writes"), sql);
+		}
+		assert.deepEqual(await notes(), { n: 5, kept: 5 });
+	});
+
 	test("conditions on the written rows still run", async () => {
 		await c.rw.query("DELETE FROM notes WHERE id = $1", [5]);
 		await c.rw.query("UPDATE notes SET body = 'flagged' FROM flags WHERE flags.note_id = notes.id AND flags.id = 1");
@@ -56,9 +70,11 @@ describe("conditions that filter no row of the written table", () => {
 		await c.rw.query("DELETE FROM notes n WHERE EXISTS (SELECT 1 FROM flags f WHERE f.note_id = n.id)");
 		await c.rw.query("MERGE INTO notes USING flags ON notes.id = flags.id WHEN MATCHED THEN UPDATE SET body = 'merged'");
 		await c.rw.query("DELETE FROM notes WHERE body IS NULL OR id IS NOT NULL AND id = 4");
+		await c.rw.query("INSERT INTO notes VALUES (3, 'upserted') ON CONFLICT (id) DO UPDATE SET body = excluded.body");
+		await c.rw.query("INSERT INTO notes SELECT id, 'kept' FROM flags WHERE id = 1 ON CONFLICT (id) DO UPDATE SET body = notes.body");
 		assert.deepEqual((await c.fx.pg.query("SELECT id, body FROM notes ORDER BY id")).rows, [
 			{ id: 1, body: "merged" },
-			{ id: 3, body: "note 3" },
+			{ id: 3, body: "upserted" },
 		]);
 	});
 });
