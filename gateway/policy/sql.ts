@@ -1299,6 +1299,16 @@ function visitStatement(
 	if (target !== undefined && SERVER_WIDE_OBJECTS.has(String(target))) c.risk("system", `${kind} changes a server-wide object`);
 	c.kind(kind);
 	walkChildren(b, c, text, executes);
+	// Any other cast changes how every later expression of every session resolves, where no call is
+	// written: an implicit cast from int4 to text WITH FUNCTION f ran f inside `pg_catalog.length(1)`,
+	// which the data path counts as built-in code that cannot change settings, so f could turn
+	// standard_conforming_strings off before the next pipelined text (red-team round 10,
+	// test/postgres/issue-cast-resolution.test.ts); it can also make the application's expressions
+	// ambiguous or run the agent's function in them. Creating or dropping a cast is server-wide
+	// state (after the walk: a dangerous function the cast names keeps its own message).
+	if ((type === "CreateCastStmt" && (b.func !== undefined || b.inout === true)) || (type === "DropStmt" && b.removeType === "OBJECT_CAST")) {
+		c.risk("system", `${kind} changes how every session's expressions resolve (a cast runs its function where no call is written)`);
+	}
 	return kind;
 }
 

@@ -114,7 +114,8 @@ test("operators and casts bound to a function masking cannot see are refused, an
 	const c = await rw();
 	try {
 		await assert.rejects(c.query("CREATE OPERATOR ### (function = lf, rightarg = int)"), refusedBy("mask:hidden-call"));
-		await assert.rejects(c.query("CREATE CAST (int4 AS text) WITH FUNCTION lf(int) AS IMPLICIT"), refusedBy("mask:hidden-call"));
+		// a cast is server-wide state for a read-write grant (red-team round 10), before masking looks
+		await assert.rejects(c.query("CREATE CAST (int4 AS text) WITH FUNCTION lf(int) AS IMPLICIT"), refusedBy("builtin:system"));
 		assertNoPhone((await c.query("SELECT 5::text AS t, lower(6::text) AS l")).rows);
 		// an operator made outside the gateway is a call of a function that is not a built-in
 		const r = await c.query("SELECT ##> 1 AS a, (##> 2) || '' AS b, x FROM op_view");
@@ -125,11 +126,11 @@ test("operators and casts bound to a function masking cannot see are refused, an
 		try {
 			for (const sql of [
 				"CREATE OPERATOR ~~~ (function = pg_try_advisory_lock, leftarg = int, rightarg = int)",
-				"CREATE CAST (bigint AS bool) WITH FUNCTION pg_try_advisory_lock(bigint)",
 				"CREATE AGGREGATE leakagg(text, bool) (sfunc = set_config, stype = text, initcond = 'application_name')",
 			]) {
 				await assert.rejects(c.query(sql), refusedBy("mask:hidden-call"), sql);
 			}
+			await assert.rejects(c.query("CREATE CAST (bigint AS bool) WITH FUNCTION pg_try_advisory_lock(bigint)"), refusedBy("builtin:system"));
 			await c.query("SELECT 7 ~~~ ascii(substr(phone, 1, 1)) FROM customers WHERE id = 1").catch(() => undefined);
 			await c.query("SELECT leakagg(phone, false) FROM customers WHERE id = 1").catch(() => undefined);
 			assertNoPhone((await c.query("SHOW application_name")).rows);
