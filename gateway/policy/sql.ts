@@ -310,6 +310,31 @@ function interceptors(type: string, b: PgNode, c: Collector): void {
 	}
 }
 
+/**
+ * Handing an object to another role is a privilege change: the new owner holds every privilege on it,
+ * may grant them, alter or drop it, and (for a table) reads past row security; a schema's owner may
+ * drop every object in it. `GRANT` is `privilege` (admin grants only), but `ALTER TABLE accounts
+ * OWNER TO reporting` and `ALTER SCHEMA public OWNER TO reporting` were plain writes for a read-write
+ * grant (red-team round 10, test/postgres/issue-owner-change.test.ts). Owning it oneself
+ * (`CURRENT_USER`, `CURRENT_ROLE`, `SESSION_USER`) hands nothing to another role.
+ */
+function ownerChange(type: string, b: PgNode, c: Collector): void {
+	const other = (role: unknown): boolean => {
+		const r = role as PgNode | undefined;
+		return r !== undefined && !["ROLESPEC_CURRENT_USER", "ROLESPEC_CURRENT_ROLE", "ROLESPEC_SESSION_USER"].includes(String(r.roletype));
+	};
+	const owners: unknown[] = [];
+	if (type === "AlterOwnerStmt") owners.push(b.newowner);
+	if (type === "CreateSchemaStmt") owners.push(b.authrole);
+	if (type === "AlterTableStmt" && Array.isArray(b.cmds)) {
+		for (const cmd of b.cmds) {
+			const u = unwrap(cmd)?.[1];
+			if (u?.subtype === "AT_ChangeOwner") owners.push(u.newowner);
+		}
+	}
+	if (owners.some(other)) c.risk("privilege", "OWNER TO (or AUTHORIZATION) hands every privilege on the object to another role");
+}
+
 /** A rule's event as a statement kind (RuleStmt.event). */
 const RULE_EVENTS: Record<string, string> = { CMD_INSERT: "INSERT", CMD_UPDATE: "UPDATE", CMD_DELETE: "DELETE" };
 /** CreateTrigStmt.timing and .events bits (PostgreSQL's TRIGGER_TYPE_*). */
@@ -1297,6 +1322,7 @@ function visitStatement(
 	}
 	const target = type === "DropStmt" ? b.removeType : type === "RenameStmt" ? b.renameType : type === "AlterOwnerStmt" || type === "AlterObjectSchemaStmt" ? b.objectType : undefined;
 	if (target !== undefined && SERVER_WIDE_OBJECTS.has(String(target))) c.risk("system", `${kind} changes a server-wide object`);
+	ownerChange(type, b, c);
 	c.kind(kind);
 	walkChildren(b, c, text, executes);
 	// Any other cast changes how every later expression of every session resolves, where no call is
