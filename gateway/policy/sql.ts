@@ -1173,6 +1173,12 @@ function visitStatement(
 			write(kind);
 			const base = updatableBase(b.query);
 			if (base) c.binds.push({ kinds: ["INSERT", "UPDATE", "DELETE", "MERGE"], tables: [base] });
+			// Replacing a view the application writes through sends its later writes elsewhere (or
+			// nowhere), like a DO INSTEAD rule: `CREATE OR REPLACE VIEW account_balances AS SELECT id,
+			// balance FROM scratch` took the application's updates away from accounts (red-team round
+			// 10, test/postgres/issue-replaced-views.test.ts). Bound on the view itself, which the
+			// catalog leads to what it reads now.
+			if (b.replace === true && b.view && typeof b.view === "object") c.binds.push({ kinds: LATER_WRITES, tables: [rangeVarName(b.view as PgNode)] });
 			break;
 		}
 		case "RuleStmt": {
@@ -1189,6 +1195,10 @@ function visitStatement(
 			if (actions.length > 0) c.kind("SELECT");
 			const base = b.event === "CMD_SELECT" && actions.length === 1 ? updatableBase(actions[0]) : undefined;
 			if (base) c.binds.push({ kinds: ["INSERT", "UPDATE", "DELETE", "MERGE"], tables: [base] });
+			// replacing a view's own ON SELECT rule replaces the view (see ViewStmt)
+			if (b.event === "CMD_SELECT" && b.replace === true && b.relation && typeof b.relation === "object") {
+				c.binds.push({ kinds: LATER_WRITES, tables: [rangeVarName(b.relation as PgNode)] });
+			}
 			// A DO INSTEAD rule on INSERT/UPDATE/DELETE decides what every later such write to the
 			// relation does (NOTHING drops them): `CREATE RULE freeze AS ON UPDATE TO accounts DO
 			// INSTEAD NOTHING` passed a rule blocking UPDATE of accounts and the application's updates
