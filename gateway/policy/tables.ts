@@ -104,33 +104,80 @@ const WRITE_KINDS: ReadonlySet<string> = new Set(["INSERT", "UPDATE", "DELETE", 
 const MAX_ROUTINE_DEPTH = 8;
 const MAX_ROUTINE_NAMES = 200;
 
-/** The functions a piece of stored code calls: a statement (`CREATE TRIGGER ...`, a view's SELECT) or an expression. */
-function codeFunctions(text: string): string[] {
+/** What a piece of stored code does when it runs. */
+interface CodeEffects {
+	functions: readonly string[];
+	tables: readonly string[];
+	kinds: readonly string[];
+	/** It updates or deletes without a WHERE (as `hasWhere: false`). */
+	unfiltered: boolean;
+}
+
+/** Definitions whose text names what they are attached to, not what they do: only their calls count. */
+const CALLS_ONLY = new Set(["CREATE TRIGGER", "CREATE CONSTRAINT TRIGGER", "CREATE INDEX"]);
+
+/**
+ * What a piece of stored code does: a routine's definition (`CREATE FUNCTION ...`: what its body
+ * does), a rule's (`CREATE RULE ...`: its actions), a view's query, or an expression (a default, a
+ * CHECK, a policy); a trigger's or an index's definition counts for its calls only.
+ */
+function codeEffects(text: string): CodeEffects {
 	const a = analyzeSql(/^\s*(CREATE|SELECT|WITH|VALUES)\b/i.test(text) ? text : `SELECT (${text})`);
-	return a.ok ? a.statements.flatMap((s) => s.functions) : [];
+	const out: CodeEffects = { functions: [], tables: [], kinds: [], unfiltered: false };
+	if (!a.ok) return out;
+	const functions: string[] = [];
+	const tables: string[] = [];
+	const kinds: string[] = [];
+	for (const s of a.statements) {
+		functions.push(...s.functions);
+		if (CALLS_ONLY.has(s.kind)) continue;
+		tables.push(...s.tables);
+		// a definition's own kind (CREATE FUNCTION, CREATE RULE) is not what it does when it runs
+		const definition = s.kind.startsWith("CREATE ");
+		kinds.push(...s.kinds.filter((k) => !(definition && (k === s.kind || k === "CREATE"))));
+		if (s.hasWhere === false) out.unfiltered = true;
+	}
+	return { ...out, functions, tables, kinds };
 }
 
 /**
- * Every function the statement may run through stored code, beyond those it names: the functions of
- * the stored code collected, and, through the catalog, of the bodies of every user routine called
- * (by the statement, that code or another routine), to MAX_ROUTINE_DEPTH. An INSERT into a table
- * whose CHECK calls a DBA's `tell(note)`, whose body calls `announce`, which calls pg_notify, ran it
- * under a rule on pg_notify (red-team round 10, test/postgres/issue-functions-by-stored-code.test.ts).
- * Beyond MAX_ROUTINE_NAMES look-ups the rest is not followed (the names found so far are kept).
+ * Everything the statement may run through stored code it does not show: the stored code collected
+ * while expanding its relations, and, through the catalog, the bodies of every user routine called
+ * (by the statement, that code or another routine), with the stored code of the relations those
+ * bodies reach in turn, to MAX_ROUTINE_DEPTH rounds. An INSERT into a table whose CHECK calls a
+ * DBA's `tell(note)`, whose body calls `announce`, which calls pg_notify, ran it under a rule on
+ * pg_notify; `SELECT purge_accounts()`, a DBA's function deleting accounts, ran under a rule on
+ * DELETE of accounts (red-team round 10, test/postgres/issue-functions-by-stored-code.test.ts).
+ * Relations reached are added to `seen` (expanded like the statement's own); beyond
+ * MAX_ROUTINE_NAMES look-ups the rest is not followed (what was found so far is kept).
  */
-async function storedCalls(s: SqlStatementInfo, texts: ReadonlySet<string>, catalog: Catalog): Promise<string[] | undefined> {
+async function followStoredCode(s: SqlStatementInfo, code: CodeCollector, catalog: Catalog, seen: Set<string>, reach: Set<string>): Promise<CodeEffects> {
 	const own = new Set(s.functions);
-	const found = new Set<string>(own);
-	let frontier: string[] = [...own];
-	const add = (f: string): void => {
-		if (found.has(f)) return;
-		found.add(f);
-		frontier.push(f);
-	};
-	for (const t of texts) for (const f of codeFunctions(t)) add(f);
+	const functions = new Set<string>(own);
+	const kinds = new Set<string>();
+	let unfiltered = false;
+	const analysed = new Set<string>();
 	const looked = new Set<string>();
-	for (let depth = 0; depth < MAX_ROUTINE_DEPTH && frontier.length > 0 && catalog.routineDefinitions; depth++) {
-		const batch = frontier.filter((f) => !looked.has(f)).slice(0, Math.max(0, MAX_ROUTINE_NAMES - looked.size));
+	let frontier: string[] = [...own];
+	const tables = new Set<string>();
+	for (let round = 0; round < MAX_ROUTINE_DEPTH; round++) {
+		const reached: string[] = [];
+		const take = (text: string): void => {
+			if (analysed.has(text)) return;
+			analysed.add(text);
+			const e = codeEffects(text);
+			for (const f of e.functions) {
+				if (functions.has(f)) continue;
+				functions.add(f);
+				frontier.push(f);
+			}
+			reached.push(...e.tables);
+			for (const k of e.kinds) kinds.add(k);
+			if (e.unfiltered) unfiltered = true;
+		};
+		for (const t of [...code.texts]) take(t);
+		const batch = catalog.routineDefinitions ? frontier.filter((f) => !looked.has(f)).slice(0, Math.max(0, MAX_ROUTINE_NAMES - looked.size)) : [];
+		frontier = [];
 		for (const f of batch) looked.add(f);
 		const defs = await Promise.all(
 			batch.map((f) => {
@@ -138,11 +185,15 @@ async function storedCalls(s: SqlStatementInfo, texts: ReadonlySet<string>, cata
 				return catalog.routineDefinitions!(parts.length >= 2 ? parts[parts.length - 2] : undefined, parts[parts.length - 1]!);
 			}),
 		);
-		frontier = [];
-		for (const list of defs) for (const d of list) for (const f of codeFunctions(d)) add(f);
+		for (const list of defs) for (const d of list) take(d);
+		// code that writes runs the write-time code of the tables it writes
+		if ([...kinds].some((k) => WRITE_KINDS.has(k))) code.writes = true;
+		const before = code.texts.size;
+		for (const t of reached) tables.add(t);
+		if (reached.length > 0) await expand(reached, catalog, seen, 0, reach, code);
+		if (frontier.length === 0 && code.texts.size === before) break;
 	}
-	const extra = [...found].filter((f) => !own.has(f));
-	return extra.length > 0 ? extra : undefined;
+	return { functions: [...functions].filter((f) => !own.has(f)), tables: [...tables], kinds: [...kinds], unfiltered };
 }
 
 /**
@@ -197,10 +248,11 @@ async function expandBinds(s: SqlStatementInfo, catalog: Catalog): Promise<SqlSt
 
 /**
  * The analysis with view base tables, partition/inheritance relatives and resolved names added to
- * every statement's tables. With `calls`, also `storedCalls`: the functions stored code runs for the
- * statement (for rules on functions).
+ * every statement's tables. With `stored`, also what the stored code the statement runs does
+ * (`followStoredCode`): the functions it calls (`storedCalls`), the relations it reaches (in
+ * `tables`), its kinds (in `kinds`) and whether it writes without WHERE (`hasWhere`).
  */
-export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog, options: { calls?: boolean } = {}): Promise<SqlAnalysis> {
+export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog, options: { stored?: boolean } = {}): Promise<SqlAnalysis> {
 	if (!analysis.ok) return analysis;
 	const statements: SqlStatementInfo[] = [];
 	for (const s of analysis.statements) {
@@ -208,15 +260,23 @@ export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog, op
 		const own = s.uses?.statement ? [...s.tables, ...s.uses.statement.tables] : s.tables;
 		const reach = new Set(s.unnamedReach ?? []);
 		const reached = reach.size;
-		const code: CodeCollector | undefined = options.calls ? { writes: s.kinds.some((k) => WRITE_KINDS.has(k)), texts: new Set() } : undefined;
+		const code: CodeCollector | undefined = options.stored ? { writes: s.kinds.some((k) => WRITE_KINDS.has(k)), texts: new Set() } : undefined;
 		await expand(own, catalog, seen, 0, reach, code);
-		const tables = [...new Set([...s.tables, ...seen])];
+		const effects = code ? await followStoredCode(s, code, catalog, seen, reach) : undefined;
+		const tables = [...new Set([...s.tables, ...(effects?.tables ?? []), ...seen])];
 		const escapes = await expandEscapes(s, catalog);
 		const binds = await expandBinds(s, catalog);
 		let out = tables.length === s.tables.length && !escapes && !binds ? s : withTables(s, tables, escapes, binds);
 		if (reach.size > reached) out = withFields(out, { unnamedReach: Object.freeze([...reach]) as unknown as string[] });
-		const calls = code ? await storedCalls(s, code.texts, catalog) : undefined;
-		statements.push(calls ? withFields(out, { storedCalls: Object.freeze(calls) as unknown as string[] }) : out);
+		if (effects) {
+			const fields: Partial<SqlStatementInfo> = {};
+			if (effects.functions.length > 0) fields.storedCalls = Object.freeze(effects.functions) as unknown as string[];
+			const kinds = effects.kinds.filter((k) => !out.kinds.includes(k));
+			if (kinds.length > 0) fields.kinds = Object.freeze([...out.kinds, ...kinds]) as unknown as string[];
+			if (effects.unfiltered && out.hasWhere !== false) fields.hasWhere = false;
+			if (Object.keys(fields).length > 0) out = withFields(out, fields);
+		}
+		statements.push(out);
 	}
 	return Object.freeze({ ok: true, statements });
 }

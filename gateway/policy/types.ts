@@ -62,10 +62,10 @@ export interface SqlStatementInfo {
 	fieldCalls?: string[];
 	/**
 	 * Functions the statement runs through stored code it does not show (`withBaseTables` with
-	 * `calls`): a view's definition, a written table's column defaults, CHECKs, domains, triggers,
+	 * `stored`): a view's definition, a written table's column defaults, CHECKs, domains, triggers,
 	 * rules, policies and index expressions, and the bodies of user routines called (by the
 	 * statement or that code), followed through the catalog. Rules with `functions` match these names
-	 * too (gateway/policy/README.md, "Functions run by stored code").
+	 * too (gateway/policy/README.md, "Stored code the statement runs").
 	 */
 	storedCalls?: string[];
 	/**
@@ -180,7 +180,7 @@ export interface Catalog {
 	/**
 	 * The definitions (`CREATE FUNCTION ...` text) of every routine named `name` that is not a
 	 * built-in, in `schema` or (unqualified) in any schema, at most 20. A statement calling one runs
-	 * its body: rules on functions follow it (gateway/policy/README.md, "Functions run by stored code").
+	 * its body: rules on tables and functions follow it (gateway/policy/README.md, "Stored code the statement runs").
 	 */
 	routineDefinitions?(schema: string | undefined, name: string): Promise<string[]>;
 	/**

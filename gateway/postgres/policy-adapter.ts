@@ -62,9 +62,9 @@ export interface SqlPolicyApi {
 	evaluate(input: SqlGuardrailInput): GuardrailVerdict;
 	/**
 	 * Add the base tables behind views (recursively), so table rules cannot be bypassed through a
-	 * view; with `calls`, the functions stored code runs (`storedCalls`) for rules on functions.
+	 * view; with `stored`, what the stored code the statement runs does (calls, tables, kinds).
 	 */
-	expandTables(analysis: SqlAnalysis, catalog: Catalog, options?: { calls?: boolean }): Promise<SqlAnalysis>;
+	expandTables(analysis: SqlAnalysis, catalog: Catalog, options?: { stored?: boolean }): Promise<SqlAnalysis>;
 	newSessionState(): SqlSessionState;
 	/** Prepared-statement and portal names a statement defines or drops when it succeeds (null: all). */
 	nameEffects(info: SqlStatementInfo): { prepared?: string | null; portal?: string | null } | undefined;

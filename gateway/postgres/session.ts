@@ -1012,16 +1012,15 @@ export class Session {
 	private guardAsync(analysis: SqlAnalysis): Promise<GuardrailVerdict> | undefined {
 		if (!analysis.ok) return undefined;
 		const rules = this.o.live().policies.guardrailRules;
-		// Rules on functions follow the stored code a statement runs (a view, a written table's
-		// defaults, CHECKs and triggers, a called routine's body) through the catalog.
-		const calls = rules.some((r) => (r.sql?.functions?.length ?? 0) > 0) && analysis.statements.some((s) => s.tables.length > 0 || s.functions.length > 0);
+		const tableRules = rules.some((r) => (r.sql?.tables?.length ?? 0) > 0);
+		// Rules on functions and tables follow the stored code a statement runs (a view, a written
+		// table's defaults, CHECKs and triggers, a called routine's body) through the catalog.
+		const stored = (tableRules || rules.some((r) => (r.sql?.functions?.length ?? 0) > 0)) && analysis.statements.some((s) => s.tables.length > 0 || s.functions.length > 0);
 		// a schema rename names no table but hands the schema's relations to new names
 		// and a write bound on a sequence (`SELECT setval('accounts_id_seq', 1)`) reaches its tables
-		const tables =
-			rules.some((r) => (r.sql?.tables?.length ?? 0) > 0) &&
-			analysis.statements.some((s) => s.tables.length > 0 || (s.schemaEscapes?.length ?? 0) > 0 || (s.binds?.length ?? 0) > 0);
-		if (!calls && !tables) return undefined;
-		return this.o.policy.expandTables(analysis, this.o.catalog, { calls }).then(
+		const tables = tableRules && analysis.statements.some((s) => s.tables.length > 0 || (s.schemaEscapes?.length ?? 0) > 0 || (s.binds?.length ?? 0) > 0);
+		if (!stored && !tables) return undefined;
+		return this.o.policy.expandTables(analysis, this.o.catalog, { stored }).then(
 			(expanded) => this.guard(expanded),
 			(e: unknown): GuardrailVerdict => ({
 				action: "block",
