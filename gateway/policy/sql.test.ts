@@ -655,6 +655,16 @@ test("rules with a wildcard function name do not meet every qualified column", (
 	assert.equal(evaluateSqlGuardrails({ analysis: analyzeSql("SELECT o.charge FROM orders o"), access: "admin", rules: named }).action, "block");
 });
 
+test("unseenCode: with casts made of user functions, typed values converted count (red-team round 10)", () => {
+	for (const sql of ["SELECT 1", "SELECT 'x\\y', pg_catalog.length('abc'), pg_catalog.now()", "SELECT 'x'::pg_catalog.text", "SELECT pg_catalog.coalesce(NULL, 'x')"]) {
+		assert.equal(unseenCode(one(sql), { userCasts: true }), undefined, sql);
+	}
+	for (const sql of ["SELECT pg_catalog.length(1)", "SELECT 1::pg_catalog.text", "SELECT $1::pg_catalog.int4", "SELECT pg_catalog.length($1)", "SELECT pg_catalog.upper(pg_catalog.now()::pg_catalog.text)"]) {
+		assert.notEqual(unseenCode(one(sql), { userCasts: true }), undefined, sql);
+		if (sql !== "SELECT pg_catalog.upper(pg_catalog.now()::pg_catalog.text)") assert.equal(unseenCode(one(sql)), undefined, sql);
+	}
+});
+
 test("unseenCode: only statements running built-in code alone are exempt (red-team round 9)", () => {
 	for (const sql of [
 		"SELECT 1",

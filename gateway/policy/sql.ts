@@ -2134,7 +2134,7 @@ const NO_STORED_CODE_KINDS: ReadonlySet<string> = new Set([
  * statement may have changed server settings before the server reports them (gateway/postgres/README.md,
  * "Parser differentials").
  */
-export function unseenCode(info: SqlStatementInfo): string | undefined {
+export function unseenCode(info: SqlStatementInfo, options: { userCasts?: boolean } = {}): string | undefined {
 	if (info.uses) return "it runs a prepared statement or cursor";
 	const kind = info.kinds.find((k) => !NO_STORED_CODE_KINDS.has(k));
 	if (kind !== undefined) return `${kind} may run stored code (triggers, rules, event triggers)`;
@@ -2145,7 +2145,17 @@ export function unseenCode(info: SqlStatementInfo): string | undefined {
 	if (call !== undefined) return `${call}() is not written pg_catalog-qualified: the search_path decides what it calls`;
 	const tree = statementTree(info);
 	if (!tree) return "its parse tree is not known";
-	return unseenCodeIn(tree, 0);
+	return unseenCodeIn(tree, 0, options.userCasts === true);
+}
+
+/**
+ * A value whose type is not known until the server resolves it (a string literal, NULL): it is
+ * converted by an input function. Any other value (a number, a parameter whose type Parse may have
+ * declared, an expression) is converted by a cast when the call or cast needs another type.
+ */
+function untypedConstant(node: unknown): boolean {
+	const k = (node as { A_Const?: PgNode } | undefined)?.A_Const;
+	return k !== undefined && (k.isnull === true || "sval" in k);
 }
 
 function qualifiedBuiltin(list: unknown): boolean {
@@ -2153,11 +2163,17 @@ function qualifiedBuiltin(list: unknown): boolean {
 	return parts.length === 2 && parts[0] === "pg_catalog";
 }
 
-function unseenCodeIn(node: unknown, depth: number): string | undefined {
+/**
+ * `userCasts`: the database has casts whose function is not built in (made by a DBA or an admin
+ * grant): a call or cast converting a typed value may run one where no call is written (`SELECT
+ * pg_catalog.length(1)` over an implicit cast from int4 to text; red-team round 10,
+ * test/postgres/issue-cast-resolution.test.ts), so only string literals and NULL may be converted.
+ */
+function unseenCodeIn(node: unknown, depth: number, userCasts = false): string | undefined {
 	if (depth > MAX_DEPTH) return "the statement is nested too deeply to check";
 	if (Array.isArray(node)) {
 		for (const item of node) {
-			const why = unseenCodeIn(item, depth + 1);
+			const why = unseenCodeIn(item, depth + 1, userCasts);
 			if (why) return why;
 		}
 		return undefined;
@@ -2169,6 +2185,9 @@ function unseenCodeIn(node: unknown, depth: number): string | undefined {
 			case "FuncCall": {
 				const b = value as PgNode;
 				if (!qualifiedBuiltin(b.funcname)) return `${names(b.funcname).join(".")}() is not written pg_catalog-qualified: the search_path decides what it calls`;
+				if (userCasts && Array.isArray(b.args) && b.args.some((a) => !untypedConstant(a))) {
+					return `an argument of ${names(b.funcname).join(".")}() may be converted by a cast the database defines with a user function`;
+				}
 				break;
 			}
 			case "A_Expr":
@@ -2186,6 +2205,7 @@ function unseenCodeIn(node: unknown, depth: number): string | undefined {
 				const b = value as PgNode;
 				const arg = unwrap(b.arg)?.[0];
 				if (arg !== "A_Const" && arg !== "ParamRef") return "a cast of an expression may run a user-defined cast function";
+				if (userCasts && !untypedConstant(b.arg)) return "a cast of a typed value may run a cast the database defines with a user function";
 				break;
 			}
 			case "typeName":
@@ -2193,7 +2213,7 @@ function unseenCodeIn(node: unknown, depth: number): string | undefined {
 				if (!qualifiedBuiltin((value as PgNode | undefined)?.names)) return `type ${names((value as PgNode | undefined)?.names).join(".")} may be a domain whose CHECK calls a function`;
 				break;
 		}
-		const why = unseenCodeIn(value, depth + 1);
+		const why = unseenCodeIn(value, depth + 1, userCasts);
 		if (why) return why;
 	}
 	return undefined;

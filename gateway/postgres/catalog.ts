@@ -148,6 +148,7 @@ export class CatalogSource {
 	private readonly builtin = new Map<string, { at: number; value: Promise<{ all: boolean; any: boolean; user: boolean }> }>();
 	private readonly builtinOps = new Map<string, { at: number; value: Promise<boolean> }>();
 	private readonly routines = new Map<string, { at: number; value: Promise<string[]> }>();
+	private readonly casts = new Map<string, { at: number; value: Promise<boolean> }>();
 	private idleTimer: NodeJS.Timeout | undefined;
 	#invalidations = 0;
 
@@ -238,6 +239,17 @@ export class CatalogSource {
 		});
 	}
 
+	/**
+	 * Whether the database has a cast whose function is not built in (a DBA's or an admin grant's):
+	 * such a cast runs where no call is written, also inside a qualified built-in call.
+	 */
+	userCasts(): Promise<boolean> {
+		return this.cached(this.casts as Map<string | number, { at: number; value: Promise<boolean> }>, "casts", async () => {
+			const rows = await (await this.conn()).query("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_cast WHERE castfunc >= 16384)::text");
+			return rows[0]?.[0] === "true";
+		});
+	}
+
 	/** Definitions of the routines named `name` (in `schema`, if given) that are not built-in (at most 50). */
 	routineDefinitions(schema: string | undefined, name: string): Promise<string[]> {
 		const key = `${schema ?? ""}\u0000${name}`;
@@ -321,6 +333,7 @@ export class CatalogSource {
 		this.builtin.clear();
 		this.builtinOps.clear();
 		this.routines.clear();
+		this.casts.clear();
 		this.#invalidations++;
 	}
 
@@ -380,6 +393,11 @@ export class SessionCatalog implements Catalog, FunctionCatalog {
 
 	/** See Catalog.uncommittedDdl: set by the session with its catalogChanged, cleared when the transaction ends. */
 	uncommittedDdl = false;
+
+	/** See CatalogSource.userCasts (cached like the other look-ups). */
+	userCasts(): Promise<boolean> {
+		return this.source.userCasts();
+	}
 
 	async mayBeUserFunction(name: string): Promise<boolean> {
 		if (this.routinesUnseen) return true;

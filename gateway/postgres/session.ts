@@ -136,8 +136,9 @@ interface StmtRef {
 	parseVerdict?: GuardrailVerdict;
 	/** The guardrail rules `parseVerdict` was decided under: other rules (a new bundle) decide again. */
 	parseRules?: readonly GuardrailRule[];
-	/** Cached `mayChangeSettings`. */
+	/** Cached `mayChangeSettings` (without, and with casts the database defines with user functions). */
 	mayChangeSettings?: boolean;
+	mayChangeSettingsCasts?: boolean;
 	/** The parameter type OIDs its Parse declared (0: inferred); undefined when not defined by a Parse of this session. */
 	paramTypes?: readonly number[];
 	copyDetector: TextDetector | undefined;
@@ -299,6 +300,11 @@ export class Session {
 	 * `parserSettingsGate`.
 	 */
 	private settingsChangedInSync = -1;
+	/**
+	 * `syncSeg` of the last forwarded Execute that runs only built-in code unless the database has
+	 * casts with user functions (a typed value converted in a call or a cast). See `parserSettingsGate`.
+	 */
+	private castsChangeInSync = -1;
 	private readonly confirmedStatements = new Map<string, StmtRef>();
 	private readonly confirmedPortals = new Map<string, PortalRef>();
 	private answerWaiters: { seg: number; resolve: () => void }[] = [];
@@ -491,19 +497,21 @@ export class Session {
 		if (this.discardUntilSync && m.type !== "sync" && m.type !== "terminate") return undefined;
 		switch (m.type) {
 			case "query": {
-				const gate = this.parserSettingsGate(m.sql);
-				if (gate instanceof Promise) return gate.then(() => (this.closed ? undefined : this.onQuery(m.sql, m.raw)));
-				if (gate) {
+				const go = (gate: GuardrailVerdict | undefined): Promise<void> | undefined => {
+					if (!gate) return this.onQuery(m.sql, m.raw);
 					this.blockSimple(m.sql, this.o.policy.analyze(m.sql), gate);
 					return undefined;
-				}
-				return this.onQuery(m.sql, m.raw);
+				};
+				const gate = this.parserSettingsGate(m.sql);
+				if (gate instanceof Promise) return gate.then((g) => (this.closed ? undefined : go(g)));
+				return go(gate);
 			}
 			case "parse": {
+				const go = (gate: GuardrailVerdict | undefined): Promise<void> | undefined =>
+					gate ? this.decideParse(m, this.o.policy.analyze(m.sql), gate, undefined) : this.onParse(m);
 				const gate = this.parserSettingsGate(m.sql);
-				if (gate instanceof Promise) return gate.then(() => (this.closed ? undefined : this.onParse(m)));
-				if (gate) return this.decideParse(m, this.o.policy.analyze(m.sql), gate, undefined);
-				return this.onParse(m);
+				if (gate instanceof Promise) return gate.then((g) => (this.closed ? undefined : go(g)));
+				return go(gate);
 			}
 			case "bind": {
 				const stmt = this.resolveStatement(m.statement);
@@ -822,7 +830,8 @@ export class Session {
 		this.push({ k: "execute", portal, rows: 0, started: performance.now(), ...(seq !== undefined ? { seq } : {}) });
 		this.noteUnmasked(portal.stmt?.analysis.ok ? portal.stmt.analysis.statements : [undefined]);
 		this.toUpstream(m.raw);
-		if (mayChangeSettings(portal.stmt)) this.settingsChangedInSync = this.syncSeg;
+		if (mayChangeSettings(portal.stmt, false)) this.settingsChangedInSync = this.syncSeg;
+		else if (mayChangeSettings(portal.stmt, true)) this.castsChangeInSync = this.syncSeg;
 		if (changes.statements || changes.portals) {
 			this.bumpNameSeg();
 			this.nameChangedInSync = this.syncSeg;
@@ -838,6 +847,7 @@ export class Session {
 		delete out.planCache;
 		delete out.nameEffects;
 		delete out.mayChangeSettings;
+		delete out.mayChangeSettingsCasts;
 		delete out.unresolved;
 		return out;
 	}
@@ -854,18 +864,19 @@ export class Session {
 	 * its own segment the server answers only at Sync, so after an Execute there that may change
 	 * settings it is refused. Texts of ASCII without a backslash read the same under any setting.
 	 */
-	private parserSettingsGate(sql: string): GuardrailVerdict | Promise<void> | undefined {
+	private parserSettingsGate(sql: string): GuardrailVerdict | Promise<GuardrailVerdict | undefined> | undefined {
 		if (!SETTINGS_SENSITIVE.test(sql)) return undefined;
-		if (this.settingsChangedInSync === this.syncSeg) {
-			return {
-				action: "block",
-				rule: "protocol:parser-settings",
-				sqlstate: "42501",
-				message:
-					"a statement holding a backslash or a non-ASCII character may not follow, before Sync, an Execute (or a Bind with parameters) that may run code changing server settings: the gateway could not read it as the server will; send Sync first",
-			};
+		if (this.settingsChangedInSync === this.syncSeg) return PARSER_SETTINGS_BLOCK;
+		const seg = this.syncSeg;
+		// An Execute that runs only built-in code unless the database has casts with user functions
+		// (red-team round 10): ask the catalog (cached) whether it has any.
+		if (this.castsChangeInSync === seg) {
+			return this.o.catalog.userCasts().then(
+				(casts) => (casts ? PARSER_SETTINGS_BLOCK : this.answeredBefore(seg)?.then(() => undefined)),
+				() => PARSER_SETTINGS_BLOCK,
+			);
 		}
-		return this.answeredBefore(this.syncSeg);
+		return this.answeredBefore(seg)?.then(() => undefined);
 	}
 
 	/** A sync point was forwarded: the server answers everything before it as a whole. */
@@ -2357,6 +2368,14 @@ function nameEffectsOf(stmt: StmtRef | undefined): NameEffects {
 /** A backslash or a non-ASCII character (bytes that are not UTF-8 were decoded to U+FFFD). */
 const SETTINGS_SENSITIVE = /[\\\u0080-\uffff]/;
 
+const PARSER_SETTINGS_BLOCK: GuardrailVerdict = Object.freeze({
+	action: "block",
+	rule: "protocol:parser-settings",
+	sqlstate: "42501",
+	message:
+		"a statement holding a backslash or a non-ASCII character may not follow, before Sync, an Execute (or a Bind with parameters) that may run code changing server settings: the gateway could not read it as the server will; send Sync first",
+});
+
 /**
  * Whether executing a statement may change a server setting the gateway cannot see change: it may
  * run code its text does not show (`unseenCode`: a user function, directly or behind a view, a
@@ -2364,10 +2383,11 @@ const SETTINGS_SENSITIVE = /[\\\u0080-\uffff]/;
  * search_path resolves; CALL, DO, EXECUTE, DDL), or is not known. set_config itself is checked by
  * the policy (a parser setting, or a name that is not a constant, is refused).
  */
-function mayChangeSettings(stmt: StmtRef | undefined): boolean {
+function mayChangeSettings(stmt: StmtRef | undefined, userCasts: boolean): boolean {
 	if (!stmt?.analysis.ok) return true;
-	if (stmt.mayChangeSettings === undefined) stmt.mayChangeSettings = stmt.analysis.statements.some((s) => unseenCode(s) !== undefined);
-	return stmt.mayChangeSettings;
+	const key = userCasts ? "mayChangeSettingsCasts" : "mayChangeSettings";
+	if (stmt[key] === undefined) stmt[key] = stmt.analysis.statements.some((s) => unseenCode(s, { userCasts }) !== undefined);
+	return stmt[key];
 }
 
 /** PostgreSQL's first OID for objects made after initdb: types below it are built in. */
@@ -2384,7 +2404,8 @@ const FIRST_NORMAL_OBJECT_ID = 16384;
  */
 function bindMayChangeSettings(m: Extract<ClientMessage, { type: "bind" }>, stmt: StmtRef | undefined): boolean {
 	if (m.params.length === 0) return false;
-	if (!stmt?.paramTypes || mayChangeSettings(stmt)) return true;
+	// parameters are converted by input functions, never by casts
+	if (!stmt?.paramTypes || mayChangeSettings(stmt, false)) return true;
 	return stmt.paramTypes.some((t) => t >= FIRST_NORMAL_OBJECT_ID);
 }
 

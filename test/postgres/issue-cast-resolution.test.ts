@@ -7,13 +7,21 @@
 // turned standard_conforming_strings off, and the Query behind it, `SELECT 'a\' , ' ; DELETE FROM
 // accounts ; -- '`, deleted every account. A cast also changes how the application's expressions
 // resolve. Creating or dropping a cast with a function or WITH INOUT is `system` now (reserved for
-// admin grants, like a cast WITHOUT FUNCTION).
+// admin grants, like a cast WITHOUT FUNCTION). And while the database has any cast with a user
+// function (an admin grant's, a DBA's), a call or cast converting a typed value counts as code that
+// may change settings in a pipeline (the catalog is asked, cached).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { GuardrailRule } from "../../gateway/config/bundle.ts";
-import { fixtureWithClients, refusedByRule } from "./fixture.ts";
+import type { ServerMessage } from "../../gateway/postgres/protocol.ts";
+import { clientMessages } from "../../gateway/postgres/serializer.ts";
+import { CONNECTION, fixtureWithClients, refusedByRule } from "./fixture.ts";
+import { RawClient } from "./raw-client.ts";
 
 const GUARDRAILS: GuardrailRule[] = [{ name: "keep-accounts", action: "block", sql: { statementKinds: ["DELETE", "UPDATE"], tables: ["public.accounts"] } }];
+
+/** Read by the server as a SELECT and a DELETE when standard_conforming_strings is off. */
+const SCS_SMUGGLE = "SELECT 'a\\' , ' ; DELETE FROM accounts ; -- '";
 
 describe("casts change how every later expression resolves", () => {
 	const c = fixtureWithClients({ guardrails: GUARDRAILS }, async (fx) => {
@@ -36,6 +44,27 @@ describe("casts change how every later expression resolves", () => {
 			await assert.rejects(c.rw.query(sql), refusedByRule("builtin:system"), sql);
 		}
 		assert.equal(await userCasts(), 0);
+	});
+
+	test("with a cast made by an admin grant or a DBA, a qualified built-in call of a typed value may change settings", async () => {
+		await c.admin.query("CREATE CAST (int4 AS text) WITH FUNCTION agent_off(int4) AS IMPLICIT");
+		try {
+			const raw = await RawClient.login(c.fx.port, c.fx.caPem, CONNECTION, await c.fx.token("alice"));
+			raw.send(clientMessages.parse("", "SELECT pg_catalog.length(1)"), clientMessages.bind("", ""), clientMessages.execute(""), clientMessages.query(SCS_SMUGGLE));
+			const ms: ServerMessage[] = [];
+			for (;;) {
+				const m = await raw.next().catch(() => undefined);
+				if (!m) break;
+				ms.push(m);
+				if (m.type === "readyForQuery") break;
+			}
+			raw.end();
+			assert.ok(!ms.some((m) => m.type === "commandComplete" && m.tag.startsWith("DELETE")), JSON.stringify(ms));
+			assert.ok(ms.some((m) => m.type === "errorResponse" && m.fields.C === "42501" && /send Sync first/.test(m.fields.M ?? "")), JSON.stringify(ms));
+			assert.equal((await c.fx.pg.query("SELECT count(*)::int AS n FROM accounts")).rows[0]!.n, 5);
+		} finally {
+			await c.fx.pg.query("DROP CAST IF EXISTS (int4 AS text)");
+		}
 	});
 
 	test("an admin grant keeps casts (break glass)", async () => {
