@@ -221,6 +221,9 @@ class Collector {
 	readonly schemaEscapes = new Set<string>();
 	/** Writes bound for later on named relations (SqlStatementInfo.binds). */
 	readonly binds: { kinds: string[]; tables: string[] }[] = [];
+	/** Relations and routines the statement gives a name to (SqlStatementInfo.creates, createsRoutines). */
+	readonly creates = new Set<string>();
+	readonly createsRoutines = new Set<string>();
 	/** Kinds of what a cascading / schema-wide / owned-by statement may do to relations it does not name. */
 	readonly reach = new Set<string>();
 	readonly risks: SqlRisk[] = [];
@@ -335,6 +338,50 @@ function ownerChange(type: string, b: PgNode, c: Collector): void {
 	if (owners.some(other)) c.risk("privilege", "OWNER TO (or AUTHORIZATION) hands every privilege on the object to another role");
 }
 
+const ROUTINE_OBJECTS = new Set(["OBJECT_FUNCTION", "OBJECT_PROCEDURE", "OBJECT_ROUTINE", "OBJECT_AGGREGATE"]);
+
+/**
+ * Names a statement gives to a relation or a routine (created, renamed to, moved into a schema): a
+ * name another relation or routine already has, in another schema or as another overload, may
+ * capture what other sessions' SQL finds by that name (the application's role's "$user" schema, a
+ * search_path set for it, a better-matching argument type). `withBaseTables` asks the catalog
+ * (red-team round 10, test/postgres/issue-look-alike-names.test.ts).
+ */
+function nameTakers(type: string, b: PgNode, c: Collector): void {
+	const rel = (rv: unknown): void => {
+		// a temporary relation is found first in the creating session only
+		if (rv && typeof rv === "object" && typeof (rv as PgNode).relname === "string" && (rv as PgNode).relpersistence !== "t") c.creates.add(rangeVarName(rv as PgNode));
+	};
+	if (type === "CreateStmt") rel(b.relation);
+	if (type === "CreateForeignTableStmt") rel((b.base as PgNode | undefined)?.relation);
+	if (type === "ViewStmt") rel(b.view);
+	if (type === "CreateSeqStmt") rel(b.sequence);
+	if (type === "CreateTableAsStmt") rel((b.into as PgNode | undefined)?.rel);
+	if (type === "SelectStmt" && b.intoClause) rel((b.intoClause as PgNode).rel);
+	const r = b.relation as PgNode | undefined;
+	if (type === "RenameStmt" && NAMED_RELATIONS.has(String(b.renameType)) && r && typeof b.newname === "string") {
+		c.creates.add(typeof r.schemaname === "string" ? `${r.schemaname}.${b.newname}` : b.newname);
+	}
+	if (type === "AlterObjectSchemaStmt" && NAMED_RELATIONS.has(String(b.objectType)) && r && typeof b.newschema === "string") {
+		c.creates.add(`${b.newschema}.${String(r.relname)}`);
+	}
+	if (type === "CreateFunctionStmt") {
+		const n = names(b.funcname);
+		if (n.length > 0) c.createsRoutines.add(n.join(".").toLowerCase());
+	}
+	if (type === "DefineStmt" && b.kind === "OBJECT_AGGREGATE") {
+		const n = names(b.defnames);
+		if (n.length > 0) c.createsRoutines.add(n.join(".").toLowerCase());
+	}
+	const objname = names(((b.object as { ObjectWithArgs?: PgNode } | undefined)?.ObjectWithArgs ?? (b.object as PgNode | undefined))?.objname);
+	if (type === "RenameStmt" && ROUTINE_OBJECTS.has(String(b.renameType)) && typeof b.newname === "string") {
+		c.createsRoutines.add([...objname.slice(0, -1), b.newname].join(".").toLowerCase());
+	}
+	if (type === "AlterObjectSchemaStmt" && ROUTINE_OBJECTS.has(String(b.objectType)) && typeof b.newschema === "string" && objname.length > 0) {
+		c.createsRoutines.add(`${b.newschema}.${objname[objname.length - 1]}`.toLowerCase());
+	}
+}
+
 /** A rule's event as a statement kind (RuleStmt.event). */
 const RULE_EVENTS: Record<string, string> = { CMD_INSERT: "INSERT", CMD_UPDATE: "UPDATE", CMD_DELETE: "DELETE" };
 /** CreateTrigStmt.timing and .events bits (PostgreSQL's TRIGGER_TYPE_*). */
@@ -375,6 +422,8 @@ function classifyStatement(stmt: PgNode, text: string): SqlStatementInfo {
 	if (c.reach.size > 0) info.unnamedReach = [...c.reach];
 	if (c.fieldCalls.size > 0) info.fieldCalls = [...c.fieldCalls];
 	if (c.binds.length > 0) info.binds = c.binds;
+	if (c.creates.size > 0) info.creates = [...c.creates];
+	if (c.createsRoutines.size > 0) info.createsRoutines = [...c.createsRoutines];
 	trees.set(info, stmt);
 	return info;
 }
@@ -1333,6 +1382,7 @@ function visitStatement(
 	const target = type === "DropStmt" ? b.removeType : type === "RenameStmt" ? b.renameType : type === "AlterOwnerStmt" || type === "AlterObjectSchemaStmt" ? b.objectType : undefined;
 	if (target !== undefined && SERVER_WIDE_OBJECTS.has(String(target))) c.risk("system", `${kind} changes a server-wide object`);
 	ownerChange(type, b, c);
+	nameTakers(type, b, c);
 	c.kind(kind);
 	walkChildren(b, c, text, executes);
 	// Any other cast changes how every later expression of every session resolves, where no call is

@@ -246,6 +246,38 @@ async function expandBinds(s: SqlStatementInfo, catalog: Catalog): Promise<SqlSt
 	return changed ? out : undefined;
 }
 
+/** Writes a statement may take over, or change, by giving an existing name to something else. */
+const TAKEN_WRITES = ["INSERT", "UPDATE", "DELETE", "MERGE"];
+
+/**
+ * Names the statement gives (`creates`, `createsRoutines`) that an existing relation or routine has
+ * too. A relation of the same name in another schema may capture the application's SQL that names it
+ * unqualified (its role's "$user" schema, a search_path set for it): `CREATE SCHEMA app` then `CREATE
+ * TABLE app.accounts (...)` made the application, connecting as role app with the default
+ * search_path, write its accounts into the agent's table under a rule on writes of public.accounts.
+ * That binds those writes on every existing relation of the name. A routine named like an existing
+ * user routine (an overload, or the same in another schema) or a built-in may capture calls in DBA
+ * code resolved by name at run time (a routine body, the application's SQL): it reaches every
+ * table's writes (where it is called is not known). Red-team round 10,
+ * test/postgres/issue-look-alike-names.test.ts.
+ */
+async function lookAlikes(s: SqlStatementInfo, catalog: Catalog): Promise<{ binds: SqlStatementInfo["binds"]; reach: boolean }> {
+	const tables: string[] = [];
+	if (catalog.relationsNamed) {
+		for (const n of s.creates ?? []) {
+			const [schema, name] = split(n);
+			for (const rel of await catalog.relationsNamed(name)) if (rel.schema !== schema) tables.push(qualified(rel));
+		}
+	}
+	let reach = false;
+	const builtin = (catalog as { isBuiltinFunctionName?: (name: string) => Promise<boolean> }).isBuiltinFunctionName;
+	for (const n of s.createsRoutines ?? []) {
+		const name = split(n)[1];
+		if ((catalog.routineDefinitions && (await catalog.routineDefinitions(undefined, name)).length > 0) || (builtin && (await builtin.call(catalog, name)))) reach = true;
+	}
+	return { binds: tables.length > 0 ? [{ kinds: TAKEN_WRITES, tables }] : undefined, reach };
+}
+
 /**
  * The analysis with view base tables, partition/inheritance relatives and resolved names added to
  * every statement's tables. With `stored`, also what the stored code the statement runs does
@@ -265,7 +297,10 @@ export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog, op
 		const effects = code ? await followStoredCode(s, code, catalog, seen, reach) : undefined;
 		const tables = [...new Set([...s.tables, ...(effects?.tables ?? []), ...seen])];
 		const escapes = await expandEscapes(s, catalog);
-		const binds = await expandBinds(s, catalog);
+		const taken = options.stored && (s.creates || s.createsRoutines) ? await lookAlikes(s, catalog) : undefined;
+		const bound = taken?.binds ? withFields(s, { binds: [...(s.binds ?? []), ...taken.binds] }) : s;
+		const binds = (await expandBinds(bound, catalog)) ?? (bound === s ? undefined : bound.binds);
+		if (taken?.reach) for (const k of TAKEN_WRITES) reach.add(k);
 		let out = tables.length === s.tables.length && !escapes && !binds ? s : withTables(s, tables, escapes, binds);
 		if (reach.size > reached) out = withFields(out, { unnamedReach: Object.freeze([...reach]) as unknown as string[] });
 		if (effects) {

@@ -69,6 +69,14 @@ export interface SqlStatementInfo {
 	 */
 	storedCalls?: string[];
 	/**
+	 * Relations the statement names anew (CREATE TABLE|VIEW|SEQUENCE|..., CREATE TABLE AS, SELECT
+	 * INTO, RENAME TO, SET SCHEMA), as `schema.name` or `name`, and routines likewise
+	 * (`createsRoutines`): a name another one already has may capture other sessions' SQL
+	 * (gateway/policy/README.md, "Look-alike names").
+	 */
+	creates?: string[];
+	createsRoutines?: string[];
+	/**
 	 * Writes the statement makes possible later on relations it names, without running them now
 	 * (gateway/policy/README.md, "Deferred and implicit execution"): a foreign key with `ON DELETE
 	 * CASCADE` added to `accounts` binds `DELETE` on accounts to deletes of the referenced table; an

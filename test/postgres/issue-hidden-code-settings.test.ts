@@ -48,11 +48,14 @@ describe("code the text does not show may change settings before the server repo
 			"CREATE OPERATOR ### (function = app_set, leftarg = text, rightarg = text)",
 			"CREATE VIEW v AS SELECT app_set('standard_conforming_strings', 'off') AS x",
 			"CREATE TABLE t (a text DEFAULT app_set('standard_conforming_strings', 'off'), b int)",
-			"CREATE FUNCTION public.upper(text) RETURNS text LANGUAGE sql AS $$ SELECT app_set('standard_conforming_strings', $1) $$",
 		]) {
 			await c.query(sql);
 		}
 		await c.end();
+		// A function named like a built-in is refused to the grant since red-team round 10 (it may capture
+		// other sessions' calls: issue-look-alike-names.test.ts); one that exists all the same (a DBA's)
+		// is what the session's search_path may still find first.
+		await fx.pg.query("CREATE FUNCTION public.upper(text) RETURNS text LANGUAGE sql AS $$ SELECT app_set('standard_conforming_strings', $1) $$");
 		scsOid = (await fx.pg.query("SELECT 'scs'::regtype::oid::int AS oid")).rows[0]!.oid;
 	});
 	after(async () => {
