@@ -264,6 +264,20 @@ const INTERCEPTOR_SWITCHES: ReadonlySet<string> = new Set([
 ]);
 /** Writes that take a value from a sequence (a column DEFAULT or identity drawing from it). */
 const SEQUENCE_WRITES = ["INSERT", "UPDATE", "MERGE"];
+/**
+ * ALTER TABLE subcommands that change which later writes succeed: a constraint added (`CHECK (false)
+ * NOT VALID` fails every later INSERT and UPDATE), dropped or made deferrable, NOT NULL set or
+ * dropped, a generated column turned into a plain one (later writes may set it).
+ */
+const CONSTRAINT_CHANGES: ReadonlySet<string> = new Set([
+	"AT_AddConstraint",
+	"AT_AddIndexConstraint",
+	"AT_DropConstraint",
+	"AT_AlterConstraint",
+	"AT_SetNotNull",
+	"AT_DropNotNull",
+	"AT_DropExpression",
+]);
 /** ALTER TABLE subcommands that change the value later writes give a column they do not name. */
 const DEFAULT_CHANGES: ReadonlySet<string> = new Set(["AT_ColumnDefault", "AT_CookedColumnDefault", "AT_AddIdentity", "AT_SetIdentity", "AT_DropIdentity"]);
 const POLICY_COMMANDS: Record<string, string[]> = {
@@ -297,6 +311,10 @@ function interceptors(type: string, b: PgNode, c: Collector): void {
 		// a column's default or identity is the value later INSERTs (and UPDATE ... SET c = DEFAULT)
 		// write where they name none: `SET DEFAULT true` on members.deleted hid every new member
 		if (subtypes.some((t) => DEFAULT_CHANGES.has(t))) c.binds.push({ kinds: ["INSERT", "UPDATE", "MERGE"], tables: [rangeVarName(b.relation as PgNode)] });
+		// which later writes succeed: `ADD CONSTRAINT ... CHECK (false) NOT VALID` made every INSERT
+		// and UPDATE of the application fail, `DROP CONSTRAINT balance_nonneg` let negative balances
+		// in (red-team round 10, test/postgres/issue-constraint-changes.test.ts)
+		if (subtypes.some((t) => CONSTRAINT_CHANGES.has(t))) c.binds.push({ kinds: ["INSERT", "UPDATE", "MERGE"], tables: [rangeVarName(b.relation as PgNode)] });
 	}
 	// A sequence is the value later INSERTs write in the columns whose default draws from it: `ALTER
 	// SEQUENCE accounts_id_seq RESTART` (or INCREMENT, MAXVALUE, AS smallint...) makes them collide
@@ -1329,7 +1347,9 @@ function visitStatement(
 	if ((type === "CreateFunctionStmt" && b.replace === true) || type === "AlterFunctionStmt" || (type === "DefineStmt" && b.replace === true)) {
 		reaches(c, LATER_WRITES);
 	}
-	if (type === "AlterDomainStmt" && b.subtype === "T") reaches(c, ["INSERT", "UPDATE", "MERGE"]);
+	// a domain's default, NOT NULL and constraints (SET|DROP DEFAULT, SET|DROP NOT NULL, ADD|DROP
+	// CONSTRAINT) decide what later writes to its columns give or may give, wherever it is used
+	if (type === "AlterDomainStmt" && ["T", "N", "O", "C", "X"].includes(String(b.subtype))) reaches(c, ["INSERT", "UPDATE", "MERGE"]);
 	// Renaming an enum value changes the value in every row of every column of that type (every
 	// 'active' account reads 'closed'): an UPDATE without WHERE of tables the statement does not name
 	// (red-team round 9, test/postgres/issue-enum-rename-writes.test.ts).
