@@ -111,6 +111,8 @@ interface CodeEffects {
 	kinds: readonly string[];
 	/** It updates or deletes without a WHERE (as `hasWhere: false`). */
 	unfiltered: boolean;
+	/** Routines it runs SQL built at run time in (PL/pgSQL EXECUTE): set only on the routine call chain. */
+	dynamic: readonly string[];
 }
 
 /** Definitions whose text names what they are attached to, not what they do: only their calls count. */
@@ -123,8 +125,10 @@ const CALLS_ONLY = new Set(["CREATE TRIGGER", "CREATE CONSTRAINT TRIGGER", "CREA
  */
 function codeEffects(text: string): CodeEffects {
 	const a = analyzeSql(/^\s*(CREATE|SELECT|WITH|VALUES)\b/i.test(text) ? text : `SELECT (${text})`);
-	const out: CodeEffects = { functions: [], tables: [], kinds: [], unfiltered: false };
+	const out: CodeEffects = { functions: [], tables: [], kinds: [], unfiltered: false, dynamic: [] };
 	if (!a.ok) return out;
+	// PL/pgSQL that EXECUTEs SQL built at run time: `dynamic-sql` alone also marks a static OPEN
+	const dynamic = a.statements.some((s) => s.risks?.some((r) => r.kind === "dynamic-sql") && s.risks.some((r) => r.kind === "unknown"));
 	const functions: string[] = [];
 	const tables: string[] = [];
 	const kinds: string[] = [];
@@ -137,7 +141,7 @@ function codeEffects(text: string): CodeEffects {
 		kinds.push(...s.kinds.filter((k) => !(definition && (k === s.kind || k === "CREATE"))));
 		if (s.hasWhere === false) out.unfiltered = true;
 	}
-	return { ...out, functions, tables, kinds };
+	return { ...out, functions, tables, kinds, dynamic: dynamic ? [text] : [] };
 }
 
 /**
@@ -156,17 +160,23 @@ async function followStoredCode(s: SqlStatementInfo, code: CodeCollector, catalo
 	const functions = new Set<string>(own);
 	const kinds = new Set<string>();
 	let unfiltered = false;
+	// routines the statement calls, and those they call in turn (not those triggers and defaults call)
+	const called = new Set<string>(own);
+	const dynamic: string[] = [];
 	const analysed = new Set<string>();
 	const looked = new Set<string>();
 	let frontier: string[] = [...own];
 	const tables = new Set<string>();
 	for (let round = 0; round < MAX_ROUTINE_DEPTH; round++) {
 		const reached: string[] = [];
-		const take = (text: string): void => {
+		const take = (text: string, caller?: string): void => {
 			if (analysed.has(text)) return;
 			analysed.add(text);
 			const e = codeEffects(text);
+			const chain = caller !== undefined && called.has(caller);
+			if (chain && e.dynamic.length > 0) dynamic.push(caller);
 			for (const f of e.functions) {
+				if (chain) called.add(f);
 				if (functions.has(f)) continue;
 				functions.add(f);
 				frontier.push(f);
@@ -185,7 +195,9 @@ async function followStoredCode(s: SqlStatementInfo, code: CodeCollector, catalo
 				return catalog.routineDefinitions!(parts.length >= 2 ? parts[parts.length - 2] : undefined, parts[parts.length - 1]!);
 			}),
 		);
-		for (const list of defs) for (const d of list) take(d);
+		defs.forEach((list, i) => {
+			for (const d of list) take(d, batch[i]);
+		});
 		// code that writes runs the write-time code of the tables it writes
 		if ([...kinds].some((k) => WRITE_KINDS.has(k))) code.writes = true;
 		const before = code.texts.size;
@@ -193,7 +205,7 @@ async function followStoredCode(s: SqlStatementInfo, code: CodeCollector, catalo
 		if (reached.length > 0) await expand(reached, catalog, seen, 0, reach, code);
 		if (frontier.length === 0 && code.texts.size === before) break;
 	}
-	return { functions: [...functions].filter((f) => !own.has(f)), tables: [...tables], kinds: [...kinds], unfiltered };
+	return { functions: [...functions].filter((f) => !own.has(f)), tables: [...tables], kinds: [...kinds], unfiltered, dynamic };
 }
 
 /**
@@ -309,6 +321,17 @@ export async function withBaseTables(analysis: SqlAnalysis, catalog: Catalog, op
 			const kinds = effects.kinds.filter((k) => !out.kinds.includes(k));
 			if (kinds.length > 0) fields.kinds = Object.freeze([...out.kinds, ...kinds]) as unknown as string[];
 			if (effects.unfiltered && out.hasWhere !== false) fields.hasWhere = false;
+			// A routine the statement calls that runs SQL built at run time may do anything: `SELECT
+			// run_sql('DELETE FROM accounts')`, a DBA's helper doing `EXECUTE q`, deleted every account
+			// under a rule on DELETE of accounts (red-team round 10,
+			// test/postgres/issue-writes-by-stored-code.test.ts). Deny by default, as for the agent's own
+			// EXECUTE: risk unknown (refused below admin, every rule of an admin grant). Triggers and
+			// defaults using EXECUTE (a generic audit trigger) do not count: the statement does not choose
+			// what they run.
+			if (effects.dynamic.length > 0) {
+				fields.risks = [...(out.risks ?? []), { kind: "unknown", detail: `${effects.dynamic[0]}() runs SQL built at run time (EXECUTE in its body)` }];
+				fields.readOnly = false;
+			}
 			if (Object.keys(fields).length > 0) out = withFields(out, fields);
 		}
 		statements.push(out);

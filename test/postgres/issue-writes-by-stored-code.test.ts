@@ -7,7 +7,9 @@
 // The gateway now follows, through the catalog, the stored code a statement runs and the bodies of the
 // user routines called (test/postgres/issue-functions-by-stored-code.test.ts for rules on functions):
 // what they write and read counts as the statement's tables and kinds, and an unfiltered write in
-// them as a write without WHERE.
+// them as a write without WHERE. A routine the statement calls that runs SQL built at run time
+// (`SELECT run_sql('DELETE FROM accounts')`, a DBA's helper doing `EXECUTE q`, deleted every account)
+// makes the statement `unknown` (deny by default).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { GuardrailRule } from "../../gateway/config/bundle.ts";
@@ -33,6 +35,11 @@ describe("what a DBA's routines and triggers write for the statement", () => {
 			"CREATE TRIGGER payout AFTER INSERT ON payouts FOR EACH ROW EXECUTE FUNCTION payout_row()",
 			"CREATE FUNCTION balance_of(acct int) RETURNS int LANGUAGE sql AS $$ SELECT balance FROM accounts WHERE id = acct $$",
 			"CREATE TABLE notes (id int, body text)",
+			// a DBA's helper running SQL it is given, and a generic audit trigger building its INSERT
+			"CREATE FUNCTION run_sql(q text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; END $$",
+			"CREATE TABLE notes_audit (op text, at timestamptz)",
+			"CREATE FUNCTION audit_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN EXECUTE format('INSERT INTO %I VALUES ($1, now())', TG_TABLE_NAME || '_audit') USING TG_OP; RETURN NEW; END $$",
+			"CREATE TRIGGER audited AFTER INSERT ON notes FOR EACH ROW EXECUTE FUNCTION audit_row()",
 		]) {
 			await fx.pg.query(sql);
 		}
@@ -58,10 +65,20 @@ describe("what a DBA's routines and triggers write for the statement", () => {
 		assert.deepEqual(await state(), { accounts: 5, total: 500, ledger: 2 });
 	});
 
+	test("a routine the statement calls that runs SQL built at run time is refused (deny by default)", async () => {
+		for (const sql of ["SELECT run_sql('DELETE FROM accounts')", "SELECT public.run_sql('UPDATE accounts SET balance = 0')"]) {
+			await assert.rejects(c.rw.query(sql), refusedByRule("builtin:unknown"), sql);
+			await assert.rejects(c.admin.query(sql), refusedByRule("keep-accounts"), sql);
+		}
+		assert.deepEqual(await state(), { accounts: 5, total: 500, ledger: 2 });
+	});
+
 	test("routines that write nothing ruled, and tables without such code, stay allowed", async () => {
 		assert.deepEqual((await c.rw.query("SELECT balance_of(1) AS b")).rows, [{ b: 100 }]);
+		// the audit trigger's EXECUTE is not the statement's choice: the INSERT runs (and is audited)
 		await c.rw.query("INSERT INTO notes VALUES (1, 'x')");
 		await c.rw.query("DELETE FROM notes WHERE id = 1");
+		assert.deepEqual((await c.fx.pg.query("SELECT op FROM notes_audit")).rows, [{ op: "INSERT" }]);
 		assert.deepEqual(await state(), { accounts: 5, total: 500, ledger: 2 });
 	});
 });
