@@ -237,7 +237,26 @@ function decodeClientMessage(code: number, raw: Buffer, buf: Buffer, start: numb
 		}
 		case ClientCode.FunctionCall: {
 			const r = new PayloadReader(buf, start, end, "FunctionCall");
-			return { type: "functionCall", raw, functionOid: r.uint32() };
+			const functionOid = r.uint32();
+			// The arguments are read for the recording only: a malformed rest is PostgreSQL's to refuse.
+			try {
+				const nf = r.int16();
+				if (nf < 0) throw new RangeError("negative count");
+				const formats: number[] = [];
+				for (let i = 0; i < nf; i++) formats.push(r.int16());
+				const na = r.int16();
+				if (na < 0) throw new RangeError("negative count");
+				const values: (Buffer | null)[] = [];
+				for (let i = 0; i < na; i++) {
+					const l = r.int32();
+					if (l === -1) values.push(null);
+					else if (l < 0) throw new RangeError("bad length");
+					else values.push(r.bytes(l));
+				}
+				return { type: "functionCall", raw, functionOid, args: { formats, values } };
+			} catch {
+				return { type: "functionCall", raw, functionOid };
+			}
 		}
 		case ClientCode.Password:
 			return { type: "password", raw, payload: buf.subarray(start, end) };

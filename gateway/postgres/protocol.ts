@@ -134,7 +134,13 @@ export type ClientMessage =
 	| { type: "copyData"; raw: Buffer; data: Buffer }
 	| { type: "copyDone"; raw: Buffer }
 	| { type: "copyFail"; raw: Buffer; message: string }
-	| { type: "functionCall"; raw: Buffer; functionOid: number }
+	| {
+			type: "functionCall";
+			raw: Buffer;
+			functionOid: number;
+			/** Argument format codes and values, as Bind's; undefined when the rest of the message is malformed. */
+			args?: { formats: number[]; values: (Buffer | null)[] };
+	  }
 	/** PasswordMessage / SASL messages: the payload is interpreted by the authentication state. */
 	| { type: "password"; raw: Buffer; payload: Buffer }
 	| { type: "terminate"; raw: Buffer };

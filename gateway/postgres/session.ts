@@ -218,7 +218,13 @@ type Unit = (
 	| { k: "execute"; portal: PortalRef; rows: number; started: number }
 	| { k: "close"; target: "S" | "P"; name: string }
 	| { k: "sync" }
-	| { k: "fn"; substitute?: Buffer; asQuery?: true }
+	| {
+			k: "fn";
+			substitute?: Buffer;
+			asQuery?: true;
+			/** A call forwarded upstream: recorded when it completes, fails or is cut off (once). */
+			call?: { oid: number; args: Extract<ClientMessage, { type: "functionCall" }>["args"]; started: number; recorded?: true };
+	  }
 ) & {
 	/** `syncSeg` when it was forwarded. */
 	sseg?: number;
@@ -607,7 +613,7 @@ export class Session {
 					this.toUpstream(clientMessages.query(BLOCKED_SQL));
 					return undefined;
 				}
-				this.push({ k: "fn" });
+				this.push({ k: "fn", call: { oid: m.functionOid, args: m.args, started: performance.now() } });
 				this.endSegment();
 				// a function called by OID is not classified: it may change names
 				this.nameChangedInSync = this.syncSeg;
@@ -1705,6 +1711,7 @@ export class Session {
 				return undefined;
 			case ServerCode.FunctionCallResponse:
 				if (u?.k !== "fn") this.desync("FunctionCallResponse");
+				else this.recordFunctionCall(u);
 				this.send(f.raw);
 				return undefined;
 			case ServerCode.CopyInResponse:
@@ -1789,6 +1796,7 @@ export class Session {
 			return;
 		}
 		if (u?.k === "fn") {
+			this.recordFunctionCall(u, error);
 			this.send(this.scrub(f));
 			return;
 		}
@@ -2244,6 +2252,31 @@ export class Session {
 		});
 	}
 
+	/**
+	 * A fast-path FunctionCall that was forwarded (an admin grant without masking or binding rules):
+	 * it runs any function by OID, so it is recorded like a statement, with its arguments masked as
+	 * parameters are. Its result value is not recorded (nor are a query's rows).
+	 */
+	private recordFunctionCall(u: Extract<Unit, { k: "fn" }>, error?: { code: string; message: string }): void {
+		const call = u.call;
+		if (!call || call.recorded) return;
+		call.recorded = true;
+		const params = call.args?.values.map((v, i) => {
+			if (v === null) return null;
+			const fmt = call.args?.formats.length === 1 ? call.args.formats[0] : call.args?.formats[i];
+			return fmt === 1 ? `<binary ${v.length} bytes>` : this.recordText(v.toString("utf8"));
+		});
+		this.emit({
+			type: "statement",
+			sql: `<FunctionCall oid=${call.oid}>`,
+			...(params ? (params.length > 0 ? { params } : {}) : { params: ["<malformed arguments>"] }),
+			statementKinds: ["FUNCTIONCALL"],
+			decision: "allow",
+			durationMs: round(performance.now() - call.started),
+			...(error ? { error } : { commandTag: "FUNCTION CALL" }),
+		});
+	}
+
 	// ---------------------------------------------------------------------------------------------
 	// end
 
@@ -2309,7 +2342,7 @@ export class Session {
 		let u: Unit | undefined;
 		for (let i = this.unitHead; i < this.units.length && !u; i++) {
 			const x = this.units[i];
-			if (x?.k === "simple" || x?.k === "execute") u = x;
+			if (x?.k === "simple" || x?.k === "execute" || (x?.k === "fn" && x.call)) u = x;
 		}
 		const error = { code: "57P01", message: this.scrubText(`interrupted: ${end.message ?? `session ended (${end.reason})`}`, false) };
 		if (u?.k === "simple" && !u.substitute) {
@@ -2328,6 +2361,8 @@ export class Session {
 			});
 		} else if (u?.k === "execute") {
 			this.recordExecute(u, undefined, error);
+		} else if (u?.k === "fn") {
+			this.recordFunctionCall(u, error);
 		}
 	}
 
