@@ -363,14 +363,13 @@ function offset(ms: number): string {
 	return `${sign}${String(m).padStart(2, "0")}:${s}`;
 }
 
-function oneLine(s: string, max = 160): string {
-	const flat = s.replace(/\s+/g, " ").trim();
-	return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
-}
 
 /**
  * One readable line per event (undefined for events summarised instead). Recorded text is the
  * agent's: control and bidi characters are shown escaped (cli/terminal-text.ts), never sent raw.
+ * Texts (SQL, commands, notices) are shown whole and as recorded, newlines as `\n`: they were cut at
+ * 160 characters with whitespace runs folded, so a statement padded past the cut (`SELECT 1 --
+ * aaaa…` then a newline and `DELETE FROM accounts`) showed only its harmless start.
  */
 export function describeEvent(e: StoredEvent): string | undefined {
 	const line = describeEventRaw(e);
@@ -390,12 +389,12 @@ function describeEventRaw(e: StoredEvent): string | undefined {
 			if (e.maskedColumns?.length) res.push(`masked ${e.maskedColumns.join(",")}`);
 			if (e.resultRows?.length) res.push(`${e.resultRows.length} row(s) captured${e.resultRowsTruncated ? " (capped)" : ""}`);
 			const params = e.params?.length ? ` params=${JSON.stringify(e.params)}` : "";
-			return `SQL    ${pad(e.decision.toUpperCase(), 8)} ${oneLine(e.sql)}${params}${rule}${appr}${res.length ? `  → ${res.join("; ")}` : ""}`;
+			return `SQL    ${pad(e.decision.toUpperCase(), 8)} ${e.sql}${params}${rule}${appr}${res.length ? `  → ${res.join("; ")}` : ""}`;
 		}
 		case "approval":
-			return `APPROVAL ${pad(e.phase, 8)} ${e.approvalId} rule=${e.rule} ${oneLine(e.command, 100)}${e.decidedBy?.length ? ` by ${e.decidedBy.join(", ")}` : ""}`;
+			return `APPROVAL ${pad(e.phase, 8)} ${e.approvalId} rule=${e.rule} ${e.command}${e.decidedBy?.length ? ` by ${e.decidedBy.join(", ")}` : ""}`;
 		case "exec":
-			return `EXEC   ${pad(e.decision.toUpperCase(), 8)} ${oneLine(e.command)}${rule}${appr}${e.exitCode !== undefined ? `  → exit ${e.exitCode}` : ""}${e.signal ? ` signal ${e.signal}` : ""}`;
+			return `EXEC   ${pad(e.decision.toUpperCase(), 8)} ${e.command}${rule}${appr}${e.exitCode !== undefined ? `  → exit ${e.exitCode}` : ""}${e.signal ? ` signal ${e.signal}` : ""}`;
 		case "sftp":
 			return `SFTP   ${pad(e.decision.toUpperCase(), 8)} ${e.op} ${e.path}${e.bytes !== undefined ? ` (${e.bytes} bytes)` : ""}`;
 		case "kube.request": {
@@ -404,7 +403,7 @@ function describeEventRaw(e: StoredEvent): string | undefined {
 			return `KUBE   ${pad(e.decision.toUpperCase(), 8)} ${e.verb} ${target}${rule}${appr}${e.status !== undefined ? `  → ${e.status}` : ""}${e.durationMs !== undefined ? ` ${e.durationMs} ms` : ""}`;
 		}
 		case "notice":
-			return `NOTICE ${oneLine(e.message)}`;
+			return `NOTICE ${e.message}`;
 		case "terminal":
 			return undefined;
 	}
