@@ -1307,6 +1307,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			}
 			setUpstream(up);
 			const decoder = pty ? new StringDecoder("utf8") : undefined;
+			const inDecoder = new StringDecoder("utf8");
 			// An exec with a pty is a terminal like a shell (`ssh -t gw bash`): when shell lines are
 			// checked, its typed lines are too. Without a pty its input is data (scp -t, tar): relayed.
 			const checkLines = pty !== undefined && lineRulesApply(this.#opts.store.current, state.auth.connection.name);
@@ -1342,6 +1343,9 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 							},
 						}
 					: {}),
+				// Its typed input is recorded like a shell's (the line filter records it when lines are
+				// checked): only the output was, and after `stty -echo` what was typed left no trace.
+				...(pty && !checkLines ? { input: (b: Buffer) => state.recorder.emit({ type: "terminal", stream: "i", data: inDecoder.write(b) }) } : {}),
 				inputFilter: checkLines,
 				onExit: record,
 			});
