@@ -25,7 +25,7 @@ import type { SessionDocument } from "../gateway/recording/format.ts";
 import { type PublicKeySet, publicKeySet } from "../gateway/recording/keys.ts";
 import { DirStore, parseEndpoint, type RecordingStore, S3Store } from "../gateway/recording/store.ts";
 import { readSignedDocument, type VerifiedContent, verifyAndRead, verifySession } from "../gateway/recording/verify.ts";
-import { terminalSafe } from "./terminal-text.ts";
+import { ReplayFilter, terminalSafe } from "./terminal-text.ts";
 
 const STORE_HELP = `Store (one of):
   --dir DIR              a local recordings directory (standalone mode)   env DRAWBRIDGE_RECORDINGS_DIR
@@ -94,8 +94,10 @@ ${STORE_HELP}
 `,
 	replay: `Usage: drawbridge recordings replay <session> [--speed N] [--max-idle SECONDS]
 
-Terminal sessions write the recorded output to this terminal with the original timing (the same as
-\`asciinema play terminal.cast\`). SQL and Kubernetes sessions print a timed statement/request log.
+Terminal sessions write the recorded output to this terminal with the original timing (as
+\`asciinema play terminal.cast\` does, but only text and the escape sequences that draw reach the
+terminal: clipboard writes, queries and reports are dropped). SQL and Kubernetes sessions print a
+timed statement/request log.
   --speed N              play N times faster (default 1)
   --max-idle SECONDS     cap pauses at this length (default: no cap)
   --no-verify            replay without verifying first (by default a recording that does not
@@ -543,14 +545,17 @@ async function cmdReplay(values: Values, positionals: string[], io: CliIo): Prom
 	if (s.cast) {
 		let prev = 0;
 		const lines = s.cast.split("\n").filter(Boolean);
+		// The output is the agent's: only sequences that draw reach the auditor's terminal.
+		const filter = new ReplayFilter();
 		for (const line of lines.slice(1)) {
 			const [t, stream, data] = JSON.parse(line) as [number, string, string];
 			if (stream !== "o") continue;
 			await wait(prev, t * 1000);
 			prev = t * 1000;
-			io.stdout(data);
+			const shown = filter.write(String(data));
+			if (shown) io.stdout(shown);
 		}
-		io.stdout("\n");
+		io.stdout(`${filter.end()}\n`);
 		return 0;
 	}
 	let prev = 0;

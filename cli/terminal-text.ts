@@ -24,3 +24,118 @@ function visible(ch: string): string {
 export function terminalSafe(text: string, opts: { keepNewlines?: boolean } = {}): string {
 	return text.replace(INVISIBLE_ALL, (ch) => (opts.keepNewlines && ch === "\n" ? ch : visible(ch)));
 }
+
+/** DEC private modes a replay may set: cursor keys, autowrap, blink, cursor shown, alternate screen, bracketed paste. */
+const REPLAY_PRIVATE_MODES = new Set(["1", "7", "12", "25", "47", "1047", "1048", "1049", "2004"]);
+/** CSI finals without a prefix a replay may send: SGR, cursor moves, erasing, scrolling, insert mode. */
+const REPLAY_CSI_FINALS = new Set("mABCDEFGHIJKLMPSTXZ@`abdefgrsu");
+const MAX_SEQUENCE = 64;
+
+/**
+ * The recorded terminal output an agent produced, made fit for an auditor's terminal by `replay`.
+ * Deny by default: text, BEL/BS/TAB/LF/CR, and escape sequences that only draw (colours, cursor moves,
+ * erasing, scroll regions, the alternate screen) pass; every other sequence is dropped whole:
+ * OSC/DCS/APC/PM/SOS strings (OSC 52 writes the auditor's clipboard, OSC 8 hides a link behind text,
+ * DCS queries), sequences the terminal answers into the auditor's input (device status and attributes,
+ * window reports, mode requests, ENQ), mouse and focus reporting, keyboard protocol changes, charset
+ * switches. Sequences may be split across `write` calls. `end()` undoes what replay left set.
+ */
+export class ReplayFilter {
+	#state: "ground" | "esc" | "charset" | "csi" | "string" | "string-esc" | "skip1" = "ground";
+	#seq = "";
+	#altScreen = false;
+	#charset = false;
+	#rendition = false;
+	#cursorHidden = false;
+
+	write(text: string): string {
+		let out = "";
+		for (const ch of text) {
+			const c = ch.codePointAt(0) ?? 0;
+			switch (this.#state) {
+				case "ground":
+					if (c === 0x1b) this.#begin("esc", ch);
+					else if (c === 0x9b) this.#begin("csi", "\x1b[");
+					else if (c === 0x90 || c === 0x98 || c === 0x9d || c === 0x9e || c === 0x9f) this.#begin("string", "");
+					else if (c === 0x07 || c === 0x08 || c === 0x09 || c === 0x0a || c === 0x0d || (c >= 0x20 && c !== 0x7f && (c < 0x80 || c > 0x9f))) out += ch;
+					break;
+				case "esc":
+					if (c === 0x1b) break;
+					if (ch === "[") {
+						this.#state = "csi";
+						this.#seq += ch;
+					} else if ("]PX^_".includes(ch)) this.#begin("string", "");
+					else if ("()*+".includes(ch)) {
+						this.#state = "charset";
+						this.#seq += ch;
+					} else if (ch === "#" || ch === " " || ch === "%") this.#state = "skip1";
+					else {
+						if ("78MDE=>H".includes(ch)) out += this.#seq + ch;
+						this.#state = "ground";
+					}
+					break;
+				case "charset":
+					if (ch === "B" || ch === "0") {
+						out += this.#seq + ch;
+						this.#charset = true;
+					}
+					this.#state = "ground";
+					break;
+				case "skip1":
+					this.#state = "ground";
+					break;
+				case "csi":
+					if (c === 0x18 || c === 0x1a) this.#state = "ground";
+					else if (c === 0x1b) this.#begin("esc", ch);
+					else if (c < 0x20) {
+						// a terminal runs a control met inside a sequence and goes on with the sequence
+						if (c === 0x07 || c === 0x08 || c === 0x09 || c === 0x0a || c === 0x0d) out += ch;
+					}
+					else if (c >= 0x40 && c <= 0x7e) {
+						out += this.#csi(this.#seq.slice(2), ch);
+						this.#state = "ground";
+					} else if (c >= 0x20 && c <= 0x3f && this.#seq.length < MAX_SEQUENCE) this.#seq += ch;
+					else this.#state = c >= 0x20 && c <= 0x3f ? "csi" : "ground";
+					break;
+				case "string":
+					// dropped up to BEL or ST (ESC \ or 0x9c); CAN and SUB cancel it
+					if (c === 0x07 || c === 0x9c || c === 0x18 || c === 0x1a) this.#state = "ground";
+					else if (c === 0x1b) this.#state = "string-esc";
+					break;
+				case "string-esc":
+					if (ch === "\\") this.#state = "ground";
+					else if (ch !== "\x1b") this.#state = "string";
+					break;
+			}
+		}
+		return out;
+	}
+
+	/** What to write after the replay: the default charset and rendition, the cursor shown, the main screen (what the replay changed). */
+	end(): string {
+		this.#state = "ground";
+		return `${this.#charset ? "\x1b(B" : ""}${this.#rendition ? "\x1b[0m" : ""}${this.#cursorHidden ? "\x1b[?25h" : ""}${this.#altScreen ? "\x1b[?1049l" : ""}`;
+	}
+
+	#begin(state: "esc" | "csi" | "string", seq: string): void {
+		this.#state = state;
+		this.#seq = seq;
+	}
+
+	/** A complete CSI sequence: itself when it only draws, else nothing. */
+	#csi(params: string, final: string): string {
+		if (params.length >= MAX_SEQUENCE - 2) return "";
+		if (params.startsWith("?") && (final === "h" || final === "l")) {
+			const modes = params.slice(1).split(";");
+			if (!modes.every((m) => REPLAY_PRIVATE_MODES.has(m))) return "";
+			if (modes.some((m) => m === "1049" || m === "1047" || m === "47")) this.#altScreen = final === "h";
+			if (modes.includes("25")) this.#cursorHidden = final === "l";
+			return `\x1b[${params}${final}`;
+		}
+		// parameters are digits and separators only: no private prefix (>, =, <) and no intermediates
+		if (!/^[0-9;:]*$/.test(params)) return "";
+		if (final === "h" || final === "l") return params === "4" ? `\x1b[${params}${final}` : "";
+		if (final === "m") this.#rendition = true;
+		return REPLAY_CSI_FINALS.has(final) ? `\x1b[${params}${final}` : "";
+	}
+}
