@@ -2332,37 +2332,53 @@ export class Session {
 	}
 
 	/**
-	 * The statement running upstream when the session ends (grant end, revocation, shutdown, client
-	 * gone) has no CommandComplete to record it: record it here as interrupted, so the timeline shows
-	 * what ran until the cut. Statements queued behind it never started and are not recorded.
+	 * What was forwarded upstream and not answered when the session ends (grant end, revocation,
+	 * shutdown, client gone) has no CommandComplete to record it: record it here, so the timeline
+	 * shows what ran until the cut. The first statement is the one running (`interrupted`); those
+	 * queued behind it (later statements of its Query, pipelined Queries, Executes, Binds and calls)
+	 * are already in the server's input and may run after it, even after a cancel (PostgreSQL reads
+	 * the next message once a statement ends): each is recorded as `not answered`. Only the first
+	 * used to be: `SELECT pg_sleep(1)` and `INSERT ...` sent as two Queries before the client closed
+	 * its socket inserted the row unrecorded (test/postgres/issue-queued-statements-unrecorded.test.ts).
 	 */
 	private recordInterrupted(end: SessionEnd): void {
-		// PostgreSQL flushes ParseComplete/BindComplete only at Sync, so in the extended protocol the
-		// running Execute may sit behind Parse/Bind/Describe units: the first statement unit is it.
-		let u: Unit | undefined;
-		for (let i = this.unitHead; i < this.units.length && !u; i++) {
-			const x = this.units[i];
-			if (x?.k === "simple" || x?.k === "execute" || (x?.k === "fn" && x.call)) u = x;
-		}
-		const error = { code: "57P01", message: this.scrubText(`interrupted: ${end.message ?? `session ended (${end.reason})`}`, false) };
-		if (u?.k === "simple" && !u.substitute) {
-			const s = u.statements[u.idx];
-			if (!s) return;
-			this.emit({
-				type: "statement",
-				sql: this.recordText(s.text),
-				statementKinds: s.kinds,
-				decision: u.decision,
-				...(u.rule ? { rule: u.rule } : {}),
-				...(u.approvalId ? { approvalId: u.approvalId } : {}),
-				durationMs: round(performance.now() - u.started),
-				rows: u.rows,
-				error,
-			});
-		} else if (u?.k === "execute") {
-			this.recordExecute(u, undefined, error);
-		} else if (u?.k === "fn") {
-			this.recordFunctionCall(u, error);
+		const why = end.message ?? `session ended (${end.reason})`;
+		const interrupted = { code: "57P01", message: this.scrubText(`interrupted: ${why}`, false) };
+		const unanswered = {
+			code: "57P01",
+			message: this.scrubText(`not answered: sent before the session ended (${why}); it may have run`, false),
+		};
+		let running = true;
+		const next = () => {
+			const e = running ? interrupted : unanswered;
+			running = false;
+			return e;
+		};
+		for (let i = this.unitHead; i < this.units.length; i++) {
+			const u = this.units[i];
+			if (u?.k === "simple" && !u.substitute) {
+				for (let j = u.idx; j < u.statements.length; j++) {
+					const s = u.statements[j];
+					if (!s) continue;
+					this.emit({
+						type: "statement",
+						sql: this.recordText(s.text),
+						statementKinds: s.kinds,
+						decision: u.decision,
+						...(u.rule ? { rule: u.rule } : {}),
+						...(u.approvalId ? { approvalId: u.approvalId } : {}),
+						...(j === u.idx ? { durationMs: round(performance.now() - u.started), rows: u.rows } : {}),
+						error: next(),
+					});
+				}
+			} else if (u?.k === "execute") {
+				this.recordExecute(u, undefined, next());
+			} else if (u?.k === "fn" && u.call) {
+				this.recordFunctionCall(u, next());
+			} else if (u?.k === "bind" && !u.substitute && !this.executeQueued(u.portal)) {
+				// converting its parameters may run code (a domain's CHECK), as at BindComplete
+				this.recordExecute({ k: "execute", portal: u.portal, rows: 0, started: performance.now() }, "BIND", unanswered);
+			}
 		}
 	}
 
