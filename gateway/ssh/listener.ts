@@ -910,6 +910,8 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		let pty: PseudoTtyInfo | undefined;
 		const env: Record<string, string> = {};
 		let upstreamChannel: ClientChannel | undefined;
+		/** The command this channel runs (`<shell>` for a shell), for the record of signals sent to it. */
+		let running: string | undefined;
 		// Certificate extensions restrict like sshd does: no permit-pty, no pty.
 		const certExt = state.auth.cert?.cert.extensions;
 		const forceCommand = state.auth.cert?.forceCommand;
@@ -957,11 +959,19 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			accept?.();
 		});
 		session.on("signal", (accept, reject, info) => {
+			// A signal acts on the target (it stops or kills the running command, an approved one
+			// included): it is recorded, it used to leave no trace.
+			const name = String(info.name).slice(0, 32);
 			try {
 				upstreamChannel?.signal(info.name);
+				state.recorder.emit({
+					type: "notice",
+					message: upstreamChannel ? `signal ${name} sent to ${JSON.stringify(running ?? "")}` : `signal ${name} requested with no command running (not sent)`,
+				});
 				accept?.();
 			} catch {
 				// ssh2 throws on a signal name outside RFC 4254's list: refused, the connection lives on.
+				state.recorder.emit({ type: "notice", message: `signal ${JSON.stringify(name)} refused (not a signal name of RFC 4254)` });
 				reject?.();
 			}
 		});
@@ -985,6 +995,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			ch.once("close", release);
 			if (forceCommand !== undefined) {
 				// force-command replaces the shell too (sshd semantics).
+				running = forceCommand;
 				this.#guarded(ch, state, this.#startExec(state, ch, forceCommand, pty, env, gone, (u) => {
 					upstreamChannel = u;
 				}));
@@ -995,6 +1006,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				this.#refuse(ch, state, `drawbridge: ${access.message}`, "<shell>", access.rule);
 				return;
 			}
+			running = "<shell>";
 			this.#guarded(ch, state, this.#startShell(state, ch, pty, env, (u) => {
 				upstreamChannel = u;
 			}));
@@ -1005,7 +1017,8 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			state.channels.add(ch);
 			ch.on("close", () => state.channels.delete(ch));
 			ch.once("close", release);
-			this.#guarded(ch, state, this.#startExec(state, ch, state.auth.cert?.forceCommand ?? info.command, pty, env, gone, (u) => {
+			running = state.auth.cert?.forceCommand ?? info.command;
+			this.#guarded(ch, state, this.#startExec(state, ch, running, pty, env, gone, (u) => {
 				upstreamChannel = u;
 			}));
 		});
