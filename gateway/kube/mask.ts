@@ -7,8 +7,13 @@ import { parseDocument, visit } from "yaml";
 
 export const MASKED = "<masked>";
 const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
-/** Bodies larger than this are recorded as a size only. */
-export const MAX_RECORDED_BODY = 256 * 1024;
+/**
+ * Bodies larger than this are recorded as a size only: the kube-apiserver's own default limit
+ * (`--max-request-bytes`, 3 MiB), so every body it takes by default is recorded whole. It was 256 KiB:
+ * a Deployment or RoleBinding padded past it (a 300 KiB annotation) was recorded as its size alone,
+ * what it changed nowhere in the recording (test/kube/issue-padded-body-unrecorded.test.ts).
+ */
+export const MAX_RECORDED_BODY = 3 * 1024 * 1024;
 
 function maskSecret(obj: Record<string, unknown>): void {
 	for (const field of ["data", "stringData"]) {
