@@ -91,8 +91,12 @@ export function recordableBody(body: Buffer, contentType: string | undefined, re
 		const text = body.toString("utf8");
 		parsed = (contentType ?? "").includes("yaml") ? parseYamlBody(text) : JSON.parse(text);
 	} catch {
-		// Unparseable secrets are never recorded verbatim.
-		return { unparsed: true, bytes: body.length, contentType };
+		// Unparseable secrets are never recorded verbatim. Other bodies the gateway does not read
+		// (protobuf, which the apiserver takes for creates and updates of built-in kinds; CBOR; YAML
+		// with tags) are recorded as their bytes: a size alone let a RoleBinding or a Deployment
+		// written in protobuf leave nothing of what it wrote (test/kube/issue-padded-body-unrecorded.test.ts).
+		if (isSecret) return { unparsed: true, bytes: body.length, contentType };
+		return { unparsed: true, bytes: body.length, contentType, base64: body.toString("base64") };
 	}
 	if (isSecret) maskSecretBody(parsed);
 	else walk(parsed);

