@@ -33,7 +33,7 @@ import { deleteAnswerRead, guardrailVerdict, mayHandOver, mayReachNode, mintingW
 
 /** Strictness of a guardrail action, as in gateway/policy/kube.ts. */
 const RANK = { allow: 0, audit: 1, requireApproval: 2, block: 3 } as const;
-import { ExecStreamObserver, isChannelProtocol, WsBoundary, wsChannelStatusFrame, wsCloseFrame } from "./wsexec.ts";
+import { ExecStreamObserver, type ExecStreamFraming, execStreamFraming, WsBoundary, wsChannelStatusFrame, wsCloseFrame } from "./wsexec.ts";
 
 export const PATH_PREFIX = "/k8s/";
 const TOKEN_CACHE_MAX = 10_000;
@@ -1307,7 +1307,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	// Upgraded connections (exec, attach, port-forward; SPDY/3.1 and WebSocket).
 
 	/** Terminal events from a WebSocket exec/attach stream, like the SSH path's. */
-	#execObserver(recorder: SessionRecorder): { obs: ExecStreamObserver; exitCode: () => number | undefined } {
+	#execObserver(recorder: SessionRecorder, framing: ExecStreamFraming): { obs: ExecStreamObserver; exitCode: () => number | undefined } {
 		const inDec = new StringDecoder("utf8");
 		const outDec = new StringDecoder("utf8");
 		let exitCode: number | undefined;
@@ -1318,7 +1318,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			exit: (code) => {
 				exitCode = code;
 			},
-		});
+		}, framing);
 		return { obs, exitCode: () => exitCode };
 	}
 
@@ -1371,10 +1371,10 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				socket.write(`${headerText}\r\n`);
 				const k = resolved!.kreq;
 				const protocol = ures.headers["sec-websocket-protocol"];
+				const websocket = String(ures.headers.upgrade ?? "").toLowerCase() === "websocket";
+				const framing = websocket ? execStreamFraming(protocol) : undefined;
 				const observer =
-					session && (k.subresource === "exec" || k.subresource === "attach") && isChannelProtocol(protocol)
-						? this.#execObserver(session.recorder)
-						: undefined;
+					session && (k.subresource === "exec" || k.subresource === "attach") && framing ? this.#execObserver(session.recorder, framing) : undefined;
 				if (observer) {
 					socket.on("data", (c: Buffer) => observer.obs.client(c));
 					usocket.on("data", (c: Buffer) => observer.obs.server(c));

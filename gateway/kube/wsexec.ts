@@ -5,7 +5,13 @@
  * (JSON `metav1.Status`, exit code in `details.causes[reason=ExitCode]`), 4 resize (JSON
  * `{"Width":..,"Height":..}`), 255 close-channel (v5). The relay is byte for byte; this only turns the
  * stream into recording events like the SSH path's. Bytes in, callbacks out; it never owns a socket
- * and never buffers more than one frame. SPDY streams are not decoded (see README).
+ * and never buffers more than one frame (one message with base64 framing). SPDY streams are not
+ * decoded (see README).
+ *
+ * The same channels travel with no subprotocol at all (the kubelet's default: binary framing) and
+ * with `base64.channel.k8s.io` / `v4.base64.channel.k8s.io` (text messages: the channel as an ASCII
+ * digit, then the data in base64). Both were relayed unobserved, so an agent choosing them ran a
+ * terminal that left no trace (recordings round 10, test/kube/wsexec.test.ts).
  */
 
 export interface ExecStreamEvents {
@@ -92,17 +98,24 @@ function exitFromStatus(json: string): { code: number; message?: string } | unde
 	}
 }
 
+export type ExecStreamFraming = "binary" | "base64";
+
 export class ExecStreamObserver {
 	readonly #client = new WsFramer();
 	readonly #server = new WsFramer();
 	readonly #on: ExecStreamEvents;
+	readonly #framing: ExecStreamFraming;
 	/** Channel of the message being continued, per direction. */
 	#clientChannel = -1;
 	#serverChannel = -1;
+	/** base64 framing: the text of the message being continued, per direction. */
+	#clientText: Buffer[] = [];
+	#serverText: Buffer[] = [];
 	#status = "";
 
-	constructor(on: ExecStreamEvents) {
+	constructor(on: ExecStreamEvents, framing: ExecStreamFraming = "binary") {
 		this.#on = on;
+		this.#framing = framing;
 	}
 
 	get broken(): boolean {
@@ -112,7 +125,7 @@ export class ExecStreamObserver {
 	/** Bytes the agent sent (masked frames). */
 	client(chunk: Buffer): void {
 		this.#client.push(chunk, (fin, opcode, payload) => {
-			const data = this.#payload(opcode, payload, "client");
+			const data = this.#framing === "base64" ? this.#base64(fin, opcode, payload, this.#clientText) : this.#payload(opcode, payload, "client");
 			if (!data) return;
 			const [channel, body] = data;
 			if (channel === 0) this.#on.input?.(body);
@@ -131,7 +144,7 @@ export class ExecStreamObserver {
 	/** Bytes the apiserver sent (unmasked frames). */
 	server(chunk: Buffer): void {
 		this.#server.push(chunk, (fin, opcode, payload) => {
-			const data = this.#payload(opcode, payload, "server");
+			const data = this.#framing === "base64" ? this.#base64(fin, opcode, payload, this.#serverText) : this.#payload(opcode, payload, "server");
 			if (!data) return;
 			const [channel, body] = data;
 			if (channel === 1 || channel === 2) this.#on.output?.(body);
@@ -145,6 +158,22 @@ export class ExecStreamObserver {
 			}
 			if (fin) this.#serverChannel = -1;
 		});
+	}
+
+	/** base64 framing: a whole message (its frames joined) as its channel and decoded data. */
+	#base64(fin: boolean, opcode: number, payload: Buffer, text: Buffer[]): [number, Buffer] | undefined {
+		if (opcode === WsOpcode.Binary || opcode === WsOpcode.Text) text.length = 0;
+		else if (opcode !== WsOpcode.Continuation || text.length === 0) return undefined; // control frames
+		text.push(payload);
+		if (!fin) {
+			if (text.reduce((n, b) => n + b.length, 0) > MAX_FRAME) text.length = 0;
+			return undefined;
+		}
+		const message = Buffer.concat(text);
+		text.length = 0;
+		const digit = message[0];
+		if (digit === undefined || digit < 0x30 || digit > 0x39) return undefined;
+		return [digit - 0x30, Buffer.from(message.subarray(1).toString("latin1"), "base64")];
 	}
 
 	#payload(opcode: number, payload: Buffer, dir: "client" | "server"): [number, Buffer] | undefined {
@@ -165,7 +194,19 @@ export class ExecStreamObserver {
 
 /** Subprotocols whose framing ExecStreamObserver understands. */
 export function isChannelProtocol(protocol: string | undefined): boolean {
-	return protocol === "channel.k8s.io" || protocol === "v4.channel.k8s.io" || protocol === "v5.channel.k8s.io";
+	return execStreamFraming(protocol) !== undefined;
+}
+
+/**
+ * The channel framing of a WebSocket exec/attach stream by its negotiated subprotocol: binary with none
+ * (the kubelet's default) and the `channel.k8s.io` family, base64 with the `base64.channel.k8s.io`
+ * family; undefined for anything else.
+ */
+export function execStreamFraming(protocol: string | undefined): ExecStreamFraming | undefined {
+	const p = (protocol ?? "").trim();
+	if (p === "" || p === "channel.k8s.io" || p === "v4.channel.k8s.io" || p === "v5.channel.k8s.io") return "binary";
+	if (p === "base64.channel.k8s.io" || p === "v4.base64.channel.k8s.io") return "base64";
+	return undefined;
 }
 
 /**
