@@ -1805,6 +1805,19 @@ export class Session {
 		// the statement never runs, but the agent sent it with its parameters, and code may have run
 		// evaluating them; it is recorded with the error, as a failed Execute would be.
 		if (u?.k === "bind") this.recordExecute({ k: "execute", portal: u.portal, rows: 0, started: performance.now() }, undefined, error);
+		// A Parse the server refused (a missing table or column, a syntax error): nothing behind it in the
+		// segment runs, so nothing else records what the agent sent; its simple-query twin is recorded.
+		if (u?.k === "parse") {
+			this.emit({
+				type: "statement",
+				sql: this.recordText(u.stmt.sql),
+				statementKinds: u.stmt.info?.kinds ?? [],
+				decision: u.stmt.decision,
+				...(u.stmt.rule ? { rule: u.stmt.rule } : {}),
+				...(u.stmt.approvalId ? { approvalId: u.stmt.approvalId } : {}),
+				error,
+			});
+		}
 		if (u?.k === "parse" && this.statements.get(u.stmt.name) === u.stmt) {
 			// the upstream did not create it: restore what it still has under that name
 			if (u.previous) this.statements.set(u.stmt.name, u.previous);
