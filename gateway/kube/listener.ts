@@ -680,6 +680,12 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			return existing;
 		}
 		const sock = req.socket;
+		// The spool stopping taking this session's events (a disk failure) ends it, with its streams: they
+		// must not run unrecorded. A later request opens a new recording or is refused (503).
+		let recordingFailed: Error | undefined;
+		let onRecordingFailure = (e: Error) => {
+			recordingFailed ??= e;
+		};
 		let recorder: SessionRecorder;
 		try {
 			recorder = await this.#opts.recorder.openSession({
@@ -700,7 +706,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				target: { user: impersonatedUser(r.identity), groups: impersonatedGroups(r.identity, r.grant).join(",") },
 				startedAt: new Date().toISOString(),
 				gateway: this.#opts.gatewayName ?? "gateway",
-			});
+			}, { onFailure: (e) => onRecordingFailure(e) });
 		} catch (e) {
 			throw new KubeGatewayError("recording", `recording unavailable, request refused: ${(e as Error).message}`);
 		}
@@ -732,7 +738,17 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			s.streams.clear();
 			void recorder.close({ reason: why === "expired" ? "grant-expired" : "grant-revoked" });
 		});
+		onRecordingFailure = (e) => {
+			if (this.#sessions.get(key) === s) this.#sessions.delete(key);
+			if (s.idle) clearTimeout(s.idle);
+			s.unwatch();
+			const message = `the session's recording failed (${e.message}); its streams are closed`;
+			for (const end of s.streams) end(message);
+			s.streams.clear();
+			void recorder.close({ reason: "error", message }).catch(() => undefined);
+		};
 		this.#sessions.set(key, s);
+		if (recordingFailed) onRecordingFailure(recordingFailed);
 		return s;
 	}
 

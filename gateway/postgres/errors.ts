@@ -26,7 +26,7 @@ export const PG_ERROR_CATALOGUE = {
 	upstream_protocol: { sqlstate: "08P01", severity: "FATAL" },
 	/** The grant ended (expired or revoked) during the session. */
 	grant_ended: { sqlstate: "57P01", severity: "FATAL" },
-	/** The recorder refused to open a session (fail closed). */
+	/** The recorder refused to open a session, or stopped taking its events (fail closed). */
 	recording_unavailable: { sqlstate: "53000", severity: "FATAL" },
 	/** Statement blocked by a guardrail or the grant's access level. */
 	statement_blocked: { sqlstate: "42501", severity: "ERROR" },

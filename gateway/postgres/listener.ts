@@ -492,6 +492,12 @@ class Handshake {
 			return livePolicy;
 		};
 		const sessionId = randomUUID();
+		// The spool stopping taking this session's events (a disk failure) ends the session: it must not
+		// run unrecorded. Until the session exists, the failure waits for it.
+		let recordingFailed: Error | undefined;
+		let onRecordingFailure = (e: Error) => {
+			recordingFailed ??= e;
+		};
 		// The recording is opened while the upstream connection is made: openSession resolves once the
 		// session's spool folder is durable (a few fsyncs, milliseconds on a busy disk), and waiting for
 		// that before dialling the server added it to every connection's set-up. Nothing reaches the
@@ -524,7 +530,7 @@ class Handshake {
 				},
 				startedAt: new Date().toISOString(),
 				gateway: o.gatewayName ?? hostname(),
-			})
+			}, { onFailure: (e) => onRecordingFailure(e) })
 			.then(
 				(ok) => ({ ok }),
 				(error: unknown) => ({ error }),
@@ -616,6 +622,12 @@ class Handshake {
 			},
 		});
 		unregister = this.l.register(session, keys.processId, keys.secretKey, target);
+		onRecordingFailure = (e) => {
+			const message = `terminating connection: the session's recording failed (${e.message}); a session is not run unrecorded`;
+			void this.l.cancelRunning(session);
+			session.terminate("recording_unavailable", message, { reason: "error", message });
+		};
+		if (recordingFailed) onRecordingFailure(recordingFailed);
 		unwatch = store.watchGrant(grant.key, (reason, g) => {
 			const message =
 				reason === "expired"

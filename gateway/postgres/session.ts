@@ -404,8 +404,8 @@ export class Session {
 		if (!this.namesUnseenByMasking && !this.o.live().maskingActive && statements.some(changesSessionNames)) this.namesUnseenByMasking = true;
 	}
 
-	/** End the session with a FATAL the client can read (grant end, shutdown). */
-	terminate(code: "grant_ended" | "shutdown" | "idle_timeout", message: string, end: SessionEnd): void {
+	/** End the session with a FATAL the client can read (grant end, shutdown, recording failure). */
+	terminate(code: "grant_ended" | "shutdown" | "idle_timeout" | "recording_unavailable", message: string, end: SessionEnd): void {
 		if (this.closed) return;
 		const e = new PgGatewayError(code, message);
 		this.writeClient(serverMessages.error(errorFieldsOf(e)));

@@ -701,6 +701,12 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		// the session accepted asks, and a recording that fails to open ends it.
 		const upstream = this.#connectUpstream(auth, bundle, sessionId);
 		upstream.catch(() => {});
+		// The spool stopping taking this session's events (a disk failure) ends the session: it must not
+		// run unrecorded. Until the session is set up, the failure waits for it.
+		let recordingFailed: Error | undefined;
+		let onRecordingFailure = (e: Error) => {
+			recordingFailed ??= e;
+		};
 		let recorder: SessionRecorder;
 		try {
 			recorder = await this.#opts.recorder.openSession({
@@ -726,7 +732,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				},
 				startedAt: new Date().toISOString(),
 				gateway: this.#opts.gatewayName ?? "gateway",
-			});
+			}, { onFailure: (e) => onRecordingFailure(e) });
 		} catch (e) {
 			upstream.then(
 				(u) => u.end(),
@@ -758,7 +764,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 				}),
 			() => {},
 		);
-		const endAll = (message: string, reason: "grant-expired" | "grant-revoked" | "policy") => {
+		const endAll = (message: string, reason: "grant-expired" | "grant-revoked" | "policy" | "error") => {
 			state.endReason = message;
 			recordRunning(state);
 			for (const ch of state.channels) closeWithMessage(ch, message);
@@ -766,6 +772,10 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 			void this.#endSession(state, { reason, message });
 			setTimeout(() => client.end(), 100).unref();
 		};
+		onRecordingFailure = (e) => {
+			if (!state.ended) endAll(`drawbridge: the session's recording failed (${e.message}); closing the session`, "error");
+		};
+		if (recordingFailed) onRecordingFailure(recordingFailed);
 		const unwatchGrant = this.#opts.store.watchGrant(auth.grant.key, (why, g) => {
 			endAll(
 				why === "expired"
@@ -814,7 +824,9 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 		recordRunning(state);
 		state.unwatch();
 		state.upstream.then((u) => u.end()).catch(() => {});
-		await state.recorder.close(end.message ? { reason: end.reason, message: end.message } : { reason: end.reason });
+		// A recording that failed (its spool refused events) rejects here; the recorder logged and counted
+		// it, and callers do not wait: a rejection left unhandled would end the gateway process.
+		await state.recorder.close(end.message ? { reason: end.reason, message: end.message } : { reason: end.reason }).catch(() => undefined);
 	}
 
 	#connectUpstream(auth: AuthResult, bundle: LoadedBundle, sessionId: string): Promise<InstanceType<typeof Client>> {

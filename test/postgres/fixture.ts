@@ -142,6 +142,8 @@ export interface FixtureOptions {
 	upstreamSslmode?: "disable" | "verify-full";
 	/** The gateway's catalogCacheTtlMs (default: the listener's, 60 s). */
 	catalogCacheTtlMs?: number;
+	/** A recorder for the gateway instead of the fixture's MemoryRecorder (whose `recorder` then stays empty). */
+	recorder?: Recorder;
 }
 
 export interface Fixture {
@@ -261,7 +263,7 @@ export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> 
 	const gateway = startPostgresListener({
 		store,
 		tls: { certPem: cert.certPem, keyPem: cert.keyPem },
-		recorder,
+		recorder: opts.recorder ?? recorder,
 		...(opts.approvals ? { approvals: opts.approvals } : {}),
 		...(opts.allowInsecure ? { allowInsecure: true } : {}),
 		...(opts.idleTimeoutMs ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
