@@ -1063,6 +1063,8 @@ class LiveSession implements SessionRecorder {
 	private dropped = 0;
 	private failed: Error | undefined;
 	private readonly recovering: boolean;
+	/** The last event's offsetMs: offsets never decrease, whatever the wall clock does. */
+	private lastOffsetMs = 0;
 
 	private readonly onFailure: ((error: Error) => void) | undefined;
 
@@ -1089,7 +1091,11 @@ class LiveSession implements SessionRecorder {
 		}
 		const now = this.rec.now();
 		const seq = ++this.seq;
-		const offsetMs = now - this.startMs;
+		// A wall clock stepped back (NTP, a VM resumed) would give later events earlier offsets: the
+		// timeline and terminal.cast (asciicast times must not decrease) would play them out of order.
+		// `time` stays the wall clock; `offsetMs` never goes back.
+		const offsetMs = Math.max(this.lastOffsetMs, now - this.startMs);
+		this.lastOffsetMs = offsetMs;
 		const cap = this.rec.options.maxCapturedRows;
 		if (event.type === "statement" && event.resultRows && event.resultRows.length > cap) {
 			event = { ...event, resultRows: event.resultRows.slice(0, cap), resultRowsTruncated: true };
