@@ -402,7 +402,10 @@ function describeEventRaw(e: StoredEvent): string | undefined {
 		case "kube.request": {
 			const resource = e.resource ? `${e.resource}${e.subresource ? `/${e.subresource}` : ""}${e.name ? `/${e.name}` : ""}` : e.path;
 			const target = [e.namespace ? `ns=${e.namespace}` : "", resource].filter(Boolean).join(" ");
-			return `KUBE   ${pad(e.decision.toUpperCase(), 8)} ${e.verb} ${target}${rule}${appr}${e.status !== undefined ? `  → ${e.status}` : ""}${e.durationMs !== undefined ? ` ${e.durationMs} ms` : ""}`;
+			// The path (its query holds an exec's command, dryRun, fieldManager...) and the recorded body
+			// (what a write wrote) are shown: the line said "create rolebindings" and nothing of whom it bound.
+			const body = e.body !== undefined ? `  body=${JSON.stringify(e.body)}` : "";
+			return `KUBE   ${pad(e.decision.toUpperCase(), 8)} ${e.verb} ${target}${rule}${appr}${e.status !== undefined ? `  → ${e.status}` : ""}${e.durationMs !== undefined ? ` ${e.durationMs} ms` : ""}  ${e.path}${body}`;
 		}
 		case "notice":
 			return `NOTICE ${e.message}`;

@@ -365,7 +365,7 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 		? `<h2>Kubernetes requests</h2><table id="kube"><thead><tr><th>Time</th><th>Verb</th><th>Resource</th><th>Namespace</th><th>Name</th><th>Decision</th><th>Rule / approval</th><th>Status</th><th>Path</th></tr></thead><tbody>${kube
 				.map((e) =>
 					e.type === "kube.request"
-						? `<tr>${`<td class="t">${escapeHtml(offset(e.offsetMs))}</td>`}<td>${escapeHtml(e.verb)}</td><td>${escapeHtml(e.resource)}${e.subresource ? `/${escapeHtml(e.subresource)}` : ""}</td><td>${escapeHtml(e.namespace ?? "")}</td><td>${escapeHtml(e.name ?? "")}</td><td>${decisionCell(e.decision)}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${escapeHtml(e.status ?? "")}</td><td class="mono">${escapeHtml(e.path)}</td></tr>`
+						? `<tr>${`<td class="t">${escapeHtml(offset(e.offsetMs))}</td>`}<td>${escapeHtml(e.verb)}</td><td>${escapeHtml(e.resource)}${e.subresource ? `/${escapeHtml(e.subresource)}` : ""}</td><td>${escapeHtml(e.namespace ?? "")}</td><td>${escapeHtml(e.name ?? "")}</td><td>${decisionCell(e.decision)}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${escapeHtml(e.status ?? "")}</td><td class="mono">${escapeHtml(e.path)}${e.body !== undefined ? `<br><small class="kube-body">body ${escapeHtml(JSON.stringify(e.body))}</small>` : ""}</td></tr>`
 						: "",
 				)
 				.join("\n")}</tbody></table>`
