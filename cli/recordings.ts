@@ -508,15 +508,31 @@ async function cmdShow(values: Values, positionals: string[], io: CliIo): Promis
 	io.stdout("\nTimeline\n");
 	let termOut = 0;
 	let termIn = 0;
+	// Typed input is listed line by line (replay plays the output only: what was typed without echo,
+	// after `stty -echo` or at a prompt that does not echo, showed nowhere else).
+	let typed = "";
+	let typedAt = 0;
+	const typedLine = () => {
+		if (typed.trim() !== "") io.stdout(`  ${offset(typedAt)}  TYPED  ${terminalSafe(typed)}\n`);
+		typed = "";
+	};
 	for (const e of s.events) {
 		if (e.type === "terminal") {
 			if (values.terminal) io.stdout(`  ${offset(e.offsetMs)}  TERM ${e.stream}  ${terminalSafe(JSON.stringify(e.data))}\n`);
 			else if (e.stream === "o") termOut += Buffer.byteLength(e.data);
-			else if (e.stream === "i") termIn += Buffer.byteLength(e.data);
+			else if (e.stream === "i") {
+				termIn += Buffer.byteLength(e.data);
+				for (const ch of e.data) {
+					typed += ch;
+					typedAt = e.offsetMs;
+					if (ch === "\r" || ch === "\n") typedLine();
+				}
+			}
 			continue;
 		}
 		io.stdout(`  ${offset(e.offsetMs)}  ${describeEvent(e)}\n`);
 	}
+	typedLine();
 	if (termOut || termIn) io.stdout(`  (terminal: ${termOut} bytes output, ${termIn} bytes input; --terminal to list, \`replay\` to watch)\n`);
 	return verified && !verified.ok ? 1 : 0;
 }

@@ -219,6 +219,34 @@ function page(base: string, title: string, who: Identity | undefined, body: stri
 }
 
 /** Captured (masked) result rows, when the data path recorded them. */
+/**
+ * Terminal input (`i` events) joined into typed lines, each placed at the event that ended it, among
+ * the other timeline events. The player plays output only: what was typed where the terminal did not
+ * echo it (`stty -echo`, a password prompt, a shell whose lines no rule checks) was on no page.
+ * Control keys stay visible as escapes (escapeHtml).
+ */
+function withTypedLines(events: StoredEvent[]): StoredEvent[] {
+	const out: StoredEvent[] = [];
+	let line = "";
+	let last: Extract<StoredEvent, { type: "terminal" }> | undefined;
+	for (const e of events) {
+		if (e.type !== "terminal") {
+			out.push(e);
+			continue;
+		}
+		for (const ch of e.data) {
+			line += ch;
+			last = e;
+			if (ch === "\r" || ch === "\n") {
+				if (line.trim() !== "") out.push({ ...e, data: line });
+				line = "";
+			}
+		}
+	}
+	if (line !== "" && last) out.push({ ...last, data: line });
+	return out;
+}
+
 function capturedRows(e: { resultColumns?: string[]; resultRows?: (string | null)[][]; resultRowsTruncated?: boolean }): string {
 	if (!e.resultRows?.length) return "";
 	const head = e.resultColumns?.length ? `<tr>${e.resultColumns.map((c) => `<th>${escapeHtml(c)}</th>`).join("")}</tr>` : "";
@@ -340,7 +368,7 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 <dt>Integrity</dt><dd>${verifyBadge(v, keys)}</dd>
 </dl>`
 		: `<p>No session.json yet: the session is still open or uploading.</p><p>${verifyBadge(v, keys)}</p>`;
-	const sql = events.filter((e) => e.type === "statement" || e.type === "approval" || e.type === "exec" || e.type === "sftp" || e.type === "notice");
+	const sql = withTypedLines(events.filter((e) => e.type === "statement" || e.type === "approval" || e.type === "exec" || e.type === "sftp" || e.type === "notice" || (e.type === "terminal" && e.stream === "i")));
 	const timeline = sql.length
 		? `<h2>Timeline: statements, commands, decisions and approvals</h2><table id="timeline"><thead><tr><th>Time</th><th>Kind</th><th>Decision</th><th>Statement / command</th><th>Rule / approval</th><th>Result</th></tr></thead><tbody>${sql
 				.map((e) => {
@@ -354,6 +382,8 @@ function sessionPage(base: string, who: Identity, prefix: string, doc: SessionDo
 							return `<tr class="ev-exec">${t}<td>Command</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.command)}</td><td>${escapeHtml(e.rule ?? "")} ${escapeHtml(e.approvalId ?? "")}</td><td>${e.exitCode !== undefined ? `exit ${escapeHtml(e.exitCode)}` : ""}${e.signal ? ` ${escapeHtml(e.signal)}` : ""}</td></tr>`;
 						case "sftp":
 							return `<tr class="ev-sftp">${t}<td>SFTP</td><td>${decisionCell(e.decision)}</td><td class="sql">${escapeHtml(e.op)} ${escapeHtml(e.path)}</td><td></td><td>${escapeHtml(e.bytes ?? "")}</td></tr>`;
+						case "terminal":
+							return `<tr class="ev-input">${t}<td>Typed</td><td></td><td class="sql">${escapeHtml(e.data)}</td><td></td><td></td></tr>`;
 						default:
 							return `<tr class="ev-notice">${t}<td>Notice</td><td></td><td class="sql">${escapeHtml((e as { message?: string }).message)}</td><td></td><td></td></tr>`;
 					}
