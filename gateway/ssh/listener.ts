@@ -966,8 +966,13 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 						type: "notice",
 						message: `env ${info.key} dropped: ${info.val} is not a UTF-8 locale (in a multibyte charset such as BIG5 or GBK the target's shell can read a backslash as part of a character, and the command line differently from the gateway)`,
 					});
-				} else env[info.key] = info.val;
-			}
+				} else {
+					env[info.key] = info.val;
+					// Relayed values change what the target's commands do (a locale's charset, TERM's
+					// capabilities): recorded, as the dropped ones are.
+					state.recorder.emit({ type: "notice", message: `env ${info.key}=${info.val} relayed to the target` });
+				}
+			} else state.recorder.emit({ type: "notice", message: `env ${String(info.key).slice(0, 64)} dropped: only LANG, LC_* and TERM are relayed` });
 			accept?.();
 		});
 		session.on("signal", (accept, reject, info) => {
