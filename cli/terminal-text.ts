@@ -30,6 +30,8 @@ const REPLAY_PRIVATE_MODES = new Set(["1", "7", "12", "25", "47", "1047", "1048"
 /** CSI finals without a prefix a replay may send: SGR, cursor moves, erasing, scrolling, insert mode. */
 const REPLAY_CSI_FINALS = new Set("mABCDEFGHIJKLMPSTXZ@`abdefgrsu");
 const MAX_SEQUENCE = 64;
+/** A terminal's default for each of REPLAY_PRIVATE_MODES (1048 saves the cursor: nothing to undo). */
+const REPLAY_MODE_DEFAULTS: Record<string, "h" | "l" | undefined> = { "1": "l", "7": "h", "12": "l", "25": "h", "47": "l", "1047": "l", "1049": "l", "2004": "l" };
 
 /**
  * The recorded terminal output an agent produced, made fit for an auditor's terminal by `replay`.
@@ -38,15 +40,18 @@ const MAX_SEQUENCE = 64;
  * OSC/DCS/APC/PM/SOS strings (OSC 52 writes the auditor's clipboard, OSC 8 hides a link behind text,
  * DCS queries), sequences the terminal answers into the auditor's input (device status and attributes,
  * window reports, mode requests, ENQ), mouse and focus reporting, keyboard protocol changes, charset
- * switches. Sequences may be split across `write` calls. `end()` undoes what replay left set.
+ * switches. Sequences may be split across `write` calls. `end()` undoes what the replay left set
+ * (charset, rendition, scroll region, insert mode, private modes, the alternate screen).
  */
 export class ReplayFilter {
 	#state: "ground" | "esc" | "charset" | "csi" | "string" | "string-esc" | "skip1" = "ground";
 	#seq = "";
-	#altScreen = false;
 	#charset = false;
 	#rendition = false;
-	#cursorHidden = false;
+	#scrollRegion = false;
+	#insertMode = false;
+	/** DEC private modes the replay set, by number: their last value ("h" or "l"). */
+	readonly #modes = new Map<string, "h" | "l">();
 
 	write(text: string): string {
 		let out = "";
@@ -114,7 +119,14 @@ export class ReplayFilter {
 	/** What to write after the replay: the default charset and rendition, the cursor shown, the main screen (what the replay changed). */
 	end(): string {
 		this.#state = "ground";
-		return `${this.#charset ? "\x1b(B" : ""}${this.#rendition ? "\x1b[0m" : ""}${this.#cursorHidden ? "\x1b[?25h" : ""}${this.#altScreen ? "\x1b[?1049l" : ""}`;
+		let out = `${this.#charset ? "\x1b(B" : ""}${this.#rendition ? "\x1b[0m" : ""}${this.#scrollRegion ? "\x1b[r" : ""}${this.#insertMode ? "\x1b[4l" : ""}`;
+		// every private mode left other than a terminal's default, the main screen last
+		for (const [mode, value] of this.#modes) {
+			const normal = REPLAY_MODE_DEFAULTS[mode];
+			if (normal && value !== normal && mode !== "1049" && mode !== "1047" && mode !== "47") out += `\x1b[?${mode}${normal}`;
+		}
+		if (["1049", "1047", "47"].some((m) => this.#modes.get(m) === "h")) out += "\x1b[?1049l";
+		return out;
 	}
 
 	#begin(state: "esc" | "csi" | "string", seq: string): void {
@@ -128,14 +140,18 @@ export class ReplayFilter {
 		if (params.startsWith("?") && (final === "h" || final === "l")) {
 			const modes = params.slice(1).split(";");
 			if (!modes.every((m) => REPLAY_PRIVATE_MODES.has(m))) return "";
-			if (modes.some((m) => m === "1049" || m === "1047" || m === "47")) this.#altScreen = final === "h";
-			if (modes.includes("25")) this.#cursorHidden = final === "l";
+			for (const m of modes) this.#modes.set(m, final);
 			return `\x1b[${params}${final}`;
 		}
 		// parameters are digits and separators only: no private prefix (>, =, <) and no intermediates
 		if (!/^[0-9;:]*$/.test(params)) return "";
-		if (final === "h" || final === "l") return params === "4" ? `\x1b[${params}${final}` : "";
+		if (final === "h" || final === "l") {
+			if (params !== "4") return "";
+			this.#insertMode = final === "h";
+			return `\x1b[${params}${final}`;
+		}
 		if (final === "m") this.#rendition = true;
+		if (final === "r") this.#scrollRegion = true;
 		return REPLAY_CSI_FINALS.has(final) ? `\x1b[${params}${final}` : "";
 	}
 }

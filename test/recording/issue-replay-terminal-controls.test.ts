@@ -7,8 +7,8 @@
  * window reports made the terminal type its answers into the auditor's shell after the replay, mouse
  * reporting left it typing on every mouse move, DCS queries, ENQ, charset switches. The replay now
  * passes text and the sequences that only draw (colours, cursor moves, erasing, the alternate screen)
- * and drops every other one, also when a sequence is split across recorded frames; the terminal is
- * left with the default rendition, the cursor shown and the main screen.
+ * and drops every other one, also when a sequence is split across recorded frames; what the replay
+ * left set (rendition, scroll region, insert mode, autowrap, cursor, the alternate screen) is undone.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -62,6 +62,8 @@ test("replay passes what draws and drops what acts on the auditor's terminal", a
 		s.emit({ type: "terminal", stream: "o", data: "VISIBLE-2\x1b]5" });
 		s.emit({ type: "terminal", stream: "o", data: `2;c;${PAYLOAD}` });
 		s.emit({ type: "terminal", stream: "o", data: "\x07VISIBLE-3 \x1b[?1049h\x1b[2J\x1b[HFULLSCREEN" });
+		// modes a full-screen program leaves set when it is killed: scroll region, insert, no autowrap, hidden cursor
+		s.emit({ type: "terminal", stream: "o", data: "\x1b[2;10r\x1b[4h\x1b[?7l\x1b[?25l\x1b[?2004h" });
 		await s.close({ reason: "client-closed" });
 		await rec.drain(20_000);
 	} finally {
@@ -77,6 +79,7 @@ test("replay passes what draws and drops what acts on the auditor's terminal", a
 	// what draws is kept, in order
 	assert.ok(out.includes("$ ls\r\n\x1b[1;32mGREEN\x1b[0m VISIBLE-1\r\n"), JSON.stringify(out));
 	assert.match(out, /VISIBLE-2VISIBLE-3 \x1b\[\?1049h\x1b\[2J\x1b\[HFULLSCREEN/);
-	// and the auditor's terminal is given back: the default rendition, the main screen
-	assert.ok(out.endsWith("FULLSCREEN\x1b[0m\x1b[?1049l\n"), JSON.stringify(out.slice(-40)));
+	// and the auditor's terminal is given back: rendition, scroll region, insert mode, private modes, main screen
+	const tail = out.slice(out.indexOf("FULLSCREEN") + "FULLSCREEN".length);
+	assert.equal(tail, "\x1b[2;10r\x1b[4h\x1b[?7l\x1b[?25l\x1b[?2004h\x1b[0m\x1b[r\x1b[4l\x1b[?7h\x1b[?25h\x1b[?2004l\x1b[?1049l\n", JSON.stringify(tail));
 });
