@@ -41,7 +41,7 @@ const REPLAY_MODE_DEFAULTS: Record<string, "h" | "l" | undefined> = { "1": "l", 
  * DCS queries), sequences the terminal answers into the auditor's input (device status and attributes,
  * window reports, mode requests, ENQ), mouse and focus reporting, keyboard protocol changes, charset
  * switches. Sequences may be split across `write` calls. `end()` undoes what the replay left set
- * (charset, rendition, scroll region, insert mode, private modes, the alternate screen).
+ * (charset, rendition, scroll region, insert mode, keypad mode, private modes, the alternate screen).
  */
 export class ReplayFilter {
 	#state: "ground" | "esc" | "charset" | "csi" | "string" | "string-esc" | "skip1" = "ground";
@@ -50,6 +50,7 @@ export class ReplayFilter {
 	#rendition = false;
 	#scrollRegion = false;
 	#insertMode = false;
+	#keypad = false;
 	/** DEC private modes the replay set, by number: their last value ("h" or "l"). */
 	readonly #modes = new Map<string, "h" | "l">();
 
@@ -76,6 +77,7 @@ export class ReplayFilter {
 					} else if (ch === "#" || ch === " " || ch === "%") this.#state = "skip1";
 					else {
 						if ("78MDE=>H".includes(ch)) out += this.#seq + ch;
+						if (ch === "=" || ch === ">") this.#keypad = ch === "=";
 						this.#state = "ground";
 					}
 					break;
@@ -119,7 +121,7 @@ export class ReplayFilter {
 	/** What to write after the replay: the default charset and rendition, the cursor shown, the main screen (what the replay changed). */
 	end(): string {
 		this.#state = "ground";
-		let out = `${this.#charset ? "\x1b(B" : ""}${this.#rendition ? "\x1b[0m" : ""}${this.#scrollRegion ? "\x1b[r" : ""}${this.#insertMode ? "\x1b[4l" : ""}`;
+		let out = `${this.#charset ? "\x1b(B" : ""}${this.#rendition ? "\x1b[0m" : ""}${this.#scrollRegion ? "\x1b[r" : ""}${this.#insertMode ? "\x1b[4l" : ""}${this.#keypad ? "\x1b>" : ""}`;
 		// every private mode left other than a terminal's default, the main screen last
 		for (const [mode, value] of this.#modes) {
 			const normal = REPLAY_MODE_DEFAULTS[mode];

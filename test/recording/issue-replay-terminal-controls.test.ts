@@ -63,7 +63,7 @@ test("replay passes what draws and drops what acts on the auditor's terminal", a
 		s.emit({ type: "terminal", stream: "o", data: `2;c;${PAYLOAD}` });
 		s.emit({ type: "terminal", stream: "o", data: "\x07VISIBLE-3 \x1b[?1049h\x1b[2J\x1b[HFULLSCREEN" });
 		// modes a full-screen program leaves set when it is killed: scroll region, insert, no autowrap, hidden cursor
-		s.emit({ type: "terminal", stream: "o", data: "\x1b[2;10r\x1b[4h\x1b[?7l\x1b[?25l\x1b[?2004h" });
+		s.emit({ type: "terminal", stream: "o", data: "\x1b[2;10r\x1b[4h\x1b[?7l\x1b[?25l\x1b[?2004h\x1b=" });
 		await s.close({ reason: "client-closed" });
 		await rec.drain(20_000);
 	} finally {
@@ -81,5 +81,5 @@ test("replay passes what draws and drops what acts on the auditor's terminal", a
 	assert.match(out, /VISIBLE-2VISIBLE-3 \x1b\[\?1049h\x1b\[2J\x1b\[HFULLSCREEN/);
 	// and the auditor's terminal is given back: rendition, scroll region, insert mode, private modes, main screen
 	const tail = out.slice(out.indexOf("FULLSCREEN") + "FULLSCREEN".length);
-	assert.equal(tail, "\x1b[2;10r\x1b[4h\x1b[?7l\x1b[?25l\x1b[?2004h\x1b[0m\x1b[r\x1b[4l\x1b[?7h\x1b[?25h\x1b[?2004l\x1b[?1049l\n", JSON.stringify(tail));
+	assert.equal(tail, "\x1b[2;10r\x1b[4h\x1b[?7l\x1b[?25l\x1b[?2004h\x1b=\x1b[0m\x1b[r\x1b[4l\x1b>\x1b[?7h\x1b[?25h\x1b[?2004l\x1b[?1049l\n", JSON.stringify(tail));
 });
