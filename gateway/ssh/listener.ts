@@ -1534,9 +1534,16 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 					decision: "allow",
 				}),
 			);
+			// Handles still open are reported when the channel ends, or when the session ends first (its
+			// recording closes before the channel's end arrives: a write left open was missing).
+			const finish = () => {
+				state.running.delete(finish);
+				observer.finish();
+			};
+			state.running.add(finish);
 			this.#relay(ch, up, {
 				output: (b) => observer.server(b),
-				onExit: () => observer.finish(),
+				onExit: finish,
 				inputFilter: true,
 			});
 			// Client → target goes through the guard packet by packet (README "SFTP"): what would change
