@@ -265,6 +265,8 @@ export class Session {
 	private endReason: SessionEnd | undefined;
 	private readonly pendingApprovals = new Set<string>();
 	private lastActivity = Date.now();
+	/** The gateway ended the session and cancelled its running statement (see recordInterrupted). */
+	private cancelledAtEnd = false;
 	private idleTimer: NodeJS.Timeout | undefined;
 
 	/*
@@ -407,6 +409,8 @@ export class Session {
 	/** End the session with a FATAL the client can read (grant end, shutdown, recording failure). */
 	terminate(code: "grant_ended" | "shutdown" | "idle_timeout" | "recording_unavailable", message: string, end: SessionEnd): void {
 		if (this.closed) return;
+		// Every caller cancelled the running statement first (nothing runs when the session is idle).
+		this.cancelledAtEnd = true;
 		const e = new PgGatewayError(code, message);
 		this.writeClient(serverMessages.error(errorFieldsOf(e)));
 		this.close(end);
@@ -2347,8 +2351,8 @@ export class Session {
 	/**
 	 * What was forwarded upstream and not answered when the session ends (grant end, revocation,
 	 * shutdown, client gone) has no CommandComplete to record it: record it here, so the timeline
-	 * shows what ran until the cut. The first statement is the one running (`interrupted`); those
-	 * queued behind it (later statements of its Query, pipelined Queries, Executes, Binds and calls)
+	 * shows what ran until the cut. The first statement is the one running (`interrupted` when the
+	 * gateway cancelled it, else `not answered`: it may run on to its end); those queued behind it (later statements of its Query, pipelined Queries, Executes, Binds and calls)
 	 * are already in the server's input and may run after it, even after a cancel (PostgreSQL reads
 	 * the next message once a statement ends): each is recorded as `not answered`. Only the first
 	 * used to be: `SELECT pg_sleep(1)` and `INSERT ...` sent as two Queries before the client closed
@@ -2361,7 +2365,10 @@ export class Session {
 			code: "57P01",
 			message: this.scrubText(`not answered: sent before the session ended (${why}); it may have run`, false),
 		};
-		let running = true;
+		// The running statement was interrupted only when the gateway cancelled it (terminate()); when
+		// the client or the server went away nothing stopped it: it was recorded as interrupted though
+		// it ran on to its end, which the recording cannot know.
+		let running = this.cancelledAtEnd;
 		const next = () => {
 			const e = running ? interrupted : unanswered;
 			running = false;

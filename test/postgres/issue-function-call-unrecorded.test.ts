@@ -87,7 +87,7 @@ describe("a forwarded FunctionCall is recorded", () => {
 		assert.equal(events[0]!.error?.code, "22P02"); // malformed record literal
 	});
 
-	test("a call still running when the session ends is recorded as interrupted", async () => {
+	test("a call still running when the session ends is recorded then", async () => {
 		const c = await RawClient.login(fx.port, fx.caPem, CONNECTION, await fx.token("root"));
 		c.send(functionCall(sleep, ["600"]));
 		await until("pg_sleep running", async () => (await fx.pg.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'")).rows[0]!.n > 0);
