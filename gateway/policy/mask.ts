@@ -226,6 +226,7 @@ function collectRefs(node: unknown, { rels, funcs, names, ops, fieldNames }: Ref
 		if (typeof o.relname === "string") {
 			const schema = typeof o.schemaname === "string" ? o.schemaname : undefined;
 			rels.set(relKey(schema, o.relname), [schema, o.relname]);
+			if (schema === undefined && printedBare.has(o)) rels.set(relKey("pg_catalog", o.relname), ["pg_catalog", o.relname]);
 			// The bare name too: a relation created or moved elsewhere may shadow what it resolves to.
 			if (schema !== undefined) rels.set(relKey(undefined, o.relname), [undefined, o.relname]);
 		}
@@ -359,11 +360,43 @@ function sameTextDdl(trees: PgNode[], r: Resolved): void {
 	for (const n of r.fieldCalls.keys()) if (anyName || created.has(n)) r.fieldCalls.set(n, true);
 }
 
+/**
+ * A view's definition as a tree, its bare relation names marked (printedBare). The catalog prints
+ * definitions with pg_catalog alone in the search_path, so a relation name it leaves bare is
+ * pg_catalog's (or a CTE's): read with the session's own search_path, a client that started with
+ * `search_path = s12, pg_catalog` (s12 holding a clean table named `pg_stats`) had a DBA's view
+ * over pg_catalog.pg_stats analysed as over s12's and read the phones in its sample values raw.
+ * The tree is a copy: the parser's cache shares trees with statements clients send.
+ */
 function viewTree(rel: RelationInfo): PgNode | undefined {
 	if (!rel.viewDefinition) return undefined;
 	const a = analyzeSql(rel.viewDefinition);
 	if (!a.ok || a.statements.length !== 1) return undefined;
-	return statementTree(a.statements[0]!);
+	const shared = statementTree(a.statements[0]!);
+	if (!shared) return undefined;
+	const tree = structuredClone(shared);
+	const stack: unknown[] = [tree];
+	while (stack.length > 0) {
+		const n = stack.pop();
+		if (!n || typeof n !== "object") continue;
+		if (Array.isArray(n)) {
+			for (const x of n) stack.push(x);
+			continue;
+		}
+		const o = n as PgNode;
+		if (typeof o.relname === "string" && typeof o.schemaname !== "string") printedBare.add(o);
+		for (const v of Object.values(o)) if (v && typeof v === "object") stack.push(v);
+	}
+	return tree;
+}
+
+/** RangeVars of printed view definitions whose name was left bare: pg_catalog's unless a CTE's. */
+const printedBare = new WeakSet<object>();
+
+/** The schema a RangeVar names: its own, or pg_catalog for a bare name in a printed definition. */
+function rangeVarSchema(rv: PgNode): string | undefined {
+	if (typeof rv.schemaname === "string") return rv.schemaname;
+	return printedBare.has(rv) ? "pg_catalog" : undefined;
 }
 
 /**
@@ -1372,8 +1405,10 @@ class Analyzer {
 			const cte = findCte(scope, name);
 			if (cte) return itemFromOutputs(alias, cte, colnames);
 		}
-		const rel = this.resolved.relations.get(relKey(schema, name));
-		const o = this.relationOutputs(rel ?? undefined, schema ? `${schema}.${name}` : name);
+		// A bare name in a view's printed definition is pg_catalog's once no CTE took it.
+		const at = schema ?? rangeVarSchema(rv);
+		const rel = this.resolved.relations.get(relKey(at, name));
+		const o = this.relationOutputs(rel ?? undefined, at ? `${at}.${name}` : name);
 		const item = itemFromOutputs(alias, o, colnames);
 		if (!aliasNode) item.relation = rel ? { schema: rel.schema, name: rel.name } : { schema, name };
 		if (rel && SYSTEM_COLUMN_KINDS.has(rel.kind)) item.systemColumns = true;

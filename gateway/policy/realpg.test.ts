@@ -26,13 +26,21 @@ class LiveCatalog implements Catalog, FunctionCatalog {
 
 	async #load(where: string, param: string | number): Promise<RelationInfo | undefined> {
 		const r = await this.c.query(
-			`SELECT c.oid::int AS oid, n.nspname, c.relname, c.relkind,
-			        CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END AS def
+			`SELECT c.oid::int AS oid, n.nspname, c.relname, c.relkind
 			   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${where}`,
 			[param],
 		);
-		const row = r.rows[0] as { oid: number; nspname: string; relname: string; relkind: string; def: string | null } | undefined;
+		const row = r.rows[0] as { oid: number; nspname: string; relname: string; relkind: string; def?: string | null } | undefined;
 		if (!row) return undefined;
+		// Printed as the gateway's catalog prints it: pg_catalog alone in the search_path (for this
+		// statement only), so names outside pg_catalog come out schema-qualified.
+		row.def = (
+			await this.c.query(
+				`SELECT CASE WHEN $2 IN ('v', 'm') THEN pg_catalog.pg_get_viewdef($1::oid) END AS def
+				   FROM (SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)) p`,
+				[row.oid, row.relkind],
+			)
+		).rows[0]?.def;
 		const cols = await this.c.query(
 			"SELECT attname, attnum::int AS attnum FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
 			[row.oid],
@@ -45,7 +53,7 @@ class LiveCatalog implements Catalog, FunctionCatalog {
 			kind: kinds[row.relkind] ?? "other",
 			columns: cols.rows.map((x: { attname: string; attnum: number }) => ({ name: x.attname, attnum: x.attnum })),
 		};
-		if (row.def !== null) info.viewDefinition = row.def;
+		if (typeof row.def === "string") info.viewDefinition = row.def;
 		return info;
 	}
 

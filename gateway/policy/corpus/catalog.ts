@@ -48,7 +48,11 @@ function cols(...names: string[]): { name: string; attnum: number }[] {
 	return names.map((name, i) => ({ name, attnum: i + 1 }));
 }
 
-/** The seeded schema of test/env/seed.ts (customers, orders, two views) plus a few test-only relations. */
+/**
+ * The seeded schema of test/env/seed.ts (customers, orders, two views) plus a few test-only relations.
+ * View definitions are as the gateway's catalog prints them (pg_catalog alone in the search_path):
+ * names outside pg_catalog schema-qualified.
+ */
 export const DEMO_RELATIONS: RelationInfo[] = [
 	{
 		oid: 16401,
@@ -64,7 +68,7 @@ export const DEMO_RELATIONS: RelationInfo[] = [
 		name: "customer_contacts",
 		kind: "view",
 		columns: cols("id", "name", "email", "phone"),
-		viewDefinition: " SELECT id,\n    name,\n    email,\n    phone\n   FROM customers;",
+		viewDefinition: " SELECT id,\n    name,\n    email,\n    phone\n   FROM public.customers;",
 	},
 	{
 		oid: 16405,
@@ -73,7 +77,7 @@ export const DEMO_RELATIONS: RelationInfo[] = [
 		kind: "view",
 		columns: cols("id", "name", "email", "orders", "total"),
 		viewDefinition:
-			" SELECT c.id,\n    c.name,\n    c.email,\n    count(o.id) AS orders,\n    COALESCE(sum(o.amount), 0::numeric) AS total\n   FROM customers c\n     LEFT JOIN orders o ON o.customer_id = c.id\n  GROUP BY c.id, c.name, c.email;",
+			" SELECT c.id,\n    c.name,\n    c.email,\n    count(o.id) AS orders,\n    COALESCE(sum(o.amount), 0::numeric) AS total\n   FROM public.customers c\n     LEFT JOIN public.orders o ON o.customer_id = c.id\n  GROUP BY c.id, c.name, c.email;",
 	},
 	// Test-only relations (not in the seeded database).
 	{ oid: 16403, schema: "public", name: "audit_copy", kind: "table", columns: cols("id", "email", "note") },
@@ -83,7 +87,7 @@ export const DEMO_RELATIONS: RelationInfo[] = [
 		name: "contact_emails",
 		kind: "view",
 		columns: cols("contact"),
-		viewDefinition: " SELECT lower(customer_contacts.email) AS contact\n   FROM customer_contacts;",
+		viewDefinition: " SELECT lower(customer_contacts.email) AS contact\n   FROM public.customer_contacts;",
 	},
 	{ oid: 16407, schema: "billing", name: "customers", kind: "table", columns: cols("id", "email", "iban") },
 	{
@@ -92,7 +96,7 @@ export const DEMO_RELATIONS: RelationInfo[] = [
 		name: "customer_mv",
 		kind: "matview",
 		columns: cols("id", "card_number"),
-		viewDefinition: " SELECT customers.id,\n    customers.card_number\n   FROM customers;",
+		viewDefinition: " SELECT customers.id,\n    customers.card_number\n   FROM public.customers;",
 	},
 	{ oid: 12001, schema: "pg_catalog", name: "pg_stats", kind: "view", columns: cols("schemaname", "tablename", "attname", "most_common_vals") },
 	{ oid: 12002, schema: "pg_catalog", name: "pg_class", kind: "table", columns: cols("oid", "relname", "relnamespace") },
