@@ -2146,7 +2146,7 @@ export function planMasks(
 		return Promise.resolve({ columns: [], detectors: rules.detectors, scrubMessages: false });
 	}
 	const analysis = typeof sqlOrAnalysis === "string" ? analyzeSql(sqlOrAnalysis) : sqlOrAnalysis;
-	if (!analysis.ok) return Promise.resolve(maskEverything(fields, rules, "statement does not parse"));
+	if (!analysis.ok) return Promise.resolve({ ...maskEverything(fields, rules, "statement does not parse"), namesUnknown: "statement unknown" });
 	let byCatalog = planCache.get(rules);
 	if (!byCatalog) planCache.set(rules, (byCatalog = new WeakMap()));
 	let lru = byCatalog.get(ctx.catalog);
@@ -2284,7 +2284,19 @@ async function computePlan(
 	}
 	const plan: MaskPlan = { columns, detectors: rules.detectors, scrubMessages: isTainted(an.touched) || columns.length > 0 };
 	if (an.block) plan.block = an.block;
+	const unknown = unknownSource(chosen);
+	if (unknown !== undefined) plan.namesUnknown = unknown;
 	return plan;
+}
+
+/**
+ * Why the rows of these statements come from a query the gateway never saw (FETCH from a cursor a
+ * function opened, an unresolved EXECUTE), or undefined: the column names of those rows are as
+ * unknown as their values. (Detectors alone, without column rules, scan the names instead.)
+ */
+function unknownSource(statements: readonly SqlStatementInfo[]): string | undefined {
+	for (const s of statements) if (s.uses && !runTree(s)) return `${s.kind} ${s.uses.name}: unknown ${s.uses.type}`;
+	return undefined;
 }
 
 const DML_NODES = new Set(["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"]);

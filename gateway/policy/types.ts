@@ -276,6 +276,13 @@ export interface MaskPlan {
 	 */
 	unanalysed?: string;
 	/**
+	 * Set (to the reason) when the result's column names come from a query the gateway never saw:
+	 * a cursor a function opened with dynamic SQL (`FETCH ALL FROM c`, or a protocol Execute of that
+	 * portal), an unresolved EXECUTE, a portal it did not parse. Such names are data like the values
+	 * (`OPEN c FOR EXECUTE 'SELECT 1 AS ' || quote_ident(phone)`): the data path renames the columns.
+	 */
+	namesUnknown?: string;
+	/**
 	 * Set when the statement would copy masked data somewhere masking cannot follow (INSERT ... SELECT
 	 * of a masked column into an unmasked one, CREATE TABLE AS, SELECT INTO, COPY ... TO file, rules,
 	 * generated columns, pg_notify/set_config of masked values), rename or move a table holding masked

@@ -177,6 +177,11 @@ interface ActivePlan {
 	detector: TextDetector | undefined;
 	maskedNames: string[];
 	any: boolean;
+	/**
+	 * The RowDescription to send instead of the server's, its column names replaced: names of rows
+	 * from a query the gateway never saw, and names a content detector matches (see planFor).
+	 */
+	rowDescription?: Buffer;
 }
 
 interface PortalRef {
@@ -1558,7 +1563,7 @@ export class Session {
 					const hit = key === undefined ? undefined : this.simplePlans.get(key);
 					if (hit && this.reusable(hit, key!)) {
 						u.plan = hit.plan;
-						this.send(f.raw);
+						this.send(hit.plan?.rowDescription ?? f.raw);
 						return undefined;
 					}
 					const raw = Buffer.from(f.raw);
@@ -1568,7 +1573,7 @@ export class Session {
 							if (this.simplePlans.size >= SIMPLE_PLANS_MAX) this.simplePlans.clear();
 							this.simplePlans.set(key, { key, live, epoch, plan, at: Date.now() });
 						}
-						this.send(raw);
+						this.send(plan?.rowDescription ?? raw);
 					});
 				}
 				if (u?.k === "describe") {
@@ -1588,7 +1593,7 @@ export class Session {
 					if (stmt?.planCache && this.reusable(stmt.planCache, key)) {
 						portal.plan = stmt.planCache.plan;
 						this.pop();
-						if (!u.swallow) this.send(f.raw);
+						if (!u.swallow) this.send(stmt.planCache.plan?.rowDescription ?? f.raw);
 						return undefined;
 					}
 					const fields = decodeRowDescription(f);
@@ -1598,7 +1603,7 @@ export class Session {
 						// SQL-level EXECUTE/FETCH resolve per session state: never cache those.
 						if (stmt?.info && !stmt.info.uses) stmt.planCache = { key, live, epoch, plan, at: Date.now() };
 						this.pop();
-						if (!u.swallow) this.send(raw);
+						if (!u.swallow) this.send(plan?.rowDescription ?? raw);
 					});
 				}
 				return this.desync("RowDescription");
@@ -1924,7 +1929,15 @@ export class Session {
 			if (c.index >= 0 && c.index < fields.length) maskers[c.index] = this.masker(c.strategy);
 		}
 		const detector = plan.detectors.length > 0 ? this.o.policy.compileDetectorRules(plan.detectors, this.o.live().maskingKey) : undefined;
+		// Column names are data when the query is not the agent's text: a DBA's helper opening a
+		// cursor with dynamic SQL (`OPEN c FOR EXECUTE q`) given `'SELECT 1 AS ' || quote_ident(phone)`
+		// described every value masked under the phone as the column's name. Such columns are named
+		// `column1`, `column2`... (as VALUES names them), and so is any column whose name a content
+		// detector matches.
+		const renamed = fields.map((f, i) => (plan.namesUnknown !== undefined || (detector !== undefined && detector(f.name) !== undefined) ? `column${i + 1}` : f.name));
+		const rowDescription = renamed.some((n, i) => n !== fields[i]!.name) ? serverMessages.rowDescription(fields.map((f, i) => ({ ...f, name: renamed[i]! }))) : undefined;
 		return {
+			...(rowDescription ? { rowDescription } : {}),
 			maskers,
 			shapes: maskers.map((m, i) => m?.shape?.(fields[i]!.format, fields[i]!.typeOid)),
 			formats: fields.map((f) => f.format),
