@@ -156,6 +156,9 @@ interface Resolved {
 	fieldCalls: Map<string, boolean>;
 	/** Catalog.uncommittedDdl when the plan was made. */
 	uncommittedDdl: boolean;
+	/** FunctionCatalog.userCasts: type names a cast into runs code masking does not see; implicit ones run anywhere. */
+	castTargets: Set<string>;
+	implicitCasts: boolean;
 }
 
 interface Refs {
@@ -266,8 +269,24 @@ function funcName(fc: PgNode): string {
 const MAX_VIEW_DEPTH = 8;
 
 async function prefetch(trees: PgNode[], fields: ResultField[], catalog: Catalog): Promise<Resolved> {
-	const r: Resolved = { relations: new Map(), byOid: new Map(), builtin: new Map(), builtinNames: new Map(), builtinOps: new Map(), fieldCalls: new Map(), uncommittedDdl: catalog.uncommittedDdl === true };
+	const r: Resolved = {
+		relations: new Map(),
+		byOid: new Map(),
+		builtin: new Map(),
+		builtinNames: new Map(),
+		builtinOps: new Map(),
+		fieldCalls: new Map(),
+		uncommittedDdl: catalog.uncommittedDdl === true,
+		castTargets: new Set(),
+		implicitCasts: false,
+	};
 	const fnCatalog = catalog as Partial<FunctionCatalog>;
+	if (typeof fnCatalog.userCasts === "function") {
+		// unknown when the catalog fails: every cast may run code, anywhere
+		const casts = await fnCatalog.userCasts().catch(() => ({ targets: [], implicit: true }));
+		for (const t of casts.targets) r.castTargets.add(t);
+		r.implicitCasts = casts.implicit;
+	}
 	let pendingTrees = trees;
 	const oids = new Set<number>();
 	for (const f of fields) if (f.tableOid) oids.add(f.tableOid);
@@ -1683,7 +1702,20 @@ class Analyzer {
 	}
 
 	/** Taint of any expression subtree (also used for clause lists). */
+	/**
+	 * The taint of an expression. While a cast running code masking does not see is implicit or
+	 * assignment (FunctionCatalog.userCasts), PostgreSQL may call it on any value where types
+	 * differ, with no cast written (`upper('a'::mood)`, `INSERT INTO t (txt) VALUES (5)`): every
+	 * value is then opaque, so results are masked and copies and state functions refused.
+	 */
 	expr(node: unknown, scope: Scope): Taint {
+		const t = this.#expr(node, scope);
+		if (!this.resolved.implicitCasts || node === undefined || node === null || typeof node !== "object") return t;
+		this.unprovable++;
+		return union(t, opaque("an implicit or assignment cast calls a function that is not built-in"));
+	}
+
+	#expr(node: unknown, scope: Scope): Taint {
 		if (node === undefined || node === null || typeof node !== "object") return CLEAN;
 		if (Array.isArray(node)) {
 			let t: Taint = CLEAN;
@@ -1722,6 +1754,15 @@ class Analyzer {
 				}
 				case "FuncCall":
 					return this.funcCall(b, scope);
+				case "TypeCast": {
+					// A cast into a type that a cast calling a user function produces may be that cast
+					// (`'a'::mood::text` over `CREATE CAST (mood AS text) WITH FUNCTION lf(mood)`).
+					const t = derive(this.children(b, scope));
+					const target = strings((b.typeName as PgNode | undefined)?.names).pop() ?? "";
+					if (!this.resolved.castTargets.has(target)) return t;
+					this.unprovable++;
+					return union(t, opaque(`a cast into ${target} calls a function that is not built-in`));
+				}
 				case "A_Expr": {
 					// An operator is a function call: a user operator (`CREATE OPERATOR ### (function =
 					// lf, ...)`, `SELECT ### 1`) returns whatever its function reads.
@@ -1779,6 +1820,10 @@ class Analyzer {
 		} else if (!this.#builtin(name)) {
 			this.unprovable++;
 			t = union(t, opaque(`function ${name}() is not a known built-in`));
+		} else if (this.resolved.castTargets.has(last) && (name === last || name === `pg_catalog.${last}`)) {
+			// `text(x)` with no function text() for x's type is the cast `x::text`
+			this.unprovable++;
+			t = union(t, opaque(`${last}() may be a cast calling a function that is not built-in`));
 		}
 		return t;
 	}
@@ -2276,6 +2321,8 @@ async function computePlan(
 	const columns: ColumnMask[] = [];
 	for (let i = 0; i < count; i++) {
 		let t = aligned ? (outputs.taints[i] ?? CLEAN) : everything;
+		// `SELECT * FROM moods UNION SELECT 'x'` casts moods' column with no expression written
+		if (resolved.implicitCasts) t = union(t, opaque("an implicit or assignment cast calls a function that is not built-in"));
 		const f = fields[i];
 		if (f && f.tableOid !== 0) t = union(t, originTaint(f, resolved, an));
 		if (!isTainted(t)) continue;

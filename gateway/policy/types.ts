@@ -326,6 +326,19 @@ export interface FunctionCatalog {
 	 * are taken as columns and fields (the PostgreSQL data path always provides it).
 	 */
 	mayBeUserFunction?(name: string): Promise<boolean>;
+	/**
+	 * Casts that run code masking does not see: those whose function is not built-in and not written
+	 * in C (an extension's). Without it, casts are trusted (the PostgreSQL data path always provides it).
+	 */
+	userCasts?(): Promise<UserCasts>;
+}
+
+/** FunctionCatalog.userCasts: what a cast may call where the text shows only a type name. */
+export interface UserCasts {
+	/** Names (pg_type.typname) of the types such casts produce, and of every domain over them. */
+	targets: string[];
+	/** Some such cast is implicit or assignment: it runs where the text shows no cast at all. */
+	implicit: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------

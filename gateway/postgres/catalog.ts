@@ -8,7 +8,7 @@
  * by the policy while masking applies) via to_regclass; for table rules, `relationsNamed` also lists
  * every relation of the name in any schema (the session may have changed its search_path).
  */
-import type { Catalog, FunctionCatalog, RelationInfo, RelationName } from "../policy/types.ts";
+import type { Catalog, FunctionCatalog, RelationInfo, RelationName, UserCasts } from "../policy/types.ts";
 import { SideConnection } from "./side-query.ts";
 import type { UpstreamTarget } from "./upstream.ts";
 
@@ -148,7 +148,8 @@ export class CatalogSource {
 	private readonly builtin = new Map<string, { at: number; value: Promise<{ all: boolean; any: boolean; user: boolean }> }>();
 	private readonly builtinOps = new Map<string, { at: number; value: Promise<boolean> }>();
 	private readonly routines = new Map<string, { at: number; value: Promise<string[]> }>();
-	private readonly casts = new Map<string, { at: number; value: Promise<boolean> }>();
+	private readonly functionCasts = new Map<string, { at: number; value: Promise<boolean> }>();
+	private readonly casts = new Map<string, { at: number; value: Promise<UserCasts> }>();
 	private idleTimer: NodeJS.Timeout | undefined;
 	#invalidations = 0;
 
@@ -243,8 +244,8 @@ export class CatalogSource {
 	 * Whether the database has a cast whose function is not built in (a DBA's or an admin grant's):
 	 * such a cast runs where no call is written, also inside a qualified built-in call.
 	 */
-	userCasts(): Promise<boolean> {
-		return this.cached(this.casts as Map<string | number, { at: number; value: Promise<boolean> }>, "casts", async () => {
+	hasFunctionCasts(): Promise<boolean> {
+		return this.cached(this.functionCasts as Map<string | number, { at: number; value: Promise<boolean> }>, "casts", async () => {
 			const rows = await (await this.conn()).query("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_cast WHERE castfunc >= 16384)::text");
 			return rows[0]?.[0] === "true";
 		});
@@ -320,6 +321,33 @@ export class CatalogSource {
 	}
 
 	/**
+	 * Casts calling a function that is neither built-in nor written in C, whoever made them: a cast
+	 * the agent made while no masking applied (or a DBA's) runs its function where the text shows a
+	 * type name, `SELECT 'a'::mood::text` over `CREATE CAST (mood AS text) WITH FUNCTION lf(mood)`
+	 * (lf reading customers.phone). The types they produce count with every domain over them (a cast
+	 * to a domain is one to its base type), and implicit and assignment ones run with no cast written.
+	 */
+	userCasts(): Promise<UserCasts> {
+		return this.cached(this.casts as Map<string | number, { at: number; value: Promise<UserCasts> }>, "", async () => {
+			const rows = await (await this.conn()).query(
+				`WITH RECURSIVE c AS (
+				   SELECT k.casttarget AS t, k.castcontext AS ctx FROM pg_catalog.pg_cast k
+				   JOIN pg_catalog.pg_proc p ON p.oid = k.castfunc
+				   JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+				   WHERE k.castfunc >= 16384 AND l.lanname NOT IN ('internal', 'c')
+				 ), d AS (
+				   SELECT c.t FROM c
+				   UNION
+				   SELECT y.oid FROM pg_catalog.pg_type y JOIN d ON y.typbasetype = d.t WHERE y.typtype = 'd'
+				 )
+				 SELECT y.typname::pg_catalog.text, (SELECT pg_catalog.bool_or(c.ctx <> 'e') FROM c)::pg_catalog.text
+				 FROM d JOIN pg_catalog.pg_type y ON y.oid = d.t`,
+			);
+			return { targets: rows.map((r) => r[0] ?? "").filter((n) => n !== ""), implicit: rows.some((r) => r[1] === "true") };
+		});
+	}
+
+	/**
 	 * Forget everything cached (relations by name and OID, negative answers included, and builtin
 	 * function answers): a session's DDL has completed or committed. Loads in flight finish for their
 	 * callers but are no longer cached. DDL run outside the gateway is still seen only after ttlMs
@@ -333,6 +361,7 @@ export class CatalogSource {
 		this.builtin.clear();
 		this.builtinOps.clear();
 		this.routines.clear();
+		this.functionCasts.clear();
 		this.casts.clear();
 		this.#invalidations++;
 	}
@@ -384,6 +413,10 @@ export class SessionCatalog implements Catalog, FunctionCatalog {
 		return this.source.isBuiltinOperator(schema, name);
 	}
 
+	userCasts(): Promise<UserCasts> {
+		return this.source.userCasts();
+	}
+
 	/**
 	 * Set by the session when a statement that may create or rename routines completed inside a
 	 * transaction (cleared when it ends): the shared side connection cannot see those yet, so every
@@ -394,9 +427,9 @@ export class SessionCatalog implements Catalog, FunctionCatalog {
 	/** See Catalog.uncommittedDdl: set by the session with its catalogChanged, cleared when the transaction ends. */
 	uncommittedDdl = false;
 
-	/** See CatalogSource.userCasts (cached like the other look-ups). */
-	userCasts(): Promise<boolean> {
-		return this.source.userCasts();
+	/** See CatalogSource.hasFunctionCasts (cached like the other look-ups). */
+	hasFunctionCasts(): Promise<boolean> {
+		return this.source.hasFunctionCasts();
 	}
 
 	async mayBeUserFunction(name: string): Promise<boolean> {

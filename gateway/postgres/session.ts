@@ -886,7 +886,7 @@ export class Session {
 		// An Execute that runs only built-in code unless the database has casts with user functions
 		// (red-team round 10): ask the catalog (cached) whether it has any.
 		if (this.castsChangeInSync === seg) {
-			return this.o.catalog.userCasts().then(
+			return this.o.catalog.hasFunctionCasts().then(
 				(casts) => (casts ? PARSER_SETTINGS_BLOCK : this.answeredBefore(seg)?.then(() => undefined)),
 				() => PARSER_SETTINGS_BLOCK,
 			);
