@@ -582,6 +582,15 @@ const SYSTEM_COLUMN_KINDS = new Set<RelationInfo["kind"]>(["table", "partitioned
 
 const STATS_RELATIONS = new Set(["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"]);
 
+/**
+ * The session's open cursors and prepared statements by name and text, and its memory contexts
+ * (a cached plan's is named by its query text): code may make these at run time (`OPEN c FOR
+ * EXECUTE q` in a DBA's helper given `'SELECT ' || quote_literal(phone)`), and `SELECT statement
+ * FROM pg_cursors` then read the phone. Every column is opaque, as the functions behind the views are.
+ */
+const SESSION_TEXT_RELATIONS = new Set(["pg_cursors", "pg_prepared_statements", "pg_backend_memory_contexts"]);
+const SESSION_TEXT_FUNCTIONS = new Set(["pg_cursor", "pg_prepared_statement", "pg_get_backend_memory_contexts"]);
+
 // ---------------------------------------------------------------------------------------------
 // The analyser
 
@@ -1463,6 +1472,10 @@ class Analyzer {
 			const t = opaque(`${rel.schema}.${rel.name} holds column statistics (sample values)`);
 			return { names: cols.map((c) => c.name), taints: cols.map(() => t), rest: t };
 		}
+		if (anyRules && (rel.schema === "pg_catalog" || rel.schema === "") && SESSION_TEXT_RELATIONS.has(rel.name)) {
+			const t = opaque(`${rel.schema}.${rel.name} shows text code may have made at run time`);
+			return { names: cols.map((c) => c.name), taints: cols.map(() => t), rest: t };
+		}
 		if (rel.viewDefinition !== undefined && (rel.kind === "view" || rel.kind === "matview")) {
 			const v = this.viewOutputs(rel);
 			return { names: cols.map((c) => c.name), taints: cols.map((_, i) => v.rest ?? v.taints[i] ?? opaque(`view ${rel.name} column ${i + 1}`)) };
@@ -1820,6 +1833,9 @@ class Analyzer {
 		} else if (!this.#builtin(name)) {
 			this.unprovable++;
 			t = union(t, opaque(`function ${name}() is not a known built-in`));
+		} else if (SESSION_TEXT_FUNCTIONS.has(last)) {
+			this.unprovable++;
+			t = union(t, opaque(`${name}() shows text code may have made at run time`));
 		} else if (this.resolved.castTargets.has(last) && (name === last || name === `pg_catalog.${last}`)) {
 			// `text(x)` with no function text() for x's type is the cast `x::text`
 			this.unprovable++;
