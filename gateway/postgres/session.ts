@@ -219,7 +219,13 @@ type Unit = (
 	  }
 	| { k: "parse"; stmt: StmtRef; previous: StmtRef | undefined; substitute?: Buffer }
 	| { k: "bind"; portal: PortalRef; substitute?: Buffer }
-	| { k: "describe"; portal: PortalRef | undefined; swallow: boolean }
+	| {
+			k: "describe";
+			portal: PortalRef | undefined;
+			swallow: boolean;
+			/** A statement or portal the gateway never saw (made by code: `OPEN c FOR EXECUTE ...`, a dynamic PREPARE). */
+			unknown?: boolean;
+	  }
 	| { k: "execute"; portal: PortalRef; rows: number; started: number }
 	| { k: "close"; target: "S" | "P"; name: string }
 	| { k: "sync" }
@@ -535,8 +541,13 @@ export class Session {
 			}
 			case "describe": {
 				if (m.target !== "P") {
-					this.push({ k: "describe", portal: undefined, swallow: false });
-					this.toUpstream(m.raw);
+					const stmt = this.resolveStatement(m.name);
+					const goS = (st: StmtRef | undefined): void => {
+						this.push({ k: "describe", portal: undefined, swallow: false, ...(st ? {} : { unknown: true }) });
+						this.toUpstream(m.raw);
+					};
+					if (stmt instanceof Promise) return stmt.then((st) => (this.closed ? undefined : goS(st)));
+					goS(stmt);
 					return undefined;
 				}
 				const portal = this.resolvePortal(m.name);
@@ -545,7 +556,7 @@ export class Session {
 						p.described = true;
 						p.describedSeg = this.nameSeg;
 					}
-					this.push({ k: "describe", portal: p, swallow: false });
+					this.push({ k: "describe", portal: p, swallow: false, ...(p ? {} : { unknown: true }) });
 					this.toUpstream(m.raw);
 				};
 				if (portal instanceof Promise) return portal.then((p) => (this.closed ? undefined : go(p)));
@@ -1580,9 +1591,11 @@ export class Session {
 					const portal = u.portal;
 					if (!portal || !this.o.live().maskingActive) {
 						if (portal) portal.plan = null;
-						// Statement Describe: types only, no data. Passed as is.
+						// Statement Describe: types only, no data. Passed as is, but for the column names of
+						// a statement or portal the gateway never saw: code made it, and its names are data
+						// like its values (`OPEN c FOR EXECUTE 'SELECT 1 AS ' || quote_ident(phone)`).
 						this.pop();
-						this.send(f.raw);
+						this.send(u.unknown && this.o.live().maskingActive ? renamedColumns(decodeRowDescription(f)) : f.raw);
 						return undefined;
 					}
 					// A prepared statement executed again with the same columns reuses its plan synchronously.
@@ -1934,8 +1947,8 @@ export class Session {
 		// described every value masked under the phone as the column's name. Such columns are named
 		// `column1`, `column2`... (as VALUES names them), and so is any column whose name a content
 		// detector matches.
-		const renamed = fields.map((f, i) => (plan.namesUnknown !== undefined || (detector !== undefined && detector(f.name) !== undefined) ? `column${i + 1}` : f.name));
-		const rowDescription = renamed.some((n, i) => n !== fields[i]!.name) ? serverMessages.rowDescription(fields.map((f, i) => ({ ...f, name: renamed[i]! }))) : undefined;
+		const renamed = (i: number): boolean => plan.namesUnknown !== undefined || (detector !== undefined && detector(fields[i]!.name) !== undefined);
+		const rowDescription = fields.some((_, i) => renamed(i)) ? renamedColumns(fields, renamed) : undefined;
 		return {
 			...(rowDescription ? { rowDescription } : {}),
 			maskers,
@@ -2655,4 +2668,9 @@ export function scrubValues(text: string): string {
 		.replace(/"[\s\S]*"|"[\s\S]*$/, '"***"')
 		.replace(/'[\s\S]*'|'[\s\S]*$/, "'***'")
 		.replace(/[^\s"',;()]*\d[^\s"',;()]*/g, "***");
+}
+
+/** A RowDescription with the chosen columns (all by default) named `column1`, `column2`... (as VALUES names them). */
+function renamedColumns(fields: FieldDescription[], which: (i: number) => boolean = () => true): Buffer {
+	return serverMessages.rowDescription(fields.map((f, i) => (which(i) ? { ...f, name: `column${i + 1}` } : f)));
 }

@@ -8,8 +8,11 @@
 // detector matches (an email made into a name the same way).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { assertNoneOf, fixtureWithClients } from "./fixture.ts";
 import { CORPUS_MASK_RULES } from "../../gateway/policy/corpus/sql-bypass.ts";
+import type { ServerMessage } from "../../gateway/postgres/protocol.ts";
+import { clientMessages } from "../../gateway/postgres/serializer.ts";
+import { assertNoneOf, CONNECTION, fixtureWithClients } from "./fixture.ts";
+import { RawClient } from "./raw-client.ts";
 
 describe("column names of rows from a query the gateway never saw", () => {
 	const phones: string[] = [];
@@ -50,6 +53,33 @@ describe("column names of rows from a query the gateway never saw", () => {
 			await d.query("COMMIT");
 		} finally {
 			await d.end();
+		}
+	});
+
+	// The protocol reaches the same cursor by name, and a statement a helper PREPAREd: Describe
+	// answered with the server's RowDescription as is (a statement Describe has no data).
+	const described = (ms: ServerMessage[]) => ms.flatMap((m) => (m.type === "rowDescription" ? [m.fields.map((f) => f.name)] : []));
+	test("Describe of a portal or statement that code made (extended protocol)", async () => {
+		await c.fx.pg.query("CREATE FUNCTION dynp(q text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'PREPARE dp AS ' || q; END $$");
+		const r = await RawClient.login(c.fx.port, c.fx.caPem, CONNECTION, await c.fx.token("bob"));
+		try {
+			r.send(clientMessages.query("BEGIN; SELECT dyn('SELECT 1 AS ' || quote_ident(phone)) FROM customers WHERE id = 1"));
+			await r.until("readyForQuery");
+			r.send(clientMessages.describe("P", "dync"), clientMessages.execute("dync"), clientMessages.sync());
+			const p = await r.until("readyForQuery");
+			assert.equal(p.find((m) => m.type === "errorResponse"), undefined);
+			assert.deepEqual(described(p), [["column1"]]);
+			r.send(clientMessages.query("COMMIT; SELECT dynp('SELECT 1 AS ' || quote_ident(phone)) FROM customers WHERE id = 2"));
+			await r.until("readyForQuery");
+			r.send(clientMessages.describe("S", "dp"), clientMessages.sync());
+			const st = await r.until("readyForQuery");
+			assert.deepEqual(described(st), [["column1"]]);
+			assertNoneOf(phones, described([...p, ...st]));
+			// a statement the client parsed itself keeps its names
+			r.send(clientMessages.parse("mine", "SELECT id, phone FROM customers"), clientMessages.describe("S", "mine"), clientMessages.sync());
+			assert.deepEqual(described(await r.until("readyForQuery")), [["id", "phone"]]);
+		} finally {
+			r.socket.end();
 		}
 	});
 
