@@ -201,6 +201,14 @@ interface PortalRef {
 	approvalId?: string;
 	/** An Execute of it was forwarded: what it returns is fixed from then on (see onExecute). */
 	ran?: boolean;
+	/**
+	 * The policy (LivePolicy) its plan was made under: an Execute under another one, with masking
+	 * applying, describes the portal again. A portal suspended before a MaskingPolicy was merged
+	 * (plan null: nothing to mask then) went on sending raw rows at every later Execute (`SELECT
+	 * phone FROM customers` bound in an open transaction, Execute with a row limit, the policy
+	 * merged, Execute again); one planned under a policy without a later rule kept missing it.
+	 */
+	plannedUnder?: unknown;
 }
 
 type Unit = (
@@ -843,7 +851,8 @@ export class Session {
 		// A Describe forwarded in this segment answers before this Execute (or both are skipped); one
 		// from an earlier segment that never answered (skipped after an error) gives no plan.
 		const pendingDescribe = !rerun && portal.described && portal.describedSeg === this.nameSeg;
-		if (this.o.live().maskingActive && (portal.plan === undefined || rerun) && !pendingDescribe) {
+		const stale = portal.plan !== undefined && portal.plannedUnder !== this.o.live();
+		if (this.o.live().maskingActive && (portal.plan === undefined || rerun || stale) && !pendingDescribe) {
 			// We must know the columns to mask DataRows: ask the upstream ourselves, answer swallowed.
 			portal.described = true;
 			portal.describedSeg = this.nameSeg;
@@ -1590,7 +1599,10 @@ export class Session {
 				if (u?.k === "describe") {
 					const portal = u.portal;
 					if (!portal || !this.o.live().maskingActive) {
-						if (portal) portal.plan = null;
+						if (portal) {
+							portal.plan = null;
+							portal.plannedUnder = this.o.live();
+						}
 						// Statement Describe: types only, no data. Passed as is, but for the column names of
 						// a statement or portal the gateway never saw: code made it, and its names are data
 						// like its values (`OPEN c FOR EXECUTE 'SELECT 1 AS ' || quote_ident(phone)`).
@@ -1605,6 +1617,7 @@ export class Session {
 					const epoch = this.o.catalog.epoch;
 					if (stmt?.planCache && this.reusable(stmt.planCache, key)) {
 						portal.plan = stmt.planCache.plan;
+						portal.plannedUnder = live;
 						this.pop();
 						if (!u.swallow) this.send(stmt.planCache.plan?.rowDescription ?? f.raw);
 						return undefined;
@@ -1613,6 +1626,7 @@ export class Session {
 					const raw = Buffer.from(f.raw);
 					return this.planFor(stmt?.analysis, fields).then((plan) => {
 						portal.plan = plan;
+						portal.plannedUnder = live;
 						// SQL-level EXECUTE/FETCH resolve per session state: never cache those.
 						if (stmt?.info && !stmt.info.uses) stmt.planCache = { key, live, epoch, plan, at: Date.now() };
 						this.pop();
@@ -1686,7 +1700,10 @@ export class Session {
 				return undefined;
 			case ServerCode.NoData:
 				if (u?.k !== "describe") this.desync("NoData");
-				if (u.portal) u.portal.plan = null;
+				if (u.portal) {
+					u.portal.plan = null;
+					u.portal.plannedUnder = this.o.live();
+				}
 				this.pop();
 				if (!u.swallow) this.send(f.raw);
 				return undefined;
