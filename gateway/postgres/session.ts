@@ -142,6 +142,13 @@ interface StmtRef {
 	/** The parameter type OIDs its Parse declared (0: inferred); undefined when not defined by a Parse of this session. */
 	paramTypes?: readonly number[];
 	copyDetector: TextDetector | undefined;
+	/**
+	 * The policy (LivePolicy) maskPrecheck ran under (its block, if any, is in parseVerdict): a Bind
+	 * under another one while masking applies checks again. A named statement parsed before a
+	 * MaskingPolicy was merged, `COPY (SELECT phone ...) TO STDOUT` or `INSERT INTO mine SELECT id,
+	 * phone FROM customers`, ran unchecked when bound after it.
+	 */
+	maskedUnder?: unknown;
 	/** Mask plan of the last RowDescription seen for this statement (keyed by its bytes). */
 	planCache?: PlanEntry;
 	/** `nameSeg` when the Parse defining it was forwarded (see "Names" in the class). */
@@ -683,6 +690,28 @@ export class Session {
 			stmt.parseVerdict = this.guardParsed(stmt.analysis);
 			stmt.parseRules = rules;
 		}
+		const live = this.o.live();
+		if (stmt && live.maskingActive && stmt.maskedUnder !== live && stmt.parseVerdict?.action !== "block") {
+			// Masking checks are made under the policy in force: one parsed under another (none, before a
+			// MaskingPolicy was merged) is checked again before it runs.
+			const pre = this.maskPrecheck(stmt.analysis);
+			const done = (r: { block?: GuardrailVerdict; copyDetector?: TextDetector }): void => {
+				stmt.maskedUnder = live;
+				stmt.copyDetector = r.copyDetector;
+				if (r.block) {
+					stmt.parseVerdict = r.block;
+					stmt.parseRules = rules;
+				}
+			};
+			if (pre) {
+				return pre.then((r) => {
+					if (this.closed) return;
+					done(r);
+					return this.onBind(m, stmt);
+				});
+			}
+			done({});
+		}
 		if (stmt?.parseVerdict?.action === "block") {
 			this.blockBind(m, stmt, stmt.parseVerdict);
 			return undefined;
@@ -1211,14 +1240,16 @@ export class Session {
 	}
 
 	private onParseGuarded(m: Extract<ClientMessage, { type: "parse" }>, analysis: SqlAnalysis, verdict: GuardrailVerdict): Promise<void> | undefined {
+		const live = this.o.live();
 		if (verdict.action !== "block") {
 			const pre = this.maskPrecheck(analysis);
 			if (pre) {
 				return pre.then((r) => {
 					if (this.closed) return;
-					return this.decideParse(m, analysis, r.block ?? verdict, r.copyDetector);
+					return this.decideParse(m, analysis, r.block ?? verdict, r.copyDetector, live);
 				});
 			}
+			return this.decideParse(m, analysis, verdict, undefined, live);
 		}
 		return this.decideParse(m, analysis, verdict, undefined);
 	}
@@ -1228,6 +1259,8 @@ export class Session {
 		analysis: SqlAnalysis,
 		verdict: GuardrailVerdict,
 		copyDetector: TextDetector | undefined,
+		/** The policy maskPrecheck ran under (none: it did not run). */
+		maskedUnder?: unknown,
 	): Promise<void> | undefined {
 		const blocked = verdict.action === "block" ? verdict : undefined;
 		const info = analysis.ok ? analysis.statements[0] : undefined;
@@ -1240,6 +1273,7 @@ export class Session {
 			rule: verdict.rule,
 			approvalId: undefined,
 			copyDetector,
+			...(maskedUnder !== undefined ? { maskedUnder } : {}),
 			seg: this.nameSeg,
 			paramTypes: m.paramTypes,
 		};
