@@ -41,7 +41,13 @@ export function compileResource(pattern: string): ResourceMatcher {
  * agent's), and approving a CertificateSigningRequest (a client certificate). A grant gets them only by
  * naming them (`serviceaccounts/token`); no wildcard (`*`, `serviceaccounts/*`, `*\/token`) covers them.
  */
-const NAMED_ONLY = new Set(["serviceaccounts/token", "certificatesigningrequests/approval", "certificatesigningrequests/nodeclient"]);
+const NAMED_ONLY = new Set([
+	"serviceaccounts/token",
+	"certificatesigningrequests/approval",
+	"certificatesigningrequests/nodeclient",
+	// Virtual, like nodeclient: a CustomResourceDefinition with a conversion webhook (see mintingWrite).
+	"customresourcedefinitions/conversionwebhook",
+]);
 
 /** compileResource for grants: like the rule matcher, but NAMED_ONLY subresources need a pattern that spells them out. */
 export function compileGrantResource(pattern: string): ResourceMatcher {
@@ -72,6 +78,8 @@ export interface MintingWrite<T extends KubeRequest> {
 export const TOKEN_SECRET_WORDS = ["service-account-token", "service-account.name", "service-account.uid"] as const;
 /** Bootstrap token Secrets (in kube-system): the type the apiserver's bootstrap token authenticator reads. */
 export const BOOTSTRAP_TOKEN_WORDS = ["bootstrap.kubernetes.io/token"] as const;
+/** CustomResourceDefinitions: `spec.conversion.strategy: Webhook` and its `webhook` (any mention counts). */
+export const CONVERSION_WEBHOOK_WORDS = ["webhook"] as const;
 /** Kubelet client certificate requests: the signer the controller manager approves by itself. */
 export const NODE_CLIENT_CSR_WORDS = ["kube-apiserver-client-kubelet"] as const;
 
@@ -91,7 +99,12 @@ export const NODE_CLIENT_CSR_WORDS = ["kube-apiserver-client-kubelet"] as const;
  *   manager approves a `system:node:…` client certificate by itself when the requester (the impersonated
  *   agent) has `create certificatesigningrequests/nodeclient` in RBAC; the grant must name that same
  *   (virtual) subresource.
- * Both aliases are NAMED_ONLY: no wildcard grants them.
+ * - a CustomResourceDefinition whose body mentions a webhook (`spec.conversion.strategy: Webhook`):
+ *   not a credential but the same reach as an admission webhook (namedOnlyWrite): every object of
+ *   that resource anyone reads or writes in another version goes to a URL the agent chose, which
+ *   answers what is stored or returned; the grant must name `customresourcedefinitions/conversionwebhook`
+ *   (virtual) (test/kube/issue-admission-grant.test.ts).
+ * The aliases are NAMED_ONLY: no wildcard grants them.
  */
 export function mintingWrite<T extends KubeRequest>(req: T): MintingWrite<T> | undefined {
 	const verb = req.verb.toLowerCase();
@@ -117,6 +130,15 @@ export function mintingWrite<T extends KubeRequest>(req: T): MintingWrite<T> | u
 		}
 		return { alias, words: kinds.flatMap((k) => k.words), what: kinds[0]!.what, kinds };
 	}
+	if (req.resource === "customresourcedefinitions" && group === "apiextensions.k8s.io") {
+		const alias: T = { ...req, verb: "create", subresource: "conversionwebhook" };
+		delete alias.name;
+		delete alias.handsOver;
+		delete alias.mayCreate;
+		const what =
+			"a CustomResourceDefinition with a conversion webhook: the apiserver sends it every object of that resource read or written in another version, in every namespace and whoever asks, and stores or returns what it answers, like an admission webhook (a grant must name customresourcedefinitions/conversionwebhook to allow this)";
+		return { alias, words: CONVERSION_WEBHOOK_WORDS, what, kinds: [{ words: CONVERSION_WEBHOOK_WORDS, what }] };
+	}
 	if (req.resource === "certificatesigningrequests" && group === "certificates.k8s.io") {
 		const alias: T = { ...req, verb: "create", subresource: "nodeclient" };
 		delete alias.name;
@@ -138,6 +160,8 @@ interface CompiledKubeGrant {
 	allNamespaces: boolean;
 	verbs: GlobMatcher;
 	resources: ResourceMatcher;
+	/** The grant's resource patterns without a wildcard (`*`, `?`, `[`): what it names (see namedOnlyWrite). */
+	named: ResourceMatcher;
 }
 
 interface CompiledKubeRule {
@@ -160,6 +184,7 @@ function compileGrant(g: KubeGrant): CompiledKubeGrant {
 		allNamespaces: g.namespaces.includes("*"),
 		verbs: anyOf(g.verbs.map(compileGlob)),
 		resources: anyOf(g.resources.map(compileGrantResource)),
+		named: anyOf(g.resources.filter((r) => !/[*?[]/.test(r)).map(compileResource)),
 	};
 	grantCache.set(g, c);
 	return c;
@@ -333,16 +358,26 @@ const ADMISSION: Record<string, ReadonlySet<string>> = {
  * a Service the agent runs; deleting a webhook lifts what it enforced. So it is matched by every rule,
  * whatever its verbs, resources and namespaces: "no reading prod's Secrets" or "no exec in prod"
  * covers installing the webhook that would do it later, as others' requests
- * (test/kube/issue-admission-reach.test.ts). Grants are not narrowed by this (a grant naming them, or
- * `*`, still allows them where no rule applies).
+ * (test/kube/issue-admission-reach.test.ts). Grants allow them only by naming them (namedOnlyWrite).
  */
 export function admissionReach(req: KubeRequest): ImpliedRequest | undefined {
-	if (READS.has(req.verb.toLowerCase()) || !ADMISSION[req.apiGroup ?? ""]?.has(req.resource)) return undefined;
+	if (!namedOnlyWrite(req)) return undefined;
 	return {
 		req,
 		why: "admission webhooks, admission policies and APIServices act on every later request of what they name, in every namespace, whoever sends it",
 		everything: true,
 	};
+}
+
+/**
+ * A write (any verb but a read, any subresource) of admission configuration (ADMISSION). Grants allow
+ * it only by naming the resource in `resources` without a wildcard (`validatingwebhookconfigurations`,
+ * `apiservices.apiregistration.k8s.io`; `apiservices/status` for that subresource): `*`, `*.apiregistration.k8s.io`
+ * or `*webhook*` never cover it, like NAMED_ONLY subresources, since such a write acts on everyone's
+ * requests, not the agent's (test/kube/issue-admission-grant.test.ts). Reads are not affected.
+ */
+export function namedOnlyWrite(req: KubeRequest): boolean {
+	return !!req.resource && !READS.has(req.verb.toLowerCase()) && ADMISSION[req.apiGroup ?? ""]?.has(req.resource) === true;
 }
 
 const DELETE_VERBS = new Set(["delete", "deletecollection"]);
@@ -743,6 +778,12 @@ export function evaluateKubeRequest(
 			const named = req.subresource !== undefined && NAMED_ONLY.has(`${req.resource}/${req.subresource}`);
 			return deny(
 				`resource ${printable(`${req.resource}${req.subresource ? `/${req.subresource}` : ""}`)} is not granted${named ? " (it mints a credential usable without the gateway after the grant ends: wildcards never cover it, the grant must name it)" : ""}`,
+			);
+		}
+		if (namedOnlyWrite(req) && !g.named(req.resource, req.subresource, req.apiGroup)) {
+			const res = `${req.resource}${req.subresource ? `/${req.subresource}` : ""}`;
+			return deny(
+				`writes of ${printable(res)} change what happens to every later request of what they name, in every namespace, whoever sends it (admission webhooks and policies are sent or rewrite others' objects, an APIService takes over an API group): wildcards never cover them, the grant must name ${printable(res)} in resources`,
 			);
 		}
 	}

@@ -86,7 +86,9 @@ before(async () => {
 		issuer,
 		kube,
 		{
-			grants: [userGrant("ops", { namespaces: ["*"], verbs: ["*"], resources: ["*"] })],
+			// Named, not only `*`: a wildcard never covers them (test/kube/issue-admission-grant.test.ts), and
+			// this file is about the rule.
+			grants: [userGrant("ops", { namespaces: ["*"], verbs: ["*"], resources: ["*", "validatingwebhookconfigurations", "apiservices"] })],
 			guardrailPolicies: [
 				{
 					key: "ops/kube-prod",
