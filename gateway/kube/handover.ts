@@ -162,32 +162,78 @@ export function bodyMintsToken(body: Buffer, contentType: string | undefined, co
 	return bodyMentions(body, contentType, contentEncoding, TOKEN_SECRET_WORDS);
 }
 
-/** Pod spec fields that reach the node when true (compared folded), and the one that does whatever its value. */
-const NODE_FLAGS = ["hostpid", "hostipc", "hostnetwork", "privileged"];
+/**
+ * Pod spec fields that reach the node when true (compared folded), and the one that does whatever its
+ * value. `hostProcess` (Windows): the container is a process on the node itself.
+ */
+const NODE_FLAGS = ["hostpid", "hostipc", "hostnetwork", "privileged", "hostprocess"];
 const HOST_PATH = "hostpath";
 
 /**
- * Whether a write's body gives a pod (or a template) the node's PID, IPC or network namespace
- * (`hostPID`, `hostIPC`, `hostNetwork: true`), a privileged container (`privileged: true`) or a
- * `hostPath` volume (gateway/policy/kube.ts nodeReach). Keys and JSON-patch paths are compared
- * folded; a JSON-patch `copy`/`move` into such a field counts (its value is not seen); a body the
- * gateway cannot read counts (fail closed).
+ * Capabilities that reach the node from an unprivileged container (compared folded, with or without
+ * `CAP_`; the runtimes upper-case and prefix them): `ALL`; `SYS_ADMIN` (mount, cgroup v1
+ * `release_agent`, and most of what privileged adds); `SYS_MODULE` (load a kernel module);
+ * `SYS_RAWIO` (raw device and port I/O); `SYS_BOOT` (`kexec_load` starts another kernel);
+ * `DAC_READ_SEARCH` (`open_by_handle_at` opens any file of the node's filesystem by its handle);
+ * `BPF` and `PERFMON` (kernel programs and kernel memory through perf); `MAC_ADMIN`, `MAC_OVERRIDE`
+ * (the node's AppArmor or SELinux policy). Not counted, because they reach the pod's own processes,
+ * network namespace or files only, and debugging needs them: `SYS_PTRACE` (`kubectl debug
+ * --profile=general`), `NET_ADMIN`, `NET_RAW` (`--profile=netadmin`), and the runtime's defaults.
+ */
+const NODE_CAPS = new Set(["all", "sys_admin", "sys_module", "sys_rawio", "sys_boot", "dac_read_search", "bpf", "perfmon", "mac_admin", "mac_override"]);
+
+function nodeCap(v: unknown): boolean {
+	return typeof v === "string" && NODE_CAPS.has(fold(v).trim().replace(/^cap_/, ""));
+}
+
+/** Whether a value given to a `capabilities.add` list (the list, or one element) names a NODE_CAPS capability. */
+function addsNodeCap(v: unknown): boolean {
+	return Array.isArray(v) ? v.some(nodeCap) : nodeCap(v);
+}
+
+/**
+ * Whether a write's body gives a pod (or a template, or an ephemeral container) the node's PID, IPC
+ * or network namespace (`hostPID`, `hostIPC`, `hostNetwork: true`), a privileged container
+ * (`privileged: true`), a Windows `hostProcess` container, a capability that reaches the node
+ * (`capabilities.add`: NODE_CAPS), an unmasked `/proc` (`procMount: Unmasked`: the node's
+ * `/proc/sys`, `/proc/sysrq-trigger`, `core_pattern`) or a `hostPath` volume (gateway/policy/kube.ts
+ * nodeReach). Not counted (they reach nothing of the node's by themselves, and are defaults in many
+ * clusters): seccomp or AppArmor `Unconfined`, `allowPrivilegeEscalation`, `hostPort` (a port on the
+ * node's address, no more), `hostUsers` (false is a user namespace: less reach). Keys and JSON-patch
+ * paths are compared folded; a JSON-patch `copy`/`move` into such a field counts (its value is not
+ * seen); a body the gateway cannot read counts (fail closed).
  */
 export function bodyReachesNode(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined): boolean {
 	const truthy = (x: unknown): boolean => x === true || (typeof x === "string" && fold(x) === "true");
+	const unmasked = (x: unknown): boolean => typeof x === "string" && fold(x).trim() === "unmasked";
+	/** `capabilities` objects: their `add` list. */
+	const capsObject = (v: unknown): boolean =>
+		!!v && typeof v === "object" && Object.entries(v as Record<string, unknown>).some(([k, x]) => fold(k) === "add" && addsNodeCap(x));
 	const walk = (v: unknown, depth: number): boolean => {
 		if (depth > 200) return true;
 		if (Array.isArray(v)) return v.some((x) => walk(x, depth + 1));
 		if (v && typeof v === "object") {
 			const o = v as Record<string, unknown>;
 			const op = o["op"];
+			const copies = typeof op === "string" && /^(copy|move)$/i.test(op);
 			for (const [k, x] of Object.entries(o)) {
 				const f = fold(k);
 				if (f === HOST_PATH || (NODE_FLAGS.includes(f) && truthy(x))) return true;
+				if (f === "capabilities" && capsObject(x)) return true;
+				if (f === "procmount" && unmasked(x)) return true;
 				if ((k === "path" || k === "from") && typeof x === "string") {
 					const segs = fold(x).split("/");
-					const named = segs.includes(HOST_PATH) || NODE_FLAGS.includes(segs[segs.length - 1] ?? "");
-					if (named && (k === "from" || segs.includes(HOST_PATH) || (typeof op === "string" && /^(copy|move)$/i.test(op)) || truthy(o["value"]))) return true;
+					const last = segs[segs.length - 1] ?? "";
+					const named = segs.includes(HOST_PATH) || NODE_FLAGS.includes(last) || last === "procmount" || segs.includes("capabilities");
+					if (named && (k === "from" || segs.includes(HOST_PATH) || copies || truthy(o["value"]) || unmasked(o["value"]))) return true;
+					// A JSON patch into a capabilities object, its `add` list or one element of it.
+					const caps = segs.lastIndexOf("capabilities");
+					if (caps >= 0) {
+						const rest = segs.slice(caps + 1);
+						const value = o["value"];
+						if (rest.length === 0 && capsObject(value)) return true;
+						if (rest[0] === "add" && addsNodeCap(value)) return true;
+					}
 				}
 				if (walk(x, depth + 1)) return true;
 			}
@@ -200,8 +246,16 @@ export function bodyReachesNode(body: Buffer, contentType: string | undefined, c
 	const yaml = type.includes("yaml");
 	if (!yaml && !type.includes("json")) return true;
 	const text = body.toString("utf8");
-	// Raw text too (JSON escapes decoded), for keys a parser drops: any mention of a host path counts.
-	if (fold(text.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)))).includes(HOST_PATH)) return true;
+	// Raw text too (JSON escapes decoded), for keys a parser drops (a duplicate key: JSON.parse keeps
+	// the last, Go decodes both into one struct): any mention of a host path counts, so does `Unmasked`
+	// beside `procMount`, and a JSON `"add": [...]` list naming a NODE_CAPS capability.
+	const raw = fold(text.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16))));
+	if (raw.includes(HOST_PATH) || (raw.includes("procmount") && raw.includes("unmasked"))) return true;
+	if (raw.includes("capabilities")) {
+		for (const m of raw.matchAll(/"add"\s*:\s*\[([^\]]*)\]/g)) {
+			if ([...m[1]!.matchAll(/"([^"]*)"/g)].some((q) => nodeCap(q[1]))) return true;
+		}
+	}
 	try {
 		return walk(yaml ? parseYamlBody(text) : JSON.parse(text), 0);
 	} catch {

@@ -624,8 +624,9 @@ export function mayReachNode(req: KubeRequest): boolean {
 }
 
 /**
- * A pod (or a workload's template) given the node's PID, IPC or network namespace, a host path or a
- * privileged container (`reachesNode`, decided by the data path from the body): from it, `nsenter`
+ * A pod (or a workload's template) given the node's PID, IPC or network namespace, a host path, a
+ * privileged container, or a capability or an unmasked `/proc` that reach the node (`reachesNode`,
+ * decided by the data path from the body: gateway/kube/handover.ts bodyReachesNode): from it, `nsenter`
  * enters any container on the node, the host's `/` holds every pod's files, the kubelet's credentials
  * and the container runtime's socket. `kubectl debug node/NAME` makes exactly such a pod, in the
  * agent's own namespace. So it is matched as `create pods/exec` with no namespace: a rule "no exec in

@@ -64,6 +64,13 @@ before(async () => {
 	assert.equal(node.status, 201, JSON.stringify(node.body));
 	const existing = await kube.request("POST", "/api/v1/namespaces/sandbox/pods", pod("plain", {}));
 	assert.equal(existing.status, 201, JSON.stringify(existing.body));
+	const dep = await kube.request("POST", "/apis/apps/v1/namespaces/sandbox/deployments", {
+		apiVersion: "apps/v1",
+		kind: "Deployment",
+		metadata: { name: "ordinary-dep" },
+		spec: { selector: { matchLabels: { app: "o" } }, template: { metadata: { labels: { app: "o" } }, spec: { containers: [{ name: "c", image: "example.invalid/c:1", securityContext: { capabilities: { add: ["NET_RAW"] } } }] } } },
+	});
+	assert.equal(dep.status, 201, JSON.stringify(dep.body));
 	gw = await kubeGateway(
 		issuer,
 		kube,
@@ -136,6 +143,73 @@ test("a privileged debug container added to a sandbox pod (kubectl debug --profi
 	assert.deepEqual((pod.body.spec.ephemeralContainers ?? []).map((c) => c.name), ["dbg-false"]);
 });
 
+test("capabilities that reach the node, an unmasked /proc, a hostProcess container: in a pod, a template, a debug container, a JSON patch", async () => {
+	// Round 11: only hostPID/IPC/network, hostPath and privileged were read; SYS_ADMIN (mount, cgroup v1
+	// release_agent), SYS_MODULE (a kernel module), DAC_READ_SEARCH (open_by_handle_at: any node file),
+	// ALL, procMount Unmasked and Windows hostProcess containers were created in sandbox under "no exec in prod".
+	const sc = (securityContext: Record<string, unknown>) => ({ containers: [{ name: "c", image: "example.invalid/c:1", securityContext }] });
+	refused(await send("POST", "/api/v1/namespaces/sandbox/pods", pod("cap-admin", sc({ capabilities: { add: ["SYS_ADMIN"] } }))), "SYS_ADMIN");
+	refused(await send("POST", "/api/v1/namespaces/sandbox/pods", pod("cap-all", sc({ capabilities: { drop: ["NET_RAW"], add: ["all"] } }))), "ALL");
+	refused(await send("POST", "/api/v1/namespaces/sandbox/pods", pod("cap-dac", sc({ capabilities: { add: ["CAP_DAC_READ_SEARCH"] } }))), "CAP_DAC_READ_SEARCH");
+	refused(await send("POST", "/api/v1/namespaces/sandbox/pods", pod("proc", { hostUsers: false, ...sc({ procMount: "Unmasked" }) })), "procMount Unmasked");
+	refused(await send("POST", "/api/v1/namespaces/sandbox/pods", pod("win", { securityContext: { windowsOptions: { hostProcess: true } } })), "hostProcess");
+	refused(
+		await send("POST", "/api/v1/namespaces/sandbox/pods", "apiVersion: v1\nkind: Pod\nmetadata: {name: yaml-cap}\nspec:\n  containers:\n  - name: c\n    image: example.invalid/c:1\n    securityContext:\n      capabilities:\n        add: [sys_module]\n", "application/yaml"),
+		"SYS_MODULE in YAML",
+	);
+	const deployment = {
+		apiVersion: "apps/v1",
+		kind: "Deployment",
+		metadata: { name: "cap" },
+		spec: { selector: { matchLabels: { app: "cap" } }, template: { metadata: { labels: { app: "cap" } }, spec: sc({ capabilities: { add: ["SYS_ADMIN"] } }) } },
+	};
+	refused(await send("POST", "/apis/apps/v1/namespaces/sandbox/deployments", deployment), "deployment template");
+	// A duplicate key: JSON.parse keeps the last `capabilities`, Go decodes both into one struct.
+	refused(
+		await send("POST", "/api/v1/namespaces/sandbox/pods", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"dup"},"spec":{"containers":[{"name":"c","image":"example.invalid/c:1","securityContext":{"capabilities":{"add":["SYS_ADMIN"]},"capabilities":{"drop":[]}}}]}}`),
+		"duplicate capabilities key",
+	);
+	refused(
+		await send(
+			"PATCH",
+			"/api/v1/namespaces/sandbox/pods/plain/ephemeralcontainers",
+			{ spec: { ephemeralContainers: [{ name: "dbg-admin", image: "example.invalid/busybox:1", securityContext: { capabilities: { add: ["SYS_ADMIN"] } } }] } },
+			"application/strategic-merge-patch+json",
+		),
+		"SYS_ADMIN debug container",
+	);
+	refused(
+		await send(
+			"PATCH",
+			"/apis/apps/v1/namespaces/sandbox/deployments/ordinary-dep",
+			[{ op: "add", path: "/spec/template/spec/containers/0/securityContext/capabilities/add/-", value: "SYS_ADMIN" }],
+			"application/json-patch+json",
+		),
+		"JSON patch of one capability",
+	);
+	// Debugging and hardened pods still pass: SYS_PTRACE (kubectl debug --profile=general), NET_ADMIN,
+	// `drop: [ALL]`, seccomp Unconfined.
+	const general = await send(
+		"PATCH",
+		"/api/v1/namespaces/sandbox/pods/plain/ephemeralcontainers",
+		{ spec: { ephemeralContainers: [{ name: "dbg-general", image: "example.invalid/busybox:1", securityContext: { capabilities: { add: ["SYS_PTRACE"] } } }] } },
+		"application/strategic-merge-patch+json",
+	);
+	assert.equal(general.status, 200, general.text);
+	const hardened = await send(
+		"POST",
+		"/api/v1/namespaces/sandbox/pods",
+		pod("hardened", { securityContext: { seccompProfile: { type: "Unconfined" } }, ...sc({ capabilities: { drop: ["ALL"], add: ["NET_ADMIN", "NET_BIND_SERVICE"] }, allowPrivilegeEscalation: true }) }),
+	);
+	assert.equal(hardened.status, 201, hardened.text);
+	const pods = await kube.request<{ items: { metadata: { name: string } }[] }>("GET", "/api/v1/namespaces/sandbox/pods");
+	assert.deepEqual(pods.body.items.map((p) => p.metadata.name).filter((n) => !["ordinary", "plain"].includes(n)), ["hardened"]);
+	const deps = await kube.request<{ items: { metadata: { name: string } }[] }>("GET", "/apis/apps/v1/namespaces/sandbox/deployments");
+	assert.deepEqual(deps.body.items.map((d) => d.metadata.name), ["ordinary-dep"]);
+	const dep = await kube.request<{ spec: { template: { spec: { containers: { securityContext?: unknown }[] } } } }>("GET", "/apis/apps/v1/namespaces/sandbox/deployments/ordinary-dep");
+	assert.deepEqual(dep.body.spec.template.spec.containers[0]!.securityContext, { capabilities: { add: ["NET_RAW"] } });
+});
+
 test("bodyReachesNode: each field, JSON patches, unreadable bodies", async () => {
 	// Imported here: the tests above run on code without it (they fail there on what is created, not on an import).
 	const { bodyReachesNode } = await import("../../gateway/kube/handover.ts");
@@ -147,11 +221,21 @@ test("bodyReachesNode: each field, JSON patches, unreadable bodies", async () =>
 		[{ op: "add", path: "/spec/volumes/-", value: { name: "h", hostPath: { path: "/" } } }],
 		[{ op: "replace", path: "/spec/hostNetwork", value: true }],
 		[{ op: "copy", from: "/metadata/labels/x", path: "/spec/template/spec/hostPID" }],
+		[{ op: "replace", path: "/spec/containers/0/securityContext/capabilities", value: { add: ["BPF"] } }],
+		[{ op: "add", path: "/spec/containers/0/securityContext/capabilities/add", value: ["NET_RAW", "cap_sys_boot"] }],
+		[{ op: "copy", from: "/metadata/labels/x", path: "/spec/containers/0/securityContext/procMount" }],
+		[{ op: "replace", path: "/spec/containers/0/securityContext", value: { capabilities: { add: [" SYS_RAWIO"] } } }],
 	]) {
 		assert.ok(bodyReachesNode(j(o), json, undefined), JSON.stringify(o));
 	}
 	assert.ok(bodyReachesNode(Buffer.from("k8s\u0000"), "application/vnd.kubernetes.protobuf", undefined));
-	for (const o of [{ spec: { hostNetwork: false } }, { spec: { containers: [{ securityContext: { privileged: false } }] } }, [{ op: "replace", path: "/spec/hostPID", value: false }]]) {
+	for (const o of [
+		{ spec: { hostNetwork: false } },
+		{ spec: { containers: [{ securityContext: { privileged: false } }] } },
+		[{ op: "replace", path: "/spec/hostPID", value: false }],
+		{ spec: { containers: [{ securityContext: { capabilities: { drop: ["ALL", "SYS_ADMIN"], add: ["SYS_PTRACE"] }, procMount: "Default" } }] } },
+		[{ op: "add", path: "/spec/containers/0/securityContext/capabilities/drop/-", value: "SYS_ADMIN" }],
+	]) {
 		assert.ok(!bodyReachesNode(j(o), json, undefined), JSON.stringify(o));
 	}
 });
