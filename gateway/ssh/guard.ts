@@ -123,24 +123,75 @@ export class LineTracker {
 }
 
 /**
- * Whether the target's terminal output has switched to the alternate screen (`ESC [?1049h`, `?1047h`,
- * `?47h`) and not back: a full-screen program (vim, less, top) has the keyboard, not the shell's
- * readline, and its keys (ESC, arrows) are not shell-line edits. Sequences split across chunks are
- * found too. The output is the target's, i.e. the agent's to write (`printf '\e[?1049h'`): this only
- * decides whether an edited line is refused or decided as tracked, as before round 10.
+ * Programs that take the whole terminal (the alternate screen) and its keys while they run: editors,
+ * pagers, monitors. Not terminal multiplexers (tmux, screen: their windows hold shells, whose lines
+ * must be checked), file managers with a command line of their own (mc), nor pagers that print a
+ * file's bytes as they are (more, most, cat).
+ */
+const FULL_SCREEN = new Set(["vi", "vim", "nvim", "view", "vimdiff", "nano", "emacs", "less", "man", "top", "htop", "btop", "atop", "iotop"]);
+
+/**
+ * Whether a decided line starts a FULL_SCREEN program and nothing else: the program's name (a path to
+ * it too), optionally after `sudo`, then plain arguments: no `;`, `&`, `|`, redirection, substitution,
+ * quoting, globs, history expansion or a second line, so nothing else of the line can write to the
+ * terminal before or after it (an assignment before the name leaves the name out of first place).
+ */
+export function fullScreenCommand(line: string): boolean {
+	const t = line.trim();
+	if (t === "" || /[;&|<>()`$\\'"\n*?[{}!#]/.test(t)) return false;
+	const words = t.split(/[ \t]+/);
+	const first = words[0] === "sudo" ? words[1] : words[0];
+	if (first === undefined) return false;
+	return FULL_SCREEN.has(first.slice(first.lastIndexOf("/") + 1));
+}
+
+/**
+ * Whether a full-screen program the guard let start has the keyboard: the last line decided at the
+ * shell started a FULL_SCREEN program (fullScreenCommand), and the target's output has switched to
+ * the alternate screen (`ESC [?1049h`, `?1047h`, `?47h`) since then and not back. Its keys (ESC,
+ * arrows) are then not shell-line edits, and a line is decided as tracked. The output is the target's,
+ * i.e. the agent's to write: before round 11 the switch alone counted, so `printf '\e[?1049h'` at the
+ * prompt made every later edited line pass as tracked (`ouch f`, ^A, `t` ran `touch f` under a `touch *`
+ * rule). A switch that came before the program's line, another line decided at the shell, or leaving
+ * the alternate screen ends it. Sequences split across chunks are found too.
  */
 export class TerminalModes {
 	#alternateScreen = false;
+	/** The last line decided at the shell started a FULL_SCREEN program, which has not left the alternate screen. */
+	#armed = false;
+	/** The alternate screen was switched to while #armed. */
+	#entered = false;
 	#tail = "";
 
+	/** The target's output is on the alternate screen (whoever switched it). */
 	get alternateScreen(): boolean {
 		return this.#alternateScreen;
+	}
+
+	/** A FULL_SCREEN program the guard let start switched to the alternate screen and has not left it. */
+	get fullScreenProgram(): boolean {
+		return this.#armed && this.#entered && this.#alternateScreen;
+	}
+
+	/** A line decided at the shell (not inside a full-screen program) is relayed with its Enter. */
+	relayed(command: string): void {
+		this.#armed = fullScreenCommand(command);
+		this.#entered = false;
 	}
 
 	feed(chunk: Buffer): void {
 		const text = this.#tail + chunk.toString("latin1");
 		const re = /\x1b\[\?(?:1049|1047|47)([hl])/g;
-		for (let m = re.exec(text); m !== null; m = re.exec(text)) this.#alternateScreen = m[1] === "h";
+		for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+			this.#alternateScreen = m[1] === "h";
+			if (this.#alternateScreen) {
+				if (this.#armed) this.#entered = true;
+			} else if (this.#entered) {
+				// The program left it: whatever switches to it next is not the program the line started.
+				this.#armed = false;
+				this.#entered = false;
+			}
+		}
 		// Keep what could be the start of a sequence cut at the chunk's end.
 		const esc = text.lastIndexOf("\x1b");
 		this.#tail = esc >= 0 && text.length - esc < 8 ? text.slice(esc) : "";

@@ -1473,9 +1473,11 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 						// In a command that goes on (pending), that Enter adds an empty line to it.
 						if (pending !== "") pending += "\n";
 					};
-					// A full-screen program (vim, less) has the keyboard: its ESC and arrow keys are its own, and the
-					// line is decided as tracked, as before (what it runs is beyond the guard, README).
-					if (seg.dirty && !screen.alternateScreen) {
+					// A full-screen program (vim, less) the guard let start has the keyboard: its ESC and arrow keys
+					// are its own, and the line is decided as tracked, as before (what it runs is beyond the guard,
+					// README). The alternate screen alone is not enough: the agent can switch to it (TerminalModes).
+					const inProgram = screen.fullScreenProgram;
+					if (seg.dirty && !inProgram) {
 						// Keys the tracker cannot follow touched the line: what readline runs may be another line.
 						refuse(line === "" ? "<edited line>" : line, {
 							refused:
@@ -1505,6 +1507,7 @@ export class SshListener extends EventEmitter<SshListenerEvents> {
 					const base = { ...(d.rule ? { rule: d.rule } : {}), ...(d.approvalId ? { approvalId: d.approvalId } : {}) };
 					state.recorder.emit({ type: "exec", command, decision: d.decision, ...base });
 					up.write(seg.terminator);
+					if (!inProgram) screen.relayed(command);
 					pending = commandGoesOn(command) ? command : "";
 				}
 			});

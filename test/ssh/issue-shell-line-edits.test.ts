@@ -169,6 +169,44 @@ test("a line refused inside a bracketed paste is killed: the kill is not pasted 
 	assert.match(out, /no-touch/);
 });
 
+test("the alternate screen switched to by the agent (printf) is no full-screen program: edited lines are still refused", { timeout: 60_000 }, async () => {
+	// Round 11: the switch alone exempted edited lines, and the agent writes the target's output.
+	const out = await attempt("printf '\\e[?1049h'\r", `ouch ${marker}\x01t\r`);
+	assert.equal(existsSync(marker), false, `touch ran:\n${out}`);
+	assert.match(out, /edited with keys the gateway cannot follow/);
+});
+
+test("full-screen programs: only a decided line starting one, and a switch after it, exempt edited lines", async () => {
+	// Imported here: the test above runs on code without them (it fails there on what runs, not on an import).
+	const { TerminalModes, fullScreenCommand } = await import("../../gateway/ssh/guard.ts");
+	for (const c of ["vim /etc/hosts", "less -S log.txt", "sudo top", "/usr/bin/htop", "man 5 crontab", "vim ~/.bashrc"]) assert.ok(fullScreenCommand(c), c);
+	for (const c of ["printf '\\e[?1049h'", "vim; touch f", "less f & touch g", "LESS=-r less f", "vim $(touch f)", "tmux", "screen", "more f", "echo vim", "vim\ntouch f", "mc"]) {
+		assert.ok(!fullScreenCommand(c), c);
+	}
+	const alt = Buffer.from("\x1b[?1049h");
+	const main = Buffer.from("\x1b[?1049l");
+	// The agent switches, then nothing it typed started a program.
+	const m = new TerminalModes();
+	m.relayed("printf x");
+	m.feed(alt);
+	assert.equal(m.fullScreenProgram, false);
+	// Switched before the program's line (`less -FX` never switches): still not.
+	m.relayed("less -FX short.txt");
+	assert.equal(m.fullScreenProgram, false);
+	// vim started by a decided line, then its switch: its keys are its own until it leaves.
+	m.feed(main);
+	m.relayed("vim notes.txt");
+	assert.equal(m.fullScreenProgram, false);
+	m.feed(Buffer.from("\x1b[?10"));
+	m.feed(Buffer.from("49h"));
+	assert.equal(m.fullScreenProgram, true);
+	m.feed(main);
+	assert.equal(m.fullScreenProgram, false);
+	// Leaving ends it: switching back later (a background printf) does not bring it back.
+	m.feed(alt);
+	assert.equal(m.fullScreenProgram, false);
+});
+
 test("line tracker: cursor keys, ^V, bracketed paste; commands that go on", async () => {
 	// Imported here: the tests above run on code without them (they fail there on what runs, not on an import).
 	const { TerminalModes } = await import("../../gateway/ssh/guard.ts");
