@@ -29,7 +29,7 @@ import type { KubeVerdict } from "../policy/types.ts";
 import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
 import { type KubeErrorCode, KubeGatewayError } from "./status.ts";
 import { bodyHandsOver, bodyMentions, bodyReachesNode } from "./handover.ts";
-import { deleteAnswerRead, guardrailVerdict, mayHandOver, mayReachNode, mintingWrite } from "../policy/kube.ts";
+import { deleteAnswerRead, guardrailVerdict, isPortForward, mayHandOver, mayReachNode, mintingWrite } from "../policy/kube.ts";
 
 /** Strictness of a guardrail action, as in gateway/policy/kube.ts. */
 const RANK = { allow: 0, audit: 1, requireApproval: 2, block: 3 } as const;
@@ -1010,6 +1010,81 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 		return https.request(options);
 	}
 
+	/**
+	 * The Pod a port-forward names, read with the gateway's own credential (no impersonation: the agent
+	 * may hold `pods/portforward` without `get pods`, and never sees the answer): its uid and whether it
+	 * runs on its node's network. Undefined when it cannot be read (no such pod, RBAC, timeout): the
+	 * caller fails closed.
+	 */
+	#portForwardPod(r: Resolved): Promise<{ uid: string; hostNetwork: boolean } | undefined> {
+		const conn = r.connection;
+		const base = upstreamBase(conn);
+		const cred = credentialOf(r.bundle, conn);
+		const headers: http.OutgoingHttpHeaders = { host: base.host, accept: "application/json" };
+		if (cred?.type === "kubernetes" && cred.token) headers["authorization"] = `Bearer ${cred.token}`;
+		const ns = encodeURIComponent(r.kreq.namespace ?? "");
+		const name = encodeURIComponent(r.kreq.name ?? "");
+		const options: https.RequestOptions = {
+			protocol: "https:",
+			hostname: base.hostname,
+			port: base.port,
+			method: "GET",
+			path: `${base.basePath}/api/v1/namespaces/${ns}/pods/${name}`,
+			headers,
+			timeout: 10_000,
+		};
+		const agent = this.#agent(r.bundle, conn, cred);
+		if (agent) options.agent = agent;
+		else {
+			options.agent = false;
+			if (conn.kubernetes?.caPem) options.ca = conn.kubernetes.caPem;
+			if (cred?.type === "kubernetes" && cred.clientCertPem && cred.clientKeyPem) {
+				options.cert = cred.clientCertPem;
+				options.key = cred.clientKeyPem;
+			}
+		}
+		return new Promise((resolve) => {
+			const req = https.request(options, (res) => {
+				const chunks: Buffer[] = [];
+				let size = 0;
+				res.on("data", (c: Buffer) => {
+					size += c.length;
+					if (size <= MAX_HELD_BODY) chunks.push(c);
+				});
+				res.on("end", () => {
+					if (res.statusCode !== 200 || size > MAX_HELD_BODY) return resolve(undefined);
+					try {
+						const pod = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { metadata?: { uid?: unknown }; spec?: { hostNetwork?: unknown } };
+						const uid = pod.metadata?.uid;
+						resolve(typeof uid === "string" && uid !== "" ? { uid, hostNetwork: pod.spec?.hostNetwork !== false && pod.spec?.hostNetwork !== undefined } : undefined);
+					} catch {
+						resolve(undefined);
+					}
+				});
+				res.on("error", () => resolve(undefined));
+			});
+			req.on("timeout", () => req.destroy(new Error("timeout")));
+			req.on("error", () => resolve(undefined));
+			req.end();
+		});
+	}
+
+	/**
+	 * A port-forward under a rule that a node-wide exec would meet (`reachNode`): looks the Pod up, and
+	 * takes that stricter decision when it runs on its node's network or cannot be read. Returns the uid
+	 * of the Pod it let through, for the check after the apiserver's upgrade (#handleUpgrade).
+	 */
+	async #portForwardReach(r: Resolved): Promise<string | undefined> {
+		const rn = r.reachNode;
+		if (!rn || !isPortForward(r.kreq)) return undefined;
+		const pod = await this.#portForwardPod(r);
+		if (pod && !pod.hostNetwork) return pod.uid;
+		r.grant = rn.grant;
+		r.verdict = rn.verdict;
+		r.kreq = { ...r.kreq, reachesNode: true };
+		return undefined;
+	}
+
 	// -------------------------------------------------------------------------------------------
 	// Plain requests.
 
@@ -1111,6 +1186,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				resolved.verdict = ho.verdict;
 				resolved.kreq = { ...resolved.kreq, handsOver: true };
 			}
+			// A port-forward without an upgrade streams nothing, but is decided like one.
+			await this.#portForwardReach(resolved);
 			if (rn && held && RANK[rn.verdict.action] > RANK[resolved.verdict.action] && bodyReachesNode(held.bytes, req.headers["content-type"], req.headers["content-encoding"])) {
 				resolved.grant = rn.grant;
 				resolved.verdict = rn.verdict;
@@ -1379,9 +1456,39 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			if (resolved.hideAnswer) {
 				throw new KubeGatewayError("bad-request", "a delete is not an upgrade request; send it without Connection: Upgrade");
 			}
+			// A port-forward to a hostNetwork Pod reaches the node's own ports (#portForwardReach). The kubelet
+			// finds the Pod by name when the apiserver upgrades, so the Pod let through is pinned by uid and
+			// looked up again after the upgrade, before anything is relayed: the same uid then means the name
+			// held that Pod throughout (a uid is never reused), and hostNetwork cannot change on a Pod.
+			const pinned = await this.#portForwardReach(resolved);
 			const g = await this.#guard(resolved, session, abort.signal);
 			const up = this.#upstreamRequest(resolved, req, true);
 			up.on("upgrade", (ures, usocket, uhead) => {
+				if (pinned === undefined) {
+					relay(ures, usocket, uhead);
+					return;
+				}
+				usocket.pause();
+				void this.#portForwardPod(resolved!).then((pod) => {
+					if (pod?.uid === pinned && !pod.hostNetwork && !usocket.destroyed && !socket.destroyed) {
+						relay(ures, usocket, uhead);
+						return;
+					}
+					usocket.destroy();
+					const rule = resolved!.reachNode?.verdict.rule;
+					const err = Object.assign(
+						new KubeGatewayError(
+							"blocked",
+							`pod ${resolved!.kreq.namespace}/${resolved!.kreq.name} was replaced (or could not be read again) between the gateway's look-up and the port-forward; a port-forward to a pod on its node's network is decided like pods/exec in any namespace${rule ? ` (rule ${rule})` : ""}: try again`,
+						),
+						{ rule },
+					);
+					writeRawStatus(socket, err);
+					record("block", err.httpStatus, rule ? { rule } : {});
+					if (session) this.#release(session);
+				});
+			});
+			const relay = (ures: http.IncomingMessage, usocket: Duplex, uhead: Buffer): void => {
 				let headerText = `HTTP/1.1 ${ures.statusCode ?? 101} ${ures.statusMessage ?? "Switching Protocols"}\r\n`;
 				for (let i = 0; i < ures.rawHeaders.length; i += 2) headerText += `${ures.rawHeaders[i]}: ${ures.rawHeaders[i + 1]}\r\n`;
 				socket.write(`${headerText}\r\n`);
@@ -1464,7 +1571,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				usocket.on("close", end);
 				socket.on("close", end);
 				usocket.on("error", end);
-			});
+			};
 			up.on("response", (ures) => {
 				// The apiserver refused the upgrade (RBAC, no such pod, no node): relay its answer.
 				let text = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage}\r\n`;

@@ -210,6 +210,38 @@ test("capabilities that reach the node, an unmasked /proc, a hostProcess contain
 	assert.deepEqual(dep.body.spec.template.spec.containers[0]!.securityContext, { capabilities: { add: ["NET_RAW"] } });
 });
 
+test("a port-forward to a hostNetwork pod in sandbox is refused like exec anywhere; to another pod the gateway does not refuse it", async () => {
+	// Round 11 (round 10's stated limit): a hostNetwork pod has the node's network namespace, so a
+	// port-forward to it reaches the node's loopback-only ports (the kubelet's, a control-plane node's
+	// etcd); it was decided as exec in sandbox only. The admin runs one (a DaemonSet's, say) in sandbox.
+	const hostnet = await kube.request("POST", "/api/v1/namespaces/sandbox/pods", pod("node-agent", { hostNetwork: true }));
+	assert.equal(hostnet.status, 201, JSON.stringify(hostnet.body));
+	const upgrade = async (name: string) => {
+		const token = await issuer.token("ops", { groups: ["agents"] });
+		return httpsText({
+			hostname: "127.0.0.1",
+			port: gw.address.port,
+			method: "POST",
+			path: `/k8s/cluster-prod/api/v1/namespaces/sandbox/pods/${name}/portforward`,
+			ca: kube.caPem,
+			headers: { authorization: `Bearer ${token}`, connection: "Upgrade", upgrade: "SPDY/3.1", "x-stream-protocol-version": "portforward.k8s.io" },
+		});
+	};
+	const r = await upgrade("node-agent");
+	assert.equal(r.status, 403, r.text);
+	assert.ok(r.drawbridge, r.text);
+	assert.match(r.text, /prod-exec/);
+	assert.match(r.text, /node's own loopback ports/);
+	// A pod the gateway cannot find is refused too (fail closed: it could be created by then).
+	const missing = await upgrade("not-yet");
+	assert.equal(missing.status, 403, missing.text);
+	assert.match(missing.text, /prod-exec/);
+	// An ordinary pod: the gateway lets it through, and the apiserver answers (no kubelet here).
+	const plain = await upgrade("plain");
+	assert.ok(!plain.drawbridge, `${plain.status} ${plain.text}`);
+	assert.doesNotMatch(plain.text, /prod-exec/);
+});
+
 test("bodyReachesNode: each field, JSON patches, unreadable bodies", async () => {
 	// Imported here: the tests above run on code without it (they fail there on what is created, not on an import).
 	const { bodyReachesNode } = await import("../../gateway/kube/handover.ts");
