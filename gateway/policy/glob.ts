@@ -20,6 +20,23 @@ export function compileCaseSensitiveGlob(pattern: string): GlobMatcher {
 	return globMatcher(pattern, true);
 }
 
+/** One `*`-free piece of a glob as a regular expression source: `?` is any one character, the rest literal. */
+function pieceSource(piece: string): string {
+	let src = "";
+	for (const ch of piece) src += ch === "?" ? "[\\s\\S]" : ch.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+	return src;
+}
+
+/**
+ * A pattern with `*` is matched piece by piece, never as one regular expression: `^a[\s\S]*b[\s\S]*c…$`
+ * backtracks over every way to place each `*` (polynomial in the value's length, one degree per `*`), so
+ * a rule `*a*b*c*d*` and a 6,000-character command held the event loop, and with it every session of
+ * the gateway, for minutes (an agent chooses the command). The pieces between `*`s hold no `*`, so each
+ * has a fixed number of characters and its leftmost match also ends first: the first piece at the
+ * start, each middle piece at its leftmost place after the one before, the last piece at the end after
+ * them is a match exactly when the single expression is one. Each piece keeps that expression's flags
+ * (`i` and `u`: the same case folding, `?` one code point).
+ */
 function globMatcher(pattern: string, caseSensitive: boolean): GlobMatcher {
 	if (pattern === "*") return () => true;
 	if (!pattern.includes("*") && !pattern.includes("?")) {
@@ -27,14 +44,36 @@ function globMatcher(pattern: string, caseSensitive: boolean): GlobMatcher {
 		const lower = pattern.toLowerCase();
 		return (v) => v.toLowerCase() === lower;
 	}
-	let src = "^";
-	for (const ch of pattern) {
-		if (ch === "*") src += "[\\s\\S]*";
-		else if (ch === "?") src += "[\\s\\S]";
-		else src += ch.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+	const flags = caseSensitive ? "u" : "iu";
+	const pieces = pattern.split("*");
+	if (pieces.length === 1) {
+		const re = new RegExp(`^${pieceSource(pattern)}$`, flags);
+		return (v) => re.test(v);
 	}
-	const re = new RegExp(`${src}$`, caseSensitive ? "u" : "iu");
-	return (v) => re.test(v);
+	const head = pieces[0]! === "" ? undefined : new RegExp(pieceSource(pieces[0]!), `${flags}y`);
+	const tail = pieces[pieces.length - 1]! === "" ? undefined : new RegExp(`(?:${pieceSource(pieces[pieces.length - 1]!)})$`, `${flags}g`);
+	const middle = pieces
+		.slice(1, -1)
+		.filter((p) => p !== "")
+		.map((p) => new RegExp(pieceSource(p), `${flags}g`));
+	return (v) => {
+		let pos = 0;
+		if (head) {
+			head.lastIndex = 0;
+			if (!head.test(v)) return false;
+			pos = head.lastIndex;
+		}
+		for (const re of middle) {
+			re.lastIndex = pos;
+			if (!re.test(v)) return false;
+			pos = re.lastIndex;
+		}
+		if (tail) {
+			tail.lastIndex = pos;
+			return tail.test(v);
+		}
+		return true;
+	};
 }
 
 export function compileGlobs(patterns: readonly string[] | undefined): GlobMatcher | undefined {
