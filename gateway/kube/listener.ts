@@ -29,7 +29,7 @@ import type { KubeVerdict } from "../policy/types.ts";
 import { decideKubeRequest, type KubeEvaluator } from "./scope.ts";
 import { type KubeErrorCode, KubeGatewayError } from "./status.ts";
 import { bodyHandsOver, bodyMentions, bodyReachesNode } from "./handover.ts";
-import { deleteAnswerRead, guardrailVerdict, isPortForward, mayHandOver, mayReachNode, mintingWrite } from "../policy/kube.ts";
+import { deleteAnswerRead, guardrailVerdict, mayHandOver, mayReachNode, mintingWrite, podStream } from "../policy/kube.ts";
 
 /** Strictness of a guardrail action, as in gateway/policy/kube.ts. */
 const RANK = { allow: 0, audit: 1, requireApproval: 2, block: 3 } as const;
@@ -1011,12 +1011,13 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	}
 
 	/**
-	 * The Pod a port-forward names, read with the gateway's own credential (no impersonation: the agent
-	 * may hold `pods/portforward` without `get pods`, and never sees the answer): its uid and whether it
-	 * runs on its node's network. Undefined when it cannot be read (no such pod, RBAC, timeout): the
-	 * caller fails closed.
+	 * The Pod an exec, attach or port-forward names, read with the gateway's own credential (no
+	 * impersonation: the agent may hold `pods/exec` without `get pods`, and never sees the answer): its
+	 * uid, whether it runs on its node's network, and whether its spec reaches its node otherwise
+	 * (bodyReachesNode: host namespaces, host paths, privileges, capabilities). Undefined when it cannot
+	 * be read (no such pod, RBAC, timeout): the caller fails closed.
 	 */
-	#portForwardPod(r: Resolved): Promise<{ uid: string; hostNetwork: boolean } | undefined> {
+	#streamPod(r: Resolved): Promise<{ uid: string; hostNetwork: boolean; reachesNode: boolean } | undefined> {
 		const conn = r.connection;
 		const base = upstreamBase(conn);
 		const cred = credentialOf(r.bundle, conn);
@@ -1054,9 +1055,11 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				res.on("end", () => {
 					if (res.statusCode !== 200 || size > MAX_HELD_BODY) return resolve(undefined);
 					try {
-						const pod = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { metadata?: { uid?: unknown }; spec?: { hostNetwork?: unknown } };
+						const bytes = Buffer.concat(chunks);
+						const pod = JSON.parse(bytes.toString("utf8")) as { metadata?: { uid?: unknown }; spec?: { hostNetwork?: unknown } };
 						const uid = pod.metadata?.uid;
-						resolve(typeof uid === "string" && uid !== "" ? { uid, hostNetwork: pod.spec?.hostNetwork !== false && pod.spec?.hostNetwork !== undefined } : undefined);
+						const hostNetwork = pod.spec?.hostNetwork !== false && pod.spec?.hostNetwork !== undefined;
+						resolve(typeof uid === "string" && uid !== "" ? { uid, hostNetwork, reachesNode: hostNetwork || bodyReachesNode(bytes, "application/json", undefined) } : undefined);
 					} catch {
 						resolve(undefined);
 					}
@@ -1070,15 +1073,24 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	}
 
 	/**
-	 * A port-forward under a rule that a node-wide exec would meet (`reachNode`): looks the Pod up, and
-	 * takes that stricter decision when it runs on its node's network or cannot be read. Returns the uid
-	 * of the Pod it let through, for the check after the apiserver's upgrade (#handleUpgrade).
+	 * Whether a stream into `pod` reaches its node: a port-forward when the Pod is on its node's
+	 * network, an exec or attach when its spec reaches the node in any way (hostNetwork included).
 	 */
-	async #portForwardReach(r: Resolved): Promise<string | undefined> {
+	static #streamReaches(r: Resolved, pod: { hostNetwork: boolean; reachesNode: boolean }): boolean {
+		return podStream(r.kreq) === "portforward" ? pod.hostNetwork : pod.reachesNode;
+	}
+
+	/**
+	 * An exec, attach or port-forward under a rule that a node-wide exec would meet (`reachNode`): looks
+	 * the Pod up, and takes that stricter decision when the stream would reach the node
+	 * (#streamReaches) or the Pod cannot be read. Returns the uid of the Pod it let through, for the
+	 * check after the apiserver's upgrade (#handleUpgrade).
+	 */
+	async #streamReach(r: Resolved): Promise<string | undefined> {
 		const rn = r.reachNode;
-		if (!rn || !isPortForward(r.kreq)) return undefined;
-		const pod = await this.#portForwardPod(r);
-		if (pod && !pod.hostNetwork) return pod.uid;
+		if (!rn || !podStream(r.kreq)) return undefined;
+		const pod = await this.#streamPod(r);
+		if (pod && !KubeListener.#streamReaches(r, pod)) return pod.uid;
 		r.grant = rn.grant;
 		r.verdict = rn.verdict;
 		r.kreq = { ...r.kreq, reachesNode: true };
@@ -1186,8 +1198,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 				resolved.verdict = ho.verdict;
 				resolved.kreq = { ...resolved.kreq, handsOver: true };
 			}
-			// A port-forward without an upgrade streams nothing, but is decided like one.
-			await this.#portForwardReach(resolved);
+			// An exec, attach or port-forward without an upgrade streams nothing, but is decided like one.
+			await this.#streamReach(resolved);
 			if (rn && held && RANK[rn.verdict.action] > RANK[resolved.verdict.action] && bodyReachesNode(held.bytes, req.headers["content-type"], req.headers["content-encoding"])) {
 				resolved.grant = rn.grant;
 				resolved.verdict = rn.verdict;
@@ -1456,11 +1468,13 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			if (resolved.hideAnswer) {
 				throw new KubeGatewayError("bad-request", "a delete is not an upgrade request; send it without Connection: Upgrade");
 			}
-			// A port-forward to a hostNetwork Pod reaches the node's own ports (#portForwardReach). The kubelet
-			// finds the Pod by name when the apiserver upgrades, so the Pod let through is pinned by uid and
-			// looked up again after the upgrade, before anything is relayed: the same uid then means the name
-			// held that Pod throughout (a uid is never reused), and hostNetwork cannot change on a Pod.
-			const pinned = await this.#portForwardReach(resolved);
+			// A port-forward to a hostNetwork Pod reaches the node's own ports, an exec or attach into a Pod
+			// that reaches its node reaches the node (#streamReach). The kubelet finds the Pod by name when
+			// the apiserver upgrades, so the Pod let through is pinned by uid and looked up again after the
+			// upgrade, before anything is relayed: the same uid then means the name held that Pod throughout
+			// (a uid is never reused), and a Pod's host namespaces, volumes and security contexts cannot
+			// change (ephemeral containers are added, not exec'd into, by name: a new one is another exec).
+			const pinned = await this.#streamReach(resolved);
 			const g = await this.#guard(resolved, session, abort.signal);
 			const up = this.#upstreamRequest(resolved, req, true);
 			up.on("upgrade", (ures, usocket, uhead) => {
@@ -1469,8 +1483,8 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					return;
 				}
 				usocket.pause();
-				void this.#portForwardPod(resolved!).then((pod) => {
-					if (pod?.uid === pinned && !pod.hostNetwork && !usocket.destroyed && !socket.destroyed) {
+				void this.#streamPod(resolved!).then((pod) => {
+					if (pod?.uid === pinned && !KubeListener.#streamReaches(resolved!, pod) && !usocket.destroyed && !socket.destroyed) {
 						relay(ures, usocket, uhead);
 						return;
 					}
@@ -1479,7 +1493,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 					const err = Object.assign(
 						new KubeGatewayError(
 							"blocked",
-							`pod ${resolved!.kreq.namespace}/${resolved!.kreq.name} was replaced (or could not be read again) between the gateway's look-up and the port-forward; a port-forward to a pod on its node's network is decided like pods/exec in any namespace${rule ? ` (rule ${rule})` : ""}: try again`,
+							`pod ${resolved!.kreq.namespace}/${resolved!.kreq.name} was replaced (or could not be read again) between the gateway's look-up and the ${resolved!.kreq.subresource}; a stream into a pod that reaches its node is decided like pods/exec in any namespace${rule ? ` (rule ${rule})` : ""}: try again`,
 						),
 						{ rule },
 					);

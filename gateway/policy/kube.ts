@@ -611,19 +611,25 @@ const POD_SPEC_KINDS: Record<string, ReadonlySet<string>> = {
 	batch: new Set(["jobs", "cronjobs"]),
 };
 
-/** `pods/portforward` of a named Pod (any verb: kubectl sends POST for SPDY and GET for WebSocket). */
-export function isPortForward(req: KubeRequest): boolean {
-	return (req.apiGroup ?? "") === "" && req.resource === "pods" && req.subresource === "portforward" && req.name !== undefined;
+/**
+ * A stream into a named Pod (any verb: kubectl sends POST for SPDY and GET for WebSocket): `exec`,
+ * `attach`, `portforward`. What it reaches depends on the Pod: one that reaches its node (host
+ * namespaces, a host path, privileges) for exec and attach, one on its node's network
+ * (`hostNetwork`) for a port-forward; the data path looks the Pod up (`reachesNode`).
+ */
+export function podStream(req: KubeRequest): "exec" | "attach" | "portforward" | undefined {
+	if ((req.apiGroup ?? "") !== "" || req.resource !== "pods" || req.name === undefined) return undefined;
+	return req.subresource === "exec" || req.subresource === "attach" || req.subresource === "portforward" ? req.subresource : undefined;
 }
 
 /**
  * Whether matching `req` would look at `reachesNode` at all: a create, update or patch of an object
  * holding a pod spec, or of a Pod's `ephemeralcontainers` (a debug container may be privileged:
- * `kubectl debug --profile=sysadmin`); a port-forward (to a `hostNetwork` Pod, it reaches the node's
- * own ports: the data path looks the Pod up).
+ * `kubectl debug --profile=sysadmin`); an exec, attach or port-forward (podStream: into a Pod that
+ * reaches its node, they reach it too: the data path looks the Pod up).
  */
 export function mayReachNode(req: KubeRequest): boolean {
-	if (isPortForward(req)) return true;
+	if (podStream(req)) return true;
 	const verb = req.verb.toLowerCase();
 	if (!(verb === "create" || verb === "update" || verb === "patch")) return false;
 	if (req.subresource !== undefined) return req.subresource === "ephemeralcontainers" && req.resource === "pods" && (req.apiGroup ?? "") === "";
@@ -638,9 +644,9 @@ export function mayReachNode(req: KubeRequest): boolean {
  * and the container runtime's socket. `kubectl debug node/NAME` makes exactly such a pod, in the
  * agent's own namespace. So it is matched as `create pods/exec` with no namespace: a rule "no exec in
  * prod" covers a privileged pod in sandbox (test/kube/issue-node-reach.test.ts). So is a port-forward
- * to a `hostNetwork` Pod (`reachesNode` set by the data path after looking the Pod up with its own
- * credential: the node's loopback-only ports, the kubelet's and a control-plane node's etcd among
- * them). Grants are not widened or narrowed by this; PodSecurity admission is what keeps such pods
+ * to a `hostNetwork` Pod (the node's loopback-only ports, the kubelet's and a control-plane node's
+ * etcd among them), and an exec or attach into a Pod that reaches its node (a node agent's, say):
+ * `reachesNode` set by the data path after looking the Pod up with its own credential. Grants are not widened or narrowed by this; PodSecurity admission is what keeps such pods
  * out of a namespace.
  */
 function nodeReach(req: KubeRequest): ImpliedRequest | undefined {
@@ -651,10 +657,17 @@ function nodeReach(req: KubeRequest): ImpliedRequest | undefined {
 	delete alias.reachesNode;
 	delete alias.handsOver;
 	delete alias.mayCreate;
-	if (isPortForward(req)) {
+	const stream = podStream(req);
+	if (stream === "portforward") {
 		return {
 			req: alias,
 			why: "a port-forward to a pod on its node's network (hostNetwork, or a pod the gateway could not look up) reaches the node's own loopback ports, which reach every container on its node, like pods/exec in any namespace",
+		};
+	}
+	if (stream) {
+		return {
+			req: alias,
+			why: `${stream === "exec" ? "an exec" : "an attach"} into a pod that reaches its node (host namespaces, a host path, privileges, or a pod the gateway could not look up) reaches every container on its node, like pods/exec in any namespace`,
 		};
 	}
 	return { req: alias, why: "a pod with the node's namespaces, a host path or privileges reaches every container on its node, like pods/exec in any namespace" };

@@ -242,6 +242,42 @@ test("a port-forward to a hostNetwork pod in sandbox is refused like exec anywhe
 	assert.doesNotMatch(plain.text, /prod-exec/);
 });
 
+test("exec and attach into a sandbox pod that reaches its node are refused like exec anywhere; into another pod the gateway does not refuse them", async () => {
+	// Round 11: the admin's node agent in sandbox (hostPID and the node's / mounted, as node exporters and
+	// log shippers run) was exec in sandbox only, though from it nsenter enters any prod container.
+	const agentPod = await kube.request(
+		"POST",
+		"/api/v1/namespaces/sandbox/pods",
+		pod("node-exporter", { hostPID: true, volumes: [{ name: "root", hostPath: { path: "/" } }] }),
+	);
+	assert.equal(agentPod.status, 201, JSON.stringify(agentPod.body));
+	const capPod = await kube.request("POST", "/api/v1/namespaces/sandbox/pods", pod("cap-agent", { containers: [{ name: "c", image: "example.invalid/c:1", securityContext: { capabilities: { add: ["SYS_ADMIN"] } } }] }));
+	assert.equal(capPod.status, 201, JSON.stringify(capPod.body));
+	const stream = async (name: string, sub: "exec" | "attach") => {
+		const token = await issuer.token("ops", { groups: ["agents"] });
+		return httpsText({
+			hostname: "127.0.0.1",
+			port: gw.address.port,
+			method: "POST",
+			path: `/k8s/cluster-prod/api/v1/namespaces/sandbox/pods/${name}/${sub}?${sub === "exec" ? "command=sh&" : ""}stdin=true&stdout=true&tty=true`,
+			ca: kube.caPem,
+			headers: { authorization: `Bearer ${token}`, connection: "Upgrade", upgrade: "SPDY/3.1", "x-stream-protocol-version": "v4.channel.k8s.io" },
+		});
+	};
+	for (const [name, sub] of [["node-exporter", "exec"], ["node-exporter", "attach"], ["cap-agent", "exec"], ["node-agent", "exec"]] as const) {
+		const r = await stream(name, sub);
+		assert.equal(r.status, 403, `${sub} ${name}: ${r.text}`);
+		assert.ok(r.drawbridge, r.text);
+		assert.match(r.text, /prod-exec/);
+		assert.match(r.text, /into a pod that reaches its node/);
+	}
+	// An ordinary pod: the apiserver answers (no kubelet here), not the gateway.
+	for (const sub of ["exec", "attach"] as const) {
+		const plain = await stream("plain", sub);
+		assert.ok(!plain.drawbridge, `${sub}: ${plain.status} ${plain.text}`);
+	}
+});
+
 test("bodyReachesNode: each field, JSON patches, unreadable bodies", async () => {
 	// Imported here: the tests above run on code without it (they fail there on what is created, not on an import).
 	const { bodyReachesNode } = await import("../../gateway/kube/handover.ts");
