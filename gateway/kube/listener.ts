@@ -1081,14 +1081,18 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 	}
 
 	/**
-	 * An exec, attach or port-forward under a rule that a node-wide exec would meet (`reachNode`): looks
-	 * the Pod up, and takes that stricter decision when the stream would reach the node
+	 * An exec, attach or port-forward, or a write of `ephemeralcontainers`, under a rule that a node-wide
+	 * exec would meet (`reachNode`): looks the Pod up, and takes that stricter decision when the stream would reach the node
 	 * (#streamReaches) or the Pod cannot be read. Returns the uid of the Pod it let through, for the
 	 * check after the apiserver's upgrade (#handleUpgrade).
 	 */
 	async #streamReach(r: Resolved): Promise<string | undefined> {
 		const rn = r.reachNode;
-		if (!rn || !podStream(r.kreq)) return undefined;
+		// A debug container added to such a Pod shares its namespaces and runs its command at once, no
+		// attach needed: the write is decided the same way (a plain request, so nothing to pin: README).
+		const k = r.kreq;
+		const debug = k.resource === "pods" && (k.apiGroup ?? "") === "" && k.subresource === "ephemeralcontainers" && k.name !== undefined;
+		if (!rn || !(podStream(k) || debug)) return undefined;
 		const pod = await this.#streamPod(r);
 		if (pod && !KubeListener.#streamReaches(r, pod)) return pod.uid;
 		r.grant = rn.grant;

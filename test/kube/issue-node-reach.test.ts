@@ -242,7 +242,7 @@ test("a port-forward to a hostNetwork pod in sandbox is refused like exec anywhe
 	assert.doesNotMatch(plain.text, /prod-exec/);
 });
 
-test("exec and attach into a sandbox pod that reaches its node are refused like exec anywhere; into another pod the gateway does not refuse them", async () => {
+test("exec, attach and a debug container into a sandbox pod that reaches its node are refused like exec anywhere; into another pod the gateway does not refuse them", async () => {
 	// Round 11: the admin's node agent in sandbox (hostPID and the node's / mounted, as node exporters and
 	// log shippers run) was exec in sandbox only, though from it nsenter enters any prod container.
 	const agentPod = await kube.request(
@@ -276,6 +276,17 @@ test("exec and attach into a sandbox pod that reaches its node are refused like 
 		const plain = await stream("plain", sub);
 		assert.ok(!plain.drawbridge, `${sub}: ${plain.status} ${plain.text}`);
 	}
+	// A debug container added to it shares its namespaces and runs its command without an attach.
+	const debug = await send(
+		"PATCH",
+		"/api/v1/namespaces/sandbox/pods/node-exporter/ephemeralcontainers",
+		{ spec: { ephemeralContainers: [{ name: "dbg", image: "example.invalid/busybox:1", command: ["nsenter", "-t", "1", "-a", "sh"] }] } },
+		"application/strategic-merge-patch+json",
+	);
+	assert.equal(debug.status, 403, debug.text);
+	assert.match(debug.text, /prod-exec/);
+	const stored = await kube.request<{ spec: { ephemeralContainers?: unknown[] } }>("GET", "/api/v1/namespaces/sandbox/pods/node-exporter");
+	assert.equal(stored.body.spec.ephemeralContainers, undefined);
 });
 
 test("bodyReachesNode: each field, JSON patches, unreadable bodies", async () => {
