@@ -197,13 +197,16 @@ function addsNodeCap(v: unknown): boolean {
  * (`privileged: true`), a Windows `hostProcess` container, a capability that reaches the node
  * (`capabilities.add`: NODE_CAPS), an unmasked `/proc` (`procMount: Unmasked`: the node's
  * `/proc/sys`, `/proc/sysrq-trigger`, `core_pattern`) or a `hostPath` volume (gateway/policy/kube.ts
- * nodeReach). Not counted (they reach nothing of the node's by themselves, and are defaults in many
+ * nodeReach), or, for `resource` persistentvolumes, a `hostPath` or `local` source (the node's
+ * files in whatever pod mounts its claim). Not counted (they reach nothing of the node's by themselves, and are defaults in many
  * clusters): seccomp or AppArmor `Unconfined`, `allowPrivilegeEscalation`, `hostPort` (a port on the
  * node's address, no more), `hostUsers` (false is a user namespace: less reach). Keys and JSON-patch
  * paths are compared folded; a JSON-patch `copy`/`move` into such a field counts (its value is not
  * seen); a body the gateway cannot read counts (fail closed).
  */
-export function bodyReachesNode(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined): boolean {
+export function bodyReachesNode(body: Buffer, contentType: string | undefined, contentEncoding: string | undefined, resource = ""): boolean {
+	// A PersistentVolume's `local` source is a path on the node, like hostPath.
+	const hostPath = (f: string): boolean => f === HOST_PATH || (resource === "persistentvolumes" && f === "local");
 	const truthy = (x: unknown): boolean => x === true || (typeof x === "string" && fold(x) === "true");
 	const unmasked = (x: unknown): boolean => typeof x === "string" && fold(x).trim() === "unmasked";
 	/** `capabilities` objects: their `add` list. */
@@ -218,14 +221,15 @@ export function bodyReachesNode(body: Buffer, contentType: string | undefined, c
 			const copies = typeof op === "string" && /^(copy|move)$/i.test(op);
 			for (const [k, x] of Object.entries(o)) {
 				const f = fold(k);
-				if (f === HOST_PATH || (NODE_FLAGS.includes(f) && truthy(x))) return true;
+				if (hostPath(f) || (NODE_FLAGS.includes(f) && truthy(x))) return true;
 				if (f === "capabilities" && capsObject(x)) return true;
 				if (f === "procmount" && unmasked(x)) return true;
 				if ((k === "path" || k === "from") && typeof x === "string") {
 					const segs = fold(x).split("/");
 					const last = segs[segs.length - 1] ?? "";
-					const named = segs.includes(HOST_PATH) || NODE_FLAGS.includes(last) || last === "procmount" || segs.includes("capabilities");
-					if (named && (k === "from" || segs.includes(HOST_PATH) || copies || truthy(o["value"]) || unmasked(o["value"]))) return true;
+					const onHost = segs.some(hostPath);
+					const named = onHost || NODE_FLAGS.includes(last) || last === "procmount" || segs.includes("capabilities");
+					if (named && (k === "from" || onHost || copies || truthy(o["value"]) || unmasked(o["value"]))) return true;
 					// A JSON patch into a capabilities object, its `add` list or one element of it.
 					const caps = segs.lastIndexOf("capabilities");
 					if (caps >= 0) {
@@ -251,6 +255,7 @@ export function bodyReachesNode(body: Buffer, contentType: string | undefined, c
 	// beside `procMount`, and a JSON `"add": [...]` list naming a NODE_CAPS capability.
 	const raw = fold(text.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16))));
 	if (raw.includes(HOST_PATH) || (raw.includes("procmount") && raw.includes("unmasked"))) return true;
+	if (resource === "persistentvolumes" && raw.includes("local")) return true;
 	if (raw.includes("capabilities")) {
 		for (const m of raw.matchAll(/"add"\s*:\s*\[([^\]]*)\]/g)) {
 			if ([...m[1]!.matchAll(/"([^"]*)"/g)].some((q) => nodeCap(q[1]))) return true;

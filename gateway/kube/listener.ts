@@ -1204,7 +1204,7 @@ export class KubeListener extends EventEmitter<KubeListenerEvents> {
 			}
 			// An exec, attach or port-forward without an upgrade streams nothing, but is decided like one.
 			await this.#streamReach(resolved);
-			if (rn && held && RANK[rn.verdict.action] > RANK[resolved.verdict.action] && bodyReachesNode(held.bytes, req.headers["content-type"], req.headers["content-encoding"])) {
+			if (rn && held && RANK[rn.verdict.action] > RANK[resolved.verdict.action] && bodyReachesNode(held.bytes, req.headers["content-type"], req.headers["content-encoding"], resolved.kreq.resource)) {
 				resolved.grant = rn.grant;
 				resolved.verdict = rn.verdict;
 				resolved.kreq = { ...resolved.kreq, reachesNode: true };

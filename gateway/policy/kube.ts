@@ -625,7 +625,8 @@ export function podStream(req: KubeRequest): "exec" | "attach" | "portforward" |
 /**
  * Whether matching `req` would look at `reachesNode` at all: a create, update or patch of an object
  * holding a pod spec, or of a Pod's `ephemeralcontainers` (a debug container may be privileged:
- * `kubectl debug --profile=sysadmin`); an exec, attach or port-forward (podStream: into a Pod that
+ * `kubectl debug --profile=sysadmin`), or of a PersistentVolume (a `hostPath` or `local` one puts
+ * the node's files in whatever pod mounts its claim, with no host path in the pod's own spec); an exec, attach or port-forward (podStream: into a Pod that
  * reaches its node, they reach it too: the data path looks the Pod up).
  */
 export function mayReachNode(req: KubeRequest): boolean {
@@ -633,7 +634,12 @@ export function mayReachNode(req: KubeRequest): boolean {
 	const verb = req.verb.toLowerCase();
 	if (!(verb === "create" || verb === "update" || verb === "patch")) return false;
 	if (req.subresource !== undefined) return req.subresource === "ephemeralcontainers" && req.resource === "pods" && (req.apiGroup ?? "") === "";
-	return POD_SPEC_KINDS[req.apiGroup ?? ""]?.has(req.resource) === true;
+	return POD_SPEC_KINDS[req.apiGroup ?? ""]?.has(req.resource) === true || isPersistentVolume(req);
+}
+
+/** The core `persistentvolumes` resource (a volume any pod can mount through a claim). */
+function isPersistentVolume(req: KubeRequest): boolean {
+	return req.resource === "persistentvolumes" && (req.apiGroup ?? "") === "" && req.subresource === undefined;
 }
 
 /**
@@ -657,6 +663,12 @@ function nodeReach(req: KubeRequest): ImpliedRequest | undefined {
 	delete alias.reachesNode;
 	delete alias.handsOver;
 	delete alias.mayCreate;
+	if (isPersistentVolume(req)) {
+		return {
+			req: alias,
+			why: "a PersistentVolume on a host path (hostPath, local) gives any pod whose claim binds it the node's files: from there it reaches every container on its node, like pods/exec in any namespace",
+		};
+	}
 	const stream = podStream(req);
 	if (stream === "portforward") {
 		return {

@@ -289,6 +289,26 @@ test("exec, attach and a debug container into a sandbox pod that reaches its nod
 	assert.equal(stored.body.spec.ephemeralContainers, undefined);
 });
 
+test("a PersistentVolume on a host path (hostPath, local) is refused; an NFS one is created", async () => {
+	// Round 11: a pod mounting a claim has no host path in its own spec; the PersistentVolume the claim
+	// binds had it, and PersistentVolumes were not read: hostPath "/" bound to a sandbox claim gave a
+	// sandbox pod the node's files, prod's containers' among them.
+	const pv = (name: string, source: Record<string, unknown>) => ({
+		apiVersion: "v1",
+		kind: "PersistentVolume",
+		metadata: { name },
+		spec: { capacity: { storage: "1Gi" }, accessModes: ["ReadWriteOnce"], storageClassName: "manual", ...source },
+	});
+	const nodeAffinity = { required: { nodeSelectorTerms: [{ matchExpressions: [{ key: "kubernetes.io/hostname", operator: "In", values: ["n1"] }] }] } };
+	refused(await send("POST", "/api/v1/persistentvolumes", pv("root", { hostPath: { path: "/" } })), "hostPath PV");
+	refused(await send("POST", "/api/v1/persistentvolumes", pv("local-root", { local: { path: "/" }, nodeAffinity })), "local PV");
+	const nfs = await send("POST", "/api/v1/persistentvolumes", pv("share", { nfs: { server: "nfs.example.invalid", path: "/exports" } }));
+	assert.equal(nfs.status, 201, nfs.text);
+	refused(await send("PATCH", "/api/v1/persistentvolumes/share", [{ op: "add", path: "/spec/local", value: { path: "/" } }], "application/json-patch+json"), "local by JSON patch");
+	const pvs = await kube.request<{ items: { metadata: { name: string } }[] }>("GET", "/api/v1/persistentvolumes");
+	assert.deepEqual(pvs.body.items.map((p) => p.metadata.name), ["share"]);
+});
+
 test("bodyReachesNode: each field, JSON patches, unreadable bodies", async () => {
 	// Imported here: the tests above run on code without it (they fail there on what is created, not on an import).
 	const { bodyReachesNode } = await import("../../gateway/kube/handover.ts");
