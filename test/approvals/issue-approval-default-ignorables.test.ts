@@ -9,19 +9,10 @@
  * server), a real browser (chromium) on the real admin routes, the CLI's own formatting.
  */
 import assert from "node:assert/strict";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, test } from "node:test";
-import Fastify, { type FastifyInstance } from "fastify";
-import { type Browser, chromium } from "playwright-core";
-import { LocalApprovalStore } from "../../gateway/approvals/local-store.ts";
-import { registerApprovalRoutes, verifierAuthenticator } from "../../gateway/approvals/routes.ts";
-import { StoreApprovalService } from "../../gateway/approvals/service.ts";
-import { verifyWebhookSignature, WebhookNotifier } from "../../gateway/approvals/webhook.ts";
-import { TokenVerifier } from "../../gateway/identity/verify.ts";
-import { type OidcHandle, printLogsOnFailure, startOidc } from "../env/index.ts";
+import { test } from "node:test";
 import { formatList, formatRecord } from "../../cli/approvals.ts";
 import { input } from "./fixtures.ts";
+import { approvalSurfaces } from "./surfaces.ts";
 
 const SECRET = "whsec-ignorable-0123456789";
 /**
@@ -36,62 +27,7 @@ const COMMAND = `DELETE FROM tickets${IGNORABLE.join("")} WHERE id = 1`;
 /** How every surface shows them. */
 const ESCAPED = "DELETE FROM tickets\\u115f\\u1160\\u3164\\uffa0\\ufe0f\\u{e0100}\\u034f\\u180b\\u2065 WHERE id = 1";
 
-/** Stands in for Slack: records the raw bodies of signed POSTs. */
-class FakeSlackReceiver {
-	readonly bodies: string[] = [];
-	readonly #server: Server = createServer((req, res) => {
-		const chunks: Buffer[] = [];
-		req.on("data", (c: Buffer) => chunks.push(c));
-		req.on("end", () => {
-			const body = Buffer.concat(chunks).toString("utf8");
-			const ok = verifyWebhookSignature(SECRET, req.headers["drawbridge-signature"] as string | undefined, body).ok;
-			if (ok) this.bodies.push(body);
-			res.writeHead(ok ? 200 : 401).end(ok ? "ok" : "bad signature");
-		});
-	});
-	url = "";
-	async start(): Promise<this> {
-		await new Promise<void>((r) => this.#server.listen(0, "127.0.0.1", r));
-		this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/services/T000/B000`;
-		return this;
-	}
-	async stop(): Promise<void> {
-		this.#server.closeAllConnections();
-		await new Promise<void>((r) => this.#server.close(() => r()));
-	}
-}
-
-let slack: FakeSlackReceiver;
-let notifier: WebhookNotifier;
-let service: StoreApprovalService;
-let oidc: OidcHandle;
-let app: FastifyInstance;
-let browser: Browser;
-let base: string;
-
-before(async () => {
-	[slack, oidc] = await Promise.all([new FakeSlackReceiver().start(), startOidc()]);
-	notifier = new WebhookNotifier({ targets: [{ name: "slack", url: slack.url, secret: SECRET, format: "slack" }], initialBackoffMs: 50 });
-	service = new StoreApprovalService({ store: new LocalApprovalStore(), notifier, sweepIntervalMs: 0, waitPollIntervalMs: 300 });
-	const verifier = new TokenVerifier([
-		{ name: "oidc", kind: "oidc", issuer: oidc.issuer, audiences: ["drawbridge"], jwksUri: oidc.jwksUri, algorithms: ["RS256"], usernameClaim: "email" },
-	]);
-	app = Fastify();
-	await registerApprovalRoutes(app, { service, authenticate: verifierAuthenticator(verifier) });
-	await app.listen({ port: 0, host: "127.0.0.1" });
-	base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-	browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
-});
-
-after(async () => {
-	await browser?.close();
-	await app?.close();
-	await service?.close();
-	notifier?.close();
-	await slack?.stop();
-	await oidc?.stop();
-});
-printLogsOnFailure(() => [["oidc", oidc]]);
+const s = approvalSurfaces(SECRET);
 
 function assertNothingHidden(text: string, where: string): void {
 	for (const ch of IGNORABLE) {
@@ -100,9 +36,9 @@ function assertNothingHidden(text: string, where: string): void {
 }
 
 test("Slack shows default-ignorable characters of a command as escapes", async () => {
-	const held = await service.request(input({ command: COMMAND, sessionId: "slack-ignorable" }));
-	await notifier.idle();
-	const bodies = slack.bodies.filter((b) => b.includes(held.id));
+	const held = await s.service.request(input({ command: COMMAND, sessionId: "slack-ignorable" }));
+	await s.notifier.idle();
+	const bodies = s.slack.bodies.filter((b) => b.includes(held.id));
 	assert.ok(bodies.length > 0, "the request was announced");
 	for (const body of bodies) assertNothingHidden(JSON.stringify(JSON.parse(body)), "the Slack message");
 	const code = (JSON.parse(bodies[0]!) as { blocks: { text?: { text: string } }[] }).blocks.map((b) => b.text?.text ?? "").find((t) => t.startsWith("```"));
@@ -111,25 +47,25 @@ test("Slack shows default-ignorable characters of a command as escapes", async (
 });
 
 test("the web page shows them as escapes", async () => {
-	const held = await service.request(input({ command: COMMAND, sessionId: "web-ignorable" }));
-	const page = await browser.newPage();
+	const held = await s.service.request(input({ command: COMMAND, sessionId: "web-ignorable" }));
+	const page = await s.browser.newPage();
 	page.on("dialog", (d) => void d.accept());
-	await page.goto(`${base}/approvals/${held.id}`);
-	await page.fill("#token", await oidc.idToken("sam"));
+	await page.goto(`${s.base}/approvals/${held.id}`);
+	await page.fill("#token", await s.oidc.idToken("sam"));
 	await page.click("#save");
 	await page.waitForSelector("pre");
 	const shown = (await page.textContent("pre")) ?? "";
 	assertNothingHidden(shown, "the page's command");
 	assert.equal(shown, ESCAPED);
-	await page.goto(`${base}/approvals`);
+	await page.goto(`${s.base}/approvals`);
 	await page.waitForSelector("table");
 	assertNothingHidden((await page.textContent("table")) ?? "", "the list");
 	await page.close();
 });
 
 test("drawbridge approvals show and list print them as escapes", async () => {
-	const held = await service.request(input({ command: COMMAND, sessionId: "cli-ignorable" }));
-	const record = await service.get(held.id);
+	const held = await s.service.request(input({ command: COMMAND, sessionId: "cli-ignorable" }));
+	const record = await s.service.get(held.id);
 	assert.ok(record);
 	const shown = formatRecord(record);
 	assertNothingHidden(shown, "approvals show");
