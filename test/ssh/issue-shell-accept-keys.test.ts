@@ -12,74 +12,17 @@
  * ESC readline would take the ^U for Meta-^U, and the Enter after it would run the line).
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { LineTracker } from "../../gateway/ssh/guard.ts";
-import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
-import { type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, MemoryRecorder, makeBundle, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer, waitUntil, agentSshFiles } from "./fixtures.ts";
-import { type KeyPair, KeyDir } from "./keys.ts";
+import { guardedShell } from "./guarded-shell.ts";
 
-const keys = new KeyDir();
-let sshd: SshdHandle;
-let issuer: TokenIssuer;
-let gw: SshListener;
-let agent: KeyPair;
-let certFile: string;
-let knownHosts: string;
-const recorder = new MemoryRecorder();
-const marker = `/tmp/drawbridge-accept-keys-${process.pid}`;
-
-before(async () => {
-	issuer = await tokenIssuer();
-	sshd = await startSshd();
-	const ca = keys.keygen("ed25519");
-	agent = keys.keygen("ed25519");
-	const store = storeWith(
-		makeBundle(issuer, {
-			connections: [sshdConnection(sshd, "web")],
-			grants: [sshGrant(sshd, "lee", "web", { allowShell: true })],
-			guardrailPolicies: [{ key: "ops/web-rules", selector: { matchLabels: { env: "prod" } }, rules: [{ name: "no-touch", action: "block", ssh: { commands: ["touch *"] } }] }],
-			ssh: { userCaKeys: [ca.publicKey] },
-			credentials: sshdCredentials(sshd),
-		}),
-	);
-	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
-	({ knownHosts, certFile } = agentSshFiles(keys, gw, ca, agent, sshd.user));
-});
-
-after(async () => {
-	rmSync(marker, { force: true });
-	await gw?.close();
-	await sshd?.stop();
-	keys.cleanup();
-});
-
-/** An interactive `ssh -tt` session: `type` writes keystrokes, `waitFor` waits for output. */
-function session() {
-	const args = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`];
-	args.push("-o", "IdentitiesOnly=yes", "-i", agent.path, "-o", `CertificateFile=${certFile}`, "-tt", "-p", String(gw.address.port), "-l", `${sshd.user}@web`, "127.0.0.1");
-	const child = spawn("ssh", args);
-	let out = "";
-	child.stdout.on("data", (b: Buffer) => (out += b.toString()));
-	child.stderr.on("data", (b: Buffer) => (out += b.toString()));
-	const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
-	return {
-		output: () => out,
-		type: (s: string) => child.stdin.write(s),
-		waitFor: (re: RegExp, orElse: () => boolean = () => false) => waitUntil(`${re} in the terminal`, () => re.test(out) || orElse(), 20_000),
-		end: async () => {
-			child.stdin.write("exit\n");
-			await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
-			child.kill();
-		},
-	};
-}
+const w = guardedShell("accept-keys");
+const { marker, recorder } = w;
 
 /** Types `touch marker` ended by `key` at a prompt, then a sentinel line; returns the terminal output. */
 async function attempt(key: string): Promise<string> {
-	const s = session();
+	const s = w.session();
 	try {
 		await s.waitFor(/\$ $/m);
 		s.type(`touch ${marker}${key}`);

@@ -18,70 +18,13 @@
  * decided with the lines before it.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { LineTracker } from "../../gateway/ssh/guard.ts";
-import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
-import { type SshdHandle, startSshd } from "../env/index.ts";
-import { agentSshFiles, approvalService, MemoryRecorder, makeBundle, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "./fixtures.ts";
-import { KeyDir, type KeyPair } from "./keys.ts";
+import { guardedShell } from "./guarded-shell.ts";
 
-const keys = new KeyDir();
-let sshd: SshdHandle;
-let issuer: TokenIssuer;
-let gw: SshListener;
-let agent: KeyPair;
-let certFile: string;
-let knownHosts: string;
-const recorder = new MemoryRecorder();
-const marker = `/tmp/drawbridge-line-edits-${process.pid}`;
-
-before(async () => {
-	issuer = await tokenIssuer();
-	sshd = await startSshd();
-	const ca = keys.keygen("ed25519");
-	agent = keys.keygen("ed25519");
-	const store = storeWith(
-		makeBundle(issuer, {
-			connections: [sshdConnection(sshd, "web")],
-			grants: [sshGrant(sshd, "lee", "web", { allowShell: true })],
-			guardrailPolicies: [{ key: "ops/web-rules", selector: { matchLabels: { env: "prod" } }, rules: [{ name: "no-touch", action: "block", ssh: { commands: ["touch *"] } }] }],
-			ssh: { userCaKeys: [ca.publicKey] },
-			credentials: sshdCredentials(sshd),
-		}),
-	);
-	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
-	({ knownHosts, certFile } = agentSshFiles(keys, gw, ca, agent, sshd.user));
-});
-
-after(async () => {
-	rmSync(marker, { force: true });
-	await gw?.close();
-	await sshd?.stop();
-	keys.cleanup();
-});
-
-/** An interactive `ssh -tt` session: `type` writes keystrokes, `waitFor` waits for output. */
-function session() {
-	const args = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`];
-	args.push("-o", "IdentitiesOnly=yes", "-i", agent.path, "-o", `CertificateFile=${certFile}`, "-tt", "-p", String(gw.address.port), "-l", `${sshd.user}@web`, "127.0.0.1");
-	const child = spawn("ssh", args);
-	let out = "";
-	child.stdout.on("data", (b: Buffer) => (out += b.toString()));
-	child.stderr.on("data", (b: Buffer) => (out += b.toString()));
-	const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
-	return {
-		output: () => out,
-		type: (s: string) => child.stdin.write(s),
-		waitFor: (re: RegExp, orElse: () => boolean = () => false) => waitUntil(`${re} in the terminal`, () => re.test(out) || orElse(), 20_000),
-		end: async () => {
-			child.stdin.write("\x03exit\n");
-			await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
-			child.kill();
-		},
-	};
-}
+const w = guardedShell("line-edits");
+const { marker, recorder } = w;
 
 /**
  * Types each of `keys` at a prompt (each waits for the output to show the prompt again, or the
@@ -89,7 +32,7 @@ function session() {
  */
 async function attempt(...keys: string[]): Promise<string> {
 	rmSync(marker, { force: true });
-	const s = session();
+	const s = w.session();
 	try {
 		await s.waitFor(/\$ $/m);
 		for (const k of keys) {
@@ -169,8 +112,8 @@ test("a line refused inside a bracketed paste is killed: the kill is not pasted 
 	assert.match(out, /no-touch/);
 });
 
-test("the alternate screen switched to by the agent (printf) is no full-screen program: edited lines are still refused", { timeout: 60_000 }, async () => {
-	// Round 11: the switch alone exempted edited lines, and the agent writes the target's output.
+test("the alternate screen switched to by the w.agent (printf) is no full-screen program: edited lines are still refused", { timeout: 60_000 }, async () => {
+	// Round 11: the switch alone exempted edited lines, and the w.agent writes the target's output.
 	const out = await attempt("printf '\\e[?1049h'\r", `ouch ${marker}\x01t\r`);
 	assert.equal(existsSync(marker), false, `touch ran:\n${out}`);
 	assert.match(out, /edited with keys the gateway cannot follow/);
@@ -185,7 +128,7 @@ test("full-screen programs: only a decided line starting one, and a switch after
 	}
 	const alt = Buffer.from("\x1b[?1049h");
 	const main = Buffer.from("\x1b[?1049l");
-	// The agent switches, then nothing it typed started a program.
+	// The w.agent switches, then nothing it typed started a program.
 	const m = new TerminalModes();
 	m.relayed("printf x");
 	m.feed(alt);

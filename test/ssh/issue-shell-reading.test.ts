@@ -20,69 +20,39 @@
  * hands to sessions as LOCPATH.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { evaluateSshCommand, parseShellCommand } from "../../gateway/policy/ssh.ts";
-import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
-import { runOk, type SshdHandle, startSshd } from "../env/index.ts";
-import { agentSshFiles, approvalService, MemoryRecorder, makeBundle, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer, waitUntil } from "./fixtures.ts";
-import { KeyDir, type KeyPair } from "./keys.ts";
+import { runOk } from "../env/index.ts";
+import { guardedShell } from "./guarded-shell.ts";
 
 const ssh2 = createRequire(import.meta.url)("ssh2") as typeof import("ssh2");
 type ConnectConfig = Parameters<InstanceType<typeof ssh2.Client>["connect"]>[0];
 
-const keys = new KeyDir();
-let sshd: SshdHandle;
-let issuer: TokenIssuer;
-let gw: SshListener;
-let agent: KeyPair;
-let certFile: string;
-let knownHosts: string;
 let locales: string;
-const recorder = new MemoryRecorder();
-const marker = `/tmp/drawbridge-shell-reading-${process.pid}`;
-/** Line 1 sets the locale; line 2 is one `echo` read as UTF-8 (`\;` escaped) and `echo …; touch` in BIG5. */
-const EXEC = `export LC_ALL=zh_TW.BIG5\necho \uFFFD\\; touch ${marker}`;
-
 before(async () => {
 	locales = mkdtempSync(join(tmpdir(), "drawbridge-locales-"));
 	chmodSync(locales, 0o755);
 	await runOk("localedef", ["-i", "zh_TW", "-f", "BIG5", join(locales, "zh_TW.BIG5")], { timeoutMs: 120_000 });
-	issuer = await tokenIssuer();
-	sshd = await startSshd({ extraConfig: [`SetEnv LOCPATH=${locales}`] });
-	const ca = keys.keygen("ed25519");
-	agent = keys.keygen("ed25519");
-	const store = storeWith(
-		makeBundle(issuer, {
-			connections: [sshdConnection(sshd, "web")],
-			grants: [sshGrant(sshd, "lee", "web", { allowShell: true, allowedCommands: ["export *", "echo *"] })],
-			guardrailPolicies: [{ key: "ops/web-rules", selector: { matchLabels: { env: "prod" } }, rules: [{ name: "no-touch", action: "block", ssh: { commands: ["touch *"] } }] }],
-			ssh: { userCaKeys: [ca.publicKey] },
-			credentials: sshdCredentials(sshd),
-		}),
-	);
-	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
-	({ knownHosts, certFile } = agentSshFiles(keys, gw, ca, agent, sshd.user));
 });
-
-after(async () => {
-	rmSync(marker, { force: true });
-	await gw?.close();
-	await sshd?.stop();
-	keys.cleanup();
+after(() => {
 	if (locales) rmSync(locales, { recursive: true, force: true });
 });
+const w = guardedShell("shell-reading", { ssh: { allowedCommands: ["export *", "echo *"] }, sshdConfig: () => [`SetEnv LOCPATH=${locales}`] });
+const { marker } = w;
+
+/** Line 1 sets the locale; line 2 is one `echo` read as UTF-8 (`\;` escaped) and `echo …; touch` in BIG5. */
+const EXEC = `export LC_ALL=zh_TW.BIG5\necho \uFFFD\\; touch ${marker}`;
 
 /** One exec: through the gateway (token as password), or straight to sshd (its client key). */
 async function exec(command: string, direct = false): Promise<string> {
 	const c = new ssh2.Client();
 	const config: ConnectConfig = direct
-		? { host: "127.0.0.1", port: sshd.port, username: sshd.user, privateKey: readFileSync(sshd.clientKeyFile), hostVerifier: () => true }
-		: { host: "127.0.0.1", port: gw.address.port, username: `${sshd.user}@web`, password: await issuer.token("lee"), hostVerifier: () => true };
+		? { host: "127.0.0.1", port: w.sshd.port, username: w.sshd.user, privateKey: readFileSync(w.sshd.clientKeyFile), hostVerifier: () => true }
+		: { host: "127.0.0.1", port: w.gw.address.port, username: `${w.sshd.user}@web`, password: await w.issuer.token("lee"), hostVerifier: () => true };
 	await new Promise<void>((resolve, reject) => {
 		c.on("ready", () => resolve());
 		c.on("error", reject);
@@ -103,31 +73,10 @@ async function exec(command: string, direct = false): Promise<string> {
 	}
 }
 
-/** An interactive `ssh -tt` session through the gateway. */
-function session() {
-	const args = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`];
-	args.push("-o", "IdentitiesOnly=yes", "-i", agent.path, "-o", `CertificateFile=${certFile}`, "-tt", "-p", String(gw.address.port), "-l", `${sshd.user}@web`, "127.0.0.1");
-	const child = spawn("ssh", args);
-	let out = "";
-	child.stdout.on("data", (b: Buffer) => (out += b.toString()));
-	child.stderr.on("data", (b: Buffer) => (out += b.toString()));
-	const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
-	return {
-		output: () => out,
-		type: (s: string) => child.stdin.write(s),
-		waitFor: (re: RegExp, orElse: () => boolean = () => false) => waitUntil(`${re} in the terminal`, () => re.test(out) || orElse(), 20_000),
-		end: async () => {
-			child.stdin.write("\x03exit\n");
-			await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
-			child.kill();
-		},
-	};
-}
-
 /** Types `line` and Enter at a prompt, then ^T, then ^C and a sentinel line; returns the terminal output. */
 async function bindThenKey(line: string): Promise<string> {
 	rmSync(marker, { force: true });
-	const s = session();
+	const s = w.session();
 	try {
 		await s.waitFor(/\$ $/m);
 		const before = s.output().length;
@@ -188,7 +137,7 @@ test("shell: `bind -x` (a command on a key) and a macro binding are refused unde
 
 test("shell: zsh's `bindkey -s` (a macro on a key) is refused too", { timeout: 60_000 }, async () => {
 	rmSync(marker, { force: true });
-	const s = session();
+	const s = w.session();
 	try {
 		await s.waitFor(/\$ $/m);
 		s.type("zsh -f\r");
@@ -216,7 +165,7 @@ test("shell: zsh's `bindkey -s` (a macro on a key) is refused too", { timeout: 6
 
 /** Types each line at a prompt (waiting for the next one); returns the terminal output. */
 async function typeLines(...lines: string[]): Promise<string> {
-	const s = session();
+	const s = w.session();
 	try {
 		await s.waitFor(/\$ $/m);
 		for (const line of lines) {
