@@ -1,7 +1,8 @@
 // Regression (red-team round 12: masking). A cast runs its function where the text shows only a
 // type name, and masking trusted every cast. A read-write agent, while no masking applied to it,
 // made `CREATE TYPE mood AS ENUM ('a')`, `CREATE FUNCTION lf(mood) RETURNS text ... SELECT
-// string_agg(phone, ',') FROM customers` and `CREATE CAST (mood AS text) WITH FUNCTION lf(mood)`;
+// string_agg(phone, ',') FROM customers` and (with an admin grant since SQL round 10 reserved it)
+// `CREATE CAST (mood AS text) WITH FUNCTION lf(mood)`;
 // once a MaskingPolicy was merged, a read-only grant's `SELECT 'a'::mood::text` (also CAST(... AS
 // text), a domain over text, `ARRAY[...]::text[]`) returned every phone raw (a DBA's cast did the
 // same). A cast into a type that a cast calling a non-built-in, non-C function produces is opaque
@@ -26,9 +27,14 @@ describe("a cast an agent made while no masking applied", () => {
 	});
 
 	test("made through the gateway without masking, the cast is read through under masking", async () => {
-		for (const sql of [...CAST_SETUP, "CREATE CAST (mood AS text) WITH FUNCTION lf(mood)"]) await c.rw.query(sql);
-		// this session ran DDL without masking: it ends when masking starts to apply (round 11)
+		for (const sql of CAST_SETUP) await c.rw.query(sql);
+		// CREATE CAST is an admin grant's since SQL round 10: the read-write grant is refused, the admin
+		// grant (no masking applies to it yet either) makes it
+		await assert.rejects(c.rw.query("CREATE CAST (mood AS text) WITH FUNCTION lf(mood)"), (e: { code?: string }) => e.code === "42501");
+		await c.admin.query("CREATE CAST (mood AS text) WITH FUNCTION lf(mood)");
+		// these sessions ran DDL without masking: they end when masking starts to apply (round 11)
 		c.rw.on("error", () => undefined);
+		c.admin.on("error", () => undefined);
 		c.fx.store.update(c.fx.makeBundle(2, DEFAULT_GRANTS, { maskRules: CORPUS_MASK_RULES }));
 		for (const sql of [
 			"SELECT 'a'::mood::text AS v",
