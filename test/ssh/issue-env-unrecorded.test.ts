@@ -7,48 +7,14 @@
  * gateway → real sshd, both are recorded as notices now.
  */
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
-import { after, before, test } from "node:test";
-import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
-import { type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer } from "./fixtures.ts";
-import { KeyDir } from "./keys.ts";
+import { test } from "node:test";
+import { recordedGateway } from "./recorded-gateway.ts";
 
-const ssh2 = createRequire(import.meta.url)("ssh2") as typeof import("ssh2");
-
-const keys = new KeyDir();
-let sshd: SshdHandle;
-let issuer: TokenIssuer;
-let gw: SshListener;
-const recorder = new MemoryRecorder();
-
-before(async () => {
-	issuer = await tokenIssuer();
-	sshd = await startSshd();
-	const store = storeWith(
-		makeBundle(issuer, {
-			connections: [sshdConnection(sshd, "web")],
-			grants: [sshGrant(sshd, "lee", "web", { allowedCommands: ["echo *"] })],
-			credentials: sshdCredentials(sshd),
-		}),
-	);
-	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
-});
-
-after(async () => {
-	await gw?.close();
-	await sshd?.stop();
-	keys.cleanup();
-});
+const w = recordedGateway({ allowedCommands: ["echo *"] });
+const { recorder } = w;
 
 test("env requests relayed or dropped are recorded", async () => {
-	const token = await issuer.token("lee");
-	const c = new ssh2.Client();
-	await new Promise<void>((resolve, reject) => {
-		c.on("ready", () => resolve());
-		c.on("error", reject);
-		c.connect({ host: "127.0.0.1", port: gw.address.port, username: `${sshd.user}@web`, password: token, hostVerifier: () => true });
-	});
+	const c = await w.login();
 	let out = "";
 	try {
 		await new Promise<void>((resolve, reject) =>

@@ -8,51 +8,20 @@
  */
 import assert from "node:assert/strict";
 import { existsSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
-import { after, before, test } from "node:test";
-import { type SshListener, startSshListener } from "../../gateway/ssh/listener.ts";
-import { type SshdHandle, startSshd } from "../env/index.ts";
-import { approvalService, makeBundle, MemoryRecorder, sshdConnection, sshdCredentials, sshGrant, storeWith, type TokenIssuer, tokenIssuer } from "./fixtures.ts";
-import { KeyDir } from "./keys.ts";
+import { after, test } from "node:test";
+import { recordedGateway } from "./recorded-gateway.ts";
 
-const ssh2 = createRequire(import.meta.url)("ssh2") as typeof import("ssh2");
-
-const keys = new KeyDir();
-let sshd: SshdHandle;
-let issuer: TokenIssuer;
-let gw: SshListener;
-const recorder = new MemoryRecorder();
+// no rule with ssh.commands: typed lines are not checked, keystrokes pass straight through
+const w = recordedGateway({ allowShell: true });
+const { recorder } = w;
 const marker = `/tmp/drawbridge-pty-exec-${process.pid}`;
 
-before(async () => {
-	issuer = await tokenIssuer();
-	sshd = await startSshd();
-	const store = storeWith(
-		makeBundle(issuer, {
-			// no rule with ssh.commands: typed lines are not checked, keystrokes pass straight through
-			connections: [sshdConnection(sshd, "web")],
-			grants: [sshGrant(sshd, "lee", "web", { allowShell: true })],
-			credentials: sshdCredentials(sshd),
-		}),
-	);
-	gw = await startSshListener({ store, recorder, approvals: approvalService(), hostKeyPem: keys.keygen("ed25519").privateKey });
-});
-
-after(async () => {
+after(() => {
 	rmSync(marker, { force: true });
-	await gw?.close();
-	await sshd?.stop();
-	keys.cleanup();
 });
 
 test("what is typed into an exec with a pty is recorded, echo or not", async () => {
-	const token = await issuer.token("lee");
-	const c = new ssh2.Client();
-	await new Promise<void>((resolve, reject) => {
-		c.on("ready", () => resolve());
-		c.on("error", reject);
-		c.connect({ host: "127.0.0.1", port: gw.address.port, username: `${sshd.user}@web`, password: token, hostVerifier: () => true });
-	});
+	const c = await w.login();
 	try {
 		const ch = await new Promise<import("ssh2").ClientChannel>((resolve, reject) =>
 			c.exec("bash --norc --noprofile", { pty: { term: "xterm", rows: 24, cols: 80 } }, (err, s) => (err ? reject(err) : resolve(s))),
