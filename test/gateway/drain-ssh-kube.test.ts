@@ -94,7 +94,22 @@ after(async () => {
 });
 printLogsOnFailure(() => [["sshd", sshd], ["kube", kube], ["gateway", { logs: () => log }]]);
 
+/**
+ * The gateway on ports free a moment ago: another test may take one before the gateway listens
+ * (seen in CI as EADDRINUSE), so such a start is retried on fresh ports, twice at most.
+ */
 async function startGateway(): Promise<{ child: ChildProcess; sshPort: number; kubePort: number; adminPort: number }> {
+	for (let attempt = 1; ; attempt++) {
+		const before = log.length;
+		try {
+			return await startGatewayOnce();
+		} catch (e) {
+			if (attempt >= 3 || !log.slice(before).includes("EADDRINUSE")) throw e;
+		}
+	}
+}
+
+async function startGatewayOnce(): Promise<{ child: ChildProcess; sshPort: number; kubePort: number; adminPort: number }> {
 	const [sshPort, kubePort, adminPort] = [await freePort(), await freePort(), await freePort()];
 	const child = spawn(
 		process.execPath,
